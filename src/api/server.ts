@@ -1,0 +1,181 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { readFileSync, writeFileSync, renameSync, unlinkSync } from 'node:fs'
+import { createLogger, type Logger } from '../log/logger.ts'
+import { API_VERSION_HEADER, routes, type ApiErrorBody, type ApiHandlers, type RouteName } from './routes.ts'
+import type { DataDirPaths } from '../config/data-dir.ts'
+
+const MAX_BODY_BYTES = 1024 * 1024
+
+export interface ApiServerInit {
+  paths: DataDirPaths
+  /** 0 picks a free port (tests run several daemons on one host) */
+  port: number
+  handlers: ApiHandlers
+  version: string
+  logger?: Logger
+}
+
+export interface ApiEndpoint { port: number, pid: number, startedAt: string }
+
+/** Reads the token, creating it (mode 0600) on first use. */
+export function loadOrCreateToken (paths: DataDirPaths): string {
+  try {
+    const token = readFileSync(paths.apiToken, 'utf8').trim()
+    if (token.length >= 32) return token
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  const token = randomBytes(32).toString('hex')
+  const tmp = `${paths.apiToken}.${process.pid}.tmp`
+  writeFileSync(tmp, token + '\n', { mode: 0o600 })
+  renameSync(tmp, paths.apiToken)
+  return token
+}
+
+/**
+ * The local API: HTTP on 127.0.0.1 only, versioned prefix, bearer token from
+ * the data directory. Requests whose Host is not loopback, or that carry a
+ * browser Origin, are refused: a web page must not be able to drive the
+ * daemon through DNS rebinding (Tailscale's LocalAPI does the same).
+ */
+export class ApiServer {
+  private readonly init: ApiServerInit
+  private readonly log: Logger
+  private server?: Server
+  private token = ''
+  private readonly controller = new AbortController()
+  port = 0
+
+  constructor (init: ApiServerInit) {
+    this.init = init
+    this.log = init.logger ?? createLogger('api')
+  }
+
+  async start (): Promise<void> {
+    this.token = loadOrCreateToken(this.init.paths)
+    const server = createServer((req, res) => { void this.handle(req, res) })
+    server.keepAliveTimeout = 1000
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.init.port, '127.0.0.1', () => {
+        server.off('error', reject)
+        resolve()
+      })
+    }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') {
+        throw new Error(`API port ${this.init.port} on 127.0.0.1 is in use (another daemon?); choose another with --api-port N (0 picks a free one)`, { cause: err })
+      }
+      throw err
+    })
+    this.server = server
+    const address = server.address()
+    this.port = typeof address === 'object' && address != null ? address.port : this.init.port
+    const endpoint: ApiEndpoint = { port: this.port, pid: process.pid, startedAt: new Date().toISOString() }
+    const tmp = `${this.init.paths.apiEndpoint}.${process.pid}.tmp`
+    writeFileSync(tmp, JSON.stringify(endpoint) + '\n', { mode: 0o600 })
+    renameSync(tmp, this.init.paths.apiEndpoint)
+    this.log.info(`local API listening on http://127.0.0.1:${this.port}`)
+  }
+
+  async stop (): Promise<void> {
+    this.controller.abort()
+    const server = this.server
+    if (server == null) return
+    this.server = undefined
+    try {
+      const current = JSON.parse(readFileSync(this.init.paths.apiEndpoint, 'utf8')) as ApiEndpoint
+      if (current.pid === process.pid) unlinkSync(this.init.paths.apiEndpoint)
+    } catch (err) {
+      this.log.debug(`could not remove ${this.init.paths.apiEndpoint}: ${(err as Error).message}`)
+    }
+    server.closeAllConnections()
+    await new Promise<void>(resolve => server.close(() => resolve()))
+  }
+
+  private hostAllowed (host: string | undefined): boolean {
+    if (host == null) return false
+    const name = host.replace(/:\d+$/, '')
+    return name === '127.0.0.1' || name === 'localhost' || name === '[::1]'
+  }
+
+  private authorised (header: string | undefined): boolean {
+    if (header == null || !header.startsWith('Bearer ')) return false
+    const given = Buffer.from(header.slice(7).trim())
+    const want = Buffer.from(this.token)
+    return given.length === want.length && timingSafeEqual(given, want)
+  }
+
+  private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    res.setHeader(API_VERSION_HEADER, this.init.version)
+    try {
+      if (!this.hostAllowed(req.headers.host)) {
+        return this.fail(res, 403, 'FORBIDDEN_HOST', 'Host must be 127.0.0.1 or localhost')
+      }
+      if (req.headers.origin != null) {
+        return this.fail(res, 403, 'FORBIDDEN_ORIGIN', 'browser requests are not accepted by the local API')
+      }
+      if (!this.authorised(req.headers.authorization)) {
+        return this.fail(res, 401, 'UNAUTHORISED', 'missing or wrong bearer token (see api-token in the data directory)')
+      }
+      const url = new URL(req.url ?? '/', 'http://127.0.0.1')
+      const entry = (Object.entries(routes) as Array<[RouteName, typeof routes[RouteName]]>)
+        .find(([, r]) => r.path === url.pathname)
+      if (entry == null) return this.fail(res, 404, 'NOT_FOUND', `no route ${url.pathname}`)
+      const [name, route] = entry
+      if (route.method !== req.method) return this.fail(res, 405, 'METHOD_NOT_ALLOWED', `${url.pathname} takes ${route.method}`)
+      let input: unknown
+      if (route.method === 'GET') {
+        input = Object.fromEntries(url.searchParams.entries())
+      } else {
+        const body = await readBody(req)
+        try {
+          input = body.length === 0 ? {} : JSON.parse(body.toString('utf8'))
+        } catch {
+          return this.fail(res, 400, 'BAD_REQUEST', 'request body is not valid JSON')
+        }
+      }
+      let parsed: unknown
+      try {
+        parsed = route.parseRequest(input)
+      } catch (err) {
+        return this.fail(res, 400, 'BAD_REQUEST', (err as Error).message)
+      }
+      const reqController = new AbortController()
+      res.on('close', () => { if (!res.writableFinished) reqController.abort() })
+      const signal = AbortSignal.any([this.controller.signal, reqController.signal])
+      const handler = this.init.handlers[name] as (r: unknown, o: { signal: AbortSignal }) => Promise<unknown>
+      const result = await handler(parsed, { signal })
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify(result))
+    } catch (err) {
+      const e = err as Error & { code?: unknown }
+      const code = typeof e.code === 'string' ? e.code : 'INTERNAL'
+      const status = code === 'INTERNAL' ? 500 : 422
+      if (status === 500) this.log.error(`API ${req.method} ${req.url} failed: ${e.stack ?? String(err)}`)
+      else this.log.info(`API ${req.method} ${req.url}: ${e.message}`, { code })
+      this.fail(res, status, code, e.message ?? String(err))
+    }
+  }
+
+  private fail (res: ServerResponse, status: number, code: string, message: string): void {
+    if (res.headersSent) {
+      res.end()
+      return
+    }
+    const body: ApiErrorBody = { error: { code, message } }
+    res.writeHead(status, { 'content-type': 'application/json' })
+    res.end(JSON.stringify(body))
+  }
+}
+
+async function readBody (req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > MAX_BODY_BYTES) throw Object.assign(new Error(`request body over ${MAX_BODY_BYTES} bytes`), { code: 'TOO_LARGE' })
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks)
+}

@@ -1,0 +1,83 @@
+import { WorldComputeError } from '../core/errors.ts'
+import { VERSION } from '../core/version.ts'
+import { configureLogging, type LogFormat } from '../log/logger.ts'
+import { UsageError } from './args.ts'
+import * as daemon from './commands/daemon.ts'
+import * as demo from './commands/demo.ts'
+import * as id from './commands/id.ts'
+import * as ping from './commands/ping.ts'
+import * as relay from './commands/relay.ts'
+import * as status from './commands/status.ts'
+import { stdio, type Output } from './output.ts'
+
+type Command = (argv: string[], o: Output) => Promise<number>
+
+const commands: Record<string, { run: Command, summary: string }> = {
+  id: { run: id.run, summary: 'print this node\'s PeerId (creates the identity)' },
+  daemon: { run: daemon.run, summary: 'run the donor daemon' },
+  relay: { run: relay.run, summary: 'run a relay' },
+  status: { run: status.run, summary: 'what the running daemon is doing' },
+  ping: { run: ping.run, summary: 'reach a peer through the daemon and show the path' },
+  dials: { run: status.runDials, summary: 'the daemon\'s recent dial attempts and why they failed' },
+  demo: { run: demo.run, summary: 'start a relay and two relay-only donors on loopback and show them join' }
+}
+
+const usage = `worldcompute ${VERSION}: volunteer compute mesh
+
+Usage: worldcompute <command> [options]   (worldcompute <command> --help for more)
+
+${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`).join('\n')}
+
+Global: --data-dir DIR (or WORLDCOMPUTE_DATA_DIR; default ~/.worldcompute),
+        --log-format text|json, WORLDCOMPUTE_LOG=info,net=debug`
+
+/** Pulls `--log-format` out wherever it stands, so every command accepts it. */
+function takeLogFormat (argv: string[]): { argv: string[], format?: LogFormat } {
+  const out: string[] = []
+  let format: string | undefined
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--log-format') { format = argv[++i]; continue }
+    if (a.startsWith('--log-format=')) { format = a.slice('--log-format='.length); continue }
+    out.push(a)
+  }
+  if (format !== undefined && format !== 'text' && format !== 'json') {
+    throw new UsageError(`--log-format must be text or json, got "${format}"`)
+  }
+  return { argv: out, format: format as LogFormat | undefined }
+}
+
+export async function main (argv: string[], o: Output = stdio): Promise<number> {
+  try {
+    const { argv: rest, format } = takeLogFormat(argv)
+    configureLogging({ spec: process.env.WORLDCOMPUTE_LOG, format: format ?? 'text' })
+    const [name, ...args] = rest
+    if (name == null || name === 'help' || name === '--help' || name === '-h') {
+      o.out(usage)
+      return name == null ? 2 : 0
+    }
+    if (name === '--version' || name === 'version') {
+      o.out(VERSION)
+      return 0
+    }
+    const command = commands[name]
+    if (command == null) throw new UsageError(`unknown command "${name}"; commands: ${Object.keys(commands).join(', ')}`)
+    return await command.run(args, o)
+  } catch (err) {
+    if (err instanceof UsageError) {
+      o.err(`worldcompute: ${err.message}`)
+      return 2
+    }
+    if (err instanceof WorldComputeError) {
+      // expected failures: one line, no stack
+      o.err(`worldcompute: ${err.message}`)
+      return 1
+    }
+    if (err instanceof Error && /^WORLDCOMPUTE_LOG:/.test(err.message)) {
+      o.err(`worldcompute: ${err.message}`)
+      return 2
+    }
+    o.err(`worldcompute: unexpected error (a bug; please report it with this trace):\n${err instanceof Error ? err.stack ?? err.message : String(err)}`)
+    return 1
+  }
+}

@@ -1,0 +1,40 @@
+import { commonOptions, parse } from '../args.ts'
+import { loadDaemonConfig } from '../../config/config.ts'
+import { startDaemon } from '../../daemon/daemon.ts'
+import { runUntilSignal } from '../lifecycle.ts'
+import type { Output } from '../output.ts'
+
+export const help = `worldcompute daemon [--data-dir DIR] [--bootstrap MA]... [--listen MA]... [--api-port N]
+
+Runs the donor: a persistent identity, connections to the bootstrap relays
+(retried for ever with backoff), a reservation on every relay it reaches, and
+the local API on 127.0.0.1.
+
+  --bootstrap MA   relay multiaddr ending in /p2p/<PeerId>; repeatable.
+                   Also WORLDCOMPUTE_BOOTSTRAP (comma-separated) or "bootstrap"
+                   in DATA_DIR/config.json. Precedence: flag > env > file.
+  --listen MA      direct listen address; repeatable. "--listen /p2p-circuit"
+                   alone means: reachable only through relays.
+  --api-port N     local API port (default 7767; 0 picks a free port)
+  --log-format F   text (default) or json; WORLDCOMPUTE_LOG filters, e.g.
+                   WORLDCOMPUTE_LOG=info,net=debug`
+
+export async function run (argv: string[], o: Output): Promise<number> {
+  const { values } = parse(argv, {
+    ...commonOptions,
+    bootstrap: { type: 'string', multiple: true },
+    listen: { type: 'string', multiple: true },
+    'api-port': { type: 'string' }
+  }, 'daemon')
+  if (values.help) { o.out(help); return 0 }
+  const config = loadDaemonConfig({
+    dataDir: values['data-dir'],
+    bootstrap: values.bootstrap,
+    listen: values.listen,
+    apiPort: values['api-port']
+  })
+  const handle = await startDaemon(config)
+  o.err(`worldcompute daemon ${handle.peerId} running; API on 127.0.0.1:${handle.apiPort}; \`worldcompute status --data-dir ${config.dataDir}\` shows what it is doing`)
+  await runUntilSignal(o, handle.stop)
+  return 0
+}

@@ -1,0 +1,184 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createInterface } from 'node:readline'
+import { commonOptions, parse } from '../args.ts'
+import { ApiClient } from '../../api/client.ts'
+import { WorldComputeError } from '../../core/errors.ts'
+import { shortId, type Output } from '../output.ts'
+import type { DaemonStatus, DialAttempt } from '../../core/types.ts'
+
+export const help = `worldcompute demo [--keep]
+
+Brings up a small mesh on loopback (127.0.0.1 only): one relay and two donor
+daemons that listen only through the relay. Prints which transport each donor
+used to reach the relay, its circuit address and how long joining took, pings
+one donor from the other through the relay, then stops everything and exits 0.
+
+  --keep   leave the mesh running until Ctrl-C (prints the data directories)`
+
+const CLI_ENTRY = fileURLToPath(new URL('../main.ts', import.meta.url))
+const JOIN_TIMEOUT_MS = 20_000
+const RELAY_START_TIMEOUT_MS = 20_000
+
+class DemoError extends WorldComputeError {
+  constructor (message: string) {
+    super(message, 'DEMO_FAILED')
+  }
+}
+
+interface Child {
+  name: string
+  proc: ChildProcess
+  logFile: string
+}
+
+function spawnCli (name: string, args: string[], dir: string): Child {
+  const logFile = join(dir, `${name}.log`)
+  const fd = openSync(logFile, 'a')
+  // the same Node binary that runs us: the pinned Node 24
+  const proc = spawn(process.execPath, [CLI_ENTRY, ...args], {
+    stdio: ['ignore', 'pipe', fd],
+    env: { ...process.env, WORLDCOMPUTE_BOOTSTRAP: '', WORLDCOMPUTE_DATA_DIR: '' }
+  })
+  closeSync(fd)
+  return { name, proc, logFile }
+}
+
+async function firstJsonLine (child: Child, timeoutMs: number): Promise<Record<string, unknown>> {
+  const stdout = child.proc.stdout
+  if (stdout == null) throw new DemoError(`${child.name} has no stdout`)
+  const rl = createInterface({ input: stdout })
+  const timer = setTimeout(() => { rl.close() }, timeoutMs)
+  try {
+    for await (const line of rl) {
+      if (line.startsWith('{')) return JSON.parse(line) as Record<string, unknown>
+    }
+  } finally {
+    clearTimeout(timer)
+    rl.close()
+    stdout.resume()
+  }
+  throw new DemoError(`${child.name} did not report its addresses within ${timeoutMs / 1000} s (exit code ${child.proc.exitCode ?? 'none yet'}); its log:\n${tail(child.logFile)}`)
+}
+
+function tail (file: string, lines = 20): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).map(l => `    ${l}`).join('\n')
+  } catch (err) {
+    return `    (no log: ${(err as Error).message})`
+  }
+}
+
+async function stopChild (child: Child): Promise<void> {
+  const { proc } = child
+  if (proc.exitCode != null || proc.signalCode != null) return
+  const exited = new Promise<void>(resolve => proc.once('exit', () => resolve()))
+  proc.kill('SIGTERM')
+  const timer = setTimeout(() => { proc.kill('SIGKILL') }, 5_000)
+  await exited
+  clearTimeout(timer)
+}
+
+async function waitForReservation (client: ApiClient, child: Child, started: number): Promise<DaemonStatus> {
+  const deadline = started + JOIN_TIMEOUT_MS
+  let last: unknown
+  while (Date.now() < deadline) {
+    if (child.proc.exitCode != null) {
+      throw new DemoError(`${child.name} exited with code ${child.proc.exitCode}; its log:\n${tail(child.logFile)}`)
+    }
+    try {
+      const status = await client.call('status', {}, { timeoutMs: 2_000 })
+      if (status.relays.length > 0) return status
+    } catch (err) {
+      last = err // the daemon is still starting: its API is not up yet
+    }
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  throw new DemoError(`${child.name} did not get a relay reservation within ${JOIN_TIMEOUT_MS / 1000} s${last instanceof Error ? ` (last API error: ${last.message})` : ''}; its log:\n${tail(child.logFile)}`)
+}
+
+export async function run (argv: string[], o: Output): Promise<number> {
+  const { values } = parse(argv, { ...commonOptions, keep: { type: 'boolean', default: false } }, 'demo')
+  if (values.help) { o.out(help); return 0 }
+  const dir = mkdtempSync(join(tmpdir(), 'worldcompute-demo-'))
+  const children: Child[] = []
+  let ok = false
+  try {
+    o.out('Starting a relay on 127.0.0.1 (TCP, QUIC and WebSocket)…')
+    const relay = spawnCli('relay', [
+      'relay', '--data-dir', join(dir, 'relay'), '--json',
+      '--listen', '/ip4/127.0.0.1/tcp/0',
+      '--listen', '/ip4/127.0.0.1/udp/0/quic-v1',
+      '--listen', '/ip4/127.0.0.1/tcp/0/ws'
+    ], dir)
+    children.push(relay)
+    const info = await firstJsonLine(relay, RELAY_START_TIMEOUT_MS)
+    const relayId = String(info.peerId)
+    const addrs = (info.announceAddrs as string[]).filter(a => a.startsWith('/ip4/127.0.0.1/'))
+    const byTransport = (t: string): string[] => addrs.filter(a => t === 'quic' ? a.includes('/quic-v1') : t === 'ws' ? a.includes('/ws') : !a.includes('/ws') && a.includes('/tcp/'))
+    o.out(`  relay ${relayId}`)
+    for (const a of addrs) o.out(`    ${a}`)
+
+    // each donor is given the relay's addresses in a different order, so the
+    // demo shows two transports; a donor uses the first one that works
+    const plans = [
+      { name: 'donor-1', order: ['quic', 'tcp', 'ws'] },
+      { name: 'donor-2', order: ['ws', 'tcp', 'quic'] }
+    ]
+    o.out('Starting two donors that listen only through the relay (--listen /p2p-circuit)…')
+    const donors = plans.map(plan => {
+      const bootstrap = plan.order.flatMap(byTransport)
+      const started = Date.now()
+      const child = spawnCli(plan.name, [
+        'daemon', '--data-dir', join(dir, plan.name), '--listen', '/p2p-circuit', '--api-port', '0',
+        ...bootstrap.flatMap(b => ['--bootstrap', b])
+      ], dir)
+      children.push(child)
+      return { ...plan, child, started, client: new ApiClient({ dataDir: join(dir, plan.name) }) }
+    })
+
+    const joined = await Promise.all(donors.map(async d => {
+      const status = await waitForReservation(d.client, d.child, d.started)
+      const elapsed = Date.now() - d.started
+      const dials = await d.client.call('dials', { limit: 50 })
+      return { ...d, status, elapsed, dials: dials.attempts }
+    }))
+
+    for (const d of joined) {
+      const r = d.status.relays[0]
+      const dial = d.dials.find((a: DialAttempt) => a.purpose === 'bootstrap' && a.outcome === 'success')
+      const reservation = d.dials.find((a: DialAttempt) => a.phase === 'reservation' && a.outcome === 'success')
+      o.out(`  ${d.name} ${d.status.peerId} joined: reached relay ${shortId(r.peerId)} over ${r.transport}` +
+        `${dial != null ? ` (dial ${Math.round(dial.duration_ms)} ms` : ' ('}` +
+        `${reservation != null ? `, reservation ${Math.round(reservation.duration_ms)} ms)` : ')'}` +
+        `, ${(d.elapsed / 1000).toFixed(2)} s after the process started`)
+      o.out(`    circuit address: ${r.circuitAddr}`)
+      o.out(`    reachability: ${d.status.reachability} (${d.status.reachabilityReason})`)
+    }
+
+    const [a, b] = joined
+    o.out(`Pinging ${b.name} from ${a.name} by PeerId (through the relay)…`)
+    const pong = await a.client.call('ping', { target: b.status.peerId, count: 2 }, { timeoutMs: 30_000 })
+    for (const p of pong.probes) {
+      if (!p.ok) throw new DemoError(`ping ${p.seq} from ${a.name} to ${b.name} failed: ${p.error ?? 'unknown'}`)
+      o.out(`  pong ${p.seq} in ${p.rttMs} ms via ${p.path === 'relay' ? `relay ${shortId(p.relay ?? '')}` : `a direct ${p.transport ?? ''} connection`}`)
+    }
+    o.out(`Both donors joined the mesh through the relay; logs in ${values.keep ? dir : 'the demo folder (removed)'}.`)
+    ok = true
+    if (values.keep) {
+      o.out(`Mesh left running (--keep). Data directories under ${dir}; press Ctrl-C to stop.`)
+      await new Promise<void>(resolve => {
+        process.once('SIGINT', () => resolve())
+        process.once('SIGTERM', () => resolve())
+      })
+    }
+    return 0
+  } finally {
+    await Promise.all(children.map(stopChild))
+    if (ok && !values.keep) rmSync(dir, { recursive: true, force: true })
+    else if (!ok) o.err(`demo failed; logs kept in ${dir}`)
+  }
+}

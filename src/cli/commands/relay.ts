@@ -1,0 +1,60 @@
+import { commonOptions, parse } from '../args.ts'
+import { loadRelayConfig } from '../../config/config.ts'
+import { startRelay } from '../../daemon/daemon.ts'
+import { runUntilSignal } from '../lifecycle.ts'
+import type { Output } from '../output.ts'
+
+export const help = `worldcompute relay [--data-dir DIR] [--listen MA]... [--announce MA]... [--tls-cert FILE --tls-key FILE]
+
+Runs a publicly reachable relay: circuit relay v2 server with limits sized for
+jobs, identify, ping, AutoNAT v2 server and the mesh gossip.
+
+  --listen MA               listen address; repeatable (default: TCP 4001,
+                            QUIC 4001, WebSocket 4002 on all interfaces)
+  --announce MA             address to advertise (the public one); repeatable
+  --tls-cert F --tls-key F  serve WebSocket over TLS; adds /ip4/0.0.0.0/tcp/443/tls/ws
+                            unless a /tls/ws listen address is given
+  --relay-data-limit SIZE   bytes per relayed connection (default 64MiB)
+  --relay-duration-limit D  lifetime of a relayed connection (default 1h)
+  --max-reservations N      reservations held at once (default 1024)
+  --json                    print the start-up line as JSON ({"peerId","listenAddrs","announceAddrs"})`
+
+export async function run (argv: string[], o: Output): Promise<number> {
+  const { values } = parse(argv, {
+    ...commonOptions,
+    bootstrap: { type: 'string', multiple: true },
+    listen: { type: 'string', multiple: true },
+    announce: { type: 'string', multiple: true },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'relay-data-limit': { type: 'string' },
+    'relay-duration-limit': { type: 'string' },
+    'max-reservations': { type: 'string' }
+  }, 'relay')
+  if (values.help) { o.out(help); return 0 }
+  const config = loadRelayConfig({
+    dataDir: values['data-dir'],
+    bootstrap: values.bootstrap,
+    listen: values.listen,
+    announce: values.announce,
+    tlsCert: values['tls-cert'],
+    tlsKey: values['tls-key'],
+    dataLimit: values['relay-data-limit'],
+    durationLimit: values['relay-duration-limit'],
+    maxReservations: values['max-reservations']
+  })
+  const handle = await startRelay(config)
+  const { info } = handle
+  if (values.json) {
+    o.out(JSON.stringify({ peerId: info.peerId, listenAddrs: info.listenAddrs, announceAddrs: info.announceAddrs }))
+  } else {
+    o.out(`relay ${info.peerId} running`)
+    o.out('listening on:')
+    for (const a of info.listenAddrs) o.out(`  ${a}`)
+    o.out('advertising:')
+    for (const a of info.announceAddrs) o.out(`  ${a}`)
+    o.out(`limits: ${info.limits.dataLimitBytes} bytes and ${info.limits.durationLimitMs / 1000} s per relayed connection, ${info.limits.maxReservations} reservations`)
+  }
+  await runUntilSignal(o, handle.stop)
+  return 0
+}

@@ -1,0 +1,256 @@
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { readFileSync } from 'node:fs'
+import { ConfigError, InvalidMultiaddrError } from '../core/errors.ts'
+import { dataDirPaths, resolveDataDir } from './data-dir.ts'
+
+/**
+ * One typed, frozen config per role, merged once at the edge:
+ * flag > environment (`WORLDCOMPUTE_*`) > config file in the data dir > built-in default.
+ * Every error names where the bad value came from.
+ */
+
+export type ValueSource = 'flag' | 'env' | 'file' | 'default'
+
+export const BOOTSTRAP_ENV = 'WORLDCOMPUTE_BOOTSTRAP'
+export const DEFAULT_API_PORT = 7767
+
+/**
+ * No public relays exist for this project yet, so the built-in bootstrap list
+ * is empty rather than pointing at somebody else's infrastructure (the earlier
+ * implementation dialled libp2p's public bootstrap list, which is not a relay
+ * network for us). The daemon says so loudly when the list is empty.
+ */
+export const DEFAULT_BOOTSTRAP: readonly string[] = []
+
+export const DEFAULT_DAEMON_LISTEN: readonly string[] = [
+  '/ip4/0.0.0.0/tcp/0',
+  '/ip4/0.0.0.0/udp/0/quic-v1',
+  '/p2p-circuit'
+]
+
+export const DEFAULT_RELAY_LISTEN: readonly string[] = [
+  '/ip4/0.0.0.0/tcp/4001',
+  '/ip4/0.0.0.0/udp/4001/quic-v1',
+  '/ip4/0.0.0.0/tcp/4002/ws'
+]
+
+/** Relay limits sized for jobs (js-libp2p's default is 2 min / 128 KiB per relayed connection). */
+export interface RelayLimits {
+  readonly dataLimitBytes: number
+  readonly durationLimitMs: number
+  readonly maxReservations: number
+  readonly reservationTtlMs: number
+  readonly maxConnections: number
+  readonly inboundConnectionThresholdPerHost: number
+  readonly maxHopStreamsPerPeer: number
+}
+
+export const DEFAULT_RELAY_LIMITS: RelayLimits = Object.freeze({
+  dataLimitBytes: 64 * 1024 * 1024,
+  durationLimitMs: 60 * 60 * 1000,
+  maxReservations: 1024,
+  reservationTtlMs: 2 * 60 * 60 * 1000,
+  maxConnections: 4096,
+  /** inbound connection attempts per second from one host before it is refused */
+  inboundConnectionThresholdPerHost: 10,
+  /** concurrent hop streams one peer may open (reservations + circuit requests) */
+  maxHopStreamsPerPeer: 32
+})
+
+export interface ConfigFile {
+  bootstrap?: string[]
+  listen?: string[]
+  announce?: string[]
+  apiPort?: number
+}
+
+export interface CommonFlags {
+  dataDir?: string
+  bootstrap?: string[]
+  listen?: string[]
+}
+
+export interface DaemonFlags extends CommonFlags {
+  apiPort?: string
+}
+
+export interface DaemonConfig {
+  readonly dataDir: string
+  readonly bootstrap: readonly Multiaddr[]
+  readonly bootstrapSource: ValueSource
+  readonly listen: readonly Multiaddr[]
+  readonly listenSource: ValueSource
+  readonly apiPort: number
+  readonly apiPortSource: ValueSource
+}
+
+export interface RelayFlags extends CommonFlags {
+  announce?: string[]
+  tlsCert?: string
+  tlsKey?: string
+  dataLimit?: string
+  durationLimit?: string
+  maxReservations?: string
+}
+
+export interface RelayConfig {
+  readonly dataDir: string
+  readonly listen: readonly Multiaddr[]
+  readonly announce: readonly Multiaddr[]
+  readonly bootstrap: readonly Multiaddr[]
+  readonly tls?: { readonly certFile: string, readonly keyFile: string }
+  readonly limits: RelayLimits
+}
+
+export function parseMultiaddr (value: string, source: string): Multiaddr {
+  const text = value.trim()
+  if (!text.startsWith('/')) {
+    throw new InvalidMultiaddrError(source, value, { cause: new Error('a multiaddr starts with "/", e.g. /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…') })
+  }
+  try {
+    return multiaddr(text)
+  } catch (err) {
+    throw new InvalidMultiaddrError(source, value, { cause: err })
+  }
+}
+
+export function parseMultiaddrs (values: readonly string[], source: string): Multiaddr[] {
+  return values.map(v => parseMultiaddr(v, source))
+}
+
+/** Splits the env form (`a,b,c`, whitespace allowed) into values. */
+export function splitList (value: string): string[] {
+  return value.split(/[,\s]+/).map(s => s.trim()).filter(s => s !== '')
+}
+
+export function readConfigFile (path: string): ConfigFile {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`, { cause: err })
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`, { cause: err })
+  }
+  if (parsed == null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${path} must hold a JSON object`)
+  }
+  const obj = parsed as Record<string, unknown>
+  const out: ConfigFile = {}
+  for (const key of ['bootstrap', 'listen', 'announce'] as const) {
+    const v = obj[key]
+    if (v === undefined) continue
+    if (!Array.isArray(v) || !v.every(x => typeof x === 'string')) {
+      throw new ConfigError(`config file ${path}: "${key}" must be an array of multiaddr strings`)
+    }
+    out[key] = v as string[]
+  }
+  if (obj.apiPort !== undefined) {
+    if (typeof obj.apiPort !== 'number') throw new ConfigError(`config file ${path}: "apiPort" must be a number`)
+    out.apiPort = obj.apiPort
+  }
+  return out
+}
+
+function pick<T> (flag: T | undefined, env: T | undefined, file: T | undefined, def: T): { value: T, source: ValueSource } {
+  if (flag !== undefined) return { value: flag, source: 'flag' }
+  if (env !== undefined) return { value: env, source: 'env' }
+  if (file !== undefined) return { value: file, source: 'file' }
+  return { value: def, source: 'default' }
+}
+
+function nonEmpty (list: string[] | undefined): string[] | undefined {
+  return list != null && list.length > 0 ? list : undefined
+}
+
+export function parsePort (value: string | number, source: string): number {
+  const n = typeof value === 'number' ? value : Number(value)
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new ConfigError(`invalid port for ${source}: "${value}" (expected 0–65535)`)
+  }
+  return n
+}
+
+export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = process.env): DaemonConfig {
+  const dataDir = resolveDataDir(flags.dataDir, env)
+  const fileConfig = readConfigFile(dataDirPaths(dataDir).configFile)
+  const envBootstrap = env[BOOTSTRAP_ENV] != null && env[BOOTSTRAP_ENV] !== '' ? splitList(env[BOOTSTRAP_ENV]) : undefined
+
+  const bootstrap = pick(nonEmpty(flags.bootstrap), envBootstrap, fileConfig.bootstrap, [...DEFAULT_BOOTSTRAP])
+  const bootstrapName = { flag: '--bootstrap', env: BOOTSTRAP_ENV, file: 'config.json "bootstrap"', default: 'built-in bootstrap list' }[bootstrap.source]
+  const listen = pick(nonEmpty(flags.listen), undefined, fileConfig.listen, [...DEFAULT_DAEMON_LISTEN])
+  const listenName = { flag: '--listen', env: 'env', file: 'config.json "listen"', default: 'default listen list' }[listen.source]
+  const apiPort = pick<string | number>(flags.apiPort, env.WORLDCOMPUTE_API_PORT, fileConfig.apiPort, DEFAULT_API_PORT)
+  const apiPortName = { flag: '--api-port', env: 'WORLDCOMPUTE_API_PORT', file: 'config.json "apiPort"', default: 'default' }[apiPort.source]
+
+  const bootstrapAddrs = parseMultiaddrs(bootstrap.value, bootstrapName)
+  for (const [i, ma] of bootstrapAddrs.entries()) {
+    if (ma.getComponents().find(c => c.name === 'p2p') == null) {
+      throw new InvalidMultiaddrError(bootstrapName, bootstrap.value[i], {
+        cause: new Error('a bootstrap address must end in /p2p/<relay PeerId> so the relay can be authenticated')
+      })
+    }
+  }
+
+  return Object.freeze({
+    dataDir,
+    bootstrap: Object.freeze(bootstrapAddrs),
+    bootstrapSource: bootstrap.source,
+    listen: Object.freeze(parseMultiaddrs(listen.value, listenName)),
+    listenSource: listen.source,
+    apiPort: parsePort(apiPort.value, apiPortName),
+    apiPortSource: apiPort.source
+  })
+}
+
+/** Parses sizes such as `64MiB`, `1GiB`, `131072`. */
+export function parseBytes (value: string, source: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(b|kib|mib|gib|kb|mb|gb)?$/i.exec(value.trim())
+  if (m == null) throw new ConfigError(`invalid size for ${source}: "${value}" (e.g. 64MiB)`)
+  const mult: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 }
+  return Math.round(Number(m[1]) * mult[(m[2] ?? 'b').toLowerCase()])
+}
+
+/** Parses durations such as `1h`, `90s`, `500ms`, `2m`. */
+export function parseDurationMs (value: string, source: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/i.exec(value.trim())
+  if (m == null) throw new ConfigError(`invalid duration for ${source}: "${value}" (e.g. 1h, 90s)`)
+  const mult: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+  return Math.round(Number(m[1]) * mult[(m[2] ?? 's').toLowerCase()])
+}
+
+export function loadRelayConfig (flags: RelayFlags, env: NodeJS.ProcessEnv = process.env): RelayConfig {
+  const dataDir = resolveDataDir(flags.dataDir, env)
+  const fileConfig = readConfigFile(dataDirPaths(dataDir).configFile)
+  const listen = pick(nonEmpty(flags.listen), undefined, fileConfig.listen, [...DEFAULT_RELAY_LISTEN])
+  const announce = pick(nonEmpty(flags.announce), undefined, fileConfig.announce, [])
+  const envBootstrap = env[BOOTSTRAP_ENV] != null && env[BOOTSTRAP_ENV] !== '' ? splitList(env[BOOTSTRAP_ENV]) : undefined
+  const bootstrap = pick(nonEmpty(flags.bootstrap), envBootstrap, fileConfig.bootstrap, [])
+
+  if ((flags.tlsCert == null) !== (flags.tlsKey == null)) {
+    throw new ConfigError('--tls-cert and --tls-key go together: give both, or neither')
+  }
+  const limits = {
+    ...DEFAULT_RELAY_LIMITS,
+    ...(flags.dataLimit != null ? { dataLimitBytes: parseBytes(flags.dataLimit, '--relay-data-limit') } : {}),
+    ...(flags.durationLimit != null ? { durationLimitMs: parseDurationMs(flags.durationLimit, '--relay-duration-limit') } : {}),
+    ...(flags.maxReservations != null ? { maxReservations: parsePort(flags.maxReservations, '--max-reservations') } : {})
+  }
+  const listenAddrs = parseMultiaddrs(listen.value, listen.source === 'flag' ? '--listen' : 'config.json "listen"')
+  if (flags.tlsCert != null && !listenAddrs.some(ma => ma.toString().includes('/tls/ws') || ma.toString().endsWith('/wss'))) {
+    listenAddrs.push(multiaddr('/ip4/0.0.0.0/tcp/443/tls/ws'))
+  }
+  return Object.freeze({
+    dataDir,
+    listen: Object.freeze(listenAddrs),
+    announce: Object.freeze(parseMultiaddrs(announce.value, announce.source === 'flag' ? '--announce' : 'config.json "announce"')),
+    bootstrap: Object.freeze(parseMultiaddrs(bootstrap.value, bootstrap.source === 'flag' ? '--bootstrap' : bootstrap.source === 'env' ? BOOTSTRAP_ENV : 'config.json "bootstrap"')),
+    ...(flags.tlsCert != null && flags.tlsKey != null ? { tls: Object.freeze({ certFile: flags.tlsCert, keyFile: flags.tlsKey }) } : {}),
+    limits: Object.freeze(limits)
+  })
+}

@@ -1,0 +1,104 @@
+/**
+ * Plain data shared by every layer: no I/O, no libp2p imports. The API, the
+ * CLI and the daemon all speak these shapes, so a field renamed here is a
+ * breaking change for tools that drive `worldcompute … --json`.
+ */
+
+/** The transports a connection or dial attempt can use, as shown in `status` and telemetry. */
+export const TRANSPORTS = ['tcp', 'quic', 'ws', 'wss', 'webrtc', 'circuit', 'unknown'] as const
+export type Transport = typeof TRANSPORTS[number]
+
+/**
+ * How far a dial got. Ordered: a failure "at noise" means DNS, TCP and any
+ * WebSocket upgrade already succeeded, which is what tells a protocol-inspecting
+ * firewall ("SYN allowed, upgrade blocked") apart from a port block.
+ */
+export const DIAL_PHASES = ['dns', 'tcp-connect', 'tls', 'ws-upgrade', 'noise', 'muxer', 'protocol', 'reservation'] as const
+export type DialPhase = typeof DIAL_PHASES[number]
+
+export type DialOutcome = 'success' | 'failure' | 'cancelled'
+
+/** Why a dial was made: the same record serves the donor's uplink and `ping`. */
+export type DialPurpose = 'bootstrap' | 'reservation' | 'ping'
+
+/** One outbound dial attempt, recorded once when it ends (success or not). */
+export interface DialAttempt {
+  /** ISO 8601 UTC time the attempt started */
+  ts: string
+  /** the multiaddr dialled, including `/p2p/<peer>` when known */
+  target: string
+  /** PeerId of the target when the address names one */
+  peerId?: string
+  transport: Transport
+  /** the last phase the attempt reached (for a success: the last one it completed) */
+  phase: DialPhase
+  outcome: DialOutcome
+  /** the cause in words, for a failure or a cancellation; for a success, what was reached */
+  cause: string
+  /** stable machine-readable cause, e.g. `ECONNREFUSED`, `TIMEOUT`, `TLS_UNTRUSTED` */
+  code: string
+  duration_ms: number
+  purpose: DialPurpose
+}
+
+export type Reachability = 'public' | 'private' | 'unknown'
+
+export interface RelayReservationStatus {
+  peerId: string
+  circuitAddr: string
+  transport: Transport
+  /** when the reservation was granted, ISO 8601 UTC */
+  since: string
+}
+
+export interface ConnectionStatus {
+  peerId: string
+  remoteAddr: string
+  transport: Transport
+  direct: boolean
+}
+
+/** `worldcompute status --json`: fields fixed by the foundation issue, more may be added. */
+export interface DaemonStatus {
+  peerId: string
+  reachability: Reachability
+  /** why reachability has its value, in words */
+  reachabilityReason: string
+  listenAddrs: string[]
+  relays: RelayReservationStatus[]
+  connections: ConnectionStatus[]
+  bootstrap: BootstrapStatus[]
+  startedAt: string
+  version: string
+}
+
+/** What the donor knows about each configured bootstrap relay. */
+export interface BootstrapStatus {
+  addr: string
+  peerId?: string
+  state: 'connecting' | 'connected' | 'reserved' | 'backing-off'
+  /** consecutive failed rounds since the last success */
+  failures: number
+  /** when the next attempt starts, when backing off */
+  nextAttemptAt?: string
+  lastError?: string
+}
+
+export interface PingProbe {
+  seq: number
+  ok: boolean
+  rttMs?: number
+  /** `direct` or `relay` */
+  path?: 'direct' | 'relay'
+  transport?: Transport
+  /** the relay's PeerId when the path is through a relay */
+  relay?: string
+  remoteAddr?: string
+  error?: string
+}
+
+export interface PingResult {
+  target: string
+  peerId?: string
+  probes: PingProbe[]
+}

@@ -1,0 +1,174 @@
+/**
+ * The project's logger: component-scoped, levelled, one line per event on
+ * stderr, human text by default or JSON lines with `--log-format json`.
+ *
+ * Written by hand rather than taking pino/winston: we need exactly a
+ * RUST_LOG-style filter (`WORLDCOMPUTE_LOG=info,net=debug`) and synchronous
+ * stderr lines so nothing is lost when the process is killed, and both fit in
+ * this one file.
+ */
+
+export const LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const
+export type Level = typeof LEVELS[number]
+export type LogFormat = 'text' | 'json'
+
+export type Fields = Record<string, unknown>
+
+export interface Logger {
+  readonly component: string
+  error: (msg: string, fields?: Fields) => void
+  warn: (msg: string, fields?: Fields) => void
+  info: (msg: string, fields?: Fields) => void
+  debug: (msg: string, fields?: Fields) => void
+  trace: (msg: string, fields?: Fields) => void
+  enabled: (level: Level) => boolean
+  child: (name: string) => Logger
+}
+
+export interface LogFilter {
+  /** level for components without a rule */
+  defaultLevel: Level
+  /** component prefix → level; the longest matching prefix wins */
+  rules: Array<{ prefix: string, level: Level }>
+}
+
+export type LogSink = (line: string) => void
+
+interface LogState {
+  filter: LogFilter
+  format: LogFormat
+  sink: LogSink
+}
+
+const defaultSink: LogSink = (line) => { process.stderr.write(line + '\n') }
+
+const state: LogState = {
+  filter: { defaultLevel: 'info', rules: [] },
+  format: 'text',
+  sink: defaultSink
+}
+
+function isLevel (value: string): value is Level {
+  return (LEVELS as readonly string[]).includes(value)
+}
+
+/**
+ * Parses a filter such as `info,net=debug,donor.reservation=trace`. A bare
+ * level sets the default; `component=level` sets a rule for that component and
+ * its children (`net` covers `net.dialer`).
+ */
+export function parseLogFilter (spec: string | undefined): LogFilter {
+  const filter: LogFilter = { defaultLevel: 'info', rules: [] }
+  if (spec == null || spec.trim() === '') {
+    return filter
+  }
+  for (const raw of spec.split(',')) {
+    const part = raw.trim()
+    if (part === '') continue
+    const eq = part.indexOf('=')
+    if (eq === -1) {
+      const level = part.toLowerCase()
+      if (!isLevel(level)) {
+        throw new Error(`WORLDCOMPUTE_LOG: unknown level "${part}" (use one of ${LEVELS.join(', ')})`)
+      }
+      filter.defaultLevel = level
+      continue
+    }
+    const prefix = part.slice(0, eq).trim()
+    const level = part.slice(eq + 1).trim().toLowerCase()
+    if (prefix === '' || !isLevel(level)) {
+      throw new Error(`WORLDCOMPUTE_LOG: cannot read "${part}" (expected component=level, level one of ${LEVELS.join(', ')})`)
+    }
+    filter.rules.push({ prefix, level })
+  }
+  filter.rules.sort((a, b) => b.prefix.length - a.prefix.length)
+  return filter
+}
+
+export function levelFor (filter: LogFilter, component: string): Level {
+  for (const rule of filter.rules) {
+    if (component === rule.prefix || component.startsWith(rule.prefix + '.')) {
+      return rule.level
+    }
+  }
+  return filter.defaultLevel
+}
+
+export interface ConfigureLoggingOptions {
+  spec?: string
+  format?: LogFormat
+  sink?: LogSink
+}
+
+/** Set once at the edge (cli) from `WORLDCOMPUTE_LOG` and `--log-format`. */
+export function configureLogging (opts: ConfigureLoggingOptions): void {
+  if (opts.spec !== undefined) state.filter = parseLogFilter(opts.spec)
+  if (opts.format !== undefined) state.format = opts.format
+  if (opts.sink !== undefined) state.sink = opts.sink
+}
+
+export function resetLogging (): void {
+  state.filter = { defaultLevel: 'info', rules: [] }
+  state.format = 'text'
+  state.sink = defaultSink
+}
+
+function serialise (value: unknown): unknown {
+  if (value instanceof Error) {
+    return { name: value.name, message: value.message }
+  }
+  if (typeof value === 'bigint') return value.toString()
+  if (value != null && typeof value === 'object' && typeof (value as { toString?: unknown }).toString === 'function' &&
+    (value as object).constructor?.name !== 'Object' && !Array.isArray(value)) {
+    // multiaddrs, peer ids: their string form is what a reader wants
+    return String(value)
+  }
+  return value
+}
+
+function formatText (level: Level, component: string, msg: string, fields?: Fields): string {
+  const time = new Date().toISOString().slice(11, 23)
+  let line = `${time} ${level.toUpperCase().padEnd(5)} ${component}: ${msg}`
+  if (fields != null) {
+    const extras = Object.entries(fields)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => {
+        const s = serialise(v)
+        return `${k}=${typeof s === 'string' ? (/\s/.test(s) ? JSON.stringify(s) : s) : JSON.stringify(s)}`
+      })
+    if (extras.length > 0) line += `  ${extras.join(' ')}`
+  }
+  return line
+}
+
+function formatJson (level: Level, component: string, msg: string, fields?: Fields): string {
+  const out: Record<string, unknown> = { ts: new Date().toISOString(), level, component, msg }
+  if (fields != null) {
+    for (const [k, v] of Object.entries(fields)) {
+      if (v !== undefined && !(k in out)) out[k] = serialise(v)
+    }
+  }
+  return JSON.stringify(out)
+}
+
+export function createLogger (component: string): Logger {
+  const enabled = (level: Level): boolean =>
+    LEVELS.indexOf(level) <= LEVELS.indexOf(levelFor(state.filter, component))
+  const emit = (level: Level) => (msg: string, fields?: Fields): void => {
+    if (!enabled(level)) return
+    const line = state.format === 'json'
+      ? formatJson(level, component, msg, fields)
+      : formatText(level, component, msg, fields)
+    state.sink(line)
+  }
+  return {
+    component,
+    error: emit('error'),
+    warn: emit('warn'),
+    info: emit('info'),
+    debug: emit('debug'),
+    trace: emit('trace'),
+    enabled,
+    child: (name: string) => createLogger(`${component}.${name}`)
+  }
+}

@@ -1,0 +1,216 @@
+import type { DialPhase, Transport } from '../core/types.ts'
+
+/**
+ * Translates whatever a js-libp2p dial rejected with into words and a stable
+ * code. js-libp2p v3 rejects with at least these shapes (measured, see
+ * shared/research/netns-lab-findings.md §7):
+ *  - a Node `Error` with `code` (ECONNREFUSED, EHOSTUNREACH, …) from `net.connect`;
+ *  - `AbortError` / `TimeoutError` (a DOMException) when a signal fires, with no
+ *    hint of where the dial stalled;
+ *  - `AggregateError('All multiaddr dials failed')` without the addresses;
+ *  - a WebSocket `ErrorEvent` whose `message` is empty and which is not an
+ *    `Error` at all (an untrusted TLS certificate looks like this);
+ *  - named libp2p errors (`EncryptionFailedError`, `UnsupportedProtocolError`,
+ *    `InvalidMessageError` carrying `NO_RESERVATION`, …).
+ */
+
+export interface DialErrorContext {
+  /** the furthest phase the dial reached, from progress events */
+  phase: DialPhase
+  transport: Transport
+  elapsedMs: number
+  /** set when our own timeout fired, as opposed to a caller's cancellation */
+  timedOut?: boolean
+  /** set when the caller cancelled (another rung won, shutdown) */
+  cancelled?: boolean
+}
+
+export interface DialErrorDescription {
+  cause: string
+  code: string
+  phase: DialPhase
+}
+
+const SOCKET_CODES: Record<string, { cause: string, phase: DialPhase }> = {
+  ECONNREFUSED: { cause: 'connection refused (nothing listens on that port, or a firewall rejects it)', phase: 'tcp-connect' },
+  ECONNRESET: { cause: 'connection reset by the remote side or a middlebox', phase: 'tcp-connect' },
+  EHOSTUNREACH: { cause: 'host unreachable (no route, or the host does not answer ARP)', phase: 'tcp-connect' },
+  ENETUNREACH: { cause: 'network unreachable (no route to that address from here)', phase: 'tcp-connect' },
+  ETIMEDOUT: { cause: 'TCP connect timed out (SYN dropped?)', phase: 'tcp-connect' },
+  EADDRNOTAVAIL: { cause: 'address not available on this host', phase: 'tcp-connect' },
+  EPIPE: { cause: 'connection closed while writing', phase: 'tcp-connect' },
+  ENOTFOUND: { cause: 'name does not resolve (DNS answered: no such host)', phase: 'dns' },
+  EAI_AGAIN: { cause: 'DNS lookup failed (resolver unreachable or filtered)', phase: 'dns' },
+  ECONNABORTED: { cause: 'connection aborted', phase: 'tcp-connect' }
+}
+
+const TLS_CODES: Record<string, string> = {
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'TLS certificate not trusted (unknown issuer; set NODE_EXTRA_CA_CERTS for a private CA)',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'TLS certificate not trusted (issuer not in the trust store; a TLS-inspecting proxy? try --use-system-ca)',
+  SELF_SIGNED_CERT_IN_CHAIN: 'TLS certificate chain is self-signed (a TLS-inspecting proxy?)',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'TLS certificate is self-signed',
+  CERT_HAS_EXPIRED: 'TLS certificate has expired',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'TLS certificate does not name this host or IP',
+  CERT_NOT_YET_VALID: 'TLS certificate is not yet valid (clock skew?)'
+}
+
+interface ErrorLike {
+  name?: unknown
+  message?: unknown
+  code?: unknown
+  cause?: unknown
+  errors?: unknown
+  error?: unknown
+  type?: unknown
+}
+
+function asObject (err: unknown): ErrorLike {
+  return err != null && typeof err === 'object' ? err as ErrorLike : {}
+}
+
+function str (v: unknown): string {
+  return typeof v === 'string' ? v : ''
+}
+
+/** Walks `cause` / `error` chains looking for a Node error code. */
+function findCode (err: unknown, depth = 0): string | undefined {
+  if (depth > 6) return undefined
+  const e = asObject(err)
+  const code = str(e.code)
+  if (code !== '' && (SOCKET_CODES[code] != null || TLS_CODES[code] != null || code.startsWith('E') || code.startsWith('ERR_'))) {
+    return code
+  }
+  return findCode(e.cause, depth + 1) ?? findCode(e.error, depth + 1)
+}
+
+function isErrorEvent (err: unknown): boolean {
+  const e = asObject(err)
+  return !(err instanceof Error) && e.type === 'error' && ('error' in e || 'message' in e)
+}
+
+function stallCause (phase: DialPhase, transport: Transport, seconds: string): string {
+  switch (phase) {
+    case 'dns': return `DNS lookup did not answer within ${seconds} s (resolver filtered?)`
+    case 'tcp-connect':
+      if (transport === 'ws' || transport === 'wss') return `no WebSocket open within ${seconds} s (TCP connect, TLS or HTTP upgrade unanswered: packets dropped?)`
+      return `no answer to TCP connect within ${seconds} s (SYN dropped by a firewall?)`
+    case 'tls':
+      if (transport === 'quic') return `no QUIC handshake reply within ${seconds} s (UDP dropped?)`
+      return `TLS handshake did not finish within ${seconds} s`
+    case 'ws-upgrade': return `WebSocket upgrade did not finish within ${seconds} s`
+    case 'noise': return `no handshake reply within ${seconds} s (packets dropped? a protocol-inspecting firewall lets TCP connect but blocks the libp2p handshake)`
+    case 'muxer': return `stream multiplexer negotiation did not finish within ${seconds} s`
+    case 'protocol': return `protocol negotiation did not finish within ${seconds} s`
+    case 'reservation': return `relay did not answer the reservation request within ${seconds} s`
+  }
+}
+
+export function describeDialError (err: unknown, ctx: DialErrorContext): DialErrorDescription {
+  const seconds = (ctx.elapsedMs / 1000).toFixed(1)
+  const e = asObject(err)
+  const name = str(e.name)
+  const message = str(e.message)
+
+  if (ctx.cancelled === true) {
+    return { cause: 'cancelled (another attempt won, or shutting down)', code: 'CANCELLED', phase: ctx.phase }
+  }
+
+  if (name === 'AggregateError' && Array.isArray(e.errors)) {
+    const parts = (e.errors as unknown[]).map(inner => describeDialError(inner, ctx))
+    const unique = [...new Set(parts.map(p => p.cause))]
+    const first = parts[0]
+    return {
+      cause: `all ${parts.length} address(es) failed: ${unique.join('; ')}`,
+      code: first?.code ?? 'ALL_FAILED',
+      phase: first?.phase ?? ctx.phase
+    }
+  }
+
+  const code = findCode(err)
+  if (code != null && TLS_CODES[code] != null) {
+    return { cause: TLS_CODES[code], code: 'TLS_UNTRUSTED', phase: 'tls' }
+  }
+  if (code != null && SOCKET_CODES[code] != null) {
+    const known = SOCKET_CODES[code]
+    // a reset after the TCP handshake completed happened at the phase we had reached
+    const phase = code === 'ECONNRESET' || code === 'EPIPE' ? ctx.phase : known.phase
+    return { cause: known.cause, code, phase }
+  }
+
+  if (isErrorEvent(err)) {
+    const inner = asObject(e.error)
+    const innerMsg = str(inner.message) !== '' ? str(inner.message) : str(e.message)
+    if (ctx.timedOut === true) {
+      return { cause: stallCause(ctx.phase, ctx.transport, seconds), code: 'TIMEOUT', phase: ctx.phase }
+    }
+    const detail = innerMsg !== '' ? innerMsg : 'no reason given'
+    const hint = ctx.transport === 'wss'
+      ? ' (an untrusted TLS certificate, a proxy refusing the CONNECT, or a reset: WebSocket errors carry no detail)'
+      : ' (refused, reset, or a proxy refusing the CONNECT: WebSocket errors carry no detail)'
+    return { cause: `WebSocket failed: ${detail}${hint}`, code: 'WEBSOCKET_ERROR', phase: ctx.phase === 'tcp-connect' ? 'ws-upgrade' : ctx.phase }
+  }
+
+  if (name === 'TimeoutError' || name === 'AbortError' || ctx.timedOut === true) {
+    return { cause: stallCause(ctx.phase, ctx.transport, seconds), code: 'TIMEOUT', phase: ctx.phase }
+  }
+
+  if (name === 'EncryptionFailedError' || /identity key .* does not match/i.test(message)) {
+    if (/does not match/i.test(message)) {
+      return { cause: `the peer is not who the address says (${message})`, code: 'PEER_ID_MISMATCH', phase: 'noise' }
+    }
+    return { cause: `Noise handshake failed: ${message}`, code: 'NOISE_FAILED', phase: 'noise' }
+  }
+  if (name === 'MuxerUnavailableError' || /multiplexer/i.test(message)) {
+    return { cause: `stream multiplexer failed: ${message}`, code: 'MUXER_FAILED', phase: 'muxer' }
+  }
+  if (name === 'UnsupportedProtocolError') {
+    return { cause: `the peer does not speak the protocol: ${message}`, code: 'UNSUPPORTED_PROTOCOL', phase: 'protocol' }
+  }
+  if (/NO_RESERVATION/.test(message)) {
+    return { cause: 'the relay holds no reservation for that peer (it is not connected through this relay)', code: 'NO_RESERVATION', phase: 'protocol' }
+  }
+  if (/RESERVATION_REFUSED|reservation failed with status/i.test(message)) {
+    return { cause: `the relay refused the reservation: ${message}`, code: 'RESERVATION_REFUSED', phase: 'reservation' }
+  }
+  if (name === 'NoValidAddressesError') {
+    return { cause: 'no dialable address known for that peer', code: 'NO_ADDRESSES', phase: ctx.phase }
+  }
+  if (name === 'TransportUnavailableError') {
+    return { cause: `no transport can dial this address: ${message}`, code: 'NO_TRANSPORT', phase: ctx.phase }
+  }
+  if (/dial self/i.test(message)) {
+    return { cause: 'that address is this node itself', code: 'DIAL_SELF', phase: ctx.phase }
+  }
+  if (/muxer closed|connection closed|ConnectionClosed/i.test(`${name} ${message}`)) {
+    return { cause: `connection closed during ${ctx.phase}: ${message}`, code: 'CONNECTION_CLOSED', phase: ctx.phase }
+  }
+  const text = message !== '' ? message : (err instanceof Error ? err.toString() : String(err))
+  return { cause: `${name !== '' && name !== 'Error' ? name + ': ' : ''}${text}`, code: name !== '' ? name : 'UNKNOWN', phase: ctx.phase }
+}
+
+/** Maps js-libp2p's progress event names to the phase the dial has reached. */
+export function phaseForProgress (event: string, transport: Transport, current: DialPhase): DialPhase {
+  switch (event) {
+    case 'dial-queue:calculated-addresses':
+    case 'transport-manager:selected-transport':
+      return current === 'dns' ? (transport === 'quic' ? 'tls' : 'tcp-connect') : current
+    case 'tcp:open-connection':
+    case 'websockets:open-connection':
+      return 'tcp-connect'
+    case 'upgrader:encrypt-outbound-connection':
+      return 'noise'
+    case 'upgrader:multiplex-outbound-connection':
+      return 'muxer'
+    case 'connection:opened':
+    case 'dial-queue:already-connected':
+      return 'protocol'
+    default:
+      return current
+  }
+}
+
+/** The phase a dial to this address starts in. */
+export function initialPhase (target: string, transport: Transport): DialPhase {
+  if (/\/(dns|dns4|dns6|dnsaddr)\//.test(target)) return 'dns'
+  return transport === 'quic' ? 'tls' : 'tcp-connect'
+}

@@ -1,0 +1,519 @@
+import { noise } from '@chainsafe/libp2p-noise'
+import { quic } from '@chainsafe/libp2p-quic'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { autoNATv2 } from '@libp2p/autonat-v2'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { gossipsub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { webSockets } from '@libp2p/websockets'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import { PeerUnreachableError, ReservationFailedError } from '../core/errors.ts'
+import { createLogger, type Logger } from '../log/logger.ts'
+import { AGENT_VERSION, DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS, DEFAULT_RESERVATION_TIMEOUT_MS, MESH_TOPIC } from './constants.ts'
+import { describeDialError, initialPhase, phaseForProgress } from './dial-error.ts'
+import { DialTelemetry } from './telemetry.ts'
+import { peerIdOf, relayPeerOf, transportOf, uplinkTransport } from './transport-of.ts'
+import type { ConnectionStatus, DialPhase, DialPurpose, PingProbe, PingResult, Reachability } from '../core/types.ts'
+import type { RelayLimits } from '../config/config.ts'
+import type { AbortOptions, Connection, PeerId, PrivateKey } from '@libp2p/interface'
+
+export interface RelayServerInit {
+  limits: RelayLimits
+  tls?: { certFile: string, keyFile: string }
+}
+
+export interface MeshNodeInit {
+  privateKey: PrivateKey
+  /** direct listen addresses; a bare `/p2p-circuit` is handled by the donor's reservation manager, not here */
+  listen: readonly Multiaddr[]
+  /** addresses to advertise instead of the listen addresses */
+  announce?: readonly Multiaddr[]
+  /** present for the `relay` role */
+  relayServer?: RelayServerInit
+  telemetry?: DialTelemetry
+  logger?: Logger
+  /** @default 8000 */
+  dialAttemptTimeoutMs?: number
+}
+
+export interface DialOptions extends AbortOptions {
+  purpose: DialPurpose
+  timeoutMs?: number
+}
+
+export interface ReservationResult {
+  relay: string
+  circuitAddrs: string[]
+  grantedAt: Date
+}
+
+interface Internals {
+  components: Record<string, any>
+}
+
+/** The slice of circuit-relay-v2's private reservation store we rely on; checked at run time. */
+interface ReservationStoreLike {
+  addRelay: (peerId: PeerId, type: 'configured' | 'discovered') => Promise<unknown>
+  hasReservation: (peerId: PeerId) => boolean
+  relayFilter?: unknown
+}
+
+/**
+ * A libp2p node as the roles need it: dial with telemetry, reserve on a relay
+ * with telemetry, ping, and report state. Roles never touch libp2p internals;
+ * everything version-sensitive about js-libp2p v3 stays in this file.
+ */
+export class MeshNode {
+  readonly libp2p: Libp2p<any>
+  readonly telemetry: DialTelemetry
+  private readonly log: Logger
+  private readonly dialAttemptTimeoutMs: number
+  private readonly relaysListened = new Set<string>()
+
+  private constructor (node: Libp2p<any>, telemetry: DialTelemetry, log: Logger, dialAttemptTimeoutMs: number) {
+    this.libp2p = node
+    this.telemetry = telemetry
+    this.log = log
+    this.dialAttemptTimeoutMs = dialAttemptTimeoutMs
+  }
+
+  static async create (init: MeshNodeInit): Promise<MeshNode> {
+    const log = init.logger ?? createLogger('net')
+    const telemetry = init.telemetry ?? new DialTelemetry({ logger: log.child('dial') })
+    const relay = init.relayServer
+    const wsInit = relay?.tls != null
+      ? { https: { cert: readFileSync(relay.tls.certFile), key: readFileSync(relay.tls.keyFile) } }
+      : {}
+
+    const services: Record<string, any> = {
+      identify: identify({ runOnLimitedConnection: true }),
+      ping: ping({ runOnLimitedConnection: true }),
+      // v2, not v1: v1's dial-back reuses the client's connection, reports a
+      // false success and then closes it, dropping the donor's relay reservation
+      // (design notes §3)
+      autoNAT: autoNATv2(),
+      pubsub: gossipsub({ runOnLimitedConnection: true, allowPublishToZeroTopicPeers: true, emitSelf: false }),
+      internals: (components: Record<string, any>): Internals => ({ components })
+    }
+    if (relay != null) {
+      services.relay = circuitRelayServer({
+        // the default is 32 per connection; a relay serving many circuits to one donor needs more
+        maxInboundHopStreams: relay.limits.maxHopStreamsPerPeer,
+        reservations: {
+          maxReservations: relay.limits.maxReservations,
+          reservationTtl: relay.limits.reservationTtlMs,
+          // js-libp2p caps each relayed connection at 2 min / 128 KiB by default,
+          // which cuts any job payload: size the limit for jobs instead
+          applyDefaultLimit: true,
+          defaultDataLimit: BigInt(relay.limits.dataLimitBytes),
+          defaultDurationLimit: relay.limits.durationLimitMs
+        }
+      })
+    }
+
+    const node = await createLibp2p({
+      privateKey: init.privateKey,
+      nodeInfo: { userAgent: AGENT_VERSION },
+      addresses: {
+        listen: init.listen.map(ma => ma.toString()),
+        announce: (init.announce ?? []).map(ma => ma.toString())
+      },
+      transports: [
+        tcp(),
+        webSockets(wsInit),
+        quic(),
+        circuitRelayTransport({ reservationCompletionTimeout: DEFAULT_RESERVATION_TIMEOUT_MS })
+      ],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionManager: relay != null
+        ? { maxConnections: relay.limits.maxConnections, inboundConnectionThreshold: relay.limits.inboundConnectionThresholdPerHost }
+        : {},
+      // a relay-only donor listens on nothing directly; that is a valid node
+      transportManager: { faultTolerance: 1 /* FaultTolerance.NO_FATAL */ },
+      services
+    })
+    const mesh = new MeshNode(node, telemetry, log, init.dialAttemptTimeoutMs ?? DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS)
+    mesh.disableRelayBlacklist()
+    return mesh
+  }
+
+  get peerId (): string {
+    return this.libp2p.peerId.toString()
+  }
+
+  private get components (): Record<string, any> {
+    return (this.libp2p.services.internals as Internals).components
+  }
+
+  async start (): Promise<void> {
+    await this.libp2p.start()
+    const pubsub = this.libp2p.services.pubsub as { subscribe: (t: string) => void }
+    pubsub.subscribe(MESH_TOPIC)
+  }
+
+  async stop (): Promise<void> {
+    await this.libp2p.stop()
+  }
+
+  /**
+   * A relay with no `--announce` advertises its bound addresses at once:
+   * libp2p hides public addresses until AutoNAT confirms them, and a relay
+   * that advertises nothing cannot hand out usable reservations.
+   */
+  confirmListenAddrs (): void {
+    const am = this.components.addressManager
+    for (const entry of am.getAddressesWithMetadata() as Array<{ multiaddr: Multiaddr, verified: boolean, type: string }>) {
+      if (!entry.verified && entry.type === 'transport') {
+        am.confirmObservedAddr(entry.multiaddr, { type: 'transport' })
+      }
+    }
+  }
+
+  /** Bound listen addresses, wildcards expanded by libp2p, with our PeerId. */
+  listenAddrs (): string[] {
+    const tm = this.components.transportManager
+    const bound = (tm.getAddrs() as Multiaddr[]).map(ma => ma.toString())
+    const advertised = this.libp2p.getMultiaddrs().map(ma => ma.toString())
+    return dedupe([...advertised, ...bound.map(a => a.includes('/p2p/') ? a : `${a}/p2p/${this.peerId}`)])
+  }
+
+  /** Addresses other peers are told about. */
+  advertisedAddrs (): string[] {
+    return dedupe(this.libp2p.getMultiaddrs().map(ma => ma.toString()))
+  }
+
+  /**
+   * The circuit relay transport remembers a relay whose dial failed and
+   * refuses it for ever after ("The relay was previously invalid"), while the
+   * donor must keep retrying its bootstrap relays for ever. Our own reservation
+   * manager does the backoff, so we switch that memory off.
+   */
+  private disableRelayBlacklist (): void {
+    const store = this.reservationStore()
+    if (store != null) {
+      store.relayFilter = { has: () => false, add: () => {}, remove: () => {} }
+    }
+  }
+
+  private reservationStore (): ReservationStoreLike | undefined {
+    const transports = this.components.transportManager.getTransports() as Array<Record<string | symbol, any>>
+    const circuit = transports.find(t => t[Symbol.toStringTag] === '@libp2p/circuit-relay-v2-transport')
+    const store = circuit?.reservationStore
+    if (store == null || typeof store.addRelay !== 'function' || typeof store.hasReservation !== 'function') {
+      return undefined
+    }
+    return store as ReservationStoreLike
+  }
+
+  /**
+   * Dials exactly one address and records the attempt once: one address per
+   * call because js-libp2p's multi-address dial throws away which address
+   * failed how.
+   */
+  async dial (target: Multiaddr, options: DialOptions): Promise<Connection> {
+    const text = target.toString()
+    const transport = transportOf(target)
+    let phase: DialPhase = initialPhase(text, transport)
+    const started = Date.now()
+    const startedIso = new Date(started).toISOString()
+    const timeoutMs = options.timeoutMs ?? this.dialAttemptTimeoutMs
+    const timeout = AbortSignal.timeout(timeoutMs)
+    const signal = options.signal != null ? AbortSignal.any([options.signal, timeout]) : timeout
+    let reused = false
+    try {
+      const conn = await this.libp2p.dial(target, {
+        signal,
+        onProgress: (evt: { type: string }) => {
+          if (evt.type === 'dial-queue:already-connected') reused = true
+          phase = phaseForProgress(evt.type, transport, phase)
+        }
+      })
+      if (reused) {
+        // nothing was dialled: libp2p handed back an open connection to that peer
+        this.log.debug(`dial skipped: already connected to ${conn.remotePeer.toString()} via ${conn.remoteAddr.toString()}`)
+        return conn
+      }
+      this.telemetry.record({
+        ts: startedIso,
+        target: text,
+        peerId: conn.remotePeer.toString(),
+        transport,
+        phase: 'protocol',
+        outcome: 'success',
+        cause: `connected over ${transportOf(conn.remoteAddr)}${conn.limits != null ? ' (limited relayed connection)' : ''}`,
+        code: 'OK',
+        duration_ms: Date.now() - started,
+        purpose: options.purpose
+      })
+      return conn
+    } catch (err) {
+      const cancelled = options.signal?.aborted === true
+      const d = describeDialError(err, {
+        phase,
+        transport,
+        elapsedMs: Date.now() - started,
+        timedOut: timeout.aborted && !cancelled,
+        cancelled
+      })
+      this.telemetry.record({
+        ts: startedIso,
+        target: text,
+        peerId: peerIdOf(text),
+        transport,
+        phase: d.phase,
+        outcome: cancelled ? 'cancelled' : 'failure',
+        cause: d.cause,
+        code: d.code,
+        duration_ms: Date.now() - started,
+        purpose: options.purpose
+      })
+      throw err
+    }
+  }
+
+  /**
+   * Asks the relay on `conn` for a reservation (circuit relay v2 RESERVE) and
+   * waits until its circuit address is ours. Recorded as a `reservation`
+   * attempt. Explicit, not left to libp2p's auto-reservation, because a
+   * failure there only reaches a debug log and a restarted static relay is
+   * never re-reserved (js-libp2p issue 3601).
+   */
+  async reserve (conn: Connection, options: AbortOptions = {}): Promise<ReservationResult> {
+    const relay = conn.remotePeer
+    const relayId = relay.toString()
+    const target = `${conn.remoteAddr.toString()}${conn.remoteAddr.toString().includes('/p2p/') ? '' : `/p2p/${relayId}`}/p2p-circuit`
+    const transport = uplinkTransport(conn.remoteAddr)
+    const started = Date.now()
+    const record = (outcome: 'success' | 'failure', cause: string, code: string): void => {
+      this.telemetry.record({
+        ts: new Date(started).toISOString(),
+        target,
+        peerId: relayId,
+        transport,
+        phase: 'reservation',
+        outcome,
+        cause,
+        code,
+        duration_ms: Date.now() - started,
+        purpose: 'reservation'
+      })
+    }
+    try {
+      options.signal?.throwIfAborted()
+      const store = this.reservationStore()
+      if (this.relaysListened.has(relayId) && store != null) {
+        // a listener for this relay exists from an earlier reservation; it
+        // re-applies the addresses when the store announces the new reservation
+        if (!store.hasReservation(relay)) {
+          await withSignal(store.addRelay(relay, 'configured'), options.signal)
+        }
+      } else {
+        const tm = this.components.transportManager
+        await withSignal(tm.listen([multiaddr(`${conn.remoteAddr.toString().includes('/p2p/') ? conn.remoteAddr.toString() : `${conn.remoteAddr.toString()}/p2p/${relayId}`}/p2p-circuit`)]), options.signal)
+        this.relaysListened.add(relayId)
+      }
+      const circuitAddrs = await this.waitForCircuitAddrs(relayId, options)
+      record('success', `reserved: ${circuitAddrs[0]}`, 'OK')
+      return { relay: relayId, circuitAddrs, grantedAt: new Date() }
+    } catch (err) {
+      const d = describeDialError(unwrapListenError(err), { phase: 'reservation', transport, elapsedMs: Date.now() - started, cancelled: options.signal?.aborted === true })
+      record('failure', d.cause, d.code)
+      throw new ReservationFailedError(`reservation on relay ${relayId} failed: ${d.cause}`, { cause: err })
+    }
+  }
+
+  private async waitForCircuitAddrs (relayId: string, options: AbortOptions): Promise<string[]> {
+    // the listener publishes its addresses in a microtask; bounded wait
+    for (let i = 0; i < 50; i++) {
+      const addrs = this.circuitAddrsVia(relayId)
+      if (addrs.length > 0) return addrs
+      options.signal?.throwIfAborted()
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    throw new ReservationFailedError(`relay ${relayId} granted a reservation but advertised no address for it`)
+  }
+
+  /** Our circuit addresses through one relay. */
+  circuitAddrsVia (relayId: string): string[] {
+    return this.advertisedAddrs().filter(a => relayPeerOf(a) === relayId)
+  }
+
+  hasReservation (relayId: string): boolean {
+    const store = this.reservationStore()
+    if (store != null) {
+      return store.hasReservation(peerIdFromString(relayId)) && this.circuitAddrsVia(relayId).length > 0
+    }
+    return this.circuitAddrsVia(relayId).length > 0
+  }
+
+  isConnected (peerId: string): boolean {
+    return this.libp2p.getConnections(peerIdFromString(peerId)).some(c => c.status === 'open')
+  }
+
+  /** Direct (non-relayed) open connection to a peer, if any. */
+  directConnection (peerId: string): Connection | undefined {
+    return this.libp2p.getConnections(peerIdFromString(peerId)).find(c => c.status === 'open' && transportOf(c.remoteAddr) !== 'circuit')
+  }
+
+  connections (): ConnectionStatus[] {
+    return this.libp2p.getConnections().filter(c => c.status === 'open').map(c => ({
+      peerId: c.remotePeer.toString(),
+      remoteAddr: c.remoteAddr.toString(),
+      transport: transportOf(c.remoteAddr),
+      direct: transportOf(c.remoteAddr) !== 'circuit'
+    }))
+  }
+
+  /**
+   * Reachability as far as we know it, with the reason. A donor that listens
+   * only through relays is private by choice; a public verdict needs a
+   * non-relay address AutoNAT (or an explicit announce) has verified.
+   */
+  reachability (): { value: Reachability, reason: string } {
+    const entries = this.components.addressManager.getAddressesWithMetadata() as Array<{ multiaddr: Multiaddr, verified: boolean, type: string }>
+    const direct = entries.filter(e => transportOf(e.multiaddr) !== 'circuit')
+    const publicVerified = direct.filter(e => e.verified && isPublicAddr(e.multiaddr))
+    if (publicVerified.length > 0) {
+      return { value: 'public', reason: `verified public address ${publicVerified[0].multiaddr.toString()}` }
+    }
+    if (direct.length === 0) {
+      return { value: 'private', reason: 'listening only through relays (--listen /p2p-circuit)' }
+    }
+    if (!direct.some(e => isPublicAddr(e.multiaddr))) {
+      return { value: 'private', reason: 'no public address on any interface: reachable only through relays' }
+    }
+    return { value: 'unknown', reason: 'public address not yet confirmed by AutoNAT' }
+  }
+
+  /**
+   * Reaches a peer (PeerId or multiaddr) and measures round trips with the
+   * libp2p ping protocol, reporting the path each probe took.
+   */
+  async ping (target: string, count: number, options: AbortOptions & { relays?: string[] } = {}): Promise<PingResult> {
+    const conn = await this.connectForPing(target, options)
+    const peer = conn.remotePeer
+    const probes: PingProbe[] = []
+    const pingService = this.libp2p.services.ping as { ping: (p: PeerId, o?: AbortOptions) => Promise<number> }
+    for (let seq = 1; seq <= count; seq++) {
+      options.signal?.throwIfAborted()
+      const signal = options.signal != null ? AbortSignal.any([options.signal, AbortSignal.timeout(10_000)]) : AbortSignal.timeout(10_000)
+      try {
+        const rtt = await pingService.ping(peer, { signal })
+        const used = this.libp2p.getConnections(peer).find(c => c.status === 'open') ?? conn
+        const t = transportOf(used.remoteAddr)
+        probes.push({
+          seq,
+          ok: true,
+          rttMs: rtt,
+          path: t === 'circuit' ? 'relay' : 'direct',
+          transport: t === 'circuit' ? uplinkTransport(used.remoteAddr) : t,
+          relay: relayPeerOf(used.remoteAddr),
+          remoteAddr: used.remoteAddr.toString()
+        })
+      } catch (err) {
+        const d = describeDialError(err, { phase: 'protocol', transport: transportOf(conn.remoteAddr), elapsedMs: 10_000 })
+        this.log.warn(`ping ${seq} to ${peer.toString()} failed: ${d.cause}`, { peer: peer.toString(), code: d.code })
+        probes.push({ seq, ok: false, error: d.cause })
+      }
+      if (seq < count) await sleep(1000, options.signal)
+    }
+    return { target, peerId: peer.toString(), probes }
+  }
+
+  private async connectForPing (target: string, options: AbortOptions & { relays?: string[] }): Promise<Connection> {
+    if (target.startsWith('/')) {
+      return this.dial(multiaddr(target), { purpose: 'ping', signal: options.signal })
+    }
+    let peer: PeerId
+    try {
+      peer = peerIdFromString(target)
+    } catch (err) {
+      throw new PeerUnreachableError(`"${target}" is neither a PeerId nor a multiaddr`, { cause: err })
+    }
+    const existing = this.libp2p.getConnections(peer).find(c => c.status === 'open')
+    if (existing != null) return existing
+    const candidates: Multiaddr[] = []
+    try {
+      const known = await this.libp2p.peerStore.get(peer)
+      candidates.push(...known.addresses.map(a => a.multiaddr))
+    } catch (err) {
+      if ((err as Error).name !== 'NotFoundError') throw err
+    }
+    // through each relay we hold a connection to: the target may be reserved there too
+    for (const relayId of options.relays ?? []) {
+      const relayConn = this.directConnection(relayId)
+      if (relayConn == null) continue
+      const base = relayConn.remoteAddr.toString().includes('/p2p/') ? relayConn.remoteAddr.toString() : `${relayConn.remoteAddr.toString()}/p2p/${relayId}`
+      candidates.push(multiaddr(`${base}/p2p-circuit/p2p/${peer.toString()}`))
+    }
+    const errors: string[] = []
+    for (const ma of candidates) {
+      const withPeer = ma.toString().includes(peer.toString()) ? ma : ma.encapsulate(`/p2p/${peer.toString()}`)
+      try {
+        return await this.dial(withPeer, { purpose: 'ping', signal: options.signal })
+      } catch (err) {
+        errors.push(`${withPeer.toString()}: ${(err as Error).message ?? String(err)}`)
+      }
+    }
+    throw new PeerUnreachableError(candidates.length === 0
+      ? `no address known for ${target} and no relay to try: give a multiaddr, or connect to a relay it uses`
+      : `could not reach ${target} on any of ${candidates.length} address(es)`, { cause: new AggregateError(errors) })
+  }
+}
+
+function unwrapListenError (err: unknown): unknown {
+  // transportManager.listen wraps the relay's answer in UnsupportedListenAddressesError text
+  return err
+}
+
+async function withSignal<T> (promise: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (signal == null) return promise
+  signal.throwIfAborted()
+  return await new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => { reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+  })
+}
+
+export async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms)
+    function done (): void {
+      clearTimeout(t)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    signal?.addEventListener('abort', done, { once: true })
+  })
+}
+
+function dedupe (list: string[]): string[] {
+  return [...new Set(list)]
+}
+
+/** True for a global unicast IP (not RFC 1918, loopback, link-local, CGNAT, ULA or TEST-NET). */
+export function isPublicAddr (ma: Multiaddr): boolean {
+  const parts = ma.toString().split('/')
+  const ip = parts[2]
+  if (parts[1] !== 'ip4' && parts[1] !== 'ip6') return false
+  if (isIP(ip) === 4) {
+    const [a, b] = ip.split('.').map(Number)
+    if (a === 10 || a === 127 || a === 0) return false
+    if (a === 172 && b >= 16 && b <= 31) return false
+    if (a === 192 && b === 168) return false
+    if (a === 169 && b === 254) return false
+    if (a === 100 && b >= 64 && b <= 127) return false
+    // TEST-NETs count as public here on purpose: the namespace lab uses them as the "internet"
+    return true
+  }
+  const lower = ip.toLowerCase()
+  return !(lower === '::1' || lower === '::' || lower.startsWith('fe80') || lower.startsWith('fc') || lower.startsWith('fd'))
+}

@@ -1,0 +1,55 @@
+import type { Transport } from '../core/types.ts'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+/**
+ * Names the transport of a multiaddr the way `status` and telemetry show it.
+ * A circuit address is `circuit` whatever carries it to the relay; use
+ * {@link uplinkTransport} for the relay hop itself.
+ */
+export function transportOf (ma: Multiaddr | string): Transport {
+  const names = componentNames(ma)
+  if (names.includes('p2p-circuit')) return 'circuit'
+  return directTransport(names)
+}
+
+/** The transport of the hop to the relay in a circuit address (or of a direct address). */
+export function uplinkTransport (ma: Multiaddr | string): Transport {
+  const names = componentNames(ma)
+  const circuit = names.indexOf('p2p-circuit')
+  return directTransport(circuit === -1 ? names : names.slice(0, circuit))
+}
+
+function directTransport (names: string[]): Transport {
+  if (names.includes('webrtc') || names.includes('webrtc-direct')) return 'webrtc'
+  if (names.includes('quic-v1') || names.includes('quic')) return 'quic'
+  if (names.includes('wss') || (names.includes('ws') && names.includes('tls'))) return 'wss'
+  if (names.includes('ws')) return 'ws'
+  if (names.includes('tcp')) return 'tcp'
+  return 'unknown'
+}
+
+function componentNames (ma: Multiaddr | string): string[] {
+  const text = typeof ma === 'string' ? ma : ma.toString()
+  // a textual scan is enough here and cannot throw on unusual addresses
+  return text.split('/').filter(p => p !== '')
+}
+
+/** The PeerId of the relay in a circuit address, if any. */
+export function relayPeerOf (ma: Multiaddr | string): string | undefined {
+  const parts = (typeof ma === 'string' ? ma : ma.toString()).split('/')
+  const circuit = parts.indexOf('p2p-circuit')
+  if (circuit < 2) return undefined
+  for (let i = circuit - 1; i > 0; i--) {
+    if (parts[i - 1] === 'p2p') return parts[i]
+  }
+  return undefined
+}
+
+/** The last `/p2p/<id>` of an address: the peer it names. */
+export function peerIdOf (ma: Multiaddr | string): string | undefined {
+  const parts = (typeof ma === 'string' ? ma : ma.toString()).split('/')
+  for (let i = parts.length - 1; i > 0; i--) {
+    if (parts[i - 1] === 'p2p') return parts[i]
+  }
+  return undefined
+}
