@@ -151,7 +151,7 @@ export class ApiServer {
     } catch (err) {
       const e = err as Error & { code?: unknown }
       const code = typeof e.code === 'string' ? e.code : 'INTERNAL'
-      const status = code === 'INTERNAL' ? 500 : 422
+      const status = code === 'INTERNAL' ? 500 : code === 'TOO_LARGE' ? 413 : 422
       if (status === 500) this.log.error(`API ${req.method} ${req.url} failed: ${e.stack ?? String(err)}`)
       else this.log.info(`API ${req.method} ${req.url}: ${e.message}`, { code })
       this.fail(res, status, code, e.message ?? String(err))

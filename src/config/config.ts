@@ -1,5 +1,6 @@
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { readFileSync } from 'node:fs'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { ConfigError, InvalidMultiaddrError } from '../core/errors.ts'
 import { dataDirPaths, resolveDataDir } from './data-dir.ts'
 
@@ -169,7 +170,8 @@ function nonEmpty (list: string[] | undefined): string[] | undefined {
 }
 
 export function parsePort (value: string | number, source: string): number {
-  const n = typeof value === 'number' ? value : Number(value)
+  // Number('') and Number(' ') are 0: a blank value must not silently mean "pick a free port"
+  const n = typeof value === 'number' ? value : (/^\d+$/.test(value.trim()) ? Number(value) : NaN)
   if (!Number.isInteger(n) || n < 0 || n > 65535) {
     throw new ConfigError(`invalid port for ${source}: "${value}" (expected 0–65535)`)
   }
@@ -185,15 +187,22 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
   const bootstrapName = { flag: '--bootstrap', env: BOOTSTRAP_ENV, file: 'config.json "bootstrap"', default: 'built-in bootstrap list' }[bootstrap.source]
   const listen = pick(nonEmpty(flags.listen), undefined, fileConfig.listen, [...DEFAULT_DAEMON_LISTEN])
   const listenName = { flag: '--listen', env: 'env', file: 'config.json "listen"', default: 'default listen list' }[listen.source]
-  const apiPort = pick<string | number>(flags.apiPort, env.WORLDCOMPUTE_API_PORT, fileConfig.apiPort, DEFAULT_API_PORT)
+  const envApiPort = env.WORLDCOMPUTE_API_PORT != null && env.WORLDCOMPUTE_API_PORT.trim() !== '' ? env.WORLDCOMPUTE_API_PORT : undefined
+  const apiPort = pick<string | number>(flags.apiPort, envApiPort, fileConfig.apiPort, DEFAULT_API_PORT)
   const apiPortName = { flag: '--api-port', env: 'WORLDCOMPUTE_API_PORT', file: 'config.json "apiPort"', default: 'default' }[apiPort.source]
 
   const bootstrapAddrs = parseMultiaddrs(bootstrap.value, bootstrapName)
   for (const [i, ma] of bootstrapAddrs.entries()) {
-    if (ma.getComponents().find(c => c.name === 'p2p') == null) {
+    const p2p = ma.getComponents().filter(c => c.name === 'p2p').pop()
+    if (p2p == null) {
       throw new InvalidMultiaddrError(bootstrapName, bootstrap.value[i], {
         cause: new Error('a bootstrap address must end in /p2p/<relay PeerId> so the relay can be authenticated')
       })
+    }
+    try {
+      peerIdFromString(p2p.value ?? '')
+    } catch (err) {
+      throw new InvalidMultiaddrError(bootstrapName, bootstrap.value[i], { cause: new Error(`"${p2p.value ?? ''}" is not a PeerId`, { cause: err }) })
     }
   }
 
@@ -206,6 +215,12 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
     apiPort: parsePort(apiPort.value, apiPortName),
     apiPortSource: apiPort.source
   })
+}
+
+export function parsePositiveInt (value: string, source: string): number {
+  const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN
+  if (!Number.isSafeInteger(n) || n < 1) throw new ConfigError(`invalid value for ${source}: "${value}" (expected a whole number of at least 1)`)
+  return n
 }
 
 /** Parses sizes such as `64MiB`, `1GiB`, `131072`. */
@@ -239,7 +254,7 @@ export function loadRelayConfig (flags: RelayFlags, env: NodeJS.ProcessEnv = pro
     ...DEFAULT_RELAY_LIMITS,
     ...(flags.dataLimit != null ? { dataLimitBytes: parseBytes(flags.dataLimit, '--relay-data-limit') } : {}),
     ...(flags.durationLimit != null ? { durationLimitMs: parseDurationMs(flags.durationLimit, '--relay-duration-limit') } : {}),
-    ...(flags.maxReservations != null ? { maxReservations: parsePort(flags.maxReservations, '--max-reservations') } : {})
+    ...(flags.maxReservations != null ? { maxReservations: parsePositiveInt(flags.maxReservations, '--max-reservations') } : {})
   }
   const listenAddrs = parseMultiaddrs(listen.value, listen.source === 'flag' ? '--listen' : 'config.json "listen"')
   if (flags.tlsCert != null && !listenAddrs.some(ma => ma.toString().includes('/tls/ws') || ma.toString().endsWith('/wss'))) {

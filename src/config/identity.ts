@@ -1,6 +1,7 @@
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { readFileSync, writeFileSync, renameSync, chmodSync, statSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { readFileSync, writeFileSync, linkSync, rmSync, chmodSync, statSync } from 'node:fs'
 import { IdentityError } from '../core/errors.ts'
 import { ensureDataDir } from './data-dir.ts'
 import type { PrivateKey, PeerId } from '@libp2p/interface'
@@ -45,8 +46,22 @@ export async function loadOrCreateIdentity (dataDir: string): Promise<Identity> 
   }
   const privateKey = await generateKeyPair('Ed25519')
   // write-then-rename so a crash never leaves a half-written key behind
-  const tmp = `${paths.identityKey}.${process.pid}.tmp`
-  writeFileSync(tmp, privateKeyToProtobuf(privateKey), { mode: 0o600, flag: 'wx' })
-  renameSync(tmp, paths.identityKey)
+  // write a private temp file, then link it into place: link fails if another
+  // process created the key meanwhile, and then we use theirs instead of
+  // replacing it (two PeerIds for one data dir would be the bug we exist to fix)
+  const tmp = `${paths.identityKey}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
+  try {
+    writeFileSync(tmp, privateKeyToProtobuf(privateKey), { mode: 0o600, flag: 'wx' })
+    try {
+      linkSync(tmp, paths.identityKey)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return await loadOrCreateIdentity(dataDir)
+      throw err
+    }
+  } catch (err) {
+    throw new IdentityError(`cannot write identity key ${paths.identityKey}: ${(err as Error).message}`, { cause: err })
+  } finally {
+    rmSync(tmp, { force: true })
+  }
   return { privateKey, peerId: peerIdFromPrivateKey(privateKey), created: true, path: paths.identityKey }
 }

@@ -18,8 +18,8 @@ export type DialPhase = typeof DIAL_PHASES[number]
 
 export type DialOutcome = 'success' | 'failure' | 'cancelled'
 
-/** Why a dial was made: the same record serves the donor's uplink and `ping`. */
-export type DialPurpose = 'bootstrap' | 'reservation' | 'ping'
+/** Why a dial was made; `internal` is a dial libp2p made by itself (reconnect, AutoNAT, gossip). */
+export type DialPurpose = 'bootstrap' | 'reservation' | 'ping' | 'internal'
 
 /** One outbound dial attempt, recorded once when it ends (success or not). */
 export interface DialAttempt {

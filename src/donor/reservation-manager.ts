@@ -143,6 +143,7 @@ export class ReservationManager {
             relay.status.lastError = `${addr.toString()}: ${(err as Error).message ?? String(err)}`
           }
         }
+        if (signal.aborted) return
         if (conn == null) {
           await this.backoff(relay, signal)
           continue

@@ -6,7 +6,7 @@ import { VERSION } from '../core/version.ts'
 export const MESH_TOPIC = '/worldcompute/mesh/1.0.0'
 
 /** time budget for one dial attempt to one address */
-export const DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS = 8_000
+export const DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS = 5_000
 
 /** time budget for a relay to grant a reservation on an open connection */
 export const DEFAULT_RESERVATION_TIMEOUT_MS = 5_000

@@ -95,7 +95,7 @@ function stallCause (phase: DialPhase, transport: Transport, seconds: string): s
       if (transport === 'ws' || transport === 'wss') return `no WebSocket open within ${seconds} s (TCP connect, TLS or HTTP upgrade unanswered: packets dropped?)`
       return `no answer to TCP connect within ${seconds} s (SYN dropped by a firewall?)`
     case 'tls':
-      if (transport === 'quic') return `no QUIC handshake reply within ${seconds} s (UDP dropped?)`
+      if (transport === 'quic') return `no QUIC handshake reply within ${seconds} s (UDP dropped, or nothing listens on that UDP port)`
       return `TLS handshake did not finish within ${seconds} s`
     case 'ws-upgrade': return `WebSocket upgrade did not finish within ${seconds} s`
     case 'noise': return `no handshake reply within ${seconds} s (packets dropped? a protocol-inspecting firewall lets TCP connect but blocks the libp2p handshake)`

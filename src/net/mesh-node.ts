@@ -18,7 +18,8 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import { AGENT_VERSION, DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS, DEFAULT_RESERVATION_TIMEOUT_MS, MESH_TOPIC } from './constants.ts'
 import { describeDialError, initialPhase, phaseForProgress } from './dial-error.ts'
 import { DialTelemetry } from './telemetry.ts'
-import { peerIdOf, relayPeerOf, transportOf, uplinkTransport } from './transport-of.ts'
+import { DialRecorder } from './dial-recorder.ts'
+import { relayPeerOf, transportOf, uplinkTransport } from './transport-of.ts'
 import type { ConnectionStatus, DialPhase, DialPurpose, PingProbe, PingResult, Reachability } from '../core/types.ts'
 import type { RelayLimits } from '../config/config.ts'
 import type { AbortOptions, Connection, PeerId, PrivateKey } from '@libp2p/interface'
@@ -38,7 +39,7 @@ export interface MeshNodeInit {
   relayServer?: RelayServerInit
   telemetry?: DialTelemetry
   logger?: Logger
-  /** @default 8000 */
+  /** @default 5000 */
   dialAttemptTimeoutMs?: number
 }
 
@@ -75,12 +76,15 @@ export class MeshNode {
   private readonly log: Logger
   private readonly dialAttemptTimeoutMs: number
   private readonly relaysListened = new Set<string>()
+  private readonly recorder: DialRecorder
 
   private constructor (node: Libp2p<any>, telemetry: DialTelemetry, log: Logger, dialAttemptTimeoutMs: number) {
     this.libp2p = node
     this.telemetry = telemetry
     this.log = log
     this.dialAttemptTimeoutMs = dialAttemptTimeoutMs
+    this.recorder = new DialRecorder(telemetry)
+    this.recorder.install(this.components.transportManager)
   }
 
   static async create (init: MeshNodeInit): Promise<MeshNode> {
@@ -222,58 +226,26 @@ export class MeshNode {
     const transport = transportOf(target)
     let phase: DialPhase = initialPhase(text, transport)
     const started = Date.now()
-    const startedIso = new Date(started).toISOString()
-    const timeoutMs = options.timeoutMs ?? this.dialAttemptTimeoutMs
-    const timeout = AbortSignal.timeout(timeoutMs)
+    const timeout = AbortSignal.timeout(options.timeoutMs ?? this.dialAttemptTimeoutMs)
     const signal = options.signal != null ? AbortSignal.any([options.signal, timeout]) : timeout
     let reused = false
+    // the transport-level recorder writes the attempt record; this only tags it with our purpose
+    const { onProgress, context } = this.recorder.track(options.purpose, (evt) => {
+      if (evt.type === 'dial-queue:already-connected') reused = true
+      phase = phaseForProgress(evt.type, transport, phase)
+    })
     try {
-      const conn = await this.libp2p.dial(target, {
-        signal,
-        onProgress: (evt: { type: string }) => {
-          if (evt.type === 'dial-queue:already-connected') reused = true
-          phase = phaseForProgress(evt.type, transport, phase)
-        }
-      })
+      const conn = await this.libp2p.dial(target, { signal, onProgress })
       if (reused) {
         // nothing was dialled: libp2p handed back an open connection to that peer
         this.log.debug(`dial skipped: already connected to ${conn.remotePeer.toString()} via ${conn.remoteAddr.toString()}`)
-        return conn
       }
-      this.telemetry.record({
-        ts: startedIso,
-        target: text,
-        peerId: conn.remotePeer.toString(),
-        transport,
-        phase: 'protocol',
-        outcome: 'success',
-        cause: `connected over ${transportOf(conn.remoteAddr)}${conn.limits != null ? ' (limited relayed connection)' : ''}`,
-        code: 'OK',
-        duration_ms: Date.now() - started,
-        purpose: options.purpose
-      })
       return conn
     } catch (err) {
-      const cancelled = options.signal?.aborted === true
-      const d = describeDialError(err, {
-        phase,
-        transport,
-        elapsedMs: Date.now() - started,
-        timedOut: timeout.aborted && !cancelled,
-        cancelled
-      })
-      this.telemetry.record({
-        ts: startedIso,
-        target: text,
-        peerId: peerIdOf(text),
-        transport,
-        phase: d.phase,
-        outcome: cancelled ? 'cancelled' : 'failure',
-        cause: d.cause,
-        code: d.code,
-        duration_ms: Date.now() - started,
-        purpose: options.purpose
-      })
+      if (!context.reachedTransport) {
+        const cancelled = options.signal?.aborted === true
+        this.recorder.recordEarlyFailure(text, options.purpose, err, phase, started, cancelled, timeout.aborted && !cancelled)
+      }
       throw err
     }
   }

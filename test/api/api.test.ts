@@ -1,0 +1,299 @@
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { request } from 'node:http'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ApiServer } from '../../src/api/server.ts'
+import { ApiClient } from '../../src/api/client.ts'
+import { API_VERSION_HEADER, routes, type ApiHandlers, type PingRequest } from '../../src/api/routes.ts'
+import { ensureDataDir, type DataDirPaths } from '../../src/config/data-dir.ts'
+import { ApiError, DaemonNotRunningError, PeerUnreachableError } from '../../src/core/errors.ts'
+import { configureLogging, resetLogging } from '../../src/log/logger.ts'
+import type { DaemonStatus, PingResult } from '../../src/core/types.ts'
+
+const PEER = '12D3KooWCUxGstisocAwjyRccMAVqDFAksLECFj23zxN7fP231Wj'
+const TARGET = '12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK'
+const VERSION = '9.8.7-test'
+
+const STATUS: DaemonStatus = {
+  peerId: PEER,
+  reachability: 'private',
+  reachabilityReason: 'behind NAT (test stub)',
+  listenAddrs: [`/ip4/127.0.0.1/tcp/4001/p2p/${PEER}`],
+  relays: [],
+  connections: [],
+  bootstrap: [],
+  startedAt: '2025-01-01T00:00:00.000Z',
+  version: VERSION
+}
+
+interface RawResponse {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: unknown
+}
+
+/** A request with full control of the headers (fetch forbids setting Host), to 127.0.0.1 only. */
+async function raw (port: number, opts: { method?: string, path: string, headers?: Record<string, string>, body?: string }): Promise<RawResponse> {
+  return await new Promise((resolve, reject) => {
+    const req = request({
+      host: '127.0.0.1',
+      port,
+      method: opts.method ?? 'GET',
+      path: opts.path,
+      headers: opts.headers ?? {},
+      agent: false
+    }, res => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => { chunks.push(c) })
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8')
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text === '' ? undefined : JSON.parse(text) })
+      })
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    if (opts.body != null) req.write(opts.body)
+    req.end()
+  })
+}
+
+function errorCode (res: RawResponse): string | undefined {
+  return (res.body as { error?: { code?: string } } | undefined)?.error?.code
+}
+
+function errorMessage (res: RawResponse): string {
+  return (res.body as { error?: { message?: string } } | undefined)?.error?.message ?? ''
+}
+
+let root: string
+const logLines: string[] = []
+
+before(() => {
+  root = mkdtempSync(join(tmpdir(), 'wc-api-test-'))
+  configureLogging({ sink: line => { logLines.push(line) } })
+})
+
+after(() => {
+  resetLogging()
+  rmSync(root, { recursive: true, force: true })
+})
+
+function stubHandlers (pings: PingRequest[]): ApiHandlers {
+  return {
+    health: async () => ({ ok: true, peerId: PEER, version: VERSION, pid: process.pid }),
+    status: async () => STATUS,
+    dials: async (req) => ({ total: req.limit, attempts: [] }),
+    ping: async (req): Promise<PingResult> => {
+      pings.push(req)
+      if (req.target === 'unreachable-peer') throw new PeerUnreachableError('no path to unreachable-peer')
+      if (req.target === 'explode') throw new Error('handler bug')
+      return { target: req.target, peerId: req.target, probes: [{ seq: 1, ok: true, rttMs: 1.5, path: 'direct', transport: 'tcp' }] }
+    }
+  }
+}
+
+describe('ApiServer and ApiClient with a running server', () => {
+  let dataDir: string
+  let paths: DataDirPaths
+  let server: ApiServer
+  let token: string
+  const pings: PingRequest[] = []
+
+  before(async () => {
+    dataDir = join(root, 'running')
+    paths = ensureDataDir(dataDir)
+    server = new ApiServer({ paths, port: 0, handlers: stubHandlers(pings), version: VERSION })
+    await server.start()
+    token = readFileSync(paths.apiToken, 'utf8').trim()
+  })
+
+  after(async () => {
+    await server.stop()
+  })
+
+  function auth (): Record<string, string> {
+    return { authorization: `Bearer ${token}` }
+  }
+
+  it('listens on a free port and writes it to the endpoint file', () => {
+    assert.ok(server.port > 0)
+    const endpoint = JSON.parse(readFileSync(paths.apiEndpoint, 'utf8')) as { port: number, pid: number }
+    assert.equal(endpoint.port, server.port)
+    assert.equal(endpoint.pid, process.pid)
+  })
+
+  it('returns the status handler data through ApiClient', async () => {
+    const status = await new ApiClient({ dataDir }).call('status', {})
+    assert.deepEqual(status, STATUS)
+  })
+
+  it('passes a GET query through the route parser to the handler', async () => {
+    const dials = await new ApiClient({ dataDir }).call('dials', { limit: 5 })
+    assert.deepEqual(dials, { total: 5, attempts: [] })
+  })
+
+  it('passes a POST body through the route parser to the handler', async () => {
+    const before = pings.length
+    const result = await new ApiClient({ dataDir }).call('ping', { target: ` ${TARGET} `, count: 2 })
+    assert.equal(result.target, TARGET)
+    assert.deepEqual(pings.slice(before), [{ target: TARGET, count: 2 }])
+  })
+
+  it('writes the api-token file with mode 0600 and a long random token', () => {
+    assert.equal(statSync(paths.apiToken).mode & 0o777, 0o600)
+    assert.match(token, /^[0-9a-f]{64}$/)
+  })
+
+  it('answers with the version header', async () => {
+    const res = await raw(server.port, { path: routes.health.path, headers: auth() })
+    assert.equal(res.status, 200)
+    assert.equal(res.headers[API_VERSION_HEADER], VERSION)
+  })
+
+  it('refuses a request without the bearer token with 401', async () => {
+    const res = await raw(server.port, { path: routes.status.path })
+    assert.equal(res.status, 401)
+    assert.equal(errorCode(res), 'UNAUTHORISED')
+  })
+
+  it('refuses a request with a wrong bearer token with 401', async () => {
+    const res = await raw(server.port, { path: routes.status.path, headers: { authorization: `Bearer ${'0'.repeat(64)}` } })
+    assert.equal(res.status, 401)
+  })
+
+  it('refuses a request whose Host is not loopback with 403 FORBIDDEN_HOST', async () => {
+    const res = await raw(server.port, { path: routes.status.path, headers: { ...auth(), host: 'evil.example:1234' } })
+    assert.equal(res.status, 403)
+    assert.equal(errorCode(res), 'FORBIDDEN_HOST')
+  })
+
+  it('accepts a request whose Host is localhost', async () => {
+    const res = await raw(server.port, { path: routes.status.path, headers: { ...auth(), host: `localhost:${server.port}` } })
+    assert.equal(res.status, 200)
+  })
+
+  it('refuses a request carrying an Origin header with 403', async () => {
+    const res = await raw(server.port, { path: routes.status.path, headers: { ...auth(), origin: 'http://evil.example' } })
+    assert.equal(res.status, 403)
+    assert.equal(errorCode(res), 'FORBIDDEN_ORIGIN')
+  })
+
+  it('answers an unknown path with 404', async () => {
+    const res = await raw(server.port, { path: '/v1/nope', headers: auth() })
+    assert.equal(res.status, 404)
+    assert.equal(errorCode(res), 'NOT_FOUND')
+  })
+
+  it('answers a route called with the wrong method with 405', async () => {
+    const res = await raw(server.port, { method: 'GET', path: routes.ping.path, headers: auth() })
+    assert.equal(res.status, 405)
+  })
+
+  it('refuses a ping with count 1000 with 400 naming count', async () => {
+    const before = pings.length
+    const res = await raw(server.port, {
+      method: 'POST',
+      path: routes.ping.path,
+      headers: { ...auth(), 'content-type': 'application/json' },
+      body: JSON.stringify({ target: TARGET, count: 1000 })
+    })
+    assert.equal(res.status, 400)
+    assert.equal(errorCode(res), 'BAD_REQUEST')
+    assert.match(errorMessage(res), /count/)
+    assert.equal(pings.length, before, 'the handler must not run for a bad request')
+  })
+
+  it('refuses a body that is not JSON with 400', async () => {
+    const res = await raw(server.port, { method: 'POST', path: routes.ping.path, headers: auth(), body: '{not json' })
+    assert.equal(res.status, 400)
+    assert.match(errorMessage(res), /JSON/)
+  })
+
+  it('answers 422 for a handler error with a string code, and the client throws ApiError with that code', async () => {
+    const res = await raw(server.port, {
+      method: 'POST',
+      path: routes.ping.path,
+      headers: auth(),
+      body: JSON.stringify({ target: 'unreachable-peer' })
+    })
+    assert.equal(res.status, 422)
+    assert.equal(errorCode(res), 'PEER_UNREACHABLE')
+
+    await assert.rejects(new ApiClient({ dataDir }).call('ping', { target: 'unreachable-peer', count: 1 }), (err: unknown) => {
+      assert.ok(err instanceof ApiError, `expected ApiError, got ${String(err)}`)
+      assert.equal(err.code, 'PEER_UNREACHABLE')
+      assert.equal(err.status, 422)
+      assert.equal(err.message, 'no path to unreachable-peer')
+      return true
+    })
+  })
+
+  it('answers 500 INTERNAL for a handler error without a code', async () => {
+    await assert.rejects(new ApiClient({ dataDir }).call('ping', { target: 'explode', count: 1 }), (err: unknown) =>
+      err instanceof ApiError && err.status === 500 && err.code === 'INTERNAL')
+  })
+})
+
+describe('ApiServer stop and ApiClient without a daemon', () => {
+  it('removes the endpoint file on stop, after which the client says to start the worldcompute daemon', async () => {
+    const dataDir = join(root, 'stopping')
+    const paths = ensureDataDir(dataDir)
+    const server = new ApiServer({ paths, port: 0, handlers: stubHandlers([]), version: VERSION })
+    await server.start()
+    const client = new ApiClient({ dataDir })
+    assert.deepEqual(await client.call('status', {}), STATUS)
+    assert.ok(existsSync(paths.apiEndpoint))
+
+    await server.stop()
+    assert.equal(existsSync(paths.apiEndpoint), false)
+    await assert.rejects(client.call('status', {}), (err: unknown) => {
+      assert.ok(err instanceof DaemonNotRunningError, `expected DaemonNotRunningError, got ${String(err)}`)
+      assert.equal(err.code, 'DAEMON_NOT_RUNNING')
+      assert.ok(err.message.includes('worldcompute daemon'), err.message)
+      return true
+    })
+  })
+
+  it('throws DaemonNotRunningError when the endpoint file names a port nobody answers on', async () => {
+    const dataDir = join(root, 'stale')
+    const paths = ensureDataDir(dataDir)
+    const server = new ApiServer({ paths, port: 0, handlers: stubHandlers([]), version: VERSION })
+    await server.start()
+    const stale = readFileSync(paths.apiEndpoint, 'utf8')
+    await server.stop()
+    // a daemon killed with SIGKILL leaves its endpoint file behind
+    writeFileSync(paths.apiEndpoint, stale)
+    await assert.rejects(new ApiClient({ dataDir }).call('status', {}), (err: unknown) =>
+      err instanceof DaemonNotRunningError && err.message.includes('no daemon answers') && err.message.includes('worldcompute daemon'))
+  })
+
+  it('throws DaemonNotRunningError saying no daemon is running for an empty data dir', async () => {
+    const dataDir = join(root, 'empty')
+    ensureDataDir(dataDir)
+    await assert.rejects(new ApiClient({ dataDir }).call('status', {}), (err: unknown) => {
+      assert.ok(err instanceof DaemonNotRunningError)
+      assert.ok(err.message.includes('no daemon is running'), err.message)
+      assert.ok(err.message.includes(dataDir), err.message)
+      return true
+    })
+  })
+
+  it('keeps the same token when a server restarts in the same data dir', async () => {
+    const dataDir = join(root, 'restart')
+    const paths = ensureDataDir(dataDir)
+    const first = new ApiServer({ paths, port: 0, handlers: stubHandlers([]), version: VERSION })
+    await first.start()
+    const token = readFileSync(paths.apiToken, 'utf8')
+    await first.stop()
+    const second = new ApiServer({ paths, port: 0, handlers: stubHandlers([]), version: VERSION })
+    await second.start()
+    try {
+      assert.equal(readFileSync(paths.apiToken, 'utf8'), token)
+      assert.deepEqual(await new ApiClient({ dataDir }).call('status', {}), STATUS)
+    } finally {
+      await second.stop()
+    }
+  })
+})
