@@ -107,6 +107,41 @@ describe('worldcompute CLI', () => {
     assert.equal(await relay.stop(), 0, relay.stderr())
   })
 
+  it('--log-format json gives one JSON object per line, and WORLDCOMPUTE_LOG filters by level', async () => {
+    const dead = '/ip4/127.0.0.1/tcp/9/p2p/12D3KooWCUxGstisocAwjyRccMAVqDFAksLECFj23zxN7fP231Wj'
+    const json = startCli(['daemon', '--data-dir', join(dir.path, 'json-log'), '--api-port', '0', '--listen', '/p2p-circuit', '--bootstrap', dead, '--log-format', 'json'])
+    started.push(json)
+    await waitFor('a dial failure line', () => json.stderr().includes('dial failed:') ? true : undefined)
+    assert.equal(await json.stop(), 0)
+    const records = json.stderr().split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l))
+    const failure = records.find(r => r.msg.startsWith('dial failed:'))
+    assert.ok(failure != null, json.stderr())
+    assert.equal(failure.level, 'warn')
+    assert.equal(failure.component, 'net.dial')
+    assert.equal(failure.transport, 'tcp')
+    assert.equal(failure.phase, 'tcp-connect')
+    assert.equal(failure.code, 'ECONNREFUSED')
+    assert.equal(failure.peer, '12D3KooWCUxGstisocAwjyRccMAVqDFAksLECFj23zxN7fP231Wj')
+
+    const quiet = startCli(['daemon', '--data-dir', join(dir.path, 'quiet-log'), '--api-port', '0', '--listen', '/p2p-circuit', '--bootstrap', dead], { env: { WORLDCOMPUTE_LOG: 'error,donor=info' } })
+    started.push(quiet)
+    await waitFor('a retry line from donor.reservation', () => /donor\.reservation: relay .* retrying in/.test(quiet.stderr()) ? true : undefined)
+    assert.equal(await quiet.stop(), 0)
+    assert.doesNotMatch(quiet.stderr(), /dial failed:/, 'warn lines of net.dial are filtered out at error level')
+  })
+
+  it('ping to a PeerId nobody knows fails with one line saying why', async () => {
+    const dataDir = join(dir.path, 'ping-unknown')
+    const daemon = startCli(['daemon', '--data-dir', dataDir, '--api-port', '0', '--listen', '/p2p-circuit'])
+    started.push(daemon)
+    await waitFor('the daemon API', async () => (await runCli(['status', '--data-dir', dataDir])).code === 0 ? true : undefined, 20_000)
+    const res = await runCli(['ping', '12D3KooWCUxGstisocAwjyRccMAVqDFAksLECFj23zxN7fP231Wj', '--data-dir', dataDir])
+    assert.notEqual(res.code, 0)
+    assert.match(res.stderr.trim(), /^worldcompute: no address known for 12D3KooW\w+ and no relay to try/)
+    assert.equal(res.stderr.trim().split('\n').length, 1)
+    assert.equal(await daemon.stop(), 0)
+  })
+
   it('demo brings up a relay and two relay-only donors on loopback and exits 0', async () => {
     const res = await runCli(['demo'], { timeoutMs: 60_000 })
     assert.equal(res.code, 0, `stdout:\n${res.stdout}\nstderr:\n${res.stderr}`)
