@@ -1,4 +1,5 @@
 import type { DaemonStatus, DialAttempt, PingResult } from '../core/types.ts'
+import type { JobLimits, JobView } from '../core/job.ts'
 
 /**
  * Every route of the local API, defined once: the server dispatches on these
@@ -11,6 +12,8 @@ export const API_VERSION_HEADER = 'x-worldcompute-version'
 export interface Route<Req, Res> {
   method: 'GET' | 'POST'
   path: string
+  /** request body cap @default 1 MiB */
+  maxBodyBytes?: number
   /** validates a decoded request body or query; throws a message on bad input */
   parseRequest: (input: unknown) => Req
   /** marker for the response type; never called */
@@ -21,6 +24,50 @@ export interface HealthResponse { ok: true, peerId: string, version: string, pid
 export interface DialsRequest { limit: number }
 export interface DialsResponse { total: number, attempts: DialAttempt[] }
 export interface PingRequest { target: string, count: number }
+export interface SubmitJobRequest {
+  /** base64 */
+  module: string
+  /** base64 */
+  input: string
+  moduleName: string
+  args: string[]
+  env: string[]
+  replicas: number
+  limits: Partial<JobLimits>
+}
+export interface JobRequest { id: string, full: boolean }
+export interface JobsRequest { limit: number }
+export interface JobsResponse { jobs: JobView[] }
+
+/** 64 MiB module + 64 MiB input, base64-inflated, plus JSON */
+const MAX_SUBMIT_BODY = Math.ceil((128 * 1024 * 1024) * 4 / 3) + 1024 * 1024
+
+function stringList (value: unknown, name: string, maxItems: number, maxLength: number): string[] {
+  if (value === undefined) return []
+  if (!Array.isArray(value) || value.length > maxItems || !value.every(v => typeof v === 'string' && v.length <= maxLength)) {
+    throw new Error(`${name} must be a list of at most ${maxItems} strings of at most ${maxLength} characters`)
+  }
+  return value as string[]
+}
+
+const LIMIT_KEYS = ['deadlineMs', 'memoryBytes', 'outputBytes', 'payloadBytes', 'fuel', 'maxCallDepth'] as const
+
+function limitsOf (value: unknown): Partial<JobLimits> {
+  if (value === undefined) return {}
+  const o = obj(value)
+  const out: Partial<JobLimits> = {}
+  for (const [k, v] of Object.entries(o)) {
+    if (!(LIMIT_KEYS as readonly string[]).includes(k)) throw new Error(`limits.${k} is not a limit (known: ${LIMIT_KEYS.join(', ')})`)
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new Error(`limits.${k} must be a positive whole number`)
+    out[k as typeof LIMIT_KEYS[number]] = v
+  }
+  return out
+}
+
+function base64Field (value: unknown, name: string): string {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) throw new Error(`${name} must be base64 text`)
+  return value
+}
 
 function obj (input: unknown): Record<string, unknown> {
   if (input == null) return {}
@@ -59,7 +106,43 @@ export const routes = {
       if (typeof o.target !== 'string' || o.target.trim() === '') throw new Error('target must be a PeerId or a multiaddr')
       return { target: o.target.trim(), count: intIn(o.count, 'count', 1, 100, 3) }
     }
-  } satisfies Route<PingRequest, PingResult> as Route<PingRequest, PingResult>
+  } satisfies Route<PingRequest, PingResult> as Route<PingRequest, PingResult>,
+  submitJob: {
+    method: 'POST',
+    path: `${API_PREFIX}/jobs`,
+    maxBodyBytes: MAX_SUBMIT_BODY,
+    parseRequest: (input: unknown) => {
+      const o = obj(input)
+      const replicas = intIn(o.replicas, 'replicas', 1, 16, 1)
+      const moduleName = o.moduleName === undefined ? 'main.wasm' : o.moduleName
+      if (typeof moduleName !== 'string' || moduleName.length > 256) throw new Error('moduleName must be a string of at most 256 characters')
+      const env = stringList(o.env, 'env', 256, 4096)
+      for (const e of env) if (!e.includes('=')) throw new Error(`env entry "${e}" must be K=V`)
+      return {
+        module: base64Field(o.module, 'module'),
+        input: o.input === undefined ? '' : base64Field(o.input, 'input'),
+        moduleName,
+        args: stringList(o.args, 'args', 256, 4096),
+        env,
+        replicas,
+        limits: limitsOf(o.limits)
+      }
+    }
+  } satisfies Route<SubmitJobRequest, JobView> as Route<SubmitJobRequest, JobView>,
+  job: {
+    method: 'GET',
+    path: `${API_PREFIX}/job`,
+    parseRequest: (input: unknown) => {
+      const o = obj(input)
+      if (typeof o.id !== 'string' || !/^[\w.-]{1,128}$/.test(o.id)) throw new Error('id must be a job ID')
+      return { id: o.id, full: o.full === 'true' || o.full === true || o.full === '1' }
+    }
+  } satisfies Route<JobRequest, JobView> as Route<JobRequest, JobView>,
+  jobs: {
+    method: 'GET',
+    path: `${API_PREFIX}/jobs`,
+    parseRequest: (input: unknown) => ({ limit: intIn(obj(input).limit, 'limit', 1, 1000, 50) })
+  } satisfies Route<JobsRequest, JobsResponse> as Route<JobsRequest, JobsResponse>
 } as const
 
 export type Routes = typeof routes

@@ -128,7 +128,7 @@ export class ApiServer {
       if (route.method === 'GET') {
         input = Object.fromEntries(url.searchParams.entries())
       } else {
-        const body = await readBody(req)
+        const body = await readBody(req, route.maxBodyBytes ?? MAX_BODY_BYTES)
         try {
           input = body.length === 0 ? {} : JSON.parse(body.toString('utf8'))
         } catch {
@@ -169,12 +169,12 @@ export class ApiServer {
   }
 }
 
-async function readBody (req: IncomingMessage): Promise<Buffer> {
+async function readBody (req: IncomingMessage, max: number): Promise<Buffer> {
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of req) {
     size += (chunk as Buffer).length
-    if (size > MAX_BODY_BYTES) throw Object.assign(new Error(`request body over ${MAX_BODY_BYTES} bytes`), { code: 'TOO_LARGE' })
+    if (size > max) throw Object.assign(new Error(`request body over ${max} bytes`), { code: 'TOO_LARGE' })
     chunks.push(chunk as Buffer)
   }
   return Buffer.concat(chunks)

@@ -5,6 +5,7 @@ import { UsageError } from './args.ts'
 import * as daemon from './commands/daemon.ts'
 import * as demo from './commands/demo.ts'
 import * as id from './commands/id.ts'
+import * as job from './commands/job.ts'
 import * as ping from './commands/ping.ts'
 import * as relay from './commands/relay.ts'
 import * as status from './commands/status.ts'
@@ -18,6 +19,7 @@ const commands: Record<string, { run: Command, summary: string }> = {
   relay: { run: relay.run, summary: 'run a relay' },
   status: { run: status.run, summary: 'what the running daemon is doing' },
   ping: { run: ping.run, summary: 'reach a peer through the daemon and show the path' },
+  job: { run: job.run, summary: 'submit a WASM job and get its result (submit, status, result, list)' },
   dials: { run: status.runDials, summary: 'the daemon\'s recent dial attempts and why they failed' },
   demo: { run: demo.run, summary: 'start a relay and two relay-only donors on loopback and show them join' }
 }

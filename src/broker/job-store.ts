@@ -1,0 +1,298 @@
+import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import type { ExecStatus, JobLimits } from '../core/job.ts'
+
+/**
+ * Durable job state: every accepted job, its blobs and its tasks live in
+ * SQLite in the data directory, written before anything is acknowledged, so a
+ * killed daemon resumes every job it accepted (nothing lost, nothing run as
+ * two different jobs). node:sqlite (built into Node 24) rather than a native
+ * addon: nothing to compile, and WAL mode gives crash-safe commits.
+ */
+
+export type JobPhase = 'queued' | 'running' | 'completed' | 'error'
+export type TaskState = 'offered' | 'running' | 'done' | 'failed'
+
+export interface JobSpec {
+  jobId: string
+  moduleCid: string
+  inputCid: string
+  moduleName: string
+  args: string[]
+  env: string[]
+  limits: Partial<JobLimits>
+  replicas: number
+}
+
+export interface TaskOutcome {
+  status: ExecStatus
+  exitCode?: number
+  error?: string
+  outputCid: string
+  fuelUsed: number
+  durationMs: number
+  receiptVerified: boolean
+  stdoutSize: number
+  stderrSize: number
+}
+
+export interface TaskRow {
+  taskId: string
+  jobId: string
+  replica: number
+  attempt: number
+  executor: string
+  path: 'direct' | 'relayed' | null
+  state: TaskState
+  outcome: TaskOutcome | null
+  failure: string | null
+  receipt: Uint8Array | null
+  receiptSignature: Uint8Array | null
+  stdout: Uint8Array | null
+  stderr: Uint8Array | null
+  createdAt: string
+  updatedAt: string
+}
+
+export interface JobFinal {
+  status: ExecStatus | 'no_agreement' | 'unavailable'
+  exitCode?: number
+  outputCid?: string
+  fuelUsed?: number
+  agreeing: number
+  message: string
+}
+
+export interface JobRow extends JobSpec {
+  phase: JobPhase
+  final: JobFinal | null
+  createdAt: string
+  updatedAt: string
+  finishedAt: string | null
+}
+
+interface RawJob {
+  job_id: string
+  module_cid: string
+  input_cid: string
+  module_name: string
+  args: string
+  env: string
+  limits: string
+  replicas: number
+  phase: string
+  final: string | null
+  created_at: string
+  updated_at: string
+  finished_at: string | null
+}
+
+interface RawTask {
+  task_id: string
+  job_id: string
+  replica: number
+  attempt: number
+  executor: string
+  path: string | null
+  state: string
+  outcome: string | null
+  failure: string | null
+  receipt: Uint8Array | null
+  receipt_signature: Uint8Array | null
+  stdout: Uint8Array | null
+  stderr: Uint8Array | null
+  created_at: string
+  updated_at: string
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS blobs (
+  cid TEXT PRIMARY KEY,
+  bytes BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+  job_id TEXT PRIMARY KEY,
+  module_cid TEXT NOT NULL REFERENCES blobs(cid),
+  input_cid TEXT NOT NULL REFERENCES blobs(cid),
+  module_name TEXT NOT NULL,
+  args TEXT NOT NULL,
+  env TEXT NOT NULL,
+  limits TEXT NOT NULL,
+  replicas INTEGER NOT NULL,
+  phase TEXT NOT NULL,
+  final TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_phase ON jobs(phase);
+CREATE TABLE IF NOT EXISTS tasks (
+  task_id TEXT PRIMARY KEY,
+  job_id TEXT NOT NULL REFERENCES jobs(job_id),
+  replica INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  executor TEXT NOT NULL,
+  path TEXT,
+  state TEXT NOT NULL,
+  outcome TEXT,
+  failure TEXT,
+  receipt BLOB,
+  receipt_signature BLOB,
+  stdout BLOB,
+  stderr BLOB,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id);
+`
+
+function now (): string {
+  return new Date().toISOString()
+}
+
+export class JobStore {
+  private readonly db: DatabaseSync
+  private readonly stmts: Record<string, StatementSync>
+
+  constructor (path: string) {
+    this.db = new DatabaseSync(path)
+    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;')
+    this.db.exec(SCHEMA)
+    this.stmts = {
+      putBlob: this.db.prepare('INSERT OR IGNORE INTO blobs (cid, bytes) VALUES (?, ?)'),
+      getBlob: this.db.prepare('SELECT bytes FROM blobs WHERE cid = ?'),
+      insertJob: this.db.prepare(`INSERT INTO jobs (job_id, module_cid, input_cid, module_name, args, env, limits, replicas, phase, final, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', NULL, ?, ?)`),
+      getJob: this.db.prepare('SELECT * FROM jobs WHERE job_id = ?'),
+      listJobs: this.db.prepare('SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?'),
+      unfinished: this.db.prepare("SELECT * FROM jobs WHERE phase IN ('queued', 'running') ORDER BY created_at"),
+      setPhase: this.db.prepare('UPDATE jobs SET phase = ?, updated_at = ? WHERE job_id = ?'),
+      finish: this.db.prepare('UPDATE jobs SET phase = ?, final = ?, updated_at = ?, finished_at = ? WHERE job_id = ?'),
+      insertTask: this.db.prepare(`INSERT INTO tasks (task_id, job_id, replica, attempt, executor, path, state, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, NULL, 'offered', ?, ?)`),
+      taskRunning: this.db.prepare("UPDATE tasks SET state = 'running', path = ?, updated_at = ? WHERE task_id = ?"),
+      taskDone: this.db.prepare(`UPDATE tasks SET state = 'done', path = COALESCE(?, path), outcome = ?, receipt = ?, receipt_signature = ?, stdout = ?, stderr = ?, failure = NULL, updated_at = ?
+        WHERE task_id = ?`),
+      taskFailed: this.db.prepare("UPDATE tasks SET state = 'failed', failure = ?, updated_at = ? WHERE task_id = ?"),
+      tasksOf: this.db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY replica, attempt'),
+      getTask: this.db.prepare('SELECT * FROM tasks WHERE task_id = ?')
+    }
+  }
+
+  close (): void {
+    this.db.close()
+  }
+
+  putBlob (cid: string, bytes: Uint8Array): void {
+    this.stmts.putBlob.run(cid, bytes)
+  }
+
+  getBlob (cid: string): Uint8Array | undefined {
+    const row = this.stmts.getBlob.get(cid) as { bytes: Uint8Array } | undefined
+    return row?.bytes
+  }
+
+  /** Stores the blobs and the job in one transaction: either all of it is accepted, or none. */
+  createJob (spec: JobSpec, module: Uint8Array, input: Uint8Array): JobRow {
+    const t = now()
+    this.db.exec('BEGIN IMMEDIATE')
+    try {
+      this.putBlob(spec.moduleCid, module)
+      this.putBlob(spec.inputCid, input)
+      this.stmts.insertJob.run(spec.jobId, spec.moduleCid, spec.inputCid, spec.moduleName, JSON.stringify(spec.args), JSON.stringify(spec.env),
+        JSON.stringify(spec.limits), spec.replicas, t, t)
+      this.db.exec('COMMIT')
+    } catch (err) {
+      this.db.exec('ROLLBACK')
+      throw err
+    }
+    const job = this.getJob(spec.jobId)
+    if (job == null) throw new Error(`job ${spec.jobId} vanished after insert`)
+    return job
+  }
+
+  getJob (jobId: string): JobRow | undefined {
+    const raw = this.stmts.getJob.get(jobId) as RawJob | undefined
+    return raw != null ? toJob(raw) : undefined
+  }
+
+  listJobs (limit = 100): JobRow[] {
+    return (this.stmts.listJobs.all(limit) as unknown as RawJob[]).map(toJob)
+  }
+
+  unfinishedJobs (): JobRow[] {
+    return (this.stmts.unfinished.all() as unknown as RawJob[]).map(toJob)
+  }
+
+  setPhase (jobId: string, phase: JobPhase): void {
+    this.stmts.setPhase.run(phase, now(), jobId)
+  }
+
+  finishJob (jobId: string, phase: 'completed' | 'error', final: JobFinal): void {
+    const t = now()
+    this.stmts.finish.run(phase, JSON.stringify(final), t, t, jobId)
+  }
+
+  createTask (task: { taskId: string, jobId: string, replica: number, attempt: number, executor: string }): void {
+    const t = now()
+    this.stmts.insertTask.run(task.taskId, task.jobId, task.replica, task.attempt, task.executor, t, t)
+  }
+
+  markTaskRunning (taskId: string, path: 'direct' | 'relayed'): void {
+    this.stmts.taskRunning.run(path, now(), taskId)
+  }
+
+  completeTask (taskId: string, result: { path?: 'direct' | 'relayed', outcome: TaskOutcome, receipt: Uint8Array, receiptSignature: Uint8Array, stdout: Uint8Array, stderr: Uint8Array }): void {
+    this.stmts.taskDone.run(result.path ?? null, JSON.stringify(result.outcome), result.receipt, result.receiptSignature, result.stdout, result.stderr, now(), taskId)
+  }
+
+  failTask (taskId: string, failure: string): void {
+    this.stmts.taskFailed.run(failure, now(), taskId)
+  }
+
+  tasksOf (jobId: string): TaskRow[] {
+    return (this.stmts.tasksOf.all(jobId) as unknown as RawTask[]).map(toTask)
+  }
+
+  getTask (taskId: string): TaskRow | undefined {
+    const raw = this.stmts.getTask.get(taskId) as RawTask | undefined
+    return raw != null ? toTask(raw) : undefined
+  }
+}
+
+function toJob (r: RawJob): JobRow {
+  return {
+    jobId: r.job_id,
+    moduleCid: r.module_cid,
+    inputCid: r.input_cid,
+    moduleName: r.module_name,
+    args: JSON.parse(r.args) as string[],
+    env: JSON.parse(r.env) as string[],
+    limits: JSON.parse(r.limits) as Partial<JobLimits>,
+    replicas: r.replicas,
+    phase: r.phase as JobPhase,
+    final: r.final != null ? JSON.parse(r.final) as JobFinal : null,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    finishedAt: r.finished_at
+  }
+}
+
+function toTask (r: RawTask): TaskRow {
+  return {
+    taskId: r.task_id,
+    jobId: r.job_id,
+    replica: r.replica,
+    attempt: r.attempt,
+    executor: r.executor,
+    path: r.path as TaskRow['path'],
+    state: r.state as TaskState,
+    outcome: r.outcome != null ? JSON.parse(r.outcome) as TaskOutcome : null,
+    failure: r.failure,
+    receipt: r.receipt != null ? new Uint8Array(r.receipt) : null,
+    receiptSignature: r.receipt_signature != null ? new Uint8Array(r.receipt_signature) : null,
+    stdout: r.stdout != null ? new Uint8Array(r.stdout) : null,
+    stderr: r.stderr != null ? new Uint8Array(r.stderr) : null,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at
+  }
+}

@@ -1,0 +1,58 @@
+import type { JobView, ReplicaView } from '../core/job.ts'
+import type { JobRow, TaskRow } from './job-store.ts'
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+function text (bytes: Uint8Array | null): { text: string, base64?: string } {
+  if (bytes == null) return { text: '' }
+  try {
+    return { text: utf8.decode(bytes) }
+  } catch {
+    // not valid UTF-8: give a lossy text for reading and the exact bytes in base64
+    return { text: new TextDecoder('utf-8').decode(bytes), base64: Buffer.from(bytes).toString('base64') }
+  }
+}
+
+/** Builds the API's view of a job; `full` adds the agreed stdout and stderr. */
+export function jobView (job: JobRow, tasks: TaskRow[], full: boolean): JobView {
+  const replicas: ReplicaView[] = tasks.map(t => ({
+    executor: t.executor,
+    taskId: t.taskId,
+    path: t.path,
+    state: t.state,
+    status: t.outcome?.status ?? null,
+    exitCode: t.outcome?.exitCode ?? null,
+    outputCid: t.outcome?.outputCid ?? null,
+    fuelUsed: t.outcome?.fuelUsed ?? null,
+    receiptVerified: t.outcome?.receiptVerified ?? false,
+    failure: t.failure
+  }))
+  const final = job.final
+  const end = job.finishedAt != null ? Date.parse(job.finishedAt) : Date.now()
+  const view: JobView = {
+    jobId: job.jobId,
+    status: final != null ? final.status : job.phase === 'queued' ? 'queued' : 'running',
+    final: final != null,
+    message: final?.message ?? (job.phase === 'queued' ? 'waiting for an executor' : `${tasks.filter(t => t.state === 'done').length}/${job.replicas} replica(s) done`),
+    exitCode: final?.exitCode ?? null,
+    outputCid: final?.outputCid ?? null,
+    fuelUsed: final?.fuelUsed ?? null,
+    durationMs: end - Date.parse(job.createdAt),
+    replicasWanted: job.replicas,
+    replicas,
+    moduleCid: job.moduleCid,
+    inputCid: job.inputCid,
+    createdAt: job.createdAt,
+    finishedAt: job.finishedAt
+  }
+  if (full && final?.outputCid != null) {
+    const agreeing = tasks.find(t => t.state === 'done' && t.outcome?.outputCid === final.outputCid)
+    const out = text(agreeing?.stdout ?? null)
+    const err = text(agreeing?.stderr ?? null)
+    view.stdout = out.text
+    view.stderr = err.text
+    if (out.base64 != null) view.stdoutBase64 = out.base64
+    if (err.base64 != null) view.stderrBase64 = err.base64
+  }
+  return view
+}

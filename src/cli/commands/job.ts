@@ -1,0 +1,179 @@
+import { readFileSync } from 'node:fs'
+import { commonOptions, parse, UsageError } from '../args.ts'
+import { ApiClient } from '../../api/client.ts'
+import { resolveDataDir } from '../../config/data-dir.ts'
+import { printJson, shortId, type Output } from '../output.ts'
+import type { JobLimits, JobView } from '../../core/job.ts'
+
+export const help = `worldcompute job submit MODULE.wasm [--input FILE|-] [--arg A]... [--env K=V]... [--replicas N]
+                        [--deadline SECONDS] [--fuel N] [--memory MIB] [--detach] [--data-dir DIR] [--json]
+worldcompute job status JOB_ID [--data-dir DIR] [--json]
+worldcompute job result JOB_ID [--data-dir DIR] [--json]
+worldcompute job list [--data-dir DIR] [--json]
+
+Runs a WASI command module (wasm32-wasi from C, Rust, Go, Zig, AssemblyScript…)
+on the mesh through the daemon of --data-dir. stdin is the --input file, argv
+is the module name and the --arg values, the environment is the --env values.
+With --replicas N, N distinct donors run it and a strict majority must agree.
+submit waits for the answer unless --detach; the exit code is 0 exactly when
+the job succeeded.`
+
+const POLL_MS = 200
+
+function client (dataDir: string | undefined): ApiClient {
+  return new ApiClient({ dataDir: resolveDataDir(dataDir) })
+}
+
+function summary (v: JobView): string {
+  const replicas = v.replicas.filter(r => r.state === 'done')
+  const paths = replicas.map(r => `${shortId(r.executor)} (${r.path ?? '?'}${r.receiptVerified ? ', receipt verified' : ''})`).join(', ')
+  return `job ${v.jobId}: ${v.status}${v.exitCode != null && v.exitCode !== 0 ? ` (exit ${v.exitCode})` : ''} in ${(v.durationMs / 1000).toFixed(2)} s — ${v.message}` +
+    (paths !== '' ? `\n  executors: ${paths}` : '') +
+    (v.fuelUsed != null ? `\n  fuel used: ${v.fuelUsed}` : '')
+}
+
+function printResult (o: Output, v: JobView, json: boolean): void {
+  if (json) {
+    printJson(o, v)
+    return
+  }
+  if (v.stdout != null && v.stdout !== '') process.stdout.write(v.stdout.endsWith('\n') ? v.stdout : v.stdout + '\n')
+  if (v.stderr != null && v.stderr !== '') o.err(`--- stderr ---\n${v.stderr.trimEnd()}`)
+  o.err(summary(v))
+}
+
+function exitFor (v: JobView): number {
+  return v.status === 'succeeded' ? 0 : 1
+}
+
+async function waitForFinal (api: ApiClient, jobId: string, o: Output, progress: boolean): Promise<JobView> {
+  let last = ''
+  // bounded by the job itself: the broker always reaches a final state (result, no agreement, or unavailable)
+  for (;;) {
+    const v = await api.call('job', { id: jobId, full: false })
+    const line = `${v.status}: ${v.message}` + v.replicas.map(r => ` [${shortId(r.executor)} ${r.state}${r.path != null ? ` ${r.path}` : ''}]`).join('')
+    if (progress && line !== last) o.err(`  ${line}`)
+    last = line
+    if (v.final) return await api.call('job', { id: jobId, full: true })
+    await new Promise(resolve => setTimeout(resolve, POLL_MS))
+  }
+}
+
+async function submit (argv: string[], o: Output): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    ...commonOptions,
+    input: { type: 'string' },
+    arg: { type: 'string', multiple: true },
+    env: { type: 'string', multiple: true },
+    replicas: { type: 'string' },
+    deadline: { type: 'string' },
+    fuel: { type: 'string' },
+    memory: { type: 'string' },
+    detach: { type: 'boolean', default: false }
+  }, 'job submit')
+  if (values.help) { o.out(help); return 0 }
+  if (positionals.length !== 1) throw new UsageError('job submit: give exactly one MODULE.wasm')
+  const modulePath = positionals[0]
+  let module: Buffer
+  try {
+    module = readFileSync(modulePath)
+  } catch (err) {
+    throw new UsageError(`job submit: cannot read ${modulePath}: ${(err as Error).message}`)
+  }
+  let input: Buffer = Buffer.alloc(0)
+  if (values.input === '-') input = readFileSync(0)
+  else if (values.input != null) {
+    try {
+      input = readFileSync(values.input)
+    } catch (err) {
+      throw new UsageError(`job submit: cannot read --input ${values.input}: ${(err as Error).message}`)
+    }
+  }
+  const num = (v: string | undefined, flag: string): number | undefined => {
+    if (v == null) return undefined
+    const n = Number(v)
+    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`job submit: ${flag} must be a positive number, got "${v}"`)
+    return n
+  }
+  const limits: Partial<JobLimits> = {}
+  const deadline = num(values.deadline, '--deadline')
+  if (deadline != null) limits.deadlineMs = Math.round(deadline * 1000)
+  const fuel = num(values.fuel, '--fuel')
+  if (fuel != null) limits.fuel = Math.round(fuel)
+  const memory = num(values.memory, '--memory')
+  if (memory != null) limits.memoryBytes = Math.round(memory * 1024 * 1024)
+  const replicas = num(values.replicas, '--replicas') ?? 1
+  for (const e of values.env ?? []) if (!e.includes('=')) throw new UsageError(`job submit: --env takes K=V, got "${e}"`)
+
+  const api = client(values['data-dir'])
+  const accepted = await api.call('submitJob', {
+    module: module.toString('base64'),
+    input: input.toString('base64'),
+    moduleName: modulePath.split('/').pop() ?? 'main.wasm',
+    args: values.arg ?? [],
+    env: values.env ?? [],
+    replicas,
+    limits
+  }, { timeoutMs: 120_000 })
+  if (values.detach) {
+    if (values.json) printJson(o, accepted)
+    else o.out(accepted.jobId)
+    return 0
+  }
+  const progress = !values.json && process.stderr.isTTY === true
+  if (progress) o.err(`job ${accepted.jobId} accepted (${replicas} replica(s))`)
+  const final = await waitForFinal(api, accepted.jobId, o, progress)
+  printResult(o, final, values.json)
+  return exitFor(final)
+}
+
+async function status (argv: string[], o: Output, full: boolean): Promise<number> {
+  const { values, positionals } = parse(argv, commonOptions, full ? 'job result' : 'job status')
+  if (values.help) { o.out(help); return 0 }
+  if (positionals.length !== 1) throw new UsageError(`job ${full ? 'result' : 'status'}: give exactly one JOB_ID`)
+  const v = await client(values['data-dir']).call('job', { id: positionals[0], full })
+  if (full) {
+    printResult(o, v, values.json)
+    return v.final ? exitFor(v) : 1
+  }
+  if (values.json) printJson(o, v)
+  else {
+    o.out(summary(v))
+    for (const r of v.replicas) {
+      o.out(`  ${r.taskId}  ${r.executor}  ${r.state}${r.path != null ? ` ${r.path}` : ''}${r.status != null ? ` → ${r.status}` : ''}${r.failure != null ? `: ${r.failure}` : ''}`)
+    }
+  }
+  return 0
+}
+
+async function list (argv: string[], o: Output): Promise<number> {
+  const { values } = parse(argv, commonOptions, 'job list')
+  if (values.help) { o.out(help); return 0 }
+  const { jobs } = await client(values['data-dir']).call('jobs', { limit: 50 })
+  if (values.json) {
+    printJson(o, jobs)
+    return 0
+  }
+  if (jobs.length === 0) o.out('no jobs yet; submit one with `worldcompute job submit MODULE.wasm`')
+  for (const j of jobs) {
+    o.out(`${j.jobId}  ${j.status.padEnd(17)} ${j.createdAt}  ${j.replicas.filter(r => r.state === 'done').length}/${j.replicasWanted} replica(s)  ${j.message}`)
+  }
+  return 0
+}
+
+export async function run (argv: string[], o: Output): Promise<number> {
+  const [sub, ...rest] = argv
+  switch (sub) {
+    case 'submit': return await submit(rest, o)
+    case 'status': return await status(rest, o, false)
+    case 'result': return await status(rest, o, true)
+    case 'list': return await list(rest, o)
+    case undefined:
+    case '--help':
+    case '-h':
+      o.out(help)
+      return sub == null ? 2 : 0
+    default:
+      throw new UsageError(`job: unknown subcommand "${sub}" (submit, status, result, list)`)
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * The job vocabulary, shared by executor, codec, protocols, broker, API and CLI.
+ *
+ * - A **job** is what a submitter asks for: one module, one input, args, env,
+ *   limits, and how many replicas must agree.
+ * - A **task** is one replica of a job sent to one executor (donor). Its ID
+ *   makes dispatch idempotent.
+ * - A **receipt** is the executor's signed statement of what a task produced.
+ */
+
+/** Final and intermediate states of an execution, as the submitter sees them. */
+export const EXEC_STATUSES = [
+  'succeeded', // exit code 0
+  'failed', // non-zero exit (exitCode set) or a trap (error set)
+  'deadline_exceeded',
+  'out_of_fuel',
+  'output_too_large',
+  'invalid_module',
+  'rejected' // policy: forbidden import/opcode, limits above the donor's maxima, donor not accepting
+] as const
+export type ExecStatus = typeof EXEC_STATUSES[number]
+
+/** Per-job limits; each is clamped to the donor's maxima, and a request above them is `rejected`. */
+export interface JobLimits {
+  /** wall-clock deadline for one run, ms */
+  deadlineMs: number
+  /** linear memory cap, bytes (rounded down to 64 KiB pages) */
+  memoryBytes: number
+  /** stdout + stderr, bytes */
+  outputBytes: number
+  /** module + input, bytes */
+  payloadBytes: number
+  /** deterministic instruction budget (metered per basic block) */
+  fuel: number
+  /** deterministic call depth limit */
+  maxCallDepth: number
+}
+
+export const DEFAULT_JOB_LIMITS: Readonly<JobLimits> = Object.freeze({
+  deadlineMs: 60_000,
+  memoryBytes: 256 * 1024 * 1024,
+  outputBytes: 16 * 1024 * 1024,
+  payloadBytes: 64 * 1024 * 1024,
+  // about a minute of simple loops at ~1e9 metered blocks/s would need far more;
+  // 2^50 keeps the deadline the binding limit for honest programs
+  fuel: 2 ** 50,
+  maxCallDepth: 10_000
+})
+
+/** What an executor runs: everything needed, bytes included. */
+export interface ExecuteRequest {
+  jobId: string
+  taskId: string
+  module: Uint8Array
+  /** CIDv1 raw sha2-256 of `module`, as a string; checked before anything runs */
+  moduleCid: string
+  input: Uint8Array
+  /** argv[1..]; argv[0] is the module name */
+  args: string[]
+  /** `K=V` strings */
+  env: string[]
+  /** requested limits; missing ones take the defaults */
+  limits: Partial<JobLimits>
+  /** argv[0] @default 'main.wasm' */
+  moduleName?: string
+}
+
+export interface ExecuteResult {
+  status: ExecStatus
+  /** set for `succeeded` (0) and for `failed` by exit */
+  exitCode?: number
+  /** trap text, policy reason, or why the module is invalid */
+  error?: string
+  stdout: Uint8Array
+  stderr: Uint8Array
+  /** metered units consumed (deterministic: equal on every donor for the same job) */
+  fuelUsed: number
+  durationMs: number
+}
+
+/** The fields an executor signs. `executor` is its PeerId. */
+export interface ReceiptBody {
+  taskId: string
+  moduleCid: string
+  inputCid: string
+  outputCid: string
+  status: ExecStatus
+  exitCode: number | null
+  fuelUsed: number
+  executor: string
+}
+
+export interface SignedReceipt {
+  /** the dag-cbor bytes of the ReceiptBody, exactly as signed */
+  body: Uint8Array
+  /** Ed25519 signature of `body` by the executor's libp2p key */
+  signature: Uint8Array
+}
+
+/** Job states the broker moves through; the last three are final. */
+export const JOB_STATES = ['queued', 'dispatching', 'running', 'verifying', 'succeeded', 'failed', 'error'] as const
+export type JobState = typeof JOB_STATES[number]
+
+/** One replica's part in a job, as `job status` / `job submit --json` show it. */
+export interface ReplicaView {
+  executor: string
+  taskId: string
+  path: 'direct' | 'relayed' | null
+  state: 'offered' | 'running' | 'done' | 'failed'
+  status: ExecStatus | null
+  exitCode: number | null
+  outputCid: string | null
+  fuelUsed: number | null
+  receiptVerified: boolean
+  failure: string | null
+}
+
+/**
+ * A job as the API returns it. `status` is `queued`/`running` until the job
+ * has a final answer, then the agreed ExecStatus, or `no_agreement` /
+ * `unavailable`. Fields fixed by the job-pipeline issue: jobId, status,
+ * exitCode, stdout, stderr, outputCid, fuelUsed, durationMs, replicas.
+ */
+export interface JobView {
+  jobId: string
+  status: ExecStatus | 'queued' | 'running' | 'no_agreement' | 'unavailable'
+  final: boolean
+  message: string
+  exitCode: number | null
+  /** UTF-8 text of the agreed stdout (present with the full view) */
+  stdout?: string
+  stderr?: string
+  /** present when stdout is not valid UTF-8 */
+  stdoutBase64?: string
+  stderrBase64?: string
+  outputCid: string | null
+  fuelUsed: number | null
+  /** from acceptance to the final answer (or until now) */
+  durationMs: number
+  replicasWanted: number
+  replicas: ReplicaView[]
+  moduleCid: string
+  inputCid: string
+  createdAt: string
+  finishedAt: string | null
+}

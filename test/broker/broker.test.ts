@@ -1,0 +1,218 @@
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { Broker, type ExecutorInfo, type TaskNetwork, type TaskRunResult, type TaskToRun } from '../../src/broker/broker.ts'
+import { JobStore } from '../../src/broker/job-store.ts'
+import { jobView } from '../../src/broker/job-view.ts'
+import { DEFAULT_JOB_LIMITS } from '../../src/core/job.ts'
+import { tempDir, waitFor } from '../helpers/mesh.ts'
+
+/**
+ * The broker's scheduling rules against an in-process network of executors
+ * whose behaviour each test sets. The real protocols and executor are covered
+ * by the end-to-end tests; here we need exact control over who answers what.
+ */
+
+const dir = tempDir('wc-broker-')
+after(() => { dir.cleanup() })
+
+type Behaviour = (task: TaskToRun, calls: number) => Promise<Partial<TaskRunResult['outcome']> & { throws?: string }>
+
+class TestNetwork implements TaskNetwork {
+  readonly behaviours = new Map<string, Behaviour>()
+  readonly dispatched: Array<{ executor: string, taskId: string }> = []
+  private readonly results = new Map<string, Promise<TaskRunResult>>()
+
+  add (peerId: string, behaviour: Behaviour): void {
+    this.behaviours.set(peerId, behaviour)
+  }
+
+  executors (): ExecutorInfo[] {
+    return [...this.behaviours.keys()].map(peerId => ({ peerId, acceptsJobs: true, freeSlots: 1, maxLimits: DEFAULT_JOB_LIMITS }))
+  }
+
+  async offer (): Promise<{ accept: boolean }> {
+    return { accept: true }
+  }
+
+  async dispatch (executor: string, task: TaskToRun): Promise<TaskRunResult> {
+    // idempotent per task ID, like the real dispatch protocol
+    const known = this.results.get(task.taskId)
+    if (known != null) return await known
+    const behaviour = this.behaviours.get(executor)
+    if (behaviour == null) throw Object.assign(new Error(`no route to ${executor}`), { code: 'DIAL_FAILED' })
+    this.dispatched.push({ executor, taskId: task.taskId })
+    const calls = this.dispatched.filter(d => d.executor === executor).length
+    const run = (async () => {
+      const o = await behaviour(task, calls)
+      if (o.throws != null) throw Object.assign(new Error(o.throws), { code: 'DISPATCH_FAILED' })
+      const stdout = new TextEncoder().encode(`out:${o.outputCid ?? 'same'}`)
+      return {
+        path: 'relayed' as const,
+        outcome: {
+          status: o.status ?? 'succeeded',
+          exitCode: o.exitCode ?? 0,
+          error: o.error,
+          outputCid: o.outputCid ?? 'bafy-same',
+          fuelUsed: o.fuelUsed ?? 42,
+          durationMs: 1,
+          receiptVerified: true,
+          stdoutSize: stdout.length,
+          stderrSize: 0
+        },
+        receipt: new Uint8Array([1]),
+        receiptSignature: new Uint8Array([2]),
+        stdout,
+        stderr: new Uint8Array()
+      }
+    })()
+    this.results.set(task.taskId, run)
+    run.catch(() => { this.results.delete(task.taskId) })
+    return await run
+  }
+
+  async waitForExecutors (ms: number, signal: AbortSignal): Promise<void> {
+    await new Promise<void>(resolve => {
+      const t = setTimeout(resolve, Math.min(ms, 50))
+      signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true })
+    })
+  }
+}
+
+function submitTo (broker: Broker, replicas = 1): string {
+  return broker.submit({
+    module: new Uint8Array([0, 97, 115, 109]),
+    moduleCid: 'bafkrei-module',
+    input: new TextEncoder().encode('7'),
+    inputCid: 'bafkrei-input',
+    replicas
+  }).jobId
+}
+
+async function finalOf (broker: Broker, jobId: string): Promise<ReturnType<typeof jobView>> {
+  return await waitFor(`job ${jobId} to finish`, () => {
+    const { job, tasks } = broker.getJob(jobId)
+    return job.final != null ? jobView(job, tasks, true) : undefined
+  }, 10_000)
+}
+
+const ok: Behaviour = async () => ({})
+
+describe('broker scheduling', () => {
+  it('runs three replicas on three distinct executors and accepts the agreed result', async () => {
+    const store = new JobStore(join(dir.path, 'agree.sqlite'))
+    const net = new TestNetwork()
+    for (const p of ['A', 'B', 'C', 'D']) net.add(p, ok)
+    const broker = new Broker({ store, network: net, self: 'me' })
+    broker.start()
+    const view = await finalOf(broker, submitTo(broker, 3))
+    assert.equal(view.status, 'succeeded')
+    assert.equal(view.exitCode, 0)
+    assert.equal(view.stdout, 'out:same')
+    assert.match(view.message, /^3\/3 agree, receipts verified/)
+    assert.equal(new Set(view.replicas.map(r => r.executor)).size, 3)
+    await broker.stop()
+    store.close()
+  })
+
+  it('accepts a 2-of-3 majority and reports no agreement when all three differ', async () => {
+    const store = new JobStore(join(dir.path, 'majority.sqlite'))
+    const net = new TestNetwork()
+    net.add('A', ok)
+    net.add('B', ok)
+    net.add('C', async () => ({ outputCid: 'bafy-liar' }))
+    const broker = new Broker({ store, network: net, self: 'me' })
+    broker.start()
+    const two = await finalOf(broker, submitTo(broker, 3))
+    assert.equal(two.status, 'succeeded')
+    assert.match(two.message, /^2\/3 agree/)
+    await broker.stop()
+
+    const net2 = new TestNetwork()
+    net2.add('A', async () => ({ outputCid: 'bafy-a' }))
+    net2.add('B', async () => ({ outputCid: 'bafy-b' }))
+    net2.add('C', async () => ({ outputCid: 'bafy-c' }))
+    const broker2 = new Broker({ store, network: net2, self: 'me' })
+    broker2.start()
+    const none = await finalOf(broker2, submitTo(broker2, 3))
+    assert.equal(none.status, 'no_agreement')
+    assert.match(none.message, /A said succeeded/)
+    assert.match(none.message, /C said succeeded/)
+    await broker2.stop()
+    store.close()
+  })
+
+  it('retries a task whose dispatch fails, or whose executor crashed, on another executor', async () => {
+    const store = new JobStore(join(dir.path, 'retry.sqlite'))
+    const net = new TestNetwork()
+    net.add('A', async () => ({ throws: 'stream reset by the relay' }))
+    net.add('B', async () => ({ status: 'failed', exitCode: undefined, error: 'executor crashed: sandbox process exited (SIGKILL)' }))
+    const broker = new Broker({ store, network: net, self: 'me' })
+    broker.start()
+    const jobId = submitTo(broker, 1)
+    // only failing executors: the job keeps trying; then a good one appears
+    await waitFor('two failed attempts', () => broker.getJob(jobId).tasks.filter(t => t.state === 'failed').length >= 2 ? true : undefined)
+    net.add('C', ok)
+    const view = await finalOf(broker, jobId)
+    assert.equal(view.status, 'succeeded')
+    const failed = view.replicas.filter(r => r.state === 'failed')
+    assert.ok(failed.some(r => r.executor === 'A' && /stream reset/.test(r.failure ?? '')))
+    assert.ok(failed.some(r => r.executor === 'B' && /executor crashed/.test(r.failure ?? '')))
+    assert.equal(view.replicas.find(r => r.state === 'done')?.executor, 'C')
+    await broker.stop()
+    store.close()
+  })
+
+  it('a job keeps its own outcome: a program that exits 3 is a result, not a retry', async () => {
+    const store = new JobStore(join(dir.path, 'exit.sqlite'))
+    const net = new TestNetwork()
+    net.add('A', async () => ({ status: 'failed', exitCode: 3 }))
+    const broker = new Broker({ store, network: net, self: 'me' })
+    broker.start()
+    const view = await finalOf(broker, submitTo(broker, 1))
+    assert.equal(view.replicas.length, 1, 'not retried')
+    assert.equal(view.status, 'failed')
+    assert.equal(view.exitCode, 3)
+    await broker.stop()
+    store.close()
+  })
+
+  it('a broker restarted mid-job resumes it with the same task IDs and finishes it once', async () => {
+    const path = join(dir.path, 'restart.sqlite')
+    let release: () => void = () => {}
+    const gate = new Promise<void>(resolve => { release = resolve })
+    const net = new TestNetwork()
+    let runs = 0
+    net.add('A', async () => { runs++; await gate; return {} })
+    const store1 = new JobStore(path)
+    const broker1 = new Broker({ store: store1, network: net, self: 'me' })
+    broker1.start()
+    const jobId = submitTo(broker1, 1)
+    await waitFor('the task to be running on A', () => broker1.getJob(jobId).tasks.some(t => t.executor === 'A') ? true : undefined)
+    await broker1.stop() // the "daemon" dies with the task in flight
+    store1.close()
+
+    const store2 = new JobStore(path)
+    const broker2 = new Broker({ store: store2, network: net, self: 'me' })
+    broker2.start()
+    release()
+    const view = await finalOf(broker2, jobId)
+    assert.equal(view.status, 'succeeded')
+    assert.equal(view.replicas.length, 1, 'the same task, not a second one')
+    assert.equal(runs, 1, 'the executor ran it once')
+    assert.deepEqual(net.dispatched.map(d => d.taskId), [`${jobId}.r0.a1`])
+    await broker2.stop()
+    store2.close()
+  })
+
+  it('a job with no executor at all ends as unavailable after its wait, with the reason', async () => {
+    const store = new JobStore(join(dir.path, 'none.sqlite'))
+    const broker = new Broker({ store, network: new TestNetwork(), self: 'me', unavailableAfterMs: 300 })
+    broker.start()
+    const view = await finalOf(broker, submitTo(broker, 1))
+    assert.equal(view.status, 'unavailable')
+    assert.match(view.message, /no executor accepted the job/)
+    await broker.stop()
+    store.close()
+  })
+})
