@@ -153,6 +153,9 @@ export class Broker {
       if (!(k in DEFAULT_JOB_LIMITS)) throw new JobRejectedError(`unknown limit "${k}"`)
       if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new JobRejectedError(`limit ${k} must be a positive number`)
     }
+    const payload = req.module.length + req.input.length
+    const payloadMax = limits.payloadBytes ?? DEFAULT_JOB_LIMITS.payloadBytes
+    if (payload > payloadMax) throw new JobRejectedError(`module + input is ${payload} bytes, above the limit of ${payloadMax}`)
     const spec: JobSpec = {
       jobId: `job-${randomBytes(8).toString('hex')}`,
       moduleCid: req.moduleCid,
@@ -160,7 +163,9 @@ export class Broker {
       moduleName: req.moduleName ?? 'main.wasm',
       args: req.args ?? [],
       env: req.env ?? [],
-      limits,
+      // every limit explicit, so each replica runs under the same limits
+      // whatever a donor's own defaults are (the output must not depend on who ran it)
+      limits: { ...DEFAULT_JOB_LIMITS, ...limits },
       replicas
     }
     const job = this.store.createJob(spec, req.module, req.input)

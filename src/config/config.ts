@@ -1,5 +1,6 @@
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ConfigError, InvalidMultiaddrError } from '../core/errors.ts'
 import { dataDirPaths, resolveDataDir } from './data-dir.ts'
@@ -73,6 +74,20 @@ export interface CommonFlags {
 
 export interface DaemonFlags extends CommonFlags {
   apiPort?: string
+  noExecute?: boolean
+  maxJobs?: string
+  maxJobMemory?: string
+  maxDeadline?: string
+}
+
+/** What a donor offers: the maxima a job may ask for, and how many run at once. */
+export interface DonorLimits {
+  readonly execute: boolean
+  readonly maxConcurrentJobs: number
+  /** per-job memory maximum, bytes */
+  readonly maxJobMemoryBytes: number
+  /** per-job deadline maximum, ms */
+  readonly maxDeadlineMs: number
 }
 
 export interface DaemonConfig {
@@ -83,6 +98,7 @@ export interface DaemonConfig {
   readonly listenSource: ValueSource
   readonly apiPort: number
   readonly apiPortSource: ValueSource
+  readonly donor: DonorLimits
 }
 
 export interface RelayFlags extends CommonFlags {
@@ -213,7 +229,14 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
     listen: Object.freeze(parseMultiaddrs(listen.value, listenName)),
     listenSource: listen.source,
     apiPort: parsePort(apiPort.value, apiPortName),
-    apiPortSource: apiPort.source
+    apiPortSource: apiPort.source,
+    donor: Object.freeze({
+      execute: flags.noExecute !== true,
+      // default: every core but one, at least one (the daemon itself needs a core)
+      maxConcurrentJobs: flags.maxJobs != null ? parsePositiveInt(flags.maxJobs, '--max-jobs') : Math.max(1, availableParallelism() - 1),
+      maxJobMemoryBytes: flags.maxJobMemory != null ? parseBytes(flags.maxJobMemory, '--max-job-memory') : 256 * 1024 * 1024,
+      maxDeadlineMs: flags.maxDeadline != null ? parseDurationMs(flags.maxDeadline, '--max-deadline') : 10 * 60 * 1000
+    })
   })
 }
 

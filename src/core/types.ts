@@ -1,3 +1,5 @@
+import type { JobLimits } from './job.ts'
+
 /**
  * Plain data shared by every layer: no I/O, no libp2p imports. The API, the
  * CLI and the daemon all speak these shapes, so a field renamed here is a
@@ -19,7 +21,7 @@ export type DialPhase = typeof DIAL_PHASES[number]
 export type DialOutcome = 'success' | 'failure' | 'cancelled'
 
 /** Why a dial was made; `internal` is a dial libp2p made by itself (reconnect, AutoNAT, gossip). */
-export type DialPurpose = 'bootstrap' | 'reservation' | 'ping' | 'internal'
+export type DialPurpose = 'bootstrap' | 'reservation' | 'ping' | 'dispatch' | 'internal'
 
 /** One outbound dial attempt, recorded once when it ends (success or not). */
 export interface DialAttempt {
@@ -70,6 +72,22 @@ export interface DaemonStatus {
   bootstrap: BootstrapStatus[]
   startedAt: string
   version: string
+  /** the donor's executor; absent from daemons that predate the job pipeline */
+  executor?: ExecutorStatusView
+}
+
+export interface ExecutorStatusView {
+  accepting: boolean
+  /** why not accepting */
+  reason?: string
+  state?: string
+  maxConcurrent?: number
+  running?: number
+  queued?: number
+  /** sandbox processes restarted after a crash or hang */
+  restarts?: number
+  sandboxPid?: number
+  maxLimits?: JobLimits
 }
 
 /** What the donor knows about each configured bootstrap relay. */

@@ -1,4 +1,16 @@
+import { join } from 'node:path'
 import { ApiServer } from '../api/server.ts'
+import { Broker } from '../broker/broker.ts'
+import { JobStore } from '../broker/job-store.ts'
+import { jobView } from '../broker/job-view.ts'
+import { MeshTaskNetwork } from '../broker/mesh-task-network.ts'
+import { rawCidString } from '../codec/cid.ts'
+import { DEFAULT_JOB_LIMITS, type JobLimits } from '../core/job.ts'
+import { JobRunner } from '../donor/job-runner.ts'
+import { Executor } from '../executor/index.ts'
+import { capacity, type CapacityService } from '../protocols/capacity/index.ts'
+import { dispatch, type DispatchService } from '../protocols/dispatch/index.ts'
+import { offer, type OfferService } from '../protocols/offer/index.ts'
 import { ensureDataDir } from '../config/data-dir.ts'
 import { loadOrCreateIdentity } from '../config/identity.ts'
 import { VERSION } from '../core/version.ts'
@@ -18,6 +30,8 @@ export interface DaemonHandle {
   peerId: string
   apiPort: number
   donor: DonorService
+  broker: Broker
+  executor?: Executor
   stop: () => Promise<void>
 }
 
@@ -25,6 +39,8 @@ export interface StartDaemonOptions {
   logger?: Logger
   /** test seam: faster retry and watchdog timing */
   reservation?: Omit<ReservationManagerInit, 'bootstrap' | 'logger'>
+  /** test seam: capacity announcement interval @default 5000 */
+  announceIntervalMs?: number
 }
 
 /** `/p2p-circuit` in the listen list means "reachable through relays"; the reservation manager does that. */
@@ -38,32 +54,120 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
   const identity = await loadOrCreateIdentity(config.dataDir)
   if (identity.created) log.info(`created a new identity ${identity.peerId.toString()} in ${identity.path}`)
 
+  const maxLimits: JobLimits = {
+    ...DEFAULT_JOB_LIMITS,
+    memoryBytes: config.donor.maxJobMemoryBytes,
+    deadlineMs: config.donor.maxDeadlineMs
+  }
+  // services are built inside createLibp2p, the job runner after it: late binding
+  let runner: JobRunner | undefined
+  const execute = config.donor.execute
   const mesh = await MeshNode.create({
     privateKey: identity.privateKey,
     listen: directListenAddrs(config),
-    logger: createLogger('net')
+    logger: createLogger('net'),
+    services: {
+      capacity: capacity({
+        getCapacity: execute ? () => runner?.capacity() : undefined,
+        announceIntervalMs: options.announceIntervalMs,
+        logger: createLogger('protocols.capacity')
+      }),
+      offer: offer({
+        decideOffer: execute ? (req, ctx) => runner != null ? runner.decideOffer(req, ctx) : { accept: false, reason: 'starting', hasModule: false, freeSlots: 0 } : undefined,
+        logger: createLogger('protocols.offer')
+      }),
+      dispatch: dispatch({
+        runTask: execute
+          ? async (req, o) => {
+            if (runner == null) throw new Error('the donor is still starting')
+            return await runner.runTask(req, o)
+          }
+          : undefined,
+        logger: createLogger('protocols.dispatch')
+      })
+    }
   })
+  const capacityService = mesh.libp2p.services.capacity as CapacityService
+  const offerService = mesh.libp2p.services.offer as OfferService
+  const dispatchService = mesh.libp2p.services.dispatch as DispatchService
+
+  const executor = execute ? new Executor({ maxConcurrent: config.donor.maxConcurrentJobs, maxLimits }) : undefined
+  if (executor != null) {
+    runner = new JobRunner({
+      executor,
+      maxLimits,
+      maxConcurrent: config.donor.maxConcurrentJobs,
+      addrs: () => mesh.advertisedAddrs(),
+      hasModule: (cid) => dispatchService.hasModule(cid),
+      onChange: () => { capacityService.notifyChanged() }
+    })
+  }
   const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: options.reservation })
+  const store = new JobStore(join(paths.root, 'jobs.sqlite'))
+  const broker = new Broker({
+    store,
+    network: new MeshTaskNetwork({ mesh, capacity: capacityService, offer: offerService, dispatch: dispatchService }),
+    self: mesh.peerId
+  })
   const api = new ApiServer({
     paths,
     port: config.apiPort,
     version: VERSION,
     handlers: {
       health: async () => ({ ok: true, peerId: mesh.peerId, version: VERSION, pid: process.pid }),
-      status: async () => donor.status(),
+      status: async () => ({
+        ...donor.status(),
+        executor: executor != null
+          ? { accepting: true, ...executor.status(), maxLimits }
+          : { accepting: false, reason: 'started with --no-execute' }
+      }),
       dials: async ({ limit }) => ({ total: mesh.telemetry.count(), attempts: mesh.telemetry.recent(limit) }),
-      ping: async ({ target, count }, { signal }) => await donor.ping(target, count, { signal })
+      ping: async ({ target, count }, { signal }) => await donor.ping(target, count, { signal }),
+      submitJob: async (req) => {
+        const module = Buffer.from(req.module, 'base64')
+        const input = Buffer.from(req.input, 'base64')
+        const job = broker.submit({
+          module,
+          moduleCid: rawCidString(module),
+          input,
+          inputCid: rawCidString(input),
+          moduleName: req.moduleName,
+          args: req.args,
+          env: req.env,
+          limits: req.limits,
+          replicas: req.replicas
+        })
+        return jobView(job, [], false)
+      },
+      job: async ({ id, full }) => {
+        const { job, tasks } = broker.getJob(id)
+        return jobView(job, tasks, full)
+      },
+      jobs: async ({ limit }) => ({ jobs: broker.listJobs(limit).map(job => jobView(job, broker.getJob(job.jobId).tasks, false)) })
     }
   })
 
   // start the API first so a port clash fails before any network activity
-  await api.start()
   try {
-    await donor.start()
+    await api.start()
   } catch (err) {
-    await api.stop()
+    store.close()
     throw err
   }
+  try {
+    await executor?.start()
+    await donor.start()
+    broker.start()
+  } catch (err) {
+    await api.stop()
+    await executor?.stop()
+    await donor.stop()
+    store.close()
+    throw err
+  }
+  log.info(execute
+    ? `executing jobs: ${config.donor.maxConcurrentJobs} at once, up to ${Math.round(maxLimits.memoryBytes / 1048576)} MiB and ${maxLimits.deadlineMs / 1000} s each`
+    : 'not executing jobs (--no-execute): this daemon only submits')
   log.info(`donor ${mesh.peerId} started; bootstrap relays (${config.bootstrapSource}): ${config.bootstrap.length === 0 ? 'none' : config.bootstrap.map(String).join(', ')}`)
   const direct = mesh.listenAddrs().filter(a => !a.includes('/p2p-circuit'))
   log.info(direct.length === 0 ? 'listening only through relays' : `listening on ${direct.join(', ')}`)
@@ -73,10 +177,15 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     peerId: mesh.peerId,
     apiPort: api.port,
     donor,
+    broker,
+    executor,
     stop: async () => {
       stopping ??= (async () => {
         await api.stop()
+        await broker.stop()
         await donor.stop()
+        await executor?.stop()
+        store.close()
         log.info('donor stopped')
       })()
       await stopping

@@ -41,6 +41,8 @@ export interface MeshNodeInit {
   logger?: Logger
   /** @default 5000 */
   dialAttemptTimeoutMs?: number
+  /** more libp2p services (the job protocols), added after the built-in ones so they can use pubsub */
+  services?: Record<string, (components: any) => unknown>
 }
 
 export interface DialOptions extends AbortOptions {
@@ -103,7 +105,8 @@ export class MeshNode {
       // (design notes §3)
       autoNAT: autoNATv2(),
       pubsub: gossipsub({ runOnLimitedConnection: true, allowPublishToZeroTopicPeers: true, emitSelf: false }),
-      internals: (components: Record<string, any>): Internals => ({ components })
+      internals: (components: Record<string, any>): Internals => ({ components }),
+      ...init.services
     }
     if (relay != null) {
       services.relay = circuitRelayServer({

@@ -1,3 +1,4 @@
+import type { JobView } from '../../src/core/job.ts'
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { request } from 'node:http'
@@ -90,9 +91,63 @@ function stubHandlers (pings: PingRequest[]): ApiHandlers {
       if (req.target === 'unreachable-peer') throw new PeerUnreachableError('no path to unreachable-peer')
       if (req.target === 'explode') throw new Error('handler bug')
       return { target: req.target, peerId: req.target, probes: [{ seq: 1, ok: true, rttMs: 1.5, path: 'direct', transport: 'tcp' }] }
-    }
+    },
+    submitJob: async (req) => ({ ...JOB, moduleCid: `module-of-${req.module.length}` }),
+    job: async (req) => {
+      if (req.id !== JOB.jobId) throw Object.assign(new Error(`no job ${req.id}`), { code: 'JOB_NOT_FOUND' })
+      return req.full ? { ...JOB, stdout: 'hi\n', stderr: '' } : JOB
+    },
+    jobs: async () => ({ jobs: [JOB] })
   }
 }
+
+const JOB: JobView = {
+  jobId: 'job-0123456789abcdef',
+  status: 'succeeded',
+  final: true,
+  message: '1/1 agree, receipts verified: succeeded (exit 0)',
+  exitCode: 0,
+  outputCid: 'bafyreioutput',
+  fuelUsed: 10,
+  durationMs: 5,
+  replicasWanted: 1,
+  replicas: [],
+  moduleCid: 'bafkreimodule',
+  inputCid: 'bafkreiinput',
+  createdAt: '2026-11-25T00:00:00.000Z',
+  finishedAt: '2026-11-25T00:00:00.005Z'
+}
+
+describe('job routes', () => {
+  let server: ApiServer
+  let dataDir: string
+  before(async () => {
+    dataDir = join(root, 'jobs')
+    server = new ApiServer({ paths: ensureDataDir(dataDir), port: 0, handlers: stubHandlers([]), version: VERSION })
+    await server.start()
+  })
+  after(async () => { await server.stop() })
+
+  it('submits a job with a body larger than the default 1 MiB cap', async () => {
+    const client = new ApiClient({ dataDir })
+    const module = Buffer.alloc(3 * 1024 * 1024, 7).toString('base64')
+    const view = await client.call('submitJob', { module, input: '', moduleName: 'm.wasm', args: [], env: [], replicas: 1, limits: {} })
+    assert.equal(view.moduleCid, `module-of-${module.length}`)
+  })
+
+  it('rejects a submission with an unknown limit, naming it', async () => {
+    const client = new ApiClient({ dataDir })
+    await assert.rejects(client.call('submitJob', { module: 'AGFzbQ==', input: '', moduleName: 'm.wasm', args: [], env: [], replicas: 1, limits: { speed: 9 } as any }),
+      (err: Error & { code?: string }) => err.code === 'BAD_REQUEST' && /limits\.speed/.test(err.message))
+  })
+
+  it('answers an unknown job ID with JOB_NOT_FOUND', async () => {
+    const client = new ApiClient({ dataDir })
+    await assert.rejects(client.call('job', { id: 'job-nope', full: false }), (err: Error & { code?: string }) => err.code === 'JOB_NOT_FOUND')
+    const full = await client.call('job', { id: JOB.jobId, full: true })
+    assert.equal(full.stdout, 'hi\n')
+  })
+})
 
 describe('ApiServer and ApiClient with a running server', () => {
   let dataDir: string

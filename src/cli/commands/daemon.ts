@@ -16,6 +16,10 @@ the local API on 127.0.0.1.
   --listen MA      direct listen address; repeatable. "--listen /p2p-circuit"
                    alone means: reachable only through relays.
   --api-port N     local API port (default 7767; 0 picks a free port)
+  --no-execute     only submit jobs; run none for others
+  --max-jobs N     jobs run at once (default: cores - 1, at least 1)
+  --max-job-memory SIZE   memory a job may use (default 256MiB)
+  --max-deadline D        longest deadline a job may ask for (default 10m)
   --log-format F   text (default) or json; WORLDCOMPUTE_LOG filters, e.g.
                    WORLDCOMPUTE_LOG=info,net=debug`
 
@@ -24,14 +28,22 @@ export async function run (argv: string[], o: Output): Promise<number> {
     ...commonOptions,
     bootstrap: { type: 'string', multiple: true },
     listen: { type: 'string', multiple: true },
-    'api-port': { type: 'string' }
+    'api-port': { type: 'string' },
+    'no-execute': { type: 'boolean', default: false },
+    'max-jobs': { type: 'string' },
+    'max-job-memory': { type: 'string' },
+    'max-deadline': { type: 'string' }
   }, 'daemon')
   if (values.help) { o.out(help); return 0 }
   const config = loadDaemonConfig({
     dataDir: values['data-dir'],
     bootstrap: values.bootstrap,
     listen: values.listen,
-    apiPort: values['api-port']
+    apiPort: values['api-port'],
+    noExecute: values['no-execute'],
+    maxJobs: values['max-jobs'],
+    maxJobMemory: values['max-job-memory'],
+    maxDeadline: values['max-deadline']
   })
   const handle = await startDaemon(config)
   o.err(`worldcompute daemon ${handle.peerId} running; API on 127.0.0.1:${handle.apiPort}; \`worldcompute status --data-dir ${config.dataDir}\` shows what it is doing`)

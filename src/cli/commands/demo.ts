@@ -15,12 +15,16 @@ export const help = `worldcompute demo [--keep]
 Brings up a small mesh on loopback (127.0.0.1 only): one relay and two donor
 daemons that listen only through the relay. Prints which transport each donor
 used to reach the relay, its circuit address and how long joining took, pings
-one donor from the other through the relay, then stops everything and exits 0.
+one donor from the other through the relay, runs a WASI job (examples/primes.wasm)
+submitted to one donor on the other, then stops everything and exits 0.
 
   --keep   leave the mesh running until Ctrl-C (prints the data directories)`
 
 const CLI_ENTRY = fileURLToPath(new URL('../main.ts', import.meta.url))
 const JOIN_TIMEOUT_MS = 20_000
+const JOB_TIMEOUT_MS = 60_000
+/** a sieve of Eratosthenes in C, built for wasm32-wasi (source beside it) */
+const DEMO_MODULE = fileURLToPath(new URL('../../../examples/primes.wasm', import.meta.url))
 const RELAY_START_TIMEOUT_MS = 20_000
 
 class DemoError extends WorldComputeError {
@@ -166,7 +170,36 @@ export async function run (argv: string[], o: Output): Promise<number> {
       if (!p.ok) throw new DemoError(`ping ${p.seq} from ${a.name} to ${b.name} failed: ${p.error ?? 'unknown'}`)
       o.out(`  pong ${p.seq} in ${p.rttMs} ms via ${p.path === 'relay' ? `relay ${shortId(p.relay ?? '')}` : `a direct ${p.transport ?? ''} connection`}`)
     }
-    o.out(`Both donors joined the mesh through the relay; logs in ${values.keep ? dir : 'the demo folder (removed)'}.`)
+
+    // a real WASI job (C compiled to wasm32-wasi) from one relay-only donor to the other
+    const module = readFileSync(DEMO_MODULE)
+    const input = Buffer.from('1000000\n')
+    o.out(`Submitting examples/primes.wasm (stdin "1000000") from ${a.name}; ${b.name} is the only other executor…`)
+    const submitted = Date.now()
+    const accepted = await a.client.call('submitJob', {
+      module: module.toString('base64'),
+      input: input.toString('base64'),
+      moduleName: 'primes.wasm',
+      args: [],
+      env: [],
+      replicas: 1,
+      limits: { deadlineMs: 30_000 }
+    })
+    let view = accepted
+    const jobDeadline = Date.now() + JOB_TIMEOUT_MS
+    while (!view.final) {
+      if (Date.now() > jobDeadline) throw new DemoError(`job ${accepted.jobId} did not finish within ${JOB_TIMEOUT_MS / 1000} s: ${view.message}`)
+      await new Promise(resolve => setTimeout(resolve, 50))
+      view = await a.client.call('job', { id: accepted.jobId, full: true })
+    }
+    const replica = view.replicas.find(r => r.state === 'done')
+    if (view.status !== 'succeeded' || replica == null) {
+      throw new DemoError(`job ${view.jobId} ended ${view.status}: ${view.message}\n${b.name} log:\n${tail(b.child.logFile)}`)
+    }
+    o.out(`  output: ${(view.stdout ?? '').trim()}`)
+    o.out(`  ran on ${replica.executor === b.status.peerId ? b.name : replica.executor} over a ${replica.path} connection, receipt ${replica.receiptVerified ? 'verified' : 'NOT verified'}; ` +
+      `fuel ${view.fuelUsed ?? '?'}; ${Date.now() - submitted} ms from submit to verified result`)
+    o.out(`Both donors joined the mesh through the relay and ran a job; logs in ${values.keep ? dir : 'the demo folder (removed)'}.`)
     ok = true
     if (values.keep) {
       o.out(`Mesh left running (--keep). Data directories under ${dir}; press Ctrl-C to stop.`)

@@ -1,0 +1,152 @@
+import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { PeerUnreachableError } from '../core/errors.ts'
+import { createLogger, type Logger } from '../log/logger.ts'
+import { transportOf } from '../net/transport-of.ts'
+import type { ExecutorInfo, TaskNetwork, TaskRunResult, TaskToRun } from './broker.ts'
+import type { MeshNode } from '../net/mesh-node.ts'
+import type { CapacityService } from '../protocols/capacity/index.ts'
+import type { DispatchService } from '../protocols/dispatch/index.ts'
+import type { OfferService } from '../protocols/offer/index.ts'
+import type { Connection } from '@libp2p/interface'
+
+export interface MeshTaskNetworkInit {
+  mesh: MeshNode
+  capacity: CapacityService
+  offer: OfferService
+  dispatch: DispatchService
+  logger?: Logger
+}
+
+/**
+ * The broker's view of the mesh: executors from the capacity protocol, and a
+ * connection to each that is direct when one exists or can be made, else
+ * through a relay circuit (dispatch and offer both run on limited relayed
+ * connections).
+ */
+export class MeshTaskNetwork implements TaskNetwork {
+  private readonly init: MeshTaskNetworkInit
+  private readonly log: Logger
+  /** executors whose last offer answer said they hold the module, by task ID */
+  private readonly hasModule = new Map<string, boolean>()
+
+  constructor (init: MeshTaskNetworkInit) {
+    this.init = init
+    this.log = init.logger ?? createLogger('broker.net')
+  }
+
+  executors (): ExecutorInfo[] {
+    return this.init.capacity.executors().map(c => ({
+      peerId: c.peerId,
+      acceptsJobs: c.acceptsJobs,
+      freeSlots: c.freeSlots,
+      maxLimits: c.maxLimits
+    }))
+  }
+
+  async waitForExecutors (ms: number, signal: AbortSignal): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.init.capacity.removeEventListener('executor:added', done)
+        signal.removeEventListener('abort', done)
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      this.init.capacity.addEventListener('executor:added', done)
+      signal.addEventListener('abort', done, { once: true })
+    })
+  }
+
+  /**
+   * An open connection to the executor: an existing direct one first, then a
+   * direct dial of its non-circuit addresses, then an existing relayed one,
+   * then its circuit addresses. Each dial is recorded by the dial telemetry.
+   */
+  private async connect (peerId: string, signal: AbortSignal): Promise<Connection> {
+    const peer = peerIdFromString(peerId)
+    const open = this.init.mesh.libp2p.getConnections(peer).filter(c => c.status === 'open')
+    const direct = open.find(c => transportOf(c.remoteAddr) !== 'circuit')
+    if (direct != null) return direct
+    const addrs = this.init.capacity.capacityOf(peerId)?.addrs ?? []
+    const directAddrs = addrs.filter(a => transportOf(a) !== 'circuit')
+    const circuitAddrs = addrs.filter(a => transportOf(a) === 'circuit')
+    const errors: string[] = []
+    for (const addr of directAddrs) {
+      try {
+        return await this.init.mesh.dial(multiaddr(addr), { purpose: 'dispatch', signal, timeoutMs: 3_000 })
+      } catch (err) {
+        errors.push(`${addr}: ${(err as Error).message}`)
+      }
+    }
+    const relayed = open.find(c => transportOf(c.remoteAddr) === 'circuit')
+    if (relayed != null) return relayed
+    for (const addr of circuitAddrs) {
+      try {
+        return await this.init.mesh.dial(multiaddr(addr), { purpose: 'dispatch', signal })
+      } catch (err) {
+        errors.push(`${addr}: ${(err as Error).message}`)
+      }
+    }
+    throw new PeerUnreachableError(`cannot reach executor ${peerId}: ${addrs.length === 0 ? 'it announced no address' : errors.join('; ')}`)
+  }
+
+  async offer (executor: string, task: TaskToRun, options: { signal: AbortSignal }): Promise<{ accept: boolean, reason?: string }> {
+    const conn = await this.connect(executor, options.signal)
+    const res = await this.init.offer.offer(conn, {
+      jobId: task.jobId,
+      taskId: task.taskId,
+      moduleCid: task.moduleCid,
+      moduleSize: task.module.length,
+      inputSize: task.input.length,
+      limits: task.limits
+    }, { signal: options.signal })
+    if (res.accept) this.hasModule.set(task.taskId, res.hasModule)
+    return { accept: res.accept, reason: res.reason }
+  }
+
+  async dispatch (executor: string, task: TaskToRun, options: { signal: AbortSignal }): Promise<TaskRunResult> {
+    const conn = await this.connect(executor, options.signal)
+    const path = transportOf(conn.remoteAddr) === 'circuit' ? 'relayed' as const : 'direct' as const
+    const skipModule = this.hasModule.get(task.taskId) === true
+    this.hasModule.delete(task.taskId)
+    const send = async (withModule: boolean): Promise<Awaited<ReturnType<DispatchService['dispatch']>>> => await this.init.dispatch.dispatch(conn, {
+      jobId: task.jobId,
+      taskId: task.taskId,
+      ...(withModule ? { module: task.module } : {}),
+      moduleCid: task.moduleCid,
+      input: task.input,
+      inputCid: task.inputCid,
+      args: task.args,
+      env: task.env,
+      limits: task.limits
+    }, { signal: options.signal })
+    let result
+    try {
+      result = await send(!skipModule)
+    } catch (err) {
+      if ((err as Error).name !== 'ModuleNotCachedError') throw err
+      // the donor evicted the module between offer and dispatch: send it after all
+      this.log.debug(`executor ${executor} no longer has ${task.moduleCid}; resending with the module`)
+      result = await send(true)
+    }
+    return {
+      path,
+      outcome: {
+        status: result.status,
+        exitCode: result.exitCode,
+        error: result.error,
+        outputCid: result.outputCid,
+        fuelUsed: result.fuelUsed,
+        durationMs: result.durationMs,
+        receiptVerified: result.receiptVerified,
+        stdoutSize: result.stdout.length,
+        stderrSize: result.stderr.length
+      },
+      receipt: result.receipt.body,
+      receiptSignature: result.receipt.signature,
+      stdout: result.stdout,
+      stderr: result.stderr
+    }
+  }
+}

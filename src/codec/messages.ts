@@ -1,0 +1,376 @@
+/**
+ * The wire messages of /worldcompute/{capacity,offer,dispatch}/1.0.0, as
+ * dag-cbor maps (design notes §5).
+ *
+ * Every decoder checks the byte size before parsing and then every field it
+ * reads (type, presence, length, range), and throws MalformedMessageError
+ * naming the field. Every encoder runs the same checks on what we are about to
+ * send, so a bug on our side fails here with the field's name rather than as a
+ * confusing rejection on the peer.
+ *
+ * CIDs travel as strings (see cid.ts). Decoders accept non-canonical dag-cbor,
+ * so whoever signs or hashes a message signs or hashes the bytes it received,
+ * never a re-encoding.
+ */
+import { peerIdFromString } from '@libp2p/peer-id'
+import { EXEC_STATUSES } from '../core/job.ts'
+import { MalformedMessageError } from './errors.ts'
+import { decodeBounded, encodePlain, FieldReader } from './validate.ts'
+import type { ExecStatus, JobLimits, ReceiptBody, SignedReceipt } from '../core/job.ts'
+
+// ---- wire limits -----------------------------------------------------------
+
+/** Largest module, input, stdout or stderr a message may announce: 64 MiB each. */
+export const MAX_BLOB_BYTES = 64 * 1024 * 1024
+/** jobId, taskId: printable ASCII without spaces, so they are safe in logs and file names. */
+export const MAX_ID_LENGTH = 128
+const ID_PATTERN = /^[\x21-\x7e]+$/
+const ID_HINT = 'printable ASCII without spaces'
+/** A PeerId string: an Ed25519 one is 52 characters (base58btc) or 62 (CIDv1 base32). */
+export const MAX_PEER_ID_LENGTH = 128
+export const MAX_ARGS = 1024
+export const MAX_ENV = 1024
+export const MAX_ARG_LENGTH = 4096
+export const MAX_ADDRS = 64
+export const MAX_ADDR_LENGTH = 1024
+export const MAX_ERROR_LENGTH = 4096
+export const MAX_REASON_LENGTH = 1024
+export const MAX_SLOTS = 65_535
+/** Ed25519 signatures are 64 bytes; 512 leaves room for RSA-4096 and secp256k1 DER. */
+export const MAX_SIGNATURE_BYTES = 512
+export const MAX_RECEIPT_BODY_BYTES = 2048
+/** a week: no job deadline is longer */
+export const MAX_DEADLINE_MS = 7 * 24 * 3600 * 1000
+/** WASI `proc_exit` takes a u32; signed values are accepted for toolchains that print them so */
+const EXIT_CODE_RANGE = { min: -(2 ** 31), max: 2 ** 32 - 1 }
+const COUNT_RANGE = { min: 0, max: Number.MAX_SAFE_INTEGER }
+const BLOB_RANGE = { min: 0, max: MAX_BLOB_BYTES }
+
+/** Byte limit of each encoded message, checked before the decoder runs. */
+export const MAX_MESSAGE_BYTES = Object.freeze({
+  capacity: 16 * 1024,
+  capacityResponse: 16 * 1024 + 64,
+  offerRequest: 4 * 1024,
+  offerResponse: 2 * 1024,
+  // args and env can be long; 128 KiB bounds them all together
+  dispatchHeader: 128 * 1024,
+  // a 4096-character error is up to 16 KiB of UTF-8, plus the receipt
+  dispatchResult: 32 * 1024
+})
+
+// ---- shapes ----------------------------------------------------------------
+
+/** A donor's capacity, announced on gossip and answered on request. */
+export interface Capacity {
+  /** the donor's PeerId */
+  peerId: string
+  acceptsJobs: boolean
+  /** tasks it can run at once */
+  slots: number
+  freeSlots: number
+  /** the largest limits it accepts; a task asking for more is `rejected` */
+  maxLimits: JobLimits
+  /** its dialable multiaddrs, circuit addresses included */
+  addrs: string[]
+  /** when the donor produced this, ms since the epoch (its clock: informative only) */
+  ts: number
+}
+
+/** The answer on /worldcompute/capacity/1.0.0; `null` from a node that runs no jobs. */
+export interface CapacityResponse {
+  capacity: Capacity | null
+}
+
+/** Broker → donor: would you run this task? */
+export interface OfferRequest {
+  jobId: string
+  taskId: string
+  moduleCid: string
+  moduleSize: number
+  inputSize: number
+  limits: Partial<JobLimits>
+}
+
+/** Donor → broker. `hasModule` lets the broker skip sending the module bytes. */
+export interface OfferResponse {
+  accept: boolean
+  reason?: string
+  hasModule: boolean
+  freeSlots: number
+}
+
+/** Broker → donor, first frame of a dispatch; module (when `sendsModule`) and input bytes follow. */
+export interface DispatchHeader {
+  jobId: string
+  taskId: string
+  /** CIDv1 raw sha2-256 of the module */
+  moduleCid: string
+  /** CIDv1 raw sha2-256 of the input */
+  inputCid: string
+  args: string[]
+  env: string[]
+  limits: Partial<JobLimits>
+  moduleSize: number
+  inputSize: number
+  /** false when the donor said it has the module cached: no module bytes follow */
+  sendsModule: boolean
+}
+
+/** Donor → broker, first frame of the answer; stdout and stderr bytes follow. */
+export interface DispatchResultHeader {
+  status: ExecStatus
+  exitCode?: number
+  error?: string
+  /** CIDv1 dag-cbor sha2-256 of `encodeOutput(stdout, stderr)` */
+  outputCid: string
+  fuelUsed: number
+  durationMs: number
+  stdoutSize: number
+  stderrSize: number
+  receipt: SignedReceipt
+  /**
+   * Set with status `rejected` when the header said `sendsModule: false` and
+   * the donor no longer has the module: the broker should send it again.
+   */
+  moduleMissing?: boolean
+}
+
+// ---- shared field groups ---------------------------------------------------
+
+const LIMIT_FIELDS = ['deadlineMs', 'memoryBytes', 'outputBytes', 'payloadBytes', 'fuel', 'maxCallDepth'] as const
+
+function readLimits (r: FieldReader, key: string, partial: boolean): Partial<JobLimits> {
+  const m = r.map(key)
+  const out: Partial<JobLimits> = {}
+  for (const field of LIMIT_FIELDS) {
+    const range = field === 'deadlineMs' ? { min: 1, max: MAX_DEADLINE_MS } : COUNT_RANGE
+    const value = partial ? m.optionalInteger(field, range) : m.integer(field, range)
+    if (value !== undefined) out[field] = value
+  }
+  return out
+}
+
+function limitsToWire (limits: Partial<JobLimits>): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const field of LIMIT_FIELDS) {
+    const v = limits[field]
+    if (v !== undefined) out[field] = v
+  }
+  return out
+}
+
+function readId (r: FieldReader, key: string): string {
+  return r.string(key, { maxLength: MAX_ID_LENGTH, pattern: ID_PATTERN, patternHint: ID_HINT })
+}
+
+function readPeerId (r: FieldReader, key: string): string {
+  const v = r.string(key, { maxLength: MAX_PEER_ID_LENGTH })
+  try {
+    peerIdFromString(v)
+  } catch (err) {
+    throw new MalformedMessageError(r.messageType, r.fieldPath(key), `must be a PeerId, got ${JSON.stringify(v)}`, { cause: err })
+  }
+  return v
+}
+
+function readSignedReceipt (r: FieldReader, key: string): SignedReceipt {
+  const m = r.map(key)
+  return {
+    body: m.bytes('body', { minBytes: 1, maxBytes: MAX_RECEIPT_BODY_BYTES }),
+    signature: m.bytes('signature', { minBytes: 1, maxBytes: MAX_SIGNATURE_BYTES })
+  }
+}
+
+/**
+ * Encodes one of our own messages after running the decoder's checks on it,
+ * size included, so a message the peer would reject fails here, named.
+ */
+function encodeChecked<T> (messageType: string, wire: Record<string, unknown>, read: (r: FieldReader) => T, maxBytes: number): Uint8Array {
+  read(new FieldReader(messageType, wire))
+  const bytes = encodePlain(wire)
+  if (bytes.byteLength > maxBytes) {
+    throw new MalformedMessageError(messageType, '(message)', `is ${bytes.byteLength} bytes, over the ${maxBytes}-byte limit`)
+  }
+  return bytes
+}
+
+// ---- capacity --------------------------------------------------------------
+
+function readCapacity (r: FieldReader): Capacity {
+  const slots = r.integer('slots', { min: 0, max: MAX_SLOTS })
+  const freeSlots = r.integer('freeSlots', { min: 0, max: MAX_SLOTS })
+  if (freeSlots > slots) r.fail('freeSlots', `must not exceed slots (${slots}), got ${freeSlots}`)
+  return {
+    peerId: readPeerId(r, 'peerId'),
+    acceptsJobs: r.boolean('acceptsJobs'),
+    slots,
+    freeSlots,
+    maxLimits: readLimits(r, 'maxLimits', false) as JobLimits,
+    // kept as strings, not parsed: a newer donor may list a transport this
+    // build cannot parse, and that must not make its whole announcement invalid
+    addrs: r.stringArray('addrs', { maxItems: MAX_ADDRS, maxItemLength: MAX_ADDR_LENGTH, minItemLength: 1, itemPattern: /^\//, itemHint: 'a multiaddr starting with "/"' }),
+    ts: r.integer('ts', COUNT_RANGE)
+  }
+}
+
+function capacityToWire (c: Capacity): Record<string, unknown> {
+  return {
+    peerId: c.peerId,
+    acceptsJobs: c.acceptsJobs,
+    slots: c.slots,
+    freeSlots: c.freeSlots,
+    maxLimits: limitsToWire(c.maxLimits),
+    addrs: c.addrs,
+    ts: c.ts
+  }
+}
+
+/** The gossip announcement on CAPACITY_TOPIC. */
+export function encodeCapacity (c: Capacity): Uint8Array {
+  const wire = capacityToWire(c)
+  return encodeChecked('capacity', wire, readCapacity, MAX_MESSAGE_BYTES.capacity)
+}
+
+export function decodeCapacity (bytes: Uint8Array): Capacity {
+  return readCapacity(new FieldReader('capacity', decodeBounded('capacity', bytes, MAX_MESSAGE_BYTES.capacity)))
+}
+
+function readCapacityResponse (r: FieldReader): CapacityResponse {
+  if (!Object.hasOwn(r.value, 'capacity')) r.fail('capacity', 'is missing (send null from a node that runs no jobs)')
+  if (r.value.capacity === null) return { capacity: null }
+  return { capacity: readCapacity(r.map('capacity')) }
+}
+
+export function encodeCapacityResponse (res: CapacityResponse): Uint8Array {
+  const wire = { capacity: res.capacity == null ? null : capacityToWire(res.capacity) }
+  return encodeChecked('capacity response', wire, readCapacityResponse, MAX_MESSAGE_BYTES.capacityResponse)
+}
+
+export function decodeCapacityResponse (bytes: Uint8Array): CapacityResponse {
+  return readCapacityResponse(new FieldReader('capacity response', decodeBounded('capacity response', bytes, MAX_MESSAGE_BYTES.capacityResponse)))
+}
+
+// ---- offer -----------------------------------------------------------------
+
+function readOfferRequest (r: FieldReader): OfferRequest {
+  return {
+    jobId: readId(r, 'jobId'),
+    taskId: readId(r, 'taskId'),
+    moduleCid: r.cid('moduleCid', 'raw'),
+    moduleSize: r.integer('moduleSize', BLOB_RANGE),
+    inputSize: r.integer('inputSize', BLOB_RANGE),
+    limits: readLimits(r, 'limits', true)
+  }
+}
+
+export function encodeOfferRequest (req: OfferRequest): Uint8Array {
+  const wire = { ...pick(req, ['jobId', 'taskId', 'moduleCid', 'moduleSize', 'inputSize']), limits: limitsToWire(req.limits ?? {}) }
+  return encodeChecked('offer request', wire, readOfferRequest, MAX_MESSAGE_BYTES.offerRequest)
+}
+
+export function decodeOfferRequest (bytes: Uint8Array): OfferRequest {
+  return readOfferRequest(new FieldReader('offer request', decodeBounded('offer request', bytes, MAX_MESSAGE_BYTES.offerRequest)))
+}
+
+function readOfferResponse (r: FieldReader): OfferResponse {
+  const out: OfferResponse = {
+    accept: r.boolean('accept'),
+    hasModule: r.boolean('hasModule'),
+    freeSlots: r.integer('freeSlots', { min: 0, max: MAX_SLOTS })
+  }
+  const reason = r.optionalString('reason', { maxLength: MAX_REASON_LENGTH })
+  if (reason !== undefined) out.reason = reason
+  return out
+}
+
+export function encodeOfferResponse (res: OfferResponse): Uint8Array {
+  const wire = pick(res, ['accept', 'reason', 'hasModule', 'freeSlots'])
+  return encodeChecked('offer response', wire, readOfferResponse, MAX_MESSAGE_BYTES.offerResponse)
+}
+
+export function decodeOfferResponse (bytes: Uint8Array): OfferResponse {
+  return readOfferResponse(new FieldReader('offer response', decodeBounded('offer response', bytes, MAX_MESSAGE_BYTES.offerResponse)))
+}
+
+// ---- dispatch --------------------------------------------------------------
+
+function readDispatchHeader (r: FieldReader): DispatchHeader {
+  return {
+    jobId: readId(r, 'jobId'),
+    taskId: readId(r, 'taskId'),
+    moduleCid: r.cid('moduleCid', 'raw'),
+    inputCid: r.cid('inputCid', 'raw'),
+    args: r.stringArray('args', { maxItems: MAX_ARGS, maxItemLength: MAX_ARG_LENGTH }),
+    env: r.stringArray('env', { maxItems: MAX_ENV, maxItemLength: MAX_ARG_LENGTH, minItemLength: 2, itemPattern: /^[^=]+=/s, itemHint: 'K=V with a non-empty K' }),
+    limits: readLimits(r, 'limits', true),
+    moduleSize: r.integer('moduleSize', BLOB_RANGE),
+    inputSize: r.integer('inputSize', BLOB_RANGE),
+    sendsModule: r.boolean('sendsModule')
+  }
+}
+
+export function encodeDispatchHeader (h: DispatchHeader): Uint8Array {
+  const wire = {
+    ...pick(h, ['jobId', 'taskId', 'moduleCid', 'inputCid', 'args', 'env', 'moduleSize', 'inputSize', 'sendsModule']),
+    limits: limitsToWire(h.limits ?? {})
+  }
+  return encodeChecked('dispatch header', wire, readDispatchHeader, MAX_MESSAGE_BYTES.dispatchHeader)
+}
+
+export function decodeDispatchHeader (bytes: Uint8Array): DispatchHeader {
+  return readDispatchHeader(new FieldReader('dispatch header', decodeBounded('dispatch header', bytes, MAX_MESSAGE_BYTES.dispatchHeader)))
+}
+
+function readDispatchResult (r: FieldReader): DispatchResultHeader {
+  const out: DispatchResultHeader = {
+    status: r.oneOf('status', EXEC_STATUSES),
+    outputCid: r.cid('outputCid', 'dag-cbor'),
+    fuelUsed: r.integer('fuelUsed', COUNT_RANGE),
+    durationMs: r.integer('durationMs', COUNT_RANGE),
+    stdoutSize: r.integer('stdoutSize', BLOB_RANGE),
+    stderrSize: r.integer('stderrSize', BLOB_RANGE),
+    receipt: readSignedReceipt(r, 'receipt')
+  }
+  const exitCode = r.optionalInteger('exitCode', EXIT_CODE_RANGE)
+  if (exitCode !== undefined) out.exitCode = exitCode
+  const error = r.optionalString('error', { maxLength: MAX_ERROR_LENGTH })
+  if (error !== undefined) out.error = error
+  if (r.has('moduleMissing')) out.moduleMissing = r.boolean('moduleMissing')
+  return out
+}
+
+export function encodeDispatchResult (h: DispatchResultHeader): Uint8Array {
+  const wire = {
+    ...pick(h, ['status', 'exitCode', 'error', 'outputCid', 'fuelUsed', 'durationMs', 'stdoutSize', 'stderrSize', 'moduleMissing']),
+    receipt: { body: h.receipt.body, signature: h.receipt.signature }
+  }
+  return encodeChecked('dispatch result', wire, readDispatchResult, MAX_MESSAGE_BYTES.dispatchResult)
+}
+
+export function decodeDispatchResult (bytes: Uint8Array): DispatchResultHeader {
+  return readDispatchResult(new FieldReader('dispatch result', decodeBounded('dispatch result', bytes, MAX_MESSAGE_BYTES.dispatchResult)))
+}
+
+// ---- helpers shared with receipt.ts ----------------------------------------
+
+/** The receipt body's fields, read strictly (used by receipt.ts). */
+export function readReceiptFields (r: FieldReader): ReceiptBody {
+  return {
+    taskId: readId(r, 'taskId'),
+    moduleCid: r.cid('moduleCid', 'raw'),
+    inputCid: r.cid('inputCid', 'raw'),
+    outputCid: r.cid('outputCid', 'dag-cbor'),
+    status: r.oneOf('status', EXEC_STATUSES),
+    exitCode: r.nullableInteger('exitCode', EXIT_CODE_RANGE),
+    fuelUsed: r.integer('fuelUsed', COUNT_RANGE),
+    executor: readPeerId(r, 'executor')
+  }
+}
+
+function pick<T extends object, K extends keyof T> (obj: T, keys: K[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const k of keys) {
+    if (obj[k] !== undefined) out[k as string] = obj[k]
+  }
+  return out
+}

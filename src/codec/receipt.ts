@@ -1,0 +1,142 @@
+/**
+ * Receipts and output addressing.
+ *
+ * An executor signs `{taskId, moduleCid, inputCid, outputCid, status,
+ * exitCode, fuelUsed, executor}` as dag-cbor with its libp2p identity key
+ * (design notes §5). The submitter verifies the signature against the key
+ * inside the executor's PeerId, then every field against what it sent and
+ * received, and the output bytes against `outputCid`.
+ *
+ * The signature covers the body bytes exactly as received: dag-cbor decoders
+ * accept non-canonical encodings, so re-encoding before verifying could turn
+ * a valid signature invalid (or worse, the reverse).
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { dagCborCid, dagCborCidString, parseCid } from './cid.ts'
+import { MalformedMessageError, ReceiptInvalidError } from './errors.ts'
+import { MAX_RECEIPT_BODY_BYTES, MAX_SIGNATURE_BYTES, readReceiptFields } from './messages.ts'
+import { decodeBounded, FieldReader } from './validate.ts'
+import type { ReceiptBody, SignedReceipt } from '../core/job.ts'
+import type { AbortOptions, PrivateKey, PublicKey } from '@libp2p/interface'
+
+/** dag-cbor of the receipt body, with its fields checked first. */
+export function encodeReceiptBody (body: ReceiptBody): Uint8Array {
+  const wire = {
+    taskId: body.taskId,
+    moduleCid: body.moduleCid,
+    inputCid: body.inputCid,
+    outputCid: body.outputCid,
+    status: body.status,
+    exitCode: body.exitCode ?? null,
+    fuelUsed: body.fuelUsed,
+    executor: body.executor
+  }
+  readReceiptFields(new FieldReader('receipt body', wire))
+  return dagCbor.encode(wire)
+}
+
+/** Strict decode of receipt body bytes (size first, then every field). */
+export function decodeReceiptBody (bytes: Uint8Array): ReceiptBody {
+  return readReceiptFields(new FieldReader('receipt body', decodeBounded('receipt body', bytes, MAX_RECEIPT_BODY_BYTES)))
+}
+
+/** Encodes and signs a receipt body with the executor's libp2p key. */
+export async function signReceipt (privateKey: PrivateKey, body: ReceiptBody, options?: AbortOptions): Promise<SignedReceipt> {
+  const encoded = encodeReceiptBody(body)
+  const signature = await privateKey.sign(encoded, options)
+  return { body: encoded, signature }
+}
+
+export interface ReceiptExpectations {
+  /** the PeerId we dispatched to (the authenticated remote peer of the connection) */
+  executor: string
+  taskId: string
+  moduleCid: string
+  inputCid: string
+  /** `encodeOutput(stdout, stderr)` of the output actually received; checked against `outputCid` */
+  outputBytes?: Uint8Array
+}
+
+/**
+ * Checks a receipt and returns its decoded body, or throws
+ * ReceiptInvalidError naming what is wrong.
+ */
+export async function verifyReceipt (receipt: SignedReceipt, expect: ReceiptExpectations, options?: AbortOptions): Promise<ReceiptBody> {
+  if (!(receipt?.body instanceof Uint8Array) || !(receipt?.signature instanceof Uint8Array)) {
+    throw new ReceiptInvalidError('receipt must have a body and a signature, both bytes')
+  }
+  if (receipt.signature.byteLength === 0 || receipt.signature.byteLength > MAX_SIGNATURE_BYTES) {
+    throw new ReceiptInvalidError(`receipt signature is ${receipt.signature.byteLength} bytes; expected 1 to ${MAX_SIGNATURE_BYTES}`)
+  }
+
+  let body: ReceiptBody
+  try {
+    body = decodeReceiptBody(receipt.body)
+  } catch (err) {
+    if (err instanceof MalformedMessageError) {
+      throw new ReceiptInvalidError(`receipt body is malformed: ${err.message}`, { cause: err })
+    }
+    throw err
+  }
+
+  if (body.executor !== expect.executor) {
+    throw new ReceiptInvalidError(`receipt names executor ${body.executor}, but the task was dispatched to ${expect.executor}`)
+  }
+
+  const publicKey = executorPublicKey(expect.executor)
+  let valid: boolean
+  try {
+    valid = await publicKey.verify(receipt.body, receipt.signature, options)
+  } catch (err) {
+    throw new ReceiptInvalidError(`receipt signature could not be checked with the key of ${expect.executor}: ${(err as Error).message}`, { cause: err })
+  }
+  if (!valid) {
+    throw new ReceiptInvalidError(`receipt signature does not verify with the key of executor ${expect.executor}: the body was altered or signed by another key`)
+  }
+
+  for (const field of ['taskId', 'moduleCid', 'inputCid'] as const) {
+    if (body[field] !== expect[field]) {
+      throw new ReceiptInvalidError(`receipt ${field} is ${body[field]}, expected ${expect[field]}`)
+    }
+  }
+
+  if (expect.outputBytes != null) {
+    const received = dagCborCid(expect.outputBytes)
+    // compared as CIDs: another multibase spelling of the same CID is the same output
+    const claimed = parseCid(body.outputCid)
+    if (claimed == null || !claimed.equals(received)) {
+      throw new ReceiptInvalidError(`receipt outputCid is ${body.outputCid}, but the output received hashes to ${received.toString()}`)
+    }
+  }
+  return body
+}
+
+function executorPublicKey (executor: string): PublicKey {
+  let publicKey: PublicKey | undefined
+  try {
+    publicKey = peerIdFromString(executor).publicKey
+  } catch (err) {
+    throw new ReceiptInvalidError(`executor "${executor}" is not a PeerId`, { cause: err })
+  }
+  if (publicKey == null) {
+    throw new ReceiptInvalidError(`executor ${executor} has a PeerId that does not embed its public key (RSA?): its receipts cannot be checked`)
+  }
+  return publicKey
+}
+
+// ---- output addressing -----------------------------------------------------
+
+/**
+ * The canonical output document: dag-cbor `{ stdout: bytes, stderr: bytes }`.
+ * Its CID (`outputCid`) is what replicas compare, with status, exit code and
+ * fuel used.
+ */
+export function encodeOutput (stdout: Uint8Array, stderr: Uint8Array): Uint8Array {
+  return dagCbor.encode({ stdout, stderr })
+}
+
+/** `dagCborCid(encodeOutput(stdout, stderr))` as a string. */
+export function outputCid (stdout: Uint8Array, stderr: Uint8Array): string {
+  return dagCborCidString(encodeOutput(stdout, stderr))
+}

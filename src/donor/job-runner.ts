@@ -1,0 +1,90 @@
+import { resolveJobLimits, type Executor } from '../executor/index.ts'
+import { createLogger, type Logger } from '../log/logger.ts'
+import type { ExecuteRequest, ExecuteResult, JobLimits } from '../core/job.ts'
+import type { OfferRequest, OfferResponse } from '../codec/messages.ts'
+import type { CapacityInfo } from '../protocols/capacity/index.ts'
+
+export interface JobRunnerInit {
+  executor: Executor
+  maxLimits: JobLimits
+  maxConcurrent: number
+  /** the donor's dialable addresses (circuit addresses included), for capacity announcements */
+  addrs: () => string[]
+  /** module cache lookup of the dispatch protocol */
+  hasModule: (moduleCid: string) => boolean
+  /** called when free slots change, so capacity is announced again */
+  onChange?: () => void
+  logger?: Logger
+}
+
+/**
+ * The donor's side of the job pipeline: what it announces (capacity), which
+ * offers it takes (within its maxima, while it has a free slot, counting
+ * tasks it promised but has not yet received), and running a task in the
+ * sandboxed executor.
+ */
+export class JobRunner {
+  private readonly init: JobRunnerInit
+  private readonly log: Logger
+  private running = 0
+  /** offers accepted whose dispatch has not arrived yet, by task ID, with when they expire */
+  private readonly promised = new Map<string, number>()
+
+  constructor (init: JobRunnerInit) {
+    this.init = init
+    this.log = init.logger ?? createLogger('donor.jobs')
+  }
+
+  private freeSlots (): number {
+    const now = Date.now()
+    for (const [taskId, expires] of this.promised) if (expires < now) this.promised.delete(taskId)
+    return Math.max(0, this.init.maxConcurrent - this.running - this.promised.size)
+  }
+
+  capacity (): CapacityInfo {
+    return {
+      acceptsJobs: true,
+      slots: this.init.maxConcurrent,
+      freeSlots: this.freeSlots(),
+      maxLimits: this.init.maxLimits,
+      addrs: this.init.addrs()
+    }
+  }
+
+  decideOffer (req: OfferRequest, context: { peer: string }): OfferResponse {
+    const hasModule = this.init.hasModule(req.moduleCid)
+    const check = resolveJobLimits(req.limits, this.init.maxLimits)
+    if (!check.ok) {
+      this.log.info(`declined task ${req.taskId} from ${context.peer}: ${check.reason}`, { peer: context.peer })
+      return { accept: false, reason: check.reason, hasModule, freeSlots: this.freeSlots() }
+    }
+    const payload = req.moduleSize + req.inputSize
+    if (payload > this.init.maxLimits.payloadBytes) {
+      const reason = `module + input is ${payload} bytes, above this donor's maximum of ${this.init.maxLimits.payloadBytes}`
+      return { accept: false, reason, hasModule, freeSlots: this.freeSlots() }
+    }
+    if (this.promised.has(req.taskId)) return { accept: true, hasModule, freeSlots: this.freeSlots() }
+    if (this.freeSlots() < 1) {
+      return { accept: false, reason: `busy: all ${this.init.maxConcurrent} slot(s) in use`, hasModule, freeSlots: 0 }
+    }
+    // hold the slot until the dispatch arrives (or 30 s pass)
+    this.promised.set(req.taskId, Date.now() + 30_000)
+    this.init.onChange?.()
+    return { accept: true, hasModule, freeSlots: this.freeSlots() }
+  }
+
+  async runTask (req: ExecuteRequest, options: { signal: AbortSignal }): Promise<ExecuteResult> {
+    this.promised.delete(req.taskId)
+    this.running++
+    this.init.onChange?.()
+    const started = Date.now()
+    try {
+      const result = await this.init.executor.execute(req, { signal: options.signal })
+      this.log.info(`task ${req.taskId} → ${result.status}${result.exitCode != null ? ` (exit ${result.exitCode})` : ''}${result.error != null ? `: ${result.error}` : ''} in ${Date.now() - started} ms, fuel ${result.fuelUsed}`, { task: req.taskId })
+      return result
+    } finally {
+      this.running--
+      this.init.onChange?.()
+    }
+  }
+}

@@ -1,0 +1,450 @@
+/**
+ * The executor: runs WebAssembly jobs in a separate, permission-fenced Node
+ * process (sandbox-process.ts) with a pool of worker threads, and turns every
+ * way a job can end into an ExecuteResult.
+ *
+ * `execute()` never throws for a job's own problems: bad limits, bad bytes,
+ * traps, deadlines, even a sandbox crash all come back as a status. It throws
+ * only for the caller's own actions: calling it when the executor is not
+ * started, or aborting it through its signal.
+ *
+ * If the sandbox process dies or stops answering (a job's deadline plus
+ * `hangGraceMs` passes without a word), it is killed, every job it was running
+ * is reported `failed` with an error starting "executor crashed:", and a new
+ * sandbox is started for the queued jobs. No job is silently lost.
+ */
+
+import { fork, type ChildProcess } from 'node:child_process'
+import { availableParallelism } from 'node:os'
+import { performance } from 'node:perf_hooks'
+import type { ExecStatus, ExecuteRequest, ExecuteResult, JobLimits } from '../core/job.ts'
+import { ExecutorNotRunningError, JobAbortedError, SandboxStartError } from './errors.ts'
+import { resolveJobLimits, resolveMaxLimits } from './limits.ts'
+import { memoryPagesFor } from './prepare.ts'
+import type { ParentMessage, SandboxJob, SandboxMessage } from './protocol.ts'
+import type { RunOutcome } from './run-module.ts'
+import { SANDBOX_ENTRY, sandboxExecArgv } from './sandbox-launch.ts'
+
+export interface ExecutorInit {
+  /** jobs run at the same time (worker threads in the sandbox) @default max(1, cores - 1) */
+  maxConcurrent?: number
+  /** the donor's maxima; a job asking for more is `rejected` @default DEFAULT_JOB_LIMITS */
+  maxLimits?: Partial<JobLimits>
+  /**
+   * how long past a job's deadline the sandbox may stay silent before it is
+   * presumed hung, killed and restarted; covers preparing a large module too
+   * @default 10000
+   */
+  hangGraceMs?: number
+  /** how long the sandbox process may take to start and report ready @default 15000 */
+  startTimeoutMs?: number
+}
+
+export interface ExecuteOptions {
+  /** aborting rejects the call with an AbortError and stops the job's worker */
+  signal?: AbortSignal
+}
+
+export type ExecutorState = 'stopped' | 'starting' | 'running'
+
+export interface ExecutorStatus {
+  state: ExecutorState
+  maxConcurrent: number
+  queued: number
+  running: number
+  /** sandbox processes started after a crash or hang */
+  restarts: number
+  sandboxPid?: number
+}
+
+/** One sandbox process and what we know about it. */
+interface Sandbox {
+  child: ChildProcess
+  ready: boolean
+  /** last few KiB of its stderr, for crash reports */
+  stderrTail: string
+  /** why we killed it, when we did */
+  killReason?: string
+  closed: Promise<void>
+}
+
+interface Pending {
+  runId: number
+  req: ExecuteRequest
+  limits: JobLimits
+  resolve: (result: ExecuteResult) => void
+  reject: (err: Error) => void
+  signal?: AbortSignal
+  onAbort?: () => void
+  sandbox?: Sandbox
+  startedAt?: number
+  hangTimer?: NodeJS.Timeout
+}
+
+const STDERR_TAIL_BYTES = 4096
+/** restart attempts after a crash, and the pause before each */
+const RESTART_DELAYS_MS = [0, 250, 1000]
+
+export class Executor {
+  readonly maxConcurrent: number
+  readonly maxLimits: Readonly<JobLimits>
+  private readonly hangGraceMs: number
+  private readonly startTimeoutMs: number
+  private state: ExecutorState = 'stopped'
+  private sandbox?: Sandbox
+  private starting?: Promise<void>
+  private restarting?: Promise<void>
+  private readonly queue: Pending[] = []
+  private readonly running = new Map<number, Pending>()
+  private nextRunId = 1
+  private restarts = 0
+  /** bumped by stop(), so a restart in flight knows it is no longer wanted */
+  private generation = 0
+  private lastStartError?: Error
+
+  constructor (init: ExecutorInit = {}) {
+    this.maxConcurrent = init.maxConcurrent ?? Math.max(1, availableParallelism() - 1)
+    if (!Number.isSafeInteger(this.maxConcurrent) || this.maxConcurrent < 1) {
+      throw new RangeError(`maxConcurrent must be a positive integer, got ${String(init.maxConcurrent)}`)
+    }
+    this.maxLimits = Object.freeze(resolveMaxLimits(init.maxLimits))
+    this.hangGraceMs = init.hangGraceMs ?? 10_000
+    this.startTimeoutMs = init.startTimeoutMs ?? 15_000
+    for (const [name, v] of [['hangGraceMs', this.hangGraceMs], ['startTimeoutMs', this.startTimeoutMs]] as const) {
+      if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be a non-negative integer of milliseconds, got ${String(v)}`)
+    }
+  }
+
+  /** Starts the sandbox process and waits until its workers are up. Idempotent. */
+  async start (): Promise<void> {
+    if (this.state === 'running') return
+    if (this.starting !== undefined) return await this.starting
+    this.state = 'starting'
+    const generation = this.generation
+    this.starting = (async () => {
+      try {
+        const sandbox = await this.spawnSandbox()
+        if (generation !== this.generation) {
+          await killSandbox(sandbox, 'executor stopped while starting')
+          return
+        }
+        this.sandbox = sandbox
+        this.state = 'running'
+        this.lastStartError = undefined
+      } catch (err) {
+        this.state = 'stopped'
+        this.lastStartError = err instanceof Error ? err : new Error(String(err))
+        throw err
+      } finally {
+        this.starting = undefined
+      }
+    })()
+    await this.starting
+  }
+
+  /**
+   * Kills the sandbox process. Jobs still queued or running are reported
+   * `failed` ("executor stopped …"). Idempotent; `start()` may be called again.
+   */
+  async stop (): Promise<void> {
+    this.generation++
+    this.state = 'stopped'
+    const sandbox = this.sandbox
+    this.sandbox = undefined
+    for (const p of [...this.running.values()]) this.settle(p, failure('executor stopped before the job finished'))
+    for (const p of this.queue.splice(0)) this.settle(p, failure('executor stopped before the job started'))
+    if (sandbox !== undefined) await killSandbox(sandbox, 'executor stopped')
+    // a start or restart in flight sees the new generation and kills what it spawned; wait for that
+    if (this.starting !== undefined) await this.starting.catch((err: unknown) => { this.lastStartError = err instanceof Error ? err : new Error(String(err)) })
+    if (this.restarting !== undefined) await this.restarting
+  }
+
+  status (): ExecutorStatus {
+    return {
+      state: this.state,
+      maxConcurrent: this.maxConcurrent,
+      queued: this.queue.length,
+      running: this.running.size,
+      restarts: this.restarts,
+      sandboxPid: this.sandbox?.child.pid
+    }
+  }
+
+  /** The sandbox process's pid, while one is up (diagnostics and tests). */
+  get sandboxPid (): number | undefined {
+    return this.sandbox?.child.pid
+  }
+
+  /**
+   * Runs one job. Resolves with its result whatever the job does; queues while
+   * all slots are busy. Rejects only if the executor is not running
+   * (ExecutorNotRunningError) or the caller aborts (AbortError).
+   */
+  async execute (req: ExecuteRequest, options: ExecuteOptions = {}): Promise<ExecuteResult> {
+    const t0 = performance.now()
+    if (this.state !== 'running') {
+      throw new ExecutorNotRunningError(
+        `the executor is ${this.state}; call start() first` +
+        (this.lastStartError !== undefined ? ` (the last start failed: ${this.lastStartError.message})` : ''),
+        { cause: this.lastStartError }
+      )
+    }
+    const { signal } = options
+    if (signal?.aborted === true) throw new JobAbortedError(`job ${String(req?.jobId)} was aborted before it was queued`, { cause: signal.reason })
+
+    const problem = checkRequest(req)
+    if (problem !== undefined) return { ...failure(problem, 'rejected'), durationMs: performance.now() - t0 }
+    const checked = resolveJobLimits(req.limits, this.maxLimits)
+    if (!checked.ok) return { ...failure(checked.reason, 'rejected'), durationMs: performance.now() - t0 }
+    const payload = req.module.byteLength + req.input.byteLength
+    if (payload > checked.limits.payloadBytes) {
+      return { ...failure(`module + input is ${payload} bytes, above limits.payloadBytes ${checked.limits.payloadBytes}`, 'rejected'), durationMs: performance.now() - t0 }
+    }
+
+    return await new Promise<ExecuteResult>((resolve, reject) => {
+      const pending: Pending = { runId: this.nextRunId++, req, limits: checked.limits, resolve, reject, signal }
+      if (signal !== undefined) {
+        pending.onAbort = () => { this.abort(pending) }
+        signal.addEventListener('abort', pending.onAbort, { once: true })
+      }
+      this.queue.push(pending)
+      this.pump()
+    })
+  }
+
+  // ---------------------------------------------------------------------------
+
+  private pump (): void {
+    const sandbox = this.sandbox
+    while (sandbox?.ready === true && this.running.size < this.maxConcurrent && this.queue.length > 0) {
+      this.dispatch(sandbox, this.queue.shift() as Pending)
+    }
+  }
+
+  private dispatch (sandbox: Sandbox, p: Pending): void {
+    const { req } = p
+    const job: SandboxJob = {
+      runId: p.runId,
+      jobId: req.jobId,
+      module: ownBytes(req.module),
+      moduleCid: req.moduleCid,
+      input: ownBytes(req.input),
+      args: [...req.args],
+      env: [...req.env],
+      moduleName: req.moduleName,
+      limits: p.limits
+    }
+    p.sandbox = sandbox
+    p.startedAt = performance.now()
+    this.running.set(p.runId, p)
+    const silentFor = p.limits.deadlineMs + this.hangGraceMs
+    p.hangTimer = setTimeout(() => {
+      if (this.running.get(p.runId) !== p) return
+      // the sandbox enforces deadlines itself; silence this long means it is wedged
+      void killSandbox(sandbox, `the sandbox process did not answer within ${silentFor} ms for job ${req.jobId} (deadline ${p.limits.deadlineMs} ms); it was killed`)
+    }, silentFor)
+    this.sendTo(sandbox, { type: 'run', job })
+  }
+
+  private sendTo (sandbox: Sandbox, message: ParentMessage): void {
+    if (!sandbox.child.connected) return // its 'close' handler reports the jobs
+    sandbox.child.send(message, (err) => {
+      // the channel broke: the process is dying, and its 'close' handler reports the running jobs
+      if (err != null && sandbox.killReason === undefined) sandbox.killReason = `could not send to the sandbox process: ${err.message}`
+    })
+  }
+
+  private abort (p: Pending): void {
+    const queued = this.queue.indexOf(p)
+    if (queued >= 0) {
+      this.queue.splice(queued, 1)
+    } else if (this.running.get(p.runId) === p) {
+      this.running.delete(p.runId)
+      clearTimeout(p.hangTimer)
+      if (p.sandbox !== undefined) this.sendTo(p.sandbox, { type: 'cancel', runId: p.runId })
+      this.pump()
+    } else {
+      return // already settled
+    }
+    this.detachAbort(p)
+    p.reject(new JobAbortedError(`job ${p.req.jobId} was aborted by the caller`, { cause: p.signal?.reason }))
+  }
+
+  private detachAbort (p: Pending): void {
+    if (p.onAbort !== undefined) p.signal?.removeEventListener('abort', p.onAbort)
+  }
+
+  private settle (p: Pending, outcome: RunOutcome): void {
+    this.running.delete(p.runId)
+    clearTimeout(p.hangTimer)
+    this.detachAbort(p)
+    const durationMs = p.startedAt === undefined ? 0 : performance.now() - p.startedAt
+    p.resolve({ ...normaliseOutcome(outcome), durationMs })
+  }
+
+  private async spawnSandbox (): Promise<Sandbox> {
+    const child = fork(SANDBOX_ENTRY, [String(this.maxConcurrent)], {
+      execPath: process.execPath,
+      execArgv: sandboxExecArgv({ maxMemoryPages: memoryPagesFor(this.maxLimits.memoryBytes) }),
+      serialization: 'advanced',
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      // nothing from our environment (tokens, NODE_OPTIONS) reaches the sandbox
+      env: {}
+    })
+    let markClosed: () => void = () => {}
+    const sandbox: Sandbox = { child, ready: false, stderrTail: '', closed: new Promise<void>(resolve => { markClosed = resolve }) }
+    child.stderr?.setEncoding('utf8')
+    child.stderr?.on('data', (chunk: string) => {
+      sandbox.stderrTail = (sandbox.stderrTail + chunk).slice(-STDERR_TAIL_BYTES)
+    })
+    child.on('message', (msg: SandboxMessage) => { this.onSandboxMessage(sandbox, msg) })
+
+    return await new Promise<Sandbox>((resolve, reject) => {
+      let settled = false
+      const fail = (why: string, cause?: unknown): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        void killSandbox(sandbox, why)
+        reject(new SandboxStartError(`the executor sandbox process did not start: ${why}${stderrNote(sandbox)}`, { cause }))
+      }
+      const timer = setTimeout(() => { fail(`no "ready" within ${this.startTimeoutMs} ms`) }, this.startTimeoutMs)
+      // 'error' also fires later if a kill or a send fails; without a listener it would throw in this process
+      child.on('error', (err) => {
+        if (!settled) fail(`spawn failed: ${err.message}`, err)
+        else sandbox.killReason ??= `the sandbox process failed: ${err.message}`
+      })
+      child.on('close', (code, signal) => {
+        markClosed()
+        if (!settled) {
+          fail(describeExit(code, signal))
+          return
+        }
+        this.onSandboxClosed(sandbox, code, signal)
+      })
+      child.on('message', (msg: SandboxMessage) => {
+        if (msg.type !== 'ready' || settled) return
+        settled = true
+        clearTimeout(timer)
+        sandbox.ready = true
+        resolve(sandbox)
+      })
+    })
+  }
+
+  private onSandboxMessage (sandbox: Sandbox, msg: SandboxMessage): void {
+    if (msg.type !== 'result') return
+    const p = this.running.get(msg.runId)
+    if (p === undefined || p.sandbox !== sandbox) return // aborted, or from a sandbox we gave up on
+    this.settle(p, msg.outcome)
+    this.pump()
+  }
+
+  private onSandboxClosed (sandbox: Sandbox, code: number | null, signal: NodeJS.Signals | null): void {
+    const why = sandbox.killReason ?? `the sandbox process ${describeExit(code, signal)}`
+    for (const p of [...this.running.values()]) {
+      if (p.sandbox === sandbox) this.settle(p, failure(`executor crashed: ${why}${stderrNote(sandbox)}`))
+    }
+    if (this.sandbox !== sandbox) return // stopped or already replaced
+    this.sandbox = undefined
+    if (this.state === 'running') {
+      this.restarting = this.restart().finally(() => { this.restarting = undefined })
+    }
+  }
+
+  private async restart (): Promise<void> {
+    const generation = this.generation
+    let lastError: Error | undefined
+    for (const delay of RESTART_DELAYS_MS) {
+      if (delay > 0) await new Promise(resolve => setTimeout(resolve, delay))
+      if (generation !== this.generation) return
+      try {
+        const sandbox = await this.spawnSandbox()
+        if (generation !== this.generation) {
+          await killSandbox(sandbox, 'executor stopped while restarting')
+          return
+        }
+        this.sandbox = sandbox
+        this.restarts++
+        this.pump()
+        return
+      } catch (err) {
+        lastError = err instanceof Error ? err : new Error(String(err))
+      }
+    }
+    // give up: nothing can run the queued jobs; report them and let the owner call start() again
+    this.state = 'stopped'
+    this.lastStartError = lastError
+    for (const p of this.queue.splice(0)) {
+      this.settle(p, failure(`executor crashed: the sandbox process could not be restarted: ${lastError?.message ?? 'unknown error'}`))
+    }
+  }
+}
+
+async function killSandbox (sandbox: Sandbox, reason: string): Promise<void> {
+  if (sandbox.child.pid === undefined) return // never spawned: there is nothing to kill and no 'close' to wait for
+  if (sandbox.child.exitCode === null && sandbox.child.signalCode === null) {
+    sandbox.killReason ??= reason
+    // SIGKILL: the sandbox holds no state worth a graceful shutdown, and a wedged one would ignore SIGTERM
+    sandbox.child.kill('SIGKILL')
+  }
+  await sandbox.closed
+}
+
+function describeExit (code: number | null, signal: NodeJS.Signals | null): string {
+  return signal !== null ? `was killed by ${signal}` : `exited with code ${String(code)}`
+}
+
+function stderrNote (sandbox: Sandbox): string {
+  const tail = sandbox.stderrTail.trim()
+  return tail === '' ? '' : `; its stderr ends with: ${tail.slice(-1024)}`
+}
+
+function failure (error: string, status: ExecStatus = 'failed'): RunOutcome {
+  return { status, error, stdout: new Uint8Array(0), stderr: new Uint8Array(0), fuelUsed: 0 }
+}
+
+/** Plain Uint8Arrays (IPC may hand back Buffers) and no undefined keys. */
+function normaliseOutcome (o: RunOutcome): Omit<ExecuteResult, 'durationMs'> {
+  const out: Omit<ExecuteResult, 'durationMs'> = {
+    status: o.status,
+    stdout: plainBytes(o.stdout),
+    stderr: plainBytes(o.stderr),
+    fuelUsed: o.fuelUsed
+  }
+  if (o.exitCode !== undefined) out.exitCode = o.exitCode
+  if (o.error !== undefined) out.error = o.error
+  return out
+}
+
+function plainBytes (b: Uint8Array): Uint8Array {
+  return b.constructor === Uint8Array ? b : new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
+}
+
+/**
+ * Structured clone of a view sends its whole underlying ArrayBuffer; a view
+ * into a larger buffer (a Buffer from a pool, a subarray) is copied first.
+ */
+function ownBytes (b: Uint8Array): Uint8Array {
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : b.slice()
+}
+
+/** A request whose shape is wrong is the submitter's problem: `rejected` with the reason. */
+function checkRequest (req: ExecuteRequest): string | undefined {
+  if (req === null || typeof req !== 'object') return 'the request is not an object'
+  if (typeof req.jobId !== 'string' || req.jobId === '') return 'jobId must be a non-empty string'
+  if (!(req.module instanceof Uint8Array)) return 'module must be a Uint8Array of WebAssembly bytes'
+  if (typeof req.moduleCid !== 'string') return 'moduleCid must be a string (CIDv1 raw sha2-256, base32)'
+  if (!(req.input instanceof Uint8Array)) return 'input must be a Uint8Array'
+  if (!Array.isArray(req.args) || !req.args.every(a => typeof a === 'string' && !a.includes('\0'))) {
+    return 'args must be an array of strings without NUL characters'
+  }
+  if (!Array.isArray(req.env) || !req.env.every(e => typeof e === 'string' && !e.includes('\0') && e.indexOf('=') > 0)) {
+    return 'env must be an array of "KEY=value" strings without NUL characters'
+  }
+  if (req.moduleName !== undefined && (typeof req.moduleName !== 'string' || req.moduleName.includes('\0'))) {
+    return 'moduleName must be a string without NUL characters'
+  }
+  if (req.limits !== undefined && (req.limits === null || typeof req.limits !== 'object')) return 'limits must be an object'
+  return undefined
+}

@@ -1,0 +1,639 @@
+/**
+ * The metering injector: one pass over a WebAssembly binary that enforces the
+ * structural policy, clamps the memory, and injects deterministic fuel and
+ * call-depth accounting. Hand-written (no npm package meters well; see
+ * wasm-binary.ts) and dependency-free.
+ *
+ * What the rewritten module contains, and why:
+ *
+ * - Three new mutable globals appended after every existing global (imported
+ *   globals come first in the index space, so appending at the end shifts no
+ *   index): `fuel` (i64, exported as `__wc_fuel`), `trap` (i32, exported as
+ *   `__wc_trap`: why the injected code trapped) and `depth` (i32). No function
+ *   or import is added, so no function index shifts either.
+ * - Fuel ("meter/1" cost rule): every original instruction costs 1, and
+ *   memory.fill/copy/init cost 1 more per 64 bytes. The code is cut into
+ *   segments of straight-line code ending at a control instruction (loop, if,
+ *   else, end, br, br_if, br_table, return, unreachable); a segment starts at
+ *   the function entry and after each of those, i.e. at every place control can
+ *   arrive other than by falling through. Each live segment begins with
+ *   `fuel -= cost; if (fuel < 0) { trap = 1; unreachable }`, cost being the
+ *   number of instructions in it including the control instruction that ends it.
+ *   `block` does not end a segment: entering a block is falling through.
+ *   Segments right after br/br_table/return/unreachable are dead code and get
+ *   no charge. Charging a whole segment up front is what makes the count
+ *   independent of the engine: it depends only on which segments ran.
+ * - Depth: each function body becomes
+ *     depth += 1; if (depth > MAX) { trap = 2; unreachable }
+ *     block (result …) <original body> end
+ *     depth -= 1
+ *   and every `return` is preceded by `depth -= 1`. Wrapping the body in a block
+ *   means branches to the function's own label (br/br_if/br_table with the
+ *   outermost depth, which act as returns) land before the decrement without
+ *   rewriting them. Tail calls and exceptions, which would leave a function by
+ *   another way, are refused (wasm-instructions.ts).
+ * - A start section is removed and its function exported as `__wc_start`, so
+ *   the host sets the fuel budget before any guest code runs.
+ * - The memory's maximum becomes min(declared max, cap); a minimum above the cap
+ *   is refused. Imported memories and more than one memory are refused.
+ */
+
+import { ModuleRejectedError } from './errors.ts'
+import { ByteReader, ByteWriter, encodeS32, encodeU32 } from './wasm-binary.ts'
+import { InstrKind, hex, readInstruction, readValType } from './wasm-instructions.ts'
+
+/** Pinned name of the cost rule: fuel is part of what replicas compare, so any change must bump it. */
+export const METER_VERSION = 'meter/1'
+
+export const FUEL_EXPORT = '__wc_fuel'
+export const TRAP_EXPORT = '__wc_trap'
+export const START_EXPORT = '__wc_start'
+/** Prefix reserved for the executor's exports; a module may not use it. */
+export const RESERVED_EXPORT_PREFIX = '__wc_'
+
+/** Values of the `__wc_trap` global after the injected code trapped. */
+export const TrapCode = {
+  none: 0,
+  outOfFuel: 1,
+  callDepth: 2
+} as const
+
+export const WASM_PAGE_BYTES = 65_536
+/** memory32 can address at most 4 GiB */
+export const MAX_WASM_PAGES = 65_536
+/** V8's kV8MaxWasmFunctionLocals; adding the scratch local must not cross it */
+const MAX_FUNCTION_LOCALS = 50_000
+
+export type ExternKind = 'function' | 'table' | 'memory' | 'global' | 'tag'
+const EXTERN_KINDS: readonly ExternKind[] = ['function', 'table', 'memory', 'global', 'tag']
+
+export interface FuncType {
+  /** value type bytes, e.g. 0x7f for i32 */
+  params: number[]
+  results: number[]
+}
+
+export interface ImportEntry {
+  module: string
+  name: string
+  kind: ExternKind
+  /** for function imports */
+  type?: FuncType
+}
+
+export interface ExportEntry {
+  name: string
+  kind: ExternKind
+  index: number
+}
+
+export interface InstrumentOptions {
+  /** memory cap in 64 KiB pages (the declared maximum is clamped to it) */
+  maxMemoryPages: number
+  /** deterministic call depth limit; a call that would go deeper traps */
+  maxCallDepth: number
+}
+
+export interface MemoryInfo {
+  initialPages: number
+  /** the maximum written into the rewritten module */
+  maximumPages: number
+  /** the maximum the module declared, if any */
+  declaredMaximumPages?: number
+}
+
+export interface InstrumentResult {
+  bytes: Uint8Array
+  imports: ImportEntry[]
+  /** the original exports (the injected ones are not listed) */
+  exports: ExportEntry[]
+  memory?: MemoryInfo
+  /** index of the function that was the start function, now exported as `__wc_start` */
+  startFunction?: number
+  /** the type of every function in the index space, imports first */
+  functionTypes: FuncType[]
+}
+
+interface SectionRange {
+  id: number
+  /** offset of the section id byte */
+  headerStart: number
+  payloadStart: number
+  payloadEnd: number
+}
+
+/** Non-custom sections in the order the spec requires them (tag 13 and data count 12 sit out of numeric order). */
+const SECTION_RANK: Record<number, number> = { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13 }
+const GLOBAL_SECTION = 6
+const EXPORT_SECTION = 7
+
+const I32 = 0x7f
+const I64 = 0x7e
+
+/**
+ * Checks policy and rewrites `bytes`. Throws WasmParseError for bytes that do
+ * not parse, ModuleRejectedError for a policy violation. The input should have
+ * passed `WebAssembly.validate` first: this parser checks structure, not types.
+ */
+export function instrumentModule (bytes: Uint8Array, options: InstrumentOptions): InstrumentResult {
+  if (!Number.isInteger(options.maxMemoryPages) || options.maxMemoryPages < 0 || options.maxMemoryPages > MAX_WASM_PAGES) {
+    throw new RangeError(`maxMemoryPages must be an integer in 0..${MAX_WASM_PAGES}, got ${options.maxMemoryPages}`)
+  }
+  if (!Number.isInteger(options.maxCallDepth) || options.maxCallDepth < 1 || options.maxCallDepth > 0x7fff_ffff) {
+    throw new RangeError(`maxCallDepth must be a positive 31-bit integer, got ${options.maxCallDepth}`)
+  }
+
+  const r = new ByteReader(bytes)
+  const magic = r.slice(4)
+  if (magic[0] !== 0x00 || magic[1] !== 0x61 || magic[2] !== 0x73 || magic[3] !== 0x6d) r.fail('not a WebAssembly module (bad magic)', 0)
+  const version = r.slice(4)
+  if (version[0] !== 1 || version[1] !== 0 || version[2] !== 0 || version[3] !== 0) {
+    throw new ModuleRejectedError('only WebAssembly binary version 1 modules are supported (components and other layers are not)')
+  }
+
+  // pass 1: section boundaries
+  const sections: SectionRange[] = []
+  let lastRank = 0
+  while (!r.atEnd) {
+    const headerStart = r.pos
+    const id = r.u8()
+    const size = r.u32()
+    const payloadStart = r.pos
+    r.skip(size)
+    if (id !== 0) {
+      const rank = SECTION_RANK[id]
+      if (rank === undefined) r.fail(`unknown section id ${id}`, headerStart)
+      if (id === 13) throw new ModuleRejectedError('the tag section (exception handling) is not supported: compile without -fwasm-exceptions')
+      if (rank <= lastRank) r.fail(`section ${id} is out of order or repeated`, headerStart)
+      lastRank = rank
+    }
+    sections.push({ id, headerStart, payloadStart, payloadEnd: r.pos })
+  }
+  const find = (id: number): SectionRange | undefined => sections.find(s => s.id === id)
+
+  // pass 2: the sections whose contents the rewrite depends on
+  const types = parseTypes(bytes, find(1))
+  const imports = parseImports(bytes, find(2), types)
+  const functionTypes = parseFunctions(bytes, find(3), types.length)
+  checkTables(bytes, find(4))
+  const memories = parseMemories(bytes, find(5))
+  const definedGlobals = countGlobals(bytes, find(GLOBAL_SECTION))
+  const exports = parseExports(bytes, find(EXPORT_SECTION))
+  const startFunction = parseStart(bytes, find(8))
+
+  const importedGlobals = imports.filter(i => i.kind === 'global').length
+  if (imports.some(i => i.kind === 'memory')) {
+    throw new ModuleRejectedError('imported memories are not allowed: the executor can only cap a memory the module defines; define it in the module and export it as "memory"')
+  }
+  if (memories.length > 1) {
+    throw new ModuleRejectedError(`the module defines ${memories.length} memories; at most one is allowed`)
+  }
+  let memory: MemoryInfo | undefined
+  if (memories.length === 1) memory = clampMemory(memories[0], options.maxMemoryPages)
+
+  const reserved = exports.find(e => e.name.startsWith(RESERVED_EXPORT_PREFIX))
+  if (reserved !== undefined) {
+    throw new ModuleRejectedError(`export "${reserved.name}" uses the prefix "${RESERVED_EXPORT_PREFIX}", which is reserved for the executor; rename it`)
+  }
+
+  // block types for the body wrappers: functions with several results need a type [] -> results
+  const extraTypes: FuncType[] = []
+  const blockTypeFor = (t: FuncType): number[] => {
+    if (t.results.length === 0) return [0x40]
+    if (t.results.length === 1) return [t.results[0]]
+    let index = types.findIndex(x => x.params.length === 0 && sameTypes(x.results, t.results))
+    if (index < 0) {
+      let k = extraTypes.findIndex(x => sameTypes(x.results, t.results))
+      if (k < 0) k = extraTypes.push({ params: [], results: t.results }) - 1
+      index = types.length + k
+    }
+    return encodeS32(index)
+  }
+  const wrapperTypes = functionTypes.map(typeIndex => blockTypeFor(types[typeIndex]))
+
+  const globalBase = importedGlobals + definedGlobals
+  const injected: Injected = {
+    fuel: encodeU32(globalBase),
+    trap: encodeU32(globalBase + 1),
+    depth: encodeU32(globalBase + 2),
+    maxCallDepth: options.maxCallDepth
+  }
+
+  // pass 3: emit
+  const out = new ByteWriter(Math.ceil(bytes.length * 2.2) + 256) // metered code is about twice the size
+  out.bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00])
+  let globalsEmitted = false
+  let exportsEmitted = false
+  const emitSection = (id: number, payload: Uint8Array): void => {
+    out.u8(id).sized(payload)
+  }
+  const flushBefore = (rank: number): void => {
+    if (!globalsEmitted && rank > SECTION_RANK[GLOBAL_SECTION]) {
+      emitSection(GLOBAL_SECTION, encodeGlobals(bytes, undefined, definedGlobals))
+      globalsEmitted = true
+    }
+    if (!exportsEmitted && rank > SECTION_RANK[EXPORT_SECTION]) {
+      emitSection(EXPORT_SECTION, encodeExports(bytes, undefined, exports.length, globalBase, startFunction))
+      exportsEmitted = true
+    }
+  }
+
+  for (const section of sections) {
+    const payload = bytes.subarray(section.payloadStart, section.payloadEnd)
+    if (section.id === 0) {
+      out.bytes(bytes.subarray(section.headerStart, section.payloadEnd))
+      continue
+    }
+    flushBefore(SECTION_RANK[section.id])
+    switch (section.id) {
+      case 1:
+        emitSection(1, extraTypes.length === 0 ? payload : encodeTypes(bytes, section, types.length, extraTypes))
+        break
+      case 5:
+        emitSection(5, encodeMemory(memory))
+        break
+      case GLOBAL_SECTION:
+        emitSection(GLOBAL_SECTION, encodeGlobals(bytes, section, definedGlobals))
+        globalsEmitted = true
+        break
+      case EXPORT_SECTION:
+        emitSection(EXPORT_SECTION, encodeExports(bytes, section, exports.length, globalBase, startFunction))
+        exportsEmitted = true
+        break
+      case 8:
+        break // the start function is exported as __wc_start instead
+      case 10:
+        emitSection(10, instrumentCode(bytes, section, functionTypes.map(t => types[t]), wrapperTypes, injected))
+        break
+      default:
+        out.bytes(bytes.subarray(section.headerStart, section.payloadEnd))
+    }
+  }
+  flushBefore(Number.POSITIVE_INFINITY)
+
+  return {
+    bytes: out.toBytes(),
+    imports,
+    exports,
+    memory,
+    startFunction,
+    functionTypes: [
+      ...imports.flatMap(i => i.type === undefined ? [] : [i.type]),
+      ...functionTypes.map(t => types[t])
+    ]
+  }
+}
+
+interface Injected {
+  fuel: number[]
+  trap: number[]
+  depth: number[]
+  maxCallDepth: number
+}
+
+function sameTypes (a: number[], b: number[]): boolean {
+  return a.length === b.length && a.every((t, i) => t === b[i])
+}
+
+function parseTypes (bytes: Uint8Array, s: SectionRange | undefined): FuncType[] {
+  if (s === undefined) return []
+  const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
+  const count = r.u32()
+  const types: FuncType[] = []
+  for (let i = 0; i < count; i++) {
+    const at = r.pos
+    const form = r.u8()
+    if (form !== 0x60) throw new ModuleRejectedError(`type ${i} has form 0x${hex(form)} (GC type definitions), which is not supported (at byte ${at})`)
+    const params: number[] = []
+    const results: number[] = []
+    for (let n = r.u32(); n > 0; n--) params.push(readValType(r))
+    for (let n = r.u32(); n > 0; n--) results.push(readValType(r))
+    types.push({ params, results })
+  }
+  expectEnd(r, 'type')
+  return types
+}
+
+function encodeTypes (bytes: Uint8Array, s: SectionRange, count: number, extra: FuncType[]): Uint8Array {
+  const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
+  r.u32()
+  const w = new ByteWriter(s.payloadEnd - s.payloadStart + 16 * extra.length)
+  w.u32(count + extra.length).bytes(bytes.subarray(r.pos, s.payloadEnd))
+  for (const t of extra) {
+    w.u8(0x60).u32(t.params.length).bytes(t.params).u32(t.results.length).bytes(t.results)
+  }
+  return w.toBytes()
+}
+
+interface Limits {
+  min: number
+  max?: number
+}
+
+function readLimits (r: ByteReader, what: string): Limits {
+  const at = r.pos
+  const flags = r.u8()
+  if (flags === 0x02 || flags === 0x03) {
+    throw new ModuleRejectedError(`shared ${what} (threads) is not allowed: shared-memory threads are not deterministic; compile without -pthread (at byte ${at})`)
+  }
+  if (flags > 0x01) {
+    throw new ModuleRejectedError(`${what} limits flag 0x${hex(flags)} (64-bit or custom page size) is not supported (at byte ${at})`)
+  }
+  const min = r.u32()
+  return flags === 0x01 ? { min, max: r.u32() } : { min }
+}
+
+function readTableType (r: ByteReader): void {
+  const at = r.pos
+  const ref = r.u8()
+  if (ref !== 0x70 && ref !== 0x6f) throw new ModuleRejectedError(`table element type 0x${hex(ref)} is not supported (at byte ${at})`)
+  readLimits(r, 'table')
+}
+
+function parseImports (bytes: Uint8Array, s: SectionRange | undefined, types: FuncType[]): ImportEntry[] {
+  if (s === undefined) return []
+  const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
+  const imports: ImportEntry[] = []
+  for (let n = r.u32(); n > 0; n--) {
+    const module = r.name()
+    const name = r.name()
+    const at = r.pos
+    const kindByte = r.u8()
+    const kind = EXTERN_KINDS[kindByte]
+    switch (kind) {
+      case 'function': {
+        const typeIndex = r.u32()
+        if (typeIndex >= types.length) r.fail(`import ${module}.${name} names type ${typeIndex}, which does not exist`, at)
+        imports.push({ module, name, kind, type: types[typeIndex] })
+        break
+      }
+      case 'table':
+        readTableType(r)
+        imports.push({ module, name, kind })
+        break
+      case 'memory':
+        readLimits(r, 'memory')
+        imports.push({ module, name, kind })
+        break
+      case 'global':
+        readValType(r)
+        r.u8() // mutability
+        imports.push({ module, name, kind })
+        break
+      case 'tag':
+        throw new ModuleRejectedError(`import ${module}.${name} is an exception tag; exception handling is not supported`)
+      default:
+        r.fail(`import ${module}.${name} has unknown kind ${kindByte}`, at)
+    }
+  }
+  expectEnd(r, 'import')
+  return imports
+}
+
+function parseFunctions (bytes: Uint8Array, s: SectionRange | undefined, typeCount: number): number[] {
+  if (s === undefined) return []
+  const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
+  const result: number[] = []
+  for (let n = r.u32(); n > 0; n--) {
+    const at = r.pos
+    const t = r.u32()
+    if (t >= typeCount) r.fail(`function names type ${t}, which does not exist`, at)
+    result.push(t)
+  }
+  expectEnd(r, 'function')
+  return result
+}
+
+function checkTables (bytes: Uint8Array, s: SectionRange | undefined): void {
+  if (s === undefined) return
+  const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
+  for (let n = r.u32(); n > 0; n--) {
+    if (r.peekU8() === 0x40) throw new ModuleRejectedError('tables with an initialiser expression (GC proposal) are not supported')
+    readTableType(r)
+  }
+  expectEnd(r, 'table')
+}
+
+function parseMemories (bytes: Uint8Array, s: SectionRange | undefined): Limits[] {
+  if (s === undefined) return []
+  const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
+  const memories: Limits[] = []
+  for (let n = r.u32(); n > 0; n--) memories.push(readLimits(r, 'memory'))
+  expectEnd(r, 'memory')
+  return memories
+}
+
+function clampMemory (declared: Limits, capPages: number): MemoryInfo {
+  if (declared.min > capPages) {
+    throw new ModuleRejectedError(
+      `the module's memory starts at ${declared.min} pages (${mib(declared.min)}), above this job's memory cap of ${capPages} pages (${mib(capPages)}); ` +
+      'raise limits.memoryBytes or link with a smaller initial memory (e.g. -Wl,--initial-memory=…)'
+    )
+  }
+  const maximumPages = Math.min(declared.max ?? capPages, capPages)
+  return { initialPages: declared.min, maximumPages, declaredMaximumPages: declared.max }
+}
+
+function mib (pages: number): string {
+  return `${(pages * WASM_PAGE_BYTES / 1_048_576).toFixed(pages % 16 === 0 ? 0 : 2)} MiB`
+}
+
+function encodeMemory (memory: MemoryInfo | undefined): Uint8Array {
+  const w = new ByteWriter(16)
+  if (memory === undefined) return w.u32(0).toBytes()
+  return w.u32(1).u8(0x01).u32(memory.initialPages).u32(memory.maximumPages).toBytes()
+}
+
+/** Skips a constant expression (global initialisers), refusing forbidden opcodes inside it. */
+function skipConstExpr (r: ByteReader): void {
+  for (;;) {
+    if (readInstruction(r) === InstrKind.end) return
+  }
+}
+
+function countGlobals (bytes: Uint8Array, s: SectionRange | undefined): number {
+  if (s === undefined) return 0
+  const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
+  const count = r.u32()
+  for (let i = 0; i < count; i++) {
+    readValType(r)
+    r.u8() // mutability
+    skipConstExpr(r)
+  }
+  expectEnd(r, 'global')
+  return count
+}
+
+function encodeGlobals (bytes: Uint8Array, s: SectionRange | undefined, count: number): Uint8Array {
+  const w = new ByteWriter(64 + (s === undefined ? 0 : s.payloadEnd - s.payloadStart))
+  w.u32(count + 3)
+  if (s !== undefined) {
+    const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
+    r.u32()
+    w.bytes(bytes.subarray(r.pos, s.payloadEnd))
+  }
+  // fuel: starts at 0 so that any guest code running before the host sets the budget traps as out of fuel
+  w.bytes([I64, 0x01, 0x42, 0x00, 0x0b])
+  // trap reason and call depth
+  w.bytes([I32, 0x01, 0x41, 0x00, 0x0b])
+  w.bytes([I32, 0x01, 0x41, 0x00, 0x0b])
+  return w.toBytes()
+}
+
+function parseExports (bytes: Uint8Array, s: SectionRange | undefined): ExportEntry[] {
+  if (s === undefined) return []
+  const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
+  const exports: ExportEntry[] = []
+  for (let n = r.u32(); n > 0; n--) {
+    const name = r.name()
+    const at = r.pos
+    const kind = EXTERN_KINDS[r.u8()]
+    if (kind === undefined) r.fail(`export "${name}" has an unknown kind`, at)
+    exports.push({ name, kind, index: r.u32() })
+  }
+  expectEnd(r, 'export')
+  return exports
+}
+
+function encodeExports (bytes: Uint8Array, s: SectionRange | undefined, count: number, globalBase: number, startFunction: number | undefined): Uint8Array {
+  const w = new ByteWriter(64 + (s === undefined ? 0 : s.payloadEnd - s.payloadStart))
+  w.u32(count + 2 + (startFunction === undefined ? 0 : 1))
+  if (s !== undefined) {
+    const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
+    r.u32()
+    w.bytes(bytes.subarray(r.pos, s.payloadEnd))
+  }
+  w.name(FUEL_EXPORT).u8(0x03).u32(globalBase)
+  w.name(TRAP_EXPORT).u8(0x03).u32(globalBase + 1)
+  if (startFunction !== undefined) w.name(START_EXPORT).u8(0x00).u32(startFunction)
+  return w.toBytes()
+}
+
+function parseStart (bytes: Uint8Array, s: SectionRange | undefined): number | undefined {
+  if (s === undefined) return undefined
+  const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
+  const index = r.u32()
+  expectEnd(r, 'start')
+  return index
+}
+
+function expectEnd (r: ByteReader, section: string): void {
+  if (!r.atEnd) r.fail(`${section} section has ${r.end - r.pos} unexpected trailing bytes`)
+}
+
+// ---------------------------------------------------------------------------
+// Function bodies
+
+/** Per-body scratch arrays, reused across bodies to avoid allocating per instruction. */
+const starts: number[] = []
+const kinds: number[] = []
+const segmentCost: number[] = []
+
+function isBoundary (kind: number): boolean {
+  return kind !== InstrKind.plain && kind !== InstrKind.block && kind !== InstrKind.bulk
+}
+
+function instrumentCode (bytes: Uint8Array, s: SectionRange, funcTypes: FuncType[], wrapperTypes: number[][], inj: Injected): Uint8Array {
+  const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
+  const count = r.u32()
+  if (count !== funcTypes.length) r.fail(`code section has ${count} bodies but the function section declares ${funcTypes.length}`, s.payloadStart)
+  const out = new ByteWriter((s.payloadEnd - s.payloadStart) * 2 + 64)
+  out.u32(count)
+  const body = new ByteWriter(4096)
+
+  // the injected snippets, built once per module
+  const F = inj.fuel
+  const T = inj.trap
+  const D = inj.depth
+  const trapWith = (code: number): number[] => [0x04, 0x40, 0x41, code, 0x24, ...T, 0x00, 0x0b] // if; trap = code; unreachable; end
+  const fuelCheck = [0x23, ...F, 0x42, 0x00, 0x53, ...trapWith(1)] // fuel < 0 ?
+  const chargeHead = [0x23, ...F, 0x42] // global.get fuel; i64.const <cost>
+  const chargeTail = [0x7d, 0x24, ...F, ...fuelCheck] // i64.sub; global.set fuel; check
+  const depthEnter = [
+    0x23, ...D, 0x41, 0x01, 0x6a, 0x24, ...D, // depth += 1
+    0x23, ...D, 0x41, ...encodeS32(inj.maxCallDepth), 0x4b, ...trapWith(2) // depth > max (unsigned) ?
+  ]
+  const depthLeave = [0x23, ...D, 0x41, 0x01, 0x6b, 0x24, ...D]
+
+  for (let f = 0; f < count; f++) {
+    const size = r.u32()
+    const bodyStart = r.pos
+    const bodyEnd = bodyStart + size
+    if (bodyEnd > r.end) r.fail(`body of function ${f} runs past the code section`, bodyStart)
+    const br = new ByteReader(bytes, bodyStart, bodyEnd)
+
+    // locals: the scratch i32 for bulk-memory charges goes after every existing local, so no local index shifts
+    const localsStart = br.pos
+    const groups = br.u32()
+    const groupsEnd = br.pos
+    let localCount = funcTypes[f].params.length
+    for (let g = 0; g < groups; g++) {
+      localCount += br.u32()
+      readValType(br)
+    }
+    if (localCount > MAX_FUNCTION_LOCALS) br.fail(`function ${f} declares ${localCount} locals, above the limit of ${MAX_FUNCTION_LOCALS}`, localsStart)
+    const localsEnd = br.pos
+
+    // decode and segment
+    starts.length = 0
+    kinds.length = 0
+    segmentCost.length = 0
+    let nesting = 1
+    let hasBulk = false
+    let segmentStart = 0
+    let dead = false
+    while (nesting > 0) {
+      if (br.atEnd) br.fail(`body of function ${f} ends without its final "end"`)
+      const i = starts.length
+      starts.push(br.pos)
+      const kind = readInstruction(br)
+      kinds.push(kind)
+      segmentCost.push(0)
+      if (kind === InstrKind.block || kind === InstrKind.loop || kind === InstrKind.if) nesting++
+      else if (kind === InstrKind.end) nesting--
+      else if (kind === InstrKind.bulk) hasBulk = true
+      if (isBoundary(kind)) {
+        segmentCost[segmentStart] = dead ? 0 : i - segmentStart + 1
+        segmentStart = i + 1
+        dead = kind === InstrKind.jump || kind === InstrKind.return
+      }
+    }
+    if (!br.atEnd) br.fail(`function ${f} has bytes after its final "end"`)
+    starts.push(bodyEnd)
+
+    const scratch = localCount
+    if (hasBulk && localCount + 1 > MAX_FUNCTION_LOCALS) br.fail(`function ${f} has too many locals to meter bulk memory operations`, localsStart)
+    const bulkCharge = hasBulk
+      ? [
+          0x21, ...encodeU32(scratch), // local.set scratch (the length operand)
+          0x23, ...F, 0x20, ...encodeU32(scratch), 0xad, 0x42, 0x06, 0x88, 0x7d, 0x24, ...F, // fuel -= len >> 6
+          ...fuelCheck,
+          0x20, ...encodeU32(scratch) // local.get scratch: put the length back
+        ]
+      : []
+
+    body.length = 0
+    if (hasBulk) {
+      body.u32(groups + 1).bytes(bytes.subarray(groupsEnd, localsEnd)).u32(1).u8(I32)
+    } else {
+      body.bytes(bytes.subarray(localsStart, localsEnd))
+    }
+    body.bytes(depthEnter)
+    body.u8(0x02).bytes(wrapperTypes[f]) // block (result …) around the original body
+    const n = kinds.length
+    for (let i = 0; i < n; i++) {
+      const cost = segmentCost[i]
+      if (cost > 0) body.bytes(chargeHead).s64(BigInt(cost)).bytes(chargeTail)
+      const kind = kinds[i]
+      if (kind === InstrKind.return) body.bytes(depthLeave)
+      else if (kind === InstrKind.bulk) body.bytes(bulkCharge)
+      body.bytes(bytes.subarray(starts[i], starts[i + 1]))
+    }
+    // the original final `end` closed the wrapper block
+    body.bytes(depthLeave).u8(0x0b)
+    out.sized(body.toBytes())
+    r.pos = bodyEnd
+  }
+  if (!r.atEnd) r.fail('code section has trailing bytes')
+  return out.toBytes()
+}

@@ -1,0 +1,121 @@
+/**
+ * Runs one prepared (instrumented) module to completion on the current thread
+ * and classifies how it ended. Used by worker.ts inside the sandbox; also
+ * usable directly (tests, benchmarks), since it touches nothing but the module
+ * and the shim.
+ */
+
+import type { ExecStatus } from '../core/job.ts'
+import { FUEL_EXPORT, START_EXPORT, TRAP_EXPORT, TrapCode } from './instrument.ts'
+import { OutputLimitExceeded, WasiExit, WasiShim } from './wasi-shim.ts'
+
+export interface RunSpec {
+  /** seeds random_get */
+  jobId: string
+  input: Uint8Array
+  /** argv[1..] */
+  args: readonly string[]
+  /** `K=V` strings */
+  env: readonly string[]
+  /** argv[0] @default 'main.wasm' */
+  moduleName?: string
+  fuel: number
+  outputBytes: number
+  /** the limit baked into the module, for the error text */
+  maxCallDepth: number
+}
+
+/** An ExecuteResult without durationMs (the caller measures time). */
+export interface RunOutcome {
+  status: ExecStatus
+  exitCode?: number
+  error?: string
+  stdout: Uint8Array
+  stderr: Uint8Array
+  fuelUsed: number
+}
+
+/**
+ * V8's trap messages mapped to the names the WebAssembly spec test suite uses,
+ * so that the error text (which replicas compare) does not depend on the
+ * engine's wording.
+ */
+const TRAP_TEXT: Record<string, string> = {
+  unreachable: 'unreachable executed',
+  'divide by zero': 'integer divide by zero',
+  'remainder by zero': 'integer divide by zero',
+  'divide result unrepresentable': 'integer overflow',
+  'float unrepresentable in integer range': 'invalid conversion to integer',
+  'memory access out of bounds': 'out of bounds memory access',
+  'table index is out of bounds': 'out of bounds table access',
+  'null function or function signature mismatch': 'indirect call to a null or mismatched function',
+  'data segment out of bounds': 'out of bounds memory access',
+  'element segment out of bounds': 'out of bounds table access',
+  'operation does not support unaligned accesses': 'unaligned atomic access'
+}
+
+export function runModule (module: WebAssembly.Module, spec: RunSpec): RunOutcome {
+  const shim = new WasiShim({
+    args: [spec.moduleName ?? 'main.wasm', ...spec.args],
+    env: spec.env,
+    stdin: spec.input,
+    outputLimit: spec.outputBytes,
+    randomSeed: spec.jobId
+  })
+  const budget = BigInt(spec.fuel)
+  let fuel: WebAssembly.Global | undefined
+  let trap: WebAssembly.Global | undefined
+  const outcome = (status: ExecStatus, extra: { exitCode?: number, error?: string } = {}): RunOutcome => {
+    const remaining = fuel === undefined ? budget : (fuel.value as bigint)
+    let used = budget - remaining
+    // out of fuel: the last charge took the counter below zero; the job used its whole budget
+    if (used > budget) used = budget
+    return { status, ...extra, stdout: shim.stdout, stderr: shim.stderr, fuelUsed: Number(used < 0n ? 0n : used) }
+  }
+
+  let instance: WebAssembly.Instance
+  try {
+    instance = new WebAssembly.Instance(module, shim.importsFor(module))
+  } catch (err) {
+    // no guest code runs during instantiation (the start function was moved out); this is a link or segment error
+    return outcome('failed', { error: describeInstantiationError(err) })
+  }
+  const exports = instance.exports
+  fuel = exports[FUEL_EXPORT] as WebAssembly.Global
+  trap = exports[TRAP_EXPORT] as WebAssembly.Global
+  fuel.value = budget
+  shim.attach(exports.memory as WebAssembly.Memory)
+
+  try {
+    const start = exports[START_EXPORT]
+    if (typeof start === 'function') start()
+    ;(exports._start as () => void)()
+    return outcome('succeeded', { exitCode: 0 })
+  } catch (err) {
+    if (err instanceof WasiExit) {
+      return err.code === 0 ? outcome('succeeded', { exitCode: 0 }) : outcome('failed', { exitCode: err.code })
+    }
+    if (err instanceof OutputLimitExceeded) return outcome('output_too_large', { error: err.message })
+    const code = trap.value as number
+    if (code === TrapCode.outOfFuel) return outcome('out_of_fuel', { error: `fuel budget of ${spec.fuel} exhausted` })
+    if (code === TrapCode.callDepth) return outcome('failed', { error: `call depth limit ${spec.maxCallDepth} exceeded` })
+    if (err instanceof WebAssembly.RuntimeError) {
+      return outcome('failed', { error: TRAP_TEXT[err.message] ?? `trap: ${err.message}` })
+    }
+    if (err instanceof RangeError && /call stack/i.test(err.message)) {
+      // V8's own stack ran out before the deterministic limit: depends on frame sizes, so say so
+      return outcome('failed', { error: `call stack exhausted before the call depth limit of ${spec.maxCallDepth} (engine stack; lower limits.maxCallDepth)` })
+    }
+    return outcome('failed', { error: `executor error: ${describe(err)}` })
+  }
+}
+
+function describeInstantiationError (err: unknown): string {
+  if (err instanceof WebAssembly.RuntimeError) return TRAP_TEXT[err.message] ?? `trap: ${err.message}`
+  if (err instanceof WebAssembly.LinkError) return `link error: ${err.message}`
+  return `instantiation failed: ${describe(err)}`
+}
+
+function describe (err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+}

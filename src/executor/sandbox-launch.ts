@@ -1,0 +1,42 @@
+/**
+ * How the sandbox process is started: the entry file and the Node flags that
+ * fence it. Kept apart from executor.ts so that tests can start a probe under
+ * exactly the same flags.
+ */
+
+import { fileURLToPath } from 'node:url'
+
+/** The sandbox process's entry point. */
+export const SANDBOX_ENTRY = fileURLToPath(new URL('./sandbox-process.ts', import.meta.url))
+
+/** The only source folders the sandbox may read: its own code and the shared core types it imports. */
+export const SANDBOX_READ_DIRS: readonly string[] = [
+  fileURLToPath(new URL('./', import.meta.url)),
+  fileURLToPath(new URL('../core/', import.meta.url))
+]
+
+export interface SandboxFlagsInit {
+  /** process-wide cap on any wasm memory, in 64 KiB pages (the donor's maximum) */
+  maxMemoryPages: number
+  /** extra readable paths (tests only: a probe script) */
+  extraReadPaths?: readonly string[]
+}
+
+/**
+ * Node's permission model (stable since 22.13): with `--permission` the process
+ * gets no fs writes, no child processes, no addons, no WASI, and reads only the
+ * listed folders. `--allow-worker` is needed for the worker pool. The network is
+ * not restricted by Node 24 (research §2.1); the guest has no network imports.
+ * `--wasm-max-mem-pages` is V8's process-wide fence behind the per-module clamp:
+ * worker `resourceLimits` do not cover wasm memory.
+ */
+export function sandboxExecArgv (init: SandboxFlagsInit): string[] {
+  return [
+    '--permission',
+    ...[...SANDBOX_READ_DIRS, ...(init.extraReadPaths ?? [])].map(p => `--allow-fs-read=${p}`),
+    '--allow-worker',
+    `--wasm-max-mem-pages=${Math.max(1, Math.floor(init.maxMemoryPages))}`,
+    // the sandbox's stderr is kept only for crash reports; this warning about --allow-worker is expected there
+    '--disable-warning=SecurityWarning'
+  ]
+}

@@ -1,0 +1,432 @@
+import { serviceCapabilities, TypedEventEmitter } from '@libp2p/interface'
+import { decodeCapacity, decodeCapacityResponse, encodeCapacity, encodeCapacityResponse } from '../../codec/messages.ts'
+import { WorldComputeError } from '../../core/errors.ts'
+import { createLogger, type Logger } from '../../log/logger.ts'
+import { openProtocolStream, peerOf } from '../components.ts'
+import { codeOf, messageOf, ProtocolRequestError, ProtocolTimeoutError } from '../errors.ts'
+import { FramedStream } from '../framing.ts'
+import { PhaseTimer } from '../timer.ts'
+import {
+  ANNOUNCE_INTERVAL_MS, ANSWER_TIMEOUT_MS, CAPACITY_PROTOCOL, CAPACITY_TOPIC, CHANGE_CHECK_INTERVAL_MS, EXPIRY_INTERVALS,
+  MAX_BUFFER_BYTES, MAX_FRAME_BYTES, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, MAX_TRACKED_PEERS, QUERY_TIMEOUT_MS
+} from './constants.ts'
+import type { Capacity } from '../../codec/messages.ts'
+import type { ProtocolRegistrar, ProtocolTarget, StreamOpener } from '../components.ts'
+import type { AbortOptions, Connection, PeerId, Startable, Stream } from '@libp2p/interface'
+
+/** What `getCapacity` provides; the service stamps `peerId` (its own) and `ts` (now). */
+export type CapacityInfo = Omit<Capacity, 'peerId' | 'ts'>
+
+/** A gossip message as gossipsub delivers it in its 'message' event. */
+export type PubSubMessage =
+  | { type: 'signed', from: PeerId, topic: string, data: Uint8Array }
+  | { type: 'unsigned', topic: string, data: Uint8Array }
+
+/** The part of gossipsub (`@libp2p/gossipsub`) the capacity service uses. */
+export interface CapacityPubSub {
+  subscribe(topic: string): void
+  unsubscribe(topic: string): void
+  publish(topic: string, data?: Uint8Array): Promise<unknown>
+  addEventListener(type: 'message', listener: (evt: CustomEvent<PubSubMessage>) => void): void
+  removeEventListener(type: 'message', listener: (evt: CustomEvent<PubSubMessage>) => void): void
+}
+
+export interface CapacityInit {
+  /**
+   * This node's capacity now, or undefined when it runs no jobs (a broker).
+   *
+   * @default () => undefined
+   */
+  getCapacity?: () => CapacityInfo | undefined
+  /**
+   * How often an unchanged capacity is re-announced on gossip; peers forget
+   * a donor after 3 intervals without news. A change is announced within
+   * about a second, or at once after `notifyChanged()`.
+   *
+   * @default 5000
+   */
+  announceIntervalMs?: number
+  /**
+   * Ask each newly connected peer that speaks the protocol for its capacity
+   * at once, so a fresh broker finds executors without waiting for gossip.
+   *
+   * @default true
+   */
+  queryOnConnect?: boolean
+  /**
+   * @default 5000
+   */
+  queryTimeoutMs?: number
+  /**
+   * @default createLogger('protocols.capacity')
+   */
+  logger?: Logger
+}
+
+export interface CapacityComponents {
+  peerId: PeerId
+  registrar: ProtocolRegistrar
+  connectionManager: StreamOpener
+  /** gossipsub; without it the service still answers and sends queries, but neither announces nor hears announcements */
+  pubsub?: CapacityPubSub
+}
+
+export interface CapacityEvents {
+  /** a peer that accepts jobs appeared (or came back after expiring, or started accepting) */
+  'executor:added': CustomEvent<Capacity>
+  /** a peer stopped accepting jobs, answered that it runs none, or expired; detail is its PeerId */
+  'executor:removed': CustomEvent<string>
+}
+
+interface Entry {
+  capacity: Capacity
+  /** our clock, not the peer's `ts`: freshness must not depend on the peer's clock */
+  receivedAt: number
+}
+
+/**
+ * Learns and publishes donors' capacity: answers `/worldcompute/capacity/1.0.0`
+ * queries with this node's capacity, asks every peer that connects for
+ * theirs, announces its own on gossip, and keeps a table of what it heard.
+ */
+export class CapacityService extends TypedEventEmitter<CapacityEvents> implements Startable {
+  readonly protocol = CAPACITY_PROTOCOL
+  readonly topic = CAPACITY_TOPIC
+  readonly [Symbol.toStringTag] = '@worldcompute/capacity'
+  readonly [serviceCapabilities]: string[] = ['@worldcompute/capacity']
+
+  private readonly components: CapacityComponents
+  private readonly getCapacity: () => CapacityInfo | undefined
+  private readonly announceIntervalMs: number
+  private readonly expiryMs: number
+  private readonly queryOnConnect: boolean
+  private readonly queryTimeoutMs: number
+  private readonly log: Logger
+  private readonly table = new Map<string, Entry>()
+  /** peers we already asked on this connection; libp2p's registrar removes them on disconnect */
+  private readonly asked = new Set<string>()
+  private started = false
+  private shutdown = new AbortController()
+  private timer: ReturnType<typeof setInterval> | undefined
+  private topologyId: string | undefined
+  private lastAnnounced: { key: string, at: number } | undefined
+  private publishing = false
+  /** gossipsub once joined (afterStart), if the node has one */
+  private pubsub: CapacityPubSub | undefined
+
+  constructor (components: CapacityComponents, init: CapacityInit = {}) {
+    super()
+    this.components = components
+    this.getCapacity = init.getCapacity ?? (() => undefined)
+    this.announceIntervalMs = init.announceIntervalMs ?? ANNOUNCE_INTERVAL_MS
+    this.expiryMs = this.announceIntervalMs * EXPIRY_INTERVALS
+    this.queryOnConnect = init.queryOnConnect ?? true
+    this.queryTimeoutMs = init.queryTimeoutMs ?? QUERY_TIMEOUT_MS
+    this.log = init.logger ?? createLogger('protocols.capacity')
+    this.handleQuery = this.handleQuery.bind(this)
+    this.onGossip = this.onGossip.bind(this)
+  }
+
+  isStarted (): boolean {
+    return this.started
+  }
+
+  async start (): Promise<void> {
+    if (this.started) return
+    this.shutdown = new AbortController()
+    await this.components.registrar.handle(this.protocol, this.handleQuery, {
+      // donors behind NAT are reached through relays: limited connections
+      runOnLimitedConnection: true,
+      maxInboundStreams: MAX_INBOUND_STREAMS,
+      maxOutboundStreams: MAX_OUTBOUND_STREAMS
+    })
+    this.topologyId = await this.components.registrar.register(this.protocol, {
+      notifyOnLimitedConnection: true,
+      filter: {
+        has: (peer) => this.asked.has(peer.toString()),
+        add: (peer) => { this.asked.add(peer.toString()) },
+        remove: (peer) => { this.asked.delete(peer.toString()) }
+      },
+      onConnect: (peer, connection) => { this.askOnConnect(peer, connection) }
+    })
+    this.timer = setInterval(() => { this.tick() }, Math.min(CHANGE_CHECK_INTERVAL_MS, this.announceIntervalMs))
+    this.started = true
+  }
+
+  /**
+   * Gossip is joined after every service has started: libp2p starts them all
+   * at once, and gossipsub refuses `subscribe` until its own start is done.
+   */
+  afterStart (): void {
+    if (!this.started || this.pubsub != null) return
+    this.pubsub = optionalPubSub(this.components)
+    if (this.pubsub != null) {
+      this.pubsub.addEventListener('message', this.onGossip)
+      this.pubsub.subscribe(CAPACITY_TOPIC)
+    }
+    // announce at once rather than a tick later: a donor restarting should be found quickly
+    this.tick()
+  }
+
+  /** Leaves gossip while gossipsub is still running (libp2p stops all services at once). */
+  beforeStop (): void {
+    if (this.pubsub != null) {
+      this.pubsub.removeEventListener('message', this.onGossip)
+      this.unsubscribe(this.pubsub)
+      this.pubsub = undefined
+    }
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    this.shutdown.abort(new Error('capacity service stopped'))
+    clearInterval(this.timer)
+    this.timer = undefined
+    this.beforeStop()
+    if (this.topologyId != null) {
+      this.components.registrar.unregister(this.topologyId)
+      this.topologyId = undefined
+    }
+    await this.components.registrar.unhandle(this.protocol)
+    this.asked.clear()
+    this.table.clear()
+    this.lastAnnounced = undefined
+  }
+
+  private unsubscribe (pubsub: CapacityPubSub): void {
+    try {
+      pubsub.unsubscribe(CAPACITY_TOPIC)
+    } catch (err) {
+      // gossipsub may already be stopped when stop() runs without beforeStop(); the subscription went with it
+      this.log.debug(`leaving ${CAPACITY_TOPIC}: ${messageOf(err)}`, { topic: CAPACITY_TOPIC })
+    }
+  }
+
+  /** Peers that accept jobs, heard from within 3 announce intervals, not this node; most free slots first. */
+  executors (): Capacity[] {
+    const now = Date.now()
+    const self = this.components.peerId.toString()
+    return [...this.table.values()]
+      .filter(e => this.isLiveExecutor(e, now) && e.capacity.peerId !== self)
+      .map(e => e.capacity)
+      .sort((a, b) => b.freeSlots - a.freeSlots)
+  }
+
+  /** The last fresh capacity heard from one peer, accepting jobs or not. */
+  capacityOf (peerId: string): Capacity | undefined {
+    const entry = this.table.get(peerId)
+    return entry != null && Date.now() - entry.receivedAt <= this.expiryMs ? entry.capacity : undefined
+  }
+
+  /** This node's capacity as it would announce it now; undefined when it runs no jobs. */
+  local (): Capacity | undefined {
+    const info = this.getCapacity()
+    if (info == null) return undefined
+    return {
+      peerId: this.components.peerId.toString(),
+      acceptsJobs: info.acceptsJobs,
+      slots: info.slots,
+      freeSlots: info.freeSlots,
+      maxLimits: { ...info.maxLimits },
+      addrs: [...info.addrs],
+      ts: Date.now()
+    }
+  }
+
+  /** Tell the service its capacity changed (a slot taken or freed): it announces at once. */
+  notifyChanged (): void {
+    if (this.started) this.tick()
+  }
+
+  /**
+   * Asks one peer for its capacity. Resolves undefined when the peer runs no
+   * jobs; records the answer in the table either way.
+   */
+  async query (target: ProtocolTarget, options: AbortOptions = {}): Promise<Capacity | undefined> {
+    const peer = peerOf(target).toString()
+    const timer = new PhaseTimer<'query'>((_phase, ms) => new ProtocolTimeoutError(this.protocol, peer, ms), options.signal)
+    timer.enter('query', this.queryTimeoutMs)
+    let stream: Stream | undefined
+    try {
+      stream = await openProtocolStream(target, this.protocol, this.components.connectionManager, { signal: timer.signal })
+      // the request is the stream itself: close our side and read the answer
+      await stream.close({ signal: timer.signal })
+      const framed = new FramedStream(stream, { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES })
+      const response = await framed.readMessage(decodeCapacityResponse, 'capacity response', { signal: timer.signal })
+      if (response.capacity == null) {
+        this.forget(peer)
+        return undefined
+      }
+      if (response.capacity.peerId !== peer) {
+        throw new ProtocolRequestError(this.protocol, peer, new Error(`the answer is for another peer (${response.capacity.peerId})`))
+      }
+      this.record(response.capacity)
+      return response.capacity
+    } catch (err) {
+      stream?.abort(err instanceof Error ? err : new Error(String(err)))
+      if (timer.expired != null) throw timer.expired
+      if (options.signal?.aborted === true || err instanceof WorldComputeError) throw err
+      throw new ProtocolRequestError(this.protocol, peer, err)
+    } finally {
+      timer.dispose()
+    }
+  }
+
+  /** Publishes this node's capacity on gossip now (no-op without pubsub or when it runs no jobs). */
+  async announce (): Promise<void> {
+    const pubsub = this.pubsub
+    const capacity = this.local()
+    if (pubsub == null || capacity == null || this.publishing) return
+    let bytes: Uint8Array
+    try {
+      bytes = encodeCapacity(capacity)
+    } catch (err) {
+      this.log.warn(`own capacity cannot be announced: ${messageOf(err)}`, { topic: CAPACITY_TOPIC, code: codeOf(err) })
+      return
+    }
+    this.publishing = true
+    try {
+      this.lastAnnounced = { key: changeKey(capacity), at: Date.now() }
+      await pubsub.publish(CAPACITY_TOPIC, bytes)
+    } catch (err) {
+      // with no subscribed peers yet gossipsub throws NoPeersSubscribedToTopic: normal at start
+      this.log.debug(`capacity announcement not published: ${messageOf(err)}`, { topic: CAPACITY_TOPIC, code: codeOf(err) })
+    } finally {
+      this.publishing = false
+    }
+  }
+
+  private tick (): void {
+    const now = Date.now()
+    this.expire(now)
+    let capacity: Capacity | undefined
+    try {
+      capacity = this.local()
+    } catch (err) {
+      // getCapacity is the donor's code; a throw there must not escape a timer and kill the process
+      this.log.warn(`getCapacity failed: ${messageOf(err)}`, { code: codeOf(err) })
+      return
+    }
+    if (capacity == null || this.pubsub == null) return
+    const key = changeKey(capacity)
+    if (this.lastAnnounced == null || this.lastAnnounced.key !== key || now - this.lastAnnounced.at >= this.announceIntervalMs) {
+      void this.announce()
+    }
+  }
+
+  private askOnConnect (peer: PeerId, connection: Connection): void {
+    if (!this.started || !this.queryOnConnect || peer.equals(this.components.peerId)) return
+    const peerText = peer.toString()
+    this.query(connection, { signal: this.shutdown.signal }).then(capacity => {
+      this.log.debug(capacity == null ? `peer ${peerText} runs no jobs` : `peer ${peerText} has ${capacity.freeSlots}/${capacity.slots} free slots`, { peer: peerText })
+    }, (err: unknown) => {
+      if (!this.started) return
+      this.log.debug(`capacity query to ${peerText} on connect failed: ${messageOf(err)}`, { peer: peerText, protocol: this.protocol, code: codeOf(err) })
+    })
+  }
+
+  private async handleQuery (stream: Stream, connection: Connection): Promise<void> {
+    const peer = connection.remotePeer.toString()
+    const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(ANSWER_TIMEOUT_MS)])
+    try {
+      const framed = new FramedStream(stream, { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES })
+      await framed.writeFrame(encodeCapacityResponse({ capacity: this.local() ?? null }), { signal })
+      await stream.close({ signal })
+    } catch (err) {
+      this.log.warn(`capacity query from ${peer} not answered: ${messageOf(err)}`, { peer, protocol: this.protocol, code: codeOf(err) })
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    }
+  }
+
+  private onGossip (evt: CustomEvent<PubSubMessage>): void {
+    const msg = evt.detail
+    if (msg.topic !== CAPACITY_TOPIC) return
+    if (msg.type !== 'signed') {
+      this.log.debug('ignored an unsigned capacity announcement: the sender cannot be checked', { topic: CAPACITY_TOPIC })
+      return
+    }
+    const from = msg.from.toString()
+    let capacity: Capacity
+    try {
+      capacity = decodeCapacity(msg.data)
+    } catch (err) {
+      this.log.warn(`ignored capacity announcement from ${from}: ${messageOf(err)}`, { peer: from, topic: CAPACITY_TOPIC, code: codeOf(err) })
+      return
+    }
+    // gossip is relayed by others; the signed origin must be the donor it describes
+    if (capacity.peerId !== from) {
+      this.log.warn(`ignored capacity announcement from ${from}: it describes another peer (${capacity.peerId})`, { peer: from, topic: CAPACITY_TOPIC })
+      return
+    }
+    if (from === this.components.peerId.toString()) return
+    this.record(capacity)
+  }
+
+  private record (capacity: Capacity): void {
+    const now = Date.now()
+    const previous = this.table.get(capacity.peerId)
+    if (previous != null && previous.capacity.acceptsJobs && !this.isLiveExecutor(previous, now)) {
+      // expired but not yet swept: say so before saying it is back
+      this.safeDispatchEvent('executor:removed', { detail: capacity.peerId })
+    }
+    const wasExecutor = previous != null && this.isLiveExecutor(previous, now)
+    // delete then set: Map order becomes least recently heard first, which is what eviction wants
+    this.table.delete(capacity.peerId)
+    this.table.set(capacity.peerId, { capacity, receivedAt: now })
+    if (this.table.size > MAX_TRACKED_PEERS) {
+      const oldest = this.table.keys().next().value
+      if (oldest != null) this.drop(oldest)
+    }
+    if (!wasExecutor && capacity.acceptsJobs) {
+      this.log.debug(`executor ${capacity.peerId} found: ${capacity.freeSlots}/${capacity.slots} free slots`, { peer: capacity.peerId })
+      this.safeDispatchEvent('executor:added', { detail: capacity })
+    } else if (wasExecutor && !capacity.acceptsJobs) {
+      this.safeDispatchEvent('executor:removed', { detail: capacity.peerId })
+    }
+  }
+
+  private forget (peerId: string): void {
+    if (this.table.has(peerId)) this.drop(peerId)
+  }
+
+  private drop (peerId: string): void {
+    const entry = this.table.get(peerId)
+    this.table.delete(peerId)
+    if (entry?.capacity.acceptsJobs === true && Date.now() - entry.receivedAt <= this.expiryMs) {
+      this.safeDispatchEvent('executor:removed', { detail: peerId })
+    }
+  }
+
+  private expire (now: number): void {
+    for (const [peerId, entry] of this.table) {
+      if (now - entry.receivedAt > this.expiryMs) {
+        this.table.delete(peerId)
+        if (entry.capacity.acceptsJobs) this.safeDispatchEvent('executor:removed', { detail: peerId })
+      }
+    }
+  }
+
+  private isLiveExecutor (entry: Entry, now: number): boolean {
+    return entry.capacity.acceptsJobs && now - entry.receivedAt <= this.expiryMs
+  }
+}
+
+/**
+ * `components.pubsub` if the node has one. libp2p's components object is a
+ * Proxy that throws MissingServiceError for an absent service, so an optional
+ * component cannot simply be read.
+ */
+function optionalPubSub (components: CapacityComponents): CapacityPubSub | undefined {
+  try {
+    return components.pubsub ?? undefined
+  } catch (err) {
+    if ((err as Error)?.name === 'MissingServiceError') return undefined
+    throw err
+  }
+}
+
+/** Everything but the timestamp: a change in any of it is worth announcing at once. */
+function changeKey (c: Capacity): string {
+  return JSON.stringify({ ...c, ts: 0 })
+}

@@ -1,0 +1,28 @@
+/** `/worldcompute/capacity/1.0.0`: request/response, a stream opened and answered with the donor's capacity. */
+export const PROTOCOL_PREFIX = 'worldcompute'
+export const PROTOCOL_NAME = 'capacity'
+export const PROTOCOL_VERSION = '1.0.0'
+export const CAPACITY_PROTOCOL = `/${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}`
+
+/** The gossipsub topic announcements go to; versioned with the protocol so a 2.0 schema gets its own topic. */
+export const CAPACITY_TOPIC = '/worldcompute/capacity/1.0.0'
+
+/** How often a donor re-announces an unchanged capacity. */
+export const ANNOUNCE_INTERVAL_MS = 5_000
+/** A peer's capacity is forgotten after this many announce intervals without news. */
+export const EXPIRY_INTERVALS = 3
+/** How often a donor compares its capacity with the last announcement, to announce changes promptly. */
+export const CHANGE_CHECK_INTERVAL_MS = 1_000
+/** One query: open the stream and read the answer. */
+export const QUERY_TIMEOUT_MS = 5_000
+/** Writing an answer to a querying peer. */
+export const ANSWER_TIMEOUT_MS = 5_000
+/** A query is one small exchange; more than a few at once from one connection is a misbehaving peer. */
+export const MAX_INBOUND_STREAMS = 4
+export const MAX_OUTBOUND_STREAMS = 4
+/** Bound on the table of known peers; the least recently heard-from is dropped first. */
+export const MAX_TRACKED_PEERS = 10_000
+/** The capacity response is at most 16 KiB (codec limit); one frame carries it. */
+export const MAX_FRAME_BYTES = 32 * 1024
+/** Nothing but one response should arrive; a small read buffer is plenty. */
+export const MAX_BUFFER_BYTES = 64 * 1024

@@ -1,0 +1,43 @@
+/**
+ * The slices of libp2p's components the protocols use, declared here
+ * structurally: the full interfaces live in `@libp2p/interface-internal`,
+ * which is not one of our dependencies, and a narrow type also keeps each
+ * service honest about what it touches. libp2p's own components object
+ * satisfies them.
+ */
+import type { AbortOptions, Connection, NewStreamOptions, PeerId, Stream, StreamHandler, StreamHandlerOptions, Topology } from '@libp2p/interface'
+
+export interface ProtocolRegistrar {
+  handle: (protocol: string, handler: StreamHandler, options?: StreamHandlerOptions) => Promise<void>
+  unhandle: (protocol: string, options?: AbortOptions) => Promise<void>
+  register: (protocol: string, topology: Topology, options?: AbortOptions) => Promise<string>
+  unregister: (id: string) => void
+}
+
+export interface StreamOpener {
+  openStream: (peer: PeerId, protocol: string, options?: NewStreamOptions) => Promise<Stream>
+}
+
+/** Where a request goes: an open connection (used as is, e.g. a relayed one) or a PeerId (libp2p picks or dials). */
+export type ProtocolTarget = Connection | PeerId
+
+export function isConnection (target: ProtocolTarget): target is Connection {
+  return typeof (target as Connection).newStream === 'function'
+}
+
+export function peerOf (target: ProtocolTarget): PeerId {
+  return isConnection(target) ? target.remotePeer : target
+}
+
+/**
+ * Opens a stream for `protocol`, always allowed on limited (relayed)
+ * connections: without `runOnLimitedConnection` libp2p refuses to open it
+ * over a circuit and relayed dispatch fails (design notes §3).
+ */
+export async function openProtocolStream (target: ProtocolTarget, protocol: string, connectionManager: StreamOpener, options: AbortOptions): Promise<Stream> {
+  const opts: NewStreamOptions = { signal: options.signal, runOnLimitedConnection: true }
+  if (isConnection(target)) {
+    return await target.newStream(protocol, opts)
+  }
+  return await connectionManager.openStream(target, protocol, opts)
+}

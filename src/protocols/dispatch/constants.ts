@@ -1,0 +1,40 @@
+import { MAX_BLOB_BYTES } from '../../codec/messages.ts'
+
+/** `/worldcompute/dispatch/1.0.0`: the ID of the earlier implementation, kept; the schema is new (dag-cbor, streamed). */
+export const PROTOCOL_PREFIX = 'worldcompute'
+export const PROTOCOL_NAME = 'dispatch'
+export const PROTOCOL_VERSION = '1.0.0'
+export const DISPATCH_PROTOCOL = `/${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}`
+
+/** Payload frames: 256 KiB keeps a frame well under yamux's 16 MiB window and relays' buffers. */
+export const MAX_FRAME_BYTES = 256 * 1024
+/**
+ * What the muxer may hand us before we read it. We read as fast as frames
+ * arrive; only a peer sending when it should wait (during execution) fills it.
+ */
+export const MAX_BUFFER_BYTES = 4 * 1024 * 1024
+/** Largest module and largest input, each. */
+export const MAX_PAYLOAD_BYTES = MAX_BLOB_BYTES
+/** Largest stdout and largest stderr a broker accepts, each. */
+export const MAX_OUTPUT_BYTES = MAX_BLOB_BYTES
+/** Donor's module cache, by total bytes, least recently used evicted first. */
+export const MODULE_CACHE_BYTES = 256 * 1024 * 1024
+/** Donor's memory of recent tasks (for idempotent retries): by count ... */
+export const REMEMBER_TASKS = 1024
+/** ... and by the output bytes they hold. */
+export const REMEMBER_BYTES = 256 * 1024 * 1024
+/** Broker: opening the stream and negotiating the protocol. */
+export const OPEN_STREAM_TIMEOUT_MS = 10_000
+/** Both sides: a transfer (send or receive) that makes no progress for this long is given up. */
+export const STALL_TIMEOUT_MS = 30_000
+/**
+ * Broker: the execute phase may last the job's deadline plus this. Larger
+ * than the donor's own margin, so an honest donor always answers
+ * (`deadline_exceeded`) before the broker gives up.
+ */
+export const EXECUTE_MARGIN_MS = 30_000
+/** Donor: how long past the job's deadline it waits for `runTask` before answering `deadline_exceeded`. */
+export const DONOR_EXECUTE_MARGIN_MS = 15_000
+/** Dispatches in flight on one connection; the donor's slots are the real limit, enforced by its runTask. */
+export const MAX_INBOUND_STREAMS = 16
+export const MAX_OUTBOUND_STREAMS = 64

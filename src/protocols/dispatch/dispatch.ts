@@ -1,0 +1,538 @@
+import { serviceCapabilities } from '@libp2p/interface'
+import { parseCid, rawCid } from '../../codec/cid.ts'
+import { MalformedMessageError, ReceiptInvalidError } from '../../codec/errors.ts'
+import { decodeDispatchHeader, decodeDispatchResult, encodeDispatchHeader, encodeDispatchResult, MAX_ERROR_LENGTH } from '../../codec/messages.ts'
+import { encodeOutput, outputCid, signReceipt, verifyReceipt } from '../../codec/receipt.ts'
+import { WorldComputeError } from '../../core/errors.ts'
+import { DEFAULT_JOB_LIMITS } from '../../core/job.ts'
+import { createLogger, type Logger } from '../../log/logger.ts'
+import { isConnection, openProtocolStream, peerOf } from '../components.ts'
+import {
+  codeOf, DispatchFailedError, DispatchTimeoutError, messageOf, ModuleNotCachedError, PayloadTooLargeError, StreamStalledError
+} from '../errors.ts'
+import { FramedStream } from '../framing.ts'
+import { PhaseTimer } from '../timer.ts'
+import {
+  DISPATCH_PROTOCOL, DONOR_EXECUTE_MARGIN_MS, EXECUTE_MARGIN_MS, MAX_BUFFER_BYTES, MAX_FRAME_BYTES, MAX_INBOUND_STREAMS,
+  MAX_OUTBOUND_STREAMS, MAX_OUTPUT_BYTES, MAX_PAYLOAD_BYTES, MODULE_CACHE_BYTES, OPEN_STREAM_TIMEOUT_MS, REMEMBER_BYTES,
+  REMEMBER_TASKS, STALL_TIMEOUT_MS
+} from './constants.ts'
+import { ModuleCache } from './module-cache.ts'
+import { TaskMemo } from './task-memo.ts'
+import type { DispatchHeader, DispatchResultHeader } from '../../codec/messages.ts'
+import type { ExecStatus, ExecuteRequest, ExecuteResult, JobLimits, SignedReceipt } from '../../core/job.ts'
+import type { DispatchPhase } from '../errors.ts'
+import type { ProtocolRegistrar, ProtocolTarget, StreamOpener } from '../components.ts'
+import type { AbortOptions, Connection, PeerId, PrivateKey, Startable, Stream } from '@libp2p/interface'
+
+/** Runs one task on the donor (the executor, injected). Must honour `signal`. */
+export type RunTask = (req: ExecuteRequest, options: { signal: AbortSignal }) => Promise<ExecuteResult>
+
+export interface DispatchInit {
+  /**
+   * Donor side: runs a verified task. Without it this node does not handle
+   * the protocol (a broker only dispatches), so identify does not list it.
+   */
+  runTask?: RunTask
+  /**
+   * Donor: module bytes kept by CID for `hasModule`, least recently used evicted.
+   *
+   * @default 268435456 (256 MiB)
+   */
+  moduleCacheBytes?: number
+  /**
+   * Largest module and largest input, each, accepted (donor) or sent (broker).
+   *
+   * @default 67108864 (64 MiB)
+   */
+  maxPayloadBytes?: number
+  /**
+   * Broker: largest stdout and largest stderr accepted, each.
+   *
+   * @default 67108864 (64 MiB)
+   */
+  maxOutputBytes?: number
+  /**
+   * Donor: recent tasks remembered for idempotent retries.
+   *
+   * @default 1024
+   */
+  rememberTasks?: number
+  /**
+   * Broker: opening the stream (protocol negotiation included).
+   *
+   * @default 10000
+   */
+  openStreamTimeoutMs?: number
+  /**
+   * Both sides: a send or receive that makes no progress for this long fails.
+   *
+   * @default 30000
+   */
+  stallTimeoutMs?: number
+  /**
+   * Broker: the execute phase may last the task's deadline plus this.
+   *
+   * @default 30000
+   */
+  executeMarginMs?: number
+  /**
+   * Donor: concurrent dispatch streams per connection.
+   *
+   * @default 16
+   */
+  maxInboundStreams?: number
+  /**
+   * @default createLogger('protocols.dispatch')
+   */
+  logger?: Logger
+}
+
+export interface DispatchComponents {
+  peerId: PeerId
+  /** signs receipts (donor side) */
+  privateKey: PrivateKey
+  registrar: ProtocolRegistrar
+  connectionManager: StreamOpener
+}
+
+/** One task as the broker dispatches it. */
+export interface DispatchTask {
+  jobId: string
+  taskId: string
+  /** the module bytes; omit when the donor's offer answer said `hasModule` */
+  module?: Uint8Array
+  /** CIDv1 raw sha2-256 of the module */
+  moduleCid: string
+  input: Uint8Array
+  /** CIDv1 raw sha2-256 of the input */
+  inputCid: string
+  args: string[]
+  env: string[]
+  limits: Partial<JobLimits>
+}
+
+/** What a dispatch returned, its receipt checked. */
+export interface DispatchResult {
+  status: ExecStatus
+  exitCode?: number
+  error?: string
+  stdout: Uint8Array
+  stderr: Uint8Array
+  /** CIDv1 dag-cbor of `encodeOutput(stdout, stderr)`, checked against the bytes */
+  outputCid: string
+  fuelUsed: number
+  durationMs: number
+  receipt: SignedReceipt
+  /** PeerId of the donor that ran it (the authenticated end of the connection) */
+  executor: string
+  /** always true on a returned result: a receipt that does not verify throws ReceiptInvalidError */
+  receiptVerified: boolean
+}
+
+/** Progress of a dispatch, for `onProgress` (libp2p's ProgressEvent shape). */
+export type DispatchProgressEvent =
+  | { type: 'dispatch:stream-opened', detail: { remoteAddr: string, limited: boolean } }
+  | { type: 'dispatch:sent', detail: { bytes: number, total: number } }
+  | { type: 'dispatch:executing', detail: { deadlineMs: number } }
+  | { type: 'dispatch:received', detail: { bytes: number, total: number } }
+
+export interface DispatchOptions extends AbortOptions {
+  onProgress?: (evt: DispatchProgressEvent) => void
+}
+
+/** A donor's answer, as sent and as remembered for retries. */
+interface Answer {
+  header: DispatchResultHeader
+  stdout: Uint8Array
+  stderr: Uint8Array
+}
+
+const EMPTY = new Uint8Array(0)
+
+/**
+ * `/worldcompute/dispatch/1.0.0`.
+ *
+ * Broker → donor: a dag-cbor header, then the module bytes (unless
+ * `sendsModule` is false) and the input bytes, each as frames of at most
+ * 256 KiB closed by an empty frame; then the broker closes its side.
+ * Donor → broker: a dag-cbor result header with the signed receipt, then
+ * stdout and stderr framed the same way.
+ *
+ * The donor checks both CIDs against the bytes before running anything,
+ * runs each taskId at most once, keeps verified modules by CID, and signs a
+ * receipt for every answer. The broker checks the receipt's signature,
+ * fields and output CID against the bytes it received.
+ */
+export class DispatchService implements Startable {
+  readonly protocol = DISPATCH_PROTOCOL
+  readonly [Symbol.toStringTag] = '@worldcompute/dispatch'
+  readonly [serviceCapabilities]: string[] = ['@worldcompute/dispatch']
+
+  private readonly components: DispatchComponents
+  private readonly runTask: RunTask | undefined
+  private readonly maxPayloadBytes: number
+  private readonly maxOutputBytes: number
+  private readonly openStreamTimeoutMs: number
+  private readonly stallTimeoutMs: number
+  private readonly executeMarginMs: number
+  private readonly maxInboundStreams: number
+  private readonly log: Logger
+  private readonly modules: ModuleCache
+  private readonly memo: TaskMemo<Answer>
+  private started = false
+  private shutdown = new AbortController()
+
+  constructor (components: DispatchComponents, init: DispatchInit = {}) {
+    this.components = components
+    this.runTask = init.runTask
+    this.maxPayloadBytes = Math.min(init.maxPayloadBytes ?? MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES)
+    this.maxOutputBytes = Math.min(init.maxOutputBytes ?? MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES)
+    this.openStreamTimeoutMs = init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS
+    this.stallTimeoutMs = init.stallTimeoutMs ?? STALL_TIMEOUT_MS
+    this.executeMarginMs = init.executeMarginMs ?? EXECUTE_MARGIN_MS
+    this.maxInboundStreams = init.maxInboundStreams ?? MAX_INBOUND_STREAMS
+    this.log = init.logger ?? createLogger('protocols.dispatch')
+    this.modules = new ModuleCache(init.moduleCacheBytes ?? MODULE_CACHE_BYTES)
+    this.memo = new TaskMemo<Answer>({
+      maxEntries: init.rememberTasks ?? REMEMBER_TASKS,
+      maxBytes: REMEMBER_BYTES,
+      sizeOf: (a) => a.stdout.byteLength + a.stderr.byteLength
+    })
+    this.handleDispatch = this.handleDispatch.bind(this)
+  }
+
+  isStarted (): boolean {
+    return this.started
+  }
+
+  async start (): Promise<void> {
+    if (this.started) return
+    this.shutdown = new AbortController()
+    if (this.runTask != null) {
+      await this.components.registrar.handle(this.protocol, this.handleDispatch, {
+        // donors behind NAT are reached through relays: without this, relayed dispatch silently fails
+        runOnLimitedConnection: true,
+        maxInboundStreams: this.maxInboundStreams,
+        maxOutboundStreams: MAX_OUTBOUND_STREAMS
+      })
+    }
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    this.shutdown.abort(new Error('dispatch service stopped'))
+    if (this.runTask != null) {
+      await this.components.registrar.unhandle(this.protocol)
+    }
+    this.memo.clear()
+    this.modules.clear()
+  }
+
+  /** Donor: whether the module is cached, so an offer can answer `hasModule`. Any multibase spelling of the CID works. */
+  hasModule (moduleCid: string): boolean {
+    const key = parseCid(moduleCid)?.toString()
+    return key != null && this.modules.has(key)
+  }
+
+  // ---- broker side ---------------------------------------------------------
+
+  /**
+   * Sends a task to a donor and waits for its verified result.
+   *
+   * Throws DispatchTimeoutError (with the phase), DispatchFailedError (the
+   * stream failed), ModuleNotCachedError (send the module bytes and retry),
+   * PayloadTooLargeError, MalformedMessageError (the donor's answer) or
+   * ReceiptInvalidError (the answer is not what the receipt proves).
+   */
+  async dispatch (target: ProtocolTarget, task: DispatchTask, options: DispatchOptions = {}): Promise<DispatchResult> {
+    const peer = peerOf(target).toString()
+    const sendsModule = task.module != null
+    const moduleSize = task.module?.byteLength ?? 0
+    for (const [what, size] of [['module', moduleSize], ['input', task.input.byteLength]] as const) {
+      if (size > this.maxPayloadBytes) {
+        throw new PayloadTooLargeError(`task ${task.taskId}: the ${what} is ${size} bytes, over the ${this.maxPayloadBytes}-byte limit`, this.maxPayloadBytes)
+      }
+    }
+    const header: DispatchHeader = {
+      jobId: task.jobId,
+      taskId: task.taskId,
+      moduleCid: task.moduleCid,
+      inputCid: task.inputCid,
+      args: task.args,
+      env: task.env,
+      limits: task.limits,
+      moduleSize,
+      inputSize: task.input.byteLength,
+      sendsModule
+    }
+    // encode before any I/O: a bad field is our caller's bug, named by the codec
+    const headerBytes = encodeDispatchHeader(header)
+    const deadlineMs = task.limits.deadlineMs ?? DEFAULT_JOB_LIMITS.deadlineMs
+    const progress = options.onProgress ?? (() => {})
+
+    const timer = new PhaseTimer<DispatchPhase>((phase, ms) => new DispatchTimeoutError(phase, ms, peer), options.signal)
+    let stream: Stream | undefined
+    try {
+      timer.enter('open-stream', this.openStreamTimeoutMs)
+      stream = await openProtocolStream(target, this.protocol, this.components.connectionManager, { signal: timer.signal })
+      if (isConnection(target)) {
+        progress({ type: 'dispatch:stream-opened', detail: { remoteAddr: target.remoteAddr.toString(), limited: target.limits != null } })
+      }
+      const framed = new FramedStream(stream, { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES })
+
+      timer.enter('send', this.stallTimeoutMs)
+      const total = moduleSize + task.input.byteLength
+      const sending = (base: number): { signal: AbortSignal, onFrame: (n: number) => void } => ({
+        signal: timer.signal,
+        onFrame: (n) => {
+          timer.touch()
+          progress({ type: 'dispatch:sent', detail: { bytes: base + n, total } })
+        }
+      })
+      await framed.writeFrame(headerBytes, { signal: timer.signal })
+      if (task.module != null) await framed.writePayload(task.module, sending(0))
+      await framed.writePayload(task.input, sending(moduleSize))
+      // half-close: the donor sees the end of our side; its answer still flows back
+      await stream.close({ signal: timer.signal })
+
+      timer.enter('execute', deadlineMs + this.executeMarginMs)
+      progress({ type: 'dispatch:executing', detail: { deadlineMs } })
+      const result = await framed.readMessage(decodeDispatchResult, 'dispatch result', { signal: timer.signal })
+
+      timer.enter('receive', this.stallTimeoutMs)
+      for (const [what, size] of [['stdout', result.stdoutSize], ['stderr', result.stderrSize]] as const) {
+        if (size > this.maxOutputBytes) {
+          throw new PayloadTooLargeError(`donor ${peer} announced ${size} bytes of ${what} for task ${task.taskId}, over the ${this.maxOutputBytes}-byte limit`, this.maxOutputBytes)
+        }
+      }
+      const outputTotal = result.stdoutSize + result.stderrSize
+      const receiving = (base: number): { signal: AbortSignal, onFrame: (n: number) => void } => ({
+        signal: timer.signal,
+        onFrame: (n) => {
+          timer.touch()
+          progress({ type: 'dispatch:received', detail: { bytes: base + n, total: outputTotal } })
+        }
+      })
+      const stdout = await framed.readPayload(result.stdoutSize, 'stdout', receiving(0))
+      const stderr = await framed.readPayload(result.stderrSize, 'stderr', receiving(result.stdoutSize))
+      timer.dispose()
+
+      if (result.moduleMissing === true && !sendsModule) {
+        throw new ModuleNotCachedError(task.moduleCid, peer)
+      }
+      return await this.verifyResult(peer, task, result, stdout, stderr, options)
+    } catch (err) {
+      const reason = timer.expired ?? err
+      stream?.abort(reason instanceof Error ? reason : new Error(String(reason)))
+      if (timer.expired != null) throw timer.expired
+      if (options.signal?.aborted === true || err instanceof WorldComputeError) throw err
+      throw new DispatchFailedError(timer.current ?? 'open-stream', peer, err)
+    } finally {
+      timer.dispose()
+    }
+  }
+
+  private async verifyResult (peer: string, task: DispatchTask, result: DispatchResultHeader, stdout: Uint8Array, stderr: Uint8Array, options: AbortOptions): Promise<DispatchResult> {
+    const body = await verifyReceipt(result.receipt, {
+      executor: peer,
+      taskId: task.taskId,
+      moduleCid: task.moduleCid,
+      inputCid: task.inputCid,
+      outputBytes: encodeOutput(stdout, stderr)
+    }, options)
+    // the receipt is what the broker keeps: the unsigned header must say the same
+    const pairs: Array<[string, unknown, unknown]> = [
+      ['outputCid', body.outputCid, result.outputCid],
+      ['status', body.status, result.status],
+      ['exitCode', body.exitCode, result.exitCode ?? null],
+      ['fuelUsed', body.fuelUsed, result.fuelUsed]
+    ]
+    for (const [field, signed, stated] of pairs) {
+      if (signed !== stated) {
+        throw new ReceiptInvalidError(`donor ${peer} answered task ${task.taskId} with ${field} ${String(stated)}, but its signed receipt says ${String(signed)}`)
+      }
+    }
+    const out: DispatchResult = {
+      status: result.status,
+      stdout,
+      stderr,
+      outputCid: result.outputCid,
+      fuelUsed: result.fuelUsed,
+      durationMs: result.durationMs,
+      receipt: result.receipt,
+      executor: peer,
+      receiptVerified: true
+    }
+    if (result.exitCode !== undefined) out.exitCode = result.exitCode
+    if (result.error !== undefined) out.error = result.error
+    return out
+  }
+
+  // ---- donor side ----------------------------------------------------------
+
+  private async handleDispatch (stream: Stream, connection: Connection): Promise<void> {
+    const peer = connection.remotePeer.toString()
+    const timer = new PhaseTimer<'receiving' | 'sending'>((phase, ms) => new StreamStalledError(this.protocol, peer, phase, ms), this.shutdown.signal)
+    const io = { signal: timer.signal, onFrame: () => { timer.touch() } }
+    let taskId: string | undefined
+    try {
+      timer.enter('receiving', this.stallTimeoutMs)
+      const framed = new FramedStream(stream, { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES })
+      const header = await framed.readMessage(decodeDispatchHeader, 'dispatch header', io)
+      taskId = header.taskId
+      timer.touch()
+      this.checkAnnouncedSizes(header)
+      const module = header.sendsModule ? await framed.readPayload(header.moduleSize, 'module', io) : undefined
+      const input = await framed.readPayload(header.inputSize, 'input', io)
+      // execution has its own guard (deadline + margin); no stall timer while it runs
+      timer.dispose()
+
+      const answer = await this.answer(header, module, input, peer)
+
+      timer.enter('sending', this.stallTimeoutMs)
+      await framed.writeFrame(encodeDispatchResult(answer.header), io)
+      await framed.writePayload(answer.stdout, io)
+      await framed.writePayload(answer.stderr, io)
+      await stream.close({ signal: timer.signal })
+      this.log.info(`task ${header.taskId} from ${peer}: ${answer.header.status}${answer.header.error != null ? ` (${answer.header.error})` : ''}`, {
+        peer, task: header.taskId, job: header.jobId, fuel: answer.header.fuelUsed, ms: answer.header.durationMs, relayed: connection.limits != null
+      })
+    } catch (err) {
+      const reason = timer.expired ?? err
+      this.log.warn(`dispatch from ${peer} dropped${taskId != null ? ` (task ${taskId})` : ''}: ${messageOf(reason)}`, {
+        peer, protocol: this.protocol, task: taskId, code: codeOf(reason), field: reason instanceof MalformedMessageError ? reason.field : undefined
+      })
+      stream.abort(reason instanceof Error ? reason : new Error(String(reason)))
+    } finally {
+      timer.dispose()
+    }
+  }
+
+  private checkAnnouncedSizes (header: DispatchHeader): void {
+    const sizes = header.sendsModule ? [['module', header.moduleSize], ['input', header.inputSize]] as const : [['input', header.inputSize]] as const
+    for (const [what, size] of sizes) {
+      if (size > this.maxPayloadBytes) {
+        throw new PayloadTooLargeError(`${what}: announced ${size} bytes, over this donor's ${this.maxPayloadBytes}-byte limit`, this.maxPayloadBytes)
+      }
+    }
+  }
+
+  /** Verifies the bytes, then runs the task once per taskId (or joins the run already under way). */
+  private async answer (header: DispatchHeader, module: Uint8Array | undefined, input: Uint8Array, peer: string): Promise<Answer> {
+    const inputCid = parseCid(header.inputCid)
+    if (inputCid == null || !inputCid.equals(rawCid(input))) {
+      return await this.refuse(header, 'rejected', `input bytes do not match inputCid ${header.inputCid}`)
+    }
+    // the decoder checked that it parses; the canonical spelling is the cache key
+    const moduleKey = parseCid(header.moduleCid)?.toString() ?? header.moduleCid
+    if (module != null) {
+      if (moduleKey !== rawCid(module).toString()) {
+        return await this.refuse(header, 'invalid_module', `module bytes do not match moduleCid ${header.moduleCid}`)
+      }
+      this.modules.put(moduleKey, module)
+    }
+
+    const fingerprint = JSON.stringify([header.jobId, moduleKey, inputCid.toString(), header.args, header.env, header.limits])
+    const known = this.memo.get(header.taskId)
+    if (known != null) {
+      if (known.fingerprint !== fingerprint) {
+        return await this.refuse(header, 'rejected', `taskId ${header.taskId} was already used for a different task`)
+      }
+      this.log.debug(`task ${header.taskId} from ${peer} is a retry: ${known.settled ? 'returning the result' : 'joining the run under way'}`, { peer, task: header.taskId })
+      return await known.promise
+    }
+
+    const moduleBytes = module ?? this.modules.get(moduleKey)
+    if (moduleBytes == null) {
+      const refusal = await this.refuse(header, 'rejected', `module ${header.moduleCid} is not cached on this donor: send the module bytes`)
+      refusal.header.moduleMissing = true
+      return refusal
+    }
+    return await this.memo.add(header.taskId, fingerprint, this.execute(header, moduleBytes, input)).promise
+  }
+
+  private async execute (header: DispatchHeader, module: Uint8Array, input: Uint8Array): Promise<Answer> {
+    const runTask = this.runTask
+    if (runTask == null) throw new Error('dispatch handler registered without runTask')
+    const deadlineMs = header.limits.deadlineMs ?? DEFAULT_JOB_LIMITS.deadlineMs
+    const guardMs = deadlineMs + DONOR_EXECUTE_MARGIN_MS
+    const guard = AbortSignal.timeout(guardMs)
+    const signal = AbortSignal.any([this.shutdown.signal, guard])
+    const req: ExecuteRequest = {
+      jobId: header.jobId,
+      taskId: header.taskId,
+      module,
+      moduleCid: header.moduleCid,
+      input,
+      args: header.args,
+      env: header.env,
+      limits: header.limits
+    }
+    const started = Date.now()
+    let result: ExecuteResult
+    try {
+      result = await untilAborted(runTask(req, { signal }), signal)
+    } catch (err) {
+      if (this.shutdown.signal.aborted) throw err
+      const failure = guard.aborted
+        ? { status: 'deadline_exceeded' as const, error: `the executor did not finish within the deadline (${deadlineMs} ms) plus ${DONOR_EXECUTE_MARGIN_MS} ms` }
+        : { status: 'failed' as const, error: `executor error: ${messageOf(err)}` }
+      this.log.warn(`task ${header.taskId}: ${failure.error}`, { task: header.taskId, code: codeOf(err) })
+      result = { ...failure, stdout: EMPTY, stderr: EMPTY, fuelUsed: 0, durationMs: Date.now() - started }
+    }
+    if (result.stdout.byteLength > MAX_OUTPUT_BYTES || result.stderr.byteLength > MAX_OUTPUT_BYTES) {
+      // the executor caps output at the job's outputBytes; this is the wire's own cap behind it
+      result = { ...result, status: 'output_too_large', exitCode: undefined, error: `output over the ${MAX_OUTPUT_BYTES}-byte protocol limit`, stdout: EMPTY, stderr: EMPTY }
+    }
+    return await this.seal(header, result)
+  }
+
+  /** An answer for a task that did not run; signed like any other, so the broker can show why. */
+  private async refuse (header: DispatchHeader, status: ExecStatus, error: string): Promise<Answer> {
+    return await this.seal(header, { status, error, stdout: EMPTY, stderr: EMPTY, fuelUsed: 0, durationMs: 0 })
+  }
+
+  private async seal (header: DispatchHeader, result: ExecuteResult): Promise<Answer> {
+    const cid = outputCid(result.stdout, result.stderr)
+    const fuelUsed = Math.max(0, Math.round(result.fuelUsed))
+    const receipt = await signReceipt(this.components.privateKey, {
+      taskId: header.taskId,
+      moduleCid: header.moduleCid,
+      inputCid: header.inputCid,
+      outputCid: cid,
+      status: result.status,
+      exitCode: result.exitCode ?? null,
+      fuelUsed,
+      executor: this.components.peerId.toString()
+    })
+    const resultHeader: DispatchResultHeader = {
+      status: result.status,
+      outputCid: cid,
+      fuelUsed,
+      durationMs: Math.max(0, Math.round(result.durationMs)),
+      stdoutSize: result.stdout.byteLength,
+      stderrSize: result.stderr.byteLength,
+      receipt
+    }
+    if (result.exitCode !== undefined) resultHeader.exitCode = result.exitCode
+    if (result.error !== undefined) resultHeader.error = truncate(result.error, MAX_ERROR_LENGTH)
+    return { header: resultHeader, stdout: result.stdout, stderr: result.stderr }
+  }
+}
+
+/** Rejects when `signal` aborts even if `promise` never settles (a runTask that ignores its signal). */
+async function untilAborted<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted()
+  return await new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => { reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+  })
+}
+
+function truncate (text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 3)}...`
+}

@@ -1,0 +1,29 @@
+/**
+ * @packageDocumentation
+ *
+ * `/worldcompute/dispatch/1.0.0`: a task's bytes go to a donor, its output and
+ * a signed receipt come back, both streamed in frames of at most 256 KiB
+ * (payloads up to 64 MiB each), over direct or relayed connections.
+ *
+ * ```ts
+ * services: {
+ *   dispatch: dispatch({ runTask: (req, { signal }) => executor.run(req, { signal }) })   // donor
+ *   dispatch: dispatch()                                                                 // broker
+ * }
+ * const result = await node.services.dispatch.dispatch(connectionOrPeerId, task, { signal })
+ * // result.receiptVerified === true, or it threw ReceiptInvalidError
+ * ```
+ */
+import { DispatchService } from './dispatch.ts'
+import type { DispatchComponents, DispatchInit } from './dispatch.ts'
+
+export { DispatchService } from './dispatch.ts'
+export type {
+  DispatchComponents, DispatchInit, DispatchOptions, DispatchProgressEvent, DispatchResult, DispatchTask, RunTask
+} from './dispatch.ts'
+export type { DispatchHeader, DispatchResultHeader } from '../../codec/messages.ts'
+export { DISPATCH_PROTOCOL, MAX_FRAME_BYTES, MAX_OUTPUT_BYTES, MAX_PAYLOAD_BYTES } from './constants.ts'
+
+export function dispatch (init: DispatchInit = {}): (components: DispatchComponents) => DispatchService {
+  return (components) => new DispatchService(components, init)
+}

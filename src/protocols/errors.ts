@@ -1,0 +1,122 @@
+/**
+ * Errors of the three job protocols. Each has a stable `code` (they reach the
+ * broker's job records and the API) and says which peer, which protocol and
+ * which phase.
+ */
+import { WorldComputeError } from '../core/errors.ts'
+
+/** The peer broke the framing: a frame over the limit, a stream that ended early, a missing terminator. */
+export class ProtocolViolationError extends WorldComputeError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super(message, 'PROTOCOL_VIOLATION', options)
+  }
+}
+
+/** A payload larger than announced, or than our limit; the stream is cut off. */
+export class PayloadTooLargeError extends WorldComputeError {
+  readonly limit: number
+  constructor (message: string, limit: number, options?: { cause?: unknown }) {
+    super(message, 'PAYLOAD_TOO_LARGE', options)
+    this.limit = limit
+  }
+}
+
+export type DispatchPhase = 'open-stream' | 'send' | 'execute' | 'receive'
+
+/**
+ * A dispatch made no progress in one phase within its time budget. `send` and
+ * `receive` are stall timeouts (reset on every frame), `execute` is the job
+ * deadline plus a margin, `open-stream` covers protocol negotiation.
+ */
+export class DispatchTimeoutError extends WorldComputeError {
+  readonly phase: DispatchPhase
+  readonly peer: string
+  constructor (phase: DispatchPhase, ms: number, peer: string, options?: { cause?: unknown }) {
+    super(`dispatch to ${peer}: no progress at ${phase} within ${(ms / 1000).toFixed(1)} s${hint(phase)}`, 'DISPATCH_TIMEOUT', options)
+    this.phase = phase
+    this.peer = peer
+  }
+}
+
+function hint (phase: DispatchPhase): string {
+  switch (phase) {
+    case 'open-stream': return ' (the donor did not accept the dispatch protocol: is it running a donor?)'
+    case 'send': return ' (the donor stopped reading: overloaded, or the path is stalled)'
+    case 'execute': return ' (the donor did not answer within the job deadline plus margin)'
+    case 'receive': return ' (the result stopped arriving part-way)'
+  }
+}
+
+/** A dispatch failed for a reason other than a timeout: the stream was reset, the donor closed early. */
+export class DispatchFailedError extends WorldComputeError {
+  readonly phase: DispatchPhase
+  readonly peer: string
+  constructor (phase: DispatchPhase, peer: string, cause: unknown) {
+    super(`dispatch to ${peer} failed during ${phase}: ${messageOf(cause)}`, 'DISPATCH_FAILED', { cause })
+    this.phase = phase
+    this.peer = peer
+  }
+}
+
+/**
+ * The dispatch said `sendsModule: false` but the donor no longer has the
+ * module cached (evicted since its offer said `hasModule`). Retry with the bytes.
+ */
+export class ModuleNotCachedError extends WorldComputeError {
+  readonly moduleCid: string
+  constructor (moduleCid: string, peer: string) {
+    super(`donor ${peer} does not have module ${moduleCid} cached: dispatch again with the module bytes`, 'MODULE_NOT_CACHED')
+    this.moduleCid = moduleCid
+  }
+}
+
+/** An inbound stream stopped moving: the peer sent nothing, or read nothing, for too long. */
+export class StreamStalledError extends WorldComputeError {
+  readonly protocol: string
+  readonly peer: string
+  constructor (protocol: string, peer: string, doing: 'receiving' | 'sending', ms: number, options?: { cause?: unknown }) {
+    super(`${protocol} stream with ${peer} stalled while ${doing}: no progress for ${(ms / 1000).toFixed(1)} s`, 'STREAM_STALLED', options)
+    this.protocol = protocol
+    this.peer = peer
+  }
+}
+
+/** A request/response protocol (offer, capacity) got no answer in time. */
+export class ProtocolTimeoutError extends WorldComputeError {
+  readonly protocol: string
+  readonly peer: string
+  constructor (protocol: string, peer: string, ms: number, options?: { cause?: unknown }) {
+    super(`${protocol} to ${peer}: no answer within ${(ms / 1000).toFixed(1)} s`, 'PROTOCOL_TIMEOUT', options)
+    this.protocol = protocol
+    this.peer = peer
+  }
+}
+
+/** A request/response protocol failed other than by timeout (reset, refused protocol, bad answer). */
+export class ProtocolRequestError extends WorldComputeError {
+  readonly protocol: string
+  readonly peer: string
+  constructor (protocol: string, peer: string, cause: unknown) {
+    super(`${protocol} to ${peer} failed: ${messageOf(cause)}`, 'PROTOCOL_REQUEST_FAILED', { cause })
+    this.protocol = protocol
+    this.peer = peer
+  }
+}
+
+/** The message of anything thrown, for log lines: libp2p sometimes rejects with non-Error values. */
+export function messageOf (err: unknown): string {
+  // ours already read as sentences and carry a `code`; libp2p's need their name ("StreamResetError")
+  if (err instanceof WorldComputeError) return err.message
+  if (err instanceof Error) {
+    const text = err.message !== '' ? err.message : err.name
+    return err.name !== 'Error' && !text.includes(err.name) ? `${err.name}: ${text}` : text
+  }
+  return String(err)
+}
+
+/** The stable code of an error, ours or libp2p's, for structured log fields. */
+export function codeOf (err: unknown): string {
+  const code = (err as { code?: unknown })?.code
+  if (typeof code === 'string') return code
+  return err instanceof Error ? err.name : 'UNKNOWN'
+}

@@ -1,0 +1,129 @@
+/**
+ * Length-prefixed framing shared by the three protocols: a varint length then
+ * that many bytes (libp2p's `lpStream`), each frame at most `maxFrameBytes`.
+ *
+ * A message is one frame. A payload (module, input, stdout, stderr) is a run
+ * of non-empty frames closed by an empty frame, so the receiver can tell "the
+ * peer sent more than it announced" (cut off at once) from "the peer stopped
+ * early", and never has to trust the announced size to allocate memory.
+ */
+import { lpStream } from '@libp2p/utils'
+import { PayloadTooLargeError, ProtocolViolationError } from './errors.ts'
+import type { AbortOptions, Stream } from '@libp2p/interface'
+import type { LengthPrefixedStream } from '@libp2p/utils'
+
+export interface FramedStreamInit {
+  /** largest frame accepted or sent */
+  maxFrameBytes: number
+  /**
+   * Bytes buffered between the muxer and the reader; more aborts the stream.
+   * Frames are consumed as they arrive, so this is only reached by a peer
+   * that keeps sending when it should wait (e.g. during execution).
+   */
+  maxBufferBytes: number
+}
+
+export interface PayloadOptions extends AbortOptions {
+  /** after each frame, with the bytes so far: progress events and stall timers hang off this */
+  onFrame?: (bytes: number) => void
+}
+
+const EMPTY = new Uint8Array(0)
+
+export class FramedStream {
+  readonly stream: Stream
+  private readonly lp: LengthPrefixedStream<Stream>
+  private readonly maxFrameBytes: number
+
+  constructor (stream: Stream, init: FramedStreamInit) {
+    this.stream = stream
+    this.maxFrameBytes = init.maxFrameBytes
+    this.lp = lpStream(stream, { maxDataLength: init.maxFrameBytes, maxBufferSize: init.maxBufferBytes })
+  }
+
+  /** One frame; `what` names it in errors ("dispatch header", "input"). */
+  async readFrame (what: string, options: AbortOptions): Promise<Uint8Array> {
+    try {
+      const list = await this.lp.read(options)
+      return list.subarray()
+    } catch (err) {
+      throw translateReadError(err, what, this.maxFrameBytes)
+    }
+  }
+
+  /** One frame decoded as a message; decoders throw MalformedMessageError naming the field. */
+  async readMessage<T> (decode: (bytes: Uint8Array) => T, what: string, options: AbortOptions): Promise<T> {
+    return decode(await this.readFrame(what, options))
+  }
+
+  async writeFrame (bytes: Uint8Array, options: AbortOptions): Promise<void> {
+    if (bytes.byteLength > this.maxFrameBytes) {
+      // our own bug if it happens: the peer would reset the stream with a less helpful message
+      throw new PayloadTooLargeError(`refusing to send a ${bytes.byteLength}-byte frame: the limit is ${this.maxFrameBytes}`, this.maxFrameBytes)
+    }
+    await this.lp.write(bytes, options)
+  }
+
+  /** Sends `bytes` as frames of at most `maxFrameBytes`, then the empty terminator frame. */
+  async writePayload (bytes: Uint8Array, options: PayloadOptions): Promise<void> {
+    for (let offset = 0; offset < bytes.byteLength; offset += this.maxFrameBytes) {
+      const end = Math.min(offset + this.maxFrameBytes, bytes.byteLength)
+      await this.lp.write(bytes.subarray(offset, end), options)
+      options.onFrame?.(end)
+    }
+    await this.lp.write(EMPTY, options)
+  }
+
+  /**
+   * Reads a payload of exactly `announced` bytes. Cut off with
+   * PayloadTooLargeError as soon as the peer sends one byte more; a
+   * ProtocolViolationError when the terminator comes early.
+   */
+  async readPayload (announced: number, what: string, options: PayloadOptions): Promise<Uint8Array> {
+    const chunks: Uint8Array[] = []
+    let received = 0
+    while (true) {
+      const frame = await this.readFrame(what, options)
+      if (frame.byteLength === 0) break
+      received += frame.byteLength
+      if (received > announced) {
+        throw new PayloadTooLargeError(`${what}: the peer announced ${announced} bytes and sent more (${received} so far); cut off`, announced)
+      }
+      chunks.push(frame)
+      options.onFrame?.(received)
+    }
+    if (received !== announced) {
+      throw new ProtocolViolationError(`${what}: the peer announced ${announced} bytes but sent ${received}`)
+    }
+    return concat(chunks, received)
+  }
+}
+
+function translateReadError (err: unknown, what: string, maxFrameBytes: number): unknown {
+  const name = (err as Error)?.name
+  switch (name) {
+    case 'InvalidDataLengthError':
+      return new PayloadTooLargeError(`${what}: a frame is over the ${maxFrameBytes}-byte frame limit`, maxFrameBytes, { cause: err })
+    case 'InvalidDataLengthLengthError':
+    case 'InvalidMessageLengthError':
+      return new ProtocolViolationError(`${what}: bad frame length prefix (not this protocol's framing?)`, { cause: err })
+    case 'UnexpectedEOFError':
+      return new ProtocolViolationError(`${what}: the stream ended before it was complete`, { cause: err })
+    case 'StreamBufferError':
+      return new ProtocolViolationError(`${what}: the peer sent more than the read buffer holds without waiting`, { cause: err })
+    default:
+      // aborts, resets and closes keep their own type: callers map them to phases
+      return err
+  }
+}
+
+function concat (chunks: Uint8Array[], length: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]
+  const out = new Uint8Array(length)
+  let offset = 0
+  for (const c of chunks) {
+    out.set(c, offset)
+    offset += c.byteLength
+  }
+  return out
+}

@@ -1,0 +1,273 @@
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { after, before, describe, it } from 'node:test'
+import type { ExecuteResult } from '../../src/core/job.ts'
+import { ExecutorNotRunningError } from '../../src/executor/errors.ts'
+import { Executor } from '../../src/executor/executor.ts'
+import { request, text } from './helpers/fixtures.ts'
+
+const MiB = 1024 * 1024
+
+function assertStatus (result: ExecuteResult, status: ExecuteResult['status']): void {
+  assert.equal(result.status, status, `expected ${status}, got ${result.status}: ${result.error ?? ''}`)
+}
+
+describe('Executor running jobs in its sandbox process', () => {
+  const executor = new Executor({ maxConcurrent: 2, maxLimits: { memoryBytes: 64 * MiB, deadlineMs: 30_000 } })
+  before(async () => { await executor.start() })
+  after(async () => { await executor.stop() })
+
+  it('runs a WASI command and returns its stdout, exit code 0, fuel and duration', async () => {
+    const result = await executor.execute(request('hello', { args: ['one', 'two words'], env: ['GREETING=bonjour'], moduleName: 'hello.wasm' }))
+    assertStatus(result, 'succeeded')
+    assert.equal(result.exitCode, 0)
+    assert.equal(text(result.stdout), 'hello from wasi\nargv[0]=hello.wasm\nargv[1]=one\nargv[2]=two words\nGREETING=bonjour\n')
+    assert.ok(result.stdout instanceof Uint8Array)
+    assert.equal(result.stdout.constructor, Uint8Array)
+    assert.equal(result.stderr.length, 0)
+    assert.ok(result.fuelUsed > 0)
+    assert.ok(result.durationMs >= 0)
+  })
+
+  it('names argv[0] main.wasm when the request gives no module name', async () => {
+    const result = await executor.execute(request('hello'))
+    assert.match(text(result.stdout), /^argv\[0\]=main\.wasm$/m)
+    assert.match(text(result.stdout), /^GREETING=\(unset\)$/m)
+  })
+
+  it('feeds the job input to stdin', async () => {
+    const result = await executor.execute(request('upper', { input: 'the quick brown fox\n' }))
+    assertStatus(result, 'succeeded')
+    assert.equal(text(result.stdout), 'THE QUICK BROWN FOX\n')
+  })
+
+  it('runs a compute job to the right answer', async () => {
+    const result = await executor.execute(request('primes', { input: '1000000' }))
+    assertStatus(result, 'succeeded')
+    assert.equal(text(result.stdout), 'primes below 1000000: 78498\n')
+  })
+
+  it('reports a non-zero exit as failed with the exit code and keeps stderr', async () => {
+    const result = await executor.execute(request('exit-code'))
+    assertStatus(result, 'failed')
+    assert.equal(result.exitCode, 3)
+    assert.equal(text(result.stderr), 'exiting with 3\n')
+  })
+
+  it('reports an unreachable trap as failed with the trap text', async () => {
+    const result = await executor.execute(request('trap-unreachable'))
+    assertStatus(result, 'failed')
+    assert.equal(result.error, 'unreachable executed')
+    assert.equal(result.exitCode, undefined)
+  })
+
+  it('reports division by zero as failed with the trap text', async () => {
+    const result = await executor.execute(request('trap-divide-by-zero'))
+    assertStatus(result, 'failed')
+    assert.equal(result.error, 'integer divide by zero')
+  })
+
+  it('stops an endless loop at its deadline with deadline_exceeded', async () => {
+    const result = await executor.execute(request('infinite-loop', { limits: { deadlineMs: 200 } }))
+    assertStatus(result, 'deadline_exceeded')
+  })
+
+  it('stops an endless loop with out_of_fuel when the fuel runs out before a long deadline', async () => {
+    const result = await executor.execute(request('infinite-loop', { limits: { fuel: 5_000_000, deadlineMs: 30_000 } }))
+    assertStatus(result, 'out_of_fuel')
+    assert.equal(result.fuelUsed, 5_000_000)
+  })
+
+  it('stops endless output with output_too_large and returns the output up to the cap', async () => {
+    const result = await executor.execute(request('huge-output', { limits: { outputBytes: 100_000 } }))
+    assertStatus(result, 'output_too_large')
+    assert.equal(result.stdout.length, 100_000)
+    assert.ok(result.stdout.every(b => b === 0x78), 'all of it is the fixture\'s "x"')
+  })
+
+  it('lets malloc fail at the memory cap while the program carries on', async () => {
+    const result = await executor.execute(request('malloc-until-fail', { limits: { memoryBytes: 16 * MiB } }))
+    assertStatus(result, 'succeeded')
+    const got = Number(/allocated (\d+) MiB/.exec(text(result.stdout))?.[1])
+    assert.ok(got > 0 && got < 16, `got ${got} MiB under a 16 MiB cap`)
+  })
+
+  it('grows memory exactly to the cap and no further', async () => {
+    const result = await executor.execute(request('memory-grow', { limits: { memoryBytes: 4 * MiB } }))
+    assertStatus(result, 'succeeded')
+    assert.equal(text(result.stdout), 'pages 64\n')
+  })
+
+  it('stops runaway recursion at the call-depth limit with the same fuel every time', async () => {
+    const limits = { maxCallDepth: 5_000 }
+    const first = await executor.execute(request('deep-recursion', { limits }))
+    const second = await executor.execute(request('deep-recursion', { limits }))
+    assertStatus(first, 'failed')
+    assert.equal(first.error, 'call depth limit 5000 exceeded')
+    assert.deepEqual({ ...second, durationMs: 0 }, { ...first, durationMs: 0 })
+  })
+
+  it('runs C recursion below the depth limit and stops it above', async () => {
+    const shallow = await executor.execute(request('recursion', { args: ['2000'], limits: { maxCallDepth: 3_000 } }))
+    assertStatus(shallow, 'succeeded')
+    assert.match(text(shallow.stdout), /^depth 2000 checksum \d+\n$/)
+    const deep = await executor.execute(request('recursion', { args: ['4000'], limits: { maxCallDepth: 3_000 } }))
+    assertStatus(deep, 'failed')
+    assert.equal(deep.error, 'call depth limit 3000 exceeded')
+  })
+
+  it('reports garbage bytes as invalid_module', async () => {
+    const result = await executor.execute(request('garbage'))
+    assertStatus(result, 'invalid_module')
+    assert.match(result.error ?? '', /not a valid WebAssembly module/)
+  })
+
+  it('reports bytes that do not match the CID as invalid_module', async () => {
+    const result = await executor.execute(request('hello', { moduleCid: 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy' }))
+    assertStatus(result, 'invalid_module')
+    assert.match(result.error ?? '', /not to the moduleCid bafkreigh2aki/)
+  })
+
+  for (const [name, reason] of [
+    ['simd', /SIMD/],
+    ['atomics', /shared memory/],
+    ['forbidden-import', /import "env"\."f" is not allowed/]
+  ] as const) {
+    it(`rejects the ${name} module with the policy reason`, async () => {
+      const result = await executor.execute(request(name))
+      assertStatus(result, 'rejected')
+      assert.match(result.error ?? '', reason)
+      assert.equal(result.fuelUsed, 0)
+    })
+  }
+
+  it('rejects limits above the donor maxima without running anything', async () => {
+    const result = await executor.execute(request('hello', { limits: { memoryBytes: 128 * MiB } }))
+    assertStatus(result, 'rejected')
+    assert.equal(result.error, `limits.memoryBytes ${128 * MiB} is above this donor's maximum of ${64 * MiB}; ask for at most ${64 * MiB}`)
+  })
+
+  it('rejects a module whose initial memory is above the job\'s cap', async () => {
+    const result = await executor.execute(request('hello', { limits: { memoryBytes: 65536 } }))
+    assertStatus(result, 'rejected')
+    assert.match(result.error ?? '', /starts at 2 pages/)
+  })
+
+  it('rejects a malformed request instead of throwing', async () => {
+    const result = await executor.execute({ ...request('hello'), env: ['NOT_A_PAIR'] })
+    assertStatus(result, 'rejected')
+    assert.match(result.error ?? '', /env must be an array of "KEY=value" strings/)
+  })
+
+  it('rejects a payload above limits.payloadBytes', async () => {
+    const result = await executor.execute(request('hello', { limits: { payloadBytes: 1000 } }))
+    assertStatus(result, 'rejected')
+    assert.match(result.error ?? '', /above limits.payloadBytes 1000/)
+  })
+
+  it('gives the same stdout and fuel for the same job every time, and other randomness for another jobId', async () => {
+    const a1 = await executor.execute(request('clock-random', { jobId: 'job-a' }))
+    const a2 = await executor.execute(request('clock-random', { jobId: 'job-a' }))
+    const b = await executor.execute(request('clock-random', { jobId: 'job-b' }))
+    assertStatus(a1, 'succeeded')
+    assert.deepEqual(a2.stdout, a1.stdout)
+    assert.equal(a2.fuelUsed, a1.fuelUsed)
+    assert.notDeepEqual(b.stdout, a1.stdout)
+    assert.match(text(a1.stdout), /^realtime 1704067200\.\d{9}\nmonotonic 0\.\d{9}\nrandom [0-9a-f]{16} [0-9a-f]{16}\narc4random [0-9a-f]{8}\n$/)
+  })
+
+  it('queues jobs beyond its slots and completes them all', async () => {
+    const ns = [1000, 2000, 3000, 5000, 7000, 11000]
+    const expected = [168, 303, 430, 669, 900, 1335]
+    const pending = ns.map(async (n, i) => await executor.execute(request('primes', { jobId: `job-${i}`, input: String(n) })))
+    assert.deepEqual({ running: executor.status().running, queued: executor.status().queued }, { running: 2, queued: 4 })
+    const results = await Promise.all(pending)
+    assert.deepEqual(results.map(r => text(r.stdout)), ns.map((n, i) => `primes below ${n}: ${expected[i]}\n`))
+  })
+
+  it('rejects with an AbortError when the caller aborts, and stops the job', async () => {
+    const controller = new AbortController()
+    const running = executor.execute(request('infinite-loop', { limits: { deadlineMs: 30_000 } }), { signal: controller.signal })
+    setTimeout(() => { controller.abort(new Error('no longer needed')) }, 50)
+    await assert.rejects(running, { name: 'AbortError', code: 'JOB_ABORTED' })
+    assert.equal(executor.status().running, 0)
+    assertStatus(await executor.execute(request('hello')), 'succeeded')
+  })
+})
+
+describe('Executor when the sandbox process fails', () => {
+  it('reports the running job as crashed when the sandbox is killed, then runs the next job in a new sandbox', async () => {
+    const executor = new Executor({ maxConcurrent: 1 })
+    await executor.start()
+    try {
+      const firstPid = executor.sandboxPid
+      assert.ok(firstPid !== undefined)
+      const victim = executor.execute(request('infinite-loop', { limits: { deadlineMs: 30_000 } }))
+      const queued = executor.execute(request('hello'))
+      assert.deepEqual({ running: executor.status().running, queued: executor.status().queued }, { running: 1, queued: 1 })
+      await sleep(100) // let the job reach a worker; the outcome is the same either way
+      process.kill(firstPid, 'SIGKILL')
+
+      const crashed = await victim
+      assertStatus(crashed, 'failed')
+      assert.match(crashed.error ?? '', /^executor crashed: the sandbox process was killed by SIGKILL/)
+
+      const next = await queued
+      assertStatus(next, 'succeeded')
+      assert.match(text(next.stdout), /^hello from wasi\n/)
+      assert.equal(executor.status().restarts, 1)
+      assert.notEqual(executor.sandboxPid, firstPid)
+    } finally {
+      await executor.stop()
+    }
+  })
+
+  it('kills and replaces a sandbox that stops answering', async () => {
+    const executor = new Executor({ maxConcurrent: 1, hangGraceMs: 500 })
+    await executor.start()
+    const pid = executor.sandboxPid as number
+    try {
+      process.kill(pid, 'SIGSTOP') // wedged: alive, but silent
+      const result = await executor.execute(request('hello', { limits: { deadlineMs: 300 } }))
+      assertStatus(result, 'failed')
+      assert.match(result.error ?? '', /^executor crashed: the sandbox process did not answer within 800 ms for job job-hello/)
+      assertStatus(await executor.execute(request('hello')), 'succeeded')
+    } finally {
+      await executor.stop()
+    }
+  })
+})
+
+describe('Executor lifecycle', () => {
+  it('refuses jobs before start() and after stop()', async () => {
+    const executor = new Executor({ maxConcurrent: 1 })
+    await assert.rejects(executor.execute(request('hello')), ExecutorNotRunningError)
+    await executor.start()
+    await executor.stop()
+    await assert.rejects(executor.execute(request('hello')), /the executor is stopped; call start\(\) first/)
+  })
+
+  it('stops idempotently and reports a job cut short by stop() as failed', async () => {
+    const executor = new Executor({ maxConcurrent: 1 })
+    await executor.start()
+    const running = executor.execute(request('infinite-loop', { limits: { deadlineMs: 30_000 } }))
+    const waiting = executor.execute(request('hello'))
+    await Promise.all([executor.stop(), executor.stop()])
+    assert.deepEqual(await running, { status: 'failed', error: 'executor stopped before the job finished', stdout: new Uint8Array(0), stderr: new Uint8Array(0), fuelUsed: 0, durationMs: (await running).durationMs })
+    assert.equal((await waiting).error, 'executor stopped before the job started')
+    assert.equal(executor.status().sandboxPid, undefined)
+    await executor.stop()
+  })
+
+  it('can be started again after stop()', async () => {
+    const executor = new Executor({ maxConcurrent: 1 })
+    await executor.start()
+    await executor.stop()
+    await executor.start()
+    try {
+      assertStatus(await executor.execute(request('hello')), 'succeeded')
+    } finally {
+      await executor.stop()
+    }
+  })
+})
