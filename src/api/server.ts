@@ -119,11 +119,12 @@ export class ApiServer {
         return this.fail(res, 401, 'UNAUTHORISED', 'missing or wrong bearer token (see api-token in the data directory)')
       }
       const url = new URL(req.url ?? '/', 'http://127.0.0.1')
-      const entry = (Object.entries(routes) as Array<[RouteName, typeof routes[RouteName]]>)
-        .find(([, r]) => r.path === url.pathname)
-      if (entry == null) return this.fail(res, 404, 'NOT_FOUND', `no route ${url.pathname}`)
+      const onPath = (Object.entries(routes) as Array<[RouteName, typeof routes[RouteName]]>)
+        .filter(([, r]) => r.path === url.pathname)
+      if (onPath.length === 0) return this.fail(res, 404, 'NOT_FOUND', `no route ${url.pathname}`)
+      const entry = onPath.find(([, r]) => r.method === req.method)
+      if (entry == null) return this.fail(res, 405, 'METHOD_NOT_ALLOWED', `${url.pathname} takes ${onPath.map(([, r]) => r.method).join(' or ')}`)
       const [name, route] = entry
-      if (route.method !== req.method) return this.fail(res, 405, 'METHOD_NOT_ALLOWED', `${url.pathname} takes ${route.method}`)
       let input: unknown
       if (route.method === 'GET') {
         input = Object.fromEntries(url.searchParams.entries())

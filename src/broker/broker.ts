@@ -250,6 +250,8 @@ export class Broker {
     for (const task of this.store.tasksOf(jobId)) {
       if (task.state === 'offered' || task.state === 'running') {
         this.log.info(`job ${jobId}: resuming task ${task.taskId} on ${task.executor}`, { job: jobId })
+        // a freshly started daemon has not heard from its executors yet
+        await this.waitForExecutor(task.executor, 15_000, signal)
         inflight.set(task.taskId, this.runTask(job, task, module, input, signal, inflight))
       }
     }
@@ -324,6 +326,13 @@ export class Broker {
     }
   }
 
+  private async waitForExecutor (peerId: string, ms: number, signal: AbortSignal): Promise<void> {
+    const deadline = Date.now() + ms
+    while (!signal.aborted && Date.now() < deadline && !this.network.executors().some(e => e.peerId === peerId)) {
+      await this.network.waitForExecutors(Math.min(1_000, deadline - Date.now()), signal)
+    }
+  }
+
   /** The replica that still needs a task, if it has attempts left. */
   private nextReplica (job: JobRow, tasks: TaskRow[]): number | undefined {
     for (let r = 0; r < job.replicas; r++) {
@@ -351,10 +360,11 @@ export class Broker {
         return {
           status: o.status,
           exitCode: o.exitCode,
+          error: o.error,
           outputCid: o.outputCid,
           fuelUsed: o.fuelUsed,
           agreeing: group.length,
-          message: `${group.length}/${job.replicas} agree${group.every(t => t.outcome?.receiptVerified === true) ? ', receipts verified' : ''}: ${o.status}${o.exitCode != null ? ` (exit ${o.exitCode})` : ''}`
+          message: `${group.length}/${job.replicas} agree${group.every(t => t.outcome?.receiptVerified === true) ? ', receipts verified' : ''}: ${o.status}${o.exitCode != null ? ` (exit ${o.exitCode})` : ''}${o.error != null && o.error !== '' ? `: ${o.error}` : ''}`
         }
       }
     }

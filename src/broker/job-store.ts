@@ -56,6 +56,8 @@ export interface TaskRow {
 export interface JobFinal {
   status: ExecStatus | 'no_agreement' | 'unavailable'
   exitCode?: number
+  /** trap text or policy reason of the agreed result */
+  error?: string
   outputCid?: string
   fuelUsed?: number
   agreeing: number

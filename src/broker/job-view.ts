@@ -35,6 +35,7 @@ export function jobView (job: JobRow, tasks: TaskRow[], full: boolean): JobView 
     final: final != null,
     message: final?.message ?? (job.phase === 'queued' ? 'waiting for an executor' : `${tasks.filter(t => t.state === 'done').length}/${job.replicas} replica(s) done`),
     exitCode: final?.exitCode ?? null,
+    error: final?.error ?? null,
     outputCid: final?.outputCid ?? null,
     fuelUsed: final?.fuelUsed ?? null,
     durationMs: end - Date.parse(job.createdAt),

@@ -15,6 +15,8 @@ export interface MeshTaskNetworkInit {
   capacity: CapacityService
   offer: OfferService
   dispatch: DispatchService
+  /** relays this node holds a connection to: an executor with no known address is tried through them */
+  relays?: () => string[]
   logger?: Logger
 }
 
@@ -68,7 +70,15 @@ export class MeshTaskNetwork implements TaskNetwork {
     const open = this.init.mesh.libp2p.getConnections(peer).filter(c => c.status === 'open')
     const direct = open.find(c => transportOf(c.remoteAddr) !== 'circuit')
     if (direct != null) return direct
-    const addrs = this.init.capacity.capacityOf(peerId)?.addrs ?? []
+    const announced = this.init.capacity.capacityOf(peerId)?.addrs ?? []
+    // not (yet) announced: it may hold a reservation on one of our relays
+    const viaOurRelays = (this.init.relays?.() ?? []).flatMap(relay => {
+      const conn = this.init.mesh.directConnection(relay)
+      if (conn == null) return []
+      const base = conn.remoteAddr.toString().includes('/p2p/') ? conn.remoteAddr.toString() : `${conn.remoteAddr.toString()}/p2p/${relay}`
+      return [`${base}/p2p-circuit/p2p/${peerId}`]
+    })
+    const addrs = announced.length > 0 ? announced : viaOurRelays
     const directAddrs = addrs.filter(a => transportOf(a) !== 'circuit')
     const circuitAddrs = addrs.filter(a => transportOf(a) === 'circuit')
     const errors: string[] = []

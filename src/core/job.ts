@@ -127,6 +127,8 @@ export interface JobView {
   final: boolean
   message: string
   exitCode: number | null
+  /** trap text or policy reason, when the agreed result has one */
+  error: string | null
   /** UTF-8 text of the agreed stdout (present with the full view) */
   stdout?: string
   stderr?: string

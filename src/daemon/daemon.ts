@@ -106,7 +106,7 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
   const store = new JobStore(join(paths.root, 'jobs.sqlite'))
   const broker = new Broker({
     store,
-    network: new MeshTaskNetwork({ mesh, capacity: capacityService, offer: offerService, dispatch: dispatchService }),
+    network: new MeshTaskNetwork({ mesh, capacity: capacityService, offer: offerService, dispatch: dispatchService, relays: () => donor.connectedRelays() }),
     self: mesh.peerId
   })
   const api = new ApiServer({

@@ -65,6 +65,11 @@ export class DonorService {
     }
   }
 
+  /** Relays this donor holds a connection to. */
+  connectedRelays (): string[] {
+    return this.reservations.connectedRelays()
+  }
+
   async ping (target: string, count: number, options: AbortOptions = {}): Promise<PingResult> {
     return await this.mesh.ping(target, count, { ...options, relays: this.reservations.connectedRelays() })
   }

@@ -1,5 +1,6 @@
 import { createLogger, type Logger } from '../log/logger.ts'
 import { MeshNode } from '../net/mesh-node.ts'
+import { CAPACITY_TOPIC } from '../protocols/capacity/index.ts'
 import type { RelayConfig } from '../config/config.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -41,6 +42,10 @@ export class RelayService {
     })
     await this.mesh.start()
     if (config.announce.length === 0) this.mesh.confirmListenAddrs()
+    // the relay is the gossip hub of donors that can only reach each other
+    // through it: gossipsub forwards only topics a node is subscribed to
+    const pubsub = this.mesh.libp2p.services.pubsub as { subscribe: (topic: string) => void }
+    pubsub.subscribe(CAPACITY_TOPIC)
     this.mesh.libp2p.addEventListener('peer:connect', (evt: CustomEvent<{ toString: () => string }>) => {
       this.log.debug(`peer connected: ${evt.detail.toString()}`)
     })

@@ -107,6 +107,7 @@ const JOB: JobView = {
   final: true,
   message: '1/1 agree, receipts verified: succeeded (exit 0)',
   exitCode: 0,
+  error: null,
   outputCid: 'bafyreioutput',
   fuelUsed: 10,
   durationMs: 5,
