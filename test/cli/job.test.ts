@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { after, before, describe, it } from 'node:test'
+import { firstJson, runCli, startCli, type LongRunning } from '../helpers/cli.ts'
+import { tempDir, waitFor } from '../helpers/mesh.ts'
+
+const dir = tempDir('wc-cli-job-')
+const started: LongRunning[] = []
+const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/wasm/${name}`, import.meta.url))
+const submitterDir = join(dir.path, 'submitter')
+
+before(async () => {
+  const relay = startCli(['relay', '--data-dir', join(dir.path, 'relay'), '--json', '--listen', '/ip4/127.0.0.1/tcp/0'])
+  started.push(relay)
+  const info = await firstJson(relay)
+  const addr: string = info.announceAddrs.find((a: string) => a.startsWith('/ip4/127.0.0.1/tcp/'))
+  for (const [name, extra] of [['submitter', ['--no-execute']], ['executor', []]] as const) {
+    const d = startCli(['daemon', '--data-dir', join(dir.path, name), '--listen', '/p2p-circuit', '--api-port', '0', '--bootstrap', addr, ...extra])
+    started.push(d)
+  }
+  // the submitter sees the executor's capacity
+  await waitFor('an executor to be known', async () => {
+    const res = await runCli(['status', '--data-dir', submitterDir, '--json'])
+    if (res.code !== 0) return undefined
+    const s = JSON.parse(res.stdout)
+    return s.relays.length > 0 && s.executor?.accepting === false ? true : undefined
+  }, 30_000)
+})
+
+after(async () => {
+  for (const p of started.reverse()) await p.stop()
+  dir.cleanup()
+})
+
+describe('worldcompute job', () => {
+  it('job submit --json waits for the answer and prints the fixed fields; exit 0 on success', async () => {
+    const input = join(dir.path, 'n.txt')
+    writeFileSync(input, '1000\n')
+    const res = await runCli(['job', 'submit', fixture('primes.wasm'), '--input', input, '--data-dir', submitterDir, '--json'], { timeoutMs: 60_000 })
+    assert.equal(res.code, 0, res.stderr)
+    const v = JSON.parse(res.stdout)
+    for (const key of ['jobId', 'status', 'exitCode', 'stdout', 'stderr', 'outputCid', 'fuelUsed', 'durationMs', 'replicas']) assert.ok(key in v, `has ${key}`)
+    assert.equal(v.status, 'succeeded')
+    assert.equal(v.exitCode, 0)
+    assert.equal(v.stdout, 'primes below 1000: 168\n')
+    assert.equal(v.replicas.length, 1)
+    for (const key of ['executor', 'path', 'status', 'outputCid', 'receiptVerified']) assert.ok(key in v.replicas[0], `replica has ${key}`)
+    assert.equal(v.replicas[0].path, 'relayed')
+    assert.equal(v.replicas[0].receiptVerified, true)
+
+    const status = await runCli(['job', 'status', v.jobId, '--data-dir', submitterDir])
+    assert.equal(status.code, 0)
+    assert.match(status.stdout, new RegExp(`job ${v.jobId}: succeeded`))
+    const result = await runCli(['job', 'result', v.jobId, '--data-dir', submitterDir])
+    assert.equal(result.code, 0)
+    assert.equal(result.stdout, 'primes below 1000: 168\n')
+    const list = await runCli(['job', 'list', '--data-dir', submitterDir, '--json'])
+    assert.ok(JSON.parse(list.stdout).some((j: any) => j.jobId === v.jobId))
+  })
+
+  it('a program that exits non-zero makes job submit exit non-zero, with the exit code in the JSON', async () => {
+    const res = await runCli(['job', 'submit', fixture('exit-code.wasm'), '--data-dir', submitterDir, '--json'], { timeoutMs: 60_000 })
+    assert.equal(res.code, 1)
+    const v = JSON.parse(res.stdout)
+    assert.equal(v.status, 'failed')
+    assert.equal(v.exitCode, 3)
+  })
+
+  it('--arg and --env reach the program; human output prints its stdout', async () => {
+    const res = await runCli(['job', 'submit', fixture('hello.wasm'), '--arg', 'first', '--env', 'GREETING=hi', '--data-dir', submitterDir], { timeoutMs: 60_000 })
+    assert.equal(res.code, 0, res.stderr)
+    assert.match(res.stdout, /hello from wasi/)
+    assert.match(res.stdout, /first/)
+    assert.match(res.stdout, /GREETING=hi/)
+    assert.match(res.stderr, /succeeded/)
+  })
+
+  it('--detach prints the job ID at once', async () => {
+    const res = await runCli(['job', 'submit', fixture('hello.wasm'), '--detach', '--data-dir', submitterDir])
+    assert.equal(res.code, 0)
+    assert.match(res.stdout.trim(), /^job-[0-9a-f]{16}$/)
+  })
+
+  it('job submit with no daemon says so in one line', async () => {
+    const res = await runCli(['job', 'submit', fixture('hello.wasm'), '--data-dir', join(dir.path, 'nobody')])
+    assert.notEqual(res.code, 0)
+    assert.match(res.stderr.trim(), /no daemon is running.*worldcompute daemon/)
+  })
+})
