@@ -129,7 +129,8 @@ export class MeshTaskNetwork implements TaskNetwork {
       inputCid: task.inputCid,
       args: task.args,
       env: task.env,
-      limits: task.limits
+      limits: task.limits,
+      moduleName: task.moduleName
     }, { signal: options.signal })
     let result
     try {

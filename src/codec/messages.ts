@@ -114,6 +114,8 @@ export interface DispatchHeader {
   inputSize: number
   /** false when the donor said it has the module cached: no module bytes follow */
   sendsModule: boolean
+  /** argv[0] of the program; absent from older peers (the donor then uses "main.wasm") */
+  moduleName?: string
 }
 
 /** Donor → broker, first frame of the answer; stdout and stderr bytes follow. */
@@ -295,7 +297,9 @@ export function decodeOfferResponse (bytes: Uint8Array): OfferResponse {
 // ---- dispatch --------------------------------------------------------------
 
 function readDispatchHeader (r: FieldReader): DispatchHeader {
+  const moduleName = r.optionalString('moduleName', { maxLength: MAX_ARG_LENGTH })
   return {
+    ...(moduleName != null ? { moduleName } : {}),
     jobId: readId(r, 'jobId'),
     taskId: readId(r, 'taskId'),
     moduleCid: r.cid('moduleCid', 'raw'),
@@ -311,7 +315,7 @@ function readDispatchHeader (r: FieldReader): DispatchHeader {
 
 export function encodeDispatchHeader (h: DispatchHeader): Uint8Array {
   const wire = {
-    ...pick(h, ['jobId', 'taskId', 'moduleCid', 'inputCid', 'args', 'env', 'moduleSize', 'inputSize', 'sendsModule']),
+    ...pick(h, ['jobId', 'taskId', 'moduleCid', 'inputCid', 'args', 'env', 'moduleSize', 'inputSize', 'sendsModule', 'moduleName']),
     limits: limitsToWire(h.limits ?? {})
   }
   return encodeChecked('dispatch header', wire, readDispatchHeader, MAX_MESSAGE_BYTES.dispatchHeader)

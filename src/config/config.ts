@@ -1,6 +1,6 @@
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { readFileSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
+import { availableParallelism, totalmem } from 'node:os'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ConfigError, InvalidMultiaddrError } from '../core/errors.ts'
 import { dataDirPaths, resolveDataDir } from './data-dir.ts'
@@ -78,6 +78,7 @@ export interface DaemonFlags extends CommonFlags {
   maxJobs?: string
   maxJobMemory?: string
   maxDeadline?: string
+  memoryBudget?: string
 }
 
 /** What a donor offers: the maxima a job may ask for, and how many run at once. */
@@ -88,6 +89,8 @@ export interface DonorLimits {
   readonly maxJobMemoryBytes: number
   /** per-job deadline maximum, ms */
   readonly maxDeadlineMs: number
+  /** memory all running jobs together may claim, bytes */
+  readonly memoryBudgetBytes: number
 }
 
 export interface DaemonConfig {
@@ -235,7 +238,9 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
       // default: every core but one, at least one (the daemon itself needs a core)
       maxConcurrentJobs: flags.maxJobs != null ? parsePositiveInt(flags.maxJobs, '--max-jobs') : Math.max(1, availableParallelism() - 1),
       maxJobMemoryBytes: flags.maxJobMemory != null ? parseBytes(flags.maxJobMemory, '--max-job-memory') : 256 * 1024 * 1024,
-      maxDeadlineMs: flags.maxDeadline != null ? parseDurationMs(flags.maxDeadline, '--max-deadline') : 10 * 60 * 1000
+      maxDeadlineMs: flags.maxDeadline != null ? parseDurationMs(flags.maxDeadline, '--max-deadline') : 10 * 60 * 1000,
+      // default: half the machine's memory, so jobs never push the donor's own work out
+      memoryBudgetBytes: flags.memoryBudget != null ? parseBytes(flags.memoryBudget, '--memory-budget') : Math.floor(totalmem() / 2)
     })
   })
 }

@@ -97,6 +97,7 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
       executor,
       maxLimits,
       maxConcurrent: config.donor.maxConcurrentJobs,
+      memoryBudgetBytes: config.donor.memoryBudgetBytes,
       addrs: () => mesh.advertisedAddrs(),
       hasModule: (cid) => dispatchService.hasModule(cid),
       onChange: () => { capacityService.notifyChanged() }

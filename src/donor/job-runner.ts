@@ -8,6 +8,8 @@ export interface JobRunnerInit {
   executor: Executor
   maxLimits: JobLimits
   maxConcurrent: number
+  /** memory all running and promised tasks together may claim, bytes @default unlimited */
+  memoryBudgetBytes?: number
   /** the donor's dialable addresses (circuit addresses included), for capacity announcements */
   addrs: () => string[]
   /** module cache lookup of the dispatch protocol */
@@ -27,8 +29,10 @@ export class JobRunner {
   private readonly init: JobRunnerInit
   private readonly log: Logger
   private running = 0
-  /** offers accepted whose dispatch has not arrived yet, by task ID, with when they expire */
-  private readonly promised = new Map<string, number>()
+  /** offers accepted whose dispatch has not arrived yet, by task ID: when the promise expires and the memory it holds */
+  private readonly promised = new Map<string, { expires: number, memoryBytes: number }>()
+  /** memory claimed by tasks running now, by task ID */
+  private readonly runningMemory = new Map<string, number>()
 
   constructor (init: JobRunnerInit) {
     this.init = init
@@ -37,7 +41,7 @@ export class JobRunner {
 
   private freeSlots (): number {
     const now = Date.now()
-    for (const [taskId, expires] of this.promised) if (expires < now) this.promised.delete(taskId)
+    for (const [taskId, p] of this.promised) if (p.expires < now) this.promised.delete(taskId)
     return Math.max(0, this.init.maxConcurrent - this.running - this.promised.size)
   }
 
@@ -67,14 +71,22 @@ export class JobRunner {
     if (this.freeSlots() < 1) {
       return { accept: false, reason: `busy: all ${this.init.maxConcurrent} slot(s) in use`, hasModule, freeSlots: 0 }
     }
-    // hold the slot until the dispatch arrives (or 30 s pass)
-    this.promised.set(req.taskId, Date.now() + 30_000)
+    const budget = this.init.memoryBudgetBytes ?? Number.POSITIVE_INFINITY
+    const claimed = [...this.promised.values()].reduce((sum, p) => sum + p.memoryBytes, 0) + [...this.runningMemory.values()].reduce((a, b) => a + b, 0)
+    if (claimed + check.limits.memoryBytes > budget) {
+      const reason = `busy: memory budget ${budget} bytes, ${claimed} claimed by running jobs, this one asks for ${check.limits.memoryBytes}`
+      return { accept: false, reason, hasModule, freeSlots: this.freeSlots() }
+    }
+    // hold the slot and the memory until the dispatch arrives (or 30 s pass)
+    this.promised.set(req.taskId, { expires: Date.now() + 30_000, memoryBytes: check.limits.memoryBytes })
     this.init.onChange?.()
     return { accept: true, hasModule, freeSlots: this.freeSlots() }
   }
 
   async runTask (req: ExecuteRequest, options: { signal: AbortSignal }): Promise<ExecuteResult> {
     this.promised.delete(req.taskId)
+    const check = resolveJobLimits(req.limits, this.init.maxLimits)
+    this.runningMemory.set(req.taskId, check.ok ? check.limits.memoryBytes : 0)
     this.running++
     this.init.onChange?.()
     const started = Date.now()
@@ -83,6 +95,7 @@ export class JobRunner {
       this.log.info(`task ${req.taskId} → ${result.status}${result.exitCode != null ? ` (exit ${result.exitCode})` : ''}${result.error != null ? `: ${result.error}` : ''} in ${Date.now() - started} ms, fuel ${result.fuelUsed}`, { task: req.taskId })
       return result
     } finally {
+      this.runningMemory.delete(req.taskId)
       this.running--
       this.init.onChange?.()
     }

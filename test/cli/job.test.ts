@@ -74,6 +74,7 @@ describe('worldcompute job', () => {
     assert.match(res.stdout, /hello from wasi/)
     assert.match(res.stdout, /first/)
     assert.match(res.stdout, /GREETING=hi/)
+    assert.match(res.stdout, /argv\[0\]=hello.wasm/)
     assert.match(res.stderr, /succeeded/)
   })
 

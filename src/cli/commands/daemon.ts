@@ -20,6 +20,7 @@ the local API on 127.0.0.1.
   --max-jobs N     jobs run at once (default: cores - 1, at least 1)
   --max-job-memory SIZE   memory a job may use (default 256MiB)
   --max-deadline D        longest deadline a job may ask for (default 10m)
+  --memory-budget SIZE    memory all running jobs together may use (default: half of RAM)
   --log-format F   text (default) or json; WORLDCOMPUTE_LOG filters, e.g.
                    WORLDCOMPUTE_LOG=info,net=debug`
 
@@ -32,7 +33,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'no-execute': { type: 'boolean', default: false },
     'max-jobs': { type: 'string' },
     'max-job-memory': { type: 'string' },
-    'max-deadline': { type: 'string' }
+    'max-deadline': { type: 'string' },
+    'memory-budget': { type: 'string' }
   }, 'daemon')
   if (values.help) { o.out(help); return 0 }
   const config = loadDaemonConfig({
@@ -43,7 +45,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     noExecute: values['no-execute'],
     maxJobs: values['max-jobs'],
     maxJobMemory: values['max-job-memory'],
-    maxDeadline: values['max-deadline']
+    maxDeadline: values['max-deadline'],
+    memoryBudget: values['memory-budget']
   })
   const handle = await startDaemon(config)
   o.err(`worldcompute daemon ${handle.peerId} running; API on 127.0.0.1:${handle.apiPort}; \`worldcompute status --data-dir ${config.dataDir}\` shows what it is doing`)

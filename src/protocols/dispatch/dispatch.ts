@@ -110,6 +110,8 @@ export interface DispatchTask {
   args: string[]
   env: string[]
   limits: Partial<JobLimits>
+  /** argv[0] of the program @default 'main.wasm' on the donor */
+  moduleName?: string
 }
 
 /** What a dispatch returned, its receipt checked. */
@@ -266,7 +268,8 @@ export class DispatchService implements Startable {
       limits: task.limits,
       moduleSize,
       inputSize: task.input.byteLength,
-      sendsModule
+      sendsModule,
+      ...(task.moduleName != null ? { moduleName: task.moduleName } : {})
     }
     // encode before any I/O: a bad field is our caller's bug, named by the codec
     const headerBytes = encodeDispatchHeader(header)
@@ -469,7 +472,8 @@ export class DispatchService implements Startable {
       input,
       args: header.args,
       env: header.env,
-      limits: header.limits
+      limits: header.limits,
+      ...(header.moduleName != null ? { moduleName: header.moduleName } : {})
     }
     const started = Date.now()
     let result: ExecuteResult
