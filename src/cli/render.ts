@@ -6,6 +6,12 @@ export function renderStatus (o: Output, s: DaemonStatus): void {
   o.out(`Reachability:  ${s.reachability} (${s.reachabilityReason})`)
   o.out(`Dispatchable:  ${s.relays.length > 0 || s.reachability === 'public' ? 'yes' : 'no'}`)
   o.out(`Started:       ${s.startedAt} (${ago(s.startedAt)}), version ${s.version}`)
+  if (s.executor != null) {
+    const e = s.executor
+    o.out(e.accepting
+      ? `Executor:      ${e.state ?? '?'}, ${e.running ?? 0}/${e.maxConcurrent ?? '?'} job(s) running, ${e.queued ?? 0} queued${(e.restarts ?? 0) > 0 ? `, ${e.restarts ?? 0} sandbox restart(s)` : ''}`
+      : `Executor:      not accepting jobs (${e.reason ?? 'disabled'})`)
+  }
   o.out('Relays:')
   if (s.relays.length === 0) o.out('  (no reservation yet)')
   for (const r of s.relays) {

@@ -1,0 +1,196 @@
+/**
+ * In-process meshes for the network benchmarks: the real relay and daemon
+ * (through the same config loader and composition root the CLI uses, as the
+ * tests do), a bare echo protocol registered on the same libp2p nodes, and a
+ * watcher that timestamps job events inside the submitting daemon.
+ */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+import { ApiClient } from '../../src/api/client.ts'
+import { loadDaemonConfig } from '../../src/config/config.ts'
+import { startDaemon, type DaemonHandle, type RelayHandle } from '../../src/daemon/daemon.ts'
+import { transportOf } from '../../src/net/transport-of.ts'
+import { reservedStatus, startTestRelay, waitFor } from '../../test/helpers/mesh.ts'
+import { executorsSeen } from '../../test/helpers/jobs.ts'
+import { within, type Cleanup } from './report.ts'
+import type { JobView } from '../../src/core/job.ts'
+import type { Connection, Stream } from '@libp2p/interface'
+
+export type BenchDaemon = DaemonHandle & { client: ApiClient, dataDir: string }
+
+export interface DaemonOptions {
+  /** e.g. ['/p2p-circuit'] (relay only) or ['/ip4/127.0.0.1/tcp/0', '/p2p-circuit'] (direct too) */
+  listen: string[]
+  /** false: a --no-execute submitter */
+  execute: boolean
+  maxJobs?: number
+}
+
+export const RELAY_ONLY = ['/p2p-circuit']
+export const DIRECT_AND_RELAY = ['/ip4/127.0.0.1/tcp/0', '/p2p-circuit']
+
+export async function startBenchRelay (dataDir: string, cleanup: Cleanup): Promise<RelayHandle> {
+  const relay = await startTestRelay(dataDir)
+  cleanup.add(`stop relay ${relay.info.peerId}`, async () => { await relay.stop() })
+  return relay
+}
+
+export function relayBootstrap (relay: RelayHandle): string[] {
+  return relay.info.announceAddrs.filter(a => a.includes('/tcp/') && !a.includes('/ws'))
+}
+
+/** A daemon on 127.0.0.1 that has its reservation on `relay`; stopped by `cleanup`. */
+export async function startBenchDaemon (dataDir: string, relay: RelayHandle, opts: DaemonOptions, cleanup: Cleanup): Promise<BenchDaemon> {
+  const config = loadDaemonConfig({
+    dataDir,
+    bootstrap: relayBootstrap(relay),
+    listen: opts.listen,
+    apiPort: '0',
+    noExecute: !opts.execute,
+    ...(opts.maxJobs != null ? { maxJobs: String(opts.maxJobs) } : {})
+  }, {})
+  // production timings (no test seam): the watchdog's pings are part of the load being measured
+  const handle = await startDaemon(config)
+  cleanup.add(`stop daemon ${handle.peerId}`, async () => { await handle.stop() })
+  const d: BenchDaemon = { ...handle, client: new ApiClient({ dataDir }), dataDir }
+  await waitFor(`daemon ${d.peerId} reservation on the relay`, async () => await reservedStatus(d.client, relay.info.peerId), 20_000)
+  return d
+}
+
+export async function waitForExecutors (submitter: BenchDaemon, count: number): Promise<void> {
+  await executorsSeen(submitter, count)
+}
+
+// ---- jobs -------------------------------------------------------------------
+
+export const HELLO = readFileSync(fileURLToPath(new URL('../../test/fixtures/wasm/hello.wasm', import.meta.url)))
+
+/** The submitJob request for a trivial job, built once (the module is base64 in the JSON body). */
+export function helloRequest (): { module: string, input: string, moduleName: string, args: string[], env: string[], replicas: number, limits: Record<string, number> } {
+  return { module: HELLO.toString('base64'), input: '', moduleName: 'hello.wasm', args: ['x'], env: ['GREETING=bench'], replicas: 1, limits: {} }
+}
+
+export interface JobTimes {
+  /** performance.now() when the job's first task row appeared (the offer was accepted) */
+  offered?: number
+  /** when a task was first seen done (the dispatch returned) */
+  done?: number
+  /** when the job was final */
+  final?: number
+}
+
+/**
+ * Timestamps every job event of the submitting daemon's broker in-process
+ * (broker.onJobEvent), so "final" is known the moment the broker records it,
+ * without polling the API.
+ */
+export class JobWatcher {
+  private readonly broker: DaemonHandle['broker']
+  private readonly times = new Map<string, JobTimes>()
+  private readonly waiters = new Map<string, () => void>()
+  private readonly off: () => void
+  /** events of jobs not yet tracked (the final one may come before submit's answer) */
+  private readonly early = new Map<string, JobTimes>()
+
+  constructor (daemon: DaemonHandle) {
+    this.broker = daemon.broker
+    this.off = this.broker.onJobEvent((jobId) => { this.onEvent(jobId) })
+  }
+
+  private onEvent (jobId: string): void {
+    const now = performance.now()
+    const t = this.times.get(jobId) ?? this.early.get(jobId) ?? {}
+    if (!this.times.has(jobId)) this.early.set(jobId, t)
+    if (t.final != null) return
+    const { job, tasks } = this.broker.getJob(jobId)
+    if (t.offered == null && tasks.length > 0) t.offered = now
+    if (t.done == null && tasks.some(x => x.state === 'done')) t.done = now
+    if (job.final != null) {
+      t.final = now
+      this.waiters.get(jobId)?.()
+    }
+  }
+
+  /** Starts tracking a job just submitted (events that came before the submit returned are kept). */
+  track (jobId: string): JobTimes {
+    const t = this.early.get(jobId) ?? {}
+    this.early.delete(jobId)
+    this.times.set(jobId, t)
+    return t
+  }
+
+  async finished (jobId: string, timeoutMs: number): Promise<JobTimes> {
+    const t = this.times.get(jobId) ?? this.track(jobId)
+    if (t.final != null) return t
+    await within(`job ${jobId} to finish`, timeoutMs, new Promise<void>(resolve => { this.waiters.set(jobId, resolve) }))
+    this.waiters.delete(jobId)
+    return t
+  }
+
+  stop (): void {
+    this.off()
+  }
+}
+
+export async function jobView (client: ApiClient, jobId: string): Promise<JobView> {
+  return await client.call('job', { id: jobId, full: true })
+}
+
+// ---- bare echo --------------------------------------------------------------
+
+export const ECHO_PROTOCOL = '/wc-bench/echo/1.0.0'
+
+/** Registers a plain echo handler (whatever arrives goes back, then close) on a daemon's libp2p node. */
+export async function handleEcho (d: DaemonHandle, cleanup: Cleanup): Promise<void> {
+  const libp2p = d.donor.mesh.libp2p
+  await libp2p.handle(ECHO_PROTOCOL, async (stream: Stream) => {
+    try {
+      for await (const chunk of stream) {
+        if (!stream.send(chunk)) await stream.onDrain({ signal: AbortSignal.timeout(10_000) })
+      }
+      await stream.close({ signal: AbortSignal.timeout(10_000) })
+    } catch (err) {
+      stream.abort(err as Error)
+    }
+  }, { runOnLimitedConnection: true, maxInboundStreams: 256, maxOutboundStreams: 256 })
+  cleanup.add(`unhandle echo on ${d.peerId}`, async () => { await libp2p.unhandle(ECHO_PROTOCOL).catch(() => {}) })
+}
+
+/**
+ * One echo round trip on a new stream over `conn`: open (protocol
+ * negotiation included), send `payload`, close our side, read it all back.
+ * Returns the wall time in ms.
+ */
+export async function echoOnce (conn: Connection, payload: Uint8Array, timeoutMs = 10_000): Promise<number> {
+  const signal = AbortSignal.timeout(timeoutMs)
+  const t0 = performance.now()
+  const stream = await conn.newStream(ECHO_PROTOCOL, { runOnLimitedConnection: true, signal })
+  try {
+    stream.send(payload)
+    await stream.close({ signal })
+    let got = 0
+    for await (const chunk of stream) {
+      got += chunk.byteLength
+      signal.throwIfAborted()
+    }
+    const ms = performance.now() - t0
+    if (got !== payload.byteLength) throw new Error(`echo returned ${got} bytes, expected ${payload.byteLength}`)
+    return ms
+  } catch (err) {
+    stream.abort(err as Error)
+    throw err
+  }
+}
+
+/** The open connection from `from` to `to` of the wanted kind. */
+export function connectionTo (from: DaemonHandle, to: string, kind: 'direct' | 'relayed'): Connection | undefined {
+  return from.donor.mesh.libp2p.getConnections()
+    .filter((c: Connection) => c.remotePeer.toString() === to && c.status === 'open')
+    .find((c: Connection) => (transportOf(c.remoteAddr) === 'circuit') === (kind === 'relayed'))
+}
+
+export function dataDirOf (root: string, name: string): string {
+  return join(root, name)
+}

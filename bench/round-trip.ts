@@ -1,0 +1,184 @@
+/**
+ * Trivial job round trip through the real daemons, against a bare libp2p echo
+ * over the same connections:
+ *
+ *   direct     a --no-execute submitter and an executing donor that both also
+ *              listen on /ip4/127.0.0.1/tcp/0, with a relay: the broker dials
+ *              the executor directly (checked: the replica's path is 'direct')
+ *   relayed    the same pair, both relay-only (/p2p-circuit): path 'relayed'
+ *   bare echo  1 KiB echoed on a new stream over the very connection the jobs
+ *              used, by a plain handler registered on the same libp2p nodes
+ *
+ * Each pair has its own relay so gossip never shows one pair's submitter the
+ * other pair's executor. A job's time is submit (API client, HTTP) → final
+ * (seen in-process through broker.onJobEvent, no polling). Jobs run one at a
+ * time; the four measurements are interleaved per round, order rotated.
+ *
+ *   node_modules/.bin/node bench/round-trip.ts [--quick] [--json-out FILE]
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { multiaddr } from '@multiformats/multiaddr'
+import { waitFor } from '../test/helpers/mesh.ts'
+import { benchMain, progress, row, type BenchRow } from './lib/report.ts'
+import {
+  connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, jobView, JobWatcher, RELAY_ONLY,
+  startBenchDaemon, startBenchRelay, waitForExecutors, type BenchDaemon
+} from './lib/mesh.ts'
+import { benchLogging, describeWarnings, problemsSoFar } from './lib/log-sink.ts'
+import { EluMeter, fmt, num, pairedRatios, rotate, summarize } from './lib/stats.ts'
+import type { Cleanup } from './lib/report.ts'
+import type { Connection } from '@libp2p/interface'
+
+type Path = 'direct' | 'relayed'
+
+interface Pair {
+  path: Path
+  submitter: BenchDaemon
+  executor: BenchDaemon
+  watcher: JobWatcher
+}
+
+interface JobSample { totalMs: number, submitMs: number, offerMs: number, dispatchMs: number, finishMs: number, execMs: number, retried: number }
+
+async function startPair (root: string, path: Path, cleanup: Cleanup): Promise<Pair> {
+  const relay = await startBenchRelay(join(root, `${path}-relay`), cleanup)
+  const listen = path === 'direct' ? DIRECT_AND_RELAY : RELAY_ONLY
+  const executor = await startBenchDaemon(join(root, `${path}-executor`), relay, { listen, execute: true }, cleanup)
+  const submitter = await startBenchDaemon(join(root, `${path}-submitter`), relay, { listen, execute: false }, cleanup)
+  await waitForExecutors(submitter, 1)
+  await handleEcho(executor, cleanup)
+  const watcher = new JobWatcher(submitter)
+  cleanup.add(`stop ${path} job watcher`, () => { watcher.stop() })
+  return { path, submitter, executor, watcher }
+}
+
+const request = helloRequest()
+
+/** One job, submit → final; checks it succeeded on the pair's executor along the expected path. */
+async function runJob (p: Pair, elu: EluMeter): Promise<JobSample> {
+  let t0 = 0
+  let t1 = 0
+  const { accepted, times } = await elu.measure('job', async () => {
+    t0 = performance.now()
+    const accepted = await p.submitter.client.call('submitJob', request)
+    t1 = performance.now()
+    const times = p.watcher.track(accepted.jobId)
+    await p.watcher.finished(accepted.jobId, 30_000)
+    return { accepted, times }
+  })
+  const view = await jobView(p.submitter.client, accepted.jobId)
+  if (view.status !== 'succeeded' || !(view.stdout ?? '').startsWith('hello from wasi')) throw new Error(`${p.path} job ${view.jobId} ended ${view.status}: ${view.message}`)
+  const r = view.replicas.find(x => x.state === 'done')
+  if (r == null || r.executor !== p.executor.peerId) throw new Error(`${p.path} job ${view.jobId} ran on ${r?.executor ?? 'nobody'}, not on the pair's executor`)
+  if (r.path !== p.path) throw new Error(`${p.path} job ${view.jobId} took the ${String(r.path)} path`)
+  const tasks = p.submitter.broker.getJob(accepted.jobId).tasks
+  const task = tasks.find(x => x.state === 'done')
+  const final = times.final as number
+  return {
+    totalMs: final - t0,
+    submitMs: t1 - t0,
+    offerMs: (times.offered ?? t1) - t1,
+    dispatchMs: (times.done ?? final) - (times.offered ?? t1),
+    finishMs: final - (times.done ?? final),
+    execMs: task?.outcome?.durationMs ?? NaN,
+    retried: tasks.filter(x => x.state === 'failed').length
+  }
+}
+
+/** Connection churn seen by the echo baseline: re-dials before an echo, and echoes cut by a closing connection. */
+const churn = { redials: 0, echoRetries: 0 }
+
+/** The pair's open connection of its kind; a relayed one that has gone is dialled again (not timed). */
+async function pairConnection (p: Pair): Promise<Connection> {
+  const open = connectionTo(p.submitter, p.executor.peerId, p.path)
+  if (open != null) return open
+  if (p.path === 'direct') throw new Error('the direct connection from the submitter to the executor has gone')
+  churn.redials++
+  const circuit = await waitFor('the executor\'s circuit address', () => p.executor.donor.status().relays.find(r => r.circuitAddr != null)?.circuitAddr ?? undefined, 15_000)
+  return await p.submitter.donor.mesh.libp2p.dial(multiaddr(circuit), { signal: AbortSignal.timeout(10_000) })
+}
+
+/** One timed echo; a connection closing under it is counted and the echo repeated (at most 3 tries). */
+async function echo (p: Pair, payload: Uint8Array): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const conn = await pairConnection(p)
+    try {
+      return await echoOnce(conn, payload)
+    } catch (err) {
+      if (attempt >= 3 || conn.status === 'open') throw err
+      churn.echoRetries++
+    }
+  }
+}
+
+async function main (): Promise<void> {
+  await benchMain('bench/round-trip', { quick: 120_000, full: 180_000 }, async (args, cleanup) => {
+    const log = benchLogging()
+    const root = mkdtempSync(join(tmpdir(), 'wc-bench-rt-'))
+    cleanup.add('remove temp dir', () => { rmSync(root, { recursive: true, force: true }) })
+    const n = args.quick ? 8 : 20
+    const warmup = 3
+
+    progress('starting two relays, two submitters, two executors on 127.0.0.1')
+    const started = performance.now()
+    const pairs: Record<Path, Pair> = { direct: await startPair(root, 'direct', cleanup), relayed: await startPair(root, 'relayed', cleanup) }
+    progress(`mesh up in ${num(performance.now() - started)} ms`)
+    const payload = new Uint8Array(1024).fill(0x61)
+
+    const jobs: Record<Path, JobSample[]> = { direct: [], relayed: [] }
+    const echoes: Record<Path, number[]> = { direct: [], relayed: [] }
+    const elu = new EluMeter()
+    type Step = () => Promise<void>
+    const steps: Step[] = [
+      async () => { jobs.direct.push(await runJob(pairs.direct, elu)) },
+      async () => { jobs.relayed.push(await runJob(pairs.relayed, elu)) },
+      async () => { echoes.direct.push(await elu.measure('echo', async () => await echo(pairs.direct, payload))) },
+      async () => { echoes.relayed.push(await elu.measure('echo', async () => await echo(pairs.relayed, payload))) }
+    ]
+    // warm-up: module caches, connections (the first direct job dials), JIT
+    for (let i = 0; i < warmup; i++) for (const s of steps) await s()
+    for (const k of ['direct', 'relayed'] as const) { jobs[k].length = 0; echoes[k].length = 0 }
+    const problemsBefore = problemsSoFar(log.counts)
+    const deadline = Date.now() + (args.quick ? 45_000 : 90_000)
+    for (let i = 0; i < n && Date.now() < deadline; i++) {
+      for (const s of rotate(steps, i)) await s()
+      if ((i + 1) % 5 === 0 || i + 1 === n) progress(`round ${i + 1}/${n}: direct ${num(jobs.direct[i].totalMs)} ms, relayed ${num(jobs.relayed[i].totalMs)} ms, echo ${num(echoes.direct[i])}/${num(echoes.relayed[i])} ms`)
+    }
+
+    const s = {
+      direct: summarize(jobs.direct.map(j => j.totalMs)),
+      relayed: summarize(jobs.relayed.map(j => j.totalMs)),
+      echoDirect: summarize(echoes.direct),
+      echoRelayed: summarize(echoes.relayed)
+    }
+    const rows: BenchRow[] = [
+      row({ benchmark: 'round trip: relayed vs direct job', baselineName: 'direct job', baseline: s.direct, figure: s.relayed, unit: 'ms', ratioLabel: 'relayed / direct', target: { op: '<=', value: 1.5 } }),
+      row({ benchmark: 'round trip: direct job vs bare echo', baselineName: '1 KiB echo, direct', baseline: s.echoDirect, figure: s.direct, unit: 'ms', ratioLabel: 'direct job / echo', target: { op: '<=', value: 2 } }),
+      row({ benchmark: 'round trip: relayed job vs bare echo', baselineName: '1 KiB echo, relayed', baseline: s.echoRelayed, figure: s.relayed, unit: 'ms', ratioLabel: 'relayed job / echo' }),
+      row({ benchmark: 'round trip: relayed vs direct echo', baselineName: '1 KiB echo, direct', baseline: s.echoDirect, figure: s.echoRelayed, unit: 'ms', ratioLabel: 'relayed / direct echo' })
+    ]
+    process.stdout.write(`\nround trips, ${jobs.direct.length} rounds after ${warmup} warm-up; hello.wasm, 1 replica, one job at a time\n`)
+    const notes: string[] = []
+    for (const k of ['direct', 'relayed'] as const) {
+      const j = jobs[k]
+      const part = (f: (x: JobSample) => number): string => fmt(summarize(j.map(f)), 'ms')
+      const line = `${k} job ${part(x => x.totalMs)} = submit API call ${part(x => x.submitMs)} + until offer accepted ${part(x => x.offerMs)} + dispatch (send, execute, receipt) ${part(x => x.dispatchMs)} + until final ${part(x => x.finishMs)}; executor durationMs ${part(x => x.execMs)}`
+      process.stdout.write(`  ${line}\n`)
+      notes.push(`Breakdown (medians, min–max): ${line}.`)
+    }
+    const retriedJobs = (k: Path): number => jobs[k].filter(j => j.retried > 0).length
+    notes.push(`Connection churn while measuring: ${retriedJobs('direct')} direct and ${retriedJobs('relayed')} relayed job(s) had a task fail and retried (counted in the figures); relayed echo connection re-dialled ${churn.redials} time(s) (not timed), ${churn.echoRetries} echo(es) cut by a closing connection and repeated.`)
+    process.stdout.write(`  echo direct ${fmt(s.echoDirect, 'ms')}, relayed ${fmt(s.echoRelayed, 'ms')}\n`)
+    process.stdout.write(`  event-loop utilisation of this process: during jobs ${num(elu.utilization('job'))}, during echoes ${num(elu.utilization('echo'))}\n`)
+    notes.push(`Event-loop utilisation of the one process hosting relays, submitters and executors (the sandboxes are separate processes): ${num(elu.utilization('job'))} from submit to final, ${num(elu.utilization('echo'))} during echoes. Near 1: the round trip is bound by CPU work in this process, not by waiting on the network.`)
+    const pr = pairedRatios(jobs.relayed.map(j => j.totalMs), jobs.direct.map(j => j.totalMs))
+    process.stdout.write(`  relayed/direct per round ${num(pr.median)} (${num(pr.min)}–${num(pr.max)})\n`)
+    notes.push(`Round trip: submit through the API client (HTTP on 127.0.0.1) to the job being final in the submitting broker (broker.onJobEvent, in-process); every job checked afterwards: succeeded, ran on the pair's executor, replica path 'direct'/'relayed' as labelled. Echo: new stream + multistream-select + 1 KiB each way over the same connection. All nodes share this one process (and its event loop) on 127.0.0.1. Logging: ${log.spec}; ${describeWarnings(log.counts, problemsBefore)}.`)
+    return { bench: 'round-trip', rows, notes }
+  })
+}
+
+if (import.meta.main) await main()
