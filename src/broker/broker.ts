@@ -209,10 +209,6 @@ export class Broker {
     this.running.set(jobId, run)
   }
 
-  private wake (jobId: string): void {
-    this.wakers.get(jobId)?.()
-  }
-
   private async sleep (jobId: string, ms: number, signal: AbortSignal): Promise<void> {
     await new Promise<void>((resolve) => {
       const done = (): void => {
@@ -318,7 +314,8 @@ export class Broker {
             this.emit(jobId)
             return
           }
-          await this.network.waitForExecutors(1_000, signal)
+          // wake on a new executor, or when one of our own tasks frees a slot somewhere
+          await Promise.race([this.network.waitForExecutors(1_000, signal), this.sleep(jobId, 1_000, signal)])
           continue
         }
       }
@@ -424,7 +421,8 @@ export class Broker {
     } finally {
       inflight.delete(task.taskId)
       this.emit(job.jobId)
-      this.wake(job.jobId)
+      // a finished task frees a slot on its executor: every waiting job may now place one
+      for (const wake of [...this.wakers.values()]) wake()
     }
   }
 }
