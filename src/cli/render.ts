@@ -17,6 +17,7 @@ export function renderStatus (o: Output, s: DaemonStatus): void {
   for (const r of s.relays) {
     o.out(`  ${r.peerId} over ${r.transport}, reserved since ${r.since} (${ago(r.since)})`)
     o.out(`    ${r.circuitAddr}`)
+    if (r.reason != null) o.out(`    why ${r.transport}: ${r.reason}`)
   }
   o.out('Bootstrap:')
   if (s.bootstrap.length === 0) o.out('  (none configured: set --bootstrap or WORLDCOMPUTE_BOOTSTRAP)')

@@ -51,6 +51,8 @@ export interface RelayReservationStatus {
   transport: Transport
   /** when the reservation was granted, ISO 8601 UTC */
   since: string
+  /** why the dial ladder reached the relay over this transport, in words */
+  reason?: string
 }
 
 export interface ConnectionStatus {
@@ -100,6 +102,24 @@ export interface BootstrapStatus {
   /** when the next attempt starts, when backing off */
   nextAttemptAt?: string
   lastError?: string
+  /** which rung of the dial ladder reached this relay and why; present while connected */
+  path?: RelayPath
+}
+
+/** The path the dial ladder chose to a relay, and why. */
+export interface RelayPath {
+  transport: Transport
+  /** the address that connected */
+  addr: string
+  /**
+   * why this rung, in words: "first to connect (tcp: stalled at noise after
+   * 2.5 s)", "remembered from the last run on this network", …
+   */
+  reason: string
+  /** the rung went first because it won last time on this network */
+  remembered: boolean
+  /** when the connection was made, ISO 8601 UTC */
+  at: string
 }
 
 export interface PingProbe {

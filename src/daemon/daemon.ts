@@ -103,7 +103,8 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
       onChange: () => { capacityService.notifyChanged() }
     })
   }
-  const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: options.reservation })
+  // the winning dial rung is remembered per network in the data dir
+  const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, ...options.reservation } })
   const store = new JobStore(join(paths.root, 'jobs.sqlite'))
   const broker = new Broker({
     store,

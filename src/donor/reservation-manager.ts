@@ -1,7 +1,9 @@
 import { createLogger, type Logger } from '../log/logger.ts'
+import { DialLadder, DialLadderError, RungMemory, type LadderResult } from '../net/dial-ladder.ts'
 import { sleep, type MeshNode } from '../net/mesh-node.ts'
 import { peerIdOf, uplinkTransport } from '../net/transport-of.ts'
-import type { BootstrapStatus, RelayReservationStatus } from '../core/types.ts'
+import type { BootstrapStatus, RelayPath, RelayReservationStatus } from '../core/types.ts'
+import type { Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 export interface ReservationManagerInit {
@@ -14,6 +16,12 @@ export interface ReservationManagerInit {
   watchdogIntervalMs?: number
   /** a relay that does not answer a ping within this is treated as lost @default 5000 */
   pingTimeoutMs?: number
+  /**
+   * the data directory's state folder, where the dial ladder remembers the rung
+   * that reached each relay from this network; without it the memory lasts
+   * only as long as the process
+   */
+  stateDir?: string
   logger?: Logger
 }
 
@@ -22,12 +30,16 @@ interface RelayState {
   addrs: Multiaddr[]
   status: BootstrapStatus
   since?: Date
+  /** the connection the ladder made, to tell its path from one opened some other way */
+  connectionId?: string
   wake?: () => void
 }
 
 /**
  * Keeps the donor reserved on every bootstrap relay, for ever:
- * dial (each address recorded by telemetry) → reserve as soon as connected
+ * dial all its addresses with the dial ladder (staggered parallel attempts,
+ * each recorded by telemetry, the rung that won remembered for this network)
+ * → reserve as soon as connected
  * (not gated on AutoNAT, which never says "private" without connections) →
  * watch → on loss, redial and re-reserve with capped exponential backoff.
  * js-libp2p does not re-reserve a restarted static relay (issue 3601); this does.
@@ -40,6 +52,7 @@ export class ReservationManager {
   private readonly maxBackoffMs: number
   private readonly watchdogIntervalMs: number
   private readonly pingTimeoutMs: number
+  private readonly ladder: DialLadder
   private controller?: AbortController
   private loops: Array<Promise<void>> = []
   private readonly onConnectionClose = (evt: CustomEvent<{ remotePeer: { toString: () => string } }>): void => {
@@ -59,6 +72,18 @@ export class ReservationManager {
     this.maxBackoffMs = init.maxBackoffMs ?? 30_000
     this.watchdogIntervalMs = init.watchdogIntervalMs ?? 5_000
     this.pingTimeoutMs = init.pingTimeoutMs ?? 5_000
+    const ladderLog = this.log.child('ladder')
+    if (init.stateDir == null) {
+      ladderLog.debug('no state directory given: the winning dial rungs are remembered only until this process stops')
+    }
+    const memory = init.stateDir != null
+      ? RungMemory.inStateDir(init.stateDir, { logger: ladderLog })
+      : new RungMemory({ logger: ladderLog })
+    this.ladder = new DialLadder({
+      dial: async (ma, options) => await mesh.dialTransport(ma, { ...options, purpose: 'bootstrap' }),
+      memory,
+      logger: ladderLog
+    })
     const groups = new Map<string, Multiaddr[]>()
     for (const ma of init.bootstrap) {
       const peer = peerIdOf(ma)
@@ -116,7 +141,8 @@ export class ReservationManager {
         peerId: relay.peerId,
         circuitAddr: circuit.find(a => a.startsWith(conn.remoteAddr.toString())) ?? circuit[0],
         transport: uplinkTransport(conn.remoteAddr),
-        since: relay.since.toISOString()
+        since: relay.since.toISOString(),
+        ...(relay.status.path != null ? { reason: relay.status.path.reason } : {})
       })
     }
     return out
@@ -133,20 +159,25 @@ export class ReservationManager {
       let conn = this.mesh.directConnection(relay.peerId)
       if (conn == null) {
         relay.status.state = 'connecting'
+        relay.status.path = undefined
         relay.since = undefined
-        for (const addr of relay.addrs) {
+        let result: LadderResult
+        try {
+          result = await this.ladder.dial(relay.peerId, relay.addrs, { signal })
+        } catch (err) {
           if (signal.aborted) return
-          try {
-            conn = await this.mesh.dial(addr, { purpose: 'bootstrap', signal })
-            break
-          } catch (err) {
-            relay.status.lastError = `${addr.toString()}: ${(err as Error).message ?? String(err)}`
-          }
-        }
-        if (signal.aborted) return
-        if (conn == null) {
+          relay.status.lastError = ladderFailureText(err)
           await this.backoff(relay, signal)
           continue
+        }
+        conn = result.connection
+        relay.connectionId = conn.id
+        relay.status.path = {
+          transport: result.transport,
+          addr: result.addr,
+          reason: result.reason,
+          remembered: result.remembered,
+          at: new Date().toISOString()
         }
         relay.status.state = 'connected'
       }
@@ -157,7 +188,9 @@ export class ReservationManager {
           relay.status.failures = 0
           relay.status.lastError = undefined
           relay.status.nextAttemptAt = undefined
-          this.log.info(`reserved on relay ${relay.peerId} over ${uplinkTransport(conn.remoteAddr)}: reachable at ${result.circuitAddrs[0]}`, { peer: relay.peerId })
+          const path = this.pathOf(relay, conn)
+          relay.status.path = path
+          this.log.info(`reserved on relay ${relay.peerId} over ${path.transport}: ${path.reason}; reachable at ${result.circuitAddrs[0]}`, { peer: relay.peerId, transport: path.transport, remembered: path.remembered })
         } catch (err) {
           if (signal.aborted) return
           relay.status.lastError = (err as Error).message
@@ -167,6 +200,19 @@ export class ReservationManager {
       }
       relay.status.state = 'reserved'
       await this.watch(relay, signal)
+    }
+  }
+
+  /** The ladder's path when `conn` is the connection it made, otherwise what we can say about `conn`. */
+  private pathOf (relay: RelayState, conn: Connection): RelayPath {
+    const known = relay.status.path
+    if (known != null && relay.connectionId === conn.id) return known
+    return {
+      transport: uplinkTransport(conn.remoteAddr),
+      addr: conn.remoteAddr.toString(),
+      reason: 'already connected (a connection opened outside the dial ladder)',
+      remembered: false,
+      at: new Date().toISOString()
     }
   }
 
@@ -229,4 +275,15 @@ export class ReservationManager {
     this.log.info(`relay ${relay.peerId}: attempt ${relay.status.failures} failed (${relay.status.lastError ?? 'unknown cause'}); retrying in ${(delay / 1000).toFixed(1)} s`, { peer: relay.peerId, failures: relay.status.failures })
     await this.waitForWake(relay, delay, signal)
   }
+}
+
+/** Each tried address with its cause, for `status`: js-libp2p would give one bare AggregateError. */
+function ladderFailureText (err: unknown): string {
+  if (err instanceof DialLadderError && err.attempts.length > 0) {
+    return err.attempts
+      .filter(a => a.outcome !== 'not-tried')
+      .map(a => `${a.addr}: ${a.cause ?? a.outcome}${a.code != null ? ` (${a.code})` : ''}`)
+      .join('; ')
+  }
+  return (err as Error)?.message ?? String(err)
 }

@@ -1,8 +1,9 @@
 import { describeDialError, initialPhase, phaseForProgress, type DialErrorDescription } from './dial-error.ts'
 import { peerIdOf, transportOf } from './transport-of.ts'
 import { diagnoseWebSocketFailure, wsTargetOf } from './ws-diagnose.ts'
+import { createLogger, type Logger } from '../log/logger.ts'
 import type { DialTelemetry } from './telemetry.ts'
-import type { DialPhase, DialPurpose } from '../core/types.ts'
+import type { DialAttempt, DialPhase, DialPurpose } from '../core/types.ts'
 import type { Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -32,6 +33,11 @@ export interface DialContext {
   purpose: DialPurpose
   /** set once libp2p handed one of the addresses to a transport */
   reachedTransport: boolean
+  /**
+   * called with each record written for this dial, after the telemetry got it;
+   * a WebSocket failure is recorded a little later, once a probe found its cause
+   */
+  onRecord?: (attempt: DialAttempt) => void
 }
 
 /**
@@ -46,15 +52,17 @@ export interface DialContext {
  */
 export class DialRecorder {
   private readonly telemetry: DialTelemetry
+  private readonly log: Logger
   private installed = false
 
-  constructor (telemetry: DialTelemetry) {
+  constructor (telemetry: DialTelemetry, log: Logger = createLogger('net.dial')) {
     this.telemetry = telemetry
+    this.log = log
   }
 
   /** A progress handler that marks a dial as ours, with its purpose. */
-  track (purpose: DialPurpose, onEvent: ProgressHandler): { onProgress: ProgressHandler, context: DialContext } {
-    const context: DialContext = { purpose, reachedTransport: false }
+  track (purpose: DialPurpose, onEvent: ProgressHandler, onRecord?: (attempt: DialAttempt) => void): { onProgress: ProgressHandler, context: DialContext } {
+    const context: DialContext = { purpose, reachedTransport: false, onRecord }
     const onProgress: ProgressHandler = (evt) => {
       if (evt.type === CLAIM_EVENT) {
         (evt as ClaimEvent).context = context
@@ -86,9 +94,17 @@ export class DialRecorder {
         outer?.(evt)
       }
       const purpose = context?.purpose ?? 'internal'
+      const emit = (attempt: DialAttempt): void => {
+        this.telemetry.record(attempt)
+        try {
+          context?.onRecord?.(attempt)
+        } catch (err) {
+          this.log.error(`dial record listener threw: ${(err as Error).stack ?? String(err)}`)
+        }
+      }
       try {
-        const conn = await original(ma, { ...options, onProgress })
-        this.telemetry.record({
+        const conn = await settleOnAbort(original(ma, { ...options, onProgress }), options.signal, text, this.log)
+        emit({
           ts: new Date(started).toISOString(),
           target: text,
           peerId: conn.remotePeer.toString(),
@@ -108,7 +124,7 @@ export class DialRecorder {
         const timedOut = aborted && (signal?.reason as { name?: string } | undefined)?.name === 'TimeoutError'
         const d = describeDialError(err, { phase, transport, elapsedMs: Date.now() - started, timedOut, cancelled: aborted && !timedOut })
         const record = (desc: DialErrorDescription): void => {
-          this.telemetry.record({
+          emit({
             ts: new Date(started).toISOString(),
             target: text,
             peerId: peerIdOf(text),
@@ -154,4 +170,49 @@ export class DialRecorder {
       purpose
     })
   }
+}
+
+/**
+ * Ends a transport dial when its signal fires, even if the transport does not
+ * listen to it. @chainsafe/libp2p-quic 2.x ignores the dial signal (its
+ * handshake runs to its own 5 s timeout, netns-lab-findings §7), so without
+ * this an abandoned or cancelled QUIC attempt would stay "running" and be
+ * recorded seconds late. A connection that still opens after nobody waits for
+ * it has already been registered by the upgrader ('connection:open'): close it,
+ * so an abandoned attempt never leaves a stray connection behind.
+ */
+async function settleOnAbort (attempt: Promise<Connection>, signal: AbortSignal | undefined, target: string, log: Logger): Promise<Connection> {
+  if (signal == null) return await attempt
+  return await new Promise<Connection>((resolve, reject) => {
+    let abandoned = false
+    const onAbort = (): void => {
+      abandoned = true
+      reject(signal.reason)
+    }
+    if (signal.aborted) {
+      onAbort()
+    } else {
+      signal.addEventListener('abort', onAbort, { once: true })
+    }
+    attempt.then(
+      (conn) => {
+        signal.removeEventListener('abort', onAbort)
+        if (!abandoned) {
+          resolve(conn)
+          return
+        }
+        log.debug(`closing a connection to ${target} that opened after its dial was abandoned`)
+        conn.close().catch((err: Error) => { conn.abort(err) })
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        if (!abandoned) {
+          reject(err)
+          return
+        }
+        // already recorded as abandoned at the moment the signal fired; the transport's own late verdict is only detail
+        log.trace(`abandoned dial to ${target} ended later: ${(err as Error)?.message ?? String(err)}`)
+      }
+    )
+  })
 }

@@ -20,7 +20,7 @@ import { describeDialError, initialPhase, phaseForProgress } from './dial-error.
 import { DialTelemetry } from './telemetry.ts'
 import { DialRecorder } from './dial-recorder.ts'
 import { relayPeerOf, transportOf, uplinkTransport } from './transport-of.ts'
-import type { ConnectionStatus, DialPhase, DialPurpose, PingProbe, PingResult, Reachability } from '../core/types.ts'
+import type { ConnectionStatus, DialAttempt, DialPhase, DialPurpose, PingProbe, PingResult, Reachability } from '../core/types.ts'
 import type { RelayLimits } from '../config/config.ts'
 import type { AbortOptions, Connection, PeerId, PrivateKey } from '@libp2p/interface'
 
@@ -48,6 +48,14 @@ export interface MeshNodeInit {
 export interface DialOptions extends AbortOptions {
   purpose: DialPurpose
   timeoutMs?: number
+}
+
+export interface TransportDialOptions extends AbortOptions {
+  purpose: DialPurpose
+  /** libp2p progress events of this one attempt */
+  onProgress?: (evt: { type: string }) => void
+  /** the telemetry record of this attempt, when it is written */
+  onRecord?: (attempt: DialAttempt) => void
 }
 
 export interface ReservationResult {
@@ -85,7 +93,7 @@ export class MeshNode {
     this.telemetry = telemetry
     this.log = log
     this.dialAttemptTimeoutMs = dialAttemptTimeoutMs
-    this.recorder = new DialRecorder(telemetry)
+    this.recorder = new DialRecorder(telemetry, log.child('dial'))
     this.recorder.install(this.components.transportManager)
   }
 
@@ -251,6 +259,51 @@ export class MeshNode {
       }
       throw err
     }
+  }
+
+  /**
+   * Dials one address with the transport manager itself, outside libp2p's dial
+   * queue, for the dial ladder's parallel attempts. The queue joins concurrent
+   * dials to the same peer into one job ("joining existing dial target",
+   * libp2p 3.3 connection-manager/dial-queue.js), which would turn parallel
+   * attempts back into one sequential dial and lose which address did what.
+   * `transportManager.dial` is what the queue calls per address; the upgrader
+   * announces the new connection ('connection:open') so the connection manager
+   * tracks it as usual, and the recorder wrapped around it records the attempt
+   * exactly once. Skipped on this path: the queue's connection gater checks
+   * (we configure no gater) and its join/reuse logic (callers look for an open
+   * connection first). An address no transport dials by itself (`/dnsaddr`,
+   * which only the queue resolves) goes through {@link dial}.
+   */
+  async dialTransport (target: Multiaddr, options: TransportDialOptions): Promise<Connection> {
+    options.signal?.throwIfAborted()
+    const tm = this.components.transportManager
+    if (tm.dialTransportForMultiaddr(target) == null) {
+      return await this.dial(target, { purpose: options.purpose, signal: options.signal })
+    }
+    // the ladder always gives a signal; anyone else still gets a bounded attempt
+    const signal = options.signal ?? AbortSignal.timeout(this.dialAttemptTimeoutMs)
+    const { onProgress } = this.recorder.track(options.purpose, (evt) => { options.onProgress?.(evt) }, options.onRecord)
+    // The dial signal must stop mattering once the dial is over: @libp2p/tcp
+    // hands it to net.connect(), which destroys the socket whenever it fires,
+    // for the socket's whole life, so a per-attempt timeout would kill the
+    // connection that won a few seconds later. The dial queue avoids this by
+    // clearing its own combined signal after each dial; we do the same.
+    const dialController = new AbortController()
+    const forward = (): void => { dialController.abort(signal.reason) }
+    signal.addEventListener('abort', forward, { once: true })
+    let conn: Connection
+    try {
+      conn = await tm.dial(target, { signal: dialController.signal, onProgress })
+    } finally {
+      signal.removeEventListener('abort', forward)
+    }
+    // what the dial queue does after a success: keep the address that worked in
+    // the address book (for libp2p's reconnects); not awaited so the winner is not held up
+    this.libp2p.peerStore.merge(conn.remotePeer, { multiaddrs: [conn.remoteAddr] }).catch((err: Error) => {
+      this.log.debug(`could not store ${conn.remoteAddr.toString()} for ${conn.remotePeer.toString()}: ${err.message}`)
+    })
+    return conn
   }
 
   /**

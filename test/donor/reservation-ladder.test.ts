@@ -1,0 +1,143 @@
+/**
+ * The reservation manager dials its relays with the dial ladder: `status`
+ * says which rung won and why, the log says it when the reservation is made,
+ * and the winning rung is remembered in the data directory's state folder.
+ */
+import assert from 'node:assert/strict'
+import { existsSync, readFileSync } from 'node:fs'
+import { createServer, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { after, afterEach, before, describe, it } from 'node:test'
+import { ApiClient } from '../../src/api/client.ts'
+import { loadDaemonConfig } from '../../src/config/config.ts'
+import { dataDirPaths } from '../../src/config/data-dir.ts'
+import { startDaemon, type DaemonHandle, type RelayHandle } from '../../src/daemon/daemon.ts'
+import { configureLogging, resetLogging } from '../../src/log/logger.ts'
+import { RUNG_MEMORY_FILE } from '../../src/net/dial-ladder.ts'
+import { FAST_RESERVATION, freePort, reservedStatus, startTestRelay, tempDir, waitFor } from '../helpers/mesh.ts'
+
+const dir = tempDir('wc-resladder-')
+const lines: string[] = []
+const running: Array<{ stop: () => Promise<void> }> = []
+let relay: RelayHandle
+let relayId: string
+let tcpAddr: string
+let quicAddr: string
+let wsAddr: string
+
+before(async () => {
+  configureLogging({ spec: 'info', format: 'text', sink: (line) => { lines.push(line) } })
+  relay = await startTestRelay(join(dir.path, 'relay'), ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/udp/0/quic-v1', '/ip4/127.0.0.1/tcp/0/ws'])
+  relayId = relay.info.peerId
+  const pick = (test: (a: string) => boolean): string => {
+    const found = relay.info.announceAddrs.find(a => a.startsWith('/ip4/127.0.0.1/') && test(a))
+    assert.ok(found != null, relay.info.announceAddrs.join(' '))
+    return found
+  }
+  quicAddr = pick(a => a.includes('/quic-v1'))
+  wsAddr = pick(a => a.includes('/ws'))
+  tcpAddr = pick(a => a.includes('/tcp/') && !a.includes('/ws'))
+})
+
+afterEach(async () => {
+  for (const r of running.splice(0).reverse()) await r.stop()
+})
+
+after(async () => {
+  await relay.stop()
+  resetLogging()
+  dir.cleanup()
+})
+
+/** A donor whose reservation manager keeps its rung memory in the data directory's state folder. */
+async function startDonor (dataDir: string, bootstrap: string[]): Promise<DaemonHandle & { client: ApiClient }> {
+  const handle = await startDaemon(loadDaemonConfig({ dataDir, bootstrap, listen: ['/p2p-circuit'], apiPort: '0' }, {}), {
+    reservation: { ...FAST_RESERVATION, stateDir: dataDirPaths(dataDir).stateDir }
+  })
+  running.push(handle)
+  return { ...handle, client: new ApiClient({ dataDir }) }
+}
+
+/** Accepts TCP connections and never answers: Noise stalls. */
+async function stallingServer (): Promise<string> {
+  const sockets = new Set<Socket>()
+  const server = createServer(socket => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.resume()
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => { resolve() })
+  })
+  running.push({
+    stop: async () => {
+      for (const s of sockets) s.destroy()
+      await new Promise<void>(resolve => server.close(() => { resolve() }))
+    }
+  })
+  const address = server.address()
+  const port = typeof address === 'object' && address != null ? address.port : 0
+  return `/ip4/127.0.0.1/tcp/${port}/p2p/${relayId}`
+}
+
+describe('relay reservations through the dial ladder', () => {
+  it('status and the log say which rung reached the relay and why', async () => {
+    lines.length = 0
+    const donor = await startDonor(join(dir.path, 'donor-why'), [tcpAddr, wsAddr, quicAddr])
+    const status = await waitFor('a reservation', async () => await reservedStatus(donor.client, relayId))
+    assert.equal(status.relays[0].transport, 'quic')
+    const path = status.bootstrap[0].path
+    assert.ok(path != null, JSON.stringify(status.bootstrap))
+    assert.equal(path.transport, 'quic')
+    assert.equal(path.addr, quicAddr)
+    assert.equal(path.remembered, false)
+    assert.match(path.reason, /^first to connect/)
+    assert.ok(!Number.isNaN(Date.parse(path.at)))
+    const logged = lines.find(l => l.includes(`reserved on relay ${relayId} over quic: first to connect`))
+    assert.ok(logged != null, lines.join('\n'))
+    assert.match(logged, /INFO/)
+  })
+
+  it('the next start tries the remembered rung first, and says so', async () => {
+    const dataDir = join(dir.path, 'donor-remember')
+    const refused = `/ip4/127.0.0.1/tcp/${await freePort()}/p2p/${relayId}`
+    const bootstrap = [refused, wsAddr]
+    const first = await startDonor(dataDir, bootstrap)
+    const s1 = await waitFor('first reservation', async () => await reservedStatus(first.client, relayId))
+    assert.equal(s1.relays[0].transport, 'ws')
+    assert.equal(s1.bootstrap[0].path?.remembered, false)
+    assert.match(s1.bootstrap[0].path?.reason ?? '', /tcp: failed at tcp-connect \(ECONNREFUSED\)/)
+    await first.stop()
+    const file = join(dataDirPaths(dataDir).stateDir, RUNG_MEMORY_FILE)
+    assert.ok(existsSync(file), 'the winning rung is kept in the state folder')
+    assert.match(readFileSync(file, 'utf8'), /"transport": "ws"/)
+
+    lines.length = 0
+    const second = await startDonor(dataDir, bootstrap)
+    const s2 = await waitFor('reservation after restart', async () => await reservedStatus(second.client, relayId))
+    assert.equal(s2.relays[0].transport, 'ws')
+    assert.equal(s2.bootstrap[0].path?.remembered, true)
+    assert.match(s2.bootstrap[0].path?.reason ?? '', /^remembered from the last run on this network/)
+    assert.ok(lines.some(l => l.includes(`reserved on relay ${relayId} over ws: remembered from the last run on this network`)), lines.join('\n'))
+    // the remembered rung went first and won, so the refused address was never dialled this time
+    const dials = await second.client.call('dials', { limit: 100 })
+    assert.equal(dials.attempts.filter(d => d.target === refused).length, 0, JSON.stringify(dials.attempts))
+    assert.equal(dials.attempts.filter(d => d.target === wsAddr && d.outcome === 'success').length, 1)
+  })
+
+  it('a stalled TCP bootstrap address does not hold up the reservation: WS wins and TCP is recorded as cancelled at noise', async () => {
+    const stalled = await stallingServer()
+    const donor = await startDonor(join(dir.path, 'donor-stalled'), [stalled, wsAddr])
+    const status = await waitFor('a reservation', async () => await reservedStatus(donor.client, relayId))
+    assert.equal(status.relays[0].transport, 'ws')
+    assert.match(status.bootstrap[0].path?.reason ?? '', /^first to connect \(tcp: cancelled at noise after/)
+    assert.equal(status.bootstrap[0].failures, 0)
+    const dials = await donor.client.call('dials', { limit: 100 })
+    const tcp = dials.attempts.filter(d => d.target === stalled)
+    assert.equal(tcp.length, 1, JSON.stringify(tcp))
+    assert.equal(tcp[0].outcome, 'cancelled')
+    assert.equal(tcp[0].phase, 'noise')
+    assert.equal(tcp[0].purpose, 'bootstrap')
+  })
+})
