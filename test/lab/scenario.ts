@@ -1,0 +1,290 @@
+/**
+ * The shared machinery of the namespace-lab scenarios (issue 6): a run
+ * folder, the summary table, and `pairScenario` — a relay (or several) on the
+ * lab's "internet", a submitting donor at site A and an executing donor at
+ * site B, each relay-only; both must become dispatchable, a job submitted at
+ * A must run at B, and every failed dial must say where and why it failed.
+ * Each `test/lab/*.test.ts` file builds its scenarios from this.
+ *
+ * Environment:
+ *   WC_LAB_ONLY=cone,relay-restart …   run only these scenarios (keys)
+ *   WC_LAB_KEEP=1 …                    keep the run folder (logs, data dirs) even when everything passed
+ *   WC_LAB_LOG=info,net=debug …        WORLDCOMPUTE_LOG for every lab process
+ */
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { after, describe, type TestContext } from 'node:test'
+import { buildTopology, labSkipReason, namespacesWithPrefix, RUN_PREFIX, type Lab, type NatKind, type Firewall, type RelaySpec, type SiteSpec, type TeardownReport } from './topology.ts'
+import {
+  startRelay, startDonor, waitDispatchable, submitJob, dialsOf, statusOf, unexplainedFailures, unrecordedTargets, describeAttempt,
+  problemLines, tail, type DonorNode, type RelayNode, type Dispatchable, type JobRun
+} from './processes.ts'
+
+export const SKIP = labSkipReason()
+const ONLY = (process.env.WC_LAB_ONLY ?? '').split(',').map(s => s.trim()).filter(s => s !== '')
+
+/**
+ * Every scenario key of every lab file (`npm run test:lab -- --only <key>`);
+ * a file's `scenarioKeys` must only use these, so a typo in WC_LAB_ONLY fails
+ * loudly instead of running nothing.
+ */
+export const SCENARIOS = ['network', 'open', 'cone', 'symmetric', '443-only', 'relay-restart'] as const
+for (const k of ONLY) {
+  if (!(SCENARIOS as readonly string[]).includes(k)) throw new Error(`WC_LAB_ONLY: unknown scenario "${k}" (known: ${SCENARIOS.join(', ')})`)
+}
+
+/** A file's scenario keys; returns the per-test skip reason (undefined: run it). */
+export function scenarioKeys<K extends typeof SCENARIOS[number]> (keys: readonly K[]): (key: K) => string | undefined {
+  void keys
+  return (key: K) => ONLY.length === 0 || ONLY.includes(key) ? undefined : `not in WC_LAB_ONLY=${ONLY.join(',')}`
+}
+
+export const PRIMES = fileURLToPath(new URL('../fixtures/wasm/primes.wasm', import.meta.url))
+export const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url))
+export const RUN_ROOT = SKIP == null ? mkdtempSync(join(tmpdir(), `wc-lab-${RUN_PREFIX}`)) : ''
+export const TEST_TIMEOUT_MS = 150_000
+let anyFailed = false
+export function markFailed (): void { anyFailed = true }
+if (RUN_ROOT !== '') {
+  // an interrupted run (SIGINT/SIGTERM: topology.ts tears down, then exits) leaves no run folder behind either
+  process.on('exit', () => {
+    if (!anyFailed && process.env.WC_LAB_KEEP !== '1') rmSync(RUN_ROOT, { recursive: true, force: true })
+  })
+}
+
+export interface Row {
+  scenario: string
+  dispatchable: string
+  time: string
+  path: string
+  job: string
+  lab: string
+}
+export const rows: Row[] = []
+
+function printSummary (): void {
+  if (rows.length === 0) return
+  const head: Row = { scenario: 'scenario', dispatchable: 'dispatchable?', time: 'time to dispatchable (uplink)', path: 'path', job: 'job round trip', lab: 'netns up / down' }
+  const all = [head, ...rows]
+  const width = (k: keyof Row): number => Math.max(...all.map(r => r[k].length))
+  const keys = Object.keys(head) as Array<keyof Row>
+  const line = (r: Row): string => `| ${keys.map(k => r[k].padEnd(width(k))).join(' | ')} |`
+  const out = ['', 'Network-namespace lab summary', line(head), `|${keys.map(k => '-'.repeat(width(k) + 2)).join('|')}|`, ...rows.map(line), '']
+  console.log(out.join('\n'))
+}
+
+export const secs = (ms: number): string => `${(ms / 1000).toFixed(2)} s`
+
+// ---------------------------------------------------------------------------
+
+/** Stops donors before relays (so donors do not log a lost relay during a clean stop), then tears the topology down. */
+async function shutdown (lab: Lab, donors: DonorNode[], relays: RelayNode[]): Promise<{ report: TeardownReport, exitCodes: Record<string, number | null>, stragglers: string[] }> {
+  const exitCodes: Record<string, number | null> = {}
+  await Promise.all(donors.map(async d => { exitCodes[d.name] = await d.proc.stop(10_000) }))
+  await Promise.all(relays.map(async r => { exitCodes[r.host] = await r.proc.stop(10_000) }))
+  const stragglers = [...donors.map(d => d.proc), ...relays.map(r => r.proc)].flatMap(p => p.stragglers.map(s => `${p.host}: ${s}`))
+  const report = await lab.teardown()
+  return { report, exitCodes, stragglers }
+}
+
+export interface Side { nat: NatKind, firewall?: Firewall }
+
+export interface PairOptions {
+  key: string
+  submitter: Side
+  executor: Side
+  /** extra direct listen addresses for a donor, given its own IP */
+  extraListen?: (ip: string) => string[]
+  dispatchTimeoutMs?: number
+  /** per donor name, bootstrap addresses that cannot work from its network and must leave a dial record */
+  mustExplain?: (relay: RelayNode) => Record<string, string[]>
+  /** prefix of the final job's figures in the summary */
+  jobLabel?: string
+  /** between "both dispatchable" and the job */
+  during?: (ctx: PairContext) => Promise<void>
+  /** relays on the internet (default: one, "relay" at 198.51.100.10); each runs `worldcompute relay` */
+  relays?: RelaySpec[]
+  /** other internet hosts (proxy, DoH, STUN …) that the scenario starts itself in `beforeDonors` */
+  services?: RelaySpec[]
+  /** the donors' bootstrap list (default: every relay's TCP, QUIC and WebSocket/443 addresses, in that order) */
+  bootstrap?: (relays: RelayNode[], lab: Lab) => string[]
+  /** extra environment / arguments per donor */
+  donorEnv?: (name: 'submitter' | 'executor', lab: Lab) => Record<string, string>
+  donorArgs?: (name: 'submitter' | 'executor', lab: Lab) => string[]
+  /** after the relays are up, before the donors start (start a proxy, a DoH server …); may return a clean-up */
+  beforeDonors?: (ctx: { t: TestContext, lab: Lab, runDir: string, relays: RelayNode[] }) => Promise<(() => Promise<void>) | undefined>
+}
+
+export interface PairContext {
+  t: TestContext
+  lab: Lab
+  runDir: string
+  relay: RelayNode
+  relays: RelayNode[]
+  submitter: DonorNode
+  executor: DonorNode
+  row: Row
+}
+
+function siteSpec (name: string, side: Side, host: string): SiteSpec {
+  return { name, nat: side.nat, ...(side.firewall != null ? { firewall: side.firewall } : {}), hosts: [{ name: host }] }
+}
+
+function uplinkText (d: Dispatchable): string { return `${secs(d.ms)} (${d.transport})` }
+
+/**
+ * The core of every scenario: a relay on the "internet", a submitting donor
+ * (--no-execute) at site A and an executing donor at site B, both relay-only;
+ * both must become dispatchable, a job submitted at A must run at B, and
+ * every failed dial either donor recorded must say where and why it failed.
+ */
+export async function pairScenario (t: TestContext, opts: PairOptions): Promise<void> {
+  const row: Row = { scenario: opts.key, dispatchable: 'no', time: '-', path: '-', job: '-', lab: '-' }
+  rows.push(row)
+  const runDir = join(RUN_ROOT, opts.key)
+  const lab = await buildTopology({
+    relays: [...(opts.relays ?? [{ name: 'relay', ip: '198.51.100.10' }]), ...(opts.services ?? [])],
+    sites: [siteSpec('sitea', opts.submitter, 'submitter'), siteSpec('siteb', opts.executor, 'executor')]
+  })
+  t.diagnostic(`namespaces up in ${lab.setupMs} ms (prefix ${lab.prefix}); run folder ${runDir}`)
+  const donors: DonorNode[] = []
+  const relays: RelayNode[] = []
+  let cleanup: (() => Promise<void>) | undefined
+  let failure: unknown
+  try {
+    for (const spec of opts.relays ?? [{ name: 'relay', ip: '198.51.100.10' }]) {
+      const relay = await startRelay(lab, spec.name, runDir)
+      relays.push(relay)
+      t.diagnostic(`${spec.name} ${relay.peerId} ready ${relay.readyMs} ms after spawn`)
+    }
+    const relay = relays[0]
+    cleanup = await opts.beforeDonors?.({ t, lab, runDir, relays })
+    // what a user copies from the relay's start-up output, in that order: TCP, QUIC, WebSocket/443
+    const bootstrap = opts.bootstrap?.(relays, lab) ?? relays.flatMap(r => [r.addr.tcp, r.addr.quic, r.addr.ws])
+    const donorOpts = (name: 'submitter' | 'executor'): { extraListen?: string[], env?: Record<string, string>, args?: string[] } => ({
+      extraListen: opts.extraListen?.(lab.ip(name)),
+      env: opts.donorEnv?.(name, lab),
+      args: opts.donorArgs?.(name, lab)
+    })
+    const submitter = startDonor(lab, 'submitter', runDir, { bootstrap, noExecute: true, ...donorOpts('submitter') })
+    const executor = startDonor(lab, 'executor', runDir, { bootstrap, ...donorOpts('executor') })
+    donors.push(submitter, executor)
+
+    const timeoutMs = opts.dispatchTimeoutMs ?? 30_000
+    const [ds, de] = await Promise.allSettled([waitDispatchable(lab, submitter, { timeoutMs }), waitDispatchable(lab, executor, { timeoutMs })])
+    const times = [ds, de].map(r => r.status === 'fulfilled' ? uplinkText(r.value) : 'never')
+    row.dispatchable = ds.status === 'fulfilled' && de.status === 'fulfilled' ? 'yes' : `no (${[ds.status === 'rejected' ? 'submitter' : '', de.status === 'rejected' ? 'executor' : ''].filter(Boolean).join(', ')})`
+    row.time = `A ${times[0]}, B ${times[1]}`
+    for (const [name, r] of [['submitter', ds], ['executor', de]] as const) {
+      if (r.status === 'fulfilled') t.diagnostic(`${name} dispatchable ${r.value.ms} ms after spawn (${r.value.sinceDaemonStartMs} ms after the daemon's own startedAt) over ${r.value.transport}; seen by a status poll at ${r.value.seenMs} ms`)
+    }
+    if (ds.status === 'rejected') throw ds.reason
+    if (de.status === 'rejected') throw de.reason
+
+    const ctx: PairContext = { t, lab, runDir, relay, relays, submitter, executor, row }
+    if (opts.during != null) await opts.during(ctx)
+    await runJobAcross(ctx, opts.jobLabel)
+    await checkDials(t, lab, [submitter, executor], opts.mustExplain?.(relay) ?? {})
+  } catch (err) {
+    failure = err
+    anyFailed = true
+  } finally {
+    await cleanup?.().catch((err: unknown) => { t.diagnostic(`scenario clean-up failed: ${String(err)}`) })
+    const { report, exitCodes, stragglers } = await shutdown(lab, donors, relays)
+    row.lab = `${lab.setupMs} ms / ${report.ms} ms`
+    t.diagnostic(`torn down in ${report.ms} ms (${report.killed} processes killed, ${report.leftovers} leftovers in namespaces, ${report.strays} strays); exit codes ${JSON.stringify(exitCodes)}`)
+    if (stragglers.length > 0) t.diagnostic(`processes left in a daemon's process group after it exited: ${stragglers.join('; ')}`)
+    for (const p of [...relays.map(r => ({ name: r.host, proc: r.proc })), ...donors]) {
+      const problems = problemLines(p.proc.stderr())
+      if (problems.length > 0) t.diagnostic(`${p.name}: ${problems.length} WARN/ERROR log lines:\n${problems.slice(0, 12).join('\n')}`)
+    }
+    if (failure != null) {
+      for (const p of [...relays, ...donors]) t.diagnostic(`--- ${p.host} log (${p.logFile}), last lines:\n${tail(p.proc.stderr(), 25)}`)
+    }
+    assert.deepEqual(namespacesWithPrefix(lab.prefix), [], 'no namespace of this scenario is left')
+    assert.equal(report.strays, 0, 'no process is left inside a deleted namespace of this scenario')
+    if (failure == null) {
+      for (const [name, code] of Object.entries(exitCodes)) assert.equal(code, 0, `${name} exits 0 on SIGTERM`)
+    }
+  }
+  if (failure != null) throw failure
+}
+
+/** Submits primes(100000) at the submitter; it must run on the executor at the other site. */
+export async function runJobAcross (ctx: PairContext, label = ''): Promise<JobRun> {
+  const { t, lab, runDir, submitter, executor, row } = ctx
+  const job = await submitJob(lab, submitter, PRIMES, '100000\n', runDir, 60_000)
+  const v = job.view
+  const executorId = (await statusOf(lab, executor))?.peerId
+  assert.equal(job.code, 0, `job submit exits 0; stderr: ${job.stderr}; ${JSON.stringify(v)}`)
+  assert.equal(v.status, 'succeeded', v.message)
+  assert.equal(v.stdout, 'primes below 100000: 9592\n')
+  assert.equal(v.replicas.length, 1)
+  const replica = v.replicas[0]
+  assert.equal(replica.executor, executorId, 'the job ran on the donor at the other site')
+  assert.equal(replica.receiptVerified, true, 'the receipt was verified')
+  // which connection carried it, as the submitter sees it
+  const s = await statusOf(lab, submitter)
+  const conn = s?.connections.find(c => c.peerId === executorId)
+  const e = await statusOf(lab, executor)
+  const upA = s?.relays[0]?.transport ?? '?'
+  const upB = e?.relays[0]?.transport ?? '?'
+  const path = replica.path === 'relayed'
+    ? `relayed (A→relay ${upA}, relay→B ${upB})`
+    : `${replica.path ?? 'unknown'}${conn != null ? ` over ${conn.transport}` : ''}`
+  row.path = `${row.path === '-' ? '' : `${row.path}; `}${label}${path}`
+  const rt = `${secs(job.ms)} (broker ${v.durationMs} ms)`
+  row.job = `${row.job === '-' ? '' : `${row.job}; `}${label}${rt}`
+  t.diagnostic(`${label}job ${v.jobId}: ${v.status} on ${replica.executor.slice(0, 16)}…, path ${path}; submitter↔executor connection: ${conn != null ? `${conn.transport} ${conn.remoteAddr}` : 'none open now'}; round trip ${job.ms} ms wall (one CLI start-up included), broker ${v.durationMs} ms`)
+  const brokerLines = submitter.proc.stderr().split('\n').filter(l => l.includes(v.jobId))
+  t.diagnostic(`${label}submitter's log for ${v.jobId}:\n${brokerLines.join('\n')}`)
+  return job
+}
+
+/**
+ * Every failed dial a donor recorded names a phase and a cause, and every
+ * cancelled one was cancelled by a winner; `mustExplain` lists, per donor,
+ * bootstrap addresses that cannot work from its network: each must have left
+ * a record (failed with a cause, or cancelled by the winner).
+ */
+export async function checkDials (t: TestContext, lab: Lab, donors: DonorNode[], mustExplain: Record<string, string[]> = {}): Promise<void> {
+  for (const d of donors) {
+    const { attempts, total } = await dialsOf(lab, d)
+    const unrecorded = unrecordedTargets(attempts, mustExplain[d.name] ?? [])
+    const failed = attempts.filter(a => a.outcome === 'failure')
+    const cancelled = attempts.filter(a => a.outcome === 'cancelled')
+    t.diagnostic(`${d.name}: ${total} dial attempts recorded, ${failed.length} failed, ${cancelled.length} cancelled`)
+    for (const a of [...failed, ...cancelled].slice(0, 10)) t.diagnostic(`  ${describeAttempt(a)}`)
+    const unexplained = [
+      ...unexplainedFailures(attempts).map(a => `unexplained: ${describeAttempt(a)}`),
+      ...unrecorded.map(addr => `no dial record at all for ${addr}, which cannot work from this network`)
+    ]
+    assert.deepEqual(unexplained, [], `${d.name}: every failed dial has a phase and a cause, every cancelled one lost to a winner, and every rung that cannot work left a record`)
+  }
+}
+
+
+/**
+ * A lab suite: skipped with one line when the lab cannot run here; after the
+ * file's scenarios, prints the summary table, checks that no namespace of this
+ * process is left, and removes the run folder unless something failed.
+ */
+export function labSuite (title: string, fn: () => void): void {
+  describe(title, { skip: SKIP, timeout: 15 * 60_000 }, () => {
+    after(() => {
+      printSummary()
+      const left = namespacesWithPrefix(RUN_PREFIX)
+      if (left.length > 0) console.log(`LAB LEAK: namespaces left: ${left.join(', ')}`)
+      if (anyFailed || process.env.WC_LAB_KEEP === '1') {
+        console.log(`lab run folder kept (logs, data dirs): ${RUN_ROOT}`)
+      } else {
+        rmSync(RUN_ROOT, { recursive: true, force: true })
+      }
+      assert.deepEqual(left, [], 'no lab namespace is left after the run')
+    })
+    fn()
+  })
+}
