@@ -2,26 +2,23 @@ import { WorldComputeError } from '../core/errors.ts'
 import { VERSION } from '../core/version.ts'
 import { configureLogging, type LogFormat } from '../log/logger.ts'
 import { UsageError } from './args.ts'
-import * as daemon from './commands/daemon.ts'
-import * as demo from './commands/demo.ts'
-import * as id from './commands/id.ts'
-import * as job from './commands/job.ts'
-import * as ping from './commands/ping.ts'
-import * as relay from './commands/relay.ts'
-import * as status from './commands/status.ts'
 import { stdio, type Output } from './output.ts'
 
 type Command = (argv: string[], o: Output) => Promise<number>
 
-const commands: Record<string, { run: Command, summary: string }> = {
-  id: { run: id.run, summary: 'print this node\'s PeerId (creates the identity)' },
-  daemon: { run: daemon.run, summary: 'run the donor daemon' },
-  relay: { run: relay.run, summary: 'run a relay' },
-  status: { run: status.run, summary: 'what the running daemon is doing' },
-  ping: { run: ping.run, summary: 'reach a peer through the daemon and show the path' },
-  job: { run: job.run, summary: 'submit a WASM job and get its result (submit, status, result, list)' },
-  dials: { run: status.runDials, summary: 'the daemon\'s recent dial attempts and why they failed' },
-  demo: { run: demo.run, summary: 'start a relay and two relay-only donors on loopback and show them join' }
+// Commands are loaded on demand: `daemon`, `relay` and `demo` pull in
+// js-libp2p (about 1 s of module loading on a cold start), which `status`,
+// `dials` and `job` — run often, by people and by scripts polling a daemon —
+// never need.
+const commands: Record<string, { load: () => Promise<Command>, summary: string }> = {
+  id: { load: async () => (await import('./commands/id.ts')).run, summary: 'print this node\'s PeerId (creates the identity)' },
+  daemon: { load: async () => (await import('./commands/daemon.ts')).run, summary: 'run the donor daemon' },
+  relay: { load: async () => (await import('./commands/relay.ts')).run, summary: 'run a relay' },
+  status: { load: async () => (await import('./commands/status.ts')).run, summary: 'what the running daemon is doing' },
+  ping: { load: async () => (await import('./commands/ping.ts')).run, summary: 'reach a peer through the daemon and show the path' },
+  job: { load: async () => (await import('./commands/job.ts')).run, summary: 'submit a WASM job and get its result (submit, status, result, list)' },
+  dials: { load: async () => (await import('./commands/status.ts')).runDials, summary: 'the daemon\'s recent dial attempts and why they failed' },
+  demo: { load: async () => (await import('./commands/demo.ts')).run, summary: 'start a relay and two relay-only donors on loopback and show them join' }
 }
 
 const usage = `worldcompute ${VERSION}: volunteer compute mesh
@@ -64,7 +61,8 @@ export async function main (argv: string[], o: Output = stdio): Promise<number> 
     }
     const command = commands[name]
     if (command == null) throw new UsageError(`unknown command "${name}"; commands: ${Object.keys(commands).join(', ')}`)
-    return await command.run(args, o)
+    const run = await command.load()
+    return await run(args, o)
   } catch (err) {
     if (err instanceof UsageError) {
       o.err(`worldcompute: ${err.message}`)

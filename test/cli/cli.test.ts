@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { statSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { firstJson, runCli, startCli, type LongRunning } from '../helpers/cli.ts'
@@ -129,6 +129,17 @@ describe('worldcompute CLI', () => {
     await waitFor('a retry line from donor.reservation', () => /donor\.reservation: relay .* retrying in/.test(quiet.stderr()) ? true : undefined)
     assert.equal(await quiet.stop(), 0)
     assert.doesNotMatch(quiet.stderr(), /dial failed:/, 'warn lines of net.dial are filtered out at error level')
+  })
+
+  it('SIGTERM while the daemon is still starting stops it cleanly, exit 0', async () => {
+    const dataDir = join(dir.path, 'early-stop')
+    const dead = '/ip4/127.0.0.1/tcp/9/p2p/12D3KooWCUxGstisocAwjyRccMAVqDFAksLECFj23zxN7fP231Wj'
+    const daemon = startCli(['daemon', '--data-dir', dataDir, '--api-port', '0', '--listen', '/p2p-circuit', '--bootstrap', dead])
+    started.push(daemon)
+    // the API answers (its endpoint file appears) before the daemon has finished starting
+    await waitFor('the API endpoint file', () => existsSync(join(dataDir, 'api-endpoint.json')) ? true : undefined, 20_000, 10)
+    assert.equal(await daemon.stop(), 0, daemon.stderr())
+    assert.match(daemon.stderr(), /received SIGTERM, stopping/)
   })
 
   it('ping to a PeerId nobody knows fails with one line saying why', async () => {

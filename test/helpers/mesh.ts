@@ -47,7 +47,7 @@ export async function startTestDonor (dataDir: string, bootstrap: string[], list
 }
 
 /** Polls a condition every 50 ms; fails with the last value seen after `timeoutMs`. */
-export async function waitFor<T> (what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
+export async function waitFor<T> (what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000, intervalMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let last: unknown
   while (Date.now() < deadline) {
@@ -57,7 +57,7 @@ export async function waitFor<T> (what: string, probe: () => Promise<T | undefin
     } catch (err) {
       last = err
     }
-    await new Promise(resolve => setTimeout(resolve, 50))
+    await new Promise(resolve => setTimeout(resolve, intervalMs))
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last != null ? ` (last error: ${String(last)})` : ''}`)
 }

@@ -48,8 +48,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     maxDeadline: values['max-deadline'],
     memoryBudget: values['memory-budget']
   })
-  const handle = await startDaemon(config)
-  o.err(`worldcompute daemon ${handle.peerId} running; API on 127.0.0.1:${handle.apiPort}; \`worldcompute status --data-dir ${config.dataDir}\` shows what it is doing`)
-  await runUntilSignal(o, handle.stop)
+  await runUntilSignal(o, async () => await startDaemon(config), (handle) => {
+    o.err(`worldcompute daemon ${handle.peerId} running; API on 127.0.0.1:${handle.apiPort}; \`worldcompute status --data-dir ${config.dataDir}\` shows what it is doing`)
+  })
   return 0
 }

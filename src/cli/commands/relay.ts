@@ -43,18 +43,18 @@ export async function run (argv: string[], o: Output): Promise<number> {
     durationLimit: values['relay-duration-limit'],
     maxReservations: values['max-reservations']
   })
-  const handle = await startRelay(config)
-  const { info } = handle
-  if (values.json) {
-    o.out(JSON.stringify({ peerId: info.peerId, listenAddrs: info.listenAddrs, announceAddrs: info.announceAddrs }))
-  } else {
-    o.out(`relay ${info.peerId} running`)
-    o.out('listening on:')
-    for (const a of info.listenAddrs) o.out(`  ${a}`)
-    o.out('advertising:')
-    for (const a of info.announceAddrs) o.out(`  ${a}`)
-    o.out(`limits: ${info.limits.dataLimitBytes} bytes and ${info.limits.durationLimitMs / 1000} s per relayed connection, ${info.limits.maxReservations} reservations`)
-  }
-  await runUntilSignal(o, handle.stop)
+  await runUntilSignal(o, async () => await startRelay(config), (handle) => {
+    const { info } = handle
+    if (values.json) {
+      o.out(JSON.stringify({ peerId: info.peerId, listenAddrs: info.listenAddrs, announceAddrs: info.announceAddrs }))
+    } else {
+      o.out(`relay ${info.peerId} running`)
+      o.out('listening on:')
+      for (const a of info.listenAddrs) o.out(`  ${a}`)
+      o.out('advertising:')
+      for (const a of info.announceAddrs) o.out(`  ${a}`)
+      o.out(`limits: ${info.limits.dataLimitBytes} bytes and ${info.limits.durationLimitMs / 1000} s per relayed connection, ${info.limits.maxReservations} reservations`)
+    }
+  })
   return 0
 }
