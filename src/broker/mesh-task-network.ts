@@ -2,7 +2,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { PeerUnreachableError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
-import { transportOf } from '../net/transport-of.ts'
+import { relayPeerOf, transportOf, uplinkTransport } from '../net/transport-of.ts'
 import type { ExecutorInfo, TaskNetwork, TaskRunResult, TaskToRun } from './broker.ts'
 import type { MeshNode } from '../net/mesh-node.ts'
 import type { CapacityService } from '../protocols/capacity/index.ts'
@@ -17,7 +17,23 @@ export interface MeshTaskNetworkInit {
   dispatch: DispatchService
   /** relays this node holds a connection to: an executor with no known address is tried through them */
   relays?: () => string[]
+  /**
+   * how many times a task whose path broke (a relay died, the connection
+   * dropped) is sent again to the same executor over another path; the
+   * executor joins the run already under way, so nothing runs twice @default 4
+   */
+  maxPathRetries?: number
   logger?: Logger
+}
+
+/** Errors that say the path to the executor broke, not that the task or its answer is wrong. */
+const PATH_FAILURES = new Set(['DISPATCH_FAILED', 'PEER_UNREACHABLE', 'STREAM_STALLED'])
+function isPathFailure (err: unknown): boolean {
+  const e = err as { code?: string, phase?: string, name?: string, cause?: { name?: string } }
+  // the answer stopped mid-way: the connection under it went away
+  if (e?.code === 'PROTOCOL_VIOLATION' && e.cause?.name === 'UnexpectedEOFError') return true
+  if (e?.code === 'DISPATCH_TIMEOUT') return e.phase === 'open-stream' || e.phase === 'send' || e.phase === 'receive'
+  return PATH_FAILURES.has(e?.code ?? '') || e?.name === 'PeerUnreachableError'
 }
 
 /**
@@ -65,22 +81,38 @@ export class MeshTaskNetwork implements TaskNetwork {
    * direct dial of its non-circuit addresses, then an existing relayed one,
    * then its circuit addresses. Each dial is recorded by the dial telemetry.
    */
-  private async connect (peerId: string, signal: AbortSignal): Promise<Connection> {
+  private async connect (peerId: string, signal: AbortSignal, avoid: ReadonlySet<string> = new Set()): Promise<Connection> {
     const peer = peerIdFromString(peerId)
     const open = this.init.mesh.libp2p.getConnections(peer).filter(c => c.status === 'open')
     const direct = open.find(c => transportOf(c.remoteAddr) !== 'circuit')
     if (direct != null) return direct
     const announced = this.init.capacity.capacityOf(peerId)?.addrs ?? []
-    // not (yet) announced: it may hold a reservation on one of our relays
+    // through every relay we are connected to: the executor may hold a
+    // reservation there that its last announcement does not show yet
     const viaOurRelays = (this.init.relays?.() ?? []).flatMap(relay => {
       const conn = this.init.mesh.directConnection(relay)
       if (conn == null) return []
       const base = conn.remoteAddr.toString().includes('/p2p/') ? conn.remoteAddr.toString() : `${conn.remoteAddr.toString()}/p2p/${relay}`
       return [`${base}/p2p-circuit/p2p/${peerId}`]
     })
-    const addrs = announced.length > 0 ? announced : viaOurRelays
+    // what identify told us, which may be newer than the announcement
+    const stored: string[] = []
+    try {
+      const known = await this.init.mesh.libp2p.peerStore.get(peer)
+      stored.push(...known.addresses.map(a => a.multiaddr.toString()).filter(a => transportOf(a) === 'circuit'))
+    } catch (err) {
+      if ((err as Error).name !== 'NotFoundError') this.log.debug(`peer store lookup for ${peerId} failed: ${(err as Error).message}`)
+    }
+    const withPeer = (a: string): string => a.endsWith(`/p2p/${peerId}`) ? a : `${a}/p2p/${peerId}`
+    const addrs = [...new Set([...announced, ...stored, ...(announced.length > 0 ? [] : viaOurRelays)].map(withPeer))]
     const directAddrs = addrs.filter(a => transportOf(a) !== 'circuit')
-    const circuitAddrs = addrs.filter(a => transportOf(a) === 'circuit')
+    const relayRank = (a: string): number => {
+      const relay = relayPeerOf(a)
+      if (relay != null && avoid.has(relay)) return 2 // its circuit just broke: last resort
+      return relay != null && this.init.mesh.directConnection(relay) != null ? 0 : 1 // a relay we are connected to dials in one hop
+    }
+    const circuitAddrs = [...new Set([...addrs.filter(a => transportOf(a) === 'circuit'), ...viaOurRelays])]
+      .sort((a, b) => relayRank(a) - relayRank(b))
     const errors: string[] = []
     for (const addr of directAddrs) {
       try {
@@ -89,7 +121,7 @@ export class MeshTaskNetwork implements TaskNetwork {
         errors.push(`${addr}: ${(err as Error).message}`)
       }
     }
-    const relayed = open.find(c => transportOf(c.remoteAddr) === 'circuit')
+    const relayed = open.find(c => transportOf(c.remoteAddr) === 'circuit' && !avoid.has(relayPeerOf(c.remoteAddr) ?? ''))
     if (relayed != null) return relayed
     for (const addr of circuitAddrs) {
       try {
@@ -98,7 +130,7 @@ export class MeshTaskNetwork implements TaskNetwork {
         errors.push(`${addr}: ${(err as Error).message}`)
       }
     }
-    throw new PeerUnreachableError(`cannot reach executor ${peerId}: ${addrs.length === 0 ? 'it announced no address' : errors.join('; ')}`)
+    throw new PeerUnreachableError(`cannot reach executor ${peerId}: ${addrs.length === 0 && circuitAddrs.length === 0 ? 'it announced no address' : errors.join('; ')}`)
   }
 
   async offer (executor: string, task: TaskToRun, options: { signal: AbortSignal }): Promise<{ accept: boolean, reason?: string }> {
@@ -115,8 +147,36 @@ export class MeshTaskNetwork implements TaskNetwork {
     return { accept: res.accept, reason: res.reason }
   }
 
+  /**
+   * Sends the task and waits for its result. When the path breaks mid-task (a
+   * relay on it dies, the connection drops), sends the same task ID again to
+   * the same executor over another path — its circuit through another relay
+   * first — and the executor answers from the run already under way (dispatch
+   * is idempotent per task ID). Bounded by `maxPathRetries` and the task's signal.
+   */
   async dispatch (executor: string, task: TaskToRun, options: { signal: AbortSignal }): Promise<TaskRunResult> {
-    const conn = await this.connect(executor, options.signal)
+    const avoid = new Set<string>()
+    const maxRetries = this.init.maxPathRetries ?? 4
+    for (let attempt = 0; ; attempt++) {
+      let conn: Connection | undefined
+      try {
+        conn = await this.connect(executor, options.signal, avoid)
+        return await this.dispatchOnce(executor, task, conn, options)
+      } catch (err) {
+        if (options.signal.aborted || !isPathFailure(err) || attempt >= maxRetries) throw err
+        const addr = conn?.remoteAddr.toString()
+        const relay = addr != null ? relayPeerOf(addr) : undefined
+        if (relay != null) avoid.add(relay)
+        const wait = 250 * 2 ** attempt
+        this.log.warn(`task ${task.taskId} to executor ${executor}${addr != null ? ` over ${addr} (${transportOf(addr) === 'circuit' ? `relay ${relay ?? '?'}, ${uplinkTransport(addr)} to the relay` : transportOf(addr)})` : ''}: path broke: ${(err as Error).message}; sending it again over another path in ${wait} ms (attempt ${attempt + 2} of ${maxRetries + 1}; the executor joins the run under way)`, {
+          job: task.jobId, task: task.taskId, peer: executor, addr, relay, transport: addr != null ? uplinkTransport(addr) : undefined, phase: (err as { phase?: string }).phase, code: (err as { code?: string }).code
+        })
+        await abortableSleep(wait, options.signal)
+      }
+    }
+  }
+
+  private async dispatchOnce (executor: string, task: TaskToRun, conn: Connection, options: { signal: AbortSignal }): Promise<TaskRunResult> {
     const path = transportOf(conn.remoteAddr) === 'circuit' ? 'relayed' as const : 'direct' as const
     const skipModule = this.hasModule.get(task.taskId) === true
     this.hasModule.delete(task.taskId)
@@ -160,4 +220,16 @@ export class MeshTaskNetwork implements TaskNetwork {
       stderr: result.stderr
     }
   }
+}
+
+async function abortableSleep (ms: number, signal: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal.addEventListener('abort', done, { once: true })
+  })
 }

@@ -4,6 +4,10 @@ import type { DaemonStatus, DialAttempt, PingResult } from '../core/types.ts'
 export function renderStatus (o: Output, s: DaemonStatus): void {
   o.out(`PeerId:        ${s.peerId}`)
   o.out(`Reachability:  ${s.reachability} (${s.reachabilityReason})`)
+  if (s.natMapping != null) {
+    o.out(`NAT:           mapping ${s.natMapping}, filtering ${s.natFiltering ?? 'unknown'}, UDP ${s.udp ?? 'unknown'}${s.nat?.mappedAddress != null ? `, seen as ${s.nat.mappedAddress}` : ''}`)
+    if (s.nat != null) o.out(`               ${s.nat.reason}${s.nat.at != null ? ` (STUN ${s.nat.servers.join(', ')}, ${ago(s.nat.at)})` : ''}`)
+  }
   o.out(`Dispatchable:  ${s.relays.length > 0 || s.reachability === 'public' ? 'yes' : 'no'}`)
   o.out(`Started:       ${s.startedAt} (${ago(s.startedAt)}), version ${s.version}`)
   if (s.executor != null) {
@@ -12,12 +16,25 @@ export function renderStatus (o: Output, s: DaemonStatus): void {
       ? `Executor:      ${e.state ?? '?'}, ${e.running ?? 0}/${e.maxConcurrent ?? '?'} job(s) running, ${e.queued ?? 0} queued${(e.restarts ?? 0) > 0 ? `, ${e.restarts ?? 0} sandbox restart(s)` : ''}`
       : `Executor:      not accepting jobs (${e.reason ?? 'disabled'})`)
   }
+  if (s.proxies != null && s.proxies.length > 0) {
+    o.out('Proxy:')
+    for (const p of s.proxies) {
+      const use = p.inUse ? `in use by the relay path (${p.relays.map(shortId).join(', ')})` : `not used by the relay path${p.tunnels > 0 ? `, ${p.tunnels} other tunnel(s) open` : ''}`
+      o.out(`  ${p.url} (${p.kind}, from ${p.source}) for ${p.usedFor.join('/')} dials${p.noProxyRules > 0 ? `, ${p.noProxyRules} NO_PROXY rule(s)` : ''}: ${use}`)
+    }
+  }
   o.out('Relays:')
   if (s.relays.length === 0) o.out('  (no reservation yet)')
   for (const r of s.relays) {
-    o.out(`  ${r.peerId} over ${r.transport}, reserved since ${r.since} (${ago(r.since)})`)
+    o.out(`  ${r.peerId} over ${r.transport}, reserved since ${r.since} (${ago(r.since)})${r.source != null && r.source !== 'bootstrap' ? `, learned from ${r.source}` : ''}`)
     o.out(`    ${r.circuitAddr}`)
     if (r.reason != null) o.out(`    why ${r.transport}: ${r.reason}`)
+  }
+  const learned = s.knownRelays ?? []
+  if (learned.length > 0) {
+    // relays beyond the bootstrap list: a standby replaces a lost reservation within seconds
+    o.out('Learned relays:')
+    for (const k of learned) o.out(`  ${k.peerId} (${k.source}): ${k.state}${k.retryAt != null ? `, next try ${k.retryAt}` : ''}${k.lastError != null && k.state !== 'reserved' ? ` — ${k.lastError}` : ''}`)
   }
   o.out('Bootstrap:')
   if (s.bootstrap.length === 0) o.out('  (none configured: set --bootstrap or WORLDCOMPUTE_BOOTSTRAP)')
@@ -26,6 +43,15 @@ export function renderStatus (o: Output, s: DaemonStatus): void {
     if (b.failures > 0) line += `, ${b.failures} failed attempt(s)`
     if (b.nextAttemptAt != null) line += `, next try ${b.nextAttemptAt}`
     o.out(line)
+    // how names were resolved, only when there were names: "resolved over DoH https://… (OS resolver: no answer within 1.5 s)"
+    for (const r of b.resolution ?? []) {
+      if (r.via === 'literal') continue
+      const to = r.resolved.length > 0 && r.resolved[0] !== r.addr ? ` → ${r.resolved.join(', ')}` : ''
+      if (r.via === 'doh') o.out(`    ${r.addr}: resolved over DoH ${r.endpoint ?? ''} (OS resolver: ${r.osError ?? 'failed'})${to}`)
+      else if (r.via === 'os') o.out(`    ${r.addr}: resolved by the OS resolver${to}`)
+      else if (r.via === 'at-connect') o.out(`    ${r.addr}: name kept, resolved when connecting (${r.note ?? 'TLS checks the name'})`)
+      else o.out(`    ${r.addr}: did not resolve: ${r.note ?? 'unknown cause'}`)
+    }
     if (b.lastError != null) o.out(`    last error: ${b.lastError}`)
   }
   o.out('Listen addresses:')

@@ -4,6 +4,8 @@ import { availableParallelism, totalmem } from 'node:os'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ConfigError, InvalidMultiaddrError } from '../core/errors.ts'
 import { dataDirPaths, resolveDataDir } from './data-dir.ts'
+import { parseCidr, type Cidr } from './cidr.ts'
+import { DEFAULT_DOH_ENDPOINTS, dohEndpointProblem } from './doh.ts'
 
 /**
  * One typed, frozen config per role, merged once at the edge:
@@ -14,6 +16,8 @@ import { dataDirPaths, resolveDataDir } from './data-dir.ts'
 export type ValueSource = 'flag' | 'env' | 'file' | 'default'
 
 export const BOOTSTRAP_ENV = 'WORLDCOMPUTE_BOOTSTRAP'
+/** DNS-over-HTTPS endpoints, comma-separated (same precedence as the bootstrap list) */
+export const DOH_ENV = 'WORLDCOMPUTE_DOH'
 export const DEFAULT_API_PORT = 7767
 
 /**
@@ -61,18 +65,26 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = Object.freeze({
 
 export interface ConfigFile {
   bootstrap?: string[]
+  /** DNS-over-HTTPS endpoints (RFC 8484 URLs) */
+  doh?: string[]
   listen?: string[]
   announce?: string[]
   apiPort?: number
+  /** address ranges (CIDR) to treat as public, for private deployments */
+  publicRanges?: string[]
 }
 
 export interface CommonFlags {
   dataDir?: string
   bootstrap?: string[]
   listen?: string[]
+  /** --public-range CIDR, repeatable */
+  publicRanges?: string[]
 }
 
 export interface DaemonFlags extends CommonFlags {
+  /** --doh URL, repeatable */
+  doh?: string[]
   apiPort?: string
   noExecute?: boolean
   maxJobs?: string
@@ -97,8 +109,13 @@ export interface DaemonConfig {
   readonly dataDir: string
   readonly bootstrap: readonly Multiaddr[]
   readonly bootstrapSource: ValueSource
+  /** DNS-over-HTTPS endpoints tried in order when the OS resolver fails on a bootstrap name */
+  readonly doh: readonly string[]
+  readonly dohSource: ValueSource
   readonly listen: readonly Multiaddr[]
   readonly listenSource: ValueSource
+  /** ranges treated as public although js-libp2p calls them private (address-scope.ts) */
+  readonly publicRanges: readonly Cidr[]
   readonly apiPort: number
   readonly apiPortSource: ValueSource
   readonly donor: DonorLimits
@@ -111,7 +128,14 @@ export interface RelayFlags extends CommonFlags {
   dataLimit?: string
   durationLimit?: string
   maxReservations?: string
+  /** --stun-port N, at most twice (primary, alternate) */
+  stunPorts?: string[]
+  /** --no-stun */
+  noStun?: boolean
 }
+
+/** The relay's STUN responder ports by default (RFC 5389 §18.4 port, and the next one for RFC 5780 change-port). */
+export const DEFAULT_STUN_PORTS: readonly number[] = [3478, 3479]
 
 export interface RelayConfig {
   readonly dataDir: string
@@ -120,6 +144,9 @@ export interface RelayConfig {
   readonly bootstrap: readonly Multiaddr[]
   readonly tls?: { readonly certFile: string, readonly keyFile: string }
   readonly limits: RelayLimits
+  readonly publicRanges: readonly Cidr[]
+  /** STUN responder ports, primary first; empty: no responder (--no-stun) */
+  readonly stunPorts: readonly number[]
 }
 
 export function parseMultiaddr (value: string, source: string): Multiaddr {
@@ -162,13 +189,19 @@ export function readConfigFile (path: string): ConfigFile {
   }
   const obj = parsed as Record<string, unknown>
   const out: ConfigFile = {}
-  for (const key of ['bootstrap', 'listen', 'announce'] as const) {
+  for (const key of ['bootstrap', 'listen', 'announce', 'doh'] as const) {
     const v = obj[key]
     if (v === undefined) continue
     if (!Array.isArray(v) || !v.every(x => typeof x === 'string')) {
-      throw new ConfigError(`config file ${path}: "${key}" must be an array of multiaddr strings`)
+      throw new ConfigError(`config file ${path}: "${key}" must be an array of ${key === 'doh' ? 'URL' : 'multiaddr'} strings`)
     }
     out[key] = v as string[]
+  }
+  if (obj.publicRanges !== undefined) {
+    if (!Array.isArray(obj.publicRanges) || !obj.publicRanges.every(x => typeof x === 'string')) {
+      throw new ConfigError(`config file ${path}: "publicRanges" must be an array of CIDR strings such as "10.0.0.0/8"`)
+    }
+    out.publicRanges = obj.publicRanges as string[]
   }
   if (obj.apiPort !== undefined) {
     if (typeof obj.apiPort !== 'number') throw new ConfigError(`config file ${path}: "apiPort" must be a number`)
@@ -197,6 +230,27 @@ export function parsePort (value: string | number, source: string): number {
   return n
 }
 
+/** `publicRanges`: flag > config file > none; each value checked, the error naming its source. */
+export function loadPublicRanges (flags: readonly string[] | undefined, file: readonly string[] | undefined): Cidr[] {
+  const picked = pick(flags != null && flags.length > 0 ? [...flags] : undefined, undefined, file != null ? [...file] : undefined, [] as string[])
+  const name = picked.source === 'flag' ? '--public-range' : 'config.json "publicRanges"'
+  return picked.value.map(v => parseCidr(v, name))
+}
+
+/** `--stun-port` (at most two, distinct) or the defaults; none with --no-stun. */
+export function loadStunPorts (flags: readonly string[] | undefined, noStun: boolean | undefined): number[] {
+  if (noStun === true) {
+    if (flags != null && flags.length > 0) throw new ConfigError('--no-stun and --stun-port contradict each other: give one of them')
+    return []
+  }
+  if (flags == null || flags.length === 0) return [...DEFAULT_STUN_PORTS]
+  const ports = flags.flatMap(v => v.split(',')).map(v => parsePort(v, '--stun-port'))
+  if (ports.length > 2) throw new ConfigError(`--stun-port takes at most two ports (primary and alternate), got ${ports.length}: ${ports.join(', ')}`)
+  if (ports.some(p => p === 0)) throw new ConfigError('--stun-port 0 is not a port donors can be told; use --no-stun to switch the STUN responder off')
+  if (ports.length === 2 && ports[0] === ports[1]) throw new ConfigError(`--stun-port: the two ports must differ (both are ${ports[0]})`)
+  return ports
+}
+
 export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = process.env): DaemonConfig {
   const dataDir = resolveDataDir(flags.dataDir, env)
   const fileConfig = readConfigFile(dataDirPaths(dataDir).configFile)
@@ -204,6 +258,13 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
 
   const bootstrap = pick(nonEmpty(flags.bootstrap), envBootstrap, fileConfig.bootstrap, [...DEFAULT_BOOTSTRAP])
   const bootstrapName = { flag: '--bootstrap', env: BOOTSTRAP_ENV, file: 'config.json "bootstrap"', default: 'built-in bootstrap list' }[bootstrap.source]
+  const envDoh = env[DOH_ENV] != null && env[DOH_ENV] !== '' ? splitList(env[DOH_ENV]) : undefined
+  const doh = pick(nonEmpty(flags.doh), envDoh, fileConfig.doh, [...DEFAULT_DOH_ENDPOINTS])
+  const dohName = { flag: '--doh', env: DOH_ENV, file: 'config.json "doh"', default: 'built-in DoH list' }[doh.source]
+  for (const url of doh.value) {
+    const problem = dohEndpointProblem(url)
+    if (problem != null) throw new ConfigError(`invalid DNS-over-HTTPS endpoint for ${dohName}: "${url}": ${problem}`)
+  }
   const listen = pick(nonEmpty(flags.listen), undefined, fileConfig.listen, [...DEFAULT_DAEMON_LISTEN])
   const listenName = { flag: '--listen', env: 'env', file: 'config.json "listen"', default: 'default listen list' }[listen.source]
   const envApiPort = env.WORLDCOMPUTE_API_PORT != null && env.WORLDCOMPUTE_API_PORT.trim() !== '' ? env.WORLDCOMPUTE_API_PORT : undefined
@@ -229,8 +290,11 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
     dataDir,
     bootstrap: Object.freeze(bootstrapAddrs),
     bootstrapSource: bootstrap.source,
+    doh: Object.freeze([...doh.value]),
+    dohSource: doh.source,
     listen: Object.freeze(parseMultiaddrs(listen.value, listenName)),
     listenSource: listen.source,
+    publicRanges: Object.freeze(loadPublicRanges(flags.publicRanges, fileConfig.publicRanges)),
     apiPort: parsePort(apiPort.value, apiPortName),
     apiPortSource: apiPort.source,
     donor: Object.freeze({
@@ -294,6 +358,8 @@ export function loadRelayConfig (flags: RelayFlags, env: NodeJS.ProcessEnv = pro
     announce: Object.freeze(parseMultiaddrs(announce.value, announce.source === 'flag' ? '--announce' : 'config.json "announce"')),
     bootstrap: Object.freeze(parseMultiaddrs(bootstrap.value, bootstrap.source === 'flag' ? '--bootstrap' : bootstrap.source === 'env' ? BOOTSTRAP_ENV : 'config.json "bootstrap"')),
     ...(flags.tlsCert != null && flags.tlsKey != null ? { tls: Object.freeze({ certFile: flags.tlsCert, keyFile: flags.tlsKey }) } : {}),
-    limits: Object.freeze(limits)
+    limits: Object.freeze(limits),
+    publicRanges: Object.freeze(loadPublicRanges(flags.publicRanges, fileConfig.publicRanges)),
+    stunPorts: Object.freeze(loadStunPorts(flags.stunPorts, flags.noStun))
   })
 }

@@ -11,11 +11,12 @@ export const TRANSPORTS = ['tcp', 'quic', 'ws', 'wss', 'webrtc', 'circuit', 'unk
 export type Transport = typeof TRANSPORTS[number]
 
 /**
- * How far a dial got. Ordered: a failure "at noise" means DNS, TCP and any
- * WebSocket upgrade already succeeded, which is what tells a protocol-inspecting
- * firewall ("SYN allowed, upgrade blocked") apart from a port block.
+ * How far a dial got. Ordered: a failure "at noise" means DNS, any proxy
+ * tunnel, TCP and any WebSocket upgrade already succeeded, which is what tells
+ * a protocol-inspecting firewall ("SYN allowed, upgrade blocked") apart from a
+ * port block. `proxy` is the CONNECT / SOCKS5 tunnel of a dial through a proxy.
  */
-export const DIAL_PHASES = ['dns', 'tcp-connect', 'tls', 'ws-upgrade', 'noise', 'muxer', 'protocol', 'reservation'] as const
+export const DIAL_PHASES = ['dns', 'proxy', 'tcp-connect', 'tls', 'ws-upgrade', 'noise', 'muxer', 'protocol', 'reservation'] as const
 export type DialPhase = typeof DIAL_PHASES[number]
 
 export type DialOutcome = 'success' | 'failure' | 'cancelled'
@@ -45,6 +46,36 @@ export interface DialAttempt {
 
 export type Reachability = 'public' | 'private' | 'unknown'
 
+/**
+ * NAT mapping behaviour (RFC 4787 / RFC 5780 §4.3) as measured with STUN:
+ * `none` (the mapped address is our own), the three RFC behaviours, `no-udp`
+ * (no STUN server answered over UDP) or `unknown` (not measured yet).
+ */
+export const NAT_MAPPINGS = ['none', 'endpoint-independent', 'address-dependent', 'address-and-port-dependent', 'no-udp', 'unknown'] as const
+export type NatMapping = typeof NAT_MAPPINGS[number]
+
+/** NAT filtering behaviour (RFC 5780 §4.4); `unknown` when it could not be measured. */
+export type NatFiltering = 'endpoint-independent' | 'address-dependent' | 'address-and-port-dependent' | 'unknown'
+
+/** Whether UDP reaches the internet (a STUN server answered): tri-state. */
+export type UdpState = 'yes' | 'no' | 'unknown'
+
+/** The last STUN measurement, as `status` shows it. */
+export interface NatReport {
+  mapping: NatMapping
+  filtering: NatFiltering
+  udp: UdpState
+  /** why the values are what they are, in words */
+  reason: string
+  /** our address as the STUN servers saw it (`ip:port`), when any answered */
+  mappedAddress?: string
+  /** the STUN servers asked (`ip:port`) */
+  servers: string[]
+  /** when the measurement finished, ISO 8601 UTC; absent when it never ran */
+  at?: string
+  durationMs?: number
+}
+
 export interface RelayReservationStatus {
   peerId: string
   circuitAddr: string
@@ -53,6 +84,40 @@ export interface RelayReservationStatus {
   since: string
   /** why the dial ladder reached the relay over this transport, in words */
   reason?: string
+  /** how the donor knows this relay: `bootstrap` (configured), `gossip` (its announcement) or `identify` */
+  source?: 'bootstrap' | 'gossip' | 'identify'
+  /** the address of the relay connection that holds the reservation */
+  addr?: string
+}
+
+/** One proxy from the environment, as `status` shows it. */
+export interface ProxyStatus {
+  /** the proxy URL with any user and password replaced by `***` */
+  url: string
+  kind: 'http' | 'https' | 'socks5' | 'socks5h'
+  /** the environment variable it came from, e.g. `HTTPS_PROXY` */
+  source: string
+  /** which dials it serves: `wss`/`ws` WebSockets, `tcp` raw TCP (QUIC never can) */
+  usedFor: Array<'wss' | 'ws' | 'tcp'>
+  /** how many NO_PROXY rules exempt targets from it */
+  noProxyRules: number
+  /** a relay connection of this donor goes through it right now */
+  inUse: boolean
+  /** PeerIds of the relays reached through it */
+  relays: string[]
+  /** connections open through it now (relays and others) */
+  tunnels: number
+}
+
+/** A relay learned from the mesh (not in the bootstrap list) and what the donor does with it. */
+export interface KnownRelayView {
+  peerId: string
+  source: 'gossip' | 'identify' | 'bootstrap'
+  addrs: string[]
+  /** `standby`: known, not needed now (enough reservations); `cooling-down`: failed, tried again at `retryAt` */
+  state: 'reserved' | 'connecting' | 'connected' | 'backing-off' | 'standby' | 'cooling-down'
+  retryAt?: string
+  lastError?: string
 }
 
 export interface ConnectionStatus {
@@ -68,10 +133,22 @@ export interface DaemonStatus {
   reachability: Reachability
   /** why reachability has its value, in words */
   reachabilityReason: string
+  /** NAT mapping behaviour from the STUN probe against the connected relays */
+  natMapping?: NatMapping
+  /** NAT filtering behaviour, when measurable */
+  natFiltering?: NatFiltering
+  /** whether UDP gets out (a relay's STUN responder answered) */
+  udp?: UdpState
+  /** the STUN measurement behind natMapping / natFiltering / udp */
+  nat?: NatReport
   listenAddrs: string[]
   relays: RelayReservationStatus[]
   connections: ConnectionStatus[]
   bootstrap: BootstrapStatus[]
+  /** relays learned beyond the bootstrap list (relay gossip, identify); absent from older daemons */
+  knownRelays?: KnownRelayView[]
+  /** the proxies from the environment (HTTPS_PROXY, ALL_PROXY, …), credentials redacted; empty when none is set */
+  proxies?: ProxyStatus[]
   startedAt: string
   version: string
   /** the donor's executor; absent from daemons that predate the job pipeline */
@@ -104,6 +181,34 @@ export interface BootstrapStatus {
   lastError?: string
   /** which rung of the dial ladder reached this relay and why; present while connected */
   path?: RelayPath
+  /**
+   * how the relay's names were last resolved: `literal` (IP addresses given),
+   * `os` (the system resolver), `doh` (DNS-over-HTTPS after the OS resolver failed)
+   */
+  resolvedVia?: ResolvedVia
+  /** per configured address, what its name resolved to and how */
+  resolution?: AddrResolution[]
+}
+
+export type ResolvedVia = 'literal' | 'os' | 'doh'
+
+/** How one bootstrap multiaddr was turned into addresses to dial. */
+export interface AddrResolution {
+  /** the address as configured */
+  addr: string
+  /**
+   * `at-connect`: a WebSocket-over-TLS address keeps its name (TLS checks the
+   * certificate against it); the WebSocket client resolves it when it connects
+   */
+  via: ResolvedVia | 'at-connect' | 'failed'
+  /** the DoH endpoint that answered */
+  endpoint?: string
+  /** why the OS resolver was not used */
+  osError?: string
+  /** the addresses dialled */
+  resolved: string[]
+  /** why it failed (via 'failed'), or a note */
+  note?: string
 }
 
 /** The path the dial ladder chose to a relay, and why. */

@@ -17,6 +17,8 @@ import { VERSION } from '../core/version.ts'
 import { DonorService } from '../donor/donor-service.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { MeshNode } from '../net/mesh-node.ts'
+import { parseProxyEnvironment } from '../net/proxy-env.ts'
+import { MeshResolver } from '../net/dns-resolver.ts'
 import { RelayService, type RelayInfo } from '../relay/relay-service.ts'
 import type { DaemonConfig, RelayConfig } from '../config/config.ts'
 import type { ReservationManagerInit } from '../donor/reservation-manager.ts'
@@ -62,9 +64,16 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
   // services are built inside createLibp2p, the job runner after it: late binding
   let runner: JobRunner | undefined
   const execute = config.donor.execute
+  // OS resolver first, then DoH: for the bootstrap names and libp2p's own /dnsaddr lookups
+  const resolver = new MeshResolver({ doh: config.doh, logger: createLogger('net.dns') })
   const mesh = await MeshNode.create({
     privateKey: identity.privateKey,
+    dns: resolver,
+    // HTTPS_PROXY, ALL_PROXY, NO_PROXY, … (lower-case first, like curl); a bad value stops the start, naming the variable
+    proxy: parseProxyEnvironment(process.env),
     listen: directListenAddrs(config),
+    // ranges a private deployment (or the namespace lab) treats as public: AutoNAT, identify, announcements
+    publicRanges: config.publicRanges,
     logger: createLogger('net'),
     services: {
       capacity: capacity({
@@ -104,7 +113,7 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     })
   }
   // the winning dial rung is remembered per network in the data dir
-  const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, ...options.reservation } })
+  const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, resolver, ...options.reservation } })
   const store = new JobStore(join(paths.root, 'jobs.sqlite'))
   const broker = new Broker({
     store,
@@ -201,12 +210,12 @@ export interface RelayHandle {
   stop: () => Promise<void>
 }
 
-export async function startRelay (config: RelayConfig, options: { logger?: Logger } = {}): Promise<RelayHandle> {
+export async function startRelay (config: RelayConfig, options: { logger?: Logger, /** test seam: relay announcement interval @default 10000 */ announceIntervalMs?: number } = {}): Promise<RelayHandle> {
   const log = options.logger ?? createLogger('relay')
   ensureDataDir(config.dataDir)
   const identity = await loadOrCreateIdentity(config.dataDir)
   if (identity.created) log.info(`created a new identity ${identity.peerId.toString()} in ${identity.path}`)
-  const relay = new RelayService({ config, privateKey: identity.privateKey, logger: log })
+  const relay = new RelayService({ config, privateKey: identity.privateKey, announceIntervalMs: options.announceIntervalMs, logger: log })
   const info = await relay.start()
   let stopping: Promise<void> | undefined
   return {

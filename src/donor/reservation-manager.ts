@@ -1,8 +1,11 @@
 import { createLogger, type Logger } from '../log/logger.ts'
 import { DialLadder, DialLadderError, RungMemory, type LadderResult } from '../net/dial-ladder.ts'
+import { MeshResolver, overallVia } from '../net/dns-resolver.ts'
 import { sleep, type MeshNode } from '../net/mesh-node.ts'
-import { peerIdOf, uplinkTransport } from '../net/transport-of.ts'
-import type { BootstrapStatus, RelayPath, RelayReservationStatus } from '../core/types.ts'
+import { peerIdOf, transportOf, uplinkTransport } from '../net/transport-of.ts'
+import type { AddrResolution, BootstrapStatus, KnownRelayView, RelayPath, RelayReservationStatus } from '../core/types.ts'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { KnownRelay, RelaySource } from '../net/relay-directory.ts'
 import type { Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -12,9 +15,9 @@ export interface ReservationManagerInit {
   initialBackoffMs?: number
   /** longest delay between rounds; retries never stop @default 30000 */
   maxBackoffMs?: number
-  /** how often the watchdog checks and pings each relay @default 5000 */
+  /** how often the watchdog checks and pings each relay @default 1500 */
   watchdogIntervalMs?: number
-  /** a relay that does not answer a ping within this is treated as lost @default 5000 */
+  /** a relay that does not answer a ping within this is treated as lost @default 2000 */
   pingTimeoutMs?: number
   /**
    * the data directory's state folder, where the dial ladder remembers the rung
@@ -22,8 +25,33 @@ export interface ReservationManagerInit {
    * only as long as the process
    */
   stateDir?: string
+  /**
+   * resolves `/dns4`, `/dns6`, `/dnsaddr` bootstrap addresses (OS resolver,
+   * then DNS-over-HTTPS) so the ladder dials IP addresses
+   * @default a MeshResolver with the built-in DoH endpoints
+   */
+  resolver?: MeshResolver
+  /**
+   * reservations the donor wants at once: with fewer, it reserves on a relay
+   * learned from the mesh (gossip, identify) too, so losing one relay never
+   * leaves it undialable @default 2
+   */
+  targetReservations?: number
+  /** most relays reserved at once counting learned ones; bootstrap relays are always reserved @default 3 */
+  maxReservations?: number
+  /**
+   * while fewer than `targetReservations` are held, a lost relay is retried at
+   * least this often (plus ±20% jitter), so a restarted relay is reserved
+   * again within seconds; only donors short of reservations retry this
+   * often, so a dead relay is not hammered by the whole mesh @default 2000
+   */
+  underTargetMaxBackoffMs?: number
+  /** a learned relay that failed is tried again after this, doubling per failure up to 5 min @default 5000 */
+  learnedRetryMs?: number
   logger?: Logger
 }
+
+export type KnownRelayStatus = KnownRelayView
 
 interface RelayState {
   peerId: string
@@ -33,6 +61,13 @@ interface RelayState {
   /** the connection the ladder made, to tell its path from one opened some other way */
   connectionId?: string
   wake?: () => void
+  source: RelaySource
+  /** the running reservation loop, if any (bootstrap relays always have one) */
+  loop?: Promise<void>
+  /** learned relays: failed rounds in a row, and not before when to try again */
+  learnedFailures: number
+  retryAt: number
+  lastHeard: number
 }
 
 /**
@@ -53,14 +88,21 @@ export class ReservationManager {
   private readonly watchdogIntervalMs: number
   private readonly pingTimeoutMs: number
   private readonly ladder: DialLadder
+  private readonly resolver: MeshResolver
+  private readonly target: number
+  private readonly cap: number
+  private readonly underTargetMaxBackoffMs: number
+  private readonly learnedRetryMs: number
   private controller?: AbortController
-  private loops: Array<Promise<void>> = []
-  private readonly onConnectionClose = (evt: CustomEvent<{ remotePeer: { toString: () => string } }>): void => {
+  private coverage?: Promise<void>
+  private wakeCoverage?: () => void
+  private readonly onConnectionClose = (evt: CustomEvent<{ remotePeer: { toString: () => string }, remoteAddr: { toString: () => string } }>): void => {
     const peer = evt.detail.remotePeer.toString()
     const relay = this.relays.find(r => r.peerId === peer)
-    if (relay == null) return
+    if (relay?.loop == null) return
     if (!this.mesh.isConnected(peer)) {
-      this.log.warn(`lost connection to relay ${peer}; reconnecting`, { peer })
+      const addr = evt.detail.remoteAddr.toString()
+      this.log.warn(`lost connection to relay ${peer} (${relay.source}) at ${addr} over ${uplinkTransport(addr)}; reconnecting`, { peer, addr, transport: uplinkTransport(addr) })
     }
     relay.wake?.()
   }
@@ -70,8 +112,13 @@ export class ReservationManager {
     this.log = init.logger ?? createLogger('donor.reservation')
     this.initialBackoffMs = init.initialBackoffMs ?? 500
     this.maxBackoffMs = init.maxBackoffMs ?? 30_000
-    this.watchdogIntervalMs = init.watchdogIntervalMs ?? 5_000
-    this.pingTimeoutMs = init.pingTimeoutMs ?? 5_000
+    // a relay killed outright (or a black-holed path) closes nothing: a QUIC
+    // connection only times out after 10 s idle. Pings every 1.5 s with a 2 s
+    // answer window notice it within 3.5 s, leaving time to reserve elsewhere
+    // within the 5 s target. A false alarm on a slow link costs one redial, and
+    // the donor holds a second reservation meanwhile.
+    this.watchdogIntervalMs = init.watchdogIntervalMs ?? 1_500
+    this.pingTimeoutMs = init.pingTimeoutMs ?? 2_000
     const ladderLog = this.log.child('ladder')
     if (init.stateDir == null) {
       ladderLog.debug('no state directory given: the winning dial rungs are remembered only until this process stops')
@@ -84,6 +131,7 @@ export class ReservationManager {
       memory,
       logger: ladderLog
     })
+    this.resolver = init.resolver ?? new MeshResolver({ logger: createLogger('net.dns') })
     const groups = new Map<string, Multiaddr[]>()
     for (const ma of init.bootstrap) {
       const peer = peerIdOf(ma)
@@ -93,8 +141,16 @@ export class ReservationManager {
     this.relays = [...groups.entries()].map(([peerId, addrs]) => ({
       peerId,
       addrs,
-      status: { addr: addrs[0].toString(), peerId, state: 'connecting', failures: 0 }
+      status: { addr: addrs[0].toString(), peerId, state: 'connecting', failures: 0 },
+      source: 'bootstrap' as const,
+      learnedFailures: 0,
+      retryAt: 0,
+      lastHeard: Date.now()
     }))
+    this.target = Math.max(1, init.targetReservations ?? 2)
+    this.cap = Math.max(this.target, init.maxReservations ?? 3)
+    this.underTargetMaxBackoffMs = init.underTargetMaxBackoffMs ?? 2_000
+    this.learnedRetryMs = init.learnedRetryMs ?? 5_000
   }
 
   start (): void {
@@ -105,7 +161,12 @@ export class ReservationManager {
     }
     this.mesh.libp2p.addEventListener('connection:close', this.onConnectionClose as any)
     const signal = this.controller.signal
-    this.loops = this.relays.map(async relay => {
+    for (const relay of this.relays) this.startLoop(relay, signal)
+    this.coverage = this.keepCovered(signal)
+  }
+
+  private startLoop (relay: RelayState, signal: AbortSignal): void {
+    relay.loop = (async () => {
       try {
         await this.run(relay, signal)
       } catch (err) {
@@ -113,8 +174,111 @@ export class ReservationManager {
           // run() handles every expected failure itself; reaching here is a bug, so say it loudly
           this.log.error(`reservation loop for relay ${relay.peerId} stopped unexpectedly: ${(err as Error).stack ?? String(err)}`, { peer: relay.peerId })
         }
+      } finally {
+        relay.loop = undefined
+        this.wakeCoverage?.()
       }
-    })
+    })()
+  }
+
+  /**
+   * A relay learned from the mesh (gossip announcement, identify). Reserved on
+   * only while this donor holds fewer reservations than it wants; otherwise
+   * kept as a standby for when one is lost.
+   */
+  learn (known: KnownRelay): void {
+    const existing = this.relays.find(r => r.peerId === known.peerId)
+    if (existing?.source === 'bootstrap') return
+    const addrs: Multiaddr[] = []
+    for (const a of known.addrs) {
+      try {
+        addrs.push(multiaddr(a))
+      } catch (err) {
+        this.log.warn(`relay ${known.peerId} (${known.source}): unusable address ${a}: ${(err as Error).message}`, { peer: known.peerId })
+      }
+    }
+    if (addrs.length === 0) return
+    if (existing != null) {
+      existing.addrs = addrs
+      existing.lastHeard = known.lastHeard
+      existing.source = known.source
+    } else {
+      this.relays.push({
+        peerId: known.peerId,
+        addrs,
+        status: { addr: addrs[0].toString(), peerId: known.peerId, state: 'connecting', failures: 0 },
+        source: known.source,
+        learnedFailures: 0,
+        retryAt: 0,
+        lastHeard: known.lastHeard
+      })
+    }
+    this.wakeCoverage?.()
+  }
+
+  /** Relays holding a reservation for us now. */
+  private held (): RelayState[] {
+    return this.relays.filter(r => r.status.state === 'reserved' && this.mesh.hasReservation(r.peerId))
+  }
+
+  private describeHeld (): string {
+    const held = this.held()
+    return held.length === 0
+      ? 'holding no reservation: this donor cannot be dialled until one is back'
+      : `holding ${held.length} reservation(s): ${held.map(r => `${r.peerId} (${r.status.path?.transport ?? '?'}, ${r.source})`).join(', ')}`
+  }
+
+  /**
+   * Keeps at least `target` reservations when enough relays are known: when
+   * fewer are held (or on their way on learned relays) than wanted, starts a
+   * loop on the learned relay heard from most recently. Never drops one to
+   * make room (make-before-break); `cap` bounds what learned relays add.
+   * Woken by every loss, loop end and newly learned relay; also checks once a second.
+   */
+  private async keepCovered (signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        this.topUp(signal)
+      } catch (err) {
+        this.log.error(`relay coverage check failed: ${(err as Error).stack ?? String(err)}`)
+      }
+      const controller = new AbortController()
+      this.wakeCoverage = () => { controller.abort() }
+      try {
+        await sleep(1_000, AbortSignal.any([signal, controller.signal]))
+      } finally {
+        this.wakeCoverage = undefined
+      }
+    }
+  }
+
+  private topUp (signal: AbortSignal): void {
+    const held = this.held()
+    if (held.length >= this.target) return
+    // learned relays already being reserved on count as coming; a bootstrap
+    // relay redialling after a loss does not: it may be dead (a QUIC rung
+    // alone waits 3 s), and make-before-break wants the replacement now
+    const coming = this.relays.filter(r => r.loop != null && r.source !== 'bootstrap' && r.status.state !== 'reserved' && r.status.state !== 'backing-off')
+    if (held.length + coming.length >= Math.min(this.target, this.cap)) return
+    const now = Date.now()
+    const candidate = this.relays
+      .filter(r => r.source !== 'bootstrap' && r.loop == null && r.retryAt <= now)
+      .sort((a, b) => b.lastHeard - a.lastHeard)[0]
+    if (candidate == null) return
+    this.log.info(`${this.describeHeld()}, fewer than the ${this.target} wanted: reserving on relay ${candidate.peerId} (learned from ${candidate.source}) at ${candidate.addrs.map(String).join(', ')}`, { peer: candidate.peerId, source: candidate.source })
+    candidate.status = { addr: candidate.addrs[0].toString(), peerId: candidate.peerId, state: 'connecting', failures: 0 }
+    this.startLoop(candidate, signal)
+  }
+
+  /** A learned relay that failed: its loop ends and another known relay gets the slot. */
+  private retire (relay: RelayState, cause: string): void {
+    relay.learnedFailures++
+    const wait = Math.min(300_000, this.learnedRetryMs * 2 ** Math.min(relay.learnedFailures - 1, 16))
+    relay.retryAt = Date.now() + wait
+    relay.since = undefined
+    relay.status.state = 'backing-off'
+    relay.status.nextAttemptAt = new Date(relay.retryAt).toISOString()
+    this.log.info(`relay ${relay.peerId} (learned from ${relay.source}) failed: ${cause}; not trying it again for ${(wait / 1000).toFixed(1)} s, trying another known relay if one is needed`, { peer: relay.peerId, source: relay.source })
   }
 
   async stop (): Promise<void> {
@@ -122,13 +286,32 @@ export class ReservationManager {
     this.controller.abort()
     this.mesh.libp2p.removeEventListener('connection:close', this.onConnectionClose as any)
     for (const relay of this.relays) relay.wake?.()
-    await Promise.allSettled(this.loops)
-    this.loops = []
+    this.wakeCoverage?.()
+    await Promise.allSettled([...this.relays.map(r => r.loop), this.coverage])
+    this.coverage = undefined
     this.controller = undefined
   }
 
   bootstrapStatus (): BootstrapStatus[] {
-    return this.relays.map(r => ({ ...r.status }))
+    return this.relays.filter(r => r.source === 'bootstrap').map(r => ({ ...r.status }))
+  }
+
+  /** Relays learned from the mesh and what this donor does with each. */
+  knownRelays (): KnownRelayStatus[] {
+    const now = Date.now()
+    return this.relays.filter(r => r.source !== 'bootstrap').map(r => {
+      const state: KnownRelayStatus['state'] = r.loop != null
+        ? r.status.state
+        : r.retryAt > now ? 'cooling-down' : 'standby'
+      return {
+        peerId: r.peerId,
+        source: r.source,
+        addrs: r.addrs.map(String),
+        state,
+        ...(state === 'cooling-down' ? { retryAt: new Date(r.retryAt).toISOString() } : {}),
+        ...(r.status.lastError != null ? { lastError: r.status.lastError } : {})
+      }
+    })
   }
 
   reservations (): RelayReservationStatus[] {
@@ -142,6 +325,8 @@ export class ReservationManager {
         circuitAddr: circuit.find(a => a.startsWith(conn.remoteAddr.toString())) ?? circuit[0],
         transport: uplinkTransport(conn.remoteAddr),
         since: relay.since.toISOString(),
+        source: relay.source,
+        addr: conn.remoteAddr.toString(),
         ...(relay.status.path != null ? { reason: relay.status.path.reason } : {})
       })
     }
@@ -161,13 +346,20 @@ export class ReservationManager {
         relay.status.state = 'connecting'
         relay.status.path = undefined
         relay.since = undefined
+        const addrs = await this.resolveAddrs(relay, signal)
+        if (signal.aborted) return
+        if (addrs.length === 0) {
+          relay.status.lastError = `no address resolved: ${(relay.status.resolution ?? []).map(r => `${r.addr}: ${r.note ?? r.via}`).join('; ')}`
+          if (await this.roundFailed(relay, signal)) return
+          continue
+        }
         let result: LadderResult
         try {
-          result = await this.ladder.dial(relay.peerId, relay.addrs, { signal })
+          result = await this.ladder.dial(relay.peerId, addrs, { signal })
         } catch (err) {
           if (signal.aborted) return
           relay.status.lastError = ladderFailureText(err)
-          await this.backoff(relay, signal)
+          if (await this.roundFailed(relay, signal)) return
           continue
         }
         conn = result.connection
@@ -190,17 +382,77 @@ export class ReservationManager {
           relay.status.nextAttemptAt = undefined
           const path = this.pathOf(relay, conn)
           relay.status.path = path
-          this.log.info(`reserved on relay ${relay.peerId} over ${path.transport}: ${path.reason}; reachable at ${result.circuitAddrs[0]}`, { peer: relay.peerId, transport: path.transport, remembered: path.remembered })
+          relay.learnedFailures = 0
+          relay.status.state = 'reserved'
+          this.log.info(`reserved on relay ${relay.peerId} over ${path.transport}: ${path.reason}; reachable at ${result.circuitAddrs[0]}; relay from ${relay.source}, dialled at ${path.addr}; ${this.describeHeld()}`, { peer: relay.peerId, addr: path.addr, transport: path.transport, remembered: path.remembered, source: relay.source })
         } catch (err) {
           if (signal.aborted) return
           relay.status.lastError = (err as Error).message
-          await this.backoff(relay, signal)
+          if (await this.roundFailed(relay, signal)) return
           continue
         }
       }
       relay.status.state = 'reserved'
-      await this.watch(relay, signal)
+      const addr = relay.status.path?.addr ?? conn.remoteAddr.toString()
+      const cause = await this.watch(relay, signal)
+      if (signal.aborted || cause == null) return
+      relay.since = undefined
+      relay.status.state = 'connecting'
+      relay.status.lastError = cause
+      this.log.warn(`lost reservation on relay ${relay.peerId} (${relay.source}) at ${addr} over ${uplinkTransport(addr)}: ${cause}; ${this.describeHeld()}; ${relay.source === 'bootstrap' ? 'redialling it' : 'trying it once more'}${this.held().length < this.target ? ', and replacing it with another known relay if there is one' : ''}`, { peer: relay.peerId, addr, transport: uplinkTransport(addr), source: relay.source })
+      this.wakeCoverage?.()
     }
+  }
+
+  /** After a failed round: a bootstrap relay backs off and returns false; a learned one is retired (true: stop its loop). */
+  private async roundFailed (relay: RelayState, signal: AbortSignal): Promise<boolean> {
+    if (relay.source !== 'bootstrap') {
+      this.retire(relay, relay.status.lastError ?? 'unknown cause')
+      return true
+    }
+    this.wakeCoverage?.()
+    await this.backoff(relay, signal)
+    return false
+  }
+
+  /**
+   * The relay's configured addresses with their names resolved (OS resolver,
+   * then DoH). A name that does not resolve is recorded as a failed dial at
+   * the `dns` phase (one WARN line through telemetry) and left out; the
+   * ladder dials what remains.
+   */
+  private async resolveAddrs (relay: RelayState, signal: AbortSignal): Promise<Multiaddr[]> {
+    const out: Multiaddr[] = []
+    const resolution: AddrResolution[] = []
+    await Promise.all(relay.addrs.map(async (ma, i) => {
+      const started = Date.now()
+      try {
+        const r = await this.resolver.resolveMultiaddr(ma, { signal })
+        const { multiaddrs, ...entry } = r
+        resolution[i] = entry
+        return multiaddrs
+      } catch (err) {
+        if (signal.aborted) return []
+        const cause = (err as Error)?.message ?? String(err)
+        resolution[i] = { addr: ma.toString(), via: 'failed', resolved: [], note: cause }
+        this.mesh.telemetry.record({
+          ts: new Date(started).toISOString(),
+          target: ma.toString(),
+          peerId: relay.peerId,
+          transport: transportOf(ma),
+          phase: 'dns',
+          outcome: 'failure',
+          cause: `name did not resolve: ${cause}`,
+          code: (err as { code?: string })?.code ?? 'DNS_FAILED',
+          duration_ms: Date.now() - started,
+          purpose: 'bootstrap'
+        })
+        return []
+      }
+    })).then(lists => { for (const list of lists) out.push(...list) })
+    relay.status.resolution = resolution
+    relay.status.resolvedVia = overallVia(resolution.filter(r => r.via !== 'failed'))
+    return out
   }
 
   /** The ladder's path when `conn` is the connection it made, otherwise what we can say about `conn`. */
@@ -216,27 +468,29 @@ export class ReservationManager {
     }
   }
 
-  /** Waits until the relay connection or reservation is lost (event or watchdog). */
-  private async watch (relay: RelayState, signal: AbortSignal): Promise<void> {
+  /** Waits until the relay connection or reservation is lost (event or watchdog); returns the cause in words. */
+  private async watch (relay: RelayState, signal: AbortSignal): Promise<string | undefined> {
     while (!signal.aborted) {
       const woken = await this.waitForWake(relay, this.watchdogIntervalMs, signal)
-      if (signal.aborted) return
-      if (!this.mesh.isConnected(relay.peerId)) return
+      if (signal.aborted) return undefined
+      if (!this.mesh.isConnected(relay.peerId)) return 'the connection to the relay closed'
       if (!this.mesh.hasReservation(relay.peerId)) {
         this.log.warn(`reservation on relay ${relay.peerId} is gone while connected; reserving again`, { peer: relay.peerId })
         relay.since = undefined
-        return
+        return 'the relay dropped the reservation while connected'
       }
       if (!woken) {
         // a silent relay (host gone, path black-holed) keeps the connection
         // "open" for a long time: ask it
         const conn = this.mesh.directConnection(relay.peerId)
         if (conn != null && !(await this.pingRelay(relay, conn.remoteAddr.toString(), signal))) {
-          await conn.close().catch((err: Error) => conn.abort(err))
-          return
+          // abort, not close: a graceful close waits for a peer that is not answering
+          conn.abort(new Error(`relay ${relay.peerId} did not answer a ping within ${this.pingTimeoutMs} ms`))
+          return `no answer to a ping within ${this.pingTimeoutMs / 1000} s (relay gone or path black-holed)`
         }
       }
     }
+    return undefined
   }
 
   private async pingRelay (relay: RelayState, addr: string, signal: AbortSignal): Promise<boolean> {
@@ -248,6 +502,12 @@ export class ReservationManager {
       return true
     } catch (err) {
       if (signal.aborted) return true
+      if ((err as Error).name === 'TooManyOutboundProtocolStreamsError') {
+        // an earlier ping's stream is still closing (a slow answer under load):
+        // says nothing about the relay; the next round asks again
+        this.log.debug(`relay ${relay.peerId}: ping skipped: ${(err as Error).message}`, { peer: relay.peerId })
+        return true
+      }
       this.log.warn(`relay ${relay.peerId} did not answer a ping within ${this.pingTimeoutMs / 1000} s over ${addr}: ${(err as Error).message}; dropping the connection and redialling`, { peer: relay.peerId, transport: uplinkTransport(addr), phase: 'protocol' })
       return false
     }
@@ -268,7 +528,9 @@ export class ReservationManager {
   private async backoff (relay: RelayState, signal: AbortSignal): Promise<void> {
     relay.status.failures++
     relay.status.state = 'backing-off'
-    const exp = Math.min(this.maxBackoffMs, this.initialBackoffMs * 2 ** Math.min(relay.status.failures - 1, 20))
+    // short of the reservations wanted, a relay coming back must be noticed within seconds
+    const ceiling = this.held().length < this.target ? Math.min(this.maxBackoffMs, this.underTargetMaxBackoffMs) : this.maxBackoffMs
+    const exp = Math.min(ceiling, this.initialBackoffMs * 2 ** Math.min(relay.status.failures - 1, 20))
     // ±20% jitter so many donors do not hammer a restarted relay in lock-step
     const delay = Math.round(exp * (0.8 + Math.random() * 0.4))
     relay.status.nextAttemptAt = new Date(Date.now() + delay).toISOString()

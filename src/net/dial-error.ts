@@ -91,6 +91,7 @@ function isErrorEvent (err: unknown): boolean {
 function stallCause (phase: DialPhase, transport: Transport, seconds: string): string {
   switch (phase) {
     case 'dns': return `DNS lookup did not answer within ${seconds} s (resolver filtered?)`
+    case 'proxy': return `the proxy did not open the tunnel within ${seconds} s (proxy unreachable, or dropping packets?)`
     case 'tcp-connect':
       if (transport === 'ws' || transport === 'wss') return `no WebSocket open within ${seconds} s (TCP connect, TLS or HTTP upgrade unanswered: packets dropped?)`
       return `no answer to TCP connect within ${seconds} s (SYN dropped by a firewall?)`
@@ -98,7 +99,10 @@ function stallCause (phase: DialPhase, transport: Transport, seconds: string): s
       if (transport === 'quic') return `no QUIC handshake reply within ${seconds} s (UDP dropped, or nothing listens on that UDP port)`
       return `TLS handshake did not finish within ${seconds} s`
     case 'ws-upgrade': return `WebSocket upgrade did not finish within ${seconds} s`
-    case 'noise': return `no handshake reply within ${seconds} s (packets dropped? a protocol-inspecting firewall lets TCP connect but blocks the libp2p handshake)`
+    case 'noise':
+      // over TLS a middlebox cannot read the negotiation, so only loss or a dead peer explain it
+      if (transport === 'wss') return `the connection opened but the libp2p handshake got no answer within ${seconds} s (packets lost, or the relay is overloaded)`
+      return `TCP connected but the libp2p handshake got no answer within ${seconds} s — a protocol-inspecting firewall may be dropping it ("SYN allowed, upgrade blocked"; WebSocket over TLS on 443 hides the handshake)`
     case 'muxer': return `stream multiplexer negotiation did not finish within ${seconds} s`
     case 'protocol': return `protocol negotiation did not finish within ${seconds} s`
     case 'reservation': return `relay did not answer the reservation request within ${seconds} s`
@@ -112,7 +116,27 @@ export function describeDialError (err: unknown, ctx: DialErrorContext): DialErr
   const message = str(e.message)
 
   if (ctx.cancelled === true) {
+    // say what the attempt had seen: a TCP that connected and then heard nothing is the
+    // signature of a protocol-inspecting firewall, even when a faster rung won first
+    if ((ctx.transport === 'tcp' || ctx.transport === 'ws') && (ctx.phase === 'noise' || ctx.phase === 'muxer')) {
+      return { cause: `cancelled after ${seconds} s (another attempt won, or shutting down): TCP connected but the libp2p handshake had no answer yet`, code: 'CANCELLED', phase: ctx.phase }
+    }
     return { cause: 'cancelled (another attempt won, or shutting down)', code: 'CANCELLED', phase: ctx.phase }
+  }
+
+  // our proxy code (proxy-tunnel.ts, proxy-transports.ts) already says what the proxy did; checked
+  // before the socket codes, or a refused connection to the proxy would read as the target refusing
+  if (name === 'ProxyTunnelError' && str(e.code) !== '') {
+    return { cause: message, code: str(e.code), phase: 'proxy' }
+  }
+  if (name === 'ProxiedDialError' && str(e.code) !== '') {
+    const inner = findCode(e.cause)
+    const via = str((e as { proxy?: unknown }).proxy)
+    if (inner != null && TLS_CODES[inner] != null) {
+      return { cause: `${TLS_CODES[inner]} (TLS inside the tunnel through ${via})`, code: 'TLS_UNTRUSTED', phase: 'tls' }
+    }
+    const phase = str((e as { phase?: unknown }).phase)
+    return { cause: message, code: str(e.code), phase: phase === 'tls' ? 'tls' : 'ws-upgrade' }
   }
 
   if (name === 'AggregateError' && Array.isArray(e.errors)) {
@@ -197,6 +221,13 @@ export function phaseForProgress (event: string, transport: Transport, current: 
     case 'tcp:open-connection':
     case 'websockets:open-connection':
       return 'tcp-connect'
+    // a dial through a proxy (proxy-transports.ts): the tunnel, then what runs inside it
+    case 'proxy:open-tunnel':
+      return 'proxy'
+    case 'proxy:tunnel-open':
+      return transport === 'wss' ? 'tls' : transport === 'ws' ? 'ws-upgrade' : 'tcp-connect'
+    case 'websockets:upgrade':
+      return 'ws-upgrade'
     case 'upgrader:encrypt-outbound-connection':
       return 'noise'
     case 'upgrader:multiplex-outbound-connection':

@@ -497,8 +497,16 @@ export function describeAttempt (a: LadderAttempt, all: LadderAttempt[] = [a]): 
     case 'not-tried': return `${name}: not tried`
     case 'success': return `${name}: connected in ${seconds(a.durationMs)}`
     case 'closed-late': return `${name}: connected too late, closed`
-    case 'cancelled': return `${name}: cancelled at ${a.phase ?? 'start'} after ${seconds(a.durationMs)}`
+    case 'cancelled':
+      // past the TCP connect and still unanswered: the one case a reader needs more than the phase for
+      if ((a.transport === 'tcp' || a.transport === 'ws') && (a.phase === 'noise' || a.phase === 'muxer')) {
+        return `${name}: cancelled at ${a.phase} after ${seconds(a.durationMs)}, TCP connected but no handshake answer yet`
+      }
+      return `${name}: cancelled at ${a.phase ?? 'start'} after ${seconds(a.durationMs)}`
     case 'failure':
+      if (a.timedOut === true && (a.transport === 'tcp' || a.transport === 'ws') && (a.phase === 'noise' || a.phase === 'muxer')) {
+        return `${name}: stalled at ${a.phase} after ${seconds(a.durationMs)}, TCP connected but the handshake got no answer (protocol-inspecting firewall?)`
+      }
       if (a.timedOut === true) return `${name}: stalled at ${a.phase ?? 'start'} after ${seconds(a.durationMs)}`
       return `${name}: failed at ${a.phase ?? 'start'} (${a.code ?? 'UNKNOWN'}) after ${seconds(a.durationMs)}`
   }

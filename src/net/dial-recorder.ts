@@ -89,10 +89,14 @@ export class DialRecorder {
       if (phase === 'dns') phase = transport === 'quic' ? 'tls' : 'tcp-connect'
       const started = Date.now()
       const outer = options.onProgress
+      // set when the transport dials through a proxy (proxy-transports.ts): every cause then names it
+      let proxy: string | undefined
       const onProgress: ProgressHandler = (evt) => {
         phase = phaseForProgress(evt.type, transport, phase)
+        if (evt.type === 'proxy:open-tunnel') proxy = ((evt as { detail?: { proxy?: string } }).detail?.proxy) ?? 'a proxy'
         outer?.(evt)
       }
+      const viaProxy = (cause: string): string => proxy != null && !cause.includes(proxy) ? `${cause} (through proxy ${proxy})` : cause
       const purpose = context?.purpose ?? 'internal'
       const emit = (attempt: DialAttempt): void => {
         this.telemetry.record(attempt)
@@ -111,7 +115,7 @@ export class DialRecorder {
           transport,
           phase: 'protocol',
           outcome: 'success',
-          cause: `connected${conn.limits != null ? ' (limited relayed connection)' : ''}`,
+          cause: viaProxy(`connected${conn.limits != null ? ' (limited relayed connection)' : ''}`),
           code: 'OK',
           duration_ms: Date.now() - started,
           purpose
@@ -131,13 +135,14 @@ export class DialRecorder {
             transport,
             phase: desc.phase,
             outcome: aborted && !timedOut ? 'cancelled' : 'failure',
-            cause: desc.cause,
+            cause: viaProxy(desc.cause),
             code: desc.code,
             duration_ms: Date.now() - started,
             purpose
           })
         }
-        const ws = d.code === 'WEBSOCKET_ERROR' ? wsTargetOf(text) : undefined
+        // a direct probe says nothing about a dial that went through a proxy
+        const ws = d.code === 'WEBSOCKET_ERROR' && proxy == null ? wsTargetOf(text) : undefined
         if (ws == null) {
           record(d)
         } else {

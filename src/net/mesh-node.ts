@@ -7,22 +7,26 @@ import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
-import { tcp } from '@libp2p/tcp'
-import { webSockets } from '@libp2p/websockets'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { readFileSync } from 'node:fs'
-import { isIP } from 'node:net'
 import { PeerUnreachableError, ReservationFailedError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { AGENT_VERSION, DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS, DEFAULT_RESERVATION_TIMEOUT_MS, MESH_TOPIC } from './constants.ts'
 import { describeDialError, initialPhase, phaseForProgress } from './dial-error.ts'
 import { DialTelemetry } from './telemetry.ts'
 import { DialRecorder } from './dial-recorder.ts'
+import { NO_PROXY_ENVIRONMENT, type ProxyEnvironment } from './proxy-env.ts'
+import { ProxyRouter, proxiedTcp, proxiedWebSockets } from './proxy-transports.ts'
 import { relayPeerOf, transportOf, uplinkTransport } from './transport-of.ts'
-import type { ConnectionStatus, DialAttempt, DialPhase, DialPurpose, PingProbe, PingResult, Reachability } from '../core/types.ts'
+import { applyPublicRanges, makeAnnounceFilter, publicRanges, scopeOf } from './address-scope.ts'
+import type { Cidr } from '../config/cidr.ts'
+import { agentWithStun, stunPortsFromAgent } from './stun/announce.ts'
+import type { StunServer } from './stun/probe.ts'
+import type { ConnectionStatus, DialAttempt, DialPhase, DialPurpose, PingProbe, PingResult, ProxyStatus, Reachability } from '../core/types.ts'
 import type { RelayLimits } from '../config/config.ts'
 import type { AbortOptions, Connection, PeerId, PrivateKey } from '@libp2p/interface'
+import type { DNS } from '@multiformats/dns'
 
 export interface RelayServerInit {
   limits: RelayLimits
@@ -41,8 +45,25 @@ export interface MeshNodeInit {
   logger?: Logger
   /** @default 5000 */
   dialAttemptTimeoutMs?: number
+  /**
+   * proxies for outbound WebSocket and TCP dials, parsed from HTTPS_PROXY,
+   * ALL_PROXY, NO_PROXY, … (proxy-env.ts) @default no proxy
+   */
+  proxy?: ProxyEnvironment
   /** more libp2p services (the job protocols), added after the built-in ones so they can use pubsub */
   services?: Record<string, (components: any) => unknown>
+  /**
+   * address ranges to treat as public (config "publicRanges"); process-wide,
+   * because js-libp2p's notion of "private" is (address-scope.ts)
+   */
+  publicRanges?: readonly Cidr[]
+  /** the relay's STUN responder ports, told to peers in the identify agent version (stun/announce.ts) */
+  stunPorts?: readonly number[]
+  /**
+   * the resolver libp2p uses for the `/dnsaddr` addresses it dials by itself
+   * (a MeshResolver: OS resolver, then DNS-over-HTTPS) @default libp2p's node:dns
+   */
+  dns?: DNS
 }
 
 export interface DialOptions extends AbortOptions {
@@ -87,6 +108,8 @@ export class MeshNode {
   private readonly dialAttemptTimeoutMs: number
   private readonly relaysListened = new Set<string>()
   private readonly recorder: DialRecorder
+  /** which dials go through a proxy, and the tunnels open now */
+  proxies: ProxyRouter = new ProxyRouter(NO_PROXY_ENVIRONMENT)
 
   private constructor (node: Libp2p<any>, telemetry: DialTelemetry, log: Logger, dialAttemptTimeoutMs: number) {
     this.libp2p = node
@@ -132,18 +155,34 @@ export class MeshNode {
       })
     }
 
+    // before createLibp2p: the address manager classifies addresses as they are bound
+    if (init.publicRanges != null && init.publicRanges.length > 0) applyPublicRanges(init.publicRanges, log)
+    const proxies = new ProxyRouter(init.proxy ?? NO_PROXY_ENVIRONMENT, log.child('proxy'))
+    if (proxies.enabled) log.info(`proxy: ${proxies.describe()}`)
+
     const node = await createLibp2p({
       privateKey: init.privateKey,
-      nodeInfo: { userAgent: AGENT_VERSION },
+      ...(init.dns != null ? { dns: init.dns } : {}),
+      nodeInfo: { userAgent: agentWithStun(AGENT_VERSION, init.stunPorts ?? []) },
       addresses: {
         listen: init.listen.map(ma => ma.toString()),
-        announce: (init.announce ?? []).map(ma => ma.toString())
+        announce: (init.announce ?? []).map(ma => ma.toString()),
+        // no loopback or private addresses to the wide mesh (address-scope.ts)
+        announceFilter: makeAnnounceFilter(init.announce, { keepPrivateAsLastResort: relay != null })
       },
       transports: [
-        tcp(),
-        webSockets(wsInit),
+        // the library transports, with their socket opening routed through a proxy when one applies
+        proxiedTcp({}, proxies),
+        proxiedWebSockets(wsInit, proxies),
         quic(),
-        circuitRelayTransport({ reservationCompletionTimeout: DEFAULT_RESERVATION_TIMEOUT_MS })
+        circuitRelayTransport({
+          reservationCompletionTimeout: DEFAULT_RESERVATION_TIMEOUT_MS,
+          // the default of 1 queues reservations one relay at a time, and in
+          // circuit-relay-v2 4.2.x a second queued reservation never started (the
+          // first was granted, the second hung until cancelled): a donor reserves
+          // on each of its relays at once (the reservation manager caps how many)
+          reservationConcurrency: 8
+        })
       ],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
@@ -155,6 +194,7 @@ export class MeshNode {
       services
     })
     const mesh = new MeshNode(node, telemetry, log, init.dialAttemptTimeoutMs ?? DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS)
+    mesh.proxies = proxies
     mesh.disableRelayBlacklist()
     return mesh
   }
@@ -381,6 +421,18 @@ export class MeshNode {
     return this.circuitAddrsVia(relayId).length > 0
   }
 
+  /**
+   * The proxies from the environment, credentials redacted, each with whether
+   * a connection to one of `relayIds` goes through it now.
+   */
+  proxyStatus (relayIds: readonly string[]): ProxyStatus[] {
+    const relays = new Set(relayIds)
+    const relayConnections = this.libp2p.getConnections()
+      .filter(c => c.status === 'open' && relays.has(c.remotePeer.toString()))
+      .map(c => ({ peerId: c.remotePeer.toString(), remoteAddr: c.remoteAddr.toString() }))
+    return this.proxies.status(relayConnections)
+  }
+
   isConnected (peerId: string): boolean {
     return this.libp2p.getConnections(peerIdFromString(peerId)).some(c => c.status === 'open')
   }
@@ -400,24 +452,87 @@ export class MeshNode {
   }
 
   /**
-   * Reachability as far as we know it, with the reason. A donor that listens
-   * only through relays is private by choice; a public verdict needs a
-   * non-relay address AutoNAT (or an explicit announce) has verified.
+   * Reachability as far as we know it, with the reason, from what AutoNAT v2
+   * has verified (js-libp2p v3 has no reachability event or property: a
+   * transport address on a public IP is `verified` once one AutoNAT v2 server
+   * dialled it back, and marked unverified with an expiry after 8 failed
+   * dial-backs). A donor that listens only through relays is private by
+   * choice; addresses libp2p counts as private (RFC 1918, TEST-NET, … minus
+   * publicRanges) are never tested, so they say "private" at once.
    */
   reachability (): { value: Reachability, reason: string } {
-    const entries = this.components.addressManager.getAddressesWithMetadata() as Array<{ multiaddr: Multiaddr, verified: boolean, type: string }>
+    const entries = this.components.addressManager.getAddressesWithMetadata() as Array<{ multiaddr: Multiaddr, verified: boolean, type: string, expires: number, lastVerified?: number }>
     const direct = entries.filter(e => transportOf(e.multiaddr) !== 'circuit')
-    const publicVerified = direct.filter(e => e.verified && isPublicAddr(e.multiaddr))
-    if (publicVerified.length > 0) {
-      return { value: 'public', reason: `verified public address ${publicVerified[0].multiaddr.toString()}` }
+    const isPublic = (e: { multiaddr: Multiaddr }): boolean => scopeOf(e.multiaddr) === 'public'
+    const announced = direct.filter(e => e.type === 'announce' && isPublic(e))
+    if (announced.length > 0) {
+      return { value: 'public', reason: `announced public address ${announced[0].multiaddr.toString()} (--announce; not checked by AutoNAT)` }
     }
-    if (direct.length === 0) {
+    const verified = direct.filter(e => e.verified && isPublic(e))
+    if (verified.length > 0) {
+      return { value: 'public', reason: `AutoNAT v2 confirmed ${verified[0].multiaddr.toString()} is dialable from outside` }
+    }
+    // our own bound addresses decide the rest: an unverified observed address
+    // (what a peer saw of a NAT mapping) is a guess that AutoNAT may never
+    // settle in a small mesh (it needs 4 confirmations from 4 networks)
+    const own = direct.filter(e => e.type === 'transport')
+    const publicDirect = own.filter(isPublic)
+    if (own.length === 0) {
       return { value: 'private', reason: 'listening only through relays (--listen /p2p-circuit)' }
     }
-    if (!direct.some(e => isPublicAddr(e.multiaddr))) {
-      return { value: 'private', reason: 'no public address on any interface: reachable only through relays' }
+    if (publicDirect.length === 0) {
+      const ranges = publicRanges()
+      return { value: 'private', reason: `no public address on any interface (${own.map(e => e.multiaddr.toString().split('/')[2]).filter((v, i, a) => a.indexOf(v) === i).join(', ')}): reachable only through relays${ranges.length === 0 ? '; a private deployment can declare its ranges public with --public-range / "publicRanges"' : ''}` }
     }
-    return { value: 'unknown', reason: 'public address not yet confirmed by AutoNAT' }
+    const failed = publicDirect.filter(e => !e.verified && e.expires > 0)
+    if (failed.length === publicDirect.length) {
+      return { value: 'private', reason: `AutoNAT v2: peers could not dial back ${failed[0].multiaddr.toString()} (a NAT or firewall in the way): reachable only through relays` }
+    }
+    const progress = this.autonatProgress(publicDirect[0].multiaddr)
+    return {
+      value: 'unknown',
+      reason: progress != null
+        ? `AutoNAT v2 is checking ${publicDirect[0].multiaddr.toString()}: ${progress.success} dial-back(s) succeeded, ${progress.failure} failed so far`
+        : `AutoNAT v2 has not checked ${publicDirect[0].multiaddr.toString()} yet (it needs a connected peer running an AutoNAT v2 server, such as a relay)`
+    }
+  }
+
+  /** The AutoNAT v2 client's running tally for an address (its private state; undefined when absent or changed). */
+  private autonatProgress (ma: Multiaddr): { success: number, failure: number } | undefined {
+    const client = (this.libp2p.services.autoNAT as { client?: { dialResults?: Map<string, { success: number, failure: number }> } } | undefined)?.client
+    const results = client?.dialResults
+    if (!(results instanceof Map)) return undefined
+    const r = results.get(ma.toString())
+    return r != null && typeof r.success === 'number' ? { success: r.success, failure: r.failure } : undefined
+  }
+
+  /**
+   * STUN responders of the peers we hold a direct connection to: relays
+   * announce their STUN ports in the identify agent version, and the IP is
+   * the one we reached them on.
+   */
+  async stunServers (): Promise<Array<StunServer & { peerId: string }>> {
+    const out: Array<StunServer & { peerId: string }> = []
+    const seen = new Set<string>()
+    for (const conn of this.libp2p.getConnections()) {
+      if (conn.status !== 'open' || transportOf(conn.remoteAddr) === 'circuit') continue
+      const peerId = conn.remotePeer.toString()
+      const ip = conn.remoteAddr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value
+      if (ip == null || seen.has(peerId)) continue
+      let agent: string | undefined
+      try {
+        const peer = await this.libp2p.peerStore.get(conn.remotePeer)
+        const bytes = peer.metadata.get('AgentVersion')
+        agent = bytes != null ? new TextDecoder().decode(bytes) : undefined
+      } catch (err) {
+        if ((err as Error).name !== 'NotFoundError') throw err
+      }
+      const ports = stunPortsFromAgent(agent)
+      if (ports.length === 0) continue
+      seen.add(peerId)
+      out.push({ peerId, address: ip, ports })
+    }
+    return out
   }
 
   /**
@@ -527,21 +642,12 @@ function dedupe (list: string[]): string[] {
   return [...new Set(list)]
 }
 
-/** True for a global unicast IP (not RFC 1918, loopback, link-local, CGNAT, ULA or TEST-NET). */
+/**
+ * True for an address on a public IP: not private to js-libp2p (RFC 1918,
+ * loopback, link-local, CGNAT, ULA, TEST-NET, …) or inside a configured
+ * public range (address-scope.ts). The namespace lab's TEST-NET "internet"
+ * therefore counts as public only when the lab passes --public-range.
+ */
 export function isPublicAddr (ma: Multiaddr): boolean {
-  const parts = ma.toString().split('/')
-  const ip = parts[2]
-  if (parts[1] !== 'ip4' && parts[1] !== 'ip6') return false
-  if (isIP(ip) === 4) {
-    const [a, b] = ip.split('.').map(Number)
-    if (a === 10 || a === 127 || a === 0) return false
-    if (a === 172 && b >= 16 && b <= 31) return false
-    if (a === 192 && b === 168) return false
-    if (a === 169 && b === 254) return false
-    if (a === 100 && b >= 64 && b <= 127) return false
-    // TEST-NETs count as public here on purpose: the namespace lab uses them as the "internet"
-    return true
-  }
-  const lower = ip.toLowerCase()
-  return !(lower === '::1' || lower === '::' || lower.startsWith('fe80') || lower.startsWith('fc') || lower.startsWith('fd'))
+  return scopeOf(ma) === 'public'
 }

@@ -1,6 +1,9 @@
 import { createLogger, type Logger } from '../log/logger.ts'
 import { MeshNode } from '../net/mesh-node.ts'
+import { RelayAnnouncer } from '../net/relay-directory.ts'
 import { CAPACITY_TOPIC } from '../protocols/capacity/index.ts'
+import { startRelayStun, stunAddrs } from './relay-stun.ts'
+import type { StunResponder } from '../net/stun/responder.ts'
 import type { RelayConfig } from '../config/config.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -9,11 +12,15 @@ export interface RelayInfo {
   listenAddrs: string[]
   announceAddrs: string[]
   limits: RelayConfig['limits']
+  /** the STUN responder's endpoints (`/ip4/…/udp/3478`), empty when it is off or could not start */
+  stunAddrs: string[]
 }
 
 export interface RelayServiceInit {
   config: RelayConfig
   privateKey: PrivateKey
+  /** how often the relay announces itself on the relay gossip topic @default 10000 */
+  announceIntervalMs?: number
   logger?: Logger
 }
 
@@ -25,6 +32,8 @@ export class RelayService {
   private readonly init: RelayServiceInit
   private readonly log: Logger
   private mesh?: MeshNode
+  private announcer?: RelayAnnouncer
+  private stun?: StunResponder
 
   constructor (init: RelayServiceInit) {
     this.init = init
@@ -33,19 +42,34 @@ export class RelayService {
 
   async start (): Promise<RelayInfo> {
     const { config } = this.init
-    this.mesh = await MeshNode.create({
-      privateKey: this.init.privateKey,
-      listen: config.listen,
-      announce: config.announce,
-      relayServer: { limits: config.limits, tls: config.tls },
-      logger: this.log.child('net')
-    })
-    await this.mesh.start()
+    // before the node: its identify agent version tells donors the STUN ports actually bound
+    this.stun = await startRelayStun(config, this.log.child('stun'))
+    try {
+      this.mesh = await MeshNode.create({
+        privateKey: this.init.privateKey,
+        listen: config.listen,
+        announce: config.announce,
+        relayServer: { limits: config.limits, tls: config.tls },
+        publicRanges: config.publicRanges,
+        stunPorts: this.stun != null ? [...new Set(this.stun.endpoints().map(e => e.port))] : [],
+        logger: this.log.child('net')
+      })
+      await this.mesh.start()
+    } catch (err) {
+      // the UDP sockets must not outlive a relay that failed to start
+      await this.stun?.stop()
+      this.stun = undefined
+      throw err
+    }
     if (config.announce.length === 0) this.mesh.confirmListenAddrs()
     // the relay is the gossip hub of donors that can only reach each other
     // through it: gossipsub forwards only topics a node is subscribed to
     const pubsub = this.mesh.libp2p.services.pubsub as { subscribe: (topic: string) => void }
     pubsub.subscribe(CAPACITY_TOPIC)
+    // donors learn relays beyond their bootstrap list from these announcements
+    // and reserve on a second one, so losing one relay never leaves them undialable
+    this.announcer = new RelayAnnouncer(this.mesh, { intervalMs: this.init.announceIntervalMs, logger: this.log.child('announce') })
+    this.announcer.start()
     this.mesh.libp2p.addEventListener('peer:connect', (evt: CustomEvent<{ toString: () => string }>) => {
       this.log.debug(`peer connected: ${evt.detail.toString()}`)
     })
@@ -67,13 +91,19 @@ export class RelayService {
       peerId: this.mesh.peerId,
       listenAddrs: this.mesh.listenAddrs(),
       announceAddrs: this.mesh.advertisedAddrs(),
-      limits: this.init.config.limits
+      limits: this.init.config.limits,
+      stunAddrs: stunAddrs(this.stun, this.mesh.advertisedAddrs())
     }
   }
 
   async stop (): Promise<void> {
     const mesh = this.mesh
     this.mesh = undefined
+    this.announcer?.stop()
+    this.announcer = undefined
+    const stun = this.stun
+    this.stun = undefined
+    await stun?.stop()
     await mesh?.stop()
   }
 }

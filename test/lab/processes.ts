@@ -34,11 +34,13 @@ export interface RelayNode {
   listen: string[]
   peerId: string
   announceAddrs: string[]
-  /** bootstrap multiaddrs (with /p2p/<relay>), per transport */
-  addr: { tcp: string, quic: string, ws: string }
+  /** bootstrap multiaddrs (with /p2p/<relay>), per transport; `wss` when started with `tls` */
+  addr: { tcp: string, quic: string, ws: string, wss?: string }
   proc: LabProcess
   /** from spawn to the JSON start-up line, ms */
   readyMs: number
+  /** the certificate it serves WebSocket over TLS with, if any (kept across a restart) */
+  tls?: { cert: string, key: string }
 }
 
 export interface DonorNode {
@@ -56,14 +58,21 @@ function withPeer (addr: string, peerId: string): string {
   return addr.includes('/p2p/') ? addr : `${addr}/p2p/${peerId}`
 }
 
-/** The relay: TCP and QUIC on 4001 and plain WebSocket on 443, announcing the same. */
-export async function startRelay (lab: Lab, host: string, runDir: string, opts: { dataDir?: string, logFile?: string } = {}): Promise<RelayNode> {
+/**
+ * The relay: TCP and QUIC on 4001 and plain WebSocket on 443, announcing the
+ * same. With `tls` (a certificate naming the relay's IP), WebSocket over TLS
+ * takes 443 and plain WebSocket moves to 80, as README's "relay on 443" does.
+ */
+export async function startRelay (lab: Lab, host: string, runDir: string, opts: { dataDir?: string, logFile?: string, tls?: { cert: string, key: string }, /** more `worldcompute relay` arguments, e.g. --public-range */ args?: string[] } = {}): Promise<RelayNode> {
   const ip = lab.ip(host)
-  const listen = [`/ip4/${ip}/tcp/4001`, `/ip4/${ip}/udp/4001/quic-v1`, `/ip4/${ip}/tcp/443/ws`]
+  const listen = opts.tls != null
+    ? [`/ip4/${ip}/tcp/4001`, `/ip4/${ip}/udp/4001/quic-v1`, `/ip4/${ip}/tcp/80/ws`, `/ip4/${ip}/tcp/443/tls/ws`]
+    : [`/ip4/${ip}/tcp/4001`, `/ip4/${ip}/udp/4001/quic-v1`, `/ip4/${ip}/tcp/443/ws`]
   const dataDir = opts.dataDir ?? join(runDir, host)
   const logFile = opts.logFile ?? join(runDir, `${host}.log`)
   mkdirSync(runDir, { recursive: true })
-  const args = ['relay', '--data-dir', dataDir, '--json', ...listen.flatMap(a => ['--listen', a]), ...listen.flatMap(a => ['--announce', a])]
+  const args = ['relay', '--data-dir', dataDir, '--json', ...listen.flatMap(a => ['--listen', a]), ...listen.flatMap(a => ['--announce', a]),
+    ...(opts.tls != null ? ['--tls-cert', opts.tls.cert, '--tls-key', opts.tls.key] : []), ...(opts.args ?? [])]
   const proc = lab.exec(host, [BIN, ...args], { env: wcEnv(), logFile })
   const deadline = Date.now() + 30_000
   let info: { peerId: string, announceAddrs: string[] } | undefined
@@ -87,9 +96,12 @@ export async function startRelay (lab: Lab, host: string, runDir: string, opts: 
     listen,
     peerId,
     announceAddrs: info.announceAddrs,
-    addr: { tcp: find(/\/tcp\/4001(\/p2p\/|$)/), quic: find(/\/quic-v1/), ws: find(/\/tcp\/443\/ws/) },
+    addr: opts.tls != null
+      ? { tcp: find(/\/tcp\/4001(\/p2p\/|$)/), quic: find(/\/quic-v1/), ws: find(/\/tcp\/80\/ws/), wss: find(/\/tcp\/443\/tls\/ws/) }
+      : { tcp: find(/\/tcp\/4001(\/p2p\/|$)/), quic: find(/\/quic-v1/), ws: find(/\/tcp\/443\/ws/) },
     proc,
-    readyMs: Date.now() - proc.startedAt
+    readyMs: Date.now() - proc.startedAt,
+    ...(opts.tls != null ? { tls: opts.tls } : {})
   }
 }
 
@@ -99,7 +111,7 @@ export async function restartRelay (lab: Lab, relay: RelayNode, runDir: string, 
   const exitCode = await relay.proc.stop(10_000)
   const stopMs = Date.now() - t0
   if (downMs > 0) await sleep(downMs)
-  const again = await startRelay(lab, relay.host, runDir, { dataDir: relay.dataDir, logFile: relay.logFile })
+  const again = await startRelay(lab, relay.host, runDir, { dataDir: relay.dataDir, logFile: relay.logFile, ...(relay.tls != null ? { tls: relay.tls } : {}) })
   if (again.peerId !== relay.peerId) throw new Error(`restarted relay has a new PeerId ${again.peerId} (was ${relay.peerId})`)
   return { relay: again, stopMs, exitCode }
 }

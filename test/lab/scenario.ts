@@ -31,7 +31,7 @@ const ONLY = (process.env.WC_LAB_ONLY ?? '').split(',').map(s => s.trim()).filte
  * a file's `scenarioKeys` must only use these, so a typo in WC_LAB_ONLY fails
  * loudly instead of running nothing.
  */
-export const SCENARIOS = ['network', 'open', 'cone', 'symmetric', '443-only', 'relay-restart'] as const
+export const SCENARIOS = ['network', 'open', 'cone', 'symmetric', '443-only', 'relay-restart', 'dns-filtered', 'inspecting-firewall', 'proxy-only', 'proxy-socks5', 'nat-type', 'autonat-open', 'relay-failover', 'relay-replace'] as const
 for (const k of ONLY) {
   if (!(SCENARIOS as readonly string[]).includes(k)) throw new Error(`WC_LAB_ONLY: unknown scenario "${k}" (known: ${SCENARIOS.join(', ')})`)
 }
@@ -90,7 +90,12 @@ async function shutdown (lab: Lab, donors: DonorNode[], relays: RelayNode[]): Pr
   return { report, exitCodes, stragglers }
 }
 
-export interface Side { nat: NatKind, firewall?: Firewall }
+export interface Side {
+  nat: NatKind
+  firewall?: Firewall
+  /** for the `proxy-only` firewall: the one TCP `ip:port` the site may reach */
+  proxy?: string
+}
 
 export interface PairOptions {
   key: string
@@ -107,6 +112,8 @@ export interface PairOptions {
   during?: (ctx: PairContext) => Promise<void>
   /** relays on the internet (default: one, "relay" at 198.51.100.10); each runs `worldcompute relay` */
   relays?: RelaySpec[]
+  /** a certificate for a relay (its IP as SAN): it then also listens for WebSocket over TLS on 443 (plain WebSocket on 80) */
+  relayTls?: (ctx: { lab: Lab, runDir: string, relay: RelaySpec }) => { cert: string, key: string } | undefined
   /** other internet hosts (proxy, DoH, STUN …) that the scenario starts itself in `beforeDonors` */
   services?: RelaySpec[]
   /** the donors' bootstrap list (default: every relay's TCP, QUIC and WebSocket/443 addresses, in that order) */
@@ -130,7 +137,7 @@ export interface PairContext {
 }
 
 function siteSpec (name: string, side: Side, host: string): SiteSpec {
-  return { name, nat: side.nat, ...(side.firewall != null ? { firewall: side.firewall } : {}), hosts: [{ name: host }] }
+  return { name, nat: side.nat, ...(side.firewall != null ? { firewall: side.firewall } : {}), ...(side.proxy != null ? { proxy: side.proxy } : {}), hosts: [{ name: host }] }
 }
 
 function uplinkText (d: Dispatchable): string { return `${secs(d.ms)} (${d.transport})` }
@@ -156,7 +163,8 @@ export async function pairScenario (t: TestContext, opts: PairOptions): Promise<
   let failure: unknown
   try {
     for (const spec of opts.relays ?? [{ name: 'relay', ip: '198.51.100.10' }]) {
-      const relay = await startRelay(lab, spec.name, runDir)
+      const tls = opts.relayTls?.({ lab, runDir, relay: spec })
+      const relay = await startRelay(lab, spec.name, runDir, tls != null ? { tls } : {})
       relays.push(relay)
       t.diagnostic(`${spec.name} ${relay.peerId} ready ${relay.readyMs} ms after spawn`)
     }

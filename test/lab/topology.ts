@@ -25,8 +25,16 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 
 export type NatKind = 'none' | 'cone' | 'symmetric'
-/** Egress filters a site router can apply. */
-export type Firewall = 'tcp-80-443-only'
+/**
+ * Egress filters a site router can apply.
+ * - `tcp-80-443-only`: only TCP 80/443 out; everything else, UDP included, dropped silently
+ * - `dns-filtered`: everything out except DNS (UDP and TCP port 53, dropped silently)
+ * - `inspect-multistream`: TCP out on any port, UDP dropped, and every packet carrying
+ *   libp2p's cleartext negotiation (`/multistream/1.0.0`) dropped in both directions:
+ *   "SYN allowed, upgrade blocked"
+ * - `proxy-only`: the LAN may reach one TCP `ip:port`, the site's `proxy`; everything else dropped silently
+ */
+export type Firewall = 'tcp-80-443-only' | 'dns-filtered' | 'inspect-multistream' | 'proxy-only'
 
 export interface RelaySpec { name: string, ip: string }
 export interface HostSpec { name: string }
@@ -35,6 +43,8 @@ export interface SiteSpec {
   /** 'none': hosts have public addresses and accept inbound connections (an open network) */
   nat: NatKind
   firewall?: Firewall
+  /** for `proxy-only`: the one TCP `ip:port` (an HTTP or SOCKS proxy on the internet) the LAN may reach */
+  proxy?: string
   hosts: HostSpec[]
 }
 export interface TopologySpec { relays: RelaySpec[], sites: SiteSpec[] }
@@ -327,10 +337,30 @@ export function routerRules (site: SiteSpec): string {
     ':OUTPUT ACCEPT [0:0]',
     // like a home router: nothing unsolicited reaches the router itself, dropped silently (no RST, no ICMP)
     '-A INPUT -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT',
-    '-A INPUT -i wan -j DROP',
-    '-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT'
+    '-A INPUT -i wan -j DROP'
   ]
-  if (site.firewall === 'tcp-80-443-only') {
+  if (site.firewall === 'inspect-multistream') {
+    // before the ESTABLISHED accept: the handshake travels on an established flow.
+    // Boyer-Moore search of each packet (xt_string) for the protocol name, both directions
+    filter.push('-A FORWARD -m string --algo bm --string /multistream/1.0.0 -j DROP')
+  }
+  filter.push('-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT')
+  if (site.firewall === 'inspect-multistream') {
+    filter.push('-A FORWARD -i lan -o wan -p tcp -j ACCEPT')
+    filter.push('-A FORWARD -i lan -j DROP')
+  } else if (site.firewall === 'dns-filtered') {
+    // a resolver outside cannot be asked: queries vanish without an answer, as on networks that force their own DNS
+    filter.push('-A FORWARD -i lan -p udp --dport 53 -j DROP')
+    filter.push('-A FORWARD -i lan -p tcp --dport 53 -j DROP')
+    filter.push('-A FORWARD -i lan -o wan -j ACCEPT')
+  } else if (site.firewall === 'proxy-only') {
+    const [ip, port] = (site.proxy ?? '').split(':')
+    if (ip == null || port == null || !/^\d+$/.test(port)) throw new Error(`site ${site.name}: a proxy-only firewall needs \`proxy: "ip:port"\``)
+    ipv4(ip)
+    filter.push(`-A FORWARD -i lan -o wan -p tcp -d ${ip} --dport ${port} -j ACCEPT`)
+    // no other route out: TCP, UDP (QUIC, DNS) and ICMP vanish without an answer
+    filter.push('-A FORWARD -i lan -j DROP')
+  } else if (site.firewall === 'tcp-80-443-only') {
     filter.push('-A FORWARD -i lan -o wan -p tcp -m multiport --dports 80,443 -j ACCEPT')
     // everything else from the LAN, UDP included, disappears without an answer
     filter.push('-A FORWARD -i lan -j DROP')

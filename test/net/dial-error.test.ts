@@ -61,6 +61,7 @@ describe('describeDialError', () => {
     assert.equal(d.phase, 'noise')
     assert.match(d.cause, /handshake/)
     assert.ok(d.cause.includes('10.0 s'), d.cause)
+    assert.match(d.cause, /TCP connected but the libp2p handshake got no answer.*protocol-inspecting firewall/)
   })
 
   it('reports an AbortError at tcp-connect over tcp as an unanswered TCP connect', () => {
@@ -186,6 +187,8 @@ describe('describeDialError', () => {
     assert.equal(d.code, 'CANCELLED')
     assert.equal(d.phase, 'noise')
     assert.match(d.cause, /cancelled/)
+    // what the attempt saw before it was cancelled: TCP up, handshake unanswered
+    assert.match(d.cause, /TCP connected but the libp2p handshake had no answer yet/)
   })
 
   it('falls back to the error name and message for an unknown error', () => {

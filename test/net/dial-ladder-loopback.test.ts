@@ -185,7 +185,7 @@ describe('dial ladder against a real relay on loopback', () => {
     const record = recordsFor(telemetry, stalled.addr.toString())[0]
     assert.equal(record.phase, 'noise')
     assert.equal(record.code, 'TIMEOUT')
-    assert.match(record.cause, /no handshake reply within/)
+    assert.match(record.cause, /TCP connected but the libp2p handshake got no answer within/)
   })
 
   it('a refused TCP and a working WS: WS wins', async () => {

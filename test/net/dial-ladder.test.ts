@@ -279,7 +279,7 @@ describe('explaining the choice', () => {
       { ...base, addr: WS80, transport: 'ws', outcome: 'failure', phase: 'tcp-connect', code: 'ECONNREFUSED', durationMs: 3 },
       { addr: WSS443, transport: 'wss', outcome: 'not-tried', remembered: false }
     ]
-    assert.equal(explain(winner, attempts, false), 'first to connect (tcp: stalled at noise after 2.5 s; ws: failed at tcp-connect (ECONNREFUSED) after 3 ms; wss: not tried)')
+    assert.equal(explain(winner, attempts, false), 'first to connect (tcp: stalled at noise after 2.5 s, TCP connected but the handshake got no answer (protocol-inspecting firewall?); ws: failed at tcp-connect (ECONNREFUSED) after 3 ms; wss: not tried)')
     assert.equal(explain(winner, [winner], true), 'remembered from the last run on this network')
   })
 

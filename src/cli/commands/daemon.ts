@@ -13,9 +13,18 @@ the local API on 127.0.0.1.
   --bootstrap MA   relay multiaddr ending in /p2p/<PeerId>; repeatable.
                    Also WORLDCOMPUTE_BOOTSTRAP (comma-separated) or "bootstrap"
                    in DATA_DIR/config.json. Precedence: flag > env > file.
+                   /dns4, /dns6 and /dnsaddr names are resolved with the OS
+                   resolver, then DNS-over-HTTPS when it fails.
+  --doh URL        DNS-over-HTTPS endpoint (RFC 8484), tried in order when the
+                   OS resolver fails; repeatable. Also WORLDCOMPUTE_DOH
+                   (comma-separated) or "doh" in config.json; default: a
+                   built-in list of public resolvers by IP address.
   --listen MA      direct listen address; repeatable. "--listen /p2p-circuit"
                    alone means: reachable only through relays.
   --api-port N     local API port (default 7767; 0 picks a free port)
+  --public-range CIDR  treat this address range as public (a private deployment,
+                   e.g. 10.0.0.0/8): AutoNAT checks it and it is advertised;
+                   repeatable. Also "publicRanges" in config.json.
   --no-execute     only submit jobs; run none for others
   --max-jobs N     jobs run at once (default: cores - 1, at least 1)
   --max-job-memory SIZE   memory a job may use (default 256MiB)
@@ -28,7 +37,9 @@ export async function run (argv: string[], o: Output): Promise<number> {
   const { values } = parse(argv, {
     ...commonOptions,
     bootstrap: { type: 'string', multiple: true },
+    doh: { type: 'string', multiple: true },
     listen: { type: 'string', multiple: true },
+    'public-range': { type: 'string', multiple: true },
     'api-port': { type: 'string' },
     'no-execute': { type: 'boolean', default: false },
     'max-jobs': { type: 'string' },
@@ -40,7 +51,9 @@ export async function run (argv: string[], o: Output): Promise<number> {
   const config = loadDaemonConfig({
     dataDir: values['data-dir'],
     bootstrap: values.bootstrap,
+    doh: values.doh,
     listen: values.listen,
+    publicRanges: values['public-range'],
     apiPort: values['api-port'],
     noExecute: values['no-execute'],
     maxJobs: values['max-jobs'],

@@ -17,7 +17,12 @@ jobs, identify, ping, AutoNAT v2 server and the mesh gossip.
   --relay-data-limit SIZE   bytes per relayed connection (default 64MiB)
   --relay-duration-limit D  lifetime of a relayed connection (default 1h)
   --max-reservations N      reservations held at once (default 1024)
-  --json                    print the start-up line as JSON ({"peerId","listenAddrs","announceAddrs"})`
+  --stun-port N             STUN responder port (UDP); give it twice for the
+                            primary and alternate port (default 3478 and 3479)
+  --no-stun                 no STUN responder (donors then cannot tell their NAT type from this relay)
+  --public-range CIDR       treat this address range as public (private deployments,
+                            e.g. 10.0.0.0/8); repeatable; also "publicRanges" in config.json
+  --json                    print the start-up line as JSON ({"peerId","listenAddrs","announceAddrs","stunAddrs"})`
 
 export async function run (argv: string[], o: Output): Promise<number> {
   const { values } = parse(argv, {
@@ -29,7 +34,10 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'tls-key': { type: 'string' },
     'relay-data-limit': { type: 'string' },
     'relay-duration-limit': { type: 'string' },
-    'max-reservations': { type: 'string' }
+    'max-reservations': { type: 'string' },
+    'stun-port': { type: 'string', multiple: true },
+    'no-stun': { type: 'boolean', default: false },
+    'public-range': { type: 'string', multiple: true }
   }, 'relay')
   if (values.help) { o.out(help); return 0 }
   const config = loadRelayConfig({
@@ -41,18 +49,22 @@ export async function run (argv: string[], o: Output): Promise<number> {
     tlsKey: values['tls-key'],
     dataLimit: values['relay-data-limit'],
     durationLimit: values['relay-duration-limit'],
-    maxReservations: values['max-reservations']
+    maxReservations: values['max-reservations'],
+    stunPorts: values['stun-port'],
+    noStun: values['no-stun'],
+    publicRanges: values['public-range']
   })
   await runUntilSignal(o, async () => await startRelay(config), (handle) => {
     const { info } = handle
     if (values.json) {
-      o.out(JSON.stringify({ peerId: info.peerId, listenAddrs: info.listenAddrs, announceAddrs: info.announceAddrs }))
+      o.out(JSON.stringify({ peerId: info.peerId, listenAddrs: info.listenAddrs, announceAddrs: info.announceAddrs, stunAddrs: info.stunAddrs }))
     } else {
       o.out(`relay ${info.peerId} running`)
       o.out('listening on:')
       for (const a of info.listenAddrs) o.out(`  ${a}`)
       o.out('advertising:')
       for (const a of info.announceAddrs) o.out(`  ${a}`)
+      o.out(info.stunAddrs.length > 0 ? `STUN (UDP): ${info.stunAddrs.join(', ')}` : 'STUN: off')
       o.out(`limits: ${info.limits.dataLimitBytes} bytes and ${info.limits.durationLimitMs / 1000} s per relayed connection, ${info.limits.maxReservations} reservations`)
     }
   })

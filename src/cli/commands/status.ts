@@ -6,7 +6,8 @@ import { renderDials, renderStatus } from '../render.ts'
 
 export const help = `worldcompute status [--data-dir DIR] [--json]
 
-Asks the running daemon what it is doing: reachability, relay reservations
+Asks the running daemon what it is doing: reachability (AutoNAT v2), NAT type
+(STUN against its relays), relay reservations
 (relay, circuit address, transport, since when), connections, and the state of
 each bootstrap relay. Exits non-zero when no daemon is running.`
 

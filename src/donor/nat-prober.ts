@@ -1,0 +1,144 @@
+import { createLogger, type Logger } from '../log/logger.ts'
+import { probeNat, type StunProbeOptions, type StunServer } from '../net/stun/probe.ts'
+import type { NatReport } from '../core/types.ts'
+import type { MeshNode } from '../net/mesh-node.ts'
+
+export interface NatProberInit {
+  /** shortest time between two probes; triggers in between are coalesced @default 30000 */
+  minIntervalMs?: number
+  /** per-round STUN timeout (probe.ts) @default 1500 */
+  probeTimeoutMs?: number
+  logger?: Logger
+}
+
+interface Target extends StunServer { peerId: string }
+
+/**
+ * Classifies this donor's NAT with the STUN responders of the relays it is
+ * connected to (net/stun): at start, as soon as the first relay has been
+ * identified (its agent version names its STUN ports), and again whenever
+ * the set of connected STUN-capable relays changes — at most once per
+ * `minIntervalMs`, one probe at a time, each probe bounded (~2 × 1.5 s).
+ * The result is data for `status` (natMapping, natFiltering, udp) and one
+ * INFO line per probe.
+ */
+export class NatProber {
+  private readonly mesh: MeshNode
+  private readonly log: Logger
+  private readonly minIntervalMs: number
+  private readonly probeOptions: StunProbeOptions
+  private current: NatReport = {
+    mapping: 'unknown',
+    filtering: 'unknown',
+    udp: 'unknown',
+    reason: 'not measured yet: the STUN probe runs once a relay with a STUN responder is connected',
+    servers: []
+  }
+
+  private controller?: AbortController
+  private running?: Promise<void>
+  private pending = false
+  private timer?: ReturnType<typeof setTimeout>
+  private lastRunAt = 0
+  private lastTargets = ''
+  private readonly onChange = (): void => { this.schedule() }
+
+  constructor (mesh: MeshNode, init: NatProberInit = {}) {
+    this.mesh = mesh
+    this.log = init.logger ?? createLogger('donor.nat')
+    this.minIntervalMs = init.minIntervalMs ?? 30_000
+    this.probeOptions = { timeoutMs: init.probeTimeoutMs ?? 1500 }
+  }
+
+  start (): void {
+    if (this.controller != null) return
+    this.controller = new AbortController()
+    // identify completes after the connection opens: that is when the relay's STUN ports are known
+    this.mesh.libp2p.addEventListener('peer:identify', this.onChange)
+    this.mesh.libp2p.addEventListener('peer:disconnect', this.onChange)
+    this.schedule()
+  }
+
+  async stop (): Promise<void> {
+    if (this.controller == null) return
+    this.controller.abort()
+    this.controller = undefined
+    this.mesh.libp2p.removeEventListener('peer:identify', this.onChange)
+    this.mesh.libp2p.removeEventListener('peer:disconnect', this.onChange)
+    if (this.timer != null) clearTimeout(this.timer)
+    this.timer = undefined
+    await this.running
+  }
+
+  report (): NatReport {
+    return { ...this.current, servers: [...this.current.servers] }
+  }
+
+  /** Runs a probe now if allowed, else once the interval has passed; coalesces. */
+  schedule (): void {
+    if (this.controller == null) return
+    if (this.running != null) { this.pending = true; return }
+    if (this.timer != null) return
+    const wait = Math.max(0, this.lastRunAt + this.minIntervalMs - Date.now())
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      this.running = this.run().finally(() => {
+        this.running = undefined
+        if (this.pending) { this.pending = false; this.schedule() }
+      })
+    }, this.lastRunAt === 0 ? 0 : wait)
+    this.timer.unref?.()
+  }
+
+  private async run (): Promise<void> {
+    const signal = this.controller?.signal
+    if (signal == null || signal.aborted) return
+    let targets: Target[]
+    try {
+      targets = await this.mesh.stunServers()
+    } catch (err) {
+      this.log.warn(`cannot list the relays' STUN endpoints: ${(err as Error).message}`, { phase: 'stun' })
+      return
+    }
+    // two relays at most, preferring distinct IPs (address-dependence needs them)
+    targets = pickTargets(targets)
+    const key = targets.map(t => `${t.address}:${t.ports.join(',')}`).sort().join(' ')
+    if (targets.length === 0) {
+      this.log.debug('no connected relay announces a STUN responder yet: NAT type stays unknown')
+      return
+    }
+    // the same relays as last time and a verdict already: nothing new to learn
+    if (key === this.lastTargets && this.current.at != null) return
+    this.lastRunAt = Date.now()
+    const servers = targets.flatMap(t => t.ports.map(p => `${t.address}:${p}`))
+    try {
+      const result = await probeNat(targets, { ...this.probeOptions, signal })
+      if (signal.aborted) return
+      this.lastTargets = key
+      this.current = {
+        mapping: result.mapping,
+        filtering: result.filtering,
+        udp: result.udp,
+        reason: result.reason,
+        ...(result.mappedAddress != null ? { mappedAddress: result.mappedAddress } : {}),
+        servers,
+        at: new Date().toISOString(),
+        durationMs: result.durationMs
+      }
+      this.log.info(`NAT: mapping ${result.mapping}, filtering ${result.filtering}, UDP ${result.udp}${result.mappedAddress != null ? `, seen as ${result.mappedAddress}` : ''} (STUN ${servers.join(', ')} of ${targets.map(t => t.peerId).join(', ')}, ${result.durationMs} ms): ${result.reason}`, { mapping: result.mapping, filtering: result.filtering, udp: result.udp })
+    } catch (err) {
+      if (signal.aborted) return
+      this.log.warn(`STUN probe of ${servers.join(', ')} failed: ${(err as Error).message}; NAT type stays ${this.current.mapping}`, { phase: 'stun', transport: 'udp' })
+    }
+  }
+}
+
+function pickTargets (all: Target[]): Target[] {
+  const out: Target[] = []
+  for (const t of all) {
+    if (out.length === 2) break
+    if (out.length === 1 && out[0].address === t.address && all.some(x => x.address !== t.address)) continue
+    out.push(t)
+  }
+  return out
+}

@@ -1,0 +1,284 @@
+import { tcp, type TCPOptions } from '@libp2p/tcp'
+import { webSockets, type WebSocketsInit } from '@libp2p/websockets'
+import { Agent, WebSocket as UndiciWebSocket, buildConnector } from 'undici'
+import { WorldComputeError } from '../core/errors.ts'
+import { createLogger, type Logger } from '../log/logger.ts'
+import { describeProxyEnvironment, hasProxy, proxyFor, type ProxiedUse, type ProxyEnvironment, type ProxySpec } from './proxy-env.ts'
+import { authority, openTunnel } from './proxy-tunnel.ts'
+import { wsTargetOf } from './ws-diagnose.ts'
+import type { ProxyStatus } from '../core/types.ts'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
+
+/**
+ * Proxies on the libp2p transports. js-libp2p has no proxy support anywhere
+ * (design notes §3): @libp2p/websockets v10 dials with `new WebSocket(uri)`
+ * (the global WHATWG WebSocket, no agent or dispatcher option), @libp2p/tcp
+ * with `net.connect()`. Both do it in one instance method, `_connect(ma,
+ * options)`, which returns the open socket that `dial` then wraps and
+ * upgrades. We replace that one method on the instance: when a proxy applies
+ * to the target, the socket comes through the proxy; otherwise the original
+ * runs untouched. Everything after it (the multiaddr connection, Noise,
+ * yamux, metrics) stays the library's own. The wrappers check that the method
+ * exists, so a libp2p upgrade that renames it fails at start-up, loudly.
+ *
+ * Alternatives measured and rejected (netns-lab-findings §5): a global undici
+ * dispatcher or NODE_USE_ENV_PROXY works but is process-wide and reports a
+ * refused CONNECT as an empty ErrorEvent; an https-proxy-agent is silently
+ * ignored by @libp2p/websockets.
+ */
+
+/** Progress events of a proxied dial, mapped to the `proxy` phase by dial-error.ts. */
+export const PROXY_TUNNEL_EVENT = 'proxy:open-tunnel'
+export const PROXY_TUNNEL_OPEN_EVENT = 'proxy:tunnel-open'
+export const WEBSOCKET_UPGRADE_EVENT = 'websockets:upgrade'
+
+interface ProgressOptions {
+  signal?: AbortSignal
+  onProgress?: (evt: { type: string, detail?: unknown }) => void
+}
+
+/** The tunnel opened, but what ran inside it failed (TLS to the relay, the WebSocket upgrade). */
+export class ProxiedDialError extends WorldComputeError {
+  readonly phase: 'tls' | 'ws-upgrade'
+  readonly proxy: string
+  constructor (message: string, code: string, phase: 'tls' | 'ws-upgrade', proxy: string, options?: { cause?: unknown }) {
+    super(message, code, options)
+    this.phase = phase
+    this.proxy = proxy
+  }
+}
+
+interface OpenTunnel {
+  proxy: ProxySpec
+  use: ProxiedUse
+  /** the multiaddr dialled through it */
+  addr: string
+  since: number
+}
+
+/**
+ * Decides per dial whether a proxy applies and keeps the tunnels that are
+ * open, for `status` ("does the relay path use the proxy?").
+ */
+export class ProxyRouter {
+  readonly env: ProxyEnvironment
+  readonly log: Logger
+  private readonly open = new Set<OpenTunnel>()
+
+  constructor (env: ProxyEnvironment, logger: Logger = createLogger('net.proxy')) {
+    this.env = env
+    this.log = logger
+  }
+
+  get enabled (): boolean {
+    return hasProxy(this.env)
+  }
+
+  describe (): string {
+    return describeProxyEnvironment(this.env)
+  }
+
+  proxyFor (use: ProxiedUse, host: string, port: number): ProxySpec | undefined {
+    return proxyFor(this.env, use, host, port)
+  }
+
+  /** Opens a tunnel and tracks it until its socket closes. */
+  async tunnel (proxy: ProxySpec, use: ProxiedUse, addr: string, host: string, port: number, options: ProgressOptions): Promise<Socket> {
+    options.onProgress?.({ type: PROXY_TUNNEL_EVENT, detail: { proxy: proxy.url } })
+    const started = Date.now()
+    const socket = await openTunnel(proxy, host, port, { signal: options.signal })
+    this.log.debug(`tunnel to ${authority(host, port)} through ${proxy.url} open in ${Date.now() - started} ms (${use} ${addr})`)
+    const entry: OpenTunnel = { proxy, use, addr, since: Date.now() }
+    this.open.add(entry)
+    socket.once('close', () => { this.open.delete(entry) })
+    options.onProgress?.({ type: PROXY_TUNNEL_OPEN_EVENT })
+    return socket
+  }
+
+  /** The multiaddrs with an open tunnel through a proxy right now. */
+  tunnelledAddrs (): Map<string, ProxySpec> {
+    return new Map([...this.open].map(t => [t.addr, t.proxy]))
+  }
+
+  /**
+   * One entry per configured proxy; `inUse` when a connection to one of
+   * `relayAddrs` (the donor's relay connections) goes through it.
+   */
+  status (relayConnections: ReadonlyArray<{ peerId: string, remoteAddr: string }>): ProxyStatus[] {
+    const byUrl = new Map<string, { spec: ProxySpec, usedFor: ProxiedUse[] }>()
+    const add = (spec: ProxySpec | undefined, use: ProxiedUse): void => {
+      if (spec == null) return
+      const key = `${spec.source}|${spec.url}`
+      const e = byUrl.get(key) ?? { spec, usedFor: [] }
+      if (!e.usedFor.includes(use)) e.usedFor.push(use)
+      byUrl.set(key, e)
+    }
+    add(this.env.https ?? this.env.all, 'wss')
+    add(this.env.http ?? this.env.https ?? this.env.all, 'ws')
+    add(this.env.all, 'tcp')
+    const tunnels = [...this.open]
+    // the dialled address may or may not carry the trailing /p2p/<peer>; the connection's may differ
+    const bare = (addr: string): string => addr.replace(/\/p2p\/[^/]+$/, '')
+    return [...byUrl.values()].map(({ spec, usedFor }) => {
+      const mine = tunnels.filter(t => t.proxy === spec)
+      const relays = relayConnections.filter(c => mine.some(t => bare(t.addr) === bare(c.remoteAddr))).map(c => c.peerId)
+      return {
+        url: spec.url,
+        kind: spec.kind,
+        source: spec.source,
+        usedFor,
+        noProxyRules: this.env.noProxy.length,
+        inUse: relays.length > 0,
+        relays: [...new Set(relays)],
+        tunnels: mine.length
+      }
+    })
+  }
+}
+
+function checkConnect (transport: Record<string, unknown>, name: string): (ma: Multiaddr, options: any) => Promise<any> {
+  const original = transport._connect
+  if (typeof original !== 'function') {
+    throw new WorldComputeError(`${name} has no _connect method: this libp2p version is not the one the proxy support was written for (src/net/proxy-transports.ts)`, 'PROXY_UNSUPPORTED')
+  }
+  return (original as (ma: Multiaddr, options: any) => Promise<any>).bind(transport)
+}
+
+/** @libp2p/tcp, whose dials go through ALL_PROXY (SOCKS5, or HTTP CONNECT) when it applies. */
+export function proxiedTcp (init: TCPOptions, router: ProxyRouter): (components: any) => any {
+  const factory = tcp(init)
+  return (components: any) => {
+    const transport = factory(components) as any
+    if (router.env.all == null) return transport
+    const original = checkConnect(transport, '@libp2p/tcp')
+    transport._connect = async (ma: Multiaddr, options: ProgressOptions & Record<string, unknown>): Promise<Socket> => {
+      const target = tcpTargetOf(ma)
+      const proxy = target != null ? router.proxyFor('tcp', target.host, target.port) : undefined
+      if (proxy == null || target == null) return await original(ma, options)
+      options.signal?.throwIfAborted()
+      const socket = await router.tunnel(proxy, 'tcp', ma.toString(), target.host, target.port, options)
+      // what @libp2p/tcp sets on the sockets it opens itself
+      socket.setNoDelay(options.noDelay !== false)
+      socket.setKeepAlive(options.keepAlive !== false)
+      return socket
+    }
+    return transport
+  }
+}
+
+/** host and port of an `/ip4|ip6|dns*​/…/tcp/N` address. */
+export function tcpTargetOf (ma: Multiaddr): { host: string, port: number } | undefined {
+  const parts = ma.toString().split('/')
+  if (!['ip4', 'ip6', 'dns', 'dns4', 'dns6'].includes(parts[1]) || parts[3] !== 'tcp') return undefined
+  const port = Number(parts[4])
+  return Number.isInteger(port) ? { host: parts[2], port } : undefined
+}
+
+/** @libp2p/websockets, whose dials go through HTTPS_PROXY / HTTP_PROXY / ALL_PROXY when one applies. */
+export function proxiedWebSockets (init: WebSocketsInit, router: ProxyRouter): (components: any) => any {
+  const factory = webSockets(init)
+  return (components: any) => {
+    const transport = factory(components) as any
+    if (!router.enabled) return transport
+    const original = checkConnect(transport, '@libp2p/websockets')
+    transport._connect = async (ma: Multiaddr, options: ProgressOptions): Promise<unknown> => {
+      const target = wsTargetOf(ma.toString())
+      const use: ProxiedUse | undefined = target == null ? undefined : target.tls ? 'wss' : 'ws'
+      const proxy = target != null && use != null ? router.proxyFor(use, target.host, target.port) : undefined
+      if (proxy == null || target == null || use == null) return await original(ma, options)
+      return await webSocketThroughProxy(router, proxy, use, ma, target, options)
+    }
+    return transport
+  }
+}
+
+/**
+ * A WHATWG WebSocket (undici's, the same implementation as Node's global one
+ * that @libp2p/websockets uses) whose one connection is our tunnel: a
+ * per-dial undici Agent with a custom `connect` hands the tunnel over, and
+ * for `wss` runs undici's own TLS connector on top of it (`httpSocket`, the
+ * way undici's ProxyAgent layers TLS over a CONNECT tunnel).
+ */
+async function webSocketThroughProxy (router: ProxyRouter, proxy: ProxySpec, use: ProxiedUse, ma: Multiaddr, target: NonNullable<ReturnType<typeof wsTargetOf>>, options: ProgressOptions): Promise<unknown> {
+  const signal = options.signal ?? AbortSignal.timeout(10_000)
+  signal.throwIfAborted()
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host
+  const uri = `${target.tls ? 'wss' : 'ws'}://${host}:${target.port}/`
+  let tunnelError: unknown
+  let tlsError: unknown
+  let tunnelled = false
+  const tls = target.tls ? buildConnector({ servername: target.servername, ALPNProtocols: ['http/1.1'] } as any) : undefined
+  const agent = new Agent({
+    // one WebSocket per agent: no pooling, no reuse of a tunnel for another target
+    connections: 1,
+    pipelining: 0,
+    connect: (connectOpts, callback) => {
+      router.tunnel(proxy, use, ma.toString(), target.host, target.port, { signal, onProgress: options.onProgress }).then((socket) => {
+        tunnelled = true
+        if (tls == null) {
+          options.onProgress?.({ type: WEBSOCKET_UPGRADE_EVENT })
+          callback(null, socket)
+          return
+        }
+        tls({ ...connectOpts, httpSocket: socket }, (err, secure) => {
+          if (err != null) {
+            tlsError = err
+            socket.destroy()
+            callback(err, null)
+            return
+          }
+          options.onProgress?.({ type: WEBSOCKET_UPGRADE_EVENT })
+          callback(null, secure as TLSSocket)
+        })
+      }, (err: unknown) => {
+        tunnelError = err
+        callback(err as Error, null)
+      })
+    }
+  })
+  const ws = new UndiciWebSocket(uri, { dispatcher: agent })
+  ws.binaryType = 'arraybuffer'
+  try {
+    await opened(ws, signal)
+  } catch (err) {
+    try {
+      ws.close()
+    } catch (closeErr) {
+      router.log.trace(`closing a WebSocket that never opened: ${(closeErr as Error).message}`)
+    }
+    agent.destroy().catch((destroyErr: Error) => { router.log.trace(`closing the per-dial agent: ${destroyErr.message}`) })
+    if (signal.aborted) throw signal.reason
+    if (tunnelError != null) throw tunnelError
+    if (tlsError != null) {
+      throw new ProxiedDialError(`TLS to ${authority(target.host, target.port)} inside the tunnel through ${proxy.url} failed: ${(tlsError as Error).message}`, 'TLS_FAILED', 'tls', proxy.url, { cause: tlsError })
+    }
+    throw new ProxiedDialError(tunnelled
+      ? `the tunnel through ${proxy.url} to ${authority(target.host, target.port)} opened, but the WebSocket upgrade failed (not a WebSocket endpoint, or the connection was reset)`
+      : `the WebSocket through ${proxy.url} failed before the tunnel opened`, 'WS_UPGRADE_FAILED', 'ws-upgrade', proxy.url, { cause: err })
+  }
+  // the upgraded socket now belongs to the WebSocket; the agent has nothing left to pool
+  agent.close().catch((err: Error) => { router.log.debug(`closing the per-dial agent of ${uri}: ${err.message}`) })
+  return ws
+}
+
+/** Resolves when the WebSocket opens; rejects on its error or close, or when the signal fires. */
+async function opened (ws: UndiciWebSocket, signal: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const cleanup = (): void => {
+      ws.removeEventListener('open', onOpen)
+      ws.removeEventListener('error', onError)
+      ws.removeEventListener('close', onClose)
+      signal.removeEventListener('abort', onAbort)
+    }
+    const onOpen = (): void => { cleanup(); resolve() }
+    const onError = (evt: unknown): void => { cleanup(); reject(evt) }
+    const onClose = (evt: unknown): void => { cleanup(); reject(evt) }
+    const onAbort = (): void => { cleanup(); reject(signal.reason) }
+    ws.addEventListener('open', onOpen)
+    ws.addEventListener('error', onError)
+    ws.addEventListener('close', onClose)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}
