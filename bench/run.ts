@@ -25,9 +25,9 @@ import { markdownTable, type BenchReport } from './lib/report.ts'
 
 const BENCH_DIR = fileURLToPath(new URL('./', import.meta.url))
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
-const ALL = ['executor', 'round-trip', 'throughput'] as const
+const ALL = ['executor', 'round-trip', 'throughput', 'dispatchable'] as const
 /** per benchmark process, beyond its own internal bound: then it is killed */
-const KILL_AFTER_MS = { quick: 200_000, full: 270_000 }
+const KILL_AFTER_MS = { quick: 250_000, full: 620_000 }
 
 interface Options { quick: boolean, only: string[], cpuProf: boolean }
 
@@ -54,7 +54,9 @@ function commandLine (): string {
   const pinned = join(ROOT, 'node_modules/.bin/node')
   try {
     if (existsSync(pinned) && realpathSync(pinned) === realpathSync(process.execPath)) node = 'node_modules/.bin/node'
-  } catch {}
+  } catch (err) {
+    console.error(`bench: could not compare ${pinned} with ${process.execPath} (${String(err)}); the command line shows the full path`)
+  }
   return [node, relative(ROOT, process.argv[1]), ...process.argv.slice(2)].join(' ')
 }
 
@@ -64,11 +66,15 @@ function machine (): string[] {
   try {
     const info = readFileSync('/proc/cpuinfo', 'utf8')
     model = /^model name\s*:\s*(.+)$/m.exec(info)?.[1] ?? model
-  } catch {}
+  } catch (err) {
+    console.error(`bench: /proc/cpuinfo unreadable (${String(err)}); CPU model from os.cpus()`)
+  }
   try {
     const kb = Number(/^MemTotal:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1])
     if (Number.isFinite(kb)) mem = `${(kb / 2 ** 20).toFixed(1)} GiB`
-  } catch {}
+  } catch (err) {
+    console.error(`bench: /proc/meminfo unreadable (${String(err)}); memory from os.totalmem()`)
+  }
   const nproc = spawnSync('nproc', [], { encoding: 'utf8', timeout: 5_000 })
   return [
     `- CPUs (nproc): ${nproc.status === 0 ? nproc.stdout.trim() : `${availableParallelism()} (os.availableParallelism)`}`,

@@ -2,7 +2,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { PeerUnreachableError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
-import { relayPeerOf, transportOf, uplinkTransport } from '../net/transport-of.ts'
+import { relayPeerOf, transportOf, uplinkTransport, viaRelay } from '../net/transport-of.ts'
 import type { ExecutorInfo, TaskNetwork, TaskRunResult, TaskToRun } from './broker.ts'
 import type { MeshNode } from '../net/mesh-node.ts'
 import type { CapacityService } from '../protocols/capacity/index.ts'
@@ -47,6 +47,8 @@ export class MeshTaskNetwork implements TaskNetwork {
   private readonly log: Logger
   /** executors whose last offer answer said they hold the module, by task ID */
   private readonly hasModule = new Map<string, boolean>()
+  /** direct addresses whose dial failed, until when they are not tried again (each failure costs a dial timeout) */
+  private readonly directFailedUntil = new Map<string, number>()
 
   constructor (init: MeshTaskNetworkInit) {
     this.init = init
@@ -84,7 +86,9 @@ export class MeshTaskNetwork implements TaskNetwork {
   private async connect (peerId: string, signal: AbortSignal, avoid: ReadonlySet<string> = new Set()): Promise<Connection> {
     const peer = peerIdFromString(peerId)
     const open = this.init.mesh.libp2p.getConnections(peer).filter(c => c.status === 'open')
-    const direct = open.find(c => transportOf(c.remoteAddr) !== 'circuit')
+    // TCP/QUIC before WebRTC when both are open (a public address dialled after a WebRTC upgrade)
+    const directs = open.filter(c => transportOf(c.remoteAddr) !== 'circuit')
+    const direct = directs.find(c => transportOf(c.remoteAddr) !== 'webrtc') ?? directs[0]
     if (direct != null) return direct
     const announced = this.init.capacity.capacityOf(peerId)?.addrs ?? []
     // through every relay we are connected to: the executor may hold a
@@ -105,7 +109,11 @@ export class MeshTaskNetwork implements TaskNetwork {
     }
     const withPeer = (a: string): string => a.endsWith(`/p2p/${peerId}`) ? a : `${a}/p2p/${peerId}`
     const addrs = [...new Set([...announced, ...stored, ...(announced.length > 0 ? [] : viaOurRelays)].map(withPeer))]
-    const directAddrs = addrs.filter(a => transportOf(a) !== 'circuit')
+    // WebRTC (`…/p2p-circuit/webrtc`) is not dialled here: it needs both NAT
+    // types checked first and may take seconds, so the donor's direct
+    // upgrader does it in the background (donor/direct-paths.ts)
+    const now = Date.now()
+    const directAddrs = addrs.filter(a => !viaRelay(a) && (this.directFailedUntil.get(a) ?? 0) <= now)
     const relayRank = (a: string): number => {
       const relay = relayPeerOf(a)
       if (relay != null && avoid.has(relay)) return 2 // its circuit just broke: last resort
@@ -118,11 +126,20 @@ export class MeshTaskNetwork implements TaskNetwork {
       try {
         return await this.init.mesh.dial(multiaddr(addr), { purpose: 'dispatch', signal, timeoutMs: 3_000 })
       } catch (err) {
+        // recorded and logged by the dial telemetry; the task goes relayed, and later ones skip this address for a while
+        if (signal.aborted) throw err
+        this.directFailedUntil.set(addr, Date.now() + 60_000)
         errors.push(`${addr}: ${(err as Error).message}`)
       }
     }
+    if (this.directFailedUntil.size > 256) {
+      for (const [a, until] of this.directFailedUntil) if (until <= now) this.directFailedUntil.delete(a)
+    }
     const relayed = open.find(c => transportOf(c.remoteAddr) === 'circuit' && !avoid.has(relayPeerOf(c.remoteAddr) ?? ''))
-    if (relayed != null) return relayed
+    if (relayed != null) {
+      if (errors.length > 0) this.log.info(`executor ${peerId}: direct dial failed (${errors.join('; ')}); using the relayed connection`, { peer: peerId })
+      return relayed
+    }
     for (const addr of circuitAddrs) {
       try {
         return await this.init.mesh.dial(multiaddr(addr), { purpose: 'dispatch', signal })

@@ -18,7 +18,9 @@ const commands: Record<string, { load: () => Promise<Command>, summary: string }
   ping: { load: async () => (await import('./commands/ping.ts')).run, summary: 'reach a peer through the daemon and show the path' },
   job: { load: async () => (await import('./commands/job.ts')).run, summary: 'submit a WASM job and get its result (submit, status, result, list)' },
   dials: { load: async () => (await import('./commands/status.ts')).runDials, summary: 'the daemon\'s recent dial attempts and why they failed' },
-  demo: { load: async () => (await import('./commands/demo.ts')).run, summary: 'start a relay and two relay-only donors on loopback and show them join' }
+  demo: { load: async () => (await import('./commands/demo.ts')).run, summary: 'start a relay and two relay-only donors on loopback and show them join' },
+  doctor: { load: async () => (await import('./commands/doctor.ts')).run, summary: 'what this network allows and blocks, the path a donor would use, what to ask IT (--evidence DIR)' },
+  evidence: { load: async () => (await import('./commands/evidence.ts')).run, summary: 'check an evidence bundle (evidence validate PATH)' }
 }
 
 const usage = `worldcompute ${VERSION}: volunteer compute mesh

@@ -29,6 +29,8 @@ export function renderStatus (o: Output, s: DaemonStatus): void {
     o.out(`  ${r.peerId} over ${r.transport}, reserved since ${r.since} (${ago(r.since)})${r.source != null && r.source !== 'bootstrap' ? `, learned from ${r.source}` : ''}`)
     o.out(`    ${r.circuitAddr}`)
     if (r.reason != null) o.out(`    why ${r.transport}: ${r.reason}`)
+    if (r.tlsIntercepted === 'yes') o.out(`    TLS intercepted by '${r.tlsInterceptor ?? '?'}' (Noise still authenticates the relay)`)
+    else if (r.tlsIntercepted === 'no') o.out('    TLS not intercepted (the relay\'s own certificate)')
   }
   const learned = s.knownRelays ?? []
   if (learned.length > 0) {
@@ -60,6 +62,11 @@ export function renderStatus (o: Output, s: DaemonStatus): void {
   o.out(`Connections (${s.connections.length}):`)
   for (const c of s.connections) {
     o.out(`  ${shortId(c.peerId)}  ${c.direct ? 'direct ' : 'relayed'}  ${c.transport.padEnd(7)} ${c.remoteAddr}`)
+  }
+  // direct upgrades of peers met through a relay: why each is direct or not
+  if (s.directPaths != null && s.directPaths.length > 0) {
+    o.out(`Direct paths (${s.directPaths.length}):`)
+    for (const p of s.directPaths) o.out(`  ${shortId(p.peerId)}  ${p.state.padEnd(7)}  ${(p.transport ?? '-').padEnd(7)} ${p.reason}`)
   }
 }
 

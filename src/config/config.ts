@@ -72,6 +72,8 @@ export interface ConfigFile {
   apiPort?: number
   /** address ranges (CIDR) to treat as public, for private deployments */
   publicRanges?: string[]
+  /** drop relay paths whose TLS a middlebox re-signs (daemon) */
+  refuseIntercepted?: boolean
 }
 
 export interface CommonFlags {
@@ -91,6 +93,10 @@ export interface DaemonFlags extends CommonFlags {
   maxJobMemory?: string
   maxDeadline?: string
   memoryBudget?: string
+  /** --refuse-intercepted */
+  refuseIntercepted?: boolean
+  /** --no-direct: keep every peer relayed (no direct dial of public addresses, no WebRTC) */
+  noDirect?: boolean
 }
 
 /** What a donor offers: the maxima a job may ask for, and how many run at once. */
@@ -119,6 +125,10 @@ export interface DaemonConfig {
   readonly apiPort: number
   readonly apiPortSource: ValueSource
   readonly donor: DonorLimits
+  /** drop relay paths whose TLS is re-signed by a middlebox instead of only reporting them (flag > config file > false) */
+  readonly refuseIntercepted: boolean
+  /** direct upgrades of relayed peers (public address, WebRTC); false with --no-direct */
+  readonly direct: boolean
 }
 
 export interface RelayFlags extends CommonFlags {
@@ -202,6 +212,10 @@ export function readConfigFile (path: string): ConfigFile {
       throw new ConfigError(`config file ${path}: "publicRanges" must be an array of CIDR strings such as "10.0.0.0/8"`)
     }
     out.publicRanges = obj.publicRanges as string[]
+  }
+  if (obj.refuseIntercepted !== undefined) {
+    if (typeof obj.refuseIntercepted !== 'boolean') throw new ConfigError(`config file ${path}: "refuseIntercepted" must be true or false`)
+    out.refuseIntercepted = obj.refuseIntercepted
   }
   if (obj.apiPort !== undefined) {
     if (typeof obj.apiPort !== 'number') throw new ConfigError(`config file ${path}: "apiPort" must be a number`)
@@ -297,6 +311,8 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
     publicRanges: Object.freeze(loadPublicRanges(flags.publicRanges, fileConfig.publicRanges)),
     apiPort: parsePort(apiPort.value, apiPortName),
     apiPortSource: apiPort.source,
+    refuseIntercepted: flags.refuseIntercepted === true || fileConfig.refuseIntercepted === true,
+    direct: flags.noDirect !== true,
     donor: Object.freeze({
       execute: flags.noExecute !== true,
       // default: every core but one, at least one (the daemon itself needs a core)

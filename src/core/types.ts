@@ -15,14 +15,20 @@ export type Transport = typeof TRANSPORTS[number]
  * tunnel, TCP and any WebSocket upgrade already succeeded, which is what tells
  * a protocol-inspecting firewall ("SYN allowed, upgrade blocked") apart from a
  * port block. `proxy` is the CONNECT / SOCKS5 tunnel of a dial through a proxy.
+ * A WebRTC dial (private-to-private, net/direct-paths) has its own two:
+ * `signalling` (the SDP offer/answer over the relayed connection) and `ice`
+ * (connectivity checks between the two NATs).
  */
-export const DIAL_PHASES = ['dns', 'proxy', 'tcp-connect', 'tls', 'ws-upgrade', 'noise', 'muxer', 'protocol', 'reservation'] as const
+export const DIAL_PHASES = ['dns', 'proxy', 'tcp-connect', 'tls', 'ws-upgrade', 'noise', 'muxer', 'protocol', 'reservation', 'signalling', 'ice'] as const
 export type DialPhase = typeof DIAL_PHASES[number]
 
 export type DialOutcome = 'success' | 'failure' | 'cancelled'
 
-/** Why a dial was made; `internal` is a dial libp2p made by itself (reconnect, AutoNAT, gossip). */
-export type DialPurpose = 'bootstrap' | 'reservation' | 'ping' | 'dispatch' | 'internal'
+/**
+ * Why a dial was made; `internal` is a dial libp2p made by itself (reconnect,
+ * AutoNAT, gossip); `doctor` a probe of `worldcompute doctor` (each rung on its own).
+ */
+export type DialPurpose = 'bootstrap' | 'reservation' | 'ping' | 'dispatch' | 'upgrade' | 'internal' | 'doctor'
 
 /** One outbound dial attempt, recorded once when it ends (success or not). */
 export interface DialAttempt {
@@ -88,7 +94,19 @@ export interface RelayReservationStatus {
   source?: 'bootstrap' | 'gossip' | 'identify'
   /** the address of the relay connection that holds the reservation */
   addr?: string
+  /**
+   * whether a middlebox re-signs TLS on this path (checked on `wss` paths: the
+   * certificate seen against the one the relay publishes over Noise);
+   * `unknown` when not checked or not over TLS
+   */
+  tlsIntercepted?: TlsInterception
+  /** who re-signed the certificate (its issuer's name), when `tlsIntercepted` is `yes` */
+  tlsInterceptor?: string
+  /** the check's outcome in words */
+  tlsCheck?: string
 }
+
+export type TlsInterception = 'yes' | 'no' | 'unknown'
 
 /** One proxy from the environment, as `status` shows it. */
 export interface ProxyStatus {
@@ -127,6 +145,26 @@ export interface ConnectionStatus {
   direct: boolean
 }
 
+/**
+ * Whether this donor has, or tried to get, a direct connection to a peer it
+ * met through a relay (direct upgrades: a public address dialled directly, or
+ * private-to-private WebRTC between two cone NATs), and why not when not.
+ */
+export interface DirectPathView {
+  peerId: string
+  /** `direct`: a direct connection is open; `trying`: an attempt runs; `skipped`: not attempted (see reason); `failed`: the last attempt failed, the peer stays relayed */
+  state: 'direct' | 'trying' | 'skipped' | 'failed'
+  /** the transport of the direct connection or of the last attempt */
+  transport?: Transport
+  /** the address dialled, when one was */
+  addr?: string
+  reason: string
+  /** ISO time of the last change */
+  at: string
+  /** how long the last attempt took, ms */
+  durationMs?: number
+}
+
 /** `worldcompute status --json`: fields fixed by the foundation issue, more may be added. */
 export interface DaemonStatus {
   peerId: string
@@ -144,6 +182,8 @@ export interface DaemonStatus {
   listenAddrs: string[]
   relays: RelayReservationStatus[]
   connections: ConnectionStatus[]
+  /** direct upgrades of relayed peers (absent from older daemons) */
+  directPaths?: DirectPathView[]
   bootstrap: BootstrapStatus[]
   /** relays learned beyond the bootstrap list (relay gossip, identify); absent from older daemons */
   knownRelays?: KnownRelayView[]
@@ -188,6 +228,10 @@ export interface BootstrapStatus {
   resolvedVia?: ResolvedVia
   /** per configured address, what its name resolved to and how */
   resolution?: AddrResolution[]
+  /** TLS interception on the last `wss` path to this relay (see RelayReservationStatus) */
+  tlsIntercepted?: TlsInterception
+  tlsInterceptor?: string
+  tlsCheck?: string
 }
 
 export type ResolvedVia = 'literal' | 'os' | 'doh'

@@ -11,14 +11,17 @@ import { Executor } from '../executor/index.ts'
 import { capacity, type CapacityService } from '../protocols/capacity/index.ts'
 import { dispatch, type DispatchService } from '../protocols/dispatch/index.ts'
 import { offer, type OfferService } from '../protocols/offer/index.ts'
+import { natInfo } from '../protocols/nat-info/index.ts'
 import { ensureDataDir } from '../config/data-dir.ts'
 import { loadOrCreateIdentity } from '../config/identity.ts'
 import { VERSION } from '../core/version.ts'
+import { ConfigError } from '../core/errors.ts'
 import { DonorService } from '../donor/donor-service.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { MeshNode } from '../net/mesh-node.ts'
 import { parseProxyEnvironment } from '../net/proxy-env.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
+import { trustSystemCertificates } from '../net/tls-intercept.ts'
 import { RelayService, type RelayInfo } from '../relay/relay-service.ts'
 import type { DaemonConfig, RelayConfig } from '../config/config.ts'
 import type { ReservationManagerInit } from '../donor/reservation-manager.ts'
@@ -55,6 +58,9 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
   const paths = ensureDataDir(config.dataDir)
   const identity = await loadOrCreateIdentity(config.dataDir)
   if (identity.created) log.info(`created a new identity ${identity.peerId.toString()} in ${identity.path}`)
+  // WSS to relays trusts the OS store too (what `node --use-system-ca` does), so a
+  // TLS-inspecting proxy whose CA IT installed works with no flag; before any TLS dial
+  trustSystemCertificates(createLogger('net.tls'))
 
   const maxLimits: JobLimits = {
     ...DEFAULT_JOB_LIMITS,
@@ -63,6 +69,7 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
   }
   // services are built inside createLibp2p, the job runner after it: late binding
   let runner: JobRunner | undefined
+  let donorRole: DonorService | undefined
   const execute = config.donor.execute
   // OS resolver first, then DoH: for the bootstrap names and libp2p's own /dnsaddr lookups
   const resolver = new MeshResolver({ doh: config.doh, logger: createLogger('net.dns') })
@@ -74,6 +81,8 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     listen: directListenAddrs(config),
     // ranges a private deployment (or the namespace lab) treats as public: AutoNAT, identify, announcements
     publicRanges: config.publicRanges,
+    // private-to-private WebRTC for direct upgrades (donor/direct-paths.ts); off with --no-direct
+    webrtc: config.direct,
     logger: createLogger('net'),
     services: {
       capacity: capacity({
@@ -81,6 +90,8 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
         announceIntervalMs: options.announceIntervalMs,
         logger: createLogger('protocols.capacity')
       }),
+      // tells peers our NAT type, so both sides know whether WebRTC can punch through
+      natInfo: natInfo({ getInfo: () => donorRole?.natInfo() ?? { mapping: 'unknown', filtering: 'unknown', udp: 'unknown', webrtc: false }, logger: createLogger('protocols.nat-info') }),
       offer: offer({
         decideOffer: execute ? (req, ctx) => runner != null ? runner.decideOffer(req, ctx) : { accept: false, reason: 'starting', hasModule: false, freeSlots: 0 } : undefined,
         logger: createLogger('protocols.offer')
@@ -113,7 +124,10 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     })
   }
   // the winning dial rung is remembered per network in the data dir
-  const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, resolver, ...options.reservation } })
+  const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, resolver, refuseIntercepted: config.refuseIntercepted, dialStrategy: dialStrategyFromEnv(), ...options.reservation }, direct: config.direct ? { announcedAddrs: (id) => capacityService.capacityOf(id)?.addrs ?? [] } : false })
+  donorRole = donor
+  // an executor we learn of gets a direct connection ahead of any job, where the networks allow
+  capacityService.addEventListener('executor:added', (evt) => { donor.direct?.schedule(evt.detail.peerId, evt.detail.addrs, 'it announced capacity') })
   const store = new JobStore(join(paths.root, 'jobs.sqlite'))
   const broker = new Broker({
     store,
@@ -166,8 +180,12 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     throw err
   }
   try {
-    await executor?.start()
-    await donor.start()
+    // in parallel: spawning the sandbox process takes a few hundred ms of CPU,
+    // and joining the mesh (dial, reservation) should not queue behind it —
+    // "start → dispatchable" is the figure donors see. Offers that arrive
+    // before the sandbox is up wait for it (Executor.start is idempotent).
+    const started = await Promise.allSettled([executor?.start(), donor.start()])
+    for (const r of started) if (r.status === 'rejected') throw r.reason
     broker.start()
   } catch (err) {
     await api.stop()
@@ -228,3 +246,10 @@ export async function startRelay (config: RelayConfig, options: { logger?: Logge
   }
 }
 
+/** WORLDCOMPUTE_DIAL_STRATEGY=libp2p-default: the benchmark baseline (bench/dispatchable.ts); anything else is refused. */
+function dialStrategyFromEnv (): 'ladder' | 'libp2p-default' {
+  const v = process.env.WORLDCOMPUTE_DIAL_STRATEGY
+  if (v == null || v === '' || v === 'ladder') return 'ladder'
+  if (v === 'libp2p-default') return v
+  throw new ConfigError(`WORLDCOMPUTE_DIAL_STRATEGY must be "ladder" or "libp2p-default", got "${v}"`)
+}

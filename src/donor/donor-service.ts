@@ -1,9 +1,11 @@
 import { createLogger, type Logger } from '../log/logger.ts'
 import { ReservationManager, type ReservationManagerInit } from './reservation-manager.ts'
 import { NatProber, type NatProberInit } from './nat-prober.ts'
+import { DirectPaths, type DirectPathsInit } from './direct-paths.ts'
 import { RelayDirectory } from '../net/relay-directory.ts'
 import { peerIdOf } from '../net/transport-of.ts'
 import type { DaemonStatus, PingResult } from '../core/types.ts'
+import type { NatInfoMessage } from '../protocols/nat-info/index.ts'
 import type { MeshNode } from '../net/mesh-node.ts'
 import type { AbortOptions } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -14,7 +16,14 @@ export interface DonorServiceInit {
   version: string
   reservation?: Omit<ReservationManagerInit, 'bootstrap' | 'logger'>
   /** NAT classification with the relays' STUN responders (test seam: timing) */
-  nat?: Omit<NatProberInit, 'logger'>
+  nat?: Omit<NatProberInit, 'logger' | 'onReport'>
+  /**
+   * direct upgrades of relayed peers (public address, WebRTC); absent or
+   * `false` keeps every peer relayed (`--no-direct`, the doctor's throw-away
+   * node). The mesh node must have the WebRTC transport for the WebRTC part
+   * (MeshNodeInit.webrtc) @default false
+   */
+  direct?: Omit<DirectPathsInit, 'logger' | 'nat'> | false
   logger?: Logger
 }
 
@@ -27,6 +36,9 @@ export class DonorService {
   readonly mesh: MeshNode
   private readonly reservations: ReservationManager
   private readonly nat: NatProber
+  /** direct upgrades; undefined with `--no-direct` */
+  readonly direct?: DirectPaths
+  private readonly webrtc: boolean
   /** relays beyond the bootstrap list (their gossip announcements, identify), handed to the reservation manager */
   private readonly directory: RelayDirectory
   private unlearn?: () => void
@@ -43,7 +55,11 @@ export class DonorService {
       bootstrap: init.bootstrap,
       logger: this.log.child('reservation')
     })
-    this.nat = new NatProber(init.mesh, { ...init.nat, logger: this.log.child('nat') })
+    this.webrtc = init.direct != null && init.direct !== false && init.direct.webrtc !== false
+    if (init.direct != null && init.direct !== false) {
+      this.direct = new DirectPaths(init.mesh, { ...init.direct, nat: () => this.nat.report(), logger: this.log.child('direct') })
+    }
+    this.nat = new NatProber(init.mesh, { ...init.nat, onReport: () => { this.direct?.natChanged() }, logger: this.log.child('nat') })
     const bootstrapIds = new Set(init.bootstrap.map(ma => peerIdOf(ma)).filter(id => id != null))
     this.directory = new RelayDirectory(init.mesh, { ignore: id => bootstrapIds.has(id), logger: this.log.child('relays') })
   }
@@ -53,6 +69,7 @@ export class DonorService {
     await this.mesh.start()
     this.startedAt = new Date()
     this.nat.start()
+    this.direct?.start()
     this.reservations.start()
     this.unlearn = this.directory.onRelay(relay => { this.reservations.learn(relay) })
     this.directory.start()
@@ -63,6 +80,7 @@ export class DonorService {
     this.startedAt = undefined
     this.unlearn?.()
     this.directory.stop()
+    this.direct?.stop()
     await this.nat.stop()
     await this.reservations.stop()
     await this.mesh.stop()
@@ -82,12 +100,19 @@ export class DonorService {
       listenAddrs: this.mesh.advertisedAddrs(),
       relays: this.reservations.reservations(),
       connections: this.mesh.connections(),
+      directPaths: this.direct?.status() ?? [],
       bootstrap: this.reservations.bootstrapStatus(),
       knownRelays: this.reservations.knownRelays(),
       proxies: this.mesh.proxyStatus(this.reservations.connectedRelays()),
       startedAt: (this.startedAt ?? new Date()).toISOString(),
       version: this.version
     }
+  }
+
+  /** What `/worldcompute/nat-info/1.0.0` tells peers: this donor's NAT, and whether it takes WebRTC. */
+  natInfo (): NatInfoMessage {
+    const nat = this.nat.report()
+    return { mapping: nat.mapping, filtering: nat.filtering, udp: nat.udp, webrtc: this.webrtc }
   }
 
   /** Relays this donor holds a connection to. */

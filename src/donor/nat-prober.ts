@@ -8,6 +8,8 @@ export interface NatProberInit {
   minIntervalMs?: number
   /** per-round STUN timeout (probe.ts) @default 1500 */
   probeTimeoutMs?: number
+  /** after each new verdict (direct upgrades wait for it) */
+  onReport?: (report: NatReport) => void
   logger?: Logger
 }
 
@@ -27,6 +29,7 @@ export class NatProber {
   private readonly log: Logger
   private readonly minIntervalMs: number
   private readonly probeOptions: StunProbeOptions
+  private readonly onReport?: (report: NatReport) => void
   private current: NatReport = {
     mapping: 'unknown',
     filtering: 'unknown',
@@ -48,6 +51,7 @@ export class NatProber {
     this.log = init.logger ?? createLogger('donor.nat')
     this.minIntervalMs = init.minIntervalMs ?? 30_000
     this.probeOptions = { timeoutMs: init.probeTimeoutMs ?? 1500 }
+    this.onReport = init.onReport
   }
 
   start (): void {
@@ -125,6 +129,7 @@ export class NatProber {
         at: new Date().toISOString(),
         durationMs: result.durationMs
       }
+      this.onReport?.(this.report())
       this.log.info(`NAT: mapping ${result.mapping}, filtering ${result.filtering}, UDP ${result.udp}${result.mappedAddress != null ? `, seen as ${result.mappedAddress}` : ''} (STUN ${servers.join(', ')} of ${targets.map(t => t.peerId).join(', ')}, ${result.durationMs} ms): ${result.reason}`, { mapping: result.mapping, filtering: result.filtering, udp: result.udp })
     } catch (err) {
       if (signal.aborted) return

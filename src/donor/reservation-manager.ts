@@ -3,6 +3,7 @@ import { DialLadder, DialLadderError, RungMemory, type LadderResult } from '../n
 import { MeshResolver, overallVia } from '../net/dns-resolver.ts'
 import { sleep, type MeshNode } from '../net/mesh-node.ts'
 import { peerIdOf, transportOf, uplinkTransport } from '../net/transport-of.ts'
+import { checkRelayTls, type RelayTlsCheck } from './relay-tls-check.ts'
 import type { AddrResolution, BootstrapStatus, KnownRelayView, RelayPath, RelayReservationStatus } from '../core/types.ts'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { KnownRelay, RelaySource } from '../net/relay-directory.ts'
@@ -48,6 +49,21 @@ export interface ReservationManagerInit {
   underTargetMaxBackoffMs?: number
   /** a learned relay that failed is tried again after this, doubling per failure up to 5 min @default 5000 */
   learnedRetryMs?: number
+  /**
+   * drop a `wss` relay path whose TLS a middlebox re-signs (a TLS-inspecting
+   * proxy), instead of only reporting it; the address is not dialled again
+   * for `refusedPathMs` @default false
+   */
+  refuseIntercepted?: boolean
+  /**
+   * 'ladder' (default): our staggered parallel dial ladder. 'libp2p-default':
+   * one js-libp2p `dial()` with every address, as js-libp2p would do it — only
+   * for the benchmark that compares the two (bench/dispatchable.ts), set by
+   * WORLDCOMPUTE_DIAL_STRATEGY in the daemon
+   */
+  dialStrategy?: 'ladder' | 'libp2p-default'
+  /** how long a refused (intercepted) address is left out of the dial ladder @default 600000 */
+  refusedPathMs?: number
   logger?: Logger
 }
 
@@ -68,6 +84,11 @@ interface RelayState {
   learnedFailures: number
   retryAt: number
   lastHeard: number
+  /** the TLS interception check of the connection `tlsConnectionId` */
+  tls?: RelayTlsCheck
+  tlsConnectionId?: string
+  /** addresses left out of the ladder because their TLS is intercepted (--refuse-intercepted), until when */
+  refused: Map<string, { until: number, reason: string }>
 }
 
 /**
@@ -93,14 +114,21 @@ export class ReservationManager {
   private readonly cap: number
   private readonly underTargetMaxBackoffMs: number
   private readonly learnedRetryMs: number
+  private readonly refuseIntercepted: boolean
+  private readonly dialStrategy: 'ladder' | 'libp2p-default'
+  private readonly refusedPathMs: number
+  /** ids of connections this manager closed itself (refused paths) */
+  private readonly closedOnPurpose = new Set<string>()
   private controller?: AbortController
   private coverage?: Promise<void>
   private wakeCoverage?: () => void
-  private readonly onConnectionClose = (evt: CustomEvent<{ remotePeer: { toString: () => string }, remoteAddr: { toString: () => string } }>): void => {
+  private readonly onConnectionClose = (evt: CustomEvent<{ id?: string, remotePeer: { toString: () => string }, remoteAddr: { toString: () => string } }>): void => {
     const peer = evt.detail.remotePeer.toString()
     const relay = this.relays.find(r => r.peerId === peer)
     if (relay?.loop == null) return
-    if (!this.mesh.isConnected(peer)) {
+    // a connection we closed ourselves (refused for intercepted TLS) is not a loss; its WARN line was the refusal
+    const onPurpose = evt.detail.id != null && this.closedOnPurpose.delete(evt.detail.id)
+    if (!this.mesh.isConnected(peer) && !onPurpose) {
       const addr = evt.detail.remoteAddr.toString()
       this.log.warn(`lost connection to relay ${peer} (${relay.source}) at ${addr} over ${uplinkTransport(addr)}; reconnecting`, { peer, addr, transport: uplinkTransport(addr) })
     }
@@ -145,12 +173,17 @@ export class ReservationManager {
       source: 'bootstrap' as const,
       learnedFailures: 0,
       retryAt: 0,
-      lastHeard: Date.now()
+      lastHeard: Date.now(),
+      refused: new Map()
     }))
     this.target = Math.max(1, init.targetReservations ?? 2)
     this.cap = Math.max(this.target, init.maxReservations ?? 3)
     this.underTargetMaxBackoffMs = init.underTargetMaxBackoffMs ?? 2_000
     this.learnedRetryMs = init.learnedRetryMs ?? 5_000
+    this.refuseIntercepted = init.refuseIntercepted ?? false
+    this.dialStrategy = init.dialStrategy ?? 'ladder'
+    if (this.dialStrategy !== 'ladder') this.log.warn(`dial strategy ${this.dialStrategy}: relays are dialled with one js-libp2p dial() over all their addresses, not the dial ladder (benchmark baseline)`)
+    this.refusedPathMs = init.refusedPathMs ?? 600_000
   }
 
   start (): void {
@@ -210,7 +243,8 @@ export class ReservationManager {
         source: known.source,
         learnedFailures: 0,
         retryAt: 0,
-        lastHeard: known.lastHeard
+        lastHeard: known.lastHeard,
+        refused: new Map()
       })
     }
     this.wakeCoverage?.()
@@ -327,7 +361,8 @@ export class ReservationManager {
         since: relay.since.toISOString(),
         source: relay.source,
         addr: conn.remoteAddr.toString(),
-        ...(relay.status.path != null ? { reason: relay.status.path.reason } : {})
+        ...(relay.status.path != null ? { reason: relay.status.path.reason } : {}),
+        ...this.tlsView(relay, conn)
       })
     }
     return out
@@ -336,6 +371,13 @@ export class ReservationManager {
   /** Relay PeerIds we hold a connection to, for `ping` to try circuits through. */
   connectedRelays (): string[] {
     return this.relays.filter(r => this.mesh.isConnected(r.peerId)).map(r => r.peerId)
+  }
+
+  /** The benchmark baseline: what js-libp2p does with all the addresses at once (each attempt is still recorded). */
+  private async defaultDial (addrs: Multiaddr[], signal: AbortSignal): Promise<LadderResult> {
+    const connection = await this.mesh.libp2p.dial(addrs, { signal })
+    const addr = connection.remoteAddr.toString()
+    return { connection, transport: uplinkTransport(addr), addr, remembered: false, reason: 'js-libp2p default dial (benchmark baseline)', attempts: [] }
   }
 
   private async run (relay: RelayState, signal: AbortSignal): Promise<void> {
@@ -353,9 +395,17 @@ export class ReservationManager {
           if (await this.roundFailed(relay, signal)) return
           continue
         }
+        const usable = this.withoutRefused(relay, addrs)
+        if (usable.length === 0) {
+          relay.status.lastError = `every address is refused: ${[...relay.refused.values()].map(r => r.reason).join('; ')}`
+          if (await this.roundFailed(relay, signal)) return
+          continue
+        }
         let result: LadderResult
         try {
-          result = await this.ladder.dial(relay.peerId, addrs, { signal })
+          result = this.dialStrategy === 'libp2p-default'
+            ? await this.defaultDial(usable, signal)
+            : await this.ladder.dial(relay.peerId, usable, { signal })
         } catch (err) {
           if (signal.aborted) return
           relay.status.lastError = ladderFailureText(err)
@@ -372,6 +422,27 @@ export class ReservationManager {
           at: new Date().toISOString()
         }
         relay.status.state = 'connected'
+        if (this.refuseIntercepted && uplinkTransport(result.addr) === 'wss') {
+          // before the reservation: a refused path must never make this donor dispatchable
+          const check = await this.checkTls(relay, conn, result.addr, signal)
+          if (signal.aborted) return
+          if (check.intercepted === 'yes') {
+            relay.refused.set(result.addr, { until: Date.now() + this.refusedPathMs, reason: `${result.addr}: TLS intercepted by '${check.interceptor ?? '?'}' (--refuse-intercepted)` })
+            relay.status.lastError = `refused the path ${result.addr}: TLS to relay ${relay.peerId} is intercepted by '${check.interceptor ?? '?'}' and --refuse-intercepted is set; not dialling it again for ${Math.round(this.refusedPathMs / 1000)} s`
+            // a graceful close: @libp2p/websockets aborts with WebSocket.close(1006), which the
+            // WHATWG WebSocket refuses (InvalidAccessError), leaving the socket open for ever
+            const reason = new Error(relay.status.lastError)
+            const refused = conn
+            // forgotten when its close event is seen (one id per refusal, at most one refusal per round)
+            this.closedOnPurpose.add(refused.id)
+            await refused.close({ signal: AbortSignal.timeout(2_000) }).catch((err: unknown) => {
+              this.log.debug(`closing the refused connection to ${relay.peerId} gracefully failed (${(err as Error).message}); aborting it`, { peer: relay.peerId })
+              refused.abort(reason)
+            })
+            if (await this.roundFailed(relay, signal)) return
+            continue
+          }
+        }
       }
       if (!this.mesh.hasReservation(relay.peerId)) {
         try {
@@ -385,6 +456,11 @@ export class ReservationManager {
           relay.learnedFailures = 0
           relay.status.state = 'reserved'
           this.log.info(`reserved on relay ${relay.peerId} over ${path.transport}: ${path.reason}; reachable at ${result.circuitAddrs[0]}; relay from ${relay.source}, dialled at ${path.addr}; ${this.describeHeld()}`, { peer: relay.peerId, addr: path.addr, transport: path.transport, remembered: path.remembered, source: relay.source })
+          if (relay.tlsConnectionId !== conn.id && path.transport === 'wss') {
+            // after the reservation, off the path to "dispatchable": an intercepted path is still used
+            const checked = conn
+            void this.checkTls(relay, checked, path.addr, signal)
+          }
         } catch (err) {
           if (signal.aborted) return
           relay.status.lastError = (err as Error).message
@@ -453,6 +529,57 @@ export class ReservationManager {
     relay.status.resolution = resolution
     relay.status.resolvedVia = overallVia(resolution.filter(r => r.via !== 'failed'))
     return out
+  }
+
+  /** The addresses not refused for intercepted TLS (expired refusals are forgotten). */
+  private withoutRefused (relay: RelayState, addrs: Multiaddr[]): Multiaddr[] {
+    const now = Date.now()
+    for (const [addr, r] of relay.refused) if (r.until <= now) relay.refused.delete(addr)
+    if (relay.refused.size === 0) return addrs
+    const bare = (a: string): string => a.replace(/\/p2p\/[^/]+$/, '')
+    const refused = new Set([...relay.refused.keys()].map(bare))
+    return addrs.filter(a => !refused.has(bare(a.toString())))
+  }
+
+  /**
+   * TLS interception check of a `wss` relay connection (relay-tls-check.ts);
+   * the verdict goes to status and one log line (WARN when intercepted or
+   * when the check could not run). Never throws.
+   */
+  private async checkTls (relay: RelayState, conn: Connection, addr: string, signal: AbortSignal): Promise<RelayTlsCheck> {
+    relay.tlsConnectionId = conn.id
+    relay.tls = { intercepted: 'unknown', addr, reason: 'checking' }
+    let check: RelayTlsCheck
+    try {
+      check = await checkRelayTls(this.mesh, conn, addr, { signal })
+    } catch (err) {
+      check = { intercepted: 'unknown', addr, failed: true, reason: `not checked: ${(err as Error).message}` }
+    }
+    if (relay.tlsConnectionId !== conn.id) return check
+    relay.tls = check
+    relay.status.tlsIntercepted = check.intercepted
+    relay.status.tlsCheck = check.reason
+    if (check.interceptor != null) relay.status.tlsInterceptor = check.interceptor
+    else delete relay.status.tlsInterceptor
+    if (signal.aborted) return check
+    const fields = { peer: relay.peerId, addr, transport: 'wss', phase: 'tls' }
+    if (check.intercepted === 'yes') {
+      this.log.warn(`TLS to relay ${relay.peerId} is intercepted by '${check.interceptor ?? '?'}' at ${addr}: ${check.reason}; ${this.refuseIntercepted ? 'refusing this path (--refuse-intercepted)' : 'using the path anyway (start with --refuse-intercepted to refuse it)'}`, { ...fields, interceptor: check.interceptor })
+    } else if (check.failed === true) {
+      this.log.warn(`relay ${relay.peerId} at ${addr}: TLS interception ${check.reason}`, fields)
+    } else {
+      this.log.info(`relay ${relay.peerId} at ${addr}: TLS interception ${check.intercepted === 'no' ? 'none' : 'unknown'}: ${check.reason}`, fields)
+    }
+    return check
+  }
+
+  /** status fields of the TLS check for the connection holding the reservation */
+  private tlsView (relay: RelayState, conn: Connection): Pick<RelayReservationStatus, 'tlsIntercepted' | 'tlsInterceptor' | 'tlsCheck'> {
+    if (relay.tls != null && relay.tlsConnectionId === conn.id) {
+      return { tlsIntercepted: relay.tls.intercepted, ...(relay.tls.interceptor != null ? { tlsInterceptor: relay.tls.interceptor } : {}), tlsCheck: relay.tls.reason }
+    }
+    const transport = uplinkTransport(conn.remoteAddr)
+    return { tlsIntercepted: 'unknown', tlsCheck: transport === 'wss' ? 'not checked yet' : `not checked: this path does not use TLS (${transport})` }
   }
 
   /** The ladder's path when `conn` is the connection it made, otherwise what we can say about `conn`. */

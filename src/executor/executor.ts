@@ -182,6 +182,11 @@ export class Executor {
    */
   async execute (req: ExecuteRequest, options: ExecuteOptions = {}): Promise<ExecuteResult> {
     const t0 = performance.now()
+    // the daemon joins the mesh while the sandbox is still starting: a job
+    // accepted in that window waits for the start rather than failing
+    if (this.state === 'starting' && this.starting !== undefined) {
+      await this.starting.catch((err: unknown) => { this.lastStartError = err instanceof Error ? err : new Error(String(err)) })
+    }
     if (this.state !== 'running') {
       throw new ExecutorNotRunningError(
         `the executor is ${this.state}; call start() first` +

@@ -46,7 +46,7 @@ const SOCKET_CODES: Record<string, { cause: string, phase: DialPhase }> = {
 
 const TLS_CODES: Record<string, string> = {
   UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'TLS certificate not trusted (unknown issuer; set NODE_EXTRA_CA_CERTS for a private CA)',
-  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'TLS certificate not trusted (issuer not in the trust store; a TLS-inspecting proxy? try --use-system-ca)',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'TLS certificate not trusted (issuer not in the trust store; a TLS-inspecting proxy? put its CA in the system store or SSL_CERT_FILE)',
   SELF_SIGNED_CERT_IN_CHAIN: 'TLS certificate chain is self-signed (a TLS-inspecting proxy?)',
   DEPTH_ZERO_SELF_SIGNED_CERT: 'TLS certificate is self-signed',
   CERT_HAS_EXPIRED: 'TLS certificate has expired',
@@ -106,6 +106,8 @@ function stallCause (phase: DialPhase, transport: Transport, seconds: string): s
     case 'muxer': return `stream multiplexer negotiation did not finish within ${seconds} s`
     case 'protocol': return `protocol negotiation did not finish within ${seconds} s`
     case 'reservation': return `relay did not answer the reservation request within ${seconds} s`
+    case 'signalling': return `the WebRTC offer/answer through the relay did not finish within ${seconds} s (the peer does not answer on the signalling protocol, or the relayed connection stalled)`
+    case 'ice': return `WebRTC ICE found no working path between the two NATs within ${seconds} s (a symmetric NAT, UDP blocked, or filtering that STUN did not reveal)`
   }
 }
 
@@ -190,6 +192,12 @@ export function describeDialError (err: unknown, ctx: DialErrorContext): DialErr
   if (name === 'UnsupportedProtocolError') {
     return { cause: `the peer does not speak the protocol: ${message}`, code: 'UNSUPPORTED_PROTOCOL', phase: 'protocol' }
   }
+  if (/RTCPeerConnection connection state became/.test(message)) {
+    return { cause: `WebRTC ICE failed: ${message} (no candidate pair worked between the two NATs)`, code: 'ICE_FAILED', phase: 'ice' }
+  }
+  if (name === 'SDPHandshakeFailedError') {
+    return { cause: `WebRTC SDP offer/answer failed: ${message}`, code: 'SDP_FAILED', phase: 'signalling' }
+  }
   if (/NO_RESERVATION/.test(message)) {
     return { cause: 'the relay holds no reservation for that peer (it is not connected through this relay)', code: 'NO_RESERVATION', phase: 'protocol' }
   }
@@ -232,6 +240,19 @@ export function phaseForProgress (event: string, transport: Transport, current: 
       return 'noise'
     case 'upgrader:multiplex-outbound-connection':
       return 'muxer'
+    // @libp2p/webrtc private-to-private (initiate-connection.js): SDP over the relay, then ICE
+    case 'webrtc:dial-relay':
+    case 'webrtc:reuse-relay-connection':
+    case 'webrtc:open-signaling-stream':
+    case 'webrtc:send-sdp-offer':
+    case 'webrtc:read-sdp-answer':
+      return 'signalling'
+    case 'webrtc:read-ice-candidates':
+    case 'webrtc:add-ice-candidate':
+    case 'webrtc:end-of-ice-candidates':
+      return 'ice'
+    case 'webrtc:close-signaling-stream':
+      return 'muxer'
     case 'connection:opened':
     case 'dial-queue:already-connected':
       return 'protocol'
@@ -242,6 +263,7 @@ export function phaseForProgress (event: string, transport: Transport, current: 
 
 /** The phase a dial to this address starts in. */
 export function initialPhase (target: string, transport: Transport): DialPhase {
+  if (transport === 'webrtc') return 'signalling'
   if (/\/(dns|dns4|dns6|dnsaddr)\//.test(target)) return 'dns'
   return transport === 'quic' ? 'tls' : 'tcp-connect'
 }

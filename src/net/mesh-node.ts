@@ -7,6 +7,7 @@ import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
+import { webRTC } from '@libp2p/webrtc'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { readFileSync } from 'node:fs'
@@ -18,10 +19,11 @@ import { DialTelemetry } from './telemetry.ts'
 import { DialRecorder } from './dial-recorder.ts'
 import { NO_PROXY_ENVIRONMENT, type ProxyEnvironment } from './proxy-env.ts'
 import { ProxyRouter, proxiedTcp, proxiedWebSockets } from './proxy-transports.ts'
-import { relayPeerOf, transportOf, uplinkTransport } from './transport-of.ts'
+import { relayPeerOf, transportOf, uplinkTransport, viaRelay } from './transport-of.ts'
 import { applyPublicRanges, makeAnnounceFilter, publicRanges, scopeOf } from './address-scope.ts'
 import type { Cidr } from '../config/cidr.ts'
 import { agentWithStun, stunPortsFromAgent } from './stun/announce.ts'
+import { acquireWebRtc, releaseWebRtc } from './webrtc-runtime.ts'
 import type { StunServer } from './stun/probe.ts'
 import type { ConnectionStatus, DialAttempt, DialPhase, DialPurpose, PingProbe, PingResult, ProxyStatus, Reachability } from '../core/types.ts'
 import type { RelayLimits } from '../config/config.ts'
@@ -59,6 +61,13 @@ export interface MeshNodeInit {
   publicRanges?: readonly Cidr[]
   /** the relay's STUN responder ports, told to peers in the identify agent version (stun/announce.ts) */
   stunPorts?: readonly number[]
+  /**
+   * private-to-private WebRTC (donors): listen on `/webrtc` (one
+   * `…/p2p-circuit/webrtc` address per reservation) and dial such addresses,
+   * ICE using the STUN responders of the relays we are connected to
+   * @default false
+   */
+  webrtc?: boolean
   /**
    * the resolver libp2p uses for the `/dnsaddr` addresses it dials by itself
    * (a MeshResolver: OS resolver, then DNS-over-HTTPS) @default libp2p's node:dns
@@ -108,6 +117,8 @@ export class MeshNode {
   private readonly dialAttemptTimeoutMs: number
   private readonly relaysListened = new Set<string>()
   private readonly recorder: DialRecorder
+  /** whether this node has the WebRTC transport (native threads to release after stop) */
+  private webrtc = false
   /** which dials go through a proxy, and the tunnels open now */
   proxies: ProxyRouter = new ProxyRouter(NO_PROXY_ENVIRONMENT)
 
@@ -160,12 +171,14 @@ export class MeshNode {
     const proxies = new ProxyRouter(init.proxy ?? NO_PROXY_ENVIRONMENT, log.child('proxy'))
     if (proxies.enabled) log.info(`proxy: ${proxies.describe()}`)
 
+    // ICE servers are looked up per WebRTC connection: the relays we are connected to change
+    let iceServers = async (): Promise<Array<{ urls: string[] }>> => []
     const node = await createLibp2p({
       privateKey: init.privateKey,
       ...(init.dns != null ? { dns: init.dns } : {}),
       nodeInfo: { userAgent: agentWithStun(AGENT_VERSION, init.stunPorts ?? []) },
       addresses: {
-        listen: init.listen.map(ma => ma.toString()),
+        listen: [...init.listen.map(ma => ma.toString()), ...(init.webrtc === true ? ['/webrtc'] : [])],
         announce: (init.announce ?? []).map(ma => ma.toString()),
         // no loopback or private addresses to the wide mesh (address-scope.ts)
         announceFilter: makeAnnounceFilter(init.announce, { keepPrivateAsLastResort: relay != null })
@@ -175,6 +188,10 @@ export class MeshNode {
         proxiedTcp({}, proxies),
         proxiedWebSockets(wsInit, proxies),
         quic(),
+        // never @libp2p/webrtc's default ICE servers (public STUN servers of a
+        // third party): our relays answer STUN, and with none known ICE uses
+        // host candidates only
+        ...(init.webrtc === true ? [webRTC({ rtcConfiguration: async () => ({ iceServers: await iceServers() }) })] : []),
         circuitRelayTransport({
           reservationCompletionTimeout: DEFAULT_RESERVATION_TIMEOUT_MS,
           // the default of 1 queues reservations one relay at a time, and in
@@ -195,6 +212,11 @@ export class MeshNode {
     })
     const mesh = new MeshNode(node, telemetry, log, init.dialAttemptTimeoutMs ?? DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS)
     mesh.proxies = proxies
+    iceServers = async () => await mesh.iceServers()
+    if (init.webrtc === true) {
+      mesh.webrtc = true
+      acquireWebRtc()
+    }
     mesh.disableRelayBlacklist()
     return mesh
   }
@@ -215,6 +237,10 @@ export class MeshNode {
 
   async stop (): Promise<void> {
     await this.libp2p.stop()
+    if (this.webrtc) {
+      this.webrtc = false
+      releaseWebRtc(this.log)
+    }
   }
 
   /**
@@ -408,9 +434,9 @@ export class MeshNode {
     throw new ReservationFailedError(`relay ${relayId} granted a reservation but advertised no address for it`)
   }
 
-  /** Our circuit addresses through one relay. */
+  /** Our circuit addresses through one relay (not the `…/p2p-circuit/webrtc` ones built on them). */
   circuitAddrsVia (relayId: string): string[] {
-    return this.advertisedAddrs().filter(a => relayPeerOf(a) === relayId)
+    return this.advertisedAddrs().filter(a => relayPeerOf(a) === relayId && transportOf(a) === 'circuit')
   }
 
   hasReservation (relayId: string): boolean {
@@ -462,7 +488,8 @@ export class MeshNode {
    */
   reachability (): { value: Reachability, reason: string } {
     const entries = this.components.addressManager.getAddressesWithMetadata() as Array<{ multiaddr: Multiaddr, verified: boolean, type: string, expires: number, lastVerified?: number }>
-    const direct = entries.filter(e => transportOf(e.multiaddr) !== 'circuit')
+    // a `/p2p-circuit/webrtc` address is signalled through a relay: not a direct listen address
+    const direct = entries.filter(e => !viaRelay(e.multiaddr))
     const isPublic = (e: { multiaddr: Multiaddr }): boolean => scopeOf(e.multiaddr) === 'public'
     const announced = direct.filter(e => e.type === 'announce' && isPublic(e))
     if (announced.length > 0) {
@@ -515,7 +542,7 @@ export class MeshNode {
     const out: Array<StunServer & { peerId: string }> = []
     const seen = new Set<string>()
     for (const conn of this.libp2p.getConnections()) {
-      if (conn.status !== 'open' || transportOf(conn.remoteAddr) === 'circuit') continue
+      if (conn.status !== 'open' || viaRelay(conn.remoteAddr)) continue
       const peerId = conn.remotePeer.toString()
       const ip = conn.remoteAddr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value
       if (ip == null || seen.has(peerId)) continue
@@ -533,6 +560,21 @@ export class MeshNode {
       out.push({ peerId, address: ip, ports })
     }
     return out
+  }
+
+  /**
+   * ICE servers for a WebRTC connection: the STUN responders of the relays
+   * we hold a direct connection to (first port of each), `stun:IP:PORT`.
+   */
+  async iceServers (): Promise<Array<{ urls: string[] }>> {
+    let servers: Array<StunServer & { peerId: string }> = []
+    try {
+      servers = await this.stunServers()
+    } catch (err) {
+      this.log.warn(`WebRTC: cannot list the relays' STUN responders, ICE will use host candidates only: ${(err as Error).message}`, { phase: 'ice', transport: 'webrtc' })
+    }
+    const urls = servers.filter(s => s.ports.length > 0).map(s => `stun:${s.address.includes(':') ? `[${s.address}]` : s.address}:${s.ports[0]}`)
+    return urls.length > 0 ? [{ urls }] : []
   }
 
   /**

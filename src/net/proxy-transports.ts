@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import { describeProxyEnvironment, hasProxy, proxyFor, type ProxiedUse, type ProxyEnvironment, type ProxySpec } from './proxy-env.ts'
 import { authority, openTunnel } from './proxy-tunnel.ts'
 import { wsTargetOf } from './ws-diagnose.ts'
+import { chainOf, type TlsChain } from './tls-intercept.ts'
 import type { ProxyStatus } from '../core/types.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Socket } from 'node:net'
@@ -66,6 +67,8 @@ export class ProxyRouter {
   readonly env: ProxyEnvironment
   readonly log: Logger
   private readonly open = new Set<OpenTunnel>()
+  /** the TLS chain each proxied `wss` dial actually got, by address without /p2p (tls-intercept.ts compares it with the relay's) */
+  private readonly chains = new Map<string, TlsChain>()
 
   constructor (env: ProxyEnvironment, logger: Logger = createLogger('net.proxy')) {
     this.env = env
@@ -95,6 +98,19 @@ export class ProxyRouter {
     socket.once('close', () => { this.open.delete(entry) })
     options.onProgress?.({ type: PROXY_TUNNEL_OPEN_EVENT })
     return socket
+  }
+
+  /** Records the chain a proxied `wss` dial to `addr` was served; the last 32 addresses are kept. */
+  recordChain (addr: string, chain: TlsChain): void {
+    const key = bareAddr(addr)
+    this.chains.delete(key)
+    this.chains.set(key, chain)
+    if (this.chains.size > 32) this.chains.delete(this.chains.keys().next().value as string)
+  }
+
+  /** The chain the last proxied `wss` dial to `addr` was served, if it went through a proxy. */
+  seenChain (addr: string): TlsChain | undefined {
+    return this.chains.get(bareAddr(addr))
   }
 
   /** The multiaddrs with an open tunnel through a proxy right now. */
@@ -136,6 +152,10 @@ export class ProxyRouter {
       }
     })
   }
+}
+
+function bareAddr (addr: string): string {
+  return addr.replace(/\/p2p\/[^/]+$/, '')
 }
 
 function checkConnect (transport: Record<string, unknown>, name: string): (ma: Multiaddr, options: any) => Promise<any> {
@@ -228,6 +248,12 @@ async function webSocketThroughProxy (router: ProxyRouter, proxy: ProxySpec, use
             socket.destroy()
             callback(err, null)
             return
+          }
+          try {
+            router.recordChain(ma.toString(), chainOf(secure as TLSSocket, target.host, target.port, proxy.url, target.servername))
+          } catch (chainErr) {
+            // the WebSocket still works; the interception check then probes instead
+            router.log.debug(`no certificate chain readable from the TLS socket to ${uri}: ${(chainErr as Error).message}`)
           }
           options.onProgress?.({ type: WEBSOCKET_UPGRADE_EVENT })
           callback(null, secure as TLSSocket)

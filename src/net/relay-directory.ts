@@ -2,7 +2,7 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import {
   decodeRelayAnnouncement, encodeRelayAnnouncement, InvalidRelayAnnouncementError, MAX_ANNOUNCED_ADDRS, RELAY_HOP_PROTOCOL, RELAY_TOPIC
 } from './relay-announcement.ts'
-import { transportOf } from './transport-of.ts'
+import { viaRelay } from './transport-of.ts'
 import type { MeshNode } from './mesh-node.ts'
 
 /** How a relay became known: configured, announced on gossip, or seen serving HOP on a connection. */
@@ -107,9 +107,9 @@ export class RelayDirectory {
     const { peerId, protocols, listenAddrs, connection } = evt.detail
     if (!protocols.includes(RELAY_HOP_PROTOCOL)) return
     const id = peerId.toString()
-    const seen = connection != null && transportOf(connection.remoteAddr.toString()) !== 'circuit' ? [connection.remoteAddr.toString()] : []
+    const seen = connection != null && !viaRelay(connection.remoteAddr.toString()) ? [connection.remoteAddr.toString()] : []
     const addrs = [...seen, ...listenAddrs.map(a => a.toString())]
-      .filter(a => transportOf(a) !== 'circuit')
+      .filter(a => !viaRelay(a))
       .map(a => a.includes('/p2p/') ? a : `${a}/p2p/${id}`)
     this.learn(id, [...new Set(addrs)].slice(0, MAX_ANNOUNCED_ADDRS), 'identify')
   }
@@ -254,7 +254,7 @@ export class RelayAnnouncer {
 
   /** Publishes one announcement now; failures are logged (once per distinct cause), never thrown. */
   async announce (): Promise<void> {
-    const addrs = this.mesh.advertisedAddrs().filter(a => transportOf(a) !== 'circuit')
+    const addrs = this.mesh.advertisedAddrs().filter(a => !viaRelay(a))
     if (addrs.length === 0) {
       this.warnOnce('this relay advertises no address yet: nothing to announce (give --announce)')
       return

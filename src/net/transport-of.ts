@@ -4,12 +4,25 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 /**
  * Names the transport of a multiaddr the way `status` and telemetry show it.
  * A circuit address is `circuit` whatever carries it to the relay; use
- * {@link uplinkTransport} for the relay hop itself.
+ * {@link uplinkTransport} for the relay hop itself. A private-to-private
+ * WebRTC address (`…/p2p-circuit/webrtc/p2p/<peer>`) is `webrtc`: the relay
+ * only carries its signalling, the data flows directly between the peers
+ * (and a WebRTC connection's remoteAddr on the dialling side is that address).
  */
 export function transportOf (ma: Multiaddr | string): Transport {
   const names = componentNames(ma)
-  if (names.includes('p2p-circuit')) return 'circuit'
+  const circuit = names.indexOf('p2p-circuit')
+  if (circuit !== -1) return names.indexOf('webrtc', circuit) !== -1 ? 'webrtc' : 'circuit'
   return directTransport(names)
+}
+
+/**
+ * True when an address needs a relay: a circuit address, or a
+ * private-to-private WebRTC address (signalled through the relay). Not a
+ * direct listen address of this node, not dialable without the relay.
+ */
+export function viaRelay (ma: Multiaddr | string): boolean {
+  return componentNames(ma).includes('p2p-circuit')
 }
 
 /** The transport of the hop to the relay in a circuit address (or of a direct address). */

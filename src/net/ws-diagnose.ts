@@ -77,7 +77,7 @@ export async function diagnoseWebSocketFailure (target: WsTarget, options: Abort
     const untrusted = /UNABLE_TO|SELF_SIGNED|CERT_|ALTNAME/.test(code)
     return {
       cause: untrusted
-        ? `TLS certificate rejected: ${code} (${tls.message}); for a private CA set NODE_EXTRA_CA_CERTS, behind a TLS-inspecting proxy run with --use-system-ca`
+        ? `TLS certificate rejected: ${code} (${tls.message}); for a private CA set NODE_EXTRA_CA_CERTS; behind a TLS-inspecting proxy, its CA must be in the system store (or SSL_CERT_FILE), which the daemon trusts`
         : `TLS handshake failed: ${tls.message}`,
       code: untrusted ? 'TLS_UNTRUSTED' : code,
       phase: 'tls'

@@ -2,6 +2,9 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import { MeshNode } from '../net/mesh-node.ts'
 import { RelayAnnouncer } from '../net/relay-directory.ts'
 import { CAPACITY_TOPIC } from '../protocols/capacity/index.ts'
+import { relayInfo, type RelayTlsCertificate } from '../protocols/relay-info/index.ts'
+import { leafFingerprintOfPem } from '../net/tls-intercept.ts'
+import { readFileSync } from 'node:fs'
 import { startRelayStun, stunAddrs } from './relay-stun.ts'
 import type { StunResponder } from '../net/stun/responder.ts'
 import type { RelayConfig } from '../config/config.ts'
@@ -14,6 +17,8 @@ export interface RelayInfo {
   limits: RelayConfig['limits']
   /** the STUN responder's endpoints (`/ip4/…/udp/3478`), empty when it is off or could not start */
   stunAddrs: string[]
+  /** the WSS listener's certificate, published to donors over relay-info so they can detect TLS interception */
+  tlsCertificate?: RelayTlsCertificate
 }
 
 export interface RelayServiceInit {
@@ -34,6 +39,7 @@ export class RelayService {
   private mesh?: MeshNode
   private announcer?: RelayAnnouncer
   private stun?: StunResponder
+  private tlsCertificate?: RelayTlsCertificate
 
   constructor (init: RelayServiceInit) {
     this.init = init
@@ -44,6 +50,9 @@ export class RelayService {
     const { config } = this.init
     // before the node: its identify agent version tells donors the STUN ports actually bound
     this.stun = await startRelayStun(config, this.log.child('stun'))
+    // donors compare this with the certificate they see: a different one means a middlebox re-signed it
+    this.tlsCertificate = config.tls != null ? leafFingerprintOfPem(readFileSync(config.tls.certFile)) : undefined
+    const tls = this.tlsCertificate
     try {
       this.mesh = await MeshNode.create({
         privateKey: this.init.privateKey,
@@ -52,6 +61,7 @@ export class RelayService {
         relayServer: { limits: config.limits, tls: config.tls },
         publicRanges: config.publicRanges,
         stunPorts: this.stun != null ? [...new Set(this.stun.endpoints().map(e => e.port))] : [],
+        services: { relayInfo: relayInfo({ getInfo: () => ({ tls: tls != null ? [tls] : [] }), logger: this.log.child('info') }) },
         logger: this.log.child('net')
       })
       await this.mesh.start()
@@ -92,7 +102,8 @@ export class RelayService {
       listenAddrs: this.mesh.listenAddrs(),
       announceAddrs: this.mesh.advertisedAddrs(),
       limits: this.init.config.limits,
-      stunAddrs: stunAddrs(this.stun, this.mesh.advertisedAddrs())
+      stunAddrs: stunAddrs(this.stun, this.mesh.advertisedAddrs()),
+      ...(this.tlsCertificate != null ? { tlsCertificate: this.tlsCertificate } : {})
     }
   }
 

@@ -17,7 +17,8 @@ before(async () => {
   const info = await firstJson(relay)
   const addr: string = info.announceAddrs.find((a: string) => a.startsWith('/ip4/127.0.0.1/tcp/'))
   for (const [name, extra] of [['submitter', ['--no-execute']], ['executor', []]] as const) {
-    const d = startCli(['daemon', '--data-dir', join(dir.path, name), '--listen', '/p2p-circuit', '--api-port', '0', '--bootstrap', addr, ...extra])
+    // --no-direct: these tests check the relayed path (on loopback WebRTC would upgrade it)
+    const d = startCli(['daemon', '--data-dir', join(dir.path, name), '--listen', '/p2p-circuit', '--api-port', '0', '--bootstrap', addr, '--no-direct', ...extra])
     started.push(d)
   }
   // the submitter sees the executor's capacity

@@ -469,3 +469,18 @@ describe('loadRelayConfig', () => {
     )
   })
 })
+
+describe('loadDaemonConfig refuseIntercepted', () => {
+  it('is off by default, on with --refuse-intercepted or "refuseIntercepted": true in config.json', () => {
+    assert.equal(loadDaemonConfig({ dataDir: freshDir() }, {}).refuseIntercepted, false)
+    assert.equal(loadDaemonConfig({ dataDir: freshDir(), refuseIntercepted: true }, {}).refuseIntercepted, true)
+    assert.equal(loadDaemonConfig({ dataDir: dirWithConfig({ refuseIntercepted: true }) }, {}).refuseIntercepted, true)
+  })
+
+  it('rejects a config.json "refuseIntercepted" that is not a boolean, naming the key', () => {
+    assert.throws(
+      () => loadDaemonConfig({ dataDir: dirWithConfig({ refuseIntercepted: 'yes' }) }, {}),
+      (err: unknown) => err instanceof ConfigError && err.message.includes('"refuseIntercepted"')
+    )
+  })
+})

@@ -25,7 +25,8 @@ async function mesh (name: string, donors: number): Promise<{ relay: RelayHandle
   const bootstrap = relay.info.announceAddrs.filter(a => a.includes('/tcp/'))
   const handles = []
   for (let i = 0; i < donors; i++) {
-    const d = track(await startTestDonor(join(dir.path, `${name}-donor-${i}`), bootstrap))
+    // --no-direct: these tests check the relayed path (on loopback WebRTC would upgrade it)
+    const d = track(await startTestDonor(join(dir.path, `${name}-donor-${i}`), bootstrap, ['/p2p-circuit'], { noDirect: true }))
     await waitFor(`donor ${i} reservation`, async () => await reservedStatus(d.client, relay.info.peerId))
     handles.push(d)
   }

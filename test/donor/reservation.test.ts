@@ -33,8 +33,9 @@ describe('donor reservations on loopback', () => {
   it('two relay-only donors reserve on a relay and one reaches the other through the circuit', async () => {
     const relay: RelayHandle = track(await startTestRelay(join(dir.path, 'relay-a')))
     const bootstrap = relay.info.announceAddrs.filter(a => a.includes('/tcp/'))
-    const a = track(await startTestDonor(join(dir.path, 'donor-a1'), bootstrap))
-    const b = track(await startTestDonor(join(dir.path, 'donor-b1'), bootstrap))
+    // --no-direct: this checks the relayed path (on loopback WebRTC would upgrade it)
+    const a = track(await startTestDonor(join(dir.path, 'donor-a1'), bootstrap, ['/p2p-circuit'], { noDirect: true }))
+    const b = track(await startTestDonor(join(dir.path, 'donor-b1'), bootstrap, ['/p2p-circuit'], { noDirect: true }))
 
     const statusA = await waitFor('donor A reservation', async () => await reservedStatus(a.client, relay.info.peerId))
     const statusB = await waitFor('donor B reservation', async () => await reservedStatus(b.client, relay.info.peerId))

@@ -247,6 +247,17 @@ describe('Executor lifecycle', () => {
     await assert.rejects(executor.execute(request('hello')), /the executor is stopped; call start\(\) first/)
   })
 
+  it('a job given while the sandbox is still starting waits for the start and runs', async () => {
+    const executor = new Executor({ maxConcurrent: 1 })
+    const starting = executor.start()
+    assert.equal(executor.status().state, 'starting')
+    const result = await executor.execute(request('hello'))
+    await starting
+    assertStatus(result, 'succeeded')
+    assert.match(text(result.stdout), /^hello from wasi$/m)
+    await executor.stop()
+  })
+
   it('stops idempotently and reports a job cut short by stop() as failed', async () => {
     const executor = new Executor({ maxConcurrent: 1 })
     await executor.start()

@@ -7,7 +7,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ApiClient } from '../../src/api/client.ts'
-import { loadDaemonConfig, loadRelayConfig } from '../../src/config/config.ts'
+import { loadDaemonConfig, loadRelayConfig, type DaemonFlags } from '../../src/config/config.ts'
 import { loadOrCreateIdentity } from '../../src/config/identity.ts'
 import { startDaemon, startRelay, type DaemonHandle, type RelayHandle } from '../../src/daemon/daemon.ts'
 import type { DaemonStatus } from '../../src/core/types.ts'
@@ -41,8 +41,8 @@ export async function startTestRelay (dataDir: string, listen: string[] = ['/ip4
 /** Fast retry timing so tests see several rounds quickly; production defaults are slower. */
 export const FAST_RESERVATION = { initialBackoffMs: 100, maxBackoffMs: 800, watchdogIntervalMs: 300, pingTimeoutMs: 1000 }
 
-export async function startTestDonor (dataDir: string, bootstrap: string[], listen: string[] = ['/p2p-circuit']): Promise<DaemonHandle & { client: ApiClient }> {
-  const handle = await startDaemon(loadDaemonConfig({ dataDir, bootstrap, listen, apiPort: '0' }, {}), { reservation: FAST_RESERVATION })
+export async function startTestDonor (dataDir: string, bootstrap: string[], listen: string[] = ['/p2p-circuit'], flags: Partial<DaemonFlags> = {}): Promise<DaemonHandle & { client: ApiClient }> {
+  const handle = await startDaemon(loadDaemonConfig({ dataDir, bootstrap, listen, apiPort: '0', ...flags }, {}), { reservation: FAST_RESERVATION })
   return { ...handle, client: new ApiClient({ dataDir }) }
 }
 

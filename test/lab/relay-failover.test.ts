@@ -68,6 +68,8 @@ labSuite('Network-namespace lab: relays, plural — failover and replacement', (
       submitter: { nat: 'cone' },
       executor: { nat: 'cone' },
       relays: [{ name: 'relay1', ip: '198.51.100.10' }, { name: 'relay2', ip: '198.51.100.20' }],
+      // the job must ride a relay for its relay to be killed: two cone NATs would otherwise get a direct WebRTC connection
+      donorArgs: () => ['--no-direct'],
       during: async (ctx: PairContext) => {
         const { lab, runDir, submitter, executor, relays } = ctx
         const [relay1, relay2] = relays

@@ -31,7 +31,7 @@ const ONLY = (process.env.WC_LAB_ONLY ?? '').split(',').map(s => s.trim()).filte
  * a file's `scenarioKeys` must only use these, so a typo in WC_LAB_ONLY fails
  * loudly instead of running nothing.
  */
-export const SCENARIOS = ['network', 'open', 'cone', 'symmetric', '443-only', 'relay-restart', 'dns-filtered', 'inspecting-firewall', 'proxy-only', 'proxy-socks5', 'nat-type', 'autonat-open', 'relay-failover', 'relay-replace'] as const
+export const SCENARIOS = ['network', 'open', 'cone', 'symmetric', '443-only', 'relay-restart', 'dns-filtered', 'inspecting-firewall', 'proxy-only', 'proxy-socks5', 'nat-type', 'autonat-open', 'relay-failover', 'relay-replace', 'cone-direct', 'cone-symmetric', 'open-direct', 'lossy-link', 'slow-link', 'mtu-1280', 'tls-inspecting', 'doctor-open', 'doctor-443-only', 'doctor-symmetric', 'doctor-inspecting-firewall', 'doctor-dns-filtered', 'doctor-proxy-only'] as const
 for (const k of ONLY) {
   if (!(SCENARIOS as readonly string[]).includes(k)) throw new Error(`WC_LAB_ONLY: unknown scenario "${k}" (known: ${SCENARIOS.join(', ')})`)
 }
@@ -112,6 +112,8 @@ export interface PairOptions {
   during?: (ctx: PairContext) => Promise<void>
   /** relays on the internet (default: one, "relay" at 198.51.100.10); each runs `worldcompute relay` */
   relays?: RelaySpec[]
+  /** more `worldcompute relay` arguments for every relay (e.g. --public-range) */
+  relayArgs?: string[]
   /** a certificate for a relay (its IP as SAN): it then also listens for WebSocket over TLS on 443 (plain WebSocket on 80) */
   relayTls?: (ctx: { lab: Lab, runDir: string, relay: RelaySpec }) => { cert: string, key: string } | undefined
   /** other internet hosts (proxy, DoH, STUN …) that the scenario starts itself in `beforeDonors` */
@@ -164,7 +166,7 @@ export async function pairScenario (t: TestContext, opts: PairOptions): Promise<
   try {
     for (const spec of opts.relays ?? [{ name: 'relay', ip: '198.51.100.10' }]) {
       const tls = opts.relayTls?.({ lab, runDir, relay: spec })
-      const relay = await startRelay(lab, spec.name, runDir, tls != null ? { tls } : {})
+      const relay = await startRelay(lab, spec.name, runDir, { ...(tls != null ? { tls } : {}), ...(opts.relayArgs != null ? { args: opts.relayArgs } : {}) })
       relays.push(relay)
       t.diagnostic(`${spec.name} ${relay.peerId} ready ${relay.readyMs} ms after spawn`)
     }
@@ -236,7 +238,9 @@ export async function runJobAcross (ctx: PairContext, label = ''): Promise<JobRu
   assert.equal(replica.receiptVerified, true, 'the receipt was verified')
   // which connection carried it, as the submitter sees it
   const s = await statusOf(lab, submitter)
-  const conn = s?.connections.find(c => c.peerId === executorId)
+  // the one the broker picks (mesh-task-network.ts): TCP/QUIC before WebRTC, direct before relayed
+  const mine = s?.connections.filter(c => c.peerId === executorId && c.direct === (replica.path === 'direct')) ?? []
+  const conn = mine.find(c => c.transport !== 'webrtc') ?? mine[0] ?? s?.connections.find(c => c.peerId === executorId)
   const e = await statusOf(lab, executor)
   const upA = s?.relays[0]?.transport ?? '?'
   const upB = e?.relays[0]?.transport ?? '?'

@@ -26,6 +26,13 @@ the local API on 127.0.0.1.
                    e.g. 10.0.0.0/8): AutoNAT checks it and it is advertised;
                    repeatable. Also "publicRanges" in config.json.
   --no-execute     only submit jobs; run none for others
+  --no-direct      keep every peer relayed: no direct dial of a peer's public
+                   address, no WebRTC through cone NATs (on by default: the
+                   relayed connection stays as fallback either way)
+  --refuse-intercepted  do not use a relay path whose TLS a middlebox re-signs
+                   (a TLS-inspecting proxy); by default it is reported and
+                   used, since Noise authenticates the relay end to end.
+                   Also "refuseIntercepted": true in config.json.
   --max-jobs N     jobs run at once (default: cores - 1, at least 1)
   --max-job-memory SIZE   memory a job may use (default 256MiB)
   --max-deadline D        longest deadline a job may ask for (default 10m)
@@ -42,6 +49,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'public-range': { type: 'string', multiple: true },
     'api-port': { type: 'string' },
     'no-execute': { type: 'boolean', default: false },
+    'no-direct': { type: 'boolean', default: false },
+    'refuse-intercepted': { type: 'boolean', default: false },
     'max-jobs': { type: 'string' },
     'max-job-memory': { type: 'string' },
     'max-deadline': { type: 'string' },
@@ -56,6 +65,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     publicRanges: values['public-range'],
     apiPort: values['api-port'],
     noExecute: values['no-execute'],
+    noDirect: values['no-direct'],
+    refuseIntercepted: values['refuse-intercepted'],
     maxJobs: values['max-jobs'],
     maxJobMemory: values['max-job-memory'],
     maxDeadline: values['max-deadline'],

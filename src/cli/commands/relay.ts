@@ -22,7 +22,7 @@ jobs, identify, ping, AutoNAT v2 server and the mesh gossip.
   --no-stun                 no STUN responder (donors then cannot tell their NAT type from this relay)
   --public-range CIDR       treat this address range as public (private deployments,
                             e.g. 10.0.0.0/8); repeatable; also "publicRanges" in config.json
-  --json                    print the start-up line as JSON ({"peerId","listenAddrs","announceAddrs","stunAddrs"})`
+  --json                    print the start-up line as JSON ({"peerId","listenAddrs","announceAddrs","stunAddrs","tlsCertificate"})`
 
 export async function run (argv: string[], o: Output): Promise<number> {
   const { values } = parse(argv, {
@@ -57,7 +57,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
   await runUntilSignal(o, async () => await startRelay(config), (handle) => {
     const { info } = handle
     if (values.json) {
-      o.out(JSON.stringify({ peerId: info.peerId, listenAddrs: info.listenAddrs, announceAddrs: info.announceAddrs, stunAddrs: info.stunAddrs }))
+      o.out(JSON.stringify({ peerId: info.peerId, listenAddrs: info.listenAddrs, announceAddrs: info.announceAddrs, stunAddrs: info.stunAddrs, ...(info.tlsCertificate != null ? { tlsCertificate: info.tlsCertificate } : {}) }))
     } else {
       o.out(`relay ${info.peerId} running`)
       o.out('listening on:')
@@ -65,6 +65,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
       o.out('advertising:')
       for (const a of info.announceAddrs) o.out(`  ${a}`)
       o.out(info.stunAddrs.length > 0 ? `STUN (UDP): ${info.stunAddrs.join(', ')}` : 'STUN: off')
+      // donors compare this with the certificate they are served: a different one means TLS interception
+      if (info.tlsCertificate != null) o.out(`TLS certificate: SHA-256 ${info.tlsCertificate.fingerprint256} (${info.tlsCertificate.subject}, issued by ${info.tlsCertificate.issuer})`)
       o.out(`limits: ${info.limits.dataLimitBytes} bytes and ${info.limits.durationLimitMs / 1000} s per relayed connection, ${info.limits.maxReservations} reservations`)
     }
   })

@@ -1,0 +1,132 @@
+import type { AddrResolution, DialPhase, NatMapping, NatReport, ProxyStatus, RelayReservationStatus, Transport } from './types.ts'
+
+/**
+ * `worldcompute doctor`: what was observed (gathered by src/doctor from the
+ * daemon's own code paths) and the report made from it (src/doctor/assess.ts).
+ * Plain data: the CLI renders it, `--json` prints it, evidence bundles keep
+ * it. Field names of {@link DoctorReport} listed in issue 5 are fixed.
+ */
+
+/** A check's answer. `unknown` when the check could not run: never a guessed `no` (Tailscale's opt.Bool). */
+export type CheckValue = 'yes' | 'no' | 'unknown'
+
+/** Every check the doctor reports, in the order it prints them. */
+export const CHECK_NAMES = [
+  'dns', 'doh', 'udp', 'nat', 'tcp-connect', 'libp2p-over-tcp', 'quic', 'ws', 'wss-443',
+  'tls-intercepted', 'proxy', 'reservation', 'reachability', 'webrtc', 'clock-skew'
+] as const
+export type CheckName = typeof CHECK_NAMES[number]
+
+export interface DoctorCheck {
+  name: CheckName
+  value: CheckValue
+  /** the cause in words: what was tried, what answered, why unknown */
+  detail: string
+}
+
+export interface DoctorPath {
+  /** PeerId of the relay the donor holds its reservation on */
+  relay: string
+  transport: Transport
+  viaProxy: boolean
+  /** the address that connected */
+  addr?: string
+  /** the proxy (credentials redacted) when viaProxy */
+  proxy?: string
+}
+
+/** One address of one bootstrap relay, dialled on its own with the daemon's dial ladder. */
+export interface RungObservation {
+  relay: string
+  addr: string
+  transport: Transport
+  host?: string
+  port?: number
+  outcome: 'success' | 'failure' | 'cancelled' | 'not-tried'
+  /** the furthest phase reached */
+  phase?: DialPhase
+  cause?: string
+  code?: string
+  timedOut?: boolean
+  durationMs?: number
+  /** the proxy this dial went through (redacted URL), when one applies */
+  proxy?: string
+}
+
+/** A direct question to one DNS-over-HTTPS endpoint (the daemon's resolver with the OS side switched off). */
+export interface DohProbe {
+  endpoint: string
+  name: string
+  ok: boolean
+  detail: string
+}
+
+/** What a TLS handshake to a relay's WebSocket-over-TLS address showed about the certificate chain. */
+export interface TlsObservation {
+  addr: string
+  /** undefined: could not tell */
+  intercepted?: boolean
+  /** who issued the certificate we were shown */
+  issuer?: string
+  detail: string
+}
+
+export interface ClockObservation {
+  /** local clock minus the remote's, ms (positive: we are ahead) */
+  skewMs?: number
+  /** where the remote time came from, e.g. `HTTP Date header of https://198.51.100.53/dns-query` */
+  source?: string
+  detail: string
+}
+
+/** Everything the doctor gathered; the report is computed from this alone (unit-testable). */
+export interface DoctorObservations {
+  /** the bootstrap multiaddrs as configured */
+  bootstrap: string[]
+  /** where they came from, in words (`--bootstrap`, `WORLDCOMPUTE_BOOTSTRAP`, …) */
+  bootstrapSource?: string
+  /** PeerIds of the bootstrap relays */
+  relays: string[]
+  /** per configured address, how its name resolved */
+  dns: AddrResolution[]
+  doh: DohProbe[]
+  /** DoH endpoints configured */
+  dohEndpoints: string[]
+  rungs: RungObservation[]
+  /** the proxies from the environment (redacted) and whether the relay path uses one */
+  proxies: ProxyStatus[]
+  nat: NatReport
+  reachability: { value: 'public' | 'private' | 'unknown', reason: string }
+  reservations: RelayReservationStatus[]
+  /** per bootstrap relay: last error of the reservation loop, if any */
+  reservationErrors: Array<{ relay: string, state: string, error?: string }>
+  tls: TlsObservation[]
+  /** why there is no TLS observation, when there is none */
+  tlsNote?: string
+  clock: ClockObservation
+  /** the build has a WebRTC transport for direct donor-to-donor connections */
+  webrtcTransport: boolean
+  /** how long the doctor observed, ms */
+  observedMs: number
+}
+
+/** `worldcompute doctor --json`. */
+export interface DoctorReport {
+  canDonate: boolean
+  verdict: string
+  /** the path the daemon would use; absent when no relay could be reserved */
+  path?: DoctorPath
+  natMapping: NatMapping
+  checks: DoctorCheck[]
+  /** what to ask the network administrators to allow, only what the checks showed missing */
+  allowlist: string[]
+  /** ISO 8601 UTC */
+  startedAt: string
+  endedAt: string
+  version: string
+  /** the ephemeral PeerId the doctor ran as (not the daemon's identity) */
+  peerId?: string
+  observations: DoctorObservations
+  /** the evidence bundle written, when --evidence was given */
+  evidence?: string
+}

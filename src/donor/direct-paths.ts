@@ -1,0 +1,477 @@
+import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { createLogger, type Logger } from '../log/logger.ts'
+import { describeDialError, initialPhase } from '../net/dial-error.ts'
+import { isPublicAddr } from '../net/mesh-node.ts'
+import { relayPeerOf, transportOf, viaRelay } from '../net/transport-of.ts'
+import { fetchNatInfo, type NatInfoMessage } from '../protocols/nat-info/index.ts'
+import type { DirectPathView, NatReport } from '../core/types.ts'
+import type { MeshNode } from '../net/mesh-node.ts'
+import type { Connection } from '@libp2p/interface'
+
+export interface DirectPathsInit {
+  /** this donor's NAT as measured now (NatProber) */
+  nat: () => NatReport
+  /** whether this node has the WebRTC transport (listens on `/webrtc`) @default true */
+  webrtc?: boolean
+  /** one dial of a peer's public direct address @default 3000 */
+  publicDialTimeoutMs?: number
+  /**
+   * one WebRTC attempt: signalling through the relay plus ICE; through cone
+   * NATs it took 150–210 ms in the prototype lab, so 8 s is only the
+   * give-up time for a pair whose NATs looked punchable and were not @default 8000
+   */
+  webrtcTimeoutMs?: number
+  /** after a failed attempt, the same peer is not tried again for this long @default 60000 */
+  retryAfterMs?: number
+  /** while either NAT type is still unknown, look again after this long @default 3000 */
+  unknownRetryMs?: number
+  /** …this many times, then try WebRTC anyway @default 5 */
+  unknownRetries?: number
+  /** the larger PeerId of two waits this long before its WebRTC dial (both may try at once) @default 2000 */
+  glareDelayMs?: number
+  /** attempts running at once @default 2 */
+  maxConcurrent?: number
+  /**
+   * what a peer announces now (its capacity announcements): a public address
+   * AutoNAT confirms after we met shows up here, while identify only runs
+   * when a connection opens @default none
+   */
+  announcedAddrs?: (peerId: string) => readonly string[]
+  /** how often announced addresses are looked at for a new public one @default 10000 */
+  recheckIntervalMs?: number
+  logger?: Logger
+}
+
+/** peers remembered (status, backoff); the oldest is forgotten beyond this */
+const MAX_PEERS = 512
+
+interface PeerState {
+  view: DirectPathView
+  running: boolean
+  /** addresses the peer announced (capacity), merged with what identify stored */
+  hints: string[]
+  unknownTries: number
+  retryTimer?: ReturnType<typeof setTimeout>
+  /** a failure or skip that blocks new attempts until then */
+  notBefore: number
+  /** new addresses arrived while an attempt ran: look again when it ends */
+  again: boolean
+  /** when a closed TCP/QUIC connection was last dialled again */
+  lastRedialAt: number
+}
+
+/** Why WebRTC cannot work with this NAT, in words; undefined when it may. */
+export function webrtcBlocker (who: string, nat: Pick<NatInfoMessage, 'mapping' | 'udp'>): string | undefined {
+  if (nat.udp === 'no' || nat.mapping === 'no-udp') return `${who} has no UDP out (no STUN answer): ICE cannot run`
+  if (nat.mapping === 'address-and-port-dependent') return `${who} is behind a symmetric NAT (address-and-port-dependent mapping: a new port per destination), so the address STUN sees is not the one the peer must reach`
+  if (nat.mapping === 'address-dependent') return `${who} is behind an address-dependent NAT (a new mapping per destination IP), so the address STUN sees is not the one the peer must reach`
+  return undefined
+}
+
+/**
+ * Direct upgrades (traversal issue, "Direct upgrades"): for a peer this donor
+ * meets through a relay, get a direct connection where the networks allow
+ * it, in the background, without touching the relayed one:
+ *
+ * 1. the peer advertises a public direct address → dial it (recorded by the
+ *    dial telemetry; a failure leaves the peer relayed);
+ * 2. else both sides behind endpoint-independent ("cone") NATs, or none →
+ *    private-to-private WebRTC signalled through the relay, ICE with the
+ *    relays' STUN responders. Each side's NAT type comes from its own STUN
+ *    probe; the peer's is asked with `/worldcompute/nat-info/1.0.0` over the
+ *    relayed connection. When either side is symmetric or has no UDP the
+ *    attempt is skipped at once, with the reason logged and in `status`.
+ *
+ * DCUtR is not used: it never produced a direct connection in the prototype
+ * lab (design notes §3), and it closes the relayed connection on success,
+ * killing the streams on it. Here the relayed connection stays open as the
+ * fallback: a task in flight on it finishes there, and later tasks take the
+ * direct connection (the broker prefers a direct one).
+ */
+export class DirectPaths {
+  private readonly mesh: MeshNode
+  private readonly init: DirectPathsInit
+  private readonly log: Logger
+  private readonly peers = new Map<string, PeerState>()
+  private readonly queue: string[] = []
+  private running = 0
+  private controller?: AbortController
+  private recheckTimer?: ReturnType<typeof setInterval>
+  private readonly onOpen = (evt: CustomEvent<Connection>): void => {
+    const conn = evt.detail
+    // only the side that opened the relayed connection upgrades it: both
+    // sides see it open, and two WebRTC dials at once would race
+    if (conn.direction !== 'outbound' || transportOf(conn.remoteAddr) !== 'circuit') return
+    this.schedule(conn.remotePeer.toString(), [], 'a relayed connection opened')
+  }
+
+  /**
+   * A peer's addresses changed (identify, identify push): a public address
+   * that AutoNAT confirmed after we met is worth a plain dial even when
+   * WebRTC already connected us — TCP/QUIC carry bulk data better than
+   * SCTP over DTLS.
+   */
+  /** A public address a peer announced since we last looked: worth a dial, unless TCP/QUIC already connects us. */
+  private recheck (): void {
+    for (const [peerId, state] of this.peers) {
+      if (state.running) continue
+      const announced = (this.init.announcedAddrs?.(peerId) ?? []).map(a => withoutPeer(a, peerId))
+      const fresh = announced.filter(a => isPublicDirect(a) && !state.hints.includes(a))
+      this.log.debug(`recheck ${peerId}: announces ${announced.length} address(es), ${fresh.length} new public`)
+      const conn = this.directConnection(peerId)
+      if (conn != null && transportOf(conn.remoteAddr) !== 'webrtc') continue
+      if (fresh.length > 0) {
+        state.notBefore = 0
+        this.schedule(peerId, fresh, `it announced a new public address ${fresh[0]}`)
+      } else if (state.hints.some(isPublicDirect) && Date.now() >= state.notBefore) {
+        // a known public address and no TCP/QUIC connection (closed since, or not dialled yet)
+        this.schedule(peerId, [], 'it has a public address and no TCP/QUIC connection')
+      }
+    }
+  }
+
+  private readonly onPeerUpdate = (evt: CustomEvent<{ peer: { id: { toString: () => string }, addresses: Array<{ multiaddr: { toString: () => string } }> } }>): void => {
+    const peerId = evt.detail.peer.id.toString()
+    const state = this.peers.get(peerId)
+    if (state == null) return
+    const addrs = evt.detail.peer.addresses.map(a => withoutPeer(a.multiaddr.toString(), peerId))
+    const fresh = addrs.filter(a => isPublicDirect(a) && !state.hints.includes(a))
+    if (fresh.length === 0) return
+    const conn = this.directConnection(peerId)
+    if (conn != null && transportOf(conn.remoteAddr) !== 'webrtc') return
+    state.notBefore = 0
+    this.schedule(peerId, fresh, `it has a new public address ${fresh[0]}`)
+  }
+
+  private readonly onClose = (evt: CustomEvent<Connection>): void => {
+    const peer = evt.detail.remotePeer.toString()
+    const state = this.peers.get(peer)
+    const closed = transportOf(evt.detail.remoteAddr)
+    // a TCP/QUIC connection to a public address can be closed under us: an
+    // AutoNAT v2 server checking that same address reuses the open connection
+    // for its dial-back and closes it afterwards (seen in the lab with
+    // @libp2p/autonat-v2 2.0.15). Dial it again, at most once per 5 s.
+    const remaining = this.directConnection(peer)
+    const stillTcpOrQuic = remaining != null && transportOf(remaining.remoteAddr) !== 'webrtc'
+    if (state != null && (closed === 'tcp' || closed === 'quic') && !stillTcpOrQuic && state.hints.some(isPublicDirect) && Date.now() - state.lastRedialAt >= 5_000) {
+      state.lastRedialAt = Date.now()
+      state.notBefore = 0
+      this.log.info(`direct ${closed} connection to ${peer} (${evt.detail.remoteAddr.toString()}) closed; dialling its public address again (the relayed${remaining != null ? ' and WebRTC' : ''} connection carries tasks meanwhile)`, { peer, transport: closed })
+      this.schedule(peer, [], 'its direct connection closed')
+      return
+    }
+    if (state?.view.state === 'direct' && this.mesh.directConnection(peer) == null) {
+      this.set(state, { state: 'failed', reason: `the direct connection (${state.view.transport ?? '?'}) closed; relayed again until the next upgrade` })
+      state.notBefore = 0
+    }
+  }
+
+  constructor (mesh: MeshNode, init: DirectPathsInit) {
+    this.mesh = mesh
+    this.init = init
+    this.log = init.logger ?? createLogger('donor.direct')
+  }
+
+  start (): void {
+    if (this.controller != null) return
+    this.controller = new AbortController()
+    this.mesh.libp2p.addEventListener('connection:open', this.onOpen)
+    this.mesh.libp2p.addEventListener('connection:close', this.onClose)
+    this.mesh.libp2p.addEventListener('peer:update', this.onPeerUpdate as any)
+    if (this.init.announcedAddrs != null) {
+      this.recheckTimer = setInterval(() => { this.recheck() }, this.init.recheckIntervalMs ?? 10_000)
+      this.recheckTimer.unref?.()
+    }
+  }
+
+  stop (): void {
+    if (this.controller == null) return
+    this.controller.abort()
+    this.controller = undefined
+    this.mesh.libp2p.removeEventListener('connection:open', this.onOpen)
+    this.mesh.libp2p.removeEventListener('connection:close', this.onClose)
+    this.mesh.libp2p.removeEventListener('peer:update', this.onPeerUpdate as any)
+    if (this.recheckTimer != null) clearInterval(this.recheckTimer)
+    this.recheckTimer = undefined
+    for (const s of this.peers.values()) if (s.retryTimer != null) clearTimeout(s.retryTimer)
+    this.queue.length = 0
+  }
+
+  /** What `status` shows: one entry per peer an upgrade was considered for. */
+  status (): DirectPathView[] {
+    return [...this.peers.values()].map(s => {
+      // the connection may have gone since: say what is true now
+      if (s.view.state === 'direct' && this.mesh.directConnection(s.view.peerId) == null) {
+        return { ...s.view, state: 'failed' as const, reason: `the direct connection (${s.view.transport ?? '?'}) closed` }
+      }
+      return { ...s.view }
+    })
+  }
+
+  /**
+   * Asks for a direct connection to `peerId` in the background (idempotent:
+   * a peer already direct, being tried, or that failed recently is left
+   * alone). `addrs`: what the peer announced, beyond what identify stored.
+   */
+  schedule (peerId: string, addrs: readonly string[], why: string): void {
+    if (this.controller == null || peerId === this.mesh.peerId) return
+    let state = this.peers.get(peerId)
+    if (state == null) {
+      state = { view: { peerId, state: 'trying', reason: why, at: new Date().toISOString() }, running: false, hints: [], unknownTries: 0, notBefore: 0, again: false, lastRedialAt: 0 }
+      this.peers.set(peerId, state)
+      // bounded memory in a large mesh: forget the oldest peer not being tried now
+      if (this.peers.size > MAX_PEERS) {
+        for (const [id, s] of this.peers) {
+          if (!s.running && id !== peerId) {
+            if (s.retryTimer != null) clearTimeout(s.retryTimer)
+            this.peers.delete(id)
+            break
+          }
+        }
+      }
+    }
+    const before = state.hints.length
+    state.hints = [...new Set([...state.hints, ...addrs.map(a => withoutPeer(a, peerId))])].slice(-32)
+    if (state.running) {
+      // e.g. identify on the new WebRTC connection tells us a public address the running attempt did not know
+      if (state.hints.length !== before) state.again = true
+      return
+    }
+    if (this.queue.includes(peerId)) return
+    const conn = this.directConnection(peerId)
+    // a WebRTC connection does not stop a dial of a public address (better for bulk data)
+    if (conn != null && (transportOf(conn.remoteAddr) !== 'webrtc' || !state.hints.some(isPublicDirect))) {
+      if (state.view.state !== 'direct') this.set(state, { state: 'direct', transport: transportOf(conn.remoteAddr), addr: conn.remoteAddr.toString(), reason: 'already connected directly' })
+      return
+    }
+    if (Date.now() < state.notBefore) return
+    this.queue.push(peerId)
+    this.pump()
+  }
+
+  /** The NAT type of this donor changed: peers skipped for "not measured yet" are looked at again. */
+  natChanged (): void {
+    for (const [peerId, s] of this.peers) {
+      if (s.view.state === 'skipped' && s.unknownTries > 0) {
+        s.notBefore = 0
+        this.schedule(peerId, [], 'this donor\'s NAT type was measured')
+      }
+    }
+  }
+
+  private pump (): void {
+    const max = this.init.maxConcurrent ?? 2
+    while (this.running < max && this.queue.length > 0 && this.controller != null) {
+      const peerId = this.queue.shift() as string
+      const state = this.peers.get(peerId)
+      if (state == null) continue
+      this.running++
+      state.running = true
+      void this.attempt(peerId, state)
+        .catch((err: Error) => {
+          // attempt() reports its own failures; this is a bug in it
+          this.log.error(`direct upgrade to ${peerId} threw: ${err.stack ?? err.message}`, { peer: peerId })
+        })
+        .finally(() => {
+          state.running = false
+          this.running--
+          if (state.again) {
+            state.again = false
+            state.notBefore = 0
+            this.schedule(peerId, [], 'new addresses arrived during the last attempt')
+          }
+          this.pump()
+        })
+    }
+  }
+
+  private set (state: PeerState, change: Omit<DirectPathView, 'peerId' | 'at'>): void {
+    state.view = { peerId: state.view.peerId, at: new Date().toISOString(), ...change }
+  }
+
+  private async addrsOf (peerId: string, hints: readonly string[]): Promise<string[]> {
+    const stored: string[] = []
+    try {
+      const peer = await this.mesh.libp2p.peerStore.get(peerIdFromString(peerId))
+      stored.push(...peer.addresses.map(a => a.multiaddr.toString()))
+    } catch (err) {
+      if ((err as Error).name !== 'NotFoundError') this.log.debug(`peer store lookup for ${peerId} failed: ${(err as Error).message}`)
+    }
+    const withPeer = (a: string): string => a.endsWith(`/p2p/${peerId}`) ? a : `${a}/p2p/${peerId}`
+    return [...new Set([...hints, ...stored].map(withPeer))]
+  }
+
+  private async attempt (peerId: string, state: PeerState): Promise<void> {
+    const signal = this.controller?.signal
+    if (signal == null || signal.aborted) return
+    const addrs = await this.addrsOf(peerId, state.hints)
+
+    // 1. a public direct address: just dial it, as every donor dials its relays
+    const publicAddrs = addrs.filter(isPublicDirect)
+    const failures: string[] = []
+    for (const addr of publicAddrs.slice(0, 4)) {
+      this.set(state, { state: 'trying', transport: transportOf(addr), addr, reason: 'dialling its public address' })
+      const started = Date.now()
+      try {
+        // outside libp2p's dial queue: the queue would hand back the open
+        // (relayed or WebRTC) connection to this peer instead of dialling
+        const conn = await this.mesh.dialTransport(multiaddr(addr), { purpose: 'upgrade', signal: AbortSignal.any([signal, AbortSignal.timeout(this.init.publicDialTimeoutMs ?? 3_000)]) })
+        if (viaRelay(conn.remoteAddr)) throw new Error(`libp2p answered with a connection through a relay (${conn.remoteAddr.toString()})`)
+        const ms = Date.now() - started
+        this.set(state, { state: 'direct', transport: transportOf(conn.remoteAddr), addr: conn.remoteAddr.toString(), reason: 'dialled its public address', durationMs: ms })
+        this.log.info(`direct connection to ${peerId} over ${transportOf(conn.remoteAddr)} (${conn.remoteAddr.toString()}) in ${ms} ms: it has a public address; the relayed connection stays as fallback`, { peer: peerId, transport: transportOf(conn.remoteAddr), addr })
+        return
+      } catch (err) {
+        if (signal.aborted) return
+        // the dial telemetry has logged and recorded the attempt with its phase and cause
+        const d = describeDialError(err, { phase: initialPhase(addr, transportOf(addr)), transport: transportOf(addr), elapsedMs: Date.now() - started })
+        failures.push(`${addr} (${transportOf(addr)}) at ${d.phase}: ${d.cause}`)
+      }
+    }
+    if (failures.length > 0) {
+      // not again before retryAfterMs, whatever WebRTC does next
+      state.notBefore = Date.now() + (this.init.retryAfterMs ?? 60_000)
+      this.log.warn(`direct dial to ${peerId}'s public address failed, trying WebRTC next or staying relayed: ${failures.join('; ')}`, { peer: peerId, phase: 'upgrade' })
+    }
+
+    // 2. private-to-private WebRTC, signalled through the relay
+    const current = this.directConnection(peerId)
+    if (current != null) {
+      // already direct over WebRTC, and the public address did not answer: keep it
+      this.set(state, { state: 'direct', transport: transportOf(current.remoteAddr), addr: current.remoteAddr.toString(), reason: `already connected directly${failures.length > 0 ? `; its public address failed (${failures.join('; ')})` : ''}` })
+      return
+    }
+    const webrtcAddrs = addrs.filter(a => transportOf(a) === 'webrtc')
+    const skip = (reason: string, retryMs?: number): void => {
+      const prefix = failures.length > 0 ? `public address failed (${failures.join('; ')}); ` : ''
+      this.set(state, { state: failures.length > 0 ? 'failed' : 'skipped', transport: 'webrtc', reason: `${prefix}WebRTC skipped: ${reason}; staying relayed` })
+      state.notBefore = Date.now() + (retryMs ?? this.init.retryAfterMs ?? 60_000)
+      this.log.info(`direct upgrade to ${peerId}: ${prefix}WebRTC skipped, no attempt made: ${reason}; staying relayed`, { peer: peerId, transport: 'webrtc', phase: 'upgrade' })
+      if (retryMs != null) {
+        if (state.retryTimer != null) clearTimeout(state.retryTimer)
+        state.retryTimer = setTimeout(() => { state.retryTimer = undefined; this.schedule(peerId, [], 'NAT type check again') }, retryMs)
+        state.retryTimer.unref?.()
+      }
+    }
+    if (this.init.webrtc === false) { skip('this donor runs without the WebRTC transport'); return }
+    if (webrtcAddrs.length === 0) { skip('the peer advertises no /webrtc address (it does not take WebRTC, or holds no reservation)'); return }
+
+    const own = this.init.nat()
+    const ownBlocker = webrtcBlocker('this donor', own)
+    if (ownBlocker != null) { skip(ownBlocker); return }
+    const maxUnknown = this.init.unknownRetries ?? 5
+    const unknownRetryMs = this.init.unknownRetryMs ?? 3_000
+    if (own.mapping === 'unknown' && state.unknownTries < maxUnknown) {
+      state.unknownTries++
+      skip(`this donor's NAT type is not measured yet (look ${state.unknownTries} of ${maxUnknown}); looking again in ${unknownRetryMs} ms`, unknownRetryMs)
+      return
+    }
+
+    // the peer's NAT type, asked over a relayed connection (the one WebRTC signals over)
+    const target = webrtcAddrs.find(a => this.mesh.directConnection(relayPeerOf(a) ?? '') != null) ?? webrtcAddrs[0]
+    let relayed: Connection
+    let theirs: NatInfoMessage
+    try {
+      relayed = await this.relayedConnection(peerId, target, signal)
+      theirs = await fetchNatInfo(relayed, { signal })
+    } catch (err) {
+      if (signal.aborted) return
+      const d = describeDialError(err, { phase: 'signalling', transport: 'circuit', elapsedMs: 0 })
+      skip(`could not ask the peer for its NAT type over the relay (${d.cause})`)
+      return
+    }
+    const theirBlocker = webrtcBlocker('the peer', theirs)
+    if (theirBlocker != null) { skip(theirBlocker); return }
+    if (!theirs.webrtc) { skip('the peer says it does not take WebRTC'); return }
+    if (theirs.mapping === 'unknown' && state.unknownTries < maxUnknown) {
+      state.unknownTries++
+      skip(`the peer's NAT type is not measured yet (look ${state.unknownTries} of ${maxUnknown}); looking again in ${unknownRetryMs} ms`, unknownRetryMs)
+      return
+    }
+    const why = `this donor ${describeNat(own.mapping)}, the peer ${describeNat(theirs.mapping)}`
+
+    // two donors that both learn of each other would dial WebRTC at once, and
+    // two simultaneous negotiations spoil each other: the larger PeerId waits
+    // a little, and is done if the other side has connected meanwhile
+    if (this.mesh.peerId > peerId) {
+      await abortableSleep(this.init.glareDelayMs ?? 2_000, signal)
+      if (signal.aborted) return
+      const meanwhile = this.directConnection(peerId)
+      if (meanwhile != null) {
+        this.set(state, { state: 'direct', transport: transportOf(meanwhile.remoteAddr), addr: meanwhile.remoteAddr.toString(), reason: `the peer connected to us directly (${why})` })
+        return
+      }
+    }
+
+    this.set(state, { state: 'trying', transport: 'webrtc', addr: target, reason: `trying WebRTC: ${why}` })
+    const started = Date.now()
+    try {
+      // outside the dial queue, which would hand back the open relayed connection
+      const conn = await this.mesh.dialTransport(multiaddr(target), { purpose: 'upgrade', signal: AbortSignal.any([signal, AbortSignal.timeout(this.init.webrtcTimeoutMs ?? 8_000)]) })
+      const ms = Date.now() - started
+      if (transportOf(conn.remoteAddr) !== 'webrtc') throw new Error(`libp2p answered with a ${transportOf(conn.remoteAddr)} connection (${conn.remoteAddr.toString()})`)
+      state.unknownTries = 0
+      this.set(state, { state: 'direct', transport: 'webrtc', addr: conn.remoteAddr.toString(), reason: `WebRTC through the NATs (${why}); signalled via relay ${relayPeerOf(target) ?? '?'}`, durationMs: ms })
+      this.log.info(`direct connection to ${peerId} over WebRTC in ${ms} ms (${why}; ICE with ${(await this.mesh.iceServers()).flatMap(s => s.urls).join(', ') || 'host candidates only'}); the relayed connection stays as fallback`, { peer: peerId, transport: 'webrtc', addr: target })
+    } catch (err) {
+      if (signal.aborted) return
+      const ms = Date.now() - started
+      const d = describeDialError(err, { phase: 'ice', transport: 'webrtc', elapsedMs: ms, timedOut: (err as Error)?.name === 'TimeoutError' })
+      this.set(state, { state: 'failed', transport: 'webrtc', addr: target, reason: `WebRTC failed at ${d.phase} after ${ms} ms: ${d.cause}; staying relayed`, durationMs: ms })
+      state.notBefore = Date.now() + (this.init.retryAfterMs ?? 60_000)
+      this.log.warn(`direct upgrade to ${peerId} over WebRTC failed at ${d.phase} after ${ms} ms (${target}; ${why}): ${d.cause}; staying relayed, next try in ${Math.round((this.init.retryAfterMs ?? 60_000) / 1000)} s`, { peer: peerId, addr: target, transport: 'webrtc', phase: d.phase, code: d.code })
+    }
+  }
+
+  /** The best open direct connection to the peer: TCP/QUIC before WebRTC. */
+  private directConnection (peerId: string): Connection | undefined {
+    const open = this.mesh.libp2p.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open' && transportOf(c.remoteAddr) !== 'circuit')
+    return open.find(c => transportOf(c.remoteAddr) !== 'webrtc') ?? open[0]
+  }
+
+  /** An open relayed connection to the peer, or a new one through the relay of `webrtcAddr`. */
+  private async relayedConnection (peerId: string, webrtcAddr: string, signal: AbortSignal): Promise<Connection> {
+    const open = this.mesh.libp2p.getConnections(peerIdFromString(peerId)).find(c => c.status === 'open' && transportOf(c.remoteAddr) === 'circuit')
+    if (open != null) return open
+    // `…/p2p-circuit/webrtc/p2p/<peer>` without `/webrtc` is the plain circuit address
+    const circuit = webrtcAddr.replace('/p2p-circuit/webrtc/', '/p2p-circuit/')
+    return await this.mesh.dial(multiaddr(circuit), { purpose: 'upgrade', signal })
+  }
+}
+
+async function abortableSleep (ms: number, signal: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+function withoutPeer (addr: string, peerId: string): string {
+  return addr.endsWith(`/p2p/${peerId}`) ? addr.slice(0, -`/p2p/${peerId}`.length) : addr
+}
+
+/** A direct (no relay) address on a public IP, counting configured public ranges. */
+function isPublicDirect (addr: string): boolean {
+  if (viaRelay(addr)) return false
+  try {
+    return isPublicAddr(multiaddr(addr))
+  } catch {
+    // not a multiaddr we can parse (a newer peer's transport): not one we can dial either
+    return false
+  }
+}
+
+function describeNat (mapping: NatReport['mapping']): string {
+  switch (mapping) {
+    case 'none': return 'has no NAT'
+    case 'endpoint-independent': return 'is behind a cone (endpoint-independent) NAT'
+    case 'unknown': return 'has a NAT type not measured yet'
+    default: return `has mapping ${mapping}`
+  }
+}
