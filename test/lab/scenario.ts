@@ -12,14 +12,15 @@
  *   WC_LAB_LOG=info,net=debug …        WORLDCOMPUTE_LOG for every lab process
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, describe, type TestContext } from 'node:test'
-import { buildTopology, labSkipReason, namespacesWithPrefix, RUN_PREFIX, type Lab, type NatKind, type Firewall, type RelaySpec, type SiteSpec, type TeardownReport } from './topology.ts'
+import { buildTopology, labEnv, labSkipReason, namespacesWithPrefix, RUN_PREFIX, type Lab, type NatKind, type Firewall, type RelaySpec, type SiteSpec, type TeardownReport } from './topology.ts'
+import type { DoctorReport } from '../../src/core/doctor.ts'
 import {
-  startRelay, startDonor, waitDispatchable, submitJob, dialsOf, statusOf, unexplainedFailures, unrecordedTargets, describeAttempt,
+  BIN, startRelay, startDonor, waitDispatchable, submitJob, dialsOf, statusOf, unexplainedFailures, unrecordedTargets, describeAttempt,
   problemLines, tail, type DonorNode, type RelayNode, type Dispatchable, type JobRun
 } from './processes.ts'
 
@@ -61,19 +62,36 @@ export interface Row {
   time: string
   path: string
   job: string
+  /** the doctor's verdict on the executor's network, where the scenario runs it */
+  doctor?: string
   lab: string
 }
 export const rows: Row[] = []
 
+function summaryLines (): string[] {
+  const head: Required<Row> = { scenario: 'scenario', dispatchable: 'dispatchable?', time: 'time to dispatchable (uplink)', path: 'path', job: 'job round trip', doctor: 'doctor (executor)', lab: 'netns up / down' }
+  const cell = (r: Row, k: keyof Row): string => r[k] ?? '-'
+  const all: Row[] = [head, ...rows]
+  const keys = Object.keys(head) as Array<keyof Row>
+  const width = (k: keyof Row): number => Math.max(...all.map(r => cell(r, k).length))
+  const line = (r: Row): string => `| ${keys.map(k => cell(r, k).padEnd(width(k))).join(' | ')} |`
+  return [line(head), `|${keys.map(k => '-'.repeat(width(k) + 2)).join('|')}|`, ...rows.map(line)]
+}
+
+/**
+ * Prints this file's summary table; with WC_LAB_EVIDENCE=DIR also appends it to
+ * DIR/summary.md (every lab file runs in its own process), next to the
+ * scenarios' evidence bundles.
+ */
 function printSummary (): void {
   if (rows.length === 0) return
-  const head: Row = { scenario: 'scenario', dispatchable: 'dispatchable?', time: 'time to dispatchable (uplink)', path: 'path', job: 'job round trip', lab: 'netns up / down' }
-  const all = [head, ...rows]
-  const width = (k: keyof Row): number => Math.max(...all.map(r => r[k].length))
-  const keys = Object.keys(head) as Array<keyof Row>
-  const line = (r: Row): string => `| ${keys.map(k => r[k].padEnd(width(k))).join(' | ')} |`
-  const out = ['', 'Network-namespace lab summary', line(head), `|${keys.map(k => '-'.repeat(width(k) + 2)).join('|')}|`, ...rows.map(line), '']
-  console.log(out.join('\n'))
+  const lines = summaryLines()
+  console.log(['', 'Network-namespace lab summary', ...lines, ''].join('\n'))
+  const dir = process.env.WC_LAB_EVIDENCE
+  if (dir != null && dir !== '') {
+    mkdirSync(dir, { recursive: true })
+    appendFileSync(join(dir, 'summary.md'), [...lines, '', ''].join('\n'))
+  }
 }
 
 export const secs = (ms: number): string => `${(ms / 1000).toFixed(2)} s`
@@ -108,6 +126,12 @@ export interface PairOptions {
   mustExplain?: (relay: RelayNode) => Record<string, string[]>
   /** prefix of the final job's figures in the summary */
   jobLabel?: string
+  /**
+   * after the job, `worldcompute doctor` runs on the executor's host with the
+   * executor's bootstrap list and environment; it must say the executor can
+   * donate and write an evidence bundle that validates (default); false: skip
+   */
+  doctor?: false
   /** between "both dispatchable" and the job */
   during?: (ctx: PairContext) => Promise<void>
   /** relays on the internet (default: one, "relay" at 198.51.100.10); each runs `worldcompute relay` */
@@ -198,6 +222,7 @@ export async function pairScenario (t: TestContext, opts: PairOptions): Promise<
     if (opts.during != null) await opts.during(ctx)
     await runJobAcross(ctx, opts.jobLabel)
     await checkDials(t, lab, [submitter, executor], opts.mustExplain?.(relay) ?? {})
+    if (opts.doctor !== false) await doctorOnExecutor(ctx, bootstrap, opts.donorEnv?.('executor', lab) ?? {}, opts.donorArgs?.('executor', lab) ?? [])
   } catch (err) {
     failure = err
     anyFailed = true
@@ -221,6 +246,37 @@ export async function pairScenario (t: TestContext, opts: PairOptions): Promise<
     }
   }
   if (failure != null) throw failure
+}
+
+/**
+ * `worldcompute doctor --json --evidence …` on the executor's host, with what
+ * the executor was given (bootstrap, environment, --doh): the doctor must
+ * agree that this network can donate, exit 0, and write an evidence bundle
+ * that `worldcompute evidence validate` accepts. With WC_LAB_EVIDENCE=DIR the
+ * bundle goes to DIR/<scenario>/ (a reference run to keep), else into the
+ * scenario's run folder.
+ */
+async function doctorOnExecutor (ctx: PairContext, bootstrap: string[], env: Record<string, string>, daemonArgs: string[]): Promise<void> {
+  const { t, lab, row } = ctx
+  const dohArgs = daemonArgs.flatMap((a, i) => a === '--doh' && daemonArgs[i + 1] != null ? ['--doh', daemonArgs[i + 1]] : [])
+  const base = process.env.WC_LAB_EVIDENCE
+  const evidenceDir = base != null && base !== '' ? join(base, row.scenario) : join(ctx.runDir, 'evidence')
+  const argv = [BIN, 'doctor', '--json', '--data-dir', ctx.executor.dataDir, '--evidence', evidenceDir, ...bootstrap.flatMap(b => ['--bootstrap', b]), ...dohArgs]
+  const res = await lab.run('executor', argv, { env: labEnv(env), timeoutMs: 60_000 })
+  let report: DoctorReport
+  try {
+    report = JSON.parse(res.stdout) as DoctorReport
+  } catch (err) {
+    throw new Error(`doctor on the executor printed no JSON report (exit ${String(res.code)}); stderr:\n${tail(res.stderr)}`, { cause: err })
+  }
+  row.doctor = `${report.canDonate ? 'can donate' : 'CANNOT donate'}${report.path != null ? ` via ${report.path.transport}${report.path.viaProxy ? ' (proxy)' : ''}` : ''}; NAT ${report.natMapping}`
+  t.diagnostic(`doctor on the executor: exit ${String(res.code)} in ${res.ms} ms: ${report.verdict}`)
+  t.diagnostic(`doctor checks: ${report.checks.map(c => `${c.name}=${c.value}`).join(' ')}${report.allowlist.length > 0 ? `; allowlist: ${report.allowlist.join(' | ')}` : ''}`)
+  assert.equal(report.canDonate, true, `the doctor agrees the executor can donate: ${report.verdict}`)
+  assert.equal(res.code, 0, 'doctor exits 0 when donating is possible')
+  assert.ok(report.evidence != null, 'the doctor wrote an evidence bundle')
+  const v = await lab.run('executor', [BIN, 'evidence', 'validate', report.evidence, '--json'], { env: labEnv(), timeoutMs: 20_000 })
+  assert.equal(v.code, 0, `evidence validate accepts the bundle: ${v.stdout} ${v.stderr}`)
 }
 
 /** Submits primes(100000) at the submitter; it must run on the executor at the other site. */
