@@ -132,6 +132,8 @@ export interface PairOptions {
    * donate and write an evidence bundle that validates (default); false: skip
    */
   doctor?: false
+  /** more expectations on the doctor's report than "can donate" (e.g. the interceptor's name) */
+  doctorExpect?: (report: DoctorReport) => void
   /** between "both dispatchable" and the job */
   during?: (ctx: PairContext) => Promise<void>
   /** relays on the internet (default: one, "relay" at 198.51.100.10); each runs `worldcompute relay` */
@@ -222,7 +224,7 @@ export async function pairScenario (t: TestContext, opts: PairOptions): Promise<
     if (opts.during != null) await opts.during(ctx)
     await runJobAcross(ctx, opts.jobLabel)
     await checkDials(t, lab, [submitter, executor], opts.mustExplain?.(relay) ?? {})
-    if (opts.doctor !== false) await doctorOnExecutor(ctx, bootstrap, opts.donorEnv?.('executor', lab) ?? {}, opts.donorArgs?.('executor', lab) ?? [])
+    if (opts.doctor !== false) await doctorOnExecutor(ctx, bootstrap, opts.donorEnv?.('executor', lab) ?? {}, opts.donorArgs?.('executor', lab) ?? [], opts.doctorExpect)
   } catch (err) {
     failure = err
     anyFailed = true
@@ -256,7 +258,7 @@ export async function pairScenario (t: TestContext, opts: PairOptions): Promise<
  * bundle goes to DIR/<scenario>/ (a reference run to keep), else into the
  * scenario's run folder.
  */
-async function doctorOnExecutor (ctx: PairContext, bootstrap: string[], env: Record<string, string>, daemonArgs: string[]): Promise<void> {
+async function doctorOnExecutor (ctx: PairContext, bootstrap: string[], env: Record<string, string>, daemonArgs: string[], expect?: (report: DoctorReport) => void): Promise<void> {
   const { t, lab, row } = ctx
   const dohArgs = daemonArgs.flatMap((a, i) => a === '--doh' && daemonArgs[i + 1] != null ? ['--doh', daemonArgs[i + 1]] : [])
   const base = process.env.WC_LAB_EVIDENCE
@@ -274,6 +276,7 @@ async function doctorOnExecutor (ctx: PairContext, bootstrap: string[], env: Rec
   t.diagnostic(`doctor checks: ${report.checks.map(c => `${c.name}=${c.value}`).join(' ')}${report.allowlist.length > 0 ? `; allowlist: ${report.allowlist.join(' | ')}` : ''}`)
   assert.equal(report.canDonate, true, `the doctor agrees the executor can donate: ${report.verdict}`)
   assert.equal(res.code, 0, 'doctor exits 0 when donating is possible')
+  expect?.(report)
   assert.ok(report.evidence != null, 'the doctor wrote an evidence bundle')
   const v = await lab.run('executor', [BIN, 'evidence', 'validate', report.evidence, '--json'], { env: labEnv(), timeoutMs: 20_000 })
   assert.equal(v.code, 0, `evidence validate accepts the bundle: ${v.stdout} ${v.stderr}`)

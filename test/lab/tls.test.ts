@@ -183,6 +183,14 @@ labSuite('Network-namespace lab: a TLS-inspecting proxy', () => {
       bootstrap: relays => relays.flatMap(r => [r.addr.tcp, r.addr.quic, r.addr.ws, byName(r.addr.wss)]),
       donorEnv: (name): Record<string, string> => name === 'executor' ? proxyEnv() : { NODE_EXTRA_CA_CERTS: relayCa },
       mustExplain: relay => ({ executor: [relay.addr.tcp, relay.addr.quic] }),
+      // the doctor, run behind the same proxy, names the inspecting CA too (doctor issue)
+      doctorExpect: (report) => {
+        const check = report.checks.find(c => c.name === 'tls-intercepted')
+        assert.equal(check?.value, 'yes', `doctor: tls-intercepted ${check?.value ?? 'missing'}: ${check?.detail ?? ''}`)
+        assert.match(check?.detail ?? '', new RegExp(CORP_CA), 'the doctor names the interceptor by its CA')
+        assert.equal(report.path?.viaProxy, true, 'the doctor\'s path goes through the proxy')
+        assert.equal(report.checks.find(c => c.name === 'proxy')?.value, 'yes')
+      },
       during: async ({ t, lab, runDir, executor, submitter, relay }) => {
         const s = await waitForStatus(lab, executor, 'the TLS interception verdict', st => st.relays[0]?.tlsIntercepted === 'yes' || st.relays[0]?.tlsCheck?.startsWith('not checked:') === true)
         const r = s.relays[0]
