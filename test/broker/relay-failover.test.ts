@@ -31,7 +31,8 @@ function track<T extends { stop: () => Promise<void> }> (h: T): T {
 
 async function daemon (name: string, bootstrap: string[], noExecute: boolean): Promise<Awaited<ReturnType<typeof startDaemon>> & { client: ApiClient }> {
   const dataDir = join(dir.path, name)
-  const handle = await startDaemon(loadDaemonConfig({ dataDir, bootstrap, listen: ['/p2p-circuit'], apiPort: '0', noExecute }, {}), { reservation: FAST_RESERVATION })
+  // noDirect: this test is about the relayed path; a WebRTC upgrade would take the job off the relays
+  const handle = await startDaemon(loadDaemonConfig({ dataDir, bootstrap, listen: ['/p2p-circuit'], apiPort: '0', noExecute, noDirect: true }, {}), { reservation: FAST_RESERVATION })
   return track({ ...handle, client: new ApiClient({ dataDir }) })
 }
 
