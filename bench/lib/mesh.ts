@@ -155,7 +155,7 @@ export async function handleEcho (d: DaemonHandle, cleanup: Cleanup): Promise<vo
       stream.abort(err as Error)
     }
   }, { runOnLimitedConnection: true, maxInboundStreams: 256, maxOutboundStreams: 256 })
-  cleanup.add(`unhandle echo on ${d.peerId}`, async () => { await libp2p.unhandle(ECHO_PROTOCOL).catch(() => {}) })
+  cleanup.add(`unhandle echo on ${d.peerId}`, async () => { await libp2p.unhandle(ECHO_PROTOCOL).catch((err: unknown) => { process.stderr.write(`bench cleanup: unhandle ${ECHO_PROTOCOL} on ${d.peerId}: ${String(err)}\n`) }) })
 }
 
 /**

@@ -8,12 +8,9 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { after, afterEach, describe, it } from 'node:test'
-import { ApiClient } from '../../src/api/client.ts'
-import { loadDaemonConfig } from '../../src/config/config.ts'
-import { startDaemon } from '../../src/daemon/daemon.ts'
 import { relayPeerOf, transportOf } from '../../src/net/transport-of.ts'
 import { executorsSeen, finished, submit } from '../helpers/jobs.ts'
-import { FAST_RESERVATION, startTestRelay, tempDir, waitFor } from '../helpers/mesh.ts'
+import { startTestDonor, startTestRelay, tempDir, waitFor } from '../helpers/mesh.ts'
 import type { RelayHandle } from '../../src/daemon/daemon.ts'
 
 const dir = tempDir('wc-failover-')
@@ -29,11 +26,9 @@ function track<T extends { stop: () => Promise<void> }> (h: T): T {
   return h
 }
 
-async function daemon (name: string, bootstrap: string[], noExecute: boolean): Promise<Awaited<ReturnType<typeof startDaemon>> & { client: ApiClient }> {
-  const dataDir = join(dir.path, name)
+async function daemon (name: string, bootstrap: string[], noExecute: boolean): Promise<Awaited<ReturnType<typeof startTestDonor>>> {
   // noDirect: this test is about the relayed path; a WebRTC upgrade would take the job off the relays
-  const handle = await startDaemon(loadDaemonConfig({ dataDir, bootstrap, listen: ['/p2p-circuit'], apiPort: '0', noExecute, noDirect: true }, {}), { reservation: FAST_RESERVATION })
-  return track({ ...handle, client: new ApiClient({ dataDir }) })
+  return track(await startTestDonor(join(dir.path, name), bootstrap, ['/p2p-circuit'], { noExecute, noDirect: true }))
 }
 
 // primes below 150 million: a sieve that runs for seconds in the sandbox, long enough to stop a relay under it

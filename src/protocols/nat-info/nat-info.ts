@@ -1,10 +1,9 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { serviceCapabilities } from '@libp2p/interface'
-import { WorldComputeError } from '../../core/errors.ts'
 import { NAT_MAPPINGS, type NatFiltering, type NatMapping, type UdpState } from '../../core/types.ts'
 import { createLogger, type Logger } from '../../log/logger.ts'
-import { codeOf, messageOf, ProtocolRequestError, ProtocolTimeoutError, ProtocolViolationError } from '../errors.ts'
-import { FramedStream } from '../framing.ts'
+import { codeOf, messageOf, ProtocolViolationError } from '../errors.ts'
+import { askSingleAnswer, writeSingleAnswer } from '../single-answer.ts'
 import { ANSWER_TIMEOUT_MS, MAX_BUFFER_BYTES, MAX_FRAME_BYTES, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, NAT_INFO_PROTOCOL, NAT_INFO_TIMEOUT_MS } from './constants.ts'
 import type { ProtocolRegistrar } from '../components.ts'
 import type { AbortOptions, Connection, Startable, Stream } from '@libp2p/interface'
@@ -108,12 +107,8 @@ export class NatInfoService implements Startable {
 
   private async handle (stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString()
-    const signal = AbortSignal.timeout(ANSWER_TIMEOUT_MS)
     try {
-      const info = this.getInfo?.() ?? { mapping: 'unknown', filtering: 'unknown', udp: 'unknown', webrtc: false }
-      const framed = new FramedStream(stream, { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES })
-      await framed.writeFrame(encodeNatInfo(info), { signal })
-      await stream.close({ signal })
+      await writeSingleAnswer(stream, encodeNatInfo(this.getInfo?.() ?? { mapping: 'unknown', filtering: 'unknown', udp: 'unknown', webrtc: false }), { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES, timeoutMs: ANSWER_TIMEOUT_MS })
     } catch (err) {
       this.log.warn(`NAT info to ${peer} not sent: ${messageOf(err)}`, { peer, protocol: this.protocol, code: codeOf(err) })
       stream.abort(err instanceof Error ? err : new Error(String(err)))
@@ -123,21 +118,13 @@ export class NatInfoService implements Startable {
 
 /** Asks the peer at the other end of `connection` (relayed or direct) for its NAT type. */
 export async function fetchNatInfo (connection: Connection, options: AbortOptions & { timeoutMs?: number } = {}): Promise<NatInfoMessage> {
-  const peer = connection.remotePeer.toString()
-  const ms = options.timeoutMs ?? NAT_INFO_TIMEOUT_MS
-  const timeout = AbortSignal.timeout(ms)
-  const signal = options.signal != null ? AbortSignal.any([options.signal, timeout]) : timeout
-  let stream: Stream | undefined
-  try {
-    stream = await connection.newStream(NAT_INFO_PROTOCOL, { signal, runOnLimitedConnection: true })
-    const framed = new FramedStream(stream, { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES })
-    const info = await framed.readMessage(decodeNatInfo, 'NAT info', { signal })
-    await stream.close({ signal })
-    return info
-  } catch (err) {
-    stream?.abort(err instanceof Error ? err : new Error(String(err)))
-    if (timeout.aborted && options.signal?.aborted !== true) throw new ProtocolTimeoutError(NAT_INFO_PROTOCOL, peer, ms, { cause: err })
-    if (options.signal?.aborted === true || err instanceof WorldComputeError) throw err
-    throw new ProtocolRequestError(NAT_INFO_PROTOCOL, peer, err)
-  }
+  return await askSingleAnswer(connection, decodeNatInfo, {
+    protocol: NAT_INFO_PROTOCOL,
+    what: 'NAT info',
+    timeoutMs: options.timeoutMs ?? NAT_INFO_TIMEOUT_MS,
+    maxFrameBytes: MAX_FRAME_BYTES,
+    maxBufferBytes: MAX_BUFFER_BYTES,
+    runOnLimitedConnection: true,
+    ...(options.signal != null ? { signal: options.signal } : {})
+  })
 }

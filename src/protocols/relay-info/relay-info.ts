@@ -1,9 +1,8 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { serviceCapabilities } from '@libp2p/interface'
-import { WorldComputeError } from '../../core/errors.ts'
 import { createLogger, type Logger } from '../../log/logger.ts'
-import { codeOf, messageOf, ProtocolRequestError, ProtocolTimeoutError, ProtocolViolationError } from '../errors.ts'
-import { FramedStream } from '../framing.ts'
+import { codeOf, messageOf, ProtocolViolationError } from '../errors.ts'
+import { askSingleAnswer, writeSingleAnswer } from '../single-answer.ts'
 import { ANSWER_TIMEOUT_MS, MAX_BUFFER_BYTES, MAX_CERTIFICATES, MAX_FRAME_BYTES, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, RELAY_INFO_PROTOCOL, RELAY_INFO_TIMEOUT_MS } from './constants.ts'
 import type { ProtocolRegistrar } from '../components.ts'
 import type { AbortOptions, Connection, Startable, Stream } from '@libp2p/interface'
@@ -102,11 +101,8 @@ export class RelayInfoService implements Startable {
 
   private async handle (stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString()
-    const signal = AbortSignal.timeout(ANSWER_TIMEOUT_MS)
     try {
-      const framed = new FramedStream(stream, { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES })
-      await framed.writeFrame(encodeRelayInfo(this.getInfo?.() ?? { tls: [] }), { signal })
-      await stream.close({ signal })
+      await writeSingleAnswer(stream, encodeRelayInfo(this.getInfo?.() ?? { tls: [] }), { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES, timeoutMs: ANSWER_TIMEOUT_MS })
     } catch (err) {
       this.log.warn(`relay info to ${peer} not sent: ${messageOf(err)}`, { peer, protocol: this.protocol, code: codeOf(err) })
       stream.abort(err instanceof Error ? err : new Error(String(err)))
@@ -119,21 +115,12 @@ export class RelayInfoService implements Startable {
  * point is what Noise authenticated) for its info.
  */
 export async function fetchRelayInfo (connection: Connection, options: AbortOptions & { timeoutMs?: number } = {}): Promise<RelayInfoMessage> {
-  const peer = connection.remotePeer.toString()
-  const ms = options.timeoutMs ?? RELAY_INFO_TIMEOUT_MS
-  const timeout = AbortSignal.timeout(ms)
-  const signal = options.signal != null ? AbortSignal.any([options.signal, timeout]) : timeout
-  let stream: Stream | undefined
-  try {
-    stream = await connection.newStream(RELAY_INFO_PROTOCOL, { signal })
-    const framed = new FramedStream(stream, { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES })
-    const info = await framed.readMessage(decodeRelayInfo, 'relay info', { signal })
-    await stream.close({ signal })
-    return info
-  } catch (err) {
-    stream?.abort(err instanceof Error ? err : new Error(String(err)))
-    if (timeout.aborted && options.signal?.aborted !== true) throw new ProtocolTimeoutError(RELAY_INFO_PROTOCOL, peer, ms, { cause: err })
-    if (options.signal?.aborted === true || err instanceof WorldComputeError) throw err
-    throw new ProtocolRequestError(RELAY_INFO_PROTOCOL, peer, err)
-  }
+  return await askSingleAnswer(connection, decodeRelayInfo, {
+    protocol: RELAY_INFO_PROTOCOL,
+    what: 'relay info',
+    timeoutMs: options.timeoutMs ?? RELAY_INFO_TIMEOUT_MS,
+    maxFrameBytes: MAX_FRAME_BYTES,
+    maxBufferBytes: MAX_BUFFER_BYTES,
+    ...(options.signal != null ? { signal: options.signal } : {})
+  })
 }
