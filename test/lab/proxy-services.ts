@@ -61,6 +61,29 @@ export async function waitForLog (proc: LabProcess, file: string, re: RegExp, wh
 }
 
 /**
+ * The squid.conf lines every lab squid shares: its files in `dir`, no cache,
+ * no ICP/HTCP/pinger, a quick shutdown, no DNS server (127.0.0.1 answers
+ * nothing) and the given hosts file (or `none`).
+ */
+export function squidCommonConf (dir: string, log: string, hostsFile: string): string[] {
+  return [
+    `pid_filename ${join(dir, 'squid.pid')}`,
+    `cache_log ${join(dir, 'cache.log')}`,
+    `access_log stdio:${log}`,
+    'cache deny all',
+    'netdb_filename none',
+    'icp_port 0',
+    'htcp_port 0',
+    // no ICMP pinger helper: one process fewer to stop, and the lab's routers drop ICMP anyway
+    'pinger_enable off',
+    'shutdown_lifetime 1 seconds',
+    'dns_nameservers 127.0.0.1',
+    `hosts_file ${hostsFile}`,
+    `coredump_dir ${dir}`
+  ]
+}
+
+/**
  * squid 5 on an internet host: CONNECT to ports 443 and 4001 only, for
  * users in an htpasswd file (basic_ncsa_auth, an APR1 hash made by `openssl
  * passwd -apr1`); nothing cached, nothing written outside its folder.
@@ -72,20 +95,8 @@ export async function startSquid (lab: Lab, runDir: string): Promise<Service> {
   const log = join(dir, 'access.log')
   const conf = [
     `http_port ${PROXY.ip}:${SQUID_PORT}`,
-    `pid_filename ${join(dir, 'squid.pid')}`,
-    `cache_log ${join(dir, 'cache.log')}`,
-    `access_log stdio:${log}`,
-    'cache deny all',
-    'netdb_filename none',
-    'icp_port 0',
-    'htcp_port 0',
-    // no ICMP pinger helper: one process fewer to stop, and the lab's routers drop ICMP anyway
-    'pinger_enable off',
-    'shutdown_lifetime 1 seconds',
     // nothing resolves in the lab and nothing needs to: every target is an IP literal
-    'dns_nameservers 127.0.0.1',
-    'hosts_file none',
-    `coredump_dir ${dir}`,
+    ...squidCommonConf(dir, log, 'none'),
     `auth_param basic program ${NCSA ?? ''} ${join(dir, 'passwd')}`,
     'auth_param basic realm worldcompute-lab',
     'auth_param basic children 2 startup=1',

@@ -22,6 +22,7 @@ import { dirname, join } from 'node:path'
 import { it } from 'node:test'
 import { issueCert, makeCa } from '../helpers/dns-server.ts'
 import { describeAttempt, dialsOf, startDonor, statusOf, tail, type DonorNode } from './processes.ts'
+import { squidCommonConf } from './proxy-services.ts'
 import { labSuite, pairScenario, RUN_ROOT, scenarioKeys, TEST_TIMEOUT_MS } from './scenario.ts'
 import { labEnv, type Lab, type LabProcess } from './topology.ts'
 import type { DaemonStatus } from '../../src/core/types.ts'
@@ -83,18 +84,7 @@ async function startBumpingSquid (lab: Lab, runDir: string, corp: { caCert: stri
     // protocol names are case-sensitive and WHATWG clients send `Upgrade: websocket`
     'http_upgrade_request_protocols websocket allow all',
     'http_upgrade_request_protocols WebSocket allow all',
-    `pid_filename ${join(dir, 'squid.pid')}`,
-    `cache_log ${join(dir, 'cache.log')}`,
-    `access_log stdio:${log}`,
-    'cache deny all',
-    'netdb_filename none',
-    'icp_port 0',
-    'htcp_port 0',
-    'pinger_enable off',
-    'shutdown_lifetime 1 seconds',
-    'dns_nameservers 127.0.0.1',
-    `hosts_file ${hosts}`,
-    `coredump_dir ${dir}`,
+    ...squidCommonConf(dir, log, hosts),
     'acl CONNECT method CONNECT',
     'acl tls_port port 443',
     'http_access deny CONNECT !tls_port',
