@@ -63,19 +63,27 @@ export function rotate<T> (xs: readonly T[], k: number): T[] {
  * in this process (all in-process nodes share the loop); near 0 means it waits.
  */
 export class EluMeter {
-  private readonly acc = new Map<string, { active: number, idle: number }>()
+  private readonly acc = new Map<string, { active: number, idle: number, cpuUs: number }>()
 
   async measure<T> (kind: string, fn: () => Promise<T>): Promise<T> {
     const start = performance.eventLoopUtilization()
+    const cpu = process.cpuUsage()
     try {
       return await fn()
     } finally {
       const d = performance.eventLoopUtilization(start)
-      const a = this.acc.get(kind) ?? { active: 0, idle: 0 }
+      const c = process.cpuUsage(cpu)
+      const a = this.acc.get(kind) ?? { active: 0, idle: 0, cpuUs: 0 }
       a.active += d.active
       a.idle += d.idle
+      a.cpuUs += c.user + c.system
       this.acc.set(kind, a)
     }
+  }
+
+  /** CPU time (user + system, all threads) this process spent inside `measure(kind)`, ms. */
+  cpuMs (kind: string): number {
+    return (this.acc.get(kind)?.cpuUs ?? NaN) / 1000
   }
 
   utilization (kind: string): number {

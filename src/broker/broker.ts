@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { DEFAULT_JOB_LIMITS, type ExecStatus, type JobLimits } from '../core/job.ts'
 import type { JobFinal, JobRow, JobSpec, JobStore, TaskOutcome, TaskRow } from './job-store.ts'
+import { SlotLedger } from './slot-ledger.ts'
 
 /**
  * The broker: takes jobs from the local API, keeps them in the job store,
@@ -15,7 +16,12 @@ import type { JobFinal, JobRow, JobSpec, JobStore, TaskOutcome, TaskRow } from '
 export interface ExecutorInfo {
   peerId: string
   acceptsJobs: boolean
+  /** free slots in its last capacity announcement */
   freeSlots: number
+  /** all its job slots, when known */
+  slots?: number
+  /** when that announcement was heard (our clock), when known */
+  updatedAt?: number
   maxLimits: JobLimits
 }
 
@@ -44,12 +50,14 @@ export interface TaskRunResult {
 /** What the broker needs from the network; the daemon wires the libp2p protocols in. */
 export interface TaskNetwork {
   executors: () => ExecutorInfo[]
-  /** asks the executor to take the task; resolves false with a reason when it declines */
-  offer: (executor: string, task: TaskToRun, options: { signal: AbortSignal }) => Promise<{ accept: boolean, reason?: string }>
+  /** asks the executor to take the task; resolves false with a reason when it declines; `freeSlots`: what it has left */
+  offer: (executor: string, task: TaskToRun, options: { signal: AbortSignal }) => Promise<{ accept: boolean, reason?: string, freeSlots?: number }>
   /** sends the task and waits for its verified result; throws for anything that is not the job's own outcome */
   dispatch: (executor: string, task: TaskToRun, options: { signal: AbortSignal }) => Promise<TaskRunResult>
   /** resolves when a new executor appears, or after `ms` */
   waitForExecutors: (ms: number, signal: AbortSignal) => Promise<void>
+  /** calls `listener` whenever an executor appears or announces its capacity again; returns the unsubscribe */
+  onExecutorsChanged?: (listener: () => void) => () => void
 }
 
 export interface BrokerInit {
@@ -65,6 +73,12 @@ export interface BrokerInit {
   unavailableAfterMs?: number
   /** an executor that failed a task of a job gets another of its tasks only after this @default 2000 */
   retryAfterMs?: number
+  /**
+   * while jobs wait for a slot, the first in line is woken this often to offer
+   * even where no slot is expected (another broker's task may have ended
+   * unannounced) @default 1000
+   */
+  probeIntervalMs?: number
   logger?: Logger
 }
 
@@ -85,6 +99,12 @@ export class JobRejectedError extends Error {
 }
 
 export type JobEventListener = (jobId: string) => void
+
+/** Why a waiting job woke up: it re-evaluates either way; 'probe' also lets it ask executors expected busy. */
+type WakeReason = 'timeout' | 'slot' | 'probe' | 'task' | 'stop'
+
+/** How many executors the probing job asks beyond its ledger's expectations. */
+const PROBE_OFFERS = 3
 
 export interface SubmitJob {
   module: Uint8Array
@@ -109,8 +129,19 @@ export class Broker {
   private readonly retryAfterMs: number
   private controller?: AbortController
   private readonly running = new Map<string, Promise<void>>()
-  private readonly wakers = new Map<string, () => void>()
+  private readonly wakers = new Map<string, (reason: WakeReason) => void>()
   private readonly listeners = new Set<JobEventListener>()
+  private readonly probeIntervalMs: number
+  private readonly ledger = new SlotLedger()
+  /**
+   * jobs waiting for a free slot, first come first served: a freed slot wakes
+   * the first in line only, not every waiting job (each woken job sends offers)
+   */
+  private readonly queue: Array<{ jobId: string, seq: number }> = []
+  private readonly queueSeq = new Map<string, number>()
+  private nextSeq = 0
+  private probeTimer?: NodeJS.Timeout
+  private unsubscribe?: () => void
 
   constructor (init: BrokerInit) {
     this.store = init.store
@@ -120,6 +151,7 @@ export class Broker {
     this.maxAttemptsPerReplica = init.maxAttemptsPerReplica ?? 4
     this.unavailableAfterMs = init.unavailableAfterMs ?? 600_000
     this.retryAfterMs = init.retryAfterMs ?? 2_000
+    this.probeIntervalMs = init.probeIntervalMs ?? 1_000
     this.log = init.logger ?? createLogger('broker')
   }
 
@@ -127,6 +159,7 @@ export class Broker {
   start (): void {
     if (this.controller != null) return
     this.controller = new AbortController()
+    this.unsubscribe = this.network.onExecutorsChanged?.(() => { this.pump() })
     const unfinished = this.store.unfinishedJobs()
     if (unfinished.length > 0) this.log.info(`resuming ${unfinished.length} unfinished job(s) from the job store`)
     for (const job of unfinished) this.launch(job.jobId)
@@ -135,8 +168,14 @@ export class Broker {
   async stop (): Promise<void> {
     if (this.controller == null) return
     this.controller.abort()
-    for (const wake of this.wakers.values()) wake()
+    this.unsubscribe?.()
+    this.unsubscribe = undefined
+    clearInterval(this.probeTimer)
+    this.probeTimer = undefined
+    for (const wake of [...this.wakers.values()]) wake('stop')
     await Promise.allSettled([...this.running.values()])
+    this.queue.length = 0
+    this.queueSeq.clear()
     this.controller = undefined
   }
 
@@ -209,18 +248,71 @@ export class Broker {
     this.running.set(jobId, run)
   }
 
-  private async sleep (jobId: string, ms: number, signal: AbortSignal): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
+  private async sleep (jobId: string, ms: number, signal: AbortSignal): Promise<WakeReason> {
+    return await new Promise<WakeReason>((resolve) => {
+      const done = (reason: WakeReason): void => {
         clearTimeout(timer)
         this.wakers.delete(jobId)
-        signal.removeEventListener('abort', done)
-        resolve()
+        signal.removeEventListener('abort', onAbort)
+        resolve(reason)
       }
-      const timer = setTimeout(done, ms)
+      const onAbort = (): void => { done('stop') }
+      const timer = setTimeout(() => { done('timeout') }, Math.max(0, ms))
       this.wakers.set(jobId, done)
-      signal.addEventListener('abort', done, { once: true })
+      signal.addEventListener('abort', onAbort, { once: true })
     })
+  }
+
+  /**
+   * Waits in line for a free slot: woken by `pump()` when the ledger expects
+   * one, by the probe timer when first in line, by a task of this job ending,
+   * or after `ms`. The job keeps its place in line until it places a task.
+   */
+  private async waitForSlot (jobId: string, ms: number, signal: AbortSignal): Promise<WakeReason> {
+    let seq = this.queueSeq.get(jobId)
+    if (seq == null) {
+      seq = this.nextSeq++
+      this.queueSeq.set(jobId, seq)
+    }
+    const at = this.queue.findIndex(q => q.seq > (seq as number))
+    if (at < 0) this.queue.push({ jobId, seq })
+    else this.queue.splice(at, 0, { jobId, seq })
+    this.probeTimer ??= setInterval(() => { this.probe() }, this.probeIntervalMs)
+    try {
+      return await this.sleep(jobId, ms, signal)
+    } finally {
+      const i = this.queue.findIndex(q => q.jobId === jobId)
+      if (i >= 0) this.queue.splice(i, 1)
+    }
+  }
+
+  /** Wakes as many waiting jobs, first in line first, as the ledger expects free slots. */
+  private pump (): void {
+    if (this.queue.length === 0) return
+    let free = 0
+    for (const e of this.network.executors()) {
+      if (e.acceptsJobs && (this.allowSelf || e.peerId !== this.self)) free += this.ledger.free(e)
+    }
+    for (const { jobId } of [...this.queue]) {
+      if (free <= 0) break
+      const wake = this.wakers.get(jobId)
+      if (wake == null) continue
+      wake('slot')
+      free--
+    }
+  }
+
+  /** Every probe interval while jobs wait: refresh from announcements, and let the first in line ask even busy executors. */
+  private probe (): void {
+    if (this.queue.length === 0) {
+      clearInterval(this.probeTimer)
+      this.probeTimer = undefined
+      return
+    }
+    this.ledger.retain(new Set(this.network.executors().map(e => e.peerId)))
+    const head = this.queue[0]
+    this.wakers.get(head.jobId)?.('probe')
+    this.pump()
   }
 
   private async runJob (jobId: string, signal: AbortSignal): Promise<void> {
@@ -253,7 +345,8 @@ export class Broker {
     }
 
     // bounded: each replica gets at most maxAttemptsPerReplica tasks, and the
-    // job errors after unavailableAfterMs without executors
+    // job errors after unavailableAfterMs without a task placed
+    let wake: WakeReason = 'timeout'
     while (!signal.aborted) {
       const tasks = this.store.tasksOf(jobId)
       let verdict = this.decide(job, tasks)
@@ -262,6 +355,7 @@ export class Broker {
         await Promise.allSettled([...inflight.values()])
         if (signal.aborted) return
         verdict = this.decide(job, this.store.tasksOf(jobId)) ?? verdict
+        this.queueSeq.delete(jobId)
         this.store.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict)
         this.log.info(`job ${jobId} finished: ${verdict.message}`, { job: jobId })
         this.emit(jobId)
@@ -276,24 +370,35 @@ export class Broker {
         const busy = new Set(tasks.filter(t => t.state !== 'failed').map(t => t.executor))
         const failedBefore = new Set(tasks.filter(t => t.state === 'failed').map(t => t.executor))
         const coolingDown = new Set(tasks.filter(t => t.state === 'failed' && Date.now() - Date.parse(t.updatedAt) < this.retryAfterMs).map(t => t.executor))
-        const candidates = this.network.executors()
+        const eligible = this.network.executors()
           .filter(e => e.acceptsJobs && !busy.has(e.peerId) && !coolingDown.has(e.peerId) && (this.allowSelf || e.peerId !== this.self))
-          .sort((a, b) => Number(failedBefore.has(a.peerId)) - Number(failedBefore.has(b.peerId)) || b.freeSlots - a.freeSlots)
+        // offer only where the ledger expects a free slot; the first job in
+        // line, when the probe wakes it, also asks a few it expects busy
+        const probing = wake === 'probe'
+        const candidates = eligible
+          .filter(e => probing || this.ledger.free(e) > 0)
+          .sort((a, b) => Number(failedBefore.has(a.peerId)) - Number(failedBefore.has(b.peerId)) || this.ledger.free(b) - this.ledger.free(a))
+          .slice(0, probing ? Math.max(needed, PROBE_OFFERS) : undefined)
         let placed = 0
         for (const executor of candidates) {
           if (placed >= needed || signal.aborted) break
+          // a parallel job's offer may have taken the expected slot meanwhile
+          if (!probing && this.ledger.free(executor) <= 0) continue
           const replica = this.nextReplica(job, tasks)
           if (replica == null) break
           const attempt = tasks.filter(t => t.replica === replica).length + 1
           const taskId = `${jobId}.r${replica}.a${attempt}`
           const toRun = this.taskToRun(job, taskId, module, input)
-          let offer: { accept: boolean, reason?: string }
+          let offer: { accept: boolean, reason?: string, freeSlots?: number }
+          this.ledger.offering(executor.peerId)
           try {
             offer = await this.network.offer(executor.peerId, toRun, { signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)]) })
           } catch (err) {
+            this.ledger.answered(executor, undefined)
             this.log.warn(`job ${jobId}: offer to ${executor.peerId} failed: ${(err as Error).message}`, { job: jobId, peer: executor.peerId, phase: 'offer' })
             continue
           }
+          this.ledger.answered(executor, offer.accept, offer.freeSlots)
           if (!offer.accept) {
             this.log.info(`job ${jobId}: ${executor.peerId} declined: ${offer.reason ?? 'no reason given'}`, { job: jobId, peer: executor.peerId })
             continue
@@ -306,20 +411,31 @@ export class Broker {
           placed++
           this.emit(jobId)
         }
-        if (placed === 0 && active.length === 0 && inflight.size === 0) {
-          if (Date.now() - started > this.unavailableAfterMs) {
+        if (placed > 0) this.queueSeq.delete(jobId)
+        if (placed < needed && this.nextReplica(job, tasks) != null) {
+          const idle = placed === 0 && active.length === 0 && inflight.size === 0
+          if (idle && Date.now() - started > this.unavailableAfterMs) {
             const verdict: JobFinal = { status: 'unavailable', agreeing: 0, message: `no executor accepted the job within ${Math.round(this.unavailableAfterMs / 1000)} s` }
+            this.queueSeq.delete(jobId)
             this.store.finishJob(jobId, 'error', verdict)
             this.log.warn(`job ${jobId}: ${verdict.message}`, { job: jobId })
             this.emit(jobId)
             return
           }
-          // wake on a new executor, or when one of our own tasks frees a slot somewhere
-          await Promise.race([this.network.waitForExecutors(1_000, signal), this.sleep(jobId, 1_000, signal)])
+          const untilUnavailable = this.unavailableAfterMs - (Date.now() - started) + 1
+          if (eligible.length === 0) {
+            // nobody to ask: wake on a new executor, or when one of our own tasks ends
+            await Promise.race([this.network.waitForExecutors(Math.min(1_000, untilUnavailable), signal), this.sleep(jobId, Math.min(1_000, untilUnavailable), signal)])
+            this.wakers.get(jobId)?.('stop')
+            wake = 'timeout'
+          } else {
+            wake = await this.waitForSlot(jobId, Math.min(30_000, idle ? untilUnavailable : 30_000), signal)
+          }
           continue
         }
       }
-      await this.sleep(jobId, 1_000, signal)
+      // every replica placed: wait for a task of this job to end (its runTask wakes us)
+      wake = await this.sleep(jobId, 1_000, signal)
     }
   }
 
@@ -421,8 +537,12 @@ export class Broker {
     } finally {
       inflight.delete(task.taskId)
       this.emit(job.jobId)
-      // a finished task frees a slot on its executor: every waiting job may now place one
-      for (const wake of [...this.wakers.values()]) wake()
+      // a finished task frees a slot on its executor: this job re-evaluates,
+      // and the first job in line (not every waiting job) may place a task
+      const view = this.network.executors().find(e => e.peerId === task.executor)
+      if (view != null) this.ledger.released(view)
+      this.wakers.get(job.jobId)?.('task')
+      this.pump()
     }
   }
 }

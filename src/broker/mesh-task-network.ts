@@ -60,8 +60,20 @@ export class MeshTaskNetwork implements TaskNetwork {
       peerId: c.peerId,
       acceptsJobs: c.acceptsJobs,
       freeSlots: c.freeSlots,
+      slots: c.slots,
+      updatedAt: this.init.capacity.heardAt(c.peerId),
       maxLimits: c.maxLimits
     }))
+  }
+
+  onExecutorsChanged (listener: () => void): () => void {
+    const capacity = this.init.capacity
+    capacity.addEventListener('executor:added', listener)
+    capacity.addEventListener('executor:updated', listener)
+    return () => {
+      capacity.removeEventListener('executor:added', listener)
+      capacity.removeEventListener('executor:updated', listener)
+    }
   }
 
   async waitForExecutors (ms: number, signal: AbortSignal): Promise<void> {
@@ -150,7 +162,7 @@ export class MeshTaskNetwork implements TaskNetwork {
     throw new PeerUnreachableError(`cannot reach executor ${peerId}: ${addrs.length === 0 && circuitAddrs.length === 0 ? 'it announced no address' : errors.join('; ')}`)
   }
 
-  async offer (executor: string, task: TaskToRun, options: { signal: AbortSignal }): Promise<{ accept: boolean, reason?: string }> {
+  async offer (executor: string, task: TaskToRun, options: { signal: AbortSignal }): Promise<{ accept: boolean, reason?: string, freeSlots?: number }> {
     const conn = await this.connect(executor, options.signal)
     const res = await this.init.offer.offer(conn, {
       jobId: task.jobId,
@@ -161,7 +173,7 @@ export class MeshTaskNetwork implements TaskNetwork {
       limits: task.limits
     }, { signal: options.signal })
     if (res.accept) this.hasModule.set(task.taskId, res.hasModule)
-    return { accept: res.accept, reason: res.reason }
+    return { accept: res.accept, reason: res.reason, freeSlots: res.freeSlots }
   }
 
   /**

@@ -215,4 +215,94 @@ describe('broker scheduling', () => {
     await broker.stop()
     store.close()
   })
+
+  it('queues jobs for free slots instead of offering every waiting job to every executor', async () => {
+    const store = new JobStore(join(dir.path, 'queue.sqlite'))
+    const net = new SlottedNetwork({ A: 1, B: 1 }, 20)
+    const broker = new Broker({ store, network: net, self: 'me', probeIntervalMs: 200 })
+    broker.start()
+    const ids = Array.from({ length: 24 }, () => submitTo(broker, 1))
+    for (const id of ids) assert.equal((await finalOf(broker, id)).status, 'succeeded')
+    assert.equal(net.accepted, 24)
+    // a freed slot wakes the first job in line only; without the ledger every
+    // waiting job offered to both executors at every wake-up (hundreds of declines)
+    assert.ok(net.declined <= 24, `declined offers: ${net.declined} for 24 jobs`)
+    assert.ok(net.maxConcurrentOffers <= 2, `offers in flight at once: ${net.maxConcurrentOffers}`)
+    // first come, first served: the first four jobs submitted start before the last four
+    const started = ids.map(id => net.startedAt.get(id) ?? Infinity)
+    assert.ok(Math.max(...started.slice(0, 4)) <= Math.min(...started.slice(-4)), 'jobs start in submission order')
+    await broker.stop()
+    store.close()
+  })
+
+  it('a slot freed where the broker expects none (another broker\'s task ended) is found by the probe', async () => {
+    const store = new JobStore(join(dir.path, 'probe.sqlite'))
+    const net = new SlottedNetwork({ A: 1 }, 5)
+    net.announceZero = true // its announcements always say busy, as if stale
+    const broker = new Broker({ store, network: net, self: 'me', probeIntervalMs: 100 })
+    broker.start()
+    const view = await finalOf(broker, submitTo(broker, 1))
+    assert.equal(view.status, 'succeeded')
+    await broker.stop()
+    store.close()
+  })
 })
+
+/** Executors with real slot accounting: an offer is accepted only while a slot is free, like the donor's JobRunner. */
+class SlottedNetwork implements TaskNetwork {
+  readonly free = new Map<string, number>()
+  readonly slots: Record<string, number>
+  readonly startedAt = new Map<string, number>()
+  accepted = 0
+  declined = 0
+  maxConcurrentOffers = 0
+  announceZero = false
+  private offersInFlight = 0
+  private readonly runMs: number
+
+  constructor (slots: Record<string, number>, runMs: number) {
+    this.slots = slots
+    this.runMs = runMs
+    for (const [p, n] of Object.entries(slots)) this.free.set(p, n)
+  }
+
+  executors (): ExecutorInfo[] {
+    return Object.keys(this.slots).map(peerId => ({ peerId, acceptsJobs: true, freeSlots: this.announceZero ? 0 : this.free.get(peerId) ?? 0, slots: this.slots[peerId], updatedAt: 0, maxLimits: DEFAULT_JOB_LIMITS }))
+  }
+
+  async offer (executor: string): Promise<{ accept: boolean, reason?: string, freeSlots: number }> {
+    this.offersInFlight++
+    this.maxConcurrentOffers = Math.max(this.maxConcurrentOffers, this.offersInFlight)
+    await new Promise(resolve => setTimeout(resolve, 1))
+    this.offersInFlight--
+    const free = this.free.get(executor) ?? 0
+    if (free < 1) {
+      this.declined++
+      return { accept: false, reason: 'busy', freeSlots: 0 }
+    }
+    this.free.set(executor, free - 1)
+    this.accepted++
+    return { accept: true, freeSlots: free - 1 }
+  }
+
+  async dispatch (executor: string, task: TaskToRun): Promise<TaskRunResult> {
+    this.startedAt.set(task.jobId, performance.now())
+    await new Promise(resolve => setTimeout(resolve, this.runMs))
+    this.free.set(executor, (this.free.get(executor) ?? 0) + 1)
+    return {
+      path: 'direct',
+      outcome: { status: 'succeeded', exitCode: 0, outputCid: 'bafy-same', fuelUsed: 1, durationMs: this.runMs, receiptVerified: true, stdoutSize: 0, stderrSize: 0 },
+      receipt: new Uint8Array([1]),
+      receiptSignature: new Uint8Array([2]),
+      stdout: new Uint8Array(),
+      stderr: new Uint8Array()
+    }
+  }
+
+  async waitForExecutors (ms: number, signal: AbortSignal): Promise<void> {
+    await new Promise<void>(resolve => {
+      const t = setTimeout(resolve, Math.min(ms, 50))
+      signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true })
+    })
+  }
+}

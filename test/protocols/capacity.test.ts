@@ -93,6 +93,36 @@ describe('capacity protocol', () => {
     await waitFor('the changed capacity', () => broker.service.executors()[0]?.freeSlots === 1, 10_000)
   })
 
+  it('coalesces a burst of changes into one announcement carrying the latest capacity', async () => {
+    let current = info({ freeSlots: 4 })
+    // a long interval: only notifyChanged() can cause the announcements counted here
+    const donor = await node({ getCapacity: () => current, announceIntervalMs: 60_000 }, true)
+    const broker = await node({ queryOnConnect: false, announceIntervalMs: 60_000 }, true)
+    await broker.node.dial(donor.node.getMultiaddrs()[0])
+    // gossipsub needs a heartbeat or two before the topic has a mesh: keep
+    // changing the capacity (an unchanged one is not re-announced for 60 s)
+    let n = 0
+    await waitFor('the donor\'s first announcement', () => {
+      current = info({ freeSlots: 4 - (n++ % 2) })
+      donor.service.notifyChanged()
+      return broker.service.executors()[0]
+    }, 10_000, 600)
+    await new Promise(resolve => setTimeout(resolve, 700))
+    const heard: number[] = []
+    broker.service.addEventListener('executor:updated', (evt) => { heard.push(evt.detail.freeSlots) })
+    // a busy donor: slots taken and freed many times within a few milliseconds
+    for (let free = 3; free >= 0; free--) {
+      current = info({ freeSlots: free })
+      donor.service.notifyChanged()
+    }
+    current = info({ freeSlots: 2 })
+    donor.service.notifyChanged()
+    await waitFor('the coalesced announcement', () => heard.includes(2) ? true : undefined, 10_000)
+    await new Promise(resolve => setTimeout(resolve, 700))
+    assert.ok(heard.length <= 2, `announcements heard for 5 changes: ${heard.length} (${heard.join(', ')})`)
+    assert.equal(heard.at(-1), 2, 'the last one carries the capacity as it is after the burst')
+  })
+
   it('forgets a donor that stops announcing after three intervals', async () => {
     let current: CapacityInfo | undefined = info()
     const donor = await node({ getCapacity: () => current, announceIntervalMs: 200, queryOnConnect: false }, true)

@@ -7,7 +7,7 @@ import { codeOf, messageOf, ProtocolRequestError, ProtocolTimeoutError } from '.
 import { FramedStream } from '../framing.ts'
 import { PhaseTimer } from '../timer.ts'
 import {
-  ANNOUNCE_INTERVAL_MS, ANSWER_TIMEOUT_MS, CAPACITY_PROTOCOL, CAPACITY_TOPIC, CHANGE_CHECK_INTERVAL_MS, EXPIRY_INTERVALS,
+  ANNOUNCE_INTERVAL_MS, ANSWER_TIMEOUT_MS, CAPACITY_PROTOCOL, CAPACITY_TOPIC, CHANGE_CHECK_INTERVAL_MS, CHANGE_MIN_INTERVAL_MS, EXPIRY_INTERVALS,
   MAX_BUFFER_BYTES, MAX_FRAME_BYTES, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, MAX_TRACKED_PEERS, QUERY_TIMEOUT_MS
 } from './constants.ts'
 import type { Capacity } from '../../codec/messages.ts'
@@ -76,6 +76,8 @@ export interface CapacityEvents {
   'executor:added': CustomEvent<Capacity>
   /** a peer stopped accepting jobs, answered that it runs none, or expired; detail is its PeerId */
   'executor:removed': CustomEvent<string>
+  /** a peer that accepts jobs announced its capacity (again); brokers re-check their waiting jobs */
+  'executor:updated': CustomEvent<Capacity>
 }
 
 interface Entry {
@@ -111,6 +113,7 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
   private topologyId: string | undefined
   private lastAnnounced: { key: string, at: number } | undefined
   private publishing = false
+  private changeTimer?: NodeJS.Timeout
   /** gossipsub once joined (afterStart), if the node has one */
   private pubsub: CapacityPubSub | undefined
 
@@ -180,6 +183,8 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
+    clearTimeout(this.changeTimer)
+    this.changeTimer = undefined
     this.shutdown.abort(new Error('capacity service stopped'))
     clearInterval(this.timer)
     this.timer = undefined
@@ -213,6 +218,11 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
       .sort((a, b) => b.freeSlots - a.freeSlots)
   }
 
+  /** When we heard a peer's last capacity (our clock), if we have it. */
+  heardAt (peerId: string): number | undefined {
+    return this.table.get(peerId)?.receivedAt
+  }
+
   /** The last fresh capacity heard from one peer, accepting jobs or not. */
   capacityOf (peerId: string): Capacity | undefined {
     const entry = this.table.get(peerId)
@@ -234,9 +244,26 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     }
   }
 
-  /** Tell the service its capacity changed (a slot taken or freed): it announces at once. */
+  /**
+   * Tell the service its capacity changed (a slot taken or freed): it
+   * announces at once, or — when it announced less than
+   * CHANGE_MIN_INTERVAL_MS ago — once at the end of that interval with the
+   * capacity as it is then. Why coalesce: a busy donor changes slots three
+   * times per task, and every announcement is signed, forwarded and verified
+   * by every peer on the topic (it was a tenth of the CPU of a 4-donor burst);
+   * brokers learn a taken slot from the offer answer anyway.
+   */
   notifyChanged (): void {
-    if (this.started) this.tick()
+    if (!this.started || this.changeTimer != null) return
+    const since = Date.now() - (this.lastAnnounced?.at ?? 0)
+    if (since >= CHANGE_MIN_INTERVAL_MS) {
+      this.tick()
+      return
+    }
+    this.changeTimer = setTimeout(() => {
+      this.changeTimer = undefined
+      if (this.started) this.tick()
+    }, CHANGE_MIN_INTERVAL_MS - since)
   }
 
   /**
@@ -384,6 +411,7 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     } else if (wasExecutor && !capacity.acceptsJobs) {
       this.safeDispatchEvent('executor:removed', { detail: capacity.peerId })
     }
+    if (capacity.acceptsJobs) this.safeDispatchEvent('executor:updated', { detail: capacity })
   }
 
   private forget (peerId: string): void {

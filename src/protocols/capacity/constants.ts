@@ -13,6 +13,8 @@ export const ANNOUNCE_INTERVAL_MS = 5_000
 export const EXPIRY_INTERVALS = 3
 /** How often a donor compares its capacity with the last announcement, to announce changes promptly. */
 export const CHANGE_CHECK_INTERVAL_MS = 1_000
+/** Announcements after notifyChanged() are at least this far apart; changes in between are coalesced into one. */
+export const CHANGE_MIN_INTERVAL_MS = 500
 /** One query: open the stream and read the answer. */
 export const QUERY_TIMEOUT_MS = 5_000
 /** Writing an answer to a querying peer. */

@@ -1,0 +1,81 @@
+/**
+ * Where one trivial job's time goes, phase by phase (a diagnostic, not a
+ * benchmark row): one broker and one executing donor on 127.0.0.1 with a
+ * direct connection, N jobs one at a time, each phase timed by wrapping the
+ * methods that carry it (API submit, offer, dispatch on both sides, the
+ * executor's sandbox call), plus a bare echo over the same connection.
+ *
+ *   node_modules/.bin/node bench/trace-job.ts [--quick]
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { benchMain, progress } from './lib/report.ts'
+import { connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, JobWatcher, startBenchDaemon, startBenchRelay, waitForExecutors } from './lib/mesh.ts'
+import { benchLogging } from './lib/log-sink.ts'
+import { fmt, summarize } from './lib/stats.ts'
+import { DispatchService } from '../src/protocols/dispatch/dispatch.ts'
+import { OfferService } from '../src/protocols/offer/offer.ts'
+import { Executor } from '../src/executor/executor.ts'
+
+const spans = new Map<string, number[]>()
+function wrap (proto: Record<string, unknown>, method: string, label: string): void {
+  const original = proto[method] as (...args: unknown[]) => Promise<unknown>
+  proto[method] = async function (this: unknown, ...args: unknown[]): Promise<unknown> {
+    const t0 = performance.now()
+    try {
+      return await original.apply(this, args)
+    } finally {
+      const list = spans.get(label) ?? []
+      list.push(performance.now() - t0)
+      spans.set(label, list)
+    }
+  }
+}
+wrap(OfferService.prototype as unknown as Record<string, unknown>, 'offer', 'broker: offer round trip')
+wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'dispatch', 'broker: dispatch round trip (send, run, receipt verified)')
+wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'answer', 'donor: answer (CID checks + execute + sign)')
+wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'execute', 'donor: execute + sign receipt')
+wrap(Executor.prototype as unknown as Record<string, unknown>, 'execute', 'donor: Executor.execute (sandbox process)')
+
+await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cleanup) => {
+  benchLogging({})
+  const root = mkdtempSync(join(tmpdir(), 'wc-trace-'))
+  cleanup.add('remove temp dir', () => { rmSync(root, { recursive: true, force: true }) })
+  const relay = await startBenchRelay(join(root, 'relay'), cleanup)
+  const executor = await startBenchDaemon(join(root, 'executor'), relay, { listen: DIRECT_AND_RELAY, execute: true }, cleanup)
+  const submitter = await startBenchDaemon(join(root, 'submitter'), relay, { listen: DIRECT_AND_RELAY, execute: false }, cleanup)
+  await waitForExecutors(submitter, 1)
+  await handleEcho(executor, cleanup)
+  const watcher = new JobWatcher(submitter)
+  cleanup.add('stop watcher', () => { watcher.stop() })
+  const request = helloRequest()
+  const n = args.quick ? 15 : 50
+  const submits: number[] = []
+  const totals: number[] = []
+  const echoes: number[] = []
+  for (let i = 0; i < n + 5; i++) {
+    const t0 = performance.now()
+    const accepted = await submitter.client.call('submitJob', request)
+    const t1 = performance.now()
+    watcher.track(accepted.jobId)
+    await watcher.finished(accepted.jobId, 30_000)
+    const t2 = performance.now()
+    const conn = connectionTo(submitter, executor.peerId, 'direct')
+    const e0 = performance.now()
+    if (conn != null) await echoOnce(conn, new Uint8Array(1024))
+    const e1 = performance.now()
+    if (i === 4) spans.clear() // the first five warm up (module compiled, direct connection made)
+    if (i >= 5) {
+      submits.push(t1 - t0)
+      totals.push(t2 - t0)
+      if (conn != null) echoes.push(e1 - e0)
+    }
+  }
+  progress(`job total          ${fmt(summarize(totals), 'ms')}`)
+  progress(`API submit call    ${fmt(summarize(submits), 'ms')}`)
+  for (const [label, list] of spans) progress(`${label.padEnd(58)} ${fmt(summarize(list), 'ms')}`)
+  progress(`bare 1 KiB echo    ${fmt(summarize(echoes), 'ms')}`)
+  return { bench: 'trace-job', rows: [], notes: [] }
+})
