@@ -3,7 +3,7 @@
  * one leaves behind can slow the next), prints one markdown table and writes
  * it to bench/RESULTS.md with the machine, the date and the exact command.
  *
- *   node_modules/.bin/node bench/run.ts [--quick] [--only executor,round-trip,throughput] [--cpu-prof]
+ *   node_modules/.bin/node bench/run.ts [--quick] [--only executor,round-trip,throughput,dispatchable,lab-paths,memory,idle-cpu,scale] [--cpu-prof]
  *   npm run bench -- --quick
  *
  * --quick   short, CI-friendly (fewer rounds, smaller bursts)
@@ -25,9 +25,18 @@ import { markdownTable, type BenchReport } from './lib/report.ts'
 
 const BENCH_DIR = fileURLToPath(new URL('./', import.meta.url))
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
-const ALL = ['executor', 'round-trip', 'throughput', 'dispatchable'] as const
-/** per benchmark process, beyond its own internal bound: then it is killed */
-const KILL_AFTER_MS = { quick: 250_000, full: 620_000 }
+const ALL = ['executor', 'round-trip', 'throughput', 'dispatchable', 'lab-paths', 'memory', 'idle-cpu', 'scale'] as const
+/** per benchmark process, a little beyond its own internal bound (benchMain's): then it is killed */
+const KILL_AFTER_MS: Record<string, { quick: number, full: number }> = {
+  executor: { quick: 150_000, full: 270_000 },
+  'round-trip': { quick: 150_000, full: 210_000 },
+  throughput: { quick: 210_000, full: 270_000 },
+  dispatchable: { quick: 270_000, full: 630_000 },
+  'lab-paths': { quick: 930_000, full: 2_430_000 },
+  memory: { quick: 270_000, full: 630_000 },
+  'idle-cpu': { quick: 930_000, full: 2_430_000 },
+  scale: { quick: 930_000, full: 3_030_000 }
+}
 
 interface Options { quick: boolean, only: string[], cpuProf: boolean }
 
@@ -111,7 +120,7 @@ async function runOne (name: string, opts: Options, jsonOut: string): Promise<{ 
   const t0 = performance.now()
   process.stdout.write(`\n## ${name}\n\n`)
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] })
-  const limit = opts.quick ? KILL_AFTER_MS.quick : KILL_AFTER_MS.full
+  const limit = opts.quick ? KILL_AFTER_MS[name].quick : KILL_AFTER_MS[name].full
   let killTimer: NodeJS.Timeout | undefined
   const timer = setTimeout(() => {
     process.stderr.write(`bench/run: ${name} still running after ${limit / 1000} s; stopping it\n`)

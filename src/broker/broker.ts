@@ -69,7 +69,11 @@ export interface BrokerInit {
   allowSelf?: boolean
   /** attempts per replica before the job errors @default 4 */
   maxAttemptsPerReplica?: number
-  /** how long a job may wait for executors before it errors @default 600000 */
+  /**
+   * how long a job may go with no executor it could wait for (none known, all
+   * unreachable, or all refused it) before it errors; time queued behind busy
+   * executors does not count @default 600000
+   */
   unavailableAfterMs?: number
   /** an executor that failed a task of a job gets another of its tasks only after this @default 2000 */
   retryAfterMs?: number
@@ -347,6 +351,14 @@ export class Broker {
     // bounded: each replica gets at most maxAttemptsPerReplica tasks, and the
     // job errors after unavailableAfterMs without a task placed
     let wake: WakeReason = 'timeout'
+    /** executors that declined this job for a reason other than being busy (its limits, its size): not asked again */
+    const refusedBy = new Set<string>()
+    /**
+     * since when this job has had nobody to wait for: the unavailable clock.
+     * Time queued behind busy executors that answer does not count — a large
+     * burst on few slots waits its turn instead of erroring after 10 minutes.
+     */
+    let hopelessSince = started
     while (!signal.aborted) {
       const tasks = this.store.tasksOf(jobId)
       let verdict = this.decide(job, tasks)
@@ -371,7 +383,7 @@ export class Broker {
         const failedBefore = new Set(tasks.filter(t => t.state === 'failed').map(t => t.executor))
         const coolingDown = new Set(tasks.filter(t => t.state === 'failed' && Date.now() - Date.parse(t.updatedAt) < this.retryAfterMs).map(t => t.executor))
         const eligible = this.network.executors()
-          .filter(e => e.acceptsJobs && !busy.has(e.peerId) && !coolingDown.has(e.peerId) && (this.allowSelf || e.peerId !== this.self))
+          .filter(e => e.acceptsJobs && !busy.has(e.peerId) && !coolingDown.has(e.peerId) && !refusedBy.has(e.peerId) && !this.ledger.coolingDown(e.peerId) && (this.allowSelf || e.peerId !== this.self))
         // offer only where the ledger expects a free slot; the first job in
         // line, when the probe wakes it, also asks a few it expects busy
         const probing = wake === 'probe'
@@ -400,7 +412,9 @@ export class Broker {
           }
           this.ledger.answered(executor, offer.accept, offer.freeSlots)
           if (!offer.accept) {
-            this.log.info(`job ${jobId}: ${executor.peerId} declined: ${offer.reason ?? 'no reason given'}`, { job: jobId, peer: executor.peerId })
+            const busyNow = offer.freeSlots === 0 || /^busy\b/.test(offer.reason ?? '')
+            if (!busyNow) refusedBy.add(executor.peerId)
+            this.log.info(`job ${jobId}: ${executor.peerId} declined: ${offer.reason ?? 'no reason given'}${busyNow ? '' : ' (not asked again for this job)'}`, { job: jobId, peer: executor.peerId })
             continue
           }
           this.store.createTask({ taskId, jobId, replica, attempt, executor: executor.peerId })
@@ -414,15 +428,18 @@ export class Broker {
         if (placed > 0) this.queueSeq.delete(jobId)
         if (placed < needed && this.nextReplica(job, tasks) != null) {
           const idle = placed === 0 && active.length === 0 && inflight.size === 0
-          if (idle && Date.now() - started > this.unavailableAfterMs) {
-            const verdict: JobFinal = { status: 'unavailable', agreeing: 0, message: `no executor accepted the job within ${Math.round(this.unavailableAfterMs / 1000)} s` }
+          // someone reachable that has not refused this job will free a slot: keep waiting in line
+          if (!idle || eligible.some(e => this.ledger.reachable(e.peerId))) hopelessSince = Date.now()
+          if (idle && Date.now() - hopelessSince > this.unavailableAfterMs) {
+            const refusals = refusedBy.size > 0 ? ` (${refusedBy.size} refused it: see the broker log for their reasons)` : ''
+            const verdict: JobFinal = { status: 'unavailable', agreeing: 0, message: `no executor accepted the job within ${Math.round(this.unavailableAfterMs / 1000)} s${refusals}` }
             this.queueSeq.delete(jobId)
             this.store.finishJob(jobId, 'error', verdict)
             this.log.warn(`job ${jobId}: ${verdict.message}`, { job: jobId })
             this.emit(jobId)
             return
           }
-          const untilUnavailable = this.unavailableAfterMs - (Date.now() - started) + 1
+          const untilUnavailable = this.unavailableAfterMs - (Date.now() - hopelessSince) + 1
           if (eligible.length === 0) {
             // nobody to ask: wake on a new executor, or when one of our own tasks ends
             await Promise.race([this.network.waitForExecutors(Math.min(1_000, untilUnavailable), signal), this.sleep(jobId, Math.min(1_000, untilUnavailable), signal)])

@@ -23,19 +23,37 @@ export interface SlotView {
 }
 
 interface Entry { free: number, at: number }
+interface Trouble { failures: number, until: number }
+
+/** After an offer that could not reach the executor, no offer goes there for this long, doubling per failure in a row. */
+export const UNREACHABLE_BACKOFF_MS = { first: 2_000, max: 60_000 }
 
 export class SlotLedger {
   private readonly entries = new Map<string, Entry>()
   private readonly pending = new Map<string, number>()
+  /** executors whose last offers failed to reach them (no address, dial failed, stream reset) */
+  private readonly trouble = new Map<string, Trouble>()
   private readonly now: () => number
 
   constructor (now: () => number = Date.now) {
     this.now = now
   }
 
-  /** Free slots we expect the executor to have now, offers in flight deducted. */
+  /** Free slots we expect the executor to have now, offers in flight deducted; 0 while it is unreachable. */
   free (view: SlotView): number {
+    if (this.coolingDown(view.peerId)) return 0
     return Math.max(0, this.base(view) - (this.pending.get(view.peerId) ?? 0))
+  }
+
+  /** True while offers to this executor are paused after failing to reach it. */
+  coolingDown (peerId: string): boolean {
+    const t = this.trouble.get(peerId)
+    return t != null && this.now() < t.until
+  }
+
+  /** True when the last offer to this executor reached it (or none was made): it is worth waiting for. */
+  reachable (peerId: string): boolean {
+    return !this.trouble.has(peerId)
   }
 
   /** An offer to this executor is being sent: its slot counts as taken until the answer. */
@@ -44,7 +62,8 @@ export class SlotLedger {
   }
 
   /**
-   * The offer's answer came back (or the offer failed: `accepted` undefined).
+   * The offer's answer came back, or the offer failed (`accepted` undefined:
+   * the executor could not be reached, so offers to it pause, with backoff).
    * `freeSlots` is what the executor said it has left after answering.
    */
   answered (view: SlotView, accepted: boolean | undefined, freeSlots?: number): void {
@@ -52,7 +71,15 @@ export class SlotLedger {
     const n = (this.pending.get(view.peerId) ?? 1) - 1
     if (n <= 0) this.pending.delete(view.peerId)
     else this.pending.set(view.peerId, n)
-    if (accepted === undefined) return
+    if (accepted === undefined) {
+      // shared by every job: one job learning that an executor cannot be
+      // reached spares the others the same failed dial
+      const failures = (this.trouble.get(view.peerId)?.failures ?? 0) + 1
+      const pause = Math.min(UNREACHABLE_BACKOFF_MS.max, UNREACHABLE_BACKOFF_MS.first * 2 ** (failures - 1))
+      this.trouble.set(view.peerId, { failures, until: this.now() + pause })
+      return
+    }
+    this.trouble.delete(view.peerId)
     let free: number
     if (freeSlots != null && Number.isFinite(freeSlots)) free = freeSlots
     else free = accepted ? Math.max(0, before - 1) : 0
@@ -68,6 +95,7 @@ export class SlotLedger {
   /** Forget executors no longer in the mesh, so the map does not grow without bound. */
   retain (peerIds: ReadonlySet<string>): void {
     for (const id of this.entries.keys()) if (!peerIds.has(id)) this.entries.delete(id)
+    for (const id of this.trouble.keys()) if (!peerIds.has(id)) this.trouble.delete(id)
   }
 
   private base (view: SlotView): number {

@@ -25,8 +25,17 @@ export async function runUntilSignal<H extends { stop: () => Promise<void> }> (
       process.exit(130)
     }
   }
+  // A promise rejected with nobody listening, inside a library, must not take
+  // a long-running daemon down (js-libp2p 3's connection monitor aborts a
+  // connection from a .catch handler, and yamux throws StreamStateError there
+  // when the connection is already closed). Logged in full, every time, and
+  // the service carries on; an uncaught exception still ends the process.
+  const onRejection = (reason: unknown): void => {
+    o.err(`internal error, not fatal (an unhandled promise rejection; the service keeps running): ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}`)
+  }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+  process.on('unhandledRejection', onRejection)
   try {
     const handle = await start()
     onStarted(handle)
@@ -40,5 +49,6 @@ export async function runUntilSignal<H extends { stop: () => Promise<void> }> (
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
+    process.off('unhandledRejection', onRejection)
   }
 }

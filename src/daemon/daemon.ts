@@ -25,6 +25,10 @@ import { trustSystemCertificates } from '../net/tls-intercept.ts'
 import { RelayService, type RelayInfo } from '../relay/relay-service.ts'
 import type { DaemonConfig, RelayConfig } from '../config/config.ts'
 import type { ReservationManagerInit } from '../donor/reservation-manager.ts'
+import { codeOf, messageOf } from '../protocols/errors.ts'
+
+/** Pauses between attempts to start an executor sandbox that failed to start: capped, never giving up. */
+const SANDBOX_RETRY_MS = [5_000, 15_000, 60_000]
 
 /**
  * The composition root: the only place that wires net, roles and the API
@@ -112,9 +116,34 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
   const dispatchService = mesh.libp2p.services.dispatch as DispatchService
 
   const executor = execute ? new Executor({ maxConcurrent: config.donor.maxConcurrentJobs, maxLimits }) : undefined
+  /** why the sandbox is not running after a failed start (undefined: it runs, or is still starting) */
+  let sandboxDown: string | undefined
+  const daemonStopped = new AbortController()
+  const keepStartingSandbox = async (ex: Executor): Promise<void> => {
+    for (let attempt = 0; !daemonStopped.signal.aborted; attempt++) {
+      const wait = SANDBOX_RETRY_MS[Math.min(attempt, SANDBOX_RETRY_MS.length - 1)]
+      await new Promise<void>(resolve => {
+        const t = setTimeout(resolve, wait)
+        daemonStopped.signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true })
+      })
+      if (daemonStopped.signal.aborted) return
+      try {
+        await ex.start()
+        sandboxDown = undefined
+        log.info(`the executor sandbox is up after ${attempt + 2} attempts: this donor takes jobs again`)
+        runner?.changed()
+        return
+      } catch (err) {
+        sandboxDown = messageOf(err)
+        const next = SANDBOX_RETRY_MS[Math.min(attempt + 1, SANDBOX_RETRY_MS.length - 1)]
+        log.error(`the executor sandbox did not start (attempt ${attempt + 2}): ${sandboxDown}; retrying in ${next / 1000} s`, { code: codeOf(err) })
+      }
+    }
+  }
   if (executor != null) {
     runner = new JobRunner({
       executor,
+      unavailable: () => sandboxDown != null ? `the executor sandbox is not running (${sandboxDown})` : undefined,
       maxLimits,
       maxConcurrent: config.donor.maxConcurrentJobs,
       memoryBudgetBytes: config.donor.memoryBudgetBytes,
@@ -184,8 +213,16 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     // and joining the mesh (dial, reservation) should not queue behind it —
     // "start → dispatchable" is the figure donors see. Offers that arrive
     // before the sandbox is up wait for it (Executor.start is idempotent).
-    const started = await Promise.allSettled([executor?.start(), donor.start()])
-    for (const r of started) if (r.status === 'rejected') throw r.reason
+    const [sandbox, joined] = await Promise.allSettled([executor?.start(), donor.start()])
+    if (joined.status === 'rejected') throw joined.reason
+    if (sandbox.status === 'rejected' && executor != null) {
+      // not fatal: a loaded machine can take longer than the start timeout to
+      // bring the sandbox up; the donor stays in the mesh, declines offers and
+      // says why, and keeps trying (capped backoff) until the sandbox runs
+      sandboxDown = messageOf(sandbox.reason)
+      log.error(`the executor sandbox did not start: ${sandboxDown}; this donor takes no jobs until it does, retrying in ${SANDBOX_RETRY_MS[0] / 1000} s`, { code: codeOf(sandbox.reason) })
+      void keepStartingSandbox(executor)
+    }
     broker.start()
   } catch (err) {
     await api.stop()
@@ -210,6 +247,7 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     executor,
     stop: async () => {
       stopping ??= (async () => {
+        daemonStopped.abort()
         await api.stop()
         await broker.stop()
         await donor.stop()

@@ -16,6 +16,8 @@ export interface JobRunnerInit {
   hasModule: (moduleCid: string) => boolean
   /** called when free slots change, so capacity is announced again */
   onChange?: () => void
+  /** why the donor cannot run jobs right now (e.g. its sandbox failed to start), else undefined */
+  unavailable?: () => string | undefined
   logger?: Logger
 }
 
@@ -45,9 +47,14 @@ export class JobRunner {
     return Math.max(0, this.init.maxConcurrent - this.running - this.promised.size)
   }
 
+  /** Something outside the slots changed (the sandbox came back): announce capacity again. */
+  changed (): void {
+    this.init.onChange?.()
+  }
+
   capacity (): CapacityInfo {
     return {
-      acceptsJobs: true,
+      acceptsJobs: this.init.unavailable?.() == null,
       slots: this.init.maxConcurrent,
       freeSlots: this.freeSlots(),
       maxLimits: this.init.maxLimits,
@@ -57,6 +64,11 @@ export class JobRunner {
 
   decideOffer (req: OfferRequest, context: { peer: string }): OfferResponse {
     const hasModule = this.init.hasModule(req.moduleCid)
+    const down = this.init.unavailable?.()
+    if (down != null) {
+      this.log.info(`declined task ${req.taskId} from ${context.peer}: ${down}`, { peer: context.peer })
+      return { accept: false, reason: down, hasModule, freeSlots: 0 }
+    }
     const check = resolveJobLimits(req.limits, this.init.maxLimits)
     if (!check.ok) {
       this.log.info(`declined task ${req.taskId} from ${context.peer}: ${check.reason}`, { peer: context.peer })

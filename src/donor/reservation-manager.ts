@@ -18,7 +18,11 @@ export interface ReservationManagerInit {
   maxBackoffMs?: number
   /** how often the watchdog checks and pings each relay @default 1500 */
   watchdogIntervalMs?: number
-  /** a relay that does not answer a ping within this is treated as lost @default 2000 */
+  /**
+   * a relay that does not answer a ping within this is treated as lost; the
+   * wait grows to 4× the relay's recent ping round trip when that is longer
+   * (a loaded machine or a slow path), up to 10 s @default 2000
+   */
   pingTimeoutMs?: number
   /**
    * the data directory's state folder, where the dial ladder remembers the rung
@@ -89,6 +93,16 @@ interface RelayState {
   tlsConnectionId?: string
   /** addresses left out of the ladder because their TLS is intercepted (--refuse-intercepted), until when */
   refused: Map<string, { until: number, reason: string }>
+  /** smoothed round trip of the watchdog's pings on the current connection, ms */
+  rttMs?: number
+}
+
+/** The watchdog's ping timeout never exceeds this, however slow the recent pings were. */
+const MAX_PING_TIMEOUT_MS = 10_000
+
+/** The watchdog's ping timeout for a relay: the configured one, or 4× its recent round trip when longer, at most 10 s. */
+export function watchdogPingTimeout (configuredMs: number, rttMs?: number): number {
+  return Math.round(Math.min(MAX_PING_TIMEOUT_MS, Math.max(configuredMs, 4 * (rttMs ?? 0))))
 }
 
 /**
@@ -612,8 +626,8 @@ export class ReservationManager {
         const conn = this.mesh.directConnection(relay.peerId)
         if (conn != null && !(await this.pingRelay(relay, conn.remoteAddr.toString(), signal))) {
           // abort, not close: a graceful close waits for a peer that is not answering
-          conn.abort(new Error(`relay ${relay.peerId} did not answer a ping within ${this.pingTimeoutMs} ms`))
-          return `no answer to a ping within ${this.pingTimeoutMs / 1000} s (relay gone or path black-holed)`
+          conn.abort(new Error(`relay ${relay.peerId} did not answer a watchdog ping in time`))
+          return 'no answer to a watchdog ping in time (relay gone or path black-holed)'
         }
       }
     }
@@ -624,8 +638,14 @@ export class ReservationManager {
     const pingService = this.mesh.libp2p.services.ping as { ping: (p: unknown, o?: { signal?: AbortSignal }) => Promise<number> }
     const conn = this.mesh.directConnection(relay.peerId)
     if (conn == null) return false
+    // why adaptive: with a fixed 2 s, a machine whose CPU is saturated (or a
+    // slow satellite path) misses pings it would answer, and every false
+    // alarm costs a redial and a new reservation — more load. A relay that
+    // answered in 50 ms is still declared lost after 2 s.
+    const timeoutMs = this.pingTimeout(relay)
     try {
-      await pingService.ping(conn.remotePeer, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.pingTimeoutMs)]) })
+      const rtt = await pingService.ping(conn.remotePeer, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) })
+      relay.rttMs = relay.rttMs == null ? rtt : 0.7 * relay.rttMs + 0.3 * rtt
       return true
     } catch (err) {
       if (signal.aborted) return true
@@ -635,9 +655,14 @@ export class ReservationManager {
         this.log.debug(`relay ${relay.peerId}: ping skipped: ${(err as Error).message}`, { peer: relay.peerId })
         return true
       }
-      this.log.warn(`relay ${relay.peerId} did not answer a ping within ${this.pingTimeoutMs / 1000} s over ${addr}: ${(err as Error).message}; dropping the connection and redialling`, { peer: relay.peerId, transport: uplinkTransport(addr), phase: 'protocol' })
+      this.log.warn(`relay ${relay.peerId} did not answer a ping within ${timeoutMs / 1000} s over ${addr} (recent round trip ${relay.rttMs != null ? `${Math.round(relay.rttMs)} ms` : 'unknown'}): ${(err as Error).message}; dropping the connection and redialling`, { peer: relay.peerId, transport: uplinkTransport(addr), phase: 'protocol' })
+      relay.rttMs = undefined
       return false
     }
+  }
+
+  private pingTimeout (relay: { rttMs?: number }): number {
+    return watchdogPingTimeout(this.pingTimeoutMs, relay.rttMs)
   }
 
   private async waitForWake (relay: RelayState, ms: number, signal: AbortSignal): Promise<boolean> {

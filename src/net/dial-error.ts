@@ -62,6 +62,8 @@ interface ErrorLike {
   errors?: unknown
   error?: unknown
   type?: unknown
+  detail?: unknown
+  reason?: unknown
 }
 
 function asObject (err: unknown): ErrorLike {
@@ -215,6 +217,17 @@ export function describeDialError (err: unknown, ctx: DialErrorContext): DialErr
   }
   if (/muxer closed|connection closed|ConnectionClosed/i.test(`${name} ${message}`)) {
     return { cause: `connection closed during ${ctx.phase}: ${message}`, code: 'CONNECTION_CLOSED', phase: ctx.phase }
+  }
+  // a DOM Event thrown as is (an 'abort' or 'close' event of a stream or
+  // signal under the dial): String() of it says only "[object Event]"
+  if (!(err instanceof Error) && typeof e.type === 'string' && e.type !== '' && (typeof Event === 'undefined' || err instanceof Event || 'timeStamp' in e)) {
+    const detail = [asObject(e.detail).message, e.detail, asObject(e.reason).message, e.reason].map(v => typeof v === 'string' ? v : '').find(v => v !== '') ?? ''
+    const what = e.type === 'abort'
+      ? 'aborted: an abort signal under the dial fired with no reason (the connection or stream it ran on went away?)'
+      : e.type === 'close'
+        ? 'the connection or stream under the dial closed'
+        : `a "${e.type}" event with no error attached`
+    return { cause: `${what}${detail !== '' ? ` (${detail})` : ''} during ${ctx.phase}`, code: `EVENT_${e.type.toUpperCase()}`, phase: ctx.phase }
   }
   const text = message !== '' ? message : (err instanceof Error ? err.toString() : String(err))
   return { cause: `${name !== '' && name !== 'Error' ? name + ': ' : ''}${text}`, code: name !== '' ? name : 'UNKNOWN', phase: ctx.phase }

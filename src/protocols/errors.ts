@@ -111,6 +111,12 @@ export function messageOf (err: unknown): string {
     const text = err.message !== '' ? err.message : err.name
     return err.name !== 'Error' && !text.includes(err.name) ? `${err.name}: ${text}` : text
   }
+  // a DOM Event thrown as is (a stream's or signal's 'abort'/'close'): String() says "[object Event]"
+  const ev = err as { type?: unknown, detail?: unknown } | null
+  if (ev != null && typeof ev === 'object' && typeof ev.type === 'string' && ev.type !== '') {
+    const detail = typeof ev.detail === 'string' && ev.detail !== '' ? `: ${ev.detail}` : ''
+    return `a "${ev.type}" event with no error attached${detail}${ev.type === 'abort' ? ' (aborted: the connection or stream under it went away?)' : ''}`
+  }
   return String(err)
 }
 

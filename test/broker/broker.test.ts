@@ -246,6 +246,49 @@ describe('broker scheduling', () => {
     await broker.stop()
     store.close()
   })
+
+  it('time queued behind busy executors does not make a job unavailable', async () => {
+    const store = new JobStore(join(dir.path, 'patient.sqlite'))
+    const net = new SlottedNetwork({ A: 1 }, 60)
+    // 12 jobs × 60 ms on one slot is well over the 300 ms without an executor that makes a job unavailable
+    const broker = new Broker({ store, network: net, self: 'me', unavailableAfterMs: 300, probeIntervalMs: 100 })
+    broker.start()
+    const ids = Array.from({ length: 12 }, () => submitTo(broker, 1))
+    for (const id of ids) assert.equal((await finalOf(broker, id)).status, 'succeeded')
+    await broker.stop()
+    store.close()
+  })
+
+  it('an executor that cannot be reached is not offered every job: the pause is shared by all jobs', async () => {
+    const store = new JobStore(join(dir.path, 'unreachable.sqlite'))
+    const net = new SlottedNetwork({ A: 1, X: 4 }, 20)
+    net.unreachable.add('X') // it announces 4 free slots, but every offer to it fails
+    const broker = new Broker({ store, network: net, self: 'me', probeIntervalMs: 100 })
+    broker.start()
+    const ids = Array.from({ length: 10 }, () => submitTo(broker, 1))
+    for (const id of ids) assert.equal((await finalOf(broker, id)).status, 'succeeded')
+    assert.equal(net.accepted, 10)
+    // at most one offer per slot it announced goes out before the first failure
+    // comes back; after that, none for the pause. Without the shared pause
+    // every job tried X first (its 4 announced slots beat A's 1): 10+ failed offers
+    assert.ok((net.offersTo.get('X') ?? 0) <= 4, `offers to the unreachable executor: ${net.offersTo.get('X') ?? 0}`)
+    await broker.stop()
+    store.close()
+  })
+
+  it('an executor that refuses a job for its limits is not asked again for that job', async () => {
+    const store = new JobStore(join(dir.path, 'refused.sqlite'))
+    const net = new SlottedNetwork({ A: 1, B: 1 }, 20)
+    net.refuses.add('A') // e.g. the job asks for more memory than A allows
+    const broker = new Broker({ store, network: net, self: 'me', probeIntervalMs: 50 })
+    broker.start()
+    const view = await finalOf(broker, submitTo(broker, 1))
+    assert.equal(view.status, 'succeeded')
+    assert.equal(view.replicas[0].executor, 'B')
+    assert.equal(net.offersTo.get('A'), 1)
+    await broker.stop()
+    store.close()
+  })
 })
 
 /** Executors with real slot accounting: an offer is accepted only while a slot is free, like the donor's JobRunner. */
@@ -257,6 +300,9 @@ class SlottedNetwork implements TaskNetwork {
   declined = 0
   maxConcurrentOffers = 0
   announceZero = false
+  readonly unreachable = new Set<string>()
+  readonly refuses = new Set<string>()
+  readonly offersTo = new Map<string, number>()
   private offersInFlight = 0
   private readonly runMs: number
 
@@ -271,6 +317,9 @@ class SlottedNetwork implements TaskNetwork {
   }
 
   async offer (executor: string): Promise<{ accept: boolean, reason?: string, freeSlots: number }> {
+    this.offersTo.set(executor, (this.offersTo.get(executor) ?? 0) + 1)
+    if (this.unreachable.has(executor)) throw Object.assign(new Error(`cannot reach executor ${executor}: it announced no address`), { code: 'PEER_UNREACHABLE' })
+    if (this.refuses.has(executor)) return { accept: false, reason: 'memoryBytes 512 MiB is above this donor\'s maximum of 256 MiB', freeSlots: this.free.get(executor) ?? 0 }
     this.offersInFlight++
     this.maxConcurrentOffers = Math.max(this.maxConcurrentOffers, this.offersInFlight)
     await new Promise(resolve => setTimeout(resolve, 1))

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { SlotLedger } from '../../src/broker/slot-ledger.ts'
+import { SlotLedger, UNREACHABLE_BACKOFF_MS } from '../../src/broker/slot-ledger.ts'
 
 describe('slot ledger', () => {
   it('starts from the announcement and counts offers in flight as taken', () => {
@@ -17,13 +17,27 @@ describe('slot ledger', () => {
     assert.equal(ledger.free(a), 0, 'a decline saying 0 free')
   })
 
-  it('a failed offer frees its pending slot without changing the estimate', () => {
-    const ledger = new SlotLedger(() => 1_000)
+  it('a failed offer (unreachable) pauses offers to that executor, with backoff, for every job', () => {
+    let now = 1_000
+    const ledger = new SlotLedger(() => now)
     const a = { peerId: 'A', freeSlots: 1 }
     ledger.offering('A')
     assert.equal(ledger.free(a), 0)
     ledger.answered(a, undefined)
-    assert.equal(ledger.free(a), 1)
+    assert.equal(ledger.coolingDown('A'), true)
+    assert.equal(ledger.reachable('A'), false)
+    assert.equal(ledger.free(a), 0, 'paused')
+    now += UNREACHABLE_BACKOFF_MS.first
+    assert.equal(ledger.free(a), 1, 'the pause is over; the announcement stands')
+    ledger.offering('A')
+    ledger.answered(a, undefined)
+    now += UNREACHABLE_BACKOFF_MS.first
+    assert.equal(ledger.coolingDown('A'), true, 'a second failure in a row pauses twice as long')
+    now += UNREACHABLE_BACKOFF_MS.first
+    assert.equal(ledger.coolingDown('A'), false)
+    ledger.offering('A')
+    ledger.answered(a, false, 0)
+    assert.equal(ledger.reachable('A'), true, 'an answer, even a decline, clears it')
   })
 
   it('an answer without freeSlots: accept takes one, decline means busy', () => {

@@ -6,8 +6,9 @@ import { Executor } from '../../src/executor/index.ts'
 
 const MiB = 1024 * 1024
 
-function runner (opts: { slots?: number, budget?: number } = {}): JobRunner {
+function runner (opts: { slots?: number, budget?: number, unavailable?: () => string | undefined } = {}): JobRunner {
   return new JobRunner({
+    unavailable: opts.unavailable,
     // not started: offers are decided without running anything
     executor: new Executor({ maxConcurrent: opts.slots ?? 2 }),
     maxLimits: { ...DEFAULT_JOB_LIMITS, memoryBytes: 128 * MiB, deadlineMs: 60_000 },
@@ -53,5 +54,18 @@ describe('donor offer decisions', () => {
     const r = runner()
     assert.equal(r.decideOffer(offer('t1', {}, 'bafkrei-cached'), { peer: 'b' }).hasModule, true)
     assert.equal(r.decideOffer(offer('t2', {}, 'bafkrei-other'), { peer: 'b' }).hasModule, false)
+  })
+
+  it('while its sandbox is down the donor announces it takes no jobs and declines offers, saying why', () => {
+    let down: string | undefined = 'SandboxStartError: no "ready" within 15000 ms'
+    const r = runner({ unavailable: () => down != null ? `the executor sandbox is not running (${down})` : undefined })
+    assert.equal(r.capacity().acceptsJobs, false)
+    const no = r.decideOffer(offer('t-down'), { peer: 'p' })
+    assert.equal(no.accept, false)
+    assert.match(no.reason ?? '', /executor sandbox is not running \(SandboxStartError/)
+    assert.equal(no.freeSlots, 0)
+    down = undefined
+    assert.equal(r.capacity().acceptsJobs, true)
+    assert.equal(r.decideOffer(offer('t-up'), { peer: 'p' }).accept, true)
   })
 })

@@ -128,3 +128,13 @@ describe('donor reservations on loopback', () => {
     assert.match(again.relays[0].circuitAddr, new RegExp(`/p2p-circuit/p2p/${donor.peerId}$`))
   })
 })
+
+describe('watchdog ping timeout', () => {
+  it('is the configured one for a quick relay, and grows with a slow round trip, capped at 10 s', async () => {
+    const { watchdogPingTimeout } = await import('../../src/donor/reservation-manager.ts')
+    assert.equal(watchdogPingTimeout(2_000), 2_000, 'no round trip measured yet')
+    assert.equal(watchdogPingTimeout(2_000, 40), 2_000, 'a relay answering in 40 ms is still lost after 2 s')
+    assert.equal(watchdogPingTimeout(2_000, 900), 3_600, 'a loaded machine: 4× its recent round trip')
+    assert.equal(watchdogPingTimeout(2_000, 5_000), 10_000, 'never beyond 10 s')
+  })
+})

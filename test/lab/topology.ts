@@ -505,7 +505,13 @@ class LabImpl implements Lab {
         'net.ipv6.conf.default.disable_ipv6=1',
         // no ICMP redirects from the routers
         'net.ipv4.conf.all.send_redirects=0',
-        'net.ipv4.conf.default.send_redirects=0'
+        'net.ipv4.conf.default.send_redirects=0',
+        // a site's LAN bridge is a switch: hosts of one site reach each other without the
+        // router's filter. With br_netfilter loaded (per namespace, on by default) bridged
+        // frames would cross the router's FORWARD chain (policy DROP) and two hosts of one
+        // site could not talk. -e: absent when br_netfilter is not loaded, nothing to undo
+        'net.bridge.bridge-nf-call-iptables=0',
+        'net.bridge.bridge-nf-call-arptables=0'
       ]
       await cmd(['ip', 'netns', 'exec', ns, 'sysctl', '-q', '-e', '-w', ...settings])
     }))

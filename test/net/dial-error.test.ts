@@ -26,6 +26,18 @@ function ctx (over: Partial<DialErrorContext> = {}): DialErrorContext {
 }
 
 describe('describeDialError', () => {
+  it('a bare DOM Event thrown by a dial is named, never "[object Event]"', () => {
+    const abort = describeDialError(new Event('abort'), ctx({ phase: 'reservation', transport: 'quic' }))
+    assert.doesNotMatch(abort.cause, /object Event/)
+    assert.match(abort.cause, /^aborted: an abort signal under the dial fired with no reason .* during reservation$/)
+    assert.equal(abort.code, 'EVENT_ABORT')
+    assert.equal(abort.phase, 'reservation')
+    const close = describeDialError(new Event('close'), ctx({ phase: 'muxer' }))
+    assert.match(close.cause, /connection or stream under the dial closed during muxer/)
+    const custom = describeDialError(new CustomEvent('stall', { detail: 'no bytes for 5 s' }), ctx({ phase: 'noise' }))
+    assert.match(custom.cause, /a "stall" event with no error attached \(no bytes for 5 s\) during noise/)
+  })
+
   it('reports ECONNREFUSED as a refused connection at tcp-connect', () => {
     const err = socketError('ECONNREFUSED', 'connection error 127.0.0.1:4999: connect ECONNREFUSED 127.0.0.1:4999')
     const d = describeDialError(err, ctx({ phase: 'dns' }))

@@ -106,7 +106,7 @@ describe('capacity protocol', () => {
       current = info({ freeSlots: 4 - (n++ % 2) })
       donor.service.notifyChanged()
       return broker.service.executors()[0]
-    }, 10_000, 600)
+    }, 10_000)
     await new Promise(resolve => setTimeout(resolve, 700))
     const heard: number[] = []
     broker.service.addEventListener('executor:updated', (evt) => { heard.push(evt.detail.freeSlots) })
