@@ -179,7 +179,6 @@ async function main (): Promise<void> {
     for (const b of bursts) for (const [k, v] of Object.entries(b.paths)) paths[k] = (paths[k] ?? 0) + v
     const busy = log.counts.matched.busy - busyBefore
     const submitted = log.counts.matched.accepted - acceptedBefore
-    const meanBurstMs = bursts.reduce((n, b) => n + b.ms, 0) / bursts.length
     process.stdout.write(`  event-loop utilisation of this process: during bursts ${num(elu.utilization('jobs'))}, during bare runs ${num(elu.utilization('bare'))}\n`)
     const notes = [
       `Throughput: ${DONORS} donors with ${slots} job slot(s) in all (--max-jobs default on this machine), broker started with donor.execute false; jobs submitted through the API client, 8 requests in flight; rate = jobs / (first submit → last final). Dispatch paths: ${JSON.stringify(paths)}; jobs not succeeded: ${failed}; task attempts that failed and were retried: ${retried}. Logging: ${log.spec}; ${describeWarnings(log.counts, problemsBefore)}.`,
