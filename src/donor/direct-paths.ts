@@ -40,6 +40,17 @@ export interface DirectPathsInit {
   announcedAddrs?: (peerId: string) => readonly string[]
   /** how often announced addresses are looked at for a new public one @default 10000 */
   recheckIntervalMs?: number
+  /**
+   * peers upgraded ahead of need: a peer we have no connection with at all
+   * (only heard of, e.g. its capacity announcement) gets a direct connection
+   * only while fewer than this many peers have one (open, queued or being
+   * tried); the rest wait, the most recently heard of first, for a slot to
+   * free. A peer we already talk to through a relay (a task dispatched to it)
+   * is upgraded regardless. Why: every connection costs CPU while idle
+   * (pings, gossip, WebRTC keepalives), so a donor that pre-warmed every
+   * executor of an N-donor mesh idled at a cost growing with N @default 8
+   */
+  maxPrewarmed?: number
   logger?: Logger
 }
 
@@ -59,6 +70,8 @@ interface PeerState {
   again: boolean
   /** when a closed TCP/QUIC connection was last dialled again */
   lastRedialAt: number
+  /** not pre-warmed (maxPrewarmed reached): a sequence number of when it was last asked for, to pick the most recent when a slot frees */
+  waitingSince?: number
 }
 
 /** Why WebRTC cannot work with this NAT, in words; undefined when it may. */
@@ -96,6 +109,8 @@ export class DirectPaths {
   private readonly peers = new Map<string, PeerState>()
   private readonly queue: string[] = []
   private running = 0
+  /** counts schedule() calls that found no free pre-warm slot: orders the waiting peers */
+  private asked = 0
   private controller?: AbortController
   private recheckTimer?: ReturnType<typeof setInterval>
   private readonly onOpen = (evt: CustomEvent<Connection>): void => {
@@ -165,6 +180,8 @@ export class DirectPaths {
       this.set(state, { state: 'failed', reason: `the direct connection (${state.view.transport ?? '?'}) closed; relayed again until the next upgrade` })
       state.notBefore = 0
     }
+    // a pre-warm slot may have freed
+    if (closed !== 'circuit') this.promote()
   }
 
   constructor (mesh: MeshNode, init: DirectPathsInit) {
@@ -246,8 +263,51 @@ export class DirectPaths {
       return
     }
     if (Date.now() < state.notBefore) return
+    const max = this.init.maxPrewarmed ?? 8
+    if (!this.connected(peerId)) {
+      const warm = this.warmPeers(peerId)
+      if (warm >= max) {
+        state.waitingSince = ++this.asked
+        if (state.view.state !== 'skipped' || !state.view.reason.startsWith('not pre-warmed')) {
+          this.set(state, { state: 'skipped', reason: `not pre-warmed: ${warm} peers already have a direct connection or an attempt (at most ${max} ahead of need); a task sent to it through a relay upgrades it then` })
+          this.log.debug(`direct upgrade to ${peerId} deferred (${why}): ${warm} of ${max} pre-warm slots in use`, { peer: peerId })
+        }
+        return
+      }
+    }
+    state.waitingSince = undefined
     this.queue.push(peerId)
     this.pump()
+  }
+
+  /** Whether any connection to the peer is open (relayed included): then an upgrade serves traffic that exists. */
+  private connected (peerId: string): boolean {
+    return this.mesh.libp2p.getConnections(peerIdFromString(peerId)).some(c => c.status === 'open')
+  }
+
+  /** Tracked peers, other than `except`, with an open direct connection, a queued attempt or one running. */
+  private warmPeers (except?: string): number {
+    const direct = new Set<string>()
+    for (const c of this.mesh.libp2p.getConnections()) {
+      if (c.status === 'open' && transportOf(c.remoteAddr) !== 'circuit') direct.add(c.remotePeer.toString())
+    }
+    let n = 0
+    for (const [id, s] of this.peers) {
+      if (id !== except && (s.running || direct.has(id) || this.queue.includes(id))) n++
+    }
+    return n
+  }
+
+  /** Pre-warm slots may be free: fill them with the most recently heard-of peers that wait for one. */
+  private promote (): void {
+    if (this.controller == null) return
+    const waiting = [...this.peers].filter(([, s]) => s.waitingSince != null && !s.running)
+      .sort((a, b) => (b[1].waitingSince ?? 0) - (a[1].waitingSince ?? 0))
+    for (const [peerId, s] of waiting) {
+      if (this.warmPeers() >= (this.init.maxPrewarmed ?? 8)) return
+      s.waitingSince = undefined
+      this.schedule(peerId, [], 'a pre-warm slot freed')
+    }
   }
 
   /** The NAT type of this donor changed: peers skipped for "not measured yet" are looked at again. */
@@ -282,6 +342,8 @@ export class DirectPaths {
             this.schedule(peerId, [], 'new addresses arrived during the last attempt')
           }
           this.pump()
+          // a failed or skipped attempt holds no slot any more
+          this.promote()
         })
     }
   }

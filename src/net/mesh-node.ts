@@ -206,6 +206,28 @@ export class MeshNode {
       connectionManager: relay != null
         ? { maxConnections: relay.limits.maxConnections, inboundConnectionThreshold: relay.limits.inboundConnectionThresholdPerHost }
         : {},
+      // Donors: js-libp2p pings every open connection every 10 s on a new
+      // stream (negotiation, a peer-store write, encryption on both sides),
+      // a cost per connection per second paid while idle. A donor's relay is
+      // watched by the reservation manager's own pings (every 1.5 s), WebRTC
+      // has ICE consent checks and yamux its keepalive, so every 60 s is
+      // enough here (on a WebRTC connection each ping also opens a new data
+      // channel: @libp2p/webrtc and libp2p's stream opening were 27% and 22%
+      // of an idle donor's main thread in a 16-donor loopback mesh before,
+      // bench/idle-cpu.ts). And no abort on a failed ping: in libp2p 3.3 the
+      // monitor's `conn.abort()` runs inside a promise `.catch` and throws
+      // (yamux sendGoAway: StreamStateError) when the connection is already
+      // closing — an unhandled rejection (logged, not fatal: cli/lifecycle.ts)
+      // for nothing. A dead connection to a peer shows when the broker's
+      // stream on it fails, and it falls back to the relayed path.
+      // Relays keep the abort (it frees the reservations of dead donors) but
+      // ping every 30 s: at 10 s a relay serving 1,000 donors opens 100 ping
+      // streams a second, and in the memory benchmark (400–1,000 reserving
+      // clients) that load stalled it until every ping timed out at once and
+      // it dropped all its clients together.
+      connectionMonitor: relay == null
+        ? { pingInterval: 60_000, abortConnectionOnPingFailure: false }
+        : { pingInterval: 30_000 },
       // a relay-only donor listens on nothing directly; that is a valid node
       transportManager: { faultTolerance: 1 /* FaultTolerance.NO_FATAL */ },
       services
