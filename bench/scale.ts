@@ -71,6 +71,8 @@ interface Donor {
   relaysReserved: Map<string, number>
   /** from `status` after start-up (authoritative: the reservation's `since`) */
   status?: DaemonStatus
+  /** why the last `status` call failed (e.g. it did not finish on a saturated machine) */
+  statusError?: string
   peerId?: string
 }
 
@@ -232,7 +234,14 @@ await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args,
     // look up to 3 times, 2 s apart, before calling a donor not dispatchable now
     for (let i = 0; i < 3; i++) {
       if (i > 0) await sleep(2_000)
-      d.status = await statusOf(lab, d.node)
+      try {
+        d.status = await statusOf(lab, d.node)
+      } catch (err) {
+        // a saturated machine: the `status` CLI itself may not finish in time; that is a finding, not the end of the run
+        d.status = undefined
+        d.statusError = (err as Error).message.split('\n')[0]
+        continue
+      }
       d.peerId ??= d.status?.peerId
       if (d.status != null && d.status.relays.length > 0) {
         for (const r of d.status.relays) if (!d.relaysReserved.has(r.peerId)) d.relaysReserved.set(r.peerId, Date.parse(r.since))
@@ -244,7 +253,7 @@ await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args,
     // not dispatchable: why, from its status and its dial records
     const why: string[] = [`${d.node.name} (${d.site}, ${d.nat}): ${d.node.proc.running() ? 'running' : `exited ${String((await d.node.proc.exited).code)}`}, ${d.reservedAt != null ? `had a reservation ${d.reservedAt - d.node.startedAt} ms after spawn and lost it` : 'never reserved'}`]
     if (d.status != null) why.push(`bootstrap ${JSON.stringify(d.status.bootstrap.map(b => ({ addr: b.addr, state: b.state, failures: b.failures, lastError: b.lastError })))}`)
-    else why.push('status did not answer')
+    else why.push(`status did not answer${d.statusError != null ? ` (${d.statusError})` : ''}`)
     if (d.node.proc.running()) {
       try {
         const dials = await dialsOf(lab, d.node)
