@@ -4,7 +4,7 @@ import { PeerUnreachableError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { relayPeerOf, transportOf, uplinkTransport, viaRelay } from '../net/transport-of.ts'
 import type { ExecutorInfo, TaskNetwork, TaskRunResult, TaskToRun } from './broker.ts'
-import type { MeshNode } from '../net/mesh-node.ts'
+import { sleep, type MeshNode } from '../net/mesh-node.ts'
 import type { CapacityService } from '../protocols/capacity/index.ts'
 import type { DispatchService } from '../protocols/dispatch/index.ts'
 import type { OfferService } from '../protocols/offer/index.ts'
@@ -200,7 +200,7 @@ export class MeshTaskNetwork implements TaskNetwork {
         this.log.warn(`task ${task.taskId} to executor ${executor}${addr != null ? ` over ${addr} (${transportOf(addr) === 'circuit' ? `relay ${relay ?? '?'}, ${uplinkTransport(addr)} to the relay` : transportOf(addr)})` : ''}: path broke: ${(err as Error).message}; sending it again over another path in ${wait} ms (attempt ${attempt + 2} of ${maxRetries + 1}; the executor joins the run under way)`, {
           job: task.jobId, task: task.taskId, peer: executor, addr, relay, transport: addr != null ? uplinkTransport(addr) : undefined, phase: (err as { phase?: string }).phase, code: (err as { code?: string }).code
         })
-        await abortableSleep(wait, options.signal)
+        await sleep(wait, options.signal)
       }
     }
   }
@@ -249,16 +249,4 @@ export class MeshTaskNetwork implements TaskNetwork {
       stderr: result.stderr
     }
   }
-}
-
-async function abortableSleep (ms: number, signal: AbortSignal): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
-  })
 }

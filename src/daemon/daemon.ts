@@ -18,7 +18,7 @@ import { VERSION } from '../core/version.ts'
 import { ConfigError } from '../core/errors.ts'
 import { DonorService } from '../donor/donor-service.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
-import { MeshNode } from '../net/mesh-node.ts'
+import { MeshNode, sleep } from '../net/mesh-node.ts'
 import { parseProxyEnvironment } from '../net/proxy-env.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { trustSystemCertificates } from '../net/tls-intercept.ts'
@@ -122,10 +122,7 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
   const keepStartingSandbox = async (ex: Executor): Promise<void> => {
     for (let attempt = 0; !daemonStopped.signal.aborted; attempt++) {
       const wait = SANDBOX_RETRY_MS[Math.min(attempt, SANDBOX_RETRY_MS.length - 1)]
-      await new Promise<void>(resolve => {
-        const t = setTimeout(resolve, wait)
-        daemonStopped.signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true })
-      })
+      await sleep(wait, daemonStopped.signal)
       if (daemonStopped.signal.aborted) return
       try {
         await ex.start()

@@ -2,7 +2,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { describeDialError, initialPhase } from '../net/dial-error.ts'
-import { isPublicAddr } from '../net/mesh-node.ts'
+import { isPublicAddr, sleep } from '../net/mesh-node.ts'
 import { relayPeerOf, transportOf, viaRelay } from '../net/transport-of.ts'
 import { fetchNatInfo, type NatInfoMessage } from '../protocols/nat-info/index.ts'
 import type { DirectPathView, NatReport } from '../core/types.ts'
@@ -457,7 +457,7 @@ export class DirectPaths {
     // two simultaneous negotiations spoil each other: the larger PeerId waits
     // a little, and is done if the other side has connected meanwhile
     if (this.mesh.peerId > peerId) {
-      await abortableSleep(this.init.glareDelayMs ?? 2_000, signal)
+      await sleep(this.init.glareDelayMs ?? 2_000, signal)
       if (signal.aborted) return
       const meanwhile = this.directConnection(peerId)
       if (meanwhile != null) {
@@ -500,18 +500,6 @@ export class DirectPaths {
     const circuit = webrtcAddr.replace('/p2p-circuit/webrtc/', '/p2p-circuit/')
     return await this.mesh.dial(multiaddr(circuit), { purpose: 'upgrade', signal })
   }
-}
-
-async function abortableSleep (ms: number, signal: AbortSignal): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
-  })
 }
 
 function withoutPeer (addr: string, peerId: string): string {
