@@ -227,7 +227,8 @@ describe('broker scheduling', () => {
     // a freed slot wakes the first job in line only; without the ledger every
     // waiting job offered to both executors at every wake-up (hundreds of declines)
     assert.ok(net.declined <= 24, `declined offers: ${net.declined} for 24 jobs`)
-    assert.ok(net.maxConcurrentOffers <= 2, `offers in flight at once: ${net.maxConcurrentOffers}`)
+    // one per expected free slot, plus the probing first-in-line job's one offer to an executor it expects busy
+    assert.ok(net.maxConcurrentOffers <= 3, `offers in flight at once: ${net.maxConcurrentOffers}`)
     // first come, first served: the first four jobs submitted start before the last four
     const started = ids.map(id => net.startedAt.get(id) ?? Infinity)
     assert.ok(Math.max(...started.slice(0, 4)) <= Math.min(...started.slice(-4)), 'jobs start in submission order')
