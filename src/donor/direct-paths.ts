@@ -24,6 +24,16 @@ export interface DirectPathsInit {
   webrtcTimeoutMs?: number
   /** after a failed attempt, the same peer is not tried again for this long @default 60000 */
   retryAfterMs?: number
+  /**
+   * after a first failed WebRTC attempt (since the last success), the next
+   * one comes this soon instead of after retryAfterMs: a negotiation can fail
+   * for reasons that do not repeat — a DTLS handshake spoiled on a loaded
+   * host (node-datachannel 0.33 logged "DTLS alert: unknown CA" between two
+   * daemons on one loopback, and the next attempt connected), a signalling
+   * message lost with a relayed stream. A pair that really cannot punch
+   * through fails twice and then waits retryAfterMs @default 3000
+   */
+  webrtcQuickRetryMs?: number
   /** while either NAT type is still unknown, look again after this long @default 3000 */
   unknownRetryMs?: number
   /** …this many times, then try WebRTC anyway @default 5 */
@@ -72,6 +82,8 @@ interface PeerState {
   lastRedialAt: number
   /** not pre-warmed (maxPrewarmed reached): a sequence number of when it was last asked for, to pick the most recent when a slot frees */
   waitingSince?: number
+  /** WebRTC attempts that failed since the last one that connected */
+  webrtcFailures: number
 }
 
 /** Why WebRTC cannot work with this NAT, in words; undefined when it may. */
@@ -235,7 +247,7 @@ export class DirectPaths {
     if (this.controller == null || peerId === this.mesh.peerId) return
     let state = this.peers.get(peerId)
     if (state == null) {
-      state = { view: { peerId, state: 'trying', reason: why, at: new Date().toISOString() }, running: false, hints: [], unknownTries: 0, notBefore: 0, again: false, lastRedialAt: 0 }
+      state = { view: { peerId, state: 'trying', reason: why, at: new Date().toISOString() }, running: false, hints: [], unknownTries: 0, notBefore: 0, again: false, lastRedialAt: 0, webrtcFailures: 0 }
       this.peers.set(peerId, state)
       // bounded memory in a large mesh: forget the oldest peer not being tried now
       if (this.peers.size > MAX_PEERS) {
@@ -474,15 +486,26 @@ export class DirectPaths {
       const ms = Date.now() - started
       if (transportOf(conn.remoteAddr) !== 'webrtc') throw new Error(`libp2p answered with a ${transportOf(conn.remoteAddr)} connection (${conn.remoteAddr.toString()})`)
       state.unknownTries = 0
+      state.webrtcFailures = 0
       this.set(state, { state: 'direct', transport: 'webrtc', addr: conn.remoteAddr.toString(), reason: `WebRTC through the NATs (${why}); signalled via relay ${relayPeerOf(target) ?? '?'}`, durationMs: ms })
       this.log.info(`direct connection to ${peerId} over WebRTC in ${ms} ms (${why}; ICE with ${(await this.mesh.iceServers()).flatMap(s => s.urls).join(', ') || 'host candidates only'}); the relayed connection stays as fallback`, { peer: peerId, transport: 'webrtc', addr: target })
     } catch (err) {
       if (signal.aborted) return
       const ms = Date.now() - started
       const d = describeDialError(err, { phase: 'ice', transport: 'webrtc', elapsedMs: ms, timedOut: (err as Error)?.name === 'TimeoutError' })
-      this.set(state, { state: 'failed', transport: 'webrtc', addr: target, reason: `WebRTC failed at ${d.phase} after ${ms} ms: ${d.cause}; staying relayed`, durationMs: ms })
-      state.notBefore = Date.now() + (this.init.retryAfterMs ?? 60_000)
-      this.log.warn(`direct upgrade to ${peerId} over WebRTC failed at ${d.phase} after ${ms} ms (${target}; ${why}): ${d.cause}; staying relayed, next try in ${Math.round((this.init.retryAfterMs ?? 60_000) / 1000)} s`, { peer: peerId, addr: target, transport: 'webrtc', phase: d.phase, code: d.code })
+      state.webrtcFailures++
+      // the first failure gets a quick second attempt (see webrtcQuickRetryMs), later ones the full back-off
+      const quick = state.webrtcFailures === 1
+      const retryMs = quick ? (this.init.webrtcQuickRetryMs ?? 3_000) : (this.init.retryAfterMs ?? 60_000)
+      const next = quick ? `one more try in ${formatSeconds(retryMs)} (a first failure can be a one-off), then every ${formatSeconds(this.init.retryAfterMs ?? 60_000)}` : `next try in ${formatSeconds(retryMs)}`
+      this.set(state, { state: 'failed', transport: 'webrtc', addr: target, reason: `WebRTC failed at ${d.phase} after ${ms} ms: ${d.cause}; staying relayed, ${next}`, durationMs: ms })
+      state.notBefore = Date.now() + retryMs
+      this.log.warn(`direct upgrade to ${peerId} over WebRTC failed at ${d.phase} after ${ms} ms (${target}; ${why}): ${d.cause}; staying relayed, ${next}`, { peer: peerId, addr: target, transport: 'webrtc', phase: d.phase, code: d.code, attempt: state.webrtcFailures })
+      if (quick) {
+        if (state.retryTimer != null) clearTimeout(state.retryTimer)
+        state.retryTimer = setTimeout(() => { state.retryTimer = undefined; state.notBefore = 0; this.schedule(peerId, [], 'second WebRTC attempt after a failed first') }, retryMs)
+        state.retryTimer.unref?.()
+      }
     }
   }
 
@@ -500,6 +523,10 @@ export class DirectPaths {
     const circuit = webrtcAddr.replace('/p2p-circuit/webrtc/', '/p2p-circuit/')
     return await this.mesh.dial(multiaddr(circuit), { purpose: 'upgrade', signal })
   }
+}
+
+function formatSeconds (ms: number): string {
+  return ms < 10_000 ? `${(ms / 1000).toFixed(ms % 1000 === 0 ? 0 : 1)} s` : `${Math.round(ms / 1000)} s`
 }
 
 function withoutPeer (addr: string, peerId: string): string {

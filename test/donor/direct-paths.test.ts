@@ -128,6 +128,39 @@ describe('direct upgrades', () => {
     assert.equal(view.replicas[0].receiptVerified, true)
   })
 
+  it('a failed first WebRTC attempt is followed by a second one within seconds, not after the minute-long back-off', async (t) => {
+    const ports = await freeUdpPorts(2)
+    const relay: RelayHandle = track(await startRelay(loadRelayConfig({ dataDir: join(dir.path, 'relay-retry'), listen: ['/ip4/127.0.0.1/tcp/0'], stunPorts: ports.map(String) }, {})))
+    const bootstrap = relay.info.announceAddrs.filter(a => a.includes('/tcp/'))
+    const submitterDir = join(dir.path, 'submitter-retry')
+    const submitterHandle = track(await startDaemon(loadDaemonConfig({ dataDir: submitterDir, bootstrap, listen: ['/p2p-circuit'], apiPort: '0', noExecute: true }, {}), { reservation: FAST_RESERVATION }))
+    // fault injection: the submitter's first WebRTC dial fails as a spoiled DTLS handshake does; later ones are real
+    const mesh = submitterHandle.donor.mesh
+    const realDial = mesh.dialTransport.bind(mesh)
+    let webrtcDials = 0
+    mesh.dialTransport = async (ma, options) => {
+      if (transportOf(ma.toString()) === 'webrtc' && ++webrtcDials === 1) throw Object.assign(new Error('injected: RTCPeerConnection connection state became "closed"'), { name: 'ConnectionFailedError' })
+      return await realDial(ma, options)
+    }
+    const submitter = { ...submitterHandle, client: new ApiClient({ dataDir: submitterDir }) }
+    const executor = track(await startTestDonor(join(dir.path, 'executor-retry'), bootstrap))
+    await executorsSeen(submitter, 1)
+    const failedAt = await waitFor('the first WebRTC attempt to fail', () => lines.some(l => l.includes(`direct upgrade to ${executor.peerId} over WebRTC failed`)) ? Date.now() : undefined, 40_000, 50)
+    const failure = lines.find(l => l.includes(`direct upgrade to ${executor.peerId} over WebRTC failed`)) ?? ''
+    assert.match(failure, /injected: RTCPeerConnection connection state became "closed"/, 'the cause is in the warning')
+    assert.match(failure, /one more try in 3 s \(a first failure can be a one-off\), then every 60 s/, failure)
+    await waitFor('a WebRTC connection after the second attempt', async () => {
+      const s = await submitter.client.call('status', {})
+      return s.connections.some(c => c.peerId === executor.peerId && c.transport === 'webrtc' && c.direct) ? true : undefined
+    }, 20_000, 100)
+    const afterMs = Date.now() - failedAt
+    t.diagnostic(`second attempt connected ${afterMs} ms after the first failed`)
+    assert.equal(webrtcDials, 2, 'exactly one more attempt')
+    assert.ok(afterMs < 15_000, `connected ${afterMs} ms after the failure, not after the 60 s back-off`)
+    const status = await submitter.client.call('status', {})
+    assert.equal(status.directPaths?.find(p => p.peerId === executor.peerId)?.state, 'direct')
+  })
+
   it('an upgrade to WebRTC in the middle of a job leaves the relayed task running to completion', async (t) => {
     const ports = await freeUdpPorts(2)
     const relay: RelayHandle = track(await startRelay(loadRelayConfig({ dataDir: join(dir.path, 'relay-mid'), listen: ['/ip4/127.0.0.1/tcp/0'], stunPorts: ports.map(String) }, {})))
@@ -141,8 +174,9 @@ describe('direct upgrades', () => {
     const submitter = { ...submitterHandle, client: new ApiClient({ dataDir: submitterDir }) }
     const executor = track(await startTestDonor(join(dir.path, 'executor-mid'), bootstrap))
     await executorsSeen(submitter, 1)
-    // a task that runs for exactly its deadline: long enough for the upgrade to land mid-task
-    const accepted = await submit(submitter.client, 'infinite-loop.wasm', { limits: { deadlineMs: 8_000 } })
+    // a task that runs for exactly its deadline: long enough for the upgrade to land mid-task even
+    // on a loaded machine where the first WebRTC attempt fails (8 s) and the quick second one connects
+    const accepted = await submit(submitter.client, 'infinite-loop.wasm', { limits: { deadlineMs: 25_000 } })
     await waitFor('the task running on the executor', () => (executor.executor?.status().running ?? 0) > 0 ? true : undefined, 15_000)
     const before = await submitter.client.call('status', {})
     const relayed = before.connections.find(c => c.peerId === executor.peerId && c.transport === 'circuit')
@@ -151,10 +185,15 @@ describe('direct upgrades', () => {
 
     direct.start()
     direct.schedule(executor.peerId, [], 'test: upgrade mid-job')
+    const upgradeStarted = Date.now()
     const upgraded = await waitFor('a WebRTC connection while the task runs', async () => {
       const s = await submitter.client.call('status', {})
       return s.connections.some(c => c.peerId === executor.peerId && c.transport === 'webrtc') ? s : undefined
-    }, 20_000, 100)
+    }, 22_000, 100).catch(async (err: Error) => {
+      const s = await submitter.client.call('status', {})
+      throw new Error(`${err.message}; direct paths: ${JSON.stringify(s.directPaths)}; log: ${lines.filter(l => /donor\.direct|webrtc|nat/i.test(l)).slice(-30).join('\n')}`)
+    })
+    t.diagnostic(`WebRTC connection seen ${Date.now() - upgradeStarted} ms after the upgrade was asked for`)
     const running = await submitter.client.call('job', { id: accepted.jobId, full: false })
     t.diagnostic(`upgraded while the job was ${running.final ? 'already final' : 'still running'}`)
     assert.equal(running.final, false, 'the upgrade landed while the task was still running')
