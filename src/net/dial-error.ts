@@ -104,7 +104,7 @@ function stallCause (phase: DialPhase, transport: Transport, seconds: string): s
     case 'noise':
       // over TLS a middlebox cannot read the negotiation, so only loss or a dead peer explain it
       if (transport === 'wss') return `the connection opened but the libp2p handshake got no answer within ${seconds} s (packets lost, or the relay is overloaded)`
-      return `TCP connected but the libp2p handshake got no answer within ${seconds} s — a protocol-inspecting firewall may be dropping it ("SYN allowed, upgrade blocked"; WebSocket over TLS on 443 hides the handshake)`
+      return `TCP connected but the libp2p handshake got no answer within ${seconds} s — a protocol-inspecting firewall may be dropping it ("SYN allowed, upgrade blocked"; WebSocket over TLS on 443 hides the handshake), or the peer is too overloaded to answer in time`
     case 'muxer': return `stream multiplexer negotiation did not finish within ${seconds} s`
     case 'protocol': return `protocol negotiation did not finish within ${seconds} s`
     case 'reservation': return `relay did not answer the reservation request within ${seconds} s`

@@ -84,6 +84,22 @@ export const OTHER_ATTEMPT_TIMEOUT_MS = 5_000
  */
 export const LADDER_BUDGET_MS = 8_000
 
+/**
+ * How far a peer's attempt timeouts (and the ladder's budget) may grow. After
+ * a ladder in which every attempt that ran timed out, the next ladder to that
+ * peer waits twice as long per attempt, up to this factor; a connection resets
+ * it. Why: the timeouts above are tuned to fail fast on a black hole, and a
+ * relay starved of CPU (50 daemons on 2 cores in bench/scale.ts) answers the
+ * same way — too late. At the fixed timeouts its donors never got back in
+ * (70+ rounds, every rung "timed out"). A first ladder stays fast; only a peer
+ * that has answered nothing in time for a whole round is given longer, which
+ * costs nothing where nothing answers anyway.
+ */
+export const MAX_PATIENCE = 4
+
+/** Peers whose patience is remembered; the oldest is forgotten beyond this. */
+const MAX_PATIENCE_PEERS = 1_024
+
 /** Per-transport attempt timeouts (see the constants above for why). */
 export const ATTEMPT_TIMEOUTS_MS: Readonly<Record<Transport, number>> = Object.freeze({
   quic: QUIC_ATTEMPT_TIMEOUT_MS,
@@ -244,6 +260,8 @@ export interface DialLadderInit {
   budgetMs?: number
   /** @default ATTEMPT_TIMEOUTS_MS */
   timeoutsMs?: Partial<Record<Transport, number>>
+  /** @default MAX_PATIENCE; 1 keeps the timeouts fixed */
+  maxPatience?: number
 }
 
 type AttemptStatus = 'pending' | 'running' | 'success' | 'failure' | 'cancelled' | 'closed-late'
@@ -277,6 +295,9 @@ export class DialLadder {
   private readonly staggerMs: number
   private readonly budgetMs: number
   private readonly timeoutsMs: Record<Transport, number>
+  private readonly maxPatience: number
+  /** per peer: the factor its timeouts and budget are multiplied by (absent = 1) */
+  private readonly patience = new Map<string, number>()
 
   constructor (init: DialLadderInit) {
     this.dialer = init.dial
@@ -285,6 +306,12 @@ export class DialLadder {
     this.staggerMs = init.staggerMs ?? RUNG_STAGGER_MS
     this.budgetMs = init.budgetMs ?? LADDER_BUDGET_MS
     this.timeoutsMs = { ...ATTEMPT_TIMEOUTS_MS, ...init.timeoutsMs }
+    this.maxPatience = Math.max(1, init.maxPatience ?? MAX_PATIENCE)
+  }
+
+  /** The factor the next ladder to `peerId` multiplies its timeouts and budget by (1 unless earlier ladders timed out). */
+  patienceFor (peerId: string): number {
+    return this.patience.get(peerId) ?? 1
   }
 
   /** The order the next ladder to this peer would try its addresses in. */
@@ -305,7 +332,9 @@ export class DialLadder {
     options.signal?.throwIfAborted()
     this.log.debug(`dialing ${peerId}: ${plan.map(p => `${p.transport}${p.remembered ? ' (remembered)' : ''} ${p.addr.toString()}`).join(', then ')}`, { peer: peerId })
     const t0 = Date.now()
-    const budget = AbortSignal.timeout(this.budgetMs)
+    const factor = this.patienceFor(peerId)
+    const budgetMs = this.budgetMs * factor
+    const budget = AbortSignal.timeout(budgetMs)
     const ladderSignal = options.signal != null ? AbortSignal.any([options.signal, budget]) : budget
     const states: AttemptState[] = plan.map(p => ({
       plan: p,
@@ -325,7 +354,7 @@ export class DialLadder {
     const launch = (s: AttemptState): void => {
       s.status = 'running'
       s.startedAt = Date.now()
-      const timeoutMs = this.timeoutsMs[s.plan.transport]
+      const timeoutMs = this.timeoutsMs[s.plan.transport] * factor
       const signal = AbortSignal.any([ladderSignal, s.controller.signal, AbortSignal.timeout(timeoutMs)])
       s.signal = signal
       const onProgress = (evt: { type: string }): void => {
@@ -410,6 +439,10 @@ export class DialLadder {
       const rememberedWon = won.plan.remembered
       const reason = explain(winnerSummary, attempts, rememberedWon)
       this.memory?.remember(peerId, { transport: won.plan.transport, addr: won.plan.addr.toString() })
+      if (factor > 1) {
+        this.patience.delete(peerId)
+        this.log.info(`${won.plan.transport} to ${peerId} connected in ${Date.now() - t0} ms with timeouts ×${factor} (earlier ladders timed out: the peer was slow, not gone); back to the usual timeouts`, { peer: peerId, transport: won.plan.transport })
+      }
       return {
         connection: won.connection as Connection,
         transport: won.plan.transport,
@@ -429,7 +462,7 @@ export class DialLadder {
         s.status = 'failure'
         s.timedOut = true
         s.code = 'TIMEOUT'
-        s.cause = `the ladder's ${seconds(this.budgetMs)} budget ran out at ${s.phase}`
+        s.cause = `the ladder's ${seconds(budgetMs)} budget ran out at ${s.phase}`
       } else {
         s.status = 'cancelled'
         s.code = 'CANCELLED'
@@ -437,12 +470,29 @@ export class DialLadder {
       }
     }
     const attempts = states.map(s => this.summary(s, t0))
+    const patient = factor > 1 ? ` (timeouts ×${factor}: earlier ladders to it timed out)` : ''
     const why = budgetEnded
-      ? `no address of ${peerId} connected within the ladder's ${seconds(this.budgetMs)} budget`
+      ? `no address of ${peerId} connected within the ladder's ${seconds(budgetMs)} budget${patient}`
       : options.signal?.aborted === true
         ? `dial to ${peerId} cancelled`
-        : `all ${attempts.length} address(es) of ${peerId} failed`
+        : `all ${attempts.length} address(es) of ${peerId} failed${patient}`
+    if (options.signal?.aborted !== true) this.growPatience(peerId, factor, attempts)
     throw new DialLadderError(`${why}: ${attempts.map(a => describeAttempt(a, attempts)).join('; ')}`, attempts, { cause: options.signal?.aborted === true ? options.signal.reason : undefined })
+  }
+
+  /** After a failed ladder: when every attempt that ran timed out, the next one to this peer waits longer. */
+  private growPatience (peerId: string, factor: number, attempts: readonly LadderAttempt[]): void {
+    const ran = attempts.filter(a => a.outcome !== 'not-tried')
+    if (ran.length === 0 || !ran.every(a => a.timedOut === true) || factor >= this.maxPatience) return
+    const next = Math.min(this.maxPatience, factor * 2)
+    this.patience.delete(peerId)
+    this.patience.set(peerId, next)
+    if (this.patience.size > MAX_PATIENCE_PEERS) {
+      const oldest = this.patience.keys().next().value
+      if (oldest != null) this.patience.delete(oldest)
+    }
+    const per = [...new Set(ran.map(a => a.transport))].map(t => `${t} ${seconds(this.timeoutsMs[t] * next)}`).join(', ')
+    this.log.info(`every attempt to ${peerId} timed out (${ran.length}); the next ladder to it waits ×${next} as long (${per}; budget ${seconds(this.budgetMs * next)}): a peer that answers too late may be overloaded rather than blocked`, { peer: peerId })
   }
 
   private settleFailure (s: AttemptState, err: unknown): void {

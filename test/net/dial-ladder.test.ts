@@ -231,6 +231,42 @@ describe('DialLadder with a fake dialer', () => {
     assert.deepEqual(d.calls, [QUIC])
   })
 
+  it('after a ladder in which every attempt timed out, the next to that peer waits twice as long (up to ×4); a refusal does not count; a connection resets it', { timeout: 10_000 }, async () => {
+    const lines: string[] = []
+    configureLogging({ spec: 'info', format: 'text', sink: (line) => { lines.push(line) } })
+    let tcp: 'hang' | 'refuse' | 'connect' = 'hang'
+    const d = fakeDialer({
+      [QUIC]: async (_a, o) => await hang(o),
+      [TCP]: async (addr, o) => tcp === 'connect' ? fakeConnection(addr).conn : tcp === 'refuse' ? await Promise.reject(refused()) : await hang(o)
+    })
+    const ladder = new DialLadder({ dial: d.dial, staggerMs: 1, budgetMs: NEVER, timeoutsMs: { quic: 30, tcp: 30 } })
+    for (const factor of [1, 2, 4, 4]) {
+      assert.equal(ladder.patienceFor(PEER), factor)
+      const started = Date.now()
+      await assert.rejects(ladder.dial(PEER, mas(QUIC, TCP)), (err: unknown) => {
+        assert.ok(err instanceof DialLadderError)
+        assert.ok(err.attempts.every(a => a.timedOut === true), JSON.stringify(err.attempts))
+        if (factor > 1) assert.match(err.message, new RegExp(`failed \\(timeouts ×${factor}: earlier ladders to it timed out\\)`))
+        else assert.doesNotMatch(err.message, /timeouts ×/)
+        return true
+      })
+      // an abort timer never fires early: the attempts really waited factor × 30 ms
+      assert.ok(Date.now() - started >= 30 * factor - 2, `ladder ×${factor} took ${Date.now() - started} ms`)
+    }
+    assert.ok(lines.some(l => /INFO\s+net\.ladder: every attempt to \S+ timed out \(2\); the next ladder to it waits ×2 as long \(quic 60 ms, tcp 60 ms; budget/.test(l)), lines.join('\n'))
+    // a refusal is an answer: the peer is there, so no more patience (and no less)
+    tcp = 'refuse'
+    await assert.rejects(ladder.dial(PEER, mas(QUIC, TCP)), DialLadderError)
+    assert.equal(ladder.patienceFor(PEER), 4)
+    tcp = 'connect'
+    const result = await ladder.dial(PEER, mas(QUIC, TCP))
+    assert.equal(result.transport, 'tcp')
+    assert.equal(ladder.patienceFor(PEER), 1)
+    assert.ok(lines.some(l => /tcp to \S+ connected in \d+ ms with timeouts ×4 .*back to the usual timeouts/.test(l)), lines.join('\n'))
+    // another peer was never affected
+    assert.equal(ladder.patienceFor('12D3KooWQCGu6KdcfFGmdfzcKHFHpV4hnhrQ8mkDNJquUCdjkrCu'), 1)
+  })
+
   it('stops when the caller aborts, cancelling what runs', { timeout: 10_000 }, async () => {
     const d = fakeDialer({ [QUIC]: async (_a, o) => await hang(o) })
     const ladder = new DialLadder({ dial: d.dial, staggerMs: NEVER, budgetMs: NEVER })
