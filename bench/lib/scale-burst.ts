@@ -47,6 +47,8 @@ export interface BurstOutput {
   allFinal: boolean
   /** polls of the job list made while waiting */
   polls: number
+  /** polls that got no answer in time (a saturated broker), polled again until the deadline */
+  pollErrors: number
   /** the full view of one succeeded job: its stdout, proof that the work really ran */
   sampleStdout: string | null
   /** this load generator's own CPU (user + system), ms: not part of the mesh's cost */
@@ -115,21 +117,31 @@ async function main (): Promise<void> {
     j.finishedAt = v.finishedAt != null ? Date.parse(v.finishedAt) : null
     j.replicas = v.replicas.map(r => ({ executor: r.executor, path: r.path, state: r.state, failure: r.failure }))
   }
+  let pollErrors = 0
   while (Date.now() < deadline) {
     polls++
-    const list = await client.call('jobs', { limit: 1000 })
-    const seen = new Set<string>()
-    for (const v of list.jobs) { apply(v); seen.add(v.jobId) }
-    // a job missing from the list (the list is capped) is asked for by ID: none may go unaccounted for
-    for (const j of jobs.values()) {
-      if (!j.final && !seen.has(j.jobId)) apply(await client.call('job', { id: j.jobId, full: false }))
+    try {
+      const list = await client.call('jobs', { limit: 1000 })
+      const seen = new Set<string>()
+      for (const v of list.jobs) { apply(v); seen.add(v.jobId) }
+      // a job missing from the list (the list is capped) is asked for by ID: none may go unaccounted for
+      for (const j of jobs.values()) {
+        if (!j.final && !seen.has(j.jobId)) apply(await client.call('job', { id: j.jobId, full: false }))
+      }
+    } catch (err) {
+      // a saturated broker may not answer one poll in time (the scale run's did not, once): poll
+      // again until the deadline; the jobs' states are whatever the last answered poll said
+      pollErrors++
+      process.stderr.write(`scale-burst: poll ${polls} failed (${(err as Error).message}); polling again\n`)
     }
     if ([...jobs.values()].every(j => j.final)) break
     await sleep(pollMs)
   }
   const allFinal = [...jobs.values()].every(j => j.final)
   const ok = [...jobs.values()].find(j => j.status === 'succeeded')
-  const sampleStdout = ok != null ? (await client.call('job', { id: ok.jobId, full: true })).stdout ?? null : null
+  const sampleStdout = ok != null
+    ? await client.call('job', { id: ok.jobId, full: true }).then(v => v.stdout ?? null, (err: Error) => `(could not fetch: ${err.message})`)
+    : null
   const cpu = process.cpuUsage()
   const out: BurstOutput = {
     count,
@@ -139,6 +151,7 @@ async function main (): Promise<void> {
     submitPhaseMs,
     allFinal,
     polls,
+    pollErrors,
     sampleStdout,
     selfCpuMs: (cpu.user + cpu.system) / 1000
   }

@@ -81,8 +81,11 @@ export class Doctor {
   constructor (init: DoctorInit) {
     this.init = init
     this.log = init.logger ?? createLogger('doctor')
-    // the daemon's ladder and dialer, without rung memory: every rung is judged afresh
+    // the daemon's ladder and dialer, without rung memory: every rung is judged afresh,
+    // and at the usual timeouts (no patience): each address is probed on its own, and a
+    // black-holed QUIC probe must not double the time the TCP probe after it may take
     this.ladder = new DialLadder({
+      maxPatience: 1,
       dial: async (ma, options) => await init.mesh.dialTransport(ma, {
         ...options,
         purpose: 'doctor',

@@ -435,7 +435,7 @@ export class MeshNode {
         await withSignal(tm.listen([multiaddr(`${conn.remoteAddr.toString().includes('/p2p/') ? conn.remoteAddr.toString() : `${conn.remoteAddr.toString()}/p2p/${relayId}`}/p2p-circuit`)]), options.signal)
         this.relaysListened.add(relayId)
       }
-      const circuitAddrs = await this.waitForCircuitAddrs(relayId, options)
+      const circuitAddrs = await this.waitForCircuitAddrs(relayId, conn, options)
       record('success', `reserved: ${circuitAddrs[0]}`, 'OK')
       return { relay: relayId, circuitAddrs, grantedAt: new Date() }
     } catch (err) {
@@ -445,13 +445,19 @@ export class MeshNode {
     }
   }
 
-  private async waitForCircuitAddrs (relayId: string, options: AbortOptions): Promise<string[]> {
+  private async waitForCircuitAddrs (relayId: string, conn: Connection, options: AbortOptions): Promise<string[]> {
     // the listener publishes its addresses in a microtask; bounded wait
     for (let i = 0; i < 50; i++) {
       const addrs = this.circuitAddrsVia(relayId)
       if (addrs.length > 0) return addrs
       options.signal?.throwIfAborted()
+      // the circuit listener drops a relay's addresses when the connection to it closes:
+      // say that, not "no address" (seen when a CPU-starved relay dropped fresh connections)
+      if (conn.status !== 'open') break
       await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    if (conn.status !== 'open') {
+      throw new ReservationFailedError(`relay ${relayId} granted a reservation, but the connection to it closed (${conn.status}) before its circuit address was ours`)
     }
     throw new ReservationFailedError(`relay ${relayId} granted a reservation but advertised no address for it`)
   }
