@@ -337,9 +337,12 @@ await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args,
   }
   const one = await runBurst(1, 60_000)
   const oneJob = one.out.jobs[0]
-  if (oneJob == null || oneJob.status !== 'succeeded' || oneJob.finishedAt == null) throw new Error(`the single job did not succeed: ${JSON.stringify(one.out).slice(0, 1000)}`)
-  const oneMs = oneJob.finishedAt - oneJob.submitAt
-  progress(`one job alone: submit → final ${oneMs} ms (${oneJob.replicas[0]?.path ?? '?'} to ${peerToDonor.get(oneJob.replicas[0]?.executor ?? '')?.node.name ?? oneJob.replicas[0]?.executor ?? '?'})`)
+  // a saturated mesh may not finish even one job in the minute: say so and run the burst anyway
+  // (its own bound decides), rather than ending the benchmark with no figures at all
+  const oneOk = oneJob != null && oneJob.status === 'succeeded' && oneJob.finishedAt != null
+  const oneMs = oneOk ? (oneJob.finishedAt as number) - oneJob.submitAt : NaN
+  if (!oneOk) progress(`one job alone did NOT succeed within 60 s (the baseline is NaN): ${JSON.stringify(one.out).slice(0, 600)}`)
+  else progress(`one job alone: submit → final ${oneMs} ms (${oneJob.replicas[0]?.path ?? '?'} to ${peerToDonor.get(oneJob.replicas[0]?.executor ?? '')?.node.name ?? oneJob.replicas[0]?.executor ?? '?'})`)
 
   const brokerLogBefore = readFileSync(broker.node.logFile, 'utf8').length
   const donorLogBefore = new Map(donors.map(d => [d.node.name, readFileSync(d.node.logFile, 'utf8').length]))

@@ -103,6 +103,8 @@ interface ReservationStoreLike {
   addRelay: (peerId: PeerId, type: 'configured' | 'discovered') => Promise<unknown>
   hasReservation: (peerId: PeerId) => boolean
   relayFilter?: unknown
+  /** internal in @libp2p/circuit-relay-v2 5.x: each reservation records the id of the connection it was made on */
+  reservations?: { get: (peerId: PeerId) => { connection?: string } | undefined }
 }
 
 /**
@@ -427,7 +429,13 @@ export class MeshNode {
       if (this.relaysListened.has(relayId) && store != null) {
         // a listener for this relay exists from an earlier reservation; it
         // re-applies the addresses when the store announces the new reservation
-        if (!store.hasReservation(relay)) {
+        // a reservation the store still holds from a connection that has closed is not
+        // one: the store removes it (and withdraws its circuit address) when it processes
+        // that close, which under load can come after this point — and a reservation
+        // "held" that way ended in "granted but advertised no address" thousands of times
+        // in bench/scale.ts. Reserve again on this connection (the store replaces it).
+        const heldOn = store.reservations?.get(relay)?.connection
+        if (!store.hasReservation(relay) || (heldOn != null && heldOn !== conn.id)) {
           await withSignal(store.addRelay(relay, 'configured'), options.signal)
         }
       } else {
