@@ -10,7 +10,7 @@ import { createSocket } from 'node:dgram'
 import { join } from 'node:path'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { loadDaemonConfig, loadRelayConfig } from '../../src/config/config.ts'
-import { startDaemon, startRelay, type RelayHandle } from '../../src/daemon/daemon.ts'
+import { startDaemon, startRelay, type DaemonHandle, type RelayHandle } from '../../src/daemon/daemon.ts'
 import { ApiClient } from '../../src/api/client.ts'
 import { configureLogging, resetLogging } from '../../src/log/logger.ts'
 import { decodeNatInfo, encodeNatInfo } from '../../src/protocols/nat-info/index.ts'
@@ -52,6 +52,16 @@ async function freeUdpPorts (n: number): Promise<number[]> {
   const ports = sockets.map(s => s.address().port)
   await Promise.all(sockets.map(async s => { await new Promise<void>(resolve => { s.close(() => { resolve() }) }) }))
   return ports
+}
+
+/** A relay with its STUN responder and a relay-only, non-executing submitter bootstrapped to it. */
+async function relayAndSubmitter (tag: string): Promise<{ bootstrap: string[], submitterDir: string, submitterHandle: DaemonHandle }> {
+  const ports = await freeUdpPorts(2)
+  const relay: RelayHandle = track(await startRelay(loadRelayConfig({ dataDir: join(dir.path, `relay-${tag}`), listen: ['/ip4/127.0.0.1/tcp/0'], stunPorts: ports.map(String) }, {})))
+  const bootstrap = relay.info.announceAddrs.filter(a => a.includes('/tcp/'))
+  const submitterDir = join(dir.path, `submitter-${tag}`)
+  const submitterHandle = track(await startDaemon(loadDaemonConfig({ dataDir: submitterDir, bootstrap, listen: ['/p2p-circuit'], apiPort: '0', noExecute: true }, {}), { reservation: FAST_RESERVATION }))
+  return { bootstrap, submitterDir, submitterHandle }
 }
 
 describe('direct upgrades', () => {
@@ -129,11 +139,7 @@ describe('direct upgrades', () => {
   })
 
   it('a failed first WebRTC attempt is followed by a second one within seconds, not after the minute-long back-off', async (t) => {
-    const ports = await freeUdpPorts(2)
-    const relay: RelayHandle = track(await startRelay(loadRelayConfig({ dataDir: join(dir.path, 'relay-retry'), listen: ['/ip4/127.0.0.1/tcp/0'], stunPorts: ports.map(String) }, {})))
-    const bootstrap = relay.info.announceAddrs.filter(a => a.includes('/tcp/'))
-    const submitterDir = join(dir.path, 'submitter-retry')
-    const submitterHandle = track(await startDaemon(loadDaemonConfig({ dataDir: submitterDir, bootstrap, listen: ['/p2p-circuit'], apiPort: '0', noExecute: true }, {}), { reservation: FAST_RESERVATION }))
+    const { bootstrap, submitterDir, submitterHandle } = await relayAndSubmitter('retry')
     // fault injection: the submitter's first WebRTC dial fails as a spoiled DTLS handshake does; later ones are real
     const mesh = submitterHandle.donor.mesh
     const realDial = mesh.dialTransport.bind(mesh)
@@ -162,11 +168,7 @@ describe('direct upgrades', () => {
   })
 
   it('an upgrade to WebRTC in the middle of a job leaves the relayed task running to completion', async (t) => {
-    const ports = await freeUdpPorts(2)
-    const relay: RelayHandle = track(await startRelay(loadRelayConfig({ dataDir: join(dir.path, 'relay-mid'), listen: ['/ip4/127.0.0.1/tcp/0'], stunPorts: ports.map(String) }, {})))
-    const bootstrap = relay.info.announceAddrs.filter(a => a.includes('/tcp/'))
-    const submitterDir = join(dir.path, 'submitter-mid')
-    const submitterHandle = track(await startDaemon(loadDaemonConfig({ dataDir: submitterDir, bootstrap, listen: ['/p2p-circuit'], apiPort: '0', noExecute: true }, {}), { reservation: FAST_RESERVATION }))
+    const { bootstrap, submitterDir, submitterHandle } = await relayAndSubmitter('mid')
     // no upgrade until the task runs on the relayed connection: paused before any peer is known
     const direct = submitterHandle.donor.direct
     assert.ok(direct != null)
