@@ -1,24 +1,32 @@
 /**
- * The layering rule of src/ (shared/docs/style.md): a folder imports only from
- * folders below it. Lowest first:
- *   core → config, log → codec, executor → protocols, net → broker, donor, relay, doctor → api → daemon, cli
- * Checked by `npm test` (and so by CI).
+ * The layering rule of src/ (shared/docs/style.md): a folder imports only the
+ * folders listed for it below, all of them lower down. Two stacks meet at the
+ * top, in the composition root:
+ *
+ *   the node       core → config, log → codec, executor → protocols, net → broker, donor, relay, doctor ─┐
+ *   the local API  core → config, log → api → cli (flags, the API client, rendering) ─────────────────────┴→ daemon
+ *
+ * `daemon` is the composition root and the program's entry (daemon/main.ts):
+ * it wires net, roles and the API, and holds the commands that run the stack
+ * (daemon/commands/). The CLI talks to a daemon only through the API client,
+ * so it never reaches the network layer, directly or through another folder
+ * (`cli-not-net` follows every path). Checked by `npm test` (and so by CI).
  */
 const layers = {
   core: [],
   config: ['core'],
   log: ['core'],
   codec: ['core'],
-  executor: ['core', 'config', 'log', 'codec'],
+  executor: ['core', 'config', 'log'],
   protocols: ['core', 'config', 'log', 'codec'],
-  net: ['core', 'config', 'log', 'codec', 'protocols'],
+  net: ['core', 'config', 'log', 'codec'],
   broker: ['core', 'config', 'log', 'codec', 'executor', 'protocols', 'net'],
   donor: ['core', 'config', 'log', 'codec', 'executor', 'protocols', 'net'],
   relay: ['core', 'config', 'log', 'codec', 'protocols', 'net'],
   doctor: ['core', 'config', 'log', 'codec', 'protocols', 'net'],
   api: ['core', 'config', 'log'],
-  daemon: ['core', 'config', 'log', 'codec', 'executor', 'protocols', 'net', 'broker', 'donor', 'relay', 'doctor', 'api'],
-  cli: ['core', 'config', 'log', 'api', 'daemon']
+  cli: ['core', 'config', 'log', 'api'],
+  daemon: ['core', 'config', 'log', 'codec', 'executor', 'protocols', 'net', 'broker', 'donor', 'relay', 'doctor', 'api', 'cli']
 }
 
 const forbidden = Object.entries(layers).map(([layer, allowed]) => ({
@@ -35,10 +43,17 @@ const forbidden = Object.entries(layers).map(([layer, allowed]) => ({
 forbidden.push(
   {
     name: 'cli-not-net',
-    comment: 'the CLI reaches the daemon only through the API client, never the network layer',
+    comment: 'the CLI reaches a daemon only through the API client: no path of imports from src/cli/ leads to the network layer or js-libp2p',
     severity: 'error',
     from: { path: '^src/cli/' },
-    to: { path: '^src/net/' }
+    to: { path: '^src/net/|(^|/)node_modules/libp2p/', reachable: true }
+  },
+  {
+    name: 'api-not-net',
+    comment: 'the local API (server, routes, client) is shared with the CLI: it knows the daemon only through its handlers',
+    severity: 'error',
+    from: { path: '^src/api/' },
+    to: { path: '^src/net/|(^|/)node_modules/libp2p/', reachable: true }
   },
   {
     name: 'executor-not-libp2p',
@@ -61,6 +76,6 @@ module.exports = {
     doNotFollow: { path: 'node_modules' },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
-    enhancedResolveOptions: { extensions: ['.ts', '.js'] }
+    enhancedResolveOptions: { extensions: ['.ts', '.js'], exportsFields: ['exports'], conditionNames: ['import', 'node', 'default'] }
   }
 }

@@ -4,26 +4,19 @@ import { configureLogging, type LogFormat } from '../log/logger.ts'
 import { UsageError } from './args.ts'
 import { stdio, type Output } from './output.ts'
 
-type Command = (argv: string[], o: Output) => Promise<number>
+/** One command: parses its own arguments, writes through `o`, returns the exit code. */
+export type Command = (argv: string[], o: Output) => Promise<number>
 
-// Commands are loaded on demand: `daemon`, `relay` and `demo` pull in
-// js-libp2p (about 1 s of module loading on a cold start), which `status`,
-// `dials` and `job` — run often, by people and by scripts polling a daemon —
-// never need.
-const commands: Record<string, { load: () => Promise<Command>, summary: string }> = {
-  id: { load: async () => (await import('./commands/id.ts')).run, summary: 'print this node\'s PeerId (creates the identity)' },
-  daemon: { load: async () => (await import('./commands/daemon.ts')).run, summary: 'run the donor daemon' },
-  relay: { load: async () => (await import('./commands/relay.ts')).run, summary: 'run a relay' },
-  status: { load: async () => (await import('./commands/status.ts')).run, summary: 'what the running daemon is doing' },
-  ping: { load: async () => (await import('./commands/ping.ts')).run, summary: 'reach a peer through the daemon and show the path' },
-  job: { load: async () => (await import('./commands/job.ts')).run, summary: 'submit a WASM job and get its result (submit, status, result, list)' },
-  dials: { load: async () => (await import('./commands/status.ts')).runDials, summary: 'the daemon\'s recent dial attempts and why they failed' },
-  demo: { load: async () => (await import('./commands/demo.ts')).run, summary: 'start a relay and two relay-only donors on loopback and show them join' },
-  doctor: { load: async () => (await import('./commands/doctor.ts')).run, summary: 'what this network allows and blocks, the path a donor would use, what to ask IT (--evidence DIR)' },
-  evidence: { load: async () => (await import('./commands/evidence.ts')).run, summary: 'check an evidence bundle (evidence validate PATH)' }
-}
+/**
+ * The commands of `worldcompute`, in the order `help` lists them. Each is
+ * loaded on demand: `daemon`, `relay` and `doctor` pull in js-libp2p (about
+ * 1 s of module loading on a cold start), which `status`, `dials` and `job`
+ * — run often, by people and by scripts polling a daemon — never need.
+ */
+export type Commands = Record<string, { load: () => Promise<Command>, summary: string }>
 
-const usage = `worldcompute ${VERSION}: volunteer compute mesh
+function usage (commands: Commands): string {
+  return `worldcompute ${VERSION}: volunteer compute mesh
 
 Usage: worldcompute <command> [options]   (worldcompute <command> --help for more)
 
@@ -31,6 +24,7 @@ ${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`
 
 Global: --data-dir DIR (or WORLDCOMPUTE_DATA_DIR; default ~/.worldcompute),
         --log-format text|json, WORLDCOMPUTE_LOG=info,net=debug`
+}
 
 /** Pulls `--log-format` out wherever it stands, so every command accepts it. */
 function takeLogFormat (argv: string[]): { argv: string[], format?: LogFormat } {
@@ -48,13 +42,18 @@ function takeLogFormat (argv: string[]): { argv: string[], format?: LogFormat } 
   return { argv: out, format: format as LogFormat | undefined }
 }
 
-export async function main (argv: string[], o: Output = stdio): Promise<number> {
+/**
+ * Runs one `worldcompute` command line: global options, help and version,
+ * then the named command; every failure becomes a message and an exit code
+ * (2: the command was called wrongly, 1: it failed).
+ */
+export async function main (argv: string[], commands: Commands, o: Output = stdio): Promise<number> {
   try {
     const { argv: rest, format } = takeLogFormat(argv)
     configureLogging({ spec: process.env.WORLDCOMPUTE_LOG, format: format ?? 'text' })
     const [name, ...args] = rest
     if (name == null || name === 'help' || name === '--help' || name === '-h') {
-      o.out(usage)
+      o.out(usage(commands))
       return name == null ? 2 : 0
     }
     if (name === '--version' || name === 'version') {

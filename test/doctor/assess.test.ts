@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { assess } from '../../src/doctor/assess.ts'
-import { renderDoctor } from '../../src/cli/render-doctor.ts'
+import { renderDoctor } from '../../src/daemon/commands/render-doctor.ts'
 import type { CheckValue, DoctorObservations, DoctorReport, RungObservation } from '../../src/core/doctor.ts'
 import type { NatReport, ProxyStatus } from '../../src/core/types.ts'
 

@@ -1,7 +1,7 @@
-import { commonOptions, parse, UsageError } from '../args.ts'
-import { validateEvidence } from '../../daemon/evidence.ts'
-import { printJson, type Output } from '../output.ts'
-import { renderEvidenceValidation } from '../render-doctor.ts'
+import { commonOptions, parse, UsageError } from '../../cli/args.ts'
+import { validateEvidence } from '../../doctor/evidence.ts'
+import { printJson, type Output } from '../../cli/output.ts'
+import { renderEvidenceValidation } from './render-doctor.ts'
 
 export const help = `worldcompute evidence validate PATH [--json]
 

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
-import { commonOptions, parse } from '../args.ts'
+import { commonOptions, parse } from '../../cli/args.ts'
 import { ApiClient } from '../../api/client.ts'
 import { WorldComputeError } from '../../core/errors.ts'
-import { shortId, type Output } from '../output.ts'
+import { shortId, type Output } from '../../cli/output.ts'
 import type { DaemonStatus, DialAttempt } from '../../core/types.ts'
 
 export const help = `worldcompute demo [--keep]

@@ -1,6 +1,6 @@
-import type { Output } from './output.ts'
-import type { DoctorReport } from '../core/doctor.ts'
-import type { EvidenceValidation } from '../daemon/evidence.ts'
+import type { Output } from '../../cli/output.ts'
+import type { DoctorReport } from '../../core/doctor.ts'
+import type { EvidenceValidation } from '../../doctor/evidence.ts'
 
 /** `worldcompute doctor` for a person: the verdict, one line per check, then what to ask IT for. */
 export function renderDoctor (o: Output, r: DoctorReport): void {

@@ -1,8 +1,8 @@
-import { commonOptions, parse } from '../args.ts'
+import { commonOptions, parse } from '../../cli/args.ts'
 import { loadDaemonConfig } from '../../config/config.ts'
-import { startDaemon } from '../../daemon/daemon.ts'
-import { runUntilSignal } from '../lifecycle.ts'
-import type { Output } from '../output.ts'
+import { startDaemon } from '../daemon.ts'
+import { runUntilSignal } from '../../cli/lifecycle.ts'
+import type { Output } from '../../cli/output.ts'
 
 export const help = `worldcompute daemon [--data-dir DIR] [--bootstrap MA]... [--listen MA]... [--api-port N]
 

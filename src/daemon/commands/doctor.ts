@@ -1,11 +1,11 @@
 import { Socket } from 'node:net'
-import { commonOptions, parse, UsageError } from '../args.ts'
+import { commonOptions, parse, UsageError } from '../../cli/args.ts'
 import { loadDaemonConfig, parseDurationMs } from '../../config/config.ts'
-import { runDoctor } from '../../daemon/doctor.ts'
-import { writeEvidenceBundle } from '../../daemon/evidence.ts'
+import { runDoctor } from '../doctor.ts'
+import { writeEvidenceBundle } from '../../doctor/evidence.ts'
 import { configureLogging } from '../../log/logger.ts'
-import { printJson, type Output } from '../output.ts'
-import { renderDoctor } from '../render-doctor.ts'
+import { printJson, type Output } from '../../cli/output.ts'
+import { renderDoctor } from './render-doctor.ts'
 
 export const help = `worldcompute doctor [--bootstrap MA]... [--doh URL]... [--duration S] [--evidence DIR] [--json]
 

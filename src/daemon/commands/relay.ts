@@ -1,8 +1,8 @@
-import { commonOptions, parse } from '../args.ts'
+import { commonOptions, parse } from '../../cli/args.ts'
 import { loadRelayConfig } from '../../config/config.ts'
-import { startRelay } from '../../daemon/daemon.ts'
-import { runUntilSignal } from '../lifecycle.ts'
-import type { Output } from '../output.ts'
+import { startRelay } from '../daemon.ts'
+import { runUntilSignal } from '../../cli/lifecycle.ts'
+import type { Output } from '../../cli/output.ts'
 
 export const help = `worldcompute relay [--data-dir DIR] [--listen MA]... [--announce MA]... [--tls-cert FILE --tls-key FILE]
 
