@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFileSync, writeFileSync, renameSync, unlinkSync } from 'node:fs'
+import { WorldComputeError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { API_VERSION_HEADER, routes, type ApiErrorBody, type ApiHandlers, type RouteName } from './routes.ts'
 import type { DataDirPaths } from '../config/data-dir.ts'
@@ -14,6 +15,15 @@ export interface ApiServerInit {
   handlers: ApiHandlers
   version: string
   logger?: Logger
+}
+
+/** The API's port on 127.0.0.1 is taken: another daemon on this data directory, most often. */
+export class ApiPortInUseError extends WorldComputeError {
+  readonly port: number
+  constructor (port: number, options?: { cause?: unknown }) {
+    super(`API port ${port} on 127.0.0.1 is in use (another daemon?); choose another with --api-port N (0 picks a free one)`, 'API_PORT_IN_USE', options)
+    this.port = port
+  }
 }
 
 export interface ApiEndpoint { port: number, pid: number, startedAt: string }
@@ -64,7 +74,7 @@ export class ApiServer {
       })
     }).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'EADDRINUSE') {
-        throw new Error(`API port ${this.init.port} on 127.0.0.1 is in use (another daemon?); choose another with --api-port N (0 picks a free one)`, { cause: err })
+        throw new ApiPortInUseError(this.init.port, { cause: err })
       }
       throw err
     })

@@ -1,5 +1,6 @@
 import { join } from 'node:path'
 import { ApiServer } from '../api/server.ts'
+import type { ApiHandlers } from '../api/routes.ts'
 import { Broker } from '../broker/broker.ts'
 import { JobStore } from '../broker/job-store.ts'
 import { jobView } from '../broker/job-view.ts'
@@ -12,27 +13,28 @@ import { capacity, type CapacityService } from '../protocols/capacity/index.ts'
 import { dispatch, type DispatchService } from '../protocols/dispatch/index.ts'
 import { offer, type OfferService } from '../protocols/offer/index.ts'
 import { natInfo } from '../protocols/nat-info/index.ts'
-import { ensureDataDir } from '../config/data-dir.ts'
-import { loadOrCreateIdentity } from '../config/identity.ts'
+import { ensureDataDir, type DataDirPaths } from '../config/data-dir.ts'
+import { loadOrCreateIdentity, type Identity } from '../config/identity.ts'
 import { VERSION } from '../core/version.ts'
 import { ConfigError } from '../core/errors.ts'
 import { DonorService } from '../donor/donor-service.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
-import { MeshNode, sleep } from '../net/mesh-node.ts'
+import { MeshNode } from '../net/mesh-node.ts'
 import { parseProxyEnvironment } from '../net/proxy-env.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { trustSystemCertificates } from '../net/tls-intercept.ts'
 import { RelayService, type RelayInfo } from '../relay/relay-service.ts'
 import type { DaemonConfig, RelayConfig } from '../config/config.ts'
 import type { ReservationManagerInit } from '../donor/reservation-manager.ts'
-import { codeOf, messageOf } from '../protocols/errors.ts'
-
-/** Pauses between attempts to start an executor sandbox that failed to start: capped, never giving up. */
-const SANDBOX_RETRY_MS = [5_000, 15_000, 60_000]
+import { SandboxKeeper } from './sandbox.ts'
+import { ServiceAnswers } from './service-answers.ts'
+import { Teardown } from './teardown.ts'
 
 /**
  * The composition root: the only place that wires net, roles and the API
- * together. Everything it starts, `stop()` stops.
+ * together, in named steps (data dir and identity → job store → node → roles
+ * → API → start). Everything a step starts is registered with a Teardown:
+ * `stop()` stops it, and so does a later step that fails.
  */
 
 export interface DaemonHandle {
@@ -52,6 +54,32 @@ export interface StartDaemonOptions {
   announceIntervalMs?: number
 }
 
+/** The node and the protocol services built into it. */
+interface Net {
+  mesh: MeshNode
+  resolver: MeshResolver
+  capacityService: CapacityService
+  offerService: OfferService
+  dispatchService: DispatchService
+}
+
+/** The job-running side of a donor; absent with --no-execute. */
+interface Execution {
+  executor: Executor
+  sandbox: SandboxKeeper
+  runner: JobRunner
+}
+
+interface Roles {
+  maxLimits: JobLimits
+  execution?: Execution
+  donor: DonorService
+  broker: Broker
+}
+
+/** The Teardown name of the local API, which `stop()` stops first. */
+const LOCAL_API = 'local API'
+
 /** `/p2p-circuit` in the listen list means "reachable through relays"; the reservation manager does that. */
 function directListenAddrs (config: DaemonConfig): DaemonConfig['listen'] {
   return config.listen.filter(ma => ma.toString() !== '/p2p-circuit')
@@ -59,21 +87,43 @@ function directListenAddrs (config: DaemonConfig): DaemonConfig['listen'] {
 
 export async function startDaemon (config: DaemonConfig, options: StartDaemonOptions = {}): Promise<DaemonHandle> {
   const log = options.logger ?? createLogger('daemon')
+  const { paths, identity } = await openDataDir(config, log)
+  const teardown = new Teardown({ logger: log })
+  try {
+    const store = openStore(paths, teardown)
+    const answers = new ServiceAnswers()
+    const net = await startNet(config, identity, answers, options, teardown)
+    const roles = buildRoles(config, paths, net, store, options, log)
+    answers.attach({ runner: roles.execution?.runner, nat: roles.donor })
+    const api = await startApi(config, paths, net, roles, teardown)
+    await startRoles(roles, teardown)
+    logStarted(config, net.mesh, roles, log)
+    return daemonHandle(net.mesh, api, roles, teardown, log)
+  } catch (err) {
+    return await teardown.rollBack(err)
+  }
+}
+
+/** Step 1: the data directory and the node's identity, and the system CA store trusted (before any TLS dial). */
+async function openDataDir (config: DaemonConfig, log: Logger): Promise<{ paths: DataDirPaths, identity: Identity }> {
   const paths = ensureDataDir(config.dataDir)
   const identity = await loadOrCreateIdentity(config.dataDir)
   if (identity.created) log.info(`created a new identity ${identity.peerId.toString()} in ${identity.path}`)
   // WSS to relays trusts the OS store too (what `node --use-system-ca` does), so a
   // TLS-inspecting proxy whose CA IT installed works with no flag; before any TLS dial
   trustSystemCertificates(createLogger('net.tls'))
+  return { paths, identity }
+}
 
-  const maxLimits: JobLimits = {
-    ...DEFAULT_JOB_LIMITS,
-    memoryBytes: config.donor.maxJobMemoryBytes,
-    deadlineMs: config.donor.maxDeadlineMs
-  }
-  // services are built inside createLibp2p, the job runner after it: late binding
-  let runner: JobRunner | undefined
-  let donorRole: DonorService | undefined
+/** Step 2: the broker's job store. */
+function openStore (paths: DataDirPaths, teardown: Teardown): JobStore {
+  const store = new JobStore(join(paths.root, 'jobs.sqlite'))
+  teardown.add('job store', () => { store.close() })
+  return store
+}
+
+/** Step 3: the libp2p node with our protocol services, answering through `answers`. */
+async function startNet (config: DaemonConfig, identity: Identity, answers: ServiceAnswers, options: StartDaemonOptions, teardown: Teardown): Promise<Net> {
   const execute = config.donor.execute
   // OS resolver first, then DoH: for the bootstrap names and libp2p's own /dnsaddr lookups
   const resolver = new MeshResolver({ doh: config.doh, logger: createLogger('net.dns') })
@@ -90,168 +140,164 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     logger: createLogger('net'),
     services: {
       capacity: capacity({
-        getCapacity: execute ? () => runner?.capacity() : undefined,
+        getCapacity: execute ? () => answers.capacity() : undefined,
         announceIntervalMs: options.announceIntervalMs,
         logger: createLogger('protocols.capacity')
       }),
       // tells peers our NAT type, so both sides know whether WebRTC can punch through
-      natInfo: natInfo({ getInfo: () => donorRole?.natInfo() ?? { mapping: 'unknown', filtering: 'unknown', udp: 'unknown', webrtc: false }, logger: createLogger('protocols.nat-info') }),
+      natInfo: natInfo({ getInfo: () => answers.natInfo(), logger: createLogger('protocols.nat-info') }),
       offer: offer({
-        decideOffer: execute ? (req, ctx) => runner != null ? runner.decideOffer(req, ctx) : { accept: false, reason: 'starting', hasModule: false, freeSlots: 0 } : undefined,
+        decideOffer: execute ? (req, ctx) => answers.decideOffer(req, ctx) : undefined,
         logger: createLogger('protocols.offer')
       }),
       dispatch: dispatch({
-        runTask: execute
-          ? async (req, o) => {
-            if (runner == null) throw new Error('the donor is still starting')
-            return await runner.runTask(req, o)
-          }
-          : undefined,
+        runTask: execute ? async (req, o) => await answers.runTask(req, o) : undefined,
         logger: createLogger('protocols.dispatch')
       })
     }
   })
+  // the node listens once created: stopped by the donor when it stops, and here when a later step fails
+  teardown.add('libp2p node', async () => { await mesh.stop() })
   const capacityService = mesh.libp2p.services.capacity as CapacityService
   const offerService = mesh.libp2p.services.offer as OfferService
   const dispatchService = mesh.libp2p.services.dispatch as DispatchService
+  return { mesh, resolver, capacityService, offerService, dispatchService }
+}
 
-  const executor = execute ? new Executor({ maxConcurrent: config.donor.maxConcurrentJobs, maxLimits }) : undefined
-  /** why the sandbox is not running after a failed start (undefined: it runs, or is still starting) */
-  let sandboxDown: string | undefined
-  const daemonStopped = new AbortController()
-  const keepStartingSandbox = async (ex: Executor): Promise<void> => {
-    for (let attempt = 0; !daemonStopped.signal.aborted; attempt++) {
-      const wait = SANDBOX_RETRY_MS[Math.min(attempt, SANDBOX_RETRY_MS.length - 1)]
-      await sleep(wait, daemonStopped.signal)
-      if (daemonStopped.signal.aborted) return
-      try {
-        await ex.start()
-        sandboxDown = undefined
-        log.info(`the executor sandbox is up after ${attempt + 2} attempts: this donor takes jobs again`)
-        runner?.changed()
-        return
-      } catch (err) {
-        sandboxDown = messageOf(err)
-        const next = SANDBOX_RETRY_MS[Math.min(attempt + 1, SANDBOX_RETRY_MS.length - 1)]
-        log.error(`the executor sandbox did not start (attempt ${attempt + 2}): ${sandboxDown}; retrying in ${next / 1000} s`, { code: codeOf(err) })
-      }
-    }
+/** Step 4: the roles on the node (built, not started): job runner, donor, broker. */
+function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store: JobStore, options: StartDaemonOptions, log: Logger): Roles {
+  const { mesh, resolver, capacityService, offerService, dispatchService } = net
+  const maxLimits: JobLimits = {
+    ...DEFAULT_JOB_LIMITS,
+    memoryBytes: config.donor.maxJobMemoryBytes,
+    deadlineMs: config.donor.maxDeadlineMs
   }
-  if (executor != null) {
-    runner = new JobRunner({
-      executor,
-      unavailable: () => sandboxDown != null ? `the executor sandbox is not running (${sandboxDown})` : undefined,
-      maxLimits,
-      maxConcurrent: config.donor.maxConcurrentJobs,
-      memoryBudgetBytes: config.donor.memoryBudgetBytes,
-      addrs: () => mesh.advertisedAddrs(),
-      hasModule: (cid) => dispatchService.hasModule(cid),
-      onChange: () => { capacityService.notifyChanged() }
-    })
-  }
+  const execution = config.donor.execute ? buildExecution(config, maxLimits, net, log) : undefined
   // the winning dial rung is remembered per network in the data dir
   const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, resolver, refuseIntercepted: config.refuseIntercepted, dialStrategy: dialStrategyFromEnv(), ...options.reservation }, direct: config.direct ? { announcedAddrs: (id) => capacityService.capacityOf(id)?.addrs ?? [] } : false })
-  donorRole = donor
   // an executor we learn of gets a direct connection ahead of any job, where the networks allow
   capacityService.addEventListener('executor:added', (evt) => { donor.direct?.schedule(evt.detail.peerId, evt.detail.addrs, 'it announced capacity') })
-  const store = new JobStore(join(paths.root, 'jobs.sqlite'))
   const broker = new Broker({
     store,
     network: new MeshTaskNetwork({ mesh, capacity: capacityService, offer: offerService, dispatch: dispatchService, relays: () => donor.connectedRelays() }),
     self: mesh.peerId
   })
-  const api = new ApiServer({
-    paths,
-    port: config.apiPort,
-    version: VERSION,
-    handlers: {
-      health: async () => ({ ok: true, peerId: mesh.peerId, version: VERSION, pid: process.pid }),
-      status: async () => ({
-        ...donor.status(),
-        executor: executor != null
-          ? { accepting: true, ...executor.status(), maxLimits }
-          : { accepting: false, reason: 'started with --no-execute' }
-      }),
-      dials: async ({ limit }) => ({ total: mesh.telemetry.count(), attempts: mesh.telemetry.recent(limit) }),
-      ping: async ({ target, count }, { signal }) => await donor.ping(target, count, { signal }),
-      submitJob: async (req) => {
-        const module = Buffer.from(req.module, 'base64')
-        const input = Buffer.from(req.input, 'base64')
-        const job = broker.submit({
-          module,
-          moduleCid: rawCidString(module),
-          input,
-          inputCid: rawCidString(input),
-          moduleName: req.moduleName,
-          args: req.args,
-          env: req.env,
-          limits: req.limits,
-          replicas: req.replicas
-        })
-        return jobView(job, [], false)
-      },
-      job: async ({ id, full }) => {
-        const { job, tasks } = broker.getJob(id)
-        return jobView(job, tasks, full)
-      },
-      jobs: async ({ limit }) => ({ jobs: broker.listJobs(limit).map(job => jobView(job, broker.getJob(job.jobId).tasks, false)) })
-    }
+  return { maxLimits, execution, donor, broker }
+}
+/** The executor sandbox, the keeper that restarts it, and the job runner that answers offers and dispatches with it. */
+function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, log: Logger): Execution {
+  const { mesh, capacityService, dispatchService } = net
+  const executor = new Executor({ maxConcurrent: config.donor.maxConcurrentJobs, maxLimits })
+  const sandbox = new SandboxKeeper({ executor, logger: log })
+  const runner = new JobRunner({
+    executor,
+    unavailable: () => sandbox.unavailable(),
+    maxLimits,
+    maxConcurrent: config.donor.maxConcurrentJobs,
+    memoryBudgetBytes: config.donor.memoryBudgetBytes,
+    addrs: () => mesh.advertisedAddrs(),
+    hasModule: (cid) => dispatchService.hasModule(cid),
+    onChange: () => { capacityService.notifyChanged() }
   })
+  return { executor, sandbox, runner }
+}
 
-  // start the API first so a port clash fails before any network activity
-  try {
-    await api.start()
-  } catch (err) {
-    store.close()
-    throw err
+/**
+ * Step 5: the local API, before the donor joins the mesh: a port clash
+ * (another daemon on this data directory?) fails the start before this
+ * identity dials anyone.
+ */
+async function startApi (config: DaemonConfig, paths: DataDirPaths, net: Net, roles: Roles, teardown: Teardown): Promise<ApiServer> {
+  const api = new ApiServer({ paths, port: config.apiPort, version: VERSION, handlers: apiHandlers(net.mesh, roles) })
+  await api.start()
+  teardown.add(LOCAL_API, async () => { await api.stop() })
+  return api
+}
+
+function apiHandlers (mesh: MeshNode, roles: Roles): ApiHandlers {
+  const { donor, broker, maxLimits } = roles
+  const executor = roles.execution?.executor
+  return {
+    health: async () => ({ ok: true, peerId: mesh.peerId, version: VERSION, pid: process.pid }),
+    status: async () => ({
+      ...donor.status(),
+      executor: executor != null
+        ? { accepting: true, ...executor.status(), maxLimits }
+        : { accepting: false, reason: 'started with --no-execute' }
+    }),
+    dials: async ({ limit }) => ({ total: mesh.telemetry.count(), attempts: mesh.telemetry.recent(limit) }),
+    ping: async ({ target, count }, { signal }) => await donor.ping(target, count, { signal }),
+    submitJob: async (req) => {
+      const module = Buffer.from(req.module, 'base64')
+      const input = Buffer.from(req.input, 'base64')
+      const job = broker.submit({
+        module,
+        moduleCid: rawCidString(module),
+        input,
+        inputCid: rawCidString(input),
+        moduleName: req.moduleName,
+        args: req.args,
+        env: req.env,
+        limits: req.limits,
+        replicas: req.replicas
+      })
+      return jobView(job, [], false)
+    },
+    job: async ({ id, full }) => {
+      const { job, tasks } = broker.getJob(id)
+      return jobView(job, tasks, full)
+    },
+    jobs: async ({ limit }) => ({ jobs: broker.listJobs(limit).map(job => jobView(job, broker.getJob(job.jobId).tasks, false)) })
   }
-  try {
-    // in parallel: spawning the sandbox process takes a few hundred ms of CPU,
-    // and joining the mesh (dial, reservation) should not queue behind it —
-    // "start → dispatchable" is the figure donors see. Offers that arrive
-    // before the sandbox is up wait for it (Executor.start is idempotent).
-    const [sandbox, joined] = await Promise.allSettled([executor?.start(), donor.start()])
-    if (joined.status === 'rejected') throw joined.reason
-    if (sandbox.status === 'rejected' && executor != null) {
-      // not fatal: a loaded machine can take longer than the start timeout to
-      // bring the sandbox up; the donor stays in the mesh, declines offers and
-      // says why, and keeps trying (capped backoff) until the sandbox runs
-      sandboxDown = messageOf(sandbox.reason)
-      log.error(`the executor sandbox did not start: ${sandboxDown}; this donor takes no jobs until it does, retrying in ${SANDBOX_RETRY_MS[0] / 1000} s`, { code: codeOf(sandbox.reason) })
-      void keepStartingSandbox(executor)
-    }
-    broker.start()
-  } catch (err) {
-    await api.stop()
-    await executor?.stop()
-    await donor.stop()
-    store.close()
-    throw err
+}
+
+/**
+ * Step 6: the sandbox and the donor (joining the mesh) in parallel, then the
+ * broker. Spawning the sandbox process takes a few hundred ms of CPU, and
+ * joining the mesh (dial, reservation) should not queue behind it: "start →
+ * dispatchable" is the figure donors see. Offers that arrive before the
+ * sandbox is up wait for it (Executor.start is idempotent); a sandbox that
+ * does not start is not fatal (SandboxKeeper).
+ */
+async function startRoles (roles: Roles, teardown: Teardown): Promise<void> {
+  const { execution, donor, broker } = roles
+  if (execution != null) teardown.add('executor', async () => { await execution.executor.stop() })
+  teardown.add('donor', async () => { await donor.stop() })
+  const [sandbox, joined] = await Promise.allSettled([execution?.executor.start(), donor.start()])
+  if (joined.status === 'rejected') throw joined.reason
+  if (sandbox.status === 'rejected' && execution != null) {
+    execution.sandbox.startFailed(sandbox.reason, () => { execution.runner.changed() })
   }
-  log.info(execute
-    ? `executing jobs: ${config.donor.maxConcurrentJobs} at once, up to ${Math.round(maxLimits.memoryBytes / 1048576)} MiB and ${maxLimits.deadlineMs / 1000} s each`
+  if (execution != null) teardown.add('sandbox restarts', () => { execution.sandbox.stop() })
+  broker.start()
+  teardown.add('broker', async () => { await broker.stop() })
+}
+
+function logStarted (config: DaemonConfig, mesh: MeshNode, roles: Roles, log: Logger): void {
+  log.info(config.donor.execute
+    ? `executing jobs: ${config.donor.maxConcurrentJobs} at once, up to ${Math.round(roles.maxLimits.memoryBytes / 1048576)} MiB and ${roles.maxLimits.deadlineMs / 1000} s each`
     : 'not executing jobs (--no-execute): this daemon only submits')
   log.info(`donor ${mesh.peerId} started; bootstrap relays (${config.bootstrapSource}): ${config.bootstrap.length === 0 ? 'none' : config.bootstrap.map(String).join(', ')}`)
   const direct = mesh.listenAddrs().filter(a => !a.includes('/p2p-circuit'))
   log.info(direct.length === 0 ? 'listening only through relays' : `listening on ${direct.join(', ')}`)
+}
 
+function daemonHandle (mesh: MeshNode, api: ApiServer, roles: Roles, teardown: Teardown, log: Logger): DaemonHandle {
   let stopping: Promise<void> | undefined
+  const stopAll = async (): Promise<void> => {
+    // the API first, although it started before the roles: no request reaches a role that is stopping
+    const failures = [...await teardown.stopNow(LOCAL_API), ...await teardown.stopAll()]
+    log.info('donor stopped')
+    if (failures.length > 0) throw failures[0]
+  }
   return {
     peerId: mesh.peerId,
     apiPort: api.port,
-    donor,
-    broker,
-    executor,
+    donor: roles.donor,
+    broker: roles.broker,
+    executor: roles.execution?.executor,
     stop: async () => {
-      stopping ??= (async () => {
-        daemonStopped.abort()
-        await api.stop()
-        await broker.stop()
-        await donor.stop()
-        await executor?.stop()
-        store.close()
-        log.info('donor stopped')
-      })()
+      stopping ??= stopAll()
       await stopping
     }
   }
