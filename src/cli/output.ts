@@ -23,7 +23,3 @@ export function ago (iso: string, now = Date.now()): string {
   if (s < 3600) return `${Math.floor(s / 60)}m${s % 60}s ago`
   return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m ago`
 }
-
-export function shortId (peerId: string): string {
-  return peerId.length > 16 ? `${peerId.slice(0, 8)}…${peerId.slice(-6)}` : peerId
-}

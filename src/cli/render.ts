@@ -1,4 +1,5 @@
-import { ago, shortId, type Output } from './output.ts'
+import { shortPeerId } from '../core/format.ts'
+import { ago, type Output } from './output.ts'
 import type { DaemonStatus, DialAttempt, PingResult } from '../core/types.ts'
 
 export function renderStatus (o: Output, s: DaemonStatus): void {
@@ -19,7 +20,7 @@ export function renderStatus (o: Output, s: DaemonStatus): void {
   if (s.proxies != null && s.proxies.length > 0) {
     o.out('Proxy:')
     for (const p of s.proxies) {
-      const use = p.inUse ? `in use by the relay path (${p.relays.map(shortId).join(', ')})` : `not used by the relay path${p.tunnels > 0 ? `, ${p.tunnels} other tunnel(s) open` : ''}`
+      const use = p.inUse ? `in use by the relay path (${p.relays.map(shortPeerId).join(', ')})` : `not used by the relay path${p.tunnels > 0 ? `, ${p.tunnels} other tunnel(s) open` : ''}`
       o.out(`  ${p.url} (${p.kind}, from ${p.source}) for ${p.usedFor.join('/')} dials${p.noProxyRules > 0 ? `, ${p.noProxyRules} NO_PROXY rule(s)` : ''}: ${use}`)
     }
   }
@@ -61,25 +62,25 @@ export function renderStatus (o: Output, s: DaemonStatus): void {
   for (const a of s.listenAddrs) o.out(`  ${a}`)
   o.out(`Connections (${s.connections.length}):`)
   for (const c of s.connections) {
-    o.out(`  ${shortId(c.peerId)}  ${c.direct ? 'direct ' : 'relayed'}  ${c.transport.padEnd(7)} ${c.remoteAddr}`)
+    o.out(`  ${shortPeerId(c.peerId)}  ${c.direct ? 'direct ' : 'relayed'}  ${c.transport.padEnd(7)} ${c.remoteAddr}`)
   }
   // direct upgrades of peers met through a relay: why each is direct or not
   if (s.directPaths != null && s.directPaths.length > 0) {
     o.out(`Direct paths (${s.directPaths.length}):`)
-    for (const p of s.directPaths) o.out(`  ${shortId(p.peerId)}  ${p.state.padEnd(7)}  ${(p.transport ?? '-').padEnd(7)} ${p.reason}`)
+    for (const p of s.directPaths) o.out(`  ${shortPeerId(p.peerId)}  ${p.state.padEnd(7)}  ${(p.transport ?? '-').padEnd(7)} ${p.reason}`)
   }
 }
 
 export function renderPing (o: Output, r: PingResult): void {
   for (const p of r.probes) {
     if (!p.ok) {
-      o.out(`ping ${p.seq}: ${shortId(r.peerId ?? r.target)} failed: ${p.error ?? 'unknown error'}`)
+      o.out(`ping ${p.seq}: ${shortPeerId(r.peerId ?? r.target)} failed: ${p.error ?? 'unknown error'}`)
       continue
     }
     const path = p.path === 'relay'
-      ? `via relay ${shortId(p.relay ?? '?')} (${p.transport ?? '?'} to the relay)`
+      ? `via relay ${shortPeerId(p.relay ?? '?')} (${p.transport ?? '?'} to the relay)`
       : `direct over ${p.transport ?? '?'}`
-    o.out(`pong from ${shortId(r.peerId ?? r.target)} ${path} in ${p.rttMs ?? '?'} ms`)
+    o.out(`pong from ${shortPeerId(r.peerId ?? r.target)} ${path} in ${p.rttMs ?? '?'} ms`)
   }
 }
 

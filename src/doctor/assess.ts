@@ -1,3 +1,4 @@
+import { duration, portOf, shortPeerId } from '../core/format.ts'
 import type { CheckValue, DoctorCheck, DoctorObservations, DoctorPath, DoctorReport, RungObservation } from '../core/doctor.ts'
 import type { Transport } from '../core/types.ts'
 
@@ -23,10 +24,6 @@ const REFUSED = new Set(['ECONNREFUSED'])
 
 type Assessed = Pick<DoctorReport, 'canDonate' | 'verdict' | 'path' | 'natMapping' | 'checks' | 'allowlist'>
 
-export function shortPeer (peerId: string): string {
-  return peerId.length > 16 ? `${peerId.slice(0, 8)}…${peerId.slice(-6)}` : peerId
-}
-
 function hostPort (r: RungObservation): string {
   return r.host != null ? `${r.host.includes(':') ? `[${r.host}]` : r.host}:${r.port ?? '?'}` : r.addr
 }
@@ -40,19 +37,14 @@ function transportWords (t: Transport, port?: number): string {
   return port != null ? `${name} on port ${port}` : name
 }
 
-function seconds (ms: number | undefined): string {
-  if (ms == null) return '?'
-  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`
-}
-
 /** A rung in a few words: "198.51.100.10:4001 connected in 12 ms". */
 function rungText (r: RungObservation): string {
   const where = `${hostPort(r)}${r.proxy != null ? ` through proxy ${r.proxy}` : ''}`
   switch (r.outcome) {
-    case 'success': return `${where} connected in ${seconds(r.durationMs)}`
+    case 'success': return `${where} connected in ${duration(r.durationMs)}`
     case 'not-tried': return `${where} not tried`
     case 'cancelled': return `${where} cancelled at ${r.phase ?? 'start'}`
-    case 'failure': return `${where} failed at ${r.phase ?? 'start'} after ${seconds(r.durationMs)}: ${r.cause ?? r.code ?? 'unknown cause'}`
+    case 'failure': return `${where} failed at ${r.phase ?? 'start'} after ${duration(r.durationMs)}: ${r.cause ?? r.code ?? 'unknown cause'}`
   }
 }
 
@@ -158,7 +150,7 @@ function checkLibp2pOverTcp (obs: DoctorObservations): DoctorCheck {
   if (ok.length > 0) return check('libp2p-over-tcp', 'yes', `the libp2p handshake (multistream-select, Noise, yamux) completed: ${ok.map(rungText).join('; ')}`)
   const stalled = raw.filter(r => r.phase != null && PAST_TCP_CONNECT.has(r.phase))
   if (stalled.length > 0) {
-    return check('libp2p-over-tcp', 'no', stalled.map(r => `${hostPort(r)}: TCP connected, then the handshake ${r.timedOut === true ? `got no answer within ${seconds(r.durationMs)}` : `failed at ${r.phase ?? '?'}`} (${r.cause ?? r.code ?? ''}) — likely a protocol-inspecting firewall`).join('; '))
+    return check('libp2p-over-tcp', 'no', stalled.map(r => `${hostPort(r)}: TCP connected, then the handshake ${r.timedOut === true ? `got no answer within ${duration(r.durationMs)}` : `failed at ${r.phase ?? '?'}`} (${r.cause ?? r.code ?? ''}) — likely a protocol-inspecting firewall`).join('; '))
   }
   return check('libp2p-over-tcp', 'unknown', `TCP did not connect, so the handshake was not tried (${raw.map(rungText).join('; ')})`)
 }
@@ -189,7 +181,7 @@ function checkTls (obs: DoctorObservations): DoctorCheck {
 function checkProxy (obs: DoctorObservations): DoctorCheck {
   if (obs.proxies.length === 0) return check('proxy', 'no', 'no proxy configured (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and their lower-case forms are unset)')
   const inUse = obs.proxies.filter(p => p.inUse)
-  if (inUse.length > 0) return check('proxy', 'yes', `${inUse.map(p => `${p.url} (${p.source})`).join(', ')} carries the relay connection${inUse.flatMap(p => p.relays).length > 0 ? ` to ${[...new Set(inUse.flatMap(p => p.relays))].map(shortPeer).join(', ')}` : ''}`)
+  if (inUse.length > 0) return check('proxy', 'yes', `${inUse.map(p => `${p.url} (${p.source})`).join(', ')} carries the relay connection${inUse.flatMap(p => p.relays).length > 0 ? ` to ${[...new Set(inUse.flatMap(p => p.relays))].map(shortPeerId).join(', ')}` : ''}`)
   const proxied = rungsOf(obs, r => r.proxy != null)
   const ok = proxied.filter(r => r.outcome === 'success')
   const configured = obs.proxies.map(p => `${p.url} (${p.source}, for ${p.usedFor.join('/')})`).join(', ')
@@ -201,12 +193,12 @@ function checkProxy (obs: DoctorObservations): DoctorCheck {
 
 function checkReservation (obs: DoctorObservations): DoctorCheck {
   if (obs.reservations.length > 0) {
-    return check('reservation', 'yes', obs.reservations.map(r => `reserved on relay ${shortPeer(r.peerId)} over ${r.transport}${r.addr != null ? ` (${r.addr})` : ''}`).join('; '))
+    return check('reservation', 'yes', obs.reservations.map(r => `reserved on relay ${shortPeerId(r.peerId)} over ${r.transport}${r.addr != null ? ` (${r.addr})` : ''}`).join('; '))
   }
   if (obs.relays.length === 0) return check('reservation', 'unknown', 'no bootstrap relay configured: nothing to reserve on (give one with --bootstrap /ip4/…/tcp/4001/p2p/<relay PeerId>)')
   const errors = obs.reservationErrors.filter(e => e.error != null)
-  if (errors.length === 0) return check('reservation', 'unknown', `no reservation within ${seconds(obs.observedMs)}, and no attempt had ended yet`)
-  return check('reservation', 'no', errors.map(e => `relay ${shortPeer(e.relay)}: ${e.error ?? ''}`).join('; '))
+  if (errors.length === 0) return check('reservation', 'unknown', `no reservation within ${duration(obs.observedMs)}, and no attempt had ended yet`)
+  return check('reservation', 'no', errors.map(e => `relay ${shortPeerId(e.relay)}: ${e.error ?? ''}`).join('; '))
 }
 
 function checkReachability (obs: DoctorObservations): DoctorCheck {
@@ -249,14 +241,6 @@ function pathOf (obs: DoctorObservations): DoctorPath | undefined {
   }
 }
 
-function portOf (addr: string | undefined): number | undefined {
-  if (addr == null) return undefined
-  const parts = addr.split('/')
-  const i = parts.findIndex(p => p === 'tcp' || p === 'udp')
-  const n = Number(parts[i + 1])
-  return i === -1 || !Number.isInteger(n) ? undefined : n
-}
-
 function value (checks: DoctorCheck[], name: DoctorCheck['name']): CheckValue {
   return checks.find(c => c.name === name)?.value ?? 'unknown'
 }
@@ -267,12 +251,12 @@ function verdictOf (obs: DoctorObservations, checks: DoctorCheck[], path: Doctor
   if (path != null) {
     const how = transportWords(path.transport, portOf(path.addr))
     sentences.push(path.viaProxy
-      ? `You can donate: reachable only through proxy ${path.proxy ?? '?'}, to relay ${shortPeer(path.relay)} over ${how}.`
-      : `You can donate: reachable through relay ${shortPeer(path.relay)} over ${how}.`)
+      ? `You can donate: reachable only through proxy ${path.proxy ?? '?'}, to relay ${shortPeerId(path.relay)} over ${how}.`
+      : `You can donate: reachable through relay ${shortPeerId(path.relay)} over ${how}.`)
   } else if (obs.relays.length === 0) {
     sentences.push('You cannot donate yet: no bootstrap relay is configured (give one with --bootstrap, WORLDCOMPUTE_BOOTSTRAP or "bootstrap" in config.json).')
   } else if (obs.relays.every(r => relayLooksDown(obs, r))) {
-    sentences.push(`You cannot donate right now: every bootstrap relay refused the connection (${obs.relays.map(shortPeer).join(', ')} look down, or their ports are closed); this says little about your network — try again later or use another relay.`)
+    sentences.push(`You cannot donate right now: every bootstrap relay refused the connection (${obs.relays.map(shortPeerId).join(', ')} look down, or their ports are closed); this says little about your network — try again later or use another relay.`)
   } else {
     sentences.push(`You cannot donate from this network yet: no relay could be reserved (${checks.find(c => c.name === 'reservation')?.detail ?? 'no attempt finished'}).`)
   }
@@ -314,7 +298,7 @@ function allowlistOf (obs: DoctorObservations, checks: DoctorCheck[]): string[] 
   for (const r of obs.rungs) {
     if (r.outcome !== 'failure' || relayLooksDown(obs, r.relay)) continue
     if (r.code != null && REFUSED.has(r.code)) continue
-    const relay = `relay ${shortPeer(r.relay)}`
+    const relay = `relay ${shortPeerId(r.relay)}`
     if (r.proxy != null) {
       if (r.phase === 'proxy') out.push(`CONNECT to ${hostPort(r)} through proxy ${r.proxy} (${transportWords(r.transport)} to ${relay})`)
       continue

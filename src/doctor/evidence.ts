@@ -9,7 +9,8 @@ import type { DoctorReport } from '../core/doctor.ts'
 import type { DialAttempt } from '../core/types.ts'
 
 /**
- * Evidence bundles (design notes §6): one folder per run,
+ * Evidence bundles: one folder per run, by phase, area and UTC start time
+ * (so the runs of one area sort by time),
  * `<root>/phase<N>/<area>/<UTC yyyymmddThhmmssZ>/` holding
  *
  *   run.log        the run's log lines (< 10 MB)
@@ -27,7 +28,7 @@ import type { DialAttempt } from '../core/types.ts'
  */
 
 export const EVIDENCE_FILES = ['run.log', 'metadata.json', 'results.json', 'trace.jsonl', 'index.md'] as const
-/** design notes §6: run.log under 10 MB; the other files have no reason to be larger */
+/** Each file under 10 MB: bundles are sent back from the field, and only run.log grows with the run */
 export const MAX_FILE_BYTES = 10 * 1024 * 1024
 export const DEFAULT_AREA = 'firewall-traversal'
 export const DEFAULT_PHASE = 1
@@ -255,92 +256,106 @@ function readJson (file: string, problems: string[]): Record<string, unknown> | 
 
 export function validateBundle (dir: string): EvidenceValidation {
   const problems: string[] = []
-  let attempts = 0
-  let overall: string | undefined
   const name = dir.split(/[\\/]/).filter(Boolean).pop() ?? ''
   if (!STAMP.test(name.replace(/-\d+$/, ''))) problems.push(`folder name "${name}" is not a UTC stamp yyyymmddThhmmssZ`)
-  for (const f of EVIDENCE_FILES) {
-    const file = join(dir, f)
-    if (!existsSync(file)) { problems.push(`${f} is missing`); continue }
-    const st = lstatSync(file)
-    if (!st.isFile()) { problems.push(`${f} is not a regular file`); continue }
-    if (st.size >= MAX_FILE_BYTES) problems.push(`${f} is ${st.size} bytes; it must be under ${MAX_FILE_BYTES} (10 MB)`)
-    if (st.size === 0 && f !== 'run.log' && f !== 'trace.jsonl') problems.push(`${f} is empty`)
-    if (st.size < MAX_FILE_BYTES) {
-      const text = readFileSync(file, 'utf8')
-      for (const m of text.matchAll(CREDENTIAL_URL)) {
-        if (m[1] !== '***' && m[2] !== '***') { problems.push(`${f} contains credentials in a URL (${m[0].replace(m[2], '…')}): redact them as ***`); break }
-      }
-    }
-  }
-
+  for (const f of EVIDENCE_FILES) checkFile(dir, f, problems)
   const meta = existsSync(join(dir, 'metadata.json')) ? readJson(join(dir, 'metadata.json'), problems) : undefined
-  if (meta != null) {
-    for (const k of ['run_id', 'area', 'git_sha', 'software_version']) {
-      if (typeof meta[k] !== 'string' || meta[k] === '') problems.push(`metadata.json: "${k}" must be a non-empty string`)
-    }
-    for (const k of ['started_at', 'ended_at']) if (!isIso(meta[k])) problems.push(`metadata.json: "${k}" must be an ISO 8601 UTC time, got ${JSON.stringify(meta[k])}`)
-    if (isIso(meta.started_at) && isIso(meta.ended_at) && Date.parse(meta.ended_at as string) < Date.parse(meta.started_at as string)) problems.push('metadata.json: ended_at is before started_at')
-    const machines = meta.machines
-    if (!Array.isArray(machines) || machines.length === 0) {
-      problems.push('metadata.json: "machines" must be a non-empty array')
-    } else {
-      machines.forEach((m: unknown, i) => {
-        const mm = m as Record<string, unknown> | null
-        if (mm == null || typeof mm !== 'object') problems.push(`metadata.json: machines[${i}] must be an object`)
-        else if (mm.network_profile == null || typeof mm.network_profile !== 'object' || Array.isArray(mm.network_profile)) problems.push(`metadata.json: machines[${i}].network_profile must be an object`)
-      })
-    }
-    if (meta.env == null || typeof meta.env !== 'object' || Array.isArray(meta.env)) problems.push('metadata.json: "env" must be an object')
-    else for (const [k, v] of Object.entries(meta.env)) if (typeof v !== 'string') problems.push(`metadata.json: env.${k} must be a string`)
-  }
-
+  if (meta != null) checkMetadata(meta, problems)
   const results = existsSync(join(dir, 'results.json')) ? readJson(join(dir, 'results.json'), problems) : undefined
-  if (results != null) {
-    overall = typeof results.overall === 'string' ? results.overall : undefined
-    if (!['pass', 'fail', 'partial'].includes(String(results.overall))) problems.push(`results.json: "overall" must be pass, fail or partial, got ${JSON.stringify(results.overall)}`)
-    const list = results.assertions
-    if (!Array.isArray(list) || list.length === 0) {
-      problems.push('results.json: "assertions" must be a non-empty array')
-    } else {
-      let failed = 0
-      list.forEach((a: unknown, i) => {
-        const aa = a as Record<string, unknown> | null
-        if (aa == null || typeof aa !== 'object') { problems.push(`results.json: assertions[${i}] must be an object`); return }
-        if (typeof aa.name !== 'string' || aa.name === '') problems.push(`results.json: assertions[${i}].name must be a non-empty string`)
-        if (!('expected' in aa)) problems.push(`results.json: assertions[${i}] (${String(aa.name)}) has no "expected"`)
-        if (!('observed' in aa)) problems.push(`results.json: assertions[${i}] (${String(aa.name)}) has no "observed"`)
-        if (typeof aa.pass !== 'boolean') problems.push(`results.json: assertions[${i}] (${String(aa.name)}).pass must be true or false`)
-        if (aa.pass === false) failed++
-      })
-      if (results.overall === 'pass' && failed > 0) problems.push(`results.json: overall is "pass" but ${failed} assertion(s) failed`)
-      if (results.overall !== 'pass' && failed === 0 && ['fail', 'partial'].includes(String(results.overall))) problems.push(`results.json: overall is "${String(results.overall)}" but every assertion passed`)
+  if (results != null) checkResults(results, problems)
+  const overall = typeof results?.overall === 'string' ? results.overall : undefined
+  const attempts = checkTrace(join(dir, 'trace.jsonl'), problems)
+  return { bundle: dir, ok: problems.length === 0, problems, attempts, ...(overall != null ? { overall } : {}) }
+}
+
+/** One required file: present, a regular file, under the size cap, not empty (but for the two that may be), and with no credentials in a URL. */
+function checkFile (dir: string, f: string, problems: string[]): void {
+  const file = join(dir, f)
+  if (!existsSync(file)) { problems.push(`${f} is missing`); return }
+  const st = lstatSync(file)
+  if (!st.isFile()) { problems.push(`${f} is not a regular file`); return }
+  if (st.size >= MAX_FILE_BYTES) problems.push(`${f} is ${st.size} bytes; it must be under ${MAX_FILE_BYTES} (10 MB)`)
+  if (st.size === 0 && f !== 'run.log' && f !== 'trace.jsonl') problems.push(`${f} is empty`)
+  if (st.size < MAX_FILE_BYTES) {
+    const text = readFileSync(file, 'utf8')
+    for (const m of text.matchAll(CREDENTIAL_URL)) {
+      if (m[1] !== '***' && m[2] !== '***') { problems.push(`${f} contains credentials in a URL (${m[0].replace(m[2], '…')}): redact them as ***`); break }
     }
   }
+}
 
-  const traceFile = join(dir, 'trace.jsonl')
-  if (existsSync(traceFile) && lstatSync(traceFile).isFile() && lstatSync(traceFile).size < MAX_FILE_BYTES) {
-    const lines = readFileSync(traceFile, 'utf8').split('\n')
-    let reported = 0
-    lines.forEach((line, i) => {
-      if (line.trim() === '' || reported >= 20) return
-      const bad = (why: string): void => { problems.push(`trace.jsonl line ${i + 1}: ${why}`); reported++ }
-      let rec: Record<string, unknown>
-      try {
-        rec = JSON.parse(line) as Record<string, unknown>
-      } catch (err) {
-        bad(`not JSON (${(err as Error).message})`)
-        return
-      }
-      if (rec == null || typeof rec !== 'object' || Array.isArray(rec)) { bad('not a JSON object'); return }
-      if (rec.type !== 'dial_attempt') { bad(`"type" must be "dial_attempt", got ${JSON.stringify(rec.type)}`); return }
-      attempts++
-      if (!isIso(rec.ts)) bad(`"ts" must be an ISO 8601 UTC time, got ${JSON.stringify(rec.ts)}`)
-      for (const k of ['target', 'transport', 'phase', 'cause']) if (typeof rec[k] !== 'string' || (k !== 'cause' && rec[k] === '')) bad(`"${k}" must be a${k === 'cause' ? '' : ' non-empty'} string`)
-      if (!OUTCOMES.has(String(rec.outcome))) bad(`"outcome" must be success, failure or cancelled, got ${JSON.stringify(rec.outcome)}`)
-      if (rec.outcome !== 'success' && (typeof rec.cause !== 'string' || rec.cause.trim() === '')) bad('a failed or cancelled attempt must say its cause')
-      if (typeof rec.duration_ms !== 'number' || !Number.isFinite(rec.duration_ms) || rec.duration_ms < 0) bad(`"duration_ms" must be a number ≥ 0, got ${JSON.stringify(rec.duration_ms)}`)
+function isObject (v: unknown): v is Record<string, unknown> {
+  return v != null && typeof v === 'object' && !Array.isArray(v)
+}
+
+function checkMetadata (meta: Record<string, unknown>, problems: string[]): void {
+  for (const k of ['run_id', 'area', 'git_sha', 'software_version']) {
+    if (typeof meta[k] !== 'string' || meta[k] === '') problems.push(`metadata.json: "${k}" must be a non-empty string`)
+  }
+  for (const k of ['started_at', 'ended_at']) if (!isIso(meta[k])) problems.push(`metadata.json: "${k}" must be an ISO 8601 UTC time, got ${JSON.stringify(meta[k])}`)
+  if (isIso(meta.started_at) && isIso(meta.ended_at) && Date.parse(meta.ended_at as string) < Date.parse(meta.started_at as string)) problems.push('metadata.json: ended_at is before started_at')
+  const machines = meta.machines
+  if (!Array.isArray(machines) || machines.length === 0) {
+    problems.push('metadata.json: "machines" must be a non-empty array')
+  } else {
+    machines.forEach((m: unknown, i) => {
+      const mm = m as Record<string, unknown> | null
+      if (mm == null || typeof mm !== 'object') problems.push(`metadata.json: machines[${i}] must be an object`)
+      else if (!isObject(mm.network_profile)) problems.push(`metadata.json: machines[${i}].network_profile must be an object`)
     })
   }
-  return { bundle: dir, ok: problems.length === 0, problems, attempts, ...(overall != null ? { overall } : {}) }
+  if (!isObject(meta.env)) problems.push('metadata.json: "env" must be an object')
+  else for (const [k, v] of Object.entries(meta.env)) if (typeof v !== 'string') problems.push(`metadata.json: env.${k} must be a string`)
+}
+
+function checkResults (results: Record<string, unknown>, problems: string[]): void {
+  if (!['pass', 'fail', 'partial'].includes(String(results.overall))) problems.push(`results.json: "overall" must be pass, fail or partial, got ${JSON.stringify(results.overall)}`)
+  const list = results.assertions
+  if (!Array.isArray(list) || list.length === 0) {
+    problems.push('results.json: "assertions" must be a non-empty array')
+    return
+  }
+  let failed = 0
+  list.forEach((a: unknown, i) => {
+    const aa = a as Record<string, unknown> | null
+    if (aa == null || typeof aa !== 'object') { problems.push(`results.json: assertions[${i}] must be an object`); return }
+    if (typeof aa.name !== 'string' || aa.name === '') problems.push(`results.json: assertions[${i}].name must be a non-empty string`)
+    if (!('expected' in aa)) problems.push(`results.json: assertions[${i}] (${String(aa.name)}) has no "expected"`)
+    if (!('observed' in aa)) problems.push(`results.json: assertions[${i}] (${String(aa.name)}) has no "observed"`)
+    if (typeof aa.pass !== 'boolean') problems.push(`results.json: assertions[${i}] (${String(aa.name)}).pass must be true or false`)
+    if (aa.pass === false) failed++
+  })
+  if (results.overall === 'pass' && failed > 0) problems.push(`results.json: overall is "pass" but ${failed} assertion(s) failed`)
+  if (results.overall !== 'pass' && failed === 0 && ['fail', 'partial'].includes(String(results.overall))) problems.push(`results.json: overall is "${String(results.overall)}" but every assertion passed`)
+}
+
+/** Checks trace.jsonl (at most 20 problems reported); returns how many dial_attempt records it holds. */
+function checkTrace (traceFile: string, problems: string[]): number {
+  if (!existsSync(traceFile) || !lstatSync(traceFile).isFile() || lstatSync(traceFile).size >= MAX_FILE_BYTES) return 0
+  let attempts = 0
+  let reported = 0
+  readFileSync(traceFile, 'utf8').split('\n').forEach((line, i) => {
+    if (line.trim() === '' || reported >= 20) return
+    const bad = (why: string): void => { problems.push(`trace.jsonl line ${i + 1}: ${why}`); reported++ }
+    let rec: unknown
+    try {
+      rec = JSON.parse(line)
+    } catch (err) {
+      bad(`not JSON (${(err as Error).message})`)
+      return
+    }
+    if (!isObject(rec)) { bad('not a JSON object'); return }
+    if (rec.type !== 'dial_attempt') { bad(`"type" must be "dial_attempt", got ${JSON.stringify(rec.type)}`); return }
+    attempts++
+    checkTraceRecord(rec, bad)
+  })
+  return attempts
+}
+
+function checkTraceRecord (rec: Record<string, unknown>, bad: (why: string) => void): void {
+  if (!isIso(rec.ts)) bad(`"ts" must be an ISO 8601 UTC time, got ${JSON.stringify(rec.ts)}`)
+  for (const k of ['target', 'transport', 'phase', 'cause']) if (typeof rec[k] !== 'string' || (k !== 'cause' && rec[k] === '')) bad(`"${k}" must be a${k === 'cause' ? '' : ' non-empty'} string`)
+  if (!OUTCOMES.has(String(rec.outcome))) bad(`"outcome" must be success, failure or cancelled, got ${JSON.stringify(rec.outcome)}`)
+  if (rec.outcome !== 'success' && (typeof rec.cause !== 'string' || rec.cause.trim() === '')) bad('a failed or cancelled attempt must say its cause')
+  if (typeof rec.duration_ms !== 'number' || !Number.isFinite(rec.duration_ms) || rec.duration_ms < 0) bad(`"duration_ms" must be a number ≥ 0, got ${JSON.stringify(rec.duration_ms)}`)
 }

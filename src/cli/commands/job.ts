@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs'
 import { commonOptions, parse, UsageError } from '../args.ts'
 import { ApiClient } from '../../api/client.ts'
 import { resolveDataDir } from '../../config/data-dir.ts'
-import { printJson, shortId, type Output } from '../output.ts'
+import { shortPeerId } from '../../core/format.ts'
+import { printJson, type Output } from '../output.ts'
 import type { JobLimits, JobView } from '../../core/job.ts'
 
 export const help = `worldcompute job submit MODULE.wasm [--input FILE|-] [--arg A]... [--env K=V]... [--replicas N]
@@ -26,7 +27,7 @@ function client (dataDir: string | undefined): ApiClient {
 
 function summary (v: JobView): string {
   const replicas = v.replicas.filter(r => r.state === 'done')
-  const paths = replicas.map(r => `${shortId(r.executor)} (${r.path ?? '?'}${r.receiptVerified ? ', receipt verified' : ''})`).join(', ')
+  const paths = replicas.map(r => `${shortPeerId(r.executor)} (${r.path ?? '?'}${r.receiptVerified ? ', receipt verified' : ''})`).join(', ')
   return `job ${v.jobId}: ${v.status}${v.exitCode != null && v.exitCode !== 0 ? ` (exit ${v.exitCode})` : ''} in ${(v.durationMs / 1000).toFixed(2)} s — ${v.message}` +
     (paths !== '' ? `\n  executors: ${paths}` : '') +
     (v.fuelUsed != null ? `\n  fuel used: ${v.fuelUsed}` : '')
@@ -51,7 +52,7 @@ async function waitForFinal (api: ApiClient, jobId: string, o: Output, progress:
   // bounded by the job itself: the broker always reaches a final state (result, no agreement, or unavailable)
   for (;;) {
     const v = await api.call('job', { id: jobId, full: false })
-    const line = `${v.status}: ${v.message}` + v.replicas.map(r => ` [${shortId(r.executor)} ${r.state}${r.path != null ? ` ${r.path}` : ''}]`).join('')
+    const line = `${v.status}: ${v.message}` + v.replicas.map(r => ` [${shortPeerId(r.executor)} ${r.state}${r.path != null ? ` ${r.path}` : ''}]`).join('')
     if (progress && line !== last) o.err(`  ${line}`)
     last = line
     if (v.final) return await api.call('job', { id: jobId, full: true })

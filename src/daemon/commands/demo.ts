@@ -7,7 +7,9 @@ import { createInterface } from 'node:readline'
 import { commonOptions, parse } from '../../cli/args.ts'
 import { ApiClient } from '../../api/client.ts'
 import { WorldComputeError } from '../../core/errors.ts'
-import { shortId, type Output } from '../../cli/output.ts'
+import type { Output } from '../../cli/output.ts'
+import { delay } from '../../core/async.ts'
+import { shortPeerId } from '../../core/format.ts'
 import type { DaemonStatus, DialAttempt } from '../../core/types.ts'
 
 export const help = `worldcompute demo [--keep]
@@ -99,9 +101,133 @@ async function waitForReservation (client: ApiClient, child: Child, started: num
     } catch (err) {
       last = err // the daemon is still starting: its API is not up yet
     }
-    await new Promise(resolve => setTimeout(resolve, 50))
+    await delay(50)
   }
   throw new DemoError(`${child.name} did not get a relay reservation within ${JOIN_TIMEOUT_MS / 1000} s${last instanceof Error ? ` (last API error: ${last.message})` : ''}; its log:\n${tail(child.logFile)}`)
+}
+
+interface DemoDonor {
+  name: string
+  child: Child
+  started: number
+  client: ApiClient
+}
+
+interface JoinedDonor extends DemoDonor {
+  status: DaemonStatus
+  /** ms from spawn to its first reservation */
+  elapsed: number
+  dials: DialAttempt[]
+}
+
+/** The relay on loopback, with TCP, QUIC and WebSocket; resolves with its loopback addresses once it reports them. */
+async function startDemoRelay (dir: string, children: Child[], o: Output): Promise<string[]> {
+  o.out('Starting a relay on 127.0.0.1 (TCP, QUIC and WebSocket)…')
+  const relay = spawnCli('relay', [
+    'relay', '--data-dir', join(dir, 'relay'), '--json',
+    '--listen', '/ip4/127.0.0.1/tcp/0',
+    '--listen', '/ip4/127.0.0.1/udp/0/quic-v1',
+    '--listen', '/ip4/127.0.0.1/tcp/0/ws'
+  ], dir)
+  children.push(relay)
+  const info = await firstJsonLine(relay, RELAY_START_TIMEOUT_MS)
+  const relayId = String(info.peerId)
+  const addrs = (info.announceAddrs as string[]).filter(a => a.startsWith('/ip4/127.0.0.1/'))
+  o.out(`  relay ${relayId}`)
+  for (const a of addrs) o.out(`    ${a}`)
+  return addrs
+}
+
+/** The relay's addresses of one transport. */
+function addrsOf (addrs: string[], transport: string): string[] {
+  return addrs.filter(a => transport === 'quic' ? a.includes('/quic-v1') : transport === 'ws' ? a.includes('/ws') : !a.includes('/ws') && a.includes('/tcp/'))
+}
+
+/** Two relay-only donors, each given the relay's addresses in another order. */
+function startDemoDonors (dir: string, relayAddrs: string[], children: Child[], o: Output): DemoDonor[] {
+  // each donor is given the relay's addresses in a different order, so the
+  // demo shows two transports; a donor uses the first one that works
+  const plans = [
+    { name: 'donor-1', order: ['quic', 'tcp', 'ws'] },
+    { name: 'donor-2', order: ['ws', 'tcp', 'quic'] }
+  ]
+  o.out('Starting two donors that listen only through the relay (--listen /p2p-circuit)…')
+  return plans.map(plan => {
+    const bootstrap = plan.order.flatMap(t => addrsOf(relayAddrs, t))
+    const started = Date.now()
+    const child = spawnCli(plan.name, [
+      'daemon', '--data-dir', join(dir, plan.name), '--listen', '/p2p-circuit', '--api-port', '0',
+      ...bootstrap.flatMap(b => ['--bootstrap', b])
+    ], dir)
+    children.push(child)
+    return { name: plan.name, child, started, client: new ApiClient({ dataDir: join(dir, plan.name) }) }
+  })
+}
+
+async function joined (d: DemoDonor): Promise<JoinedDonor> {
+  const status = await waitForReservation(d.client, d.child, d.started)
+  const elapsed = Date.now() - d.started
+  const dials = await d.client.call('dials', { limit: 50 })
+  return { ...d, status, elapsed, dials: dials.attempts }
+}
+
+function reportJoined (o: Output, d: JoinedDonor): void {
+  const r = d.status.relays[0]
+  const dial = d.dials.find(a => a.purpose === 'bootstrap' && a.outcome === 'success')
+  const reservation = d.dials.find(a => a.phase === 'reservation' && a.outcome === 'success')
+  o.out(`  ${d.name} ${d.status.peerId} joined: reached relay ${shortPeerId(r.peerId)} over ${r.transport}` +
+    `${dial != null ? ` (dial ${Math.round(dial.duration_ms)} ms` : ' ('}` +
+    `${reservation != null ? `, reservation ${Math.round(reservation.duration_ms)} ms)` : ')'}` +
+    `, ${(d.elapsed / 1000).toFixed(2)} s after the process started`)
+  o.out(`    circuit address: ${r.circuitAddr}`)
+  o.out(`    reachability: ${d.status.reachability} (${d.status.reachabilityReason})`)
+}
+
+async function pingThroughRelay (o: Output, a: JoinedDonor, b: JoinedDonor): Promise<void> {
+  o.out(`Pinging ${b.name} from ${a.name} by PeerId (through the relay)…`)
+  const pong = await a.client.call('ping', { target: b.status.peerId, count: 2 }, { timeoutMs: 30_000 })
+  for (const p of pong.probes) {
+    if (!p.ok) throw new DemoError(`ping ${p.seq} from ${a.name} to ${b.name} failed: ${p.error ?? 'unknown'}`)
+    o.out(`  pong ${p.seq} in ${p.rttMs} ms via ${p.path === 'relay' ? `relay ${shortPeerId(p.relay ?? '')}` : `a direct ${p.transport ?? ''} connection`}`)
+  }
+}
+
+/** A real WASI job (C compiled to wasm32-wasi) submitted to `a`, whose only other executor is `b`. */
+async function runDemoJob (o: Output, a: JoinedDonor, b: JoinedDonor): Promise<void> {
+  const module = readFileSync(DEMO_MODULE)
+  const input = Buffer.from('1000000\n')
+  o.out(`Submitting examples/primes.wasm (stdin "1000000") from ${a.name}; ${b.name} is the only other executor…`)
+  const submitted = Date.now()
+  const accepted = await a.client.call('submitJob', {
+    module: module.toString('base64'),
+    input: input.toString('base64'),
+    moduleName: 'primes.wasm',
+    args: [],
+    env: [],
+    replicas: 1,
+    limits: { deadlineMs: 30_000 }
+  })
+  let view = accepted
+  const jobDeadline = Date.now() + JOB_TIMEOUT_MS
+  while (!view.final) {
+    if (Date.now() > jobDeadline) throw new DemoError(`job ${accepted.jobId} did not finish within ${JOB_TIMEOUT_MS / 1000} s: ${view.message}`)
+    await delay(50)
+    view = await a.client.call('job', { id: accepted.jobId, full: true })
+  }
+  const replica = view.replicas.find(r => r.state === 'done')
+  if (view.status !== 'succeeded' || replica == null) {
+    throw new DemoError(`job ${view.jobId} ended ${view.status}: ${view.message}\n${b.name} log:\n${tail(b.child.logFile)}`)
+  }
+  o.out(`  output: ${(view.stdout ?? '').trim()}`)
+  o.out(`  ran on ${replica.executor === b.status.peerId ? b.name : replica.executor} over a ${replica.path} connection, receipt ${replica.receiptVerified ? 'verified' : 'NOT verified'}; ` +
+    `fuel ${view.fuelUsed ?? '?'}; ${Date.now() - submitted} ms from submit to verified result`)
+}
+
+async function untilSignal (): Promise<void> {
+  await new Promise<void>(resolve => {
+    process.once('SIGINT', () => resolve())
+    process.once('SIGTERM', () => resolve())
+  })
 }
 
 export async function run (argv: string[], o: Output): Promise<number> {
@@ -111,102 +237,17 @@ export async function run (argv: string[], o: Output): Promise<number> {
   const children: Child[] = []
   let ok = false
   try {
-    o.out('Starting a relay on 127.0.0.1 (TCP, QUIC and WebSocket)…')
-    const relay = spawnCli('relay', [
-      'relay', '--data-dir', join(dir, 'relay'), '--json',
-      '--listen', '/ip4/127.0.0.1/tcp/0',
-      '--listen', '/ip4/127.0.0.1/udp/0/quic-v1',
-      '--listen', '/ip4/127.0.0.1/tcp/0/ws'
-    ], dir)
-    children.push(relay)
-    const info = await firstJsonLine(relay, RELAY_START_TIMEOUT_MS)
-    const relayId = String(info.peerId)
-    const addrs = (info.announceAddrs as string[]).filter(a => a.startsWith('/ip4/127.0.0.1/'))
-    const byTransport = (t: string): string[] => addrs.filter(a => t === 'quic' ? a.includes('/quic-v1') : t === 'ws' ? a.includes('/ws') : !a.includes('/ws') && a.includes('/tcp/'))
-    o.out(`  relay ${relayId}`)
-    for (const a of addrs) o.out(`    ${a}`)
-
-    // each donor is given the relay's addresses in a different order, so the
-    // demo shows two transports; a donor uses the first one that works
-    const plans = [
-      { name: 'donor-1', order: ['quic', 'tcp', 'ws'] },
-      { name: 'donor-2', order: ['ws', 'tcp', 'quic'] }
-    ]
-    o.out('Starting two donors that listen only through the relay (--listen /p2p-circuit)…')
-    const donors = plans.map(plan => {
-      const bootstrap = plan.order.flatMap(byTransport)
-      const started = Date.now()
-      const child = spawnCli(plan.name, [
-        'daemon', '--data-dir', join(dir, plan.name), '--listen', '/p2p-circuit', '--api-port', '0',
-        ...bootstrap.flatMap(b => ['--bootstrap', b])
-      ], dir)
-      children.push(child)
-      return { ...plan, child, started, client: new ApiClient({ dataDir: join(dir, plan.name) }) }
-    })
-
-    const joined = await Promise.all(donors.map(async d => {
-      const status = await waitForReservation(d.client, d.child, d.started)
-      const elapsed = Date.now() - d.started
-      const dials = await d.client.call('dials', { limit: 50 })
-      return { ...d, status, elapsed, dials: dials.attempts }
-    }))
-
-    for (const d of joined) {
-      const r = d.status.relays[0]
-      const dial = d.dials.find((a: DialAttempt) => a.purpose === 'bootstrap' && a.outcome === 'success')
-      const reservation = d.dials.find((a: DialAttempt) => a.phase === 'reservation' && a.outcome === 'success')
-      o.out(`  ${d.name} ${d.status.peerId} joined: reached relay ${shortId(r.peerId)} over ${r.transport}` +
-        `${dial != null ? ` (dial ${Math.round(dial.duration_ms)} ms` : ' ('}` +
-        `${reservation != null ? `, reservation ${Math.round(reservation.duration_ms)} ms)` : ')'}` +
-        `, ${(d.elapsed / 1000).toFixed(2)} s after the process started`)
-      o.out(`    circuit address: ${r.circuitAddr}`)
-      o.out(`    reachability: ${d.status.reachability} (${d.status.reachabilityReason})`)
-    }
-
-    const [a, b] = joined
-    o.out(`Pinging ${b.name} from ${a.name} by PeerId (through the relay)…`)
-    const pong = await a.client.call('ping', { target: b.status.peerId, count: 2 }, { timeoutMs: 30_000 })
-    for (const p of pong.probes) {
-      if (!p.ok) throw new DemoError(`ping ${p.seq} from ${a.name} to ${b.name} failed: ${p.error ?? 'unknown'}`)
-      o.out(`  pong ${p.seq} in ${p.rttMs} ms via ${p.path === 'relay' ? `relay ${shortId(p.relay ?? '')}` : `a direct ${p.transport ?? ''} connection`}`)
-    }
-
-    // a real WASI job (C compiled to wasm32-wasi) from one relay-only donor to the other
-    const module = readFileSync(DEMO_MODULE)
-    const input = Buffer.from('1000000\n')
-    o.out(`Submitting examples/primes.wasm (stdin "1000000") from ${a.name}; ${b.name} is the only other executor…`)
-    const submitted = Date.now()
-    const accepted = await a.client.call('submitJob', {
-      module: module.toString('base64'),
-      input: input.toString('base64'),
-      moduleName: 'primes.wasm',
-      args: [],
-      env: [],
-      replicas: 1,
-      limits: { deadlineMs: 30_000 }
-    })
-    let view = accepted
-    const jobDeadline = Date.now() + JOB_TIMEOUT_MS
-    while (!view.final) {
-      if (Date.now() > jobDeadline) throw new DemoError(`job ${accepted.jobId} did not finish within ${JOB_TIMEOUT_MS / 1000} s: ${view.message}`)
-      await new Promise(resolve => setTimeout(resolve, 50))
-      view = await a.client.call('job', { id: accepted.jobId, full: true })
-    }
-    const replica = view.replicas.find(r => r.state === 'done')
-    if (view.status !== 'succeeded' || replica == null) {
-      throw new DemoError(`job ${view.jobId} ended ${view.status}: ${view.message}\n${b.name} log:\n${tail(b.child.logFile)}`)
-    }
-    o.out(`  output: ${(view.stdout ?? '').trim()}`)
-    o.out(`  ran on ${replica.executor === b.status.peerId ? b.name : replica.executor} over a ${replica.path} connection, receipt ${replica.receiptVerified ? 'verified' : 'NOT verified'}; ` +
-      `fuel ${view.fuelUsed ?? '?'}; ${Date.now() - submitted} ms from submit to verified result`)
+    const relayAddrs = await startDemoRelay(dir, children, o)
+    const donors = startDemoDonors(dir, relayAddrs, children, o)
+    const [a, b] = await Promise.all(donors.map(joined))
+    for (const d of [a, b]) reportJoined(o, d)
+    await pingThroughRelay(o, a, b)
+    await runDemoJob(o, a, b)
     o.out(`Both donors joined the mesh through the relay and ran a job; logs in ${values.keep ? dir : 'the demo folder (removed)'}.`)
     ok = true
     if (values.keep) {
       o.out(`Mesh left running (--keep). Data directories under ${dir}; press Ctrl-C to stop.`)
-      await new Promise<void>(resolve => {
-        process.once('SIGINT', () => resolve())
-        process.once('SIGTERM', () => resolve())
-      })
+      await untilSignal()
     }
     return 0
   } finally {
