@@ -82,67 +82,57 @@ function intIn (value: unknown, name: string, min: number, max: number, def: num
   return n
 }
 
+function parsePing (input: unknown): PingRequest {
+  const o = obj(input)
+  if (typeof o.target !== 'string' || o.target.trim() === '') throw new Error('target must be a PeerId or a multiaddr')
+  return { target: o.target.trim(), count: intIn(o.count, 'count', 1, 100, 3) }
+}
+
+function parseSubmitJob (input: unknown): SubmitJobRequest {
+  const o = obj(input)
+  const replicas = intIn(o.replicas, 'replicas', 1, 16, 1)
+  const moduleName = o.moduleName === undefined ? 'main.wasm' : o.moduleName
+  if (typeof moduleName !== 'string' || moduleName.length > 256) throw new Error('moduleName must be a string of at most 256 characters')
+  const env = stringList(o.env, 'env', 256, 4096)
+  for (const e of env) if (!e.includes('=')) throw new Error(`env entry "${e}" must be K=V`)
+  return {
+    module: base64Field(o.module, 'module'),
+    input: o.input === undefined ? '' : base64Field(o.input, 'input'),
+    moduleName,
+    args: stringList(o.args, 'args', 256, 4096),
+    env,
+    replicas,
+    limits: limitsOf(o.limits)
+  }
+}
+
+function parseJobRequest (input: unknown): JobRequest {
+  const o = obj(input)
+  if (typeof o.id !== 'string' || !/^[\w.-]{1,128}$/.test(o.id)) throw new Error('id must be a job ID')
+  return { id: o.id, full: o.full === 'true' || o.full === true || o.full === '1' }
+}
+
+/** A route typed by its request and response (the response type only marks what the client gets back). */
+function route<Req, Res> (r: Route<Req, Res>): Route<Req, Res> {
+  return r
+}
+
 export const routes = {
-  health: {
-    method: 'GET',
-    path: `${API_PREFIX}/health`,
-    parseRequest: () => ({})
-  } satisfies Route<Record<string, never>, HealthResponse> as Route<Record<string, never>, HealthResponse>,
-  status: {
-    method: 'GET',
-    path: `${API_PREFIX}/status`,
-    parseRequest: () => ({})
-  } satisfies Route<Record<string, never>, DaemonStatus> as Route<Record<string, never>, DaemonStatus>,
-  dials: {
+  health: route<Record<string, never>, HealthResponse>({ method: 'GET', path: `${API_PREFIX}/health`, parseRequest: () => ({}) }),
+  status: route<Record<string, never>, DaemonStatus>({ method: 'GET', path: `${API_PREFIX}/status`, parseRequest: () => ({}) }),
+  dials: route<DialsRequest, DialsResponse>({
     method: 'GET',
     path: `${API_PREFIX}/dials`,
     parseRequest: (input: unknown) => ({ limit: intIn(obj(input).limit, 'limit', 1, 10_000, 100) })
-  } satisfies Route<DialsRequest, DialsResponse> as Route<DialsRequest, DialsResponse>,
-  ping: {
-    method: 'POST',
-    path: `${API_PREFIX}/ping`,
-    parseRequest: (input: unknown) => {
-      const o = obj(input)
-      if (typeof o.target !== 'string' || o.target.trim() === '') throw new Error('target must be a PeerId or a multiaddr')
-      return { target: o.target.trim(), count: intIn(o.count, 'count', 1, 100, 3) }
-    }
-  } satisfies Route<PingRequest, PingResult> as Route<PingRequest, PingResult>,
-  submitJob: {
-    method: 'POST',
-    path: `${API_PREFIX}/jobs`,
-    maxBodyBytes: MAX_SUBMIT_BODY,
-    parseRequest: (input: unknown) => {
-      const o = obj(input)
-      const replicas = intIn(o.replicas, 'replicas', 1, 16, 1)
-      const moduleName = o.moduleName === undefined ? 'main.wasm' : o.moduleName
-      if (typeof moduleName !== 'string' || moduleName.length > 256) throw new Error('moduleName must be a string of at most 256 characters')
-      const env = stringList(o.env, 'env', 256, 4096)
-      for (const e of env) if (!e.includes('=')) throw new Error(`env entry "${e}" must be K=V`)
-      return {
-        module: base64Field(o.module, 'module'),
-        input: o.input === undefined ? '' : base64Field(o.input, 'input'),
-        moduleName,
-        args: stringList(o.args, 'args', 256, 4096),
-        env,
-        replicas,
-        limits: limitsOf(o.limits)
-      }
-    }
-  } satisfies Route<SubmitJobRequest, JobView> as Route<SubmitJobRequest, JobView>,
-  job: {
-    method: 'GET',
-    path: `${API_PREFIX}/job`,
-    parseRequest: (input: unknown) => {
-      const o = obj(input)
-      if (typeof o.id !== 'string' || !/^[\w.-]{1,128}$/.test(o.id)) throw new Error('id must be a job ID')
-      return { id: o.id, full: o.full === 'true' || o.full === true || o.full === '1' }
-    }
-  } satisfies Route<JobRequest, JobView> as Route<JobRequest, JobView>,
-  jobs: {
+  }),
+  ping: route<PingRequest, PingResult>({ method: 'POST', path: `${API_PREFIX}/ping`, parseRequest: parsePing }),
+  submitJob: route<SubmitJobRequest, JobView>({ method: 'POST', path: `${API_PREFIX}/jobs`, maxBodyBytes: MAX_SUBMIT_BODY, parseRequest: parseSubmitJob }),
+  job: route<JobRequest, JobView>({ method: 'GET', path: `${API_PREFIX}/job`, parseRequest: parseJobRequest }),
+  jobs: route<JobsRequest, JobsResponse>({
     method: 'GET',
     path: `${API_PREFIX}/jobs`,
     parseRequest: (input: unknown) => ({ limit: intIn(obj(input).limit, 'limit', 1, 1000, 50) })
-  } satisfies Route<JobsRequest, JobsResponse> as Route<JobsRequest, JobsResponse>
+  })
 } as const
 
 export type Routes = typeof routes

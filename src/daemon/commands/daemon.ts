@@ -1,8 +1,9 @@
-import { commonOptions, parse } from '../../cli/args.ts'
+import { parse } from '../../cli/args.ts'
 import { loadDaemonConfig } from '../../config/config.ts'
 import { startDaemon } from '../daemon.ts'
 import { runUntilSignal } from '../../cli/lifecycle.ts'
 import type { Output } from '../../cli/output.ts'
+import { nodeFlags, resolvingNodeOptions } from './node-flags.ts'
 
 export const help = `worldcompute daemon [--data-dir DIR] [--bootstrap MA]... [--listen MA]... [--api-port N]
 
@@ -42,11 +43,7 @@ the local API on 127.0.0.1.
 
 export async function run (argv: string[], o: Output): Promise<number> {
   const { values } = parse(argv, {
-    ...commonOptions,
-    bootstrap: { type: 'string', multiple: true },
-    doh: { type: 'string', multiple: true },
-    listen: { type: 'string', multiple: true },
-    'public-range': { type: 'string', multiple: true },
+    ...resolvingNodeOptions,
     'api-port': { type: 'string' },
     'no-execute': { type: 'boolean', default: false },
     'no-direct': { type: 'boolean', default: false },
@@ -58,11 +55,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
   }, 'daemon')
   if (values.help) { o.out(help); return 0 }
   const config = loadDaemonConfig({
-    dataDir: values['data-dir'],
-    bootstrap: values.bootstrap,
+    ...nodeFlags(values),
     doh: values.doh,
-    listen: values.listen,
-    publicRanges: values['public-range'],
     apiPort: values['api-port'],
     noExecute: values['no-execute'],
     noDirect: values['no-direct'],

@@ -1,10 +1,11 @@
 import { Socket } from 'node:net'
-import { commonOptions, parse, UsageError } from '../../cli/args.ts'
+import { parse, UsageError } from '../../cli/args.ts'
 import { loadDaemonConfig, parseDurationMs } from '../../config/config.ts'
 import { runDoctor } from '../doctor.ts'
 import { writeEvidenceBundle } from '../../doctor/evidence.ts'
 import { configureLogging } from '../../log/logger.ts'
 import { printJson, type Output } from '../../cli/output.ts'
+import { nodeFlags, resolvingNodeOptions } from './node-flags.ts'
 import { renderDoctor } from './render-doctor.ts'
 
 export const help = `worldcompute doctor [--bootstrap MA]... [--doh URL]... [--duration S] [--evidence DIR] [--json]
@@ -65,24 +66,14 @@ function isWarning (line: string): boolean {
 
 export async function run (argv: string[], o: Output): Promise<number> {
   const { values, positionals } = parse(argv, {
-    ...commonOptions,
-    bootstrap: { type: 'string', multiple: true },
-    doh: { type: 'string', multiple: true },
-    listen: { type: 'string', multiple: true },
-    'public-range': { type: 'string', multiple: true },
+    ...resolvingNodeOptions,
     duration: { type: 'string' },
     evidence: { type: 'string' }
   }, 'doctor')
   if (values.help) { o.out(help); return 0 }
   if (positionals.length > 0) throw new UsageError(`doctor takes no arguments, got "${positionals.join(' ')}" (see \`worldcompute doctor --help\`)`)
   const durationMs = values.duration != null ? parseDurationMs(values.duration, '--duration') : undefined
-  const config = loadDaemonConfig({
-    dataDir: values['data-dir'],
-    bootstrap: values.bootstrap,
-    doh: values.doh,
-    listen: values.listen,
-    publicRanges: values['public-range']
-  })
+  const config = loadDaemonConfig({ ...nodeFlags(values), doh: values.doh })
 
   // every log line goes to the bundle's run.log; warnings (and everything, when
   // WORLDCOMPUTE_LOG asks for it) to stderr as usual

@@ -1,8 +1,9 @@
-import { commonOptions, parse } from '../../cli/args.ts'
+import { parse } from '../../cli/args.ts'
 import { loadRelayConfig } from '../../config/config.ts'
 import { startRelay } from '../daemon.ts'
 import { runUntilSignal } from '../../cli/lifecycle.ts'
 import type { Output } from '../../cli/output.ts'
+import { nodeFlags, nodeOptions } from './node-flags.ts'
 
 export const help = `worldcompute relay [--data-dir DIR] [--listen MA]... [--announce MA]... [--tls-cert FILE --tls-key FILE]
 
@@ -26,9 +27,7 @@ jobs, identify, ping, AutoNAT v2 server and the mesh gossip.
 
 export async function run (argv: string[], o: Output): Promise<number> {
   const { values } = parse(argv, {
-    ...commonOptions,
-    bootstrap: { type: 'string', multiple: true },
-    listen: { type: 'string', multiple: true },
+    ...nodeOptions,
     announce: { type: 'string', multiple: true },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
@@ -36,14 +35,11 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'relay-duration-limit': { type: 'string' },
     'max-reservations': { type: 'string' },
     'stun-port': { type: 'string', multiple: true },
-    'no-stun': { type: 'boolean', default: false },
-    'public-range': { type: 'string', multiple: true }
+    'no-stun': { type: 'boolean', default: false }
   }, 'relay')
   if (values.help) { o.out(help); return 0 }
   const config = loadRelayConfig({
-    dataDir: values['data-dir'],
-    bootstrap: values.bootstrap,
-    listen: values.listen,
+    ...nodeFlags(values),
     announce: values.announce,
     tlsCert: values['tls-cert'],
     tlsKey: values['tls-key'],
@@ -51,8 +47,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
     durationLimit: values['relay-duration-limit'],
     maxReservations: values['max-reservations'],
     stunPorts: values['stun-port'],
-    noStun: values['no-stun'],
-    publicRanges: values['public-range']
+    noStun: values['no-stun']
   })
   await runUntilSignal(o, async () => await startRelay(config), (handle) => {
     const { info } = handle

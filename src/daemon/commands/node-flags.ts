@@ -1,0 +1,31 @@
+import { commonOptions, type Options } from '../../cli/args.ts'
+
+/**
+ * The flags of every command that runs a node here (daemon, relay, doctor):
+ * the data directory, the relays it starts from, where it listens and which
+ * address ranges count as public. One spelling, so the three cannot drift.
+ */
+export const nodeOptions = {
+  ...commonOptions,
+  bootstrap: { type: 'string', multiple: true },
+  listen: { type: 'string', multiple: true },
+  'public-range': { type: 'string', multiple: true }
+} as const satisfies Options
+
+/** The same flags with DNS-over-HTTPS endpoints: for the commands that resolve bootstrap names (daemon, doctor). */
+export const resolvingNodeOptions = {
+  ...nodeOptions,
+  doh: { type: 'string', multiple: true }
+} as const satisfies Options
+
+export interface NodeFlagValues {
+  'data-dir'?: string
+  bootstrap?: string[]
+  listen?: string[]
+  'public-range'?: string[]
+}
+
+/** The parsed node flags, named as the config loaders take them. */
+export function nodeFlags (values: NodeFlagValues): { dataDir?: string, bootstrap?: string[], listen?: string[], publicRanges?: string[] } {
+  return { dataDir: values['data-dir'], bootstrap: values.bootstrap, listen: values.listen, publicRanges: values['public-range'] }
+}
