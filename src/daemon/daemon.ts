@@ -184,6 +184,7 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
   })
   return { maxLimits, execution, donor, broker }
 }
+
 /** The executor sandbox, the keeper that restarts it, and the job runner that answers offers and dispatches with it. */
 function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, log: Logger): Execution {
   const { mesh, capacityService, dispatchService } = net
