@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { multiaddr } from '@multiformats/multiaddr'
-import { waitFor } from '../test/helpers/mesh.ts'
+import { waitFor } from '../test/helpers/wait.ts'
 import { benchMain, progress, row, type BenchRow } from './lib/report.ts'
 import {
   connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, jobView, JobWatcher, RELAY_ONLY,

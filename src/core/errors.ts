@@ -12,12 +12,20 @@ export class WorldComputeError extends Error {
   }
 }
 
-/** A flag, environment variable or config-file value could not be used. */
-export class ConfigError extends WorldComputeError {
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(message, 'CONFIG_INVALID', options)
+/**
+ * The base of an error class whose code is fixed by the class:
+ * `class XError extends errorWithCode('X_CODE') {}` takes (message, { cause }).
+ */
+export function errorWithCode (code: string) {
+  return class extends WorldComputeError {
+    constructor (message: string, options?: { cause?: unknown }) {
+      super(message, code, options)
+    }
   }
 }
+
+/** A flag, environment variable or config-file value could not be used. */
+export class ConfigError extends errorWithCode('CONFIG_INVALID') {}
 
 /** A multiaddr given by the user does not parse, named by where it came from. */
 export class InvalidMultiaddrError extends ConfigError {
@@ -31,18 +39,10 @@ export class InvalidMultiaddrError extends ConfigError {
   }
 }
 
-export class IdentityError extends WorldComputeError {
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(message, 'IDENTITY_INVALID', options)
-  }
-}
+export class IdentityError extends errorWithCode('IDENTITY_INVALID') {}
 
 /** The local API is not answering: the daemon is not running or not reachable. */
-export class DaemonNotRunningError extends WorldComputeError {
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(message, 'DAEMON_NOT_RUNNING', options)
-  }
-}
+export class DaemonNotRunningError extends errorWithCode('DAEMON_NOT_RUNNING') {}
 
 /** The local API answered with an error status. */
 export class ApiError extends WorldComputeError {
@@ -63,15 +63,7 @@ export class DialTimeoutError extends WorldComputeError {
 }
 
 /** The relay refused or did not answer a reservation request. */
-export class ReservationFailedError extends WorldComputeError {
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(message, 'RESERVATION_FAILED', options)
-  }
-}
+export class ReservationFailedError extends errorWithCode('RESERVATION_FAILED') {}
 
 /** `ping` could not find a path to its target. */
-export class PeerUnreachableError extends WorldComputeError {
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(message, 'PEER_UNREACHABLE', options)
-  }
-}
+export class PeerUnreachableError extends errorWithCode('PEER_UNREACHABLE') {}

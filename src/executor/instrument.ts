@@ -136,13 +136,58 @@ const I64 = 0x7e
  * passed `WebAssembly.validate` first: this parser checks structure, not types.
  */
 export function instrumentModule (bytes: Uint8Array, options: InstrumentOptions): InstrumentResult {
+  checkOptions(options)
+  // pass 1: section boundaries; pass 2: the sections whose contents the rewrite depends on
+  const sections = readSections(bytes)
+  const parsed = parseSections(bytes, sections)
+  const memory = checkPolicy(parsed, options.maxMemoryPages)
+  const bodyTypes = parsed.functionTypes.map(t => parsed.types[t])
+  const globalBase = parsed.imports.filter(i => i.kind === 'global').length + parsed.definedGlobals
+  const { extraTypes, wrapperTypes } = wrapperBlockTypes(parsed.types, bodyTypes)
+
+  // pass 3: emit
+  const rewritten = emitModule(bytes, sections, {
+    typeCount: parsed.types.length,
+    extraTypes,
+    memory,
+    definedGlobals: parsed.definedGlobals,
+    exportCount: parsed.exports.length,
+    globalBase,
+    startFunction: parsed.startFunction,
+    bodyTypes,
+    wrapperTypes,
+    injected: {
+      fuel: encodeU32(globalBase),
+      trap: encodeU32(globalBase + 1),
+      depth: encodeU32(globalBase + 2),
+      maxCallDepth: options.maxCallDepth
+    }
+  })
+
+  return {
+    bytes: rewritten,
+    imports: parsed.imports,
+    exports: parsed.exports,
+    memory,
+    startFunction: parsed.startFunction,
+    functionTypes: [
+      ...parsed.imports.flatMap(i => i.type === undefined ? [] : [i.type]),
+      ...bodyTypes
+    ]
+  }
+}
+
+function checkOptions (options: InstrumentOptions): void {
   if (!Number.isInteger(options.maxMemoryPages) || options.maxMemoryPages < 0 || options.maxMemoryPages > MAX_WASM_PAGES) {
     throw new RangeError(`maxMemoryPages must be an integer in 0..${MAX_WASM_PAGES}, got ${options.maxMemoryPages}`)
   }
   if (!Number.isInteger(options.maxCallDepth) || options.maxCallDepth < 1 || options.maxCallDepth > 0x7fff_ffff) {
     throw new RangeError(`maxCallDepth must be a positive 31-bit integer, got ${options.maxCallDepth}`)
   }
+}
 
+/** The module header, then where each section lies, checking the order the spec requires. */
+function readSections (bytes: Uint8Array): SectionRange[] {
   const r = new ByteReader(bytes)
   const magic = r.slice(4)
   if (magic[0] !== 0x00 || magic[1] !== 0x61 || magic[2] !== 0x73 || magic[3] !== 0x6d) r.fail('not a WebAssembly module (bad magic)', 0)
@@ -150,8 +195,6 @@ export function instrumentModule (bytes: Uint8Array, options: InstrumentOptions)
   if (version[0] !== 1 || version[1] !== 0 || version[2] !== 0 || version[3] !== 0) {
     throw new ModuleRejectedError('only WebAssembly binary version 1 modules are supported (components and other layers are not)')
   }
-
-  // pass 1: section boundaries
   const sections: SectionRange[] = []
   let lastRank = 0
   while (!r.atEnd) {
@@ -169,9 +212,23 @@ export function instrumentModule (bytes: Uint8Array, options: InstrumentOptions)
     }
     sections.push({ id, headerStart, payloadStart, payloadEnd: r.pos })
   }
-  const find = (id: number): SectionRange | undefined => sections.find(s => s.id === id)
+  return sections
+}
 
-  // pass 2: the sections whose contents the rewrite depends on
+/** What the rewrite needs to know of the original module. */
+interface ParsedModule {
+  types: FuncType[]
+  imports: ImportEntry[]
+  /** the type index of each defined function */
+  functionTypes: number[]
+  memories: Limits[]
+  definedGlobals: number
+  exports: ExportEntry[]
+  startFunction?: number
+}
+
+function parseSections (bytes: Uint8Array, sections: SectionRange[]): ParsedModule {
+  const find = (id: number): SectionRange | undefined => sections.find(s => s.id === id)
   const types = parseTypes(bytes, find(1))
   const imports = parseImports(bytes, find(2), types)
   const functionTypes = parseFunctions(bytes, find(3), types.length)
@@ -180,25 +237,32 @@ export function instrumentModule (bytes: Uint8Array, options: InstrumentOptions)
   const definedGlobals = countGlobals(bytes, find(GLOBAL_SECTION))
   const exports = parseExports(bytes, find(EXPORT_SECTION))
   const startFunction = parseStart(bytes, find(8))
+  return { types, imports, functionTypes, memories, definedGlobals, exports, startFunction }
+}
 
-  const importedGlobals = imports.filter(i => i.kind === 'global').length
-  if (imports.some(i => i.kind === 'memory')) {
+/** Refuses what the executor cannot cap or would collide with its exports; returns the clamped memory. */
+function checkPolicy (parsed: ParsedModule, maxMemoryPages: number): MemoryInfo | undefined {
+  if (parsed.imports.some(i => i.kind === 'memory')) {
     throw new ModuleRejectedError('imported memories are not allowed: the executor can only cap a memory the module defines; define it in the module and export it as "memory"')
   }
-  if (memories.length > 1) {
-    throw new ModuleRejectedError(`the module defines ${memories.length} memories; at most one is allowed`)
+  if (parsed.memories.length > 1) {
+    throw new ModuleRejectedError(`the module defines ${parsed.memories.length} memories; at most one is allowed`)
   }
-  let memory: MemoryInfo | undefined
-  if (memories.length === 1) memory = clampMemory(memories[0], options.maxMemoryPages)
-
-  const reserved = exports.find(e => e.name.startsWith(RESERVED_EXPORT_PREFIX))
+  const memory = parsed.memories.length === 1 ? clampMemory(parsed.memories[0], maxMemoryPages) : undefined
+  const reserved = parsed.exports.find(e => e.name.startsWith(RESERVED_EXPORT_PREFIX))
   if (reserved !== undefined) {
     throw new ModuleRejectedError(`export "${reserved.name}" uses the prefix "${RESERVED_EXPORT_PREFIX}", which is reserved for the executor; rename it`)
   }
+  return memory
+}
 
-  // block types for the body wrappers: functions with several results need a type [] -> results
+/**
+ * The block type of each body wrapper: a function with several results needs
+ * a type [] -> results, taken from the type section or appended to it.
+ */
+function wrapperBlockTypes (types: FuncType[], bodyTypes: FuncType[]): { extraTypes: FuncType[], wrapperTypes: number[][] } {
   const extraTypes: FuncType[] = []
-  const blockTypeFor = (t: FuncType): number[] => {
+  const wrapperTypes = bodyTypes.map(t => {
     if (t.results.length === 0) return [0x40]
     if (t.results.length === 1) return [t.results[0]]
     let index = types.findIndex(x => x.params.length === 0 && sameTypes(x.results, t.results))
@@ -208,79 +272,76 @@ export function instrumentModule (bytes: Uint8Array, options: InstrumentOptions)
       index = types.length + k
     }
     return encodeS32(index)
-  }
-  const wrapperTypes = functionTypes.map(typeIndex => blockTypeFor(types[typeIndex]))
+  })
+  return { extraTypes, wrapperTypes }
+}
 
-  const globalBase = importedGlobals + definedGlobals
-  const injected: Injected = {
-    fuel: encodeU32(globalBase),
-    trap: encodeU32(globalBase + 1),
-    depth: encodeU32(globalBase + 2),
-    maxCallDepth: options.maxCallDepth
-  }
+/** Everything pass 3 writes that is not copied from the original module. */
+interface Rewrite {
+  /** number of types in the original type section */
+  typeCount: number
+  extraTypes: FuncType[]
+  memory: MemoryInfo | undefined
+  definedGlobals: number
+  exportCount: number
+  /** index of the first injected global (fuel) */
+  globalBase: number
+  startFunction: number | undefined
+  /** the type of each defined function */
+  bodyTypes: FuncType[]
+  /** the encoded block type of each defined function's body wrapper */
+  wrapperTypes: number[][]
+  injected: Injected
+}
 
-  // pass 3: emit
+function emitModule (bytes: Uint8Array, sections: SectionRange[], rewrite: Rewrite): Uint8Array {
   const out = new ByteWriter(Math.ceil(bytes.length * 2.2) + 256) // metered code is about twice the size
   out.bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00])
-  let globalsEmitted = false
-  let exportsEmitted = false
-  const emitSection = (id: number, payload: Uint8Array): void => {
-    out.u8(id).sized(payload)
-  }
-  const flushBefore = (rank: number): void => {
-    if (!globalsEmitted && rank > SECTION_RANK[GLOBAL_SECTION]) {
-      emitSection(GLOBAL_SECTION, encodeGlobals(bytes, undefined, definedGlobals))
-      globalsEmitted = true
+  // a module without a global or export section still gets one, for the injected globals and their exports
+  const missing = { globals: true, exports: true }
+  const addMissingBefore = (rank: number): void => {
+    if (missing.globals && rank > SECTION_RANK[GLOBAL_SECTION]) {
+      out.u8(GLOBAL_SECTION).sized(encodeGlobals(bytes, undefined, rewrite.definedGlobals))
+      missing.globals = false
     }
-    if (!exportsEmitted && rank > SECTION_RANK[EXPORT_SECTION]) {
-      emitSection(EXPORT_SECTION, encodeExports(bytes, undefined, exports.length, globalBase, startFunction))
-      exportsEmitted = true
+    if (missing.exports && rank > SECTION_RANK[EXPORT_SECTION]) {
+      out.u8(EXPORT_SECTION).sized(encodeExports(bytes, undefined, rewrite.exportCount, rewrite.globalBase, rewrite.startFunction))
+      missing.exports = false
     }
   }
-
   for (const section of sections) {
-    const payload = bytes.subarray(section.payloadStart, section.payloadEnd)
-    if (section.id === 0) {
-      out.bytes(bytes.subarray(section.headerStart, section.payloadEnd))
-      continue
-    }
-    flushBefore(SECTION_RANK[section.id])
-    switch (section.id) {
-      case 1:
-        emitSection(1, extraTypes.length === 0 ? payload : encodeTypes(bytes, section, types.length, extraTypes))
-        break
-      case 5:
-        emitSection(5, encodeMemory(memory))
-        break
-      case GLOBAL_SECTION:
-        emitSection(GLOBAL_SECTION, encodeGlobals(bytes, section, definedGlobals))
-        globalsEmitted = true
-        break
-      case EXPORT_SECTION:
-        emitSection(EXPORT_SECTION, encodeExports(bytes, section, exports.length, globalBase, startFunction))
-        exportsEmitted = true
-        break
-      case 8:
-        break // the start function is exported as __wc_start instead
-      case 10:
-        emitSection(10, instrumentCode(bytes, section, functionTypes.map(t => types[t]), wrapperTypes, injected))
-        break
-      default:
-        out.bytes(bytes.subarray(section.headerStart, section.payloadEnd))
-    }
+    if (section.id !== 0) addMissingBefore(SECTION_RANK[section.id])
+    if (section.id === GLOBAL_SECTION) missing.globals = false
+    if (section.id === EXPORT_SECTION) missing.exports = false
+    emitSection(out, bytes, section, rewrite)
   }
-  flushBefore(Number.POSITIVE_INFINITY)
+  addMissingBefore(Number.POSITIVE_INFINITY)
+  return out.toBytes()
+}
 
-  return {
-    bytes: out.toBytes(),
-    imports,
-    exports,
-    memory,
-    startFunction,
-    functionTypes: [
-      ...imports.flatMap(i => i.type === undefined ? [] : [i.type]),
-      ...functionTypes.map(t => types[t])
-    ]
+/** One section of the rewritten module: the original's, or its rewrite. */
+function emitSection (out: ByteWriter, bytes: Uint8Array, section: SectionRange, rewrite: Rewrite): void {
+  const payload = bytes.subarray(section.payloadStart, section.payloadEnd)
+  switch (section.id) {
+    case 1:
+      out.u8(1).sized(rewrite.extraTypes.length === 0 ? payload : encodeTypes(bytes, section, rewrite.typeCount, rewrite.extraTypes))
+      break
+    case 5:
+      out.u8(5).sized(encodeMemory(rewrite.memory))
+      break
+    case GLOBAL_SECTION:
+      out.u8(GLOBAL_SECTION).sized(encodeGlobals(bytes, section, rewrite.definedGlobals))
+      break
+    case EXPORT_SECTION:
+      out.u8(EXPORT_SECTION).sized(encodeExports(bytes, section, rewrite.exportCount, rewrite.globalBase, rewrite.startFunction))
+      break
+    case 8:
+      break // the start function is exported as __wc_start instead
+    case 10:
+      out.u8(10).sized(instrumentCode(bytes, section, rewrite.bodyTypes, rewrite.wrapperTypes, rewrite.injected))
+      break
+    default: // custom sections and those the rewrite leaves alone
+      out.bytes(bytes.subarray(section.headerStart, section.payloadEnd))
   }
 }
 
@@ -540,100 +601,147 @@ function instrumentCode (bytes: Uint8Array, s: SectionRange, funcTypes: FuncType
   const out = new ByteWriter((s.payloadEnd - s.payloadStart) * 2 + 64)
   out.u32(count)
   const body = new ByteWriter(4096)
-
-  // the injected snippets, built once per module
-  const F = inj.fuel
-  const T = inj.trap
-  const D = inj.depth
-  const trapWith = (code: number): number[] => [0x04, 0x40, 0x41, code, 0x24, ...T, 0x00, 0x0b] // if; trap = code; unreachable; end
-  const fuelCheck = [0x23, ...F, 0x42, 0x00, 0x53, ...trapWith(1)] // fuel < 0 ?
-  const chargeHead = [0x23, ...F, 0x42] // global.get fuel; i64.const <cost>
-  const chargeTail = [0x7d, 0x24, ...F, ...fuelCheck] // i64.sub; global.set fuel; check
-  const depthEnter = [
-    0x23, ...D, 0x41, 0x01, 0x6a, 0x24, ...D, // depth += 1
-    0x23, ...D, 0x41, ...encodeS32(inj.maxCallDepth), 0x4b, ...trapWith(2) // depth > max (unsigned) ?
-  ]
-  const depthLeave = [0x23, ...D, 0x41, 0x01, 0x6b, 0x24, ...D]
-
+  const snippets = meteringSnippets(inj)
   for (let f = 0; f < count; f++) {
     const size = r.u32()
     const bodyStart = r.pos
     const bodyEnd = bodyStart + size
     if (bodyEnd > r.end) r.fail(`body of function ${f} runs past the code section`, bodyStart)
-    const br = new ByteReader(bytes, bodyStart, bodyEnd)
-
-    // locals: the scratch i32 for bulk-memory charges goes after every existing local, so no local index shifts
-    const localsStart = br.pos
-    const groups = br.u32()
-    const groupsEnd = br.pos
-    let localCount = funcTypes[f].params.length
-    for (let g = 0; g < groups; g++) {
-      localCount += br.u32()
-      readValType(br)
-    }
-    if (localCount > MAX_FUNCTION_LOCALS) br.fail(`function ${f} declares ${localCount} locals, above the limit of ${MAX_FUNCTION_LOCALS}`, localsStart)
-    const localsEnd = br.pos
-
-    // decode and segment
-    starts.length = 0
-    kinds.length = 0
-    segmentCost.length = 0
-    let nesting = 1
-    let hasBulk = false
-    let segmentStart = 0
-    let dead = false
-    while (nesting > 0) {
-      if (br.atEnd) br.fail(`body of function ${f} ends without its final "end"`)
-      const i = starts.length
-      starts.push(br.pos)
-      const kind = readInstruction(br)
-      kinds.push(kind)
-      segmentCost.push(0)
-      if (kind === InstrKind.block || kind === InstrKind.loop || kind === InstrKind.if) nesting++
-      else if (kind === InstrKind.end) nesting--
-      else if (kind === InstrKind.bulk) hasBulk = true
-      if (isBoundary(kind)) {
-        segmentCost[segmentStart] = dead ? 0 : i - segmentStart + 1
-        segmentStart = i + 1
-        dead = kind === InstrKind.jump || kind === InstrKind.return
-      }
-    }
-    if (!br.atEnd) br.fail(`function ${f} has bytes after its final "end"`)
-    starts.push(bodyEnd)
-
-    const scratch = localCount
-    if (hasBulk && localCount + 1 > MAX_FUNCTION_LOCALS) br.fail(`function ${f} has too many locals to meter bulk memory operations`, localsStart)
-    const bulkCharge = hasBulk
-      ? [
-          0x21, ...encodeU32(scratch), // local.set scratch (the length operand)
-          0x23, ...F, 0x20, ...encodeU32(scratch), 0xad, 0x42, 0x06, 0x88, 0x7d, 0x24, ...F, // fuel -= len >> 6
-          ...fuelCheck,
-          0x20, ...encodeU32(scratch) // local.get scratch: put the length back
-        ]
-      : []
-
     body.length = 0
-    if (hasBulk) {
-      body.u32(groups + 1).bytes(bytes.subarray(groupsEnd, localsEnd)).u32(1).u8(I32)
-    } else {
-      body.bytes(bytes.subarray(localsStart, localsEnd))
-    }
-    body.bytes(depthEnter)
-    body.u8(0x02).bytes(wrapperTypes[f]) // block (result …) around the original body
-    const n = kinds.length
-    for (let i = 0; i < n; i++) {
-      const cost = segmentCost[i]
-      if (cost > 0) body.bytes(chargeHead).s64(BigInt(cost)).bytes(chargeTail)
-      const kind = kinds[i]
-      if (kind === InstrKind.return) body.bytes(depthLeave)
-      else if (kind === InstrKind.bulk) body.bytes(bulkCharge)
-      body.bytes(bytes.subarray(starts[i], starts[i + 1]))
-    }
-    // the original final `end` closed the wrapper block
-    body.bytes(depthLeave).u8(0x0b)
+    instrumentBody(new ByteReader(bytes, bodyStart, bodyEnd), f, funcTypes[f].params.length, wrapperTypes[f], snippets, body)
     out.sized(body.toBytes())
     r.pos = bodyEnd
   }
   if (!r.atEnd) r.fail('code section has trailing bytes')
   return out.toBytes()
+}
+
+/** The injected instruction sequences, encoded once per module. */
+interface Snippets {
+  /** the index of the fuel global */
+  fuel: number[]
+  /** if (fuel < 0) { trap = outOfFuel; unreachable } */
+  fuelCheck: number[]
+  /** global.get fuel; i64.const (the cost follows) */
+  chargeHead: number[]
+  /** i64.sub; global.set fuel; fuelCheck */
+  chargeTail: number[]
+  /** depth += 1; if (depth > max) { trap = callDepth; unreachable } */
+  depthEnter: number[]
+  /** depth -= 1 */
+  depthLeave: number[]
+}
+
+function meteringSnippets (inj: Injected): Snippets {
+  const F = inj.fuel
+  const T = inj.trap
+  const D = inj.depth
+  const trapWith = (code: number): number[] => [0x04, 0x40, 0x41, code, 0x24, ...T, 0x00, 0x0b] // if; trap = code; unreachable; end
+  const fuelCheck = [0x23, ...F, 0x42, 0x00, 0x53, ...trapWith(TrapCode.outOfFuel)] // fuel < 0 ?
+  return {
+    fuel: F,
+    fuelCheck,
+    chargeHead: [0x23, ...F, 0x42],
+    chargeTail: [0x7d, 0x24, ...F, ...fuelCheck],
+    depthEnter: [
+      0x23, ...D, 0x41, 0x01, 0x6a, 0x24, ...D, // depth += 1
+      0x23, ...D, 0x41, ...encodeS32(inj.maxCallDepth), 0x4b, ...trapWith(TrapCode.callDepth) // depth > max (unsigned) ?
+    ],
+    depthLeave: [0x23, ...D, 0x41, 0x01, 0x6b, 0x24, ...D]
+  }
+}
+
+/** Where a body's local declarations lie and how many locals the function has, parameters included. */
+interface Locals {
+  start: number
+  groups: number
+  /** just after the group count */
+  groupsEnd: number
+  end: number
+  count: number
+}
+
+function readLocals (br: ByteReader, f: number, paramCount: number): Locals {
+  const start = br.pos
+  const groups = br.u32()
+  const groupsEnd = br.pos
+  let count = paramCount
+  for (let g = 0; g < groups; g++) {
+    count += br.u32()
+    readValType(br)
+  }
+  if (count > MAX_FUNCTION_LOCALS) br.fail(`function ${f} declares ${count} locals, above the limit of ${MAX_FUNCTION_LOCALS}`, start)
+  return { start, groups, groupsEnd, end: br.pos, count }
+}
+
+/**
+ * Decodes the instructions of a body into the scratch arrays and records the
+ * cost of each live segment at its first instruction. Returns whether the body
+ * has bulk memory instructions.
+ */
+function segmentBody (br: ByteReader, f: number): boolean {
+  starts.length = 0
+  kinds.length = 0
+  segmentCost.length = 0
+  let nesting = 1
+  let hasBulk = false
+  let segmentStart = 0
+  let dead = false
+  while (nesting > 0) {
+    if (br.atEnd) br.fail(`body of function ${f} ends without its final "end"`)
+    const i = starts.length
+    starts.push(br.pos)
+    const kind = readInstruction(br)
+    kinds.push(kind)
+    segmentCost.push(0)
+    if (kind === InstrKind.block || kind === InstrKind.loop || kind === InstrKind.if) nesting++
+    else if (kind === InstrKind.end) nesting--
+    else if (kind === InstrKind.bulk) hasBulk = true
+    if (isBoundary(kind)) {
+      segmentCost[segmentStart] = dead ? 0 : i - segmentStart + 1
+      segmentStart = i + 1
+      dead = kind === InstrKind.jump || kind === InstrKind.return
+    }
+  }
+  if (!br.atEnd) br.fail(`function ${f} has bytes after its final "end"`)
+  starts.push(br.end)
+  return hasBulk
+}
+
+/** fuel -= len / 64 before a bulk memory instruction, its length operand kept in the scratch local. */
+function bulkCharge (scratch: number, sn: Snippets): number[] {
+  return [
+    0x21, ...encodeU32(scratch), // local.set scratch (the length operand)
+    0x23, ...sn.fuel, 0x20, ...encodeU32(scratch), 0xad, 0x42, 0x06, 0x88, 0x7d, 0x24, ...sn.fuel, // fuel -= len >> 6
+    ...sn.fuelCheck,
+    0x20, ...encodeU32(scratch) // local.get scratch: put the length back
+  ]
+}
+
+/** Writes the metered version of the body `br` reads into `body`. */
+function instrumentBody (br: ByteReader, f: number, paramCount: number, wrapperType: number[], sn: Snippets, body: ByteWriter): void {
+  const bytes = br.bytes
+  const locals = readLocals(br, f, paramCount)
+  const hasBulk = segmentBody(br, f)
+  // the scratch i32 for bulk-memory charges goes after every existing local, so no local index shifts
+  if (hasBulk && locals.count + 1 > MAX_FUNCTION_LOCALS) br.fail(`function ${f} has too many locals to meter bulk memory operations`, locals.start)
+  const bulk = hasBulk ? bulkCharge(locals.count, sn) : []
+  if (hasBulk) {
+    body.u32(locals.groups + 1).bytes(bytes.subarray(locals.groupsEnd, locals.end)).u32(1).u8(I32)
+  } else {
+    body.bytes(bytes.subarray(locals.start, locals.end))
+  }
+  body.bytes(sn.depthEnter)
+  body.u8(0x02).bytes(wrapperType) // block (result …) around the original body
+  const n = kinds.length
+  for (let i = 0; i < n; i++) {
+    const cost = segmentCost[i]
+    if (cost > 0) body.bytes(sn.chargeHead).s64(BigInt(cost)).bytes(sn.chargeTail)
+    const kind = kinds[i]
+    if (kind === InstrKind.return) body.bytes(sn.depthLeave)
+    else if (kind === InstrKind.bulk) body.bytes(bulk)
+    body.bytes(bytes.subarray(starts[i], starts[i + 1]))
+  }
+  // the original final `end` closed the wrapper block
+  body.bytes(sn.depthLeave).u8(0x0b)
 }

@@ -5,7 +5,7 @@
  * and the shim.
  */
 
-import type { ExecStatus } from '../core/job.ts'
+import type { ExecStatus, ExecuteResult } from '../core/job.ts'
 import { FUEL_EXPORT, START_EXPORT, TRAP_EXPORT, TrapCode } from './instrument.ts'
 import { OutputLimitExceeded, WasiExit, WasiShim } from './wasi-shim.ts'
 
@@ -26,14 +26,7 @@ export interface RunSpec {
 }
 
 /** An ExecuteResult without durationMs (the caller measures time). */
-export interface RunOutcome {
-  status: ExecStatus
-  exitCode?: number
-  error?: string
-  stdout: Uint8Array
-  stderr: Uint8Array
-  fuelUsed: number
-}
+export type RunOutcome = Omit<ExecuteResult, 'durationMs'>
 
 /**
  * V8's trap messages mapped to the names the WebAssembly spec test suite uses,

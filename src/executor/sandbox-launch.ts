@@ -26,7 +26,7 @@ export interface SandboxFlagsInit {
  * Node's permission model (stable since 22.13): with `--permission` the process
  * gets no fs writes, no child processes, no addons, no WASI, and reads only the
  * listed folders. `--allow-worker` is needed for the worker pool. The network is
- * not restricted by Node 24 (research §2.1); the guest has no network imports.
+ * not restricted by Node 24's permission model; the guest has no network imports.
  * `--wasm-max-mem-pages` is V8's process-wide fence behind the per-module clamp:
  * worker `resourceLimits` do not cover wasm memory.
  */

@@ -1,7 +1,8 @@
 /**
  * Our own deterministic WASI preview1 host, instead of node:wasi: node:wasi is
  * not a sandbox (its docs say so) and hands the guest the real clock and real
- * randomness, which would make replicas disagree (design-notes §4).
+ * randomness, which would make the replicas of one job disagree (their outputs
+ * are compared to accept a result).
  *
  * Everything the guest can observe is a function of the job: stdin is the job
  * input, args and env come from the request, the clock is virtual (a fixed
@@ -161,18 +162,27 @@ export class WasiShim {
   // the functions
 
   private buildFunctions (): Record<string, HostFunction> {
-    const enosys = (): number => Errno.nosys
-    /** for functions on an open descriptor that a stream cannot do */
-    const stdOr = (onStd: number) => (fd: number): number => this.isStd(fd) ? onStd : Errno.badf
-    /** for path_* functions: a standard stream is not a directory, and no directory is open */
-    const dirFd = (fd: number): number => this.isStd(fd) ? Errno.notdir : Errno.badf
-
     const fns: Record<string, HostFunction> = {
+      ...this.processFunctions(),
+      ...this.streamFunctions(),
+      ...this.unsupportedFunctions()
+    }
+    // every name in the preview1 table must be served (a missing one would be a bug here)
+    for (const name of Object.keys(WASI_SIGNATURES)) {
+      if (fns[name] === undefined) throw new Error(`WasiShim has no implementation of ${name}`)
+    }
+    const guarded: Record<string, HostFunction> = {}
+    for (const [name, fn] of Object.entries(fns)) guarded[name] = guard(fn)
+    return guarded
+  }
+
+  /** What the guest sees of its process: args, environment, the virtual clock, randomness, exit. */
+  private processFunctions (): Record<string, HostFunction> {
+    return {
       args_sizes_get: (argcPtr: number, bufSizePtr: number) => this.sizes(this.args, argcPtr, bufSizePtr),
       args_get: (argvPtr: number, bufPtr: number) => this.strings(this.args, argvPtr, bufPtr),
       environ_sizes_get: (countPtr: number, bufSizePtr: number) => this.sizes(this.env, countPtr, bufSizePtr),
       environ_get: (environPtr: number, bufPtr: number) => this.strings(this.env, environPtr, bufPtr),
-
       clock_res_get: (id: number, resultPtr: number) => {
         if (!isClockId(id)) return Errno.inval
         this.setU64(resultPtr, VIRTUAL_CLOCK_STEP_NS)
@@ -185,40 +195,22 @@ export class WasiShim {
         this.setU64(resultPtr, id === ClockId.realtime ? VIRTUAL_EPOCH_NS + elapsed : elapsed)
         return Errno.success
       },
+      random_get: (bufPtr: number, bufLen: number) => {
+        this.fillRandom(this.bytes(bufPtr, bufLen))
+        return Errno.success
+      },
+      proc_exit: (code: number) => {
+        throw new WasiExit(code >>> 0)
+      },
+      sched_yield: () => Errno.success
+    }
+  }
 
-      fd_read: (fd: number, iovs: number, iovsLen: number, nreadPtr: number) => {
-        if (fd !== 0 || !this.isStd(fd)) return Errno.badf
-        let total = 0
-        for (const [ptr, len] of this.iovecs(iovs, iovsLen)) {
-          if (this.stdinPos >= this.stdin.length) break
-          // a zero-length iovec is skipped, not taken for end of input (musl's stdio puts one first for 1-byte reads)
-          const n = Math.min(len, this.stdin.length - this.stdinPos)
-          this.bytes(ptr, n).set(this.stdin.subarray(this.stdinPos, this.stdinPos + n))
-          this.stdinPos += n
-          total += n
-        }
-        this.setU32(nreadPtr, total)
-        return Errno.success
-      },
-      fd_write: (fd: number, iovs: number, iovsLen: number, nwrittenPtr: number) => {
-        if ((fd !== 1 && fd !== 2) || !this.isStd(fd)) return Errno.badf
-        const chunks = fd === 1 ? this.stdoutChunks : this.stderrChunks
-        let total = 0
-        for (const [ptr, len] of this.iovecs(iovs, iovsLen)) {
-          const data = this.bytes(ptr, len)
-          if (this.outputTotal + data.length > this.outputLimit) {
-            // keep what fits, so the submitter sees the output up to the cap, then stop the run
-            chunks.push(data.slice(0, this.outputLimit - this.outputTotal))
-            this.outputTotal = this.outputLimit
-            throw new OutputLimitExceeded(this.outputLimit)
-          }
-          chunks.push(data.slice())
-          this.outputTotal += data.length
-          total += data.length
-        }
-        this.setU32(nwrittenPtr, total)
-        return Errno.success
-      },
+  /** The three standard streams, the only descriptors there are. */
+  private streamFunctions (): Record<string, HostFunction> {
+    return {
+      fd_read: (fd: number, iovs: number, iovsLen: number, nreadPtr: number) => this.readStdin(fd, iovs, iovsLen, nreadPtr),
+      fd_write: (fd: number, iovs: number, iovsLen: number, nwrittenPtr: number) => this.writeOutput(fd, iovs, iovsLen, nwrittenPtr),
       fd_close: (fd: number) => {
         if (!this.isStd(fd)) return Errno.badf
         this.closed.add(fd)
@@ -227,20 +219,27 @@ export class WasiShim {
       fd_fdstat_get: (fd: number, statPtr: number) => {
         if (!this.isStd(fd)) return Errno.badf
         // struct fdstat { u8 filetype; u16 flags @2; u64 rights_base @8; u64 rights_inheriting @16 } (24 bytes)
-        const v = this.view(statPtr, 24)
-        for (let i = 0; i < 24; i++) v.setUint8(i, 0)
-        v.setUint8(0, FileType.characterDevice)
+        const v = this.characterDevice(statPtr, 24, 0)
         v.setBigUint64(8, (fd === 0 ? Rights.fdRead : Rights.fdWrite) | Rights.pollFdReadwrite, true)
         return Errno.success
       },
       fd_filestat_get: (fd: number, statPtr: number) => {
         if (!this.isStd(fd)) return Errno.badf
         // struct filestat: dev, ino, filetype @16, nlink, size, atim, mtim, ctim (64 bytes); a device with no times
-        const v = this.view(statPtr, 64)
-        for (let i = 0; i < 64; i++) v.setUint8(i, 0)
-        v.setUint8(16, FileType.characterDevice)
+        this.characterDevice(statPtr, 64, 16)
         return Errno.success
-      },
+      }
+    }
+  }
+
+  /** What a stream cannot do, what a missing descriptor answers, and no filesystem, sockets or signals. */
+  private unsupportedFunctions (): Record<string, HostFunction> {
+    const enosys = (): number => Errno.nosys
+    /** for functions on an open descriptor that a stream cannot do */
+    const stdOr = (onStd: number) => (fd: number): number => this.isStd(fd) ? onStd : Errno.badf
+    /** for path_* functions: a standard stream is not a directory, and no directory is open */
+    const dirFd = (fd: number): number => this.isStd(fd) ? Errno.notdir : Errno.badf
+    return {
       fd_seek: stdOr(Errno.spipe),
       fd_tell: stdOr(Errno.spipe),
       fd_pread: stdOr(Errno.spipe),
@@ -255,7 +254,7 @@ export class WasiShim {
       fd_fdstat_set_rights: stdOr(Errno.nosys),
       fd_filestat_set_size: stdOr(Errno.nosys),
       fd_filestat_set_times: stdOr(Errno.nosys),
-      fd_readdir: (fd: number) => this.isStd(fd) ? Errno.notdir : Errno.badf,
+      fd_readdir: dirFd,
       fd_renumber: (from: number, to: number) => this.isStd(from) && this.isStd(to) ? Errno.nosys : Errno.badf,
 
       path_create_directory: dirFd,
@@ -270,29 +269,55 @@ export class WasiShim {
       path_unlink_file: dirFd,
 
       poll_oneoff: enosys,
-      proc_exit: (code: number) => {
-        throw new WasiExit(code >>> 0)
-      },
       proc_raise: enosys,
-      sched_yield: () => Errno.success,
-      random_get: (bufPtr: number, bufLen: number) => {
-        this.fillRandom(this.bytes(bufPtr, bufLen))
-        return Errno.success
-      },
-
       sock_accept: stdOr(Errno.nosys),
       sock_recv: stdOr(Errno.nosys),
       sock_send: stdOr(Errno.nosys),
       sock_shutdown: stdOr(Errno.nosys)
     }
+  }
 
-    // every name in the preview1 table must be served (a missing one would be a bug here)
-    for (const name of Object.keys(WASI_SIGNATURES)) {
-      if (fns[name] === undefined) throw new Error(`WasiShim has no implementation of ${name}`)
+  private readStdin (fd: number, iovs: number, iovsLen: number, nreadPtr: number): number {
+    if (fd !== 0 || !this.isStd(fd)) return Errno.badf
+    let total = 0
+    for (const [ptr, len] of this.iovecs(iovs, iovsLen)) {
+      if (this.stdinPos >= this.stdin.length) break
+      // a zero-length iovec is skipped, not taken for end of input (musl's stdio puts one first for 1-byte reads)
+      const n = Math.min(len, this.stdin.length - this.stdinPos)
+      this.bytes(ptr, n).set(this.stdin.subarray(this.stdinPos, this.stdinPos + n))
+      this.stdinPos += n
+      total += n
     }
-    const guarded: Record<string, HostFunction> = {}
-    for (const [name, fn] of Object.entries(fns)) guarded[name] = guard(fn)
-    return guarded
+    this.setU32(nreadPtr, total)
+    return Errno.success
+  }
+
+  private writeOutput (fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number {
+    if ((fd !== 1 && fd !== 2) || !this.isStd(fd)) return Errno.badf
+    const chunks = fd === 1 ? this.stdoutChunks : this.stderrChunks
+    let total = 0
+    for (const [ptr, len] of this.iovecs(iovs, iovsLen)) {
+      const data = this.bytes(ptr, len)
+      if (this.outputTotal + data.length > this.outputLimit) {
+        // keep what fits, so the submitter sees the output up to the cap, then stop the run
+        chunks.push(data.slice(0, this.outputLimit - this.outputTotal))
+        this.outputTotal = this.outputLimit
+        throw new OutputLimitExceeded(this.outputLimit)
+      }
+      chunks.push(data.slice())
+      this.outputTotal += data.length
+      total += data.length
+    }
+    this.setU32(nwrittenPtr, total)
+    return Errno.success
+  }
+
+  /** Zeroes the `size`-byte stat struct at `ptr` and marks it a character device, its file type byte at `fileTypeAt`. */
+  private characterDevice (ptr: number, size: number, fileTypeAt: number): DataView {
+    const v = this.view(ptr, size)
+    for (let i = 0; i < size; i++) v.setUint8(i, 0)
+    v.setUint8(fileTypeAt, FileType.characterDevice)
+    return v
   }
 
   private sizes (list: Uint8Array[], countPtr: number, bufSizePtr: number): number {

@@ -3,10 +3,10 @@
  * integers, names and raw slices.
  *
  * Hand-written rather than taken from npm: no maintained package meters fuel
- * well (`wasm-metering` measured 11x slower and handles only the MVP, see
- * shared/research/compute-and-wasm.md §2.3), and the injector needs only this
- * small subset of a binary toolkit. Encoding follows the spec's "Binary Format"
- * chapter (https://webassembly.github.io/spec/core/binary/values.html).
+ * well (`wasm-metering` measured 11x slower and handles only the MVP), and the
+ * injector needs only this small subset of a binary toolkit. Encoding follows
+ * the spec's "Binary Format" chapter
+ * (https://webassembly.github.io/spec/core/binary/values.html).
  */
 
 import { WasmParseError } from './errors.ts'

@@ -5,7 +5,8 @@ import { Broker, type ExecutorInfo, type TaskNetwork, type TaskRunResult, type T
 import { JobStore } from '../../src/broker/job-store.ts'
 import { jobView } from '../../src/broker/job-view.ts'
 import { DEFAULT_JOB_LIMITS } from '../../src/core/job.ts'
-import { tempDir, waitFor } from '../helpers/mesh.ts'
+import { tempDir } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 /**
  * The broker's scheduling rules against an in-process network of executors

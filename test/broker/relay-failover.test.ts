@@ -7,24 +7,17 @@
  */
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { after, afterEach, describe, it } from 'node:test'
+import { after, describe, it } from 'node:test'
 import { relayPeerOf, transportOf } from '../../src/net/transport-of.ts'
 import { executorsSeen, finished, submit } from '../helpers/jobs.ts'
-import { startTestDonor, startTestRelay, tempDir, waitFor } from '../helpers/mesh.ts'
+import { stopAfterEach } from '../helpers/cleanup.ts'
+import { startTestDonor, startTestRelay, tempDir } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 import type { RelayHandle } from '../../src/daemon/daemon.ts'
 
 const dir = tempDir('wc-failover-')
-const running: Array<{ stop: () => Promise<void> }> = []
-afterEach(async () => {
-  for (const r of running.reverse()) await r.stop()
-  running.length = 0
-})
+const track = stopAfterEach()
 after(() => { dir.cleanup() })
-
-function track<T extends { stop: () => Promise<void> }> (h: T): T {
-  running.push(h)
-  return h
-}
 
 async function daemon (name: string, bootstrap: string[], noExecute: boolean): Promise<Awaited<ReturnType<typeof startTestDonor>>> {
   // noDirect: this test is about the relayed path; a WebRTC upgrade would take the job off the relays

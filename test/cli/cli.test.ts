@@ -3,7 +3,8 @@ import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { firstJson, runCli, startCli, type LongRunning } from '../helpers/cli.ts'
-import { tempDir, waitFor } from '../helpers/mesh.ts'
+import { tempDir } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const dir = tempDir('wc-cli-')
 const started: LongRunning[] = []

@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
 import { firstJson, runCli, startCli, type LongRunning } from '../helpers/cli.ts'
-import { tempDir, waitFor } from '../helpers/mesh.ts'
+import { tempDir } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const dir = tempDir('wc-cli-job-')
 const started: LongRunning[] = []

@@ -1,24 +1,17 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { after, afterEach, describe, it } from 'node:test'
+import { after, describe, it } from 'node:test'
 import { multiaddr } from '@multiformats/multiaddr'
 import { verifyReceipt } from '../../src/codec/receipt.ts'
 import { executorsSeen, finished, submit } from '../helpers/jobs.ts'
-import { reservedStatus, startTestDonor, startTestRelay, tempDir, waitFor } from '../helpers/mesh.ts'
+import { stopAfterEach } from '../helpers/cleanup.ts'
+import { reservedStatus, startTestDonor, startTestRelay, tempDir } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 import type { RelayHandle } from '../../src/daemon/daemon.ts'
 
 const dir = tempDir('wc-jobs-')
-const running: Array<{ stop: () => Promise<void> }> = []
-afterEach(async () => {
-  for (const r of running.reverse()) await r.stop()
-  running.length = 0
-})
+const track = stopAfterEach()
 after(() => { dir.cleanup() })
-
-function track<T extends { stop: () => Promise<void> }> (h: T): T {
-  running.push(h)
-  return h
-}
 
 async function mesh (name: string, donors: number): Promise<{ relay: RelayHandle, donors: Array<Awaited<ReturnType<typeof startTestDonor>>> }> {
   const relay = track(await startTestRelay(join(dir.path, `${name}-relay`)))

@@ -6,9 +6,8 @@
  * responder), real daemons, real @libp2p/webrtc (node-datachannel) on 127.0.0.1.
  */
 import assert from 'node:assert/strict'
-import { createSocket } from 'node:dgram'
 import { join } from 'node:path'
-import { after, afterEach, before, describe, it } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import { loadDaemonConfig, loadRelayConfig } from '../../src/config/config.ts'
 import { startDaemon, startRelay, type DaemonHandle, type RelayHandle } from '../../src/daemon/daemon.ts'
 import { ApiClient } from '../../src/api/client.ts'
@@ -17,42 +16,24 @@ import { decodeNatInfo, encodeNatInfo } from '../../src/protocols/nat-info/index
 import { webrtcBlocker } from '../../src/donor/direct-paths.ts'
 import { renderStatus } from '../../src/cli/render.ts'
 import { transportOf, viaRelay } from '../../src/net/transport-of.ts'
-import { FAST_RESERVATION, reservedStatus, startTestDonor, tempDir, waitFor } from '../helpers/mesh.ts'
+import { stopAfterEach } from '../helpers/cleanup.ts'
+import { FAST_RESERVATION, reservedStatus, startTestDonor, tempDir } from '../helpers/mesh.ts'
+import { freeUdpPorts } from '../helpers/ports.ts'
+import { waitFor } from '../helpers/wait.ts'
 import { executorsSeen, finished, submit } from '../helpers/jobs.ts'
 
 const dir = tempDir()
 const lines: string[] = []
-const running: Array<{ stop: () => Promise<void> }> = []
+const track = stopAfterEach()
 
 before(() => {
   configureLogging({ spec: 'info', format: 'text', sink: (line) => { lines.push(line) } })
-})
-
-afterEach(async () => {
-  for (const r of running.reverse()) await r.stop()
-  running.length = 0
 })
 
 after(() => {
   resetLogging()
   dir.cleanup()
 })
-
-function track<T extends { stop: () => Promise<void> }> (h: T): T {
-  running.push(h)
-  return h
-}
-
-async function freeUdpPorts (n: number): Promise<number[]> {
-  const sockets = await Promise.all(Array.from({ length: n }, async () => {
-    const s = createSocket('udp4')
-    await new Promise<void>(resolve => s.bind(0, '127.0.0.1', resolve))
-    return s
-  }))
-  const ports = sockets.map(s => s.address().port)
-  await Promise.all(sockets.map(async s => { await new Promise<void>(resolve => { s.close(() => { resolve() }) }) }))
-  return ports
-}
 
 /** A relay with its STUN responder and a relay-only, non-executing submitter bootstrapped to it. */
 async function relayAndSubmitter (tag: string): Promise<{ bootstrap: string[], submitterDir: string, submitterHandle: DaemonHandle }> {

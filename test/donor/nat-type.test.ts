@@ -6,46 +6,28 @@
  * `status`, and the CLI renders it.
  */
 import assert from 'node:assert/strict'
-import { createSocket } from 'node:dgram'
 import { join } from 'node:path'
-import { after, afterEach, before, describe, it } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import { loadRelayConfig } from '../../src/config/config.ts'
 import { startRelay, type RelayHandle } from '../../src/daemon/daemon.ts'
 import { configureLogging, resetLogging } from '../../src/log/logger.ts'
 import { renderStatus } from '../../src/cli/render.ts'
-import { startTestDonor, tempDir, waitFor } from '../helpers/mesh.ts'
+import { stopAfterEach } from '../helpers/cleanup.ts'
+import { startTestDonor, tempDir } from '../helpers/mesh.ts'
+import { freeUdpPorts } from '../helpers/ports.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const dir = tempDir()
 const lines: string[] = []
-const running: Array<{ stop: () => Promise<void> }> = []
+const track = stopAfterEach()
 
 before(() => {
   configureLogging({ spec: 'info', format: 'text', sink: (line) => { lines.push(line) } })
-})
-afterEach(async () => {
-  for (const r of running.reverse()) await r.stop()
-  running.length = 0
 })
 after(() => {
   resetLogging()
   dir.cleanup()
 })
-
-function track<T extends { stop: () => Promise<void> }> (h: T): T {
-  running.push(h)
-  return h
-}
-
-async function freeUdpPorts (n: number): Promise<number[]> {
-  const sockets = await Promise.all(Array.from({ length: n }, async () => {
-    const s = createSocket('udp4')
-    await new Promise<void>(resolve => s.bind(0, '127.0.0.1', resolve))
-    return s
-  }))
-  const ports = sockets.map(s => s.address().port)
-  await Promise.all(sockets.map(async s => { await new Promise<void>(resolve => { s.close(() => { resolve() }) }) }))
-  return ports
-}
 
 async function relayWith (name: string, stun: { ports?: number[], off?: boolean }): Promise<RelayHandle> {
   return track(await startRelay(loadRelayConfig({

@@ -6,24 +6,17 @@
  */
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { after, afterEach, describe, it } from 'node:test'
+import { after, describe, it } from 'node:test'
 import { loadRelayConfig } from '../../src/config/config.ts'
 import { startRelay, type RelayHandle } from '../../src/daemon/daemon.ts'
-import { startTestDonor, tempDir, waitFor } from '../helpers/mesh.ts'
+import { stopAfterEach } from '../helpers/cleanup.ts'
+import { startTestDonor, tempDir } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 import type { DaemonStatus } from '../../src/core/types.ts'
 
 const dir = tempDir('wc-relays-')
-const running: Array<{ stop: () => Promise<void> }> = []
-afterEach(async () => {
-  for (const r of running.reverse()) await r.stop()
-  running.length = 0
-})
+const track = stopAfterEach()
 after(() => { dir.cleanup() })
-
-function track<T extends { stop: () => Promise<void> }> (h: T): T {
-  running.push(h)
-  return h
-}
 
 async function relay (name: string): Promise<RelayHandle> {
   // announcements every second so the test does not wait for the 10 s default

@@ -8,19 +8,22 @@
 import assert from 'node:assert/strict'
 import { promises as dnsPromises } from 'node:dns'
 import { join } from 'node:path'
-import { after, afterEach, before, describe, it } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import { ApiClient } from '../../src/api/client.ts'
 import { loadDaemonConfig } from '../../src/config/config.ts'
 import { startDaemon } from '../../src/daemon/daemon.ts'
 import { configureLogging, resetLogging } from '../../src/log/logger.ts'
 import { MeshResolver, type OsLookup } from '../../src/net/dns-resolver.ts'
 import { startDohServer, startUdpDns, type DohServer, type UdpDnsServer } from '../helpers/dns-server.ts'
-import { FAST_RESERVATION, startTestRelay, tempDir, waitFor } from '../helpers/mesh.ts'
+import { stopAfterEach } from '../helpers/cleanup.ts'
+import { FAST_RESERVATION, startTestRelay, tempDir } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 import type { RelayHandle } from '../../src/daemon/daemon.ts'
 
 const dir = tempDir('wc-resdns-')
 const lines: string[] = []
-const running: Array<{ stop: () => Promise<void> }> = []
+/** the donors of each test; the relay and the DNS servers are shared by all tests */
+const track = stopAfterEach()
 let relay: RelayHandle
 let doh: DohServer
 let silent: UdpDnsServer
@@ -42,26 +45,19 @@ async function startDonor (name: string, bootstrap: string[]): Promise<{ client:
   const config = loadDaemonConfig({ dataDir, bootstrap, listen: ['/p2p-circuit'], apiPort: '0', doh: [doh.url], noExecute: true }, {})
   const resolver = new MeshResolver({ doh: config.doh, osLookup: filteredOs(silent.port), osTimeoutMs: 500 })
   const handle = await startDaemon(config, { reservation: { ...FAST_RESERVATION, resolver } })
-  const donor = { client: new ApiClient({ dataDir }), stop: handle.stop }
-  running.push(donor)
-  return donor
+  return track({ client: new ApiClient({ dataDir }), stop: handle.stop })
 }
 
 before(async () => {
   configureLogging({ spec: 'info', format: 'text', sink: (line) => { lines.push(line) } })
   relay = await startTestRelay(join(dir.path, 'relay'))
-  running.push(relay)
   relayPort = Number(relay.info.announceAddrs.find(a => a.includes('/tcp/'))?.split('/')[4])
   doh = await startDohServer({ zone: { 'relay.wc.invalid': { A: ['127.0.0.1'] } } })
   silent = await startUdpDns({ silent: true })
 })
 
-afterEach(async () => {
-  for (const r of running.splice(1).reverse()) await r.stop()
-})
-
 after(async () => {
-  for (const r of running.reverse()) await r.stop()
+  await relay?.stop()
   await doh?.close()
   await silent?.close()
   resetLogging()

@@ -7,18 +7,20 @@ import assert from 'node:assert/strict'
 import { existsSync, readFileSync } from 'node:fs'
 import { createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
-import { after, afterEach, before, describe, it } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import { ApiClient } from '../../src/api/client.ts'
 import { loadDaemonConfig } from '../../src/config/config.ts'
 import { dataDirPaths } from '../../src/config/data-dir.ts'
 import { startDaemon, type DaemonHandle, type RelayHandle } from '../../src/daemon/daemon.ts'
 import { configureLogging, resetLogging } from '../../src/log/logger.ts'
 import { RUNG_MEMORY_FILE } from '../../src/net/dial-ladder.ts'
-import { FAST_RESERVATION, freePort, reservedStatus, startTestRelay, tempDir, waitFor } from '../helpers/mesh.ts'
+import { stopAfterEach } from '../helpers/cleanup.ts'
+import { FAST_RESERVATION, freePort, reservedStatus, startTestRelay, tempDir } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const dir = tempDir('wc-resladder-')
 const lines: string[] = []
-const running: Array<{ stop: () => Promise<void> }> = []
+const track = stopAfterEach()
 let relay: RelayHandle
 let relayId: string
 let tcpAddr: string
@@ -39,10 +41,6 @@ before(async () => {
   tcpAddr = pick(a => a.includes('/tcp/') && !a.includes('/ws'))
 })
 
-afterEach(async () => {
-  for (const r of running.splice(0).reverse()) await r.stop()
-})
-
 after(async () => {
   await relay.stop()
   resetLogging()
@@ -54,7 +52,7 @@ async function startDonor (dataDir: string, bootstrap: string[]): Promise<Daemon
   const handle = await startDaemon(loadDaemonConfig({ dataDir, bootstrap, listen: ['/p2p-circuit'], apiPort: '0' }, {}), {
     reservation: { ...FAST_RESERVATION, stateDir: dataDirPaths(dataDir).stateDir }
   })
-  running.push(handle)
+  track(handle)
   return { ...handle, client: new ApiClient({ dataDir }) }
 }
 
@@ -70,7 +68,7 @@ async function stallingServer (): Promise<string> {
     server.once('error', reject)
     server.listen(0, '127.0.0.1', () => { resolve() })
   })
-  running.push({
+  track({
     stop: async () => {
       for (const s of sockets) s.destroy()
       await new Promise<void>(resolve => server.close(() => { resolve() }))

@@ -1,33 +1,24 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { after, afterEach, before, describe, it } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import { configureLogging, resetLogging } from '../../src/log/logger.ts'
-import { freePort, relayPeerId, reservedStatus, startTestDonor, startTestRelay, tempDir, waitFor } from '../helpers/mesh.ts'
+import { stopAfterEach } from '../helpers/cleanup.ts'
+import { freePort, relayPeerId, reservedStatus, startTestDonor, startTestRelay, tempDir } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 import type { DaemonHandle, RelayHandle } from '../../src/daemon/daemon.ts'
 
 const dir = tempDir()
 const lines: string[] = []
-const running: Array<{ stop: () => Promise<void> }> = []
+const track = stopAfterEach()
 
 before(() => {
   configureLogging({ spec: 'info', format: 'text', sink: (line) => { lines.push(line) } })
-})
-
-afterEach(async () => {
-  // stop in reverse start order; each stop is idempotent
-  for (const r of running.reverse()) await r.stop()
-  running.length = 0
 })
 
 after(() => {
   resetLogging()
   dir.cleanup()
 })
-
-function track<T extends { stop: () => Promise<void> }> (h: T): T {
-  running.push(h)
-  return h
-}
 
 describe('donor reservations on loopback', () => {
   it('two relay-only donors reserve on a relay and one reaches the other through the circuit', async () => {

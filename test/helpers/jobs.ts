@@ -1,7 +1,7 @@
 /** Helpers for end-to-end job tests: real fixtures, the real API client, bounded waits. */
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { waitFor } from './mesh.ts'
+import { waitFor } from './wait.ts'
 import type { ApiClient } from '../../src/api/client.ts'
 import type { JobLimits, JobView } from '../../src/core/job.ts'
 

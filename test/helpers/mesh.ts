@@ -46,22 +46,6 @@ export async function startTestDonor (dataDir: string, bootstrap: string[], list
   return { ...handle, client: new ApiClient({ dataDir }) }
 }
 
-/** Polls a condition every 50 ms; fails with the last value seen after `timeoutMs`. */
-export async function waitFor<T> (what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000, intervalMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe()
-      if (value !== undefined && value !== false) return value
-    } catch (err) {
-      last = err
-    }
-    await new Promise(resolve => setTimeout(resolve, intervalMs))
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last != null ? ` (last error: ${String(last)})` : ''}`)
-}
-
 export async function reservedStatus (client: ApiClient, relayId?: string): Promise<DaemonStatus | undefined> {
   const status = await client.call('status', {})
   return status.relays.some(r => relayId == null || r.peerId === relayId) ? status : undefined

@@ -14,7 +14,8 @@ import { DialLadder, DialLadderError, RungMemory } from '../../src/net/dial-ladd
 import { MeshNode } from '../../src/net/mesh-node.ts'
 import { DialTelemetry } from '../../src/net/telemetry.ts'
 import { configureLogging, resetLogging } from '../../src/log/logger.ts'
-import { freePort, startTestRelay, tempDir, waitFor } from '../helpers/mesh.ts'
+import { freePort, startTestRelay, tempDir } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 import type { DialAttempt } from '../../src/core/types.ts'
 import type { RelayHandle } from '../../src/daemon/daemon.ts'
 

@@ -6,25 +6,13 @@
  * responder the two IPs that "change IP" needs.
  */
 import assert from 'node:assert/strict'
-import { createSocket, type Socket } from 'node:dgram'
+import { createSocket } from 'node:dgram'
 import { after, before, describe, it } from 'node:test'
 import stun from '@msimerson/stun'
 import { decodeStun, encodeBindingRequest, type DecodedStun } from '../../src/net/stun/codec.ts'
 import { probeNat, recordStunProbe } from '../../src/net/stun/probe.ts'
 import { StunResponder, StunResponderError } from '../../src/net/stun/responder.ts'
-
-async function freeUdpPorts (n: number): Promise<number[]> {
-  // bind, read, close: the ports are free again for the responder (a race only with other processes binding the same ephemeral port)
-  const sockets: Socket[] = []
-  for (let i = 0; i < n; i++) {
-    const s = createSocket('udp4')
-    await new Promise<void>(resolve => s.bind(0, '127.0.0.1', resolve))
-    sockets.push(s)
-  }
-  const ports = sockets.map(s => s.address().port)
-  await Promise.all(sockets.map(async s => { await new Promise<void>(resolve => { s.close(() => { resolve() }) }) }))
-  return ports
-}
+import { freeUdpPorts } from '../helpers/ports.ts'
 
 /** One request from a fresh socket; the first answer and where it came from, or undefined after `timeoutMs`. */
 async function ask (to: { address: string, port: number }, bytes: Buffer, timeoutMs = 1000): Promise<{ res: DecodedStun, from: string } | undefined> {

@@ -17,7 +17,8 @@ import { judgeInterception, leafFingerprintOfPem, normalizeFingerprint, probeTls
 import { parseProxyEnvironment } from '../../src/net/proxy-env.ts'
 import { decodeRelayInfo, encodeRelayInfo } from '../../src/protocols/relay-info/index.ts'
 import { firstJson, runCli, startCli, type LongRunning } from '../helpers/cli.ts'
-import { tempDir, waitFor } from '../helpers/mesh.ts'
+import { tempDir } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 import { makeTestCerts, type TestCerts } from '../helpers/tls.ts'
 
 const CORP_CA = 'Example Corp Inspection CA'

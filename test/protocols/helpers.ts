@@ -55,17 +55,6 @@ export async function stopAll (nodes: Array<Libp2p<any> | undefined>): Promise<v
   await Promise.all(nodes.map(async n => { await n?.stop() }))
 }
 
-/** Polls `probe` every 25 ms until it returns something other than undefined/false. */
-export async function waitFor<T> (what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const value = await probe()
-    if (value !== undefined && value !== false) return value
-    await new Promise(resolve => setTimeout(resolve, 25))
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-}
-
 /** Collects the project logger's lines instead of printing them. */
 export function captureLogs (): { lines: string[], restore: () => void } {
   const lines: string[] = []
