@@ -9,7 +9,8 @@ import { after, describe, it } from 'node:test'
 import { ApiPortInUseError } from '../../src/api/server.ts'
 import { loadDaemonConfig } from '../../src/config/config.ts'
 import { startDaemon } from '../../src/daemon/daemon.ts'
-import { freePort, tempDir, waitFor } from '../helpers/mesh.ts'
+import { freePort, tempDir } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const dir = tempDir('wc-start-')
 after(() => { dir.cleanup() })
