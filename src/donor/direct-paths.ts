@@ -415,7 +415,7 @@ export class DirectPaths {
         if (viaRelay(conn.remoteAddr)) throw new Error(`libp2p answered with a connection through a relay (${conn.remoteAddr.toString()})`)
         const ms = Date.now() - started
         this.set(state, { state: 'direct', transport: transportOf(conn.remoteAddr), addr: conn.remoteAddr.toString(), reason: 'dialled its public address', durationMs: ms })
-        this.log.info(`direct connection to ${peerId} over ${transportOf(conn.remoteAddr)} (${conn.remoteAddr.toString()}) in ${ms} ms: it has a public address; the relayed connection stays as fallback`, { peer: peerId, transport: transportOf(conn.remoteAddr), addr })
+        this.log.info(`direct connection to ${peerId} over ${transportOf(conn.remoteAddr)} (${conn.remoteAddr.toString()}) in ${ms} ms: it has a public address; the relayed connection stays as fallback`, { peer: peerId, transport: transportOf(conn.remoteAddr), addr, duration_ms: ms })
         return undefined
       } catch (err) {
         if (signal.aborted) return undefined
@@ -518,7 +518,7 @@ export class DirectPaths {
       state.unknownTries = 0
       state.webrtcFailures = 0
       this.set(state, { state: 'direct', transport: 'webrtc', addr: conn.remoteAddr.toString(), reason: `WebRTC through the NATs (${why}); signalled via relay ${relayPeerOf(target) ?? '?'}`, durationMs: ms })
-      this.log.info(`direct connection to ${peerId} over WebRTC in ${ms} ms (${why}; ICE with ${(await this.mesh.iceServers()).flatMap(s => s.urls).join(', ') || 'host candidates only'}); the relayed connection stays as fallback`, { peer: peerId, transport: 'webrtc', addr: target })
+      this.log.info(`direct connection to ${peerId} over WebRTC in ${ms} ms (${why}; ICE with ${(await this.mesh.iceServers()).flatMap(s => s.urls).join(', ') || 'host candidates only'}); the relayed connection stays as fallback`, { peer: peerId, transport: 'webrtc', addr: target, duration_ms: ms })
     } catch (err) {
       if (signal.aborted) return
       this.webrtcFailed(peerId, state, plan, err, Date.now() - started)

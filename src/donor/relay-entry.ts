@@ -17,11 +17,11 @@ import type { Multiaddr } from '@multiformats/multiaddr'
  * `standby` is a relay with no loop: a learned one not needed now, or any
  * relay before `start` and after `stop`.
  */
-export type RelayPhase =
+export type RelayPhase<Conn = Connection> =
   | { name: 'standby' }
   | { name: 'connecting' }
-  | { name: 'connected', conn: Connection }
-  | { name: 'reserved', conn: Connection }
+  | { name: 'connected', conn: Conn }
+  | { name: 'reserved', conn: Conn }
   | { name: 'backing-off', until: number }
   | { name: 'retired', until: number }
 
@@ -35,14 +35,15 @@ export interface RelayEntryInit {
 /**
  * One relay the donor knows (bootstrap or learned): the phase of its
  * reservation loop, what the last rounds found, and the views `status`
- * serves, computed from them on each read.
+ * serves, computed from them on each read. `Conn` is the relay connection
+ * the loop works on; the entry only carries it from phase to phase.
  */
-export class RelayEntry {
+export class RelayEntry<Conn = Connection> {
   readonly peerId: string
   addrs: Multiaddr[]
   source: RelaySource
   lastHeard: number
-  phase: RelayPhase = { name: 'standby' }
+  phase: RelayPhase<Conn> = { name: 'standby' }
   /** consecutive failed rounds since the last reservation granted */
   failures = 0
   lastError?: string
@@ -93,13 +94,13 @@ export class RelayEntry {
     this.grantedAt = undefined
   }
 
-  connected (conn: Connection, path: RelayPath): void {
+  connected (conn: Conn, path: RelayPath): void {
     this.path = path
     this.phase = { name: 'connected', conn }
   }
 
   /** The relay holds a reservation for us on `conn`; `grantedAt` when this round made it. */
-  reserved (conn: Connection, grantedAt?: Date): void {
+  reserved (conn: Conn, grantedAt?: Date): void {
     if (grantedAt != null) {
       this.grantedAt = grantedAt
       this.failures = 0
