@@ -5,8 +5,9 @@
  * addresses (what a user copies from the relay's output), measured from the
  * process spawn to the relay reservation being granted (`status`: the
  * reservation's `since`). Baseline, same run, interleaved: the same daemon
- * with WORLDCOMPUTE_DIAL_STRATEGY=libp2p-default, i.e. one js-libp2p `dial()`
- * over all the relay's addresses instead of our dial ladder. Every round uses
+ * started by bench/lib/default-dial-daemon.ts, which injects a relay dialler
+ * making one js-libp2p `dial()` over all the relay's addresses instead of our
+ * dial ladder (`startDaemon`'s `relayDialler` seam). Every round uses
  * a fresh data directory, so no remembered rung helps: this is a first join.
  *
  *   node_modules/.bin/node bench/dispatchable.ts [--quick] [--json-out FILE]
@@ -14,13 +15,14 @@
  * Needs root (network namespaces, iptables); otherwise its rows say skipped.
  * Sends traffic only inside the namespaces it creates.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { benchMain, progress, row, skippedRow, type BenchRow } from './lib/report.ts'
 import { fmt, summarize } from './lib/stats.ts'
-import { buildTopology, labSkipReason, type Firewall, type NatKind } from '../test/lab/topology.ts'
-import { startDonor, startRelay, waitDispatchable } from '../test/lab/processes.ts'
+import { buildTopology, labEnv, labSkipReason, type Firewall, type Lab, type NatKind } from '../test/lab/topology.ts'
+import { NODE, startDonor, startRelay, waitDispatchable, type DonorNode } from '../test/lab/processes.ts'
 
 interface Network { key: string, title: string, nat: NatKind, firewall?: Firewall, blackholed: boolean }
 
@@ -32,6 +34,25 @@ const NETWORKS: Network[] = [
 ]
 type Strategy = 'ladder' | 'libp2p-default'
 const TARGET_MS = 3_000
+/** the baseline's entry point: the product daemon with js-libp2p's default dial injected */
+const BASELINE_DAEMON = fileURLToPath(new URL('./lib/default-dial-daemon.ts', import.meta.url))
+
+/**
+ * A relay-only donor as `startDonor` starts it, dialling its relays with
+ * `strategy`: the product CLI for the ladder, the baseline entry point for
+ * js-libp2p's default dial (same Node flags as bin/worldcompute).
+ */
+function startStrategyDonor (lab: Lab, runDir: string, name: string, bootstrap: string[], strategy: Strategy): DonorNode {
+  if (strategy === 'ladder') return startDonor(lab, 'donor', runDir, { name, bootstrap })
+  const dataDir = join(runDir, name)
+  const logFile = join(runDir, `${name}.log`)
+  mkdirSync(runDir, { recursive: true })
+  const args = ['--data-dir', dataDir, '--api-port', '0', '--listen', '/p2p-circuit', ...bootstrap.flatMap(a => ['--bootstrap', a])]
+  const log = process.env.WC_LAB_LOG
+  const env = labEnv(log != null && log !== '' ? { WORLDCOMPUTE_LOG: log } : {})
+  const proc = lab.exec('donor', [NODE, '--max-semi-space-size=1', BASELINE_DAEMON, ...args], { env, logFile })
+  return { name, host: 'donor', dataDir, logFile, args, proc, startedAt: proc.startedAt }
+}
 
 interface Sample { ms: number, sinceDaemonStartMs: number, transport: string }
 
@@ -64,7 +85,7 @@ await benchMain('dispatchable', { quick: 240_000, full: 600_000 }, async (args, 
         const order: Strategy[] = r % 2 === 0 ? ['ladder', 'libp2p-default'] : ['libp2p-default', 'ladder']
         for (const strategy of order) {
           const name = `${strategy}-${r}`
-          const donor = startDonor(lab, 'donor', runDir, { name, bootstrap, env: { WORLDCOMPUTE_DIAL_STRATEGY: strategy } })
+          const donor = startStrategyDonor(lab, runDir, name, bootstrap, strategy)
           try {
             const d = await waitDispatchable(lab, donor, { timeoutMs: 90_000 })
             samples[strategy].push({ ms: d.ms, sinceDaemonStartMs: d.sinceDaemonStartMs, transport: d.transport })

@@ -16,7 +16,6 @@ import { natInfo } from '../protocols/nat-info/index.ts'
 import { ensureDataDir, type DataDirPaths } from '../config/data-dir.ts'
 import { loadOrCreateIdentity, type Identity } from '../config/identity.ts'
 import { VERSION } from '../core/version.ts'
-import { ConfigError } from '../core/errors.ts'
 import { DonorService } from '../donor/donor-service.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { MeshNode } from '../net/mesh-node.ts'
@@ -25,7 +24,7 @@ import { MeshResolver } from '../net/dns-resolver.ts'
 import { trustSystemCertificates } from '../net/tls-intercept.ts'
 import { RelayService, type RelayInfo } from '../relay/relay-service.ts'
 import type { DaemonConfig, RelayConfig } from '../config/config.ts'
-import type { ReservationManagerInit } from '../donor/reservation-manager.ts'
+import type { RelayDialler, ReservationManagerInit } from '../donor/reservation-manager.ts'
 import { SandboxKeeper } from './sandbox.ts'
 import { ServiceAnswers } from './service-answers.ts'
 import { Teardown } from './teardown.ts'
@@ -52,6 +51,8 @@ export interface StartDaemonOptions {
   reservation?: Omit<ReservationManagerInit, 'bootstrap' | 'logger'>
   /** test seam: capacity announcement interval @default 5000 */
   announceIntervalMs?: number
+  /** benchmark seam: how the donor dials its relays, built on the mesh @default the dial ladder */
+  relayDialler?: (mesh: MeshNode) => RelayDialler
 }
 
 /** The node and the protocol services built into it. */
@@ -174,7 +175,7 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
   }
   const execution = config.donor.execute ? buildExecution(config, maxLimits, net, log) : undefined
   // the winning dial rung is remembered per network in the data dir
-  const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, resolver, refuseIntercepted: config.refuseIntercepted, dialStrategy: dialStrategyFromEnv(), ...options.reservation }, direct: config.direct ? { announcedAddrs: (id) => capacityService.capacityOf(id)?.addrs ?? [] } : false })
+  const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, resolver, refuseIntercepted: config.refuseIntercepted, relayDialler: options.relayDialler?.(mesh), ...options.reservation }, direct: config.direct ? { announcedAddrs: (id) => capacityService.capacityOf(id)?.addrs ?? [] } : false })
   // an executor we learn of gets a direct connection ahead of any job, where the networks allow
   capacityService.addEventListener('executor:added', (evt) => { donor.direct?.schedule(evt.detail.peerId, evt.detail.addrs, 'it announced capacity') })
   const broker = new Broker({
@@ -326,12 +327,4 @@ export async function startRelay (config: RelayConfig, options: { logger?: Logge
       await stopping
     }
   }
-}
-
-/** WORLDCOMPUTE_DIAL_STRATEGY=libp2p-default: the benchmark baseline (bench/dispatchable.ts); anything else is refused. */
-function dialStrategyFromEnv (): 'ladder' | 'libp2p-default' {
-  const v = process.env.WORLDCOMPUTE_DIAL_STRATEGY
-  if (v == null || v === '' || v === 'ladder') return 'ladder'
-  if (v === 'libp2p-default') return v
-  throw new ConfigError(`WORLDCOMPUTE_DIAL_STRATEGY must be "ladder" or "libp2p-default", got "${v}"`)
 }

@@ -2,7 +2,8 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { describeDialError, initialPhase } from '../net/dial-error.ts'
-import { isPublicAddr, sleep } from '../net/mesh-node.ts'
+import { isPublicAddr } from '../net/mesh-node.ts'
+import { backoffDelay, pause, type BackoffPolicy } from '../core/async.ts'
 import { relayPeerOf, transportOf, viaRelay } from '../net/transport-of.ts'
 import { fetchNatInfo, type NatInfoMessage } from '../protocols/nat-info/index.ts'
 import type { DirectPathView, NatReport } from '../core/types.ts'
@@ -67,13 +68,20 @@ export interface DirectPathsInit {
 /** peers remembered (status, backoff); the oldest is forgotten beyond this */
 const MAX_PEERS = 512
 
+/** A WebRTC attempt worth making: the peer's `/webrtc` address to dial, and why the NATs allow it, in words. */
+interface WebrtcPlan {
+  target: string
+  why: string
+}
+
 interface PeerState {
   view: DirectPathView
   running: boolean
   /** addresses the peer announced (capacity), merged with what identify stored */
   hints: string[]
   unknownTries: number
-  retryTimer?: ReturnType<typeof setTimeout>
+  /** a pending retry (NAT type looked at again, quick second WebRTC attempt); aborting cancels it */
+  retry?: AbortController
   /** a failure or skip that blocks new attempts until then */
   notBefore: number
   /** new addresses arrived while an attempt ran: look again when it ends */
@@ -109,7 +117,7 @@ export function webrtcBlocker (who: string, nat: Pick<NatInfoMessage, 'mapping' 
  *    attempt is skipped at once, with the reason logged and in `status`.
  *
  * DCUtR is not used: it never produced a direct connection in the prototype
- * lab (design notes §3), and it closes the relayed connection on success,
+ * lab, and it closes the relayed connection on success,
  * killing the streams on it. Here the relayed connection stays open as the
  * fallback: a task in flight on it finishes there, and later tasks take the
  * direct connection (the broker prefers a direct one).
@@ -223,7 +231,6 @@ export class DirectPaths {
     this.mesh.libp2p.removeEventListener('peer:update', this.onPeerUpdate as any)
     if (this.recheckTimer != null) clearInterval(this.recheckTimer)
     this.recheckTimer = undefined
-    for (const s of this.peers.values()) if (s.retryTimer != null) clearTimeout(s.retryTimer)
     this.queue.length = 0
   }
 
@@ -253,7 +260,7 @@ export class DirectPaths {
       if (this.peers.size > MAX_PEERS) {
         for (const [id, s] of this.peers) {
           if (!s.running && id !== peerId) {
-            if (s.retryTimer != null) clearTimeout(s.retryTimer)
+            s.retry?.abort()
             this.peers.delete(id)
             break
           }
@@ -376,13 +383,27 @@ export class DirectPaths {
     return [...new Set([...hints, ...stored].map(withPeer))]
   }
 
+  /**
+   * One upgrade: the peer's public address if it has one, else WebRTC when
+   * both NATs allow it. Every outcome lands in the peer's view and the log.
+   */
   private async attempt (peerId: string, state: PeerState): Promise<void> {
     const signal = this.controller?.signal
     if (signal == null || signal.aborted) return
     const addrs = await this.addrsOf(peerId, state.hints)
+    const failures = await this.dialPublic(peerId, state, addrs.filter(isPublicDirect), signal)
+    if (failures == null || signal.aborted) return
+    const plan = await this.planWebrtc(peerId, state, addrs, failures, signal)
+    if (plan == null) return
+    await this.dialWebrtc(peerId, state, plan, signal)
+  }
 
-    // 1. a public direct address: just dial it, as every donor dials its relays
-    const publicAddrs = addrs.filter(isPublicDirect)
+  /**
+   * Dials the peer's public direct addresses (at most four), as every donor
+   * dials its relays. Returns undefined when one connected (or on a stop),
+   * else why each failed.
+   */
+  private async dialPublic (peerId: string, state: PeerState, publicAddrs: string[], signal: AbortSignal): Promise<string[] | undefined> {
     const failures: string[] = []
     for (const addr of publicAddrs.slice(0, 4)) {
       this.set(state, { state: 'trying', transport: transportOf(addr), addr, reason: 'dialling its public address' })
@@ -394,10 +415,10 @@ export class DirectPaths {
         if (viaRelay(conn.remoteAddr)) throw new Error(`libp2p answered with a connection through a relay (${conn.remoteAddr.toString()})`)
         const ms = Date.now() - started
         this.set(state, { state: 'direct', transport: transportOf(conn.remoteAddr), addr: conn.remoteAddr.toString(), reason: 'dialled its public address', durationMs: ms })
-        this.log.info(`direct connection to ${peerId} over ${transportOf(conn.remoteAddr)} (${conn.remoteAddr.toString()}) in ${ms} ms: it has a public address; the relayed connection stays as fallback`, { peer: peerId, transport: transportOf(conn.remoteAddr), addr })
-        return
+        this.log.info(`direct connection to ${peerId} over ${transportOf(conn.remoteAddr)} (${conn.remoteAddr.toString()}) in ${ms} ms: it has a public address; the relayed connection stays as fallback`, { peer: peerId, transport: transportOf(conn.remoteAddr), addr, duration_ms: ms })
+        return undefined
       } catch (err) {
-        if (signal.aborted) return
+        if (signal.aborted) return undefined
         // the dial telemetry has logged and recorded the attempt with its phase and cause
         const d = describeDialError(err, { phase: initialPhase(addr, transportOf(addr)), transport: transportOf(addr), elapsedMs: Date.now() - started })
         failures.push(`${addr} (${transportOf(addr)}) at ${d.phase}: ${d.cause}`)
@@ -405,79 +426,88 @@ export class DirectPaths {
     }
     if (failures.length > 0) {
       // not again before retryAfterMs, whatever WebRTC does next
-      state.notBefore = Date.now() + (this.init.retryAfterMs ?? 60_000)
+      state.notBefore = Date.now() + this.retryAfterMs
       this.log.warn(`direct dial to ${peerId}'s public address failed, trying WebRTC next or staying relayed: ${failures.join('; ')}`, { peer: peerId, phase: 'upgrade' })
     }
+    return failures
+  }
 
-    // 2. private-to-private WebRTC, signalled through the relay
+  /**
+   * Whether private-to-private WebRTC, signalled through the relay, is worth
+   * a try and why: both NAT types allow it (each side's from its own STUN
+   * probe; the peer's asked over the relayed connection). Otherwise records
+   * the skip and returns undefined.
+   */
+  private async planWebrtc (peerId: string, state: PeerState, addrs: string[], failures: string[], signal: AbortSignal): Promise<WebrtcPlan | undefined> {
     const current = this.directConnection(peerId)
     if (current != null) {
       // already direct over WebRTC, and the public address did not answer: keep it
       this.set(state, { state: 'direct', transport: transportOf(current.remoteAddr), addr: current.remoteAddr.toString(), reason: `already connected directly${failures.length > 0 ? `; its public address failed (${failures.join('; ')})` : ''}` })
-      return
+      return undefined
     }
+    const skip = (reason: string, retryMs?: number): undefined => { this.skip(peerId, state, failures, reason, retryMs) }
     const webrtcAddrs = addrs.filter(a => transportOf(a) === 'webrtc')
-    const skip = (reason: string, retryMs?: number): void => {
-      const prefix = failures.length > 0 ? `public address failed (${failures.join('; ')}); ` : ''
-      this.set(state, { state: failures.length > 0 ? 'failed' : 'skipped', transport: 'webrtc', reason: `${prefix}WebRTC skipped: ${reason}; staying relayed` })
-      state.notBefore = Date.now() + (retryMs ?? this.init.retryAfterMs ?? 60_000)
-      this.log.info(`direct upgrade to ${peerId}: ${prefix}WebRTC skipped, no attempt made: ${reason}; staying relayed`, { peer: peerId, transport: 'webrtc', phase: 'upgrade' })
-      if (retryMs != null) {
-        if (state.retryTimer != null) clearTimeout(state.retryTimer)
-        state.retryTimer = setTimeout(() => { state.retryTimer = undefined; this.schedule(peerId, [], 'NAT type check again') }, retryMs)
-        state.retryTimer.unref?.()
-      }
-    }
-    if (this.init.webrtc === false) { skip('this donor runs without the WebRTC transport'); return }
-    if (webrtcAddrs.length === 0) { skip('the peer advertises no /webrtc address (it does not take WebRTC, or holds no reservation)'); return }
-
+    if (this.init.webrtc === false) return skip('this donor runs without the WebRTC transport')
+    if (webrtcAddrs.length === 0) return skip('the peer advertises no /webrtc address (it does not take WebRTC, or holds no reservation)')
     const own = this.init.nat()
     const ownBlocker = webrtcBlocker('this donor', own)
-    if (ownBlocker != null) { skip(ownBlocker); return }
-    const maxUnknown = this.init.unknownRetries ?? 5
-    const unknownRetryMs = this.init.unknownRetryMs ?? 3_000
-    if (own.mapping === 'unknown' && state.unknownTries < maxUnknown) {
-      state.unknownTries++
-      skip(`this donor's NAT type is not measured yet (look ${state.unknownTries} of ${maxUnknown}); looking again in ${unknownRetryMs} ms`, unknownRetryMs)
-      return
-    }
+    if (ownBlocker != null) return skip(ownBlocker)
+    if (own.mapping === 'unknown' && this.mayLookAgain(state)) return skip(this.notMeasuredYet(state, 'this donor\'s'), this.unknownRetryMs)
 
     // the peer's NAT type, asked over a relayed connection (the one WebRTC signals over)
     const target = webrtcAddrs.find(a => this.mesh.directConnection(relayPeerOf(a) ?? '') != null) ?? webrtcAddrs[0]
-    let relayed: Connection
     let theirs: NatInfoMessage
     try {
-      relayed = await this.relayedConnection(peerId, target, signal)
+      const relayed = await this.relayedConnection(peerId, target, signal)
       theirs = await fetchNatInfo(relayed, { signal })
     } catch (err) {
-      if (signal.aborted) return
+      if (signal.aborted) return undefined
       const d = describeDialError(err, { phase: 'signalling', transport: 'circuit', elapsedMs: 0 })
-      skip(`could not ask the peer for its NAT type over the relay (${d.cause})`)
-      return
+      return skip(`could not ask the peer for its NAT type over the relay (${d.cause})`)
     }
     const theirBlocker = webrtcBlocker('the peer', theirs)
-    if (theirBlocker != null) { skip(theirBlocker); return }
-    if (!theirs.webrtc) { skip('the peer says it does not take WebRTC'); return }
-    if (theirs.mapping === 'unknown' && state.unknownTries < maxUnknown) {
-      state.unknownTries++
-      skip(`the peer's NAT type is not measured yet (look ${state.unknownTries} of ${maxUnknown}); looking again in ${unknownRetryMs} ms`, unknownRetryMs)
-      return
-    }
-    const why = `this donor ${describeNat(own.mapping)}, the peer ${describeNat(theirs.mapping)}`
+    if (theirBlocker != null) return skip(theirBlocker)
+    if (!theirs.webrtc) return skip('the peer says it does not take WebRTC')
+    if (theirs.mapping === 'unknown' && this.mayLookAgain(state)) return skip(this.notMeasuredYet(state, 'the peer\'s'), this.unknownRetryMs)
+    return { target, why: `this donor ${describeNat(own.mapping)}, the peer ${describeNat(theirs.mapping)}` }
+  }
 
-    // two donors that both learn of each other would dial WebRTC at once, and
-    // two simultaneous negotiations spoil each other: the larger PeerId waits
-    // a little, and is done if the other side has connected meanwhile
+  /** While a NAT type is unknown, the attempt is put off a few times (unknownRetries) before WebRTC is tried anyway. */
+  private mayLookAgain (state: PeerState): boolean {
+    return state.unknownTries < (this.init.unknownRetries ?? 5)
+  }
+
+  /** Counts one more look at a NAT type not measured yet; the skip reason. */
+  private notMeasuredYet (state: PeerState, whose: string): string {
+    state.unknownTries++
+    return `${whose} NAT type is not measured yet (look ${state.unknownTries} of ${this.init.unknownRetries ?? 5}); looking again in ${this.unknownRetryMs} ms`
+  }
+
+  /** No WebRTC attempt for now: the view says why, and the peer is looked at again after `retryMs` (else retryAfterMs). */
+  private skip (peerId: string, state: PeerState, failures: string[], reason: string, retryMs?: number): void {
+    const prefix = failures.length > 0 ? `public address failed (${failures.join('; ')}); ` : ''
+    this.set(state, { state: failures.length > 0 ? 'failed' : 'skipped', transport: 'webrtc', reason: `${prefix}WebRTC skipped: ${reason}; staying relayed` })
+    state.notBefore = Date.now() + (retryMs ?? this.retryAfterMs)
+    this.log.info(`direct upgrade to ${peerId}: ${prefix}WebRTC skipped, no attempt made: ${reason}; staying relayed`, { peer: peerId, transport: 'webrtc', phase: 'upgrade' })
+    if (retryMs != null) this.retryLater(peerId, state, retryMs, 'NAT type check again')
+  }
+
+  /**
+   * The WebRTC dial. Two donors that both learn of each other would dial at
+   * once, and two simultaneous negotiations spoil each other: the larger
+   * PeerId waits a little first, and is done if the other side has connected
+   * meanwhile.
+   */
+  private async dialWebrtc (peerId: string, state: PeerState, plan: WebrtcPlan, signal: AbortSignal): Promise<void> {
+    const { target, why } = plan
     if (this.mesh.peerId > peerId) {
-      await sleep(this.init.glareDelayMs ?? 2_000, signal)
-      if (signal.aborted) return
+      if (await pause(this.init.glareDelayMs ?? 2_000, { signal })) return
       const meanwhile = this.directConnection(peerId)
       if (meanwhile != null) {
         this.set(state, { state: 'direct', transport: transportOf(meanwhile.remoteAddr), addr: meanwhile.remoteAddr.toString(), reason: `the peer connected to us directly (${why})` })
         return
       }
     }
-
     this.set(state, { state: 'trying', transport: 'webrtc', addr: target, reason: `trying WebRTC: ${why}` })
     const started = Date.now()
     try {
@@ -488,25 +518,61 @@ export class DirectPaths {
       state.unknownTries = 0
       state.webrtcFailures = 0
       this.set(state, { state: 'direct', transport: 'webrtc', addr: conn.remoteAddr.toString(), reason: `WebRTC through the NATs (${why}); signalled via relay ${relayPeerOf(target) ?? '?'}`, durationMs: ms })
-      this.log.info(`direct connection to ${peerId} over WebRTC in ${ms} ms (${why}; ICE with ${(await this.mesh.iceServers()).flatMap(s => s.urls).join(', ') || 'host candidates only'}); the relayed connection stays as fallback`, { peer: peerId, transport: 'webrtc', addr: target })
+      this.log.info(`direct connection to ${peerId} over WebRTC in ${ms} ms (${why}; ICE with ${(await this.mesh.iceServers()).flatMap(s => s.urls).join(', ') || 'host candidates only'}); the relayed connection stays as fallback`, { peer: peerId, transport: 'webrtc', addr: target, duration_ms: ms })
     } catch (err) {
       if (signal.aborted) return
-      const ms = Date.now() - started
-      const d = describeDialError(err, { phase: 'ice', transport: 'webrtc', elapsedMs: ms, timedOut: (err as Error)?.name === 'TimeoutError' })
-      state.webrtcFailures++
-      // the first failure gets a quick second attempt (see webrtcQuickRetryMs), later ones the full back-off
-      const quick = state.webrtcFailures === 1
-      const retryMs = quick ? (this.init.webrtcQuickRetryMs ?? 3_000) : (this.init.retryAfterMs ?? 60_000)
-      const next = quick ? `one more try in ${formatSeconds(retryMs)} (a first failure can be a one-off), then every ${formatSeconds(this.init.retryAfterMs ?? 60_000)}` : `next try in ${formatSeconds(retryMs)}`
-      this.set(state, { state: 'failed', transport: 'webrtc', addr: target, reason: `WebRTC failed at ${d.phase} after ${ms} ms: ${d.cause}; staying relayed, ${next}`, durationMs: ms })
-      state.notBefore = Date.now() + retryMs
-      this.log.warn(`direct upgrade to ${peerId} over WebRTC failed at ${d.phase} after ${ms} ms (${target}; ${why}): ${d.cause}; staying relayed, ${next}`, { peer: peerId, addr: target, transport: 'webrtc', phase: d.phase, code: d.code, attempt: state.webrtcFailures })
-      if (quick) {
-        if (state.retryTimer != null) clearTimeout(state.retryTimer)
-        state.retryTimer = setTimeout(() => { state.retryTimer = undefined; state.notBefore = 0; this.schedule(peerId, [], 'second WebRTC attempt after a failed first') }, retryMs)
-        state.retryTimer.unref?.()
-      }
+      this.webrtcFailed(peerId, state, plan, err, Date.now() - started)
     }
+  }
+
+  /**
+   * A failed WebRTC dial: the first since the last success gets a quick
+   * second attempt (webrtcQuickRetryMs: a negotiation can fail for reasons
+   * that do not repeat), later ones wait retryAfterMs.
+   */
+  private webrtcFailed (peerId: string, state: PeerState, plan: WebrtcPlan, err: unknown, ms: number): void {
+    const { target, why } = plan
+    const d = describeDialError(err, { phase: 'ice', transport: 'webrtc', elapsedMs: ms, timedOut: (err as Error)?.name === 'TimeoutError' })
+    state.webrtcFailures++
+    const quick = state.webrtcFailures === 1
+    const retryMs = backoffDelay(this.webrtcRetry, state.webrtcFailures)
+    const next = quick ? `one more try in ${formatSeconds(retryMs)} (a first failure can be a one-off), then every ${formatSeconds(this.retryAfterMs)}` : `next try in ${formatSeconds(retryMs)}`
+    this.set(state, { state: 'failed', transport: 'webrtc', addr: target, reason: `WebRTC failed at ${d.phase} after ${ms} ms: ${d.cause}; staying relayed, ${next}`, durationMs: ms })
+    state.notBefore = Date.now() + retryMs
+    this.log.warn(`direct upgrade to ${peerId} over WebRTC failed at ${d.phase} after ${ms} ms (${target}; ${why}): ${d.cause}; staying relayed, ${next}`, { peer: peerId, addr: target, transport: 'webrtc', phase: d.phase, code: d.code, attempt: state.webrtcFailures })
+    if (quick) this.retryLater(peerId, state, retryMs, 'second WebRTC attempt after a failed first', { clearBackoff: true })
+  }
+
+  /**
+   * Asks for the peer again after `ms`: one pending retry per peer, replaced
+   * by a newer one, cancelled when the peer is forgotten or on `stop`.
+   * `clearBackoff`: the retry is not held back by the peer's `notBefore`.
+   */
+  private retryLater (peerId: string, state: PeerState, ms: number, why: string, options: { clearBackoff?: boolean } = {}): void {
+    const stopped = this.controller?.signal
+    if (stopped == null) return
+    state.retry?.abort()
+    const retry = new AbortController()
+    state.retry = retry
+    void pause(ms, { signal: AbortSignal.any([stopped, retry.signal]) }).then(cut => {
+      if (cut) return
+      state.retry = undefined
+      if (options.clearBackoff === true) state.notBefore = 0
+      this.schedule(peerId, [], why)
+    })
+  }
+
+  private get retryAfterMs (): number {
+    return this.init.retryAfterMs ?? 60_000
+  }
+
+  private get unknownRetryMs (): number {
+    return this.init.unknownRetryMs ?? 3_000
+  }
+
+  /** WebRTC retries: after a first failure a quick second attempt, after that straight to retryAfterMs. */
+  private get webrtcRetry (): BackoffPolicy {
+    return { initialMs: this.init.webrtcQuickRetryMs ?? 3_000, maxMs: this.retryAfterMs, factor: Number.POSITIVE_INFINITY }
   }
 
   /** The best open direct connection to the peer: TCP/QUIC before WebRTC. */

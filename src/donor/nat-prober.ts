@@ -1,4 +1,5 @@
 import { createLogger, type Logger } from '../log/logger.ts'
+import { delay, Waker } from '../core/async.ts'
 import { probeNat, type StunProbeOptions, type StunServer } from '../net/stun/probe.ts'
 import type { NatReport } from '../core/types.ts'
 import type { MeshNode } from '../net/mesh-node.ts'
@@ -14,6 +15,9 @@ export interface NatProberInit {
 }
 
 interface Target extends StunServer { peerId: string }
+
+/** The longest a Node timer waits: the probe loop idles this long at most between two asks. */
+const LONGEST_TIMER_MS = 2 ** 31 - 1
 
 /**
  * Classifies this donor's NAT with the STUN responders of the relays it is
@@ -39,9 +43,9 @@ export class NatProber {
   }
 
   private controller?: AbortController
-  private running?: Promise<void>
-  private pending = false
-  private timer?: ReturnType<typeof setTimeout>
+  private loop?: Promise<void>
+  /** a probe was asked for; latched, so an ask that lands while a probe runs is not lost */
+  private readonly asked = new Waker({ latch: true })
   private lastRunAt = 0
   private lastTargets = ''
   private readonly onChange = (): void => { this.schedule() }
@@ -60,6 +64,10 @@ export class NatProber {
     // identify completes after the connection opens: that is when the relay's STUN ports are known
     this.mesh.libp2p.addEventListener('peer:identify', this.onChange)
     this.mesh.libp2p.addEventListener('peer:disconnect', this.onChange)
+    const signal = this.controller.signal
+    this.loop = this.probeLoop(signal).catch((err: unknown) => {
+      if (!signal.aborted) this.log.error(`NAT probe loop stopped unexpectedly: ${(err as Error).stack ?? String(err)}`)
+    })
     this.schedule()
   }
 
@@ -69,34 +77,36 @@ export class NatProber {
     this.controller = undefined
     this.mesh.libp2p.removeEventListener('peer:identify', this.onChange)
     this.mesh.libp2p.removeEventListener('peer:disconnect', this.onChange)
-    if (this.timer != null) clearTimeout(this.timer)
-    this.timer = undefined
-    await this.running
+    await this.loop
+    this.loop = undefined
   }
 
   report (): NatReport {
     return { ...this.current, servers: [...this.current.servers] }
   }
 
-  /** Runs a probe now if allowed, else once the interval has passed; coalesces. */
+  /** Asks for a probe: now if allowed, else once `minIntervalMs` has passed since the last one; asks coalesce. */
   schedule (): void {
     if (this.controller == null) return
-    if (this.running != null) { this.pending = true; return }
-    if (this.timer != null) return
-    const wait = Math.max(0, this.lastRunAt + this.minIntervalMs - Date.now())
-    this.timer = setTimeout(() => {
-      this.timer = undefined
-      this.running = this.run().finally(() => {
-        this.running = undefined
-        if (this.pending) { this.pending = false; this.schedule() }
-      })
-    }, this.lastRunAt === 0 ? 0 : wait)
-    this.timer.unref?.()
+    this.asked.wake()
   }
 
-  private async run (): Promise<void> {
-    const signal = this.controller?.signal
-    if (signal == null || signal.aborted) return
+  /** One probe per ask, never two within `minIntervalMs`, one at a time; ends (rejecting) when `signal` aborts. */
+  private async probeLoop (signal: AbortSignal): Promise<void> {
+    for (;;) {
+      if (await this.asked.wait(LONGEST_TIMER_MS, { signal }) === 'timeout') continue
+      if (this.lastRunAt !== 0) await delay(this.lastRunAt + this.minIntervalMs - Date.now(), { signal })
+      try {
+        await this.run(signal)
+      } catch (err) {
+        if (signal.aborted) throw err
+        // run() reports every expected failure itself: this is a bug, and the next ask probes again
+        this.log.error(`NAT probe failed unexpectedly: ${(err as Error).stack ?? String(err)}`)
+      }
+    }
+  }
+
+  private async run (signal: AbortSignal): Promise<void> {
     let targets: Target[]
     try {
       targets = await this.mesh.stunServers()

@@ -1,13 +1,15 @@
 import { createLogger, type Logger } from '../log/logger.ts'
+import { backoffDelay, Waker, type BackoffPolicy } from '../core/async.ts'
 import { DialLadder, DialLadderError, RungMemory, type LadderResult } from '../net/dial-ladder.ts'
-import { MeshResolver, overallVia } from '../net/dns-resolver.ts'
-import { sleep, type MeshNode } from '../net/mesh-node.ts'
+import { MeshResolver } from '../net/dns-resolver.ts'
+import type { MeshNode } from '../net/mesh-node.ts'
 import { peerIdOf, transportOf, uplinkTransport } from '../net/transport-of.ts'
 import { checkRelayTls, type RelayTlsCheck } from './relay-tls-check.ts'
+import { RelayEntry } from './relay-entry.ts'
 import type { AddrResolution, BootstrapStatus, KnownRelayView, RelayPath, RelayReservationStatus } from '../core/types.ts'
 import { multiaddr } from '@multiformats/multiaddr'
-import type { KnownRelay, RelaySource } from '../net/relay-directory.ts'
-import type { Connection } from '@libp2p/interface'
+import type { KnownRelay } from '../net/relay-directory.ts'
+import type { AbortOptions, Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 export interface ReservationManagerInit {
@@ -60,12 +62,11 @@ export interface ReservationManagerInit {
    */
   refuseIntercepted?: boolean
   /**
-   * 'ladder' (default): our staggered parallel dial ladder. 'libp2p-default':
-   * one js-libp2p `dial()` with every address, as js-libp2p would do it — only
-   * for the benchmark that compares the two (bench/dispatchable.ts), set by
-   * WORLDCOMPUTE_DIAL_STRATEGY in the daemon
+   * how a relay is reached over its usable addresses; a benchmark injects
+   * another strategy here to compare it with the ladder
+   * @default the dial ladder (staggered parallel attempts, the winning rung remembered in `stateDir`)
    */
-  dialStrategy?: 'ladder' | 'libp2p-default'
+  relayDialler?: RelayDialler
   /** how long a refused (intercepted) address is left out of the dial ladder @default 600000 */
   refusedPathMs?: number
   logger?: Logger
@@ -73,29 +74,13 @@ export interface ReservationManagerInit {
 
 export type KnownRelayStatus = KnownRelayView
 
-interface RelayState {
-  peerId: string
-  addrs: Multiaddr[]
-  status: BootstrapStatus
-  since?: Date
-  /** the connection the ladder made, to tell its path from one opened some other way */
-  connectionId?: string
-  wake?: () => void
-  source: RelaySource
-  /** the running reservation loop, if any (bootstrap relays always have one) */
-  loop?: Promise<void>
-  /** learned relays: failed rounds in a row, and not before when to try again */
-  learnedFailures: number
-  retryAt: number
-  lastHeard: number
-  /** the TLS interception check of the connection `tlsConnectionId` */
-  tls?: RelayTlsCheck
-  tlsConnectionId?: string
-  /** addresses left out of the ladder because their TLS is intercepted (--refuse-intercepted), until when */
-  refused: Map<string, { until: number, reason: string }>
-  /** smoothed round trip of the watchdog's pings on the current connection, ms */
-  rttMs?: number
+/** One attempt to connect to a relay over all its usable addresses: the connection and how it was made. */
+export interface RelayDialler {
+  dial: (peerId: string, addrs: readonly Multiaddr[], options: AbortOptions) => Promise<LadderResult>
 }
+
+/** The longest a learned relay that keeps failing is left alone before it is tried again. */
+const MAX_LEARNED_RETRY_MS = 300_000
 
 /** The watchdog's ping timeout never exceeds this, however slow the recent pings were. */
 const MAX_PING_TIMEOUT_MS = 10_000
@@ -113,29 +98,31 @@ export function watchdogPingTimeout (configuredMs: number, rttMs?: number): numb
  * (not gated on AutoNAT, which never says "private" without connections) →
  * watch → on loss, redial and re-reserve with capped exponential backoff.
  * js-libp2p does not re-reserve a restarted static relay (issue 3601); this does.
+ * Each relay's loop is the small state machine of `RelayPhase` (relay-entry.ts);
+ * `status` is computed from it on read.
  */
 export class ReservationManager {
   private readonly mesh: MeshNode
-  private readonly relays: RelayState[]
+  private readonly relays: RelayEntry[]
   private readonly log: Logger
   private readonly initialBackoffMs: number
   private readonly maxBackoffMs: number
   private readonly watchdogIntervalMs: number
   private readonly pingTimeoutMs: number
-  private readonly ladder: DialLadder
+  private readonly dialler: RelayDialler
   private readonly resolver: MeshResolver
   private readonly target: number
   private readonly cap: number
   private readonly underTargetMaxBackoffMs: number
-  private readonly learnedRetryMs: number
+  private readonly learnedRetry: BackoffPolicy
   private readonly refuseIntercepted: boolean
-  private readonly dialStrategy: 'ladder' | 'libp2p-default'
   private readonly refusedPathMs: number
   /** ids of connections this manager closed itself (refused paths) */
   private readonly closedOnPurpose = new Set<string>()
   private controller?: AbortController
   private coverage?: Promise<void>
-  private wakeCoverage?: () => void
+  /** wakes the coverage check: a relay was lost or learned, or a loop ended */
+  private readonly coverageWaker = new Waker()
   private readonly onConnectionClose = (evt: CustomEvent<{ id?: string, remotePeer: { toString: () => string }, remoteAddr: { toString: () => string } }>): void => {
     const peer = evt.detail.remotePeer.toString()
     const relay = this.relays.find(r => r.peerId === peer)
@@ -146,7 +133,7 @@ export class ReservationManager {
       const addr = evt.detail.remoteAddr.toString()
       this.log.warn(`lost connection to relay ${peer} (${relay.source}) at ${addr} over ${uplinkTransport(addr)}; reconnecting`, { peer, addr, transport: uplinkTransport(addr) })
     }
-    relay.wake?.()
+    relay.waker.wake()
   }
 
   constructor (mesh: MeshNode, init: ReservationManagerInit) {
@@ -161,18 +148,7 @@ export class ReservationManager {
     // the donor holds a second reservation meanwhile.
     this.watchdogIntervalMs = init.watchdogIntervalMs ?? 1_500
     this.pingTimeoutMs = init.pingTimeoutMs ?? 2_000
-    const ladderLog = this.log.child('ladder')
-    if (init.stateDir == null) {
-      ladderLog.debug('no state directory given: the winning dial rungs are remembered only until this process stops')
-    }
-    const memory = init.stateDir != null
-      ? RungMemory.inStateDir(init.stateDir, { logger: ladderLog })
-      : new RungMemory({ logger: ladderLog })
-    this.ladder = new DialLadder({
-      dial: async (ma, options) => await mesh.dialTransport(ma, { ...options, purpose: 'bootstrap' }),
-      memory,
-      logger: ladderLog
-    })
+    this.dialler = init.relayDialler ?? this.ladder(mesh, init.stateDir)
     this.resolver = init.resolver ?? new MeshResolver({ logger: createLogger('net.dns') })
     const groups = new Map<string, Multiaddr[]>()
     for (const ma of init.bootstrap) {
@@ -180,24 +156,30 @@ export class ReservationManager {
       if (peer == null) continue
       groups.set(peer, [...(groups.get(peer) ?? []), ma])
     }
-    this.relays = [...groups.entries()].map(([peerId, addrs]) => ({
-      peerId,
-      addrs,
-      status: { addr: addrs[0].toString(), peerId, state: 'connecting', failures: 0 },
-      source: 'bootstrap' as const,
-      learnedFailures: 0,
-      retryAt: 0,
-      lastHeard: Date.now(),
-      refused: new Map()
-    }))
+    const now = Date.now()
+    this.relays = [...groups.entries()].map(([peerId, addrs]) => new RelayEntry({ peerId, addrs, source: 'bootstrap', lastHeard: now }))
     this.target = Math.max(1, init.targetReservations ?? 2)
     this.cap = Math.max(this.target, init.maxReservations ?? 3)
     this.underTargetMaxBackoffMs = init.underTargetMaxBackoffMs ?? 2_000
-    this.learnedRetryMs = init.learnedRetryMs ?? 5_000
+    this.learnedRetry = { initialMs: init.learnedRetryMs ?? 5_000, maxMs: MAX_LEARNED_RETRY_MS }
     this.refuseIntercepted = init.refuseIntercepted ?? false
-    this.dialStrategy = init.dialStrategy ?? 'ladder'
-    if (this.dialStrategy !== 'ladder') this.log.warn(`dial strategy ${this.dialStrategy}: relays are dialled with one js-libp2p dial() over all their addresses, not the dial ladder (benchmark baseline)`)
     this.refusedPathMs = init.refusedPathMs ?? 600_000
+  }
+
+  /** The default relay dialler: the dial ladder, remembering the winning rung per network in `stateDir`. */
+  private ladder (mesh: MeshNode, stateDir: string | undefined): DialLadder {
+    const ladderLog = this.log.child('ladder')
+    if (stateDir == null) {
+      ladderLog.debug('no state directory given: the winning dial rungs are remembered only until this process stops')
+    }
+    const memory = stateDir != null
+      ? RungMemory.inStateDir(stateDir, { logger: ladderLog })
+      : new RungMemory({ logger: ladderLog })
+    return new DialLadder({
+      dial: async (ma, options) => await mesh.dialTransport(ma, { ...options, purpose: 'bootstrap' }),
+      memory,
+      logger: ladderLog
+    })
   }
 
   start (): void {
@@ -209,10 +191,13 @@ export class ReservationManager {
     this.mesh.libp2p.addEventListener('connection:close', this.onConnectionClose as any)
     const signal = this.controller.signal
     for (const relay of this.relays) this.startLoop(relay, signal)
-    this.coverage = this.keepCovered(signal)
+    this.coverage = this.keepCovered(signal).catch((err: unknown) => {
+      if (!signal.aborted) this.log.error(`relay coverage loop stopped unexpectedly: ${(err as Error).stack ?? String(err)}`)
+    })
   }
 
-  private startLoop (relay: RelayState, signal: AbortSignal): void {
+  private startLoop (relay: RelayEntry, signal: AbortSignal): void {
+    relay.begin()
     relay.loop = (async () => {
       try {
         await this.run(relay, signal)
@@ -223,7 +208,8 @@ export class ReservationManager {
         }
       } finally {
         relay.loop = undefined
-        this.wakeCoverage?.()
+        relay.parked()
+        this.coverageWaker.wake()
       }
     })()
   }
@@ -250,30 +236,21 @@ export class ReservationManager {
       existing.lastHeard = known.lastHeard
       existing.source = known.source
     } else {
-      this.relays.push({
-        peerId: known.peerId,
-        addrs,
-        status: { addr: addrs[0].toString(), peerId: known.peerId, state: 'connecting', failures: 0 },
-        source: known.source,
-        learnedFailures: 0,
-        retryAt: 0,
-        lastHeard: known.lastHeard,
-        refused: new Map()
-      })
+      this.relays.push(new RelayEntry({ peerId: known.peerId, addrs, source: known.source, lastHeard: known.lastHeard }))
     }
-    this.wakeCoverage?.()
+    this.coverageWaker.wake()
   }
 
   /** Relays holding a reservation for us now. */
-  private held (): RelayState[] {
-    return this.relays.filter(r => r.status.state === 'reserved' && this.mesh.hasReservation(r.peerId))
+  private held (): RelayEntry[] {
+    return this.relays.filter(r => r.phase.name === 'reserved' && this.mesh.hasReservation(r.peerId))
   }
 
   private describeHeld (): string {
     const held = this.held()
     return held.length === 0
       ? 'holding no reservation: this donor cannot be dialled until one is back'
-      : `holding ${held.length} reservation(s): ${held.map(r => `${r.peerId} (${r.status.path?.transport ?? '?'}, ${r.source})`).join(', ')}`
+      : `holding ${held.length} reservation(s): ${held.map(r => `${r.peerId} (${r.path?.transport ?? '?'}, ${r.source})`).join(', ')}`
   }
 
   /**
@@ -281,22 +258,17 @@ export class ReservationManager {
    * fewer are held (or on their way on learned relays) than wanted, starts a
    * loop on the learned relay heard from most recently. Never drops one to
    * make room (make-before-break); `cap` bounds what learned relays add.
-   * Woken by every loss, loop end and newly learned relay; also checks once a second.
+   * Woken by every loss, loop end and newly learned relay; also checks once a
+   * second. Ends (rejecting) when `signal` aborts.
    */
   private async keepCovered (signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
+    for (;;) {
       try {
         this.topUp(signal)
       } catch (err) {
         this.log.error(`relay coverage check failed: ${(err as Error).stack ?? String(err)}`)
       }
-      const controller = new AbortController()
-      this.wakeCoverage = () => { controller.abort() }
-      try {
-        await sleep(1_000, AbortSignal.any([signal, controller.signal]))
-      } finally {
-        this.wakeCoverage = undefined
-      }
+      await this.coverageWaker.wait(1_000, { signal })
     }
   }
 
@@ -306,60 +278,34 @@ export class ReservationManager {
     // learned relays already being reserved on count as coming; a bootstrap
     // relay redialling after a loss does not: it may be dead (a QUIC rung
     // alone waits 3 s), and make-before-break wants the replacement now
-    const coming = this.relays.filter(r => r.loop != null && r.source !== 'bootstrap' && r.status.state !== 'reserved' && r.status.state !== 'backing-off')
+    const coming = this.relays.filter(r => r.loop != null && r.source !== 'bootstrap' && r.coming)
     if (held.length + coming.length >= Math.min(this.target, this.cap)) return
     const now = Date.now()
     const candidate = this.relays
-      .filter(r => r.source !== 'bootstrap' && r.loop == null && r.retryAt <= now)
+      .filter(r => r.source !== 'bootstrap' && r.idleAt(now))
       .sort((a, b) => b.lastHeard - a.lastHeard)[0]
     if (candidate == null) return
     this.log.info(`${this.describeHeld()}, fewer than the ${this.target} wanted: reserving on relay ${candidate.peerId} (learned from ${candidate.source}) at ${candidate.addrs.map(String).join(', ')}`, { peer: candidate.peerId, source: candidate.source })
-    candidate.status = { addr: candidate.addrs[0].toString(), peerId: candidate.peerId, state: 'connecting', failures: 0 }
     this.startLoop(candidate, signal)
-  }
-
-  /** A learned relay that failed: its loop ends and another known relay gets the slot. */
-  private retire (relay: RelayState, cause: string): void {
-    relay.learnedFailures++
-    const wait = Math.min(300_000, this.learnedRetryMs * 2 ** Math.min(relay.learnedFailures - 1, 16))
-    relay.retryAt = Date.now() + wait
-    relay.since = undefined
-    relay.status.state = 'backing-off'
-    relay.status.nextAttemptAt = new Date(relay.retryAt).toISOString()
-    this.log.info(`relay ${relay.peerId} (learned from ${relay.source}) failed: ${cause}; not trying it again for ${(wait / 1000).toFixed(1)} s, trying another known relay if one is needed`, { peer: relay.peerId, source: relay.source })
   }
 
   async stop (): Promise<void> {
     if (this.controller == null) return
     this.controller.abort()
     this.mesh.libp2p.removeEventListener('connection:close', this.onConnectionClose as any)
-    for (const relay of this.relays) relay.wake?.()
-    this.wakeCoverage?.()
     await Promise.allSettled([...this.relays.map(r => r.loop), this.coverage])
     this.coverage = undefined
     this.controller = undefined
   }
 
   bootstrapStatus (): BootstrapStatus[] {
-    return this.relays.filter(r => r.source === 'bootstrap').map(r => ({ ...r.status }))
+    return this.relays.filter(r => r.source === 'bootstrap').map(r => r.bootstrapView())
   }
 
   /** Relays learned from the mesh and what this donor does with each. */
   knownRelays (): KnownRelayStatus[] {
     const now = Date.now()
-    return this.relays.filter(r => r.source !== 'bootstrap').map(r => {
-      const state: KnownRelayStatus['state'] = r.loop != null
-        ? r.status.state
-        : r.retryAt > now ? 'cooling-down' : 'standby'
-      return {
-        peerId: r.peerId,
-        source: r.source,
-        addrs: r.addrs.map(String),
-        state,
-        ...(state === 'cooling-down' ? { retryAt: new Date(r.retryAt).toISOString() } : {}),
-        ...(r.status.lastError != null ? { lastError: r.status.lastError } : {})
-      }
-    })
+    return this.relays.filter(r => r.source !== 'bootstrap').map(r => r.knownView(now))
   }
 
   reservations (): RelayReservationStatus[] {
@@ -367,15 +313,15 @@ export class ReservationManager {
     for (const relay of this.relays) {
       const circuit = this.mesh.circuitAddrsVia(relay.peerId)
       const conn = this.mesh.directConnection(relay.peerId)
-      if (circuit.length === 0 || conn == null || relay.since == null) continue
+      if (circuit.length === 0 || conn == null || relay.grantedAt == null) continue
       out.push({
         peerId: relay.peerId,
         circuitAddr: circuit.find(a => a.startsWith(conn.remoteAddr.toString())) ?? circuit[0],
         transport: uplinkTransport(conn.remoteAddr),
-        since: relay.since.toISOString(),
+        since: relay.grantedAt.toISOString(),
         source: relay.source,
         addr: conn.remoteAddr.toString(),
-        ...(relay.status.path != null ? { reason: relay.status.path.reason } : {}),
+        ...(relay.path != null ? { reason: relay.path.reason } : {}),
         ...this.tlsView(relay, conn)
       })
     }
@@ -387,122 +333,139 @@ export class ReservationManager {
     return this.relays.filter(r => this.mesh.isConnected(r.peerId)).map(r => r.peerId)
   }
 
-  /** The benchmark baseline: what js-libp2p does with all the addresses at once (each attempt is still recorded). */
-  private async defaultDial (addrs: Multiaddr[], signal: AbortSignal): Promise<LadderResult> {
-    const connection = await this.mesh.libp2p.dial(addrs, { signal })
-    const addr = connection.remoteAddr.toString()
-    return { connection, transport: uplinkTransport(addr), addr, remembered: false, reason: 'js-libp2p default dial (benchmark baseline)', attempts: [] }
-  }
-
-  private async run (relay: RelayState, signal: AbortSignal): Promise<void> {
-    // bounded only by the daemon's lifetime: the donor never gives up on a relay
+  /**
+   * One relay's loop: one step per phase until the relay is retired (a
+   * learned relay that failed) or `signal` aborts. Bounded only by the
+   * daemon's lifetime: the donor never gives up on a bootstrap relay.
+   */
+  private async run (relay: RelayEntry, signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
-      let conn = this.mesh.directConnection(relay.peerId)
-      if (conn == null) {
-        relay.status.state = 'connecting'
-        relay.status.path = undefined
-        relay.since = undefined
-        const addrs = await this.resolveAddrs(relay, signal)
-        if (signal.aborted) return
-        if (addrs.length === 0) {
-          relay.status.lastError = `no address resolved: ${(relay.status.resolution ?? []).map(r => `${r.addr}: ${r.note ?? r.via}`).join('; ')}`
-          if (await this.roundFailed(relay, signal)) return
-          continue
-        }
-        const usable = this.withoutRefused(relay, addrs)
-        if (usable.length === 0) {
-          relay.status.lastError = `every address is refused: ${[...relay.refused.values()].map(r => r.reason).join('; ')}`
-          if (await this.roundFailed(relay, signal)) return
-          continue
-        }
-        let result: LadderResult
-        try {
-          result = this.dialStrategy === 'libp2p-default'
-            ? await this.defaultDial(usable, signal)
-            : await this.ladder.dial(relay.peerId, usable, { signal })
-        } catch (err) {
-          if (signal.aborted) return
-          relay.status.lastError = ladderFailureText(err)
-          if (await this.roundFailed(relay, signal)) return
-          continue
-        }
-        conn = result.connection
-        relay.connectionId = conn.id
-        relay.status.path = {
-          transport: result.transport,
-          addr: result.addr,
-          reason: result.reason,
-          remembered: result.remembered,
-          at: new Date().toISOString()
-        }
-        relay.status.state = 'connected'
-        if (this.refuseIntercepted && uplinkTransport(result.addr) === 'wss') {
-          // before the reservation: a refused path must never make this donor dispatchable
-          const check = await this.checkTls(relay, conn, result.addr, signal)
-          if (signal.aborted) return
-          if (check.intercepted === 'yes') {
-            relay.refused.set(result.addr, { until: Date.now() + this.refusedPathMs, reason: `${result.addr}: TLS intercepted by '${check.interceptor ?? '?'}' (--refuse-intercepted)` })
-            relay.status.lastError = `refused the path ${result.addr}: TLS to relay ${relay.peerId} is intercepted by '${check.interceptor ?? '?'}' and --refuse-intercepted is set; not dialling it again for ${Math.round(this.refusedPathMs / 1000)} s`
-            // a graceful close: @libp2p/websockets aborts with WebSocket.close(1006), which the
-            // WHATWG WebSocket refuses (InvalidAccessError), leaving the socket open for ever
-            const reason = new Error(relay.status.lastError)
-            const refused = conn
-            // forgotten when its close event is seen (one id per refusal, at most one refusal per round)
-            this.closedOnPurpose.add(refused.id)
-            await refused.close({ signal: AbortSignal.timeout(2_000) }).catch((err: unknown) => {
-              this.log.debug(`closing the refused connection to ${relay.peerId} gracefully failed (${(err as Error).message}); aborting it`, { peer: relay.peerId })
-              refused.abort(reason)
-            })
-            if (await this.roundFailed(relay, signal)) return
-            continue
-          }
-        }
+      const phase = relay.phase
+      switch (phase.name) {
+        case 'connecting': await this.connect(relay, signal); break
+        case 'connected': await this.reserve(relay, phase.conn, signal); break
+        case 'reserved': await this.hold(relay, phase.conn, signal); break
+        case 'backing-off': await this.waitToRetry(relay, phase.until, signal); break
+        case 'standby': case 'retired': return
       }
-      if (!this.mesh.hasReservation(relay.peerId)) {
-        try {
-          const result = await this.mesh.reserve(conn, { signal })
-          relay.since = result.grantedAt
-          relay.status.failures = 0
-          relay.status.lastError = undefined
-          relay.status.nextAttemptAt = undefined
-          const path = this.pathOf(relay, conn)
-          relay.status.path = path
-          relay.learnedFailures = 0
-          relay.status.state = 'reserved'
-          this.log.info(`reserved on relay ${relay.peerId} over ${path.transport}: ${path.reason}; reachable at ${result.circuitAddrs[0]}; relay from ${relay.source}, dialled at ${path.addr}; ${this.describeHeld()}`, { peer: relay.peerId, addr: path.addr, transport: path.transport, remembered: path.remembered, source: relay.source })
-          if (relay.tlsConnectionId !== conn.id && path.transport === 'wss') {
-            // after the reservation, off the path to "dispatchable": an intercepted path is still used
-            const checked = conn
-            void this.checkTls(relay, checked, path.addr, signal)
-          }
-        } catch (err) {
-          if (signal.aborted) return
-          relay.status.lastError = (err as Error).message
-          if (await this.roundFailed(relay, signal)) return
-          continue
-        }
-      }
-      relay.status.state = 'reserved'
-      const addr = relay.status.path?.addr ?? conn.remoteAddr.toString()
-      const cause = await this.watch(relay, signal)
-      if (signal.aborted || cause == null) return
-      relay.since = undefined
-      relay.status.state = 'connecting'
-      relay.status.lastError = cause
-      this.log.warn(`lost reservation on relay ${relay.peerId} (${relay.source}) at ${addr} over ${uplinkTransport(addr)}: ${cause}; ${this.describeHeld()}; ${relay.source === 'bootstrap' ? 'redialling it' : 'trying it once more'}${this.held().length < this.target ? ', and replacing it with another known relay if there is one' : ''}`, { peer: relay.peerId, addr, transport: uplinkTransport(addr), source: relay.source })
-      this.wakeCoverage?.()
     }
   }
 
-  /** After a failed round: a bootstrap relay backs off and returns false; a learned one is retired (true: stop its loop). */
-  private async roundFailed (relay: RelayState, signal: AbortSignal): Promise<boolean> {
-    if (relay.source !== 'bootstrap') {
-      this.retire(relay, relay.status.lastError ?? 'unknown cause')
-      return true
+  /** connecting → connected: the open connection to the relay, or a new one over its resolved, not refused addresses. */
+  private async connect (relay: RelayEntry, signal: AbortSignal): Promise<void> {
+    const open = this.mesh.directConnection(relay.peerId)
+    if (open != null) {
+      relay.connected(open, this.pathOf(relay, open))
+      return
     }
-    this.wakeCoverage?.()
-    await this.backoff(relay, signal)
-    return false
+    relay.dialling()
+    const addrs = await this.resolveAddrs(relay, signal)
+    if (signal.aborted) return
+    if (addrs.length === 0) {
+      this.roundFailed(relay, `no address resolved: ${(relay.resolution ?? []).map(r => `${r.addr}: ${r.note ?? r.via}`).join('; ')}`)
+      return
+    }
+    const usable = this.withoutRefused(relay, addrs)
+    if (usable.length === 0) {
+      this.roundFailed(relay, `every address is refused: ${[...relay.refused.values()].map(r => r.reason).join('; ')}`)
+      return
+    }
+    let result: LadderResult
+    try {
+      result = await this.dialler.dial(relay.peerId, usable, { signal })
+    } catch (err) {
+      if (signal.aborted) return
+      this.roundFailed(relay, ladderFailureText(err))
+      return
+    }
+    const conn = result.connection
+    relay.connectionId = conn.id
+    relay.connected(conn, { transport: result.transport, addr: result.addr, reason: result.reason, remembered: result.remembered, at: new Date().toISOString() })
+    if (this.refuseIntercepted && uplinkTransport(result.addr) === 'wss') {
+      // before the reservation: a refused path must never make this donor dispatchable
+      await this.refuseIfIntercepted(relay, conn, result.addr, signal)
+    }
+  }
+
+  /** connected → backing-off when the TLS of a just-dialled `wss` path is intercepted (--refuse-intercepted): the path is refused and closed. */
+  private async refuseIfIntercepted (relay: RelayEntry, conn: Connection, addr: string, signal: AbortSignal): Promise<void> {
+    const check = await this.checkTls(relay, conn, addr, signal)
+    if (signal.aborted || check.intercepted !== 'yes') return
+    relay.refused.set(addr, { until: Date.now() + this.refusedPathMs, reason: `${addr}: TLS intercepted by '${check.interceptor ?? '?'}' (--refuse-intercepted)` })
+    const cause = `refused the path ${addr}: TLS to relay ${relay.peerId} is intercepted by '${check.interceptor ?? '?'}' and --refuse-intercepted is set; not dialling it again for ${Math.round(this.refusedPathMs / 1000)} s`
+    // a graceful close: @libp2p/websockets aborts with WebSocket.close(1006), which the
+    // WHATWG WebSocket refuses (InvalidAccessError), leaving the socket open for ever
+    const reason = new Error(cause)
+    const refused = conn
+    // forgotten when its close event is seen (one id per refusal, at most one refusal per round)
+    this.closedOnPurpose.add(refused.id)
+    await refused.close({ signal: AbortSignal.timeout(2_000) }).catch((err: unknown) => {
+      this.log.debug(`closing the refused connection to ${relay.peerId} gracefully failed (${(err as Error).message}); aborting it`, { peer: relay.peerId })
+      refused.abort(reason)
+    })
+    this.roundFailed(relay, cause)
+  }
+
+  /** connected → reserved: a reservation on `conn` unless the relay holds one for us already. */
+  private async reserve (relay: RelayEntry, conn: Connection, signal: AbortSignal): Promise<void> {
+    if (this.mesh.hasReservation(relay.peerId)) {
+      relay.reserved(conn)
+      return
+    }
+    try {
+      const result = await this.mesh.reserve(conn, { signal })
+      relay.reserved(conn, result.grantedAt)
+      const path = relay.path ?? this.pathOf(relay, conn)
+      this.log.info(`reserved on relay ${relay.peerId} over ${path.transport}: ${path.reason}; reachable at ${result.circuitAddrs[0]}; relay from ${relay.source}, dialled at ${path.addr}; ${this.describeHeld()}`, { peer: relay.peerId, addr: path.addr, transport: path.transport, remembered: path.remembered, source: relay.source })
+      if (relay.tlsConnectionId !== conn.id && path.transport === 'wss') {
+        // after the reservation, off the path to "dispatchable": an intercepted path is still used
+        void this.checkTls(relay, conn, path.addr, signal)
+      }
+    } catch (err) {
+      if (signal.aborted) return
+      this.roundFailed(relay, (err as Error).message)
+    }
+  }
+
+  /** reserved → connecting: watches the reservation until it is lost. */
+  private async hold (relay: RelayEntry, conn: Connection, signal: AbortSignal): Promise<void> {
+    const addr = relay.path?.addr ?? conn.remoteAddr.toString()
+    const cause = await this.watch(relay, signal)
+    relay.lost(cause)
+    this.log.warn(`lost reservation on relay ${relay.peerId} (${relay.source}) at ${addr} over ${uplinkTransport(addr)}: ${cause}; ${this.describeHeld()}; ${relay.source === 'bootstrap' ? 'redialling it' : 'trying it once more'}${this.held().length < this.target ? ', and replacing it with another known relay if there is one' : ''}`, { peer: relay.peerId, addr, transport: uplinkTransport(addr), source: relay.source })
+    this.coverageWaker.wake()
+  }
+
+  /** backing-off → connecting: when the wait is over, or sooner when the relay connection closes. */
+  private async waitToRetry (relay: RelayEntry, until: number, signal: AbortSignal): Promise<void> {
+    await relay.waker.wait(until - Date.now(), { signal })
+    relay.retry()
+  }
+
+  /**
+   * After a failed round: a bootstrap relay backs off (capped exponential,
+   * ±20% jitter); a learned one is retired, its loop ends and another known
+   * relay gets the slot.
+   */
+  private roundFailed (relay: RelayEntry, cause: string): void {
+    if (relay.source !== 'bootstrap') {
+      this.retire(relay, cause)
+      return
+    }
+    this.coverageWaker.wake()
+    // short of the reservations wanted, a relay coming back must be noticed within seconds
+    const ceiling = this.held().length < this.target ? Math.min(this.maxBackoffMs, this.underTargetMaxBackoffMs) : this.maxBackoffMs
+    // ±20% jitter so many donors do not hammer a restarted relay in lock-step
+    const wait = backoffDelay({ initialMs: this.initialBackoffMs, maxMs: ceiling, jitter: 0.2 }, relay.failures + 1)
+    relay.backingOff(cause, Date.now() + wait)
+    this.log.info(`relay ${relay.peerId}: attempt ${relay.failures} failed (${cause}); retrying in ${(wait / 1000).toFixed(1)} s`, { peer: relay.peerId, failures: relay.failures })
+  }
+
+  /** A learned relay that failed: not tried again for a while, doubling per failure. */
+  private retire (relay: RelayEntry, cause: string): void {
+    const wait = backoffDelay(this.learnedRetry, relay.learnedFailures + 1)
+    relay.retired(cause, Date.now() + wait)
+    this.log.info(`relay ${relay.peerId} (learned from ${relay.source}) failed: ${cause}; not trying it again for ${(wait / 1000).toFixed(1)} s, trying another known relay if one is needed`, { peer: relay.peerId, source: relay.source })
   }
 
   /**
@@ -511,7 +474,7 @@ export class ReservationManager {
    * the `dns` phase (one WARN line through telemetry) and left out; the
    * ladder dials what remains.
    */
-  private async resolveAddrs (relay: RelayState, signal: AbortSignal): Promise<Multiaddr[]> {
+  private async resolveAddrs (relay: RelayEntry, signal: AbortSignal): Promise<Multiaddr[]> {
     const out: Multiaddr[] = []
     const resolution: AddrResolution[] = []
     await Promise.all(relay.addrs.map(async (ma, i) => {
@@ -540,13 +503,12 @@ export class ReservationManager {
         return []
       }
     })).then(lists => { for (const list of lists) out.push(...list) })
-    relay.status.resolution = resolution
-    relay.status.resolvedVia = overallVia(resolution.filter(r => r.via !== 'failed'))
+    relay.resolution = resolution
     return out
   }
 
   /** The addresses not refused for intercepted TLS (expired refusals are forgotten). */
-  private withoutRefused (relay: RelayState, addrs: Multiaddr[]): Multiaddr[] {
+  private withoutRefused (relay: RelayEntry, addrs: Multiaddr[]): Multiaddr[] {
     const now = Date.now()
     for (const [addr, r] of relay.refused) if (r.until <= now) relay.refused.delete(addr)
     if (relay.refused.size === 0) return addrs
@@ -560,7 +522,7 @@ export class ReservationManager {
    * the verdict goes to status and one log line (WARN when intercepted or
    * when the check could not run). Never throws.
    */
-  private async checkTls (relay: RelayState, conn: Connection, addr: string, signal: AbortSignal): Promise<RelayTlsCheck> {
+  private async checkTls (relay: RelayEntry, conn: Connection, addr: string, signal: AbortSignal): Promise<RelayTlsCheck> {
     relay.tlsConnectionId = conn.id
     relay.tls = { intercepted: 'unknown', addr, reason: 'checking' }
     let check: RelayTlsCheck
@@ -571,10 +533,7 @@ export class ReservationManager {
     }
     if (relay.tlsConnectionId !== conn.id) return check
     relay.tls = check
-    relay.status.tlsIntercepted = check.intercepted
-    relay.status.tlsCheck = check.reason
-    if (check.interceptor != null) relay.status.tlsInterceptor = check.interceptor
-    else delete relay.status.tlsInterceptor
+    relay.tlsVerdict = check
     if (signal.aborted) return check
     const fields = { peer: relay.peerId, addr, transport: 'wss', phase: 'tls' }
     if (check.intercepted === 'yes') {
@@ -588,7 +547,7 @@ export class ReservationManager {
   }
 
   /** status fields of the TLS check for the connection holding the reservation */
-  private tlsView (relay: RelayState, conn: Connection): Pick<RelayReservationStatus, 'tlsIntercepted' | 'tlsInterceptor' | 'tlsCheck'> {
+  private tlsView (relay: RelayEntry, conn: Connection): Pick<RelayReservationStatus, 'tlsIntercepted' | 'tlsInterceptor' | 'tlsCheck'> {
     if (relay.tls != null && relay.tlsConnectionId === conn.id) {
       return { tlsIntercepted: relay.tls.intercepted, ...(relay.tls.interceptor != null ? { tlsInterceptor: relay.tls.interceptor } : {}), tlsCheck: relay.tls.reason }
     }
@@ -597,8 +556,8 @@ export class ReservationManager {
   }
 
   /** The ladder's path when `conn` is the connection it made, otherwise what we can say about `conn`. */
-  private pathOf (relay: RelayState, conn: Connection): RelayPath {
-    const known = relay.status.path
+  private pathOf (relay: RelayEntry, conn: Connection): RelayPath {
+    const known = relay.path
     if (known != null && relay.connectionId === conn.id) return known
     return {
       transport: uplinkTransport(conn.remoteAddr),
@@ -609,18 +568,19 @@ export class ReservationManager {
     }
   }
 
-  /** Waits until the relay connection or reservation is lost (event or watchdog); returns the cause in words. */
-  private async watch (relay: RelayState, signal: AbortSignal): Promise<string | undefined> {
-    while (!signal.aborted) {
-      const woken = await this.waitForWake(relay, this.watchdogIntervalMs, signal)
-      if (signal.aborted) return undefined
+  /**
+   * Waits until the relay connection or reservation is lost (event or
+   * watchdog); returns the cause in words. Rejects when `signal` aborts.
+   */
+  private async watch (relay: RelayEntry, signal: AbortSignal): Promise<string> {
+    for (;;) {
+      const woken = await relay.waker.wait(this.watchdogIntervalMs, { signal })
       if (!this.mesh.isConnected(relay.peerId)) return 'the connection to the relay closed'
       if (!this.mesh.hasReservation(relay.peerId)) {
         this.log.warn(`reservation on relay ${relay.peerId} is gone while connected; reserving again`, { peer: relay.peerId })
-        relay.since = undefined
         return 'the relay dropped the reservation while connected'
       }
-      if (!woken) {
+      if (woken === 'timeout') {
         // a silent relay (host gone, path black-holed) keeps the connection
         // "open" for a long time: ask it
         const conn = this.mesh.directConnection(relay.peerId)
@@ -631,10 +591,9 @@ export class ReservationManager {
         }
       }
     }
-    return undefined
   }
 
-  private async pingRelay (relay: RelayState, addr: string, signal: AbortSignal): Promise<boolean> {
+  private async pingRelay (relay: RelayEntry, addr: string, signal: AbortSignal): Promise<boolean> {
     const pingService = this.mesh.libp2p.services.ping as { ping: (p: unknown, o?: { signal?: AbortSignal }) => Promise<number> }
     const conn = this.mesh.directConnection(relay.peerId)
     if (conn == null) return false
@@ -663,31 +622,6 @@ export class ReservationManager {
 
   private pingTimeout (relay: { rttMs?: number }): number {
     return watchdogPingTimeout(this.pingTimeoutMs, relay.rttMs)
-  }
-
-  private async waitForWake (relay: RelayState, ms: number, signal: AbortSignal): Promise<boolean> {
-    let woken = false
-    const controller = new AbortController()
-    relay.wake = () => { woken = true; controller.abort() }
-    try {
-      await sleep(ms, AbortSignal.any([signal, controller.signal]))
-    } finally {
-      relay.wake = undefined
-    }
-    return woken
-  }
-
-  private async backoff (relay: RelayState, signal: AbortSignal): Promise<void> {
-    relay.status.failures++
-    relay.status.state = 'backing-off'
-    // short of the reservations wanted, a relay coming back must be noticed within seconds
-    const ceiling = this.held().length < this.target ? Math.min(this.maxBackoffMs, this.underTargetMaxBackoffMs) : this.maxBackoffMs
-    const exp = Math.min(ceiling, this.initialBackoffMs * 2 ** Math.min(relay.status.failures - 1, 20))
-    // ±20% jitter so many donors do not hammer a restarted relay in lock-step
-    const delay = Math.round(exp * (0.8 + Math.random() * 0.4))
-    relay.status.nextAttemptAt = new Date(Date.now() + delay).toISOString()
-    this.log.info(`relay ${relay.peerId}: attempt ${relay.status.failures} failed (${relay.status.lastError ?? 'unknown cause'}); retrying in ${(delay / 1000).toFixed(1)} s`, { peer: relay.peerId, failures: relay.status.failures })
-    await this.waitForWake(relay, delay, signal)
   }
 }
 

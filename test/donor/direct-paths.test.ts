@@ -25,9 +25,11 @@ import { executorsSeen, finished, submit } from '../helpers/jobs.ts'
 const dir = tempDir()
 const lines: string[] = []
 const track = stopAfterEach()
+/** the captured log lines as records: assertions look at level, component and fields, not wording */
+const records = (): Array<Record<string, unknown>> => lines.map(l => JSON.parse(l) as Record<string, unknown>)
 
 before(() => {
-  configureLogging({ spec: 'info', format: 'text', sink: (line) => { lines.push(line) } })
+  configureLogging({ spec: 'info', format: 'json', sink: (line) => { lines.push(line) } })
 })
 
 after(() => {
@@ -108,7 +110,7 @@ describe('direct upgrades', () => {
     const rtc = dials.attempts.find(d => d.transport === 'webrtc' && d.outcome === 'success')
     assert.ok(rtc != null, 'the WebRTC dial is in the dial telemetry')
     assert.equal(rtc.purpose, 'upgrade')
-    assert.ok(lines.some(l => /INFO\s+donor\.direct: direct connection to \S+ over WebRTC in \d+ ms/.test(l)), 'the upgrade is logged at INFO')
+    assert.ok(records().some(r => r.level === 'info' && r.component === 'donor.direct' && r.peer === executor.peerId && r.transport === 'webrtc' && typeof r.duration_ms === 'number'), 'the upgrade is logged at INFO')
     t.diagnostic(`WebRTC upgrade: dial ${String(path?.durationMs)} ms; seen in status ${seenMs} ms after the executor was known`)
 
     const view = await finished(submitter.client, (await submit(submitter.client, 'primes.wasm', { input: '1000\n' })).jobId)
@@ -132,10 +134,10 @@ describe('direct upgrades', () => {
     const submitter = { ...submitterHandle, client: new ApiClient({ dataDir: submitterDir }) }
     const executor = track(await startTestDonor(join(dir.path, 'executor-retry'), bootstrap))
     await executorsSeen(submitter, 1)
-    const failedAt = await waitFor('the first WebRTC attempt to fail', () => lines.some(l => l.includes(`direct upgrade to ${executor.peerId} over WebRTC failed`)) ? Date.now() : undefined, 40_000, 50)
-    const failure = lines.find(l => l.includes(`direct upgrade to ${executor.peerId} over WebRTC failed`)) ?? ''
-    assert.match(failure, /injected: RTCPeerConnection connection state became "closed"/, 'the cause is in the warning')
-    assert.match(failure, /one more try in 3 s \(a first failure can be a one-off\), then every 60 s/, failure)
+    const webrtcFailure = (): Record<string, unknown> | undefined => records().find(r => r.level === 'warn' && r.component === 'donor.direct' && r.peer === executor.peerId && r.transport === 'webrtc' && r.attempt === 1)
+    const failedAt = await waitFor('the first WebRTC attempt to fail', () => webrtcFailure() != null ? Date.now() : undefined, 40_000, 50)
+    const failure = webrtcFailure()
+    assert.match(String(failure?.msg), /injected: RTCPeerConnection connection state became "closed"/, 'the cause is in the warning')
     await waitFor('a WebRTC connection after the second attempt', async () => {
       const s = await submitter.client.call('status', {})
       return s.connections.some(c => c.peerId === executor.peerId && c.transport === 'webrtc' && c.direct) ? true : undefined

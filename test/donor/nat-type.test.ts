@@ -20,9 +20,11 @@ import { waitFor } from '../helpers/wait.ts'
 const dir = tempDir()
 const lines: string[] = []
 const track = stopAfterEach()
+/** the captured log lines as records: assertions look at level, component and fields, not wording */
+const records = (): Array<Record<string, unknown>> => lines.map(l => JSON.parse(l) as Record<string, unknown>)
 
 before(() => {
-  configureLogging({ spec: 'info', format: 'text', sink: (line) => { lines.push(line) } })
+  configureLogging({ spec: 'info', format: 'json', sink: (line) => { lines.push(line) } })
 })
 after(() => {
   resetLogging()
@@ -54,7 +56,7 @@ describe('NAT type in status, relay STUN responder to donor probe, on loopback',
     assert.match(status.nat?.mappedAddress ?? '', /^127\.0\.0\.1:\d+$/)
     assert.equal(status.reachability, 'private')
     assert.match(status.reachabilityReason, /only through relays/)
-    assert.ok(lines.some(l => /INFO\s+donor\.nat: NAT: mapping none/.test(l)), 'the result is logged at INFO')
+    assert.ok(records().some(r => r.level === 'info' && r.component === 'donor.nat' && r.mapping === 'none' && r.udp === 'yes'), 'the result is logged at INFO')
 
     const out: string[] = []
     renderStatus({ out: l => { out.push(l) }, err: () => {} }, status)

@@ -21,6 +21,11 @@ import { waitFor } from '../helpers/wait.ts'
 const dir = tempDir('wc-resladder-')
 const lines: string[] = []
 const track = stopAfterEach()
+/** the captured log lines as records: assertions look at level, component and fields, not wording */
+const records = (): Array<Record<string, unknown>> => lines.map(l => JSON.parse(l) as Record<string, unknown>)
+/** the INFO line of a reservation made on `relay`, if logged */
+const reservedLine = (relay: string): Record<string, unknown> | undefined =>
+  records().find(r => r.level === 'info' && r.component === 'donor.reservation' && r.peer === relay && r.remembered != null)
 let relay: RelayHandle
 let relayId: string
 let tcpAddr: string
@@ -28,7 +33,7 @@ let quicAddr: string
 let wsAddr: string
 
 before(async () => {
-  configureLogging({ spec: 'info', format: 'text', sink: (line) => { lines.push(line) } })
+  configureLogging({ spec: 'info', format: 'json', sink: (line) => { lines.push(line) } })
   relay = await startTestRelay(join(dir.path, 'relay'), ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/udp/0/quic-v1', '/ip4/127.0.0.1/tcp/0/ws'])
   relayId = relay.info.peerId
   const pick = (test: (a: string) => boolean): string => {
@@ -80,7 +85,7 @@ async function stallingServer (): Promise<string> {
 }
 
 describe('relay reservations through the dial ladder', () => {
-  it('status and the log say which rung reached the relay and why', async () => {
+  it('status says which rung reached the relay and why, and the log says which rung', async () => {
     lines.length = 0
     const donor = await startDonor(join(dir.path, 'donor-why'), [tcpAddr, wsAddr, quicAddr])
     const status = await waitFor('a reservation', async () => await reservedStatus(donor.client, relayId))
@@ -92,9 +97,11 @@ describe('relay reservations through the dial ladder', () => {
     assert.equal(path.remembered, false)
     assert.match(path.reason, /^first to connect/)
     assert.ok(!Number.isNaN(Date.parse(path.at)))
-    const logged = lines.find(l => l.includes(`reserved on relay ${relayId} over quic: first to connect`))
+    const logged = reservedLine(relayId)
     assert.ok(logged != null, lines.join('\n'))
-    assert.match(logged, /INFO/)
+    assert.equal(logged.transport, 'quic')
+    assert.equal(logged.addr, quicAddr)
+    assert.equal(logged.remembered, false)
   })
 
   it('the next start tries the remembered rung first, and says so', async () => {
@@ -117,7 +124,8 @@ describe('relay reservations through the dial ladder', () => {
     assert.equal(s2.relays[0].transport, 'ws')
     assert.equal(s2.bootstrap[0].path?.remembered, true)
     assert.match(s2.bootstrap[0].path?.reason ?? '', /^remembered from the last run on this network/)
-    assert.ok(lines.some(l => l.includes(`reserved on relay ${relayId} over ws: remembered from the last run on this network`)), lines.join('\n'))
+    const logged = reservedLine(relayId)
+    assert.ok(logged?.transport === 'ws' && logged.remembered === true, lines.join('\n'))
     // the remembered rung went first and won, so the refused address was never dialled this time
     const dials = await second.client.call('dials', { limit: 100 })
     assert.equal(dials.attempts.filter(d => d.target === refused).length, 0, JSON.stringify(dials.attempts))

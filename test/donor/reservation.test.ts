@@ -10,9 +10,11 @@ import type { DaemonHandle, RelayHandle } from '../../src/daemon/daemon.ts'
 const dir = tempDir()
 const lines: string[] = []
 const track = stopAfterEach()
+/** the captured log lines as records: assertions look at level, component and fields, not wording */
+const records = (): Array<Record<string, unknown>> => lines.map(l => JSON.parse(l) as Record<string, unknown>)
 
 before(() => {
-  configureLogging({ spec: 'info', format: 'text', sink: (line) => { lines.push(line) } })
+  configureLogging({ spec: 'info', format: 'json', sink: (line) => { lines.push(line) } })
 })
 
 after(() => {
@@ -70,12 +72,12 @@ describe('donor reservations on loopback', () => {
     lines.length = 0
     const donor: DaemonHandle & { client: any } = track(await startTestDonor(join(dir.path, 'donor-dead'), [target]))
 
-    const failures = (): string[] => lines.filter(l => l.includes('dial failed:') && l.includes(target))
+    const failures = (): Array<Record<string, unknown>> => records().filter(r => r.level === 'warn' && r.component === 'net.dial' && r.peer === relayId && r.purpose === 'bootstrap')
     await waitFor('three logged dial failures', () => failures().length >= 3 ? true : undefined)
-    for (const line of failures()) {
-      assert.match(line, /WARN/)
-      assert.match(line, /\(tcp\)/)
-      assert.match(line, /at tcp-connect: connection refused/)
+    for (const r of failures()) {
+      assert.equal(r.transport, 'tcp', JSON.stringify(r))
+      assert.equal(r.phase, 'tcp-connect')
+      assert.equal(r.code, 'ECONNREFUSED')
     }
     const status = await donor.client.call('status', {})
     assert.equal(status.relays.length, 0)
@@ -125,11 +127,12 @@ describe('donor reservations on loopback', () => {
 
     lines.length = 0
     await relay1.stop()
-    await waitFor('the donor notices the loss', async () => {
+    const lost = await waitFor('the donor notices the loss', async () => {
       const s = await donor.client.call('status', {})
       return s.relays.length === 0 ? s : undefined
     })
-    assert.ok(lines.some(l => l.includes(`lost connection to relay ${relay1.info.peerId}`)), lines.join('\n'))
+    assert.notEqual(lost.bootstrap[0].state, 'reserved')
+    assert.ok(records().some(r => r.level === 'warn' && r.component === 'donor.reservation' && r.peer === relay1.info.peerId && r.transport === 'tcp'), 'the loss is a warning naming the relay and transport')
 
     const relay2 = track(await startTestRelay(relayDir, listen))
     assert.equal(relay2.info.peerId, relay1.info.peerId)
