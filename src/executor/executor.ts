@@ -123,11 +123,8 @@ export class Executor {
     const generation = this.generation
     this.starting = (async () => {
       try {
-        const sandbox = await this.spawnSandbox()
-        if (generation !== this.generation) {
-          await killSandbox(sandbox, 'executor stopped while starting')
-          return
-        }
+        const sandbox = await this.spawnFor(generation, 'starting')
+        if (sandbox === undefined) return
         this.sandbox = sandbox
         this.state = 'running'
         this.lastStartError = undefined
@@ -287,6 +284,14 @@ export class Executor {
     p.resolve({ ...normaliseOutcome(outcome), durationMs })
   }
 
+  /** A new sandbox for the executor's `generation`; undefined (and the sandbox killed) when stop() came while it started. */
+  private async spawnFor (generation: number, doing: 'starting' | 'restarting'): Promise<Sandbox | undefined> {
+    const sandbox = await this.spawnSandbox()
+    if (generation === this.generation) return sandbox
+    await killSandbox(sandbox, `executor stopped while ${doing}`)
+    return undefined
+  }
+
   private async spawnSandbox (): Promise<Sandbox> {
     const child = fork(SANDBOX_ENTRY, [String(this.maxConcurrent)], {
       execPath: process.execPath,
@@ -364,11 +369,8 @@ export class Executor {
       if (delay > 0) await new Promise(resolve => setTimeout(resolve, delay))
       if (generation !== this.generation) return
       try {
-        const sandbox = await this.spawnSandbox()
-        if (generation !== this.generation) {
-          await killSandbox(sandbox, 'executor stopped while restarting')
-          return
-        }
+        const sandbox = await this.spawnFor(generation, 'restarting')
+        if (sandbox === undefined) return
         this.sandbox = sandbox
         this.restarts++
         this.pump()

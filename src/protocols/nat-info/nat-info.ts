@@ -50,6 +50,9 @@ export function decodeNatInfo (bytes: Uint8Array): NatInfoMessage {
   return { mapping, filtering, udp, webrtc: m.webrtc }
 }
 
+/** How this node answers; on limited connections too: the whole point is to ask before there is a direct connection. */
+const NAT_INFO_ANSWER = { protocol: NAT_INFO_PROTOCOL, name: 'nat-info', limits: NAT_INFO_LIMITS, runOnLimitedConnection: true, answerTimeoutMs: ANSWER_TIMEOUT_MS, encode: encodeNatInfo, what: 'NAT info' }
+
 /**
  * `/worldcompute/nat-info/1.0.0`: the asking peer opens a stream, usually
  * over the relayed connection the two already share (the handler runs on
@@ -61,27 +64,12 @@ export function decodeNatInfo (bytes: Uint8Array): NatInfoMessage {
  */
 export class NatInfoService extends SingleAnswerService<NatInfoMessage> {
   constructor (components: NatInfoComponents, init: NatInfoInit = {}) {
-    super(components.registrar, {
-      protocol: NAT_INFO_PROTOCOL,
-      name: 'nat-info',
-      limits: NAT_INFO_LIMITS,
-      // the whole point is to ask before there is a direct connection
-      runOnLimitedConnection: true,
-      answerTimeoutMs: ANSWER_TIMEOUT_MS,
-      getInfo: init.getInfo,
-      encode: encodeNatInfo,
-      what: 'NAT info',
-      log: init.logger ?? createLogger('protocols.nat-info')
-    })
+    super(components.registrar, { ...NAT_INFO_ANSWER, getInfo: init.getInfo, log: init.logger ?? createLogger('protocols.nat-info') })
   }
 }
 
 /** Asks the peer at the other end of `connection` (relayed or direct) for its NAT type. */
 export async function fetchNatInfo (connection: Connection, options: AbortOptions & { timeoutMs?: number } = {}): Promise<NatInfoMessage> {
-  return await askSingleAnswer(connection, decodeNatInfo, 'NAT info', {
-    protocol: NAT_INFO_PROTOCOL,
-    limits: NAT_INFO_LIMITS,
-    timeoutMs: options.timeoutMs ?? NAT_INFO_TIMEOUT_MS,
-    signal: options.signal
-  })
+  const timeoutMs = options.timeoutMs ?? NAT_INFO_TIMEOUT_MS
+  return await askSingleAnswer(connection, decodeNatInfo, 'NAT info', { protocol: NAT_INFO_PROTOCOL, limits: NAT_INFO_LIMITS, timeoutMs, signal: options.signal })
 }

@@ -51,6 +51,9 @@ export function decodeRelayInfo (bytes: Uint8Array): RelayInfoMessage {
   return { tls }
 }
 
+/** How a relay answers; on direct connections only: the answer is worth what Noise authenticated. */
+const RELAY_INFO_ANSWER = { protocol: RELAY_INFO_PROTOCOL, name: 'relay-info', limits: RELAY_INFO_LIMITS, runOnLimitedConnection: false, answerTimeoutMs: ANSWER_TIMEOUT_MS, encode: encodeRelayInfo, what: 'relay info' }
+
 /**
  * `/worldcompute/relay-info/1.0.0`: the donor opens a stream on its
  * (Noise-authenticated) connection to a relay; the relay writes one dag-cbor
@@ -60,18 +63,7 @@ export function decodeRelayInfo (bytes: Uint8Array): RelayInfoMessage {
  */
 export class RelayInfoService extends SingleAnswerService<RelayInfoMessage> {
   constructor (components: RelayInfoComponents, init: RelayInfoInit = {}) {
-    super(components.registrar, {
-      protocol: RELAY_INFO_PROTOCOL,
-      name: 'relay-info',
-      limits: RELAY_INFO_LIMITS,
-      // direct connections only: the answer is worth what Noise authenticated
-      runOnLimitedConnection: false,
-      answerTimeoutMs: ANSWER_TIMEOUT_MS,
-      getInfo: init.getInfo,
-      encode: encodeRelayInfo,
-      what: 'relay info',
-      log: init.logger ?? createLogger('protocols.relay-info')
-    })
+    super(components.registrar, { ...RELAY_INFO_ANSWER, getInfo: init.getInfo, log: init.logger ?? createLogger('protocols.relay-info') })
   }
 }
 
@@ -80,11 +72,6 @@ export class RelayInfoService extends SingleAnswerService<RelayInfoMessage> {
  * point is what Noise authenticated) for its info.
  */
 export async function fetchRelayInfo (connection: Connection, options: AbortOptions & { timeoutMs?: number } = {}): Promise<RelayInfoMessage> {
-  return await askSingleAnswer(connection, decodeRelayInfo, 'relay info', {
-    protocol: RELAY_INFO_PROTOCOL,
-    limits: RELAY_INFO_LIMITS,
-    timeoutMs: options.timeoutMs ?? RELAY_INFO_TIMEOUT_MS,
-    runOnLimitedConnection: false,
-    signal: options.signal
-  })
+  const timeoutMs = options.timeoutMs ?? RELAY_INFO_TIMEOUT_MS
+  return await askSingleAnswer(connection, decodeRelayInfo, 'relay info', { protocol: RELAY_INFO_PROTOCOL, limits: RELAY_INFO_LIMITS, timeoutMs, runOnLimitedConnection: false, signal: options.signal })
 }
