@@ -130,7 +130,7 @@ export interface ReplicaView {
 /**
  * A job as the API returns it. `status` is `queued`/`running` until the job
  * has a final answer, then the agreed ExecStatus, or `no_agreement` /
- * `unavailable`. Fields fixed by the job-pipeline issue: jobId, status,
+ * `unavailable`. Fields tools rely on (the `--json` contract): jobId, status,
  * exitCode, stdout, stderr, outputCid, fuelUsed, durationMs, replicas.
  */
 export interface JobView {

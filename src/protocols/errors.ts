@@ -1,5 +1,5 @@
 /**
- * Errors of the three job protocols. Each has a stable `code` (they reach the
+ * Errors of the protocols of this folder. Each has a stable `code` (they reach the
  * broker's job records and the API) and says which peer, which protocol and
  * which phase.
  */

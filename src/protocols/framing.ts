@@ -1,5 +1,5 @@
 /**
- * Length-prefixed framing shared by the three protocols: a varint length then
+ * Length-prefixed framing shared by the protocols of this folder: a varint length then
  * that many bytes (libp2p's `lpStream`), each frame at most `maxFrameBytes`.
  *
  * A message is one frame. A payload (module, input, stdout, stderr) is a run

@@ -244,7 +244,7 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
    * CHANGE_MIN_INTERVAL_MS ago — once at the end of that interval with the
    * capacity as it is then. Why coalesce: a busy donor changes slots three
    * times per task, and every announcement is signed, forwarded and verified
-   * by every peer on the topic (it was a tenth of the CPU of a 4-donor burst);
+   * by every peer on the topic (a tenth of the CPU of a 4-donor burst);
    * brokers learn a taken slot from the offer answer anyway.
    */
   notifyChanged (): void {
@@ -421,7 +421,8 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
 /**
  * `components.pubsub` if the node has one. libp2p's components object is a
  * Proxy that throws MissingServiceError for an absent service, so an optional
- * component cannot simply be read.
+ * component cannot simply be read. The class is not exported by libp2p and
+ * carries no code: its name is all there is to match.
  */
 function optionalPubSub (components: CapacityComponents): CapacityPubSub | undefined {
   try {

@@ -1,7 +1,7 @@
 import { MAX_BLOB_BYTES } from '../../codec/messages.ts'
 import type { StreamLimits } from '../exchange.ts'
 
-/** `/worldcompute/dispatch/1.0.0`: the ID of the earlier implementation, kept; the schema is new (dag-cbor, streamed). */
+/** `/worldcompute/dispatch/1.0.0`: a task's bytes out, its output and signed receipt back, streamed as dag-cbor and payload frames. */
 export const DISPATCH_PROTOCOL = '/worldcompute/dispatch/1.0.0'
 
 /** Payload frames: 256 KiB keeps a frame well under yamux's 16 MiB window and relays' buffers. */

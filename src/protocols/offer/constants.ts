@@ -1,9 +1,9 @@
 import type { StreamLimits } from '../exchange.ts'
 
-/** `/worldcompute/offer/1.0.0`: broker asks, donor answers accept/refuse; the ID of the earlier implementation, kept. */
+/** `/worldcompute/offer/1.0.0`: broker asks, donor answers accept/refuse. */
 export const OFFER_PROTOCOL = '/worldcompute/offer/1.0.0'
 
-/** A whole offer round trip, broker side (the earlier implementation used 10 s too). */
+/** A whole offer round trip, broker side: long enough for a relayed stream to a loaded donor, short enough not to hold a job's turn. */
 export const OFFER_TIMEOUT_MS = 10_000
 /** Donor side: reading the request, deciding and answering. */
 export const ANSWER_TIMEOUT_MS = 10_000
