@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto'
+import { Waker } from '../core/async.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { DEFAULT_JOB_LIMITS, type ExecStatus, type JobLimits } from '../core/job.ts'
+import type { DeclineCode } from '../codec/messages.ts'
 import type { JobFinal, JobRow, JobSpec, JobStore, TaskOutcome, TaskRow } from './job-store.ts'
 import { SlotLedger } from './slot-ledger.ts'
 
@@ -11,6 +13,11 @@ import { SlotLedger } from './slot-ledger.ts'
  * fail for reasons that are not the job's fault on another executor, and
  * accepts a result when a strict majority of replicas agree on
  * (status, exitCode, outputCid, fuelUsed).
+ *
+ * Each job runs as a loop of three states: placing (offer its replicas where
+ * the slot ledger expects a free slot), waiting (in line for a slot, for an
+ * executor to appear, or for one of its tasks to end) and finishing (the
+ * replicas agree, cannot agree any more, or nobody took the job in time).
  */
 
 export interface ExecutorInfo {
@@ -25,15 +32,9 @@ export interface ExecutorInfo {
   maxLimits: JobLimits
 }
 
-export interface TaskToRun {
-  jobId: string
+/** One task as the network sends it: its job's spec (the replica count aside), its ID, and the bytes. */
+export interface TaskToRun extends Omit<JobSpec, 'replicas'> {
   taskId: string
-  moduleCid: string
-  inputCid: string
-  moduleName: string
-  args: string[]
-  env: string[]
-  limits: Partial<JobLimits>
   module: Uint8Array
   input: Uint8Array
 }
@@ -47,12 +48,27 @@ export interface TaskRunResult {
   stderr: Uint8Array
 }
 
+/** An executor's answer to an offer. */
+export interface OfferAnswer {
+  accept: boolean
+  /** why it declined, in words (for the log) */
+  reason?: string
+  /** why it declined, as a code; absent from executors that send none (a generic decline) */
+  code?: DeclineCode
+  /** what it has left after answering */
+  freeSlots?: number
+}
+
 /** What the broker needs from the network; the daemon wires the libp2p protocols in. */
 export interface TaskNetwork {
   executors: () => ExecutorInfo[]
-  /** asks the executor to take the task; resolves false with a reason when it declines; `freeSlots`: what it has left */
-  offer: (executor: string, task: TaskToRun, options: { signal: AbortSignal }) => Promise<{ accept: boolean, reason?: string, freeSlots?: number }>
-  /** sends the task and waits for its verified result; throws for anything that is not the job's own outcome */
+  /** asks the executor to take the task; a decline is an answer, not an error */
+  offer: (executor: string, task: TaskToRun, options: { signal: AbortSignal }) => Promise<OfferAnswer>
+  /**
+   * sends the task and waits for its verified result; throws for anything
+   * that is not the job's own outcome (the path broke, the executor crashed
+   * under it, the answer does not verify)
+   */
   dispatch: (executor: string, task: TaskToRun, options: { signal: AbortSignal }) => Promise<TaskRunResult>
   /** resolves when a new executor appears, or after `ms` */
   waitForExecutors: (ms: number, signal: AbortSignal) => Promise<void>
@@ -110,6 +126,65 @@ type WakeReason = 'timeout' | 'slot' | 'probe' | 'task' | 'stop'
 /** How many executors the probing job asks beyond its ledger's expectations. */
 const PROBE_OFFERS = 3
 
+/** Declines that pass when a task ends there: the executor is asked again for the same job. */
+const BUSY_DECLINES: ReadonlySet<DeclineCode | undefined> = new Set<DeclineCode>(['busy', 'memory-budget'])
+
+/** A waiting job's sleep, cut short by `wake` with the reason (a slot expected free, the probe, a task of its own ended). */
+class JobWaker {
+  private readonly waker = new Waker()
+  private reason: WakeReason = 'timeout'
+
+  /** Whether the job is waiting now (a wake-up while it is not is not kept: it re-evaluates before it waits again). */
+  get waiting (): boolean {
+    return this.waker.waiting
+  }
+
+  wake (reason: WakeReason): void {
+    if (!this.waker.waiting) return
+    this.reason = reason
+    this.waker.wake()
+  }
+
+  /** Resolves with why the wait ended; 'stop' when `signal` aborts. */
+  async wait (ms: number, signal: AbortSignal): Promise<WakeReason> {
+    try {
+      return await this.waker.wait(ms, { signal }) === 'woken' ? this.reason : 'timeout'
+    } catch (err) {
+      if (signal.aborted) return 'stop'
+      throw err
+    }
+  }
+}
+
+/** One job's run: what its placing, waiting and finishing share. */
+interface JobRun {
+  job: JobRow
+  module: Uint8Array
+  input: Uint8Array
+  signal: AbortSignal
+  waker: JobWaker
+  /** its tasks being dispatched now, by task ID */
+  inflight: Map<string, Promise<void>>
+  /** executors that declined this job for a reason other than being busy (its limits, its size): not asked again */
+  refusedBy: Set<string>
+  /**
+   * since when this job has had nobody to wait for: the unavailable clock.
+   * Time queued behind busy executors that answer does not count — a large
+   * burst on few slots waits its turn instead of erroring after 10 minutes.
+   */
+  hopelessSince: number
+  /** why it last woke */
+  wake: WakeReason
+}
+
+/** What one round of placing found and did. */
+interface Placing {
+  /** executors it could have asked */
+  eligible: ExecutorInfo[]
+  /** tasks placed this round */
+  placed: number
+}
+
 export interface SubmitJob {
   module: Uint8Array
   moduleCid: string
@@ -133,7 +208,8 @@ export class Broker {
   private readonly retryAfterMs: number
   private controller?: AbortController
   private readonly running = new Map<string, Promise<void>>()
-  private readonly wakers = new Map<string, (reason: WakeReason) => void>()
+  /** the waiting side of each running job */
+  private readonly wakers = new Map<string, JobWaker>()
   private readonly listeners = new Set<JobEventListener>()
   private readonly probeIntervalMs: number
   private readonly ledger = new SlotLedger()
@@ -176,7 +252,7 @@ export class Broker {
     this.unsubscribe = undefined
     clearInterval(this.probeTimer)
     this.probeTimer = undefined
-    for (const wake of [...this.wakers.values()]) wake('stop')
+    // the abort ends every job's wait
     await Promise.allSettled([...this.running.values()])
     this.queue.length = 0
     this.queueSeq.clear()
@@ -252,27 +328,13 @@ export class Broker {
     this.running.set(jobId, run)
   }
 
-  private async sleep (jobId: string, ms: number, signal: AbortSignal): Promise<WakeReason> {
-    return await new Promise<WakeReason>((resolve) => {
-      const done = (reason: WakeReason): void => {
-        clearTimeout(timer)
-        this.wakers.delete(jobId)
-        signal.removeEventListener('abort', onAbort)
-        resolve(reason)
-      }
-      const onAbort = (): void => { done('stop') }
-      const timer = setTimeout(() => { done('timeout') }, Math.max(0, ms))
-      this.wakers.set(jobId, done)
-      signal.addEventListener('abort', onAbort, { once: true })
-    })
-  }
-
   /**
    * Waits in line for a free slot: woken by `pump()` when the ledger expects
    * one, by the probe timer when first in line, by a task of this job ending,
    * or after `ms`. The job keeps its place in line until it places a task.
    */
-  private async waitForSlot (jobId: string, ms: number, signal: AbortSignal): Promise<WakeReason> {
+  private async waitForSlot (run: JobRun, ms: number): Promise<WakeReason> {
+    const jobId = run.job.jobId
     let seq = this.queueSeq.get(jobId)
     if (seq == null) {
       seq = this.nextSeq++
@@ -283,7 +345,7 @@ export class Broker {
     else this.queue.splice(at, 0, { jobId, seq })
     this.probeTimer ??= setInterval(() => { this.probe() }, this.probeIntervalMs)
     try {
-      return await this.sleep(jobId, ms, signal)
+      return await run.waker.wait(ms, run.signal)
     } finally {
       const i = this.queue.findIndex(q => q.jobId === jobId)
       if (i >= 0) this.queue.splice(i, 1)
@@ -299,9 +361,9 @@ export class Broker {
     }
     for (const { jobId } of [...this.queue]) {
       if (free <= 0) break
-      const wake = this.wakers.get(jobId)
-      if (wake == null) continue
-      wake('slot')
+      const waker = this.wakers.get(jobId)
+      if (waker?.waiting !== true) continue
+      waker.wake('slot')
       free--
     }
   }
@@ -315,145 +377,193 @@ export class Broker {
     }
     this.ledger.retain(new Set(this.network.executors().map(e => e.peerId)))
     const head = this.queue[0]
-    this.wakers.get(head.jobId)?.('probe')
+    this.wakers.get(head.jobId)?.wake('probe')
     this.pump()
   }
 
+  /** A job from start to final answer: placing and waiting until it can finish. */
   private async runJob (jobId: string, signal: AbortSignal): Promise<void> {
+    const run = this.openRun(jobId, signal)
+    if (run == null) return
+    this.wakers.set(jobId, run.waker)
+    try {
+      await this.resumeTasks(run)
+      while (!signal.aborted) {
+        if (await this.step(run) === 'finished') return
+      }
+    } finally {
+      this.wakers.delete(jobId)
+    }
+  }
+
+  /** The job with its bytes, marked running; undefined (the job ended as an error) when its bytes are gone. */
+  private openRun (jobId: string, signal: AbortSignal): JobRun | undefined {
     const job = this.store.getJob(jobId)
-    if (job == null) return
+    if (job == null) return undefined
     const module = this.store.getBlob(job.moduleCid)
     const input = this.store.getBlob(job.inputCid)
     if (module == null || input == null) {
       this.store.finishJob(jobId, 'error', { status: 'unavailable', agreeing: 0, message: 'the job store lost the module or input bytes' })
       this.emit(jobId)
-      return
+      return undefined
     }
-    const inflight = new Map<string, Promise<void>>()
-    const started = Date.now()
     if (job.phase === 'queued') {
       this.store.setPhase(jobId, 'running')
       this.emit(jobId)
     }
+    return { job, module, input, signal, waker: new JobWaker(), inflight: new Map(), refusedBy: new Set(), hopelessSince: Date.now(), wake: 'timeout' }
+  }
 
-    // tasks left running by a previous run of the daemon: ask the same executor
-    // again with the same task ID; its dispatch is idempotent, so the task never
-    // runs twice there and a finished result is simply returned
-    for (const task of this.store.tasksOf(jobId)) {
+  /**
+   * Tasks left running by a previous run of the daemon: asks the same
+   * executor again with the same task ID; its dispatch is idempotent, so the
+   * task never runs twice there and a finished result is simply returned.
+   */
+  private async resumeTasks (run: JobRun): Promise<void> {
+    for (const task of this.store.tasksOf(run.job.jobId)) {
       if (task.state === 'offered' || task.state === 'running') {
-        this.log.info(`job ${jobId}: resuming task ${task.taskId} on ${task.executor}`, { job: jobId })
+        this.log.info(`job ${run.job.jobId}: resuming task ${task.taskId} on ${task.executor}`, { job: run.job.jobId })
         // a freshly started daemon has not heard from its executors yet
-        await this.waitForExecutor(task.executor, 15_000, signal)
-        inflight.set(task.taskId, this.runTask(job, task, module, input, signal, inflight))
+        await this.waitForExecutor(task.executor, 15_000, run.signal)
+        this.startTask(run, task)
       }
     }
+  }
 
-    // bounded: each replica gets at most maxAttemptsPerReplica tasks, and the
-    // job errors after unavailableAfterMs without a task placed
-    let wake: WakeReason = 'timeout'
-    /** executors that declined this job for a reason other than being busy (its limits, its size): not asked again */
-    const refusedBy = new Set<string>()
-    /**
-     * since when this job has had nobody to wait for: the unavailable clock.
-     * Time queued behind busy executors that answer does not count — a large
-     * burst on few slots waits its turn instead of erroring after 10 minutes.
-     */
-    let hopelessSince = started
-    while (!signal.aborted) {
-      const tasks = this.store.tasksOf(jobId)
-      let verdict = this.decide(job, tasks)
-      if (verdict != null) {
-        // let replicas still running finish, so the answer says how many agree
-        await Promise.allSettled([...inflight.values()])
-        if (signal.aborted) return
-        verdict = this.decide(job, this.store.tasksOf(jobId)) ?? verdict
-        this.queueSeq.delete(jobId)
-        this.store.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict)
-        this.log.info(`job ${jobId} finished: ${verdict.message}`, { job: jobId })
-        this.emit(jobId)
-        return
-      }
-      const active = tasks.filter(t => t.state === 'offered' || t.state === 'running')
-      const done = tasks.filter(t => t.state === 'done')
-      const needed = job.replicas - active.length - done.length
-      if (needed > 0) {
-        // replicas run on distinct executors; one that failed a task of this job
-        // is tried again only after every executor that has not
-        const busy = new Set(tasks.filter(t => t.state !== 'failed').map(t => t.executor))
-        const failedBefore = new Set(tasks.filter(t => t.state === 'failed').map(t => t.executor))
-        const coolingDown = new Set(tasks.filter(t => t.state === 'failed' && Date.now() - Date.parse(t.updatedAt) < this.retryAfterMs).map(t => t.executor))
-        const eligible = this.network.executors()
-          .filter(e => e.acceptsJobs && !busy.has(e.peerId) && !coolingDown.has(e.peerId) && !refusedBy.has(e.peerId) && !this.ledger.coolingDown(e.peerId) && (this.allowSelf || e.peerId !== this.self))
-        // offer only where the ledger expects a free slot; the first job in
-        // line, when the probe wakes it, also asks a few it expects busy
-        const probing = wake === 'probe'
-        const candidates = eligible
-          .filter(e => probing || this.ledger.free(e) > 0)
-          .sort((a, b) => Number(failedBefore.has(a.peerId)) - Number(failedBefore.has(b.peerId)) || this.ledger.free(b) - this.ledger.free(a))
-          .slice(0, probing ? Math.max(needed, PROBE_OFFERS) : undefined)
-        let placed = 0
-        for (const executor of candidates) {
-          if (placed >= needed || signal.aborted) break
-          // a parallel job's offer may have taken the expected slot meanwhile
-          if (!probing && this.ledger.free(executor) <= 0) continue
-          const replica = this.nextReplica(job, tasks)
-          if (replica == null) break
-          const attempt = tasks.filter(t => t.replica === replica).length + 1
-          const taskId = `${jobId}.r${replica}.a${attempt}`
-          const toRun = this.taskToRun(job, taskId, module, input)
-          let offer: { accept: boolean, reason?: string, freeSlots?: number }
-          this.ledger.offering(executor.peerId)
-          try {
-            offer = await this.network.offer(executor.peerId, toRun, { signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)]) })
-          } catch (err) {
-            this.ledger.answered(executor, undefined)
-            this.log.warn(`job ${jobId}: offer to ${executor.peerId} failed: ${(err as Error).message}`, { job: jobId, peer: executor.peerId, phase: 'offer' })
-            continue
-          }
-          this.ledger.answered(executor, offer.accept, offer.freeSlots)
-          if (!offer.accept) {
-            const busyNow = offer.freeSlots === 0 || /^busy\b/.test(offer.reason ?? '')
-            if (!busyNow) refusedBy.add(executor.peerId)
-            this.log.info(`job ${jobId}: ${executor.peerId} declined: ${offer.reason ?? 'no reason given'}${busyNow ? '' : ' (not asked again for this job)'}`, { job: jobId, peer: executor.peerId })
-            continue
-          }
-          this.store.createTask({ taskId, jobId, replica, attempt, executor: executor.peerId })
-          const row = this.store.getTask(taskId)
-          if (row == null) throw new Error(`task ${taskId} vanished after insert`)
-          inflight.set(taskId, this.runTask(job, row, module, input, signal, inflight))
-          tasks.push(row)
-          placed++
-          this.emit(jobId)
-        }
-        if (placed > 0) this.queueSeq.delete(jobId)
-        if (placed < needed && this.nextReplica(job, tasks) != null) {
-          const idle = placed === 0 && active.length === 0 && inflight.size === 0
-          // someone reachable that has not refused this job will free a slot: keep waiting in line
-          if (!idle || eligible.some(e => this.ledger.reachable(e.peerId))) hopelessSince = Date.now()
-          if (idle && Date.now() - hopelessSince > this.unavailableAfterMs) {
-            const refusals = refusedBy.size > 0 ? ` (${refusedBy.size} refused it: see the broker log for their reasons)` : ''
-            const verdict: JobFinal = { status: 'unavailable', agreeing: 0, message: `no executor accepted the job within ${Math.round(this.unavailableAfterMs / 1000)} s${refusals}` }
-            this.queueSeq.delete(jobId)
-            this.store.finishJob(jobId, 'error', verdict)
-            this.log.warn(`job ${jobId}: ${verdict.message}`, { job: jobId })
-            this.emit(jobId)
-            return
-          }
-          const untilUnavailable = this.unavailableAfterMs - (Date.now() - hopelessSince) + 1
-          if (eligible.length === 0) {
-            // nobody to ask: wake on a new executor, or when one of our own tasks ends
-            await Promise.race([this.network.waitForExecutors(Math.min(1_000, untilUnavailable), signal), this.sleep(jobId, Math.min(1_000, untilUnavailable), signal)])
-            this.wakers.get(jobId)?.('stop')
-            wake = 'timeout'
-          } else {
-            wake = await this.waitForSlot(jobId, Math.min(30_000, idle ? untilUnavailable : 30_000), signal)
-          }
-          continue
-        }
-      }
-      // every replica placed: wait for a task of this job to end (its runTask wakes us)
-      wake = await this.sleep(jobId, 1_000, signal)
+  /**
+   * One turn of the job's loop: finish when a verdict is reachable, else
+   * place the replicas still needed, else wait. Bounded: each replica gets at
+   * most maxAttemptsPerReplica tasks, and the job errors after
+   * unavailableAfterMs with nobody to wait for.
+   */
+  private async step (run: JobRun): Promise<'finished' | 'continue'> {
+    const tasks = this.store.tasksOf(run.job.jobId)
+    const verdict = this.decide(run.job, tasks)
+    if (verdict != null) {
+      await this.finish(run, verdict)
+      return 'finished'
     }
+    const active = tasks.filter(t => t.state === 'offered' || t.state === 'running').length
+    const needed = run.job.replicas - active - tasks.filter(t => t.state === 'done').length
+    if (needed > 0) {
+      const placing = await this.place(run, tasks, needed)
+      if (placing.placed < needed && this.nextReplica(run.job, tasks) != null) {
+        return await this.waitToPlace(run, placing, placing.placed === 0 && active === 0 && run.inflight.size === 0)
+      }
+    }
+    // every replica placed: wait for a task of this job to end (its runTask wakes us)
+    run.wake = await run.waker.wait(1_000, run.signal)
+    return 'continue'
+  }
+
+  /** Placing: offers the next replicas to the executors most likely to have a free slot; `tasks` gains the rows placed. */
+  private async place (run: JobRun, tasks: TaskRow[], needed: number): Promise<Placing> {
+    // replicas run on distinct executors; one that failed a task of this job
+    // is tried again only after every executor that has not
+    const busy = new Set(tasks.filter(t => t.state !== 'failed').map(t => t.executor))
+    const failedBefore = new Set(tasks.filter(t => t.state === 'failed').map(t => t.executor))
+    const coolingDown = new Set(tasks.filter(t => t.state === 'failed' && Date.now() - Date.parse(t.updatedAt) < this.retryAfterMs).map(t => t.executor))
+    const eligible = this.network.executors()
+      .filter(e => e.acceptsJobs && !busy.has(e.peerId) && !coolingDown.has(e.peerId) && !run.refusedBy.has(e.peerId) && !this.ledger.coolingDown(e.peerId) && (this.allowSelf || e.peerId !== this.self))
+    // offer only where the ledger expects a free slot; the first job in
+    // line, when the probe wakes it, also asks a few it expects busy
+    const probing = run.wake === 'probe'
+    const candidates = eligible
+      .filter(e => probing || this.ledger.free(e) > 0)
+      .sort((a, b) => Number(failedBefore.has(a.peerId)) - Number(failedBefore.has(b.peerId)) || this.ledger.free(b) - this.ledger.free(a))
+      .slice(0, probing ? Math.max(needed, PROBE_OFFERS) : undefined)
+    let placed = 0
+    for (const executor of candidates) {
+      if (placed >= needed || run.signal.aborted) break
+      // a parallel job's offer may have taken the expected slot meanwhile
+      if (!probing && this.ledger.free(executor) <= 0) continue
+      const replica = this.nextReplica(run.job, tasks)
+      if (replica == null) break
+      const row = await this.offerReplica(run, executor, replica, tasks.filter(t => t.replica === replica).length + 1)
+      if (row == null) continue
+      tasks.push(row)
+      placed++
+    }
+    if (placed > 0) this.queueSeq.delete(run.job.jobId)
+    return { eligible, placed }
+  }
+
+  /** Offers one replica's next attempt to one executor; the task row when it accepted (its dispatch started). */
+  private async offerReplica (run: JobRun, executor: ExecutorInfo, replica: number, attempt: number): Promise<TaskRow | undefined> {
+    const jobId = run.job.jobId
+    const taskId = `${jobId}.r${replica}.a${attempt}`
+    let offer: OfferAnswer
+    this.ledger.offering(executor.peerId)
+    try {
+      offer = await this.network.offer(executor.peerId, this.taskToRun(run, taskId), { signal: AbortSignal.any([run.signal, AbortSignal.timeout(10_000)]) })
+    } catch (err) {
+      this.ledger.answered(executor, undefined)
+      this.log.warn(`job ${jobId}: offer to ${executor.peerId} failed: ${(err as Error).message}`, { job: jobId, peer: executor.peerId, phase: 'offer', code: (err as { code?: string }).code })
+      return undefined
+    }
+    this.ledger.answered(executor, offer.accept, offer.freeSlots)
+    if (!offer.accept) {
+      // a decline without a code (an older executor) is a generic one: not asked again, unless it has no slot free
+      const busyNow = offer.freeSlots === 0 || BUSY_DECLINES.has(offer.code)
+      if (!busyNow) run.refusedBy.add(executor.peerId)
+      this.log.info(`job ${jobId}: ${executor.peerId} declined: ${offer.reason ?? 'no reason given'}${busyNow ? '' : ' (not asked again for this job)'}`, { job: jobId, peer: executor.peerId, code: offer.code })
+      return undefined
+    }
+    this.store.createTask({ taskId, jobId, replica, attempt, executor: executor.peerId })
+    const row = this.store.getTask(taskId)
+    if (row == null) throw new Error(`task ${taskId} vanished after insert`)
+    this.startTask(run, row)
+    this.emit(jobId)
+    return row
+  }
+
+  /**
+   * Waiting for a chance to place: in line for a slot when someone could
+   * take the job, else for an executor to appear or a task of its own to
+   * end; ends the job as unavailable once it has had nobody to wait for
+   * for unavailableAfterMs.
+   */
+  private async waitToPlace (run: JobRun, placing: Placing, idle: boolean): Promise<'finished' | 'continue'> {
+    // someone reachable that has not refused this job will free a slot: keep waiting in line
+    if (!idle || placing.eligible.some(e => this.ledger.reachable(e.peerId))) run.hopelessSince = Date.now()
+    if (idle && Date.now() - run.hopelessSince > this.unavailableAfterMs) {
+      this.finishUnavailable(run)
+      return 'finished'
+    }
+    const untilUnavailable = this.unavailableAfterMs - (Date.now() - run.hopelessSince) + 1
+    if (placing.eligible.length === 0) {
+      // nobody to ask: wake on a new executor, or when one of our own tasks ends
+      const ms = Math.min(1_000, untilUnavailable)
+      await Promise.race([this.network.waitForExecutors(ms, run.signal), run.waker.wait(ms, run.signal)])
+      run.waker.wake('stop')
+      run.wake = 'timeout'
+    } else {
+      run.wake = await this.waitForSlot(run, Math.min(30_000, idle ? untilUnavailable : 30_000))
+    }
+    return 'continue'
+  }
+
+  /** Finishing with a verdict: lets replicas still running finish, so the answer says how many agree. */
+  private async finish (run: JobRun, reached: JobFinal): Promise<void> {
+    const jobId = run.job.jobId
+    await Promise.allSettled([...run.inflight.values()])
+    if (run.signal.aborted) return
+    const verdict = this.decide(run.job, this.store.tasksOf(jobId)) ?? reached
+    this.queueSeq.delete(jobId)
+    this.store.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict)
+    this.log.info(`job ${jobId} finished: ${verdict.message}`, { job: jobId })
+    this.emit(jobId)
+  }
+
+  /** Finishing without a taker: nobody accepted the job within unavailableAfterMs. */
+  private finishUnavailable (run: JobRun): void {
+    const jobId = run.job.jobId
+    const refusals = run.refusedBy.size > 0 ? ` (${run.refusedBy.size} refused it: see the broker log for their reasons)` : ''
+    const verdict: JobFinal = { status: 'unavailable', agreeing: 0, message: `no executor accepted the job within ${Math.round(this.unavailableAfterMs / 1000)} s${refusals}` }
+    this.queueSeq.delete(jobId)
+    this.store.finishJob(jobId, 'error', verdict)
+    this.log.warn(`job ${jobId}: ${verdict.message}`, { job: jobId })
+    this.emit(jobId)
   }
 
   private async waitForExecutor (peerId: string, ms: number, signal: AbortSignal): Promise<void> {
@@ -517,7 +627,8 @@ export class Broker {
     return undefined
   }
 
-  private taskToRun (job: JobRow, taskId: string, module: Uint8Array, input: Uint8Array): TaskToRun {
+  private taskToRun (run: JobRun, taskId: string): TaskToRun {
+    const { job } = run
     return {
       jobId: job.jobId,
       taskId,
@@ -527,38 +638,38 @@ export class Broker {
       args: job.args,
       env: job.env,
       limits: job.limits,
-      module,
-      input
+      module: run.module,
+      input: run.input
     }
   }
 
-  private async runTask (job: JobRow, task: TaskRow, module: Uint8Array, input: Uint8Array, signal: AbortSignal, inflight: Map<string, Promise<void>>): Promise<void> {
-    const toRun = this.taskToRun(job, task.taskId, module, input)
+  /** Dispatches a placed task in the background; the job's run tracks it until it ends. */
+  private startTask (run: JobRun, task: TaskRow): void {
+    run.inflight.set(task.taskId, this.runTask(run, task))
+  }
+
+  private async runTask (run: JobRun, task: TaskRow): Promise<void> {
+    const { job, signal } = run
     const deadline = (job.limits.deadlineMs ?? DEFAULT_JOB_LIMITS.deadlineMs) + 60_000
     try {
       this.emit(job.jobId)
-      const result = await this.network.dispatch(task.executor, toRun, { signal: AbortSignal.any([signal, AbortSignal.timeout(deadline)]) })
-      if (result.outcome.status === 'failed' && (result.outcome.error ?? '').startsWith('executor crashed')) {
-        // the donor's sandbox died under the task: not the job's fault, try elsewhere
-        this.store.failTask(task.taskId, result.outcome.error ?? 'executor crashed')
-        this.log.warn(`job ${job.jobId}: task ${task.taskId} on ${task.executor}: ${result.outcome.error ?? ''}; retrying on another executor`, { job: job.jobId, peer: task.executor })
-      } else {
-        this.store.completeTask(task.taskId, result)
-        this.log.info(`job ${job.jobId}: task ${task.taskId} on ${task.executor} (${result.path}) → ${describeOutcome(result.outcome)}`, { job: job.jobId, peer: task.executor })
-      }
+      const result = await this.network.dispatch(task.executor, this.taskToRun(run, task.taskId), { signal: AbortSignal.any([signal, AbortSignal.timeout(deadline)]) })
+      this.store.completeTask(task.taskId, result)
+      this.log.info(`job ${job.jobId}: task ${task.taskId} on ${task.executor} (${result.path}) → ${describeOutcome(result.outcome)}`, { job: job.jobId, peer: task.executor })
     } catch (err) {
       if (signal.aborted) return // shutting down: the task stays 'running' and resumes at the next start
+      // not the job's own outcome (the path broke, the executor crashed under it, the answer did not verify): try elsewhere
       const e = err as Error & { code?: string, phase?: string }
       this.store.failTask(task.taskId, `${e.code ?? e.name}: ${e.message}`)
       this.log.warn(`job ${job.jobId}: task ${task.taskId} on ${task.executor} failed${e.phase != null ? ` at ${e.phase}` : ''}: ${e.message}; retrying on another executor`, { job: job.jobId, peer: task.executor, phase: e.phase, code: e.code })
     } finally {
-      inflight.delete(task.taskId)
+      run.inflight.delete(task.taskId)
       this.emit(job.jobId)
       // a finished task frees a slot on its executor: this job re-evaluates,
       // and the first job in line (not every waiting job) may place a task
       const view = this.network.executors().find(e => e.peerId === task.executor)
       if (view != null) this.ledger.released(view)
-      this.wakers.get(job.jobId)?.('task')
+      run.waker.wake('task')
       this.pump()
     }
   }

@@ -72,39 +72,17 @@ export interface JobRow extends JobSpec {
   finishedAt: string | null
 }
 
-interface RawJob {
-  job_id: string
-  module_cid: string
-  input_cid: string
-  module_name: string
-  args: string
-  env: string
-  limits: string
-  replicas: number
-  phase: string
-  final: string | null
-  created_at: string
-  updated_at: string
-  finished_at: string | null
-}
+/** A jobs row as selected with JOB_COLUMNS: the JSON columns still text. */
+type RawJob = Omit<JobRow, 'args' | 'env' | 'limits' | 'final'> & { args: string, env: string, limits: string, final: string | null }
 
-interface RawTask {
-  task_id: string
-  job_id: string
-  replica: number
-  attempt: number
-  executor: string
-  path: string | null
-  state: string
-  outcome: string | null
-  failure: string | null
-  receipt: Uint8Array | null
-  receipt_signature: Uint8Array | null
-  stdout: Uint8Array | null
-  stderr: Uint8Array | null
-  created_at: string
-  updated_at: string
-}
+/** A tasks row as selected with TASK_COLUMNS: the outcome still JSON text. */
+type RawTask = Omit<TaskRow, 'outcome'> & { outcome: string | null }
+
+/** The columns under the names of the row types, so reading a row converts only its JSON and blob columns. */
+const JOB_COLUMNS = `job_id AS jobId, module_cid AS moduleCid, input_cid AS inputCid, module_name AS moduleName, args, env, limits, replicas,
+  phase, final, created_at AS createdAt, updated_at AS updatedAt, finished_at AS finishedAt`
+const TASK_COLUMNS = `task_id AS taskId, job_id AS jobId, replica, attempt, executor, path, state, outcome, failure, receipt,
+  receipt_signature AS receiptSignature, stdout, stderr, created_at AS createdAt, updated_at AS updatedAt`
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS blobs (
@@ -164,9 +142,9 @@ export class JobStore {
       getBlob: this.db.prepare('SELECT bytes FROM blobs WHERE cid = ?'),
       insertJob: this.db.prepare(`INSERT INTO jobs (job_id, module_cid, input_cid, module_name, args, env, limits, replicas, phase, final, created_at, updated_at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', NULL, ?, ?)`),
-      getJob: this.db.prepare('SELECT * FROM jobs WHERE job_id = ?'),
-      listJobs: this.db.prepare('SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?'),
-      unfinished: this.db.prepare("SELECT * FROM jobs WHERE phase IN ('queued', 'running') ORDER BY created_at"),
+      getJob: this.db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE job_id = ?`),
+      listJobs: this.db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY created_at DESC LIMIT ?`),
+      unfinished: this.db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE phase IN ('queued', 'running') ORDER BY created_at`),
       setPhase: this.db.prepare('UPDATE jobs SET phase = ?, updated_at = ? WHERE job_id = ?'),
       finish: this.db.prepare('UPDATE jobs SET phase = ?, final = ?, updated_at = ?, finished_at = ? WHERE job_id = ?'),
       insertTask: this.db.prepare(`INSERT INTO tasks (task_id, job_id, replica, attempt, executor, path, state, created_at, updated_at)
@@ -175,8 +153,8 @@ export class JobStore {
       taskDone: this.db.prepare(`UPDATE tasks SET state = 'done', path = COALESCE(?, path), outcome = ?, receipt = ?, receipt_signature = ?, stdout = ?, stderr = ?, failure = NULL, updated_at = ?
         WHERE task_id = ?`),
       taskFailed: this.db.prepare("UPDATE tasks SET state = 'failed', failure = ?, updated_at = ? WHERE task_id = ?"),
-      tasksOf: this.db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY replica, attempt'),
-      getTask: this.db.prepare('SELECT * FROM tasks WHERE task_id = ?')
+      tasksOf: this.db.prepare(`SELECT ${TASK_COLUMNS} FROM tasks WHERE job_id = ? ORDER BY replica, attempt`),
+      getTask: this.db.prepare(`SELECT ${TASK_COLUMNS} FROM tasks WHERE task_id = ?`)
     }
   }
 
@@ -263,38 +241,26 @@ export class JobStore {
 
 function toJob (r: RawJob): JobRow {
   return {
-    jobId: r.job_id,
-    moduleCid: r.module_cid,
-    inputCid: r.input_cid,
-    moduleName: r.module_name,
+    ...r,
     args: JSON.parse(r.args) as string[],
     env: JSON.parse(r.env) as string[],
     limits: JSON.parse(r.limits) as Partial<JobLimits>,
-    replicas: r.replicas,
-    phase: r.phase as JobPhase,
-    final: r.final != null ? JSON.parse(r.final) as JobFinal : null,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    finishedAt: r.finished_at
+    final: r.final != null ? JSON.parse(r.final) as JobFinal : null
   }
 }
 
 function toTask (r: RawTask): TaskRow {
   return {
-    taskId: r.task_id,
-    jobId: r.job_id,
-    replica: r.replica,
-    attempt: r.attempt,
-    executor: r.executor,
-    path: r.path as TaskRow['path'],
-    state: r.state as TaskState,
+    ...r,
     outcome: r.outcome != null ? JSON.parse(r.outcome) as TaskOutcome : null,
-    failure: r.failure,
-    receipt: r.receipt != null ? new Uint8Array(r.receipt) : null,
-    receiptSignature: r.receipt_signature != null ? new Uint8Array(r.receipt_signature) : null,
-    stdout: r.stdout != null ? new Uint8Array(r.stdout) : null,
-    stderr: r.stderr != null ? new Uint8Array(r.stderr) : null,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at
+    // node:sqlite hands back Buffers; callers get plain Uint8Arrays
+    receipt: plain(r.receipt),
+    receiptSignature: plain(r.receiptSignature),
+    stdout: plain(r.stdout),
+    stderr: plain(r.stderr)
   }
+}
+
+function plain (bytes: Uint8Array | null): Uint8Array | null {
+  return bytes != null ? new Uint8Array(bytes) : null
 }

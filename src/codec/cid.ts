@@ -1,6 +1,7 @@
 /**
  * Content identifiers: modules and inputs are CIDv1 raw/sha2-256, outputs and
- * receipts (dag-cbor documents) are CIDv1 dag-cbor/sha2-256 (design notes §5).
+ * receipts (dag-cbor documents) are CIDv1 dag-cbor/sha2-256: the multicodec
+ * says which kind of bytes a CID names, so one cannot stand for the other.
  *
  * Messages carry CIDs as strings, never as `CID` objects: `cborg.encode` of a
  * CID object silently produces a bloated map instead of tag 42, and a string

@@ -1,6 +1,7 @@
 /**
  * The wire messages of /worldcompute/{capacity,offer,dispatch}/1.0.0, as
- * dag-cbor maps (design notes §5).
+ * dag-cbor maps: compact, binary-safe (module and output bytes travel as
+ * they are) and with one canonical encoding for what gets hashed and signed.
  *
  * Every decoder checks the byte size before parsing and then every field it
  * reads (type, presence, length, range), and throws MalformedMessageError
@@ -13,10 +14,10 @@
  * never a re-encoding.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
-import { EXEC_STATUSES } from '../core/job.ts'
+import { EXEC_ERROR_CODES, EXEC_STATUSES } from '../core/job.ts'
 import { MalformedMessageError } from './errors.ts'
 import { decodeBounded, encodePlain, FieldReader } from './validate.ts'
-import type { ExecStatus, JobLimits, ReceiptBody, SignedReceipt } from '../core/job.ts'
+import type { ExecErrorCode, ExecStatus, JobLimits, ReceiptBody, SignedReceipt } from '../core/job.ts'
 
 // ---- wire limits -----------------------------------------------------------
 
@@ -91,10 +92,25 @@ export interface OfferRequest {
   limits: Partial<JobLimits>
 }
 
+/**
+ * Why a donor declined an offer, for the broker to act on (`reason` says it
+ * in words, for logs). `busy` (no free slot) and `memory-budget` (running
+ * tasks hold the memory) pass when a task ends; `limits` (above the donor's
+ * maxima), `payload-too-large`, `not-executing` (its executor is down, or
+ * the node runs no jobs) and `internal-error` (its decision failed) hold for
+ * now. `other`: a code this version does not know, from a newer peer. An
+ * answer from an older peer has no code at all.
+ */
+export const DECLINE_CODES = ['busy', 'memory-budget', 'limits', 'payload-too-large', 'not-executing', 'internal-error', 'other'] as const
+export type DeclineCode = typeof DECLINE_CODES[number]
+
 /** Donor → broker. `hasModule` lets the broker skip sending the module bytes. */
 export interface OfferResponse {
   accept: boolean
+  /** why it declined, in words */
   reason?: string
+  /** why it declined, as a code; absent on acceptance and in answers of older peers */
+  code?: DeclineCode
   hasModule: boolean
   freeSlots: number
 }
@@ -123,6 +139,12 @@ export interface DispatchResultHeader {
   status: ExecStatus
   exitCode?: number
   error?: string
+  /**
+   * Set when the result is not the job's own outcome (the executor crashed
+   * under it). Not part of the receipt; absent from older peers, and a code
+   * this version does not know is dropped.
+   */
+  errorCode?: ExecErrorCode
   /** CIDv1 dag-cbor sha2-256 of `encodeOutput(stdout, stderr)` */
   outputCid: string
   fuelUsed: number
@@ -282,11 +304,13 @@ function readOfferResponse (r: FieldReader): OfferResponse {
   }
   const reason = r.optionalString('reason', { maxLength: MAX_REASON_LENGTH })
   if (reason !== undefined) out.reason = reason
+  const code = r.optionalOneOf('code', DECLINE_CODES, 'other')
+  if (code !== undefined) out.code = code
   return out
 }
 
 export function encodeOfferResponse (res: OfferResponse): Uint8Array {
-  const wire = pick(res, ['accept', 'reason', 'hasModule', 'freeSlots'])
+  const wire = pick(res, ['accept', 'reason', 'code', 'hasModule', 'freeSlots'])
   return encodeChecked('offer response', wire, readOfferResponse, MAX_MESSAGE_BYTES.offerResponse)
 }
 
@@ -339,13 +363,15 @@ function readDispatchResult (r: FieldReader): DispatchResultHeader {
   if (exitCode !== undefined) out.exitCode = exitCode
   const error = r.optionalString('error', { maxLength: MAX_ERROR_LENGTH })
   if (error !== undefined) out.error = error
+  const errorCode = r.optionalOneOf('errorCode', EXEC_ERROR_CODES, undefined)
+  if (errorCode !== undefined) out.errorCode = errorCode
   if (r.has('moduleMissing')) out.moduleMissing = r.boolean('moduleMissing')
   return out
 }
 
 export function encodeDispatchResult (h: DispatchResultHeader): Uint8Array {
   const wire = {
-    ...pick(h, ['status', 'exitCode', 'error', 'outputCid', 'fuelUsed', 'durationMs', 'stdoutSize', 'stderrSize', 'moduleMissing']),
+    ...pick(h, ['status', 'exitCode', 'error', 'errorCode', 'outputCid', 'fuelUsed', 'durationMs', 'stdoutSize', 'stderrSize', 'moduleMissing']),
     receipt: { body: h.receipt.body, signature: h.receipt.signature }
   }
   return encodeChecked('dispatch result', wire, readDispatchResult, MAX_MESSAGE_BYTES.dispatchResult)

@@ -2,10 +2,11 @@
  * Receipts and output addressing.
  *
  * An executor signs `{taskId, moduleCid, inputCid, outputCid, status,
- * exitCode, fuelUsed, executor}` as dag-cbor with its libp2p identity key
- * (design notes §5). The submitter verifies the signature against the key
- * inside the executor's PeerId, then every field against what it sent and
- * received, and the output bytes against `outputCid`.
+ * exitCode, fuelUsed, executor}` as dag-cbor with its libp2p identity key,
+ * so anyone who knows its PeerId can check it without trusting the path the
+ * answer took. The submitter verifies the signature against the key inside
+ * the executor's PeerId, then every field against what it sent and received,
+ * and the output bytes against `outputCid`.
  *
  * The signature covers the body bytes exactly as received: dag-cbor decoders
  * accept non-canonical encodings, so re-encoding before verifying could turn

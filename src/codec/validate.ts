@@ -69,6 +69,17 @@ export class FieldReader {
     return v as T
   }
 
+  /**
+   * An optional field from a list that later versions may extend: absent
+   * reads as undefined, a word this version does not know as `unknown` (the
+   * peer's message must still decode). Anything but a short string is malformed.
+   */
+  optionalOneOf<T extends string, U extends T | undefined> (key: string, allowed: readonly T[], unknown: U): T | U | undefined {
+    if (!this.has(key) || this.value[key] === null) return undefined
+    const v = this.string(key, { maxLength: 64 })
+    return (allowed as readonly string[]).includes(v) ? v as T : unknown
+  }
+
   boolean (key: string): boolean {
     const v = this.value[key]
     if (!this.has(key)) this.fail(key, 'is missing')

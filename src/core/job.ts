@@ -20,6 +20,16 @@ export const EXEC_STATUSES = [
 ] as const
 export type ExecStatus = typeof EXEC_STATUSES[number]
 
+/**
+ * Codes of a result that is not the job's own outcome. `EXECUTOR_CRASHED`:
+ * the executor broke under the job (its sandbox process or a worker thread
+ * died, or the sandbox could not be restarted). Such a result says nothing
+ * about the job, so it is never counted or compared: the broker runs the task
+ * on another executor.
+ */
+export const EXEC_ERROR_CODES = ['EXECUTOR_CRASHED'] as const
+export type ExecErrorCode = typeof EXEC_ERROR_CODES[number]
+
 /** Per-job limits; each is clamped to the donor's maxima, and a request above them is `rejected`. */
 export interface JobLimits {
   /** wall-clock deadline for one run, ms */
@@ -71,6 +81,8 @@ export interface ExecuteResult {
   exitCode?: number
   /** trap text, policy reason, or why the module is invalid */
   error?: string
+  /** set (with status `failed`) when the result is not the job's own outcome; `error` then says what happened */
+  errorCode?: ExecErrorCode
   stdout: Uint8Array
   stderr: Uint8Array
   /** metered units consumed (deterministic: equal on every donor for the same job) */
@@ -118,7 +130,7 @@ export interface ReplicaView {
 /**
  * A job as the API returns it. `status` is `queued`/`running` until the job
  * has a final answer, then the agreed ExecStatus, or `no_agreement` /
- * `unavailable`. Fields fixed by the job-pipeline issue: jobId, status,
+ * `unavailable`. Fields tools rely on (the `--json` contract): jobId, status,
  * exitCode, stdout, stderr, outputCid, fuelUsed, durationMs, replicas.
  */
 export interface JobView {

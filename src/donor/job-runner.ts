@@ -66,28 +66,28 @@ export class JobRunner {
     const hasModule = this.init.hasModule(req.moduleCid)
     const down = this.init.unavailable?.()
     if (down != null) {
-      this.log.info(`declined task ${req.taskId} from ${context.peer}: ${down}`, { peer: context.peer })
-      return { accept: false, reason: down, hasModule, freeSlots: 0 }
+      this.log.info(`declined task ${req.taskId} from ${context.peer}: ${down}`, { peer: context.peer, code: 'not-executing' })
+      return { accept: false, reason: down, code: 'not-executing', hasModule, freeSlots: 0 }
     }
     const check = resolveJobLimits(req.limits, this.init.maxLimits)
     if (!check.ok) {
-      this.log.info(`declined task ${req.taskId} from ${context.peer}: ${check.reason}`, { peer: context.peer })
-      return { accept: false, reason: check.reason, hasModule, freeSlots: this.freeSlots() }
+      this.log.info(`declined task ${req.taskId} from ${context.peer}: ${check.reason}`, { peer: context.peer, code: 'limits' })
+      return { accept: false, reason: check.reason, code: 'limits', hasModule, freeSlots: this.freeSlots() }
     }
     const payload = req.moduleSize + req.inputSize
     if (payload > this.init.maxLimits.payloadBytes) {
       const reason = `module + input is ${payload} bytes, above this donor's maximum of ${this.init.maxLimits.payloadBytes}`
-      return { accept: false, reason, hasModule, freeSlots: this.freeSlots() }
+      return { accept: false, reason, code: 'payload-too-large', hasModule, freeSlots: this.freeSlots() }
     }
     if (this.promised.has(req.taskId)) return { accept: true, hasModule, freeSlots: this.freeSlots() }
     if (this.freeSlots() < 1) {
-      return { accept: false, reason: `busy: all ${this.init.maxConcurrent} slot(s) in use`, hasModule, freeSlots: 0 }
+      return { accept: false, reason: `busy: all ${this.init.maxConcurrent} slot(s) in use`, code: 'busy', hasModule, freeSlots: 0 }
     }
     const budget = this.init.memoryBudgetBytes ?? Number.POSITIVE_INFINITY
     const claimed = [...this.promised.values()].reduce((sum, p) => sum + p.memoryBytes, 0) + [...this.runningMemory.values()].reduce((a, b) => a + b, 0)
     if (claimed + check.limits.memoryBytes > budget) {
       const reason = `busy: memory budget ${budget} bytes, ${claimed} claimed by running jobs, this one asks for ${check.limits.memoryBytes}`
-      return { accept: false, reason, hasModule, freeSlots: this.freeSlots() }
+      return { accept: false, reason, code: 'memory-budget', hasModule, freeSlots: this.freeSlots() }
     }
     // hold the slot and the memory until the dispatch arrives (or 30 s pass)
     this.promised.set(req.taskId, { expires: Date.now() + 30_000, memoryBytes: check.limits.memoryBytes })

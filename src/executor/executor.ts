@@ -10,19 +10,19 @@
  *
  * If the sandbox process dies or stops answering (a job's deadline plus
  * `hangGraceMs` passes without a word), it is killed, every job it was running
- * is reported `failed` with an error starting "executor crashed:", and a new
- * sandbox is started for the queued jobs. No job is silently lost.
+ * is reported `failed` with the code EXECUTOR_CRASHED (the error says what
+ * happened), and a new sandbox is started for the queued jobs. No job is
+ * silently lost.
  */
 
 import { fork, type ChildProcess } from 'node:child_process'
 import { availableParallelism } from 'node:os'
 import { performance } from 'node:perf_hooks'
-import type { ExecStatus, ExecuteRequest, ExecuteResult, JobLimits } from '../core/job.ts'
+import type { ExecErrorCode, ExecStatus, ExecuteRequest, ExecuteResult, JobLimits } from '../core/job.ts'
 import { ExecutorNotRunningError, JobAbortedError, SandboxStartError } from './errors.ts'
 import { resolveJobLimits, resolveMaxLimits } from './limits.ts'
 import { memoryPagesFor } from './prepare.ts'
-import type { ParentMessage, SandboxJob, SandboxMessage } from './protocol.ts'
-import type { RunOutcome } from './run-module.ts'
+import type { ParentMessage, SandboxJob, SandboxMessage, SandboxOutcome } from './protocol.ts'
 import { SANDBOX_ENTRY, sandboxExecArgv } from './sandbox-launch.ts'
 
 export interface ExecutorInit {
@@ -123,11 +123,8 @@ export class Executor {
     const generation = this.generation
     this.starting = (async () => {
       try {
-        const sandbox = await this.spawnSandbox()
-        if (generation !== this.generation) {
-          await killSandbox(sandbox, 'executor stopped while starting')
-          return
-        }
+        const sandbox = await this.spawnFor(generation, 'starting')
+        if (sandbox === undefined) return
         this.sandbox = sandbox
         this.state = 'running'
         this.lastStartError = undefined
@@ -279,12 +276,20 @@ export class Executor {
     if (p.onAbort !== undefined) p.signal?.removeEventListener('abort', p.onAbort)
   }
 
-  private settle (p: Pending, outcome: RunOutcome): void {
+  private settle (p: Pending, outcome: SandboxOutcome): void {
     this.running.delete(p.runId)
     clearTimeout(p.hangTimer)
     this.detachAbort(p)
     const durationMs = p.startedAt === undefined ? 0 : performance.now() - p.startedAt
     p.resolve({ ...normaliseOutcome(outcome), durationMs })
+  }
+
+  /** A new sandbox for the executor's `generation`; undefined (and the sandbox killed) when stop() came while it started. */
+  private async spawnFor (generation: number, doing: 'starting' | 'restarting'): Promise<Sandbox | undefined> {
+    const sandbox = await this.spawnSandbox()
+    if (generation === this.generation) return sandbox
+    await killSandbox(sandbox, `executor stopped while ${doing}`)
+    return undefined
   }
 
   private async spawnSandbox (): Promise<Sandbox> {
@@ -348,7 +353,7 @@ export class Executor {
   private onSandboxClosed (sandbox: Sandbox, code: number | null, signal: NodeJS.Signals | null): void {
     const why = sandbox.killReason ?? `the sandbox process ${describeExit(code, signal)}`
     for (const p of [...this.running.values()]) {
-      if (p.sandbox === sandbox) this.settle(p, failure(`executor crashed: ${why}${stderrNote(sandbox)}`))
+      if (p.sandbox === sandbox) this.settle(p, failure(`executor crashed: ${why}${stderrNote(sandbox)}`, 'failed', 'EXECUTOR_CRASHED'))
     }
     if (this.sandbox !== sandbox) return // stopped or already replaced
     this.sandbox = undefined
@@ -364,11 +369,8 @@ export class Executor {
       if (delay > 0) await new Promise(resolve => setTimeout(resolve, delay))
       if (generation !== this.generation) return
       try {
-        const sandbox = await this.spawnSandbox()
-        if (generation !== this.generation) {
-          await killSandbox(sandbox, 'executor stopped while restarting')
-          return
-        }
+        const sandbox = await this.spawnFor(generation, 'restarting')
+        if (sandbox === undefined) return
         this.sandbox = sandbox
         this.restarts++
         this.pump()
@@ -381,7 +383,7 @@ export class Executor {
     this.state = 'stopped'
     this.lastStartError = lastError
     for (const p of this.queue.splice(0)) {
-      this.settle(p, failure(`executor crashed: the sandbox process could not be restarted: ${lastError?.message ?? 'unknown error'}`))
+      this.settle(p, failure(`executor crashed: the sandbox process could not be restarted: ${lastError?.message ?? 'unknown error'}`, 'failed', 'EXECUTOR_CRASHED'))
     }
   }
 }
@@ -405,12 +407,12 @@ function stderrNote (sandbox: Sandbox): string {
   return tail === '' ? '' : `; its stderr ends with: ${tail.slice(-1024)}`
 }
 
-function failure (error: string, status: ExecStatus = 'failed'): RunOutcome {
-  return { status, error, stdout: new Uint8Array(0), stderr: new Uint8Array(0), fuelUsed: 0 }
+function failure (error: string, status: ExecStatus = 'failed', errorCode?: ExecErrorCode): SandboxOutcome {
+  return { status, error, ...(errorCode != null ? { errorCode } : {}), stdout: new Uint8Array(0), stderr: new Uint8Array(0), fuelUsed: 0 }
 }
 
 /** Plain Uint8Arrays (IPC may hand back Buffers) and no undefined keys. */
-function normaliseOutcome (o: RunOutcome): Omit<ExecuteResult, 'durationMs'> {
+function normaliseOutcome (o: SandboxOutcome): Omit<ExecuteResult, 'durationMs'> {
   const out: Omit<ExecuteResult, 'durationMs'> = {
     status: o.status,
     stdout: plainBytes(o.stdout),
@@ -419,6 +421,7 @@ function normaliseOutcome (o: RunOutcome): Omit<ExecuteResult, 'durationMs'> {
   }
   if (o.exitCode !== undefined) out.exitCode = o.exitCode
   if (o.error !== undefined) out.error = o.error
+  if (o.errorCode !== undefined) out.errorCode = o.errorCode
   return out
 }
 

@@ -6,7 +6,7 @@
  * a compiled WebAssembly.Module.
  */
 
-import type { JobLimits } from '../core/job.ts'
+import type { ExecErrorCode, JobLimits } from '../core/job.ts'
 import type { RunOutcome, RunSpec } from './run-module.ts'
 
 /** One job as the sandbox receives it: the request with its limits already resolved. */
@@ -27,9 +27,14 @@ export type ParentMessage =
   /** the caller gave up on a job: stop its worker; no result is expected */
   | { type: 'cancel', runId: number }
 
+/** A job's end as the sandbox reports it: the module's own outcome, or (with `errorCode`) the sandbox's failure under it. */
+export interface SandboxOutcome extends RunOutcome {
+  errorCode?: ExecErrorCode
+}
+
 export type SandboxMessage =
   | { type: 'ready', workers: number }
-  | { type: 'result', runId: number, outcome: RunOutcome }
+  | { type: 'result', runId: number, outcome: SandboxOutcome }
 
 export interface WorkerRequest {
   runId: number

@@ -10,11 +10,10 @@
  */
 
 import { Worker } from 'node:worker_threads'
-import type { ExecStatus } from '../core/job.ts'
+import type { ExecErrorCode, ExecStatus } from '../core/job.ts'
 import { InstrumentationError, InvalidModuleError, ModuleRejectedError } from './errors.ts'
 import { prepareModule, type PreparedModule } from './prepare.ts'
-import type { ParentMessage, SandboxJob, SandboxMessage, WorkerMessage } from './protocol.ts'
-import type { RunOutcome } from './run-module.ts'
+import type { ParentMessage, SandboxJob, SandboxMessage, SandboxOutcome, WorkerMessage } from './protocol.ts'
 
 const WORKER_ENTRY = new URL('./worker.ts', import.meta.url)
 
@@ -51,8 +50,8 @@ function reply (message: SandboxMessage): void {
   send?.(message)
 }
 
-function emptyOutcome (status: ExecStatus, error: string): RunOutcome {
-  return { status, error, stdout: new Uint8Array(0), stderr: new Uint8Array(0), fuelUsed: 0 }
+function emptyOutcome (status: ExecStatus, error: string, errorCode?: ExecErrorCode): SandboxOutcome {
+  return { status, error, ...(errorCode != null ? { errorCode } : {}), stdout: new Uint8Array(0), stderr: new Uint8Array(0), fuelUsed: 0 }
 }
 
 function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
@@ -84,7 +83,7 @@ function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
     }
     if (s.job !== undefined) {
       clearTimeout(s.job.timer)
-      reply({ type: 'result', runId: s.job.runId, outcome: emptyOutcome('failed', `executor crashed: worker thread ${why}`) })
+      reply({ type: 'result', runId: s.job.runId, outcome: emptyOutcome('failed', `executor crashed: worker thread ${why}`, 'EXECUTOR_CRASHED') })
       s.job = undefined
     }
     replaceWorker(s)

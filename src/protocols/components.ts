@@ -30,14 +30,16 @@ export function peerOf (target: ProtocolTarget): PeerId {
 }
 
 /**
- * Opens a stream for `protocol`, always allowed on limited (relayed)
+ * Opens a stream for `protocol`, by default allowed on limited (relayed)
  * connections: without `runOnLimitedConnection` libp2p refuses to open it
- * over a circuit and relayed dispatch fails (design notes §3).
+ * over a circuit, and donors behind NAT are reached only through relays.
+ * A PeerId target needs `connectionManager` (libp2p picks or dials the connection).
  */
-export async function openProtocolStream (target: ProtocolTarget, protocol: string, connectionManager: StreamOpener, options: AbortOptions): Promise<Stream> {
-  const opts: NewStreamOptions = { signal: options.signal, runOnLimitedConnection: true }
+export async function openProtocolStream (target: ProtocolTarget, protocol: string, connectionManager: StreamOpener | undefined, options: AbortOptions & { runOnLimitedConnection?: boolean }): Promise<Stream> {
+  const opts: NewStreamOptions = { signal: options.signal, runOnLimitedConnection: options.runOnLimitedConnection ?? true }
   if (isConnection(target)) {
     return await target.newStream(protocol, opts)
   }
+  if (connectionManager == null) throw new TypeError(`${protocol}: a stream to a bare PeerId needs the connection manager; pass a connection`)
   return await connectionManager.openStream(target, protocol, opts)
 }

@@ -1,5 +1,5 @@
 /**
- * Errors of the three job protocols. Each has a stable `code` (they reach the
+ * Errors of the protocols of this folder. Each has a stable `code` (they reach the
  * broker's job records and the API) and says which peer, which protocol and
  * which phase.
  */
@@ -11,6 +11,14 @@ export class ProtocolViolationError extends WorldComputeError {
     super(message, 'PROTOCOL_VIOLATION', options)
   }
 }
+
+/**
+ * The stream ended before a frame or payload was complete: the peer closed
+ * early, or the connection under the stream went away (for a broker, the
+ * path broke rather than the answer being wrong). The code stays
+ * PROTOCOL_VIOLATION; the class tells it apart.
+ */
+export class StreamEndedEarlyError extends ProtocolViolationError {}
 
 /** A payload larger than announced, or than our limit; the stream is cut off. */
 export class PayloadTooLargeError extends WorldComputeError {
@@ -67,6 +75,22 @@ export class ModuleNotCachedError extends WorldComputeError {
   constructor (moduleCid: string, peer: string) {
     super(`donor ${peer} does not have module ${moduleCid} cached: dispatch again with the module bytes`, 'MODULE_NOT_CACHED')
     this.moduleCid = moduleCid
+  }
+}
+
+/**
+ * The donor answered that its executor broke under the task (its result
+ * carries the code EXECUTOR_CRASHED): not an outcome of the job, so not one
+ * to count or compare; run the task elsewhere. The message is the donor's
+ * own account; the answer's receipt was verified, so the donor signed it.
+ */
+export class ExecutorCrashedError extends WorldComputeError {
+  readonly peer: string
+  readonly taskId: string
+  constructor (peer: string, taskId: string, detail: string | undefined) {
+    super(detail ?? 'executor crashed', 'EXECUTOR_CRASHED')
+    this.peer = peer
+    this.taskId = taskId
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * Length-prefixed framing shared by the three protocols: a varint length then
+ * Length-prefixed framing shared by the protocols of this folder: a varint length then
  * that many bytes (libp2p's `lpStream`), each frame at most `maxFrameBytes`.
  *
  * A message is one frame. A payload (module, input, stdout, stderr) is a run
@@ -7,8 +7,9 @@
  * peer sent more than it announced" (cut off at once) from "the peer stopped
  * early", and never has to trust the announced size to allocate memory.
  */
-import { lpStream } from '@libp2p/utils'
-import { PayloadTooLargeError, ProtocolViolationError } from './errors.ts'
+import { StreamBufferError } from '@libp2p/interface'
+import { InvalidDataLengthError, InvalidDataLengthLengthError, InvalidMessageLengthError, lpStream, UnexpectedEOFError } from '@libp2p/utils'
+import { PayloadTooLargeError, ProtocolViolationError, StreamEndedEarlyError } from './errors.ts'
 import type { AbortOptions, Stream } from '@libp2p/interface'
 import type { LengthPrefixedStream } from '@libp2p/utils'
 
@@ -100,21 +101,20 @@ export class FramedStream {
 }
 
 function translateReadError (err: unknown, what: string, maxFrameBytes: number): unknown {
-  const name = (err as Error)?.name
-  switch (name) {
-    case 'InvalidDataLengthError':
-      return new PayloadTooLargeError(`${what}: a frame is over the ${maxFrameBytes}-byte frame limit`, maxFrameBytes, { cause: err })
-    case 'InvalidDataLengthLengthError':
-    case 'InvalidMessageLengthError':
-      return new ProtocolViolationError(`${what}: bad frame length prefix (not this protocol's framing?)`, { cause: err })
-    case 'UnexpectedEOFError':
-      return new ProtocolViolationError(`${what}: the stream ended before it was complete`, { cause: err })
-    case 'StreamBufferError':
-      return new ProtocolViolationError(`${what}: the peer sent more than the read buffer holds without waiting`, { cause: err })
-    default:
-      // aborts, resets and closes keep their own type: callers map them to phases
-      return err
+  if (err instanceof InvalidDataLengthError) {
+    return new PayloadTooLargeError(`${what}: a frame is over the ${maxFrameBytes}-byte frame limit`, maxFrameBytes, { cause: err })
   }
+  if (err instanceof InvalidDataLengthLengthError || err instanceof InvalidMessageLengthError) {
+    return new ProtocolViolationError(`${what}: bad frame length prefix (not this protocol's framing?)`, { cause: err })
+  }
+  if (err instanceof UnexpectedEOFError) {
+    return new StreamEndedEarlyError(`${what}: the stream ended before it was complete`, { cause: err })
+  }
+  if (err instanceof StreamBufferError) {
+    return new ProtocolViolationError(`${what}: the peer sent more than the read buffer holds without waiting`, { cause: err })
+  }
+  // aborts, resets and closes keep their own type: callers map them to phases
+  return err
 }
 
 function concat (chunks: Uint8Array[], length: number): Uint8Array {

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { Broker, type ExecutorInfo, type TaskNetwork, type TaskRunResult, type TaskToRun } from '../../src/broker/broker.ts'
+import { Broker, type ExecutorInfo, type OfferAnswer, type TaskNetwork, type TaskRunResult, type TaskToRun } from '../../src/broker/broker.ts'
 import { JobStore } from '../../src/broker/job-store.ts'
 import { jobView } from '../../src/broker/job-view.ts'
 import { DEFAULT_JOB_LIMITS } from '../../src/core/job.ts'
+import { ExecutorCrashedError } from '../../src/protocols/errors.ts'
+import type { DeclineCode } from '../../src/codec/messages.ts'
 import { tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -17,7 +19,7 @@ import { waitFor } from '../helpers/wait.ts'
 const dir = tempDir('wc-broker-')
 after(() => { dir.cleanup() })
 
-type Behaviour = (task: TaskToRun, calls: number) => Promise<Partial<TaskRunResult['outcome']> & { throws?: string }>
+type Behaviour = (task: TaskToRun, calls: number) => Promise<Partial<TaskRunResult['outcome']> & { throws?: string, crashes?: string }>
 
 class TestNetwork implements TaskNetwork {
   readonly behaviours = new Map<string, Behaviour>()
@@ -47,6 +49,7 @@ class TestNetwork implements TaskNetwork {
     const run = (async () => {
       const o = await behaviour(task, calls)
       if (o.throws != null) throw Object.assign(new Error(o.throws), { code: 'DISPATCH_FAILED' })
+      if (o.crashes != null) throw new ExecutorCrashedError(executor, task.taskId, o.crashes)
       const stdout = new TextEncoder().encode(`out:${o.outputCid ?? 'same'}`)
       return {
         path: 'relayed' as const,
@@ -147,7 +150,7 @@ describe('broker scheduling', () => {
     const store = new JobStore(join(dir.path, 'retry.sqlite'))
     const net = new TestNetwork()
     net.add('A', async () => ({ throws: 'stream reset by the relay' }))
-    net.add('B', async () => ({ status: 'failed', exitCode: undefined, error: 'executor crashed: sandbox process exited (SIGKILL)' }))
+    net.add('B', async () => ({ crashes: 'executor crashed: sandbox process exited (SIGKILL)' }))
     const broker = new Broker({ store, network: net, self: 'me' })
     broker.start()
     const jobId = submitTo(broker, 1)
@@ -157,8 +160,8 @@ describe('broker scheduling', () => {
     const view = await finalOf(broker, jobId)
     assert.equal(view.status, 'succeeded')
     const failed = view.replicas.filter(r => r.state === 'failed')
-    assert.ok(failed.some(r => r.executor === 'A' && /stream reset/.test(r.failure ?? '')))
-    assert.ok(failed.some(r => r.executor === 'B' && /executor crashed/.test(r.failure ?? '')))
+    assert.ok(failed.some(r => r.executor === 'A' && r.failure?.startsWith('DISPATCH_FAILED: ') === true))
+    assert.ok(failed.some(r => r.executor === 'B' && r.failure?.startsWith('EXECUTOR_CRASHED: ') === true))
     assert.equal(view.replicas.find(r => r.state === 'done')?.executor, 'C')
     await broker.stop()
     store.close()
@@ -278,16 +281,31 @@ describe('broker scheduling', () => {
     store.close()
   })
 
-  it('an executor that refuses a job for its limits is not asked again for that job', async () => {
-    const store = new JobStore(join(dir.path, 'refused.sqlite'))
-    const net = new SlottedNetwork({ A: 1, B: 1 }, 20)
-    net.refuses.add('A') // e.g. the job asks for more memory than A allows
-    const broker = new Broker({ store, network: net, self: 'me', probeIntervalMs: 50 })
+  for (const [why, code] of [['for its limits', 'limits'], ['without a decline code (an older executor)', undefined]] as const) {
+    it(`an executor that refuses a job ${why} is not asked again for that job`, async () => {
+      const store = new JobStore(join(dir.path, `refused-${code ?? 'none'}.sqlite`))
+      const net = new SlottedNetwork({ A: 1, B: 1 }, 20)
+      net.refuses.set('A', code) // e.g. the job asks for more memory than A allows
+      const broker = new Broker({ store, network: net, self: 'me', probeIntervalMs: 50 })
+      broker.start()
+      const view = await finalOf(broker, submitTo(broker, 1))
+      assert.equal(view.status, 'succeeded')
+      assert.equal(view.replicas[0].executor, 'B')
+      assert.equal(net.offersTo.get('A'), 1)
+      await broker.stop()
+      store.close()
+    })
+  }
+
+  it('an executor that declines for its memory budget, with slots free, is asked again once a task ends there', async () => {
+    const store = new JobStore(join(dir.path, 'memory-budget.sqlite'))
+    const net = new SlottedNetwork({ A: 2 }, 40)
+    net.memoryFor = 1 // two slots, but memory for one task at a time
+    const broker = new Broker({ store, network: net, self: 'me', probeIntervalMs: 50, unavailableAfterMs: 5_000 })
     broker.start()
-    const view = await finalOf(broker, submitTo(broker, 1))
-    assert.equal(view.status, 'succeeded')
-    assert.equal(view.replicas[0].executor, 'B')
-    assert.equal(net.offersTo.get('A'), 1)
+    const ids = [submitTo(broker, 1), submitTo(broker, 1)]
+    for (const id of ids) assert.equal((await finalOf(broker, id)).status, 'succeeded')
+    assert.ok((net.declinedFor.get('memory-budget') ?? 0) >= 1, 'the second job was declined for memory at least once')
     await broker.stop()
     store.close()
   })
@@ -303,7 +321,11 @@ class SlottedNetwork implements TaskNetwork {
   maxConcurrentOffers = 0
   announceZero = false
   readonly unreachable = new Set<string>()
-  readonly refuses = new Set<string>()
+  /** executors that refuse every job, with the decline code they give (none: an older executor) */
+  readonly refuses = new Map<string, DeclineCode | undefined>()
+  /** tasks an executor has memory for at once, whatever its free slots */
+  memoryFor = Number.POSITIVE_INFINITY
+  readonly declinedFor = new Map<DeclineCode, number>()
   readonly offersTo = new Map<string, number>()
   private offersInFlight = 0
   private readonly runMs: number
@@ -318,10 +340,10 @@ class SlottedNetwork implements TaskNetwork {
     return Object.keys(this.slots).map(peerId => ({ peerId, acceptsJobs: true, freeSlots: this.announceZero ? 0 : this.free.get(peerId) ?? 0, slots: this.slots[peerId], updatedAt: 0, maxLimits: DEFAULT_JOB_LIMITS }))
   }
 
-  async offer (executor: string): Promise<{ accept: boolean, reason?: string, freeSlots: number }> {
+  async offer (executor: string): Promise<OfferAnswer> {
     this.offersTo.set(executor, (this.offersTo.get(executor) ?? 0) + 1)
     if (this.unreachable.has(executor)) throw Object.assign(new Error(`cannot reach executor ${executor}: it announced no address`), { code: 'PEER_UNREACHABLE' })
-    if (this.refuses.has(executor)) return { accept: false, reason: 'memoryBytes 512 MiB is above this donor\'s maximum of 256 MiB', freeSlots: this.free.get(executor) ?? 0 }
+    if (this.refuses.has(executor)) return { accept: false, reason: 'memoryBytes 512 MiB is above this donor\'s maximum of 256 MiB', code: this.refuses.get(executor), freeSlots: this.free.get(executor) ?? 0 }
     this.offersInFlight++
     this.maxConcurrentOffers = Math.max(this.maxConcurrentOffers, this.offersInFlight)
     await new Promise(resolve => setTimeout(resolve, 1))
@@ -329,7 +351,11 @@ class SlottedNetwork implements TaskNetwork {
     const free = this.free.get(executor) ?? 0
     if (free < 1) {
       this.declined++
-      return { accept: false, reason: 'busy', freeSlots: 0 }
+      return { accept: false, reason: 'busy', code: 'busy', freeSlots: 0 }
+    }
+    if (this.slots[executor] - free >= this.memoryFor) {
+      this.declinedFor.set('memory-budget', (this.declinedFor.get('memory-budget') ?? 0) + 1)
+      return { accept: false, reason: 'busy: memory budget', code: 'memory-budget', freeSlots: free }
     }
     this.free.set(executor, free - 1)
     this.accepted++

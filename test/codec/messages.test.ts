@@ -22,7 +22,7 @@ let peerId: string
 let capacity: Capacity
 
 const offerRequest: OfferRequest = { jobId: 'job-1', taskId: 'job-1/0', moduleCid, moduleSize: 1024, inputSize: 5, limits: { deadlineMs: 5000, fuel: 1_000_000 } }
-const offerResponse: OfferResponse = { accept: false, reason: 'busy', hasModule: true, freeSlots: 0 }
+const offerResponse: OfferResponse = { accept: false, reason: 'busy: all 1 slot(s) in use', code: 'busy', hasModule: true, freeSlots: 0 }
 const header: DispatchHeader = {
   jobId: 'job-1', taskId: 'job-1/0', moduleCid, inputCid, args: ['--x', 'é'], env: ['A=1', 'EMPTY='], limits: { deadlineMs: 1000 }, moduleSize: 6, inputSize: 5, sendsModule: true
 }
@@ -107,6 +107,22 @@ describe('messages', () => {
       const bytes = mutate(encodeOfferRequest(offerRequest), m => { m.priority = 7 })
       assert.deepEqual(decodeOfferRequest(bytes), offerRequest)
     })
+
+    it('decodes an offer refusal without a decline code (an older peer) and reads a code it does not know as other', () => {
+      const old = mutate(encodeOfferResponse(offerResponse), m => { delete m.code })
+      assert.equal(decodeOfferResponse(old).code, undefined)
+      assert.equal(decodeOfferResponse(old).reason, offerResponse.reason)
+      const newer = mutate(encodeOfferResponse(offerResponse), m => { m.code = 'quota-exceeded' })
+      assert.equal(decodeOfferResponse(newer).code, 'other')
+    })
+
+    it('carries the crash code of a dispatch result, and drops one it does not know', () => {
+      const crashed: DispatchResultHeader = { ...result, exitCode: undefined, error: 'executor crashed: the sandbox process was killed by SIGKILL', errorCode: 'EXECUTOR_CRASHED' }
+      delete crashed.exitCode
+      assert.deepEqual(decodeDispatchResult(encodeDispatchResult(crashed)), crashed)
+      const newer = mutate(encodeDispatchResult(crashed), m => { m.errorCode = 'EXECUTOR_ON_FIRE' })
+      assert.equal(decodeDispatchResult(newer).errorCode, undefined)
+    })
   })
 
   describe('malformed input', () => {
@@ -166,7 +182,8 @@ describe('messages', () => {
       ['an oversized signature', m => { m.receipt.signature = new Uint8Array(513) }, 'receipt.signature', /at most 512 bytes/],
       ['an error that is a number', m => { m.error = 5 }, 'error', /must be a string/],
       ['an exit code that is text', m => { m.exitCode = '0' }, 'exitCode', /must be an integer/],
-      ['a moduleMissing that is text', m => { m.moduleMissing = 'yes' }, 'moduleMissing', /boolean/]
+      ['a moduleMissing that is text', m => { m.moduleMissing = 'yes' }, 'moduleMissing', /boolean/],
+      ['an error code that is a number', m => { m.errorCode = 1 }, 'errorCode', /must be a string/]
     ]
     for (const [what, change, field, text] of resultCases) {
       it(`rejects a dispatch result with ${what}, naming ${field}`, () => {
@@ -189,6 +206,7 @@ describe('messages', () => {
       rejects(decodeOfferResponse, mutate(encodeOfferResponse(offerResponse), m => { delete m.accept }), 'accept')
       rejects(decodeOfferResponse, mutate(encodeOfferResponse(offerResponse), m => { m.reason = ['x'] }), 'reason')
       rejects(decodeOfferResponse, mutate(encodeOfferResponse(offerResponse), m => { m.reason = 'x'.repeat(1025) }), 'reason')
+      rejects(decodeOfferResponse, mutate(encodeOfferResponse(offerResponse), m => { m.code = true }), 'code')
     })
 
     it('rejects capacities with a bad PeerId, more free slots than slots, an address that is not a multiaddr, or partial maxLimits', () => {

@@ -65,6 +65,7 @@ describe('Executor running jobs in its sandbox process', () => {
     const result = await executor.execute(request('trap-divide-by-zero'))
     assertStatus(result, 'failed')
     assert.equal(result.error, 'integer divide by zero')
+    assert.equal(result.errorCode, undefined, 'a trap is the job\'s own outcome')
   })
 
   it('stops an endless loop at its deadline with deadline_exceeded', async () => {
@@ -210,7 +211,8 @@ describe('Executor when the sandbox process fails', () => {
 
       const crashed = await victim
       assertStatus(crashed, 'failed')
-      assert.match(crashed.error ?? '', /^executor crashed: the sandbox process was killed by SIGKILL/)
+      assert.equal(crashed.errorCode, 'EXECUTOR_CRASHED')
+      assert.match(crashed.error ?? '', /killed by SIGKILL/)
 
       const next = await queued
       assertStatus(next, 'succeeded')
@@ -230,7 +232,8 @@ describe('Executor when the sandbox process fails', () => {
       process.kill(pid, 'SIGSTOP') // wedged: alive, but silent
       const result = await executor.execute(request('hello', { limits: { deadlineMs: 300 } }))
       assertStatus(result, 'failed')
-      assert.match(result.error ?? '', /^executor crashed: the sandbox process did not answer within 800 ms for job job-hello/)
+      assert.equal(result.errorCode, 'EXECUTOR_CRASHED')
+      assert.match(result.error ?? '', /did not answer within 800 ms for job job-hello/)
       assertStatus(await executor.execute(request('hello')), 'succeeded')
     } finally {
       await executor.stop()

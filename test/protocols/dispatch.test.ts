@@ -8,7 +8,7 @@ import { ReceiptInvalidError } from '../../src/codec/errors.ts'
 import { decodeDispatchHeader, encodeDispatchResult } from '../../src/codec/messages.ts'
 import { decodeReceiptBody, outputCid, signReceipt, verifyReceipt } from '../../src/codec/receipt.ts'
 import { DISPATCH_PROTOCOL, dispatch } from '../../src/protocols/dispatch/index.ts'
-import { DispatchFailedError, DispatchTimeoutError, ModuleNotCachedError } from '../../src/protocols/errors.ts'
+import { DispatchFailedError, DispatchTimeoutError, ExecutorCrashedError, ModuleNotCachedError } from '../../src/protocols/errors.ts'
 import { FramedStream } from '../../src/protocols/framing.ts'
 import { offer } from '../../src/protocols/offer/index.ts'
 import { bytesOf, captureLogs, createTestNode, fakeExecutor, MODULE, MODULE_CID, stopAll, task, text, upper } from './helpers.ts'
@@ -17,7 +17,7 @@ import type { DispatchProgressEvent, DispatchService } from '../../src/protocols
 import type { OfferService } from '../../src/protocols/offer/index.ts'
 import type { Libp2p } from 'libp2p'
 import type { PrivateKey, Stream } from '@libp2p/interface'
-import type { ReceiptBody } from '../../src/core/job.ts'
+import type { ExecuteResult, ReceiptBody } from '../../src/core/job.ts'
 
 type Node = Libp2p<Record<string, any>>
 
@@ -213,6 +213,21 @@ describe('dispatch protocol', () => {
     assert.equal(exec.calls.length, 0)
   })
 
+  it('throws ExecutorCrashedError, with the donor\'s account, when the executor crashed under the task', async () => {
+    const crashing = async (): Promise<ExecuteResult> => ({
+      status: 'failed', error: 'executor crashed: the sandbox process was killed by SIGKILL', errorCode: 'EXECUTOR_CRASHED', stdout: new Uint8Array(), stderr: new Uint8Array(), fuelUsed: 0, durationMs: 3
+    })
+    const { donor, brokerDispatch } = await pair(crashing)
+    await assert.rejects(brokerDispatch.dispatch(donor.peerId, task('job-crash/0', bytesOf('x'))), (err: unknown) => {
+      assert.ok(err instanceof ExecutorCrashedError, String(err))
+      assert.equal(err.code, 'EXECUTOR_CRASHED')
+      assert.equal(err.peer, donor.peerId.toString())
+      assert.equal(err.taskId, 'job-crash/0')
+      assert.match(err.message, /killed by SIGKILL/)
+      return true
+    })
+  })
+
   it('drops a dispatch stream of garbage with one log line and keeps serving', async () => {
     const { donor, broker, brokerDispatch } = await pair()
     const stream = await broker.dialProtocol(donor.peerId, DISPATCH_PROTOCOL)
@@ -220,9 +235,9 @@ describe('dispatch protocol', () => {
     stream.send(new Uint8Array([0x05, 0xff, 0xfe, 0x00, 0x13, 0x37]))
     await stream.close()
 
-    const line = await waitFor('the donor to log the bad stream', () => logs.lines.find(l => l.includes('dispatch from')))
+    const line = await waitFor('the donor to log the bad stream', () => logs.lines.find(l => l.includes('code=MALFORMED_MESSAGE')))
     assert.match(line, /WARN/)
-    assert.match(line, new RegExp(`dispatch from ${broker.peerId.toString()} dropped: malformed dispatch header: message is not valid dag-cbor`))
+    assert.match(line, new RegExp(`peer=${broker.peerId.toString()}`))
     assert.match(line, /protocol=\/worldcompute\/dispatch\/1\.0\.0/)
     await waitFor('the stream to be reset', () => stream.status !== 'open')
 
@@ -238,8 +253,7 @@ describe('dispatch protocol', () => {
     await framed.writeFrame(dagCbor.encode(header), {})
     await stream.close()
 
-    const line = await waitFor('the donor to log the bad header', () => logs.lines.find(l => l.includes('dispatch from')))
-    assert.match(line, /malformed dispatch header: field "taskId" is missing/)
+    const line = await waitFor('the donor to log the bad header', () => logs.lines.find(l => l.includes('code=MALFORMED_MESSAGE')))
     assert.match(line, /field=taskId/)
     const result = await brokerDispatch.dispatch(donor.peerId, task('job-after/1', bytesOf('ok')))
     assert.equal(result.status, 'succeeded')
@@ -254,9 +268,8 @@ describe('dispatch protocol', () => {
     await framed.writeFrame(dagCbor.encode(header), {})
     const sending = framed.writePayload(new Uint8Array(2 * announced), {}).then(() => 'sent everything', (err: Error) => `stopped: ${err.name}`)
 
-    const line = await waitFor('the donor to cut the stream off', () => logs.lines.find(l => l.includes('dispatch from')))
-    assert.match(line, /\(task job-big\/0\): input: the peer announced 10485760 bytes and sent more/)
-    assert.match(line, /code=PAYLOAD_TOO_LARGE/)
+    const line = await waitFor('the donor to cut the stream off', () => logs.lines.find(l => l.includes('code=PAYLOAD_TOO_LARGE')))
+    assert.match(line, /task=job-big\/0/)
     assert.match(await sending, /^stopped: /, 'the sender is cut off before it sends 20 MiB')
 
     const result = await brokerDispatch.dispatch(donor.peerId, task('job-after/2', bytesOf('fine')))

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { streamPair } from '@libp2p/utils'
-import { PayloadTooLargeError, ProtocolViolationError } from '../../src/protocols/errors.ts'
+import { PayloadTooLargeError, ProtocolViolationError, StreamEndedEarlyError } from '../../src/protocols/errors.ts'
 import { FramedStream } from '../../src/protocols/framing.ts'
 
 const init = { maxFrameBytes: 1024, maxBufferBytes: 1024 * 1024 }
@@ -71,8 +71,10 @@ describe('framing', () => {
     a.stream.send(new Uint8Array([10, 1, 2, 3]))
     await a.stream.close()
     await assert.rejects(b.readFrame('offer request', {}), (err: unknown) => {
-      assert.ok(err instanceof ProtocolViolationError)
-      assert.match(err.message, /offer request: the stream ended before it was complete/)
+      assert.ok(err instanceof StreamEndedEarlyError, String(err))
+      assert.ok(err instanceof ProtocolViolationError, 'still a protocol violation, with its code')
+      assert.equal(err.code, 'PROTOCOL_VIOLATION')
+      assert.match(err.message, /^offer request: /, 'names the message it was reading')
       return true
     })
   })

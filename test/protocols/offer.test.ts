@@ -50,23 +50,31 @@ describe('offer protocol', () => {
     assert.deepEqual(seen, [{ req: request, peer: broker.peerId.toString() }])
   })
 
-  it('brings back a refusal with its reason', async () => {
+  it('brings back a refusal with its decline code and its reason', async () => {
     const { donor, offers } = await pair((req) => ({
       accept: false,
       reason: `deadline ${req.limits.deadlineMs ?? 0} ms is above this donor's 1000 ms`,
+      code: 'limits',
       hasModule: false,
       freeSlots: 2
     }))
     const conn = nodes[1].getConnections(donor.peerId)[0]
     const answer = await offers.offer(conn, request)
-    assert.deepEqual(answer, { accept: false, reason: "deadline 5000 ms is above this donor's 1000 ms", hasModule: false, freeSlots: 2 })
+    assert.deepEqual(answer, { accept: false, reason: "deadline 5000 ms is above this donor's 1000 ms", code: 'limits', hasModule: false, freeSlots: 2 })
   })
 
-  it('refuses with a reason when the donor\'s decision throws, and logs it', async () => {
+  it('brings back a refusal without a code from a donor that sends none (an older version)', async () => {
+    const { donor, offers } = await pair(() => ({ accept: false, reason: 'busy: all 1 slot(s) in use', hasModule: false, freeSlots: 0 }))
+    const answer = await offers.offer(donor.peerId, request)
+    assert.equal(answer.accept, false)
+    assert.equal(answer.code, undefined)
+  })
+
+  it('refuses with the internal-error code when the donor\'s decision throws, and logs the cause', async () => {
     const { donor, offers } = await pair(() => { throw new Error('slot table corrupted') })
     const answer = await offers.offer(donor.peerId, request)
     assert.equal(answer.accept, false)
-    assert.match(answer.reason ?? '', /could not decide/)
+    assert.equal(answer.code, 'internal-error')
     assert.ok(logs.lines.some(l => l.includes('slot table corrupted')))
   })
 
@@ -101,8 +109,8 @@ describe('offer protocol', () => {
     const framed = new FramedStream(stream, { maxFrameBytes: 8192, maxBufferBytes: 65536 })
     await framed.writeFrame(bytesOf('this is not cbor at all'), {})
     await stream.close()
-    const line = await waitFor('the donor to log the bad offer', () => logs.lines.find(l => l.includes('offer from')))
-    assert.match(line, new RegExp(`offer from ${broker.peerId.toString()} dropped: malformed offer request`))
+    const line = await waitFor('the donor to log the bad offer', () => logs.lines.find(l => l.includes('code=MALFORMED_MESSAGE')))
+    assert.match(line, new RegExp(`peer=${broker.peerId.toString()}`))
     assert.match(line, /protocol=\/worldcompute\/offer\/1\.0\.0/)
     assert.equal((await offers.offer(donor.peerId, request)).accept, true)
   })

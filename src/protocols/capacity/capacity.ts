@@ -1,14 +1,12 @@
 import { serviceCapabilities, TypedEventEmitter } from '@libp2p/interface'
 import { decodeCapacity, decodeCapacityResponse, encodeCapacity, encodeCapacityResponse } from '../../codec/messages.ts'
-import { WorldComputeError } from '../../core/errors.ts'
 import { createLogger, type Logger } from '../../log/logger.ts'
-import { openProtocolStream, peerOf } from '../components.ts'
-import { codeOf, messageOf, ProtocolRequestError, ProtocolTimeoutError } from '../errors.ts'
-import { FramedStream } from '../framing.ts'
-import { PhaseTimer } from '../timer.ts'
+import { peerOf } from '../components.ts'
+import { codeOf, messageOf, ProtocolRequestError } from '../errors.ts'
+import { askSingleAnswer, handlerOptions, serveAnswer } from '../exchange.ts'
 import {
-  ANNOUNCE_INTERVAL_MS, ANSWER_TIMEOUT_MS, CAPACITY_PROTOCOL, CAPACITY_TOPIC, CHANGE_CHECK_INTERVAL_MS, CHANGE_MIN_INTERVAL_MS, EXPIRY_INTERVALS,
-  MAX_BUFFER_BYTES, MAX_FRAME_BYTES, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, MAX_TRACKED_PEERS, QUERY_TIMEOUT_MS
+  ANNOUNCE_INTERVAL_MS, ANSWER_TIMEOUT_MS, CAPACITY_LIMITS, CAPACITY_PROTOCOL, CAPACITY_TOPIC, CHANGE_CHECK_INTERVAL_MS, CHANGE_MIN_INTERVAL_MS,
+  EXPIRY_INTERVALS, MAX_TRACKED_PEERS, QUERY_TIMEOUT_MS
 } from './constants.ts'
 import type { Capacity } from '../../codec/messages.ts'
 import type { ProtocolRegistrar, ProtocolTarget, StreamOpener } from '../components.ts'
@@ -137,12 +135,8 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
   async start (): Promise<void> {
     if (this.started) return
     this.shutdown = new AbortController()
-    await this.components.registrar.handle(this.protocol, this.handleQuery, {
-      // donors behind NAT are reached through relays: limited connections
-      runOnLimitedConnection: true,
-      maxInboundStreams: MAX_INBOUND_STREAMS,
-      maxOutboundStreams: MAX_OUTBOUND_STREAMS
-    })
+    // donors behind NAT are reached through relays: limited connections
+    await this.components.registrar.handle(this.protocol, this.handleQuery, handlerOptions(CAPACITY_LIMITS, true))
     this.topologyId = await this.components.registrar.register(this.protocol, {
       notifyOnLimitedConnection: true,
       filter: {
@@ -250,7 +244,7 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
    * CHANGE_MIN_INTERVAL_MS ago — once at the end of that interval with the
    * capacity as it is then. Why coalesce: a busy donor changes slots three
    * times per task, and every announcement is signed, forwarded and verified
-   * by every peer on the topic (it was a tenth of the CPU of a 4-donor burst);
+   * by every peer on the topic (a tenth of the CPU of a 4-donor burst);
    * brokers learn a taken slot from the offer answer anyway.
    */
   notifyChanged (): void {
@@ -272,32 +266,22 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
    */
   async query (target: ProtocolTarget, options: AbortOptions = {}): Promise<Capacity | undefined> {
     const peer = peerOf(target).toString()
-    const timer = new PhaseTimer<'query'>((_phase, ms) => new ProtocolTimeoutError(this.protocol, peer, ms), options.signal)
-    timer.enter('query', this.queryTimeoutMs)
-    let stream: Stream | undefined
-    try {
-      stream = await openProtocolStream(target, this.protocol, this.components.connectionManager, { signal: timer.signal })
-      // the request is the stream itself: close our side and read the answer
-      await stream.close({ signal: timer.signal })
-      const framed = new FramedStream(stream, { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES })
-      const response = await framed.readMessage(decodeCapacityResponse, 'capacity response', { signal: timer.signal })
-      if (response.capacity == null) {
-        this.forget(peer)
-        return undefined
-      }
-      if (response.capacity.peerId !== peer) {
-        throw new ProtocolRequestError(this.protocol, peer, new Error(`the answer is for another peer (${response.capacity.peerId})`))
-      }
-      this.record(response.capacity)
-      return response.capacity
-    } catch (err) {
-      stream?.abort(err instanceof Error ? err : new Error(String(err)))
-      if (timer.expired != null) throw timer.expired
-      if (options.signal?.aborted === true || err instanceof WorldComputeError) throw err
-      throw new ProtocolRequestError(this.protocol, peer, err)
-    } finally {
-      timer.dispose()
+    const response = await askSingleAnswer(target, decodeCapacityResponse, 'capacity response', {
+      protocol: this.protocol,
+      limits: CAPACITY_LIMITS,
+      timeoutMs: this.queryTimeoutMs,
+      connectionManager: this.components.connectionManager,
+      signal: options.signal
+    })
+    if (response.capacity == null) {
+      this.forget(peer)
+      return undefined
     }
+    if (response.capacity.peerId !== peer) {
+      throw new ProtocolRequestError(this.protocol, peer, new Error(`the answer is for another peer (${response.capacity.peerId})`))
+    }
+    this.record(response.capacity)
+    return response.capacity
   }
 
   /** Publishes this node's capacity on gossip now (no-op without pubsub or when it runs no jobs). */
@@ -354,16 +338,10 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
   }
 
   private async handleQuery (stream: Stream, connection: Connection): Promise<void> {
-    const peer = connection.remotePeer.toString()
-    const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(ANSWER_TIMEOUT_MS)])
-    try {
-      const framed = new FramedStream(stream, { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES })
+    const serve = { protocol: this.protocol, limits: CAPACITY_LIMITS, timeoutMs: ANSWER_TIMEOUT_MS, signal: this.shutdown.signal, log: this.log, failed: (peer: string) => `capacity query from ${peer} not answered` }
+    await serveAnswer(stream, connection, serve, async (framed, signal) => {
       await framed.writeFrame(encodeCapacityResponse({ capacity: this.local() ?? null }), { signal })
-      await stream.close({ signal })
-    } catch (err) {
-      this.log.warn(`capacity query from ${peer} not answered: ${messageOf(err)}`, { peer, protocol: this.protocol, code: codeOf(err) })
-      stream.abort(err instanceof Error ? err : new Error(String(err)))
-    }
+    })
   }
 
   private onGossip (evt: CustomEvent<PubSubMessage>): void {
@@ -443,7 +421,8 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
 /**
  * `components.pubsub` if the node has one. libp2p's components object is a
  * Proxy that throws MissingServiceError for an absent service, so an optional
- * component cannot simply be read.
+ * component cannot simply be read. The class is not exported by libp2p and
+ * carries no code: its name is all there is to match.
  */
 function optionalPubSub (components: CapacityComponents): CapacityPubSub | undefined {
   try {

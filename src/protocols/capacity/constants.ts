@@ -1,8 +1,7 @@
+import type { StreamLimits } from '../exchange.ts'
+
 /** `/worldcompute/capacity/1.0.0`: request/response, a stream opened and answered with the donor's capacity. */
-export const PROTOCOL_PREFIX = 'worldcompute'
-export const PROTOCOL_NAME = 'capacity'
-export const PROTOCOL_VERSION = '1.0.0'
-export const CAPACITY_PROTOCOL = `/${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}`
+export const CAPACITY_PROTOCOL = '/worldcompute/capacity/1.0.0'
 
 /** The gossipsub topic announcements go to; versioned with the protocol so a 2.0 schema gets its own topic. */
 export const CAPACITY_TOPIC = '/worldcompute/capacity/1.0.0'
@@ -19,12 +18,7 @@ export const CHANGE_MIN_INTERVAL_MS = 500
 export const QUERY_TIMEOUT_MS = 5_000
 /** Writing an answer to a querying peer. */
 export const ANSWER_TIMEOUT_MS = 5_000
-/** A query is one small exchange; more than a few at once from one connection is a misbehaving peer. */
-export const MAX_INBOUND_STREAMS = 4
-export const MAX_OUTBOUND_STREAMS = 4
 /** Bound on the table of known peers; the least recently heard-from is dropped first. */
 export const MAX_TRACKED_PEERS = 10_000
-/** The capacity response is at most 16 KiB (codec limit); one frame carries it. */
-export const MAX_FRAME_BYTES = 32 * 1024
-/** Nothing but one response should arrive; a small read buffer is plenty. */
-export const MAX_BUFFER_BYTES = 64 * 1024
+/** The capacity response is at most 16 KiB (codec limit), one frame; nothing else should arrive, so a small read buffer is plenty; a query is one small exchange, so more than a few at once from one connection is a misbehaving peer. */
+export const CAPACITY_LIMITS: StreamLimits = { maxFrameBytes: 32 * 1024, maxBufferBytes: 64 * 1024, maxInboundStreams: 4, maxOutboundStreams: 4 }

@@ -1,10 +1,8 @@
 import { MAX_BLOB_BYTES } from '../../codec/messages.ts'
+import type { StreamLimits } from '../exchange.ts'
 
-/** `/worldcompute/dispatch/1.0.0`: the ID of the earlier implementation, kept; the schema is new (dag-cbor, streamed). */
-export const PROTOCOL_PREFIX = 'worldcompute'
-export const PROTOCOL_NAME = 'dispatch'
-export const PROTOCOL_VERSION = '1.0.0'
-export const DISPATCH_PROTOCOL = `/${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}`
+/** `/worldcompute/dispatch/1.0.0`: a task's bytes out, its output and signed receipt back, streamed as dag-cbor and payload frames. */
+export const DISPATCH_PROTOCOL = '/worldcompute/dispatch/1.0.0'
 
 /** Payload frames: 256 KiB keeps a frame well under yamux's 16 MiB window and relays' buffers. */
 export const MAX_FRAME_BYTES = 256 * 1024
@@ -35,6 +33,10 @@ export const STALL_TIMEOUT_MS = 30_000
 export const EXECUTE_MARGIN_MS = 30_000
 /** Donor: how long past the job's deadline it waits for `runTask` before answering `deadline_exceeded`. */
 export const DONOR_EXECUTE_MARGIN_MS = 15_000
-/** Dispatches in flight on one connection; the donor's slots are the real limit, enforced by its runTask. */
-export const MAX_INBOUND_STREAMS = 16
-export const MAX_OUTBOUND_STREAMS = 64
+export const DISPATCH_LIMITS: StreamLimits = {
+  maxFrameBytes: MAX_FRAME_BYTES,
+  maxBufferBytes: MAX_BUFFER_BYTES,
+  // dispatches in flight on one connection; the donor's slots are the real limit, enforced by its runTask
+  maxInboundStreams: 16,
+  maxOutboundStreams: 64
+}

@@ -1,29 +1,30 @@
-import { serviceCapabilities } from '@libp2p/interface'
 import { parseCid, rawCid } from '../../codec/cid.ts'
 import { MalformedMessageError, ReceiptInvalidError } from '../../codec/errors.ts'
 import { decodeDispatchHeader, decodeDispatchResult, encodeDispatchHeader, encodeDispatchResult, MAX_ERROR_LENGTH } from '../../codec/messages.ts'
 import { encodeOutput, outputCid, signReceipt, verifyReceipt } from '../../codec/receipt.ts'
+import { raceSignal } from '../../core/async.ts'
 import { WorldComputeError } from '../../core/errors.ts'
 import { DEFAULT_JOB_LIMITS } from '../../core/job.ts'
 import { createLogger, type Logger } from '../../log/logger.ts'
 import { isConnection, openProtocolStream, peerOf } from '../components.ts'
 import {
-  codeOf, DispatchFailedError, DispatchTimeoutError, messageOf, ModuleNotCachedError, PayloadTooLargeError, StreamStalledError
+  codeOf, DispatchFailedError, DispatchTimeoutError, ExecutorCrashedError, messageOf, ModuleNotCachedError, PayloadTooLargeError, StreamStalledError
 } from '../errors.ts'
-import { FramedStream } from '../framing.ts'
+import { framed, handlerOptions } from '../exchange.ts'
+import { ProtocolService } from '../service.ts'
 import { PhaseTimer } from '../timer.ts'
 import {
-  DISPATCH_PROTOCOL, DONOR_EXECUTE_MARGIN_MS, EXECUTE_MARGIN_MS, MAX_BUFFER_BYTES, MAX_FRAME_BYTES, MAX_INBOUND_STREAMS,
-  MAX_OUTBOUND_STREAMS, MAX_OUTPUT_BYTES, MAX_PAYLOAD_BYTES, MODULE_CACHE_BYTES, OPEN_STREAM_TIMEOUT_MS, REMEMBER_BYTES,
-  REMEMBER_TASKS, STALL_TIMEOUT_MS
+  DISPATCH_LIMITS, DISPATCH_PROTOCOL, DONOR_EXECUTE_MARGIN_MS, EXECUTE_MARGIN_MS, MAX_OUTPUT_BYTES, MAX_PAYLOAD_BYTES, MODULE_CACHE_BYTES,
+  OPEN_STREAM_TIMEOUT_MS, REMEMBER_BYTES, REMEMBER_TASKS, STALL_TIMEOUT_MS
 } from './constants.ts'
 import { ModuleCache } from './module-cache.ts'
 import { TaskMemo } from './task-memo.ts'
 import type { DispatchHeader, DispatchResultHeader } from '../../codec/messages.ts'
 import type { ExecStatus, ExecuteRequest, ExecuteResult, JobLimits, SignedReceipt } from '../../core/job.ts'
 import type { DispatchPhase } from '../errors.ts'
+import type { FramedStream, PayloadOptions } from '../framing.ts'
 import type { ProtocolRegistrar, ProtocolTarget, StreamOpener } from '../components.ts'
-import type { AbortOptions, Connection, PeerId, PrivateKey, Startable, Stream } from '@libp2p/interface'
+import type { AbortOptions, Connection, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 
 /** Runs one task on the donor (the executor, injected). Must honour `signal`. */
 export type RunTask = (req: ExecuteRequest, options: { signal: AbortSignal }) => Promise<ExecuteResult>
@@ -166,11 +167,7 @@ const EMPTY = new Uint8Array(0)
  * receipt for every answer. The broker checks the receipt's signature,
  * fields and output CID against the bytes it received.
  */
-export class DispatchService implements Startable {
-  readonly protocol = DISPATCH_PROTOCOL
-  readonly [Symbol.toStringTag] = '@worldcompute/dispatch'
-  readonly [serviceCapabilities]: string[] = ['@worldcompute/dispatch']
-
+export class DispatchService extends ProtocolService {
   private readonly components: DispatchComponents
   private readonly runTask: RunTask | undefined
   private readonly maxPayloadBytes: number
@@ -178,14 +175,14 @@ export class DispatchService implements Startable {
   private readonly openStreamTimeoutMs: number
   private readonly stallTimeoutMs: number
   private readonly executeMarginMs: number
-  private readonly maxInboundStreams: number
   private readonly log: Logger
   private readonly modules: ModuleCache
   private readonly memo: TaskMemo<Answer>
-  private started = false
-  private shutdown = new AbortController()
 
   constructor (components: DispatchComponents, init: DispatchInit = {}) {
+    const limits = { ...DISPATCH_LIMITS, maxInboundStreams: init.maxInboundStreams ?? DISPATCH_LIMITS.maxInboundStreams }
+    // donors behind NAT are reached through relays: without limited connections, relayed dispatch silently fails
+    super(components.registrar, { protocol: DISPATCH_PROTOCOL, name: 'dispatch', inbound: init.runTask != null ? handlerOptions(limits, true) : undefined })
     this.components = components
     this.runTask = init.runTask
     this.maxPayloadBytes = Math.min(init.maxPayloadBytes ?? MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES)
@@ -193,7 +190,6 @@ export class DispatchService implements Startable {
     this.openStreamTimeoutMs = init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS
     this.stallTimeoutMs = init.stallTimeoutMs ?? STALL_TIMEOUT_MS
     this.executeMarginMs = init.executeMarginMs ?? EXECUTE_MARGIN_MS
-    this.maxInboundStreams = init.maxInboundStreams ?? MAX_INBOUND_STREAMS
     this.log = init.logger ?? createLogger('protocols.dispatch')
     this.modules = new ModuleCache(init.moduleCacheBytes ?? MODULE_CACHE_BYTES)
     this.memo = new TaskMemo<Answer>({
@@ -201,34 +197,10 @@ export class DispatchService implements Startable {
       maxBytes: REMEMBER_BYTES,
       sizeOf: (a) => a.stdout.byteLength + a.stderr.byteLength
     })
-    this.handleDispatch = this.handleDispatch.bind(this)
-  }
-
-  isStarted (): boolean {
-    return this.started
-  }
-
-  async start (): Promise<void> {
-    if (this.started) return
-    this.shutdown = new AbortController()
-    if (this.runTask != null) {
-      await this.components.registrar.handle(this.protocol, this.handleDispatch, {
-        // donors behind NAT are reached through relays: without this, relayed dispatch silently fails
-        runOnLimitedConnection: true,
-        maxInboundStreams: this.maxInboundStreams,
-        maxOutboundStreams: MAX_OUTBOUND_STREAMS
-      })
-    }
-    this.started = true
   }
 
   async stop (): Promise<void> {
-    if (!this.started) return
-    this.started = false
-    this.shutdown.abort(new Error('dispatch service stopped'))
-    if (this.runTask != null) {
-      await this.components.registrar.unhandle(this.protocol)
-    }
+    await super.stop()
     this.memo.clear()
     this.modules.clear()
   }
@@ -246,36 +218,16 @@ export class DispatchService implements Startable {
    *
    * Throws DispatchTimeoutError (with the phase), DispatchFailedError (the
    * stream failed), ModuleNotCachedError (send the module bytes and retry),
-   * PayloadTooLargeError, MalformedMessageError (the donor's answer) or
-   * ReceiptInvalidError (the answer is not what the receipt proves).
+   * ExecutorCrashedError (the donor's executor broke under the task: run it
+   * elsewhere), PayloadTooLargeError, MalformedMessageError (the donor's
+   * answer) or ReceiptInvalidError (the answer is not what the receipt proves).
    */
   async dispatch (target: ProtocolTarget, task: DispatchTask, options: DispatchOptions = {}): Promise<DispatchResult> {
     const peer = peerOf(target).toString()
-    const sendsModule = task.module != null
-    const moduleSize = task.module?.byteLength ?? 0
-    for (const [what, size] of [['module', moduleSize], ['input', task.input.byteLength]] as const) {
-      if (size > this.maxPayloadBytes) {
-        throw new PayloadTooLargeError(`task ${task.taskId}: the ${what} is ${size} bytes, over the ${this.maxPayloadBytes}-byte limit`, this.maxPayloadBytes)
-      }
-    }
-    const header: DispatchHeader = {
-      jobId: task.jobId,
-      taskId: task.taskId,
-      moduleCid: task.moduleCid,
-      inputCid: task.inputCid,
-      args: task.args,
-      env: task.env,
-      limits: task.limits,
-      moduleSize,
-      inputSize: task.input.byteLength,
-      sendsModule,
-      ...(task.moduleName != null ? { moduleName: task.moduleName } : {})
-    }
+    this.checkPayloadSizes(task)
     // encode before any I/O: a bad field is our caller's bug, named by the codec
-    const headerBytes = encodeDispatchHeader(header)
-    const deadlineMs = task.limits.deadlineMs ?? DEFAULT_JOB_LIMITS.deadlineMs
+    const header = encodeDispatchHeader(headerOf(task))
     const progress = options.onProgress ?? (() => {})
-
     const timer = new PhaseTimer<DispatchPhase>((phase, ms) => new DispatchTimeoutError(phase, ms, peer), options.signal)
     let stream: Stream | undefined
     try {
@@ -284,49 +236,11 @@ export class DispatchService implements Startable {
       if (isConnection(target)) {
         progress({ type: 'dispatch:stream-opened', detail: { remoteAddr: target.remoteAddr.toString(), limited: target.limits != null } })
       }
-      const framed = new FramedStream(stream, { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES })
-
-      timer.enter('send', this.stallTimeoutMs)
-      const total = moduleSize + task.input.byteLength
-      const sending = (base: number): { signal: AbortSignal, onFrame: (n: number) => void } => ({
-        signal: timer.signal,
-        onFrame: (n) => {
-          timer.touch()
-          progress({ type: 'dispatch:sent', detail: { bytes: base + n, total } })
-        }
-      })
-      await framed.writeFrame(headerBytes, { signal: timer.signal })
-      if (task.module != null) await framed.writePayload(task.module, sending(0))
-      await framed.writePayload(task.input, sending(moduleSize))
-      // half-close: the donor sees the end of our side; its answer still flows back
-      await stream.close({ signal: timer.signal })
-
-      timer.enter('execute', deadlineMs + this.executeMarginMs)
-      progress({ type: 'dispatch:executing', detail: { deadlineMs } })
-      const result = await framed.readMessage(decodeDispatchResult, 'dispatch result', { signal: timer.signal })
-
-      timer.enter('receive', this.stallTimeoutMs)
-      for (const [what, size] of [['stdout', result.stdoutSize], ['stderr', result.stderrSize]] as const) {
-        if (size > this.maxOutputBytes) {
-          throw new PayloadTooLargeError(`donor ${peer} announced ${size} bytes of ${what} for task ${task.taskId}, over the ${this.maxOutputBytes}-byte limit`, this.maxOutputBytes)
-        }
-      }
-      const outputTotal = result.stdoutSize + result.stderrSize
-      const receiving = (base: number): { signal: AbortSignal, onFrame: (n: number) => void } => ({
-        signal: timer.signal,
-        onFrame: (n) => {
-          timer.touch()
-          progress({ type: 'dispatch:received', detail: { bytes: base + n, total: outputTotal } })
-        }
-      })
-      const stdout = await framed.readPayload(result.stdoutSize, 'stdout', receiving(0))
-      const stderr = await framed.readPayload(result.stderrSize, 'stderr', receiving(result.stdoutSize))
+      const io = framed(stream, DISPATCH_LIMITS)
+      await this.send(io, task, header, timer, progress)
+      const answer = await this.receive(io, task, peer, timer, progress)
       timer.dispose()
-
-      if (result.moduleMissing === true && !sendsModule) {
-        throw new ModuleNotCachedError(task.moduleCid, peer)
-      }
-      return await this.verifyResult(peer, task, result, stdout, stderr, options)
+      return await this.accept(peer, task, answer, options)
     } catch (err) {
       const reason = timer.expired ?? err
       stream?.abort(reason instanceof Error ? reason : new Error(String(reason)))
@@ -338,7 +252,61 @@ export class DispatchService implements Startable {
     }
   }
 
-  private async verifyResult (peer: string, task: DispatchTask, result: DispatchResultHeader, stdout: Uint8Array, stderr: Uint8Array, options: AbortOptions): Promise<DispatchResult> {
+  private checkPayloadSizes (task: DispatchTask): void {
+    for (const [what, size] of [['module', task.module?.byteLength ?? 0], ['input', task.input.byteLength]] as const) {
+      if (size > this.maxPayloadBytes) {
+        throw new PayloadTooLargeError(`task ${task.taskId}: the ${what} is ${size} bytes, over the ${this.maxPayloadBytes}-byte limit`, this.maxPayloadBytes)
+      }
+    }
+  }
+
+  /** The send phase: the header, the module (unless the donor has it), the input, then our half-close. */
+  private async send (io: FramedStream, task: DispatchTask, header: Uint8Array, timer: PhaseTimer<DispatchPhase>, progress: Progress): Promise<void> {
+    timer.enter('send', this.stallTimeoutMs)
+    const moduleSize = task.module?.byteLength ?? 0
+    const total = moduleSize + task.input.byteLength
+    const sending = (base: number): PayloadOptions => stalls(timer, (n) => { progress({ type: 'dispatch:sent', detail: { bytes: base + n, total } }) })
+    await io.writeFrame(header, { signal: timer.signal })
+    if (task.module != null) await io.writePayload(task.module, sending(0))
+    await io.writePayload(task.input, sending(moduleSize))
+    // half-close: the donor sees the end of our side; its answer still flows back
+    await io.stream.close({ signal: timer.signal })
+  }
+
+  /** The execute and receive phases: the donor's result header, then its stdout and stderr. */
+  private async receive (io: FramedStream, task: DispatchTask, peer: string, timer: PhaseTimer<DispatchPhase>, progress: Progress): Promise<Answer> {
+    const deadlineMs = task.limits.deadlineMs ?? DEFAULT_JOB_LIMITS.deadlineMs
+    timer.enter('execute', deadlineMs + this.executeMarginMs)
+    progress({ type: 'dispatch:executing', detail: { deadlineMs } })
+    const header = await io.readMessage(decodeDispatchResult, 'dispatch result', { signal: timer.signal })
+
+    timer.enter('receive', this.stallTimeoutMs)
+    for (const [what, size] of [['stdout', header.stdoutSize], ['stderr', header.stderrSize]] as const) {
+      if (size > this.maxOutputBytes) {
+        throw new PayloadTooLargeError(`donor ${peer} announced ${size} bytes of ${what} for task ${task.taskId}, over the ${this.maxOutputBytes}-byte limit`, this.maxOutputBytes)
+      }
+    }
+    const total = header.stdoutSize + header.stderrSize
+    const receiving = (base: number): PayloadOptions => stalls(timer, (n) => { progress({ type: 'dispatch:received', detail: { bytes: base + n, total } }) })
+    const stdout = await io.readPayload(header.stdoutSize, 'stdout', receiving(0))
+    const stderr = await io.readPayload(header.stderrSize, 'stderr', receiving(header.stdoutSize))
+    return { header, stdout, stderr }
+  }
+
+  /** The donor's whole answer, judged: a module it no longer has, the receipt, an executor that crashed. */
+  private async accept (peer: string, task: DispatchTask, answer: Answer, options: AbortOptions): Promise<DispatchResult> {
+    if (answer.header.moduleMissing === true && task.module == null) {
+      throw new ModuleNotCachedError(task.moduleCid, peer)
+    }
+    const result = await this.verifyResult(peer, task, answer, options)
+    if (answer.header.errorCode === 'EXECUTOR_CRASHED') {
+      throw new ExecutorCrashedError(peer, task.taskId, answer.header.error)
+    }
+    return result
+  }
+
+  private async verifyResult (peer: string, task: DispatchTask, answer: Answer, options: AbortOptions): Promise<DispatchResult> {
+    const { header: result, stdout, stderr } = answer
     const body = await verifyReceipt(result.receipt, {
       executor: peer,
       taskId: task.taskId,
@@ -376,32 +344,32 @@ export class DispatchService implements Startable {
 
   // ---- donor side ----------------------------------------------------------
 
-  private async handleDispatch (stream: Stream, connection: Connection): Promise<void> {
+  protected async answer (stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString()
-    const timer = new PhaseTimer<'receiving' | 'sending'>((phase, ms) => new StreamStalledError(this.protocol, peer, phase, ms), this.shutdown.signal)
-    const io = { signal: timer.signal, onFrame: () => { timer.touch() } }
+    const timer = new PhaseTimer<'receiving' | 'sending'>((phase, ms) => new StreamStalledError(this.protocol, peer, phase, ms), this.stopping)
+    const io = stalls(timer)
     let taskId: string | undefined
     try {
       timer.enter('receiving', this.stallTimeoutMs)
-      const framed = new FramedStream(stream, { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES })
-      const header = await framed.readMessage(decodeDispatchHeader, 'dispatch header', io)
+      const frames = framed(stream, DISPATCH_LIMITS)
+      const header = await frames.readMessage(decodeDispatchHeader, 'dispatch header', io)
       taskId = header.taskId
       timer.touch()
       this.checkAnnouncedSizes(header)
-      const module = header.sendsModule ? await framed.readPayload(header.moduleSize, 'module', io) : undefined
-      const input = await framed.readPayload(header.inputSize, 'input', io)
+      const module = header.sendsModule ? await frames.readPayload(header.moduleSize, 'module', io) : undefined
+      const input = await frames.readPayload(header.inputSize, 'input', io)
       // execution has its own guard (deadline + margin); no stall timer while it runs
       timer.dispose()
 
-      const answer = await this.answer(header, module, input, peer)
+      const answer = await this.answerTask(header, module, input, peer)
 
       timer.enter('sending', this.stallTimeoutMs)
-      await framed.writeFrame(encodeDispatchResult(answer.header), io)
-      await framed.writePayload(answer.stdout, io)
-      await framed.writePayload(answer.stderr, io)
+      await frames.writeFrame(encodeDispatchResult(answer.header), io)
+      await frames.writePayload(answer.stdout, io)
+      await frames.writePayload(answer.stderr, io)
       await stream.close({ signal: timer.signal })
       this.log.info(`task ${header.taskId} from ${peer}: ${answer.header.status}${answer.header.error != null ? ` (${answer.header.error})` : ''}`, {
-        peer, task: header.taskId, job: header.jobId, fuel: answer.header.fuelUsed, ms: answer.header.durationMs, relayed: connection.limits != null
+        peer, task: header.taskId, job: header.jobId, fuel: answer.header.fuelUsed, ms: answer.header.durationMs, relayed: connection.limits != null, code: answer.header.errorCode
       })
     } catch (err) {
       const reason = timer.expired ?? err
@@ -424,7 +392,7 @@ export class DispatchService implements Startable {
   }
 
   /** Verifies the bytes, then runs the task once per taskId (or joins the run already under way). */
-  private async answer (header: DispatchHeader, module: Uint8Array | undefined, input: Uint8Array, peer: string): Promise<Answer> {
+  private async answerTask (header: DispatchHeader, module: Uint8Array | undefined, input: Uint8Array, peer: string): Promise<Answer> {
     const inputCid = parseCid(header.inputCid)
     if (inputCid == null || !inputCid.equals(rawCid(input))) {
       return await this.refuse(header, 'rejected', `input bytes do not match inputCid ${header.inputCid}`)
@@ -463,7 +431,7 @@ export class DispatchService implements Startable {
     const deadlineMs = header.limits.deadlineMs ?? DEFAULT_JOB_LIMITS.deadlineMs
     const guardMs = deadlineMs + DONOR_EXECUTE_MARGIN_MS
     const guard = AbortSignal.timeout(guardMs)
-    const signal = AbortSignal.any([this.shutdown.signal, guard])
+    const signal = AbortSignal.any([this.stopping, guard])
     const req: ExecuteRequest = {
       jobId: header.jobId,
       taskId: header.taskId,
@@ -478,9 +446,9 @@ export class DispatchService implements Startable {
     const started = Date.now()
     let result: ExecuteResult
     try {
-      result = await untilAborted(runTask(req, { signal }), signal)
+      result = await raceSignal(runTask(req, { signal }), signal)
     } catch (err) {
-      if (this.shutdown.signal.aborted) throw err
+      if (this.stopping.aborted) throw err
       const failure = guard.aborted
         ? { status: 'deadline_exceeded' as const, error: `the executor did not finish within the deadline (${deadlineMs} ms) plus ${DONOR_EXECUTE_MARGIN_MS} ms` }
         : { status: 'failed' as const, error: `executor error: ${messageOf(err)}` }
@@ -523,18 +491,39 @@ export class DispatchService implements Startable {
     }
     if (result.exitCode !== undefined) resultHeader.exitCode = result.exitCode
     if (result.error !== undefined) resultHeader.error = truncate(result.error, MAX_ERROR_LENGTH)
+    if (result.errorCode !== undefined) resultHeader.errorCode = result.errorCode
     return { header: resultHeader, stdout: result.stdout, stderr: result.stderr }
   }
 }
 
-/** Rejects when `signal` aborts even if `promise` never settles (a runTask that ignores its signal). */
-async function untilAborted<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted()
-  return await new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => { reject(signal.reason) }
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
-  })
+type Progress = (evt: DispatchProgressEvent) => void
+
+/** The header of a task's dispatch. */
+function headerOf (task: DispatchTask): DispatchHeader {
+  return {
+    jobId: task.jobId,
+    taskId: task.taskId,
+    moduleCid: task.moduleCid,
+    inputCid: task.inputCid,
+    args: task.args,
+    env: task.env,
+    limits: task.limits,
+    moduleSize: task.module?.byteLength ?? 0,
+    inputSize: task.input.byteLength,
+    sendsModule: task.module != null,
+    ...(task.moduleName != null ? { moduleName: task.moduleName } : {})
+  }
+}
+
+/** Payload options under a stall timer: every frame restarts it, then `onFrame` (progress) runs. */
+function stalls (timer: Pick<PhaseTimer<string>, 'signal' | 'touch'>, onFrame?: (bytes: number) => void): PayloadOptions {
+  return {
+    signal: timer.signal,
+    onFrame: (bytes) => {
+      timer.touch()
+      onFrame?.(bytes)
+    }
+  }
 }
 
 function truncate (text: string, max: number): string {

@@ -1,3 +1,5 @@
+import type { StreamLimits } from '../exchange.ts'
+
 /** `/worldcompute/nat-info/1.0.0`: a peer tells another its NAT type, so both can tell whether WebRTC can punch through. */
 export const NAT_INFO_PROTOCOL = '/worldcompute/nat-info/1.0.0'
 
@@ -6,7 +8,4 @@ export const NAT_INFO_TIMEOUT_MS = 5_000
 /** Answering side. */
 export const ANSWER_TIMEOUT_MS = 5_000
 /** One answer: three short words and a flag. */
-export const MAX_FRAME_BYTES = 1024
-export const MAX_BUFFER_BYTES = 4 * 1024
-export const MAX_INBOUND_STREAMS = 8
-export const MAX_OUTBOUND_STREAMS = 8
+export const NAT_INFO_LIMITS: StreamLimits = { maxFrameBytes: 1024, maxBufferBytes: 4 * 1024, maxInboundStreams: 8, maxOutboundStreams: 8 }

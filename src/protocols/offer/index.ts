@@ -2,8 +2,9 @@
  * @packageDocumentation
  *
  * `/worldcompute/offer/1.0.0`: broker → donor `{ jobId, taskId, moduleCid,
- * moduleSize, inputSize, limits }`, donor → broker `{ accept, reason?,
- * hasModule, freeSlots }`. One dag-cbor frame each way.
+ * moduleSize, inputSize, limits }`, donor → broker `{ accept, reason?, code?,
+ * hasModule, freeSlots }` (`code`: why it declined, see DECLINE_CODES). One
+ * dag-cbor frame each way.
  *
  * ```ts
  * services: {
@@ -18,7 +19,8 @@ import type { OfferComponents, OfferInit } from './offer.ts'
 
 export { OfferService } from './offer.ts'
 export type { DecideOffer, OfferComponents, OfferContext, OfferInit } from './offer.ts'
-export type { OfferRequest, OfferResponse } from '../../codec/messages.ts'
+export type { DeclineCode, OfferRequest, OfferResponse } from '../../codec/messages.ts'
+export { DECLINE_CODES } from '../../codec/messages.ts'
 export { OFFER_PROTOCOL } from './constants.ts'
 
 export function offer (init: OfferInit = {}): (components: OfferComponents) => OfferService {

@@ -1,11 +1,11 @@
 import * as dagCbor from '@ipld/dag-cbor'
-import { serviceCapabilities } from '@libp2p/interface'
 import { createLogger, type Logger } from '../../log/logger.ts'
-import { codeOf, messageOf, ProtocolViolationError } from '../errors.ts'
-import { askSingleAnswer, writeSingleAnswer } from '../single-answer.ts'
-import { ANSWER_TIMEOUT_MS, MAX_BUFFER_BYTES, MAX_CERTIFICATES, MAX_FRAME_BYTES, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, RELAY_INFO_PROTOCOL, RELAY_INFO_TIMEOUT_MS } from './constants.ts'
+import { ProtocolViolationError } from '../errors.ts'
+import { askSingleAnswer, decodeVersioned } from '../exchange.ts'
+import { SingleAnswerService } from '../service.ts'
+import { ANSWER_TIMEOUT_MS, MAX_CERTIFICATES, RELAY_INFO_LIMITS, RELAY_INFO_PROTOCOL, RELAY_INFO_TIMEOUT_MS } from './constants.ts'
 import type { ProtocolRegistrar } from '../components.ts'
-import type { AbortOptions, Connection, Startable, Stream } from '@libp2p/interface'
+import type { AbortOptions, Connection } from '@libp2p/interface'
 
 /** One TLS certificate a relay serves (its WSS listener's leaf). */
 export interface RelayTlsCertificate {
@@ -39,14 +39,7 @@ export function encodeRelayInfo (info: RelayInfoMessage): Uint8Array {
 }
 
 export function decodeRelayInfo (bytes: Uint8Array): RelayInfoMessage {
-  let value: unknown
-  try {
-    value = dagCbor.decode(bytes)
-  } catch (err) {
-    throw new ProtocolViolationError(`relay info is not dag-cbor: ${(err as Error).message}`, { cause: err })
-  }
-  const m = value as Record<string, unknown> | null
-  if (m == null || typeof m !== 'object' || m.v !== 1) throw new ProtocolViolationError(`relay info has unknown version ${String(m?.v)}`)
+  const m = decodeVersioned(bytes, 'relay info', 1)
   if (!Array.isArray(m.tls) || m.tls.length > MAX_CERTIFICATES) throw new ProtocolViolationError(`relay info must list 0–${MAX_CERTIFICATES} TLS certificates`)
   const tls = m.tls.map((c: unknown, i: number): RelayTlsCertificate => {
     const e = c as Record<string, unknown> | null
@@ -58,6 +51,9 @@ export function decodeRelayInfo (bytes: Uint8Array): RelayInfoMessage {
   return { tls }
 }
 
+/** How a relay answers; on direct connections only: the answer is worth what Noise authenticated. */
+const RELAY_INFO_ANSWER = { protocol: RELAY_INFO_PROTOCOL, name: 'relay-info', limits: RELAY_INFO_LIMITS, runOnLimitedConnection: false, answerTimeoutMs: ANSWER_TIMEOUT_MS, encode: encodeRelayInfo, what: 'relay info' }
+
 /**
  * `/worldcompute/relay-info/1.0.0`: the donor opens a stream on its
  * (Noise-authenticated) connection to a relay; the relay writes one dag-cbor
@@ -65,48 +61,9 @@ export function decodeRelayInfo (bytes: Uint8Array): RelayInfoMessage {
  * Because the answer rides the connection whose PeerId Noise proved, a
  * middlebox that re-signs the relay's TLS cannot change it.
  */
-export class RelayInfoService implements Startable {
-  readonly protocol = RELAY_INFO_PROTOCOL
-  readonly [Symbol.toStringTag] = '@worldcompute/relay-info'
-  readonly [serviceCapabilities]: string[] = ['@worldcompute/relay-info']
-  private readonly components: RelayInfoComponents
-  private readonly getInfo?: () => RelayInfoMessage
-  private readonly log: Logger
-  private started = false
-
+export class RelayInfoService extends SingleAnswerService<RelayInfoMessage> {
   constructor (components: RelayInfoComponents, init: RelayInfoInit = {}) {
-    this.components = components
-    this.getInfo = init.getInfo
-    this.log = init.logger ?? createLogger('protocols.relay-info')
-    this.handle = this.handle.bind(this)
-  }
-
-  isStarted (): boolean {
-    return this.started
-  }
-
-  async start (): Promise<void> {
-    if (this.started) return
-    if (this.getInfo != null) {
-      await this.components.registrar.handle(this.protocol, this.handle, { maxInboundStreams: MAX_INBOUND_STREAMS, maxOutboundStreams: MAX_OUTBOUND_STREAMS })
-    }
-    this.started = true
-  }
-
-  async stop (): Promise<void> {
-    if (!this.started) return
-    this.started = false
-    if (this.getInfo != null) await this.components.registrar.unhandle(this.protocol)
-  }
-
-  private async handle (stream: Stream, connection: Connection): Promise<void> {
-    const peer = connection.remotePeer.toString()
-    try {
-      await writeSingleAnswer(stream, encodeRelayInfo(this.getInfo?.() ?? { tls: [] }), { maxFrameBytes: MAX_FRAME_BYTES, maxBufferBytes: MAX_BUFFER_BYTES, timeoutMs: ANSWER_TIMEOUT_MS })
-    } catch (err) {
-      this.log.warn(`relay info to ${peer} not sent: ${messageOf(err)}`, { peer, protocol: this.protocol, code: codeOf(err) })
-      stream.abort(err instanceof Error ? err : new Error(String(err)))
-    }
+    super(components.registrar, { ...RELAY_INFO_ANSWER, getInfo: init.getInfo, log: init.logger ?? createLogger('protocols.relay-info') })
   }
 }
 
@@ -115,12 +72,6 @@ export class RelayInfoService implements Startable {
  * point is what Noise authenticated) for its info.
  */
 export async function fetchRelayInfo (connection: Connection, options: AbortOptions & { timeoutMs?: number } = {}): Promise<RelayInfoMessage> {
-  return await askSingleAnswer(connection, decodeRelayInfo, {
-    protocol: RELAY_INFO_PROTOCOL,
-    what: 'relay info',
-    timeoutMs: options.timeoutMs ?? RELAY_INFO_TIMEOUT_MS,
-    maxFrameBytes: MAX_FRAME_BYTES,
-    maxBufferBytes: MAX_BUFFER_BYTES,
-    ...(options.signal != null ? { signal: options.signal } : {})
-  })
+  const timeoutMs = options.timeoutMs ?? RELAY_INFO_TIMEOUT_MS
+  return await askSingleAnswer(connection, decodeRelayInfo, 'relay info', { protocol: RELAY_INFO_PROTOCOL, limits: RELAY_INFO_LIMITS, timeoutMs, runOnLimitedConnection: false, signal: options.signal })
 }
