@@ -8,9 +8,9 @@ import { rawCidString } from '../codec/cid.ts'
 import { DEFAULT_JOB_LIMITS, type JobLimits } from '../core/job.ts'
 import { JobRunner } from '../donor/job-runner.ts'
 import { Executor } from '../executor/index.ts'
-import { capacity, type CapacityService } from '../protocols/capacity/index.ts'
-import { dispatch, type DispatchService } from '../protocols/dispatch/index.ts'
-import { offer, type OfferService } from '../protocols/offer/index.ts'
+import { capacity } from '../protocols/capacity/index.ts'
+import { dispatch } from '../protocols/dispatch/index.ts'
+import { offer } from '../protocols/offer/index.ts'
 import { natInfo } from '../protocols/nat-info/index.ts'
 import { ensureDataDir } from '../config/data-dir.ts'
 import { loadOrCreateIdentity } from '../config/identity.ts'
@@ -18,11 +18,12 @@ import { VERSION } from '../core/version.ts'
 import { ConfigError } from '../core/errors.ts'
 import { DonorService } from '../donor/donor-service.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
-import { MeshNode, sleep } from '../net/mesh-node.ts'
+import { pause } from '../core/async.ts'
+import { MeshNode } from '../net/mesh-node.ts'
 import { parseProxyEnvironment } from '../net/proxy-env.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { trustSystemCertificates } from '../net/tls-intercept.ts'
-import { RelayService, type RelayInfo } from '../relay/relay-service.ts'
+import { prepareRelay, RelayService, type RelayInfo } from '../relay/relay-service.ts'
 import type { DaemonConfig, RelayConfig } from '../config/config.ts'
 import type { ReservationManagerInit } from '../donor/reservation-manager.ts'
 import { codeOf, messageOf } from '../protocols/errors.ts'
@@ -111,9 +112,7 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
       })
     }
   })
-  const capacityService = mesh.libp2p.services.capacity as CapacityService
-  const offerService = mesh.libp2p.services.offer as OfferService
-  const dispatchService = mesh.libp2p.services.dispatch as DispatchService
+  const { capacity: capacityService, offer: offerService, dispatch: dispatchService } = mesh.services
 
   const executor = execute ? new Executor({ maxConcurrent: config.donor.maxConcurrentJobs, maxLimits }) : undefined
   /** why the sandbox is not running after a failed start (undefined: it runs, or is still starting) */
@@ -122,7 +121,7 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
   const keepStartingSandbox = async (ex: Executor): Promise<void> => {
     for (let attempt = 0; !daemonStopped.signal.aborted; attempt++) {
       const wait = SANDBOX_RETRY_MS[Math.min(attempt, SANDBOX_RETRY_MS.length - 1)]
-      await sleep(wait, daemonStopped.signal)
+      await pause(wait, { signal: daemonStopped.signal })
       if (daemonStopped.signal.aborted) return
       try {
         await ex.start()
@@ -144,7 +143,7 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
       maxLimits,
       maxConcurrent: config.donor.maxConcurrentJobs,
       memoryBudgetBytes: config.donor.memoryBudgetBytes,
-      addrs: () => mesh.advertisedAddrs(),
+      addrs: () => mesh.components.addresses.advertisedAddrs(),
       hasModule: (cid) => dispatchService.hasModule(cid),
       onChange: () => { capacityService.notifyChanged() }
     })
@@ -157,7 +156,7 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
   const store = new JobStore(join(paths.root, 'jobs.sqlite'))
   const broker = new Broker({
     store,
-    network: new MeshTaskNetwork({ mesh, capacity: capacityService, offer: offerService, dispatch: dispatchService, relays: () => donor.connectedRelays() }),
+    network: new MeshTaskNetwork({ mesh: mesh.components, capacity: capacityService, offer: offerService, dispatch: dispatchService, relays: () => donor.connectedRelays() }),
     self: mesh.peerId
   })
   const api = new ApiServer({
@@ -232,7 +231,7 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     ? `executing jobs: ${config.donor.maxConcurrentJobs} at once, up to ${Math.round(maxLimits.memoryBytes / 1048576)} MiB and ${maxLimits.deadlineMs / 1000} s each`
     : 'not executing jobs (--no-execute): this daemon only submits')
   log.info(`donor ${mesh.peerId} started; bootstrap relays (${config.bootstrapSource}): ${config.bootstrap.length === 0 ? 'none' : config.bootstrap.map(String).join(', ')}`)
-  const direct = mesh.listenAddrs().filter(a => !a.includes('/p2p-circuit'))
+  const direct = mesh.components.addresses.listenAddrs().filter(a => !a.includes('/p2p-circuit'))
   log.info(direct.length === 0 ? 'listening only through relays' : `listening on ${direct.join(', ')}`)
 
   let stopping: Promise<void> | undefined
@@ -268,7 +267,9 @@ export async function startRelay (config: RelayConfig, options: { logger?: Logge
   ensureDataDir(config.dataDir)
   const identity = await loadOrCreateIdentity(config.dataDir)
   if (identity.created) log.info(`created a new identity ${identity.peerId.toString()} in ${identity.path}`)
-  const relay = new RelayService({ config, privateKey: identity.privateKey, announceIntervalMs: options.announceIntervalMs, logger: log })
+  const parts = await prepareRelay(config, identity.privateKey, log)
+  const mesh = await MeshNode.create(parts.node).catch(async (err: unknown) => { await parts.stun?.stop(); throw err })
+  const relay = new RelayService({ config, mesh, stun: parts.stun, tlsCertificate: parts.tlsCertificate, announceIntervalMs: options.announceIntervalMs, logger: log })
   const info = await relay.start()
   let stopping: Promise<void> | undefined
   return {

@@ -1,7 +1,7 @@
 import { createLogger, type Logger } from '../log/logger.ts'
 import { probeNat, type StunProbeOptions, type StunServer } from '../net/stun/probe.ts'
 import type { NatReport } from '../core/types.ts'
-import type { MeshNode } from '../net/mesh-node.ts'
+import type { MeshComponents } from '../net/components.ts'
 
 export interface NatProberInit {
   /** shortest time between two probes; triggers in between are coalesced @default 30000 */
@@ -15,6 +15,9 @@ export interface NatProberInit {
 
 interface Target extends StunServer { peerId: string }
 
+/** What the NAT prober needs of the node. */
+export type NatProberComponents = Pick<MeshComponents, 'events' | 'stun'>
+
 /**
  * Classifies this donor's NAT with the STUN responders of the relays it is
  * connected to (net/stun): at start, as soon as the first relay has been
@@ -25,7 +28,7 @@ interface Target extends StunServer { peerId: string }
  * INFO line per probe.
  */
 export class NatProber {
-  private readonly mesh: MeshNode
+  private readonly mesh: NatProberComponents
   private readonly log: Logger
   private readonly minIntervalMs: number
   private readonly probeOptions: StunProbeOptions
@@ -46,7 +49,7 @@ export class NatProber {
   private lastTargets = ''
   private readonly onChange = (): void => { this.schedule() }
 
-  constructor (mesh: MeshNode, init: NatProberInit = {}) {
+  constructor (mesh: NatProberComponents, init: NatProberInit = {}) {
     this.mesh = mesh
     this.log = init.logger ?? createLogger('donor.nat')
     this.minIntervalMs = init.minIntervalMs ?? 30_000
@@ -58,8 +61,8 @@ export class NatProber {
     if (this.controller != null) return
     this.controller = new AbortController()
     // identify completes after the connection opens: that is when the relay's STUN ports are known
-    this.mesh.libp2p.addEventListener('peer:identify', this.onChange)
-    this.mesh.libp2p.addEventListener('peer:disconnect', this.onChange)
+    this.mesh.events.on('peer:identify', this.onChange)
+    this.mesh.events.on('peer:disconnect', this.onChange)
     this.schedule()
   }
 
@@ -67,8 +70,8 @@ export class NatProber {
     if (this.controller == null) return
     this.controller.abort()
     this.controller = undefined
-    this.mesh.libp2p.removeEventListener('peer:identify', this.onChange)
-    this.mesh.libp2p.removeEventListener('peer:disconnect', this.onChange)
+    this.mesh.events.off('peer:identify', this.onChange)
+    this.mesh.events.off('peer:disconnect', this.onChange)
     if (this.timer != null) clearTimeout(this.timer)
     this.timer = undefined
     await this.running
@@ -99,7 +102,7 @@ export class NatProber {
     if (signal == null || signal.aborted) return
     let targets: Target[]
     try {
-      targets = await this.mesh.stunServers()
+      targets = await this.mesh.stun.stunServers()
     } catch (err) {
       this.log.warn(`cannot list the relays' STUN endpoints: ${(err as Error).message}`, { phase: 'stun' })
       return

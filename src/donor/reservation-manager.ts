@@ -1,14 +1,18 @@
 import { createLogger, type Logger } from '../log/logger.ts'
 import { DialLadder, DialLadderError, RungMemory, type LadderResult } from '../net/dial-ladder.ts'
 import { MeshResolver, overallVia } from '../net/dns-resolver.ts'
-import { sleep, type MeshNode } from '../net/mesh-node.ts'
+import { pause } from '../core/async.ts'
 import { peerIdOf, transportOf, uplinkTransport } from '../net/transport-of.ts'
 import { checkRelayTls, type RelayTlsCheck } from './relay-tls-check.ts'
 import type { AddrResolution, BootstrapStatus, KnownRelayView, RelayPath, RelayReservationStatus } from '../core/types.ts'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { KnownRelay, RelaySource } from '../net/relay-directory.ts'
+import type { MeshComponents } from '../net/components.ts'
 import type { Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
+
+/** What the reservation manager needs of the node. */
+export type ReservationManagerComponents = Pick<MeshComponents, 'connections' | 'events' | 'dialler' | 'reservations' | 'pinger' | 'proxies' | 'telemetry'>
 
 export interface ReservationManagerInit {
   bootstrap: readonly Multiaddr[]
@@ -115,7 +119,7 @@ export function watchdogPingTimeout (configuredMs: number, rttMs?: number): numb
  * js-libp2p does not re-reserve a restarted static relay (issue 3601); this does.
  */
 export class ReservationManager {
-  private readonly mesh: MeshNode
+  private readonly mesh: ReservationManagerComponents
   private readonly relays: RelayState[]
   private readonly log: Logger
   private readonly initialBackoffMs: number
@@ -142,14 +146,14 @@ export class ReservationManager {
     if (relay?.loop == null) return
     // a connection we closed ourselves (refused for intercepted TLS) is not a loss; its WARN line was the refusal
     const onPurpose = evt.detail.id != null && this.closedOnPurpose.delete(evt.detail.id)
-    if (!this.mesh.isConnected(peer) && !onPurpose) {
+    if (!this.mesh.connections.isConnected(peer) && !onPurpose) {
       const addr = evt.detail.remoteAddr.toString()
       this.log.warn(`lost connection to relay ${peer} (${relay.source}) at ${addr} over ${uplinkTransport(addr)}; reconnecting`, { peer, addr, transport: uplinkTransport(addr) })
     }
     relay.wake?.()
   }
 
-  constructor (mesh: MeshNode, init: ReservationManagerInit) {
+  constructor (mesh: ReservationManagerComponents, init: ReservationManagerInit) {
     this.mesh = mesh
     this.log = init.logger ?? createLogger('donor.reservation')
     this.initialBackoffMs = init.initialBackoffMs ?? 500
@@ -169,7 +173,7 @@ export class ReservationManager {
       ? RungMemory.inStateDir(init.stateDir, { logger: ladderLog })
       : new RungMemory({ logger: ladderLog })
     this.ladder = new DialLadder({
-      dial: async (ma, options) => await mesh.dialTransport(ma, { ...options, purpose: 'bootstrap' }),
+      dial: async (ma, options) => await mesh.dialler.dialTransport(ma, { ...options, purpose: 'bootstrap' }),
       memory,
       logger: ladderLog
     })
@@ -206,7 +210,7 @@ export class ReservationManager {
     if (this.relays.length === 0) {
       this.log.warn('no bootstrap relays configured: this donor cannot be reached by anyone. Give one with --bootstrap /ip4/…/tcp/4001/p2p/<relay PeerId>, WORLDCOMPUTE_BOOTSTRAP, or "bootstrap" in config.json')
     }
-    this.mesh.libp2p.addEventListener('connection:close', this.onConnectionClose as any)
+    this.mesh.events.on('connection:close', this.onConnectionClose)
     const signal = this.controller.signal
     for (const relay of this.relays) this.startLoop(relay, signal)
     this.coverage = this.keepCovered(signal)
@@ -266,7 +270,7 @@ export class ReservationManager {
 
   /** Relays holding a reservation for us now. */
   private held (): RelayState[] {
-    return this.relays.filter(r => r.status.state === 'reserved' && this.mesh.hasReservation(r.peerId))
+    return this.relays.filter(r => r.status.state === 'reserved' && this.mesh.reservations.hasReservation(r.peerId))
   }
 
   private describeHeld (): string {
@@ -293,7 +297,7 @@ export class ReservationManager {
       const controller = new AbortController()
       this.wakeCoverage = () => { controller.abort() }
       try {
-        await sleep(1_000, AbortSignal.any([signal, controller.signal]))
+        await pause(1_000, { signal: AbortSignal.any([signal, controller.signal]) })
       } finally {
         this.wakeCoverage = undefined
       }
@@ -332,7 +336,7 @@ export class ReservationManager {
   async stop (): Promise<void> {
     if (this.controller == null) return
     this.controller.abort()
-    this.mesh.libp2p.removeEventListener('connection:close', this.onConnectionClose as any)
+    this.mesh.events.off('connection:close', this.onConnectionClose)
     for (const relay of this.relays) relay.wake?.()
     this.wakeCoverage?.()
     await Promise.allSettled([...this.relays.map(r => r.loop), this.coverage])
@@ -365,8 +369,8 @@ export class ReservationManager {
   reservations (): RelayReservationStatus[] {
     const out: RelayReservationStatus[] = []
     for (const relay of this.relays) {
-      const circuit = this.mesh.circuitAddrsVia(relay.peerId)
-      const conn = this.mesh.directConnection(relay.peerId)
+      const circuit = this.mesh.reservations.circuitAddrsVia(relay.peerId)
+      const conn = this.mesh.connections.bestDirect(relay.peerId)
       if (circuit.length === 0 || conn == null || relay.since == null) continue
       out.push({
         peerId: relay.peerId,
@@ -384,12 +388,12 @@ export class ReservationManager {
 
   /** Relay PeerIds we hold a connection to, for `ping` to try circuits through. */
   connectedRelays (): string[] {
-    return this.relays.filter(r => this.mesh.isConnected(r.peerId)).map(r => r.peerId)
+    return this.relays.filter(r => this.mesh.connections.isConnected(r.peerId)).map(r => r.peerId)
   }
 
   /** The benchmark baseline: what js-libp2p does with all the addresses at once (each attempt is still recorded). */
   private async defaultDial (addrs: Multiaddr[], signal: AbortSignal): Promise<LadderResult> {
-    const connection = await this.mesh.libp2p.dial(addrs, { signal })
+    const connection = await this.mesh.dialler.dialAll(addrs, { signal })
     const addr = connection.remoteAddr.toString()
     return { connection, transport: uplinkTransport(addr), addr, remembered: false, reason: 'js-libp2p default dial (benchmark baseline)', attempts: [] }
   }
@@ -397,7 +401,7 @@ export class ReservationManager {
   private async run (relay: RelayState, signal: AbortSignal): Promise<void> {
     // bounded only by the daemon's lifetime: the donor never gives up on a relay
     while (!signal.aborted) {
-      let conn = this.mesh.directConnection(relay.peerId)
+      let conn = this.mesh.connections.bestDirect(relay.peerId)
       if (conn == null) {
         relay.status.state = 'connecting'
         relay.status.path = undefined
@@ -458,9 +462,9 @@ export class ReservationManager {
           }
         }
       }
-      if (!this.mesh.hasReservation(relay.peerId)) {
+      if (!this.mesh.reservations.hasReservation(relay.peerId)) {
         try {
-          const result = await this.mesh.reserve(conn, { signal })
+          const result = await this.mesh.reservations.reserve(conn, { signal })
           relay.since = result.grantedAt
           relay.status.failures = 0
           relay.status.lastError = undefined
@@ -565,7 +569,7 @@ export class ReservationManager {
     relay.tls = { intercepted: 'unknown', addr, reason: 'checking' }
     let check: RelayTlsCheck
     try {
-      check = await checkRelayTls(this.mesh, conn, addr, { signal })
+      check = await checkRelayTls(this.mesh.proxies, conn, addr, { signal })
     } catch (err) {
       check = { intercepted: 'unknown', addr, failed: true, reason: `not checked: ${(err as Error).message}` }
     }
@@ -614,8 +618,8 @@ export class ReservationManager {
     while (!signal.aborted) {
       const woken = await this.waitForWake(relay, this.watchdogIntervalMs, signal)
       if (signal.aborted) return undefined
-      if (!this.mesh.isConnected(relay.peerId)) return 'the connection to the relay closed'
-      if (!this.mesh.hasReservation(relay.peerId)) {
+      if (!this.mesh.connections.isConnected(relay.peerId)) return 'the connection to the relay closed'
+      if (!this.mesh.reservations.hasReservation(relay.peerId)) {
         this.log.warn(`reservation on relay ${relay.peerId} is gone while connected; reserving again`, { peer: relay.peerId })
         relay.since = undefined
         return 'the relay dropped the reservation while connected'
@@ -623,7 +627,7 @@ export class ReservationManager {
       if (!woken) {
         // a silent relay (host gone, path black-holed) keeps the connection
         // "open" for a long time: ask it
-        const conn = this.mesh.directConnection(relay.peerId)
+        const conn = this.mesh.connections.bestDirect(relay.peerId)
         if (conn != null && !(await this.pingRelay(relay, conn.remoteAddr.toString(), signal))) {
           // abort, not close: a graceful close waits for a peer that is not answering
           conn.abort(new Error(`relay ${relay.peerId} did not answer a watchdog ping in time`))
@@ -635,8 +639,7 @@ export class ReservationManager {
   }
 
   private async pingRelay (relay: RelayState, addr: string, signal: AbortSignal): Promise<boolean> {
-    const pingService = this.mesh.libp2p.services.ping as { ping: (p: unknown, o?: { signal?: AbortSignal }) => Promise<number> }
-    const conn = this.mesh.directConnection(relay.peerId)
+    const conn = this.mesh.connections.bestDirect(relay.peerId)
     if (conn == null) return false
     // why adaptive: with a fixed 2 s, a machine whose CPU is saturated (or a
     // slow satellite path) misses pings it would answer, and every false
@@ -644,7 +647,7 @@ export class ReservationManager {
     // answered in 50 ms is still declared lost after 2 s.
     const timeoutMs = this.pingTimeout(relay)
     try {
-      const rtt = await pingService.ping(conn.remotePeer, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) })
+      const rtt = await this.mesh.pinger.rtt(relay.peerId, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) })
       relay.rttMs = relay.rttMs == null ? rtt : 0.7 * relay.rttMs + 0.3 * rtt
       return true
     } catch (err) {
@@ -670,7 +673,7 @@ export class ReservationManager {
     const controller = new AbortController()
     relay.wake = () => { woken = true; controller.abort() }
     try {
-      await sleep(ms, AbortSignal.any([signal, controller.signal]))
+      await pause(ms, { signal: AbortSignal.any([signal, controller.signal]) })
     } finally {
       relay.wake = undefined
     }
