@@ -2,8 +2,8 @@ import type { DialPhase, Transport } from '../core/types.ts'
 
 /**
  * Translates whatever a js-libp2p dial rejected with into words and a stable
- * code. js-libp2p v3 rejects with at least these shapes (measured, see
- * shared/research/netns-lab-findings.md §7):
+ * code. js-libp2p v3 rejects with at least these shapes (measured in the
+ * namespace lab):
  *  - a Node `Error` with `code` (ECONNREFUSED, EHOSTUNREACH, …) from `net.connect`;
  *  - `AbortError` / `TimeoutError` (a DOMException) when a signal fires, with no
  *    hint of where the dial stalled;

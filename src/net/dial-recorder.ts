@@ -180,7 +180,7 @@ export class DialRecorder {
 /**
  * Ends a transport dial when its signal fires, even if the transport does not
  * listen to it. @chainsafe/libp2p-quic 2.x ignores the dial signal (its
- * handshake runs to its own 5 s timeout, netns-lab-findings §7), so without
+ * handshake runs to its own 5 s timeout), so without
  * this an abandoned or cancelled QUIC attempt would stay "running" and be
  * recorded seconds late. A connection that still opens after nobody waits for
  * it has already been registered by the upgrader ('connection:open'): close it,

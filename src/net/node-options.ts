@@ -130,9 +130,9 @@ function services (init: NodeOptionsInit): ServiceFactories {
  * watched by the reservation manager's own pings (every 1.5 s), WebRTC
  * has ICE consent checks and yamux its keepalive, so every 60 s is
  * enough here (on a WebRTC connection each ping also opens a new data
- * channel: @libp2p/webrtc and libp2p's stream opening were 27% and 22%
- * of an idle donor's main thread in a 16-donor loopback mesh before,
- * bench/idle-cpu.ts). And no abort on a failed ping: in libp2p 3.3 the
+ * channel: at a 10 s interval @libp2p/webrtc and libp2p's stream opening
+ * were 27% and 22% of an idle donor's main thread in a 16-donor loopback
+ * mesh, bench/idle-cpu.ts). And no abort on a failed ping: in libp2p 3.3 the
  * monitor's `conn.abort()` runs inside a promise `.catch` and throws
  * (yamux sendGoAway: StreamStateError) when the connection is already
  * closing — an unhandled rejection (logged, not fatal: cli/lifecycle.ts)
