@@ -53,8 +53,8 @@ export class MeshTaskNetwork implements TaskNetwork {
   private readonly hasModule = new Map<string, boolean>()
 
   constructor (init: MeshTaskNetworkInit) {
-    this.init = init
     this.log = init.logger ?? createLogger('broker.net')
+    this.init = init
   }
 
   executors (): ExecutorInfo[] {

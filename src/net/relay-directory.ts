@@ -43,6 +43,9 @@ function installValidator (gossip: Gossip, log: Logger): void {
   })
 }
 
+/** What the relay directory needs of the node. */
+export type RelayDirectoryComponents = Pick<MeshComponents, 'peerId' | 'gossip' | 'events'>
+
 export interface RelayDirectoryInit {
   /** relays that are already configured (the bootstrap list): not reported again */
   ignore?: (peerId: string) => boolean
@@ -59,9 +62,6 @@ export interface RelayDirectoryInit {
  * lists circuit relay v2's HOP protocol. The reservation manager reserves on
  * them when it holds fewer reservations than it wants.
  */
-/** What the relay directory needs of the node. */
-export type RelayDirectoryComponents = Pick<MeshComponents, 'peerId' | 'gossip' | 'events'>
-
 export class RelayDirectory {
   private readonly components: RelayDirectoryComponents
   private stopListening?: () => void
@@ -179,6 +179,9 @@ export class RelayDirectory {
   }
 }
 
+/** What the relay announcer needs of the node. */
+export type RelayAnnouncerComponents = Pick<MeshComponents, 'peerId' | 'gossip' | 'addresses'>
+
 export interface RelayAnnouncerInit {
   /** how often the relay announces itself @default 10000 */
   intervalMs?: number
@@ -192,9 +195,6 @@ export interface RelayAnnouncerInit {
  * an interval later). Relays subscribe too, so announcements cross from one
  * relay's donors to another's.
  */
-/** What the relay announcer needs of the node. */
-export type RelayAnnouncerComponents = Pick<MeshComponents, 'peerId' | 'gossip' | 'addresses'>
-
 export class RelayAnnouncer {
   private readonly components: RelayAnnouncerComponents
   private stopWatching?: () => void
