@@ -98,7 +98,7 @@ async function pairConnection (p: Pair): Promise<Connection> {
   if (p.path === 'direct') throw new Error('the direct connection from the submitter to the executor has gone')
   churn.redials++
   const circuit = await waitFor('the executor\'s circuit address', () => p.executor.donor.status().relays.find(r => r.circuitAddr != null)?.circuitAddr ?? undefined, 15_000)
-  return await p.submitter.donor.mesh.libp2p.dial(multiaddr(circuit), { signal: AbortSignal.timeout(10_000) })
+  return await p.submitter.donor.mesh.components.dialler.dial(multiaddr(circuit), { purpose: 'internal', timeoutMs: 10_000 })
 }
 
 /** One timed echo; a connection closing under it is counted and the echo repeated (at most 3 tries). */

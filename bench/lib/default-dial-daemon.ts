@@ -14,7 +14,7 @@
 import { enableCompileCache } from 'node:module'
 import { parseArgs } from 'node:util'
 import type { LadderResult } from '../../src/net/dial-ladder.ts'
-import type { MeshNode } from '../../src/net/mesh-node.ts'
+import type { MeshComponents } from '../../src/net/components.ts'
 import type { RelayDialler } from '../../src/donor/reservation-manager.ts'
 
 // as bin/worldcompute does: both strategies pay the same start-up cost
@@ -27,10 +27,10 @@ const { stdio } = await import('../../src/cli/output.ts')
 const { uplinkTransport } = await import('../../src/net/transport-of.ts')
 
 /** js-libp2p's own dial over all the relay's addresses; what it does with them is its business. */
-function libp2pDefaultDialler (mesh: MeshNode): RelayDialler {
+function libp2pDefaultDialler (components: Pick<MeshComponents, 'dialler'>): RelayDialler {
   return {
     dial: async (_peerId, addrs, options): Promise<LadderResult> => {
-      const connection = await mesh.libp2p.dial([...addrs], { signal: options.signal })
+      const connection = await components.dialler.dialAll([...addrs], { signal: options.signal })
       const addr = connection.remoteAddr.toString()
       return { connection, transport: uplinkTransport(addr), addr, remembered: false, reason: 'js-libp2p default dial (benchmark baseline)', attempts: [] }
     }

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { ApiClient } from '../../src/api/client.ts'
 import { loadDaemonConfig } from '../../src/config/config.ts'
 import { startDaemon, type DaemonHandle, type RelayHandle } from '../../src/daemon/daemon.ts'
+import { MeshNode } from '../../src/net/mesh-node.ts'
 import { transportOf } from '../../src/net/transport-of.ts'
 import { reservedStatus, startTestRelay } from '../../test/helpers/mesh.ts'
 import { waitFor } from '../../test/helpers/wait.ts'
@@ -145,7 +146,7 @@ export const ECHO_PROTOCOL = '/wc-bench/echo/1.0.0'
 
 /** Registers a plain echo handler (whatever arrives goes back, then close) on a daemon's libp2p node. */
 export async function handleEcho (d: DaemonHandle, cleanup: Cleanup): Promise<void> {
-  const libp2p = d.donor.mesh.libp2p
+  const libp2p = MeshNode.libp2pOf(d.donor.mesh)
   await libp2p.handle(ECHO_PROTOCOL, async (stream: Stream) => {
     try {
       for await (const chunk of stream) {
@@ -187,8 +188,7 @@ export async function echoOnce (conn: Connection, payload: Uint8Array, timeoutMs
 
 /** The open connection from `from` to `to` of the wanted kind. */
 export function connectionTo (from: DaemonHandle, to: string, kind: 'direct' | 'relayed'): Connection | undefined {
-  return from.donor.mesh.libp2p.getConnections()
-    .filter((c: Connection) => c.remotePeer.toString() === to && c.status === 'open')
+  return from.donor.mesh.components.connections.open(to)
     .find((c: Connection) => (transportOf(c.remoteAddr) === 'circuit') === (kind === 'relayed'))
 }
 

@@ -122,7 +122,7 @@ export type NodeConfig = 'shipped' | 'no-ping-abort'
 async function makeNode (config: NodeConfig, listen: string[]): Promise<MeshNode> {
   const mesh = await MeshNode.create({ privateKey: await generateKeyPair('Ed25519'), listen: listen.map(a => multiaddr(a)) })
   if (config === 'no-ping-abort') {
-    const monitor = (mesh.libp2p.services.internals as { components: Record<string, { abortConnectionOnPingFailure?: boolean } | undefined> }).components.connectionMonitor
+    const monitor = (MeshNode.libp2pOf(mesh).services.internals as { components: Record<string, { abortConnectionOnPingFailure?: boolean } | undefined> }).components.connectionMonitor
     // js-libp2p 3.x ConnectionMonitor field; fail loudly rather than measure the shipped behaviour under the wrong name
     if (monitor == null || typeof monitor.abortConnectionOnPingFailure !== 'boolean') throw new Error('this js-libp2p has no connectionMonitor.abortConnectionOnPingFailure to switch off')
     monitor.abortConnectionOnPingFailure = false
@@ -158,7 +158,7 @@ async function receive (ip: string, relayAddr: string, tcpPort: number, libp2pPo
     const port = libp2pPort + i
     const mesh = await makeNode(config, [`/ip4/${ip}/tcp/${port}`])
     nodes.push({ config, mesh, port })
-    await mesh.libp2p.handle(BULK_PROTOCOL, async (stream: Stream, connection: Connection) => {
+    await MeshNode.libp2pOf(mesh).handle(BULK_PROTOCOL, async (stream: Stream, connection: Connection) => {
       const tally = new Tally()
       const clock = new ReceiveClock()
       const mode = `${connection.remoteAddr.toString().includes('/p2p-circuit') ? 'circuit' : 'direct'}:${config}`
@@ -181,8 +181,8 @@ async function receive (ip: string, relayAddr: string, tcpPort: number, libp2pPo
     }, { runOnLimitedConnection: true })
     await mesh.start()
     // the relay's TCP address (both legs of the circuit then ride TCP, like the baseline)
-    const relayConn = await mesh.dialTransport(multiaddr(relayAddr), { purpose: 'reservation', signal: AbortSignal.timeout(20_000) })
-    const reservation = await mesh.reserve(relayConn, { signal: AbortSignal.timeout(20_000) })
+    const relayConn = await mesh.components.dialler.dialTransport(multiaddr(relayAddr), { purpose: 'reservation', signal: AbortSignal.timeout(20_000) })
+    const reservation = await mesh.components.reservations.reserve(relayConn, { signal: AbortSignal.timeout(20_000) })
     const circuit = reservation.circuitAddrs.find(a => a.startsWith(relayAddr)) ?? reservation.circuitAddrs[0]
     ready[`direct:${config}`] = `/ip4/${ip}/tcp/${port}/p2p/${mesh.peerId}`
     ready[`circuit:${config}`] = circuit.includes(`/p2p/${mesh.peerId}`) ? circuit : `${circuit}/p2p/${mesh.peerId}`
@@ -235,7 +235,7 @@ async function sendPlain (target: string, bytes: number): Promise<Record<string,
 async function sendLibp2p (mesh: MeshNode, mode: string, target: string, bytes: number): Promise<Record<string, unknown>> {
   const signal = AbortSignal.timeout(TRANSFER_TIMEOUT_MS)
   // dialTransport: exactly this address on a new connection (no reuse of the previous mode's connection)
-  const conn: Connection = await mesh.dialTransport(multiaddr(target), { purpose: 'internal', signal: AbortSignal.timeout(20_000) })
+  const conn: Connection = await mesh.components.dialler.dialTransport(multiaddr(target), { purpose: 'internal', signal: AbortSignal.timeout(20_000) })
   try {
     const relayed = conn.remoteAddr.toString().includes('/p2p-circuit')
     if (relayed !== mode.startsWith('circuit')) throw new Error(`asked for a ${mode} connection, got ${conn.remoteAddr.toString()}`)

@@ -1,17 +1,18 @@
-import { multiaddr } from '@multiformats/multiaddr'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { PeerUnreachableError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
-import { relayPeerOf, transportOf, uplinkTransport, viaRelay } from '../net/transport-of.ts'
+import { delay, Waker } from '../core/async.ts'
+import { ReachFailedError } from '../net/peer-dialler.ts'
+import { relayPeerOf, transportOf, uplinkTransport } from '../net/transport-of.ts'
 import type { ExecutorInfo, TaskNetwork, TaskRunResult, TaskToRun } from './broker.ts'
-import { sleep, type MeshNode } from '../net/mesh-node.ts'
+import type { MeshComponents } from '../net/components.ts'
 import type { CapacityService } from '../protocols/capacity/index.ts'
 import type { DispatchService } from '../protocols/dispatch/index.ts'
 import type { OfferService } from '../protocols/offer/index.ts'
 import type { Connection } from '@libp2p/interface'
 
 export interface MeshTaskNetworkInit {
-  mesh: MeshNode
+  /** the node's peer dialler */
+  mesh: Pick<MeshComponents, 'dialler'>
   capacity: CapacityService
   offer: OfferService
   dispatch: DispatchService
@@ -25,6 +26,9 @@ export interface MeshTaskNetworkInit {
   maxPathRetries?: number
   logger?: Logger
 }
+
+/** One direct dial of an executor's address: a failure costs this much before the task goes relayed. */
+const DIRECT_DIAL_TIMEOUT_MS = 3_000
 
 /** Errors that say the path to the executor broke, not that the task or its answer is wrong. */
 const PATH_FAILURES = new Set(['DISPATCH_FAILED', 'PEER_UNREACHABLE', 'STREAM_STALLED'])
@@ -47,12 +51,10 @@ export class MeshTaskNetwork implements TaskNetwork {
   private readonly log: Logger
   /** executors whose last offer answer said they hold the module, by task ID */
   private readonly hasModule = new Map<string, boolean>()
-  /** direct addresses whose dial failed, until when they are not tried again (each failure costs a dial timeout) */
-  private readonly directFailedUntil = new Map<string, number>()
 
   constructor (init: MeshTaskNetworkInit) {
-    this.init = init
     this.log = init.logger ?? createLogger('broker.net')
+    this.init = init
   }
 
   executors (): ExecutorInfo[] {
@@ -77,89 +79,45 @@ export class MeshTaskNetwork implements TaskNetwork {
   }
 
   async waitForExecutors (ms: number, signal: AbortSignal): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer)
-        this.init.capacity.removeEventListener('executor:added', done)
-        signal.removeEventListener('abort', done)
-        resolve()
-      }
-      const timer = setTimeout(done, ms)
-      this.init.capacity.addEventListener('executor:added', done)
-      signal.addEventListener('abort', done, { once: true })
-    })
+    const waker = new Waker()
+    const wake = (): void => { waker.wake() }
+    this.init.capacity.addEventListener('executor:added', wake)
+    try {
+      await waker.wait(ms, { signal })
+    } catch (err) {
+      // a stop ends the wait like a new executor does: the caller looks at its signal next
+      if (!signal.aborted) throw err
+    } finally {
+      this.init.capacity.removeEventListener('executor:added', wake)
+    }
   }
 
   /**
    * An open connection to the executor: an existing direct one first, then a
    * direct dial of its non-circuit addresses, then an existing relayed one,
-   * then its circuit addresses. Each dial is recorded by the dial telemetry.
+   * then its circuit addresses (net/peer-dialler.ts). Each dial is recorded
+   * by the dial telemetry.
    */
   private async connect (peerId: string, signal: AbortSignal, avoid: ReadonlySet<string> = new Set()): Promise<Connection> {
-    const peer = peerIdFromString(peerId)
-    const open = this.init.mesh.libp2p.getConnections(peer).filter(c => c.status === 'open')
-    // TCP/QUIC before WebRTC when both are open (a public address dialled after a WebRTC upgrade)
-    const directs = open.filter(c => transportOf(c.remoteAddr) !== 'circuit')
-    const direct = directs.find(c => transportOf(c.remoteAddr) !== 'webrtc') ?? directs[0]
-    if (direct != null) return direct
-    const announced = this.init.capacity.capacityOf(peerId)?.addrs ?? []
-    // through every relay we are connected to: the executor may hold a
-    // reservation there that its last announcement does not show yet
-    const viaOurRelays = (this.init.relays?.() ?? []).flatMap(relay => {
-      const conn = this.init.mesh.directConnection(relay)
-      if (conn == null) return []
-      const base = conn.remoteAddr.toString().includes('/p2p/') ? conn.remoteAddr.toString() : `${conn.remoteAddr.toString()}/p2p/${relay}`
-      return [`${base}/p2p-circuit/p2p/${peerId}`]
-    })
-    // what identify told us, which may be newer than the announcement
-    const stored: string[] = []
     try {
-      const known = await this.init.mesh.libp2p.peerStore.get(peer)
-      stored.push(...known.addresses.map(a => a.multiaddr.toString()).filter(a => transportOf(a) === 'circuit'))
+      return await this.init.mesh.dialler.reach(peerId, {
+        purpose: 'dispatch',
+        signal,
+        addrs: this.init.capacity.capacityOf(peerId)?.addrs ?? [],
+        // what identify told us of its circuits, which may be newer than the announcement
+        stored: 'circuit',
+        // through every relay we are connected to: the executor may hold a
+        // reservation there that its last announcement does not show yet
+        relays: this.init.relays?.() ?? [],
+        // a direct connection carries the task better than the relayed one already open
+        preferDirect: true,
+        avoidRelays: avoid,
+        directTimeoutMs: DIRECT_DIAL_TIMEOUT_MS
+      })
     } catch (err) {
-      if ((err as Error).name !== 'NotFoundError') this.log.debug(`peer store lookup for ${peerId} failed: ${(err as Error).message}`)
+      if (!(err instanceof ReachFailedError)) throw err
+      throw new PeerUnreachableError(`cannot reach executor ${peerId}: ${err.candidates === 0 ? 'it announced no address' : err.attempts.map(a => `${a.addr}: ${a.message}`).join('; ')}`, { cause: err })
     }
-    const withPeer = (a: string): string => a.endsWith(`/p2p/${peerId}`) ? a : `${a}/p2p/${peerId}`
-    const addrs = [...new Set([...announced, ...stored, ...(announced.length > 0 ? [] : viaOurRelays)].map(withPeer))]
-    // WebRTC (`…/p2p-circuit/webrtc`) is not dialled here: it needs both NAT
-    // types checked first and may take seconds, so the donor's direct
-    // upgrader does it in the background (donor/direct-paths.ts)
-    const now = Date.now()
-    const directAddrs = addrs.filter(a => !viaRelay(a) && (this.directFailedUntil.get(a) ?? 0) <= now)
-    const relayRank = (a: string): number => {
-      const relay = relayPeerOf(a)
-      if (relay != null && avoid.has(relay)) return 2 // its circuit just broke: last resort
-      return relay != null && this.init.mesh.directConnection(relay) != null ? 0 : 1 // a relay we are connected to dials in one hop
-    }
-    const circuitAddrs = [...new Set([...addrs.filter(a => transportOf(a) === 'circuit'), ...viaOurRelays])]
-      .sort((a, b) => relayRank(a) - relayRank(b))
-    const errors: string[] = []
-    for (const addr of directAddrs) {
-      try {
-        return await this.init.mesh.dial(multiaddr(addr), { purpose: 'dispatch', signal, timeoutMs: 3_000 })
-      } catch (err) {
-        // recorded and logged by the dial telemetry; the task goes relayed, and later ones skip this address for a while
-        if (signal.aborted) throw err
-        this.directFailedUntil.set(addr, Date.now() + 60_000)
-        errors.push(`${addr}: ${(err as Error).message}`)
-      }
-    }
-    if (this.directFailedUntil.size > 256) {
-      for (const [a, until] of this.directFailedUntil) if (until <= now) this.directFailedUntil.delete(a)
-    }
-    const relayed = open.find(c => transportOf(c.remoteAddr) === 'circuit' && !avoid.has(relayPeerOf(c.remoteAddr) ?? ''))
-    if (relayed != null) {
-      if (errors.length > 0) this.log.info(`executor ${peerId}: direct dial failed (${errors.join('; ')}); using the relayed connection`, { peer: peerId })
-      return relayed
-    }
-    for (const addr of circuitAddrs) {
-      try {
-        return await this.init.mesh.dial(multiaddr(addr), { purpose: 'dispatch', signal })
-      } catch (err) {
-        errors.push(`${addr}: ${(err as Error).message}`)
-      }
-    }
-    throw new PeerUnreachableError(`cannot reach executor ${peerId}: ${addrs.length === 0 && circuitAddrs.length === 0 ? 'it announced no address' : errors.join('; ')}`)
   }
 
   async offer (executor: string, task: TaskToRun, options: { signal: AbortSignal }): Promise<{ accept: boolean, reason?: string, freeSlots?: number }> {
@@ -200,7 +158,7 @@ export class MeshTaskNetwork implements TaskNetwork {
         this.log.warn(`task ${task.taskId} to executor ${executor}${addr != null ? ` over ${addr} (${transportOf(addr) === 'circuit' ? `relay ${relay ?? '?'}, ${uplinkTransport(addr)} to the relay` : transportOf(addr)})` : ''}: path broke: ${(err as Error).message}; sending it again over another path in ${wait} ms (attempt ${attempt + 2} of ${maxRetries + 1}; the executor joins the run under way)`, {
           job: task.jobId, task: task.taskId, peer: executor, addr, relay, transport: addr != null ? uplinkTransport(addr) : undefined, phase: (err as { phase?: string }).phase, code: (err as { code?: string }).code
         })
-        await sleep(wait, options.signal)
+        await delay(wait, { signal: options.signal })
       }
     }
   }

@@ -53,15 +53,6 @@ export class ApiError extends WorldComputeError {
   }
 }
 
-/** A dial did not finish in its time budget; one class per phase so logs and callers can tell them apart. */
-export class DialTimeoutError extends WorldComputeError {
-  readonly phase: string
-  constructor (phase: string, ms: number, options?: { cause?: unknown }) {
-    super(`no progress at ${phase} within ${(ms / 1000).toFixed(1)} s`, 'DIAL_TIMEOUT', options)
-    this.phase = phase
-  }
-}
-
 /** The relay refused or did not answer a reservation request. */
 export class ReservationFailedError extends errorWithCode('RESERVATION_FAILED') {}
 

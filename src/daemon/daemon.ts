@@ -19,10 +19,11 @@ import { VERSION } from '../core/version.ts'
 import { DonorService } from '../donor/donor-service.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { MeshNode } from '../net/mesh-node.ts'
+import type { MeshComponents } from '../net/components.ts'
 import { parseProxyEnvironment } from '../net/proxy-env.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { trustSystemCertificates } from '../net/tls-intercept.ts'
-import { RelayService, type RelayInfo } from '../relay/relay-service.ts'
+import { prepareRelay, RelayService, type RelayInfo } from '../relay/relay-service.ts'
 import type { DaemonConfig, RelayConfig } from '../config/config.ts'
 import type { RelayDialler, ReservationManagerInit } from '../donor/reservation-manager.ts'
 import { SandboxKeeper } from './sandbox.ts'
@@ -52,7 +53,7 @@ export interface StartDaemonOptions {
   /** test seam: capacity announcement interval @default 5000 */
   announceIntervalMs?: number
   /** benchmark seam: how the donor dials its relays, built on the mesh @default the dial ladder */
-  relayDialler?: (mesh: MeshNode) => RelayDialler
+  relayDialler?: (components: Pick<MeshComponents, 'dialler'>) => RelayDialler
 }
 
 /** The node and the protocol services built into it. */
@@ -159,9 +160,7 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
   })
   // the node listens once created: stopped by the donor when it stops, and here when a later step fails
   teardown.add('libp2p node', async () => { await mesh.stop() })
-  const capacityService = mesh.libp2p.services.capacity as CapacityService
-  const offerService = mesh.libp2p.services.offer as OfferService
-  const dispatchService = mesh.libp2p.services.dispatch as DispatchService
+  const { capacity: capacityService, offer: offerService, dispatch: dispatchService } = mesh.services
   return { mesh, resolver, capacityService, offerService, dispatchService }
 }
 
@@ -175,12 +174,12 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
   }
   const execution = config.donor.execute ? buildExecution(config, maxLimits, net, log) : undefined
   // the winning dial rung is remembered per network in the data dir
-  const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, resolver, refuseIntercepted: config.refuseIntercepted, relayDialler: options.relayDialler?.(mesh), ...options.reservation }, direct: config.direct ? { announcedAddrs: (id) => capacityService.capacityOf(id)?.addrs ?? [] } : false })
+  const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, resolver, refuseIntercepted: config.refuseIntercepted, relayDialler: options.relayDialler?.(mesh.components), ...options.reservation }, direct: config.direct ? { announcedAddrs: (id) => capacityService.capacityOf(id)?.addrs ?? [] } : false })
   // an executor we learn of gets a direct connection ahead of any job, where the networks allow
   capacityService.addEventListener('executor:added', (evt) => { donor.direct?.schedule(evt.detail.peerId, evt.detail.addrs, 'it announced capacity') })
   const broker = new Broker({
     store,
-    network: new MeshTaskNetwork({ mesh, capacity: capacityService, offer: offerService, dispatch: dispatchService, relays: () => donor.connectedRelays() }),
+    network: new MeshTaskNetwork({ mesh: mesh.components, capacity: capacityService, offer: offerService, dispatch: dispatchService, relays: () => donor.connectedRelays() }),
     self: mesh.peerId
   })
   return { maxLimits, execution, donor, broker }
@@ -197,7 +196,7 @@ function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, l
     maxLimits,
     maxConcurrent: config.donor.maxConcurrentJobs,
     memoryBudgetBytes: config.donor.memoryBudgetBytes,
-    addrs: () => mesh.advertisedAddrs(),
+    addrs: () => mesh.components.addresses.advertisedAddrs(),
     hasModule: (cid) => dispatchService.hasModule(cid),
     onChange: () => { capacityService.notifyChanged() }
   })
@@ -280,7 +279,7 @@ function logStarted (config: DaemonConfig, mesh: MeshNode, roles: Roles, log: Lo
     ? `executing jobs: ${config.donor.maxConcurrentJobs} at once, up to ${Math.round(roles.maxLimits.memoryBytes / 1048576)} MiB and ${roles.maxLimits.deadlineMs / 1000} s each`
     : 'not executing jobs (--no-execute): this daemon only submits')
   log.info(`donor ${mesh.peerId} started; bootstrap relays (${config.bootstrapSource}): ${config.bootstrap.length === 0 ? 'none' : config.bootstrap.map(String).join(', ')}`)
-  const direct = mesh.listenAddrs().filter(a => !a.includes('/p2p-circuit'))
+  const direct = mesh.components.addresses.listenAddrs().filter(a => !a.includes('/p2p-circuit'))
   log.info(direct.length === 0 ? 'listening only through relays' : `listening on ${direct.join(', ')}`)
 }
 
@@ -316,7 +315,9 @@ export async function startRelay (config: RelayConfig, options: { logger?: Logge
   ensureDataDir(config.dataDir)
   const identity = await loadOrCreateIdentity(config.dataDir)
   if (identity.created) log.info(`created a new identity ${identity.peerId.toString()} in ${identity.path}`)
-  const relay = new RelayService({ config, privateKey: identity.privateKey, announceIntervalMs: options.announceIntervalMs, logger: log })
+  const parts = await prepareRelay(config, identity.privateKey, log)
+  const mesh = await MeshNode.create(parts.node).catch(async (err: unknown) => { await parts.stun?.stop(); throw err })
+  const relay = new RelayService({ config, mesh, stun: parts.stun, tlsCertificate: parts.tlsCertificate, announceIntervalMs: options.announceIntervalMs, logger: log })
   const info = await relay.start()
   let stopping: Promise<void> | undefined
   return {

@@ -76,7 +76,7 @@ export async function runDoctor (config: DaemonConfig, options: RunDoctorOptions
   log.info(`doctor running as ${mesh.peerId} (a throw-away identity); bootstrap relays (${config.bootstrapSource}): ${config.bootstrap.length === 0 ? 'none' : config.bootstrap.map(String).join(', ')}`)
   try {
     const doctor = new Doctor({
-      mesh,
+      mesh: mesh.components,
       resolver,
       bootstrap: config.bootstrap,
       bootstrapSource: config.bootstrapSource,
@@ -84,7 +84,7 @@ export async function runDoctor (config: DaemonConfig, options: RunDoctorOptions
       status: () => donor.status(),
       // the daemon's own check of a WSS relay path (relay-info fingerprints against the chain seen)
       tlsProbe: async (conn, addr, { signal }): Promise<TlsObservation> => {
-        const check = await checkRelayTls(mesh, conn, addr, { signal })
+        const check = await checkRelayTls(mesh.components.proxies, conn, addr, { signal })
         return {
           addr,
           ...(check.intercepted !== 'unknown' ? { intercepted: check.intercepted === 'yes' } : {}),
@@ -92,7 +92,7 @@ export async function runDoctor (config: DaemonConfig, options: RunDoctorOptions
           detail: check.reason
         }
       },
-      // MeshNode has private-to-private WebRTC for donors (net/mesh-node.ts `webrtc`)
+      // the daemon's node has private-to-private WebRTC for donors (MeshNodeInit.webrtc)
       webrtcTransport: true,
       logger: log,
       ...(options.budgetMs != null ? { budgetMs: options.budgetMs } : {})

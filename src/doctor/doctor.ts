@@ -2,7 +2,8 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { DialLadder, DialLadderError, type LadderAttempt } from '../net/dial-ladder.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
-import { sleep, type MeshNode } from '../net/mesh-node.ts'
+import { pause } from '../core/async.ts'
+import type { MeshComponents } from '../net/components.ts'
 import { peerIdOf, transportOf } from '../net/transport-of.ts'
 import type { ClockObservation, DohProbe, DoctorObservations, RungObservation, TlsObservation } from '../core/doctor.ts'
 import type { AddrResolution, DaemonStatus, DialAttempt, NatReport } from '../core/types.ts'
@@ -35,7 +36,8 @@ const NAT_GRACE_MS = 2_500
 const CLOCK_TIMEOUT_MS = 2_000
 
 export interface DoctorInit {
-  mesh: MeshNode
+  /** the donor's node: its dialler (the daemon's transports, proxies, telemetry), STUN view and proxies */
+  mesh: Pick<MeshComponents, 'dialler' | 'stun' | 'proxies'>
   /** the daemon's resolver (shared with the reservation manager, so names are looked up once) */
   resolver: MeshResolver
   bootstrap: readonly Multiaddr[]
@@ -86,7 +88,7 @@ export class Doctor {
     // black-holed QUIC probe must not double the time the TCP probe after it may take
     this.ladder = new DialLadder({
       maxPatience: 1,
-      dial: async (ma, options) => await init.mesh.dialTransport(ma, {
+      dial: async (ma, options) => await init.mesh.dialler.dialTransport(ma, {
         ...options,
         purpose: 'doctor',
         onRecord: (record) => {
@@ -138,7 +140,7 @@ export class Doctor {
       const natDone = s.nat?.at != null ||
         (probesEnded != null && (Date.now() - probesEnded > NAT_GRACE_MS || !(await this.anyDirectRelayConnection())))
       if (probesEnded != null && natDone && (reserved || everyRelayTried || relays.length === 0)) break
-      await sleep(100, signal)
+      await pause(100, { signal })
     }
     const [rungs, doh] = await Promise.all([rungsDone, dohDone])
     // the daemon's own check of its reservation path, when it ran on one the rungs did not cover
@@ -150,7 +152,7 @@ export class Doctor {
 
     if (options.durationMs != null && Date.now() - t0 < options.durationMs) {
       this.log.info(`observing the donor for ${Math.round((options.durationMs - (Date.now() - t0)) / 1000)} s more (--duration)`)
-      await sleep(options.durationMs - (Date.now() - t0), signal)
+      await pause(options.durationMs - (Date.now() - t0), { signal })
     }
     signal?.throwIfAborted()
 
@@ -179,7 +181,7 @@ export class Doctor {
   }
 
   private async anyDirectRelayConnection (): Promise<boolean> {
-    return (await this.init.mesh.stunServers()).length > 0
+    return (await this.init.mesh.stun.stunServers()).length > 0
   }
 
   /** One address through the daemon's dial ladder; the connection, if any, stays open until the node stops. */
@@ -254,7 +256,7 @@ export class Doctor {
     for (let i = 0; i < 30; i++) {
       const r = this.records.get(addr)
       if (r != null && r.outcome === 'failure') return r
-      await sleep(100, signal)
+      await pause(100, { signal })
     }
     this.log.debug(`no telemetry record for the failed probe of ${addr} within 3 s; using the ladder's own description`)
     return undefined

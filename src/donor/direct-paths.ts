@@ -1,13 +1,13 @@
 import { multiaddr } from '@multiformats/multiaddr'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { createLogger, type Logger } from '../log/logger.ts'
-import { describeDialError, initialPhase } from '../net/dial-error.ts'
-import { isPublicAddr } from '../net/mesh-node.ts'
+import { describeDialError } from '../net/dial-error.ts'
 import { backoffDelay, pause, type BackoffPolicy } from '../core/async.ts'
-import { relayPeerOf, transportOf, viaRelay } from '../net/transport-of.ts'
+import { isPublicAddr } from '../net/address-scope.ts'
+import { ReachFailedError } from '../net/peer-dialler.ts'
+import { relayPeerOf, signallingCircuitOf, transportOf, viaRelay } from '../net/transport-of.ts'
 import { fetchNatInfo, type NatInfoMessage } from '../protocols/nat-info/index.ts'
 import type { DirectPathView, NatReport } from '../core/types.ts'
-import type { MeshNode } from '../net/mesh-node.ts'
+import type { MeshComponents } from '../net/components.ts'
 import type { Connection } from '@libp2p/interface'
 
 export interface DirectPathsInit {
@@ -64,6 +64,9 @@ export interface DirectPathsInit {
   maxPrewarmed?: number
   logger?: Logger
 }
+
+/** What direct upgrades need of the node. */
+export type DirectPathsComponents = Pick<MeshComponents, 'peerId' | 'connections' | 'events' | 'peers' | 'dialler' | 'stun'>
 
 /** peers remembered (status, backoff); the oldest is forgotten beyond this */
 const MAX_PEERS = 512
@@ -123,7 +126,7 @@ export function webrtcBlocker (who: string, nat: Pick<NatInfoMessage, 'mapping' 
  * direct connection (the broker prefers a direct one).
  */
 export class DirectPaths {
-  private readonly mesh: MeshNode
+  private readonly mesh: DirectPathsComponents
   private readonly init: DirectPathsInit
   private readonly log: Logger
   private readonly peers = new Map<string, PeerState>()
@@ -196,7 +199,7 @@ export class DirectPaths {
       this.schedule(peer, [], 'its direct connection closed')
       return
     }
-    if (state?.view.state === 'direct' && this.mesh.directConnection(peer) == null) {
+    if (state?.view.state === 'direct' && this.mesh.connections.bestDirect(peer) == null) {
       this.set(state, { state: 'failed', reason: `the direct connection (${state.view.transport ?? '?'}) closed; relayed again until the next upgrade` })
       state.notBefore = 0
     }
@@ -204,7 +207,7 @@ export class DirectPaths {
     if (closed !== 'circuit') this.promote()
   }
 
-  constructor (mesh: MeshNode, init: DirectPathsInit) {
+  constructor (mesh: DirectPathsComponents, init: DirectPathsInit) {
     this.mesh = mesh
     this.init = init
     this.log = init.logger ?? createLogger('donor.direct')
@@ -213,9 +216,9 @@ export class DirectPaths {
   start (): void {
     if (this.controller != null) return
     this.controller = new AbortController()
-    this.mesh.libp2p.addEventListener('connection:open', this.onOpen)
-    this.mesh.libp2p.addEventListener('connection:close', this.onClose)
-    this.mesh.libp2p.addEventListener('peer:update', this.onPeerUpdate as any)
+    this.mesh.events.on('connection:open', this.onOpen)
+    this.mesh.events.on('connection:close', this.onClose)
+    this.mesh.events.on('peer:update', this.onPeerUpdate)
     if (this.init.announcedAddrs != null) {
       this.recheckTimer = setInterval(() => { this.recheck() }, this.init.recheckIntervalMs ?? 10_000)
       this.recheckTimer.unref?.()
@@ -226,9 +229,9 @@ export class DirectPaths {
     if (this.controller == null) return
     this.controller.abort()
     this.controller = undefined
-    this.mesh.libp2p.removeEventListener('connection:open', this.onOpen)
-    this.mesh.libp2p.removeEventListener('connection:close', this.onClose)
-    this.mesh.libp2p.removeEventListener('peer:update', this.onPeerUpdate as any)
+    this.mesh.events.off('connection:open', this.onOpen)
+    this.mesh.events.off('connection:close', this.onClose)
+    this.mesh.events.off('peer:update', this.onPeerUpdate)
     if (this.recheckTimer != null) clearInterval(this.recheckTimer)
     this.recheckTimer = undefined
     this.queue.length = 0
@@ -238,7 +241,7 @@ export class DirectPaths {
   status (): DirectPathView[] {
     return [...this.peers.values()].map(s => {
       // the connection may have gone since: say what is true now
-      if (s.view.state === 'direct' && this.mesh.directConnection(s.view.peerId) == null) {
+      if (s.view.state === 'direct' && this.mesh.connections.bestDirect(s.view.peerId) == null) {
         return { ...s.view, state: 'failed' as const, reason: `the direct connection (${s.view.transport ?? '?'}) closed` }
       }
       return { ...s.view }
@@ -301,13 +304,13 @@ export class DirectPaths {
 
   /** Whether any connection to the peer is open (relayed included): then an upgrade serves traffic that exists. */
   private connected (peerId: string): boolean {
-    return this.mesh.libp2p.getConnections(peerIdFromString(peerId)).some(c => c.status === 'open')
+    return this.mesh.connections.isConnected(peerId)
   }
 
   /** Tracked peers, other than `except`, with an open direct connection, a queued attempt or one running. */
   private warmPeers (except?: string): number {
     const direct = new Set<string>()
-    for (const c of this.mesh.libp2p.getConnections()) {
+    for (const c of this.mesh.connections.open()) {
       if (c.status === 'open' && transportOf(c.remoteAddr) !== 'circuit') direct.add(c.remotePeer.toString())
     }
     let n = 0
@@ -374,8 +377,7 @@ export class DirectPaths {
   private async addrsOf (peerId: string, hints: readonly string[]): Promise<string[]> {
     const stored: string[] = []
     try {
-      const peer = await this.mesh.libp2p.peerStore.get(peerIdFromString(peerId))
-      stored.push(...peer.addresses.map(a => a.multiaddr.toString()))
+      stored.push(...await this.mesh.peers.addressesOf(peerId))
     } catch (err) {
       if ((err as Error).name !== 'NotFoundError') this.log.debug(`peer store lookup for ${peerId} failed: ${(err as Error).message}`)
     }
@@ -405,23 +407,24 @@ export class DirectPaths {
    */
   private async dialPublic (peerId: string, state: PeerState, publicAddrs: string[], signal: AbortSignal): Promise<string[] | undefined> {
     const failures: string[] = []
-    for (const addr of publicAddrs.slice(0, 4)) {
-      this.set(state, { state: 'trying', transport: transportOf(addr), addr, reason: 'dialling its public address' })
-      const started = Date.now()
+    if (publicAddrs.length > 0) {
+      let started = Date.now()
+      const addr = publicAddrs[0]
       try {
-        // outside libp2p's dial queue: the queue would hand back the open
-        // (relayed or WebRTC) connection to this peer instead of dialling
-        const conn = await this.mesh.dialTransport(multiaddr(addr), { purpose: 'upgrade', signal: AbortSignal.any([signal, AbortSignal.timeout(this.init.publicDialTimeoutMs ?? 3_000)]) })
-        if (viaRelay(conn.remoteAddr)) throw new Error(`libp2p answered with a connection through a relay (${conn.remoteAddr.toString()})`)
+        // a new connection even though a relayed (or WebRTC) one to this peer is open
+        const conn = await this.mesh.dialler.reach(peerId, {
+          purpose: 'upgrade', addrs: publicAddrs, stored: 'none', reuse: false, directOnly: true, maxDirect: 4, skipRecentFailures: false, directTimeoutMs: this.init.publicDialTimeoutMs ?? 3_000, signal,
+          onAttempt: (a) => { started = Date.now(); this.set(state, { state: 'trying', transport: transportOf(a), addr: a, reason: 'dialling its public address' }) }
+        })
         const ms = Date.now() - started
         this.set(state, { state: 'direct', transport: transportOf(conn.remoteAddr), addr: conn.remoteAddr.toString(), reason: 'dialled its public address', durationMs: ms })
         this.log.info(`direct connection to ${peerId} over ${transportOf(conn.remoteAddr)} (${conn.remoteAddr.toString()}) in ${ms} ms: it has a public address; the relayed connection stays as fallback`, { peer: peerId, transport: transportOf(conn.remoteAddr), addr, duration_ms: ms })
         return undefined
       } catch (err) {
         if (signal.aborted) return undefined
-        // the dial telemetry has logged and recorded the attempt with its phase and cause
-        const d = describeDialError(err, { phase: initialPhase(addr, transportOf(addr)), transport: transportOf(addr), elapsedMs: Date.now() - started })
-        failures.push(`${addr} (${transportOf(addr)}) at ${d.phase}: ${d.cause}`)
+        // the dial telemetry has logged and recorded each attempt with its phase and cause
+        const tried = err instanceof ReachFailedError ? err.attempts : []
+        failures.push(...(tried.length > 0 ? tried.map(a => `${a.addr} (${a.transport}) at ${a.phase}: ${a.cause}`) : [`${addr}: ${(err as Error).message}`]))
       }
     }
     if (failures.length > 0) {
@@ -455,7 +458,7 @@ export class DirectPaths {
     if (own.mapping === 'unknown' && this.mayLookAgain(state)) return skip(this.notMeasuredYet(state, 'this donor\'s'), this.unknownRetryMs)
 
     // the peer's NAT type, asked over a relayed connection (the one WebRTC signals over)
-    const target = webrtcAddrs.find(a => this.mesh.directConnection(relayPeerOf(a) ?? '') != null) ?? webrtcAddrs[0]
+    const target = webrtcAddrs.find(a => this.mesh.connections.bestDirect(relayPeerOf(a) ?? '') != null) ?? webrtcAddrs[0]
     let theirs: NatInfoMessage
     try {
       const relayed = await this.relayedConnection(peerId, target, signal)
@@ -512,13 +515,13 @@ export class DirectPaths {
     const started = Date.now()
     try {
       // outside the dial queue, which would hand back the open relayed connection
-      const conn = await this.mesh.dialTransport(multiaddr(target), { purpose: 'upgrade', signal: AbortSignal.any([signal, AbortSignal.timeout(this.init.webrtcTimeoutMs ?? 8_000)]) })
+      const conn = await this.mesh.dialler.dialTransport(multiaddr(target), { purpose: 'upgrade', signal: AbortSignal.any([signal, AbortSignal.timeout(this.init.webrtcTimeoutMs ?? 8_000)]) })
       const ms = Date.now() - started
       if (transportOf(conn.remoteAddr) !== 'webrtc') throw new Error(`libp2p answered with a ${transportOf(conn.remoteAddr)} connection (${conn.remoteAddr.toString()})`)
       state.unknownTries = 0
       state.webrtcFailures = 0
       this.set(state, { state: 'direct', transport: 'webrtc', addr: conn.remoteAddr.toString(), reason: `WebRTC through the NATs (${why}); signalled via relay ${relayPeerOf(target) ?? '?'}`, durationMs: ms })
-      this.log.info(`direct connection to ${peerId} over WebRTC in ${ms} ms (${why}; ICE with ${(await this.mesh.iceServers()).flatMap(s => s.urls).join(', ') || 'host candidates only'}); the relayed connection stays as fallback`, { peer: peerId, transport: 'webrtc', addr: target, duration_ms: ms })
+      this.log.info(`direct connection to ${peerId} over WebRTC in ${ms} ms (${why}; ICE with ${(await this.mesh.stun.iceServers()).flatMap(s => s.urls).join(', ') || 'host candidates only'}); the relayed connection stays as fallback`, { peer: peerId, transport: 'webrtc', addr: target, duration_ms: ms })
     } catch (err) {
       if (signal.aborted) return
       this.webrtcFailed(peerId, state, plan, err, Date.now() - started)
@@ -577,17 +580,14 @@ export class DirectPaths {
 
   /** The best open direct connection to the peer: TCP/QUIC before WebRTC. */
   private directConnection (peerId: string): Connection | undefined {
-    const open = this.mesh.libp2p.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open' && transportOf(c.remoteAddr) !== 'circuit')
-    return open.find(c => transportOf(c.remoteAddr) !== 'webrtc') ?? open[0]
+    return this.mesh.connections.bestDirect(peerId)
   }
 
   /** An open relayed connection to the peer, or a new one through the relay of `webrtcAddr`. */
   private async relayedConnection (peerId: string, webrtcAddr: string, signal: AbortSignal): Promise<Connection> {
-    const open = this.mesh.libp2p.getConnections(peerIdFromString(peerId)).find(c => c.status === 'open' && transportOf(c.remoteAddr) === 'circuit')
+    const open = this.mesh.connections.relayed(peerId)
     if (open != null) return open
-    // `…/p2p-circuit/webrtc/p2p/<peer>` without `/webrtc` is the plain circuit address
-    const circuit = webrtcAddr.replace('/p2p-circuit/webrtc/', '/p2p-circuit/')
-    return await this.mesh.dial(multiaddr(circuit), { purpose: 'upgrade', signal })
+    return await this.mesh.dialler.dial(multiaddr(signallingCircuitOf(webrtcAddr)), { purpose: 'upgrade', signal })
   }
 }
 

@@ -6,12 +6,13 @@ import { RelayDirectory } from '../net/relay-directory.ts'
 import { peerIdOf } from '../net/transport-of.ts'
 import type { DaemonStatus, PingResult } from '../core/types.ts'
 import type { NatInfoMessage } from '../protocols/nat-info/index.ts'
-import type { MeshNode } from '../net/mesh-node.ts'
+import type { MeshHost } from '../net/components.ts'
 import type { AbortOptions } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 export interface DonorServiceInit {
-  mesh: MeshNode
+  /** the node this role starts and stops, with the net components its parts use */
+  mesh: MeshHost
   bootstrap: readonly Multiaddr[]
   version: string
   reservation?: Omit<ReservationManagerInit, 'bootstrap' | 'logger'>
@@ -33,7 +34,7 @@ export interface DonorServiceInit {
  * The job pipeline issue adds the executor to this role.
  */
 export class DonorService {
-  readonly mesh: MeshNode
+  readonly mesh: MeshHost
   private readonly reservations: ReservationManager
   private readonly nat: NatProber
   /** direct upgrades; undefined with `--no-direct` */
@@ -50,18 +51,18 @@ export class DonorService {
     this.mesh = init.mesh
     this.version = init.version
     this.log = init.logger ?? createLogger('donor')
-    this.reservations = new ReservationManager(init.mesh, {
+    this.reservations = new ReservationManager(init.mesh.components, {
       ...init.reservation,
       bootstrap: init.bootstrap,
       logger: this.log.child('reservation')
     })
     this.webrtc = init.direct != null && init.direct !== false && init.direct.webrtc !== false
     if (init.direct != null && init.direct !== false) {
-      this.direct = new DirectPaths(init.mesh, { ...init.direct, nat: () => this.nat.report(), logger: this.log.child('direct') })
+      this.direct = new DirectPaths(init.mesh.components, { ...init.direct, nat: () => this.nat.report(), logger: this.log.child('direct') })
     }
-    this.nat = new NatProber(init.mesh, { ...init.nat, onReport: () => { this.direct?.natChanged() }, logger: this.log.child('nat') })
+    this.nat = new NatProber(init.mesh.components, { ...init.nat, onReport: () => { this.direct?.natChanged() }, logger: this.log.child('nat') })
     const bootstrapIds = new Set(init.bootstrap.map(ma => peerIdOf(ma)).filter(id => id != null))
-    this.directory = new RelayDirectory(init.mesh, { ignore: id => bootstrapIds.has(id), logger: this.log.child('relays') })
+    this.directory = new RelayDirectory(init.mesh.components, { ignore: id => bootstrapIds.has(id), logger: this.log.child('relays') })
   }
 
   async start (): Promise<void> {
@@ -87,7 +88,8 @@ export class DonorService {
   }
 
   status (): DaemonStatus {
-    const reach = this.mesh.reachability()
+    const net = this.mesh.components
+    const reach = net.reachability.reachability()
     const nat = this.nat.report()
     return {
       peerId: this.mesh.peerId,
@@ -97,13 +99,13 @@ export class DonorService {
       natFiltering: nat.filtering,
       udp: nat.udp,
       nat,
-      listenAddrs: this.mesh.advertisedAddrs(),
+      listenAddrs: net.addresses.advertisedAddrs(),
       relays: this.reservations.reservations(),
-      connections: this.mesh.connections(),
+      connections: net.connections.list(),
       directPaths: this.direct?.status() ?? [],
       bootstrap: this.reservations.bootstrapStatus(),
       knownRelays: this.reservations.knownRelays(),
-      proxies: this.mesh.proxyStatus(this.reservations.connectedRelays()),
+      proxies: net.proxies.status(this.reservations.connectedRelays()),
       startedAt: (this.startedAt ?? new Date()).toISOString(),
       version: this.version
     }
@@ -121,6 +123,6 @@ export class DonorService {
   }
 
   async ping (target: string, count: number, options: AbortOptions = {}): Promise<PingResult> {
-    return await this.mesh.ping(target, count, { ...options, relays: this.reservations.connectedRelays() })
+    return await this.mesh.components.pinger.ping(target, count, { ...options, relays: this.reservations.connectedRelays() })
   }
 }

@@ -2,7 +2,7 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import { delay, Waker } from '../core/async.ts'
 import { probeNat, type StunProbeOptions, type StunServer } from '../net/stun/probe.ts'
 import type { NatReport } from '../core/types.ts'
-import type { MeshNode } from '../net/mesh-node.ts'
+import type { MeshComponents } from '../net/components.ts'
 
 export interface NatProberInit {
   /** shortest time between two probes; triggers in between are coalesced @default 30000 */
@@ -18,6 +18,8 @@ interface Target extends StunServer { peerId: string }
 
 /** The longest a Node timer waits: the probe loop idles this long at most between two asks. */
 const LONGEST_TIMER_MS = 2 ** 31 - 1
+/** What the NAT prober needs of the node. */
+export type NatProberComponents = Pick<MeshComponents, 'events' | 'stun'>
 
 /**
  * Classifies this donor's NAT with the STUN responders of the relays it is
@@ -29,7 +31,7 @@ const LONGEST_TIMER_MS = 2 ** 31 - 1
  * INFO line per probe.
  */
 export class NatProber {
-  private readonly mesh: MeshNode
+  private readonly mesh: NatProberComponents
   private readonly log: Logger
   private readonly minIntervalMs: number
   private readonly probeOptions: StunProbeOptions
@@ -50,7 +52,7 @@ export class NatProber {
   private lastTargets = ''
   private readonly onChange = (): void => { this.schedule() }
 
-  constructor (mesh: MeshNode, init: NatProberInit = {}) {
+  constructor (mesh: NatProberComponents, init: NatProberInit = {}) {
     this.mesh = mesh
     this.log = init.logger ?? createLogger('donor.nat')
     this.minIntervalMs = init.minIntervalMs ?? 30_000
@@ -62,8 +64,8 @@ export class NatProber {
     if (this.controller != null) return
     this.controller = new AbortController()
     // identify completes after the connection opens: that is when the relay's STUN ports are known
-    this.mesh.libp2p.addEventListener('peer:identify', this.onChange)
-    this.mesh.libp2p.addEventListener('peer:disconnect', this.onChange)
+    this.mesh.events.on('peer:identify', this.onChange)
+    this.mesh.events.on('peer:disconnect', this.onChange)
     const signal = this.controller.signal
     this.loop = this.probeLoop(signal).catch((err: unknown) => {
       if (!signal.aborted) this.log.error(`NAT probe loop stopped unexpectedly: ${(err as Error).stack ?? String(err)}`)
@@ -75,8 +77,8 @@ export class NatProber {
     if (this.controller == null) return
     this.controller.abort()
     this.controller = undefined
-    this.mesh.libp2p.removeEventListener('peer:identify', this.onChange)
-    this.mesh.libp2p.removeEventListener('peer:disconnect', this.onChange)
+    this.mesh.events.off('peer:identify', this.onChange)
+    this.mesh.events.off('peer:disconnect', this.onChange)
     await this.loop
     this.loop = undefined
   }
@@ -109,7 +111,7 @@ export class NatProber {
   private async run (signal: AbortSignal): Promise<void> {
     let targets: Target[]
     try {
-      targets = await this.mesh.stunServers()
+      targets = await this.mesh.stun.stunServers()
     } catch (err) {
       this.log.warn(`cannot list the relays' STUN endpoints: ${(err as Error).message}`, { phase: 'stun' })
       return

@@ -3,7 +3,7 @@ import { messageOf } from '../protocols/errors.ts'
 import { judgeInterception, probeTlsChain, type TlsChain } from '../net/tls-intercept.ts'
 import { wsTargetOf } from '../net/ws-diagnose.ts'
 import type { TlsInterception } from '../core/types.ts'
-import type { MeshNode } from '../net/mesh-node.ts'
+import type { ProxyRoutes } from '../net/components.ts'
 import type { AbortOptions, Connection } from '@libp2p/interface'
 
 /** What the donor knows about TLS interception on one relay path. */
@@ -31,7 +31,7 @@ export interface RelayTlsCheck {
  * the WebSocket). Never throws: a check that cannot run is `unknown` with
  * the reason.
  */
-export async function checkRelayTls (mesh: MeshNode, conn: Connection, addr: string, options: AbortOptions = {}): Promise<RelayTlsCheck> {
+export async function checkRelayTls (proxies: ProxyRoutes, conn: Connection, addr: string, options: AbortOptions = {}): Promise<RelayTlsCheck> {
   const target = wsTargetOf(addr)
   if (target == null || !target.tls) {
     return { intercepted: 'unknown', addr, reason: 'not checked: this path does not use TLS' }
@@ -43,9 +43,9 @@ export async function checkRelayTls (mesh: MeshNode, conn: Connection, addr: str
   } catch (err) {
     return { intercepted: 'unknown', addr, failed: true, reason: `not checked: the relay did not answer relay-info (${messageOf(err)}; an older relay?)` }
   }
-  let seen = mesh.proxies.seenChain(addr)
+  let seen = proxies.seenChain(addr)
   if (seen == null) {
-    const proxy = mesh.proxies.proxyFor('wss', target.host, target.port)
+    const proxy = proxies.proxyFor('wss', target.host, target.port)
     try {
       seen = await probeTlsChain(target.host, target.port, target.servername, { proxy, signal: options.signal })
     } catch (err) {

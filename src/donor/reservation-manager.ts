@@ -2,15 +2,18 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import { backoffDelay, Waker, type BackoffPolicy } from '../core/async.ts'
 import { DialLadder, DialLadderError, RungMemory, type LadderResult } from '../net/dial-ladder.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
-import type { MeshNode } from '../net/mesh-node.ts'
 import { peerIdOf, transportOf, uplinkTransport } from '../net/transport-of.ts'
 import { checkRelayTls, type RelayTlsCheck } from './relay-tls-check.ts'
 import { RelayEntry } from './relay-entry.ts'
 import type { AddrResolution, BootstrapStatus, KnownRelayView, RelayPath, RelayReservationStatus } from '../core/types.ts'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { KnownRelay } from '../net/relay-directory.ts'
+import type { MeshComponents } from '../net/components.ts'
 import type { AbortOptions, Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
+
+/** What the reservation manager needs of the node. */
+export type ReservationManagerComponents = Pick<MeshComponents, 'connections' | 'events' | 'dialler' | 'reservations' | 'pinger' | 'proxies' | 'telemetry'>
 
 export interface ReservationManagerInit {
   bootstrap: readonly Multiaddr[]
@@ -102,7 +105,7 @@ export function watchdogPingTimeout (configuredMs: number, rttMs?: number): numb
  * `status` is computed from it on read.
  */
 export class ReservationManager {
-  private readonly mesh: MeshNode
+  private readonly mesh: ReservationManagerComponents
   private readonly relays: RelayEntry[]
   private readonly log: Logger
   private readonly initialBackoffMs: number
@@ -129,14 +132,14 @@ export class ReservationManager {
     if (relay?.loop == null) return
     // a connection we closed ourselves (refused for intercepted TLS) is not a loss; its WARN line was the refusal
     const onPurpose = evt.detail.id != null && this.closedOnPurpose.delete(evt.detail.id)
-    if (!this.mesh.isConnected(peer) && !onPurpose) {
+    if (!this.mesh.connections.isConnected(peer) && !onPurpose) {
       const addr = evt.detail.remoteAddr.toString()
       this.log.warn(`lost connection to relay ${peer} (${relay.source}) at ${addr} over ${uplinkTransport(addr)}; reconnecting`, { peer, addr, transport: uplinkTransport(addr) })
     }
     relay.waker.wake()
   }
 
-  constructor (mesh: MeshNode, init: ReservationManagerInit) {
+  constructor (mesh: ReservationManagerComponents, init: ReservationManagerInit) {
     this.mesh = mesh
     this.log = init.logger ?? createLogger('donor.reservation')
     this.initialBackoffMs = init.initialBackoffMs ?? 500
@@ -167,7 +170,7 @@ export class ReservationManager {
   }
 
   /** The default relay dialler: the dial ladder, remembering the winning rung per network in `stateDir`. */
-  private ladder (mesh: MeshNode, stateDir: string | undefined): DialLadder {
+  private ladder (mesh: ReservationManagerComponents, stateDir: string | undefined): DialLadder {
     const ladderLog = this.log.child('ladder')
     if (stateDir == null) {
       ladderLog.debug('no state directory given: the winning dial rungs are remembered only until this process stops')
@@ -176,7 +179,7 @@ export class ReservationManager {
       ? RungMemory.inStateDir(stateDir, { logger: ladderLog })
       : new RungMemory({ logger: ladderLog })
     return new DialLadder({
-      dial: async (ma, options) => await mesh.dialTransport(ma, { ...options, purpose: 'bootstrap' }),
+      dial: async (ma, options) => await mesh.dialler.dialTransport(ma, { ...options, purpose: 'bootstrap' }),
       memory,
       logger: ladderLog
     })
@@ -188,7 +191,7 @@ export class ReservationManager {
     if (this.relays.length === 0) {
       this.log.warn('no bootstrap relays configured: this donor cannot be reached by anyone. Give one with --bootstrap /ip4/…/tcp/4001/p2p/<relay PeerId>, WORLDCOMPUTE_BOOTSTRAP, or "bootstrap" in config.json')
     }
-    this.mesh.libp2p.addEventListener('connection:close', this.onConnectionClose as any)
+    this.mesh.events.on('connection:close', this.onConnectionClose)
     const signal = this.controller.signal
     for (const relay of this.relays) this.startLoop(relay, signal)
     this.coverage = this.keepCovered(signal).catch((err: unknown) => {
@@ -243,7 +246,7 @@ export class ReservationManager {
 
   /** Relays holding a reservation for us now. */
   private held (): RelayEntry[] {
-    return this.relays.filter(r => r.phase.name === 'reserved' && this.mesh.hasReservation(r.peerId))
+    return this.relays.filter(r => r.phase.name === 'reserved' && this.mesh.reservations.hasReservation(r.peerId))
   }
 
   private describeHeld (): string {
@@ -292,7 +295,7 @@ export class ReservationManager {
   async stop (): Promise<void> {
     if (this.controller == null) return
     this.controller.abort()
-    this.mesh.libp2p.removeEventListener('connection:close', this.onConnectionClose as any)
+    this.mesh.events.off('connection:close', this.onConnectionClose)
     await Promise.allSettled([...this.relays.map(r => r.loop), this.coverage])
     this.coverage = undefined
     this.controller = undefined
@@ -311,8 +314,8 @@ export class ReservationManager {
   reservations (): RelayReservationStatus[] {
     const out: RelayReservationStatus[] = []
     for (const relay of this.relays) {
-      const circuit = this.mesh.circuitAddrsVia(relay.peerId)
-      const conn = this.mesh.directConnection(relay.peerId)
+      const circuit = this.mesh.reservations.circuitAddrsVia(relay.peerId)
+      const conn = this.mesh.connections.bestDirect(relay.peerId)
       if (circuit.length === 0 || conn == null || relay.grantedAt == null) continue
       out.push({
         peerId: relay.peerId,
@@ -330,7 +333,7 @@ export class ReservationManager {
 
   /** Relay PeerIds we hold a connection to, for `ping` to try circuits through. */
   connectedRelays (): string[] {
-    return this.relays.filter(r => this.mesh.isConnected(r.peerId)).map(r => r.peerId)
+    return this.relays.filter(r => this.mesh.connections.isConnected(r.peerId)).map(r => r.peerId)
   }
 
   /**
@@ -353,7 +356,7 @@ export class ReservationManager {
 
   /** connecting → connected: the open connection to the relay, or a new one over its resolved, not refused addresses. */
   private async connect (relay: RelayEntry, signal: AbortSignal): Promise<void> {
-    const open = this.mesh.directConnection(relay.peerId)
+    const open = this.mesh.connections.bestDirect(relay.peerId)
     if (open != null) {
       relay.connected(open, this.pathOf(relay, open))
       return
@@ -408,12 +411,12 @@ export class ReservationManager {
 
   /** connected → reserved: a reservation on `conn` unless the relay holds one for us already. */
   private async reserve (relay: RelayEntry, conn: Connection, signal: AbortSignal): Promise<void> {
-    if (this.mesh.hasReservation(relay.peerId)) {
+    if (this.mesh.reservations.hasReservation(relay.peerId)) {
       relay.reserved(conn)
       return
     }
     try {
-      const result = await this.mesh.reserve(conn, { signal })
+      const result = await this.mesh.reservations.reserve(conn, { signal })
       relay.reserved(conn, result.grantedAt)
       const path = relay.path ?? this.pathOf(relay, conn)
       this.log.info(`reserved on relay ${relay.peerId} over ${path.transport}: ${path.reason}; reachable at ${result.circuitAddrs[0]}; relay from ${relay.source}, dialled at ${path.addr}; ${this.describeHeld()}`, { peer: relay.peerId, addr: path.addr, transport: path.transport, remembered: path.remembered, source: relay.source })
@@ -527,7 +530,7 @@ export class ReservationManager {
     relay.tls = { intercepted: 'unknown', addr, reason: 'checking' }
     let check: RelayTlsCheck
     try {
-      check = await checkRelayTls(this.mesh, conn, addr, { signal })
+      check = await checkRelayTls(this.mesh.proxies, conn, addr, { signal })
     } catch (err) {
       check = { intercepted: 'unknown', addr, failed: true, reason: `not checked: ${(err as Error).message}` }
     }
@@ -575,15 +578,15 @@ export class ReservationManager {
   private async watch (relay: RelayEntry, signal: AbortSignal): Promise<string> {
     for (;;) {
       const woken = await relay.waker.wait(this.watchdogIntervalMs, { signal })
-      if (!this.mesh.isConnected(relay.peerId)) return 'the connection to the relay closed'
-      if (!this.mesh.hasReservation(relay.peerId)) {
+      if (!this.mesh.connections.isConnected(relay.peerId)) return 'the connection to the relay closed'
+      if (!this.mesh.reservations.hasReservation(relay.peerId)) {
         this.log.warn(`reservation on relay ${relay.peerId} is gone while connected; reserving again`, { peer: relay.peerId })
         return 'the relay dropped the reservation while connected'
       }
       if (woken === 'timeout') {
         // a silent relay (host gone, path black-holed) keeps the connection
         // "open" for a long time: ask it
-        const conn = this.mesh.directConnection(relay.peerId)
+        const conn = this.mesh.connections.bestDirect(relay.peerId)
         if (conn != null && !(await this.pingRelay(relay, conn.remoteAddr.toString(), signal))) {
           // abort, not close: a graceful close waits for a peer that is not answering
           conn.abort(new Error(`relay ${relay.peerId} did not answer a watchdog ping in time`))
@@ -594,8 +597,7 @@ export class ReservationManager {
   }
 
   private async pingRelay (relay: RelayEntry, addr: string, signal: AbortSignal): Promise<boolean> {
-    const pingService = this.mesh.libp2p.services.ping as { ping: (p: unknown, o?: { signal?: AbortSignal }) => Promise<number> }
-    const conn = this.mesh.directConnection(relay.peerId)
+    const conn = this.mesh.connections.bestDirect(relay.peerId)
     if (conn == null) return false
     // why adaptive: with a fixed 2 s, a machine whose CPU is saturated (or a
     // slow satellite path) misses pings it would answer, and every false
@@ -603,7 +605,7 @@ export class ReservationManager {
     // answered in 50 ms is still declared lost after 2 s.
     const timeoutMs = this.pingTimeout(relay)
     try {
-      const rtt = await pingService.ping(conn.remotePeer, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) })
+      const rtt = await this.mesh.pinger.rtt(relay.peerId, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) })
       relay.rttMs = relay.rttMs == null ? rtt : 0.7 * relay.rttMs + 0.3 * rtt
       return true
     } catch (err) {

@@ -145,3 +145,13 @@ export function makeAnnounceFilter (explicit: readonly Multiaddr[] = [], options
     return useful
   }
 }
+
+/**
+ * True for an address on a public IP: not private to js-libp2p (RFC 1918,
+ * loopback, link-local, CGNAT, ULA, TEST-NET, …) or inside a configured
+ * public range. The namespace lab's TEST-NET "internet" therefore counts as
+ * public only when the lab passes --public-range.
+ */
+export function isPublicAddr (ma: Multiaddr): boolean {
+  return scopeOf(ma) === 'public'
+}

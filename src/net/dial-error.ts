@@ -2,8 +2,8 @@ import type { DialPhase, Transport } from '../core/types.ts'
 
 /**
  * Translates whatever a js-libp2p dial rejected with into words and a stable
- * code. js-libp2p v3 rejects with at least these shapes (measured, see
- * shared/research/netns-lab-findings.md §7):
+ * code. js-libp2p v3 rejects with at least these shapes (measured in the
+ * namespace lab):
  *  - a Node `Error` with `code` (ECONNREFUSED, EHOSTUNREACH, …) from `net.connect`;
  *  - `AbortError` / `TimeoutError` (a DOMException) when a signal fires, with no
  *    hint of where the dial stalled;
@@ -113,124 +113,142 @@ function stallCause (phase: DialPhase, transport: Transport, seconds: string): s
   }
 }
 
-export function describeDialError (err: unknown, ctx: DialErrorContext): DialErrorDescription {
-  const seconds = (ctx.elapsedMs / 1000).toFixed(1)
-  const e = asObject(err)
-  const name = str(e.name)
-  const message = str(e.message)
+/** What the rules below look at: the error, and its name and message as strings. */
+interface ErrorView {
+  err: unknown
+  e: ErrorLike
+  name: string
+  message: string
+  /** elapsed time, for stall causes */
+  seconds: string
+}
 
-  if (ctx.cancelled === true) {
-    // say what the attempt had seen: a TCP that connected and then heard nothing is the
-    // signature of a protocol-inspecting firewall, even when a faster rung won first
-    if ((ctx.transport === 'tcp' || ctx.transport === 'ws') && (ctx.phase === 'noise' || ctx.phase === 'muxer')) {
-      return { cause: `cancelled after ${seconds} s (another attempt won, or shutting down): TCP connected but the libp2p handshake had no answer yet`, code: 'CANCELLED', phase: ctx.phase }
-    }
-    return { cause: 'cancelled (another attempt won, or shutting down)', code: 'CANCELLED', phase: ctx.phase }
+type Rule = (v: ErrorView, ctx: DialErrorContext) => DialErrorDescription | undefined
+
+/**
+ * libp2p errors recognised by name or message, in order: the first that
+ * matches describes the error. `phase` absent: the phase the dial had reached.
+ */
+const NAMED: ReadonlyArray<{ test: (name: string, message: string) => boolean, code: string, phase?: DialPhase, cause: (message: string, ctx: DialErrorContext) => string }> = [
+  { test: (n, m) => (n === 'EncryptionFailedError' && /does not match/i.test(m)) || /identity key .* does not match/i.test(m), code: 'PEER_ID_MISMATCH', phase: 'noise', cause: m => `the peer is not who the address says (${m})` },
+  { test: n => n === 'EncryptionFailedError', code: 'NOISE_FAILED', phase: 'noise', cause: m => `Noise handshake failed: ${m}` },
+  { test: (n, m) => n === 'MuxerUnavailableError' || /multiplexer/i.test(m), code: 'MUXER_FAILED', phase: 'muxer', cause: m => `stream multiplexer failed: ${m}` },
+  { test: n => n === 'UnsupportedProtocolError', code: 'UNSUPPORTED_PROTOCOL', phase: 'protocol', cause: m => `the peer does not speak the protocol: ${m}` },
+  { test: (_n, m) => /RTCPeerConnection connection state became/.test(m), code: 'ICE_FAILED', phase: 'ice', cause: m => `WebRTC ICE failed: ${m} (no candidate pair worked between the two NATs)` },
+  { test: n => n === 'SDPHandshakeFailedError', code: 'SDP_FAILED', phase: 'signalling', cause: m => `WebRTC SDP offer/answer failed: ${m}` },
+  { test: (_n, m) => /NO_RESERVATION/.test(m), code: 'NO_RESERVATION', phase: 'protocol', cause: () => 'the relay holds no reservation for that peer (it is not connected through this relay)' },
+  { test: (_n, m) => /RESERVATION_REFUSED|reservation failed with status/i.test(m), code: 'RESERVATION_REFUSED', phase: 'reservation', cause: m => `the relay refused the reservation: ${m}` },
+  { test: n => n === 'NoValidAddressesError', code: 'NO_ADDRESSES', cause: () => 'no dialable address known for that peer' },
+  { test: n => n === 'TransportUnavailableError', code: 'NO_TRANSPORT', cause: m => `no transport can dial this address: ${m}` },
+  { test: (_n, m) => /dial self/i.test(m), code: 'DIAL_SELF', cause: () => 'that address is this node itself' },
+  { test: (n, m) => /muxer closed|connection closed|ConnectionClosed/i.test(`${n} ${m}`), code: 'CONNECTION_CLOSED', cause: (m, ctx) => `connection closed during ${ctx.phase}: ${m}` }
+]
+
+function cancelledRule (v: ErrorView, ctx: DialErrorContext): DialErrorDescription | undefined {
+  if (ctx.cancelled !== true) return undefined
+  // say what the attempt had seen: a TCP that connected and then heard nothing is the
+  // signature of a protocol-inspecting firewall, even when a faster rung won first
+  if ((ctx.transport === 'tcp' || ctx.transport === 'ws') && (ctx.phase === 'noise' || ctx.phase === 'muxer')) {
+    return { cause: `cancelled after ${v.seconds} s (another attempt won, or shutting down): TCP connected but the libp2p handshake had no answer yet`, code: 'CANCELLED', phase: ctx.phase }
   }
+  return { cause: 'cancelled (another attempt won, or shutting down)', code: 'CANCELLED', phase: ctx.phase }
+}
 
-  // our proxy code (proxy-tunnel.ts, proxy-transports.ts) already says what the proxy did; checked
-  // before the socket codes, or a refused connection to the proxy would read as the target refusing
+/**
+ * Our proxy code (proxy-tunnel.ts, proxy-transports.ts) already says what the
+ * proxy did; checked before the socket codes, or a refused connection to the
+ * proxy would read as the target refusing.
+ */
+function proxyRule ({ e, name, message }: ErrorView): DialErrorDescription | undefined {
   if (name === 'ProxyTunnelError' && str(e.code) !== '') {
     return { cause: message, code: str(e.code), phase: 'proxy' }
   }
-  if (name === 'ProxiedDialError' && str(e.code) !== '') {
-    const inner = findCode(e.cause)
-    const via = str((e as { proxy?: unknown }).proxy)
-    if (inner != null && TLS_CODES[inner] != null) {
-      return { cause: `${TLS_CODES[inner]} (TLS inside the tunnel through ${via})`, code: 'TLS_UNTRUSTED', phase: 'tls' }
-    }
-    const phase = str((e as { phase?: unknown }).phase)
-    return { cause: message, code: str(e.code), phase: phase === 'tls' ? 'tls' : 'ws-upgrade' }
+  if (name !== 'ProxiedDialError' || str(e.code) === '') return undefined
+  const inner = findCode(e.cause)
+  const via = str((e as { proxy?: unknown }).proxy)
+  if (inner != null && TLS_CODES[inner] != null) {
+    return { cause: `${TLS_CODES[inner]} (TLS inside the tunnel through ${via})`, code: 'TLS_UNTRUSTED', phase: 'tls' }
   }
+  const phase = str((e as { phase?: unknown }).phase)
+  return { cause: message, code: str(e.code), phase: phase === 'tls' ? 'tls' : 'ws-upgrade' }
+}
 
-  if (name === 'AggregateError' && Array.isArray(e.errors)) {
-    const parts = (e.errors as unknown[]).map(inner => describeDialError(inner, ctx))
-    const unique = [...new Set(parts.map(p => p.cause))]
-    const first = parts[0]
-    return {
-      cause: `all ${parts.length} address(es) failed: ${unique.join('; ')}`,
-      code: first?.code ?? 'ALL_FAILED',
-      phase: first?.phase ?? ctx.phase
-    }
+function aggregateRule ({ e, name }: ErrorView, ctx: DialErrorContext): DialErrorDescription | undefined {
+  if (name !== 'AggregateError' || !Array.isArray(e.errors)) return undefined
+  const parts = (e.errors as unknown[]).map(inner => describeDialError(inner, ctx))
+  const unique = [...new Set(parts.map(p => p.cause))]
+  const first = parts[0]
+  return {
+    cause: `all ${parts.length} address(es) failed: ${unique.join('; ')}`,
+    code: first?.code ?? 'ALL_FAILED',
+    phase: first?.phase ?? ctx.phase
   }
+}
 
+function codeRule ({ err }: ErrorView, ctx: DialErrorContext): DialErrorDescription | undefined {
   const code = findCode(err)
   if (code != null && TLS_CODES[code] != null) {
     return { cause: TLS_CODES[code], code: 'TLS_UNTRUSTED', phase: 'tls' }
   }
-  if (code != null && SOCKET_CODES[code] != null) {
-    const known = SOCKET_CODES[code]
-    // a reset after the TCP handshake completed happened at the phase we had reached
-    const phase = code === 'ECONNRESET' || code === 'EPIPE' ? ctx.phase : known.phase
-    return { cause: known.cause, code, phase }
-  }
+  if (code == null || SOCKET_CODES[code] == null) return undefined
+  const known = SOCKET_CODES[code]
+  // a reset after the TCP handshake completed happened at the phase we had reached
+  const phase = code === 'ECONNRESET' || code === 'EPIPE' ? ctx.phase : known.phase
+  return { cause: known.cause, code, phase }
+}
 
-  if (isErrorEvent(err)) {
-    const inner = asObject(e.error)
-    const innerMsg = str(inner.message) !== '' ? str(inner.message) : str(e.message)
-    if (ctx.timedOut === true) {
-      return { cause: stallCause(ctx.phase, ctx.transport, seconds), code: 'TIMEOUT', phase: ctx.phase }
-    }
-    const detail = innerMsg !== '' ? innerMsg : 'no reason given'
-    const hint = ctx.transport === 'wss'
-      ? ' (an untrusted TLS certificate, a proxy refusing the CONNECT, or a reset: WebSocket errors carry no detail)'
-      : ' (refused, reset, or a proxy refusing the CONNECT: WebSocket errors carry no detail)'
-    return { cause: `WebSocket failed: ${detail}${hint}`, code: 'WEBSOCKET_ERROR', phase: ctx.phase === 'tcp-connect' ? 'ws-upgrade' : ctx.phase }
-  }
-
-  if (name === 'TimeoutError' || name === 'AbortError' || ctx.timedOut === true) {
+function errorEventRule ({ err, e, seconds }: ErrorView, ctx: DialErrorContext): DialErrorDescription | undefined {
+  if (!isErrorEvent(err)) return undefined
+  const inner = asObject(e.error)
+  const innerMsg = str(inner.message) !== '' ? str(inner.message) : str(e.message)
+  if (ctx.timedOut === true) {
     return { cause: stallCause(ctx.phase, ctx.transport, seconds), code: 'TIMEOUT', phase: ctx.phase }
   }
+  const detail = innerMsg !== '' ? innerMsg : 'no reason given'
+  const hint = ctx.transport === 'wss'
+    ? ' (an untrusted TLS certificate, a proxy refusing the CONNECT, or a reset: WebSocket errors carry no detail)'
+    : ' (refused, reset, or a proxy refusing the CONNECT: WebSocket errors carry no detail)'
+  return { cause: `WebSocket failed: ${detail}${hint}`, code: 'WEBSOCKET_ERROR', phase: ctx.phase === 'tcp-connect' ? 'ws-upgrade' : ctx.phase }
+}
 
-  if (name === 'EncryptionFailedError' || /identity key .* does not match/i.test(message)) {
-    if (/does not match/i.test(message)) {
-      return { cause: `the peer is not who the address says (${message})`, code: 'PEER_ID_MISMATCH', phase: 'noise' }
-    }
-    return { cause: `Noise handshake failed: ${message}`, code: 'NOISE_FAILED', phase: 'noise' }
+function timeoutRule ({ name, seconds }: ErrorView, ctx: DialErrorContext): DialErrorDescription | undefined {
+  if (name !== 'TimeoutError' && name !== 'AbortError' && ctx.timedOut !== true) return undefined
+  return { cause: stallCause(ctx.phase, ctx.transport, seconds), code: 'TIMEOUT', phase: ctx.phase }
+}
+
+function namedRule ({ name, message }: ErrorView, ctx: DialErrorContext): DialErrorDescription | undefined {
+  const known = NAMED.find(n => n.test(name, message))
+  return known == null ? undefined : { cause: known.cause(message, ctx), code: known.code, phase: known.phase ?? ctx.phase }
+}
+
+/**
+ * A DOM Event thrown as is (an 'abort' or 'close' event of a stream or
+ * signal under the dial): String() of it says only "[object Event]".
+ */
+function domEventRule ({ err, e }: ErrorView, ctx: DialErrorContext): DialErrorDescription | undefined {
+  if (err instanceof Error || typeof e.type !== 'string' || e.type === '') return undefined
+  if (!(typeof Event === 'undefined' || err instanceof Event || 'timeStamp' in e)) return undefined
+  const detail = [asObject(e.detail).message, e.detail, asObject(e.reason).message, e.reason].map(v => typeof v === 'string' ? v : '').find(v => v !== '') ?? ''
+  const what = e.type === 'abort'
+    ? 'aborted: an abort signal under the dial fired with no reason (the connection or stream it ran on went away?)'
+    : e.type === 'close'
+      ? 'the connection or stream under the dial closed'
+      : `a "${e.type}" event with no error attached`
+  return { cause: `${what}${detail !== '' ? ` (${detail})` : ''} during ${ctx.phase}`, code: `EVENT_${e.type.toUpperCase()}`, phase: ctx.phase }
+}
+
+/** Tried in order; the first rule that recognises the error describes it. */
+const RULES: readonly Rule[] = [cancelledRule, proxyRule, aggregateRule, codeRule, errorEventRule, timeoutRule, namedRule, domEventRule]
+
+export function describeDialError (err: unknown, ctx: DialErrorContext): DialErrorDescription {
+  const e = asObject(err)
+  const view: ErrorView = { err, e, name: str(e.name), message: str(e.message), seconds: (ctx.elapsedMs / 1000).toFixed(1) }
+  for (const rule of RULES) {
+    const found = rule(view, ctx)
+    if (found != null) return found
   }
-  if (name === 'MuxerUnavailableError' || /multiplexer/i.test(message)) {
-    return { cause: `stream multiplexer failed: ${message}`, code: 'MUXER_FAILED', phase: 'muxer' }
-  }
-  if (name === 'UnsupportedProtocolError') {
-    return { cause: `the peer does not speak the protocol: ${message}`, code: 'UNSUPPORTED_PROTOCOL', phase: 'protocol' }
-  }
-  if (/RTCPeerConnection connection state became/.test(message)) {
-    return { cause: `WebRTC ICE failed: ${message} (no candidate pair worked between the two NATs)`, code: 'ICE_FAILED', phase: 'ice' }
-  }
-  if (name === 'SDPHandshakeFailedError') {
-    return { cause: `WebRTC SDP offer/answer failed: ${message}`, code: 'SDP_FAILED', phase: 'signalling' }
-  }
-  if (/NO_RESERVATION/.test(message)) {
-    return { cause: 'the relay holds no reservation for that peer (it is not connected through this relay)', code: 'NO_RESERVATION', phase: 'protocol' }
-  }
-  if (/RESERVATION_REFUSED|reservation failed with status/i.test(message)) {
-    return { cause: `the relay refused the reservation: ${message}`, code: 'RESERVATION_REFUSED', phase: 'reservation' }
-  }
-  if (name === 'NoValidAddressesError') {
-    return { cause: 'no dialable address known for that peer', code: 'NO_ADDRESSES', phase: ctx.phase }
-  }
-  if (name === 'TransportUnavailableError') {
-    return { cause: `no transport can dial this address: ${message}`, code: 'NO_TRANSPORT', phase: ctx.phase }
-  }
-  if (/dial self/i.test(message)) {
-    return { cause: 'that address is this node itself', code: 'DIAL_SELF', phase: ctx.phase }
-  }
-  if (/muxer closed|connection closed|ConnectionClosed/i.test(`${name} ${message}`)) {
-    return { cause: `connection closed during ${ctx.phase}: ${message}`, code: 'CONNECTION_CLOSED', phase: ctx.phase }
-  }
-  // a DOM Event thrown as is (an 'abort' or 'close' event of a stream or
-  // signal under the dial): String() of it says only "[object Event]"
-  if (!(err instanceof Error) && typeof e.type === 'string' && e.type !== '' && (typeof Event === 'undefined' || err instanceof Event || 'timeStamp' in e)) {
-    const detail = [asObject(e.detail).message, e.detail, asObject(e.reason).message, e.reason].map(v => typeof v === 'string' ? v : '').find(v => v !== '') ?? ''
-    const what = e.type === 'abort'
-      ? 'aborted: an abort signal under the dial fired with no reason (the connection or stream it ran on went away?)'
-      : e.type === 'close'
-        ? 'the connection or stream under the dial closed'
-        : `a "${e.type}" event with no error attached`
-    return { cause: `${what}${detail !== '' ? ` (${detail})` : ''} during ${ctx.phase}`, code: `EVENT_${e.type.toUpperCase()}`, phase: ctx.phase }
-  }
-  const text = message !== '' ? message : (err instanceof Error ? err.toString() : String(err))
-  return { cause: `${name !== '' && name !== 'Error' ? name + ': ' : ''}${text}`, code: name !== '' ? name : 'UNKNOWN', phase: ctx.phase }
+  const text = view.message !== '' ? view.message : (err instanceof Error ? err.toString() : String(err))
+  return { cause: `${view.name !== '' && view.name !== 'Error' ? view.name + ': ' : ''}${text}`, code: view.name !== '' ? view.name : 'UNKNOWN', phase: ctx.phase }
 }
 
 /** Maps js-libp2p's progress event names to the phase the dial has reached. */

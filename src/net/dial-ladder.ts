@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import { dirname, join } from 'node:path'
+import { Waker } from '../core/async.ts'
 import { WorldComputeError } from '../core/errors.ts'
+import { duration, portOf } from '../core/format.ts'
 import { TRANSPORTS, type DialAttempt, type DialPhase, type Transport } from '../core/types.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { describeDialError, initialPhase, phaseForProgress } from './dial-error.ts'
@@ -14,8 +16,8 @@ import type { Multiaddr } from '@multiformats/multiaddr'
  * Our own dial ladder for one peer (a relay or a bootstrap peer): staggered
  * parallel attempts, "happy eyeballs" (RFC 8305) as go-libp2p's smart dialing
  * does it. js-libp2p's own multi-address dial is sequential, 6 s per address
- * inside 10 s, puts QUIC last and cannot abort it (design notes §3,
- * netns-lab-findings §4 and §7), so on a network that drops packets silently
+ * inside 10 s, puts QUIC last and cannot abort it (measured in the namespace
+ * lab: test/lab), so on a network that drops packets silently
  * the rung that would work is never reached.
  *
  * Rules:
@@ -33,7 +35,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 /**
  * Gap between the starts of two attempts: RFC 8305 §5's recommended
  * "Connection Attempt Delay", and go-libp2p's smart-dialing TCP delay after
- * QUIC. A healthy QUIC handshake (8–21 ms in the namespace lab, netns §1) wins
+ * QUIC. A healthy QUIC handshake (8–21 ms in the namespace lab) wins
  * before TCP is even opened; a rung whose packets are dropped costs a quarter
  * second instead of a full timeout.
  */
@@ -64,8 +66,8 @@ export const WS_ATTEMPT_TIMEOUT_MS = 3_000
 /**
  * WebSocket over TLS: TCP, TLS (1–2 round trips), the HTTP upgrade and Noise,
  * possibly through an HTTP CONNECT proxy (one more hop). It is the rung that
- * works where nothing else does (443-only and proxy-only networks, netns §4,
- * §5), so it gets the most room.
+ * works where nothing else does (443-only and proxy-only networks),
+ * so it gets the most room.
  */
 export const WSS_ATTEMPT_TIMEOUT_MS = 4_000
 
@@ -220,7 +222,7 @@ export function planLadder (addrs: readonly Multiaddr[], remembered?: Pick<Remem
       // the exact address that won goes first within the remembered rung
       isRemembered && a.text === remembered.addr ? 0 : 1,
       RUNG_RANK[a.transport],
-      // 443 is the port most likely to be let out (netns §4): first among WebSockets
+      // 443 is the port most likely to be let out of a restrictive network: first among WebSockets
       a.transport === 'ws' || a.transport === 'wss' ? (portOf(a.text) === 443 ? 0 : 1) : 0,
       a.transport === 'wss' ? 0 : 1,
       a.index
@@ -237,16 +239,6 @@ function compareKeys (x: number[], y: number[]): number {
     if (x[i] !== y[i]) return x[i] - y[i]
   }
   return 0
-}
-
-function portOf (addr: string): number | undefined {
-  const parts = addr.split('/')
-  const tcp = parts.indexOf('tcp')
-  const udp = parts.indexOf('udp')
-  const at = tcp !== -1 ? tcp : udp
-  if (at === -1) return undefined
-  const port = Number(parts[at + 1])
-  return Number.isInteger(port) ? port : undefined
 }
 
 export interface DialLadderInit {
@@ -324,160 +316,64 @@ export class DialLadder {
    * The caller checks for an existing connection first: the ladder always dials.
    */
   async dial (peerId: string, addrs: readonly Multiaddr[], options: AbortOptions = {}): Promise<LadderResult> {
-    const remembered = this.memory?.recall(peerId)
-    const plan = planLadder(addrs, remembered)
+    const plan = planLadder(addrs, this.memory?.recall(peerId))
     if (plan.length === 0) {
       throw new DialLadderError(`no address to dial for ${peerId}`, [])
     }
     options.signal?.throwIfAborted()
     this.log.debug(`dialing ${peerId}: ${plan.map(p => `${p.transport}${p.remembered ? ' (remembered)' : ''} ${p.addr.toString()}`).join(', then ')}`, { peer: peerId })
-    const t0 = Date.now()
     const factor = this.patienceFor(peerId)
-    const budgetMs = this.budgetMs * factor
-    const budget = AbortSignal.timeout(budgetMs)
-    const ladderSignal = options.signal != null ? AbortSignal.any([options.signal, budget]) : budget
-    const states: AttemptState[] = plan.map(p => ({
-      plan: p,
-      status: 'pending',
-      phase: initialPhase(p.addr.toString(), p.transport),
-      controller: new AbortController()
-    }))
-    let winner: AttemptState | undefined
-    let wake: (() => void) | undefined
-    const poke = (): void => {
-      const w = wake
-      wake = undefined
-      w?.()
-    }
-    ladderSignal.addEventListener('abort', poke, { once: true })
+    const run = new LadderRun({
+      peerId,
+      plan,
+      factor,
+      budgetMs: this.budgetMs * factor,
+      staggerMs: this.staggerMs,
+      timeoutsMs: this.timeoutsMs,
+      dialer: this.dialer,
+      log: this.log,
+      signal: options.signal
+    })
+    const winner = await run.run()
+    return winner != null ? this.won(run, winner) : this.lost(run, options)
+  }
 
-    const launch = (s: AttemptState): void => {
-      s.status = 'running'
-      s.startedAt = Date.now()
-      const timeoutMs = this.timeoutsMs[s.plan.transport] * factor
-      const signal = AbortSignal.any([ladderSignal, s.controller.signal, AbortSignal.timeout(timeoutMs)])
-      s.signal = signal
-      const onProgress = (evt: { type: string }): void => {
-        s.phase = phaseForProgress(evt.type, s.plan.transport, s.phase)
-      }
-      const onRecord = (record: DialAttempt): void => {
-        // only a failure's diagnosis adds anything; a cancellation or the win we describe ourselves
-        if (record.outcome !== 'failure') return
-        s.record = record
-        if (s.status === 'failure') applyRecord(s, record)
-      }
-      let attempt: Promise<Connection>
-      try {
-        attempt = this.dialer(s.plan.addr, { signal, onProgress, onRecord })
-      } catch (err) {
-        // a dialer that throws instead of rejecting is still one failed attempt
-        attempt = Promise.reject(err)
-      }
-      attempt.then(
-        (conn) => {
-          if (winner == null && s.status === 'running' && conn.status === 'open') {
-            s.status = 'success'
-            s.endedAt = Date.now()
-            s.connection = conn
-            winner = s
-          } else if (s.status === 'running' && conn.status !== 'open') {
-            this.settleFailure(s, new Error(`connection to ${s.plan.addr.toString()} closed as it opened`))
-          } else {
-            // it connected after another attempt won (or after the ladder gave up)
-            s.status = 'closed-late'
-            s.endedAt ??= Date.now()
-            this.log.debug(`closing ${s.plan.transport} connection to ${s.plan.addr.toString()}: another attempt won first`, { peer: peerId })
-            conn.close().catch((err: Error) => { conn.abort(err) })
-          }
-          poke()
-        },
-        (err: unknown) => {
-          if (s.status === 'running') this.settleFailure(s, err)
-          poke()
-        }
-      )
+  /** The first connection won: the attempts still running are cancelled, the rung remembered. */
+  private won (run: LadderRun, won: AttemptState): LadderResult {
+    const { peerId, factor } = run
+    run.cancelRunning(new DialAttemptCancelledError(`${won.plan.transport} to ${peerId} connected first`))
+    const attempts = run.summaries()
+    const reason = explain(attempts[run.states.indexOf(won)], attempts, won.plan.remembered)
+    this.memory?.remember(peerId, { transport: won.plan.transport, addr: won.plan.addr.toString() })
+    if (factor > 1) {
+      this.patience.delete(peerId)
+      this.log.info(`${won.plan.transport} to ${peerId} connected in ${Date.now() - run.t0} ms with timeouts ×${factor} (earlier ladders timed out: the peer was slow, not gone); back to the usual timeouts`, { peer: peerId, transport: won.plan.transport })
     }
+    return {
+      connection: won.connection as Connection,
+      transport: won.plan.transport,
+      addr: won.plan.addr.toString(),
+      remembered: won.plan.remembered,
+      reason,
+      attempts
+    }
+  }
 
-    let next = 0
-    try {
-      // Bounded: each pass starts one of plan.length attempts, or waits for one
-      // of plan.length settlements, a stagger timer (always followed by a
-      // start) or the end of the budget.
-      while (winner == null && !ladderSignal.aborted) {
-        if (next < states.length) launch(states[next++])
-        const running = states.some(s => s.status === 'running')
-        if (!running) {
-          if (next >= states.length) break
-          // everything started so far has failed: the next rung now, not after the stagger
-          continue
-        }
-        let timer: ReturnType<typeof setTimeout> | undefined
-        await new Promise<void>(resolve => {
-          wake = resolve
-          if (next < states.length) timer = setTimeout(poke, this.staggerMs)
-        })
-        clearTimeout(timer)
-      }
-    } finally {
-      ladderSignal.removeEventListener('abort', poke)
-      wake = undefined
-    }
-
-    if (winner != null) {
-      const won = winner
-      for (const s of states) {
-        if (s.status !== 'running') continue
-        // settle our view now; the recorder records the attempt as cancelled when its signal fires
-        s.status = 'cancelled'
-        s.endedAt = Date.now()
-        s.cause = 'cancelled: another attempt connected first'
-        s.code = 'CANCELLED'
-        s.controller.abort(new DialAttemptCancelledError(`${won.plan.transport} to ${peerId} connected first`))
-      }
-      const attempts = states.map(s => this.summary(s, t0))
-      const winnerSummary = attempts[states.indexOf(won)]
-      const rememberedWon = won.plan.remembered
-      const reason = explain(winnerSummary, attempts, rememberedWon)
-      this.memory?.remember(peerId, { transport: won.plan.transport, addr: won.plan.addr.toString() })
-      if (factor > 1) {
-        this.patience.delete(peerId)
-        this.log.info(`${won.plan.transport} to ${peerId} connected in ${Date.now() - t0} ms with timeouts ×${factor} (earlier ladders timed out: the peer was slow, not gone); back to the usual timeouts`, { peer: peerId, transport: won.plan.transport })
-      }
-      return {
-        connection: won.connection as Connection,
-        transport: won.plan.transport,
-        addr: won.plan.addr.toString(),
-        remembered: rememberedWon,
-        reason,
-        attempts
-      }
-    }
-
-    // no winner: every attempt failed, or the budget or the caller ended the ladder
-    const budgetEnded = budget.aborted && options.signal?.aborted !== true
-    for (const s of states) {
-      if (s.status !== 'running') continue
-      s.endedAt = Date.now()
-      if (budgetEnded) {
-        s.status = 'failure'
-        s.timedOut = true
-        s.code = 'TIMEOUT'
-        s.cause = `the ladder's ${seconds(budgetMs)} budget ran out at ${s.phase}`
-      } else {
-        s.status = 'cancelled'
-        s.code = 'CANCELLED'
-        s.cause = 'cancelled (shutting down)'
-      }
-    }
-    const attempts = states.map(s => this.summary(s, t0))
+  /** No winner: every attempt failed, or the budget or the caller ended the ladder. */
+  private lost (run: LadderRun, options: AbortOptions): never {
+    const { peerId, factor } = run
+    const cancelled = options.signal?.aborted === true
+    const budgetEnded = run.budget.aborted && !cancelled
+    run.endRunning(budgetEnded)
+    const attempts = run.summaries()
     const patient = factor > 1 ? ` (timeouts ×${factor}: earlier ladders to it timed out)` : ''
     const why = budgetEnded
-      ? `no address of ${peerId} connected within the ladder's ${seconds(budgetMs)} budget${patient}`
-      : options.signal?.aborted === true
+      ? `no address of ${peerId} connected within the ladder's ${duration(run.budgetMs)} budget${patient}`
+      : cancelled
         ? `dial to ${peerId} cancelled`
         : `all ${attempts.length} address(es) of ${peerId} failed${patient}`
-    if (options.signal?.aborted !== true) this.growPatience(peerId, factor, attempts)
-    throw new DialLadderError(`${why}: ${attempts.map(a => describeAttempt(a, attempts)).join('; ')}`, attempts, { cause: options.signal?.aborted === true ? options.signal.reason : undefined })
+    if (!cancelled) this.growPatience(peerId, factor, attempts)
+    throw new DialLadderError(`${why}: ${attempts.map(a => describeAttempt(a, attempts)).join('; ')}`, attempts, { cause: cancelled ? options.signal?.reason : undefined })
   }
 
   /** After a failed ladder: when every attempt that ran timed out, the next one to this peer waits longer. */
@@ -491,46 +387,198 @@ export class DialLadder {
       const oldest = this.patience.keys().next().value
       if (oldest != null) this.patience.delete(oldest)
     }
-    const per = [...new Set(ran.map(a => a.transport))].map(t => `${t} ${seconds(this.timeoutsMs[t] * next)}`).join(', ')
-    this.log.info(`every attempt to ${peerId} timed out (${ran.length}); the next ladder to it waits ×${next} as long (${per}; budget ${seconds(this.budgetMs * next)}): a peer that answers too late may be overloaded rather than blocked`, { peer: peerId })
-  }
-
-  private settleFailure (s: AttemptState, err: unknown): void {
-    s.endedAt = Date.now()
-    const reason = s.signal?.reason as { name?: string } | undefined
-    const aborted = s.signal?.aborted === true
-    const timedOut = aborted && reason?.name === 'TimeoutError'
-    const cancelled = aborted && !timedOut
-    const d = describeDialError(err, { phase: s.phase, transport: s.plan.transport, elapsedMs: s.endedAt - (s.startedAt ?? s.endedAt), timedOut, cancelled })
-    s.status = cancelled ? 'cancelled' : 'failure'
-    s.phase = d.phase
-    s.cause = d.cause
-    s.code = d.code
-    s.timedOut = timedOut || d.code === 'TIMEOUT'
-    if (s.status === 'failure' && s.record != null) applyRecord(s, s.record)
-  }
-
-  private summary (s: AttemptState, t0: number): LadderAttempt {
-    const out: LadderAttempt = {
-      addr: s.plan.addr.toString(),
-      transport: s.plan.transport,
-      outcome: s.status === 'pending' ? 'not-tried' : s.status === 'running' ? 'cancelled' : s.status,
-      remembered: s.plan.remembered
-    }
-    if (s.startedAt == null) return out
-    out.phase = s.status === 'success' ? 'protocol' : s.phase
-    out.startedAfterMs = s.startedAt - t0
-    out.durationMs = (s.endedAt ?? Date.now()) - s.startedAt
-    if (s.cause != null) out.cause = s.cause
-    if (s.code != null) out.code = s.code
-    if (s.timedOut === true) out.timedOut = true
-    return out
+    const per = [...new Set(ran.map(a => a.transport))].map(t => `${t} ${duration(this.timeoutsMs[t] * next)}`).join(', ')
+    this.log.info(`every attempt to ${peerId} timed out (${ran.length}); the next ladder to it waits ×${next} as long (${per}; budget ${duration(this.budgetMs * next)}): a peer that answers too late may be overloaded rather than blocked`, { peer: peerId })
   }
 }
 
-function seconds (ms: number | undefined): string {
-  const v = ms ?? 0
-  return v >= 1000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`
+interface LadderRunInit {
+  peerId: string
+  plan: PlannedAttempt[]
+  /** the patience factor the attempt timeouts are multiplied by */
+  factor: number
+  budgetMs: number
+  staggerMs: number
+  timeoutsMs: Record<Transport, number>
+  dialer: AttemptDialer
+  log: Logger
+  signal?: AbortSignal
+}
+
+/**
+ * One ladder to one peer, as a small state machine per address: `pending`
+ * → `running` → `success` | `failure` | `cancelled` | `closed-late`. The
+ * loop starts one attempt per step and sleeps on a waker that every
+ * settlement, the stagger timer and the end of the budget wake.
+ */
+class LadderRun {
+  readonly peerId: string
+  readonly factor: number
+  readonly budgetMs: number
+  readonly states: AttemptState[]
+  readonly t0 = Date.now()
+  readonly budget: AbortSignal
+  private readonly init: LadderRunInit
+  /** the budget or the caller's signal */
+  private readonly signal: AbortSignal
+  private readonly waker = new Waker()
+  private winner?: AttemptState
+
+  constructor (init: LadderRunInit) {
+    this.init = init
+    this.peerId = init.peerId
+    this.factor = init.factor
+    this.budgetMs = init.budgetMs
+    this.budget = AbortSignal.timeout(init.budgetMs)
+    this.signal = init.signal != null ? AbortSignal.any([init.signal, this.budget]) : this.budget
+    this.states = init.plan.map(p => ({
+      plan: p,
+      status: 'pending',
+      phase: initialPhase(p.addr.toString(), p.transport),
+      controller: new AbortController()
+    }))
+  }
+
+  /**
+   * Bounded: each step starts one of plan.length attempts, or waits for one
+   * of plan.length settlements, a stagger timer (always followed by a start)
+   * or the end of the budget. Resolves with the winner, if any.
+   */
+  async run (): Promise<AttemptState | undefined> {
+    const wake = (): void => { this.waker.wake() }
+    this.signal.addEventListener('abort', wake, { once: true })
+    let next = 0
+    try {
+      while (this.winner == null && !this.signal.aborted) {
+        if (next < this.states.length) this.launch(this.states[next++])
+        if (!this.states.some(s => s.status === 'running')) {
+          if (next >= this.states.length) break
+          // everything started so far has failed: the next rung now, not after the stagger
+          continue
+        }
+        // with every rung started, only a settlement or the budget's end (the signal) wakes us
+        await this.waker.wait(next < this.states.length ? this.init.staggerMs : this.budgetMs)
+      }
+    } finally {
+      this.signal.removeEventListener('abort', wake)
+    }
+    return this.winner
+  }
+
+  private launch (s: AttemptState): void {
+    s.status = 'running'
+    s.startedAt = Date.now()
+    const timeoutMs = this.init.timeoutsMs[s.plan.transport] * this.factor
+    const signal = AbortSignal.any([this.signal, s.controller.signal, AbortSignal.timeout(timeoutMs)])
+    s.signal = signal
+    const onProgress = (evt: { type: string }): void => {
+      s.phase = phaseForProgress(evt.type, s.plan.transport, s.phase)
+    }
+    const onRecord = (record: DialAttempt): void => {
+      // only a failure's diagnosis adds anything; a cancellation or the win we describe ourselves
+      if (record.outcome !== 'failure') return
+      s.record = record
+      if (s.status === 'failure') applyRecord(s, record)
+    }
+    let attempt: Promise<Connection>
+    try {
+      attempt = this.init.dialer(s.plan.addr, { signal, onProgress, onRecord })
+    } catch (err) {
+      // a dialer that throws instead of rejecting is still one failed attempt
+      attempt = Promise.reject(err)
+    }
+    attempt.then(
+      (conn) => { this.connected(s, conn) },
+      (err: unknown) => {
+        if (s.status === 'running') settleFailure(s, err)
+        this.waker.wake()
+      }
+    )
+  }
+
+  private connected (s: AttemptState, conn: Connection): void {
+    if (this.winner == null && s.status === 'running' && conn.status === 'open') {
+      s.status = 'success'
+      s.endedAt = Date.now()
+      s.connection = conn
+      this.winner = s
+    } else if (s.status === 'running' && conn.status !== 'open') {
+      settleFailure(s, new Error(`connection to ${s.plan.addr.toString()} closed as it opened`))
+    } else {
+      // it connected after another attempt won (or after the ladder gave up)
+      s.status = 'closed-late'
+      s.endedAt ??= Date.now()
+      this.init.log.debug(`closing ${s.plan.transport} connection to ${s.plan.addr.toString()}: another attempt won first`, { peer: this.peerId })
+      conn.close().catch((err: Error) => { conn.abort(err) })
+    }
+    this.waker.wake()
+  }
+
+  /** Settles our view of the losers now; the recorder records each as cancelled when its signal fires. */
+  cancelRunning (reason: Error): void {
+    for (const s of this.states) {
+      if (s.status !== 'running') continue
+      s.status = 'cancelled'
+      s.endedAt = Date.now()
+      s.cause = 'cancelled: another attempt connected first'
+      s.code = 'CANCELLED'
+      s.controller.abort(reason)
+    }
+  }
+
+  /** The ladder ended without a winner: what still runs timed out (budget) or was cancelled (caller). */
+  endRunning (budgetEnded: boolean): void {
+    for (const s of this.states) {
+      if (s.status !== 'running') continue
+      s.endedAt = Date.now()
+      if (budgetEnded) {
+        s.status = 'failure'
+        s.timedOut = true
+        s.code = 'TIMEOUT'
+        s.cause = `the ladder's ${duration(this.budgetMs)} budget ran out at ${s.phase}`
+      } else {
+        s.status = 'cancelled'
+        s.code = 'CANCELLED'
+        s.cause = 'cancelled (shutting down)'
+      }
+    }
+  }
+
+  summaries (): LadderAttempt[] {
+    return this.states.map(s => summary(s, this.t0))
+  }
+}
+
+function settleFailure (s: AttemptState, err: unknown): void {
+  s.endedAt = Date.now()
+  const reason = s.signal?.reason as { name?: string } | undefined
+  const aborted = s.signal?.aborted === true
+  const timedOut = aborted && reason?.name === 'TimeoutError'
+  const cancelled = aborted && !timedOut
+  const d = describeDialError(err, { phase: s.phase, transport: s.plan.transport, elapsedMs: s.endedAt - (s.startedAt ?? s.endedAt), timedOut, cancelled })
+  s.status = cancelled ? 'cancelled' : 'failure'
+  s.phase = d.phase
+  s.cause = d.cause
+  s.code = d.code
+  s.timedOut = timedOut || d.code === 'TIMEOUT'
+  if (s.status === 'failure' && s.record != null) applyRecord(s, s.record)
+}
+
+function summary (s: AttemptState, t0: number): LadderAttempt {
+  const out: LadderAttempt = {
+    addr: s.plan.addr.toString(),
+    transport: s.plan.transport,
+    outcome: s.status === 'pending' ? 'not-tried' : s.status === 'running' ? 'cancelled' : s.status,
+    remembered: s.plan.remembered
+  }
+  if (s.startedAt == null) return out
+  out.phase = s.status === 'success' ? 'protocol' : s.phase
+  out.startedAfterMs = s.startedAt - t0
+  out.durationMs = (s.endedAt ?? Date.now()) - s.startedAt
+  if (s.cause != null) out.cause = s.cause
+  if (s.code != null) out.code = s.code
+  if (s.timedOut === true) out.timedOut = true
+  return out
 }
 
 function label (a: LadderAttempt, all: LadderAttempt[]): string {
@@ -545,20 +593,20 @@ export function describeAttempt (a: LadderAttempt, all: LadderAttempt[] = [a]): 
   const name = label(a, all)
   switch (a.outcome) {
     case 'not-tried': return `${name}: not tried`
-    case 'success': return `${name}: connected in ${seconds(a.durationMs)}`
+    case 'success': return `${name}: connected in ${duration(a.durationMs)}`
     case 'closed-late': return `${name}: connected too late, closed`
     case 'cancelled':
       // past the TCP connect and still unanswered: the one case a reader needs more than the phase for
       if ((a.transport === 'tcp' || a.transport === 'ws') && (a.phase === 'noise' || a.phase === 'muxer')) {
-        return `${name}: cancelled at ${a.phase} after ${seconds(a.durationMs)}, TCP connected but no handshake answer yet`
+        return `${name}: cancelled at ${a.phase} after ${duration(a.durationMs)}, TCP connected but no handshake answer yet`
       }
-      return `${name}: cancelled at ${a.phase ?? 'start'} after ${seconds(a.durationMs)}`
+      return `${name}: cancelled at ${a.phase ?? 'start'} after ${duration(a.durationMs)}`
     case 'failure':
       if (a.timedOut === true && (a.transport === 'tcp' || a.transport === 'ws') && (a.phase === 'noise' || a.phase === 'muxer')) {
-        return `${name}: stalled at ${a.phase} after ${seconds(a.durationMs)}, TCP connected but the handshake got no answer (protocol-inspecting firewall?)`
+        return `${name}: stalled at ${a.phase} after ${duration(a.durationMs)}, TCP connected but the handshake got no answer (protocol-inspecting firewall?)`
       }
-      if (a.timedOut === true) return `${name}: stalled at ${a.phase ?? 'start'} after ${seconds(a.durationMs)}`
-      return `${name}: failed at ${a.phase ?? 'start'} (${a.code ?? 'UNKNOWN'}) after ${seconds(a.durationMs)}`
+      if (a.timedOut === true) return `${name}: stalled at ${a.phase ?? 'start'} after ${duration(a.durationMs)}`
+      return `${name}: failed at ${a.phase ?? 'start'} (${a.code ?? 'UNKNOWN'}) after ${duration(a.durationMs)}`
   }
 }
 

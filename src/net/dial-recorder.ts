@@ -3,7 +3,7 @@ import { peerIdOf, transportOf } from './transport-of.ts'
 import { diagnoseWebSocketFailure, wsTargetOf } from './ws-diagnose.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import type { DialTelemetry } from './telemetry.ts'
-import type { DialAttempt, DialPhase, DialPurpose } from '../core/types.ts'
+import type { DialAttempt, DialPhase, DialPurpose, Transport } from '../core/types.ts'
 import type { Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -26,6 +26,19 @@ interface TransportDialOptions {
 
 interface TransportManagerLike {
   dial: (ma: Multiaddr, options?: TransportDialOptions) => Promise<Connection>
+}
+
+/** One transport dial being recorded. */
+interface AttemptTrack {
+  target: string
+  transport: Transport
+  /** the furthest phase reached, from progress events */
+  phase: DialPhase
+  started: number
+  purpose: DialPurpose
+  context?: DialContext
+  /** the proxy the dial goes through, once the tunnel opens */
+  proxy?: string
 }
 
 /** What our own dials attach to the progress handler they pass to libp2p. */
@@ -77,84 +90,84 @@ export class DialRecorder {
     if (this.installed) return
     this.installed = true
     const original = transportManager.dial.bind(transportManager)
-    transportManager.dial = async (ma: Multiaddr, options: TransportDialOptions = {}): Promise<Connection> => {
-      const claim: ClaimEvent = { type: CLAIM_EVENT }
-      options.onProgress?.(claim)
-      const context = claim.context
-      if (context != null) context.reachedTransport = true
-      const text = ma.toString()
-      const transport = transportOf(text)
-      let phase: DialPhase = initialPhase(text, transport)
-      // DNS was resolved before the transport was chosen
-      if (phase === 'dns') phase = transport === 'quic' ? 'tls' : 'tcp-connect'
-      const started = Date.now()
-      const outer = options.onProgress
+    transportManager.dial = async (ma: Multiaddr, options: TransportDialOptions = {}): Promise<Connection> => await this.recordedDial(original, ma, options)
+  }
+
+  /** One transport dial, recorded once with the phase it reached: success, failure or cancellation. */
+  private async recordedDial (original: TransportManagerLike['dial'], ma: Multiaddr, options: TransportDialOptions): Promise<Connection> {
+    const claim: ClaimEvent = { type: CLAIM_EVENT }
+    options.onProgress?.(claim)
+    const context = claim.context
+    if (context != null) context.reachedTransport = true
+    const text = ma.toString()
+    const transport = transportOf(text)
+    const attempt: AttemptTrack = { target: text, transport, phase: initialPhase(text, transport), started: Date.now(), purpose: context?.purpose ?? 'internal', context }
+    // DNS was resolved before the transport was chosen
+    if (attempt.phase === 'dns') attempt.phase = transport === 'quic' ? 'tls' : 'tcp-connect'
+    const outer = options.onProgress
+    const onProgress: ProgressHandler = (evt) => {
+      attempt.phase = phaseForProgress(evt.type, transport, attempt.phase)
       // set when the transport dials through a proxy (proxy-transports.ts): every cause then names it
-      let proxy: string | undefined
-      const onProgress: ProgressHandler = (evt) => {
-        phase = phaseForProgress(evt.type, transport, phase)
-        if (evt.type === 'proxy:open-tunnel') proxy = ((evt as { detail?: { proxy?: string } }).detail?.proxy) ?? 'a proxy'
-        outer?.(evt)
-      }
-      const viaProxy = (cause: string): string => proxy != null && !cause.includes(proxy) ? `${cause} (through proxy ${proxy})` : cause
-      const purpose = context?.purpose ?? 'internal'
-      const emit = (attempt: DialAttempt): void => {
-        this.telemetry.record(attempt)
-        try {
-          context?.onRecord?.(attempt)
-        } catch (err) {
-          this.log.error(`dial record listener threw: ${(err as Error).stack ?? String(err)}`)
-        }
-      }
-      try {
-        const conn = await settleOnAbort(original(ma, { ...options, onProgress }), options.signal, text, this.log)
-        emit({
-          ts: new Date(started).toISOString(),
-          target: text,
-          peerId: conn.remotePeer.toString(),
-          transport,
-          phase: 'protocol',
-          outcome: 'success',
-          cause: viaProxy(`connected${conn.limits != null ? ' (limited relayed connection)' : ''}`),
-          code: 'OK',
-          duration_ms: Date.now() - started,
-          purpose
-        })
-        return conn
-      } catch (err) {
-        const signal = options.signal
-        const aborted = signal?.aborted === true
-        // a per-address or overall budget ends with a TimeoutError reason; anything else aborting is a cancellation
-        const timedOut = aborted && (signal?.reason as { name?: string } | undefined)?.name === 'TimeoutError'
-        const d = describeDialError(err, { phase, transport, elapsedMs: Date.now() - started, timedOut, cancelled: aborted && !timedOut })
-        const record = (desc: DialErrorDescription): void => {
-          emit({
-            ts: new Date(started).toISOString(),
-            target: text,
-            peerId: peerIdOf(text),
-            transport,
-            phase: desc.phase,
-            outcome: aborted && !timedOut ? 'cancelled' : 'failure',
-            cause: viaProxy(desc.cause),
-            code: desc.code,
-            duration_ms: Date.now() - started,
-            purpose
-          })
-        }
-        // a direct probe says nothing about a dial that went through a proxy
-        const ws = d.code === 'WEBSOCKET_ERROR' && proxy == null ? wsTargetOf(text) : undefined
-        if (ws == null) {
-          record(d)
-        } else {
-          // the ErrorEvent said nothing: probe the same address to find out
-          // what failed, without holding up libp2p's next attempt
-          void diagnoseWebSocketFailure(ws).then(
-            found => { record(found != null ? { ...found, cause: `${found.cause} [WebSocket gave no reason; found by a probe]` } : d) },
-            (probeErr: Error) => { record({ ...d, cause: `${d.cause}; probe failed: ${probeErr.message}` }) }
-          )
-        }
-        throw err
-      }
+      if (evt.type === 'proxy:open-tunnel') attempt.proxy = ((evt as { detail?: { proxy?: string } }).detail?.proxy) ?? 'a proxy'
+      outer?.(evt)
+    }
+    try {
+      const conn = await settleOnAbort(original(ma, { ...options, onProgress }), options.signal, text, this.log)
+      this.emit(attempt, {
+        peerId: conn.remotePeer.toString(),
+        phase: 'protocol',
+        outcome: 'success',
+        cause: `connected${conn.limits != null ? ' (limited relayed connection)' : ''}`,
+        code: 'OK'
+      })
+      return conn
+    } catch (err) {
+      this.recordFailure(attempt, err, options.signal)
+      throw err
+    }
+  }
+
+  private recordFailure (attempt: AttemptTrack, err: unknown, signal: AbortSignal | undefined): void {
+    const aborted = signal?.aborted === true
+    // a per-address or overall budget ends with a TimeoutError reason; anything else aborting is a cancellation
+    const timedOut = aborted && (signal?.reason as { name?: string } | undefined)?.name === 'TimeoutError'
+    const d = describeDialError(err, { phase: attempt.phase, transport: attempt.transport, elapsedMs: Date.now() - attempt.started, timedOut, cancelled: aborted && !timedOut })
+    const record = (desc: DialErrorDescription): void => {
+      this.emit(attempt, { peerId: peerIdOf(attempt.target), phase: desc.phase, outcome: aborted && !timedOut ? 'cancelled' : 'failure', cause: desc.cause, code: desc.code })
+    }
+    // a direct probe says nothing about a dial that went through a proxy
+    const ws = d.code === 'WEBSOCKET_ERROR' && attempt.proxy == null ? wsTargetOf(attempt.target) : undefined
+    if (ws == null) {
+      record(d)
+      return
+    }
+    // the ErrorEvent said nothing: probe the same address to find out
+    // what failed, without holding up libp2p's next attempt
+    void diagnoseWebSocketFailure(ws).then(
+      found => { record(found != null ? { ...found, cause: `${found.cause} [WebSocket gave no reason; found by a probe]` } : d) },
+      (probeErr: Error) => { record({ ...d, cause: `${d.cause}; probe failed: ${probeErr.message}` }) }
+    )
+  }
+
+  private emit (attempt: AttemptTrack, outcome: Pick<DialAttempt, 'peerId' | 'phase' | 'outcome' | 'cause' | 'code'>): void {
+    const { proxy } = attempt
+    const record: DialAttempt = {
+      ts: new Date(attempt.started).toISOString(),
+      target: attempt.target,
+      peerId: outcome.peerId,
+      transport: attempt.transport,
+      phase: outcome.phase,
+      outcome: outcome.outcome,
+      cause: proxy != null && !outcome.cause.includes(proxy) ? `${outcome.cause} (through proxy ${proxy})` : outcome.cause,
+      code: outcome.code,
+      duration_ms: Date.now() - attempt.started,
+      purpose: attempt.purpose
+    }
+    this.telemetry.record(record)
+    try {
+      attempt.context?.onRecord?.(record)
+    } catch (err) {
+      this.log.error(`dial record listener threw: ${(err as Error).stack ?? String(err)}`)
     }
   }
 
@@ -180,7 +193,7 @@ export class DialRecorder {
 /**
  * Ends a transport dial when its signal fires, even if the transport does not
  * listen to it. @chainsafe/libp2p-quic 2.x ignores the dial signal (its
- * handshake runs to its own 5 s timeout, netns-lab-findings §7), so without
+ * handshake runs to its own 5 s timeout), so without
  * this an abandoned or cancelled QUIC attempt would stay "running" and be
  * recorded seconds late. A connection that still opens after nobody waits for
  * it has already been registered by the upgrader ('connection:open'): close it,

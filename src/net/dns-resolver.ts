@@ -3,6 +3,7 @@ import { isIP } from 'node:net'
 import { RecordType, type Answer, type DNS, type DNSResponse, type QueryOptions } from '@multiformats/dns'
 import { dnsOverHttps, type DNSResolver } from '@multiformats/dns/resolvers'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { raceSignal } from '../core/async.ts'
 import { WorldComputeError } from '../core/errors.ts'
 import { DEFAULT_DOH_ENDPOINTS } from '../config/doh.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
@@ -414,13 +415,4 @@ function describeDohError (err: unknown, timeoutMs: number): string {
   const cause = e?.cause
   if (cause != null) return `${e?.message ?? 'failed'}: ${cause.code != null ? `${cause.code} ` : ''}${cause.message ?? ''}`.trim()
   return e?.message ?? String(err)
-}
-
-async function raceSignal<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted()
-  return await new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => { reject(signal.reason) }
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
-  })
 }

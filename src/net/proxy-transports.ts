@@ -13,8 +13,8 @@ import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 
 /**
- * Proxies on the libp2p transports. js-libp2p has no proxy support anywhere
- * (design notes §3): @libp2p/websockets v10 dials with `new WebSocket(uri)`
+ * Proxies on the libp2p transports. js-libp2p has no proxy support anywhere:
+ * @libp2p/websockets v10 dials with `new WebSocket(uri)`
  * (the global WHATWG WebSocket, no agent or dispatcher option), @libp2p/tcp
  * with `net.connect()`. Both do it in one instance method, `_connect(ma,
  * options)`, which returns the open socket that `dial` then wraps and
@@ -24,7 +24,7 @@ import type { TLSSocket } from 'node:tls'
  * yamux, metrics) stays the library's own. The wrappers check that the method
  * exists, so a libp2p upgrade that renames it fails at start-up, loudly.
  *
- * Alternatives measured and rejected (netns-lab-findings §5): a global undici
+ * Alternatives measured in the namespace lab and rejected: a global undici
  * dispatcher or NODE_USE_ENV_PROXY works but is process-wide and reports a
  * refused CONNECT as an empty ErrorEvent; an https-proxy-agent is silently
  * ignored by @libp2p/websockets.

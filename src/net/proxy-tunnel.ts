@@ -14,7 +14,7 @@ import type { AbortOptions } from '@libp2p/interface'
  * Why our own CONNECT rather than undici's ProxyAgent (which the WebSocket
  * could use directly): a refused, unauthorised or timed-out CONNECT reaches a
  * WHATWG WebSocket only as an `ErrorEvent` with an empty message
- * (netns-lab-findings §5), so the proxy's answer — 407, 403, refused — would
+ * (measured in the namespace lab), so the proxy's answer — 407, 403, refused — would
  * be lost, and "every proxy failure recorded with its cause" is the point.
  * The HTTP part is Node's own client (`http.request` with method CONNECT,
  * whose 'connect' event hands over the socket); SOCKS5 is the `socks` package.

@@ -3,7 +3,7 @@ import {
   decodeRelayAnnouncement, encodeRelayAnnouncement, InvalidRelayAnnouncementError, MAX_ANNOUNCED_ADDRS, RELAY_HOP_PROTOCOL, RELAY_TOPIC
 } from './relay-announcement.ts'
 import { viaRelay } from './transport-of.ts'
-import type { MeshNode } from './mesh-node.ts'
+import type { Gossip, GossipMessage, MeshComponents, MeshEventMap } from './components.ts'
 
 /** How a relay became known: configured, announced on gossip, or seen serving HOP on a connection. */
 export type RelaySource = 'bootstrap' | 'gossip' | 'identify'
@@ -21,47 +21,30 @@ export interface KnownRelay {
 
 export type RelayListener = (relay: KnownRelay) => void
 
-/** gossipsub as this file uses it (`@libp2p/gossipsub` 14). */
-interface PubSubLike {
-  subscribe: (topic: string) => void
-  unsubscribe: (topic: string) => void
-  publish: (topic: string, data: Uint8Array) => Promise<unknown>
-  topicValidators: Map<string, (peer: unknown, msg: GossipMessage) => string>
-  addEventListener: (type: string, listener: (evt: CustomEvent<any>) => void) => void
-  removeEventListener: (type: string, listener: (evt: CustomEvent<any>) => void) => void
-}
-type GossipMessage = { type: 'signed', from: { toString: () => string }, topic: string, data: Uint8Array } | { type: 'unsigned', topic: string, data: Uint8Array }
-
-/** gossipsub's TopicValidatorResult values (a string enum in @libp2p/gossipsub) */
-const ACCEPT = 'accept'
-const REJECT = 'reject'
-const IGNORE = 'ignore'
-
-function pubsubOf (mesh: MeshNode): PubSubLike {
-  return mesh.libp2p.services.pubsub as PubSubLike
-}
-
 /**
  * Only valid relay announcements are delivered and forwarded: an invalid one
  * is rejected at every hop (and costs its forwarder gossipsub score), so a bad
  * peer cannot flood the mesh with addresses for donors to dial.
  */
-function installValidator (pubsub: PubSubLike, log: Logger): void {
-  pubsub.topicValidators.set(RELAY_TOPIC, (_peer, msg) => {
-    if (msg.type !== 'signed') return REJECT
+function installValidator (gossip: Gossip, log: Logger): void {
+  gossip.validate(RELAY_TOPIC, (msg) => {
+    if (msg.type !== 'signed') return 'reject'
     try {
       decodeRelayAnnouncement(msg.data, msg.from.toString())
-      return ACCEPT
+      return 'accept'
     } catch (err) {
       if (err instanceof InvalidRelayAnnouncementError) {
         log.warn(`rejected a relay announcement: ${err.message}`, { peer: msg.from.toString(), topic: RELAY_TOPIC })
-        return REJECT
+        return 'reject'
       }
       log.warn(`could not check a relay announcement from ${msg.from.toString()}: ${(err as Error).message}`, { peer: msg.from.toString() })
-      return IGNORE
+      return 'ignore'
     }
   })
 }
+
+/** What the relay directory needs of the node. */
+export type RelayDirectoryComponents = Pick<MeshComponents, 'peerId' | 'gossip' | 'events'>
 
 export interface RelayDirectoryInit {
   /** relays that are already configured (the bootstrap list): not reported again */
@@ -80,7 +63,8 @@ export interface RelayDirectoryInit {
  * them when it holds fewer reservations than it wants.
  */
 export class RelayDirectory {
-  private readonly mesh: MeshNode
+  private readonly components: RelayDirectoryComponents
+  private stopListening?: () => void
   private readonly log: Logger
   private readonly ignore: (peerId: string) => boolean
   private readonly maxRelays: number
@@ -89,11 +73,10 @@ export class RelayDirectory {
   private readonly listeners = new Set<RelayListener>()
   private started = false
 
-  private readonly onMessage = (evt: CustomEvent<GossipMessage>): void => {
-    const msg = evt.detail
+  private readonly onMessage = (msg: GossipMessage): void => {
     if (msg.topic !== RELAY_TOPIC || msg.type !== 'signed') return
     const from = msg.from.toString()
-    if (from === this.mesh.peerId) return
+    if (from === this.components.peerId) return
     try {
       const a = decodeRelayAnnouncement(msg.data, from)
       this.learn(a.peerId, a.addrs, 'gossip')
@@ -103,7 +86,7 @@ export class RelayDirectory {
     }
   }
 
-  private readonly onIdentify = (evt: CustomEvent<{ peerId: { toString: () => string }, protocols: string[], listenAddrs: Array<{ toString: () => string }>, connection?: { remoteAddr: { toString: () => string } } }>): void => {
+  private readonly onIdentify = (evt: MeshEventMap['peer:identify']): void => {
     const { peerId, protocols, listenAddrs, connection } = evt.detail
     if (!protocols.includes(RELAY_HOP_PROTOCOL)) return
     const id = peerId.toString()
@@ -114,8 +97,8 @@ export class RelayDirectory {
     this.learn(id, [...new Set(addrs)].slice(0, MAX_ANNOUNCED_ADDRS), 'identify')
   }
 
-  constructor (mesh: MeshNode, init: RelayDirectoryInit = {}) {
-    this.mesh = mesh
+  constructor (components: RelayDirectoryComponents, init: RelayDirectoryInit = {}) {
+    this.components = components
     this.log = init.logger ?? createLogger('net.relays')
     this.ignore = init.ignore ?? (() => false)
     this.maxRelays = init.maxRelays ?? 64
@@ -126,19 +109,19 @@ export class RelayDirectory {
   start (): void {
     if (this.started) return
     this.started = true
-    const pubsub = pubsubOf(this.mesh)
-    installValidator(pubsub, this.log)
-    pubsub.subscribe(RELAY_TOPIC)
-    pubsub.addEventListener('message', this.onMessage as any)
-    this.mesh.libp2p.addEventListener('peer:identify', this.onIdentify as any)
+    const { gossip } = this.components
+    installValidator(gossip, this.log)
+    gossip.subscribe(RELAY_TOPIC)
+    this.stopListening = gossip.onMessage(this.onMessage)
+    this.components.events.on('peer:identify', this.onIdentify)
   }
 
   stop (): void {
     if (!this.started) return
     this.started = false
-    const pubsub = pubsubOf(this.mesh)
-    pubsub.removeEventListener('message', this.onMessage as any)
-    this.mesh.libp2p.removeEventListener('peer:identify', this.onIdentify as any)
+    this.stopListening?.()
+    this.stopListening = undefined
+    this.components.events.off('peer:identify', this.onIdentify)
     this.listeners.clear()
   }
 
@@ -154,7 +137,7 @@ export class RelayDirectory {
   }
 
   private learn (peerId: string, addrs: string[], source: RelaySource): void {
-    if (peerId === this.mesh.peerId || this.ignore(peerId) || addrs.length === 0) return
+    if (peerId === this.components.peerId || this.ignore(peerId) || addrs.length === 0) return
     const now = Date.now()
     const known = this.relays.get(peerId)
     if (known != null) {
@@ -196,6 +179,9 @@ export class RelayDirectory {
   }
 }
 
+/** What the relay announcer needs of the node. */
+export type RelayAnnouncerComponents = Pick<MeshComponents, 'peerId' | 'gossip' | 'addresses'>
+
 export interface RelayAnnouncerInit {
   /** how often the relay announces itself @default 10000 */
   intervalMs?: number
@@ -210,15 +196,16 @@ export interface RelayAnnouncerInit {
  * relay's donors to another's.
  */
 export class RelayAnnouncer {
-  private readonly mesh: MeshNode
+  private readonly components: RelayAnnouncerComponents
+  private stopWatching?: () => void
   private readonly log: Logger
   private readonly intervalMs: number
   private timer?: ReturnType<typeof setInterval>
   private soon?: ReturnType<typeof setTimeout>
   private lastWarning = ''
 
-  private readonly onSubscription = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
-    if (!evt.detail.subscriptions.some(s => s.topic === RELAY_TOPIC && s.subscribe)) return
+  private readonly onSubscription = (subscriptions: Array<{ topic: string, subscribe: boolean }>): void => {
+    if (!subscriptions.some(s => s.topic === RELAY_TOPIC && s.subscribe)) return
     // coalesce a burst of joins into one announcement; the short delay lets
     // gossipsub open its stream to the new subscriber first
     this.soon ??= setTimeout(() => {
@@ -227,18 +214,18 @@ export class RelayAnnouncer {
     }, 250)
   }
 
-  constructor (mesh: MeshNode, init: RelayAnnouncerInit = {}) {
-    this.mesh = mesh
+  constructor (components: RelayAnnouncerComponents, init: RelayAnnouncerInit = {}) {
+    this.components = components
     this.log = init.logger ?? createLogger('relay.announce')
     this.intervalMs = init.intervalMs ?? 10_000
   }
 
   start (): void {
     if (this.timer != null) return
-    const pubsub = pubsubOf(this.mesh)
-    installValidator(pubsub, this.log)
-    pubsub.subscribe(RELAY_TOPIC)
-    pubsub.addEventListener('subscription-change', this.onSubscription as any)
+    const { gossip } = this.components
+    installValidator(gossip, this.log)
+    gossip.subscribe(RELAY_TOPIC)
+    this.stopWatching = gossip.onSubscriptionChange(this.onSubscription)
     this.timer = setInterval(() => { void this.announce() }, this.intervalMs)
     void this.announce()
   }
@@ -249,18 +236,19 @@ export class RelayAnnouncer {
     this.timer = undefined
     if (this.soon != null) clearTimeout(this.soon)
     this.soon = undefined
-    pubsubOf(this.mesh).removeEventListener('subscription-change', this.onSubscription as any)
+    this.stopWatching?.()
+    this.stopWatching = undefined
   }
 
   /** Publishes one announcement now; failures are logged (once per distinct cause), never thrown. */
   async announce (): Promise<void> {
-    const addrs = this.mesh.advertisedAddrs().filter(a => !viaRelay(a))
+    const addrs = this.components.addresses.advertisedAddrs().filter(a => !viaRelay(a))
     if (addrs.length === 0) {
       this.warnOnce('this relay advertises no address yet: nothing to announce (give --announce)')
       return
     }
     try {
-      await pubsubOf(this.mesh).publish(RELAY_TOPIC, encodeRelayAnnouncement({ peerId: this.mesh.peerId, addrs, ts: Date.now() }))
+      await this.components.gossip.publish(RELAY_TOPIC, encodeRelayAnnouncement({ peerId: this.components.peerId, addrs, ts: Date.now() }))
       this.lastWarning = ''
       this.log.debug(`announced this relay on ${RELAY_TOPIC}: ${addrs.join(', ')}`)
     } catch (err) {

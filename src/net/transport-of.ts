@@ -66,3 +66,27 @@ export function peerIdOf (ma: Multiaddr | string): string | undefined {
   }
   return undefined
 }
+
+/**
+ * The address of `peerId` through a relay, `…/p2p/RELAY/p2p-circuit/p2p/PEER`,
+ * from the address we reach the relay on; without `peerId`, the circuit
+ * listen address a reservation on that relay gives us.
+ */
+export function circuitAddress (relayAddr: Multiaddr | string, relayId: string, peerId?: string): string {
+  const base = relayAddr.toString()
+  const relay = base.includes('/p2p/') ? base : `${base}/p2p/${relayId}`
+  return `${relay}/p2p-circuit${peerId != null ? `/p2p/${peerId}` : ''}`
+}
+
+/** The address with `/p2p/<peerId>` at its end (added when missing). */
+export function withPeerId (addr: string, peerId: string): string {
+  return addr.endsWith(`/p2p/${peerId}`) ? addr : `${addr}/p2p/${peerId}`
+}
+
+/**
+ * The plain circuit address a private-to-private WebRTC address
+ * (`…/p2p-circuit/webrtc/p2p/<peer>`) is signalled over.
+ */
+export function signallingCircuitOf (webrtcAddr: string): string {
+  return webrtcAddr.replace('/p2p-circuit/webrtc/', '/p2p-circuit/')
+}

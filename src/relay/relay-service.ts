@@ -1,11 +1,12 @@
 import { createLogger, type Logger } from '../log/logger.ts'
-import { MeshNode } from '../net/mesh-node.ts'
 import { RelayAnnouncer } from '../net/relay-directory.ts'
 import { CAPACITY_TOPIC } from '../protocols/capacity/index.ts'
 import { relayInfo, type RelayTlsCertificate } from '../protocols/relay-info/index.ts'
 import { leafFingerprintOfPem } from '../net/tls-intercept.ts'
 import { readFileSync } from 'node:fs'
 import { startRelayStun, stunAddrs } from './relay-stun.ts'
+import type { MeshHost } from '../net/components.ts'
+import type { MeshNodeInit } from '../net/mesh-node.ts'
 import type { StunResponder } from '../net/stun/responder.ts'
 import type { RelayConfig } from '../config/config.ts'
 import type { PrivateKey } from '@libp2p/interface'
@@ -21,9 +22,43 @@ export interface RelayInfo {
   tlsCertificate?: RelayTlsCertificate
 }
 
+/** What the composition root builds a relay's node from. */
+export interface RelayParts {
+  /** started before the node: its identify agent version tells donors the STUN ports actually bound */
+  stun?: StunResponder
+  /** donors compare this with the certificate they see: a different one means a middlebox re-signed it */
+  tlsCertificate?: RelayTlsCertificate
+  /** the node a relay runs: circuit relay v2 server with job-sized limits, relay-info */
+  node: MeshNodeInit
+}
+
+/** Starts the relay's STUN responder and describes the node it needs; the composition root builds the node. */
+export async function prepareRelay (config: RelayConfig, privateKey: PrivateKey, logger: Logger): Promise<RelayParts> {
+  const stun = await startRelayStun(config, logger.child('stun'))
+  const tls = config.tls != null ? leafFingerprintOfPem(readFileSync(config.tls.certFile)) : undefined
+  return {
+    stun,
+    tlsCertificate: tls,
+    node: {
+      privateKey,
+      listen: config.listen,
+      announce: config.announce,
+      relayServer: { limits: config.limits, tls: config.tls },
+      publicRanges: config.publicRanges,
+      stunPorts: stun != null ? [...new Set(stun.endpoints().map(e => e.port))] : [],
+      services: { relayInfo: relayInfo({ getInfo: () => ({ tls: tls != null ? [tls] : [] }), logger: logger.child('info') }) },
+      logger: logger.child('net')
+    }
+  }
+}
+
 export interface RelayServiceInit {
   config: RelayConfig
-  privateKey: PrivateKey
+  /** the relay's node, built by the composition root from {@link prepareRelay}; started and stopped by this role */
+  mesh: MeshHost
+  /** the STUN responder from {@link prepareRelay}; stopped with the relay */
+  stun?: StunResponder
+  tlsCertificate?: RelayTlsCertificate
   /** how often the relay announces itself on the relay gossip topic @default 10000 */
   announceIntervalMs?: number
   logger?: Logger
@@ -36,85 +71,71 @@ export interface RelayServiceInit {
 export class RelayService {
   private readonly init: RelayServiceInit
   private readonly log: Logger
-  private mesh?: MeshNode
+  private readonly mesh: MeshHost
+  private started = false
   private announcer?: RelayAnnouncer
   private stun?: StunResponder
-  private tlsCertificate?: RelayTlsCertificate
+  private readonly onConnect = (evt: CustomEvent<{ toString: () => string }>): void => { this.log.debug(`peer connected: ${evt.detail.toString()}`) }
+  private readonly onDisconnect = (evt: CustomEvent<{ toString: () => string }>): void => { this.log.debug(`peer disconnected: ${evt.detail.toString()}`) }
 
   constructor (init: RelayServiceInit) {
     this.init = init
+    this.mesh = init.mesh
+    this.stun = init.stun
     this.log = init.logger ?? createLogger('relay')
   }
 
   async start (): Promise<RelayInfo> {
     const { config } = this.init
-    // before the node: its identify agent version tells donors the STUN ports actually bound
-    this.stun = await startRelayStun(config, this.log.child('stun'))
-    // donors compare this with the certificate they see: a different one means a middlebox re-signed it
-    this.tlsCertificate = config.tls != null ? leafFingerprintOfPem(readFileSync(config.tls.certFile)) : undefined
-    const tls = this.tlsCertificate
+    const net = this.mesh.components
     try {
-      this.mesh = await MeshNode.create({
-        privateKey: this.init.privateKey,
-        listen: config.listen,
-        announce: config.announce,
-        relayServer: { limits: config.limits, tls: config.tls },
-        publicRanges: config.publicRanges,
-        stunPorts: this.stun != null ? [...new Set(this.stun.endpoints().map(e => e.port))] : [],
-        services: { relayInfo: relayInfo({ getInfo: () => ({ tls: tls != null ? [tls] : [] }), logger: this.log.child('info') }) },
-        logger: this.log.child('net')
-      })
       await this.mesh.start()
     } catch (err) {
       // the UDP sockets must not outlive a relay that failed to start
-      await this.stun?.stop()
-      this.stun = undefined
+      await this.stop()
       throw err
     }
-    if (config.announce.length === 0) this.mesh.confirmListenAddrs()
+    this.started = true
+    if (config.announce.length === 0) net.addresses.confirmListenAddrs()
     // the relay is the gossip hub of donors that can only reach each other
     // through it: gossipsub forwards only topics a node is subscribed to
-    const pubsub = this.mesh.libp2p.services.pubsub as { subscribe: (topic: string) => void }
-    pubsub.subscribe(CAPACITY_TOPIC)
+    net.gossip.subscribe(CAPACITY_TOPIC)
     // donors learn relays beyond their bootstrap list from these announcements
     // and reserve on a second one, so losing one relay never leaves them undialable
-    this.announcer = new RelayAnnouncer(this.mesh, { intervalMs: this.init.announceIntervalMs, logger: this.log.child('announce') })
+    this.announcer = new RelayAnnouncer(net, { intervalMs: this.init.announceIntervalMs, logger: this.log.child('announce') })
     this.announcer.start()
-    this.mesh.libp2p.addEventListener('peer:connect', (evt: CustomEvent<{ toString: () => string }>) => {
-      this.log.debug(`peer connected: ${evt.detail.toString()}`)
-    })
-    this.mesh.libp2p.addEventListener('peer:disconnect', (evt: CustomEvent<{ toString: () => string }>) => {
-      this.log.debug(`peer disconnected: ${evt.detail.toString()}`)
-    })
+    net.events.on('peer:connect', this.onConnect)
+    net.events.on('peer:disconnect', this.onDisconnect)
     return this.info()
   }
 
   /** Peers holding a reservation on this relay right now. */
   reservationCount (): number {
-    const relay = this.mesh?.libp2p.services.relay as { reservations?: { size: number } } | undefined
-    return relay?.reservations?.size ?? 0
+    return this.started ? this.mesh.components.hop.reservationCount() : 0
   }
 
   info (): RelayInfo {
-    if (this.mesh == null) throw new Error('relay not started')
+    if (!this.started) throw new Error('relay not started')
+    const addresses = this.mesh.components.addresses
     return {
       peerId: this.mesh.peerId,
-      listenAddrs: this.mesh.listenAddrs(),
-      announceAddrs: this.mesh.advertisedAddrs(),
+      listenAddrs: addresses.listenAddrs(),
+      announceAddrs: addresses.advertisedAddrs(),
       limits: this.init.config.limits,
-      stunAddrs: stunAddrs(this.stun, this.mesh.advertisedAddrs()),
-      ...(this.tlsCertificate != null ? { tlsCertificate: this.tlsCertificate } : {})
+      stunAddrs: stunAddrs(this.stun, addresses.advertisedAddrs()),
+      ...(this.init.tlsCertificate != null ? { tlsCertificate: this.init.tlsCertificate } : {})
     }
   }
 
   async stop (): Promise<void> {
-    const mesh = this.mesh
-    this.mesh = undefined
+    this.started = false
     this.announcer?.stop()
     this.announcer = undefined
+    this.mesh.components.events.off('peer:connect', this.onConnect)
+    this.mesh.components.events.off('peer:disconnect', this.onDisconnect)
     const stun = this.stun
     this.stun = undefined
     await stun?.stop()
-    await mesh?.stop()
+    await this.mesh.stop()
   }
 }

@@ -42,7 +42,7 @@ describe('job continuity when a relay dies mid-job', () => {
     const accepted = await submit(submitter.client, 'primes.wasm', { input: `${N}\n`, limits: { deadlineMs: 120_000 } })
     // the relay that carries the task, as the submitter's open connections show it
     const carrier = await waitFor('the submitter to open a relayed connection to the executor', () => {
-      const conn = submitter.donor.mesh.libp2p.getConnections().find(c => c.remotePeer.toString() === executor.peerId && c.status === 'open' && transportOf(c.remoteAddr) === 'circuit')
+      const conn = submitter.donor.mesh.components.connections.open(executor.peerId).find(c => transportOf(c.remoteAddr) === 'circuit')
       return conn != null ? relayPeerOf(conn.remoteAddr) : undefined
     }, 15_000)
     await waitFor('the task to be dispatched', async () => {
@@ -68,7 +68,7 @@ describe('job continuity when a relay dies mid-job', () => {
     assert.deepEqual(tasks.map(x => [x.attempt, x.state]), [[1, 'done']])
     // the submitter now reaches the executor through the surviving relay
     const survivor = relays.find(r => r !== dead)?.info.peerId
-    const now = submitter.donor.mesh.libp2p.getConnections().filter(c => c.remotePeer.toString() === executor.peerId && c.status === 'open').map(c => c.remoteAddr.toString())
+    const now = submitter.donor.mesh.components.connections.open(executor.peerId).map(c => c.remoteAddr.toString())
     assert.ok(now.some(a => relayPeerOf(a) === survivor), `connected to the executor through ${String(survivor)}: ${now.join(' ')}`)
   })
 })

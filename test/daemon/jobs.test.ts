@@ -138,7 +138,8 @@ describe('jobs end to end on loopback (real executor, relay-only donors)', () =>
     const { donors: [a, b] } = await mesh('malformed', 2)
     await executorsSeen(a, 1)
     const circuit = (await b.client.call('status', {})).relays[0].circuitAddr
-    const stream = await a.donor.mesh.libp2p.dialProtocol(multiaddr(circuit), '/worldcompute/dispatch/1.0.0', { runOnLimitedConnection: true })
+    const conn = await a.donor.mesh.components.dialler.dial(multiaddr(circuit), { purpose: 'dispatch' })
+    const stream = await conn.newStream('/worldcompute/dispatch/1.0.0', { runOnLimitedConnection: true })
     stream.send(new Uint8Array([0x05, 0xff, 0xfe, 0x00, 0x13, 0x37]))
     await stream.close().catch(() => {})
     const view = await finished(a.client, (await submit(a.client, 'hello.wasm', { args: ['x'] })).jobId)

@@ -2,65 +2,87 @@
  * The cap on direct connections made ahead of need (DirectPathsInit
  * maxPrewarmed): a donor that hears of many executors dials only a few of
  * them, the most recently heard-of waiting one takes a freed slot, and a peer
- * already talked to through a relay is upgraded whatever the cap. A fake
- * MeshNode: the "dials" of public addresses just add a connection to a list,
- * nothing leaves the process.
+ * already talked to through a relay is upgraded whatever the cap. Typed fakes of
+ * the net components (FakeNet): nothing leaves the process.
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import { DirectPaths } from '../../src/donor/direct-paths.ts'
+import { DirectPaths, type DirectPathsComponents } from '../../src/donor/direct-paths.ts'
+import { bestOf } from '../../src/net/connections.ts'
+import { MeshPeerDialler } from '../../src/net/peer-dialler.ts'
 import { transportOf } from '../../src/net/transport-of.ts'
-import type { MeshNode } from '../../src/net/mesh-node.ts'
-import type { PeerId } from '@libp2p/interface'
-
-interface FakeConn { remotePeer: PeerId, remoteAddr: Multiaddr, status: string, direction: 'inbound' | 'outbound' }
+import { createLogger } from '../../src/log/logger.ts'
+import type { Connections, MeshEventMap, MeshEvents, PeerAddresses, StunServers } from '../../src/net/components.ts'
+import type { Connection, PeerId } from '@libp2p/interface'
 
 async function newPeer (): Promise<PeerId> {
   return peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
 }
 
-class FakeMesh extends EventTarget {
-  readonly conns: FakeConn[] = []
+/** A connection with only what the direct upgrader reads. */
+function fakeConnection (remotePeer: PeerId, remoteAddr: Multiaddr, direction: 'inbound' | 'outbound' = 'outbound'): Connection {
+  return { id: `${remotePeer.toString()}-${remoteAddr.toString()}`, remotePeer, remoteAddr, status: 'open', direction } as Partial<Connection> as Connection
+}
+
+class FakeEvents extends EventTarget implements MeshEvents {
+  on <K extends keyof MeshEventMap>(type: K, listener: (evt: MeshEventMap[K]) => void): void {
+    this.addEventListener(type, listener as (evt: Event) => void)
+  }
+
+  off <K extends keyof MeshEventMap>(type: K, listener: (evt: MeshEventMap[K]) => void): void {
+    this.removeEventListener(type, listener as (evt: Event) => void)
+  }
+}
+
+/**
+ * The net components the direct upgrader uses, with the real peer dialler
+ * on top of fake address dials: a "dial" of a public address just adds a
+ * connection to a list, nothing leaves the process.
+ */
+class FakeNet implements DirectPathsComponents {
+  readonly conns: Connection[] = []
   readonly dialled: string[] = []
   readonly peerId: string
-  readonly libp2p: unknown
+  readonly known = new Map<string, PeerId>()
+  /** peers whose dial fails */
+  readonly unreachable = new Set<string>()
+  readonly events = new FakeEvents()
+  readonly connections: Connections = {
+    open: (peer) => this.conns.filter(c => c.status === 'open' && (peer == null || c.remotePeer.toString() === peer)),
+    isConnected: (peer) => this.connections.open(peer).length > 0,
+    bestDirect: (peer) => bestOf(this.connections.open(peer).filter(c => transportOf(c.remoteAddr) !== 'circuit')),
+    relayed: (peer) => this.connections.open(peer).find(c => transportOf(c.remoteAddr) === 'circuit'),
+    best: (peer) => bestOf(this.connections.open(peer)),
+    list: () => []
+  }
+
+  readonly peers: PeerAddresses = { addressesOf: async () => [], agentOf: async () => undefined }
+  readonly stun: StunServers = { stunServers: async () => [], iceServers: async () => [] }
+  readonly dialler: MeshPeerDialler
 
   constructor (self: PeerId) {
-    super()
     this.peerId = self.toString()
-    this.libp2p = {
-      getConnections: (peer?: PeerId) => this.conns.filter(c => c.status === 'open' && (peer == null || c.remotePeer.equals(peer))),
-      addEventListener: this.addEventListener.bind(this),
-      removeEventListener: this.removeEventListener.bind(this),
-      peerStore: { get: async () => { throw Object.assign(new Error('not found'), { name: 'NotFoundError' }) } }
-    }
+    const dialTransport = async (ma: Multiaddr): Promise<Connection> => await this.dialTransport(ma)
+    this.dialler = new MeshPeerDialler({
+      attempts: { dialTransport, dial: dialTransport, dialAll: async (mas) => await dialTransport(mas[0]) },
+      connections: this.connections,
+      peers: this.peers,
+      logger: createLogger('test.dialler')
+    }, { dialAttemptTimeoutMs: 1_000 })
   }
 
-  directConnection (peer: string): FakeConn | undefined {
-    return this.conns.find(c => c.status === 'open' && c.remotePeer.toString() === peer && transportOf(c.remoteAddr) !== 'circuit')
-  }
-
-  async dialTransport (ma: Multiaddr): Promise<FakeConn> {
+  private async dialTransport (ma: Multiaddr): Promise<Connection> {
     const peer = ma.getComponents().findLast(c => c.name === 'p2p')?.value
     const remote = this.known.get(peer ?? '')
     if (remote == null) throw new Error(`unknown peer in ${ma.toString()}`)
     this.dialled.push(peer as string)
     if (this.unreachable.has(peer as string)) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })
-    const conn: FakeConn = { remotePeer: remote, remoteAddr: ma, status: 'open', direction: 'outbound' }
+    const conn = fakeConnection(remote, ma)
     this.conns.push(conn)
     return conn
-  }
-
-  readonly known = new Map<string, PeerId>()
-  /** peers whose dial fails */
-  readonly unreachable = new Set<string>()
-
-  close (conn: FakeConn): void {
-    conn.status = 'closed'
-    this.dispatchEvent(new CustomEvent('connection:close', { detail: conn }))
   }
 }
 
@@ -68,10 +90,10 @@ const settle = async (): Promise<void> => { for (let i = 0; i < 20; i++) await n
 
 describe('direct upgrades ahead of need', () => {
   it('pre-warms at most maxPrewarmed peers, fills a freed slot with the most recent waiting one, and upgrades a peer in use regardless', async () => {
-    const mesh = new FakeMesh(await newPeer())
+    const mesh = new FakeNet(await newPeer())
     const peers = await Promise.all(Array.from({ length: 5 }, newPeer))
     for (const p of peers) mesh.known.set(p.toString(), p)
-    const direct = new DirectPaths(mesh as unknown as MeshNode, {
+    const direct = new DirectPaths(mesh, {
       nat: () => ({ mapping: 'none', filtering: 'unknown', udp: 'yes' }) as any,
       webrtc: false,
       maxPrewarmed: 2
@@ -90,7 +112,7 @@ describe('direct upgrades ahead of need', () => {
       assert.equal(direct.status().filter(v => v.state === 'skipped').length, 2)
 
       // a peer we talk to through a relay (a task on it) is upgraded although every slot is taken
-      const relayed: FakeConn = { remotePeer: peers[2], remoteAddr: multiaddr(`/ip4/8.8.4.4/tcp/4001/p2p/${peers[0].toString()}/p2p-circuit/p2p/${peers[2].toString()}`), status: 'open', direction: 'outbound' }
+      const relayed = fakeConnection(peers[2], multiaddr(`/ip4/8.8.4.4/tcp/4001/p2p/${peers[0].toString()}/p2p-circuit/p2p/${peers[2].toString()}`))
       mesh.conns.push(relayed)
       direct.schedule(peers[2].toString(), [], 'a relayed connection opened')
       await settle()

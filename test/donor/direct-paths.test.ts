@@ -124,10 +124,10 @@ describe('direct upgrades', () => {
   it('a failed first WebRTC attempt is followed by a second one within seconds, not after the minute-long back-off', async (t) => {
     const { bootstrap, submitterDir, submitterHandle } = await relayAndSubmitter('retry')
     // fault injection: the submitter's first WebRTC dial fails as a spoiled DTLS handshake does; later ones are real
-    const mesh = submitterHandle.donor.mesh
-    const realDial = mesh.dialTransport.bind(mesh)
+    const dialler = submitterHandle.donor.mesh.components.dialler
+    const realDial = dialler.dialTransport.bind(dialler)
     let webrtcDials = 0
-    mesh.dialTransport = async (ma, options) => {
+    dialler.dialTransport = async (ma, options) => {
       if (transportOf(ma.toString()) === 'webrtc' && ++webrtcDials === 1) throw Object.assign(new Error('injected: RTCPeerConnection connection state became "closed"'), { name: 'ConnectionFailedError' })
       return await realDial(ma, options)
     }

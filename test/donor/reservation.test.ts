@@ -101,16 +101,16 @@ describe('donor reservations on loopback', () => {
     const bootstrap = relay.info.announceAddrs.filter(a => a.includes('/tcp/'))
     const d = track(await startTestDonor(join(dir.path, 'donor-stale'), bootstrap, ['/p2p-circuit'], { noDirect: true }))
     await waitFor('reservation', async () => await reservedStatus(d.client, relay.info.peerId))
-    const mesh = d.donor.mesh
-    const conn = mesh.directConnection(relay.info.peerId)
+    const { connections, reservations } = d.donor.mesh.components
+    const conn = connections.bestDirect(relay.info.peerId)
     assert.ok(conn != null)
     // what the store looks like between a relay connection closing and js-libp2p processing
     // that close: a reservation recorded on a connection that is no longer ours
-    const store = (mesh as any).reservationStore()
+    const store = (reservations as any).reservationStore()
     const entry = store.reservations.get(conn.remotePeer)
     assert.equal(entry?.connection, conn.id, 'the store records the connection a reservation was made on')
     entry.connection = 'a-connection-that-closed'
-    const result = await mesh.reserve(conn, { signal: AbortSignal.timeout(10_000) })
+    const result = await reservations.reserve(conn, { signal: AbortSignal.timeout(10_000) })
     assert.ok(result.circuitAddrs.length > 0)
     assert.equal(store.reservations.get(conn.remotePeer)?.connection, conn.id, 'reserved again on the open connection')
   })

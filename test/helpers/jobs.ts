@@ -1,7 +1,11 @@
 /** Helpers for end-to-end job tests: real fixtures, the real API client, bounded waits. */
+import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { waitFor } from './wait.ts'
+import { MeshNode } from '../../src/net/mesh-node.ts'
+import type { MeshHost } from '../../src/net/components.ts'
+import type { CapacityService } from '../../src/protocols/capacity/index.ts'
 import type { ApiClient } from '../../src/api/client.ts'
 import type { JobLimits, JobView } from '../../src/core/job.ts'
 
@@ -38,7 +42,11 @@ export async function finished (client: ApiClient, jobId: string, timeoutMs = 30
 }
 
 /** Waits until the broker behind `client` sees `count` executors other than itself. */
-export async function executorsSeen (handle: { broker: unknown, donor: { mesh: { libp2p: { services: Record<string, unknown> } } } }, count: number): Promise<void> {
-  const capacity = handle.donor.mesh.libp2p.services.capacity as { executors: () => unknown[] }
+export async function executorsSeen (handle: { donor: { mesh: MeshHost } }, count: number): Promise<void> {
+  // the daemon builds its node with the capacity service (daemon.ts)
+  const mesh = handle.donor.mesh
+  assert.ok(mesh instanceof MeshNode, 'the daemon runs a MeshNode')
+  const capacity = (mesh.services as { capacity?: CapacityService }).capacity
+  assert.ok(capacity != null, 'the daemon\'s node has the capacity service')
   await waitFor(`${count} executor(s) to be announced`, () => capacity.executors().length >= count ? true : undefined, 15_000)
 }

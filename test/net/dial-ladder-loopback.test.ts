@@ -60,7 +60,7 @@ async function startDialer (name: string): Promise<{ mesh: MeshNode, telemetry: 
   cleanups.push(async () => { await mesh.stop() })
   const memory = RungMemory.inStateDir(join(dir.path, name, 'state'))
   const ladder = new DialLadder({
-    dial: async (ma, options) => await mesh.dialTransport(ma, { ...options, purpose: 'bootstrap' }),
+    dial: async (ma, options) => await mesh.components.dialler.dialTransport(ma, { ...options, purpose: 'bootstrap' }),
     memory
   })
   return { mesh, telemetry, ladder, memory }
@@ -128,7 +128,7 @@ describe('dial ladder against a real relay on loopback', () => {
     assert.equal(result.attempts[0].transport, 'quic', 'QUIC went first')
     assert.equal(result.connection.remotePeer.toString(), relayId)
     // the connection manager tracks it as if libp2p's dial queue had made it
-    assert.equal(mesh.directConnection(relayId)?.id, result.connection.id)
+    assert.equal(mesh.components.connections.bestDirect(relayId)?.id, result.connection.id)
     await assertRecordedOnce(telemetry, result.attempts)
     assert.equal(recordsFor(telemetry, quicAddr.toString())[0].outcome, 'success')
   })
@@ -226,7 +226,7 @@ describe('dial ladder against a real relay on loopback', () => {
     const { mesh } = await startDialer('outlives')
     // net.connect() destroys a socket when the signal it was given fires, even long after connecting
     const ladder = new DialLadder({
-      dial: async (ma, options) => await mesh.dialTransport(ma, { ...options, purpose: 'bootstrap' }),
+      dial: async (ma, options) => await mesh.components.dialler.dialTransport(ma, { ...options, purpose: 'bootstrap' }),
       timeoutsMs: { tcp: 300 },
       budgetMs: 600
     })
@@ -234,9 +234,8 @@ describe('dial ladder against a real relay on loopback', () => {
     assert.equal(result.transport, 'tcp')
     await new Promise(resolve => setTimeout(resolve, 1000))
     assert.equal(result.connection.status, 'open')
-    const ping = mesh.libp2p.services.ping as { ping: (p: unknown) => Promise<number> }
-    assert.equal(typeof await ping.ping(result.connection.remotePeer), 'number')
-    assert.deepEqual(mesh.libp2p.getConnections().map(c => c.id), [result.connection.id], 'the ping used the same connection')
+    assert.equal(typeof await mesh.components.pinger.rtt(relayId), 'number')
+    assert.deepEqual(mesh.components.connections.open().map(c => c.id), [result.connection.id], 'the ping used the same connection')
   })
 
   it('losers still handshaking when QUIC connects are cancelled, each recorded once, and nothing else is dialled', async () => {
@@ -253,7 +252,7 @@ describe('dial ladder against a real relay on loopback', () => {
     await assertRecordedOnce(telemetry, result.attempts)
     // only the winner's connection is left
     await waitFor('the losers let go of their sockets', () => stalledA.sockets.size + stalledB.sockets.size === 0 ? true : undefined)
-    const open = mesh.libp2p.getConnections().filter(c => c.remotePeer.toString() === relayId && c.status === 'open')
+    const open = mesh.components.connections.open(relayId)
     assert.deepEqual(open.map(c => c.id), [result.connection.id])
   })
 })

@@ -16,7 +16,7 @@ import type { NatFiltering, NatMapping, UdpState } from '../../core/types.ts'
  * endpoint, ask the server to answer from its other port (and other IP when
  * it has one): an answer that gets through means the NAT does not filter on
  * that. The socket must be fresh, or the mapping requests have already
- * opened the NAT to the other port (netns-lab findings §6).
+ * opened the NAT to the other port (seen in the namespace lab).
  */
 
 export type StunAnswer =

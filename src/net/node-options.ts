@@ -1,0 +1,149 @@
+import { noise } from '@chainsafe/libp2p-noise'
+import { quic } from '@chainsafe/libp2p-quic'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { autoNATv2 } from '@libp2p/autonat-v2'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { gossipsub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import { webRTC } from '@libp2p/webrtc'
+import { readFileSync } from 'node:fs'
+import { AGENT_VERSION, DEFAULT_RESERVATION_TIMEOUT_MS } from './constants.ts'
+import { makeAnnounceFilter } from './address-scope.ts'
+import { agentWithStun } from './stun/announce.ts'
+import { proxiedTcp, proxiedWebSockets, type ProxyRouter } from './proxy-transports.ts'
+import type { RelayLimits } from '../config/config.ts'
+import type { Libp2pOptions } from 'libp2p'
+import type { PrivateKey } from '@libp2p/interface'
+import type { DNS } from '@multiformats/dns'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+export interface RelayServerInit {
+  limits: RelayLimits
+  tls?: { certFile: string, keyFile: string }
+}
+
+/** libp2p factories of services, by name (`capacity: capacity({ … })`). */
+export type ServiceFactories = Record<string, (components: any) => unknown>
+
+/** What building the libp2p node needs; MeshNodeInit documents each field. */
+export interface NodeOptionsInit {
+  privateKey: PrivateKey
+  listen: readonly Multiaddr[]
+  announce?: readonly Multiaddr[]
+  relayServer?: RelayServerInit
+  services?: ServiceFactories
+  stunPorts?: readonly number[]
+  webrtc?: boolean
+  dns?: DNS
+}
+
+/** libp2p's internal components, for the parts of src/net that need the transport and address managers. */
+export interface Internals {
+  components: Record<string, any>
+}
+
+/** The options of the one libp2p node this process runs: donor, relay and doctor alike. */
+export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: () => Promise<Array<{ urls: string[] }>>): Libp2pOptions<any> {
+  const relay = init.relayServer
+  return {
+    privateKey: init.privateKey,
+    ...(init.dns != null ? { dns: init.dns } : {}),
+    nodeInfo: { userAgent: agentWithStun(AGENT_VERSION, init.stunPorts ?? []) },
+    addresses: {
+      listen: [...init.listen.map(ma => ma.toString()), ...(init.webrtc === true ? ['/webrtc'] : [])],
+      announce: (init.announce ?? []).map(ma => ma.toString()),
+      // no loopback or private addresses to the wide mesh (address-scope.ts)
+      announceFilter: makeAnnounceFilter(init.announce, { keepPrivateAsLastResort: relay != null })
+    },
+    transports: transports(init, proxies, iceServers),
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: relay != null
+      ? { maxConnections: relay.limits.maxConnections, inboundConnectionThreshold: relay.limits.inboundConnectionThresholdPerHost }
+      : {},
+    connectionMonitor: connectionMonitor(relay != null),
+    // a relay-only donor listens on nothing directly; that is a valid node
+    transportManager: { faultTolerance: 1 /* FaultTolerance.NO_FATAL */ },
+    services: services(init)
+  }
+}
+
+function transports (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: () => Promise<Array<{ urls: string[] }>>): Libp2pOptions['transports'] {
+  const tls = init.relayServer?.tls
+  const wsInit = tls != null ? { https: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } } : {}
+  return [
+    // the library transports, with their socket opening routed through a proxy when one applies
+    proxiedTcp({}, proxies),
+    proxiedWebSockets(wsInit, proxies),
+    quic(),
+    // never @libp2p/webrtc's default ICE servers (public STUN servers of a
+    // third party): our relays answer STUN, and with none known ICE uses
+    // host candidates only. Looked up per connection: the relays we are connected to change.
+    ...(init.webrtc === true ? [webRTC({ rtcConfiguration: async () => ({ iceServers: await iceServers() }) })] : []),
+    circuitRelayTransport({
+      reservationCompletionTimeout: DEFAULT_RESERVATION_TIMEOUT_MS,
+      // the default of 1 queues reservations one relay at a time, and in
+      // circuit-relay-v2 4.2.x a second queued reservation never started (the
+      // first was granted, the second hung until cancelled): a donor reserves
+      // on each of its relays at once (the reservation manager caps how many)
+      reservationConcurrency: 8
+    })
+  ]
+}
+
+function services (init: NodeOptionsInit): ServiceFactories {
+  const out: ServiceFactories = {
+    identify: identify({ runOnLimitedConnection: true }),
+    ping: ping({ runOnLimitedConnection: true }),
+    // v2, not v1: v1's dial-back reuses the client's connection, reports a
+    // false success and then closes it, dropping the donor's relay reservation
+    autoNAT: autoNATv2(),
+    pubsub: gossipsub({ runOnLimitedConnection: true, allowPublishToZeroTopicPeers: true, emitSelf: false }),
+    internals: (components: Record<string, any>): Internals => ({ components }),
+    // after the built-in ones, so the job protocols can use pubsub
+    ...init.services
+  }
+  const relay = init.relayServer
+  if (relay != null) {
+    out.relay = circuitRelayServer({
+      // the default is 32 per connection; a relay serving many circuits to one donor needs more
+      maxInboundHopStreams: relay.limits.maxHopStreamsPerPeer,
+      reservations: {
+        maxReservations: relay.limits.maxReservations,
+        reservationTtl: relay.limits.reservationTtlMs,
+        // js-libp2p caps each relayed connection at 2 min / 128 KiB by default,
+        // which cuts any job payload: size the limit for jobs instead
+        applyDefaultLimit: true,
+        defaultDataLimit: BigInt(relay.limits.dataLimitBytes),
+        defaultDurationLimit: relay.limits.durationLimitMs
+      }
+    })
+  }
+  return out
+}
+
+/**
+ * Donors: js-libp2p pings every open connection every 10 s on a new
+ * stream (negotiation, a peer-store write, encryption on both sides),
+ * a cost per connection per second paid while idle. A donor's relay is
+ * watched by the reservation manager's own pings (every 1.5 s), WebRTC
+ * has ICE consent checks and yamux its keepalive, so every 60 s is
+ * enough here (on a WebRTC connection each ping also opens a new data
+ * channel: at a 10 s interval @libp2p/webrtc and libp2p's stream opening
+ * were 27% and 22% of an idle donor's main thread in a 16-donor loopback
+ * mesh, bench/idle-cpu.ts). And no abort on a failed ping: in libp2p 3.3 the
+ * monitor's `conn.abort()` runs inside a promise `.catch` and throws
+ * (yamux sendGoAway: StreamStateError) when the connection is already
+ * closing — an unhandled rejection (logged, not fatal: cli/lifecycle.ts)
+ * for nothing. A dead connection to a peer shows when the broker's
+ * stream on it fails, and it falls back to the relayed path.
+ * Relays keep the abort (it frees the reservations of dead donors) but
+ * ping every 30 s: at 10 s a relay serving 1,000 donors opens 100 ping
+ * streams a second, and in the memory benchmark (400–1,000 reserving
+ * clients) that load stalled it until every ping timed out at once and
+ * it dropped all its clients together.
+ */
+function connectionMonitor (isRelay: boolean): Libp2pOptions['connectionMonitor'] {
+  return isRelay ? { pingInterval: 30_000 } : { pingInterval: 60_000, abortConnectionOnPingFailure: false }
+}

@@ -1,0 +1,89 @@
+import { peerIdFromString } from '@libp2p/peer-id'
+import { pause } from '../core/async.ts'
+import { PeerUnreachableError } from '../core/errors.ts'
+import { describeDialError } from './dial-error.ts'
+import { ReachFailedError } from './peer-dialler.ts'
+import { relayPeerOf, transportOf, uplinkTransport } from './transport-of.ts'
+import type { Logger } from '../log/logger.ts'
+import type { PingProbe, PingResult } from '../core/types.ts'
+import type { Connections, PeerDialler, Pinger } from './components.ts'
+import type { AbortOptions, Connection, PeerId } from '@libp2p/interface'
+
+/** One probe's answer window. */
+const PROBE_TIMEOUT_MS = 10_000
+/** Between two probes. */
+const PROBE_INTERVAL_MS = 1_000
+
+/** @libp2p/ping as this file uses it. */
+export interface PingService {
+  ping: (peer: PeerId, options?: AbortOptions) => Promise<number>
+}
+
+export interface MeshPingerComponents {
+  ping: PingService
+  dialler: PeerDialler
+  connections: Connections
+  logger: Logger
+}
+
+export class MeshPinger implements Pinger {
+  private readonly components: MeshPingerComponents
+
+  constructor (components: MeshPingerComponents) {
+    this.components = components
+  }
+
+  async rtt (peerId: string, options: AbortOptions = {}): Promise<number> {
+    return await this.components.ping.ping(peerIdFromString(peerId), options)
+  }
+
+  /**
+   * Reaches a peer (PeerId or multiaddr) and measures round trips with the
+   * libp2p ping protocol, reporting the path each probe took.
+   */
+  async ping (target: string, count: number, options: AbortOptions & { relays?: readonly string[] } = {}): Promise<PingResult> {
+    const conn = await this.connect(target, options)
+    const peerId = conn.remotePeer.toString()
+    const probes: PingProbe[] = []
+    for (let seq = 1; seq <= count; seq++) {
+      options.signal?.throwIfAborted()
+      probes.push(await this.probe(seq, conn, options))
+      if (seq < count) await pause(PROBE_INTERVAL_MS, options)
+    }
+    return { target, peerId, probes }
+  }
+
+  private async probe (seq: number, conn: Connection, options: AbortOptions): Promise<PingProbe> {
+    const peer = conn.remotePeer
+    const timeout = AbortSignal.timeout(PROBE_TIMEOUT_MS)
+    try {
+      const rtt = await this.components.ping.ping(peer, { signal: options.signal != null ? AbortSignal.any([options.signal, timeout]) : timeout })
+      const used = this.components.connections.open(peer.toString())[0] ?? conn
+      const t = transportOf(used.remoteAddr)
+      return {
+        seq,
+        ok: true,
+        rttMs: rtt,
+        path: t === 'circuit' ? 'relay' : 'direct',
+        transport: t === 'circuit' ? uplinkTransport(used.remoteAddr) : t,
+        relay: relayPeerOf(used.remoteAddr),
+        remoteAddr: used.remoteAddr.toString()
+      }
+    } catch (err) {
+      const d = describeDialError(err, { phase: 'protocol', transport: transportOf(conn.remoteAddr), elapsedMs: PROBE_TIMEOUT_MS })
+      this.components.logger.warn(`ping ${seq} to ${peer.toString()} failed: ${d.cause}`, { peer: peer.toString(), code: d.code })
+      return { seq, ok: false, error: d.cause }
+    }
+  }
+
+  private async connect (target: string, options: AbortOptions & { relays?: readonly string[] }): Promise<Connection> {
+    try {
+      return await this.components.dialler.reach(target, { purpose: 'ping', signal: options.signal, relays: options.relays, skipRecentFailures: false })
+    } catch (err) {
+      if (!(err instanceof ReachFailedError)) throw err
+      throw new PeerUnreachableError(err.candidates === 0
+        ? `no address known for ${target} and no relay to try: give a multiaddr, or connect to a relay it uses`
+        : `could not reach ${target} on any of ${err.candidates} address(es)`, { cause: err.cause })
+    }
+  }
+}
