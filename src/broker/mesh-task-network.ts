@@ -1,9 +1,10 @@
 import { PeerUnreachableError } from '../core/errors.ts'
+import { DispatchFailedError, DispatchTimeoutError, ModuleNotCachedError, StreamEndedEarlyError, StreamStalledError } from '../protocols/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { delay, Waker } from '../core/async.ts'
 import { ReachFailedError } from '../net/peer-dialler.ts'
 import { relayPeerOf, transportOf, uplinkTransport } from '../net/transport-of.ts'
-import type { ExecutorInfo, TaskNetwork, TaskRunResult, TaskToRun } from './broker.ts'
+import type { ExecutorInfo, OfferAnswer, TaskNetwork, TaskRunResult, TaskToRun } from './broker.ts'
 import type { MeshComponents } from '../net/components.ts'
 import type { CapacityService } from '../protocols/capacity/index.ts'
 import type { DispatchService } from '../protocols/dispatch/index.ts'
@@ -30,14 +31,15 @@ export interface MeshTaskNetworkInit {
 /** One direct dial of an executor's address: a failure costs this much before the task goes relayed. */
 const DIRECT_DIAL_TIMEOUT_MS = 3_000
 
-/** Errors that say the path to the executor broke, not that the task or its answer is wrong. */
-const PATH_FAILURES = new Set(['DISPATCH_FAILED', 'PEER_UNREACHABLE', 'STREAM_STALLED'])
+/**
+ * Errors that say the path to the executor broke, not that the task or its
+ * answer is wrong: decided by class, never by message text.
+ */
 function isPathFailure (err: unknown): boolean {
-  const e = err as { code?: string, phase?: string, name?: string, cause?: { name?: string } }
   // the answer stopped mid-way: the connection under it went away
-  if (e?.code === 'PROTOCOL_VIOLATION' && e.cause?.name === 'UnexpectedEOFError') return true
-  if (e?.code === 'DISPATCH_TIMEOUT') return e.phase === 'open-stream' || e.phase === 'send' || e.phase === 'receive'
-  return PATH_FAILURES.has(e?.code ?? '') || e?.name === 'PeerUnreachableError'
+  if (err instanceof StreamEndedEarlyError) return true
+  if (err instanceof DispatchTimeoutError) return err.phase === 'open-stream' || err.phase === 'send' || err.phase === 'receive'
+  return err instanceof DispatchFailedError || err instanceof StreamStalledError || err instanceof PeerUnreachableError
 }
 
 /**
@@ -120,7 +122,7 @@ export class MeshTaskNetwork implements TaskNetwork {
     }
   }
 
-  async offer (executor: string, task: TaskToRun, options: { signal: AbortSignal }): Promise<{ accept: boolean, reason?: string, freeSlots?: number }> {
+  async offer (executor: string, task: TaskToRun, options: { signal: AbortSignal }): Promise<OfferAnswer> {
     const conn = await this.connect(executor, options.signal)
     const res = await this.init.offer.offer(conn, {
       jobId: task.jobId,
@@ -131,7 +133,7 @@ export class MeshTaskNetwork implements TaskNetwork {
       limits: task.limits
     }, { signal: options.signal })
     if (res.accept) this.hasModule.set(task.taskId, res.hasModule)
-    return { accept: res.accept, reason: res.reason, freeSlots: res.freeSlots }
+    return { accept: res.accept, reason: res.reason, code: res.code, freeSlots: res.freeSlots }
   }
 
   /**
@@ -183,7 +185,7 @@ export class MeshTaskNetwork implements TaskNetwork {
     try {
       result = await send(!skipModule)
     } catch (err) {
-      if ((err as Error).name !== 'ModuleNotCachedError') throw err
+      if (!(err instanceof ModuleNotCachedError)) throw err
       // the donor evicted the module between offer and dispatch: send it after all
       this.log.debug(`executor ${executor} no longer has ${task.moduleCid}; resending with the module`)
       result = await send(true)
