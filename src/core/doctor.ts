@@ -4,7 +4,8 @@ import type { AddrResolution, DialPhase, NatMapping, NatReport, ProxyStatus, Rel
  * `worldcompute doctor`: what was observed (gathered by src/doctor from the
  * daemon's own code paths) and the report made from it (src/doctor/assess.ts).
  * Plain data: the CLI renders it, `--json` prints it, evidence bundles keep
- * it. Field names of {@link DoctorReport} listed in issue 5 are fixed.
+ * it. The field names of {@link DoctorReport} are a contract: other tools read
+ * `doctor --json` and evidence bundles, so fields are added, never renamed.
  */
 
 /** A check's answer. `unknown` when the check could not run: never a guessed `no` (Tailscale's opt.Bool). */
