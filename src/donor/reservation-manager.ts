@@ -370,7 +370,7 @@ export class ReservationManager {
     }
     const usable = this.withoutRefused(relay, addrs)
     if (usable.length === 0) {
-      this.roundFailed(relay, `every address is refused: ${[...relay.refused.values()].map(r => r.reason).join('; ')}`)
+      this.roundFailed(relay, [...relay.refused.values()].map(r => r.reason).join('; '))
       return
     }
     let result: LadderResult
@@ -394,8 +394,10 @@ export class ReservationManager {
   private async refuseIfIntercepted (relay: RelayEntry, conn: Connection, addr: string, signal: AbortSignal): Promise<void> {
     const check = await this.checkTls(relay, conn, addr, signal)
     if (signal.aborted || check.intercepted !== 'yes') return
-    relay.refused.set(addr, { until: Date.now() + this.refusedPathMs, reason: `${addr}: TLS intercepted by '${check.interceptor ?? '?'}' (--refuse-intercepted)` })
+    const until = Date.now() + this.refusedPathMs
     const cause = `refused the path ${addr}: TLS to relay ${relay.peerId} is intercepted by '${check.interceptor ?? '?'}' and --refuse-intercepted is set; not dialling it again for ${Math.round(this.refusedPathMs / 1000)} s`
+    // the same sentence is the relay's lastError for as long as the refusal lasts (rounds in which every address is refused repeat it)
+    relay.refused.set(addr, { until, reason: `refused the path ${addr}: TLS to relay ${relay.peerId} is intercepted by '${check.interceptor ?? '?'}' and --refuse-intercepted is set; not dialling it again before ${new Date(until).toISOString()}` })
     // a graceful close: @libp2p/websockets aborts with WebSocket.close(1006), which the
     // WHATWG WebSocket refuses (InvalidAccessError), leaving the socket open for ever
     const reason = new Error(cause)
