@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
-import { readFileSync, writeFileSync, renameSync, unlinkSync } from 'node:fs'
+import { readFileSync, writeFileSync, renameSync, statSync, unlinkSync } from 'node:fs'
 import { WorldComputeError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { API_VERSION_HEADER, routes, type ApiErrorBody, type ApiHandlers, type RouteName } from './routes.ts'
@@ -28,11 +28,25 @@ export class ApiPortInUseError extends WorldComputeError {
 
 export interface ApiEndpoint { port: number, pid: number, startedAt: string }
 
-/** Reads the token, creating it (mode 0600) on first use. */
-export function loadOrCreateToken (paths: DataDirPaths): string {
+/**
+ * Reads the token, creating it (mode 0600) on first use.
+ *
+ * A token file that group or others may read is no secret, so it is
+ * replaced by a new one (mode 0600) with a WARN naming the file and its old
+ * mode, rather than refused: whoever could read it may have copied it, and
+ * `chmod 600` would leave that copy valid; the local CLI reads the file on
+ * every call, so it follows the new token with no step from the user.
+ */
+export function loadOrCreateToken (paths: DataDirPaths, log?: Logger): string {
   try {
     const token = readFileSync(paths.apiToken, 'utf8').trim()
-    if (token.length >= 32) return token
+    const exposed = exposedMode(paths.apiToken)
+    if (exposed == null && token.length >= 32) return token
+    if (exposed != null) {
+      log?.warn(`${paths.apiToken} was readable by group or others (mode ${exposed}): replaced it with a new token (mode 0600); a copy of the old one no longer works`, {
+        file: paths.apiToken, mode: exposed, code: 'API_TOKEN_EXPOSED'
+      })
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
@@ -41,6 +55,13 @@ export function loadOrCreateToken (paths: DataDirPaths): string {
   writeFileSync(tmp, token + '\n', { mode: 0o600 })
   renameSync(tmp, paths.apiToken)
   return token
+}
+
+/** The file's mode as octal text ("0644") when group or others have any access to it; undefined when only its owner has (or on Windows, where modes say nothing). */
+function exposedMode (path: string): string | undefined {
+  if (process.platform === 'win32') return undefined
+  const mode = statSync(path).mode & 0o777
+  return (mode & 0o077) !== 0 ? `0${mode.toString(8)}` : undefined
 }
 
 /**
@@ -63,7 +84,7 @@ export class ApiServer {
   }
 
   async start (): Promise<void> {
-    this.token = loadOrCreateToken(this.init.paths)
+    this.token = loadOrCreateToken(this.init.paths, this.log)
     const server = createServer((req, res) => { void this.handle(req, res) })
     server.keepAliveTimeout = 1000
     await new Promise<void>((resolve, reject) => {

@@ -157,7 +157,22 @@ export interface DispatchResultHeader {
    * the donor no longer has the module: the broker should send it again.
    */
   moduleMissing?: boolean
+  /**
+   * Set with status `rejected` when the donor did not admit the task (see
+   * REFUSAL_CODES): nothing ran, so it is not an outcome of the job; offer
+   * the task again. Not part of the receipt; absent from older peers.
+   */
+  refused?: RefusalCode
 }
+
+/**
+ * Why a donor refused a dispatch without running it. `no-offer`: the donor
+ * holds no accepted offer from this broker for this task (never offered,
+ * the hold expired, or released when the broker went away). `other`: a code
+ * this version does not know, from a newer peer.
+ */
+export const REFUSAL_CODES = ['no-offer', 'other'] as const
+export type RefusalCode = typeof REFUSAL_CODES[number]
 
 // ---- shared field groups ---------------------------------------------------
 
@@ -366,12 +381,14 @@ function readDispatchResult (r: FieldReader): DispatchResultHeader {
   const errorCode = r.optionalOneOf('errorCode', EXEC_ERROR_CODES, undefined)
   if (errorCode !== undefined) out.errorCode = errorCode
   if (r.has('moduleMissing')) out.moduleMissing = r.boolean('moduleMissing')
+  const refused = r.optionalOneOf('refused', REFUSAL_CODES, 'other')
+  if (refused !== undefined) out.refused = refused
   return out
 }
 
 export function encodeDispatchResult (h: DispatchResultHeader): Uint8Array {
   const wire = {
-    ...pick(h, ['status', 'exitCode', 'error', 'errorCode', 'outputCid', 'fuelUsed', 'durationMs', 'stdoutSize', 'stderrSize', 'moduleMissing']),
+    ...pick(h, ['status', 'exitCode', 'error', 'errorCode', 'outputCid', 'fuelUsed', 'durationMs', 'stdoutSize', 'stderrSize', 'moduleMissing', 'refused']),
     receipt: { body: h.receipt.body, signature: h.receipt.signature }
   }
   return encodeChecked('dispatch result', wire, readDispatchResult, MAX_MESSAGE_BYTES.dispatchResult)

@@ -93,6 +93,7 @@ export interface DaemonFlags extends CommonFlags {
   maxJobMemory?: string
   maxDeadline?: string
   memoryBudget?: string
+  maxTasksPerBroker?: string
   /** --refuse-intercepted */
   refuseIntercepted?: boolean
   /** --no-direct: keep every peer relayed (no direct dial of public addresses, no WebRTC) */
@@ -109,6 +110,8 @@ export interface DonorLimits {
   readonly maxDeadlineMs: number
   /** memory all running jobs together may claim, bytes */
   readonly memoryBudgetBytes: number
+  /** tasks one broker may hold on this donor at once; absent: every slot (`--max-tasks-per-broker`) */
+  readonly maxTasksPerBroker?: number
 }
 
 export interface DaemonConfig {
@@ -320,7 +323,8 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
       maxJobMemoryBytes: flags.maxJobMemory != null ? parseBytes(flags.maxJobMemory, '--max-job-memory') : 256 * 1024 * 1024,
       maxDeadlineMs: flags.maxDeadline != null ? parseDurationMs(flags.maxDeadline, '--max-deadline') : 10 * 60 * 1000,
       // default: half the machine's memory, so jobs never push the donor's own work out
-      memoryBudgetBytes: flags.memoryBudget != null ? parseBytes(flags.memoryBudget, '--memory-budget') : Math.floor(totalmem() / 2)
+      memoryBudgetBytes: flags.memoryBudget != null ? parseBytes(flags.memoryBudget, '--memory-budget') : Math.floor(totalmem() / 2),
+      ...(flags.maxTasksPerBroker != null ? { maxTasksPerBroker: parsePositiveInt(flags.maxTasksPerBroker, '--max-tasks-per-broker') } : {})
     })
   })
 }

@@ -154,6 +154,7 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
       }),
       dispatch: dispatch({
         runTask: execute ? async (req, o) => await answers.runTask(req, o) : undefined,
+        admit: execute ? (req, ctx) => answers.admit(req, ctx) : undefined,
         logger: createLogger('protocols.dispatch')
       })
     }
@@ -196,10 +197,11 @@ function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, l
     maxLimits,
     maxConcurrent: config.donor.maxConcurrentJobs,
     memoryBudgetBytes: config.donor.memoryBudgetBytes,
+    maxTasksPerBroker: config.donor.maxTasksPerBroker,
     addrs: () => mesh.components.addresses.advertisedAddrs(),
     hasModule: (cid) => dispatchService.hasModule(cid),
     onChange: () => { capacityService.notifyChanged() }
-  })
+  }, mesh.components)
   return { executor, sandbox, runner }
 }
 
@@ -263,6 +265,10 @@ function apiHandlers (mesh: MeshNode, roles: Roles): ApiHandlers {
 async function startRoles (roles: Roles, teardown: Teardown): Promise<void> {
   const { execution, donor, broker } = roles
   if (execution != null) teardown.add('executor', async () => { await execution.executor.stop() })
+  if (execution != null) {
+    execution.runner.start()
+    teardown.add('job runner', () => { execution.runner.stop() })
+  }
   teardown.add('donor', async () => { await donor.stop() })
   const [sandbox, joined] = await Promise.allSettled([execution?.executor.start(), donor.start()])
   if (joined.status === 'rejected') throw joined.reason

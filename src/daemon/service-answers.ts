@@ -1,6 +1,7 @@
 import { WorldComputeError } from '../core/errors.ts'
 import type { ExecuteRequest, ExecuteResult } from '../core/job.ts'
 import type { CapacityInfo } from '../protocols/capacity/index.ts'
+import type { Admission, AdmissionRequest, DispatchContext } from '../protocols/dispatch/index.ts'
 import type { NatInfoMessage } from '../protocols/nat-info/index.ts'
 import type { OfferContext, OfferRequest, OfferResponse } from '../protocols/offer/index.ts'
 
@@ -12,7 +13,8 @@ export interface AnsweringRoles {
   runner?: {
     capacity: () => CapacityInfo
     decideOffer: (req: OfferRequest, context: OfferContext) => OfferResponse
-    runTask: (req: ExecuteRequest, options: { signal: AbortSignal }) => Promise<ExecuteResult>
+    admit: (req: AdmissionRequest, context: DispatchContext) => Admission
+    runTask: (req: ExecuteRequest, options: { signal: AbortSignal } & DispatchContext) => Promise<ExecuteResult>
   }
   nat: { natInfo: () => NatInfoMessage }
 }
@@ -51,7 +53,12 @@ export class ServiceAnswers {
     return runner != null ? runner.decideOffer(req, context) : { accept: false, reason: 'starting', hasModule: false, freeSlots: 0 }
   }
 
-  async runTask (req: ExecuteRequest, options: { signal: AbortSignal }): Promise<ExecuteResult> {
+  admit (req: AdmissionRequest, context: DispatchContext): Admission {
+    const runner = this.roles?.runner
+    return runner != null ? runner.admit(req, context) : { admitted: false, code: 'no-offer', reason: 'the donor is still starting' }
+  }
+
+  async runTask (req: ExecuteRequest, options: { signal: AbortSignal } & DispatchContext): Promise<ExecuteResult> {
     const runner = this.roles?.runner
     if (runner == null) throw new DonorStartingError()
     return await runner.runTask(req, options)

@@ -1,15 +1,48 @@
 import { resolveJobLimits, type Executor } from '../executor/index.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
+import { duration, shortPeerId } from '../core/format.ts'
+import { TaskAbandonedError } from '../protocols/errors.ts'
 import type { ExecuteRequest, ExecuteResult, JobLimits } from '../core/job.ts'
 import type { OfferRequest, OfferResponse } from '../codec/messages.ts'
 import type { CapacityInfo } from '../protocols/capacity/index.ts'
+import type { Admission, AdmissionRequest, DispatchContext } from '../protocols/dispatch/index.ts'
+import type { MeshComponents } from '../net/components.ts'
+import type { PeerId } from '@libp2p/interface'
+
+/**
+ * How long an accepted offer holds its slot for the dispatch. The broker
+ * dispatches as soon as the answer arrives, over the connection the offer
+ * used, after at most a 3 s direct-dial attempt; a stream opens in a few
+ * round trips even on a slow relayed path. 15 s covers that with room, and
+ * a broker that offers and never dispatches pins a slot for no longer.
+ */
+export const OFFER_HOLD_MS = 15_000
+/**
+ * How long the tasks of a broker with no connection left keep their slots.
+ * A broker whose relay died re-sends the same task through another path
+ * within seconds (its backoff starts at 250 ms), and a submitting daemon
+ * restarted by a supervisor connects again within tens of seconds; either
+ * joins the run under way. Past this, nobody is left to take the result.
+ */
+export const BROKER_GRACE_MS = 30_000
 
 export interface JobRunnerInit {
-  executor: Executor
+  executor: Pick<Executor, 'execute'>
   maxLimits: JobLimits
+  /** tasks run at once: every task held for any broker (offered, arriving, running) counts, so this is the total bound */
   maxConcurrent: number
+  /**
+   * tasks one broker may hold at once (offered, arriving, running); a donor
+   * open to strangers sets it below `maxConcurrent` so that one submitter
+   * cannot take every slot @default maxConcurrent
+   */
+  maxTasksPerBroker?: number
   /** memory all running and promised tasks together may claim, bytes @default unlimited */
   memoryBudgetBytes?: number
+  /** how long an accepted offer waits for its dispatch @default 15000 */
+  offerHoldMs?: number
+  /** how long the tasks of a broker that disconnected keep running @default 30000 */
+  brokerGraceMs?: number
   /** the donor's dialable addresses (circuit addresses included), for capacity announcements */
   addrs: () => string[]
   /** module cache lookup of the dispatch protocol */
@@ -21,30 +54,92 @@ export interface JobRunnerInit {
   logger?: Logger
 }
 
+/** What the runner watches to learn that a broker went away or came back. */
+export type JobRunnerComponents = Pick<MeshComponents, 'events' | 'connections'>
+
+/** A slot promised to a broker for one task: by an accepted offer, then by the dispatch that arrives for it. */
+interface Hold {
+  peer: string
+  taskId: string
+  memoryBytes: number
+  /** when an unclaimed hold lapses */
+  expires: number
+  /** dispatch streams of this task being received: while any is, the hold does not lapse */
+  streams: number
+  /** a dispatch arrived for it: a task now, not only an offer, so it outlives its broker's disconnection for a while */
+  dispatched: boolean
+}
+
+/** A task handed to the executor (waiting there or running). */
+interface Run {
+  peer: string
+  taskId: string
+  memoryBytes: number
+  /** fires when its broker stayed away past the grace period */
+  abandon: AbortController
+}
+
 /**
  * The donor's side of the job pipeline: what it announces (capacity), which
- * offers it takes (within its maxima, while it has a free slot, counting
- * tasks it promised but has not yet received), and running a task in the
- * sandboxed executor.
+ * offers it takes (within its maxima, a free slot, the memory budget and the
+ * broker's share), which dispatches it admits (only one against an offer of
+ * its own accepted for that broker and task), and running a task in the
+ * sandboxed executor. A broker that goes away loses its offers at once and
+ * its tasks after a grace period.
  */
 export class JobRunner {
   private readonly init: JobRunnerInit
   private readonly log: Logger
-  private running = 0
-  /** offers accepted whose dispatch has not arrived yet, by task ID: when the promise expires and the memory it holds */
-  private readonly promised = new Map<string, { expires: number, memoryBytes: number }>()
-  /** memory claimed by tasks running now, by task ID */
-  private readonly runningMemory = new Map<string, number>()
+  private readonly components?: JobRunnerComponents
+  private readonly holds = new Map<string, Hold>()
+  private readonly runs = new Map<string, Run>()
+  /** brokers with no connection left, and the timer that abandons their tasks */
+  private readonly gone = new Map<string, ReturnType<typeof setTimeout>>()
+  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => { this.brokerLeft(evt.detail.toString()) }
+  private readonly onConnect = (evt: CustomEvent<PeerId>): void => { this.brokerBack(evt.detail.toString()) }
 
-  constructor (init: JobRunnerInit) {
+  constructor (init: JobRunnerInit, components?: JobRunnerComponents) {
     this.init = init
+    this.components = components
     this.log = init.logger ?? createLogger('donor.jobs')
+  }
+
+  /** Watches brokers coming and going (with components only). */
+  start (): void {
+    this.components?.events.on('peer:disconnect', this.onDisconnect)
+    this.components?.events.on('peer:connect', this.onConnect)
+  }
+
+  stop (): void {
+    this.components?.events.off('peer:disconnect', this.onDisconnect)
+    this.components?.events.off('peer:connect', this.onConnect)
+    for (const timer of this.gone.values()) clearTimeout(timer)
+    this.gone.clear()
+  }
+
+  private get offerHoldMs (): number {
+    return this.init.offerHoldMs ?? OFFER_HOLD_MS
   }
 
   private freeSlots (): number {
     const now = Date.now()
-    for (const [taskId, p] of this.promised) if (p.expires < now) this.promised.delete(taskId)
-    return Math.max(0, this.init.maxConcurrent - this.running - this.promised.size)
+    for (const [key, hold] of this.holds) if (hold.streams === 0 && hold.expires < now) this.holds.delete(key)
+    return Math.max(0, this.init.maxConcurrent - this.runs.size - this.holds.size)
+  }
+
+  /** Tasks this broker holds here now: offered, arriving or running. */
+  private heldBy (peer: string): number {
+    let n = 0
+    for (const h of this.holds.values()) if (h.peer === peer) n++
+    for (const r of this.runs.values()) if (r.peer === peer) n++
+    return n
+  }
+
+  private claimedMemory (): number {
+    let sum = 0
+    for (const h of this.holds.values()) sum += h.memoryBytes
+    for (const r of this.runs.values()) sum += r.memoryBytes
+    return sum
   }
 
   /** Something outside the slots changed (the sandbox came back): announce capacity again. */
@@ -79,37 +174,127 @@ export class JobRunner {
       const reason = `module + input is ${payload} bytes, above this donor's maximum of ${this.init.maxLimits.payloadBytes}`
       return { accept: false, reason, code: 'payload-too-large', hasModule, freeSlots: this.freeSlots() }
     }
-    if (this.promised.has(req.taskId)) return { accept: true, hasModule, freeSlots: this.freeSlots() }
-    if (this.freeSlots() < 1) {
-      return { accept: false, reason: `busy: all ${this.init.maxConcurrent} slot(s) in use`, code: 'busy', hasModule, freeSlots: 0 }
+    const key = keyOf(context.peer, req.taskId)
+    const held = this.holds.get(key)
+    // the same task offered again (or already running) is not a second claim
+    if (held != null || this.runs.has(key)) {
+      if (held != null) held.expires = Math.max(held.expires, Date.now() + this.offerHoldMs)
+      return { accept: true, hasModule, freeSlots: this.freeSlots() }
     }
-    const budget = this.init.memoryBudgetBytes ?? Number.POSITIVE_INFINITY
-    const claimed = [...this.promised.values()].reduce((sum, p) => sum + p.memoryBytes, 0) + [...this.runningMemory.values()].reduce((a, b) => a + b, 0)
-    if (claimed + check.limits.memoryBytes > budget) {
-      const reason = `busy: memory budget ${budget} bytes, ${claimed} claimed by running jobs, this one asks for ${check.limits.memoryBytes}`
-      return { accept: false, reason, code: 'memory-budget', hasModule, freeSlots: this.freeSlots() }
-    }
-    // hold the slot and the memory until the dispatch arrives (or 30 s pass)
-    this.promised.set(req.taskId, { expires: Date.now() + 30_000, memoryBytes: check.limits.memoryBytes })
+    const busy = this.busyFor(context.peer, check.limits.memoryBytes)
+    if (busy != null) return { ...busy, accept: false, hasModule }
+    this.holds.set(key, { peer: context.peer, taskId: req.taskId, memoryBytes: check.limits.memoryBytes, expires: Date.now() + this.offerHoldMs, streams: 0, dispatched: false })
     this.init.onChange?.()
     return { accept: true, hasModule, freeSlots: this.freeSlots() }
   }
 
-  async runTask (req: ExecuteRequest, options: { signal: AbortSignal }): Promise<ExecuteResult> {
-    this.promised.delete(req.taskId)
-    const check = resolveJobLimits(req.limits, this.init.maxLimits)
-    this.runningMemory.set(req.taskId, check.ok ? check.limits.memoryBytes : 0)
-    this.running++
+  /** Why a new task of this broker cannot be held now (no slot, its share taken, the memory budget), else undefined. */
+  private busyFor (peer: string, memoryBytes: number): Pick<OfferResponse, 'reason' | 'code' | 'freeSlots'> | undefined {
+    const free = this.freeSlots()
+    if (free < 1) return { reason: `busy: all ${this.init.maxConcurrent} slot(s) in use`, code: 'busy', freeSlots: 0 }
+    const share = this.init.maxTasksPerBroker ?? this.init.maxConcurrent
+    if (this.heldBy(peer) >= share) {
+      // free slots are kept for other brokers: to this one, none is free
+      return { reason: `busy: this broker already holds ${share} task(s), this donor's limit per broker`, code: 'busy', freeSlots: 0 }
+    }
+    const budget = this.init.memoryBudgetBytes ?? Number.POSITIVE_INFINITY
+    const claimed = this.claimedMemory()
+    if (claimed + memoryBytes > budget) {
+      return { reason: `busy: memory budget ${budget} bytes, ${claimed} claimed by running jobs, this one asks for ${memoryBytes}`, code: 'memory-budget', freeSlots: free }
+    }
+    return undefined
+  }
+
+  /**
+   * A dispatch's header arrived: admitted only against an offer this donor
+   * accepted from the same broker for the same task, still held. The hold
+   * then waits for the dispatch's payload; `release` (the stream ended) puts
+   * a hold the run did not take back to lapse after the hold time, so a
+   * re-send through another path finds it.
+   */
+  admit (req: AdmissionRequest, context: DispatchContext): Admission {
+    const key = keyOf(context.peer, req.taskId)
+    const hold = this.holds.get(key)
+    if (hold == null || (hold.streams === 0 && hold.expires < Date.now())) {
+      if (hold != null) this.holds.delete(key)
+      return { admitted: false, code: 'no-offer', reason: `no offer of task ${req.taskId} accepted from this broker is held here (never offered, lapsed after ${duration(this.offerHoldMs)}, or released when the broker disconnected)` }
+    }
+    hold.streams++
+    hold.dispatched = true
+    let released = false
+    return {
+      admitted: true,
+      release: () => {
+        if (released) return
+        released = true
+        if (this.holds.get(key) !== hold) return
+        hold.streams--
+        if (hold.streams === 0) hold.expires = Date.now() + this.offerHoldMs
+      }
+    }
+  }
+
+  /** Runs an admitted task: its hold becomes a run, abandoned if its broker stays away past the grace period. */
+  async runTask (req: ExecuteRequest, options: { signal: AbortSignal } & DispatchContext): Promise<ExecuteResult> {
+    const key = keyOf(options.peer, req.taskId)
+    const hold = this.holds.get(key)
+    if (hold == null) throw new TaskAbandonedError(req.taskId, `it was not admitted: no offer from ${options.peer} is held for it`)
+    this.holds.delete(key)
+    const run: Run = { peer: options.peer, taskId: req.taskId, memoryBytes: hold.memoryBytes, abandon: new AbortController() }
+    this.runs.set(key, run)
     this.init.onChange?.()
     const started = Date.now()
     try {
-      const result = await this.init.executor.execute(req, { signal: options.signal })
-      this.log.info(`task ${req.taskId} → ${result.status}${result.exitCode != null ? ` (exit ${result.exitCode})` : ''}${result.error != null ? `: ${result.error}` : ''} in ${Date.now() - started} ms, fuel ${result.fuelUsed}`, { task: req.taskId })
+      const result = await this.init.executor.execute(req, { signal: AbortSignal.any([options.signal, run.abandon.signal]) })
+      this.log.info(`task ${req.taskId} → ${result.status}${result.exitCode != null ? ` (exit ${result.exitCode})` : ''}${result.error != null ? `: ${result.error}` : ''} in ${Date.now() - started} ms, fuel ${result.fuelUsed}`, { task: req.taskId, peer: options.peer })
       return result
+    } catch (err) {
+      if (run.abandon.signal.aborted) throw new TaskAbandonedError(req.taskId, `its broker ${options.peer} left`, { cause: err })
+      throw err
     } finally {
-      this.runningMemory.delete(req.taskId)
-      this.running--
+      this.runs.delete(key)
       this.init.onChange?.()
     }
   }
+
+  /** A broker's last connection closed: its offers go at once, its tasks after the grace period. */
+  private brokerLeft (peer: string): void {
+    if (this.components?.connections.isConnected(peer) === true) return
+    let released = 0
+    for (const [key, hold] of this.holds) {
+      // a task whose dispatch arrived lapses by itself after its stream ends: a re-send through another path finds it meanwhile
+      if (hold.peer === peer && !hold.dispatched) {
+        this.holds.delete(key)
+        released++
+      }
+    }
+    const running = [...this.runs.values()].filter(r => r.peer === peer).length
+    if (released > 0) {
+      this.log.info(`broker ${shortPeerId(peer)} disconnected: released ${released} offered slot(s)`, { peer, released })
+      this.init.onChange?.()
+    }
+    if (running === 0 || this.gone.has(peer)) return
+    const graceMs = this.init.brokerGraceMs ?? BROKER_GRACE_MS
+    this.gone.set(peer, setTimeout(() => { this.abandon(peer, graceMs) }, graceMs))
+  }
+
+  private brokerBack (peer: string): void {
+    const timer = this.gone.get(peer)
+    if (timer == null) return
+    clearTimeout(timer)
+    this.gone.delete(peer)
+  }
+
+  private abandon (peer: string, graceMs: number): void {
+    this.gone.delete(peer)
+    if (this.components?.connections.isConnected(peer) === true) return
+    const runs = [...this.runs.values()].filter(r => r.peer === peer)
+    if (runs.length === 0) return
+    this.log.warn(`broker ${shortPeerId(peer)} has been gone for ${duration(graceMs)}: abandoning its ${runs.length} task(s) here`, { peer, code: 'TASK_ABANDONED', tasks: runs.length })
+    for (const run of runs) run.abandon.abort(new TaskAbandonedError(run.taskId, `its broker ${peer} left ${duration(graceMs)} ago`))
+  }
+}
+
+function keyOf (peer: string, taskId: string): string {
+  return `${peer} ${taskId}`
 }

@@ -4,6 +4,7 @@
  * which phase.
  */
 import { WorldComputeError } from '../core/errors.ts'
+import type { RefusalCode } from '../codec/messages.ts'
 
 /** The peer broke the framing: a frame over the limit, a stream that ended early, a missing terminator. */
 export class ProtocolViolationError extends WorldComputeError {
@@ -90,6 +91,38 @@ export class ExecutorCrashedError extends WorldComputeError {
   constructor (peer: string, taskId: string, detail: string | undefined) {
     super(detail ?? 'executor crashed', 'EXECUTOR_CRASHED')
     this.peer = peer
+    this.taskId = taskId
+  }
+}
+
+/**
+ * The donor refused the dispatch without running anything (its answer
+ * carries a refusal code, e.g. `no-offer`: it holds no accepted offer from
+ * this broker for the task). Not an outcome of the job: offer it again, here
+ * or elsewhere. The answer's receipt was verified.
+ */
+export class DispatchRefusedError extends WorldComputeError {
+  readonly peer: string
+  readonly taskId: string
+  readonly refusal: RefusalCode
+  constructor (peer: string, taskId: string, refusal: RefusalCode, detail: string | undefined) {
+    super(`donor ${peer} refused task ${taskId} (${refusal})${detail != null ? `: ${detail}` : ''}`, 'DISPATCH_REFUSED')
+    this.peer = peer
+    this.taskId = taskId
+    this.refusal = refusal
+  }
+}
+
+/**
+ * Donor side: a task was given up before it had a result, because the broker
+ * that sent it went away and did not come back within the grace period (or
+ * the task was never admitted). Not a result: nothing is signed for it, and
+ * a later dispatch of the same task needs a new offer.
+ */
+export class TaskAbandonedError extends WorldComputeError {
+  readonly taskId: string
+  constructor (taskId: string, why: string, options?: { cause?: unknown }) {
+    super(`task ${taskId} abandoned: ${why}`, 'TASK_ABANDONED', options)
     this.taskId = taskId
   }
 }

@@ -82,6 +82,20 @@ export class FramedStream {
    */
   async readPayload (announced: number, what: string, options: PayloadOptions): Promise<Uint8Array> {
     const chunks: Uint8Array[] = []
+    const received = await this.eachPayloadFrame(announced, what, options, (frame) => { chunks.push(frame) })
+    return concat(chunks, received)
+  }
+
+  /**
+   * Reads a payload as `readPayload` does, with the same checks, and keeps
+   * none of it: for a request refused before its payload, so the peer's
+   * send completes and it reads the answer.
+   */
+  async skipPayload (announced: number, what: string, options: PayloadOptions): Promise<void> {
+    await this.eachPayloadFrame(announced, what, options, () => {})
+  }
+
+  private async eachPayloadFrame (announced: number, what: string, options: PayloadOptions, onData: (frame: Uint8Array) => void): Promise<number> {
     let received = 0
     while (true) {
       const frame = await this.readFrame(what, options)
@@ -90,13 +104,13 @@ export class FramedStream {
       if (received > announced) {
         throw new PayloadTooLargeError(`${what}: the peer announced ${announced} bytes and sent more (${received} so far); cut off`, announced)
       }
-      chunks.push(frame)
+      onData(frame)
       options.onFrame?.(received)
     }
     if (received !== announced) {
       throw new ProtocolViolationError(`${what}: the peer announced ${announced} bytes but sent ${received}`)
     }
-    return concat(chunks, received)
+    return received
   }
 }
 

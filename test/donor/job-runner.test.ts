@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { DEFAULT_JOB_LIMITS } from '../../src/core/job.ts'
-import { JobRunner } from '../../src/donor/job-runner.ts'
+import { JobRunner, type JobRunnerComponents } from '../../src/donor/job-runner.ts'
 import { Executor } from '../../src/executor/index.ts'
+import { TaskAbandonedError } from '../../src/protocols/errors.ts'
+import type { ExecuteRequest, ExecuteResult } from '../../src/core/job.ts'
 
 const MiB = 1024 * 1024
 
@@ -70,5 +72,161 @@ describe('donor offer decisions', () => {
     down = undefined
     assert.equal(r.capacity().acceptsJobs, true)
     assert.equal(r.decideOffer(offer('t-up'), { peer: 'p' }).accept, true)
+  })
+})
+
+/** An executor stand-in that records what it was asked to run and finishes when told to (or when aborted). */
+class GatedExecutor implements Pick<Executor, 'execute'> {
+  readonly started: string[] = []
+  private readonly waiting = new Map<string, () => void>()
+
+  async execute (req: ExecuteRequest, options: { signal?: AbortSignal } = {}): Promise<ExecuteResult> {
+    this.started.push(req.taskId)
+    await new Promise<void>((resolve, reject) => {
+      this.waiting.set(req.taskId, resolve)
+      options.signal?.addEventListener('abort', () => { reject(options.signal?.reason) }, { once: true })
+    })
+    return { status: 'succeeded', exitCode: 0, stdout: new Uint8Array(0), stderr: new Uint8Array(0), fuelUsed: 1, durationMs: 1 }
+  }
+
+  finish (taskId: string): void {
+    this.waiting.get(taskId)?.()
+  }
+}
+
+/** Connection events and state of a mesh, driven by the test. */
+class FakeMesh implements JobRunnerComponents {
+  private readonly target = new EventTarget()
+  private readonly up = new Set<string>()
+  readonly events: JobRunnerComponents['events'] = {
+    on: (type, listener) => { this.target.addEventListener(type, listener as (evt: Event) => void) },
+    off: (type, listener) => { this.target.removeEventListener(type, listener as (evt: Event) => void) }
+  }
+
+  readonly connections = {
+    isConnected: (peerId: string) => this.up.has(peerId),
+    open: () => [],
+    bestDirect: () => undefined,
+    relayed: () => undefined,
+    best: () => undefined,
+    list: () => []
+  }
+
+  connect (peer: string): void {
+    this.up.add(peer)
+    this.target.dispatchEvent(new CustomEvent('peer:connect', { detail: { toString: () => peer } }))
+  }
+
+  disconnect (peer: string): void {
+    this.up.delete(peer)
+    this.target.dispatchEvent(new CustomEvent('peer:disconnect', { detail: { toString: () => peer } }))
+  }
+}
+
+function admissionRunner (opts: { slots?: number, perBroker?: number, holdMs?: number, graceMs?: number, executor?: GatedExecutor, mesh?: FakeMesh } = {}): JobRunner {
+  return new JobRunner({
+    executor: opts.executor ?? new GatedExecutor(),
+    maxLimits: { ...DEFAULT_JOB_LIMITS, memoryBytes: 128 * MiB },
+    maxConcurrent: opts.slots ?? 2,
+    maxTasksPerBroker: opts.perBroker,
+    offerHoldMs: opts.holdMs,
+    brokerGraceMs: opts.graceMs,
+    addrs: () => [],
+    hasModule: () => false
+  }, opts.mesh)
+}
+
+function request (taskId: string): ExecuteRequest {
+  return { jobId: 'job-1', taskId, module: new Uint8Array([0]), moduleCid: 'bafkrei-m', input: new Uint8Array(0), args: [], env: [], limits: { memoryBytes: MiB } }
+}
+
+const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+describe('donor admission of dispatches', () => {
+  it('refuses a dispatch with no accepted offer, and runs nothing for it', async () => {
+    const exec = new GatedExecutor()
+    const r = admissionRunner({ executor: exec })
+    const a = r.admit({ jobId: 'job-1', taskId: 't1', moduleCid: 'bafkrei-m', limits: {} }, { peer: 'stranger' })
+    assert.equal(a.admitted, false)
+    assert.equal(a.admitted === false ? a.code : undefined, 'no-offer')
+    await assert.rejects(r.runTask(request('t1'), { signal: new AbortController().signal, peer: 'stranger' }), (err: Error & { code?: string }) => err instanceof TaskAbandonedError && err.code === 'TASK_ABANDONED')
+    assert.deepEqual(exec.started, [])
+    assert.equal(r.capacity().freeSlots, 2)
+  })
+
+  it('admits only the broker whose offer it accepted, for that task', () => {
+    const r = admissionRunner()
+    assert.equal(r.decideOffer(offer('t1', { memoryBytes: MiB }), { peer: 'broker-a' }).accept, true)
+    assert.equal(r.admit({ jobId: 'job-1', taskId: 't1', moduleCid: 'bafkrei-m', limits: {} }, { peer: 'broker-b' }).admitted, false)
+    assert.equal(r.admit({ jobId: 'job-1', taskId: 't2', moduleCid: 'bafkrei-m', limits: {} }, { peer: 'broker-a' }).admitted, false)
+    assert.equal(r.admit({ jobId: 'job-1', taskId: 't1', moduleCid: 'bafkrei-m', limits: {} }, { peer: 'broker-a' }).admitted, true)
+  })
+
+  it('lets an accepted offer lapse after the hold time, freeing its slot', async () => {
+    const r = admissionRunner({ slots: 1, holdMs: 40 })
+    assert.equal(r.decideOffer(offer('t1', { memoryBytes: MiB }), { peer: 'b' }).accept, true)
+    assert.equal(r.capacity().freeSlots, 0)
+    await sleep(80)
+    assert.equal(r.capacity().freeSlots, 1)
+    assert.equal(r.admit({ jobId: 'job-1', taskId: 't1', moduleCid: 'bafkrei-m', limits: {} }, { peer: 'b' }).admitted, false)
+  })
+
+  it('keeps the hold of a dispatch whose stream broke before the run, so the re-send through another path is admitted', () => {
+    const r = admissionRunner({ slots: 1 })
+    r.decideOffer(offer('t1', { memoryBytes: MiB }), { peer: 'b' })
+    const first = r.admit({ jobId: 'job-1', taskId: 't1', moduleCid: 'bafkrei-m', limits: {} }, { peer: 'b' })
+    assert.equal(first.admitted, true)
+    if (first.admitted) first.release()
+    assert.equal(r.admit({ jobId: 'job-1', taskId: 't1', moduleCid: 'bafkrei-m', limits: {} }, { peer: 'b' }).admitted, true)
+    assert.equal(r.capacity().freeSlots, 0, 'still one slot, held for that task')
+  })
+
+  it('bounds the tasks one broker holds, and keeps the other slots for other brokers', () => {
+    const r = admissionRunner({ slots: 3, perBroker: 1 })
+    assert.equal(r.decideOffer(offer('t1', { memoryBytes: MiB }), { peer: 'greedy' }).accept, true)
+    const second = r.decideOffer(offer('t2', { memoryBytes: MiB }), { peer: 'greedy' })
+    assert.equal(second.accept, false)
+    assert.equal(second.code, 'busy')
+    assert.equal(second.freeSlots, 0)
+    assert.equal(r.decideOffer(offer('t3', { memoryBytes: MiB }), { peer: 'honest' }).accept, true)
+  })
+
+  it('releases the offers of a broker that disconnects at once', () => {
+    const mesh = new FakeMesh()
+    const r = admissionRunner({ slots: 2, mesh })
+    r.start()
+    mesh.connect('b')
+    r.decideOffer(offer('t1', { memoryBytes: MiB }), { peer: 'b' })
+    r.decideOffer(offer('t2', { memoryBytes: MiB }), { peer: 'b' })
+    assert.equal(r.capacity().freeSlots, 0)
+    mesh.disconnect('b')
+    assert.equal(r.capacity().freeSlots, 2)
+    assert.equal(r.admit({ jobId: 'job-1', taskId: 't1', moduleCid: 'bafkrei-m', limits: {} }, { peer: 'b' }).admitted, false)
+    r.stop()
+  })
+
+  it('abandons the tasks of a broker gone past the grace period, and keeps those of one back within it', async () => {
+    const mesh = new FakeMesh()
+    const exec = new GatedExecutor()
+    const r = admissionRunner({ slots: 2, graceMs: 60, executor: exec, mesh })
+    r.start()
+    mesh.connect('gone')
+    mesh.connect('back')
+    const runs = ['gone', 'back'].map(peer => {
+      r.decideOffer(offer(`t-${peer}`, { memoryBytes: MiB }), { peer })
+      assert.equal(r.admit({ jobId: 'job-1', taskId: `t-${peer}`, moduleCid: 'bafkrei-m', limits: {} }, { peer }).admitted, true)
+      return r.runTask(request(`t-${peer}`), { signal: new AbortController().signal, peer })
+    })
+    assert.equal(r.capacity().freeSlots, 0)
+    mesh.disconnect('gone')
+    mesh.disconnect('back')
+    await sleep(20)
+    mesh.connect('back')
+    await assert.rejects(runs[0], (err: Error & { code?: string }) => err.code === 'TASK_ABANDONED')
+    assert.equal(r.capacity().freeSlots, 1, 'the departed broker\'s slot is free again')
+    exec.finish('t-back')
+    assert.equal((await runs[1]).status, 'succeeded')
+    assert.equal(r.capacity().freeSlots, 2)
+    r.stop()
   })
 })

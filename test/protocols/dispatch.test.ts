@@ -11,7 +11,7 @@ import { DISPATCH_PROTOCOL, dispatch } from '../../src/protocols/dispatch/index.
 import { DispatchFailedError, DispatchTimeoutError, ExecutorCrashedError, ModuleNotCachedError } from '../../src/protocols/errors.ts'
 import { FramedStream } from '../../src/protocols/framing.ts'
 import { offer } from '../../src/protocols/offer/index.ts'
-import { bytesOf, captureLogs, createTestNode, fakeExecutor, MODULE, MODULE_CID, stopAll, task, text, upper } from './helpers.ts'
+import { admitAll, bytesOf, captureLogs, createTestNode, fakeExecutor, MODULE, MODULE_CID, stopAll, task, text, upper } from './helpers.ts'
 import { waitFor } from '../helpers/wait.ts'
 import type { DispatchProgressEvent, DispatchService } from '../../src/protocols/dispatch/index.ts'
 import type { OfferService } from '../../src/protocols/offer/index.ts'
@@ -37,7 +37,7 @@ describe('dispatch protocol', () => {
     let donorDispatch: DispatchService | undefined
     const donor = await createTestNode({
       services: {
-        dispatch: dispatch({ runTask }),
+        dispatch: dispatch({ runTask, admit: admitAll }),
         offer: offer({ decideOffer: (req) => ({ accept: true, hasModule: donorDispatch?.hasModule(req.moduleCid) ?? false, freeSlots: 1 }) })
       }
     })
@@ -86,7 +86,7 @@ describe('dispatch protocol', () => {
   it('runs a task with a 1 MiB input and a 1 MiB output through a circuit relay', async () => {
     const exec = fakeExecutor()
     const relay = await createTestNode({ relayServer: true })
-    const donor = await createTestNode({ listen: ['/p2p-circuit'], services: { dispatch: dispatch({ runTask: exec.runTask }) } })
+    const donor = await createTestNode({ listen: ['/p2p-circuit'], services: { dispatch: dispatch({ runTask: exec.runTask, admit: admitAll }) } })
     const broker = await createTestNode({ listen: [], services: { dispatch: dispatch() } })
     nodes.push(relay, donor, broker)
 

@@ -13,6 +13,10 @@ import { rawCidString } from '../../src/codec/cid.ts'
 import { configureLogging, resetLogging } from '../../src/log/logger.ts'
 import type { ExecuteRequest, ExecuteResult } from '../../src/core/job.ts'
 import type { PrivateKey } from '@libp2p/interface'
+import type { AdmitTask } from '../../src/protocols/dispatch/index.ts'
+
+/** Admits every dispatch: for tests of the protocol's mechanics, where the offer-before-dispatch rule is not the subject. */
+export const admitAll: AdmitTask = () => ({ admitted: true, release: () => {} })
 
 export interface TestNodeInit {
   /** protocol services under test, by name */

@@ -38,6 +38,8 @@ the local API on 127.0.0.1.
   --max-job-memory SIZE   memory a job may use (default 256MiB)
   --max-deadline D        longest deadline a job may ask for (default 10m)
   --memory-budget SIZE    memory all running jobs together may use (default: half of RAM)
+  --max-tasks-per-broker N  tasks one submitter may hold here at once (default:
+                   every slot; lower it on a donor open to strangers)
   --log-format F   text (default) or json; WORLDCOMPUTE_LOG filters, e.g.
                    WORLDCOMPUTE_LOG=info,net=debug`
 
@@ -51,7 +53,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'max-jobs': { type: 'string' },
     'max-job-memory': { type: 'string' },
     'max-deadline': { type: 'string' },
-    'memory-budget': { type: 'string' }
+    'memory-budget': { type: 'string' },
+    'max-tasks-per-broker': { type: 'string' }
   }, 'daemon')
   if (values.help) { o.out(help); return 0 }
   const config = loadDaemonConfig({
@@ -64,7 +67,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     maxJobs: values['max-jobs'],
     maxJobMemory: values['max-job-memory'],
     maxDeadline: values['max-deadline'],
-    memoryBudget: values['memory-budget']
+    memoryBudget: values['memory-budget'],
+    maxTasksPerBroker: values['max-tasks-per-broker']
   })
   await runUntilSignal(o, async () => await startDaemon(config), (handle) => {
     o.err(`worldcompute daemon ${handle.peerId} running; API on 127.0.0.1:${handle.apiPort}; \`worldcompute status --data-dir ${config.dataDir}\` shows what it is doing`)

@@ -36,7 +36,7 @@ export const DONOR_EXECUTE_MARGIN_MS = 15_000
 export const DISPATCH_LIMITS: StreamLimits = {
   maxFrameBytes: MAX_FRAME_BYTES,
   maxBufferBytes: MAX_BUFFER_BYTES,
-  // dispatches in flight on one connection; the donor's slots are the real limit, enforced by its runTask
+  // dispatches in flight on one connection; the donor's slots are the real limit: only a dispatch against an accepted offer is read past its header
   maxInboundStreams: 16,
   maxOutboundStreams: 64
 }

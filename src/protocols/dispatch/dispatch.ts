@@ -8,8 +8,11 @@ import { DEFAULT_JOB_LIMITS } from '../../core/job.ts'
 import { createLogger, type Logger } from '../../log/logger.ts'
 import { isConnection, openProtocolStream, peerOf } from '../components.ts'
 import {
-  codeOf, DispatchFailedError, DispatchTimeoutError, ExecutorCrashedError, messageOf, ModuleNotCachedError, PayloadTooLargeError, StreamStalledError
+  codeOf, DispatchFailedError, DispatchRefusedError, DispatchTimeoutError, ExecutorCrashedError, messageOf, ModuleNotCachedError, PayloadTooLargeError,
+  StreamStalledError, TaskAbandonedError
 } from '../errors.ts'
+import { LogLimiter } from '../log-limiter.ts'
+import { PEER_TEXT_LENGTH, sanitiseForPeer } from '../sanitise.ts'
 import { framed, handlerOptions } from '../exchange.ts'
 import { ProtocolService } from '../service.ts'
 import { PhaseTimer } from '../timer.ts'
@@ -19,15 +22,44 @@ import {
 } from './constants.ts'
 import { ModuleCache } from './module-cache.ts'
 import { TaskMemo } from './task-memo.ts'
-import type { DispatchHeader, DispatchResultHeader } from '../../codec/messages.ts'
+import type { DispatchHeader, DispatchResultHeader, RefusalCode } from '../../codec/messages.ts'
 import type { ExecStatus, ExecuteRequest, ExecuteResult, JobLimits, SignedReceipt } from '../../core/job.ts'
 import type { DispatchPhase } from '../errors.ts'
 import type { FramedStream, PayloadOptions } from '../framing.ts'
 import type { ProtocolRegistrar, ProtocolTarget, StreamOpener } from '../components.ts'
 import type { AbortOptions, Connection, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 
-/** Runs one task on the donor (the executor, injected). Must honour `signal`. */
-export type RunTask = (req: ExecuteRequest, options: { signal: AbortSignal }) => Promise<ExecuteResult>
+/** Who sent a dispatch: the broker's PeerId (the authenticated end of the connection). */
+export interface DispatchContext {
+  peer: string
+}
+
+/**
+ * Runs one admitted task on the donor (the executor, injected). Must honour
+ * `signal`. Throwing TaskAbandonedError means "no result" (nothing is
+ * signed, and the run is forgotten); any other error is the task's `failed`.
+ */
+export type RunTask = (req: ExecuteRequest, options: { signal: AbortSignal } & DispatchContext) => Promise<ExecuteResult>
+
+/** What the donor knows of a dispatch when it decides whether to take it: its header, before any payload. */
+export interface AdmissionRequest {
+  jobId: string
+  taskId: string
+  moduleCid: string
+  limits: Partial<JobLimits>
+}
+
+/**
+ * Whether a dispatch may go on. Admitted: `release` is called once when the
+ * dispatch stream ends, whether its run started or not (a hold the run did
+ * not take is kept for a re-send). Refused: nothing is read beyond the
+ * header but discarded, and the broker is told the code.
+ */
+export type Admission =
+  | { admitted: true, release: () => void }
+  | { admitted: false, code: RefusalCode, reason: string }
+
+export type AdmitTask = (req: AdmissionRequest, context: DispatchContext) => Admission
 
 export interface DispatchInit {
   /**
@@ -35,6 +67,20 @@ export interface DispatchInit {
    * the protocol (a broker only dispatches), so identify does not list it.
    */
   runTask?: RunTask
+  /**
+   * Donor side: whether a dispatch may run, decided on its header before its
+   * payload is read (the job runner: an accepted offer from the same broker
+   * for the task). A re-send of a task this broker already runs here needs
+   * none: it joins the run. Without it every other dispatch is refused
+   * (`no-offer`): a donor runs only what it agreed to.
+   */
+  admit?: AdmitTask
+  /**
+   * Donor: refused dispatches are logged once per broker per this interval.
+   *
+   * @default 60000
+   */
+  refusalLogIntervalMs?: number
   /**
    * Donor: module bytes kept by CID for `hasModule`, least recently used evicted.
    *
@@ -170,6 +216,8 @@ const EMPTY = new Uint8Array(0)
 export class DispatchService extends ProtocolService {
   private readonly components: DispatchComponents
   private readonly runTask: RunTask | undefined
+  private readonly admit: AdmitTask | undefined
+  private readonly refusals: LogLimiter
   private readonly maxPayloadBytes: number
   private readonly maxOutputBytes: number
   private readonly openStreamTimeoutMs: number
@@ -185,6 +233,8 @@ export class DispatchService extends ProtocolService {
     super(components.registrar, { protocol: DISPATCH_PROTOCOL, name: 'dispatch', inbound: init.runTask != null ? handlerOptions(limits, true) : undefined })
     this.components = components
     this.runTask = init.runTask
+    this.admit = init.admit
+    this.refusals = new LogLimiter({ intervalMs: init.refusalLogIntervalMs })
     this.maxPayloadBytes = Math.min(init.maxPayloadBytes ?? MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES)
     this.maxOutputBytes = Math.min(init.maxOutputBytes ?? MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES)
     this.openStreamTimeoutMs = init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS
@@ -299,6 +349,9 @@ export class DispatchService extends ProtocolService {
       throw new ModuleNotCachedError(task.moduleCid, peer)
     }
     const result = await this.verifyResult(peer, task, answer, options)
+    if (answer.header.refused != null) {
+      throw new DispatchRefusedError(peer, task.taskId, answer.header.refused, answer.header.error)
+    }
     if (answer.header.errorCode === 'EXECUTOR_CRASHED') {
       throw new ExecutorCrashedError(peer, task.taskId, answer.header.error)
     }
@@ -349,6 +402,7 @@ export class DispatchService extends ProtocolService {
     const timer = new PhaseTimer<'receiving' | 'sending'>((phase, ms) => new StreamStalledError(this.protocol, peer, phase, ms), this.stopping)
     const io = stalls(timer)
     let taskId: string | undefined
+    let admission: Admission | undefined
     try {
       timer.enter('receiving', this.stallTimeoutMs)
       const frames = framed(stream, DISPATCH_LIMITS)
@@ -356,18 +410,18 @@ export class DispatchService extends ProtocolService {
       taskId = header.taskId
       timer.touch()
       this.checkAnnouncedSizes(header)
+      admission = this.admitTask(header, peer)
+      if (!admission.admitted) {
+        await this.answerRefusal(frames, header, peer, admission, timer)
+        return
+      }
       const module = header.sendsModule ? await frames.readPayload(header.moduleSize, 'module', io) : undefined
       const input = await frames.readPayload(header.inputSize, 'input', io)
       // execution has its own guard (deadline + margin); no stall timer while it runs
       timer.dispose()
 
       const answer = await this.answerTask(header, module, input, peer)
-
-      timer.enter('sending', this.stallTimeoutMs)
-      await frames.writeFrame(encodeDispatchResult(answer.header), io)
-      await frames.writePayload(answer.stdout, io)
-      await frames.writePayload(answer.stderr, io)
-      await stream.close({ signal: timer.signal })
+      await this.sendAnswer(frames, answer, timer)
       this.log.info(`task ${header.taskId} from ${peer}: ${answer.header.status}${answer.header.error != null ? ` (${answer.header.error})` : ''}`, {
         peer, task: header.taskId, job: header.jobId, fuel: answer.header.fuelUsed, ms: answer.header.durationMs, relayed: connection.limits != null, code: answer.header.errorCode
       })
@@ -379,7 +433,48 @@ export class DispatchService extends ProtocolService {
       stream.abort(reason instanceof Error ? reason : new Error(String(reason)))
     } finally {
       timer.dispose()
+      if (admission?.admitted === true) admission.release()
     }
+  }
+
+  /** The answer, then stdout and stderr, then our close; under the stall timer. */
+  private async sendAnswer (frames: FramedStream, answer: Answer, timer: PhaseTimer<'receiving' | 'sending'>): Promise<void> {
+    const io = stalls(timer)
+    timer.enter('sending', this.stallTimeoutMs)
+    await frames.writeFrame(encodeDispatchResult(answer.header), io)
+    await frames.writePayload(answer.stdout, io)
+    await frames.writePayload(answer.stderr, io)
+    await frames.stream.close({ signal: timer.signal })
+  }
+
+  /**
+   * A re-send of a task this broker already runs here joins it without
+   * admission; anything else needs the runner's admission (an accepted
+   * offer), and without a runner that admits, nothing is admitted.
+   */
+  private admitTask (header: DispatchHeader, peer: string): Admission {
+    if (this.memo.get(memoKey(peer, header.taskId)) != null) return { admitted: true, release: () => {} }
+    const req: AdmissionRequest = { jobId: header.jobId, taskId: header.taskId, moduleCid: header.moduleCid, limits: header.limits }
+    return this.admit?.(req, { peer }) ?? { admitted: false, code: 'no-offer', reason: 'this donor runs no task it was not offered' }
+  }
+
+  /**
+   * A dispatch that was not admitted: its payload is read and discarded (so
+   * an honest broker whose offer lapsed finishes sending and reads why), and
+   * a signed `rejected` answer with the refusal code goes back. Nothing runs
+   * and nothing is kept; one log line per broker per interval.
+   */
+  private async answerRefusal (frames: FramedStream, header: DispatchHeader, peer: string, refusal: Admission & { admitted: false }, timer: PhaseTimer<'receiving' | 'sending'>): Promise<void> {
+    const io = stalls(timer)
+    if (header.sendsModule) await frames.skipPayload(header.moduleSize, 'module', io)
+    await frames.skipPayload(header.inputSize, 'input', io)
+    const turn = this.refusals.allow(peer)
+    if (turn.log) {
+      const more = turn.suppressed > 0 ? ` (and ${turn.suppressed} more from this peer since the last such line)` : ''
+      this.log.warn(`dispatch of task ${header.taskId} from ${peer} refused: ${refusal.reason}${more}`, { peer, task: header.taskId, job: header.jobId, code: refusal.code, suppressed: turn.suppressed })
+    }
+    const answer = await this.refuse(header, 'rejected', refusal.reason, { refused: refusal.code })
+    await this.sendAnswer(frames, answer, timer)
   }
 
   private checkAnnouncedSizes (header: DispatchHeader): void {
@@ -407,7 +502,8 @@ export class DispatchService extends ProtocolService {
     }
 
     const fingerprint = JSON.stringify([header.jobId, moduleKey, inputCid.toString(), header.args, header.env, header.limits])
-    const known = this.memo.get(header.taskId)
+    const key = memoKey(peer, header.taskId)
+    const known = this.memo.get(key)
     if (known != null) {
       if (known.fingerprint !== fingerprint) {
         return await this.refuse(header, 'rejected', `taskId ${header.taskId} was already used for a different task`)
@@ -418,14 +514,12 @@ export class DispatchService extends ProtocolService {
 
     const moduleBytes = module ?? this.modules.get(moduleKey)
     if (moduleBytes == null) {
-      const refusal = await this.refuse(header, 'rejected', `module ${header.moduleCid} is not cached on this donor: send the module bytes`)
-      refusal.header.moduleMissing = true
-      return refusal
+      return await this.refuse(header, 'rejected', `module ${header.moduleCid} is not cached on this donor: send the module bytes`, { moduleMissing: true })
     }
-    return await this.memo.add(header.taskId, fingerprint, this.execute(header, moduleBytes, input)).promise
+    return await this.memo.add(key, fingerprint, this.execute(header, moduleBytes, input, peer)).promise
   }
 
-  private async execute (header: DispatchHeader, module: Uint8Array, input: Uint8Array): Promise<Answer> {
+  private async execute (header: DispatchHeader, module: Uint8Array, input: Uint8Array, peer: string): Promise<Answer> {
     const runTask = this.runTask
     if (runTask == null) throw new Error('dispatch handler registered without runTask')
     const deadlineMs = header.limits.deadlineMs ?? DEFAULT_JOB_LIMITS.deadlineMs
@@ -446,9 +540,10 @@ export class DispatchService extends ProtocolService {
     const started = Date.now()
     let result: ExecuteResult
     try {
-      result = await raceSignal(runTask(req, { signal }), signal)
+      result = await raceSignal(runTask(req, { signal, peer }), signal)
     } catch (err) {
-      if (this.stopping.aborted) throw err
+      // no result to sign: the donor is stopping, or the runner gave the task up (its broker left)
+      if (this.stopping.aborted || err instanceof TaskAbandonedError) throw err
       const failure = guard.aborted
         ? { status: 'deadline_exceeded' as const, error: `the executor did not finish within the deadline (${deadlineMs} ms) plus ${DONOR_EXECUTE_MARGIN_MS} ms` }
         : { status: 'failed' as const, error: `executor error: ${messageOf(err)}` }
@@ -463,8 +558,10 @@ export class DispatchService extends ProtocolService {
   }
 
   /** An answer for a task that did not run; signed like any other, so the broker can show why. */
-  private async refuse (header: DispatchHeader, status: ExecStatus, error: string): Promise<Answer> {
-    return await this.seal(header, { status, error, stdout: EMPTY, stderr: EMPTY, fuelUsed: 0, durationMs: 0 })
+  private async refuse (header: DispatchHeader, status: ExecStatus, error: string, marks: Pick<DispatchResultHeader, 'moduleMissing' | 'refused'> = {}): Promise<Answer> {
+    const answer = await this.seal(header, { status, error, stdout: EMPTY, stderr: EMPTY, fuelUsed: 0, durationMs: 0 })
+    Object.assign(answer.header, marks)
+    return answer
   }
 
   private async seal (header: DispatchHeader, result: ExecuteResult): Promise<Answer> {
@@ -490,7 +587,8 @@ export class DispatchService extends ProtocolService {
       receipt
     }
     if (result.exitCode !== undefined) resultHeader.exitCode = result.exitCode
-    if (result.error !== undefined) resultHeader.error = truncate(result.error, MAX_ERROR_LENGTH)
+    // the wire boundary: the broker gets the status and a cause, never this donor's paths or stack frames
+    if (result.error !== undefined) resultHeader.error = sanitiseForPeer(result.error, Math.min(PEER_TEXT_LENGTH, MAX_ERROR_LENGTH))
     if (result.errorCode !== undefined) resultHeader.errorCode = result.errorCode
     return { header: resultHeader, stdout: result.stdout, stderr: result.stderr }
   }
@@ -526,6 +624,7 @@ function stalls (timer: Pick<PhaseTimer<string>, 'signal' | 'touch'>, onFrame?: 
   }
 }
 
-function truncate (text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 3)}...`
+/** Runs and results are remembered per broker: one broker cannot join or read another's task. */
+function memoKey (peer: string, taskId: string): string {
+  return `${peer} ${taskId}`
 }

@@ -7,7 +7,7 @@
  *
  * ```ts
  * services: {
- *   dispatch: dispatch({ runTask: (req, { signal }) => executor.run(req, { signal }) })   // donor
+ *   dispatch: dispatch({ admit: (req, { peer }) => runner.admit(req, { peer }), runTask: (req, o) => runner.runTask(req, o) })   // donor
  *   dispatch: dispatch()                                                                 // broker
  * }
  * const result = await node.services.dispatch.dispatch(connectionOrPeerId, task, { signal })
@@ -19,9 +19,10 @@ import type { DispatchComponents, DispatchInit } from './dispatch.ts'
 
 export { DispatchService } from './dispatch.ts'
 export type {
-  DispatchComponents, DispatchInit, DispatchOptions, DispatchProgressEvent, DispatchResult, DispatchTask, RunTask
+  Admission, AdmissionRequest, AdmitTask, DispatchComponents, DispatchContext, DispatchInit, DispatchOptions, DispatchProgressEvent, DispatchResult, DispatchTask, RunTask
 } from './dispatch.ts'
-export type { DispatchHeader, DispatchResultHeader } from '../../codec/messages.ts'
+export type { DispatchHeader, DispatchResultHeader, RefusalCode } from '../../codec/messages.ts'
+export { REFUSAL_CODES } from '../../codec/messages.ts'
 export { DISPATCH_PROTOCOL, MAX_FRAME_BYTES, MAX_OUTPUT_BYTES, MAX_PAYLOAD_BYTES } from './constants.ts'
 
 export function dispatch (init: DispatchInit = {}): (components: DispatchComponents) => DispatchService {

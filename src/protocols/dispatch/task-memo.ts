@@ -1,5 +1,5 @@
 /**
- * Recent tasks by taskId, in flight or finished, so that a retried dispatch
+ * Recent tasks by key (the broker and its taskId), in flight or finished, so that a retried dispatch
  * (the broker timed out, the relay dropped the connection) waits for or
  * returns the first run instead of running the task again.
  *
@@ -32,26 +32,26 @@ export class TaskMemo<T> {
     return this.entries.size
   }
 
-  get (taskId: string): MemoEntry<T> | undefined {
-    return this.entries.get(taskId)
+  get (key: string): MemoEntry<T> | undefined {
+    return this.entries.get(key)
   }
 
   /**
    * Remembers a run. A rejected run is forgotten, so a retry can run it
    * again: rejection means the donor stopped, not that the task has a result.
    */
-  add (taskId: string, fingerprint: string, promise: Promise<T>): MemoEntry<T> {
+  add (key: string, fingerprint: string, promise: Promise<T>): MemoEntry<T> {
     const entry: MemoEntry<T> = { fingerprint, promise, settled: false, bytes: 0 }
-    this.entries.set(taskId, entry)
+    this.entries.set(key, entry)
     promise.then((value) => {
-      if (this.entries.get(taskId) !== entry) return
+      if (this.entries.get(key) !== entry) return
       entry.settled = true
       entry.bytes = this.sizeOf(value)
       this.totalBytes += entry.bytes
       this.evict()
     }, () => {
       // the caller awaiting `promise` reports the error; here it only means "not a result"
-      if (this.entries.get(taskId) === entry) this.entries.delete(taskId)
+      if (this.entries.get(key) === entry) this.entries.delete(key)
     })
     this.evict()
     return entry
@@ -63,10 +63,10 @@ export class TaskMemo<T> {
   }
 
   private evict (): void {
-    for (const [taskId, entry] of this.entries) {
+    for (const [key, entry] of this.entries) {
       if (this.entries.size <= this.maxEntries && this.totalBytes <= this.maxBytes) return
       if (!entry.settled && this.entries.size <= this.maxEntries * 2) continue
-      this.entries.delete(taskId)
+      this.entries.delete(key)
       this.totalBytes -= entry.bytes
     }
   }

@@ -1,7 +1,8 @@
-import { decodeOfferRequest, decodeOfferResponse, encodeOfferRequest, encodeOfferResponse } from '../../codec/messages.ts'
+import { decodeOfferRequest, decodeOfferResponse, encodeOfferRequest, encodeOfferResponse, MAX_REASON_LENGTH } from '../../codec/messages.ts'
 import { createLogger, type Logger } from '../../log/logger.ts'
 import { codeOf, messageOf } from '../errors.ts'
 import { handlerOptions, request, serveAnswer } from '../exchange.ts'
+import { PEER_TEXT_LENGTH, sanitiseForPeer } from '../sanitise.ts'
 import { ProtocolService } from '../service.ts'
 import { ANSWER_TIMEOUT_MS, OFFER_LIMITS, OFFER_PROTOCOL, OFFER_TIMEOUT_MS } from './constants.ts'
 import type { OfferRequest, OfferResponse } from '../../codec/messages.ts'
@@ -88,7 +89,9 @@ export class OfferService extends ProtocolService {
       return { accept: false, reason: 'this node does not run jobs', code: 'not-executing', hasModule: false, freeSlots: 0 }
     }
     try {
-      const answer = await decide(req, context)
+      const decided = await decide(req, context)
+      // the wire boundary: a reason says why, never this donor's paths or stack frames (a sandbox start error can carry both)
+      const answer = decided.reason != null ? { ...decided, reason: sanitiseForPeer(decided.reason, Math.min(PEER_TEXT_LENGTH, MAX_REASON_LENGTH)) } : decided
       this.log.debug(`offer of task ${req.taskId} from ${context.peer}: ${answer.accept ? 'accepted' : `refused (${answer.reason ?? 'no reason'})`}`, { peer: context.peer, task: req.taskId, code: answer.code })
       return answer
     } catch (err) {
