@@ -65,7 +65,7 @@ export class RefusalLog {
     this.lastLogged.set(r.code, now)
     const who = r.peer != null ? `peer ${shortPeerId(r.peer)} at ${r.address}` : r.address
     const more = suppressed > 0 ? ` (${suppressed} more refusals for this cause since the last line)` : ''
-    this.log.warn(`refused ${r.what} from ${who}: ${r.code}, ${r.held} held of ${r.limit} (${r.flag})${more}`, {
+    this.log.warn(`refused ${r.what} ${r.what === 'circuit' ? 'with' : 'from'} ${who}: ${r.code}, ${r.held} held of ${r.limit} (${r.flag})${more}`, {
       what: r.what, peer: r.peer, address: r.address, cause: r.code, held: r.held, limit: r.limit, suppressed
     })
   }

@@ -17,6 +17,7 @@ import { MeshNode } from '../../src/net/mesh-node.ts'
 import { prepareRelay } from '../../src/relay/relay-service.ts'
 import { RelayService } from '../../src/relay/relay-service.ts'
 import { tempDir } from '../helpers/mesh.ts'
+import type { Track } from '../helpers/cleanup.ts'
 import type { RelayGuard } from '../../src/relay/relay-guard.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -81,5 +82,13 @@ export async function tryReserve (client: Libp2p): Promise<'granted' | string> {
   } catch (err) {
     await client.stop()
     return (err as Error).message
+  }
+}
+
+/** `track` for libp2p nodes (their stop() may return void): stopped after the test, returned as given. */
+export function nodeTracker (track: Track): <N extends Libp2p>(node: N) => N {
+  return (node) => {
+    track({ stop: async () => { await node.stop() } })
+    return node
   }
 }

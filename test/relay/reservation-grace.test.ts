@@ -3,9 +3,10 @@ import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { stopAfterEach } from '../helpers/cleanup.ts'
 import { waitFor } from '../helpers/wait.ts'
-import { reservingClient, startGuardedRelay, tryReserve } from './helpers.ts'
+import { nodeTracker, reservingClient, startGuardedRelay, tryReserve } from './helpers.ts'
 
 const track = stopAfterEach()
+const keep = nodeTracker(track)
 
 describe('a reservation whose holder left', () => {
   it('is freed within the grace after its connection closes, not kept for the TTL', async () => {
@@ -30,14 +31,14 @@ describe('a reservation whose holder left', () => {
     // the slot is still the donor's: a newcomer is refused on the full table
     const newcomer = await reservingClient(relay.addr, { sourceIp: '127.0.0.3' })
     assert.notEqual(await tryReserve(newcomer), 'granted')
-    const again = track(await reservingClient(relay.addr, { privateKey: key }))
+    const again = keep(await reservingClient(relay.addr, { privateKey: key }))
     assert.equal(await tryReserve(again), 'granted', 'the same identity refreshes its own reservation')
     assert.equal(relay.service.reservationCount(), 1)
   })
 
   it('is kept while its holder is connected', async () => {
     const relay = track(await startGuardedRelay({ reservationGrace: '200ms' }))
-    const client = track(await reservingClient(relay.addr))
+    const client = keep(await reservingClient(relay.addr))
     assert.equal(await tryReserve(client), 'granted')
     await new Promise(resolve => setTimeout(resolve, 800))
     assert.equal(relay.service.reservationCount(), 1)
