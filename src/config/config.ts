@@ -41,7 +41,7 @@ export const DEFAULT_RELAY_LISTEN: readonly string[] = [
 ]
 
 /** Relay limits sized for jobs (js-libp2p's default is 2 min / 128 KiB per relayed connection). */
-export interface RelayLimits {
+export interface RelayLimits extends RelayAdmissionLimits {
   readonly dataLimitBytes: number
   readonly durationLimitMs: number
   readonly maxReservations: number
@@ -50,6 +50,49 @@ export interface RelayLimits {
   readonly inboundConnectionThresholdPerHost: number
   readonly maxHopStreamsPerPeer: number
 }
+
+/**
+ * What one address or one identity may hold on a relay, so identities that
+ * cost nothing cannot fill it. "Per IP" is per IPv4 address and per IPv6 /64
+ * (one subscriber's prefix), as the relay sees the connection.
+ */
+export interface RelayAdmissionLimits {
+  readonly maxReservationsPerIp: number
+  readonly maxConnectionsPerIp: number
+  /** relayed connections whose either end connects from one IP */
+  readonly maxCircuitsPerIp: number
+  readonly maxConnectionsPerPeer: number
+  /** relayed connections one peer is an end of, as source or destination */
+  readonly maxCircuitsPerPeer: number
+  /** how long a reservation outlives its holder's last connection (a donor reconnecting within it keeps its slot) */
+  readonly reservationGraceMs: number
+  /** addresses the per-IP limits do not apply to (the per-peer limits still do) */
+  readonly perIpExempt: readonly Cidr[]
+}
+
+/**
+ * The defaults fit a NAT with a few dozen donors behind one address (a home,
+ * an office, the lab's sites) while one host with throw-away identities holds
+ * 32 of the 1024 slots at most. Loopback is exempt: a relay sees loopback
+ * peers only from its own machine (tests, a local mesh, the demo).
+ */
+export const DEFAULT_ADMISSION_LIMITS: RelayAdmissionLimits = Object.freeze({
+  maxReservationsPerIp: 32,
+  /** a donor holds one connection to its relay; brokers and re-dials need a few more */
+  maxConnectionsPerIp: 64,
+  maxCircuitsPerIp: 256,
+  maxConnectionsPerPeer: 8,
+  /** a source is also bounded by maxHopStreamsPerPeer on each connection */
+  maxCircuitsPerPeer: 64,
+  /**
+   * a donor notices a lost relay within 3.5 s (watchdog), retries after 0.5,
+   * 1 and 2 s and a dial attempt may take 5 s: 15 s covers a reconnect after a
+   * blip, while a throw-away identity that leaves frees its slot within 15 s
+   * instead of the 2 h TTL
+   */
+  reservationGraceMs: 15_000,
+  perIpExempt: Object.freeze([parseCidr('127.0.0.0/8', 'default'), parseCidr('::1/128', 'default')])
+})
 
 export const DEFAULT_RELAY_LIMITS: RelayLimits = Object.freeze({
   dataLimitBytes: 64 * 1024 * 1024,
@@ -60,7 +103,8 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = Object.freeze({
   /** inbound connection attempts per second from one host before it is refused */
   inboundConnectionThresholdPerHost: 10,
   /** concurrent hop streams one peer may open (reservations + circuit requests) */
-  maxHopStreamsPerPeer: 32
+  maxHopStreamsPerPeer: 32,
+  ...DEFAULT_ADMISSION_LIMITS
 })
 
 export interface ConfigFile {
@@ -74,6 +118,20 @@ export interface ConfigFile {
   publicRanges?: string[]
   /** drop relay paths whose TLS a middlebox re-signs (daemon) */
   refuseIntercepted?: boolean
+  /** the relay's admission limits (relay); each key as the flag of the same name */
+  relayLimits?: RelayLimitsFile
+}
+
+/** `"relayLimits"` in config.json: counts as numbers, the grace as a duration ("15s") or ms. */
+export interface RelayLimitsFile {
+  maxReservations?: number
+  maxReservationsPerIp?: number
+  maxConnectionsPerIp?: number
+  maxCircuitsPerIp?: number
+  maxConnectionsPerPeer?: number
+  maxCircuitsPerPeer?: number
+  reservationGrace?: string | number
+  perIpExempt?: string[]
 }
 
 export interface CommonFlags {
@@ -141,6 +199,15 @@ export interface RelayFlags extends CommonFlags {
   dataLimit?: string
   durationLimit?: string
   maxReservations?: string
+  maxReservationsPerIp?: string
+  maxConnectionsPerIp?: string
+  maxCircuitsPerIp?: string
+  maxConnectionsPerPeer?: string
+  maxCircuitsPerPeer?: string
+  /** --reservation-grace D */
+  reservationGrace?: string
+  /** --per-ip-exempt CIDR, repeatable; "none" exempts nothing */
+  perIpExempt?: string[]
   /** --stun-port N, at most twice (primary, alternate) */
   stunPorts?: string[]
   /** --no-stun */
@@ -223,6 +290,36 @@ export function readConfigFile (path: string): ConfigFile {
   if (obj.apiPort !== undefined) {
     if (typeof obj.apiPort !== 'number') throw new ConfigError(`config file ${path}: "apiPort" must be a number`)
     out.apiPort = obj.apiPort
+  }
+  if (obj.relayLimits !== undefined) out.relayLimits = readRelayLimitsFile(obj.relayLimits, path)
+  return out
+}
+
+const RELAY_LIMIT_COUNT_KEYS = ['maxReservations', 'maxReservationsPerIp', 'maxConnectionsPerIp', 'maxCircuitsPerIp', 'maxConnectionsPerPeer', 'maxCircuitsPerPeer'] as const
+
+function readRelayLimitsFile (value: unknown, path: string): RelayLimitsFile {
+  const where = `config file ${path}: "relayLimits"`
+  if (value == null || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${where} must be an object such as {"maxReservationsPerIp": 32}`)
+  const obj = value as Record<string, unknown>
+  const known = new Set<string>([...RELAY_LIMIT_COUNT_KEYS, 'reservationGrace', 'perIpExempt'])
+  const unknown = Object.keys(obj).filter(k => !known.has(k))
+  if (unknown.length > 0) throw new ConfigError(`${where}: unknown key(s) ${unknown.join(', ')} (known: ${[...known].join(', ')})`)
+  const out: RelayLimitsFile = {}
+  for (const key of RELAY_LIMIT_COUNT_KEYS) {
+    const v = obj[key]
+    if (v === undefined) continue
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw new ConfigError(`${where}.${key} must be a whole number of at least 1, got ${JSON.stringify(v)}`)
+    out[key] = v
+  }
+  const grace = obj.reservationGrace
+  if (grace !== undefined) {
+    if (typeof grace !== 'string' && (typeof grace !== 'number' || !Number.isFinite(grace) || grace < 0)) throw new ConfigError(`${where}.reservationGrace must be a duration such as "15s" or a number of ms`)
+    out.reservationGrace = grace
+  }
+  const exempt = obj.perIpExempt
+  if (exempt !== undefined) {
+    if (!Array.isArray(exempt) || !exempt.every(x => typeof x === 'string')) throw new ConfigError(`${where}.perIpExempt must be an array of CIDR strings such as "10.0.0.0/8"`)
+    out.perIpExempt = exempt as string[]
   }
   return out
 }
@@ -351,6 +448,34 @@ export function parseDurationMs (value: string, source: string): number {
   return Math.round(Number(m[1]) * mult[(m[2] ?? 's').toLowerCase()])
 }
 
+/** The relay's admission limits (and `maxReservations`): flag > config.json "relayLimits" > default. */
+export function loadAdmissionLimits (flags: RelayFlags, file: RelayLimitsFile): Partial<RelayLimits> {
+  const out: Partial<Record<typeof RELAY_LIMIT_COUNT_KEYS[number], number>> = {}
+  for (const key of RELAY_LIMIT_COUNT_KEYS) {
+    const flag = flags[key]
+    if (flag != null) out[key] = parsePositiveInt(flag, `--${key.replace(/[A-Z]/g, c => `-${c.toLowerCase()}`)}`)
+    else if (file[key] != null) out[key] = file[key]
+  }
+  const grace = flags.reservationGrace != null
+    ? parseDurationMs(flags.reservationGrace, '--reservation-grace')
+    : typeof file.reservationGrace === 'string' ? parseDurationMs(file.reservationGrace, 'config.json "relayLimits.reservationGrace"') : file.reservationGrace
+  const exempt = nonEmpty(flags.perIpExempt) != null
+    ? { list: flags.perIpExempt ?? [], name: '--per-ip-exempt' }
+    : file.perIpExempt != null ? { list: file.perIpExempt, name: 'config.json "relayLimits.perIpExempt"' } : undefined
+  return {
+    ...out,
+    ...(grace != null ? { reservationGraceMs: grace } : {}),
+    ...(exempt != null ? { perIpExempt: Object.freeze(parseExemptList(exempt.list, exempt.name)) } : {})
+  }
+}
+
+/** CIDRs, with "none" for an empty list (the per-IP limits then apply to loopback too). */
+function parseExemptList (values: readonly string[], source: string): Cidr[] {
+  const list = values.flatMap(v => v.split(',')).map(v => v.trim()).filter(v => v !== '')
+  if (list.length === 1 && list[0].toLowerCase() === 'none') return []
+  return list.map(v => parseCidr(v, source))
+}
+
 export function loadRelayConfig (flags: RelayFlags, env: NodeJS.ProcessEnv = process.env): RelayConfig {
   const dataDir = resolveDataDir(flags.dataDir, env)
   const fileConfig = readConfigFile(dataDirPaths(dataDir).configFile)
@@ -366,7 +491,7 @@ export function loadRelayConfig (flags: RelayFlags, env: NodeJS.ProcessEnv = pro
     ...DEFAULT_RELAY_LIMITS,
     ...(flags.dataLimit != null ? { dataLimitBytes: parseBytes(flags.dataLimit, '--relay-data-limit') } : {}),
     ...(flags.durationLimit != null ? { durationLimitMs: parseDurationMs(flags.durationLimit, '--relay-duration-limit') } : {}),
-    ...(flags.maxReservations != null ? { maxReservations: parsePositiveInt(flags.maxReservations, '--max-reservations') } : {})
+    ...loadAdmissionLimits(flags, fileConfig.relayLimits ?? {})
   }
   const listenAddrs = parseMultiaddrs(listen.value, listen.source === 'flag' ? '--listen' : 'config.json "listen"')
   if (flags.tlsCert != null && !listenAddrs.some(ma => ma.toString().includes('/tls/ws') || ma.toString().endsWith('/wss'))) {

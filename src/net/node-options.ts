@@ -12,6 +12,7 @@ import { AGENT_VERSION, DEFAULT_RESERVATION_TIMEOUT_MS } from './constants.ts'
 import { makeAnnounceFilter } from './address-scope.ts'
 import { agentWithStun } from './stun/announce.ts'
 import { proxiedTcp, proxiedWebSockets, type ProxyRouter } from './proxy-transports.ts'
+import { hopGater, hopGuard, type HopAdmission } from './hop-gate.ts'
 import type { RelayLimits } from '../config/config.ts'
 import type { Libp2pOptions } from 'libp2p'
 import type { PrivateKey } from '@libp2p/interface'
@@ -21,6 +22,11 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 export interface RelayServerInit {
   limits: RelayLimits
   tls?: { certFile: string, keyFile: string }
+  /**
+   * per-IP and per-peer limits on connections, reservations and circuits, and
+   * freeing the reservation of a peer that left (hop-gate.ts) @default none
+   */
+  admission?: HopAdmission
 }
 
 /** libp2p factories of services, by name (`capacity: capacity({ … })`). */
@@ -63,6 +69,7 @@ export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceS
       ? { maxConnections: relay.limits.maxConnections, inboundConnectionThreshold: relay.limits.inboundConnectionThresholdPerHost }
       : {},
     connectionMonitor: connectionMonitor(relay != null),
+    ...(relay?.admission != null ? { connectionGater: hopGater(relay.admission) } : {}),
     // a relay-only donor listens on nothing directly; that is a valid node
     transportManager: { faultTolerance: 1 /* FaultTolerance.NO_FATAL */ },
     services: services(init)
@@ -119,6 +126,8 @@ function services (init: NodeOptionsInit): ServiceFactories {
         defaultDurationLimit: relay.limits.durationLimitMs
       }
     })
+    // after `relay`: it reads the relay server's reservations
+    if (relay.admission != null) out.hopGuard = hopGuard(relay.admission)
   }
   return out
 }

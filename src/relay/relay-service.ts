@@ -5,6 +5,7 @@ import { relayInfo, type RelayTlsCertificate } from '../protocols/relay-info/ind
 import { leafFingerprintOfPem } from '../net/tls-intercept.ts'
 import { readFileSync } from 'node:fs'
 import { startRelayStun, stunAddrs } from './relay-stun.ts'
+import { RelayGuard } from './relay-guard.ts'
 import type { MeshHost } from '../net/components.ts'
 import type { MeshNodeInit } from '../net/mesh-node.ts'
 import type { StunResponder } from '../net/stun/responder.ts'
@@ -30,20 +31,24 @@ export interface RelayParts {
   tlsCertificate?: RelayTlsCertificate
   /** the node a relay runs: circuit relay v2 server with job-sized limits, relay-info */
   node: MeshNodeInit
+  /** the node's admission control (per-IP and per-peer limits, reservations of peers that left freed) */
+  guard: RelayGuard
 }
 
 /** Starts the relay's STUN responder and describes the node it needs; the composition root builds the node. */
 export async function prepareRelay (config: RelayConfig, privateKey: PrivateKey, logger: Logger): Promise<RelayParts> {
   const stun = await startRelayStun(config, logger.child('stun'))
   const tls = config.tls != null ? leafFingerprintOfPem(readFileSync(config.tls.certFile)) : undefined
+  const guard = new RelayGuard({ limits: config.limits, logger: logger.child('admission') })
   return {
     stun,
     tlsCertificate: tls,
+    guard,
     node: {
       privateKey,
       listen: config.listen,
       announce: config.announce,
-      relayServer: { limits: config.limits, tls: config.tls },
+      relayServer: { limits: config.limits, tls: config.tls, admission: guard },
       publicRanges: config.publicRanges,
       stunPorts: stun != null ? [...new Set(stun.endpoints().map(e => e.port))] : [],
       services: { relayInfo: relayInfo({ getInfo: () => ({ tls: tls != null ? [tls] : [] }), logger: logger.child('info') }) },

@@ -18,6 +18,16 @@ jobs, identify, ping, AutoNAT v2 server and the mesh gossip.
   --relay-data-limit SIZE   bytes per relayed connection (default 64MiB)
   --relay-duration-limit D  lifetime of a relayed connection (default 1h)
   --max-reservations N      reservations held at once (default 1024)
+  --max-reservations-per-ip N  reservations held by peers from one IP (IPv4
+                            address, IPv6 /64) (default 32)
+  --max-connections-per-ip N   open connections from one IP (default 64)
+  --max-circuits-per-ip N      relayed connections with an end at one IP (default 256)
+  --max-connections-per-peer N open connections of one peer (default 8)
+  --max-circuits-per-peer N    relayed connections one peer is an end of (default 64)
+  --reservation-grace D     how long a reservation outlives its holder's last
+                            connection (default 15s)
+  --per-ip-exempt CIDR      addresses the per-IP limits leave alone; repeatable;
+                            "none" for none (default 127.0.0.0/8 and ::1)
   --stun-port N             STUN responder port (UDP); give it twice for the
                             primary and alternate port (default 3478 and 3479)
   --no-stun                 no STUN responder (donors then cannot tell their NAT type from this relay)
@@ -34,6 +44,13 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'relay-data-limit': { type: 'string' },
     'relay-duration-limit': { type: 'string' },
     'max-reservations': { type: 'string' },
+    'max-reservations-per-ip': { type: 'string' },
+    'max-connections-per-ip': { type: 'string' },
+    'max-circuits-per-ip': { type: 'string' },
+    'max-connections-per-peer': { type: 'string' },
+    'max-circuits-per-peer': { type: 'string' },
+    'reservation-grace': { type: 'string' },
+    'per-ip-exempt': { type: 'string', multiple: true },
     'stun-port': { type: 'string', multiple: true },
     'no-stun': { type: 'boolean', default: false }
   }, 'relay')
@@ -46,6 +63,13 @@ export async function run (argv: string[], o: Output): Promise<number> {
     dataLimit: values['relay-data-limit'],
     durationLimit: values['relay-duration-limit'],
     maxReservations: values['max-reservations'],
+    maxReservationsPerIp: values['max-reservations-per-ip'],
+    maxConnectionsPerIp: values['max-connections-per-ip'],
+    maxCircuitsPerIp: values['max-circuits-per-ip'],
+    maxConnectionsPerPeer: values['max-connections-per-peer'],
+    maxCircuitsPerPeer: values['max-circuits-per-peer'],
+    reservationGrace: values['reservation-grace'],
+    perIpExempt: values['per-ip-exempt'],
     stunPorts: values['stun-port'],
     noStun: values['no-stun']
   })
@@ -63,7 +87,12 @@ export async function run (argv: string[], o: Output): Promise<number> {
       // donors compare this with the certificate they are served: a different one means TLS interception
       if (info.tlsCertificate != null) o.out(`TLS certificate: SHA-256 ${info.tlsCertificate.fingerprint256} (${info.tlsCertificate.subject}, issued by ${info.tlsCertificate.issuer})`)
       o.out(`limits: ${info.limits.dataLimitBytes} bytes and ${info.limits.durationLimitMs / 1000} s per relayed connection, ${info.limits.maxReservations} reservations`)
+      o.out(`per IP (${exemptText(info.limits.perIpExempt)}): ${info.limits.maxReservationsPerIp} reservations, ${info.limits.maxConnectionsPerIp} connections, ${info.limits.maxCircuitsPerIp} circuits; per peer: ${info.limits.maxConnectionsPerPeer} connections, ${info.limits.maxCircuitsPerPeer} circuits; a reservation outlives its holder's last connection by ${info.limits.reservationGraceMs / 1000} s`)
     }
   })
   return 0
+}
+
+function exemptText (ranges: ReadonlyArray<{ text: string }>): string {
+  return ranges.length === 0 ? 'every address' : `not ${ranges.map(r => r.text).join(', ')}`
 }
