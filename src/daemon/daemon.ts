@@ -317,7 +317,7 @@ export async function startRelay (config: RelayConfig, options: { logger?: Logge
   if (identity.created) log.info(`created a new identity ${identity.peerId.toString()} in ${identity.path}`)
   const parts = await prepareRelay(config, identity.privateKey, log)
   const mesh = await MeshNode.create(parts.node).catch(async (err: unknown) => { await parts.stun?.stop(); throw err })
-  const relay = new RelayService({ config, mesh, stun: parts.stun, tlsCertificate: parts.tlsCertificate, announceIntervalMs: options.announceIntervalMs, logger: log })
+  const relay = new RelayService({ config, mesh, stun: parts.stun, tlsCertificate: parts.tlsCertificate, observedAddrs: parts.observedAddrs, announceIntervalMs: options.announceIntervalMs, logger: log })
   const info = await relay.start()
   let stopping: Promise<void> | undefined
   return {
