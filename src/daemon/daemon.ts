@@ -240,7 +240,8 @@ function apiHandlers (mesh: MeshNode, roles: Roles): ApiHandlers {
         args: req.args,
         env: req.env,
         limits: req.limits,
-        replicas: req.replicas
+        replicas: req.replicas,
+        executors: req.executors
       })
       return jobView(job, [], false)
     },
