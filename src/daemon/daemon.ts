@@ -180,7 +180,8 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
   const broker = new Broker({
     store,
     network: new MeshTaskNetwork({ mesh: mesh.components, capacity: capacityService, offer: offerService, dispatch: dispatchService, relays: () => donor.connectedRelays() }),
-    self: mesh.peerId
+    self: mesh.peerId,
+    networkPrefixes: config.replicaNetworkPrefix
   })
   return { maxLimits, execution, donor, broker }
 }

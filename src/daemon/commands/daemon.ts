@@ -38,6 +38,10 @@ the local API on 127.0.0.1.
   --max-job-memory SIZE   memory a job may use (default 256MiB)
   --max-deadline D        longest deadline a job may ask for (default 10m)
   --memory-budget SIZE    memory all running jobs together may use (default: half of RAM)
+  --replica-network-prefix V4,V6  replicas of one job run in distinct networks,
+                   by the address the broker or a relay observed: no two in
+                   one IPv4 /V4 or IPv6 /V6 (default 24,48; 32,128 counts
+                   every address apart, e.g. a lab behind one router)
   --log-format F   text (default) or json; WORLDCOMPUTE_LOG filters, e.g.
                    WORLDCOMPUTE_LOG=info,net=debug`
 
@@ -51,7 +55,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'max-jobs': { type: 'string' },
     'max-job-memory': { type: 'string' },
     'max-deadline': { type: 'string' },
-    'memory-budget': { type: 'string' }
+    'memory-budget': { type: 'string' },
+    'replica-network-prefix': { type: 'string' }
   }, 'daemon')
   if (values.help) { o.out(help); return 0 }
   const config = loadDaemonConfig({
@@ -64,7 +69,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     maxJobs: values['max-jobs'],
     maxJobMemory: values['max-job-memory'],
     maxDeadline: values['max-deadline'],
-    memoryBudget: values['memory-budget']
+    memoryBudget: values['memory-budget'],
+    replicaNetworkPrefix: values['replica-network-prefix']
   })
   await runUntilSignal(o, async () => await startDaemon(config), (handle) => {
     o.err(`worldcompute daemon ${handle.peerId} running; API on 127.0.0.1:${handle.apiPort}; \`worldcompute status --data-dir ${config.dataDir}\` shows what it is doing`)
