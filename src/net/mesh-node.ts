@@ -1,4 +1,5 @@
 import { createLibp2p, type Libp2p } from 'libp2p'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { MESH_TOPIC, DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS } from './constants.ts'
 import { DialTelemetry } from './telemetry.ts'
@@ -22,7 +23,6 @@ import type { HopServer, MeshComponents, MeshHost, ProxyRoutes } from './compone
 import type { NodeCore } from './node-core.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { PeerId } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
 
 export type { RelayServerInit, ServiceFactories } from './node-options.ts'
 
