@@ -46,7 +46,7 @@ async function startAll (t: TestContext, lab: Lab, runDir: string, relays: Relay
     // the broker's placement decisions ("network … already runs a replica") are debug lines
     env: { WORLDCOMPUTE_LOG: 'info,broker=debug' }
   })
-  const executors = ['one-a', 'one-b', 'two-a'].map(host => startDonor(lab, host, runDir, { bootstrap }))
+  const executors = ['onea', 'oneb', 'twoa'].map(host => startDonor(lab, host, runDir, { bootstrap }))
   donors.push(submitter, ...executors)
   const ready = await Promise.all(donors.map(async d => await waitDispatchable(lab, d, { timeoutMs: 45_000 })))
   t.diagnostic(`dispatchable: ${donors.map((d, i) => `${d.name} ${secs(ready[i].ms)} (${ready[i].transport})`).join(', ')}`)
@@ -89,12 +89,12 @@ labSuite('Network-namespace lab: replicas of one job in distinct networks', () =
       relays: [{ name: 'relay', ip: '198.51.100.10' }],
       sites: [
         { name: 'subs', nat: 'cone', hosts: [{ name: 'submitter' }] },
-        { name: 'natone', nat: 'cone', hosts: [{ name: 'one-a' }, { name: 'one-b' }] },
-        { name: 'nattwo', nat: 'cone', hosts: [{ name: 'two-a' }] }
+        { name: 'natone', nat: 'cone', hosts: [{ name: 'onea' }, { name: 'oneb' }] },
+        { name: 'nattwo', nat: 'cone', hosts: [{ name: 'twoa' }] }
       ]
     })
-    t.diagnostic(`namespaces up in ${lab.setupMs} ms; one-a and one-b behind ${lab.publicIp('one-a')}, two-a behind ${lab.publicIp('two-a')}`)
-    assert.equal(lab.publicIp('one-a'), lab.publicIp('one-b'))
+    t.diagnostic(`namespaces up in ${lab.setupMs} ms; onea and oneb behind ${lab.publicIp('onea')}, twoa behind ${lab.publicIp('twoa')}`)
+    assert.equal(lab.publicIp('onea'), lab.publicIp('oneb'))
     const relays: RelayNode[] = []
     const donors: DonorNode[] = []
     let failure: unknown
@@ -109,15 +109,15 @@ labSuite('Network-namespace lab: replicas of one job in distinct networks', () =
         assert.equal(v.status, 'succeeded', v.message)
         assert.equal(v.stdout, 'primes below 100000: 9592\n')
         assert.match(v.message, /^2\/2 agree, receipts verified/)
-        assert.ok(!(who.includes('one-a') && who.includes('one-b')), `both donors behind one NAT served job ${v.jobId}`)
-        assert.ok(who.includes('two-a'), `the donor behind the other NAT served job ${v.jobId}: ${who.join(', ')}`)
+        assert.ok(!(who.includes('onea') && who.includes('oneb')), `both donors behind one NAT served job ${v.jobId}`)
+        assert.ok(who.includes('twoa'), `the donor behind the other NAT served job ${v.jobId}: ${who.join(', ')}`)
       }
       row.job = `${JOBS} × 2 replicas in ${secs(Date.now() - started)}`
 
       // with the other NAT's donor gone, only the two behind one NAT are left:
       // the job gets one replica there and waits for a second network
       const code = await n.otherNat.proc.stop(10_000)
-      assert.equal(code, 0, 'two-a exits 0 on SIGTERM')
+      assert.equal(code, 0, 'twoa exits 0 on SIGTERM')
       donors.splice(donors.indexOf(n.otherNat), 1)
       const pending = await submitReplicated(lab, n, runDir, true)
       await new Promise(resolve => setTimeout(resolve, 12_000))
@@ -127,7 +127,7 @@ labSuite('Network-namespace lab: replicas of one job in distinct networks', () =
       t.diagnostic(`with only one NAT left, job ${pending.jobId} after 12 s: ${later.value.status}, replicas on ${who.join(' + ') || 'nobody'}: ${later.value.message}`)
       assert.equal(later.value.final, false, 'the job waits for another network instead of finishing on one')
       // both are up with free slots: one takes a replica, the other is refused for its network
-      assert.equal(who.filter(w => w === 'one-a' || w === 'one-b').length, 1, `exactly one donor behind the shared NAT holds a replica: ${who.join(', ') || 'none'}`)
+      assert.equal(who.filter(w => w === 'onea' || w === 'oneb').length, 1, `exactly one donor behind the shared NAT holds a replica: ${who.join(', ') || 'none'}`)
       const skipped = n.submitter.proc.stderr().split('\n').filter(l => l.includes('already runs a replica'))
       t.diagnostic(`the broker's log names a donor skipped for its network ${skipped.length} time(s); e.g. ${skipped[0] ?? '-'}`)
       row.path = 'same NAT never both'
