@@ -34,6 +34,8 @@ export interface SubmitJobRequest {
   env: string[]
   replicas: number
   limits: Partial<JobLimits>
+  /** the only executors (PeerIds) the job may run on; absent: any */
+  executors?: string[]
 }
 export interface JobRequest { id: string, full: boolean }
 export interface JobsRequest { limit: number }
@@ -102,8 +104,17 @@ function parseSubmitJob (input: unknown): SubmitJobRequest {
     args: stringList(o.args, 'args', 256, 4096),
     env,
     replicas,
-    limits: limitsOf(o.limits)
+    limits: limitsOf(o.limits),
+    ...executorsOf(o.executors)
   }
+}
+
+/** `executors`: 1–64 PeerIds when given (the broker checks that each is one). */
+function executorsOf (value: unknown): { executors?: string[] } {
+  if (value === undefined || value === null) return {}
+  const executors = stringList(value, 'executors', 64, 128)
+  if (executors.length === 0) throw new Error('executors, when given, must name at least one executor')
+  return { executors }
 }
 
 function parseJobRequest (input: unknown): JobRequest {

@@ -1,10 +1,14 @@
 import { randomBytes } from 'node:crypto'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { Waker } from '../core/async.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { DEFAULT_JOB_LIMITS, type ExecStatus, type JobLimits } from '../core/job.ts'
 import type { DeclineCode } from '../codec/messages.ts'
 import type { JobFinal, JobRow, JobSpec, JobStore, TaskOutcome, TaskRow } from './job-store.ts'
 import { SlotLedger } from './slot-ledger.ts'
+import { ExecutorRecords } from './executor-records.ts'
+import { charged, misbehaved, MISBEHAVIOUR_CODES } from './attempts.ts'
+import { DEFAULT_NETWORK_PREFIXES, networkOf, UNOBSERVED, type NetworkPrefixes } from './replica-networks.ts'
 
 /**
  * The broker: takes jobs from the local API, keeps them in the job store,
@@ -13,6 +17,14 @@ import { SlotLedger } from './slot-ledger.ts'
  * fail for reasons that are not the job's fault on another executor, and
  * accepts a result when a strict majority of replicas agree on
  * (status, exitCode, outputCid, fuelUsed).
+ *
+ * Identities cost nothing, so a vote is only worth something across
+ * networks: the replicas of one job run in distinct networks as observed by
+ * this broker or a relay (replica-networks.ts), executors are ranked by what
+ * the broker has seen them do rather than by the slots they claim
+ * (executor-records.ts), and a peer that answers with an invalid receipt is
+ * excluded from the job without spending its attempts (attempts.ts).
+ * docs/trust-model.md says what this guarantees and what it does not.
  *
  * Each job runs as a loop of three states: placing (offer its replicas where
  * the slot ledger expects a free slot), waiting (in line for a slot, for an
@@ -70,6 +82,12 @@ export interface TaskNetwork {
    * under it, the answer does not verify)
    */
   dispatch: (executor: string, task: TaskToRun, options: { signal: AbortSignal }) => Promise<TaskRunResult>
+  /**
+   * the IP address the executor is observed at (our direct connection to it,
+   * or what a relay saw its reservation come from), never the one it claims;
+   * undefined when nobody observed it; throws when it cannot be reached
+   */
+  locate: (executor: string, options: { signal: AbortSignal }) => Promise<string | undefined>
   /** resolves when a new executor appears, or after `ms` */
   waitForExecutors: (ms: number, signal: AbortSignal) => Promise<void>
   /** calls `listener` whenever an executor appears or announces its capacity again; returns the unsubscribe */
@@ -99,6 +117,11 @@ export interface BrokerInit {
    * unannounced) @default 1000
    */
   probeIntervalMs?: number
+  /**
+   * how much of an observed address names a network: no two replicas of a
+   * job run in one IPv4 /ipv4 or IPv6 /ipv6 network @default { ipv4: 24, ipv6: 48 }
+   */
+  networkPrefixes?: NetworkPrefixes
   logger?: Logger
 }
 
@@ -175,6 +198,27 @@ interface JobRun {
   hopelessSince: number
   /** why it last woke */
   wake: WakeReason
+  /** the network each of its placed tasks runs in, by task ID */
+  networks: Map<string, string>
+}
+
+/** Who a job's next replicas may go to. */
+interface Pool {
+  /** executors it may ask now, network conflicts as far as known taken out */
+  eligible: ExecutorInfo[]
+  /** executors that failed a task of this job: asked after the others */
+  failedBefore: Set<string>
+}
+
+/** One round of offers of one job. */
+interface Round {
+  run: JobRun
+  tasks: TaskRow[]
+  needed: number
+  probing: boolean
+  /** networks holding a replica of the job */
+  taken: Set<string>
+  placed: number
 }
 
 /** What one round of placing found and did. */
@@ -195,7 +239,12 @@ export interface SubmitJob {
   env?: string[]
   limits?: Partial<JobLimits>
   replicas?: number
+  /** the only executors (PeerIds) the job may run on: trusted ones, in a private mesh */
+  executors?: string[]
 }
+
+/** At most this many executors may be named for one job. */
+export const MAX_CHOSEN_EXECUTORS = 64
 
 export class Broker {
   private readonly store: JobStore
@@ -213,6 +262,10 @@ export class Broker {
   private readonly listeners = new Set<JobEventListener>()
   private readonly probeIntervalMs: number
   private readonly ledger = new SlotLedger()
+  private readonly records = new ExecutorRecords()
+  /** look-ups of where an executor is, in flight, by PeerId */
+  private readonly locating = new Map<string, Promise<string | undefined>>()
+  private readonly prefixes: NetworkPrefixes
   /**
    * jobs waiting for a free slot, first come first served: a freed slot wakes
    * the first in line only, not every waiting job (each woken job sends offers)
@@ -232,6 +285,7 @@ export class Broker {
     this.unavailableAfterMs = init.unavailableAfterMs ?? 600_000
     this.retryAfterMs = init.retryAfterMs ?? 2_000
     this.probeIntervalMs = init.probeIntervalMs ?? 1_000
+    this.prefixes = init.networkPrefixes ?? DEFAULT_NETWORK_PREFIXES
     this.log = init.logger ?? createLogger('broker')
   }
 
@@ -275,6 +329,7 @@ export class Broker {
     const payload = req.module.length + req.input.length
     const payloadMax = limits.payloadBytes ?? DEFAULT_JOB_LIMITS.payloadBytes
     if (payload > payloadMax) throw new JobRejectedError(`module + input is ${payload} bytes, above the limit of ${payloadMax}`)
+    const executors = req.executors != null ? chosenExecutors(req.executors, replicas) : undefined
     const spec: JobSpec = {
       jobId: `job-${randomBytes(8).toString('hex')}`,
       moduleCid: req.moduleCid,
@@ -285,10 +340,11 @@ export class Broker {
       // every limit explicit, so each replica runs under the same limits
       // whatever a donor's own defaults are (the output must not depend on who ran it)
       limits: { ...DEFAULT_JOB_LIMITS, ...limits },
-      replicas
+      replicas,
+      ...(executors != null ? { executors } : {})
     }
     const job = this.store.createJob(spec, req.module, req.input)
-    this.log.info(`accepted job ${job.jobId}: module ${job.moduleCid}, ${req.input.length} input bytes, ${replicas} replica(s)`, { job: job.jobId })
+    this.log.info(`accepted job ${job.jobId}: module ${job.moduleCid}, ${req.input.length} input bytes, ${replicas} replica(s)${executors != null ? `, only on ${executors.length} chosen executor(s)` : ''}`, { job: job.jobId })
     this.launch(job.jobId)
     return job
   }
@@ -411,7 +467,7 @@ export class Broker {
       this.store.setPhase(jobId, 'running')
       this.emit(jobId)
     }
-    return { job, module, input, signal, waker: new JobWaker(), inflight: new Map(), refusedBy: new Set(), hopelessSince: Date.now(), wake: 'timeout' }
+    return { job, module, input, signal, waker: new JobWaker(), inflight: new Map(), refusedBy: new Set(), hopelessSince: Date.now(), wake: 'timeout', networks: new Map() }
   }
 
   /**
@@ -421,12 +477,17 @@ export class Broker {
    */
   private async resumeTasks (run: JobRun): Promise<void> {
     for (const task of this.store.tasksOf(run.job.jobId)) {
-      if (task.state === 'offered' || task.state === 'running') {
+      if (task.state === 'failed') continue
+      const live = task.state === 'offered' || task.state === 'running'
+      if (live) {
         this.log.info(`job ${run.job.jobId}: resuming task ${task.taskId} on ${task.executor}`, { job: run.job.jobId })
         // a freshly started daemon has not heard from its executors yet
         await this.waitForExecutor(task.executor, 15_000, run.signal)
-        this.startTask(run, task)
       }
+      // the networks its replicas hold, so the rest go elsewhere
+      const network = await this.networkFor(run, task.executor)
+      if (network != null) run.networks.set(task.taskId, network)
+      if (live) this.startTask(run, task)
     }
   }
 
@@ -451,41 +512,123 @@ export class Broker {
         return await this.waitToPlace(run, placing, placing.placed === 0 && active === 0 && run.inflight.size === 0)
       }
     }
-    // every replica placed: wait for a task of this job to end (its runTask wakes us)
-    run.wake = await run.waker.wait(1_000, run.signal)
+    // every replica placed: wait for a task of this job to end (its runTask
+    // wakes us), unless one ended while this turn was placing (that wake found nobody waiting)
+    const ended = tasks.some(t => (t.state === 'offered' || t.state === 'running') && !run.inflight.has(t.taskId))
+    run.wake = ended ? 'task' : await run.waker.wait(1_000, run.signal)
     return 'continue'
   }
 
-  /** Placing: offers the next replicas to the executors most likely to have a free slot; `tasks` gains the rows placed. */
+  /**
+   * Placing: offers the next replicas to the executors ranked best, one
+   * replica per network; `tasks` gains the rows placed. Executors nobody
+   * observed come last, and share one network between them.
+   */
   private async place (run: JobRun, tasks: TaskRow[], needed: number): Promise<Placing> {
-    // replicas run on distinct executors; one that failed a task of this job
-    // is tried again only after every executor that has not
-    const busy = new Set(tasks.filter(t => t.state !== 'failed').map(t => t.executor))
-    const failedBefore = new Set(tasks.filter(t => t.state === 'failed').map(t => t.executor))
-    const coolingDown = new Set(tasks.filter(t => t.state === 'failed' && Date.now() - Date.parse(t.updatedAt) < this.retryAfterMs).map(t => t.executor))
-    const eligible = this.network.executors()
-      .filter(e => e.acceptsJobs && !busy.has(e.peerId) && !coolingDown.has(e.peerId) && !run.refusedBy.has(e.peerId) && !this.ledger.coolingDown(e.peerId) && (this.allowSelf || e.peerId !== this.self))
+    const pool = this.poolFor(run, tasks)
     // offer only where the ledger expects a free slot; the first job in
     // line, when the probe wakes it, also asks a few it expects busy
     const probing = run.wake === 'probe'
-    const candidates = eligible
+    const candidates = pool.eligible
       .filter(e => probing || this.ledger.free(e) > 0)
-      .sort((a, b) => Number(failedBefore.has(a.peerId)) - Number(failedBefore.has(b.peerId)) || this.ledger.free(b) - this.ledger.free(a))
+      .sort((a, b) => Number(pool.failedBefore.has(a.peerId)) - Number(pool.failedBefore.has(b.peerId)) ||
+        this.records.compare(a.peerId, b.peerId) || this.ledger.free(b) - this.ledger.free(a))
       .slice(0, probing ? Math.max(needed, PROBE_OFFERS) : undefined)
-    let placed = 0
-    for (const executor of candidates) {
-      if (placed >= needed || run.signal.aborted) break
+    const round: Round = { run, tasks, needed, probing, taken: this.takenNetworks(run, tasks), placed: 0 }
+    const unobserved = await this.offerEach(round, candidates, false)
+    await this.offerEach(round, unobserved, true)
+    if (round.placed > 0) this.queueSeq.delete(run.job.jobId)
+    return { eligible: pool.eligible.filter(e => !round.taken.has(this.records.network(e.peerId) ?? '')), placed: round.placed }
+  }
+
+  /**
+   * Who may take the job's next replicas: not an executor holding one of its
+   * replicas, nor one that misbehaved on it or refused it, nor one in a
+   * network that holds a replica; one that failed a task of the job only when
+   * no reachable executor is left that has not (attempts go to distinct
+   * executors before any is retried, so one peer cannot spend them all).
+   */
+  private poolFor (run: JobRun, tasks: TaskRow[]): Pool {
+    const holding = new Set(tasks.filter(t => t.state !== 'failed').map(t => t.executor))
+    const failed = tasks.filter(t => t.state === 'failed')
+    const excluded = new Set(failed.filter(misbehaved).map(t => t.executor))
+    const failedBefore = new Set(failed.map(t => t.executor))
+    const coolingDown = new Set(failed.filter(t => Date.now() - Date.parse(t.updatedAt) < this.retryAfterMs).map(t => t.executor))
+    const taken = this.takenNetworks(run, tasks)
+    const chosen = run.job.executors != null ? new Set(run.job.executors) : undefined
+    const open = this.network.executors().filter(e => e.acceptsJobs && (this.allowSelf || e.peerId !== this.self) && (chosen?.has(e.peerId) ?? true) &&
+      !holding.has(e.peerId) && !excluded.has(e.peerId) && !run.refusedBy.has(e.peerId) && !taken.has(this.records.network(e.peerId) ?? ''))
+    const untried = open.some(e => !failedBefore.has(e.peerId) && this.ledger.reachable(e.peerId))
+    const eligible = open.filter(e => !(untried && failedBefore.has(e.peerId)) && !coolingDown.has(e.peerId) && !this.ledger.coolingDown(e.peerId))
+    return { eligible, failedBefore }
+  }
+
+  /** The networks holding a replica of the job (a task that did not fail); one not known counts as the unobserved one. */
+  private takenNetworks (run: JobRun, tasks: TaskRow[]): Set<string> {
+    return new Set(tasks.filter(t => t.state !== 'failed').map(t => run.networks.get(t.taskId) ?? this.records.network(t.executor) ?? UNOBSERVED))
+  }
+
+  /**
+   * Offers the round's replicas to `executors` in order, each in a network
+   * the job does not hold yet. Without `unobservedToo`, executors nobody
+   * observed are handed back for a second pass instead.
+   */
+  private async offerEach (round: Round, executors: ExecutorInfo[], unobservedToo: boolean): Promise<ExecutorInfo[]> {
+    const deferred: ExecutorInfo[] = []
+    const { run, tasks } = round
+    for (const executor of executors) {
+      if (round.placed >= round.needed || run.signal.aborted) break
+      const network = await this.networkFor(run, executor.peerId)
+      if (network == null) continue
       // a parallel job's offer may have taken the expected slot meanwhile
-      if (!probing && this.ledger.free(executor) <= 0) continue
+      if (!round.probing && this.ledger.free(executor) <= 0) continue
+      if (network === UNOBSERVED && !unobservedToo) {
+        deferred.push(executor)
+        continue
+      }
+      if (round.taken.has(network)) {
+        this.log.debug(`job ${run.job.jobId}: not offering to ${executor.peerId}: network ${network} already runs a replica`, { job: run.job.jobId, peer: executor.peerId })
+        continue
+      }
       const replica = this.nextReplica(run.job, tasks)
       if (replica == null) break
       const row = await this.offerReplica(run, executor, replica, tasks.filter(t => t.replica === replica).length + 1)
       if (row == null) continue
+      run.networks.set(row.taskId, network)
+      round.taken.add(network)
       tasks.push(row)
-      placed++
+      round.placed++
     }
-    if (placed > 0) this.queueSeq.delete(run.job.jobId)
-    return { eligible, placed }
+    return deferred
+  }
+
+  /**
+   * The network an executor is in, as observed (cached for a minute); each
+   * chosen executor of a job that names them is its own. Undefined when it
+   * cannot be reached: its offers pause like a failed offer's.
+   */
+  private async networkFor (run: JobRun, peerId: string): Promise<string | undefined> {
+    if (run.job.executors != null) return `chosen:${peerId}`
+    const known = this.records.network(peerId)
+    if (known != null) return known
+    // jobs placing at once share one look-up per executor
+    let locating = this.locating.get(peerId)
+    if (locating == null) {
+      locating = this.network.locate(peerId, { signal: AbortSignal.any([run.signal, AbortSignal.timeout(10_000)]) })
+        .finally(() => { this.locating.delete(peerId) })
+      this.locating.set(peerId, locating)
+    }
+    try {
+      const network = networkOf(await locating, peerId, this.prefixes)
+      this.records.located(peerId, network)
+      return network
+    } catch (err) {
+      if (run.signal.aborted) return undefined
+      this.ledger.unreachable(peerId)
+      this.records.silent(peerId)
+      this.log.warn(`job ${run.job.jobId}: cannot tell where executor ${peerId} is: ${(err as Error).message}`, { job: run.job.jobId, peer: peerId, phase: 'locate', code: (err as { code?: string }).code })
+      return undefined
+    }
   }
 
   /** Offers one replica's next attempt to one executor; the task row when it accepted (its dispatch started). */
@@ -494,14 +637,17 @@ export class Broker {
     const taskId = `${jobId}.r${replica}.a${attempt}`
     let offer: OfferAnswer
     this.ledger.offering(executor.peerId)
+    const asked = performance.now()
     try {
       offer = await this.network.offer(executor.peerId, this.taskToRun(run, taskId), { signal: AbortSignal.any([run.signal, AbortSignal.timeout(10_000)]) })
     } catch (err) {
       this.ledger.answered(executor, undefined)
+      if (!run.signal.aborted) this.records.silent(executor.peerId)
       this.log.warn(`job ${jobId}: offer to ${executor.peerId} failed: ${(err as Error).message}`, { job: jobId, peer: executor.peerId, phase: 'offer', code: (err as { code?: string }).code })
       return undefined
     }
     this.ledger.answered(executor, offer.accept, offer.freeSlots)
+    this.records.answered(executor.peerId, performance.now() - asked)
     if (!offer.accept) {
       // a decline without a code (an older executor) is a generic one: not asked again, unless it has no slot free
       const busyNow = offer.freeSlots === 0 || BUSY_DECLINES.has(offer.code)
@@ -548,20 +694,46 @@ export class Broker {
     const jobId = run.job.jobId
     await Promise.allSettled([...run.inflight.values()])
     if (run.signal.aborted) return
-    const verdict = this.decide(run.job, this.store.tasksOf(jobId)) ?? reached
+    const tasks = this.store.tasksOf(jobId)
+    const verdict = this.decide(run.job, tasks) ?? reached
+    this.recordVotes(tasks, verdict)
     this.queueSeq.delete(jobId)
     this.store.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict)
     this.log.info(`job ${jobId} finished: ${verdict.message}`, { job: jobId })
     this.emit(jobId)
   }
 
-  /** Finishing without a taker: nobody accepted the job within unavailableAfterMs. */
+  /**
+   * A verdict's voters: a result in the majority is an agreement, one outside
+   * it a lost vote (down-ranked for later jobs). With no majority nobody can
+   * tell who was wrong, so nothing is recorded.
+   */
+  private recordVotes (tasks: TaskRow[], verdict: JobFinal): void {
+    if (verdict.status === 'no_agreement' || verdict.status === 'unavailable' || verdict.outputCid == null) return
+    for (const t of tasks) {
+      const o = t.outcome
+      if (t.state !== 'done' || o == null) continue
+      const agreed = o.status === verdict.status && (o.exitCode ?? null) === (verdict.exitCode ?? null) && o.outputCid === verdict.outputCid && o.fuelUsed === verdict.fuelUsed
+      this.records.voted(t.executor, agreed)
+      if (!agreed) this.log.warn(`job ${t.jobId}: ${t.executor} lost the vote (it said ${describeOutcome(o)}): ranked down for later jobs`, { job: t.jobId, peer: t.executor, code: 'LOST_VOTE' })
+    }
+  }
+
+  /**
+   * Finishing without enough takers within unavailableAfterMs: unavailable
+   * when nobody ran it, no agreement when some replicas ran but no other
+   * network took the rest (their results are not a majority).
+   */
   private finishUnavailable (run: JobRun): void {
     const jobId = run.job.jobId
     const refusals = run.refusedBy.size > 0 ? ` (${run.refusedBy.size} refused it: see the broker log for their reasons)` : ''
-    const verdict: JobFinal = { status: 'unavailable', agreeing: 0, message: `no executor accepted the job within ${Math.round(this.unavailableAfterMs / 1000)} s${refusals}` }
+    const within = `within ${Math.round(this.unavailableAfterMs / 1000)} s`
+    const done = this.store.tasksOf(jobId).filter(t => t.state === 'done' && t.outcome != null)
+    const verdict: JobFinal = done.length === 0
+      ? { status: 'unavailable', agreeing: 0, message: `no executor accepted the job ${within}${refusals}` }
+      : { status: 'no_agreement', agreeing: 0, message: `no majority of ${run.job.replicas}: only ${done.length} replica(s) ran (${done.map(t => `${t.executor} said ${describeOutcome(t.outcome as TaskOutcome)}`).join('; ')}); no executor in another network took the rest ${within}${refusals}` }
     this.queueSeq.delete(jobId)
-    this.store.finishJob(jobId, 'error', verdict)
+    this.store.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict)
     this.log.warn(`job ${jobId}: ${verdict.message}`, { job: jobId })
     this.emit(jobId)
   }
@@ -578,7 +750,7 @@ export class Broker {
     for (let r = 0; r < job.replicas; r++) {
       const mine = tasks.filter(t => t.replica === r)
       if (mine.some(t => t.state !== 'failed')) continue
-      if (mine.length >= this.maxAttemptsPerReplica) continue
+      if (charged(mine) >= this.maxAttemptsPerReplica) continue
       return r
     }
     return undefined
@@ -613,7 +785,7 @@ export class Broker {
     let potential = 0
     for (let r = 0; r < job.replicas; r++) {
       const mine = tasks.filter(t => t.replica === r)
-      if (mine.some(t => t.state !== 'failed') || mine.length < this.maxAttemptsPerReplica) potential++
+      if (mine.some(t => t.state !== 'failed') || charged(mine) < this.maxAttemptsPerReplica) potential++
     }
     const best = Math.max(0, ...[...groups.values()].map(g => g.length))
     if (best + (potential - done.length) < majority) {
@@ -655,13 +827,17 @@ export class Broker {
       this.emit(job.jobId)
       const result = await this.network.dispatch(task.executor, this.taskToRun(run, task.taskId), { signal: AbortSignal.any([signal, AbortSignal.timeout(deadline)]) })
       this.store.completeTask(task.taskId, result)
+      this.records.resulted(task.executor)
       this.log.info(`job ${job.jobId}: task ${task.taskId} on ${task.executor} (${result.path}) → ${describeOutcome(result.outcome)}`, { job: job.jobId, peer: task.executor })
     } catch (err) {
       if (signal.aborted) return // shutting down: the task stays 'running' and resumes at the next start
       // not the job's own outcome (the path broke, the executor crashed under it, the answer did not verify): try elsewhere
       const e = err as Error & { code?: string, phase?: string }
-      this.store.failTask(task.taskId, `${e.code ?? e.name}: ${e.message}`)
-      this.log.warn(`job ${job.jobId}: task ${task.taskId} on ${task.executor} failed${e.phase != null ? ` at ${e.phase}` : ''}: ${e.message}; retrying on another executor`, { job: job.jobId, peer: task.executor, phase: e.phase, code: e.code })
+      const code = e.code ?? e.name
+      const bad = MISBEHAVIOUR_CODES.has(code)
+      this.store.failTask(task.taskId, `${code}: ${e.message}`)
+      this.records.failed(task.executor, bad)
+      this.log.warn(`job ${job.jobId}: task ${task.taskId} on ${task.executor} failed${e.phase != null ? ` at ${e.phase}` : ''}: ${e.message}; ${bad ? 'it gets no further attempt at this job and is ranked down' : 'retrying on another executor'}`, { job: job.jobId, peer: task.executor, phase: e.phase, code: e.code })
     } finally {
       run.inflight.delete(task.taskId)
       this.emit(job.jobId)
@@ -684,3 +860,22 @@ export function describeOutcome (o: TaskOutcome): string {
 }
 
 export type { ExecStatus }
+
+/**
+ * The executors a job names (`--executor`), checked: PeerIds, no more than
+ * MAX_CHOSEN_EXECUTORS, at least as many as its replicas (each replica runs on
+ * a distinct executor), duplicates dropped.
+ */
+function chosenExecutors (named: string[], replicas: number): string[] {
+  const unique = [...new Set(named)]
+  if (unique.length === 0 || unique.length > MAX_CHOSEN_EXECUTORS) throw new JobRejectedError(`name 1–${MAX_CHOSEN_EXECUTORS} executors, got ${unique.length}`)
+  for (const id of unique) {
+    try {
+      peerIdFromString(id)
+    } catch (err) {
+      throw new JobRejectedError(`executor "${id.slice(0, 80)}" is not a PeerId: ${(err as Error).message}`)
+    }
+  }
+  if (unique.length < replicas) throw new JobRejectedError(`${replicas} replicas need ${replicas} distinct executors, but only ${unique.length} are named`)
+  return unique
+}

@@ -21,6 +21,8 @@ export interface JobSpec {
   env: string[]
   limits: Partial<JobLimits>
   replicas: number
+  /** the only executors the job may run on (`--executor`); absent: any */
+  executors?: string[]
 }
 
 export interface TaskOutcome {
@@ -73,13 +75,13 @@ export interface JobRow extends JobSpec {
 }
 
 /** A jobs row as selected with JOB_COLUMNS: the JSON columns still text. */
-type RawJob = Omit<JobRow, 'args' | 'env' | 'limits' | 'final'> & { args: string, env: string, limits: string, final: string | null }
+type RawJob = Omit<JobRow, 'args' | 'env' | 'limits' | 'final' | 'executors'> & { args: string, env: string, limits: string, final: string | null, executors: string | null }
 
 /** A tasks row as selected with TASK_COLUMNS: the outcome still JSON text. */
 type RawTask = Omit<TaskRow, 'outcome'> & { outcome: string | null }
 
 /** The columns under the names of the row types, so reading a row converts only its JSON and blob columns. */
-const JOB_COLUMNS = `job_id AS jobId, module_cid AS moduleCid, input_cid AS inputCid, module_name AS moduleName, args, env, limits, replicas,
+const JOB_COLUMNS = `job_id AS jobId, module_cid AS moduleCid, input_cid AS inputCid, module_name AS moduleName, args, env, limits, replicas, executors,
   phase, final, created_at AS createdAt, updated_at AS updatedAt, finished_at AS finishedAt`
 const TASK_COLUMNS = `task_id AS taskId, job_id AS jobId, replica, attempt, executor, path, state, outcome, failure, receipt,
   receipt_signature AS receiptSignature, stdout, stderr, created_at AS createdAt, updated_at AS updatedAt`
@@ -137,11 +139,13 @@ export class JobStore {
     this.db = new DatabaseSync(path)
     this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;')
     this.db.exec(SCHEMA)
+    // a jobs table from before `--executor` lacks the column
+    if (!(this.db.prepare('SELECT name FROM pragma_table_info(\'jobs\')').all() as Array<{ name: string }>).some(c => c.name === 'executors')) this.db.exec('ALTER TABLE jobs ADD COLUMN executors TEXT')
     this.stmts = {
       putBlob: this.db.prepare('INSERT OR IGNORE INTO blobs (cid, bytes) VALUES (?, ?)'),
       getBlob: this.db.prepare('SELECT bytes FROM blobs WHERE cid = ?'),
-      insertJob: this.db.prepare(`INSERT INTO jobs (job_id, module_cid, input_cid, module_name, args, env, limits, replicas, phase, final, created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', NULL, ?, ?)`),
+      insertJob: this.db.prepare(`INSERT INTO jobs (job_id, module_cid, input_cid, module_name, args, env, limits, replicas, executors, phase, final, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', NULL, ?, ?)`),
       getJob: this.db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE job_id = ?`),
       listJobs: this.db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY created_at DESC LIMIT ?`),
       unfinished: this.db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE phase IN ('queued', 'running') ORDER BY created_at`),
@@ -179,7 +183,7 @@ export class JobStore {
       this.putBlob(spec.moduleCid, module)
       this.putBlob(spec.inputCid, input)
       this.stmts.insertJob.run(spec.jobId, spec.moduleCid, spec.inputCid, spec.moduleName, JSON.stringify(spec.args), JSON.stringify(spec.env),
-        JSON.stringify(spec.limits), spec.replicas, t, t)
+        JSON.stringify(spec.limits), spec.replicas, spec.executors != null ? JSON.stringify(spec.executors) : null, t, t)
       this.db.exec('COMMIT')
     } catch (err) {
       this.db.exec('ROLLBACK')
@@ -240,8 +244,10 @@ export class JobStore {
 }
 
 function toJob (r: RawJob): JobRow {
+  const { executors, ...rest } = r
   return {
-    ...r,
+    ...rest,
+    ...(executors != null ? { executors: JSON.parse(executors) as string[] } : {}),
     args: JSON.parse(r.args) as string[],
     env: JSON.parse(r.env) as string[],
     limits: JSON.parse(r.limits) as Partial<JobLimits>,

@@ -40,6 +40,7 @@ export function jobView (job: JobRow, tasks: TaskRow[], full: boolean): JobView 
     fuelUsed: final?.fuelUsed ?? null,
     durationMs: end - Date.parse(job.createdAt),
     replicasWanted: job.replicas,
+    ...(job.executors != null ? { executors: job.executors } : {}),
     replicas,
     moduleCid: job.moduleCid,
     inputCid: job.inputCid,

@@ -1,5 +1,6 @@
 import { PeerUnreachableError } from '../core/errors.ts'
-import { DispatchFailedError, DispatchTimeoutError, ModuleNotCachedError, StreamEndedEarlyError, StreamStalledError } from '../protocols/errors.ts'
+import { codeOf, DispatchFailedError, DispatchTimeoutError, messageOf, ModuleNotCachedError, StreamEndedEarlyError, StreamStalledError } from '../protocols/errors.ts'
+import { directIpOf, fetchObservedAddr } from '../protocols/observed-addr/index.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { delay, Waker } from '../core/async.ts'
 import { ReachFailedError } from '../net/peer-dialler.ts'
@@ -12,8 +13,8 @@ import type { OfferService } from '../protocols/offer/index.ts'
 import type { Connection } from '@libp2p/interface'
 
 export interface MeshTaskNetworkInit {
-  /** the node's peer dialler */
-  mesh: Pick<MeshComponents, 'dialler'>
+  /** the node's peer dialler, and its open connections (where an executor is observed) */
+  mesh: Pick<MeshComponents, 'dialler' | 'connections'>
   capacity: CapacityService
   offer: OfferService
   dispatch: DispatchService
@@ -120,6 +121,37 @@ export class MeshTaskNetwork implements TaskNetwork {
       if (!(err instanceof ReachFailedError)) throw err
       throw new PeerUnreachableError(`cannot reach executor ${peerId}: ${err.candidates === 0 ? 'it announced no address' : err.attempts.map(a => `${a.addr}: ${a.message}`).join('; ')}`, { cause: err })
     }
+  }
+
+  /**
+   * The IP address an executor is observed at, never the one it claims: the
+   * remote address of our direct connection to it, else what a relay it is
+   * reached through saw its reservation come from (observed-addr). Reaches
+   * the executor first when no connection is open (the offer that follows
+   * uses the same connection); undefined when nobody observed it.
+   */
+  async locate (executor: string, options: { signal: AbortSignal }): Promise<string | undefined> {
+    const { connections } = this.init.mesh
+    if (connections.open(executor).length === 0) await this.connect(executor, options.signal)
+    const open = connections.open(executor)
+    for (const conn of open) {
+      const ip = directIpOf(conn.remoteAddr.toString())
+      if (ip != null) return ip
+    }
+    // relayed, or WebRTC signalled through a relay: the relay saw where the executor connected from
+    const relays = new Set(open.map(c => relayPeerOf(c.remoteAddr)).filter(r => r != null))
+    for (const relay of relays) {
+      const toRelay = connections.bestDirect(relay)
+      if (toRelay == null) continue
+      try {
+        const ip = await fetchObservedAddr(toRelay, executor, { signal: options.signal })
+        if (ip != null) return ip
+      } catch (err) {
+        if (options.signal.aborted) throw err
+        this.log.warn(`relay ${relay} did not say where it sees executor ${executor}: ${messageOf(err)}`, { peer: executor, relay, addr: toRelay.remoteAddr.toString(), transport: transportOf(toRelay.remoteAddr), phase: 'locate', code: codeOf(err) })
+      }
+    }
+    return undefined
   }
 
   async offer (executor: string, task: TaskToRun, options: { signal: AbortSignal }): Promise<OfferAnswer> {

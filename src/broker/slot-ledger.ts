@@ -72,11 +72,7 @@ export class SlotLedger {
     if (n <= 0) this.pending.delete(view.peerId)
     else this.pending.set(view.peerId, n)
     if (accepted === undefined) {
-      // shared by every job: one job learning that an executor cannot be
-      // reached spares the others the same failed dial
-      const failures = (this.trouble.get(view.peerId)?.failures ?? 0) + 1
-      const pause = Math.min(UNREACHABLE_BACKOFF_MS.max, UNREACHABLE_BACKOFF_MS.first * 2 ** (failures - 1))
-      this.trouble.set(view.peerId, { failures, until: this.now() + pause })
+      this.unreachable(view.peerId)
       return
     }
     this.trouble.delete(view.peerId)
@@ -84,6 +80,17 @@ export class SlotLedger {
     if (freeSlots != null && Number.isFinite(freeSlots)) free = freeSlots
     else free = accepted ? Math.max(0, before - 1) : 0
     this.entries.set(view.peerId, { free, at: this.now() })
+  }
+
+  /**
+   * The executor could not be reached: offers to it pause, with backoff.
+   * Shared by every job: one job learning that an executor cannot be reached
+   * spares the others the same failed dial.
+   */
+  unreachable (peerId: string): void {
+    const failures = (this.trouble.get(peerId)?.failures ?? 0) + 1
+    const pause = Math.min(UNREACHABLE_BACKOFF_MS.max, UNREACHABLE_BACKOFF_MS.first * 2 ** (failures - 1))
+    this.trouble.set(peerId, { failures, until: this.now() + pause })
   }
 
   /** A task of ours on this executor ended: its slot is free again. */

@@ -156,6 +156,8 @@ export interface DaemonFlags extends CommonFlags {
   refuseIntercepted?: boolean
   /** --no-direct: keep every peer relayed (no direct dial of public addresses, no WebRTC) */
   noDirect?: boolean
+  /** --replica-network-prefix V4,V6: no two replicas of a job in one IPv4 /V4 or IPv6 /V6 network */
+  replicaNetworkPrefix?: string
 }
 
 /** What a donor offers: the maxima a job may ask for, and how many run at once. */
@@ -190,6 +192,8 @@ export interface DaemonConfig {
   readonly refuseIntercepted: boolean
   /** direct upgrades of relayed peers (public address, WebRTC); false with --no-direct */
   readonly direct: boolean
+  /** how much of an observed address names a network when placing replicas (default /24 and /48) */
+  readonly replicaNetworkPrefix: Readonly<{ ipv4: number, ipv6: number }>
 }
 
 export interface RelayFlags extends CommonFlags {
@@ -413,6 +417,7 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
     apiPortSource: apiPort.source,
     refuseIntercepted: flags.refuseIntercepted === true || fileConfig.refuseIntercepted === true,
     direct: flags.noDirect !== true,
+    replicaNetworkPrefix: Object.freeze(parseNetworkPrefix(flags.replicaNetworkPrefix ?? '24,48', '--replica-network-prefix')),
     donor: Object.freeze({
       execute: flags.noExecute !== true,
       // default: every core but one, at least one (the daemon itself needs a core)
@@ -424,6 +429,15 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
       ...(flags.maxTasksPerBroker != null ? { maxTasksPerBroker: parsePositiveInt(flags.maxTasksPerBroker, '--max-tasks-per-broker') } : {})
     })
   })
+}
+
+/** Parses `24,48`: the IPv4 prefix length (1–32), then the IPv6 one (1–128). */
+export function parseNetworkPrefix (value: string, source: string): { ipv4: number, ipv6: number } {
+  const m = /^\s*(\d{1,2})\s*,\s*(\d{1,3})\s*$/.exec(value)
+  const ipv4 = Number(m?.[1])
+  const ipv6 = Number(m?.[2])
+  if (m == null || ipv4 < 1 || ipv4 > 32 || ipv6 < 1 || ipv6 > 128) throw new ConfigError(`invalid value for ${source}: "${value}" (expected IPv4,IPv6 prefix lengths, e.g. 24,48)`)
+  return { ipv4, ipv6 }
 }
 
 export function parsePositiveInt (value: string, source: string): number {

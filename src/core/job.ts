@@ -152,6 +152,8 @@ export interface JobView {
   /** from acceptance to the final answer (or until now) */
   durationMs: number
   replicasWanted: number
+  /** the only executors the job may run on (`--executor`); absent: any the broker finds */
+  executors?: string[]
   replicas: ReplicaView[]
   moduleCid: string
   inputCid: string

@@ -181,7 +181,8 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
   const broker = new Broker({
     store,
     network: new MeshTaskNetwork({ mesh: mesh.components, capacity: capacityService, offer: offerService, dispatch: dispatchService, relays: () => donor.connectedRelays() }),
-    self: mesh.peerId
+    self: mesh.peerId,
+    networkPrefixes: config.replicaNetworkPrefix
   })
   return { maxLimits, execution, donor, broker }
 }
@@ -242,7 +243,8 @@ function apiHandlers (mesh: MeshNode, roles: Roles): ApiHandlers {
         args: req.args,
         env: req.env,
         limits: req.limits,
-        replicas: req.replicas
+        replicas: req.replicas,
+        executors: req.executors
       })
       return jobView(job, [], false)
     },
@@ -323,7 +325,7 @@ export async function startRelay (config: RelayConfig, options: { logger?: Logge
   if (identity.created) log.info(`created a new identity ${identity.peerId.toString()} in ${identity.path}`)
   const parts = await prepareRelay(config, identity.privateKey, log)
   const mesh = await MeshNode.create(parts.node).catch(async (err: unknown) => { await parts.stun?.stop(); throw err })
-  const relay = new RelayService({ config, mesh, stun: parts.stun, tlsCertificate: parts.tlsCertificate, announceIntervalMs: options.announceIntervalMs, logger: log })
+  const relay = new RelayService({ config, mesh, stun: parts.stun, tlsCertificate: parts.tlsCertificate, observedAddrs: parts.observedAddrs, announceIntervalMs: options.announceIntervalMs, logger: log })
   const info = await relay.start()
   let stopping: Promise<void> | undefined
   return {

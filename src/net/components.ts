@@ -192,6 +192,8 @@ export interface ProxyRoutes {
 export interface HopServer {
   /** peers holding a reservation on this relay now */
   reservationCount: () => number
+  /** the remote address of the connection a peer made its reservation on; undefined when it holds none */
+  reservationAddrOf: (peerId: string) => string | undefined
 }
 
 /** Starts and stops the node behind the components. */

@@ -1,4 +1,5 @@
 import { createLibp2p, type Libp2p } from 'libp2p'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { MESH_TOPIC, DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS } from './constants.ts'
 import { DialTelemetry } from './telemetry.ts'
@@ -21,6 +22,7 @@ import type { Cidr } from '../config/cidr.ts'
 import type { HopServer, MeshComponents, MeshHost, ProxyRoutes } from './components.ts'
 import type { NodeCore } from './node-core.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
+import type { PeerId } from '@libp2p/interface'
 
 export type { RelayServerInit, ServiceFactories } from './node-options.ts'
 
@@ -170,7 +172,18 @@ function proxyRoutes (router: ProxyRouter, connections: NodeConnections): ProxyR
 
 /** The circuit relay v2 server's reservation count (its `reservations` map); 0 on a node that is not a relay. */
 function hopServer (libp2p: Libp2p<any>): HopServer {
+  const reservations = (): { size: number, get: (peer: PeerId) => { addr: Multiaddr } | undefined } | undefined => libp2p.services.relay?.reservations
   return {
-    reservationCount: () => (libp2p.services.relay as { reservations?: { size: number } } | undefined)?.reservations?.size ?? 0
+    reservationCount: () => reservations()?.size ?? 0,
+    reservationAddrOf: (peerId) => {
+      let peer: PeerId
+      try {
+        peer = peerIdFromString(peerId)
+      } catch {
+        // not a PeerId: nobody holds a reservation under it
+        return undefined
+      }
+      return reservations()?.get(peer)?.addr.toString()
+    }
   }
 }

@@ -2,11 +2,12 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import { RelayAnnouncer } from '../net/relay-directory.ts'
 import { CAPACITY_TOPIC } from '../protocols/capacity/index.ts'
 import { relayInfo, type RelayTlsCertificate } from '../protocols/relay-info/index.ts'
+import { directIpOf, observedAddr } from '../protocols/observed-addr/index.ts'
 import { leafFingerprintOfPem } from '../net/tls-intercept.ts'
 import { readFileSync } from 'node:fs'
 import { startRelayStun, stunAddrs } from './relay-stun.ts'
 import { RelayGuard } from './relay-guard.ts'
-import type { MeshHost } from '../net/components.ts'
+import type { HopServer, MeshHost } from '../net/components.ts'
 import type { MeshNodeInit } from '../net/mesh-node.ts'
 import type { StunResponder } from '../net/stun/responder.ts'
 import type { RelayConfig } from '../config/config.ts'
@@ -23,13 +24,34 @@ export interface RelayInfo {
   tlsCertificate?: RelayTlsCertificate
 }
 
+/**
+ * Where the relay sees each reservation holder, for brokers placing replicas
+ * in distinct networks (observed-addr): bound to the node's hop server once
+ * the node exists, since the protocol service is built before it.
+ */
+export class ReservationAddresses {
+  private hop?: Pick<HopServer, 'reservationAddrOf'>
+
+  attach (hop: Pick<HopServer, 'reservationAddrOf'>): void {
+    this.hop = hop
+  }
+
+  /** The IP address the peer reserved from; undefined without a reservation, or before the relay runs. */
+  ipOf (peerId: string): string | undefined {
+    const addr = this.hop?.reservationAddrOf(peerId)
+    return addr != null ? directIpOf(addr) : undefined
+  }
+}
+
 /** What the composition root builds a relay's node from. */
 export interface RelayParts {
   /** started before the node: its identify agent version tells donors the STUN ports actually bound */
   stun?: StunResponder
   /** donors compare this with the certificate they see: a different one means a middlebox re-signed it */
   tlsCertificate?: RelayTlsCertificate
-  /** the node a relay runs: circuit relay v2 server with job-sized limits, relay-info */
+  /** answers brokers asking where a reservation holder is; hand it to {@link RelayService} */
+  observedAddrs: ReservationAddresses
+  /** the node a relay runs: circuit relay v2 server with job-sized limits, relay-info, observed-addr */
   node: MeshNodeInit
   /** the node's admission control (per-IP and per-peer limits, reservations of peers that left freed) */
   guard: RelayGuard
@@ -40,10 +62,12 @@ export async function prepareRelay (config: RelayConfig, privateKey: PrivateKey,
   const stun = await startRelayStun(config, logger.child('stun'))
   const tls = config.tls != null ? leafFingerprintOfPem(readFileSync(config.tls.certFile)) : undefined
   const guard = new RelayGuard({ limits: config.limits, logger: logger.child('admission') })
+  const observedAddrs = new ReservationAddresses()
   return {
     stun,
     tlsCertificate: tls,
     guard,
+    observedAddrs,
     node: {
       privateKey,
       listen: config.listen,
@@ -51,7 +75,10 @@ export async function prepareRelay (config: RelayConfig, privateKey: PrivateKey,
       relayServer: { limits: config.limits, tls: config.tls, admission: guard },
       publicRanges: config.publicRanges,
       stunPorts: stun != null ? [...new Set(stun.endpoints().map(e => e.port))] : [],
-      services: { relayInfo: relayInfo({ getInfo: () => ({ tls: tls != null ? [tls] : [] }), logger: logger.child('info') }) },
+      services: {
+        relayInfo: relayInfo({ getInfo: () => ({ tls: tls != null ? [tls] : [] }), logger: logger.child('info') }),
+        observedAddr: observedAddr({ lookup: (peer) => observedAddrs.ipOf(peer), logger: logger.child('observed-addr') })
+      },
       logger: logger.child('net')
     }
   }
@@ -64,6 +91,8 @@ export interface RelayServiceInit {
   /** the STUN responder from {@link prepareRelay}; stopped with the relay */
   stun?: StunResponder
   tlsCertificate?: RelayTlsCertificate
+  /** from {@link prepareRelay}: bound to the node's hop server when the relay starts */
+  observedAddrs?: ReservationAddresses
   /** how often the relay announces itself on the relay gossip topic @default 10000 */
   announceIntervalMs?: number
   logger?: Logger
@@ -101,6 +130,7 @@ export class RelayService {
       throw err
     }
     this.started = true
+    this.init.observedAddrs?.attach(net.hop)
     if (config.announce.length === 0) net.addresses.confirmListenAddrs()
     // the relay is the gossip hub of donors that can only reach each other
     // through it: gossipsub forwards only topics a node is subscribed to

@@ -38,6 +38,13 @@ class TestNetwork implements TaskNetwork {
     return { accept: true }
   }
 
+  /** every executor on loopback unless a test places it elsewhere: each its own network */
+  readonly ips = new Map<string, string>()
+
+  async locate (executor: string): Promise<string | undefined> {
+    return this.ips.get(executor) ?? '127.0.0.1'
+  }
+
   async dispatch (executor: string, task: TaskToRun): Promise<TaskRunResult> {
     // idempotent per task ID, like the real dispatch protocol
     const known = this.results.get(task.taskId)
@@ -338,6 +345,11 @@ class SlottedNetwork implements TaskNetwork {
 
   executors (): ExecutorInfo[] {
     return Object.keys(this.slots).map(peerId => ({ peerId, acceptsJobs: true, freeSlots: this.announceZero ? 0 : this.free.get(peerId) ?? 0, slots: this.slots[peerId], updatedAt: 0, maxLimits: DEFAULT_JOB_LIMITS }))
+  }
+
+  async locate (executor: string): Promise<string | undefined> {
+    if (this.unreachable.has(executor)) throw Object.assign(new Error(`cannot reach executor ${executor}: it announced no address`), { code: 'PEER_UNREACHABLE' })
+    return '127.0.0.1'
   }
 
   async offer (executor: string): Promise<OfferAnswer> {

@@ -86,6 +86,32 @@ describe('worldcompute job', () => {
     assert.match(res.stdout.trim(), /^job-[0-9a-f]{16}$/)
   })
 
+  it('job submit --executor runs the job only there, stores the list with the job and job status shows it', async () => {
+    const id = await runCli(['status', '--data-dir', join(dir.path, 'executor'), '--json'])
+    assert.equal(id.code, 0, id.stderr)
+    const executor: string = JSON.parse(id.stdout).peerId
+    const res = await runCli(['job', 'submit', fixture('hello.wasm'), '--executor', executor, '--data-dir', submitterDir, '--json'], { timeoutMs: 60_000 })
+    assert.equal(res.code, 0, res.stderr)
+    const v = JSON.parse(res.stdout)
+    assert.deepEqual(v.executors, [executor])
+    assert.equal(v.replicas[0].executor, executor)
+    const status = await runCli(['job', 'status', v.jobId, '--data-dir', submitterDir])
+    assert.equal(status.code, 0)
+    assert.match(status.stdout, new RegExp(`only on: ${executor}`))
+    const json = JSON.parse((await runCli(['job', 'status', v.jobId, '--data-dir', submitterDir, '--json'])).stdout)
+    assert.deepEqual(json.executors, [executor])
+  })
+
+  it('job submit --executor with something that is not a PeerId, or fewer executors than replicas, is refused at once', async () => {
+    const bad = await runCli(['job', 'submit', fixture('hello.wasm'), '--executor', 'not-a-peer', '--data-dir', submitterDir])
+    assert.notEqual(bad.code, 0)
+    assert.match(bad.stderr, /JOB_REJECTED|not a PeerId/)
+    const id = JSON.parse((await runCli(['status', '--data-dir', join(dir.path, 'executor'), '--json'])).stdout).peerId
+    const few = await runCli(['job', 'submit', fixture('hello.wasm'), '--executor', id, '--replicas', '2', '--data-dir', submitterDir])
+    assert.notEqual(few.code, 0)
+    assert.match(few.stderr, /2 replicas need 2 distinct executors/)
+  })
+
   it('job submit with no daemon says so in one line', async () => {
     const res = await runCli(['job', 'submit', fixture('hello.wasm'), '--data-dir', join(dir.path, 'nobody')])
     assert.notEqual(res.code, 0)

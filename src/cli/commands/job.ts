@@ -7,7 +7,8 @@ import { printJson, type Output } from '../output.ts'
 import type { JobLimits, JobView } from '../../core/job.ts'
 
 export const help = `worldcompute job submit MODULE.wasm [--input FILE|-] [--arg A]... [--env K=V]... [--replicas N]
-                        [--deadline SECONDS] [--fuel N] [--memory MIB] [--detach] [--data-dir DIR] [--json]
+                        [--executor PEER_ID]... [--deadline SECONDS] [--fuel N] [--memory MIB] [--detach]
+                        [--data-dir DIR] [--json]
 worldcompute job status JOB_ID [--data-dir DIR] [--json]
 worldcompute job result JOB_ID [--data-dir DIR] [--json]
 worldcompute job list [--data-dir DIR] [--json]
@@ -15,7 +16,11 @@ worldcompute job list [--data-dir DIR] [--json]
 Runs a WASI command module (wasm32-wasi from C, Rust, Go, Zig, AssemblyScript…)
 on the mesh through the daemon of --data-dir. stdin is the --input file, argv
 is the module name and the --arg values, the environment is the --env values.
-With --replicas N, N distinct donors run it and a strict majority must agree.
+With --replicas N, N distinct donors run it and a strict majority must agree;
+no two of them in one network (an IPv4 /24 or IPv6 /48, as observed), so that
+identities from one place cannot out-vote the others (docs/trust-model.md).
+--executor PEER_ID (repeatable) runs the job only on these executors, trusted
+ones in a private mesh; the network rule then does not apply between them.
 submit waits for the answer unless --detach; the exit code is 0 exactly when
 the job succeeded.`
 
@@ -29,6 +34,7 @@ function summary (v: JobView): string {
   const replicas = v.replicas.filter(r => r.state === 'done')
   const paths = replicas.map(r => `${shortPeerId(r.executor)} (${r.path ?? '?'}${r.receiptVerified ? ', receipt verified' : ''})`).join(', ')
   return `job ${v.jobId}: ${v.status}${v.exitCode != null && v.exitCode !== 0 ? ` (exit ${v.exitCode})` : ''} in ${(v.durationMs / 1000).toFixed(2)} s — ${v.message}` +
+    (v.executors != null ? `\n  only on: ${v.executors.join(', ')}` : '') +
     (paths !== '' ? `\n  executors: ${paths}` : '') +
     (v.fuelUsed != null ? `\n  fuel used: ${v.fuelUsed}` : '')
 }
@@ -67,6 +73,7 @@ async function submit (argv: string[], o: Output): Promise<number> {
     arg: { type: 'string', multiple: true },
     env: { type: 'string', multiple: true },
     replicas: { type: 'string' },
+    executor: { type: 'string', multiple: true },
     deadline: { type: 'string' },
     fuel: { type: 'string' },
     memory: { type: 'string' },
@@ -114,7 +121,8 @@ async function submit (argv: string[], o: Output): Promise<number> {
     args: values.arg ?? [],
     env: values.env ?? [],
     replicas,
-    limits
+    limits,
+    ...(values.executor != null ? { executors: values.executor } : {})
   }, { timeoutMs: 120_000 })
   if (values.detach) {
     if (values.json) printJson(o, accepted)

@@ -40,6 +40,10 @@ the local API on 127.0.0.1.
   --memory-budget SIZE    memory all running jobs together may use (default: half of RAM)
   --max-tasks-per-broker N  tasks one submitter may hold here at once (default:
                    every slot; lower it on a donor open to strangers)
+  --replica-network-prefix V4,V6  replicas of one job run in distinct networks,
+                   by the address the broker or a relay observed: no two in
+                   one IPv4 /V4 or IPv6 /V6 (default 24,48; 32,128 counts
+                   every address apart, e.g. a lab behind one router)
   --log-format F   text (default) or json; WORLDCOMPUTE_LOG filters, e.g.
                    WORLDCOMPUTE_LOG=info,net=debug`
 
@@ -54,7 +58,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'max-job-memory': { type: 'string' },
     'max-deadline': { type: 'string' },
     'memory-budget': { type: 'string' },
-    'max-tasks-per-broker': { type: 'string' }
+    'max-tasks-per-broker': { type: 'string' },
+    'replica-network-prefix': { type: 'string' }
   }, 'daemon')
   if (values.help) { o.out(help); return 0 }
   const config = loadDaemonConfig({
@@ -68,7 +73,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     maxJobMemory: values['max-job-memory'],
     maxDeadline: values['max-deadline'],
     memoryBudget: values['memory-budget'],
-    maxTasksPerBroker: values['max-tasks-per-broker']
+    maxTasksPerBroker: values['max-tasks-per-broker'],
+    replicaNetworkPrefix: values['replica-network-prefix']
   })
   await runUntilSignal(o, async () => await startDaemon(config), (handle) => {
     o.err(`worldcompute daemon ${handle.peerId} running; API on 127.0.0.1:${handle.apiPort}; \`worldcompute status --data-dir ${config.dataDir}\` shows what it is doing`)

@@ -1,0 +1,33 @@
+import type { TaskRow } from './job-store.ts'
+
+/**
+ * How a job's attempts are counted, so that no single peer can spend them.
+ *
+ * A failed task is either a failure that may be honest (the path broke, the
+ * sandbox crashed: charged to its replica's attempt budget) or an answer that
+ * proves misbehaviour (a receipt that does not verify, a result that breaks
+ * the protocol: Noise protects the bytes on the way, so only the executor can
+ * have sent them). Misbehaviour is never charged: the peer is excluded from
+ * the job instead, and the job goes on with the executors left. Otherwise one
+ * identity claiming every slot and answering garbage could end any job in
+ * seconds while an honest donor is busy.
+ */
+
+/** Failure codes that prove the executor misbehaved (the codes of codec/errors.ts and protocols/errors.ts). */
+export const MISBEHAVIOUR_CODES: ReadonlySet<string> = new Set(['RECEIPT_INVALID', 'MALFORMED_MESSAGE', 'PAYLOAD_TOO_LARGE'])
+
+/** The code a failed task was recorded with (`CODE: message`, as the broker writes it). */
+export function failureCode (task: Pick<TaskRow, 'failure'>): string | undefined {
+  const m = /^([A-Z][A-Z0-9_]*): /.exec(task.failure ?? '')
+  return m?.[1]
+}
+
+/** True when the task failed because its executor misbehaved. */
+export function misbehaved (task: Pick<TaskRow, 'state' | 'failure'>): boolean {
+  return task.state === 'failed' && MISBEHAVIOUR_CODES.has(failureCode(task) ?? '')
+}
+
+/** Failed attempts charged to a replica's budget: every failure but misbehaviour. */
+export function charged (tasks: ReadonlyArray<Pick<TaskRow, 'state' | 'failure'>>): number {
+  return tasks.filter(t => t.state === 'failed' && !misbehaved(t)).length
+}
