@@ -27,7 +27,20 @@ export function misbehaved (task: Pick<TaskRow, 'state' | 'failure'>): boolean {
   return task.state === 'failed' && MISBEHAVIOUR_CODES.has(failureCode(task) ?? '')
 }
 
-/** Failed attempts charged to a replica's budget: every failure but misbehaviour. */
+/**
+ * A dispatch the executor refused before running anything (`DISPATCH_REFUSED`:
+ * it holds no accepted offer of ours for the task — the hold lapsed on a slow
+ * path, or the executor restarted). Honest and cheap, so the first one of a
+ * replica is not charged; every further one is, so a peer that accepts offers
+ * and then refuses every dispatch cannot keep a job going round for ever.
+ */
+export function refused (task: Pick<TaskRow, 'state' | 'failure'>): boolean {
+  return task.state === 'failed' && failureCode(task) === 'DISPATCH_REFUSED'
+}
+
+/** Failed attempts charged to a replica's budget: every failure but misbehaviour and a first refusal. */
 export function charged (tasks: ReadonlyArray<Pick<TaskRow, 'state' | 'failure'>>): number {
-  return tasks.filter(t => t.state === 'failed' && !misbehaved(t)).length
+  const failed = tasks.filter(t => t.state === 'failed' && !misbehaved(t))
+  const refusals = failed.filter(refused).length
+  return failed.length - Math.min(refusals, 1)
 }

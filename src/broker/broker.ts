@@ -836,7 +836,8 @@ export class Broker {
       const code = e.code ?? e.name
       const bad = MISBEHAVIOUR_CODES.has(code)
       this.store.failTask(task.taskId, `${code}: ${e.message}`)
-      this.records.failed(task.executor, bad)
+      // a refused dispatch ran nothing and proves nothing about the executor: offered again, not ranked down
+      if (code !== 'DISPATCH_REFUSED') this.records.failed(task.executor, bad)
       this.log.warn(`job ${job.jobId}: task ${task.taskId} on ${task.executor} failed${e.phase != null ? ` at ${e.phase}` : ''}: ${e.message}; ${bad ? 'it gets no further attempt at this job and is ranked down' : 'retrying on another executor'}`, { job: job.jobId, peer: task.executor, phase: e.phase, code: e.code })
     } finally {
       run.inflight.delete(task.taskId)
