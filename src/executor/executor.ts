@@ -8,8 +8,8 @@
  * only for the caller's own actions: calling it when the executor is not
  * started, or aborting it through its signal.
  *
- * If the sandbox process dies or stops answering (a job's deadline plus
- * `hangGraceMs` passes without a word), it is killed, every job it was running
+ * If the sandbox process dies or stops answering (a job's preparation budget,
+ * its deadline and `hangGraceMs` pass without a word), it is killed, every job it was running
  * is reported `failed` with the code EXECUTOR_CRASHED (the error says what
  * happened), and a new sandbox is started for the queued jobs. No job is
  * silently lost.
