@@ -8,8 +8,8 @@
  * only for the caller's own actions: calling it when the executor is not
  * started, or aborting it through its signal.
  *
- * If the sandbox process dies or stops answering (a job's deadline plus
- * `hangGraceMs` passes without a word), it is killed, every job it was running
+ * If the sandbox process dies or stops answering (a job's preparation budget,
+ * its deadline and `hangGraceMs` pass without a word), it is killed, every job it was running
  * is reported `failed` with the code EXECUTOR_CRASHED (the error says what
  * happened), and a new sandbox is started for the queued jobs. No job is
  * silently lost.
@@ -21,8 +21,9 @@ import { performance } from 'node:perf_hooks'
 import type { ExecErrorCode, ExecStatus, ExecuteRequest, ExecuteResult, JobLimits } from '../core/job.ts'
 import { ExecutorNotRunningError, JobAbortedError, SandboxStartError } from './errors.ts'
 import { resolveJobLimits, resolveMaxLimits } from './limits.ts'
+import { resolveModuleLimits, type ModuleLimits } from './module-limits.ts'
 import { memoryPagesFor } from './prepare.ts'
-import type { ParentMessage, SandboxJob, SandboxMessage, SandboxOutcome } from './protocol.ts'
+import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome } from './protocol.ts'
 import { SANDBOX_ENTRY, sandboxExecArgv } from './sandbox-launch.ts'
 
 export interface ExecutorInit {
@@ -31,9 +32,16 @@ export interface ExecutorInit {
   /** the donor's maxima; a job asking for more is `rejected` @default DEFAULT_JOB_LIMITS */
   maxLimits?: Partial<JobLimits>
   /**
-   * how long past a job's deadline the sandbox may stay silent before it is
-   * presumed hung, killed and restarted; covers preparing a large module too
-   * @default 10000
+   * how long one job's preparation (CID check, validation, metering,
+   * compilation, in the job's worker) may take; a module that takes longer is
+   * `rejected` @default 30000
+   */
+  prepareTimeoutMs?: number
+  /** what a module may declare (tables, counts, nesting, metered size); a module over a limit is `rejected` @default DEFAULT_MODULE_LIMITS */
+  moduleLimits?: Partial<ModuleLimits>
+  /**
+   * how long past a job's preparation budget and deadline the sandbox may
+   * stay silent before it is presumed hung, killed and restarted @default 10000
    */
   hangGraceMs?: number
   /** how long the sandbox process may take to start and report ready @default 15000 */
@@ -88,6 +96,8 @@ const RESTART_DELAYS_MS = [0, 250, 1000]
 export class Executor {
   readonly maxConcurrent: number
   readonly maxLimits: Readonly<JobLimits>
+  readonly moduleLimits: Readonly<ModuleLimits>
+  private readonly prepareTimeoutMs: number
   private readonly hangGraceMs: number
   private readonly startTimeoutMs: number
   private state: ExecutorState = 'stopped'
@@ -108,9 +118,12 @@ export class Executor {
       throw new RangeError(`maxConcurrent must be a positive integer, got ${String(init.maxConcurrent)}`)
     }
     this.maxLimits = Object.freeze(resolveMaxLimits(init.maxLimits))
+    this.moduleLimits = Object.freeze(resolveModuleLimits(init.moduleLimits))
+    this.prepareTimeoutMs = init.prepareTimeoutMs ?? 30_000
     this.hangGraceMs = init.hangGraceMs ?? 10_000
     this.startTimeoutMs = init.startTimeoutMs ?? 15_000
-    for (const [name, v] of [['hangGraceMs', this.hangGraceMs], ['startTimeoutMs', this.startTimeoutMs]] as const) {
+    const times = [['prepareTimeoutMs', this.prepareTimeoutMs], ['hangGraceMs', this.hangGraceMs], ['startTimeoutMs', this.startTimeoutMs]] as const
+    for (const [name, v] of times) {
       if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be a non-negative integer of milliseconds, got ${String(v)}`)
     }
   }
@@ -239,7 +252,7 @@ export class Executor {
     p.sandbox = sandbox
     p.startedAt = performance.now()
     this.running.set(p.runId, p)
-    const silentFor = p.limits.deadlineMs + this.hangGraceMs
+    const silentFor = this.prepareTimeoutMs + p.limits.deadlineMs + this.hangGraceMs
     p.hangTimer = setTimeout(() => {
       if (this.running.get(p.runId) !== p) return
       // the sandbox enforces deadlines itself; silence this long means it is wedged
@@ -293,9 +306,10 @@ export class Executor {
   }
 
   private async spawnSandbox (): Promise<Sandbox> {
-    const child = fork(SANDBOX_ENTRY, [String(this.maxConcurrent)], {
+    const config: SandboxConfig = { workers: this.maxConcurrent, prepareTimeoutMs: this.prepareTimeoutMs, moduleLimits: this.moduleLimits }
+    const child = fork(SANDBOX_ENTRY, [JSON.stringify(config)], {
       execPath: process.execPath,
-      execArgv: sandboxExecArgv({ maxMemoryPages: memoryPagesFor(this.maxLimits.memoryBytes) }),
+      execArgv: sandboxExecArgv({ maxMemoryPages: memoryPagesFor(this.maxLimits.memoryBytes), maxTableEntries: this.moduleLimits.maxTableEntries }),
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       // nothing from our environment (tokens, NODE_OPTIONS) reaches the sandbox
@@ -402,9 +416,23 @@ function describeExit (code: number | null, signal: NodeJS.Signals | null): stri
   return signal !== null ? `was killed by ${signal}` : `exited with code ${String(code)}`
 }
 
+/**
+ * What the sandbox's stderr says about its death, fit for a result that leaves
+ * this machine: the lines that name the error, without native stack traces,
+ * heap statistics or the absolute paths of this install.
+ */
 function stderrNote (sandbox: Sandbox): string {
-  const tail = sandbox.stderrTail.trim()
-  return tail === '' ? '' : `; its stderr ends with: ${tail.slice(-1024)}`
+  const reason = crashReason(sandbox.stderrTail)
+  return reason === '' ? '' : `; it reported: ${reason}`
+}
+
+export function crashReason (stderr: string): string {
+  const lines = stderr.split('\n').map(l => l.trim())
+  const cut = lines.findIndex(l => l.startsWith('----- Native stack trace'))
+  const kept = (cut >= 0 ? lines.slice(0, cut) : lines)
+    .filter(l => l !== '' && !/^at\s/.test(l) && !/^\d+:\s/.test(l) && !/^\[\d+:0x[0-9a-f]+\]/.test(l) && !/^(node:internal|file:\/\/|Node\.js v)/.test(l))
+    .map(l => l.replace(/(file:\/\/)?(\/[^\s:'"()]+)+/g, '<path>'))
+  return kept.slice(-3).join(' ').slice(-512)
 }
 
 function failure (error: string, status: ExecStatus = 'failed', errorCode?: ExecErrorCode): SandboxOutcome {

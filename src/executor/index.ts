@@ -30,8 +30,9 @@ export {
   type MemoryInfo
 } from './instrument.ts'
 export { resolveJobLimits, resolveMaxLimits, type LimitsCheck } from './limits.ts'
-export { PreparedModuleCache, memoryPagesFor, prepareModule, type PrepareLimits, type PreparedModule } from './prepare.ts'
+export { DEFAULT_MODULE_LIMITS, ModuleLimitError, resolveModuleLimits, type ModuleLimits } from './module-limits.ts'
+export { PreparedModuleCache, memoryPagesFor, prepareModule, preparedKey, type PrepareLimits, type PreparedModule } from './prepare.ts'
 export { runModule, type RunOutcome, type RunSpec } from './run-module.ts'
 export { SANDBOX_ENTRY, SANDBOX_READ_DIRS, sandboxExecArgv, type SandboxFlagsInit } from './sandbox-launch.ts'
 export { Errno, WASI_MODULE, WASI_SIGNATURES } from './wasi-abi.ts'
-export { OutputLimitExceeded, VIRTUAL_CLOCK_STEP_NS, VIRTUAL_EPOCH_NS, WasiExit, WasiShim, type WasiShimInit } from './wasi-shim.ts'
+export { HostFuel, IOV_MAX, OutputLimitExceeded, VIRTUAL_CLOCK_STEP_NS, VIRTUAL_EPOCH_NS, WasiExit, WasiShim, type FuelCharge, type WasiShimInit } from './wasi-shim.ts'

@@ -11,8 +11,10 @@
  *   index): `fuel` (i64, exported as `__wc_fuel`), `trap` (i32, exported as
  *   `__wc_trap`: why the injected code trapped) and `depth` (i32). No function
  *   or import is added, so no function index shifts either.
- * - Fuel ("meter/1" cost rule): every original instruction costs 1, and
- *   memory.fill/copy/init cost 1 more per 64 bytes. The code is cut into
+ * - Fuel ("meter/2" cost rule): every original instruction costs 1,
+ *   memory.fill/copy/init cost 1 more per 64 bytes, table.grow/fill/copy/init
+ *   1 more per element, and host calls charge the guest bytes they touch
+ *   (wasi-shim.ts, HostFuel). The code is cut into
  *   segments of straight-line code ending at a control instruction (loop, if,
  *   else, end, br, br_if, br_table, return, unreachable); a segment starts at
  *   the function entry and after each of those, i.e. at every place control can
@@ -36,14 +38,19 @@
  *   the host sets the fuel budget before any guest code runs.
  * - The memory's maximum becomes min(declared max, cap); a minimum above the cap
  *   is refused. Imported memories and more than one memory are refused.
+ * - Every declared resource is bounded (module-limits.ts): a table's maximum
+ *   becomes its share of the table budget, so `table.grow` past it returns -1;
+ *   counts, locals, nesting and the metered code size above a limit are refused.
  */
 
+import { boundData, boundElements, boundTables, expectEnd, readLimits, readTableType, skipConstExpr, type Limits } from './declared-resources.ts'
 import { ModuleRejectedError } from './errors.ts'
+import { DEFAULT_MODULE_LIMITS, ModuleLimitError, checkCount, type ModuleLimits } from './module-limits.ts'
 import { ByteReader, ByteWriter, encodeS32, encodeU32 } from './wasm-binary.ts'
 import { InstrKind, hex, readInstruction, readValType } from './wasm-instructions.ts'
 
 /** Pinned name of the cost rule: fuel is part of what replicas compare, so any change must bump it. */
-export const METER_VERSION = 'meter/1'
+export const METER_VERSION = 'meter/2'
 
 export const FUEL_EXPORT = '__wc_fuel'
 export const TRAP_EXPORT = '__wc_trap'
@@ -92,6 +99,8 @@ export interface InstrumentOptions {
   maxMemoryPages: number
   /** deterministic call depth limit; a call that would go deeper traps */
   maxCallDepth: number
+  /** what the module may declare @default DEFAULT_MODULE_LIMITS */
+  moduleLimits?: ModuleLimits
 }
 
 export interface MemoryInfo {
@@ -129,6 +138,7 @@ const EXPORT_SECTION = 7
 
 const I32 = 0x7f
 const I64 = 0x7e
+const NO_BYTES = new Uint8Array(0)
 
 /**
  * Checks policy and rewrites `bytes`. Throws WasmParseError for bytes that do
@@ -139,7 +149,8 @@ export function instrumentModule (bytes: Uint8Array, options: InstrumentOptions)
   checkOptions(options)
   // pass 1: section boundaries; pass 2: the sections whose contents the rewrite depends on
   const sections = readSections(bytes)
-  const parsed = parseSections(bytes, sections)
+  const limits = options.moduleLimits ?? DEFAULT_MODULE_LIMITS
+  const parsed = parseSections(bytes, sections, limits)
   const memory = checkPolicy(parsed, options.maxMemoryPages)
   const bodyTypes = parsed.functionTypes.map(t => parsed.types[t])
   const globalBase = parsed.imports.filter(i => i.kind === 'global').length + parsed.definedGlobals
@@ -156,6 +167,8 @@ export function instrumentModule (bytes: Uint8Array, options: InstrumentOptions)
     startFunction: parsed.startFunction,
     bodyTypes,
     wrapperTypes,
+    tables: parsed.tables,
+    limits,
     injected: {
       fuel: encodeU32(globalBase),
       trap: encodeU32(globalBase + 1),
@@ -225,19 +238,29 @@ interface ParsedModule {
   definedGlobals: number
   exports: ExportEntry[]
   startFunction?: number
+  /** the table section bounded to the executor's table budget, when it had to be rewritten */
+  tables?: Uint8Array
 }
 
-function parseSections (bytes: Uint8Array, sections: SectionRange[]): ParsedModule {
+/** Reads what the rewrite needs and refuses a module that declares more than `limits` allow. */
+function parseSections (bytes: Uint8Array, sections: SectionRange[], limits: ModuleLimits): ParsedModule {
   const find = (id: number): SectionRange | undefined => sections.find(s => s.id === id)
   const types = parseTypes(bytes, find(1))
+  checkCount(limits, 'maxTypes', types.length, 'function types')
   const imports = parseImports(bytes, find(2), types)
+  checkCount(limits, 'maxImports', imports.length, 'imports')
   const functionTypes = parseFunctions(bytes, find(3), types.length)
-  checkTables(bytes, find(4))
+  checkCount(limits, 'maxFunctions', imports.length + functionTypes.length, 'functions (imported and defined)')
+  const tables = boundTables(bytes, find(4), limits)
   const memories = parseMemories(bytes, find(5))
   const definedGlobals = countGlobals(bytes, find(GLOBAL_SECTION))
+  checkCount(limits, 'maxGlobals', definedGlobals, 'globals')
   const exports = parseExports(bytes, find(EXPORT_SECTION))
+  checkCount(limits, 'maxExports', exports.length, 'exports')
   const startFunction = parseStart(bytes, find(8))
-  return { types, imports, functionTypes, memories, definedGlobals, exports, startFunction }
+  boundElements(bytes, find(9), limits)
+  boundData(bytes, find(11), limits)
+  return { types, imports, functionTypes, memories, definedGlobals, exports, startFunction, tables }
 }
 
 /** Refuses what the executor cannot cap or would collide with its exports; returns the clamped memory. */
@@ -291,11 +314,15 @@ interface Rewrite {
   bodyTypes: FuncType[]
   /** the encoded block type of each defined function's body wrapper */
   wrapperTypes: number[][]
+  /** the bounded table section, when the original's maxima had to be lowered */
+  tables: Uint8Array | undefined
+  limits: ModuleLimits
   injected: Injected
 }
 
 function emitModule (bytes: Uint8Array, sections: SectionRange[], rewrite: Rewrite): Uint8Array {
-  const out = new ByteWriter(Math.ceil(bytes.length * 2.2) + 256) // metered code is about twice the size
+  // metered code is about twice the size; the code section cannot outgrow its limit
+  const out = new ByteWriter(Math.min(Math.ceil(bytes.length * 2.2), bytes.length + rewrite.limits.maxMeteredCodeBytes) + 256)
   out.bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00])
   // a module without a global or export section still gets one, for the injected globals and their exports
   const missing = { globals: true, exports: true }
@@ -326,6 +353,11 @@ function emitSection (out: ByteWriter, bytes: Uint8Array, section: SectionRange,
     case 1:
       out.u8(1).sized(rewrite.extraTypes.length === 0 ? payload : encodeTypes(bytes, section, rewrite.typeCount, rewrite.extraTypes))
       break
+    case 4:
+      // a table section whose maxima are within the budget is copied as it is, like the sections below
+      if (rewrite.tables !== undefined) out.u8(4).sized(rewrite.tables)
+      else out.bytes(bytes.subarray(section.headerStart, section.payloadEnd))
+      break
     case 5:
       out.u8(5).sized(encodeMemory(rewrite.memory))
       break
@@ -338,7 +370,7 @@ function emitSection (out: ByteWriter, bytes: Uint8Array, section: SectionRange,
     case 8:
       break // the start function is exported as __wc_start instead
     case 10:
-      out.u8(10).sized(instrumentCode(bytes, section, rewrite.bodyTypes, rewrite.wrapperTypes, rewrite.injected))
+      out.u8(10).sized(instrumentCode(bytes, section, rewrite))
       break
     default: // custom sections and those the rewrite leaves alone
       out.bytes(bytes.subarray(section.headerStart, section.payloadEnd))
@@ -384,31 +416,6 @@ function encodeTypes (bytes: Uint8Array, s: SectionRange, count: number, extra: 
     w.u8(0x60).u32(t.params.length).bytes(t.params).u32(t.results.length).bytes(t.results)
   }
   return w.toBytes()
-}
-
-interface Limits {
-  min: number
-  max?: number
-}
-
-function readLimits (r: ByteReader, what: string): Limits {
-  const at = r.pos
-  const flags = r.u8()
-  if (flags === 0x02 || flags === 0x03) {
-    throw new ModuleRejectedError(`shared ${what} (threads) is not allowed: shared-memory threads are not deterministic; compile without -pthread (at byte ${at})`)
-  }
-  if (flags > 0x01) {
-    throw new ModuleRejectedError(`${what} limits flag 0x${hex(flags)} (64-bit or custom page size) is not supported (at byte ${at})`)
-  }
-  const min = r.u32()
-  return flags === 0x01 ? { min, max: r.u32() } : { min }
-}
-
-function readTableType (r: ByteReader): void {
-  const at = r.pos
-  const ref = r.u8()
-  if (ref !== 0x70 && ref !== 0x6f) throw new ModuleRejectedError(`table element type 0x${hex(ref)} is not supported (at byte ${at})`)
-  readLimits(r, 'table')
 }
 
 function parseImports (bytes: Uint8Array, s: SectionRange | undefined, types: FuncType[]): ImportEntry[] {
@@ -465,16 +472,6 @@ function parseFunctions (bytes: Uint8Array, s: SectionRange | undefined, typeCou
   return result
 }
 
-function checkTables (bytes: Uint8Array, s: SectionRange | undefined): void {
-  if (s === undefined) return
-  const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
-  for (let n = r.u32(); n > 0; n--) {
-    if (r.peekU8() === 0x40) throw new ModuleRejectedError('tables with an initialiser expression (GC proposal) are not supported')
-    readTableType(r)
-  }
-  expectEnd(r, 'table')
-}
-
 function parseMemories (bytes: Uint8Array, s: SectionRange | undefined): Limits[] {
   if (s === undefined) return []
   const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
@@ -503,13 +500,6 @@ function encodeMemory (memory: MemoryInfo | undefined): Uint8Array {
   const w = new ByteWriter(16)
   if (memory === undefined) return w.u32(0).toBytes()
   return w.u32(1).u8(0x01).u32(memory.initialPages).u32(memory.maximumPages).toBytes()
-}
-
-/** Skips a constant expression (global initialisers), refusing forbidden opcodes inside it. */
-function skipConstExpr (r: ByteReader): void {
-  for (;;) {
-    if (readInstruction(r) === InstrKind.end) return
-  }
 }
 
 function countGlobals (bytes: Uint8Array, s: SectionRange | undefined): number {
@@ -578,42 +568,71 @@ function parseStart (bytes: Uint8Array, s: SectionRange | undefined): number | u
   return index
 }
 
-function expectEnd (r: ByteReader, section: string): void {
-  if (!r.atEnd) r.fail(`${section} section has ${r.end - r.pos} unexpected trailing bytes`)
-}
-
 // ---------------------------------------------------------------------------
 // Function bodies
 
-/** Per-body scratch arrays, reused across bodies to avoid allocating per instruction. */
-const starts: number[] = []
-const kinds: number[] = []
-const segmentCost: number[] = []
-
-function isBoundary (kind: number): boolean {
-  return kind !== InstrKind.plain && kind !== InstrKind.block && kind !== InstrKind.bulk
+/**
+ * Per-body scratch, reused across bodies. Typed arrays, not JS arrays: a body
+ * can hold millions of instructions, and these live outside the worker's JS
+ * heap, where an allocation that fails is a RangeError rather than a fatal
+ * out-of-memory of the whole process.
+ */
+const scratch = {
+  /** byte offset of each instruction, and one past the last */
+  starts: new Uint32Array(4096),
+  kinds: new Uint8Array(4096),
+  /** the fuel charged at each instruction that starts a live segment, else 0 */
+  cost: new Uint32Array(4096),
+  length: 0
 }
 
-function instrumentCode (bytes: Uint8Array, s: SectionRange, funcTypes: FuncType[], wrapperTypes: number[][], inj: Injected): Uint8Array {
+function reserveScratch (n: number): void {
+  if (n <= scratch.kinds.length) return
+  let capacity = scratch.kinds.length * 2
+  while (capacity < n) capacity *= 2
+  const starts = new Uint32Array(capacity)
+  const kinds = new Uint8Array(capacity)
+  const cost = new Uint32Array(capacity)
+  starts.set(scratch.starts.subarray(0, scratch.length))
+  kinds.set(scratch.kinds.subarray(0, scratch.length))
+  cost.set(scratch.cost.subarray(0, scratch.length))
+  Object.assign(scratch, { starts, kinds, cost })
+}
+
+function isBoundary (kind: number): boolean {
+  return kind !== InstrKind.plain && kind !== InstrKind.block && kind !== InstrKind.bulk && kind !== InstrKind.tableBulk
+}
+
+function instrumentCode (bytes: Uint8Array, s: SectionRange, rewrite: Rewrite): Uint8Array {
+  const { bodyTypes: funcTypes, wrapperTypes, limits } = rewrite
   const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
   const count = r.u32()
   if (count !== funcTypes.length) r.fail(`code section has ${count} bodies but the function section declares ${funcTypes.length}`, s.payloadStart)
-  const out = new ByteWriter((s.payloadEnd - s.payloadStart) * 2 + 64)
+  const out = new ByteWriter(Math.min((s.payloadEnd - s.payloadStart) * 2, limits.maxMeteredCodeBytes) + 64)
   out.u32(count)
   const body = new ByteWriter(4096)
-  const snippets = meteringSnippets(inj)
+  const ctx: BodyContext = { sn: meteringSnippets(rewrite.injected), limits, room: 0 }
   for (let f = 0; f < count; f++) {
     const size = r.u32()
     const bodyStart = r.pos
     const bodyEnd = bodyStart + size
     if (bodyEnd > r.end) r.fail(`body of function ${f} runs past the code section`, bodyStart)
     body.length = 0
-    instrumentBody(new ByteReader(bytes, bodyStart, bodyEnd), f, funcTypes[f].params.length, wrapperTypes[f], snippets, body)
+    ctx.room = limits.maxMeteredCodeBytes - out.length
+    instrumentBody(new ByteReader(bytes, bodyStart, bodyEnd), f, funcTypes[f].params.length, wrapperTypes[f], ctx, body)
     out.sized(body.toBytes())
     r.pos = bodyEnd
   }
   if (!r.atEnd) r.fail('code section has trailing bytes')
   return out.toBytes()
+}
+
+/** What instrumentBody needs besides the body itself. */
+interface BodyContext {
+  sn: Snippets
+  limits: ModuleLimits
+  /** bytes the metered code section may still grow by */
+  room: number
 }
 
 /** The injected instruction sequences, encoded once per module. */
@@ -622,14 +641,14 @@ interface Snippets {
   fuel: number[]
   /** if (fuel < 0) { trap = outOfFuel; unreachable } */
   fuelCheck: number[]
-  /** global.get fuel; i64.const (the cost follows) */
-  chargeHead: number[]
+  /** global.get fuel; i64.const (the cost follows); typed arrays, which the writer copies fastest */
+  chargeHead: Uint8Array
   /** i64.sub; global.set fuel; fuelCheck */
-  chargeTail: number[]
+  chargeTail: Uint8Array
   /** depth += 1; if (depth > max) { trap = callDepth; unreachable } */
-  depthEnter: number[]
+  depthEnter: Uint8Array
   /** depth -= 1 */
-  depthLeave: number[]
+  depthLeave: Uint8Array
 }
 
 function meteringSnippets (inj: Injected): Snippets {
@@ -641,13 +660,13 @@ function meteringSnippets (inj: Injected): Snippets {
   return {
     fuel: F,
     fuelCheck,
-    chargeHead: [0x23, ...F, 0x42],
-    chargeTail: [0x7d, 0x24, ...F, ...fuelCheck],
-    depthEnter: [
+    chargeHead: Uint8Array.from([0x23, ...F, 0x42]),
+    chargeTail: Uint8Array.from([0x7d, 0x24, ...F, ...fuelCheck]),
+    depthEnter: Uint8Array.from([
       0x23, ...D, 0x41, 0x01, 0x6a, 0x24, ...D, // depth += 1
       0x23, ...D, 0x41, ...encodeS32(inj.maxCallDepth), 0x4b, ...trapWith(TrapCode.callDepth) // depth > max (unsigned) ?
-    ],
-    depthLeave: [0x23, ...D, 0x41, 0x01, 0x6b, 0x24, ...D]
+    ]),
+    depthLeave: Uint8Array.from([0x23, ...D, 0x41, 0x01, 0x6b, 0x24, ...D])
   }
 }
 
@@ -661,7 +680,7 @@ interface Locals {
   count: number
 }
 
-function readLocals (br: ByteReader, f: number, paramCount: number): Locals {
+function readLocals (br: ByteReader, f: number, paramCount: number, limits: ModuleLimits): Locals {
   const start = br.pos
   const groups = br.u32()
   const groupsEnd = br.pos
@@ -671,77 +690,119 @@ function readLocals (br: ByteReader, f: number, paramCount: number): Locals {
     readValType(br)
   }
   if (count > MAX_FUNCTION_LOCALS) br.fail(`function ${f} declares ${count} locals, above the limit of ${MAX_FUNCTION_LOCALS}`, start)
+  checkCount(limits, 'maxLocals', count, `locals in function ${f}`)
   return { start, groups, groupsEnd, end: br.pos, count }
+}
+
+/** What segmentBody found in a body, for the scratch local and the size bound. */
+interface BodyShape {
+  /** a memory or table bulk instruction is present, so the body needs the scratch local */
+  bulk: boolean
+  /** live segments, each of which gets a fuel charge */
+  charged: number
+  /** returns and bulk instructions, each of which gets a snippet */
+  extras: number
 }
 
 /**
  * Decodes the instructions of a body into the scratch arrays and records the
- * cost of each live segment at its first instruction. Returns whether the body
- * has bulk memory instructions.
+ * cost of each live segment at its first instruction; refuses nesting deeper
+ * than `maxNesting`.
  */
-function segmentBody (br: ByteReader, f: number): boolean {
-  starts.length = 0
-  kinds.length = 0
-  segmentCost.length = 0
+function segmentBody (br: ByteReader, f: number, maxNesting: number): BodyShape {
+  const shape: BodyShape = { bulk: false, charged: 0, extras: 0 }
+  scratch.length = 0
   let nesting = 1
-  let hasBulk = false
   let segmentStart = 0
   let dead = false
   while (nesting > 0) {
     if (br.atEnd) br.fail(`body of function ${f} ends without its final "end"`)
-    const i = starts.length
-    starts.push(br.pos)
+    const i = scratch.length
+    reserveScratch(i + 2)
+    scratch.starts[i] = br.pos
     const kind = readInstruction(br)
-    kinds.push(kind)
-    segmentCost.push(0)
-    if (kind === InstrKind.block || kind === InstrKind.loop || kind === InstrKind.if) nesting++
-    else if (kind === InstrKind.end) nesting--
-    else if (kind === InstrKind.bulk) hasBulk = true
+    scratch.kinds[i] = kind
+    scratch.cost[i] = 0
+    scratch.length++
+    if (kind === InstrKind.block || kind === InstrKind.loop || kind === InstrKind.if) {
+      if (++nesting > maxNesting + 1) throw new ModuleLimitError('maxNesting', `function ${f} nests blocks more than ${maxNesting} deep, above this executor's limit (moduleLimits.maxNesting)`)
+    } else if (kind === InstrKind.end) nesting--
+    else if (kind === InstrKind.bulk || kind === InstrKind.tableBulk) shape.bulk = true
+    if (kind === InstrKind.return || kind === InstrKind.bulk || kind === InstrKind.tableBulk) shape.extras++
     if (isBoundary(kind)) {
-      segmentCost[segmentStart] = dead ? 0 : i - segmentStart + 1
+      if (!dead) shape.charged++
+      scratch.cost[segmentStart] = dead ? 0 : i - segmentStart + 1
       segmentStart = i + 1
       dead = kind === InstrKind.jump || kind === InstrKind.return
     }
   }
   if (!br.atEnd) br.fail(`function ${f} has bytes after its final "end"`)
-  starts.push(br.end)
-  return hasBulk
+  scratch.starts[scratch.length] = br.end
+  return shape
 }
 
-/** fuel -= len / 64 before a bulk memory instruction, its length operand kept in the scratch local. */
-function bulkCharge (scratch: number, sn: Snippets): number[] {
-  return [
-    0x21, ...encodeU32(scratch), // local.set scratch (the length operand)
-    0x23, ...sn.fuel, 0x20, ...encodeU32(scratch), 0xad, 0x42, 0x06, 0x88, 0x7d, 0x24, ...sn.fuel, // fuel -= len >> 6
+/**
+ * fuel -= len >> 6 before a bulk memory instruction (memory.fill/copy/init), or
+ * fuel -= n before a table instruction that touches n elements
+ * (table.grow/fill/copy/init); the operand, on top of the stack, is kept in the
+ * scratch local and put back.
+ */
+function bulkCharge (scratchLocal: number, sn: Snippets, perElement: boolean): Uint8Array {
+  const local = encodeU32(scratchLocal)
+  const scale = perElement ? [] : [0x42, 0x06, 0x88] // i64.const 6; i64.shr_u
+  return Uint8Array.from([
+    0x21, ...local, // local.set scratch (the length operand)
+    0x23, ...sn.fuel, 0x20, ...local, 0xad, ...scale, 0x7d, 0x24, ...sn.fuel, // fuel -= extend_u(len) (>> 6)
     ...sn.fuelCheck,
-    0x20, ...encodeU32(scratch) // local.get scratch: put the length back
-  ]
+    0x20, ...local // local.get scratch: put the length back
+  ])
+}
+
+/** Throws when the metered body could take the code section past its limit; the bound is computed before anything is written. */
+function checkRoom (f: number, bodyBytes: number, shape: BodyShape, snippetBytes: number, ctx: BodyContext): void {
+  const { sn } = ctx
+  // a cost needs at most 5 bytes of LEB128 (it is below 2^32)
+  const charge = sn.chargeHead.length + 5 + sn.chargeTail.length
+  const bound = bodyBytes + 16 + sn.depthEnter.length + 2 * sn.depthLeave.length + shape.charged * charge + shape.extras * snippetBytes
+  if (bound > ctx.room) {
+    throw new ModuleLimitError('maxMeteredCodeBytes', `metering function ${f} would take the code past this executor's limit of ${ctx.limits.maxMeteredCodeBytes} bytes (moduleLimits.maxMeteredCodeBytes); metering adds a charge to every branch target and block end`)
+  }
 }
 
 /** Writes the metered version of the body `br` reads into `body`. */
-function instrumentBody (br: ByteReader, f: number, paramCount: number, wrapperType: number[], sn: Snippets, body: ByteWriter): void {
+function instrumentBody (br: ByteReader, f: number, paramCount: number, wrapperType: number[], ctx: BodyContext, body: ByteWriter): void {
+  const { sn } = ctx
   const bytes = br.bytes
-  const locals = readLocals(br, f, paramCount)
-  const hasBulk = segmentBody(br, f)
-  // the scratch i32 for bulk-memory charges goes after every existing local, so no local index shifts
-  if (hasBulk && locals.count + 1 > MAX_FUNCTION_LOCALS) br.fail(`function ${f} has too many locals to meter bulk memory operations`, locals.start)
-  const bulk = hasBulk ? bulkCharge(locals.count, sn) : []
-  if (hasBulk) {
+  const locals = readLocals(br, f, paramCount, ctx.limits)
+  const shape = segmentBody(br, f, ctx.limits.maxNesting)
+  // the scratch i32 for bulk charges goes after every existing local, so no local index shifts
+  if (shape.bulk && locals.count + 1 > MAX_FUNCTION_LOCALS) br.fail(`function ${f} has too many locals to meter bulk memory operations`, locals.start)
+  const bulk = shape.bulk ? bulkCharge(locals.count, sn, false) : NO_BYTES
+  const table = shape.bulk ? bulkCharge(locals.count, sn, true) : NO_BYTES
+  checkRoom(f, br.end - locals.start, shape, Math.max(bulk.length, sn.depthLeave.length), ctx)
+  if (shape.bulk) {
     body.u32(locals.groups + 1).bytes(bytes.subarray(locals.groupsEnd, locals.end)).u32(1).u8(I32)
   } else {
     body.bytes(bytes.subarray(locals.start, locals.end))
   }
   body.bytes(sn.depthEnter)
   body.u8(0x02).bytes(wrapperType) // block (result …) around the original body
-  const n = kinds.length
+  const { starts, kinds, cost: segmentCost } = scratch
+  const n = scratch.length
+  // original instructions are copied in runs, up to each place where something is injected
+  let copied = starts[0]
   for (let i = 0; i < n; i++) {
     const cost = segmentCost[i]
-    if (cost > 0) body.bytes(sn.chargeHead).s64(BigInt(cost)).bytes(sn.chargeTail)
     const kind = kinds[i]
+    if (cost === 0 && kind !== InstrKind.return && kind !== InstrKind.bulk && kind !== InstrKind.tableBulk) continue
+    body.range(bytes, copied, starts[i])
+    copied = starts[i]
+    if (cost > 0) body.range(sn.chargeHead, 0, sn.chargeHead.length).sleb(cost).range(sn.chargeTail, 0, sn.chargeTail.length)
     if (kind === InstrKind.return) body.bytes(sn.depthLeave)
     else if (kind === InstrKind.bulk) body.bytes(bulk)
-    body.bytes(bytes.subarray(starts[i], starts[i + 1]))
+    else if (kind === InstrKind.tableBulk) body.bytes(table)
   }
+  body.range(bytes, copied, starts[n])
   // the original final `end` closed the wrapper block
   body.bytes(sn.depthLeave).u8(0x0b)
 }

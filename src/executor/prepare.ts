@@ -1,28 +1,37 @@
 /**
  * Turns submitted module bytes into something safe to run: checks the CID,
- * validates, enforces policy, clamps memory, injects fuel and call-depth
- * accounting, compiles. Prepared modules are cached by CID + memory cap + depth
- * limit (the fuel budget is set at run time, so it is not part of the key).
+ * validates, enforces policy and the module limits, clamps memory and tables,
+ * injects fuel and call-depth accounting, compiles. This is heavy work on
+ * bytes a stranger chose, so the sandbox runs it in the job's worker thread,
+ * never on its own main thread. Prepared modules are cached by CID + memory
+ * cap + depth limit (the fuel budget is set at run time, and the module limits
+ * are the same for every job of one executor, so neither is part of the key).
  */
 
 import type { JobLimits } from '../core/job.ts'
 import { cidForBytes } from './cid.ts'
 import { InstrumentationError, InvalidModuleError, ModuleRejectedError, WasmParseError } from './errors.ts'
 import { MAX_WASM_PAGES, WASM_PAGE_BYTES, instrumentModule, type InstrumentResult, type MemoryInfo } from './instrument.ts'
+import type { ModuleLimits } from './module-limits.ts'
 import { WASI_MODULE, WASI_SIGNATURES, formatSignature } from './wasi-abi.ts'
 
 export interface PreparedModule {
   moduleCid: string
   module: WebAssembly.Module
-  /** the instrumented bytes `module` was compiled from */
+  /** the instrumented bytes `module` was compiled from (empty in an entry sent to the sandbox's cache) */
   bytes: Uint8Array
+  /** the length of the instrumented bytes, which the cache counts */
+  meteredSize: number
   memory: MemoryInfo
   /** cap in pages this module was clamped to */
   memoryPages: number
   maxCallDepth: number
 }
 
-export type PrepareLimits = Pick<JobLimits, 'memoryBytes' | 'maxCallDepth'>
+export type PrepareLimits = Pick<JobLimits, 'memoryBytes' | 'maxCallDepth'> & {
+  /** what a module may declare @default DEFAULT_MODULE_LIMITS */
+  moduleLimits?: ModuleLimits
+}
 
 /** Bounded least-recently-used cache of prepared modules. */
 export class PreparedModuleCache {
@@ -54,15 +63,15 @@ export class PreparedModuleCache {
     const old = this.entries.get(key)
     if (old !== undefined) {
       this.entries.delete(key)
-      this.totalBytes -= old.bytes.length
+      this.totalBytes -= old.meteredSize
     }
     this.entries.set(key, value)
-    this.totalBytes += value.bytes.length
+    this.totalBytes += value.meteredSize
     for (const [k, v] of this.entries) {
       if (this.entries.size <= this.maxEntries && this.totalBytes <= this.maxBytes) break
       if (k === key) break // never evict the entry just added
       this.entries.delete(k)
-      this.totalBytes -= v.bytes.length
+      this.totalBytes -= v.meteredSize
     }
   }
 
@@ -78,6 +87,11 @@ export function memoryPagesFor (memoryBytes: number): number {
   return Math.min(MAX_WASM_PAGES, Math.floor(memoryBytes / WASM_PAGE_BYTES))
 }
 
+/** The cache key of a module prepared under `limits`. */
+export function preparedKey (moduleCid: string, limits: PrepareLimits): string {
+  return `${moduleCid}|${memoryPagesFor(limits.memoryBytes)}|${limits.maxCallDepth}`
+}
+
 /**
  * Prepares `bytes` for running. Throws InvalidModuleError (status
  * `invalid_module`), ModuleRejectedError (status `rejected`) or
@@ -90,19 +104,22 @@ export function prepareModule (bytes: Uint8Array, moduleCid: string, limits: Pre
     throw new InvalidModuleError(`module bytes hash to ${actualCid}, not to the moduleCid ${String(moduleCid)} of the request; the bytes were corrupted or the CID is wrong (expected CIDv1 raw sha2-256, base32)`)
   }
   const memoryPages = memoryPagesFor(limits.memoryBytes)
-  const key = `${moduleCid}|${memoryPages}|${limits.maxCallDepth}`
+  const key = preparedKey(moduleCid, limits)
   const hit = cache.get(key)
   if (hit !== undefined) return hit
 
-  if (!WebAssembly.validate(bytes)) throw new InvalidModuleError(`not a valid WebAssembly module: ${compileErrorOf(bytes)}`)
-
+  // the policy and the module limits come before the engine's validation: a module over a limit is `rejected`
+  // with the limit's name (another executor may allow it), even where the engine's own fence would refuse it too
   let result: InstrumentResult
   try {
-    result = instrumentModule(bytes, { maxMemoryPages: memoryPages, maxCallDepth: limits.maxCallDepth })
+    result = instrumentModule(bytes, { maxMemoryPages: memoryPages, maxCallDepth: limits.maxCallDepth, moduleLimits: limits.moduleLimits })
   } catch (err) {
+    if (err instanceof ModuleRejectedError) throw err
+    if (!WebAssembly.validate(bytes)) throw new InvalidModuleError(`not a valid WebAssembly module: ${compileErrorOf(bytes)}`, { cause: err })
     if (err instanceof WasmParseError) throw new InvalidModuleError(`module does not parse: ${err.message}`, { cause: err })
     throw err
   }
+  if (!WebAssembly.validate(bytes)) throw new InvalidModuleError(`not a valid WebAssembly module: ${compileErrorOf(bytes)}`)
   checkImports(result)
   const memory = checkExports(result)
 
@@ -112,7 +129,7 @@ export function prepareModule (bytes: Uint8Array, moduleCid: string, limits: Pre
   } catch (err) {
     throw new InstrumentationError(`the metered module does not compile (executor bug, please report with the module CID ${moduleCid}): ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
-  const prepared: PreparedModule = { moduleCid, module, bytes: result.bytes, memory, memoryPages, maxCallDepth: limits.maxCallDepth }
+  const prepared: PreparedModule = { moduleCid, module, bytes: result.bytes, meteredSize: result.bytes.length, memory, memoryPages, maxCallDepth: limits.maxCallDepth }
   cache.set(key, prepared)
   return prepared
 }

@@ -7,7 +7,18 @@
  */
 
 import type { ExecErrorCode, JobLimits } from '../core/job.ts'
+import type { ModuleLimits } from './module-limits.ts'
+import type { PrepareLimits, PreparedModule } from './prepare.ts'
 import type { RunOutcome, RunSpec } from './run-module.ts'
+
+/** What the sandbox process is told once, at its start (JSON in its argv). */
+export interface SandboxConfig {
+  /** worker threads, the number of jobs run at once */
+  workers: number
+  /** how long one job's preparation (CID check, validation, metering, compilation) may take */
+  prepareTimeoutMs: number
+  moduleLimits: ModuleLimits
+}
 
 /** One job as the sandbox receives it: the request with its limits already resolved. */
 export interface SandboxJob {
@@ -36,13 +47,25 @@ export type SandboxMessage =
   | { type: 'ready', workers: number }
   | { type: 'result', runId: number, outcome: SandboxOutcome }
 
+/**
+ * One job for a worker: the worker checks the bytes against the CID, then
+ * prepares them (or takes `cached`), then runs them. All of that happens off
+ * the sandbox's main thread, which keeps every job's timers.
+ */
 export interface WorkerRequest {
   runId: number
-  module: WebAssembly.Module
+  /** the module as submitted */
+  bytes: Uint8Array
+  moduleCid: string
+  /** the sandbox's cached preparation for this CID under these limits, if it has one */
+  cached?: PreparedModule
+  prepare: PrepareLimits
   spec: RunSpec
 }
 
 export type WorkerMessage =
   /** the worker has loaded its code and listens: jobs sent from now on start at once */
   | { type: 'ready' }
+  /** preparation is over and the run begins (its deadline with it); `fresh` is a new entry for the sandbox's cache */
+  | { type: 'prepared', runId: number, fresh?: PreparedModule }
   | { type: 'done', runId: number, outcome: RunOutcome }

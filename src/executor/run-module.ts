@@ -77,7 +77,7 @@ export function runModule (module: WebAssembly.Module, spec: RunSpec): RunOutcom
   fuel = exports[FUEL_EXPORT] as WebAssembly.Global
   trap = exports[TRAP_EXPORT] as WebAssembly.Global
   fuel.value = budget
-  shim.attach(exports.memory as WebAssembly.Memory)
+  shim.attach(exports.memory as WebAssembly.Memory, hostCharge(fuel, trap))
 
   try {
     const start = exports[START_EXPORT]
@@ -100,6 +100,27 @@ export function runModule (module: WebAssembly.Module, spec: RunSpec): RunOutcom
       return outcome('failed', { error: `call stack exhausted before the call depth limit of ${spec.maxCallDepth} (engine stack; lower limits.maxCallDepth)` })
     }
     return outcome('failed', { error: `executor error: ${describe(err)}` })
+  }
+}
+
+/** Thrown by a host call whose fuel charge took the budget below zero; the runner reports out_of_fuel from the trap global. */
+class HostOutOfFuel extends Error {
+  constructor () {
+    super('fuel budget exhausted by a host call')
+    this.name = 'HostOutOfFuel'
+  }
+}
+
+/** Host calls charge the same fuel global as the injected code, and stop the guest the same way when it runs out. */
+function hostCharge (fuel: WebAssembly.Global, trap: WebAssembly.Global): (units: number) => void {
+  return (units) => {
+    if (units <= 0) return
+    const left = (fuel.value as bigint) - BigInt(units)
+    fuel.value = left
+    if (left < 0n) {
+      trap.value = TrapCode.outOfFuel
+      throw new HostOutOfFuel()
+    }
   }
 }
 

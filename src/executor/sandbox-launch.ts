@@ -18,6 +18,8 @@ export const SANDBOX_READ_DIRS: readonly string[] = [
 export interface SandboxFlagsInit {
   /** process-wide cap on any wasm memory, in 64 KiB pages (the donor's maximum) */
   maxMemoryPages: number
+  /** process-wide cap on any wasm table, in entries (the executor's table budget) @default 10000000, V8's own */
+  maxTableEntries?: number
   /** extra readable paths (tests only: a probe script) */
   extraReadPaths?: readonly string[]
 }
@@ -28,7 +30,9 @@ export interface SandboxFlagsInit {
  * listed folders. `--allow-worker` is needed for the worker pool. The network is
  * not restricted by Node 24's permission model; the guest has no network imports.
  * `--wasm-max-mem-pages` is V8's process-wide fence behind the per-module clamp:
- * worker `resourceLimits` do not cover wasm memory.
+ * worker `resourceLimits` do not cover wasm memory. `--wasm-max-table-size` is
+ * the same fence for tables, behind the rewrite of each table's maximum: a
+ * table allocation V8 cannot make aborts the whole process.
  */
 export function sandboxExecArgv (init: SandboxFlagsInit): string[] {
   return [
@@ -36,6 +40,7 @@ export function sandboxExecArgv (init: SandboxFlagsInit): string[] {
     ...[...SANDBOX_READ_DIRS, ...(init.extraReadPaths ?? [])].map(p => `--allow-fs-read=${p}`),
     '--allow-worker',
     `--wasm-max-mem-pages=${Math.max(1, Math.floor(init.maxMemoryPages))}`,
+    ...(init.maxTableEntries !== undefined ? [`--wasm-max-table-size=${Math.max(1, Math.floor(init.maxTableEntries))}`] : []),
     // the sandbox's stderr is kept only for crash reports; this warning about --allow-worker is expected there
     '--disable-warning=SecurityWarning'
   ]

@@ -2,18 +2,20 @@
  * Entry point of the sandbox process (started by Executor with
  * child_process.fork under the permission flags of sandbox-launch.ts).
  *
- * It prepares modules (CID, policy, metering; cached), keeps a pool of worker
- * threads, runs one job per worker and enforces each job's wall-clock deadline
- * by terminating the worker (V8 interrupts a wasm loop in about a millisecond)
- * and starting a replacement. It holds no state the parent needs: if it dies,
- * the parent reports the running jobs and starts a new one.
+ * It keeps a pool of worker threads and gives each job one: the worker checks
+ * the module's CID, prepares it (validation, limits, metering, compilation) or
+ * takes it from this process's cache, and runs it. This thread does no heavy
+ * work of its own, so it keeps every job's timers on time: a preparation
+ * budget, then the job's wall-clock deadline, each enforced by terminating
+ * the worker (V8 interrupts a wasm loop in about a millisecond) and starting a
+ * replacement. It holds no state the parent needs: if it dies, the parent
+ * reports the running jobs and starts a new one.
  */
 
 import { Worker } from 'node:worker_threads'
 import type { ExecErrorCode, ExecStatus } from '../core/job.ts'
-import { InstrumentationError, InvalidModuleError, ModuleRejectedError } from './errors.ts'
-import { prepareModule, type PreparedModule } from './prepare.ts'
-import type { ParentMessage, SandboxJob, SandboxMessage, SandboxOutcome, WorkerMessage } from './protocol.ts'
+import { PreparedModuleCache, preparedKey, type PrepareLimits, type PreparedModule } from './prepare.ts'
+import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome, WorkerMessage, WorkerRequest } from './protocol.ts'
 
 const WORKER_ENTRY = new URL('./worker.ts', import.meta.url)
 
@@ -29,12 +31,8 @@ interface Slot {
   worker: Worker
   /** the worker has loaded its code (it said 'ready'); jobs go only to ready workers */
   ready: boolean
-  job?: { runId: number, timer: NodeJS.Timeout }
-}
-
-interface QueuedRun {
-  job: SandboxJob
-  prepared: PreparedModule
+  /** the job the worker has, and the timer of its current phase (preparation, then the run) */
+  job?: { job: SandboxJob, runId: number, timer: NodeJS.Timeout }
 }
 
 const send = process.send?.bind(process)
@@ -42,9 +40,11 @@ if (send === undefined) {
   throw new Error('src/executor/sandbox-process.ts must be started by Executor with child_process.fork (it talks over IPC)')
 }
 
-const workerCount = Math.max(1, Number.parseInt(process.argv[2] ?? '1', 10) || 1)
+const config = JSON.parse(process.argv[2] ?? '{}') as SandboxConfig
+const workerCount = Math.max(1, config.workers)
 const slots: Slot[] = []
-const queue: QueuedRun[] = []
+const queue: SandboxJob[] = []
+const cache = new PreparedModuleCache()
 
 function reply (message: SandboxMessage): void {
   send?.(message)
@@ -52,6 +52,10 @@ function reply (message: SandboxMessage): void {
 
 function emptyOutcome (status: ExecStatus, error: string, errorCode?: ExecErrorCode): SandboxOutcome {
   return { status, error, ...(errorCode != null ? { errorCode } : {}), stdout: new Uint8Array(0), stderr: new Uint8Array(0), fuelUsed: 0 }
+}
+
+function prepareLimits (job: SandboxJob): PrepareLimits {
+  return { memoryBytes: job.limits.memoryBytes, maxCallDepth: job.limits.maxCallDepth, moduleLimits: config.moduleLimits }
 }
 
 function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
@@ -67,15 +71,13 @@ function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
       s.ready = true
       onReady?.()
       pump()
-      return
+    } else if (msg.type === 'prepared') {
+      onPrepared(s, msg.runId, msg.fresh)
+    } else {
+      onDone(s, msg.runId, msg.outcome)
     }
-    if (s.job?.runId !== msg.runId) return
-    clearTimeout(s.job.timer)
-    s.job = undefined
-    reply({ type: 'result', runId: msg.runId, outcome: msg.outcome })
-    pump()
   })
-  const onDeath = (why: string): void => {
+  const onDeath = (why: string, outOfMemory: boolean): void => {
     if (s.worker !== worker) return // already replaced (deadline or cancel)
     if (!loaded) {
       // a worker that cannot even load will not load next time either: crash, and let the parent restart us
@@ -83,14 +85,46 @@ function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
     }
     if (s.job !== undefined) {
       clearTimeout(s.job.timer)
-      reply({ type: 'result', runId: s.job.runId, outcome: emptyOutcome('failed', `executor crashed: worker thread ${why}`, 'EXECUTOR_CRASHED') })
+      // the worker's heap holds nothing but the job's own instance and output: running out of it is the job's doing
+      const outcome = outOfMemory
+        ? emptyOutcome('failed', `the job ran out of its worker's memory (${WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb} MiB heap)`)
+        : emptyOutcome('failed', `executor crashed: worker thread ${why}`, 'EXECUTOR_CRASHED')
+      reply({ type: 'result', runId: s.job.runId, outcome })
       s.job = undefined
     }
     replaceWorker(s)
   }
-  worker.on('error', (err) => { onDeath(`failed: ${err.message}`) })
-  worker.on('exit', (code) => { onDeath(`exited with code ${code}`) })
+  worker.on('error', (err: Error & { code?: string }) => { onDeath(`failed: ${err.message}`, err.code === 'ERR_WORKER_OUT_OF_MEMORY') })
+  worker.on('exit', (code) => { onDeath(`exited with code ${code}`, false) })
   return s
+}
+
+/** The worker finished preparing: cache what it prepared, and the run's deadline starts now. */
+function onPrepared (slot: Slot, runId: number, fresh: PreparedModule | undefined): void {
+  const current = slot.job
+  if (current?.runId !== runId) return
+  clearTimeout(current.timer)
+  if (fresh !== undefined) cache.set(preparedKey(current.job.moduleCid, prepareLimits(current.job)), fresh)
+  const { deadlineMs } = current.job.limits
+  current.timer = setTimeout(() => {
+    endJob(slot, runId, emptyOutcome('deadline_exceeded', `deadline of ${deadlineMs} ms exceeded`))
+  }, deadlineMs)
+}
+
+function onDone (slot: Slot, runId: number, outcome: SandboxOutcome): void {
+  if (slot.job?.runId !== runId) return
+  clearTimeout(slot.job.timer)
+  slot.job = undefined
+  reply({ type: 'result', runId, outcome })
+  pump()
+}
+
+/** Ends the slot's job with `outcome` (a budget or deadline ran out) and gives the slot a fresh worker. */
+function endJob (slot: Slot, runId: number, outcome: SandboxOutcome): void {
+  if (slot.job?.runId !== runId) return
+  slot.job = undefined
+  reply({ type: 'result', runId, outcome })
+  replaceWorker(slot)
 }
 
 /** Stops the slot's worker (if any) and gives the slot a fresh one; the old worker's events are ignored from now on. */
@@ -106,7 +140,7 @@ function replaceWorker (slot: Slot): void {
 /**
  * Ends the sandbox: thrown from an event handler or a promise callback, the
  * error is uncaught, Node prints it to stderr and exits; the parent reports the
- * running jobs as crashed (with that stderr) and starts a new sandbox.
+ * running jobs as crashed and starts a new sandbox.
  */
 function fatal (message: string, cause?: unknown): never {
   throw new Error(`sandbox: ${message}`, { cause })
@@ -116,52 +150,50 @@ function pump (): void {
   for (const slot of slots) {
     if (queue.length === 0) return
     if (slot.job !== undefined || !slot.ready) continue
-    const run = queue.shift() as QueuedRun
-    const { job } = run
-    const timer = setTimeout(() => {
-      if (slot.job?.runId !== job.runId) return
-      slot.job = undefined
-      reply({ type: 'result', runId: job.runId, outcome: emptyOutcome('deadline_exceeded', `deadline of ${job.limits.deadlineMs} ms exceeded`) })
-      replaceWorker(slot)
-    }, job.limits.deadlineMs)
-    slot.job = { runId: job.runId, timer }
-    slot.worker.postMessage({
-      runId: job.runId,
-      module: run.prepared.module,
-      spec: {
-        jobId: job.jobId,
-        input: job.input,
-        args: job.args,
-        env: job.env,
-        moduleName: job.moduleName,
-        fuel: job.limits.fuel,
-        outputBytes: job.limits.outputBytes,
-        maxCallDepth: job.limits.maxCallDepth
-      }
-    })
+    startJob(slot, queue.shift() as SandboxJob)
   }
 }
 
-function onRun (job: SandboxJob): void {
-  let prepared: PreparedModule
-  try {
-    prepared = prepareModule(job.module, job.moduleCid, job.limits)
-  } catch (err) {
-    if (err instanceof InvalidModuleError || err instanceof ModuleRejectedError) {
-      reply({ type: 'result', runId: job.runId, outcome: emptyOutcome(err.status, err.message) })
-    } else if (err instanceof InstrumentationError) {
-      reply({ type: 'result', runId: job.runId, outcome: emptyOutcome('failed', `executor error: ${err.message}`) })
-    } else {
-      reply({ type: 'result', runId: job.runId, outcome: emptyOutcome('failed', `executor error: ${err instanceof Error ? err.message : String(err)}`) })
+/** Hands `job` to the slot's worker, with the cached preparation if there is one, under the preparation budget. */
+function startJob (slot: Slot, job: SandboxJob): void {
+  const limits = prepareLimits(job)
+  const budget = config.prepareTimeoutMs
+  const timer = setTimeout(() => {
+    endJob(slot, job.runId, emptyOutcome('rejected', `preparing the module (CID check, validation, metering, compilation) took longer than this executor's budget of ${budget} ms (prepareTimeoutMs)`))
+  }, budget)
+  slot.job = { job, runId: job.runId, timer }
+  const request: WorkerRequest = {
+    runId: job.runId,
+    bytes: job.module,
+    moduleCid: job.moduleCid,
+    cached: cache.get(preparedKey(job.moduleCid, limits)),
+    prepare: limits,
+    spec: {
+      jobId: job.jobId,
+      input: job.input,
+      args: job.args,
+      env: job.env,
+      moduleName: job.moduleName,
+      fuel: job.limits.fuel,
+      outputBytes: job.limits.outputBytes,
+      maxCallDepth: job.limits.maxCallDepth
     }
-    return
   }
-  queue.push({ job, prepared })
+  // the module bytes move to the worker rather than being copied on this thread
+  slot.worker.postMessage(request, ownsBuffer(job.module) ? [job.module.buffer as ArrayBuffer] : [])
+}
+
+function ownsBuffer (b: Uint8Array): boolean {
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.byteLength > 0
+}
+
+function onRun (job: SandboxJob): void {
+  queue.push(job)
   pump()
 }
 
 function onCancel (runId: number): void {
-  const queued = queue.findIndex(q => q.job.runId === runId)
+  const queued = queue.findIndex(q => q.runId === runId)
   if (queued >= 0) {
     queue.splice(queued, 1)
     return

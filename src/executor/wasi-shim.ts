@@ -22,6 +22,24 @@ export const VIRTUAL_EPOCH_NS = 1_704_067_200n * 1_000_000_000n
 export const VIRTUAL_CLOCK_STEP_NS = 1_000_000n
 /** Domain separation for the random stream, versioned like the meter: changing it changes job output. */
 const RANDOM_DOMAIN = 'worldcompute/random_get/v1\0'
+/** At most this many iovecs per fd_read/fd_write call, as POSIX's IOV_MAX on Linux; more is EINVAL. */
+export const IOV_MAX = 1024
+
+/**
+ * Fuel of host calls (part of the cost rule named by METER_VERSION): a call
+ * costs in proportion to the guest bytes it touches, so that a fuel budget
+ * bounds host work as it bounds guest code. Copies cost 1 per 64 bytes (as
+ * memory.copy does) plus 1 per iovec; random bytes cost 1 each, since each 32
+ * of them take a SHA-256.
+ */
+export const HostFuel = {
+  perIovec: 1,
+  copyShift: 6,
+  perRandomByte: 1
+} as const
+
+/** Charges `units` of fuel; throws (unwinding the guest) when the budget is spent. */
+export type FuelCharge = (units: number) => void
 
 export interface WasiShimInit {
   /** argv, argv[0] included */
@@ -74,8 +92,9 @@ export class WasiShim {
   private stdinPos = 0
   private readonly outputLimit: number
   private outputTotal = 0
-  private readonly stdoutChunks: Uint8Array[] = []
-  private readonly stderrChunks: Uint8Array[] = []
+  private readonly stdoutBuffer = new OutputBuffer()
+  private readonly stderrBuffer = new OutputBuffer()
+  private charge: FuelCharge = () => {}
   private readonly closed = new Set<number>()
   private clockReadings = 0n
   private readonly randomSeed: Buffer
@@ -94,9 +113,13 @@ export class WasiShim {
     this.functions = Object.freeze(this.buildFunctions())
   }
 
-  /** Gives the shim the guest's memory; must be called after instantiation, before the guest runs. */
-  attach (memory: WebAssembly.Memory): void {
+  /**
+   * Gives the shim the guest's memory and the way to charge fuel for host
+   * work; must be called after instantiation, before the guest runs.
+   */
+  attach (memory: WebAssembly.Memory, charge?: FuelCharge): void {
     this.memory = memory
+    if (charge !== undefined) this.charge = charge
   }
 
   /**
@@ -113,11 +136,11 @@ export class WasiShim {
   }
 
   get stdout (): Uint8Array {
-    return concat(this.stdoutChunks)
+    return this.stdoutBuffer.toBytes()
   }
 
   get stderr (): Uint8Array {
-    return concat(this.stderrChunks)
+    return this.stderrBuffer.toBytes()
   }
 
   // -------------------------------------------------------------------------
@@ -145,13 +168,21 @@ export class WasiShim {
     this.view(ptr, 8).setBigUint64(0, value, true)
   }
 
-  /** The (ptr, len) pairs of an iovec/ciovec array. */
-  private iovecs (iovs: number, count: number): Array<[number, number]> {
+  /**
+   * The iovec/ciovec array as a view (ptr at i * 8, len at i * 8 + 4), read in
+   * place: no object per iovec. Undefined (EINVAL) above IOV_MAX entries; the
+   * iovecs are charged here, before any is touched.
+   */
+  private iovecs (iovs: number, count: number): DataView | undefined {
     const n = count >>> 0
+    if (n > IOV_MAX) return undefined
     const v = this.view(iovs, n * 8)
-    const out: Array<[number, number]> = []
-    for (let i = 0; i < n; i++) out.push([v.getUint32(i * 8, true), v.getUint32(i * 8 + 4, true)])
-    return out
+    this.charge(n * HostFuel.perIovec)
+    return v
+  }
+
+  private chargeCopy (bytes: number): void {
+    this.charge(bytes >>> HostFuel.copyShift)
   }
 
   private isStd (fd: number): boolean {
@@ -196,7 +227,9 @@ export class WasiShim {
         return Errno.success
       },
       random_get: (bufPtr: number, bufLen: number) => {
-        this.fillRandom(this.bytes(bufPtr, bufLen))
+        const target = this.bytes(bufPtr, bufLen)
+        this.charge(target.length * HostFuel.perRandomByte)
+        this.fillRandom(target)
         return Errno.success
       },
       proc_exit: (code: number) => {
@@ -279,12 +312,15 @@ export class WasiShim {
 
   private readStdin (fd: number, iovs: number, iovsLen: number, nreadPtr: number): number {
     if (fd !== 0 || !this.isStd(fd)) return Errno.badf
+    const v = this.iovecs(iovs, iovsLen)
+    if (v === undefined) return Errno.inval
     let total = 0
-    for (const [ptr, len] of this.iovecs(iovs, iovsLen)) {
+    for (let at = 0; at < v.byteLength; at += 8) {
       if (this.stdinPos >= this.stdin.length) break
       // a zero-length iovec is skipped, not taken for end of input (musl's stdio puts one first for 1-byte reads)
-      const n = Math.min(len, this.stdin.length - this.stdinPos)
-      this.bytes(ptr, n).set(this.stdin.subarray(this.stdinPos, this.stdinPos + n))
+      const n = Math.min(v.getUint32(at + 4, true), this.stdin.length - this.stdinPos)
+      this.chargeCopy(n)
+      this.bytes(v.getUint32(at, true), n).set(this.stdin.subarray(this.stdinPos, this.stdinPos + n))
       this.stdinPos += n
       total += n
     }
@@ -294,17 +330,20 @@ export class WasiShim {
 
   private writeOutput (fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number {
     if ((fd !== 1 && fd !== 2) || !this.isStd(fd)) return Errno.badf
-    const chunks = fd === 1 ? this.stdoutChunks : this.stderrChunks
+    const out = fd === 1 ? this.stdoutBuffer : this.stderrBuffer
+    const v = this.iovecs(iovs, iovsLen)
+    if (v === undefined) return Errno.inval
     let total = 0
-    for (const [ptr, len] of this.iovecs(iovs, iovsLen)) {
-      const data = this.bytes(ptr, len)
+    for (let at = 0; at < v.byteLength; at += 8) {
+      const data = this.bytes(v.getUint32(at, true), v.getUint32(at + 4, true))
+      this.chargeCopy(data.length)
       if (this.outputTotal + data.length > this.outputLimit) {
         // keep what fits, so the submitter sees the output up to the cap, then stop the run
-        chunks.push(data.slice(0, this.outputLimit - this.outputTotal))
+        out.append(data.subarray(0, this.outputLimit - this.outputTotal))
         this.outputTotal = this.outputLimit
         throw new OutputLimitExceeded(this.outputLimit)
       }
-      chunks.push(data.slice())
+      out.append(data)
       this.outputTotal += data.length
       total += data.length
     }
@@ -327,6 +366,7 @@ export class WasiShim {
   }
 
   private strings (list: Uint8Array[], ptrsPtr: number, bufPtr: number): number {
+    this.chargeCopy(list.reduce((n, s) => n + s.length, 0))
     let offset = bufPtr >>> 0
     const ptrs = this.view(ptrsPtr, list.length * 4)
     list.forEach((s, i) => {
@@ -370,12 +410,28 @@ function guard (fn: HostFunction): HostFunction {
   }
 }
 
-function concat (chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
-  let offset = 0
-  for (const c of chunks) {
-    out.set(c, offset)
-    offset += c.length
+/**
+ * One growing buffer per stream: a write copies into it, so a flood of tiny
+ * writes costs bytes, not an object per write (which exhausted the worker's
+ * heap long before the output cap).
+ */
+class OutputBuffer {
+  private buf = new Uint8Array(0)
+  private length = 0
+
+  append (data: Uint8Array): void {
+    if (data.length === 0) return
+    if (this.length + data.length > this.buf.length) {
+      const next = new Uint8Array(Math.max(4096, this.buf.length * 2, this.length + data.length))
+      next.set(this.buf.subarray(0, this.length))
+      this.buf = next
+    }
+    this.buf.set(data, this.length)
+    this.length += data.length
   }
-  return out
+
+  /** A copy of exactly the bytes written (a view would carry the whole spare capacity through postMessage). */
+  toBytes (): Uint8Array {
+    return this.buf.slice(0, this.length)
+  }
 }

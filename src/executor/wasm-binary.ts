@@ -144,6 +144,21 @@ export class ByteWriter {
     return this
   }
 
+  /** `src[start..end)`, copied without a subarray when short (the injector copies millions of short runs). */
+  range (src: Uint8Array, start: number, end: number): this {
+    const n = end - start
+    this.reserve(n)
+    if (n <= 32) {
+      const buf = this.buf
+      let at = this.length
+      for (let i = start; i < end; i++) buf[at++] = src[i]
+    } else {
+      this.buf.set(src.subarray(start, end), this.length)
+    }
+    this.length += n
+    return this
+  }
+
   u32 (value: number): this {
     return this.bytes(encodeU32(value))
   }
@@ -154,6 +169,21 @@ export class ByteWriter {
 
   s64 (value: bigint): this {
     return this.bytes(encodeS64(value))
+  }
+
+  /** Signed LEB128 of a non-negative integer below 2^53, without BigInt (the injector writes one per metered segment). */
+  sleb (value: number): this {
+    this.reserve(8)
+    let v = value
+    for (;;) {
+      const byte = v % 128
+      v = Math.floor(v / 128)
+      if (v === 0 && (byte & 0x40) === 0) {
+        this.buf[this.length++] = byte
+        return this
+      }
+      this.buf[this.length++] = byte | 0x80
+    }
   }
 
   name (value: string): this {

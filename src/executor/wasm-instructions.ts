@@ -36,7 +36,9 @@ export const InstrKind = {
   /** `return`: like a jump, and the call depth must be decremented first */
   return: 8,
   /** `memory.fill`, `memory.copy`, `memory.init`: plain, plus a charge proportional to the length */
-  bulk: 9
+  bulk: 9,
+  /** `table.grow`, `table.fill`, `table.copy`, `table.init`: plain, plus a charge per element */
+  tableBulk: 10
 } as const
 export type InstrKind = typeof InstrKind[keyof typeof InstrKind]
 
@@ -158,10 +160,11 @@ function readMiscInstruction (r: ByteReader, at: number): InstrKind {
     case 9: r.u32(); return InstrKind.plain // data.drop
     case 10: memIndex(r); memIndex(r); return InstrKind.bulk // memory.copy dst src
     case 11: memIndex(r); return InstrKind.bulk // memory.fill
-    case 12: r.u32(); r.u32(); return InstrKind.plain // table.init elemidx tableidx
+    case 12: r.u32(); r.u32(); return InstrKind.tableBulk // table.init elemidx tableidx
     case 13: r.u32(); return InstrKind.plain // elem.drop
-    case 14: r.u32(); r.u32(); return InstrKind.plain // table.copy
-    case 15: case 16: case 17: r.u32(); return InstrKind.plain // table.grow/size/fill
+    case 14: r.u32(); r.u32(); return InstrKind.tableBulk // table.copy
+    case 15: case 17: r.u32(); return InstrKind.tableBulk // table.grow, table.fill
+    case 16: r.u32(); return InstrKind.plain // table.size
   }
   return reject(`unknown or unsupported instruction 0xfc ${sub}`, at)
 }

@@ -1,11 +1,16 @@
 /**
- * Entry point of a worker thread in the sandbox process: runs one prepared
- * module at a time and posts the outcome back. The thread is disposable: the
- * sandbox terminates it at the job's deadline and starts a new one, so nothing
- * here needs to survive a job.
+ * Entry point of a worker thread in the sandbox process: checks, prepares and
+ * runs one module at a time and posts the outcome back. Preparation is here,
+ * not on the sandbox's main thread, because it is heavy work on bytes a
+ * stranger chose: here it is bounded by the worker's resource limits and by
+ * the sandbox's preparation budget (it terminates the thread), and the main
+ * thread stays free to keep every other job's deadline. The thread is
+ * disposable: nothing here needs to survive a job.
  */
 
 import { parentPort } from 'node:worker_threads'
+import { InstrumentationError, InvalidModuleError, ModuleRejectedError } from './errors.ts'
+import { PreparedModuleCache, prepareModule, preparedKey, type PreparedModule } from './prepare.ts'
 import type { WorkerMessage, WorkerRequest } from './protocol.ts'
 import { runModule, type RunOutcome } from './run-module.ts'
 
@@ -15,23 +20,56 @@ if (port === null) {
 }
 
 port.on('message', (req: WorkerRequest) => {
+  const prepared = prepare(req)
+  if ('status' in prepared) {
+    post({ type: 'done', runId: req.runId, outcome: prepared })
+    return
+  }
+  // the metered bytes stay here: the sandbox's cache needs only the compiled module and its size
+  const fresh = prepared === req.cached ? undefined : { ...prepared, bytes: new Uint8Array(0) }
+  post({ type: 'prepared', runId: req.runId, fresh })
   let outcome: RunOutcome
   try {
-    outcome = runModule(req.module, req.spec)
+    outcome = runModule(prepared.module, req.spec)
   } catch (err) {
     // runModule classifies guest failures itself; anything reaching here is a host-side bug
-    outcome = {
-      status: 'failed',
-      error: `executor error: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`,
-      stdout: new Uint8Array(0),
-      stderr: new Uint8Array(0),
-      fuelUsed: 0
-    }
+    outcome = failed(`executor error: ${describe(err)}`)
   }
-  const reply: WorkerMessage = { type: 'done', runId: req.runId, outcome }
-  // transfer the output buffers instead of copying them (they can be up to outputBytes)
-  port.postMessage(reply, [outcome.stdout.buffer as ArrayBuffer, outcome.stderr.buffer as ArrayBuffer].filter(uniqueBuffers()))
+  post({ type: 'done', runId: req.runId, outcome })
 })
+
+/** The prepared module, or the outcome that ends the job before it runs. */
+function prepare (req: WorkerRequest): PreparedModule | RunOutcome {
+  const cache = new PreparedModuleCache({ maxEntries: 1 })
+  if (req.cached !== undefined) cache.set(preparedKey(req.moduleCid, req.prepare), req.cached)
+  try {
+    // the CID is checked first, cached or not
+    return prepareModule(req.bytes, req.moduleCid, req.prepare, cache)
+  } catch (err) {
+    if (err instanceof InvalidModuleError || err instanceof ModuleRejectedError) return { ...failed(err.message), status: err.status }
+    if (err instanceof InstrumentationError) return failed(`executor error: ${err.message}`)
+    // an allocation the module's size asked for failed (a RangeError): the job's own failure, not the executor's
+    return failed(`preparing the module failed: ${describe(err)}`)
+  }
+}
+
+function failed (error: string): RunOutcome {
+  return { status: 'failed', error, stdout: new Uint8Array(0), stderr: new Uint8Array(0), fuelUsed: 0 }
+}
+
+function describe (err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+}
+
+function post (message: WorkerMessage): void {
+  if (message.type !== 'done') {
+    port?.postMessage(message)
+    return
+  }
+  const { outcome } = message
+  // transfer the output buffers instead of copying them (they can be up to outputBytes)
+  port?.postMessage(message, [outcome.stdout.buffer as ArrayBuffer, outcome.stderr.buffer as ArrayBuffer].filter(uniqueBuffers()))
+}
 
 /** postMessage throws on a transfer list that names one ArrayBuffer twice; empty buffers gain nothing from transfer. */
 function uniqueBuffers (): (b: ArrayBuffer) => boolean {

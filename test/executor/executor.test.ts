@@ -225,7 +225,7 @@ describe('Executor when the sandbox process fails', () => {
   })
 
   it('kills and replaces a sandbox that stops answering', async () => {
-    const executor = new Executor({ maxConcurrent: 1, hangGraceMs: 500 })
+    const executor = new Executor({ maxConcurrent: 1, hangGraceMs: 500, prepareTimeoutMs: 200 })
     await executor.start()
     const pid = executor.sandboxPid as number
     try {
@@ -233,7 +233,7 @@ describe('Executor when the sandbox process fails', () => {
       const result = await executor.execute(request('hello', { limits: { deadlineMs: 300 } }))
       assertStatus(result, 'failed')
       assert.equal(result.errorCode, 'EXECUTOR_CRASHED')
-      assert.match(result.error ?? '', /did not answer within 800 ms for job job-hello/)
+      assert.match(result.error ?? '', /did not answer within 1000 ms for job job-hello/)
       assertStatus(await executor.execute(request('hello')), 'succeeded')
     } finally {
       await executor.stop()
