@@ -94,8 +94,8 @@ const held = new Set<string>()
 export function lockDataDir (paths: Pick<DataDirPaths, 'root' | 'lock'>): DataDirLock {
   const { root, lock } = paths
   const tmp = `${lock}.${process.pid}.tmp`
-  writeLockFile(tmp)
   try {
+    writeLockFile(tmp, lock)
     let takenOver: DataDirLock['takenOver']
     // a second round only after a stale lock was moved aside; a third means another process raced us for it
     for (let round = 0; round < 3; round++) {
@@ -114,11 +114,13 @@ export function lockDataDir (paths: Pick<DataDirPaths, 'root' | 'lock'>): DataDi
   }
 }
 
-function writeLockFile (tmp: string): void {
+function writeLockFile (tmp: string, lock: string): void {
   try {
     writeFileSync(tmp, `${process.pid}\n`, { mode: 0o600 })
   } catch (err) {
-    throw new DataDirLockError(`cannot write the lock file ${tmp}: ${(err as Error).message}: check that the data directory is writable and its disk has room`, { cause: err })
+    const code = (err as NodeJS.ErrnoException).code
+    const why = code === 'ENOSPC' || code === 'EDQUOT' ? 'the disk is full: free space on it' : `${(err as Error).message}: check that the data directory is writable`
+    throw new DataDirLockError(`cannot create the lock file ${lock}: ${why}`, { cause: err })
   }
 }
 

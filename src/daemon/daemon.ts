@@ -344,10 +344,11 @@ export async function startRelay (config: RelayConfig, options: StartRelayOption
     const parts = await prepareRelay(config, identity.privateKey, log)
     const mesh = await MeshNode.create(parts.node).catch(async (err: unknown) => { await parts.stun?.stop(); throw err })
     const relay = new RelayService({ config, mesh, stun: parts.stun, tlsCertificate: parts.tlsCertificate, announceIntervalMs: options.announceIntervalMs, logger: log })
-    // on a failure of its own start the relay stops its node and STUN responder itself
-    const info = await relay.start()
+    // stops its node and STUN responder, started or not
     teardown.add('relay', async () => { await relay.stop() })
+    // the node listens once created: checked before the relay announces itself to anyone
     if (config.listen.length > 0 && mesh.components.addresses.boundAddrs().length === 0) throw new RelayNotListeningError(config.listen.map(String))
+    const info = await relay.start()
     let stopping: Promise<void> | undefined
     return {
       info,
