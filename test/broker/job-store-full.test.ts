@@ -11,31 +11,14 @@ import { after, describe, it } from 'node:test'
 import { Broker, type ExecutorInfo, type OfferAnswer, type TaskNetwork, type TaskRunResult, type TaskToRun } from '../../src/broker/broker.ts'
 import { JobStore, JobStoreFullError } from '../../src/broker/job-store.ts'
 import { DEFAULT_JOB_LIMITS } from '../../src/core/job.ts'
-import type { Fields, Level, Logger } from '../../src/log/logger.ts'
 import { tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
+import { recordingLogger, type LogLine } from '../helpers/recording-logger.ts'
 
 const dir = tempDir('wc-store-full-')
 after(() => { dir.cleanup() })
 
 const FAST_RETRY = { initialMs: 20, maxMs: 100 }
-
-interface LogLine { level: Level, msg: string, fields?: Fields }
-
-/** A logger that keeps its lines, for assertions on levels and fields. */
-function recordingLogger (lines: LogLine[], component = 'broker'): Logger {
-  const at = (level: Level) => (msg: string, fields?: Fields): void => { lines.push({ level, msg, fields }) }
-  return {
-    component,
-    error: at('error'),
-    warn: at('warn'),
-    info: at('info'),
-    debug: at('debug'),
-    trace: at('trace'),
-    enabled: () => true,
-    child: (name) => recordingLogger(lines, `${component}.${name}`)
-  }
-}
 
 /** One executor that accepts every offer and answers each dispatch with `stdoutBytes` of output. */
 class OneExecutor implements TaskNetwork {

@@ -11,8 +11,8 @@ import { after, describe, it } from 'node:test'
 import { DataDirLockedError, dataDirPaths, lockDataDir } from '../../src/config/data-dir.ts'
 import { loadDaemonConfig } from '../../src/config/config.ts'
 import { startDaemon } from '../../src/daemon/daemon.ts'
-import type { Fields, Level, Logger } from '../../src/log/logger.ts'
 import { runCli, startCli } from '../helpers/cli.ts'
+import { recordingLogger, type LogLine } from '../helpers/recording-logger.ts'
 import { tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -35,13 +35,6 @@ function deadPid (): number {
 /** A process that stays alive until killed. */
 function sleeper (): ChildProcess {
   return spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' })
-}
-
-interface LogLine { level: Level, msg: string, fields?: Fields }
-
-function recordingLogger (lines: LogLine[], component = 'daemon'): Logger {
-  const at = (level: Level) => (msg: string, fields?: Fields): void => { lines.push({ level, msg, fields }) }
-  return { component, error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug'), trace: at('trace'), enabled: () => true, child: (name) => recordingLogger(lines, `${component}.${name}`) }
 }
 
 describe('the data directory lock', () => {

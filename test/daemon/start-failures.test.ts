@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { createServer, type Server } from 'node:net'
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
@@ -14,34 +13,13 @@ import { JobStoreCorruptError, JobStoreUnavailableError } from '../../src/broker
 import { loadDaemonConfig, loadRelayConfig } from '../../src/config/config.ts'
 import { startDaemon, startRelay } from '../../src/daemon/daemon.ts'
 import { RelayNotListeningError } from '../../src/daemon/start-errors.ts'
-import { runCli } from '../helpers/cli.ts'
+import { runCli, type CliResult } from '../helpers/cli.ts'
 import { tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
+import { close, listen, networkHandles, portOf } from './sockets.ts'
 
 const dir = tempDir('wc-start-fail-')
 after(() => { dir.cleanup() })
-
-async function listen (port = 0): Promise<Server> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(port, '127.0.0.1', () => { server.off('error', reject); resolve() })
-  })
-  return server
-}
-
-async function close (server: Server): Promise<void> {
-  await new Promise<void>(resolve => server.close(() => resolve()))
-}
-
-function portOf (server: Server): number {
-  return (server.address() as { port: number }).port
-}
-
-/** TCP and UDP handles this process holds (listeners and sockets), by kind. */
-function networkHandles (): string[] {
-  return process.getActiveResourcesInfo().filter(r => /TCP|UDP/i.test(r)).sort()
-}
 
 /** A data directory whose jobs.sqlite is garbage bytes. */
 function corruptStoreDir (name: string): string {
@@ -73,9 +51,13 @@ function daemonConfig (dataDir: string): ReturnType<typeof loadDaemonConfig> {
   return loadDaemonConfig({ dataDir, listen: ['/ip4/127.0.0.1/tcp/0'], apiPort: '0' }, {})
 }
 
-/** The lines the CLI wrote about the failure itself (logs aside): one plain line, no stack. */
-function failureLines (stderr: string): string[] {
-  return stderr.split('\n').filter(l => l.startsWith('worldcompute:') || /^\s+at /.test(l))
+/** The command exited 1 and wrote one plain line about the failure (logs aside), no stack, naming `names`. */
+function assertOneLineFailure (res: CliResult, names: string): void {
+  assert.equal(res.code, 1, res.stderr)
+  const lines = res.stderr.split('\n').filter(l => l.startsWith('worldcompute:') || /^\s+at /.test(l))
+  assert.equal(lines.length, 1, res.stderr)
+  assert.ok(lines[0].includes(names), lines[0])
+  assert.doesNotMatch(res.stderr, /unexpected error/)
 }
 
 describe('a start that fails', () => {
@@ -121,31 +103,21 @@ describe('the daemon and relay commands, when the start fails', () => {
   it('exit 1 with one plain line naming a corrupt jobs.sqlite', async () => {
     const dataDir = corruptStoreDir('cli-corrupt')
     const res = await runCli(['daemon', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0'])
-    assert.equal(res.code, 1, res.stderr)
-    const lines = failureLines(res.stderr)
-    assert.equal(lines.length, 1, res.stderr)
-    assert.ok(lines[0].includes(join(dataDir, 'jobs.sqlite')), lines[0])
-    assert.doesNotMatch(res.stderr, /unexpected error/)
+    assertOneLineFailure(res, join(dataDir, 'jobs.sqlite'))
   })
 
   it('exit 1 with one plain line when jobs.sqlite cannot be opened', async () => {
     const dataDir = unreadableStoreDir('cli-unreadable')
     const res = await runCli(['daemon', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0'])
-    assert.equal(res.code, 1, res.stderr)
-    const lines = failureLines(res.stderr)
-    assert.equal(lines.length, 1, res.stderr)
-    assert.ok(lines[0].includes(join(dataDir, 'jobs.sqlite')), lines[0])
+    assertOneLineFailure(res, join(dataDir, 'jobs.sqlite'))
   })
 
-  it('exit 1 with one plain line when the relay\'s only listen port is taken, and the port holds no listener of the relay', async () => {
+  it('exit 1 with one plain line when the relay\'s only listen port is taken, instead of running on nothing', async () => {
     const taken = await listen()
     try {
       const port = portOf(taken)
       const res = await runCli(['relay', '--data-dir', join(dir.path, 'cli-relay'), '--listen', `/ip4/127.0.0.1/tcp/${port}`, '--no-stun'])
-      assert.equal(res.code, 1, res.stderr)
-      const lines = failureLines(res.stderr)
-      assert.equal(lines.length, 1, res.stderr)
-      assert.ok(lines[0].includes(`/tcp/${port}`), lines[0])
+      assertOneLineFailure(res, `/tcp/${port}`)
       assert.equal(res.stdout, '', 'no "relay running" line')
     } finally {
       await close(taken)
@@ -161,10 +133,7 @@ describe('the daemon and relay commands, when the start fails', () => {
       assert.equal((await runCli(['id', '--data-dir', dataDir])).code, 0)
       spawnSync('dd', ['if=/dev/zero', `of=${join(disk.path, 'filler')}`, 'bs=64k'])
       const res = await runCli(['daemon', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0'])
-      assert.equal(res.code, 1, res.stderr)
-      const lines = failureLines(res.stderr)
-      assert.equal(lines.length, 1, res.stderr)
-      assert.ok(lines[0].includes(dataDir), lines[0])
+      assertOneLineFailure(res, dataDir)
       assert.deepEqual(readdirSync(dataDir).sort(), ['identity.key'], 'no lock or temporary file left behind')
     } finally {
       disk.unmount()
