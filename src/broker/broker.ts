@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { Waker } from '../core/async.ts'
+import { backoffDelay, pause, Waker, type BackoffPolicy } from '../core/async.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { DEFAULT_JOB_LIMITS, type ExecStatus, type JobLimits } from '../core/job.ts'
 import type { DeclineCode } from '../codec/messages.ts'
-import type { JobFinal, JobRow, JobSpec, JobStore, TaskOutcome, TaskRow } from './job-store.ts'
+import { JobStoreError, type JobFinal, type JobRow, type JobSpec, type JobStore, type TaskOutcome, type TaskRow } from './job-store.ts'
 import { SlotLedger } from './slot-ledger.ts'
 import { ExecutorRecords } from './executor-records.ts'
 import { charged, misbehaved, MISBEHAVIOUR_CODES } from './attempts.ts'
@@ -122,8 +122,16 @@ export interface BrokerInit {
    * job run in one IPv4 /ipv4 or IPv6 /ipv6 network @default { ipv4: 24, ipv6: 48 }
    */
   networkPrefixes?: NetworkPrefixes
+  /**
+   * how long a job waits before writing again to a job store that failed (a
+   * full disk): the job is held, never ended or blamed on an executor
+   * @default { initialMs: 1000, maxMs: 60000 }
+   */
+  storeRetry?: BackoffPolicy
   logger?: Logger
 }
+
+const DEFAULT_STORE_RETRY: BackoffPolicy = { initialMs: 1_000, maxMs: 60_000 }
 
 export class JobNotFoundError extends Error {
   readonly code = 'JOB_NOT_FOUND'
@@ -255,6 +263,7 @@ export class Broker {
   private readonly maxAttemptsPerReplica: number
   private readonly unavailableAfterMs: number
   private readonly retryAfterMs: number
+  private readonly storeRetry: BackoffPolicy
   private controller?: AbortController
   private readonly running = new Map<string, Promise<void>>()
   /** the waiting side of each running job */
@@ -286,6 +295,7 @@ export class Broker {
     this.retryAfterMs = init.retryAfterMs ?? 2_000
     this.probeIntervalMs = init.probeIntervalMs ?? 1_000
     this.prefixes = init.networkPrefixes ?? DEFAULT_NETWORK_PREFIXES
+    this.storeRetry = init.storeRetry ?? DEFAULT_STORE_RETRY
     this.log = init.logger ?? createLogger('broker')
   }
 
@@ -343,7 +353,14 @@ export class Broker {
       replicas,
       ...(executors != null ? { executors } : {})
     }
-    const job = this.store.createJob(spec, req.module, req.input)
+    let job: JobRow
+    try {
+      job = this.store.createJob(spec, req.module, req.input)
+    } catch (err) {
+      // the submitter is told through the API; the operator of this node needs the line too
+      if (err instanceof JobStoreError) this.logStoreFault(undefined, 'cannot accept a job', err)
+      throw err
+    }
     this.log.info(`accepted job ${job.jobId}: module ${job.moduleCid}, ${req.input.length} input bytes, ${replicas} replica(s)${executors != null ? `, only on ${executors.length} chosen executor(s)` : ''}`, { job: job.jobId })
     this.launch(job.jobId)
     return job
@@ -369,19 +386,70 @@ export class Broker {
     }
   }
 
-  private launch (jobId: string): void {
+  /** Runs the job; `storeFailures`: how many runs of it in a row the job store stopped. */
+  private launch (jobId: string, storeFailures = 0): void {
     const signal = this.controller?.signal
     if (signal == null || this.running.has(jobId)) return
+    let storeFailed = false
     const run = this.runJob(jobId, signal)
       .catch((err: Error) => {
         if (signal.aborted) return
-        // a bug, not a job outcome: record it on the job so it is never silently lost
-        this.log.error(`job ${jobId} stopped on an internal error: ${err.stack ?? err.message}`, { job: jobId })
-        this.store.finishJob(jobId, 'error', { status: 'unavailable', agreeing: 0, message: `internal error: ${err.message}` })
-        this.emit(jobId)
+        if (err instanceof JobStoreError) {
+          // this node's disk, not the job: it stays unfinished in the store and runs again once the store works
+          storeFailed = true
+          this.logStoreFault(jobId, 'paused', err)
+          return
+        }
+        this.internalError(jobId, err)
       })
-      .finally(() => { this.running.delete(jobId) })
+      .finally(() => {
+        this.running.delete(jobId)
+        if (storeFailed) this.relaunchLater(jobId, storeFailures + 1, signal)
+      })
     this.running.set(jobId, run)
+  }
+
+  /** A bug, not a job outcome: recorded on the job so it is never silently lost. */
+  private internalError (jobId: string, err: Error): void {
+    this.log.error(`job ${jobId} stopped on an internal error: ${err.stack ?? err.message}`, { job: jobId })
+    try {
+      this.store.finishJob(jobId, 'error', { status: 'unavailable', agreeing: 0, message: `internal error: ${err.message}` })
+    } catch (storeErr) {
+      this.logStoreFault(jobId, 'cannot record its internal error', storeErr as Error)
+    }
+    this.emit(jobId)
+  }
+
+  private relaunchLater (jobId: string, storeFailures: number, signal: AbortSignal): void {
+    void pause(backoffDelay(this.storeRetry, storeFailures), { signal }).then((stopped) => {
+      if (!stopped) this.launch(jobId, storeFailures)
+    })
+  }
+
+  /** The ERROR line of a local storage fault: what could not be done, and the store's own words (the disk is full, the file). */
+  private logStoreFault (jobId: string | undefined, doing: string, err: Error): void {
+    const code = (err as { code?: string }).code
+    const path = err instanceof JobStoreError ? err.path : undefined
+    this.log.error(`${jobId != null ? `job ${jobId}: ` : ''}${doing}: ${err.message}`, { job: jobId, code, path })
+  }
+
+  /**
+   * One write to the job store, tried again while the store fails (a full
+   * disk): a local fault holds the job until the write succeeds, never ends
+   * it or counts against an executor. Resolves false when stopped first.
+   */
+  private async persist (jobId: string, what: string, write: () => void, signal: AbortSignal): Promise<boolean> {
+    for (let failures = 1; ; failures++) {
+      try {
+        write()
+        if (failures > 1) this.log.info(`job ${jobId}: the job store takes writes again; recorded ${what}`, { job: jobId })
+        return true
+      } catch (err) {
+        if (!(err instanceof JobStoreError)) throw err
+        if (failures === 1) this.logStoreFault(jobId, `cannot record ${what} (tried again until it can)`, err)
+      }
+      if (await pause(backoffDelay(this.storeRetry, failures), { signal })) return false
+    }
   }
 
   /**
@@ -447,6 +515,10 @@ export class Broker {
       while (!signal.aborted) {
         if (await this.step(run) === 'finished') return
       }
+    } catch (err) {
+      // a store failure ends this run, not the job: the tasks under way are recorded before the job runs again
+      if (err instanceof JobStoreError) await Promise.allSettled([...run.inflight.values()])
+      throw err
     } finally {
       this.wakers.delete(jobId)
     }
@@ -698,7 +770,7 @@ export class Broker {
     const verdict = this.decide(run.job, tasks) ?? reached
     this.recordVotes(tasks, verdict)
     this.queueSeq.delete(jobId)
-    this.store.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict)
+    if (!await this.persist(jobId, 'its final answer', () => { this.store.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict) }, run.signal)) return
     this.log.info(`job ${jobId} finished: ${verdict.message}`, { job: jobId })
     this.emit(jobId)
   }
@@ -826,7 +898,8 @@ export class Broker {
     try {
       this.emit(job.jobId)
       const result = await this.network.dispatch(task.executor, this.taskToRun(run, task.taskId), { signal: AbortSignal.any([signal, AbortSignal.timeout(deadline)]) })
-      this.store.completeTask(task.taskId, result)
+      // a result this node cannot store is not the executor's failure: it waits here for the disk
+      if (!await this.persist(job.jobId, `the result of task ${task.taskId}`, () => { this.store.completeTask(task.taskId, result) }, signal)) return
       this.records.resulted(task.executor)
       this.log.info(`job ${job.jobId}: task ${task.taskId} on ${task.executor} (${result.path}) → ${describeOutcome(result.outcome)}`, { job: job.jobId, peer: task.executor })
     } catch (err) {
@@ -835,7 +908,7 @@ export class Broker {
       const e = err as Error & { code?: string, phase?: string }
       const code = e.code ?? e.name
       const bad = MISBEHAVIOUR_CODES.has(code)
-      this.store.failTask(task.taskId, `${code}: ${e.message}`)
+      if (!await this.persist(job.jobId, `the failure of task ${task.taskId}`, () => { this.store.failTask(task.taskId, `${code}: ${e.message}`) }, signal)) return
       // a refused dispatch ran nothing and proves nothing about the executor: offered again, not ranked down
       if (code !== 'DISPATCH_REFUSED') this.records.failed(task.executor, bad)
       this.log.warn(`job ${job.jobId}: task ${task.taskId} on ${task.executor} failed${e.phase != null ? ` at ${e.phase}` : ''}: ${e.message}; ${bad ? 'it gets no further attempt at this job and is ranked down' : 'retrying on another executor'}`, { job: job.jobId, peer: task.executor, phase: e.phase, code: e.code })

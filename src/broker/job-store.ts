@@ -1,4 +1,6 @@
+import { chmodSync, closeSync, openSync } from 'node:fs'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import { WorldComputeError } from '../core/errors.ts'
 import type { ExecStatus, JobLimits } from '../core/job.ts'
 
 /**
@@ -131,17 +133,109 @@ function now (): string {
   return new Date().toISOString()
 }
 
+/**
+ * The job store could not read or write its database: a fault of this node
+ * (its disk, its file), never of a job or of an executor. `path` names the
+ * database file.
+ */
+export class JobStoreError extends WorldComputeError {
+  readonly path: string
+  constructor (message: string, code: string, path: string, options?: { cause?: unknown }) {
+    super(message, code, options)
+    this.path = path
+  }
+}
+
+/** The disk holding the job store is full (SQLITE_FULL, ENOSPC): writes succeed again once there is room. */
+export class JobStoreFullError extends JobStoreError {
+  constructor (path: string, options?: { cause?: unknown }) {
+    super(`the disk holding the job store ${path} is full: free space on it (the store carries on by itself once it can write again)`, 'STORE_FULL', path, options)
+  }
+}
+
+/** The file is not an SQLite database, or a damaged one. */
+export class JobStoreCorruptError extends JobStoreError {
+  constructor (path: string, options?: { cause?: unknown }) {
+    super(`the job store ${path} is not a readable SQLite database (${causeText(options?.cause)}): move it aside, or restore it from a backup, and start again (the jobs in it are lost)`, 'STORE_CORRUPT', path, options)
+  }
+}
+
+/** The database cannot be opened or written for another reason: a directory in its place, permissions, an I/O error. */
+export class JobStoreUnavailableError extends JobStoreError {
+  constructor (path: string, options?: { cause?: unknown }) {
+    super(`cannot use the job store ${path} (${causeText(options?.cause)}): check that it is a regular file this user can read and write, on a disk that works`, 'STORE_UNAVAILABLE', path, options)
+  }
+}
+
+function causeText (cause: unknown): string {
+  return cause instanceof Error ? cause.message : String(cause)
+}
+
+/** SQLite's primary result codes (the low byte of an extended one) that the store names. */
+const SQLITE_FULL = 13
+const SQLITE_CORRUPT = 11
+const SQLITE_NOTADB = 26
+
+/** A node:sqlite or file-system error, as the job store error it means. */
+export function jobStoreError (err: unknown, path: string): JobStoreError {
+  if (err instanceof JobStoreError) return err
+  const e = err as { errcode?: unknown, code?: unknown }
+  const primary = typeof e.errcode === 'number' ? e.errcode & 0xff : undefined
+  if (primary === SQLITE_FULL || e.code === 'ENOSPC' || e.code === 'EDQUOT') return new JobStoreFullError(path, { cause: err })
+  if (primary === SQLITE_CORRUPT || primary === SQLITE_NOTADB) return new JobStoreCorruptError(path, { cause: err })
+  return new JobStoreUnavailableError(path, { cause: err })
+}
+
+/**
+ * Creates the database file readable by this user only before SQLite opens
+ * it (it holds every submitted module and result); SQLite gives the -wal and
+ * -shm files the database file's mode. Files made by an older version keep
+ * theirs unless narrowed here.
+ */
+function createPrivate (path: string): void {
+  closeSync(openSync(path, 'a', 0o600))
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      chmodSync(file, 0o600)
+    } catch (err) {
+      // a file this user does not own keeps its mode (the data directory is 0700 all the same)
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') process.emitWarning(`could not set mode 0600 on ${file}: ${(err as Error).message}`)
+    }
+  }
+}
+
+export interface JobStoreInit {
+  /** test seam: called with the open database before the schema is created (e.g. to cap its size with `PRAGMA max_page_count`) */
+  onOpen?: (db: DatabaseSync) => void
+}
+
 export class JobStore {
+  readonly path: string
   private readonly db: DatabaseSync
   private readonly stmts: Record<string, StatementSync>
 
-  constructor (path: string) {
-    this.db = new DatabaseSync(path)
-    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;')
-    this.db.exec(SCHEMA)
-    // a jobs table from before `--executor` lacks the column
-    if (!(this.db.prepare('SELECT name FROM pragma_table_info(\'jobs\')').all() as Array<{ name: string }>).some(c => c.name === 'executors')) this.db.exec('ALTER TABLE jobs ADD COLUMN executors TEXT')
-    this.stmts = {
+  /** Opens (creating it, mode 0600) the database at `path`; throws a `JobStoreError` naming the fault and the fix. */
+  constructor (path: string, init: JobStoreInit = {}) {
+    this.path = path
+    let db: DatabaseSync | undefined
+    try {
+      createPrivate(path)
+      db = new DatabaseSync(path)
+      db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;')
+      init.onOpen?.(db)
+      db.exec(SCHEMA)
+      // a jobs table from before `--executor` lacks the column
+      if (!(db.prepare('SELECT name FROM pragma_table_info(\'jobs\')').all() as Array<{ name: string }>).some(c => c.name === 'executors')) db.exec('ALTER TABLE jobs ADD COLUMN executors TEXT')
+      this.db = db
+      this.stmts = this.prepare()
+    } catch (err) {
+      if (db?.isOpen === true) db.close()
+      throw jobStoreError(err, path)
+    }
+  }
+
+  private prepare (): Record<string, StatementSync> {
+    return {
       putBlob: this.db.prepare('INSERT OR IGNORE INTO blobs (cid, bytes) VALUES (?, ?)'),
       getBlob: this.db.prepare('SELECT bytes FROM blobs WHERE cid = ?'),
       insertJob: this.db.prepare(`INSERT INTO jobs (job_id, module_cid, input_cid, module_name, args, env, limits, replicas, executors, phase, final, created_at, updated_at)
@@ -162,83 +256,95 @@ export class JobStore {
     }
   }
 
+  /** Runs one read or write, turning a database failure into the `JobStoreError` it means. */
+  private guard<T> (op: () => T): T {
+    try {
+      return op()
+    } catch (err) {
+      throw jobStoreError(err, this.path)
+    }
+  }
+
   close (): void {
     this.db.close()
   }
 
   putBlob (cid: string, bytes: Uint8Array): void {
-    this.stmts.putBlob.run(cid, bytes)
+    this.guard(() => this.stmts.putBlob.run(cid, bytes))
   }
 
   getBlob (cid: string): Uint8Array | undefined {
-    const row = this.stmts.getBlob.get(cid) as { bytes: Uint8Array } | undefined
+    const row = this.guard(() => this.stmts.getBlob.get(cid)) as { bytes: Uint8Array } | undefined
     return row?.bytes
   }
 
   /** Stores the blobs and the job in one transaction: either all of it is accepted, or none. */
   createJob (spec: JobSpec, module: Uint8Array, input: Uint8Array): JobRow {
     const t = now()
-    this.db.exec('BEGIN IMMEDIATE')
-    try {
-      this.putBlob(spec.moduleCid, module)
-      this.putBlob(spec.inputCid, input)
-      this.stmts.insertJob.run(spec.jobId, spec.moduleCid, spec.inputCid, spec.moduleName, JSON.stringify(spec.args), JSON.stringify(spec.env),
-        JSON.stringify(spec.limits), spec.replicas, spec.executors != null ? JSON.stringify(spec.executors) : null, t, t)
-      this.db.exec('COMMIT')
-    } catch (err) {
-      this.db.exec('ROLLBACK')
-      throw err
-    }
+    this.guard(() => {
+      this.db.exec('BEGIN IMMEDIATE')
+      try {
+        this.stmts.putBlob.run(spec.moduleCid, module)
+        this.stmts.putBlob.run(spec.inputCid, input)
+        this.stmts.insertJob.run(spec.jobId, spec.moduleCid, spec.inputCid, spec.moduleName, JSON.stringify(spec.args), JSON.stringify(spec.env),
+          JSON.stringify(spec.limits), spec.replicas, spec.executors != null ? JSON.stringify(spec.executors) : null, t, t)
+        this.db.exec('COMMIT')
+      } catch (err) {
+        // SQLite has already rolled back after some errors (a full disk, an I/O error): a ROLLBACK then would fail and hide the cause
+        if (this.db.isTransaction) this.db.exec('ROLLBACK')
+        throw err
+      }
+    })
     const job = this.getJob(spec.jobId)
     if (job == null) throw new Error(`job ${spec.jobId} vanished after insert`)
     return job
   }
 
   getJob (jobId: string): JobRow | undefined {
-    const raw = this.stmts.getJob.get(jobId) as RawJob | undefined
+    const raw = this.guard(() => this.stmts.getJob.get(jobId)) as RawJob | undefined
     return raw != null ? toJob(raw) : undefined
   }
 
   listJobs (limit = 100): JobRow[] {
-    return (this.stmts.listJobs.all(limit) as unknown as RawJob[]).map(toJob)
+    return (this.guard(() => this.stmts.listJobs.all(limit)) as unknown as RawJob[]).map(toJob)
   }
 
   unfinishedJobs (): JobRow[] {
-    return (this.stmts.unfinished.all() as unknown as RawJob[]).map(toJob)
+    return (this.guard(() => this.stmts.unfinished.all()) as unknown as RawJob[]).map(toJob)
   }
 
   setPhase (jobId: string, phase: JobPhase): void {
-    this.stmts.setPhase.run(phase, now(), jobId)
+    this.guard(() => this.stmts.setPhase.run(phase, now(), jobId))
   }
 
   finishJob (jobId: string, phase: 'completed' | 'error', final: JobFinal): void {
     const t = now()
-    this.stmts.finish.run(phase, JSON.stringify(final), t, t, jobId)
+    this.guard(() => this.stmts.finish.run(phase, JSON.stringify(final), t, t, jobId))
   }
 
   createTask (task: { taskId: string, jobId: string, replica: number, attempt: number, executor: string }): void {
     const t = now()
-    this.stmts.insertTask.run(task.taskId, task.jobId, task.replica, task.attempt, task.executor, t, t)
+    this.guard(() => this.stmts.insertTask.run(task.taskId, task.jobId, task.replica, task.attempt, task.executor, t, t))
   }
 
   markTaskRunning (taskId: string, path: 'direct' | 'relayed'): void {
-    this.stmts.taskRunning.run(path, now(), taskId)
+    this.guard(() => this.stmts.taskRunning.run(path, now(), taskId))
   }
 
   completeTask (taskId: string, result: { path?: 'direct' | 'relayed', outcome: TaskOutcome, receipt: Uint8Array, receiptSignature: Uint8Array, stdout: Uint8Array, stderr: Uint8Array }): void {
-    this.stmts.taskDone.run(result.path ?? null, JSON.stringify(result.outcome), result.receipt, result.receiptSignature, result.stdout, result.stderr, now(), taskId)
+    this.guard(() => this.stmts.taskDone.run(result.path ?? null, JSON.stringify(result.outcome), result.receipt, result.receiptSignature, result.stdout, result.stderr, now(), taskId))
   }
 
   failTask (taskId: string, failure: string): void {
-    this.stmts.taskFailed.run(failure, now(), taskId)
+    this.guard(() => this.stmts.taskFailed.run(failure, now(), taskId))
   }
 
   tasksOf (jobId: string): TaskRow[] {
-    return (this.stmts.tasksOf.all(jobId) as unknown as RawTask[]).map(toTask)
+    return (this.guard(() => this.stmts.tasksOf.all(jobId)) as unknown as RawTask[]).map(toTask)
   }
 
   getTask (taskId: string): TaskRow | undefined {
-    const raw = this.stmts.getTask.get(taskId) as RawTask | undefined
+    const raw = this.guard(() => this.stmts.getTask.get(taskId)) as RawTask | undefined
     return raw != null ? toTask(raw) : undefined
   }
 }

@@ -1,4 +1,11 @@
+import { WorldComputeError } from '../core/errors.ts'
 import type { Output } from './output.ts'
+
+/** A named error is expected (a full disk, a port taken): its one-line message says it all; anything else is a bug and keeps its stack. */
+function describe (err: unknown): string {
+  if (err instanceof WorldComputeError) return `${err.message} (${err.code})`
+  return err instanceof Error ? err.stack ?? err.message : String(err)
+}
 
 /**
  * Starts a service and runs it until SIGINT or SIGTERM, then stops it cleanly.
@@ -6,6 +13,10 @@ import type { Output } from './output.ts'
  * while the service is still starting (its API may already answer) must stop
  * it once started, not kill the process with half-open state. A second signal
  * while stopping forces the exit: the operator asked twice.
+ *
+ * A start that fails rejects with its error, the service having stopped
+ * what it started: the command's caller prints a named error as one line
+ * and exits non-zero, so a supervisor sees the failure and restarts.
  */
 export async function runUntilSignal<H extends { stop: () => Promise<void> }> (
   o: Output,
@@ -43,7 +54,7 @@ export async function runUntilSignal<H extends { stop: () => Promise<void> }> (
     try {
       await handle.stop()
     } catch (err) {
-      o.err(`error while stopping: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
+      o.err(`error while stopping: ${describe(err)}`)
       process.exitCode = 1
     }
   } finally {

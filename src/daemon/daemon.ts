@@ -13,7 +13,7 @@ import { capacity, type CapacityService } from '../protocols/capacity/index.ts'
 import { dispatch, type DispatchService } from '../protocols/dispatch/index.ts'
 import { offer, type OfferService } from '../protocols/offer/index.ts'
 import { natInfo } from '../protocols/nat-info/index.ts'
-import { ensureDataDir, type DataDirPaths } from '../config/data-dir.ts'
+import { ensureDataDir, lockDataDir, type DataDirPaths } from '../config/data-dir.ts'
 import { loadOrCreateIdentity, type Identity } from '../config/identity.ts'
 import { VERSION } from '../core/version.ts'
 import { DonorService } from '../donor/donor-service.ts'
@@ -29,12 +29,14 @@ import type { RelayDialler, ReservationManagerInit } from '../donor/reservation-
 import { SandboxKeeper } from './sandbox.ts'
 import { ServiceAnswers } from './service-answers.ts'
 import { Teardown } from './teardown.ts'
+import { RelayNotListeningError, startFailure } from './start-errors.ts'
 
 /**
  * The composition root: the only place that wires net, roles and the API
  * together, in named steps (data dir and identity → job store → node → roles
  * → API → start). Everything a step starts is registered with a Teardown:
- * `stop()` stops it, and so does a later step that fails.
+ * `stop()` stops it, and so does a later step that fails; the start then
+ * rejects with a named error (`startFailure`) that the CLI prints as one line.
  */
 
 export interface DaemonHandle {
@@ -89,9 +91,9 @@ function directListenAddrs (config: DaemonConfig): DaemonConfig['listen'] {
 
 export async function startDaemon (config: DaemonConfig, options: StartDaemonOptions = {}): Promise<DaemonHandle> {
   const log = options.logger ?? createLogger('daemon')
-  const { paths, identity } = await openDataDir(config, log)
   const teardown = new Teardown({ logger: log })
   try {
+    const { paths, identity } = await openDataDir(config, log, teardown)
     const store = openStore(paths, teardown)
     const answers = new ServiceAnswers()
     const net = await startNet(config, identity, answers, options, teardown)
@@ -102,22 +104,35 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     logStarted(config, net.mesh, roles, log)
     return daemonHandle(net.mesh, api, roles, teardown, log)
   } catch (err) {
-    return await teardown.rollBack(err)
+    return await teardown.rollBack(startFailure(err))
   }
 }
 
-/** Step 1: the data directory and the node's identity, and the system CA store trusted (before any TLS dial). */
-async function openDataDir (config: DaemonConfig, log: Logger): Promise<{ paths: DataDirPaths, identity: Identity }> {
-  const paths = ensureDataDir(config.dataDir)
-  const identity = await loadOrCreateIdentity(config.dataDir)
-  if (identity.created) log.info(`created a new identity ${identity.peerId.toString()} in ${identity.path}`)
+/** Step 1: the data directory (held for this process) and the node's identity, and the system CA store trusted (before any TLS dial). */
+async function openDataDir (config: DaemonConfig, log: Logger, teardown: Teardown): Promise<{ paths: DataDirPaths, identity: Identity }> {
+  const { paths, identity } = await takeDataDir(config.dataDir, log, teardown)
   // WSS to relays trusts the OS store too (what `node --use-system-ca` does), so a
   // TLS-inspecting proxy whose CA IT installed works with no flag; before any TLS dial
   trustSystemCertificates(createLogger('net.tls'))
   return { paths, identity }
 }
 
-/** Step 2: the broker's job store. */
+/**
+ * The data directory, locked for this process before anything in it is
+ * used: a second node on it would take the same PeerId, resume the same
+ * jobs and remove the first one's API endpoint when it stops.
+ */
+async function takeDataDir (root: string, log: Logger, teardown: Teardown): Promise<{ paths: DataDirPaths, identity: Identity }> {
+  const paths = ensureDataDir(root)
+  const lock = lockDataDir(paths)
+  teardown.add('data directory lock', () => { lock.release() })
+  if (lock.takenOver != null) log.warn(`took over the lock ${lock.path} left by ${lock.takenOver.pid != null ? `PID ${lock.takenOver.pid}, which is no longer running` : 'a process that wrote no PID in it'} (it did not stop cleanly)`, { code: 'STALE_LOCK' })
+  const identity = await loadOrCreateIdentity(root)
+  if (identity.created) log.info(`created a new identity ${identity.peerId.toString()} in ${identity.path}`)
+  return { paths, identity }
+}
+
+/** Step 2: the broker's job store; a damaged, unreadable or full one fails the start with a `JobStoreError`. */
 function openStore (paths: DataDirPaths, teardown: Teardown): JobStore {
   const store = new JobStore(join(paths.root, 'jobs.sqlite'))
   teardown.add('job store', () => { store.close() })
@@ -318,22 +333,40 @@ export interface RelayHandle {
   stop: () => Promise<void>
 }
 
-export async function startRelay (config: RelayConfig, options: { logger?: Logger, /** test seam: relay announcement interval @default 10000 */ announceIntervalMs?: number } = {}): Promise<RelayHandle> {
+export interface StartRelayOptions {
+  logger?: Logger
+  /** test seam: relay announcement interval @default 10000 */
+  announceIntervalMs?: number
+}
+
+/**
+ * Starts a relay on its data directory (locked for this process, as a
+ * daemon's is). A relay that listens on none of its addresses is stopped and
+ * the start rejects with `RelayNotListeningError`: nobody could reach it.
+ */
+export async function startRelay (config: RelayConfig, options: StartRelayOptions = {}): Promise<RelayHandle> {
   const log = options.logger ?? createLogger('relay')
-  ensureDataDir(config.dataDir)
-  const identity = await loadOrCreateIdentity(config.dataDir)
-  if (identity.created) log.info(`created a new identity ${identity.peerId.toString()} in ${identity.path}`)
-  const parts = await prepareRelay(config, identity.privateKey, log)
-  const mesh = await MeshNode.create(parts.node).catch(async (err: unknown) => { await parts.stun?.stop(); throw err })
-  const relay = new RelayService({ config, mesh, stun: parts.stun, tlsCertificate: parts.tlsCertificate, observedAddrs: parts.observedAddrs, announceIntervalMs: options.announceIntervalMs, logger: log })
-  const info = await relay.start()
-  let stopping: Promise<void> | undefined
-  return {
-    info,
-    relay,
-    stop: async () => {
-      stopping ??= relay.stop()
-      await stopping
+  const teardown = new Teardown({ logger: log })
+  try {
+    const { identity } = await takeDataDir(config.dataDir, log, teardown)
+    const parts = await prepareRelay(config, identity.privateKey, log)
+    const mesh = await MeshNode.create(parts.node).catch(async (err: unknown) => { await parts.stun?.stop(); throw err })
+    const relay = new RelayService({ config, mesh, stun: parts.stun, tlsCertificate: parts.tlsCertificate, observedAddrs: parts.observedAddrs, announceIntervalMs: options.announceIntervalMs, logger: log })
+    // stops its node and STUN responder, started or not
+    teardown.add('relay', async () => { await relay.stop() })
+    // the node listens once created: checked before the relay announces itself to anyone
+    if (config.listen.length > 0 && mesh.components.addresses.boundAddrs().length === 0) throw new RelayNotListeningError(config.listen.map(String))
+    const info = await relay.start()
+    let stopping: Promise<void> | undefined
+    return {
+      info,
+      relay,
+      stop: async () => {
+        stopping ??= teardown.stopAll().then(failures => { if (failures.length > 0) throw failures[0] })
+        await stopping
+      }
     }
+  } catch (err) {
+    return await teardown.rollBack(startFailure(err))
   }
 }

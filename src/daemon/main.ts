@@ -8,4 +8,17 @@ import { enableCompileCache } from 'node:module'
 enableCompileCache()
 const { main } = await import('./commands/index.ts')
 
+/**
+ * How long the process may linger once its command has ended. Whatever is
+ * still open then (a socket or timer a library did not release after a
+ * failed start) must not keep it alive: a supervisor restarts a process that
+ * exits, not one that hangs with no API.
+ */
+const EXIT_GRACE_MS = 3_000
+
 process.exitCode = await main(process.argv.slice(2))
+// unref'd: it fires only when something else keeps the process alive
+setTimeout(() => {
+  process.stderr.write(`worldcompute: still open ${EXIT_GRACE_MS / 1000} s after the command ended: ${process.getActiveResourcesInfo().join(', ')}; exiting\n`)
+  process.exit()
+}, EXIT_GRACE_MS).unref()

@@ -18,6 +18,8 @@ export interface NodeAddresses {
   listenAddrs: () => string[]
   /** addresses other peers are told about */
   advertisedAddrs: () => string[]
+  /** the addresses a transport is listening on now, announced ones aside: empty when every listen failed */
+  boundAddrs: () => string[]
   /**
    * advertise the bound addresses at once instead of waiting for AutoNAT (a
    * relay with no `--announce`: one that advertises nothing cannot hand out

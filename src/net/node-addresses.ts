@@ -24,6 +24,10 @@ export class NodeAddressBook implements NodeAddresses {
     return dedupe([...this.advertisedAddrs(), ...bound.map(a => a.includes('/p2p/') ? a : `${a}/p2p/${peerId}`)])
   }
 
+  boundAddrs (): string[] {
+    return (this.core.internals.transportManager.getAddrs() as Multiaddr[]).map(ma => ma.toString())
+  }
+
   advertisedAddrs (): string[] {
     return dedupe(this.core.libp2p.getMultiaddrs().map(ma => ma.toString()))
   }

@@ -3,7 +3,6 @@
  * steps started, and the start rejects with that step's own error.
  */
 import assert from 'node:assert/strict'
-import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { ApiPortInUseError } from '../../src/api/server.ts'
@@ -11,32 +10,15 @@ import { loadDaemonConfig } from '../../src/config/config.ts'
 import { startDaemon } from '../../src/daemon/daemon.ts'
 import { freePort, tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
+import { close, listen, networkHandles, portOf } from './sockets.ts'
 
 const dir = tempDir('wc-start-')
 after(() => { dir.cleanup() })
 
-async function listen (port: number): Promise<Server> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(port, '127.0.0.1', () => { server.off('error', reject); resolve() })
-  })
-  return server
-}
-
-async function close (server: Server): Promise<void> {
-  await new Promise<void>(resolve => server.close(() => resolve()))
-}
-
-/** TCP and UDP handles this process holds (listeners and sockets), by kind. */
-function networkHandles (): string[] {
-  return process.getActiveResourcesInfo().filter(r => /TCP|UDP/i.test(r)).sort()
-}
-
 describe('starting a daemon', () => {
   it('rejects with ApiPortInUseError when the API port is taken, and leaves no libp2p node listening and no socket open', async () => {
-    const taken = await listen(0)
-    const apiPort = (taken.address() as { port: number }).port
+    const taken = await listen()
+    const apiPort = portOf(taken)
     const libp2pPort = await freePort()
     try {
       const config = loadDaemonConfig({ dataDir: join(dir.path, 'clash'), listen: [`/ip4/127.0.0.1/tcp/${libp2pPort}`], apiPort: String(apiPort) }, {})

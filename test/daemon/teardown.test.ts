@@ -2,25 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { WorldComputeError } from '../../src/core/errors.ts'
 import { Teardown } from '../../src/daemon/teardown.ts'
-import type { Fields, Level, Logger } from '../../src/log/logger.ts'
-
-/** A logger that keeps what it was given. */
-function recordingLogger (): Logger & { lines: Array<{ level: Level, msg: string, fields?: Fields }> } {
-  const lines: Array<{ level: Level, msg: string, fields?: Fields }> = []
-  const at = (level: Level) => (msg: string, fields?: Fields): void => { lines.push({ level, msg, fields }) }
-  const logger: Logger & { lines: typeof lines } = {
-    component: 'test',
-    lines,
-    error: at('error'),
-    warn: at('warn'),
-    info: at('info'),
-    debug: at('debug'),
-    trace: at('trace'),
-    enabled: () => true,
-    child: () => logger
-  }
-  return logger
-}
+import { recordingLogger } from '../helpers/recording-logger.ts'
 
 class StuckError extends WorldComputeError {
   constructor () {

@@ -1,0 +1,123 @@
+/**
+ * The job store's faults: a damaged or unusable database file, and a full
+ * disk (simulated with SQLite's max_page_count), each a named error with a
+ * code; the store takes writes again once there is room.
+ */
+import assert from 'node:assert/strict'
+import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import type { DatabaseSync } from 'node:sqlite'
+import { after, describe, it } from 'node:test'
+import { JobStore, JobStoreCorruptError, JobStoreError, JobStoreFullError, JobStoreUnavailableError, type JobSpec } from '../../src/broker/job-store.ts'
+import { tempDir } from '../helpers/mesh.ts'
+
+const dir = tempDir('wc-job-store-')
+after(() => { dir.cleanup() })
+
+function spec (jobId: string): JobSpec {
+  return { jobId, moduleCid: `m-${jobId}`, inputCid: `i-${jobId}`, moduleName: 'main.wasm', args: [], env: [], limits: {}, replicas: 1 }
+}
+
+/** A store whose database may grow by `pages` pages beyond what its schema takes, and the handle that lifts the cap. */
+function cappedStore (name: string, pages: number): { store: JobStore, lift: () => void } {
+  let db: DatabaseSync | undefined
+  const store = new JobStore(join(dir.path, name), { onOpen: (opened) => { db = opened } })
+  const open = db as DatabaseSync
+  const { page_count: used } = open.prepare('PRAGMA page_count').get() as { page_count: number }
+  open.exec(`PRAGMA max_page_count = ${used + pages}`)
+  return { store, lift: () => { open.exec('PRAGMA max_page_count = 1073741823') } }
+}
+
+function mode (path: string): number {
+  return statSync(path).mode & 0o777
+}
+
+describe('the job store', () => {
+  it('refuses a file of garbage bytes with JobStoreCorruptError naming the file', () => {
+    const path = join(dir.path, 'garbage.sqlite')
+    writeFileSync(path, randomBytes(8192))
+    assert.throws(() => new JobStore(path), (err: unknown) => {
+      assert.ok(err instanceof JobStoreCorruptError, `expected JobStoreCorruptError, got ${String(err)}`)
+      assert.equal(err.code, 'STORE_CORRUPT')
+      assert.equal(err.path, path)
+      assert.ok(err.message.includes(path))
+      return true
+    })
+  })
+
+  it('refuses a directory in place of its file with JobStoreUnavailableError', () => {
+    const path = join(dir.path, 'a-directory.sqlite')
+    mkdirSync(path)
+    assert.throws(() => new JobStore(path), (err: unknown) => {
+      assert.ok(err instanceof JobStoreUnavailableError, `expected JobStoreUnavailableError, got ${String(err)}`)
+      assert.equal(err.code, 'STORE_UNAVAILABLE')
+      assert.equal(err.path, path)
+      return true
+    })
+  })
+
+  it('creates its database and the -wal and -shm files readable by their owner only', () => {
+    const path = join(dir.path, 'private.sqlite')
+    const store = new JobStore(path)
+    try {
+      store.createJob(spec('job-private'), new Uint8Array([1]), new Uint8Array([2]))
+      for (const file of [path, `${path}-wal`, `${path}-shm`]) assert.equal(mode(file), 0o600, file)
+    } finally {
+      store.close()
+    }
+  })
+
+  it('narrows a database file left readable by others to 0600', () => {
+    const path = join(dir.path, 'wide.sqlite')
+    new JobStore(path).close()
+    chmodSync(path, 0o644)
+    new JobStore(path).close()
+    assert.equal(mode(path), 0o600)
+  })
+
+  it('reports a full disk as JobStoreFullError, is left with no transaction open, and takes the same job once there is room', () => {
+    const { store, lift } = cappedStore('full.sqlite', 2)
+    try {
+      const big = randomBytes(64 * 1024)
+      for (let attempt = 0; attempt < 2; attempt++) {
+        assert.throws(() => store.createJob(spec('job-big'), big, new Uint8Array([1])), (err: unknown) => {
+          assert.ok(err instanceof JobStoreFullError, `expected JobStoreFullError, got ${String(err)}`)
+          assert.ok(err instanceof JobStoreError)
+          assert.equal(err.code, 'STORE_FULL')
+          return true
+        })
+      }
+      assert.equal(store.getJob('job-big'), undefined)
+      lift()
+      const job = store.createJob(spec('job-big'), big, new Uint8Array([1]))
+      assert.equal(job.phase, 'queued')
+      assert.deepEqual(store.getBlob('m-job-big'), new Uint8Array(big))
+    } finally {
+      store.close()
+    }
+  })
+
+  it('fails a result too large for the disk with JobStoreFullError and records it once there is room', () => {
+    const { store, lift } = cappedStore('full-result.sqlite', 8)
+    try {
+      store.createJob(spec('job-r'), new Uint8Array([1]), new Uint8Array([2]))
+      store.createTask({ taskId: 'job-r.r0.a1', jobId: 'job-r', replica: 0, attempt: 1, executor: 'peer-a' })
+      const result = {
+        path: 'direct' as const,
+        outcome: { status: 'succeeded' as const, outputCid: 'bafy', fuelUsed: 1, durationMs: 1, receiptVerified: true, stdoutSize: 65536, stderrSize: 0 },
+        receipt: new Uint8Array([1]),
+        receiptSignature: new Uint8Array([2]),
+        stdout: randomBytes(65536),
+        stderr: new Uint8Array()
+      }
+      assert.throws(() => { store.completeTask('job-r.r0.a1', result) }, JobStoreFullError)
+      assert.equal(store.getTask('job-r.r0.a1')?.state, 'offered')
+      lift()
+      store.completeTask('job-r.r0.a1', result)
+      assert.equal(store.getTask('job-r.r0.a1')?.state, 'done')
+    } finally {
+      store.close()
+    }
+  })
+})
