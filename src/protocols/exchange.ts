@@ -16,6 +16,7 @@
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { WorldComputeError } from '../core/errors.ts'
+import { warnRepeated } from '../log/repeats.ts'
 import { openProtocolStream, peerOf } from './components.ts'
 import { codeOf, messageOf, ProtocolRequestError, ProtocolTimeoutError, ProtocolViolationError } from './errors.ts'
 import { FramedStream } from './framing.ts'
@@ -114,7 +115,7 @@ export async function serveAnswer (stream: Stream, connection: Connection, optio
     await answer(framed(stream, options.limits), signal)
     await stream.close({ signal })
   } catch (err) {
-    options.log.warn(`${options.failed(peer)}: ${messageOf(err)}`, { peer, protocol: options.protocol, code: codeOf(err) })
+    warnRepeated(options.log, `${options.failed(peer)}: ${messageOf(err)}`, { peer, protocol: options.protocol, code: codeOf(err) })
     stream.abort(err instanceof Error ? err : new Error(String(err)))
   }
 }
