@@ -132,6 +132,10 @@ export function decodeVersioned (bytes: Uint8Array, what: string, version: numbe
     throw new ProtocolViolationError(`${what} is not dag-cbor: ${(err as Error).message}`, { cause: err })
   }
   const m = value as Record<string, unknown> | null
-  if (m == null || typeof m !== 'object' || m.v !== version) throw new ProtocolViolationError(`${what} has unknown version ${String(m?.v)}`)
+  if (m == null || typeof m !== 'object' || m.v !== version) {
+    // only a number is quoted: String() of a peer's map runs its "toString" key, and throws when that is not a function
+    const v = m?.v
+    throw new ProtocolViolationError(`${what} has unknown version ${typeof v === 'number' ? v : `(${v === null ? 'null' : typeof v})`}`)
+  }
   return m
 }
