@@ -34,7 +34,7 @@ const moduleInput = fc.oneof(
 
 export const prepareTarget: FuzzTarget = {
   name: 'executor.prepare',
-  weight: 2,
+  weight: 4,
   open: async () => ({
     property: fc.property(moduleInput, limits, (bytes, lim) => {
       const started = performance.now()
