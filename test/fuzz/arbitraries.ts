@@ -209,23 +209,16 @@ export const dagCborCidArb = fc.uint8Array({ maxLength: 32 }).map(dagCborCidStri
 export const peerIdArb = fc.constantFrom(...PEERS.map(p => p.id))
 const size = fc.integer({ min: 0, max: 64 * 1024 * 1024 })
 
-export const partialLimits = fc.record({
+const limitFields = {
   deadlineMs: fc.integer({ min: 1, max: 7 * 24 * 3600 * 1000 }),
   memoryBytes: fc.nat(),
   outputBytes: fc.nat(),
   payloadBytes: fc.nat(),
   fuel: fc.nat(),
   maxCallDepth: fc.nat()
-}, { requiredKeys: [] })
-
-const fullLimits = fc.record({
-  deadlineMs: fc.integer({ min: 1, max: 7 * 24 * 3600 * 1000 }),
-  memoryBytes: fc.nat(),
-  outputBytes: fc.nat(),
-  payloadBytes: fc.nat(),
-  fuel: fc.nat(),
-  maxCallDepth: fc.nat()
-})
+}
+export const partialLimits = fc.record(limitFields, { requiredKeys: [] })
+const fullLimits = fc.record(limitFields)
 
 export const capacityArb = fc.tuple(fc.integer({ min: 0, max: 65_535 }), fc.nat()).chain(([slots, f]) => fc.record({
   peerId: peerIdArb,
