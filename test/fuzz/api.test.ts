@@ -1,4 +1,6 @@
+import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { routes } from '../../src/api/routes.ts'
 import { configureLogging, resetLogging } from '../../src/log/logger.ts'
 import { assertClean, runTarget } from './harness.ts'
 import { FUZZ_SEED } from './seed.ts'
@@ -19,4 +21,11 @@ describe('fuzz: the local API', () => {
       }
     })
   }
+})
+
+/** Inputs the long run found, kept as plain cases. */
+describe('fuzz findings: the local API', () => {
+  it('refuses a limit that is a map with a "toString" key with a plain Error, which the server answers as 400', () => {
+    assert.throws(() => routes.jobs.parseRequest({ limit: { toString: {} } }), (err: unknown) => err instanceof Error && err.constructor === Error && /limit must be an integer/.test(err.message))
+  })
 })

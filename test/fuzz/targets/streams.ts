@@ -109,5 +109,8 @@ export async function sendAndClose (stream: Stream, bytes: Uint8Array, chunkByte
 
 /** A fresh pair of connected streams: [the side that opened it, the side a handler gets]. */
 export async function pair (): Promise<[Stream, Stream]> {
-  return await streamPair({ delay: 0 })
+  // fixed addresses: by default each pair takes the next TCP port number, and a long run passes 65535
+  return await streamPair({ delay: 0, outboundConnection: { remoteAddr: PAIR_ADDR }, inboundConnection: { remoteAddr: PAIR_ADDR } })
 }
+
+const PAIR_ADDR = multiaddr('/ip4/127.0.0.1/tcp/4001')
