@@ -79,7 +79,8 @@ function obj (input: unknown): Record<string, unknown> {
 
 function intIn (value: unknown, name: string, min: number, max: number, def: number): number {
   if (value === undefined || value === null || value === '') return def
-  const n = typeof value === 'number' ? value : Number(value)
+  // numbers, and the strings of a query; Number() of anything else runs a client's "toString", and can throw
+  const n = typeof value === 'number' ? value : typeof value === 'string' ? Number(value) : Number.NaN
   if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer from ${min} to ${max}`)
   return n
 }

@@ -16,6 +16,7 @@
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { WorldComputeError } from '../core/errors.ts'
+import { warnRepeated } from '../log/repeats.ts'
 import { openProtocolStream, peerOf } from './components.ts'
 import { codeOf, messageOf, ProtocolRequestError, ProtocolTimeoutError, ProtocolViolationError } from './errors.ts'
 import { FramedStream } from './framing.ts'
@@ -114,7 +115,7 @@ export async function serveAnswer (stream: Stream, connection: Connection, optio
     await answer(framed(stream, options.limits), signal)
     await stream.close({ signal })
   } catch (err) {
-    options.log.warn(`${options.failed(peer)}: ${messageOf(err)}`, { peer, protocol: options.protocol, code: codeOf(err) })
+    warnRepeated(options.log, `${options.failed(peer)}: ${messageOf(err)}`, { peer, protocol: options.protocol, code: codeOf(err) })
     stream.abort(err instanceof Error ? err : new Error(String(err)))
   }
 }
@@ -131,6 +132,10 @@ export function decodeVersioned (bytes: Uint8Array, what: string, version: numbe
     throw new ProtocolViolationError(`${what} is not dag-cbor: ${(err as Error).message}`, { cause: err })
   }
   const m = value as Record<string, unknown> | null
-  if (m == null || typeof m !== 'object' || m.v !== version) throw new ProtocolViolationError(`${what} has unknown version ${String(m?.v)}`)
+  if (m == null || typeof m !== 'object' || m.v !== version) {
+    // only a number is quoted: String() of a peer's map runs its "toString" key, and throws when that is not a function
+    const v = m?.v
+    throw new ProtocolViolationError(`${what} has unknown version ${typeof v === 'number' ? v : `(${v === null ? 'null' : typeof v})`}`)
+  }
   return m
 }

@@ -1,6 +1,7 @@
 import { serviceCapabilities, TypedEventEmitter } from '@libp2p/interface'
 import { decodeCapacity, decodeCapacityResponse, encodeCapacity, encodeCapacityResponse } from '../../codec/messages.ts'
 import { createLogger, type Logger } from '../../log/logger.ts'
+import { warnRepeated } from '../../log/repeats.ts'
 import { peerOf } from '../components.ts'
 import { codeOf, messageOf, ProtocolRequestError } from '../errors.ts'
 import { askSingleAnswer, handlerOptions, serveAnswer } from '../exchange.ts'
@@ -356,12 +357,12 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     try {
       capacity = decodeCapacity(msg.data)
     } catch (err) {
-      this.log.warn(`ignored capacity announcement from ${from}: ${messageOf(err)}`, { peer: from, topic: CAPACITY_TOPIC, code: codeOf(err) })
+      warnRepeated(this.log, `ignored capacity announcement from ${from}: ${messageOf(err)}`, { peer: from, topic: CAPACITY_TOPIC, code: codeOf(err) })
       return
     }
     // gossip is relayed by others; the signed origin must be the donor it describes
     if (capacity.peerId !== from) {
-      this.log.warn(`ignored capacity announcement from ${from}: it describes another peer (${capacity.peerId})`, { peer: from, topic: CAPACITY_TOPIC })
+      warnRepeated(this.log, `ignored capacity announcement from ${from}: it describes another peer (${capacity.peerId})`, { peer: from, topic: CAPACITY_TOPIC, code: 'PEER_MISMATCH' })
       return
     }
     if (from === this.components.peerId.toString()) return

@@ -6,6 +6,7 @@ import { raceSignal } from '../../core/async.ts'
 import { WorldComputeError } from '../../core/errors.ts'
 import { DEFAULT_JOB_LIMITS } from '../../core/job.ts'
 import { createLogger, type Logger } from '../../log/logger.ts'
+import { warnRepeated } from '../../log/repeats.ts'
 import { isConnection, openProtocolStream, peerOf } from '../components.ts'
 import {
   codeOf, DispatchFailedError, DispatchRefusedError, DispatchTimeoutError, ExecutorCrashedError, messageOf, ModuleNotCachedError, PayloadTooLargeError,
@@ -427,7 +428,7 @@ export class DispatchService extends ProtocolService {
       })
     } catch (err) {
       const reason = timer.expired ?? err
-      this.log.warn(`dispatch from ${peer} dropped${taskId != null ? ` (task ${taskId})` : ''}: ${messageOf(reason)}`, {
+      warnRepeated(this.log, `dispatch from ${peer} dropped${taskId != null ? ` (task ${taskId})` : ''}: ${messageOf(reason)}`, {
         peer, protocol: this.protocol, task: taskId, code: codeOf(reason), field: reason instanceof MalformedMessageError ? reason.field : undefined
       })
       stream.abort(reason instanceof Error ? reason : new Error(String(reason)))

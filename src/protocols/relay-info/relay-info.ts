@@ -46,7 +46,8 @@ export function decodeRelayInfo (bytes: Uint8Array): RelayInfoMessage {
     if (e == null || typeof e.fingerprint256 !== 'string' || !/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/.test(e.fingerprint256)) {
       throw new ProtocolViolationError(`relay info: certificate ${i} has no SHA-256 fingerprint in AB:CD:… form`)
     }
-    return { fingerprint256: e.fingerprint256, subject: String(e.subject ?? ''), issuer: String(e.issuer ?? '') }
+    // names are informative: anything but a string reads as none (String() of a peer's map can throw)
+    return { fingerprint256: e.fingerprint256, subject: typeof e.subject === 'string' ? e.subject : '', issuer: typeof e.issuer === 'string' ? e.issuer : '' }
   })
   return { tls }
 }
