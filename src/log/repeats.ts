@@ -82,10 +82,14 @@ export class RepeatLimiter {
     return this.windows.size
   }
 
-  /** Writes `msg` at WARN on `log` unless a line with the same key was written within the interval. */
-  warn (log: Logger, msg: string, fields: RepeatFields = {}): void {
+  /**
+   * Writes `msg` at WARN on `log` unless a line with the same key was written
+   * within the interval. `perPeer: false` keys on the component and code
+   * alone: a flood from many identities is one cause (the relay's refusals).
+   */
+  warn (log: Logger, msg: string, fields: RepeatFields = {}, options: { perPeer?: boolean } = {}): void {
     const now = this.now()
-    const key = this.keyOf(log.component, fields)
+    const key = this.keyOf(log.component, options.perPeer === false ? { ...fields, peer: ANY_PEER } : fields)
     const open = this.windows.get(key)
     if (open != null && now - open.startedAt < this.intervalMs) {
       open.suppressed++

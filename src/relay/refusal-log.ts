@@ -1,5 +1,6 @@
 import { shortPeerId } from '../core/format.ts'
 import type { Logger } from '../log/logger.ts'
+import { RepeatLimiter } from '../log/repeats.ts'
 
 /** Why the relay refused a connection, a reservation or a circuit; stable, logged as `cause`. */
 export type RefusalCode =
@@ -34,40 +35,27 @@ export interface RefusalLogInit {
 }
 
 /**
- * Refusals, counted and logged at WARN at most once per cause per interval:
- * a flood of throw-away identities would otherwise write one line per
- * attempt, and the log is the operator's first view of the flood.
+ * Refusals, counted and logged at WARN at most once per cause per interval
+ * (the log's RepeatLimiter, keyed by cause rather than peer): a flood of
+ * throw-away identities would otherwise write one line per attempt, and the
+ * log is the operator's first view of the flood.
  */
 export class RefusalLog {
   private readonly log: Logger
-  private readonly intervalMs: number
-  private readonly now: () => number
+  private readonly repeats: RepeatLimiter
   private readonly totals = new Map<RefusalCode, number>()
-  private readonly lastLogged = new Map<RefusalCode, number>()
-  private readonly unlogged = new Map<RefusalCode, number>()
 
   constructor (init: RefusalLogInit) {
     this.log = init.logger
-    this.intervalMs = init.intervalMs ?? 10_000
-    this.now = init.now ?? Date.now
+    this.repeats = new RepeatLimiter({ intervalMs: init.intervalMs ?? 10_000, now: init.now })
   }
 
   record (r: Refusal): void {
     this.totals.set(r.code, (this.totals.get(r.code) ?? 0) + 1)
-    const now = this.now()
-    const last = this.lastLogged.get(r.code)
-    if (last != null && now - last < this.intervalMs) {
-      this.unlogged.set(r.code, (this.unlogged.get(r.code) ?? 0) + 1)
-      return
-    }
-    const suppressed = this.unlogged.get(r.code) ?? 0
-    this.unlogged.delete(r.code)
-    this.lastLogged.set(r.code, now)
     const who = r.peer != null ? `peer ${shortPeerId(r.peer)} at ${r.address}` : r.address
-    const more = suppressed > 0 ? ` (${suppressed} more refusals for this cause since the last line)` : ''
-    this.log.warn(`refused ${r.what} ${r.what === 'circuit' ? 'with' : 'from'} ${who}: ${r.code}, ${r.held} held of ${r.limit} (${r.flag})${more}`, {
-      what: r.what, peer: r.peer, address: r.address, cause: r.code, held: r.held, limit: r.limit, suppressed
-    })
+    this.repeats.warn(this.log, `refused ${r.what} ${r.what === 'circuit' ? 'with' : 'from'} ${who}: ${r.code}, ${r.held} held of ${r.limit} (${r.flag})`, {
+      what: r.what, peer: r.peer, address: r.address, cause: r.code, code: r.code, held: r.held, limit: r.limit
+    }, { perPeer: false })
   }
 
   /** refusals so far, per cause */

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { LogLimiter } from '../../src/protocols/log-limiter.ts'
 import { sanitiseForPeer } from '../../src/protocols/sanitise.ts'
 
 const roots = { install: '/opt/worldcompute/', home: '/home/alice' }
@@ -27,23 +26,5 @@ describe('what a donor says to other peers in words', () => {
     const out = sanitiseForPeer('x'.repeat(5000), 100, roots)
     assert.equal(out.length, 100)
     assert.ok(out.endsWith('…'))
-  })
-})
-
-describe('log limiter', () => {
-  it('lets one line per key through per interval and counts the ones it held back', () => {
-    const limiter = new LogLimiter({ intervalMs: 1000 })
-    assert.deepEqual(limiter.allow('peer-a', 0), { log: true, suppressed: 0 })
-    assert.equal(limiter.allow('peer-a', 10).log, false)
-    assert.equal(limiter.allow('peer-a', 20).log, false)
-    assert.equal(limiter.allow('peer-b', 30).log, true, 'another key has its own turn')
-    assert.deepEqual(limiter.allow('peer-a', 1001), { log: true, suppressed: 2 })
-  })
-
-  it('remembers a bounded number of keys', () => {
-    const limiter = new LogLimiter({ intervalMs: 1000, maxKeys: 2 })
-    for (const k of ['a', 'b', 'c']) limiter.allow(k, 0)
-    assert.equal(limiter.allow('a', 1).log, true, 'the oldest key was forgotten')
-    assert.equal(limiter.allow('c', 1).log, false)
   })
 })

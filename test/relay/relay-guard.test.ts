@@ -169,7 +169,7 @@ describe('RefusalLog', () => {
     log.record({ ...refusal, code: 'connections-per-ip', what: 'connection', peer: undefined })
     now = 1_500
     log.record(refusal)
-    assert.deepEqual(warnings.map(w => [w.fields?.cause, w.fields?.suppressed]), [
+    assert.deepEqual(warnings.map(w => [w.fields?.cause, w.fields?.suppressed ?? 0]), [
       ['reservations-per-ip', 0], ['connections-per-ip', 0], ['reservations-per-ip', 4]
     ])
     assert.equal(warnings[0].fields?.peer, '12D3KooWExample')

@@ -12,7 +12,6 @@ import {
   codeOf, DispatchFailedError, DispatchRefusedError, DispatchTimeoutError, ExecutorCrashedError, messageOf, ModuleNotCachedError, PayloadTooLargeError,
   StreamStalledError, TaskAbandonedError
 } from '../errors.ts'
-import { LogLimiter } from '../log-limiter.ts'
 import { PEER_TEXT_LENGTH, sanitiseForPeer } from '../sanitise.ts'
 import { framed, handlerOptions } from '../exchange.ts'
 import { ProtocolService } from '../service.ts'
@@ -76,12 +75,6 @@ export interface DispatchInit {
    * (`no-offer`): a donor runs only what it agreed to.
    */
   admit?: AdmitTask
-  /**
-   * Donor: refused dispatches are logged once per broker per this interval.
-   *
-   * @default 60000
-   */
-  refusalLogIntervalMs?: number
   /**
    * Donor: module bytes kept by CID for `hasModule`, least recently used evicted.
    *
@@ -218,7 +211,6 @@ export class DispatchService extends ProtocolService {
   private readonly components: DispatchComponents
   private readonly runTask: RunTask | undefined
   private readonly admit: AdmitTask | undefined
-  private readonly refusals: LogLimiter
   private readonly maxPayloadBytes: number
   private readonly maxOutputBytes: number
   private readonly openStreamTimeoutMs: number
@@ -235,7 +227,6 @@ export class DispatchService extends ProtocolService {
     this.components = components
     this.runTask = init.runTask
     this.admit = init.admit
-    this.refusals = new LogLimiter({ intervalMs: init.refusalLogIntervalMs })
     this.maxPayloadBytes = Math.min(init.maxPayloadBytes ?? MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES)
     this.maxOutputBytes = Math.min(init.maxOutputBytes ?? MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES)
     this.openStreamTimeoutMs = init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS
@@ -469,11 +460,7 @@ export class DispatchService extends ProtocolService {
     const io = stalls(timer)
     if (header.sendsModule) await frames.skipPayload(header.moduleSize, 'module', io)
     await frames.skipPayload(header.inputSize, 'input', io)
-    const turn = this.refusals.allow(peer)
-    if (turn.log) {
-      const more = turn.suppressed > 0 ? ` (and ${turn.suppressed} more from this peer since the last such line)` : ''
-      this.log.warn(`dispatch of task ${header.taskId} from ${peer} refused: ${refusal.reason}${more}`, { peer, task: header.taskId, job: header.jobId, code: refusal.code, suppressed: turn.suppressed })
-    }
+    warnRepeated(this.log, `dispatch of task ${header.taskId} from ${peer} refused: ${refusal.reason}`, { peer, task: header.taskId, job: header.jobId, code: refusal.code })
     const answer = await this.refuse(header, 'rejected', refusal.reason, { refused: refusal.code })
     await this.sendAnswer(frames, answer, timer)
   }
