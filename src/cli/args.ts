@@ -17,7 +17,15 @@ export const commonOptions = {
   help: { type: 'boolean', short: 'h', default: false }
 } as const satisfies Options
 
+/**
+ * Sees every options table `parse` is given: `worldcompute completion` learns
+ * each command's flags from the table the command itself parses with.
+ */
+let parseObserver: ((options: Options) => void) | undefined
+export function observeParse (observer: ((options: Options) => void) | undefined): void { parseObserver = observer }
+
 export function parse<O extends Options> (argv: string[], options: O, command: string): { values: ReturnType<typeof parseArgs<{ options: O, allowPositionals: true, strict: true, args: string[] }>>['values'], positionals: string[] } {
+  parseObserver?.(options)
   try {
     const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true })
     return { values, positionals }

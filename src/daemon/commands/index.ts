@@ -18,7 +18,8 @@ export const commands: Commands = {
   dials: { load: async () => (await import('../../cli/commands/status.ts')).runDials, summary: 'the daemon\'s recent dial attempts and why they failed' },
   demo: { load: async () => (await import('./demo.ts')).run, summary: 'start a relay and two relay-only donors on loopback and show them join' },
   doctor: { load: async () => (await import('./doctor.ts')).run, summary: 'what this network allows and blocks, the path a donor would use, what to ask IT (--evidence DIR)' },
-  evidence: { load: async () => (await import('./evidence.ts')).run, summary: 'check an evidence bundle (evidence validate PATH)' }
+  evidence: { load: async () => (await import('./evidence.ts')).run, summary: 'check an evidence bundle (evidence validate PATH)' },
+  completion: { load: async () => (await import('../../cli/commands/completion.ts')).completionCommand(commands), summary: 'print a shell completion script (completion bash|zsh)' }
 }
 
 /** Runs one `worldcompute` command line; resolves with the exit code. */
