@@ -20,7 +20,7 @@ function usage (commands: Commands): string {
 
 Usage: worldcompute <command> [options]   (worldcompute <command> --help for more)
 
-${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`).join('\n')}
+${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`).join('\n')}
 
 Global: --data-dir DIR (or WORLDCOMPUTE_DATA_DIR; default ~/.worldcompute),
         --log-format text|json, WORLDCOMPUTE_LOG=info,net=debug`
