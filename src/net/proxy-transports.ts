@@ -1,6 +1,6 @@
 import { tcp, type TCPOptions } from '@libp2p/tcp'
 import { webSockets, type WebSocketsInit } from '@libp2p/websockets'
-import { Agent, WebSocket as UndiciWebSocket, buildConnector } from 'undici'
+import type { WebSocket as UndiciWebSocket } from 'undici'
 import { WorldComputeError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { describeProxyEnvironment, hasProxy, proxyFor, type ProxiedUse, type ProxyEnvironment, type ProxySpec } from './proxy-env.ts'
@@ -229,6 +229,8 @@ async function webSocketThroughProxy (router: ProxyRouter, proxy: ProxySpec, use
   let tunnelError: unknown
   let tlsError: unknown
   let tunnelled = false
+  // undici (~110 modules) loads only for a WebSocket through a proxy, not at every start
+  const { Agent, WebSocket, buildConnector } = await import('undici')
   const tls = target.tls ? buildConnector({ servername: target.servername, ALPNProtocols: ['http/1.1'] } as any) : undefined
   const agent = new Agent({
     // one WebSocket per agent: no pooling, no reuse of a tunnel for another target
@@ -264,7 +266,7 @@ async function webSocketThroughProxy (router: ProxyRouter, proxy: ProxySpec, use
       })
     }
   })
-  const ws = new UndiciWebSocket(uri, { dispatcher: agent })
+  const ws = new WebSocket(uri, { dispatcher: agent })
   ws.binaryType = 'arraybuffer'
   try {
     await opened(ws, signal)
