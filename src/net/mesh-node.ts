@@ -93,7 +93,8 @@ export class MeshNode<S extends ServiceFactories = Record<never, never>> impleme
     // ICE servers come from the STUN component, built once the node exists
     let components: MeshComponents | undefined
     const iceServers = async (): Promise<Array<{ urls: string[] }>> => await components?.stun.iceServers() ?? []
-    const libp2p = await createLibp2p(libp2pOptions(init, proxies, iceServers))
+    const webRTC = init.webrtc === true ? (await import('@libp2p/webrtc')).webRTC : undefined
+    const libp2p = await createLibp2p(libp2pOptions(init, proxies, iceServers, webRTC))
     const core: NodeCore = { libp2p, internals: (libp2p.services.internals as Internals).components, log }
     components = buildComponents(core, telemetry, proxies, init.dialAttemptTimeoutMs ?? DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS)
     const services = Object.fromEntries(Object.keys(init.services ?? {}).map(name => [name, libp2p.services[name]])) as ServicesOf<S>

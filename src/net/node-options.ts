@@ -6,7 +6,7 @@ import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay
 import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
-import { webRTC } from '@libp2p/webrtc'
+import type { webRTC as WebRtcFactory } from '@libp2p/webrtc'
 import { readFileSync } from 'node:fs'
 import { AGENT_VERSION, DEFAULT_RESERVATION_TIMEOUT_MS } from './constants.ts'
 import { makeAnnounceFilter } from './address-scope.ts'
@@ -50,7 +50,15 @@ export interface Internals {
 }
 
 /** The options of the one libp2p node this process runs: donor, relay and doctor alike. */
-export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: () => Promise<Array<{ urls: string[] }>>): Libp2pOptions<any> {
+/**
+ * The WebRTC transport's factory, loaded by the caller only for a node that
+ * takes WebRTC: @libp2p/webrtc and what it pulls in (ASN.1/X.509, the native
+ * data channel) are a third of a daemon's module loading, which relays, the
+ * doctor and `--no-direct` donors need not pay.
+ */
+export type WebRtcTransport = typeof WebRtcFactory
+
+export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: () => Promise<Array<{ urls: string[] }>>, webRTC?: WebRtcTransport): Libp2pOptions<any> {
   const relay = init.relayServer
   return {
     privateKey: init.privateKey,
@@ -62,7 +70,7 @@ export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceS
       // no loopback or private addresses to the wide mesh (address-scope.ts)
       announceFilter: makeAnnounceFilter(init.announce, { keepPrivateAsLastResort: relay != null })
     },
-    transports: transports(init, proxies, iceServers),
+    transports: transports(init, proxies, iceServers, webRTC),
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: relay != null
@@ -76,7 +84,7 @@ export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceS
   }
 }
 
-function transports (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: () => Promise<Array<{ urls: string[] }>>): Libp2pOptions['transports'] {
+function transports (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: () => Promise<Array<{ urls: string[] }>>, webRTC?: WebRtcTransport): Libp2pOptions['transports'] {
   const tls = init.relayServer?.tls
   const wsInit = tls != null ? { https: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } } : {}
   return [
@@ -87,7 +95,7 @@ function transports (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: ()
     // never @libp2p/webrtc's default ICE servers (public STUN servers of a
     // third party): our relays answer STUN, and with none known ICE uses
     // host candidates only. Looked up per connection: the relays we are connected to change.
-    ...(init.webrtc === true ? [webRTC({ rtcConfiguration: async () => ({ iceServers: await iceServers() }) })] : []),
+    ...(init.webrtc === true && webRTC != null ? [webRTC({ rtcConfiguration: async () => ({ iceServers: await iceServers() }) })] : []),
     circuitRelayTransport({
       reservationCompletionTimeout: DEFAULT_RESERVATION_TIMEOUT_MS,
       // the default of 1 queues reservations one relay at a time, and in
