@@ -8,10 +8,22 @@ import type { DataDirPaths } from '../config/data-dir.ts'
 
 const MAX_BODY_BYTES = 1024 * 1024
 
+/** Ports above a taken default tried before asking the OS for any: a second or third donor lands next to the first. */
+export const PORT_SEARCH = 16
+
 export interface ApiServerInit {
   paths: DataDirPaths
   /** 0 picks a free port (tests run several daemons on one host) */
   port: number
+  /**
+   * The port is the built-in default, not one the operator chose: when it is
+   * taken (another donor on this host), listen on the next free one instead
+   * (up to `PORT_SEARCH` ports above it, then any the OS gives), record it
+   * in api-endpoint.json and say so at INFO. A port the operator chose that
+   * is taken fails with `ApiPortInUseError`: they meant that port.
+   * @default false
+   */
+  nextFreePort?: boolean
   handlers: ApiHandlers
   version: string
   logger?: Logger
@@ -87,26 +99,34 @@ export class ApiServer {
     this.token = loadOrCreateToken(this.init.paths, this.log)
     const server = createServer((req, res) => { void this.handle(req, res) })
     server.keepAliveTimeout = 1000
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(this.init.port, '127.0.0.1', () => {
-        server.off('error', reject)
-        resolve()
-      })
-    }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE') {
-        throw new ApiPortInUseError(this.init.port, { cause: err })
-      }
-      throw err
-    })
+    this.port = await this.bind(server)
     this.server = server
-    const address = server.address()
-    this.port = typeof address === 'object' && address != null ? address.port : this.init.port
     const endpoint: ApiEndpoint = { port: this.port, pid: process.pid, startedAt: new Date().toISOString() }
     const tmp = `${this.init.paths.apiEndpoint}.${process.pid}.tmp`
     writeFileSync(tmp, JSON.stringify(endpoint) + '\n', { mode: 0o600 })
     renameSync(tmp, this.init.paths.apiEndpoint)
     this.log.info(`local API listening on http://127.0.0.1:${this.port}`)
+  }
+
+  /** Listens on the configured port, or (`nextFreePort`) the first free one after it; resolves with the port bound. */
+  private async bind (server: Server): Promise<number> {
+    const wanted = this.init.port
+    const search = this.init.nextFreePort === true && wanted !== 0
+    const candidates = search ? [...Array.from({ length: PORT_SEARCH + 1 }, (_, i) => wanted + i).filter(p => p <= 65535), 0] : [wanted]
+    for (const port of candidates) {
+      try {
+        const bound = await listenOn(server, port)
+        if (port !== wanted) {
+          this.log.info(`API port ${wanted} on 127.0.0.1 is in use (another donor on this host?): listening on ${bound} instead, recorded in ${this.init.paths.apiEndpoint} for the CLI; give --api-port N to fix one`, { code: 'API_PORT_MOVED', wanted, port: bound })
+        }
+        return bound
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err
+        if (!search) throw new ApiPortInUseError(wanted, { cause: err })
+      }
+    }
+    // unreachable in practice: port 0 is never in use
+    throw new ApiPortInUseError(wanted)
   }
 
   async stop (): Promise<void> {
@@ -199,6 +219,18 @@ export class ApiServer {
     res.writeHead(status, { 'content-type': 'application/json' })
     res.end(JSON.stringify(body))
   }
+}
+
+/** `server.listen` on 127.0.0.1 as a promise of the port bound; rejects with the listen error (EADDRINUSE, EACCES). */
+async function listenOn (server: Server, port: number): Promise<number> {
+  return await new Promise<number>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject)
+      const address = server.address()
+      resolve(typeof address === 'object' && address != null ? address.port : port)
+    })
+  })
 }
 
 async function readBody (req: IncomingMessage, max: number): Promise<Buffer> {

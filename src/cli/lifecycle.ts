@@ -1,5 +1,9 @@
 import { WorldComputeError } from '../core/errors.ts'
+import { operatorLine, type Fields, type Level } from '../log/logger.ts'
 import type { Output } from './output.ts'
+
+/** The log component of this module's lines when they go out as JSON records (`--log-format json`). */
+const COMPONENT = 'lifecycle'
 
 /** A named error is expected (a full disk, a port taken): its one-line message says it all; anything else is a bug and keeps its stack. */
 function describe (err: unknown): string {
@@ -23,16 +27,17 @@ export async function runUntilSignal<H extends { stop: () => Promise<void> }> (
   start: () => Promise<H>,
   onStarted: (handle: H) => void = () => {}
 ): Promise<void> {
+  const say = (level: Level, msg: string, fields?: Fields): void => { operatorLine(o.err, COMPONENT, level, msg, fields) }
   let signals = 0
   let requested: (() => void) | undefined
   const stopRequested = new Promise<void>((resolve) => { requested = resolve })
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++
     if (signals === 1) {
-      o.err(`received ${sig}, stopping (send it again to force)`)
+      say('info', `received ${sig}, stopping (send it again to force)`, { signal: sig })
       requested?.()
     } else {
-      o.err(`received ${sig} again, forcing exit`)
+      say('warn', `received ${sig} again, forcing exit`, { signal: sig })
       process.exit(130)
     }
   }
@@ -42,7 +47,7 @@ export async function runUntilSignal<H extends { stop: () => Promise<void> }> (
   // when the connection is already closed). Logged in full, every time, and
   // the service carries on; an uncaught exception still ends the process.
   const onRejection = (reason: unknown): void => {
-    o.err(`internal error, not fatal (an unhandled promise rejection; the service keeps running): ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}`)
+    say('error', `internal error, not fatal (an unhandled promise rejection; the service keeps running): ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}`, { code: 'UNHANDLED_REJECTION' })
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
@@ -54,7 +59,7 @@ export async function runUntilSignal<H extends { stop: () => Promise<void> }> (
     try {
       await handle.stop()
     } catch (err) {
-      o.err(`error while stopping: ${describe(err)}`)
+      say('error', `error while stopping: ${describe(err)}`, { code: err instanceof WorldComputeError ? err.code : undefined })
       process.exitCode = 1
     }
   } finally {

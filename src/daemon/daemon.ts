@@ -222,12 +222,13 @@ function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, l
 }
 
 /**
- * Step 5: the local API, before the donor joins the mesh: a port clash
- * (another daemon on this data directory?) fails the start before this
- * identity dials anyone.
+ * Step 5: the local API, before the donor joins the mesh: a clash on a port
+ * the operator chose fails the start before this identity dials anyone; the
+ * built-in default, taken by another donor on this host, moves to the next
+ * free port (the CLI finds it in api-endpoint.json).
  */
 async function startApi (config: DaemonConfig, paths: DataDirPaths, net: Net, roles: Roles, teardown: Teardown): Promise<ApiServer> {
-  const api = new ApiServer({ paths, port: config.apiPort, version: VERSION, handlers: apiHandlers(net.mesh, roles) })
+  const api = new ApiServer({ paths, port: config.apiPort, nextFreePort: config.apiPortSource === 'default', version: VERSION, handlers: apiHandlers(net.mesh, roles) })
   await api.start()
   teardown.add(LOCAL_API, async () => { await api.stop() })
   return api

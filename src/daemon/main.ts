@@ -7,6 +7,7 @@ import { enableCompileCache } from 'node:module'
 // It must be on before the rest of the CLI is loaded, hence the dynamic import.
 enableCompileCache()
 const { main } = await import('./commands/index.ts')
+const { operatorLine } = await import('../log/logger.ts')
 
 /**
  * How long the process may linger once its command has ended. Whatever is
@@ -19,6 +20,7 @@ const EXIT_GRACE_MS = 3_000
 process.exitCode = await main(process.argv.slice(2))
 // unref'd: it fires only when something else keeps the process alive
 setTimeout(() => {
-  process.stderr.write(`worldcompute: still open ${EXIT_GRACE_MS / 1000} s after the command ended: ${process.getActiveResourcesInfo().join(', ')}; exiting\n`)
+  const open = process.getActiveResourcesInfo()
+  operatorLine((line) => { process.stderr.write(line + '\n') }, 'worldcompute', 'warn', `worldcompute: still open ${EXIT_GRACE_MS / 1000} s after the command ended: ${open.join(', ')}; exiting`, { code: 'EXIT_GRACE', open })
   process.exit()
 }, EXIT_GRACE_MS).unref()

@@ -2,11 +2,19 @@
  * The project's logger: component-scoped, levelled, one line per event on
  * stderr, human text by default or JSON lines with `--log-format json`.
  *
+ * Under systemd (stderr is the journal: `JOURNAL_STREAM` names its device
+ * and inode) each line starts with its syslog priority, `<3>` error to `<7>`
+ * debug, which journald takes off and stores as the entry's priority
+ * (`journalctl -p warning` works), our own timestamp is left out (journald
+ * stamps every entry) and a message's line breaks are written as `\n`, so
+ * one event stays one entry. No colour codes are ever written.
+ *
  * Written by hand rather than taking pino/winston: we need exactly a
  * RUST_LOG-style filter (`WORLDCOMPUTE_LOG=info,net=debug`) and synchronous
  * stderr lines so nothing is lost when the process is killed, and both fit in
  * this one file.
  */
+import { fstatSync } from 'node:fs'
 
 export const LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const
 export type Level = typeof LEVELS[number]
@@ -38,6 +46,8 @@ interface LogState {
   filter: LogFilter
   format: LogFormat
   sink: LogSink
+  /** lines go to the journal: priority prefixes; undefined until first asked (detected from the environment) */
+  journal?: boolean
 }
 
 const defaultSink: LogSink = (line) => { process.stderr.write(line + '\n') }
@@ -98,6 +108,8 @@ export interface ConfigureLoggingOptions {
   spec?: string
   format?: LogFormat
   sink?: LogSink
+  /** write journald priority prefixes @default whether stderr is the journal (`stderrIsJournal`) */
+  journal?: boolean
 }
 
 /** Set once at the edge (cli) from `WORLDCOMPUTE_LOG` and `--log-format`. */
@@ -105,12 +117,40 @@ export function configureLogging (opts: ConfigureLoggingOptions): void {
   if (opts.spec !== undefined) state.filter = parseLogFilter(opts.spec)
   if (opts.format !== undefined) state.format = opts.format
   if (opts.sink !== undefined) state.sink = opts.sink
+  if (opts.journal !== undefined) state.journal = opts.journal
 }
 
 export function resetLogging (): void {
   state.filter = { defaultLevel: 'info', rules: [] }
   state.format = 'text'
   state.sink = defaultSink
+  state.journal = undefined
+}
+
+/**
+ * Whether this process's stderr is connected to the journal: systemd sets
+ * `JOURNAL_STREAM=<device>:<inode>` for a service whose output goes there,
+ * and a child that redirected its stderr inherits the variable, so the
+ * descriptor itself is compared, as sd-daemon(3) advises.
+ */
+export function stderrIsJournal (env: NodeJS.ProcessEnv = process.env, fd = 2): boolean {
+  const match = /^(\d+):(\d+)$/.exec(env.JOURNAL_STREAM ?? '')
+  if (match == null) return false
+  try {
+    const st = fstatSync(fd, { bigint: true })
+    return st.dev === BigInt(match[1]) && st.ino === BigInt(match[2])
+  } catch {
+    // no stderr to compare (EBADF: closed): then it is not the journal either
+    return false
+  }
+}
+
+/** syslog priorities (sd-daemon(3) `SD_ERR` … `SD_DEBUG`) by level. */
+const JOURNAL_PRIORITY: Record<Level, number> = { error: 3, warn: 4, info: 6, debug: 7, trace: 7 }
+
+function toJournal (): boolean {
+  state.journal ??= stderrIsJournal()
+  return state.journal
 }
 
 function serialise (value: unknown): unknown {
@@ -126,9 +166,9 @@ function serialise (value: unknown): unknown {
   return value
 }
 
-function formatText (level: Level, component: string, msg: string, fields?: Fields): string {
-  const time = new Date().toISOString().slice(11, 23)
-  let line = `${time} ${level.toUpperCase().padEnd(5)} ${component}: ${msg}`
+function formatText (level: Level, component: string, msg: string, fields?: Fields, journal = false): string {
+  const time = journal ? '' : new Date().toISOString().slice(11, 23) + ' '
+  let line = `${time}${level.toUpperCase().padEnd(5)} ${component}: ${journal ? msg.replace(/\r?\n/g, '\\n') : msg}`
   if (fields != null) {
     const extras = Object.entries(fields)
       .filter(([, v]) => v !== undefined)
@@ -151,15 +191,33 @@ function formatJson (level: Level, component: string, msg: string, fields?: Fiel
   return JSON.stringify(out)
 }
 
+function writeLine (level: Level, component: string, msg: string, fields?: Fields): void {
+  const journal = toJournal()
+  const line = state.format === 'json'
+    ? formatJson(level, component, msg, fields)
+    : formatText(level, component, msg, fields, journal)
+  state.sink(journal ? `<${JOURNAL_PRIORITY[level]}>${line}` : line)
+}
+
+/**
+ * A line for whoever runs the process rather than for the log (the daemon's
+ * "running" line, a signal received): as it is, through `plain`, in the text
+ * format, where a person reads it; in the JSON format a record of
+ * `component` at `level`, whatever the filter says (the text line is never
+ * filtered either), so that every line on stderr is JSON for whatever
+ * collects it.
+ */
+export function operatorLine (plain: (line: string) => void, component: string, level: Level, msg: string, fields?: Fields): void {
+  if (state.format === 'json') writeLine(level, component, msg, fields)
+  else plain(msg)
+}
+
 export function createLogger (component: string): Logger {
   const enabled = (level: Level): boolean =>
     LEVELS.indexOf(level) <= LEVELS.indexOf(levelFor(state.filter, component))
   const emit = (level: Level) => (msg: string, fields?: Fields): void => {
     if (!enabled(level)) return
-    const line = state.format === 'json'
-      ? formatJson(level, component, msg, fields)
-      : formatText(level, component, msg, fields)
-    state.sink(line)
+    writeLine(level, component, msg, fields)
   }
   return {
     component,

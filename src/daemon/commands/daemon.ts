@@ -3,6 +3,7 @@ import { loadDaemonConfig } from '../../config/config.ts'
 import { startDaemon } from '../daemon.ts'
 import { runUntilSignal } from '../../cli/lifecycle.ts'
 import type { Output } from '../../cli/output.ts'
+import { operatorLine } from '../../log/logger.ts'
 import { nodeFlags, resolvingNodeOptions } from './node-flags.ts'
 
 export const help = `worldcompute daemon [--data-dir DIR] [--bootstrap MA]... [--listen MA]... [--api-port N]
@@ -22,7 +23,9 @@ the local API on 127.0.0.1.
                    built-in list of public resolvers by IP address.
   --listen MA      direct listen address; repeatable. "--listen /p2p-circuit"
                    alone means: reachable only through relays.
-  --api-port N     local API port (default 7767; 0 picks a free port)
+  --api-port N     local API port (default 7767, or the next free one when another
+                   donor holds it; a port given here that is taken stops the
+                   start; 0 picks a free port)
   --public-range CIDR  treat this address range as public (a private deployment,
                    e.g. 10.0.0.0/8): AutoNAT checks it and it is advertised;
                    repeatable. Also "publicRanges" in config.json.
@@ -77,7 +80,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
     replicaNetworkPrefix: values['replica-network-prefix']
   })
   await runUntilSignal(o, async () => await startDaemon(config), (handle) => {
-    o.err(`worldcompute daemon ${handle.peerId} running; API on 127.0.0.1:${handle.apiPort}; \`worldcompute status --data-dir ${config.dataDir}\` shows what it is doing`)
+    operatorLine(o.err, 'daemon', 'info', `worldcompute daemon ${handle.peerId} running; API on 127.0.0.1:${handle.apiPort}; \`worldcompute status --data-dir ${config.dataDir}\` shows what it is doing`, { peerId: handle.peerId, apiPort: handle.apiPort, dataDir: config.dataDir })
   })
   return 0
 }
