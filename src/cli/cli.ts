@@ -56,7 +56,7 @@ export async function main (argv: string[], commands: Commands, o: Output = stdi
       o.out(usage(commands))
       return name == null ? 2 : 0
     }
-    if (name === '--version' || name === 'version') {
+    if (name === '--version' || name === '-V' || name === 'version') {
       o.out(VERSION)
       return 0
     }

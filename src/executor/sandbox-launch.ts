@@ -5,9 +5,10 @@
  */
 
 import { fileURLToPath } from 'node:url'
+import { siblingModuleUrl } from '../core/module-url.ts'
 
 /** The sandbox process's entry point. */
-export const SANDBOX_ENTRY = fileURLToPath(new URL('./sandbox-process.ts', import.meta.url))
+export const SANDBOX_ENTRY = fileURLToPath(siblingModuleUrl('./sandbox-process.ts', import.meta.url))
 
 /** The only source folders the sandbox may read: its own code and the shared core types it imports. */
 export const SANDBOX_READ_DIRS: readonly string[] = [

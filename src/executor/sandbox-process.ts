@@ -14,10 +14,11 @@
 
 import { Worker } from 'node:worker_threads'
 import type { ExecErrorCode, ExecStatus } from '../core/job.ts'
+import { siblingModuleUrl } from '../core/module-url.ts'
 import { PreparedModuleCache, preparedKey, type PrepareLimits, type PreparedModule } from './prepare.ts'
 import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome, WorkerMessage, WorkerRequest } from './protocol.ts'
 
-const WORKER_ENTRY = new URL('./worker.ts', import.meta.url)
+const WORKER_ENTRY = siblingModuleUrl('./worker.ts', import.meta.url)
 
 /**
  * Per-worker limits. The heap limits bound the JS side only (not wasm memory,

@@ -10,6 +10,7 @@ import { WorldComputeError } from '../../core/errors.ts'
 import type { Output } from '../../cli/output.ts'
 import { delay } from '../../core/async.ts'
 import { shortPeerId } from '../../core/format.ts'
+import { siblingModuleUrl } from '../../core/module-url.ts'
 import type { DaemonStatus, DialAttempt } from '../../core/types.ts'
 
 export const help = `worldcompute demo [--keep]
@@ -22,7 +23,7 @@ submitted to one donor on the other, then stops everything and exits 0.
 
   --keep   leave the mesh running until Ctrl-C (prints the data directories)`
 
-const CLI_ENTRY = fileURLToPath(new URL('../main.ts', import.meta.url))
+const CLI_ENTRY = fileURLToPath(siblingModuleUrl('../main.ts', import.meta.url))
 const JOIN_TIMEOUT_MS = 20_000
 const JOB_TIMEOUT_MS = 60_000
 /** a sieve of Eratosthenes in C, built for wasm32-wasi (source beside it) */
