@@ -1,6 +1,6 @@
 import { WorldComputeError } from '../core/errors.ts'
 import { VERSION } from '../core/version.ts'
-import { configureLogging, type LogFormat } from '../log/logger.ts'
+import { configureLogging, operatorLine, type LogFormat } from '../log/logger.ts'
 import { UsageError } from './args.ts'
 import { stdio, type Output } from './output.ts'
 
@@ -70,8 +70,8 @@ export async function main (argv: string[], commands: Commands, o: Output = stdi
       return 2
     }
     if (err instanceof WorldComputeError) {
-      // expected failures: one line, no stack
-      o.err(`worldcompute: ${err.message}`)
+      // expected failures: one line, no stack (a JSON record with --log-format json, for log collectors)
+      operatorLine((line) => { o.err(line) }, 'worldcompute', 'error', `worldcompute: ${err.message}`, { code: err.code })
       return 1
     }
     if (err instanceof Error && /^WORLDCOMPUTE_LOG:/.test(err.message)) {
