@@ -70,8 +70,8 @@ describe('worldcompute job', () => {
     assert.equal(v.exitCode, 3)
   })
 
-  it('--arg and --env reach the program; human output prints its stdout', async () => {
-    const res = await runCli(['job', 'submit', fixture('hello.wasm'), '--arg', 'first', '--env', 'GREETING=hi', '--data-dir', submitterDir], { timeoutMs: 60_000 })
+  it('--arg and --env reach the program, --deadline and --memory take units; human output prints its stdout', async () => {
+    const res = await runCli(['job', 'submit', fixture('hello.wasm'), '--arg', 'first', '--env', 'GREETING=hi', '--deadline', '10m', '--memory', '64MiB', '--data-dir', submitterDir], { timeoutMs: 60_000 })
     assert.equal(res.code, 0, res.stderr)
     assert.match(res.stdout, /hello from wasi/)
     assert.match(res.stdout, /first/)

@@ -2,12 +2,14 @@ import { readFileSync } from 'node:fs'
 import { commonOptions, parse, UsageError } from '../args.ts'
 import { ApiClient } from '../../api/client.ts'
 import { resolveDataDir } from '../../config/data-dir.ts'
+import { parseBytes, parseDurationMs } from '../../config/config.ts'
+import { ConfigError } from '../../core/errors.ts'
 import { shortPeerId } from '../../core/format.ts'
 import { printJson, type Output } from '../output.ts'
 import type { JobLimits, JobView } from '../../core/job.ts'
 
 export const help = `worldcompute job submit MODULE.wasm [--input FILE|-] [--arg A]... [--env K=V]... [--replicas N]
-                        [--executor PEER_ID]... [--deadline SECONDS] [--fuel N] [--memory MIB] [--detach]
+                        [--executor PEER_ID]... [--deadline D] [--fuel N] [--memory SIZE] [--detach]
                         [--data-dir DIR] [--json]
 worldcompute job status JOB_ID [--data-dir DIR] [--json]
 worldcompute job result JOB_ID [--data-dir DIR] [--json]
@@ -22,7 +24,29 @@ identities from one place cannot out-vote the others (docs/trust-model.md).
 --executor PEER_ID (repeatable) runs the job only on these executors, trusted
 ones in a private mesh; the network rule then does not apply between them.
 submit waits for the answer unless --detach; the exit code is 0 exactly when
-the job succeeded.`
+the job succeeded.
+
+job submit:
+  --input FILE|-     the job's stdin: a file, or - for this command's stdin
+                     (default: empty)
+  --arg A            one argument after the module name; repeatable
+  --env K=V          one environment variable; repeatable
+  --replicas N       distinct donors that run it; a strict majority must agree
+                     (default 1)
+  --executor PEER_ID run only on this executor; repeatable
+  --deadline D       how long the job may take: 90s, 10m, 1h, 500ms; a plain
+                     number is seconds (default 60s, or the donor's
+                     --max-deadline when lower)
+  --fuel N           metered WebAssembly blocks the job may run (default 2^50:
+                     the deadline binds first for an honest program)
+  --memory SIZE      memory the job may use: 64MiB, 1GiB; a plain number is
+                     MiB (default 256MiB, or the donor's --max-job-memory
+                     when lower)
+  --detach           print the job id and return at once; \`job status\` and
+                     \`job result\` follow it
+  --data-dir DIR     the daemon to submit through (or WORLDCOMPUTE_DATA_DIR)
+  --json             print the final job (or, with --detach, the acceptance)
+                     as JSON`
 
 const POLL_MS = 200
 
@@ -66,6 +90,32 @@ async function waitForFinal (api: ApiClient, jobId: string, o: Output, progress:
   }
 }
 
+/** A positive flag value read by `read`; a value it refuses is a usage error naming the flag. */
+function positive (v: string | undefined, flag: string, read: (v: string) => number): number | undefined {
+  if (v == null) return undefined
+  let n: number
+  try {
+    n = read(v)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    throw new UsageError(`job submit: ${err.message}`)
+  }
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`job submit: ${flag} must be a positive number, got "${v}"`)
+  return n
+}
+
+/** The limits a submitter asks for: units as on the daemon's flags, plain numbers as seconds and MiB. */
+export function jobLimits (values: { deadline?: string, fuel?: string, memory?: string }): Partial<JobLimits> {
+  const limits: Partial<JobLimits> = {}
+  const deadline = positive(values.deadline, '--deadline', v => parseDurationMs(v, '--deadline'))
+  if (deadline != null) limits.deadlineMs = deadline
+  const fuel = positive(values.fuel, '--fuel', Number)
+  if (fuel != null) limits.fuel = Math.round(fuel)
+  const memory = positive(values.memory, '--memory', v => parseBytes(v, '--memory', 'mib'))
+  if (memory != null) limits.memoryBytes = memory
+  return limits
+}
+
 async function submit (argv: string[], o: Output): Promise<number> {
   const { values, positionals } = parse(argv, {
     ...commonOptions,
@@ -97,20 +147,8 @@ async function submit (argv: string[], o: Output): Promise<number> {
       throw new UsageError(`job submit: cannot read --input ${values.input}: ${(err as Error).message}`)
     }
   }
-  const num = (v: string | undefined, flag: string): number | undefined => {
-    if (v == null) return undefined
-    const n = Number(v)
-    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`job submit: ${flag} must be a positive number, got "${v}"`)
-    return n
-  }
-  const limits: Partial<JobLimits> = {}
-  const deadline = num(values.deadline, '--deadline')
-  if (deadline != null) limits.deadlineMs = Math.round(deadline * 1000)
-  const fuel = num(values.fuel, '--fuel')
-  if (fuel != null) limits.fuel = Math.round(fuel)
-  const memory = num(values.memory, '--memory')
-  if (memory != null) limits.memoryBytes = Math.round(memory * 1024 * 1024)
-  const replicas = num(values.replicas, '--replicas') ?? 1
+  const limits = jobLimits(values)
+  const replicas = positive(values.replicas, '--replicas', Number) ?? 1
   for (const e of values.env ?? []) if (!e.includes('=')) throw new UsageError(`job submit: --env takes K=V, got "${e}"`)
 
   const api = client(values['data-dir'])

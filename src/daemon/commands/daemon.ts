@@ -3,7 +3,7 @@ import { loadDaemonConfig } from '../../config/config.ts'
 import { startDaemon } from '../daemon.ts'
 import { runUntilSignal } from '../../cli/lifecycle.ts'
 import type { Output } from '../../cli/output.ts'
-import { nodeFlags, resolvingNodeOptions } from './node-flags.ts'
+import { nodeFlags, resolvingNodeOptions, warnUnknownConfigKeys } from './node-flags.ts'
 
 export const help = `worldcompute daemon [--data-dir DIR] [--bootstrap MA]... [--listen MA]... [--api-port N]
 
@@ -76,6 +76,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
     maxTasksPerBroker: values['max-tasks-per-broker'],
     replicaNetworkPrefix: values['replica-network-prefix']
   })
+  warnUnknownConfigKeys(config)
   await runUntilSignal(o, async () => await startDaemon(config), (handle) => {
     o.err(`worldcompute daemon ${handle.peerId} running; API on 127.0.0.1:${handle.apiPort}; \`worldcompute status --data-dir ${config.dataDir}\` shows what it is doing`)
   })
