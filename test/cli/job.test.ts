@@ -112,6 +112,16 @@ describe('worldcompute job', () => {
     assert.match(few.stderr, /2 replicas need 2 distinct executors/)
   })
 
+  it('--replicas above the executors the daemon knows warns at once, naming both counts; status shows the count', async () => {
+    const status = JSON.parse((await runCli(['status', '--data-dir', submitterDir, '--json'])).stdout)
+    assert.equal(status.knownExecutors, 1)
+    const res = await runCli(['job', 'submit', fixture('hello.wasm'), '--replicas', '3', '--detach', '--data-dir', submitterDir])
+    assert.equal(res.code, 0, res.stderr)
+    assert.match(res.stderr, /warning: 3 replica\(s\) wanted but the daemon knows 1 other peer\(s\) that accept jobs/)
+    const enough = await runCli(['job', 'submit', fixture('hello.wasm'), '--detach', '--data-dir', submitterDir])
+    assert.doesNotMatch(enough.stderr, /warning/)
+  })
+
   it('job submit with no daemon says so in one line', async () => {
     const res = await runCli(['job', 'submit', fixture('hello.wasm'), '--data-dir', join(dir.path, 'nobody')])
     assert.notEqual(res.code, 0)

@@ -4,7 +4,7 @@ import { ApiClient } from '../../api/client.ts'
 import { resolveDataDir } from '../../config/data-dir.ts'
 import { parseBytes, parseDurationMs } from '../../config/config.ts'
 import { ConfigError } from '../../core/errors.ts'
-import { shortPeerId } from '../../core/format.ts'
+import { duration, shortPeerId } from '../../core/format.ts'
 import { printJson, type Output } from '../output.ts'
 import type { JobLimits, JobView } from '../../core/job.ts'
 
@@ -49,6 +49,7 @@ job submit:
                      as JSON`
 
 const POLL_MS = 200
+const PROGRESS_MS = 10_000
 
 function client (dataDir: string | undefined): ApiClient {
   return new ApiClient({ dataDir: resolveDataDir(dataDir) })
@@ -77,13 +78,31 @@ function exitFor (v: JobView): number {
   return v.status === 'succeeded' ? 0 : 1
 }
 
+/**
+ * Says at once when the daemon knows fewer executors than the job needs:
+ * the broker waits for more (up to its own timeout, minutes) and would
+ * otherwise say nothing meanwhile.
+ */
+async function warnFewExecutors (api: ApiClient, replicas: number, o: Output): Promise<void> {
+  const { knownExecutors } = await api.call('status', {})
+  if (knownExecutors == null || knownExecutors >= replicas) return
+  o.err(`warning: ${replicas} replica(s) wanted but the daemon knows ${knownExecutors} other peer(s) that accept jobs; ` +
+    'the job waits for more (a daemon does not run the jobs it submits), and fails as unavailable if none come')
+}
+
 async function waitForFinal (api: ApiClient, jobId: string, o: Output, progress: boolean): Promise<JobView> {
   let last = ''
+  let shownAt = Date.now()
+  const started = shownAt
   // bounded by the job itself: the broker always reaches a final state (result, no agreement, or unavailable)
   for (;;) {
     const v = await api.call('job', { id: jobId, full: false })
     const line = `${v.status}: ${v.message}` + v.replicas.map(r => ` [${shortPeerId(r.executor)} ${r.state}${r.path != null ? ` ${r.path}` : ''}]`).join('')
-    if (progress && line !== last) o.err(`  ${line}`)
+    // on a terminal, an unchanged state is repeated every PROGRESS_MS with the time waited, so a long wait is visibly alive
+    if (progress && (line !== last || Date.now() - shownAt >= PROGRESS_MS)) {
+      o.err(`  ${line}${line === last ? ` (${duration(Date.now() - started)} so far)` : ''}`)
+      shownAt = Date.now()
+    }
     last = line
     if (v.final) return await api.call('job', { id: jobId, full: true })
     await new Promise(resolve => setTimeout(resolve, POLL_MS))
@@ -152,6 +171,7 @@ async function submit (argv: string[], o: Output): Promise<number> {
   for (const e of values.env ?? []) if (!e.includes('=')) throw new UsageError(`job submit: --env takes K=V, got "${e}"`)
 
   const api = client(values['data-dir'])
+  if (values.executor == null) await warnFewExecutors(api, replicas, o)
   const accepted = await api.call('submitJob', {
     module: module.toString('base64'),
     input: input.toString('base64'),
