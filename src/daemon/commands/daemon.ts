@@ -1,4 +1,4 @@
-import { parse } from '../../cli/args.ts'
+import { parse, UsageError } from '../../cli/args.ts'
 import { loadDaemonConfig } from '../../config/config.ts'
 import { startDaemon } from '../daemon.ts'
 import { runUntilSignal } from '../../cli/lifecycle.ts'
@@ -62,6 +62,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'replica-network-prefix': { type: 'string' }
   }, 'daemon')
   if (values.help) { o.out(help); return 0 }
+  // the daemon prints no result to format: a --json meant for it would be silently lost
+  if (values.json) throw new UsageError('daemon: --json has nothing to format here; use --log-format json for JSON log lines, and `worldcompute status --json` for the daemon\'s state')
   const config = loadDaemonConfig({
     ...nodeFlags(values),
     doh: values.doh,
