@@ -17,6 +17,7 @@ export function renderStatus (o: Output, s: DaemonStatus): void {
       ? `Executor:      ${e.state ?? '?'}, ${e.running ?? 0}/${e.maxConcurrent ?? '?'} job(s) running, ${e.queued ?? 0} queued${(e.restarts ?? 0) > 0 ? `, ${e.restarts ?? 0} sandbox restart(s)` : ''}`
       : `Executor:      not accepting jobs (${e.reason ?? 'disabled'})`)
   }
+  if (s.knownExecutors != null) o.out(`Executors:     ${s.knownExecutors} other peer(s) accept jobs (a job gets at most that many replicas)`)
   if (s.proxies != null && s.proxies.length > 0) {
     o.out('Proxy:')
     for (const p of s.proxies) {

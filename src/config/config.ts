@@ -3,9 +3,10 @@ import { readFileSync } from 'node:fs'
 import { availableParallelism, totalmem } from 'node:os'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ConfigError, InvalidMultiaddrError } from '../core/errors.ts'
-import { dataDirPaths, resolveDataDir } from './data-dir.ts'
+import { DATA_DIR_ENV, dataDirPaths, resolveDataDir } from './data-dir.ts'
 import { parseCidr, type Cidr } from './cidr.ts'
 import { DEFAULT_DOH_ENDPOINTS, dohEndpointProblem } from './doh.ts'
+import { unknownConfigKeys, type UnknownConfigKey } from './config-keys.ts'
 
 /**
  * One typed, frozen config per role, merged once at the edge:
@@ -194,7 +195,15 @@ export interface DaemonConfig {
   readonly direct: boolean
   /** how much of an observed address names a network when placing replicas (default /24 and /48) */
   readonly replicaNetworkPrefix: Readonly<{ ipv4: number, ipv6: number }>
+  /** where each setting without its own `…Source` field came from, for `worldcompute config` */
+  readonly sources: DaemonConfigSources
+  /** top-level keys of config.json no role reads, logged as a WARN at start */
+  readonly unknownKeys: readonly UnknownConfigKey[]
+  /** the config file read (it may not exist) */
+  readonly configFile: string
 }
+
+export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'memoryBudget' | 'maxTasksPerBroker', ValueSource>>
 
 export interface RelayFlags extends CommonFlags {
   announce?: string[]
@@ -231,6 +240,10 @@ export interface RelayConfig {
   readonly publicRanges: readonly Cidr[]
   /** STUN responder ports, primary first; empty: no responder (--no-stun) */
   readonly stunPorts: readonly number[]
+  /** top-level keys of config.json no role reads, logged as a WARN at start */
+  readonly unknownKeys: readonly UnknownConfigKey[]
+  /** the config file read (it may not exist) */
+  readonly configFile: string
 }
 
 export function parseMultiaddr (value: string, source: string): Multiaddr {
@@ -255,11 +268,16 @@ export function splitList (value: string): string[] {
 }
 
 export function readConfigFile (path: string): ConfigFile {
+  return readConfigFileNoting(path).file
+}
+
+/** The config file's settings, and the top-level keys in it that no role reads (a mistyped "bootstap"). */
+export function readConfigFileNoting (path: string): { file: ConfigFile, unknownKeys: UnknownConfigKey[] } {
   let text: string
   try {
     text = readFileSync(path, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { file: {}, unknownKeys: [] }
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`, { cause: err })
   }
   let parsed: unknown
@@ -272,6 +290,10 @@ export function readConfigFile (path: string): ConfigFile {
     throw new ConfigError(`config file ${path} must hold a JSON object`)
   }
   const obj = parsed as Record<string, unknown>
+  return { file: readKnownKeys(obj, path), unknownKeys: unknownConfigKeys(obj) }
+}
+
+function readKnownKeys (obj: Record<string, unknown>, path: string): ConfigFile {
   const out: ConfigFile = {}
   for (const key of ['bootstrap', 'listen', 'announce', 'doh'] as const) {
     const v = obj[key]
@@ -371,42 +393,23 @@ export function loadStunPorts (flags: readonly string[] | undefined, noStun: boo
 
 export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = process.env): DaemonConfig {
   const dataDir = resolveDataDir(flags.dataDir, env)
-  const fileConfig = readConfigFile(dataDirPaths(dataDir).configFile)
+  const configFile = dataDirPaths(dataDir).configFile
+  const { file: fileConfig, unknownKeys } = readConfigFileNoting(configFile)
   const envBootstrap = env[BOOTSTRAP_ENV] != null && env[BOOTSTRAP_ENV] !== '' ? splitList(env[BOOTSTRAP_ENV]) : undefined
 
   const bootstrap = pick(nonEmpty(flags.bootstrap), envBootstrap, fileConfig.bootstrap, [...DEFAULT_BOOTSTRAP])
   const bootstrapName = { flag: '--bootstrap', env: BOOTSTRAP_ENV, file: 'config.json "bootstrap"', default: 'built-in bootstrap list' }[bootstrap.source]
-  const envDoh = env[DOH_ENV] != null && env[DOH_ENV] !== '' ? splitList(env[DOH_ENV]) : undefined
-  const doh = pick(nonEmpty(flags.doh), envDoh, fileConfig.doh, [...DEFAULT_DOH_ENDPOINTS])
-  const dohName = { flag: '--doh', env: DOH_ENV, file: 'config.json "doh"', default: 'built-in DoH list' }[doh.source]
-  for (const url of doh.value) {
-    const problem = dohEndpointProblem(url)
-    if (problem != null) throw new ConfigError(`invalid DNS-over-HTTPS endpoint for ${dohName}: "${url}": ${problem}`)
-  }
+  const doh = loadDoh(flags, env, fileConfig)
   const listen = pick(nonEmpty(flags.listen), undefined, fileConfig.listen, [...DEFAULT_DAEMON_LISTEN])
   const listenName = { flag: '--listen', env: 'env', file: 'config.json "listen"', default: 'default listen list' }[listen.source]
   const envApiPort = env.WORLDCOMPUTE_API_PORT != null && env.WORLDCOMPUTE_API_PORT.trim() !== '' ? env.WORLDCOMPUTE_API_PORT : undefined
   const apiPort = pick<string | number>(flags.apiPort, envApiPort, fileConfig.apiPort, DEFAULT_API_PORT)
   const apiPortName = { flag: '--api-port', env: 'WORLDCOMPUTE_API_PORT', file: 'config.json "apiPort"', default: 'default' }[apiPort.source]
-
-  const bootstrapAddrs = parseMultiaddrs(bootstrap.value, bootstrapName)
-  for (const [i, ma] of bootstrapAddrs.entries()) {
-    const p2p = ma.getComponents().filter(c => c.name === 'p2p').pop()
-    if (p2p == null) {
-      throw new InvalidMultiaddrError(bootstrapName, bootstrap.value[i], {
-        cause: new Error('a bootstrap address must end in /p2p/<relay PeerId> so the relay can be authenticated')
-      })
-    }
-    try {
-      peerIdFromString(p2p.value ?? '')
-    } catch (err) {
-      throw new InvalidMultiaddrError(bootstrapName, bootstrap.value[i], { cause: new Error(`"${p2p.value ?? ''}" is not a PeerId`, { cause: err }) })
-    }
-  }
+  const refuseIntercepted = pick(flags.refuseIntercepted === true ? true : undefined, undefined, fileConfig.refuseIntercepted, false)
 
   return Object.freeze({
     dataDir,
-    bootstrap: Object.freeze(bootstrapAddrs),
+    bootstrap: Object.freeze(parseBootstrap(bootstrap.value, bootstrapName)),
     bootstrapSource: bootstrap.source,
     doh: Object.freeze([...doh.value]),
     dohSource: doh.source,
@@ -415,20 +418,105 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
     publicRanges: Object.freeze(loadPublicRanges(flags.publicRanges, fileConfig.publicRanges)),
     apiPort: parsePort(apiPort.value, apiPortName),
     apiPortSource: apiPort.source,
-    refuseIntercepted: flags.refuseIntercepted === true || fileConfig.refuseIntercepted === true,
+    refuseIntercepted: refuseIntercepted.value,
     direct: flags.noDirect !== true,
     replicaNetworkPrefix: Object.freeze(parseNetworkPrefix(flags.replicaNetworkPrefix ?? '24,48', '--replica-network-prefix')),
-    donor: Object.freeze({
-      execute: flags.noExecute !== true,
-      // default: every core but one, at least one (the daemon itself needs a core)
-      maxConcurrentJobs: flags.maxJobs != null ? parsePositiveInt(flags.maxJobs, '--max-jobs') : Math.max(1, availableParallelism() - 1),
-      maxJobMemoryBytes: flags.maxJobMemory != null ? parseBytes(flags.maxJobMemory, '--max-job-memory') : 256 * 1024 * 1024,
-      maxDeadlineMs: flags.maxDeadline != null ? parseDurationMs(flags.maxDeadline, '--max-deadline') : 10 * 60 * 1000,
-      // default: half the machine's memory, so jobs never push the donor's own work out
-      memoryBudgetBytes: flags.memoryBudget != null ? parseBytes(flags.memoryBudget, '--memory-budget') : Math.floor(totalmem() / 2),
-      ...(flags.maxTasksPerBroker != null ? { maxTasksPerBroker: parsePositiveInt(flags.maxTasksPerBroker, '--max-tasks-per-broker') } : {})
-    })
+    donor: Object.freeze(loadDonorLimits(flags)),
+    sources: Object.freeze(daemonSources(flags, env, fileConfig, refuseIntercepted.source)),
+    unknownKeys: Object.freeze(unknownKeys),
+    configFile
   })
+}
+
+function loadDoh (flags: DaemonFlags, env: NodeJS.ProcessEnv, fileConfig: ConfigFile): { value: string[], source: ValueSource } {
+  const envDoh = env[DOH_ENV] != null && env[DOH_ENV] !== '' ? splitList(env[DOH_ENV]) : undefined
+  const doh = pick(nonEmpty(flags.doh), envDoh, fileConfig.doh, [...DEFAULT_DOH_ENDPOINTS])
+  const dohName = { flag: '--doh', env: DOH_ENV, file: 'config.json "doh"', default: 'built-in DoH list' }[doh.source]
+  for (const url of doh.value) {
+    const problem = dohEndpointProblem(url)
+    if (problem != null) throw new ConfigError(`invalid DNS-over-HTTPS endpoint for ${dohName}: "${url}": ${problem}`)
+  }
+  return doh
+}
+
+/** Bootstrap addresses must name the relay's PeerId, so the relay can be authenticated. */
+function parseBootstrap (values: readonly string[], source: string): Multiaddr[] {
+  const addrs = parseMultiaddrs(values, source)
+  for (const [i, ma] of addrs.entries()) {
+    const p2p = ma.getComponents().filter(c => c.name === 'p2p').pop()
+    if (p2p == null) {
+      throw new InvalidMultiaddrError(source, values[i], {
+        cause: new Error('a bootstrap address must end in /p2p/<relay PeerId> so the relay can be authenticated')
+      })
+    }
+    try {
+      peerIdFromString(p2p.value ?? '')
+    } catch (err) {
+      throw new InvalidMultiaddrError(source, values[i], { cause: new Error(`"${p2p.value ?? ''}" is not a PeerId`, { cause: err }) })
+    }
+  }
+  return addrs
+}
+
+function loadDonorLimits (flags: DaemonFlags): DonorLimits {
+  return {
+    execute: flags.noExecute !== true,
+    // default: every core but one, at least one (the daemon itself needs a core)
+    maxConcurrentJobs: flags.maxJobs != null ? parsePositiveInt(flags.maxJobs, '--max-jobs') : Math.max(1, availableParallelism() - 1),
+    maxJobMemoryBytes: flags.maxJobMemory != null ? parseBytes(flags.maxJobMemory, '--max-job-memory') : 256 * 1024 * 1024,
+    maxDeadlineMs: flags.maxDeadline != null ? parseDurationMs(flags.maxDeadline, '--max-deadline') : 10 * 60 * 1000,
+    // default: half the machine's memory, so jobs never push the donor's own work out
+    memoryBudgetBytes: flags.memoryBudget != null ? parseBytes(flags.memoryBudget, '--memory-budget') : Math.floor(totalmem() / 2),
+    ...(flags.maxTasksPerBroker != null ? { maxTasksPerBroker: parsePositiveInt(flags.maxTasksPerBroker, '--max-tasks-per-broker') } : {})
+  }
+}
+
+function daemonSources (flags: DaemonFlags, env: NodeJS.ProcessEnv, file: ConfigFile, refuseIntercepted: ValueSource): DaemonConfigSources {
+  const flagOr = (given: unknown): ValueSource => given != null && given !== false ? 'flag' : 'default'
+  const envDataDir = env[DATA_DIR_ENV] != null && env[DATA_DIR_ENV] !== '' ? 'env' : 'default'
+  return {
+    dataDir: flags.dataDir != null && flags.dataDir !== '' ? 'flag' : envDataDir,
+    publicRanges: nonEmpty(flags.publicRanges) != null ? 'flag' : file.publicRanges != null ? 'file' : 'default',
+    refuseIntercepted,
+    direct: flagOr(flags.noDirect),
+    replicaNetworkPrefix: flagOr(flags.replicaNetworkPrefix),
+    execute: flagOr(flags.noExecute),
+    maxConcurrentJobs: flagOr(flags.maxJobs),
+    maxJobMemory: flagOr(flags.maxJobMemory),
+    maxDeadline: flagOr(flags.maxDeadline),
+    memoryBudget: flagOr(flags.memoryBudget),
+    maxTasksPerBroker: flagOr(flags.maxTasksPerBroker)
+  }
+}
+
+/** One line of `worldcompute config`: a setting, its effective value and where it came from. */
+export interface ConfigEntry {
+  readonly key: string
+  readonly value: unknown
+  readonly source: ValueSource
+}
+
+/** The donor's effective settings, each with where it came from (flag > env > file > default). */
+export function describeDaemonConfig (config: DaemonConfig): ConfigEntry[] {
+  const s = config.sources
+  const d = config.donor
+  return [
+    { key: 'dataDir', value: config.dataDir, source: s.dataDir },
+    { key: 'bootstrap', value: config.bootstrap.map(String), source: config.bootstrapSource },
+    { key: 'doh', value: [...config.doh], source: config.dohSource },
+    { key: 'listen', value: config.listen.map(String), source: config.listenSource },
+    { key: 'apiPort', value: config.apiPort, source: config.apiPortSource },
+    { key: 'publicRanges', value: config.publicRanges.map(r => r.text), source: s.publicRanges },
+    { key: 'refuseIntercepted', value: config.refuseIntercepted, source: s.refuseIntercepted },
+    { key: 'direct', value: config.direct, source: s.direct },
+    { key: 'replicaNetworkPrefix', value: `${config.replicaNetworkPrefix.ipv4},${config.replicaNetworkPrefix.ipv6}`, source: s.replicaNetworkPrefix },
+    { key: 'execute', value: d.execute, source: s.execute },
+    { key: 'maxJobs', value: d.maxConcurrentJobs, source: s.maxConcurrentJobs },
+    { key: 'maxJobMemory', value: `${d.maxJobMemoryBytes / 1024 / 1024}MiB`, source: s.maxJobMemory },
+    { key: 'maxDeadline', value: `${d.maxDeadlineMs / 1000}s`, source: s.maxDeadline },
+    { key: 'memoryBudget', value: `${Math.round(d.memoryBudgetBytes / 1024 / 1024)}MiB`, source: s.memoryBudget },
+    { key: 'maxTasksPerBroker', value: d.maxTasksPerBroker ?? 'every slot', source: s.maxTasksPerBroker }
+  ]
 }
 
 /** Parses `24,48`: the IPv4 prefix length (1–32), then the IPv6 one (1–128). */
@@ -446,15 +534,17 @@ export function parsePositiveInt (value: string, source: string): number {
   return n
 }
 
-/** Parses sizes such as `64MiB`, `1GiB`, `131072`. */
-export function parseBytes (value: string, source: string): number {
+export type SizeUnit = 'b' | 'kib' | 'mib' | 'gib' | 'kb' | 'mb' | 'gb'
+
+/** Parses sizes such as `64MiB`, `1GiB`, `131072`; a plain number counts in `plainUnit` (bytes unless the flag says otherwise). */
+export function parseBytes (value: string, source: string, plainUnit: SizeUnit = 'b'): number {
   const m = /^(\d+(?:\.\d+)?)\s*(b|kib|mib|gib|kb|mb|gb)?$/i.exec(value.trim())
   if (m == null) throw new ConfigError(`invalid size for ${source}: "${value}" (e.g. 64MiB)`)
-  const mult: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 }
-  return Math.round(Number(m[1]) * mult[(m[2] ?? 'b').toLowerCase()])
+  const mult: Record<SizeUnit, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 }
+  return Math.round(Number(m[1]) * mult[(m[2] ?? plainUnit).toLowerCase() as SizeUnit])
 }
 
-/** Parses durations such as `1h`, `90s`, `500ms`, `2m`. */
+/** Parses durations such as `1h`, `90s`, `500ms`, `2m`; a plain number is seconds. */
 export function parseDurationMs (value: string, source: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/i.exec(value.trim())
   if (m == null) throw new ConfigError(`invalid duration for ${source}: "${value}" (e.g. 1h, 90s)`)
@@ -492,7 +582,8 @@ function parseExemptList (values: readonly string[], source: string): Cidr[] {
 
 export function loadRelayConfig (flags: RelayFlags, env: NodeJS.ProcessEnv = process.env): RelayConfig {
   const dataDir = resolveDataDir(flags.dataDir, env)
-  const fileConfig = readConfigFile(dataDirPaths(dataDir).configFile)
+  const configFile = dataDirPaths(dataDir).configFile
+  const { file: fileConfig, unknownKeys } = readConfigFileNoting(configFile)
   const listen = pick(nonEmpty(flags.listen), undefined, fileConfig.listen, [...DEFAULT_RELAY_LISTEN])
   const announce = pick(nonEmpty(flags.announce), undefined, fileConfig.announce, [])
   const envBootstrap = env[BOOTSTRAP_ENV] != null && env[BOOTSTRAP_ENV] !== '' ? splitList(env[BOOTSTRAP_ENV]) : undefined
@@ -519,6 +610,8 @@ export function loadRelayConfig (flags: RelayFlags, env: NodeJS.ProcessEnv = pro
     ...(flags.tlsCert != null && flags.tlsKey != null ? { tls: Object.freeze({ certFile: flags.tlsCert, keyFile: flags.tlsKey }) } : {}),
     limits: Object.freeze(limits),
     publicRanges: Object.freeze(loadPublicRanges(flags.publicRanges, fileConfig.publicRanges)),
-    stunPorts: Object.freeze(loadStunPorts(flags.stunPorts, flags.noStun))
+    stunPorts: Object.freeze(loadStunPorts(flags.stunPorts, flags.noStun)),
+    unknownKeys: Object.freeze(unknownKeys),
+    configFile
   })
 }

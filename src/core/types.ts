@@ -193,6 +193,8 @@ export interface DaemonStatus {
   version: string
   /** the donor's executor; absent from daemons that predate the job pipeline */
   executor?: ExecutorStatusView
+  /** other peers that accept jobs, heard from recently: how many replicas a job can get now; absent from older daemons */
+  knownExecutors?: number
 }
 
 export interface ExecutorStatusView {

@@ -228,13 +228,13 @@ function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, l
  * free port (the CLI finds it in api-endpoint.json).
  */
 async function startApi (config: DaemonConfig, paths: DataDirPaths, net: Net, roles: Roles, teardown: Teardown): Promise<ApiServer> {
-  const api = new ApiServer({ paths, port: config.apiPort, nextFreePort: config.apiPortSource === 'default', version: VERSION, handlers: apiHandlers(net.mesh, roles) })
+  const api = new ApiServer({ paths, port: config.apiPort, nextFreePort: config.apiPortSource === 'default', version: VERSION, handlers: apiHandlers(net.mesh, roles, net.capacityService) })
   await api.start()
   teardown.add(LOCAL_API, async () => { await api.stop() })
   return api
 }
 
-function apiHandlers (mesh: MeshNode, roles: Roles): ApiHandlers {
+function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacityService'], 'executors'>): ApiHandlers {
   const { donor, broker, maxLimits } = roles
   const executor = roles.execution?.executor
   return {
@@ -243,7 +243,8 @@ function apiHandlers (mesh: MeshNode, roles: Roles): ApiHandlers {
       ...donor.status(),
       executor: executor != null
         ? { accepting: true, ...executor.status(), maxLimits }
-        : { accepting: false, reason: 'started with --no-execute' }
+        : { accepting: false, reason: 'started with --no-execute' },
+      knownExecutors: capacity.executors().length
     }),
     dials: async ({ limit }) => ({ total: mesh.telemetry.count(), attempts: mesh.telemetry.recent(limit) }),
     ping: async ({ target, count }, { signal }) => await donor.ping(target, count, { signal }),

@@ -59,6 +59,17 @@ export interface ReservationManagerInit {
   /** a learned relay that failed is tried again after this, doubling per failure up to 5 min @default 5000 */
   learnedRetryMs?: number
   /**
+   * after this many failed rounds in a row on one relay it counts as down, not
+   * blipping: its retries are spaced up to `downMaxBackoffMs` even while short
+   * of reservations, and its failures are logged as one line per
+   * `failureSummaryMs` with the count @default 5
+   */
+  quietAfterFailures?: number
+  /** the retry ceiling for a relay that is down (see `quietAfterFailures`); a restarted relay is still reserved within this @default 10000 */
+  downMaxBackoffMs?: number
+  /** how often a relay that is down gets a line saying how many rounds failed @default 60000 */
+  failureSummaryMs?: number
+  /**
    * drop a `wss` relay path whose TLS a middlebox re-signs (a TLS-inspecting
    * proxy), instead of only reporting it; the address is not dialled again
    * for `refusedPathMs` @default false
@@ -117,6 +128,11 @@ export class ReservationManager {
   private readonly target: number
   private readonly cap: number
   private readonly underTargetMaxBackoffMs: number
+  private readonly quietAfterFailures: number
+  private readonly downMaxBackoffMs: number
+  private readonly failureSummaryMs: number
+  /** per relay that is down: when the current summary window opened and the failed rounds in it */
+  private readonly failureSummaries = new Map<string, { since: number, count: number }>()
   private readonly learnedRetry: BackoffPolicy
   private readonly refuseIntercepted: boolean
   private readonly refusedPathMs: number
@@ -164,6 +180,9 @@ export class ReservationManager {
     this.target = Math.max(1, init.targetReservations ?? 2)
     this.cap = Math.max(this.target, init.maxReservations ?? 3)
     this.underTargetMaxBackoffMs = init.underTargetMaxBackoffMs ?? 2_000
+    this.quietAfterFailures = init.quietAfterFailures ?? 5
+    this.downMaxBackoffMs = init.downMaxBackoffMs ?? 10_000
+    this.failureSummaryMs = init.failureSummaryMs ?? 60_000
     this.learnedRetry = { initialMs: init.learnedRetryMs ?? 5_000, maxMs: MAX_LEARNED_RETRY_MS }
     this.refuseIntercepted = init.refuseIntercepted ?? false
     this.refusedPathMs = init.refusedPathMs ?? 600_000
@@ -458,12 +477,43 @@ export class ReservationManager {
       return
     }
     this.coverageWaker.wake()
-    // short of the reservations wanted, a relay coming back must be noticed within seconds
-    const ceiling = this.held().length < this.target ? Math.min(this.maxBackoffMs, this.underTargetMaxBackoffMs) : this.maxBackoffMs
     // ±20% jitter so many donors do not hammer a restarted relay in lock-step
-    const wait = backoffDelay({ initialMs: this.initialBackoffMs, maxMs: ceiling, jitter: 0.2 }, relay.failures + 1)
+    const wait = backoffDelay({ initialMs: this.initialBackoffMs, maxMs: this.retryCeiling(relay), jitter: 0.2 }, relay.failures + 1)
     relay.backingOff(cause, Date.now() + wait)
-    this.log.info(`relay ${relay.peerId}: attempt ${relay.failures} failed (${cause}); retrying in ${(wait / 1000).toFixed(1)} s`, { peer: relay.peerId, failures: relay.failures })
+    this.reportRoundFailed(relay, cause, wait)
+  }
+
+  /**
+   * Short of the reservations wanted, a relay coming back must be noticed
+   * within seconds; one that has been down for several rounds is polled less
+   * often (another known relay fills the gap through the coverage loop, not
+   * through this wait).
+   */
+  private retryCeiling (relay: RelayEntry): number {
+    if (this.held().length >= this.target) return this.maxBackoffMs
+    const cap = relay.failures >= this.quietAfterFailures ? this.downMaxBackoffMs : this.underTargetMaxBackoffMs
+    return Math.min(this.maxBackoffMs, cap)
+  }
+
+  /** Each failed round while a relay blips; once it is down, one line per `failureSummaryMs` with the count. */
+  private reportRoundFailed (relay: RelayEntry, cause: string, wait: number): void {
+    const fields = { peer: relay.peerId, failures: relay.failures }
+    if (relay.failures <= this.quietAfterFailures) {
+      this.failureSummaries.delete(relay.peerId)
+      this.log.info(`relay ${relay.peerId}: attempt ${relay.failures} failed (${cause}); retrying in ${(wait / 1000).toFixed(1)} s`, fields)
+      return
+    }
+    const now = Date.now()
+    const summary = this.failureSummaries.get(relay.peerId)
+    if (summary == null) {
+      this.failureSummaries.set(relay.peerId, { since: now, count: 0 })
+      this.log.info(`relay ${relay.peerId}: attempt ${relay.failures} failed (${cause}); it looks down: retrying every ${(this.retryCeiling(relay) / 1000).toFixed(0)} s at most, one line per ${(this.failureSummaryMs / 1000).toFixed(0)} s from now`, fields)
+      return
+    }
+    summary.count++
+    if (now - summary.since < this.failureSummaryMs) return
+    this.log.info(`relay ${relay.peerId}: ${summary.count} more attempt(s) failed in the last ${((now - summary.since) / 1000).toFixed(0)} s, ${relay.failures} in a row (last: ${cause}); retrying in ${(wait / 1000).toFixed(1)} s`, { ...fields, suppressed: summary.count })
+    this.failureSummaries.set(relay.peerId, { since: now, count: 0 })
   }
 
   /** A learned relay that failed: not tried again for a while, doubling per failure. */

@@ -16,6 +16,8 @@
  */
 import { fstatSync } from 'node:fs'
 
+import { shortPeerId } from '../core/format.ts'
+
 export const LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const
 export type Level = typeof LEVELS[number]
 export type LogFormat = 'text' | 'json'
@@ -167,13 +169,18 @@ function serialise (value: unknown): unknown {
 }
 
 function formatText (level: Level, component: string, msg: string, fields?: Fields, journal = false): string {
+  // Ed25519, RSA and secp256k1 PeerIds (base58btc) in a field repeat what the message says in full: short forms keep
+  // the line readable, and the JSON format keeps them whole
+  const shortenPeerIds = (value: unknown): unknown => typeof value === 'string'
+    ? value.replace(/\b(?:12D3KooW[1-9A-HJ-NP-Za-km-z]{44}|Qm[1-9A-HJ-NP-Za-km-z]{44}|16Uiu2HA[1-9A-HJ-NP-Za-km-z]{45})\b/g, shortPeerId)
+    : value
   const time = journal ? '' : new Date().toISOString().slice(11, 23) + ' '
   let line = `${time}${level.toUpperCase().padEnd(5)} ${component}: ${journal ? msg.replace(/\r?\n/g, '\\n') : msg}`
   if (fields != null) {
     const extras = Object.entries(fields)
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => {
-        const s = serialise(v)
+        const s = shortenPeerIds(serialise(v))
         return `${k}=${typeof s === 'string' ? (/\s/.test(s) ? JSON.stringify(s) : s) : JSON.stringify(s)}`
       })
     if (extras.length > 0) line += `  ${extras.join(' ')}`

@@ -58,7 +58,7 @@ export class MeshPinger implements Pinger {
     const timeout = AbortSignal.timeout(PROBE_TIMEOUT_MS)
     try {
       const rtt = await this.components.ping.ping(peer, { signal: options.signal != null ? AbortSignal.any([options.signal, timeout]) : timeout })
-      const used = this.components.connections.open(peer.toString())[0] ?? conn
+      const used = connectionPingUses(this.components.connections.open(peer.toString())) ?? conn
       const t = transportOf(used.remoteAddr)
       return {
         seq,
@@ -83,7 +83,17 @@ export class MeshPinger implements Pinger {
       if (!(err instanceof ReachFailedError)) throw err
       throw new PeerUnreachableError(err.candidates === 0
         ? `no address known for ${target} and no relay to try: give a multiaddr, or connect to a relay it uses`
-        : `could not reach ${target} on any of ${err.candidates} address(es)`, { cause: err.cause })
+        : `could not reach ${target} on any of ${err.candidates} address(es): ${err.attempts.map(a => `${a.addr} (${a.transport}) at ${a.phase}: ${a.cause}`).join('; ')}`, { cause: err.cause })
     }
   }
+}
+
+/**
+ * The connection a ping to a PeerId travels on: the one js-libp2p picks for a
+ * new stream (an open, unlimited connection, direct ones first), else the
+ * first open one (a limited relayed circuit).
+ */
+export function connectionPingUses<C extends Pick<Connection, 'status' | 'direct' | 'limits'>> (open: readonly C[]): C | undefined {
+  const live = open.filter(c => c.status === 'open')
+  return live.find(c => c.direct && c.limits == null) ?? live.find(c => c.limits == null) ?? live[0]
 }

@@ -70,8 +70,8 @@ describe('worldcompute job', () => {
     assert.equal(v.exitCode, 3)
   })
 
-  it('--arg and --env reach the program; human output prints its stdout', async () => {
-    const res = await runCli(['job', 'submit', fixture('hello.wasm'), '--arg', 'first', '--env', 'GREETING=hi', '--data-dir', submitterDir], { timeoutMs: 60_000 })
+  it('--arg and --env reach the program, --deadline and --memory take units; human output prints its stdout', async () => {
+    const res = await runCli(['job', 'submit', fixture('hello.wasm'), '--arg', 'first', '--env', 'GREETING=hi', '--deadline', '10m', '--memory', '64MiB', '--data-dir', submitterDir], { timeoutMs: 60_000 })
     assert.equal(res.code, 0, res.stderr)
     assert.match(res.stdout, /hello from wasi/)
     assert.match(res.stdout, /first/)
@@ -110,6 +110,16 @@ describe('worldcompute job', () => {
     const few = await runCli(['job', 'submit', fixture('hello.wasm'), '--executor', id, '--replicas', '2', '--data-dir', submitterDir])
     assert.notEqual(few.code, 0)
     assert.match(few.stderr, /2 replicas need 2 distinct executors/)
+  })
+
+  it('--replicas above the executors the daemon knows warns at once, naming both counts; status shows the count', async () => {
+    const status = JSON.parse((await runCli(['status', '--data-dir', submitterDir, '--json'])).stdout)
+    assert.equal(status.knownExecutors, 1)
+    const res = await runCli(['job', 'submit', fixture('hello.wasm'), '--replicas', '3', '--detach', '--data-dir', submitterDir])
+    assert.equal(res.code, 0, res.stderr)
+    assert.match(res.stderr, /warning: 3 replica\(s\) wanted but the daemon knows 1 other peer\(s\) that accept jobs/)
+    const enough = await runCli(['job', 'submit', fixture('hello.wasm'), '--detach', '--data-dir', submitterDir])
+    assert.doesNotMatch(enough.stderr, /warning/)
   })
 
   it('job submit with no daemon says so in one line', async () => {

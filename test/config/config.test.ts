@@ -11,6 +11,7 @@ import {
   DEFAULT_DAEMON_LISTEN,
   DEFAULT_RELAY_LIMITS,
   DEFAULT_RELAY_LISTEN,
+  describeDaemonConfig,
   loadDaemonConfig,
   loadRelayConfig,
   parseBytes,
@@ -19,6 +20,7 @@ import {
   splitList
 } from '../../src/config/config.ts'
 import { DATA_DIR_ENV, dataDirPaths, resolveDataDir } from '../../src/config/data-dir.ts'
+import { CONFIG_FILE_KEYS, unknownConfigKeys, unknownKeyMessage } from '../../src/config/config-keys.ts'
 import { ConfigError, InvalidMultiaddrError } from '../../src/core/errors.ts'
 
 const PEER_A = '12D3KooWCUxGstisocAwjyRccMAVqDFAksLECFj23zxN7fP231Wj'
@@ -482,5 +484,62 @@ describe('loadDaemonConfig refuseIntercepted', () => {
       () => loadDaemonConfig({ dataDir: dirWithConfig({ refuseIntercepted: 'yes' }) }, {}),
       (err: unknown) => err instanceof ConfigError && err.message.includes('"refuseIntercepted"')
     )
+  })
+})
+
+describe('unknown config.json keys', () => {
+  it('a mistyped top-level key is reported with the known key it most resembles, and the rest still loads', () => {
+    const config = loadDaemonConfig({ dataDir: dirWithConfig({ bootstap: [ADDR_A], apiPort: 7800 }) }, {})
+    assert.deepEqual(config.unknownKeys, [{ key: 'bootstap', closest: 'bootstrap' }])
+    assert.equal(config.apiPort, 7800)
+    assert.equal(config.bootstrap.length, 0)
+    assert.equal(config.configFile, join(config.dataDir, 'config.json'))
+  })
+
+  it('a key unlike any known one is reported without a suggestion, by the relay too', () => {
+    const relay = loadRelayConfig({ dataDir: dirWithConfig({ frobnicate: 1, relayLimits: {} }) }, {})
+    assert.deepEqual(relay.unknownKeys, [{ key: 'frobnicate' }])
+    assert.deepEqual(unknownConfigKeys({ ApiPort: 1, listen: [] }), [{ key: 'ApiPort', closest: 'apiPort' }])
+  })
+
+  it('the warning names the file, the key and the suggestion', () => {
+    assert.match(unknownKeyMessage('/d/config.json', { key: 'bootstap', closest: 'bootstrap' }), /\/d\/config\.json.*"bootstap".*did you mean "bootstrap"/)
+    assert.match(unknownKeyMessage('/d/config.json', { key: 'x' }), /known keys: bootstrap, doh/)
+  })
+
+  it('no config file means no unknown keys', () => {
+    assert.deepEqual(loadDaemonConfig({ dataDir: freshDir() }, {}).unknownKeys, [])
+  })
+})
+
+describe('describeDaemonConfig', () => {
+  const entry = (config: ReturnType<typeof loadDaemonConfig>, key: string): { value: unknown, source: string } | undefined =>
+    describeDaemonConfig(config).find(e => e.key === key)
+
+  it('names where each value came from: flag, env, file or default', () => {
+    const dir = dirWithConfig({ apiPort: 7800, publicRanges: ['10.0.0.0/8'], refuseIntercepted: true })
+    const config = loadDaemonConfig({ maxJobMemory: '64MiB' }, { [DATA_DIR_ENV]: dir, [BOOTSTRAP_ENV]: ADDR_A })
+    assert.deepEqual(entry(config, 'dataDir'), { key: 'dataDir', value: resolve(dir), source: 'env' })
+    assert.deepEqual(entry(config, 'bootstrap'), { key: 'bootstrap', value: [ADDR_A], source: 'env' })
+    assert.deepEqual(entry(config, 'apiPort'), { key: 'apiPort', value: 7800, source: 'file' })
+    assert.deepEqual(entry(config, 'publicRanges'), { key: 'publicRanges', value: ['10.0.0.0/8'], source: 'file' })
+    assert.deepEqual(entry(config, 'refuseIntercepted'), { key: 'refuseIntercepted', value: true, source: 'file' })
+    assert.deepEqual(entry(config, 'maxJobMemory'), { key: 'maxJobMemory', value: '64MiB', source: 'flag' })
+    assert.deepEqual(entry(config, 'listen')?.source, 'default')
+    assert.deepEqual(entry(config, 'maxDeadline'), { key: 'maxDeadline', value: '600s', source: 'default' })
+  })
+
+  it('lists every config.json key the daemon reads', () => {
+    const keys = describeDaemonConfig(loadDaemonConfig({ dataDir: freshDir() }, {})).map(e => e.key)
+    for (const k of CONFIG_FILE_KEYS.filter(k => k.roles.includes('daemon'))) assert.ok(keys.includes(k.key), `shows ${k.key}`)
+  })
+})
+
+describe('parseBytes with a unit for plain numbers', () => {
+  it('counts a plain number in the given unit and a suffixed one in its own', () => {
+    assert.equal(parseBytes('64', '--memory', 'mib'), 64 * 1024 * 1024)
+    assert.equal(parseBytes('64MiB', '--memory', 'mib'), 64 * 1024 * 1024)
+    assert.equal(parseBytes('1GiB', '--memory', 'mib'), 1024 ** 3)
+    assert.equal(parseBytes('64', '--relay-data-limit'), 64)
   })
 })

@@ -1,6 +1,7 @@
 import { describe, it, afterEach } from 'node:test'
 import assert from 'node:assert/strict'
 import { configureLogging, createLogger, levelFor, parseLogFilter, resetLogging } from '../../src/log/logger.ts'
+import { shortPeerId } from '../../src/core/format.ts'
 
 /** Captures every line the logger emits until resetLogging(). */
 function capture (opts: { spec?: string, format?: 'text' | 'json' } = {}): string[] {
@@ -106,6 +107,18 @@ describe('createLogger', () => {
     assert.ok(line.includes('peer=abc'), line)
     assert.ok(line.includes('duration_ms=12'), line)
     assert.ok(line.includes('note="two words"'), line)
+  })
+
+  it('shortens PeerIds in text fields, whole or inside an address, and keeps them whole in the message and in JSON', () => {
+    const id = '12D3KooWCUxGstisocAwjyRccMAVqDFAksLECFj23zxN7fP231Wj'
+    const text = capture({ format: 'text' })
+    createLogger('net').warn(`lost relay ${id}`, { peer: id, addr: `/ip4/127.0.0.1/tcp/4001/p2p/${id}` })
+    assert.ok(text[0].includes(`lost relay ${id}`), text[0])
+    assert.ok(text[0].includes(`peer=${shortPeerId(id)}`), text[0])
+    assert.ok(text[0].includes(`addr=/ip4/127.0.0.1/tcp/4001/p2p/${shortPeerId(id)}`), text[0])
+    const json = capture({ format: 'json' })
+    createLogger('net').warn('lost relay', { peer: id })
+    assert.equal(JSON.parse(json[0]).peer, id)
   })
 
   it('writes one parseable JSON object per line with ts, level, component, msg and the fields', () => {

@@ -14,6 +14,7 @@ import { bytesOf, captureLogs, createTestNode, fakeExecutor, MODULE, MODULE_CID,
 import { waitFor } from '../helpers/wait.ts'
 import type { ExecuteRequest, ExecuteResult } from '../../src/core/job.ts'
 import type { Libp2p } from 'libp2p'
+import { shortPeerId } from '../../src/core/format.ts'
 
 type Node = Libp2p<Record<string, any>>
 
@@ -85,7 +86,7 @@ describe('a donor runs only what it agreed to', () => {
 
   const dispatcher = (node: Node): DispatchService => node.services.dispatch as DispatchService
   const offerer = (node: Node): OfferService => node.services.offer as OfferService
-  const refusalLines = (peer: string): string[] => logs.lines.filter(l => l.includes('code=no-offer') && l.includes(`peer=${peer}`))
+  const refusalLines = (peer: string): string[] => logs.lines.filter(l => l.includes('code=no-offer') && l.includes(`peer=${shortPeerId(peer)}`))
 
   it('refuses a dispatch that no accepted offer covers, with the no-offer code, and runs nothing', async () => {
     const { donor, brokers: [stranger], calls } = await donorWith(1)

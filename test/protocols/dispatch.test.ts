@@ -18,6 +18,7 @@ import type { OfferService } from '../../src/protocols/offer/index.ts'
 import type { Libp2p } from 'libp2p'
 import type { PrivateKey, Stream } from '@libp2p/interface'
 import type { ExecuteResult, ReceiptBody } from '../../src/core/job.ts'
+import { shortPeerId } from '../../src/core/format.ts'
 
 type Node = Libp2p<Record<string, any>>
 
@@ -237,7 +238,7 @@ describe('dispatch protocol', () => {
 
     const line = await waitFor('the donor to log the bad stream', () => logs.lines.find(l => l.includes('code=MALFORMED_MESSAGE')))
     assert.match(line, /WARN/)
-    assert.match(line, new RegExp(`peer=${broker.peerId.toString()}`))
+    assert.match(line, new RegExp(`peer=${shortPeerId(broker.peerId.toString())}`))
     assert.match(line, /protocol=\/worldcompute\/dispatch\/1\.0\.0/)
     await waitFor('the stream to be reset', () => stream.status !== 'open')
 

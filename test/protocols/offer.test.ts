@@ -8,6 +8,7 @@ import { bytesOf, captureLogs, createTestNode, stopAll } from './helpers.ts'
 import { waitFor } from '../helpers/wait.ts'
 import type { DecideOffer, OfferRequest, OfferResponse, OfferService } from '../../src/protocols/offer/index.ts'
 import type { Libp2p } from 'libp2p'
+import { shortPeerId } from '../../src/core/format.ts'
 
 type Node = Libp2p<Record<string, any>>
 
@@ -110,7 +111,7 @@ describe('offer protocol', () => {
     await framed.writeFrame(bytesOf('this is not cbor at all'), {})
     await stream.close()
     const line = await waitFor('the donor to log the bad offer', () => logs.lines.find(l => l.includes('code=MALFORMED_MESSAGE')))
-    assert.match(line, new RegExp(`peer=${broker.peerId.toString()}`))
+    assert.match(line, new RegExp(`peer=${shortPeerId(broker.peerId.toString())}`))
     assert.match(line, /protocol=\/worldcompute\/offer\/1\.0\.0/)
     assert.equal((await offers.offer(donor.peerId, request)).accept, true)
   })

@@ -2,12 +2,14 @@ import { readFileSync } from 'node:fs'
 import { commonOptions, parse, UsageError } from '../args.ts'
 import { ApiClient } from '../../api/client.ts'
 import { resolveDataDir } from '../../config/data-dir.ts'
-import { shortPeerId } from '../../core/format.ts'
+import { parseBytes, parseDurationMs } from '../../config/config.ts'
+import { ConfigError } from '../../core/errors.ts'
+import { duration, shortPeerId } from '../../core/format.ts'
 import { printJson, type Output } from '../output.ts'
 import type { JobLimits, JobView } from '../../core/job.ts'
 
 export const help = `worldcompute job submit MODULE.wasm [--input FILE|-] [--arg A]... [--env K=V]... [--replicas N]
-                        [--executor PEER_ID]... [--deadline SECONDS] [--fuel N] [--memory MIB] [--detach]
+                        [--executor PEER_ID]... [--deadline D] [--fuel N] [--memory SIZE] [--detach]
                         [--data-dir DIR] [--json]
 worldcompute job status JOB_ID [--data-dir DIR] [--json]
 worldcompute job result JOB_ID [--data-dir DIR] [--json]
@@ -22,9 +24,32 @@ identities from one place cannot out-vote the others (docs/trust-model.md).
 --executor PEER_ID (repeatable) runs the job only on these executors, trusted
 ones in a private mesh; the network rule then does not apply between them.
 submit waits for the answer unless --detach; the exit code is 0 exactly when
-the job succeeded.`
+the job succeeded.
+
+job submit:
+  --input FILE|-     the job's stdin: a file, or - for this command's stdin
+                     (default: empty)
+  --arg A            one argument after the module name; repeatable
+  --env K=V          one environment variable; repeatable
+  --replicas N       distinct donors that run it; a strict majority must agree
+                     (default 1)
+  --executor PEER_ID run only on this executor; repeatable
+  --deadline D       how long the job may take: 90s, 10m, 1h, 500ms; a plain
+                     number is seconds (default 60s, or the donor's
+                     --max-deadline when lower)
+  --fuel N           metered WebAssembly blocks the job may run (default 2^50:
+                     the deadline binds first for an honest program)
+  --memory SIZE      memory the job may use: 64MiB, 1GiB; a plain number is
+                     MiB (default 256MiB, or the donor's --max-job-memory
+                     when lower)
+  --detach           print the job id and return at once; \`job status\` and
+                     \`job result\` follow it
+  --data-dir DIR     the daemon to submit through (or WORLDCOMPUTE_DATA_DIR)
+  --json             print the final job (or, with --detach, the acceptance)
+                     as JSON`
 
 const POLL_MS = 200
+const PROGRESS_MS = 10_000
 
 function client (dataDir: string | undefined): ApiClient {
   return new ApiClient({ dataDir: resolveDataDir(dataDir) })
@@ -53,17 +78,61 @@ function exitFor (v: JobView): number {
   return v.status === 'succeeded' ? 0 : 1
 }
 
+/**
+ * Says at once when the daemon knows fewer executors than the job needs:
+ * the broker waits for more (up to its own timeout, minutes) and would
+ * otherwise say nothing meanwhile.
+ */
+async function warnFewExecutors (api: ApiClient, replicas: number, o: Output): Promise<void> {
+  const { knownExecutors } = await api.call('status', {})
+  if (knownExecutors == null || knownExecutors >= replicas) return
+  o.err(`warning: ${replicas} replica(s) wanted but the daemon knows ${knownExecutors} other peer(s) that accept jobs; ` +
+    'the job waits for more (a daemon does not run the jobs it submits), and fails as unavailable if none come')
+}
+
 async function waitForFinal (api: ApiClient, jobId: string, o: Output, progress: boolean): Promise<JobView> {
   let last = ''
+  let shownAt = Date.now()
+  const started = shownAt
   // bounded by the job itself: the broker always reaches a final state (result, no agreement, or unavailable)
   for (;;) {
     const v = await api.call('job', { id: jobId, full: false })
     const line = `${v.status}: ${v.message}` + v.replicas.map(r => ` [${shortPeerId(r.executor)} ${r.state}${r.path != null ? ` ${r.path}` : ''}]`).join('')
-    if (progress && line !== last) o.err(`  ${line}`)
+    // on a terminal, an unchanged state is repeated every PROGRESS_MS with the time waited, so a long wait is visibly alive
+    if (progress && (line !== last || Date.now() - shownAt >= PROGRESS_MS)) {
+      o.err(`  ${line}${line === last ? ` (${duration(Date.now() - started)} so far)` : ''}`)
+      shownAt = Date.now()
+    }
     last = line
     if (v.final) return await api.call('job', { id: jobId, full: true })
     await new Promise(resolve => setTimeout(resolve, POLL_MS))
   }
+}
+
+/** A positive flag value read by `read`; a value it refuses is a usage error naming the flag. */
+function positive (v: string | undefined, flag: string, read: (v: string) => number): number | undefined {
+  if (v == null) return undefined
+  let n: number
+  try {
+    n = read(v)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    throw new UsageError(`job submit: ${err.message}`)
+  }
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`job submit: ${flag} must be a positive number, got "${v}"`)
+  return n
+}
+
+/** The limits a submitter asks for: units as on the daemon's flags, plain numbers as seconds and MiB. */
+export function jobLimits (values: { deadline?: string, fuel?: string, memory?: string }): Partial<JobLimits> {
+  const limits: Partial<JobLimits> = {}
+  const deadline = positive(values.deadline, '--deadline', v => parseDurationMs(v, '--deadline'))
+  if (deadline != null) limits.deadlineMs = deadline
+  const fuel = positive(values.fuel, '--fuel', Number)
+  if (fuel != null) limits.fuel = Math.round(fuel)
+  const memory = positive(values.memory, '--memory', v => parseBytes(v, '--memory', 'mib'))
+  if (memory != null) limits.memoryBytes = memory
+  return limits
 }
 
 async function submit (argv: string[], o: Output): Promise<number> {
@@ -97,23 +166,12 @@ async function submit (argv: string[], o: Output): Promise<number> {
       throw new UsageError(`job submit: cannot read --input ${values.input}: ${(err as Error).message}`)
     }
   }
-  const num = (v: string | undefined, flag: string): number | undefined => {
-    if (v == null) return undefined
-    const n = Number(v)
-    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`job submit: ${flag} must be a positive number, got "${v}"`)
-    return n
-  }
-  const limits: Partial<JobLimits> = {}
-  const deadline = num(values.deadline, '--deadline')
-  if (deadline != null) limits.deadlineMs = Math.round(deadline * 1000)
-  const fuel = num(values.fuel, '--fuel')
-  if (fuel != null) limits.fuel = Math.round(fuel)
-  const memory = num(values.memory, '--memory')
-  if (memory != null) limits.memoryBytes = Math.round(memory * 1024 * 1024)
-  const replicas = num(values.replicas, '--replicas') ?? 1
+  const limits = jobLimits(values)
+  const replicas = positive(values.replicas, '--replicas', Number) ?? 1
   for (const e of values.env ?? []) if (!e.includes('=')) throw new UsageError(`job submit: --env takes K=V, got "${e}"`)
 
   const api = client(values['data-dir'])
+  if (values.executor == null) await warnFewExecutors(api, replicas, o)
   const accepted = await api.call('submitJob', {
     module: module.toString('base64'),
     input: input.toString('base64'),

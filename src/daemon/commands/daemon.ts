@@ -1,10 +1,10 @@
-import { parse } from '../../cli/args.ts'
+import { parse, UsageError } from '../../cli/args.ts'
 import { loadDaemonConfig } from '../../config/config.ts'
 import { startDaemon } from '../daemon.ts'
 import { runUntilSignal } from '../../cli/lifecycle.ts'
 import type { Output } from '../../cli/output.ts'
 import { operatorLine } from '../../log/logger.ts'
-import { nodeFlags, resolvingNodeOptions } from './node-flags.ts'
+import { nodeFlags, resolvingNodeOptions, warnUnknownConfigKeys } from './node-flags.ts'
 
 export const help = `worldcompute daemon [--data-dir DIR] [--bootstrap MA]... [--listen MA]... [--api-port N]
 
@@ -65,6 +65,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'replica-network-prefix': { type: 'string' }
   }, 'daemon')
   if (values.help) { o.out(help); return 0 }
+  // the daemon prints no result to format: a --json meant for it would be silently lost
+  if (values.json) throw new UsageError('daemon: --json has nothing to format here; use --log-format json for JSON log lines, and `worldcompute status --json` for the daemon\'s state')
   const config = loadDaemonConfig({
     ...nodeFlags(values),
     doh: values.doh,
@@ -79,6 +81,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
     maxTasksPerBroker: values['max-tasks-per-broker'],
     replicaNetworkPrefix: values['replica-network-prefix']
   })
+  warnUnknownConfigKeys(config)
   await runUntilSignal(o, async () => await startDaemon(config), (handle) => {
     operatorLine(o.err, 'daemon', 'info', `worldcompute daemon ${handle.peerId} running; API on 127.0.0.1:${handle.apiPort}; \`worldcompute status --data-dir ${config.dataDir}\` shows what it is doing`, { peerId: handle.peerId, apiPort: handle.apiPort, dataDir: config.dataDir })
   })

@@ -16,7 +16,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
   const { values, positionals } = parse(argv, commonOptions, 'evidence')
   if (values.help) { o.out(help); return 0 }
   const [sub, path, ...rest] = positionals
-  if (sub !== 'validate') throw new UsageError(`evidence: unknown subcommand "${sub ?? ''}"; use \`worldcompute evidence validate PATH\``)
+  if (sub == null) throw new UsageError('evidence: give a subcommand; subcommands: validate (`worldcompute evidence validate PATH`)')
+  if (sub !== 'validate') throw new UsageError(`evidence: unknown subcommand "${sub}"; subcommands: validate (\`worldcompute evidence validate PATH\`)`)
   if (path == null || rest.length > 0) throw new UsageError('evidence validate takes exactly one PATH (a bundle folder or the --evidence folder)')
   const results = validateEvidence(path)
   if (values.json) printJson(o, results)

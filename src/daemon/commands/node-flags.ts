@@ -1,4 +1,6 @@
 import { commonOptions, type Options } from '../../cli/args.ts'
+import { unknownKeyMessage, type UnknownConfigKey } from '../../config/config-keys.ts'
+import { createLogger, type Logger } from '../../log/logger.ts'
 
 /**
  * The flags of every command that runs a node here (daemon, relay, doctor):
@@ -28,4 +30,11 @@ export interface NodeFlagValues {
 /** The parsed node flags, named as the config loaders take them. */
 export function nodeFlags (values: NodeFlagValues): { dataDir?: string, bootstrap?: string[], listen?: string[], publicRanges?: string[] } {
   return { dataDir: values['data-dir'], bootstrap: values.bootstrap, listen: values.listen, publicRanges: values['public-range'] }
+}
+
+/** Names each top-level config.json key no role reads, once at start, with the key it most resembles. */
+export function warnUnknownConfigKeys (config: { configFile: string, unknownKeys: readonly UnknownConfigKey[] }, log: Logger = createLogger('config')): void {
+  for (const unknown of config.unknownKeys) {
+    log.warn(unknownKeyMessage(config.configFile, unknown), { code: 'CONFIG_UNKNOWN_KEY', key: unknown.key, ...(unknown.closest != null ? { closest: unknown.closest } : {}) })
+  }
 }

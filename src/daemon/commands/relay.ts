@@ -3,7 +3,7 @@ import { loadRelayConfig } from '../../config/config.ts'
 import { startRelay } from '../daemon.ts'
 import { runUntilSignal } from '../../cli/lifecycle.ts'
 import type { Output } from '../../cli/output.ts'
-import { nodeFlags, nodeOptions } from './node-flags.ts'
+import { nodeFlags, nodeOptions, warnUnknownConfigKeys } from './node-flags.ts'
 
 export const help = `worldcompute relay [--data-dir DIR] [--listen MA]... [--announce MA]... [--tls-cert FILE --tls-key FILE]
 
@@ -73,6 +73,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
     stunPorts: values['stun-port'],
     noStun: values['no-stun']
   })
+  warnUnknownConfigKeys(config)
   await runUntilSignal(o, async () => await startRelay(config), (handle) => {
     const { info } = handle
     if (values.json) {
