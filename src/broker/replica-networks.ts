@@ -1,4 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net'
+import { ipv6Groups, mappedIpv4 } from '../core/ip.ts'
 
 /**
  * Which network an executor is in, for placing the replicas of one job in
@@ -32,7 +33,7 @@ export const UNOBSERVED = 'unobserved'
 /** The network of an executor seen at `ip` (undefined: nobody observed it). */
 export function networkOf (ip: string | undefined, peerId: string, prefixes: NetworkPrefixes = DEFAULT_NETWORK_PREFIXES): string {
   if (ip == null) return UNOBSERVED
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)?.[1]
+  const mapped = mappedIpv4(ip)
   const v4 = mapped ?? (isIPv4(ip) ? ip : undefined)
   if (v4 != null) {
     if (v4.startsWith('127.')) return `loopback:${peerId}`
@@ -50,19 +51,4 @@ function maskBits (parts: number[], width: number, bits: number): number[] {
     const keep = Math.max(0, Math.min(width, bits - i * width))
     return keep === 0 ? 0 : p & (((1 << width) - 1) ^ ((1 << (width - keep)) - 1))
   })
-}
-
-/** The eight 16-bit groups of an IPv6 address (`::` expanded, a trailing dotted quad folded in). */
-function ipv6Groups (ip: string): number[] {
-  let text = ip.split('%')[0]
-  const quad = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text)
-  if (quad != null) {
-    const [a, b, c, d] = quad.slice(1).map(Number)
-    text = text.slice(0, quad.index) + `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
-  }
-  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined]
-  const left = head === '' ? [] : head.split(':')
-  const right = tail == null || tail === '' ? [] : tail.split(':')
-  const fill = tail == null ? [] : Array<string>(8 - left.length - right.length).fill('0')
-  return [...left, ...fill, ...right].map(g => parseInt(g, 16))
 }

@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net'
+import { ipv6Groups, mappedIpv4 } from '../core/ip.ts'
 import type { Cidr } from '../config/cidr.ts'
 
 /**
@@ -20,18 +21,9 @@ export function ipKeyOf (remoteAddr: string): IpKey | undefined {
   const ip = m[2]
   if (m[1] === 'ip4') return isIP(ip) === 4 ? { key: ip, ip, family: 'ipv4' } : undefined
   if (isIP(ip) !== 6) return undefined
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)
-  if (mapped != null) return { key: mapped[1], ip: mapped[1], family: 'ipv4' }
-  return { key: `${expandIpv6(ip).slice(0, 4).join(':')}::/64`, ip, family: 'ipv6' }
-}
-
-/** The eight hextets of an IPv6 address, without leading zeros. */
-function expandIpv6 (ip: string): string[] {
-  const [head, tail] = ip.toLowerCase().split('::')
-  const left = head === '' ? [] : head.split(':')
-  const right = tail == null || tail === '' ? [] : tail.split(':')
-  const middle = tail == null ? [] : Array(8 - left.length - right.length).fill('0')
-  return [...left, ...middle, ...right].map(h => h.replace(/^0+(?=.)/, ''))
+  const mapped = mappedIpv4(ip)
+  if (mapped != null) return { key: mapped, ip: mapped, family: 'ipv4' }
+  return { key: `${ipv6Groups(ip).slice(0, 4).map(g => g.toString(16)).join(':')}::/64`, ip, family: 'ipv6' }
 }
 
 /** Address ranges the per-IP limits leave alone. */

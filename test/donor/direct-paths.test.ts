@@ -7,35 +7,26 @@
  */
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { after, before, describe, it } from 'node:test'
+import { after, describe, it } from 'node:test'
 import { loadDaemonConfig, loadRelayConfig } from '../../src/config/config.ts'
 import { startDaemon, startRelay, type DaemonHandle, type RelayHandle } from '../../src/daemon/daemon.ts'
 import { ApiClient } from '../../src/api/client.ts'
-import { configureLogging, resetLogging } from '../../src/log/logger.ts'
 import { decodeNatInfo, encodeNatInfo } from '../../src/protocols/nat-info/index.ts'
 import { webrtcBlocker } from '../../src/donor/direct-paths.ts'
 import { renderStatus } from '../../src/cli/render.ts'
 import { transportOf, viaRelay } from '../../src/net/transport-of.ts'
 import { stopAfterEach } from '../helpers/cleanup.ts'
+import { captureJsonLogs } from '../helpers/logs.ts'
 import { FAST_RESERVATION, reservedStatus, startTestDonor, tempDir } from '../helpers/mesh.ts'
 import { freeUdpPorts } from '../helpers/ports.ts'
 import { waitFor } from '../helpers/wait.ts'
 import { executorsSeen, finished, submit } from '../helpers/jobs.ts'
 
 const dir = tempDir()
-const lines: string[] = []
+const { lines, records } = captureJsonLogs()
 const track = stopAfterEach()
-/** the captured log lines as records: assertions look at level, component and fields, not wording */
-const records = (): Array<Record<string, unknown>> => lines.map(l => JSON.parse(l) as Record<string, unknown>)
 
-before(() => {
-  configureLogging({ spec: 'info', format: 'json', sink: (line) => { lines.push(line) } })
-})
-
-after(() => {
-  resetLogging()
-  dir.cleanup()
-})
+after(() => { dir.cleanup() })
 
 /** A relay with its STUN responder and a relay-only, non-executing submitter bootstrapped to it. */
 async function relayAndSubmitter (tag: string): Promise<{ bootstrap: string[], submitterDir: string, submitterHandle: DaemonHandle }> {

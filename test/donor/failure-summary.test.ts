@@ -1,26 +1,18 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { after, before, describe, it } from 'node:test'
-import { configureLogging, resetLogging } from '../../src/log/logger.ts'
+import { after, describe, it } from 'node:test'
 import { loadDaemonConfig } from '../../src/config/config.ts'
 import { startDaemon } from '../../src/daemon/daemon.ts'
 import { stopAfterEach } from '../helpers/cleanup.ts'
+import { captureJsonLogs } from '../helpers/logs.ts'
 import { FAST_RESERVATION, freePort, relayPeerId, tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const dir = tempDir()
-const lines: string[] = []
+const { records } = captureJsonLogs()
 const track = stopAfterEach()
-const records = (): Array<Record<string, unknown>> => lines.map(l => JSON.parse(l) as Record<string, unknown>)
 
-before(() => {
-  configureLogging({ spec: 'info', format: 'json', sink: (line) => { lines.push(line) } })
-})
-
-after(() => {
-  resetLogging()
-  dir.cleanup()
-})
+after(() => { dir.cleanup() })
 
 describe('a bootstrap relay that stays down', () => {
   it('gets a line per failed round while it blips, then one line per summary interval with the count', async () => {

@@ -7,29 +7,21 @@
  */
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { after, before, describe, it } from 'node:test'
+import { after, describe, it } from 'node:test'
 import { loadRelayConfig } from '../../src/config/config.ts'
 import { startRelay, type RelayHandle } from '../../src/daemon/daemon.ts'
-import { configureLogging, resetLogging } from '../../src/log/logger.ts'
 import { renderStatus } from '../../src/cli/render.ts'
 import { stopAfterEach } from '../helpers/cleanup.ts'
+import { captureJsonLogs } from '../helpers/logs.ts'
 import { startTestDonor, tempDir } from '../helpers/mesh.ts'
 import { freeUdpPorts } from '../helpers/ports.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const dir = tempDir()
-const lines: string[] = []
+const { records } = captureJsonLogs()
 const track = stopAfterEach()
-/** the captured log lines as records: assertions look at level, component and fields, not wording */
-const records = (): Array<Record<string, unknown>> => lines.map(l => JSON.parse(l) as Record<string, unknown>)
 
-before(() => {
-  configureLogging({ spec: 'info', format: 'json', sink: (line) => { lines.push(line) } })
-})
-after(() => {
-  resetLogging()
-  dir.cleanup()
-})
+after(() => { dir.cleanup() })
 
 async function relayWith (name: string, stun: { ports?: number[], off?: boolean }): Promise<RelayHandle> {
   return track(await startRelay(loadRelayConfig({

@@ -12,17 +12,15 @@ import { ApiClient } from '../../src/api/client.ts'
 import { loadDaemonConfig } from '../../src/config/config.ts'
 import { dataDirPaths } from '../../src/config/data-dir.ts'
 import { startDaemon, type DaemonHandle, type RelayHandle } from '../../src/daemon/daemon.ts'
-import { configureLogging, resetLogging } from '../../src/log/logger.ts'
 import { RUNG_MEMORY_FILE } from '../../src/net/dial-ladder.ts'
 import { stopAfterEach } from '../helpers/cleanup.ts'
+import { captureJsonLogs } from '../helpers/logs.ts'
 import { FAST_RESERVATION, freePort, reservedStatus, startTestRelay, tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const dir = tempDir('wc-resladder-')
-const lines: string[] = []
+const { lines, records } = captureJsonLogs()
 const track = stopAfterEach()
-/** the captured log lines as records: assertions look at level, component and fields, not wording */
-const records = (): Array<Record<string, unknown>> => lines.map(l => JSON.parse(l) as Record<string, unknown>)
 /** the INFO line of a reservation made on `relay`, if logged */
 const reservedLine = (relay: string): Record<string, unknown> | undefined =>
   records().find(r => r.level === 'info' && r.component === 'donor.reservation' && r.peer === relay && r.remembered != null)
@@ -33,7 +31,6 @@ let quicAddr: string
 let wsAddr: string
 
 before(async () => {
-  configureLogging({ spec: 'info', format: 'json', sink: (line) => { lines.push(line) } })
   relay = await startTestRelay(join(dir.path, 'relay'), ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/udp/0/quic-v1', '/ip4/127.0.0.1/tcp/0/ws'])
   relayId = relay.info.peerId
   const pick = (test: (a: string) => boolean): string => {
@@ -48,7 +45,6 @@ before(async () => {
 
 after(async () => {
   await relay.stop()
-  resetLogging()
   dir.cleanup()
 })
 

@@ -1,26 +1,17 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { after, before, describe, it } from 'node:test'
-import { configureLogging, resetLogging } from '../../src/log/logger.ts'
+import { after, describe, it } from 'node:test'
 import { stopAfterEach } from '../helpers/cleanup.ts'
+import { captureJsonLogs } from '../helpers/logs.ts'
 import { freePort, relayPeerId, reservedStatus, startTestDonor, startTestRelay, tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 import type { DaemonHandle, RelayHandle } from '../../src/daemon/daemon.ts'
 
 const dir = tempDir()
-const lines: string[] = []
+const { lines, records } = captureJsonLogs()
 const track = stopAfterEach()
-/** the captured log lines as records: assertions look at level, component and fields, not wording */
-const records = (): Array<Record<string, unknown>> => lines.map(l => JSON.parse(l) as Record<string, unknown>)
 
-before(() => {
-  configureLogging({ spec: 'info', format: 'json', sink: (line) => { lines.push(line) } })
-})
-
-after(() => {
-  resetLogging()
-  dir.cleanup()
-})
+after(() => { dir.cleanup() })
 
 describe('donor reservations on loopback', () => {
   it('two relay-only donors reserve on a relay and one reaches the other through the circuit', async () => {

@@ -15,7 +15,7 @@ import { crashReason, Executor } from '../../src/executor/executor.ts'
 import { instrumentModule } from '../../src/executor/instrument.ts'
 import { ModuleLimitError, resolveModuleLimits, type ModuleLimits } from '../../src/executor/module-limits.ts'
 import { request, text } from './helpers/fixtures.ts'
-import { FUNCREF, HEADER, I32, command, section, u32, vec } from './helpers/wasm-builder.ts'
+import { FUNCREF, HEADER, I32, command, s32, section, u32, vec } from './helpers/wasm-builder.ts'
 
 const MiB = 1024 * 1024
 
@@ -31,17 +31,6 @@ const T_FD_WRITE = [0x60, 0x04, I32, I32, I32, I32, 0x01, I32]
 const T_PROC_EXIT = [0x60, 0x01, I32, 0x00]
 const T_RANDOM_GET = [0x60, 0x02, I32, I32, 0x01, I32]
 const i32c = (v: number): number[] => [0x41, ...s32(v)]
-function s32 (value: number): number[] {
-  const out: number[] = []
-  let v = value | 0
-  for (;;) {
-    const byte = v & 0x7f
-    v >>= 7
-    const done = (v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0)
-    out.push(done ? byte : byte | 0x80)
-    if (done) return out
-  }
-}
 
 /** The 59-byte module of the report: one funcref table of ten million entries. */
 const HUGE_TABLE = command({ tables: [[FUNCREF, 10_000_000]], start: [] })
