@@ -29,12 +29,8 @@ const fast = all.filter(f => !f.startsWith('test/lab/'))
 function run (label: string, files: string[], env: NodeJS.ProcessEnv = process.env): number {
   if (files.length === 0) return 0
   console.log(`== ${label}: ${files.length} file(s)`)
-  // one file at a time: several tests start daemons and bind ports; the lab owns the host's netns table.
-  // --test-force-exit: a file whose tests have all finished ends even if a library left a timer behind
-  // (seen once: circuit-relay-v2's client sets its reservation-refresh timer, about an hour, when a
-  // reservation completes just after the node stopped; a daemon process ends regardless through its exit
-  // timer in daemon/main.ts) — without it the run would wait out that hour
-  const res = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-force-exit', '--test-reporter=spec', ...files], { stdio: 'inherit', env })
+  // one file at a time: several tests start daemons and bind ports; the lab owns the host's netns table
+  const res = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit', env })
   if (res.error != null) {
     console.error(`${label}: could not run the test runner: ${res.error.message}`)
     return 1
