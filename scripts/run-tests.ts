@@ -26,11 +26,20 @@ const all = globSync('test/**/*.test.ts').sort()
 const lab = all.filter(f => f.startsWith('test/lab/'))
 const fast = all.filter(f => !f.startsWith('test/lab/'))
 
-function run (label: string, files: string[], env: NodeJS.ProcessEnv = process.env): number {
+/**
+ * How long one test file's process may live: the slowest fast file takes
+ * well under a minute, the slowest lab file a few minutes. Past this,
+ * test/helpers/file-watchdog.ts names what holds the process open and ends
+ * it, so one stuck file fails in minutes instead of holding the whole run.
+ */
+const FILE_LIMIT_S = { fast: 600, lab: 1500 }
+
+function run (label: string, files: string[], limitS: number, env: NodeJS.ProcessEnv = process.env): number {
   if (files.length === 0) return 0
   console.log(`== ${label}: ${files.length} file(s)`)
   // one file at a time: several tests start daemons and bind ports; the lab owns the host's netns table
-  const res = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit', env })
+  const args = ['--test', '--test-concurrency=1', '--test-reporter=spec', '--import', './test/helpers/file-watchdog.ts', ...files]
+  const res = spawnSync(process.execPath, args, { stdio: 'inherit', env: { ...env, WC_TEST_FILE_LIMIT_S: String(limitS) } })
   if (res.error != null) {
     console.error(`${label}: could not run the test runner: ${res.error.message}`)
     return 1
@@ -39,9 +48,9 @@ function run (label: string, files: string[], env: NodeJS.ProcessEnv = process.e
 }
 
 let code = 0
-if (!values['lab-only']) code = run('fast tests', fast) || code
+if (!values['lab-only']) code = run('fast tests', fast, FILE_LIMIT_S.fast) || code
 if (!values['no-lab']) {
   const env = values.only != null ? { ...process.env, WC_LAB_ONLY: values.only } : process.env
-  code = run('network-namespace lab', lab, env) || code
+  code = run('network-namespace lab', lab, FILE_LIMIT_S.lab, env) || code
 }
 process.exit(code)

@@ -18,7 +18,35 @@ interface ReservationStoreLike {
   hasReservation: (peerId: PeerId) => boolean
   relayFilter?: unknown
   /** internal in @libp2p/circuit-relay-v2 5.x: each reservation records the id of the connection it was made on */
-  reservations?: { get: (peerId: PeerId) => { connection?: string } | undefined }
+  reservations?: ReservationMapLike
+  isStarted?: () => boolean
+}
+
+interface ReservationEntryLike { connection?: string, timeout?: ReturnType<typeof setTimeout> }
+interface ReservationMapLike {
+  get: (peerId: PeerId) => ReservationEntryLike | undefined
+  set: (peerId: PeerId, entry: ReservationEntryLike) => unknown
+}
+
+/**
+ * The store arms a refresh timer (the reservation's lifetime less five
+ * minutes: about an hour) when a reservation completes, and clears them all
+ * when it stops. A reservation in flight when the node stops completes after
+ * that and arms a timer nothing clears, which holds the process open for the
+ * hour (a daemon's stop, and a test file that had finished). A reservation
+ * recorded while the store is stopped gets its timer cleared at once; the
+ * store's own `set` still runs, so a restarted store behaves as before.
+ * Exported for its unit test.
+ */
+export function disarmRefreshAfterStop (store: Pick<ReservationStoreLike, 'reservations' | 'isStarted'>): void {
+  const map = store.reservations
+  if (map == null || typeof map.set !== 'function' || typeof store.isStarted !== 'function') return
+  const set = map.set.bind(map)
+  const isStarted = store.isStarted.bind(store)
+  map.set = (peerId, entry) => {
+    if (!isStarted() && entry?.timeout != null) clearTimeout(entry.timeout)
+    return set(peerId, entry)
+  }
 }
 
 /** How often, and how many times, we look for the circuit address a granted reservation gives us. */
@@ -41,6 +69,8 @@ export class CircuitReservations implements Reservations {
     this.addresses = addresses
     this.telemetry = telemetry
     this.disableRelayBlacklist()
+    const store = this.reservationStore()
+    if (store != null) disarmRefreshAfterStop(store)
   }
 
   /**
