@@ -73,6 +73,31 @@ export interface ExecuteRequest {
   limits: Partial<JobLimits>
   /** argv[0] @default 'main.wasm' */
   moduleName?: string
+  /**
+   * Directories the module sees (`job submit --dir HOST::GUEST`), each
+   * preopened at its guest path, readable and writable in an in-memory
+   * overlay. Absent or empty: no filesystem (stdin/stdout only).
+   */
+  preopens?: JobDir[]
+}
+
+/**
+ * One file of a job's filesystem. `path` is absolute in the guest, '/'-separated
+ * and normalised (no '.', '..' or empty segments), e.g. '/data/in/a.txt'.
+ */
+export interface JobFile {
+  path: string
+  data: Uint8Array
+}
+
+/** A preopened directory: its guest path, its files (any depth), and its empty subdirectories. */
+export interface JobDir {
+  /** absolute guest path of the preopen, e.g. '/data' */
+  guest: string
+  /** every regular file under it, paths absolute in the guest and under `guest` */
+  files: JobFile[]
+  /** subdirectories with no file under them (others are implied by the files' paths) */
+  emptyDirs?: string[]
 }
 
 export interface ExecuteResult {
@@ -88,6 +113,14 @@ export interface ExecuteResult {
   /** metered units consumed (deterministic: equal on every donor for the same job) */
   fuelUsed: number
   durationMs: number
+  /**
+   * Files the job created or changed under any preopen, sorted by path
+   * (byte order of the UTF-8 path); absent when the job had no preopens.
+   * Their bytes count against `outputBytes` with stdout and stderr.
+   */
+  files?: JobFile[]
+  /** guest paths of files from the job's preopens that the job removed, sorted */
+  removedFiles?: string[]
 }
 
 /** The fields an executor signs. `executor` is its PeerId. */
