@@ -6,7 +6,7 @@
 // does not rewrite (a child process or worker entry): the installed package
 // ships no .ts files.
 import { spawnSync } from 'node:child_process'
-import { readdirSync, readFileSync, rmSync } from 'node:fs'
+import { cpSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -19,6 +19,9 @@ if (tsc.status !== 0) {
   process.stderr.write(`build: tsc failed (exit ${tsc.status ?? tsc.signal})\n`)
   process.exit(1)
 }
+
+// the dashboard's page (HTML, CSS, browser JavaScript) is served as it is, beside the module that serves it
+cpSync(join(root, 'src', 'api', 'dashboard'), join(dist, 'api', 'dashboard'), { recursive: true })
 
 const TS_PATH_IN_URL = /new URL\(\s*['"`][^'"`]*\.ts['"`]/
 const offenders = readdirSync(dist, { recursive: true, encoding: 'utf8' })

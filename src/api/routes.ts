@@ -40,6 +40,8 @@ export interface SubmitJobRequest {
 export interface JobRequest { id: string, full: boolean }
 export interface JobsRequest { limit: number }
 export interface JobsResponse { jobs: JobView[] }
+/** A one-time link that logs a browser into the dashboard. */
+export interface DashboardLoginResponse { url: string, expiresAt: string }
 
 /** 64 MiB module + 64 MiB input, base64-inflated, plus JSON */
 const MAX_SUBMIT_BODY = Math.ceil((128 * 1024 * 1024) * 4 / 3) + 1024 * 1024
@@ -144,7 +146,8 @@ export const routes = {
     method: 'GET',
     path: `${API_PREFIX}/jobs`,
     parseRequest: (input: unknown) => ({ limit: intIn(obj(input).limit, 'limit', 1, 1000, 50) })
-  })
+  }),
+  dashboardLoginToken: route<Record<string, never>, DashboardLoginResponse>({ method: 'POST', path: `${API_PREFIX}/dashboard/login-token`, parseRequest: () => ({}) })
 } as const
 
 export type Routes = typeof routes
@@ -152,8 +155,12 @@ export type RouteName = keyof Routes
 export type RequestOf<N extends RouteName> = Routes[N] extends Route<infer Req, any> ? Req : never
 export type ResponseOf<N extends RouteName> = Routes[N] extends Route<any, infer Res> ? Res : never
 
+/** Routes the API server answers itself (it holds the dashboard's logins), not the daemon. */
+export type ServerRouteName = 'dashboardLoginToken'
+export type RouteHandler<N extends RouteName> = (req: RequestOf<N>, options: { signal: AbortSignal }) => Promise<ResponseOf<N>>
+
 /** What the daemon provides to serve each route. */
-export type ApiHandlers = { [N in RouteName]: (req: RequestOf<N>, options: { signal: AbortSignal }) => Promise<ResponseOf<N>> }
+export type ApiHandlers = { [N in Exclude<RouteName, ServerRouteName>]: RouteHandler<N> }
 
 /** The JSON body of every error answer. */
 export interface ApiErrorBody { error: { code: string, message: string } }

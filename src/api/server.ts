@@ -3,7 +3,9 @@ import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFileSync, writeFileSync, renameSync, statSync, unlinkSync } from 'node:fs'
 import { WorldComputeError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
-import { API_VERSION_HEADER, routes, type ApiErrorBody, type ApiHandlers, type RouteName } from './routes.ts'
+import { API_VERSION_HEADER, routes, type ApiErrorBody, type ApiHandlers, type RouteHandler, type RouteName } from './routes.ts'
+import { Dashboard, DASHBOARD_LOGIN_PATH, DASHBOARD_PATH } from './dashboard.ts'
+import { DashboardLogins, type DashboardLoginsInit } from './dashboard-auth.ts'
 import type { DataDirPaths } from '../config/data-dir.ts'
 
 const MAX_BODY_BYTES = 1024 * 1024
@@ -27,6 +29,8 @@ export interface ApiServerInit {
   handlers: ApiHandlers
   version: string
   logger?: Logger
+  /** the dashboard's login links and sessions (lifetimes, how many are kept) */
+  dashboard?: DashboardLoginsInit
 }
 
 /** The API's port on 127.0.0.1 is taken: another daemon on this data directory, most often. */
@@ -88,11 +92,29 @@ export class ApiServer {
   private server?: Server
   private token = ''
   private readonly controller = new AbortController()
+  private readonly logins: DashboardLogins
+  private readonly dashboard: Dashboard
   port = 0
 
   constructor (init: ApiServerInit) {
     this.init = init
     this.log = init.logger ?? createLogger('api')
+    this.logins = new DashboardLogins(init.dashboard)
+    this.dashboard = new Dashboard({
+      logins: this.logins,
+      port: () => this.port,
+      serveRoute: async (req, res, url, allow) => { await this.dispatch(req, res, url, allow) },
+      fail: (res, status, code, message) => { this.fail(res, status, code, message) },
+      logger: this.log
+    })
+  }
+
+  /** The routes the server answers itself: a one-time link that logs a browser into the dashboard. */
+  private readonly ownHandlers: { dashboardLoginToken: RouteHandler<'dashboardLoginToken'> } = {
+    dashboardLoginToken: async () => {
+      const { token, expiresAt } = this.logins.issueToken()
+      return { url: `http://127.0.0.1:${this.port}${DASHBOARD_LOGIN_PATH}?token=${token}`, expiresAt: new Date(expiresAt).toISOString() }
+    }
   }
 
   async start (): Promise<void> {
@@ -163,43 +185,17 @@ export class ApiServer {
       if (!this.hostAllowed(req.headers.host)) {
         return this.fail(res, 403, 'FORBIDDEN_HOST', 'Host must be 127.0.0.1 or localhost')
       }
+      const url = new URL(req.url ?? '/', 'http://127.0.0.1')
+      if (url.pathname === DASHBOARD_PATH || url.pathname.startsWith(`${DASHBOARD_PATH}/`)) {
+        return await this.dashboard.handle(req, res, url)
+      }
       if (req.headers.origin != null) {
         return this.fail(res, 403, 'FORBIDDEN_ORIGIN', 'browser requests are not accepted by the local API')
       }
       if (!this.authorised(req.headers.authorization)) {
         return this.fail(res, 401, 'UNAUTHORISED', 'missing or wrong bearer token (see api-token in the data directory)')
       }
-      const url = new URL(req.url ?? '/', 'http://127.0.0.1')
-      const onPath = (Object.entries(routes) as Array<[RouteName, typeof routes[RouteName]]>)
-        .filter(([, r]) => r.path === url.pathname)
-      if (onPath.length === 0) return this.fail(res, 404, 'NOT_FOUND', `no route ${url.pathname}`)
-      const entry = onPath.find(([, r]) => r.method === req.method)
-      if (entry == null) return this.fail(res, 405, 'METHOD_NOT_ALLOWED', `${url.pathname} takes ${onPath.map(([, r]) => r.method).join(' or ')}`)
-      const [name, route] = entry
-      let input: unknown
-      if (route.method === 'GET') {
-        input = Object.fromEntries(url.searchParams.entries())
-      } else {
-        const body = await readBody(req, route.maxBodyBytes ?? MAX_BODY_BYTES)
-        try {
-          input = body.length === 0 ? {} : JSON.parse(body.toString('utf8'))
-        } catch {
-          return this.fail(res, 400, 'BAD_REQUEST', 'request body is not valid JSON')
-        }
-      }
-      let parsed: unknown
-      try {
-        parsed = route.parseRequest(input)
-      } catch (err) {
-        return this.fail(res, 400, 'BAD_REQUEST', (err as Error).message)
-      }
-      const reqController = new AbortController()
-      res.on('close', () => { if (!res.writableFinished) reqController.abort() })
-      const signal = AbortSignal.any([this.controller.signal, reqController.signal])
-      const handler = this.init.handlers[name] as (r: unknown, o: { signal: AbortSignal }) => Promise<unknown>
-      const result = await handler(parsed, { signal })
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(JSON.stringify(result))
+      await this.dispatch(req, res, url)
     } catch (err) {
       const e = err as Error & { code?: unknown }
       const code = typeof e.code === 'string' ? e.code : 'INTERNAL'
@@ -208,6 +204,41 @@ export class ApiServer {
       else this.log.info(`API ${req.method} ${req.url}: ${e.message}`, { code })
       this.fail(res, status, code, e.message ?? String(err))
     }
+  }
+
+  /** Answers a request through the route table (only the routes `allow` accepts); errors reach `handle`'s catch. */
+  private async dispatch (req: IncomingMessage, res: ServerResponse, url: URL, allow: (name: RouteName) => boolean = () => true): Promise<void> {
+    const onPath = (Object.entries(routes) as Array<[RouteName, typeof routes[RouteName]]>)
+      .filter(([name, r]) => r.path === url.pathname && allow(name))
+    if (onPath.length === 0) return this.fail(res, 404, 'NOT_FOUND', `no route ${url.pathname}`)
+    const entry = onPath.find(([, r]) => r.method === req.method)
+    if (entry == null) return this.fail(res, 405, 'METHOD_NOT_ALLOWED', `${url.pathname} takes ${onPath.map(([, r]) => r.method).join(' or ')}`)
+    const [name, route] = entry
+    let input: unknown
+    if (route.method === 'GET') {
+      input = Object.fromEntries(url.searchParams.entries())
+    } else {
+      const body = await readBody(req, route.maxBodyBytes ?? MAX_BODY_BYTES)
+      try {
+        input = body.length === 0 ? {} : JSON.parse(body.toString('utf8'))
+      } catch {
+        return this.fail(res, 400, 'BAD_REQUEST', 'request body is not valid JSON')
+      }
+    }
+    let parsed: unknown
+    try {
+      parsed = route.parseRequest(input)
+    } catch (err) {
+      return this.fail(res, 400, 'BAD_REQUEST', (err as Error).message)
+    }
+    const reqController = new AbortController()
+    res.on('close', () => { if (!res.writableFinished) reqController.abort() })
+    const signal = AbortSignal.any([this.controller.signal, reqController.signal])
+    const handlers = { ...this.init.handlers, ...this.ownHandlers }
+    const handler = handlers[name] as (r: unknown, o: { signal: AbortSignal }) => Promise<unknown>
+    const result = await handler(parsed, { signal })
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify(result))
   }
 
   private fail (res: ServerResponse, status: number, code: string, message: string): void {

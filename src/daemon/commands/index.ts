@@ -17,6 +17,7 @@ export const commands: Commands = {
   job: { load: async () => (await import('../../cli/commands/job.ts')).run, summary: 'submit a WASM job and get its result (submit, status, result, list)' },
   config: { load: async () => (await import('../../cli/commands/config.ts')).run, summary: 'the effective configuration and where each value came from (flag, env, file, default)' },
   dials: { load: async () => (await import('../../cli/commands/status.ts')).runDials, summary: 'the daemon\'s recent dial attempts and why they failed' },
+  dashboard: { load: async () => (await import('../../cli/commands/dashboard.ts')).run, summary: 'a one-time link to the daemon\'s dashboard in a browser (--open starts one)' },
   demo: { load: async () => (await import('./demo.ts')).run, summary: 'start a relay and two relay-only donors on loopback and show them join' },
   doctor: { load: async () => (await import('./doctor.ts')).run, summary: 'what this network allows and blocks, the path a donor would use, what to ask IT (--evidence DIR)' },
   evidence: { load: async () => (await import('./evidence.ts')).run, summary: 'check an evidence bundle (evidence validate PATH)' },
