@@ -74,7 +74,9 @@ export class Dashboard {
     if (!this.init.logins.valid(sessionFromCookie(req.headers.cookie))) return this.loggedOut(res, url)
     if (url.pathname === `${API_PATH}/routes` && req.method === 'GET') return json(res, { routes: dashboardRoutes() })
     if (url.pathname.startsWith(`${API_PATH}/`)) {
-      const apiUrl = new URL(url.pathname.slice(API_PATH.length) + url.search, url)
+      // the path set on a copy, never parsed as a URL: `//host/…` must stay a path
+      const apiUrl = new URL(url.href)
+      apiUrl.pathname = url.pathname.slice(API_PATH.length)
       return await this.init.serveRoute(req, res, apiUrl, name => DASHBOARD_ROUTES.has(name))
     }
     if (url.pathname === DASHBOARD_PATH) return redirect(res, `${DASHBOARD_PATH}/`)

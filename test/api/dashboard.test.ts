@@ -196,6 +196,7 @@ describe('the dashboard in a real browser', () => {
     assert.equal(errorCode(await raw(port, '/dashboard/api/v1/ping', { method: 'POST', headers: { cookie, origin }, body: '{"target":"x"}' })), 'NOT_FOUND')
     assert.equal(errorCode(await raw(port, '/dashboard/api/v1/jobs', { method: 'POST', headers: { cookie, origin }, body: '{}' })), 'METHOD_NOT_ALLOWED')
     assert.equal(errorCode(await raw(port, '/dashboard/api/v1/dashboard/login-token', { method: 'POST', headers: { cookie, origin }, body: '{}' })), 'NOT_FOUND')
+    assert.equal(errorCode(await raw(port, '/dashboard/api//evil.example/v1/status', { headers: { cookie } })), 'NOT_FOUND')
     const token = readFileSync(dataDirPaths(donorDir).apiToken, 'utf8').trim()
     const bearerWithOrigin = await raw(port, '/v1/status', { headers: { authorization: `Bearer ${token}`, origin } })
     assert.equal(errorCode(bearerWithOrigin), 'FORBIDDEN_ORIGIN')
