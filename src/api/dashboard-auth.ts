@@ -1,7 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto'
 
-/** The cookie that carries a dashboard session (HttpOnly, SameSite=Strict, Path=/dashboard). */
-export const SESSION_COOKIE = 'wc_dashboard'
+/**
+ * The name of the cookie that carries a dashboard session (HttpOnly,
+ * SameSite=Strict, Path=/dashboard). A browser keeps cookies per host, not
+ * per port: with the API's port in the name, two donors on one host (7767,
+ * 7768) each keep their own session instead of overwriting the other's.
+ */
+export function sessionCookieName (port: number): string {
+  return `wc_dashboard_${port}`
+}
 
 export interface DashboardLoginsInit {
   /** how long a login link works, ms @default 60000 */
@@ -100,16 +107,17 @@ function remember (map: Map<string, number>, key: string, expiresAt: number, max
 }
 
 /** The session cookie's value in a Cookie header, if any. */
-export function sessionFromCookie (header: string | undefined): string | undefined {
+export function sessionFromCookie (header: string | undefined, port: number): string | undefined {
   if (header == null) return undefined
+  const name = sessionCookieName(port)
   for (const part of header.split(';')) {
     const eq = part.indexOf('=')
-    if (eq > 0 && part.slice(0, eq).trim() === SESSION_COOKIE) return part.slice(eq + 1).trim()
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim()
   }
   return undefined
 }
 
 /** The Set-Cookie value for a session: only this server's /dashboard paths see it, scripts never do. */
-export function sessionCookie (session: DashboardSession, maxAgeSeconds: number): string {
-  return `${SESSION_COOKIE}=${session.id}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}`
+export function sessionCookie (session: DashboardSession, maxAgeSeconds: number, port: number): string {
+  return `${sessionCookieName(port)}=${session.id}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}`
 }

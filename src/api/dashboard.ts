@@ -71,7 +71,7 @@ export class Dashboard {
     const refused = this.foreign(req)
     if (refused != null) return this.init.fail(res, 403, 'FORBIDDEN_ORIGIN', refused)
     if (url.pathname === DASHBOARD_LOGIN_PATH) return this.login(req, res, url)
-    if (!this.init.logins.valid(sessionFromCookie(req.headers.cookie))) return this.loggedOut(res, url)
+    if (!this.init.logins.valid(sessionFromCookie(req.headers.cookie, this.init.port()))) return this.loggedOut(res, url)
     if (url.pathname === `${API_PATH}/routes` && req.method === 'GET') return json(res, { routes: dashboardRoutes() })
     if (url.pathname.startsWith(`${API_PATH}/`)) {
       // the path set on a copy, never parsed as a URL: `//host/…` must stay a path
@@ -106,7 +106,7 @@ export class Dashboard {
       return page(res, 401, 'This login link does not work: each link works once, for a minute. Run `worldcompute dashboard` for a new one.')
     }
     this.init.logger.info('dashboard: a browser logged in', { code: 'DASHBOARD_LOGIN' })
-    res.setHeader('set-cookie', sessionCookie(session, this.init.logins.sessionTtlSeconds))
+    res.setHeader('set-cookie', sessionCookie(session, this.init.logins.sessionTtlSeconds, this.init.port()))
     redirect(res, `${DASHBOARD_PATH}/`)
   }
 

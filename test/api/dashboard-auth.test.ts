@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { DashboardLogins, SESSION_COOKIE, sessionCookie, sessionFromCookie } from '../../src/api/dashboard-auth.ts'
+import { DashboardLogins, sessionCookie, sessionCookieName, sessionFromCookie } from '../../src/api/dashboard-auth.ts'
 
 /** A clock the test moves by hand. */
 function clock (start = 1_000_000): { now: () => number, advance: (ms: number) => void } {
@@ -64,13 +64,19 @@ describe('DashboardLogins', () => {
 
 describe('the session cookie', () => {
   it('is HttpOnly, SameSite=Strict, limited to /dashboard and expires', () => {
-    const header = sessionCookie({ id: 'abc', expiresAt: 0 }, 3600)
-    assert.equal(header, `${SESSION_COOKIE}=abc; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=3600`)
+    const header = sessionCookie({ id: 'abc', expiresAt: 0 }, 3600, 7767)
+    assert.equal(header, 'wc_dashboard_7767=abc; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=3600')
   })
 
-  it('is found among other cookies, and not in a cookie whose name only contains it', () => {
-    assert.equal(sessionFromCookie(`a=1; ${SESSION_COOKIE}=xyz; b=2`), 'xyz')
-    assert.equal(sessionFromCookie(`x${SESSION_COOKIE}=no`), undefined)
-    assert.equal(sessionFromCookie(undefined), undefined)
+  it('is found among other cookies, and not in a cookie whose name only contains its name', () => {
+    assert.equal(sessionFromCookie(`a=1; ${sessionCookieName(7767)}=xyz; b=2`, 7767), 'xyz')
+    assert.equal(sessionFromCookie(`x${sessionCookieName(7767)}=no`, 7767), undefined)
+    assert.equal(sessionFromCookie(undefined, 7767), undefined)
+  })
+
+  it('is named after the API\'s port, so two donors on one host keep a session each', () => {
+    const both = `${sessionCookieName(7767)}=first; ${sessionCookieName(7768)}=second`
+    assert.equal(sessionFromCookie(both, 7767), 'first')
+    assert.equal(sessionFromCookie(both, 7768), 'second')
   })
 })

@@ -186,7 +186,9 @@ describe('the dashboard in a real browser', () => {
     const noSession = await raw(port, '/dashboard/api/v1/status', { headers: { origin: own } })
     assert.equal(noSession.status, 401)
     assert.equal(errorCode(noSession), 'UNAUTHORISED')
-    assert.equal((await raw(port, '/dashboard/', { headers: { cookie: 'wc_dashboard=forged' } })).status, 401)
+    assert.equal((await raw(port, '/dashboard/', { headers: { cookie: `wc_dashboard_${port}=forged` } })).status, 401)
+    const otherPort = `wc_dashboard_${port + 1}=${cookie.split('=')[1]}`
+    assert.equal((await raw(port, '/dashboard/', { headers: { cookie: otherPort } })).status, 401, 'a session is only good under the cookie name of its own port')
   })
 
   it('gives a session only the routes the page uses, and keeps the bearer-token API closed to browsers', async () => {
