@@ -150,6 +150,17 @@ describe('the dashboard in a real browser', () => {
     await page.context().close()
   })
 
+  it('shows a browser without a session how to log in, not the page', async () => {
+    // its own context, outside the console check: the 401 is the point here
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    const res = await page.goto(`http://127.0.0.1:${donor.apiPort}/dashboard/`)
+    assert.equal(res?.status(), 401)
+    assert.match(await page.locator('body').innerText(), /run `worldcompute dashboard` for a login link/)
+    assert.equal(await page.locator('#peer-id').count(), 0)
+    await context.close()
+  })
+
   it('refuses a login link the second time, and the page says how to get a new one', async () => {
     const url = new URL(await loginUrl(donorDir))
     const first = await raw(donor.apiPort, url.pathname + url.search)

@@ -166,7 +166,9 @@ function renderSettings (s) {
 }
 
 function renderDonated (res) {
-  const rows = res.ok ? (res.body?.rows ?? res.body?.tasks ?? res.body?.donated ?? []) : []
+  // the rows as an array, or under the one field of an object answer ({ rows }, { tasks }, …)
+  const body = res.ok ? res.body : undefined
+  const rows = Array.isArray(body) ? body : body != null ? (Object.values(body).find(Array.isArray) ?? []) : []
   $('donated').replaceChildren(...rows.map(r => {
     const status = text(document.createElement('span'), r.status)
     status.className = `status-${r.status}`
@@ -259,7 +261,7 @@ async function refresh () {
     api(`dials?limit=${DIALS_LIMIT}`),
     has('donated') ? api(`donated?limit=${DONATED_LIMIT}`) : Promise.resolve({ ok: false, status: 404 })
   ])
-  if (status.status === 401) throw new Error(status.body?.error?.message ?? 'the session expired: run `worldcompute dashboard` again')
+  if (status.status === 401) throw Object.assign(new Error(`Logged out: ${status.body?.error?.message ?? 'the session expired; run `worldcompute dashboard` for a new link'}`), { plain: true })
   if (!status.ok) throw new Error(`status: ${status.body?.error?.message ?? `HTTP ${status.status}`}`)
   renderStatus(status.body)
   if (dials.ok) drawDials(dials.body.attempts ?? [])
@@ -273,7 +275,7 @@ async function tick () {
     await refresh()
     showError(undefined)
   } catch (err) {
-    showError(`The daemon does not answer: ${err.message}`)
+    showError(err.plain ? err.message : `The daemon does not answer: ${err.message}`)
   }
   state.running = false
   if (!document.hidden) state.timer = setTimeout(tick, POLL_MS)
