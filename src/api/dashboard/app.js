@@ -159,8 +159,10 @@ function renderSettings (s) {
     ['Listening on', (s.listenAddrs ?? []).join('\n')],
     ['Proxies', (s.proxies ?? []).map(p => p.url ?? JSON.stringify(p)).join('\n') || 'none']
   ]
-  for (const key of ['paused', 'cpuLimit', 'suspendWhenBusy', 'runHours', 'controls']) {
-    if (s[key] !== undefined) pairs.push([key, typeof s[key] === 'object' ? JSON.stringify(s[key]) : s[key]])
+  // the donor controls, when this daemon reports them
+  const controls = { paused: 'Paused', cpuLimit: 'CPU limit', suspendWhenBusy: 'Suspend when busy', runHours: 'Run hours', controls: 'Controls' }
+  for (const [key, label] of Object.entries(controls)) {
+    if (s[key] !== undefined) pairs.push([label, typeof s[key] === 'object' ? JSON.stringify(s[key]) : s[key]])
   }
   definitions($('settings'), pairs)
 }
