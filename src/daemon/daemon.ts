@@ -6,7 +6,7 @@ import { JobStore } from '../broker/job-store.ts'
 import { jobView } from '../broker/job-view.ts'
 import { MeshTaskNetwork } from '../broker/mesh-task-network.ts'
 import { rawCidString } from '../codec/cid.ts'
-import { DEFAULT_JOB_LIMITS, type JobLimits } from '../core/job.ts'
+import { DEFAULT_JOB_LIMITS, type ExecStatus, type JobLimits } from '../core/job.ts'
 import { JobRunner } from '../donor/job-runner.ts'
 import { Executor } from '../executor/index.ts'
 import { capacity, type CapacityService } from '../protocols/capacity/index.ts'
@@ -24,7 +24,7 @@ import { parseProxyEnvironment } from '../net/proxy-env.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { trustSystemCertificates } from '../net/tls-intercept.ts'
 import { prepareRelay, RelayService, type RelayInfo, type RelayParts } from '../relay/relay-service.ts'
-import { NodeMetrics } from '../metrics/node-metrics.ts'
+import { NodeMetrics, type JobFinalStatus } from '../metrics/node-metrics.ts'
 import type { DaemonConfig, RelayConfig } from '../config/config.ts'
 import type { RelayDialler, ReservationManagerInit } from '../donor/reservation-manager.ts'
 import { SandboxKeeper } from './sandbox.ts'
@@ -79,8 +79,8 @@ interface Execution {
 
 /** What the roles tell the metrics as it happens; bound once the metrics exist, so nothing is counted without --metrics. */
 interface RoleEvents {
-  taskExecuted?: (status: string) => void
-  jobFinished?: (status: string) => void
+  taskExecuted?: (status: ExecStatus) => void
+  jobFinished?: (status: JobFinalStatus) => void
 }
 
 interface Roles {
@@ -257,7 +257,7 @@ async function startDonorMetrics (config: DaemonConfig, mesh: MeshNode, roles: R
   if (config.metrics == null) return undefined
   const metrics = new NodeMetrics({ endpoint: config.metrics, startedAt: at.startedAt, logger: createLogger('metrics') }, {
     dials: mesh.telemetry,
-    donor: { reservations: () => roles.donor.status().relays }
+    donor: { reservations: () => roles.donor.heldReservations() }
   })
   // before start: a failed listen still drops the dial subscription
   at.teardown.add('metrics endpoint', async () => { await metrics.stop() })

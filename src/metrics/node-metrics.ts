@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import { errorWithCode } from '../core/errors.ts'
-import { EXEC_STATUSES } from '../core/job.ts'
+import { EXEC_STATUSES, type ExecStatus } from '../core/job.ts'
 import type { DialAttempt } from '../core/types.ts'
 import type { MetricsEndpoint } from '../config/metrics-endpoint.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
@@ -48,8 +48,9 @@ export interface NodeMetricsComponents {
   relay?: RelayGauges
 }
 
-/** Final job statuses the broker reaches (JobFinal['status']). */
+/** The final statuses of a job: the agreed execution status, or none agreed, or nobody ran it. */
 const JOB_STATUSES = [...EXEC_STATUSES, 'no_agreement', 'unavailable'] as const
+export type JobFinalStatus = typeof JOB_STATUSES[number]
 
 /**
  * A node's Prometheus metrics, served as text at `/metrics` on the
@@ -86,12 +87,12 @@ export class NodeMetrics {
   }
 
   /** A task this donor ran ended with `status` (an ExecStatus). */
-  taskExecuted (status: string): void {
+  taskExecuted (status: ExecStatus): void {
     this.tasks.inc({ status })
   }
 
   /** A job this broker runs reached its final `status`. */
-  jobFinished (status: string): void {
+  jobFinished (status: JobFinalStatus): void {
     this.jobs.inc({ status })
   }
 
