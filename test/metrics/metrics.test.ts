@@ -13,6 +13,9 @@ import { executorsSeen, finished, submit } from '../helpers/jobs.ts'
 import { reservedStatus, startTestDonor, tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 import { mkdirSync, writeFileSync } from 'node:fs'
+import { RELAY_V2_STOP_CODEC } from '@libp2p/circuit-relay-v2'
+import type { Connection, Stream, StreamMiddleware } from '@libp2p/interface'
+import { CircuitTraffic } from '../../src/net/circuit-traffic.ts'
 
 const dir = tempDir('wc-metrics-')
 const track = stopAfterEach()
@@ -249,5 +252,68 @@ describe('metrics of a relay and donors on loopback', () => {
     assert.ok((valueOf(r, 'worldcompute_relay_circuits_total') ?? 0) >= 1, 'the job went through a circuit')
     assert.ok((valueOf(r, 'worldcompute_relay_bytes_total') ?? 0) > 1000, 'the module and the result crossed the circuit')
     assert.equal(r.types.get('worldcompute_relay_bytes_total'), 'counter')
+  })
+})
+
+describe('CircuitTraffic', () => {
+  /** A registrar as libp2p's: one stored middleware array per protocol, handed out as it is. */
+  class FakeRegistrar {
+    readonly stored = new Map<string, StreamMiddleware[]>()
+    getMiddleware (protocol: string): StreamMiddleware[] {
+      return this.stored.get(protocol) ?? []
+    }
+  }
+
+  /** The parts of a stream the counting touches, with what reached the wire and the listeners. */
+  function fakeStream (direction: 'inbound' | 'outbound'): { stream: Stream, sent: number[], received: number[] } {
+    const sent: number[] = []
+    const received: number[] = []
+    const target = new EventTarget()
+    target.addEventListener('message', (evt) => { received.push((evt as Event & { data: Uint8Array }).data.byteLength) })
+    const stream: Pick<Stream, 'direction' | 'send' | 'dispatchEvent'> = {
+      direction,
+      send: (data) => { sent.push(data.byteLength); return true },
+      dispatchEvent: (evt) => target.dispatchEvent(evt)
+    }
+    return { stream: stream as Stream, sent, received }
+  }
+
+  function message (bytes: number): Event {
+    return Object.assign(new Event('message'), { data: new Uint8Array(bytes) })
+  }
+
+  it('counts each outbound STOP stream as a circuit and its bytes both ways, and leaves the stream working', async () => {
+    const traffic = new CircuitTraffic()
+    const registrar = new FakeRegistrar()
+    const service = traffic.service()({ registrar })
+    await service.start?.()
+    const [count] = registrar.getMiddleware(RELAY_V2_STOP_CODEC)
+    const out = fakeStream('outbound')
+    let passed: Stream | undefined
+    await count(out.stream, {} as Connection, (s) => { passed = s })
+    assert.equal(passed, out.stream, 'the stream goes on down the chain')
+    out.stream.send(new Uint8Array(100))
+    out.stream.dispatchEvent(message(40))
+    out.stream.dispatchEvent(new Event('close'))
+    assert.deepEqual(out.sent, [100])
+    assert.deepEqual(out.received, [40])
+    const inbound = fakeStream('inbound')
+    await count(inbound.stream, {} as Connection, () => {})
+    inbound.stream.send(new Uint8Array(7))
+    assert.equal(traffic.circuits(), 1, 'an inbound STOP stream (this node as a destination) is not a circuit it relays')
+    assert.equal(traffic.bytes(), 140)
+    await service.stop?.()
+    assert.deepEqual(registrar.getMiddleware(RELAY_V2_STOP_CODEC), [], 'stop gives the registrar its own lookup back')
+  })
+
+  it('hands libp2p a fresh middleware array per stream, so the handler libp2p appends for an inbound stream does not pile up', async () => {
+    const registrar = new FakeRegistrar()
+    const service = new CircuitTraffic().service()({ registrar })
+    await service.start?.()
+    const first = registrar.getMiddleware(RELAY_V2_STOP_CODEC)
+    first.push(() => {})
+    assert.equal(registrar.getMiddleware(RELAY_V2_STOP_CODEC).length, 1)
+    assert.equal(registrar.getMiddleware('/other/1.0.0').length, 0, 'other protocols are left alone')
+    await service.stop?.()
   })
 })
