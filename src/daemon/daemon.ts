@@ -257,6 +257,7 @@ async function startDonorMetrics (config: DaemonConfig, mesh: MeshNode, roles: R
   if (config.metrics == null) return undefined
   const metrics = new NodeMetrics({ endpoint: config.metrics, startedAt: at.startedAt, logger: createLogger('metrics') }, {
     dials: mesh.telemetry,
+    connections: mesh.components.connections,
     donor: { reservations: () => roles.donor.heldReservations() }
   })
   // before start: a failed listen still drops the dial subscription
@@ -416,6 +417,7 @@ async function startRelayMetrics (config: RelayConfig, mesh: MeshNode, relay: Re
   if (config.metrics == null) return undefined
   const metrics = new NodeMetrics({ endpoint: config.metrics, logger: createLogger('metrics') }, {
     dials: mesh.telemetry,
+    connections: mesh.components.connections,
     relay: {
       reservationCount: () => relay.reservationCount(),
       circuits: () => parts.traffic.circuits(),

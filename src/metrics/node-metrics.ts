@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import { errorWithCode } from '../core/errors.ts'
 import { EXEC_STATUSES, type ExecStatus } from '../core/job.ts'
-import type { DialAttempt } from '../core/types.ts'
+import type { ConnectionStatus, DialAttempt } from '../core/types.ts'
 import type { MetricsEndpoint } from '../config/metrics-endpoint.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 
@@ -14,6 +14,11 @@ export class MetricsListenError extends errorWithCode('METRICS_LISTEN_FAILED') {
 /** Where every dial attempt is announced once (net's DialTelemetry). */
 export interface DialAttemptSource {
   onAttempt: (listener: (attempt: Pick<DialAttempt, 'transport' | 'outcome' | 'phase'>) => void) => () => void
+}
+
+/** The node's open connections, read at scrape time. */
+export interface ConnectionSource {
+  list: () => ReadonlyArray<Pick<ConnectionStatus, 'transport'>>
 }
 
 /** A donor's state, read at scrape time. */
@@ -44,6 +49,7 @@ export interface NodeMetricsInit {
 /** What the metrics read; each part is optional, so a relay and a donor share the component. */
 export interface NodeMetricsComponents {
   dials?: DialAttemptSource
+  connections?: ConnectionSource
   donor?: DonorGauges
   relay?: RelayGauges
 }
@@ -77,6 +83,7 @@ export class NodeMetrics {
     this.startedAt = init.startedAt ?? Date.now()
     collectDefaultMetrics({ register: this.registry, prefix: 'worldcompute_' })
     if (components.dials != null) this.dialMetrics(components.dials)
+    if (components.connections != null) connectionMetrics(this.registry, components.connections)
     if (components.donor != null) this.donorMetrics(components.donor)
     if (components.relay != null) this.relayMetrics(components.relay)
     this.tasks = new Counter({ name: 'worldcompute_tasks_executed_total', help: 'Tasks this donor ran for brokers, by final execution status', labelNames: ['status'], registers: [this.registry] })
@@ -193,6 +200,20 @@ export class NodeMetrics {
       }
     })
   }
+}
+
+/** Open connections by transport (`circuit`: relayed through a relay), counted at scrape time. */
+function connectionMetrics (registry: Registry, connections: ConnectionSource): void {
+  new Gauge({
+    name: 'worldcompute_connections',
+    help: 'Open connections by transport (circuit: relayed)',
+    labelNames: ['transport'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const c of connections.list()) this.inc({ transport: c.transport })
+    }
+  })
 }
 
 /** A counter whose value is a total kept elsewhere, read at scrape time. */

@@ -138,7 +138,8 @@ describe('NodeMetrics', () => {
       bytes: () => relayState.bytes,
       refusals: () => relayState.refusals
     }
-    const metrics = new NodeMetrics({ endpoint }, { dials, relay })
+    const connections = [{ transport: 'tcp' as const }, { transport: 'tcp' as const }, { transport: 'circuit' as const }]
+    const metrics = new NodeMetrics({ endpoint }, { dials, relay, connections: { list: () => connections } })
     await metrics.start()
     try {
       assert.ok(metrics.port != null && metrics.port > 0)
@@ -158,12 +159,16 @@ describe('NodeMetrics', () => {
       assert.equal(valueOf(e, 'worldcompute_relay_circuits_total'), 3)
       assert.equal(valueOf(e, 'worldcompute_relay_bytes_total'), 4096)
       assert.equal(valueOf(e, 'worldcompute_relay_refusals_total', { reason: 'circuits-per-ip' }), 1)
+      assert.equal(valueOf(e, 'worldcompute_connections', { transport: 'tcp' }), 2)
+      assert.equal(valueOf(e, 'worldcompute_connections', { transport: 'circuit' }), 1)
       assert.ok((valueOf(e, 'worldcompute_process_resident_memory_bytes') ?? 0) > 0, 'process metrics with the worldcompute_ prefix')
       relayState.circuits = 5
       relayState.reservations = 0
+      connections.pop()
       e = await scrape(metrics.port)
       assert.equal(valueOf(e, 'worldcompute_relay_circuits_total'), 5)
       assert.equal(valueOf(e, 'worldcompute_relay_reservations'), 0)
+      assert.equal(valueOf(e, 'worldcompute_connections', { transport: 'circuit' }), undefined, 'a transport with no connection left drops out')
       const notFound = await fetch(`http://127.0.0.1:${metrics.port}/`)
       assert.equal(notFound.status, 404)
       await notFound.body?.cancel()
@@ -248,6 +253,7 @@ describe('metrics of a relay and donors on loopback', () => {
     assert.equal(valueOf(submitted, 'worldcompute_tasks_executed_total', { status: 'succeeded' }), 0, 'the submitter ran nothing itself')
 
     const r = await scrape(relay.metricsPort)
+    assert.ok(sumOf(r, 'worldcompute_connections', { transport: 'tcp' }) >= 2, 'the donors\' connections to the relay')
     assert.ok((valueOf(r, 'worldcompute_relay_reservations') ?? 0) >= 2, 'both donors reserved')
     assert.ok((valueOf(r, 'worldcompute_relay_circuits_total') ?? 0) >= 1, 'the job went through a circuit')
     assert.ok((valueOf(r, 'worldcompute_relay_bytes_total') ?? 0) > 1000, 'the module and the result crossed the circuit')
