@@ -86,8 +86,10 @@ export class NodeMetrics {
     if (components.connections != null) connectionMetrics(this.registry, components.connections)
     if (components.donor != null) this.donorMetrics(components.donor)
     if (components.relay != null) this.relayMetrics(components.relay)
-    this.tasks = new Counter({ name: 'worldcompute_tasks_executed_total', help: 'Tasks this donor ran for brokers, by final execution status', labelNames: ['status'], registers: [this.registry] })
-    this.jobs = new Counter({ name: 'worldcompute_jobs_total', help: 'Jobs this broker brought to a final status, by status', labelNames: ['status'], registers: [this.registry] })
+    // a donor's (and its broker's) counts: a relay runs neither, and shows neither
+    const registers = components.donor != null ? [this.registry] : []
+    this.tasks = new Counter({ name: 'worldcompute_tasks_executed_total', help: 'Tasks this donor ran for brokers, by final execution status', labelNames: ['status'], registers })
+    this.jobs = new Counter({ name: 'worldcompute_jobs_total', help: 'Jobs this broker brought to a final status, by status', labelNames: ['status'], registers })
     // every status present from the start at 0: a rate() over a series that appears late misses its first increase
     for (const status of EXEC_STATUSES) this.tasks.inc({ status }, 0)
     for (const status of JOB_STATUSES) this.jobs.inc({ status }, 0)

@@ -139,7 +139,7 @@ describe('NodeMetrics', () => {
       refusals: () => relayState.refusals
     }
     const connections = [{ transport: 'tcp' as const }, { transport: 'tcp' as const }, { transport: 'circuit' as const }]
-    const metrics = new NodeMetrics({ endpoint }, { dials, relay, connections: { list: () => connections } })
+    const metrics = new NodeMetrics({ endpoint }, { dials, relay, connections: { list: () => connections }, donor: { reservations: () => [] } })
     await metrics.start()
     try {
       assert.ok(metrics.port != null && metrics.port > 0)
@@ -179,8 +179,8 @@ describe('NodeMetrics', () => {
   })
 
   it('keeps the numbers of two nodes in one process apart', async () => {
-    const a = new NodeMetrics({ endpoint }, {})
-    const b = new NodeMetrics({ endpoint }, {})
+    const a = new NodeMetrics({ endpoint }, { donor: { reservations: () => [] } })
+    const b = new NodeMetrics({ endpoint }, { donor: { reservations: () => [] } })
     a.taskExecuted('failed')
     assert.equal((await a.registry.getSingleMetric('worldcompute_tasks_executed_total')?.get())?.values.find(v => v.labels.status === 'failed')?.value, 1)
     assert.equal((await b.registry.getSingleMetric('worldcompute_tasks_executed_total')?.get())?.values.find(v => v.labels.status === 'failed')?.value, 0)
@@ -258,6 +258,7 @@ describe('metrics of a relay and donors on loopback', () => {
     assert.ok((valueOf(r, 'worldcompute_relay_circuits_total') ?? 0) >= 1, 'the job went through a circuit')
     assert.ok((valueOf(r, 'worldcompute_relay_bytes_total') ?? 0) > 1000, 'the module and the result crossed the circuit')
     assert.equal(r.types.get('worldcompute_relay_bytes_total'), 'counter')
+    assert.equal(r.types.get('worldcompute_tasks_executed_total'), undefined, 'a relay runs no tasks and shows no task counts')
   })
 })
 
