@@ -5,6 +5,7 @@
  *
  *   the node       core → config, log → codec, executor → protocols, net → broker, donor, relay, doctor ─┐
  *   the local API  core → config, log → api → cli (flags, the API client, rendering) ─────────────────────┴→ daemon
+ *   metrics        core → config, log → metrics (Prometheus, fed by the daemon through narrow interfaces) ──→ daemon
  *
  * `daemon` is the composition root and the program's entry (daemon/main.ts):
  * it wires net, roles and the API, and holds the commands that run the stack
@@ -24,9 +25,10 @@ const layers = {
   donor: ['core', 'config', 'log', 'codec', 'executor', 'protocols', 'net'],
   relay: ['core', 'config', 'log', 'codec', 'protocols', 'net'],
   doctor: ['core', 'config', 'log', 'codec', 'protocols', 'net'],
+  metrics: ['core', 'config', 'log'],
   api: ['core', 'config', 'log'],
   cli: ['core', 'config', 'log', 'api'],
-  daemon: ['core', 'config', 'log', 'codec', 'executor', 'protocols', 'net', 'broker', 'donor', 'relay', 'doctor', 'api', 'cli']
+  daemon: ['core', 'config', 'log', 'codec', 'executor', 'protocols', 'net', 'broker', 'donor', 'relay', 'doctor', 'metrics', 'api', 'cli']
 }
 
 const forbidden = Object.entries(layers).map(([layer, allowed]) => ({

@@ -128,6 +128,8 @@ export interface BrokerInit {
    * @default { initialMs: 1000, maxMs: 60000 }
    */
   storeRetry?: BackoffPolicy
+  /** a job reached its final status, once written to the store (metrics count them) */
+  onJobFinished?: (final: JobFinal) => void
   logger?: Logger
 }
 
@@ -264,6 +266,7 @@ export class Broker {
   private readonly unavailableAfterMs: number
   private readonly retryAfterMs: number
   private readonly storeRetry: BackoffPolicy
+  private readonly onJobFinished?: (final: JobFinal) => void
   private controller?: AbortController
   private readonly running = new Map<string, Promise<void>>()
   /** the waiting side of each running job */
@@ -296,6 +299,7 @@ export class Broker {
     this.probeIntervalMs = init.probeIntervalMs ?? 1_000
     this.prefixes = init.networkPrefixes ?? DEFAULT_NETWORK_PREFIXES
     this.storeRetry = init.storeRetry ?? DEFAULT_STORE_RETRY
+    this.onJobFinished = init.onJobFinished
     this.log = init.logger ?? createLogger('broker')
   }
 
@@ -409,11 +413,17 @@ export class Broker {
     this.running.set(jobId, run)
   }
 
+  /** Writes a job's final status; told to `onJobFinished` once the store holds it. */
+  private finishJob (jobId: string, phase: 'completed' | 'error', final: JobFinal): void {
+    this.store.finishJob(jobId, phase, final)
+    this.onJobFinished?.(final)
+  }
+
   /** A bug, not a job outcome: recorded on the job so it is never silently lost. */
   private internalError (jobId: string, err: Error): void {
     this.log.error(`job ${jobId} stopped on an internal error: ${err.stack ?? err.message}`, { job: jobId })
     try {
-      this.store.finishJob(jobId, 'error', { status: 'unavailable', agreeing: 0, message: `internal error: ${err.message}` })
+      this.finishJob(jobId, 'error', { status: 'unavailable', agreeing: 0, message: `internal error: ${err.message}` })
     } catch (storeErr) {
       this.logStoreFault(jobId, 'cannot record its internal error', storeErr as Error)
     }
@@ -531,7 +541,7 @@ export class Broker {
     const module = this.store.getBlob(job.moduleCid)
     const input = this.store.getBlob(job.inputCid)
     if (module == null || input == null) {
-      this.store.finishJob(jobId, 'error', { status: 'unavailable', agreeing: 0, message: 'the job store lost the module or input bytes' })
+      this.finishJob(jobId, 'error', { status: 'unavailable', agreeing: 0, message: 'the job store lost the module or input bytes' })
       this.emit(jobId)
       return undefined
     }
@@ -770,7 +780,7 @@ export class Broker {
     const verdict = this.decide(run.job, tasks) ?? reached
     this.recordVotes(tasks, verdict)
     this.queueSeq.delete(jobId)
-    if (!await this.persist(jobId, 'its final answer', () => { this.store.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict) }, run.signal)) return
+    if (!await this.persist(jobId, 'its final answer', () => { this.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict) }, run.signal)) return
     this.log.info(`job ${jobId} finished: ${verdict.message}`, { job: jobId })
     this.emit(jobId)
   }
@@ -805,7 +815,7 @@ export class Broker {
       ? { status: 'unavailable', agreeing: 0, message: `no executor accepted the job ${within}${refusals}` }
       : { status: 'no_agreement', agreeing: 0, message: `no majority of ${run.job.replicas}: only ${done.length} replica(s) ran (${done.map(t => `${t.executor} said ${describeOutcome(t.outcome as TaskOutcome)}`).join('; ')}); no executor in another network took the rest ${within}${refusals}` }
     this.queueSeq.delete(jobId)
-    this.store.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict)
+    this.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict)
     this.log.warn(`job ${jobId}: ${verdict.message}`, { job: jobId })
     this.emit(jobId)
   }

@@ -18,7 +18,9 @@ export const CONFIG_FILE_KEYS: readonly ConfigKeyInfo[] = Object.freeze([
   { key: 'apiPort', roles: ['daemon'], flag: '--api-port', env: 'WORLDCOMPUTE_API_PORT' },
   { key: 'publicRanges', roles: ['daemon', 'relay'], flag: '--public-range' },
   { key: 'refuseIntercepted', roles: ['daemon'], flag: '--refuse-intercepted' },
-  { key: 'relayLimits', roles: ['relay'] }
+  { key: 'relayLimits', roles: ['relay'] },
+  { key: 'metrics', roles: ['daemon', 'relay'], flag: '--metrics' },
+  { key: 'metricsAllowRemote', roles: ['daemon', 'relay'], flag: '--metrics-allow-remote' }
 ])
 
 /** A top-level key of config.json that no role reads: a typo, most likely. */

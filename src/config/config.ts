@@ -7,6 +7,7 @@ import { DATA_DIR_ENV, dataDirPaths, resolveDataDir } from './data-dir.ts'
 import { parseCidr, type Cidr } from './cidr.ts'
 import { DEFAULT_DOH_ENDPOINTS, dohEndpointProblem } from './doh.ts'
 import { unknownConfigKeys, type UnknownConfigKey } from './config-keys.ts'
+import { loadMetricsEndpoint, readMetricsKeys, type MetricsEndpoint } from './metrics-endpoint.ts'
 
 /**
  * One typed, frozen config per role, merged once at the edge:
@@ -121,6 +122,10 @@ export interface ConfigFile {
   refuseIntercepted?: boolean
   /** the relay's admission limits (relay); each key as the flag of the same name */
   relayLimits?: RelayLimitsFile
+  /** the Prometheus endpoint, "HOST:PORT" (daemon, relay) */
+  metrics?: string
+  /** serve metrics on a non-loopback host */
+  metricsAllowRemote?: boolean
 }
 
 /** `"relayLimits"` in config.json: counts as numbers, the grace as a duration ("15s") or ms. */
@@ -141,6 +146,10 @@ export interface CommonFlags {
   listen?: string[]
   /** --public-range CIDR, repeatable */
   publicRanges?: string[]
+  /** --metrics HOST:PORT */
+  metrics?: string
+  /** --metrics-allow-remote */
+  metricsAllowRemote?: boolean
 }
 
 export interface DaemonFlags extends CommonFlags {
@@ -195,6 +204,8 @@ export interface DaemonConfig {
   readonly direct: boolean
   /** how much of an observed address names a network when placing replicas (default /24 and /48) */
   readonly replicaNetworkPrefix: Readonly<{ ipv4: number, ipv6: number }>
+  /** where /metrics is served; absent: no metrics (the default) */
+  readonly metrics?: MetricsEndpoint
   /** where each setting without its own `…Source` field came from, for `worldcompute config` */
   readonly sources: DaemonConfigSources
   /** top-level keys of config.json no role reads, logged as a WARN at start */
@@ -203,7 +214,7 @@ export interface DaemonConfig {
   readonly configFile: string
 }
 
-export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'memoryBudget' | 'maxTasksPerBroker', ValueSource>>
+export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'memoryBudget' | 'maxTasksPerBroker' | 'metrics', ValueSource>>
 
 export interface RelayFlags extends CommonFlags {
   announce?: string[]
@@ -240,6 +251,8 @@ export interface RelayConfig {
   readonly publicRanges: readonly Cidr[]
   /** STUN responder ports, primary first; empty: no responder (--no-stun) */
   readonly stunPorts: readonly number[]
+  /** where /metrics is served; absent: no metrics (the default) */
+  readonly metrics?: MetricsEndpoint
   /** top-level keys of config.json no role reads, logged as a WARN at start */
   readonly unknownKeys: readonly UnknownConfigKey[]
   /** the config file read (it may not exist) */
@@ -318,7 +331,7 @@ function readKnownKeys (obj: Record<string, unknown>, path: string): ConfigFile 
     out.apiPort = obj.apiPort
   }
   if (obj.relayLimits !== undefined) out.relayLimits = readRelayLimitsFile(obj.relayLimits, path)
-  return out
+  return { ...out, ...readMetricsKeys(obj, path) }
 }
 
 const RELAY_LIMIT_COUNT_KEYS = ['maxReservations', 'maxReservationsPerIp', 'maxConnectionsPerIp', 'maxCircuitsPerIp', 'maxConnectionsPerPeer', 'maxCircuitsPerPeer'] as const
@@ -422,10 +435,17 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
     direct: flags.noDirect !== true,
     replicaNetworkPrefix: Object.freeze(parseNetworkPrefix(flags.replicaNetworkPrefix ?? '24,48', '--replica-network-prefix')),
     donor: Object.freeze(loadDonorLimits(flags)),
+    ...metricsOf(flags, fileConfig),
     sources: Object.freeze(daemonSources(flags, env, fileConfig, refuseIntercepted.source)),
     unknownKeys: Object.freeze(unknownKeys),
     configFile
   })
+}
+
+/** `metrics` when --metrics or config.json asks for it. */
+function metricsOf (flags: CommonFlags, file: ConfigFile): { metrics?: MetricsEndpoint } {
+  const metrics = loadMetricsEndpoint({ flag: flags.metrics, allowRemoteFlag: flags.metricsAllowRemote, file: file.metrics, fileAllowRemote: file.metricsAllowRemote })
+  return metrics != null ? { metrics } : {}
 }
 
 function loadDoh (flags: DaemonFlags, env: NodeJS.ProcessEnv, fileConfig: ConfigFile): { value: string[], source: ValueSource } {
@@ -485,7 +505,8 @@ function daemonSources (flags: DaemonFlags, env: NodeJS.ProcessEnv, file: Config
     maxJobMemory: flagOr(flags.maxJobMemory),
     maxDeadline: flagOr(flags.maxDeadline),
     memoryBudget: flagOr(flags.memoryBudget),
-    maxTasksPerBroker: flagOr(flags.maxTasksPerBroker)
+    maxTasksPerBroker: flagOr(flags.maxTasksPerBroker),
+    metrics: flags.metrics != null ? 'flag' : file.metrics != null ? 'file' : 'default'
   }
 }
 
@@ -515,7 +536,9 @@ export function describeDaemonConfig (config: DaemonConfig): ConfigEntry[] {
     { key: 'maxJobMemory', value: `${d.maxJobMemoryBytes / 1024 / 1024}MiB`, source: s.maxJobMemory },
     { key: 'maxDeadline', value: `${d.maxDeadlineMs / 1000}s`, source: s.maxDeadline },
     { key: 'memoryBudget', value: `${Math.round(d.memoryBudgetBytes / 1024 / 1024)}MiB`, source: s.memoryBudget },
-    { key: 'maxTasksPerBroker', value: d.maxTasksPerBroker ?? 'every slot', source: s.maxTasksPerBroker }
+    { key: 'maxTasksPerBroker', value: d.maxTasksPerBroker ?? 'every slot', source: s.maxTasksPerBroker },
+    { key: 'metrics', value: config.metrics != null ? `${config.metrics.host}:${config.metrics.port}` : 'off', source: s.metrics },
+    { key: 'metricsAllowRemote', value: config.metrics?.allowRemote ?? false, source: s.metrics }
   ]
 }
 
@@ -611,6 +634,7 @@ export function loadRelayConfig (flags: RelayFlags, env: NodeJS.ProcessEnv = pro
     limits: Object.freeze(limits),
     publicRanges: Object.freeze(loadPublicRanges(flags.publicRanges, fileConfig.publicRanges)),
     stunPorts: Object.freeze(loadStunPorts(flags.stunPorts, flags.noStun)),
+    ...metricsOf(flags, fileConfig),
     unknownKeys: Object.freeze(unknownKeys),
     configFile
   })

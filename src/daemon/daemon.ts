@@ -6,7 +6,7 @@ import { JobStore } from '../broker/job-store.ts'
 import { jobView } from '../broker/job-view.ts'
 import { MeshTaskNetwork } from '../broker/mesh-task-network.ts'
 import { rawCidString } from '../codec/cid.ts'
-import { DEFAULT_JOB_LIMITS, type JobLimits } from '../core/job.ts'
+import { DEFAULT_JOB_LIMITS, type ExecStatus, type JobLimits } from '../core/job.ts'
 import { JobRunner } from '../donor/job-runner.ts'
 import { Executor } from '../executor/index.ts'
 import { capacity, type CapacityService } from '../protocols/capacity/index.ts'
@@ -23,7 +23,8 @@ import type { MeshComponents } from '../net/components.ts'
 import { parseProxyEnvironment } from '../net/proxy-env.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { trustSystemCertificates } from '../net/tls-intercept.ts'
-import { prepareRelay, RelayService, type RelayInfo } from '../relay/relay-service.ts'
+import { prepareRelay, RelayService, type RelayInfo, type RelayParts } from '../relay/relay-service.ts'
+import { NodeMetrics, type JobFinalStatus } from '../metrics/node-metrics.ts'
 import type { DaemonConfig, RelayConfig } from '../config/config.ts'
 import type { RelayDialler, ReservationManagerInit } from '../donor/reservation-manager.ts'
 import { SandboxKeeper } from './sandbox.ts'
@@ -45,6 +46,8 @@ export interface DaemonHandle {
   donor: DonorService
   broker: Broker
   executor?: Executor
+  /** the port /metrics is served on; absent without --metrics */
+  metricsPort?: number
   stop: () => Promise<void>
 }
 
@@ -74,6 +77,12 @@ interface Execution {
   runner: JobRunner
 }
 
+/** What the roles tell the metrics as it happens; bound once the metrics exist, so nothing is counted without --metrics. */
+interface RoleEvents {
+  taskExecuted?: (status: ExecStatus) => void
+  jobFinished?: (status: JobFinalStatus) => void
+}
+
 interface Roles {
   maxLimits: JobLimits
   execution?: Execution
@@ -92,17 +101,20 @@ function directListenAddrs (config: DaemonConfig): DaemonConfig['listen'] {
 export async function startDaemon (config: DaemonConfig, options: StartDaemonOptions = {}): Promise<DaemonHandle> {
   const log = options.logger ?? createLogger('daemon')
   const teardown = new Teardown({ logger: log })
+  const startedAt = Date.now()
   try {
     const { paths, identity } = await openDataDir(config, log, teardown)
     const store = openStore(paths, teardown)
     const answers = new ServiceAnswers()
     const net = await startNet(config, identity, answers, options, teardown)
-    const roles = buildRoles(config, paths, net, store, options, log)
+    const events: RoleEvents = {}
+    const roles = buildRoles(config, paths, net, store, options, log, events)
     answers.attach({ runner: roles.execution?.runner, nat: roles.donor })
     const api = await startApi(config, paths, net, roles, teardown)
+    const metrics = await startDonorMetrics(config, net.mesh, roles, events, { startedAt, teardown })
     await startRoles(roles, teardown)
     logStarted(config, net.mesh, roles, log)
-    return daemonHandle(net.mesh, api, roles, teardown, log)
+    return { ...daemonHandle(net.mesh, api, roles, teardown, log), ...(metrics?.port != null ? { metricsPort: metrics.port } : {}) }
   } catch (err) {
     return await teardown.rollBack(startFailure(err))
   }
@@ -181,14 +193,14 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
 }
 
 /** Step 4: the roles on the node (built, not started): job runner, donor, broker. */
-function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store: JobStore, options: StartDaemonOptions, log: Logger): Roles {
+function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store: JobStore, options: StartDaemonOptions, log: Logger, events: RoleEvents): Roles {
   const { mesh, resolver, capacityService, offerService, dispatchService } = net
   const maxLimits: JobLimits = {
     ...DEFAULT_JOB_LIMITS,
     memoryBytes: config.donor.maxJobMemoryBytes,
     deadlineMs: config.donor.maxDeadlineMs
   }
-  const execution = config.donor.execute ? buildExecution(config, maxLimits, net, log) : undefined
+  const execution = config.donor.execute ? buildExecution(config, maxLimits, net, log, events) : undefined
   // the winning dial rung is remembered per network in the data dir
   const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, resolver, refuseIntercepted: config.refuseIntercepted, relayDialler: options.relayDialler?.(mesh.components), ...options.reservation }, direct: config.direct ? { announcedAddrs: (id) => capacityService.capacityOf(id)?.addrs ?? [] } : false })
   // an executor we learn of gets a direct connection ahead of any job, where the networks allow
@@ -197,13 +209,14 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
     store,
     network: new MeshTaskNetwork({ mesh: mesh.components, capacity: capacityService, offer: offerService, dispatch: dispatchService, relays: () => donor.connectedRelays() }),
     self: mesh.peerId,
-    networkPrefixes: config.replicaNetworkPrefix
+    networkPrefixes: config.replicaNetworkPrefix,
+    onJobFinished: (final) => { events.jobFinished?.(final.status) }
   })
   return { maxLimits, execution, donor, broker }
 }
 
 /** The executor sandbox, the keeper that restarts it, and the job runner that answers offers and dispatches with it. */
-function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, log: Logger): Execution {
+function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, log: Logger, events: RoleEvents): Execution {
   const { mesh, capacityService, dispatchService } = net
   const executor = new Executor({ maxConcurrent: config.donor.maxConcurrentJobs, maxLimits })
   const sandbox = new SandboxKeeper({ executor, logger: log })
@@ -216,7 +229,8 @@ function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, l
     maxTasksPerBroker: config.donor.maxTasksPerBroker,
     addrs: () => mesh.components.addresses.advertisedAddrs(),
     hasModule: (cid) => dispatchService.hasModule(cid),
-    onChange: () => { capacityService.notifyChanged() }
+    onChange: () => { capacityService.notifyChanged() },
+    onExecuted: (result) => { events.taskExecuted?.(result.status) }
   }, mesh.components)
   return { executor, sandbox, runner }
 }
@@ -232,6 +246,26 @@ async function startApi (config: DaemonConfig, paths: DataDirPaths, net: Net, ro
   await api.start()
   teardown.add(LOCAL_API, async () => { await api.stop() })
   return api
+}
+
+/**
+ * Step 5b: the Prometheus endpoint (only with --metrics), before the donor
+ * joins the mesh for the same reason as the API: a port clash stops the start
+ * before this identity dials anyone.
+ */
+async function startDonorMetrics (config: DaemonConfig, mesh: MeshNode, roles: Roles, events: RoleEvents, at: { startedAt: number, teardown: Teardown }): Promise<NodeMetrics | undefined> {
+  if (config.metrics == null) return undefined
+  const metrics = new NodeMetrics({ endpoint: config.metrics, startedAt: at.startedAt, logger: createLogger('metrics') }, {
+    dials: mesh.telemetry,
+    connections: mesh.components.connections,
+    donor: { reservations: () => roles.donor.heldReservations() }
+  })
+  // before start: a failed listen still drops the dial subscription
+  at.teardown.add('metrics endpoint', async () => { await metrics.stop() })
+  await metrics.start()
+  events.taskExecuted = (status) => { metrics.taskExecuted(status) }
+  events.jobFinished = (status) => { metrics.jobFinished(status) }
+  return metrics
 }
 
 function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacityService'], 'executors'>): ApiHandlers {
@@ -332,6 +366,8 @@ function daemonHandle (mesh: MeshNode, api: ApiServer, roles: Roles, teardown: T
 export interface RelayHandle {
   info: RelayInfo
   relay: RelayService
+  /** the port /metrics is served on; absent without --metrics */
+  metricsPort?: number
   stop: () => Promise<void>
 }
 
@@ -358,11 +394,14 @@ export async function startRelay (config: RelayConfig, options: StartRelayOption
     teardown.add('relay', async () => { await relay.stop() })
     // the node listens once created: checked before the relay announces itself to anyone
     if (config.listen.length > 0 && mesh.components.addresses.boundAddrs().length === 0) throw new RelayNotListeningError(config.listen.map(String))
+    // before the relay announces itself: a metrics port clash stops the start
+    const metrics = await startRelayMetrics(config, mesh, relay, parts, teardown)
     const info = await relay.start()
     let stopping: Promise<void> | undefined
     return {
       info,
       relay,
+      ...(metrics?.port != null ? { metricsPort: metrics.port } : {}),
       stop: async () => {
         stopping ??= teardown.stopAll().then(failures => { if (failures.length > 0) throw failures[0] })
         await stopping
@@ -371,4 +410,23 @@ export async function startRelay (config: RelayConfig, options: StartRelayOption
   } catch (err) {
     return await teardown.rollBack(startFailure(err))
   }
+}
+
+/** The relay's Prometheus endpoint (only with --metrics): reservations and refusals read at scrape time, circuits and bytes as counted on its node. */
+async function startRelayMetrics (config: RelayConfig, mesh: MeshNode, relay: RelayService, parts: RelayParts, teardown: Teardown): Promise<NodeMetrics | undefined> {
+  if (config.metrics == null) return undefined
+  const metrics = new NodeMetrics({ endpoint: config.metrics, logger: createLogger('metrics') }, {
+    dials: mesh.telemetry,
+    connections: mesh.components.connections,
+    relay: {
+      reservationCount: () => relay.reservationCount(),
+      circuits: () => parts.traffic.circuits(),
+      bytes: () => parts.traffic.bytes(),
+      refusals: () => parts.guard.refusalCounts()
+    }
+  })
+  // before start: a failed listen still drops the dial subscription
+  teardown.add('metrics endpoint', async () => { await metrics.stop() })
+  await metrics.start()
+  return metrics
 }

@@ -4,7 +4,7 @@ import { NatProber, type NatProberInit } from './nat-prober.ts'
 import { DirectPaths, type DirectPathsInit } from './direct-paths.ts'
 import { RelayDirectory } from '../net/relay-directory.ts'
 import { peerIdOf } from '../net/transport-of.ts'
-import type { DaemonStatus, PingResult } from '../core/types.ts'
+import type { DaemonStatus, PingResult, RelayReservationStatus } from '../core/types.ts'
 import type { NatInfoMessage } from '../protocols/nat-info/index.ts'
 import type { MeshHost } from '../net/components.ts'
 import type { AbortOptions } from '@libp2p/interface'
@@ -115,6 +115,11 @@ export class DonorService {
   natInfo (): NatInfoMessage {
     const nat = this.nat.report()
     return { mapping: nat.mapping, filtering: nat.filtering, udp: nat.udp, webrtc: this.webrtc }
+  }
+
+  /** The reservations held now: what `status()` lists as relays, without the rest of the status. */
+  heldReservations (): RelayReservationStatus[] {
+    return this.reservations.reservations()
   }
 
   /** Relays this donor holds a connection to. */

@@ -51,6 +51,8 @@ export interface JobRunnerInit {
   onChange?: () => void
   /** why the donor cannot run jobs right now (e.g. its sandbox failed to start), else undefined */
   unavailable?: () => string | undefined
+  /** a task ran to a result (any status; metrics count them) */
+  onExecuted?: (result: ExecuteResult) => void
   logger?: Logger
 }
 
@@ -247,6 +249,7 @@ export class JobRunner {
     try {
       const result = await this.init.executor.execute(req, { signal: AbortSignal.any([options.signal, run.abandon.signal]) })
       this.log.info(`task ${req.taskId} → ${result.status}${result.exitCode != null ? ` (exit ${result.exitCode})` : ''}${result.error != null ? `: ${result.error}` : ''} in ${Date.now() - started} ms, fuel ${result.fuelUsed}`, { task: req.taskId, peer: options.peer })
+      this.init.onExecuted?.(result)
       return result
     } catch (err) {
       if (run.abandon.signal.aborted) throw new TaskAbandonedError(req.taskId, `its broker ${options.peer} left`, { cause: err })

@@ -13,6 +13,7 @@ import { makeAnnounceFilter } from './address-scope.ts'
 import { agentWithStun } from './stun/announce.ts'
 import { proxiedTcp, proxiedWebSockets, type ProxyRouter } from './proxy-transports.ts'
 import { hopGater, hopGuard, type HopAdmission } from './hop-gate.ts'
+import type { CircuitTraffic } from './circuit-traffic.ts'
 import type { RelayLimits } from '../config/config.ts'
 import type { Libp2pOptions } from 'libp2p'
 import type { PrivateKey } from '@libp2p/interface'
@@ -27,6 +28,8 @@ export interface RelayServerInit {
    * freeing the reservation of a peer that left (hop-gate.ts) @default none
    */
   admission?: HopAdmission
+  /** counts the circuits and the bytes they carry, for metrics (circuit-traffic.ts) @default not counted */
+  traffic?: CircuitTraffic
 }
 
 /** libp2p factories of services, by name (`capacity: capacity({ … })`). */
@@ -136,6 +139,7 @@ function services (init: NodeOptionsInit): ServiceFactories {
     })
     // after `relay`: it reads the relay server's reservations
     if (relay.admission != null) out.hopGuard = hopGuard(relay.admission)
+    if (relay.traffic != null) out.circuitTraffic = relay.traffic.service()
   }
   return out
 }

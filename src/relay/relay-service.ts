@@ -10,6 +10,7 @@ import { RelayGuard } from './relay-guard.ts'
 import type { HopServer, MeshHost } from '../net/components.ts'
 import type { MeshNodeInit } from '../net/mesh-node.ts'
 import type { StunResponder } from '../net/stun/responder.ts'
+import { CircuitTraffic } from '../net/circuit-traffic.ts'
 import type { RelayConfig } from '../config/config.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -55,6 +56,8 @@ export interface RelayParts {
   node: MeshNodeInit
   /** the node's admission control (per-IP and per-peer limits, reservations of peers that left freed) */
   guard: RelayGuard
+  /** circuits opened and bytes relayed, for metrics */
+  traffic: CircuitTraffic
 }
 
 /** Starts the relay's STUN responder and describes the node it needs; the composition root builds the node. */
@@ -63,16 +66,18 @@ export async function prepareRelay (config: RelayConfig, privateKey: PrivateKey,
   const tls = config.tls != null ? leafFingerprintOfPem(readFileSync(config.tls.certFile)) : undefined
   const guard = new RelayGuard({ limits: config.limits, logger: logger.child('admission') })
   const observedAddrs = new ReservationAddresses()
+  const traffic = new CircuitTraffic()
   return {
     stun,
     tlsCertificate: tls,
     guard,
+    traffic,
     observedAddrs,
     node: {
       privateKey,
       listen: config.listen,
       announce: config.announce,
-      relayServer: { limits: config.limits, tls: config.tls, admission: guard },
+      relayServer: { limits: config.limits, tls: config.tls, admission: guard, traffic },
       publicRanges: config.publicRanges,
       stunPorts: stun != null ? [...new Set(stun.endpoints().map(e => e.port))] : [],
       services: {

@@ -4,7 +4,7 @@ import { startDaemon } from '../daemon.ts'
 import { runUntilSignal } from '../../cli/lifecycle.ts'
 import type { Output } from '../../cli/output.ts'
 import { operatorLine } from '../../log/logger.ts'
-import { nodeFlags, resolvingNodeOptions, warnUnknownConfigKeys } from './node-flags.ts'
+import { metricsFlags, metricsOptions, nodeFlags, resolvingNodeOptions, warnUnknownConfigKeys } from './node-flags.ts'
 
 export const help = `worldcompute daemon [--data-dir DIR] [--bootstrap MA]... [--listen MA]... [--api-port N]
 
@@ -47,12 +47,18 @@ the local API on 127.0.0.1.
                    by the address the broker or a relay observed: no two in
                    one IPv4 /V4 or IPv6 /V6 (default 24,48; 32,128 counts
                    every address apart, e.g. a lab behind one router)
+  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics
+                   (off by default; HOST must be loopback, e.g. 127.0.0.1:9464;
+                   docs/metrics.md lists them). Also "metrics" in config.json.
+  --metrics-allow-remote  allow a non-loopback --metrics HOST (the endpoint has
+                   no authentication: firewall it)
   --log-format F   text (default) or json; WORLDCOMPUTE_LOG filters, e.g.
                    WORLDCOMPUTE_LOG=info,net=debug`
 
 export async function run (argv: string[], o: Output): Promise<number> {
   const { values } = parse(argv, {
     ...resolvingNodeOptions,
+    ...metricsOptions,
     'api-port': { type: 'string' },
     'no-execute': { type: 'boolean', default: false },
     'no-direct': { type: 'boolean', default: false },
@@ -69,6 +75,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
   if (values.json) throw new UsageError('daemon: --json has nothing to format here; use --log-format json for JSON log lines, and `worldcompute status --json` for the daemon\'s state')
   const config = loadDaemonConfig({
     ...nodeFlags(values),
+    ...metricsFlags(values),
     doh: values.doh,
     apiPort: values['api-port'],
     noExecute: values['no-execute'],
@@ -83,7 +90,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
   })
   warnUnknownConfigKeys(config)
   await runUntilSignal(o, async () => await startDaemon(config), (handle) => {
-    operatorLine(o.err, 'daemon', 'info', `worldcompute daemon ${handle.peerId} running; API on 127.0.0.1:${handle.apiPort}; \`worldcompute status --data-dir ${config.dataDir}\` shows what it is doing`, { peerId: handle.peerId, apiPort: handle.apiPort, dataDir: config.dataDir })
+    operatorLine(o.err, 'daemon', 'info', `worldcompute daemon ${handle.peerId} running; API on 127.0.0.1:${handle.apiPort}${handle.metricsPort != null ? `; metrics on port ${handle.metricsPort}` : ''}; \`worldcompute status --data-dir ${config.dataDir}\` shows what it is doing`, { peerId: handle.peerId, apiPort: handle.apiPort, dataDir: config.dataDir })
   })
   return 0
 }

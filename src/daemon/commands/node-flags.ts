@@ -14,6 +14,17 @@ export const nodeOptions = {
   'public-range': { type: 'string', multiple: true }
 } as const satisfies Options
 
+/** The Prometheus endpoint's flags, for the commands that run a node for long (daemon, relay). */
+export const metricsOptions = {
+  metrics: { type: 'string' },
+  'metrics-allow-remote': { type: 'boolean', default: false }
+} as const satisfies Options
+
+/** The parsed metrics flags, named as the config loaders take them. */
+export function metricsFlags (values: { metrics?: string, 'metrics-allow-remote'?: boolean }): { metrics?: string, metricsAllowRemote?: boolean } {
+  return { metrics: values.metrics, metricsAllowRemote: values['metrics-allow-remote'] }
+}
+
 /** The same flags with DNS-over-HTTPS endpoints: for the commands that resolve bootstrap names (daemon, doctor). */
 export const resolvingNodeOptions = {
   ...nodeOptions,

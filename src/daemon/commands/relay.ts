@@ -3,7 +3,7 @@ import { loadRelayConfig } from '../../config/config.ts'
 import { startRelay } from '../daemon.ts'
 import { runUntilSignal } from '../../cli/lifecycle.ts'
 import type { Output } from '../../cli/output.ts'
-import { nodeFlags, nodeOptions, warnUnknownConfigKeys } from './node-flags.ts'
+import { metricsFlags, metricsOptions, nodeFlags, nodeOptions, warnUnknownConfigKeys } from './node-flags.ts'
 
 export const help = `worldcompute relay [--data-dir DIR] [--listen MA]... [--announce MA]... [--tls-cert FILE --tls-key FILE]
 
@@ -31,6 +31,11 @@ jobs, identify, ping, AutoNAT v2 server and the mesh gossip.
   --stun-port N             STUN responder port (UDP); give it twice for the
                             primary and alternate port (default 3478 and 3479)
   --no-stun                 no STUN responder (donors then cannot tell their NAT type from this relay)
+  --metrics HOST:PORT       serve Prometheus metrics at http://HOST:PORT/metrics
+                            (off by default; HOST must be loopback unless
+                            --metrics-allow-remote; docs/metrics.md)
+  --metrics-allow-remote    allow a non-loopback --metrics HOST (no authentication:
+                            firewall it)
   --public-range CIDR       treat this address range as public (private deployments,
                             e.g. 10.0.0.0/8); repeatable; also "publicRanges" in config.json
   --json                    print the start-up line as JSON ({"peerId","listenAddrs","announceAddrs","stunAddrs","tlsCertificate"})`
@@ -38,6 +43,7 @@ jobs, identify, ping, AutoNAT v2 server and the mesh gossip.
 export async function run (argv: string[], o: Output): Promise<number> {
   const { values } = parse(argv, {
     ...nodeOptions,
+    ...metricsOptions,
     announce: { type: 'string', multiple: true },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
@@ -57,6 +63,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
   if (values.help) { o.out(help); return 0 }
   const config = loadRelayConfig({
     ...nodeFlags(values),
+    ...metricsFlags(values),
     announce: values.announce,
     tlsCert: values['tls-cert'],
     tlsKey: values['tls-key'],
@@ -84,6 +91,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
       for (const a of info.listenAddrs) o.out(`  ${a}`)
       o.out('advertising:')
       for (const a of info.announceAddrs) o.out(`  ${a}`)
+      if (handle.metricsPort != null) o.out(`metrics: port ${handle.metricsPort}, path /metrics`)
       o.out(info.stunAddrs.length > 0 ? `STUN (UDP): ${info.stunAddrs.join(', ')}` : 'STUN: off')
       // donors compare this with the certificate they are served: a different one means TLS interception
       if (info.tlsCertificate != null) o.out(`TLS certificate: SHA-256 ${info.tlsCertificate.fingerprint256} (${info.tlsCertificate.subject}, issued by ${info.tlsCertificate.issuer})`)
