@@ -177,7 +177,10 @@ function startJob (slot: Slot, job: SandboxJob): void {
       moduleName: job.moduleName,
       fuel: job.limits.fuel,
       outputBytes: job.limits.outputBytes,
-      maxCallDepth: job.limits.maxCallDepth
+      maxCallDepth: job.limits.maxCallDepth,
+      preopens: job.preopens,
+      // the overlay lives in the worker's memory: it is bounded like the guest's own
+      filesystemBytes: job.limits.memoryBytes
     }
   }
   // the module bytes move to the worker rather than being copied on this thread
