@@ -120,7 +120,8 @@ function withFiles (outcome: RunOutcome, shim: WasiShim, outputBytes: number): R
   const changes = shim.fileChanges()
   if (changes === undefined) return outcome
   const fileBytes = changes.files.reduce((n, f) => n + f.data.length, 0)
-  if (outcome.status !== 'output_too_large' && shim.outputBytes + fileBytes > outputBytes) {
+  if (outcome.status === 'output_too_large') return { ...outcome, files: [], removedFiles: changes.removedFiles }
+  if (shim.outputBytes + fileBytes > outputBytes) {
     return {
       ...outcome,
       status: 'output_too_large',

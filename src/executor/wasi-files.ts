@@ -167,6 +167,7 @@ export class WasiFiles {
       fd_filestat_set_size: (fd: number, size: bigint) => {
         const { file } = this.fds.file(fd, Rights.fdFilestatSetSize)
         if (size > BigInt(MAX_OFFSET)) return Errno.fbig
+        this.mem.chargeCopy(Math.max(0, Number(size) - file.size))
         this.fs?.resize(file, Number(size))
         file.mtim = file.ctim = this.now()
         return Errno.success
@@ -179,7 +180,9 @@ export class WasiFiles {
         const { file } = this.fds.file(fd, Rights.fdAllocate)
         const end = offset + len
         if (end > BigInt(MAX_OFFSET)) return Errno.fbig
-        if (Number(end) > file.size) this.fs?.resize(file, Number(end))
+        if (Number(end) <= file.size) return Errno.success
+        this.mem.chargeCopy(Number(end) - file.size)
+        this.fs?.resize(file, Number(end))
         return Errno.success
       },
       fd_advise: (fd: number, _offset: bigint, _len: bigint, advice: number) => {

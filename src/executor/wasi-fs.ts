@@ -100,8 +100,15 @@ export class MemFs {
     this.roots = init.preopens.map(p => ({ guest: p.guest, dir: this.buildPreopen(p) }))
   }
 
+  /**
+   * The tree of one preopen, in path order so that inode numbers do not
+   * depend on the order the submitter listed the files in. The submitted
+   * bytes count against the budget but are never refused by it: the payload
+   * limit bounds them, and the job has not run yet.
+   */
   private buildPreopen (p: JobDir): DirNode {
-    const root = this.newDir(undefined)
+    const root: DirNode = { kind: 'dir', ...this.stamp(), entries: new Map(), parent: undefined }
+    this.used += FS_ENTRY_BYTES
     const paths = [...(p.emptyDirs ?? []).map(d => ({ path: d, data: undefined })), ...p.files]
     paths.sort((a, b) => compareBytes(a.path, b.path))
     for (const { path, data } of paths) {
@@ -111,7 +118,8 @@ export class MemFs {
       const last = data === undefined ? undefined : parts.pop()
       for (const part of parts) dir = this.subdir(dir, part)
       if (last === undefined || data === undefined) continue
-      const file = this.newFile(data, true)
+      const file: FileNode = { kind: 'file', ...this.stamp(), data, size: data.length, shared: true, nlink: 1 }
+      this.used += FS_ENTRY_BYTES + data.length
       dir.entries.set(last, file)
       this.original.set(path, { node: file, data })
     }
@@ -121,8 +129,10 @@ export class MemFs {
   private subdir (dir: DirNode, name: string): DirNode {
     const found = dir.entries.get(name)
     if (found?.kind === 'dir') return found
+    // checkPreopens refuses a path that is both a file and a directory before a job gets here
     if (found !== undefined) throw new Error(`preopen path ${name} is both a file and a directory`)
-    const made = this.newDir(dir)
+    const made: DirNode = { kind: 'dir', ...this.stamp(), entries: new Map(), parent: dir }
+    this.used += FS_ENTRY_BYTES
     dir.entries.set(name, made)
     return made
   }
@@ -244,13 +254,14 @@ export class MemFs {
     return this.selfEntry(stack[stack.length - 1], stack)
   }
 
-  /** Resolves `path` from the directory on top of `stack`, so that '..' can climb back up to the base but no further. */
+  /**
+   * Resolves `path` from the directory on top of `stack` (where a symbolic
+   * link was met): it is re-expressed from the base, so that '..' in the
+   * link can climb back up to the base but no further.
+   */
   private resolveFrom (stack: DirNode[], path: string, follow: boolean, hops: number): Resolved {
-    let rel = path
-    // re-express the walk so far as '..' steps are not possible; instead resolve relative to the base with a prefix
     const prefix = this.pathFromBase(stack)
-    rel = prefix === '' ? rel : `${prefix}/${rel}`
-    return this.resolve(stack[0], rel, follow, hops)
+    return this.resolve(stack[0], prefix === '' ? path : `${prefix}/${path}`, follow, hops)
   }
 
   private pathFromBase (stack: DirNode[]): string {
@@ -344,6 +355,12 @@ export function checkPreopens (preopens: unknown): string | undefined {
     }
     for (const d of dir.emptyDirs ?? []) {
       if (!isGuestPath(d) || !d.startsWith(prefix)) return `preopen ${dir.guest}: directory ${String(d)} is not a normalised path under it`
+      if (seen.has(d)) return `preopen ${dir.guest}: ${d} is both a file and a directory`
+    }
+    for (const path of seen) {
+      for (let cut = path.lastIndexOf('/'); cut > 0; cut = path.lastIndexOf('/', cut - 1)) {
+        if (seen.has(path.slice(0, cut))) return `preopen ${dir.guest}: ${path.slice(0, cut)} is both a file and a directory`
+      }
     }
   }
   return undefined
