@@ -8,7 +8,7 @@
 
 import { Errno, FdFlags, FileType, FstFlags, LookupFlags, OFlags, Rights, Whence } from './wasi-abi.ts'
 import { DIR_RIGHTS, FILE_RIGHTS, SETTABLE_FDFLAGS, type Descriptor, type FdTable } from './wasi-fds.ts'
-import { FS_ENTRY_BYTES, FsError, decodePath, fileTypeOf, sortedEntries, type DirNode, type MemFs, type Node, type Resolved } from './wasi-fs.ts'
+import { FS_ENTRY_BYTES, FsError, decodePath, fileTypeOf, sortedEntries, type DirNode, type FileNode, type MemFs, type Node, type Resolved } from './wasi-fs.ts'
 import { HostFuel, type GuestMemory } from './wasi-memory.ts'
 
 type HostFunction = (...args: any[]) => number | undefined
@@ -33,12 +33,9 @@ export class WasiFiles {
     this.fs = fs
   }
 
-  /** Every fd_* and path_* function, FsError mapped to its errno. */
+  /** Every fd_* and path_* function; they throw FsError for their errno, which the shim's guard answers. */
   functions (): Record<string, HostFunction> {
-    const all: Record<string, HostFunction> = { ...this.streamFunctions(), ...this.fdFunctions(), ...this.pathFunctions(), ...this.linkFunctions() }
-    const out: Record<string, HostFunction> = {}
-    for (const [name, fn] of Object.entries(all)) out[name] = errnoOf(fn)
-    return out
+    return { ...this.streamFunctions(), ...this.fdFunctions(), ...this.pathFunctions(), ...this.linkFunctions() }
   }
 
   // -------------------------------------------------------------------------
@@ -67,22 +64,33 @@ export class WasiFiles {
     }
   }
 
-  private read (fd: number, iovs: number, count: number, nreadPtr: number, at: bigint | undefined): number {
-    const d = this.fds.stream(fd, at === undefined ? Rights.fdRead : Rights.fdRead | Rights.fdSeek)
+  /**
+   * The descriptor and iovecs of a read or write (`at`: the offset of a
+   * pread/pwrite), or the errno that refuses it: EBADF without the right (as
+   * POSIX on a descriptor not open for it), EISDIR, ESPIPE for an offset on a
+   * stream, EINVAL for an offset past the largest or too many iovecs.
+   */
+  private transfer (fd: number, right: bigint, iovs: number, count: number, at: bigint | undefined): { d: Descriptor, file: FileNode | undefined, v: DataView } | number {
+    const d = this.fds.stream(fd, at === undefined ? right : right | Rights.fdSeek)
     if (d.node?.kind === 'dir') return Errno.isdir
     if (d.node === undefined && at !== undefined) return Errno.spipe
     if (at !== undefined && at > BigInt(MAX_OFFSET)) return Errno.inval
     const v = this.mem.iovecs(iovs, count)
-    if (v === undefined) return Errno.inval
+    return v === undefined ? Errno.inval : { d, file: d.node, v }
+  }
+
+  private read (fd: number, iovs: number, count: number, nreadPtr: number, at: bigint | undefined): number {
+    const t = this.transfer(fd, Rights.fdRead, iovs, count, at)
+    if (typeof t === 'number') return t
+    const { d, file, v } = t
     let pos = at === undefined ? d.pos : Number(at)
     let total = 0
     for (let i = 0; i < v.byteLength; i += 8) {
       const target = this.mem.bytes(v.getUint32(i, true), v.getUint32(i + 4, true))
       let n: number
-      if (d.node === undefined) {
+      if (file === undefined) {
         n = d.stream?.read?.(target) ?? 0
       } else {
-        const file = d.node
         n = Math.max(0, Math.min(target.length, file.size - pos))
         target.set(file.data.subarray(pos, pos + n))
         pos += n
@@ -92,20 +100,16 @@ export class WasiFiles {
       // a zero-length iovec is skipped, not taken for end of input (musl's stdio puts one first for 1-byte reads)
       if (n < target.length) break
     }
-    if (at === undefined && d.node !== undefined) d.pos = pos
-    if (d.node !== undefined) d.node.atim = this.now()
+    if (at === undefined && file !== undefined) d.pos = pos
+    if (file !== undefined) file.atim = this.now()
     this.mem.setU32(nreadPtr, total)
     return Errno.success
   }
 
   private write (fd: number, iovs: number, count: number, nwrittenPtr: number, at: bigint | undefined): number {
-    const d = this.fds.stream(fd, at === undefined ? Rights.fdWrite : Rights.fdWrite | Rights.fdSeek)
-    if (d.node?.kind === 'dir') return Errno.isdir
-    if (d.node === undefined && at !== undefined) return Errno.spipe
-    if (at !== undefined && at > BigInt(MAX_OFFSET)) return Errno.inval
-    const v = this.mem.iovecs(iovs, count)
-    if (v === undefined) return Errno.inval
-    const file = d.node
+    const t = this.transfer(fd, Rights.fdWrite, iovs, count, at)
+    if (typeof t === 'number') return t
+    const { d, file, v } = t
     // O_APPEND moves fd_write to the end; fd_pwrite writes at its offset (POSIX says so, Linux appends anyway)
     let pos = at !== undefined ? Number(at) : file !== undefined && (d.flags & FdFlags.append) !== 0 ? file.size : d.pos
     let total = 0
@@ -447,16 +451,4 @@ function existing (r: Resolved): Node {
 function isWithin (dir: DirNode, ancestor: DirNode): boolean {
   for (let d: DirNode | undefined = dir; d !== undefined; d = d.parent) if (d === ancestor) return true
   return false
-}
-
-/** Runs a host function, answering the errno of an FsError it throws. */
-function errnoOf (fn: HostFunction): HostFunction {
-  return (...args: any[]) => {
-    try {
-      return fn(...args)
-    } catch (err) {
-      if (err instanceof FsError) return err.errno
-      throw err
-    }
-  }
 }

@@ -19,7 +19,7 @@ import type { JobDir, JobFile } from '../core/job.ts'
 import { ClockId, Errno, WASI_MODULE, WASI_SIGNATURES } from './wasi-abi.ts'
 import { FdTable, type Stream } from './wasi-fds.ts'
 import { WasiFiles } from './wasi-files.ts'
-import { MemFs } from './wasi-fs.ts'
+import { FsError, MemFs } from './wasi-fs.ts'
 import { GuestMemory, GuestMemoryFault, HostFuel, type FuelCharge } from './wasi-memory.ts'
 import { pollOneoff } from './wasi-poll.ts'
 
@@ -281,13 +281,18 @@ function isClockId (id: number): boolean {
   return id === ClockId.realtime || id === ClockId.monotonic || id === ClockId.processCputime || id === ClockId.threadCputime
 }
 
-/** A guest pointer outside its memory is the guest's bug: answer EFAULT, as a kernel would, instead of crashing the host. */
+/**
+ * A guest pointer outside its memory is the guest's bug: answer EFAULT, as a
+ * kernel would, instead of crashing the host. A filesystem error (FsError)
+ * is the call's errno.
+ */
 function guard (fn: HostFunction): HostFunction {
   return (...args: any[]) => {
     try {
       return fn(...args)
     } catch (err) {
       if (err instanceof GuestMemoryFault) return Errno.fault
+      if (err instanceof FsError) return err.errno
       throw err
     }
   }
