@@ -5,7 +5,7 @@
  */
 
 import assert from 'node:assert/strict'
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { DEFAULT_JOB_LIMITS, type ExecuteRequest, type ExecuteResult, type JobDir, type JobLimits } from '../../src/core/job.ts'
 import { cidForBytes } from '../../src/executor/cid.ts'
@@ -115,7 +115,7 @@ describe('real toolchain output using files through the executor', () => {
     }
   })
 
-  it('runs a C program (wasi-libc) that lists, stats, writes, appends, rewrites in place and sleeps', { skip: !existsSync(new URL('files-c.wasm', TOOLCHAIN)) && 'files-c.wasm is not built' }, async () => {
+  it('runs a C program (wasi-libc) that lists, stats, writes, appends, rewrites in place and sleeps', async () => {
     const data = dataDir()
     const result = await executor.execute(job(program('files-c.wasm'), { preopens: [data] }))
     assertSucceeded(result)
