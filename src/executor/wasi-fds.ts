@@ -54,8 +54,8 @@ export class FdTable {
 
   constructor (streams: { stdin: Stream, stdout: Stream, stderr: Stream }, fs: MemFs | undefined) {
     this.fds.set(0, { stream: streams.stdin, pos: 0, flags: 0, base: STDIN_RIGHTS, inheriting: 0n })
-    this.fds.set(1, { stream: streams.stdout, pos: 0, flags: FdFlags.append, base: STDOUT_RIGHTS, inheriting: 0n })
-    this.fds.set(2, { stream: streams.stderr, pos: 0, flags: FdFlags.append, base: STDOUT_RIGHTS, inheriting: 0n })
+    this.fds.set(1, { stream: streams.stdout, pos: 0, flags: 0, base: STDOUT_RIGHTS, inheriting: 0n })
+    this.fds.set(2, { stream: streams.stderr, pos: 0, flags: 0, base: STDOUT_RIGHTS, inheriting: 0n })
     for (const root of fs?.roots ?? []) {
       this.add({ node: root.dir, preopen: root.guest, pos: 0, flags: 0, base: DIR_RIGHTS, inheriting: DIR_RIGHTS | FILE_RIGHTS })
     }

@@ -247,6 +247,8 @@ export class WasiFiles {
   /** Entries '.', '..', then the rest by name bytes; the cookie of an entry is its index + 1. */
   private readdir (fd: number, buf: number, len: number, cookie: bigint, usedPtr: number): number {
     const dir = this.fds.dir(fd, Rights.fdReaddir)
+    // listing sorts the whole directory, whatever the cookie: charged per entry
+    this.mem.charge(dir.entries.size * HostFuel.perLookup)
     const entries: Array<[string, Node]> = [['.', dir], ['..', dir.parent ?? dir], ...sortedEntries(dir)]
     const out = this.mem.bytes(buf, len)
     let used = 0
@@ -264,7 +266,6 @@ export class WasiFiles {
       const n = Math.min(entry.length, out.length - used)
       out.set(entry.subarray(0, n), used)
       used += n
-      this.mem.charge(HostFuel.perLookup)
     }
     this.mem.chargeCopy(used)
     this.mem.setU32(usedPtr, used)
@@ -274,10 +275,13 @@ export class WasiFiles {
   // -------------------------------------------------------------------------
   // paths
 
+  /** The path argument, charged one lookup per component besides the copy. */
   private path (ptr: number, len: number): string {
     const bytes = this.mem.bytes(ptr, len)
     this.mem.chargeCopy(bytes.length)
-    this.mem.charge(HostFuel.perLookup)
+    let components = 1
+    for (const b of bytes) if (b === 0x2f) components++
+    this.mem.charge(components * HostFuel.perLookup)
     return decodePath(bytes)
   }
 
@@ -298,7 +302,7 @@ export class WasiFiles {
       path_create_directory: (fd: number, ptr: number, len: number) => {
         const r = this.lookup(fd, Rights.pathCreateDirectory, ptr, len, false)
         if (r.node !== undefined || r.name === '.') return Errno.exist
-        r.parent.entries.set(r.name, this.requireFs().newDir(r.parent))
+        r.parent.entries.set(r.name, this.requireFs().newDir(r.parent, r.name))
         return this.touched(r.parent)
       },
       path_filestat_get: (fd: number, lookup: number, ptr: number, len: number, statPtr: number) => {
@@ -424,7 +428,10 @@ export class WasiFiles {
     if (target !== undefined) fs.unlink(to.parent, to.name)
     from.parent.entries.delete(from.name)
     to.parent.entries.set(to.name, node)
-    if (node.kind === 'dir') node.parent = to.parent
+    if (node.kind === 'dir') {
+      node.parent = to.parent
+      node.name = to.name
+    }
     node.ctim = this.now()
     this.touched(from.parent)
     return this.touched(to.parent)

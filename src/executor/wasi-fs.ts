@@ -45,6 +45,8 @@ export interface DirNode extends NodeBase {
   readonly entries: Map<string, Node>
   /** undefined for a preopen's root */
   parent: DirNode | undefined
+  /** its entry's name in `parent` ('' for a root), kept by rename, so that a path back up costs no search */
+  name: string
 }
 
 export interface SymlinkNode extends NodeBase {
@@ -107,7 +109,7 @@ export class MemFs {
    * limit bounds them, and the job has not run yet.
    */
   private buildPreopen (p: JobDir): DirNode {
-    const root: DirNode = { kind: 'dir', ...this.stamp(), entries: new Map(), parent: undefined }
+    const root: DirNode = { kind: 'dir', ...this.stamp(), entries: new Map(), parent: undefined, name: '' }
     this.used += FS_ENTRY_BYTES
     const paths = [...(p.emptyDirs ?? []).map(d => ({ path: d, data: undefined })), ...p.files]
     paths.sort((a, b) => compareBytes(a.path, b.path))
@@ -131,7 +133,7 @@ export class MemFs {
     if (found?.kind === 'dir') return found
     // checkPreopens refuses a path that is both a file and a directory before a job gets here
     if (found !== undefined) throw new Error(`preopen path ${name} is both a file and a directory`)
-    const made: DirNode = { kind: 'dir', ...this.stamp(), entries: new Map(), parent: dir }
+    const made: DirNode = { kind: 'dir', ...this.stamp(), entries: new Map(), parent: dir, name }
     this.used += FS_ENTRY_BYTES
     dir.entries.set(name, made)
     return made
@@ -145,9 +147,9 @@ export class MemFs {
     return { ino: this.nextIno++, atim: t, mtim: t, ctim: t }
   }
 
-  newDir (parent: DirNode | undefined): DirNode {
+  newDir (parent: DirNode, name: string): DirNode {
     this.reserve(FS_ENTRY_BYTES)
-    return { kind: 'dir', ...this.stamp(), entries: new Map(), parent }
+    return { kind: 'dir', ...this.stamp(), entries: new Map(), parent, name }
   }
 
   newFile (data: Uint8Array, shared: boolean): FileNode {
@@ -266,14 +268,14 @@ export class MemFs {
 
   private pathFromBase (stack: DirNode[]): string {
     const names: string[] = []
-    for (let i = 1; i < stack.length; i++) names.push(nameIn(stack[i - 1], stack[i]))
+    for (let i = 1; i < stack.length; i++) names.push(stack[i].name)
     return names.join('/')
   }
 
   /** A path naming a directory itself ('.', 'a/..'): no parent entry to edit; callers treat the name '.' as "this directory". */
   private selfEntry (dir: DirNode, stack: DirNode[]): Resolved {
     const parent = stack.length > 1 ? stack[stack.length - 2] : dir
-    return { parent, name: stack.length > 1 ? nameIn(parent, dir) : '.', node: dir, mustBeDir: true }
+    return { parent, name: stack.length > 1 ? dir.name : '.', node: dir, mustBeDir: true }
   }
 
   // -------------------------------------------------------------------------
@@ -310,11 +312,6 @@ function walkFiles (dir: DirNode, prefix: string, visit: (path: string, node: Fi
     if (node.kind === 'file') visit(path, node)
     else if (node.kind === 'dir') walkFiles(node, path, visit)
   }
-}
-
-function nameIn (parent: DirNode, child: DirNode): string {
-  for (const [name, node] of parent.entries) if (node === child) return name
-  throw new FsError(Errno.noent)
 }
 
 /** `path` relative to the preopen `guest` ('' for the preopen itself). */
@@ -404,5 +401,8 @@ export function fileTypeOf (node: Node): number {
 
 /** A directory's entries in listing order: sorted by name bytes. */
 export function sortedEntries (dir: DirNode): Array<[string, Node]> {
-  return [...dir.entries].sort((a, b) => compareBytes(a[0], b[0]))
+  // each name encoded once, not once per comparison
+  const keyed = [...dir.entries].map(([name, node]) => ({ key: Buffer.from(name, 'utf8'), name, node }))
+  keyed.sort((a, b) => Buffer.compare(a.key, b.key))
+  return keyed.map(e => [e.name, e.node])
 }

@@ -115,6 +115,15 @@ describe('the WASI shim filesystem', () => {
     assert.equal(open('up/etc', 0, 0), -Errno.notcapable)
   })
 
+  it('follows a relative symbolic link from a directory that was renamed', () => {
+    const { call, open, read, path } = fsShim([dir({ '/data/x': 'found', '/data/a/keep': '' })])
+    assert.equal(call('path_symlink', ...path('..', PATH2), 3, ...path('a/up')), Errno.success)
+    assert.equal(call('path_rename', 3, ...path('a', PATH2), 3, ...path('b')), Errno.success)
+    assert.equal(read(open('b/up/x'), 100), 'found')
+    assert.equal(open('a/up/x'), -Errno.noent)
+    assert.equal(open('b/up/up'), -Errno.noent)
+  })
+
   it('answers ENOSPC when the job grows the overlay past its budget', () => {
     const { open, write, call } = fsShim([dir({})], { filesystemLimit: 2 * FS_ENTRY_BYTES + 10 })
     // the preopen's root and the file are one entry each
