@@ -249,7 +249,7 @@ export class Executor {
       env: [...req.env],
       moduleName: req.moduleName,
       limits: p.limits,
-      preopens: req.preopens
+      preopens: req.preopens?.map(d => ({ ...d, files: d.files.map(f => ({ path: f.path, data: ownBytes(f.data) })) }))
     }
     p.sandbox = sandbox
     p.startedAt = performance.now()
