@@ -163,6 +163,14 @@ export class WasiFiles {
         d.inheriting = inheriting
         return Errno.success
       },
+      ...this.fileStatFunctions(),
+      ...this.preopenFunctions()
+    }
+  }
+
+  /** fd_filestat_*, and what a file descriptor can ask of its storage. */
+  private fileStatFunctions (): Record<string, HostFunction> {
+    return {
       fd_filestat_get: (fd: number, ptr: number) => {
         const d = this.fds.with(fd, Rights.fdFilestatGet)
         this.filestat(ptr, d.node)
@@ -194,7 +202,13 @@ export class WasiFiles {
         return advice < 0 || advice > MAX_ADVICE ? Errno.inval : Errno.success
       },
       fd_datasync: (fd: number) => { this.fds.with(fd, Rights.fdDatasync); return Errno.success },
-      fd_sync: (fd: number) => { this.fds.with(fd, Rights.fdSync); return Errno.success },
+      fd_sync: (fd: number) => { this.fds.with(fd, Rights.fdSync); return Errno.success }
+    }
+  }
+
+  /** The preopened directories' names, and listing a directory. */
+  private preopenFunctions (): Record<string, HostFunction> {
+    return {
       fd_readdir: (fd: number, buf: number, len: number, cookie: bigint, usedPtr: number) => this.readdir(fd, buf, len, cookie, usedPtr),
       fd_prestat_get: (fd: number, ptr: number) => {
         const d = this.fds.get(fd)

@@ -135,6 +135,23 @@ describe('the WASI shim filesystem', () => {
     assert.equal(write(fd, 'eight by'), Errno.success, 'truncating gives the bytes back')
   })
 
+  it('bounds the number of entries: creating files and directories ends in ENOSPC, and removing one makes room', () => {
+    const { call, open, path } = fsShim([dir({})], { filesystemLimit: 100 * FS_ENTRY_BYTES })
+    const create = (i: number): number => i % 2 === 0
+      ? call('path_create_directory', 3, ...path(`d${i}`))
+      : Math.max(0, -open(`f${i}`, OFlags.creat))
+    let made = 0
+    let errno: number = Errno.success
+    while (errno === Errno.success && made < 1000) {
+      errno = create(made)
+      if (errno === Errno.success) made++
+    }
+    assert.equal(errno, Errno.nospc)
+    assert.equal(made, 99, 'the root is the hundredth entry')
+    assert.equal(call('path_remove_directory', 3, ...path('d0')), Errno.success)
+    assert.equal(call('path_create_directory', 3, ...path('again')), Errno.success)
+  })
+
   it('appends with FDFLAGS_APPEND and checks rights', () => {
     const { shim, open, write } = fsShim([dir({ '/data/log': 'a\n' })])
     assert.equal(write(open('log', 0, FdFlags.append), 'b\n'), Errno.success)
