@@ -100,11 +100,21 @@ describe('real toolchain output using files through the executor', () => {
     assert.match(result.error ?? '', /\/elsewhere\/x is not a normalised path under it/)
   })
 
+  it('counts the preopened files against payloadBytes with the module and input', async () => {
+    const module = program('files-rust.wasm')
+    const big: JobDir = { guest: '/data', files: [{ path: '/data/big', data: new Uint8Array(1024) }] }
+    const result = await executor.execute(job(module, { preopens: [big], limits: { payloadBytes: module.length + 1000 } }))
+    assert.equal(result.status, 'rejected')
+    assert.match(result.error ?? '', /module \+ input \+ preopened files is \d+ bytes, above limits.payloadBytes/)
+  })
+
   it('runs a Rust recursion just under the default call-depth limit, which V8 alone would also run', async () => {
     const depth = DEFAULT_JOB_LIMITS.maxCallDepth - 100
     const result = await executor.execute(job(program('files-rust.wasm'), { args: ['recurse', String(depth)] }))
     assertSucceeded(result)
     assert.equal(decoder.decode(result.stdout), `recursed ${depth}\n`)
+    assert.equal(result.files, undefined, 'a job without preopens has no files in its result')
+    assert.equal(result.removedFiles, undefined)
   })
 
   it('stops a Rust recursion past the limit with the deterministic call-depth error, not an engine stack overflow', async () => {
