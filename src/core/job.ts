@@ -38,7 +38,7 @@ export interface JobLimits {
   memoryBytes: number
   /** stdout + stderr, bytes */
   outputBytes: number
-  /** module + input, bytes */
+  /** module + input + the files of the preopens, bytes */
   payloadBytes: number
   /** deterministic instruction budget (metered per basic block) */
   fuel: number
