@@ -36,7 +36,7 @@ export interface JobLimits {
   deadlineMs: number
   /** linear memory cap, bytes (rounded down to 64 KiB pages) */
   memoryBytes: number
-  /** stdout + stderr, bytes */
+  /** stdout + stderr + the files the job created or changed under its preopens, bytes */
   outputBytes: number
   /** module + input + the files of the preopens, bytes */
   payloadBytes: number
