@@ -21,6 +21,7 @@ export const Errno = {
   io: 29,
   isdir: 31,
   loop: 32,
+  mfile: 33,
   mlink: 34,
   nametoolong: 37,
   noent: 44,

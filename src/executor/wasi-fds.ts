@@ -29,7 +29,21 @@ export interface Descriptor {
   flags: number
   base: bigint
   inheriting: bigint
+  /** the low 32 bits of `base` as a number, for the read/write path (BigInt arithmetic allocates) */
+  low: number
 }
+
+/** A descriptor with `low` derived from its base rights; set `low` again whenever `base` changes. */
+export function descriptor (d: Omit<Descriptor, 'low'>): Descriptor {
+  return { ...d, low: lowRights(d.base) }
+}
+
+export function lowRights (base: bigint): number {
+  return Number(base & 0xffffffffn)
+}
+
+/** fd_read, fd_write and fd_seek as bits of `Descriptor.low` */
+export const LowRights = { fdRead: Number(Rights.fdRead), fdWrite: Number(Rights.fdWrite), fdSeek: Number(Rights.fdSeek) } as const
 
 /** Rights that make sense on a regular file. */
 export const FILE_RIGHTS = Rights.fdDatasync | Rights.fdRead | Rights.fdSeek | Rights.fdFdstatSetFlags | Rights.fdSync |
@@ -49,25 +63,30 @@ const STDOUT_RIGHTS = Rights.fdWrite | Rights.fdFdstatSetFlags | Rights.fdFilest
 /** The flags fd_fdstat_set_flags may change; the others are fixed at open. */
 export const SETTABLE_FDFLAGS = FdFlags.append | FdFlags.nonblock
 
+/** Open descriptors a job may hold at once, as Linux's default RLIMIT_NOFILE; one more is EMFILE. */
+export const MAX_OPEN_FDS = 1024
+
 export class FdTable {
-  private readonly fds = new Map<number, Descriptor>()
+  /** by number; an array, not a Map: fd_read/fd_write look descriptors up on every call */
+  private readonly fds: Array<Descriptor | undefined> = []
+  private open = 0
 
   constructor (streams: { stdin: Stream, stdout: Stream, stderr: Stream }, fs: MemFs | undefined) {
-    this.fds.set(0, { stream: streams.stdin, pos: 0, flags: 0, base: STDIN_RIGHTS, inheriting: 0n })
-    this.fds.set(1, { stream: streams.stdout, pos: 0, flags: 0, base: STDOUT_RIGHTS, inheriting: 0n })
-    this.fds.set(2, { stream: streams.stderr, pos: 0, flags: 0, base: STDOUT_RIGHTS, inheriting: 0n })
+    this.add(descriptor({ stream: streams.stdin, pos: 0, flags: 0, base: STDIN_RIGHTS, inheriting: 0n }))
+    this.add(descriptor({ stream: streams.stdout, pos: 0, flags: 0, base: STDOUT_RIGHTS, inheriting: 0n }))
+    this.add(descriptor({ stream: streams.stderr, pos: 0, flags: 0, base: STDOUT_RIGHTS, inheriting: 0n }))
     for (const root of fs?.roots ?? []) {
-      this.add({ node: root.dir, preopen: root.guest, pos: 0, flags: 0, base: DIR_RIGHTS, inheriting: DIR_RIGHTS | FILE_RIGHTS })
+      this.add(descriptor({ node: root.dir, preopen: root.guest, pos: 0, flags: 0, base: DIR_RIGHTS, inheriting: DIR_RIGHTS | FILE_RIGHTS }))
     }
   }
 
   has (fd: number): boolean {
-    return this.fds.has(fd)
+    return this.fds[fd] !== undefined
   }
 
   /** The descriptor `fd`, or EBADF. */
   get (fd: number): Descriptor {
-    const d = this.fds.get(fd)
+    const d = fd >= 0 ? this.fds[fd] : undefined
     if (d === undefined) throw new FsError(Errno.badf)
     return d
   }
@@ -76,13 +95,6 @@ export class FdTable {
   with (fd: number, rights: bigint): Descriptor {
     const d = this.get(fd)
     if ((d.base & rights) !== rights) throw new FsError(Errno.notcapable)
-    return d
-  }
-
-  /** The descriptor `fd` if it may read (or write): EBADF otherwise, as POSIX read(2) on a descriptor not open for it. */
-  stream (fd: number, rights: bigint): Descriptor {
-    const d = this.get(fd)
-    if ((d.base & rights) !== rights) throw new FsError(Errno.badf)
     return d
   }
 
@@ -103,17 +115,20 @@ export class FdTable {
     return { d, file: d.node }
   }
 
-  /** Adds `d` at the lowest free number, as POSIX open does. */
+  /** Adds `d` at the lowest free number, as POSIX open does; EMFILE past MAX_OPEN_FDS. */
   add (d: Descriptor): number {
+    if (this.open >= MAX_OPEN_FDS) throw new FsError(Errno.mfile)
     let fd = 0
-    while (this.fds.has(fd)) fd++
-    this.fds.set(fd, d)
+    while (this.fds[fd] !== undefined) fd++
+    this.fds[fd] = d
+    this.open++
     return fd
   }
 
   close (fd: number): void {
     this.get(fd)
-    this.fds.delete(fd)
+    this.fds[fd] = undefined
+    this.open--
   }
 
   /** fd_renumber: `from` takes the place of `to`, which is closed. */
@@ -121,7 +136,8 @@ export class FdTable {
     const d = this.get(from)
     this.get(to)
     if (from === to) return
-    this.fds.set(to, d)
-    this.fds.delete(from)
+    this.fds[to] = d
+    this.fds[from] = undefined
+    this.open--
   }
 }

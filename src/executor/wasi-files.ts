@@ -7,14 +7,15 @@
  */
 
 import { Errno, FdFlags, FileType, FstFlags, LookupFlags, OFlags, Rights, Whence } from './wasi-abi.ts'
-import { DIR_RIGHTS, FILE_RIGHTS, SETTABLE_FDFLAGS, type Descriptor, type FdTable } from './wasi-fds.ts'
-import { FS_ENTRY_BYTES, FsError, decodePath, fileTypeOf, sortedEntries, type DirNode, type FileNode, type MemFs, type Node, type Resolved } from './wasi-fs.ts'
+import { DIR_RIGHTS, FILE_RIGHTS, LowRights, SETTABLE_FDFLAGS, descriptor, lowRights, type Descriptor, type FdTable } from './wasi-fds.ts'
+import { FS_ENTRY_BYTES, FsError, decodePath, fileTypeOf, sortedEntries, type DirNode, type MemFs, type Node, type Resolved } from './wasi-fs.ts'
 import { HostFuel, type GuestMemory } from './wasi-memory.ts'
 
 type HostFunction = (...args: any[]) => number | undefined
 
 /** The largest file offset: sizes and offsets stay exact in a JavaScript number. */
 const MAX_OFFSET = Number.MAX_SAFE_INTEGER
+const MAX_OFFSET_BIG = BigInt(MAX_OFFSET)
 /** `$advice` values are 0..5. */
 const MAX_ADVICE = 5
 /** struct dirent: d_next u64, d_ino u64, d_namlen u32, d_type u8 (24 bytes), then the name */
@@ -51,7 +52,7 @@ export class WasiFiles {
         const { d, file } = this.fds.file(fd, delta === 0n && whence === Whence.cur ? Rights.fdTell : Rights.fdSeek)
         const from = whence === Whence.set ? 0n : whence === Whence.cur ? BigInt(d.pos) : whence === Whence.end ? BigInt(file.size) : -1n
         const to = from + delta
-        if (from < 0n || to < 0n || to > BigInt(MAX_OFFSET)) return Errno.inval
+        if (from < 0n || to < 0n || to > MAX_OFFSET_BIG) return Errno.inval
         d.pos = Number(to)
         this.mem.setU64(newPtr, to)
         return Errno.success
@@ -65,24 +66,27 @@ export class WasiFiles {
   }
 
   /**
-   * The descriptor and iovecs of a read or write (`at`: the offset of a
-   * pread/pwrite), or the errno that refuses it: EBADF without the right (as
-   * POSIX on a descriptor not open for it), EISDIR, ESPIPE for an offset on a
-   * stream, EINVAL for an offset past the largest or too many iovecs.
+   * Why a read or write (`at`: the offset of a pread/pwrite) is refused, or 0:
+   * EBADF without the right (as POSIX on a descriptor not open for it),
+   * EISDIR, ESPIPE for an offset on a stream, EINVAL for an offset past the
+   * largest. Rights as numbers: this is the hot path of every job's output.
    */
-  private transfer (fd: number, right: bigint, iovs: number, count: number, at: bigint | undefined): { d: Descriptor, file: FileNode | undefined, v: DataView } | number {
-    const d = this.fds.stream(fd, at === undefined ? right : right | Rights.fdSeek)
+  private refusal (d: Descriptor, right: number, at: bigint | undefined): number {
+    const needed = at === undefined ? right : right | LowRights.fdSeek
+    if ((d.low & needed) !== needed) return Errno.badf
     if (d.node?.kind === 'dir') return Errno.isdir
-    if (d.node === undefined && at !== undefined) return Errno.spipe
-    if (at !== undefined && at > BigInt(MAX_OFFSET)) return Errno.inval
-    const v = this.mem.iovecs(iovs, count)
-    return v === undefined ? Errno.inval : { d, file: d.node, v }
+    if (at === undefined) return 0
+    if (d.node === undefined) return Errno.spipe
+    return at > MAX_OFFSET_BIG ? Errno.inval : 0
   }
 
   private read (fd: number, iovs: number, count: number, nreadPtr: number, at: bigint | undefined): number {
-    const t = this.transfer(fd, Rights.fdRead, iovs, count, at)
-    if (typeof t === 'number') return t
-    const { d, file, v } = t
+    const d = this.fds.get(fd)
+    const refused = this.refusal(d, LowRights.fdRead, at)
+    if (refused !== 0) return refused
+    const v = this.mem.iovecs(iovs, count)
+    if (v === undefined) return Errno.inval
+    const file = d.node?.kind === 'file' ? d.node : undefined
     let pos = at === undefined ? d.pos : Number(at)
     let total = 0
     for (let i = 0; i < v.byteLength; i += 8) {
@@ -107,9 +111,12 @@ export class WasiFiles {
   }
 
   private write (fd: number, iovs: number, count: number, nwrittenPtr: number, at: bigint | undefined): number {
-    const t = this.transfer(fd, Rights.fdWrite, iovs, count, at)
-    if (typeof t === 'number') return t
-    const { d, file, v } = t
+    const d = this.fds.get(fd)
+    const refused = this.refusal(d, LowRights.fdWrite, at)
+    if (refused !== 0) return refused
+    const v = this.mem.iovecs(iovs, count)
+    if (v === undefined) return Errno.inval
+    const file = d.node?.kind === 'file' ? d.node : undefined
     // O_APPEND moves fd_write to the end; fd_pwrite writes at its offset (POSIX says so, Linux appends anyway)
     let pos = at !== undefined ? Number(at) : file !== undefined && (d.flags & FdFlags.append) !== 0 ? file.size : d.pos
     let total = 0
@@ -160,6 +167,7 @@ export class WasiFiles {
         const d = this.fds.get(fd)
         if ((base & ~d.base) !== 0n || (inheriting & ~d.inheriting) !== 0n) return Errno.notcapable
         d.base = base
+        d.low = lowRights(base)
         d.inheriting = inheriting
         return Errno.success
       },
@@ -178,7 +186,7 @@ export class WasiFiles {
       },
       fd_filestat_set_size: (fd: number, size: bigint) => {
         const { file } = this.fds.file(fd, Rights.fdFilestatSetSize)
-        if (size > BigInt(MAX_OFFSET)) return Errno.fbig
+        if (size > MAX_OFFSET_BIG) return Errno.fbig
         this.mem.chargeCopy(Math.max(0, Number(size) - file.size))
         this.fs?.resize(file, Number(size))
         file.mtim = file.ctim = this.now()
@@ -191,7 +199,7 @@ export class WasiFiles {
       fd_allocate: (fd: number, offset: bigint, len: bigint) => {
         const { file } = this.fds.file(fd, Rights.fdAllocate)
         const end = offset + len
-        if (end > BigInt(MAX_OFFSET)) return Errno.fbig
+        if (end > MAX_OFFSET_BIG) return Errno.fbig
         if (Number(end) <= file.size) return Errno.success
         this.mem.chargeCopy(Number(end) - file.size)
         this.fs?.resize(file, Number(end))
@@ -382,7 +390,7 @@ export class WasiFiles {
       node.mtim = node.ctim = this.now()
     }
     const mask = node.kind === 'dir' ? DIR_RIGHTS : FILE_RIGHTS
-    const d: Descriptor = { node, pos: 0, flags: fdflags & 0x1f, base: base & from.inheriting & mask, inheriting: inheriting & from.inheriting }
+    const d = descriptor({ node, pos: 0, flags: fdflags & 0x1f, base: base & from.inheriting & mask, inheriting: inheriting & from.inheriting })
     this.mem.setU32(fdPtr, this.fds.add(d))
     return Errno.success
   }

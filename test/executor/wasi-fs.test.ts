@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { JobDir } from '../../src/core/job.ts'
 import { Errno, EventType, FdFlags, FileType, OFlags, Rights } from '../../src/executor/wasi-abi.ts'
+import { MAX_OPEN_FDS } from '../../src/executor/wasi-fds.ts'
 import { FS_ENTRY_BYTES, checkPreopens, compareBytes } from '../../src/executor/wasi-fs.ts'
 import { VIRTUAL_CLOCK_STEP_NS, VIRTUAL_EPOCH_NS, WasiShim, type WasiShimInit } from '../../src/executor/wasi-shim.ts'
 
@@ -150,6 +151,16 @@ describe('the WASI shim filesystem', () => {
     assert.equal(made, 99, 'the root is the hundredth entry')
     assert.equal(call('path_remove_directory', 3, ...path('d0')), Errno.success)
     assert.equal(call('path_create_directory', 3, ...path('again')), Errno.success)
+  })
+
+  it('bounds the open descriptors: one past MAX_OPEN_FDS is EMFILE, and closing one makes room', () => {
+    const { call, open } = fsShim([dir({ '/data/a': 'x' })])
+    let last = 0
+    for (let i = 4; i < MAX_OPEN_FDS; i++) last = open('a')
+    assert.equal(last, MAX_OPEN_FDS - 1)
+    assert.equal(open('a'), -Errno.mfile)
+    assert.equal(call('fd_close', 100), Errno.success)
+    assert.equal(open('a'), 100, 'the lowest free number is taken again')
   })
 
   it('appends with FDFLAGS_APPEND and checks rights', () => {
