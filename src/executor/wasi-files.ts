@@ -66,26 +66,25 @@ export class WasiFiles {
   }
 
   /**
-   * Why a read or write (`at`: the offset of a pread/pwrite) is refused, or 0:
-   * EBADF without the right (as POSIX on a descriptor not open for it),
-   * EISDIR, ESPIPE for an offset on a stream, EINVAL for an offset past the
-   * largest. Rights as numbers: this is the hot path of every job's output.
+   * The iovecs of a read or write on `d` (`at`: the offset of a pread/pwrite),
+   * or the errno that refuses it: EBADF without the right (as POSIX on a
+   * descriptor not open for it), EISDIR, ESPIPE for an offset on a stream,
+   * EINVAL for an offset past the largest or too many iovecs. Rights as
+   * numbers: this is the hot path of every job's output.
    */
-  private refusal (d: Descriptor, right: number, at: bigint | undefined): number {
+  private iovecsFor (d: Descriptor, right: number, at: bigint | undefined, iovs: number, count: number): DataView | number {
     const needed = at === undefined ? right : right | LowRights.fdSeek
     if ((d.low & needed) !== needed) return Errno.badf
     if (d.node?.kind === 'dir') return Errno.isdir
-    if (at === undefined) return 0
-    if (d.node === undefined) return Errno.spipe
-    return at > MAX_OFFSET_BIG ? Errno.inval : 0
+    if (at !== undefined && d.node === undefined) return Errno.spipe
+    if (at !== undefined && at > MAX_OFFSET_BIG) return Errno.inval
+    return this.mem.iovecs(iovs, count) ?? Errno.inval
   }
 
   private read (fd: number, iovs: number, count: number, nreadPtr: number, at: bigint | undefined): number {
     const d = this.fds.get(fd)
-    const refused = this.refusal(d, LowRights.fdRead, at)
-    if (refused !== 0) return refused
-    const v = this.mem.iovecs(iovs, count)
-    if (v === undefined) return Errno.inval
+    const v = this.iovecsFor(d, LowRights.fdRead, at, iovs, count)
+    if (typeof v === 'number') return v
     const file = d.node?.kind === 'file' ? d.node : undefined
     let pos = at === undefined ? d.pos : Number(at)
     let total = 0
@@ -112,10 +111,8 @@ export class WasiFiles {
 
   private write (fd: number, iovs: number, count: number, nwrittenPtr: number, at: bigint | undefined): number {
     const d = this.fds.get(fd)
-    const refused = this.refusal(d, LowRights.fdWrite, at)
-    if (refused !== 0) return refused
-    const v = this.mem.iovecs(iovs, count)
-    if (v === undefined) return Errno.inval
+    const v = this.iovecsFor(d, LowRights.fdWrite, at, iovs, count)
+    if (typeof v === 'number') return v
     const file = d.node?.kind === 'file' ? d.node : undefined
     // O_APPEND moves fd_write to the end; fd_pwrite writes at its offset (POSIX says so, Linux appends anyway)
     let pos = at !== undefined ? Number(at) : file !== undefined && (d.flags & FdFlags.append) !== 0 ? file.size : d.pos
