@@ -36,9 +36,9 @@ export interface JobLimits {
   deadlineMs: number
   /** linear memory cap, bytes (rounded down to 64 KiB pages) */
   memoryBytes: number
-  /** stdout + stderr, bytes */
+  /** stdout + stderr + the files the job created or changed under its preopens, bytes */
   outputBytes: number
-  /** module + input, bytes */
+  /** module + input + the files of the preopens, bytes */
   payloadBytes: number
   /** deterministic instruction budget (metered per basic block) */
   fuel: number
@@ -54,7 +54,9 @@ export const DEFAULT_JOB_LIMITS: Readonly<JobLimits> = Object.freeze({
   // about a minute of simple loops at ~1e9 metered blocks/s would need far more;
   // 2^50 keeps the deadline the binding limit for honest programs
   fuel: 2 ** 50,
-  maxCallDepth: 10_000
+  // as deep as real recursive programs go (a Rust recursion V8 runs to ~13,900 frames on a main thread);
+  // the sandbox's worker stack is sized so that this limit trips before V8's own stack does
+  maxCallDepth: 50_000
 })
 
 /** What an executor runs: everything needed, bytes included. */

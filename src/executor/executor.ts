@@ -25,6 +25,7 @@ import { resolveModuleLimits, type ModuleLimits } from './module-limits.ts'
 import { memoryPagesFor } from './prepare.ts'
 import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome } from './protocol.ts'
 import { SANDBOX_ENTRY, sandboxExecArgv } from './sandbox-launch.ts'
+import { checkPreopens, preopenBytes } from './wasi-fs.ts'
 
 export interface ExecutorInit {
   /** jobs run at the same time (worker threads in the sandbox) @default max(1, cores - 1) */
@@ -211,9 +212,9 @@ export class Executor {
     if (problem !== undefined) return { ...failure(problem, 'rejected'), durationMs: performance.now() - t0 }
     const checked = resolveJobLimits(req.limits, this.maxLimits)
     if (!checked.ok) return { ...failure(checked.reason, 'rejected'), durationMs: performance.now() - t0 }
-    const payload = req.module.byteLength + req.input.byteLength
+    const payload = req.module.byteLength + req.input.byteLength + preopenBytes(req.preopens)
     if (payload > checked.limits.payloadBytes) {
-      return { ...failure(`module + input is ${payload} bytes, above limits.payloadBytes ${checked.limits.payloadBytes}`, 'rejected'), durationMs: performance.now() - t0 }
+      return { ...failure(`module + input + preopened files is ${payload} bytes, above limits.payloadBytes ${checked.limits.payloadBytes}`, 'rejected'), durationMs: performance.now() - t0 }
     }
 
     return await new Promise<ExecuteResult>((resolve, reject) => {
@@ -247,7 +248,8 @@ export class Executor {
       args: [...req.args],
       env: [...req.env],
       moduleName: req.moduleName,
-      limits: p.limits
+      limits: p.limits,
+      preopens: req.preopens?.map(d => ({ ...d, files: d.files.map(f => ({ path: f.path, data: ownBytes(f.data) })) }))
     }
     p.sandbox = sandbox
     p.startedAt = performance.now()
@@ -450,6 +452,8 @@ function normaliseOutcome (o: SandboxOutcome): Omit<ExecuteResult, 'durationMs'>
   if (o.exitCode !== undefined) out.exitCode = o.exitCode
   if (o.error !== undefined) out.error = o.error
   if (o.errorCode !== undefined) out.errorCode = o.errorCode
+  if (o.files !== undefined) out.files = o.files.map(f => ({ path: f.path, data: plainBytes(f.data) }))
+  if (o.removedFiles !== undefined) out.removedFiles = o.removedFiles
   return out
 }
 
@@ -482,5 +486,6 @@ function checkRequest (req: ExecuteRequest): string | undefined {
     return 'moduleName must be a string without NUL characters'
   }
   if (req.limits !== undefined && (req.limits === null || typeof req.limits !== 'object')) return 'limits must be an object'
+  if (req.preopens !== undefined) return checkPreopens(req.preopens)
   return undefined
 }

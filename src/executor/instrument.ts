@@ -11,10 +11,10 @@
  *   index): `fuel` (i64, exported as `__wc_fuel`), `trap` (i32, exported as
  *   `__wc_trap`: why the injected code trapped) and `depth` (i32). No function
  *   or import is added, so no function index shifts either.
- * - Fuel ("meter/2" cost rule): every original instruction costs 1,
+ * - Fuel ("meter/3" cost rule): every original instruction costs 1,
  *   memory.fill/copy/init cost 1 more per 64 bytes, table.grow/fill/copy/init
  *   1 more per element, and host calls charge the guest bytes they touch
- *   (wasi-shim.ts, HostFuel). The code is cut into
+ *   (wasi-memory.ts, HostFuel). The code is cut into
  *   segments of straight-line code ending at a control instruction (loop, if,
  *   else, end, br, br_if, br_table, return, unreachable); a segment starts at
  *   the function entry and after each of those, i.e. at every place control can
@@ -50,7 +50,7 @@ import { ByteReader, ByteWriter, encodeS32, encodeU32 } from './wasm-binary.ts'
 import { InstrKind, hex, readInstruction, readValType } from './wasm-instructions.ts'
 
 /** Pinned name of the cost rule: fuel is part of what replicas compare, so any change must bump it. */
-export const METER_VERSION = 'meter/2'
+export const METER_VERSION = 'meter/3'
 
 export const FUEL_EXPORT = '__wc_fuel'
 export const TRAP_EXPORT = '__wc_trap'

@@ -6,7 +6,7 @@
  * a compiled WebAssembly.Module.
  */
 
-import type { ExecErrorCode, JobLimits } from '../core/job.ts'
+import type { ExecErrorCode, JobDir, JobLimits } from '../core/job.ts'
 import type { ModuleLimits } from './module-limits.ts'
 import type { PrepareLimits, PreparedModule } from './prepare.ts'
 import type { RunOutcome, RunSpec } from './run-module.ts'
@@ -31,6 +31,8 @@ export interface SandboxJob {
   env: string[]
   moduleName?: string
   limits: JobLimits
+  /** the request's preopened directories */
+  preopens?: JobDir[]
 }
 
 export type ParentMessage =

@@ -5,7 +5,7 @@
  * and the shim.
  */
 
-import type { ExecStatus, ExecuteResult } from '../core/job.ts'
+import type { ExecStatus, ExecuteResult, JobDir } from '../core/job.ts'
 import { FUEL_EXPORT, START_EXPORT, TRAP_EXPORT, TrapCode } from './instrument.ts'
 import { OutputLimitExceeded, WasiExit, WasiShim } from './wasi-shim.ts'
 
@@ -23,6 +23,10 @@ export interface RunSpec {
   outputBytes: number
   /** the limit baked into the module, for the error text */
   maxCallDepth: number
+  /** directories preopened from fd 3, in an in-memory overlay */
+  preopens?: JobDir[]
+  /** cap on the overlay (file bytes plus a fixed cost per entry) @default outputBytes */
+  filesystemBytes?: number
 }
 
 /** An ExecuteResult without durationMs (the caller measures time). */
@@ -53,7 +57,9 @@ export function runModule (module: WebAssembly.Module, spec: RunSpec): RunOutcom
     env: spec.env,
     stdin: spec.input,
     outputLimit: spec.outputBytes,
-    randomSeed: spec.jobId
+    randomSeed: spec.jobId,
+    preopens: spec.preopens,
+    filesystemLimit: spec.filesystemBytes
   })
   const budget = BigInt(spec.fuel)
   let fuel: WebAssembly.Global | undefined
@@ -63,7 +69,8 @@ export function runModule (module: WebAssembly.Module, spec: RunSpec): RunOutcom
     let used = budget - remaining
     // out of fuel: the last charge took the counter below zero; the job used its whole budget
     if (used > budget) used = budget
-    return { status, ...extra, stdout: shim.stdout, stderr: shim.stderr, fuelUsed: Number(used < 0n ? 0n : used) }
+    const base = { status, ...extra, stdout: shim.stdout, stderr: shim.stderr, fuelUsed: Number(used < 0n ? 0n : used) }
+    return withFiles(base, shim, spec.outputBytes)
   }
 
   let instance: WebAssembly.Instance
@@ -101,6 +108,30 @@ export function runModule (module: WebAssembly.Module, spec: RunSpec): RunOutcom
     }
     return outcome('failed', { error: `executor error: ${describe(err)}` })
   }
+}
+
+/**
+ * The outcome with the files the job changed under its preopens. They count
+ * against the output cap with stdout and stderr: a job whose files take it
+ * past the cap is output_too_large, its files left out (a part of a file
+ * would be a result nobody asked for).
+ */
+function withFiles (outcome: RunOutcome, shim: WasiShim, outputBytes: number): RunOutcome {
+  const changes = shim.fileChanges()
+  if (changes === undefined) return outcome
+  const fileBytes = changes.files.reduce((n, f) => n + f.data.length, 0)
+  if (outcome.status === 'output_too_large') return { ...outcome, files: [], removedFiles: changes.removedFiles }
+  if (shim.outputBytes + fileBytes > outputBytes) {
+    return {
+      ...outcome,
+      status: 'output_too_large',
+      exitCode: undefined,
+      error: `stdout, stderr and the ${changes.files.length} changed files (${fileBytes} bytes) together exceeded the output cap of ${outputBytes} bytes`,
+      files: [],
+      removedFiles: changes.removedFiles
+    }
+  }
+  return { ...outcome, ...changes }
 }
 
 /** Thrown by a host call whose fuel charge took the budget below zero; the runner reports out_of_fuel from the trap global. */

@@ -22,11 +22,14 @@ const WORKER_ENTRY = siblingModuleUrl('./worker.ts', import.meta.url)
 
 /**
  * Per-worker limits. The heap limits bound the JS side only (not wasm memory,
- * which the module clamp and --wasm-max-mem-pages cover); the 8 MiB stack gives
- * room for the deterministic call-depth limit to trip before V8's own stack
- * overflow, which would happen at a depth that varies between processes.
+ * which the module clamp and --wasm-max-mem-pages cover). The 32 MiB stack
+ * gives room for the deterministic call-depth limit (50,000 frames by
+ * default) to trip before V8's own stack overflow, which happens at a depth
+ * that depends on frame sizes: a Rust recursion reaches about 100,000 frames
+ * in 8 MiB, so 32 MiB leaves 50,000 frames over 600 bytes each. Only the
+ * pages a job touches are committed.
  */
-const WORKER_RESOURCE_LIMITS = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32, stackSizeMb: 8 }
+const WORKER_RESOURCE_LIMITS = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32, stackSizeMb: 32 }
 
 interface Slot {
   worker: Worker
@@ -177,7 +180,10 @@ function startJob (slot: Slot, job: SandboxJob): void {
       moduleName: job.moduleName,
       fuel: job.limits.fuel,
       outputBytes: job.limits.outputBytes,
-      maxCallDepth: job.limits.maxCallDepth
+      maxCallDepth: job.limits.maxCallDepth,
+      preopens: job.preopens,
+      // the overlay lives in the worker's memory: it is bounded like the guest's own
+      filesystemBytes: job.limits.memoryBytes
     }
   }
   // the module bytes move to the worker rather than being copied on this thread

@@ -12,27 +12,77 @@ export const Errno = {
   success: 0,
   acces: 2,
   badf: 8,
+  busy: 10,
+  exist: 20,
   fault: 21,
+  fbig: 22,
+  ilseq: 25,
   inval: 28,
   io: 29,
+  isdir: 31,
+  loop: 32,
+  mfile: 33,
+  mlink: 34,
+  nametoolong: 37,
+  noent: 44,
+  nospc: 51,
   nosys: 52,
   notdir: 54,
+  notempty: 55,
+  notsock: 57,
   notsup: 58,
-  spipe: 70
+  overflow: 61,
+  perm: 63,
+  spipe: 70,
+  xdev: 75,
+  notcapable: 76
 } as const
 
 /** `$filetype` */
 export const FileType = {
   unknown: 0,
-  characterDevice: 2
+  characterDevice: 2,
+  directory: 3,
+  regularFile: 4,
+  symbolicLink: 7
 } as const
 
-/** `$rights` bits used for the three standard streams */
+/** `$rights` bits */
 export const Rights = {
+  fdDatasync: 1n << 0n,
   fdRead: 1n << 1n,
+  fdSeek: 1n << 2n,
+  fdFdstatSetFlags: 1n << 3n,
+  fdSync: 1n << 4n,
+  fdTell: 1n << 5n,
   fdWrite: 1n << 6n,
-  pollFdReadwrite: 1n << 27n
+  fdAdvise: 1n << 7n,
+  fdAllocate: 1n << 8n,
+  pathCreateDirectory: 1n << 9n,
+  pathCreateFile: 1n << 10n,
+  pathLinkSource: 1n << 11n,
+  pathLinkTarget: 1n << 12n,
+  pathOpen: 1n << 13n,
+  fdReaddir: 1n << 14n,
+  pathReadlink: 1n << 15n,
+  pathRenameSource: 1n << 16n,
+  pathRenameTarget: 1n << 17n,
+  pathFilestatGet: 1n << 18n,
+  pathFilestatSetSize: 1n << 19n,
+  pathFilestatSetTimes: 1n << 20n,
+  fdFilestatGet: 1n << 21n,
+  fdFilestatSetSize: 1n << 22n,
+  fdFilestatSetTimes: 1n << 23n,
+  pathSymlink: 1n << 24n,
+  pathRemoveDirectory: 1n << 25n,
+  pathUnlinkFile: 1n << 26n,
+  pollFdReadwrite: 1n << 27n,
+  sockShutdown: 1n << 28n,
+  sockAccept: 1n << 29n
 } as const
+
+/** every right there is */
+export const ALL_RIGHTS = (1n << 30n) - 1n
 
 /** `$clockid` */
 export const ClockId = {
@@ -41,6 +91,27 @@ export const ClockId = {
   processCputime: 2,
   threadCputime: 3
 } as const
+
+/** `$oflags` of path_open */
+export const OFlags = { creat: 1, directory: 2, excl: 4, trunc: 8 } as const
+
+/** `$fdflags` */
+export const FdFlags = { append: 1, dsync: 2, nonblock: 4, rsync: 8, sync: 16 } as const
+
+/** `$lookupflags` */
+export const LookupFlags = { symlinkFollow: 1 } as const
+
+/** `$fstflags` of the set_times calls */
+export const FstFlags = { atim: 1, atimNow: 2, mtim: 4, mtimNow: 8 } as const
+
+/** `$whence` of fd_seek */
+export const Whence = { set: 0, cur: 1, end: 2 } as const
+
+/** `$eventtype` of poll_oneoff */
+export const EventType = { clock: 0, fdRead: 1, fdWrite: 2 } as const
+
+/** `$subclockflags`: the timeout is an absolute time of the clock, not a duration */
+export const SUBSCRIPTION_CLOCK_ABSTIME = 1
 
 const i32 = 0x7f
 const i64 = 0x7e

@@ -67,8 +67,9 @@ function post (message: WorkerMessage): void {
     return
   }
   const { outcome } = message
-  // transfer the output buffers instead of copying them (they can be up to outputBytes)
-  port?.postMessage(message, [outcome.stdout.buffer as ArrayBuffer, outcome.stderr.buffer as ArrayBuffer].filter(uniqueBuffers()))
+  // transfer the output buffers and the changed files instead of copying them (together up to outputBytes)
+  const buffers = [outcome.stdout, outcome.stderr, ...(outcome.files ?? []).map(f => f.data)].map(b => b.buffer as ArrayBuffer)
+  port?.postMessage(message, buffers.filter(uniqueBuffers()))
 }
 
 /** postMessage throws on a transfer list that names one ArrayBuffer twice; empty buffers gain nothing from transfer. */

@@ -135,11 +135,12 @@ describe('WasiShim', () => {
     assert.notEqual(draw('job-a'), draw('job-b'))
   })
 
-  it('answers ENOSYS for what a sandbox does not offer, and 0 for sched_yield', () => {
+  it('answers ENOSYS for signals, ENOTSOCK for sockets on a descriptor that exists, and 0 for sched_yield', () => {
     const { call } = shimWith()
-    assert.equal(call('poll_oneoff', 0, 0, 1, 0), Errno.nosys)
     assert.equal(call('proc_raise', 9), Errno.nosys)
-    assert.equal(call('sock_accept', 0, 0, 0), Errno.nosys)
+    assert.equal(call('sock_accept', 0, 0, 0), Errno.notsock)
+    assert.equal(call('sock_shutdown', 1, 0), Errno.notsock)
+    assert.equal(call('sock_recv', 7, 0, 0, 0, 0, 0), Errno.badf)
     assert.equal(call('sched_yield'), Errno.success)
   })
 
