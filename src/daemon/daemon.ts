@@ -216,6 +216,7 @@ function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, l
     maxTasksPerBroker: config.donor.maxTasksPerBroker,
     addrs: () => mesh.components.addresses.advertisedAddrs(),
     hasModule: (cid) => dispatchService.hasModule(cid),
+    hasFiles: (cids) => dispatchService.hasFiles(cids),
     onChange: () => { capacityService.notifyChanged() }
   }, mesh.components)
   return { executor, sandbox, runner }

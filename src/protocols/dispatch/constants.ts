@@ -40,3 +40,5 @@ export const DISPATCH_LIMITS: StreamLimits = {
   maxInboundStreams: 16,
   maxOutboundStreams: 64
 }
+/** Donor's cache of directory files (job submit --dir), by total bytes, least recently used evicted first. */
+export const CONTENT_CACHE_BYTES = 256 * 1024 * 1024
