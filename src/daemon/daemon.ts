@@ -3,7 +3,7 @@ import { ApiServer } from '../api/server.ts'
 import type { ApiHandlers } from '../api/routes.ts'
 import { Broker } from '../broker/broker.ts'
 import { JobStore } from '../broker/job-store.ts'
-import { jobView } from '../broker/job-view.ts'
+import { jobFilesView, jobView } from '../broker/job-view.ts'
 import { MeshTaskNetwork } from '../broker/mesh-task-network.ts'
 import { rawCidString } from '../codec/cid.ts'
 import { DEFAULT_JOB_LIMITS, type JobLimits } from '../core/job.ts'
@@ -262,9 +262,14 @@ function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacity
         env: req.env,
         limits: req.limits,
         replicas: req.replicas,
-        executors: req.executors
+        executors: req.executors,
+        dirs: req.dirs?.map(d => ({ guest: d.guest, files: d.files.map(f => ({ path: f.path, data: Buffer.from(f.data, 'base64') })), emptyDirs: d.emptyDirs }))
       })
       return jobView(job, [], false)
+    },
+    jobFiles: async ({ id, path }) => {
+      const { job, tasks } = broker.getJob(id)
+      return jobFilesView(job, tasks, path)
     },
     job: async ({ id, full }) => {
       const { job, tasks } = broker.getJob(id)
