@@ -240,6 +240,11 @@ export class DispatchService extends ProtocolService {
   private readonly log: Logger
   private readonly modules: ModuleCache
   private readonly contents: ModuleCache
+  /**
+   * Directory files sent (broker side) and received (donor side) since the
+   * service started: what shows that a file is sent once, for tests and debugging.
+   */
+  readonly treeStats = { blobsSent: 0, blobBytesSent: 0, blobsReceived: 0, blobBytesReceived: 0 }
   private readonly memo: TaskMemo<Answer>
 
   constructor (components: DispatchComponents, init: DispatchInit = {}) {
@@ -343,7 +348,11 @@ export class DispatchService extends ProtocolService {
     await io.writeFrame(header, { signal: timer.signal })
     if (task.module != null) await io.writePayload(task.module, sending(0))
     await io.writePayload(task.input, sending(moduleSize))
-    if (task.tree != null) await writeTree(io, task.tree, blobs, sending, moduleSize + task.input.byteLength)
+    if (task.tree != null) {
+      await writeTree(io, task.tree, blobs, sending, moduleSize + task.input.byteLength)
+      this.treeStats.blobsSent += blobs.length
+      this.treeStats.blobBytesSent += treeSize - task.tree.manifestBytes.byteLength
+    }
     // half-close: the donor sees the end of our side; its answer still flows back
     await io.stream.close({ signal: timer.signal })
   }
@@ -547,7 +556,11 @@ export class DispatchService extends ProtocolService {
       this.modules.put(moduleKey, module)
     }
 
-    for (const [cid, bytes] of payload.tree?.blobs ?? []) this.contents.put(cid, bytes)
+    for (const [cid, bytes] of payload.tree?.blobs ?? []) {
+      this.contents.put(cid, bytes)
+      this.treeStats.blobsReceived++
+      this.treeStats.blobBytesReceived += bytes.byteLength
+    }
 
     const fingerprint = JSON.stringify([header.jobId, moduleKey, inputCid.toString(), header.args, header.env, header.limits, header.manifestCid ?? null])
     const key = memoKey(peer, header.taskId)
