@@ -38,7 +38,7 @@ export async function submittedDirs (values: string[] | undefined, maxBytes: num
  * lists the files it removed. Refuses any path that would land outside `dir`,
  * through '..' or a symbolic link already in it.
  */
-export async function saveJobFiles (api: ApiClient, jobId: string, dir: string, o: Output): Promise<void> {
+export async function saveJobFiles (api: Pick<ApiClient, 'call'>, jobId: string, dir: string, o: Output): Promise<void> {
   const { files, removed } = await api.call('jobFiles', { id: jobId }, { timeoutMs: 120_000 })
   await mkdir(dir, { recursive: true })
   const root = await realpath(resolve(dir))
