@@ -58,8 +58,15 @@ export interface JobFilesResponse {
 export interface JobsRequest { limit: number }
 export interface JobsResponse { jobs: JobView[] }
 
-/** 64 MiB module + 64 MiB input, base64-inflated, plus JSON */
-const MAX_SUBMIT_BODY = Math.ceil((128 * 1024 * 1024) * 4 / 3) + 1024 * 1024
+/**
+ * Module, input and `--dir` files one submit may carry together: the
+ * payload travels base64 in one JSON body, held in the daemon's memory while
+ * it is parsed, so this bounds that memory. Donors apply their own
+ * `--max-payload` (64 MiB by default) to what they accept.
+ */
+export const MAX_SUBMIT_PAYLOAD_BYTES = 128 * 1024 * 1024
+/** MAX_SUBMIT_PAYLOAD_BYTES base64-inflated, plus the JSON around it */
+const MAX_SUBMIT_BODY = Math.ceil(MAX_SUBMIT_PAYLOAD_BYTES * 4 / 3) + 1024 * 1024
 
 function stringList (value: unknown, name: string, maxItems: number, maxLength: number): string[] {
   if (value === undefined) return []

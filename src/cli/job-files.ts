@@ -33,6 +33,13 @@ export async function submittedDirs (values: string[] | undefined, maxBytes: num
   }
 }
 
+/** Bytes of the files of submitted directories (base64 decoded). */
+export function dirBytes (dirs: SubmitDir[] | undefined): number {
+  let n = 0
+  for (const d of dirs ?? []) for (const f of d.files) n += Buffer.byteLength(f.data, 'base64')
+  return n
+}
+
 /**
  * Writes the job's agreed output files under `dir` (created as needed) and
  * lists the files it removed. Refuses any path that would land outside `dir`,

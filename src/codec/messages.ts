@@ -22,8 +22,14 @@ import type { ExecErrorCode, ExecStatus, JobLimits, ReceiptBody, SignedReceipt }
 
 // ---- wire limits -----------------------------------------------------------
 
-/** Largest module, input, stdout or stderr a message may announce: 64 MiB each. */
+/** Largest stdout, stderr or output files document a message may announce: 64 MiB each. */
 export const MAX_BLOB_BYTES = 64 * 1024 * 1024
+/**
+ * Largest module, input or directory file a message may announce: 4 GiB.
+ * The wire's bound only: a donor accepts what its `--max-payload` allows
+ * (64 MiB by default), streamed in frames.
+ */
+export const MAX_PAYLOAD_WIRE_BYTES = 4 * 1024 * 1024 * 1024
 /** jobId, taskId: printable ASCII without spaces, so they are safe in logs and file names. */
 export const MAX_ID_LENGTH = 128
 const ID_PATTERN = /^[\x21-\x7e]+$/
@@ -47,6 +53,7 @@ export const MAX_DEADLINE_MS = 7 * 24 * 3600 * 1000
 const EXIT_CODE_RANGE = { min: -(2 ** 31), max: 2 ** 32 - 1 }
 const COUNT_RANGE = { min: 0, max: Number.MAX_SAFE_INTEGER }
 const BLOB_RANGE = { min: 0, max: MAX_BLOB_BYTES }
+const PAYLOAD_RANGE = { min: 0, max: MAX_PAYLOAD_WIRE_BYTES }
 
 /**
  * Directory blobs an offer names, so the donor can say which it holds (the
@@ -339,8 +346,8 @@ function readOfferRequest (r: FieldReader): OfferRequest {
     jobId: readId(r, 'jobId'),
     taskId: readId(r, 'taskId'),
     moduleCid: r.cid('moduleCid', 'raw'),
-    moduleSize: r.integer('moduleSize', BLOB_RANGE),
-    inputSize: r.integer('inputSize', BLOB_RANGE),
+    moduleSize: r.integer('moduleSize', PAYLOAD_RANGE),
+    inputSize: r.integer('inputSize', PAYLOAD_RANGE),
     limits: readLimits(r, 'limits', true),
     ...readFileCids(r, 'fileCids'),
     ...(r.has('filesSize') ? { filesSize: r.integer('filesSize', COUNT_RANGE) } : {})
@@ -398,8 +405,8 @@ function readDispatchHeader (r: FieldReader): DispatchHeader {
     args: r.stringArray('args', { maxItems: MAX_ARGS, maxItemLength: MAX_ARG_LENGTH }),
     env: r.stringArray('env', { maxItems: MAX_ENV, maxItemLength: MAX_ARG_LENGTH, minItemLength: 2, itemPattern: /^[^=]+=/s, itemHint: 'K=V with a non-empty K' }),
     limits: readLimits(r, 'limits', true),
-    moduleSize: r.integer('moduleSize', BLOB_RANGE),
-    inputSize: r.integer('inputSize', BLOB_RANGE),
+    moduleSize: r.integer('moduleSize', PAYLOAD_RANGE),
+    inputSize: r.integer('inputSize', PAYLOAD_RANGE),
     sendsModule: r.boolean('sendsModule'),
     ...readTreeFields(r)
   }
@@ -419,7 +426,7 @@ function readTreeFields (r: FieldReader): Pick<DispatchHeader, 'manifestCid' | '
 }
 
 function readBlobHeader (r: FieldReader): BlobHeader {
-  return { cid: r.cid('cid', 'raw'), size: r.integer('size', BLOB_RANGE) }
+  return { cid: r.cid('cid', 'raw'), size: r.integer('size', PAYLOAD_RANGE) }
 }
 
 export function encodeBlobHeader (h: BlobHeader): Uint8Array {

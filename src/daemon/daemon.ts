@@ -168,6 +168,7 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
         logger: createLogger('protocols.offer')
       }),
       dispatch: dispatch({
+        maxPayloadBytes: config.donor.maxPayloadBytes,
         runTask: execute ? async (req, o) => await answers.runTask(req, o) : undefined,
         admit: execute ? (req, ctx) => answers.admit(req, ctx) : undefined,
         logger: createLogger('protocols.dispatch')
@@ -186,7 +187,8 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
   const maxLimits: JobLimits = {
     ...DEFAULT_JOB_LIMITS,
     memoryBytes: config.donor.maxJobMemoryBytes,
-    deadlineMs: config.donor.maxDeadlineMs
+    deadlineMs: config.donor.maxDeadlineMs,
+    payloadBytes: config.donor.maxPayloadBytes
   }
   const execution = config.donor.execute ? buildExecution(config, maxLimits, net, log) : undefined
   // the winning dial rung is remembered per network in the data dir

@@ -10,7 +10,7 @@ import {
   decodeBlobHeader, encodeBlobHeader, MAX_OFFER_FILE_CIDS,
   decodeCapacity, decodeCapacityResponse, decodeDispatchHeader, decodeDispatchResult, decodeOfferRequest, decodeOfferResponse,
   encodeCapacity, encodeCapacityResponse, encodeDispatchHeader, encodeDispatchResult, encodeOfferRequest, encodeOfferResponse,
-  MAX_BLOB_BYTES, MAX_MESSAGE_BYTES
+  MAX_BLOB_BYTES, MAX_MESSAGE_BYTES, MAX_PAYLOAD_WIRE_BYTES
 } from '../../src/codec/messages.ts'
 import { outputCid } from '../../src/codec/receipt.ts'
 import { DEFAULT_JOB_LIMITS } from '../../src/core/job.ts'
@@ -163,7 +163,7 @@ describe('messages', () => {
       ['a fractional fuel', m => { m.limits = { fuel: 1.5 } }, 'limits.fuel', /must be an integer, got the number 1.5/],
       ['limits that are not a map', m => { m.limits = [1] }, 'limits', /must be a map/],
       ['a missing limits', m => { delete m.limits }, 'limits', /is missing/],
-      ['a module larger than 64 MiB', m => { m.moduleSize = MAX_BLOB_BYTES + 1 }, 'moduleSize', /between 0 and 67108864/],
+      ['a module larger than the 4 GiB wire bound', m => { m.moduleSize = MAX_PAYLOAD_WIRE_BYTES + 1 }, 'moduleSize', new RegExp(`between 0 and ${MAX_PAYLOAD_WIRE_BYTES}`)],
       ['a negative input size', m => { m.inputSize = -1 }, 'inputSize', /between 0 and/],
       ['sendsModule as a number', m => { m.sendsModule = 1 }, 'sendsModule', /must be a boolean/]
     ]
@@ -264,7 +264,9 @@ describe('directory fields of offer and dispatch messages', () => {
 
   it('round-trips blob headers and a result\'s files fields', () => {
     assert.deepEqual(decodeBlobHeader(encodeBlobHeader({ cid: blob, size: 4 })), { cid: blob, size: 4 })
-    assert.throws(() => encodeBlobHeader({ cid: blob, size: MAX_BLOB_BYTES + 1 }), (err: unknown) => err instanceof MalformedMessageError && err.field === 'size')
+    // a directory file may be as big as a module: a donor's --max-payload decides, the wire only bounds it
+    assert.deepEqual(decodeBlobHeader(encodeBlobHeader({ cid: blob, size: MAX_BLOB_BYTES + 1 })).size, MAX_BLOB_BYTES + 1)
+    assert.throws(() => encodeBlobHeader({ cid: blob, size: MAX_PAYLOAD_WIRE_BYTES + 1 }), (err: unknown) => err instanceof MalformedMessageError && err.field === 'size')
     const r = { ...result, filesSize: 12, filesMissing: true }
     assert.deepEqual(decodeDispatchResult(encodeDispatchResult(r)), r)
   })

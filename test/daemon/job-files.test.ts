@@ -25,12 +25,14 @@ after(() => { dir.cleanup() })
 
 type Donor = Awaited<ReturnType<typeof startTestDonor>>
 
-async function mesh (name: string): Promise<[Donor, Donor]> {
+/** A submitter and an executor on a relay; `direct`: both also listen on 127.0.0.1 and upgrade to a direct connection. */
+async function mesh (name: string, executorFlags: Parameters<typeof startTestDonor>[3] = {}, direct = false): Promise<[Donor, Donor]> {
   const relay = track(await startTestRelay(join(dir.path, `${name}-relay`)))
   const bootstrap = relay.info.announceAddrs.filter(a => a.includes('/tcp/'))
   const donors: Donor[] = []
   for (const who of ['submitter', 'executor']) {
-    const d = track(await startTestDonor(join(dir.path, `${name}-${who}`), bootstrap, ['/p2p-circuit'], { noDirect: true, ...(who === 'submitter' ? { noExecute: true } : {}) }))
+    const listen = direct ? ['/ip4/127.0.0.1/tcp/0', '/p2p-circuit'] : ['/p2p-circuit']
+    const d = track(await startTestDonor(join(dir.path, `${name}-${who}`), bootstrap, listen, { noDirect: !direct, ...(who === 'submitter' ? { noExecute: true } : executorFlags) }))
     await waitFor(`${who} reservation`, async () => await reservedStatus(d.client, relay.info.peerId))
     donors.push(d)
   }
@@ -103,5 +105,30 @@ describe('job directories end to end on loopback', () => {
     assert.ok(lines.some(l => l.includes('/data/remove-me.txt')), 'the removed file is listed')
     // the submitter's own directories are untouched
     assert.equal(readFileSync(join(host.data, 'remove-me.txt'), 'utf8'), 'bye\n')
+  })
+})
+
+describe('big data on loopback', () => {
+  it('a 70 MiB input runs on a donor whose --max-payload allows it, streamed over the direct connection', async () => {
+    const [submitter, executor] = await mesh('big', { maxPayload: '128MiB' }, true)
+    // big payloads go over a direct connection: a relay's circuit is for reaching peers, not bulk data
+    await waitFor('a direct connection to the executor', () => submitter.donor.mesh.components.connections.bestDirect(executor.peerId) != null ? true : undefined, 15_000)
+    const input = Buffer.alloc(70 * 1024 * 1024)
+    for (let i = 0; i < input.length; i++) input[i] = (i * 7 + (i >> 12)) & 0xff
+    let sum = 0
+    for (const b of input) sum = (sum * 31 + b) % 1000000007
+    const accepted = await submitter.client.call('submitJob', {
+      module: fixture('count-bytes.wasm').toString('base64'),
+      input: input.toString('base64'),
+      moduleName: 'count-bytes.wasm',
+      args: [],
+      env: [],
+      replicas: 1,
+      limits: { payloadBytes: 72 * 1024 * 1024 }
+    }, { timeoutMs: 60_000 })
+    const view = await finished(submitter.client, accepted.jobId, 60_000)
+    assert.equal(view.status, 'succeeded', view.message)
+    assert.equal(view.stdout, `${input.length} bytes, checksum ${sum}\n`)
+    assert.equal(view.replicas[0].path, 'direct')
   })
 })

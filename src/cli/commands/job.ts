@@ -7,7 +7,8 @@ import { ConfigError } from '../../core/errors.ts'
 import { duration, shortPeerId } from '../../core/format.ts'
 import { printJson, type Output } from '../output.ts'
 import { DEFAULT_JOB_LIMITS } from '../../core/job.ts'
-import { saveJobFiles, submittedDirs } from '../job-files.ts'
+import { dirBytes, saveJobFiles, submittedDirs } from '../job-files.ts'
+import { MAX_SUBMIT_PAYLOAD_BYTES } from '../../api/routes.ts'
 import type { JobLimits, JobView } from '../../core/job.ts'
 
 export const help = `worldcompute job submit MODULE.wasm [--input FILE|-] [--arg A]... [--env K=V]... [--replicas N]
@@ -185,7 +186,8 @@ async function submit (argv: string[], o: Output): Promise<number> {
   const replicas = positive(values.replicas, '--replicas', Number) ?? 1
   for (const e of values.env ?? []) if (!e.includes('=')) throw new UsageError(`job submit: --env takes K=V, got "${e}"`)
   if (values.save != null && values.detach) throw new UsageError('job submit: --save waits for the result; with --detach use `job result JOB_ID --save DIR`')
-  const dirs = await submittedDirs(values.dir, DEFAULT_JOB_LIMITS.payloadBytes - module.byteLength - input.byteLength)
+  const dirs = await submittedDirs(values.dir, MAX_SUBMIT_PAYLOAD_BYTES - module.byteLength - input.byteLength)
+  askForPayload(limits, module.byteLength + input.byteLength + dirBytes(dirs))
 
   const api = client(values['data-dir'])
   if (values.executor == null) await warnFewExecutors(api, replicas, o)
@@ -211,6 +213,15 @@ async function submit (argv: string[], o: Output): Promise<number> {
   printResult(o, final, values.json)
   if (values.save != null) await saveIfAny(api, final, values.save, o)
   return exitFor(final)
+}
+
+/**
+ * A job bigger than the default payload limit asks for what it needs, so
+ * that donors whose `--max-payload` allows it take it and the others decline
+ * it by code (`limits`) instead of the broker refusing it outright.
+ */
+function askForPayload (limits: Partial<JobLimits>, total: number): void {
+  if (total > DEFAULT_JOB_LIMITS.payloadBytes && limits.payloadBytes == null) limits.payloadBytes = total
 }
 
 /** `job result` takes `--save DIR` besides the common options. */

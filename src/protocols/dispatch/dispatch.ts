@@ -19,7 +19,7 @@ import { ProtocolService } from '../service.ts'
 import { PhaseTimer } from '../timer.ts'
 import {
   CONTENT_CACHE_BYTES, DISPATCH_LIMITS, DISPATCH_PROTOCOL, DONOR_EXECUTE_MARGIN_MS, EXECUTE_MARGIN_MS, MAX_OUTPUT_BYTES, MAX_PAYLOAD_BYTES, MODULE_CACHE_BYTES,
-  OPEN_STREAM_TIMEOUT_MS, REMEMBER_BYTES, REMEMBER_TASKS, STALL_TIMEOUT_MS
+  OPEN_STREAM_TIMEOUT_MS, PAYLOAD_CEILING_BYTES, REMEMBER_BYTES, REMEMBER_TASKS, STALL_TIMEOUT_MS
 } from './constants.ts'
 import { ModuleCache } from './module-cache.ts'
 import { TaskMemo } from './task-memo.ts'
@@ -254,7 +254,7 @@ export class DispatchService extends ProtocolService {
     this.components = components
     this.runTask = init.runTask
     this.admit = init.admit
-    this.maxPayloadBytes = Math.min(init.maxPayloadBytes ?? MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES)
+    this.maxPayloadBytes = Math.min(init.maxPayloadBytes ?? MAX_PAYLOAD_BYTES, PAYLOAD_CEILING_BYTES)
     this.maxOutputBytes = Math.min(init.maxOutputBytes ?? MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES)
     this.openStreamTimeoutMs = init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS
     this.stallTimeoutMs = init.stallTimeoutMs ?? STALL_TIMEOUT_MS
@@ -329,11 +329,13 @@ export class DispatchService extends ProtocolService {
     }
   }
 
+  /** Broker: what a task may send, each part: this node's limit, or the job's own payload limit when it asked for more (the donor's offer already agreed to it). */
   private checkPayloadSizes (task: DispatchTask, blobs: Array<[string, Uint8Array]>): void {
+    const limit = Math.min(Math.max(this.maxPayloadBytes, task.limits.payloadBytes ?? 0), PAYLOAD_CEILING_BYTES)
     const sizes: Array<[string, number]> = [['module', task.module?.byteLength ?? 0], ['input', task.input.byteLength], ...blobs.map(([cid, b]): [string, number] => [`directory file ${cid}`, b.byteLength])]
     for (const [what, size] of sizes) {
-      if (size > this.maxPayloadBytes) {
-        throw new PayloadTooLargeError(`task ${task.taskId}: the ${what} is ${size} bytes, over the ${this.maxPayloadBytes}-byte limit`, this.maxPayloadBytes)
+      if (size > limit) {
+        throw new PayloadTooLargeError(`task ${task.taskId}: the ${what} is ${size} bytes, over the ${limit}-byte limit`, limit)
       }
     }
   }
