@@ -36,15 +36,39 @@ export interface SubmitJobRequest {
   limits: Partial<JobLimits>
   /** the only executors (PeerIds) the job may run on; absent: any */
   executors?: string[]
+  /** directories preopened for the job (`job submit --dir`); the broker checks the paths */
+  dirs?: SubmitDir[]
+}
+/** One preopened directory of a submitted job: guest paths absolute, file bytes base64. */
+export interface SubmitDir {
+  guest: string
+  files: Array<{ path: string, data: string }>
+  emptyDirs?: string[]
 }
 export interface JobRequest { id: string, full: boolean }
+/** `path`: one output file; absent: all of them */
+export interface JobFilesRequest { id: string, path?: string }
+export interface JobFilesResponse {
+  jobId: string
+  /** the agreed result's output files, bytes base64 */
+  files: Array<{ path: string, size: number, cid: string, data: string }>
+  /** guest paths of the files the job removed */
+  removed: string[]
+}
 export interface JobsRequest { limit: number }
 export interface JobsResponse { jobs: JobView[] }
 /** A one-time link that logs a browser into the dashboard. */
 export interface DashboardLoginResponse { url: string, expiresAt: string }
 
-/** 64 MiB module + 64 MiB input, base64-inflated, plus JSON */
-const MAX_SUBMIT_BODY = Math.ceil((128 * 1024 * 1024) * 4 / 3) + 1024 * 1024
+/**
+ * Module, input and `--dir` files one submit may carry together: the
+ * payload travels base64 in one JSON body, held in the daemon's memory while
+ * it is parsed, so this bounds that memory. Donors apply their own
+ * `--max-payload` (64 MiB by default) to what they accept.
+ */
+export const MAX_SUBMIT_PAYLOAD_BYTES = 128 * 1024 * 1024
+/** MAX_SUBMIT_PAYLOAD_BYTES base64-inflated, plus the JSON around it */
+const MAX_SUBMIT_BODY = Math.ceil(MAX_SUBMIT_PAYLOAD_BYTES * 4 / 3) + 1024 * 1024
 
 function stringList (value: unknown, name: string, maxItems: number, maxLength: number): string[] {
   if (value === undefined) return []
@@ -108,8 +132,41 @@ function parseSubmitJob (input: unknown): SubmitJobRequest {
     env,
     replicas,
     limits: limitsOf(o.limits),
-    ...executorsOf(o.executors)
+    ...executorsOf(o.executors),
+    ...dirsOf(o.dirs)
   }
+}
+
+/** Preopens of a submitted job, by shape: the paths themselves are the broker's to judge. */
+const MAX_SUBMIT_DIRS = 64
+const MAX_SUBMIT_ENTRIES = 65_536
+function dirsOf (value: unknown): { dirs?: SubmitDir[] } {
+  if (value === undefined || value === null) return {}
+  if (!Array.isArray(value) || value.length > MAX_SUBMIT_DIRS) throw new Error(`dirs must be a list of at most ${MAX_SUBMIT_DIRS} directories`)
+  let entries = 0
+  const dirs = value.map((d: unknown, i: number): SubmitDir => {
+    const o = obj(d)
+    if (typeof o.guest !== 'string' || o.guest.length > 4096) throw new Error(`dirs[${i}].guest must be a path`)
+    if (!Array.isArray(o.files)) throw new Error(`dirs[${i}].files must be a list`)
+    const files = o.files.map((f: unknown, j: number) => {
+      const fo = obj(f)
+      if (typeof fo.path !== 'string' || fo.path.length > 4096) throw new Error(`dirs[${i}].files[${j}].path must be a path`)
+      return { path: fo.path, data: base64Field(fo.data, `dirs[${i}].files[${j}].data`) }
+    })
+    const emptyDirs = stringList(o.emptyDirs, `dirs[${i}].emptyDirs`, MAX_SUBMIT_ENTRIES, 4096)
+    entries += files.length + emptyDirs.length
+    if (entries > MAX_SUBMIT_ENTRIES) throw new Error(`dirs must hold at most ${MAX_SUBMIT_ENTRIES} files and empty directories in all`)
+    return { guest: o.guest, files, emptyDirs }
+  })
+  return { dirs }
+}
+
+function parseJobFilesRequest (input: unknown): JobFilesRequest {
+  const { id } = parseJobRequest(input)
+  const path = obj(input).path
+  if (path === undefined || path === '') return { id }
+  if (typeof path !== 'string' || !path.startsWith('/') || path.length > 4096) throw new Error('path must be an absolute guest path')
+  return { id, path }
 }
 
 /** `executors`: 1–64 PeerIds when given (the broker checks that each is one). */
@@ -142,6 +199,7 @@ export const routes = {
   ping: route<PingRequest, PingResult>({ method: 'POST', path: `${API_PREFIX}/ping`, parseRequest: parsePing }),
   submitJob: route<SubmitJobRequest, JobView>({ method: 'POST', path: `${API_PREFIX}/jobs`, maxBodyBytes: MAX_SUBMIT_BODY, parseRequest: parseSubmitJob }),
   job: route<JobRequest, JobView>({ method: 'GET', path: `${API_PREFIX}/job`, parseRequest: parseJobRequest }),
+  jobFiles: route<JobFilesRequest, JobFilesResponse>({ method: 'GET', path: `${API_PREFIX}/job/files`, parseRequest: parseJobFilesRequest }),
   jobs: route<JobsRequest, JobsResponse>({
     method: 'GET',
     path: `${API_PREFIX}/jobs`,

@@ -6,6 +6,9 @@ import { DEFAULT_JOB_LIMITS, type ExecStatus, type JobLimits } from '../core/job
 import type { DeclineCode } from '../codec/messages.ts'
 import { JobStoreError, type JobFinal, type JobRow, type JobSpec, type JobStore, type TaskOutcome, type TaskRow } from './job-store.ts'
 import { SlotLedger } from './slot-ledger.ts'
+import { JobTreeInvalidError, loadTree, submittedTree, treeBytes } from './job-tree.ts'
+import type { AddressedTree, OutputFiles } from '../codec/manifest.ts'
+import type { JobDir } from '../core/job.ts'
 import { ExecutorRecords } from './executor-records.ts'
 import { charged, misbehaved, MISBEHAVIOUR_CODES } from './attempts.ts'
 import { DEFAULT_NETWORK_PREFIXES, networkOf, UNOBSERVED, type NetworkPrefixes } from './replica-networks.ts'
@@ -49,6 +52,8 @@ export interface TaskToRun extends Omit<JobSpec, 'replicas'> {
   taskId: string
   module: Uint8Array
   input: Uint8Array
+  /** the job's directories (`--dir`), addressed */
+  tree?: AddressedTree
 }
 
 export interface TaskRunResult {
@@ -58,6 +63,8 @@ export interface TaskRunResult {
   receiptSignature: Uint8Array
   stdout: Uint8Array
   stderr: Uint8Array
+  /** for a job with directories: the files it wrote and removed */
+  files?: OutputFiles
 }
 
 /** An executor's answer to an offer. */
@@ -194,6 +201,7 @@ interface JobRun {
   job: JobRow
   module: Uint8Array
   input: Uint8Array
+  tree?: AddressedTree
   signal: AbortSignal
   waker: JobWaker
   /** its tasks being dispatched now, by task ID */
@@ -251,6 +259,8 @@ export interface SubmitJob {
   replicas?: number
   /** the only executors (PeerIds) the job may run on: trusted ones, in a private mesh */
   executors?: string[]
+  /** directories preopened for the job (`--dir`) */
+  dirs?: JobDir[]
 }
 
 /** At most this many executors may be named for one job. */
@@ -340,9 +350,16 @@ export class Broker {
       if (!(k in DEFAULT_JOB_LIMITS)) throw new JobRejectedError(`unknown limit "${k}"`)
       if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new JobRejectedError(`limit ${k} must be a positive number`)
     }
-    const payload = req.module.length + req.input.length
+    let tree: AddressedTree | undefined
+    try {
+      tree = submittedTree(req.dirs)
+    } catch (err) {
+      if (err instanceof JobTreeInvalidError) throw new JobRejectedError(err.message)
+      throw err
+    }
+    const payload = req.module.length + req.input.length + treeBytes(tree)
     const payloadMax = limits.payloadBytes ?? DEFAULT_JOB_LIMITS.payloadBytes
-    if (payload > payloadMax) throw new JobRejectedError(`module + input is ${payload} bytes, above the limit of ${payloadMax}`)
+    if (payload > payloadMax) throw new JobRejectedError(`module + input${tree != null ? ' + directories' : ''} is ${payload} bytes, above the limit of ${payloadMax}`)
     const executors = req.executors != null ? chosenExecutors(req.executors, replicas) : undefined
     const spec: JobSpec = {
       jobId: `job-${randomBytes(8).toString('hex')}`,
@@ -355,11 +372,12 @@ export class Broker {
       // whatever a donor's own defaults are (the output must not depend on who ran it)
       limits: { ...DEFAULT_JOB_LIMITS, ...limits },
       replicas,
-      ...(executors != null ? { executors } : {})
+      ...(executors != null ? { executors } : {}),
+      ...(tree != null ? { manifestCid: tree.manifestCid } : {})
     }
     let job: JobRow
     try {
-      job = this.store.createJob(spec, req.module, req.input)
+      job = this.store.createJob(spec, req.module, req.input, tree)
     } catch (err) {
       // the submitter is told through the API; the operator of this node needs the line too
       if (err instanceof JobStoreError) this.logStoreFault(undefined, 'cannot accept a job', err)
@@ -540,8 +558,9 @@ export class Broker {
     if (job == null) return undefined
     const module = this.store.getBlob(job.moduleCid)
     const input = this.store.getBlob(job.inputCid)
-    if (module == null || input == null) {
-      this.finishJob(jobId, 'error', { status: 'unavailable', agreeing: 0, message: 'the job store lost the module or input bytes' })
+    const tree = job.manifestCid != null ? loadTree(this.store, job.manifestCid) : undefined
+    if (module == null || input == null || (job.manifestCid != null && tree == null)) {
+      this.finishJob(jobId, 'error', { status: 'unavailable', agreeing: 0, message: 'the job store lost the module, input or directory bytes' })
       this.emit(jobId)
       return undefined
     }
@@ -549,7 +568,7 @@ export class Broker {
       this.store.setPhase(jobId, 'running')
       this.emit(jobId)
     }
-    return { job, module, input, signal, waker: new JobWaker(), inflight: new Map(), refusedBy: new Set(), hopelessSince: Date.now(), wake: 'timeout', networks: new Map() }
+    return { job, module, input, ...(tree != null ? { tree } : {}), signal, waker: new JobWaker(), inflight: new Map(), refusedBy: new Set(), hopelessSince: Date.now(), wake: 'timeout', networks: new Map() }
   }
 
   /**
@@ -893,7 +912,8 @@ export class Broker {
       env: job.env,
       limits: job.limits,
       module: run.module,
-      input: run.input
+      input: run.input,
+      ...(run.tree != null ? { tree: run.tree } : {})
     }
   }
 

@@ -1,6 +1,8 @@
 import { chmodSync, closeSync, openSync } from 'node:fs'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import { encodeOutputFiles } from '../codec/manifest.ts'
 import { WorldComputeError } from '../core/errors.ts'
+import type { AddressedTree, OutputFiles } from '../codec/manifest.ts'
 import type { ExecStatus, JobLimits } from '../core/job.ts'
 
 /**
@@ -25,6 +27,8 @@ export interface JobSpec {
   replicas: number
   /** the only executors the job may run on (`--executor`); absent: any */
   executors?: string[]
+  /** CIDv1 dag-cbor of the job's tree manifest (`--dir`), stored as a blob with the files' blobs; absent: no directories */
+  manifestCid?: string
 }
 
 export interface TaskOutcome {
@@ -53,6 +57,8 @@ export interface TaskRow {
   receiptSignature: Uint8Array | null
   stdout: Uint8Array | null
   stderr: Uint8Array | null
+  /** for a job with directories: the output files document (codec/manifest.ts `encodeOutputFiles`) */
+  files: Uint8Array | null
   createdAt: string
   updatedAt: string
 }
@@ -77,16 +83,16 @@ export interface JobRow extends JobSpec {
 }
 
 /** A jobs row as selected with JOB_COLUMNS: the JSON columns still text. */
-type RawJob = Omit<JobRow, 'args' | 'env' | 'limits' | 'final' | 'executors'> & { args: string, env: string, limits: string, final: string | null, executors: string | null }
+type RawJob = Omit<JobRow, 'args' | 'env' | 'limits' | 'final' | 'executors' | 'manifestCid'> & { args: string, env: string, limits: string, final: string | null, executors: string | null, manifestCid: string | null }
 
 /** A tasks row as selected with TASK_COLUMNS: the outcome still JSON text. */
 type RawTask = Omit<TaskRow, 'outcome'> & { outcome: string | null }
 
 /** The columns under the names of the row types, so reading a row converts only its JSON and blob columns. */
-const JOB_COLUMNS = `job_id AS jobId, module_cid AS moduleCid, input_cid AS inputCid, module_name AS moduleName, args, env, limits, replicas, executors,
+const JOB_COLUMNS = `job_id AS jobId, module_cid AS moduleCid, input_cid AS inputCid, module_name AS moduleName, args, env, limits, replicas, executors, manifest_cid AS manifestCid,
   phase, final, created_at AS createdAt, updated_at AS updatedAt, finished_at AS finishedAt`
 const TASK_COLUMNS = `task_id AS taskId, job_id AS jobId, replica, attempt, executor, path, state, outcome, failure, receipt,
-  receipt_signature AS receiptSignature, stdout, stderr, created_at AS createdAt, updated_at AS updatedAt`
+  receipt_signature AS receiptSignature, stdout, stderr, files, created_at AS createdAt, updated_at AS updatedAt`
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS blobs (
@@ -226,6 +232,7 @@ export class JobStore {
       db.exec(SCHEMA)
       // a jobs table from before `--executor` lacks the column
       if (!(db.prepare('SELECT name FROM pragma_table_info(\'jobs\')').all() as Array<{ name: string }>).some(c => c.name === 'executors')) db.exec('ALTER TABLE jobs ADD COLUMN executors TEXT')
+      addMissingColumns(db)
       this.db = db
       this.stmts = this.prepare()
     } catch (err) {
@@ -238,8 +245,8 @@ export class JobStore {
     return {
       putBlob: this.db.prepare('INSERT OR IGNORE INTO blobs (cid, bytes) VALUES (?, ?)'),
       getBlob: this.db.prepare('SELECT bytes FROM blobs WHERE cid = ?'),
-      insertJob: this.db.prepare(`INSERT INTO jobs (job_id, module_cid, input_cid, module_name, args, env, limits, replicas, executors, phase, final, created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', NULL, ?, ?)`),
+      insertJob: this.db.prepare(`INSERT INTO jobs (job_id, module_cid, input_cid, module_name, args, env, limits, replicas, executors, manifest_cid, phase, final, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', NULL, ?, ?)`),
       getJob: this.db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE job_id = ?`),
       listJobs: this.db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY created_at DESC LIMIT ?`),
       unfinished: this.db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE phase IN ('queued', 'running') ORDER BY created_at`),
@@ -248,7 +255,7 @@ export class JobStore {
       insertTask: this.db.prepare(`INSERT INTO tasks (task_id, job_id, replica, attempt, executor, path, state, created_at, updated_at)
         VALUES (?, ?, ?, ?, ?, NULL, 'offered', ?, ?)`),
       taskRunning: this.db.prepare("UPDATE tasks SET state = 'running', path = ?, updated_at = ? WHERE task_id = ?"),
-      taskDone: this.db.prepare(`UPDATE tasks SET state = 'done', path = COALESCE(?, path), outcome = ?, receipt = ?, receipt_signature = ?, stdout = ?, stderr = ?, failure = NULL, updated_at = ?
+      taskDone: this.db.prepare(`UPDATE tasks SET state = 'done', path = COALESCE(?, path), outcome = ?, receipt = ?, receipt_signature = ?, stdout = ?, stderr = ?, files = ?, failure = NULL, updated_at = ?
         WHERE task_id = ?`),
       taskFailed: this.db.prepare("UPDATE tasks SET state = 'failed', failure = ?, updated_at = ? WHERE task_id = ?"),
       tasksOf: this.db.prepare(`SELECT ${TASK_COLUMNS} FROM tasks WHERE job_id = ? ORDER BY replica, attempt`),
@@ -278,16 +285,21 @@ export class JobStore {
     return row?.bytes
   }
 
-  /** Stores the blobs and the job in one transaction: either all of it is accepted, or none. */
-  createJob (spec: JobSpec, module: Uint8Array, input: Uint8Array): JobRow {
+  /** Stores the blobs (the tree's manifest and files too) and the job in one transaction: either all of it is accepted, or none. */
+  createJob (spec: JobSpec, module: Uint8Array, input: Uint8Array, tree?: AddressedTree): JobRow {
     const t = now()
+    if ((tree?.manifestCid ?? null) !== (spec.manifestCid ?? null)) throw new Error(`job ${spec.jobId}: its manifestCid and its tree differ`)
     this.guard(() => {
       this.db.exec('BEGIN IMMEDIATE')
       try {
         this.stmts.putBlob.run(spec.moduleCid, module)
         this.stmts.putBlob.run(spec.inputCid, input)
+        if (tree != null) {
+          this.stmts.putBlob.run(tree.manifestCid, tree.manifestBytes)
+          for (const [cid, bytes] of tree.blobs) this.stmts.putBlob.run(cid, bytes)
+        }
         this.stmts.insertJob.run(spec.jobId, spec.moduleCid, spec.inputCid, spec.moduleName, JSON.stringify(spec.args), JSON.stringify(spec.env),
-          JSON.stringify(spec.limits), spec.replicas, spec.executors != null ? JSON.stringify(spec.executors) : null, t, t)
+          JSON.stringify(spec.limits), spec.replicas, spec.executors != null ? JSON.stringify(spec.executors) : null, spec.manifestCid ?? null, t, t)
         this.db.exec('COMMIT')
       } catch (err) {
         // SQLite has already rolled back after some errors (a full disk, an I/O error): a ROLLBACK then would fail and hide the cause
@@ -331,8 +343,9 @@ export class JobStore {
     this.guard(() => this.stmts.taskRunning.run(path, now(), taskId))
   }
 
-  completeTask (taskId: string, result: { path?: 'direct' | 'relayed', outcome: TaskOutcome, receipt: Uint8Array, receiptSignature: Uint8Array, stdout: Uint8Array, stderr: Uint8Array }): void {
-    this.guard(() => this.stmts.taskDone.run(result.path ?? null, JSON.stringify(result.outcome), result.receipt, result.receiptSignature, result.stdout, result.stderr, now(), taskId))
+  completeTask (taskId: string, result: { path?: 'direct' | 'relayed', outcome: TaskOutcome, receipt: Uint8Array, receiptSignature: Uint8Array, stdout: Uint8Array, stderr: Uint8Array, files?: OutputFiles }): void {
+    const files = result.files != null ? encodeOutputFiles(result.files) : null
+    this.guard(() => this.stmts.taskDone.run(result.path ?? null, JSON.stringify(result.outcome), result.receipt, result.receiptSignature, result.stdout, result.stderr, files, now(), taskId))
   }
 
   failTask (taskId: string, failure: string): void {
@@ -350,15 +363,23 @@ export class JobStore {
 }
 
 function toJob (r: RawJob): JobRow {
-  const { executors, ...rest } = r
+  const { executors, manifestCid, ...rest } = r
   return {
     ...rest,
     ...(executors != null ? { executors: JSON.parse(executors) as string[] } : {}),
+    ...(manifestCid != null ? { manifestCid } : {}),
     args: JSON.parse(r.args) as string[],
     env: JSON.parse(r.env) as string[],
     limits: JSON.parse(r.limits) as Partial<JobLimits>,
     final: r.final != null ? JSON.parse(r.final) as JobFinal : null
   }
+}
+
+/** Columns added after the first schema: a store from an older version gets them, empty. */
+function addMissingColumns (db: DatabaseSync): void {
+  const columns = (table: string): string[] => (db.prepare(`SELECT name FROM pragma_table_info('${table}')`).all() as Array<{ name: string }>).map(c => c.name)
+  if (!columns('jobs').includes('manifest_cid')) db.exec('ALTER TABLE jobs ADD COLUMN manifest_cid TEXT')
+  if (!columns('tasks').includes('files')) db.exec('ALTER TABLE tasks ADD COLUMN files BLOB')
 }
 
 function toTask (r: RawTask): TaskRow {
@@ -369,7 +390,8 @@ function toTask (r: RawTask): TaskRow {
     receipt: plain(r.receipt),
     receiptSignature: plain(r.receiptSignature),
     stdout: plain(r.stdout),
-    stderr: plain(r.stderr)
+    stderr: plain(r.stderr),
+    files: plain(r.files)
   }
 }
 

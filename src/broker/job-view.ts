@@ -1,3 +1,7 @@
+import { rawCidString } from '../codec/cid.ts'
+import { errorWithCode } from '../core/errors.ts'
+import { storedOutputFiles } from './job-tree.ts'
+import type { OutputFiles } from '../codec/manifest.ts'
 import type { JobView, ReplicaView } from '../core/job.ts'
 import type { JobRow, TaskRow } from './job-store.ts'
 
@@ -45,7 +49,8 @@ export function jobView (job: JobRow, tasks: TaskRow[], full: boolean): JobView 
     moduleCid: job.moduleCid,
     inputCid: job.inputCid,
     createdAt: job.createdAt,
-    finishedAt: job.finishedAt
+    finishedAt: job.finishedAt,
+    ...(job.manifestCid != null ? { manifestCid: job.manifestCid } : {})
   }
   if (full && final?.outputCid != null) {
     const agreeing = tasks.find(t => t.state === 'done' && t.outcome?.outputCid === final.outputCid)
@@ -55,6 +60,34 @@ export function jobView (job: JobRow, tasks: TaskRow[], full: boolean): JobView 
     view.stderr = err.text
     if (out.base64 != null) view.stdoutBase64 = out.base64
     if (err.base64 != null) view.stderrBase64 = err.base64
+    const files = agreedFiles(job, tasks)
+    if (files != null) {
+      view.files = files.files.map(f => ({ path: f.path, size: f.data.byteLength, cid: rawCidString(f.data) }))
+      view.removedFiles = files.removed
+    }
   }
   return view
+}
+
+/** The API's answer with the agreed output files' bytes (base64): all of them, or the one at `path`. */
+export function jobFilesView (job: JobRow, tasks: TaskRow[], path?: string): { jobId: string, files: Array<{ path: string, size: number, cid: string, data: string }>, removed: string[] } {
+  const files = agreedFiles(job, tasks)
+  if (files == null) throw new JobFilesUnavailableError(`job ${job.jobId} has no output files${job.manifestCid == null ? ' (it was submitted without --dir)' : job.final == null ? ' yet (it has not finished)' : ' (no agreed result)'}`)
+  const chosen = path != null ? files.files.filter(f => f.path === path) : files.files
+  if (path != null && chosen.length === 0) throw new JobFilesUnavailableError(`job ${job.jobId} wrote no file ${path}${files.removed.includes(path) ? ' (it removed it)' : ''}`)
+  return {
+    jobId: job.jobId,
+    files: chosen.map(f => ({ path: f.path, size: f.data.byteLength, cid: rawCidString(f.data), data: Buffer.from(f.data).toString('base64') })),
+    removed: files.removed
+  }
+}
+
+/** The output files asked for do not exist (no `--dir`, not finished, no agreement, no such file). */
+export class JobFilesUnavailableError extends errorWithCode('JOB_FILES_UNAVAILABLE') {}
+
+/** The output files of a job's agreed result; undefined before agreement, or for a job without directories. */
+export function agreedFiles (job: JobRow, tasks: TaskRow[]): OutputFiles | undefined {
+  const agreed = job.final?.outputCid
+  if (agreed == null || job.manifestCid == null) return undefined
+  return storedOutputFiles(tasks.find(t => t.state === 'done' && t.outcome?.outputCid === agreed)?.files ?? null)
 }

@@ -8,7 +8,9 @@ import { relayPeerOf, transportOf, uplinkTransport } from '../net/transport-of.t
 import type { ExecutorInfo, OfferAnswer, TaskNetwork, TaskRunResult, TaskToRun } from './broker.ts'
 import type { MeshComponents } from '../net/components.ts'
 import type { CapacityService } from '../protocols/capacity/index.ts'
-import type { DispatchService } from '../protocols/dispatch/index.ts'
+import { FilesNotCachedError, type DispatchResult, type DispatchService } from '../protocols/dispatch/index.ts'
+import { manifestBlobCids, type AddressedTree } from '../codec/manifest.ts'
+import { MAX_OFFER_FILE_CIDS } from '../codec/messages.ts'
 import type { OfferService } from '../protocols/offer/index.ts'
 import type { Connection } from '@libp2p/interface'
 
@@ -54,6 +56,8 @@ export class MeshTaskNetwork implements TaskNetwork {
   private readonly log: Logger
   /** executors whose last offer answer said they hold the module, by task ID */
   private readonly hasModule = new Map<string, boolean>()
+  /** directory blobs the executor's last offer answer said it holds, by task ID */
+  private readonly hasFiles = new Map<string, string[]>()
 
   constructor (init: MeshTaskNetworkInit) {
     this.log = init.logger ?? createLogger('broker.net')
@@ -162,9 +166,11 @@ export class MeshTaskNetwork implements TaskNetwork {
       moduleCid: task.moduleCid,
       moduleSize: task.module.length,
       inputSize: task.input.length,
-      limits: task.limits
+      limits: task.limits,
+      ...offeredFiles(task.tree)
     }, { signal: options.signal })
     if (res.accept) this.hasModule.set(task.taskId, res.hasModule)
+    if (res.accept && res.hasFiles != null) this.hasFiles.set(task.taskId, res.hasFiles)
     return { accept: res.accept, reason: res.reason, code: res.code, freeSlots: res.freeSlots }
   }
 
@@ -201,6 +207,8 @@ export class MeshTaskNetwork implements TaskNetwork {
     const path = transportOf(conn.remoteAddr) === 'circuit' ? 'relayed' as const : 'direct' as const
     const skipModule = this.hasModule.get(task.taskId) === true
     this.hasModule.delete(task.taskId)
+    let donorHasFiles = this.hasFiles.get(task.taskId)
+    this.hasFiles.delete(task.taskId)
     const send = async (withModule: boolean): Promise<Awaited<ReturnType<DispatchService['dispatch']>>> => await this.init.dispatch.dispatch(conn, {
       jobId: task.jobId,
       taskId: task.taskId,
@@ -211,34 +219,54 @@ export class MeshTaskNetwork implements TaskNetwork {
       args: task.args,
       env: task.env,
       limits: task.limits,
-      moduleName: task.moduleName
+      moduleName: task.moduleName,
+      ...(task.tree != null ? { tree: task.tree, donorHasFiles } : {})
     }, { signal: options.signal })
     let result
     try {
       result = await send(!skipModule)
     } catch (err) {
+      if (err instanceof FilesNotCachedError) {
+        // the donor evicted directory files between offer and dispatch: send them all
+        this.log.debug(`executor ${executor} no longer holds some directory files of task ${task.taskId}; resending them all`)
+        donorHasFiles = undefined
+        return toRunResult(path, await send(!skipModule))
+      }
       if (!(err instanceof ModuleNotCachedError)) throw err
       // the donor evicted the module between offer and dispatch: send it after all
       this.log.debug(`executor ${executor} no longer has ${task.moduleCid}; resending with the module`)
       result = await send(true)
     }
-    return {
-      path,
-      outcome: {
-        status: result.status,
-        exitCode: result.exitCode,
-        error: result.error,
-        outputCid: result.outputCid,
-        fuelUsed: result.fuelUsed,
-        durationMs: result.durationMs,
-        receiptVerified: result.receiptVerified,
-        stdoutSize: result.stdout.length,
-        stderrSize: result.stderr.length
-      },
-      receipt: result.receipt.body,
-      receiptSignature: result.receipt.signature,
-      stdout: result.stdout,
-      stderr: result.stderr
-    }
+    return toRunResult(path, result)
+  }
+}
+
+/** The offer's directory fields: the blob CIDs (largest first, as many as an offer holds) and their total size. */
+function offeredFiles (tree: AddressedTree | undefined): { fileCids?: string[], filesSize?: number } {
+  if (tree == null) return {}
+  let filesSize = 0
+  for (const bytes of tree.blobs.values()) filesSize += bytes.byteLength
+  return { fileCids: manifestBlobCids(tree.manifest).slice(0, MAX_OFFER_FILE_CIDS), filesSize }
+}
+
+function toRunResult (path: 'direct' | 'relayed', result: DispatchResult): TaskRunResult {
+  return {
+    path,
+    outcome: {
+      status: result.status,
+      exitCode: result.exitCode,
+      error: result.error,
+      outputCid: result.outputCid,
+      fuelUsed: result.fuelUsed,
+      durationMs: result.durationMs,
+      receiptVerified: result.receiptVerified,
+      stdoutSize: result.stdout.length,
+      stderrSize: result.stderr.length
+    },
+    receipt: result.receipt.body,
+    receiptSignature: result.receipt.signature,
+    stdout: result.stdout,
+    stderr: result.stderr,
+    ...(result.files != null ? { files: { files: result.files, removed: result.removedFiles ?? [] } } : {})
   }
 }

@@ -16,13 +16,20 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { EXEC_ERROR_CODES, EXEC_STATUSES } from '../core/job.ts'
 import { MalformedMessageError } from './errors.ts'
-import { decodeBounded, encodePlain, FieldReader } from './validate.ts'
+import { MAX_MANIFEST_BYTES, MAX_TREE_ENTRIES } from './manifest.ts'
+import { decodeBounded, encodePlain, FieldReader, MAX_CID_LENGTH } from './validate.ts'
 import type { ExecErrorCode, ExecStatus, JobLimits, ReceiptBody, SignedReceipt } from '../core/job.ts'
 
 // ---- wire limits -----------------------------------------------------------
 
-/** Largest module, input, stdout or stderr a message may announce: 64 MiB each. */
+/** Largest stdout, stderr or output files document a message may announce: 64 MiB each. */
 export const MAX_BLOB_BYTES = 64 * 1024 * 1024
+/**
+ * Largest module, input or directory file a message may announce: 4 GiB.
+ * The wire's bound only: a donor accepts what its `--max-payload` allows
+ * (64 MiB by default), streamed in frames.
+ */
+export const MAX_PAYLOAD_WIRE_BYTES = 4 * 1024 * 1024 * 1024
 /** jobId, taskId: printable ASCII without spaces, so they are safe in logs and file names. */
 export const MAX_ID_LENGTH = 128
 const ID_PATTERN = /^[\x21-\x7e]+$/
@@ -46,13 +53,23 @@ export const MAX_DEADLINE_MS = 7 * 24 * 3600 * 1000
 const EXIT_CODE_RANGE = { min: -(2 ** 31), max: 2 ** 32 - 1 }
 const COUNT_RANGE = { min: 0, max: Number.MAX_SAFE_INTEGER }
 const BLOB_RANGE = { min: 0, max: MAX_BLOB_BYTES }
+const PAYLOAD_RANGE = { min: 0, max: MAX_PAYLOAD_WIRE_BYTES }
+
+/**
+ * Directory blobs an offer names, so the donor can say which it holds (the
+ * largest files first); a tree with more blobs sends the rest unasked.
+ */
+export const MAX_OFFER_FILE_CIDS = 1024
+/** Room for MAX_OFFER_FILE_CIDS CID strings (at most MAX_CID_LENGTH each) in an offer or its answer. */
+const FILE_CIDS_BYTES = MAX_OFFER_FILE_CIDS * (MAX_CID_LENGTH + 2)
 
 /** Byte limit of each encoded message, checked before the decoder runs. */
 export const MAX_MESSAGE_BYTES = Object.freeze({
   capacity: 16 * 1024,
   capacityResponse: 16 * 1024 + 64,
-  offerRequest: 4 * 1024,
-  offerResponse: 2 * 1024,
+  offerRequest: 4 * 1024 + FILE_CIDS_BYTES,
+  offerResponse: 2 * 1024 + FILE_CIDS_BYTES,
+  blobHeader: 256,
   // args and env can be long; 128 KiB bounds them all together
   dispatchHeader: 128 * 1024,
   // a 4096-character error is up to 16 KiB of UTF-8, plus the receipt
@@ -90,6 +107,10 @@ export interface OfferRequest {
   moduleSize: number
   inputSize: number
   limits: Partial<JobLimits>
+  /** the job's directory blobs (CIDv1 raw), largest first, at most MAX_OFFER_FILE_CIDS; absent without `--dir` and from older peers */
+  fileCids?: string[]
+  /** the bytes of all the job's distinct directory blobs; absent without `--dir` */
+  filesSize?: number
 }
 
 /**
@@ -113,6 +134,8 @@ export interface OfferResponse {
   code?: DeclineCode
   hasModule: boolean
   freeSlots: number
+  /** which of the offer's `fileCids` the donor holds: the broker does not send those; absent from older peers (send them all) */
+  hasFiles?: string[]
 }
 
 /** Broker → donor, first frame of a dispatch; module (when `sendsModule`) and input bytes follow. */
@@ -132,6 +155,22 @@ export interface DispatchHeader {
   sendsModule: boolean
   /** argv[0] of the program; absent from older peers (the donor then uses "main.wasm") */
   moduleName?: string
+  /**
+   * CIDv1 dag-cbor of the job's tree manifest (codec/manifest.ts), for a job
+   * with `--dir`: the manifest (`manifestSize` bytes) follows the input, then
+   * `blobCount` blobs, each a BlobHeader frame and its bytes. Absent: no
+   * filesystem, as from older peers.
+   */
+  manifestCid?: string
+  manifestSize?: number
+  blobCount?: number
+}
+
+/** Before each directory blob of a dispatch: which blob, and its size. */
+export interface BlobHeader {
+  /** CIDv1 raw sha2-256 of the bytes that follow */
+  cid: string
+  size: number
 }
 
 /** Donor → broker, first frame of the answer; stdout and stderr bytes follow. */
@@ -145,7 +184,7 @@ export interface DispatchResultHeader {
    * this version does not know is dropped.
    */
   errorCode?: ExecErrorCode
-  /** CIDv1 dag-cbor sha2-256 of `encodeOutput(stdout, stderr)` */
+  /** CIDv1 dag-cbor sha2-256 of `encodeOutput(stdout, stderr, files)` */
   outputCid: string
   fuelUsed: number
   durationMs: number
@@ -163,6 +202,17 @@ export interface DispatchResultHeader {
    * the task again. Not part of the receipt; absent from older peers.
    */
   refused?: RefusalCode
+  /**
+   * For a task with a manifest: the size of the output files document
+   * (codec/manifest.ts `encodeOutputFiles`) that follows stdout and stderr.
+   * Absent: no files document follows.
+   */
+  filesSize?: number
+  /**
+   * Set with status `rejected` when the donor lacks directory blobs the
+   * broker did not send (its cache evicted them since the offer): send them all.
+   */
+  filesMissing?: boolean
 }
 
 /**
@@ -296,14 +346,22 @@ function readOfferRequest (r: FieldReader): OfferRequest {
     jobId: readId(r, 'jobId'),
     taskId: readId(r, 'taskId'),
     moduleCid: r.cid('moduleCid', 'raw'),
-    moduleSize: r.integer('moduleSize', BLOB_RANGE),
-    inputSize: r.integer('inputSize', BLOB_RANGE),
-    limits: readLimits(r, 'limits', true)
+    moduleSize: r.integer('moduleSize', PAYLOAD_RANGE),
+    inputSize: r.integer('inputSize', PAYLOAD_RANGE),
+    limits: readLimits(r, 'limits', true),
+    ...readFileCids(r, 'fileCids'),
+    ...(r.has('filesSize') ? { filesSize: r.integer('filesSize', COUNT_RANGE) } : {})
   }
 }
 
+/** An optional list of CIDv1 raw strings, at most MAX_OFFER_FILE_CIDS, as `{ [key]: list }` or `{}`. */
+function readFileCids (r: FieldReader, key: string): Record<string, string[]> {
+  if (!r.has(key) || r.value[key] === null) return {}
+  return { [key]: r.cidArray(key, 'raw', MAX_OFFER_FILE_CIDS) }
+}
+
 export function encodeOfferRequest (req: OfferRequest): Uint8Array {
-  const wire = { ...pick(req, ['jobId', 'taskId', 'moduleCid', 'moduleSize', 'inputSize']), limits: limitsToWire(req.limits ?? {}) }
+  const wire = { ...pick(req, ['jobId', 'taskId', 'moduleCid', 'moduleSize', 'inputSize', 'fileCids', 'filesSize']), limits: limitsToWire(req.limits ?? {}) }
   return encodeChecked('offer request', wire, readOfferRequest, MAX_MESSAGE_BYTES.offerRequest)
 }
 
@@ -321,11 +379,12 @@ function readOfferResponse (r: FieldReader): OfferResponse {
   if (reason !== undefined) out.reason = reason
   const code = r.optionalOneOf('code', DECLINE_CODES, 'other')
   if (code !== undefined) out.code = code
+  Object.assign(out, readFileCids(r, 'hasFiles'))
   return out
 }
 
 export function encodeOfferResponse (res: OfferResponse): Uint8Array {
-  const wire = pick(res, ['accept', 'reason', 'code', 'hasModule', 'freeSlots'])
+  const wire = pick(res, ['accept', 'reason', 'code', 'hasModule', 'freeSlots', 'hasFiles'])
   return encodeChecked('offer response', wire, readOfferResponse, MAX_MESSAGE_BYTES.offerResponse)
 }
 
@@ -346,15 +405,41 @@ function readDispatchHeader (r: FieldReader): DispatchHeader {
     args: r.stringArray('args', { maxItems: MAX_ARGS, maxItemLength: MAX_ARG_LENGTH }),
     env: r.stringArray('env', { maxItems: MAX_ENV, maxItemLength: MAX_ARG_LENGTH, minItemLength: 2, itemPattern: /^[^=]+=/s, itemHint: 'K=V with a non-empty K' }),
     limits: readLimits(r, 'limits', true),
-    moduleSize: r.integer('moduleSize', BLOB_RANGE),
-    inputSize: r.integer('inputSize', BLOB_RANGE),
-    sendsModule: r.boolean('sendsModule')
+    moduleSize: r.integer('moduleSize', PAYLOAD_RANGE),
+    inputSize: r.integer('inputSize', PAYLOAD_RANGE),
+    sendsModule: r.boolean('sendsModule'),
+    ...readTreeFields(r)
   }
+}
+
+/** The header's manifest fields: all three or none. */
+function readTreeFields (r: FieldReader): Pick<DispatchHeader, 'manifestCid' | 'manifestSize' | 'blobCount'> {
+  if (!r.has('manifestCid')) {
+    if (r.has('manifestSize') || r.has('blobCount')) r.fail('manifestCid', 'is missing (manifestSize and blobCount come with it)')
+    return {}
+  }
+  return {
+    manifestCid: r.cid('manifestCid', 'dag-cbor'),
+    manifestSize: r.integer('manifestSize', { min: 1, max: MAX_MANIFEST_BYTES }),
+    blobCount: r.integer('blobCount', { min: 0, max: MAX_TREE_ENTRIES })
+  }
+}
+
+function readBlobHeader (r: FieldReader): BlobHeader {
+  return { cid: r.cid('cid', 'raw'), size: r.integer('size', PAYLOAD_RANGE) }
+}
+
+export function encodeBlobHeader (h: BlobHeader): Uint8Array {
+  return encodeChecked('blob header', { cid: h.cid, size: h.size }, readBlobHeader, MAX_MESSAGE_BYTES.blobHeader)
+}
+
+export function decodeBlobHeader (bytes: Uint8Array): BlobHeader {
+  return readBlobHeader(new FieldReader('blob header', decodeBounded('blob header', bytes, MAX_MESSAGE_BYTES.blobHeader)))
 }
 
 export function encodeDispatchHeader (h: DispatchHeader): Uint8Array {
   const wire = {
-    ...pick(h, ['jobId', 'taskId', 'moduleCid', 'inputCid', 'args', 'env', 'moduleSize', 'inputSize', 'sendsModule', 'moduleName']),
+    ...pick(h, ['jobId', 'taskId', 'moduleCid', 'inputCid', 'args', 'env', 'moduleSize', 'inputSize', 'sendsModule', 'moduleName', 'manifestCid', 'manifestSize', 'blobCount']),
     limits: limitsToWire(h.limits ?? {})
   }
   return encodeChecked('dispatch header', wire, readDispatchHeader, MAX_MESSAGE_BYTES.dispatchHeader)
@@ -383,12 +468,15 @@ function readDispatchResult (r: FieldReader): DispatchResultHeader {
   if (r.has('moduleMissing')) out.moduleMissing = r.boolean('moduleMissing')
   const refused = r.optionalOneOf('refused', REFUSAL_CODES, 'other')
   if (refused !== undefined) out.refused = refused
+  const filesSize = r.optionalInteger('filesSize', BLOB_RANGE)
+  if (filesSize !== undefined) out.filesSize = filesSize
+  if (r.has('filesMissing')) out.filesMissing = r.boolean('filesMissing')
   return out
 }
 
 export function encodeDispatchResult (h: DispatchResultHeader): Uint8Array {
   const wire = {
-    ...pick(h, ['status', 'exitCode', 'error', 'errorCode', 'outputCid', 'fuelUsed', 'durationMs', 'stdoutSize', 'stderrSize', 'moduleMissing', 'refused']),
+    ...pick(h, ['status', 'exitCode', 'error', 'errorCode', 'outputCid', 'fuelUsed', 'durationMs', 'stdoutSize', 'stderrSize', 'moduleMissing', 'refused', 'filesSize', 'filesMissing']),
     receipt: { body: h.receipt.body, signature: h.receipt.signature }
   }
   return encodeChecked('dispatch result', wire, readDispatchResult, MAX_MESSAGE_BYTES.dispatchResult)

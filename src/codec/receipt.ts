@@ -15,6 +15,7 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { dagCborCid, dagCborCidString, parseCid } from './cid.ts'
+import { outputFilesWire, type OutputFiles } from './manifest.ts'
 import { MalformedMessageError, ReceiptInvalidError } from './errors.ts'
 import { MAX_RECEIPT_BODY_BYTES, MAX_SIGNATURE_BYTES, readReceiptFields } from './messages.ts'
 import { decodeBounded, FieldReader } from './validate.ts'
@@ -129,15 +130,19 @@ function executorPublicKey (executor: string): PublicKey {
 // ---- output addressing -----------------------------------------------------
 
 /**
- * The canonical output document: dag-cbor `{ stdout: bytes, stderr: bytes }`.
- * Its CID (`outputCid`) is what replicas compare, with status, exit code and
- * fuel used.
+ * The canonical output document: dag-cbor `{ stdout: bytes, stderr: bytes }`,
+ * and, for a job with preopens, `files` (each `{ path, data }`, sorted by
+ * path) and `removed` (guest paths) beside them. Its CID (`outputCid`) is
+ * what replicas compare, with status, exit code and fuel used; a job without
+ * preopens has no `files` key at all, so its outputCid is the same as a
+ * peer without the filesystem computes.
  */
-export function encodeOutput (stdout: Uint8Array, stderr: Uint8Array): Uint8Array {
-  return dagCbor.encode({ stdout, stderr })
+export function encodeOutput (stdout: Uint8Array, stderr: Uint8Array, files?: OutputFiles): Uint8Array {
+  if (files == null) return dagCbor.encode({ stdout, stderr })
+  return dagCbor.encode({ stdout, stderr, ...outputFilesWire(files) })
 }
 
-/** `dagCborCid(encodeOutput(stdout, stderr))` as a string. */
-export function outputCid (stdout: Uint8Array, stderr: Uint8Array): string {
-  return dagCborCidString(encodeOutput(stdout, stderr))
+/** `dagCborCid(encodeOutput(stdout, stderr, files))` as a string. */
+export function outputCid (stdout: Uint8Array, stderr: Uint8Array, files?: OutputFiles): string {
+  return dagCborCidString(encodeOutput(stdout, stderr, files))
 }

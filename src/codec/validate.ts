@@ -145,6 +145,14 @@ export class FieldReader {
     }
     return v
   }
+
+  /** A list of at most `maxItems` CIDv1 strings of one codec, each checked as `cid` does. */
+  cidArray (key: string, codec: 'raw' | 'dag-cbor', maxItems: number): string[] {
+    const list = this.stringArray(key, { maxItems, maxItemLength: MAX_CID_LENGTH, minItemLength: 1 })
+    // each item read as a field named `key[i]`, so a bad one is reported by its index
+    const items = new FieldReader(this.messageType, Object.fromEntries(list.map((cid, i) => [`${key}[${i}]`, cid])), this.path)
+    return list.map((_, i) => items.cid(`${key}[${i}]`, codec))
+  }
 }
 
 /** Longest CID string we accept: a CIDv1 sha2-256 in base32 is 59 characters, base58btc 49; room for base16. */

@@ -160,6 +160,8 @@ export interface DaemonFlags extends CommonFlags {
   maxJobs?: string
   maxJobMemory?: string
   maxDeadline?: string
+  /** --max-payload SIZE: module + input + directories of one job */
+  maxPayload?: string
   memoryBudget?: string
   maxTasksPerBroker?: string
   /** --refuse-intercepted */
@@ -178,6 +180,8 @@ export interface DonorLimits {
   readonly maxJobMemoryBytes: number
   /** per-job deadline maximum, ms */
   readonly maxDeadlineMs: number
+  /** per-job payload maximum (module + input + directories), bytes */
+  readonly maxPayloadBytes: number
   /** memory all running jobs together may claim, bytes */
   readonly memoryBudgetBytes: number
   /** tasks one broker may hold on this donor at once; absent: every slot (`--max-tasks-per-broker`) */
@@ -214,7 +218,7 @@ export interface DaemonConfig {
   readonly configFile: string
 }
 
-export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'memoryBudget' | 'maxTasksPerBroker' | 'metrics', ValueSource>>
+export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'maxPayload' | 'memoryBudget' | 'maxTasksPerBroker' | 'metrics', ValueSource>>
 
 export interface RelayFlags extends CommonFlags {
   announce?: string[]
@@ -485,6 +489,7 @@ function loadDonorLimits (flags: DaemonFlags): DonorLimits {
     maxConcurrentJobs: flags.maxJobs != null ? parsePositiveInt(flags.maxJobs, '--max-jobs') : Math.max(1, availableParallelism() - 1),
     maxJobMemoryBytes: flags.maxJobMemory != null ? parseBytes(flags.maxJobMemory, '--max-job-memory') : 256 * 1024 * 1024,
     maxDeadlineMs: flags.maxDeadline != null ? parseDurationMs(flags.maxDeadline, '--max-deadline') : 10 * 60 * 1000,
+    maxPayloadBytes: flags.maxPayload != null ? parseBytes(flags.maxPayload, '--max-payload') : 64 * 1024 * 1024,
     // default: half the machine's memory, so jobs never push the donor's own work out
     memoryBudgetBytes: flags.memoryBudget != null ? parseBytes(flags.memoryBudget, '--memory-budget') : Math.floor(totalmem() / 2),
     ...(flags.maxTasksPerBroker != null ? { maxTasksPerBroker: parsePositiveInt(flags.maxTasksPerBroker, '--max-tasks-per-broker') } : {})
@@ -504,6 +509,7 @@ function daemonSources (flags: DaemonFlags, env: NodeJS.ProcessEnv, file: Config
     maxConcurrentJobs: flagOr(flags.maxJobs),
     maxJobMemory: flagOr(flags.maxJobMemory),
     maxDeadline: flagOr(flags.maxDeadline),
+    maxPayload: flagOr(flags.maxPayload),
     memoryBudget: flagOr(flags.memoryBudget),
     maxTasksPerBroker: flagOr(flags.maxTasksPerBroker),
     metrics: flags.metrics != null ? 'flag' : file.metrics != null ? 'file' : 'default'
@@ -535,6 +541,7 @@ export function describeDaemonConfig (config: DaemonConfig): ConfigEntry[] {
     { key: 'maxJobs', value: d.maxConcurrentJobs, source: s.maxConcurrentJobs },
     { key: 'maxJobMemory', value: `${d.maxJobMemoryBytes / 1024 / 1024}MiB`, source: s.maxJobMemory },
     { key: 'maxDeadline', value: `${d.maxDeadlineMs / 1000}s`, source: s.maxDeadline },
+    { key: 'maxPayload', value: `${Math.round(d.maxPayloadBytes / 1024 / 1024)}MiB`, source: s.maxPayload },
     { key: 'memoryBudget', value: `${Math.round(d.memoryBudgetBytes / 1024 / 1024)}MiB`, source: s.memoryBudget },
     { key: 'maxTasksPerBroker', value: d.maxTasksPerBroker ?? 'every slot', source: s.maxTasksPerBroker },
     { key: 'metrics', value: config.metrics != null ? `${config.metrics.host}:${config.metrics.port}` : 'off', source: s.metrics },

@@ -194,4 +194,22 @@ export interface JobView {
   inputCid: string
   createdAt: string
   finishedAt: string | null
+  /** CIDv1 dag-cbor of the job's tree manifest, when it was submitted with `--dir` */
+  manifestCid?: string
+  /**
+   * With the full view of a job with `--dir` and an agreed result: the files
+   * it created or changed (bytes through the `jobFiles` route), sorted by path
+   */
+  files?: JobFileView[]
+  /** with `files`: guest paths of the files the job removed */
+  removedFiles?: string[]
+}
+
+/** One output file of a job, as the API lists it. */
+export interface JobFileView {
+  /** absolute guest path, e.g. '/out/result.txt' */
+  path: string
+  size: number
+  /** CIDv1 raw sha2-256 of its bytes */
+  cid: string
 }

@@ -3,7 +3,7 @@ import { ApiServer } from '../api/server.ts'
 import type { ApiHandlers } from '../api/routes.ts'
 import { Broker } from '../broker/broker.ts'
 import { JobStore } from '../broker/job-store.ts'
-import { jobView } from '../broker/job-view.ts'
+import { jobFilesView, jobView } from '../broker/job-view.ts'
 import { MeshTaskNetwork } from '../broker/mesh-task-network.ts'
 import { rawCidString } from '../codec/cid.ts'
 import { DEFAULT_JOB_LIMITS, type ExecStatus, type JobLimits } from '../core/job.ts'
@@ -180,6 +180,7 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
         logger: createLogger('protocols.offer')
       }),
       dispatch: dispatch({
+        maxPayloadBytes: config.donor.maxPayloadBytes,
         runTask: execute ? async (req, o) => await answers.runTask(req, o) : undefined,
         admit: execute ? (req, ctx) => answers.admit(req, ctx) : undefined,
         logger: createLogger('protocols.dispatch')
@@ -198,7 +199,8 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
   const maxLimits: JobLimits = {
     ...DEFAULT_JOB_LIMITS,
     memoryBytes: config.donor.maxJobMemoryBytes,
-    deadlineMs: config.donor.maxDeadlineMs
+    deadlineMs: config.donor.maxDeadlineMs,
+    payloadBytes: config.donor.maxPayloadBytes
   }
   const execution = config.donor.execute ? buildExecution(config, maxLimits, net, log, events) : undefined
   // the winning dial rung is remembered per network in the data dir
@@ -229,6 +231,7 @@ function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, l
     maxTasksPerBroker: config.donor.maxTasksPerBroker,
     addrs: () => mesh.components.addresses.advertisedAddrs(),
     hasModule: (cid) => dispatchService.hasModule(cid),
+    hasFiles: (cids) => dispatchService.hasFiles(cids),
     onChange: () => { capacityService.notifyChanged() },
     onExecuted: (result) => { events.taskExecuted?.(result.status) }
   }, mesh.components)
@@ -295,9 +298,14 @@ function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacity
         env: req.env,
         limits: req.limits,
         replicas: req.replicas,
-        executors: req.executors
+        executors: req.executors,
+        dirs: req.dirs?.map(d => ({ guest: d.guest, files: d.files.map(f => ({ path: f.path, data: Buffer.from(f.data, 'base64') })), emptyDirs: d.emptyDirs }))
       })
       return jobView(job, [], false)
+    },
+    jobFiles: async ({ id, path }) => {
+      const { job, tasks } = broker.getJob(id)
+      return jobFilesView(job, tasks, path)
     },
     job: async ({ id, full }) => {
       const { job, tasks } = broker.getJob(id)

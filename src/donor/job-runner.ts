@@ -47,6 +47,8 @@ export interface JobRunnerInit {
   addrs: () => string[]
   /** module cache lookup of the dispatch protocol */
   hasModule: (moduleCid: string) => boolean
+  /** which directory blobs the dispatch protocol's content cache holds; absent: none (the broker sends them all) */
+  hasFiles?: (cids: readonly string[]) => string[]
   /** called when free slots change, so capacity is announced again */
   onChange?: () => void
   /** why the donor cannot run jobs right now (e.g. its sandbox failed to start), else undefined */
@@ -159,7 +161,13 @@ export class JobRunner {
     }
   }
 
+  /** The answer to an offer, saying which of its directory blobs this donor holds when it names any. */
   decideOffer (req: OfferRequest, context: { peer: string }): OfferResponse {
+    const answer = this.decide(req, context)
+    return req.fileCids != null ? { ...answer, hasFiles: this.init.hasFiles?.(req.fileCids) ?? [] } : answer
+  }
+
+  private decide (req: OfferRequest, context: { peer: string }): OfferResponse {
     const hasModule = this.init.hasModule(req.moduleCid)
     const down = this.init.unavailable?.()
     if (down != null) {
@@ -171,9 +179,9 @@ export class JobRunner {
       this.log.info(`declined task ${req.taskId} from ${context.peer}: ${check.reason}`, { peer: context.peer, code: 'limits' })
       return { accept: false, reason: check.reason, code: 'limits', hasModule, freeSlots: this.freeSlots() }
     }
-    const payload = req.moduleSize + req.inputSize
+    const payload = req.moduleSize + req.inputSize + (req.filesSize ?? 0)
     if (payload > this.init.maxLimits.payloadBytes) {
-      const reason = `module + input is ${payload} bytes, above this donor's maximum of ${this.init.maxLimits.payloadBytes}`
+      const reason = `module + input${req.filesSize != null ? ' + directories' : ''} is ${payload} bytes, above this donor's maximum of ${this.init.maxLimits.payloadBytes}`
       return { accept: false, reason, code: 'payload-too-large', hasModule, freeSlots: this.freeSlots() }
     }
     const key = keyOf(context.peer, req.taskId)

@@ -81,9 +81,17 @@ export class FramedStream {
    * ProtocolViolationError when the terminator comes early.
    */
   async readPayload (announced: number, what: string, options: PayloadOptions): Promise<Uint8Array> {
-    const chunks: Uint8Array[] = []
-    const received = await this.eachPayloadFrame(announced, what, options, (frame) => { chunks.push(frame) })
-    return concat(chunks, received)
+    // one buffer of the announced size, filled frame by frame: a big payload is held once, not as frames and then a copy.
+    // Callers bound `announced` (their payload and output limits) before reading, and a peer that sends more is cut off
+    // below; the zeroed pages of a large buffer are committed as they are written, so a size announced and never sent
+    // costs address space, not memory
+    const out = new Uint8Array(announced)
+    let offset = 0
+    await this.eachPayloadFrame(announced, what, options, (frame) => {
+      out.set(frame, offset)
+      offset += frame.byteLength
+    })
+    return out
   }
 
   /**
@@ -129,15 +137,4 @@ function translateReadError (err: unknown, what: string, maxFrameBytes: number):
   }
   // aborts, resets and closes keep their own type: callers map them to phases
   return err
-}
-
-function concat (chunks: Uint8Array[], length: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0]
-  const out = new Uint8Array(length)
-  let offset = 0
-  for (const c of chunks) {
-    out.set(c, offset)
-    offset += c.byteLength
-  }
-  return out
 }

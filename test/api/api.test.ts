@@ -97,6 +97,7 @@ function stubHandlers (pings: PingRequest[]): ApiHandlers {
       if (req.id !== JOB.jobId) throw Object.assign(new Error(`no job ${req.id}`), { code: 'JOB_NOT_FOUND' })
       return req.full ? { ...JOB, stdout: 'hi\n', stderr: '' } : JOB
     },
+    jobFiles: async (req) => ({ jobId: req.id, files: [{ path: req.path ?? '/out/a.txt', size: 2, cid: 'bafkrei-a', data: 'aGk=' }], removed: [] }),
     jobs: async () => ({ jobs: [JOB] })
   }
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
@@ -126,5 +126,34 @@ describe('worldcompute job', () => {
     const res = await runCli(['job', 'submit', fixture('hello.wasm'), '--data-dir', join(dir.path, 'nobody')])
     assert.notEqual(res.code, 0)
     assert.match(res.stderr.trim(), /no daemon is running.*worldcompute daemon/)
+  })
+})
+
+describe('worldcompute job with --dir and --save', () => {
+  it('job submit --dir sends the tree: the JSON names its manifest; job result --save on a job without files says so', async () => {
+    const data = join(dir.path, 'tree')
+    mkdirSync(join(data, 'sub'), { recursive: true })
+    writeFileSync(join(data, 'sub', 'a.txt'), 'alpha')
+    const res = await runCli(['job', 'submit', fixture('hello.wasm'), '--dir', `${data}::/data`, '--data-dir', submitterDir, '--json'], { timeoutMs: 60_000 })
+    assert.equal(res.code, 0, res.stderr)
+    const v = JSON.parse(res.stdout)
+    assert.equal(v.status, 'succeeded')
+    assert.match(v.manifestCid, /^bafy/)
+    const plain = await runCli(['job', 'submit', fixture('hello.wasm'), '--data-dir', submitterDir, '--json'], { timeoutMs: 60_000 })
+    const saved = await runCli(['job', 'result', JSON.parse(plain.stdout).jobId, '--save', join(dir.path, 'saved'), '--data-dir', submitterDir])
+    assert.equal(saved.code, 0, saved.stderr)
+    assert.match(saved.stderr, /submitted without --dir: it has no files to save/)
+  })
+
+  it('a missing --dir, a relative GUEST and --save with --detach are usage errors (exit 2) naming the problem', async () => {
+    const missing = await runCli(['job', 'submit', fixture('hello.wasm'), '--dir', join(dir.path, 'nope'), '--data-dir', submitterDir])
+    assert.equal(missing.code, 2)
+    assert.match(missing.stderr, /nope: no such directory/)
+    const relative = await runCli(['job', 'submit', fixture('hello.wasm'), '--dir', `${dir.path}::data`, '--data-dir', submitterDir])
+    assert.equal(relative.code, 2)
+    assert.match(relative.stderr, /guest directory must be absolute/)
+    const detached = await runCli(['job', 'submit', fixture('hello.wasm'), '--save', 'out', '--detach', '--data-dir', submitterDir])
+    assert.equal(detached.code, 2)
+    assert.match(detached.stderr, /--save waits for the result/)
   })
 })

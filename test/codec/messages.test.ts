@@ -7,9 +7,10 @@ import { base58btc } from 'multiformats/bases/base58'
 import { dagCborCid, rawCid, rawCidString } from '../../src/codec/cid.ts'
 import { MalformedMessageError } from '../../src/codec/errors.ts'
 import {
+  decodeBlobHeader, encodeBlobHeader, MAX_OFFER_FILE_CIDS,
   decodeCapacity, decodeCapacityResponse, decodeDispatchHeader, decodeDispatchResult, decodeOfferRequest, decodeOfferResponse,
   encodeCapacity, encodeCapacityResponse, encodeDispatchHeader, encodeDispatchResult, encodeOfferRequest, encodeOfferResponse,
-  MAX_BLOB_BYTES, MAX_MESSAGE_BYTES
+  MAX_BLOB_BYTES, MAX_MESSAGE_BYTES, MAX_PAYLOAD_WIRE_BYTES
 } from '../../src/codec/messages.ts'
 import { outputCid } from '../../src/codec/receipt.ts'
 import { DEFAULT_JOB_LIMITS } from '../../src/core/job.ts'
@@ -133,7 +134,7 @@ describe('messages', () => {
     })
 
     it('rejects a message over its size limit before decoding it', () => {
-      rejects(decodeOfferRequest, new Uint8Array(MAX_MESSAGE_BYTES.offerRequest + 1), '(message)', /over the 4096-byte limit/)
+      rejects(decodeOfferRequest, new Uint8Array(MAX_MESSAGE_BYTES.offerRequest + 1), '(message)', new RegExp(`over the ${MAX_MESSAGE_BYTES.offerRequest}-byte limit`))
       rejects(decodeCapacity, new Uint8Array(MAX_MESSAGE_BYTES.capacity + 1), '(message)', /over the/)
     })
 
@@ -162,7 +163,7 @@ describe('messages', () => {
       ['a fractional fuel', m => { m.limits = { fuel: 1.5 } }, 'limits.fuel', /must be an integer, got the number 1.5/],
       ['limits that are not a map', m => { m.limits = [1] }, 'limits', /must be a map/],
       ['a missing limits', m => { delete m.limits }, 'limits', /is missing/],
-      ['a module larger than 64 MiB', m => { m.moduleSize = MAX_BLOB_BYTES + 1 }, 'moduleSize', /between 0 and 67108864/],
+      ['a module larger than the 4 GiB wire bound', m => { m.moduleSize = MAX_PAYLOAD_WIRE_BYTES + 1 }, 'moduleSize', new RegExp(`between 0 and ${MAX_PAYLOAD_WIRE_BYTES}`)],
       ['a negative input size', m => { m.inputSize = -1 }, 'inputSize', /between 0 and/],
       ['sendsModule as a number', m => { m.sendsModule = 1 }, 'sendsModule', /must be a boolean/]
     ]
@@ -224,5 +225,49 @@ describe('messages', () => {
       const dup = new Uint8Array([0xa2, 0x61, 0x61, 0x01, 0x61, 0x61, 0x02])
       rejects(decodeOfferResponse, dup, '(message)', /not valid dag-cbor/)
     })
+  })
+})
+
+describe('directory fields of offer and dispatch messages', () => {
+  const blob = rawCidString(enc.encode('file'))
+  const manifestCid = dagCborCid(enc.encode('manifest')).toString()
+
+  it('carries the blob CIDs an offer names and the ones the donor holds', () => {
+    const req = { ...offerRequest, fileCids: [blob], filesSize: 4 }
+    assert.deepEqual(decodeOfferRequest(encodeOfferRequest(req)), req)
+    const res = { ...offerResponse, hasFiles: [blob] }
+    assert.deepEqual(decodeOfferResponse(encodeOfferResponse(res)), res)
+  })
+
+  it('decodes offers of older peers without the fields', () => {
+    assert.equal(decodeOfferRequest(encodeOfferRequest(offerRequest)).fileCids, undefined)
+    assert.equal(decodeOfferResponse(encodeOfferResponse(offerResponse)).hasFiles, undefined)
+  })
+
+  it('fits an offer naming the most blobs it may', () => {
+    const many = Array.from({ length: MAX_OFFER_FILE_CIDS }, (_, i) => rawCidString(enc.encode(`f${i}`)))
+    assert.equal(decodeOfferRequest(encodeOfferRequest({ ...offerRequest, fileCids: many })).fileCids?.length, MAX_OFFER_FILE_CIDS)
+    assert.throws(() => encodeOfferRequest({ ...offerRequest, fileCids: [...many, blob] }), (err: unknown) => err instanceof MalformedMessageError && err.field === 'fileCids')
+  })
+
+  it('refuses a file CID that is not CIDv1 raw, naming its index', () => {
+    const bytes = dagCbor.encode({ ...offerRequest, limits: {}, fileCids: [blob, manifestCid] })
+    assert.throws(() => decodeOfferRequest(bytes), (err: unknown) => err instanceof MalformedMessageError && err.field === 'fileCids[1]')
+  })
+
+  it('carries a dispatch header\'s manifest fields together or not at all', () => {
+    const h = { ...header, manifestCid, manifestSize: 100, blobCount: 2 }
+    assert.deepEqual(decodeDispatchHeader(encodeDispatchHeader(h)), h)
+    assert.throws(() => encodeDispatchHeader({ ...header, manifestSize: 100 }), (err: unknown) => err instanceof MalformedMessageError && err.field === 'manifestCid')
+    assert.throws(() => encodeDispatchHeader({ ...header, manifestCid }), (err: unknown) => err instanceof MalformedMessageError && err.field === 'manifestSize')
+  })
+
+  it('round-trips blob headers and a result\'s files fields', () => {
+    assert.deepEqual(decodeBlobHeader(encodeBlobHeader({ cid: blob, size: 4 })), { cid: blob, size: 4 })
+    // a directory file may be as big as a module: a donor's --max-payload decides, the wire only bounds it
+    assert.deepEqual(decodeBlobHeader(encodeBlobHeader({ cid: blob, size: MAX_BLOB_BYTES + 1 })).size, MAX_BLOB_BYTES + 1)
+    assert.throws(() => encodeBlobHeader({ cid: blob, size: MAX_PAYLOAD_WIRE_BYTES + 1 }), (err: unknown) => err instanceof MalformedMessageError && err.field === 'size')
+    const r = { ...result, filesSize: 12, filesMissing: true }
+    assert.deepEqual(decodeDispatchResult(encodeDispatchResult(r)), r)
   })
 })

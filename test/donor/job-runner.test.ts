@@ -17,7 +17,8 @@ function runner (opts: { slots?: number, budget?: number, unavailable?: () => st
     maxConcurrent: opts.slots ?? 2,
     memoryBudgetBytes: opts.budget,
     addrs: () => ['/ip4/127.0.0.1/tcp/1/p2p/12D3KooWCUxGstisocAwjyRccMAVqDFAksLECFj23zxN7fP231Wj/p2p-circuit/p2p/x'],
-    hasModule: (cid) => cid === 'bafkrei-cached'
+    hasModule: (cid) => cid === 'bafkrei-cached',
+    hasFiles: (cids) => cids.filter(cid => cid === 'bafkrei-file-cached')
   })
 }
 
@@ -26,6 +27,22 @@ function offer (taskId: string, limits: Record<string, number> = {}, moduleCid =
 }
 
 describe('donor offer decisions', () => {
+  it('says which of the offer\'s directory blobs its content cache holds, accepted or not', () => {
+    const files = { fileCids: ['bafkrei-file-new', 'bafkrei-file-cached'], filesSize: 100 }
+    assert.deepEqual(runner().decideOffer({ ...offer('t1'), ...files }, { peer: 'b' }).hasFiles, ['bafkrei-file-cached'])
+    const declined = runner().decideOffer({ ...offer('t2', { memoryBytes: 256 * MiB }), ...files }, { peer: 'b' })
+    assert.equal(declined.accept, false)
+    assert.deepEqual(declined.hasFiles, ['bafkrei-file-cached'])
+    // an offer without directories gets the answer older brokers know
+    assert.equal(runner().decideOffer(offer('t3'), { peer: 'b' }).hasFiles, undefined)
+  })
+
+  it('counts the directories against the payload limit', () => {
+    const res = runner().decideOffer({ ...offer('t1'), fileCids: [], filesSize: DEFAULT_JOB_LIMITS.payloadBytes }, { peer: 'b' })
+    assert.equal(res.accept, false)
+    assert.equal(res.code, 'payload-too-large')
+  })
+
   it('declines limits above the donor maxima, naming the limit and the maximum', () => {
     const res = runner().decideOffer(offer('t1', { memoryBytes: 256 * MiB }), { peer: 'broker' })
     assert.equal(res.accept, false)

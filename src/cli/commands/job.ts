@@ -1,18 +1,22 @@
 import { readFileSync } from 'node:fs'
-import { commonOptions, parse, UsageError } from '../args.ts'
+import { commonOptions, parse, UsageError, type Options } from '../args.ts'
 import { ApiClient } from '../../api/client.ts'
 import { resolveDataDir } from '../../config/data-dir.ts'
 import { parseBytes, parseDurationMs } from '../../config/config.ts'
 import { ConfigError } from '../../core/errors.ts'
 import { duration, shortPeerId } from '../../core/format.ts'
 import { printJson, type Output } from '../output.ts'
+import { DEFAULT_JOB_LIMITS } from '../../core/job.ts'
+import { dirBytes, saveJobFiles, submittedDirs } from '../job-files.ts'
+import { MAX_SUBMIT_PAYLOAD_BYTES } from '../../api/routes.ts'
 import type { JobLimits, JobView } from '../../core/job.ts'
 
 export const help = `worldcompute job submit MODULE.wasm [--input FILE|-] [--arg A]... [--env K=V]... [--replicas N]
-                        [--executor PEER_ID]... [--deadline D] [--fuel N] [--memory SIZE] [--detach]
+                        [--executor PEER_ID]... [--dir HOST[::GUEST]]... [--save DIR]
+                        [--deadline D] [--fuel N] [--memory SIZE] [--detach]
                         [--data-dir DIR] [--json]
 worldcompute job status JOB_ID [--data-dir DIR] [--json]
-worldcompute job result JOB_ID [--data-dir DIR] [--json]
+worldcompute job result JOB_ID [--save DIR] [--data-dir DIR] [--json]
 worldcompute job list [--data-dir DIR] [--json]
 
 Runs a WASI command module (wasm32-wasi from C, Rust, Go, Zig, AssemblyScript…)
@@ -34,6 +38,16 @@ job submit:
   --replicas N       distinct donors that run it; a strict majority must agree
                      (default 1)
   --executor PEER_ID run only on this executor; repeatable
+  --dir HOST[::GUEST]
+                     preopen the host directory HOST at GUEST (default: HOST
+                     made absolute, e.g. data -> /data); repeatable. Its
+                     regular files and empty directories go with the job
+                     (content-addressed: a donor that holds a file is not sent
+                     it again); the job reads and writes an in-memory copy, and
+                     HOST is never modified. Symbolic links are refused.
+  --save DIR         write the files the job created or changed under
+                     DIR/<guest path> (also \`job result JOB_ID --save DIR\`);
+                     files it removed are listed, not deleted
   --deadline D       how long the job may take: 90s, 10m, 1h, 500ms; a plain
                      number is seconds (default 60s, or the donor's
                      --max-deadline when lower)
@@ -146,7 +160,9 @@ async function submit (argv: string[], o: Output): Promise<number> {
     deadline: { type: 'string' },
     fuel: { type: 'string' },
     memory: { type: 'string' },
-    detach: { type: 'boolean', default: false }
+    detach: { type: 'boolean', default: false },
+    dir: { type: 'string', multiple: true },
+    save: { type: 'string' }
   }, 'job submit')
   if (values.help) { o.out(help); return 0 }
   if (positionals.length !== 1) throw new UsageError('job submit: give exactly one MODULE.wasm')
@@ -169,6 +185,9 @@ async function submit (argv: string[], o: Output): Promise<number> {
   const limits = jobLimits(values)
   const replicas = positive(values.replicas, '--replicas', Number) ?? 1
   for (const e of values.env ?? []) if (!e.includes('=')) throw new UsageError(`job submit: --env takes K=V, got "${e}"`)
+  if (values.save != null && values.detach) throw new UsageError('job submit: --save waits for the result; with --detach use `job result JOB_ID --save DIR`')
+  const dirs = await submittedDirs(values.dir, MAX_SUBMIT_PAYLOAD_BYTES - module.byteLength - input.byteLength)
+  askForPayload(limits, module.byteLength + input.byteLength + dirBytes(dirs))
 
   const api = client(values['data-dir'])
   if (values.executor == null) await warnFewExecutors(api, replicas, o)
@@ -180,7 +199,8 @@ async function submit (argv: string[], o: Output): Promise<number> {
     env: values.env ?? [],
     replicas,
     limits,
-    ...(values.executor != null ? { executors: values.executor } : {})
+    ...(values.executor != null ? { executors: values.executor } : {}),
+    ...(dirs != null ? { dirs } : {})
   }, { timeoutMs: 120_000 })
   if (values.detach) {
     if (values.json) printJson(o, accepted)
@@ -191,16 +211,44 @@ async function submit (argv: string[], o: Output): Promise<number> {
   if (progress) o.err(`job ${accepted.jobId} accepted (${replicas} replica(s))`)
   const final = await waitForFinal(api, accepted.jobId, o, progress)
   printResult(o, final, values.json)
+  if (values.save != null) await saveIfAny(api, final, values.save, o)
   return exitFor(final)
 }
 
+/**
+ * A job bigger than the default payload limit asks for what it needs, so
+ * that donors whose `--max-payload` allows it take it and the others decline
+ * it by code (`limits`) instead of the broker refusing it outright.
+ */
+function askForPayload (limits: Partial<JobLimits>, total: number): void {
+  if (total > DEFAULT_JOB_LIMITS.payloadBytes && limits.payloadBytes == null) limits.payloadBytes = total
+}
+
+/** `job result` takes `--save DIR` besides the common options. */
+const resultOptions = { ...commonOptions, save: { type: 'string' } } as const satisfies Options
+
+/** `--save DIR`: the job's output files, when it had directories and an agreed result. */
+async function saveIfAny (api: ApiClient, v: JobView, dir: string, o: Output): Promise<void> {
+  if (v.manifestCid == null) {
+    o.err(`job ${v.jobId} was submitted without --dir: it has no files to save`)
+    return
+  }
+  if (v.outputCid == null) {
+    o.err(`job ${v.jobId} has no agreed result (${v.status}): no files to save`)
+    return
+  }
+  await saveJobFiles(api, v.jobId, dir, o)
+}
+
 async function status (argv: string[], o: Output, full: boolean): Promise<number> {
-  const { values, positionals } = parse(argv, commonOptions, full ? 'job result' : 'job status')
+  const { values, positionals } = parse(argv, full ? resultOptions : commonOptions, full ? 'job result' : 'job status')
+  const save = 'save' in values && typeof values.save === 'string' ? values.save : undefined
   if (values.help) { o.out(help); return 0 }
   if (positionals.length !== 1) throw new UsageError(`job ${full ? 'result' : 'status'}: give exactly one JOB_ID`)
   const v = await client(values['data-dir']).call('job', { id: positionals[0], full })
   if (full) {
     printResult(o, v, values.json)
+    if (save != null && v.final) await saveIfAny(client(values['data-dir']), v, save, o)
     return v.final ? exitFor(v) : 1
   }
   if (values.json) printJson(o, v)

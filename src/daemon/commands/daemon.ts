@@ -40,6 +40,8 @@ the local API on 127.0.0.1.
   --max-jobs N     jobs run at once (default: cores - 1, at least 1)
   --max-job-memory SIZE   memory a job may use (default 256MiB)
   --max-deadline D        longest deadline a job may ask for (default 10m)
+  --max-payload SIZE      module + input + directories of one job, streamed
+                   in 256 KiB frames (default 64MiB; at most 4GiB)
   --memory-budget SIZE    memory all running jobs together may use (default: half of RAM)
   --max-tasks-per-broker N  tasks one submitter may hold here at once (default:
                    every slot; lower it on a donor open to strangers)
@@ -66,6 +68,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'max-jobs': { type: 'string' },
     'max-job-memory': { type: 'string' },
     'max-deadline': { type: 'string' },
+    'max-payload': { type: 'string' },
     'memory-budget': { type: 'string' },
     'max-tasks-per-broker': { type: 'string' },
     'replica-network-prefix': { type: 'string' }
@@ -84,6 +87,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
     maxJobs: values['max-jobs'],
     maxJobMemory: values['max-job-memory'],
     maxDeadline: values['max-deadline'],
+    maxPayload: values['max-payload'],
     memoryBudget: values['memory-budget'],
     maxTasksPerBroker: values['max-tasks-per-broker'],
     replicaNetworkPrefix: values['replica-network-prefix']

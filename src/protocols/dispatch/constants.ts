@@ -1,4 +1,4 @@
-import { MAX_BLOB_BYTES } from '../../codec/messages.ts'
+import { MAX_BLOB_BYTES, MAX_PAYLOAD_WIRE_BYTES } from '../../codec/messages.ts'
 import type { StreamLimits } from '../exchange.ts'
 
 /** `/worldcompute/dispatch/1.0.0`: a task's bytes out, its output and signed receipt back, streamed as dag-cbor and payload frames. */
@@ -11,8 +11,10 @@ export const MAX_FRAME_BYTES = 256 * 1024
  * arrive; only a peer sending when it should wait (during execution) fills it.
  */
 export const MAX_BUFFER_BYTES = 4 * 1024 * 1024
-/** Largest module and largest input, each. */
-export const MAX_PAYLOAD_BYTES = MAX_BLOB_BYTES
+/** Largest module, input and directory file, each, by default (a donor's `--max-payload` moves it). */
+export const MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+/** What no `maxPayloadBytes` can exceed: the wire's bound. */
+export const PAYLOAD_CEILING_BYTES = MAX_PAYLOAD_WIRE_BYTES
 /** Largest stdout and largest stderr a broker accepts, each. */
 export const MAX_OUTPUT_BYTES = MAX_BLOB_BYTES
 /** Donor's module cache, by total bytes, least recently used evicted first. */
@@ -40,3 +42,5 @@ export const DISPATCH_LIMITS: StreamLimits = {
   maxInboundStreams: 16,
   maxOutboundStreams: 64
 }
+/** Donor's cache of directory files (job submit --dir), by total bytes, least recently used evicted first. */
+export const CONTENT_CACHE_BYTES = 256 * 1024 * 1024

@@ -1,6 +1,7 @@
 import { parseCid, rawCid } from '../../codec/cid.ts'
 import { MalformedMessageError, ReceiptInvalidError } from '../../codec/errors.ts'
 import { decodeDispatchHeader, decodeDispatchResult, encodeDispatchHeader, encodeDispatchResult, MAX_ERROR_LENGTH } from '../../codec/messages.ts'
+import { decodeOutputFiles, encodeOutputFiles, treeFromManifest } from '../../codec/manifest.ts'
 import { encodeOutput, outputCid, signReceipt, verifyReceipt } from '../../codec/receipt.ts'
 import { raceSignal } from '../../core/async.ts'
 import { WorldComputeError } from '../../core/errors.ts'
@@ -10,20 +11,22 @@ import { warnRepeated } from '../../log/repeats.ts'
 import { isConnection, openProtocolStream, peerOf } from '../components.ts'
 import {
   codeOf, DispatchFailedError, DispatchRefusedError, DispatchTimeoutError, ExecutorCrashedError, messageOf, ModuleNotCachedError, PayloadTooLargeError,
-  StreamStalledError, TaskAbandonedError
+  ProtocolViolationError, StreamStalledError, TaskAbandonedError
 } from '../errors.ts'
 import { PEER_TEXT_LENGTH, sanitiseForPeer } from '../sanitise.ts'
 import { framed, handlerOptions } from '../exchange.ts'
 import { ProtocolService } from '../service.ts'
 import { PhaseTimer } from '../timer.ts'
 import {
-  DISPATCH_LIMITS, DISPATCH_PROTOCOL, DONOR_EXECUTE_MARGIN_MS, EXECUTE_MARGIN_MS, MAX_OUTPUT_BYTES, MAX_PAYLOAD_BYTES, MODULE_CACHE_BYTES,
-  OPEN_STREAM_TIMEOUT_MS, REMEMBER_BYTES, REMEMBER_TASKS, STALL_TIMEOUT_MS
+  CONTENT_CACHE_BYTES, DISPATCH_LIMITS, DISPATCH_PROTOCOL, DONOR_EXECUTE_MARGIN_MS, EXECUTE_MARGIN_MS, MAX_OUTPUT_BYTES, MAX_PAYLOAD_BYTES, MODULE_CACHE_BYTES,
+  OPEN_STREAM_TIMEOUT_MS, PAYLOAD_CEILING_BYTES, REMEMBER_BYTES, REMEMBER_TASKS, STALL_TIMEOUT_MS
 } from './constants.ts'
 import { ModuleCache } from './module-cache.ts'
 import { TaskMemo } from './task-memo.ts'
+import { blobsToSend, FilesNotCachedError, readTree, skipTree, writeTree, type ReceivedTree } from './tree-transfer.ts'
+import type { AddressedTree, OutputFiles } from '../../codec/manifest.ts'
 import type { DispatchHeader, DispatchResultHeader, RefusalCode } from '../../codec/messages.ts'
-import type { ExecStatus, ExecuteRequest, ExecuteResult, JobLimits, SignedReceipt } from '../../core/job.ts'
+import type { ExecStatus, ExecuteRequest, ExecuteResult, JobDir, JobFile, JobLimits, SignedReceipt } from '../../core/job.ts'
 import type { DispatchPhase } from '../errors.ts'
 import type { FramedStream, PayloadOptions } from '../framing.ts'
 import type { ProtocolRegistrar, ProtocolTarget, StreamOpener } from '../components.ts'
@@ -81,6 +84,13 @@ export interface DispatchInit {
    * @default 268435456 (256 MiB)
    */
   moduleCacheBytes?: number
+  /**
+   * Donor: directory files kept by CID, so an offer can say which it holds
+   * and the broker skips them; least recently used evicted.
+   *
+   * @default 268435456 (256 MiB)
+   */
+  contentCacheBytes?: number
   /**
    * Largest module and largest input, each, accepted (donor) or sent (broker).
    *
@@ -153,6 +163,10 @@ export interface DispatchTask {
   limits: Partial<JobLimits>
   /** argv[0] of the program @default 'main.wasm' on the donor */
   moduleName?: string
+  /** the job's directories, addressed (codec/manifest.ts `addressTree`); absent: no filesystem */
+  tree?: AddressedTree
+  /** blob CIDs the donor's offer answer said it holds (`hasFiles`): not sent */
+  donorHasFiles?: string[]
 }
 
 /** What a dispatch returned, its receipt checked. */
@@ -171,6 +185,10 @@ export interface DispatchResult {
   executor: string
   /** always true on a returned result: a receipt that does not verify throws ReceiptInvalidError */
   receiptVerified: boolean
+  /** for a task with a tree: files the job created or changed, sorted by path (covered by outputCid) */
+  files?: JobFile[]
+  /** for a task with a tree: guest paths of the files it removed */
+  removedFiles?: string[]
 }
 
 /** Progress of a dispatch, for `onProgress` (libp2p's ProgressEvent shape). */
@@ -189,6 +207,9 @@ interface Answer {
   header: DispatchResultHeader
   stdout: Uint8Array
   stderr: Uint8Array
+  /** for a task with a tree: the output files, and their encoded document sent after stderr */
+  files?: OutputFiles
+  filesBytes?: Uint8Array
 }
 
 const EMPTY = new Uint8Array(0)
@@ -218,6 +239,12 @@ export class DispatchService extends ProtocolService {
   private readonly executeMarginMs: number
   private readonly log: Logger
   private readonly modules: ModuleCache
+  private readonly contents: ModuleCache
+  /**
+   * Directory files sent (broker side) and received (donor side) since the
+   * service started: what shows that a file is sent once, for tests and debugging.
+   */
+  readonly treeStats = { blobsSent: 0, blobBytesSent: 0, blobsReceived: 0, blobBytesReceived: 0 }
   private readonly memo: TaskMemo<Answer>
 
   constructor (components: DispatchComponents, init: DispatchInit = {}) {
@@ -227,17 +254,18 @@ export class DispatchService extends ProtocolService {
     this.components = components
     this.runTask = init.runTask
     this.admit = init.admit
-    this.maxPayloadBytes = Math.min(init.maxPayloadBytes ?? MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES)
+    this.maxPayloadBytes = Math.min(init.maxPayloadBytes ?? MAX_PAYLOAD_BYTES, PAYLOAD_CEILING_BYTES)
     this.maxOutputBytes = Math.min(init.maxOutputBytes ?? MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES)
     this.openStreamTimeoutMs = init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS
     this.stallTimeoutMs = init.stallTimeoutMs ?? STALL_TIMEOUT_MS
     this.executeMarginMs = init.executeMarginMs ?? EXECUTE_MARGIN_MS
     this.log = init.logger ?? createLogger('protocols.dispatch')
     this.modules = new ModuleCache(init.moduleCacheBytes ?? MODULE_CACHE_BYTES)
+    this.contents = new ModuleCache(init.contentCacheBytes ?? CONTENT_CACHE_BYTES)
     this.memo = new TaskMemo<Answer>({
       maxEntries: init.rememberTasks ?? REMEMBER_TASKS,
       maxBytes: REMEMBER_BYTES,
-      sizeOf: (a) => a.stdout.byteLength + a.stderr.byteLength
+      sizeOf: (a) => a.stdout.byteLength + a.stderr.byteLength + (a.filesBytes?.byteLength ?? 0)
     })
   }
 
@@ -245,12 +273,18 @@ export class DispatchService extends ProtocolService {
     await super.stop()
     this.memo.clear()
     this.modules.clear()
+    this.contents.clear()
   }
 
   /** Donor: whether the module is cached, so an offer can answer `hasModule`. Any multibase spelling of the CID works. */
   hasModule (moduleCid: string): boolean {
     const key = parseCid(moduleCid)?.toString()
     return key != null && this.modules.has(key)
+  }
+
+  /** Donor: which of these directory blob CIDs it holds, for an offer's `hasFiles` (in canonical spelling). */
+  hasFiles (cids: readonly string[]): string[] {
+    return cids.filter(cid => { const key = parseCid(cid)?.toString(); return key != null && this.contents.has(key) })
   }
 
   // ---- broker side ---------------------------------------------------------
@@ -266,9 +300,10 @@ export class DispatchService extends ProtocolService {
    */
   async dispatch (target: ProtocolTarget, task: DispatchTask, options: DispatchOptions = {}): Promise<DispatchResult> {
     const peer = peerOf(target).toString()
-    this.checkPayloadSizes(task)
+    const blobs = task.tree != null ? blobsToSend(task.tree, task.donorHasFiles) : []
+    this.checkPayloadSizes(task, blobs)
     // encode before any I/O: a bad field is our caller's bug, named by the codec
-    const header = encodeDispatchHeader(headerOf(task))
+    const header = encodeDispatchHeader(headerOf(task, blobs.length))
     const progress = options.onProgress ?? (() => {})
     const timer = new PhaseTimer<DispatchPhase>((phase, ms) => new DispatchTimeoutError(phase, ms, peer), options.signal)
     let stream: Stream | undefined
@@ -279,7 +314,7 @@ export class DispatchService extends ProtocolService {
         progress({ type: 'dispatch:stream-opened', detail: { remoteAddr: target.remoteAddr.toString(), limited: target.limits != null } })
       }
       const io = framed(stream, DISPATCH_LIMITS)
-      await this.send(io, task, header, timer, progress)
+      await this.send(io, task, blobs, header, timer, progress)
       const answer = await this.receive(io, task, peer, timer, progress)
       timer.dispose()
       return await this.accept(peer, task, answer, options)
@@ -294,23 +329,32 @@ export class DispatchService extends ProtocolService {
     }
   }
 
-  private checkPayloadSizes (task: DispatchTask): void {
-    for (const [what, size] of [['module', task.module?.byteLength ?? 0], ['input', task.input.byteLength]] as const) {
-      if (size > this.maxPayloadBytes) {
-        throw new PayloadTooLargeError(`task ${task.taskId}: the ${what} is ${size} bytes, over the ${this.maxPayloadBytes}-byte limit`, this.maxPayloadBytes)
+  /** Broker: what a task may send, each part: this node's limit, or the job's own payload limit when it asked for more (the donor's offer already agreed to it). */
+  private checkPayloadSizes (task: DispatchTask, blobs: Array<[string, Uint8Array]>): void {
+    const limit = Math.min(Math.max(this.maxPayloadBytes, task.limits.payloadBytes ?? 0), PAYLOAD_CEILING_BYTES)
+    const sizes: Array<[string, number]> = [['module', task.module?.byteLength ?? 0], ['input', task.input.byteLength], ...blobs.map(([cid, b]): [string, number] => [`directory file ${cid}`, b.byteLength])]
+    for (const [what, size] of sizes) {
+      if (size > limit) {
+        throw new PayloadTooLargeError(`task ${task.taskId}: the ${what} is ${size} bytes, over the ${limit}-byte limit`, limit)
       }
     }
   }
 
   /** The send phase: the header, the module (unless the donor has it), the input, then our half-close. */
-  private async send (io: FramedStream, task: DispatchTask, header: Uint8Array, timer: PhaseTimer<DispatchPhase>, progress: Progress): Promise<void> {
+  private async send (io: FramedStream, task: DispatchTask, blobs: Array<[string, Uint8Array]>, header: Uint8Array, timer: PhaseTimer<DispatchPhase>, progress: Progress): Promise<void> {
     timer.enter('send', this.stallTimeoutMs)
     const moduleSize = task.module?.byteLength ?? 0
-    const total = moduleSize + task.input.byteLength
+    const treeSize = task.tree != null ? task.tree.manifestBytes.byteLength + blobs.reduce((n, [, b]) => n + b.byteLength, 0) : 0
+    const total = moduleSize + task.input.byteLength + treeSize
     const sending = (base: number): PayloadOptions => stalls(timer, (n) => { progress({ type: 'dispatch:sent', detail: { bytes: base + n, total } }) })
     await io.writeFrame(header, { signal: timer.signal })
     if (task.module != null) await io.writePayload(task.module, sending(0))
     await io.writePayload(task.input, sending(moduleSize))
+    if (task.tree != null) {
+      await writeTree(io, task.tree, blobs, sending, moduleSize + task.input.byteLength)
+      this.treeStats.blobsSent += blobs.length
+      this.treeStats.blobBytesSent += treeSize - task.tree.manifestBytes.byteLength
+    }
     // half-close: the donor sees the end of our side; its answer still flows back
     await io.stream.close({ signal: timer.signal })
   }
@@ -332,13 +376,30 @@ export class DispatchService extends ProtocolService {
     const receiving = (base: number): PayloadOptions => stalls(timer, (n) => { progress({ type: 'dispatch:received', detail: { bytes: base + n, total } }) })
     const stdout = await io.readPayload(header.stdoutSize, 'stdout', receiving(0))
     const stderr = await io.readPayload(header.stderrSize, 'stderr', receiving(header.stdoutSize))
-    return { header, stdout, stderr }
+    return { header, stdout, stderr, ...await this.receiveFiles(io, task, peer, header, receiving(total)) }
+  }
+
+  /** The output files document after stderr: present exactly for a task with a tree. */
+  private async receiveFiles (io: FramedStream, task: DispatchTask, peer: string, header: DispatchResultHeader, options: PayloadOptions): Promise<Pick<Answer, 'files' | 'filesBytes'>> {
+    if (header.filesSize == null) {
+      if (task.tree != null && header.refused == null && header.moduleMissing !== true) throw new ProtocolViolationError(`donor ${peer} answered task ${task.taskId}, which has directories, without its output files`)
+      return {}
+    }
+    if (task.tree == null) throw new ProtocolViolationError(`donor ${peer} answered task ${task.taskId}, which has no directories, with output files`)
+    if (header.filesSize > this.maxOutputBytes) {
+      throw new PayloadTooLargeError(`donor ${peer} announced ${header.filesSize} bytes of output files for task ${task.taskId}, over the ${this.maxOutputBytes}-byte limit`, this.maxOutputBytes)
+    }
+    const filesBytes = await io.readPayload(header.filesSize, 'output files', options)
+    return { filesBytes, files: decodeOutputFiles(filesBytes, this.maxOutputBytes) }
   }
 
   /** The donor's whole answer, judged: a module it no longer has, the receipt, an executor that crashed. */
   private async accept (peer: string, task: DispatchTask, answer: Answer, options: AbortOptions): Promise<DispatchResult> {
     if (answer.header.moduleMissing === true && task.module == null) {
       throw new ModuleNotCachedError(task.moduleCid, peer)
+    }
+    if (answer.header.filesMissing === true && (task.donorHasFiles?.length ?? 0) > 0) {
+      throw new FilesNotCachedError(peer, task.taskId)
     }
     const result = await this.verifyResult(peer, task, answer, options)
     if (answer.header.refused != null) {
@@ -357,7 +418,7 @@ export class DispatchService extends ProtocolService {
       taskId: task.taskId,
       moduleCid: task.moduleCid,
       inputCid: task.inputCid,
-      outputBytes: encodeOutput(stdout, stderr)
+      outputBytes: encodeOutput(stdout, stderr, answer.files)
     }, options)
     // the receipt is what the broker keeps: the unsigned header must say the same
     const pairs: Array<[string, unknown, unknown]> = [
@@ -384,6 +445,10 @@ export class DispatchService extends ProtocolService {
     }
     if (result.exitCode !== undefined) out.exitCode = result.exitCode
     if (result.error !== undefined) out.error = result.error
+    if (answer.files != null) {
+      out.files = answer.files.files
+      out.removedFiles = answer.files.removed
+    }
     return out
   }
 
@@ -409,10 +474,11 @@ export class DispatchService extends ProtocolService {
       }
       const module = header.sendsModule ? await frames.readPayload(header.moduleSize, 'module', io) : undefined
       const input = await frames.readPayload(header.inputSize, 'input', io)
+      const tree = await readTree(frames, header, this.maxPayloadBytes, io)
       // execution has its own guard (deadline + margin); no stall timer while it runs
       timer.dispose()
 
-      const answer = await this.answerTask(header, module, input, peer)
+      const answer = await this.answerTask(header, { module, input, tree }, peer)
       await this.sendAnswer(frames, answer, timer)
       this.log.info(`task ${header.taskId} from ${peer}: ${answer.header.status}${answer.header.error != null ? ` (${answer.header.error})` : ''}`, {
         peer, task: header.taskId, job: header.jobId, fuel: answer.header.fuelUsed, ms: answer.header.durationMs, relayed: connection.limits != null, code: answer.header.errorCode
@@ -436,6 +502,7 @@ export class DispatchService extends ProtocolService {
     await frames.writeFrame(encodeDispatchResult(answer.header), io)
     await frames.writePayload(answer.stdout, io)
     await frames.writePayload(answer.stderr, io)
+    if (answer.filesBytes != null) await frames.writePayload(answer.filesBytes, io)
     await frames.stream.close({ signal: timer.signal })
   }
 
@@ -460,6 +527,7 @@ export class DispatchService extends ProtocolService {
     const io = stalls(timer)
     if (header.sendsModule) await frames.skipPayload(header.moduleSize, 'module', io)
     await frames.skipPayload(header.inputSize, 'input', io)
+    await skipTree(frames, header, io)
     warnRepeated(this.log, `dispatch of task ${header.taskId} from ${peer} refused: ${refusal.reason}`, { peer, task: header.taskId, job: header.jobId, code: refusal.code })
     const answer = await this.refuse(header, 'rejected', refusal.reason, { refused: refusal.code })
     await this.sendAnswer(frames, answer, timer)
@@ -475,7 +543,8 @@ export class DispatchService extends ProtocolService {
   }
 
   /** Verifies the bytes, then runs the task once per taskId (or joins the run already under way). */
-  private async answerTask (header: DispatchHeader, module: Uint8Array | undefined, input: Uint8Array, peer: string): Promise<Answer> {
+  private async answerTask (header: DispatchHeader, payload: { module: Uint8Array | undefined, input: Uint8Array, tree: ReceivedTree | undefined }, peer: string): Promise<Answer> {
+    const { module, input } = payload
     const inputCid = parseCid(header.inputCid)
     if (inputCid == null || !inputCid.equals(rawCid(input))) {
       return await this.refuse(header, 'rejected', `input bytes do not match inputCid ${header.inputCid}`)
@@ -489,7 +558,13 @@ export class DispatchService extends ProtocolService {
       this.modules.put(moduleKey, module)
     }
 
-    const fingerprint = JSON.stringify([header.jobId, moduleKey, inputCid.toString(), header.args, header.env, header.limits])
+    for (const [cid, bytes] of payload.tree?.blobs ?? []) {
+      this.contents.put(cid, bytes)
+      this.treeStats.blobsReceived++
+      this.treeStats.blobBytesReceived += bytes.byteLength
+    }
+
+    const fingerprint = JSON.stringify([header.jobId, moduleKey, inputCid.toString(), header.args, header.env, header.limits, header.manifestCid ?? null])
     const key = memoKey(peer, header.taskId)
     const known = this.memo.get(key)
     if (known != null) {
@@ -504,10 +579,20 @@ export class DispatchService extends ProtocolService {
     if (moduleBytes == null) {
       return await this.refuse(header, 'rejected', `module ${header.moduleCid} is not cached on this donor: send the module bytes`, { moduleMissing: true })
     }
-    return await this.memo.add(key, fingerprint, this.execute(header, moduleBytes, input, peer)).promise
+    const preopens = this.preopensOf(payload.tree)
+    if (preopens != null && 'missing' in preopens) {
+      return await this.refuse(header, 'rejected', `${preopens.missing.length} directory file(s) are not cached on this donor: send them all`, { filesMissing: true })
+    }
+    return await this.memo.add(key, fingerprint, this.execute(header, moduleBytes, input, preopens?.dirs, peer)).promise
   }
 
-  private async execute (header: DispatchHeader, module: Uint8Array, input: Uint8Array, peer: string): Promise<Answer> {
+  /** The task's directories with their bytes: the blobs that came with it first, then the content cache. */
+  private preopensOf (tree: ReceivedTree | undefined): { dirs: JobDir[] } | { missing: string[] } | undefined {
+    if (tree == null) return undefined
+    return treeFromManifest(tree.manifest, (cid) => tree.blobs.get(cid) ?? this.contents.get(cid))
+  }
+
+  private async execute (header: DispatchHeader, module: Uint8Array, input: Uint8Array, preopens: JobDir[] | undefined, peer: string): Promise<Answer> {
     const runTask = this.runTask
     if (runTask == null) throw new Error('dispatch handler registered without runTask')
     const deadlineMs = header.limits.deadlineMs ?? DEFAULT_JOB_LIMITS.deadlineMs
@@ -523,7 +608,8 @@ export class DispatchService extends ProtocolService {
       args: header.args,
       env: header.env,
       limits: header.limits,
-      ...(header.moduleName != null ? { moduleName: header.moduleName } : {})
+      ...(header.moduleName != null ? { moduleName: header.moduleName } : {}),
+      ...(preopens != null ? { preopens } : {})
     }
     const started = Date.now()
     let result: ExecuteResult
@@ -538,22 +624,25 @@ export class DispatchService extends ProtocolService {
       this.log.warn(`task ${header.taskId}: ${failure.error}`, { task: header.taskId, code: codeOf(err) })
       result = { ...failure, stdout: EMPTY, stderr: EMPTY, fuelUsed: 0, durationMs: Date.now() - started }
     }
-    if (result.stdout.byteLength > MAX_OUTPUT_BYTES || result.stderr.byteLength > MAX_OUTPUT_BYTES) {
-      // the executor caps output at the job's outputBytes; this is the wire's own cap behind it
-      result = { ...result, status: 'output_too_large', exitCode: undefined, error: `output over the ${MAX_OUTPUT_BYTES}-byte protocol limit`, stdout: EMPTY, stderr: EMPTY }
+    const filesBytes = (result.files ?? []).reduce((n, f) => n + f.data.byteLength + Buffer.byteLength(f.path), 0)
+    if (result.stdout.byteLength > MAX_OUTPUT_BYTES || result.stderr.byteLength > MAX_OUTPUT_BYTES || filesBytes > MAX_OUTPUT_BYTES) {
+      // the executor caps output (files included) at the job's outputBytes; this is the wire's own cap behind it
+      result = { ...result, status: 'output_too_large', exitCode: undefined, error: `output over the ${MAX_OUTPUT_BYTES}-byte protocol limit`, stdout: EMPTY, stderr: EMPTY, files: [], removedFiles: [] }
     }
     return await this.seal(header, result)
   }
 
   /** An answer for a task that did not run; signed like any other, so the broker can show why. */
-  private async refuse (header: DispatchHeader, status: ExecStatus, error: string, marks: Pick<DispatchResultHeader, 'moduleMissing' | 'refused'> = {}): Promise<Answer> {
+  private async refuse (header: DispatchHeader, status: ExecStatus, error: string, marks: Pick<DispatchResultHeader, 'moduleMissing' | 'refused' | 'filesMissing'> = {}): Promise<Answer> {
     const answer = await this.seal(header, { status, error, stdout: EMPTY, stderr: EMPTY, fuelUsed: 0, durationMs: 0 })
     Object.assign(answer.header, marks)
     return answer
   }
 
   private async seal (header: DispatchHeader, result: ExecuteResult): Promise<Answer> {
-    const cid = outputCid(result.stdout, result.stderr)
+    // only a task with a tree has output files: without one, outputCid is the one peers without directories compute
+    const files = header.manifestCid != null ? { files: result.files ?? [], removed: result.removedFiles ?? [] } : undefined
+    const cid = outputCid(result.stdout, result.stderr, files)
     const fuelUsed = Math.max(0, Math.round(result.fuelUsed))
     const receipt = await signReceipt(this.components.privateKey, {
       taskId: header.taskId,
@@ -578,14 +667,17 @@ export class DispatchService extends ProtocolService {
     // the wire boundary: the broker gets the status and a cause, never this donor's paths or stack frames
     if (result.error !== undefined) resultHeader.error = sanitiseForPeer(result.error, Math.min(PEER_TEXT_LENGTH, MAX_ERROR_LENGTH))
     if (result.errorCode !== undefined) resultHeader.errorCode = result.errorCode
-    return { header: resultHeader, stdout: result.stdout, stderr: result.stderr }
+    if (files == null) return { header: resultHeader, stdout: result.stdout, stderr: result.stderr }
+    const filesBytes = encodeOutputFiles(files)
+    resultHeader.filesSize = filesBytes.byteLength
+    return { header: resultHeader, stdout: result.stdout, stderr: result.stderr, files, filesBytes }
   }
 }
 
 type Progress = (evt: DispatchProgressEvent) => void
 
-/** The header of a task's dispatch. */
-function headerOf (task: DispatchTask): DispatchHeader {
+/** The header of a task's dispatch, `blobCount` blobs of its tree following. */
+function headerOf (task: DispatchTask, blobCount: number): DispatchHeader {
   return {
     jobId: task.jobId,
     taskId: task.taskId,
@@ -597,7 +689,8 @@ function headerOf (task: DispatchTask): DispatchHeader {
     moduleSize: task.module?.byteLength ?? 0,
     inputSize: task.input.byteLength,
     sendsModule: task.module != null,
-    ...(task.moduleName != null ? { moduleName: task.moduleName } : {})
+    ...(task.moduleName != null ? { moduleName: task.moduleName } : {}),
+    ...(task.tree != null ? { manifestCid: task.tree.manifestCid, manifestSize: task.tree.manifestBytes.byteLength, blobCount } : {})
   }
 }
 

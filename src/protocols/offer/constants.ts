@@ -7,5 +7,5 @@ export const OFFER_PROTOCOL = '/worldcompute/offer/1.0.0'
 export const OFFER_TIMEOUT_MS = 10_000
 /** Donor side: reading the request, deciding and answering. */
 export const ANSWER_TIMEOUT_MS = 10_000
-/** Offer messages are at most 4 KiB (codec limits), one frame each; a broker offers one task at a time per donor per job, a few in parallel across jobs. */
-export const OFFER_LIMITS: StreamLimits = { maxFrameBytes: 8 * 1024, maxBufferBytes: 64 * 1024, maxInboundStreams: 16, maxOutboundStreams: 16 }
+/** Offer messages are one frame each, at most 4 KiB plus the directory blob CIDs they list (codec limits); a broker offers one task at a time per donor per job, a few in parallel across jobs. */
+export const OFFER_LIMITS: StreamLimits = { maxFrameBytes: 128 * 1024, maxBufferBytes: 256 * 1024, maxInboundStreams: 16, maxOutboundStreams: 16 }

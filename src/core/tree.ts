@@ -1,0 +1,50 @@
+/**
+ * Guest paths of a job's filesystem (`job submit --dir HOST::GUEST`): absolute,
+ * '/'-separated, normalised. One reading shared by the CLI (which builds the
+ * tree), the codec (which checks what a peer sent) and the CLI's `--save`
+ * (which must never write outside its directory), so all three refuse the
+ * same paths.
+ */
+import { errorWithCode } from './errors.ts'
+
+/** A guest path that is not absolute, has '..', or is otherwise unusable. */
+export class GuestPathError extends errorWithCode('GUEST_PATH_INVALID') {}
+
+/** Longest guest path, in UTF-8 bytes: Linux's PATH_MAX. */
+export const MAX_GUEST_PATH_BYTES = 4096
+
+/**
+ * Normalises a guest path: repeated and trailing '/' and '.' segments go.
+ * Throws GuestPathError when it is not absolute, contains '..' (refused,
+ * not resolved: a tree must not name a place outside itself), contains a NUL
+ * or is too long.
+ */
+export function normaliseGuestPath (path: string): string {
+  if (!path.startsWith('/')) throw new GuestPathError(`guest path "${path}" must be absolute (start with "/")`)
+  if (path.includes('\0')) throw new GuestPathError(`guest path ${JSON.stringify(path)} contains a NUL character`)
+  const segments = path.split('/').filter(s => s !== '' && s !== '.')
+  if (segments.includes('..')) throw new GuestPathError(`guest path "${path}" must not contain ".."`)
+  const normal = '/' + segments.join('/')
+  if (Buffer.byteLength(normal) > MAX_GUEST_PATH_BYTES) throw new GuestPathError(`guest path is over ${MAX_GUEST_PATH_BYTES} bytes: "${normal.slice(0, 80)}…"`)
+  return normal
+}
+
+/** True when `path` is already a normalised absolute guest path. */
+export function isNormalGuestPath (path: string): boolean {
+  try {
+    return normaliseGuestPath(path) === path
+  } catch (err) {
+    if (err instanceof GuestPathError) return false
+    throw err
+  }
+}
+
+/** True when `path` is `dir` or lies under it (both normalised). */
+export function isUnder (path: string, dir: string): boolean {
+  return dir === '/' ? path.startsWith('/') : path === dir || path.startsWith(dir + '/')
+}
+
+/** Byte order of the UTF-8 paths: the order manifests and result files are sorted in, the same on every machine. */
+export function comparePaths (a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b))
+}
