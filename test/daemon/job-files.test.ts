@@ -1,8 +1,6 @@
 /**
  * `job submit --dir` end to end on loopback: real daemons, a relay, the real
- * executor. The first test holds today; the second needs the executor's
- * WASI filesystem (preopens in, files out) and fails until it lands, on the
- * missing output file (marked todo until then).
+ * executor with its WASI filesystem (preopens in, files out).
  */
 import assert from 'node:assert/strict'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -86,9 +84,7 @@ describe('job directories end to end on loopback', () => {
     assert.equal(readFileSync(join(host.data, 'remove-me.txt'), 'utf8'), 'bye\n')
   })
 
-  // todo until the executor's WASI filesystem is merged (preopens in, files out): it fails today on the missing
-  // /out/result.txt; the merger removes the flag once that lands
-  it('[needs the executor\'s filesystem] brings back the files a job wrote, and --save writes them under DIR/<guest path>', { todo: 'needs the executor\'s WASI filesystem' }, async () => {
+  it('brings back the files a job wrote, and --save writes them under DIR/<guest path>', async () => {
     const [submitter] = await mesh('save')
     const host = hostTree('save')
     const dirs = await submittedDirs([`${host.data}::/data`, `${host.out}::/out`], 64 * 1024 * 1024)
