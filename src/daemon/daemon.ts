@@ -159,6 +159,8 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
       capacity: capacity({
         getCapacity: execute ? () => answers.capacity() : undefined,
         announceIntervalMs: options.announceIntervalMs,
+        // other donors' announcements only while this node's broker places jobs: an idle donor hears none
+        listen: 'on-demand',
         logger: createLogger('protocols.capacity')
       }),
       // tells peers our NAT type, so both sides know whether WebRTC can punch through
@@ -234,7 +236,7 @@ async function startApi (config: DaemonConfig, paths: DataDirPaths, net: Net, ro
   return api
 }
 
-function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacityService'], 'executors'>): ApiHandlers {
+function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacityService'], 'known' | 'listening'>): ApiHandlers {
   const { donor, broker, maxLimits } = roles
   const executor = roles.execution?.executor
   return {
@@ -244,7 +246,8 @@ function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacity
       executor: executor != null
         ? { accepting: true, ...executor.status(), maxLimits }
         : { accepting: false, reason: 'started with --no-execute' },
-      knownExecutors: capacity.executors().length
+      // a status call is no demand for executors; unknown (absent) while this node does not listen to announcements
+      ...(capacity.listening() ? { knownExecutors: capacity.known().length } : {})
     }),
     dials: async ({ limit }) => ({ total: mesh.telemetry.count(), attempts: mesh.telemetry.recent(limit) }),
     ping: async ({ target, count }, { signal }) => await donor.ping(target, count, { signal }),
