@@ -144,7 +144,8 @@ function services (init: NodeOptionsInit): ServiceFactories {
  * Donors: js-libp2p pings every open connection every 10 s on a new
  * stream (negotiation, a peer-store write, encryption on both sides),
  * a cost per connection per second paid while idle. A donor's relay is
- * watched by the reservation manager's own pings (every 1.5 s), WebRTC
+ * watched by the reservation manager's own probes (a yamux ping frame on
+ * the relay connection every 1.5 s, no stream), WebRTC
  * has ICE consent checks and yamux its keepalive, so every 60 s is
  * enough here (on a WebRTC connection each ping also opens a new data
  * channel: at a 10 s interval @libp2p/webrtc and libp2p's stream opening
