@@ -9,11 +9,15 @@
  * nothing is asked of them (no status polls either). Reported per donor in CPU
  * ms per wall second, for each N, and the ratio to one donor alone: a donor
  * that costs more the more peers it hears of does work per peer while idle.
+ * At the end of the window the resident memory of each donor's process group
+ * (VmRSS of the daemon plus its sandbox, when one runs) is read too. Targets
+ * (issue 13): ≤ 2 ms/s per donor, ≤ 1.2× the single donor's figure at any
+ * N, ≤ 150 MB per donor.
  *
  *   node_modules/.bin/node bench/idle-cpu.ts [--quick] [--json-out FILE]
  *
  * Environment:
- *   WC_IDLE_SIZES=1,8,16      donor counts (default 1,8,16; --quick 1,8)
+ *   WC_IDLE_SIZES=1,8,24,48   donor counts (default 1,8,24,48; --quick 1,8)
  *   WC_IDLE_SETTLE_S=30       wait after the last reservation (default 30; --quick 20)
  *   WC_IDLE_WINDOW_S=30       measured window (default 30; --quick 20)
  *   WC_IDLE_BASELINE_BIN=PATH another checkout's bin/worldcompute: every size
@@ -270,6 +274,10 @@ function describeShapes (shapes: Array<MeshShape | undefined>): string {
 interface RunResult {
   /** idle CPU per donor, ms per wall second */
   perDonor: number[]
+  /** resident memory per donor's process group (daemon + sandbox) at the end of the window, MB */
+  rssMb: number[]
+  /** processes per donor's group at the end of the window (1: no sandbox running) */
+  procsPerDonor: number[]
   relayMsPerS: number
   shapeBefore: string
   shapeAfter: string
@@ -320,6 +328,8 @@ async function runMesh (bin: string, label: string, n: number, root: string, set
     // the profiled donor pays for the profiler (sampling thread, larger heap): it is left out of the figures
     const measured = profDir != null && donors.length > 1 ? donors.slice(1) : donors
     const perDonor = measured.map(d => (perGroup.get(d.proc.pgid) ?? 0) / seconds)
+    const rssMb = measured.map(d => groupRssMb(b, d.proc.pgid))
+    const procsPerDonor = measured.map(d => [...b.procs.values()].filter(p => p.pgid === d.proc.pgid).length)
     if (profDir != null) progress(`${label} N=${n}: profiled donor0 used ${((perGroup.get(donors[0].proc.pgid) ?? 0) / seconds).toFixed(1)} ms/s${measured === donors ? ' (it is the only donor, so it is in the figures)' : ' (left out of the figures)'}`)
     const relayMsPerS = (perGroup.get(relay.proc.pgid) ?? 0) / seconds
     // per donor: the threads' CPU summed over all donors, divided by their number
@@ -333,10 +343,26 @@ async function runMesh (bin: string, label: string, n: number, root: string, set
     await stopProc(relay.proc, 10_000)
     let profile: string[] | undefined
     if (profDir != null) profile = summarizeWindow(profDir, donors[0].proc.pgid, Number(monoFrom / 1000n), Number(monoTo / 1000n))
-    return { perDonor, relayMsPerS, shapeBefore, shapeAfter, profile, threads }
+    return { perDonor, rssMb, procsPerDonor, relayMsPerS, shapeBefore, shapeAfter, profile, threads }
   } finally {
     await Promise.all(procs.map(async p => { await stopProc(p, 5_000) }))
   }
+}
+
+/** VmRSS summed over the processes of one group in a snapshot, MB; a process gone since the snapshot counts 0. */
+function groupRssMb (snap: CpuSnapshot, pgid: number): number {
+  let kb = 0
+  for (const p of snap.procs.values()) {
+    if (p.pgid !== pgid) continue
+    try {
+      const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p.pid}/status`, 'utf8'))
+      kb += Number(m?.[1] ?? 0)
+    } catch (err) {
+      // the process exited since the snapshot: nothing resident any more
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ESRCH') throw err
+    }
+  }
+  return kb / 1024
 }
 
 interface ProfileNode { id: number, callFrame: { functionName: string, url: string, lineNumber: number }, children?: number[] }
@@ -406,7 +432,7 @@ function summarizeWindow (dir: string, pid: number, from: number, to: number, to
 }
 
 await benchMain('idle-cpu', { quick: 900_000, full: 2_400_000 }, async (args, cleanup) => {
-  const sizes = envList('WC_IDLE_SIZES', args.quick ? [1, 8] : [1, 8, 16])
+  const sizes = envList('WC_IDLE_SIZES', args.quick ? [1, 8] : [1, 8, 24, 48])
   const settleS = envSeconds('WC_IDLE_SETTLE_S', args.quick ? 20 : 30)
   const windowS = envSeconds('WC_IDLE_WINDOW_S', args.quick ? 20 : 30)
   const baselineBin = process.env.WC_IDLE_BASELINE_BIN != null && process.env.WC_IDLE_BASELINE_BIN !== '' ? process.env.WC_IDLE_BASELINE_BIN : undefined
@@ -429,7 +455,7 @@ await benchMain('idle-cpu', { quick: 900_000, full: 2_400_000 }, async (args, cl
       if (prof != null) mkdirSync(prof, { recursive: true })
       const r = await runMesh(b.bin, b.label, n, root, settleS, windowS, prof, cleanup)
       results.set(`${b.label}:${n}`, r)
-      notes.push(`${b.label} (${b.bin}), N=${n}: idle CPU per donor ${fmt(summarize(r.perDonor), 'ms/s')} [${r.perDonor.map(x => x.toFixed(0)).join(', ')}], relay ${r.relayMsPerS.toFixed(1)} ms/s; before the window: ${r.shapeBefore}; after: ${r.shapeAfter}`)
+      notes.push(`${b.label} (${b.bin}), N=${n}: idle CPU per donor ${fmt(summarize(r.perDonor), 'ms/s')} [${r.perDonor.map(x => x.toFixed(1)).join(', ')}], RSS per donor ${fmt(summarize(r.rssMb), 'MB')} (processes per donor: ${[...new Set(r.procsPerDonor)].join('/')}), relay ${r.relayMsPerS.toFixed(1)} ms/s; before the window: ${r.shapeBefore}; after: ${r.shapeAfter}`)
       notes.push(`${b.label} N=${n}: per donor by thread (ms/s, mean over donors): ${r.threads.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`)
       if (r.profile != null) notes.push(...r.profile.map(l => `${b.label} N=${n} donor0 ${l}`))
     }
@@ -450,7 +476,26 @@ await benchMain('idle-cpu', { quick: 900_000, full: 2_400_000 }, async (args, cl
         baseline: base,
         figure: summarize(r.perDonor),
         unit: 'ms/s',
-        ratioLabel: `${n} / ${smallest} donor(s)`
+        ratioLabel: `${n} / ${smallest} donor(s)`,
+        target: { op: '<=', value: 1.2 }
+      }))
+      rows.push(row({
+        benchmark: `idle CPU per donor ≤ 2 ms/s, ${n} donor(s)${baselineBin != null ? ` (${label} build)` : ''}`,
+        baselineName: 'the 2 ms/s budget',
+        baseline: summarize([2]),
+        figure: summarize(r.perDonor),
+        unit: 'ms/s',
+        ratioLabel: 'donor / 2 ms/s',
+        target: { op: '<=', value: 1 }
+      }))
+      rows.push(row({
+        benchmark: `idle memory per donor (daemon + sandbox, RSS) ≤ 150 MB, ${n} donor(s)${baselineBin != null ? ` (${label} build)` : ''}`,
+        baselineName: 'the 150 MB budget',
+        baseline: summarize([150]),
+        figure: summarize(r.rssMb),
+        unit: 'MB',
+        ratioLabel: 'donor / 150 MB',
+        target: { op: '<=', value: 1 }
       }))
     }
   }

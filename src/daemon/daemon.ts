@@ -207,11 +207,12 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
 /** The executor sandbox, the keeper that restarts it, and the job runner that answers offers and dispatches with it. */
 function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, log: Logger): Execution {
   const { mesh, capacityService, dispatchService } = net
-  const executor = new Executor({ maxConcurrent: config.donor.maxConcurrentJobs, maxLimits })
+  // the sandbox process starts at the first job and stops after 5 idle minutes: an idle donor is one process
+  const executor = new Executor({ maxConcurrent: config.donor.maxConcurrentJobs, maxLimits, startOnDemand: true })
   const sandbox = new SandboxKeeper({ executor, logger: log })
   const runner = new JobRunner({
     executor,
-    unavailable: () => sandbox.unavailable(),
+    unavailable: () => sandbox.unavailable() ?? executor.unavailable(),
     maxLimits,
     maxConcurrent: config.donor.maxConcurrentJobs,
     memoryBudgetBytes: config.donor.memoryBudgetBytes,
@@ -277,12 +278,12 @@ function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacity
 }
 
 /**
- * Step 6: the sandbox and the donor (joining the mesh) in parallel, then the
- * broker. Spawning the sandbox process takes a few hundred ms of CPU, and
- * joining the mesh (dial, reservation) should not queue behind it: "start →
- * dispatchable" is the figure donors see. Offers that arrive before the
- * sandbox is up wait for it (Executor.start is idempotent); a sandbox that
- * does not start is not fatal (SandboxKeeper).
+ * Step 6: the executor and the donor (joining the mesh) in parallel, then the
+ * broker. The executor spawns its sandbox at the first job (startOnDemand),
+ * so its start only opens it to jobs; a job waits for the sandbox to come up
+ * (a few hundred ms), and a sandbox that does not start is not fatal: the
+ * job ends EXECUTOR_CRASHED and offers are declined for a while
+ * (Executor.unavailable), as the SandboxKeeper does for a failed start.
  */
 async function startRoles (roles: Roles, teardown: Teardown): Promise<void> {
   const { execution, donor, broker } = roles
