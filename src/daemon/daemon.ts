@@ -193,6 +193,8 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
   const execution = config.donor.execute ? buildExecution(config, maxLimits, net, log) : undefined
   // the winning dial rung is remembered per network in the data dir
   const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, resolver, refuseIntercepted: config.refuseIntercepted, relayDialler: options.relayDialler?.(mesh.components), ...options.reservation }, direct: config.direct ? { announcedAddrs: (id) => capacityService.capacityOf(id)?.addrs ?? [] } : false })
+  // our addresses changed (a reservation made or lost): announce them now rather than at the next interval
+  mesh.components.events.on('self:peer:update', () => { capacityService.notifyChanged() })
   // an executor we learn of gets a direct connection ahead of any job, where the networks allow
   capacityService.addEventListener('executor:added', (evt) => { donor.direct?.schedule(evt.detail.peerId, evt.detail.addrs, 'it announced capacity') })
   const broker = new Broker({

@@ -54,6 +54,8 @@ export interface MeshEventMap {
   'peer:disconnect': CustomEvent<PeerId>
   'peer:update': CustomEvent<PeerUpdate>
   'peer:identify': CustomEvent<IdentifyResult>
+  /** this node's own record changed: its addresses (a reservation made or lost, a confirmed address) */
+  'self:peer:update': CustomEvent<PeerUpdate>
 }
 
 export interface MeshEvents {

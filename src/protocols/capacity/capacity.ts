@@ -6,7 +6,7 @@ import { peerOf } from '../components.ts'
 import { codeOf, messageOf, ProtocolRequestError } from '../errors.ts'
 import { askSingleAnswer, handlerOptions, serveAnswer } from '../exchange.ts'
 import {
-  ANNOUNCE_INTERVAL_MS, ANSWER_TIMEOUT_MS, CAPACITY_LIMITS, CAPACITY_PROTOCOL, CAPACITY_TOPIC, CHANGE_CHECK_INTERVAL_MS, CHANGE_MIN_INTERVAL_MS,
+  ANNOUNCE_INTERVAL_MS, ANSWER_TIMEOUT_MS, CAPACITY_LIMITS, CAPACITY_PROTOCOL, CAPACITY_TOPIC, CHANGE_MIN_INTERVAL_MS,
   EXPIRY_INTERVALS, LISTEN_IDLE_MS, MAX_TRACKED_PEERS, QUERY_TIMEOUT_MS
 } from './constants.ts'
 import type { Capacity } from '../../codec/messages.ts'
@@ -39,8 +39,9 @@ export interface CapacityInit {
   getCapacity?: () => CapacityInfo | undefined
   /**
    * How often an unchanged capacity is re-announced on gossip; peers forget
-   * a donor after 3 intervals without news. A change is announced within
-   * about a second, or at once after `notifyChanged()`.
+   * a donor after 3 intervals without news. A change is announced at once
+   * after `notifyChanged()` (the owner calls it when slots or addresses
+   * change), else at the next interval.
    *
    * @default 5000
    */
@@ -177,7 +178,9 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
       },
       onConnect: (peer, connection) => { this.askOnConnect(peer, connection) }
     })
-    this.timer = setInterval(() => { this.tick() }, Math.min(CHANGE_CHECK_INTERVAL_MS, this.announceIntervalMs))
+    // one wake-up per interval: a change is announced when the owner says so
+    // (notifyChanged), not found by polling getCapacity every second
+    this.timer = setInterval(() => { this.tick() }, this.announceIntervalMs)
     this.started = true
   }
 

@@ -10,8 +10,6 @@ export const CAPACITY_TOPIC = '/worldcompute/capacity/1.0.0'
 export const ANNOUNCE_INTERVAL_MS = 5_000
 /** A peer's capacity is forgotten after this many announce intervals without news. */
 export const EXPIRY_INTERVALS = 3
-/** How often a donor compares its capacity with the last announcement, to announce changes promptly. */
-export const CHANGE_CHECK_INTERVAL_MS = 1_000
 /** Announcements after notifyChanged() are at least this far apart; changes in between are coalesced into one. */
 export const CHANGE_MIN_INTERVAL_MS = 500
 /** With on-demand listening: how long a node keeps hearing announcements after its broker last asked for executors. */
