@@ -31,6 +31,11 @@
  *                             printed in the notes
  *   WC_IDLE_KEEP=1            keep the run folder (logs, data dirs)
  *
+ * Then the price of the sandbox started on demand: the first job's latency
+ * through an Executor whose sandbox starts at that job (as the daemon runs
+ * it) against one whose sandbox was started beforehand, rounds interleaved,
+ * in this process (WC_IDLE_FIRST_JOB_ROUNDS, default 5; --quick 3).
+ *
  * Traffic stays on 127.0.0.1. Every process is its own process group, killed
  * (SIGTERM, then SIGKILL) on every exit path.
  */
@@ -44,6 +49,8 @@ import { benchMain, progress, row, within, type BenchRow, type Cleanup } from '.
 import { fmt, summarize, type Summary } from './lib/stats.ts'
 import { CLK_TCK, cpuBetween, parseStat, snapshot, type CpuSnapshot } from './lib/proc-cpu.ts'
 import { ApiClient } from '../src/api/client.ts'
+import { Executor } from '../src/executor/executor.ts'
+import { request } from '../test/executor/helpers/fixtures.ts'
 import type { DaemonStatus } from '../src/core/types.ts'
 
 const BIN = fileURLToPath(new URL('../bin/worldcompute', import.meta.url))
@@ -365,6 +372,33 @@ function groupRssMb (snap: CpuSnapshot, pgid: number): number {
   return kb / 1024
 }
 
+/**
+ * One job (`hello.wasm`) timed from `execute()` to its result on a fresh
+ * executor: started on demand (the sandbox spawns for the job) or started
+ * beforehand (the sandbox already up). Alternating which goes first.
+ */
+async function firstJobLatency (rounds: number): Promise<{ onDemand: number[], warm: number[] }> {
+  const onDemand: number[] = []
+  const warm: number[] = []
+  for (let i = 0; i < rounds; i++) {
+    const order: Array<'onDemand' | 'warm'> = i % 2 === 0 ? ['onDemand', 'warm'] : ['warm', 'onDemand']
+    for (const kind of order) {
+      const executor = new Executor({ maxConcurrent: 1, startOnDemand: kind === 'onDemand' })
+      try {
+        await executor.start()
+        const t0 = performance.now()
+        const result = await executor.execute(request('hello', { jobId: `first-${kind}-${i}` }))
+        const ms = performance.now() - t0
+        if (result.status !== 'succeeded') throw new Error(`first job (${kind}) ended ${result.status}: ${result.error ?? ''}`)
+        ;(kind === 'onDemand' ? onDemand : warm).push(ms)
+      } finally {
+        await executor.stop()
+      }
+    }
+  }
+  return { onDemand, warm }
+}
+
 interface ProfileNode { id: number, callFrame: { functionName: string, url: string, lineNumber: number }, children?: number[] }
 interface CpuProfile { nodes: ProfileNode[], startTime: number, endTime: number, samples: number[], timeDeltas: number[] }
 
@@ -514,6 +548,19 @@ await benchMain('idle-cpu', { quick: 900_000, full: 2_400_000 }, async (args, cl
       }))
     }
   }
+  const firstRounds = envList('WC_IDLE_FIRST_JOB_ROUNDS', [args.quick ? 3 : 5])[0]
+  progress(`first job latency: ${firstRounds} round(s), sandbox on demand vs started beforehand`)
+  const first = await firstJobLatency(firstRounds)
+  const firstExtra = summarize(first.onDemand.map((ms, i) => ms - first.warm[i]))
+  rows.push(row({
+    benchmark: 'first job latency, sandbox started at the job (as the daemon runs it) vs already running (in-process Executor, hello.wasm)',
+    baselineName: 'sandbox already running',
+    baseline: summarize(first.warm),
+    figure: summarize(first.onDemand),
+    unit: 'ms',
+    ratioLabel: 'on demand / running'
+  }))
+  notes.push(`first job: the on-demand start adds ${fmt(firstExtra, 'ms')} to the first job after an idle stop (rounds paired); later jobs find the sandbox running until it has been idle for the executor's idleStopMs (5 min in the daemon)`)
   notes.unshift(`Setup: 1 relay (TCP on 127.0.0.1, STUN on free UDP ports) and N donors (\`daemon --listen /ip4/127.0.0.1/tcp/0 --listen /p2p-circuit --bootstrap <relay>\`, started 4 at a time, each waited for until it holds its reservation), then ${settleS} s to settle, then utime+stime of each donor's process group (daemon + sandbox) over ${windowS} s, nothing asked of them meanwhile. Loopback addresses are never public, so direct upgrades between donors are private-to-private WebRTC (both "no NAT"). Idle CPU is ms of CPU per wall second (100 ms/s = 10% of a core). ${process.env.WC_IDLE_CPU_PROF != null ? `Profiles in ${profDir}.` : ''}`)
   return { bench: 'idle-cpu', rows, notes }
 })
