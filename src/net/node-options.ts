@@ -72,6 +72,7 @@ export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceS
     },
     transports: transports(init, proxies, iceServers, webRTC),
     connectionEncrypters: [noise()],
+    // yamux's keep-alive (its default): one ping frame each way per connection every 30 s, no stream
     streamMuxers: [yamux()],
     connectionManager: relay != null
       ? { maxConnections: relay.limits.maxConnections, inboundConnectionThreshold: relay.limits.inboundConnectionThresholdPerHost }
@@ -114,6 +115,9 @@ function services (init: NodeOptionsInit): ServiceFactories {
     // v2, not v1: v1's dial-back reuses the client's connection, reports a
     // false success and then closes it, dropping the donor's relay reservation
     autoNAT: autoNATv2(),
+    // the heartbeat (1 s, gossipsub's default) walks the topics' meshes: its cost per peer is per peer
+    // on a topic we subscribe to, which for an idle donor is only its relays (relay announcements);
+    // capacity announcements are listened to only while our broker needs executors (capacity.ts)
     pubsub: gossipsub({ runOnLimitedConnection: true, allowPublishToZeroTopicPeers: true, emitSelf: false }),
     internals: (components: Record<string, any>): Internals => ({ components }),
     // after the built-in ones, so the job protocols can use pubsub

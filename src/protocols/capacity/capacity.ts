@@ -179,7 +179,9 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
       onConnect: (peer, connection) => { this.askOnConnect(peer, connection) }
     })
     // one wake-up per interval: a change is announced when the owner says so
-    // (notifyChanged), not found by polling getCapacity every second
+    // (notifyChanged), not found by polling getCapacity every second. Cost per
+    // peer: none here; a donor's announcement is one signed message per
+    // interval to the peers subscribed to the topic (its relays, listening brokers)
     this.timer = setInterval(() => { this.tick() }, this.announceIntervalMs)
     this.started = true
   }
