@@ -96,9 +96,11 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     const { paths, identity } = await openDataDir(config, log, teardown)
     const store = openStore(paths, teardown)
     const answers = new ServiceAnswers()
-    const net = await startNet(config, identity, answers, options, teardown)
+    const warm: SandboxWarmer = {}
+    const net = await startNet(config, identity, answers, options, teardown, warm)
     const roles = buildRoles(config, paths, net, store, options, log)
     answers.attach({ runner: roles.execution?.runner, nat: roles.donor })
+    warm.executor = roles.execution?.executor
     const api = await startApi(config, paths, net, roles, teardown)
     await startRoles(roles, teardown)
     logStarted(config, net.mesh, roles, log)
@@ -139,8 +141,11 @@ function openStore (paths: DataDirPaths, teardown: Teardown): JobStore {
   return store
 }
 
+/** The executor to warm when an offer is accepted (the sandbox starts on demand); set once the roles exist. */
+interface SandboxWarmer { executor?: Pick<Executor, 'warm'> }
+
 /** Step 3: the libp2p node with our protocol services, answering through `answers`. */
-async function startNet (config: DaemonConfig, identity: Identity, answers: ServiceAnswers, options: StartDaemonOptions, teardown: Teardown): Promise<Net> {
+async function startNet (config: DaemonConfig, identity: Identity, answers: ServiceAnswers, options: StartDaemonOptions, teardown: Teardown, warm: SandboxWarmer): Promise<Net> {
   const execute = config.donor.execute
   // OS resolver first, then DoH: for the bootstrap names and libp2p's own /dnsaddr lookups
   const resolver = new MeshResolver({ doh: config.doh, logger: createLogger('net.dns') })
@@ -166,7 +171,14 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
       // tells peers our NAT type, so both sides know whether WebRTC can punch through
       natInfo: natInfo({ getInfo: () => answers.natInfo(), logger: createLogger('protocols.nat-info') }),
       offer: offer({
-        decideOffer: execute ? (req, ctx) => answers.decideOffer(req, ctx) : undefined,
+        decideOffer: execute
+          ? (req, ctx) => {
+              const answer = answers.decideOffer(req, ctx)
+              // the task follows an accepted offer: the sandbox starts while it travels
+              if (answer.accept) warm.executor?.warm()
+              return answer
+            }
+          : undefined,
         logger: createLogger('protocols.offer')
       }),
       dispatch: dispatch({

@@ -177,6 +177,20 @@ export class Executor {
     return `the executor sandbox did not start for the last job (${this.lastStartError.message}); trying again after ${ON_DEMAND_RETRY_MS / 1000} s`
   }
 
+  /**
+   * With `startOnDemand`: a job is coming (an offer was accepted), so the
+   * sandbox starts now, overlapping its start with the job's transfer. Does
+   * not wait; a start that fails is kept (`status().lastStartError`) and the
+   * job, finding no sandbox, tries again and reports it.
+   */
+  warm (): void {
+    if (!this.needsStartForJob()) return
+    this.launch().then(() => { this.armIdleStop() }, (err: unknown) => {
+      // launch() recorded the error; the job that follows starts again and ends EXECUTOR_CRASHED if that fails too
+      this.lastStartError = err instanceof Error ? err : new Error(String(err))
+    })
+  }
+
   /** Spawns the sandbox process and waits until its workers are up; joins a start in flight. */
   private async launch (): Promise<void> {
     if (this.state === 'running') return

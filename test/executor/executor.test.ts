@@ -324,6 +324,24 @@ describe('Executor started on demand', () => {
     }
   })
 
+  it('warm() starts the sandbox ahead of a job without waiting, and the job finds it up', async () => {
+    const executor = new Executor({ maxConcurrent: 1, startOnDemand: true })
+    try {
+      executor.warm()
+      assert.equal(executor.status().state, 'stopped', 'not before start()')
+      await executor.start()
+      executor.warm()
+      assert.equal(executor.status().state, 'starting')
+      for (let i = 0; i < 200 && executor.status().state !== 'running'; i++) await sleep(25)
+      const pid = executor.sandboxPid
+      assert.ok(pid != null)
+      assertStatus(await executor.execute(request('hello')), 'succeeded')
+      assert.equal(executor.sandboxPid, pid, 'the job ran in the warmed sandbox')
+    } finally {
+      await executor.stop()
+    }
+  })
+
   it('still refuses jobs before start() and after stop()', async () => {
     const executor = new Executor({ maxConcurrent: 1, startOnDemand: true })
     await assert.rejects(executor.execute(request('hello')), ExecutorNotRunningError)
