@@ -9,11 +9,15 @@
  * nothing is asked of them (no status polls either). Reported per donor in CPU
  * ms per wall second, for each N, and the ratio to one donor alone: a donor
  * that costs more the more peers it hears of does work per peer while idle.
+ * At the end of the window the resident memory of each donor's process group
+ * (VmRSS of the daemon plus its sandbox, when one runs) is read too. Targets
+ * (issue 13): ≤ 2 ms/s per donor, ≤ 1.2× the single donor's figure at any
+ * N, ≤ 150 MB per donor.
  *
  *   node_modules/.bin/node bench/idle-cpu.ts [--quick] [--json-out FILE]
  *
  * Environment:
- *   WC_IDLE_SIZES=1,8,16      donor counts (default 1,8,16; --quick 1,8)
+ *   WC_IDLE_SIZES=1,8,24,48   donor counts (default 1,8,24,48; --quick 1,8)
  *   WC_IDLE_SETTLE_S=30       wait after the last reservation (default 30; --quick 20)
  *   WC_IDLE_WINDOW_S=30       measured window (default 30; --quick 20)
  *   WC_IDLE_BASELINE_BIN=PATH another checkout's bin/worldcompute: every size
@@ -26,6 +30,11 @@
  *                             summary, restricted to the measured window, is
  *                             printed in the notes
  *   WC_IDLE_KEEP=1            keep the run folder (logs, data dirs)
+ *
+ * Then the price of the sandbox started on demand: the first job's latency
+ * through an Executor whose sandbox starts at that job (as the daemon runs
+ * it) against one whose sandbox was started beforehand, rounds interleaved,
+ * in this process (WC_IDLE_FIRST_JOB_ROUNDS, default 5; --quick 3).
  *
  * Traffic stays on 127.0.0.1. Every process is its own process group, killed
  * (SIGTERM, then SIGKILL) on every exit path.
@@ -40,6 +49,8 @@ import { benchMain, progress, row, within, type BenchRow, type Cleanup } from '.
 import { fmt, summarize, type Summary } from './lib/stats.ts'
 import { CLK_TCK, cpuBetween, parseStat, snapshot, type CpuSnapshot } from './lib/proc-cpu.ts'
 import { ApiClient } from '../src/api/client.ts'
+import { Executor } from '../src/executor/executor.ts'
+import { request } from '../test/executor/helpers/fixtures.ts'
 import type { DaemonStatus } from '../src/core/types.ts'
 
 const BIN = fileURLToPath(new URL('../bin/worldcompute', import.meta.url))
@@ -270,6 +281,10 @@ function describeShapes (shapes: Array<MeshShape | undefined>): string {
 interface RunResult {
   /** idle CPU per donor, ms per wall second */
   perDonor: number[]
+  /** resident memory per donor's process group (daemon + sandbox) at the end of the window, MB */
+  rssMb: number[]
+  /** processes per donor's group at the end of the window (1: no sandbox running) */
+  procsPerDonor: number[]
   relayMsPerS: number
   shapeBefore: string
   shapeAfter: string
@@ -320,6 +335,8 @@ async function runMesh (bin: string, label: string, n: number, root: string, set
     // the profiled donor pays for the profiler (sampling thread, larger heap): it is left out of the figures
     const measured = profDir != null && donors.length > 1 ? donors.slice(1) : donors
     const perDonor = measured.map(d => (perGroup.get(d.proc.pgid) ?? 0) / seconds)
+    const rssMb = measured.map(d => groupRssMb(b, d.proc.pgid))
+    const procsPerDonor = measured.map(d => [...b.procs.values()].filter(p => p.pgid === d.proc.pgid).length)
     if (profDir != null) progress(`${label} N=${n}: profiled donor0 used ${((perGroup.get(donors[0].proc.pgid) ?? 0) / seconds).toFixed(1)} ms/s${measured === donors ? ' (it is the only donor, so it is in the figures)' : ' (left out of the figures)'}`)
     const relayMsPerS = (perGroup.get(relay.proc.pgid) ?? 0) / seconds
     // per donor: the threads' CPU summed over all donors, divided by their number
@@ -333,10 +350,66 @@ async function runMesh (bin: string, label: string, n: number, root: string, set
     await stopProc(relay.proc, 10_000)
     let profile: string[] | undefined
     if (profDir != null) profile = summarizeWindow(profDir, donors[0].proc.pgid, Number(monoFrom / 1000n), Number(monoTo / 1000n))
-    return { perDonor, relayMsPerS, shapeBefore, shapeAfter, profile, threads }
+    return { perDonor, rssMb, procsPerDonor, relayMsPerS, shapeBefore, shapeAfter, profile, threads }
   } finally {
     await Promise.all(procs.map(async p => { await stopProc(p, 5_000) }))
   }
+}
+
+/** VmRSS summed over the processes of one group in a snapshot, MB; a process gone since the snapshot counts 0. */
+function groupRssMb (snap: CpuSnapshot, pgid: number): number {
+  let kb = 0
+  for (const p of snap.procs.values()) {
+    if (p.pgid !== pgid) continue
+    try {
+      const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p.pid}/status`, 'utf8'))
+      kb += Number(m?.[1] ?? 0)
+    } catch (err) {
+      // the process exited since the snapshot: nothing resident any more
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ESRCH') throw err
+    }
+  }
+  return kb / 1024
+}
+
+/** A row of figures against a fixed budget (the issue's targets): met when the median is within it. */
+function budgetRow (benchmark: string, budget: number, unit: string, values: number[], what: string): BenchRow {
+  return row({
+    benchmark,
+    baselineName: `the ${budget} ${unit} budget`,
+    baseline: summarize([budget]),
+    figure: summarize(values),
+    unit,
+    ratioLabel: `${what} / ${budget} ${unit}`,
+    target: { op: '<=', value: 1 }
+  })
+}
+
+/**
+ * One job (`hello.wasm`) timed from `execute()` to its result on a fresh
+ * executor: started on demand (the sandbox spawns for the job) or started
+ * beforehand (the sandbox already up). Alternating which goes first.
+ */
+async function firstJobLatency (rounds: number): Promise<{ onDemand: number[], warm: number[] }> {
+  const onDemand: number[] = []
+  const warm: number[] = []
+  for (let i = 0; i < rounds; i++) {
+    const order: Array<'onDemand' | 'warm'> = i % 2 === 0 ? ['onDemand', 'warm'] : ['warm', 'onDemand']
+    for (const kind of order) {
+      const executor = new Executor({ maxConcurrent: 1, startOnDemand: kind === 'onDemand' })
+      try {
+        await executor.start()
+        const t0 = performance.now()
+        const result = await executor.execute(request('hello', { jobId: `first-${kind}-${i}` }))
+        const ms = performance.now() - t0
+        if (result.status !== 'succeeded') throw new Error(`first job (${kind}) ended ${result.status}: ${result.error ?? ''}`)
+        ;(kind === 'onDemand' ? onDemand : warm).push(ms)
+      } finally {
+        await executor.stop()
+      }
+    }
+  }
+  return { onDemand, warm }
 }
 
 interface ProfileNode { id: number, callFrame: { functionName: string, url: string, lineNumber: number }, children?: number[] }
@@ -406,7 +479,7 @@ function summarizeWindow (dir: string, pid: number, from: number, to: number, to
 }
 
 await benchMain('idle-cpu', { quick: 900_000, full: 2_400_000 }, async (args, cleanup) => {
-  const sizes = envList('WC_IDLE_SIZES', args.quick ? [1, 8] : [1, 8, 16])
+  const sizes = envList('WC_IDLE_SIZES', args.quick ? [1, 8] : [1, 8, 24, 48])
   const settleS = envSeconds('WC_IDLE_SETTLE_S', args.quick ? 20 : 30)
   const windowS = envSeconds('WC_IDLE_WINDOW_S', args.quick ? 20 : 30)
   const baselineBin = process.env.WC_IDLE_BASELINE_BIN != null && process.env.WC_IDLE_BASELINE_BIN !== '' ? process.env.WC_IDLE_BASELINE_BIN : undefined
@@ -429,7 +502,7 @@ await benchMain('idle-cpu', { quick: 900_000, full: 2_400_000 }, async (args, cl
       if (prof != null) mkdirSync(prof, { recursive: true })
       const r = await runMesh(b.bin, b.label, n, root, settleS, windowS, prof, cleanup)
       results.set(`${b.label}:${n}`, r)
-      notes.push(`${b.label} (${b.bin}), N=${n}: idle CPU per donor ${fmt(summarize(r.perDonor), 'ms/s')} [${r.perDonor.map(x => x.toFixed(0)).join(', ')}], relay ${r.relayMsPerS.toFixed(1)} ms/s; before the window: ${r.shapeBefore}; after: ${r.shapeAfter}`)
+      notes.push(`${b.label} (${b.bin}), N=${n}: idle CPU per donor ${fmt(summarize(r.perDonor), 'ms/s')} [${r.perDonor.map(x => x.toFixed(1)).join(', ')}], RSS per donor ${fmt(summarize(r.rssMb), 'MB')} (processes per donor: ${[...new Set(r.procsPerDonor)].join('/')}), relay ${r.relayMsPerS.toFixed(1)} ms/s; before the window: ${r.shapeBefore}; after: ${r.shapeAfter}`)
       notes.push(`${b.label} N=${n}: per donor by thread (ms/s, mean over donors): ${r.threads.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`)
       if (r.profile != null) notes.push(...r.profile.map(l => `${b.label} N=${n} donor0 ${l}`))
     }
@@ -450,8 +523,12 @@ await benchMain('idle-cpu', { quick: 900_000, full: 2_400_000 }, async (args, cl
         baseline: base,
         figure: summarize(r.perDonor),
         unit: 'ms/s',
-        ratioLabel: `${n} / ${smallest} donor(s)`
+        ratioLabel: `${n} / ${smallest} donor(s)`,
+        target: { op: '<=', value: 1.2 }
       }))
+      const build = baselineBin != null ? ` (${label} build)` : ''
+      rows.push(budgetRow(`idle CPU per donor ≤ 2 ms/s, ${n} donor(s)${build}`, 2, 'ms/s', r.perDonor, 'donor'))
+      rows.push(budgetRow(`idle memory per donor (daemon + sandbox, RSS) ≤ 150 MB, ${n} donor(s)${build}`, 150, 'MB', r.rssMb, 'donor'))
     }
   }
   if (baselineBin != null) {
@@ -469,6 +546,19 @@ await benchMain('idle-cpu', { quick: 900_000, full: 2_400_000 }, async (args, cl
       }))
     }
   }
+  const firstRounds = envList('WC_IDLE_FIRST_JOB_ROUNDS', [args.quick ? 3 : 5])[0]
+  progress(`first job latency: ${firstRounds} round(s), sandbox on demand vs started beforehand`)
+  const first = await firstJobLatency(firstRounds)
+  const firstExtra = summarize(first.onDemand.map((ms, i) => ms - first.warm[i]))
+  rows.push(row({
+    benchmark: 'first job latency, sandbox started at the job (as the daemon runs it) vs already running (in-process Executor, hello.wasm)',
+    baselineName: 'sandbox already running',
+    baseline: summarize(first.warm),
+    figure: summarize(first.onDemand),
+    unit: 'ms',
+    ratioLabel: 'on demand / running'
+  }))
+  notes.push(`first job: the on-demand start adds ${fmt(firstExtra, 'ms')} to the first job after an idle stop (rounds paired); later jobs find the sandbox running until it has been idle for the executor's idleStopMs (5 min in the daemon)`)
   notes.unshift(`Setup: 1 relay (TCP on 127.0.0.1, STUN on free UDP ports) and N donors (\`daemon --listen /ip4/127.0.0.1/tcp/0 --listen /p2p-circuit --bootstrap <relay>\`, started 4 at a time, each waited for until it holds its reservation), then ${settleS} s to settle, then utime+stime of each donor's process group (daemon + sandbox) over ${windowS} s, nothing asked of them meanwhile. Loopback addresses are never public, so direct upgrades between donors are private-to-private WebRTC (both "no NAT"). Idle CPU is ms of CPU per wall second (100 ms/s = 10% of a core). ${process.env.WC_IDLE_CPU_PROF != null ? `Profiles in ${profDir}.` : ''}`)
   return { bench: 'idle-cpu', rows, notes }
 })

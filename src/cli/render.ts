@@ -14,7 +14,7 @@ export function renderStatus (o: Output, s: DaemonStatus): void {
   if (s.executor != null) {
     const e = s.executor
     o.out(e.accepting
-      ? `Executor:      ${e.state ?? '?'}, ${e.running ?? 0}/${e.maxConcurrent ?? '?'} job(s) running, ${e.queued ?? 0} queued${(e.restarts ?? 0) > 0 ? `, ${e.restarts ?? 0} sandbox restart(s)` : ''}`
+      ? `Executor:      ${e.state === 'stopped' && e.onDemand === true ? `sandbox stopped until a job needs it${e.lastStartError != null ? ` (its last start failed: ${e.lastStartError})` : ''}` : e.state ?? '?'}, ${e.running ?? 0}/${e.maxConcurrent ?? '?'} job(s) running, ${e.queued ?? 0} queued${(e.restarts ?? 0) > 0 ? `, ${e.restarts ?? 0} sandbox restart(s)` : ''}`
       : `Executor:      not accepting jobs (${e.reason ?? 'disabled'})`)
   }
   if (s.knownExecutors != null) o.out(`Executors:     ${s.knownExecutors} other peer(s) accept jobs (a job gets at most that many replicas)`)

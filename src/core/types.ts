@@ -208,6 +208,10 @@ export interface ExecutorStatusView {
   /** sandbox processes restarted after a crash or hang */
   restarts?: number
   sandboxPid?: number
+  /** the sandbox starts at the first job and stops when idle: state 'stopped' then means "not needed yet" */
+  onDemand?: boolean
+  /** why the last start of the sandbox failed, while it is not running */
+  lastStartError?: string
   maxLimits?: JobLimits
 }
 

@@ -106,10 +106,12 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     const { paths, identity } = await openDataDir(config, log, teardown)
     const store = openStore(paths, teardown)
     const answers = new ServiceAnswers()
-    const net = await startNet(config, identity, answers, options, teardown)
+    const warm: SandboxWarmer = {}
+    const net = await startNet(config, identity, answers, options, teardown, warm)
     const events: RoleEvents = {}
     const roles = buildRoles(config, paths, net, store, options, log, events)
     answers.attach({ runner: roles.execution?.runner, nat: roles.donor })
+    warm.executor = roles.execution?.executor
     const api = await startApi(config, paths, net, roles, teardown)
     const metrics = await startDonorMetrics(config, net.mesh, roles, events, { startedAt, teardown })
     await startRoles(roles, teardown)
@@ -151,8 +153,11 @@ function openStore (paths: DataDirPaths, teardown: Teardown): JobStore {
   return store
 }
 
+/** The executor to warm when an offer is accepted (the sandbox starts on demand); set once the roles exist. */
+interface SandboxWarmer { executor?: Pick<Executor, 'warm'> }
+
 /** Step 3: the libp2p node with our protocol services, answering through `answers`. */
-async function startNet (config: DaemonConfig, identity: Identity, answers: ServiceAnswers, options: StartDaemonOptions, teardown: Teardown): Promise<Net> {
+async function startNet (config: DaemonConfig, identity: Identity, answers: ServiceAnswers, options: StartDaemonOptions, teardown: Teardown, warm: SandboxWarmer): Promise<Net> {
   const execute = config.donor.execute
   // OS resolver first, then DoH: for the bootstrap names and libp2p's own /dnsaddr lookups
   const resolver = new MeshResolver({ doh: config.doh, logger: createLogger('net.dns') })
@@ -171,12 +176,21 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
       capacity: capacity({
         getCapacity: execute ? () => answers.capacity() : undefined,
         announceIntervalMs: options.announceIntervalMs,
+        // other donors' announcements only while this node's broker places jobs: an idle donor hears none
+        listen: 'on-demand',
         logger: createLogger('protocols.capacity')
       }),
       // tells peers our NAT type, so both sides know whether WebRTC can punch through
       natInfo: natInfo({ getInfo: () => answers.natInfo(), logger: createLogger('protocols.nat-info') }),
       offer: offer({
-        decideOffer: execute ? (req, ctx) => answers.decideOffer(req, ctx) : undefined,
+        decideOffer: execute
+          ? (req, ctx) => {
+              const answer = answers.decideOffer(req, ctx)
+              // the task follows an accepted offer: the sandbox starts while it travels
+              if (answer.accept) warm.executor?.warm()
+              return answer
+            }
+          : undefined,
         logger: createLogger('protocols.offer')
       }),
       dispatch: dispatch({
@@ -205,6 +219,8 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
   const execution = config.donor.execute ? buildExecution(config, maxLimits, net, log, events) : undefined
   // the winning dial rung is remembered per network in the data dir
   const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, resolver, refuseIntercepted: config.refuseIntercepted, relayDialler: options.relayDialler?.(mesh.components), ...options.reservation }, direct: config.direct ? { announcedAddrs: (id) => capacityService.capacityOf(id)?.addrs ?? [] } : false })
+  // our addresses changed (a reservation made or lost): announce them now rather than at the next interval
+  mesh.components.events.on('self:peer:update', () => { capacityService.notifyChanged() })
   // an executor we learn of gets a direct connection ahead of any job, where the networks allow
   capacityService.addEventListener('executor:added', (evt) => { donor.direct?.schedule(evt.detail.peerId, evt.detail.addrs, 'it announced capacity') })
   const broker = new Broker({
@@ -220,11 +236,12 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
 /** The executor sandbox, the keeper that restarts it, and the job runner that answers offers and dispatches with it. */
 function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, log: Logger, events: RoleEvents): Execution {
   const { mesh, capacityService, dispatchService } = net
-  const executor = new Executor({ maxConcurrent: config.donor.maxConcurrentJobs, maxLimits })
+  // the sandbox process starts at the first job and stops after 5 idle minutes: an idle donor is one process
+  const executor = new Executor({ maxConcurrent: config.donor.maxConcurrentJobs, maxLimits, startOnDemand: true })
   const sandbox = new SandboxKeeper({ executor, logger: log })
   const runner = new JobRunner({
     executor,
-    unavailable: () => sandbox.unavailable(),
+    unavailable: () => sandbox.unavailable() ?? executor.unavailable(),
     maxLimits,
     maxConcurrent: config.donor.maxConcurrentJobs,
     memoryBudgetBytes: config.donor.memoryBudgetBytes,
@@ -271,7 +288,7 @@ async function startDonorMetrics (config: DaemonConfig, mesh: MeshNode, roles: R
   return metrics
 }
 
-function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacityService'], 'executors'>): ApiHandlers {
+function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacityService'], 'known' | 'listening'>): ApiHandlers {
   const { donor, broker, maxLimits } = roles
   const executor = roles.execution?.executor
   return {
@@ -281,7 +298,8 @@ function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacity
       executor: executor != null
         ? { accepting: true, ...executor.status(), maxLimits }
         : { accepting: false, reason: 'started with --no-execute' },
-      knownExecutors: capacity.executors().length
+      // a status call is no demand for executors; unknown (absent) while this node does not listen to announcements
+      ...(capacity.listening() ? { knownExecutors: capacity.known().length } : {})
     }),
     dials: async ({ limit }) => ({ total: mesh.telemetry.count(), attempts: mesh.telemetry.recent(limit) }),
     ping: async ({ target, count }, { signal }) => await donor.ping(target, count, { signal }),
@@ -316,12 +334,12 @@ function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacity
 }
 
 /**
- * Step 6: the sandbox and the donor (joining the mesh) in parallel, then the
- * broker. Spawning the sandbox process takes a few hundred ms of CPU, and
- * joining the mesh (dial, reservation) should not queue behind it: "start →
- * dispatchable" is the figure donors see. Offers that arrive before the
- * sandbox is up wait for it (Executor.start is idempotent); a sandbox that
- * does not start is not fatal (SandboxKeeper).
+ * Step 6: the executor and the donor (joining the mesh) in parallel, then the
+ * broker. The executor spawns its sandbox at the first job (startOnDemand),
+ * so its start only opens it to jobs; a job waits for the sandbox to come up
+ * (a few hundred ms), and a sandbox that does not start is not fatal: the
+ * job ends EXECUTOR_CRASHED and offers are declined for a while
+ * (Executor.unavailable), as the SandboxKeeper does for a failed start.
  */
 async function startRoles (roles: Roles, teardown: Teardown): Promise<void> {
   const { execution, donor, broker } = roles

@@ -220,6 +220,10 @@ export class DirectPaths {
     this.mesh.events.on('connection:close', this.onClose)
     this.mesh.events.on('peer:update', this.onPeerUpdate)
     if (this.init.announcedAddrs != null) {
+      // cost per peer remembered here (peers met through a relay, executors
+      // heard of while our broker listens): a look at its announced addresses
+      // every interval, no traffic unless a new public one appeared; an idle
+      // donor remembers none
       this.recheckTimer = setInterval(() => { this.recheck() }, this.init.recheckIntervalMs ?? 10_000)
       this.recheckTimer.unref?.()
     }

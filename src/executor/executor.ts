@@ -47,6 +47,18 @@ export interface ExecutorInit {
   hangGraceMs?: number
   /** how long the sandbox process may take to start and report ready @default 15000 */
   startTimeoutMs?: number
+  /**
+   * `start()` spawns no sandbox: the first job does, and waits for it (a few
+   * hundred ms). Why: an idle donor is then one process instead of two (the
+   * sandbox is ~120 MB resident and wakes for its own timers) @default false
+   */
+  startOnDemand?: boolean
+  /**
+   * with `startOnDemand`: the sandbox is stopped after this long without a
+   * job queued or running (0: never); the next job starts a new one.
+   * @default 300000
+   */
+  idleStopMs?: number
 }
 
 export interface ExecuteOptions {
@@ -64,6 +76,10 @@ export interface ExecutorStatus {
   /** sandbox processes started after a crash or hang */
   restarts: number
   sandboxPid?: number
+  /** the sandbox starts at the first job and stops after `idleStopMs` idle: 'stopped' then means "not needed yet" */
+  onDemand: boolean
+  /** why the last start of the sandbox failed, while it is not running */
+  lastStartError?: string
 }
 
 /** One sandbox process and what we know about it. */
@@ -91,6 +107,8 @@ interface Pending {
 }
 
 const STDERR_TAIL_BYTES = 4096
+/** after an on-demand start failed, offers are declined this long before the next job may try again */
+const ON_DEMAND_RETRY_MS = 30_000
 /** restart attempts after a crash, and the pause before each */
 const RESTART_DELAYS_MS = [0, 250, 1000]
 
@@ -112,6 +130,13 @@ export class Executor {
   /** bumped by stop(), so a restart in flight knows it is no longer wanted */
   private generation = 0
   private lastStartError?: Error
+  /** when the last on-demand start failed (our clock), for `unavailable()` */
+  private lastStartFailedAt = 0
+  private readonly startOnDemand: boolean
+  private readonly idleStopMs: number
+  /** the owner called start() and not stop() since: jobs are taken (on demand, the sandbox may still be down) */
+  private enabled = false
+  private idleTimer?: NodeJS.Timeout
 
   constructor (init: ExecutorInit = {}) {
     this.maxConcurrent = init.maxConcurrent ?? Math.max(1, availableParallelism() - 1)
@@ -123,14 +148,52 @@ export class Executor {
     this.prepareTimeoutMs = init.prepareTimeoutMs ?? 30_000
     this.hangGraceMs = init.hangGraceMs ?? 10_000
     this.startTimeoutMs = init.startTimeoutMs ?? 15_000
-    const times = [['prepareTimeoutMs', this.prepareTimeoutMs], ['hangGraceMs', this.hangGraceMs], ['startTimeoutMs', this.startTimeoutMs]] as const
+    this.startOnDemand = init.startOnDemand ?? false
+    this.idleStopMs = init.idleStopMs ?? 300_000
+    const times = [['prepareTimeoutMs', this.prepareTimeoutMs], ['hangGraceMs', this.hangGraceMs], ['startTimeoutMs', this.startTimeoutMs], ['idleStopMs', this.idleStopMs]] as const
     for (const [name, v] of times) {
       if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be a non-negative integer of milliseconds, got ${String(v)}`)
     }
   }
 
-  /** Starts the sandbox process and waits until its workers are up. Idempotent. */
+  /**
+   * Takes jobs from now on: starts the sandbox process and waits until its
+   * workers are up — or, with `startOnDemand`, leaves that to the first job.
+   * Idempotent.
+   */
   async start (): Promise<void> {
+    this.enabled = true
+    if (this.startOnDemand) return
+    await this.launch()
+  }
+
+  /**
+   * Why jobs should not be offered now, or undefined: with `startOnDemand`,
+   * for a while after the sandbox failed to start for a job (the next job
+   * after that tries again).
+   */
+  unavailable (): string | undefined {
+    if (!this.startOnDemand || this.state === 'running' || this.lastStartError == null) return undefined
+    if (Date.now() - this.lastStartFailedAt > ON_DEMAND_RETRY_MS) return undefined
+    return `the executor sandbox did not start for the last job (${this.lastStartError.message}); trying again after ${ON_DEMAND_RETRY_MS / 1000} s`
+  }
+
+  /**
+   * With `startOnDemand`: a job is coming (an offer was accepted), so the
+   * sandbox starts now, overlapping its start with the job's transfer. Does
+   * not wait; a start that fails is kept (`status().lastStartError`) and the
+   * job, finding no sandbox, tries again and reports it.
+   */
+  warm (): void {
+    if (!this.needsStartForJob()) return
+    this.launch().then(() => { this.armIdleStop() }, (err: unknown) => {
+      // launch() recorded the error; the job that follows starts again and ends EXECUTOR_CRASHED if that fails too
+      this.lastStartError = err instanceof Error ? err : new Error(String(err))
+    })
+  }
+
+  /** Spawns the sandbox process and waits until its workers are up; joins a start in flight. */
+  private async launch (): Promise<void> {
     if (this.state === 'running') return
     if (this.starting !== undefined) return await this.starting
     this.state = 'starting'
@@ -159,6 +222,8 @@ export class Executor {
    */
   async stop (): Promise<void> {
     this.generation++
+    this.enabled = false
+    clearTimeout(this.idleTimer)
     this.state = 'stopped'
     const sandbox = this.sandbox
     this.sandbox = undefined
@@ -177,7 +242,9 @@ export class Executor {
       queued: this.queue.length,
       running: this.running.size,
       restarts: this.restarts,
-      sandboxPid: this.sandbox?.child.pid
+      sandboxPid: this.sandbox?.child.pid,
+      onDemand: this.startOnDemand,
+      ...(this.state !== 'running' && this.lastStartError != null ? { lastStartError: this.lastStartError.message } : {})
     }
   }
 
@@ -193,6 +260,12 @@ export class Executor {
    */
   async execute (req: ExecuteRequest, options: ExecuteOptions = {}): Promise<ExecuteResult> {
     const t0 = performance.now()
+    clearTimeout(this.idleTimer)
+    // no await unless a start is needed: jobs given one after another are queued in that order, at once
+    if (this.needsStartForJob()) {
+      const failed = await this.startForJob(req)
+      if (failed != null) return { ...failed, durationMs: performance.now() - t0 }
+    }
     // the daemon joins the mesh while the sandbox is still starting: a job
     // accepted in that window waits for the start rather than failing
     if (this.state === 'starting' && this.starting !== undefined) {
@@ -229,6 +302,46 @@ export class Executor {
   }
 
   // ---------------------------------------------------------------------------
+
+  private needsStartForJob (): boolean {
+    return this.startOnDemand && this.enabled && this.state !== 'running'
+  }
+
+  /**
+   * With `startOnDemand`, a job that finds no sandbox starts one and waits
+   * for it; a start that fails ends the job as EXECUTOR_CRASHED (this donor's
+   * fault, not the job's: the broker tries elsewhere). Undefined: go on.
+   */
+  private async startForJob (req: ExecuteRequest): Promise<SandboxOutcome | undefined> {
+    try {
+      await this.launch()
+      return undefined
+    } catch (err) {
+      this.lastStartFailedAt = Date.now()
+      return failure(`executor crashed: the sandbox process did not start for job ${String(req?.jobId)}: ${(err as Error).message}`, 'failed', 'EXECUTOR_CRASHED')
+    }
+  }
+
+  /**
+   * With `startOnDemand`: once nothing is queued or running, the sandbox is
+   * stopped after `idleStopMs`. One timer per executor, armed only between
+   * jobs; unref'd, so it never holds the process open.
+   */
+  private armIdleStop (): void {
+    if (!this.startOnDemand || this.idleStopMs === 0 || this.running.size > 0 || this.queue.length > 0 || this.state !== 'running') return
+    clearTimeout(this.idleTimer)
+    this.idleTimer = setTimeout(() => { void this.stopIdle() }, this.idleStopMs)
+    this.idleTimer.unref()
+  }
+
+  private async stopIdle (): Promise<void> {
+    const sandbox = this.sandbox
+    if (sandbox === undefined || this.state !== 'running' || this.running.size > 0 || this.queue.length > 0) return
+    // not a crash: the close handler sees a sandbox that is no longer ours and restarts nothing
+    this.sandbox = undefined
+    this.state = 'stopped'
+    await killSandbox(sandbox, `idle for ${this.idleStopMs} ms: stopped until the next job`)
+  }
 
   private pump (): void {
     const sandbox = this.sandbox
@@ -285,6 +398,7 @@ export class Executor {
     }
     this.detachAbort(p)
     p.reject(new JobAbortedError(`job ${p.req.jobId} was aborted by the caller`, { cause: p.signal?.reason }))
+    this.armIdleStop()
   }
 
   private detachAbort (p: Pending): void {
@@ -297,6 +411,7 @@ export class Executor {
     this.detachAbort(p)
     const durationMs = p.startedAt === undefined ? 0 : performance.now() - p.startedAt
     p.resolve({ ...normaliseOutcome(outcome), durationMs })
+    this.armIdleStop()
   }
 
   /** A new sandbox for the executor's `generation`; undefined (and the sandbox killed) when stop() came while it started. */
@@ -390,6 +505,7 @@ export class Executor {
         this.sandbox = sandbox
         this.restarts++
         this.pump()
+        this.armIdleStop()
         return
       } catch (err) {
         lastError = err instanceof Error ? err : new Error(String(err))

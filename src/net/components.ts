@@ -54,6 +54,8 @@ export interface MeshEventMap {
   'peer:disconnect': CustomEvent<PeerId>
   'peer:update': CustomEvent<PeerUpdate>
   'peer:identify': CustomEvent<IdentifyResult>
+  /** this node's own record changed: its addresses (a reservation made or lost, a confirmed address) */
+  'self:peer:update': CustomEvent<PeerUpdate>
 }
 
 export interface MeshEvents {
@@ -161,6 +163,12 @@ export interface Pinger {
   ping: (target: string, count: number, options?: AbortOptions & { relays?: readonly string[] }) => Promise<PingResult>
   /** one round trip to a peer we are connected to, ms */
   rtt: (peerId: string, options?: AbortOptions) => Promise<number>
+  /**
+   * one round trip on this very connection, ms: a ping frame of its stream
+   * muxer (yamux) where it has one — no new stream, no protocol negotiation,
+   * one small frame each way — else the ping protocol on a new stream (QUIC)
+   */
+  linkRtt: (conn: Connection, options?: AbortOptions) => Promise<number>
 }
 
 /** A gossipsub message as roles see it. */

@@ -75,6 +75,7 @@ export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceS
     },
     transports: transports(init, proxies, iceServers, webRTC),
     connectionEncrypters: [noise()],
+    // yamux's keep-alive (its default): one ping frame each way per connection every 30 s, no stream
     streamMuxers: [yamux()],
     connectionManager: relay != null
       ? { maxConnections: relay.limits.maxConnections, inboundConnectionThreshold: relay.limits.inboundConnectionThresholdPerHost }
@@ -117,6 +118,9 @@ function services (init: NodeOptionsInit): ServiceFactories {
     // v2, not v1: v1's dial-back reuses the client's connection, reports a
     // false success and then closes it, dropping the donor's relay reservation
     autoNAT: autoNATv2(),
+    // the heartbeat (1 s, gossipsub's default) walks the topics' meshes: its cost per peer is per peer
+    // on a topic we subscribe to, which for an idle donor is only its relays (relay announcements);
+    // capacity announcements are listened to only while our broker needs executors (capacity.ts)
     pubsub: gossipsub({ runOnLimitedConnection: true, allowPublishToZeroTopicPeers: true, emitSelf: false }),
     internals: (components: Record<string, any>): Internals => ({ components }),
     // after the built-in ones, so the job protocols can use pubsub
@@ -148,7 +152,8 @@ function services (init: NodeOptionsInit): ServiceFactories {
  * Donors: js-libp2p pings every open connection every 10 s on a new
  * stream (negotiation, a peer-store write, encryption on both sides),
  * a cost per connection per second paid while idle. A donor's relay is
- * watched by the reservation manager's own pings (every 1.5 s), WebRTC
+ * watched by the reservation manager's own probes (a yamux ping frame on
+ * the relay connection every 1.5 s, no stream), WebRTC
  * has ICE consent checks and yamux its keepalive, so every 60 s is
  * enough here (on a WebRTC connection each ping also opens a new data
  * channel: at a 10 s interval @libp2p/webrtc and libp2p's stream opening

@@ -285,3 +285,85 @@ describe('Executor lifecycle', () => {
     }
   })
 })
+
+describe('Executor started on demand', () => {
+  it('spawns no sandbox at start(), starts one for the first job, and stops it after the idle time', async () => {
+    const executor = new Executor({ maxConcurrent: 1, startOnDemand: true, idleStopMs: 300 })
+    try {
+      await executor.start()
+      assert.deepEqual([executor.status().state, executor.status().onDemand, executor.sandboxPid], ['stopped', true, undefined], 'started, and no sandbox process yet')
+      const first = await executor.execute(request('hello'))
+      assertStatus(first, 'succeeded')
+      assert.match(text(first.stdout), /^hello from wasi$/m)
+      const pid = executor.sandboxPid
+      assert.equal(executor.status().state, 'running')
+      assert.ok(pid != null)
+      // two jobs back to back share the sandbox: the idle timer is cut short by the next job
+      assertStatus(await executor.execute(request('hello')), 'succeeded')
+      assert.equal(executor.sandboxPid, pid)
+      for (let i = 0; i < 100 && executor.sandboxPid != null; i++) await sleep(50)
+      assert.deepEqual([executor.status().state, executor.sandboxPid], ['stopped', undefined], 'stopped after the idle time')
+      const alive = (): boolean => {
+        try {
+          process.kill(pid, 0)
+          return true
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false
+          throw err
+        }
+      }
+      // the kill is under way once the executor lets go of it; the process is reaped soon after
+      for (let i = 0; i < 100 && alive(); i++) await sleep(50)
+      assert.equal(alive(), false, 'the sandbox process is gone')
+      assert.equal(executor.status().restarts, 0, 'an idle stop is not a crash')
+      // the next job starts a new sandbox
+      assertStatus(await executor.execute(request('hello')), 'succeeded')
+      assert.notEqual(executor.sandboxPid, pid)
+    } finally {
+      await executor.stop()
+    }
+  })
+
+  it('warm() starts the sandbox ahead of a job without waiting, and the job finds it up', async () => {
+    const executor = new Executor({ maxConcurrent: 1, startOnDemand: true })
+    try {
+      executor.warm()
+      assert.equal(executor.status().state, 'stopped', 'not before start()')
+      await executor.start()
+      executor.warm()
+      assert.equal(executor.status().state, 'starting')
+      for (let i = 0; i < 200 && executor.status().state !== 'running'; i++) await sleep(25)
+      const pid = executor.sandboxPid
+      assert.ok(pid != null)
+      assertStatus(await executor.execute(request('hello')), 'succeeded')
+      assert.equal(executor.sandboxPid, pid, 'the job ran in the warmed sandbox')
+    } finally {
+      await executor.stop()
+    }
+  })
+
+  it('still refuses jobs before start() and after stop()', async () => {
+    const executor = new Executor({ maxConcurrent: 1, startOnDemand: true })
+    await assert.rejects(executor.execute(request('hello')), ExecutorNotRunningError)
+    await executor.start()
+    await executor.stop()
+    await assert.rejects(executor.execute(request('hello')), ExecutorNotRunningError)
+    assert.equal(executor.sandboxPid, undefined)
+  })
+
+  it('ends a job whose sandbox does not start as EXECUTOR_CRASHED, says why in status and declines for a while', async () => {
+    const executor = new Executor({ maxConcurrent: 1, startOnDemand: true, startTimeoutMs: 1 })
+    try {
+      await executor.start()
+      assert.equal(executor.unavailable(), undefined)
+      const result = await executor.execute(request('hello'))
+      assertStatus(result, 'failed')
+      assert.equal(result.errorCode, 'EXECUTOR_CRASHED')
+      assert.match(result.error ?? '', /did not start for job job-hello/)
+      assert.match(executor.status().lastStartError ?? '', /no "ready" within 1 ms/)
+      assert.match(executor.unavailable() ?? '', /did not start for the last job/)
+    } finally {
+      await executor.stop()
+    }
+  })
+})

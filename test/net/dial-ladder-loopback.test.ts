@@ -13,6 +13,7 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { DialLadder, DialLadderError, RungMemory } from '../../src/net/dial-ladder.ts'
 import { MeshNode } from '../../src/net/mesh-node.ts'
 import { DialTelemetry } from '../../src/net/telemetry.ts'
+import { muxerOf } from '../../src/net/pinger.ts'
 import { configureLogging, resetLogging } from '../../src/log/logger.ts'
 import { freePort, startTestRelay, tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -236,6 +237,28 @@ describe('dial ladder against a real relay on loopback', () => {
     assert.equal(result.connection.status, 'open')
     assert.equal(typeof await mesh.components.pinger.rtt(relayId), 'number')
     assert.deepEqual(mesh.components.connections.open().map(c => c.id), [result.connection.id], 'the ping used the same connection')
+  })
+
+  it('a link ping on a TCP connection is a ping frame of its muxer: it measures a round trip without opening a stream', async () => {
+    const { mesh } = await startDialer('link-ping')
+    const conn = await mesh.components.dialler.dialTransport(tcpAddr, { purpose: 'bootstrap' })
+    assert.notEqual(muxerOf(conn), undefined, 'a TCP connection has a yamux muxer that pings')
+    // identify and gossipsub open streams of their own on a new connection: only ping streams count
+    let opened = 0
+    const newStream = conn.newStream.bind(conn)
+    conn.newStream = async (...args: Parameters<typeof conn.newStream>) => {
+      if ([args[0]].flat().some(p => p.includes('/ping/'))) opened++
+      return await newStream(...args)
+    }
+    for (let i = 0; i < 3; i++) {
+      const rtt = await mesh.components.pinger.linkRtt(conn, { signal: AbortSignal.timeout(5_000) })
+      assert.ok(rtt >= 0, `round trip ${rtt}`)
+    }
+    assert.equal(opened, 0, 'no ping stream was opened')
+    // the same counter sees the ping protocol's stream
+    await mesh.components.pinger.rtt(relayId)
+    assert.equal(opened, 1, 'the ping protocol opens a stream')
+    assert.equal(conn.status, 'open')
   })
 
   it('losers still handshaking when QUIC connects are cancelled, each recorded once, and nothing else is dialled', async () => {

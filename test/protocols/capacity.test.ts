@@ -94,6 +94,31 @@ describe('capacity protocol', () => {
     await waitFor('the changed capacity', () => broker.service.executors()[0]?.freeSlots === 1, 10_000)
   })
 
+  it('with on-demand listening, a donor hears no announcements and a broker starts hearing them at its first ask, and stops after the idle time', async () => {
+    const donor = await node({ getCapacity: () => info(), announceIntervalMs: 200, queryOnConnect: false, listen: 'on-demand' }, true)
+    const other = await node({ getCapacity: () => info({ freeSlots: 2 }), announceIntervalMs: 200, queryOnConnect: false, listen: 'on-demand' }, true)
+    const broker = await node({ queryOnConnect: false, announceIntervalMs: 200, listen: 'on-demand', listenIdleMs: 1_500 }, true)
+    await broker.node.dial(donor.node.getMultiaddrs()[0])
+    await other.node.dial(donor.node.getMultiaddrs()[0])
+    await broker.node.dial(other.node.getMultiaddrs()[0])
+    // several announce intervals: donors that nobody asks for executors stay off the topic
+    await new Promise(resolve => setTimeout(resolve, 1_000))
+    assert.equal(donor.service.listening(), false)
+    assert.deepEqual(donor.service.known(), [], 'an idle donor received no announcement')
+    assert.equal(broker.service.listening(), false)
+    assert.deepEqual(broker.service.known(), [])
+
+    // the first ask (a broker placing a job) joins the topic; announcements follow
+    assert.deepEqual(broker.service.executors(), [])
+    assert.equal(broker.service.listening(), true)
+    await waitFor('both donors\' announcements', () => broker.service.executors().length === 2 ? true : undefined, 10_000)
+    assert.equal(donor.service.listening(), false, 'the donors still do not listen')
+    assert.deepEqual(donor.service.known(), [])
+
+    // no ask for listenIdleMs: the broker leaves the topic (its table then expires by itself)
+    await waitFor('the broker to stop listening', () => broker.service.listening() ? undefined : true, 10_000)
+  })
+
   it('coalesces a burst of changes into one announcement carrying the latest capacity', async () => {
     let current = info({ freeSlots: 4 })
     // a long interval: only notifyChanged() can cause the announcements counted here

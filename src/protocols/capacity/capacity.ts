@@ -6,8 +6,8 @@ import { peerOf } from '../components.ts'
 import { codeOf, messageOf, ProtocolRequestError } from '../errors.ts'
 import { askSingleAnswer, handlerOptions, serveAnswer } from '../exchange.ts'
 import {
-  ANNOUNCE_INTERVAL_MS, ANSWER_TIMEOUT_MS, CAPACITY_LIMITS, CAPACITY_PROTOCOL, CAPACITY_TOPIC, CHANGE_CHECK_INTERVAL_MS, CHANGE_MIN_INTERVAL_MS,
-  EXPIRY_INTERVALS, MAX_TRACKED_PEERS, QUERY_TIMEOUT_MS
+  ANNOUNCE_INTERVAL_MS, ANSWER_TIMEOUT_MS, CAPACITY_LIMITS, CAPACITY_PROTOCOL, CAPACITY_TOPIC, CHANGE_MIN_INTERVAL_MS,
+  EXPIRY_INTERVALS, LISTEN_IDLE_MS, MAX_TRACKED_PEERS, QUERY_TIMEOUT_MS
 } from './constants.ts'
 import type { Capacity } from '../../codec/messages.ts'
 import type { ProtocolRegistrar, ProtocolTarget, StreamOpener } from '../components.ts'
@@ -39,8 +39,9 @@ export interface CapacityInit {
   getCapacity?: () => CapacityInfo | undefined
   /**
    * How often an unchanged capacity is re-announced on gossip; peers forget
-   * a donor after 3 intervals without news. A change is announced within
-   * about a second, or at once after `notifyChanged()`.
+   * a donor after 3 intervals without news. A change is announced at once
+   * after `notifyChanged()` (the owner calls it when slots or addresses
+   * change), else at the next interval.
    *
    * @default 5000
    */
@@ -56,6 +57,28 @@ export interface CapacityInit {
    * @default 5000
    */
   queryTimeoutMs?: number
+  /**
+   * When this node hears other donors' announcements:
+   * - `'always'`: subscribed to the topic from start to stop;
+   * - `'on-demand'`: only while something needs the table (`executors()` is
+   *   called: a broker placing jobs), and for `listenIdleMs` after the last
+   *   such call. Why: every subscriber receives, verifies and forwards every
+   *   donor's announcement (N messages per interval, a signature check each)
+   *   and joins the topic's gossip mesh, so an idle donor on the topic pays
+   *   a cost growing with the size of the mesh for a table it never reads.
+   *   Announcing needs no subscription: gossipsub sends our announcements to
+   *   peers that are subscribed (relays, brokers with work).
+   *
+   * @default 'always'
+   */
+  listen?: 'always' | 'on-demand'
+  /**
+   * With `listen: 'on-demand'`: how long after the last demand the node keeps
+   * listening (a broker between two jobs keeps its table warm).
+   *
+   * @default 600000
+   */
+  listenIdleMs?: number
   /**
    * @default createLogger('protocols.capacity')
    */
@@ -102,6 +125,12 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
   private readonly expiryMs: number
   private readonly queryOnConnect: boolean
   private readonly queryTimeoutMs: number
+  private readonly listenMode: 'always' | 'on-demand'
+  private readonly listenIdleMs: number
+  /** when `executors()` was last called (our clock), for on-demand listening */
+  private lastDemandAt = 0
+  /** subscribed to CAPACITY_TOPIC now */
+  private subscribed = false
   private readonly log: Logger
   private readonly table = new Map<string, Entry>()
   /** peers we already asked on this connection; libp2p's registrar removes them on disconnect */
@@ -124,6 +153,8 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     this.expiryMs = this.announceIntervalMs * EXPIRY_INTERVALS
     this.queryOnConnect = init.queryOnConnect ?? true
     this.queryTimeoutMs = init.queryTimeoutMs ?? QUERY_TIMEOUT_MS
+    this.listenMode = init.listen ?? 'always'
+    this.listenIdleMs = init.listenIdleMs ?? LISTEN_IDLE_MS
     this.log = init.logger ?? createLogger('protocols.capacity')
     this.handleQuery = this.handleQuery.bind(this)
     this.onGossip = this.onGossip.bind(this)
@@ -147,7 +178,11 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
       },
       onConnect: (peer, connection) => { this.askOnConnect(peer, connection) }
     })
-    this.timer = setInterval(() => { this.tick() }, Math.min(CHANGE_CHECK_INTERVAL_MS, this.announceIntervalMs))
+    // one wake-up per interval: a change is announced when the owner says so
+    // (notifyChanged), not found by polling getCapacity every second. Cost per
+    // peer: none here; a donor's announcement is one signed message per
+    // interval to the peers subscribed to the topic (its relays, listening brokers)
+    this.timer = setInterval(() => { this.tick() }, this.announceIntervalMs)
     this.started = true
   }
 
@@ -160,7 +195,7 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     this.pubsub = optionalPubSub(this.components)
     if (this.pubsub != null) {
       this.pubsub.addEventListener('message', this.onGossip)
-      this.pubsub.subscribe(CAPACITY_TOPIC)
+      if (this.listenMode === 'always' || this.lastDemandAt > 0) this.join(this.pubsub)
     }
     // announce at once rather than a tick later: a donor restarting should be found quickly
     this.tick()
@@ -192,9 +227,37 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     this.asked.clear()
     this.table.clear()
     this.lastAnnounced = undefined
+    this.lastDemandAt = 0
+  }
+
+  /** Whether this node hears other donors' announcements now (see `CapacityInit.listen`). */
+  listening (): boolean {
+    return this.subscribed
+  }
+
+  private join (pubsub: CapacityPubSub): void {
+    if (this.subscribed) return
+    pubsub.subscribe(CAPACITY_TOPIC)
+    this.subscribed = true
+    if (this.listenMode === 'on-demand') this.log.info(`listening to capacity announcements: this node's broker needs executors (until ${this.listenIdleMs / 1000} s after it last asks)`, { topic: CAPACITY_TOPIC })
+  }
+
+  /** A broker asks for executors: on-demand listening starts (or is kept up). */
+  private demand (): void {
+    this.lastDemandAt = Date.now()
+    if (this.pubsub != null && !this.subscribed) this.join(this.pubsub)
+  }
+
+  /** On-demand listening ends `listenIdleMs` after the last demand; the table then expires by itself. */
+  private leaveWhenIdle (now: number): void {
+    if (this.listenMode !== 'on-demand' || !this.subscribed || this.pubsub == null || now - this.lastDemandAt <= this.listenIdleMs) return
+    this.unsubscribe(this.pubsub)
+    this.log.info(`stopped listening to capacity announcements: no executor asked for in ${this.listenIdleMs / 1000} s`, { topic: CAPACITY_TOPIC })
   }
 
   private unsubscribe (pubsub: CapacityPubSub): void {
+    if (!this.subscribed) return
+    this.subscribed = false
     try {
       pubsub.unsubscribe(CAPACITY_TOPIC)
     } catch (err) {
@@ -203,8 +266,18 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     }
   }
 
-  /** Peers that accept jobs, heard from within 3 announce intervals, not this node; most free slots first. */
+  /**
+   * Peers that accept jobs, heard from within 3 announce intervals, not this
+   * node; most free slots first. A call is a demand: with on-demand listening
+   * it starts (or prolongs) listening to announcements.
+   */
   executors (): Capacity[] {
+    this.demand()
+    return this.known()
+  }
+
+  /** What `executors()` returns, without asking for announcements (status, diagnostics). */
+  known (): Capacity[] {
     const now = Date.now()
     const self = this.components.peerId.toString()
     return [...this.table.values()]
@@ -312,6 +385,7 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
   private tick (): void {
     const now = Date.now()
     this.expire(now)
+    this.leaveWhenIdle(now)
     let capacity: Capacity | undefined
     try {
       capacity = this.local()
