@@ -3,7 +3,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFileSync, writeFileSync, renameSync, statSync, unlinkSync } from 'node:fs'
 import { WorldComputeError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
-import { API_VERSION_HEADER, routes, type ApiErrorBody, type ApiHandlers, type RouteName } from './routes.ts'
+import { API_VERSION_HEADER, matchPath, routes, type ApiErrorBody, type ApiHandlers, type RouteName } from './routes.ts'
 import type { DataDirPaths } from '../config/data-dir.ts'
 
 const MAX_BODY_BYTES = 1024 * 1024
@@ -171,7 +171,7 @@ export class ApiServer {
       }
       const url = new URL(req.url ?? '/', 'http://127.0.0.1')
       const onPath = (Object.entries(routes) as Array<[RouteName, typeof routes[RouteName]]>)
-        .filter(([, r]) => r.path === url.pathname)
+        .filter(([, r]) => matchPath(r.path, url.pathname) != null)
       if (onPath.length === 0) return this.fail(res, 404, 'NOT_FOUND', `no route ${url.pathname}`)
       const entry = onPath.find(([, r]) => r.method === req.method)
       if (entry == null) return this.fail(res, 405, 'METHOD_NOT_ALLOWED', `${url.pathname} takes ${onPath.map(([, r]) => r.method).join(' or ')}`)
@@ -187,6 +187,9 @@ export class ApiServer {
           return this.fail(res, 400, 'BAD_REQUEST', 'request body is not valid JSON')
         }
       }
+      // values in the path (`{id}`) win over the same names in an object body or the query
+      const params = matchPath(route.path, url.pathname) ?? {}
+      if (Object.keys(params).length > 0 && typeof input === 'object' && !Array.isArray(input)) input = { ...input, ...params }
       let parsed: unknown
       try {
         parsed = route.parseRequest(input)

@@ -71,6 +71,31 @@ export interface OfferAnswer {
   freeSlots?: number
 }
 
+/** An executor's answer to a cancel: each task in one list. */
+export interface CancelAnswer {
+  /** were running: stopped, their slots free */
+  stopped: string[]
+  /** offered or arriving, not started: dropped */
+  dropped: string[]
+  /** not known there (finished meanwhile, never arrived) */
+  unknown: string[]
+}
+
+/** What `Broker.cancel` did. */
+export interface CancelOutcome {
+  outcome: 'cancelled' | 'already-cancelled' | 'already-finished'
+  /** tasks the executors stopped or dropped */
+  stopped: number
+  /** executors that could not be told (unreachable, no answer in time): their tasks lapse there by themselves */
+  unreached: string[]
+}
+
+/** How long a cancel waits for the executors' answers. */
+const CANCEL_WAIT_MS = 5_000
+
+/** What the store says of a task its job's cancel stopped. */
+export const CANCELLED_TASK = 'CANCELLED: the job was cancelled'
+
 /** What the broker needs from the network; the daemon wires the libp2p protocols in. */
 export interface TaskNetwork {
   executors: () => ExecutorInfo[]
@@ -90,6 +115,12 @@ export interface TaskNetwork {
   locate: (executor: string, options: { signal: AbortSignal }) => Promise<string | undefined>
   /** resolves when a new executor appears, or after `ms` */
   waitForExecutors: (ms: number, signal: AbortSignal) => Promise<void>
+  /**
+   * asks the executor to stop tasks this broker dispatched to it (`job
+   * cancel`); resolves with what it did with each; throws when it cannot be
+   * reached. Absent: a cancelled job's tasks lapse on their executors by themselves
+   */
+  cancel?: (executor: string, taskIds: string[], options: { signal: AbortSignal }) => Promise<CancelAnswer>
   /** calls `listener` whenever an executor appears or announces its capacity again; returns the unsubscribe */
   onExecutorsChanged?: (listener: () => void) => () => void
 }
@@ -266,6 +297,8 @@ export class Broker {
   private readonly storeRetry: BackoffPolicy
   private controller?: AbortController
   private readonly running = new Map<string, Promise<void>>()
+  /** each running job's own stop, for `cancel` */
+  private readonly jobStops = new Map<string, AbortController>()
   /** the waiting side of each running job */
   private readonly wakers = new Map<string, JobWaker>()
   private readonly listeners = new Set<JobEventListener>()
@@ -376,6 +409,53 @@ export class Broker {
     return this.store.listJobs(limit)
   }
 
+  /**
+   * Cancels a job: its final answer becomes `cancelled` in the store first (a
+   * restart does not resume it), its run stops placing and waiting, and every
+   * executor holding one of its tasks is told to stop it. Idempotent; a job
+   * that already had its final answer is left as it is.
+   */
+  async cancel (jobId: string, options: { signal?: AbortSignal } = {}): Promise<CancelOutcome> {
+    const job = this.store.getJob(jobId)
+    if (job == null) throw new JobNotFoundError(jobId)
+    const final: JobFinal = { status: 'cancelled', agreeing: 0, message: 'cancelled by the submitter (job cancel)' }
+    if (!this.store.finishIfOpen(jobId, final)) {
+      const was = this.store.getJob(jobId)?.final?.status
+      return { outcome: was === 'cancelled' ? 'already-cancelled' : 'already-finished', stopped: 0, unreached: [] }
+    }
+    this.queueSeq.delete(jobId)
+    const live = this.store.failLiveTasks(jobId, CANCELLED_TASK)
+    this.jobStops.get(jobId)?.abort(new Error(`job ${jobId} was cancelled`))
+    // the run ends at once on its signal; a task it was placing meanwhile is caught by the second look
+    await this.running.get(jobId)
+    live.push(...this.store.failLiveTasks(jobId, CANCELLED_TASK))
+    this.log.info(`job ${jobId} cancelled: stopping ${live.length} task(s) on their executors`, { job: jobId, code: 'JOB_CANCELLED' })
+    this.emit(jobId)
+    const told = await this.stopTasks(jobId, live, options.signal)
+    return { outcome: 'cancelled', ...told }
+  }
+
+  /** Tells each executor to stop the tasks of a cancelled job it holds, in parallel, for at most CANCEL_WAIT_MS. */
+  private async stopTasks (jobId: string, tasks: Array<{ taskId: string, executor: string }>, signal?: AbortSignal): Promise<Omit<CancelOutcome, 'outcome'>> {
+    const byExecutor = new Map<string, string[]>()
+    for (const t of tasks) byExecutor.set(t.executor, [...(byExecutor.get(t.executor) ?? []), t.taskId])
+    const cancel = this.network.cancel?.bind(this.network)
+    if (cancel == null) return { stopped: 0, unreached: [...byExecutor.keys()] }
+    const wait = AbortSignal.any([AbortSignal.timeout(CANCEL_WAIT_MS), ...(signal != null ? [signal] : [])])
+    let stopped = 0
+    const unreached: string[] = []
+    await Promise.all([...byExecutor].map(async ([executor, taskIds]) => {
+      try {
+        const answer = await cancel(executor, taskIds, { signal: wait })
+        stopped += answer.stopped.length + answer.dropped.length
+      } catch (err) {
+        unreached.push(executor)
+        this.log.warn(`job ${jobId}: could not tell ${executor} to stop ${taskIds.join(', ')}: ${(err as Error).message} (the task lapses there when its broker stops waiting)`, { job: jobId, peer: executor, phase: 'cancel', code: (err as { code?: string }).code })
+      }
+    }))
+    return { stopped, unreached }
+  }
+
   private emit (jobId: string): void {
     for (const l of this.listeners) {
       try {
@@ -388,8 +468,11 @@ export class Broker {
 
   /** Runs the job; `storeFailures`: how many runs of it in a row the job store stopped. */
   private launch (jobId: string, storeFailures = 0): void {
-    const signal = this.controller?.signal
-    if (signal == null || this.running.has(jobId)) return
+    const stopping = this.controller?.signal
+    if (stopping == null || this.running.has(jobId)) return
+    const jobStop = new AbortController()
+    this.jobStops.set(jobId, jobStop)
+    const signal = AbortSignal.any([stopping, jobStop.signal])
     let storeFailed = false
     const run = this.runJob(jobId, signal)
       .catch((err: Error) => {
@@ -404,6 +487,7 @@ export class Broker {
       })
       .finally(() => {
         this.running.delete(jobId)
+        if (this.jobStops.get(jobId) === jobStop) this.jobStops.delete(jobId)
         if (storeFailed) this.relaunchLater(jobId, storeFailures + 1, signal)
       })
     this.running.set(jobId, run)
@@ -797,6 +881,8 @@ export class Broker {
    * network took the rest (their results are not a majority).
    */
   private finishUnavailable (run: JobRun): void {
+    // cancelled meanwhile: the cancel wrote its final answer
+    if (run.signal.aborted) return
     const jobId = run.job.jobId
     const refusals = run.refusedBy.size > 0 ? ` (${run.refusedBy.size} refused it: see the broker log for their reasons)` : ''
     const within = `within ${Math.round(this.unavailableAfterMs / 1000)} s`

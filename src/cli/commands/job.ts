@@ -14,6 +14,7 @@ export const help = `worldcompute job submit MODULE.wasm [--input FILE|-] [--arg
 worldcompute job status JOB_ID [--data-dir DIR] [--json]
 worldcompute job result JOB_ID [--data-dir DIR] [--json]
 worldcompute job list [--data-dir DIR] [--json]
+worldcompute job cancel JOB_ID [--data-dir DIR] [--json]
 
 Runs a WASI command module (wasm32-wasi from C, Rust, Go, Zig, AssemblyScript…)
 on the mesh through the daemon of --data-dir. stdin is the --input file, argv
@@ -24,7 +25,11 @@ identities from one place cannot out-vote the others (docs/trust-model.md).
 --executor PEER_ID (repeatable) runs the job only on these executors, trusted
 ones in a private mesh; the network rule then does not apply between them.
 submit waits for the answer unless --detach; the exit code is 0 exactly when
-the job succeeded.
+the job succeeded, 3 when it was cancelled, 1 for any other answer.
+cancel stops every replica of a job (each executor stops the run and frees the
+slot) and makes its final status \`cancelled\`; exit code 0 when the job is
+cancelled (by this or an earlier cancel), 4 when it had already finished with
+another answer (nothing is changed), 1 for an unknown job.
 
 job submit:
   --input FILE|-     the job's stdin: a file, or - for this command's stdin
@@ -74,8 +79,27 @@ function printResult (o: Output, v: JobView, json: boolean): void {
   o.err(summary(v))
 }
 
+/** `job submit` / `job result` of a job that was cancelled. */
+export const EXIT_CANCELLED = 3
+/** `job cancel` of a job that had already finished with another answer: nothing changed. */
+export const EXIT_ALREADY_FINISHED = 4
+
 function exitFor (v: JobView): number {
-  return v.status === 'succeeded' ? 0 : 1
+  return v.status === 'succeeded' ? 0 : v.status === 'cancelled' ? EXIT_CANCELLED : 1
+}
+
+async function cancel (argv: string[], o: Output): Promise<number> {
+  const { values, positionals } = parse(argv, commonOptions, 'job cancel')
+  if (values.help) { o.out(help); return 0 }
+  if (positionals.length !== 1) throw new UsageError('job cancel: give exactly one JOB_ID')
+  const done = await client(values['data-dir']).call('cancelJob', { id: positionals[0] }, { timeoutMs: 30_000 })
+  if (values.json) printJson(o, done)
+  else if (done.outcome === 'cancelled') {
+    const unreached = done.unreached.length > 0 ? `; not reached in time: ${done.unreached.map(shortPeerId).join(', ')} (the task lapses there by itself)` : ''
+    o.out(`job ${done.job.jobId} cancelled: ${done.stopped} task(s) stopped on their executors${unreached}`)
+  } else if (done.outcome === 'already-cancelled') o.out(`job ${done.job.jobId} was already cancelled: nothing changed`)
+  else o.out(`job ${done.job.jobId} had already finished (${done.job.status}): nothing changed`)
+  return done.outcome === 'already-finished' ? EXIT_ALREADY_FINISHED : 0
 }
 
 /**
@@ -235,12 +259,13 @@ export async function run (argv: string[], o: Output): Promise<number> {
     case 'status': return await status(rest, o, false)
     case 'result': return await status(rest, o, true)
     case 'list': return await list(rest, o)
+    case 'cancel': return await cancel(rest, o)
     case undefined:
     case '--help':
     case '-h':
       o.out(help)
       return sub == null ? 2 : 0
     default:
-      throw new UsageError(`job: unknown subcommand "${sub}" (submit, status, result, list)`)
+      throw new UsageError(`job: unknown subcommand "${sub}" (submit, status, result, list, cancel)`)
   }
 }

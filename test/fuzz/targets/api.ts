@@ -95,6 +95,7 @@ const handlers: ApiHandlers = {
   ping: async () => { throw new NotServedError() },
   submitJob: async () => { throw new NotServedError() },
   job: async () => { throw new NotServedError() },
+  cancelJob: async () => { throw new NotServedError() },
   jobs: async () => ({ jobs: [] })
 }
 
