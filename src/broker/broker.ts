@@ -90,6 +90,9 @@ export interface CancelOutcome {
   unreached: string[]
 }
 
+/** The job store is pruned to `keepJobs` once per this many finished jobs: a delete per job would cost more than the rows. */
+const PRUNE_EVERY = 100
+
 /** How long a cancel waits for the executors' answers. */
 const CANCEL_WAIT_MS = 5_000
 
@@ -153,6 +156,11 @@ export interface BrokerInit {
    * job run in one IPv4 /ipv4 or IPv6 /ipv6 network @default { ipv4: 24, ipv6: 48 }
    */
   networkPrefixes?: NetworkPrefixes
+  /**
+   * finished jobs the store keeps, newest first; older ones are deleted with
+   * their outputs, checked every PRUNE_EVERY finished jobs @default 10000
+   */
+  keepJobs?: number
   /**
    * how long a job waits before writing again to a job store that failed (a
    * full disk): the job is held, never ended or blamed on an executor
@@ -315,6 +323,9 @@ export class Broker {
   private readonly queue: Array<{ jobId: string, seq: number }> = []
   private readonly queueSeq = new Map<string, number>()
   private nextSeq = 0
+  private readonly keepJobs: number
+  /** jobs finished since the store was last pruned */
+  private finishedSincePrune = 0
   private probeTimer?: NodeJS.Timeout
   private unsubscribe?: () => void
 
@@ -329,6 +340,7 @@ export class Broker {
     this.probeIntervalMs = init.probeIntervalMs ?? 1_000
     this.prefixes = init.networkPrefixes ?? DEFAULT_NETWORK_PREFIXES
     this.storeRetry = init.storeRetry ?? DEFAULT_STORE_RETRY
+    this.keepJobs = init.keepJobs ?? 10_000
     this.log = init.logger ?? createLogger('broker')
   }
 
@@ -431,6 +443,7 @@ export class Broker {
     live.push(...this.store.failLiveTasks(jobId, CANCELLED_TASK))
     this.log.info(`job ${jobId} cancelled: stopping ${live.length} task(s) on their executors`, { job: jobId, code: 'JOB_CANCELLED' })
     this.emit(jobId)
+    this.ended()
     const told = await this.stopTasks(jobId, live, options.signal)
     return { outcome: 'cancelled', ...told }
   }
@@ -454,6 +467,20 @@ export class Broker {
       }
     }))
     return { stopped, unreached }
+  }
+
+  /** A job reached its final answer: every PRUNE_EVERY of them, the store drops the finished jobs beyond `keepJobs`. */
+  private ended (): void {
+    if (++this.finishedSincePrune < PRUNE_EVERY) return
+    this.finishedSincePrune = 0
+    try {
+      const pruned = this.store.prune(this.keepJobs)
+      if (pruned > 0) this.log.debug(`job store: deleted ${pruned} finished job(s) beyond the newest ${this.keepJobs}`)
+    } catch (err) {
+      // the jobs stay, and the next finished jobs try again
+      if (!(err instanceof JobStoreError)) throw err
+      this.logStoreFault(undefined, `cannot delete finished jobs beyond the newest ${this.keepJobs}`, err)
+    }
   }
 
   private emit (jobId: string): void {
@@ -857,6 +884,7 @@ export class Broker {
     if (!await this.persist(jobId, 'its final answer', () => { this.store.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict) }, run.signal)) return
     this.log.info(`job ${jobId} finished: ${verdict.message}`, { job: jobId })
     this.emit(jobId)
+    this.ended()
   }
 
   /**
@@ -894,6 +922,7 @@ export class Broker {
     this.store.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict)
     this.log.warn(`job ${jobId}: ${verdict.message}`, { job: jobId })
     this.emit(jobId)
+    this.ended()
   }
 
   private async waitForExecutor (peerId: string, ms: number, signal: AbortSignal): Promise<void> {

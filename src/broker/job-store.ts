@@ -109,6 +109,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   finished_at TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_phase ON jobs(phase);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
 CREATE TABLE IF NOT EXISTS tasks (
   task_id TEXT PRIMARY KEY,
   job_id TEXT NOT NULL REFERENCES jobs(job_id),
@@ -331,6 +332,34 @@ export class JobStore {
   finishIfOpen (jobId: string, final: JobFinal): boolean {
     const t = now()
     return this.guard(() => Number(this.stmts.finishIfOpen.run('completed', JSON.stringify(final), t, t, jobId).changes) > 0)
+  }
+
+  /**
+   * Deletes the finished jobs beyond the newest `keep` (by when they
+   * finished), their tasks (outputs and receipts) and the blobs no job left
+   * refers to, in one transaction; how many jobs went. Jobs without a final
+   * answer are never touched. SQLite reuses the freed pages, so the file
+   * stops growing at the size `keep` jobs need.
+   */
+  prune (keep: number): number {
+    return this.guard(() => {
+      this.db.exec('BEGIN IMMEDIATE')
+      try {
+        this.db.prepare('CREATE TEMP TABLE IF NOT EXISTS pruned (job_id TEXT PRIMARY KEY)').run()
+        this.db.prepare('DELETE FROM pruned').run()
+        const n = Number(this.db.prepare('INSERT INTO pruned SELECT job_id FROM jobs WHERE final IS NOT NULL ORDER BY finished_at DESC LIMIT -1 OFFSET ?').run(keep).changes)
+        if (n > 0) {
+          this.db.prepare('DELETE FROM tasks WHERE job_id IN (SELECT job_id FROM pruned)').run()
+          this.db.prepare('DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM pruned)').run()
+          this.db.prepare('DELETE FROM blobs WHERE cid NOT IN (SELECT module_cid FROM jobs UNION SELECT input_cid FROM jobs)').run()
+        }
+        this.db.exec('COMMIT')
+        return n
+      } catch (err) {
+        if (this.db.isTransaction) this.db.exec('ROLLBACK')
+        throw err
+      }
+    })
   }
 
   /** Marks the job's tasks still offered or running failed with `failure`; their IDs and executors. */

@@ -159,7 +159,12 @@ export interface DaemonFlags extends CommonFlags {
   noDirect?: boolean
   /** --replica-network-prefix V4,V6: no two replicas of a job in one IPv4 /V4 or IPv6 /V6 network */
   replicaNetworkPrefix?: string
+  /** --keep-jobs N: finished jobs the broker's job store keeps */
+  keepJobs?: string
 }
+
+/** Finished jobs the broker's job store keeps by default: a batch of 10,000 inputs fits whole. */
+export const DEFAULT_KEEP_JOBS = 10_000
 
 /** What a donor offers: the maxima a job may ask for, and how many run at once. */
 export interface DonorLimits {
@@ -195,6 +200,8 @@ export interface DaemonConfig {
   readonly direct: boolean
   /** how much of an observed address names a network when placing replicas (default /24 and /48) */
   readonly replicaNetworkPrefix: Readonly<{ ipv4: number, ipv6: number }>
+  /** finished jobs the job store keeps, newest first; older ones are deleted with their outputs (`--keep-jobs`, default 10000) */
+  readonly keepJobs: number
   /** where each setting without its own `…Source` field came from, for `worldcompute config` */
   readonly sources: DaemonConfigSources
   /** top-level keys of config.json no role reads, logged as a WARN at start */
@@ -203,7 +210,7 @@ export interface DaemonConfig {
   readonly configFile: string
 }
 
-export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'memoryBudget' | 'maxTasksPerBroker', ValueSource>>
+export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'memoryBudget' | 'maxTasksPerBroker' | 'keepJobs', ValueSource>>
 
 export interface RelayFlags extends CommonFlags {
   announce?: string[]
@@ -421,6 +428,7 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
     refuseIntercepted: refuseIntercepted.value,
     direct: flags.noDirect !== true,
     replicaNetworkPrefix: Object.freeze(parseNetworkPrefix(flags.replicaNetworkPrefix ?? '24,48', '--replica-network-prefix')),
+    keepJobs: flags.keepJobs != null ? parsePositiveInt(flags.keepJobs, '--keep-jobs') : DEFAULT_KEEP_JOBS,
     donor: Object.freeze(loadDonorLimits(flags)),
     sources: Object.freeze(daemonSources(flags, env, fileConfig, refuseIntercepted.source)),
     unknownKeys: Object.freeze(unknownKeys),
@@ -485,7 +493,8 @@ function daemonSources (flags: DaemonFlags, env: NodeJS.ProcessEnv, file: Config
     maxJobMemory: flagOr(flags.maxJobMemory),
     maxDeadline: flagOr(flags.maxDeadline),
     memoryBudget: flagOr(flags.memoryBudget),
-    maxTasksPerBroker: flagOr(flags.maxTasksPerBroker)
+    maxTasksPerBroker: flagOr(flags.maxTasksPerBroker),
+    keepJobs: flagOr(flags.keepJobs)
   }
 }
 
@@ -515,7 +524,8 @@ export function describeDaemonConfig (config: DaemonConfig): ConfigEntry[] {
     { key: 'maxJobMemory', value: `${d.maxJobMemoryBytes / 1024 / 1024}MiB`, source: s.maxJobMemory },
     { key: 'maxDeadline', value: `${d.maxDeadlineMs / 1000}s`, source: s.maxDeadline },
     { key: 'memoryBudget', value: `${Math.round(d.memoryBudgetBytes / 1024 / 1024)}MiB`, source: s.memoryBudget },
-    { key: 'maxTasksPerBroker', value: d.maxTasksPerBroker ?? 'every slot', source: s.maxTasksPerBroker }
+    { key: 'maxTasksPerBroker', value: d.maxTasksPerBroker ?? 'every slot', source: s.maxTasksPerBroker },
+    { key: 'keepJobs', value: config.keepJobs, source: s.keepJobs }
   ]
 }
 

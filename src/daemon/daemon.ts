@@ -203,7 +203,8 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
     store,
     network: new MeshTaskNetwork({ mesh: mesh.components, capacity: capacityService, offer: offerService, dispatch: dispatchService, cancel: cancelService, relays: () => donor.connectedRelays() }),
     self: mesh.peerId,
-    networkPrefixes: config.replicaNetworkPrefix
+    networkPrefixes: config.replicaNetworkPrefix,
+    keepJobs: config.keepJobs
   })
   return { maxLimits, execution, donor, broker }
 }

@@ -47,6 +47,8 @@ the local API on 127.0.0.1.
                    by the address the broker or a relay observed: no two in
                    one IPv4 /V4 or IPv6 /V6 (default 24,48; 32,128 counts
                    every address apart, e.g. a lab behind one router)
+  --keep-jobs N    finished jobs the job store keeps, newest first; older
+                   ones are deleted with their outputs (default 10000)
   --log-format F   text (default) or json; WORLDCOMPUTE_LOG filters, e.g.
                    WORLDCOMPUTE_LOG=info,net=debug`
 
@@ -62,7 +64,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'max-deadline': { type: 'string' },
     'memory-budget': { type: 'string' },
     'max-tasks-per-broker': { type: 'string' },
-    'replica-network-prefix': { type: 'string' }
+    'replica-network-prefix': { type: 'string' },
+    'keep-jobs': { type: 'string' }
   }, 'daemon')
   if (values.help) { o.out(help); return 0 }
   // the daemon prints no result to format: a --json meant for it would be silently lost
@@ -79,7 +82,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     maxDeadline: values['max-deadline'],
     memoryBudget: values['memory-budget'],
     maxTasksPerBroker: values['max-tasks-per-broker'],
-    replicaNetworkPrefix: values['replica-network-prefix']
+    replicaNetworkPrefix: values['replica-network-prefix'],
+    keepJobs: values['keep-jobs']
   })
   warnUnknownConfigKeys(config)
   await runUntilSignal(o, async () => await startDaemon(config), (handle) => {
