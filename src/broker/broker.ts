@@ -1010,9 +1010,13 @@ export class Broker {
   private async runTask (run: JobRun, task: TaskRow): Promise<void> {
     const { job, signal } = run
     const deadline = (job.limits.deadlineMs ?? DEFAULT_JOB_LIMITS.deadlineMs) + 60_000
+    // a timer cleared when the task ends, not AbortSignal.timeout: that one lives out its whole
+    // deadline (two minutes by default), and thousands of tiny jobs would keep thousands of them
+    const overdue = new AbortController()
+    const timer = setTimeout(() => { overdue.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')) }, deadline)
     try {
       this.emit(job.jobId)
-      const result = await this.network.dispatch(task.executor, this.taskToRun(run, task.taskId), { signal: AbortSignal.any([signal, AbortSignal.timeout(deadline)]) })
+      const result = await this.network.dispatch(task.executor, this.taskToRun(run, task.taskId), { signal: AbortSignal.any([signal, overdue.signal]) })
       // a result this node cannot store is not the executor's failure: it waits here for the disk
       if (!await this.persist(job.jobId, `the result of task ${task.taskId}`, () => { this.store.completeTask(task.taskId, result) }, signal)) return
       this.records.resulted(task.executor)
@@ -1028,6 +1032,7 @@ export class Broker {
       if (code !== 'DISPATCH_REFUSED') this.records.failed(task.executor, bad)
       this.log.warn(`job ${job.jobId}: task ${task.taskId} on ${task.executor} failed${e.phase != null ? ` at ${e.phase}` : ''}: ${e.message}; ${bad ? 'it gets no further attempt at this job and is ranked down' : 'retrying on another executor'}`, { job: job.jobId, peer: task.executor, phase: e.phase, code: e.code })
     } finally {
+      clearTimeout(timer)
       run.inflight.delete(task.taskId)
       this.emit(job.jobId)
       // a finished task frees a slot on its executor: this job re-evaluates,
