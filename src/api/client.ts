@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { ApiError, DaemonNotRunningError } from '../core/errors.ts'
 import { dataDirPaths } from '../config/data-dir.ts'
-import { routes, type ApiErrorBody, type RequestOf, type ResponseOf, type RouteName } from './routes.ts'
+import { fillPath, routes, type ApiErrorBody, type RequestOf, type ResponseOf, type RouteName } from './routes.ts'
 import type { ApiEndpoint } from './server.ts'
 
 export interface ApiClientInit {
@@ -48,7 +48,7 @@ export class ApiClient {
   async call<N extends RouteName> (name: N, request: RequestOf<N>, options: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<ResponseOf<N>> {
     const route = routes[name]
     const { port, token, pid } = this.endpoint()
-    const url = new URL(`http://127.0.0.1:${port}${route.path}`)
+    const url = new URL(`http://127.0.0.1:${port}${fillPath(route.path, request as Record<string, unknown>)}`)
     let body: string | undefined
     if (route.method === 'GET') {
       for (const [k, v] of Object.entries(request as Record<string, unknown>)) {

@@ -55,6 +55,21 @@ export interface JobFilesResponse {
   /** guest paths of the files the job removed */
   removed: string[]
 }
+export interface CancelJobRequest { id: string }
+/**
+ * What `POST /v1/jobs/{id}/cancel` did: `cancelled` (it was running and is
+ * now stopped everywhere the broker could reach), `already-cancelled` (an
+ * earlier cancel did it: nothing changed), `already-finished` (it had its
+ * final answer: nothing changed). `job` is the job as it stands after.
+ */
+export interface CancelJobResponse {
+  outcome: 'cancelled' | 'already-cancelled' | 'already-finished'
+  /** its tasks the executors stopped or dropped */
+  stopped: number
+  /** executors that could not be told in time: their tasks lapse there by themselves */
+  unreached: string[]
+  job: JobView
+}
 export interface JobsRequest { limit: number }
 export interface JobsResponse { jobs: JobView[] }
 /** A one-time link that logs a browser into the dashboard. */
@@ -177,10 +192,39 @@ function executorsOf (value: unknown): { executors?: string[] } {
   return { executors }
 }
 
+function jobIdOf (o: Record<string, unknown>): string {
+  if (typeof o.id !== 'string' || !/^[\w.-]{1,128}$/.test(o.id)) throw new Error('id must be a job ID')
+  return o.id
+}
+
 function parseJobRequest (input: unknown): JobRequest {
   const o = obj(input)
-  if (typeof o.id !== 'string' || !/^[\w.-]{1,128}$/.test(o.id)) throw new Error('id must be a job ID')
-  return { id: o.id, full: o.full === 'true' || o.full === true || o.full === '1' }
+  return { id: jobIdOf(o), full: o.full === 'true' || o.full === true || o.full === '1' }
+}
+
+/**
+ * A route path's `{name}` segments: matched against a request path (the
+ * values, or undefined when it does not match), and filled from a request.
+ */
+export function matchPath (pattern: string, pathname: string): Record<string, string> | undefined {
+  const want = pattern.split('/')
+  const got = pathname.split('/')
+  if (want.length !== got.length) return undefined
+  const params: Record<string, string> = {}
+  for (let i = 0; i < want.length; i++) {
+    const name = /^\{(\w+)\}$/.exec(want[i])?.[1]
+    if (name == null) {
+      if (want[i] !== got[i]) return undefined
+    } else {
+      if (got[i] === '') return undefined
+      params[name] = decodeURIComponent(got[i])
+    }
+  }
+  return params
+}
+
+export function fillPath (pattern: string, request: Record<string, unknown>): string {
+  return pattern.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(String(request[name])))
 }
 
 /** A route typed by its request and response (the response type only marks what the client gets back). */
@@ -200,6 +244,7 @@ export const routes = {
   submitJob: route<SubmitJobRequest, JobView>({ method: 'POST', path: `${API_PREFIX}/jobs`, maxBodyBytes: MAX_SUBMIT_BODY, parseRequest: parseSubmitJob }),
   job: route<JobRequest, JobView>({ method: 'GET', path: `${API_PREFIX}/job`, parseRequest: parseJobRequest }),
   jobFiles: route<JobFilesRequest, JobFilesResponse>({ method: 'GET', path: `${API_PREFIX}/job/files`, parseRequest: parseJobFilesRequest }),
+  cancelJob: route<CancelJobRequest, CancelJobResponse>({ method: 'POST', path: `${API_PREFIX}/jobs/{id}/cancel`, parseRequest: (input: unknown) => ({ id: jobIdOf(obj(input)) }) }),
   jobs: route<JobsRequest, JobsResponse>({
     method: 'GET',
     path: `${API_PREFIX}/jobs`,

@@ -3,7 +3,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFileSync, writeFileSync, renameSync, statSync, unlinkSync } from 'node:fs'
 import { WorldComputeError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
-import { API_VERSION_HEADER, routes, type ApiErrorBody, type ApiHandlers, type RouteHandler, type RouteName } from './routes.ts'
+import { API_VERSION_HEADER, matchPath, routes, type ApiErrorBody, type ApiHandlers, type RouteHandler, type RouteName } from './routes.ts'
 import { Dashboard, DASHBOARD_LOGIN_PATH, DASHBOARD_PATH } from './dashboard.ts'
 import { DashboardLogins, type DashboardLoginsInit } from './dashboard-auth.ts'
 import type { DataDirPaths } from '../config/data-dir.ts'
@@ -209,7 +209,7 @@ export class ApiServer {
   /** Answers a request through the route table (only the routes `allow` accepts); errors reach `handle`'s catch. */
   private async dispatch (req: IncomingMessage, res: ServerResponse, url: URL, allow: (name: RouteName) => boolean = () => true): Promise<void> {
     const onPath = (Object.entries(routes) as Array<[RouteName, typeof routes[RouteName]]>)
-      .filter(([name, r]) => r.path === url.pathname && allow(name))
+      .filter(([name, r]) => matchPath(r.path, url.pathname) != null && allow(name))
     if (onPath.length === 0) return this.fail(res, 404, 'NOT_FOUND', `no route ${url.pathname}`)
     const entry = onPath.find(([, r]) => r.method === req.method)
     if (entry == null) return this.fail(res, 405, 'METHOD_NOT_ALLOWED', `${url.pathname} takes ${onPath.map(([, r]) => r.method).join(' or ')}`)
@@ -225,6 +225,9 @@ export class ApiServer {
         return this.fail(res, 400, 'BAD_REQUEST', 'request body is not valid JSON')
       }
     }
+    // values in the path (`{id}`) win over the same names in an object body or the query
+    const params = matchPath(route.path, url.pathname) ?? {}
+    if (Object.keys(params).length > 0 && typeof input === 'object' && !Array.isArray(input)) input = { ...input, ...params }
     let parsed: unknown
     try {
       parsed = route.parseRequest(input)

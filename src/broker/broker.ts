@@ -78,6 +78,34 @@ export interface OfferAnswer {
   freeSlots?: number
 }
 
+/** An executor's answer to a cancel: each task in one list. */
+export interface CancelAnswer {
+  /** were running: stopped, their slots free */
+  stopped: string[]
+  /** offered or arriving, not started: dropped */
+  dropped: string[]
+  /** not known there (finished meanwhile, never arrived) */
+  unknown: string[]
+}
+
+/** What `Broker.cancel` did. */
+export interface CancelOutcome {
+  outcome: 'cancelled' | 'already-cancelled' | 'already-finished'
+  /** tasks the executors stopped or dropped */
+  stopped: number
+  /** executors that could not be told (unreachable, no answer in time): their tasks lapse there by themselves */
+  unreached: string[]
+}
+
+/** The job store is pruned to `keepJobs` once per this many finished jobs: a delete per job would cost more than the rows. */
+const PRUNE_EVERY = 100
+
+/** How long a cancel waits for the executors' answers. */
+const CANCEL_WAIT_MS = 5_000
+
+/** What the store says of a task its job's cancel stopped. */
+export const CANCELLED_TASK = 'CANCELLED: the job was cancelled'
+
 /** What the broker needs from the network; the daemon wires the libp2p protocols in. */
 export interface TaskNetwork {
   executors: () => ExecutorInfo[]
@@ -97,6 +125,12 @@ export interface TaskNetwork {
   locate: (executor: string, options: { signal: AbortSignal }) => Promise<string | undefined>
   /** resolves when a new executor appears, or after `ms` */
   waitForExecutors: (ms: number, signal: AbortSignal) => Promise<void>
+  /**
+   * asks the executor to stop tasks this broker dispatched to it (`job
+   * cancel`); resolves with what it did with each; throws when it cannot be
+   * reached. Absent: a cancelled job's tasks lapse on their executors by themselves
+   */
+  cancel?: (executor: string, taskIds: string[], options: { signal: AbortSignal }) => Promise<CancelAnswer>
   /** calls `listener` whenever an executor appears or announces its capacity again; returns the unsubscribe */
   onExecutorsChanged?: (listener: () => void) => () => void
 }
@@ -129,6 +163,11 @@ export interface BrokerInit {
    * job run in one IPv4 /ipv4 or IPv6 /ipv6 network @default { ipv4: 24, ipv6: 48 }
    */
   networkPrefixes?: NetworkPrefixes
+  /**
+   * finished jobs the store keeps, newest first; older ones are deleted with
+   * their outputs, checked every PRUNE_EVERY finished jobs @default 10000
+   */
+  keepJobs?: number
   /**
    * how long a job waits before writing again to a job store that failed (a
    * full disk): the job is held, never ended or blamed on an executor
@@ -279,6 +318,8 @@ export class Broker {
   private readonly onJobFinished?: (final: JobFinal) => void
   private controller?: AbortController
   private readonly running = new Map<string, Promise<void>>()
+  /** each running job's own stop, for `cancel` */
+  private readonly jobStops = new Map<string, AbortController>()
   /** the waiting side of each running job */
   private readonly wakers = new Map<string, JobWaker>()
   private readonly listeners = new Set<JobEventListener>()
@@ -295,6 +336,9 @@ export class Broker {
   private readonly queue: Array<{ jobId: string, seq: number }> = []
   private readonly queueSeq = new Map<string, number>()
   private nextSeq = 0
+  private readonly keepJobs: number
+  /** jobs finished since the store was last pruned */
+  private finishedSincePrune = 0
   private probeTimer?: NodeJS.Timeout
   private unsubscribe?: () => void
 
@@ -310,6 +354,7 @@ export class Broker {
     this.prefixes = init.networkPrefixes ?? DEFAULT_NETWORK_PREFIXES
     this.storeRetry = init.storeRetry ?? DEFAULT_STORE_RETRY
     this.onJobFinished = init.onJobFinished
+    this.keepJobs = init.keepJobs ?? 10_000
     this.log = init.logger ?? createLogger('broker')
   }
 
@@ -398,6 +443,69 @@ export class Broker {
     return this.store.listJobs(limit)
   }
 
+  /**
+   * Cancels a job: its final answer becomes `cancelled` in the store first (a
+   * restart does not resume it), its run stops placing and waiting, and every
+   * executor holding one of its tasks is told to stop it. Idempotent; a job
+   * that already had its final answer is left as it is.
+   */
+  async cancel (jobId: string, options: { signal?: AbortSignal } = {}): Promise<CancelOutcome> {
+    const job = this.store.getJob(jobId)
+    if (job == null) throw new JobNotFoundError(jobId)
+    const final: JobFinal = { status: 'cancelled', agreeing: 0, message: 'cancelled by the submitter (job cancel)' }
+    if (!this.store.finishIfOpen(jobId, final)) {
+      const was = this.store.getJob(jobId)?.final?.status
+      return { outcome: was === 'cancelled' ? 'already-cancelled' : 'already-finished', stopped: 0, unreached: [] }
+    }
+    this.onJobFinished?.(final)
+    this.queueSeq.delete(jobId)
+    const live = this.store.failLiveTasks(jobId, CANCELLED_TASK)
+    this.jobStops.get(jobId)?.abort(new Error(`job ${jobId} was cancelled`))
+    // the run ends at once on its signal; a task it was placing meanwhile is caught by the second look
+    await this.running.get(jobId)
+    live.push(...this.store.failLiveTasks(jobId, CANCELLED_TASK))
+    this.log.info(`job ${jobId} cancelled: stopping ${live.length} task(s) on their executors`, { job: jobId, code: 'JOB_CANCELLED' })
+    this.emit(jobId)
+    this.ended()
+    const told = await this.stopTasks(jobId, live, options.signal)
+    return { outcome: 'cancelled', ...told }
+  }
+
+  /** Tells each executor to stop the tasks of a cancelled job it holds, in parallel, for at most CANCEL_WAIT_MS. */
+  private async stopTasks (jobId: string, tasks: Array<{ taskId: string, executor: string }>, signal?: AbortSignal): Promise<Omit<CancelOutcome, 'outcome'>> {
+    const byExecutor = new Map<string, string[]>()
+    for (const t of tasks) byExecutor.set(t.executor, [...(byExecutor.get(t.executor) ?? []), t.taskId])
+    const cancel = this.network.cancel?.bind(this.network)
+    if (cancel == null) return { stopped: 0, unreached: [...byExecutor.keys()] }
+    const wait = AbortSignal.any([AbortSignal.timeout(CANCEL_WAIT_MS), ...(signal != null ? [signal] : [])])
+    let stopped = 0
+    const unreached: string[] = []
+    await Promise.all([...byExecutor].map(async ([executor, taskIds]) => {
+      try {
+        const answer = await cancel(executor, taskIds, { signal: wait })
+        stopped += answer.stopped.length + answer.dropped.length
+      } catch (err) {
+        unreached.push(executor)
+        this.log.warn(`job ${jobId}: could not tell ${executor} to stop ${taskIds.join(', ')}: ${(err as Error).message} (the task lapses there when its broker stops waiting)`, { job: jobId, peer: executor, phase: 'cancel', code: (err as { code?: string }).code })
+      }
+    }))
+    return { stopped, unreached }
+  }
+
+  /** A job reached its final answer: every PRUNE_EVERY of them, the store drops the finished jobs beyond `keepJobs`. */
+  private ended (): void {
+    if (++this.finishedSincePrune < PRUNE_EVERY) return
+    this.finishedSincePrune = 0
+    try {
+      const pruned = this.store.prune(this.keepJobs)
+      if (pruned > 0) this.log.debug(`job store: deleted ${pruned} finished job(s) beyond the newest ${this.keepJobs}`)
+    } catch (err) {
+      // the jobs stay, and the next finished jobs try again
+      if (!(err instanceof JobStoreError)) throw err
+      this.logStoreFault(undefined, `cannot delete finished jobs beyond the newest ${this.keepJobs}`, err)
+    }
+  }
+
   private emit (jobId: string): void {
     for (const l of this.listeners) {
       try {
@@ -410,8 +518,11 @@ export class Broker {
 
   /** Runs the job; `storeFailures`: how many runs of it in a row the job store stopped. */
   private launch (jobId: string, storeFailures = 0): void {
-    const signal = this.controller?.signal
-    if (signal == null || this.running.has(jobId)) return
+    const stopping = this.controller?.signal
+    if (stopping == null || this.running.has(jobId)) return
+    const jobStop = new AbortController()
+    this.jobStops.set(jobId, jobStop)
+    const signal = AbortSignal.any([stopping, jobStop.signal])
     let storeFailed = false
     const run = this.runJob(jobId, signal)
       .catch((err: Error) => {
@@ -426,6 +537,7 @@ export class Broker {
       })
       .finally(() => {
         this.running.delete(jobId)
+        if (this.jobStops.get(jobId) === jobStop) this.jobStops.delete(jobId)
         if (storeFailed) this.relaunchLater(jobId, storeFailures + 1, signal)
       })
     this.running.set(jobId, run)
@@ -802,6 +914,7 @@ export class Broker {
     if (!await this.persist(jobId, 'its final answer', () => { this.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict) }, run.signal)) return
     this.log.info(`job ${jobId} finished: ${verdict.message}`, { job: jobId })
     this.emit(jobId)
+    this.ended()
   }
 
   /**
@@ -826,6 +939,8 @@ export class Broker {
    * network took the rest (their results are not a majority).
    */
   private finishUnavailable (run: JobRun): void {
+    // cancelled meanwhile: the cancel wrote its final answer
+    if (run.signal.aborted) return
     const jobId = run.job.jobId
     const refusals = run.refusedBy.size > 0 ? ` (${run.refusedBy.size} refused it: see the broker log for their reasons)` : ''
     const within = `within ${Math.round(this.unavailableAfterMs / 1000)} s`
@@ -837,6 +952,7 @@ export class Broker {
     this.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict)
     this.log.warn(`job ${jobId}: ${verdict.message}`, { job: jobId })
     this.emit(jobId)
+    this.ended()
   }
 
   private async waitForExecutor (peerId: string, ms: number, signal: AbortSignal): Promise<void> {
@@ -925,9 +1041,13 @@ export class Broker {
   private async runTask (run: JobRun, task: TaskRow): Promise<void> {
     const { job, signal } = run
     const deadline = (job.limits.deadlineMs ?? DEFAULT_JOB_LIMITS.deadlineMs) + 60_000
+    // a timer cleared when the task ends, not AbortSignal.timeout: that one lives out its whole
+    // deadline (two minutes by default), and thousands of tiny jobs would keep thousands of them
+    const overdue = new AbortController()
+    const timer = setTimeout(() => { overdue.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')) }, deadline)
     try {
       this.emit(job.jobId)
-      const result = await this.network.dispatch(task.executor, this.taskToRun(run, task.taskId), { signal: AbortSignal.any([signal, AbortSignal.timeout(deadline)]) })
+      const result = await this.network.dispatch(task.executor, this.taskToRun(run, task.taskId), { signal: AbortSignal.any([signal, overdue.signal]) })
       // a result this node cannot store is not the executor's failure: it waits here for the disk
       if (!await this.persist(job.jobId, `the result of task ${task.taskId}`, () => { this.store.completeTask(task.taskId, result) }, signal)) return
       this.records.resulted(task.executor)
@@ -943,6 +1063,7 @@ export class Broker {
       if (code !== 'DISPATCH_REFUSED') this.records.failed(task.executor, bad)
       this.log.warn(`job ${job.jobId}: task ${task.taskId} on ${task.executor} failed${e.phase != null ? ` at ${e.phase}` : ''}: ${e.message}; ${bad ? 'it gets no further attempt at this job and is ranked down' : 'retrying on another executor'}`, { job: job.jobId, peer: task.executor, phase: e.phase, code: e.code })
     } finally {
+      clearTimeout(timer)
       run.inflight.delete(task.taskId)
       this.emit(job.jobId)
       // a finished task frees a slot on its executor: this job re-evaluates,

@@ -64,7 +64,7 @@ export interface TaskRow {
 }
 
 export interface JobFinal {
-  status: ExecStatus | 'no_agreement' | 'unavailable'
+  status: ExecStatus | 'no_agreement' | 'unavailable' | 'cancelled'
   exitCode?: number
   /** trap text or policy reason of the agreed result */
   error?: string
@@ -115,6 +115,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   finished_at TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_phase ON jobs(phase);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
 CREATE TABLE IF NOT EXISTS tasks (
   task_id TEXT PRIMARY KEY,
   job_id TEXT NOT NULL REFERENCES jobs(job_id),
@@ -252,12 +253,14 @@ export class JobStore {
       unfinished: this.db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE phase IN ('queued', 'running') ORDER BY created_at`),
       setPhase: this.db.prepare('UPDATE jobs SET phase = ?, updated_at = ? WHERE job_id = ?'),
       finish: this.db.prepare('UPDATE jobs SET phase = ?, final = ?, updated_at = ?, finished_at = ? WHERE job_id = ?'),
+      finishIfOpen: this.db.prepare('UPDATE jobs SET phase = ?, final = ?, updated_at = ?, finished_at = ? WHERE job_id = ? AND final IS NULL'),
       insertTask: this.db.prepare(`INSERT INTO tasks (task_id, job_id, replica, attempt, executor, path, state, created_at, updated_at)
         VALUES (?, ?, ?, ?, ?, NULL, 'offered', ?, ?)`),
       taskRunning: this.db.prepare("UPDATE tasks SET state = 'running', path = ?, updated_at = ? WHERE task_id = ?"),
       taskDone: this.db.prepare(`UPDATE tasks SET state = 'done', path = COALESCE(?, path), outcome = ?, receipt = ?, receipt_signature = ?, stdout = ?, stderr = ?, files = ?, failure = NULL, updated_at = ?
         WHERE task_id = ?`),
       taskFailed: this.db.prepare("UPDATE tasks SET state = 'failed', failure = ?, updated_at = ? WHERE task_id = ?"),
+      failLiveTasks: this.db.prepare("UPDATE tasks SET state = 'failed', failure = ?, updated_at = ? WHERE job_id = ? AND state IN ('offered', 'running')"),
       tasksOf: this.db.prepare(`SELECT ${TASK_COLUMNS} FROM tasks WHERE job_id = ? ORDER BY replica, attempt`),
       getTask: this.db.prepare(`SELECT ${TASK_COLUMNS} FROM tasks WHERE task_id = ?`)
     }
@@ -332,6 +335,50 @@ export class JobStore {
   finishJob (jobId: string, phase: 'completed' | 'error', final: JobFinal): void {
     const t = now()
     this.guard(() => this.stmts.finish.run(phase, JSON.stringify(final), t, t, jobId))
+  }
+
+  /**
+   * Gives a job its final answer unless it has one already, in one statement,
+   * so a verdict reached at the same moment is never overwritten; whether it did.
+   */
+  finishIfOpen (jobId: string, final: JobFinal): boolean {
+    const t = now()
+    return this.guard(() => Number(this.stmts.finishIfOpen.run('completed', JSON.stringify(final), t, t, jobId).changes) > 0)
+  }
+
+  /**
+   * Deletes the finished jobs beyond the newest `keep` (by when they
+   * finished), their tasks (outputs and receipts) and the blobs no job left
+   * refers to, in one transaction; how many jobs went. Jobs without a final
+   * answer are never touched. SQLite reuses the freed pages, so the file
+   * stops growing at the size `keep` jobs need.
+   */
+  prune (keep: number): number {
+    return this.guard(() => {
+      this.db.exec('BEGIN IMMEDIATE')
+      try {
+        this.db.prepare('CREATE TEMP TABLE IF NOT EXISTS pruned (job_id TEXT PRIMARY KEY)').run()
+        this.db.prepare('DELETE FROM pruned').run()
+        const n = Number(this.db.prepare('INSERT INTO pruned SELECT job_id FROM jobs WHERE final IS NOT NULL ORDER BY finished_at DESC LIMIT -1 OFFSET ?').run(keep).changes)
+        if (n > 0) {
+          this.db.prepare('DELETE FROM tasks WHERE job_id IN (SELECT job_id FROM pruned)').run()
+          this.db.prepare('DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM pruned)').run()
+          this.db.prepare('DELETE FROM blobs WHERE cid NOT IN (SELECT module_cid FROM jobs UNION SELECT input_cid FROM jobs)').run()
+        }
+        this.db.exec('COMMIT')
+        return n
+      } catch (err) {
+        if (this.db.isTransaction) this.db.exec('ROLLBACK')
+        throw err
+      }
+    })
+  }
+
+  /** Marks the job's tasks still offered or running failed with `failure`; their IDs and executors. */
+  failLiveTasks (jobId: string, failure: string): Array<{ taskId: string, executor: string }> {
+    const live = this.tasksOf(jobId).filter(t => t.state === 'offered' || t.state === 'running').map(t => ({ taskId: t.taskId, executor: t.executor }))
+    if (live.length > 0) this.guard(() => this.stmts.failLiveTasks.run(failure, now(), jobId))
+    return live
   }
 
   createTask (task: { taskId: string, jobId: string, replica: number, attempt: number, executor: string }): void {

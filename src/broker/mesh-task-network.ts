@@ -5,13 +5,14 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import { delay, Waker } from '../core/async.ts'
 import { ReachFailedError } from '../net/peer-dialler.ts'
 import { relayPeerOf, transportOf, uplinkTransport } from '../net/transport-of.ts'
-import type { ExecutorInfo, OfferAnswer, TaskNetwork, TaskRunResult, TaskToRun } from './broker.ts'
+import type { CancelAnswer, ExecutorInfo, OfferAnswer, TaskNetwork, TaskRunResult, TaskToRun } from './broker.ts'
 import type { MeshComponents } from '../net/components.ts'
 import type { CapacityService } from '../protocols/capacity/index.ts'
 import { FilesNotCachedError, type DispatchResult, type DispatchService } from '../protocols/dispatch/index.ts'
 import { manifestBlobCids, type AddressedTree } from '../codec/manifest.ts'
 import { MAX_OFFER_FILE_CIDS } from '../codec/messages.ts'
 import type { OfferService } from '../protocols/offer/index.ts'
+import type { CancelService } from '../protocols/cancel/index.ts'
 import type { Connection } from '@libp2p/interface'
 
 export interface MeshTaskNetworkInit {
@@ -20,6 +21,8 @@ export interface MeshTaskNetworkInit {
   capacity: CapacityService
   offer: OfferService
   dispatch: DispatchService
+  /** `job cancel` reaches executors through it; absent: cancelled tasks lapse on their executors */
+  cancel?: CancelService
   /** relays this node holds a connection to: an executor with no known address is tried through them */
   relays?: () => string[]
   /**
@@ -172,6 +175,18 @@ export class MeshTaskNetwork implements TaskNetwork {
     if (res.accept) this.hasModule.set(task.taskId, res.hasModule)
     if (res.accept && res.hasFiles != null) this.hasFiles.set(task.taskId, res.hasFiles)
     return { accept: res.accept, reason: res.reason, code: res.code, freeSlots: res.freeSlots }
+  }
+
+  /**
+   * Asks the executor to stop tasks of ours, on a stream of its own over the
+   * connection a dispatch would use (direct, else through a relay): the
+   * dispatch stream may be busy sending the payload, or gone with its relay.
+   */
+  async cancel (executor: string, taskIds: string[], options: { signal: AbortSignal }): Promise<CancelAnswer> {
+    const service = this.init.cancel
+    if (service == null) throw new Error('this node has no cancel protocol')
+    const conn = await this.connect(executor, options.signal)
+    return await service.cancel(conn, { taskIds }, { signal: options.signal })
   }
 
   /**

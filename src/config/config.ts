@@ -170,7 +170,12 @@ export interface DaemonFlags extends CommonFlags {
   noDirect?: boolean
   /** --replica-network-prefix V4,V6: no two replicas of a job in one IPv4 /V4 or IPv6 /V6 network */
   replicaNetworkPrefix?: string
+  /** --keep-jobs N: finished jobs the broker's job store keeps */
+  keepJobs?: string
 }
+
+/** Finished jobs the broker's job store keeps by default: a batch of 10,000 inputs fits whole. */
+export const DEFAULT_KEEP_JOBS = 10_000
 
 /** What a donor offers: the maxima a job may ask for, and how many run at once. */
 export interface DonorLimits {
@@ -210,6 +215,8 @@ export interface DaemonConfig {
   readonly replicaNetworkPrefix: Readonly<{ ipv4: number, ipv6: number }>
   /** where /metrics is served; absent: no metrics (the default) */
   readonly metrics?: MetricsEndpoint
+  /** finished jobs the job store keeps, newest first; older ones are deleted with their outputs (`--keep-jobs`, default 10000) */
+  readonly keepJobs: number
   /** where each setting without its own `…Source` field came from, for `worldcompute config` */
   readonly sources: DaemonConfigSources
   /** top-level keys of config.json no role reads, logged as a WARN at start */
@@ -218,7 +225,7 @@ export interface DaemonConfig {
   readonly configFile: string
 }
 
-export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'maxPayload' | 'memoryBudget' | 'maxTasksPerBroker' | 'metrics', ValueSource>>
+export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'maxPayload' | 'memoryBudget' | 'maxTasksPerBroker' | 'metrics' | 'keepJobs', ValueSource>>
 
 export interface RelayFlags extends CommonFlags {
   announce?: string[]
@@ -438,6 +445,7 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
     refuseIntercepted: refuseIntercepted.value,
     direct: flags.noDirect !== true,
     replicaNetworkPrefix: Object.freeze(parseNetworkPrefix(flags.replicaNetworkPrefix ?? '24,48', '--replica-network-prefix')),
+    keepJobs: flags.keepJobs != null ? parsePositiveInt(flags.keepJobs, '--keep-jobs') : DEFAULT_KEEP_JOBS,
     donor: Object.freeze(loadDonorLimits(flags)),
     ...metricsOf(flags, fileConfig),
     sources: Object.freeze(daemonSources(flags, env, fileConfig, refuseIntercepted.source)),
@@ -512,7 +520,8 @@ function daemonSources (flags: DaemonFlags, env: NodeJS.ProcessEnv, file: Config
     maxPayload: flagOr(flags.maxPayload),
     memoryBudget: flagOr(flags.memoryBudget),
     maxTasksPerBroker: flagOr(flags.maxTasksPerBroker),
-    metrics: flags.metrics != null ? 'flag' : file.metrics != null ? 'file' : 'default'
+    metrics: flags.metrics != null ? 'flag' : file.metrics != null ? 'file' : 'default',
+    keepJobs: flagOr(flags.keepJobs)
   }
 }
 
@@ -545,7 +554,8 @@ export function describeDaemonConfig (config: DaemonConfig): ConfigEntry[] {
     { key: 'memoryBudget', value: `${Math.round(d.memoryBudgetBytes / 1024 / 1024)}MiB`, source: s.memoryBudget },
     { key: 'maxTasksPerBroker', value: d.maxTasksPerBroker ?? 'every slot', source: s.maxTasksPerBroker },
     { key: 'metrics', value: config.metrics != null ? `${config.metrics.host}:${config.metrics.port}` : 'off', source: s.metrics },
-    { key: 'metricsAllowRemote', value: config.metrics?.allowRemote ?? false, source: s.metrics }
+    { key: 'metricsAllowRemote', value: config.metrics?.allowRemote ?? false, source: s.metrics },
+    { key: 'keepJobs', value: config.keepJobs, source: s.keepJobs }
   ]
 }
 

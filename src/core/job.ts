@@ -165,12 +165,12 @@ export interface ReplicaView {
 /**
  * A job as the API returns it. `status` is `queued`/`running` until the job
  * has a final answer, then the agreed ExecStatus, or `no_agreement` /
- * `unavailable`. Fields tools rely on (the `--json` contract): jobId, status,
+ * `unavailable`, or `cancelled` (`job cancel`: its replicas were stopped). Fields tools rely on (the `--json` contract): jobId, status,
  * exitCode, stdout, stderr, outputCid, fuelUsed, durationMs, replicas.
  */
 export interface JobView {
   jobId: string
-  status: ExecStatus | 'queued' | 'running' | 'no_agreement' | 'unavailable'
+  status: ExecStatus | 'queued' | 'running' | 'no_agreement' | 'unavailable' | 'cancelled'
   final: boolean
   message: string
   exitCode: number | null

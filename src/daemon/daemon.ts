@@ -13,6 +13,7 @@ import { capacity, type CapacityService } from '../protocols/capacity/index.ts'
 import { dispatch, type DispatchService } from '../protocols/dispatch/index.ts'
 import { offer, type OfferService } from '../protocols/offer/index.ts'
 import { natInfo } from '../protocols/nat-info/index.ts'
+import { cancel, type CancelService } from '../protocols/cancel/index.ts'
 import { ensureDataDir, lockDataDir, type DataDirPaths } from '../config/data-dir.ts'
 import { loadOrCreateIdentity, type Identity } from '../config/identity.ts'
 import { VERSION } from '../core/version.ts'
@@ -68,6 +69,7 @@ interface Net {
   capacityService: CapacityService
   offerService: OfferService
   dispatchService: DispatchService
+  cancelService: CancelService
 }
 
 /** The job-running side of a donor; absent with --no-execute. */
@@ -198,18 +200,22 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
         runTask: execute ? async (req, o) => await answers.runTask(req, o) : undefined,
         admit: execute ? (req, ctx) => answers.admit(req, ctx) : undefined,
         logger: createLogger('protocols.dispatch')
+      }),
+      cancel: cancel({
+        cancelTasks: execute ? (req, ctx) => answers.cancelTasks(req, ctx) : undefined,
+        logger: createLogger('protocols.cancel')
       })
     }
   })
   // the node listens once created: stopped by the donor when it stops, and here when a later step fails
   teardown.add('libp2p node', async () => { await mesh.stop() })
-  const { capacity: capacityService, offer: offerService, dispatch: dispatchService } = mesh.services
-  return { mesh, resolver, capacityService, offerService, dispatchService }
+  const { capacity: capacityService, offer: offerService, dispatch: dispatchService, cancel: cancelService } = mesh.services
+  return { mesh, resolver, capacityService, offerService, dispatchService, cancelService }
 }
 
 /** Step 4: the roles on the node (built, not started): job runner, donor, broker. */
 function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store: JobStore, options: StartDaemonOptions, log: Logger, events: RoleEvents): Roles {
-  const { mesh, resolver, capacityService, offerService, dispatchService } = net
+  const { mesh, resolver, capacityService, offerService, dispatchService, cancelService } = net
   const maxLimits: JobLimits = {
     ...DEFAULT_JOB_LIMITS,
     memoryBytes: config.donor.maxJobMemoryBytes,
@@ -225,10 +231,11 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
   capacityService.addEventListener('executor:added', (evt) => { donor.direct?.schedule(evt.detail.peerId, evt.detail.addrs, 'it announced capacity') })
   const broker = new Broker({
     store,
-    network: new MeshTaskNetwork({ mesh: mesh.components, capacity: capacityService, offer: offerService, dispatch: dispatchService, relays: () => donor.connectedRelays() }),
+    network: new MeshTaskNetwork({ mesh: mesh.components, capacity: capacityService, offer: offerService, dispatch: dispatchService, cancel: cancelService, relays: () => donor.connectedRelays() }),
     self: mesh.peerId,
     networkPrefixes: config.replicaNetworkPrefix,
-    onJobFinished: (final) => { events.jobFinished?.(final.status) }
+    onJobFinished: (final) => { events.jobFinished?.(final.status) },
+    keepJobs: config.keepJobs
   })
   return { maxLimits, execution, donor, broker }
 }
@@ -328,6 +335,11 @@ function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacity
     job: async ({ id, full }) => {
       const { job, tasks } = broker.getJob(id)
       return jobView(job, tasks, full)
+    },
+    cancelJob: async ({ id }, { signal }) => {
+      const done = await broker.cancel(id, { signal })
+      const { job, tasks } = broker.getJob(id)
+      return { ...done, job: jobView(job, tasks, false) }
     },
     jobs: async ({ limit }) => ({ jobs: broker.listJobs(limit).map(job => jobView(job, broker.getJob(job.jobId).tasks, false)) })
   }

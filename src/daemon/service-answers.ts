@@ -1,5 +1,7 @@
 import { WorldComputeError } from '../core/errors.ts'
 import type { ExecuteRequest, ExecuteResult } from '../core/job.ts'
+import { cancelTasks } from '../donor/cancel.ts'
+import type { CancelRequest, CancelResponse } from '../protocols/cancel/index.ts'
 import type { CapacityInfo } from '../protocols/capacity/index.ts'
 import type { Admission, AdmissionRequest, DispatchContext } from '../protocols/dispatch/index.ts'
 import type { NatInfoMessage } from '../protocols/nat-info/index.ts'
@@ -15,6 +17,7 @@ export interface AnsweringRoles {
     decideOffer: (req: OfferRequest, context: OfferContext) => OfferResponse
     admit: (req: AdmissionRequest, context: DispatchContext) => Admission
     runTask: (req: ExecuteRequest, options: { signal: AbortSignal } & DispatchContext) => Promise<ExecuteResult>
+    cancelTask: (peer: string, taskId: string) => 'stopped' | 'dropped' | 'unknown'
   }
   nat: { natInfo: () => NatInfoMessage }
 }
@@ -56,6 +59,11 @@ export class ServiceAnswers {
   admit (req: AdmissionRequest, context: DispatchContext): Admission {
     const runner = this.roles?.runner
     return runner != null ? runner.admit(req, context) : { admitted: false, code: 'no-offer', reason: 'the donor is still starting' }
+  }
+
+  cancelTasks (req: CancelRequest, context: { peer: string }): CancelResponse {
+    const runner = this.roles?.runner
+    return runner != null ? cancelTasks(runner, req, context) : { stopped: [], dropped: [], unknown: req.taskIds }
   }
 
   async runTask (req: ExecuteRequest, options: { signal: AbortSignal } & DispatchContext): Promise<ExecuteResult> {

@@ -2,6 +2,7 @@ import { resolveJobLimits, type Executor } from '../executor/index.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { duration, shortPeerId } from '../core/format.ts'
 import { TaskAbandonedError } from '../protocols/errors.ts'
+import { TaskCancelledError } from './cancel.ts'
 import type { ExecuteRequest, ExecuteResult, JobLimits } from '../core/job.ts'
 import type { OfferRequest, OfferResponse } from '../codec/messages.ts'
 import type { CapacityInfo } from '../protocols/capacity/index.ts'
@@ -260,12 +261,32 @@ export class JobRunner {
       this.init.onExecuted?.(result)
       return result
     } catch (err) {
-      if (run.abandon.signal.aborted) throw new TaskAbandonedError(req.taskId, `its broker ${options.peer} left`, { cause: err })
+      if (run.abandon.signal.aborted) throw new TaskAbandonedError(req.taskId, run.abandon.signal.reason instanceof TaskCancelledError ? 'its broker cancelled it' : `its broker ${options.peer} left`, { cause: err })
       throw err
     } finally {
-      this.runs.delete(key)
+      // a cancel took the run out already (and announced the free slot)
+      if (this.runs.get(key) === run) this.runs.delete(key)
       this.init.onChange?.()
     }
+  }
+
+  /**
+   * Its broker cancelled the task (donor/cancel.ts): a run is abandoned (the
+   * executor stops it) and a hold dropped, so a dispatch that arrives for it
+   * later is refused; either frees the slot at once. Keyed by the broker, so
+   * nobody else's cancel can match.
+   */
+  cancelTask (peer: string, taskId: string): 'stopped' | 'dropped' | 'unknown' {
+    const key = keyOf(peer, taskId)
+    const run = this.runs.get(key)
+    if (run != null) {
+      run.abandon.abort(new TaskCancelledError(taskId))
+      this.runs.delete(key)
+    } else if (!this.holds.delete(key)) {
+      return 'unknown'
+    }
+    this.init.onChange?.()
+    return run != null ? 'stopped' : 'dropped'
   }
 
   /** A broker's last connection closed: its offers go at once, its tasks after the grace period. */

@@ -55,7 +55,7 @@ export interface NodeMetricsComponents {
 }
 
 /** The final statuses of a job: the agreed execution status, or none agreed, or nobody ran it. */
-const JOB_STATUSES = [...EXEC_STATUSES, 'no_agreement', 'unavailable'] as const
+const JOB_STATUSES = [...EXEC_STATUSES, 'no_agreement', 'unavailable', 'cancelled'] as const
 export type JobFinalStatus = typeof JOB_STATUSES[number]
 
 /**

@@ -98,6 +98,10 @@ function stubHandlers (pings: PingRequest[]): ApiHandlers {
       return req.full ? { ...JOB, stdout: 'hi\n', stderr: '' } : JOB
     },
     jobFiles: async (req) => ({ jobId: req.id, files: [{ path: req.path ?? '/out/a.txt', size: 2, cid: 'bafkrei-a', data: 'aGk=' }], removed: [] }),
+    cancelJob: async (req) => {
+      if (req.id !== JOB.jobId) throw Object.assign(new Error(`no job ${req.id}`), { code: 'JOB_NOT_FOUND' })
+      return { outcome: 'cancelled', stopped: 1, unreached: [], job: { ...JOB, status: 'cancelled', final: true } }
+    },
     jobs: async () => ({ jobs: [JOB] })
   }
 }
@@ -148,6 +152,14 @@ describe('job routes', () => {
     await assert.rejects(client.call('job', { id: 'job-nope', full: false }), (err: Error & { code?: string }) => err.code === 'JOB_NOT_FOUND')
     const full = await client.call('job', { id: JOB.jobId, full: true })
     assert.equal(full.stdout, 'hi\n')
+  })
+
+  it('cancels a job through POST /v1/jobs/<id>/cancel, the ID taken from the path', async () => {
+    const client = new ApiClient({ dataDir })
+    const done = await client.call('cancelJob', { id: JOB.jobId })
+    assert.equal(done.outcome, 'cancelled')
+    assert.equal(done.job.status, 'cancelled')
+    await assert.rejects(client.call('cancelJob', { id: 'job-nope' }), (err: Error & { code?: string }) => err.code === 'JOB_NOT_FOUND')
   })
 })
 

@@ -9,15 +9,20 @@ import { printJson, type Output } from '../output.ts'
 import { DEFAULT_JOB_LIMITS } from '../../core/job.ts'
 import { dirBytes, saveJobFiles, submittedDirs } from '../job-files.ts'
 import { MAX_SUBMIT_PAYLOAD_BYTES } from '../../api/routes.ts'
+import { DEFAULT_PARALLEL, runBatch, type BatchOptions } from './batch.ts'
 import type { JobLimits, JobView } from '../../core/job.ts'
 
 export const help = `worldcompute job submit MODULE.wasm [--input FILE|-] [--arg A]... [--env K=V]... [--replicas N]
                         [--executor PEER_ID]... [--dir HOST[::GUEST]]... [--save DIR]
                         [--deadline D] [--fuel N] [--memory SIZE] [--detach]
                         [--data-dir DIR] [--json]
+worldcompute job submit MODULE.wasm --batch DIR --out OUT [--parallel N] [--arg A]... [--env K=V]...
+                        [--replicas N] [--executor PEER_ID]... [--deadline D] [--fuel N] [--memory SIZE]
+                        [--data-dir DIR] [--json]
 worldcompute job status JOB_ID [--data-dir DIR] [--json]
 worldcompute job result JOB_ID [--save DIR] [--data-dir DIR] [--json]
 worldcompute job list [--data-dir DIR] [--json]
+worldcompute job cancel JOB_ID [--data-dir DIR] [--json]
 
 Runs a WASI command module (wasm32-wasi from C, Rust, Go, Zig, AssemblyScript…)
 on the mesh through the daemon of --data-dir. stdin is the --input file, argv
@@ -28,7 +33,20 @@ identities from one place cannot out-vote the others (docs/trust-model.md).
 --executor PEER_ID (repeatable) runs the job only on these executors, trusted
 ones in a private mesh; the network rule then does not apply between them.
 submit waits for the answer unless --detach; the exit code is 0 exactly when
-the job succeeded.
+the job succeeded, 3 when it was cancelled, 1 for any other answer.
+cancel stops every replica of a job (each executor stops the run and frees the
+slot) and makes its final status \`cancelled\`; exit code 0 when the job is
+cancelled (by this or an earlier cancel), 4 when it had already finished with
+another answer (nothing is changed), 1 for an unknown job.
+With --batch DIR, one job runs per regular file of DIR (its stdin), in name
+order, --parallel N at a time (default 8); OUT gets <file>.stdout,
+<file>.stderr and summary.json ({ file, jobId, status, exitCode, outputCid,
+inputCid } per input, kept current as it goes; summary.journal holds the
+last second's changes until they are folded in). Running it again with the
+same OUT skips inputs already succeeded with the same content and waits for
+jobs a killed run left under way. Exit code 0 exactly when every input
+succeeded, 1 otherwise; Ctrl-C stops submitting, cancels the jobs under way
+and exits 130.
 
 job submit:
   --input FILE|-     the job's stdin: a file, or - for this command's stdin
@@ -59,8 +77,11 @@ job submit:
   --detach           print the job id and return at once; \`job status\` and
                      \`job result\` follow it
   --data-dir DIR     the daemon to submit through (or WORLDCOMPUTE_DATA_DIR)
-  --json             print the final job (or, with --detach, the acceptance)
-                     as JSON`
+  --batch DIR        one job per regular file of DIR (with --out)
+  --out OUT          where a batch writes its outputs and summary.json
+  --parallel N       batch jobs in flight at once (default 8)
+  --json             print the final job (or, with --detach, the acceptance;
+                     with --batch, the summary) as JSON`
 
 const POLL_MS = 200
 const PROGRESS_MS = 10_000
@@ -88,8 +109,27 @@ function printResult (o: Output, v: JobView, json: boolean): void {
   o.err(summary(v))
 }
 
+/** `job submit` / `job result` of a job that was cancelled. */
+export const EXIT_CANCELLED = 3
+/** `job cancel` of a job that had already finished with another answer: nothing changed. */
+export const EXIT_ALREADY_FINISHED = 4
+
 function exitFor (v: JobView): number {
-  return v.status === 'succeeded' ? 0 : 1
+  return v.status === 'succeeded' ? 0 : v.status === 'cancelled' ? EXIT_CANCELLED : 1
+}
+
+async function cancel (argv: string[], o: Output): Promise<number> {
+  const { values, positionals } = parse(argv, commonOptions, 'job cancel')
+  if (values.help) { o.out(help); return 0 }
+  if (positionals.length !== 1) throw new UsageError('job cancel: give exactly one JOB_ID')
+  const done = await client(values['data-dir']).call('cancelJob', { id: positionals[0] }, { timeoutMs: 30_000 })
+  if (values.json) printJson(o, done)
+  else if (done.outcome === 'cancelled') {
+    const unreached = done.unreached.length > 0 ? `; not reached in time: ${done.unreached.map(shortPeerId).join(', ')} (the task lapses there by itself)` : ''
+    o.out(`job ${done.job.jobId} cancelled: ${done.stopped} task(s) stopped on their executors${unreached}`)
+  } else if (done.outcome === 'already-cancelled') o.out(`job ${done.job.jobId} was already cancelled: nothing changed`)
+  else o.out(`job ${done.job.jobId} had already finished (${done.job.status}): nothing changed`)
+  return done.outcome === 'already-finished' ? EXIT_ALREADY_FINISHED : 0
 }
 
 /**
@@ -162,7 +202,10 @@ async function submit (argv: string[], o: Output): Promise<number> {
     memory: { type: 'string' },
     detach: { type: 'boolean', default: false },
     dir: { type: 'string', multiple: true },
-    save: { type: 'string' }
+    save: { type: 'string' },
+    batch: { type: 'string' },
+    out: { type: 'string' },
+    parallel: { type: 'string' }
   }, 'job submit')
   if (values.help) { o.out(help); return 0 }
   if (positionals.length !== 1) throw new UsageError('job submit: give exactly one MODULE.wasm')
@@ -173,6 +216,8 @@ async function submit (argv: string[], o: Output): Promise<number> {
   } catch (err) {
     throw new UsageError(`job submit: cannot read ${modulePath}: ${(err as Error).message}`)
   }
+  if (values.batch != null) checkBatchFlags(values)
+  else if (values.out != null || values.parallel != null) throw new UsageError('job submit: --out and --parallel go with --batch DIR')
   let input: Buffer = Buffer.alloc(0)
   if (values.input === '-') input = readFileSync(0)
   else if (values.input != null) {
@@ -191,6 +236,10 @@ async function submit (argv: string[], o: Output): Promise<number> {
 
   const api = client(values['data-dir'])
   if (values.executor == null) await warnFewExecutors(api, replicas, o)
+  if (values.batch != null) {
+    const request = { moduleName: modulePath.split('/').pop() ?? 'main.wasm', args: values.arg ?? [], env: values.env ?? [], replicas, limits, ...(values.executor != null ? { executors: values.executor } : {}) }
+    return await submitBatch(api, { ...values, batch: values.batch }, { modulePath, module, request }, o)
+  }
   const accepted = await api.call('submitJob', {
     module: module.toString('base64'),
     input: input.toString('base64'),
@@ -240,6 +289,36 @@ async function saveIfAny (api: ApiClient, v: JobView, dir: string, o: Output): P
   await saveJobFiles(api, v.jobId, dir, o)
 }
 
+function checkBatchFlags (values: { input?: string, out?: string, detach: boolean }): void {
+  if (values.out == null) throw new UsageError('job submit: --batch DIR needs --out OUT (where the outputs and summary.json go)')
+  if (values.input != null) throw new UsageError('job submit: --batch DIR gives each job its stdin: leave out --input')
+  if (values.detach) throw new UsageError('job submit: --batch waits for its jobs: leave out --detach')
+}
+
+/** `job submit --batch`: runs the batch until done or Ctrl-C (which cancels the jobs under way). */
+async function submitBatch (api: ApiClient, values: { batch: string, out?: string, parallel?: string, json: boolean }, job: Pick<BatchOptions, 'modulePath' | 'module' | 'request'>, o: Output): Promise<number> {
+  const stop = new AbortController()
+  const onSignal = (): void => { stop.abort() }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    return await runBatch({
+      ...job,
+      api,
+      dir: values.batch,
+      out: values.out ?? '',
+      parallel: Math.round(positive(values.parallel, '--parallel', Number) ?? DEFAULT_PARALLEL),
+      json: values.json,
+      o,
+      signal: stop.signal,
+      progress: values.json ? 'none' : process.stderr.isTTY === true ? 'tty' : 'plain'
+    })
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}
+
 async function status (argv: string[], o: Output, full: boolean): Promise<number> {
   const { values, positionals } = parse(argv, full ? resultOptions : commonOptions, full ? 'job result' : 'job status')
   const save = 'save' in values && typeof values.save === 'string' ? values.save : undefined
@@ -283,12 +362,13 @@ export async function run (argv: string[], o: Output): Promise<number> {
     case 'status': return await status(rest, o, false)
     case 'result': return await status(rest, o, true)
     case 'list': return await list(rest, o)
+    case 'cancel': return await cancel(rest, o)
     case undefined:
     case '--help':
     case '-h':
       o.out(help)
       return sub == null ? 2 : 0
     default:
-      throw new UsageError(`job: unknown subcommand "${sub}" (submit, status, result, list)`)
+      throw new UsageError(`job: unknown subcommand "${sub}" (submit, status, result, list, cancel)`)
   }
 }

@@ -54,6 +54,8 @@ the local API on 127.0.0.1.
                    docs/metrics.md lists them). Also "metrics" in config.json.
   --metrics-allow-remote  allow a non-loopback --metrics HOST (the endpoint has
                    no authentication: firewall it)
+  --keep-jobs N    finished jobs the job store keeps, newest first; older
+                   ones are deleted with their outputs (default 10000)
   --log-format F   text (default) or json; WORLDCOMPUTE_LOG filters, e.g.
                    WORLDCOMPUTE_LOG=info,net=debug`
 
@@ -71,7 +73,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'max-payload': { type: 'string' },
     'memory-budget': { type: 'string' },
     'max-tasks-per-broker': { type: 'string' },
-    'replica-network-prefix': { type: 'string' }
+    'replica-network-prefix': { type: 'string' },
+    'keep-jobs': { type: 'string' }
   }, 'daemon')
   if (values.help) { o.out(help); return 0 }
   // the daemon prints no result to format: a --json meant for it would be silently lost
@@ -90,7 +93,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     maxPayload: values['max-payload'],
     memoryBudget: values['memory-budget'],
     maxTasksPerBroker: values['max-tasks-per-broker'],
-    replicaNetworkPrefix: values['replica-network-prefix']
+    replicaNetworkPrefix: values['replica-network-prefix'],
+    keepJobs: values['keep-jobs']
   })
   warnUnknownConfigKeys(config)
   await runUntilSignal(o, async () => await startDaemon(config), (handle) => {

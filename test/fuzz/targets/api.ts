@@ -96,6 +96,7 @@ const handlers: ApiHandlers = {
   submitJob: async () => { throw new NotServedError() },
   job: async () => { throw new NotServedError() },
   jobFiles: async () => { throw new NotServedError() },
+  cancelJob: async () => { throw new NotServedError() },
   jobs: async () => ({ jobs: [] })
 }
 
