@@ -1,4 +1,4 @@
-import type { DaemonStatus, DialAttempt, PingResult } from '../core/types.ts'
+import type { DaemonStatus, DialAttempt, DonatedTask, DonorControlsView, PingResult } from '../core/types.ts'
 import type { JobLimits, JobView } from '../core/job.ts'
 
 /**
@@ -40,6 +40,8 @@ export interface SubmitJobRequest {
 export interface JobRequest { id: string, full: boolean }
 export interface JobsRequest { limit: number }
 export interface JobsResponse { jobs: JobView[] }
+export interface DonatedRequest { limit: number }
+export interface DonatedResponse { tasks: DonatedTask[] }
 
 /** 64 MiB module + 64 MiB input, base64-inflated, plus JSON */
 const MAX_SUBMIT_BODY = Math.ceil((128 * 1024 * 1024) * 4 / 3) + 1024 * 1024
@@ -144,6 +146,15 @@ export const routes = {
     method: 'GET',
     path: `${API_PREFIX}/jobs`,
     parseRequest: (input: unknown) => ({ limit: intIn(obj(input).limit, 'limit', 1, 1000, 50) })
+  }),
+  /** the owner pauses the donor: running jobs suspended, offers declined, kept across restarts */
+  pause: route<Record<string, never>, DonorControlsView>({ method: 'POST', path: `${API_PREFIX}/pause`, parseRequest: () => ({}) }),
+  resume: route<Record<string, never>, DonorControlsView>({ method: 'POST', path: `${API_PREFIX}/resume`, parseRequest: () => ({}) }),
+  /** the tasks this donor ran for others, the newest first */
+  donated: route<DonatedRequest, DonatedResponse>({
+    method: 'GET',
+    path: `${API_PREFIX}/donated`,
+    parseRequest: (input: unknown) => ({ limit: intIn(obj(input).limit, 'limit', 1, 10_000, 50) })
   })
 } as const
 

@@ -18,7 +18,10 @@ export const CONFIG_FILE_KEYS: readonly ConfigKeyInfo[] = Object.freeze([
   { key: 'apiPort', roles: ['daemon'], flag: '--api-port', env: 'WORLDCOMPUTE_API_PORT' },
   { key: 'publicRanges', roles: ['daemon', 'relay'], flag: '--public-range' },
   { key: 'refuseIntercepted', roles: ['daemon'], flag: '--refuse-intercepted' },
-  { key: 'relayLimits', roles: ['relay'] }
+  { key: 'relayLimits', roles: ['relay'] },
+  { key: 'cpuLimit', roles: ['daemon'], flag: '--cpu-limit' },
+  { key: 'suspendWhenBusy', roles: ['daemon'], flag: '--suspend-when-busy' },
+  { key: 'runHours', roles: ['daemon'], flag: '--run-hours' }
 ])
 
 /** A top-level key of config.json that no role reads: a typo, most likely. */

@@ -8,6 +8,8 @@ import { MeshTaskNetwork } from '../broker/mesh-task-network.ts'
 import { rawCidString } from '../codec/cid.ts'
 import { DEFAULT_JOB_LIMITS, type JobLimits } from '../core/job.ts'
 import { JobRunner } from '../donor/job-runner.ts'
+import { DonorControls, NotExecutingError } from '../donor/controls.ts'
+import { DonatedStore } from '../donor/donated-store.ts'
 import { Executor } from '../executor/index.ts'
 import { capacity, type CapacityService } from '../protocols/capacity/index.ts'
 import { dispatch, type DispatchService } from '../protocols/dispatch/index.ts'
@@ -72,9 +74,12 @@ interface Execution {
   executor: Executor
   sandbox: SandboxKeeper
   runner: JobRunner
+  /** pause, cpu limit, busy machine, run hours: whether jobs run now */
+  controls: DonorControls
 }
 
 interface Roles {
+  history: DonatedStore
   maxLimits: JobLimits
   execution?: Execution
   donor: DonorService
@@ -95,9 +100,10 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
   try {
     const { paths, identity } = await openDataDir(config, log, teardown)
     const store = openStore(paths, teardown)
+    const history = openHistory(paths, teardown)
     const answers = new ServiceAnswers()
     const net = await startNet(config, identity, answers, options, teardown)
-    const roles = buildRoles(config, paths, net, store, options, log)
+    const roles = buildRoles(config, paths, net, { store, history }, options, log)
     answers.attach({ runner: roles.execution?.runner, nat: roles.donor })
     const api = await startApi(config, paths, net, roles, teardown)
     await startRoles(roles, teardown)
@@ -137,6 +143,13 @@ function openStore (paths: DataDirPaths, teardown: Teardown): JobStore {
   const store = new JobStore(join(paths.root, 'jobs.sqlite'))
   teardown.add('job store', () => { store.close() })
   return store
+}
+
+/** Step 2b: the donor's history of tasks run for others; a damaged or unwritable one fails the start with a `DonatedStoreError`. */
+function openHistory (paths: DataDirPaths, teardown: Teardown): DonatedStore {
+  const history = new DonatedStore(join(paths.root, 'donated.sqlite'))
+  teardown.add('donated history', () => { history.close() })
+  return history
 }
 
 /** Step 3: the libp2p node with our protocol services, answering through `answers`. */
@@ -181,14 +194,14 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
 }
 
 /** Step 4: the roles on the node (built, not started): job runner, donor, broker. */
-function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store: JobStore, options: StartDaemonOptions, log: Logger): Roles {
+function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, { store, history }: { store: JobStore, history: DonatedStore }, options: StartDaemonOptions, log: Logger): Roles {
   const { mesh, resolver, capacityService, offerService, dispatchService } = net
   const maxLimits: JobLimits = {
     ...DEFAULT_JOB_LIMITS,
     memoryBytes: config.donor.maxJobMemoryBytes,
     deadlineMs: config.donor.maxDeadlineMs
   }
-  const execution = config.donor.execute ? buildExecution(config, maxLimits, net, log) : undefined
+  const execution = config.donor.execute ? buildExecution(config, maxLimits, net, { paths, history }, log) : undefined
   // the winning dial rung is remembered per network in the data dir
   const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, resolver, refuseIntercepted: config.refuseIntercepted, relayDialler: options.relayDialler?.(mesh.components), ...options.reservation }, direct: config.direct ? { announcedAddrs: (id) => capacityService.capacityOf(id)?.addrs ?? [] } : false })
   // an executor we learn of gets a direct connection ahead of any job, where the networks allow
@@ -199,26 +212,42 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
     self: mesh.peerId,
     networkPrefixes: config.replicaNetworkPrefix
   })
-  return { maxLimits, execution, donor, broker }
+  return { history, maxLimits, execution, donor, broker }
 }
 
 /** The executor sandbox, the keeper that restarts it, and the job runner that answers offers and dispatches with it. */
-function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, log: Logger): Execution {
+function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, { paths, history }: { paths: DataDirPaths, history: DonatedStore }, log: Logger): Execution {
   const { mesh, capacityService, dispatchService } = net
   const executor = new Executor({ maxConcurrent: config.donor.maxConcurrentJobs, maxLimits })
   const sandbox = new SandboxKeeper({ executor, logger: log })
-  const runner = new JobRunner({
+  const { cpuLimit, suspendWhenBusy, runHours } = config.donor
+  const controls = new DonorControls({
+    target: executor,
+    cpuLimit,
+    suspendWhenBusy,
+    runHours,
+    statePath: join(paths.stateDir, 'controls.json'),
+    sandboxPid: () => executor.sandboxPid,
+    onChange: () => { capacityService.notifyChanged() },
+    logger: createLogger('donor.controls')
+  })
+  const runner: JobRunner = new JobRunner({
     executor,
     unavailable: () => sandbox.unavailable(),
+    paused: () => controls.declineReason(),
+    onTaskEnded: (task) => { history.add(task) },
     maxLimits,
     maxConcurrent: config.donor.maxConcurrentJobs,
     memoryBudgetBytes: config.donor.memoryBudgetBytes,
     maxTasksPerBroker: config.donor.maxTasksPerBroker,
     addrs: () => mesh.components.addresses.advertisedAddrs(),
     hasModule: (cid) => dispatchService.hasModule(cid),
-    onChange: () => { capacityService.notifyChanged() }
+    onChange: () => {
+      capacityService.notifyChanged()
+      controls.setJobs(runner.runningTasks())
+    }
   }, mesh.components)
-  return { executor, sandbox, runner }
+  return { executor, sandbox, runner, controls }
 }
 
 /**
@@ -235,8 +264,13 @@ async function startApi (config: DaemonConfig, paths: DataDirPaths, net: Net, ro
 }
 
 function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacityService'], 'executors'>): ApiHandlers {
-  const { donor, broker, maxLimits } = roles
+  const { donor, broker, maxLimits, history } = roles
   const executor = roles.execution?.executor
+  const controls = roles.execution?.controls
+  const ownControls = (): DonorControls => {
+    if (controls == null) throw new NotExecutingError('this daemon runs no jobs for others (started with --no-execute): there is nothing to pause or resume')
+    return controls
+  }
   return {
     health: async () => ({ ok: true, peerId: mesh.peerId, version: VERSION, pid: process.pid }),
     status: async () => ({
@@ -244,8 +278,12 @@ function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacity
       executor: executor != null
         ? { accepting: true, ...executor.status(), maxLimits }
         : { accepting: false, reason: 'started with --no-execute' },
-      knownExecutors: capacity.executors().length
+      knownExecutors: capacity.executors().length,
+      ...(controls != null ? { paused: controls.view().paused, controls: controls.view() } : {})
     }),
+    pause: async () => ownControls().pause(),
+    resume: async () => ownControls().resume(),
+    donated: async ({ limit }) => ({ tasks: history.list(limit) }),
     dials: async ({ limit }) => ({ total: mesh.telemetry.count(), attempts: mesh.telemetry.recent(limit) }),
     ping: async ({ target, count }, { signal }) => await donor.ping(target, count, { signal }),
     submitJob: async (req) => {
@@ -287,6 +325,7 @@ async function startRoles (roles: Roles, teardown: Teardown): Promise<void> {
   if (execution != null) {
     execution.runner.start()
     teardown.add('job runner', () => { execution.runner.stop() })
+    teardown.add('donor controls', () => { execution.controls.stop() })
   }
   teardown.add('donor', async () => { await donor.stop() })
   const [sandbox, joined] = await Promise.allSettled([execution?.executor.start(), donor.start()])

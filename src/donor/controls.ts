@@ -9,6 +9,9 @@ import { procCpuSampler, type CpuSampler, type CpuSample } from './cpu-sampler.t
 /** The pause could not be written to the data directory: it would not survive a restart, so it is not taken. */
 export class ControlsStateError extends errorWithCode('CONTROLS_STATE_UNWRITABLE') {}
 
+/** The daemon runs no jobs for others (--no-execute): there is nothing to pause or resume. */
+export class NotExecutingError extends errorWithCode('NOT_EXECUTING') {}
+
 /** What the controls suspend and resume: the executor's sandbox. */
 export interface SuspendTarget {
   /** suspends (true) or resumes (false) every running job; idempotent, never throws */

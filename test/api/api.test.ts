@@ -97,7 +97,10 @@ function stubHandlers (pings: PingRequest[]): ApiHandlers {
       if (req.id !== JOB.jobId) throw Object.assign(new Error(`no job ${req.id}`), { code: 'JOB_NOT_FOUND' })
       return req.full ? { ...JOB, stdout: 'hi\n', stderr: '' } : JOB
     },
-    jobs: async () => ({ jobs: [JOB] })
+    jobs: async () => ({ jobs: [JOB] }),
+    pause: async () => ({ paused: true, pausedBy: 'user', cpuLimit: 100, suspendWhenBusy: null, runHours: null }),
+    resume: async () => ({ paused: false, pausedBy: null, cpuLimit: 100, suspendWhenBusy: null, runHours: null }),
+    donated: async () => ({ tasks: [] })
   }
 }
 

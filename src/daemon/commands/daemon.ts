@@ -47,6 +47,17 @@ the local API on 127.0.0.1.
                    by the address the broker or a relay observed: no two in
                    one IPv4 /V4 or IPv6 /V6 (default 24,48; 32,128 counts
                    every address apart, e.g. a lab behind one router)
+  --cpu-limit PERCENT  jobs together use at most PERCENT of one core on
+                   average (1-100, default 100): the sandbox is run and stopped
+                   in turn over each second. Also "cpuLimit" in config.json.
+  --suspend-when-busy PERCENT  suspend jobs while other programs use more
+                   than PERCENT of this machine; resume when they stop (default
+                   off; Linux). Also "suspendWhenBusy" in config.json.
+  --run-hours START-END  run jobs only in this local-time window, e.g. 18-08
+                   (wraps past midnight) or 09:30-17:00; 0-24 is always (the
+                   default). Also "runHours" in config.json. Outside it, jobs
+                   are suspended and offers declined; \`worldcompute pause\`
+                   does the same until \`worldcompute resume\`.
   --log-format F   text (default) or json; WORLDCOMPUTE_LOG filters, e.g.
                    WORLDCOMPUTE_LOG=info,net=debug`
 
@@ -62,7 +73,10 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'max-deadline': { type: 'string' },
     'memory-budget': { type: 'string' },
     'max-tasks-per-broker': { type: 'string' },
-    'replica-network-prefix': { type: 'string' }
+    'replica-network-prefix': { type: 'string' },
+    'cpu-limit': { type: 'string' },
+    'suspend-when-busy': { type: 'string' },
+    'run-hours': { type: 'string' }
   }, 'daemon')
   if (values.help) { o.out(help); return 0 }
   // the daemon prints no result to format: a --json meant for it would be silently lost
@@ -79,7 +93,10 @@ export async function run (argv: string[], o: Output): Promise<number> {
     maxDeadline: values['max-deadline'],
     memoryBudget: values['memory-budget'],
     maxTasksPerBroker: values['max-tasks-per-broker'],
-    replicaNetworkPrefix: values['replica-network-prefix']
+    replicaNetworkPrefix: values['replica-network-prefix'],
+    cpuLimit: values['cpu-limit'],
+    suspendWhenBusy: values['suspend-when-busy'],
+    runHours: values['run-hours']
   })
   warnUnknownConfigKeys(config)
   await runUntilSignal(o, async () => await startDaemon(config), (handle) => {

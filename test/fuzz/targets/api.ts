@@ -95,7 +95,10 @@ const handlers: ApiHandlers = {
   ping: async () => { throw new NotServedError() },
   submitJob: async () => { throw new NotServedError() },
   job: async () => { throw new NotServedError() },
-  jobs: async () => ({ jobs: [] })
+  jobs: async () => ({ jobs: [] }),
+  pause: async () => { throw new NotServedError() },
+  resume: async () => { throw new NotServedError() },
+  donated: async () => ({ tasks: [] })
 }
 
 interface HttpInput {
