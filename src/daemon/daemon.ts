@@ -183,6 +183,7 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
       dispatch: dispatch({
         runTask: execute ? async (req, o) => await answers.runTask(req, o) : undefined,
         admit: execute ? (req, ctx) => answers.admit(req, ctx) : undefined,
+        suspendedMs: execute ? () => answers.suspendedMs() : undefined,
         logger: createLogger('protocols.dispatch')
       })
     }

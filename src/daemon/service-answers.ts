@@ -15,6 +15,7 @@ export interface AnsweringRoles {
     decideOffer: (req: OfferRequest, context: OfferContext) => OfferResponse
     admit: (req: AdmissionRequest, context: DispatchContext) => Admission
     runTask: (req: ExecuteRequest, options: { signal: AbortSignal } & DispatchContext) => Promise<ExecuteResult>
+    suspendedMs: () => number
   }
   nat: { natInfo: () => NatInfoMessage }
 }
@@ -56,6 +57,11 @@ export class ServiceAnswers {
   admit (req: AdmissionRequest, context: DispatchContext): Admission {
     const runner = this.roles?.runner
     return runner != null ? runner.admit(req, context) : { admitted: false, code: 'no-offer', reason: 'the donor is still starting' }
+  }
+
+  /** How long the donor's jobs have been suspended in all (donor controls), ms. */
+  suspendedMs (): number {
+    return this.roles?.runner?.suspendedMs() ?? 0
   }
 
   async runTask (req: ExecuteRequest, options: { signal: AbortSignal } & DispatchContext): Promise<ExecuteResult> {

@@ -83,6 +83,7 @@ export class DonorControls {
   private busy = false
   private otherPercent?: number
   private lastSample?: CpuSample
+  private sampleFailing = false
   private applied: SuspendReason | null = null
   private dutyTimer?: unknown
   private sampleTimer?: unknown
@@ -247,8 +248,10 @@ export class DonorControls {
     try {
       sample = this.sampler?.sample()
     } catch (err) {
-      this.log.warn(`cannot read the machine's CPU use (${(err as Error).message}): --suspend-when-busy has no effect until it can`, { code: 'CPU_SAMPLE_FAILED' })
+      // once per failure streak: a machine without /proc would say the same thing every few seconds
+      if (!this.sampleFailing) this.log.warn(`cannot read the machine's CPU use (${(err as Error).message}): --suspend-when-busy has no effect until it can`, { code: 'CPU_SAMPLE_FAILED' })
     }
+    this.sampleFailing = sample == null
     const previous = this.lastSample
     this.lastSample = sample
     if (sample != null && previous != null && sample.totalTicks > previous.totalTicks) {

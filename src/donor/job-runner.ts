@@ -28,7 +28,8 @@ export const OFFER_HOLD_MS = 15_000
 export const BROKER_GRACE_MS = 30_000
 
 export interface JobRunnerInit {
-  executor: Pick<Executor, 'execute'>
+  /** the sandbox; `suspendedMs` (the donor controls' running total of suspended time) when it can be suspended */
+  executor: Pick<Executor, 'execute'> & Partial<Pick<Executor, 'suspendedMs'>>
   maxLimits: JobLimits
   /** tasks run at once: every task held for any broker (offered, arriving, running) counts, so this is the total bound */
   maxConcurrent: number
@@ -150,6 +151,11 @@ export class JobRunner {
   /** Something outside the slots changed (the sandbox came back): announce capacity again. */
   changed (): void {
     this.init.onChange?.()
+  }
+
+  /** How long the executor's jobs have been suspended in all, ms (0 for one that cannot be suspended). */
+  suspendedMs (): number {
+    return this.init.executor.suspendedMs?.() ?? 0
   }
 
   /** Tasks handed to the executor (waiting there or running). */

@@ -317,8 +317,8 @@ export class Executor {
     this.converge()
   }
 
-  /** Milliseconds spent suspended since this executor was made. */
-  private suspendedMs (): number {
+  /** Milliseconds spent suspended since this executor was made: a running total, for guards that count running time only. */
+  suspendedMs (): number {
     return this.suspendedTotalMs + (this.suspendedSince !== undefined ? performance.now() - this.suspendedSince : 0)
   }
 

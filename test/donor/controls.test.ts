@@ -8,6 +8,7 @@ import type { CpuSample, CpuSampler } from '../../src/donor/cpu-sampler.ts'
 import { parsePidStat, parseProcStat } from '../../src/donor/cpu-sampler.ts'
 import { parseRunHours, withinRunHours } from '../../src/config/run-hours.ts'
 import { ConfigError } from '../../src/core/errors.ts'
+import type { Logger } from '../../src/log/logger.ts'
 
 /** A clock whose timers fire only when the test advances it. */
 class FakeClock implements ControlsClock {
@@ -249,3 +250,29 @@ describe('CPU counters', () => {
     assert.equal(parsePidStat(line), 49)
   })
 })
+
+describe('donor controls without CPU counters', () => {
+  it('a sampler that cannot read the machine warns once and never suspends for busy', () => {
+    const clock = new FakeClock(NOON)
+    let calls = 0
+    const warnings: string[] = []
+    const logger = { warn: (m: string) => { warnings.push(m) } }
+    const { c, target } = controls({
+      clock,
+      suspendWhenBusy: 10,
+      sampler: { sample: () => { calls++; throw new Error('ENOENT: /proc/stat') } },
+      logger: { ...silentLogger(), ...logger }
+    })
+    c.setJobs(1)
+    clock.advance(30_000)
+    assert.ok(calls >= 9, `sampled ${calls} times`)
+    assert.equal(warnings.length, 1)
+    assert.equal(target.suspended, false)
+  })
+})
+
+function silentLogger (): Logger {
+  const noop = (): void => {}
+  const logger: Logger = { component: 'test', error: noop, warn: noop, info: noop, debug: noop, trace: noop, enabled: () => false, child: () => logger }
+  return logger
+}
