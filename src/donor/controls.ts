@@ -97,6 +97,7 @@ export class DonorControls {
     this.busySampleMs = init.busySampleMs ?? 3000
     if (init.suspendWhenBusy != null) this.sampler = init.sampler ?? procCpuSampler(() => init.sandboxPid?.())
     this.loadPause()
+    if (this.paused) this.log.info(`paused by its owner${this.pausedAt != null ? ` since ${this.pausedAt}` : ''} (kept in ${init.statePath ?? 'memory'}): no task is run for others until \`worldcompute resume\``, { code: 'DONOR_PAUSED' })
     this.applied = this.pausedBy()
     if (this.applied != null) this.init.target.setSuspended(true)
   }
