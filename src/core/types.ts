@@ -254,6 +254,8 @@ export interface ExecutorStatusView {
   queued?: number
   /** sandbox processes restarted after a crash or hang */
   restarts?: number
+  /** the donor controls hold every job (the sandbox process is stopped) */
+  suspended?: boolean
   sandboxPid?: number
   maxLimits?: JobLimits
 }

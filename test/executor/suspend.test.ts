@@ -15,6 +15,26 @@ function counter (n: number, deadlineMs: number): ExecuteRequest {
   return { jobId: `count-${n}`, taskId: `count-${n}.1`, module, moduleCid: cidForBytes(module), input: new Uint8Array(0), args: [], env: [], limits: { deadlineMs } }
 }
 
+/** The process state letter of /proc/<pid>/stat (R running, S sleeping, T stopped). */
+function procState (pid: number): string {
+  const text = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return text.slice(text.lastIndexOf(')') + 2, text.lastIndexOf(')') + 3)
+}
+
+async function waitForState (pid: number, state: 'T' | 'S'): Promise<void> {
+  for (let i = 0; i < 100 && !(state === 'S' ? procState(pid) !== 'T' : procState(pid) === 'T'); i++) await sleep(50)
+  assert.equal(state === 'S' ? procState(pid) !== 'T' : procState(pid) === 'T', true, `sandbox ${pid} in state ${procState(pid)}, wanted ${state}`)
+}
+
+async function waitForPid (executor: Executor, old: number): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const pid = executor.sandboxPid
+    if (pid != null && pid !== old) return pid
+    await sleep(50)
+  }
+  throw new Error('the sandbox was not restarted within 10 s')
+}
+
 function cpuTicks (pid: number): number {
   return parsePidStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))
 }
@@ -75,6 +95,18 @@ describe('suspending the executor sandbox (donor controls)', () => {
     assert.ok(resumedTicks >= 20, `the resumed job used ${resumedTicks} ticks in 0.5 s`)
   })
 
+  it('a sandbox restarted after a crash while jobs are suspended starts suspended too', { skip: process.platform !== 'linux' }, async () => {
+    executor.setSuspended(true)
+    const crashed = executor.sandboxPid as number
+    process.kill(crashed, 'SIGKILL')
+    const restarted = await waitForPid(executor, crashed)
+    // state T: stopped by a signal
+    await waitForState(restarted, 'T')
+    executor.setSuspended(false)
+    await waitForState(restarted, 'S')
+    assert.equal((await executor.execute(request('hello'))).status, 'succeeded')
+  })
+
   it('a job sent while the sandbox is suspended waits and runs once it is resumed', async () => {
     executor.setSuspended(true)
     const result = executor.execute(request('hello'))
@@ -82,5 +114,16 @@ describe('suspending the executor sandbox (donor controls)', () => {
     assert.equal(executor.status().running, 1)
     executor.setSuspended(false)
     assert.equal((await result).status, 'succeeded')
+  })
+
+  it('stopping a suspended executor ends its jobs, reported failed', async () => {
+    const result = executor.execute(request('infinite-loop', { limits: { deadlineMs: 30_000 } }))
+    await sleep(100)
+    executor.setSuspended(true)
+    await sleep(100)
+    // SIGKILL ends a stopped process too: stop() does not wait for a resume that never comes
+    await executor.stop()
+    assert.equal((await result).status, 'failed')
+    executor.setSuspended(false)
   })
 })
