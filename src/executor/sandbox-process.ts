@@ -194,6 +194,8 @@ function fatal (message: string, cause?: unknown): never {
 }
 
 function pump (): void {
+  // held: a job started between the parent's `suspend` and its SIGSTOP would run while its owner paused it
+  if (suspended) return
   for (const slot of slots) {
     if (queue.length === 0) return
     if (slot.job !== undefined || !slot.ready) continue
@@ -259,7 +261,10 @@ process.on('message', (msg: ParentMessage) => {
   else if (msg.type === 'suspend') {
     holdTimers(true)
     reply({ type: 'suspended' })
-  } else if (msg.type === 'resume') holdTimers(false)
+  } else if (msg.type === 'resume') {
+    holdTimers(false)
+    pump()
+  }
 })
 
 // the parent went away (or stopped us): nothing left to serve

@@ -45,22 +45,23 @@ describe('suspending the executor sandbox (donor controls)', () => {
   after(async () => { await executor.stop() })
 
   it('a job with a 1 s deadline suspended for 1.5 s mid-run still succeeds: suspended time counts against no deadline', async () => {
-    // about 0.5 s of running time, measured alone and under load
-    const req = counter(250_000_000, 1000)
+    // about 0.1 s of running time alone: room for a loaded machine within the 1 s deadline
+    const req = counter(50_000_000, 1000)
     const started = performance.now()
-    const result = executor.execute(req)
-    await sleep(150)
+    let endedAt = 0
+    const result = executor.execute(req).finally(() => { endedAt = performance.now() })
+    await sleep(30)
     assert.equal(executor.status().running, 1, 'the job is running when it is suspended')
     executor.setSuspended(true)
     assert.equal(executor.status().suspended, true)
     await sleep(1500)
     executor.setSuspended(false)
     const done = await result
-    const wall = performance.now() - started
+    const wall = endedAt - started
     assert.equal(done.status, 'succeeded', done.error)
-    assert.ok(wall >= 1650, `the job ended after ${Math.round(wall)} ms: it was not suspended mid-run`)
+    assert.ok(wall >= 1500, `the job ended ${Math.round(wall)} ms after it was sent: it was not suspended mid-run`)
     assert.ok(done.durationMs < wall - 1400, `durationMs ${Math.round(done.durationMs)} leaves the ${Math.round(wall)} ms wall time's suspension out`)
-    assert.ok(done.cpuTimeMs != null && done.cpuTimeMs > 100 && done.cpuTimeMs < wall, `cpuTimeMs ${String(done.cpuTimeMs)} is the thread's own CPU time`)
+    assert.ok(done.cpuTimeMs != null && done.cpuTimeMs > 10 && done.cpuTimeMs < wall - 1400, `cpuTimeMs ${String(done.cpuTimeMs)} is the thread's own CPU time, the suspension left out`)
   })
 
   it('a job still over its deadline in running time ends deadline_exceeded after it resumes', async () => {
@@ -90,9 +91,9 @@ describe('suspending the executor sandbox (donor controls)', () => {
     const resumedTicks = cpuTicks(pid) - held0 - heldTicks
     controller.abort()
     await result
-    assert.ok(ranTicks >= 20, `the spinning job used ${ranTicks} ticks in 0.5 s before the suspension`)
+    assert.ok(ranTicks >= 5, `the spinning job used ${ranTicks} ticks in 0.5 s before the suspension`)
     assert.ok(heldTicks <= 1, `the suspended sandbox used ${heldTicks} ticks (1/100 s each) in 1 s`)
-    assert.ok(resumedTicks >= 20, `the resumed job used ${resumedTicks} ticks in 0.5 s`)
+    assert.ok(resumedTicks >= 5, `the resumed job used ${resumedTicks} ticks in 0.5 s`)
   })
 
   it('a sandbox restarted after a crash while jobs are suspended starts suspended too', { skip: process.platform !== 'linux' }, async () => {
@@ -109,9 +110,11 @@ describe('suspending the executor sandbox (donor controls)', () => {
 
   it('a job sent while the sandbox is suspended waits and runs once it is resumed', async () => {
     executor.setSuspended(true)
-    const result = executor.execute(request('hello'))
+    let settled = false
+    const result = executor.execute(request('hello')).finally(() => { settled = true })
     await sleep(300)
     assert.equal(executor.status().running, 1)
+    assert.equal(settled, false, 'the job did not run while its owner had jobs suspended')
     executor.setSuspended(false)
     assert.equal((await result).status, 'succeeded')
   })
