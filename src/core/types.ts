@@ -195,7 +195,7 @@ export interface DaemonStatus {
   executor?: ExecutorStatusView
   /** other peers that accept jobs, heard from recently: how many replicas a job can get now; absent from older daemons */
   knownExecutors?: number
-  /** the donor's owner paused it (`worldcompute pause`); absent from older daemons and with --no-execute */
+  /** the donor's owner paused it (`worldcompute pause`); false with --no-execute; absent from older daemons */
   paused?: boolean
   /** the donor controls and why jobs are suspended now; absent from older daemons and with --no-execute */
   controls?: DonorControlsView

@@ -280,7 +280,9 @@ function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacity
         ? { accepting: true, ...executor.status(), maxLimits }
         : { accepting: false, reason: 'started with --no-execute' },
       knownExecutors: capacity.executors().length,
-      ...(controls != null ? { paused: controls.view().paused, controls: controls.view() } : {})
+      // always a boolean (the dashboard's Pause/Resume button): a daemon with --no-execute is never paused
+      paused: controls?.view().paused ?? false,
+      ...(controls != null ? { controls: controls.view() } : {})
     }),
     pause: async () => ownControls().pause(),
     resume: async () => ownControls().resume(),
