@@ -1,4 +1,4 @@
-import type { DaemonStatus, DialAttempt, PingResult } from '../core/types.ts'
+import type { DaemonStatus, DialAttempt, DonatedTask, DonorControlsView, PingResult } from '../core/types.ts'
 import type { JobLimits, JobView } from '../core/job.ts'
 
 /**
@@ -74,6 +74,8 @@ export interface JobsRequest { limit: number }
 export interface JobsResponse { jobs: JobView[] }
 /** A one-time link that logs a browser into the dashboard. */
 export interface DashboardLoginResponse { url: string, expiresAt: string }
+export interface DonatedRequest { limit: number }
+export interface DonatedResponse { tasks: DonatedTask[] }
 
 /**
  * Module, input and `--dir` files one submit may carry together: the
@@ -250,7 +252,16 @@ export const routes = {
     path: `${API_PREFIX}/jobs`,
     parseRequest: (input: unknown) => ({ limit: intIn(obj(input).limit, 'limit', 1, 1000, 50) })
   }),
-  dashboardLoginToken: route<Record<string, never>, DashboardLoginResponse>({ method: 'POST', path: `${API_PREFIX}/dashboard/login-token`, parseRequest: () => ({}) })
+  dashboardLoginToken: route<Record<string, never>, DashboardLoginResponse>({ method: 'POST', path: `${API_PREFIX}/dashboard/login-token`, parseRequest: () => ({}) }),
+  /** the owner pauses the donor: running jobs suspended, offers declined, kept across restarts */
+  pause: route<Record<string, never>, DonorControlsView>({ method: 'POST', path: `${API_PREFIX}/pause`, parseRequest: () => ({}) }),
+  resume: route<Record<string, never>, DonorControlsView>({ method: 'POST', path: `${API_PREFIX}/resume`, parseRequest: () => ({}) }),
+  /** the tasks this donor ran for others, the newest first */
+  donated: route<DonatedRequest, DonatedResponse>({
+    method: 'GET',
+    path: `${API_PREFIX}/donated`,
+    parseRequest: (input: unknown) => ({ limit: intIn(obj(input).limit, 'limit', 1, 10_000, 50) })
+  })
 } as const
 
 export type Routes = typeof routes

@@ -1,6 +1,7 @@
 import { shortPeerId } from '../core/format.ts'
 import { ago, type Output } from './output.ts'
 import type { DaemonStatus, DialAttempt, PingResult } from '../core/types.ts'
+import { renderControls } from './commands/controls.ts'
 
 export function renderStatus (o: Output, s: DaemonStatus): void {
   o.out(`PeerId:        ${s.peerId}`)
@@ -16,6 +17,10 @@ export function renderStatus (o: Output, s: DaemonStatus): void {
     o.out(e.accepting
       ? `Executor:      ${e.state === 'stopped' && e.onDemand === true ? `sandbox stopped until a job needs it${e.lastStartError != null ? ` (its last start failed: ${e.lastStartError})` : ''}` : e.state ?? '?'}, ${e.running ?? 0}/${e.maxConcurrent ?? '?'} job(s) running, ${e.queued ?? 0} queued${(e.restarts ?? 0) > 0 ? `, ${e.restarts ?? 0} sandbox restart(s)` : ''}`
       : `Executor:      not accepting jobs (${e.reason ?? 'disabled'})`)
+  }
+  if (s.controls != null) {
+    o.out('Controls:')
+    renderControls(o, s.controls, '  ')
   }
   if (s.knownExecutors != null) o.out(`Executors:     ${s.knownExecutors} other peer(s) accept jobs (a job gets at most that many replicas)`)
   if (s.proxies != null && s.proxies.length > 0) {

@@ -122,7 +122,8 @@ export interface OfferRequest {
  * now. `other`: a code this version does not know, from a newer peer. An
  * answer from an older peer has no code at all.
  */
-export const DECLINE_CODES = ['busy', 'memory-budget', 'limits', 'payload-too-large', 'not-executing', 'internal-error', 'other'] as const
+/** `paused`: its owner paused it, or its run hours or a busy machine hold its jobs (it declines with no free slot, so brokers ask again later) */
+export const DECLINE_CODES = ['busy', 'memory-budget', 'limits', 'payload-too-large', 'not-executing', 'internal-error', 'paused', 'other'] as const
 export type DeclineCode = typeof DECLINE_CODES[number]
 
 /** Donor → broker. `hasModule` lets the broker skip sending the module bytes. */

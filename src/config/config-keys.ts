@@ -20,7 +20,10 @@ export const CONFIG_FILE_KEYS: readonly ConfigKeyInfo[] = Object.freeze([
   { key: 'refuseIntercepted', roles: ['daemon'], flag: '--refuse-intercepted' },
   { key: 'relayLimits', roles: ['relay'] },
   { key: 'metrics', roles: ['daemon', 'relay'], flag: '--metrics' },
-  { key: 'metricsAllowRemote', roles: ['daemon', 'relay'], flag: '--metrics-allow-remote' }
+  { key: 'metricsAllowRemote', roles: ['daemon', 'relay'], flag: '--metrics-allow-remote' },
+  { key: 'cpuLimit', roles: ['daemon'], flag: '--cpu-limit' },
+  { key: 'suspendWhenBusy', roles: ['daemon'], flag: '--suspend-when-busy' },
+  { key: 'runHours', roles: ['daemon'], flag: '--run-hours' }
 ])
 
 /** A top-level key of config.json that no role reads: a typo, most likely. */

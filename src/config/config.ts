@@ -8,6 +8,7 @@ import { parseCidr, type Cidr } from './cidr.ts'
 import { DEFAULT_DOH_ENDPOINTS, dohEndpointProblem } from './doh.ts'
 import { unknownConfigKeys, type UnknownConfigKey } from './config-keys.ts'
 import { loadMetricsEndpoint, readMetricsKeys, type MetricsEndpoint } from './metrics-endpoint.ts'
+import { parseRunHours, type RunHours } from './run-hours.ts'
 
 /**
  * One typed, frozen config per role, merged once at the edge:
@@ -126,6 +127,12 @@ export interface ConfigFile {
   metrics?: string
   /** serve metrics on a non-loopback host */
   metricsAllowRemote?: boolean
+  /** donor controls (daemon): share of one core jobs may use, percent 1–100 */
+  cpuLimit?: number
+  /** donor controls (daemon): suspend jobs while other programs use more than this share of the machine, percent 1–100 */
+  suspendWhenBusy?: number
+  /** donor controls (daemon): the local-time window jobs run in, "18-08" */
+  runHours?: string
 }
 
 /** `"relayLimits"` in config.json: counts as numbers, the grace as a duration ("15s") or ms. */
@@ -172,6 +179,12 @@ export interface DaemonFlags extends CommonFlags {
   replicaNetworkPrefix?: string
   /** --keep-jobs N: finished jobs the broker's job store keeps */
   keepJobs?: string
+  /** --cpu-limit PERCENT */
+  cpuLimit?: string
+  /** --suspend-when-busy PERCENT */
+  suspendWhenBusy?: string
+  /** --run-hours START-END */
+  runHours?: string
 }
 
 /** Finished jobs the broker's job store keeps by default: a batch of 10,000 inputs fits whole. */
@@ -191,6 +204,12 @@ export interface DonorLimits {
   readonly memoryBudgetBytes: number
   /** tasks one broker may hold on this donor at once; absent: every slot (`--max-tasks-per-broker`) */
   readonly maxTasksPerBroker?: number
+  /** share of one core jobs together may use on average, percent (`--cpu-limit`; 100: no limit) */
+  readonly cpuLimit: number
+  /** other programs' share of the machine above which jobs are suspended, percent (`--suspend-when-busy`); absent: off */
+  readonly suspendWhenBusy?: number
+  /** the local-time window jobs run in (`--run-hours`); absent: always */
+  readonly runHours?: RunHours
 }
 
 export interface DaemonConfig {
@@ -225,7 +244,7 @@ export interface DaemonConfig {
   readonly configFile: string
 }
 
-export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'maxPayload' | 'memoryBudget' | 'maxTasksPerBroker' | 'metrics' | 'keepJobs', ValueSource>>
+export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'maxPayload' | 'memoryBudget' | 'maxTasksPerBroker' | 'metrics' | 'keepJobs' | 'cpuLimit' | 'suspendWhenBusy' | 'runHours', ValueSource>>
 
 export interface RelayFlags extends CommonFlags {
   announce?: string[]
@@ -342,6 +361,15 @@ function readKnownKeys (obj: Record<string, unknown>, path: string): ConfigFile 
     out.apiPort = obj.apiPort
   }
   if (obj.relayLimits !== undefined) out.relayLimits = readRelayLimitsFile(obj.relayLimits, path)
+  for (const key of ['cpuLimit', 'suspendWhenBusy'] as const) {
+    if (obj[key] === undefined) continue
+    if (typeof obj[key] !== 'number') throw new ConfigError(`config file ${path}: "${key}" must be a number of percent, 1–100`)
+    out[key] = obj[key]
+  }
+  if (obj.runHours !== undefined) {
+    if (typeof obj.runHours !== 'string') throw new ConfigError(`config file ${path}: "runHours" must be a string such as "18-08"`)
+    out.runHours = obj.runHours
+  }
   return { ...out, ...readMetricsKeys(obj, path) }
 }
 
@@ -446,7 +474,7 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
     direct: flags.noDirect !== true,
     replicaNetworkPrefix: Object.freeze(parseNetworkPrefix(flags.replicaNetworkPrefix ?? '24,48', '--replica-network-prefix')),
     keepJobs: flags.keepJobs != null ? parsePositiveInt(flags.keepJobs, '--keep-jobs') : DEFAULT_KEEP_JOBS,
-    donor: Object.freeze(loadDonorLimits(flags)),
+    donor: Object.freeze({ ...loadDonorLimits(flags), ...loadDonorControls(flags, fileConfig) }),
     ...metricsOf(flags, fileConfig),
     sources: Object.freeze(daemonSources(flags, env, fileConfig, refuseIntercepted.source)),
     unknownKeys: Object.freeze(unknownKeys),
@@ -490,7 +518,27 @@ function parseBootstrap (values: readonly string[], source: string): Multiaddr[]
   return addrs
 }
 
-function loadDonorLimits (flags: DaemonFlags): DonorLimits {
+/** --cpu-limit, --suspend-when-busy and --run-hours, each flag > config.json > default. */
+function loadDonorControls (flags: DaemonFlags, file: ConfigFile): Pick<DonorLimits, 'cpuLimit' | 'suspendWhenBusy' | 'runHours'> {
+  const cpuLimit = flags.cpuLimit != null ? parsePercent(flags.cpuLimit, '--cpu-limit') : file.cpuLimit != null ? parsePercent(file.cpuLimit, 'config.json "cpuLimit"') : 100
+  const busy = flags.suspendWhenBusy ?? file.suspendWhenBusy
+  const busySource = flags.suspendWhenBusy != null ? '--suspend-when-busy' : 'config.json "suspendWhenBusy"'
+  const runHours = flags.runHours ?? file.runHours
+  return {
+    cpuLimit,
+    ...(busy != null ? { suspendWhenBusy: parsePercent(busy, busySource) } : {}),
+    ...(runHours != null ? { runHours: parseRunHours(runHours, flags.runHours != null ? '--run-hours' : 'config.json "runHours"') } : {})
+  }
+}
+
+/** A whole percentage 1–100. */
+export function parsePercent (value: string | number, source: string): number {
+  const n = typeof value === 'number' ? value : Number(String(value).trim().replace(/%$/, ''))
+  if (!Number.isInteger(n) || n < 1 || n > 100) throw new ConfigError(`${source} must be a whole percentage from 1 to 100, got "${String(value)}"`)
+  return n
+}
+
+function loadDonorLimits (flags: DaemonFlags): Omit<DonorLimits, 'cpuLimit' | 'suspendWhenBusy' | 'runHours'> {
   return {
     execute: flags.noExecute !== true,
     // default: every core but one, at least one (the daemon itself needs a core)
@@ -521,7 +569,10 @@ function daemonSources (flags: DaemonFlags, env: NodeJS.ProcessEnv, file: Config
     memoryBudget: flagOr(flags.memoryBudget),
     maxTasksPerBroker: flagOr(flags.maxTasksPerBroker),
     metrics: flags.metrics != null ? 'flag' : file.metrics != null ? 'file' : 'default',
-    keepJobs: flagOr(flags.keepJobs)
+    keepJobs: flagOr(flags.keepJobs),
+    cpuLimit: flags.cpuLimit != null ? 'flag' : file.cpuLimit != null ? 'file' : 'default',
+    suspendWhenBusy: flags.suspendWhenBusy != null ? 'flag' : file.suspendWhenBusy != null ? 'file' : 'default',
+    runHours: flags.runHours != null ? 'flag' : file.runHours != null ? 'file' : 'default'
   }
 }
 
@@ -555,7 +606,10 @@ export function describeDaemonConfig (config: DaemonConfig): ConfigEntry[] {
     { key: 'maxTasksPerBroker', value: d.maxTasksPerBroker ?? 'every slot', source: s.maxTasksPerBroker },
     { key: 'metrics', value: config.metrics != null ? `${config.metrics.host}:${config.metrics.port}` : 'off', source: s.metrics },
     { key: 'metricsAllowRemote', value: config.metrics?.allowRemote ?? false, source: s.metrics },
-    { key: 'keepJobs', value: config.keepJobs, source: s.keepJobs }
+    { key: 'keepJobs', value: config.keepJobs, source: s.keepJobs },
+    { key: 'cpuLimit', value: `${d.cpuLimit}%`, source: s.cpuLimit },
+    { key: 'suspendWhenBusy', value: d.suspendWhenBusy != null ? `${d.suspendWhenBusy}%` : 'off', source: s.suspendWhenBusy },
+    { key: 'runHours', value: d.runHours?.text ?? 'always', source: s.runHours }
   ]
 }
 

@@ -115,6 +115,8 @@ export interface ExecuteResult {
   /** metered units consumed (deterministic: equal on every donor for the same job) */
   fuelUsed: number
   durationMs: number
+  /** CPU time of the worker thread that prepared and ran the job, ms (this donor's own record; not sent to brokers) */
+  cpuTimeMs?: number
   /**
    * Files the job created or changed under any preopen, sorted by path
    * (byte order of the UTF-8 path); absent when the job had no preopens.

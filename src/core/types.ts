@@ -195,6 +195,53 @@ export interface DaemonStatus {
   executor?: ExecutorStatusView
   /** other peers that accept jobs, heard from recently: how many replicas a job can get now; absent from older daemons */
   knownExecutors?: number
+  /** the donor's owner paused it (`worldcompute pause`); false with --no-execute; absent from older daemons */
+  paused?: boolean
+  /** the donor controls and why jobs are suspended now; absent from older daemons and with --no-execute */
+  controls?: DonorControlsView
+}
+
+/** Why a donor's jobs are suspended right now: its owner paused it, or a limit it set holds them. */
+export type SuspendReason = 'user' | 'cpu-limit' | 'busy' | 'run-hours'
+
+/** The donor controls as `status`, `pause` and `resume` show them. */
+export interface DonorControlsView {
+  /** the owner paused this donor (`worldcompute pause`); kept across restarts until `resume` */
+  paused: boolean
+  /** when the owner paused it (ISO time), while paused */
+  pausedAt?: string
+  /** why running jobs are suspended (and new ones declined, except for cpu-limit) right now; null: they run */
+  pausedBy: SuspendReason | null
+  /** share of one core jobs may use on average, percent; 100: no limit */
+  cpuLimit: number
+  /** other programs' share of the machine above which jobs are suspended, percent; null: off */
+  suspendWhenBusy: number | null
+  /** other programs' share of the machine at the last sample, percent; absent until sampled */
+  otherCpuPercent?: number
+  /** the local-time window jobs run in (`18-08`); null: always */
+  runHours: string | null
+  /** pausedBy in words */
+  reason?: string
+}
+
+/** One task this donor ran for someone else (`worldcompute donated`). */
+export interface DonatedTask {
+  /** when it ended (ISO time) */
+  at: string
+  /** when it started (ISO time) */
+  startedAt: string
+  /** the PeerId of the broker that sent it */
+  broker: string
+  jobId: string
+  taskId: string
+  /** the executor's result status, or `abandoned` (its broker left) / `aborted` (its stream ended) */
+  status: string
+  /** CPU time the task's worker thread used (preparation and run), ms; absent when it never reached a worker */
+  cpuTimeMs?: number
+  /** metered units it used */
+  fuelUsed: number
+  /** wall time in the executor, suspended time excluded, ms */
+  durationMs: number
 }
 
 export interface ExecutorStatusView {
@@ -207,6 +254,8 @@ export interface ExecutorStatusView {
   queued?: number
   /** sandbox processes restarted after a crash or hang */
   restarts?: number
+  /** the donor controls hold every job (the sandbox process is stopped) */
+  suspended?: boolean
   sandboxPid?: number
   /** the sandbox starts at the first job and stops when idle: state 'stopped' then means "not needed yet" */
   onDemand?: boolean

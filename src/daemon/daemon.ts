@@ -8,6 +8,8 @@ import { MeshTaskNetwork } from '../broker/mesh-task-network.ts'
 import { rawCidString } from '../codec/cid.ts'
 import { DEFAULT_JOB_LIMITS, type ExecStatus, type JobLimits } from '../core/job.ts'
 import { JobRunner } from '../donor/job-runner.ts'
+import { DonorControls, NotExecutingError } from '../donor/controls.ts'
+import { DonatedStore } from '../donor/donated-store.ts'
 import { Executor } from '../executor/index.ts'
 import { capacity, type CapacityService } from '../protocols/capacity/index.ts'
 import { dispatch, type DispatchService } from '../protocols/dispatch/index.ts'
@@ -77,6 +79,8 @@ interface Execution {
   executor: Executor
   sandbox: SandboxKeeper
   runner: JobRunner
+  /** pause, cpu limit, busy machine, run hours: whether jobs run now */
+  controls: DonorControls
 }
 
 /** What the roles tell the metrics as it happens; bound once the metrics exist, so nothing is counted without --metrics. */
@@ -86,6 +90,7 @@ interface RoleEvents {
 }
 
 interface Roles {
+  history: DonatedStore
   maxLimits: JobLimits
   execution?: Execution
   donor: DonorService
@@ -107,11 +112,12 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
   try {
     const { paths, identity } = await openDataDir(config, log, teardown)
     const store = openStore(paths, teardown)
+    const history = openHistory(paths, teardown)
     const answers = new ServiceAnswers()
     const warm: SandboxWarmer = {}
     const net = await startNet(config, identity, answers, options, teardown, warm)
     const events: RoleEvents = {}
-    const roles = buildRoles(config, paths, net, store, options, log, events)
+    const roles = buildRoles(config, paths, net, { store, history }, options, log, events)
     answers.attach({ runner: roles.execution?.runner, nat: roles.donor })
     warm.executor = roles.execution?.executor
     const api = await startApi(config, paths, net, roles, teardown)
@@ -158,6 +164,13 @@ function openStore (paths: DataDirPaths, teardown: Teardown): JobStore {
 /** The executor to warm when an offer is accepted (the sandbox starts on demand); set once the roles exist. */
 interface SandboxWarmer { executor?: Pick<Executor, 'warm'> }
 
+/** Step 2b: the donor's history of tasks run for others; a damaged or unwritable one fails the start with a `DonatedStoreError`. */
+function openHistory (paths: DataDirPaths, teardown: Teardown): DonatedStore {
+  const history = new DonatedStore(join(paths.root, 'donated.sqlite'))
+  teardown.add('donated history', () => { history.close() })
+  return history
+}
+
 /** Step 3: the libp2p node with our protocol services, answering through `answers`. */
 async function startNet (config: DaemonConfig, identity: Identity, answers: ServiceAnswers, options: StartDaemonOptions, teardown: Teardown, warm: SandboxWarmer): Promise<Net> {
   const execute = config.donor.execute
@@ -199,6 +212,7 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
         maxPayloadBytes: config.donor.maxPayloadBytes,
         runTask: execute ? async (req, o) => await answers.runTask(req, o) : undefined,
         admit: execute ? (req, ctx) => answers.admit(req, ctx) : undefined,
+        suspendedMs: execute ? () => answers.suspendedMs() : undefined,
         logger: createLogger('protocols.dispatch')
       }),
       cancel: cancel({
@@ -214,7 +228,7 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
 }
 
 /** Step 4: the roles on the node (built, not started): job runner, donor, broker. */
-function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store: JobStore, options: StartDaemonOptions, log: Logger, events: RoleEvents): Roles {
+function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, { store, history }: { store: JobStore, history: DonatedStore }, options: StartDaemonOptions, log: Logger, events: RoleEvents): Roles {
   const { mesh, resolver, capacityService, offerService, dispatchService, cancelService } = net
   const maxLimits: JobLimits = {
     ...DEFAULT_JOB_LIMITS,
@@ -222,7 +236,7 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
     deadlineMs: config.donor.maxDeadlineMs,
     payloadBytes: config.donor.maxPayloadBytes
   }
-  const execution = config.donor.execute ? buildExecution(config, maxLimits, net, log, events) : undefined
+  const execution = config.donor.execute ? buildExecution(config, maxLimits, net, { paths, history }, log, events) : undefined
   // the winning dial rung is remembered per network in the data dir
   const donor = new DonorService({ mesh, bootstrap: config.bootstrap, version: VERSION, reservation: { stateDir: paths.stateDir, resolver, refuseIntercepted: config.refuseIntercepted, relayDialler: options.relayDialler?.(mesh.components), ...options.reservation }, direct: config.direct ? { announcedAddrs: (id) => capacityService.capacityOf(id)?.addrs ?? [] } : false })
   // our addresses changed (a reservation made or lost): announce them now rather than at the next interval
@@ -237,18 +251,31 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, store:
     onJobFinished: (final) => { events.jobFinished?.(final.status) },
     keepJobs: config.keepJobs
   })
-  return { maxLimits, execution, donor, broker }
+  return { history, maxLimits, execution, donor, broker }
 }
 
 /** The executor sandbox, the keeper that restarts it, and the job runner that answers offers and dispatches with it. */
-function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, log: Logger, events: RoleEvents): Execution {
+function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, { paths, history }: { paths: DataDirPaths, history: DonatedStore }, log: Logger, events: RoleEvents): Execution {
   const { mesh, capacityService, dispatchService } = net
   // the sandbox process starts at the first job and stops after 5 idle minutes: an idle donor is one process
   const executor = new Executor({ maxConcurrent: config.donor.maxConcurrentJobs, maxLimits, startOnDemand: true })
   const sandbox = new SandboxKeeper({ executor, logger: log })
-  const runner = new JobRunner({
+  const { cpuLimit, suspendWhenBusy, runHours } = config.donor
+  const controls = new DonorControls({
+    target: executor,
+    cpuLimit,
+    suspendWhenBusy,
+    runHours,
+    statePath: join(paths.stateDir, 'controls.json'),
+    sandboxPid: () => executor.sandboxPid,
+    onChange: () => { capacityService.notifyChanged() },
+    logger: createLogger('donor.controls')
+  })
+  const runner: JobRunner = new JobRunner({
     executor,
     unavailable: () => sandbox.unavailable() ?? executor.unavailable(),
+    paused: () => controls.declineReason(),
+    onTaskEnded: (task) => { history.add(task) },
     maxLimits,
     maxConcurrent: config.donor.maxConcurrentJobs,
     memoryBudgetBytes: config.donor.memoryBudgetBytes,
@@ -256,10 +283,13 @@ function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, l
     addrs: () => mesh.components.addresses.advertisedAddrs(),
     hasModule: (cid) => dispatchService.hasModule(cid),
     hasFiles: (cids) => dispatchService.hasFiles(cids),
-    onChange: () => { capacityService.notifyChanged() },
+    onChange: () => {
+      capacityService.notifyChanged()
+      controls.setJobs(runner.runningTasks())
+    },
     onExecuted: (result) => { events.taskExecuted?.(result.status) }
   }, mesh.components)
-  return { executor, sandbox, runner }
+  return { executor, sandbox, runner, controls }
 }
 
 /**
@@ -296,8 +326,13 @@ async function startDonorMetrics (config: DaemonConfig, mesh: MeshNode, roles: R
 }
 
 function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacityService'], 'known' | 'listening'>): ApiHandlers {
-  const { donor, broker, maxLimits } = roles
+  const { donor, broker, maxLimits, history } = roles
   const executor = roles.execution?.executor
+  const controls = roles.execution?.controls
+  const ownControls = (): DonorControls => {
+    if (controls == null) throw new NotExecutingError('this daemon runs no jobs for others (started with --no-execute): there is nothing to pause or resume')
+    return controls
+  }
   return {
     health: async () => ({ ok: true, peerId: mesh.peerId, version: VERSION, pid: process.pid }),
     status: async () => ({
@@ -306,8 +341,14 @@ function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacity
         ? { accepting: true, ...executor.status(), maxLimits }
         : { accepting: false, reason: 'started with --no-execute' },
       // a status call is no demand for executors; unknown (absent) while this node does not listen to announcements
-      ...(capacity.listening() ? { knownExecutors: capacity.known().length } : {})
+      ...(capacity.listening() ? { knownExecutors: capacity.known().length } : {}),
+      // always a boolean (the dashboard's Pause/Resume button): a daemon with --no-execute is never paused
+      paused: controls?.view().paused ?? false,
+      ...(controls != null ? { controls: controls.view() } : {})
     }),
+    pause: async () => ownControls().pause(),
+    resume: async () => ownControls().resume(),
+    donated: async ({ limit }) => ({ tasks: history.list(limit) }),
     dials: async ({ limit }) => ({ total: mesh.telemetry.count(), attempts: mesh.telemetry.recent(limit) }),
     ping: async ({ target, count }, { signal }) => await donor.ping(target, count, { signal }),
     submitJob: async (req) => {
@@ -359,6 +400,7 @@ async function startRoles (roles: Roles, teardown: Teardown): Promise<void> {
   if (execution != null) {
     execution.runner.start()
     teardown.add('job runner', () => { execution.runner.stop() })
+    teardown.add('donor controls', () => { execution.controls.stop() })
   }
   teardown.add('donor', async () => { await donor.stop() })
   const [sandbox, joined] = await Promise.allSettled([execution?.executor.start(), donor.start()])

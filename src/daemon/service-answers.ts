@@ -18,6 +18,7 @@ export interface AnsweringRoles {
     admit: (req: AdmissionRequest, context: DispatchContext) => Admission
     runTask: (req: ExecuteRequest, options: { signal: AbortSignal } & DispatchContext) => Promise<ExecuteResult>
     cancelTask: (peer: string, taskId: string) => 'stopped' | 'dropped' | 'unknown'
+    suspendedMs: () => number
   }
   nat: { natInfo: () => NatInfoMessage }
 }
@@ -64,6 +65,11 @@ export class ServiceAnswers {
   cancelTasks (req: CancelRequest, context: { peer: string }): CancelResponse {
     const runner = this.roles?.runner
     return runner != null ? cancelTasks(runner, req, context) : { stopped: [], dropped: [], unknown: req.taskIds }
+  }
+
+  /** How long the donor's jobs have been suspended in all (donor controls), ms. */
+  suspendedMs (): number {
+    return this.roles?.runner?.suspendedMs() ?? 0
   }
 
   async runTask (req: ExecuteRequest, options: { signal: AbortSignal } & DispatchContext): Promise<ExecuteResult> {

@@ -4,6 +4,7 @@ import { duration, shortPeerId } from '../core/format.ts'
 import { TaskAbandonedError } from '../protocols/errors.ts'
 import { TaskCancelledError } from './cancel.ts'
 import type { ExecuteRequest, ExecuteResult, JobLimits } from '../core/job.ts'
+import type { DonatedTask } from '../core/types.ts'
 import type { OfferRequest, OfferResponse } from '../codec/messages.ts'
 import type { CapacityInfo } from '../protocols/capacity/index.ts'
 import type { Admission, AdmissionRequest, DispatchContext } from '../protocols/dispatch/index.ts'
@@ -28,7 +29,8 @@ export const OFFER_HOLD_MS = 15_000
 export const BROKER_GRACE_MS = 30_000
 
 export interface JobRunnerInit {
-  executor: Pick<Executor, 'execute'>
+  /** the sandbox; `suspendedMs` (the donor controls' running total of suspended time) when it can be suspended */
+  executor: Pick<Executor, 'execute'> & Partial<Pick<Executor, 'suspendedMs'>>
   maxLimits: JobLimits
   /** tasks run at once: every task held for any broker (offered, arriving, running) counts, so this is the total bound */
   maxConcurrent: number
@@ -56,6 +58,10 @@ export interface JobRunnerInit {
   unavailable?: () => string | undefined
   /** a task ran to a result (any status; metrics count them) */
   onExecuted?: (result: ExecuteResult) => void
+  /** why the donor controls hold new tasks now (paused, outside run hours, a busy machine), else undefined @default never */
+  paused?: () => string | undefined
+  /** every task that reached the executor, once it ended: this donor's history */
+  onTaskEnded?: (task: DonatedTask) => void
   logger?: Logger
 }
 
@@ -152,11 +158,22 @@ export class JobRunner {
     this.init.onChange?.()
   }
 
+  /** How long the executor's jobs have been suspended in all, ms (0 for one that cannot be suspended). */
+  suspendedMs (): number {
+    return this.init.executor.suspendedMs?.() ?? 0
+  }
+
+  /** Tasks handed to the executor (waiting there or running). */
+  runningTasks (): number {
+    return this.runs.size
+  }
+
   capacity (): CapacityInfo {
     return {
       acceptsJobs: this.init.unavailable?.() == null,
       slots: this.init.maxConcurrent,
-      freeSlots: this.freeSlots(),
+      // a paused donor still takes jobs, later: brokers keep it in line rather than give up on it
+      freeSlots: this.init.paused?.() != null ? 0 : this.freeSlots(),
       maxLimits: this.init.maxLimits,
       addrs: this.init.addrs()
     }
@@ -174,6 +191,11 @@ export class JobRunner {
     if (down != null) {
       this.log.info(`declined task ${req.taskId} from ${context.peer}: ${down}`, { peer: context.peer, code: 'not-executing' })
       return { accept: false, reason: down, code: 'not-executing', hasModule, freeSlots: 0 }
+    }
+    const paused = this.init.paused?.()
+    if (paused != null) {
+      this.log.info(`declined task ${req.taskId} from ${context.peer}: ${paused}`, { peer: context.peer, code: 'paused' })
+      return { accept: false, reason: paused, code: 'paused', hasModule, freeSlots: 0 }
     }
     const check = resolveJobLimits(req.limits, this.init.maxLimits)
     if (!check.ok) {
@@ -258,9 +280,11 @@ export class JobRunner {
     try {
       const result = await this.init.executor.execute(req, { signal: AbortSignal.any([options.signal, run.abandon.signal]) })
       this.log.info(`task ${req.taskId} → ${result.status}${result.exitCode != null ? ` (exit ${result.exitCode})` : ''}${result.error != null ? `: ${result.error}` : ''} in ${Date.now() - started} ms, fuel ${result.fuelUsed}`, { task: req.taskId, peer: options.peer })
+      this.record(req, options.peer, started, result)
       this.init.onExecuted?.(result)
       return result
     } catch (err) {
+      this.record(req, options.peer, started, undefined, run.abandon.signal.aborted ? 'abandoned' : 'aborted')
       if (run.abandon.signal.aborted) throw new TaskAbandonedError(req.taskId, run.abandon.signal.reason instanceof TaskCancelledError ? 'its broker cancelled it' : `its broker ${options.peer} left`, { cause: err })
       throw err
     } finally {
@@ -287,6 +311,26 @@ export class JobRunner {
     }
     this.init.onChange?.()
     return run != null ? 'stopped' : 'dropped'
+  }
+
+  /** Hands the ended task to the history; a history that cannot write is logged, never the task's failure. */
+  private record (req: ExecuteRequest, peer: string, started: number, result?: ExecuteResult, ended?: 'abandoned' | 'aborted'): void {
+    const task: DonatedTask = {
+      at: new Date().toISOString(),
+      startedAt: new Date(started).toISOString(),
+      broker: peer,
+      jobId: req.jobId,
+      taskId: req.taskId,
+      status: result?.status ?? ended ?? 'aborted',
+      ...(result?.cpuTimeMs != null ? { cpuTimeMs: result.cpuTimeMs } : {}),
+      fuelUsed: result?.fuelUsed ?? 0,
+      durationMs: result?.durationMs ?? Date.now() - started
+    }
+    try {
+      this.init.onTaskEnded?.(task)
+    } catch (err) {
+      this.log.error(`task ${req.taskId} ran but could not be recorded in this donor's history: ${(err as Error).message}`, { task: req.taskId, peer, code: (err as { code?: string }).code })
+    }
   }
 
   /** A broker's last connection closed: its offers go at once, its tasks after the grace period. */

@@ -80,6 +80,8 @@ export interface ExecutorStatus {
   onDemand: boolean
   /** why the last start of the sandbox failed, while it is not running */
   lastStartError?: string
+  /** the owner's controls hold every job (the sandbox process is stopped) */
+  suspended: boolean
 }
 
 /** One sandbox process and what we know about it. */
@@ -91,6 +93,10 @@ interface Sandbox {
   /** why we killed it, when we did */
   killReason?: string
   closed: Promise<void>
+  /** stopped with SIGSTOP (the donor controls suspend jobs) */
+  stopped: boolean
+  /** resolves the wait for its `suspended` answer */
+  onSuspended?: () => void
 }
 
 interface Pending {
@@ -103,7 +109,12 @@ interface Pending {
   onAbort?: () => void
   sandbox?: Sandbox
   startedAt?: number
+  /** time suspended by then (`suspendedMs()`), subtracted from its duration */
+  suspendedAtStart?: number
   hangTimer?: NodeJS.Timeout
+  /** when the hang timer fires, and what it had left while jobs are suspended */
+  hangDueAt?: number
+  hangLeftMs?: number
 }
 
 const STDERR_TAIL_BYTES = 4096
@@ -111,6 +122,8 @@ const STDERR_TAIL_BYTES = 4096
 const ON_DEMAND_RETRY_MS = 30_000
 /** restart attempts after a crash, and the pause before each */
 const RESTART_DELAYS_MS = [0, 250, 1000]
+/** how long a sandbox may take to hold its timers before it is stopped all the same */
+const SUSPEND_ANSWER_MS = 2000
 
 export class Executor {
   readonly maxConcurrent: number
@@ -137,6 +150,12 @@ export class Executor {
   /** the owner called start() and not stop() since: jobs are taken (on demand, the sandbox may still be down) */
   private enabled = false
   private idleTimer?: NodeJS.Timeout
+  /** the controls want every job held (setSuspended) */
+  private wantSuspended = false
+  private suspendedSince?: number
+  private suspendedTotalMs = 0
+  /** brings the sandbox to the wanted state, one step at a time */
+  private converging?: Promise<void>
 
   constructor (init: ExecutorInit = {}) {
     this.maxConcurrent = init.maxConcurrent ?? Math.max(1, availableParallelism() - 1)
@@ -205,6 +224,7 @@ export class Executor {
         this.sandbox = sandbox
         this.state = 'running'
         this.lastStartError = undefined
+        this.converge()
       } catch (err) {
         this.state = 'stopped'
         this.lastStartError = err instanceof Error ? err : new Error(String(err))
@@ -244,7 +264,8 @@ export class Executor {
       restarts: this.restarts,
       sandboxPid: this.sandbox?.child.pid,
       onDemand: this.startOnDemand,
-      ...(this.state !== 'running' && this.lastStartError != null ? { lastStartError: this.lastStartError.message } : {})
+      ...(this.state !== 'running' && this.lastStartError != null ? { lastStartError: this.lastStartError.message } : {}),
+      suspended: this.wantSuspended
     }
   }
 
@@ -366,14 +387,93 @@ export class Executor {
     }
     p.sandbox = sandbox
     p.startedAt = performance.now()
+    p.suspendedAtStart = this.suspendedMs()
     this.running.set(p.runId, p)
-    const silentFor = this.prepareTimeoutMs + p.limits.deadlineMs + this.hangGraceMs
-    p.hangTimer = setTimeout(() => {
-      if (this.running.get(p.runId) !== p) return
-      // the sandbox enforces deadlines itself; silence this long means it is wedged
-      void killSandbox(sandbox, `the sandbox process did not answer within ${silentFor} ms for job ${req.jobId} (deadline ${p.limits.deadlineMs} ms); it was killed`)
-    }, silentFor)
+    p.hangLeftMs = this.prepareTimeoutMs + p.limits.deadlineMs + this.hangGraceMs
+    if (!this.wantSuspended) this.armHang(p)
     this.sendTo(sandbox, { type: 'run', job })
+  }
+
+  /** The hang timer for the time `p` has left; held while jobs are suspended, as the sandbox holds their deadlines. */
+  private armHang (p: Pending): void {
+    const sandbox = p.sandbox
+    const silentFor = this.prepareTimeoutMs + p.limits.deadlineMs + this.hangGraceMs
+    const left = p.hangLeftMs ?? silentFor
+    p.hangDueAt = performance.now() + left
+    p.hangTimer = setTimeout(() => {
+      if (this.running.get(p.runId) !== p || sandbox === undefined) return
+      // the sandbox enforces deadlines itself; silence this long (suspended time aside) means it is wedged
+      void killSandbox(sandbox, `the sandbox process did not answer within ${silentFor} ms for job ${p.req.jobId} (deadline ${p.limits.deadlineMs} ms, suspended time aside); it was killed`)
+    }, left)
+  }
+
+  /**
+   * Suspends (true) or resumes (false) every job: the sandbox process is
+   * stopped with SIGSTOP after it holds its jobs' timers, and continued with
+   * SIGCONT, so suspended time counts against no deadline. Fuel is unaffected.
+   * Jobs queued meanwhile are sent and held; a sandbox started meanwhile is
+   * suspended at once. Idempotent; never throws.
+   */
+  setSuspended (suspended: boolean): void {
+    if (suspended === this.wantSuspended) return
+    this.wantSuspended = suspended
+    const now = performance.now()
+    if (suspended) {
+      this.suspendedSince = now
+      for (const p of this.running.values()) {
+        clearTimeout(p.hangTimer)
+        p.hangLeftMs = Math.max(0, (p.hangDueAt ?? now) - now)
+      }
+    } else {
+      this.suspendedTotalMs += now - (this.suspendedSince ?? now)
+      this.suspendedSince = undefined
+      for (const p of this.running.values()) this.armHang(p)
+    }
+    this.converge()
+  }
+
+  /** Milliseconds spent suspended since this executor was made: a running total, for guards that count running time only. */
+  suspendedMs (): number {
+    return this.suspendedTotalMs + (this.suspendedSince !== undefined ? performance.now() - this.suspendedSince : 0)
+  }
+
+  /** Starts bringing the sandbox to the wanted state unless that is already under way. */
+  private converge (): void {
+    this.converging ??= this.convergeSteps().finally(() => { this.converging = undefined })
+  }
+
+  private async convergeSteps (): Promise<void> {
+    for (;;) {
+      const sandbox = this.sandbox
+      if (sandbox === undefined || sandbox.stopped === this.wantSuspended || sandbox.killReason !== undefined) return
+      if (this.wantSuspended) {
+        // the timers first: a stopped process's timers would all fire the moment it continues
+        await this.askToHold(sandbox)
+        if (this.sandbox !== sandbox || !this.wantSuspended) continue
+        // a process that is gone takes no signal: its 'close' handler reports its jobs and a new one is brought here
+        if (!signalSandbox(sandbox, 'SIGSTOP')) return
+        sandbox.stopped = true
+      } else {
+        if (!signalSandbox(sandbox, 'SIGCONT')) return
+        sandbox.stopped = false
+        this.sendTo(sandbox, { type: 'resume' })
+      }
+    }
+  }
+
+  /** Asks the sandbox to hold its timers and waits for its answer (or SUSPEND_ANSWER_MS: a wedged one is stopped all the same). */
+  private async askToHold (sandbox: Sandbox): Promise<void> {
+    await new Promise<void>(resolve => {
+      const timer = setTimeout(done, SUSPEND_ANSWER_MS)
+      function done (): void {
+        clearTimeout(timer)
+        sandbox.onSuspended = undefined
+        resolve()
+      }
+      sandbox.onSuspended = done
+      this.sendTo(sandbox, { type: 'suspend' })
+      void sandbox.closed.then(done)
+    })
   }
 
   private sendTo (sandbox: Sandbox, message: ParentMessage): void {
@@ -409,7 +509,8 @@ export class Executor {
     this.running.delete(p.runId)
     clearTimeout(p.hangTimer)
     this.detachAbort(p)
-    const durationMs = p.startedAt === undefined ? 0 : performance.now() - p.startedAt
+    const suspended = this.suspendedMs() - (p.suspendedAtStart ?? 0)
+    const durationMs = p.startedAt === undefined ? 0 : Math.max(0, performance.now() - p.startedAt - suspended)
     p.resolve({ ...normaliseOutcome(outcome), durationMs })
     this.armIdleStop()
   }
@@ -433,7 +534,7 @@ export class Executor {
       env: {}
     })
     let markClosed: () => void = () => {}
-    const sandbox: Sandbox = { child, ready: false, stderrTail: '', closed: new Promise<void>(resolve => { markClosed = resolve }) }
+    const sandbox: Sandbox = { child, ready: false, stopped: false, stderrTail: '', closed: new Promise<void>(resolve => { markClosed = resolve }) }
     child.stderr?.setEncoding('utf8')
     child.stderr?.on('data', (chunk: string) => {
       sandbox.stderrTail = (sandbox.stderrTail + chunk).slice(-STDERR_TAIL_BYTES)
@@ -474,6 +575,7 @@ export class Executor {
   }
 
   private onSandboxMessage (sandbox: Sandbox, msg: SandboxMessage): void {
+    if (msg.type === 'suspended') sandbox.onSuspended?.()
     if (msg.type !== 'result') return
     const p = this.running.get(msg.runId)
     if (p === undefined || p.sandbox !== sandbox) return // aborted, or from a sandbox we gave up on
@@ -504,6 +606,7 @@ export class Executor {
         if (sandbox === undefined) return
         this.sandbox = sandbox
         this.restarts++
+        this.converge()
         this.pump()
         this.armIdleStop()
         return
@@ -528,6 +631,12 @@ async function killSandbox (sandbox: Sandbox, reason: string): Promise<void> {
     sandbox.child.kill('SIGKILL')
   }
   await sandbox.closed
+}
+
+/** Sends a stop or continue signal; false when the process is gone (its 'close' handler reports its jobs). */
+function signalSandbox (sandbox: Sandbox, signal: 'SIGSTOP' | 'SIGCONT'): boolean {
+  if (sandbox.child.exitCode !== null || sandbox.child.signalCode !== null) return false
+  return sandbox.child.kill(signal)
 }
 
 function describeExit (code: number | null, signal: NodeJS.Signals | null): string {
@@ -570,6 +679,7 @@ function normaliseOutcome (o: SandboxOutcome): Omit<ExecuteResult, 'durationMs'>
   if (o.errorCode !== undefined) out.errorCode = o.errorCode
   if (o.files !== undefined) out.files = o.files.map(f => ({ path: f.path, data: plainBytes(f.data) }))
   if (o.removedFiles !== undefined) out.removedFiles = o.removedFiles
+  if (o.cpuTimeMs !== undefined) out.cpuTimeMs = o.cpuTimeMs
   return out
 }
 

@@ -39,6 +39,10 @@ export type ParentMessage =
   | { type: 'run', job: SandboxJob }
   /** the caller gave up on a job: stop its worker; no result is expected */
   | { type: 'cancel', runId: number }
+  /** the process is about to be stopped (SIGSTOP): hold every job's timers and answer `suspended` */
+  | { type: 'suspend' }
+  /** the process was continued (SIGCONT): every job's timers run again for the time they had left */
+  | { type: 'resume' }
 
 /** A job's end as the sandbox reports it: the module's own outcome, or (with `errorCode`) the sandbox's failure under it. */
 export interface SandboxOutcome extends RunOutcome {
@@ -48,6 +52,8 @@ export interface SandboxOutcome extends RunOutcome {
 export type SandboxMessage =
   | { type: 'ready', workers: number }
   | { type: 'result', runId: number, outcome: SandboxOutcome }
+  /** every job's timers are held: the parent may stop the process now */
+  | { type: 'suspended' }
 
 /**
  * One job for a worker: the worker checks the bytes against the CID, then

@@ -36,7 +36,22 @@ interface Slot {
   /** the worker has loaded its code (it said 'ready'); jobs go only to ready workers */
   ready: boolean
   /** the job the worker has, and the timer of its current phase (preparation, then the run) */
-  job?: { job: SandboxJob, runId: number, timer: NodeJS.Timeout }
+  job?: { job: SandboxJob, runId: number, timer: JobTimer }
+}
+
+/**
+ * A job's budget or deadline timer that stands still while the parent has the
+ * process stopped (SIGSTOP, the donor controls): a stopped process's timers
+ * would all fire the moment it continues, charging the job for time it was
+ * not allowed to run.
+ */
+interface JobTimer {
+  fn: () => void
+  handle?: NodeJS.Timeout
+  /** when it fires (performance.now()), while armed */
+  dueAt: number
+  /** what is left, while held */
+  leftMs: number
 }
 
 const send = process.send?.bind(process)
@@ -49,6 +64,37 @@ const workerCount = Math.max(1, config.workers)
 const slots: Slot[] = []
 const queue: SandboxJob[] = []
 const cache = new PreparedModuleCache()
+/** the parent asked to suspend us: timers are held until it says `resume` */
+let suspended = false
+
+function armTimer (fn: () => void, ms: number): JobTimer {
+  const timer: JobTimer = { fn, dueAt: performance.now() + ms, leftMs: ms }
+  if (!suspended) timer.handle = setTimeout(fn, ms)
+  return timer
+}
+
+function disarm (timer: JobTimer): void {
+  clearTimeout(timer.handle)
+  timer.handle = undefined
+}
+
+/** Holds (`suspend`) or re-arms (`resume`) every job's timer. */
+function holdTimers (hold: boolean): void {
+  if (suspended === hold) return
+  suspended = hold
+  const now = performance.now()
+  for (const slot of slots) {
+    const timer = slot.job?.timer
+    if (timer === undefined) continue
+    if (hold) {
+      timer.leftMs = Math.max(0, timer.dueAt - now)
+      disarm(timer)
+    } else {
+      timer.dueAt = now + timer.leftMs
+      timer.handle = setTimeout(timer.fn, timer.leftMs)
+    }
+  }
+}
 
 function reply (message: SandboxMessage): void {
   send?.(message)
@@ -88,7 +134,7 @@ function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
       fatal(`a worker thread could not start: it ${why}`)
     }
     if (s.job !== undefined) {
-      clearTimeout(s.job.timer)
+      disarm(s.job.timer)
       // the worker's heap holds nothing but the job's own instance and output: running out of it is the job's doing
       const outcome = outOfMemory
         ? emptyOutcome('failed', `the job ran out of its worker's memory (${WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb} MiB heap)`)
@@ -107,17 +153,17 @@ function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
 function onPrepared (slot: Slot, runId: number, fresh: PreparedModule | undefined): void {
   const current = slot.job
   if (current?.runId !== runId) return
-  clearTimeout(current.timer)
+  disarm(current.timer)
   if (fresh !== undefined) cache.set(preparedKey(current.job.moduleCid, prepareLimits(current.job)), fresh)
   const { deadlineMs } = current.job.limits
-  current.timer = setTimeout(() => {
+  current.timer = armTimer(() => {
     endJob(slot, runId, emptyOutcome('deadline_exceeded', `deadline of ${deadlineMs} ms exceeded`))
   }, deadlineMs)
 }
 
 function onDone (slot: Slot, runId: number, outcome: SandboxOutcome): void {
   if (slot.job?.runId !== runId) return
-  clearTimeout(slot.job.timer)
+  disarm(slot.job.timer)
   slot.job = undefined
   reply({ type: 'result', runId, outcome })
   pump()
@@ -151,6 +197,8 @@ function fatal (message: string, cause?: unknown): never {
 }
 
 function pump (): void {
+  // held: a job started between the parent's `suspend` and its SIGSTOP would run while its owner paused it
+  if (suspended) return
   for (const slot of slots) {
     if (queue.length === 0) return
     if (slot.job !== undefined || !slot.ready) continue
@@ -162,7 +210,7 @@ function pump (): void {
 function startJob (slot: Slot, job: SandboxJob): void {
   const limits = prepareLimits(job)
   const budget = config.prepareTimeoutMs
-  const timer = setTimeout(() => {
+  const timer = armTimer(() => {
     endJob(slot, job.runId, emptyOutcome('rejected', `preparing the module (CID check, validation, metering, compilation) took longer than this executor's budget of ${budget} ms (prepareTimeoutMs)`))
   }, budget)
   slot.job = { job, runId: job.runId, timer }
@@ -207,7 +255,7 @@ function onCancel (runId: number): void {
   }
   const slot = slots.find(s => s.job?.runId === runId)
   if (slot?.job !== undefined) {
-    clearTimeout(slot.job.timer)
+    disarm(slot.job.timer)
     slot.job = undefined
     replaceWorker(slot)
   }
@@ -216,6 +264,13 @@ function onCancel (runId: number): void {
 process.on('message', (msg: ParentMessage) => {
   if (msg.type === 'run') onRun(msg.job)
   else if (msg.type === 'cancel') onCancel(msg.runId)
+  else if (msg.type === 'suspend') {
+    holdTimers(true)
+    reply({ type: 'suspended' })
+  } else if (msg.type === 'resume') {
+    holdTimers(false)
+    pump()
+  }
 })
 
 // the parent went away (or stopped us): nothing left to serve

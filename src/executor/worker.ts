@@ -20,9 +20,11 @@ if (port === null) {
 }
 
 port.on('message', (req: WorkerRequest) => {
+  // this thread's CPU time (getrusage RUSAGE_THREAD): real work only, so neither a queue nor a suspension counts
+  const cpuStart = process.threadCpuUsage()
   const prepared = prepare(req)
   if ('status' in prepared) {
-    post({ type: 'done', runId: req.runId, outcome: prepared })
+    post({ type: 'done', runId: req.runId, outcome: { ...prepared, cpuTimeMs: cpuMsSince(cpuStart) } })
     return
   }
   // the metered bytes stay here: the sandbox's cache needs only the compiled module and its size
@@ -35,8 +37,13 @@ port.on('message', (req: WorkerRequest) => {
     // runModule classifies guest failures itself; anything reaching here is a host-side bug
     outcome = failed(`executor error: ${describe(err)}`)
   }
-  post({ type: 'done', runId: req.runId, outcome })
+  post({ type: 'done', runId: req.runId, outcome: { ...outcome, cpuTimeMs: cpuMsSince(cpuStart) } })
 })
+
+function cpuMsSince (start: NodeJS.CpuUsage): number {
+  const used = process.threadCpuUsage(start)
+  return (used.user + used.system) / 1000
+}
 
 /** The prepared module, or the outcome that ends the job before it runs. */
 function prepare (req: WorkerRequest): PreparedModule | RunOutcome {

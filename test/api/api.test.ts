@@ -102,7 +102,10 @@ function stubHandlers (pings: PingRequest[]): ApiHandlers {
       if (req.id !== JOB.jobId) throw Object.assign(new Error(`no job ${req.id}`), { code: 'JOB_NOT_FOUND' })
       return { outcome: 'cancelled', stopped: 1, unreached: [], job: { ...JOB, status: 'cancelled', final: true } }
     },
-    jobs: async () => ({ jobs: [JOB] })
+    jobs: async () => ({ jobs: [JOB] }),
+    pause: async () => ({ paused: true, pausedBy: 'user', cpuLimit: 100, suspendWhenBusy: null, runHours: null }),
+    resume: async () => ({ paused: false, pausedBy: null, cpuLimit: 100, suspendWhenBusy: null, runHours: null }),
+    donated: async () => ({ tasks: [] })
   }
 }
 

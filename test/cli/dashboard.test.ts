@@ -19,7 +19,7 @@ const LINK = /^http:\/\/127\.0\.0\.1:\d+\/dashboard\/login\?token=[\w-]{43}$/
 /** The daemon's side is the real API server; the handlers the dashboard command never calls refuse. */
 function handlers (): ApiHandlers {
   const unused = async (): Promise<never> => { throw new Error('not called by `worldcompute dashboard`') }
-  return { health: unused, status: async (): Promise<DaemonStatus> => await unused(), dials: unused, ping: unused, submitJob: unused, job: unused, jobs: unused, jobFiles: unused, cancelJob: unused }
+  return { health: unused, status: async (): Promise<DaemonStatus> => await unused(), dials: unused, ping: unused, submitJob: unused, job: unused, jobs: unused, jobFiles: unused, cancelJob: unused, pause: unused, resume: unused, donated: unused }
 }
 
 /** A stand-in for xdg-open on PATH: records the link it was given. */

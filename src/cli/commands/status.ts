@@ -8,8 +8,9 @@ export const help = `worldcompute status [--data-dir DIR] [--json]
 
 Asks the running daemon what it is doing: reachability (AutoNAT v2), NAT type
 (STUN against its relays), relay reservations
-(relay, circuit address, transport, since when), connections, and the state of
-each bootstrap relay. Exits non-zero when no daemon is running.`
+(relay, circuit address, transport, since when), connections, the state of
+each bootstrap relay, and the donor controls (paused, cpu limit, busy, run
+hours, and why jobs are suspended now). Exits non-zero when no daemon is running.`
 
 export async function run (argv: string[], o: Output): Promise<number> {
   const { values } = parse(argv, commonOptions, 'status')

@@ -56,6 +56,17 @@ the local API on 127.0.0.1.
                    no authentication: firewall it)
   --keep-jobs N    finished jobs the job store keeps, newest first; older
                    ones are deleted with their outputs (default 10000)
+  --cpu-limit PERCENT  jobs together use at most PERCENT of one core on
+                   average (1-100, default 100): the sandbox is run and stopped
+                   in turn over each second. Also "cpuLimit" in config.json.
+  --suspend-when-busy PERCENT  suspend jobs while other programs use more
+                   than PERCENT of this machine; resume when they stop (default
+                   off; Linux). Also "suspendWhenBusy" in config.json.
+  --run-hours START-END  run jobs only in this local-time window, e.g. 18-08
+                   (wraps past midnight) or 09:30-17:00; 0-24 is always (the
+                   default). Also "runHours" in config.json. Outside it, jobs
+                   are suspended and offers declined; \`worldcompute pause\`
+                   does the same until \`worldcompute resume\`.
   --log-format F   text (default) or json; WORLDCOMPUTE_LOG filters, e.g.
                    WORLDCOMPUTE_LOG=info,net=debug`
 
@@ -74,7 +85,10 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'memory-budget': { type: 'string' },
     'max-tasks-per-broker': { type: 'string' },
     'replica-network-prefix': { type: 'string' },
-    'keep-jobs': { type: 'string' }
+    'keep-jobs': { type: 'string' },
+    'cpu-limit': { type: 'string' },
+    'suspend-when-busy': { type: 'string' },
+    'run-hours': { type: 'string' }
   }, 'daemon')
   if (values.help) { o.out(help); return 0 }
   // the daemon prints no result to format: a --json meant for it would be silently lost
@@ -94,7 +108,10 @@ export async function run (argv: string[], o: Output): Promise<number> {
     memoryBudget: values['memory-budget'],
     maxTasksPerBroker: values['max-tasks-per-broker'],
     replicaNetworkPrefix: values['replica-network-prefix'],
-    keepJobs: values['keep-jobs']
+    keepJobs: values['keep-jobs'],
+    cpuLimit: values['cpu-limit'],
+    suspendWhenBusy: values['suspend-when-busy'],
+    runHours: values['run-hours']
   })
   warnUnknownConfigKeys(config)
   await runUntilSignal(o, async () => await startDaemon(config), (handle) => {

@@ -79,6 +79,13 @@ export interface DispatchInit {
    */
   admit?: AdmitTask
   /**
+   * Donor side: how long this donor's jobs have been suspended in all (the
+   * donor controls), a running total in ms: the guard on a task's run counts
+   * only the time it was allowed to run, so a paused donor never signs a
+   * deadline_exceeded the job did not earn @default none suspended
+   */
+  suspendedMs?: () => number
+  /**
    * Donor: module bytes kept by CID for `hasModule`, least recently used evicted.
    *
    * @default 268435456 (256 MiB)
@@ -232,6 +239,7 @@ export class DispatchService extends ProtocolService {
   private readonly components: DispatchComponents
   private readonly runTask: RunTask | undefined
   private readonly admit: AdmitTask | undefined
+  private readonly suspendedMs: (() => number) | undefined
   private readonly maxPayloadBytes: number
   private readonly maxOutputBytes: number
   private readonly openStreamTimeoutMs: number
@@ -254,6 +262,7 @@ export class DispatchService extends ProtocolService {
     this.components = components
     this.runTask = init.runTask
     this.admit = init.admit
+    this.suspendedMs = init.suspendedMs
     this.maxPayloadBytes = Math.min(init.maxPayloadBytes ?? MAX_PAYLOAD_BYTES, PAYLOAD_CEILING_BYTES)
     this.maxOutputBytes = Math.min(init.maxOutputBytes ?? MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES)
     this.openStreamTimeoutMs = init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS
@@ -597,7 +606,7 @@ export class DispatchService extends ProtocolService {
     if (runTask == null) throw new Error('dispatch handler registered without runTask')
     const deadlineMs = header.limits.deadlineMs ?? DEFAULT_JOB_LIMITS.deadlineMs
     const guardMs = deadlineMs + DONOR_EXECUTE_MARGIN_MS
-    const guard = AbortSignal.timeout(guardMs)
+    const { signal: guard, clear } = runningTimeout(guardMs, this.suspendedMs)
     const signal = AbortSignal.any([this.stopping, guard])
     const req: ExecuteRequest = {
       jobId: header.jobId,
@@ -616,6 +625,7 @@ export class DispatchService extends ProtocolService {
     try {
       result = await raceSignal(runTask(req, { signal, peer }), signal)
     } catch (err) {
+      clear()
       // no result to sign: the donor is stopping, or the runner gave the task up (its broker left)
       if (this.stopping.aborted || err instanceof TaskAbandonedError) throw err
       const failure = guard.aborted
@@ -624,6 +634,7 @@ export class DispatchService extends ProtocolService {
       this.log.warn(`task ${header.taskId}: ${failure.error}`, { task: header.taskId, code: codeOf(err) })
       result = { ...failure, stdout: EMPTY, stderr: EMPTY, fuelUsed: 0, durationMs: Date.now() - started }
     }
+    clear()
     const filesBytes = (result.files ?? []).reduce((n, f) => n + f.data.byteLength + Buffer.byteLength(f.path), 0)
     if (result.stdout.byteLength > MAX_OUTPUT_BYTES || result.stderr.byteLength > MAX_OUTPUT_BYTES || filesBytes > MAX_OUTPUT_BYTES) {
       // the executor caps output (files included) at the job's outputBytes; this is the wire's own cap behind it
@@ -708,4 +719,23 @@ function stalls (timer: Pick<PhaseTimer<string>, 'signal' | 'touch'>, onFrame?: 
 /** Runs and results are remembered per broker: one broker cannot join or read another's task. */
 function memoKey (peer: string, taskId: string): string {
   return `${peer} ${taskId}`
+}
+
+/**
+ * A timeout like AbortSignal.timeout(ms) that leaves out the time the
+ * donor's jobs were suspended (`suspendedMs`, a running total): at expiry it
+ * waits again for whatever suspension accrued meanwhile. `clear` ends it.
+ */
+export function runningTimeout (ms: number, suspendedMs?: () => number): { signal: AbortSignal, clear: () => void } {
+  if (suspendedMs == null) return { signal: AbortSignal.timeout(ms), clear: () => {} }
+  const controller = new AbortController()
+  const base = suspendedMs()
+  const start = performance.now()
+  const check = (): void => {
+    const left = ms - (performance.now() - start - (suspendedMs() - base))
+    if (left <= 0) controller.abort(new DOMException('The operation timed out after its running time', 'TimeoutError'))
+    else timer = setTimeout(check, left).unref()
+  }
+  let timer = setTimeout(check, ms).unref()
+  return { signal: controller.signal, clear: () => { clearTimeout(timer) } }
 }

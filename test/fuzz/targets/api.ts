@@ -97,7 +97,10 @@ const handlers: ApiHandlers = {
   job: async () => { throw new NotServedError() },
   jobFiles: async () => { throw new NotServedError() },
   cancelJob: async () => { throw new NotServedError() },
-  jobs: async () => ({ jobs: [] })
+  jobs: async () => ({ jobs: [] }),
+  pause: async () => { throw new NotServedError() },
+  resume: async () => { throw new NotServedError() },
+  donated: async () => ({ tasks: [] })
 }
 
 interface HttpInput {
