@@ -71,9 +71,12 @@ async function startMesh (dir: string, keepJobs: number, cleanup: Cleanup): Prom
   const snapshots = { NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${join(dir, 'snapshots')}` }
   const broker = await spawnNode(dir, 'broker', ['daemon', '--data-dir', dataDir, '--no-execute', '--keep-jobs', String(keepJobs), ...common], cleanup, snapshots)
   const client = new ApiClient({ dataDir })
-  await until('the broker to know the donor', 60_000, async () => {
-    const s = await client.call('status', {})
-    return (s.knownExecutors ?? 0) >= 1 ? true : undefined
+  // an idle broker does not listen to capacity announcements: its first job makes it listen and find the
+  // donor, so both being reserved on the relay is what "ready" means here
+  const donorClient = new ApiClient({ dataDir: join(dir, 'donor') })
+  await until('the broker and the donor to hold a reservation', 60_000, async () => {
+    const [b, d] = await Promise.all([client.call('status', {}), donorClient.call('status', {})])
+    return b.relays.length > 0 && d.relays.length > 0 ? true : undefined
   })
   return { client, broker, dataDir }
 }

@@ -73,7 +73,7 @@ describe('the dashboard in a real browser', () => {
     }
     relay = await startTestRelay(join(dir.path, 'relay'))
     donorDir = join(dir.path, 'donor')
-    donor = await startTestDonor(donorDir, relay.info.announceAddrs.filter(a => a.includes('/tcp/')), ['/p2p-circuit'], { noDirect: true, noExecute: true })
+    donor = await startTestDonor(donorDir, relay.info.announceAddrs.filter(a => a.includes('/tcp/')), ['/p2p-circuit'], { noDirect: true })
     await waitFor('the donor\'s reservation', async () => await reservedStatus(donor.client, relay.info.peerId), 20_000)
     browser = await chromium.launch({
       executablePath: CHROMIUM,

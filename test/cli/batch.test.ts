@@ -27,11 +27,14 @@ before(async () => {
   for (const [name, extra] of [['submitter', ['--no-execute']], ['executor', ['--max-jobs', '2']]] as const) {
     started.push(startCli(['daemon', '--data-dir', join(dir.path, name), '--listen', '/p2p-circuit', '--api-port', '0', '--bootstrap', addr, '--no-direct', ...extra]))
   }
-  await waitFor('an executor to be known', async () => {
-    const res = await runCli(['status', '--data-dir', submitterDir, '--json'])
-    if (res.code !== 0) return undefined
-    const s = JSON.parse(res.stdout)
-    return s.relays.length > 0 && s.knownExecutors >= 1 ? true : undefined
+  // an idle submitter does not listen to capacity announcements (its first job makes it listen and find
+  // the executor): both holding a reservation on the relay is what ready means
+  await waitFor('the submitter and the executor to hold a reservation', async () => {
+    for (const name of ['submitter', 'executor']) {
+      const res = await runCli(['status', '--data-dir', join(dir.path, name), '--json'])
+      if (res.code !== 0 || JSON.parse(res.stdout).relays.length === 0) return undefined
+    }
+    return true
   }, 30_000)
 })
 
