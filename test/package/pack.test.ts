@@ -49,6 +49,10 @@ describe('the npm package', { skip: npmMissing() }, () => {
   it('installs built JavaScript, not the sources, tests or evidence', () => {
     assert.ok(existsSync(join(installed, 'dist', 'daemon', 'main.js')))
     assert.ok(existsSync(join(installed, 'dist', 'executor', 'sandbox-process.js')))
+    // the dashboard's page is not TypeScript: the build copies it beside the built API server
+    for (const page of ['index.html', 'app.js', 'style.css']) {
+      assert.ok(existsSync(join(installed, 'dist', 'api', 'dashboard', page)), `dist/api/dashboard/${page} is in the package`)
+    }
     for (const absent of ['src', 'test', 'evidence', 'bench', 'scripts']) {
       assert.equal(existsSync(join(installed, absent)), false, `${absent}/ is in the package`)
     }
