@@ -167,8 +167,8 @@ export class MeshTaskNetwork implements TaskNetwork {
       jobId: task.jobId,
       taskId: task.taskId,
       moduleCid: task.moduleCid,
-      moduleSize: task.module.length,
-      inputSize: task.input.length,
+      moduleSize: task.module.byteLength,
+      inputSize: task.input.byteLength,
       limits: task.limits,
       ...offeredFiles(task.tree)
     }, { signal: options.signal })
