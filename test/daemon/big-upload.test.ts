@@ -1,0 +1,84 @@
+/**
+ * A 200 MiB input end to end on loopback: `job submit` (the real CLI, a
+ * process of its own) uploads it as a blob, the broker keeps it as a file
+ * and streams it to the executor (a daemon process of its own, so that this
+ * process's memory is the broker's) over the direct connection; the
+ * broker's memory grows by less than the payload.
+ */
+import assert from 'node:assert/strict'
+import { createWriteStream, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { stopAfterEach } from '../helpers/cleanup.ts'
+import { runCli, startCli } from '../helpers/cli.ts'
+import { ApiClient } from '../../src/api/client.ts'
+import { executorsSeen } from '../helpers/jobs.ts'
+import { reservedStatus, startTestDonor, startTestRelay, tempDir } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const dir = tempDir('wc-big-upload-')
+const track = stopAfterEach()
+after(() => { dir.cleanup() })
+
+const MiB = 1024 * 1024
+const SIZE = 200 * MiB
+const MODULE = fileURLToPath(new URL('../fixtures/wasm/count-bytes.wasm', import.meta.url))
+
+/** Writes SIZE bytes of a pattern in 1 MiB chunks (never whole in this process); their count-bytes checksum. */
+async function writeInput (path: string): Promise<number> {
+  const out = createWriteStream(path)
+  let sum = 0
+  const chunk = Buffer.alloc(MiB)
+  for (let base = 0; base < SIZE; base += MiB) {
+    for (let j = 0; j < MiB; j++) {
+      const i = base + j
+      chunk[j] = (i * 7 + (i >> 12)) & 0xff
+      sum = (sum * 31 + chunk[j]) % 1000000007
+    }
+    if (!out.write(chunk)) await new Promise(resolve => out.once('drain', resolve))
+  }
+  await new Promise<void>((resolve, reject) => { out.end((err?: Error | null) => { if (err != null) reject(err); else resolve() }) })
+  return sum
+}
+
+describe('a 200 MiB input', () => {
+  it('job submit uploads it as a blob and it runs over the direct connection, the broker never holding it whole', { timeout: 120_000 }, async () => {
+    const relay = track(await startTestRelay(join(dir.path, 'relay')))
+    const bootstrap = relay.info.announceAddrs.filter(a => a.includes('/tcp/'))
+    const listen = ['/ip4/127.0.0.1/tcp/0', '/p2p-circuit']
+    const submitter = track(await startTestDonor(join(dir.path, 'submitter'), bootstrap, listen, { noExecute: true }))
+    const executorDir = join(dir.path, 'executor')
+    const executor = startCli(['daemon', '--data-dir', executorDir, '--bootstrap', bootstrap[0], '--listen', listen[0], '--listen', listen[1], '--api-port', '0', '--max-payload', '256MiB'])
+    after(async () => { await executor.stop() })
+    const executorClient = new ApiClient({ dataDir: executorDir })
+    await waitFor('the executor daemon\'s API', async () => await executorClient.call('health', {}).catch(() => undefined), 20_000)
+    const executorId = (await executorClient.call('health', {})).peerId
+    for (const client of [submitter.client, executorClient]) await waitFor('a reservation', async () => await reservedStatus(client, relay.info.peerId))
+    await executorsSeen(submitter, 1)
+    console.log(`executor ${executorId}`)
+    const input = join(dir.path, 'input.bin')
+    const sum = await writeInput(input)
+
+    global.gc?.()
+    const base = process.memoryUsage().rss
+    let peak = base
+    const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss) }, 50)
+    let res
+    try {
+      res = await runCli(['job', 'submit', MODULE, '--input', input, '--json', '--data-dir', join(dir.path, 'submitter')], { timeoutMs: 90_000 })
+    } finally {
+      clearInterval(sampler)
+    }
+    assert.equal(res.code, 0, res.stderr)
+    const view = JSON.parse(res.stdout) as { status: string, stdout: string, replicas: Array<{ path: string }>, message: string }
+    assert.equal(view.status, 'succeeded', view.message)
+    assert.equal(view.stdout, `${SIZE} bytes, checksum ${sum}\n`)
+    assert.equal(view.replicas[0].path, 'direct')
+    // the broker kept the input as a blob file, not in its SQLite job store
+    assert.equal(readdirSync(join(dir.path, 'submitter', 'blobs')).length, 1)
+    const grown = peak - base
+    console.log(`broker rss grew ${(grown / MiB).toFixed(0)} MiB for a ${SIZE / MiB} MiB input`)
+    assert.ok(grown < SIZE, `rss grew ${(grown / MiB).toFixed(0)} MiB: more than the ${SIZE / MiB} MiB payload`)
+  })
+})
