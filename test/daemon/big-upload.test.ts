@@ -13,7 +13,9 @@ import { fileURLToPath } from 'node:url'
 import { stopAfterEach } from '../helpers/cleanup.ts'
 import { runCli, startCli } from '../helpers/cli.ts'
 import { ApiClient } from '../../src/api/client.ts'
-import { executorsSeen } from '../helpers/jobs.ts'
+import { executorsSeen, fixture } from '../helpers/jobs.ts'
+import { loadRelayConfig } from '../../src/config/config.ts'
+import { startRelay } from '../../src/daemon/daemon.ts'
 import { reservedStatus, startTestDonor, startTestRelay, tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -36,7 +38,7 @@ async function writeInput (path: string): Promise<number> {
       chunk[j] = (i * 7 + (i >> 12)) & 0xff
       sum = (sum * 31 + chunk[j]) % 1000000007
     }
-    if (!out.write(chunk)) await new Promise(resolve => out.once('drain', resolve))
+    if (!out.write(chunk)) await new Promise<void>(resolve => out.once('drain', () => { resolve() }))
   }
   await new Promise<void>((resolve, reject) => { out.end((err?: Error | null) => { if (err != null) reject(err); else resolve() }) })
   return sum
@@ -80,5 +82,35 @@ describe('a 200 MiB input', () => {
     const grown = peak - base
     console.log(`broker rss grew ${(grown / MiB).toFixed(0)} MiB for a ${SIZE / MiB} MiB input`)
     assert.ok(grown < SIZE, `rss grew ${(grown / MiB).toFixed(0)} MiB: more than the ${SIZE / MiB} MiB payload`)
+  })
+})
+
+describe('a payload over the relay\'s data limit', () => {
+  it('fails its task with RELAY_DATA_LIMIT naming the limit when the only path is a relay circuit', { timeout: 60_000 }, async () => {
+    const relay = track(await startRelay(loadRelayConfig({ dataDir: join(dir.path, 'small-relay'), listen: ['/ip4/127.0.0.1/tcp/0'], dataLimit: '1MiB' }, {})))
+    const bootstrap = relay.info.announceAddrs.filter(a => a.includes('/tcp/'))
+    const donors = []
+    for (const who of ['relayed-submitter', 'relayed-executor']) {
+      const d = track(await startTestDonor(join(dir.path, who), bootstrap, ['/p2p-circuit'], { noDirect: true, ...(who === 'relayed-submitter' ? { noExecute: true } : {}) }))
+      await waitFor(`${who} reservation`, async () => await reservedStatus(d.client, relay.info.peerId))
+      donors.push(d)
+    }
+    const [submitter] = donors
+    await executorsSeen(submitter, 1)
+    const accepted = await submitter.client.call('submitJob', {
+      module: fixture('count-bytes.wasm').toString('base64'),
+      input: Buffer.alloc(2 * MiB, 1).toString('base64'),
+      moduleName: 'count-bytes.wasm',
+      args: [],
+      env: [],
+      replicas: 1,
+      limits: {}
+    })
+    const failure = await waitFor('the task failed', async () => {
+      const view = await submitter.client.call('job', { id: accepted.jobId, full: false })
+      return view.replicas.find(r => r.state === 'failed')?.failure ?? undefined
+    }, 30_000)
+    assert.match(failure, /^RELAY_DATA_LIMIT: /)
+    assert.match(failure, /over the \d+ bytes the relay circuit .* may carry \(the relay's --relay-data-limit\)/)
   })
 })
