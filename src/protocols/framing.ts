@@ -90,12 +90,13 @@ export class FramedStream {
       await this.writeChunk(payload, 0, options)
     } else {
       let sent = 0
+      // the receiver was told the size: a source that changed under us must not end in a short or long payload it would take as sent
+      const changed = (): Error => new PayloadSourceChangedError(`a payload of ${payload.byteLength} bytes yielded another size (${sent} bytes before it ended or overran): its file changed while it was sent`)
       for await (const chunk of payload.chunks(options)) {
-        if (sent + chunk.byteLength > payload.byteLength) break
+        if (sent + chunk.byteLength > payload.byteLength) throw changed()
         sent = await this.writeChunk(chunk, sent, options)
       }
-      // the receiver was told the size: a source that changed under us must not end in a short or long payload it would take as sent
-      if (sent !== payload.byteLength) throw new PayloadSourceChangedError(`a payload of ${payload.byteLength} bytes yielded another size (${sent} bytes before it ended or overran): its file changed while it was sent`)
+      if (sent !== payload.byteLength) throw changed()
     }
     await this.lp.write(EMPTY, options)
   }

@@ -18,7 +18,7 @@ import { ensureDataDir } from '../../src/config/data-dir.ts'
 import { ApiError } from '../../src/core/errors.ts'
 import { tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
-import type { ApiHandlers } from '../../src/api/routes.ts'
+import { routes, type ApiHandlers } from '../../src/api/routes.ts'
 import type { DaemonStatus } from '../../src/core/types.ts'
 
 const dir = tempDir('wc-api-blobs-')
@@ -126,3 +126,30 @@ async function rawPut (cid: string, bytes: Buffer, target: { port: number, token
     req.end(bytes)
   })
 }
+
+describe('a submit naming blobs by CID', () => {
+  const cid = rawCidString(new Uint8Array([1, 2, 3]))
+  const parse = routes.submitJob.parseRequest
+
+  it('takes moduleCid, inputCid and a file cid in place of their base64 bytes', () => {
+    const req = parse({ moduleCid: cid, inputCid: cid, dirs: [{ guest: '/data', files: [{ path: 'a.bin', cid }] }] })
+    assert.equal(req.moduleCid, cid)
+    assert.equal(req.module, '')
+    assert.equal(req.inputCid, cid)
+    assert.equal(req.input, '')
+    assert.deepEqual(req.dirs?.[0].files, [{ path: 'a.bin', data: '', cid }])
+  })
+
+  it('still takes the base64 fields alone', () => {
+    const req = parse({ module: 'AGFzbQ==', input: 'aGk=' })
+    assert.equal(req.module, 'AGFzbQ==')
+    assert.equal(req.input, 'aGk=')
+    assert.equal(req.moduleCid, undefined)
+  })
+
+  it('refuses bytes and a CID for the same part, and a CID that is not base32', () => {
+    assert.throws(() => parse({ module: 'AGFzbQ==', moduleCid: cid }), /give module or moduleCid, not both/)
+    assert.throws(() => parse({ module: 'AGFzbQ==', inputCid: 'QmNotBase32' }), /inputCid must be a CIDv1 in base32/)
+    assert.throws(() => parse({ module: 'AGFzbQ==', dirs: [{ guest: '/d', files: [{ path: 'a', data: 'aGk=', cid }] }] }), /give data or cid, not both/)
+  })
+})
