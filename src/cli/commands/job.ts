@@ -51,7 +51,8 @@ and exits 130.
 
 job submit:
   --input FILE|-     the job's stdin: a file, or - for this command's stdin
-                     (default: empty)
+                     (default: empty). A module or input file over 8 MiB is
+                     uploaded to the daemon first, streamed, and named by CID
   --arg A            one argument after the module name; repeatable
   --env K=V          one environment variable; repeatable
   --replicas N       distinct donors that run it; a strict majority must agree
