@@ -375,6 +375,7 @@ export class Broker {
     if (this.controller != null) return
     this.controller = new AbortController()
     this.unsubscribe = this.network.onExecutorsChanged?.(() => { this.pump() })
+    this.sweepBlobs()
     const unfinished = this.store.unfinishedJobs()
     if (unfinished.length > 0) this.log.info(`resuming ${unfinished.length} unfinished job(s) from the job store`)
     for (const job of unfinished) this.launch(job.jobId)
@@ -504,6 +505,12 @@ export class Broker {
     return { stopped, unreached }
   }
 
+  /** Deletes the blob files no job in the store refers to (through its on-disk rows): what a prune freed, and uploads no submit named in time. */
+  private sweepBlobs (): void {
+    const swept = this.blobs?.sweep(cid => this.store.blobOnDisk(cid)) ?? 0
+    if (swept > 0) this.log.debug(`blob store: deleted ${swept} blob file(s) no kept job refers to`)
+  }
+
   /** A job reached its final answer: every PRUNE_EVERY of them, the store drops the finished jobs beyond `keepJobs`. */
   private ended (): void {
     if (++this.finishedSincePrune < PRUNE_EVERY) return
@@ -511,9 +518,7 @@ export class Broker {
     try {
       const pruned = this.store.prune(this.keepJobs)
       if (pruned > 0) this.log.debug(`job store: deleted ${pruned} finished job(s) beyond the newest ${this.keepJobs}`)
-      // blob files are referenced through their on-disk rows: the rows the prune deleted free their files
-      const swept = this.blobs?.sweep(cid => this.store.blobOnDisk(cid)) ?? 0
-      if (swept > 0) this.log.debug(`blob store: deleted ${swept} blob file(s) no kept job refers to`)
+      this.sweepBlobs()
     } catch (err) {
       // the jobs stay, and the next finished jobs try again
       if (!(err instanceof JobStoreError)) throw err

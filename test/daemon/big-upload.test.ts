@@ -83,6 +83,15 @@ describe('a 200 MiB input', () => {
     console.log(`broker rss grew ${(grown / MiB).toFixed(0)} MiB for a ${SIZE / MiB} MiB input`)
     assert.ok(grown < SIZE, `rss grew ${(grown / MiB).toFixed(0)} MiB: more than the ${SIZE / MiB} MiB payload`)
   })
+
+  it('a submit naming a blob never uploaded is refused with BLOB_NOT_FOUND, and no job is made', async () => {
+    const relay = track(await startTestRelay(join(dir.path, 'unknown-relay')))
+    const submitter = track(await startTestDonor(join(dir.path, 'unknown-submitter'), relay.info.announceAddrs.filter(a => a.includes('/tcp/')), ['/p2p-circuit'], { noExecute: true }))
+    const never = 'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku'
+    await assert.rejects(submitter.client.call('submitJob', { module: fixture('count-bytes.wasm').toString('base64'), input: '', inputCid: never, moduleName: 'count-bytes.wasm', args: [], env: [], replicas: 1, limits: {} }),
+      (err: unknown) => (err as { code?: string }).code === 'BLOB_NOT_FOUND')
+    assert.deepEqual((await submitter.client.call('jobs', { limit: 10 })).jobs, [])
+  })
 })
 
 describe('a payload over the relay\'s data limit', () => {
