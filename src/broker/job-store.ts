@@ -252,7 +252,8 @@ export class JobStore {
 
   private prepare (): Record<string, StatementSync> {
     return {
-      putBlob: this.db.prepare('INSERT OR IGNORE INTO blobs (cid, bytes) VALUES (?, ?)'),
+      // bytes for a CID marked on-disk take its place: whoever reads the blob finds it in the table, and the file, no longer named, is swept
+      putBlob: this.db.prepare('INSERT INTO blobs (cid, bytes) VALUES (?, ?) ON CONFLICT (cid) DO UPDATE SET bytes = excluded.bytes, on_disk = 0 WHERE on_disk = 1'),
       putBlobOnDisk: this.db.prepare("INSERT OR IGNORE INTO blobs (cid, bytes, on_disk) VALUES (?, x'', 1)"),
       getBlob: this.db.prepare('SELECT bytes FROM blobs WHERE cid = ? AND on_disk = 0'),
       blobOnDisk: this.db.prepare('SELECT 1 AS yes FROM blobs WHERE cid = ? AND on_disk = 1'),

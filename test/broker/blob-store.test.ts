@@ -84,4 +84,17 @@ describe('blob store', () => {
     assert.deepEqual(readdirSync(blobs.dir), [])
     store.close()
   })
+
+  it('a blob both a file and bytes in the table is read from the table', () => {
+    const store = new JobStore(join(dir.path, 'both.sqlite'))
+    const module = new Uint8Array([0, 97, 115, 109])
+    const input = pattern(1000)
+    const base = { moduleCid: rawCidString(module), inputCid: rawCidString(input), moduleName: 'm.wasm', args: [], env: [], limits: {}, replicas: 1 }
+    store.createJob({ ...base, jobId: 'job-a' }, module, ON_DISK)
+    assert.equal(store.blobOnDisk(base.inputCid), true)
+    store.createJob({ ...base, jobId: 'job-b' }, module, input)
+    assert.equal(store.blobOnDisk(base.inputCid), false)
+    assert.deepEqual(store.getBlob(base.inputCid), input)
+    store.close()
+  })
 })
