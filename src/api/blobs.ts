@@ -22,6 +22,9 @@ export interface PutBlobResponse {
   stored: boolean
 }
 
+/** Largest upload the route takes (a declared larger body is refused before it is read): the dispatch wire's bound, 4 GiB. */
+export const MAX_BLOB_UPLOAD_BYTES = 4 * 1024 * 1024 * 1024
+
 /** The CLI uploads a module, input or file over this size as a blob and names it by CID in the submit. */
 export const BLOB_UPLOAD_THRESHOLD_BYTES = 8 * 1024 * 1024
 
@@ -107,7 +110,9 @@ export async function uploadBlob (target: UploadTarget, cid: string, path: strin
         }
       })
     })
-    req.on('error', reject)
+    // a refusal (413, a CID mismatch) can reach us while the body is still being sent, and the
+    // write then fails (EPIPE, ECONNRESET): the daemon's answer, when it comes, is what to report
+    req.on('error', (err) => { setTimeout(() => { reject(err) }, 200).unref() })
     createReadStream(path).on('error', (err) => { req.destroy(err) }).pipe(req)
   })
 }

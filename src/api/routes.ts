@@ -1,6 +1,6 @@
 import type { DaemonStatus, DialAttempt, DonatedTask, DonorControlsView, PingResult } from '../core/types.ts'
 import type { JobLimits, JobView } from '../core/job.ts'
-import { parsePutBlob, type PutBlobRequest, type PutBlobResponse } from './blobs.ts'
+import { MAX_BLOB_UPLOAD_BYTES, parsePutBlob, type PutBlobRequest, type PutBlobResponse } from './blobs.ts'
 
 /**
  * Every route of the local API, defined once: the server dispatches on these
@@ -275,7 +275,7 @@ export const routes = {
   ping: route<PingRequest, PingResult>({ method: 'POST', path: `${API_PREFIX}/ping`, parseRequest: parsePing }),
   submitJob: route<SubmitJobRequest, JobView>({ method: 'POST', path: `${API_PREFIX}/jobs`, maxBodyBytes: MAX_SUBMIT_BODY, parseRequest: parseSubmitJob }),
   /** a module, input or directory file as raw bytes, streamed to disk and checked against its CID; a submit names it by CID */
-  putBlob: route<PutBlobRequest, PutBlobResponse>({ method: 'PUT', path: `${API_PREFIX}/blobs/{cid}`, rawBody: true, parseRequest: parsePutBlob }),
+  putBlob: route<PutBlobRequest, PutBlobResponse>({ method: 'PUT', path: `${API_PREFIX}/blobs/{cid}`, rawBody: true, maxBodyBytes: MAX_BLOB_UPLOAD_BYTES, parseRequest: parsePutBlob }),
   job: route<JobRequest, JobView>({ method: 'GET', path: `${API_PREFIX}/job`, parseRequest: parseJobRequest }),
   jobFiles: route<JobFilesRequest, JobFilesResponse>({ method: 'GET', path: `${API_PREFIX}/job/files`, parseRequest: parseJobFilesRequest }),
   cancelJob: route<CancelJobRequest, CancelJobResponse>({ method: 'POST', path: `${API_PREFIX}/jobs/{id}/cancel`, parseRequest: (input: unknown) => ({ id: jobIdOf(obj(input)) }) }),

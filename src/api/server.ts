@@ -218,7 +218,9 @@ export class ApiServer {
     if (route.method === 'GET') {
       input = Object.fromEntries(url.searchParams.entries())
     } else if (route.rawBody === true) {
-      // streamed by the handler (a blob upload to disk), never read whole here
+      // streamed by the handler (a blob upload to disk), never read whole here; a declared size over the cap is refused unread
+      const max = route.maxBodyBytes ?? MAX_BODY_BYTES
+      if (Number(req.headers['content-length'] ?? 0) > max) throw Object.assign(new Error(`request body over ${max} bytes`), { code: 'TOO_LARGE' })
       input = { body: req }
     } else {
       const body = await readBody(req, route.maxBodyBytes ?? MAX_BODY_BYTES)

@@ -101,6 +101,20 @@ describe('PUT /v1/blobs/{cid}', () => {
     assert.equal(existsSync(join(blobDir, cid)), false)
   })
 
+  it('refuses a body declared over the route\'s cap with 413 before reading it', async () => {
+    const token = client.endpoint().token
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: server.port, method: 'PUT', path: `/v1/blobs/${rawCidString(new Uint8Array(1))}`, headers: { authorization: `Bearer ${token}`, 'content-length': 5 * 1024 * 1024 * 1024 } }, (res) => {
+        res.resume()
+        resolve(res.statusCode ?? 0)
+        req.destroy()
+      })
+      req.on('error', (err) => { if (!req.destroyed) reject(err) })
+      req.write('x')
+    })
+    assert.equal(status, 413)
+  })
+
   it('removes the part file of an upload whose connection is cut mid-way', async () => {
     const bytes = bytesOf(2 * 1024 * 1024, 17)
     const cid = rawCidString(bytes)
