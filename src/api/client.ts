@@ -3,6 +3,7 @@ import { ApiError, DaemonNotRunningError } from '../core/errors.ts'
 import { dataDirPaths } from '../config/data-dir.ts'
 import { fillPath, routes, type ApiErrorBody, type RequestOf, type ResponseOf, type RouteName } from './routes.ts'
 import type { ApiEndpoint } from './server.ts'
+import { uploadBlob, type PutBlobResponse } from './blobs.ts'
 
 export interface ApiClientInit {
   dataDir: string
@@ -85,5 +86,11 @@ export class ApiClient {
       throw new ApiError(e?.message ?? `HTTP ${res.status}`, e?.code ?? 'HTTP_ERROR', res.status)
     }
     return parsed as ResponseOf<N>
+  }
+
+  /** Streams a file to `PUT /v1/blobs/{cid}` (blobs.ts `uploadBlob`); `cid` is the file's (`fileRawCid`). */
+  async putBlob (cid: string, path: string, options: { signal?: AbortSignal } = {}): Promise<PutBlobResponse> {
+    const { port, token } = this.endpoint()
+    return await uploadBlob({ port, token }, cid, path, options)
   }
 }

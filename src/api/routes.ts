@@ -1,5 +1,6 @@
 import type { DaemonStatus, DialAttempt, DonatedTask, DonorControlsView, PingResult } from '../core/types.ts'
 import type { JobLimits, JobView } from '../core/job.ts'
+import { MAX_BLOB_UPLOAD_BYTES, parsePutBlob, type PutBlobRequest, type PutBlobResponse } from './blobs.ts'
 
 /**
  * Every route of the local API, defined once: the server dispatches on these
@@ -10,10 +11,15 @@ export const API_PREFIX = '/v1'
 export const API_VERSION_HEADER = 'x-worldcompute-version'
 
 export interface Route<Req, Res> {
-  method: 'GET' | 'POST'
+  method: 'GET' | 'POST' | 'PUT'
   path: string
   /** request body cap @default 1 MiB */
   maxBodyBytes?: number
+  /**
+   * the body is raw bytes, not JSON: the server does not read it but hands
+   * it to `parseRequest` as `body`, for the handler to stream @default false
+   */
+  rawBody?: boolean
   /** validates a decoded request body or query; throws a message on bad input */
   parseRequest: (input: unknown) => Req
   /** marker for the response type; never called */
@@ -25,10 +31,14 @@ export interface DialsRequest { limit: number }
 export interface DialsResponse { total: number, attempts: DialAttempt[] }
 export interface PingRequest { target: string, count: number }
 export interface SubmitJobRequest {
-  /** base64 */
+  /** base64; empty when `moduleCid` names it */
   module: string
-  /** base64 */
+  /** a blob uploaded with `PUT /v1/blobs/{cid}`, instead of `module` */
+  moduleCid?: string
+  /** base64 (empty: no stdin); or `inputCid` instead */
   input: string
+  /** a blob uploaded with `PUT /v1/blobs/{cid}`, instead of `input` */
+  inputCid?: string
   moduleName: string
   args: string[]
   env: string[]
@@ -39,10 +49,11 @@ export interface SubmitJobRequest {
   /** directories preopened for the job (`job submit --dir`); the broker checks the paths */
   dirs?: SubmitDir[]
 }
-/** One preopened directory of a submitted job: guest paths absolute, file bytes base64. */
+/** One preopened directory of a submitted job: guest paths absolute, file bytes base64 or an uploaded blob's CID. */
 export interface SubmitDir {
   guest: string
-  files: Array<{ path: string, data: string }>
+  /** `data` base64, or empty when `cid` names a blob uploaded with `PUT /v1/blobs/{cid}` */
+  files: Array<{ path: string, data: string, cid?: string }>
   emptyDirs?: string[]
 }
 export interface JobRequest { id: string, full: boolean }
@@ -142,8 +153,8 @@ function parseSubmitJob (input: unknown): SubmitJobRequest {
   const env = stringList(o.env, 'env', 256, 4096)
   for (const e of env) if (!e.includes('=')) throw new Error(`env entry "${e}" must be K=V`)
   return {
-    module: base64Field(o.module, 'module'),
-    input: o.input === undefined ? '' : base64Field(o.input, 'input'),
+    ...bytesOrCid(o, 'module', 'moduleCid', true) as { module: string, moduleCid?: string },
+    ...bytesOrCid(o, 'input', 'inputCid', false) as { input: string, inputCid?: string },
     moduleName,
     args: stringList(o.args, 'args', 256, 4096),
     env,
@@ -152,6 +163,21 @@ function parseSubmitJob (input: unknown): SubmitJobRequest {
     ...executorsOf(o.executors),
     ...dirsOf(o.dirs)
   }
+}
+
+/** `module` / `moduleCid` (or `input` / `inputCid`): at most one of the two; `required`: exactly one. */
+function bytesOrCid (o: Record<string, unknown>, bytes: string, cid: string, required: boolean): Record<string, string> {
+  if (o[cid] === undefined) {
+    if (required || o[bytes] !== undefined) return { [bytes]: base64Field(o[bytes], bytes) }
+    return { [bytes]: '' }
+  }
+  if (o[bytes] !== undefined && o[bytes] !== '') throw new Error(`give ${bytes} or ${cid}, not both`)
+  return { [bytes]: '', [cid]: cidField(o[cid], cid) }
+}
+
+function cidField (value: unknown, name: string): string {
+  if (typeof value !== 'string' || !/^[a-z2-7]{8,128}$/.test(value)) throw new Error(`${name} must be a CIDv1 in base32 (b…) of a blob uploaded with PUT ${API_PREFIX}/blobs/{cid}`)
+  return value
 }
 
 /** Preopens of a submitted job, by shape: the paths themselves are the broker's to judge. */
@@ -168,6 +194,10 @@ function dirsOf (value: unknown): { dirs?: SubmitDir[] } {
     const files = o.files.map((f: unknown, j: number) => {
       const fo = obj(f)
       if (typeof fo.path !== 'string' || fo.path.length > 4096) throw new Error(`dirs[${i}].files[${j}].path must be a path`)
+      if (fo.cid !== undefined) {
+        if (fo.data !== undefined && fo.data !== '') throw new Error(`dirs[${i}].files[${j}]: give data or cid, not both`)
+        return { path: fo.path, data: '', cid: cidField(fo.cid, `dirs[${i}].files[${j}].cid`) }
+      }
       return { path: fo.path, data: base64Field(fo.data, `dirs[${i}].files[${j}].data`) }
     })
     const emptyDirs = stringList(o.emptyDirs, `dirs[${i}].emptyDirs`, MAX_SUBMIT_ENTRIES, 4096)
@@ -244,6 +274,8 @@ export const routes = {
   }),
   ping: route<PingRequest, PingResult>({ method: 'POST', path: `${API_PREFIX}/ping`, parseRequest: parsePing }),
   submitJob: route<SubmitJobRequest, JobView>({ method: 'POST', path: `${API_PREFIX}/jobs`, maxBodyBytes: MAX_SUBMIT_BODY, parseRequest: parseSubmitJob }),
+  /** a module, input or directory file as raw bytes, streamed to disk and checked against its CID; a submit names it by CID */
+  putBlob: route<PutBlobRequest, PutBlobResponse>({ method: 'PUT', path: `${API_PREFIX}/blobs/{cid}`, rawBody: true, maxBodyBytes: MAX_BLOB_UPLOAD_BYTES, parseRequest: parsePutBlob }),
   job: route<JobRequest, JobView>({ method: 'GET', path: `${API_PREFIX}/job`, parseRequest: parseJobRequest }),
   jobFiles: route<JobFilesRequest, JobFilesResponse>({ method: 'GET', path: `${API_PREFIX}/job/files`, parseRequest: parseJobFilesRequest }),
   cancelJob: route<CancelJobRequest, CancelJobResponse>({ method: 'POST', path: `${API_PREFIX}/jobs/{id}/cancel`, parseRequest: (input: unknown) => ({ id: jobIdOf(obj(input)) }) }),
@@ -273,8 +305,10 @@ export type ResponseOf<N extends RouteName> = Routes[N] extends Route<any, infer
 export type ServerRouteName = 'dashboardLoginToken'
 export type RouteHandler<N extends RouteName> = (req: RequestOf<N>, options: { signal: AbortSignal }) => Promise<ResponseOf<N>>
 
+/** Routes a daemon may leave out: the server answers them `NOT_AVAILABLE` (a daemon with no blob store takes no uploads). */
+export type OptionalRouteName = 'putBlob'
 /** What the daemon provides to serve each route. */
-export type ApiHandlers = { [N in Exclude<RouteName, ServerRouteName>]: RouteHandler<N> }
+export type ApiHandlers = { [N in Exclude<RouteName, ServerRouteName | OptionalRouteName>]: RouteHandler<N> } & { [N in OptionalRouteName]?: RouteHandler<N> }
 
 /** The JSON body of every error answer. */
 export interface ApiErrorBody { error: { code: string, message: string } }

@@ -217,6 +217,11 @@ export class ApiServer {
     let input: unknown
     if (route.method === 'GET') {
       input = Object.fromEntries(url.searchParams.entries())
+    } else if (route.rawBody === true) {
+      // streamed by the handler (a blob upload to disk), never read whole here; a declared size over the cap is refused unread
+      const max = route.maxBodyBytes ?? MAX_BODY_BYTES
+      if (Number(req.headers['content-length'] ?? 0) > max) throw Object.assign(new Error(`request body over ${max} bytes`), { code: 'TOO_LARGE' })
+      input = { body: req }
     } else {
       const body = await readBody(req, route.maxBodyBytes ?? MAX_BODY_BYTES)
       try {
@@ -238,7 +243,8 @@ export class ApiServer {
     res.on('close', () => { if (!res.writableFinished) reqController.abort() })
     const signal = AbortSignal.any([this.controller.signal, reqController.signal])
     const handlers = { ...this.init.handlers, ...this.ownHandlers }
-    const handler = handlers[name] as (r: unknown, o: { signal: AbortSignal }) => Promise<unknown>
+    const handler = handlers[name] as ((r: unknown, o: { signal: AbortSignal }) => Promise<unknown>) | undefined
+    if (handler == null) return this.fail(res, 404, 'NOT_AVAILABLE', `this daemon does not serve ${url.pathname}`)
     const result = await handler(parsed, { signal })
     res.writeHead(200, { 'content-type': 'application/json' })
     res.end(JSON.stringify(result))

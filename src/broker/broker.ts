@@ -4,12 +4,14 @@ import { backoffDelay, pause, Waker, type BackoffPolicy } from '../core/async.ts
 import { createLogger, type Logger } from '../log/logger.ts'
 import { DEFAULT_JOB_LIMITS, type ExecStatus, type JobLimits } from '../core/job.ts'
 import type { DeclineCode } from '../codec/messages.ts'
-import { JobStoreError, type JobFinal, type JobRow, type JobSpec, type JobStore, type TaskOutcome, type TaskRow } from './job-store.ts'
+import { JobStoreError, ON_DISK, type JobFinal, type JobRow, type JobSpec, type JobStore, type TaskOutcome, type TaskRow } from './job-store.ts'
 import { SlotLedger } from './slot-ledger.ts'
 import { JobTreeInvalidError, loadTree, submittedTree, treeBytes } from './job-tree.ts'
 import type { AddressedTree, OutputFiles } from '../codec/manifest.ts'
 import type { JobDir } from '../core/job.ts'
 import { ExecutorRecords } from './executor-records.ts'
+import { BlobNotFoundError, type BlobStore } from './blob-store.ts'
+import type { Payload } from '../protocols/framing.ts'
 import { charged, misbehaved, MISBEHAVIOUR_CODES } from './attempts.ts'
 import { DEFAULT_NETWORK_PREFIXES, networkOf, UNOBSERVED, type NetworkPrefixes } from './replica-networks.ts'
 
@@ -50,8 +52,9 @@ export interface ExecutorInfo {
 /** One task as the network sends it: its job's spec (the replica count aside), its ID, and the bytes. */
 export interface TaskToRun extends Omit<JobSpec, 'replicas'> {
   taskId: string
-  module: Uint8Array
-  input: Uint8Array
+  /** bytes from the job store, or a blob file read in chunks as it is sent */
+  module: Payload
+  input: Payload
   /** the job's directories (`--dir`), addressed */
   tree?: AddressedTree
 }
@@ -138,6 +141,12 @@ export interface TaskNetwork {
 export interface BrokerInit {
   store: JobStore
   network: TaskNetwork
+  /**
+   * big modules and inputs, uploaded as blob files: a job names them by
+   * CID, and retention deletes the files no kept job refers to. Without
+   * it, a job's bytes are all in the job store.
+   */
+  blobs?: Pick<BlobStore, 'source' | 'sweep'>
   /** this node's PeerId: a daemon does not dispatch to itself unless allowed */
   self: string
   /** allow the local donor to take tasks of its own jobs @default true */
@@ -238,8 +247,8 @@ class JobWaker {
 /** One job's run: what its placing, waiting and finishing share. */
 interface JobRun {
   job: JobRow
-  module: Uint8Array
-  input: Uint8Array
+  module: Payload
+  input: Payload
   tree?: AddressedTree
   signal: AbortSignal
   waker: JobWaker
@@ -287,9 +296,10 @@ interface Placing {
 }
 
 export interface SubmitJob {
-  module: Uint8Array
+  /** bytes, or a blob the `blobs` store holds (`PUT /v1/blobs/{cid}`), read in chunks when sent */
+  module: Payload
   moduleCid: string
-  input: Uint8Array
+  input: Payload
   inputCid: string
   moduleName?: string
   args?: string[]
@@ -337,6 +347,7 @@ export class Broker {
   private readonly queueSeq = new Map<string, number>()
   private nextSeq = 0
   private readonly keepJobs: number
+  private readonly blobs: Pick<BlobStore, 'source' | 'sweep'> | undefined
   /** jobs finished since the store was last pruned */
   private finishedSincePrune = 0
   private probeTimer?: NodeJS.Timeout
@@ -355,6 +366,7 @@ export class Broker {
     this.storeRetry = init.storeRetry ?? DEFAULT_STORE_RETRY
     this.onJobFinished = init.onJobFinished
     this.keepJobs = init.keepJobs ?? 10_000
+    this.blobs = init.blobs
     this.log = init.logger ?? createLogger('broker')
   }
 
@@ -363,6 +375,7 @@ export class Broker {
     if (this.controller != null) return
     this.controller = new AbortController()
     this.unsubscribe = this.network.onExecutorsChanged?.(() => { this.pump() })
+    this.sweepBlobs()
     const unfinished = this.store.unfinishedJobs()
     if (unfinished.length > 0) this.log.info(`resuming ${unfinished.length} unfinished job(s) from the job store`)
     for (const job of unfinished) this.launch(job.jobId)
@@ -402,7 +415,7 @@ export class Broker {
       if (err instanceof JobTreeInvalidError) throw new JobRejectedError(err.message)
       throw err
     }
-    const payload = req.module.length + req.input.length + treeBytes(tree)
+    const payload = req.module.byteLength + req.input.byteLength + treeBytes(tree)
     const payloadMax = limits.payloadBytes ?? DEFAULT_JOB_LIMITS.payloadBytes
     if (payload > payloadMax) throw new JobRejectedError(`module + input${tree != null ? ' + directories' : ''} is ${payload} bytes, above the limit of ${payloadMax}`)
     const executors = req.executors != null ? chosenExecutors(req.executors, replicas) : undefined
@@ -422,13 +435,13 @@ export class Broker {
     }
     let job: JobRow
     try {
-      job = this.store.createJob(spec, req.module, req.input, tree)
+      job = this.store.createJob(spec, storedBytes(req.module), storedBytes(req.input), tree)
     } catch (err) {
       // the submitter is told through the API; the operator of this node needs the line too
       if (err instanceof JobStoreError) this.logStoreFault(undefined, 'cannot accept a job', err)
       throw err
     }
-    this.log.info(`accepted job ${job.jobId}: module ${job.moduleCid}, ${req.input.length} input bytes, ${replicas} replica(s)${executors != null ? `, only on ${executors.length} chosen executor(s)` : ''}`, { job: job.jobId })
+    this.log.info(`accepted job ${job.jobId}: module ${job.moduleCid}, ${req.input.byteLength} input bytes, ${replicas} replica(s)${executors != null ? `, only on ${executors.length} chosen executor(s)` : ''}`, { job: job.jobId })
     this.launch(job.jobId)
     return job
   }
@@ -492,6 +505,12 @@ export class Broker {
     return { stopped, unreached }
   }
 
+  /** Deletes the blob files no job in the store refers to (through its on-disk rows): what a prune freed, and uploads no submit named in time. */
+  private sweepBlobs (): void {
+    const swept = this.blobs?.sweep(cid => this.store.blobOnDisk(cid)) ?? 0
+    if (swept > 0) this.log.debug(`blob store: deleted ${swept} blob file(s) no kept job refers to`)
+  }
+
   /** A job reached its final answer: every PRUNE_EVERY of them, the store drops the finished jobs beyond `keepJobs`. */
   private ended (): void {
     if (++this.finishedSincePrune < PRUNE_EVERY) return
@@ -499,6 +518,7 @@ export class Broker {
     try {
       const pruned = this.store.prune(this.keepJobs)
       if (pruned > 0) this.log.debug(`job store: deleted ${pruned} finished job(s) beyond the newest ${this.keepJobs}`)
+      this.sweepBlobs()
     } catch (err) {
       // the jobs stay, and the next finished jobs try again
       if (!(err instanceof JobStoreError)) throw err
@@ -664,12 +684,24 @@ export class Broker {
     }
   }
 
+  /** A job's module or input: from the job store, else its blob file; undefined when neither holds it. */
+  private payloadOf (cid: string): Payload | undefined {
+    const bytes = this.store.getBlob(cid)
+    if (bytes != null || this.blobs == null || !this.store.blobOnDisk(cid)) return bytes
+    try {
+      return this.blobs.source(cid)
+    } catch (err) {
+      if (err instanceof BlobNotFoundError) return undefined
+      throw err
+    }
+  }
+
   /** The job with its bytes, marked running; undefined (the job ended as an error) when its bytes are gone. */
   private openRun (jobId: string, signal: AbortSignal): JobRun | undefined {
     const job = this.store.getJob(jobId)
     if (job == null) return undefined
-    const module = this.store.getBlob(job.moduleCid)
-    const input = this.store.getBlob(job.inputCid)
+    const module = this.payloadOf(job.moduleCid)
+    const input = this.payloadOf(job.inputCid)
     const tree = job.manifestCid != null ? loadTree(this.store, job.manifestCid) : undefined
     if (module == null || input == null || (job.manifestCid != null && tree == null)) {
       this.finishJob(jobId, 'error', { status: 'unavailable', agreeing: 0, message: 'the job store lost the module, input or directory bytes' })
@@ -1103,4 +1135,9 @@ function chosenExecutors (named: string[], replicas: number): string[] {
   }
   if (unique.length < replicas) throw new JobRejectedError(`${replicas} replicas need ${replicas} distinct executors, but only ${unique.length} are named`)
   return unique
+}
+
+/** How the job store keeps a submitted module or input: its bytes, or a marker for a blob file. */
+function storedBytes (payload: Payload): Uint8Array | typeof ON_DISK {
+  return payload instanceof Uint8Array ? payload : ON_DISK
 }

@@ -13,6 +13,14 @@ import type { ExecStatus, JobLimits } from '../core/job.ts'
  * addon: nothing to compile, and WAL mode gives crash-safe commits.
  */
 
+/**
+ * A job's module or input held as a blob file (broker/blob-store.ts) rather
+ * than in the blobs table: its row is a marker with no bytes, so the job's
+ * references, and retention, work the same for both.
+ */
+export const ON_DISK: unique symbol = Symbol('on disk')
+export type StoredBytes = Uint8Array | typeof ON_DISK
+
 export type JobPhase = 'queued' | 'running' | 'completed' | 'error'
 export type TaskState = 'offered' | 'running' | 'done' | 'failed'
 
@@ -244,8 +252,11 @@ export class JobStore {
 
   private prepare (): Record<string, StatementSync> {
     return {
-      putBlob: this.db.prepare('INSERT OR IGNORE INTO blobs (cid, bytes) VALUES (?, ?)'),
-      getBlob: this.db.prepare('SELECT bytes FROM blobs WHERE cid = ?'),
+      // bytes for a CID marked on-disk take its place: whoever reads the blob finds it in the table, and the file, no longer named, is swept
+      putBlob: this.db.prepare('INSERT INTO blobs (cid, bytes) VALUES (?, ?) ON CONFLICT (cid) DO UPDATE SET bytes = excluded.bytes, on_disk = 0 WHERE on_disk = 1'),
+      putBlobOnDisk: this.db.prepare("INSERT OR IGNORE INTO blobs (cid, bytes, on_disk) VALUES (?, x'', 1)"),
+      getBlob: this.db.prepare('SELECT bytes FROM blobs WHERE cid = ? AND on_disk = 0'),
+      blobOnDisk: this.db.prepare('SELECT 1 AS yes FROM blobs WHERE cid = ? AND on_disk = 1'),
       insertJob: this.db.prepare(`INSERT INTO jobs (job_id, module_cid, input_cid, module_name, args, env, limits, replicas, executors, manifest_cid, phase, final, created_at, updated_at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', NULL, ?, ?)`),
       getJob: this.db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE job_id = ?`),
@@ -288,15 +299,29 @@ export class JobStore {
     return row?.bytes
   }
 
-  /** Stores the blobs (the tree's manifest and files too) and the job in one transaction: either all of it is accepted, or none. */
-  createJob (spec: JobSpec, module: Uint8Array, input: Uint8Array, tree?: AddressedTree): JobRow {
+  /** Whether the blob is one of the blob files (`ON_DISK`), which `getBlob` does not return; false for blobs in the table and unknown ones. */
+  blobOnDisk (cid: string): boolean {
+    return this.guard(() => this.stmts.blobOnDisk.get(cid)) != null
+  }
+
+  private putStored (cid: string, bytes: StoredBytes): void {
+    if (bytes === ON_DISK) this.stmts.putBlobOnDisk.run(cid)
+    else this.stmts.putBlob.run(cid, bytes)
+  }
+
+  /**
+   * Stores the blobs (the tree's manifest and files too) and the job in one
+   * transaction: either all of it is accepted, or none. A module or input
+   * `ON_DISK` is a blob file the caller holds already.
+   */
+  createJob (spec: JobSpec, module: StoredBytes, input: StoredBytes, tree?: AddressedTree): JobRow {
     const t = now()
     if ((tree?.manifestCid ?? null) !== (spec.manifestCid ?? null)) throw new Error(`job ${spec.jobId}: its manifestCid and its tree differ`)
     this.guard(() => {
       this.db.exec('BEGIN IMMEDIATE')
       try {
-        this.stmts.putBlob.run(spec.moduleCid, module)
-        this.stmts.putBlob.run(spec.inputCid, input)
+        this.putStored(spec.moduleCid, module)
+        this.putStored(spec.inputCid, input)
         if (tree != null) {
           this.stmts.putBlob.run(tree.manifestCid, tree.manifestBytes)
           for (const [cid, bytes] of tree.blobs) this.stmts.putBlob.run(cid, bytes)
@@ -427,6 +452,7 @@ function addMissingColumns (db: DatabaseSync): void {
   const columns = (table: string): string[] => (db.prepare(`SELECT name FROM pragma_table_info('${table}')`).all() as Array<{ name: string }>).map(c => c.name)
   if (!columns('jobs').includes('manifest_cid')) db.exec('ALTER TABLE jobs ADD COLUMN manifest_cid TEXT')
   if (!columns('tasks').includes('files')) db.exec('ALTER TABLE tasks ADD COLUMN files BLOB')
+  if (!columns('blobs').includes('on_disk')) db.exec('ALTER TABLE blobs ADD COLUMN on_disk INTEGER NOT NULL DEFAULT 0')
 }
 
 function toTask (r: RawTask): TaskRow {

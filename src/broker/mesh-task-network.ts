@@ -8,7 +8,7 @@ import { relayPeerOf, transportOf, uplinkTransport } from '../net/transport-of.t
 import type { CancelAnswer, ExecutorInfo, OfferAnswer, TaskNetwork, TaskRunResult, TaskToRun } from './broker.ts'
 import type { MeshComponents } from '../net/components.ts'
 import type { CapacityService } from '../protocols/capacity/index.ts'
-import { FilesNotCachedError, type DispatchResult, type DispatchService } from '../protocols/dispatch/index.ts'
+import { dataLimitOf, dispatchBytes, FilesNotCachedError, RelayDataLimitError, type DispatchResult, type DispatchService } from '../protocols/dispatch/index.ts'
 import { manifestBlobCids, type AddressedTree } from '../codec/manifest.ts'
 import { MAX_OFFER_FILE_CIDS } from '../codec/messages.ts'
 import type { OfferService } from '../protocols/offer/index.ts'
@@ -36,6 +36,8 @@ export interface MeshTaskNetworkInit {
 
 /** One direct dial of an executor's address: a failure costs this much before the task goes relayed. */
 const DIRECT_DIAL_TIMEOUT_MS = 3_000
+/** A task too big for the relay circuit has no other way: its direct dials get more patience. */
+const BULK_DIRECT_DIAL_TIMEOUT_MS = 10_000
 
 /**
  * Errors that say the path to the executor broke, not that the task or its
@@ -167,8 +169,8 @@ export class MeshTaskNetwork implements TaskNetwork {
       jobId: task.jobId,
       taskId: task.taskId,
       moduleCid: task.moduleCid,
-      moduleSize: task.module.length,
-      inputSize: task.input.length,
+      moduleSize: task.module.byteLength,
+      inputSize: task.input.byteLength,
       limits: task.limits,
       ...offeredFiles(task.tree)
     }, { signal: options.signal })
@@ -202,7 +204,7 @@ export class MeshTaskNetwork implements TaskNetwork {
     for (let attempt = 0; ; attempt++) {
       let conn: Connection | undefined
       try {
-        conn = await this.connect(executor, options.signal, avoid)
+        conn = await this.bulkPath(executor, task, await this.connect(executor, options.signal, avoid), options.signal)
         return await this.dispatchOnce(executor, task, conn, options)
       } catch (err) {
         if (options.signal.aborted || !isPathFailure(err) || attempt >= maxRetries) throw err
@@ -215,6 +217,26 @@ export class MeshTaskNetwork implements TaskNetwork {
         })
         await delay(wait, { signal: options.signal })
       }
+    }
+  }
+
+  /**
+   * The connection to send the task on: `conn`, unless it is a relay circuit
+   * whose data limit the task's bytes exceed; then a direct connection,
+   * dialled with every address known (a longer patience than a plain
+   * dispatch's), else RelayDataLimitError naming the limit.
+   */
+  private async bulkPath (executor: string, task: TaskToRun, conn: Connection, signal: AbortSignal): Promise<Connection> {
+    const limit = dataLimitOf(conn)
+    const bytes = dispatchBytes({ ...task, module: this.hasModule.get(task.taskId) === true ? undefined : task.module })
+    if (limit == null || bytes <= limit) return conn
+    this.log.info(`task ${task.taskId}: ${bytes} bytes, over the ${limit} bytes the relay circuit to executor ${executor} may carry: dialling it directly`, { job: task.jobId, task: task.taskId, peer: executor, addr: conn.remoteAddr.toString(), transport: 'circuit', phase: 'bulk-path' })
+    try {
+      return await this.init.mesh.dialler.reach(executor, { purpose: 'dispatch', signal, addrs: this.init.capacity.capacityOf(executor)?.addrs ?? [], directOnly: true, skipRecentFailures: false, directTimeoutMs: BULK_DIRECT_DIAL_TIMEOUT_MS })
+    } catch (err) {
+      if (!(err instanceof ReachFailedError)) throw err
+      const why = err.candidates === 0 ? 'it announced no direct address' : err.attempts.map(a => `${a.addr}: ${a.message}`).join('; ')
+      throw new RelayDataLimitError(executor, task.taskId, bytes, limit, why, { cause: err })
     }
   }
 

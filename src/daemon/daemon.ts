@@ -3,9 +3,9 @@ import { ApiServer } from '../api/server.ts'
 import type { ApiHandlers } from '../api/routes.ts'
 import { Broker } from '../broker/broker.ts'
 import { JobStore } from '../broker/job-store.ts'
+import { BlobStore, submittedFile, submittedPayload } from '../broker/blob-store.ts'
 import { jobFilesView, jobView } from '../broker/job-view.ts'
 import { MeshTaskNetwork } from '../broker/mesh-task-network.ts'
-import { rawCidString } from '../codec/cid.ts'
 import { DEFAULT_JOB_LIMITS, type ExecStatus, type JobLimits } from '../core/job.ts'
 import { JobRunner } from '../donor/job-runner.ts'
 import { DonorControls, NotExecutingError } from '../donor/controls.ts'
@@ -95,6 +95,8 @@ interface Roles {
   execution?: Execution
   donor: DonorService
   broker: Broker
+  /** modules, inputs and files uploaded with `PUT /v1/blobs/{cid}`, one file each under blobs/ in the data directory */
+  blobs: BlobStore
 }
 
 /** The Teardown name of the local API, which `stop()` stops first. */
@@ -243,15 +245,17 @@ function buildRoles (config: DaemonConfig, paths: DataDirPaths, net: Net, { stor
   mesh.components.events.on('self:peer:update', () => { capacityService.notifyChanged() })
   // an executor we learn of gets a direct connection ahead of any job, where the networks allow
   capacityService.addEventListener('executor:added', (evt) => { donor.direct?.schedule(evt.detail.peerId, evt.detail.addrs, 'it announced capacity') })
+  const blobs = new BlobStore({ dir: join(paths.root, 'blobs') })
   const broker = new Broker({
     store,
+    blobs,
     network: new MeshTaskNetwork({ mesh: mesh.components, capacity: capacityService, offer: offerService, dispatch: dispatchService, cancel: cancelService, relays: () => donor.connectedRelays() }),
     self: mesh.peerId,
     networkPrefixes: config.replicaNetworkPrefix,
     onJobFinished: (final) => { events.jobFinished?.(final.status) },
     keepJobs: config.keepJobs
   })
-  return { history, maxLimits, execution, donor, broker }
+  return { history, maxLimits, execution, donor, broker, blobs }
 }
 
 /** The executor sandbox, the keeper that restarts it, and the job runner that answers offers and dispatches with it. */
@@ -326,7 +330,7 @@ async function startDonorMetrics (config: DaemonConfig, mesh: MeshNode, roles: R
 }
 
 function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacityService'], 'known' | 'listening'>): ApiHandlers {
-  const { donor, broker, maxLimits, history } = roles
+  const { donor, broker, maxLimits, history, blobs } = roles
   const executor = roles.execution?.executor
   const controls = roles.execution?.controls
   const ownControls = (): DonorControls => {
@@ -351,21 +355,24 @@ function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacity
     donated: async ({ limit }) => ({ tasks: history.list(limit) }),
     dials: async ({ limit }) => ({ total: mesh.telemetry.count(), attempts: mesh.telemetry.recent(limit) }),
     ping: async ({ target, count }, { signal }) => await donor.ping(target, count, { signal }),
+    putBlob: async ({ cid, body }, { signal }) => await blobs.put(cid, body, { signal }),
     submitJob: async (req) => {
-      const module = Buffer.from(req.module, 'base64')
-      const input = Buffer.from(req.input, 'base64')
+      const dirs = req.dirs == null ? undefined : await Promise.all(req.dirs.map(async d => ({ guest: d.guest, files: await Promise.all(d.files.map(async f => ({ path: f.path, data: await submittedFile(blobs, f) }))), emptyDirs: d.emptyDirs })))
+      // no await from here to the job's rows: a blob file found now is referenced before any sweep can run
+      const module = submittedPayload(blobs, req.module, req.moduleCid)
+      const input = submittedPayload(blobs, req.input, req.inputCid)
       const job = broker.submit({
-        module,
-        moduleCid: rawCidString(module),
-        input,
-        inputCid: rawCidString(input),
+        module: module.payload,
+        moduleCid: module.cid,
+        input: input.payload,
+        inputCid: input.cid,
         moduleName: req.moduleName,
         args: req.args,
         env: req.env,
         limits: req.limits,
         replicas: req.replicas,
         executors: req.executors,
-        dirs: req.dirs?.map(d => ({ guest: d.guest, files: d.files.map(f => ({ path: f.path, data: Buffer.from(f.data, 'base64') })), emptyDirs: d.emptyDirs }))
+        dirs
       })
       return jobView(job, [], false)
     },

@@ -9,6 +9,7 @@
  */
 import { StreamBufferError } from '@libp2p/interface'
 import { InvalidDataLengthError, InvalidDataLengthLengthError, InvalidMessageLengthError, lpStream, UnexpectedEOFError } from '@libp2p/utils'
+import { errorWithCode } from '../core/errors.ts'
 import { PayloadTooLargeError, ProtocolViolationError, StreamEndedEarlyError } from './errors.ts'
 import type { AbortOptions, Stream } from '@libp2p/interface'
 import type { LengthPrefixedStream } from '@libp2p/utils'
@@ -28,6 +29,24 @@ export interface PayloadOptions extends AbortOptions {
   /** after each frame, with the bytes so far: progress events and stall timers hang off this */
   onFrame?: (bytes: number) => void
 }
+
+/**
+ * A payload read in chunks from where it is kept (a blob file of the
+ * broker's store) rather than held whole in memory: a big module or input
+ * is sent frame by frame from disk, never materialised in the sender.
+ */
+export interface PayloadSource {
+  /** the size it must have: a source that yields another size fails the send */
+  readonly byteLength: number
+  /** its bytes from the start, in chunks of any size */
+  chunks: (options?: AbortOptions) => AsyncIterable<Uint8Array>
+}
+
+/** What a payload may be sent from: bytes in memory, or a source read in chunks. */
+export type Payload = Uint8Array | PayloadSource
+
+/** A source that yielded a size other than the one it stated: the file under it changed, or was cut short. */
+export class PayloadSourceChangedError extends errorWithCode('PAYLOAD_SOURCE_CHANGED') {}
 
 const EMPTY = new Uint8Array(0)
 
@@ -65,14 +84,31 @@ export class FramedStream {
     await this.lp.write(bytes, options)
   }
 
-  /** Sends `bytes` as frames of at most `maxFrameBytes`, then the empty terminator frame. */
-  async writePayload (bytes: Uint8Array, options: PayloadOptions): Promise<void> {
+  /** Sends `payload` as frames of at most `maxFrameBytes`, then the empty terminator frame. */
+  async writePayload (payload: Payload, options: PayloadOptions): Promise<void> {
+    if (payload instanceof Uint8Array) {
+      await this.writeChunk(payload, 0, options)
+    } else {
+      let sent = 0
+      // the receiver was told the size: a source that changed under us must not end in a short or long payload it would take as sent
+      const changed = (): Error => new PayloadSourceChangedError(`a payload of ${payload.byteLength} bytes yielded another size (${sent} bytes before it ended or overran): its file changed while it was sent`)
+      for await (const chunk of payload.chunks(options)) {
+        if (sent + chunk.byteLength > payload.byteLength) throw changed()
+        sent = await this.writeChunk(chunk, sent, options)
+      }
+      if (sent !== payload.byteLength) throw changed()
+    }
+    await this.lp.write(EMPTY, options)
+  }
+
+  /** Frames of one chunk; `sent` bytes went before it: the bytes sent after it. */
+  private async writeChunk (bytes: Uint8Array, sent: number, options: PayloadOptions): Promise<number> {
     for (let offset = 0; offset < bytes.byteLength; offset += this.maxFrameBytes) {
       const end = Math.min(offset + this.maxFrameBytes, bytes.byteLength)
       await this.lp.write(bytes.subarray(offset, end), options)
-      options.onFrame?.(end)
+      options.onFrame?.(sent + end)
     }
-    await this.lp.write(EMPTY, options)
+    return sent + bytes.byteLength
   }
 
   /**

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { commonOptions, parse, UsageError, type Options } from '../args.ts'
 import { ApiClient } from '../../api/client.ts'
 import { resolveDataDir } from '../../config/data-dir.ts'
@@ -9,6 +9,7 @@ import { printJson, type Output } from '../output.ts'
 import { DEFAULT_JOB_LIMITS } from '../../core/job.ts'
 import { dirBytes, saveJobFiles, submittedDirs } from '../job-files.ts'
 import { MAX_SUBMIT_PAYLOAD_BYTES } from '../../api/routes.ts'
+import { BLOB_UPLOAD_THRESHOLD_BYTES, fileRawCid } from '../../api/blobs.ts'
 import { DEFAULT_PARALLEL, runBatch, type BatchOptions } from './batch.ts'
 import type { JobLimits, JobView } from '../../core/job.ts'
 
@@ -50,7 +51,8 @@ and exits 130.
 
 job submit:
   --input FILE|-     the job's stdin: a file, or - for this command's stdin
-                     (default: empty)
+                     (default: empty). A module or input file over 8 MiB is
+                     uploaded to the daemon first, streamed, and named by CID
   --arg A            one argument after the module name; repeatable
   --env K=V          one environment variable; repeatable
   --replicas N       distinct donors that run it; a strict majority must agree
@@ -210,39 +212,30 @@ async function submit (argv: string[], o: Output): Promise<number> {
   if (values.help) { o.out(help); return 0 }
   if (positionals.length !== 1) throw new UsageError('job submit: give exactly one MODULE.wasm')
   const modulePath = positionals[0]
-  let module: Buffer
-  try {
-    module = readFileSync(modulePath)
-  } catch (err) {
-    throw new UsageError(`job submit: cannot read ${modulePath}: ${(err as Error).message}`)
-  }
+  const module = submitPart(modulePath, modulePath)
   if (values.batch != null) checkBatchFlags(values)
   else if (values.out != null || values.parallel != null) throw new UsageError('job submit: --out and --parallel go with --batch DIR')
-  let input: Buffer = Buffer.alloc(0)
-  if (values.input === '-') input = readFileSync(0)
-  else if (values.input != null) {
-    try {
-      input = readFileSync(values.input)
-    } catch (err) {
-      throw new UsageError(`job submit: cannot read --input ${values.input}: ${(err as Error).message}`)
-    }
-  }
+  const input: SubmitPart = values.input === '-' ? inlinePart(readFileSync(0)) : values.input != null ? submitPart(values.input, `--input ${values.input}`) : inlinePart(Buffer.alloc(0))
   const limits = jobLimits(values)
   const replicas = positive(values.replicas, '--replicas', Number) ?? 1
   for (const e of values.env ?? []) if (!e.includes('=')) throw new UsageError(`job submit: --env takes K=V, got "${e}"`)
   if (values.save != null && values.detach) throw new UsageError('job submit: --save waits for the result; with --detach use `job result JOB_ID --save DIR`')
-  const dirs = await submittedDirs(values.dir, MAX_SUBMIT_PAYLOAD_BYTES - module.byteLength - input.byteLength)
-  askForPayload(limits, module.byteLength + input.byteLength + dirBytes(dirs))
+  const dirs = await submittedDirs(values.dir, MAX_SUBMIT_PAYLOAD_BYTES - inlineBytes(module) - inlineBytes(input))
+  askForPayload(limits, module.size + input.size + dirBytes(dirs))
 
   const api = client(values['data-dir'])
   if (values.executor == null) await warnFewExecutors(api, replicas, o)
   if (values.batch != null) {
     const request = { moduleName: modulePath.split('/').pop() ?? 'main.wasm', args: values.arg ?? [], env: values.env ?? [], replicas, limits, ...(values.executor != null ? { executors: values.executor } : {}) }
-    return await submitBatch(api, { ...values, batch: values.batch }, { modulePath, module, request }, o)
+    return await submitBatch(api, { ...values, batch: values.batch }, { modulePath, module: module.bytes ?? readFileSync(modulePath), request }, o)
   }
+  const moduleField = await sendPart(api, module)
+  const inputField = await sendPart(api, input)
   const accepted = await api.call('submitJob', {
-    module: module.toString('base64'),
-    input: input.toString('base64'),
+    module: moduleField.data,
+    ...(moduleField.cid != null ? { moduleCid: moduleField.cid } : {}),
+    input: inputField.data,
+    ...(inputField.cid != null ? { inputCid: inputField.cid } : {}),
     moduleName: modulePath.split('/').pop() ?? 'main.wasm',
     args: values.arg ?? [],
     env: values.env ?? [],
@@ -262,6 +255,40 @@ async function submit (argv: string[], o: Output): Promise<number> {
   printResult(o, final, values.json)
   if (values.save != null) await saveIfAny(api, final, values.save, o)
   return exitFor(final)
+}
+
+/**
+ * A module or input of a submit: its bytes when small, else only its path
+ * and size: a file over BLOB_UPLOAD_THRESHOLD_BYTES is uploaded as a blob
+ * (streamed from disk, `PUT /v1/blobs/{cid}`) and named by CID, so neither
+ * this command nor the daemon holds it whole, and no JSON body carries it.
+ */
+interface SubmitPart { size: number, bytes?: Buffer, path?: string }
+
+function inlinePart (bytes: Buffer): SubmitPart {
+  return { size: bytes.byteLength, bytes }
+}
+
+/** `what` names the file in a usage error ("--input data.bin"). */
+function submitPart (path: string, what: string): SubmitPart {
+  try {
+    const size = statSync(path).size
+    return size > BLOB_UPLOAD_THRESHOLD_BYTES ? { size, path } : inlinePart(readFileSync(path))
+  } catch (err) {
+    throw new UsageError(`job submit: cannot read ${what}: ${(err as Error).message}`)
+  }
+}
+
+function inlineBytes (part: SubmitPart): number {
+  return part.bytes?.byteLength ?? 0
+}
+
+/** The submit's field for a part: base64 bytes, or (uploaded) empty bytes and the blob's CID. */
+async function sendPart (api: ApiClient, part: SubmitPart): Promise<{ data: string, cid?: string }> {
+  if (part.path == null) return { data: (part.bytes ?? Buffer.alloc(0)).toString('base64') }
+  const cid = await fileRawCid(part.path)
+  await api.putBlob(cid, part.path)
+  return { data: '', cid }
 }
 
 /**

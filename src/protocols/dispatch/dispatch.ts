@@ -28,7 +28,7 @@ import type { AddressedTree, OutputFiles } from '../../codec/manifest.ts'
 import type { DispatchHeader, DispatchResultHeader, RefusalCode } from '../../codec/messages.ts'
 import type { ExecStatus, ExecuteRequest, ExecuteResult, JobDir, JobFile, JobLimits, SignedReceipt } from '../../core/job.ts'
 import type { DispatchPhase } from '../errors.ts'
-import type { FramedStream, PayloadOptions } from '../framing.ts'
+import type { FramedStream, Payload, PayloadOptions } from '../framing.ts'
 import type { ProtocolRegistrar, ProtocolTarget, StreamOpener } from '../components.ts'
 import type { AbortOptions, Connection, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 
@@ -158,11 +158,12 @@ export interface DispatchComponents {
 export interface DispatchTask {
   jobId: string
   taskId: string
-  /** the module bytes; omit when the donor's offer answer said `hasModule` */
-  module?: Uint8Array
+  /** the module's bytes, or its blob file read in chunks as it is sent; omit when the donor's offer answer said `hasModule` */
+  module?: Payload
   /** CIDv1 raw sha2-256 of the module */
   moduleCid: string
-  input: Uint8Array
+  /** the input's bytes, or its blob file read in chunks: a big input is never held whole by the broker */
+  input: Payload
   /** CIDv1 raw sha2-256 of the input */
   inputCid: string
   args: string[]

@@ -1,0 +1,102 @@
+/**
+ * Blob upload throughput (issue 15, big data): `PUT /v1/blobs/{cid}` through
+ * the real API server (token, routing) into the real blob store (hashed as
+ * it arrives, written to a part file, fsynced, renamed), sent by the real
+ * client (`uploadBlob`, a file streamed from disk), against a plain loopback
+ * HTTP PUT of the same file into a file on the same disk (no hash, no
+ * fsync, no rename) in the same run. Rounds alternate the two; each upload
+ * goes under a fresh CID-checked name (the store deletes the last one), so
+ * none is answered from a blob held already.
+ *
+ *   node_modules/.bin/node bench/upload.ts [--quick] [--json-out FILE]
+ */
+import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
+import { createServer, request, type Server } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { pipeline } from 'node:stream/promises'
+import { fileRawCid, uploadBlob } from '../src/api/blobs.ts'
+import { ApiServer } from '../src/api/server.ts'
+import { BlobStore } from '../src/broker/blob-store.ts'
+import { ensureDataDir } from '../src/config/data-dir.ts'
+import { benchMain, row } from './lib/report.ts'
+import { summarize } from './lib/stats.ts'
+import type { ApiHandlers } from '../src/api/routes.ts'
+import type { DaemonStatus } from '../src/core/types.ts'
+
+const MiB = 1024 * 1024
+
+function handlers (blobs: BlobStore): ApiHandlers {
+  const unused = async (): Promise<never> => { throw new Error('not part of the upload bench') }
+  return {
+    health: unused, status: async (): Promise<DaemonStatus> => await unused(), dials: unused, ping: unused, submitJob: unused, job: unused, jobs: unused, jobFiles: unused, cancelJob: unused, pause: unused, resume: unused, donated: unused,
+    putBlob: async ({ cid, body }, { signal }) => await blobs.put(cid, body, { signal })
+  }
+}
+
+/** The baseline: a PUT whose body goes straight into a file. */
+async function plainServer (dir: string): Promise<{ server: Server, port: number }> {
+  const server = createServer((req, res) => {
+    const path = join(dir, 'plain.bin')
+    pipeline(req, createWriteStream(path)).then(() => { res.end('{}') }, (err: Error) => { res.statusCode = 500; res.end(err.message) })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  return { server, port: typeof address === 'object' && address != null ? address.port : 0 }
+}
+
+async function plainPut (port: number, path: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method: 'PUT', path: '/plain', headers: { 'content-length': statSync(path).size } }, (res) => {
+      res.resume()
+      res.on('end', () => { res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`)) })
+    })
+    req.on('error', reject)
+    createReadStream(path).pipe(req)
+  })
+}
+
+/** A file of `size` bytes whose first 8 bytes are `round`: a new CID each round. */
+function writeRoundFile (path: string, size: number, round: number): void {
+  const bytes = Buffer.alloc(size)
+  for (let i = 0; i < size; i += 4096) bytes[i] = (i >> 12) & 0xff
+  bytes.writeBigUInt64BE(BigInt(round), 0)
+  writeFileSync(path, bytes)
+}
+
+await benchMain('upload', { quick: 120_000, full: 300_000 }, async (args, cleanup) => {
+  const size = (args.quick ? 64 : 256) * MiB
+  const rounds = args.quick ? 3 : 5
+  const dir = mkdtempSync(join(tmpdir(), 'wc-bench-upload-'))
+  cleanup.add('temp dir', () => { rmSync(dir, { recursive: true, force: true }) })
+  const blobs = new BlobStore({ dir: join(dir, 'data', 'blobs') })
+  const paths = ensureDataDir(join(dir, 'data'))
+  const api = new ApiServer({ paths, port: 0, handlers: handlers(blobs), version: 'bench' })
+  await api.start()
+  cleanup.add('API server', async () => { await api.stop() })
+  const plain = await plainServer(dir)
+  cleanup.add('plain server', () => { plain.server.close() })
+  const token = readFileSync(paths.apiToken, 'utf8').trim()
+  const source = join(dir, 'source.bin')
+  const blobRate: number[] = []
+  const plainRate: number[] = []
+  for (let r = 0; r < rounds; r++) {
+    writeRoundFile(source, size, r)
+    const cid = await fileRawCid(source)
+    let t = performance.now()
+    await uploadBlob({ port: api.port, token }, cid, source)
+    blobRate.push(size / MiB / ((performance.now() - t) / 1000))
+    unlinkSync(join(blobs.dir, cid))
+    t = performance.now()
+    await plainPut(plain.port, source)
+    plainRate.push(size / MiB / ((performance.now() - t) / 1000))
+  }
+  const figure = summarize(blobRate)
+  const baseline = summarize(plainRate)
+  return {
+    bench: 'upload',
+    rows: [row({ benchmark: `upload ${size / MiB} MiB: PUT /v1/blobs/{cid} (MiB/s)`, baselineName: 'plain loopback HTTP PUT to a file', baseline, figure, unit: 'MiB/s', ratioLabel: 'blob upload / plain PUT', target: { op: '>=', value: 0.5 } })],
+    notes: [`${rounds} rounds of ${size / MiB} MiB each, alternating; the blob upload hashes (sha-256) and fsyncs what the plain PUT only writes; the CID is computed before the timer starts`]
+  }
+})

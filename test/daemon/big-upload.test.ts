@@ -1,0 +1,125 @@
+/**
+ * A 200 MiB input end to end on loopback: `job submit` (the real CLI, a
+ * process of its own) uploads it as a blob, the broker keeps it as a file
+ * and streams it to the executor (a daemon process of its own, so that this
+ * process's memory is the broker's) over the direct connection; the
+ * broker's memory grows by less than the payload.
+ */
+import assert from 'node:assert/strict'
+import { createWriteStream, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { stopAfterEach } from '../helpers/cleanup.ts'
+import { runCli, startCli } from '../helpers/cli.ts'
+import { ApiClient } from '../../src/api/client.ts'
+import { executorsSeen, fixture } from '../helpers/jobs.ts'
+import { loadRelayConfig } from '../../src/config/config.ts'
+import { startRelay } from '../../src/daemon/daemon.ts'
+import { reservedStatus, startTestDonor, startTestRelay, tempDir } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const dir = tempDir('wc-big-upload-')
+const track = stopAfterEach()
+after(() => { dir.cleanup() })
+
+const MiB = 1024 * 1024
+const SIZE = 200 * MiB
+const MODULE = fileURLToPath(new URL('../fixtures/wasm/count-bytes.wasm', import.meta.url))
+
+/** Writes SIZE bytes of a pattern in 1 MiB chunks (never whole in this process); their count-bytes checksum. */
+async function writeInput (path: string): Promise<number> {
+  const out = createWriteStream(path)
+  let sum = 0
+  const chunk = Buffer.alloc(MiB)
+  for (let base = 0; base < SIZE; base += MiB) {
+    for (let j = 0; j < MiB; j++) {
+      const i = base + j
+      chunk[j] = (i * 7 + (i >> 12)) & 0xff
+      sum = (sum * 31 + chunk[j]) % 1000000007
+    }
+    if (!out.write(chunk)) await new Promise<void>(resolve => out.once('drain', () => { resolve() }))
+  }
+  await new Promise<void>((resolve, reject) => { out.end((err?: Error | null) => { if (err != null) reject(err); else resolve() }) })
+  return sum
+}
+
+describe('a 200 MiB input', () => {
+  it('job submit uploads it as a blob and it runs over the direct connection, the broker never holding it whole', { timeout: 120_000 }, async () => {
+    const relay = track(await startTestRelay(join(dir.path, 'relay')))
+    const bootstrap = relay.info.announceAddrs.filter(a => a.includes('/tcp/'))
+    const listen = ['/ip4/127.0.0.1/tcp/0', '/p2p-circuit']
+    const submitter = track(await startTestDonor(join(dir.path, 'submitter'), bootstrap, listen, { noExecute: true }))
+    const executorDir = join(dir.path, 'executor')
+    const executor = startCli(['daemon', '--data-dir', executorDir, '--bootstrap', bootstrap[0], '--listen', listen[0], '--listen', listen[1], '--api-port', '0', '--max-payload', '256MiB'])
+    after(async () => { await executor.stop() })
+    const executorClient = new ApiClient({ dataDir: executorDir })
+    await waitFor('the executor daemon\'s API', async () => await executorClient.call('health', {}).catch(() => undefined), 20_000)
+    const executorId = (await executorClient.call('health', {})).peerId
+    for (const client of [submitter.client, executorClient]) await waitFor('a reservation', async () => await reservedStatus(client, relay.info.peerId))
+    await executorsSeen(submitter, 1)
+    console.log(`executor ${executorId}`)
+    const input = join(dir.path, 'input.bin')
+    const sum = await writeInput(input)
+
+    global.gc?.()
+    const base = process.memoryUsage().rss
+    let peak = base
+    const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss) }, 50)
+    let res
+    try {
+      res = await runCli(['job', 'submit', MODULE, '--input', input, '--json', '--data-dir', join(dir.path, 'submitter')], { timeoutMs: 90_000 })
+    } finally {
+      clearInterval(sampler)
+    }
+    assert.equal(res.code, 0, res.stderr)
+    const view = JSON.parse(res.stdout) as { status: string, stdout: string, replicas: Array<{ path: string }>, message: string }
+    assert.equal(view.status, 'succeeded', view.message)
+    assert.equal(view.stdout, `${SIZE} bytes, checksum ${sum}\n`)
+    assert.equal(view.replicas[0].path, 'direct')
+    // the broker kept the input as a blob file, not in its SQLite job store
+    assert.equal(readdirSync(join(dir.path, 'submitter', 'blobs')).length, 1)
+    const grown = peak - base
+    console.log(`broker rss grew ${(grown / MiB).toFixed(0)} MiB for a ${SIZE / MiB} MiB input`)
+    assert.ok(grown < SIZE, `rss grew ${(grown / MiB).toFixed(0)} MiB: more than the ${SIZE / MiB} MiB payload`)
+  })
+
+  it('a submit naming a blob never uploaded is refused with BLOB_NOT_FOUND, and no job is made', async () => {
+    const relay = track(await startTestRelay(join(dir.path, 'unknown-relay')))
+    const submitter = track(await startTestDonor(join(dir.path, 'unknown-submitter'), relay.info.announceAddrs.filter(a => a.includes('/tcp/')), ['/p2p-circuit'], { noExecute: true }))
+    const never = 'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku'
+    await assert.rejects(submitter.client.call('submitJob', { module: fixture('count-bytes.wasm').toString('base64'), input: '', inputCid: never, moduleName: 'count-bytes.wasm', args: [], env: [], replicas: 1, limits: {} }),
+      (err: unknown) => (err as { code?: string }).code === 'BLOB_NOT_FOUND')
+    assert.deepEqual((await submitter.client.call('jobs', { limit: 10 })).jobs, [])
+  })
+})
+
+describe('a payload over the relay\'s data limit', () => {
+  it('fails its task with RELAY_DATA_LIMIT naming the limit when the only path is a relay circuit', { timeout: 60_000 }, async () => {
+    const relay = track(await startRelay(loadRelayConfig({ dataDir: join(dir.path, 'small-relay'), listen: ['/ip4/127.0.0.1/tcp/0'], dataLimit: '1MiB' }, {})))
+    const bootstrap = relay.info.announceAddrs.filter(a => a.includes('/tcp/'))
+    const donors = []
+    for (const who of ['relayed-submitter', 'relayed-executor']) {
+      const d = track(await startTestDonor(join(dir.path, who), bootstrap, ['/p2p-circuit'], { noDirect: true, ...(who === 'relayed-submitter' ? { noExecute: true } : {}) }))
+      await waitFor(`${who} reservation`, async () => await reservedStatus(d.client, relay.info.peerId))
+      donors.push(d)
+    }
+    const [submitter] = donors
+    await executorsSeen(submitter, 1)
+    const accepted = await submitter.client.call('submitJob', {
+      module: fixture('count-bytes.wasm').toString('base64'),
+      input: Buffer.alloc(2 * MiB, 1).toString('base64'),
+      moduleName: 'count-bytes.wasm',
+      args: [],
+      env: [],
+      replicas: 1,
+      limits: {}
+    })
+    const failure = await waitFor('the task failed', async () => {
+      const view = await submitter.client.call('job', { id: accepted.jobId, full: false })
+      return view.replicas.find(r => r.state === 'failed')?.failure ?? undefined
+    }, 30_000)
+    assert.match(failure, /^RELAY_DATA_LIMIT: /)
+    assert.match(failure, /over the \d+ bytes the relay circuit .* may carry \(the relay's --relay-data-limit\)/)
+  })
+})
