@@ -123,6 +123,12 @@ CREATE TABLE IF NOT EXISTS jobs (
   finished_at TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_phase ON jobs(phase);
+-- the blobs of a job's tree (its manifest and files): what retention must keep while the job is kept
+CREATE TABLE IF NOT EXISTS job_tree_blobs (
+  job_id TEXT NOT NULL,
+  cid TEXT NOT NULL,
+  PRIMARY KEY (job_id, cid)
+);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
 CREATE TABLE IF NOT EXISTS tasks (
   task_id TEXT PRIMARY KEY,
@@ -255,6 +261,7 @@ export class JobStore {
       // bytes for a CID marked on-disk take its place: whoever reads the blob finds it in the table, and the file, no longer named, is swept
       putBlob: this.db.prepare('INSERT INTO blobs (cid, bytes) VALUES (?, ?) ON CONFLICT (cid) DO UPDATE SET bytes = excluded.bytes, on_disk = 0 WHERE on_disk = 1'),
       putBlobOnDisk: this.db.prepare("INSERT OR IGNORE INTO blobs (cid, bytes, on_disk) VALUES (?, x'', 1)"),
+      insertTreeBlob: this.db.prepare('INSERT OR IGNORE INTO job_tree_blobs (job_id, cid) VALUES (?, ?)'),
       getBlob: this.db.prepare('SELECT bytes FROM blobs WHERE cid = ? AND on_disk = 0'),
       blobOnDisk: this.db.prepare('SELECT 1 AS yes FROM blobs WHERE cid = ? AND on_disk = 1'),
       insertJob: this.db.prepare(`INSERT INTO jobs (job_id, module_cid, input_cid, module_name, args, env, limits, replicas, executors, manifest_cid, phase, final, created_at, updated_at)
@@ -324,7 +331,11 @@ export class JobStore {
         this.putStored(spec.inputCid, input)
         if (tree != null) {
           this.stmts.putBlob.run(tree.manifestCid, tree.manifestBytes)
-          for (const [cid, bytes] of tree.blobs) this.stmts.putBlob.run(cid, bytes)
+          this.stmts.insertTreeBlob.run(spec.jobId, tree.manifestCid)
+          for (const [cid, bytes] of tree.blobs) {
+            this.stmts.putBlob.run(cid, bytes)
+            this.stmts.insertTreeBlob.run(spec.jobId, cid)
+          }
         }
         this.stmts.insertJob.run(spec.jobId, spec.moduleCid, spec.inputCid, spec.moduleName, JSON.stringify(spec.args), JSON.stringify(spec.env),
           JSON.stringify(spec.limits), spec.replicas, spec.executors != null ? JSON.stringify(spec.executors) : null, spec.manifestCid ?? null, t, t)
@@ -388,7 +399,8 @@ export class JobStore {
         if (n > 0) {
           this.db.prepare('DELETE FROM tasks WHERE job_id IN (SELECT job_id FROM pruned)').run()
           this.db.prepare('DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM pruned)').run()
-          this.db.prepare('DELETE FROM blobs WHERE cid NOT IN (SELECT module_cid FROM jobs UNION SELECT input_cid FROM jobs)').run()
+          this.db.prepare('DELETE FROM job_tree_blobs WHERE job_id IN (SELECT job_id FROM pruned)').run()
+          this.db.prepare('DELETE FROM blobs WHERE cid NOT IN (SELECT module_cid FROM jobs UNION SELECT input_cid FROM jobs UNION SELECT cid FROM job_tree_blobs)').run()
         }
         this.db.exec('COMMIT')
         return n

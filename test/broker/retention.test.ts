@@ -3,6 +3,8 @@ import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { JobStore, type JobSpec } from '../../src/broker/job-store.ts'
+import { loadTree } from '../../src/broker/job-tree.ts'
+import { addressTree } from '../../src/codec/manifest.ts'
 import { tempDir } from '../helpers/mesh.ts'
 
 /** The job store's retention: finished jobs beyond the newest N go, with their tasks and the blobs nobody refers to. */
@@ -41,6 +43,23 @@ describe('job store retention', () => {
     assert.ok(store.getBlob('bafkrei-input-5') != null)
     assert.ok(store.getBlob('bafkrei-module') != null, 'the module is still used')
     assert.equal(store.prune(3), 0, 'pruning again changes nothing')
+    store.close()
+  })
+
+  it('keeps the directory tree of a kept job, and drops the tree only a pruned job used', () => {
+    const store = new JobStore(join(dir.path, 'prune-trees.sqlite'))
+    const treeOf = (text: string): ReturnType<typeof addressTree> =>
+      addressTree([{ guest: '/data', files: [{ path: '/data/a.txt', data: new TextEncoder().encode(text) }] }])
+    const old = treeOf('only the old job has this')
+    const open = treeOf('the unfinished job has this')
+    store.createJob({ ...spec(100), manifestCid: old.manifestCid }, new Uint8Array([0, 97, 115, 109]), new Uint8Array(1), old)
+    store.finishJob('job-100', 'completed', { status: 'succeeded', exitCode: 0, outputCid: 'bafy-out', fuelUsed: 1, agreeing: 1, message: 'ok' })
+    store.createJob({ ...spec(101), manifestCid: open.manifestCid }, new Uint8Array([0, 97, 115, 109]), new Uint8Array(2), open)
+    for (let i = 102; i < 105; i++) addJob(store, i, true)
+    assert.equal(store.prune(2), 2, 'job-100 and job-102 go')
+    assert.ok(loadTree(store, open.manifestCid) != null, 'the unfinished job can still load its whole tree')
+    assert.equal(store.getBlob(old.manifestCid), undefined, 'the pruned job\'s manifest is gone')
+    assert.equal(loadTree(store, old.manifestCid), undefined)
     store.close()
   })
 
