@@ -318,8 +318,12 @@ class OutputBuffer {
     this.length += data.length
   }
 
-  /** A copy of exactly the bytes written (a view would carry the whole spare capacity through postMessage). */
+  /**
+   * The bytes written, as a view (no copy of up to the whole output): the
+   * worker transfers its buffer, spare capacity and all, which costs nothing,
+   * and the IPC channel's serializer writes only the view's bytes.
+   */
   toBytes (): Uint8Array {
-    return this.buf.slice(0, this.length)
+    return this.buf.subarray(0, this.length)
   }
 }
