@@ -6,6 +6,11 @@
  * home of the helpers bench/executor.ts uses for its "shim, unmetered" column.
  * Not a test: it asserts nothing about time.
  *
+ * Besides wall time, each run's CPU time on this thread (getrusage
+ * RUSAGE_THREAD): on a machine shared with other work, a run that waits for a
+ * core grows in wall time but not in CPU time, so the CPU ratio is the steadier
+ * figure of the two.
+ *
  * The unmetered baseline gets the same declared memory maximum as the metered
  * module: V8 grows a memory with a declared maximum differently (measured: at
  * n = 1e8 the unclamped original was slower than the metered module), and that
@@ -83,28 +88,37 @@ function main (): void {
     }
   }
   const names = Object.keys(variants) as Array<keyof typeof variants>
-  const times: Record<keyof typeof variants, number[]> = { unmetered: [], metered: [] }
+  const wall: Record<keyof typeof variants, number[]> = { unmetered: [], metered: [] }
+  const cpu: Record<keyof typeof variants, number[]> = { unmetered: [], metered: [] }
   let lastOutput = ''
   for (const name of names) variants[name]() // warm-up: compile tiers
   for (let i = 0; i < rounds; i++) {
     // interleaved, order alternating, so drift in machine load hits both sides alike
     for (const name of rotate(names, i)) {
+      const c0 = process.threadCpuUsage()
       const t0 = performance.now()
       const output = variants[name]()
-      times[name].push(performance.now() - t0)
+      wall[name].push(performance.now() - t0)
+      const c = process.threadCpuUsage(c0)
+      cpu[name].push((c.user + c.system) / 1000)
       if (lastOutput !== '' && output !== lastOutput) throw new Error(`outputs differ: ${lastOutput} vs ${output}`)
       lastOutput = output
     }
   }
-  const paired = pairedRatios(times.metered, times.unmetered)
   process.stdout.write(
     `primes n=${n}, ${rounds} rounds, output ${JSON.stringify(lastOutput.trim())}\n` +
     `module ${bytes.length} B -> metered ${prepared.bytes.length} B, fuelUsed ${fuelUsed}\n` +
-    `unmetered (shim, same memory max) ${fmt(summarize(times.unmetered), 'ms')}\n` +
-    `metered   (prepareModule+runModule) ${fmt(summarize(times.metered), 'ms')}\n` +
-    `metered / unmetered: ${ratioText(summarize(times.metered).median / summarize(times.unmetered).median)} of medians; ` +
-    `per round ${num(paired.median)} (${num(paired.min)}–${num(paired.max)})\n`
+    compared('wall', wall) + compared('CPU ', cpu)
   )
+}
+
+/** The two variants' figures and their ratio (of medians, and per round). */
+function compared (what: string, t: Record<'unmetered' | 'metered', number[]>): string {
+  const paired = pairedRatios(t.metered, t.unmetered)
+  return `${what} unmetered (shim, same memory max) ${fmt(summarize(t.unmetered), 'ms')}\n` +
+    `${what} metered   (prepareModule+runModule) ${fmt(summarize(t.metered), 'ms')}\n` +
+    `${what} metered / unmetered: ${ratioText(summarize(t.metered).median / summarize(t.unmetered).median)} of medians; ` +
+    `per round ${num(paired.median)} (${num(paired.min)}–${num(paired.max)})\n`
 }
 
 if (import.meta.main) main()
