@@ -77,7 +77,7 @@ export const TrapCode = {
 export const WASM_PAGE_BYTES = 65_536
 /** memory32 can address at most 4 GiB */
 export const MAX_WASM_PAGES = 65_536
-/** V8's kV8MaxWasmFunctionLocals; adding the scratch local must not cross it */
+/** V8's kV8MaxWasmFunctionLocals; adding the fuel local (and the scratch local) must not cross it */
 const MAX_FUNCTION_LOCALS = 50_000
 
 export type ExternKind = 'function' | 'table' | 'memory' | 'global' | 'tag'

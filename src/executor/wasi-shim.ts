@@ -282,14 +282,14 @@ function isClockId (id: number): boolean {
   return id === ClockId.realtime || id === ClockId.monotonic || id === ClockId.processCputime || id === ClockId.threadCputime
 }
 
+/** The parameters guard() passes on: as many as the preview1 function that takes the most (path_open). */
+const GUARDED_PARAMS = 9
+
 /**
  * A guest pointer outside its memory is the guest's bug: answer EFAULT, as a
  * kernel would, instead of crashing the host. A filesystem error (FsError)
  * is the call's errno.
  */
-/** The parameters guard() passes on: as many as the preview1 function that takes the most (path_open). */
-const GUARDED_PARAMS = 9
-
 function guard (fn: HostFunction): HostFunction {
   // nine fixed parameters (path_open has the most) rather than a rest parameter, which would
   // allocate an array on every host call: a guest that writes a byte at a time makes millions
