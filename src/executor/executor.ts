@@ -373,17 +373,18 @@ export class Executor {
 
   private dispatch (sandbox: Sandbox, p: Pending): void {
     const { req } = p
+    // views go as they are: the IPC channel's serializer writes only a view's own bytes, never its whole buffer
     const job: SandboxJob = {
       runId: p.runId,
       jobId: req.jobId,
-      module: ownBytes(req.module),
+      module: req.module,
       moduleCid: req.moduleCid,
-      input: ownBytes(req.input),
+      input: req.input,
       args: [...req.args],
       env: [...req.env],
       moduleName: req.moduleName,
       limits: p.limits,
-      preopens: req.preopens?.map(d => ({ ...d, files: d.files.map(f => ({ path: f.path, data: ownBytes(f.data) })) }))
+      preopens: req.preopens?.map(d => ({ ...d, files: d.files.map(f => ({ path: f.path, data: f.data })) }))
     }
     p.sandbox = sandbox
     p.startedAt = performance.now()
@@ -685,14 +686,6 @@ function normaliseOutcome (o: SandboxOutcome): Omit<ExecuteResult, 'durationMs'>
 
 function plainBytes (b: Uint8Array): Uint8Array {
   return b.constructor === Uint8Array ? b : new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
-}
-
-/**
- * Structured clone of a view sends its whole underlying ArrayBuffer; a view
- * into a larger buffer (a Buffer from a pool, a subarray) is copied first.
- */
-function ownBytes (b: Uint8Array): Uint8Array {
-  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : b.slice()
 }
 
 /** A request whose shape is wrong is the submitter's problem: `rejected` with the reason. */

@@ -11,7 +11,7 @@
  *   index): `fuel` (i64, exported as `__wc_fuel`), `trap` (i32, exported as
  *   `__wc_trap`: why the injected code trapped) and `depth` (i32). No function
  *   or import is added, so no function index shifts either.
- * - Fuel ("meter/3" cost rule): every original instruction costs 1,
+ * - Fuel (cost rule "meter/4", METER_VERSION): every original instruction costs 1,
  *   memory.fill/copy/init cost 1 more per 64 bytes, table.grow/fill/copy/init
  *   1 more per element, and host calls charge the guest bytes they touch
  *   (wasi-memory.ts, HostFuel). The code is cut into
@@ -25,6 +25,15 @@
  *   Segments right after br/br_table/return/unreachable are dead code and get
  *   no charge. Charging a whole segment up front is what makes the count
  *   independent of the engine: it depends only on which segments ran.
+ * - Where the count lives: while a body runs, in a local of its own
+ *   (an i64 after every existing local), which V8 keeps in a register; the
+ *   global is loaded into it at entry and after each call, and stored from it
+ *   before each call (the callee and host calls charge the global), before
+ *   each return and the body's end, and when the check traps for fuel. A run
+ *   that ends well, or out of fuel, counts the same as if every segment
+ *   charged the global; a trap of the guest's own (unreachable, a bad memory
+ *   access) shows the count as of the last entry, call or return, so this
+ *   placement is part of the cost rule too.
  * - Depth: each function body becomes
  *     depth += 1; if (depth > MAX) { trap = 2; unreachable }
  *     block (result …) <original body> end
@@ -50,7 +59,7 @@ import { ByteReader, ByteWriter, encodeS32, encodeU32 } from './wasm-binary.ts'
 import { InstrKind, hex, readInstruction, readValType } from './wasm-instructions.ts'
 
 /** Pinned name of the cost rule: fuel is part of what replicas compare, so any change must bump it. */
-export const METER_VERSION = 'meter/3'
+export const METER_VERSION = 'meter/4'
 
 export const FUEL_EXPORT = '__wc_fuel'
 export const TRAP_EXPORT = '__wc_trap'
@@ -68,7 +77,7 @@ export const TrapCode = {
 export const WASM_PAGE_BYTES = 65_536
 /** memory32 can address at most 4 GiB */
 export const MAX_WASM_PAGES = 65_536
-/** V8's kV8MaxWasmFunctionLocals; adding the scratch local must not cross it */
+/** V8's kV8MaxWasmFunctionLocals; adding the fuel local (and the scratch local) must not cross it */
 const MAX_FUNCTION_LOCALS = 50_000
 
 export type ExternKind = 'function' | 'table' | 'memory' | 'global' | 'tag'
@@ -600,7 +609,7 @@ function reserveScratch (n: number): void {
 }
 
 function isBoundary (kind: number): boolean {
-  return kind !== InstrKind.plain && kind !== InstrKind.block && kind !== InstrKind.bulk && kind !== InstrKind.tableBulk
+  return kind !== InstrKind.plain && kind !== InstrKind.block && kind !== InstrKind.bulk && kind !== InstrKind.tableBulk && kind !== InstrKind.call
 }
 
 function instrumentCode (bytes: Uint8Array, s: SectionRange, rewrite: Rewrite): Uint8Array {
@@ -635,39 +644,71 @@ interface BodyContext {
   room: number
 }
 
-/** The injected instruction sequences, encoded once per module. */
+/** The injected instruction sequences that depend only on the module, encoded once per module. */
 interface Snippets {
   /** the index of the fuel global */
   fuel: number[]
-  /** if (fuel < 0) { trap = outOfFuel; unreachable } */
-  fuelCheck: number[]
-  /** global.get fuel; i64.const (the cost follows); typed arrays, which the writer copies fastest */
-  chargeHead: Uint8Array
-  /** i64.sub; global.set fuel; fuelCheck */
-  chargeTail: Uint8Array
+  /** the index of the trap global */
+  trap: number[]
   /** depth += 1; if (depth > max) { trap = callDepth; unreachable } */
   depthEnter: Uint8Array
   /** depth -= 1 */
   depthLeave: Uint8Array
 }
 
+function trapWith (sn: Pick<Snippets, 'trap'>, code: number): number[] {
+  return [0x04, 0x40, 0x41, code, 0x24, ...sn.trap, 0x00, 0x0b] // if; trap = code; unreachable; end
+}
+
 function meteringSnippets (inj: Injected): Snippets {
-  const F = inj.fuel
-  const T = inj.trap
   const D = inj.depth
-  const trapWith = (code: number): number[] => [0x04, 0x40, 0x41, code, 0x24, ...T, 0x00, 0x0b] // if; trap = code; unreachable; end
-  const fuelCheck = [0x23, ...F, 0x42, 0x00, 0x53, ...trapWith(TrapCode.outOfFuel)] // fuel < 0 ?
+  const sn = { fuel: inj.fuel, trap: inj.trap }
   return {
-    fuel: F,
-    fuelCheck,
-    chargeHead: Uint8Array.from([0x23, ...F, 0x42]),
-    chargeTail: Uint8Array.from([0x7d, 0x24, ...F, ...fuelCheck]),
+    ...sn,
     depthEnter: Uint8Array.from([
       0x23, ...D, 0x41, 0x01, 0x6a, 0x24, ...D, // depth += 1
-      0x23, ...D, 0x41, ...encodeS32(inj.maxCallDepth), 0x4b, ...trapWith(TrapCode.callDepth) // depth > max (unsigned) ?
+      0x23, ...D, 0x41, ...encodeS32(inj.maxCallDepth), 0x4b, ...trapWith(sn, TrapCode.callDepth) // depth > max (unsigned) ?
     ]),
     depthLeave: Uint8Array.from([0x23, ...D, 0x41, 0x01, 0x6b, 0x24, ...D])
   }
+}
+
+/**
+ * The sequences that name a body's own locals. The fuel counter lives in a
+ * local while the body runs, where V8 keeps it in a register: a global is a
+ * load and a store through memory on every segment, whose store-to-load
+ * latency is on every loop iteration's critical path. The global is the
+ * counter only across calls (the callee and the host read and charge it),
+ * at returns, and when the injected check traps for fuel.
+ */
+interface BodySnippets {
+  /** global.get fuel; local.set F: at entry and after each call */
+  load: Uint8Array
+  /** local.get F; global.set fuel: before each call and when leaving */
+  store: Uint8Array
+  /** local.get F; i64.const (the cost follows) */
+  chargeHead: Uint8Array
+  /** i64.sub; local.tee F; if (F < 0) { fuel = F; trap = outOfFuel; unreachable } */
+  chargeTail: Uint8Array
+  /** depth -= 1; fuel = F: before each return and the body's end */
+  leave: Uint8Array
+}
+
+function bodySnippets (sn: Snippets, fuelLocal: number): BodySnippets {
+  const L = encodeU32(fuelLocal)
+  const store = [0x20, ...L, 0x24, ...sn.fuel]
+  return {
+    load: Uint8Array.from([0x23, ...sn.fuel, 0x21, ...L]),
+    store: Uint8Array.from(store),
+    chargeHead: Uint8Array.from([0x20, ...L, 0x42]),
+    chargeTail: Uint8Array.from(fuelCheckAfter([0x7d, 0x22, ...L], store, sn)),
+    leave: Uint8Array.from([...sn.depthLeave, ...store])
+  }
+}
+
+/** `sub` (which leaves the new fuel on the stack and in the local), then: if (fuel < 0) { store; trap = outOfFuel; unreachable } */
+function fuelCheckAfter (sub: number[], store: number[], sn: Snippets): number[] {
+  return [...sub, 0x42, 0x00, 0x53, 0x04, 0x40, ...store, 0x41, TrapCode.outOfFuel, 0x24, ...sn.trap, 0x00, 0x0b]
 }
 
 /** Where a body's local declarations lie and how many locals the function has, parameters included. */
@@ -702,6 +743,8 @@ interface BodyShape {
   charged: number
   /** returns and bulk instructions, each of which gets a snippet */
   extras: number
+  /** calls, each of which stores the fuel local before and loads it after */
+  calls: number
 }
 
 /**
@@ -710,7 +753,7 @@ interface BodyShape {
  * than `maxNesting`.
  */
 function segmentBody (br: ByteReader, f: number, maxNesting: number): BodyShape {
-  const shape: BodyShape = { bulk: false, charged: 0, extras: 0 }
+  const shape: BodyShape = { bulk: false, charged: 0, extras: 0, calls: 0 }
   scratch.length = 0
   let nesting = 1
   let segmentStart = 0
@@ -729,6 +772,7 @@ function segmentBody (br: ByteReader, f: number, maxNesting: number): BodyShape 
     } else if (kind === InstrKind.end) nesting--
     else if (kind === InstrKind.bulk || kind === InstrKind.tableBulk) shape.bulk = true
     if (kind === InstrKind.return || kind === InstrKind.bulk || kind === InstrKind.tableBulk) shape.extras++
+    else if (kind === InstrKind.call) shape.calls++
     if (isBoundary(kind)) {
       if (!dead) shape.charged++
       scratch.cost[segmentStart] = dead ? 0 : i - segmentStart + 1
@@ -747,26 +791,34 @@ function segmentBody (br: ByteReader, f: number, maxNesting: number): BodyShape 
  * (table.grow/fill/copy/init); the operand, on top of the stack, is kept in the
  * scratch local and put back.
  */
-function bulkCharge (scratchLocal: number, sn: Snippets, perElement: boolean): Uint8Array {
+function bulkCharge (scratchLocal: number, sn: Snippets, bs: BodySnippets, fuelLocal: number, perElement: boolean): Uint8Array {
   const local = encodeU32(scratchLocal)
+  const F = encodeU32(fuelLocal)
   const scale = perElement ? [] : [0x42, 0x06, 0x88] // i64.const 6; i64.shr_u
   return Uint8Array.from([
     0x21, ...local, // local.set scratch (the length operand)
-    0x23, ...sn.fuel, 0x20, ...local, 0xad, ...scale, 0x7d, 0x24, ...sn.fuel, // fuel -= extend_u(len) (>> 6)
-    ...sn.fuelCheck,
+    0x20, ...F, 0x20, ...local, 0xad, ...scale, // F, extend_u(len) (>> 6)
+    ...fuelCheckAfter([0x7d, 0x22, ...F], [...bs.store], sn), // F -= …, checked
     0x20, ...local // local.get scratch: put the length back
   ])
 }
 
 /** Throws when the metered body could take the code section past its limit; the bound is computed before anything is written. */
-function checkRoom (f: number, bodyBytes: number, shape: BodyShape, snippetBytes: number, ctx: BodyContext): void {
+function checkRoom (f: number, bodyBytes: number, shape: BodyShape, snippetBytes: number, bs: BodySnippets, ctx: BodyContext): void {
   const { sn } = ctx
-  // a cost needs at most 5 bytes of LEB128 (it is below 2^32)
-  const charge = sn.chargeHead.length + 5 + sn.chargeTail.length
-  const bound = bodyBytes + 16 + sn.depthEnter.length + 2 * sn.depthLeave.length + shape.charged * charge + shape.extras * snippetBytes
+  // a cost needs at most 5 bytes of LEB128 (it is below 2^32); 32 bytes cover the new local groups, the wrapper block and the ends
+  const charge = bs.chargeHead.length + 5 + bs.chargeTail.length
+  const fixed = 32 + bs.load.length + sn.depthEnter.length + 2 * bs.leave.length
+  const bound = bodyBytes + fixed + shape.charged * charge + shape.extras * snippetBytes + shape.calls * (bs.store.length + bs.load.length)
   if (bound > ctx.room) {
     throw new ModuleLimitError('maxMeteredCodeBytes', `metering function ${f} would take the code past this executor's limit of ${ctx.limits.maxMeteredCodeBytes} bytes (moduleLimits.maxMeteredCodeBytes); metering adds a charge to every branch target and block end`)
   }
+}
+
+/** Writes the local declarations: the original groups, then the fuel i64 and (for bulk charges) the scratch i32, after every existing local so that no index shifts. */
+function writeLocals (body: ByteWriter, bytes: Uint8Array, locals: Locals, bulk: boolean): void {
+  body.u32(locals.groups + (bulk ? 2 : 1)).bytes(bytes.subarray(locals.groupsEnd, locals.end)).u32(1).u8(I64)
+  if (bulk) body.u32(1).u8(I32)
 }
 
 /** Writes the metered version of the body `br` reads into `body`. */
@@ -775,17 +827,15 @@ function instrumentBody (br: ByteReader, f: number, paramCount: number, wrapperT
   const bytes = br.bytes
   const locals = readLocals(br, f, paramCount, ctx.limits)
   const shape = segmentBody(br, f, ctx.limits.maxNesting)
-  // the scratch i32 for bulk charges goes after every existing local, so no local index shifts
-  if (shape.bulk && locals.count + 1 > MAX_FUNCTION_LOCALS) br.fail(`function ${f} has too many locals to meter bulk memory operations`, locals.start)
-  const bulk = shape.bulk ? bulkCharge(locals.count, sn, false) : NO_BYTES
-  const table = shape.bulk ? bulkCharge(locals.count, sn, true) : NO_BYTES
-  checkRoom(f, br.end - locals.start, shape, Math.max(bulk.length, sn.depthLeave.length), ctx)
-  if (shape.bulk) {
-    body.u32(locals.groups + 1).bytes(bytes.subarray(locals.groupsEnd, locals.end)).u32(1).u8(I32)
-  } else {
-    body.bytes(bytes.subarray(locals.start, locals.end))
-  }
-  body.bytes(sn.depthEnter)
+  const added = shape.bulk ? 2 : 1
+  if (locals.count + added > MAX_FUNCTION_LOCALS) br.fail(`function ${f} has too many locals to meter (the fuel counter needs one more)`, locals.start)
+  const fuelLocal = locals.count
+  const bs = bodySnippets(sn, fuelLocal)
+  const bulk = shape.bulk ? bulkCharge(fuelLocal + 1, sn, bs, fuelLocal, false) : NO_BYTES
+  const table = shape.bulk ? bulkCharge(fuelLocal + 1, sn, bs, fuelLocal, true) : NO_BYTES
+  checkRoom(f, br.end - locals.start, shape, Math.max(bulk.length, bs.leave.length), bs, ctx)
+  writeLocals(body, bytes, locals, shape.bulk)
+  body.bytes(bs.load).bytes(sn.depthEnter)
   body.u8(0x02).bytes(wrapperType) // block (result …) around the original body
   const { starts, kinds, cost: segmentCost } = scratch
   const n = scratch.length
@@ -794,15 +844,19 @@ function instrumentBody (br: ByteReader, f: number, paramCount: number, wrapperT
   for (let i = 0; i < n; i++) {
     const cost = segmentCost[i]
     const kind = kinds[i]
-    if (cost === 0 && kind !== InstrKind.return && kind !== InstrKind.bulk && kind !== InstrKind.tableBulk) continue
+    if (cost === 0 && kind !== InstrKind.return && kind !== InstrKind.bulk && kind !== InstrKind.tableBulk && kind !== InstrKind.call) continue
     body.range(bytes, copied, starts[i])
     copied = starts[i]
-    if (cost > 0) body.range(sn.chargeHead, 0, sn.chargeHead.length).sleb(cost).range(sn.chargeTail, 0, sn.chargeTail.length)
-    if (kind === InstrKind.return) body.bytes(sn.depthLeave)
+    if (cost > 0) body.range(bs.chargeHead, 0, bs.chargeHead.length).sleb(cost).range(bs.chargeTail, 0, bs.chargeTail.length)
+    if (kind === InstrKind.return) body.bytes(bs.leave)
     else if (kind === InstrKind.bulk) body.bytes(bulk)
     else if (kind === InstrKind.tableBulk) body.bytes(table)
+    else if (kind === InstrKind.call) {
+      body.bytes(bs.store).range(bytes, starts[i], starts[i + 1]).bytes(bs.load)
+      copied = starts[i + 1]
+    }
   }
   body.range(bytes, copied, starts[n])
   // the original final `end` closed the wrapper block
-  body.bytes(sn.depthLeave).u8(0x0b)
+  body.bytes(bs.leave).u8(0x0b)
 }

@@ -216,30 +216,38 @@ function startJob (slot: Slot, job: SandboxJob): void {
   slot.job = { job, runId: job.runId, timer }
   const request: WorkerRequest = {
     runId: job.runId,
-    bytes: job.module,
+    bytes: ownCopy(job.module),
     moduleCid: job.moduleCid,
     cached: cache.get(preparedKey(job.moduleCid, limits)),
     prepare: limits,
     spec: {
       jobId: job.jobId,
-      input: job.input,
+      input: ownCopy(job.input),
       args: job.args,
       env: job.env,
       moduleName: job.moduleName,
       fuel: job.limits.fuel,
       outputBytes: job.limits.outputBytes,
       maxCallDepth: job.limits.maxCallDepth,
-      preopens: job.preopens,
+      preopens: job.preopens?.map(d => ({ ...d, files: d.files.map(f => ({ path: f.path, data: ownCopy(f.data) })) })),
       // the overlay lives in the worker's memory: it is bounded like the guest's own
       filesystemBytes: job.limits.memoryBytes
     }
   }
-  // the module bytes move to the worker rather than being copied on this thread
-  slot.worker.postMessage(request, ownsBuffer(job.module) ? [job.module.buffer as ArrayBuffer] : [])
+  // the bytes move to the worker rather than being cloned on this thread (serialized, then deserialized)
+  const files = (request.spec.preopens ?? []).flatMap(d => d.files.map(f => f.data))
+  slot.worker.postMessage(request, [request.bytes, request.spec.input, ...files].filter(b => b.byteLength > 0).map(b => b.buffer as ArrayBuffer))
 }
 
-function ownsBuffer (b: Uint8Array): boolean {
-  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.byteLength > 0
+/**
+ * The bytes in an ArrayBuffer of their own, which postMessage can transfer.
+ * What arrives over IPC is a view into the buffer of the whole message (module,
+ * input, files), and that buffer may also hold the start of the next message:
+ * it is never transferred itself. One copy here is cheaper than a structured
+ * clone, which serializes and deserializes the whole message buffer.
+ */
+function ownCopy (b: Uint8Array): Uint8Array {
+  return b.byteLength === 0 ? new Uint8Array(0) : b.slice()
 }
 
 function onRun (job: SandboxJob): void {

@@ -72,13 +72,19 @@ export class WasiFiles {
    * EINVAL for an offset past the largest or too many iovecs. Rights as
    * numbers: this is the hot path of every job's output.
    */
-  private iovecsFor (d: Descriptor, right: number, at: bigint | undefined, iovs: number, count: number): DataView | number {
+  private iovecsFor (d: Descriptor, right: number, at: bigint | undefined, iovs: number, count: number): { count: number } | number {
     const needed = at === undefined ? right : right | LowRights.fdSeek
     if ((d.low & needed) !== needed) return Errno.badf
     if (d.node?.kind === 'dir') return Errno.isdir
     if (at !== undefined && d.node === undefined) return Errno.spipe
     if (at !== undefined && at > MAX_OFFSET_BIG) return Errno.inval
-    return this.mem.iovecs(iovs, count) ?? Errno.inval
+    const n = this.mem.iovecs(iovs, count)
+    return n === undefined ? Errno.inval : { count: n }
+  }
+
+  /** The guest bytes iovec `i` of the array at `iovs` names. */
+  private iovec (iovs: number, i: number): Uint8Array {
+    return this.mem.bytes(this.mem.getU32(iovs + i * 8), this.mem.getU32(iovs + i * 8 + 4))
   }
 
   private read (fd: number, iovs: number, count: number, nreadPtr: number, at: bigint | undefined): number {
@@ -88,8 +94,8 @@ export class WasiFiles {
     const file = d.node?.kind === 'file' ? d.node : undefined
     let pos = at === undefined ? d.pos : Number(at)
     let total = 0
-    for (let i = 0; i < v.byteLength; i += 8) {
-      const target = this.mem.bytes(v.getUint32(i, true), v.getUint32(i + 4, true))
+    for (let i = 0; i < v.count; i++) {
+      const target = this.iovec(iovs, i)
       let n: number
       if (file === undefined) {
         n = d.stream?.read?.(target) ?? 0
@@ -117,8 +123,8 @@ export class WasiFiles {
     // O_APPEND moves fd_write to the end; fd_pwrite writes at its offset (POSIX says so, Linux appends anyway)
     let pos = at !== undefined ? Number(at) : file !== undefined && (d.flags & FdFlags.append) !== 0 ? file.size : d.pos
     let total = 0
-    for (let i = 0; i < v.byteLength; i += 8) {
-      const data = this.mem.bytes(v.getUint32(i, true), v.getUint32(i + 4, true))
+    for (let i = 0; i < v.count; i++) {
+      const data = this.iovec(iovs, i)
       this.mem.chargeCopy(data.length)
       if (file === undefined) {
         d.stream?.write?.(data)

@@ -34,20 +34,43 @@ export class GuestMemoryFault extends Error {
 
 export class GuestMemory {
   private memory?: WebAssembly.Memory
+  /**
+   * The memory's buffer and a DataView over all of it, kept between calls:
+   * getting `memory.buffer` and making a DataView cost more than the rest of
+   * a one-byte fd_write. Growing the memory detaches the buffer (its length
+   * becomes 0), and only then are both taken again.
+   */
+  private buffer = new ArrayBuffer(0)
+  private data = new DataView(this.buffer)
   charge: FuelCharge = () => {}
 
   attach (memory: WebAssembly.Memory, charge?: FuelCharge): void {
     this.memory = memory
+    this.buffer = new ArrayBuffer(0)
     if (charge !== undefined) this.charge = charge
   }
 
-  bytes (ptr: number, len: number): Uint8Array {
-    if (this.memory === undefined) throw new Error('WasiShim.attach(memory) was not called before the guest ran')
-    const buffer = this.memory.buffer
+  /** The current buffer, with `data` over it. */
+  private current (): ArrayBuffer {
+    if (this.buffer.byteLength === 0) {
+      if (this.memory === undefined) throw new Error('WasiShim.attach(memory) was not called before the guest ran')
+      this.buffer = this.memory.buffer
+      this.data = new DataView(this.buffer)
+    }
+    return this.buffer
+  }
+
+  /** `ptr` as an offset, after checking that `len` bytes from it are inside the memory (EFAULT otherwise). */
+  private checked (ptr: number, len: number): number {
+    const size = this.current().byteLength
     const p = ptr >>> 0 // i32 arguments arrive signed
-    const n = len >>> 0
-    if (p + n > buffer.byteLength) throw new GuestMemoryFault(p, n, buffer.byteLength)
-    return new Uint8Array(buffer, p, n)
+    if (p + (len >>> 0) > size) throw new GuestMemoryFault(p, len >>> 0, size)
+    return p
+  }
+
+  bytes (ptr: number, len: number): Uint8Array {
+    const p = this.checked(ptr, len)
+    return new Uint8Array(this.buffer, p, len >>> 0)
   }
 
   view (ptr: number, len: number): DataView {
@@ -55,12 +78,19 @@ export class GuestMemory {
     return new DataView(b.buffer, b.byteOffset, b.byteLength)
   }
 
+  getU32 (ptr: number): number {
+    const p = this.checked(ptr, 4) // first: it may take a new buffer and DataView
+    return this.data.getUint32(p, true)
+  }
+
   setU32 (ptr: number, value: number): void {
-    this.view(ptr, 4).setUint32(0, value, true)
+    const p = this.checked(ptr, 4)
+    this.data.setUint32(p, value, true)
   }
 
   setU64 (ptr: number, value: bigint): void {
-    this.view(ptr, 8).setBigUint64(0, value, true)
+    const p = this.checked(ptr, 8)
+    this.data.setBigUint64(p, value, true)
   }
 
   /** A zeroed struct of `size` bytes at `ptr`, to fill in. */
@@ -71,16 +101,16 @@ export class GuestMemory {
   }
 
   /**
-   * The iovec/ciovec array as a view (ptr at i * 8, len at i * 8 + 4), read in
-   * place: no object per iovec. Undefined (EINVAL) above IOV_MAX entries; the
-   * iovecs are charged here, before any is touched.
+   * Checks the iovec/ciovec array at `iovs` (ptr at i * 8, len at i * 8 + 4,
+   * read in place with getU32: no object per iovec) and charges for it, before
+   * any is touched; returns its count, or undefined (EINVAL) above IOV_MAX.
    */
-  iovecs (iovs: number, count: number): DataView | undefined {
+  iovecs (iovs: number, count: number): number | undefined {
     const n = count >>> 0
     if (n > IOV_MAX) return undefined
-    const v = this.view(iovs, n * 8)
+    this.checked(iovs, n * 8)
     this.charge(n * HostFuel.perIovec)
-    return v
+    return n
   }
 
   chargeCopy (bytes: number): void {

@@ -38,7 +38,9 @@ export const InstrKind = {
   /** `memory.fill`, `memory.copy`, `memory.init`: plain, plus a charge proportional to the length */
   bulk: 9,
   /** `table.grow`, `table.fill`, `table.copy`, `table.init`: plain, plus a charge per element */
-  tableBulk: 10
+  tableBulk: 10,
+  /** `call`, `call_indirect`: plain for the segments, but the callee (or the host) reads and writes the fuel global */
+  call: 11
 } as const
 export type InstrKind = typeof InstrKind[keyof typeof InstrKind]
 
@@ -110,8 +112,8 @@ export function readInstruction (r: ByteReader): InstrKind {
       return InstrKind.jump
     }
     case 0x0f: return InstrKind.return
-    case 0x10: r.u32(); return InstrKind.plain // call
-    case 0x11: r.u32(); r.u32(); return InstrKind.plain // call_indirect typeidx tableidx
+    case 0x10: r.u32(); return InstrKind.call
+    case 0x11: r.u32(); r.u32(); return InstrKind.call // call_indirect typeidx tableidx
     case 0x1a: case 0x1b: return InstrKind.plain // drop, select
     case 0x1c: { // select t*
       const n = r.u32()

@@ -41,6 +41,18 @@ describe('Executor running jobs in its sandbox process', () => {
     assert.equal(text(result.stdout), 'THE QUICK BROWN FOX\n')
   })
 
+  it('takes module and input that are views into larger buffers as exactly their own bytes', async () => {
+    const req = request('upper')
+    const around = (bytes: Uint8Array): Uint8Array => {
+      const big = new Uint8Array(bytes.byteLength + 64).fill(0x7a)
+      big.set(bytes, 32)
+      return big.subarray(32, 32 + bytes.byteLength)
+    }
+    const result = await executor.execute({ ...req, module: around(req.module), input: around(new TextEncoder().encode('only these words\n')) })
+    assertStatus(result, 'succeeded')
+    assert.equal(text(result.stdout), 'ONLY THESE WORDS\n')
+  })
+
   it('runs a compute job to the right answer', async () => {
     const result = await executor.execute(request('primes', { input: '1000000' }))
     assertStatus(result, 'succeeded')

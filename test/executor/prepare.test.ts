@@ -7,6 +7,7 @@ import { PreparedModuleCache, prepareModule, type PrepareLimits } from '../../sr
 import { runModule, type RunOutcome } from '../../src/executor/run-module.ts'
 import { WasiExit, WasiShim } from '../../src/executor/wasi-shim.ts'
 import { fixture, text } from './helpers/fixtures.ts'
+import { command } from './helpers/wasm-builder.ts'
 
 const MiB = 1024 * 1024
 const LIMITS: PrepareLimits = { memoryBytes: 16 * MiB, maxCallDepth: 1000 }
@@ -27,6 +28,12 @@ function run (name: string, opts: { input?: string, args?: string[], env?: strin
     outputBytes: opts.outputBytes ?? MiB,
     maxCallDepth: limits.maxCallDepth
   })
+}
+
+/** Prepares and runs hand-built module bytes. */
+function runBytes (bytes: Uint8Array, fuel = 2 ** 50): RunOutcome {
+  const prepared = prepareModule(bytes, cidForBytes(bytes), LIMITS, new PreparedModuleCache())
+  return runModule(prepared.module, { jobId: 'job-1', input: new Uint8Array(0), args: [], env: [], fuel, outputBytes: MiB, maxCallDepth: LIMITS.maxCallDepth })
 }
 
 /** Runs the original, uninstrumented module through the same shim: the reference for differential tests. */
@@ -146,6 +153,25 @@ describe('the instrumented module', () => {
 
   it('charges memory.fill one extra fuel per 64 bytes', () => {
     assert.equal(run('fuel-bulk').fuelUsed, 105)
+  })
+
+  it('carries the fuel a callee charges back into its caller\'s count', () => {
+    // _start: call f ×3, end = 4; f: nop, end = 2 each
+    const bytes = command({ start: [0x10, 0x01, 0x10, 0x01, 0x10, 0x01], functions: [[0x01]] })
+    assert.equal(runBytes(bytes).fuelUsed, 10)
+    const starved = runBytes(bytes, 7)
+    assert.equal(starved.status, 'out_of_fuel')
+    assert.equal(starved.fuelUsed, 7)
+  })
+
+  it('reports, for a trap that is not the meter\'s, the fuel counted up to the last call, return or entry', () => {
+    // _start: [call f, loop] = 2, f = 2, then [nop, end] = 2 and [unreachable] = 1 after the last call:
+    // the counter is in a local between calls, so the trap shows 4, not 7 (meter/4)
+    const bytes = command({ start: [0x10, 0x01, 0x03, 0x40, 0x01, 0x0b, 0x00], functions: [[0x01]] })
+    const out = runBytes(bytes)
+    assert.equal(out.status, 'failed')
+    assert.equal(out.error, 'unreachable executed')
+    assert.equal(out.fuelUsed, 4)
   })
 
   it('stops an endless loop with out_of_fuel at exactly the budget', () => {

@@ -81,6 +81,20 @@ describe('WasiShim', () => {
     assert.equal(text(shim.stderr), 'err')
   })
 
+  it('sees the memory as it is after the guest grows it, between two calls', () => {
+    const { shim, call, mem } = shimWith()
+    new Uint8Array(mem.buffer).set(new TextEncoder().encode('one'), 100)
+    writeIovec(mem, 0, 100, 3)
+    assert.equal(call('fd_write', 1, 0, 1, 16), Errno.success)
+    assert.equal(call('fd_write', 1, 65_536, 1, 16), Errno.fault, 'the second page does not exist yet')
+    mem.grow(1)
+    new Uint8Array(mem.buffer).set(new TextEncoder().encode('two'), 65_600)
+    writeIovec(mem, 65_536, 65_600, 3)
+    assert.equal(call('fd_write', 1, 65_536, 1, 65_544), Errno.success)
+    assert.equal(new DataView(mem.buffer).getUint32(65_544, true), 3)
+    assert.equal(text(shim.stdout), 'onetwo')
+  })
+
   it('stops the run when stdout and stderr together pass the output cap, keeping output up to the cap', () => {
     const { shim, call, mem } = shimWith({ outputLimit: 10 })
     writeIovec(mem, 0, 100, 6)
