@@ -49,6 +49,12 @@ export interface AdmissionRequest {
   jobId: string
   taskId: string
   moduleCid: string
+  /** the module bytes that follow the header (0: the donor holds the module), for a dispatch that carries its own offer @default 0 */
+  moduleSize?: number
+  /** the input bytes that follow @default 0 */
+  inputSize?: number
+  /** the dispatch carries its own offer (no offer stream came first): decide the header as one @default false */
+  offered?: boolean
   limits: Partial<JobLimits>
 }
 
@@ -73,9 +79,10 @@ export interface DispatchInit {
   /**
    * Donor side: whether a dispatch may run, decided on its header before its
    * payload is read (the job runner: an accepted offer from the same broker
-   * for the task). A re-send of a task this broker already runs here needs
-   * none: it joins the run. Without it every other dispatch is refused
-   * (`no-offer`): a donor runs only what it agreed to.
+   * for the task, or the header decided as an offer when it says `offered`). A
+   * re-send of a task this broker already runs here needs none: it joins the
+   * run. Without it every other dispatch is refused (`no-offer`): a donor
+   * runs only what it agreed to.
    */
   admit?: AdmitTask
   /**
@@ -174,6 +181,13 @@ export interface DispatchTask {
   tree?: AddressedTree
   /** blob CIDs the donor's offer answer said it holds (`hasFiles`): not sent */
   donorHasFiles?: string[]
+  /**
+   * No offer was made: the dispatch carries it, the donor decides its header
+   * as an offer and a decline comes back as DispatchRefusedError with the
+   * decline code. For small tasks, where sending the payload unasked costs
+   * less than the offer's round trip @default false
+   */
+  offered?: boolean
 }
 
 /** What a dispatch returned, its receipt checked. */
@@ -522,7 +536,7 @@ export class DispatchService extends ProtocolService {
    */
   private admitTask (header: DispatchHeader, peer: string): Admission {
     if (this.memo.get(memoKey(peer, header.taskId)) != null) return { admitted: true, release: () => {} }
-    const req: AdmissionRequest = { jobId: header.jobId, taskId: header.taskId, moduleCid: header.moduleCid, limits: header.limits }
+    const req: AdmissionRequest = { jobId: header.jobId, taskId: header.taskId, moduleCid: header.moduleCid, moduleSize: header.sendsModule ? header.moduleSize : 0, inputSize: header.inputSize, limits: header.limits, offered: header.offered === true }
     return this.admit?.(req, { peer }) ?? { admitted: false, code: 'no-offer', reason: 'this donor runs no task it was not offered' }
   }
 
@@ -537,7 +551,10 @@ export class DispatchService extends ProtocolService {
     if (header.sendsModule) await frames.skipPayload(header.moduleSize, 'module', io)
     await frames.skipPayload(header.inputSize, 'input', io)
     await skipTree(frames, header, io)
-    warnRepeated(this.log, `dispatch of task ${header.taskId} from ${peer} refused: ${refusal.reason}`, { peer, task: header.taskId, job: header.jobId, code: refusal.code })
+    const fields = { peer, task: header.taskId, job: header.jobId, code: refusal.code }
+    // a dispatch that carried its own offer and was declined is an offer's answer (busy is routine), not a broker out of step
+    if (header.offered === true && refusal.code !== 'no-offer') this.log.debug(`dispatch of task ${header.taskId} from ${peer} declined: ${refusal.reason}`, fields)
+    else warnRepeated(this.log, `dispatch of task ${header.taskId} from ${peer} refused: ${refusal.reason}`, fields)
     const answer = await this.refuse(header, 'rejected', refusal.reason, { refused: refusal.code })
     await this.sendAnswer(frames, answer, timer)
   }
@@ -700,6 +717,7 @@ function headerOf (task: DispatchTask, blobCount: number): DispatchHeader {
     moduleSize: task.module?.byteLength ?? 0,
     inputSize: task.input.byteLength,
     sendsModule: task.module != null,
+    ...(task.offered === true ? { offered: true } : {}),
     ...(task.moduleName != null ? { moduleName: task.moduleName } : {}),
     ...(task.tree != null ? { manifestCid: task.tree.manifestCid, manifestSize: task.tree.manifestBytes.byteLength, blobCount } : {})
   }
