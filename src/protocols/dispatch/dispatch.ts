@@ -236,6 +236,13 @@ interface Answer {
 const EMPTY = new Uint8Array(0)
 
 /**
+ * A dispatch or an answer whose payloads add up to no more than this is sent
+ * in one write; a bigger one frame by frame, with progress and the stall
+ * timer after each.
+ */
+const SMALL_MESSAGE_BYTES = 64 * 1024
+
+/**
  * `/worldcompute/dispatch/1.0.0`.
  *
  * Broker → donor: a dag-cbor header, then the module bytes (unless
@@ -370,6 +377,13 @@ export class DispatchService extends ProtocolService {
     const treeSize = task.tree != null ? task.tree.manifestBytes.byteLength + blobs.reduce((n, [, b]) => n + b.byteLength, 0) : 0
     const total = moduleSize + task.input.byteLength + treeSize
     const sending = (base: number): PayloadOptions => stalls(timer, (n) => { progress({ type: 'dispatch:sent', detail: { bytes: base + n, total } }) })
+    if (task.tree == null && total <= SMALL_MESSAGE_BYTES) {
+      // a small task goes in one write: the muxer, Noise and the socket see one message, not five
+      await io.writeFrames([header, ...(task.module != null ? io.payloadFrames(task.module) : []), ...io.payloadFrames(task.input)], { signal: timer.signal })
+      sending(0).onFrame?.(total)
+      await io.stream.close({ signal: timer.signal })
+      return
+    }
     await io.writeFrame(header, { signal: timer.signal })
     if (task.module != null) await io.writePayload(task.module, sending(0))
     await io.writePayload(task.input, sending(moduleSize))
@@ -522,7 +536,16 @@ export class DispatchService extends ProtocolService {
   private async sendAnswer (frames: FramedStream, answer: Answer, timer: PhaseTimer<'receiving' | 'sending'>): Promise<void> {
     const io = stalls(timer)
     timer.enter('sending', this.stallTimeoutMs)
-    await frames.writeFrame(encodeDispatchResult(answer.header), io)
+    const header = encodeDispatchResult(answer.header)
+    const size = answer.stdout.byteLength + answer.stderr.byteLength + (answer.filesBytes?.byteLength ?? 0)
+    if (size <= SMALL_MESSAGE_BYTES) {
+      // a small answer goes in one write (one muxer frame, one encryption, one socket write)
+      const outputs = [answer.stdout, answer.stderr, ...(answer.filesBytes != null ? [answer.filesBytes] : [])]
+      await frames.writeFrames([header, ...outputs.flatMap(bytes => frames.payloadFrames(bytes))], io)
+      await frames.stream.close({ signal: timer.signal })
+      return
+    }
+    await frames.writeFrame(header, io)
     await frames.writePayload(answer.stdout, io)
     await frames.writePayload(answer.stderr, io)
     if (answer.filesBytes != null) await frames.writePayload(answer.filesBytes, io)
