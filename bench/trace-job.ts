@@ -18,19 +18,25 @@ import { fmt, summarize } from './lib/stats.ts'
 import { DispatchService } from '../src/protocols/dispatch/dispatch.ts'
 import { OfferService } from '../src/protocols/offer/offer.ts'
 import { Executor } from '../src/executor/executor.ts'
+import { Broker } from '../src/broker/broker.ts'
 
 const spans = new Map<string, number[]>()
+function record (label: string, ms: number): void {
+  const list = spans.get(label) ?? []
+  list.push(ms)
+  spans.set(label, list)
+}
+/** Times each call of `proto[method]`, synchronous or not (a synchronous one stays synchronous). */
 function wrap (proto: Record<string, unknown>, method: string, label: string): void {
-  const original = proto[method] as (...args: unknown[]) => Promise<unknown>
-  proto[method] = async function (this: unknown, ...args: unknown[]): Promise<unknown> {
+  const original = proto[method] as (...args: unknown[]) => unknown
+  proto[method] = function (this: unknown, ...args: unknown[]): unknown {
     const t0 = performance.now()
-    try {
-      return await original.apply(this, args)
-    } finally {
-      const list = spans.get(label) ?? []
-      list.push(performance.now() - t0)
-      spans.set(label, list)
+    const out = original.apply(this, args)
+    if (!(out instanceof Promise)) {
+      record(label, performance.now() - t0)
+      return out
     }
+    return out.finally(() => { record(label, performance.now() - t0) })
   }
 }
 wrap(OfferService.prototype as unknown as Record<string, unknown>, 'offer', 'broker: offer round trip')
@@ -38,6 +44,13 @@ wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'dispatch'
 wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'answer', 'donor: answer (CID checks + execute + sign)')
 wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'execute', 'donor: execute + sign receipt')
 wrap(Executor.prototype as unknown as Record<string, unknown>, 'execute', 'donor: Executor.execute (sandbox process)')
+wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'send', 'broker: dispatch send (header, payload, half-close)')
+wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'receive', 'broker: dispatch execute + receive (result header, outputs)')
+wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'verifyResult', 'broker: receipt verified (Ed25519, output CID)')
+wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'seal', 'donor: receipt signed (output CID, Ed25519)')
+wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'sendAnswer', 'donor: answer sent (result header, outputs, close)')
+wrap(Broker.prototype as unknown as Record<string, unknown>, 'submit', 'broker: Broker.submit (checks, SQLite)')
+wrap(Broker.prototype as unknown as Record<string, unknown>, 'persist', 'broker: a task result persisted (SQLite)')
 
 await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cleanup) => {
   benchLogging({})

@@ -1,4 +1,27 @@
+import { errorWithCode } from '../core/errors.ts'
+import type { DeclineCode } from '../codec/messages.ts'
 import type { TaskRow } from './job-store.ts'
+
+/**
+ * The executor declined a task whose offer rode its dispatch (no offer
+ * stream came first): the answer an offer would have had. Nothing ran, so
+ * it is no attempt: the broker handles it as a declined offer.
+ */
+export class OfferDeclinedError extends errorWithCode('OFFER_DECLINED') {
+  readonly peer: string
+  /** the executor's decline code (`code` is this error's own, OFFER_DECLINED) */
+  readonly decline: DeclineCode | undefined
+  readonly freeSlots: number | undefined
+  /** the executor's reason, in its words */
+  readonly reason: string
+  constructor (peer: string, decline: { code?: DeclineCode, reason?: string, freeSlots?: number }, options?: { cause?: unknown }) {
+    super(`executor ${peer} declined: ${decline.reason ?? 'no reason given'}`, options)
+    this.peer = peer
+    this.reason = decline.reason ?? 'no reason given'
+    this.decline = decline.code
+    this.freeSlots = decline.freeSlots
+  }
+}
 
 /**
  * How a job's attempts are counted, so that no single peer can spend them.

@@ -12,7 +12,7 @@ import type { JobDir } from '../core/job.ts'
 import { ExecutorRecords } from './executor-records.ts'
 import { BlobNotFoundError, type BlobStore } from './blob-store.ts'
 import type { Payload } from '../protocols/framing.ts'
-import { charged, misbehaved, MISBEHAVIOUR_CODES } from './attempts.ts'
+import { charged, misbehaved, MISBEHAVIOUR_CODES, OfferDeclinedError } from './attempts.ts'
 import { DEFAULT_NETWORK_PREFIXES, networkOf, UNOBSERVED, type NetworkPrefixes } from './replica-networks.ts'
 
 /**
@@ -79,6 +79,12 @@ export interface OfferAnswer {
   code?: DeclineCode
   /** what it has left after answering */
   freeSlots?: number
+  /**
+   * Not asked: the offer rides the task's dispatch (a small task, where
+   * sending it unasked costs less than a round trip), and a decline comes
+   * back from `dispatch` as OfferDeclinedError.
+   */
+  deferred?: boolean
 }
 
 /** An executor's answer to a cancel: each task in one list. */
@@ -892,7 +898,8 @@ export class Broker {
       return undefined
     }
     this.ledger.answered(executor, offer.accept, offer.freeSlots)
-    this.records.answered(executor.peerId, performance.now() - asked)
+    // an offer that rides the dispatch took no round trip: nothing to learn of the executor's latency
+    if (offer.deferred !== true) this.records.answered(executor.peerId, performance.now() - asked)
     if (!offer.accept) {
       // a decline without a code (an older executor) is a generic one: not asked again, unless it has no slot free
       const busyNow = offer.freeSlots === 0 || BUSY_DECLINES.has(offer.code)
@@ -1070,6 +1077,15 @@ export class Broker {
     run.inflight.set(task.taskId, this.runTask(run, task))
   }
 
+  /** The task's executor declined the offer its dispatch carried: forgotten, as a declined offer is never recorded. */
+  private async forgetDeclined (run: JobRun, task: TaskRow, err: OfferDeclinedError): Promise<void> {
+    const jobId = run.job.jobId
+    if (!await this.persist(jobId, `the decline of task ${task.taskId}`, () => { this.store.deleteTask(task.taskId) }, run.signal)) return
+    const busy = busyDecline(err)
+    if (!busy) run.refusedBy.add(task.executor)
+    this.log.info(`job ${jobId}: ${task.executor} declined: ${err.reason}${busy ? '' : ' (not asked again for this job)'}`, { job: jobId, peer: task.executor, code: err.decline })
+  }
+
   private async runTask (run: JobRun, task: TaskRow): Promise<void> {
     const { job, signal } = run
     const deadline = (job.limits.deadlineMs ?? DEFAULT_JOB_LIMITS.deadlineMs) + 60_000
@@ -1077,6 +1093,7 @@ export class Broker {
     // deadline (two minutes by default), and thousands of tiny jobs would keep thousands of them
     const overdue = new AbortController()
     const timer = setTimeout(() => { overdue.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')) }, deadline)
+    let declined: OfferDeclinedError | undefined
     try {
       this.emit(job.jobId)
       const result = await this.network.dispatch(task.executor, this.taskToRun(run, task.taskId), { signal: AbortSignal.any([signal, overdue.signal]) })
@@ -1086,6 +1103,11 @@ export class Broker {
       this.log.info(`job ${job.jobId}: task ${task.taskId} on ${task.executor} (${result.path}) → ${describeOutcome(result.outcome)}`, { job: job.jobId, peer: task.executor })
     } catch (err) {
       if (signal.aborted) return // shutting down: the task stays 'running' and resumes at the next start
+      if (err instanceof OfferDeclinedError) {
+        declined = err
+        await this.forgetDeclined(run, task, err)
+        return
+      }
       // not the job's own outcome (the path broke, the executor crashed under it, the answer did not verify): try elsewhere
       const e = err as Error & { code?: string, phase?: string }
       const code = e.code ?? e.name
@@ -1101,11 +1123,20 @@ export class Broker {
       // a finished task frees a slot on its executor: this job re-evaluates,
       // and the first job in line (not every waiting job) may place a task
       const view = this.network.executors().find(e => e.peerId === task.executor)
-      if (view != null) this.ledger.released(view)
+      if (view != null && declined != null) this.ledger.declined(view, declined.freeSlots)
+      else if (view != null) this.ledger.released(view)
       run.waker.wake('task')
       this.pump()
     }
   }
+}
+
+/**
+ * A declined offer that rode a dispatch leaves what a declined offer leaves:
+ * no task, and the executor not asked again for this job unless it was only busy.
+ */
+function busyDecline (err: OfferDeclinedError): boolean {
+  return err.freeSlots === 0 || BUSY_DECLINES.has(err.decline)
 }
 
 export function describeOutcome (o: TaskOutcome): string {

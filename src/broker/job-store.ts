@@ -278,6 +278,7 @@ export class JobStore {
       taskDone: this.db.prepare(`UPDATE tasks SET state = 'done', path = COALESCE(?, path), outcome = ?, receipt = ?, receipt_signature = ?, stdout = ?, stderr = ?, files = ?, failure = NULL, updated_at = ?
         WHERE task_id = ?`),
       taskFailed: this.db.prepare("UPDATE tasks SET state = 'failed', failure = ?, updated_at = ? WHERE task_id = ?"),
+      deleteTask: this.db.prepare("DELETE FROM tasks WHERE task_id = ? AND state = 'offered'"),
       failLiveTasks: this.db.prepare("UPDATE tasks SET state = 'failed', failure = ?, updated_at = ? WHERE job_id = ? AND state IN ('offered', 'running')"),
       tasksOf: this.db.prepare(`SELECT ${TASK_COLUMNS} FROM tasks WHERE job_id = ? ORDER BY replica, attempt`),
       getTask: this.db.prepare(`SELECT ${TASK_COLUMNS} FROM tasks WHERE task_id = ?`)
@@ -430,6 +431,11 @@ export class JobStore {
   completeTask (taskId: string, result: { path?: 'direct' | 'relayed', outcome: TaskOutcome, receipt: Uint8Array, receiptSignature: Uint8Array, stdout: Uint8Array, stderr: Uint8Array, files?: OutputFiles }): void {
     const files = result.files != null ? encodeOutputFiles(result.files) : null
     this.guard(() => this.stmts.taskDone.run(result.path ?? null, JSON.stringify(result.outcome), result.receipt, result.receiptSignature, result.stdout, result.stderr, files, now(), taskId))
+  }
+
+  /** Forgets a task that never ran (its executor declined the offer its dispatch carried): as if it had never been offered. */
+  deleteTask (taskId: string): void {
+    this.guard(() => this.stmts.deleteTask.run(taskId))
   }
 
   failTask (taskId: string, failure: string): void {

@@ -1,5 +1,5 @@
 import { PeerUnreachableError } from '../core/errors.ts'
-import { codeOf, DispatchFailedError, DispatchTimeoutError, messageOf, ModuleNotCachedError, StreamEndedEarlyError, StreamStalledError } from '../protocols/errors.ts'
+import { codeOf, DispatchFailedError, DispatchRefusedError, DispatchTimeoutError, messageOf, ModuleNotCachedError, StreamEndedEarlyError, StreamStalledError } from '../protocols/errors.ts'
 import { directIpOf, fetchObservedAddr } from '../protocols/observed-addr/index.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { delay, Waker } from '../core/async.ts'
@@ -12,6 +12,7 @@ import { dataLimitOf, dispatchBytes, FilesNotCachedError, RelayDataLimitError, t
 import { manifestBlobCids, type AddressedTree } from '../codec/manifest.ts'
 import { MAX_OFFER_FILE_CIDS } from '../codec/messages.ts'
 import type { OfferService } from '../protocols/offer/index.ts'
+import { OfferDeclinedError } from './attempts.ts'
 import type { CancelService } from '../protocols/cancel/index.ts'
 import type { Connection } from '@libp2p/interface'
 
@@ -26,6 +27,14 @@ export interface MeshTaskNetworkInit {
   /** relays this node holds a connection to: an executor with no known address is tried through them */
   relays?: () => string[]
   /**
+   * a task whose input, and module unless the executor is known to hold it,
+   * fit in this many bytes is not offered first: its dispatch carries the
+   * offer, saving a round trip (and a stream) per task; a decline costs the
+   * bytes sent for nothing, so only small tasks go unasked. 0: always offer
+   * first @default 65536
+   */
+  offerInDispatchBytes?: number
+  /**
    * how many times a task whose path broke (a relay died, the connection
    * dropped) is sent again to the same executor over another path; the
    * executor joins the run already under way, so nothing runs twice @default 4
@@ -33,6 +42,12 @@ export interface MeshTaskNetworkInit {
   maxPathRetries?: number
   logger?: Logger
 }
+
+/** Below this size a task's dispatch carries its offer (MeshTaskNetworkInit.offerInDispatchBytes). */
+export const OFFER_IN_DISPATCH_BYTES = 64 * 1024
+
+/** (executor, module CID) pairs remembered as delivered, oldest forgotten first: 64 bytes or so each. */
+const DELIVERED_MODULES = 4096
 
 /** One direct dial of an executor's address: a failure costs this much before the task goes relayed. */
 const DIRECT_DIAL_TIMEOUT_MS = 3_000
@@ -63,6 +78,12 @@ export class MeshTaskNetwork implements TaskNetwork {
   private readonly hasModule = new Map<string, boolean>()
   /** directory blobs the executor's last offer answer said it holds, by task ID */
   private readonly hasFiles = new Map<string, string[]>()
+  /** tasks whose offer rides their dispatch (offer answered `deferred`), until dispatched */
+  private readonly deferred = new Set<string>()
+  /** `${executor} ${moduleCid}` of modules an executor ran for us: a deferred offer sends no module there */
+  private readonly delivered = new Set<string>()
+  /** executors that refused a dispatch carrying its offer as un-offered (an older version): offered first from then on */
+  private readonly offerFirst = new Set<string>()
 
   constructor (init: MeshTaskNetworkInit) {
     this.log = init.logger ?? createLogger('broker.net')
@@ -164,6 +185,10 @@ export class MeshTaskNetwork implements TaskNetwork {
   }
 
   async offer (executor: string, task: TaskToRun, options: { signal: AbortSignal }): Promise<OfferAnswer> {
+    if (this.mayDefer(executor, task)) {
+      this.deferred.add(task.taskId)
+      return { accept: true, deferred: true }
+    }
     const conn = await this.connect(executor, options.signal)
     const res = await this.init.offer.offer(conn, {
       jobId: task.jobId,
@@ -177,6 +202,21 @@ export class MeshTaskNetwork implements TaskNetwork {
     if (res.accept) this.hasModule.set(task.taskId, res.hasModule)
     if (res.accept && res.hasFiles != null) this.hasFiles.set(task.taskId, res.hasFiles)
     return { accept: res.accept, reason: res.reason, code: res.code, freeSlots: res.freeSlots }
+  }
+
+  /** Whether the task is small enough, and the executor recent enough, for its dispatch to carry the offer. */
+  private mayDefer (executor: string, task: TaskToRun): boolean {
+    if (task.tree != null || this.offerFirst.has(executor)) return false
+    const module = this.delivered.has(`${executor} ${task.moduleCid}`) ? 0 : task.module.byteLength
+    return module + task.input.byteLength <= (this.init.offerInDispatchBytes ?? OFFER_IN_DISPATCH_BYTES)
+  }
+
+  /** The executor ran the module for us, so it holds it (until its cache evicts it: then it asks for the bytes). */
+  private remember (executor: string, moduleCid: string): void {
+    const key = `${executor} ${moduleCid}`
+    this.delivered.delete(key)
+    this.delivered.add(key)
+    if (this.delivered.size > DELIVERED_MODULES) this.delivered.delete(this.delivered.values().next().value as string)
   }
 
   /**
@@ -201,12 +241,16 @@ export class MeshTaskNetwork implements TaskNetwork {
   async dispatch (executor: string, task: TaskToRun, options: { signal: AbortSignal }): Promise<TaskRunResult> {
     const avoid = new Set<string>()
     const maxRetries = this.init.maxPathRetries ?? 4
+    const offered = this.deferred.delete(task.taskId)
     for (let attempt = 0; ; attempt++) {
       let conn: Connection | undefined
       try {
         conn = await this.bulkPath(executor, task, await this.connect(executor, options.signal, avoid), options.signal)
-        return await this.dispatchOnce(executor, task, conn, options)
+        const result = await this.dispatchOnce(executor, task, conn, offered, options)
+        this.remember(executor, task.moduleCid)
+        return result
       } catch (err) {
+        if (offered && err instanceof DispatchRefusedError) throw this.declined(executor, err)
         if (options.signal.aborted || !isPathFailure(err) || attempt >= maxRetries) throw err
         const addr = conn?.remoteAddr.toString()
         const relay = addr != null ? relayPeerOf(addr) : undefined
@@ -240,9 +284,24 @@ export class MeshTaskNetwork implements TaskNetwork {
     }
   }
 
-  private async dispatchOnce (executor: string, task: TaskToRun, conn: Connection, options: { signal: AbortSignal }): Promise<TaskRunResult> {
+
+  /**
+   * A dispatch that carried its offer was refused: the decline an offer would
+   * have had, or (`no-offer`) an executor too old to read the offer in a
+   * dispatch, which is offered first from then on; that refusal stays one.
+   */
+  private declined (executor: string, err: DispatchRefusedError): Error {
+    if (err.refusal === 'no-offer') {
+      this.offerFirst.add(executor)
+      return err
+    }
+    const busy = err.refusal === 'busy' || err.refusal === 'memory-budget'
+    return new OfferDeclinedError(executor, { code: err.refusal, reason: err.detail, freeSlots: busy ? 0 : undefined }, { cause: err })
+  }
+
+  private async dispatchOnce (executor: string, task: TaskToRun, conn: Connection, offered: boolean, options: { signal: AbortSignal }): Promise<TaskRunResult> {
     const path = transportOf(conn.remoteAddr) === 'circuit' ? 'relayed' as const : 'direct' as const
-    const skipModule = this.hasModule.get(task.taskId) === true
+    const skipModule = this.hasModule.get(task.taskId) === true || (offered && this.delivered.has(`${executor} ${task.moduleCid}`))
     this.hasModule.delete(task.taskId)
     let donorHasFiles = this.hasFiles.get(task.taskId)
     this.hasFiles.delete(task.taskId)
@@ -257,6 +316,7 @@ export class MeshTaskNetwork implements TaskNetwork {
       env: task.env,
       limits: task.limits,
       moduleName: task.moduleName,
+      ...(offered ? { offered } : {}),
       ...(task.tree != null ? { tree: task.tree, donorHasFiles } : {})
     }, { signal: options.signal })
     let result

@@ -93,6 +93,15 @@ export class SlotLedger {
     this.trouble.set(peerId, { failures, until: this.now() + pause })
   }
 
+  /**
+   * A task whose offer rode its dispatch was declined: the slot it was
+   * expected to take was not taken, and the executor has `freeSlots` left
+   * (none when it did not say: it declined, so expect it busy).
+   */
+  declined (view: SlotView, freeSlots?: number): void {
+    this.entries.set(view.peerId, { free: freeSlots != null && Number.isFinite(freeSlots) ? freeSlots : 0, at: this.now() })
+  }
+
   /** A task of ours on this executor ended: its slot is free again. */
   released (view: SlotView): void {
     const cap = view.slots ?? Number.POSITIVE_INFINITY

@@ -157,6 +157,12 @@ export interface DispatchHeader {
   /** argv[0] of the program; absent from older peers (the donor then uses "main.wasm") */
   moduleName?: string
   /**
+   * True when no offer stream came before this dispatch: the donor decides
+   * the header as an offer (refusing with its decline code) instead of
+   * looking for an accepted one. Absent: an accepted offer is required.
+   */
+  offered?: boolean
+  /**
    * CIDv1 dag-cbor of the job's tree manifest (codec/manifest.ts), for a job
    * with `--dir`: the manifest (`manifestSize` bytes) follows the input, then
    * `blobCount` blobs, each a BlobHeader frame and its bytes. Absent: no
@@ -219,10 +225,12 @@ export interface DispatchResultHeader {
 /**
  * Why a donor refused a dispatch without running it. `no-offer`: the donor
  * holds no accepted offer from this broker for this task (never offered,
- * the hold expired, or released when the broker went away). `other`: a code
- * this version does not know, from a newer peer.
+ * the hold expired, or released when the broker went away). A dispatch that
+ * carries its own offer (`offered`) is refused with the decline code an
+ * offer would have had (DECLINE_CODES). `other`: a code this
+ * version does not know, from a newer peer.
  */
-export const REFUSAL_CODES = ['no-offer', 'other'] as const
+export const REFUSAL_CODES = ['no-offer', ...DECLINE_CODES] as const
 export type RefusalCode = typeof REFUSAL_CODES[number]
 
 // ---- shared field groups ---------------------------------------------------
@@ -409,6 +417,7 @@ function readDispatchHeader (r: FieldReader): DispatchHeader {
     moduleSize: r.integer('moduleSize', PAYLOAD_RANGE),
     inputSize: r.integer('inputSize', PAYLOAD_RANGE),
     sendsModule: r.boolean('sendsModule'),
+    ...(r.has('offered') ? { offered: r.boolean('offered') } : {}),
     ...readTreeFields(r)
   }
 }
@@ -440,7 +449,7 @@ export function decodeBlobHeader (bytes: Uint8Array): BlobHeader {
 
 export function encodeDispatchHeader (h: DispatchHeader): Uint8Array {
   const wire = {
-    ...pick(h, ['jobId', 'taskId', 'moduleCid', 'inputCid', 'args', 'env', 'moduleSize', 'inputSize', 'sendsModule', 'moduleName', 'manifestCid', 'manifestSize', 'blobCount']),
+    ...pick(h, ['jobId', 'taskId', 'moduleCid', 'inputCid', 'args', 'env', 'moduleSize', 'inputSize', 'sendsModule', 'moduleName', 'offered', 'manifestCid', 'manifestSize', 'blobCount']),
     limits: limitsToWire(h.limits ?? {})
   }
   return encodeChecked('dispatch header', wire, readDispatchHeader, MAX_MESSAGE_BYTES.dispatchHeader)

@@ -12,6 +12,7 @@
  * accept non-canonical encodings, so re-encoding before verifying could turn
  * a valid signature invalid (or worse, the reverse).
  */
+import { createPrivateKey, createPublicKey, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { dagCborCid, dagCborCidString, parseCid } from './cid.ts'
@@ -46,8 +47,51 @@ export function decodeReceiptBody (bytes: Uint8Array): ReceiptBody {
 /** Encodes and signs a receipt body with the executor's libp2p key. */
 export async function signReceipt (privateKey: PrivateKey, body: ReceiptBody, options?: AbortOptions): Promise<SignedReceipt> {
   const encoded = encodeReceiptBody(body)
-  const signature = await privateKey.sign(encoded, options)
+  const key = signingKeyOf(privateKey)
+  const signature = key != null ? new Uint8Array(cryptoSign(null, encoded, key)) : await privateKey.sign(encoded, options)
   return { body: encoded, signature }
+}
+
+/**
+ * Ed25519 keys as node:crypto KeyObjects, made once per key: libp2p's own
+ * sign and verify import the raw key into a new KeyObject on every call,
+ * which costs about as much as the signature itself, twice per task.
+ */
+const signingKeys = new WeakMap<PrivateKey, KeyObject>()
+const verifyingKeys = new Map<string, KeyObject>()
+/** executors whose verifying keys are kept, least recently used forgotten: about 200 bytes each */
+const VERIFYING_KEYS = 1024
+const ED25519_SIGNATURE_BYTES = 64
+
+function signingKeyOf (privateKey: PrivateKey): KeyObject | undefined {
+  if (privateKey.type !== 'Ed25519' || privateKey.raw.byteLength !== 64) return undefined
+  let key = signingKeys.get(privateKey)
+  if (key == null) {
+    const raw = privateKey.raw
+    key = createPrivateKey({ format: 'jwk', key: { kty: 'OKP', crv: 'Ed25519', d: Buffer.from(raw.subarray(0, 32)).toString('base64url'), x: Buffer.from(raw.subarray(32)).toString('base64url') } })
+    signingKeys.set(privateKey, key)
+  }
+  return key
+}
+
+function verifyingKeyOf (executor: string, publicKey: PublicKey): KeyObject | undefined {
+  if (publicKey.type !== 'Ed25519' || publicKey.raw.byteLength !== 32) return undefined
+  let key = verifyingKeys.get(executor)
+  if (key != null) {
+    verifyingKeys.delete(executor)
+  } else {
+    key = createPublicKey({ format: 'jwk', key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey.raw).toString('base64url') } })
+    if (verifyingKeys.size >= VERIFYING_KEYS) verifyingKeys.delete(verifyingKeys.keys().next().value as string)
+  }
+  verifyingKeys.set(executor, key)
+  return key
+}
+
+/** Checks the signature with the cached key where there is one, else with libp2p's (other key types, odd lengths: its errors apply). */
+async function signatureValid (executor: string, publicKey: PublicKey, receipt: SignedReceipt, options?: AbortOptions): Promise<boolean> {
+  const key = receipt.signature.byteLength === ED25519_SIGNATURE_BYTES ? verifyingKeyOf(executor, publicKey) : undefined
+  if (key == null) return await publicKey.verify(receipt.body, receipt.signature, options)
+  return cryptoVerify(null, receipt.body, key, receipt.signature)
 }
 
 export interface ReceiptExpectations {
@@ -89,7 +133,7 @@ export async function verifyReceipt (receipt: SignedReceipt, expect: ReceiptExpe
   const publicKey = executorPublicKey(expect.executor)
   let valid: boolean
   try {
-    valid = await publicKey.verify(receipt.body, receipt.signature, options)
+    valid = await signatureValid(expect.executor, publicKey, receipt, options)
   } catch (err) {
     throw new ReceiptInvalidError(`receipt signature could not be checked with the key of ${expect.executor}: ${(err as Error).message}`, { cause: err })
   }

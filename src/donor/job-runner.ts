@@ -239,17 +239,28 @@ export class JobRunner {
   }
 
   /**
-   * A dispatch's header arrived: admitted only against an offer this donor
-   * accepted from the same broker for the same task, still held. The hold
-   * then waits for the dispatch's payload; `release` (the stream ended) puts
-   * a hold the run did not take back to lapse after the hold time, so a
-   * re-send through another path finds it.
+   * A dispatch's header arrived: admitted against an offer this donor
+   * accepted from the same broker for the same task, still held. A dispatch
+   * that carries its own offer (`offered`: the broker sent a small task
+   * without asking first, saving a round trip) and finds none held is
+   * decided here as that offer, and refused with the decline code the offer
+   * would have had. The hold then waits for the dispatch's payload; `release`
+   * (the stream ended) puts a hold the run did not take back to lapse after
+   * the hold time, so a re-send through another path finds it.
    */
   admit (req: AdmissionRequest, context: DispatchContext): Admission {
     const key = keyOf(context.peer, req.taskId)
-    const hold = this.holds.get(key)
-    if (hold == null || (hold.streams === 0 && hold.expires < Date.now())) {
-      if (hold != null) this.holds.delete(key)
+    let hold = this.holds.get(key)
+    if (hold != null && hold.streams === 0 && hold.expires < Date.now()) {
+      this.holds.delete(key)
+      hold = undefined
+    }
+    if (hold == null && req.offered === true) {
+      const answer = this.decide({ jobId: req.jobId, taskId: req.taskId, moduleCid: req.moduleCid, moduleSize: req.moduleSize ?? 0, inputSize: req.inputSize ?? 0, limits: req.limits }, context)
+      hold = this.holds.get(key)
+      if (!answer.accept) return { admitted: false, code: answer.code ?? 'other', reason: answer.reason ?? `task ${req.taskId} was declined` }
+    }
+    if (hold == null) {
       return { admitted: false, code: 'no-offer', reason: `no offer of task ${req.taskId} accepted from this broker is held here (never offered, lapsed after ${duration(this.offerHoldMs)}, or released when the broker disconnected)` }
     }
     hold.streams++

@@ -105,11 +105,14 @@ export class DispatchRefusedError extends WorldComputeError {
   readonly peer: string
   readonly taskId: string
   readonly refusal: RefusalCode
+  /** the donor's reason, in its words */
+  readonly detail: string | undefined
   constructor (peer: string, taskId: string, refusal: RefusalCode, detail: string | undefined) {
     super(`donor ${peer} refused task ${taskId} (${refusal})${detail != null ? `: ${detail}` : ''}`, 'DISPATCH_REFUSED')
     this.peer = peer
     this.taskId = taskId
     this.refusal = refusal
+    this.detail = detail
   }
 }
 

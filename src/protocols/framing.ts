@@ -84,6 +84,32 @@ export class FramedStream {
     await this.lp.write(bytes, options)
   }
 
+  /**
+   * Several frames in one write to the stream: one muxer frame, one
+   * encryption and one socket write for a whole small message instead of one
+   * per frame. The frames are referenced, not copied. Build payloads with
+   * `payloadFrames`.
+   */
+  async writeFrames (frames: readonly Uint8Array[], options: AbortOptions): Promise<void> {
+    for (const frame of frames) {
+      if (frame.byteLength > this.maxFrameBytes) {
+        throw new PayloadTooLargeError(`refusing to send a ${frame.byteLength}-byte frame: the limit is ${this.maxFrameBytes}`, this.maxFrameBytes)
+      }
+    }
+    await this.lp.writeV([...frames], options)
+  }
+
+  /** `bytes` as the frames `writePayload` sends (views of it, closed by the empty frame), for `writeFrames`. */
+  payloadFrames (bytes: Uint8Array): Uint8Array[] {
+    const frames: Uint8Array[] = []
+    for (let offset = 0; offset < bytes.byteLength; offset += this.maxFrameBytes) {
+      frames.push(bytes.subarray(offset, Math.min(offset + this.maxFrameBytes, bytes.byteLength)))
+    }
+    frames.push(EMPTY)
+    return frames
+  }
+
+
   /** Sends `payload` as frames of at most `maxFrameBytes`, then the empty terminator frame. */
   async writePayload (payload: Payload, options: PayloadOptions): Promise<void> {
     if (payload instanceof Uint8Array) {

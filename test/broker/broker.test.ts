@@ -6,6 +6,7 @@ import { JobStore } from '../../src/broker/job-store.ts'
 import { jobView } from '../../src/broker/job-view.ts'
 import { DEFAULT_JOB_LIMITS } from '../../src/core/job.ts'
 import { ExecutorCrashedError } from '../../src/protocols/errors.ts'
+import { OfferDeclinedError } from '../../src/broker/attempts.ts'
 import type { DeclineCode } from '../../src/codec/messages.ts'
 import { tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -247,6 +248,23 @@ describe('broker scheduling', () => {
     store.close()
   })
 
+  it('a task whose offer rides its dispatch and is declined as busy leaves no task behind, costs no attempt, and runs once a slot frees', async () => {
+    const store = new JobStore(join(dir.path, 'deferred.sqlite'))
+    const net = new DeferringNetwork({ A: 1, B: 1 }, 10)
+    net.othersHold = 6 // another broker's tasks take the slots the ledger expects free, six times
+    const broker = new Broker({ store, network: net, self: 'me', probeIntervalMs: 100, maxAttemptsPerReplica: 1 })
+    broker.start()
+    const ids = Array.from({ length: 8 }, () => submitTo(broker, 1))
+    for (const id of ids) assert.equal((await finalOf(broker, id)).status, 'succeeded')
+    assert.equal(net.declinedDispatches, 6)
+    for (const id of ids) {
+      const { tasks } = broker.getJob(id)
+      assert.deepEqual(tasks.map(t => t.state), ['done'], `job ${id}: a declined dispatch is no task`)
+    }
+    await broker.stop()
+    store.close()
+  })
+
   it('a slot freed where the broker expects none (another broker\'s task ended) is found by the probe', async () => {
     const store = new JobStore(join(dir.path, 'probe.sqlite'))
     const net = new SlottedNetwork({ A: 1 }, 5)
@@ -393,5 +411,26 @@ class SlottedNetwork implements TaskNetwork {
       const t = setTimeout(resolve, Math.min(ms, 50))
       signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true })
     })
+  }
+}
+
+/** Executors whose offers ride the dispatch: `offer` answers deferred, and `dispatch` declines as busy while another broker holds the slot. */
+class DeferringNetwork extends SlottedNetwork {
+  othersHold = 0
+  declinedDispatches = 0
+
+  async offer (executor: string): Promise<OfferAnswer> {
+    this.offersTo.set(executor, (this.offersTo.get(executor) ?? 0) + 1)
+    return { accept: true, deferred: true }
+  }
+
+  async dispatch (executor: string, task: TaskToRun): Promise<TaskRunResult> {
+    if (this.othersHold > 0 || (this.free.get(executor) ?? 0) < 1) {
+      if (this.othersHold > 0) this.othersHold--
+      this.declinedDispatches++
+      throw new OfferDeclinedError(executor, { code: 'busy', reason: 'busy: all 1 slot(s) in use', freeSlots: 0 })
+    }
+    this.free.set(executor, (this.free.get(executor) ?? 0) - 1)
+    return await super.dispatch(executor, task)
   }
 }

@@ -48,6 +48,16 @@ describe('receipt', () => {
     assert.equal(receipt.signature.byteLength, 64)
   })
 
+  it('signs as libp2p\'s own key does, and verifies what libp2p\'s key signed', async () => {
+    const receipt = await signReceipt(executorKey, body)
+    assert.equal(await executorKey.publicKey.verify(receipt.body, receipt.signature), true)
+    assert.deepEqual(receipt.signature, new Uint8Array(await executorKey.sign(receipt.body)), 'Ed25519 signatures are deterministic')
+    const signedByLibp2p = { body: receipt.body, signature: await executorKey.sign(receipt.body) }
+    assert.deepEqual(await verifyReceipt(signedByLibp2p, expect), body)
+    // the same executor again (its key now cached), with the signature of another key: still refused
+    await rejected({ body: receipt.body, signature: await otherKey.sign(receipt.body) }, expect, /does not verify/)
+  })
+
   it('encodes a null exit code explicitly', async () => {
     const trapped: ReceiptBody = { ...body, status: 'failed', exitCode: null }
     const decoded = dagCbor.decode(encodeReceiptBody(trapped)) as Record<string, unknown>

@@ -171,6 +171,22 @@ describe('donor admission of dispatches', () => {
     assert.equal(r.capacity().freeSlots, 2)
   })
 
+  it('decides a dispatch that carries its own offer as that offer: admitted while a slot is free, then declined as busy', () => {
+    const r = admissionRunner({ slots: 1 })
+    const first = r.admit({ jobId: 'job-1', taskId: 't1', moduleCid: 'bafkrei-m', moduleSize: 10, inputSize: 10, limits: { memoryBytes: MiB }, offered: true }, { peer: 'b' })
+    assert.equal(first.admitted, true)
+    assert.equal(r.capacity().freeSlots, 0, 'the admitted dispatch holds the slot as an accepted offer does')
+    const second = r.admit({ jobId: 'job-1', taskId: 't2', moduleCid: 'bafkrei-m', moduleSize: 10, inputSize: 10, limits: { memoryBytes: MiB }, offered: true }, { peer: 'b' })
+    assert.equal(second.admitted === false ? second.code : undefined, 'busy')
+  })
+
+  it('declines a dispatch carrying its own offer over this donor\'s payload limit with the payload-too-large code', () => {
+    const r = admissionRunner()
+    const a = r.admit({ jobId: 'job-1', taskId: 't1', moduleCid: 'bafkrei-m', moduleSize: DEFAULT_JOB_LIMITS.payloadBytes, inputSize: 1, limits: {}, offered: true }, { peer: 'b' })
+    assert.equal(a.admitted === false ? a.code : undefined, 'payload-too-large')
+    assert.equal(r.capacity().freeSlots, 2)
+  })
+
   it('admits only the broker whose offer it accepted, for that task', () => {
     const r = admissionRunner()
     assert.equal(r.decideOffer(offer('t1', { memoryBytes: MiB }), { peer: 'broker-a' }).accept, true)

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { afterEach, beforeEach, describe, it } from 'node:test'
 import * as dagCbor from '@ipld/dag-cbor'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { decodeDispatchResult, encodeDispatchResult } from '../../src/codec/messages.ts'
+import { decodeDispatchHeader, decodeDispatchResult, encodeDispatchHeader, encodeDispatchResult } from '../../src/codec/messages.ts'
 import { outputCid } from '../../src/codec/receipt.ts'
 import { DEFAULT_JOB_LIMITS } from '../../src/core/job.ts'
 import { JobRunner, type JobRunnerComponents } from '../../src/donor/job-runner.ts'
@@ -142,6 +142,23 @@ describe('a donor runs only what it agreed to', () => {
     assert.equal((await dispatcher(honest).dispatch(donor.peerId, after)).status, 'succeeded')
   })
 
+  it('runs a dispatch that carries its own offer when a slot is free, and declines one with the busy code when none is, running nothing for it', async () => {
+    const { donor, brokers: [broker], runner: r, calls } = await donorWith(1, { slots: 1 })
+    const first = await dispatcher(broker).dispatch(donor.peerId, { ...task('job-a/0', bytesOf('unasked')), offered: true })
+    assert.equal(first.status, 'succeeded')
+    assert.equal(first.receiptVerified, true)
+    // the one slot held by an offer: the next unasked dispatch is declined as an offer would be
+    assert.equal((await offerer(broker).offer(donor.peerId, offerOf(task('job-b/0', bytesOf('held'))))).accept, true)
+    await assert.rejects(dispatcher(broker).dispatch(donor.peerId, { ...task('job-c/0', bytesOf('no room')), offered: true }), (err: unknown) => {
+      assert.ok(err instanceof DispatchRefusedError, String(err))
+      assert.equal(err.refusal, 'busy')
+      return true
+    })
+    assert.deepEqual(calls.map(c => c.taskId), ['job-a/0'])
+    assert.equal(r.capacity().freeSlots, 0, 'the declined dispatch took no slot; the offer still holds its own')
+    assert.equal(refusalLines(broker.peerId.toString()).length, 0, 'a decline is not logged as a dispatch without an offer')
+  })
+
   it('frees the slots a broker was offered as soon as it disconnects', async () => {
     const { donor, brokers: [broker], runner: r } = await donorWith(1, { slots: 1 })
     assert.equal((await offerer(broker).offer(donor.peerId, offerOf(task('job-d/0', bytesOf('x'))))).accept, true)
@@ -185,5 +202,12 @@ describe('the refusal on the wire', () => {
     const fromNewer = dagCbor.decode<Record<string, unknown>>(encodeDispatchResult({ ...base, refused: 'no-offer' }))
     fromNewer.refused = 'a-reason-from-a-newer-donor'
     assert.equal(decodeDispatchResult(dagCbor.encode(fromNewer)).refused, 'other')
+  })
+
+  it('round-trips a header that carries its own offer, and leaves the flag out of one that does not', () => {
+    const t = task('job-h/0', bytesOf('x'))
+    const header = { jobId: t.jobId, taskId: t.taskId, moduleCid: t.moduleCid, inputCid: t.inputCid, args: [], env: [], limits: {}, moduleSize: 0, inputSize: 1, sendsModule: false }
+    assert.equal(decodeDispatchHeader(encodeDispatchHeader({ ...header, offered: true })).offered, true)
+    assert.equal('offered' in decodeDispatchHeader(encodeDispatchHeader(header)), false)
   })
 })

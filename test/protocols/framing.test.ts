@@ -28,6 +28,21 @@ describe('framing', () => {
     assert.deepEqual(received, sent)
   })
 
+  it('carries a message and payloads written at once as the same frames the reader reads one by one', async () => {
+    const [a, b] = await framedPair()
+    const header = pattern(10)
+    const input = pattern(2500)
+    await a.writeFrames([header, ...a.payloadFrames(input), ...a.payloadFrames(new Uint8Array(0))], {})
+    assert.deepEqual(await b.readFrame('header', {}), header)
+    assert.deepEqual(await b.readPayload(input.byteLength, 'input', {}), input)
+    assert.equal((await b.readPayload(0, 'stderr', {})).byteLength, 0)
+  })
+
+  it('refuses to write at once a frame over the frame limit, before sending anything', async () => {
+    const [a] = await framedPair()
+    await assert.rejects(a.writeFrames([pattern(10), pattern(1025)], {}), PayloadTooLargeError)
+  })
+
   it('carries an empty payload as the terminator alone', async () => {
     const [a, b] = await framedPair()
     await a.writePayload(new Uint8Array(0), {})

@@ -49,6 +49,12 @@ export interface AdmissionRequest {
   jobId: string
   taskId: string
   moduleCid: string
+  /** the module bytes that follow the header (0: the donor holds the module), for a dispatch that carries its own offer @default 0 */
+  moduleSize?: number
+  /** the input bytes that follow @default 0 */
+  inputSize?: number
+  /** the dispatch carries its own offer (no offer stream came first): decide the header as one @default false */
+  offered?: boolean
   limits: Partial<JobLimits>
 }
 
@@ -73,9 +79,10 @@ export interface DispatchInit {
   /**
    * Donor side: whether a dispatch may run, decided on its header before its
    * payload is read (the job runner: an accepted offer from the same broker
-   * for the task). A re-send of a task this broker already runs here needs
-   * none: it joins the run. Without it every other dispatch is refused
-   * (`no-offer`): a donor runs only what it agreed to.
+   * for the task, or the header decided as an offer when it says `offered`). A
+   * re-send of a task this broker already runs here needs none: it joins the
+   * run. Without it every other dispatch is refused (`no-offer`): a donor
+   * runs only what it agreed to.
    */
   admit?: AdmitTask
   /**
@@ -175,6 +182,13 @@ export interface DispatchTask {
   tree?: AddressedTree
   /** blob CIDs the donor's offer answer said it holds (`hasFiles`): not sent */
   donorHasFiles?: string[]
+  /**
+   * No offer was made: the dispatch carries it, the donor decides its header
+   * as an offer and a decline comes back as DispatchRefusedError with the
+   * decline code. For small tasks, where sending the payload unasked costs
+   * less than the offer's round trip @default false
+   */
+  offered?: boolean
 }
 
 /** What a dispatch returned, its receipt checked. */
@@ -221,6 +235,13 @@ interface Answer {
 }
 
 const EMPTY = new Uint8Array(0)
+
+/**
+ * A dispatch or an answer whose payloads add up to no more than this is sent
+ * in one write; a bigger one frame by frame, with progress and the stall
+ * timer after each.
+ */
+const SMALL_MESSAGE_BYTES = 64 * 1024
 
 /**
  * `/worldcompute/dispatch/1.0.0`.
@@ -357,6 +378,14 @@ export class DispatchService extends ProtocolService {
     const treeSize = task.tree != null ? task.tree.manifestBytes.byteLength + blobs.reduce((n, [, b]) => n + b.byteLength, 0) : 0
     const total = moduleSize + task.input.byteLength + treeSize
     const sending = (base: number): PayloadOptions => stalls(timer, (n) => { progress({ type: 'dispatch:sent', detail: { bytes: base + n, total } }) })
+    if (task.tree == null && total <= SMALL_MESSAGE_BYTES && (task.module == null || task.module instanceof Uint8Array) && task.input instanceof Uint8Array) {
+      // a small task held in memory (not streamed from the broker's blob files) goes in one write: the muxer,
+      // Noise and the socket see one message, not five
+      await io.writeFrames([header, ...(task.module != null ? io.payloadFrames(task.module) : []), ...io.payloadFrames(task.input)], { signal: timer.signal })
+      sending(0).onFrame?.(total)
+      await io.stream.close({ signal: timer.signal })
+      return
+    }
     await io.writeFrame(header, { signal: timer.signal })
     if (task.module != null) await io.writePayload(task.module, sending(0))
     await io.writePayload(task.input, sending(moduleSize))
@@ -509,7 +538,16 @@ export class DispatchService extends ProtocolService {
   private async sendAnswer (frames: FramedStream, answer: Answer, timer: PhaseTimer<'receiving' | 'sending'>): Promise<void> {
     const io = stalls(timer)
     timer.enter('sending', this.stallTimeoutMs)
-    await frames.writeFrame(encodeDispatchResult(answer.header), io)
+    const header = encodeDispatchResult(answer.header)
+    const size = answer.stdout.byteLength + answer.stderr.byteLength + (answer.filesBytes?.byteLength ?? 0)
+    if (size <= SMALL_MESSAGE_BYTES) {
+      // a small answer goes in one write (one muxer frame, one encryption, one socket write)
+      const outputs = [answer.stdout, answer.stderr, ...(answer.filesBytes != null ? [answer.filesBytes] : [])]
+      await frames.writeFrames([header, ...outputs.flatMap(bytes => frames.payloadFrames(bytes))], io)
+      await frames.stream.close({ signal: timer.signal })
+      return
+    }
+    await frames.writeFrame(header, io)
     await frames.writePayload(answer.stdout, io)
     await frames.writePayload(answer.stderr, io)
     if (answer.filesBytes != null) await frames.writePayload(answer.filesBytes, io)
@@ -523,7 +561,7 @@ export class DispatchService extends ProtocolService {
    */
   private admitTask (header: DispatchHeader, peer: string): Admission {
     if (this.memo.get(memoKey(peer, header.taskId)) != null) return { admitted: true, release: () => {} }
-    const req: AdmissionRequest = { jobId: header.jobId, taskId: header.taskId, moduleCid: header.moduleCid, limits: header.limits }
+    const req: AdmissionRequest = { jobId: header.jobId, taskId: header.taskId, moduleCid: header.moduleCid, moduleSize: header.sendsModule ? header.moduleSize : 0, inputSize: header.inputSize, limits: header.limits, offered: header.offered === true }
     return this.admit?.(req, { peer }) ?? { admitted: false, code: 'no-offer', reason: 'this donor runs no task it was not offered' }
   }
 
@@ -538,7 +576,10 @@ export class DispatchService extends ProtocolService {
     if (header.sendsModule) await frames.skipPayload(header.moduleSize, 'module', io)
     await frames.skipPayload(header.inputSize, 'input', io)
     await skipTree(frames, header, io)
-    warnRepeated(this.log, `dispatch of task ${header.taskId} from ${peer} refused: ${refusal.reason}`, { peer, task: header.taskId, job: header.jobId, code: refusal.code })
+    const fields = { peer, task: header.taskId, job: header.jobId, code: refusal.code }
+    // a dispatch that carried its own offer and was declined is an offer's answer (busy is routine), not a broker out of step
+    if (header.offered === true && refusal.code !== 'no-offer') this.log.debug(`dispatch of task ${header.taskId} from ${peer} declined: ${refusal.reason}`, fields)
+    else warnRepeated(this.log, `dispatch of task ${header.taskId} from ${peer} refused: ${refusal.reason}`, fields)
     const answer = await this.refuse(header, 'rejected', refusal.reason, { refused: refusal.code })
     await this.sendAnswer(frames, answer, timer)
   }
@@ -701,6 +742,7 @@ function headerOf (task: DispatchTask, blobCount: number): DispatchHeader {
     moduleSize: task.module?.byteLength ?? 0,
     inputSize: task.input.byteLength,
     sendsModule: task.module != null,
+    ...(task.offered === true ? { offered: true } : {}),
     ...(task.moduleName != null ? { moduleName: task.moduleName } : {}),
     ...(task.tree != null ? { manifestCid: task.tree.manifestCid, manifestSize: task.tree.manifestBytes.byteLength, blobCount } : {})
   }
