@@ -67,3 +67,9 @@ export function charged (tasks: ReadonlyArray<Pick<TaskRow, 'state' | 'failure'>
   const refusals = failed.filter(refused).length
   return failed.length - Math.min(refusals, 1)
 }
+
+/**
+ * Declines that pass by themselves (a task ends there, its owner resumes it):
+ * the executor is asked again for the same job.
+ */
+export const BUSY_DECLINES: ReadonlySet<DeclineCode | undefined> = new Set<DeclineCode>(['busy', 'memory-budget', 'paused'])

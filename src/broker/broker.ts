@@ -12,7 +12,7 @@ import type { JobDir } from '../core/job.ts'
 import { ExecutorRecords } from './executor-records.ts'
 import { BlobNotFoundError, type BlobStore } from './blob-store.ts'
 import type { Payload } from '../protocols/framing.ts'
-import { charged, misbehaved, MISBEHAVIOUR_CODES, OfferDeclinedError } from './attempts.ts'
+import { BUSY_DECLINES, charged, misbehaved, MISBEHAVIOUR_CODES, OfferDeclinedError } from './attempts.ts'
 import { DEFAULT_NETWORK_PREFIXES, networkOf, UNOBSERVED, type NetworkPrefixes } from './replica-networks.ts'
 
 /**
@@ -220,8 +220,6 @@ type WakeReason = 'timeout' | 'slot' | 'probe' | 'task' | 'stop'
 /** How many executors the probing job asks beyond its ledger's expectations. */
 const PROBE_OFFERS = 3
 
-/** Declines that pass when a task ends there: the executor is asked again for the same job. */
-const BUSY_DECLINES: ReadonlySet<DeclineCode | undefined> = new Set<DeclineCode>(['busy', 'memory-budget'])
 
 /** A waiting job's sleep, cut short by `wake` with the reason (a slot expected free, the probe, a task of its own ended). */
 class JobWaker {

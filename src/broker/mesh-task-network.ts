@@ -10,9 +10,9 @@ import type { MeshComponents } from '../net/components.ts'
 import type { CapacityService } from '../protocols/capacity/index.ts'
 import { dataLimitOf, dispatchBytes, FilesNotCachedError, RelayDataLimitError, type DispatchResult, type DispatchService } from '../protocols/dispatch/index.ts'
 import { manifestBlobCids, type AddressedTree } from '../codec/manifest.ts'
-import { MAX_OFFER_FILE_CIDS } from '../codec/messages.ts'
+import { MAX_OFFER_FILE_CIDS, type DeclineCode } from '../codec/messages.ts'
 import type { OfferService } from '../protocols/offer/index.ts'
-import { OfferDeclinedError } from './attempts.ts'
+import { BUSY_DECLINES, OfferDeclinedError } from './attempts.ts'
 import type { CancelService } from '../protocols/cancel/index.ts'
 import type { Connection } from '@libp2p/interface'
 
@@ -295,7 +295,7 @@ export class MeshTaskNetwork implements TaskNetwork {
       this.offerFirst.add(executor)
       return err
     }
-    const busy = err.refusal === 'busy' || err.refusal === 'memory-budget'
+    const busy = BUSY_DECLINES.has(err.refusal as DeclineCode)
     return new OfferDeclinedError(executor, { code: err.refusal, reason: err.detail, freeSlots: busy ? 0 : undefined }, { cause: err })
   }
 
