@@ -18,7 +18,9 @@ import { progress, within, type Cleanup } from './report.ts'
 import { num } from './stats.ts'
 import type { LightReply, LightRequest } from './light-reservers.ts'
 
-const BIN = fileURLToPath(new URL('../../bin/worldcompute', import.meta.url))
+/** WC_BENCH_RELAY_BIN: another build's bin/worldcompute, to measure it against this one on the same machine */
+const OWN_BIN = fileURLToPath(new URL('../../bin/worldcompute', import.meta.url))
+const BIN = process.env.WC_BENCH_RELAY_BIN ?? OWN_BIN
 const NODE = fileURLToPath(new URL('../../node_modules/.bin/node', import.meta.url))
 const CLIENT = fileURLToPath(new URL('./light-reservers.ts', import.meta.url))
 /** clients per client process: 10,000 over 4 processes */
@@ -183,7 +185,7 @@ export function rungNote (n: number, r: RungResult): string {
 
 export function ladderNotes (ladder: Ladder, idleMs: number): string[] {
   return [
-    `One \`worldcompute ${ladder.relayArgs.join(' ')}\` (default limits otherwise; no address exempt from the per-IP accounting, its limits above the ladder). Clients: bench/lib/light-reservers.ts, each one TCP connection from its own 127.x.y.z address (the relay's per-host connection rate limit), js-libp2p's TCP transport, multistream-select, Noise XX with its own Ed25519 identity, yamux, one hop stream RESERVE → STATUS OK; they answer the relay's pings, refuse other protocols (identify), keep yamux's 30 s keep-alive and, like a donor's reservation watchdog, send a yamux ping frame every ${ladder.watchdogMs} ms. Not full libp2p nodes: one of those is ~1.5 MB in a client process (bench/memory.ts), 15 GB for 10,000. Nor gossipsub: a real donor's gossip with its relay is not in these figures.`,
+    `One \`${BIN === OWN_BIN ? 'worldcompute' : BIN} ${ladder.relayArgs.join(' ')}\` (default limits otherwise; no address exempt from the per-IP accounting, its limits above the ladder). Clients: bench/lib/light-reservers.ts, each one TCP connection from its own 127.x.y.z address (the relay's per-host connection rate limit), js-libp2p's TCP transport, multistream-select, Noise XX with its own Ed25519 identity, yamux, one hop stream RESERVE → STATUS OK; they answer the relay's pings, refuse other protocols (identify), keep yamux's 30 s keep-alive and, like a donor's reservation watchdog, send a yamux ping frame every ${ladder.watchdogMs} ms. Not full libp2p nodes: one of those is ~1.5 MB in a client process (bench/memory.ts), 15 GB for 10,000. Nor gossipsub: a real donor's gossip with its relay is not in these figures.`,
     `Per rung: reservations added ${CLIMB_CONCURRENCY} at a time until the rung is held, then the relay's utime+stime from /proc/<pid>/stat over an idle window of ${idleMs / 1000} s (the relay pings each connection every 30 s, so a window of 30 s or more holds one full ping round), VmRSS at its end, then new reservations one at a time with the rung held.`,
     ...ladder.rungs.map(({ n, result }) => rungNote(n, result))
   ]
