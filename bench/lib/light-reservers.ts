@@ -37,6 +37,7 @@ import { tcp } from '@libp2p/tcp'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { performance } from 'node:perf_hooks'
+import { raceSignal } from '../../src/core/async.ts'
 import type { Connection, MultiaddrConnection, StreamMuxer, StreamMuxerFactory, Stream, Upgrader } from '@libp2p/interface'
 
 export type LightRequest = { type: 'reserve', count: number, concurrency: number }
@@ -78,9 +79,11 @@ function watchdogTick (): void {
     if (m.status !== 'open') continue
     watchdog.pings++
     // a donor's answer window is 2 s (reservation-manager.ts)
-    const ping = (m as StreamMuxer & { ping?: (o: { signal: AbortSignal }) => Promise<number> }).ping
+    const ping = (m as StreamMuxer & { ping?: () => Promise<number> }).ping
     if (ping == null) throw new Error('this yamux has no ping(): the watchdog cannot be emulated')
-    ping.call(m, { signal: AbortSignal.timeout(2_000) }).catch(() => { watchdog.failures++ })
+    // as Pinger.linkRtt does: the window raced outside the muxer, whose own signal would make a late answer abort the connection
+    const pong = ping.call(m)
+    raceSignal(pong, AbortSignal.timeout(2_000)).catch(() => { watchdog.failures++ })
   }
   watchdog.cursor += share
 }
