@@ -12,7 +12,8 @@
  * Targets (issue 13, goal 2): idle below 5% of one core (50 ms/s) at 1,000
  * reservations; new reservations p99 < 1 s and RSS < 1.5 GB at 10,000.
  * Quick: 10 and 300 reservations. WC_RELAY_SCALE_RUNGS=10,1000,3000 sets
- * the ladder; WC_BENCH_RELAY_BIN another build's bin/worldcompute.
+ * the ladder; WC_BENCH_RELAY_BIN another build's bin/worldcompute;
+ * WC_RELAY_SCALE_WATCHDOG_MS the clients' watchdog interval (default 1500).
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -71,7 +72,9 @@ await benchMain('relay-scale', { quick: 300_000, full: 1_500_000 }, async (args,
   // WC_RELAY_SCALE_RUNGS=10,1000,3000: a shorter ladder (the climb to 10,000 takes minutes)
   const rungs = process.env.WC_RELAY_SCALE_RUNGS?.split(',').map(Number) ?? (args.quick ? [10, 300] : [10, 1_000, 3_000, 10_000])
   const idleMs = args.quick ? 30_000 : 60_000
-  const ladder = await climbRelayLadder({ dir, rungs, idleMs, probes: args.quick ? 50 : 200, cleanup })
+  // WC_RELAY_SCALE_WATCHDOG_MS: the clients' watchdog interval (a donor's is 1,500 ms), to see the relay's cost without it
+  const watchdogMs = Number(process.env.WC_RELAY_SCALE_WATCHDOG_MS ?? 1_500)
+  const ladder = await climbRelayLadder({ dir, rungs, idleMs, probes: args.quick ? 50 : 200, cleanup, watchdogMs })
   const base = ladder.rungs[0].result
   return {
     bench: 'relay-scale',
