@@ -39,7 +39,7 @@ function relayTable (ladder: Ladder): string[] {
   return [
     '| N reservations | relay idle CPU (ms/s) | relay RSS (MB) | new reservation p50 / p99 (ms) | climb p99 (ms) |',
     '|---|---|---|---|---|',
-    ...ladder.rungs.map(({ n, result: r }) => `| ${label(n)} | ${num(r.cpuMsPerS)} | ${num(r.rssMb)} | ${num(percentile(r.probeMs, 50))} / ${num(percentile(r.probeMs, 99))} | ${num(percentile(r.climbMs, 99))} |`)
+    ...ladder.rungs.map(({ n, result: r }) => `| ${label(n)} | ${num(r.cpuMsPerS)} | ${num(r.rssMb)} | ${num(percentile(r.probeMs, 50))} / ${num(percentile(r.probeMs, 99))} | ${r.climbMs.length > 0 ? num(percentile(r.climbMs, 99)) : '— (held already)'} |`)
   ]
 }
 
