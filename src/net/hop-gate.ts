@@ -58,7 +58,7 @@ export function hopGater (admission: HopAdmission): ConnectionGater {
 
 /** The libp2p components the hop guard service reads. */
 export interface HopGuardComponents {
-  connectionManager: { getConnections: (peerId?: PeerId) => Connection[] }
+  connectionManager: { getConnections: (peerId?: PeerId) => Connection[], getConnectionsMap?: () => Map<unknown, Connection[]> }
   events: TypedEventTarget<Libp2pEvents>
   /** the circuit relay v2 server, registered as the `relay` service before this one */
   relay: unknown
@@ -111,9 +111,22 @@ function circuitStreams (conn: Connection): number {
   return n
 }
 
+/**
+ * Every connection. Not getConnections(): js-libp2p 3.x builds that list
+ * with one concat per peer, quadratic in the peers (tens of ms per call at
+ * 10,000 donors, paid on every inbound connection the per-IP limit checks).
+ */
+function allConnections (cm: HopGuardComponents['connectionManager']): Connection[] {
+  const map = cm.getConnectionsMap?.()
+  if (map == null) return cm.getConnections()
+  const out: Connection[] = []
+  for (const conns of map.values()) for (const c of conns) out.push(c)
+  return out
+}
+
 function nodeHopView (connectionManager: HopGuardComponents['connectionManager'], store: RelayStore): HopView {
   return {
-    connections: (peer) => connectionManager.getConnections(peer != null ? peerIdFromString(peer) : undefined)
+    connections: (peer) => (peer != null ? connectionManager.getConnections(peerIdFromString(peer)) : allConnections(connectionManager))
       .filter(c => c.status === 'open' && !isRelayed(c))
       .map(c => ({ id: c.id, peer: c.remotePeer.toString(), remoteAddr: c.remoteAddr.toString(), circuits: circuitStreams(c) })),
     reservations: () => [...store.reservations.entries()].map(([peer, r]) => ({ peer: peer.toString(), remoteAddr: r.addr.toString() })),

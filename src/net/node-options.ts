@@ -75,10 +75,12 @@ export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceS
     },
     transports: transports(init, proxies, iceServers, webRTC),
     connectionEncrypters: [noise()],
-    // yamux's keep-alive (its default): one ping frame each way per connection every 30 s, no stream
-    streamMuxers: [yamux()],
+    // yamux's keep-alive (its default): one ping frame each way per connection every 30 s, no stream.
+    // Not on a relay: its liveness check (src/relay/relay-liveness.ts) sends the same frame, spread
+    // over time and closing the connection when unanswered; donors keep theirs (their NAT mappings)
+    streamMuxers: [relay != null ? yamux({ enableKeepAlive: false }) : yamux()],
     connectionManager: relay != null
-      ? { maxConnections: relay.limits.maxConnections, inboundConnectionThreshold: relay.limits.inboundConnectionThresholdPerHost }
+      ? { maxConnections: relayMaxConnections(relay.limits), inboundConnectionThreshold: relay.limits.inboundConnectionThresholdPerHost }
       : {},
     connectionMonitor: connectionMonitor(relay != null),
     ...(relay?.admission != null ? { connectionGater: hopGater(relay.admission) } : {}),
@@ -149,6 +151,15 @@ function services (init: NodeOptionsInit): ServiceFactories {
 }
 
 /**
+ * Every reservation holds a connection to the relay, and each circuit adds
+ * the source's: a relay configured for more reservations than half its
+ * connection limit would refuse connections before reservations.
+ */
+export function relayMaxConnections (limits: Pick<RelayLimits, 'maxConnections' | 'maxReservations'>): number {
+  return Math.max(limits.maxConnections, 2 * limits.maxReservations)
+}
+
+/**
  * Donors: js-libp2p pings every open connection every 10 s on a new
  * stream (negotiation, a peer-store write, encryption on both sides),
  * a cost per connection per second paid while idle. A donor's relay is
@@ -164,12 +175,13 @@ function services (init: NodeOptionsInit): ServiceFactories {
  * closing — an unhandled rejection (logged, not fatal: cli/lifecycle.ts)
  * for nothing. A dead connection to a peer shows when the broker's
  * stream on it fails, and it falls back to the relayed path.
- * Relays keep the abort (it frees the reservations of dead donors) but
- * ping every 30 s: at 10 s a relay serving 1,000 donors opens 100 ping
- * streams a second, and in the memory benchmark (400–1,000 reserving
- * clients) that load stalled it until every ping timed out at once and
- * it dropped all its clients together.
+ * Relays run no connection monitor: it pings every connection in the same
+ * tick on a new stream, a burst of 1,000 streams every interval at a relay
+ * serving 1,000 donors, which stalled it until every ping timed out at
+ * once and it dropped all its clients together (bench/memory.ts,
+ * bench/relay-scale.ts). The relay role checks its clients itself with
+ * muxer ping frames spread over the interval (src/relay/relay-liveness.ts).
  */
 function connectionMonitor (isRelay: boolean): Libp2pOptions['connectionMonitor'] {
-  return isRelay ? { pingInterval: 30_000 } : { pingInterval: 60_000, abortConnectionOnPingFailure: false }
+  return isRelay ? { enabled: false } : { pingInterval: 60_000, abortConnectionOnPingFailure: false }
 }

@@ -1,5 +1,5 @@
 import { peerIdFromString } from '@libp2p/peer-id'
-import { pause } from '../core/async.ts'
+import { pause, raceSignal } from '../core/async.ts'
 import { PeerUnreachableError } from '../core/errors.ts'
 import { describeDialError } from './dial-error.ts'
 import { ReachFailedError } from './peer-dialler.ts'
@@ -118,7 +118,18 @@ export function muxerOf (conn: Connection): PingingMuxer | undefined {
   if (muxer == null || typeof muxer !== 'object') return undefined
   const ping: unknown = (muxer as { ping?: unknown }).ping
   if (typeof ping !== 'function') return undefined
-  return { ping: async (options) => await (ping as (o?: AbortOptions) => Promise<number>).call(muxer, options) }
+  return {
+    // the answer window is ours, not the muxer's: yamux forgets a ping whose
+    // signal fired, and a late answer to a forgotten ping is a protocol error
+    // that makes it abort the connection (a relay stalled for longer than the
+    // window would lose every donor pinging it at that moment, and a donor
+    // its relay). So the ping stays pending until answered or the connection
+    // closes; later pings wait on the same one
+    ping: async (options) => {
+      const pong = (ping as () => Promise<number>).call(muxer)
+      return await raceSignal(pong, options?.signal)
+    }
+  }
 }
 
 /**

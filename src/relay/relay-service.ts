@@ -7,6 +7,7 @@ import { leafFingerprintOfPem } from '../net/tls-intercept.ts'
 import { readFileSync } from 'node:fs'
 import { startRelayStun, stunAddrs } from './relay-stun.ts'
 import { RelayGuard } from './relay-guard.ts'
+import { RelayLiveness, type RelayLivenessInit } from './relay-liveness.ts'
 import type { HopServer, MeshHost } from '../net/components.ts'
 import type { MeshNodeInit } from '../net/mesh-node.ts'
 import type { StunResponder } from '../net/stun/responder.ts'
@@ -100,6 +101,8 @@ export interface RelayServiceInit {
   observedAddrs?: ReservationAddresses
   /** how often the relay announces itself on the relay gossip topic @default 10000 */
   announceIntervalMs?: number
+  /** how the relay notices clients that vanished (relay-liveness.ts) @default each connection pinged once a minute */
+  liveness?: RelayLivenessInit
   logger?: Logger
 }
 
@@ -113,6 +116,7 @@ export class RelayService {
   private readonly mesh: MeshHost
   private started = false
   private announcer?: RelayAnnouncer
+  private liveness?: RelayLiveness
   private stun?: StunResponder
   private readonly onConnect = (evt: CustomEvent<{ toString: () => string }>): void => { this.log.debug(`peer connected: ${evt.detail.toString()}`) }
   private readonly onDisconnect = (evt: CustomEvent<{ toString: () => string }>): void => { this.log.debug(`peer disconnected: ${evt.detail.toString()}`) }
@@ -144,6 +148,9 @@ export class RelayService {
     // and reserve on a second one, so losing one relay never leaves them undialable
     this.announcer = new RelayAnnouncer(net, { intervalMs: this.init.announceIntervalMs, logger: this.log.child('announce') })
     this.announcer.start()
+    // the node's own connection monitor is off on a relay (node-options.ts): this replaces it
+    this.liveness = new RelayLiveness({ connections: net.connections, events: net.events, pinger: net.pinger, logger: this.log.child('liveness') }, this.init.liveness)
+    this.liveness.start()
     net.events.on('peer:connect', this.onConnect)
     net.events.on('peer:disconnect', this.onDisconnect)
     return this.info()
@@ -171,6 +178,8 @@ export class RelayService {
     this.started = false
     this.announcer?.stop()
     this.announcer = undefined
+    this.liveness?.stop()
+    this.liveness = undefined
     this.mesh.components.events.off('peer:connect', this.onConnect)
     this.mesh.components.events.off('peer:disconnect', this.onDisconnect)
     const stun = this.stun

@@ -1,0 +1,135 @@
+import { pause } from '../core/async.ts'
+import { errorWithCode } from '../core/errors.ts'
+import { shortPeerId } from '../core/format.ts'
+import { transportOf } from '../net/transport-of.ts'
+import type { Connections, Pinger } from '../net/components.ts'
+import type { Logger } from '../log/logger.ts'
+import type { AbortOptions, Connection } from '@libp2p/interface'
+
+/** A relay client left a liveness ping unanswered: its connection is closed, which frees its reservation after the grace. */
+export class ClientUnresponsiveError extends errorWithCode('RELAY_CLIENT_UNRESPONSIVE') {}
+
+/** What the check reads from a connection and does to it. */
+export type LivenessConnection = Pick<Connection, 'status' | 'remotePeer' | 'remoteAddr' | 'abort'>
+
+/** The node's open connections and its muxer pinger ({@link Connections}, {@link Pinger}), narrowed. */
+export interface RelayLivenessComponents<C extends LivenessConnection = Connection> {
+  /** read once at start; afterwards the connection events keep the set */
+  connections: { open: () => C[] }
+  events: {
+    on: (type: 'connection:open' | 'connection:close', listener: (evt: CustomEvent<C>) => void) => void
+    off: (type: 'connection:open' | 'connection:close', listener: (evt: CustomEvent<C>) => void) => void
+  }
+  pinger: { linkRtt: (conn: C, options?: AbortOptions) => Promise<number> }
+  logger: Logger
+}
+
+export interface RelayLivenessInit {
+  /** how often each connection is checked @default 60000 */
+  intervalMs?: number
+  /** the answer window of one check @default 10000 */
+  timeoutMs?: number
+  /** how often a slice of the connections is checked @default 1000 */
+  tickMs?: number
+}
+
+/**
+ * Closes the connections of relay clients that stopped answering, so the
+ * reservations of donors that vanished without a FIN (power cut, NAT mapping
+ * gone) are freed. Each connection is checked once per `intervalMs` with one
+ * muxer ping frame (Pinger.linkRtt: 12 bytes each way, answered by the
+ * client's muxer, no stream), and the checks are spread evenly: every
+ * `tickMs` the next intervalMs/tickMs-th of the connections, round robin.
+ *
+ * Why not js-libp2p's connection monitor: it pings every connection in the
+ * same tick on a new ping stream (yamux SYN, multistream-select, a
+ * peer-store write): at 1,000 clients a burst of 1,000 streams every
+ * interval, which stalled the relay until the pings timed out together and
+ * it dropped its clients at once (bench/relay-scale.ts, bench/memory.ts).
+ *
+ * Cost: a timer every tickMs whose work is the slice, i.e. per peer one
+ * ping frame each way per intervalMs (at 10,000 clients and 60 s, 167
+ * frames a second), and nothing per peer in between.
+ */
+export class RelayLiveness<C extends LivenessConnection = Connection> {
+  private readonly components: RelayLivenessComponents<C>
+  private readonly intervalMs: number
+  private readonly timeoutMs: number
+  private readonly tickMs: number
+  private controller?: AbortController
+  /**
+   * the open connections, kept by the connection events: listing them from
+   * the node each tick (getConnections) costs O(N) or worse per call
+   */
+  private readonly live = new Set<C>()
+  /** this round's connections, a snapshot of `live` taken when the last round ended */
+  private round: C[] = []
+  private cursor = 0
+  private readonly onOpen = (evt: CustomEvent<C>): void => { this.live.add(evt.detail) }
+  private readonly onClose = (evt: CustomEvent<C>): void => { this.live.delete(evt.detail) }
+
+  constructor (components: RelayLivenessComponents<C>, init: RelayLivenessInit = {}) {
+    this.components = components
+    this.intervalMs = init.intervalMs ?? 60_000
+    this.timeoutMs = init.timeoutMs ?? 10_000
+    this.tickMs = init.tickMs ?? 1_000
+  }
+
+  start (): void {
+    if (this.controller != null) return
+    const controller = new AbortController()
+    this.controller = controller
+    for (const c of this.components.connections.open()) this.live.add(c)
+    this.components.events.on('connection:open', this.onOpen)
+    this.components.events.on('connection:close', this.onClose)
+    void this.run(controller.signal)
+  }
+
+  stop (): void {
+    this.controller?.abort()
+    this.controller = undefined
+    this.components.events.off('connection:open', this.onOpen)
+    this.components.events.off('connection:close', this.onClose)
+    this.live.clear()
+    this.round = []
+    this.cursor = 0
+  }
+
+  private async run (signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      if (await pause(this.tickMs, { signal })) return
+      for (const conn of this.nextSlice()) void this.check(conn, signal)
+    }
+  }
+
+  /** The next share of the open connections, so that each one comes round once per interval. */
+  nextSlice (): C[] {
+    if (this.cursor >= this.round.length) {
+      this.round = [...this.live]
+      this.cursor = 0
+    }
+    const share = Math.ceil(this.round.length * this.tickMs / this.intervalMs)
+    const slice = this.round.slice(this.cursor, this.cursor + share)
+    this.cursor += share
+    return slice
+  }
+
+  /** One check; resolves whether the peer answered (false also when stopping). */
+  async check (conn: C, signal: AbortSignal): Promise<boolean> {
+    if (conn.status !== 'open') return false
+    try {
+      await this.components.pinger.linkRtt(conn, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)]) })
+      return true
+    } catch (cause) {
+      if (signal.aborted || conn.status !== 'open') return false
+      const peer = conn.remotePeer.toString()
+      const addr = conn.remoteAddr.toString()
+      const err = new ClientUnresponsiveError(`no answer to a liveness ping within ${this.timeoutMs} ms`, { cause })
+      this.components.logger.info(`closing the connection of ${shortPeerId(peer)} at ${addr}: ${err.message} (${String((cause as Error)?.message ?? cause)})`, {
+        peer, addr, transport: transportOf(conn.remoteAddr), phase: 'liveness', code: err.code
+      })
+      conn.abort(err)
+      return false
+    }
+  }
+}
