@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
-import { firstJson, runCli, startCli, type LongRunning } from '../helpers/cli.ts'
+import { runCli, startCli, startCliMesh, type LongRunning } from '../helpers/cli.ts'
 import { tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 import type { BatchEntry, BatchSummary } from '../../src/cli/commands/batch.ts'
@@ -20,13 +20,7 @@ const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/was
 const submitterDir = join(dir.path, 'submitter')
 
 before(async () => {
-  const relay = startCli(['relay', '--data-dir', join(dir.path, 'relay'), '--json', '--listen', '/ip4/127.0.0.1/tcp/0'])
-  started.push(relay)
-  const info = await firstJson(relay)
-  const addr: string = info.announceAddrs.find((a: string) => a.startsWith('/ip4/127.0.0.1/tcp/'))
-  for (const [name, extra] of [['submitter', ['--no-execute']], ['executor', ['--max-jobs', '2']]] as const) {
-    started.push(startCli(['daemon', '--data-dir', join(dir.path, name), '--listen', '/p2p-circuit', '--api-port', '0', '--bootstrap', addr, '--no-direct', ...extra]))
-  }
+  await startCliMesh(dir.path, started, ['--max-jobs', '2'])
   // an idle submitter does not listen to capacity announcements (its first job makes it listen and find
   // the executor): both holding a reservation on the relay is what ready means
   await waitFor('the submitter and the executor to hold a reservation', async () => {

@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
-import { firstJson, runCli, startCli, type LongRunning } from '../helpers/cli.ts'
+import { runCli, startCliMesh, type LongRunning } from '../helpers/cli.ts'
 import { tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -13,15 +13,7 @@ const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/was
 const submitterDir = join(dir.path, 'submitter')
 
 before(async () => {
-  const relay = startCli(['relay', '--data-dir', join(dir.path, 'relay'), '--json', '--listen', '/ip4/127.0.0.1/tcp/0'])
-  started.push(relay)
-  const info = await firstJson(relay)
-  const addr: string = info.announceAddrs.find((a: string) => a.startsWith('/ip4/127.0.0.1/tcp/'))
-  for (const [name, extra] of [['submitter', ['--no-execute']], ['executor', []]] as const) {
-    // --no-direct: these tests check the relayed path (on loopback WebRTC would upgrade it)
-    const d = startCli(['daemon', '--data-dir', join(dir.path, name), '--listen', '/p2p-circuit', '--api-port', '0', '--bootstrap', addr, '--no-direct', ...extra])
-    started.push(d)
-  }
+  await startCliMesh(dir.path, started)
   // the submitter sees the executor's capacity
   await waitFor('an executor to be known', async () => {
     const res = await runCli(['status', '--data-dir', submitterDir, '--json'])

@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 
 export const BIN = fileURLToPath(new URL('../../bin/worldcompute', import.meta.url))
 
@@ -77,4 +78,21 @@ export async function firstJson (p: LongRunning, timeoutMs = 20_000): Promise<an
     await new Promise(resolve => setTimeout(resolve, 50))
   }
   throw new Error(`no JSON line on stdout within ${timeoutMs} ms; stderr:\n${p.stderr()}`)
+}
+
+/**
+ * A relay and two relay-only daemons under `root` (data dirs `relay`,
+ * `submitter`, `executor`) started through the real CLI; the submitter runs
+ * nothing itself. `--no-direct`: these tests check the relayed path (on
+ * loopback WebRTC would upgrade it). Pushes every process onto `started`, in
+ * start order, so the caller stops them in reverse.
+ */
+export async function startCliMesh (root: string, started: LongRunning[], executorArgs: string[] = []): Promise<void> {
+  const relay = startCli(['relay', '--data-dir', join(root, 'relay'), '--json', '--listen', '/ip4/127.0.0.1/tcp/0'])
+  started.push(relay)
+  const info = await firstJson(relay)
+  const addr: string = info.announceAddrs.find((a: string) => a.startsWith('/ip4/127.0.0.1/tcp/'))
+  for (const [name, extra] of [['submitter', ['--no-execute']], ['executor', executorArgs]] as const) {
+    started.push(startCli(['daemon', '--data-dir', join(root, name), '--listen', '/p2p-circuit', '--api-port', '0', '--bootstrap', addr, '--no-direct', ...extra]))
+  }
 }
