@@ -22,7 +22,8 @@ export function renderStatus (o: Output, s: DaemonStatus): void {
     o.out('Controls:')
     renderControls(o, s.controls, '  ')
   }
-  if (s.knownExecutors != null) o.out(`Executors:     ${s.knownExecutors} other peer(s) accept jobs (a job gets at most that many replicas)`)
+  if (s.executorsListening === false) o.out('Executors:     not listening for them until this daemon places a job')
+  else if (s.knownExecutors != null) o.out(`Executors:     ${s.knownExecutors} other peer(s) accept jobs (a job gets at most that many replicas)`)
   if (s.proxies != null && s.proxies.length > 0) {
     o.out('Proxy:')
     for (const p of s.proxies) {

@@ -195,6 +195,12 @@ export interface DaemonStatus {
   executor?: ExecutorStatusView
   /** other peers that accept jobs, heard from recently: how many replicas a job can get now; absent from older daemons */
   knownExecutors?: number
+  /**
+   * whether this daemon listens to capacity announcements now (it starts at its
+   * first job and stops 10 minutes after the last): while it does not,
+   * `knownExecutors` counts only what it heard before; absent from older daemons
+   */
+  executorsListening?: boolean
   /** the donor's owner paused it (`worldcompute pause`); false with --no-execute; absent from older daemons */
   paused?: boolean
   /** the donor controls and why jobs are suspended now; absent from older daemons and with --no-execute */

@@ -344,8 +344,9 @@ function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacity
       executor: executor != null
         ? { accepting: true, ...executor.status(), maxLimits }
         : { accepting: false, reason: 'started with --no-execute' },
-      // a status call is no demand for executors; unknown (absent) while this node does not listen to announcements
-      ...(capacity.listening() ? { knownExecutors: capacity.known().length } : {}),
+      // a status call is no demand for executors: it reads the table without starting to listen
+      knownExecutors: capacity.known().length,
+      executorsListening: capacity.listening(),
       // always a boolean (the dashboard's Pause/Resume button): a daemon with --no-execute is never paused
       paused: controls?.view().paused ?? false,
       ...(controls != null ? { controls: controls.view() } : {})

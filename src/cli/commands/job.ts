@@ -140,8 +140,9 @@ async function cancel (argv: string[], o: Output): Promise<number> {
  * otherwise say nothing meanwhile.
  */
 async function warnFewExecutors (api: ApiClient, replicas: number, o: Output): Promise<void> {
-  const { knownExecutors } = await api.call('status', {})
-  if (knownExecutors == null || knownExecutors >= replicas) return
+  const { knownExecutors, executorsListening } = await api.call('status', {})
+  // a daemon that has not listened yet learns its executors with this job: no count to warn with
+  if (knownExecutors == null || executorsListening === false || knownExecutors >= replicas) return
   o.err(`warning: ${replicas} replica(s) wanted but the daemon knows ${knownExecutors} other peer(s) that accept jobs; ` +
     'the job waits for more (a daemon does not run the jobs it submits), and fails as unavailable if none come')
 }
