@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
 /**
  * The network layer's face: one narrow interface per concern, the way
  * js-libp2p hands `Components` to its services. Roles (donor, broker, relay,
@@ -198,6 +199,15 @@ export interface ProxyRoutes {
   status: (relayIds: readonly string[]) => ProxyStatus[]
 }
 
+/** A handler for one plain HTTP request on a WebSocket listener: returns true when it answered. */
+export type HttpRoute = (req: IncomingMessage, res: ServerResponse) => boolean
+
+/** Plain HTTP requests on this node's WebSocket listeners (ws-http-routes.ts); upgrades never reach them. */
+export interface HttpRoutes {
+  /** consulted in the order added; returns the function that removes the route */
+  add: (route: HttpRoute) => () => void
+}
+
 /** The circuit relay v2 server of a relay node. */
 export interface HopServer {
   /** peers holding a reservation on this relay now */
@@ -227,6 +237,7 @@ export interface MeshComponents {
   gossip: Gossip
   proxies: ProxyRoutes
   hop: HopServer
+  httpRoutes: HttpRoutes
   telemetry: DialTelemetry
 }
 

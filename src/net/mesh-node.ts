@@ -6,6 +6,7 @@ import { DialTelemetry } from './telemetry.ts'
 import { DialRecorder } from './dial-recorder.ts'
 import { NO_PROXY_ENVIRONMENT, type ProxyEnvironment } from './proxy-env.ts'
 import { ProxyRouter } from './proxy-transports.ts'
+import { HttpRouteTable } from './ws-http-routes.ts'
 import { applyPublicRanges } from './address-scope.ts'
 import { acquireWebRtc, releaseWebRtc } from './webrtc-runtime.ts'
 import { libp2pOptions, type Internals, type NodeOptionsInit, type ServiceFactories } from './node-options.ts'
@@ -94,9 +95,10 @@ export class MeshNode<S extends ServiceFactories = Record<never, never>> impleme
     let components: MeshComponents | undefined
     const iceServers = async (): Promise<Array<{ urls: string[] }>> => await components?.stun.iceServers() ?? []
     const webRTC = init.webrtc === true ? (await import('@libp2p/webrtc')).webRTC : undefined
-    const libp2p = await createLibp2p(libp2pOptions(init, proxies, iceServers, webRTC))
+    const httpRoutes = new HttpRouteTable()
+    const libp2p = await createLibp2p(libp2pOptions(init, proxies, iceServers, webRTC, httpRoutes))
     const core: NodeCore = { libp2p, internals: (libp2p.services.internals as Internals).components, log }
-    components = buildComponents(core, telemetry, proxies, init.dialAttemptTimeoutMs ?? DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS)
+    components = buildComponents(core, telemetry, proxies, httpRoutes, init.dialAttemptTimeoutMs ?? DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS)
     const services = Object.fromEntries(Object.keys(init.services ?? {}).map(name => [name, libp2p.services[name]])) as ServicesOf<S>
     if (init.webrtc === true) acquireWebRtc()
     return new MeshNode<S>(core, components, services, init.webrtc === true)
@@ -130,7 +132,7 @@ export class MeshNode<S extends ServiceFactories = Record<never, never>> impleme
   }
 }
 
-function buildComponents (core: NodeCore, telemetry: DialTelemetry, proxies: ProxyRouter, dialAttemptTimeoutMs: number): MeshComponents {
+function buildComponents (core: NodeCore, telemetry: DialTelemetry, proxies: ProxyRouter, httpRoutes: HttpRouteTable, dialAttemptTimeoutMs: number): MeshComponents {
   const { libp2p, log } = core
   const recorder = new DialRecorder(telemetry, log.child('dial'))
   recorder.install(core.internals.transportManager)
@@ -153,6 +155,7 @@ function buildComponents (core: NodeCore, telemetry: DialTelemetry, proxies: Pro
     gossip: new GossipSub(libp2p.services.pubsub as GossipSubLike),
     proxies: proxyRoutes(proxies, connections),
     hop: hopServer(libp2p),
+    httpRoutes,
     telemetry
   }
 }

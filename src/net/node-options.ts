@@ -12,6 +12,7 @@ import { AGENT_VERSION, DEFAULT_RESERVATION_TIMEOUT_MS } from './constants.ts'
 import { makeAnnounceFilter } from './address-scope.ts'
 import { agentWithStun } from './stun/announce.ts'
 import { proxiedTcp, proxiedWebSockets, type ProxyRouter } from './proxy-transports.ts'
+import type { HttpRouteTable } from './ws-http-routes.ts'
 import { hopGater, hopGuard, type HopAdmission } from './hop-gate.ts'
 import type { CircuitTraffic } from './circuit-traffic.ts'
 import type { RelayLimits } from '../config/config.ts'
@@ -61,7 +62,7 @@ export interface Internals {
  */
 export type WebRtcTransport = typeof WebRtcFactory
 
-export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: () => Promise<Array<{ urls: string[] }>>, webRTC?: WebRtcTransport): Libp2pOptions<any> {
+export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: () => Promise<Array<{ urls: string[] }>>, webRTC?: WebRtcTransport, httpRoutes?: HttpRouteTable): Libp2pOptions<any> {
   const relay = init.relayServer
   return {
     privateKey: init.privateKey,
@@ -73,7 +74,7 @@ export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceS
       // no loopback or private addresses to the wide mesh (address-scope.ts)
       announceFilter: makeAnnounceFilter(init.announce, { keepPrivateAsLastResort: relay != null })
     },
-    transports: transports(init, proxies, iceServers, webRTC),
+    transports: transports(init, proxies, iceServers, webRTC, httpRoutes),
     connectionEncrypters: [noise()],
     // yamux's keep-alive (its default): one ping frame each way per connection every 30 s, no stream.
     // Not on a relay: its liveness check (src/relay/relay-liveness.ts) sends the same frame, spread
@@ -90,13 +91,13 @@ export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceS
   }
 }
 
-function transports (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: () => Promise<Array<{ urls: string[] }>>, webRTC?: WebRtcTransport): Libp2pOptions['transports'] {
+function transports (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: () => Promise<Array<{ urls: string[] }>>, webRTC?: WebRtcTransport, httpRoutes?: HttpRouteTable): Libp2pOptions['transports'] {
   const tls = init.relayServer?.tls
   const wsInit = tls != null ? { https: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } } : {}
   return [
     // the library transports, with their socket opening routed through a proxy when one applies
     proxiedTcp({}, proxies),
-    proxiedWebSockets(wsInit, proxies),
+    proxiedWebSockets(wsInit, proxies, httpRoutes),
     quic(),
     // never @libp2p/webrtc's default ICE servers (public STUN servers of a
     // third party): our relays answer STUN, and with none known ICE uses

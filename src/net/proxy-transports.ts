@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import { describeProxyEnvironment, hasProxy, proxyFor, type ProxiedUse, type ProxyEnvironment, type ProxySpec } from './proxy-env.ts'
 import { authority, openTunnel } from './proxy-tunnel.ts'
 import { wsTargetOf } from './ws-diagnose.ts'
+import { routeListenerRequests, type HttpRouteTable } from './ws-http-routes.ts'
 import { chainOf, type TlsChain } from './tls-intercept.ts'
 import type { ProxyStatus } from '../core/types.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -197,10 +198,11 @@ export function tcpTargetOf (ma: Multiaddr): { host: string, port: number } | un
 }
 
 /** @libp2p/websockets, whose dials go through HTTPS_PROXY / HTTP_PROXY / ALL_PROXY when one applies. */
-export function proxiedWebSockets (init: WebSocketsInit, router: ProxyRouter): (components: any) => any {
+export function proxiedWebSockets (init: WebSocketsInit, router: ProxyRouter, routes?: HttpRouteTable): (components: any) => any {
   const factory = webSockets(init)
   return (components: any) => {
     const transport = factory(components) as any
+    if (routes != null) routeRequestsOf(transport, routes)
     if (!router.enabled) return transport
     const original = checkConnect(transport, '@libp2p/websockets')
     transport._connect = async (ma: Multiaddr, options: ProgressOptions): Promise<unknown> => {
@@ -211,6 +213,17 @@ export function proxiedWebSockets (init: WebSocketsInit, router: ProxyRouter): (
       return await webSocketThroughProxy(router, proxy, use, ma, target, options)
     }
     return transport
+  }
+}
+
+/** Every listener the transport creates answers plain HTTP requests through `routes` first. */
+function routeRequestsOf (transport: Record<string, unknown>, routes: HttpRouteTable): void {
+  const createListener = transport.createListener
+  if (typeof createListener !== 'function') throw new WorldComputeError('@libp2p/websockets has no createListener method (src/net/proxy-transports.ts)', 'HTTP_ROUTES_UNSUPPORTED')
+  transport.createListener = (options: unknown): unknown => {
+    const listener = createListener.call(transport, options) as Record<string, unknown>
+    routeListenerRequests(listener, routes)
+    return listener
   }
 }
 
