@@ -155,10 +155,31 @@ export function ntlmType1 (creds: ProxyCredentials): Buffer {
  * target info gets an empty one, which NTLMv2 allows.
  */
 export function ntlmType3 (type2: Buffer, creds: ProxyCredentials): Buffer {
-  const decoded = ntlm.decodeType2Message(type2.toString('base64'))
+  const decoded = ntlm.decodeType2Message(withValidBuffers(type2).toString('base64'))
   decoded.version = 2
   decoded.targetInfo ??= { parsed: {}, buffer: Buffer.alloc(0) }
   return withoutScheme(ntlm.createType3Message(decoded, creds.user, creds.password, WORKSTATION, creds.domain))
+}
+
+/** NTLMSSP_NEGOTIATE_TARGET_INFO: the type 2 carries a target info block */
+const TARGET_INFO_FLAG = 1 << 23
+
+/**
+ * A type 2 whose optional fields point outside the message, with those fields
+ * emptied: squid's ntlm_fake_auth (the lab's helper) leaves the target name's
+ * offset uninitialised. Neither field is needed for the answer (the target
+ * name only as a default domain, the target info only inside the NTLMv2
+ * blob, where an empty one is valid), so a challenge we can answer correctly
+ * is not refused for them.
+ */
+function withValidBuffers (type2: Buffer): Buffer {
+  const out = Buffer.from(type2)
+  const outside = (at: number): boolean => out.length < at + 8 || out.readUInt32LE(at + 4) + out.readUInt16LE(at) > out.length || (out.readUInt16LE(at) > 0 && out.readUInt32LE(at + 4) < 32)
+  if (out.length >= 20 && outside(12)) out.fill(0, 12, 20)
+  if (out.length >= 24 && (out.readUInt32LE(20) & TARGET_INFO_FLAG) !== 0 && outside(40)) {
+    out.writeUInt32LE((out.readUInt32LE(20) & ~TARGET_INFO_FLAG) >>> 0, 20)
+  }
+  return out
 }
 
 /** The `Proxy-Authorization` value opening an NTLM or Negotiate exchange. */

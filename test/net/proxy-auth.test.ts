@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { afterEach, describe, it } from 'node:test'
 import type { Socket } from 'node:net'
 import { openTunnel, ProxyAuthError } from '../../src/net/proxy-tunnel.ts'
-import { ProxyAuthMemory, chooseScheme, parseChallenges, proxyCredentials } from '../../src/net/proxy-auth.ts'
+import { ProxyAuthMemory, chooseScheme, ntlmType3, parseChallenges, proxyCredentials } from '../../src/net/proxy-auth.ts'
 import { parseProxyUrl, redactCredentials, type ProxySpec } from '../../src/net/proxy-env.ts'
 import { describeDialError } from '../../src/net/dial-error.ts'
 import { startFakeProxy, type FakeProxyInit } from './proxy-auth-fake.ts'
@@ -156,6 +156,17 @@ describe('schemes and credentials', () => {
     assert.deepEqual(proxyCredentials(parseProxyUrl('http://donor:pw@proxy:3128', 'HTTPS_PROXY')), { user: 'donor', password: 'pw' })
     assert.deepEqual(proxyCredentials(parseProxyUrl('http://donor%40lab.example:pw@proxy:3128', 'HTTPS_PROXY')), { user: 'donor@lab.example', password: 'pw' })
     assert.equal(proxyCredentials(parseProxyUrl('http://proxy:3128', 'HTTPS_PROXY')), undefined)
+  })
+
+  it('answers a type 2 whose target name points outside the message (squid\'s ntlm_fake_auth) with a well-formed NTLMv2 type 3', () => {
+    // recorded from squid 5.7 with auth_param ntlm program ntlm_fake_auth: OEM, NTLM2, the name's offset uninitialised
+    const type2 = Buffer.from('TlRMTVNTUAACAAAACQAJAK6qqqoGgggA7LOpDRd48IsAAAAAAAA6AFdPUktHUk9VUA==', 'base64')
+    const t3 = ntlmType3(type2, { domain: DOMAIN, user: USER, password: PASSWORD })
+    const field = (at: number): Buffer => t3.subarray(t3.readUInt32LE(at + 4), t3.readUInt32LE(at + 4) + t3.readUInt16LE(at))
+    assert.equal(t3.subarray(0, 8).toString('latin1'), 'NTLMSSP\0')
+    assert.equal(t3.readUInt32LE(8), 3)
+    assert.deepEqual([field(28).toString('latin1'), field(36).toString('latin1')], [DOMAIN, USER])
+    assert.ok(field(20).length > 24, 'an NTLMv2 response, not the 24-byte NTLMv1 one')
   })
 
   it('redacts a DOMAIN\\user proxy URL in its spec and in free text', () => {
