@@ -158,6 +158,13 @@ describe('schemes and credentials', () => {
     assert.equal(proxyCredentials(parseProxyUrl('http://proxy:3128', 'HTTPS_PROXY')), undefined)
   })
 
+  it('takes DOMAIN\\user typed without percent-encoding, with or without a scheme', () => {
+    for (const value of ['http://LAB\\donor:pw@proxy:3128', 'LAB\\donor:pw@proxy:3128']) {
+      const p = parseProxyUrl(value, 'HTTPS_PROXY')
+      assert.deepEqual([p.host, p.port, p.url, proxyCredentials(p)], ['proxy', 3128, 'http://***@proxy:3128', { domain: 'LAB', user: 'donor', password: 'pw' }])
+    }
+  })
+
   it('answers a type 2 whose target name points outside the message (squid\'s ntlm_fake_auth) with a well-formed NTLMv2 type 3', () => {
     // recorded from squid 5.7 with auth_param ntlm program ntlm_fake_auth: OEM, NTLM2, the name's offset uninitialised
     const type2 = Buffer.from('TlRMTVNTUAACAAAACQAJAK6qqqoGgggA7LOpDRd48IsAAAAAAAA6AFdPUktHUk9VUA==', 'base64')
