@@ -149,6 +149,7 @@ labSuite('Network-namespace lab: a proxy that wants NTLM', () => {
       },
       doctorExpect: (report) => {
         const c = proxyAuthCheck(report)
+        t.diagnostic(`doctor with NTLM credentials: proxy-auth ${c.value}: ${c.detail}`)
         assert.equal(c.value, 'yes', `proxy-auth: ${c.detail}`)
         assert.match(c.detail, /offered NTLM\) and opened \d+ tunnel\(s\) after NTLM/)
       }
