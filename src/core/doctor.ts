@@ -14,7 +14,8 @@ export type CheckValue = 'yes' | 'no' | 'unknown'
 /** Every check the doctor reports, in the order it prints them. */
 export const CHECK_NAMES = [
   'dns', 'doh', 'udp', 'nat', 'tcp-connect', 'libp2p-over-tcp', 'quic', 'ws', 'wss-443',
-  'tls-intercepted', 'proxy', 'reservation', 'reachability', 'webrtc', 'clock-skew'
+  'tls-intercepted', 'proxy', 'reservation', 'reachability', 'webrtc', 'clock-skew',
+  'proxy-auth'
 ] as const
 export type CheckName = typeof CHECK_NAMES[number]
 

@@ -125,6 +125,28 @@ export interface ProxyStatus {
   relays: string[]
   /** connections open through it now (relays and others) */
   tunnels: number
+  /** what the proxy asked for and how we answered (src/net/proxy-auth.ts); absent until it asked, and from older daemons */
+  auth?: ProxyAuthView
+}
+
+/** Authentication to one proxy as the daemon met it: the schemes offered, the one used, the outcome. */
+export interface ProxyAuthView {
+  /** the schemes the proxy's last 407 offered, as it named them (`NTLM`, `Negotiate`, `Basic`) */
+  offered: string[]
+  /** the scheme of the last successful authentication, else of the last attempt; absent when none could be tried */
+  scheme?: 'basic' | 'ntlm' | 'negotiate'
+  /** tunnels the proxy opened after authenticating us */
+  passed: number
+  /** tunnels refused for authentication */
+  refused: number
+  /** `passed`, or why the last refusal: no credentials, no scheme we can do, credentials rejected */
+  last: 'passed' | 'required' | 'unsupported' | 'failed'
+  /** PROXY_AUTH_REQUIRED / _UNSUPPORTED / _FAILED of the last refusal */
+  code?: string
+  /** the last refusal's cause (credentials redacted) */
+  detail?: string
+  /** ISO 8601 UTC of the last outcome */
+  at: string
 }
 
 /** A relay learned from the mesh (not in the bootstrap list) and what the donor does with it. */

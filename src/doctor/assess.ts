@@ -1,6 +1,7 @@
 import { duration, portOf, shortPeerId } from '../core/format.ts'
 import type { CheckValue, DoctorCheck, DoctorObservations, DoctorPath, DoctorReport, RungObservation } from '../core/doctor.ts'
 import type { Transport } from '../core/types.ts'
+import { checkProxyAuth } from './check-proxy-auth.ts'
 
 /**
  * Turns what the doctor observed into the report: one yes/no/unknown line
@@ -282,6 +283,7 @@ function verdictOf (obs: DoctorObservations, checks: DoctorCheck[], path: Doctor
   } else if (v('webrtc') === 'yes' && path != null) {
     sentences.push(`Direct connections to other donors are possible (${obs.nat.mapping === 'none' ? 'no NAT' : 'endpoint-independent NAT'}).`)
   }
+  if (v('proxy-auth') === 'no') sentences.push(`The proxy asks for authentication we could not give: ${checks.find(c => c.name === 'proxy-auth')?.detail ?? ''}.`)
   if (v('clock-skew') === 'yes') sentences.push('This machine\'s clock is off by more than a minute: fix it (NTP).')
   return sentences.join(' ')
 }
@@ -300,7 +302,7 @@ function allowlistOf (obs: DoctorObservations, checks: DoctorCheck[]): string[] 
     if (r.code != null && REFUSED.has(r.code)) continue
     const relay = `relay ${shortPeerId(r.relay)}`
     if (r.proxy != null) {
-      if (r.phase === 'proxy') out.push(`CONNECT to ${hostPort(r)} through proxy ${r.proxy} (${transportWords(r.transport)} to ${relay})`)
+      if (r.phase === 'proxy' && r.code?.startsWith('PROXY_AUTH_') !== true) out.push(`CONNECT to ${hostPort(r)} through proxy ${r.proxy} (${transportWords(r.transport)} to ${relay})`)
       continue
     }
     if (r.transport === 'quic' && v('quic') === 'no') out.push(`outbound UDP to ${hostPort(r)} (QUIC to ${relay})`)
@@ -344,7 +346,8 @@ export function assess (obs: DoctorObservations): Assessed {
     checkReservation(obs),
     checkReachability(obs),
     checkWebrtc(obs),
-    checkClock(obs)
+    checkClock(obs),
+    checkProxyAuth(obs)
   ]
   const path = pathOf(obs)
   return {

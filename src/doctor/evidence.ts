@@ -111,6 +111,7 @@ function overallOf (report: DoctorReport, assertions: Array<{ pass: boolean }>):
 /** What a check should say on a network with nothing in the way (a proxy is expected to work only when one is configured). */
 function expectedOf (name: string, report: DoctorReport): string {
   if (name === 'proxy') return report.observations.proxies.length > 0 ? 'yes' : 'no'
+  if (name === 'proxy-auth') return report.observations.proxies.some(p => p.auth != null) ? 'yes' : 'unknown'
   return name === 'tls-intercepted' || name === 'clock-skew' ? 'no' : 'yes'
 }
 

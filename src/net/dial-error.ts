@@ -160,7 +160,7 @@ function cancelledRule (v: ErrorView, ctx: DialErrorContext): DialErrorDescripti
  * proxy would read as the target refusing.
  */
 function proxyRule ({ e, name, message }: ErrorView): DialErrorDescription | undefined {
-  if (name === 'ProxyTunnelError' && str(e.code) !== '') {
+  if ((name === 'ProxyTunnelError' || name === 'ProxyAuthError') && str(e.code) !== '') {
     return { cause: message, code: str(e.code), phase: 'proxy' }
   }
   if (name !== 'ProxiedDialError' || str(e.code) === '') return undefined

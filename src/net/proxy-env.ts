@@ -136,7 +136,8 @@ export function redactCredentials (text: string): string {
 
 export function parseProxyUrl (value: string, source: string): ProxySpec {
   const raw = value.trim()
-  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`
+  // `DOMAIN\user` typed as is: percent-encoded, or the URL parser would take the backslash for a path
+  const withScheme = (/^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`).replace(/^([a-z][a-z0-9+.-]*:\/\/)([^/@]*@)/i, (_m, scheme: string, userinfo: string) => `${scheme}${userinfo.replaceAll('\\', '%5C')}`)
   let url: URL
   try {
     url = new URL(withScheme)

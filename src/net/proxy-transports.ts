@@ -5,6 +5,7 @@ import { WorldComputeError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { describeProxyEnvironment, hasProxy, proxyFor, type ProxiedUse, type ProxyEnvironment, type ProxySpec } from './proxy-env.ts'
 import { authority, openTunnel } from './proxy-tunnel.ts'
+import { ProxyAuthMemory } from './proxy-auth.ts'
 import { wsTargetOf } from './ws-diagnose.ts'
 import { routeListenerRequests, type HttpRouteTable } from './ws-http-routes.ts'
 import { chainOf, type TlsChain } from './tls-intercept.ts'
@@ -68,6 +69,8 @@ export class ProxyRouter {
   readonly env: ProxyEnvironment
   readonly log: Logger
   private readonly open = new Set<OpenTunnel>()
+  /** what each proxy asked for and how we answered (proxy-auth.ts) */
+  readonly auth = new ProxyAuthMemory()
   /** the TLS chain each proxied `wss` dial actually got, by address without /p2p (tls-intercept.ts compares it with the relay's) */
   private readonly chains = new Map<string, TlsChain>()
 
@@ -92,7 +95,7 @@ export class ProxyRouter {
   async tunnel (proxy: ProxySpec, use: ProxiedUse, addr: string, host: string, port: number, options: ProgressOptions): Promise<Socket> {
     options.onProgress?.({ type: PROXY_TUNNEL_EVENT, detail: { proxy: proxy.url } })
     const started = Date.now()
-    const socket = await openTunnel(proxy, host, port, { signal: options.signal })
+    const socket = await openTunnel(proxy, host, port, { signal: options.signal, auth: this.auth })
     this.log.debug(`tunnel to ${authority(host, port)} through ${proxy.url} open in ${Date.now() - started} ms (${use} ${addr})`)
     const entry: OpenTunnel = { proxy, use, addr, since: Date.now() }
     this.open.add(entry)
@@ -149,7 +152,8 @@ export class ProxyRouter {
         noProxyRules: this.env.noProxy.length,
         inUse: relays.length > 0,
         relays: [...new Set(relays)],
-        tunnels: mine.length
+        tunnels: mine.length,
+        ...(this.auth.view(spec) != null ? { auth: this.auth.view(spec) } : {})
       }
     })
   }

@@ -1,9 +1,10 @@
-import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { lookup } from 'node:dns/promises'
 import { connect as netConnect, isIP, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { SocksClient } from 'socks'
 import { WorldComputeError } from '../core/errors.ts'
+import { connectRound, ConnectAnswerError, type ConnectAnswer } from './proxy-auth-exchange.ts'
+import { answerAuthorization, basicAuthorization, chooseScheme, credentialsLabel, firstAuthorization, parseChallenges, proxyCredentials, type AuthChallenge, type ProxyAuthMemory, type ProxyAuthScheme, type ProxyCredentials } from './proxy-auth.ts'
 import type { ProxySpec } from './proxy-env.ts'
 import type { AbortOptions } from '@libp2p/interface'
 
@@ -16,8 +17,9 @@ import type { AbortOptions } from '@libp2p/interface'
  * WHATWG WebSocket only as an `ErrorEvent` with an empty message
  * (measured in the namespace lab), so the proxy's answer — 407, 403, refused — would
  * be lost, and "every proxy failure recorded with its cause" is the point.
- * The HTTP part is Node's own client (`http.request` with method CONNECT,
- * whose 'connect' event hands over the socket); SOCKS5 is the `socks` package.
+ * The HTTP part reads the proxy's answers itself (proxy-auth-exchange.ts):
+ * NTLM needs several CONNECTs on one connection, which Node's client cannot
+ * send; SOCKS5 is the `socks` package.
  * We only open the TCP (or TLS, for an `https://` proxy) connection to the
  * proxy ourselves, so that "cannot reach the proxy" and "the proxy said no"
  * are told apart, and so the dial's signal can abort every step.
@@ -27,12 +29,17 @@ import type { AbortOptions } from '@libp2p/interface'
 export type ProxyFailureCode =
   | 'PROXY_UNREACHABLE' // no TCP connection to the proxy (refused, no route, reset)
   | 'PROXY_TIMEOUT' // the proxy did not answer in time
-  | 'PROXY_AUTH_REQUIRED' // 407 without credentials
-  | 'PROXY_AUTH_FAILED' // 407 with credentials, or SOCKS5 auth refused
+  | ProxyAuthFailureCode
   | 'PROXY_DENIED' // 403 or another refusal: the proxy's rules forbid this target or port
   | 'PROXY_TARGET_FAILED' // the proxy could not reach the target (502/503/504, SOCKS host/connection errors)
   | 'PROXY_PROTOCOL_ERROR' // an answer that is not HTTP / SOCKS5
   | 'PROXY_TLS_FAILED' // TLS to an https:// proxy failed
+
+/** Stable codes of authentication failures (a {@link ProxyAuthError}, or SOCKS5's). */
+export type ProxyAuthFailureCode =
+  | 'PROXY_AUTH_REQUIRED' // 407 and we have no credentials
+  | 'PROXY_AUTH_UNSUPPORTED' // 407 offering only schemes we cannot do (Kerberos-only Negotiate, Digest)
+  | 'PROXY_AUTH_FAILED' // 407 after our credentials, or SOCKS5 auth refused
 
 /** A proxy would not, or could not, open the tunnel. Always phase `proxy`. */
 export class ProxyTunnelError extends WorldComputeError {
@@ -50,9 +57,28 @@ export class ProxyTunnelError extends WorldComputeError {
   }
 }
 
+/**
+ * A 407 we could not get past: no credentials, no scheme we can do, or
+ * credentials refused. Phase `proxy`, like every tunnel failure; the message
+ * names the proxy (redacted), the schemes it offered and ours.
+ */
+export class ProxyAuthError extends ProxyTunnelError {
+  /** the schemes the proxy offered, as it named them */
+  readonly offered: string[]
+  /** the scheme we answered with, when we could answer */
+  readonly scheme?: ProxyAuthScheme
+  constructor (proxy: ProxySpec, target: string, code: ProxyAuthFailureCode, detail: string, options: { offered: string[], scheme?: ProxyAuthScheme, status?: number, cause?: unknown }) {
+    super(proxy, target, code, detail, options)
+    this.offered = options.offered
+    if (options.scheme != null) this.scheme = options.scheme
+  }
+}
+
 export interface TunnelOptions extends AbortOptions {
   /** upper bound for the whole tunnel set-up when no signal ends it first @default 10000 */
   timeoutMs?: number
+  /** what proxies asked for and how it went (and which offered Basic); absent: nothing remembered */
+  auth?: ProxyAuthMemory
 }
 
 /** `host:port` as it goes on a CONNECT line (IPv6 in brackets). */
@@ -70,7 +96,7 @@ export async function openTunnel (proxy: ProxySpec, host: string, port: number, 
     if (proxy.kind === 'socks5' || proxy.kind === 'socks5h') {
       return await socksConnect(proxy, socket, host, port, target, signal)
     }
-    return await httpConnect(proxy, socket, target, signal)
+    return await httpConnect(proxy, socket, target, signal, options.auth)
   } catch (err) {
     socket.destroy()
     if (signal.aborted && !(err instanceof ProxyTunnelError)) {
@@ -131,79 +157,174 @@ function proxySocketCause (err: NodeJS.ErrnoException): string {
   }
 }
 
-/** HTTP CONNECT on an open connection to the proxy, with Node's HTTP client. */
-async function httpConnect (proxy: ProxySpec, socket: Socket, target: string, signal: AbortSignal): Promise<Socket> {
-  const headers: Record<string, string> = { host: target }
-  if (proxy.username != null || proxy.password != null) {
-    // RFC 7617 Basic: base64 of "user:password" (already percent-decoded)
-    headers['proxy-authorization'] = `Basic ${Buffer.from(`${proxy.username ?? ''}:${proxy.password ?? ''}`).toString('base64')}`
+/**
+ * HTTP CONNECT on an open connection to the proxy, answering a 407 with a
+ * scheme the proxy offers (proxy-auth.ts). The first CONNECT goes without
+ * credentials, unless this proxy offered Basic before: a password never
+ * goes in Basic to a proxy that did not offer Basic.
+ */
+async function httpConnect (proxy: ProxySpec, socket: Socket, target: string, signal: AbortSignal, memory?: ProxyAuthMemory): Promise<Socket> {
+  const handshake = new ConnectHandshake(proxy, target, signal, socket, memory)
+  try {
+    return await authenticate(handshake, proxyCredentials(proxy))
+  } catch (err) {
+    handshake.socket.destroy()
+    throw err
   }
-  return await new Promise<Socket>((resolve, reject) => {
-    const req = httpRequest({
-      method: 'CONNECT',
-      path: target,
-      headers,
-      setHost: false,
-      // no `agent`: with createConnection and no agent, the request runs on the connection we
-      // opened (whose failures we can tell apart from the CONNECT's); `agent: false` would open another
-      createConnection: () => socket
-    })
-    let settled = false
-    const finish = (err: Error | undefined, tunnel?: Socket): void => {
-      if (settled) return
-      settled = true
-      signal.removeEventListener('abort', onAbort)
-      if (err != null) {
-        req.destroy()
-        reject(err)
-      } else {
-        resolve(tunnel as Socket)
-      }
-    }
-    const onAbort = (): void => {
-      const reason = signal.reason as { name?: string } | undefined
-      finish(reason?.name === 'TimeoutError'
-        ? new ProxyTunnelError(proxy, target, 'PROXY_TIMEOUT', 'accepted the connection but did not answer the CONNECT in time', { cause: signal.reason })
-        : signal.reason as Error)
-    }
-    signal.addEventListener('abort', onAbort, { once: true })
-    // Node emits 'connect' for every answer to a CONNECT, whatever its status
-    req.once('connect', (res: IncomingMessage, tunnel: Socket, head: Buffer) => {
-      const status = res.statusCode ?? 0
-      if (status >= 200 && status < 300) {
-        // bytes the proxy already relayed from the target belong to the tunnel
-        if (head.length > 0) tunnel.unshift(head)
-        finish(undefined, tunnel)
-        return
-      }
-      tunnel.destroy()
-      finish(refusal(proxy, target, status, res.statusMessage ?? '', res.headers))
-    })
-    // a proxy that answers a CONNECT with a plain response (no 'connect' event on some paths)
-    req.once('response', (res: IncomingMessage) => {
-      res.resume()
-      finish(refusal(proxy, target, res.statusCode ?? 0, res.statusMessage ?? '', res.headers))
-    })
-    req.once('error', (err: NodeJS.ErrnoException) => {
-      const closed = err.code === 'ECONNRESET' || /socket hang up/i.test(err.message)
-      finish(new ProxyTunnelError(proxy, target, closed ? 'PROXY_UNREACHABLE' : 'PROXY_PROTOCOL_ERROR', closed
-        ? 'closed the connection without answering the CONNECT'
-        : `answered the CONNECT with something that is not HTTP: ${err.message}`, { cause: err }))
-    })
-    req.end()
-  })
 }
 
-function refusal (proxy: ProxySpec, target: string, status: number, statusText: string, headers: IncomingMessage['headers']): ProxyTunnelError {
-  const said = `${status}${statusText !== '' ? ` ${statusText}` : ''}`
-  const hasCredentials = proxy.username != null || proxy.password != null
-  if (status === 407) {
-    const scheme = String(headers['proxy-authenticate'] ?? '').split(/\s/)[0]
-    const wants = scheme !== '' ? ` (it asks for ${scheme})` : ''
-    return hasCredentials
-      ? new ProxyTunnelError(proxy, target, 'PROXY_AUTH_FAILED', `rejected the credentials: ${said}${wants}; check the user and password in ${proxy.source}`, { status })
-      : new ProxyTunnelError(proxy, target, 'PROXY_AUTH_REQUIRED', `requires authentication: ${said}${wants}; put them in ${proxy.source} as http://user:password@host:port`, { status })
+async function authenticate (hs: ConnectHandshake, creds: ProxyCredentials | undefined): Promise<Socket> {
+  const preemptive = creds != null && hs.memory?.offersBasic(hs.proxy) === true
+  let answer = await hs.round(preemptive ? basicAuthorization(creds) : undefined)
+  if (answer.status !== 407) return hs.opened(answer, preemptive ? 'basic' : undefined, [])
+  const offered = challengesOf(answer)
+  if (creds == null) throw hs.authError('PROXY_AUTH_REQUIRED', answer, offered)
+  if (preemptive) throw hs.authError('PROXY_AUTH_FAILED', answer, offered, 'basic')
+  const scheme = chooseScheme(offered)
+  if (scheme == null) throw hs.authError('PROXY_AUTH_UNSUPPORTED', answer, offered)
+  answer = scheme === 'basic'
+    ? await hs.round(basicAuthorization(creds))
+    : await connectionAuth(hs, scheme, creds, offered)
+  if (answer.status === 407) throw hs.authError('PROXY_AUTH_FAILED', answer, offered, scheme)
+  return hs.opened(answer, scheme, offered)
+}
+
+/**
+ * NTLM, or NTLM inside Negotiate: the type 1 message, the proxy's challenge
+ * in a 407, the type 3 answer. NTLM authenticates the connection, so the
+ * three go on one connection; a proxy that closes it after the challenge
+ * cannot be answered.
+ */
+async function connectionAuth (hs: ConnectHandshake, scheme: 'ntlm' | 'negotiate', creds: ProxyCredentials, offered: AuthChallenge[]): Promise<ConnectAnswer> {
+  const challenge = await hs.round(firstAuthorization(scheme, creds))
+  if (challenge.status !== 407) return challenge
+  if (!challenge.reusable) {
+    throw hs.authError('PROXY_AUTH_FAILED', challenge, offered, scheme, 'closed the connection after its challenge (the answer must go on the same connection)')
   }
+  let answer: string
+  try {
+    answer = answerAuthorization(scheme, challengesOf(challenge), creds)
+  } catch (err) {
+    // a Negotiate proxy that answers our NTLM with no challenge, or a reject, wants Kerberos
+    if (scheme === 'negotiate') throw hs.authError('PROXY_AUTH_UNSUPPORTED', challenge, offered, scheme, `refused NTLM inside Negotiate: ${(err as Error).message}`, err)
+    throw hs.authError('PROXY_AUTH_FAILED', challenge, offered, scheme, `sent a challenge we cannot answer: ${(err as Error).message}`, err)
+  }
+  try {
+    return await hs.round(answer, true)
+  } catch (err) {
+    if (!(err instanceof ProxyTunnelError) || err.code !== 'PROXY_UNREACHABLE') throw err
+    throw hs.authError('PROXY_AUTH_FAILED', challenge, offered, scheme, `closed the connection instead of answering our ${scheme === 'ntlm' ? 'NTLM' : 'Negotiate'} response (${err.message})`, err)
+  }
+}
+
+function challengesOf (answer: ConnectAnswer): AuthChallenge[] {
+  return parseChallenges(answer.headers.get('proxy-authenticate') ?? [])
+}
+
+/** The connection through the rounds of one CONNECT: a new one when the proxy closed the last. */
+class ConnectHandshake {
+  readonly proxy: ProxySpec
+  readonly target: string
+  readonly memory?: ProxyAuthMemory
+  socket: Socket
+  private readonly signal: AbortSignal
+  private last?: ConnectAnswer
+
+  constructor (proxy: ProxySpec, target: string, signal: AbortSignal, socket: Socket, memory?: ProxyAuthMemory) {
+    this.proxy = proxy
+    this.target = target
+    this.signal = signal
+    this.socket = socket
+    if (memory != null) this.memory = memory
+  }
+
+  /**
+   * One CONNECT, on a new connection when the last answer left none to
+   * reuse. A proxy may close a kept-alive connection after a 407 without
+   * saying so (no `Connection: close`): a CONNECT that then gets no answer at
+   * all goes once more on a new connection, unless `sameConnection` (the NTLM
+   * answer to a challenge is only valid on the connection that carried it).
+   */
+  async round (authorization?: string, sameConnection = false): Promise<ConnectAnswer> {
+    const reused = this.last != null
+    if (this.last != null && !this.last.reusable) await this.reconnect()
+    try {
+      this.last = await connectRound(this.socket, this.target, authorization, this.signal)
+      return this.last
+    } catch (err) {
+      if (!(reused && !sameConnection && err instanceof ConnectAnswerError && err.silent)) throw this.roundError(err)
+    }
+    await this.reconnect()
+    try {
+      this.last = await connectRound(this.socket, this.target, authorization, this.signal)
+      return this.last
+    } catch (err) {
+      throw this.roundError(err)
+    }
+  }
+
+  private async reconnect (): Promise<void> {
+    this.socket.destroy()
+    this.socket = await connectToProxy(this.proxy, this.target, this.signal)
+  }
+
+  private roundError (err: unknown): unknown {
+    if (this.signal.aborted) {
+      const reason = this.signal.reason as { name?: string } | undefined
+      return reason?.name === 'TimeoutError'
+        ? new ProxyTunnelError(this.proxy, this.target, 'PROXY_TIMEOUT', 'accepted the connection but did not answer the CONNECT in time', { cause: reason })
+        : reason
+    }
+    if (!(err instanceof ConnectAnswerError)) return err
+    return err.closed
+      ? new ProxyTunnelError(this.proxy, this.target, 'PROXY_UNREACHABLE', err.message, { cause: err })
+      : new ProxyTunnelError(this.proxy, this.target, 'PROXY_PROTOCOL_ERROR', `answered the CONNECT with something that is not HTTP: ${err.message}`, { cause: err })
+  }
+
+  /** A 2xx: the tunnel, with any bytes the proxy already relayed; anything else: its refusal. */
+  opened (answer: ConnectAnswer, scheme: ProxyAuthScheme | undefined, offered: AuthChallenge[]): Socket {
+    if (answer.status < 200 || answer.status >= 300) {
+      throw refusal(this.proxy, this.target, answer.status, answer.statusText)
+    }
+    if (scheme != null) this.memory?.record(this.proxy, 'passed', { offered, scheme })
+    if (answer.head.length > 0) this.socket.unshift(answer.head)
+    return this.socket
+  }
+
+  authError (code: ProxyAuthFailureCode, answer: ConnectAnswer, offered: AuthChallenge[], scheme?: ProxyAuthScheme, why?: string, cause?: unknown): ProxyAuthError {
+    const err = authFailure(this.proxy, this.target, code, answer, offered, scheme, why, cause)
+    this.memory?.record(this.proxy, code === 'PROXY_AUTH_REQUIRED' ? 'required' : code === 'PROXY_AUTH_UNSUPPORTED' ? 'unsupported' : 'failed', {
+      offered, code, detail: err.message, ...(scheme != null ? { scheme } : {})
+    })
+    return err
+  }
+}
+
+const SCHEME_NAMES: Record<ProxyAuthScheme, string> = { basic: 'Basic', ntlm: 'NTLM', negotiate: 'Negotiate (NTLM inside SPNEGO)' }
+
+function authFailure (proxy: ProxySpec, target: string, code: ProxyAuthFailureCode, answer: ConnectAnswer, offered: AuthChallenge[], scheme?: ProxyAuthScheme, why?: string, cause?: unknown): ProxyAuthError {
+  const said = `${answer.status}${answer.statusText !== '' ? ` ${answer.statusText}` : ''}`
+  const names = [...new Set(offered.map(c => c.name))]
+  const wants = names.length > 0 ? `it asks for ${names.join(', ')}` : 'it names no scheme'
+  const creds = proxyCredentials(proxy)
+  const facts = { offered: names, status: answer.status, ...(scheme != null ? { scheme } : {}), ...(cause != null ? { cause } : {}) }
+  switch (code) {
+    case 'PROXY_AUTH_REQUIRED': {
+      const ntlm = offered.some(c => c.scheme === 'ntlm' || c.scheme === 'negotiate') ? ', or http://DOMAIN%5Cuser:password@host:port for a Windows domain' : ''
+      return new ProxyAuthError(proxy, target, code, `requires authentication: ${said} (${wants}); put them in ${proxy.source} as http://user:password@host:port${ntlm}`, facts)
+    }
+    case 'PROXY_AUTH_UNSUPPORTED':
+      return new ProxyAuthError(proxy, target, code, `requires authentication we cannot do: ${why ?? said} (${wants}; we do Basic, NTLM and NTLM inside Negotiate, not Kerberos, which needs the system's GSS-API)`, facts)
+    case 'PROXY_AUTH_FAILED': {
+      const user = creds != null ? ` of ${credentialsLabel(creds)}` : ''
+      const with_ = scheme != null ? ` with ${SCHEME_NAMES[scheme]}` : ''
+      return new ProxyAuthError(proxy, target, code, `rejected the credentials${user}${with_}: ${why ?? said} (${wants}); check the user and password in ${proxy.source}`, facts)
+    }
+  }
+}
+
+function refusal (proxy: ProxySpec, target: string, status: number, statusText: string): ProxyTunnelError {
+  const said = `${status}${statusText !== '' ? ` ${statusText}` : ''}`
   if (status === 403) {
     return new ProxyTunnelError(proxy, target, 'PROXY_DENIED', `refused the CONNECT: ${said} (its rules forbid this host or port; ask for CONNECT to ${target} to be allowed)`, { status })
   }

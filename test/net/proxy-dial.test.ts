@@ -150,7 +150,8 @@ describe('dialling relays through a proxy', () => {
     const { mesh, telemetry } = await startDialer(proxyEnv({ HTTPS_PROXY: url }))
     const conn = await mesh.components.dialler.dialTransport(wsAddr, { purpose: 'bootstrap', signal: AbortSignal.timeout(10_000) })
     assert.equal(conn.remotePeer.toString(), relayId)
-    assert.deepEqual(proxy.connects, [`127.0.0.1:${portOf(wsAddr)}`], 'the proxy saw exactly one CONNECT, to the relay\'s WebSocket port')
+    // the first CONNECT goes without credentials: a password goes in Basic only to a proxy that offered Basic
+    assert.deepEqual(proxy.connects, [`127.0.0.1:${portOf(wsAddr)}`, `127.0.0.1:${portOf(wsAddr)}`], 'the proxy saw two CONNECTs (407, then Basic), to the relay\'s WebSocket port')
     // the connection works end to end: libp2p ping over the tunnel
     const rtt = await mesh.components.pinger.rtt(conn.remotePeer.toString())
     assert.ok(rtt >= 0)
@@ -159,7 +160,8 @@ describe('dialling relays through a proxy', () => {
     assert.match(record?.cause ?? '', new RegExp(`through proxy http://\\*\\*\\*@127\\.0\\.0\\.1:${proxy.port}`))
     const status = mesh.components.proxies.status([relayId])
     assert.equal(status.length, 1)
-    assert.deepEqual({ ...status[0], tunnels: undefined }, {
+    assert.deepEqual([status[0].auth?.scheme, status[0].auth?.passed, status[0].auth?.offered], ['basic', 1, ['Basic']])
+    assert.deepEqual({ ...status[0], tunnels: undefined, auth: undefined }, {
       url: `http://***@127.0.0.1:${proxy.port}`,
       kind: 'http',
       source: 'HTTPS_PROXY',
@@ -167,7 +169,8 @@ describe('dialling relays through a proxy', () => {
       noProxyRules: 0,
       inUse: true,
       relays: [relayId],
-      tunnels: undefined
+      tunnels: undefined,
+      auth: undefined
     })
     assert.ok(!JSON.stringify(status).includes(PASSWORD), 'no password in status')
     await conn.close()
@@ -179,7 +182,7 @@ describe('dialling relays through a proxy', () => {
     const { mesh, telemetry } = await startDialer(proxyEnv({ ALL_PROXY: `http://${USER}:${encodeURIComponent(PASSWORD)}@127.0.0.1:${proxy.port}` }))
     const conn = await mesh.components.dialler.dialTransport(tcpAddr, { purpose: 'bootstrap', signal: AbortSignal.timeout(10_000) })
     assert.equal(conn.remotePeer.toString(), relayId)
-    assert.deepEqual(proxy.connects, [`127.0.0.1:${portOf(tcpAddr)}`])
+    assert.deepEqual(proxy.connects, [`127.0.0.1:${portOf(tcpAddr)}`, `127.0.0.1:${portOf(tcpAddr)}`])
     assert.equal(telemetry.recent().at(-1)?.outcome, 'success')
     assert.deepEqual(mesh.components.proxies.status([relayId])[0].usedFor, ['wss', 'ws', 'tcp'])
     assert.equal(mesh.components.proxies.status([relayId])[0].inUse, true)
@@ -201,7 +204,7 @@ describe('dialling relays through a proxy', () => {
     const proxy = await startProxy({ auth: true })
     cleanups.push(proxy.close)
     const { mesh, telemetry } = await startDialer(proxyEnv({ HTTPS_PROXY: `http://${USER}:nope-${PASSWORD}@127.0.0.1:${proxy.port}` }))
-    await assert.rejects(mesh.components.dialler.dialTransport(wsAddr, { purpose: 'bootstrap', signal: AbortSignal.timeout(10_000) }), { name: 'ProxyTunnelError', code: 'PROXY_AUTH_FAILED' })
+    await assert.rejects(mesh.components.dialler.dialTransport(wsAddr, { purpose: 'bootstrap', signal: AbortSignal.timeout(10_000) }), { name: 'ProxyAuthError', code: 'PROXY_AUTH_FAILED' })
     const records = telemetry.recent().filter(a => a.target === wsAddr.toString())
     assert.equal(records.length, 1)
     assert.equal(records[0].outcome, 'failure')
@@ -251,7 +254,8 @@ describe('WebSocket over TLS inside the tunnel', () => {
     const conn = await mesh.components.dialler.dialTransport(wss, { purpose: 'bootstrap', signal: AbortSignal.timeout(10_000) })
     assert.equal(conn.remotePeer.toString(), tlsRelay.info.peerId)
     const port = portOf(wss)
-    assert.deepEqual(proxy.connects, [`127.0.0.1:${port}`, `127.0.0.1:${port}`], 'both attempts were CONNECTs to the relay\'s TLS port')
+    // the first attempt's CONNECT without credentials (407), then with Basic; the second sends Basic at once
+    assert.deepEqual(proxy.connects, [`127.0.0.1:${port}`, `127.0.0.1:${port}`, `127.0.0.1:${port}`], 'every CONNECT went to the relay\'s TLS port')
     assert.equal(mesh.components.proxies.status([tlsRelay.info.peerId])[0].inUse, true)
     await conn.close()
   })
