@@ -4,7 +4,7 @@
  * doctor) import these as types and receive the objects from the composition
  * root; the libp2p node behind them stays inside src/net.
  */
-import type { ConnectionStatus, DialAttempt, DialPurpose, PingResult, ProxyStatus, Reachability } from '../core/types.ts'
+import type { ConnectionStatus, DialAttempt, DialPurpose, PingResult, ProxyDiscoveryStatus, ProxyStatus, Reachability } from '../core/types.ts'
 import type { DialTelemetry } from './telemetry.ts'
 import type { StunServer } from './stun/probe.ts'
 import type { ProxiedUse, ProxySpec } from './proxy-env.ts'
@@ -196,6 +196,8 @@ export interface ProxyRoutes {
   seenChain: (addr: string) => TlsChain | undefined
   /** each proxy, credentials redacted, with whether a connection to one of `relayIds` goes through it now */
   status: (relayIds: readonly string[]) => ProxyStatus[]
+  /** PAC / WPAD discovery (proxy-discovery.ts); undefined when the node does none */
+  discovery?: () => ProxyDiscoveryStatus | undefined
 }
 
 /** The circuit relay v2 server of a relay node. */
