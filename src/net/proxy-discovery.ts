@@ -259,7 +259,10 @@ export class ProxyDiscovery {
       return evaluator
     } catch (err) {
       const code = (err as { code?: string }).code
-      const why = `${code != null ? `${code}: ` : ''}${(err as Error)?.message ?? String(err)}`
+      // fetch says only "fetch failed": the reason (ENOTFOUND, ECONNREFUSED, a timeout) is its cause's
+      const cause = (err as { cause?: { code?: string, name?: string } }).cause
+      const causeCode = cause?.code ?? (cause?.name === 'TimeoutError' ? 'timeout' : undefined)
+      const why = `${code != null ? `${code}: ` : ''}${(err as Error)?.message ?? String(err)}${causeCode != null ? ` (${causeCode})` : ''}`
       this.#status.looked.push(`${shown}: ${why}`)
       // a PAC the operator or DHCP named, or a wpad.dat that does not compile, is a failure, not "nothing found"
       // (a wpad.<domain> that does not resolve or answer is the usual "no WPAD here")
