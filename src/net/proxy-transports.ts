@@ -147,7 +147,7 @@ export class ProxyRouter {
 
   private directFailed (host: string): void {
     const d = this.discovery
-    if (d == null || d.explicit || d.status().state !== 'not-needed' || isLoopbackHost(host)) return
+    if (d == null || d.explicit || d.status().state !== 'not-needed' || (this.env.directLoopback !== false && isLoopbackHost(host))) return
     this.log.info(`a direct dial to ${host} failed and no proxy is configured: looking for the network's proxy (WPAD)`, { code: 'PROXY_DISCOVERY_START' })
     d.start().catch((err: Error) => { this.log.warn(`proxy discovery failed: ${err.message}`, { code: 'PROXY_DISCOVERY_FAILED' }) })
   }
