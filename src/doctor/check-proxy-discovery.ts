@@ -7,6 +7,11 @@ const SOURCE_WORDS: Record<string, string> = {
   'wpad-dns': 'WPAD by DNS'
 }
 
+/** Proxies from the environment; those a PAC named (source `PAC <url>`) are discovery's own result. */
+export function configuredProxies (obs: Pick<DoctorObservations, 'proxies'>): DoctorObservations['proxies'] {
+  return obs.proxies.filter(p => !p.source.startsWith('PAC '))
+}
+
 /**
  * `proxy-discovery`: `yes` a PAC is in use (where from, and what it named for
  * the relays); `no` discovery ran (no proxy configured, a direct dial failed)
@@ -16,7 +21,8 @@ const SOURCE_WORDS: Record<string, string> = {
 export function checkProxyDiscovery (obs: DoctorObservations): DoctorCheck {
   const d = obs.proxyDiscovery
   const result = (value: DoctorCheck['value'], detail: string): DoctorCheck => ({ name: 'proxy-discovery', value, detail })
-  if (obs.proxies.length > 0) return result('unknown', `not needed: a proxy is configured (${obs.proxies.map(p => `${p.url} from ${p.source}`).join(', ')})`)
+  const configured = configuredProxies(obs)
+  if (configured.length > 0) return result('unknown', `not needed: a proxy is configured (${configured.map(p => `${p.url} from ${p.source}`).join(', ')})`)
   if (d == null) return result('unknown', 'this node does no PAC / WPAD discovery: not observed')
   const where = d.looked.length > 0 ? `; looked at ${d.looked.join('; ')}` : ''
   switch (d.state) {

@@ -82,6 +82,11 @@ describe('checkProxyDiscovery', () => {
     assert.match(c.detail, /HTTPS_PROXY/)
   })
 
+  it('says yes when the only proxies in use are the ones the PAC named', () => {
+    const proxy: ProxyStatus = { url: 'http://10.20.0.1:3128', kind: 'http', source: 'PAC http://wpad.corp.lab.example/wpad.dat', usedFor: ['tcp'], noProxyRules: 0, inUse: true, relays: [RELAY], tunnels: 1 }
+    assert.equal(checkProxyDiscovery(observations({ proxies: [proxy], proxyDiscovery: FOUND })).value, 'yes')
+  })
+
   it('is unknown when direct dials worked and discovery was not needed', () => {
     const c = checkProxyDiscovery(observations({ proxyDiscovery: discovery({ state: 'not-needed' }) }))
     assert.equal(c.value, 'unknown')
