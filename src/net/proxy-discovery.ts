@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { errorWithCode } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { PacEvaluator, type PacEvaluatorInit } from './pac.ts'
+import { networkFingerprint } from './dial-ladder.ts'
 import { redactCredentials } from './proxy-env.ts'
 import type { ProxyDiscoveryStatus } from '../core/types.ts'
 import type { AbortOptions } from '@libp2p/interface'
@@ -72,6 +73,11 @@ export interface ProxyDiscoveryInit {
   maxPacBytes?: number
   /** limits of the PAC sandbox (pac.ts) */
   pac?: Omit<PacEvaluatorInit, 'source'>
+  /**
+   * names the network we are on: WPAD's outcome holds for one network, and
+   * is looked for again after a move @default networkFingerprint (dial-ladder.ts)
+   */
+  network?: () => string
   logger?: Logger
 }
 
@@ -172,6 +178,8 @@ export class ProxyDiscovery {
   #running: Promise<Evaluator | undefined> | undefined
   #evaluator: Evaluator | undefined
   #closed = false
+  /** the network WPAD ran on */
+  #network: string | undefined
 
   constructor (init: ProxyDiscoveryInit = {}, components: Partial<ProxyDiscoveryComponents> = {}) {
     this.#init = init
@@ -213,6 +221,24 @@ export class ProxyDiscovery {
     this.#status.answers = answers.slice(-MAX_ANSWERS)
   }
 
+  /**
+   * After a failed dial: when WPAD ran on another network than the one we are
+   * on now (new lease, other Wi-Fi, VPN), its outcome is dropped so the next
+   * failed direct dial looks again. An operator's PAC is kept. True when reset.
+   */
+  checkNetwork (): boolean {
+    if (this.explicit || this.#network == null || this.#status.state === 'running') return false
+    const now = (this.#init.network ?? networkFingerprint)()
+    if (now === this.#network) return false
+    this.#log.info(`proxy discovery: the network changed since WPAD ran (${this.#status.state}${this.#status.url != null ? `, ${this.#status.url}` : ''}): looking again at the next failed direct dial`, { code: 'PROXY_DISCOVERY_RESET' })
+    this.#evaluator?.close()
+    this.#evaluator = undefined
+    this.#running = undefined
+    this.#network = undefined
+    this.#status = { state: 'not-needed', looked: [], answers: [] }
+    return true
+  }
+
   close (): void {
     this.#closed = true
     this.#evaluator?.close()
@@ -221,6 +247,7 @@ export class ProxyDiscovery {
 
   async #discover (): Promise<Evaluator | undefined> {
     this.#status = { state: 'running', looked: [], answers: [] }
+    if (this.#init.explicit == null) this.#network = (this.#init.network ?? networkFingerprint)()
     const explicit = this.#init.explicit
     const found = explicit != null
       ? await this.#tryUrl(explicit.url, explicit.source)

@@ -137,6 +137,8 @@ export class ProxyRouter {
         return await open(proxy)
       } catch (err) {
         lastError = err
+        // a failure after a move to another network: what WPAD found (or not) was for the old one
+        this.discovery?.checkNetwork()
         if (proxy == null) this.directFailed(host)
         if (options.signal?.aborted === true) break
         if (candidates.length > 1) this.log.debug(`${proxy?.url ?? 'DIRECT'} failed for ${host}: ${(err as Error)?.message}; trying the next PAC candidate`)

@@ -182,6 +182,26 @@ describe('ProxyDiscovery', () => {
     assert.doesNotMatch(JSON.stringify(s), /secret/)
   })
 
+  it('looks again after a move to another network, and keeps an operator\'s PAC whatever the network', async () => {
+    let network = 'office'
+    const io = fakeIo({ '/etc/resolv.conf': 'search corp.example\n' }, {})
+    const discovery = new ProxyDiscovery({ leaseDirs: [], resolvConfPath: '/etc/resolv.conf', network: () => network, logger: recordingLogger() }, io)
+    await discovery.start()
+    assert.equal(discovery.status().state, 'not-found')
+    assert.equal(discovery.checkNetwork(), false, 'same network: the outcome stands')
+    network = 'home'
+    assert.equal(discovery.checkNetwork(), true)
+    assert.equal(discovery.status().state, 'not-needed')
+    await discovery.start()
+    assert.equal(io.fetched.length, 2, 'wpad.corp.example was asked again on the new network')
+    const explicit = new ProxyDiscovery({ explicit: { url: 'http://pac.example/p.pac', source: 'flag' }, network: () => network, logger: recordingLogger() }, fakeIo({}, { 'http://pac.example/p.pac': PAC }))
+    await explicit.ready()
+    network = 'hotel'
+    assert.equal(explicit.checkNetwork(), false)
+    assert.equal(explicit.status().state, 'found')
+    explicit.close()
+  })
+
   it('keeps the latest answers per URL, redacted', () => {
     const discovery = new ProxyDiscovery({ logger: recordingLogger() }, fakeIo({}, {}))
     discovery.recordAnswer('https://r:443/', 'PROXY a:1')
