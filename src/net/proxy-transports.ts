@@ -199,9 +199,11 @@ export class ProxyRouter {
    */
   status (relayConnections: ReadonlyArray<{ peerId: string, remoteAddr: string }>): ProxyStatus[] {
     const byUrl = new Map<string, { spec: ProxySpec, usedFor: ProxiedUse[] }>()
+    // by value: each PAC answer is parsed into new ProxySpec objects for the same proxy
+    const keyOf = (spec: ProxySpec): string => `${spec.source}|${spec.url}`
     const add = (spec: ProxySpec | undefined, use: ProxiedUse): void => {
       if (spec == null) return
-      const key = `${spec.source}|${spec.url}`
+      const key = keyOf(spec)
       const e = byUrl.get(key) ?? { spec, usedFor: [] }
       if (!e.usedFor.includes(use)) e.usedFor.push(use)
       byUrl.set(key, e)
@@ -215,7 +217,7 @@ export class ProxyRouter {
     // the dialled address may or may not carry the trailing /p2p/<peer>; the connection's may differ
     const bare = (addr: string): string => addr.replace(/\/p2p\/[^/]+$/, '')
     return [...byUrl.values()].map(({ spec, usedFor }) => {
-      const mine = tunnels.filter(t => t.proxy === spec)
+      const mine = tunnels.filter(t => keyOf(t.proxy) === keyOf(spec))
       const relays = relayConnections.filter(c => mine.some(t => bare(t.addr) === bare(c.remoteAddr))).map(c => c.peerId)
       return {
         url: spec.url,

@@ -133,6 +133,20 @@ describe('dials routed by a PAC', () => {
     await conn.close()
   })
 
+  it('status counts every tunnel through one PAC proxy as one entry, whichever answer named it', async () => {
+    const proxy = await startProxy()
+    cleanups.push(proxy.close)
+    const url = pacFile(`function FindProxyForURL(url, host) { return "PROXY 127.0.0.1:${proxy.port}" }`)
+    const { mesh } = await startDialer({ explicit: { url, source: 'flag' } })
+    const ws = await mesh.components.dialler.dialTransport(wsAddr, { purpose: 'bootstrap', signal: AbortSignal.timeout(10_000) })
+    const tcp = await mesh.components.dialler.dialTransport(tcpAddr, { purpose: 'bootstrap', signal: AbortSignal.timeout(10_000) })
+    const status = mesh.components.proxies.status([relayId])
+    assert.equal(status.length, 1)
+    assert.deepEqual([status[0].url, [...status[0].usedFor].sort(), status[0].inUse, status[0].tunnels], [`http://127.0.0.1:${proxy.port}`, ['tcp', 'ws'], true, 2])
+    await ws.close()
+    await tcp.close()
+  })
+
   it('tries the PAC\'s candidates in order: a dead proxy first, then a working one', async () => {
     const proxy = await startProxy()
     cleanups.push(proxy.close)
