@@ -105,4 +105,11 @@ describe('the doctor assessment', () => {
     const checks = assess(observations({ proxyDiscovery: FOUND })).checks
     assert.equal(checks.find(c => c.name === 'proxy-discovery')?.value, 'yes')
   })
+
+  it('says in the verdict that the proxy came from the network\'s PAC, or that none was found when nothing worked', () => {
+    assert.match(assess(observations({ proxyDiscovery: FOUND })).verdict, /named by the network's PAC file http:\/\/wpad\.corp\.lab\.example\/wpad\.dat/)
+    const none = assess(observations({ proxyDiscovery: discovery({ state: 'not-found', looked: ['/etc/resolv.conf: no search domain'] }) }))
+    assert.equal(none.canDonate, false)
+    assert.match(none.verdict, /names no usable proxy .* --proxy-pac URL or HTTPS_PROXY/)
+  })
 })
