@@ -284,7 +284,7 @@ function verdictOf (obs: DoctorObservations, checks: DoctorCheck[], path: Doctor
     sentences.push(`Direct connections to other donors are possible (${obs.nat.mapping === 'none' ? 'no NAT' : 'endpoint-independent NAT'}).`)
   }
   if (v('clock-skew') === 'yes') sentences.push('This machine\'s clock is off by more than a minute: fix it (NTP).')
-  if (v('proxy-discovery') === 'yes') sentences.push(`The proxy was named by the network's PAC file ${obs.proxyDiscovery?.url ?? ''} (no proxy is configured here).`)
+  if (v('proxy-discovery') === 'yes') sentences.push(`The proxy was named by ${obs.proxyDiscovery?.source?.startsWith('wpad') === true ? 'the network\'s PAC file (WPAD)' : 'the PAC file given'} ${obs.proxyDiscovery?.url ?? ''}.`)
   else if (v('proxy-discovery') === 'no' && path == null) sentences.push('Direct dials failed and the network names no usable proxy (no PAC by DHCP or wpad.<search domain>): if it has one, give it with --proxy-pac URL or HTTPS_PROXY.')
   return sentences.join(' ')
 }

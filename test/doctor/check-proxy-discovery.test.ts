@@ -107,7 +107,8 @@ describe('the doctor assessment', () => {
   })
 
   it('says in the verdict that the proxy came from the network\'s PAC, or that none was found when nothing worked', () => {
-    assert.match(assess(observations({ proxyDiscovery: FOUND })).verdict, /named by the network's PAC file http:\/\/wpad\.corp\.lab\.example\/wpad\.dat/)
+    assert.match(assess(observations({ proxyDiscovery: FOUND })).verdict, /named by the network's PAC file \(WPAD\) http:\/\/wpad\.corp\.lab\.example\/wpad\.dat/)
+    assert.match(assess(observations({ proxyDiscovery: { ...FOUND, source: 'flag', url: 'http://10.0.0.5/p.pac' } })).verdict, /named by the PAC file given http:\/\/10\.0\.0\.5\/p\.pac\./)
     const none = assess(observations({ proxyDiscovery: discovery({ state: 'not-found', looked: ['/etc/resolv.conf: no search domain'] }) }))
     assert.equal(none.canDonate, false)
     assert.match(none.verdict, /names no usable proxy .* --proxy-pac URL or HTTPS_PROXY/)
