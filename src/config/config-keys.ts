@@ -18,6 +18,7 @@ export const CONFIG_FILE_KEYS: readonly ConfigKeyInfo[] = Object.freeze([
   { key: 'apiPort', roles: ['daemon'], flag: '--api-port', env: 'WORLDCOMPUTE_API_PORT' },
   { key: 'publicRanges', roles: ['daemon', 'relay'], flag: '--public-range' },
   { key: 'refuseIntercepted', roles: ['daemon'], flag: '--refuse-intercepted' },
+  { key: 'proxyPac', roles: ['daemon'], flag: '--proxy-pac' },
   { key: 'relayLimits', roles: ['relay'] },
   { key: 'metrics', roles: ['daemon', 'relay'], flag: '--metrics' },
   { key: 'metricsAllowRemote', roles: ['daemon', 'relay'], flag: '--metrics-allow-remote' },

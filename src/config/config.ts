@@ -121,6 +121,8 @@ export interface ConfigFile {
   publicRanges?: string[]
   /** drop relay paths whose TLS a middlebox re-signs (daemon) */
   refuseIntercepted?: boolean
+  /** a proxy auto-config (PAC) URL, http://, https:// or file:// (daemon, doctor) */
+  proxyPac?: string
   /** the relay's admission limits (relay); each key as the flag of the same name */
   relayLimits?: RelayLimitsFile
   /** the Prometheus endpoint, "HOST:PORT" (daemon, relay) */
@@ -173,6 +175,8 @@ export interface DaemonFlags extends CommonFlags {
   maxTasksPerBroker?: string
   /** --refuse-intercepted */
   refuseIntercepted?: boolean
+  /** --proxy-pac URL */
+  proxyPac?: string
   /** --no-direct: keep every peer relayed (no direct dial of public addresses, no WebRTC) */
   noDirect?: boolean
   /** --replica-network-prefix V4,V6: no two replicas of a job in one IPv4 /V4 or IPv6 /V6 network */
@@ -228,6 +232,8 @@ export interface DaemonConfig {
   readonly donor: DonorLimits
   /** drop relay paths whose TLS is re-signed by a middlebox instead of only reporting them (flag > config file > false) */
   readonly refuseIntercepted: boolean
+  /** the PAC file named by --proxy-pac (flag) or "proxyPac" (config); absent: WPAD when direct dials fail */
+  readonly proxyPac?: Readonly<{ url: string, source: 'flag' | 'config' }>
   /** direct upgrades of relayed peers (public address, WebRTC); false with --no-direct */
   readonly direct: boolean
   /** how much of an observed address names a network when placing replicas (default /24 and /48) */
@@ -370,6 +376,10 @@ function readKnownKeys (obj: Record<string, unknown>, path: string): ConfigFile 
     if (typeof obj.runHours !== 'string') throw new ConfigError(`config file ${path}: "runHours" must be a string such as "18-08"`)
     out.runHours = obj.runHours
   }
+  if (obj.proxyPac !== undefined) {
+    if (typeof obj.proxyPac !== 'string') throw new ConfigError(`config file ${path}: "proxyPac" must be a URL string (http://, https:// or file://)`)
+    out.proxyPac = obj.proxyPac
+  }
   return { ...out, ...readMetricsKeys(obj, path) }
 }
 
@@ -476,10 +486,31 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
     keepJobs: flags.keepJobs != null ? parsePositiveInt(flags.keepJobs, '--keep-jobs') : DEFAULT_KEEP_JOBS,
     donor: Object.freeze({ ...loadDonorLimits(flags), ...loadDonorControls(flags, fileConfig) }),
     ...metricsOf(flags, fileConfig),
+    ...proxyPacOf(flags, fileConfig),
     sources: Object.freeze(daemonSources(flags, env, fileConfig, refuseIntercepted.source)),
     unknownKeys: Object.freeze(unknownKeys),
     configFile
   })
+}
+
+/** The PAC URL of --proxy-pac, else config.json "proxyPac"; http://, https:// or file:// only. */
+function proxyPacOf (flags: DaemonFlags, file: ConfigFile): { proxyPac?: { url: string, source: 'flag' | 'config' } } {
+  const given = flags.proxyPac != null && flags.proxyPac !== '' ? { url: flags.proxyPac, source: 'flag' as const } : file.proxyPac != null ? { url: file.proxyPac, source: 'config' as const } : undefined
+  if (given == null) return {}
+  const where = given.source === 'flag' ? '--proxy-pac' : 'config.json "proxyPac"'
+  let url: URL
+  try {
+    url = new URL(given.url)
+  } catch (err) {
+    throw new ConfigError(`${where}: "${redactUserInfo(given.url)}" is not a URL (expected http://…, https://… or file:///…)`, { cause: err })
+  }
+  if (!['http:', 'https:', 'file:'].includes(url.protocol)) throw new ConfigError(`${where}: unsupported scheme "${url.protocol}//" (a PAC is fetched over http://, https:// or read from file://)`)
+  return { proxyPac: Object.freeze(given) }
+}
+
+/** A URL's user-info replaced by `***`, for messages. */
+function redactUserInfo (url: string): string {
+  return url.replace(/\/\/[^/@]*@/, '//***@')
 }
 
 /** `metrics` when --metrics or config.json asks for it. */
@@ -595,6 +626,7 @@ export function describeDaemonConfig (config: DaemonConfig): ConfigEntry[] {
     { key: 'apiPort', value: config.apiPort, source: config.apiPortSource },
     { key: 'publicRanges', value: config.publicRanges.map(r => r.text), source: s.publicRanges },
     { key: 'refuseIntercepted', value: config.refuseIntercepted, source: s.refuseIntercepted },
+    { key: 'proxyPac', value: config.proxyPac != null ? redactUserInfo(config.proxyPac.url) : null, source: config.proxyPac == null ? 'default' : config.proxyPac.source === 'flag' ? 'flag' : 'file' },
     { key: 'direct', value: config.direct, source: s.direct },
     { key: 'replicaNetworkPrefix', value: `${config.replicaNetworkPrefix.ipv4},${config.replicaNetworkPrefix.ipv6}`, source: s.replicaNetworkPrefix },
     { key: 'execute', value: d.execute, source: s.execute },

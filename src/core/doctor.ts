@@ -1,4 +1,4 @@
-import type { AddrResolution, DialPhase, NatMapping, NatReport, ProxyStatus, RelayReservationStatus, Transport } from './types.ts'
+import type { AddrResolution, DialPhase, NatMapping, NatReport, ProxyDiscoveryStatus, ProxyStatus, RelayReservationStatus, Transport } from './types.ts'
 
 /**
  * `worldcompute doctor`: what was observed (gathered by src/doctor from the
@@ -15,7 +15,7 @@ export type CheckValue = 'yes' | 'no' | 'unknown'
 export const CHECK_NAMES = [
   'dns', 'doh', 'udp', 'nat', 'tcp-connect', 'libp2p-over-tcp', 'quic', 'ws', 'wss-443',
   'tls-intercepted', 'proxy', 'reservation', 'reachability', 'webrtc', 'clock-skew',
-  'proxy-auth'
+  'proxy-discovery', 'proxy-auth'
 ] as const
 export type CheckName = typeof CHECK_NAMES[number]
 
@@ -108,9 +108,14 @@ export interface DoctorObservations {
   clock: ClockObservation
   /** the build has a WebRTC transport for direct donor-to-donor connections */
   webrtcTransport: boolean
+  /** PAC / WPAD proxy discovery as the donor's node ran it; absent: the node does none */
+  proxyDiscovery?: ProxyDiscoveryObservation
   /** how long the doctor observed, ms */
   observedMs: number
 }
+
+/** What proxy discovery did while the doctor ran (`status --json`'s `proxyDiscovery`). */
+export type ProxyDiscoveryObservation = ProxyDiscoveryStatus
 
 /** `worldcompute doctor --json`. */
 export interface DoctorReport {

@@ -149,6 +149,30 @@ export interface ProxyAuthView {
   at: string
 }
 
+/**
+ * Proxy auto-configuration (PAC) found by the network's own means (WPAD by
+ * DNS or DHCP) or named by `--proxy-pac` / config "proxyPac", as `status`
+ * and the doctor show it.
+ */
+export interface ProxyDiscoveryStatus {
+  /**
+   * `not-needed`: a proxy is configured, or no direct dial failed yet;
+   * `running`: looking now; `found`: a PAC is in use; `not-found`: looked
+   * everywhere, nothing; `failed`: a PAC was named or found but cannot be used
+   */
+  state: 'not-needed' | 'running' | 'found' | 'not-found' | 'failed'
+  /** where the PAC came from */
+  source?: 'flag' | 'config' | 'wpad-dhcp' | 'wpad-dns'
+  /** the PAC's URL (credentials redacted) */
+  url?: string
+  /** every place looked at, in order: files read, URLs fetched, each with what it gave */
+  looked: string[]
+  /** why it failed or found nothing, in words */
+  detail?: string
+  /** what the PAC named for the addresses asked so far (the latest few), e.g. `PROXY 10.0.0.1:3128; DIRECT` */
+  answers: Array<{ url: string, answer: string }>
+}
+
 /** A relay learned from the mesh (not in the bootstrap list) and what the donor does with it. */
 export interface KnownRelayView {
   peerId: string
@@ -211,6 +235,8 @@ export interface DaemonStatus {
   knownRelays?: KnownRelayView[]
   /** the proxies from the environment (HTTPS_PROXY, ALL_PROXY, …), credentials redacted; empty when none is set */
   proxies?: ProxyStatus[]
+  /** PAC / WPAD proxy discovery (absent from older daemons) */
+  proxyDiscovery?: ProxyDiscoveryStatus
   startedAt: string
   version: string
   /** the donor's executor; absent from daemons that predate the job pipeline */

@@ -183,6 +183,8 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
     dns: resolver,
     // HTTPS_PROXY, ALL_PROXY, NO_PROXY, … (lower-case first, like curl); a bad value stops the start, naming the variable
     proxy: parseProxyEnvironment(process.env),
+    // with none there: the PAC of --proxy-pac / "proxyPac", else WPAD once a direct dial fails
+    proxyDiscovery: config.proxyPac != null ? { explicit: config.proxyPac } : {},
     listen: directListenAddrs(config),
     // ranges a private deployment (or the namespace lab) treats as public: AutoNAT, identify, announcements
     publicRanges: config.publicRanges,

@@ -56,6 +56,7 @@ export async function runDoctor (config: DaemonConfig, options: RunDoctorOptions
     privateKey,
     dns: resolver,
     proxy: parseProxyEnvironment(options.env ?? process.env),
+    proxyDiscovery: config.proxyPac != null ? { explicit: config.proxyPac } : {},
     listen: config.listen.filter(ma => ma.toString() !== '/p2p-circuit'),
     publicRanges: config.publicRanges,
     logger: createLogger('net')

@@ -1,6 +1,7 @@
 import { duration, portOf, shortPeerId } from '../core/format.ts'
 import type { CheckValue, DoctorCheck, DoctorObservations, DoctorPath, DoctorReport, RungObservation } from '../core/doctor.ts'
 import type { Transport } from '../core/types.ts'
+import { checkProxyDiscovery } from './check-proxy-discovery.ts'
 import { checkProxyAuth } from './check-proxy-auth.ts'
 
 /**
@@ -285,6 +286,8 @@ function verdictOf (obs: DoctorObservations, checks: DoctorCheck[], path: Doctor
   }
   if (v('proxy-auth') === 'no') sentences.push(`The proxy asks for authentication we could not give: ${checks.find(c => c.name === 'proxy-auth')?.detail ?? ''}.`)
   if (v('clock-skew') === 'yes') sentences.push('This machine\'s clock is off by more than a minute: fix it (NTP).')
+  if (v('proxy-discovery') === 'yes') sentences.push(`The proxy was named by ${obs.proxyDiscovery?.source?.startsWith('wpad') === true ? 'the network\'s PAC file (WPAD)' : 'the PAC file given'} ${obs.proxyDiscovery?.url ?? ''}.`)
+  else if (v('proxy-discovery') === 'no' && path == null) sentences.push('Direct dials failed and the network names no usable proxy (no PAC by DHCP or wpad.<search domain>): if it has one, give it with --proxy-pac URL or HTTPS_PROXY.')
   return sentences.join(' ')
 }
 
@@ -347,6 +350,7 @@ export function assess (obs: DoctorObservations): Assessed {
     checkReachability(obs),
     checkWebrtc(obs),
     checkClock(obs),
+    checkProxyDiscovery(obs),
     checkProxyAuth(obs)
   ]
   const path = pathOf(obs)

@@ -8,6 +8,7 @@ import { peerIdOf, transportOf } from '../net/transport-of.ts'
 import type { ClockObservation, DohProbe, DoctorObservations, RungObservation, TlsObservation } from '../core/doctor.ts'
 import type { AddrResolution, DaemonStatus, DialAttempt, NatReport } from '../core/types.ts'
 import type { AbortOptions, Connection } from '@libp2p/interface'
+import { probeProxyDiscovery } from './probe-proxy-discovery.ts'
 
 /**
  * The doctor role: asks the network what it allows using the daemon's own
@@ -176,6 +177,7 @@ export class Doctor {
         : {}),
       clock,
       webrtcTransport: this.init.webrtcTransport ?? false,
+      ...await probeProxyDiscovery(this.init.mesh.proxies, { signal }),
       observedMs: Date.now() - t0
     }
   }

@@ -7,6 +7,7 @@ import { WorldComputeError } from '../core/errors.ts'
 import { redactCredentials } from '../net/proxy-env.ts'
 import type { DoctorReport } from '../core/doctor.ts'
 import type { DialAttempt } from '../core/types.ts'
+import { configuredProxies } from './check-proxy-discovery.ts'
 
 /**
  * Evidence bundles: one folder per run, by phase, area and UTC start time
@@ -111,6 +112,8 @@ function overallOf (report: DoctorReport, assertions: Array<{ pass: boolean }>):
 /** What a check should say on a network with nothing in the way (a proxy is expected to work only when one is configured). */
 function expectedOf (name: string, report: DoctorReport): string {
   if (name === 'proxy') return report.observations.proxies.length > 0 ? 'yes' : 'no'
+  // PAC / WPAD is expected to find a proxy only where discovery had to run (no proxy configured, direct dials failed)
+  if (name === 'proxy-discovery') return configuredProxies(report.observations).length > 0 || (report.observations.proxyDiscovery?.state ?? 'not-needed') === 'not-needed' ? 'unknown' : 'yes'
   if (name === 'proxy-auth') return report.observations.proxies.some(p => p.auth != null) ? 'yes' : 'unknown'
   return name === 'tls-intercepted' || name === 'clock-skew' ? 'no' : 'yes'
 }
@@ -150,6 +153,7 @@ export function writeEvidenceBundle (o: WriteEvidenceOptions): string {
         mapped_address: r.observations.nat.mappedAddress ?? null,
         reachability: r.observations.reachability.value,
         proxies: r.observations.proxies.map(p => ({ url: p.url, source: p.source, in_use: p.inUse })),
+        proxy_discovery: r.observations.proxyDiscovery != null ? { state: r.observations.proxyDiscovery.state, source: r.observations.proxyDiscovery.source ?? null, url: r.observations.proxyDiscovery.url ?? null } : null,
         checks
       }
     }],

@@ -106,6 +106,7 @@ export class DonorService {
       bootstrap: this.reservations.bootstrapStatus(),
       knownRelays: this.reservations.knownRelays(),
       proxies: net.proxies.status(this.reservations.connectedRelays()),
+      ...(net.proxies.discovery?.() != null ? { proxyDiscovery: net.proxies.discovery() } : {}),
       startedAt: (this.startedAt ?? new Date()).toISOString(),
       version: this.version
     }

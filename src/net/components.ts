@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
  * doctor) import these as types and receive the objects from the composition
  * root; the libp2p node behind them stays inside src/net.
  */
-import type { ConnectionStatus, DialAttempt, DialPurpose, PingResult, ProxyStatus, Reachability } from '../core/types.ts'
+import type { ConnectionStatus, DialAttempt, DialPurpose, PingResult, ProxyDiscoveryStatus, ProxyStatus, Reachability } from '../core/types.ts'
 import type { DialTelemetry } from './telemetry.ts'
 import type { StunServer } from './stun/probe.ts'
 import type { ProxiedUse, ProxySpec } from './proxy-env.ts'
@@ -197,6 +197,8 @@ export interface ProxyRoutes {
   seenChain: (addr: string) => TlsChain | undefined
   /** each proxy, credentials redacted, with whether a connection to one of `relayIds` goes through it now */
   status: (relayIds: readonly string[]) => ProxyStatus[]
+  /** PAC / WPAD discovery (proxy-discovery.ts); undefined when the node does none */
+  discovery?: () => ProxyDiscoveryStatus | undefined
 }
 
 /** A handler for one plain HTTP request on a WebSocket listener: returns true when it answered. */

@@ -160,7 +160,8 @@ function cancelledRule (v: ErrorView, ctx: DialErrorContext): DialErrorDescripti
  * proxy would read as the target refusing.
  */
 function proxyRule ({ e, name, message }: ErrorView): DialErrorDescription | undefined {
-  if ((name === 'ProxyTunnelError' || name === 'ProxyAuthError') && str(e.code) !== '') {
+  // a PAC (pac.ts) that failed chose no route: the dial fails at the proxy phase with its PAC_* code
+  if ((name === 'ProxyTunnelError' || name === 'ProxyAuthError' || (name.startsWith('Pac') && str(e.code).startsWith('PAC_'))) && str(e.code) !== '') {
     return { cause: message, code: str(e.code), phase: 'proxy' }
   }
   if (name !== 'ProxiedDialError' || str(e.code) === '') return undefined

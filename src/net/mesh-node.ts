@@ -6,6 +6,7 @@ import { DialTelemetry } from './telemetry.ts'
 import { DialRecorder } from './dial-recorder.ts'
 import { NO_PROXY_ENVIRONMENT, type ProxyEnvironment } from './proxy-env.ts'
 import { ProxyRouter } from './proxy-transports.ts'
+import { ProxyDiscovery, type ProxyDiscoveryInit } from './proxy-discovery.ts'
 import { HttpRouteTable } from './ws-http-routes.ts'
 import { applyPublicRanges } from './address-scope.ts'
 import { acquireWebRtc, releaseWebRtc } from './webrtc-runtime.ts'
@@ -41,6 +42,12 @@ export interface MeshNodeInit<S extends ServiceFactories = ServiceFactories> ext
    * ALL_PROXY, NO_PROXY, … (proxy-env.ts) @default no proxy
    */
   proxy?: ProxyEnvironment
+  /**
+   * PAC files and WPAD (proxy-discovery.ts): with no proxy in `proxy`, a PAC
+   * named here is used from the start, else WPAD is looked for once a direct
+   * dial fails @default off (no PAC, no WPAD)
+   */
+  proxyDiscovery?: ProxyDiscoveryInit
   /** more libp2p services (the job protocols), reached typed through {@link MeshNode.services} */
   services?: S
   /**
@@ -75,6 +82,7 @@ export class MeshNode<S extends ServiceFactories = Record<never, never>> impleme
   /** whether this node has the WebRTC transport (native threads to release after stop) */
   #webrtc: boolean
   readonly #log: Logger
+  #proxyDiscovery?: ProxyDiscovery
 
   private constructor (core: NodeCore, components: MeshComponents, services: ServicesOf<S>, webrtc: boolean) {
     this.#libp2p = core.libp2p
@@ -89,8 +97,11 @@ export class MeshNode<S extends ServiceFactories = Record<never, never>> impleme
     const telemetry = init.telemetry ?? new DialTelemetry({ logger: log.child('dial') })
     // before createLibp2p: the address manager classifies addresses as they are bound
     if (init.publicRanges != null && init.publicRanges.length > 0) applyPublicRanges(init.publicRanges, log)
-    const proxies = new ProxyRouter(init.proxy ?? NO_PROXY_ENVIRONMENT, log.child('proxy'))
+    const discovery = init.proxyDiscovery != null ? new ProxyDiscovery({ logger: log.child('proxy'), ...init.proxyDiscovery }) : undefined
+    const proxies = new ProxyRouter(init.proxy ?? NO_PROXY_ENVIRONMENT, log.child('proxy'), discovery)
     if (proxies.enabled) log.info(`proxy: ${proxies.describe()}`)
+    // a PAC the operator named is fetched at once: its failure shows at start, not at the first dial
+    if (proxies.discovery?.explicit === true) proxies.discovery.start().catch((err: Error) => { log.warn(`proxy PAC: ${err.message}`, { code: 'PROXY_PAC_FAILED' }) })
     // ICE servers come from the STUN component, built once the node exists
     let components: MeshComponents | undefined
     const iceServers = async (): Promise<Array<{ urls: string[] }>> => await components?.stun.iceServers() ?? []
@@ -101,7 +112,9 @@ export class MeshNode<S extends ServiceFactories = Record<never, never>> impleme
     components = buildComponents(core, telemetry, proxies, httpRoutes, init.dialAttemptTimeoutMs ?? DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS)
     const services = Object.fromEntries(Object.keys(init.services ?? {}).map(name => [name, libp2p.services[name]])) as ServicesOf<S>
     if (init.webrtc === true) acquireWebRtc()
-    return new MeshNode<S>(core, components, services, init.webrtc === true)
+    const node = new MeshNode<S>(core, components, services, init.webrtc === true)
+    node.#proxyDiscovery = proxies.discovery
+    return node
   }
 
   get peerId (): string {
@@ -119,6 +132,7 @@ export class MeshNode<S extends ServiceFactories = Record<never, never>> impleme
 
   async stop (): Promise<void> {
     await this.#libp2p.stop()
+    this.#proxyDiscovery?.close()
     if (this.#webrtc) {
       this.#webrtc = false
       releaseWebRtc(this.#log)
@@ -164,6 +178,7 @@ function proxyRoutes (router: ProxyRouter, connections: NodeConnections): ProxyR
   return {
     proxyFor: (use, host, port) => router.proxyFor(use, host, port),
     seenChain: (addr) => router.seenChain(addr),
+    discovery: () => router.discoveryStatus(),
     status: (relayIds) => {
       const relays = new Set(relayIds)
       const relayConnections = connections.open()

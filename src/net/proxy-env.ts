@@ -154,7 +154,7 @@ export function parseProxyUrl (value: string, source: string): ProxySpec {
   if (url.pathname !== '/' && url.pathname !== '') {
     throw new ProxyConfigError(source, `"${redactCredentials(raw)}": a proxy URL has no path (got "${url.pathname}")`)
   }
-  const port = url.port !== '' ? Number(url.port) : (kind === 'https' ? 443 : 1080)
+  const port = url.port !== '' ? Number(url.port) : explicitPort(withScheme) ?? (kind === 'https' ? 443 : 1080)
   let username: string | undefined
   let password: string | undefined
   try {
@@ -174,6 +174,16 @@ export function parseProxyUrl (value: string, source: string): ProxySpec {
   if (username != null) spec.username = username
   if (password != null) spec.password = password
   return spec
+}
+
+/**
+ * The port written in a URL's authority: the URL parser drops one equal to
+ * the scheme's default (`http://proxy:80` has `port` ""), which would
+ * otherwise become curl's default 1080.
+ */
+function explicitPort (url: string): number | undefined {
+  const m = /^[a-z][a-z0-9+.-]*:\/\/(?:[^@/]*@)?(?:\[[^\]]*\]|[^:/@]*):(\d+)(?:\/|$)/i.exec(url)
+  return m != null ? Number(m[1]) : undefined
 }
 
 /** A URL parse error repeats the input, credentials included: keep only its name. */

@@ -3,14 +3,16 @@ import { webSockets, type WebSocketsInit } from '@libp2p/websockets'
 import type { WebSocket as UndiciWebSocket } from 'undici'
 import { WorldComputeError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
-import { describeProxyEnvironment, hasProxy, proxyFor, type ProxiedUse, type ProxyEnvironment, type ProxySpec } from './proxy-env.ts'
+import { describeProxyEnvironment, hasProxy, isLoopbackHost, proxyFor, type ProxiedUse, type ProxyEnvironment, type ProxySpec } from './proxy-env.ts'
+import { pacRouteUrl, type ProxyDiscovery } from './proxy-discovery.ts'
 import { authority, openTunnel } from './proxy-tunnel.ts'
 import { ProxyAuthMemory } from './proxy-auth.ts'
 import { wsTargetOf } from './ws-diagnose.ts'
 import { routeListenerRequests, type HttpRouteTable } from './ws-http-routes.ts'
 import { chainOf, type TlsChain } from './tls-intercept.ts'
-import type { ProxyStatus } from '../core/types.ts'
+import type { ProxyDiscoveryStatus, ProxyStatus } from '../core/types.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
+import type { AbortOptions } from '@libp2p/interface'
 import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 
@@ -61,26 +63,99 @@ interface OpenTunnel {
   since: number
 }
 
+/** How a PAC answer spells each kind of proxy. */
+const PAC_KEYWORD: Record<ProxySpec['kind'], string> = { http: 'PROXY', https: 'HTTPS', socks5: 'SOCKS5', socks5h: 'SOCKS5' }
+
+/** One way to reach a target: through a proxy, or direct (undefined). */
+export type ProxyCandidate = ProxySpec | undefined
+
 /**
  * Decides per dial whether a proxy applies and keeps the tunnels that are
  * open, for `status` ("does the relay path use the proxy?").
+ *
+ * The environment's proxies come first. With none there, a PAC (named by the
+ * operator, or found by WPAD after a direct dial failed: proxy-discovery.ts)
+ * names the candidates of each dial in order, each one tried until one opens.
  */
 export class ProxyRouter {
   readonly env: ProxyEnvironment
   readonly log: Logger
+  /** PAC / WPAD; absent: the environment alone decides */
+  readonly discovery?: ProxyDiscovery
   private readonly open = new Set<OpenTunnel>()
   /** what each proxy asked for and how we answered (proxy-auth.ts) */
   readonly auth = new ProxyAuthMemory()
   /** the TLS chain each proxied `wss` dial actually got, by address without /p2p (tls-intercept.ts compares it with the relay's) */
   private readonly chains = new Map<string, TlsChain>()
 
-  constructor (env: ProxyEnvironment, logger: Logger = createLogger('net.proxy')) {
+  constructor (env: ProxyEnvironment, logger: Logger = createLogger('net.proxy'), discovery?: ProxyDiscovery) {
     this.env = env
     this.log = logger
+    // a proxy in the environment is the operator's choice: no PAC second-guesses it
+    if (discovery != null && !hasProxy(env)) this.discovery = discovery
   }
 
   get enabled (): boolean {
     return hasProxy(this.env)
+  }
+
+  /** Whether a dial may go through a proxy, now or once discovery finds one: the transports' wrappers are installed. */
+  get mayProxy (): boolean {
+    return this.enabled || this.discovery != null
+  }
+
+  /** The PAC discovery's state; undefined when this node does none. */
+  discoveryStatus (): ProxyDiscoveryStatus | undefined {
+    return this.discovery?.status()
+  }
+
+  /**
+   * The candidates of one dial, in order: the environment's proxy, else what
+   * the PAC names (a {@link PacError} when it fails: no direct fallback, the
+   * network's PAC said nothing usable), else direct.
+   */
+  async candidates (use: ProxiedUse, host: string, port: number, options: AbortOptions = {}): Promise<ProxyCandidate[]> {
+    if (this.discovery == null || (this.env.directLoopback !== false && isLoopbackHost(host))) return [this.proxyFor(use, host, port)]
+    const pac = this.discovery.explicit ? await this.discovery.ready(options) : this.discovery.current()
+    if (pac == null) return [undefined]
+    const url = pacRouteUrl(use, host, port)
+    try {
+      const routes = await pac.findProxy(url, host, options)
+      this.discovery.recordAnswer(url, routes.map(r => r.type === 'direct' ? 'DIRECT' : `${PAC_KEYWORD[r.spec.kind]} ${r.spec.url.replace(/^[a-z0-9]+:\/\//, '')}`).join('; '))
+      return routes.map(r => r.type === 'direct' ? undefined : r.spec)
+    } catch (err) {
+      this.discovery.recordAnswer(url, `error ${(err as { code?: string }).code ?? ''}: ${(err as Error).message}`)
+      throw err
+    }
+  }
+
+  /**
+   * Tries each candidate until one opens; a failed direct dial starts WPAD
+   * discovery (once) when nothing is configured, so later dials can use what
+   * it finds. The last candidate's error is the dial's.
+   */
+  async firstOpen <T>(candidates: readonly ProxyCandidate[], host: string, open: (proxy: ProxyCandidate) => Promise<T>, options: AbortOptions = {}): Promise<T> {
+    let lastError: unknown
+    for (const proxy of candidates) {
+      try {
+        return await open(proxy)
+      } catch (err) {
+        lastError = err
+        // a failure after a move to another network: what WPAD found (or not) was for the old one
+        this.discovery?.checkNetwork()
+        if (proxy == null) this.directFailed(host)
+        if (options.signal?.aborted === true) break
+        if (candidates.length > 1) this.log.debug(`${proxy?.url ?? 'DIRECT'} failed for ${host}: ${(err as Error)?.message}; trying the next PAC candidate`)
+      }
+    }
+    throw lastError
+  }
+
+  private directFailed (host: string): void {
+    const d = this.discovery
+    if (d == null || d.explicit || d.status().state !== 'not-needed' || (this.env.directLoopback !== false && isLoopbackHost(host))) return
+    this.log.info(`a direct dial to ${host} failed and no proxy is configured: looking for the network's proxy (WPAD)`, { code: 'PROXY_DISCOVERY_START' })
+    d.start().catch((err: Error) => { this.log.warn(`proxy discovery failed: ${err.message}`, { code: 'PROXY_DISCOVERY_FAILED' }) })
   }
 
   describe (): string {
@@ -128,9 +203,11 @@ export class ProxyRouter {
    */
   status (relayConnections: ReadonlyArray<{ peerId: string, remoteAddr: string }>): ProxyStatus[] {
     const byUrl = new Map<string, { spec: ProxySpec, usedFor: ProxiedUse[] }>()
+    // by value: each PAC answer is parsed into new ProxySpec objects for the same proxy
+    const keyOf = (spec: ProxySpec): string => `${spec.source}|${spec.url}`
     const add = (spec: ProxySpec | undefined, use: ProxiedUse): void => {
       if (spec == null) return
-      const key = `${spec.source}|${spec.url}`
+      const key = keyOf(spec)
       const e = byUrl.get(key) ?? { spec, usedFor: [] }
       if (!e.usedFor.includes(use)) e.usedFor.push(use)
       byUrl.set(key, e)
@@ -139,10 +216,12 @@ export class ProxyRouter {
     add(this.env.http ?? this.env.https ?? this.env.all, 'ws')
     add(this.env.all, 'tcp')
     const tunnels = [...this.open]
+    // proxies a PAC named, while a tunnel through them is open
+    for (const t of tunnels) if (!hasProxy(this.env)) add(t.proxy, t.use)
     // the dialled address may or may not carry the trailing /p2p/<peer>; the connection's may differ
     const bare = (addr: string): string => addr.replace(/\/p2p\/[^/]+$/, '')
     return [...byUrl.values()].map(({ spec, usedFor }) => {
-      const mine = tunnels.filter(t => t.proxy === spec)
+      const mine = tunnels.filter(t => keyOf(t.proxy) === keyOf(spec))
       const relays = relayConnections.filter(c => mine.some(t => bare(t.addr) === bare(c.remoteAddr))).map(c => c.peerId)
       return {
         url: spec.url,
@@ -176,18 +255,21 @@ export function proxiedTcp (init: TCPOptions, router: ProxyRouter): (components:
   const factory = tcp(init)
   return (components: any) => {
     const transport = factory(components) as any
-    if (router.env.all == null) return transport
+    if (router.env.all == null && router.discovery == null) return transport
     const original = checkConnect(transport, '@libp2p/tcp')
     transport._connect = async (ma: Multiaddr, options: ProgressOptions & Record<string, unknown>): Promise<Socket> => {
       const target = tcpTargetOf(ma)
-      const proxy = target != null ? router.proxyFor('tcp', target.host, target.port) : undefined
-      if (proxy == null || target == null) return await original(ma, options)
-      options.signal?.throwIfAborted()
-      const socket = await router.tunnel(proxy, 'tcp', ma.toString(), target.host, target.port, options)
-      // what @libp2p/tcp sets on the sockets it opens itself
-      socket.setNoDelay(options.noDelay !== false)
-      socket.setKeepAlive(options.keepAlive !== false)
-      return socket
+      if (target == null) return await original(ma, options)
+      const candidates = await router.candidates('tcp', target.host, target.port, options)
+      return await router.firstOpen(candidates, target.host, async (proxy) => {
+        if (proxy == null) return await original(ma, options)
+        options.signal?.throwIfAborted()
+        const socket = await router.tunnel(proxy, 'tcp', ma.toString(), target.host, target.port, options)
+        // what @libp2p/tcp sets on the sockets it opens itself
+        socket.setNoDelay(options.noDelay !== false)
+        socket.setKeepAlive(options.keepAlive !== false)
+        return socket
+      }, options)
     }
     return transport
   }
@@ -207,14 +289,16 @@ export function proxiedWebSockets (init: WebSocketsInit, router: ProxyRouter, ro
   return (components: any) => {
     const transport = factory(components) as any
     if (routes != null) routeRequestsOf(transport, routes)
-    if (!router.enabled) return transport
+    if (!router.mayProxy) return transport
     const original = checkConnect(transport, '@libp2p/websockets')
     transport._connect = async (ma: Multiaddr, options: ProgressOptions): Promise<unknown> => {
       const target = wsTargetOf(ma.toString())
-      const use: ProxiedUse | undefined = target == null ? undefined : target.tls ? 'wss' : 'ws'
-      const proxy = target != null && use != null ? router.proxyFor(use, target.host, target.port) : undefined
-      if (proxy == null || target == null || use == null) return await original(ma, options)
-      return await webSocketThroughProxy(router, proxy, use, ma, target, options)
+      if (target == null) return await original(ma, options)
+      const use: ProxiedUse = target.tls ? 'wss' : 'ws'
+      const candidates = await router.candidates(use, target.host, target.port, options)
+      return await router.firstOpen(candidates, target.host, async (proxy) => proxy == null
+        ? await original(ma, options)
+        : await webSocketThroughProxy(router, proxy, use, ma, target, options), options)
     }
     return transport
   }

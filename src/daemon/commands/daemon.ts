@@ -37,6 +37,13 @@ the local API on 127.0.0.1.
                    (a TLS-inspecting proxy); by default it is reported and
                    used, since Noise authenticates the relay end to end.
                    Also "refuseIntercepted": true in config.json.
+  --proxy-pac URL  proxy auto-config (PAC) file, http://, https:// or file://:
+                   its FindProxyForURL picks the proxy of each relay dial.
+                   Also "proxyPac" in config.json. Without it and with no
+                   HTTPS_PROXY/HTTP_PROXY/ALL_PROXY, the network's PAC is
+                   looked for (WPAD: DHCP option 252, then
+                   http://wpad.<search domain>/wpad.dat) once a direct dial
+                   fails.
   --max-jobs N     jobs run at once (default: cores - 1, at least 1)
   --max-job-memory SIZE   memory a job may use (default 256MiB)
   --max-deadline D        longest deadline a job may ask for (default 10m)
@@ -101,6 +108,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
     noExecute: values['no-execute'],
     noDirect: values['no-direct'],
     refuseIntercepted: values['refuse-intercepted'],
+    proxyPac: values['proxy-pac'],
     maxJobs: values['max-jobs'],
     maxJobMemory: values['max-job-memory'],
     maxDeadline: values['max-deadline'],

@@ -36,7 +36,10 @@ Exit code 0 when donating is possible from here, 1 when not.
                    \`worldcompute evidence validate DIR\`
   --json           the report as JSON (canDonate, verdict, path, natMapping,
                    checks, allowlist, observations)
-  Proxies come from HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, as for the daemon.`
+  --proxy-pac URL  proxy auto-config (PAC) file, http://, https:// or file://
+                   (as for the daemon)
+  Proxies come from HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, as for the
+  daemon; with none set, a PAC (--proxy-pac, else WPAD) once a direct dial fails.`
 
 /**
  * Everything the doctor started is stopped when the report is printed, so
@@ -73,7 +76,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
   if (values.help) { o.out(help); return 0 }
   if (positionals.length > 0) throw new UsageError(`doctor takes no arguments, got "${positionals.join(' ')}" (see \`worldcompute doctor --help\`)`)
   const durationMs = values.duration != null ? parseDurationMs(values.duration, '--duration') : undefined
-  const config = loadDaemonConfig({ ...nodeFlags(values), doh: values.doh })
+  const config = loadDaemonConfig({ ...nodeFlags(values), doh: values.doh, proxyPac: values['proxy-pac'] })
 
   // every log line goes to the bundle's run.log; warnings (and everything, when
   // WORLDCOMPUTE_LOG asks for it) to stderr as usual

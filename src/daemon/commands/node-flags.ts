@@ -28,7 +28,8 @@ export function metricsFlags (values: { metrics?: string, 'metrics-allow-remote'
 /** The same flags with DNS-over-HTTPS endpoints: for the commands that resolve bootstrap names (daemon, doctor). */
 export const resolvingNodeOptions = {
   ...nodeOptions,
-  doh: { type: 'string', multiple: true }
+  doh: { type: 'string', multiple: true },
+  'proxy-pac': { type: 'string' }
 } as const satisfies Options
 
 export interface NodeFlagValues {
