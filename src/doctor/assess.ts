@@ -1,6 +1,7 @@
 import { duration, portOf, shortPeerId } from '../core/format.ts'
 import type { CheckValue, DoctorCheck, DoctorObservations, DoctorPath, DoctorReport, RungObservation } from '../core/doctor.ts'
 import type { Transport } from '../core/types.ts'
+import { checkHttpsFallback, httpsFallbackAllowlist, httpsFallbackSentence } from './check-https-fallback.ts'
 
 /**
  * Turns what the doctor observed into the report: one yes/no/unknown line
@@ -33,7 +34,7 @@ function connectedTcp (r: RungObservation): boolean {
 }
 
 function transportWords (t: Transport, port?: number): string {
-  const name = t === 'wss' ? 'WebSocket/TLS' : t === 'ws' ? 'WebSocket' : t === 'quic' ? 'QUIC (UDP)' : t === 'tcp' ? 'TCP' : t
+  const name = t === 'https-poll' ? 'HTTPS long polling' : t === 'wss' ? 'WebSocket/TLS' : t === 'ws' ? 'WebSocket' : t === 'quic' ? 'QUIC (UDP)' : t === 'tcp' ? 'TCP' : t
   return port != null ? `${name} on port ${port}` : name
 }
 
@@ -283,6 +284,8 @@ function verdictOf (obs: DoctorObservations, checks: DoctorCheck[], path: Doctor
     sentences.push(`Direct connections to other donors are possible (${obs.nat.mapping === 'none' ? 'no NAT' : 'endpoint-independent NAT'}).`)
   }
   if (v('clock-skew') === 'yes') sentences.push('This machine\'s clock is off by more than a minute: fix it (NTP).')
+  const fallback = httpsFallbackSentence(v)
+  if (fallback != null) sentences.push(fallback)
   return sentences.join(' ')
 }
 
@@ -325,6 +328,7 @@ function allowlistOf (obs: DoctorObservations, checks: DoctorCheck[]): string[] 
   if (v('tls-intercepted') === 'yes') {
     for (const t of obs.tls.filter(x => x.intercepted === true)) out.push(`exempt ${t.addr.split('/')[2] ?? t.addr} from TLS inspection (its certificate is re-signed by ${t.issuer ?? 'the middlebox'})`)
   }
+  out.push(...httpsFallbackAllowlist(obs, v))
   return [...new Set(out)]
 }
 
@@ -344,7 +348,8 @@ export function assess (obs: DoctorObservations): Assessed {
     checkReservation(obs),
     checkReachability(obs),
     checkWebrtc(obs),
-    checkClock(obs)
+    checkClock(obs),
+    checkHttpsFallback(obs)
   ]
   const path = pathOf(obs)
   return {

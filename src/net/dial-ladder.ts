@@ -268,6 +268,12 @@ export interface DialLadderInit {
   timeoutsMs?: Partial<Record<Transport, number>>
   /** @default MAX_PATIENCE; 1 keeps the timeouts fixed */
   maxPatience?: number
+  /**
+   * add the HTTPS poll address of each `/tls/ws` address as the last rung
+   * (https-poll/address.ts); the doctor, which probes each address on its
+   * own, turns it off @default true
+   */
+  pollFallback?: boolean
 }
 
 type AttemptStatus = 'pending' | 'running' | 'success' | 'failure' | 'cancelled' | 'closed-late'
@@ -302,6 +308,7 @@ export class DialLadder {
   private readonly budgetMs: number
   private readonly timeoutsMs: Record<Transport, number>
   private readonly maxPatience: number
+  private readonly pollFallback: boolean
   /** per peer: the factor its timeouts and budget are multiplied by (absent = 1) */
   private readonly patience = new Map<string, number>()
 
@@ -313,6 +320,7 @@ export class DialLadder {
     this.budgetMs = init.budgetMs ?? LADDER_BUDGET_MS
     this.timeoutsMs = { ...ATTEMPT_TIMEOUTS_MS, ...init.timeoutsMs }
     this.maxPatience = Math.max(1, init.maxPatience ?? MAX_PATIENCE)
+    this.pollFallback = init.pollFallback ?? true
   }
 
   /** The factor the next ladder to `peerId` multiplies its timeouts and budget by (1 unless earlier ladders timed out). */
@@ -322,7 +330,7 @@ export class DialLadder {
 
   /** The order the next ladder to this peer would try its addresses in. */
   plan (peerId: string, addrs: readonly Multiaddr[]): PlannedAttempt[] {
-    return planLadder(withPollFallbacks(addrs), this.memory?.recall(peerId))
+    return planLadder(this.pollFallback ? withPollFallbacks(addrs) : addrs, this.memory?.recall(peerId))
   }
 
   /**
@@ -330,7 +338,7 @@ export class DialLadder {
    * The caller checks for an existing connection first: the ladder always dials.
    */
   async dial (peerId: string, addrs: readonly Multiaddr[], options: AbortOptions = {}): Promise<LadderResult> {
-    const plan = planLadder(withPollFallbacks(addrs), this.memory?.recall(peerId))
+    const plan = planLadder(this.pollFallback ? withPollFallbacks(addrs) : addrs, this.memory?.recall(peerId))
     if (plan.length === 0) {
       throw new DialLadderError(`no address to dial for ${peerId}`, [])
     }
