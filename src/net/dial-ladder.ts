@@ -75,8 +75,8 @@ export const WSS_ATTEMPT_TIMEOUT_MS = 4_000
 /**
  * HTTPS long polling (https-poll/): a session request, then Noise and yamux
  * over request/response exchanges through a buffering proxy, each round trip
- * a full HTTP exchange. The last rung: it starts when every earlier attempt
- * failed, or {@link HTTPS_POLL_STALL_MS} after the last one started.
+ * a full HTTP exchange. The last rung: it starts when the WebSocket attempts
+ * before it failed, or {@link HTTPS_POLL_STALL_MS} after the last attempt started.
  */
 export const HTTPS_POLL_ATTEMPT_TIMEOUT_MS = 6_000
 
@@ -487,9 +487,15 @@ class LadderRun {
     return this.winner
   }
 
-  /** The poll rung waits for the others to fail or stall; every other rung starts on its turn. */
+  /**
+   * The poll rung starts once the WebSocket attempts before it have failed (or
+   * nothing runs), or after they stalled; every other rung starts on its turn.
+   */
   private mayStart (s: AttemptState): boolean {
-    return s.plan.transport !== 'https-poll' || !this.states.some(o => o.status === 'running') || this.gapBefore(s) === 0
+    if (s.plan.transport !== 'https-poll') return true
+    const webSockets = this.states.filter(o => o.startedAt != null && (o.plan.transport === 'wss' || o.plan.transport === 'ws'))
+    const wsEnded = webSockets.length > 0 && webSockets.every(o => o.status !== 'running')
+    return wsEnded || !this.states.some(o => o.status === 'running') || this.gapBefore(s) === 0
   }
 
   private gapBefore (s: AttemptState): number {

@@ -6,6 +6,7 @@ import type { Connection } from '@libp2p/interface'
 
 const PEER = '12D3KooWQDkDvGNNGUoD3kFFaVSzTZ3udBbj3zMxiFHdb7aAmDgY'
 const WSS = `/ip4/192.0.2.1/tcp/443/tls/ws/p2p/${PEER}`
+const QUIC = `/ip4/192.0.2.1/udp/4001/quic-v1/p2p/${PEER}`
 const POLL = `/ip4/192.0.2.1/tcp/443/tls/http/http-path/wc-poll%2F1/p2p/${PEER}`
 
 /** The fields of a connection the ladder reads. */
@@ -51,6 +52,18 @@ describe('the HTTPS poll rung of the dial ladder', () => {
     assert.equal(result.transport, 'https-poll')
     assert.ok((d.starts.get(POLL) ?? Infinity) - t0 < HTTPS_POLL_STALL_MS / 2, 'no stall wait after a failure')
     assert.deepEqual(result.attempts.map(a => [a.transport, a.outcome]), [['wss', 'failure'], ['https-poll', 'success']])
+  })
+
+  it('starts when WebSocket over TLS failed even while QUIC still waits for an answer', { timeout: 10_000 }, async () => {
+    const d = dialer({
+      [QUIC]: async (_a, o) => await hang(o),
+      [WSS]: async () => { throw Object.assign(new Error('the WebSocket upgrade failed'), { code: 'WS_UPGRADE_FAILED' }) },
+      [POLL]: async (addr) => openConnection(addr)
+    })
+    const result = await new DialLadder({ dial: d.dial, staggerMs: 50 }).dial(PEER, [multiaddr(QUIC), multiaddr(WSS)])
+    assert.equal(result.transport, 'https-poll')
+    const gap = (d.starts.get(POLL) ?? Infinity) - (d.starts.get(WSS) ?? 0)
+    assert.ok(gap < HTTPS_POLL_STALL_MS / 2, `the poll rung started ${gap} ms after WSS, not after the stall wait`)
   })
 
   it('waits for a stalled WebSocket over TLS before it starts', { timeout: 15_000 }, async () => {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { MeshNode } from '../../src/net/mesh-node.ts'
+import { DEFAULT_RELAY_LIMITS } from '../../src/config/config.ts'
 import { isPollAddr, pollAddrFor, pollTargetOf, withPollFallbacks } from '../../src/net/https-poll/address.ts'
 import { transportOf } from '../../src/net/transport-of.ts'
 
@@ -76,5 +77,40 @@ describe('a libp2p connection over HTTP polling on loopback', () => {
     const other = donor.peerId
     const target = pollAddrFor(`${ws}/p2p/${other}`) ?? assert.fail('a poll address')
     await assert.rejects(donor.components.dialler.dialTransport(target, { purpose: 'bootstrap', signal: AbortSignal.timeout(10_000) }))
+  })
+})
+
+describe('a relay reached only over HTTP polling', () => {
+  let relay: MeshNode
+  let donor: MeshNode
+
+  before(async () => {
+    relay = await MeshNode.create({
+      privateKey: await generateKeyPair('Ed25519'),
+      listen: [multiaddr('/ip4/127.0.0.1/tcp/0/ws')],
+      relayServer: { limits: DEFAULT_RELAY_LIMITS }
+    })
+    await relay.start()
+    donor = await MeshNode.create({ privateKey: await generateKeyPair('Ed25519'), listen: [] })
+    await donor.start()
+  })
+
+  after(async () => {
+    await donor?.stop()
+    await relay?.stop()
+  })
+
+  it('announces a poll address beside its WebSocket one by itself', () => {
+    const ws = relay.components.addresses.advertisedAddrs().find(a => /\/ws\/p2p\//.test(a)) ?? assert.fail('a /ws address')
+    assert.ok(relay.components.addresses.advertisedAddrs().includes(pollAddrFor(ws)?.toString() ?? '-'))
+  })
+
+  it('grants a reservation over it, and the donor advertises circuit addresses through the relay', async () => {
+    const ws = relay.components.addresses.boundAddrs().find(a => a.endsWith('/ws')) ?? assert.fail('a /ws address')
+    const target = pollAddrFor(`${ws}/p2p/${relay.peerId}`) ?? assert.fail('a poll address')
+    const conn = await donor.components.dialler.dialTransport(target, { purpose: 'bootstrap', signal: AbortSignal.timeout(10_000) })
+    const reserved = await donor.components.reservations.reserve(conn, { signal: AbortSignal.timeout(10_000) })
+    assert.ok(reserved.circuitAddrs.length > 0)
+    assert.ok(reserved.circuitAddrs.every(a => a.includes(`/p2p/${relay.peerId}/p2p-circuit`)))
   })
 })
