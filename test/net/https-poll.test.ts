@@ -1,7 +1,12 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import tls from 'node:tls'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { multiaddr } from '@multiformats/multiaddr'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { makeTestCerts } from '../helpers/tls.ts'
 import { MeshNode } from '../../src/net/mesh-node.ts'
 import { DEFAULT_RELAY_LIMITS } from '../../src/config/config.ts'
 import { isPollAddr, pollAddrFor, pollTargetOf, withPollFallbacks } from '../../src/net/https-poll/address.ts'
@@ -72,6 +77,20 @@ describe('a libp2p connection over HTTP polling on loopback', () => {
     await conn.close()
   })
 
+  it('fails at http with POLL_NOT_SERVED against a WebSocket listener that serves no poll route', async () => {
+    const plain = await MeshNode.create({ privateKey: await generateKeyPair('Ed25519'), listen: [multiaddr('/ip4/127.0.0.1/tcp/0/ws')] })
+    await plain.start()
+    try {
+      const ws = plain.components.addresses.boundAddrs().find(a => a.endsWith('/ws')) ?? assert.fail('a /ws address')
+      const target = pollAddrFor(`${ws}/p2p/${plain.peerId}`) ?? assert.fail('a poll address')
+      await assert.rejects(donor.components.dialler.dialTransport(target, { purpose: 'bootstrap', signal: AbortSignal.timeout(10_000) }), { code: 'POLL_NOT_SERVED', phase: 'http' })
+      const record = donor.components.telemetry.recent().filter(a => a.target === target.toString()).at(-1)
+      assert.deepEqual([record?.outcome, record?.phase, record?.code], ['failure', 'http', 'POLL_NOT_SERVED'])
+    } finally {
+      await plain.stop()
+    }
+  })
+
   it('refuses a peer that is not the one the address names', async () => {
     const ws = relay.components.addresses.boundAddrs().find(a => a.endsWith('/ws')) ?? assert.fail('a /ws address')
     const other = donor.peerId
@@ -112,5 +131,56 @@ describe('a relay reached only over HTTP polling', () => {
     const reserved = await donor.components.reservations.reserve(conn, { signal: AbortSignal.timeout(10_000) })
     assert.ok(reserved.circuitAddrs.length > 0)
     assert.ok(reserved.circuitAddrs.every(a => a.includes(`/p2p/${relay.peerId}/p2p-circuit`)))
+  })
+})
+
+describe('HTTPS polling over TLS to a relay\'s /tls/ws listener', () => {
+  let relay: MeshNode
+  let donor: MeshNode
+  let dir = ''
+  let caPem = ''
+  const defaultCAs = tls.getCACertificates('default')
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'wc-poll-tls-'))
+    const certs = makeTestCerts(dir)
+    caPem = readFileSync(certs.caCert, 'utf8')
+    relay = await MeshNode.create({
+      privateKey: await generateKeyPair('Ed25519'),
+      listen: [multiaddr('/ip4/127.0.0.1/tcp/0/tls/ws')],
+      relayServer: { limits: DEFAULT_RELAY_LIMITS, tls: { certFile: certs.cert, keyFile: certs.key } }
+    })
+    await relay.start()
+    donor = await MeshNode.create({ privateKey: await generateKeyPair('Ed25519'), listen: [] })
+    await donor.start()
+  })
+
+  after(async () => {
+    tls.setDefaultCACertificates(defaultCAs)
+    await donor?.stop()
+    await relay?.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  function pollTarget (): Multiaddr {
+    const wss = relay.components.addresses.boundAddrs().find(a => a.endsWith('/tls/ws')) ?? assert.fail('a /tls/ws address')
+    return pollAddrFor(`${wss}/p2p/${relay.peerId}`) ?? assert.fail('a poll address')
+  }
+
+  it('fails at tls with TLS_UNTRUSTED when the certificate\'s issuer is not trusted, and says so in the dial record', async () => {
+    const target = pollTarget()
+    await assert.rejects(donor.components.dialler.dialTransport(target, { purpose: 'bootstrap', signal: AbortSignal.timeout(10_000) }))
+    const record = donor.components.telemetry.recent().filter(a => a.target === target.toString()).at(-1)
+    assert.equal(record?.outcome, 'failure')
+    assert.equal(record?.phase, 'tls')
+    assert.equal(record?.code, 'TLS_UNTRUSTED')
+    assert.equal(record?.transport, 'https-poll')
+  })
+
+  it('connects once the issuer is in the trust store, as a re-signing proxy\'s CA would be', async () => {
+    tls.setDefaultCACertificates([...defaultCAs, caPem])
+    const conn = await donor.components.dialler.dialTransport(pollTarget(), { purpose: 'bootstrap', signal: AbortSignal.timeout(10_000) })
+    assert.equal(conn.remotePeer.toString(), relay.peerId)
+    await donor.components.pinger.rtt(relay.peerId, { signal: AbortSignal.timeout(10_000) })
   })
 })
