@@ -55,7 +55,7 @@ export class HttpsPollTransport implements Transport {
   readonly #routes?: HttpRouteTable
   readonly #log: Logger
   /** one route for every listener; the upgraders of the listeners using it */
-  #server?: { server: PollServer, remove: () => void, upgraders: Set<Upgrader> }
+  #server?: { server: PollServer, remove: () => void, upgraders: Set<Upgrader>, shutdown: AbortController }
 
   constructor (components: HttpsPollComponents, init: HttpsPollInit, proxies?: ProxyRouter, routes?: HttpRouteTable) {
     this.#components = components
@@ -131,7 +131,7 @@ export class HttpsPollTransport implements Transport {
     if (this.#routes == null) throw new HttpsPollError('the HTTPS poll transport listens only on a node with WebSocket HTTP routes', 'POLL_NO_ROUTES', 'http')
     if (this.#server == null) {
       const server = new PollServer({ ...this.#init.server, logger: this.#log }, (session, req) => { this.#inbound(session, req) })
-      this.#server = { server, remove: this.#routes.add(server.route), upgraders: new Set() }
+      this.#server = { server, remove: this.#routes.add(server.route), upgraders: new Set(), shutdown: new AbortController() }
     }
     this.#server.upgraders.add(upgrader)
   }
@@ -142,17 +142,20 @@ export class HttpsPollTransport implements Transport {
     s.upgraders.delete(upgrader)
     if (s.upgraders.size > 0) return
     s.remove()
+    s.shutdown.abort(new Error('the poll listener closed'))
     s.server.closeAll()
     this.#server = undefined
   }
 
   #inbound (session: ServerSession, req: IncomingMessage): void {
     const upgrader = this.#server?.upgraders.values().next().value
-    if (upgrader == null) { session.reset(new Error('no listener')); return }
+    const shutdown = this.#server?.shutdown.signal
+    if (upgrader == null || shutdown == null) { session.reset(new Error('no listener')); return }
     const tlsOn = 'encrypted' in req.socket
     const remoteAddr = ipPortToMultiaddr(req.socket.remoteAddress ?? '0.0.0.0', req.socket.remotePort ?? 0).encapsulate(tlsOn ? '/tls/http' : '/http')
     const maConn = new PollConnection({ end: session, remoteAddr, direction: 'inbound', log: this.#components.logger.forComponent('libp2p:https-poll:connection') })
-    upgrader.upgradeInbound(maConn, { signal: AbortSignal.timeout(30_000) }).catch((err: Error) => {
+    // the listener's lifetime, as @libp2p/websockets' listener does: the upgrader bounds the handshake itself
+    upgrader.upgradeInbound(maConn, { signal: shutdown }).catch((err: Error) => {
       this.#log.debug(`inbound poll session from ${session.ip} failed to upgrade: ${err.message}`, { transport: 'https-poll', phase: 'noise' })
       maConn.abort(err)
     })
