@@ -3,7 +3,7 @@
  * one leaves behind can slow the next), prints one markdown table and writes
  * it to bench/RESULTS.md with the machine, the date and the exact command.
  *
- *   node_modules/.bin/node bench/run.ts [--quick] [--only executor,round-trip,throughput,dispatchable,lab-paths,memory,idle-cpu,scale,relay-flood,startup,batch-scale,upload,circuit-throughput,relay-scale,scale-model] [--cpu-prof]
+ *   node_modules/.bin/node bench/run.ts [--quick] [--only executor,round-trip,throughput,dispatchable,lab-paths,memory,idle-cpu,scale,relay-flood,startup,batch-scale,upload,circuit-throughput,relay-scale,scale-model,https-poll] [--cpu-prof]
  *   npm run bench -- --quick
  *
  * --quick   short, CI-friendly (fewer rounds, smaller bursts)
@@ -25,7 +25,7 @@ import { markdownTable, type BenchReport } from './lib/report.ts'
 
 const BENCH_DIR = fileURLToPath(new URL('./', import.meta.url))
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
-const ALL = ['executor', 'round-trip', 'throughput', 'dispatchable', 'lab-paths', 'memory', 'idle-cpu', 'scale', 'relay-flood', 'startup', 'batch-scale', 'upload', 'circuit-throughput', 'relay-scale', 'scale-model'] as const
+const ALL = ['executor', 'round-trip', 'throughput', 'dispatchable', 'lab-paths', 'memory', 'idle-cpu', 'scale', 'relay-flood', 'startup', 'batch-scale', 'upload', 'circuit-throughput', 'relay-scale', 'scale-model', 'https-poll'] as const
 /** per benchmark process, a little beyond its own internal bound (benchMain's): then it is killed */
 const KILL_AFTER_MS: Record<string, { quick: number, full: number }> = {
   executor: { quick: 150_000, full: 270_000 },
@@ -42,7 +42,8 @@ const KILL_AFTER_MS: Record<string, { quick: number, full: number }> = {
   upload: { quick: 150_000, full: 330_000 },
   'circuit-throughput': { quick: 150_000, full: 270_000 },
   'relay-scale': { quick: 330_000, full: 1_530_000 },
-  'scale-model': { quick: 330_000, full: 1_830_000 }
+  'scale-model': { quick: 330_000, full: 1_830_000 },
+  'https-poll': { quick: 150_000, full: 270_000 }
 }
 
 interface Options { quick: boolean, only: string[], cpuProf: boolean }

@@ -15,7 +15,7 @@ export type CheckValue = 'yes' | 'no' | 'unknown'
 export const CHECK_NAMES = [
   'dns', 'doh', 'udp', 'nat', 'tcp-connect', 'libp2p-over-tcp', 'quic', 'ws', 'wss-443',
   'tls-intercepted', 'proxy', 'reservation', 'reachability', 'webrtc', 'clock-skew',
-  'proxy-discovery', 'proxy-auth'
+  'https-fallback', 'proxy-discovery', 'proxy-auth'
 ] as const
 export type CheckName = typeof CHECK_NAMES[number]
 
@@ -81,6 +81,22 @@ export interface ClockObservation {
   detail: string
 }
 
+/**
+ * The HTTPS long-polling rung (the last one, for proxies that pass no
+ * WebSocket upgrade): the poll address derived from each bootstrap relay's
+ * `/tls/ws` address, probed on its own, beside how WebSocket over TLS fared.
+ */
+export interface HttpsFallbackObservation {
+  /** one probe per poll address (also among `rungs`); empty: no `/tls/ws` address to derive one from */
+  attempts: RungObservation[]
+  /** a WebSocket-over-TLS probe of a bootstrap relay connected */
+  wssReached: boolean
+  /** WebSocket-over-TLS probes were made (and none connected when wssReached is false) */
+  wssTried: boolean
+  /** the donor's reservation runs over the poll transport */
+  reservedOver: boolean
+}
+
 /** Everything the doctor gathered; the report is computed from this alone (unit-testable). */
 export interface DoctorObservations {
   /** the bootstrap multiaddrs as configured */
@@ -112,6 +128,8 @@ export interface DoctorObservations {
   proxyDiscovery?: ProxyDiscoveryObservation
   /** how long the doctor observed, ms */
   observedMs: number
+  /** the HTTPS fallback rung; absent from reports of builds without it */
+  httpsFallback?: HttpsFallbackObservation
 }
 
 /** What proxy discovery did while the doctor ran (`status --json`'s `proxyDiscovery`). */

@@ -7,7 +7,7 @@ import type { JobLimits } from './job.ts'
  */
 
 /** The transports a connection or dial attempt can use, as shown in `status` and telemetry. */
-export const TRANSPORTS = ['tcp', 'quic', 'ws', 'wss', 'webrtc', 'circuit', 'unknown'] as const
+export const TRANSPORTS = ['tcp', 'quic', 'ws', 'wss', 'webrtc', 'circuit', 'unknown', 'https-poll'] as const
 export type Transport = typeof TRANSPORTS[number]
 
 /**
@@ -17,9 +17,10 @@ export type Transport = typeof TRANSPORTS[number]
  * port block. `proxy` is the CONNECT / SOCKS5 tunnel of a dial through a proxy.
  * A WebRTC dial (private-to-private, net/direct-paths) has its own two:
  * `signalling` (the SDP offer/answer over the relayed connection) and `ice`
- * (connectivity checks between the two NATs).
+ * (connectivity checks between the two NATs). `http` is the HTTPS poll
+ * transport's session request, its counterpart of the WebSocket upgrade.
  */
-export const DIAL_PHASES = ['dns', 'proxy', 'tcp-connect', 'tls', 'ws-upgrade', 'noise', 'muxer', 'protocol', 'reservation', 'signalling', 'ice'] as const
+export const DIAL_PHASES = ['dns', 'proxy', 'tcp-connect', 'tls', 'ws-upgrade', 'http', 'noise', 'muxer', 'protocol', 'reservation', 'signalling', 'ice'] as const
 export type DialPhase = typeof DIAL_PHASES[number]
 
 export type DialOutcome = 'success' | 'failure' | 'cancelled'

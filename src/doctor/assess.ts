@@ -1,6 +1,7 @@
 import { duration, portOf, shortPeerId } from '../core/format.ts'
 import type { CheckValue, DoctorCheck, DoctorObservations, DoctorPath, DoctorReport, RungObservation } from '../core/doctor.ts'
 import type { Transport } from '../core/types.ts'
+import { checkHttpsFallback, httpsFallbackAllowlist, httpsFallbackSentence } from './check-https-fallback.ts'
 import { checkProxyDiscovery } from './check-proxy-discovery.ts'
 import { checkProxyAuth } from './check-proxy-auth.ts'
 
@@ -35,7 +36,7 @@ function connectedTcp (r: RungObservation): boolean {
 }
 
 function transportWords (t: Transport, port?: number): string {
-  const name = t === 'wss' ? 'WebSocket/TLS' : t === 'ws' ? 'WebSocket' : t === 'quic' ? 'QUIC (UDP)' : t === 'tcp' ? 'TCP' : t
+  const name = t === 'https-poll' ? 'HTTPS long polling' : t === 'wss' ? 'WebSocket/TLS' : t === 'ws' ? 'WebSocket' : t === 'quic' ? 'QUIC (UDP)' : t === 'tcp' ? 'TCP' : t
   return port != null ? `${name} on port ${port}` : name
 }
 
@@ -286,6 +287,8 @@ function verdictOf (obs: DoctorObservations, checks: DoctorCheck[], path: Doctor
   }
   if (v('proxy-auth') === 'no') sentences.push(`The proxy asks for authentication we could not give: ${checks.find(c => c.name === 'proxy-auth')?.detail ?? ''}.`)
   if (v('clock-skew') === 'yes') sentences.push('This machine\'s clock is off by more than a minute: fix it (NTP).')
+  const fallback = httpsFallbackSentence(v)
+  if (fallback != null) sentences.push(fallback)
   if (v('proxy-discovery') === 'yes') sentences.push(`The proxy was named by ${obs.proxyDiscovery?.source?.startsWith('wpad') === true ? 'the network\'s PAC file (WPAD)' : 'the PAC file given'} ${obs.proxyDiscovery?.url ?? ''}.`)
   else if (v('proxy-discovery') === 'no' && path == null) sentences.push('Direct dials failed and the network names no usable proxy (no PAC by DHCP or wpad.<search domain>): if it has one, give it with --proxy-pac URL or HTTPS_PROXY.')
   return sentences.join(' ')
@@ -330,6 +333,7 @@ function allowlistOf (obs: DoctorObservations, checks: DoctorCheck[]): string[] 
   if (v('tls-intercepted') === 'yes') {
     for (const t of obs.tls.filter(x => x.intercepted === true)) out.push(`exempt ${t.addr.split('/')[2] ?? t.addr} from TLS inspection (its certificate is re-signed by ${t.issuer ?? 'the middlebox'})`)
   }
+  out.push(...httpsFallbackAllowlist(obs, v))
   return [...new Set(out)]
 }
 
@@ -350,6 +354,7 @@ export function assess (obs: DoctorObservations): Assessed {
     checkReachability(obs),
     checkWebrtc(obs),
     checkClock(obs),
+    checkHttpsFallback(obs),
     checkProxyDiscovery(obs),
     checkProxyAuth(obs)
   ]

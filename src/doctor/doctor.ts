@@ -5,6 +5,7 @@ import { MeshResolver } from '../net/dns-resolver.ts'
 import { pause } from '../core/async.ts'
 import type { MeshComponents } from '../net/components.ts'
 import { peerIdOf, transportOf } from '../net/transport-of.ts'
+import { observeHttpsFallback, withHttpsFallbackTargets } from './probe-https-fallback.ts'
 import type { ClockObservation, DohProbe, DoctorObservations, RungObservation, TlsObservation } from '../core/doctor.ts'
 import type { AddrResolution, DaemonStatus, DialAttempt, NatReport } from '../core/types.ts'
 import type { AbortOptions, Connection } from '@libp2p/interface'
@@ -89,6 +90,8 @@ export class Doctor {
     // black-holed QUIC probe must not double the time the TCP probe after it may take
     this.ladder = new DialLadder({
       maxPatience: 1,
+      // the HTTPS poll rung is a target of its own (probe-https-fallback.ts)
+      pollFallback: false,
       dial: async (ma, options) => await init.mesh.dialler.dialTransport(ma, {
         ...options,
         purpose: 'doctor',
@@ -126,7 +129,7 @@ export class Doctor {
 
     const dohDone = this.probeDoh(bootstrap, signal)
     const tls: TlsObservation[] = []
-    const rungsDone = Promise.all(dedupeTargets(targets).map(async t => await this.probeRung(t.relay, t.addr, tls, signal)))
+    const rungsDone = Promise.all(dedupeTargets(withHttpsFallbackTargets(targets)).map(async t => await this.probeRung(t.relay, t.addr, tls, signal)))
     let probesEnded: number | undefined
     void Promise.allSettled([rungsDone, dohDone]).then(() => { probesEnded = Date.now() })
 
@@ -178,7 +181,8 @@ export class Doctor {
       clock,
       webrtcTransport: this.init.webrtcTransport ?? false,
       ...await probeProxyDiscovery(this.init.mesh.proxies, { signal }),
-      observedMs: Date.now() - t0
+      observedMs: Date.now() - t0,
+      httpsFallback: observeHttpsFallback(rungs, status.relays)
     }
   }
 
@@ -191,7 +195,7 @@ export class Doctor {
     const text = addr.toString()
     const transport = transportOf(text)
     const { host, port } = hostPortOf(text)
-    const use = transport === 'tcp' ? 'tcp' : transport === 'ws' ? 'ws' : transport === 'wss' ? 'wss' : undefined
+    const use = transport === 'tcp' ? 'tcp' : transport === 'ws' ? 'ws' : transport === 'wss' || transport === 'https-poll' ? 'wss' : undefined
     const proxy = use != null && host != null && port != null ? this.init.mesh.proxies.proxyFor(use, host, port)?.url : undefined
     const base: RungObservation = { relay, addr: text, transport, ...(host != null ? { host } : {}), ...(port != null ? { port } : {}), outcome: 'not-tried', ...(proxy != null ? { proxy } : {}) }
     let attempt: LadderAttempt | undefined

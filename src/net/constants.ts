@@ -12,3 +12,10 @@ export const DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS = 5_000
 export const DEFAULT_RESERVATION_TIMEOUT_MS = 5_000
 
 export const AGENT_VERSION = `worldcompute/${VERSION}`
+
+/**
+ * Path prefix of the HTTPS long-polling transport on a relay's WebSocket
+ * listeners (src/net/https-poll): versioned like the protocol names, a new
+ * wire format gets a new prefix beside the old one.
+ */
+export const HTTPS_POLL_PATH = '/wc-poll/1'

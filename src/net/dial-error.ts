@@ -101,6 +101,7 @@ function stallCause (phase: DialPhase, transport: Transport, seconds: string): s
       if (transport === 'quic') return `no QUIC handshake reply within ${seconds} s (UDP dropped, or nothing listens on that UDP port)`
       return `TLS handshake did not finish within ${seconds} s`
     case 'ws-upgrade': return `WebSocket upgrade did not finish within ${seconds} s`
+    case 'http': return `the relay did not answer the HTTPS poll session request within ${seconds} s (a proxy holding or dropping it?)`
     case 'noise':
       // over TLS a middlebox cannot read the negotiation, so only loss or a dead peer explain it
       if (transport === 'wss') return `the connection opened but the libp2p handshake got no answer within ${seconds} s (packets lost, or the relay is overloaded)`
@@ -174,6 +175,18 @@ function proxyRule ({ e, name, message }: ErrorView): DialErrorDescription | und
   return { cause: message, code: str(e.code), phase: phase === 'tls' ? 'tls' : 'ws-upgrade' }
 }
 
+/**
+ * The HTTPS poll transport's errors carry the phase they failed at and a
+ * code (https-poll/errors.ts); an untrusted certificate reads as any other rung's.
+ */
+function pollRule ({ e, name, message }: ErrorView): DialErrorDescription | undefined {
+  if (name !== 'HttpsPollError' || str(e.code) === '') return undefined
+  const inner = findCode(e.cause)
+  if (inner != null && TLS_CODES[inner] != null) return { cause: `${TLS_CODES[inner]} (${message})`, code: 'TLS_UNTRUSTED', phase: 'tls' }
+  const phase = str((e as { phase?: unknown }).phase)
+  return { cause: message, code: str(e.code), phase: phase === 'tls' || phase === 'tcp-connect' ? phase : 'http' }
+}
+
 function aggregateRule ({ e, name }: ErrorView, ctx: DialErrorContext): DialErrorDescription | undefined {
   if (name !== 'AggregateError' || !Array.isArray(e.errors)) return undefined
   const parts = (e.errors as unknown[]).map(inner => describeDialError(inner, ctx))
@@ -239,7 +252,7 @@ function domEventRule ({ err, e }: ErrorView, ctx: DialErrorContext): DialErrorD
 }
 
 /** Tried in order; the first rule that recognises the error describes it. */
-const RULES: readonly Rule[] = [cancelledRule, proxyRule, aggregateRule, codeRule, errorEventRule, timeoutRule, namedRule, domEventRule]
+const RULES: readonly Rule[] = [cancelledRule, proxyRule, pollRule, aggregateRule, codeRule, errorEventRule, timeoutRule, namedRule, domEventRule]
 
 export function describeDialError (err: unknown, ctx: DialErrorContext): DialErrorDescription {
   const e = asObject(err)
@@ -268,6 +281,11 @@ export function phaseForProgress (event: string, transport: Transport, current: 
       return transport === 'wss' ? 'tls' : transport === 'ws' ? 'ws-upgrade' : 'tcp-connect'
     case 'websockets:upgrade':
       return 'ws-upgrade'
+    // the HTTPS poll transport (https-poll/transport.ts): TLS to the relay, then its session request
+    case 'https-poll:tls':
+      return 'tls'
+    case 'https-poll:open-session':
+      return 'http'
     case 'upgrader:encrypt-outbound-connection':
       return 'noise'
     case 'upgrader:multiplex-outbound-connection':

@@ -9,6 +9,7 @@ import { TRANSPORTS, type DialAttempt, type DialPhase, type Transport } from '..
 import { createLogger, type Logger } from '../log/logger.ts'
 import { describeDialError, initialPhase, phaseForProgress } from './dial-error.ts'
 import { transportOf } from './transport-of.ts'
+import { withPollFallbacks } from './https-poll/address.ts'
 import type { AbortOptions, Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -72,6 +73,17 @@ export const WS_ATTEMPT_TIMEOUT_MS = 3_000
 export const WSS_ATTEMPT_TIMEOUT_MS = 4_000
 
 /**
+ * HTTPS long polling (https-poll/): a session request, then Noise and yamux
+ * over request/response exchanges through a buffering proxy, each round trip
+ * a full HTTP exchange. The last rung: it starts when the WebSocket attempts
+ * before it failed, or {@link HTTPS_POLL_STALL_MS} after the last attempt started.
+ */
+export const HTTPS_POLL_ATTEMPT_TIMEOUT_MS = 6_000
+
+/** How long the poll rung waits for the attempts before it (WSS above all) to fail or win. */
+export const HTTPS_POLL_STALL_MS = 2_000
+
+/**
  * A circuit address (reaching the peer through another relay) or an address
  * only libp2p's dial queue can resolve (`/dnsaddr`): two dials in series, so
  * the old per-address budget.
@@ -110,7 +122,8 @@ export const ATTEMPT_TIMEOUTS_MS: Readonly<Record<Transport, number>> = Object.f
   wss: WSS_ATTEMPT_TIMEOUT_MS,
   webrtc: OTHER_ATTEMPT_TIMEOUT_MS,
   circuit: OTHER_ATTEMPT_TIMEOUT_MS,
-  unknown: OTHER_ATTEMPT_TIMEOUT_MS
+  unknown: OTHER_ATTEMPT_TIMEOUT_MS,
+  'https-poll': HTTPS_POLL_ATTEMPT_TIMEOUT_MS
 })
 
 /** File in the data directory's state folder that keeps the winning rungs. */
@@ -124,7 +137,8 @@ const RUNG_RANK: Readonly<Record<Transport, number>> = {
   ws: 2,
   webrtc: 3,
   unknown: 3,
-  circuit: 4
+  circuit: 4,
+  'https-poll': 5
 }
 
 export interface PlannedAttempt {
@@ -254,6 +268,12 @@ export interface DialLadderInit {
   timeoutsMs?: Partial<Record<Transport, number>>
   /** @default MAX_PATIENCE; 1 keeps the timeouts fixed */
   maxPatience?: number
+  /**
+   * add the HTTPS poll address of each `/tls/ws` address as the last rung
+   * (https-poll/address.ts); the doctor, which probes each address on its
+   * own, turns it off @default true
+   */
+  pollFallback?: boolean
 }
 
 type AttemptStatus = 'pending' | 'running' | 'success' | 'failure' | 'cancelled' | 'closed-late'
@@ -288,6 +308,7 @@ export class DialLadder {
   private readonly budgetMs: number
   private readonly timeoutsMs: Record<Transport, number>
   private readonly maxPatience: number
+  private readonly pollFallback: boolean
   /** per peer: the factor its timeouts and budget are multiplied by (absent = 1) */
   private readonly patience = new Map<string, number>()
 
@@ -299,6 +320,7 @@ export class DialLadder {
     this.budgetMs = init.budgetMs ?? LADDER_BUDGET_MS
     this.timeoutsMs = { ...ATTEMPT_TIMEOUTS_MS, ...init.timeoutsMs }
     this.maxPatience = Math.max(1, init.maxPatience ?? MAX_PATIENCE)
+    this.pollFallback = init.pollFallback ?? true
   }
 
   /** The factor the next ladder to `peerId` multiplies its timeouts and budget by (1 unless earlier ladders timed out). */
@@ -308,7 +330,7 @@ export class DialLadder {
 
   /** The order the next ladder to this peer would try its addresses in. */
   plan (peerId: string, addrs: readonly Multiaddr[]): PlannedAttempt[] {
-    return planLadder(addrs, this.memory?.recall(peerId))
+    return planLadder(this.pollFallback ? withPollFallbacks(addrs) : addrs, this.memory?.recall(peerId))
   }
 
   /**
@@ -316,7 +338,7 @@ export class DialLadder {
    * The caller checks for an existing connection first: the ladder always dials.
    */
   async dial (peerId: string, addrs: readonly Multiaddr[], options: AbortOptions = {}): Promise<LadderResult> {
-    const plan = planLadder(addrs, this.memory?.recall(peerId))
+    const plan = planLadder(this.pollFallback ? withPollFallbacks(addrs) : addrs, this.memory?.recall(peerId))
     if (plan.length === 0) {
       throw new DialLadderError(`no address to dial for ${peerId}`, [])
     }
@@ -450,19 +472,36 @@ class LadderRun {
     let next = 0
     try {
       while (this.winner == null && !this.signal.aborted) {
-        if (next < this.states.length) this.launch(this.states[next++])
+        if (next < this.states.length && this.mayStart(this.states[next])) this.launch(this.states[next++])
         if (!this.states.some(s => s.status === 'running')) {
           if (next >= this.states.length) break
           // everything started so far has failed: the next rung now, not after the stagger
           continue
         }
         // with every rung started, only a settlement or the budget's end (the signal) wakes us
-        await this.waker.wait(next < this.states.length ? this.init.staggerMs : this.budgetMs)
+        await this.waker.wait(next < this.states.length ? this.gapBefore(this.states[next]) : this.budgetMs)
       }
     } finally {
       this.signal.removeEventListener('abort', wake)
     }
     return this.winner
+  }
+
+  /**
+   * The poll rung starts once the WebSocket attempts before it have failed (or
+   * nothing runs), or after they stalled; every other rung starts on its turn.
+   */
+  private mayStart (s: AttemptState): boolean {
+    if (s.plan.transport !== 'https-poll') return true
+    const webSockets = this.states.filter(o => o.startedAt != null && (o.plan.transport === 'wss' || o.plan.transport === 'ws'))
+    const wsEnded = webSockets.length > 0 && webSockets.every(o => o.status !== 'running')
+    return wsEnded || !this.states.some(o => o.status === 'running') || this.gapBefore(s) === 0
+  }
+
+  private gapBefore (s: AttemptState): number {
+    if (s.plan.transport !== 'https-poll') return this.init.staggerMs
+    const lastStart = Math.max(...this.states.map(o => o.startedAt ?? 0))
+    return Math.max(0, HTTPS_POLL_STALL_MS - (Date.now() - lastStart))
   }
 
   private launch (s: AttemptState): void {

@@ -14,6 +14,8 @@ import { agentWithStun } from './stun/announce.ts'
 import { proxiedTcp, proxiedWebSockets, type ProxyRouter } from './proxy-transports.ts'
 import type { HttpRouteTable } from './ws-http-routes.ts'
 import { hopGater, hopGuard, type HopAdmission } from './hop-gate.ts'
+import { httpsPoll } from './https-poll/transport.ts'
+import { withPollAddrs } from './https-poll/address.ts'
 import type { CircuitTraffic } from './circuit-traffic.ts'
 import type { RelayLimits } from '../config/config.ts'
 import type { Libp2pOptions } from 'libp2p'
@@ -64,15 +66,18 @@ export type WebRtcTransport = typeof WebRtcFactory
 
 export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: () => Promise<Array<{ urls: string[] }>>, webRTC?: WebRtcTransport, httpRoutes?: HttpRouteTable): Libp2pOptions<any> {
   const relay = init.relayServer
+  // a relay serves the HTTPS poll transport on its WebSocket listeners (https-poll/)
+  const listen = relay != null ? withPollAddrs(init.listen) : init.listen
+  const announce = relay != null ? withPollAddrs(init.announce ?? []) : init.announce
   return {
     privateKey: init.privateKey,
     ...(init.dns != null ? { dns: init.dns } : {}),
     nodeInfo: { userAgent: agentWithStun(AGENT_VERSION, init.stunPorts ?? []) },
     addresses: {
-      listen: [...init.listen.map(ma => ma.toString()), ...(init.webrtc === true ? ['/webrtc'] : [])],
-      announce: (init.announce ?? []).map(ma => ma.toString()),
+      listen: [...listen.map(ma => ma.toString()), ...(init.webrtc === true ? ['/webrtc'] : [])],
+      announce: (announce ?? []).map(ma => ma.toString()),
       // no loopback or private addresses to the wide mesh (address-scope.ts)
-      announceFilter: makeAnnounceFilter(init.announce, { keepPrivateAsLastResort: relay != null })
+      announceFilter: makeAnnounceFilter(announce, { keepPrivateAsLastResort: relay != null })
     },
     transports: transports(init, proxies, iceServers, webRTC, httpRoutes),
     connectionEncrypters: [noise()],
@@ -98,6 +103,8 @@ function transports (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: ()
     // the library transports, with their socket opening routed through a proxy when one applies
     proxiedTcp({}, proxies),
     proxiedWebSockets(wsInit, proxies, httpRoutes),
+    // the last rung: libp2p over HTTPS requests, for proxies that pass no WebSocket upgrade
+    httpsPoll({}, proxies, httpRoutes),
     quic(),
     // never @libp2p/webrtc's default ICE servers (public STUN servers of a
     // third party): our relays answer STUN, and with none known ICE uses

@@ -4,6 +4,7 @@ import { delay, raceSignal } from '../core/async.ts'
 import { ReservationFailedError } from '../core/errors.ts'
 import { describeDialError } from './dial-error.ts'
 import { circuitAddress, relayPeerOf, transportOf, uplinkTransport } from './transport-of.ts'
+import { isPollAddr } from './https-poll/address.ts'
 import type { NodeAddresses, ReservationResult, Reservations } from './components.ts'
 import type { NodeCore } from './node-core.ts'
 import type { DialTelemetry } from './telemetry.ts'
@@ -115,7 +116,10 @@ export class CircuitReservations implements Reservations {
     const relayId = relay.toString()
     const store = this.reservationStore()
     if (!this.relaysListened.has(relayId) || store == null) {
-      await raceSignal(this.core.internals.transportManager.listen([multiaddr(target)]), options.signal)
+      // the circuit transport listens only on addresses its matcher knows (TCP, WebSocket, QUIC…);
+      // over the HTTPS poll transport, name the relay alone: the listener reuses this connection
+      const listenOn = isPollAddr(conn.remoteAddr) ? `/p2p/${relayId}/p2p-circuit` : target
+      await raceSignal(this.core.internals.transportManager.listen([multiaddr(listenOn)]), options.signal)
       this.relaysListened.add(relayId)
       return
     }

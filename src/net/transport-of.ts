@@ -34,6 +34,7 @@ export function uplinkTransport (ma: Multiaddr | string): Transport {
 
 function directTransport (names: string[]): Transport {
   if (names.includes('webrtc') || names.includes('webrtc-direct')) return 'webrtc'
+  if (names.includes('http-path') && names.includes('http')) return 'https-poll'
   if (names.includes('quic-v1') || names.includes('quic')) return 'quic'
   if (names.includes('wss') || (names.includes('ws') && names.includes('tls'))) return 'wss'
   if (names.includes('ws')) return 'ws'
