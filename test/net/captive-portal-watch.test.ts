@@ -1,0 +1,137 @@
+/**
+ * The donor's captive portal watch (src/donor/captive-portal-watch.ts) on a
+ * fake clock: when it probes, its back-off while a portal is seen, the one
+ * warning, and the wake of the reservation manager once the portal lets the
+ * device out.
+ */
+import assert from 'node:assert/strict'
+import { afterEach, beforeEach, describe, it, mock } from 'node:test'
+import { CaptivePortalWatch } from '../../src/donor/captive-portal-watch.ts'
+import { recordingLogger, type LogLine } from '../helpers/recording-logger.ts'
+import type { CaptivePortalProbe } from '../../src/core/types.ts'
+
+const URLS = ['http://198.51.100.10:80/generate_204']
+const SIGN_IN = 'http://portal.lab.example/login'
+
+function answer (state: CaptivePortalProbe['state']): CaptivePortalProbe {
+  const answers: CaptivePortalProbe['answers'] = state === 'yes'
+    ? [{ url: URLS[0], outcome: 'portal', status: 302, signInUrl: SIGN_IN, detail: `302 redirect to ${SIGN_IN}` }]
+    : state === 'no' ? [{ url: URLS[0], outcome: 'relay', status: 204, detail: '204 from the relay' }] : [{ url: URLS[0], outcome: 'silent', detail: 'no answer' }]
+  return { state, ...(state === 'yes' ? { url: SIGN_IN } : {}), answers, detail: state, checkedAt: new Date().toISOString() }
+}
+
+/** Lets the watch's promises settle between clock ticks (setImmediate is not faked). */
+async function settle (): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise<void>(resolve => { setImmediate(resolve) })
+}
+
+describe('the captive portal watch', () => {
+  let lines: LogLine[]
+  let probes: number[]
+  let script: Array<CaptivePortalProbe['state']>
+  let letOut: number
+  let watch: CaptivePortalWatch
+
+  beforeEach(() => {
+    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 })
+    lines = []
+    probes = []
+    letOut = 0
+    script = []
+    watch = new CaptivePortalWatch({
+      urls: URLS,
+      probe: async () => {
+        probes.push(Date.now())
+        return answer(script.shift() ?? 'no')
+      },
+      onLetOut: () => { letOut++ },
+      recheck: { initialMs: 10_000, maxMs: 60_000 },
+      suspectIntervalMs: 30_000,
+      logger: recordingLogger(lines)
+    })
+  })
+
+  afterEach(async () => {
+    await watch.stop()
+    mock.timers.reset()
+  })
+
+  it('probes at start, warns once with the sign-in URL, asks again at 10 s, 20 s, 40 s, 60 s, and wakes the relays when the relay answers', async () => {
+    script = ['yes', 'yes', 'yes', 'yes', 'yes', 'no']
+    watch.start()
+    await settle()
+    assert.deepEqual(probes, [1_000_000])
+    const seen = watch.status()
+    assert.equal(seen.state, 'yes')
+    assert.equal(seen.url, SIGN_IN)
+    assert.equal(seen.since, new Date(1_000_000).toISOString())
+    for (const wait of [10_000, 20_000, 40_000, 60_000, 60_000]) {
+      mock.timers.tick(wait - 1)
+      await settle()
+      const before = probes.length
+      mock.timers.tick(1)
+      await settle()
+      assert.equal(probes.length, before + 1, `a probe after ${wait} ms, not before`)
+    }
+    const warnings = lines.filter(l => l.fields?.code === 'CAPTIVE_PORTAL')
+    assert.equal(warnings.length, 1, 'one warning for the whole time the portal is seen')
+    assert.equal(warnings[0].level, 'warn')
+    assert.equal(warnings[0].fields?.url, SIGN_IN)
+    assert.match(warnings[0].msg, /sign-in page \(captive portal\) at http:\/\/portal\.lab\.example\/login: open it in a browser and sign in/)
+    assert.equal(letOut, 1)
+    assert.equal(watch.status().state, 'no')
+    assert.equal(watch.status().url, undefined)
+    assert.ok(lines.some(l => l.level === 'info' && l.fields?.code === 'CAPTIVE_PORTAL_GONE'))
+  })
+
+  it('runs no timer while no portal is seen, and probes on suspicion at most once per interval', async () => {
+    script = ['no', 'no', 'no']
+    watch.start()
+    await settle()
+    assert.equal(probes.length, 1)
+    mock.timers.tick(3_600_000)
+    await settle()
+    assert.equal(probes.length, 1, 'no probe without a reason')
+    watch.suspect()
+    await settle()
+    assert.equal(probes.length, 2, 'the last probe was long ago: at once')
+    watch.suspect()
+    watch.suspect()
+    await settle()
+    assert.equal(probes.length, 2, 'not again within the interval')
+    mock.timers.tick(30_000)
+    await settle()
+    assert.equal(probes.length, 3)
+    assert.equal(letOut, 0, 'no portal was seen: nothing to wake')
+  })
+
+  it('keeps a portal seen through a silent probe, and asks again', async () => {
+    script = ['yes', 'unknown', 'yes']
+    watch.start()
+    await settle()
+    mock.timers.tick(10_000)
+    await settle()
+    assert.equal(watch.status().state, 'yes', 'silence is not the portal letting us out')
+    mock.timers.tick(20_000)
+    await settle()
+    assert.equal(probes.length, 3)
+    assert.equal(lines.filter(l => l.fields?.code === 'CAPTIVE_PORTAL').length, 1)
+    assert.equal(letOut, 0)
+  })
+
+  it('logs a probe that throws as a warning with its code and goes on', async () => {
+    const failing = new CaptivePortalWatch({
+      urls: URLS,
+      probe: async () => { throw new Error('out of file descriptors') },
+      onLetOut: () => {},
+      logger: recordingLogger(lines)
+    })
+    failing.start()
+    await settle()
+    await failing.stop()
+    const line = lines.find(l => l.fields?.code === 'CAPTIVE_PORTAL_PROBE_FAILED')
+    assert.ok(line != null)
+    assert.equal(line.level, 'warn')
+    assert.equal(failing.status().state, 'unknown')
+  })
+})
