@@ -1,4 +1,4 @@
-import type { AddrResolution, DialPhase, NatMapping, NatReport, ProxyStatus, RelayReservationStatus, Transport } from './types.ts'
+import type { AddrResolution, CaptivePortalProbe, DialPhase, NatMapping, NatReport, ProxyStatus, RelayReservationStatus, Transport } from './types.ts'
 
 /**
  * `worldcompute doctor`: what was observed (gathered by src/doctor from the
@@ -14,7 +14,8 @@ export type CheckValue = 'yes' | 'no' | 'unknown'
 /** Every check the doctor reports, in the order it prints them. */
 export const CHECK_NAMES = [
   'dns', 'doh', 'udp', 'nat', 'tcp-connect', 'libp2p-over-tcp', 'quic', 'ws', 'wss-443',
-  'tls-intercepted', 'proxy', 'reservation', 'reachability', 'webrtc', 'clock-skew'
+  'tls-intercepted', 'proxy', 'reservation', 'reachability', 'webrtc', 'clock-skew',
+  'captive-portal'
 ] as const
 export type CheckName = typeof CHECK_NAMES[number]
 
@@ -80,6 +81,12 @@ export interface ClockObservation {
   detail: string
 }
 
+/** The captive portal probe against the relays' WebSocket addresses (src/net/captive-portal.ts), and what it asked. */
+export interface CaptivePortalObservation extends CaptivePortalProbe {
+  /** the probe URLs (`http://host:port/generate_204`, then https), empty when no relay has a WebSocket address */
+  urls: string[]
+}
+
 /** Everything the doctor gathered; the report is computed from this alone (unit-testable). */
 export interface DoctorObservations {
   /** the bootstrap multiaddrs as configured */
@@ -107,6 +114,8 @@ export interface DoctorObservations {
   clock: ClockObservation
   /** the build has a WebRTC transport for direct donor-to-donor connections */
   webrtcTransport: boolean
+  /** is a sign-in page (captive portal) in the way of the relays? absent from older reports */
+  captivePortal?: CaptivePortalObservation
   /** how long the doctor observed, ms */
   observedMs: number
 }

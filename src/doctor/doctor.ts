@@ -3,6 +3,7 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import { DialLadder, DialLadderError, type LadderAttempt } from '../net/dial-ladder.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { pause } from '../core/async.ts'
+import { observeCaptivePortal } from './probe-captive-portal.ts'
 import type { MeshComponents } from '../net/components.ts'
 import { peerIdOf, transportOf } from '../net/transport-of.ts'
 import type { ClockObservation, DohProbe, DoctorObservations, RungObservation, TlsObservation } from '../core/doctor.ts'
@@ -124,6 +125,7 @@ export class Doctor {
     }))
 
     const dohDone = this.probeDoh(bootstrap, signal)
+    const portalDone = observeCaptivePortal(bootstrap, { signal })
     const tls: TlsObservation[] = []
     const rungsDone = Promise.all(dedupeTargets(targets).map(async t => await this.probeRung(t.relay, t.addr, tls, signal)))
     let probesEnded: number | undefined
@@ -176,6 +178,7 @@ export class Doctor {
         : {}),
       clock,
       webrtcTransport: this.init.webrtcTransport ?? false,
+      captivePortal: await portalDone,
       observedMs: Date.now() - t0
     }
   }
