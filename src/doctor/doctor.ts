@@ -124,8 +124,7 @@ export class Doctor {
       }
     }))
 
-    const dohDone = this.probeDoh(bootstrap, signal)
-    const portalDone = observeCaptivePortal(bootstrap, { signal })
+    const [dohDone, portalDone] = [this.probeDoh(bootstrap, signal), observeCaptivePortal(bootstrap, { signal })]
     const tls: TlsObservation[] = []
     const rungsDone = Promise.all(dedupeTargets(targets).map(async t => await this.probeRung(t.relay, t.addr, tls, signal)))
     let probesEnded: number | undefined
