@@ -87,6 +87,17 @@ export class CaptivePortalWatch {
     this.waker.wake()
   }
 
+  /**
+   * A relay connection opened: while a portal is seen, ask again now rather
+   * than at the next re-check, so status stops saying "portal" as soon as it
+   * is gone (signing in often lets the relays through before the re-check).
+   */
+  relayReached (): void {
+    if (this.current.state !== 'yes') return
+    this.recheckAt = 0
+    this.waker.wake()
+  }
+
   status (): CaptivePortalStatus {
     return { ...this.current }
   }

@@ -49,6 +49,10 @@ export class DonorService {
   /** is a sign-in page (captive portal) in the way of the relays? */
   private readonly portal: CaptivePortalWatch
   private unlearn?: () => void
+  private readonly bootstrapIds: ReadonlySet<string>
+  private readonly onPeerConnect = (evt: CustomEvent<{ toString: () => string }>): void => {
+    if (this.bootstrapIds.has(evt.detail.toString())) this.portal.relayReached()
+  }
   private readonly version: string
   private readonly log: Logger
   private startedAt?: Date
@@ -75,6 +79,7 @@ export class DonorService {
     }
     this.nat = new NatProber(init.mesh.components, { ...init.nat, onReport: () => { this.direct?.natChanged() }, logger: this.log.child('nat') })
     const bootstrapIds = new Set(init.bootstrap.map(ma => peerIdOf(ma)).filter(id => id != null))
+    this.bootstrapIds = bootstrapIds
     this.directory = new RelayDirectory(init.mesh.components, { ignore: id => bootstrapIds.has(id), logger: this.log.child('relays') })
   }
 
@@ -86,6 +91,7 @@ export class DonorService {
     this.direct?.start()
     this.reservations.start()
     this.portal.start()
+    this.mesh.components.events.on('peer:connect', this.onPeerConnect)
     this.unlearn = this.directory.onRelay(relay => { this.reservations.learn(relay) })
     this.directory.start()
   }
@@ -97,6 +103,7 @@ export class DonorService {
     this.directory.stop()
     this.direct?.stop()
     await this.nat.stop()
+    this.mesh.components.events.off('peer:connect', this.onPeerConnect)
     await this.portal.stop()
     await this.reservations.stop()
     await this.mesh.stop()

@@ -119,6 +119,20 @@ describe('the captive portal watch', () => {
     assert.equal(letOut, 0)
   })
 
+  it('asks again at once when a relay connection opens while a portal is seen, and not otherwise', async () => {
+    script = ['yes', 'no']
+    watch.start()
+    await settle()
+    watch.relayReached()
+    await settle()
+    assert.equal(probes.length, 2, 'no wait for the 10 s re-check')
+    assert.equal(watch.status().state, 'no')
+    assert.equal(letOut, 1)
+    watch.relayReached()
+    await settle()
+    assert.equal(probes.length, 2, 'no portal seen: a relay connection asks nothing')
+  })
+
   it('logs a probe that throws as a warning with its code and goes on', async () => {
     const failing = new CaptivePortalWatch({
       urls: URLS,
