@@ -14,6 +14,13 @@ export const DEFAULT_PORTAL_RECHECK: BackoffPolicy = { initialMs: 10_000, maxMs:
 /** The least time between two probes asked for by relays that keep failing. */
 export const DEFAULT_PORTAL_SUSPECT_INTERVAL_MS = 30_000
 
+/**
+ * The first probe waits this long after start: on a network that lets the
+ * donor out, the first relay dial (whose rungs are staggered by a few hundred
+ * ms) is not made to share the relay's port with a probe.
+ */
+export const DEFAULT_PORTAL_START_DELAY_MS = 1_000
+
 /** Waker.wait needs a bound: this one is never reached in practice (24.8 days, setTimeout's largest). */
 const NO_TIMER_MS = 2_147_483_647
 
@@ -28,12 +35,14 @@ export interface CaptivePortalWatchInit {
   recheck?: BackoffPolicy
   /** relays failing ask for a probe at most this often @default DEFAULT_PORTAL_SUSPECT_INTERVAL_MS */
   suspectIntervalMs?: number
+  /** the first probe after start @default DEFAULT_PORTAL_START_DELAY_MS */
+  startDelayMs?: number
   logger?: Logger
 }
 
 /**
  * Whether the donor stands behind a captive portal, and when it stops doing
- * so. It probes once at start, and again when every relay dial fails
+ * so. It probes once shortly after start, and again when every relay dial fails
  * ({@link suspect}); no timer runs otherwise. While a portal is seen it
  * probes again with a back-off (10 s → 60 s) until a relay answers, then
  * tells the reservation manager to try at once (`onLetOut`): a person who
@@ -51,6 +60,7 @@ export class CaptivePortalWatch {
   private current: CaptivePortalStatus = { state: 'unknown' }
   private suspected = true
   private lastProbeAt = -Infinity
+  private firstProbeAt = 0
   /** probes in a row that saw the portal, and when the next is due */
   private rechecks = 0
   private recheckAt = 0
@@ -69,6 +79,7 @@ export class CaptivePortalWatch {
     if (this.controller != null || this.init.urls.length === 0) return
     const controller = new AbortController()
     this.controller = controller
+    this.firstProbeAt = Date.now() + (this.init.startDelayMs ?? DEFAULT_PORTAL_START_DELAY_MS)
     this.loop = this.run(controller.signal).catch((err: unknown) => {
       if (!controller.signal.aborted) this.log.error(`captive portal watch stopped unexpectedly: ${(err as Error).stack ?? String(err)}`)
     })
@@ -113,7 +124,7 @@ export class CaptivePortalWatch {
   /** ms until the next probe: 0 now; Infinity: none until a suspicion */
   private dueIn (now: number): number {
     if (this.current.state === 'yes') return this.recheckAt - now
-    if (this.suspected) return this.lastProbeAt + this.suspectIntervalMs - now
+    if (this.suspected) return Math.max(this.lastProbeAt + this.suspectIntervalMs, this.firstProbeAt) - now
     return Infinity
   }
 

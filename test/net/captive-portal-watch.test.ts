@@ -20,6 +20,14 @@ function answer (state: CaptivePortalProbe['state']): CaptivePortalProbe {
   return { state, ...(state === 'yes' ? { url: SIGN_IN } : {}), answers, detail: state, checkedAt: new Date().toISOString() }
 }
 
+/** Starts the watch and lets its first probe, 1 s later, run. */
+async function started (watch: CaptivePortalWatch): Promise<void> {
+  watch.start()
+  await settle()
+  mock.timers.tick(1_000)
+  await settle()
+}
+
 /** Lets the watch's promises settle between clock ticks (setImmediate is not faked). */
 async function settle (): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise<void>(resolve => { setImmediate(resolve) })
@@ -56,15 +64,14 @@ describe('the captive portal watch', () => {
     mock.timers.reset()
   })
 
-  it('probes at start, warns once with the sign-in URL, asks again at 10 s, 20 s, 40 s, 60 s, and wakes the relays when the relay answers', async () => {
+  it('probes 1 s after start, warns once with the sign-in URL, asks again at 10 s, 20 s, 40 s, 60 s, and wakes the relays when the relay answers', async () => {
     script = ['yes', 'yes', 'yes', 'yes', 'yes', 'no']
-    watch.start()
-    await settle()
-    assert.deepEqual(probes, [1_000_000])
+    await started(watch)
+    assert.deepEqual(probes, [1_001_000])
     const seen = watch.status()
     assert.equal(seen.state, 'yes')
     assert.equal(seen.url, SIGN_IN)
-    assert.equal(seen.since, new Date(1_000_000).toISOString())
+    assert.equal(seen.since, new Date(1_001_000).toISOString())
     for (const wait of [10_000, 20_000, 40_000, 60_000, 60_000]) {
       mock.timers.tick(wait - 1)
       await settle()
@@ -86,8 +93,7 @@ describe('the captive portal watch', () => {
 
   it('runs no timer while no portal is seen, and probes on suspicion at most once per interval', async () => {
     script = ['no', 'no', 'no']
-    watch.start()
-    await settle()
+    await started(watch)
     assert.equal(probes.length, 1)
     mock.timers.tick(3_600_000)
     await settle()
@@ -107,8 +113,7 @@ describe('the captive portal watch', () => {
 
   it('keeps a portal seen through a silent probe, and asks again', async () => {
     script = ['yes', 'unknown', 'yes']
-    watch.start()
-    await settle()
+    await started(watch)
     mock.timers.tick(10_000)
     await settle()
     assert.equal(watch.status().state, 'yes', 'silence is not the portal letting us out')
@@ -121,8 +126,7 @@ describe('the captive portal watch', () => {
 
   it('asks again at once when a relay connection opens while a portal is seen, and not otherwise', async () => {
     script = ['yes', 'no']
-    watch.start()
-    await settle()
+    await started(watch)
     watch.relayReached()
     await settle()
     assert.equal(probes.length, 2, 'no wait for the 10 s re-check')
@@ -140,8 +144,7 @@ describe('the captive portal watch', () => {
       onLetOut: () => {},
       logger: recordingLogger(lines)
     })
-    failing.start()
-    await settle()
+    await started(failing)
     await failing.stop()
     const line = lines.find(l => l.fields?.code === 'CAPTIVE_PORTAL_PROBE_FAILED')
     assert.ok(line != null)
