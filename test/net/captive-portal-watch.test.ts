@@ -8,7 +8,8 @@ import assert from 'node:assert/strict'
 import { afterEach, beforeEach, describe, it, mock } from 'node:test'
 import { CaptivePortalWatch } from '../../src/donor/captive-portal-watch.ts'
 import { recordingLogger, type LogLine } from '../helpers/recording-logger.ts'
-import type { CaptivePortalProbe } from '../../src/core/types.ts'
+import { renderStatus } from '../../src/cli/render.ts'
+import type { CaptivePortalProbe, DaemonStatus } from '../../src/core/types.ts'
 
 const URLS = ['http://198.51.100.10:80/generate_204']
 const SIGN_IN = 'http://portal.lab.example/login'
@@ -150,5 +151,35 @@ describe('the captive portal watch', () => {
     assert.ok(line != null)
     assert.equal(line.level, 'warn')
     assert.equal(failing.status().state, 'unknown')
+  })
+})
+
+describe('worldcompute status', () => {
+  const base: DaemonStatus = {
+    peerId: '12D3KooWFHoexRyGtSjZ4w9efbFsD5R1bDvjAg5WcKkMe38NtXpC',
+    reachability: 'unknown',
+    reachabilityReason: 'no relay yet',
+    listenAddrs: [],
+    relays: [],
+    connections: [],
+    bootstrap: [],
+    startedAt: '2026-12-06T18:00:00.000Z',
+    version: 'test'
+  }
+  const rendered = (s: DaemonStatus): string[] => {
+    const out: string[] = []
+    renderStatus({ out: (l) => { out.push(l) }, err: () => {} }, s)
+    return out
+  }
+
+  it('says in plain words where to sign in while a portal is seen', () => {
+    const out = rendered({ ...base, captivePortal: { state: 'yes', url: SIGN_IN, since: '2026-12-06T18:00:01.000Z', checkedAt: '2026-12-06T18:00:11.000Z' } })
+    assert.ok(out.includes(`Captive portal: this network shows a sign-in page at ${SIGN_IN} (since 2026-12-06T18:00:01.000Z): open it in a browser and sign in; the donor joins by itself afterwards`), out.join('\n'))
+  })
+
+  it('says none when a relay answered, and nothing before the first check', () => {
+    assert.ok(rendered({ ...base, captivePortal: { state: 'no', checkedAt: '2026-12-06T18:00:11.000Z' } }).includes('Captive portal: none (a relay answered the probe)'))
+    assert.ok(!rendered({ ...base, captivePortal: { state: 'unknown' } }).some(l => l.startsWith('Captive portal')))
+    assert.ok(!rendered(base).some(l => l.startsWith('Captive portal')), 'an older daemon without the field')
   })
 })
