@@ -11,6 +11,9 @@ export function renderStatus (o: Output, s: DaemonStatus): void {
     if (s.nat != null) o.out(`               ${s.nat.reason}${s.nat.at != null ? ` (STUN ${s.nat.servers.join(', ')}, ${ago(s.nat.at)})` : ''}`)
   }
   o.out(`Dispatchable:  ${s.relays.length > 0 || s.reachability === 'public' ? 'yes' : 'no'}`)
+  const portal = s.captivePortal
+  if (portal?.state === 'yes') o.out(`Captive portal: this network shows a sign-in page at ${portal.url ?? '?'} (since ${portal.since ?? '?'}): open it in a browser and sign in; the donor joins by itself afterwards`)
+  else if (portal?.state === 'no') o.out('Captive portal: none (a relay answered the probe)')
   o.out(`Started:       ${s.startedAt} (${ago(s.startedAt)}), version ${s.version}`)
   if (s.executor != null) {
     const e = s.executor

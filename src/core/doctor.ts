@@ -1,4 +1,4 @@
-import type { AddrResolution, DialPhase, NatMapping, NatReport, ProxyDiscoveryStatus, ProxyStatus, RelayReservationStatus, Transport } from './types.ts'
+import type { AddrResolution, CaptivePortalProbe, DialPhase, NatMapping, NatReport, ProxyDiscoveryStatus, ProxyStatus, RelayReservationStatus, Transport } from './types.ts'
 
 /**
  * `worldcompute doctor`: what was observed (gathered by src/doctor from the
@@ -15,7 +15,7 @@ export type CheckValue = 'yes' | 'no' | 'unknown'
 export const CHECK_NAMES = [
   'dns', 'doh', 'udp', 'nat', 'tcp-connect', 'libp2p-over-tcp', 'quic', 'ws', 'wss-443',
   'tls-intercepted', 'proxy', 'reservation', 'reachability', 'webrtc', 'clock-skew',
-  'https-fallback', 'proxy-discovery', 'proxy-auth'
+  'https-fallback', 'proxy-discovery', 'proxy-auth', 'captive-portal'
 ] as const
 export type CheckName = typeof CHECK_NAMES[number]
 
@@ -97,6 +97,12 @@ export interface HttpsFallbackObservation {
   reservedOver: boolean
 }
 
+/** The captive portal probe against the relays' WebSocket addresses (src/net/captive-portal.ts), and what it asked. */
+export interface CaptivePortalObservation extends CaptivePortalProbe {
+  /** the probe URLs (`http://host:port/generate_204`, then https), empty when no relay has a WebSocket address */
+  urls: string[]
+}
+
 /** Everything the doctor gathered; the report is computed from this alone (unit-testable). */
 export interface DoctorObservations {
   /** the bootstrap multiaddrs as configured */
@@ -126,6 +132,8 @@ export interface DoctorObservations {
   webrtcTransport: boolean
   /** PAC / WPAD proxy discovery as the donor's node ran it; absent: the node does none */
   proxyDiscovery?: ProxyDiscoveryObservation
+  /** is a sign-in page (captive portal) in the way of the relays? absent from older reports */
+  captivePortal?: CaptivePortalObservation
   /** how long the doctor observed, ms */
   observedMs: number
   /** the HTTPS fallback rung; absent from reports of builds without it */

@@ -254,6 +254,45 @@ export interface DaemonStatus {
   paused?: boolean
   /** the donor controls and why jobs are suspended now; absent from older daemons and with --no-execute */
   controls?: DonorControlsView
+  /** whether this network shows a sign-in page (captive portal) instead of the relays; absent from older daemons */
+  captivePortal?: CaptivePortalStatus
+}
+
+/** `status`' view of the captive portal check (src/donor/captive-portal-watch.ts). */
+export interface CaptivePortalStatus {
+  /** yes: a sign-in page answered instead of our relays (bad); no: a relay answered the probe; unknown: nothing answered or not checked yet */
+  state: 'yes' | 'no' | 'unknown'
+  /** the sign-in page, while state is yes */
+  url?: string
+  /** since when the portal is seen (ISO time), while state is yes */
+  since?: string
+  /** when the network was last probed (ISO time) */
+  checkedAt?: string
+}
+
+/** One request of the captive portal probe to one relay address (src/net/captive-portal.ts). */
+export interface PortalProbeAnswer {
+  /** what was asked, e.g. `http://198.51.100.10:80/generate_204` */
+  url: string
+  /** relay: our relay's 204; portal: a sign-in page or a redirect; other: an answer that is neither; silent: no HTTP answer */
+  outcome: 'relay' | 'portal' | 'other' | 'silent'
+  status?: number
+  /** the sign-in page a portal answer points at */
+  signInUrl?: string
+  /** https: who issued the certificate shown, and whether it verifies against the trusted CAs */
+  certIssuer?: string
+  certTrusted?: boolean
+  detail: string
+}
+
+/** The captive portal probe's answer: tri-state, with the sign-in URL when a portal answered. */
+export interface CaptivePortalProbe {
+  state: 'yes' | 'no' | 'unknown'
+  url?: string
+  answers: PortalProbeAnswer[]
+  /** in words: what answered */
+  detail: string
+  checkedAt: string
 }
 
 /** Why a donor's jobs are suspended right now: its owner paused it, or a limit it set holds them. */

@@ -4,6 +4,7 @@ import type { Transport } from '../core/types.ts'
 import { checkHttpsFallback, httpsFallbackAllowlist, httpsFallbackSentence } from './check-https-fallback.ts'
 import { checkProxyDiscovery } from './check-proxy-discovery.ts'
 import { checkProxyAuth } from './check-proxy-auth.ts'
+import { captivePortalSentence, checkCaptivePortal } from './check-captive-portal.ts'
 
 /**
  * Turns what the doctor observed into the report: one yes/no/unknown line
@@ -251,6 +252,8 @@ function value (checks: DoctorCheck[], name: DoctorCheck['name']): CheckValue {
 function verdictOf (obs: DoctorObservations, checks: DoctorCheck[], path: DoctorPath | undefined): string {
   const v = (n: DoctorCheck['name']): CheckValue => value(checks, n)
   const sentences: string[] = []
+  const portal = captivePortalSentence(obs)
+  if (portal != null) sentences.push(portal)
   if (path != null) {
     const how = transportWords(path.transport, portOf(path.addr))
     sentences.push(path.viaProxy
@@ -356,11 +359,13 @@ export function assess (obs: DoctorObservations): Assessed {
     checkClock(obs),
     checkHttpsFallback(obs),
     checkProxyDiscovery(obs),
-    checkProxyAuth(obs)
+    checkProxyAuth(obs),
+    checkCaptivePortal(obs)
   ]
   const path = pathOf(obs)
   return {
-    canDonate: obs.reservations.length > 0,
+    // behind a sign-in page nothing is dependable until someone signs in: the exit code says so
+    canDonate: obs.reservations.length > 0 && obs.captivePortal?.state !== 'yes',
     verdict: verdictOf(obs, checks, path),
     ...(path != null ? { path } : {}),
     natMapping: obs.nat.mapping,

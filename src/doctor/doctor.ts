@@ -3,6 +3,7 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import { DialLadder, DialLadderError, type LadderAttempt } from '../net/dial-ladder.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { pause } from '../core/async.ts'
+import { observeCaptivePortal } from './probe-captive-portal.ts'
 import type { MeshComponents } from '../net/components.ts'
 import { peerIdOf, transportOf } from '../net/transport-of.ts'
 import { observeHttpsFallback, withHttpsFallbackTargets } from './probe-https-fallback.ts'
@@ -127,7 +128,7 @@ export class Doctor {
       }
     }))
 
-    const dohDone = this.probeDoh(bootstrap, signal)
+    const [dohDone, portalDone] = [this.probeDoh(bootstrap, signal), observeCaptivePortal(bootstrap, { signal })]
     const tls: TlsObservation[] = []
     const rungsDone = Promise.all(dedupeTargets(withHttpsFallbackTargets(targets)).map(async t => await this.probeRung(t.relay, t.addr, tls, signal)))
     let probesEnded: number | undefined
@@ -181,6 +182,7 @@ export class Doctor {
       clock,
       webrtcTransport: this.init.webrtcTransport ?? false,
       ...await probeProxyDiscovery(this.init.mesh.proxies, { signal }),
+      captivePortal: await portalDone,
       observedMs: Date.now() - t0,
       httpsFallback: observeHttpsFallback(rungs, status.relays)
     }

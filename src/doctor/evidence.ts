@@ -115,7 +115,7 @@ function expectedOf (name: string, report: DoctorReport): string {
   // PAC / WPAD is expected to find a proxy only where discovery had to run (no proxy configured, direct dials failed)
   if (name === 'proxy-discovery') return configuredProxies(report.observations).length > 0 || (report.observations.proxyDiscovery?.state ?? 'not-needed') === 'not-needed' ? 'unknown' : 'yes'
   if (name === 'proxy-auth') return report.observations.proxies.some(p => p.auth != null) ? 'yes' : 'unknown'
-  return name === 'tls-intercepted' || name === 'clock-skew' ? 'no' : 'yes'
+  return name === 'tls-intercepted' || name === 'clock-skew' || name === 'captive-portal' ? 'no' : 'yes'
 }
 
 /** Writes the bundle; returns its folder. */

@@ -2,6 +2,8 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import { ReservationManager, type ReservationManagerInit } from './reservation-manager.ts'
 import { NatProber, type NatProberInit } from './nat-prober.ts'
 import { DirectPaths, type DirectPathsInit } from './direct-paths.ts'
+import { CaptivePortalWatch, type CaptivePortalWatchInit } from './captive-portal-watch.ts'
+import { portalProbeUrls } from '../net/captive-portal.ts'
 import { RelayDirectory } from '../net/relay-directory.ts'
 import { peerIdOf } from '../net/transport-of.ts'
 import type { DaemonStatus, PingResult, RelayReservationStatus } from '../core/types.ts'
@@ -25,6 +27,8 @@ export interface DonorServiceInit {
    * (MeshNodeInit.webrtc) @default false
    */
   direct?: Omit<DirectPathsInit, 'logger' | 'nat'> | false
+  /** captive portal detection on the bootstrap relays' WebSocket addresses (test seam: probe, timing) */
+  captivePortal?: Omit<CaptivePortalWatchInit, 'urls' | 'onLetOut' | 'logger'>
   logger?: Logger
 }
 
@@ -42,7 +46,13 @@ export class DonorService {
   private readonly webrtc: boolean
   /** relays beyond the bootstrap list (their gossip announcements, identify), handed to the reservation manager */
   private readonly directory: RelayDirectory
+  /** is a sign-in page (captive portal) in the way of the relays? */
+  private readonly portal: CaptivePortalWatch
   private unlearn?: () => void
+  private readonly bootstrapIds: ReadonlySet<string>
+  private readonly onPeerConnect = (evt: CustomEvent<{ toString: () => string }>): void => {
+    if (this.bootstrapIds.has(evt.detail.toString())) this.portal.relayReached()
+  }
   private readonly version: string
   private readonly log: Logger
   private startedAt?: Date
@@ -54,7 +64,14 @@ export class DonorService {
     this.reservations = new ReservationManager(init.mesh.components, {
       ...init.reservation,
       bootstrap: init.bootstrap,
+      onUnreachable: () => { this.portal.suspect() },
       logger: this.log.child('reservation')
+    })
+    this.portal = new CaptivePortalWatch({
+      ...init.captivePortal,
+      urls: portalProbeUrls(init.bootstrap),
+      onLetOut: () => { this.reservations.networkChanged() },
+      logger: this.log.child('portal')
     })
     this.webrtc = init.direct != null && init.direct !== false && init.direct.webrtc !== false
     if (init.direct != null && init.direct !== false) {
@@ -62,6 +79,7 @@ export class DonorService {
     }
     this.nat = new NatProber(init.mesh.components, { ...init.nat, onReport: () => { this.direct?.natChanged() }, logger: this.log.child('nat') })
     const bootstrapIds = new Set(init.bootstrap.map(ma => peerIdOf(ma)).filter(id => id != null))
+    this.bootstrapIds = bootstrapIds
     this.directory = new RelayDirectory(init.mesh.components, { ignore: id => bootstrapIds.has(id), logger: this.log.child('relays') })
   }
 
@@ -72,6 +90,8 @@ export class DonorService {
     this.nat.start()
     this.direct?.start()
     this.reservations.start()
+    this.portal.start()
+    this.mesh.components.events.on('peer:connect', this.onPeerConnect)
     this.unlearn = this.directory.onRelay(relay => { this.reservations.learn(relay) })
     this.directory.start()
   }
@@ -83,6 +103,8 @@ export class DonorService {
     this.directory.stop()
     this.direct?.stop()
     await this.nat.stop()
+    this.mesh.components.events.off('peer:connect', this.onPeerConnect)
+    await this.portal.stop()
     await this.reservations.stop()
     await this.mesh.stop()
   }
@@ -107,6 +129,7 @@ export class DonorService {
       knownRelays: this.reservations.knownRelays(),
       proxies: net.proxies.status(this.reservations.connectedRelays()),
       ...(net.proxies.discovery?.() != null ? { proxyDiscovery: net.proxies.discovery() } : {}),
+      captivePortal: this.portal.status(),
       startedAt: (this.startedAt ?? new Date()).toISOString(),
       version: this.version
     }

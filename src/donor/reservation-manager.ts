@@ -83,6 +83,11 @@ export interface ReservationManagerInit {
   relayDialler?: RelayDialler
   /** how long a refused (intercepted) address is left out of the dial ladder @default 600000 */
   refusedPathMs?: number
+  /**
+   * called after a failed round while no reservation is held: every relay
+   * dial fails so far, and the donor asks whether a captive portal is in the way
+   */
+  onUnreachable?: () => void
   logger?: Logger
 }
 
@@ -136,6 +141,7 @@ export class ReservationManager {
   private readonly learnedRetry: BackoffPolicy
   private readonly refuseIntercepted: boolean
   private readonly refusedPathMs: number
+  private readonly onUnreachable?: () => void
   /** ids of connections this manager closed itself (refused paths) */
   private readonly closedOnPurpose = new Set<string>()
   private controller?: AbortController
@@ -188,6 +194,7 @@ export class ReservationManager {
     this.learnedRetry = { initialMs: init.learnedRetryMs ?? 5_000, maxMs: MAX_LEARNED_RETRY_MS }
     this.refuseIntercepted = init.refuseIntercepted ?? false
     this.refusedPathMs = init.refusedPathMs ?? 600_000
+    this.onUnreachable = init.onUnreachable
   }
 
   /** The default relay dialler: the dial ladder, remembering the winning rung per network in `stateDir`. */
@@ -311,6 +318,26 @@ export class ReservationManager {
     if (candidate == null) return
     this.log.info(`${this.describeHeld()}, fewer than the ${this.target} wanted: reserving on relay ${candidate.peerId} (learned from ${candidate.source}) at ${candidate.addrs.map(String).join(', ')}`, { peer: candidate.peerId, source: candidate.source })
     this.startLoop(candidate, signal)
+  }
+
+  /**
+   * The network changed (a captive portal let this device out): every relay
+   * waiting out a back-off is tried now, with its back-off started afresh,
+   * and learned relays set aside for failing may be tried again at once.
+   */
+  networkChanged (): void {
+    const now = Date.now()
+    this.failureSummaries.clear()
+    for (const relay of this.relays) {
+      if (relay.phase.name === 'backing-off') {
+        relay.failures = 0
+        relay.waker.wake()
+      } else if (relay.phase.name === 'retired') {
+        relay.learnedFailures = 0
+        relay.phase = { name: 'retired', until: now }
+      }
+    }
+    this.coverageWaker.wake()
   }
 
   async stop (): Promise<void> {
@@ -474,6 +501,7 @@ export class ReservationManager {
    * relay gets the slot.
    */
   private roundFailed (relay: RelayEntry, cause: string): void {
+    if (this.held().length === 0) this.onUnreachable?.()
     if (relay.source !== 'bootstrap') {
       this.retire(relay, cause)
       return

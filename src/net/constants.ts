@@ -19,3 +19,15 @@ export const AGENT_VERSION = `worldcompute/${VERSION}`
  * wire format gets a new prefix beside the old one.
  */
 export const HTTPS_POLL_PATH = '/wc-poll/1'
+
+/**
+ * The path relays answer with `204 No Content` on their WebSocket listeners
+ * (plain and TLS): a donor that gets anything else from a relay address talks
+ * to a network's sign-in page (a captive portal), not to the relay. The same
+ * path as the probes of Android and Chrome, so a portal that already lets
+ * those through treats ours alike.
+ */
+export const PORTAL_PROBE_PATH = '/generate_204'
+
+/** The header a relay adds to its probe answer, with its PeerId: a portal that fakes 204s cannot name the relay. */
+export const PORTAL_PROBE_HEADER = 'x-worldcompute-relay'

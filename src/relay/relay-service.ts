@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import { startRelayStun, stunAddrs } from './relay-stun.ts'
 import { RelayGuard } from './relay-guard.ts'
 import { RelayLiveness, type RelayLivenessInit } from './relay-liveness.ts'
+import { servePortalProbe } from './portal-probe.ts'
 import type { HopServer, MeshHost } from '../net/components.ts'
 import type { MeshNodeInit } from '../net/mesh-node.ts'
 import type { StunResponder } from '../net/stun/responder.ts'
@@ -140,6 +141,7 @@ export class RelayService {
     }
     this.started = true
     this.init.observedAddrs?.attach(net.hop)
+    servePortalProbe(net.httpRoutes, this.mesh.peerId)
     if (config.announce.length === 0) net.addresses.confirmListenAddrs()
     // the relay is the gossip hub of donors that can only reach each other
     // through it: gossipsub forwards only topics a node is subscribed to

@@ -23,6 +23,7 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_pro
 import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, type WriteStream } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { captivePortalFilterRules, captivePortalNatRules } from './captive-rules.ts'
 
 export type NatKind = 'none' | 'cone' | 'symmetric'
 /**
@@ -33,8 +34,10 @@ export type NatKind = 'none' | 'cone' | 'symmetric'
  *   libp2p's cleartext negotiation (`/multistream/1.0.0`) dropped in both directions:
  *   "SYN allowed, upgrade blocked"
  * - `proxy-only`: the LAN may reach one TCP `ip:port`, the site's `proxy`; everything else dropped silently
+ * - `captive-portal`: every TCP 80/443 from the LAN lands on a portal web server on the router
+ *   (captive-rules.ts; the scenario starts the server and "signs in" hosts); everything else dropped
  */
-export type Firewall = 'tcp-80-443-only' | 'dns-filtered' | 'inspect-multistream' | 'proxy-only'
+export type Firewall = 'tcp-80-443-only' | 'dns-filtered' | 'inspect-multistream' | 'proxy-only' | 'captive-portal'
 
 export interface RelaySpec { name: string, ip: string }
 export interface HostSpec { name: string }
@@ -364,6 +367,8 @@ export function routerRules (site: SiteSpec): string {
     filter.push('-A FORWARD -i lan -o wan -p tcp -m multiport --dports 80,443 -j ACCEPT')
     // everything else from the LAN, UDP included, disappears without an answer
     filter.push('-A FORWARD -i lan -j DROP')
+  } else if (site.firewall === 'captive-portal') {
+    filter.push(...captivePortalFilterRules())
   } else if (site.firewall != null) {
     throw new Error(`unknown firewall ${String(site.firewall)}`)
   } else {
@@ -378,6 +383,7 @@ export function routerRules (site: SiteSpec): string {
   if (site.nat === 'cone') nat.push('-A POSTROUTING -o wan -j MASQUERADE')
   // a new random source port for every flow: endpoint-dependent mapping
   if (site.nat === 'symmetric') nat.push('-A POSTROUTING -o wan -j MASQUERADE --random-fully')
+  if (site.firewall === 'captive-portal') nat.push(...captivePortalNatRules())
   nat.push('COMMIT')
   return [...filter, ...nat, ''].join('\n')
 }

@@ -9,8 +9,9 @@ export const help = `worldcompute status [--data-dir DIR] [--json]
 Asks the running daemon what it is doing: reachability (AutoNAT v2), NAT type
 (STUN against its relays), relay reservations
 (relay, circuit address, transport, since when), connections, the state of
-each bootstrap relay, and the donor controls (paused, cpu limit, busy, run
-hours, and why jobs are suspended now). Exits non-zero when no daemon is running.`
+each bootstrap relay, the donor controls (paused, cpu limit, busy, run
+hours, and why jobs are suspended now), and a captive portal (a network's
+sign-in page) in the way, with its URL. Exits non-zero when no daemon is running.`
 
 export async function run (argv: string[], o: Output): Promise<number> {
   const { values } = parse(argv, commonOptions, 'status')

@@ -19,10 +19,12 @@ bootstrap relays for about 15 seconds:
   each relay address on its own (QUIC, TCP, WebSocket, WebSocket/TLS on 443,
   through the configured proxy where one applies), names (OS resolver, then
   DNS-over-HTTPS), UDP and the NAT type (STUN against the relays), a relay
-  reservation, AutoNAT v2 reachability, TLS interception, the clock.
+  reservation, AutoNAT v2 reachability, TLS interception, the clock, and a
+  captive portal (a sign-in page answering in place of the relays).
 
 Each check is yes, no or unknown (unknown: it could not run; never a guess).
-Exit code 0 when donating is possible from here, 1 when not.
+Exit code 0 when donating is possible from here, 1 when not (and behind a
+captive portal, until you sign in).
 
   --bootstrap MA   relay multiaddr ending in /p2p/<PeerId>; repeatable (default:
                    WORLDCOMPUTE_BOOTSTRAP, then "bootstrap" in config.json)
