@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { checkProxyAuth } from '../../src/doctor/check-proxy-auth.ts'
 import { assess } from '../../src/doctor/assess.ts'
+import { CHECK_NAMES } from '../../src/core/doctor.ts'
 import { renderDoctor } from '../../src/daemon/commands/render-doctor.ts'
 import type { DoctorObservations, DoctorReport, RungObservation } from '../../src/core/doctor.ts'
 import type { ProxyAuthView, ProxyStatus } from '../../src/core/types.ts'
@@ -86,7 +87,8 @@ describe('the proxy-auth check', () => {
     const r: RungObservation = { relay: R, addr: WSS, transport: 'wss', host: '198.51.100.10', port: 443, outcome: 'failure', phase: 'proxy', code: 'PROXY_AUTH_REQUIRED', cause: 'requires authentication', proxy: PROXY }
     const obs = observations([proxy({ offered: ['NTLM'], passed: 0, refused: 1, last: 'required', code: 'PROXY_AUTH_REQUIRED', detail: 'requires authentication', at: AT })], [r])
     const a = assess(obs)
-    assert.equal(a.checks.at(-1)?.name, 'proxy-auth')
+    assert.deepEqual(a.checks.map(c => c.name), [...CHECK_NAMES])
+    assert.ok(CHECK_NAMES.indexOf('proxy-auth') > CHECK_NAMES.indexOf('clock-skew'))
     assert.match(a.verdict, /The proxy asks for authentication we could not give/)
     assert.ok(!a.allowlist.some(x => x.includes('CONNECT')), JSON.stringify(a.allowlist))
     const report: DoctorReport = { ...a, startedAt: AT, endedAt: AT, version: 'test', observations: obs }

@@ -101,7 +101,7 @@ describe('checkProxyDiscovery', () => {
 
 describe('the doctor assessment', () => {
   it('lists proxy-discovery after the first-lab checks and includes its value', () => {
-    assert.equal(CHECK_NAMES.indexOf('proxy-discovery'), CHECK_NAMES.indexOf('clock-skew') + 1)
+    assert.ok(CHECK_NAMES.indexOf('proxy-discovery') > CHECK_NAMES.indexOf('clock-skew'))
     const checks = assess(observations({ proxyDiscovery: FOUND })).checks
     assert.equal(checks.find(c => c.name === 'proxy-discovery')?.value, 'yes')
   })
