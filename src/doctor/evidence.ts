@@ -110,7 +110,7 @@ function overallOf (report: DoctorReport, assertions: Array<{ pass: boolean }>):
 }
 
 /** What a check should say on a network with nothing in the way (a proxy is expected to work only when one is configured). */
-function expectedOf (name: string, report: DoctorReport): string {
+export function expectedOf (name: string, report: DoctorReport): string {
   if (name === 'proxy') return report.observations.proxies.length > 0 ? 'yes' : 'no'
   // PAC / WPAD is expected to find a proxy only where discovery had to run (no proxy configured, direct dials failed)
   if (name === 'proxy-discovery') return configuredProxies(report.observations).length > 0 || (report.observations.proxyDiscovery?.state ?? 'not-needed') === 'not-needed' ? 'unknown' : 'yes'

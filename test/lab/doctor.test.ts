@@ -19,6 +19,7 @@ import { BIN, NODE, startRelay, tail, type RelayNode } from './processes.ts'
 import { PASSWORD, PROXY, PROXY_URL, SQUID_PORT, squidMissing, startSquid } from './proxy-services.ts'
 import { labSuite, markFailed, RUN_ROOT, rows, scenarioKeys, secs, TEST_TIMEOUT_MS, type Row } from './scenario.ts'
 import { buildTopology, labEnv, namespacesWithPrefix, type Firewall, type Lab, type LabProcess, type NatKind, type RelaySpec } from './topology.ts'
+import { expectedOf } from '../../src/doctor/evidence.ts'
 import type { CheckValue, DoctorReport } from '../../src/core/doctor.ts'
 
 const only = scenarioKeys(['doctor-open', 'doctor-443-only', 'doctor-symmetric', 'doctor-inspecting-firewall', 'doctor-dns-filtered', 'doctor-proxy-only'] as const)
@@ -115,7 +116,7 @@ async function doctorScenario (t: TestContext, s: DoctorScenario): Promise<void>
     assert.equal(v.code, 0, `the bundle validates: ${v.stdout}${v.stderr}`)
     const validation = JSON.parse(v.stdout) as Array<{ attempts: number, overall: string }>
     assert.ok(validation[0].attempts > 0, 'the trace has dial attempts')
-    assert.equal(validation[0].overall, s.canDonate ? (r.checks.every(c => c.value === (c.name === 'tls-intercepted' || c.name === 'clock-skew' ? 'no' : 'yes')) ? 'pass' : 'partial') : 'fail')
+    assert.equal(validation[0].overall, s.canDonate ? (r.checks.every(c => c.value === expectedOf(c.name, r)) ? 'pass' : 'partial') : 'fail')
     for (const secret of s.secrets ?? []) {
       const files = readdirSync(r.evidence).map(f => readFileSync(join(r.evidence ?? '', f), 'utf8')).join('\n')
       for (const [what, text] of [['stdout', res.stdout], ['stderr', res.stderr], ['evidence bundle', files]] as const) {
