@@ -134,6 +134,16 @@ export function redactCredentials (text: string): string {
   return text.replace(/((?:^|[\s,;("'[])[a-z_][a-z0-9_]*=|^|[\s,;("'[])([a-z][a-z0-9+.-]*:\/\/)?([^\s/@,;'"()[\]]+)@/gi, (_m, pre: string, scheme: string | undefined) => `${pre}${scheme ?? ''}***@`)
 }
 
+/**
+ * A proxy URL as typed, for an error about it: everything up to its LAST `@`
+ * is user information. A password with an unencoded `/`, `?` or `#` makes the
+ * URL parser (and redactCredentials, which stops at those) read part of the
+ * password as the host or the path, so this never asks the parser.
+ */
+function redactedProxyUrl (raw: string): string {
+  return raw.includes('@') ? raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/i, (_m, scheme: string | undefined) => `${scheme ?? ''}***@`) : raw
+}
+
 export function parseProxyUrl (value: string, source: string): ProxySpec {
   const raw = value.trim()
   // `DOMAIN\user` typed as is: percent-encoded, or the URL parser would take the backslash for a path
@@ -142,7 +152,7 @@ export function parseProxyUrl (value: string, source: string): ProxySpec {
   try {
     url = new URL(withScheme)
   } catch (err) {
-    throw new ProxyConfigError(source, `"${redactCredentials(raw)}" is not a proxy URL (expected http://[user:pass@]host:port or socks5://…)`, { cause: redactedCause(err) })
+    throw new ProxyConfigError(source, `"${redactedProxyUrl(raw)}" is not a proxy URL (expected http://[user:pass@]host:port or socks5://…)`, { cause: redactedCause(err) })
   }
   const scheme = url.protocol.slice(0, -1).toLowerCase()
   if (!(PROXY_KINDS as readonly string[]).includes(scheme)) {
@@ -150,9 +160,11 @@ export function parseProxyUrl (value: string, source: string): ProxySpec {
   }
   const kind = scheme as ProxyKind
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
-  if (host === '') throw new ProxyConfigError(source, `"${redactCredentials(raw)}" names no proxy host`)
+  if (host === '') throw new ProxyConfigError(source, `"${redactedProxyUrl(raw)}" names no proxy host`)
   if (url.pathname !== '/' && url.pathname !== '') {
-    throw new ProxyConfigError(source, `"${redactCredentials(raw)}": a proxy URL has no path (got "${url.pathname}")`)
+    // the "path" may be the end of a password with an unencoded `/`: shown only when no `@` is in sight
+    const path = raw.includes('@') ? 'a path, or a password with an unencoded "/" (write it as %2F)' : `"${url.pathname}"`
+    throw new ProxyConfigError(source, `"${redactedProxyUrl(raw)}": a proxy URL has no path (got ${path})`)
   }
   const port = url.port !== '' ? Number(url.port) : explicitPort(withScheme) ?? (kind === 'https' ? 443 : 1080)
   let username: string | undefined

@@ -21,6 +21,18 @@ describe('proxy URLs from the environment', () => {
     assert.equal(p.url, 'http://***@proxy.corp:8080')
   })
 
+  it('never shows a password with an unencoded "/", "?" or "#" in the error about the URL', () => {
+    for (const sep of ['/', '?', '#']) {
+      for (const bad of [`http://u:Zq9${sep}Wv8@proxy.corp:3128`, `u:Zq9${sep}Wv8@10.0.0.1:3128`, `http://DOM\\u:Zq9${sep}Wv8@h:1`]) {
+        assert.throws(() => parseProxyUrl(bad, 'HTTPS_PROXY'), (err: Error) => {
+          assert.ok(err instanceof ProxyConfigError, String(err))
+          assert.ok(!err.message.includes('Zq9') && !err.message.includes('Wv8'), err.message)
+          return true
+        })
+      }
+    }
+  })
+
   it('reads socks5:// and socks5h:// with and without credentials', () => {
     assert.deepEqual(parseProxyUrl('socks5://127.0.0.1:1080', 'ALL_PROXY'), { kind: 'socks5', host: '127.0.0.1', port: 1080, source: 'ALL_PROXY', url: 'socks5://127.0.0.1:1080' })
     const h = parseProxyUrl('SOCKS5H://u:p@gw.example:9050', 'all_proxy')
