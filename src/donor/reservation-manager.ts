@@ -404,7 +404,7 @@ export class ReservationManager {
     }
     const conn = result.connection
     relay.connectionId = conn.id
-    relay.connected(conn, { transport: result.transport, addr: result.addr, reason: result.reason, remembered: result.remembered, at: new Date().toISOString() })
+    relay.connected(conn, { transport: result.transport, addr: result.addr, reason: result.reason, remembered: result.remembered, ...(result.family != null ? { family: result.family } : {}), at: new Date().toISOString() })
     if (this.refuseIntercepted && uplinkTransport(result.addr) === 'wss') {
       // before the reservation: a refused path must never make this donor dispatchable
       await this.refuseIfIntercepted(relay, conn, result.addr, signal)
