@@ -115,6 +115,14 @@ export function ipv6Bytes (ip: string): Uint8Array | undefined {
   return out
 }
 
+/** An IPv6 address from its 16 bytes, in the short form (RFC 5952). */
+export function ipv6Text (bytes: Uint8Array): string {
+  const groups: string[] = []
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] << 8) | bytes[i + 1]).toString(16))
+  // the URL parser writes IPv6 hosts in the canonical short form
+  return new URL(`http://[${groups.join(':')}]/`).hostname.slice(1, -1)
+}
+
 /** The IPv4 address inside an IPv4-mapped (::ffff:0:0/96) or NAT64 (64:ff9b::/96) IPv6 address. */
 export function embeddedIpv4 (ip: string): string | undefined {
   const b = ipv6Bytes(ip)
