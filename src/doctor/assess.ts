@@ -1,6 +1,7 @@
 import { duration, portOf, shortPeerId } from '../core/format.ts'
 import type { CheckValue, DoctorCheck, DoctorObservations, DoctorPath, DoctorReport, RungObservation } from '../core/doctor.ts'
 import type { Transport } from '../core/types.ts'
+import { checkIpv6 } from './check-ipv6.ts'
 
 /**
  * Turns what the doctor observed into the report: one yes/no/unknown line
@@ -283,6 +284,7 @@ function verdictOf (obs: DoctorObservations, checks: DoctorCheck[], path: Doctor
     sentences.push(`Direct connections to other donors are possible (${obs.nat.mapping === 'none' ? 'no NAT' : 'endpoint-independent NAT'}).`)
   }
   if (v('clock-skew') === 'yes') sentences.push('This machine\'s clock is off by more than a minute: fix it (NTP).')
+  if (v('ipv6') === 'no') sentences.push(obs.ipv6?.ipv4 === false ? 'This host has only IPv6, and IPv6 to the relays fails: ask for outbound IPv6 (or NAT64) to them.' : 'IPv6 to the relays fails; IPv4 is used instead.')
   return sentences.join(' ')
 }
 
@@ -344,7 +346,8 @@ export function assess (obs: DoctorObservations): Assessed {
     checkReservation(obs),
     checkReachability(obs),
     checkWebrtc(obs),
-    checkClock(obs)
+    checkClock(obs),
+    checkIpv6(obs)
   ]
   const path = pathOf(obs)
   return {

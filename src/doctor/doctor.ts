@@ -5,6 +5,7 @@ import { MeshResolver } from '../net/dns-resolver.ts'
 import { pause } from '../core/async.ts'
 import type { MeshComponents } from '../net/components.ts'
 import { peerIdOf, transportOf } from '../net/transport-of.ts'
+import { probeIpv6 } from './probe-ipv6.ts'
 import type { ClockObservation, DohProbe, DoctorObservations, RungObservation, TlsObservation } from '../core/doctor.ts'
 import type { AddrResolution, DaemonStatus, DialAttempt, NatReport } from '../core/types.ts'
 import type { AbortOptions, Connection } from '@libp2p/interface'
@@ -176,6 +177,7 @@ export class Doctor {
         : {}),
       clock,
       webrtcTransport: this.init.webrtcTransport ?? false,
+      ipv6: await probeIpv6({ resolver: this.init.resolver, logger: this.log }, { signal }),
       observedMs: Date.now() - t0
     }
   }
