@@ -40,11 +40,11 @@ export function ip6Of (spec: TopologySpec, host: string): string | undefined {
   return undefined
 }
 
-async function run (argv: string[], input?: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const child = execFile(argv[0], argv.slice(1), { timeout: CMD_TIMEOUT_MS, killSignal: 'SIGKILL' }, (err, _stdout, stderr) => {
+async function run (argv: string[], input?: string): Promise<string> {
+  return await new Promise<string>((resolve, reject) => {
+    const child = execFile(argv[0], argv.slice(1), { timeout: CMD_TIMEOUT_MS, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
       if (err != null) reject(new Error(`\`${argv.join(' ')}\` failed: ${stderr.trim() || err.message}${input != null ? `\ninput:\n${input}` : ''}`))
-      else resolve()
+      else resolve(stdout)
     })
     child.stdin?.end(input ?? '')
   })
@@ -115,4 +115,7 @@ export async function setupIpv6 (spec: TopologySpec, prefix: string): Promise<vo
     if (site.ipv6 == null) return
     await run(['ip', 'netns', 'exec', `${prefix}${site.name}-gw`, 'ip6tables-restore'], router6Rules(site))
   }))
+  // safety check, as for IPv4: nothing the internet namespace cannot place leaves the machine
+  const inetDefault = await run(['ip', '-6', '-n', inet, 'route', 'show', 'default'])
+  if (inetDefault.trim() !== '') throw new Error(`the internet router has an IPv6 default route: ${inetDefault}`)
 }

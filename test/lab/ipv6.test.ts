@@ -8,7 +8,8 @@
  *                 dispatchable, a job from the other site runs on it;
  *   ipv6-nat64    IPv6-only LAN, the relay given by names with only A records:
  *                 the site's DNS64 synthesizes AAAA under the NAT64 prefix and
- *                 tayga on the router translates; reserved, a job runs;
+ *                 tayga on the router translates; reserved, a job runs; a
+ *                 literal /ip4 bootstrap gains its NAT64 form (RFC 7050);
  *   ipv6-dual     dual-stack LAN, the relay given by both families: the race
  *                 is won by IPv6, the win recorded with its family, doctor
  *                 `ipv6` yes;
@@ -48,6 +49,21 @@ interface Ipv6Scenario {
   doctor: (r: DoctorReport, t: TestContext) => void
   /** after dispatchable: more expectations on the executor's status */
   status?: (s: NonNullable<Awaited<ReturnType<typeof statusOf>>>) => void
+  /** after dispatchable: more checks of the network itself */
+  checkNetwork?: (ctx: { lab: Lab, t: TestContext }) => Promise<void>
+}
+
+/**
+ * A TCP connection opened from the relay to the executor's IPv6 address, on a
+ * port nothing listens on: `refused` when the executor's host answered (RST),
+ * `timeout` when the site's firewall dropped the SYN.
+ */
+async function inboundFromRelay (lab: Lab, ip6: string): Promise<string> {
+  const script = `const s = require('node:net').connect({ host: '${ip6}', port: 9 }); s.setTimeout(3000);
+s.on('connect', () => { console.log('connected'); process.exit(0) }); s.on('timeout', () => { console.log('timeout'); process.exit(0) });
+s.on('error', (e) => { console.log(e.code === 'ECONNREFUSED' ? 'refused' : e.code); process.exit(0) })`
+  const r = await lab.run('relay', [NODE, '-e', script], { timeoutMs: 15_000 })
+  return r.stdout.trim()
 }
 
 function v6Addrs (relay: RelayNode): { tcp: string, quic: string, ws: string } {
@@ -119,6 +135,7 @@ async function ipv6Scenario (t: TestContext, s: Ipv6Scenario): Promise<void> {
       const path = de.status.bootstrap.find(b => b.path != null)?.path
       t.diagnostic(`executor reserved over ${de.transport} at ${de.status.relays[0]?.addr ?? '?'}; path ${JSON.stringify(path)}`)
       s.status?.(de.status)
+      await s.checkNetwork?.({ lab, t })
       await runJobAcross({ t, lab, runDir, relay, relays: [relay], submitter, executor, row })
       await checkDials(t, lab, [submitter, executor])
       const { report, code } = await runDoctor(lab, executor.dataDir, bootstrap, t)
@@ -168,6 +185,12 @@ labSuite('namespace lab: IPv6', () => {
       bootstrap: relay => Object.values(v6Addrs(relay)),
       reserves: true,
       status: s => { assert.ok(s.relays[0]?.addr?.startsWith('/ip6/'), `reserved over IPv6: ${s.relays[0]?.addr ?? 'none'}`) },
+      checkNetwork: async ({ lab, t }) => {
+        // a stateful firewall, no NAT: the executor's own address is public, and still nothing new comes in
+        const inbound = await inboundFromRelay(lab, hostIp6(1, 0))
+        t.diagnostic(`a new TCP connection from the relay to ${hostIp6(1, 0)}:9: ${inbound}`)
+        assert.equal(inbound, 'timeout', 'the site\'s IPv6 firewall drops new inbound connections')
+      },
       doctor: r => {
         const c = ipv6Check(r)
         assert.equal(c.value, 'yes', c.detail)
@@ -180,12 +203,15 @@ labSuite('namespace lab: IPv6', () => {
     await ipv6Scenario(t, {
       key: 'ipv6-nat64',
       executorSite: { ipv6: 'only' },
-      bootstrap: relay => [`/dns4/${RELAY_NAME}/tcp/4001/p2p/${relay.peerId}`, `/dns/${RELAY_NAME}/udp/4001/quic-v1/p2p/${relay.peerId}`],
+      bootstrap: relay => [`/dns4/${RELAY_NAME}/tcp/4001/p2p/${relay.peerId}`, `/dns/${RELAY_NAME}/udp/4001/quic-v1/p2p/${relay.peerId}`, relay.addr.ws],
       network: async ({ lab, runDir }) => [await startNat64(lab, 'siteb', runDir), await startDns64(lab, runDir)],
       reserves: true,
       status: s => {
         const dns = s.bootstrap.flatMap(b => b.resolution ?? [])
         assert.ok(s.relays[0]?.addr?.startsWith(`/ip6/${NAT64_PREFIX}`), `reserved through NAT64: ${s.relays[0]?.addr ?? 'none'} (${JSON.stringify(dns)})`)
+        // the literal IPv4 WebSocket address, under the prefix ipv4only.arpa told
+        const literal = dns.find(d => d.addr.startsWith(`/ip4/${RELAY.ip}/tcp/443/ws`))
+        assert.ok(literal?.resolved.some(a => a.startsWith(`/ip6/${NAT64_PREFIX}c633:640a/tcp/443/ws`)), `the literal /ip4 bootstrap gained its NAT64 form: ${JSON.stringify(literal)}`)
       },
       doctor: r => {
         const c = ipv6Check(r)
