@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os'
-import { ipv6Bytes, ipv6Text } from '../net/address-scope.ts'
+import { ipv6Bytes, ipv6Text, isLinkLocalIp } from '../net/address-scope.ts'
 import type { Ipv6Observation } from '../core/doctor.ts'
 import type { Logger } from '../log/logger.ts'
 import type { AbortOptions } from '@libp2p/interface'
@@ -33,7 +33,7 @@ export async function probeIpv6 (init: Ipv6ProbeInit, options: AbortOptions = {}
       if (a.family === 'IPv6' && !a.internal && isGlobalUnicast(a.address)) globalAddrs.push(a.address)
     }
   }
-  const ipv4 = Object.values(interfaces).some(list => (list ?? []).some(a => a.family === 'IPv4' && !a.internal && !a.address.startsWith('169.254.')))
+  const ipv4 = Object.values(interfaces).some(list => (list ?? []).some(a => a.family === 'IPv4' && !a.internal && !isLinkLocalIp(a.address)))
   const defaultRoute = hasDefaultRoute(init)
   const out: Ipv6Observation = { globalAddrs: [...new Set(globalAddrs)], ipv4, ...(defaultRoute != null ? { defaultRoute } : {}) }
   if (!ipv4 && (globalAddrs.length > 0 || defaultRoute === true)) {

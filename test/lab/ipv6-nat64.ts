@@ -6,7 +6,7 @@
  * the well-known prefix refuse non-global IPv4 addresses, and the lab's relays
  * sit on a documentation range.
  */
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Lab, LabProcess } from './topology.ts'
 
@@ -15,6 +15,8 @@ const POOL = '192.168.255.0/24'
 
 /** Starts tayga on `router:<site>`; the process is the lab's (stopped at teardown). */
 export async function startNat64 (lab: Lab, site: string, runDir: string): Promise<LabProcess> {
+  // a missing tool fails the scenario, it does not skip it: CI installs tayga
+  if (!['/usr/sbin/tayga', '/usr/bin/tayga', '/sbin/tayga'].some(p => existsSync(p))) throw new Error('tayga is not installed (apt-get install tayga): the NAT64 scenario needs it')
   const router = `router:${site}`
   const dir = join(runDir, `tayga-${site}`)
   mkdirSync(dir, { recursive: true })
