@@ -622,10 +622,12 @@ function summary (s: AttemptState, t0: number): LadderAttempt {
 }
 
 function label (a: LadderAttempt, all: LadderAttempt[]): string {
-  // the transport alone is ambiguous when the peer has several addresses on it
-  const twins = all.filter(o => o.transport === a.transport).length > 1
+  // the transport alone is ambiguous when the peer has several addresses on it: the family, then the port, tell them apart
+  const twins = all.filter(o => o.transport === a.transport)
+  const family = familyOf(a.addr)
+  const mixed = family != null && twins.some(o => familyOf(o.addr) !== family)
   const port = portOf(a.addr)
-  return `${a.transport}${twins && port != null ? `:${port}` : ''}${a.remembered ? ' (remembered)' : ''}`
+  return `${a.transport}${mixed ? `/${family}` : ''}${twins.length > 1 && port != null ? `:${port}` : ''}${a.remembered ? ' (remembered)' : ''}`
 }
 
 /** One attempt that did not win, in a few words. */

@@ -110,6 +110,7 @@ describe('DialLadder races the families', () => {
     assert.deepEqual(d.calls, [TCP6, TCP4])
     assert.equal(result.family, 'ip4')
     assert.equal(result.attempts[0].outcome, 'cancelled')
+    assert.match(result.reason, /^first to connect \(tcp\/ip6:4001: cancelled at tcp-connect after .*\)$/, 'the loser is named by its family')
     assert.ok((result.attempts[1].startedAfterMs ?? 0) >= 15, `IPv4 started ${result.attempts[1].startedAfterMs} ms after IPv6`)
     assert.deepEqual({ transport: memory.recall(PEER)?.transport, family: memory.recall(PEER)?.family }, { transport: 'tcp', family: 'ip4' })
     // next time on this network IPv4 goes first and wins at once
