@@ -42,11 +42,15 @@ export function ip6Of (spec: TopologySpec, host: string): string | undefined {
 
 async function run (argv: string[], input?: string): Promise<string> {
   return await new Promise<string>((resolve, reject) => {
+    let stdinError: Error | undefined
     const child = execFile(argv[0], argv.slice(1), { timeout: CMD_TIMEOUT_MS, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      if (err != null) reject(new Error(`\`${argv.join(' ')}\` failed: ${stderr.trim() || err.message}${input != null ? `\ninput:\n${input}` : ''}`))
+      if (err != null) reject(new Error(`\`${argv.join(' ')}\` failed: ${stderr.trim() || err.message}${stdinError != null ? ` (its input was not read: ${stdinError.message})` : ''}${input != null ? `\ninput:\n${input}` : ''}`))
       else resolve(stdout)
     })
-    child.stdin?.end(input ?? '')
+    // a command that exits without reading its input (EPIPE): its exit status, above, decides
+    child.stdin?.on('error', (err) => { stdinError = err })
+    if (input != null) child.stdin?.end(input)
+    else child.stdin?.end()
   })
 }
 
