@@ -1,7 +1,8 @@
 /**
  * The dial ladder races the address families (RFC 8305 happy eyeballs): IPv6
  * first, IPv4 one stagger later, first to connect wins, and the winning family
- * is remembered per peer and network.
+ * is remembered per peer and network. A fake dialer throughout; the stagger
+ * itself is measured on Node's mock clock.
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
@@ -100,6 +101,32 @@ describe('DialLadder races the families', () => {
     assert.deepEqual(d.calls, [TCP6])
     assert.equal(result.family, 'ip6')
     assert.deepEqual(result.attempts.map(a => a.outcome), ['success', 'not-tried'])
+  })
+
+  it('on a fake clock, starts IPv4 exactly one stagger after IPv6 and lets the first to connect win', { timeout: 10_000 }, async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 })
+    const settle = async (): Promise<void> => { for (let i = 0; i < 5; i++) await new Promise(resolve => setImmediate(resolve)) }
+    let connectV4: (() => void) | undefined
+    const d = recordingDialer(async (addr, options) => {
+      if (addr.startsWith('/ip6/')) return await hang(options)
+      return await new Promise<Connection>(resolve => { connectV4 = () => { resolve(connectionTo(multiaddr(addr))) } })
+    })
+    const ladder = new DialLadder({ dial: d.dial, staggerMs: 250, budgetMs: NEVER })
+    const pending = ladder.dial(PEER, mas(TCP4, TCP6))
+    await settle()
+    assert.deepEqual(d.calls, [TCP6], 'IPv6 starts alone')
+    t.mock.timers.tick(249)
+    await settle()
+    assert.deepEqual(d.calls, [TCP6], 'IPv4 waits for the whole stagger')
+    t.mock.timers.tick(1)
+    await settle()
+    assert.deepEqual(d.calls, [TCP6, TCP4], 'IPv4 starts when the stagger is over')
+    t.mock.timers.tick(40)
+    connectV4?.()
+    const result = await pending
+    assert.equal(result.family, 'ip4')
+    assert.deepEqual(result.attempts.map(a => [a.addr, a.outcome, a.startedAfterMs]), [[TCP6, 'cancelled', 0], [TCP4, 'success', 250]])
+    assert.equal(result.attempts[1].durationMs, 40)
   })
 
   it('a broken IPv6 path costs one stagger: IPv4 starts after it and wins, and the win is remembered with its family', { timeout: 10_000 }, async () => {
