@@ -1,6 +1,6 @@
 import { createLogger, type Logger } from '../log/logger.ts'
 import { backoffDelay, Waker, type BackoffPolicy } from '../core/async.ts'
-import { DialLadder, DialLadderError, RungMemory, type LadderResult } from '../net/dial-ladder.ts'
+import { DialLadder, DialLadderError, RungMemory, familyOf, type LadderResult } from '../net/dial-ladder.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { peerIdOf, transportOf, uplinkTransport } from '../net/transport-of.ts'
 import { checkRelayTls, type RelayTlsCheck } from './relay-tls-check.ts'
@@ -621,6 +621,7 @@ export class ReservationManager {
       addr: conn.remoteAddr.toString(),
       reason: 'already connected (a connection opened outside the dial ladder)',
       remembered: false,
+      ...(familyOf(conn.remoteAddr) != null ? { family: familyOf(conn.remoteAddr) } : {}),
       at: new Date().toISOString()
     }
   }
