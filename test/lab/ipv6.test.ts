@@ -102,6 +102,7 @@ async function runDoctor (lab: Lab, dataDir: string, bootstrap: string[], t: Tes
   }
   const line = report.checks.find(c => c.name === 'ipv6')
   t.diagnostic(`doctor on the executor: exit ${String(res.code)} in ${res.ms} ms: ${report.verdict}`)
+  t.diagnostic(`doctor checks: ${report.checks.map(c => `${c.name}=${c.value}`).join(' ')}`)
   t.diagnostic(`doctor ipv6: ${line?.value ?? '?'} ${line?.detail ?? ''}`)
   return { report, code: res.code }
 }
