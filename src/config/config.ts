@@ -37,10 +37,18 @@ export const DEFAULT_DAEMON_LISTEN: readonly string[] = [
   '/p2p-circuit'
 ]
 
+/**
+ * Every transport on both families: IPv6-only donors (mobile networks,
+ * some campuses) reach a relay only over IPv6. A host without IPv6 binds
+ * the IPv4 ones alone (libp2p skips IPv6 when all of it fails).
+ */
 export const DEFAULT_RELAY_LISTEN: readonly string[] = [
   '/ip4/0.0.0.0/tcp/4001',
   '/ip4/0.0.0.0/udp/4001/quic-v1',
-  '/ip4/0.0.0.0/tcp/4002/ws'
+  '/ip4/0.0.0.0/tcp/4002/ws',
+  '/ip6/::/tcp/4001',
+  '/ip6/::/udp/4001/quic-v1',
+  '/ip6/::/tcp/4002/ws'
 ]
 
 /** Relay limits sized for jobs (js-libp2p's default is 2 min / 128 KiB per relayed connection). */
@@ -726,7 +734,7 @@ export function loadRelayConfig (flags: RelayFlags, env: NodeJS.ProcessEnv = pro
   }
   const listenAddrs = parseMultiaddrs(listen.value, listen.source === 'flag' ? '--listen' : 'config.json "listen"')
   if (flags.tlsCert != null && !listenAddrs.some(ma => ma.toString().includes('/tls/ws') || ma.toString().endsWith('/wss'))) {
-    listenAddrs.push(multiaddr('/ip4/0.0.0.0/tcp/443/tls/ws'))
+    listenAddrs.push(multiaddr('/ip4/0.0.0.0/tcp/443/tls/ws'), multiaddr('/ip6/::/tcp/443/tls/ws'))
   }
   return Object.freeze({
     dataDir,

@@ -15,7 +15,7 @@ export type CheckValue = 'yes' | 'no' | 'unknown'
 export const CHECK_NAMES = [
   'dns', 'doh', 'udp', 'nat', 'tcp-connect', 'libp2p-over-tcp', 'quic', 'ws', 'wss-443',
   'tls-intercepted', 'proxy', 'reservation', 'reachability', 'webrtc', 'clock-skew',
-  'https-fallback', 'proxy-discovery', 'proxy-auth', 'captive-portal'
+  'https-fallback', 'proxy-discovery', 'proxy-auth', 'ipv6', 'captive-portal'
 ] as const
 export type CheckName = typeof CHECK_NAMES[number]
 
@@ -103,6 +103,18 @@ export interface CaptivePortalObservation extends CaptivePortalProbe {
   urls: string[]
 }
 
+/** What this host has of IPv6 (src/doctor/probe-ipv6.ts); the relays' IPv6 rungs are in `rungs`. */
+export interface Ipv6Observation {
+  /** global unicast IPv6 addresses (2000::/3) on this host's interfaces */
+  globalAddrs: string[]
+  /** an IPv6 default route exists; undefined when the routing table could not be read */
+  defaultRoute?: boolean
+  /** the host has an IPv4 address besides loopback and link-local */
+  ipv4: boolean
+  /** on an IPv6-only host: the network's NAT64 prefix (RFC 7050), e.g. `64:ff9b::/96` */
+  nat64Prefix?: string
+}
+
 /** Everything the doctor gathered; the report is computed from this alone (unit-testable). */
 export interface DoctorObservations {
   /** the bootstrap multiaddrs as configured */
@@ -138,6 +150,8 @@ export interface DoctorObservations {
   observedMs: number
   /** the HTTPS fallback rung; absent from reports of builds without it */
   httpsFallback?: HttpsFallbackObservation
+  /** IPv6 on this host; absent when not gathered */
+  ipv6?: Ipv6Observation
 }
 
 /** What proxy discovery did while the doctor ran (`status --json`'s `proxyDiscovery`). */

@@ -416,6 +416,8 @@ export interface RelayPath {
   reason: string
   /** the rung went first because it won last time on this network */
   remembered: boolean
+  /** the IP family that won the race (happy eyeballs); absent for an address by name */
+  family?: 'ip4' | 'ip6'
   /** when the connection was made, ISO 8601 UTC */
   at: string
 }

@@ -5,6 +5,7 @@ import { checkHttpsFallback, httpsFallbackAllowlist, httpsFallbackSentence } fro
 import { checkProxyDiscovery } from './check-proxy-discovery.ts'
 import { checkProxyAuth } from './check-proxy-auth.ts'
 import { captivePortalSentence, checkCaptivePortal } from './check-captive-portal.ts'
+import { checkIpv6 } from './check-ipv6.ts'
 
 /**
  * Turns what the doctor observed into the report: one yes/no/unknown line
@@ -294,6 +295,7 @@ function verdictOf (obs: DoctorObservations, checks: DoctorCheck[], path: Doctor
   if (fallback != null) sentences.push(fallback)
   if (v('proxy-discovery') === 'yes') sentences.push(`The proxy was named by ${obs.proxyDiscovery?.source?.startsWith('wpad') === true ? 'the network\'s PAC file (WPAD)' : 'the PAC file given'} ${obs.proxyDiscovery?.url ?? ''}.`)
   else if (v('proxy-discovery') === 'no' && path == null) sentences.push('Direct dials failed and the network names no usable proxy (no PAC by DHCP or wpad.<search domain>): if it has one, give it with --proxy-pac URL or HTTPS_PROXY.')
+  if (v('ipv6') === 'no') sentences.push(obs.ipv6?.ipv4 === false ? 'This host has only IPv6, and IPv6 to the relays fails: ask for outbound IPv6 (or NAT64) to them.' : 'IPv6 to the relays fails; IPv4 is used instead.')
   return sentences.join(' ')
 }
 
@@ -360,6 +362,7 @@ export function assess (obs: DoctorObservations): Assessed {
     checkHttpsFallback(obs),
     checkProxyDiscovery(obs),
     checkProxyAuth(obs),
+    checkIpv6(obs),
     checkCaptivePortal(obs)
   ]
   const path = pathOf(obs)

@@ -7,6 +7,7 @@ import { observeCaptivePortal } from './probe-captive-portal.ts'
 import type { MeshComponents } from '../net/components.ts'
 import { peerIdOf, transportOf } from '../net/transport-of.ts'
 import { observeHttpsFallback, withHttpsFallbackTargets } from './probe-https-fallback.ts'
+import { probeIpv6 } from './probe-ipv6.ts'
 import type { ClockObservation, DohProbe, DoctorObservations, RungObservation, TlsObservation } from '../core/doctor.ts'
 import type { AddrResolution, DaemonStatus, DialAttempt, NatReport } from '../core/types.ts'
 import type { AbortOptions, Connection } from '@libp2p/interface'
@@ -183,6 +184,7 @@ export class Doctor {
       webrtcTransport: this.init.webrtcTransport ?? false,
       ...await probeProxyDiscovery(this.init.mesh.proxies, { signal }),
       captivePortal: await portalDone,
+      ipv6: await probeIpv6({ resolver: this.init.resolver, logger: this.log }, { signal }),
       observedMs: Date.now() - t0,
       httpsFallback: observeHttpsFallback(rungs, status.relays)
     }

@@ -115,6 +115,9 @@ export function expectedOf (name: string, report: DoctorReport): string {
   // PAC / WPAD is expected to find a proxy only where discovery had to run (no proxy configured, direct dials failed)
   if (name === 'proxy-discovery') return configuredProxies(report.observations).length > 0 || (report.observations.proxyDiscovery?.state ?? 'not-needed') === 'not-needed' ? 'unknown' : 'yes'
   if (name === 'proxy-auth') return report.observations.proxies.some(p => p.auth != null) ? 'yes' : 'unknown'
+  // IPv6 and the HTTPS fallback are expected to work only where there is something to try them with
+  if (name === 'ipv6') return (report.observations.ipv6?.globalAddrs.length ?? 0) > 0 ? 'yes' : 'unknown'
+  if (name === 'https-fallback') return (report.observations.httpsFallback?.attempts.length ?? 0) > 0 ? 'yes' : 'unknown'
   return name === 'tls-intercepted' || name === 'clock-skew' || name === 'captive-portal' ? 'no' : 'yes'
 }
 

@@ -1,6 +1,6 @@
 import { createLogger, type Logger } from '../log/logger.ts'
 import { backoffDelay, Waker, type BackoffPolicy } from '../core/async.ts'
-import { DialLadder, DialLadderError, RungMemory, type LadderResult } from '../net/dial-ladder.ts'
+import { DialLadder, DialLadderError, RungMemory, familyOf, type LadderResult } from '../net/dial-ladder.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { peerIdOf, transportOf, uplinkTransport } from '../net/transport-of.ts'
 import { checkRelayTls, type RelayTlsCheck } from './relay-tls-check.ts'
@@ -431,7 +431,7 @@ export class ReservationManager {
     }
     const conn = result.connection
     relay.connectionId = conn.id
-    relay.connected(conn, { transport: result.transport, addr: result.addr, reason: result.reason, remembered: result.remembered, at: new Date().toISOString() })
+    relay.connected(conn, { transport: result.transport, addr: result.addr, reason: result.reason, remembered: result.remembered, ...(result.family != null ? { family: result.family } : {}), at: new Date().toISOString() })
     if (this.refuseIntercepted && uplinkTransport(result.addr) === 'wss') {
       // before the reservation: a refused path must never make this donor dispatchable
       await this.refuseIfIntercepted(relay, conn, result.addr, signal)
@@ -649,6 +649,7 @@ export class ReservationManager {
       addr: conn.remoteAddr.toString(),
       reason: 'already connected (a connection opened outside the dial ladder)',
       remembered: false,
+      ...(familyOf(conn.remoteAddr) != null ? { family: familyOf(conn.remoteAddr) } : {}),
       at: new Date().toISOString()
     }
   }

@@ -24,6 +24,10 @@ import type { Multiaddr } from '@multiformats/multiaddr'
  * Rules:
  *  - addresses are ranked QUIC, TCP, WebSocket (port 443 first), others, circuit;
  *    the rung remembered for this network and peer goes first;
+ *  - within a rung the address families race as RFC 8305 §4 has it: IPv6
+ *    first, IPv4 one stagger later (or the family that won last time on
+ *    this network first), so a broken IPv6 path costs a quarter second and a
+ *    working one is preferred;
  *  - the first attempt starts at once, each next one {@link RUNG_STAGGER_MS}
  *    after the previous started, or at once when every attempt started so far
  *    has failed;
@@ -141,9 +145,25 @@ const RUNG_RANK: Readonly<Record<Transport, number>> = {
   'https-poll': 5
 }
 
+/** The IP family of a dialled address; names (`/dns4`, WebSocket-over-TLS names) have none. */
+export type AddrFamily = 'ip4' | 'ip6'
+
+/** The family the ladder tries first within a rung when nothing is remembered (RFC 8305 §4: IPv6 first). */
+export const PREFERRED_FAMILY: AddrFamily = 'ip6'
+
+/** `ip4` / `ip6` for an IP address (or a circuit through one), undefined for a name. */
+export function familyOf (addr: Multiaddr | string): AddrFamily | undefined {
+  const text = typeof addr === 'string' ? addr : addr.toString()
+  if (text.startsWith('/ip6/')) return 'ip6'
+  if (text.startsWith('/ip4/')) return 'ip4'
+  return undefined
+}
+
 export interface PlannedAttempt {
   addr: Multiaddr
   transport: Transport
+  /** undefined for an address by name */
+  family?: AddrFamily
   /** the address belongs to the rung remembered for this network */
   remembered: boolean
 }
@@ -153,6 +173,8 @@ export interface RememberedRung {
   transport: Transport
   /** the address that won */
   addr: string
+  /** the family of the address that won: the ladder tries it first in every rung next time */
+  family?: AddrFamily
   /** when it won, ISO 8601 UTC */
   at: string
 }
@@ -179,6 +201,8 @@ export interface LadderResult {
   connection: Connection
   transport: Transport
   addr: string
+  /** the IP family that won the race; undefined when the winner was dialled by name */
+  family?: AddrFamily
   /** the winner came from the rung remembered for this network */
   remembered: boolean
   /** why this rung, in words: "first to connect (tcp: stalled at noise after 2.5 s)" */
@@ -219,15 +243,29 @@ export type AttemptDialer = (addr: Multiaddr, options: AttemptDialOptions) => Pr
 /**
  * Orders the addresses of one peer into the ladder's rungs. Stable: addresses
  * of the same rank keep the order they were given in. Duplicates are dropped.
+ * Within a rung the families alternate, the first family first (the
+ * remembered one, else {@link PREFERRED_FAMILY}): with the stagger between
+ * starts, that is RFC 8305's "IPv6 first, IPv4 after the connection attempt
+ * delay".
  */
-export function planLadder (addrs: readonly Multiaddr[], remembered?: Pick<RememberedRung, 'transport' | 'addr'>): PlannedAttempt[] {
+export function planLadder (addrs: readonly Multiaddr[], remembered?: Pick<RememberedRung, 'transport' | 'addr' | 'family'>): PlannedAttempt[] {
   const seen = new Set<string>()
-  const unique: Array<{ addr: Multiaddr, text: string, transport: Transport, index: number }> = []
+  const unique: Array<{ addr: Multiaddr, text: string, transport: Transport, family?: AddrFamily, index: number }> = []
   for (const addr of addrs) {
     const text = addr.toString()
     if (seen.has(text)) continue
     seen.add(text)
-    unique.push({ addr, text, transport: transportOf(text), index: unique.length })
+    unique.push({ addr, text, transport: transportOf(text), family: familyOf(text), index: unique.length })
+  }
+  const first = remembered?.family ?? PREFERRED_FAMILY
+  // the n-th address of a family within its rung: v6 #0, v4 #0, v6 #1, v4 #1, …
+  const turn = new Map<typeof unique[number], number>()
+  const counted = new Map<string, number>()
+  for (const a of unique) {
+    const group = `${RUNG_RANK[a.transport]}|${a.family ?? 'name'}`
+    const n = counted.get(group) ?? 0
+    counted.set(group, n + 1)
+    turn.set(a, a.family == null ? 0 : n * 2 + (a.family === first ? 0 : 1))
   }
   const key = (a: typeof unique[number]): number[] => {
     const isRemembered = remembered != null && a.transport === remembered.transport
@@ -239,13 +277,14 @@ export function planLadder (addrs: readonly Multiaddr[], remembered?: Pick<Remem
       // 443 is the port most likely to be let out of a restrictive network: first among WebSockets
       a.transport === 'ws' || a.transport === 'wss' ? (portOf(a.text) === 443 ? 0 : 1) : 0,
       a.transport === 'wss' ? 0 : 1,
+      turn.get(a) ?? 0,
       a.index
     ]
   }
   return unique
     .map(a => ({ a, k: key(a) }))
     .sort((x, y) => compareKeys(x.k, y.k))
-    .map(({ a }) => ({ addr: a.addr, transport: a.transport, remembered: remembered != null && a.transport === remembered.transport }))
+    .map(({ a }) => ({ addr: a.addr, transport: a.transport, ...(a.family != null ? { family: a.family } : {}), remembered: remembered != null && a.transport === remembered.transport }))
 }
 
 function compareKeys (x: number[], y: number[]): number {
@@ -366,7 +405,7 @@ export class DialLadder {
     run.cancelRunning(new DialAttemptCancelledError(`${won.plan.transport} to ${peerId} connected first`))
     const attempts = run.summaries()
     const reason = explain(attempts[run.states.indexOf(won)], attempts, won.plan.remembered)
-    this.memory?.remember(peerId, { transport: won.plan.transport, addr: won.plan.addr.toString() })
+    this.memory?.remember(peerId, { transport: won.plan.transport, addr: won.plan.addr.toString(), ...(won.plan.family != null ? { family: won.plan.family } : {}) })
     if (factor > 1) {
       this.patience.delete(peerId)
       this.log.info(`${won.plan.transport} to ${peerId} connected in ${Date.now() - run.t0} ms with timeouts ×${factor} (earlier ladders timed out: the peer was slow, not gone); back to the usual timeouts`, { peer: peerId, transport: won.plan.transport })
@@ -375,6 +414,7 @@ export class DialLadder {
       connection: won.connection as Connection,
       transport: won.plan.transport,
       addr: won.plan.addr.toString(),
+      ...(won.plan.family != null ? { family: won.plan.family } : {}),
       remembered: won.plan.remembered,
       reason,
       attempts
@@ -621,10 +661,12 @@ function summary (s: AttemptState, t0: number): LadderAttempt {
 }
 
 function label (a: LadderAttempt, all: LadderAttempt[]): string {
-  // the transport alone is ambiguous when the peer has several addresses on it
-  const twins = all.filter(o => o.transport === a.transport).length > 1
+  // the transport alone is ambiguous when the peer has several addresses on it: the family, then the port, tell them apart
+  const twins = all.filter(o => o.transport === a.transport)
+  const family = familyOf(a.addr)
+  const mixed = family != null && twins.some(o => familyOf(o.addr) !== family)
   const port = portOf(a.addr)
-  return `${a.transport}${twins && port != null ? `:${port}` : ''}${a.remembered ? ' (remembered)' : ''}`
+  return `${a.transport}${mixed ? `/${family}` : ''}${twins.length > 1 && port != null ? `:${port}` : ''}${a.remembered ? ' (remembered)' : ''}`
 }
 
 /** One attempt that did not win, in a few words. */
@@ -700,13 +742,13 @@ export class RungMemory {
     return this.load().get(this.key(peerId))
   }
 
-  remember (peerId: string, rung: { transport: Transport, addr: string }): void {
+  remember (peerId: string, rung: { transport: Transport, addr: string, family?: AddrFamily }): void {
     const entries = this.load()
     const key = this.key(peerId)
     const prev = entries.get(key)
-    if (prev?.transport === rung.transport && prev.addr === rung.addr) return
+    if (prev?.transport === rung.transport && prev.addr === rung.addr && prev.family === rung.family) return
     entries.delete(key)
-    entries.set(key, { transport: rung.transport, addr: rung.addr, at: new Date().toISOString() })
+    entries.set(key, { transport: rung.transport, addr: rung.addr, ...(rung.family != null ? { family: rung.family } : {}), at: new Date().toISOString() })
     // Map keeps insertion order: the first keys are the least recently changed
     for (const old of entries.keys()) {
       if (entries.size <= this.maxEntries) break
@@ -762,7 +804,8 @@ export class RungMemory {
 function isRememberedRung (v: unknown): v is RememberedRung {
   const o = v as Partial<RememberedRung> | null
   return o != null && typeof o === 'object' && typeof o.addr === 'string' && typeof o.at === 'string' &&
-    typeof o.transport === 'string' && (TRANSPORTS as readonly string[]).includes(o.transport)
+    typeof o.transport === 'string' && (TRANSPORTS as readonly string[]).includes(o.transport) &&
+    (o.family == null || o.family === 'ip4' || o.family === 'ip6')
 }
 
 /**

@@ -1,5 +1,6 @@
 import { promises as dnsPromises } from 'node:dns'
 import { isIP } from 'node:net'
+import { networkInterfaces } from 'node:os'
 import { RecordType, type Answer, type DNS, type DNSResponse, type QueryOptions } from '@multiformats/dns'
 import { dnsOverHttps, type DNSResolver } from '@multiformats/dns/resolvers'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
@@ -7,6 +8,7 @@ import { raceSignal } from '../core/async.ts'
 import { WorldComputeError } from '../core/errors.ts'
 import { DEFAULT_DOH_ENDPOINTS } from '../config/doh.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
+import { ipv6Bytes, ipv6Text, isLinkLocalIp } from './address-scope.ts'
 import { transportOf } from './transport-of.ts'
 import type { AddrResolution, ResolvedVia } from '../core/types.ts'
 
@@ -58,6 +60,35 @@ export const MAX_RESOLVED_ADDRS = 32
 
 export type RecordKind = 'A' | 'AAAA' | 'TXT'
 
+/** The name RFC 7050 has a host ask for AAAA records to learn its network's NAT64 prefix. */
+export const NAT64_DISCOVERY_NAME = 'ipv4only.arpa'
+
+/** The IPv4 addresses `ipv4only.arpa` has (RFC 7050 §2.2): found inside an AAAA answer, they mark the prefix. */
+const NAT64_WELL_KNOWN_IPV4 = ['192.0.0.170', '192.0.0.171']
+
+/** Which IP families this host can send from. */
+export interface HostFamilies {
+  ip4: boolean
+  ip6: boolean
+}
+
+/**
+ * From the interface addresses: a family counts when a non-loopback,
+ * non-link-local address of it is configured (a link-local address alone
+ * reaches no relay).
+ */
+export function hostFamilies (): HostFamilies {
+  const out: HostFamilies = { ip4: false, ip6: false }
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      if (a.internal || isLinkLocalIp(a.address)) continue
+      if (a.family === 'IPv4') out.ip4 = true
+      else out.ip6 = true
+    }
+  }
+  return out
+}
+
 const RECORD_TYPE: Record<RecordKind, RecordType> = { A: RecordType.A, AAAA: RecordType.AAAA, TXT: RecordType.TXT }
 
 /** A name could not be resolved by the OS resolver nor by any DoH endpoint. */
@@ -97,6 +128,8 @@ export interface MeshResolverInit {
   dohTimeoutMs?: number
   /** @default the system resolver (getaddrinfo for A/AAAA, c-ares for TXT) */
   osLookup?: OsLookup
+  /** which families this host can use, asked at each resolution @default {@link hostFamilies} */
+  families?: () => HostFamilies
   logger?: Logger
 }
 
@@ -117,17 +150,21 @@ export class MeshResolver implements DNS {
   private readonly osTimeoutMs: number
   private readonly dohTimeoutMs: number
   private readonly osLookup: OsLookup
+  private readonly families: () => HostFamilies
   private readonly doh: Array<{ url: string, resolve: DNSResolver }>
   private readonly log: Logger
   private readonly cache = new Map<string, CacheEntry>()
   /** concurrent lookups of one name share one query (and one log line) */
   private readonly inflight = new Map<string, Promise<LookupResult>>()
+  /** the NAT64 prefix found (or not) last, and until when it is trusted */
+  private nat64?: { prefix?: Uint8Array, expires: number }
 
   constructor (init: MeshResolverInit = {}) {
     this.endpoints = Object.freeze([...(init.doh ?? DEFAULT_DOH_ENDPOINTS)])
     this.osTimeoutMs = init.osTimeoutMs ?? OS_RESOLVE_TIMEOUT_MS
     this.dohTimeoutMs = init.dohTimeoutMs ?? DOH_TIMEOUT_MS
     this.osLookup = init.osLookup ?? systemLookup
+    this.families = init.families ?? hostFamilies
     this.log = init.logger ?? createLogger('net.dns')
     // one dnsOverHttps per endpoint, made once: each keeps its own request queue
     this.doh = this.endpoints.map(url => ({ url, resolve: dnsOverHttps(url) }))
@@ -274,7 +311,7 @@ export class MeshResolver implements DNS {
     const components = ma.getComponents()
     const first = components[0]
     if (first == null || (first.name !== 'dns' && first.name !== 'dns4' && first.name !== 'dns6' && first.name !== 'dnsaddr')) {
-      return { addr, via: 'literal', resolved: [addr], multiaddrs: [ma] }
+      return await this.resolveLiteral(ma, signal)
     }
     const name = first.value ?? ''
     const rest = components.slice(1).map(c => c.value != null ? `/${c.name}/${c.value}` : `/${c.name}`).join('')
@@ -282,7 +319,8 @@ export class MeshResolver implements DNS {
     if (transportOf(addr) === 'wss') {
       return { addr, via: 'at-connect', resolved: [addr], multiaddrs: [ma], note: 'TLS checks the certificate against the name, so the WebSocket client resolves it with the OS resolver when it connects' }
     }
-    const kinds: RecordKind[] = first.name === 'dns4' ? ['A'] : first.name === 'dns6' ? ['AAAA'] : ['A', 'AAAA']
+    const v6Only = this.isV6Only()
+    const kinds = recordKinds(first.name, v6Only)
     const results: LookupResult[] = []
     const errors: unknown[] = []
     for (const kind of kinds) {
@@ -294,16 +332,81 @@ export class MeshResolver implements DNS {
       }
     }
     if (results.length === 0) throw errors.length === 1 ? errors[0] : new DnsResolutionError(`cannot resolve ${name}: ${errors.map(e => (e as Error).message).join('; ')}`, name, [], { cause: new AggregateError(errors) })
-    const resolved = results.flatMap(r => r.records.map(ip => `/${isIP(ip) === 6 ? 'ip6' : 'ip4'}/${ip}${rest}`))
+    let resolved = [...new Set(results.flatMap(r => r.records.map(ip => `/${isIP(ip) === 6 ? 'ip6' : 'ip4'}/${ip}${rest}`)))]
+    const notes: string[] = []
+    if (first.name === 'dns4' && v6Only) notes.push('this host has no IPv4 address: AAAA records were asked too (a DNS64 resolver synthesizes them for IPv4-only names)')
+    if (v6Only && !resolved.some(a => a.startsWith('/ip6/'))) {
+      const synth = await this.synthesize(resolved, signal)
+      resolved = [...resolved, ...synth.added]
+      if (synth.note != null) notes.push(synth.note)
+    }
     const viaDoh = results.find(r => r.via === 'doh')
+    const kept = resolved.slice(0, MAX_RESOLVED_ADDRS)
     return {
       addr,
       via: viaDoh != null ? 'doh' : 'os',
       ...(viaDoh?.endpoint != null ? { endpoint: viaDoh.endpoint } : {}),
       ...(viaDoh?.osError != null ? { osError: viaDoh.osError } : {}),
-      resolved: [...new Set(resolved)].slice(0, MAX_RESOLVED_ADDRS),
-      multiaddrs: [...new Set(resolved)].slice(0, MAX_RESOLVED_ADDRS).map(a => multiaddr(a))
+      resolved: kept,
+      ...(notes.length > 0 ? { note: notes.join('; ') } : {}),
+      multiaddrs: kept.map(a => multiaddr(a))
     }
+  }
+
+  /**
+   * An IP address passes through; on an IPv6-only host an IPv4 one gains its
+   * NAT64 form when the network has a NAT64 prefix (RFC 7050), since the
+   * IPv4 address itself cannot be reached from here.
+   */
+  private async resolveLiteral (ma: Multiaddr, signal?: AbortSignal): Promise<MultiaddrResolution> {
+    const addr = ma.toString()
+    if (!addr.startsWith('/ip4/') || !this.isV6Only()) return { addr, via: 'literal', resolved: [addr], multiaddrs: [ma] }
+    const synth = await this.synthesize([addr], signal)
+    const resolved = [addr, ...synth.added]
+    return { addr, via: 'literal', resolved, ...(synth.note != null ? { note: synth.note } : {}), multiaddrs: resolved.map(a => multiaddr(a)) }
+  }
+
+  /** True when the host has an IPv6 address and no IPv4 one: an IPv4 address from here goes nowhere without NAT64. */
+  private isV6Only (): boolean {
+    const f = this.families()
+    return f.ip6 && !f.ip4
+  }
+
+  /** The NAT64 forms of the `/ip4/` addresses in `addrs`, with a note saying where the prefix came from. */
+  private async synthesize (addrs: readonly string[], signal?: AbortSignal): Promise<{ added: string[], note?: string }> {
+    const v4 = addrs.filter(a => a.startsWith('/ip4/'))
+    if (v4.length === 0) return { added: [] }
+    const prefix = await this.nat64Prefix({ signal })
+    if (prefix == null) return { added: [], note: `this host has only IPv6 and the network announces no NAT64 prefix (no AAAA record for ${NAT64_DISCOVERY_NAME}): IPv4 addresses are unreachable from here` }
+    const added = v4.map(a => {
+      const [, , ip, ...rest] = a.split('/')
+      return `/ip6/${synthesizeNat64(prefix, ip)}/${rest.join('/')}`
+    })
+    return { added, note: `IPv6-only host: IPv4 addresses reached through the network's NAT64 prefix ${ipv6Text(Uint8Array.from([...prefix, 0, 0, 0, 0]))}/96 (from ${NAT64_DISCOVERY_NAME})` }
+  }
+
+  /**
+   * The network's NAT64 prefix (RFC 7050): the first 96 bits of an AAAA
+   * answer for `ipv4only.arpa` that ends in one of its well-known IPv4
+   * addresses. Asked of the OS resolver only — the network's DNS64 is what
+   * knows the local NAT64; a DoH server elsewhere does not. Only /96
+   * prefixes (the well-known 64:ff9b::/96 and most operators') are found.
+   */
+  async nat64Prefix (options: { signal?: AbortSignal } = {}): Promise<Uint8Array | undefined> {
+    if (this.nat64 != null && this.nat64.expires > Date.now()) return this.nat64.prefix
+    let prefix: Uint8Array | undefined
+    try {
+      const found = await this.lookup(NAT64_DISCOVERY_NAME, 'AAAA', { signal: options.signal, osOnly: true })
+      for (const record of found.records) {
+        const bytes = ipv6Bytes(record)
+        if (bytes != null && NAT64_WELL_KNOWN_IPV4.includes(bytes.slice(12).join('.'))) prefix = bytes.slice(0, 12)
+      }
+    } catch (err) {
+      options.signal?.throwIfAborted()
+      this.log.debug(`no NAT64 prefix from ${NAT64_DISCOVERY_NAME}: ${(err as Error).message}`, { phase: 'dns' })
+    }
+    this.nat64 = { prefix, expires: Date.now() + MIN_CACHE_TTL_S * 1000 }
+    return prefix
   }
 
   private async resolveDnsaddr (ma: Multiaddr, name: string, depth: number, signal?: AbortSignal): Promise<MultiaddrResolution> {
@@ -349,6 +452,23 @@ export class MeshResolver implements DNS {
       multiaddrs: unique
     }
   }
+}
+
+/**
+ * The records to ask for a name. `/dns4` asks for A, except on a host with
+ * only IPv6: there the family is a hint, not a wall (RFC 7050's spirit): the
+ * name's IPv4 address is unreachable, and a DNS64 resolver answers a
+ * synthesized AAAA that its NAT64 translates, so AAAA is asked too.
+ */
+function recordKinds (protocol: 'dns' | 'dns4' | 'dns6', v6Only: boolean): RecordKind[] {
+  if (protocol === 'dns6') return ['AAAA']
+  if (protocol === 'dns4' && !v6Only) return ['A']
+  return ['A', 'AAAA']
+}
+
+/** The IPv6 address of an IPv4 one under a /96 NAT64 prefix (RFC 6052 §2.2). */
+export function synthesizeNat64 (prefix: Uint8Array, ipv4: string): string {
+  return ipv6Text(Uint8Array.from([...prefix.slice(0, 12), ...ipv4.split('.').map(Number)]))
 }
 
 /** How a whole relay's addresses were resolved, for `BootstrapStatus.resolvedVia`. */

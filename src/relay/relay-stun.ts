@@ -1,4 +1,5 @@
 import { isIPv4 } from 'node:net'
+import { networkInterfaces } from 'node:os'
 import { StunResponder } from '../net/stun/responder.ts'
 import type { RelayConfig } from '../config/config.ts'
 import type { Logger } from '../log/logger.ts'
@@ -10,8 +11,10 @@ import type { Multiaddr } from '@multiformats/multiaddr'
  * the relay's identify agent version names, so it binds:
  * - the specific IPv4 addresses of `--listen` when there are any (two of them:
  *   "change IP" works too);
- * - else every interface (0.0.0.0), naming the first `--announce` IPv4 as its
- *   own address in RESPONSE-ORIGIN / OTHER-ADDRESS.
+ * - else every interface, naming the first `--announce` IPv4 as its
+ *   own address in RESPONSE-ORIGIN / OTHER-ADDRESS: `::` (one dual-stack
+ *   socket answers IPv4 and IPv6 donors alike) on a host with IPv6, else
+ *   0.0.0.0.
  * A responder that cannot open its ports (another STUN server on 3478, two
  * relays on one host) is not a reason to stop relaying: the relay says so at
  * WARN and announces no STUN ports, and donors report `natMapping: unknown`.
@@ -22,11 +25,15 @@ function ip4Of (ma: Multiaddr): string | undefined {
   return c?.name === 'ip4' && c.value != null ? c.value : undefined
 }
 
-export function stunBindAddresses (config: Pick<RelayConfig, 'listen' | 'announce'>): { addresses: string[], advertised?: string } {
+function hostHasIpv6 (): boolean {
+  return Object.values(networkInterfaces()).some(list => (list ?? []).some(a => a.family === 'IPv6'))
+}
+
+export function stunBindAddresses (config: Pick<RelayConfig, 'listen' | 'announce'>, hasIpv6: () => boolean = hostHasIpv6): { addresses: string[], advertised?: string } {
   const specific = [...new Set(config.listen.map(ip4Of).filter((ip): ip is string => ip != null && ip !== '0.0.0.0'))]
   const announced = config.announce.map(ip4Of).find((ip): ip is string => ip != null && isIPv4(ip))
   if (specific.length > 0) return { addresses: specific.slice(0, 2), ...(announced != null ? { advertised: announced } : {}) }
-  return { addresses: ['0.0.0.0'], ...(announced != null ? { advertised: announced } : {}) }
+  return { addresses: [hasIpv6() ? '::' : '0.0.0.0'], ...(announced != null ? { advertised: announced } : {}) }
 }
 
 export async function startRelayStun (config: Pick<RelayConfig, 'listen' | 'announce' | 'stunPorts'>, log: Logger): Promise<StunResponder | undefined> {
@@ -50,16 +57,17 @@ export async function startRelayStun (config: Pick<RelayConfig, 'listen' | 'anno
  * the bound IPs, or for a wildcard bind the announced IP, else the relay's
  * own advertised IPv4s.
  */
-export function stunAddrs (responder: StunResponder | undefined, advertisedAddrs: readonly string[]): string[] {
+export function stunAddrs (responder: Pick<StunResponder, 'endpoints'> | undefined, advertisedAddrs: readonly string[]): string[] {
   if (responder == null) return []
   const out: string[] = []
   for (const e of responder.endpoints()) {
-    if (e.address !== '0.0.0.0') {
-      out.push(`/ip4/${e.address}/udp/${e.port}`)
+    if (e.address !== '0.0.0.0' && e.address !== '::') {
+      out.push(`/${isIPv4(e.address) ? 'ip4' : 'ip6'}/${e.address}/udp/${e.port}`)
       continue
     }
-    const ips = [...new Set(advertisedAddrs.map(a => /^\/ip4\/([^/]+)\//.exec(a)?.[1]).filter((ip): ip is string => ip != null))]
-    for (const ip of ips) out.push(`/ip4/${ip}/udp/${e.port}`)
+    const families = e.address === '::' ? 'ip[46]' : 'ip4'
+    const ips = [...new Set(advertisedAddrs.map(a => new RegExp(`^/(${families})/([^/]+)/`).exec(a)).filter(m => m != null).map(m => `/${m[1]}/${m[2]}`))]
+    for (const ip of ips) out.push(`${ip}/udp/${e.port}`)
   }
   return [...new Set(out)]
 }

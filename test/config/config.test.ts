@@ -416,7 +416,8 @@ describe('loadRelayConfig', () => {
     const config = loadRelayConfig({ dataDir: freshDir(), tlsCert: cert, tlsKey: key }, {})
     const listen = config.listen.map(String)
     assert.ok(listen.includes('/ip4/0.0.0.0/tcp/443/tls/ws'), `listen ${listen.join(' ')} should hold a /tcp/443/tls/ws address`)
-    assert.equal(listen.length, DEFAULT_RELAY_LISTEN.length + 1)
+    assert.ok(listen.includes('/ip6/::/tcp/443/tls/ws'), `listen ${listen.join(' ')} should hold an IPv6 /tcp/443/tls/ws address`)
+    assert.equal(listen.length, DEFAULT_RELAY_LISTEN.length + 2)
     assert.deepEqual(config.tls, { certFile: cert, keyFile: key })
   })
 

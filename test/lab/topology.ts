@@ -24,6 +24,7 @@ import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, re
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { captivePortalFilterRules, captivePortalNatRules } from './captive-rules.ts'
+import { setupIpv6, type SiteIpv6 } from './ipv6-topology.ts'
 
 export type NatKind = 'none' | 'cone' | 'symmetric'
 /**
@@ -39,7 +40,12 @@ export type NatKind = 'none' | 'cone' | 'symmetric'
  */
 export type Firewall = 'tcp-80-443-only' | 'dns-filtered' | 'inspect-multistream' | 'proxy-only' | 'captive-portal'
 
-export interface RelaySpec { name: string, ip: string }
+export interface RelaySpec {
+  name: string
+  ip: string
+  /** an IPv6 address too (2001:db8:ffff::<n>; see ipv6-topology.ts) */
+  ip6?: string
+}
 export interface HostSpec { name: string }
 export interface SiteSpec {
   name: string
@@ -48,6 +54,10 @@ export interface SiteSpec {
   firewall?: Firewall
   /** for `proxy-only`: the one TCP `ip:port` (an HTTP or SOCKS proxy on the internet) the LAN may reach */
   proxy?: string
+  /** IPv6 on the LAN (ipv6-topology.ts): `only` removes IPv4 from the hosts, `dual` adds IPv6 */
+  ipv6?: SiteIpv6
+  /** with `ipv6`: the router drops every IPv6 packet from the LAN, silently */
+  ipv6Egress?: 'blocked'
   hosts: HostSpec[]
 }
 export interface TopologySpec { relays: RelaySpec[], sites: SiteSpec[] }
@@ -525,6 +535,7 @@ class LabImpl implements Lab {
       if (r.site == null) return
       await cmd(['ip', 'netns', 'exec', r.ns, 'iptables-restore'], { input: routerRules(r.site) })
     }))
+    await setupIpv6(this.spec, this.prefix)
     // safety check: the internet router must have no default route
     const inetRoutes = await cmd(['ip', '-n', this.inet, 'route', 'show', 'default'])
     if (inetRoutes.trim() !== '') throw new Error(`the internet router has a default route: ${inetRoutes}`)

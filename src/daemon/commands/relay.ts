@@ -11,10 +11,12 @@ Runs a publicly reachable relay: circuit relay v2 server with limits sized for
 jobs, identify, ping, AutoNAT v2 server and the mesh gossip.
 
   --listen MA               listen address; repeatable (default: TCP 4001,
-                            QUIC 4001, WebSocket 4002 on all interfaces)
+                            QUIC 4001, WebSocket 4002 on all interfaces,
+                            IPv4 and IPv6)
   --announce MA             address to advertise (the public one); repeatable
   --tls-cert F --tls-key F  serve WebSocket over TLS; adds /ip4/0.0.0.0/tcp/443/tls/ws
-                            unless a /tls/ws listen address is given
+                            and /ip6/::/tcp/443/tls/ws unless a /tls/ws listen
+                            address is given
   --relay-data-limit SIZE   bytes per relayed connection (default 64MiB)
   --relay-duration-limit D  lifetime of a relayed connection (default 1h)
   --max-reservations N      reservations held at once (default 1024)

@@ -124,6 +124,31 @@ function endpoint (value: unknown): StunEndpoint | undefined {
   return typeof v.address === 'string' && typeof v.port === 'number' ? { address: v.address, port: v.port } : undefined
 }
 
+const ATTR_XOR_MAPPED_ADDRESS = 0x0020
+
+/**
+ * An IPv6 XOR-MAPPED-ADDRESS, read from the bytes: @msimerson/stun XORs an
+ * IPv6 address with the magic cookie alone when decoding (the transaction ID
+ * is not set on the message yet), so every byte past the fourth came out wrong.
+ */
+function xorMappedIpv6 (bytes: Buffer): StunEndpoint | undefined {
+  const end = Math.min(bytes.length, 20 + bytes.readUInt16BE(2))
+  for (let at = 20; at + 4 <= end;) {
+    const type = bytes.readUInt16BE(at)
+    const length = bytes.readUInt16BE(at + 2)
+    if (type === ATTR_XOR_MAPPED_ADDRESS && length === 20 && bytes[at + 5] === 0x02 && at + 24 <= end) {
+      const port = bytes.readUInt16BE(at + 6) ^ (MAGIC_COOKIE >>> 16)
+      const key = bytes.subarray(4, 20)
+      const groups: string[] = []
+      for (let i = 0; i < 16; i += 2) groups.push(((((bytes[at + 8 + i] ^ key[i]) << 8) | (bytes[at + 9 + i] ^ key[i + 1]))).toString(16))
+      // the URL parser writes IPv6 in its canonical short form (RFC 5952)
+      return { address: new URL(`http://[${groups.join(':')}]/`).hostname.slice(1, -1), port }
+    }
+    at += 4 + Math.ceil(length / 4) * 4
+  }
+  return undefined
+}
+
 export function decodeStun (bytes: Buffer): DecodedStun {
   if (!looksLikeStun(bytes)) throw new StunDecodeError(`not a STUN message (${bytes.byteLength} bytes without a STUN header and magic cookie)`)
   let msg: ReturnType<typeof stun.decode>
@@ -141,7 +166,7 @@ export function decodeStun (bytes: Buffer): DecodedStun {
   }
   const change = msg.getAttribute(ATTR_CHANGE_REQUEST)?.value
   if (typeof change === 'number') out.changeRequest = { changeIp: (change & CHANGE_IP) !== 0, changePort: (change & CHANGE_PORT) !== 0 }
-  const mapped = endpoint(msg.getXorAddress()) ?? endpoint(msg.getAddress())
+  const mapped = xorMappedIpv6(bytes) ?? endpoint(msg.getXorAddress()) ?? endpoint(msg.getAddress())
   if (mapped != null) out.mapped = mapped
   const other = endpoint(msg.getAttribute(ATTR_OTHER_ADDRESS)?.value)
   if (other != null) out.otherAddress = other
