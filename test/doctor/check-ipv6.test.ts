@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { assess } from '../../src/doctor/assess.ts'
+import { CHECK_NAMES } from '../../src/core/doctor.ts'
 import { checkIpv6 } from '../../src/doctor/check-ipv6.ts'
 import { probeIpv6 } from '../../src/doctor/probe-ipv6.ts'
 import type { DoctorObservations, Ipv6Observation, RungObservation } from '../../src/core/doctor.ts'
@@ -98,9 +99,10 @@ describe('doctor check ipv6', () => {
     assert.equal(checkIpv6(observations({ ipv6: DUAL, rungs: [rung(TCP6, 'tcp', 'cancelled', { phase: 'tcp-connect' })] })).value, 'unknown')
   })
 
-  it('comes last in the report\'s checks', () => {
+  it('is in the report\'s checks in CHECK_NAMES order', () => {
     const checks = assess(observations({ ipv6: DUAL, rungs: [rung(TCP6, 'tcp', 'success')] })).checks
-    assert.equal(checks.at(-1)?.name, 'ipv6')
+    assert.deepEqual(checks.map(c => c.name), [...CHECK_NAMES])
+    assert.equal(checks.find(c => c.name === 'ipv6')?.value, 'yes')
   })
 })
 
