@@ -106,13 +106,8 @@ export class Doctor {
     })
   }
 
-  async run (options: DoctorRunOptions = {}): Promise<DoctorObservations> {
-    const t0 = Date.now()
-    const signal = options.signal
-    const { bootstrap } = this.init
-    const relays = [...new Set(bootstrap.map(ma => peerIdOf(ma)).filter((p): p is string => p != null))]
-
-    // names first: the rungs need addresses
+  /** Each bootstrap address through the daemon's resolver: what it resolved to, and the addresses to probe (each with /p2p). */
+  private async resolveBootstrap (bootstrap: readonly Multiaddr[], signal?: AbortSignal): Promise<{ dns: AddrResolution[], targets: Array<{ relay: string, addr: Multiaddr }> }> {
     const dns: AddrResolution[] = []
     const targets: Array<{ relay: string, addr: Multiaddr }> = []
     await Promise.all(bootstrap.map(async (ma, i) => {
@@ -128,6 +123,17 @@ export class Doctor {
         this.log.warn(`${ma.toString()} did not resolve: ${(err as Error).message}`, { peer: relay, phase: 'dns' })
       }
     }))
+    return { dns, targets }
+  }
+
+  async run (options: DoctorRunOptions = {}): Promise<DoctorObservations> {
+    const t0 = Date.now()
+    const signal = options.signal
+    const { bootstrap } = this.init
+    const relays = [...new Set(bootstrap.map(ma => peerIdOf(ma)).filter((p): p is string => p != null))]
+
+    // names first: the rungs need addresses
+    const { dns, targets } = await this.resolveBootstrap(bootstrap, signal)
 
     const [dohDone, portalDone] = [this.probeDoh(bootstrap, signal), observeCaptivePortal(bootstrap, { signal })]
     const tls: TlsObservation[] = []
