@@ -1,4 +1,4 @@
-import type { AddrResolution, DialPhase, NatMapping, NatReport, ProxyStatus, RelayReservationStatus, Transport } from './types.ts'
+import type { AddrResolution, DialPhase, NatMapping, NatReport, PortMappingStatus, ProxyStatus, RelayReservationStatus, Transport } from './types.ts'
 
 /**
  * `worldcompute doctor`: what was observed (gathered by src/doctor from the
@@ -14,7 +14,8 @@ export type CheckValue = 'yes' | 'no' | 'unknown'
 /** Every check the doctor reports, in the order it prints them. */
 export const CHECK_NAMES = [
   'dns', 'doh', 'udp', 'nat', 'tcp-connect', 'libp2p-over-tcp', 'quic', 'ws', 'wss-443',
-  'tls-intercepted', 'proxy', 'reservation', 'reachability', 'webrtc', 'clock-skew'
+  'tls-intercepted', 'proxy', 'reservation', 'reachability', 'webrtc', 'clock-skew',
+  'port-mapping'
 ] as const
 export type CheckName = typeof CHECK_NAMES[number]
 
@@ -80,6 +81,15 @@ export interface ClockObservation {
   detail: string
 }
 
+/** The donor's port mapping at the home router (PCP, NAT-PMP, UPnP IGD) once it settled, and how long the doctor waited for it. */
+export interface PortMappingObservation {
+  status: PortMappingStatus
+  /** ms from the doctor's start until the mapping settled (obtained and confirmed, or failed), or the wait ended */
+  waitedMs: number
+  /** the wait ended before the mapping settled */
+  timedOut: boolean
+}
+
 /** Everything the doctor gathered; the report is computed from this alone (unit-testable). */
 export interface DoctorObservations {
   /** the bootstrap multiaddrs as configured */
@@ -109,6 +119,8 @@ export interface DoctorObservations {
   webrtcTransport: boolean
   /** how long the doctor observed, ms */
   observedMs: number
+  /** port mapping at the home router; absent when the doctor did not run it (older reports) */
+  portMapping?: PortMappingObservation
 }
 
 /** `worldcompute doctor --json`. */

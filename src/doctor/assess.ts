@@ -1,6 +1,7 @@
 import { duration, portOf, shortPeerId } from '../core/format.ts'
 import type { CheckValue, DoctorCheck, DoctorObservations, DoctorPath, DoctorReport, RungObservation } from '../core/doctor.ts'
 import type { Transport } from '../core/types.ts'
+import { checkPortMapping } from './check-port-mapping.ts'
 
 /**
  * Turns what the doctor observed into the report: one yes/no/unknown line
@@ -344,7 +345,8 @@ export function assess (obs: DoctorObservations): Assessed {
     checkReservation(obs),
     checkReachability(obs),
     checkWebrtc(obs),
-    checkClock(obs)
+    checkClock(obs),
+    checkPortMapping(obs)
   ]
   const path = pathOf(obs)
   return {

@@ -3,10 +3,11 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import { DialLadder, DialLadderError, type LadderAttempt } from '../net/dial-ladder.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { pause } from '../core/async.ts'
+import { probePortMapping } from './probe-port-mapping.ts'
 import type { MeshComponents } from '../net/components.ts'
 import { peerIdOf, transportOf } from '../net/transport-of.ts'
 import type { ClockObservation, DohProbe, DoctorObservations, RungObservation, TlsObservation } from '../core/doctor.ts'
-import type { AddrResolution, DaemonStatus, DialAttempt, NatReport } from '../core/types.ts'
+import type { AddrResolution, DaemonStatus, DialAttempt, NatReport, PortMappingStatus } from '../core/types.ts'
 import type { AbortOptions, Connection } from '@libp2p/interface'
 
 /**
@@ -58,6 +59,8 @@ export interface DoctorInit {
   logger?: Logger
   /** @default DOCTOR_BUDGET_MS */
   budgetMs?: number
+  /** the node's port mapping at the home router (probe-port-mapping.ts); absent: not checked */
+  portMapping?: () => PortMappingStatus
 }
 
 export interface DoctorRunOptions extends AbortOptions {
@@ -176,6 +179,7 @@ export class Doctor {
         : {}),
       clock,
       webrtcTransport: this.init.webrtcTransport ?? false,
+      ...(this.init.portMapping != null ? { portMapping: await probePortMapping(this.init.portMapping, { startedAt: t0, signal }) } : {}),
       observedMs: Date.now() - t0
     }
   }
