@@ -21,6 +21,7 @@ import type { PortMappingFailure, PortMappingLease, PortMappingProtocol, PortMap
 import { NatPmpClient, PcpClient } from './port-mapping-udp.ts'
 import { UpnpClient } from './port-mapping-upnp.ts'
 import type { NodeCore } from './node-core.ts'
+import type { Connection } from '@libp2p/interface'
 import {
   defaultLanRoute, mappingCandidate, PortMappingError,
   type GatewayMapping, type LanRoute, type MappableListen, type MappingClient, type MappingClientFactory
@@ -339,10 +340,44 @@ export function libp2pAddressBook (core: NodeCore): MappedAddressBook {
   const am = core.internals.addressManager
   const prefix = (m: GatewayMapping): string => `/ip4/${m.externalHost}/${m.transport}/${m.externalPort}`
   return {
-    add: (m) => { am.addPublicAddressMapping(m.host, m.port, m.externalHost, m.externalPort, m.transport) },
+    add: (m) => {
+      am.addPublicAddressMapping(m.host, m.port, m.externalHost, m.externalPort, m.transport)
+      askAutoNatAgain(core)
+    },
     remove: (m) => { am.removePublicAddressMapping(m.host, m.port, m.externalHost, m.externalPort, m.transport) },
     confirmed: (m) => (am.getAddressesWithMetadata() as AddressEntry[]).some(e => e.type === 'ip-mapping' && e.verified && `${e.multiaddr.toString()}/`.startsWith(`${prefix(m)}/`))
   }
+}
+
+interface AutoNatClient { dialRequestProtocol?: string, verifyExternalAddresses?: (conn: Connection) => Promise<void> }
+
+/**
+ * The AutoNAT v2 client tests our unverified addresses only when a
+ * connection to a server opens; a mapping granted after the relay connection
+ * (the usual order: the gateway answers while the relay is dialled) would
+ * wait for the next new connection, which an idle donor may never make. So
+ * the connected servers are asked again, through the client's own method
+ * (its private API, as reachability.ts reads its tallies: checked here, and
+ * without it the mapping waits for the next connection).
+ */
+function askAutoNatAgain (core: NodeCore): void {
+  const client = (core.libp2p.services.autoNAT as { client?: AutoNatClient } | undefined)?.client
+  const verify = client?.verifyExternalAddresses
+  const protocol = client?.dialRequestProtocol
+  if (typeof verify !== 'function' || protocol == null) {
+    core.log.debug('port mapping: the AutoNAT v2 client has no verifyExternalAddresses: the mapped address is tested at the next connection to a server')
+    return
+  }
+  void (async () => {
+    for (const conn of core.libp2p.getConnections()) {
+      // a relayed connection's far end cannot tell whether our own address answers
+      if (conn.limits != null || conn.status !== 'open') continue
+      // a peer the store does not know has told us no protocols: not a server to ask
+      const peer = await core.libp2p.peerStore.get(conn.remotePeer).catch(() => undefined)
+      if (peer?.protocols.includes(protocol) !== true) continue
+      await verify.call(client, conn).catch((err: Error) => { core.log.debug(`port mapping: AutoNAT v2 check through ${conn.remotePeer.toString()} failed: ${err.message}`) })
+    }
+  })()
 }
 
 /** The addresses libp2p's transports are bound to now. */

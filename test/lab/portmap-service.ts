@@ -11,6 +11,8 @@
  */
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { NODE } from './processes.ts'
 import type { Lab, LabProcess } from './topology.ts'
 
 export const MINIUPNPD = '/usr/sbin/miniupnpd'
@@ -33,12 +35,40 @@ export interface MiniUpnpd {
   log: () => string
 }
 
+/** What a home router does for the connections it port-forwards: lets them into the LAN (its FORWARD policy is DROP). */
+async function acceptForwarded (lab: Lab, router: string): Promise<void> {
+  await lab.run(router, ['iptables', '-A', 'FORWARD', '-i', 'wan', '-o', 'lan', '-m', 'conntrack', '--ctstate', 'DNAT', '-j', 'ACCEPT'])
+}
+
+export interface GrantingGateway {
+  proc: LabProcess
+  /** the router's nat PREROUTING rules now */
+  natRules: () => Promise<string>
+  /** whether a DNAT rule forwards to `host:port` */
+  forwards: (host: string, port: number) => Promise<boolean>
+}
+
+/** The lab's granting PCP gateway (portmap-gateway.ts) on the router of `site`; resolves once it listens. */
+export async function startGrantingGateway (lab: Lab, site: string, lanHost: string, runDir: string): Promise<GrantingGateway> {
+  const router = `router:${site}`
+  await acceptForwarded(lab, router)
+  const script = fileURLToPath(new URL('./portmap-gateway.ts', import.meta.url))
+  const proc = lab.exec(router, [NODE, script, lab.ip(lanHost).replace(/\.\d+$/, '.1'), lab.publicIp(lanHost)], { logFile: join(runDir, `pcp-gateway-${site}.log`) })
+  const deadline = Date.now() + 10_000
+  while (!/listening/.test(proc.stdout())) {
+    if (!proc.running() || Date.now() > deadline) throw new Error(`the lab PCP gateway did not start:\n${proc.stderr()}${proc.stdout()}`)
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  const natRules = async (): Promise<string> => (await lab.run(router, ['iptables', '-t', 'nat', '-S', 'PREROUTING'], { timeoutMs: 10_000 })).stdout
+  return { proc, natRules, forwards: async (host, port) => (await natRules()).includes(`--to-destination ${host}:${port}`) }
+}
+
 /** Starts miniupnpd on the router of `site`, for the LAN of `lanHost`; resolves once it listens. */
 export async function startMiniupnpd (lab: Lab, site: string, lanHost: string, kind: PortMapKind, runDir: string): Promise<MiniUpnpd> {
   if (!existsSync(MINIUPNPD)) throw new Error(`${MINIUPNPD} is missing: the port-mapping scenarios need Debian's miniupnpd (apt-get install miniupnpd-nftables)`)
   const router = `router:${site}`
   const lanNet = lab.ip(lanHost).replace(/\.\d+$/, '.0/24')
-  await lab.run(router, ['iptables', '-A', 'FORWARD', '-i', 'wan', '-o', 'lan', '-m', 'conntrack', '--ctstate', 'DNAT', '-j', 'ACCEPT'])
+  await acceptForwarded(lab, router)
   if (kind === 'natpmp') {
     // UDP payload byte 0 (after the IP header, whose length is IHL*4, and the 8-byte UDP header) = 2: a PCP request
     await lab.run(router, ['iptables', '-I', 'INPUT', '-i', 'lan', '-p', 'udp', '--dport', '5351', '-m', 'u32', '--u32', '0>>22&0x3C@8>>24=2', '-j', 'DROP'])
