@@ -30,6 +30,9 @@ export interface UdpMappingInit {
   attempts?: number
 }
 
+/** A socket that never bound has nothing to close; #open turned the failure into the request's error. */
+function bindFailureAlreadyReported (_err: unknown): void {}
+
 /** Sends one request and waits for the first datagram from the gateway that `accept` takes. */
 class Exchange {
   readonly #route: LanRoute
@@ -61,7 +64,7 @@ class Exchange {
   }
 
   close (): void {
-    void this.#socket?.then(s => { s.close() }, () => {})
+    void this.#socket?.then(s => { s.close() }, bindFailureAlreadyReported)
     this.#socket = undefined
   }
 

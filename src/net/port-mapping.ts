@@ -30,6 +30,8 @@ import {
 export const DEFAULT_PORT_MAPPING_LEASE_SECONDS = 3600
 /** failures kept for status and the doctor */
 const MAX_FAILURES = 8
+/** the longest wait between two rounds of asking a gateway that did not map */
+const MAX_RETRY_MS = 6 * 3600_000
 
 /** Where mapped addresses go: libp2p's address manager in a node (mesh-node.ts). */
 export interface MappedAddressBook {
@@ -60,7 +62,10 @@ export interface PortMapperInit {
   leaseSeconds?: number
   /** renew when this share of the lease has passed (RFC 6887 §11.2.1 renews from half the lifetime) @default 0.5 */
   renewAt?: number
-  /** after every protocol failed or a lease was lost, ask again after this long @default 600000 (10 min) */
+  /**
+   * after every protocol failed or a lease was lost, ask again after this long, doubled after each
+   * round that failed again (at most 6 h: a network without port mapping is not asked, and logged, every few minutes) @default 600000 (10 min)
+   */
   retryMs?: number
   /** how long deleting all mappings at stop may take @default 3000 */
   stopTimeoutMs?: number
@@ -105,6 +110,10 @@ export class PortMapper implements PortMappingView {
   #timer?: unknown
   #abort = new AbortController()
   #stopped = false
+  /** rounds in a row in which no protocol mapped */
+  #failedRounds = 0
+  /** a gateway refused in this round (rather than staying silent) */
+  #roundRefused = false
 
   constructor (init: PortMapperInit, components: PortMapperComponents) {
     this.#init = { enabled: init.enabled ?? true, leaseSeconds: init.leaseSeconds ?? DEFAULT_PORT_MAPPING_LEASE_SECONDS, renewAt: init.renewAt ?? 0.5, retryMs: init.retryMs ?? 600_000, stopTimeoutMs: init.stopTimeoutMs ?? 3000 }
@@ -168,6 +177,7 @@ export class PortMapper implements PortMappingView {
   async #obtain (): Promise<void> {
     const route = this.#route as LanRoute
     this.#set('discovering', `asking ${route.gateway} for a mapping of ${this.#listens.map(l => `${l.transport} ${internal(l)}`).join(', ')}`)
+    this.#roundRefused = false
     for (const { protocol, create } of this.#c.clients) {
       if (this.#stopped) return
       const client = create(route)
@@ -181,12 +191,14 @@ export class PortMapper implements PortMappingView {
       }
       if (this.#stopped) return
       this.#set('mapped', `${protocol} at ${route.gateway}: ${this.#leases.map(l => pair(l.mapping)).join(', ')}`)
+      this.#failedRounds = 0
       this.#scheduleRenewal()
       return
     }
-    const refused = this.#failures.some(f => f.code === 'PORT_MAPPING_REFUSED')
-    this.#set('failed', refused ? `the gateway ${route.gateway} refused every mapping (see failures)` : `no gateway answered PCP, NAT-PMP or UPnP at ${route.gateway}`)
-    this.#retryLater()
+    this.#failedRounds++
+    const retryMs = Math.min(this.#init.retryMs * 2 ** (this.#failedRounds - 1), MAX_RETRY_MS)
+    this.#set('failed', `${this.#roundRefused ? `the gateway ${route.gateway} refused every mapping (see failures)` : `no gateway answered PCP, NAT-PMP or UPnP at ${route.gateway}`}; asking again in ${duration(retryMs)}`)
+    this.#retryLater(retryMs)
   }
 
   async #mapOne (client: MappingClient, listen: MappableListen): Promise<GatewayMapping | undefined> {
@@ -238,7 +250,7 @@ export class PortMapper implements PortMappingView {
       this.#set('lost', `every lease at ${client.gateway} ran out unrenewed; asking again in ${duration(this.#init.retryMs)}`)
       this.#client = undefined
       client.close()
-      this.#retryLater()
+      this.#retryLater(this.#init.retryMs)
       return
     }
     if (retryIn != null) this.#setTimer(retryIn, () => { void this.#renew() })
@@ -264,9 +276,9 @@ export class PortMapper implements PortMappingView {
     this.#record({ protocol, gateway, phase: 'renew', code: 'PORT_MAPPING_LEASE_LOST', cause: `the lease of ${pair(lease.mapping)} ended unrenewed` })
   }
 
-  #retryLater (): void {
+  #retryLater (ms: number): void {
     if (this.#stopped) return
-    this.#setTimer(this.#init.retryMs, () => { void this.#obtain() })
+    this.#setTimer(ms, () => { void this.#obtain() })
   }
 
   #fail (err: unknown, protocol: PortMappingProtocol, phase: PortMappingFailure['phase'], listen?: MappableListen): void {
@@ -282,6 +294,7 @@ export class PortMapper implements PortMappingView {
   }
 
   #record (failure: Omit<PortMappingFailure, 'at'>): void {
+    if (failure.code === 'PORT_MAPPING_REFUSED') this.#roundRefused = true
     this.#failures.push({ ...failure, at: new Date(this.#c.clock.now()).toISOString() })
     if (this.#failures.length > MAX_FAILURES) this.#failures.shift()
     this.#log.warn(`port mapping: ${failure.protocol} ${failure.phase} at ${failure.gateway} failed: ${failure.cause}`, { protocol: failure.protocol, gateway: failure.gateway, phase: failure.phase, code: failure.code })
@@ -339,15 +352,20 @@ interface AddressEntry { multiaddr: { toString: () => string }, verified: boolea
 export function libp2pAddressBook (core: NodeCore): MappedAddressBook {
   const am = core.internals.addressManager
   const prefix = (m: GatewayMapping): string => `/ip4/${m.externalHost}/${m.transport}/${m.externalPort}`
-  return {
+  const entries = (m: GatewayMapping): AddressEntry[] => (am.getAddressesWithMetadata() as AddressEntry[]).filter(e => e.type === 'ip-mapping' && `${e.multiaddr.toString()}/`.startsWith(`${prefix(m)}/`))
+  const book: MappedAddressBook = {
     add: (m) => {
       am.addPublicAddressMapping(m.host, m.port, m.externalHost, m.externalPort, m.transport)
-      askAutoNatAgain(core)
+      askAutoNatAgain(core, () => entries(m).length > 0 && !book.confirmed(m))
     },
     remove: (m) => { am.removePublicAddressMapping(m.host, m.port, m.externalHost, m.externalPort, m.transport) },
-    confirmed: (m) => (am.getAddressesWithMetadata() as AddressEntry[]).some(e => e.type === 'ip-mapping' && e.verified && `${e.multiaddr.toString()}/`.startsWith(`${prefix(m)}/`))
+    confirmed: (m) => entries(m).some(e => e.verified)
   }
+  return book
 }
+
+/** Waits between asking the AutoNAT v2 servers again about a mapping still unconfirmed: 2, 4, 8, 16, 32 s. */
+const AUTONAT_RETRY_MS = [2000, 4000, 8000, 16_000, 32_000]
 
 interface AutoNatClient { dialRequestProtocol?: string, verifyExternalAddresses?: (conn: Connection) => Promise<void> }
 
@@ -358,9 +376,10 @@ interface AutoNatClient { dialRequestProtocol?: string, verifyExternalAddresses?
  * wait for the next new connection, which an idle donor may never make. So
  * the connected servers are asked again, through the client's own method
  * (its private API, as reachability.ts reads its tallies: checked here, and
- * without it the mapping waits for the next connection).
+ * without it the mapping waits for the next connection), and again a few
+ * times while the mapping stays unconfirmed.
  */
-function askAutoNatAgain (core: NodeCore): void {
+function askAutoNatAgain (core: NodeCore, stillUnconfirmed: () => boolean, round = 0): void {
   const client = (core.libp2p.services.autoNAT as { client?: AutoNatClient } | undefined)?.client
   const verify = client?.verifyExternalAddresses
   const protocol = client?.dialRequestProtocol
@@ -378,6 +397,12 @@ function askAutoNatAgain (core: NodeCore): void {
       await verify.call(client, conn).catch((err: Error) => { core.log.debug(`port mapping: AutoNAT v2 check through ${conn.remotePeer.toString()} failed: ${err.message}`) })
     }
   })()
+  // a server may be busy with an earlier check (or not yet identified): asked again a few times while unconfirmed
+  const wait = AUTONAT_RETRY_MS[round]
+  if (wait == null) return
+  setTimeout(() => {
+    if (core.libp2p.status === 'started' && stillUnconfirmed()) askAutoNatAgain(core, stillUnconfirmed, round + 1)
+  }, wait).unref()
 }
 
 /** The addresses libp2p's transports are bound to now. */

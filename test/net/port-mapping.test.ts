@@ -232,4 +232,25 @@ describe('PortMapper', () => {
     assert.equal(clock.timers.length, 1)
     await m.stop()
   })
+
+  it('a gateway that keeps failing is asked again after retryMs, then twice as long each round, and the count restarts once it maps', async () => {
+    const clock = new FakeClock()
+    const pcp = new FakeGateway('pcp', 'silent')
+    const { mapper: m } = mapper([pcp], { clock, bound: ['/ip4/192.168.1.20/tcp/4001'] })
+    m.start()
+    await settle()
+    const delays: number[] = []
+    for (let i = 0; i < 3; i++) {
+      const next = clock.timers[0]
+      delays.push(next.at - clock.t)
+      await clock.advance(next.at - clock.t)
+    }
+    assert.deepEqual(delays, [60_000, 120_000, 240_000])
+    assert.equal(pcp.requests.length, 4)
+    assert.match(m.status().reason, /no gateway answered .*; asking again in 480\.0 s/)
+    pcp.answer = 'grant'
+    await clock.advance(480_000)
+    assert.equal(m.status().state, 'mapped')
+    await m.stop()
+  })
 })
