@@ -24,7 +24,8 @@ export const CONFIG_FILE_KEYS: readonly ConfigKeyInfo[] = Object.freeze([
   { key: 'metricsAllowRemote', roles: ['daemon', 'relay'], flag: '--metrics-allow-remote' },
   { key: 'cpuLimit', roles: ['daemon'], flag: '--cpu-limit' },
   { key: 'suspendWhenBusy', roles: ['daemon'], flag: '--suspend-when-busy' },
-  { key: 'runHours', roles: ['daemon'], flag: '--run-hours' }
+  { key: 'runHours', roles: ['daemon'], flag: '--run-hours' },
+  { key: 'portMapping', roles: ['daemon'], flag: '--no-port-mapping' }
 ])
 
 /** A top-level key of config.json that no role reads: a typo, most likely. */

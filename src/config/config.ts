@@ -143,6 +143,8 @@ export interface ConfigFile {
   suspendWhenBusy?: number
   /** donor controls (daemon): the local-time window jobs run in, "18-08" */
   runHours?: string
+  /** map the listen ports at the home router with PCP, NAT-PMP or UPnP IGD (daemon) */
+  portMapping?: boolean
 }
 
 /** `"relayLimits"` in config.json: counts as numbers, the grace as a duration ("15s") or ms. */
@@ -197,6 +199,8 @@ export interface DaemonFlags extends CommonFlags {
   suspendWhenBusy?: string
   /** --run-hours START-END */
   runHours?: string
+  /** --no-port-mapping: never ask the home router to map the listen ports */
+  noPortMapping?: boolean
 }
 
 /** Finished jobs the broker's job store keeps by default: a batch of 10,000 inputs fits whole. */
@@ -244,6 +248,8 @@ export interface DaemonConfig {
   readonly proxyPac?: Readonly<{ url: string, source: 'flag' | 'config' }>
   /** direct upgrades of relayed peers (public address, WebRTC); false with --no-direct */
   readonly direct: boolean
+  /** map the listen ports at the home router (PCP, NAT-PMP, UPnP IGD); false with --no-port-mapping or "portMapping": false */
+  readonly portMapping: boolean
   /** how much of an observed address names a network when placing replicas (default /24 and /48) */
   readonly replicaNetworkPrefix: Readonly<{ ipv4: number, ipv6: number }>
   /** where /metrics is served; absent: no metrics (the default) */
@@ -258,7 +264,7 @@ export interface DaemonConfig {
   readonly configFile: string
 }
 
-export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'maxPayload' | 'memoryBudget' | 'maxTasksPerBroker' | 'metrics' | 'keepJobs' | 'cpuLimit' | 'suspendWhenBusy' | 'runHours', ValueSource>>
+export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'maxPayload' | 'memoryBudget' | 'maxTasksPerBroker' | 'metrics' | 'keepJobs' | 'cpuLimit' | 'suspendWhenBusy' | 'runHours' | 'portMapping', ValueSource>>
 
 export interface RelayFlags extends CommonFlags {
   announce?: string[]
@@ -388,6 +394,10 @@ function readKnownKeys (obj: Record<string, unknown>, path: string): ConfigFile 
     if (typeof obj.proxyPac !== 'string') throw new ConfigError(`config file ${path}: "proxyPac" must be a URL string (http://, https:// or file://)`)
     out.proxyPac = obj.proxyPac
   }
+  if (obj.portMapping !== undefined) {
+    if (typeof obj.portMapping !== 'boolean') throw new ConfigError(`config file ${path}: "portMapping" must be true or false`)
+    out.portMapping = obj.portMapping
+  }
   return { ...out, ...readMetricsKeys(obj, path) }
 }
 
@@ -490,6 +500,7 @@ export function loadDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv = p
     apiPortSource: apiPort.source,
     refuseIntercepted: refuseIntercepted.value,
     direct: flags.noDirect !== true,
+    portMapping: flags.noPortMapping === true ? false : fileConfig.portMapping ?? true,
     replicaNetworkPrefix: Object.freeze(parseNetworkPrefix(flags.replicaNetworkPrefix ?? '24,48', '--replica-network-prefix')),
     keepJobs: flags.keepJobs != null ? parsePositiveInt(flags.keepJobs, '--keep-jobs') : DEFAULT_KEEP_JOBS,
     donor: Object.freeze({ ...loadDonorLimits(flags), ...loadDonorControls(flags, fileConfig) }),
@@ -611,7 +622,8 @@ function daemonSources (flags: DaemonFlags, env: NodeJS.ProcessEnv, file: Config
     keepJobs: flagOr(flags.keepJobs),
     cpuLimit: flags.cpuLimit != null ? 'flag' : file.cpuLimit != null ? 'file' : 'default',
     suspendWhenBusy: flags.suspendWhenBusy != null ? 'flag' : file.suspendWhenBusy != null ? 'file' : 'default',
-    runHours: flags.runHours != null ? 'flag' : file.runHours != null ? 'file' : 'default'
+    runHours: flags.runHours != null ? 'flag' : file.runHours != null ? 'file' : 'default',
+    portMapping: flags.noPortMapping === true ? 'flag' : file.portMapping != null ? 'file' : 'default'
   }
 }
 
@@ -636,6 +648,7 @@ export function describeDaemonConfig (config: DaemonConfig): ConfigEntry[] {
     { key: 'refuseIntercepted', value: config.refuseIntercepted, source: s.refuseIntercepted },
     { key: 'proxyPac', value: config.proxyPac != null ? redactUserInfo(config.proxyPac.url) : null, source: config.proxyPac == null ? 'default' : config.proxyPac.source === 'flag' ? 'flag' : 'file' },
     { key: 'direct', value: config.direct, source: s.direct },
+    { key: 'portMapping', value: config.portMapping, source: s.portMapping },
     { key: 'replicaNetworkPrefix', value: `${config.replicaNetworkPrefix.ipv4},${config.replicaNetworkPrefix.ipv6}`, source: s.replicaNetworkPrefix },
     { key: 'execute', value: d.execute, source: s.execute },
     { key: 'maxJobs', value: d.maxConcurrentJobs, source: s.maxConcurrentJobs },

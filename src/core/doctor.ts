@@ -1,4 +1,4 @@
-import type { AddrResolution, CaptivePortalProbe, DialPhase, NatMapping, NatReport, ProxyDiscoveryStatus, ProxyStatus, RelayReservationStatus, Transport } from './types.ts'
+import type { AddrResolution, CaptivePortalProbe, DialPhase, NatMapping, NatReport, PortMappingStatus, ProxyDiscoveryStatus, ProxyStatus, RelayReservationStatus, Transport } from './types.ts'
 
 /**
  * `worldcompute doctor`: what was observed (gathered by src/doctor from the
@@ -15,7 +15,7 @@ export type CheckValue = 'yes' | 'no' | 'unknown'
 export const CHECK_NAMES = [
   'dns', 'doh', 'udp', 'nat', 'tcp-connect', 'libp2p-over-tcp', 'quic', 'ws', 'wss-443',
   'tls-intercepted', 'proxy', 'reservation', 'reachability', 'webrtc', 'clock-skew',
-  'https-fallback', 'proxy-discovery', 'proxy-auth', 'ipv6', 'captive-portal'
+  'https-fallback', 'proxy-discovery', 'proxy-auth', 'ipv6', 'port-mapping', 'captive-portal'
 ] as const
 export type CheckName = typeof CHECK_NAMES[number]
 
@@ -115,6 +115,15 @@ export interface Ipv6Observation {
   nat64Prefix?: string
 }
 
+/** The donor's port mapping at the home router (PCP, NAT-PMP, UPnP IGD) once it settled, and how long the doctor waited for it. */
+export interface PortMappingObservation {
+  status: PortMappingStatus
+  /** ms from the doctor's start until the mapping settled (obtained and confirmed, or failed), or the wait ended */
+  waitedMs: number
+  /** the wait ended before the mapping settled */
+  timedOut: boolean
+}
+
 /** Everything the doctor gathered; the report is computed from this alone (unit-testable). */
 export interface DoctorObservations {
   /** the bootstrap multiaddrs as configured */
@@ -152,6 +161,8 @@ export interface DoctorObservations {
   httpsFallback?: HttpsFallbackObservation
   /** IPv6 on this host; absent when not gathered */
   ipv6?: Ipv6Observation
+  /** port mapping at the home router; absent when the doctor did not run it (older reports) */
+  portMapping?: PortMappingObservation
 }
 
 /** What proxy discovery did while the doctor ran (`status --json`'s `proxyDiscovery`). */

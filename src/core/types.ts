@@ -53,6 +53,60 @@ export interface DialAttempt {
 
 export type Reachability = 'public' | 'private' | 'unknown'
 
+/** How a home router is asked for a port mapping (src/net/port-mapping.ts). */
+export type PortMappingProtocol = 'pcp' | 'natpmp' | 'upnp'
+/** The step of port mapping that failed. */
+export type PortMappingPhase = 'discover' | 'map' | 'external-address' | 'renew' | 'unmap'
+/**
+ * - `off`: `--no-port-mapping` / `"portMapping": false`
+ * - `not-applicable`: no default gateway, or no TCP/QUIC listener on a private LAN address
+ * - `discovering`: asking the gateway; `mapped`: a lease held; `failed`: every protocol failed or was refused
+ * - `lost`: a lease ran out unrenewed (asked again later); `removed`: deleted at stop
+ */
+export type PortMappingState = 'off' | 'not-applicable' | 'discovering' | 'mapped' | 'failed' | 'lost' | 'removed'
+
+/** One mapping held at the gateway. */
+export interface PortMappingLease {
+  transport: 'tcp' | 'udp'
+  /** our LAN address and port, `10.1.0.2:4001` */
+  internal: string
+  /** the gateway's public address and port */
+  external: string
+  /** seconds granted; 0: until deleted */
+  lifetimeSeconds: number
+  /** ISO 8601; absent for a lease without end */
+  expiresAt?: string
+  /** ISO 8601: when it was granted or last renewed */
+  renewedAt: string
+  /** AutoNAT v2 dialled the external address back */
+  confirmed: boolean
+}
+
+/** A failed port-mapping step, as logged. */
+export interface PortMappingFailure {
+  protocol: PortMappingProtocol
+  gateway: string
+  phase: PortMappingPhase
+  /** PORT_MAPPING_NO_ANSWER, PORT_MAPPING_REFUSED, PORT_MAPPING_UNSUPPORTED, PORT_MAPPING_FAILED, PORT_MAPPING_LEASE_LOST */
+  code: string
+  cause: string
+  /** ISO 8601 */
+  at: string
+}
+
+/** `status --json`'s `portMapping`. */
+export interface PortMappingStatus {
+  state: PortMappingState
+  /** the state in words */
+  reason: string
+  protocol?: PortMappingProtocol
+  /** the default gateway asked */
+  gateway?: string
+  mappings: PortMappingLease[]
+  /** the latest failures, newest last (a few) */
+  failures: PortMappingFailure[]
+}
+
 /**
  * NAT mapping behaviour (RFC 4787 / RFC 5780 §4.3) as measured with STUN:
  * `none` (the mapped address is our own), the three RFC behaviours, `no-udp`
@@ -256,6 +310,8 @@ export interface DaemonStatus {
   controls?: DonorControlsView
   /** whether this network shows a sign-in page (captive portal) instead of the relays; absent from older daemons */
   captivePortal?: CaptivePortalStatus
+  /** UPnP IGD / NAT-PMP / PCP mapping of the listen ports at the home router; absent from older daemons */
+  portMapping?: PortMappingStatus
 }
 
 /** `status`' view of the captive portal check (src/donor/captive-portal-watch.ts). */

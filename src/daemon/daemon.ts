@@ -190,6 +190,8 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
     publicRanges: config.publicRanges,
     // private-to-private WebRTC for direct upgrades (donor/direct-paths.ts); off with --no-direct
     webrtc: config.direct,
+    // the home router's PCP / NAT-PMP / UPnP IGD, for the TCP and QUIC listeners (net/port-mapping.ts)
+    portMapping: { enabled: config.portMapping, logger: createLogger('net.port-mapping') },
     logger: createLogger('net'),
     services: {
       capacity: capacity({
@@ -227,6 +229,9 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
   })
   // the node listens once created: stopped by the donor when it stops, and here when a later step fails
   teardown.add('libp2p node', async () => { await mesh.stop() })
+  // only with a default gateway and a listener on a private LAN address (never a loopback-only node)
+  mesh.portMapping.start()
+  teardown.add('port mappings', async () => { await mesh.portMapping.stop() })
   const { capacity: capacityService, offer: offerService, dispatch: dispatchService, cancel: cancelService } = mesh.services
   return { mesh, resolver, capacityService, offerService, dispatchService, cancelService }
 }
@@ -351,7 +356,8 @@ function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacity
       executorsListening: capacity.listening(),
       // always a boolean (the dashboard's Pause/Resume button): a daemon with --no-execute is never paused
       paused: controls?.view().paused ?? false,
-      ...(controls != null ? { controls: controls.view() } : {})
+      ...(controls != null ? { controls: controls.view() } : {}),
+      portMapping: mesh.portMapping.status()
     }),
     pause: async () => ownControls().pause(),
     resume: async () => ownControls().resume(),

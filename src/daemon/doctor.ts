@@ -59,8 +59,11 @@ export async function runDoctor (config: DaemonConfig, options: RunDoctorOptions
     proxyDiscovery: config.proxyPac != null ? { explicit: config.proxyPac } : {},
     listen: config.listen.filter(ma => ma.toString() !== '/p2p-circuit'),
     publicRanges: config.publicRanges,
+    // as the daemon does: the home router is asked to map the listen ports, and the mappings deleted when the doctor stops
+    portMapping: { enabled: config.portMapping, logger: createLogger('net.port-mapping') },
     logger: createLogger('net')
   })
+  mesh.portMapping.start()
   const trace: DialAttempt[] = []
   const unsubscribe = mesh.telemetry.onAttempt((a) => {
     if (trace.length < MAX_TRACE) trace.push(a)
@@ -95,6 +98,7 @@ export async function runDoctor (config: DaemonConfig, options: RunDoctorOptions
       },
       // the daemon's node has private-to-private WebRTC for donors (MeshNodeInit.webrtc)
       webrtcTransport: true,
+      portMapping: () => mesh.portMapping.status(),
       logger: log,
       ...(options.budgetMs != null ? { budgetMs: options.budgetMs } : {})
     })

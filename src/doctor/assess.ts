@@ -6,6 +6,7 @@ import { checkProxyDiscovery } from './check-proxy-discovery.ts'
 import { checkProxyAuth } from './check-proxy-auth.ts'
 import { captivePortalSentence, checkCaptivePortal } from './check-captive-portal.ts'
 import { checkIpv6 } from './check-ipv6.ts'
+import { checkPortMapping } from './check-port-mapping.ts'
 
 /**
  * Turns what the doctor observed into the report: one yes/no/unknown line
@@ -363,6 +364,7 @@ export function assess (obs: DoctorObservations): Assessed {
     checkProxyDiscovery(obs),
     checkProxyAuth(obs),
     checkIpv6(obs),
+    checkPortMapping(obs),
     checkCaptivePortal(obs)
   ]
   const path = pathOf(obs)

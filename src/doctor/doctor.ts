@@ -4,12 +4,13 @@ import { DialLadder, DialLadderError, type LadderAttempt } from '../net/dial-lad
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { pause } from '../core/async.ts'
 import { observeCaptivePortal } from './probe-captive-portal.ts'
+import { probePortMapping } from './probe-port-mapping.ts'
 import type { MeshComponents } from '../net/components.ts'
 import { peerIdOf, transportOf } from '../net/transport-of.ts'
 import { observeHttpsFallback, withHttpsFallbackTargets } from './probe-https-fallback.ts'
 import { probeIpv6 } from './probe-ipv6.ts'
 import type { ClockObservation, DohProbe, DoctorObservations, RungObservation, TlsObservation } from '../core/doctor.ts'
-import type { AddrResolution, DaemonStatus, DialAttempt, NatReport } from '../core/types.ts'
+import type { AddrResolution, DaemonStatus, DialAttempt, NatReport, PortMappingStatus } from '../core/types.ts'
 import type { AbortOptions, Connection } from '@libp2p/interface'
 import { probeProxyDiscovery } from './probe-proxy-discovery.ts'
 
@@ -62,6 +63,8 @@ export interface DoctorInit {
   logger?: Logger
   /** @default DOCTOR_BUDGET_MS */
   budgetMs?: number
+  /** the node's port mapping at the home router (probe-port-mapping.ts); absent: not checked */
+  portMapping?: () => PortMappingStatus
 }
 
 export interface DoctorRunOptions extends AbortOptions {
@@ -191,6 +194,7 @@ export class Doctor {
       ...await probeProxyDiscovery(this.init.mesh.proxies, { signal }),
       captivePortal: await portalDone,
       ipv6: await probeIpv6({ resolver: this.init.resolver, logger: this.log }, { signal }),
+      ...(this.init.portMapping != null ? { portMapping: await probePortMapping(this.init.portMapping, { startedAt: t0, signal }) } : {}),
       observedMs: Date.now() - t0,
       httpsFallback: observeHttpsFallback(rungs, status.relays)
     }

@@ -117,6 +117,8 @@ export function expectedOf (name: string, report: DoctorReport): string {
   if (name === 'proxy-auth') return report.observations.proxies.some(p => p.auth != null) ? 'yes' : 'unknown'
   // IPv6 and the HTTPS fallback are expected to work only where there is something to try them with
   if (name === 'ipv6') return (report.observations.ipv6?.globalAddrs.length ?? 0) > 0 ? 'yes' : 'unknown'
+  // a home router's mapping is expected to be confirmed only where one was granted
+  if (name === 'port-mapping') return (report.observations.portMapping?.status.mappings.length ?? 0) > 0 ? 'yes' : 'unknown'
   if (name === 'https-fallback') return (report.observations.httpsFallback?.attempts.length ?? 0) > 0 ? 'yes' : 'unknown'
   return name === 'tls-intercepted' || name === 'clock-skew' || name === 'captive-portal' ? 'no' : 'yes'
 }

@@ -20,6 +20,7 @@ import { NodeAddressBook } from './node-addresses.ts'
 import { RelayStunServers } from './stun-servers.ts'
 import { MeshPinger, type PingService } from './pinger.ts'
 import { GossipSub, type GossipSubLike } from './gossip.ts'
+import { boundAddrsOf, libp2pAddressBook, PortMapper, type PortMapperInit } from './port-mapping.ts'
 import type { Cidr } from '../config/cidr.ts'
 import type { HopServer, MeshComponents, MeshHost, ProxyRoutes } from './components.ts'
 import type { NodeCore } from './node-core.ts'
@@ -64,6 +65,12 @@ export interface MeshNodeInit<S extends ServiceFactories = ServiceFactories> ext
    * @default false
    */
   webrtc?: boolean
+  /**
+   * map the listen ports at the home router (PCP, NAT-PMP, UPnP IGD;
+   * port-mapping.ts), once {@link MeshNode.portMapping} is started
+   * @default { enabled: false }
+   */
+  portMapping?: PortMapperInit
 }
 
 /** The services a node was built with, by name, each as its factory made it. */
@@ -78,18 +85,21 @@ export class MeshNode<S extends ServiceFactories = Record<never, never>> impleme
   readonly components: MeshComponents
   /** the services added with {@link MeshNodeInit.services}, typed by their factories */
   readonly services: ServicesOf<S>
+  /** the listen ports' mappings at the home router: started by the composition root, stopped with the node */
+  readonly portMapping: PortMapper
   readonly #libp2p: Libp2p<any>
   /** whether this node has the WebRTC transport (native threads to release after stop) */
   #webrtc: boolean
   readonly #log: Logger
   #proxyDiscovery?: ProxyDiscovery
 
-  private constructor (core: NodeCore, components: MeshComponents, services: ServicesOf<S>, webrtc: boolean) {
+  private constructor (core: NodeCore, components: MeshComponents, services: ServicesOf<S>, webrtc: boolean, portMapping: PortMapperInit) {
     this.#libp2p = core.libp2p
     this.#log = core.log
     this.components = components
     this.services = services
     this.#webrtc = webrtc
+    this.portMapping = new PortMapper({ enabled: false, logger: core.log.child('port-mapping'), ...portMapping }, { boundAddrs: boundAddrsOf(core), addresses: libp2pAddressBook(core) })
   }
 
   static async create <S extends ServiceFactories = Record<never, never>>(init: MeshNodeInit<S>): Promise<MeshNode<S>> {
@@ -112,7 +122,7 @@ export class MeshNode<S extends ServiceFactories = Record<never, never>> impleme
     components = buildComponents(core, telemetry, proxies, httpRoutes, init.dialAttemptTimeoutMs ?? DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS)
     const services = Object.fromEntries(Object.keys(init.services ?? {}).map(name => [name, libp2p.services[name]])) as ServicesOf<S>
     if (init.webrtc === true) acquireWebRtc()
-    const node = new MeshNode<S>(core, components, services, init.webrtc === true)
+    const node = new MeshNode<S>(core, components, services, init.webrtc === true, init.portMapping ?? {})
     node.#proxyDiscovery = proxies.discovery
     return node
   }
@@ -131,6 +141,8 @@ export class MeshNode<S extends ServiceFactories = Record<never, never>> impleme
   }
 
   async stop (): Promise<void> {
+    // the router's mappings are deleted while the ports still listen
+    await this.portMapping.stop()
     await this.#libp2p.stop()
     this.#proxyDiscovery?.close()
     if (this.#webrtc) {

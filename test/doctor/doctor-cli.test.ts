@@ -57,7 +57,7 @@ after(async () => {
 describe('worldcompute doctor on loopback', () => {
   it('with a live relay: can donate, exit 0, each rung and the reservation yes, and an evidence bundle that validates', async () => {
     const t0 = Date.now()
-    const res = await runCli(['doctor', '--data-dir', join(dir, 'd1'), '--json', '--evidence', join(dir, 'ev'),
+    const res = await runCli(['doctor', '--no-port-mapping', '--data-dir', join(dir, 'd1'), '--json', '--evidence', join(dir, 'ev'),
       '--bootstrap', addrs.tcp, '--bootstrap', addrs.quic, '--bootstrap', addrs.ws], { timeoutMs: 40_000 })
     const ms = Date.now() - t0
     assert.equal(res.code, 0, `exit 0 when donating is possible; stderr:\n${res.stderr}`)
@@ -90,7 +90,7 @@ describe('worldcompute doctor on loopback', () => {
   })
 
   it('--duration keeps the stack running that long and the bundle\'s trace records the dials and the reservation', async () => {
-    const res = await runCli(['doctor', '--data-dir', join(dir, 'd5'), '--json', '--duration', '4', '--evidence', join(dir, 'ev5'),
+    const res = await runCli(['doctor', '--no-port-mapping', '--data-dir', join(dir, 'd5'), '--json', '--duration', '4', '--evidence', join(dir, 'ev5'),
       '--bootstrap', addrs.tcp, '--bootstrap', addrs.quic], { timeoutMs: 40_000 })
     assert.equal(res.code, 0, res.stderr)
     const r = JSON.parse(res.stdout) as DoctorReport
@@ -104,7 +104,7 @@ describe('worldcompute doctor on loopback', () => {
   })
 
   it('prints the verdict and one line per check for a person', async () => {
-    const res = await runCli(['doctor', '--data-dir', join(dir, 'd2'), '--bootstrap', addrs.quic, '--bootstrap', addrs.tcp], { timeoutMs: 40_000 })
+    const res = await runCli(['doctor', '--no-port-mapping', '--data-dir', join(dir, 'd2'), '--bootstrap', addrs.quic, '--bootstrap', addrs.tcp], { timeoutMs: 40_000 })
     assert.equal(res.code, 0, res.stderr)
     const lines = res.stdout.split('\n')
     assert.match(lines[0], /^You can donate: /)
@@ -116,7 +116,7 @@ describe('worldcompute doctor on loopback', () => {
   it('with a dead bootstrap relay: cannot donate, exit non-zero, and no "no" for a check that did not run', async () => {
     const port = await freePort()
     const dead = [`/ip4/127.0.0.1/tcp/${port}/p2p/${relayId}`, `/ip4/127.0.0.1/udp/${port}/quic-v1/p2p/${relayId}`]
-    const res = await runCli(['doctor', '--data-dir', join(dir, 'd3'), '--json', ...dead.flatMap(a => ['--bootstrap', a])], { timeoutMs: 40_000 })
+    const res = await runCli(['doctor', '--no-port-mapping', '--data-dir', join(dir, 'd3'), '--json', ...dead.flatMap(a => ['--bootstrap', a])], { timeoutMs: 40_000 })
     assert.equal(res.code, 1, `exit 1 when donating is not possible; stderr:\n${res.stderr}`)
     const r = JSON.parse(res.stdout) as DoctorReport
     assert.equal(r.canDonate, false)
@@ -137,7 +137,7 @@ describe('worldcompute doctor on loopback', () => {
   })
 
   it('with no bootstrap relay: cannot donate and says how to give one', async () => {
-    const res = await runCli(['doctor', '--data-dir', join(dir, 'd4'), '--json'], { timeoutMs: 40_000 })
+    const res = await runCli(['doctor', '--no-port-mapping', '--data-dir', join(dir, 'd4'), '--json'], { timeoutMs: 40_000 })
     assert.equal(res.code, 1, res.stderr)
     const r = JSON.parse(res.stdout) as DoctorReport
     assert.equal(r.canDonate, false)

@@ -33,6 +33,11 @@ the local API on 127.0.0.1.
   --no-direct      keep every peer relayed: no direct dial of a peer's public
                    address, no WebRTC through cone NATs (on by default: the
                    relayed connection stays as fallback either way)
+  --no-port-mapping  do not ask the home router (PCP, NAT-PMP, UPnP IGD) to
+                   forward the TCP/QUIC listen ports; by default a donor
+                   listening on a private LAN address maps them, renews the
+                   lease and deletes it at stop. Also "portMapping": false
+                   in config.json.
   --refuse-intercepted  do not use a relay path whose TLS a middlebox re-signs
                    (a TLS-inspecting proxy); by default it is reported and
                    used, since Noise authenticates the relay end to end.
@@ -84,6 +89,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'api-port': { type: 'string' },
     'no-execute': { type: 'boolean', default: false },
     'no-direct': { type: 'boolean', default: false },
+    'no-port-mapping': { type: 'boolean', default: false },
     'refuse-intercepted': { type: 'boolean', default: false },
     'max-jobs': { type: 'string' },
     'max-job-memory': { type: 'string' },
@@ -107,6 +113,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
     apiPort: values['api-port'],
     noExecute: values['no-execute'],
     noDirect: values['no-direct'],
+    noPortMapping: values['no-port-mapping'],
     refuseIntercepted: values['refuse-intercepted'],
     proxyPac: values['proxy-pac'],
     maxJobs: values['max-jobs'],

@@ -30,6 +30,8 @@ captive portal, until you sign in).
                    WORLDCOMPUTE_BOOTSTRAP, then "bootstrap" in config.json)
   --doh URL        DNS-over-HTTPS endpoint; repeatable (as for the daemon)
   --public-range CIDR  treat this range as public (a private deployment)
+  --no-port-mapping  do not ask the home router (PCP, NAT-PMP, UPnP IGD) for a
+                   mapping of the doctor's listen ports (port-mapping: unknown)
   --duration S     keep the full stack running S seconds (or 5m, 1h) and
                    record every dial attempt, reservation and failure
   --evidence DIR   write an evidence bundle to DIR/phase1/firewall-traversal/<UTC time>/
@@ -73,12 +75,13 @@ export async function run (argv: string[], o: Output): Promise<number> {
   const { values, positionals } = parse(argv, {
     ...resolvingNodeOptions,
     duration: { type: 'string' },
-    evidence: { type: 'string' }
+    evidence: { type: 'string' },
+    'no-port-mapping': { type: 'boolean', default: false }
   }, 'doctor')
   if (values.help) { o.out(help); return 0 }
   if (positionals.length > 0) throw new UsageError(`doctor takes no arguments, got "${positionals.join(' ')}" (see \`worldcompute doctor --help\`)`)
   const durationMs = values.duration != null ? parseDurationMs(values.duration, '--duration') : undefined
-  const config = loadDaemonConfig({ ...nodeFlags(values), doh: values.doh, proxyPac: values['proxy-pac'] })
+  const config = loadDaemonConfig({ ...nodeFlags(values), doh: values.doh, proxyPac: values['proxy-pac'], noPortMapping: values['no-port-mapping'] })
 
   // every log line goes to the bundle's run.log; warnings (and everything, when
   // WORLDCOMPUTE_LOG asks for it) to stderr as usual
