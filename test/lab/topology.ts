@@ -23,8 +23,9 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_pro
 import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, type WriteStream } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { extraNatRules, isExtraNatKind, type ExtraNatKind } from './nat-kinds.ts'
 
-export type NatKind = 'none' | 'cone' | 'symmetric'
+export type NatKind = 'none' | 'cone' | 'symmetric' | ExtraNatKind
 /**
  * Egress filters a site router can apply.
  * - `tcp-80-443-only`: only TCP 80/443 out; everything else, UDP included, dropped silently
@@ -328,8 +329,8 @@ function gatewayOf (ip: string): string {
   return `${net}1`
 }
 
-/** iptables-restore input for a site router. */
-export function routerRules (site: SiteSpec): string {
+/** iptables-restore input for a site router; `lanHost`: its first host's address (the extra NAT kinds DNAT to it). */
+export function routerRules (site: SiteSpec, lanHost?: string): string {
   const filter = [
     '*filter',
     ':INPUT ACCEPT [0:0]',
@@ -373,8 +374,11 @@ export function routerRules (site: SiteSpec): string {
     // an open network: public hosts accept inbound connections
     filter.push('-A FORWARD -i wan -o lan -j ACCEPT')
   }
+  const extra = isExtraNatKind(site.nat) ? extraNatRules(site, site.nat, lanHost) : undefined
+  filter.push(...extra?.filter ?? [])
   filter.push('COMMIT')
   const nat = ['*nat', ':PREROUTING ACCEPT [0:0]', ':INPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':POSTROUTING ACCEPT [0:0]']
+  nat.push(...extra?.nat ?? [])
   if (site.nat === 'cone') nat.push('-A POSTROUTING -o wan -j MASQUERADE')
   // a new random source port for every flow: endpoint-dependent mapping
   if (site.nat === 'symmetric') nat.push('-A POSTROUTING -o wan -j MASQUERADE --random-fully')
@@ -517,7 +521,7 @@ class LabImpl implements Lab {
     }))
     await Promise.all([...this.routers.values()].map(async r => {
       if (r.site == null) return
-      await cmd(['ip', 'netns', 'exec', r.ns, 'iptables-restore'], { input: routerRules(r.site) })
+      await cmd(['ip', 'netns', 'exec', r.ns, 'iptables-restore'], { input: routerRules(r.site, r.site.hosts[0] != null ? this.ip(r.site.hosts[0].name) : undefined) })
     }))
     // safety check: the internet router must have no default route
     const inetRoutes = await cmd(['ip', '-n', this.inet, 'route', 'show', 'default'])
