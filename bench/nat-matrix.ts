@@ -92,6 +92,16 @@ function details (kinds: NatKind[], results: Map<string, PairOutcome[]>): string
   return lines.join('\n')
 }
 
+/** The commit measured: WC_BENCH_COMMIT (a copy of the tree outside git), else `git rev-parse`. */
+function commitOf (): string {
+  if (process.env.WC_BENCH_COMMIT != null && process.env.WC_BENCH_COMMIT !== '') return process.env.WC_BENCH_COMMIT
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: new URL('..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim()
+  } catch (err) {
+    return `unknown (${(err as Error).message.split('\n')[0]})`
+  }
+}
+
 async function main (): Promise<void> {
   const args = parseArgs(process.argv.slice(2))
   const skip = labSkipReason()
@@ -115,7 +125,7 @@ async function main (): Promise<void> {
       }
     }
   }
-  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: new URL('..', import.meta.url).pathname }).toString().trim()
+  const commit = commitOf()
   const all = [...results.values()].flat()
   const measured = all.filter(o => o.error == null)
   process.stdout.write([
