@@ -10,6 +10,7 @@ import { describe, it } from 'node:test'
 import { DirectPaths, pairBlocker, type DirectPathsComponents } from '../../src/donor/direct-paths.ts'
 import { predictedCandidate, type PortPrediction } from '../../src/net/webrtc-runtime.ts'
 import { createLogger } from '../../src/log/logger.ts'
+import { decodeNatInfo, encodeNatInfo } from '../../src/protocols/nat-info/index.ts'
 import type { NatReport } from '../../src/core/types.ts'
 
 type Nat = Parameters<typeof pairBlocker>[0]
@@ -64,6 +65,14 @@ describe('Port prediction', () => {
     assert.equal(predictedCandidate('a=candidate:1 1 UDP 2114977791 10.1.0.2 46766 typ host', 1, 1), undefined)
     assert.equal(predictedCandidate('a=candidate:4 1 TCP 1686052607 203.0.113.11 20003 typ srflx', 1, 1), undefined)
     assert.equal(predictedCandidate(srflx.replace('20003', '65535'), 1, 1), undefined)
+  })
+
+  it('travels in the nat-info answer as an optional step, and a peer that sends none or nonsense reads as no prediction', () => {
+    const info = { mapping: 'address-and-port-dependent', filtering: 'address-and-port-dependent', udp: 'yes', webrtc: true } as const
+    assert.equal(decodeNatInfo(encodeNatInfo({ ...info, portDelta: 2 })).portDelta, 2)
+    assert.equal(decodeNatInfo(encodeNatInfo(info)).portDelta, undefined)
+    assert.equal(decodeNatInfo(encodeNatInfo({ ...info, portDelta: -3 })).portDelta, undefined)
+    assert.equal(decodeNatInfo(encodeNatInfo({ ...info, portDelta: 1.5 })).portDelta, undefined)
   })
 
   it('is turned on by the direct upgrader while its NAT is symmetric with ports in sequence, and off otherwise', () => {

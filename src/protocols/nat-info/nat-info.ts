@@ -61,7 +61,8 @@ const NAT_INFO_ANSWER = { protocol: NAT_INFO_PROTOCOL, name: 'nat-info', limits:
  * `/worldcompute/nat-info/1.0.0`: the asking peer opens a stream, usually
  * over the relayed connection the two already share (the handler runs on
  * limited connections); the other writes one dag-cbor frame
- * `{ v: 1, mapping, filtering, udp, webrtc }` and closes. A small protocol
+ * `{ v: 1, mapping, filtering, udp, webrtc, portDelta? }` and closes
+ * (`portDelta`: only behind a symmetric NAT handing out ports in sequence). A small protocol
  * rather than a token in the identify agent version: the NAT type is
  * measured after start and may change, while identify's agent version is
  * fixed when the node is built.
