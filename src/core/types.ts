@@ -130,6 +130,12 @@ export interface NatReport {
   reason: string
   /** our address as the STUN servers saw it (`ip:port`), when any answered */
   mappedAddress?: string
+  /**
+   * a symmetric NAT handing out ports in sequence: the step between the ports
+   * of consecutive new flows (net/stun/classify.ts sequentialStep), so the
+   * next ones can be predicted; absent for random allocation
+   */
+  portDelta?: number
   /** the STUN servers asked (`ip:port`) */
   servers: string[]
   /** when the measurement finished, ISO 8601 UTC; absent when it never ran */

@@ -6,6 +6,7 @@ import { isPublicAddr } from '../net/address-scope.ts'
 import { ReachFailedError } from '../net/peer-dialler.ts'
 import { relayPeerOf, signallingCircuitOf, transportOf, viaRelay } from '../net/transport-of.ts'
 import { fetchNatInfo, type NatInfoMessage } from '../protocols/nat-info/index.ts'
+import { setPortPrediction, type PortPrediction } from '../net/webrtc-runtime.ts'
 import type { DirectPathView, NatReport } from '../core/types.ts'
 import type { MeshComponents } from '../net/components.ts'
 import type { Connection } from '@libp2p/interface'
@@ -43,6 +44,14 @@ export interface DirectPathsInit {
   glareDelayMs?: number
   /** attempts running at once @default 2 */
   maxConcurrent?: number
+  /**
+   * behind a symmetric NAT that hands out ports in sequence (the STUN probe's
+   * portDelta), offer this many predicted next ports after each
+   * server-reflexive WebRTC candidate; 0 turns port prediction off @default 6
+   */
+  predictedPorts?: number
+  /** where the port prediction goes @default setPortPrediction (net/webrtc-runtime.ts: process-wide, every WebRTC negotiation) */
+  predictPorts?: (prediction: PortPrediction | undefined) => void
   /**
    * what a peer announces now (its capacity announcements): a public address
    * AutoNAT confirms after we met shows up here, while identify only runs
@@ -95,6 +104,41 @@ interface PeerState {
   waitingSince?: number
   /** WebRTC attempts that failed since the last one that connected */
   webrtcFailures: number
+}
+
+type PairNat = Pick<NatInfoMessage, 'mapping' | 'filtering' | 'udp' | 'portDelta'>
+
+/** A mapping that gives every destination its own port: the address STUN saw is not the one the peer must reach. */
+function hardMapping (nat: PairNat): boolean {
+  return nat.mapping === 'address-and-port-dependent' || nat.mapping === 'address-dependent'
+}
+
+/**
+ * Whether WebRTC can get through this PAIR of NATs, and how: undefined
+ * `blocker` when it may (`how`: why, in words). ICE makes both sides send to
+ * each other at once; a side whose mapping depends on the destination (hard)
+ * reaches the peer from a port nobody announced, so it gets in only where
+ * the other side is open, or filters on the address alone (its check went to
+ * that address), or when the hard side's NAT hands out ports in sequence
+ * (portDelta): then it offers its next ports as candidates (port prediction,
+ * net/webrtc-runtime.ts) and the other side's checks open its filter for them.
+ * Two hard sides, or a random one behind the other's port-restricted filter,
+ * stay relayed: that is the NATs, not us.
+ */
+export function pairBlocker (own: PairNat, theirs: PairNat): { blocker?: string, how?: string } {
+  if (own.udp === 'no' || own.mapping === 'no-udp') return { blocker: webrtcBlocker('this donor', own) }
+  if (theirs.udp === 'no' || theirs.mapping === 'no-udp') return { blocker: webrtcBlocker('the peer', theirs) }
+  const ownHard = hardMapping(own)
+  const theirHard = hardMapping(theirs)
+  if (!ownHard && !theirHard) return {}
+  if (ownHard && theirHard) return { blocker: `${webrtcBlocker('this donor', own) ?? ''}; so is the peer (mapping ${theirs.mapping}): neither side can reach the address the other announces` }
+  const [hard, easy, hardWho, easyWho] = ownHard ? [own, theirs, 'this donor', 'the peer'] : [theirs, own, 'the peer', 'this donor']
+  if (easy.mapping === 'none') return { how: `${easyWho} has no NAT, so ${hardWho}'s new mapping reaches it` }
+  if (easy.filtering !== 'address-and-port-dependent') {
+    return { how: `${easyWho}'s NAT filters ${easy.filtering === 'unknown' ? 'not on the port' : `by ${easy.filtering === 'endpoint-independent' ? 'nothing' : 'address only'}`}, so ${hardWho}'s new mapping gets in` }
+  }
+  if (hard.portDelta != null) return { how: `${hardWho}'s NAT hands out ports in sequence (step ${hard.portDelta}): port prediction` }
+  return { blocker: `${webrtcBlocker(hardWho, hard) ?? ''}, and ${easyWho}'s NAT lets in only the address and port it sent to` }
 }
 
 /** Why WebRTC cannot work with this NAT, in words; undefined when it may. */
@@ -336,14 +380,28 @@ export class DirectPaths {
     }
   }
 
-  /** The NAT type of this donor changed: peers skipped for "not measured yet" are looked at again. */
+  /**
+   * The NAT type of this donor changed: port prediction follows it, and
+   * peers skipped for "not measured yet" are looked at again.
+   */
   natChanged (): void {
+    this.configurePortPrediction()
     for (const [peerId, s] of this.peers) {
       if (s.view.state === 'skipped' && s.unknownTries > 0) {
         s.notBefore = 0
         this.schedule(peerId, [], 'this donor\'s NAT type was measured')
       }
     }
+  }
+
+  /** Port prediction on while this donor's NAT is symmetric with ports in sequence, off otherwise. */
+  private configurePortPrediction (): void {
+    const own = this.init.nat()
+    const count = this.init.predictedPorts ?? 6
+    const on = this.init.webrtc !== false && count > 0 && own.mapping === 'address-and-port-dependent' && own.portDelta != null
+    const predict = this.init.predictPorts ?? setPortPrediction
+    predict(on ? { delta: own.portDelta ?? 1, count } : undefined)
+    if (on) this.log.info(`port prediction on: this donor's NAT hands out ports in sequence (step ${own.portDelta ?? '?'}), so WebRTC offers its next ${count} ports after each server-reflexive candidate`, { mapping: own.mapping, transport: 'webrtc' })
   }
 
   private pump (): void {
@@ -457,8 +515,8 @@ export class DirectPaths {
     if (this.init.webrtc === false) return skip('this donor runs without the WebRTC transport')
     if (webrtcAddrs.length === 0) return skip('the peer advertises no /webrtc address (it does not take WebRTC, or holds no reservation)')
     const own = this.init.nat()
-    const ownBlocker = webrtcBlocker('this donor', own)
-    if (ownBlocker != null) return skip(ownBlocker)
+    // no UDP here: nothing to ask the peer about; a symmetric NAT here may still pair with the peer's
+    if (own.udp === 'no' || own.mapping === 'no-udp') return skip(webrtcBlocker('this donor', own) ?? 'no UDP')
     if (own.mapping === 'unknown' && this.mayLookAgain(state)) return skip(this.notMeasuredYet(state, 'this donor\'s'), this.unknownRetryMs)
 
     // the peer's NAT type, asked over a relayed connection (the one WebRTC signals over)
@@ -472,11 +530,11 @@ export class DirectPaths {
       const d = describeDialError(err, { phase: 'signalling', transport: 'circuit', elapsedMs: 0 })
       return skip(`could not ask the peer for its NAT type over the relay (${d.cause})`)
     }
-    const theirBlocker = webrtcBlocker('the peer', theirs)
-    if (theirBlocker != null) return skip(theirBlocker)
+    const pair = pairBlocker(own, theirs)
+    if (pair.blocker != null) return skip(pair.blocker)
     if (!theirs.webrtc) return skip('the peer says it does not take WebRTC')
     if (theirs.mapping === 'unknown' && this.mayLookAgain(state)) return skip(this.notMeasuredYet(state, 'the peer\'s'), this.unknownRetryMs)
-    return { target, why: `this donor ${describeNat(own.mapping)}, the peer ${describeNat(theirs.mapping)}` }
+    return { target, why: `this donor ${describeNat(own.mapping)}, the peer ${describeNat(theirs.mapping)}${pair.how != null ? `; ${pair.how}` : ''}` }
   }
 
   /** While a NAT type is unknown, the attempt is put off a few times (unknownRetries) before WebRTC is tried anyway. */

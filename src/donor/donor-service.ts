@@ -138,7 +138,7 @@ export class DonorService {
   /** What `/worldcompute/nat-info/1.0.0` tells peers: this donor's NAT, and whether it takes WebRTC. */
   natInfo (): NatInfoMessage {
     const nat = this.nat.report()
-    return { mapping: nat.mapping, filtering: nat.filtering, udp: nat.udp, webrtc: this.webrtc }
+    return { mapping: nat.mapping, filtering: nat.filtering, udp: nat.udp, webrtc: this.webrtc, ...(nat.portDelta != null ? { portDelta: nat.portDelta } : {}) }
   }
 
   /** The reservations held now: what `status()` lists as relays, without the rest of the status. */

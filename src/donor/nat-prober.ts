@@ -137,6 +137,7 @@ export class NatProber {
         udp: result.udp,
         reason: result.reason,
         ...(result.mappedAddress != null ? { mappedAddress: result.mappedAddress } : {}),
+        ...(result.portDelta != null ? { portDelta: result.portDelta } : {}),
         servers,
         at: new Date().toISOString(),
         durationMs: result.durationMs

@@ -1,4 +1,5 @@
 import { cleanup } from 'node-datachannel'
+import { RTCIceCandidate, RTCPeerConnection, RTCPeerConnectionIceEvent } from 'node-datachannel/polyfill'
 import type { Logger } from '../log/logger.ts'
 
 /**
@@ -25,5 +26,70 @@ export function releaseWebRtc (log: Logger): void {
     cleanup()
   } catch (err) {
     log.warn(`WebRTC: releasing node-datachannel's native threads failed (the process may not exit by itself): ${(err as Error).message}`, { transport: 'webrtc' })
+  }
+}
+
+/** Extra candidates this node offers for a symmetric NAT that hands out ports in sequence. */
+export interface PortPrediction {
+  /** the step between consecutive flows' ports, as the STUN probe saw it */
+  delta: number
+  /** how many next ports to offer after each server-reflexive candidate @default 6 */
+  count?: number
+}
+
+let prediction: PortPrediction | undefined
+let patched = false
+
+/**
+ * Port prediction for a symmetric NAT that allocates ports in sequence
+ * (net/stun/classify.ts `portDelta`): ICE's server-reflexive candidate is the
+ * port the NAT gave the flow to the relay's STUN server, useless to the peer
+ * (a new flow gets a new port); the flow that carries our first check to the
+ * peer gets one of the NEXT ports. So after each server-reflexive candidate
+ * this node also signals that address with the next `count` ports (step
+ * `delta`): the peer's checks to those open its own NAT (a port-restricted
+ * cone lets in only what it has sent to), and our check, leaving through one
+ * of them, meets that opening. Candidates travel in libp2p's own WebRTC
+ * signalling, so the peer needs nothing new. Process-wide: node-datachannel
+ * creates the RTCPeerConnections inside @libp2p/webrtc, out of our reach but
+ * for their prototype. `undefined` turns it off.
+ */
+export function setPortPrediction (next: PortPrediction | undefined): void {
+  prediction = next
+  if (next != null && !patched) {
+    patched = true
+    patchCandidateEvents()
+  }
+}
+
+export function portPrediction (): PortPrediction | undefined {
+  return prediction
+}
+
+/** `candidate:… <ip> <port> typ srflx …` with its port moved `k` steps, a lower priority and its own foundation; undefined for any other candidate. */
+export function predictedCandidate (line: string, delta: number, k: number): string | undefined {
+  const f = line.split(' ')
+  // candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type> …
+  if (f.length < 8 || f[6] !== 'typ' || f[7] !== 'srflx' || f[2].toLowerCase() !== 'udp') return undefined
+  const port = Number(f[5]) + delta * k
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined
+  const priority = Math.max(1, Number(f[3]) - k)
+  return [`${f[0]}p${k}`, f[1], f[2], String(priority), f[4], String(port), ...f.slice(6)].join(' ')
+}
+
+function patchCandidateEvents (): void {
+  const proto = RTCPeerConnection.prototype as { dispatchEvent: (event: Event) => boolean }
+  const dispatch = proto.dispatchEvent
+  proto.dispatchEvent = function (this: RTCPeerConnection, event: Event): boolean {
+    const result = dispatch.call(this, event)
+    const p = prediction
+    const candidate = (event as Partial<RTCPeerConnectionIceEvent>).candidate
+    if (p == null || event.type !== 'icecandidate' || candidate?.candidate == null) return result
+    for (let k = 1; k <= (p.count ?? 6); k++) {
+      const line = predictedCandidate(candidate.candidate, p.delta, k)
+      if (line == null) break
+      dispatch.call(this, new RTCPeerConnectionIceEvent(new RTCIceCandidate({ candidate: line, sdpMid: candidate.sdpMid ?? '0' })))
+    }
+    return result
   }
 }

@@ -32,7 +32,7 @@ const ONLY = (process.env.WC_LAB_ONLY ?? '').split(',').map(s => s.trim()).filte
  * a file's `scenarioKeys` must only use these, so a typo in WC_LAB_ONLY fails
  * loudly instead of running nothing.
  */
-export const SCENARIOS = ['network', 'open', 'cone', 'symmetric', '443-only', 'relay-restart', 'dns-filtered', 'inspecting-firewall', 'proxy-only', 'proxy-socks5', 'nat-type', 'autonat-open', 'relay-failover', 'relay-replace', 'cone-direct', 'cone-symmetric', 'open-direct', 'lossy-link', 'slow-link', 'mtu-1280', 'tls-inspecting', 'doctor-open', 'doctor-443-only', 'doctor-symmetric', 'doctor-inspecting-firewall', 'doctor-dns-filtered', 'doctor-proxy-only', 'replicas', 'wpad', 'wpad-pac-flag', 'proxy-ntlm', 'https-poll', 'captive-portal', 'captive-open', 'ipv6-only', 'ipv6-nat64', 'ipv6-dual', 'ipv6-blocked', 'portmap-upnp', 'portmap-natpmp', 'portmap-pcp', 'portmap-granted'] as const
+export const SCENARIOS = ['network', 'open', 'cone', 'symmetric', '443-only', 'relay-restart', 'dns-filtered', 'inspecting-firewall', 'proxy-only', 'proxy-socks5', 'nat-type', 'autonat-open', 'relay-failover', 'relay-replace', 'cone-direct', 'cone-symmetric', 'open-direct', 'lossy-link', 'slow-link', 'mtu-1280', 'tls-inspecting', 'doctor-open', 'doctor-443-only', 'doctor-symmetric', 'doctor-inspecting-firewall', 'doctor-dns-filtered', 'doctor-proxy-only', 'replicas', 'wpad', 'wpad-pac-flag', 'proxy-ntlm', 'https-poll', 'captive-portal', 'captive-open', 'ipv6-only', 'ipv6-nat64', 'ipv6-dual', 'ipv6-blocked', 'portmap-upnp', 'portmap-natpmp', 'portmap-pcp', 'portmap-granted', 'nat-matrix'] as const
 for (const k of ONLY) {
   if (!(SCENARIOS as readonly string[]).includes(k)) throw new Error(`WC_LAB_ONLY: unknown scenario "${k}" (known: ${SCENARIOS.join(', ')})`)
 }

@@ -25,8 +25,9 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { captivePortalFilterRules, captivePortalNatRules } from './captive-rules.ts'
 import { setupIpv6, type SiteIpv6 } from './ipv6-topology.ts'
+import { extraNatRules, isExtraNatKind, type ExtraNatKind } from './nat-kinds.ts'
 
-export type NatKind = 'none' | 'cone' | 'symmetric'
+export type NatKind = 'none' | 'cone' | 'symmetric' | ExtraNatKind
 /**
  * Egress filters a site router can apply.
  * - `tcp-80-443-only`: only TCP 80/443 out; everything else, UDP included, dropped silently
@@ -341,8 +342,8 @@ function gatewayOf (ip: string): string {
   return `${net}1`
 }
 
-/** iptables-restore input for a site router. */
-export function routerRules (site: SiteSpec): string {
+/** iptables-restore input for a site router; `lanHost`: its first host's address (the extra NAT kinds DNAT to it). */
+export function routerRules (site: SiteSpec, lanHost?: string): string {
   const filter = [
     '*filter',
     ':INPUT ACCEPT [0:0]',
@@ -388,8 +389,11 @@ export function routerRules (site: SiteSpec): string {
     // an open network: public hosts accept inbound connections
     filter.push('-A FORWARD -i wan -o lan -j ACCEPT')
   }
+  const extra = isExtraNatKind(site.nat) ? extraNatRules(site, site.nat, lanHost) : undefined
+  filter.push(...extra?.filter ?? [])
   filter.push('COMMIT')
   const nat = ['*nat', ':PREROUTING ACCEPT [0:0]', ':INPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':POSTROUTING ACCEPT [0:0]']
+  nat.push(...extra?.nat ?? [])
   if (site.nat === 'cone') nat.push('-A POSTROUTING -o wan -j MASQUERADE')
   // a new random source port for every flow: endpoint-dependent mapping
   if (site.nat === 'symmetric') nat.push('-A POSTROUTING -o wan -j MASQUERADE --random-fully')
@@ -533,7 +537,7 @@ class LabImpl implements Lab {
     }))
     await Promise.all([...this.routers.values()].map(async r => {
       if (r.site == null) return
-      await cmd(['ip', 'netns', 'exec', r.ns, 'iptables-restore'], { input: routerRules(r.site) })
+      await cmd(['ip', 'netns', 'exec', r.ns, 'iptables-restore'], { input: routerRules(r.site, r.site.hosts[0] != null ? this.ip(r.site.hosts[0].name) : undefined) })
     }))
     await setupIpv6(this.spec, this.prefix)
     // safety check: the internet router must have no default route

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict'
 import { readdirSync, readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
-import { classifyNat, type StunObservation, type StunRecording } from '../../src/net/stun/classify.ts'
+import { classifyNat, sequentialStep, type StunObservation, type StunRecording } from '../../src/net/stun/classify.ts'
 
 const FIXTURES = new URL('../fixtures/stun/', import.meta.url)
 
@@ -173,5 +173,32 @@ describe('STUN NAT classifier on constructed recordings', () => {
       ]
     })
     assert.equal(c.filtering, 'unknown', c.reason)
+  })
+})
+
+describe('STUN classifier: port prediction for a symmetric NAT', () => {
+  it('reports the step of a symmetric NAT that gave consecutive flows consecutive ports', () => {
+    const nat = '203.0.113.12'
+    const res = classifyNat({
+      localAddresses: ['10.3.0.2'],
+      observations: [
+        mappingObs(40000, [relayA, 3478], [nat, 20010]),
+        mappingObs(40000, [relayA, 3479], [nat, 20011]),
+        mappingObs(40000, [relayB, 3478], [nat, 20013]),
+        mappingObs(40000, [relayB, 3479], [nat, 20014])
+      ]
+    })
+    assert.equal(res.mapping, 'address-and-port-dependent')
+    assert.equal(res.portDelta, 1, 'the smallest step: another flow took 20012 in between')
+    assert.match(res.reason, /ports in sequence, step 1/)
+  })
+
+  it('reports no step for random ports, for a port going backwards, or with only one answer', () => {
+    assert.equal(sequentialStep([20010]), undefined)
+    assert.equal(sequentialStep([20010, 20011]), 1, 'one relay\'s two ports: the first probe')
+    assert.equal(sequentialStep([41233, 7781, 60012, 12001]), undefined)
+    assert.equal(sequentialStep([20010, 20011, 20009]), undefined)
+    assert.equal(sequentialStep([20010, 20012, 20014]), 2)
+    assert.equal(classifyNat(fixture('symmetric')).portDelta, undefined, 'the lab\'s --random-fully NAT recorded no sequence')
   })
 })

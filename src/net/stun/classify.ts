@@ -1,5 +1,5 @@
 import { endpointText, type ChangeRequest, type StunEndpoint } from './codec.ts'
-import type { NatFiltering, NatMapping, UdpState } from '../../core/types.ts'
+import type { NatFiltering, NatReport } from '../../core/types.ts'
 
 /**
  * NAT behaviour from recorded STUN answers (RFC 5780 §4.3 mapping, §4.4
@@ -43,13 +43,11 @@ export interface StunRecording {
   observations: StunObservation[]
 }
 
-export interface NatClassification {
-  mapping: NatMapping
-  filtering: NatFiltering
-  udp: UdpState
-  reason: string
-  mappedAddress?: string
-}
+/** The verdict; `portDelta` only for an address-and-port-dependent mapping whose ports came in sequence (see sequentialStep). */
+export type NatClassification = Pick<NatReport, 'mapping' | 'filtering' | 'udp' | 'reason' | 'mappedAddress' | 'portDelta'>
+
+/** steps above this between two consecutive flows' ports read as random allocation, not a sequence */
+export const MAX_PREDICTABLE_STEP = 8
 
 const same = (a: StunEndpoint, b: StunEndpoint): boolean => a.address === b.address && a.port === b.port
 
@@ -113,7 +111,9 @@ export function classifyNat (rec: StunRecording): NatClassification {
   const withFiltering = (text: string): string => filtering.reason !== '' ? `${text}; ${filtering.reason}` : text
 
   if (portDiffers != null) {
-    return { mapping: 'address-and-port-dependent', filtering: filtering.value, udp: 'yes', mappedAddress, reason: withFiltering(`symmetric NAT: a new mapping for each destination port (${pairText(portDiffers)})`) }
+    const portDelta = sequentialStep(mappings.map(o => (mappedOf(o) as StunEndpoint).port))
+    const sequence = portDelta != null ? `; ports in sequence, step ${portDelta}: the next flows' ports are predictable` : ''
+    return { mapping: 'address-and-port-dependent', filtering: filtering.value, udp: 'yes', mappedAddress, ...(portDelta != null ? { portDelta } : {}), reason: withFiltering(`symmetric NAT: a new mapping for each destination port (${pairText(portDiffers)})${sequence}`) }
   }
   if (ipDiffers != null) {
     const note = portPairs > 0 ? '' : '; port dependence not measured (no relay answered on two ports)'
@@ -124,6 +124,23 @@ export function classifyNat (rec: StunRecording): NatClassification {
   }
   const scope = ipPairs > 0 ? `${portPairs > 0 ? 'ports and ' : ''}addresses` : 'ports of one relay (one IP: address dependence not measured)'
   return { mapping: 'endpoint-independent', filtering: filtering.value, udp: 'yes', mappedAddress, reason: withFiltering(`behind a NAT with one mapping ${mappedAddress} for every destination (compared across ${scope})`) }
+}
+
+/**
+ * The step of a NAT that hands out ports in sequence: the mapped ports of
+ * consecutive requests (in the order they were sent, each a new flow) all
+ * grow by 1..MAX_PREDICTABLE_STEP (another flow of the same site may take a
+ * port in between); the smallest step. Two answers (one relay's two
+ * ports, the probe's first run) suffice: a NAT choosing at random from
+ * tens of thousands of ports lands 1..MAX_PREDICTABLE_STEP above the last
+ * one about once in ten thousand, and a wrong guess costs one WebRTC
+ * attempt that fails. Undefined for one answer or any other step.
+ */
+export function sequentialStep (ports: readonly number[]): number | undefined {
+  if (ports.length < 2) return undefined
+  const steps = ports.slice(1).map((p, i) => p - ports[i])
+  if (steps.some(d => d < 1 || d > MAX_PREDICTABLE_STEP)) return undefined
+  return Math.min(...steps)
 }
 
 function classifyFiltering (rec: StunRecording): { value: NatFiltering, reason: string } {

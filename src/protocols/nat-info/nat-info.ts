@@ -15,6 +15,8 @@ export interface NatInfoMessage {
   udp: UdpState
   /** whether it accepts private-to-private WebRTC (listens on `/webrtc`) */
   webrtc: boolean
+  /** a symmetric NAT handing out ports in sequence: the step (the peer may predict its next ports) */
+  portDelta?: number
 }
 
 export interface NatInfoInit {
@@ -31,7 +33,7 @@ const FILTERINGS: readonly string[] = ['endpoint-independent', 'address-dependen
 const UDP_STATES: readonly string[] = ['yes', 'no', 'unknown']
 
 export function encodeNatInfo (info: NatInfoMessage): Uint8Array {
-  return dagCbor.encode({ v: 1, mapping: info.mapping, filtering: info.filtering, udp: info.udp, webrtc: info.webrtc })
+  return dagCbor.encode({ v: 1, mapping: info.mapping, filtering: info.filtering, udp: info.udp, webrtc: info.webrtc, ...(info.portDelta != null ? { portDelta: info.portDelta } : {}) })
 }
 
 /**
@@ -47,7 +49,9 @@ export function decodeNatInfo (bytes: Uint8Array): NatInfoMessage {
   const mapping = (NAT_MAPPINGS as readonly string[]).includes(m.mapping as string) ? m.mapping as NatMapping : 'unknown'
   const filtering = FILTERINGS.includes(m.filtering as string) ? m.filtering as NatFiltering : 'unknown'
   const udp = UDP_STATES.includes(m.udp as string) ? m.udp as UdpState : 'unknown'
-  return { mapping, filtering, udp, webrtc: m.webrtc }
+  // optional (older peers do not send it); anything but a small positive integer is ignored
+  const portDelta = typeof m.portDelta === 'number' && Number.isInteger(m.portDelta) && m.portDelta > 0 && m.portDelta <= 64 ? m.portDelta : undefined
+  return { mapping, filtering, udp, webrtc: m.webrtc, ...(portDelta != null ? { portDelta } : {}) }
 }
 
 /** How this node answers; on limited connections too: the whole point is to ask before there is a direct connection. */
@@ -57,7 +61,8 @@ const NAT_INFO_ANSWER = { protocol: NAT_INFO_PROTOCOL, name: 'nat-info', limits:
  * `/worldcompute/nat-info/1.0.0`: the asking peer opens a stream, usually
  * over the relayed connection the two already share (the handler runs on
  * limited connections); the other writes one dag-cbor frame
- * `{ v: 1, mapping, filtering, udp, webrtc }` and closes. A small protocol
+ * `{ v: 1, mapping, filtering, udp, webrtc, portDelta? }` and closes
+ * (`portDelta`: only behind a symmetric NAT handing out ports in sequence). A small protocol
  * rather than a token in the identify agent version: the NAT type is
  * measured after start and may change, while identify's agent version is
  * fixed when the node is built.
