@@ -13,7 +13,10 @@
  * reservations; new reservations p99 < 1 s and RSS < 1.5 GB at 10,000.
  * Quick: 10 and 300 reservations. WC_RELAY_SCALE_RUNGS=10,1000,3000 sets
  * the ladder; WC_BENCH_RELAY_BIN another build's bin/worldcompute;
- * WC_RELAY_SCALE_WATCHDOG_MS the clients' watchdog interval (default 1500).
+ * WC_RELAY_SCALE_WATCHDOG_MS the clients' watchdog interval (default 1500);
+ * WC_RELAY_SCALE_IDLE_MS the idle window per rung (default 60 s, quick 30 s);
+ * WC_RELAY_SCALE_CPU_PROF=DIR runs the relay under `node --cpu-prof` writing
+ * its profile into DIR when it stops (the profiler inflates the CPU figures).
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -71,10 +74,12 @@ await benchMain('relay-scale', { quick: 300_000, full: 1_500_000 }, async (args,
   cleanup.add('remove the run folder', () => { rmSync(dir, { recursive: true, force: true }) })
   // WC_RELAY_SCALE_RUNGS=10,1000,3000: a shorter ladder (the climb to 10,000 takes minutes)
   const rungs = process.env.WC_RELAY_SCALE_RUNGS?.split(',').map(Number) ?? (args.quick ? [10, 300] : [10, 1_000, 3_000, 10_000])
-  const idleMs = args.quick ? 30_000 : 60_000
+  const idleMs = Number(process.env.WC_RELAY_SCALE_IDLE_MS ?? (args.quick ? 30_000 : 60_000))
+  const profDir = process.env.WC_RELAY_SCALE_CPU_PROF
+  const relayEnv = profDir != null ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` } : undefined
   // WC_RELAY_SCALE_WATCHDOG_MS: the clients' watchdog interval (a donor's is 1,500 ms), to see the relay's cost without it
   const watchdogMs = Number(process.env.WC_RELAY_SCALE_WATCHDOG_MS ?? 1_500)
-  const ladder = await climbRelayLadder({ dir, rungs, idleMs, probes: args.quick ? 50 : 200, cleanup, watchdogMs })
+  const ladder = await climbRelayLadder({ dir, rungs, idleMs, probes: args.quick ? 50 : 200, cleanup, watchdogMs, relayEnv })
   const base = ladder.rungs[0].result
   return {
     bench: 'relay-scale',

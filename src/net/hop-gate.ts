@@ -6,11 +6,15 @@ import type { Connection, ConnectionGater, Libp2pEvents, PeerId, Startable, Type
 /** circuit-relay-v2's server no longer offers what the relay's admission control relies on. */
 export class RelayLibraryChangedError extends errorWithCode('RELAY_LIBRARY_CHANGED') {}
 
-/** A direct (not relayed) open connection of the relay, as admission control sees it. */
-export interface HopConnection {
+/** A direct (not relayed) connection of the relay, as the change feed reports it. */
+export interface HopConnectionRef {
   id: string
   peer: string
   remoteAddr: string
+}
+
+/** A direct (not relayed) open connection of the relay, as admission control sees it. */
+export interface HopConnection extends HopConnectionRef {
   /**
    * open circuit relay streams on it: HOP streams from the peer (circuits it
    * opened, and a reservation being answered) and STOP streams to it (circuits
@@ -28,6 +32,23 @@ export interface HopView {
   hasReservation: (peer: string) => boolean
   /** ends `peer`'s reservation as its expiry would; false when it holds none; throws RelayLibraryChangedError */
   dropReservation: (peer: string) => boolean
+  /**
+   * Tells `listener` of every change from now on, so admission control can
+   * keep counts instead of listing all connections or reservations per
+   * decision; returns the function that stops telling it.
+   */
+  watch: (listener: HopViewListener) => () => void
+}
+
+/** The changes a {@link HopView} reports. */
+export interface HopViewListener {
+  /** a direct connection is open (after its upgrade) */
+  connectionOpened: (conn: HopConnectionRef) => void
+  connectionClosed: (conn: HopConnectionRef) => void
+  /** a reservation was stored or refreshed; `remoteAddr` is where it was first made from */
+  reservationStored: (peer: string, remoteAddr: string) => void
+  /** a reservation ended (expired, dropped, or the relay stopped) */
+  reservationRemoved: (peer: string) => void
 }
 
 /** The decisions of a relay's admission control; the node asks them through libp2p's connection gater. */
@@ -72,12 +93,19 @@ export function hopGuard (admission: HopAdmission): (components: HopGuardCompone
 class HopGuardService implements Startable {
   private readonly components: HopGuardComponents
   private readonly admission: HopAdmission
-  private view?: HopView
+  private view?: NodeHopView
+  private restoreGetConnections?: () => void
+  private readonly onOpen = (evt: CustomEvent<Connection>): void => {
+    if (!isRelayed(evt.detail)) this.view?.opened(evt.detail)
+  }
+
   private readonly onClose = (evt: CustomEvent<Connection>): void => {
     const conn = evt.detail
-    if (this.view == null || isRelayed(conn)) return
+    const view = this.view
+    if (view == null || isRelayed(conn)) return
+    view.closed(conn)
     const peer = conn.remotePeer.toString()
-    const remaining = this.view.connections(peer).filter(c => c.id !== conn.id).length
+    const remaining = view.connections(peer).filter(c => c.id !== conn.id).length
     this.admission.connectionClosed(peer, remaining)
   }
 
@@ -87,15 +115,21 @@ class HopGuardService implements Startable {
   }
 
   start (): void {
-    this.view = nodeHopView(this.components.connectionManager, relayStoreOf(this.components))
+    this.restoreGetConnections = linearGetConnections(this.components.connectionManager)
+    this.view = new NodeHopView(this.components.connectionManager, relayStoreOf(this.components))
+    this.components.events.addEventListener('connection:open', this.onOpen)
     this.components.events.addEventListener('connection:close', this.onClose)
     this.admission.attach(this.view)
   }
 
   stop (): void {
+    this.components.events.removeEventListener('connection:open', this.onOpen)
     this.components.events.removeEventListener('connection:close', this.onClose)
     this.admission.detach()
+    this.view?.close()
     this.view = undefined
+    this.restoreGetConnections?.()
+    this.restoreGetConnections = undefined
   }
 }
 
@@ -112,39 +146,133 @@ function circuitStreams (conn: Connection): number {
 }
 
 /**
- * Every connection. Not getConnections(): js-libp2p 3.x builds that list
- * with one concat per peer, quadratic in the peers (tens of ms per call at
- * 10,000 donors, paid on every inbound connection the per-IP limit checks).
+ * Every connection. Not js-libp2p 3.x's getConnections(): it builds that
+ * list with one concat per peer, quadratic in the peers (tens of ms per call
+ * at 10,000 donors).
  */
-function allConnections (cm: HopGuardComponents['connectionManager']): Connection[] {
-  const map = cm.getConnectionsMap?.()
-  if (map == null) return cm.getConnections()
+function allConnections (map: Map<unknown, Connection[]>): Connection[] {
   const out: Connection[] = []
   for (const conns of map.values()) for (const c of conns) out.push(c)
   return out
 }
 
-function nodeHopView (connectionManager: HopGuardComponents['connectionManager'], store: RelayStore): HopView {
-  return {
-    connections: (peer) => (peer != null ? connectionManager.getConnections(peerIdFromString(peer)) : allConnections(connectionManager))
+/**
+ * Makes the node's getConnections() linear for the relay's lifetime; returns
+ * the undo. js-libp2p's connection manager lists every connection on each
+ * inbound connection (its maxConnections check) and its pruner on each
+ * connection:open, both through the quadratic getConnections(): at 10,000
+ * held reservations that alone was ~100 ms of the relay's event loop per new
+ * client. Left alone when the manager has no getConnectionsMap.
+ */
+function linearGetConnections (cm: HopGuardComponents['connectionManager']): (() => void) | undefined {
+  const getMap = cm.getConnectionsMap?.bind(cm)
+  if (getMap == null) return undefined
+  const own = Object.prototype.hasOwnProperty.call(cm, 'getConnections')
+  const original = cm.getConnections
+  cm.getConnections = (peerId?: PeerId) => peerId != null ? original.call(cm, peerId) : allConnections(getMap())
+  return () => {
+    if (own) cm.getConnections = original
+    else delete (cm as Partial<HopGuardComponents['connectionManager']>).getConnections
+  }
+}
+
+const refOf = (c: Connection): HopConnectionRef => ({ id: c.id, peer: c.remotePeer.toString(), remoteAddr: c.remoteAddr.toString() })
+
+/**
+ * The relay node's state for admission control, and its change feed: the
+ * connection events come from the service, the reservation changes from the
+ * store's map, whose set/delete/clear are wrapped while the view is open.
+ */
+class NodeHopView implements HopView {
+  private readonly cm: HopGuardComponents['connectionManager']
+  private readonly store: RelayStore
+  private readonly listeners = new Set<HopViewListener>()
+  private readonly unwrap: () => void
+
+  constructor (cm: HopGuardComponents['connectionManager'], store: RelayStore) {
+    this.cm = cm
+    this.store = store
+    this.unwrap = wrapReservations(store.reservations, {
+      stored: (peer, r) => { for (const l of this.listeners) l.reservationStored(peer, r.addr.toString()) },
+      removed: (peer) => { for (const l of this.listeners) l.reservationRemoved(peer) }
+    })
+  }
+
+  connections (peer?: string): HopConnection[] {
+    return (peer != null ? this.cm.getConnections(peerIdFromString(peer)) : this.cm.getConnections())
       .filter(c => c.status === 'open' && !isRelayed(c))
-      .map(c => ({ id: c.id, peer: c.remotePeer.toString(), remoteAddr: c.remoteAddr.toString(), circuits: circuitStreams(c) })),
-    reservations: () => [...store.reservations.entries()].map(([peer, r]) => ({ peer: peer.toString(), remoteAddr: r.addr.toString() })),
-    hasReservation: (peer) => store.reservations.get(peerIdFromString(peer)) != null,
-    dropReservation: (peer) => {
-      const reservation = store.reservations.get(peerIdFromString(peer))
-      if (reservation == null) return false
-      if (typeof reservation.signal?.reset !== 'function') {
-        throw new RelayLibraryChangedError('@libp2p/circuit-relay-v2: a reservation has no retimeable `signal` any more; the relay cannot free the reservations of peers that left (see src/net/hop-gate.ts)')
-      }
-      // fire the expiry now rather than deleting the entry: the store's own
-      // expiry listener removes it, and its timer cannot later remove a new
-      // reservation of the same peer (it deletes by peer). The grace is kept
-      // by our timer, not by reset(grace): a retimeable signal's reset leaves
-      // the previous timer's listener attached, so a later refresh could not undo it.
-      reservation.signal.reset(0)
-      return true
+      .map(c => ({ ...refOf(c), circuits: circuitStreams(c) }))
+  }
+
+  reservations (): Array<{ peer: string, remoteAddr: string }> {
+    return [...this.store.reservations.entries()].map(([peer, r]) => ({ peer: peer.toString(), remoteAddr: r.addr.toString() }))
+  }
+
+  hasReservation (peer: string): boolean {
+    return this.store.reservations.get(peerIdFromString(peer)) != null
+  }
+
+  dropReservation (peer: string): boolean {
+    const reservation = this.store.reservations.get(peerIdFromString(peer))
+    if (reservation == null) return false
+    if (typeof reservation.signal?.reset !== 'function') {
+      throw new RelayLibraryChangedError('@libp2p/circuit-relay-v2: a reservation has no retimeable `signal` any more; the relay cannot free the reservations of peers that left (see src/net/hop-gate.ts)')
     }
+    // fire the expiry now rather than deleting the entry: the store's own
+    // expiry listener removes it, and its timer cannot later remove a new
+    // reservation of the same peer (it deletes by peer). The grace is kept
+    // by our timer, not by reset(grace): a retimeable signal's reset leaves
+    // the previous timer's listener attached, so a later refresh could not undo it.
+    reservation.signal.reset(0)
+    return true
+  }
+
+  watch (listener: HopViewListener): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
+  }
+
+  opened (conn: Connection): void {
+    const ref = refOf(conn)
+    for (const l of this.listeners) l.connectionOpened(ref)
+  }
+
+  closed (conn: Connection): void {
+    const ref = refOf(conn)
+    for (const l of this.listeners) l.connectionClosed(ref)
+  }
+
+  close (): void {
+    this.listeners.clear()
+    this.unwrap()
+  }
+}
+
+interface StoreChanges {
+  stored: (peer: string, r: StoredReservation) => void
+  removed: (peer: string) => void
+}
+
+/** Reports every write to the store's reservation map; returns the undo. */
+function wrapReservations (map: RelayStore['reservations'], on: StoreChanges): () => void {
+  const { set, delete: del, clear } = map
+  map.set = function (peer, r) {
+    const out = set.call(this, peer, r)
+    on.stored(peer.toString(), r)
+    return out
+  }
+  map.delete = function (peer) {
+    const had = del.call(this, peer)
+    if (had) on.removed(peer.toString())
+    return had
+  }
+  map.clear = function () {
+    const peers = [...this.entries()].map(([p]) => p.toString())
+    clear.call(this)
+    for (const p of peers) on.removed(p)
+  }
+  return () => {
+    for (const k of ['set', 'delete', 'clear'] as const) delete (map as Partial<RelayStore['reservations']>)[k]
   }
 }
 
@@ -158,6 +286,9 @@ interface RelayStore {
   reservations: {
     get: (peer: PeerId) => StoredReservation | undefined
     entries: () => Iterable<[PeerId, StoredReservation]>
+    set: (peer: PeerId, r: StoredReservation) => unknown
+    delete: (peer: PeerId) => boolean
+    clear: () => void
   }
 }
 
@@ -174,8 +305,8 @@ function relayStoreOf (components: HopGuardComponents): RelayStore {
     throw new RelayLibraryChangedError('the relay admission guard needs the circuit relay v2 server registered as the "relay" service before it', { cause: err })
   }
   const reservations = (relay as { reservations?: Partial<RelayStore['reservations']> } | undefined)?.reservations
-  if (typeof reservations?.get !== 'function' || typeof reservations.entries !== 'function') {
-    throw new RelayLibraryChangedError('@libp2p/circuit-relay-v2: the server has no `reservations` map (get, entries) any more; the relay cannot enforce its reservation limits (see src/net/hop-gate.ts)')
+  if (!(['get', 'entries', 'set', 'delete', 'clear'] as const).every(k => typeof reservations?.[k] === 'function')) {
+    throw new RelayLibraryChangedError('@libp2p/circuit-relay-v2: the server has no `reservations` map (get, entries, set, delete, clear) any more; the relay cannot enforce its reservation limits (see src/net/hop-gate.ts)')
   }
   return relay as RelayStore
 }
