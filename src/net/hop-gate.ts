@@ -79,10 +79,18 @@ export function hopGater (admission: HopAdmission): ConnectionGater {
 
 /** The libp2p components the hop guard service reads. */
 export interface HopGuardComponents {
-  connectionManager: { getConnections: (peerId?: PeerId) => Connection[], getConnectionsMap?: () => Map<unknown, Connection[]> }
+  connectionManager: { getConnections: (peerId?: PeerId) => Connection[], getConnectionsMap?: () => ConnectionsByPeer }
   events: TypedEventTarget<Libp2pEvents>
   /** the circuit relay v2 server, registered as the `relay` service before this one */
   relay: unknown
+}
+
+/** The connection manager's per-peer lists (its PeerMap), as the hop guard reads and follows them. */
+export interface ConnectionsByPeer {
+  entries: () => Iterable<[PeerId, Connection[]]>
+  set: (peer: PeerId, conns: Connection[]) => unknown
+  delete: (peer: PeerId) => boolean
+  clear: () => void
 }
 
 /** A libp2p service: tells `admission` about the node once it is up, and about each closed connection. */
@@ -146,33 +154,66 @@ function circuitStreams (conn: Connection): number {
 }
 
 /**
- * Every connection. Not js-libp2p 3.x's getConnections(): it builds that
- * list with one concat per peer, quadratic in the peers (tens of ms per call
- * at 10,000 donors).
- */
-function allConnections (map: Map<unknown, Connection[]>): Connection[] {
-  const out: Connection[] = []
-  for (const conns of map.values()) for (const c of conns) out.push(c)
-  return out
-}
-
-/**
- * Makes the node's getConnections() linear for the relay's lifetime; returns
+ * Makes the node's getConnections() cheap for the relay's lifetime; returns
  * the undo. js-libp2p's connection manager lists every connection on each
- * inbound connection (its maxConnections check) and its pruner on each
- * connection:open, both through the quadratic getConnections(): at 10,000
- * held reservations that alone was ~100 ms of the relay's event loop per new
- * client. Left alone when the manager has no getConnectionsMap.
+ * inbound connection (its maxConnections check) and its pruner again on each
+ * connection:open, through getConnections(), which concatenates one array per
+ * peer: quadratic in the peers, ~100 ms of the relay's event loop per new
+ * client at 10,000. Instead, a flat set of every connection is kept from the
+ * writes to the manager's per-peer map (getConnectionsMap), O(1) per
+ * connection opened or closed, and listed by one copy. Left alone when the
+ * manager has no getConnectionsMap.
  */
 function linearGetConnections (cm: HopGuardComponents['connectionManager']): (() => void) | undefined {
-  const getMap = cm.getConnectionsMap?.bind(cm)
-  if (getMap == null) return undefined
+  const map = cm.getConnectionsMap?.()
+  if (map == null) return undefined
+  const all = new FlatConnections(map)
   const own = Object.prototype.hasOwnProperty.call(cm, 'getConnections')
   const original = cm.getConnections
-  cm.getConnections = (peerId?: PeerId) => peerId != null ? original.call(cm, peerId) : allConnections(getMap())
+  cm.getConnections = (peerId?: PeerId) => peerId != null ? original.call(cm, peerId) : all.list()
   return () => {
+    all.close()
     if (own) cm.getConnections = original
     else delete (cm as Partial<HopGuardComponents['connectionManager']>).getConnections
+  }
+}
+
+/** The manager's per-peer connection lists, flattened as they are written (set, delete, clear wrapped). */
+class FlatConnections {
+  private readonly all = new Set<Connection>()
+  /** what each peer's entry held when last written: libp2p pushes onto the stored array before set() */
+  private readonly byPeer = new Map<string, Connection[]>()
+  private readonly map: ConnectionsByPeer
+  private readonly original: Pick<ConnectionsByPeer, 'set' | 'delete' | 'clear'>
+
+  constructor (map: ConnectionsByPeer) {
+    this.map = map
+    this.original = { set: map.set, delete: map.delete, clear: map.clear }
+    for (const [peer, conns] of map.entries()) this.record(peer, conns)
+    const { set, delete: del, clear } = this.original
+    map.set = (peer, conns) => { set.call(map, peer, conns); this.record(peer, conns); return map }
+    map.delete = (peer) => { this.forget(peer); return del.call(map, peer) }
+    map.clear = () => { clear.call(map); this.all.clear(); this.byPeer.clear() }
+  }
+
+  list (): Connection[] {
+    return [...this.all]
+  }
+
+  close (): void {
+    for (const k of ['set', 'delete', 'clear'] as const) delete (this.map as Partial<Map<unknown, Connection[]>>)[k]
+  }
+
+  private record (peer: PeerId, conns: readonly Connection[]): void {
+    this.forget(peer)
+    for (const c of conns) this.all.add(c)
+    this.byPeer.set(peer.toString(), [...conns])
+  }
+
+  private forget (peer: PeerId): void {
+    const key = peer.toString()
+    for (const c of this.byPeer.get(key) ?? []) this.all.delete(c)
+    this.byPeer.delete(key)
   }
 }
 
