@@ -2,7 +2,9 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import { duration, shortPeerId } from '../core/format.ts'
 import { IpRanges, ipKeyOf, type IpKey } from './ip-key.ts'
 import { RefusalLog, type Refusal, type RefusalCode } from './refusal-log.ts'
-import type { HopAdmission, HopConnection, HopView } from '../net/hop-gate.ts'
+import { IpIndex } from './ip-index.ts'
+import { GraceQueue } from './grace-queue.ts'
+import type { HopAdmission, HopConnection, HopView, HopViewListener } from '../net/hop-gate.ts'
 import type { RelayAdmissionLimits } from '../config/config.ts'
 
 export interface RelayGuardInit {
@@ -19,6 +21,10 @@ export interface RelayGuardInit {
  * TTL, so identities that reserve and leave could hold the table for hours).
  * Asked by libp2p's connection gater (net/hop-gate.ts); refusals are logged
  * with peer, address and cause, rate-limited.
+ *
+ * Every per-IP count is kept by IP key from the node's change feed (HopView
+ * watch), so a decision costs the same at 10 and 10,000 held reservations;
+ * the per-peer ones read that peer's connections only.
  */
 export class RelayGuard implements HopAdmission {
   private readonly limits: RelayAdmissionLimits
@@ -26,28 +32,49 @@ export class RelayGuard implements HopAdmission {
   private readonly log: Logger
   private readonly refusals: RefusalLog
   private view?: HopView
-  private readonly graceTimers = new Map<string, NodeJS.Timeout>()
+  private unwatch?: () => void
+  /** open direct connections by IP key (id → peer), kept from the view's change feed */
+  private readonly connsByIp = new IpIndex()
+  /** stored reservations (lingering ones in their grace too) by the IP key they were made from */
+  private readonly reservationsByIp = new IpIndex()
+  /** peers whose last connection closed, their reservation freed when the grace is over */
+  private readonly grace: GraceQueue
   /**
    * reservations admitted whose store entry is not written yet (peer → IP key):
    * the store writes it right after the gater answers, so concurrent requests
    * from one IP could otherwise all pass the same count
    */
   private readonly admitting = new Map<string, string>()
+  private readonly feed: HopViewListener = {
+    connectionOpened: (c) => { this.index(this.connsByIp, c.id, c.remoteAddr, c.peer) },
+    connectionClosed: (c) => { this.connsByIp.remove(c.id) },
+    reservationStored: (peer, remoteAddr) => { this.index(this.reservationsByIp, peer, remoteAddr, peer) },
+    reservationRemoved: (peer) => { this.reservationsByIp.remove(peer) }
+  }
 
   constructor (init: RelayGuardInit) {
     this.limits = init.limits
     this.exempt = new IpRanges(init.limits.perIpExempt)
     this.log = init.logger ?? createLogger('relay.admission')
     this.refusals = new RefusalLog({ logger: this.log, intervalMs: init.refusalLogIntervalMs })
+    this.grace = new GraceQueue({ graceMs: init.limits.reservationGraceMs, onExpired: (peer) => { this.graceOver(peer) } })
   }
 
+  /** Reads the view's state once, then keeps its per-IP counts from the view's changes. */
   attach (view: HopView): void {
+    this.detach()
     this.view = view
+    this.unwatch = view.watch(this.feed)
+    for (const c of view.connections()) this.feed.connectionOpened(c)
+    for (const r of view.reservations()) this.feed.reservationStored(r.peer, r.remoteAddr)
   }
 
   detach (): void {
-    for (const t of this.graceTimers.values()) clearTimeout(t)
-    this.graceTimers.clear()
+    this.grace.clear()
+    this.unwatch?.()
+    this.unwatch = undefined
+    this.connsByIp.clear()
+    this.reservationsByIp.clear()
     this.view = undefined
   }
 
@@ -59,7 +86,7 @@ export class RelayGuard implements HopAdmission {
   denyConnection (remoteAddr: string): boolean {
     const ip = this.limitedIp(remoteAddr)
     if (ip == null || this.view == null) return false
-    const held = this.byIp(this.view.connections(), ip).length
+    const held = this.connsByIp.count(ip.key)
     return this.refuseAt(held >= this.limits.maxConnectionsPerIp, {
       code: 'connections-per-ip', what: 'connection', address: remoteAddr, held, limit: this.limits.maxConnectionsPerIp, flag: '--max-connections-per-ip'
     })
@@ -79,9 +106,8 @@ export class RelayGuard implements HopAdmission {
     if (view == null || view.hasReservation(peer)) return false
     const keys = this.limitedIps(view.connections(peer))
     if (keys.length === 0) return false
-    const perIp = this.reservationsByIp(view)
     for (const ip of keys) {
-      const held = perIp.get(ip.key) ?? 0
+      const held = this.reservationsAt(ip.key, view)
       if (this.refuseAt(held >= this.limits.maxReservationsPerIp, {
         code: 'reservations-per-ip', what: 'reservation', peer, address: ip.key, held, limit: this.limits.maxReservationsPerIp, flag: '--max-reservations-per-ip'
       })) return true
@@ -98,7 +124,6 @@ export class RelayGuard implements HopAdmission {
   denyCircuit (source: string, destination: string): boolean {
     const view = this.view
     if (view == null) return false
-    const all = view.connections()
     const held = (conns: readonly HopConnection[]): number => Math.max(0, sumCircuits(conns) - (conns.some(c => c.peer === source) ? 1 : 0))
     for (const peer of [source, destination]) {
       const conns = view.connections(peer)
@@ -108,7 +133,7 @@ export class RelayGuard implements HopAdmission {
         code: 'circuits-per-peer', what: 'circuit', peer, address, held: n, limit: this.limits.maxCircuitsPerPeer, flag: '--max-circuits-per-peer'
       })) return true
       for (const ip of this.limitedIps(conns)) {
-        const ipHeld = held(this.byIp(all, ip))
+        const ipHeld = held(this.connectionsAt(ip, view))
         if (this.refuseAt(ipHeld >= this.limits.maxCircuitsPerIp, {
           code: 'circuits-per-ip', what: 'circuit', peer, address: ip.key, held: ipHeld, limit: this.limits.maxCircuitsPerIp, flag: '--max-circuits-per-ip'
         })) return true
@@ -120,14 +145,10 @@ export class RelayGuard implements HopAdmission {
   /** The peer's last connection closed: its reservation goes after the grace unless it is back by then. */
   connectionClosed (peer: string, remaining: number): void {
     if (remaining > 0 || this.view?.hasReservation(peer) !== true) return
-    clearTimeout(this.graceTimers.get(peer))
-    const timer = setTimeout(() => { this.graceOver(peer) }, this.limits.reservationGraceMs)
-    timer.unref()
-    this.graceTimers.set(peer, timer)
+    this.grace.add(peer)
   }
 
   private graceOver (peer: string): void {
-    this.graceTimers.delete(peer)
     const view = this.view
     if (view == null || view.connections(peer).length > 0) return
     try {
@@ -140,6 +161,13 @@ export class RelayGuard implements HopAdmission {
   private refuseAt (refuse: boolean, refusal: Refusal): boolean {
     if (refuse) this.refusals.record(refusal)
     return refuse
+  }
+
+  /** Indexes `id` under the IP key of `remoteAddr`; an address without one (a name, a circuit) counts against no IP. */
+  private index (index: IpIndex, id: string, remoteAddr: string, peer: string): void {
+    const key = ipKeyOf(remoteAddr)?.key
+    if (key != null) index.add(id, key, peer)
+    else index.remove(id)
   }
 
   /** the IP key of `remoteAddr` when the per-IP limits apply to it */
@@ -157,17 +185,20 @@ export class RelayGuard implements HopAdmission {
     return [...keys.values()]
   }
 
-  private byIp (conns: readonly HopConnection[], ip: IpKey): HopConnection[] {
-    return conns.filter(c => ipKeyOf(c.remoteAddr)?.key === ip.key)
+  /** the open connections from `ip`, read through the peers the index has there (at most the per-IP limit) */
+  private connectionsAt (ip: IpKey, view: HopView): HopConnection[] {
+    const out: HopConnection[] = []
+    for (const peer of this.connsByIp.peers(ip.key)) {
+      for (const c of view.connections(peer)) if (ipKeyOf(c.remoteAddr)?.key === ip.key) out.push(c)
+    }
+    return out
   }
 
-  /** reservations held (lingering ones in their grace too) and being admitted, per IP key */
-  private reservationsByIp (view: HopView): Map<string, number> {
-    const counts = new Map<string, number>()
-    const add = (key: string | undefined): void => { if (key != null) counts.set(key, (counts.get(key) ?? 0) + 1) }
-    for (const r of view.reservations()) add(ipKeyOf(r.remoteAddr)?.key)
-    for (const [peer, key] of this.admitting) if (!view.hasReservation(peer)) add(key)
-    return counts
+  /** reservations held from `key` (lingering ones in their grace too) and being admitted */
+  private reservationsAt (key: string, view: HopView): number {
+    let n = this.reservationsByIp.count(key)
+    for (const [peer, k] of this.admitting) if (k === key && !this.reservationsByIp.has(peer) && !view.hasReservation(peer)) n++
+    return n
   }
 }
 

@@ -49,7 +49,8 @@ export interface RelayLivenessInit {
  *
  * Cost: a timer every tickMs whose work is the slice, i.e. per peer one
  * ping frame each way per intervalMs (at 10,000 clients and 60 s, 167
- * frames a second), and nothing per peer in between.
+ * frames a second), plus one answer-window timer per slice, and nothing per
+ * peer in between.
  */
 export class RelayLiveness<C extends LivenessConnection = Connection> {
   private readonly components: RelayLivenessComponents<C>
@@ -98,7 +99,25 @@ export class RelayLiveness<C extends LivenessConnection = Connection> {
   private async run (signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       if (await pause(this.tickMs, { signal })) return
-      for (const conn of this.nextSlice()) void this.check(conn, signal)
+      const slice = this.nextSlice()
+      if (slice.length > 0) void this.checkSlice(slice, signal)
+    }
+  }
+
+  /**
+   * The slice's checks under one shared answer window: one timer per tick,
+   * cleared once every answer is in, rather than a timer per check (which,
+   * as AbortSignal.timeout, would also fire after the answer and build a
+   * TimeoutError with its stack trace for each peer).
+   */
+  private async checkSlice (slice: readonly C[], signal: AbortSignal): Promise<void> {
+    const window = new AbortController()
+    const timer = setTimeout(() => { window.abort(new DOMException(`no answer within ${this.timeoutMs} ms`, 'TimeoutError')) }, this.timeoutMs)
+    const pingSignal = AbortSignal.any([signal, window.signal])
+    try {
+      await Promise.all(slice.map(async conn => await this.check(conn, signal, pingSignal)))
+    } finally {
+      clearTimeout(timer)
     }
   }
 
@@ -114,11 +133,15 @@ export class RelayLiveness<C extends LivenessConnection = Connection> {
     return slice
   }
 
-  /** One check; resolves whether the peer answered (false also when stopping). */
-  async check (conn: C, signal: AbortSignal): Promise<boolean> {
+  /**
+   * One check; resolves whether the peer answered (false also when stopping).
+   * `pingSignal`: the answer window shared by a slice, `signal` included
+   * @default its own window of timeoutMs
+   */
+  async check (conn: C, signal: AbortSignal, pingSignal?: AbortSignal): Promise<boolean> {
     if (conn.status !== 'open') return false
     try {
-      await this.components.pinger.linkRtt(conn, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)]) })
+      await this.components.pinger.linkRtt(conn, { signal: pingSignal ?? AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)]) })
       return true
     } catch (cause) {
       if (signal.aborted || conn.status !== 'open') return false

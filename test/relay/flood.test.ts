@@ -42,6 +42,18 @@ describe('a flood of identities from one IP', () => {
     }
   })
 
+  it('gives an IP its reservation slot back once a holder\'s reservation is freed after the grace', async () => {
+    const relay = track(await startGuardedRelay({ maxReservationsPerIp: '2', perIpExempt: ['none'], reservationGrace: '100ms' }))
+    const { granted } = await flood(relay.addr, '127.0.0.6', 2)
+    assert.equal(granted.length, 2)
+    assert.notEqual(await tryReserve(await reservingClient(relay.addr, { sourceIp: '127.0.0.6' })), 'granted', 'the IP holds its two')
+    await granted[0].stop()
+    const deadline = Date.now() + 5_000
+    while (relay.service.reservationCount() > 1 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
+    assert.equal(relay.service.reservationCount(), 1, 'the leaver\'s reservation freed after the grace')
+    assert.equal(await tryReserve(keep(await reservingClient(relay.addr, { sourceIp: '127.0.0.6' }))), 'granted')
+  })
+
   it('leaves loopback alone by default: a local mesh has every donor on 127.0.0.1', async () => {
     const relay = track(await startGuardedRelay({ maxReservationsPerIp: '2' }))
     const { granted } = await flood(relay.addr, '127.0.0.2', 4)

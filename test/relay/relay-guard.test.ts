@@ -6,23 +6,31 @@ import { RelayGuard } from '../../src/relay/relay-guard.ts'
 import { ipKeyOf } from '../../src/relay/ip-key.ts'
 import { RefusalLog } from '../../src/relay/refusal-log.ts'
 import { createLogger, type Fields, type Logger } from '../../src/log/logger.ts'
-import type { HopConnection, HopView } from '../../src/net/hop-gate.ts'
+import type { HopConnection, HopView, HopViewListener } from '../../src/net/hop-gate.ts'
 
-/** The relay's state as a guard reads it, written by the test. */
+/** The relay's state as a guard reads it, written by the test, with its change feed. */
 class FakeHopView implements HopView {
   conns: HopConnection[] = []
-  held = new Map<string, string>()
+  private readonly held = new Map<string, string>()
   dropped: string[] = []
   private nextId = 0
+  private readonly listeners = new Set<HopViewListener>()
 
   connect (peer: string, remoteAddr: string, circuits = 0): HopConnection {
     const c = { id: String(this.nextId++), peer, remoteAddr, circuits }
     this.conns.push(c)
+    for (const l of this.listeners) l.connectionOpened(c)
     return c
   }
 
   disconnect (peer: string): void {
+    for (const c of this.conns.filter(c => c.peer === peer)) for (const l of this.listeners) l.connectionClosed(c)
     this.conns = this.conns.filter(c => c.peer !== peer)
+  }
+
+  reserve (peer: string, remoteAddr: string): void {
+    this.held.set(peer, remoteAddr)
+    for (const l of this.listeners) l.reservationStored(peer, remoteAddr)
   }
 
   connections (peer?: string): HopConnection[] {
@@ -39,7 +47,14 @@ class FakeHopView implements HopView {
 
   dropReservation (peer: string): boolean {
     this.dropped.push(peer)
-    return this.held.delete(peer)
+    const had = this.held.delete(peer)
+    if (had) for (const l of this.listeners) l.reservationRemoved(peer)
+    return had
+  }
+
+  watch (listener: HopViewListener): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
   }
 }
 
@@ -63,7 +78,7 @@ describe('RelayGuard', () => {
     for (const p of ['a', 'b']) {
       view.connect(p, `/ip4/198.51.100.7/tcp/${p === 'a' ? 1 : 2}`)
       assert.equal(guard.denyReservation(p), false)
-      view.held.set(p, `/ip4/198.51.100.7/tcp/${p === 'a' ? 1 : 2}`)
+      view.reserve(p, `/ip4/198.51.100.7/tcp/${p === 'a' ? 1 : 2}`)
     }
     view.connect('c', '/ip4/198.51.100.7/tcp/3')
     assert.equal(guard.denyReservation('c'), true)
@@ -132,8 +147,8 @@ describe('RelayGuard', () => {
   it('drops the reservation of a peer gone for the grace, and not that of a peer back within it', async () => {
     const view = new FakeHopView()
     const guard = guardOn(view, { reservationGraceMs: 30 })
-    view.held.set('gone', '/ip4/198.51.100.1/tcp/1')
-    view.held.set('back', '/ip4/198.51.100.2/tcp/1')
+    view.reserve('gone', '/ip4/198.51.100.1/tcp/1')
+    view.reserve('back', '/ip4/198.51.100.2/tcp/1')
     guard.connectionClosed('gone', 0)
     guard.connectionClosed('back', 0)
     view.connect('back', '/ip4/198.51.100.2/tcp/2')
@@ -146,10 +161,45 @@ describe('RelayGuard', () => {
   it('starts no grace while the peer still has a connection', async () => {
     const view = new FakeHopView()
     const guard = guardOn(view, { reservationGraceMs: 10 })
-    view.held.set('a', '/ip4/198.51.100.1/tcp/1')
+    view.reserve('a', '/ip4/198.51.100.1/tcp/1')
     guard.connectionClosed('a', 1)
     await new Promise(resolve => setTimeout(resolve, 40))
     assert.deepEqual(view.dropped, [])
+  })
+
+  it('counts a closed connection and an ended reservation out of their IP at once', () => {
+    const view = new FakeHopView()
+    const guard = guardOn(view, { maxConnectionsPerIp: 1, maxReservationsPerIp: 1 })
+    view.connect('a', '/ip4/198.51.100.7/tcp/1')
+    view.reserve('a', '/ip4/198.51.100.7/tcp/1')
+    assert.equal(guard.denyConnection('/ip4/198.51.100.7/tcp/2'), true)
+    view.connect('b', '/ip4/198.51.100.7/tcp/3')
+    assert.equal(guard.denyReservation('b'), true)
+    view.dropReservation('a')
+    assert.equal(guard.denyReservation('b'), false, 'a\'s reservation ended')
+    view.disconnect('a')
+    view.disconnect('b')
+    assert.equal(guard.denyConnection('/ip4/198.51.100.7/tcp/4'), false, 'both connections closed')
+  })
+
+  it('counts what the relay held before the guard was attached', () => {
+    const view = new FakeHopView()
+    view.connect('a', '/ip4/198.51.100.7/tcp/1')
+    view.reserve('a', '/ip4/198.51.100.7/tcp/1')
+    view.connect('b', '/ip4/198.51.100.7/tcp/2')
+    const guard = guardOn(view, { maxConnectionsPerIp: 2, maxReservationsPerIp: 1 })
+    assert.equal(guard.denyConnection('/ip4/198.51.100.7/tcp/3'), true)
+    assert.equal(guard.denyReservation('b'), true)
+  })
+
+  it('stops counting when detached and starts again from the view when attached', () => {
+    const view = new FakeHopView()
+    const guard = guardOn(view, { maxConnectionsPerIp: 1 })
+    guard.detach()
+    view.connect('a', '/ip4/198.51.100.7/tcp/1')
+    assert.equal(guard.denyConnection('/ip4/198.51.100.7/tcp/2'), false, 'not attached')
+    guard.attach(view)
+    assert.equal(guard.denyConnection('/ip4/198.51.100.7/tcp/2'), true)
   })
 
   it('allows everything before the node is up', () => {

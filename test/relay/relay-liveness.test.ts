@@ -43,13 +43,13 @@ class FakeEvents {
   fire (type: 'connection:open' | 'connection:close', conn: FakeConn): void { this.target.dispatchEvent(new CustomEvent(type, { detail: conn })) }
 }
 
-function liveness (open: FakeConn[], answers: (c: FakeConn, options: AbortOptions) => Promise<number>, logger: Logger, events = new FakeEvents()): RelayLiveness<FakeConn> {
+function liveness (open: FakeConn[], answers: (c: FakeConn, options: AbortOptions) => Promise<number>, logger: Logger, events = new FakeEvents(), init = { intervalMs: 10_000, tickMs: 1_000, timeoutMs: 50 }): RelayLiveness<FakeConn> {
   return new RelayLiveness<FakeConn>({
     connections: { open: () => open },
     events,
     pinger: { linkRtt: async (conn, options) => await answers(conn, options ?? {}) },
     logger
-  }, { intervalMs: 10_000, tickMs: 1_000, timeoutMs: 50 })
+  }, init)
 }
 
 describe('relay liveness', () => {
@@ -101,6 +101,21 @@ describe('relay liveness', () => {
     assert.equal(infos[0].fields?.peer, c.remotePeer.toString())
     assert.equal(infos[0].fields?.addr, c.remoteAddr.toString())
     assert.equal(infos[0].fields?.code, 'RELAY_CLIENT_UNRESPONSIVE')
+  })
+
+  it('closes the silent connection of a slice when the slice\'s shared answer window ends, and keeps the one that answered', async () => {
+    const [talks, silent] = await conns(2)
+    const answers = async (c: FakeConn, options: AbortOptions): Promise<number> => c === talks
+      ? 1
+      : await new Promise((_resolve, reject) => { options.signal?.addEventListener('abort', () => { reject(options.signal?.reason) }) })
+    const { logger, infos } = recordingLogger()
+    const l = liveness([talks, silent], answers, logger, new FakeEvents(), { intervalMs: 10, tickMs: 10, timeoutMs: 30 })
+    l.start()
+    await new Promise(resolve => setTimeout(resolve, 120))
+    l.stop()
+    assert.ok(silent.aborted instanceof ClientUnresponsiveError)
+    assert.equal(talks.aborted, undefined)
+    assert.deepEqual(infos.map(i => i.fields?.peer), [silent.remotePeer.toString()])
   })
 
   it('leaves connections alone when it is stopping', async () => {
