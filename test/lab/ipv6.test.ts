@@ -10,8 +10,8 @@
  *                 the site's DNS64 synthesizes AAAA under the NAT64 prefix and
  *                 tayga on the router translates; reserved, a job runs; a
  *                 literal /ip4 bootstrap gains its NAT64 form (RFC 7050);
- *   ipv6-dual     dual-stack LAN, the relay given by both families: the race
- *                 is won by IPv6, the win recorded with its family, doctor
+ *   ipv6-dual     dual-stack LAN, the relay given by both families: IPv6
+ *                 starts first, the winner is recorded with its family, doctor
  *                 `ipv6` yes;
  *   ipv6-blocked  IPv6-only LAN whose router drops all IPv6 egress: doctor
  *                 `ipv6` no, with the cause.
@@ -222,7 +222,7 @@ labSuite('namespace lab: IPv6', () => {
     })
   })
 
-  it('ipv6-dual: a dual-stack donor races both families, IPv6 wins and the win is recorded with its family', { skip: only('ipv6-dual'), timeout: TEST_TIMEOUT_MS }, async (t) => {
+  it('ipv6-dual: a dual-stack donor races both families, IPv6 first, and the winner is recorded with its family', { skip: only('ipv6-dual'), timeout: TEST_TIMEOUT_MS }, async (t) => {
     await ipv6Scenario(t, {
       key: 'ipv6-dual',
       executorSite: { ipv6: 'dual' },
@@ -230,7 +230,13 @@ labSuite('namespace lab: IPv6', () => {
       reserves: true,
       status: s => {
         const path = s.bootstrap.find(b => b.path != null)?.path
-        assert.equal(path?.family, 'ip6', `the race's winner is recorded with its family: ${JSON.stringify(path)}`)
+        // IPv6 starts 250 ms ahead; on a loaded machine an IPv4 handshake can still finish first, and the first to
+        // connect wins: what must hold is that the winner's family is the one recorded, and that IPv6 took part
+        const won = path?.addr?.startsWith('/ip6/') === true ? 'ip6' : path?.addr?.startsWith('/ip4/') === true ? 'ip4' : undefined
+        assert.ok(won != null, `the race has a winner with an address: ${JSON.stringify(path)}`)
+        assert.equal(path?.family, won, `the race's winner is recorded with its family: ${JSON.stringify(path)}`)
+        if (won === 'ip4') assert.match(path?.reason ?? '', /\/ip6:/, `IPv6 was raced and lost: ${JSON.stringify(path)}`)
+        t.diagnostic(`the race was won over ${won}: ${path?.reason ?? ''}`)
       },
       doctor: r => { assert.equal(ipv6Check(r).value, 'yes', ipv6Check(r).detail) }
     })
