@@ -19,7 +19,6 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { performance } from 'node:perf_hooks'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
@@ -27,58 +26,22 @@ import { identify } from '@libp2p/identify'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
+import { receiveBulk, sendBulk } from './lib/bulk.ts'
 import { benchMain, progress, row } from './lib/report.ts'
 import { relayBootstrap, RELAY_ONLY, startBenchDaemon, startBenchRelay } from './lib/mesh.ts'
 import { benchLogging } from './lib/log-sink.ts'
 import { fmt, summarize } from './lib/stats.ts'
 import { MeshNode } from '../src/net/mesh-node.ts'
 import type { Cleanup } from './lib/report.ts'
-import type { Connection, Stream } from '@libp2p/interface'
+import type { Connection } from '@libp2p/interface'
 
 const BULK = '/wc-bench/circuit-bulk/1.0.0'
 const MiB = 1024 * 1024
 const ROUND_BYTES = 8 * MiB
-const CHUNK = 64 * 1024
 
-/** The receiving end: reads the length, then that many bytes, then answers one byte. */
-async function receiveBulk (stream: Stream): Promise<void> {
-  let expected = -1
-  let received = 0
-  try {
-    for await (const chunk of stream) {
-      const bytes = chunk.subarray()
-      let body = bytes
-      if (expected < 0) {
-        expected = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0))
-        body = bytes.subarray(8)
-      }
-      received += body.byteLength
-      if (received >= expected) break
-    }
-    stream.send(new Uint8Array([1]))
-    await stream.close({ signal: AbortSignal.timeout(10_000) })
-  } catch (err) {
-    stream.abort(err as Error)
-  }
-}
-
-/** MiB/s of one round: first byte written → the receiver's answer. */
-async function sendBulk (conn: Connection): Promise<number> {
-  const stream = await conn.newStream(BULK, { runOnLimitedConnection: true, signal: AbortSignal.timeout(10_000) })
-  const chunk = new Uint8Array(CHUNK).fill(0x61)
-  const head = new Uint8Array(8)
-  new DataView(head.buffer).setBigUint64(0, BigInt(ROUND_BYTES))
-  const t0 = performance.now()
-  stream.send(head)
-  for (let sent = 0; sent < ROUND_BYTES; sent += CHUNK) {
-    if (!stream.send(chunk)) await stream.onDrain({ signal: AbortSignal.timeout(30_000) })
-  }
-  await stream.close({ signal: AbortSignal.timeout(30_000) })
-  for await (const answer of stream) {
-    if (answer.byteLength > 0) break
-  }
-  const ms = performance.now() - t0
-  return (ROUND_BYTES / MiB) / (ms / 1000)
+/** One bulk round on `conn` (bench/lib/bulk.ts), MiB/s. */
+async function sendRound (conn: Connection): Promise<number> {
+  return await sendBulk(conn, { protocol: BULK, bytes: ROUND_BYTES, runOnLimitedConnection: true, waitMs: 30_000 })
 }
 
 async function plainNode (opts: { relay?: boolean, listen: string[] }): Promise<Libp2p> {
@@ -133,12 +96,12 @@ await benchMain('bench/circuit-throughput', { quick: 120_000, full: 240_000 }, a
   const ours = await ourCircuit(root, cleanup)
   // our relay limits a circuit to 64 MiB by default: warm-up and rounds stay under it
   const rounds = args.quick ? 3 : 6
-  await sendBulk(plain)
-  await sendBulk(ours)
+  await sendRound(plain)
+  await sendRound(ours)
   const rates = { plain: [] as number[], ours: [] as number[] }
   for (let r = 0; r < rounds; r++) {
     const order = r % 2 === 0 ? ['plain', 'ours'] as const : ['ours', 'plain'] as const
-    for (const k of order) rates[k].push(await sendBulk(k === 'plain' ? plain : ours))
+    for (const k of order) rates[k].push(await sendRound(k === 'plain' ? plain : ours))
     progress(`round ${r + 1}/${rounds}: plain ${rates.plain.at(-1)?.toFixed(1)} MiB/s, ours ${rates.ours.at(-1)?.toFixed(1)} MiB/s`)
   }
   const p = summarize(rates.plain)

@@ -29,6 +29,7 @@ import { performance } from 'node:perf_hooks'
 import tls from 'node:tls'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
+import { receiveBulk, sendBulk } from './lib/bulk.ts'
 import { benchMain, progress, row, type BenchReport, type Cleanup } from './lib/report.ts'
 import { benchLogging } from './lib/log-sink.ts'
 import { fmt, summarize, type Summary } from './lib/stats.ts'
@@ -36,51 +37,15 @@ import { makeTestCerts, type TestCerts } from '../test/helpers/tls.ts'
 import { DEFAULT_RELAY_LIMITS } from '../src/config/config.ts'
 import { MeshNode, type MeshNodeInit } from '../src/net/mesh-node.ts'
 import { pollAddrFor } from '../src/net/https-poll/address.ts'
-import type { Connection, Stream } from '@libp2p/interface'
+import type { Connection } from '@libp2p/interface'
 
 const BULK = '/wc-bench/poll-bulk/1.0.0'
 const MiB = 1024 * 1024
 const ROUND_BYTES = 4 * MiB
-const CHUNK = 64 * 1024
 
-/** Reads the 8-byte length, then that many bytes, then answers one byte. */
-async function receiveBulk (stream: Stream): Promise<void> {
-  let expected = -1
-  let received = 0
-  try {
-    for await (const chunk of stream) {
-      const bytes = chunk.subarray()
-      let body = bytes
-      if (expected < 0) {
-        expected = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0))
-        body = bytes.subarray(8)
-      }
-      received += body.byteLength
-      if (received >= expected) break
-    }
-    stream.send(new Uint8Array([1]))
-    await stream.close({ signal: AbortSignal.timeout(10_000) })
-  } catch (err) {
-    stream.abort(err as Error)
-  }
-}
-
-/** MiB/s of one round: first byte written → the receiver's answer. */
-async function sendBulk (conn: Connection): Promise<number> {
-  const stream = await conn.newStream(BULK, { signal: AbortSignal.timeout(10_000) })
-  const chunk = new Uint8Array(CHUNK).fill(0x61)
-  const head = new Uint8Array(8)
-  new DataView(head.buffer).setBigUint64(0, BigInt(ROUND_BYTES))
-  const t0 = performance.now()
-  stream.send(head)
-  for (let sent = 0; sent < ROUND_BYTES; sent += CHUNK) {
-    if (!stream.send(chunk)) await stream.onDrain({ signal: AbortSignal.timeout(60_000) })
-  }
-  await stream.close({ signal: AbortSignal.timeout(60_000) })
-  for await (const answer of stream) {
-    if (answer.byteLength > 0) break
-  }
-  return (ROUND_BYTES / MiB) / ((performance.now() - t0) / 1000)
+/** One bulk round on `conn` (bench/lib/bulk.ts), MiB/s. */
+async function sendRound (conn: Connection): Promise<number> {
+  return await sendBulk(conn, { protocol: BULK, bytes: ROUND_BYTES, waitMs: 60_000 })
 }
 
 type Pair = 'base' | 'poll'
@@ -91,11 +56,11 @@ interface Measured { rate: Record<Pair, Summary>, rtt: Record<Pair, Summary> }
  * neither always runs second on a warmed machine.
  */
 async function measure (client: MeshNode, conns: Record<Pair, Connection>, rounds: number, pings: number, label: string): Promise<Measured> {
-  await sendBulk(conns.base)
-  await sendBulk(conns.poll)
+  await sendRound(conns.base)
+  await sendRound(conns.poll)
   const rates: Record<Pair, number[]> = { base: [], poll: [] }
   for (let r = 0; r < rounds; r++) {
-    for (const k of r % 2 === 0 ? ['base', 'poll'] as const : ['poll', 'base'] as const) rates[k].push(await sendBulk(conns[k]))
+    for (const k of r % 2 === 0 ? ['base', 'poll'] as const : ['poll', 'base'] as const) rates[k].push(await sendRound(conns[k]))
     progress(`round ${r + 1}/${rounds}: ${label} ${rates.base.at(-1)?.toFixed(1)} MiB/s, poll ${rates.poll.at(-1)?.toFixed(1)} MiB/s`)
   }
   const rtts: Record<Pair, number[]> = { base: [], poll: [] }
