@@ -1,9 +1,9 @@
 /**
- * A TLS-inspecting squid that passes no WebSocket upgrade, as commercial
- * inspecting gateways behave: the tls scenario's squid (ssl_bump: peek,
- * stare, bump, re-sign with a "corporate" CA) without its
- * `http_upgrade_request_protocols` lines, so squid strips `Upgrade` from the
- * bumped request and the relay sees a plain GET.
+ * TLS-inspecting squids (ssl_bump: peek, stare, bump, re-sign with a
+ * "corporate" CA): the tls scenario's, told to pass WebSocket upgrades, and
+ * the https-poll scenario's, which passes none, as commercial inspecting
+ * gateways behave: without the `http_upgrade_request_protocols` lines squid
+ * strips `Upgrade` from the bumped request and the relay sees a plain GET.
  */
 import { execFileSync } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -42,11 +42,20 @@ export interface BumpingSquidInit {
   relayCa: string
   /** squid's hosts file (the lab has no DNS) */
   hosts: string
+  /** pass WebSocket upgrades inside bumped connections (squid then relays them as a dumb tunnel) @default false */
+  passUpgrade?: boolean
+  /** its folder under runDir @default 'squid-no-upgrade' */
+  dirName?: string
 }
 
-/** Starts squid on an internet host and waits (bounded) until it accepts connections. */
+/** The squid that passes no WebSocket upgrade (the https-poll scenario's). */
 export async function startUpgradeStrippingSquid (lab: Lab, runDir: string, init: BumpingSquidInit): Promise<BumpingSquid> {
-  const dir = join(runDir, 'squid-no-upgrade')
+  return await startBumpingSquid(lab, runDir, { ...init, passUpgrade: false })
+}
+
+/** Starts a bumping squid on an internet host and waits (bounded) until it accepts connections. */
+export async function startBumpingSquid (lab: Lab, runDir: string, init: BumpingSquidInit): Promise<BumpingSquid> {
+  const dir = join(runDir, init.dirName ?? 'squid-no-upgrade')
   mkdirSync(dir, { recursive: true })
   for (let d = runDir; d.startsWith(RUN_ROOT) && d.length >= RUN_ROOT.length; d = dirname(d)) chmodSync(d, 0o711)
   const db = join(dir, 'ssl_db')
@@ -62,7 +71,9 @@ export async function startUpgradeStrippingSquid (lab: Lab, runDir: string, init
     'ssl_bump peek step1',
     'ssl_bump stare step2',
     'ssl_bump bump all',
-    // no http_upgrade_request_protocols: squid's default drops the Upgrade header
+    // without http_upgrade_request_protocols squid's default drops the Upgrade header; protocol
+    // names are case-sensitive and WHATWG clients send `Upgrade: websocket`
+    ...(init.passUpgrade === true ? ['http_upgrade_request_protocols websocket allow all', 'http_upgrade_request_protocols WebSocket allow all'] : []),
     ...squidCommonConf(dir, log, init.hosts),
     'acl CONNECT method CONNECT',
     'acl tls_port port 443',

@@ -17,14 +17,14 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { it } from 'node:test'
 import { issueCert, makeCa } from '../helpers/dns-server.ts'
 import { describeAttempt, dialsOf, startDonor, statusOf, tail, type DonorNode } from './processes.ts'
-import { squidCommonConf } from './proxy-services.ts'
-import { labSuite, pairScenario, RUN_ROOT, scenarioKeys, TEST_TIMEOUT_MS } from './scenario.ts'
-import { labEnv, type Lab, type LabProcess } from './topology.ts'
+import { startBumpingSquid, type BumpingSquid } from './https-poll-squid.ts'
+import { labSuite, pairScenario, scenarioKeys, TEST_TIMEOUT_MS } from './scenario.ts'
+import { type Lab } from './topology.ts'
 import type { DaemonStatus } from '../../src/core/types.ts'
 
 const only = scenarioKeys(['tls-inspecting'] as const)
@@ -55,58 +55,6 @@ function squidMissing (): string | undefined {
   return undefined
 }
 
-/**
- * squid 5 with ssl_bump on an internet host. Folder owned by `proxy` (squid
- * drops privileges); its certificate database made by security_file_certgen.
- */
-async function startBumpingSquid (lab: Lab, runDir: string, corp: { caCert: string, caKey: string }, relayCa: string, hosts: string): Promise<{ proc: LabProcess, dir: string, log: string, stop: () => Promise<void> }> {
-  const dir = join(runDir, 'squid-bump')
-  mkdirSync(dir, { recursive: true })
-  for (let d = runDir; d.startsWith(RUN_ROOT) && d.length >= RUN_ROOT.length; d = dirname(d)) chmodSync(d, 0o711)
-  const db = join(dir, 'ssl_db')
-  execFileSync(CERTGEN ?? 'security_file_certgen', ['-c', '-s', db, '-M', '4MB'], { stdio: ['ignore', 'ignore', 'pipe'] })
-  const log = join(dir, 'access.log')
-  const conf = [
-    // bump: terminate the client's TLS with a certificate generated on the fly, signed by the corporate CA
-    `http_port ${PROXY.ip}:${SQUID_PORT} ssl-bump tls-cert=${corp.caCert} tls-key=${corp.caKey} generate-host-certificates=on dynamic_cert_mem_cache_size=4MB`,
-    `sslcrtd_program ${CERTGEN ?? ''} -s ${db} -M 4MB`,
-    'sslcrtd_children 2 startup=1 idle=1',
-    // squid checks the relay's certificate against the lab CA, as a corporate proxy checks against public CAs
-    `tls_outgoing_options cafile=${relayCa}`,
-    // the client dials an IP address (no SNI): peek at the hello, stare at the server's
-    // certificate, then bump, so the generated certificate mimics the relay's (its IP SAN)
-    'acl step1 at_step SslBump1',
-    'acl step2 at_step SslBump2',
-    'ssl_bump peek step1',
-    'ssl_bump stare step2',
-    'ssl_bump bump all',
-    // the WebSocket upgrade inside the bumped connection (squid then relays it as a dumb tunnel);
-    // protocol names are case-sensitive and WHATWG clients send `Upgrade: websocket`
-    'http_upgrade_request_protocols websocket allow all',
-    'http_upgrade_request_protocols WebSocket allow all',
-    ...squidCommonConf(dir, log, hosts),
-    'acl CONNECT method CONNECT',
-    'acl tls_port port 443',
-    'http_access deny CONNECT !tls_port',
-    'http_access allow all',
-    ''
-  ].join('\n')
-  writeFileSync(join(dir, 'squid.conf'), conf, { mode: 0o644 })
-  execFileSync('chown', ['-R', 'proxy:proxy', dir])
-  const proc = lab.exec(PROXY.name, [SQUID ?? 'squid', '-N', '-d', '1', '-f', join(dir, 'squid.conf')], { env: labEnv(), logFile: join(dir, 'squid.out') })
-  const deadline = Date.now() + 20_000
-  const cacheLog = join(dir, 'cache.log')
-  while (Date.now() < deadline) {
-    const text = existsSync(cacheLog) ? readFileSync(cacheLog, 'utf8') : ''
-    if (/Accepting SSL bumped HTTP Socket connections|Accepting HTTP Socket connections/.test(text)) {
-      return { proc, dir, log, stop: async () => { await proc.stop(5_000) } }
-    }
-    if (!proc.running()) throw new Error(`squid exited (${String((await proc.exited).code)}) before it was ready:\n${tail(text)}\n${proc.stderr()}`)
-    await sleep(100)
-  }
-  throw new Error(`squid not ready within 20 s:\n${existsSync(cacheLog) ? tail(readFileSync(cacheLog, 'utf8')) : '(no log)'}\n${proc.stderr()}`)
-}
-
 /** The relay's WSS address with its name instead of its IP. */
 function byName (wss: string | undefined): string {
   if (wss == null) throw new Error('the relay has no WSS address')
@@ -130,7 +78,7 @@ labSuite('Network-namespace lab: a TLS-inspecting proxy', () => {
   it('A donor behind a TLS-inspecting proxy that re-signs with a corporate CA from its system store joins over wss, runs a job from an open site, and reports the interception by the CA\'s name; with --refuse-intercepted it stays undispatchable and says why', { skip: only('tls-inspecting') ?? squidMissing(), timeout: TEST_TIMEOUT_MS }, async (t) => {
     let corp: { caCert: string, caKey: string } | undefined
     let relayCa = ''
-    let squid: Awaited<ReturnType<typeof startBumpingSquid>> | undefined
+    let squid: BumpingSquid | undefined
     let relayIp = ''
     const proxyEnv = (): Record<string, string> => ({
       HTTPS_PROXY: `http://${PROXY.ip}:${SQUID_PORT}`,
@@ -166,7 +114,7 @@ labSuite('Network-namespace lab: a TLS-inspecting proxy', () => {
         writeFileSync(labCa, readFileSync(relayCa))
         const hosts = join(dir, 'hosts')
         writeFileSync(hosts, `${relayIp} ${RELAY_NAME}\n`)
-        squid = await startBumpingSquid(lab, runDir, { caCert, caKey }, labCa, hosts)
+        squid = await startBumpingSquid(lab, runDir, { host: PROXY.name, ip: PROXY.ip, port: SQUID_PORT, corp: { caCert, caKey }, relayCa: labCa, hosts, passUpgrade: true, dirName: 'squid-bump' })
         t.diagnostic(`squid (ssl-bump) ready on ${PROXY.ip}:${SQUID_PORT} (pid ${squid.proc.pid}), files in ${squid.dir}`)
         return squid.stop
       },
