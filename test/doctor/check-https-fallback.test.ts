@@ -11,6 +11,7 @@ import { CHECK_NAMES } from '../../src/core/doctor.ts'
 import { checkHttpsFallback } from '../../src/doctor/check-https-fallback.ts'
 import { observeHttpsFallback, withHttpsFallbackTargets } from '../../src/doctor/probe-https-fallback.ts'
 import type { DoctorObservations, RungObservation } from '../../src/core/doctor.ts'
+import { doctorObservations } from '../helpers/doctor.ts'
 
 const R = '12D3KooWQDkDvGNNGUoD3kFFaVSzTZ3udBbj3zMxiFHdb7aAmDgY'
 const IP = '198.51.100.10'
@@ -24,25 +25,17 @@ const pollOk: RungObservation = { relay: R, addr: POLL, transport: 'https-poll',
 const pollFailed: RungObservation = { relay: R, addr: POLL, transport: 'https-poll', host: IP, port: 443, proxy: PROXY, outcome: 'failure', phase: 'http', code: 'POLL_NOT_SERVED', cause: 'the relay (or a proxy) answered the poll session request with HTTP 404', durationMs: 90 }
 
 function observations (rungs: RungObservation[], over: Partial<DoctorObservations> = {}): DoctorObservations {
-  return {
+  return doctorObservations({
     bootstrap: [WSS],
     relays: [R],
     dns: [{ addr: WSS, via: 'literal', resolved: [WSS] }],
-    doh: [],
-    dohEndpoints: [],
     rungs,
-    proxies: [],
-    nat: { mapping: 'unknown', filtering: 'unknown', udp: 'unknown', reason: 'not measured', servers: [] },
-    reachability: { value: 'private', reason: 'listening only through relays' },
-    reservations: [],
     reservationErrors: [{ relay: R, state: 'connecting' }],
-    tls: [],
     clock: { detail: 'not checked' },
-    webrtcTransport: false,
     observedMs: 3000,
     httpsFallback: observeHttpsFallback(rungs, []),
     ...over
-  }
+  })
 }
 
 describe('the https-fallback check', () => {

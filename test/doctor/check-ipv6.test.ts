@@ -12,6 +12,7 @@ import { checkIpv6 } from '../../src/doctor/check-ipv6.ts'
 import { probeIpv6 } from '../../src/doctor/probe-ipv6.ts'
 import type { DoctorObservations, Ipv6Observation, RungObservation } from '../../src/core/doctor.ts'
 import type { NetworkInterfaceInfo } from 'node:os'
+import { doctorObservations } from '../helpers/doctor.ts'
 
 const R = '12D3KooWQDkDvGNNGUoD3kFFaVSzTZ3udBbj3zMxiFHdb7aAmDgY'
 const V6 = '2001:db8:100::10'
@@ -29,24 +30,7 @@ const V6_ONLY: Ipv6Observation = { globalAddrs: ['2001:db8:1::2'], defaultRoute:
 const NO_V6: Ipv6Observation = { globalAddrs: [], defaultRoute: false, ipv4: true }
 
 function observations (over: Partial<DoctorObservations>): DoctorObservations {
-  return {
-    bootstrap: [TCP6, QUIC6, TCP4],
-    relays: [R],
-    dns: [],
-    doh: [],
-    dohEndpoints: [],
-    rungs: [],
-    proxies: [],
-    nat: { mapping: 'unknown', filtering: 'unknown', udp: 'unknown', reason: 'not measured', servers: [] },
-    reachability: { value: 'private', reason: 'listening only through relays' },
-    reservations: [],
-    reservationErrors: [],
-    tls: [],
-    clock: { detail: 'not measured' },
-    webrtcTransport: false,
-    observedMs: 1000,
-    ...over
-  }
+  return doctorObservations({ bootstrap: [TCP6, QUIC6, TCP4], relays: [R], ...over })
 }
 
 describe('doctor check ipv6', () => {

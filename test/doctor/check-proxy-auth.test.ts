@@ -12,6 +12,7 @@ import { CHECK_NAMES } from '../../src/core/doctor.ts'
 import { renderDoctor } from '../../src/daemon/commands/render-doctor.ts'
 import type { DoctorObservations, DoctorReport, RungObservation } from '../../src/core/doctor.ts'
 import type { ProxyAuthView, ProxyStatus } from '../../src/core/types.ts'
+import { doctorObservations } from '../helpers/doctor.ts'
 
 const R = '12D3KooWQDkDvGNNGUoD3kFFaVSzTZ3udBbj3zMxiFHdb7aAmDgY'
 const WSS = `/ip4/198.51.100.10/tcp/443/tls/ws/p2p/${R}`
@@ -22,23 +23,16 @@ function proxy (auth?: ProxyAuthView): ProxyStatus {
 }
 
 function observations (proxies: ProxyStatus[], rungs: RungObservation[] = []): DoctorObservations {
-  return {
+  return doctorObservations({
     bootstrap: [WSS],
     relays: [R],
     dns: [{ addr: WSS, via: 'literal', resolved: [WSS] }],
-    doh: [],
-    dohEndpoints: [],
     rungs,
     proxies,
-    nat: { mapping: 'unknown', filtering: 'unknown', udp: 'unknown', reason: 'not measured', servers: [] },
-    reachability: { value: 'private', reason: 'listening only through relays' },
-    reservations: [],
     reservationErrors: [{ relay: R, state: 'backing-off' }],
-    tls: [],
     clock: { detail: 'not checked' },
-    webrtcTransport: false,
     observedMs: 3000
-  }
+  })
 }
 
 const AT = '2026-12-06T18:00:00.000Z'

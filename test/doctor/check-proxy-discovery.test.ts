@@ -10,28 +10,12 @@ import { checkProxyDiscovery } from '../../src/doctor/check-proxy-discovery.ts'
 import { assess } from '../../src/doctor/assess.ts'
 import { CHECK_NAMES, type DoctorObservations, type ProxyDiscoveryObservation } from '../../src/core/doctor.ts'
 import type { ProxyStatus } from '../../src/core/types.ts'
+import { doctorObservations } from '../helpers/doctor.ts'
 
 const RELAY = '12D3KooWCUxGstisocAwjyRccMAVqDFAksLECFj23zxN7fP231Wj'
 
 function observations (over: Partial<DoctorObservations> = {}): DoctorObservations {
-  return {
-    bootstrap: [`/ip4/198.51.100.10/tcp/443/tls/ws/p2p/${RELAY}`],
-    relays: [RELAY],
-    dns: [],
-    doh: [],
-    dohEndpoints: [],
-    rungs: [],
-    proxies: [],
-    nat: { mapping: 'unknown', filtering: 'unknown', udp: 'unknown', reason: 'not measured', servers: [] },
-    reachability: { value: 'private', reason: '' },
-    reservations: [],
-    reservationErrors: [],
-    tls: [],
-    clock: { detail: 'not measured' },
-    webrtcTransport: false,
-    observedMs: 1000,
-    ...over
-  }
+  return doctorObservations({ bootstrap: [`/ip4/198.51.100.10/tcp/443/tls/ws/p2p/${RELAY}`], relays: [RELAY], reachability: { value: 'private', reason: '' }, ...over })
 }
 
 function discovery (over: Partial<ProxyDiscoveryObservation>): ProxyDiscoveryObservation {
