@@ -6,7 +6,7 @@
  * per limit, the sandbox's CPU share of one core and the ratio of that share
  * to the limit (1.00×: exactly the limit). Linux only; never asserts.
  *
- *   node_modules/.bin/node bench/cpu-limit.ts        (WC_CPU_LIMITS=10,25,50  WC_CPU_WINDOW_S=4  WC_CPU_ROUNDS=3)
+ *   node_modules/.bin/node bench/cpu-limit.ts [--quick] [--json-out FILE]   (WC_CPU_LIMITS=10,25,50  WC_CPU_WINDOW_S=4  WC_CPU_ROUNDS=3)
  */
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -15,7 +15,8 @@ import { parsePidStat } from '../src/donor/cpu-sampler.ts'
 import { Executor } from '../src/executor/executor.ts'
 import { cidForBytes } from '../src/executor/cid.ts'
 import { createLogger } from '../src/log/logger.ts'
-import { summarize, fmt } from './lib/stats.ts'
+import { benchMain, progress, row, type BenchRow } from './lib/report.ts'
+import { summarize, fmt, type Summary } from './lib/stats.ts'
 
 const LIMITS = (process.env.WC_CPU_LIMITS ?? '10,25,50').split(',').map(Number)
 const WINDOW_MS = Number(process.env.WC_CPU_WINDOW_S ?? '4') * 1000
@@ -45,20 +46,33 @@ async function share (executor: Executor, limit: number): Promise<number> {
   return used / wall * 100
 }
 
-const executor = new Executor({ maxConcurrent: 1 })
-await executor.start()
-try {
+/** The limit as a one-value summary, so the table's baseline column reads "the limit: 25 %". */
+function limitSummary (limit: number): Summary {
+  return summarize([limit])
+}
+
+await benchMain('cpu-limit', { quick: 150_000, full: 330_000 }, async (args, cleanup) => {
+  const rounds = args.quick ? 1 : ROUNDS
+  const executor = new Executor({ maxConcurrent: 1 })
+  await executor.start()
+  cleanup.add('stop the executor', async () => { await executor.stop() })
   const base: number[] = []
   const by = new Map<number, number[]>(LIMITS.map(l => [l, []]))
-  for (let round = 0; round < ROUNDS; round++) {
+  for (let round = 0; round < rounds; round++) {
     base.push(await share(executor, 100))
     for (const limit of LIMITS) by.get(limit)?.push(await share(executor, limit))
+    progress(`round ${round + 1}/${rounds}: unlimited ${base[round].toFixed(1)} %, ${LIMITS.map(l => `${l}: ${(by.get(l)?.[round] ?? NaN).toFixed(1)} %`).join(', ')}`)
   }
-  console.log(`no limit (baseline): ${fmt(summarize(base), '% of one core')}`)
-  for (const [limit, values] of by) {
-    const s = summarize(values)
-    console.log(`--cpu-limit ${limit}: ${fmt(s, '% of one core')}  ratio to the limit ${(s.median / limit).toFixed(2)}×  (to the unlimited baseline ${(s.median / summarize(base).median).toFixed(2)}×)`)
-  }
-} finally {
-  await executor.stop()
-}
+  const rows: BenchRow[] = [...by].map(([limit, values]) => row({
+    benchmark: `--cpu-limit ${limit}: the sandbox's share of one core`,
+    baselineName: 'the limit',
+    baseline: limitSummary(limit),
+    figure: summarize(values),
+    unit: '%',
+    ratioLabel: 'share / limit (1.00×: exactly the limit)'
+  }))
+  const notes = [
+    `The sandbox spins (infinite-loop.wasm) for ${WINDOW_MS / 1000} s windows under each limit; its utime + stime from /proc over wall time. Unlimited, same run: ${fmt(summarize(base), '% of one core')}. ${rounds} round(s), limits interleaved. WC_CPU_LIMITS, WC_CPU_WINDOW_S, WC_CPU_ROUNDS change the shape.`
+  ]
+  return { bench: 'cpu-limit', rows, notes }
+})

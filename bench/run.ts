@@ -3,12 +3,16 @@
  * one leaves behind can slow the next), prints one markdown table and writes
  * it to bench/RESULTS.md with the machine, the date and the exact command.
  *
- *   node_modules/.bin/node bench/run.ts [--quick] [--only executor,round-trip,throughput,dispatchable,lab-paths,memory,idle-cpu,scale,relay-flood,startup,batch-scale,upload,circuit-throughput,relay-scale,scale-model,https-poll] [--cpu-prof]
+ *   node_modules/.bin/node bench/run.ts [--quick] [--only executor,round-trip,throughput,dispatchable,lab-paths,memory,idle-cpu,scale,relay-flood,startup,batch-scale,upload,circuit-throughput,relay-scale,scale-model,https-poll,cpu-limit] [--cpu-prof]
  *   npm run bench -- --quick
  *
  * --quick   short, CI-friendly (fewer rounds, smaller bursts)
  * --only    a comma-separated subset
  * --cpu-prof  each benchmark process writes a V8 CPU profile to bench/profiles/
+ *
+ * RESULTS.md keeps what follows the line HAND_WRITTEN_MARK: sections added by
+ * hand from separate runs (before/after comparisons, profiles) survive a
+ * full run, which rewrites only the part above that line.
  *
  * Benchmarks print figures and never assert on time: a missed target is
  * reported, not an error. The exit code is non-zero only if a benchmark could
@@ -25,7 +29,9 @@ import { markdownTable, type BenchReport } from './lib/report.ts'
 
 const BENCH_DIR = fileURLToPath(new URL('./', import.meta.url))
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
-const ALL = ['executor', 'round-trip', 'throughput', 'dispatchable', 'lab-paths', 'memory', 'idle-cpu', 'scale', 'relay-flood', 'startup', 'batch-scale', 'upload', 'circuit-throughput', 'relay-scale', 'scale-model', 'https-poll'] as const
+/** The first line RESULTS.md keeps across runs, and everything after it. */
+const HAND_WRITTEN_MARK = '<!-- bench/run.ts writes everything above this line; the sections below come from separate runs and are kept -->'
+const ALL = ['executor', 'round-trip', 'throughput', 'dispatchable', 'lab-paths', 'memory', 'idle-cpu', 'scale', 'relay-flood', 'startup', 'batch-scale', 'upload', 'circuit-throughput', 'relay-scale', 'scale-model', 'https-poll', 'cpu-limit'] as const
 /** per benchmark process, a little beyond its own internal bound (benchMain's): then it is killed */
 const KILL_AFTER_MS: Record<string, { quick: number, full: number }> = {
   executor: { quick: 150_000, full: 270_000 },
@@ -43,7 +49,8 @@ const KILL_AFTER_MS: Record<string, { quick: number, full: number }> = {
   'circuit-throughput': { quick: 150_000, full: 270_000 },
   'relay-scale': { quick: 330_000, full: 1_530_000 },
   'scale-model': { quick: 330_000, full: 1_830_000 },
-  'https-poll': { quick: 150_000, full: 270_000 }
+  'https-poll': { quick: 150_000, full: 270_000 },
+  'cpu-limit': { quick: 180_000, full: 360_000 }
 }
 
 interface Options { quick: boolean, only: string[], cpuProf: boolean }
@@ -155,6 +162,13 @@ async function runOne (name: string, opts: Options, jsonOut: string): Promise<{ 
   return { report, code, ms, profile }
 }
 
+/** The mark and what follows it in the current RESULTS.md; without a mark, the whole old file goes below one, so nothing is lost. */
+function handWritten (file: string): string {
+  const old = existsSync(file) ? readFileSync(file, 'utf8') : ''
+  const at = old.indexOf(HAND_WRITTEN_MARK)
+  return at < 0 ? `${HAND_WRITTEN_MARK}\n\n${old}` : old.slice(at)
+}
+
 async function main (): Promise<void> {
   let opts: Options
   try {
@@ -221,7 +235,7 @@ async function main (): Promise<void> {
   ].join('\n')
   process.stdout.write(`\n# Results\n\n${table}\n\n`)
   for (const f of failures) process.stdout.write(`FAILED: ${f}\n`)
-  writeFileSync(join(BENCH_DIR, 'RESULTS.md'), md)
+  writeFileSync(join(BENCH_DIR, 'RESULTS.md'), `${md}\n${handWritten(join(BENCH_DIR, 'RESULTS.md'))}`)
   process.stdout.write(`written to ${relative(process.cwd(), join(BENCH_DIR, 'RESULTS.md')) || 'bench/RESULTS.md'}\n`)
   process.exit(failures.length > 0 ? 1 : 0)
 }
