@@ -49,7 +49,12 @@ export interface DialAttempt {
   code: string
   duration_ms: number
   purpose: DialPurpose
+  /** the IP family of the address dialled (of the relay's, for a circuit); absent for an address by name */
+  family?: AddrFamily
 }
+
+/** The IP family of a dialled address; names (`/dns4`, WebSocket-over-TLS names) have none. */
+export type AddrFamily = 'ip4' | 'ip6'
 
 export type Reachability = 'public' | 'private' | 'unknown'
 

@@ -5,10 +5,10 @@ import { dirname, join } from 'node:path'
 import { Waker } from '../core/async.ts'
 import { WorldComputeError } from '../core/errors.ts'
 import { duration, portOf } from '../core/format.ts'
-import { TRANSPORTS, type DialAttempt, type DialPhase, type Transport } from '../core/types.ts'
+import { TRANSPORTS, type AddrFamily, type DialAttempt, type DialPhase, type Transport } from '../core/types.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { describeDialError, initialPhase, phaseForProgress } from './dial-error.ts'
-import { transportOf } from './transport-of.ts'
+import { familyOf, transportOf } from './transport-of.ts'
 import { withPollFallbacks } from './https-poll/address.ts'
 import type { AbortOptions, Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -145,19 +145,11 @@ const RUNG_RANK: Readonly<Record<Transport, number>> = {
   'https-poll': 5
 }
 
-/** The IP family of a dialled address; names (`/dns4`, WebSocket-over-TLS names) have none. */
-export type AddrFamily = 'ip4' | 'ip6'
+export type { AddrFamily }
+export { familyOf }
 
 /** The family the ladder tries first within a rung when nothing is remembered (RFC 8305 §4: IPv6 first). */
 export const PREFERRED_FAMILY: AddrFamily = 'ip6'
-
-/** `ip4` / `ip6` for an IP address (or a circuit through one), undefined for a name. */
-export function familyOf (addr: Multiaddr | string): AddrFamily | undefined {
-  const text = typeof addr === 'string' ? addr : addr.toString()
-  if (text.startsWith('/ip6/')) return 'ip6'
-  if (text.startsWith('/ip4/')) return 'ip4'
-  return undefined
-}
 
 export interface PlannedAttempt {
   addr: Multiaddr

@@ -1,5 +1,5 @@
 import { describeDialError, initialPhase, phaseForProgress, type DialErrorDescription } from './dial-error.ts'
-import { peerIdOf, transportOf } from './transport-of.ts'
+import { familyOf, peerIdOf, transportOf } from './transport-of.ts'
 import { diagnoseWebSocketFailure, wsTargetOf } from './ws-diagnose.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import type { DialTelemetry } from './telemetry.ts'
@@ -161,7 +161,8 @@ export class DialRecorder {
       cause: proxy != null && !outcome.cause.includes(proxy) ? `${outcome.cause} (through proxy ${proxy})` : outcome.cause,
       code: outcome.code,
       duration_ms: Date.now() - attempt.started,
-      purpose: attempt.purpose
+      purpose: attempt.purpose,
+      ...familyField(attempt.target)
     }
     this.telemetry.record(record)
     try {
@@ -185,7 +186,8 @@ export class DialRecorder {
       cause: d.cause,
       code: d.code,
       duration_ms: Date.now() - started,
-      purpose
+      purpose,
+      ...familyField(target)
     })
   }
 }
@@ -233,4 +235,10 @@ async function settleOnAbort (attempt: Promise<Connection>, signal: AbortSignal 
       }
     )
   })
+}
+
+/** `{ family }` for an address by IP, nothing for one by name (the JSON then has no `family` key). */
+function familyField (target: string): Pick<DialAttempt, 'family'> {
+  const family = familyOf(target)
+  return family != null ? { family } : {}
 }

@@ -1,4 +1,4 @@
-import type { Transport } from '../core/types.ts'
+import type { AddrFamily, Transport } from '../core/types.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 /**
@@ -60,6 +60,14 @@ export function relayPeerOf (ma: Multiaddr | string): string | undefined {
 }
 
 /** The last `/p2p/<id>` of an address: the peer it names. */
+/** `ip4` / `ip6` for an IP address (or a circuit through one), undefined for a name. */
+export function familyOf (addr: Multiaddr | string): AddrFamily | undefined {
+  const text = typeof addr === 'string' ? addr : addr.toString()
+  if (text.startsWith('/ip6/')) return 'ip6'
+  if (text.startsWith('/ip4/')) return 'ip4'
+  return undefined
+}
+
 export function peerIdOf (ma: Multiaddr | string): string | undefined {
   const parts = (typeof ma === 'string' ? ma : ma.toString()).split('/')
   for (let i = parts.length - 1; i > 0; i--) {
