@@ -15,6 +15,7 @@
  * Safety: nothing is sent unless `mappingCandidate` finds a default gateway
  * and a listener on our private LAN address (port-mapping-gateway.ts).
  */
+import { transportOf } from './transport-of.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { duration } from '../core/format.ts'
 import type { PortMappingFailure, PortMappingLease, PortMappingProtocol, PortMappingState, PortMappingStatus } from '../core/types.ts'
@@ -384,7 +385,7 @@ function askAutoNatAgain (core: NodeCore, stillUnconfirmed: () => boolean, round
   const verify = client?.verifyExternalAddresses
   const protocol = client?.dialRequestProtocol
   if (typeof verify !== 'function' || protocol == null) {
-    core.log.debug('port mapping: the AutoNAT v2 client has no verifyExternalAddresses: the mapped address is tested at the next connection to a server')
+    core.log.warn('port mapping: this @libp2p/autonat-v2 has no verifyExternalAddresses (code AUTONAT_API_CHANGED): the mapped address is tested only at the next connection to an AutoNAT server, so it may stay unconfirmed while the donor is idle')
     return
   }
   void (async () => {
@@ -394,7 +395,9 @@ function askAutoNatAgain (core: NodeCore, stillUnconfirmed: () => boolean, round
       // a peer the store does not know has told us no protocols: not a server to ask
       const peer = await core.libp2p.peerStore.get(conn.remotePeer).catch(() => undefined)
       if (peer?.protocols.includes(protocol) !== true) continue
-      await verify.call(client, conn).catch((err: Error) => { core.log.debug(`port mapping: AutoNAT v2 check through ${conn.remotePeer.toString()} failed: ${err.message}`) })
+      await verify.call(client, conn).catch((err: Error) => {
+        core.log.warn(`port mapping: AutoNAT v2 check of the mapped address failed: peer ${conn.remotePeer.toString()}, address ${conn.remoteAddr.toString()}, transport ${transportOf(conn.remoteAddr)}, phase autonat, code ${(err as { code?: string }).code ?? err.name}: ${err.message}`)
+      })
     }
   })()
   // a server may be busy with an earlier check (or not yet identified): asked again a few times while unconfirmed
