@@ -5,13 +5,12 @@ import { relayInfo, type RelayTlsCertificate } from '../protocols/relay-info/ind
 import { directIpOf, observedAddr } from '../protocols/observed-addr/index.ts'
 import { leafFingerprintOfPem } from '../net/tls-intercept.ts'
 import { readFileSync } from 'node:fs'
-import { startRelayStun, stunAddrs } from './relay-stun.ts'
+import { startRelayStun, stunAddrs, type RelayStun } from './relay-stun.ts'
 import { RelayGuard } from './relay-guard.ts'
 import { RelayLiveness, type RelayLivenessInit } from './relay-liveness.ts'
 import { servePortalProbe } from './portal-probe.ts'
 import type { HopServer, MeshHost } from '../net/components.ts'
 import type { MeshNodeInit } from '../net/mesh-node.ts'
-import type { StunResponder } from '../net/stun/responder.ts'
 import { CircuitTraffic } from '../net/circuit-traffic.ts'
 import type { RelayConfig } from '../config/config.ts'
 import type { PrivateKey } from '@libp2p/interface'
@@ -49,7 +48,7 @@ export class ReservationAddresses {
 /** What the composition root builds a relay's node from. */
 export interface RelayParts {
   /** started before the node: its identify agent version tells donors the STUN ports actually bound */
-  stun?: StunResponder
+  stun?: RelayStun
   /** donors compare this with the certificate they see: a different one means a middlebox re-signed it */
   tlsCertificate?: RelayTlsCertificate
   /** answers brokers asking where a reservation holder is; hand it to {@link RelayService} */
@@ -96,7 +95,7 @@ export interface RelayServiceInit {
   /** the relay's node, built by the composition root from {@link prepareRelay}; started and stopped by this role */
   mesh: MeshHost
   /** the STUN responder from {@link prepareRelay}; stopped with the relay */
-  stun?: StunResponder
+  stun?: RelayStun
   tlsCertificate?: RelayTlsCertificate
   /** from {@link prepareRelay}: bound to the node's hop server when the relay starts */
   observedAddrs?: ReservationAddresses
@@ -118,7 +117,7 @@ export class RelayService {
   private started = false
   private announcer?: RelayAnnouncer
   private liveness?: RelayLiveness
-  private stun?: StunResponder
+  private stun?: RelayStun
   private readonly onConnect = (evt: CustomEvent<{ toString: () => string }>): void => { this.log.debug(`peer connected: ${evt.detail.toString()}`) }
   private readonly onDisconnect = (evt: CustomEvent<{ toString: () => string }>): void => { this.log.debug(`peer disconnected: ${evt.detail.toString()}`) }
 

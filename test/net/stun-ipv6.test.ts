@@ -8,7 +8,8 @@ import { createSocket } from 'node:dgram'
 import { describe, it } from 'node:test'
 import { decodeStun, encodeBindingRequest, encodeBindingSuccess, newTransactionId } from '../../src/net/stun/codec.ts'
 import { StunResponder } from '../../src/net/stun/responder.ts'
-import { stunAddrs, stunBindAddresses } from '../../src/relay/relay-stun.ts'
+import { startRelayStun, stunAddrs, stunBindAddresses } from '../../src/relay/relay-stun.ts'
+import { createLogger } from '../../src/log/logger.ts'
 import { multiaddr } from '@multiformats/multiaddr'
 
 async function askFrom (type: 'udp4' | 'udp6', host: string, port: number): Promise<{ address: string, port: number } | undefined> {
@@ -47,9 +48,29 @@ describe('STUN over IPv6', () => {
 
   it('a relay listening on every interface binds STUN on :: when the host has IPv6, else on 0.0.0.0', () => {
     const config = { listen: [multiaddr('/ip4/0.0.0.0/tcp/4001'), multiaddr('/ip6/::/tcp/4001')], announce: [] }
-    assert.deepEqual(stunBindAddresses(config, () => true).addresses, ['::'])
-    assert.deepEqual(stunBindAddresses(config, () => false).addresses, ['0.0.0.0'])
-    assert.deepEqual(stunBindAddresses({ ...config, listen: [multiaddr('/ip4/198.51.100.10/tcp/4001')] }, () => true).addresses, ['198.51.100.10'])
+    assert.deepEqual(stunBindAddresses(config, () => true).map(b => b.addresses), [['::']])
+    assert.deepEqual(stunBindAddresses(config, () => false).map(b => b.addresses), [['0.0.0.0']])
+    assert.deepEqual(stunBindAddresses({ ...config, listen: [multiaddr('/ip4/198.51.100.10/tcp/4001')] }, () => true).map(b => b.addresses), [['198.51.100.10']])
+  })
+
+  it('a relay listening on specific IPs of both families binds one STUN responder per family', () => {
+    const listen = [multiaddr('/ip4/198.51.100.10/tcp/4001'), multiaddr('/ip4/198.51.100.11/tcp/4001'), multiaddr('/ip6/2001:db8::10/tcp/4001'), multiaddr('/ip6/::/udp/4001/quic-v1')]
+    assert.deepEqual(stunBindAddresses({ listen, announce: [] }, () => true).map(b => b.addresses), [['198.51.100.10', '198.51.100.11'], ['2001:db8::10']])
+    assert.deepEqual(stunBindAddresses({ listen: [multiaddr('/ip6/2001:db8::10/tcp/4001')], announce: [] }, () => true).map(b => b.addresses), [['2001:db8::10']], 'an IPv6-only relay answers STUN on its IPv6 address')
+  })
+
+  it('a relay on specific IPs of both families answers STUN over each', { timeout: 10_000 }, async () => {
+    // port 0: each responder gets its own free port, read back from its endpoints
+    const stun = await startRelayStun({ listen: [multiaddr('/ip4/127.0.0.1/tcp/4001'), multiaddr('/ip6/::1/tcp/4001')], announce: [], stunPorts: [0] }, createLogger('test.stun'))
+    assert.ok(stun != null)
+    try {
+      const at = new Map(stun.endpoints().map(e => [e.address, e.port]))
+      assert.deepEqual([...at.keys()].sort(), ['127.0.0.1', '::1'])
+      assert.equal((await askFrom('udp6', '::1', at.get('::1') ?? 0))?.address, '::1')
+      assert.equal((await askFrom('udp4', '127.0.0.1', at.get('127.0.0.1') ?? 0))?.address, '127.0.0.1')
+    } finally {
+      await stun.stop()
+    }
   })
 
   it('names both families\' advertised addresses as STUN endpoints of a responder on ::', () => {
