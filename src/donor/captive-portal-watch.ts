@@ -27,6 +27,8 @@ const NO_TIMER_MS = 2_147_483_647
 export interface CaptivePortalWatchInit {
   /** the relays' probe URLs (portalProbeUrls of the bootstrap list) */
   urls: readonly string[]
+  /** the PeerId of the relay a probe URL belongs to, for the WARN @default none named */
+  relayOf?: (url: string) => string | undefined
   /** the portal let this device out: the relays should be tried now, not after their back-off */
   onLetOut: () => void
   /** @default probeCaptivePortal (src/net/captive-portal.ts) */
@@ -173,9 +175,12 @@ export class CaptivePortalWatch {
 
   private portalSeen (result: CaptivePortalProbe, url: string): void {
     const answer = result.answers.find(a => a.outcome === 'portal')
-    this.log.warn(`this network shows a sign-in page (captive portal) at ${url}: open it in a browser and sign in; the donor joins by itself afterwards (asked ${answer?.url ?? 'the relays'}: ${answer?.detail ?? result.detail})`, {
+    const peer = answer != null ? this.init.relayOf?.(answer.url) : undefined
+    const asked = answer == null ? 'the relays' : `${answer.url}${peer != null ? ` (relay ${peer})` : ''}`
+    this.log.warn(`this network shows a sign-in page (captive portal) at ${url}: open it in a browser and sign in; the donor joins by itself afterwards (asked ${asked}: ${answer?.detail ?? result.detail})`, {
       code: 'CAPTIVE_PORTAL',
       url,
+      ...(peer != null ? { peer } : {}),
       addr: answer?.url,
       transport: answer?.url.startsWith('https:') === true ? 'https' : 'http',
       phase: 'captive-portal',

@@ -3,7 +3,7 @@ import { ReservationManager, type ReservationManagerInit } from './reservation-m
 import { NatProber, type NatProberInit } from './nat-prober.ts'
 import { DirectPaths, type DirectPathsInit } from './direct-paths.ts'
 import { CaptivePortalWatch, type CaptivePortalWatchInit } from './captive-portal-watch.ts'
-import { portalProbeUrls } from '../net/captive-portal.ts'
+import { portalProbeUrls, relayOfProbeUrl } from '../net/captive-portal.ts'
 import { RelayDirectory } from '../net/relay-directory.ts'
 import { peerIdOf } from '../net/transport-of.ts'
 import type { DaemonStatus, PingResult, RelayReservationStatus } from '../core/types.ts'
@@ -70,6 +70,7 @@ export class DonorService {
     this.portal = new CaptivePortalWatch({
       ...init.captivePortal,
       urls: portalProbeUrls(init.bootstrap),
+      relayOf: url => relayOfProbeUrl(init.bootstrap, url),
       onLetOut: () => { this.reservations.networkChanged() },
       logger: this.log.child('portal')
     })

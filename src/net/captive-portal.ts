@@ -58,6 +58,17 @@ export function portalProbeUrls (addrs: ReadonlyArray<Multiaddr | string>, max =
   return [...plain, ...tls].slice(0, Math.max(0, max))
 }
 
+/** The PeerId of the relay behind a probe URL (the first address of `addrs` that gives it and names one). */
+export function relayOfProbeUrl (addrs: ReadonlyArray<Multiaddr | string>, url: string): string | undefined {
+  for (const a of addrs) {
+    const ma = typeof a === 'string' ? multiaddr(a) : a
+    if (probeUrlOf(ma) !== url) continue
+    const peer = ma.getComponents().findLast(c => c.name === 'p2p')?.value
+    if (peer != null) return peer
+  }
+  return undefined
+}
+
 function probeUrlOf (ma: Multiaddr): string | undefined {
   const parts = ma.getComponents()
   const [host, tcp] = parts

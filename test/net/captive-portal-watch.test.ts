@@ -12,6 +12,7 @@ import { renderStatus } from '../../src/cli/render.ts'
 import type { CaptivePortalProbe, DaemonStatus } from '../../src/core/types.ts'
 
 const URLS = ['http://198.51.100.10:80/generate_204']
+const RELAY = '12D3KooWGvdtpGj2EWhKEukHYaHEdK7BTGXyivp27nDq4ChkZwHk'
 const SIGN_IN = 'http://portal.lab.example/login'
 
 function answer (state: CaptivePortalProbe['state']): CaptivePortalProbe {
@@ -54,6 +55,7 @@ describe('the captive portal watch', () => {
         return answer(script.shift() ?? 'no')
       },
       onLetOut: () => { letOut++ },
+      relayOf: url => url === URLS[0] ? RELAY : undefined,
       recheck: { initialMs: 10_000, maxMs: 60_000 },
       suspectIntervalMs: 30_000,
       logger: recordingLogger(lines)
@@ -85,6 +87,8 @@ describe('the captive portal watch', () => {
     assert.equal(warnings.length, 1, 'one warning for the whole time the portal is seen')
     assert.equal(warnings[0].level, 'warn')
     assert.equal(warnings[0].fields?.url, SIGN_IN)
+    assert.equal(warnings[0].fields?.peer, RELAY, 'the warning names the relay whose probe met the portal')
+    assert.equal(warnings[0].fields?.addr, URLS[0])
     assert.match(warnings[0].msg, /sign-in page \(captive portal\) at http:\/\/portal\.lab\.example\/login: open it in a browser and sign in/)
     assert.equal(letOut, 1)
     assert.equal(watch.status().state, 'no')

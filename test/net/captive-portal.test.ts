@@ -6,7 +6,7 @@ import { createServer as createTcpServer, type AddressInfo, type Server as TcpSe
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { decide, portalProbeUrls, probeCaptivePortal, signInUrlOf } from '../../src/net/captive-portal.ts'
+import { decide, portalProbeUrls, probeCaptivePortal, relayOfProbeUrl, signInUrlOf } from '../../src/net/captive-portal.ts'
 import { HttpRouteTable } from '../../src/net/ws-http-routes.ts'
 import { servePortalProbe } from '../../src/relay/portal-probe.ts'
 import { PORTAL_PROBE_HEADER } from '../../src/net/constants.ts'
@@ -207,5 +207,19 @@ describe('decide', () => {
   it('never calls silence a portal', () => {
     assert.equal(decide([{ url: 'http://x/', outcome: 'silent', detail: 'timeout' }], 'now').state, 'unknown')
     assert.equal(decide([], 'now').state, 'unknown')
+  })
+})
+
+describe('relayOfProbeUrl', () => {
+  const relay = '12D3KooWGvdtpGj2EWhKEukHYaHEdK7BTGXyivp27nDq4ChkZwHk'
+  const bootstrap = [`/ip4/198.51.100.10/tcp/4001/p2p/${relay}`, `/ip4/198.51.100.10/tcp/80/ws/p2p/${relay}`, '/ip4/198.51.100.11/tcp/80/ws']
+
+  it('names the relay whose WebSocket address gave the probe URL', () => {
+    assert.equal(relayOfProbeUrl(bootstrap, 'http://198.51.100.10:80/generate_204'), relay)
+  })
+
+  it('names nobody for a URL of an address without a PeerId, or of no address at all', () => {
+    assert.equal(relayOfProbeUrl(bootstrap, 'http://198.51.100.11:80/generate_204'), undefined)
+    assert.equal(relayOfProbeUrl(bootstrap, 'http://203.0.113.9:80/generate_204'), undefined)
   })
 })
