@@ -96,6 +96,8 @@ export type KnownRelayStatus = KnownRelayView
 /** One attempt to connect to a relay over all its usable addresses: the connection and how it was made. */
 export interface RelayDialler {
   dial: (peerId: string, addrs: readonly Multiaddr[], options: AbortOptions) => Promise<LadderResult>
+  /** the path out changed (a portal let us out): what slow answers taught about each peer no longer holds */
+  networkChanged?: () => void
 }
 
 /** The longest a learned relay that keeps failing is left alone before it is tried again. */
@@ -328,6 +330,7 @@ export class ReservationManager {
   networkChanged (): void {
     const now = Date.now()
     this.failureSummaries.clear()
+    this.dialler.networkChanged?.()
     for (const relay of this.relays) {
       if (relay.phase.name === 'backing-off') {
         relay.failures = 0

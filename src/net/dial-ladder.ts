@@ -359,6 +359,18 @@ export class DialLadder {
     return this.patience.get(peerId) ?? 1
   }
 
+  /**
+   * The way out changed (a captive portal let this device out, a new
+   * network): timeouts grown while every attempt timed out described the old
+   * path — a portal swallowing packets looks like a slow peer — so every peer
+   * starts again at the usual timeouts.
+   */
+  networkChanged (): void {
+    if (this.patience.size === 0) return
+    this.log.info(`the network changed: ${this.patience.size} peer(s) back to the usual dial timeouts`)
+    this.patience.clear()
+  }
+
   /** The order the next ladder to this peer would try its addresses in. */
   plan (peerId: string, addrs: readonly Multiaddr[]): PlannedAttempt[] {
     return planLadder(this.pollFallback ? withPollFallbacks(addrs) : addrs, this.memory?.recall(peerId))

@@ -267,6 +267,15 @@ describe('DialLadder with a fake dialer', () => {
     assert.equal(ladder.patienceFor('12D3KooWQCGu6KdcfFGmdfzcKHFHpV4hnhrQ8mkDNJquUCdjkrCu'), 1)
   })
 
+  it('a network change puts every peer back at the usual timeouts', { timeout: 10_000 }, async () => {
+    const d = fakeDialer({ [QUIC]: async (_a, o) => await hang(o), [TCP]: async (_a, o) => await hang(o) })
+    const ladder = new DialLadder({ dial: d.dial, staggerMs: 1, budgetMs: NEVER, timeoutsMs: { quic: 20, tcp: 20 } })
+    await assert.rejects(ladder.dial(PEER, mas(QUIC, TCP)), DialLadderError)
+    assert.equal(ladder.patienceFor(PEER), 2, 'a ladder that only timed out grows the patience')
+    ladder.networkChanged()
+    assert.equal(ladder.patienceFor(PEER), 1)
+  })
+
   it('stops when the caller aborts, cancelling what runs', { timeout: 10_000 }, async () => {
     const d = fakeDialer({ [QUIC]: async (_a, o) => await hang(o) })
     const ladder = new DialLadder({ dial: d.dial, staggerMs: NEVER, budgetMs: NEVER })
