@@ -15,6 +15,13 @@
  * rounds interleaved with the order rotated, after warm-up runs; outputs are
  * checked against each other outside the timed region. Nothing asserts on time.
  *
+ * Besides wall time, CPU time per run (Linux): this process's (process.cpuUsage)
+ * and, for the executor, the sandbox process's too (/proc/PID/stat, all its
+ * threads, in clock ticks: summed over the rounds, not per round). On a machine
+ * shared with other work, wall time grows with the wait for a core and CPU time
+ * does not: the CPU ratio says what the executor costs, the wall ratio what it
+ * costs with the cores this run got.
+ *
  *   node_modules/.bin/node bench/executor.ts [--quick] [--json-out FILE]
  */
 import { fork, spawnSync } from 'node:child_process'
@@ -29,6 +36,7 @@ import { cidForBytes } from '../src/executor/cid.ts'
 import { Executor } from '../src/executor/index.ts'
 import { prepareModule, runModule } from '../src/executor/index.ts'
 import { MEMORY_PAGES, runUnmeteredShim, withMemoryMaximum } from './metering-overhead.ts'
+import { CLK_TCK, parseStat } from './lib/proc-cpu.ts'
 import { benchMain, progress, row, skippedRow, within, type BenchRow } from './lib/report.ts'
 import { fmt, pairedRatios, num, rotate, summarize, type Summary } from './lib/stats.ts'
 
@@ -90,6 +98,8 @@ interface Workload {
 
 interface Measured {
   times: Record<Variant, number[]>
+  /** CPU ms per run, this process and (executor) the sandbox; absent where /proc cannot be read */
+  cpuMs: Partial<Record<Variant, number>>
   /** executor's own durationMs (dispatch to result, IPC included) */
   executorInternal: number[]
   fuelUsed: number
@@ -194,6 +204,7 @@ async function measure (w: Workload, executor: Executor, ipcEcho: IpcEcho, dir: 
   const variants = (Object.keys(run) as Variant[])
   const internal: number[] = []
   const times = { native: [], bareV8: [], shim: [], inProcess: [], executor: [], ipc: [] } as Record<Variant, number[]>
+  const cpu = new CpuTally(executor)
   let reference: string | undefined
   const check = (v: Variant, out: Uint8Array): void => {
     if (v === 'ipc') {
@@ -213,7 +224,9 @@ async function measure (w: Workload, executor: Executor, ipcEcho: IpcEcho, dir: 
   const deadline = Date.now() + 100_000
   for (let i = 0; i < w.rounds && Date.now() < deadline; i++) {
     for (const v of rotate(variants, i)) {
+      const before = cpu.read(v)
       const [ms, out] = await (run[v] as () => Promise<[number, Uint8Array]>)()
+      cpu.add(v, before)
       times[v].push(ms)
       check(v, out)
     }
@@ -221,7 +234,50 @@ async function measure (w: Workload, executor: Executor, ipcEcho: IpcEcho, dir: 
   }
   let output = reference ?? ''
   if (w.name === 'primes') output = new TextDecoder().decode((await (run.inProcess as () => Promise<[number, Uint8Array]>)())[1]).trim()
-  return { times, executorInternal: internal, fuelUsed, output }
+  return { times, cpuMs: cpu.perRun(times), executorInternal: internal, fuelUsed, output }
+}
+
+/**
+ * CPU time of each variant's runs: this process's, plus the sandbox
+ * process's for the executor (native and the IPC echo run in other processes
+ * and are left out).
+ */
+class CpuTally {
+  private readonly totals: Partial<Record<Variant, number>> = {}
+  private sandboxUnreadable?: string
+
+  private readonly executor: Executor
+
+  constructor (executor: Executor) {
+    this.executor = executor
+  }
+
+  read (v: Variant): number {
+    const own = process.cpuUsage()
+    return (own.user + own.system) / 1000 + (v === 'executor' ? this.sandboxMs() : 0)
+  }
+
+  add (v: Variant, before: number): void {
+    if (v === 'native' || v === 'ipc' || (v === 'executor' && this.sandboxUnreadable !== undefined)) return
+    this.totals[v] = (this.totals[v] ?? 0) + this.read(v) - before
+  }
+
+  perRun (times: Record<Variant, number[]>): Partial<Record<Variant, number>> {
+    if (this.sandboxUnreadable !== undefined) process.stdout.write(`no executor CPU figure: ${this.sandboxUnreadable}\n`)
+    return Object.fromEntries(Object.entries(this.totals).map(([v, ms]) => [v, ms / times[v as Variant].length]))
+  }
+
+  /** The sandbox's CPU ms so far (all its threads); the sandbox does not restart in this bench. */
+  private sandboxMs (): number {
+    const pid = this.executor.sandboxPid
+    try {
+      if (pid === undefined) throw new Error('no sandbox process')
+      return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).self * 1000 / CLK_TCK
+    } catch (err) {
+      this.sandboxUnreadable ??= `cannot read the sandbox's CPU time: ${(err as Error).message}`
+      return 0
+    }
+  }
 }
 
 async function main (): Promise<void> {
@@ -275,8 +331,13 @@ async function main (): Promise<void> {
       process.stdout.write(`  executor's own durationMs    ${fmt(ei, 'ms')} (dispatch to result inside Executor)\n`)
       const pe = pairedRatios(m.times.executor, m.times.bareV8)
       process.stdout.write(`  executor/bare V8 per round:  ${num(pe.median)} (${num(pe.min)}–${num(pe.max)})\n`)
+      const cpu = m.cpuMs
+      process.stdout.write(`  CPU per run (mean):          ${(Object.keys(cpu) as Variant[]).map(v => `${v} ${num(cpu[v] as number)} ms`).join(', ')}${cpu.executor !== undefined ? ' (executor: this process + the sandbox)' : ''}\n`)
 
       rows.push(row({ benchmark: `executor: ${label}`, baselineName: LABEL.bareV8, baseline: s.bareV8, figure: s.executor, unit: 'ms', ratioLabel: 'executor / bare V8', target: { op: '<=', value: 1.15 } }))
+      if (cpu.executor !== undefined && cpu.bareV8 !== undefined) {
+        rows.push(row({ benchmark: `executor CPU: ${label}`, baselineName: `${LABEL.bareV8}, CPU`, baseline: summarize([cpu.bareV8]), figure: summarize([cpu.executor]), unit: 'ms', ratioLabel: 'executor (parent + sandbox) / bare V8, CPU per run' }))
+      }
       rows.push(row({ benchmark: `metering+shim: ${label}`, baselineName: LABEL.bareV8, baseline: s.bareV8, figure: s.inProcess, unit: 'ms', ratioLabel: 'in-process metered / bare V8' }))
       rows.push(row({ benchmark: `metering alone: ${label}`, baselineName: LABEL.shim, baseline: s.shim, figure: s.inProcess, unit: 'ms', ratioLabel: 'metered / unmetered, same shim' }))
       rows.push(row({ benchmark: `sandbox+IPC: ${label}`, baselineName: LABEL.inProcess, baseline: s.inProcess, figure: s.executor, unit: 'ms', ratioLabel: 'executor / in-process metered' }))

@@ -25,6 +25,7 @@ import { resolveModuleLimits, type ModuleLimits } from './module-limits.ts'
 import { memoryPagesFor } from './prepare.ts'
 import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome } from './protocol.ts'
 import { SANDBOX_ENTRY, sandboxExecArgv } from './sandbox-launch.ts'
+import { inputChunks, joinChunks } from './stream-io.ts'
 import { checkPreopens, preopenBytes } from './wasi-fs.ts'
 
 export interface ExecutorInit {
@@ -115,6 +116,9 @@ interface Pending {
   /** when the hang timer fires, and what it had left while jobs are suspended */
   hangDueAt?: number
   hangLeftMs?: number
+  /** stdout that came ahead of the result, in order */
+  stdoutChunks: Uint8Array[]
+  stdoutChunkBytes: number
 }
 
 const STDERR_TAIL_BYTES = 4096
@@ -312,7 +316,7 @@ export class Executor {
     }
 
     return await new Promise<ExecuteResult>((resolve, reject) => {
-      const pending: Pending = { runId: this.nextRunId++, req, limits: checked.limits, resolve, reject, signal }
+      const pending: Pending = { runId: this.nextRunId++, req, limits: checked.limits, resolve, reject, signal, stdoutChunks: [], stdoutChunkBytes: 0 }
       if (signal !== undefined) {
         pending.onAbort = () => { this.abort(pending) }
         signal.addEventListener('abort', pending.onAbort, { once: true })
@@ -374,12 +378,14 @@ export class Executor {
   private dispatch (sandbox: Sandbox, p: Pending): void {
     const { req } = p
     // views go as they are: the IPC channel's serializer writes only a view's own bytes, never its whole buffer
+    const [first, ...rest] = inputChunks(req.input)
     const job: SandboxJob = {
       runId: p.runId,
       jobId: req.jobId,
       module: req.module,
       moduleCid: req.moduleCid,
-      input: req.input,
+      input: first,
+      inputLength: req.input.byteLength,
       args: [...req.args],
       env: [...req.env],
       moduleName: req.moduleName,
@@ -393,6 +399,11 @@ export class Executor {
     p.hangLeftMs = this.prepareTimeoutMs + p.limits.deadlineMs + this.hangGraceMs
     if (!this.wantSuspended) this.armHang(p)
     this.sendTo(sandbox, { type: 'run', job })
+    let offset = first.byteLength
+    for (const bytes of rest) {
+      this.sendTo(sandbox, { type: 'input', runId: p.runId, offset, bytes })
+      offset += bytes.byteLength
+    }
   }
 
   /** The hang timer for the time `p` has left; held while jobs are suspended, as the sandbox holds their deadlines. */
@@ -577,11 +588,32 @@ export class Executor {
 
   private onSandboxMessage (sandbox: Sandbox, msg: SandboxMessage): void {
     if (msg.type === 'suspended') sandbox.onSuspended?.()
-    if (msg.type !== 'result') return
+    if (msg.type !== 'result' && msg.type !== 'stdout') return
     const p = this.running.get(msg.runId)
     if (p === undefined || p.sandbox !== sandbox) return // aborted, or from a sandbox we gave up on
-    this.settle(p, msg.outcome)
+    if (msg.type === 'stdout') {
+      this.takeStdout(sandbox, p, msg.bytes)
+      return
+    }
+    this.settle(p, this.withStreamedStdout(p, msg.outcome))
     this.pump()
+  }
+
+  private takeStdout (sandbox: Sandbox, p: Pending, bytes: Uint8Array): void {
+    p.stdoutChunks.push(bytes)
+    p.stdoutChunkBytes += bytes.byteLength
+    // the worker's shim stops at the cap: more than that means the sandbox is not the code we started
+    if (p.stdoutChunkBytes > p.limits.outputBytes) void killSandbox(sandbox, `the sandbox process sent more stdout for job ${p.req.jobId} than its cap of ${p.limits.outputBytes} bytes; it was killed`)
+  }
+
+  /** The outcome with the stdout that streamed ahead of it put back in front, if the job's own run sent it. */
+  private withStreamedStdout (p: Pending, outcome: SandboxOutcome): SandboxOutcome {
+    const { stdoutStreamed, ...rest } = outcome
+    if (stdoutStreamed === undefined) return rest
+    if (stdoutStreamed !== p.stdoutChunkBytes) {
+      return failure(`executor crashed: the sandbox reported ${stdoutStreamed} bytes of stdout sent ahead of job ${p.req.jobId}'s result, ${p.stdoutChunkBytes} arrived`, 'failed', 'EXECUTOR_CRASHED')
+    }
+    return { ...rest, stdout: joinChunks(p.stdoutChunks, plainBytes(rest.stdout)) }
   }
 
   private onSandboxClosed (sandbox: Sandbox, code: number | null, signal: NodeJS.Signals | null): void {

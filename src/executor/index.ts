@@ -32,7 +32,7 @@ export {
 export { resolveJobLimits, resolveMaxLimits, type LimitsCheck } from './limits.ts'
 export { DEFAULT_MODULE_LIMITS, ModuleLimitError, resolveModuleLimits, type ModuleLimits } from './module-limits.ts'
 export { PreparedModuleCache, memoryPagesFor, prepareModule, preparedKey, type PrepareLimits, type PreparedModule } from './prepare.ts'
-export { runModule, type RunOutcome, type RunSpec } from './run-module.ts'
+export { runModule, type RunOptions, type RunOutcome, type RunSpec } from './run-module.ts'
 export { SANDBOX_ENTRY, SANDBOX_READ_DIRS, sandboxExecArgv, type SandboxFlagsInit } from './sandbox-launch.ts'
 export { Errno, WASI_MODULE, WASI_SIGNATURES } from './wasi-abi.ts'
 export { HostFuel, IOV_MAX, OutputLimitExceeded, VIRTUAL_CLOCK_STEP_NS, VIRTUAL_EPOCH_NS, WasiExit, WasiShim, type FuelCharge, type WasiShimInit } from './wasi-shim.ts'

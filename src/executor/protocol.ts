@@ -4,6 +4,11 @@
  * `serialization: 'advanced'` (structured clone: Uint8Array passes as bytes,
  * not as JSON arrays); sandbox ↔ worker over postMessage, which can also carry
  * a compiled WebAssembly.Module.
+ *
+ * A job's input and its stdout are streamed in chunks of STREAM_CHUNK_BYTES
+ * (stream-io.ts) while the job runs, so that their copies through both
+ * processes can overlap the guest's compute (on another core) instead of
+ * coming before and after it.
  */
 
 import type { ExecErrorCode, JobDir, JobLimits } from '../core/job.ts'
@@ -26,7 +31,10 @@ export interface SandboxJob {
   jobId: string
   module: Uint8Array
   moduleCid: string
+  /** the input's first part (at most STREAM_CHUNK_BYTES); the rest follows in `input` messages, in order */
   input: Uint8Array
+  /** the whole input's length */
+  inputLength: number
   args: string[]
   env: string[]
   moduleName?: string
@@ -37,6 +45,8 @@ export interface SandboxJob {
 
 export type ParentMessage =
   | { type: 'run', job: SandboxJob }
+  /** the next part of a job's input, starting at `offset` */
+  | { type: 'input', runId: number, offset: number, bytes: Uint8Array }
   /** the caller gave up on a job: stop its worker; no result is expected */
   | { type: 'cancel', runId: number }
   /** the process is about to be stopped (SIGSTOP): hold every job's timers and answer `suspended` */
@@ -47,11 +57,19 @@ export type ParentMessage =
 /** A job's end as the sandbox reports it: the module's own outcome, or (with `errorCode`) the sandbox's failure under it. */
 export interface SandboxOutcome extends RunOutcome {
   errorCode?: ExecErrorCode
+  /**
+   * set by the job's own run: this many bytes of stdout came before in
+   * `stdout` messages and go ahead of `stdout` here; unset, any that came are
+   * not part of the result (the job ended otherwise: deadline, cancel, crash)
+   */
+  stdoutStreamed?: number
 }
 
 export type SandboxMessage =
   | { type: 'ready', workers: number }
   | { type: 'result', runId: number, outcome: SandboxOutcome }
+  /** the next part of a running job's stdout */
+  | { type: 'stdout', runId: number, bytes: Uint8Array }
   /** every job's timers are held: the parent may stop the process now */
   | { type: 'suspended' }
 
@@ -76,4 +94,7 @@ export type WorkerMessage =
   | { type: 'ready' }
   /** preparation is over and the run begins (its deadline with it); `fresh` is a new entry for the sandbox's cache */
   | { type: 'prepared', runId: number, fresh?: PreparedModule }
-  | { type: 'done', runId: number, outcome: RunOutcome }
+  /** the next part of the job's stdout, flushed while it runs */
+  | { type: 'stdout', runId: number, bytes: Uint8Array }
+  /** `stdoutStreamed`: bytes of stdout that went ahead in `stdout` messages */
+  | { type: 'done', runId: number, outcome: RunOutcome, stdoutStreamed?: number }

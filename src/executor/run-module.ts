@@ -7,12 +7,19 @@
 
 import type { ExecStatus, ExecuteResult, JobDir } from '../core/job.ts'
 import { FUEL_EXPORT, START_EXPORT, TRAP_EXPORT, TrapCode } from './instrument.ts'
+import { waitForInput, type OutputSink } from './stream-io.ts'
 import { OutputLimitExceeded, WasiExit, WasiShim } from './wasi-shim.ts'
 
 export interface RunSpec {
   /** seeds random_get */
   jobId: string
   input: Uint8Array
+  /**
+   * for an input still arriving while the job runs (a StreamedInput's
+   * `arrived`): [0] is how many bytes of `input` are there; reads wait for
+   * theirs @default input is all there
+   */
+  inputArrived?: Int32Array
   /** argv[1..] */
   args: readonly string[]
   /** `K=V` strings */
@@ -51,11 +58,19 @@ const TRAP_TEXT: Record<string, string> = {
   'operation does not support unaligned accesses': 'unaligned atomic access'
 }
 
-export function runModule (module: WebAssembly.Module, spec: RunSpec): RunOutcome {
+export interface RunOptions {
+  /** where stdout goes in chunks while the job runs; the outcome's stdout is then what had not gone yet @default kept whole */
+  stdoutSink?: OutputSink
+}
+
+export function runModule (module: WebAssembly.Module, spec: RunSpec, options: RunOptions = {}): RunOutcome {
+  const arrived = spec.inputArrived
   const shim = new WasiShim({
     args: [spec.moduleName ?? 'main.wasm', ...spec.args],
     env: spec.env,
     stdin: spec.input,
+    stdinArrived: arrived === undefined ? undefined : (end) => { waitForInput(arrived, end) },
+    stdoutSink: options.stdoutSink,
     outputLimit: spec.outputBytes,
     randomSeed: spec.jobId,
     preopens: spec.preopens,

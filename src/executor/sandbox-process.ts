@@ -17,6 +17,7 @@ import type { ExecErrorCode, ExecStatus } from '../core/job.ts'
 import { siblingModuleUrl } from '../core/module-url.ts'
 import { PreparedModuleCache, preparedKey, type PrepareLimits, type PreparedModule } from './prepare.ts'
 import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome, WorkerMessage, WorkerRequest } from './protocol.ts'
+import { StreamedInput } from './stream-io.ts'
 
 const WORKER_ENTRY = siblingModuleUrl('./worker.ts', import.meta.url)
 
@@ -31,12 +32,18 @@ const WORKER_ENTRY = siblingModuleUrl('./worker.ts', import.meta.url)
  */
 const WORKER_RESOURCE_LIMITS = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32, stackSizeMb: 32 }
 
+/** A job taken in: its input fills as the parent's chunks arrive, queued or running. */
+interface Taken {
+  job: SandboxJob
+  input: StreamedInput
+}
+
 interface Slot {
   worker: Worker
   /** the worker has loaded its code (it said 'ready'); jobs go only to ready workers */
   ready: boolean
   /** the job the worker has, and the timer of its current phase (preparation, then the run) */
-  job?: { job: SandboxJob, runId: number, timer: JobTimer }
+  job?: { job: SandboxJob, runId: number, timer: JobTimer, input: StreamedInput }
 }
 
 /**
@@ -62,7 +69,7 @@ if (send === undefined) {
 const config = JSON.parse(process.argv[2] ?? '{}') as SandboxConfig
 const workerCount = Math.max(1, config.workers)
 const slots: Slot[] = []
-const queue: SandboxJob[] = []
+const queue: Taken[] = []
 const cache = new PreparedModuleCache()
 /** the parent asked to suspend us: timers are held until it says `resume` */
 let suspended = false
@@ -123,8 +130,10 @@ function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
       pump()
     } else if (msg.type === 'prepared') {
       onPrepared(s, msg.runId, msg.fresh)
+    } else if (msg.type === 'stdout') {
+      if (s.job?.runId === msg.runId) reply(msg)
     } else {
-      onDone(s, msg.runId, msg.outcome)
+      onDone(s, msg.runId, msg.stdoutStreamed === undefined ? msg.outcome : { ...msg.outcome, stdoutStreamed: msg.stdoutStreamed })
     }
   })
   const onDeath = (why: string, outOfMemory: boolean): void => {
@@ -202,18 +211,18 @@ function pump (): void {
   for (const slot of slots) {
     if (queue.length === 0) return
     if (slot.job !== undefined || !slot.ready) continue
-    startJob(slot, queue.shift() as SandboxJob)
+    startJob(slot, queue.shift() as Taken)
   }
 }
 
 /** Hands `job` to the slot's worker, with the cached preparation if there is one, under the preparation budget. */
-function startJob (slot: Slot, job: SandboxJob): void {
+function startJob (slot: Slot, { job, input }: Taken): void {
   const limits = prepareLimits(job)
   const budget = config.prepareTimeoutMs
   const timer = armTimer(() => {
     endJob(slot, job.runId, emptyOutcome('rejected', `preparing the module (CID check, validation, metering, compilation) took longer than this executor's budget of ${budget} ms (prepareTimeoutMs)`))
   }, budget)
-  slot.job = { job, runId: job.runId, timer }
+  slot.job = { job, runId: job.runId, timer, input }
   const request: WorkerRequest = {
     runId: job.runId,
     bytes: ownCopy(job.module),
@@ -222,7 +231,9 @@ function startJob (slot: Slot, job: SandboxJob): void {
     prepare: limits,
     spec: {
       jobId: job.jobId,
-      input: ownCopy(job.input),
+      // shared, not moved: this thread goes on filling it while the worker runs the job
+      input: input.bytes,
+      inputArrived: input.arrived,
       args: job.args,
       env: job.env,
       moduleName: job.moduleName,
@@ -236,13 +247,13 @@ function startJob (slot: Slot, job: SandboxJob): void {
   }
   // the bytes move to the worker rather than being cloned on this thread (serialized, then deserialized)
   const files = (request.spec.preopens ?? []).flatMap(d => d.files.map(f => f.data))
-  slot.worker.postMessage(request, [request.bytes, request.spec.input, ...files].filter(b => b.byteLength > 0).map(b => b.buffer as ArrayBuffer))
+  slot.worker.postMessage(request, [request.bytes, ...files].filter(b => b.byteLength > 0).map(b => b.buffer as ArrayBuffer))
 }
 
 /**
  * The bytes in an ArrayBuffer of their own, which postMessage can transfer.
  * What arrives over IPC is a view into the buffer of the whole message (module,
- * input, files), and that buffer may also hold the start of the next message:
+ * files), and that buffer may also hold the start of the next message:
  * it is never transferred itself. One copy here is cheaper than a structured
  * clone, which serializes and deserializes the whole message buffer.
  */
@@ -251,12 +262,26 @@ function ownCopy (b: Uint8Array): Uint8Array {
 }
 
 function onRun (job: SandboxJob): void {
-  queue.push(job)
+  const input = new StreamedInput(job.inputLength)
+  appendInput(input, job.runId, 0, job.input)
+  queue.push({ job, input })
   pump()
 }
 
+/** The next chunk of a job's input; one for a job no longer here (cancelled, ended) is dropped. */
+function onInput (runId: number, offset: number, bytes: Uint8Array): void {
+  const input = queue.find(q => q.job.runId === runId)?.input ?? slots.find(s => s.job?.runId === runId)?.job?.input
+  if (input !== undefined) appendInput(input, runId, offset, bytes)
+}
+
+function appendInput (input: StreamedInput, runId: number, offset: number, bytes: Uint8Array): void {
+  // the parent sends each job's chunks in order on one channel: anything else is a bug on its side, and a job
+  // given the wrong bytes would be a wrong result, so the sandbox stops (the parent reports the jobs it had)
+  if (!input.append(offset, bytes)) fatal(`run ${runId}: input chunk at ${offset} (${bytes.byteLength} bytes) does not follow the ${Atomics.load(input.arrived, 0)} bytes there, of ${input.bytes.byteLength}`)
+}
+
 function onCancel (runId: number): void {
-  const queued = queue.findIndex(q => q.runId === runId)
+  const queued = queue.findIndex(q => q.job.runId === runId)
   if (queued >= 0) {
     queue.splice(queued, 1)
     return
@@ -271,6 +296,7 @@ function onCancel (runId: number): void {
 
 process.on('message', (msg: ParentMessage) => {
   if (msg.type === 'run') onRun(msg.job)
+  else if (msg.type === 'input') onInput(msg.runId, msg.offset, msg.bytes)
   else if (msg.type === 'cancel') onCancel(msg.runId)
   else if (msg.type === 'suspend') {
     holdTimers(true)

@@ -22,6 +22,7 @@ import { WasiFiles } from './wasi-files.ts'
 import { FsError, MemFs } from './wasi-fs.ts'
 import { GuestMemory, GuestMemoryFault, HostFuel, type FuelCharge } from './wasi-memory.ts'
 import { pollOneoff } from './wasi-poll.ts'
+import type { OutputSink } from './stream-io.ts'
 
 export { HostFuel, IOV_MAX, type FuelCharge } from './wasi-memory.ts'
 
@@ -37,6 +38,14 @@ export interface WasiShimInit {
   /** `K=V` strings */
   env: readonly string[]
   stdin: Uint8Array
+  /**
+   * blocks until the first `end` bytes of `stdin` are there, for an input
+   * still arriving while the guest runs; a read waits for all it will return
+   * @default stdin is all there
+   */
+  stdinArrived?: (end: number) => void
+  /** where stdout goes in chunks as it is written; `stdout` then holds only what has not gone yet @default kept whole */
+  stdoutSink?: OutputSink
   /** cap on stdout + stderr together, bytes */
   outputLimit: number
   /** seeds random_get: the jobId */
@@ -79,6 +88,8 @@ export class WasiShim {
   private readonly env: Uint8Array[]
   private readonly stdin: Uint8Array
   private stdinPos = 0
+  private readonly stdinArrived?: (end: number) => void
+  private readonly stdoutSink?: OutputSink
   private readonly outputLimit: number
   private outputTotal = 0
   private readonly stdoutBuffer = new OutputBuffer()
@@ -98,13 +109,15 @@ export class WasiShim {
     this.args = init.args.map(a => encoder.encode(a + '\0'))
     this.env = init.env.map(e => encoder.encode(e + '\0'))
     this.stdin = init.stdin
+    this.stdinArrived = init.stdinArrived
+    this.stdoutSink = init.stdoutSink
     this.outputLimit = init.outputLimit
     this.randomSeed = createHash('sha256').update(RANDOM_DOMAIN).update(init.randomSeed).digest()
     const preopens = init.preopens ?? []
     this.fs = preopens.length === 0
       ? undefined
       : new MemFs({ preopens, budgetBytes: init.filesystemLimit ?? init.outputLimit, now: () => VIRTUAL_EPOCH_NS + this.elapsedNs })
-    this.fds = new FdTable({ stdin: this.stdinStream(), stdout: this.outputStream(this.stdoutBuffer), stderr: this.outputStream(this.stderrBuffer) }, this.fs)
+    this.fds = new FdTable({ stdin: this.stdinStream(), stdout: this.outputStream(this.stdoutBuffer, this.stdoutSink), stderr: this.outputStream(this.stderrBuffer) }, this.fs)
     this.functions = Object.freeze(this.buildFunctions())
   }
 
@@ -129,6 +142,7 @@ export class WasiShim {
     return { [WASI_MODULE]: ns }
   }
 
+  /** stdout, or with a `stdoutSink` the part of it not handed over yet */
   get stdout (): Uint8Array {
     return this.stdoutBuffer.toBytes()
   }
@@ -220,6 +234,7 @@ export class WasiShim {
     return {
       read: (target) => {
         const n = Math.min(target.length, this.stdin.length - this.stdinPos)
+        this.stdinArrived?.(this.stdinPos + n)
         target.set(this.stdin.subarray(this.stdinPos, this.stdinPos + n))
         this.stdinPos += n
         return n
@@ -228,7 +243,7 @@ export class WasiShim {
     }
   }
 
-  private outputStream (out: OutputBuffer): Stream {
+  private outputStream (out: OutputBuffer, sink?: OutputSink): Stream {
     return {
       write: (data) => {
         if (this.outputTotal + data.length > this.outputLimit) {
@@ -239,6 +254,8 @@ export class WasiShim {
         }
         out.append(data)
         this.outputTotal += data.length
+        // room for a chunk and a write past it, so a stream of writes does not grow the next buffer by doubling
+        if (sink !== undefined && out.size >= sink.chunkBytes) sink.flush(out.take(2 * sink.chunkBytes))
       }
     }
   }
@@ -322,6 +339,18 @@ class OutputBuffer {
     }
     this.buf.set(data, this.length)
     this.length += data.length
+  }
+
+  get size (): number {
+    return this.length
+  }
+
+  /** The bytes written (a view of the buffer), after which a new buffer of `capacity` bytes starts empty. */
+  take (capacity: number): Uint8Array {
+    const bytes = this.buf.subarray(0, this.length)
+    this.buf = new Uint8Array(capacity)
+    this.length = 0
+    return bytes
   }
 
   /**

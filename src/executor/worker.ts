@@ -13,6 +13,7 @@ import { InstrumentationError, InvalidModuleError, ModuleRejectedError } from '.
 import { PreparedModuleCache, prepareModule, preparedKey, type PreparedModule } from './prepare.ts'
 import type { WorkerMessage, WorkerRequest } from './protocol.ts'
 import { runModule, type RunOutcome } from './run-module.ts'
+import { STREAM_CHUNK_BYTES } from './stream-io.ts'
 
 const port = parentPort
 if (port === null) {
@@ -30,14 +31,22 @@ port.on('message', (req: WorkerRequest) => {
   // the metered bytes stay here: the sandbox's cache needs only the compiled module and its size
   const fresh = prepared === req.cached ? undefined : { ...prepared, bytes: new Uint8Array(0) }
   post({ type: 'prepared', runId: req.runId, fresh })
+  let stdoutStreamed = 0
+  const stdoutSink = {
+    chunkBytes: STREAM_CHUNK_BYTES,
+    flush: (bytes: Uint8Array) => {
+      stdoutStreamed += bytes.byteLength
+      port?.postMessage({ type: 'stdout', runId: req.runId, bytes } satisfies WorkerMessage, [bytes.buffer as ArrayBuffer])
+    }
+  }
   let outcome: RunOutcome
   try {
-    outcome = runModule(prepared.module, req.spec)
+    outcome = runModule(prepared.module, req.spec, { stdoutSink })
   } catch (err) {
-    // runModule classifies guest failures itself; anything reaching here is a host-side bug
+    // runModule classifies guest failures itself; anything reaching here is a host-side bug (what streamed still counts)
     outcome = failed(`executor error: ${describe(err)}`)
   }
-  post({ type: 'done', runId: req.runId, outcome: { ...outcome, cpuTimeMs: cpuMsSince(cpuStart) } })
+  post({ type: 'done', runId: req.runId, outcome: { ...outcome, cpuTimeMs: cpuMsSince(cpuStart) }, stdoutStreamed })
 })
 
 function cpuMsSince (start: NodeJS.CpuUsage): number {

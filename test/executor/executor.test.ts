@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import type { ExecuteResult } from '../../src/core/job.ts'
+import { DEFAULT_JOB_LIMITS, type ExecuteResult } from '../../src/core/job.ts'
 import { ExecutorNotRunningError } from '../../src/executor/errors.ts'
 import { Executor } from '../../src/executor/executor.ts'
+import { prepareModule } from '../../src/executor/prepare.ts'
+import { runModule } from '../../src/executor/run-module.ts'
+import { STREAM_CHUNK_BYTES } from '../../src/executor/stream-io.ts'
 import { request, text } from './helpers/fixtures.ts'
 
 const MiB = 1024 * 1024
@@ -51,6 +54,36 @@ describe('Executor running jobs in its sandbox process', () => {
     const result = await executor.execute({ ...req, module: around(req.module), input: around(new TextEncoder().encode('only these words\n')) })
     assertStatus(result, 'succeeded')
     assert.equal(text(result.stdout), 'ONLY THESE WORDS\n')
+  })
+
+  it('streams an input and an output of several chunks through whole and in order, for the fuel of a run in one piece', async () => {
+    // every 4 KiB block differs, so a chunk out of place or twice would show
+    const input = new Uint8Array(3 * STREAM_CHUNK_BYTES + 5).map((_, i) => 0x61 + ((i + Math.floor(i / 4096)) % 26))
+    const req = request('upper', { input, limits: { outputBytes: 8 * MiB } })
+    const result = await executor.execute(req)
+    assertStatus(result, 'succeeded')
+    assert.deepEqual(result.stdout, input.map(b => b - 32))
+    const inOnePiece = runModule(prepareModule(req.module, req.moduleCid, { memoryBytes: 64 * MiB, maxCallDepth: DEFAULT_JOB_LIMITS.maxCallDepth }).module,
+      { jobId: req.jobId, input, args: [], env: [], fuel: DEFAULT_JOB_LIMITS.fuel, outputBytes: 8 * MiB, maxCallDepth: DEFAULT_JOB_LIMITS.maxCallDepth })
+    assert.equal(result.fuelUsed, inOnePiece.fuelUsed)
+  })
+
+  it('stops a streamed output at the cap with output_too_large and returns the output up to the cap', async () => {
+    const input = new Uint8Array(3 * STREAM_CHUNK_BYTES).fill(0x61)
+    const result = await executor.execute(request('upper', { input, limits: { outputBytes: 2 * STREAM_CHUNK_BYTES + 100 } }))
+    assertStatus(result, 'output_too_large')
+    assert.equal(result.stdout.length, 2 * STREAM_CHUNK_BYTES + 100)
+    assert.ok(result.stdout.every(b => b === 0x41))
+  })
+
+  it('stops a job of a many-chunk input cancelled as soon as it is sent, and runs the next one', async () => {
+    const controller = new AbortController()
+    const running = executor.execute(request('upper', { input: new Uint8Array(8 * STREAM_CHUNK_BYTES).fill(0x61), limits: { outputBytes: 16 * MiB } }), { signal: controller.signal })
+    controller.abort(new Error('no longer needed'))
+    await assert.rejects(running, { name: 'AbortError', code: 'JOB_ABORTED' })
+    const next = await executor.execute(request('upper', { input: 'after the cancel\n' }))
+    assertStatus(next, 'succeeded')
+    assert.equal(text(next.stdout), 'AFTER THE CANCEL\n')
   })
 
   it('runs a compute job to the right answer', async () => {

@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { Worker } from 'node:worker_threads'
+import { cidForBytes } from '../../src/executor/cid.ts'
+import { prepareModule } from '../../src/executor/prepare.ts'
+import { runModule, type RunSpec } from '../../src/executor/run-module.ts'
+import { inputChunks, joinChunks, StreamedInput, waitForInput } from '../../src/executor/stream-io.ts'
+import { fixture } from './helpers/fixtures.ts'
+
+/** `length` bytes of lower-case text whose every 4 KiB block differs, so a chunk out of place would show. */
+function text (length: number): Uint8Array {
+  const out = new Uint8Array(length)
+  for (let i = 0; i < length; i++) out[i] = 0x61 + ((i + Math.floor(i / 4096)) % 26)
+  return out
+}
+
+function upperCased (bytes: Uint8Array): Uint8Array {
+  return bytes.map(b => (b >= 0x61 && b <= 0x7a ? b - 32 : b))
+}
+
+function upperSpec (input: Uint8Array, outputBytes = 64 * 1024 * 1024): RunSpec {
+  return { jobId: 'job-stream', input, args: [], env: [], fuel: 2 ** 40, outputBytes, maxCallDepth: 10_000 }
+}
+
+const upper = (): WebAssembly.Module => {
+  const bytes = fixture('upper')
+  return prepareModule(bytes, cidForBytes(bytes), { memoryBytes: 64 * 1024 * 1024, maxCallDepth: 10_000 }).module
+}
+
+describe('StreamedInput', () => {
+  it('takes chunks in order and publishes how many bytes are there', () => {
+    const input = new StreamedInput(10)
+    assert.ok(input.bytes.buffer instanceof SharedArrayBuffer)
+    assert.equal(input.append(0, Uint8Array.of(1, 2, 3)), true)
+    assert.equal(input.append(3, Uint8Array.of(4, 5, 6, 7, 8, 9, 10)), true)
+    assert.equal(Atomics.load(input.arrived, 0), 10)
+    assert.deepEqual([...input.bytes], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+  })
+
+  it('refuses a chunk that does not start where the bytes end, or runs past the end', () => {
+    const input = new StreamedInput(4)
+    assert.equal(input.append(1, Uint8Array.of(1)), false)
+    assert.equal(input.append(0, Uint8Array.of(1, 2, 3, 4, 5)), false)
+    assert.equal(Atomics.load(input.arrived, 0), 0)
+  })
+
+  it('refuses a length an Int32Array cannot count', () => {
+    assert.throws(() => new StreamedInput(2 ** 31), RangeError)
+  })
+
+  it('lets another thread wait (waitForInput) until the bytes it needs are there, and not longer', async () => {
+    const input = new StreamedInput(8)
+    // the waiter says when it starts to wait for the first 6 bytes, then what it saw when the wait returned
+    const waiter = new Worker(`
+      const { workerData, parentPort } = require('node:worker_threads')
+      import(workerData.module).then(({ waitForInput }) => {
+        parentPort.postMessage('waiting')
+        waitForInput(workerData.arrived, 6)
+        parentPort.postMessage(Atomics.load(workerData.arrived, 0))
+      })
+    `, { eval: true, workerData: { arrived: input.arrived, module: new URL('../../src/executor/stream-io.ts', import.meta.url).href } })
+    try {
+      const seen: number[] = []
+      const waiting = new Promise<void>(resolve => waiter.once('message', () => { resolve() }))
+      const returned = new Promise<void>(resolve => waiter.on('message', (m) => { if (typeof m === 'number') { seen.push(m); resolve() } }))
+      await waiting
+      input.append(0, Uint8Array.of(1, 2, 3, 4))
+      await new Promise(resolve => setTimeout(resolve, 100))
+      assert.deepEqual(seen, [], 'still waiting with 4 of the 6 bytes there')
+      input.append(4, Uint8Array.of(5, 6, 7))
+      await returned
+      assert.deepEqual(seen, [7])
+    } finally {
+      // terminating the thread ends a wait that never returned, as the sandbox does at a deadline
+      await waiter.terminate()
+    }
+  })
+
+  it('waitForInput returns at once when the bytes are there', () => {
+    const input = new StreamedInput(3)
+    input.append(0, Uint8Array.of(1, 2, 3))
+    waitForInput(input.arrived, 3)
+    waitForInput(input.arrived, 0)
+  })
+})
+
+describe('inputChunks and joinChunks', () => {
+  it('cut an input into views of the chunk size, the last one shorter, and join them back', () => {
+    const input = text(10)
+    const chunks = inputChunks(input, 4)
+    assert.deepEqual(chunks.map(c => c.byteLength), [4, 4, 2])
+    assert.ok(chunks.every(c => c.buffer === input.buffer), 'views, not copies')
+    assert.deepEqual(joinChunks(chunks.slice(0, 2), chunks[2]), input)
+  })
+
+  it('give an empty input as one empty chunk, and a tail alone as itself', () => {
+    assert.deepEqual(inputChunks(new Uint8Array(0), 4).map(c => c.byteLength), [0])
+    const tail = Uint8Array.of(1, 2)
+    assert.equal(joinChunks([], tail), tail)
+  })
+})
+
+describe('runModule with a streamed input and output', () => {
+  it('hands stdout over in chunks that with the tail make the whole output, for the same fuel as kept whole', () => {
+    const module = upper()
+    const input = text(300_000)
+    const whole = runModule(module, upperSpec(input))
+    const chunks: Uint8Array[] = []
+    const streamed = runModule(module, upperSpec(input), { stdoutSink: { chunkBytes: 64 * 1024, flush: (b) => { chunks.push(b) } } })
+    assert.equal(streamed.status, 'succeeded')
+    assert.ok(chunks.length >= 4, `${chunks.length} chunks`)
+    assert.ok(chunks.every(c => c.byteLength >= 64 * 1024))
+    assert.deepEqual(joinChunks(chunks, streamed.stdout), upperCased(input))
+    assert.deepEqual(whole.stdout, upperCased(input))
+    assert.equal(streamed.fuelUsed, whole.fuelUsed)
+  })
+
+  it('stops at the output cap with what fits, part of it streamed ahead', () => {
+    const chunks: Uint8Array[] = []
+    const out = runModule(upper(), upperSpec(text(300_000), 200_000), { stdoutSink: { chunkBytes: 64 * 1024, flush: (b) => { chunks.push(b) } } })
+    assert.equal(out.status, 'output_too_large')
+    assert.ok(chunks.length > 0)
+    assert.deepEqual(joinChunks(chunks, out.stdout), upperCased(text(300_000)).subarray(0, 200_000))
+  })
+
+  it('reads an input that is all there through inputArrived with the same output and fuel as a plain one', () => {
+    const module = upper()
+    const input = new StreamedInput(100_000)
+    input.append(0, text(100_000))
+    const plain = runModule(module, upperSpec(text(100_000)))
+    const shared = runModule(module, { ...upperSpec(input.bytes), inputArrived: input.arrived })
+    assert.deepEqual(shared.stdout, plain.stdout)
+    assert.equal(shared.fuelUsed, plain.fuelUsed)
+  })
+})
