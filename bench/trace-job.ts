@@ -6,11 +6,16 @@
  * executor's sandbox call), plus a bare echo over the same connection.
  *
  *   node_modules/.bin/node bench/trace-job.ts [--quick]
+ *
+ * WC_TRACE_CPU_PROFILE=FILE also writes a V8 CPU profile of the measured jobs
+ * only (the warm-up and the mesh's start left out), for DevTools or a script.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
+import { writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
 import { benchMain, progress } from './lib/report.ts'
 import { connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, JobWatcher, startBenchDaemon, startBenchRelay, waitForExecutors } from './lib/mesh.ts'
 import { benchLogging } from './lib/log-sink.ts'
@@ -68,7 +73,19 @@ await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cle
   const submits: number[] = []
   const totals: number[] = []
   const echoes: number[] = []
+  const profile = process.env.WC_TRACE_CPU_PROFILE
+  const session = profile != null ? new Session() : undefined
   for (let i = 0; i < n + 5; i++) {
+    if (i === 5) {
+      // the broker's connection to the executor exists now: time every stream it opens on it
+      const conn = connectionTo(submitter, executor.peerId, 'direct')
+      if (conn != null) wrap(conn as unknown as Record<string, unknown>, 'newStream', 'broker: newStream on the direct connection (any protocol)')
+      if (session != null) {
+        session.connect()
+        await session.post('Profiler.enable')
+        await session.post('Profiler.start')
+      }
+    }
     const t0 = performance.now()
     const accepted = await submitter.client.call('submitJob', request)
     const t1 = performance.now()
@@ -85,6 +102,12 @@ await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cle
       totals.push(t2 - t0)
       if (conn != null) echoes.push(e1 - e0)
     }
+  }
+  if (session != null && profile != null) {
+    const { profile: cpu } = await session.post('Profiler.stop')
+    writeFileSync(profile, JSON.stringify(cpu))
+    session.disconnect()
+    progress(`CPU profile of the measured jobs written to ${profile}`)
   }
   progress(`job total          ${fmt(summarize(totals), 'ms')}`)
   progress(`API submit call    ${fmt(summarize(submits), 'ms')}`)
