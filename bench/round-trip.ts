@@ -5,7 +5,8 @@
  *   direct     a --no-execute submitter and an executing donor that both also
  *              listen on /ip4/127.0.0.1/tcp/0, with a relay: the broker dials
  *              the executor directly (checked: the replica's path is 'direct')
- *   relayed    the same pair, both relay-only (/p2p-circuit): path 'relayed'
+ *   relayed    the same pair, both relay-only (/p2p-circuit) and --no-direct
+ *              (no WebRTC upgrade through the relay): path 'relayed'
  *   bare echo  1 KiB echoed on a new stream over the very connection the jobs
  *              used, by a plain handler registered on the same libp2p nodes
  *   kept echo  1 KiB echoed on one stream of that handler kept open across
@@ -49,8 +50,10 @@ interface JobSample { totalMs: number, submitMs: number, offerMs: number, dispat
 async function startPair (root: string, path: Path, cleanup: Cleanup): Promise<Pair> {
   const relay = await startBenchRelay(join(root, `${path}-relay`), cleanup)
   const listen = path === 'direct' ? DIRECT_AND_RELAY : RELAY_ONLY
-  const executor = await startBenchDaemon(join(root, `${path}-executor`), relay, { listen, execute: true }, cleanup)
-  const submitter = await startBenchDaemon(join(root, `${path}-submitter`), relay, { listen, execute: false }, cleanup)
+  // the relayed pair stays relayed: without --no-direct a WebRTC upgrade through the relay can make it a direct pair mid-run
+  const direct = path === 'direct'
+  const executor = await startBenchDaemon(join(root, `${path}-executor`), relay, { listen, execute: true, direct }, cleanup)
+  const submitter = await startBenchDaemon(join(root, `${path}-submitter`), relay, { listen, execute: false, direct }, cleanup)
   await waitForExecutors(submitter, 1)
   await handleEcho(executor, cleanup)
   const watcher = new JobWatcher(submitter)
