@@ -7,9 +7,10 @@
  *          from the first submit to the last job being final
  *   bare   1 KiB echo request/response on a new stream each (opened and
  *          negotiated every time, while a job's task goes out on a dispatch
- *          stream kept per donor), from the same submitter node over its connections to the same four donors, with
- *          as many requests in flight as the donors have job slots (the
- *          concurrency a perfect scheduler would keep busy)
+ *          stream kept per donor), from the same submitter node over
+ *          its connections to the same four donors, with as many requests
+ *          in flight as the donors have job slots (the concurrency a
+ *          perfect scheduler would keep busy)
  *
  * All nodes listen on 127.0.0.1 TCP as well as through one relay, so the
  * broker dispatches over direct connections. Bursts and bare runs alternate.
