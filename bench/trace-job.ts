@@ -24,6 +24,8 @@ import { DispatchService } from '../src/protocols/dispatch/dispatch.ts'
 import { OfferService } from '../src/protocols/offer/offer.ts'
 import { Executor } from '../src/executor/executor.ts'
 import { Broker } from '../src/broker/broker.ts'
+import { MeshTaskNetwork } from '../src/broker/mesh-task-network.ts'
+import { ApiServer } from '../src/api/server.ts'
 
 const spans = new Map<string, number[]>()
 function record (label: string, ms: number): void {
@@ -46,7 +48,7 @@ function wrap (proto: Record<string, unknown>, method: string, label: string): v
 }
 wrap(OfferService.prototype as unknown as Record<string, unknown>, 'offer', 'broker: offer round trip')
 wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'dispatch', 'broker: dispatch round trip (send, run, receipt verified)')
-wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'answer', 'donor: answer (CID checks + execute + sign)')
+// the donor's whole answer is not wrapped: on a kept session stream it also waits for the next task's header
 wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'execute', 'donor: execute + sign receipt')
 wrap(Executor.prototype as unknown as Record<string, unknown>, 'execute', 'donor: Executor.execute (sandbox process)')
 wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'send', 'broker: dispatch send (header, payload, half-close)')
@@ -55,6 +57,8 @@ wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'verifyRes
 wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'seal', 'donor: receipt signed (output CID, Ed25519)')
 wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'sendAnswer', 'donor: answer sent (result header, outputs, close)')
 wrap(Broker.prototype as unknown as Record<string, unknown>, 'submit', 'broker: Broker.submit (checks, SQLite)')
+wrap(ApiServer.prototype as unknown as Record<string, unknown>, 'dispatch', 'API server: body read, parsed, handled, answered')
+wrap(MeshTaskNetwork.prototype as unknown as Record<string, unknown>, 'dispatch', 'broker: task network dispatch (connect + dispatch)')
 wrap(Broker.prototype as unknown as Record<string, unknown>, 'persist', 'broker: a task result persisted (SQLite)')
 
 await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cleanup) => {
