@@ -2,7 +2,9 @@ import assert from 'node:assert/strict'
 import { afterEach, beforeEach, describe, it } from 'node:test'
 import { dispatch, DISPATCH_PROTOCOL } from '../../src/protocols/dispatch/index.ts'
 import { DISPATCH_SESSION_PROTOCOL } from '../../src/protocols/dispatch/constants.ts'
-import { admitAll, bytesOf, captureLogs, createTestNode, fakeExecutor, stopAll, task, text } from './helpers.ts'
+import { encodeDispatchHeader } from '../../src/codec/messages.ts'
+import { FramedStream } from '../../src/protocols/framing.ts'
+import { admitAll, bytesOf, captureLogs, createTestNode, fakeExecutor, MODULE, MODULE_CID, stopAll, task, text } from './helpers.ts'
 import { waitFor } from '../helpers/wait.ts'
 import type { DispatchInit, DispatchService } from '../../src/protocols/dispatch/index.ts'
 import type { Libp2p } from 'libp2p'
@@ -84,6 +86,31 @@ describe('dispatch sessions (one stream, many tasks)', () => {
     const result = await broker.dispatch(conn, task('job-r/1', bytesOf('second')))
     assert.equal(text(result.stdout), 'SECOND\nargs=--shout')
     assert.equal(exec.calls.length, 2, 'each task ran once')
+  })
+
+  it('warns about a malformed header that follows a task on a session stream, and resets the stream', async () => {
+    const exec = fakeExecutor()
+    const donor = await createTestNode({ services: { dispatch: dispatch({ runTask: exec.runTask, admit: admitAll }) } })
+    const brokerNode = await createTestNode({})
+    nodes.push(donor, brokerNode)
+    const stream = await brokerNode.dialProtocol(donor.getMultiaddrs()[0], DISPATCH_SESSION_PROTOCOL)
+    const io = new FramedStream(stream, { maxFrameBytes: 256 * 1024, maxBufferBytes: 1024 * 1024 })
+    const input = bytesOf('one task')
+    const t = task('job-m/0', input)
+    const header = encodeDispatchHeader({ jobId: t.jobId, taskId: t.taskId, moduleCid: MODULE_CID, inputCid: t.inputCid, args: t.args, env: t.env, limits: t.limits, moduleSize: MODULE.byteLength, inputSize: input.byteLength, sendsModule: true })
+    await io.writeFrames([header, ...io.payloadFrames(MODULE), ...io.payloadFrames(input)], {})
+    const answer = await io.readFrame('dispatch result', { signal: AbortSignal.timeout(10_000) })
+    assert.ok(answer.byteLength > 0)
+    const stdout = 'ONE TASK\nargs=--shout'
+    assert.equal(text(await io.readPayload(stdout.length, 'stdout', { signal: AbortSignal.timeout(10_000) })), stdout)
+    await io.readPayload(`module ${text(MODULE)}`.length, 'stderr', { signal: AbortSignal.timeout(10_000) })
+    // the second "header" is not dag-cbor
+    await io.writeFrame(new Uint8Array([0xff, 0xfe, 0x00]), {})
+    const line = await waitFor('the donor to log the bad header', () => logs.lines.find(l => l.includes('code=MALFORMED_MESSAGE')))
+    assert.match(line, /WARN/)
+    assert.match(line, /protocol=\/worldcompute\/dispatch\/1\.1\.0/)
+    await waitFor('the stream to be reset', () => stream.status !== 'open' ? true : undefined, 5_000)
+    assert.equal(exec.calls.length, 1)
   })
 
   it('still dispatches, a stream per task, to a donor that answers only the one-task protocol', async () => {
