@@ -5,9 +5,13 @@
  *   direct     a --no-execute submitter and an executing donor that both also
  *              listen on /ip4/127.0.0.1/tcp/0, with a relay: the broker dials
  *              the executor directly (checked: the replica's path is 'direct')
- *   relayed    the same pair, both relay-only (/p2p-circuit): path 'relayed'
+ *   relayed    the same pair, both relay-only (/p2p-circuit) and --no-direct
+ *              (no WebRTC upgrade through the relay): path 'relayed'
  *   bare echo  1 KiB echoed on a new stream over the very connection the jobs
  *              used, by a plain handler registered on the same libp2p nodes
+ *   kept echo  1 KiB echoed on one stream of that handler kept open across
+ *              rounds (informational: jobs go out on a kept dispatch stream,
+ *              so this is the echo without a stream's opening and negotiation)
  *
  * Each pair has its own relay so gossip never shows one pair's submitter the
  * other pair's executor. A job's time is submit (API client, HTTP) → final
@@ -24,13 +28,13 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { waitFor } from '../test/helpers/wait.ts'
 import { benchMain, progress, row, type BenchRow } from './lib/report.ts'
 import {
-  connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, jobView, JobWatcher, RELAY_ONLY,
+  connectionTo, DIRECT_AND_RELAY, ECHO_PROTOCOL, echoOnce, handleEcho, helloRequest, jobView, JobWatcher, RELAY_ONLY,
   startBenchDaemon, startBenchRelay, waitForExecutors, type BenchDaemon
 } from './lib/mesh.ts'
 import { benchLogging, describeWarnings, problemsSoFar } from './lib/log-sink.ts'
 import { EluMeter, fmt, num, pairedRatios, rotate, summarize } from './lib/stats.ts'
 import type { Cleanup } from './lib/report.ts'
-import type { Connection } from '@libp2p/interface'
+import type { Connection, Stream } from '@libp2p/interface'
 
 type Path = 'direct' | 'relayed'
 
@@ -46,8 +50,10 @@ interface JobSample { totalMs: number, submitMs: number, offerMs: number, dispat
 async function startPair (root: string, path: Path, cleanup: Cleanup): Promise<Pair> {
   const relay = await startBenchRelay(join(root, `${path}-relay`), cleanup)
   const listen = path === 'direct' ? DIRECT_AND_RELAY : RELAY_ONLY
-  const executor = await startBenchDaemon(join(root, `${path}-executor`), relay, { listen, execute: true }, cleanup)
-  const submitter = await startBenchDaemon(join(root, `${path}-submitter`), relay, { listen, execute: false }, cleanup)
+  // the relayed pair stays relayed: without --no-direct a WebRTC upgrade through the relay can make it a direct pair mid-run
+  const direct = path === 'direct'
+  const executor = await startBenchDaemon(join(root, `${path}-executor`), relay, { listen, execute: true, direct }, cleanup)
+  const submitter = await startBenchDaemon(join(root, `${path}-submitter`), relay, { listen, execute: false, direct }, cleanup)
   await waitForExecutors(submitter, 1)
   await handleEcho(executor, cleanup)
   const watcher = new JobWatcher(submitter)
@@ -102,6 +108,35 @@ async function pairConnection (p: Pair): Promise<Connection> {
   return await p.submitter.donor.mesh.components.dialler.dial(multiaddr(circuit), { purpose: 'internal', timeoutMs: 10_000 })
 }
 
+/** The pair's kept echo stream, opened (not timed) on first use and again when its connection has gone. */
+const keptEcho = new Map<Path, Stream>()
+
+/** One timed echo of `payload` on a stream kept across rounds: send, then read as many bytes back. */
+async function echoKept (p: Pair, payload: Uint8Array): Promise<number> {
+  let stream = keptEcho.get(p.path)
+  if (stream == null || stream.status !== 'open') {
+    const conn = await pairConnection(p)
+    stream = await conn.newStream(ECHO_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(10_000) })
+    keptEcho.set(p.path, stream)
+  }
+  const signal = AbortSignal.timeout(10_000)
+  const t0 = performance.now()
+  let got = 0
+  const done = new Promise<void>((resolve, reject) => {
+    const onMessage = (evt: { data: { byteLength: number } }): void => {
+      got += evt.data.byteLength
+      if (got >= payload.byteLength) { stream.removeEventListener('message', onMessage); resolve() }
+    }
+    stream.addEventListener('message', onMessage)
+    signal.addEventListener('abort', () => { stream.removeEventListener('message', onMessage); reject(signal.reason as Error) }, { once: true })
+  })
+  stream.send(payload)
+  await done
+  const ms = performance.now() - t0
+  if (got !== payload.byteLength) throw new Error(`kept echo returned ${got} bytes, expected ${payload.byteLength}`)
+  return ms
+}
+
 /** One timed echo; a connection closing under it is counted and the echo repeated (at most 3 tries). */
 async function echo (p: Pair, payload: Uint8Array): Promise<number> {
   for (let attempt = 1; ; attempt++) {
@@ -131,17 +166,19 @@ async function main (): Promise<void> {
 
     const jobs: Record<Path, JobSample[]> = { direct: [], relayed: [] }
     const echoes: Record<Path, number[]> = { direct: [], relayed: [] }
+    const kept: Record<Path, number[]> = { direct: [], relayed: [] }
     const elu = new EluMeter()
     type Step = () => Promise<void>
     const steps: Step[] = [
       async () => { jobs.direct.push(await runJob(pairs.direct, elu)) },
       async () => { jobs.relayed.push(await runJob(pairs.relayed, elu)) },
       async () => { echoes.direct.push(await elu.measure('echo', async () => await echo(pairs.direct, payload))) },
-      async () => { echoes.relayed.push(await elu.measure('echo', async () => await echo(pairs.relayed, payload))) }
+      async () => { echoes.relayed.push(await elu.measure('echo', async () => await echo(pairs.relayed, payload))) },
+      async () => { kept.direct.push(await echoKept(pairs.direct, payload)) }
     ]
     // warm-up: module caches, connections (the first direct job dials), JIT
     for (let i = 0; i < warmup; i++) for (const s of steps) await s()
-    for (const k of ['direct', 'relayed'] as const) { jobs[k].length = 0; echoes[k].length = 0 }
+    for (const k of ['direct', 'relayed'] as const) { jobs[k].length = 0; echoes[k].length = 0; kept[k].length = 0 }
     const problemsBefore = problemsSoFar(log.counts)
     const deadline = Date.now() + (args.quick ? 45_000 : 90_000)
     for (let i = 0; i < n && Date.now() < deadline; i++) {
@@ -153,12 +190,14 @@ async function main (): Promise<void> {
       direct: summarize(jobs.direct.map(j => j.totalMs)),
       relayed: summarize(jobs.relayed.map(j => j.totalMs)),
       echoDirect: summarize(echoes.direct),
-      echoRelayed: summarize(echoes.relayed)
+      echoRelayed: summarize(echoes.relayed),
+      keptDirect: summarize(kept.direct)
     }
     const rows: BenchRow[] = [
       row({ benchmark: 'round trip: relayed vs direct job', baselineName: 'direct job', baseline: s.direct, figure: s.relayed, unit: 'ms', ratioLabel: 'relayed / direct', target: { op: '<=', value: 1.5 } }),
       row({ benchmark: 'round trip: direct job vs bare echo', baselineName: '1 KiB echo, direct', baseline: s.echoDirect, figure: s.direct, unit: 'ms', ratioLabel: 'direct job / echo', target: { op: '<=', value: 2 } }),
       row({ benchmark: 'round trip: relayed job vs bare echo', baselineName: '1 KiB echo, relayed', baseline: s.echoRelayed, figure: s.relayed, unit: 'ms', ratioLabel: 'relayed job / echo' }),
+      row({ benchmark: 'round trip: direct job vs echo on a kept stream', baselineName: '1 KiB echo, direct, kept stream', baseline: s.keptDirect, figure: s.direct, unit: 'ms', ratioLabel: 'direct job / kept-stream echo' }),
       row({ benchmark: 'round trip: relayed vs direct echo', baselineName: '1 KiB echo, direct', baseline: s.echoDirect, figure: s.echoRelayed, unit: 'ms', ratioLabel: 'relayed / direct echo' })
     ]
     process.stdout.write(`\nround trips, ${jobs.direct.length} rounds after ${warmup} warm-up; hello.wasm, 1 replica, one job at a time\n`)
@@ -172,12 +211,12 @@ async function main (): Promise<void> {
     }
     const retriedJobs = (k: Path): number => jobs[k].filter(j => j.retried > 0).length
     notes.push(`Connection churn while measuring: ${retriedJobs('direct')} direct and ${retriedJobs('relayed')} relayed job(s) had a task fail and retried (counted in the figures); relayed echo connection re-dialled ${churn.redials} time(s) (not timed), ${churn.echoRetries} echo(es) cut by a closing connection and repeated.`)
-    process.stdout.write(`  echo direct ${fmt(s.echoDirect, 'ms')}, relayed ${fmt(s.echoRelayed, 'ms')}\n`)
+    process.stdout.write(`  echo direct ${fmt(s.echoDirect, 'ms')}, relayed ${fmt(s.echoRelayed, 'ms')}; direct on a kept stream ${fmt(s.keptDirect, 'ms')}\n`)
     process.stdout.write(`  event-loop utilisation of this process: during jobs ${num(elu.utilization('job'))}, during echoes ${num(elu.utilization('echo'))}\n`)
     notes.push(`Event-loop utilisation of the one process hosting relays, submitters and executors (the sandboxes are separate processes): ${num(elu.utilization('job'))} from submit to final, ${num(elu.utilization('echo'))} during echoes. Near 1: the round trip is bound by CPU work in this process, not by waiting on the network.`)
     const pr = pairedRatios(jobs.relayed.map(j => j.totalMs), jobs.direct.map(j => j.totalMs))
     process.stdout.write(`  relayed/direct per round ${num(pr.median)} (${num(pr.min)}–${num(pr.max)})\n`)
-    notes.push(`Round trip: submit through the API client (HTTP on 127.0.0.1) to the job being final in the submitting broker (broker.onJobEvent, in-process); every job checked afterwards: succeeded, ran on the pair's executor, replica path 'direct'/'relayed' as labelled. Echo: new stream + multistream-select + 1 KiB each way over the same connection. All nodes share this one process (and its event loop) on 127.0.0.1. Logging: ${log.spec}; ${describeWarnings(log.counts, problemsBefore)}.`)
+    notes.push(`Round trip: submit through the API client (HTTP on 127.0.0.1) to the job being final in the submitting broker (broker.onJobEvent, in-process); every job checked afterwards: succeeded, ran on the pair's executor, replica path 'direct'/'relayed' as labelled. Echo: new stream + multistream-select + 1 KiB each way over the same connection; kept echo: 1 KiB each way on one echo stream kept open across rounds (jobs go out on a kept dispatch stream, /worldcompute/dispatch/1.1.0, so that row leaves the stream's opening out of both sides). All nodes share this one process (and its event loop) on 127.0.0.1. Logging: ${log.spec}; ${describeWarnings(log.counts, problemsBefore)}.`)
     return { bench: 'round-trip', rows, notes }
   })
 }

@@ -5,10 +5,12 @@
  *   jobs   a --no-execute submitter (donor.execute false) bursts trivial jobs
  *          (hello.wasm, 1 replica) through its API; the rate is jobs / time
  *          from the first submit to the last job being final
- *   bare   1 KiB echo request/response on a new stream each, from the same
- *          submitter node over its connections to the same four donors, with
- *          as many requests in flight as the donors have job slots (the
- *          concurrency a perfect scheduler would keep busy)
+ *   bare   1 KiB echo request/response on a new stream each (opened and
+ *          negotiated every time, while a job's task goes out on a dispatch
+ *          stream kept per donor), from the same submitter node over
+ *          its connections to the same four donors, with as many requests
+ *          in flight as the donors have job slots (the concurrency a
+ *          perfect scheduler would keep busy)
  *
  * All nodes listen on 127.0.0.1 TCP as well as through one relay, so the
  * broker dispatches over direct connections. Bursts and bare runs alternate.
@@ -183,7 +185,7 @@ async function main (): Promise<void> {
     const notes = [
       `Throughput: ${DONORS} donors with ${slots} job slot(s) in all (--max-jobs default on this machine), broker started with donor.execute false; jobs submitted through the API client, 8 requests in flight; rate = jobs / (first submit → last final). Dispatch paths: ${JSON.stringify(paths)}; jobs not succeeded: ${failed}; task attempts that failed and were retried: ${retried}. Logging: ${log.spec}; ${describeWarnings(log.counts, problemsBefore)}.`,
       `Scheduling: ${busy} offers were declined as busy for ${submitted} jobs (${num(busy / Math.max(1, submitted))} per job). The broker keeps a ledger of each executor's free slots (announcements, offer answers, its own finished tasks) and offers only where it expects one; waiting jobs queue first come first served and a freed slot wakes the first in line (src/broker/slot-ledger.ts, Broker.pump). ${num(bursts.reduce((n, b) => n + b.jobs, 0) / bursts.reduce((n, b) => n + b.ms / 1000, 0) / slots)} jobs/s per slot against ${num(reqs.median / slots)} bare req/s per in-flight request.`,
-      `Where the time goes: every node shares this one process, whose event loop was busy ${num(elu.utilization('jobs'))} of the time during bursts (${num(elu.utilization('bare'))} during bare runs), so the rate is bound by CPU here. CPU of this process (all threads): ${num(elu.cpuMs('jobs') / Math.max(1, bursts.reduce((n, b) => n + b.jobs, 0)))} ms per job against ${num(elu.cpuMs('bare') / Math.max(1, bares.reduce((n, b) => n + b.count, 0)))} ms per bare request/response; a job is an API call (HTTP on 127.0.0.1 + SQLite), one dispatch stream carrying its offer (the task is small: no offer stream), sent in one write, and a signed receipt to verify, plus the donor's sandbox (another process, not counted here) and capacity gossip.`
+      `Where the time goes: every node shares this one process, whose event loop was busy ${num(elu.utilization('jobs'))} of the time during bursts (${num(elu.utilization('bare'))} during bare runs), so the rate is bound by CPU here. CPU of this process (all threads): ${num(elu.cpuMs('jobs') / Math.max(1, bursts.reduce((n, b) => n + b.jobs, 0)))} ms per job against ${num(elu.cpuMs('bare') / Math.max(1, bares.reduce((n, b) => n + b.count, 0)))} ms per bare request/response; a job is an API call (HTTP on 127.0.0.1, a kept-alive connection, + SQLite), its task sent in one write on a dispatch stream kept per donor (dispatch/1.1.0: no stream opened per task) carrying its offer (the task is small: no offer stream), and a signed receipt to verify, plus the donor's sandbox (another process, not counted here) and capacity gossip.`
     ]
     return { bench: 'throughput', rows, notes }
   })

@@ -6,11 +6,16 @@
  * executor's sandbox call), plus a bare echo over the same connection.
  *
  *   node_modules/.bin/node bench/trace-job.ts [--quick]
+ *
+ * WC_TRACE_CPU_PROFILE=FILE also writes a V8 CPU profile of the measured jobs
+ * only (the warm-up and the mesh's start left out), for DevTools or a script.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
+import { writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
 import { benchMain, progress } from './lib/report.ts'
 import { connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, JobWatcher, startBenchDaemon, startBenchRelay, waitForExecutors } from './lib/mesh.ts'
 import { benchLogging } from './lib/log-sink.ts'
@@ -19,6 +24,8 @@ import { DispatchService } from '../src/protocols/dispatch/dispatch.ts'
 import { OfferService } from '../src/protocols/offer/offer.ts'
 import { Executor } from '../src/executor/executor.ts'
 import { Broker } from '../src/broker/broker.ts'
+import { MeshTaskNetwork } from '../src/broker/mesh-task-network.ts'
+import { ApiServer } from '../src/api/server.ts'
 
 const spans = new Map<string, number[]>()
 function record (label: string, ms: number): void {
@@ -41,7 +48,7 @@ function wrap (proto: Record<string, unknown>, method: string, label: string): v
 }
 wrap(OfferService.prototype as unknown as Record<string, unknown>, 'offer', 'broker: offer round trip')
 wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'dispatch', 'broker: dispatch round trip (send, run, receipt verified)')
-wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'answer', 'donor: answer (CID checks + execute + sign)')
+// the donor's whole answer is not wrapped: on a kept session stream it also waits for the next task's header
 wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'execute', 'donor: execute + sign receipt')
 wrap(Executor.prototype as unknown as Record<string, unknown>, 'execute', 'donor: Executor.execute (sandbox process)')
 wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'send', 'broker: dispatch send (header, payload, half-close)')
@@ -50,6 +57,8 @@ wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'verifyRes
 wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'seal', 'donor: receipt signed (output CID, Ed25519)')
 wrap(DispatchService.prototype as unknown as Record<string, unknown>, 'sendAnswer', 'donor: answer sent (result header, outputs, close)')
 wrap(Broker.prototype as unknown as Record<string, unknown>, 'submit', 'broker: Broker.submit (checks, SQLite)')
+wrap(ApiServer.prototype as unknown as Record<string, unknown>, 'dispatch', 'API server: body read, parsed, handled, answered')
+wrap(MeshTaskNetwork.prototype as unknown as Record<string, unknown>, 'dispatch', 'broker: task network dispatch (connect + dispatch)')
 wrap(Broker.prototype as unknown as Record<string, unknown>, 'persist', 'broker: a task result persisted (SQLite)')
 
 await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cleanup) => {
@@ -68,7 +77,19 @@ await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cle
   const submits: number[] = []
   const totals: number[] = []
   const echoes: number[] = []
+  const profile = process.env.WC_TRACE_CPU_PROFILE
+  const session = profile != null ? new Session() : undefined
   for (let i = 0; i < n + 5; i++) {
+    if (i === 5) {
+      // the broker's connection to the executor exists now: time every stream it opens on it
+      const conn = connectionTo(submitter, executor.peerId, 'direct')
+      if (conn != null) wrap(conn as unknown as Record<string, unknown>, 'newStream', 'broker: newStream on the direct connection (any protocol)')
+      if (session != null) {
+        session.connect()
+        await session.post('Profiler.enable')
+        await session.post('Profiler.start')
+      }
+    }
     const t0 = performance.now()
     const accepted = await submitter.client.call('submitJob', request)
     const t1 = performance.now()
@@ -85,6 +106,12 @@ await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cle
       totals.push(t2 - t0)
       if (conn != null) echoes.push(e1 - e0)
     }
+  }
+  if (session != null && profile != null) {
+    const { profile: cpu } = await session.post('Profiler.stop')
+    writeFileSync(profile, JSON.stringify(cpu))
+    session.disconnect()
+    progress(`CPU profile of the measured jobs written to ${profile}`)
   }
   progress(`job total          ${fmt(summarize(totals), 'ms')}`)
   progress(`API submit call    ${fmt(summarize(submits), 'ms')}`)

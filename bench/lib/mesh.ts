@@ -28,6 +28,8 @@ export interface DaemonOptions {
   /** false: a --no-execute submitter */
   execute: boolean
   maxJobs?: number
+  /** false: --no-direct (no WebRTC or public-address upgrade of relayed peers: a relay-only pair stays relayed) @default true */
+  direct?: boolean
 }
 
 export const RELAY_ONLY = ['/p2p-circuit']
@@ -51,6 +53,7 @@ export async function startBenchDaemon (dataDir: string, relay: RelayHandle, opt
     listen: opts.listen,
     apiPort: '0',
     noExecute: !opts.execute,
+    ...(opts.direct === false ? { noDirect: true } : {}),
     ...(opts.maxJobs != null ? { maxJobs: String(opts.maxJobs) } : {})
   }, {})
   // production timings (no test seam): the watchdog's pings are part of the load being measured

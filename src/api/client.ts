@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { Agent, request as httpRequest, type IncomingMessage } from 'node:http'
 import { ApiError, DaemonNotRunningError } from '../core/errors.ts'
 import { dataDirPaths } from '../config/data-dir.ts'
 import { fillPath, routes, type ApiErrorBody, type RequestOf, type ResponseOf, type RouteName } from './routes.ts'
@@ -10,6 +11,19 @@ export interface ApiClientInit {
   /** per-request timeout @default 30000 */
   timeoutMs?: number
 }
+
+/**
+ * One keep-alive agent for every client in this process: a submitter that
+ * calls the API per job pays the TCP handshake once, not per call (a new
+ * connection per request cost ~1 ms of a ~2 ms call on 127.0.0.1). Idle
+ * sockets are unreferenced by the agent, so a CLI process still exits when
+ * its work is done; the agent closes them a second before the server's
+ * advertised keep-alive runs out (Node's margin), so a reused socket is not
+ * one the server is closing.
+ */
+const keepAlive = new Agent({ keepAlive: true })
+
+interface RawAnswer { status: number, text: string }
 
 /**
  * The typed client the CLI (and tests, and later the doctor) use to reach a
@@ -60,28 +74,25 @@ export class ApiClient {
     }
     const timeout = AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs)
     const signal = options.signal != null ? AbortSignal.any([options.signal, timeout]) : timeout
-    let res: Response
+    const headers: Record<string, string | number> = { authorization: `Bearer ${token}` }
+    if (body != null) Object.assign(headers, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+    let res: RawAnswer
     try {
-      res = await fetch(url, {
-        method: route.method,
-        headers: { authorization: `Bearer ${token}`, ...(body != null ? { 'content-type': 'application/json' } : {}) },
-        body,
-        signal
-      })
+      res = await send(port, { method: route.method, path: url.pathname + url.search, headers, body, signal })
     } catch (err) {
       if (timeout.aborted) {
         throw new DaemonNotRunningError(`the daemon at 127.0.0.1:${port} (pid ${pid}) did not answer ${route.path} within ${((options.timeoutMs ?? this.timeoutMs) / 1000).toFixed(0)} s`, { cause: err })
       }
       throw new DaemonNotRunningError(`no daemon answers at 127.0.0.1:${port} (pid ${pid}, data dir ${this.dataDir}); it may have stopped: ${this.startHint()}`, { cause: err })
     }
-    const text = await res.text()
+    const text = res.text
     let parsed: unknown
     try {
       parsed = text === '' ? undefined : JSON.parse(text)
     } catch (err) {
       throw new ApiError(`the daemon answered ${route.path} with invalid JSON (HTTP ${res.status})`, 'BAD_RESPONSE', res.status, { cause: err })
     }
-    if (!res.ok) {
+    if (res.status < 200 || res.status > 299) {
       const e = (parsed as ApiErrorBody | undefined)?.error
       throw new ApiError(e?.message ?? `HTTP ${res.status}`, e?.code ?? 'HTTP_ERROR', res.status)
     }
@@ -93,4 +104,31 @@ export class ApiClient {
     const { port, token } = this.endpoint()
     return await uploadBlob({ port, token }, cid, path, options)
   }
+}
+
+interface SendInit { method: string, path: string, headers: Record<string, string | number>, body: string | undefined, signal: AbortSignal }
+
+/** One request over the keep-alive agent; sent once more when a reused socket turns out closed before any answer. */
+async function send (port: number, init: SendInit): Promise<RawAnswer> {
+  try {
+    return await sendOnce(port, init)
+  } catch (err) {
+    // a reused keep-alive socket the daemon closed before it read the request: nothing was done, send it again
+    const stale = (err as { reusedSocket?: boolean }).reusedSocket === true && (err as NodeJS.ErrnoException).code === 'ECONNRESET'
+    if (!stale || init.signal.aborted) throw err
+    return await sendOnce(port, init)
+  }
+}
+
+async function sendOnce (port: number, init: SendInit): Promise<RawAnswer> {
+  return await new Promise<RawAnswer>((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method: init.method, path: init.path, headers: init.headers, agent: keepAlive, signal: init.signal }, (res: IncomingMessage) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => { chunks.push(c) })
+      res.on('error', reject)
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }) })
+    })
+    req.on('error', (err) => { reject(Object.assign(err, { reusedSocket: req.reusedSocket })) })
+    req.end(init.body)
+  })
 }

@@ -10,6 +10,9 @@ import type { DataDirPaths } from '../config/data-dir.ts'
 
 const MAX_BODY_BYTES = 1024 * 1024
 
+/** How long an idle API connection is kept open for the next call (Node's default). */
+const KEEP_ALIVE_MS = 5_000
+
 /** Ports above a taken default tried before asking the OS for any: a second or third donor lands next to the first. */
 export const PORT_SEARCH = 16
 
@@ -120,7 +123,9 @@ export class ApiServer {
   async start (): Promise<void> {
     this.token = loadOrCreateToken(this.init.paths, this.log)
     const server = createServer((req, res) => { void this.handle(req, res) })
-    server.keepAliveTimeout = 1000
+    // Node's clients (fetch, http.Agent) close an idle socket a second before the server's advertised
+    // keep-alive runs out: at 1 s they reused none, and every API call paid a new TCP connection
+    server.keepAliveTimeout = KEEP_ALIVE_MS
     this.port = await this.bind(server)
     this.server = server
     const endpoint: ApiEndpoint = { port: this.port, pid: process.pid, startedAt: new Date().toISOString() }
@@ -256,6 +261,9 @@ export class ApiServer {
       return
     }
     const body: ApiErrorBody = { error: { code, message } }
+    // a refusal before the body was read whole (too large, cut off): the rest of it would arrive as the next
+    // request on this kept-alive connection, so it is closed after the answer
+    if (!res.req.complete) res.shouldKeepAlive = false
     res.writeHead(status, { 'content-type': 'application/json' })
     res.end(JSON.stringify(body))
   }

@@ -3,6 +3,20 @@ import type { StreamLimits } from '../exchange.ts'
 
 /** `/worldcompute/dispatch/1.0.0`: a task's bytes out, its output and signed receipt back, streamed as dag-cbor and payload frames. */
 export const DISPATCH_PROTOCOL = '/worldcompute/dispatch/1.0.0'
+/**
+ * `/worldcompute/dispatch/1.1.0`: the same messages, but the stream outlives
+ * its task: after an answer the donor waits for the next task's header, and
+ * the broker keeps the stream for its next task to that donor (no stream
+ * opened, no protocol negotiated per task). The broker's half-close at a
+ * header boundary ends it.
+ */
+export const DISPATCH_SESSION_PROTOCOL = '/worldcompute/dispatch/1.1.0'
+/** Broker: an idle session stream is closed after this long without a task (before the donor gives up on it). */
+export const IDLE_STREAM_MS = 10_000
+/** Broker: idle session streams kept per connection; more are closed as their tasks end. */
+export const MAX_IDLE_STREAMS = 16
+/** Donor: how long a session stream waits for its broker's next task before it is closed. */
+export const SESSION_IDLE_MS = 60_000
 
 /** Payload frames: 256 KiB keeps a frame well under yamux's 16 MiB window and relays' buffers. */
 export const MAX_FRAME_BYTES = 256 * 1024

@@ -11,16 +11,17 @@ import { warnRepeated } from '../../log/repeats.ts'
 import { isConnection, openProtocolStream, peerOf } from '../components.ts'
 import {
   codeOf, DispatchFailedError, DispatchRefusedError, DispatchTimeoutError, ExecutorCrashedError, messageOf, ModuleNotCachedError, PayloadTooLargeError,
-  ProtocolViolationError, StreamStalledError, TaskAbandonedError
+  ProtocolViolationError, StreamEndedEarlyError, StreamStalledError, TaskAbandonedError
 } from '../errors.ts'
 import { PEER_TEXT_LENGTH, sanitiseForPeer } from '../sanitise.ts'
 import { framed, handlerOptions } from '../exchange.ts'
 import { ProtocolService } from '../service.ts'
 import { PhaseTimer } from '../timer.ts'
 import {
-  CONTENT_CACHE_BYTES, DISPATCH_LIMITS, DISPATCH_PROTOCOL, DONOR_EXECUTE_MARGIN_MS, EXECUTE_MARGIN_MS, MAX_OUTPUT_BYTES, MAX_PAYLOAD_BYTES, MODULE_CACHE_BYTES,
-  OPEN_STREAM_TIMEOUT_MS, PAYLOAD_CEILING_BYTES, REMEMBER_BYTES, REMEMBER_TASKS, STALL_TIMEOUT_MS
+  CONTENT_CACHE_BYTES, DISPATCH_LIMITS, DISPATCH_PROTOCOL, DISPATCH_SESSION_PROTOCOL, DONOR_EXECUTE_MARGIN_MS, EXECUTE_MARGIN_MS, IDLE_STREAM_MS, MAX_IDLE_STREAMS, MAX_OUTPUT_BYTES,
+  MAX_PAYLOAD_BYTES, MODULE_CACHE_BYTES, OPEN_STREAM_TIMEOUT_MS, PAYLOAD_CEILING_BYTES, REMEMBER_BYTES, REMEMBER_TASKS, SESSION_IDLE_MS, STALL_TIMEOUT_MS
 } from './constants.ts'
+import { DispatchStreamPool, StaleStreamError } from './stream-pool.ts'
 import { ModuleCache } from './module-cache.ts'
 import { TaskMemo } from './task-memo.ts'
 import { blobsToSend, FilesNotCachedError, readTree, skipTree, writeTree, type ReceivedTree } from './tree-transfer.ts'
@@ -142,6 +143,20 @@ export interface DispatchInit {
    */
   executeMarginMs?: number
   /**
+   * Broker: a session stream (`/worldcompute/dispatch/1.1.0`) left without a
+   * task this long is closed; a task to the same donor before then reuses it.
+   *
+   * @default 10000
+   */
+  idleStreamMs?: number
+  /**
+   * Donor: a session stream waits this long for its broker's next task
+   * before it is closed (longer than any broker's `idleStreamMs`).
+   *
+   * @default 60000
+   */
+  sessionIdleMs?: number
+  /**
    * Donor: concurrent dispatch streams per connection.
    *
    * @default 16
@@ -213,6 +228,21 @@ export interface DispatchResult {
   removedFiles?: string[]
 }
 
+/** A dispatch stream and how it may be used: `session` streams outlive their task, `reused` ones served another before. */
+interface Lease {
+  io: FramedStream
+  session: boolean
+  reused: boolean
+}
+
+/** A task as it goes out: encoded once, sent once more on a new stream when a kept one turned out closed. */
+interface Outgoing {
+  task: DispatchTask
+  blobs: Array<[string, Uint8Array]>
+  header: Uint8Array
+  peer: string
+}
+
 /** Progress of a dispatch, for `onProgress` (libp2p's ProgressEvent shape). */
 export type DispatchProgressEvent =
   | { type: 'dispatch:stream-opened', detail: { remoteAddr: string, limited: boolean } }
@@ -276,12 +306,20 @@ export class DispatchService extends ProtocolService {
    */
   readonly treeStats = { blobsSent: 0, blobBytesSent: 0, blobsReceived: 0, blobBytesReceived: 0 }
   private readonly memo: TaskMemo<Answer>
+  private readonly sessionIdleMs: number
+  private readonly maxInboundStreams: number
+  /** broker: idle session streams, per connection */
+  private readonly pool: DispatchStreamPool
+  /** broker: connections whose donor answers only the one-task protocol (negotiated once, not offered the session again) */
+  private readonly oneTaskOnly = new WeakSet<Connection>()
 
   constructor (components: DispatchComponents, init: DispatchInit = {}) {
-    const limits = { ...DISPATCH_LIMITS, maxInboundStreams: init.maxInboundStreams ?? DISPATCH_LIMITS.maxInboundStreams }
+    const maxInboundStreams = init.maxInboundStreams ?? DISPATCH_LIMITS.maxInboundStreams
+    const limits = { ...DISPATCH_LIMITS, maxInboundStreams }
     // donors behind NAT are reached through relays: without limited connections, relayed dispatch silently fails
     super(components.registrar, { protocol: DISPATCH_PROTOCOL, name: 'dispatch', inbound: init.runTask != null ? handlerOptions(limits, true) : undefined })
     this.components = components
+    this.maxInboundStreams = maxInboundStreams
     this.runTask = init.runTask
     this.admit = init.admit
     this.suspendedMs = init.suspendedMs
@@ -293,6 +331,12 @@ export class DispatchService extends ProtocolService {
     this.log = init.logger ?? createLogger('protocols.dispatch')
     this.modules = new ModuleCache(init.moduleCacheBytes ?? MODULE_CACHE_BYTES)
     this.contents = new ModuleCache(init.contentCacheBytes ?? CONTENT_CACHE_BYTES)
+    this.sessionIdleMs = init.sessionIdleMs ?? SESSION_IDLE_MS
+    this.pool = new DispatchStreamPool({
+      idleMs: init.idleStreamMs ?? IDLE_STREAM_MS,
+      maxIdlePerConnection: MAX_IDLE_STREAMS,
+      onCloseError: (err) => { this.log.debug(`an idle dispatch stream did not close: ${messageOf(err)}`, { protocol: DISPATCH_SESSION_PROTOCOL, code: codeOf(err) }) }
+    })
     this.memo = new TaskMemo<Answer>({
       maxEntries: init.rememberTasks ?? REMEMBER_TASKS,
       maxBytes: REMEMBER_BYTES,
@@ -300,8 +344,21 @@ export class DispatchService extends ProtocolService {
     })
   }
 
+  async start (): Promise<void> {
+    if (this.isStarted()) return
+    await super.start()
+    // the session protocol beside the one-task one: a broker that speaks it keeps its stream for the next task
+    if (this.runTask != null) {
+      const limits = handlerOptions({ ...DISPATCH_LIMITS, maxInboundStreams: this.maxInboundStreams }, true)
+      await this.components.registrar.handle(DISPATCH_SESSION_PROTOCOL, async (stream, connection) => { await this.answerSession(stream, connection) }, limits)
+    }
+  }
+
   async stop (): Promise<void> {
+    const started = this.isStarted()
     await super.stop()
+    if (started && this.runTask != null) await this.components.registrar.unhandle(DISPATCH_SESSION_PROTOCOL)
+    this.pool.clear()
     this.memo.clear()
     this.modules.clear()
     this.contents.clear()
@@ -334,30 +391,66 @@ export class DispatchService extends ProtocolService {
     const blobs = task.tree != null ? blobsToSend(task.tree, task.donorHasFiles) : []
     this.checkPayloadSizes(task, blobs)
     // encode before any I/O: a bad field is our caller's bug, named by the codec
-    const header = encodeDispatchHeader(headerOf(task, blobs.length))
+    const out: Outgoing = { task, blobs, header: encodeDispatchHeader(headerOf(task, blobs.length)), peer }
+    try {
+      return await this.dispatchOn(target, out, options, true)
+    } catch (err) {
+      if (!(err instanceof StaleStreamError)) throw err
+      // a kept stream the donor had closed: the same task on a new stream (the donor runs a taskId once)
+      this.log.debug(`task ${task.taskId} to ${peer}: the kept dispatch stream had closed (${messageOf(err.cause)}); sending it on a new stream`, { peer, task: task.taskId, code: codeOf(err.cause) })
+      return await this.dispatchOn(target, out, options, false)
+    }
+  }
+
+  /** One try of a dispatch: on a kept session stream when `mayReuse` and one is idle, else on a new stream. */
+  private async dispatchOn (target: ProtocolTarget, out: Outgoing, options: DispatchOptions, mayReuse: boolean): Promise<DispatchResult> {
+    const { task, peer } = out
     const progress = options.onProgress ?? (() => {})
     const timer = new PhaseTimer<DispatchPhase>((phase, ms) => new DispatchTimeoutError(phase, ms, peer), options.signal)
-    let stream: Stream | undefined
+    let lease: Lease | undefined
     try {
       timer.enter('open-stream', this.openStreamTimeoutMs)
-      stream = await openProtocolStream(target, this.protocol, this.components.connectionManager, { signal: timer.signal })
+      lease = await this.streamFor(target, mayReuse, timer.signal)
       if (isConnection(target)) {
         progress({ type: 'dispatch:stream-opened', detail: { remoteAddr: target.remoteAddr.toString(), limited: target.limits != null } })
       }
-      const io = framed(stream, DISPATCH_LIMITS)
-      await this.send(io, task, blobs, header, timer, progress)
-      const answer = await this.receive(io, task, peer, timer, progress)
+      await this.send(lease.io, out, timer, progress, !lease.session)
+      const answer = await this.receive(lease.io, task, peer, timer, progress)
       timer.dispose()
+      // the answer was read whole: the stream is at a task boundary, ready for the next one
+      if (lease.session && isConnection(target)) this.pool.give(target, lease.io)
+      lease = undefined
       return await this.accept(peer, task, answer, options)
     } catch (err) {
       const reason = timer.expired ?? err
-      stream?.abort(reason instanceof Error ? reason : new Error(String(reason)))
+      lease?.io.stream.abort(reason instanceof Error ? reason : new Error(String(reason)))
       if (timer.expired != null) throw timer.expired
-      if (options.signal?.aborted === true || err instanceof WorldComputeError) throw err
+      if (options.signal?.aborted === true) throw err
+      if (lease?.reused === true && staleStream(err, timer.current)) throw new StaleStreamError(`the kept dispatch stream to ${peer} failed before any answer`, { cause: err })
+      if (err instanceof WorldComputeError) throw err
       throw new DispatchFailedError(timer.current ?? 'open-stream', peer, err)
     } finally {
       timer.dispose()
     }
+  }
+
+  /**
+   * The stream a task goes out on: a kept session stream of this connection,
+   * else a new one offering the session protocol first (a donor that answers
+   * only the one-task protocol is remembered per connection). A bare PeerId
+   * target gets a one-task stream.
+   */
+  private async streamFor (target: ProtocolTarget, mayReuse: boolean, signal: AbortSignal): Promise<Lease> {
+    if (!isConnection(target)) {
+      return { io: framed(await openProtocolStream(target, this.protocol, this.components.connectionManager, { signal }), DISPATCH_LIMITS), session: false, reused: false }
+    }
+    const kept = mayReuse ? this.pool.take(target) : undefined
+    if (kept != null) return { io: kept, session: true, reused: true }
+    const protocols = this.oneTaskOnly.has(target) ? [this.protocol] : [DISPATCH_SESSION_PROTOCOL, this.protocol]
+    const stream = await target.newStream(protocols, { signal, runOnLimitedConnection: true })
+    const session = stream.protocol === DISPATCH_SESSION_PROTOCOL
+    if (!session) this.oneTaskOnly.add(target)
+    return { io: framed(stream, DISPATCH_LIMITS), session, reused: false }
   }
 
   /** Broker: what a task may send, each part: this node's limit, or the job's own payload limit when it asked for more (the donor's offer already agreed to it). */
@@ -371,8 +464,9 @@ export class DispatchService extends ProtocolService {
     }
   }
 
-  /** The send phase: the header, the module (unless the donor has it), the input, then our half-close. */
-  private async send (io: FramedStream, task: DispatchTask, blobs: Array<[string, Uint8Array]>, header: Uint8Array, timer: PhaseTimer<DispatchPhase>, progress: Progress): Promise<void> {
+  /** The send phase: the header, the module (unless the donor has it), the input, then (`close`: a one-task stream) our half-close. */
+  private async send (io: FramedStream, out: Outgoing, timer: PhaseTimer<DispatchPhase>, progress: Progress, close: boolean): Promise<void> {
+    const { task, blobs, header } = out
     timer.enter('send', this.stallTimeoutMs)
     const moduleSize = task.module?.byteLength ?? 0
     const treeSize = task.tree != null ? task.tree.manifestBytes.byteLength + blobs.reduce((n, [, b]) => n + b.byteLength, 0) : 0
@@ -383,7 +477,7 @@ export class DispatchService extends ProtocolService {
       // Noise and the socket see one message, not five
       await io.writeFrames([header, ...(task.module != null ? io.payloadFrames(task.module) : []), ...io.payloadFrames(task.input)], { signal: timer.signal })
       sending(0).onFrame?.(total)
-      await io.stream.close({ signal: timer.signal })
+      if (close) await io.stream.close({ signal: timer.signal })
       return
     }
     await io.writeFrame(header, { signal: timer.signal })
@@ -395,7 +489,7 @@ export class DispatchService extends ProtocolService {
       this.treeStats.blobBytesSent += treeSize - task.tree.manifestBytes.byteLength
     }
     // half-close: the donor sees the end of our side; its answer still flows back
-    await io.stream.close({ signal: timer.signal })
+    if (close) await io.stream.close({ signal: timer.signal })
   }
 
   /** The execute and receive phases: the donor's result header, then its stdout and stderr. */
@@ -494,22 +588,38 @@ export class DispatchService extends ProtocolService {
   // ---- donor side ----------------------------------------------------------
 
   protected async answer (stream: Stream, connection: Connection): Promise<void> {
+    await this.answerOne(framed(stream, DISPATCH_LIMITS), connection, { session: false, first: true })
+  }
+
+  /** `/worldcompute/dispatch/1.1.0`: one task after another on the stream, until the broker ends it or leaves it idle. */
+  private async answerSession (stream: Stream, connection: Connection): Promise<void> {
+    const frames = framed(stream, DISPATCH_LIMITS)
+    let first = true
+    while (await this.answerOne(frames, connection, { session: true, first })) first = false
+  }
+
+  /**
+   * Reads one task, runs it (or refuses it) and answers. True when the
+   * stream is open for the broker's next task (a session stream); a session
+   * that ends at a task boundary (the broker's close, or idle for
+   * `sessionIdleMs`) is closed quietly.
+   */
+  private async answerOne (frames: FramedStream, connection: Connection, mode: { session: boolean, first: boolean }): Promise<boolean> {
+    const { stream } = frames
     const peer = connection.remotePeer.toString()
     const timer = new PhaseTimer<'receiving' | 'sending'>((phase, ms) => new StreamStalledError(this.protocol, peer, phase, ms), this.stopping)
     const io = stalls(timer)
-    let taskId: string | undefined
+    let header: DispatchHeader | undefined
     let admission: Admission | undefined
     try {
+      timer.enter('receiving', mode.first ? this.stallTimeoutMs : this.sessionIdleMs)
+      header = await frames.readMessage(decodeDispatchHeader, 'dispatch header', io)
       timer.enter('receiving', this.stallTimeoutMs)
-      const frames = framed(stream, DISPATCH_LIMITS)
-      const header = await frames.readMessage(decodeDispatchHeader, 'dispatch header', io)
-      taskId = header.taskId
-      timer.touch()
       this.checkAnnouncedSizes(header)
       admission = this.admitTask(header, peer)
       if (!admission.admitted) {
-        await this.answerRefusal(frames, header, peer, admission, timer)
-        return
+        await this.answerRefusal(frames, header, peer, admission, timer, !mode.session)
+        return mode.session
       }
       const module = header.sendsModule ? await frames.readPayload(header.moduleSize, 'module', io) : undefined
       const input = await frames.readPayload(header.inputSize, 'input', io)
@@ -518,24 +628,43 @@ export class DispatchService extends ProtocolService {
       timer.dispose()
 
       const answer = await this.answerTask(header, { module, input, tree }, peer)
-      await this.sendAnswer(frames, answer, timer)
+      await this.sendAnswer(frames, answer, timer, !mode.session)
       this.log.info(`task ${header.taskId} from ${peer}: ${answer.header.status}${answer.header.error != null ? ` (${answer.header.error})` : ''}`, {
         peer, task: header.taskId, job: header.jobId, fuel: answer.header.fuelUsed, ms: answer.header.durationMs, relayed: connection.limits != null, code: answer.header.errorCode
       })
+      return mode.session
     } catch (err) {
       const reason = timer.expired ?? err
-      warnRepeated(this.log, `dispatch from ${peer} dropped${taskId != null ? ` (task ${taskId})` : ''}: ${messageOf(reason)}`, {
-        peer, protocol: this.protocol, task: taskId, code: codeOf(reason), field: reason instanceof MalformedMessageError ? reason.field : undefined
+      if (!mode.first && header == null && !isBadHeader(reason)) {
+        // between tasks: the broker ended the session, left it idle, or the connection went; no task is lost
+        await this.endSession(stream, peer, reason)
+        return false
+      }
+      warnRepeated(this.log, `dispatch from ${peer} dropped${header != null ? ` (task ${header.taskId})` : ''}: ${messageOf(reason)}`, {
+        peer, protocol: mode.session ? DISPATCH_SESSION_PROTOCOL : this.protocol, task: header?.taskId, code: codeOf(reason), field: reason instanceof MalformedMessageError ? reason.field : undefined
       })
       stream.abort(reason instanceof Error ? reason : new Error(String(reason)))
+      return false
     } finally {
       timer.dispose()
       if (admission?.admitted === true) admission.release()
     }
   }
 
-  /** The answer, then stdout and stderr, then our close; under the stall timer. */
-  private async sendAnswer (frames: FramedStream, answer: Answer, timer: PhaseTimer<'receiving' | 'sending'>): Promise<void> {
+  /** A session stream at a task boundary that its broker ended or left idle: our side closed too. */
+  private async endSession (stream: Stream, peer: string, reason: unknown): Promise<void> {
+    this.log.debug(`dispatch session from ${peer} ended between tasks: ${messageOf(reason)}`, { peer, protocol: DISPATCH_SESSION_PROTOCOL, code: codeOf(reason) })
+    if (stream.status !== 'open') return
+    try {
+      await stream.close({ signal: AbortSignal.any([this.stopping, AbortSignal.timeout(this.stallTimeoutMs)]) })
+    } catch (err) {
+      this.log.debug(`dispatch session from ${peer} did not close: ${messageOf(err)}`, { peer, protocol: DISPATCH_SESSION_PROTOCOL, code: codeOf(err) })
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    }
+  }
+
+  /** The answer, then stdout and stderr, then (`close`: a one-task stream) our close; under the stall timer. */
+  private async sendAnswer (frames: FramedStream, answer: Answer, timer: PhaseTimer<'receiving' | 'sending'>, close: boolean): Promise<void> {
     const io = stalls(timer)
     timer.enter('sending', this.stallTimeoutMs)
     const header = encodeDispatchResult(answer.header)
@@ -544,14 +673,14 @@ export class DispatchService extends ProtocolService {
       // a small answer goes in one write (one muxer frame, one encryption, one socket write)
       const outputs = [answer.stdout, answer.stderr, ...(answer.filesBytes != null ? [answer.filesBytes] : [])]
       await frames.writeFrames([header, ...outputs.flatMap(bytes => frames.payloadFrames(bytes))], io)
-      await frames.stream.close({ signal: timer.signal })
+      if (close) await frames.stream.close({ signal: timer.signal })
       return
     }
     await frames.writeFrame(header, io)
     await frames.writePayload(answer.stdout, io)
     await frames.writePayload(answer.stderr, io)
     if (answer.filesBytes != null) await frames.writePayload(answer.filesBytes, io)
-    await frames.stream.close({ signal: timer.signal })
+    if (close) await frames.stream.close({ signal: timer.signal })
   }
 
   /**
@@ -571,7 +700,7 @@ export class DispatchService extends ProtocolService {
    * a signed `rejected` answer with the refusal code goes back. Nothing runs
    * and nothing is kept; one log line per broker per interval.
    */
-  private async answerRefusal (frames: FramedStream, header: DispatchHeader, peer: string, refusal: Admission & { admitted: false }, timer: PhaseTimer<'receiving' | 'sending'>): Promise<void> {
+  private async answerRefusal (frames: FramedStream, header: DispatchHeader, peer: string, refusal: Admission & { admitted: false }, timer: PhaseTimer<'receiving' | 'sending'>, close: boolean): Promise<void> {
     const io = stalls(timer)
     if (header.sendsModule) await frames.skipPayload(header.moduleSize, 'module', io)
     await frames.skipPayload(header.inputSize, 'input', io)
@@ -581,7 +710,7 @@ export class DispatchService extends ProtocolService {
     if (header.offered === true && refusal.code !== 'no-offer') this.log.debug(`dispatch of task ${header.taskId} from ${peer} declined: ${refusal.reason}`, fields)
     else warnRepeated(this.log, `dispatch of task ${header.taskId} from ${peer} refused: ${refusal.reason}`, fields)
     const answer = await this.refuse(header, 'rejected', refusal.reason, { refused: refusal.code })
-    await this.sendAnswer(frames, answer, timer)
+    await this.sendAnswer(frames, answer, timer, close)
   }
 
   private checkAnnouncedSizes (header: DispatchHeader): void {
@@ -746,6 +875,22 @@ function headerOf (task: DispatchTask, blobCount: number): DispatchHeader {
     ...(task.moduleName != null ? { moduleName: task.moduleName } : {}),
     ...(task.tree != null ? { manifestCid: task.tree.manifestCid, manifestSize: task.tree.manifestBytes.byteLength, blobCount } : {})
   }
+}
+
+/** A session's next header that arrived and is wrong (a broker out of step, not an ended session): warned about. */
+function isBadHeader (err: unknown): boolean {
+  if (err instanceof StreamEndedEarlyError) return false
+  return err instanceof MalformedMessageError || err instanceof ProtocolViolationError || err instanceof PayloadTooLargeError
+}
+
+/**
+ * A failure on a kept stream that says it was closed before the task got
+ * there (written into a stream the donor had ended, the end read where the
+ * answer should be): not the task's fault, and nothing of it ran.
+ */
+function staleStream (err: unknown, phase: DispatchPhase | undefined): boolean {
+  if (phase !== 'send' && phase !== 'execute') return false
+  return err instanceof StreamEndedEarlyError || !(err instanceof WorldComputeError)
 }
 
 /** Payload options under a stall timer: every frame restarts it, then `onFrame` (progress) runs. */
