@@ -110,6 +110,9 @@ export interface RelayDialler {
   dial: (peerId: string, addrs: readonly Multiaddr[], options: AbortOptions) => Promise<LadderResult>
 }
 
+/** How often the watchdog pings a relay over a TCP-based transport by default (ReservationManagerInit.pingIntervalMs). */
+export const DEFAULT_PING_INTERVAL_MS = 15_000
+
 /** The longest a learned relay that keeps failing is left alone before it is tried again. */
 const MAX_LEARNED_RETRY_MS = 300_000
 
@@ -192,7 +195,7 @@ export class ReservationManager {
     // dispatchable through its other reservation. Cost per TCP/WS relay: one
     // muxer ping frame (12 bytes, encrypted) each way per 15 s, on the donor
     // and on the relay (a tenth of a ping every 1.5 s).
-    this.pingIntervalMs = init.pingIntervalMs ?? 15_000
+    this.pingIntervalMs = init.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS
     this.pingTimeoutMs = init.pingTimeoutMs ?? 2_000
     this.dialler = init.relayDialler ?? this.ladder(mesh, init.stateDir)
     this.resolver = init.resolver ?? new MeshResolver({ logger: createLogger('net.dns') })
