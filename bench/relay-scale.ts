@@ -19,8 +19,7 @@
  * WC_RELAY_SCALE_CPU_PROF=DIR runs the relay under `node --cpu-prof` writing
  * its profile into DIR when it stops (the profiler inflates the CPU figures);
  * WC_RELAY_SCALE_SEMI_SPACE_MB the relay's V8 young generation
- * (WORLDCOMPUTE_SEMI_SPACE_MB of bin/worldcompute, whose default is 8 MB for
- * `worldcompute relay`, 1 MB for every other command).
+ * (WORLDCOMPUTE_SEMI_SPACE_MB of bin/worldcompute, default 1 MB there).
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -29,9 +28,6 @@ import { DEFAULT_PING_INTERVAL_MS } from '../src/donor/reservation-manager.ts'
 import { climbRelayLadder, ladderNotes, percentile, type RungResult } from './lib/relay-ladder.ts'
 import { benchMain, row, type BenchRow } from './lib/report.ts'
 import { summarize, type Summary } from './lib/stats.ts'
-
-/** bin/worldcompute's young generation for `worldcompute relay` (MB per semi-space) */
-const RELAY_SEMI_SPACE_MB = 8
 
 const one = (x: number): Summary => ({ n: 1, median: x, min: x, max: x })
 
@@ -97,6 +93,6 @@ await benchMain('relay-scale', { quick: 300_000, full: 1_500_000 }, async (args,
   return {
     bench: 'relay-scale',
     rows: ladder.rungs.slice(1).flatMap(({ n, result }) => rungRows(n, result, base, args.quick, variant)),
-    notes: [...ladderNotes(ladder, idleMs), `Relay process: bin/worldcompute's V8 young generation ${semiSpace ?? RELAY_SEMI_SPACE_MB} MB per semi-space${semiSpace != null ? ' (WORLDCOMPUTE_SEMI_SPACE_MB)' : ' (its default)'}; clients' watchdog every ${watchdogMs} ms.`]
+    notes: [...ladderNotes(ladder, idleMs), `Relay process: bin/worldcompute's V8 young generation ${semiSpace ?? 1} MB per semi-space${semiSpace != null ? ' (WORLDCOMPUTE_SEMI_SPACE_MB)' : ' (its default)'}; clients' watchdog every ${watchdogMs} ms.`]
   }
 })
