@@ -14,7 +14,7 @@
  * Quick: 10 and 300 reservations. WC_RELAY_SCALE_RUNGS=10,1000,3000 sets
  * the ladder; WC_BENCH_RELAY_BIN another build's bin/worldcompute;
  * WC_RELAY_SCALE_WATCHDOG_MS the clients' watchdog ping interval (default a
- * donor's, 15,000; 1500 is the donor's before its pings became rare);
+ * donor's, 15,000; 1500 measures donors that ping every 1.5 s);
  * WC_RELAY_SCALE_IDLE_MS the idle window per rung (default 60 s, quick 30 s);
  * WC_RELAY_SCALE_CPU_PROF=DIR runs the relay under `node --cpu-prof` writing
  * its profile into DIR when it stops (the profiler inflates the CPU figures);
