@@ -189,7 +189,7 @@ export class ReservationManager {
     // Why pings are rare: a relay killed outright closes its TCP sockets
     // (the kernel sends FIN, or RST with data unread), so the loss is an
     // event within milliseconds (test/donor/relay-killed.test.ts), and QUIC
-    // notices a silent peer natively within 2.5 s. Only a path that goes
+    // notices a silent peer natively within 3.5 s. Only a path that goes
     // silent while both ends stay up (black hole, host power cut) needs a
     // ping: noticed within 15 s + the ping timeout, while the donor stays
     // dispatchable through its other reservation. Cost per TCP/WS relay: one

@@ -18,10 +18,11 @@ const PROBE_INTERVAL_MS = 1_000
  * QUIC liveness of a node that reserves on relays (a donor): quinn, in native
  * code, sends a PING frame after 1 s without sending anything, and a
  * connection that hears nothing for 2.5 s is closed (the idle timeout is the
- * smaller of both ends', so a relay's 10 s default gives way to it). A relay
- * killed outright, or a black-holed path, is thus noticed within 2.5 s
- * without a JS timer or ping, leaving time to reserve on another relay within
- * 5 s; the donor's watchdog pings no QUIC relay itself. A lost keep-alive is
+ * smaller of both ends', so a relay's 10 s default gives way to it; quinn
+ * restarts it when it sends its first keep-alive after hearing the peer). A
+ * relay killed outright, or a black-holed path, is thus noticed within
+ * 2.5–3.5 s without a JS timer or ping, leaving time to reserve on another
+ * relay within 5 s; the donor's watchdog pings no QUIC relay itself. A lost keep-alive is
  * resent by QUIC's loss recovery well within the timeout, so a false alarm
  * takes a path silent for 2.5 s.
  * Cost per QUIC connection: one ~50-byte UDP packet each way per second,

@@ -28,6 +28,8 @@ after(() => { dir.cleanup() })
 
 /** the watchdog's default ping interval (reservation-manager.ts): a loss noticed well before it was not noticed by a ping */
 const PING_INTERVAL_MS = 15_000
+/** a relay lost, a new second reservation held within this */
+const FAILOVER_BUDGET_MS = 5_000
 
 async function killedRelayNoticedIn (name: string, transport: 'tcp' | 'quic'): Promise<number> {
   const relay = startCli(['relay', '--data-dir', join(dir.path, `${name}-relay`), '--json', '--no-stun',
@@ -62,10 +64,11 @@ describe('a relay killed outright', () => {
     assert.ok(ms <= 2_000, `noticed after ${ms} ms`)
   })
 
-  it('is noticed over QUIC within the idle timeout of the QUIC keep-alive, without a watchdog ping', async (t) => {
+  it('is noticed over QUIC through the idle timeout of the QUIC keep-alive, within the failover budget and without a watchdog ping', async (t) => {
     const ms = await killedRelayNoticedIn('quic', 'quic')
     t.diagnostic(`QUIC: relay SIGKILLed, reservation gone from status ${ms} ms later (keep-alive ${DONOR_QUIC_LIVENESS.keepAliveInterval} ms, idle timeout ${DONOR_QUIC_LIVENESS.maxIdleTimeout} ms)`)
-    assert.ok(ms <= DONOR_QUIC_LIVENESS.maxIdleTimeout + 1_500, `noticed after ${ms} ms`)
+    // the failover promise: a replacement reservation within 5 s of the kill needs the loss noticed before then
+    assert.ok(ms < FAILOVER_BUDGET_MS, `noticed after ${ms} ms`)
     assert.equal(records().some(r => r.component === 'donor.reservation' && r.phase === 'protocol' && r.transport === 'quic'), false, 'no watchdog ping to a QUIC relay went unanswered: the transport noticed the loss')
   })
 })
