@@ -13,7 +13,8 @@
  * reservations; new reservations p99 < 1 s and RSS < 1.5 GB at 10,000.
  * Quick: 10 and 300 reservations. WC_RELAY_SCALE_RUNGS=10,1000,3000 sets
  * the ladder; WC_BENCH_RELAY_BIN another build's bin/worldcompute;
- * WC_RELAY_SCALE_WATCHDOG_MS the clients' watchdog interval (default 1500);
+ * WC_RELAY_SCALE_WATCHDOG_MS the clients' watchdog ping interval (default a
+ * donor's, 15,000; 1500 measures donors that ping every 1.5 s);
  * WC_RELAY_SCALE_IDLE_MS the idle window per rung (default 60 s, quick 30 s);
  * WC_RELAY_SCALE_CPU_PROF=DIR runs the relay under `node --cpu-prof` writing
  * its profile into DIR when it stops (the profiler inflates the CPU figures);
@@ -23,6 +24,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { DEFAULT_PING_INTERVAL_MS } from '../src/donor/reservation-manager.ts'
 import { climbRelayLadder, ladderNotes, percentile, type RungResult } from './lib/relay-ladder.ts'
 import { benchMain, row, type BenchRow } from './lib/report.ts'
 import { summarize, type Summary } from './lib/stats.ts'
@@ -83,9 +85,9 @@ await benchMain('relay-scale', { quick: 300_000, full: 1_500_000 }, async (args,
     ...(profDir != null ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` } : {}),
     ...(semiSpace != null ? { WORLDCOMPUTE_SEMI_SPACE_MB: semiSpace } : {})
   }
-  // WC_RELAY_SCALE_WATCHDOG_MS: the clients' watchdog interval (a donor's is 1,500 ms), to see the relay's cost without it
-  const watchdogMs = Number(process.env.WC_RELAY_SCALE_WATCHDOG_MS ?? 1_500)
-  const variant = [watchdogMs !== 1_500 ? `clients ping every ${watchdogMs / 1000} s` : '', semiSpace != null ? `relay semi-space ${semiSpace} MB` : ''].filter(x => x !== '').map(x => ` (${x})`).join('')
+  // WC_RELAY_SCALE_WATCHDOG_MS: the clients' watchdog ping interval (a donor's by default), to see the relay's cost with another
+  const watchdogMs = Number(process.env.WC_RELAY_SCALE_WATCHDOG_MS ?? DEFAULT_PING_INTERVAL_MS)
+  const variant = [watchdogMs !== DEFAULT_PING_INTERVAL_MS ? `clients ping every ${watchdogMs / 1000} s` : '', semiSpace != null ? `relay semi-space ${semiSpace} MB` : ''].filter(x => x !== '').map(x => ` (${x})`).join('')
   const ladder = await climbRelayLadder({ dir, rungs, idleMs, probes: args.quick ? 50 : 200, cleanup, watchdogMs, relayEnv })
   const base = ladder.rungs[0].result
   return {

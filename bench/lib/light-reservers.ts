@@ -16,8 +16,8 @@
  * machine. One of these clients is a socket, a Noise session and a muxer.
  *
  * Like a donor's reservation watchdog (src/donor/reservation-manager.ts), each
- * client sends its relay a yamux ping frame every `watchdogMs` (1,500 ms as
- * a donor does; 0 for none), spread over the interval by one timer per
+ * client sends its relay a yamux ping frame every `watchdogMs` (15 s as a
+ * donor does over TCP; 0 for none), spread over the interval by one timer per
  * process; yamux's own keep-alive (every 30 s) is on, as on a donor.
  *
  * Started with child_process.fork; reports over IPC; exits when the parent
@@ -67,7 +67,8 @@ const yamuxFactory: StreamMuxerFactory = yamux()()
 const muxers = new Map([[YAMUX, yamuxFactory]])
 const held: StreamMuxer[] = []
 let made = 0
-const watchdogMs = Number(watchdogArg ?? 1_500)
+// a donor's DEFAULT_PING_INTERVAL_MS (not imported: this process stays light); the parent always passes it
+const watchdogMs = Number(watchdogArg ?? 15_000)
 /** the watchdog's timer: every WATCHDOG_TICK_MS, the share of the clients due */
 const WATCHDOG_TICK_MS = 100
 const watchdog = { cursor: 0, pings: 0, failures: 0 }

@@ -10,6 +10,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { DEFAULT_PING_INTERVAL_MS } from '../../src/donor/reservation-manager.ts'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { CLK_TCK, parseStat } from './proc-cpu.ts'
@@ -59,7 +60,7 @@ export interface LadderInit {
   cleanup: Cleanup
   /** extra `worldcompute relay` flags */
   relayArgs?: readonly string[]
-  /** each client's watchdog ping interval, as a donor's (1,500 ms); 0 for none @default 1500 */
+  /** each client's watchdog ping interval, as a donor's; 0 for none @default DEFAULT_PING_INTERVAL_MS (15 s) */
   watchdogMs?: number
   /** extra environment of the relay, e.g. NODE_OPTIONS=--cpu-prof to profile it */
   relayEnv?: Record<string, string>
@@ -90,7 +91,7 @@ export async function climbRelayLadder (init: LadderInit): Promise<Ladder> {
     for (const c of clients) if (c.child.connected) c.child.disconnect()
     await relay.stop()
   }
-  return { relayPid: relay.pid, relayArgs: relayArgs.slice(1), watchdogMs: init.watchdogMs ?? 1_500, rungs }
+  return { relayPid: relay.pid, relayArgs: relayArgs.slice(1), watchdogMs: init.watchdogMs ?? DEFAULT_PING_INTERVAL_MS, rungs }
 }
 
 async function relayAddr (relay: Proc): Promise<string> {
@@ -154,7 +155,7 @@ async function climbTo (n: number, have: number, addr: string, clients: Client[]
 }
 
 function startClient (addr: string, index: number, { cleanup, watchdogMs }: LadderInit): Client {
-  const child = fork(CLIENT, [addr, String(index), String(watchdogMs ?? 1_500)], { execPath: NODE, env: cleanEnv(), stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  const child = fork(CLIENT, [addr, String(index), String(watchdogMs ?? DEFAULT_PING_INTERVAL_MS)], { execPath: NODE, env: cleanEnv(), stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
   cleanup.add(`stop client process ${index}`, () => { if (child.connected) child.disconnect(); child.kill() })
   return { child, held: 0, rssKb: 0 }
 }

@@ -21,8 +21,20 @@ export interface ReservationManagerInit {
   initialBackoffMs?: number
   /** longest delay between rounds; retries never stop @default 30000 */
   maxBackoffMs?: number
-  /** how often the watchdog checks and pings each relay @default 1500 */
+  /**
+   * how often the watchdog checks, locally and without writing anything, that
+   * each relay's connection and reservation are still there @default 1500
+   */
   watchdogIntervalMs?: number
+  /**
+   * how often the watchdog pings a relay over TCP, WebSocket or HTTPS (a muxer
+   * ping frame): the only way to notice a black-holed path or a host gone
+   * without a FIN, within this plus the ping timeout. A relay process that
+   * dies closes its sockets (the kernel sends FIN/RST) and is noticed at once
+   * without a ping; QUIC relays are never pinged (DONOR_QUIC_LIVENESS)
+   * @default 15000
+   */
+  pingIntervalMs?: number
   /**
    * a relay that does not answer a ping within this is treated as lost; the
    * wait grows to 4× the relay's recent ping round trip when that is longer
@@ -100,6 +112,9 @@ export interface RelayDialler {
   networkChanged?: () => void
 }
 
+/** How often the watchdog pings a relay over a TCP-based transport by default (ReservationManagerInit.pingIntervalMs). */
+export const DEFAULT_PING_INTERVAL_MS = 15_000
+
 /** The longest a learned relay that keeps failing is left alone before it is tried again. */
 const MAX_LEARNED_RETRY_MS = 300_000
 
@@ -129,6 +144,7 @@ export class ReservationManager {
   private readonly initialBackoffMs: number
   private readonly maxBackoffMs: number
   private readonly watchdogIntervalMs: number
+  private readonly pingIntervalMs: number
   private readonly pingTimeoutMs: number
   private readonly dialler: RelayDialler
   private readonly resolver: MeshResolver
@@ -168,14 +184,20 @@ export class ReservationManager {
     this.log = init.logger ?? createLogger('donor.reservation')
     this.initialBackoffMs = init.initialBackoffMs ?? 500
     this.maxBackoffMs = init.maxBackoffMs ?? 30_000
-    // a relay killed outright (or a black-holed path) closes nothing: a QUIC
-    // connection only times out after 10 s idle. Pings every 1.5 s with a 2 s
-    // answer window notice it within 3.5 s, leaving time to reserve elsewhere
-    // within the 5 s target. A false alarm on a slow link costs one redial, and
-    // the donor holds a second reservation meanwhile. Cost per relay: one
-    // muxer ping frame (12 bytes, encrypted) each way per interval
-    // (Pinger.linkRtt), no stream, on the donor and on the relay.
+    // the local check: a timer per relay, reading two maps, no I/O. It
+    // catches a reservation the relay dropped while staying connected (no
+    // event says so); a closed connection wakes the watch at once.
     this.watchdogIntervalMs = init.watchdogIntervalMs ?? 1_500
+    // Why pings are rare: a relay killed outright closes its TCP sockets
+    // (the kernel sends FIN, or RST with data unread), so the loss is an
+    // event within milliseconds (test/donor/relay-killed.test.ts), and QUIC
+    // notices a silent peer natively within 3.5 s. Only a path that goes
+    // silent while both ends stay up (black hole, host power cut) needs a
+    // ping: noticed within 15 s + the ping timeout, while the donor stays
+    // dispatchable through its other reservation. Cost per TCP/WS relay: one
+    // muxer ping frame (12 bytes, encrypted) each way per 15 s, on the donor
+    // and on the relay (a tenth of a ping every 1.5 s).
+    this.pingIntervalMs = init.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS
     this.pingTimeoutMs = init.pingTimeoutMs ?? 2_000
     this.dialler = init.relayDialler ?? this.ladder(mesh, init.stateDir)
     this.resolver = init.resolver ?? new MeshResolver({ logger: createLogger('net.dns') })
@@ -662,29 +684,30 @@ export class ReservationManager {
    * watchdog); returns the cause in words. Rejects when `signal` aborts.
    */
   private async watch (relay: RelayEntry, signal: AbortSignal): Promise<string> {
+    let pingedAt = Date.now()
     for (;;) {
-      const woken = await relay.waker.wait(this.watchdogIntervalMs, { signal })
+      await relay.waker.wait(this.watchdogIntervalMs, { signal })
       if (!this.mesh.connections.isConnected(relay.peerId)) return 'the connection to the relay closed'
       if (!this.mesh.reservations.hasReservation(relay.peerId)) {
         this.log.warn(`reservation on relay ${relay.peerId} is gone while connected; reserving again`, { peer: relay.peerId })
         return 'the relay dropped the reservation while connected'
       }
-      if (woken === 'timeout') {
-        // a silent relay (host gone, path black-holed) keeps the connection
-        // "open" for a long time: ask it
-        const conn = this.mesh.connections.bestDirect(relay.peerId)
-        if (conn != null && !(await this.pingRelay(relay, conn, signal))) {
-          // abort, not close: a graceful close waits for a peer that is not answering
-          conn.abort(new Error(`relay ${relay.peerId} did not answer a watchdog ping in time`))
-          return 'no answer to a watchdog ping in time (relay gone or path black-holed)'
-        }
+      if (Date.now() - pingedAt < this.pingIntervalMs) continue
+      pingedAt = Date.now()
+      // a silent relay (host gone, path black-holed) keeps the connection
+      // "open" for a long time: ask it, unless the transport watches it
+      const conn = this.mesh.connections.bestDirect(relay.peerId)
+      if (conn != null && !transportWatchesLiveness(conn) && !(await this.pingRelay(relay, conn, signal))) {
+        // abort, not close: a graceful close waits for a peer that is not answering
+        conn.abort(new Error(`relay ${relay.peerId} did not answer a watchdog ping in time`))
+        return 'no answer to a watchdog ping in time (relay gone or path black-holed)'
       }
     }
   }
 
   /**
    * One round trip on the relay connection (a muxer ping frame: a few dozen
-   * bytes per relay per watchdog interval, on each side), false when it does
+   * bytes per relay per ping interval, on each side), false when it does
    * not come back in time.
    */
   private async pingRelay (relay: RelayEntry, conn: Connection, signal: AbortSignal): Promise<boolean> {
@@ -715,6 +738,15 @@ export class ReservationManager {
   private pingTimeout (relay: { rttMs?: number }): number {
     return watchdogPingTimeout(this.pingTimeoutMs, relay.rttMs)
   }
+}
+
+/**
+ * Whether the connection's transport notices a silent peer by itself: QUIC,
+ * with the keep-alive and idle timeout of DONOR_QUIC_LIVENESS (native, no
+ * JS); TCP-based transports need the watchdog's pings for a black-holed path.
+ */
+function transportWatchesLiveness (conn: Pick<Connection, 'remoteAddr'>): boolean {
+  return transportOf(conn.remoteAddr) === 'quic'
 }
 
 /** Each tried address with its cause, for `status`: js-libp2p would give one bare AggregateError. */

@@ -15,6 +15,7 @@ import { proxiedTcp, proxiedWebSockets, type ProxyRouter } from './proxy-transpo
 import type { HttpRouteTable } from './ws-http-routes.ts'
 import { hopGater, hopGuard, type HopAdmission } from './hop-gate.ts'
 import { httpsPoll } from './https-poll/transport.ts'
+import { DONOR_QUIC_LIVENESS, RELAY_QUIC_LIVENESS } from './pinger.ts'
 import { withPollAddrs } from './https-poll/address.ts'
 import type { CircuitTraffic } from './circuit-traffic.ts'
 import type { RelayLimits } from '../config/config.ts'
@@ -105,7 +106,8 @@ function transports (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: ()
     proxiedWebSockets(wsInit, proxies, httpRoutes),
     // the last rung: libp2p over HTTPS requests, for proxies that pass no WebSocket upgrade
     httpsPoll({}, proxies, httpRoutes),
-    quic(),
+    // how fast a dead peer is noticed is the transport's job on QUIC (pinger.ts)
+    quic(init.relayServer != null ? RELAY_QUIC_LIVENESS : DONOR_QUIC_LIVENESS),
     // never @libp2p/webrtc's default ICE servers (public STUN servers of a
     // third party): our relays answer STUN, and with none known ICE uses
     // host candidates only. Looked up per connection: the relays we are connected to change.

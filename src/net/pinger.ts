@@ -14,6 +14,30 @@ const PROBE_TIMEOUT_MS = 10_000
 /** Between two probes. */
 const PROBE_INTERVAL_MS = 1_000
 
+/**
+ * QUIC liveness of a node that reserves on relays (a donor): quinn, in native
+ * code, sends a PING frame after 1 s without sending anything, and a
+ * connection that hears nothing for 2.5 s is closed (the idle timeout is the
+ * smaller of both ends', so a relay's 10 s default gives way to it; quinn
+ * restarts it when it sends its first keep-alive after hearing the peer). A
+ * relay killed outright, or a black-holed path, is thus noticed within
+ * 2.5–3.5 s without a JS timer or ping, leaving time to reserve on another
+ * relay within 5 s; the donor's watchdog pings no QUIC relay itself. A lost keep-alive is
+ * resent by QUIC's loss recovery well within the timeout, so a false alarm
+ * takes a path silent for 2.5 s.
+ * Cost per QUIC connection: one ~50-byte UDP packet each way per second,
+ * handled by quinn's threads; nothing on the JS event loop.
+ */
+export const DONOR_QUIC_LIVENESS = { keepAliveInterval: 1_000, maxIdleTimeout: 2_500 } as const
+
+/**
+ * QUIC liveness of a relay: @chainsafe/libp2p-quic's defaults (keep-alive
+ * 5 s, idle timeout 10 s). A relay sends no 1 s keep-alives of its own to
+ * thousands of clients: its donors' keep-alives (see DONOR_QUIC_LIVENESS)
+ * keep their connections alive, and it only answers them.
+ */
+export const RELAY_QUIC_LIVENESS = { keepAliveInterval: 5_000, maxIdleTimeout: 10_000 } as const
+
 /** @libp2p/ping as this file uses it. */
 export interface PingService {
   ping: (peer: PeerId, options?: AbortOptions) => Promise<number>

@@ -66,6 +66,8 @@ export class RelayLiveness<C extends LivenessConnection = Connection> {
   /** this round's connections, a snapshot of `live` taken when the last round ended */
   private round: C[] = []
   private cursor = 0
+  /** ticks since this round began; a round lasts intervalMs/tickMs ticks however few connections it holds */
+  private tickInRound = Number.POSITIVE_INFINITY
   private readonly onOpen = (evt: CustomEvent<C>): void => { this.live.add(evt.detail) }
   private readonly onClose = (evt: CustomEvent<C>): void => { this.live.delete(evt.detail) }
 
@@ -94,6 +96,7 @@ export class RelayLiveness<C extends LivenessConnection = Connection> {
     this.live.clear()
     this.round = []
     this.cursor = 0
+    this.tickInRound = Number.POSITIVE_INFINITY
   }
 
   private async run (signal: AbortSignal): Promise<void> {
@@ -121,13 +124,21 @@ export class RelayLiveness<C extends LivenessConnection = Connection> {
     }
   }
 
-  /** The next share of the open connections, so that each one comes round once per interval. */
+  /**
+   * The next share of the open connections, so that each one comes round
+   * once per interval: a round is intervalMs/tickMs ticks long even when it
+   * holds fewer connections than ticks (then most ticks check none), so a
+   * relay with 10 clients pings each once a minute, not once a tick.
+   */
   nextSlice (): C[] {
-    if (this.cursor >= this.round.length) {
+    const ticksPerRound = Math.max(1, Math.ceil(this.intervalMs / this.tickMs))
+    if (this.tickInRound >= ticksPerRound) {
       this.round = [...this.live]
       this.cursor = 0
+      this.tickInRound = 0
     }
-    const share = Math.ceil(this.round.length * this.tickMs / this.intervalMs)
+    this.tickInRound++
+    const share = Math.ceil(this.round.length / ticksPerRound)
     const slice = this.round.slice(this.cursor, this.cursor + share)
     this.cursor += share
     return slice

@@ -64,6 +64,19 @@ describe('relay liveness', () => {
     assert.deepEqual([...seen].sort(), open.map(c => c.id).sort())
   })
 
+  it('checks each of a few connections once per interval, not once per tick', async () => {
+    const open = await conns(3)
+    const l = liveness(open, async () => 1, recordingLogger().logger)
+    l.start()
+    // 10 ticks per interval: three intervals
+    const perTick = Array.from({ length: 30 }, () => l.nextSlice().map(c => c.id))
+    l.stop()
+    const checks = perTick.flat()
+    assert.equal(checks.length, 9, `three checks per interval in all, one per connection: ${JSON.stringify(perTick)}`)
+    for (const c of open) assert.equal(checks.filter(id => id === c.id).length, 3, `connection ${c.id} checked once per interval`)
+    for (let i = 0; i < 3; i++) assert.deepEqual(perTick.slice(i * 10, i * 10 + 10).flat().sort(), open.map(c => c.id).sort())
+  })
+
   it('checks a connection opened later from the next round on, and forgets a closed one', async () => {
     const [a, b, late] = await conns(3)
     const events = new FakeEvents()
@@ -71,8 +84,8 @@ describe('relay liveness', () => {
     l.start()
     events.fire('connection:open', late)
     events.fire('connection:close', b)
-    // two connections, a tenth per tick rounded up: one per tick, a round every two ticks
-    const round = (): string[] => Array.from({ length: 2 }, () => l.nextSlice()).flat().map(c => c.id)
+    // two connections, a tenth per tick rounded up: one per tick, and a round lasts ten ticks
+    const round = (): string[] => Array.from({ length: 10 }, () => l.nextSlice()).flat().map(c => c.id)
     const first = round()
     const second = round()
     l.stop()
