@@ -96,9 +96,10 @@ export const DEFAULT_ADMISSION_LIMITS: RelayAdmissionLimits = Object.freeze({
   /** a source is also bounded by maxHopStreamsPerPeer on each connection */
   maxCircuitsPerPeer: 64,
   /**
-   * a donor notices a lost relay within 3.5 s (watchdog), retries after 0.5,
-   * 1 and 2 s and a dial attempt may take 5 s: 15 s covers a reconnect after a
-   * blip, while a throw-away identity that leaves frees its slot within 15 s
+   * a donor notices a restarted relay within 3.5 s (FIN, or QUIC's idle
+   * timeout), retries after 0.5, 1 and 2 s and a dial attempt may take 5 s:
+   * 15 s covers a reconnect after a blip (a black-holed TCP path takes its
+   * donor ~17 s to notice, so its reservation may be gone by then), while a throw-away identity that leaves frees its slot within 15 s
    * instead of the 2 h TTL
    */
   reservationGraceMs: 15_000,
