@@ -1,4 +1,5 @@
 import { PeerUnreachableError } from '../core/errors.ts'
+import { METER_VERSION } from '../executor/index.ts'
 import { codeOf, DispatchFailedError, DispatchRefusedError, DispatchTimeoutError, messageOf, ModuleNotCachedError, StreamEndedEarlyError, StreamStalledError } from '../protocols/errors.ts'
 import { directIpOf, fetchObservedAddr } from '../protocols/observed-addr/index.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
@@ -197,7 +198,8 @@ export class MeshTaskNetwork implements TaskNetwork {
       moduleSize: task.module.byteLength,
       inputSize: task.input.byteLength,
       limits: task.limits,
-      ...offeredFiles(task.tree)
+      ...offeredFiles(task.tree),
+      meter: METER_VERSION
     }, { signal: options.signal })
     if (res.accept) this.hasModule.set(task.taskId, res.hasModule)
     if (res.accept && res.hasFiles != null) this.hasFiles.set(task.taskId, res.hasFiles)
@@ -316,7 +318,7 @@ export class MeshTaskNetwork implements TaskNetwork {
       env: task.env,
       limits: task.limits,
       moduleName: task.moduleName,
-      ...(offered ? { offered } : {}),
+      ...(offered ? { offered, meter: METER_VERSION } : {}),
       ...(task.tree != null ? { tree: task.tree, donorHasFiles } : {})
     }, { signal: options.signal })
     let result

@@ -111,6 +111,13 @@ export interface OfferRequest {
   fileCids?: string[]
   /** the bytes of all the job's distinct directory blobs; absent without `--dir` */
   filesSize?: number
+  /**
+   * The cost rule fuel must be counted by (the executor's METER_VERSION, e.g.
+   * `meter/4`): replicas compare fuel, so a donor counting by another rule
+   * declines (`meter`) rather than disagree with the others and be blamed.
+   * Absent from older peers: not checked.
+   */
+  meter?: string
 }
 
 /**
@@ -123,7 +130,8 @@ export interface OfferRequest {
  * answer from an older peer has no code at all.
  */
 /** `paused`: its owner paused it, or its run hours or a busy machine hold its jobs (it declines with no free slot, so brokers ask again later) */
-export const DECLINE_CODES = ['busy', 'memory-budget', 'limits', 'payload-too-large', 'not-executing', 'internal-error', 'paused', 'other'] as const
+/** `meter`: the donor counts fuel by another cost rule than the offer's `meter` (a different release): it holds until one of them is updated */
+export const DECLINE_CODES = ['busy', 'memory-budget', 'limits', 'payload-too-large', 'not-executing', 'internal-error', 'paused', 'meter', 'other'] as const
 export type DeclineCode = typeof DECLINE_CODES[number]
 
 /** Donor → broker. `hasModule` lets the broker skip sending the module bytes. */
@@ -162,6 +170,8 @@ export interface DispatchHeader {
    * looking for an accepted one. Absent: an accepted offer is required.
    */
   offered?: boolean
+  /** the cost rule fuel must be counted by, checked with `offered` as an offer's `meter` is; absent from older peers */
+  meter?: string
   /**
    * CIDv1 dag-cbor of the job's tree manifest (codec/manifest.ts), for a job
    * with `--dir`: the manifest (`manifestSize` bytes) follows the input, then
@@ -359,8 +369,18 @@ function readOfferRequest (r: FieldReader): OfferRequest {
     inputSize: r.integer('inputSize', PAYLOAD_RANGE),
     limits: readLimits(r, 'limits', true),
     ...readFileCids(r, 'fileCids'),
-    ...(r.has('filesSize') ? { filesSize: r.integer('filesSize', COUNT_RANGE) } : {})
+    ...(r.has('filesSize') ? { filesSize: r.integer('filesSize', COUNT_RANGE) } : {}),
+    ...readMeter(r)
   }
+}
+
+/** The longest cost-rule name read (`meter/4` is 7): a name, not a payload. */
+const MAX_METER_LENGTH = 32
+
+/** An optional `meter` (a cost rule's name) as `{ meter }` or `{}`. */
+function readMeter (r: FieldReader): { meter?: string } {
+  const meter = r.optionalString('meter', { maxLength: MAX_METER_LENGTH })
+  return meter != null ? { meter } : {}
 }
 
 /** An optional list of CIDv1 raw strings, at most MAX_OFFER_FILE_CIDS, as `{ [key]: list }` or `{}`. */
@@ -370,7 +390,7 @@ function readFileCids (r: FieldReader, key: string): Record<string, string[]> {
 }
 
 export function encodeOfferRequest (req: OfferRequest): Uint8Array {
-  const wire = { ...pick(req, ['jobId', 'taskId', 'moduleCid', 'moduleSize', 'inputSize', 'fileCids', 'filesSize']), limits: limitsToWire(req.limits ?? {}) }
+  const wire = { ...pick(req, ['jobId', 'taskId', 'moduleCid', 'moduleSize', 'inputSize', 'fileCids', 'filesSize', 'meter']), limits: limitsToWire(req.limits ?? {}) }
   return encodeChecked('offer request', wire, readOfferRequest, MAX_MESSAGE_BYTES.offerRequest)
 }
 
@@ -418,6 +438,7 @@ function readDispatchHeader (r: FieldReader): DispatchHeader {
     inputSize: r.integer('inputSize', PAYLOAD_RANGE),
     sendsModule: r.boolean('sendsModule'),
     ...(r.has('offered') ? { offered: r.boolean('offered') } : {}),
+    ...readMeter(r),
     ...readTreeFields(r)
   }
 }
@@ -449,7 +470,7 @@ export function decodeBlobHeader (bytes: Uint8Array): BlobHeader {
 
 export function encodeDispatchHeader (h: DispatchHeader): Uint8Array {
   const wire = {
-    ...pick(h, ['jobId', 'taskId', 'moduleCid', 'inputCid', 'args', 'env', 'moduleSize', 'inputSize', 'sendsModule', 'moduleName', 'offered', 'manifestCid', 'manifestSize', 'blobCount']),
+    ...pick(h, ['jobId', 'taskId', 'moduleCid', 'inputCid', 'args', 'env', 'moduleSize', 'inputSize', 'sendsModule', 'moduleName', 'offered', 'meter', 'manifestCid', 'manifestSize', 'blobCount']),
     limits: limitsToWire(h.limits ?? {})
   }
   return encodeChecked('dispatch header', wire, readDispatchHeader, MAX_MESSAGE_BYTES.dispatchHeader)

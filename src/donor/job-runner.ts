@@ -1,4 +1,4 @@
-import { resolveJobLimits, type Executor } from '../executor/index.ts'
+import { METER_VERSION, resolveJobLimits, type Executor } from '../executor/index.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { duration, shortPeerId } from '../core/format.ts'
 import { TaskAbandonedError } from '../protocols/errors.ts'
@@ -52,6 +52,8 @@ export interface JobRunnerInit {
   hasModule: (moduleCid: string) => boolean
   /** which directory blobs the dispatch protocol's content cache holds; absent: none (the broker sends them all) */
   hasFiles?: (cids: readonly string[]) => string[]
+  /** the cost rule this donor's executor counts fuel by; an offer naming another is declined (`meter`) @default METER_VERSION */
+  meter?: string
   /** called when free slots change, so capacity is announced again */
   onChange?: () => void
   /** why the donor cannot run jobs right now (e.g. its sandbox failed to start), else undefined */
@@ -101,6 +103,7 @@ interface Run {
 export class JobRunner {
   private readonly init: JobRunnerInit
   private readonly log: Logger
+  private readonly meter: string
   private readonly components?: JobRunnerComponents
   private readonly holds = new Map<string, Hold>()
   private readonly runs = new Map<string, Run>()
@@ -113,6 +116,7 @@ export class JobRunner {
     this.init = init
     this.components = components
     this.log = init.logger ?? createLogger('donor.jobs')
+    this.meter = init.meter ?? METER_VERSION
   }
 
   /** Watches brokers coming and going (with components only). */
@@ -197,6 +201,11 @@ export class JobRunner {
       this.log.info(`declined task ${req.taskId} from ${context.peer}: ${paused}`, { peer: context.peer, code: 'paused' })
       return { accept: false, reason: paused, code: 'paused', hasModule, freeSlots: 0 }
     }
+    if (req.meter != null && req.meter !== this.meter) {
+      const reason = `this donor counts fuel by ${this.meter}, the broker's replicas by ${req.meter}: their fuel would not agree (one of the two runs another release)`
+      this.log.info(`declined task ${req.taskId} from ${context.peer}: ${reason}`, { peer: context.peer, code: 'meter' })
+      return { accept: false, reason, code: 'meter', hasModule, freeSlots: this.freeSlots() }
+    }
     const check = resolveJobLimits(req.limits, this.init.maxLimits)
     if (!check.ok) {
       this.log.info(`declined task ${req.taskId} from ${context.peer}: ${check.reason}`, { peer: context.peer, code: 'limits' })
@@ -256,7 +265,7 @@ export class JobRunner {
       hold = undefined
     }
     if (hold == null && req.offered === true) {
-      const answer = this.decide({ jobId: req.jobId, taskId: req.taskId, moduleCid: req.moduleCid, moduleSize: req.moduleSize ?? 0, inputSize: req.inputSize ?? 0, limits: req.limits }, context)
+      const answer = this.decide({ jobId: req.jobId, taskId: req.taskId, moduleCid: req.moduleCid, moduleSize: req.moduleSize ?? 0, inputSize: req.inputSize ?? 0, limits: req.limits, ...(req.meter != null ? { meter: req.meter } : {}) }, context)
       hold = this.holds.get(key)
       if (!answer.accept) return { admitted: false, code: answer.code ?? 'other', reason: answer.reason ?? `task ${req.taskId} was declined` }
     }

@@ -228,6 +228,27 @@ describe('messages', () => {
   })
 })
 
+describe('the cost rule in offers and dispatch headers', () => {
+  it('carries the meter an offer names, and none from older peers', () => {
+    const req = { ...offerRequest, meter: 'meter/4' }
+    assert.deepEqual(decodeOfferRequest(encodeOfferRequest(req)), req)
+    assert.equal('meter' in decodeOfferRequest(encodeOfferRequest(offerRequest)), false)
+  })
+
+  it('refuses a meter name longer than a name', () => {
+    assert.throws(() => encodeOfferRequest({ ...offerRequest, meter: 'm'.repeat(33) }), (err: unknown) => err instanceof MalformedMessageError && err.field === 'meter')
+  })
+
+  it('carries the meter of a dispatch that brings its own offer', () => {
+    const h = { ...header, offered: true, meter: 'meter/4' }
+    assert.deepEqual(decodeDispatchHeader(encodeDispatchHeader(h)), h)
+  })
+
+  it('reads the meter decline code', () => {
+    assert.equal(decodeOfferResponse(encodeOfferResponse({ ...offerResponse, accept: false, code: 'meter' })).code, 'meter')
+  })
+})
+
 describe('directory fields of offer and dispatch messages', () => {
   const blob = rawCidString(enc.encode('file'))
   const manifestCid = dagCborCid(enc.encode('manifest')).toString()

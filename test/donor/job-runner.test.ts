@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { DEFAULT_JOB_LIMITS } from '../../src/core/job.ts'
 import { JobRunner, type JobRunnerComponents } from '../../src/donor/job-runner.ts'
-import { Executor } from '../../src/executor/index.ts'
+import { Executor, METER_VERSION } from '../../src/executor/index.ts'
 import { TaskAbandonedError } from '../../src/protocols/errors.ts'
 import type { ExecuteRequest, ExecuteResult } from '../../src/core/job.ts'
 
@@ -41,6 +41,18 @@ describe('donor offer decisions', () => {
     const res = runner().decideOffer({ ...offer('t1'), fileCids: [], filesSize: DEFAULT_JOB_LIMITS.payloadBytes }, { peer: 'b' })
     assert.equal(res.accept, false)
     assert.equal(res.code, 'payload-too-large')
+  })
+
+  it('declines an offer whose fuel is counted by another cost rule, naming both, and holds no slot for it', () => {
+    const r = runner()
+    const res = r.decideOffer({ ...offer('t1'), meter: 'meter/0' }, { peer: 'broker' })
+    assert.equal(res.accept, false)
+    assert.equal(res.code, 'meter')
+    assert.ok(res.reason?.includes('meter/0') === true && res.reason.includes(METER_VERSION), res.reason)
+    assert.equal(r.capacity().freeSlots, 2)
+    // the same rule, or none named (an older broker), is accepted
+    assert.equal(r.decideOffer({ ...offer('t2'), meter: METER_VERSION }, { peer: 'broker' }).accept, true)
+    assert.equal(r.decideOffer(offer('t3'), { peer: 'broker' }).accept, true)
   })
 
   it('declines limits above the donor maxima, naming the limit and the maximum', () => {
@@ -178,6 +190,13 @@ describe('donor admission of dispatches', () => {
     assert.equal(r.capacity().freeSlots, 0, 'the admitted dispatch holds the slot as an accepted offer does')
     const second = r.admit({ jobId: 'job-1', taskId: 't2', moduleCid: 'bafkrei-m', moduleSize: 10, inputSize: 10, limits: { memoryBytes: MiB }, offered: true }, { peer: 'b' })
     assert.equal(second.admitted === false ? second.code : undefined, 'busy')
+  })
+
+  it('declines a dispatch carrying its own offer counted by another cost rule with the meter code', () => {
+    const r = admissionRunner()
+    const a = r.admit({ jobId: 'job-1', taskId: 't1', moduleCid: 'bafkrei-m', moduleSize: 10, inputSize: 10, limits: {}, offered: true, meter: 'meter/0' }, { peer: 'b' })
+    assert.equal(a.admitted === false ? a.code : undefined, 'meter')
+    assert.equal(r.capacity().freeSlots, 2)
   })
 
   it('declines a dispatch carrying its own offer over this donor\'s payload limit with the payload-too-large code', () => {

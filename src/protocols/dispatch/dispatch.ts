@@ -56,6 +56,8 @@ export interface AdmissionRequest {
   inputSize?: number
   /** the dispatch carries its own offer (no offer stream came first): decide the header as one @default false */
   offered?: boolean
+  /** the cost rule the broker counts fuel by, with `offered` (OfferRequest's `meter`) */
+  meter?: string
   limits: Partial<JobLimits>
 }
 
@@ -204,6 +206,8 @@ export interface DispatchTask {
    * less than the offer's round trip @default false
    */
   offered?: boolean
+  /** with `offered`: the cost rule fuel must be counted by (OfferRequest's `meter`) */
+  meter?: string
 }
 
 /** What a dispatch returned, its receipt checked. */
@@ -690,7 +694,7 @@ export class DispatchService extends ProtocolService {
    */
   private admitTask (header: DispatchHeader, peer: string): Admission {
     if (this.memo.get(memoKey(peer, header.taskId)) != null) return { admitted: true, release: () => {} }
-    const req: AdmissionRequest = { jobId: header.jobId, taskId: header.taskId, moduleCid: header.moduleCid, moduleSize: header.sendsModule ? header.moduleSize : 0, inputSize: header.inputSize, limits: header.limits, offered: header.offered === true }
+    const req: AdmissionRequest = { jobId: header.jobId, taskId: header.taskId, moduleCid: header.moduleCid, moduleSize: header.sendsModule ? header.moduleSize : 0, inputSize: header.inputSize, limits: header.limits, offered: header.offered === true, ...(header.meter != null ? { meter: header.meter } : {}) }
     return this.admit?.(req, { peer }) ?? { admitted: false, code: 'no-offer', reason: 'this donor runs no task it was not offered' }
   }
 
@@ -871,7 +875,7 @@ function headerOf (task: DispatchTask, blobCount: number): DispatchHeader {
     moduleSize: task.module?.byteLength ?? 0,
     inputSize: task.input.byteLength,
     sendsModule: task.module != null,
-    ...(task.offered === true ? { offered: true } : {}),
+    ...(task.offered === true ? { offered: true, ...(task.meter != null ? { meter: task.meter } : {}) } : {}),
     ...(task.moduleName != null ? { moduleName: task.moduleName } : {}),
     ...(task.tree != null ? { manifestCid: task.tree.manifestCid, manifestSize: task.tree.manifestBytes.byteLength, blobCount } : {})
   }
