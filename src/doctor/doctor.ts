@@ -1,3 +1,4 @@
+import { pathUsesTls } from '../net/tls-intercept.ts'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { DialLadder, DialLadderError, type LadderAttempt } from '../net/dial-ladder.ts'
@@ -216,7 +217,7 @@ export class Doctor {
     try {
       const result = await this.ladder.dial(relay, [addr], { signal })
       attempt = result.attempts[0]
-      if (transport === 'wss' && this.init.tlsProbe != null) tls.push(await this.checkTls(this.init.tlsProbe, result.connection, text, signal))
+      if (pathUsesTls(text) && this.init.tlsProbe != null) tls.push(await this.checkTls(this.init.tlsProbe, result.connection, text, signal))
     } catch (err) {
       signal?.throwIfAborted()
       if (err instanceof DialLadderError) attempt = err.attempts[0]
@@ -287,7 +288,7 @@ export class Doctor {
       return await probe(conn, addr, { signal })
     } catch (err) {
       signal?.throwIfAborted()
-      this.log.warn(`TLS interception check of ${addr} failed: ${(err as Error).message}`, { peer: conn.remotePeer.toString(), transport: 'wss', phase: 'tls' })
+      this.log.warn(`TLS interception check of ${addr} failed: ${(err as Error).message}`, { peer: conn.remotePeer.toString(), transport: transportOf(addr), phase: 'tls' })
       return { addr, detail: `the check failed: ${(err as Error).message}` }
     }
   }

@@ -1,6 +1,6 @@
 import { fetchRelayInfo } from '../protocols/relay-info/index.ts'
 import { messageOf } from '../protocols/errors.ts'
-import { judgeInterception, probeTlsChain, type TlsChain } from '../net/tls-intercept.ts'
+import { judgeInterception, pathUsesTls, probeTlsChain, type TlsChain } from '../net/tls-intercept.ts'
 import { wsTargetOf } from '../net/ws-diagnose.ts'
 import type { TlsInterception } from '../core/types.ts'
 import type { ProxyRoutes } from '../net/components.ts'
@@ -22,7 +22,7 @@ export interface RelayTlsCheck {
 }
 
 /**
- * Checks a relay connection made over WebSocket-over-TLS: asks the relay
+ * Checks a relay connection made over WebSocket-over-TLS (or HTTPS polling): asks the relay
  * (over this Noise-authenticated connection) which certificate it serves,
  * and compares it with the chain this donor was served on the same path —
  * read from the proxied dial's own TLS socket when it went through a proxy,
@@ -32,7 +32,7 @@ export interface RelayTlsCheck {
  * the reason.
  */
 export async function checkRelayTls (proxies: ProxyRoutes, conn: Connection, addr: string, options: AbortOptions = {}): Promise<RelayTlsCheck> {
-  const target = wsTargetOf(addr)
+  const target = pathUsesTls(addr) ? wsTargetOf(addr) : undefined
   if (target == null || !target.tls) {
     return { intercepted: 'unknown', addr, reason: 'not checked: this path does not use TLS' }
   }

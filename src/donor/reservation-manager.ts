@@ -4,6 +4,7 @@ import { DialLadder, DialLadderError, RungMemory, familyOf, type LadderResult } 
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { peerIdOf, transportOf, uplinkTransport } from '../net/transport-of.ts'
 import { checkRelayTls, type RelayTlsCheck } from './relay-tls-check.ts'
+import { pathUsesTls } from '../net/tls-intercept.ts'
 import { RelayEntry } from './relay-entry.ts'
 import type { AddrResolution, BootstrapStatus, KnownRelayView, RelayPath, RelayReservationStatus } from '../core/types.ts'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -457,13 +458,13 @@ export class ReservationManager {
     const conn = result.connection
     relay.connectionId = conn.id
     relay.connected(conn, { transport: result.transport, addr: result.addr, reason: result.reason, remembered: result.remembered, ...(result.family != null ? { family: result.family } : {}), at: new Date().toISOString() })
-    if (this.refuseIntercepted && uplinkTransport(result.addr) === 'wss') {
+    if (this.refuseIntercepted && pathUsesTls(result.addr)) {
       // before the reservation: a refused path must never make this donor dispatchable
       await this.refuseIfIntercepted(relay, conn, result.addr, signal)
     }
   }
 
-  /** connected → backing-off when the TLS of a just-dialled `wss` path is intercepted (--refuse-intercepted): the path is refused and closed. */
+  /** connected → backing-off when the TLS of a just-dialled `wss` or TLS poll path is intercepted (--refuse-intercepted): the path is refused and closed. */
   private async refuseIfIntercepted (relay: RelayEntry, conn: Connection, addr: string, signal: AbortSignal): Promise<void> {
     const check = await this.checkTls(relay, conn, addr, signal)
     if (signal.aborted || check.intercepted !== 'yes') return
@@ -495,7 +496,7 @@ export class ReservationManager {
       relay.reserved(conn, result.grantedAt)
       const path = relay.path ?? this.pathOf(relay, conn)
       this.log.info(`reserved on relay ${relay.peerId} over ${path.transport}: ${path.reason}; reachable at ${result.circuitAddrs[0]}; relay from ${relay.source}, dialled at ${path.addr}; ${this.describeHeld()}`, { peer: relay.peerId, addr: path.addr, transport: path.transport, remembered: path.remembered, source: relay.source })
-      if (relay.tlsConnectionId !== conn.id && path.transport === 'wss') {
+      if (relay.tlsConnectionId !== conn.id && pathUsesTls(path.addr)) {
         // after the reservation, off the path to "dispatchable": an intercepted path is still used
         void this.checkTls(relay, conn, path.addr, signal)
       }
@@ -628,7 +629,7 @@ export class ReservationManager {
   }
 
   /**
-   * TLS interception check of a `wss` relay connection (relay-tls-check.ts);
+   * TLS interception check of a `wss` or TLS poll relay connection (relay-tls-check.ts);
    * the verdict goes to status and one log line (WARN when intercepted or
    * when the check could not run). Never throws.
    */
@@ -645,7 +646,7 @@ export class ReservationManager {
     relay.tls = check
     relay.tlsVerdict = check
     if (signal.aborted) return check
-    const fields = { peer: relay.peerId, addr, transport: 'wss', phase: 'tls' }
+    const fields = { peer: relay.peerId, addr, transport: uplinkTransport(addr), phase: 'tls' }
     if (check.intercepted === 'yes') {
       this.log.warn(`TLS to relay ${relay.peerId} is intercepted by '${check.interceptor ?? '?'}' at ${addr}: ${check.reason}; ${this.refuseIntercepted ? 'refusing this path (--refuse-intercepted)' : 'using the path anyway (start with --refuse-intercepted to refuse it)'}`, { ...fields, interceptor: check.interceptor })
     } else if (check.failed === true) {
@@ -662,7 +663,7 @@ export class ReservationManager {
       return { tlsIntercepted: relay.tls.intercepted, ...(relay.tls.interceptor != null ? { tlsInterceptor: relay.tls.interceptor } : {}), tlsCheck: relay.tls.reason }
     }
     const transport = uplinkTransport(conn.remoteAddr)
-    return { tlsIntercepted: 'unknown', tlsCheck: transport === 'wss' ? 'not checked yet' : `not checked: this path does not use TLS (${transport})` }
+    return { tlsIntercepted: 'unknown', tlsCheck: pathUsesTls(conn.remoteAddr.toString()) ? 'not checked yet' : `not checked: this path does not use TLS (${transport})` }
   }
 
   /** The ladder's path when `conn` is the connection it made, otherwise what we can say about `conn`. */

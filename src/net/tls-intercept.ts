@@ -3,6 +3,8 @@ import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect, getCACertificates, setDefaultCACertificates, type DetailedPeerCertificate, type PeerCertificate, type TLSSocket } from 'node:tls'
 import { WorldComputeError } from '../core/errors.ts'
 import { authority, openTunnel, ProxyTunnelError } from './proxy-tunnel.ts'
+import { pollTargetOf } from './https-poll/address.ts'
+import { uplinkTransport } from './transport-of.ts'
 import type { ProxySpec } from './proxy-env.ts'
 import type { Logger } from '../log/logger.ts'
 import type { AbortOptions } from '@libp2p/interface'
@@ -282,4 +284,14 @@ export function trustSystemCertificates (log?: Logger): { added: number, total: 
   if (extra.length > 0) setDefaultCACertificates([...defaults, ...extra])
   log?.debug(`TLS trust: ${defaults.length} default CA certificates + ${extra.length} from the system store (SSL_CERT_FILE=${process.env.SSL_CERT_FILE ?? 'unset'}, SSL_CERT_DIR=${process.env.SSL_CERT_DIR ?? 'unset'})`)
   return { added: extra.length, total: defaults.length + extra.length }
+}
+
+/**
+ * Whether a relay path runs over TLS a middlebox could re-sign: WebSocket over
+ * TLS, or HTTPS long polling over TLS (both reach the relay's TLS listener,
+ * so the same check applies).
+ */
+export function pathUsesTls (addr: string): boolean {
+  const transport = uplinkTransport(addr)
+  return transport === 'wss' || (transport === 'https-poll' && pollTargetOf(addr)?.tls === true)
 }

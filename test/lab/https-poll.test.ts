@@ -86,6 +86,10 @@ labSuite('Network-namespace lab: an inspecting proxy that passes no WebSocket up
         assert.equal(wss?.value, 'no', `doctor: wss-443 ${wss?.value ?? 'missing'}: ${wss?.detail ?? ''}`)
         assert.equal(fallback?.value, 'yes', `doctor: https-fallback ${fallback?.value ?? 'missing'}: ${fallback?.detail ?? ''}`)
         assert.match(fallback?.detail ?? '', /only the HTTPS fallback works here/)
+        // the poll path crosses the same re-signing proxy as WSS would: the TLS check runs on it too
+        const tls = report.checks.find(c => c.name === 'tls-intercepted')
+        assert.equal(tls?.value, 'yes', `doctor: tls-intercepted ${tls?.value ?? 'missing'}: ${tls?.detail ?? ''}`)
+        assert.match(tls?.detail ?? '', new RegExp(CORP_CA))
       },
       during: async ({ t, lab, executor, relay }) => {
         const s = await statusOf(lab, executor)

@@ -13,7 +13,7 @@ import { connect as netConnect, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { connect as tlsConnect, createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls'
 import { after, before, describe, it } from 'node:test'
-import { judgeInterception, leafFingerprintOfPem, normalizeFingerprint, probeTlsChain, TlsProbeError } from '../../src/net/tls-intercept.ts'
+import { judgeInterception, leafFingerprintOfPem, normalizeFingerprint, pathUsesTls, probeTlsChain, TlsProbeError } from '../../src/net/tls-intercept.ts'
 import { parseProxyEnvironment } from '../../src/net/proxy-env.ts'
 import { decodeRelayInfo, encodeRelayInfo } from '../../src/protocols/relay-info/index.ts'
 import { firstJson, runCli, startCli, type LongRunning } from '../helpers/cli.ts'
@@ -232,5 +232,18 @@ describe('a daemon behind a TLS-intercepting middlebox', () => {
       const code = await p.stop()
       assert.equal(code, 0, `${name} exits 0 on SIGTERM (took ${Date.now() - started} ms):\n${p.stderr().split('\n').slice(-15).join('\n')}`)
     }
+  })
+})
+
+describe('which relay paths get the TLS interception check', () => {
+  const peer = '12D3KooWQDkDvGNNGUoD3kFFaVSzTZ3udBbj3zMxiFHdb7aAmDgY'
+
+  it('WebSocket over TLS and HTTPS polling over TLS do; their plain forms, TCP and QUIC do not', () => {
+    assert.equal(pathUsesTls(`/ip4/192.0.2.1/tcp/443/tls/ws/p2p/${peer}`), true)
+    assert.equal(pathUsesTls(`/dns4/relay.example/tcp/443/tls/sni/relay.example/http/http-path/wc-poll%2F1/p2p/${peer}`), true)
+    assert.equal(pathUsesTls(`/ip4/192.0.2.1/tcp/80/http/http-path/wc-poll%2F1/p2p/${peer}`), false)
+    assert.equal(pathUsesTls(`/ip4/192.0.2.1/tcp/80/ws/p2p/${peer}`), false)
+    assert.equal(pathUsesTls(`/ip4/192.0.2.1/tcp/4001/p2p/${peer}`), false)
+    assert.equal(pathUsesTls(`/ip4/192.0.2.1/udp/4001/quic-v1/p2p/${peer}`), false)
   })
 })
