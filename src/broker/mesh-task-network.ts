@@ -78,6 +78,8 @@ export class MeshTaskNetwork implements TaskNetwork {
   private readonly hasModule = new Map<string, boolean>()
   /** directory blobs the executor's last offer answer said it holds, by task ID */
   private readonly hasFiles = new Map<string, string[]>()
+  /** tasks whose executor's offer answer said it fetches big payloads by CID */
+  private readonly fetches = new Set<string>()
   /** tasks whose offer rides their dispatch (offer answered `deferred`), until dispatched */
   private readonly deferred = new Set<string>()
   /** `${executor} ${moduleCid}` of modules an executor ran for us: a deferred offer sends no module there */
@@ -201,6 +203,7 @@ export class MeshTaskNetwork implements TaskNetwork {
     }, { signal: options.signal })
     if (res.accept) this.hasModule.set(task.taskId, res.hasModule)
     if (res.accept && res.hasFiles != null) this.hasFiles.set(task.taskId, res.hasFiles)
+    if (res.accept && res.fetches === true) this.fetches.add(task.taskId)
     return { accept: res.accept, reason: res.reason, code: res.code, freeSlots: res.freeSlots }
   }
 
@@ -305,6 +308,7 @@ export class MeshTaskNetwork implements TaskNetwork {
     this.hasModule.delete(task.taskId)
     let donorHasFiles = this.hasFiles.get(task.taskId)
     this.hasFiles.delete(task.taskId)
+    const donorFetches = this.fetches.delete(task.taskId)
     const send = async (withModule: boolean): Promise<Awaited<ReturnType<DispatchService['dispatch']>>> => await this.init.dispatch.dispatch(conn, {
       jobId: task.jobId,
       taskId: task.taskId,
@@ -317,6 +321,7 @@ export class MeshTaskNetwork implements TaskNetwork {
       limits: task.limits,
       moduleName: task.moduleName,
       ...(offered ? { offered } : {}),
+      ...(donorFetches ? { donorFetches } : {}),
       ...(task.tree != null ? { tree: task.tree, donorHasFiles } : {})
     }, { signal: options.signal })
     let result

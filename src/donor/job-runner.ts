@@ -52,6 +52,8 @@ export interface JobRunnerInit {
   hasModule: (moduleCid: string) => boolean
   /** which directory blobs the dispatch protocol's content cache holds; absent: none (the broker sends them all) */
   hasFiles?: (cids: readonly string[]) => string[]
+  /** this donor fetches big modules and inputs by CID (it has a content store): offers are answered `fetches` @default false */
+  fetchesByCid?: boolean
   /** called when free slots change, so capacity is announced again */
   onChange?: () => void
   /** why the donor cannot run jobs right now (e.g. its sandbox failed to start), else undefined */
@@ -181,7 +183,7 @@ export class JobRunner {
 
   /** The answer to an offer, saying which of its directory blobs this donor holds when it names any. */
   decideOffer (req: OfferRequest, context: { peer: string }): OfferResponse {
-    const answer = this.decide(req, context)
+    const answer = { ...this.decide(req, context), ...(this.init.fetchesByCid === true ? { fetches: true } : {}) }
     return req.fileCids != null ? { ...answer, hasFiles: this.init.hasFiles?.(req.fileCids) ?? [] } : answer
   }
 
