@@ -245,11 +245,13 @@ export class MeshTaskNetwork implements TaskNetwork {
     const avoid = new Set<string>()
     const maxRetries = this.init.maxPathRetries ?? 4
     const offered = this.deferred.delete(task.taskId)
+    // every path a task is sent again over carries the same answer: the executor fetches big payloads itself
+    const fetches = this.fetches.delete(task.taskId)
     for (let attempt = 0; ; attempt++) {
       let conn: Connection | undefined
       try {
         conn = await this.bulkPath(executor, task, await this.connect(executor, options.signal, avoid), options.signal)
-        const result = await this.dispatchOnce(executor, task, conn, offered, options)
+        const result = await this.dispatchOnce(executor, task, conn, offered, options, fetches)
         this.remember(executor, task.moduleCid)
         return result
       } catch (err) {
@@ -302,13 +304,12 @@ export class MeshTaskNetwork implements TaskNetwork {
     return new OfferDeclinedError(executor, { code: err.refusal, reason: err.detail, freeSlots: busy ? 0 : undefined }, { cause: err })
   }
 
-  private async dispatchOnce (executor: string, task: TaskToRun, conn: Connection, offered: boolean, options: { signal: AbortSignal }): Promise<TaskRunResult> {
+  private async dispatchOnce (executor: string, task: TaskToRun, conn: Connection, offered: boolean, options: { signal: AbortSignal }, donorFetches = false): Promise<TaskRunResult> {
     const path = transportOf(conn.remoteAddr) === 'circuit' ? 'relayed' as const : 'direct' as const
     const skipModule = this.hasModule.get(task.taskId) === true || (offered && this.delivered.has(`${executor} ${task.moduleCid}`))
     this.hasModule.delete(task.taskId)
     let donorHasFiles = this.hasFiles.get(task.taskId)
     this.hasFiles.delete(task.taskId)
-    const donorFetches = this.fetches.delete(task.taskId)
     const send = async (withModule: boolean): Promise<Awaited<ReturnType<DispatchService['dispatch']>>> => await this.init.dispatch.dispatch(conn, {
       jobId: task.jobId,
       taskId: task.taskId,

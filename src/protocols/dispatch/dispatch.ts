@@ -420,7 +420,7 @@ export class DispatchService extends ProtocolService {
     if (task.tree == null && total <= SMALL_MESSAGE_BYTES && (task.module == null || task.module instanceof Uint8Array) && task.input instanceof Uint8Array) {
       // a small task held in memory (not streamed from the broker's blob files) goes in one write: the muxer,
       // Noise and the socket see one message, not five
-      await io.writeFrames([header, ...(task.module != null ? io.payloadFrames(task.module) : []), ...io.payloadFrames(task.input)], { signal: timer.signal })
+      await io.writeFrames([header, ...(task.module != null ? io.payloadFrames(task.module) : []), ...(pulls.input === true ? [] : io.payloadFrames(task.input))], { signal: timer.signal })
       sending(0).onFrame?.(total)
       await io.stream.close({ signal: timer.signal })
       return

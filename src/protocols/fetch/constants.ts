@@ -24,9 +24,13 @@ export const CONTENT_STORE_BYTES = 2 * 1024 * 1024 * 1024
 /** Largest fetch request and response header. */
 export const MAX_FETCH_MESSAGE_BYTES = 1024
 
+/** Donor: fetched frames are written to disk in batches of this size, one write at a time. */
+export const WRITE_BATCH_BYTES = 4 * 1024 * 1024
+
 export const FETCH_LIMITS: StreamLimits = {
   maxFrameBytes: FETCH_FRAME_BYTES,
-  maxBufferBytes: 4 * 1024 * 1024,
+  // the muxer does not wait for a reader: room for what arrives while one batch is written to disk
+  maxBufferBytes: 32 * 1024 * 1024,
   // a task pulls its module and its input, one at a time; a donor runs a few tasks of one broker at once
   maxInboundStreams: 32,
   maxOutboundStreams: 32

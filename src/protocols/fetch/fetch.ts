@@ -7,7 +7,7 @@ import { codeOf, messageOf, PayloadTooLargeError, ProtocolViolationError, Stream
 import { framed, handlerOptions } from '../exchange.ts'
 import { ProtocolService } from '../service.ts'
 import { PhaseTimer } from '../timer.ts'
-import { FETCH_ATTEMPTS, FETCH_LIMITS, FETCH_PROTOCOL, FETCH_RETRY_DELAY_MS, FETCH_STALL_TIMEOUT_MS } from './constants.ts'
+import { FETCH_ATTEMPTS, FETCH_LIMITS, FETCH_PROTOCOL, FETCH_RETRY_DELAY_MS, FETCH_STALL_TIMEOUT_MS, WRITE_BATCH_BYTES } from './constants.ts'
 import { ContentCidMismatchError, ContentStoreFullError, ContentTooLargeError, FetchFailedError, FetchRefusedError } from './errors.ts'
 import { decodeFetchRequest, decodeFetchResponse, encodeFetchRequest, encodeFetchResponse, type FetchResponse } from './messages.ts'
 import type { ProtocolRegistrar } from '../components.ts'
@@ -297,15 +297,44 @@ async function * skipping (chunks: AsyncIterable<Uint8Array>, skip: number): Asy
   }
 }
 
-/** Frames into the store until the empty frame, checked against the size announced (never trusted to allocate). */
+/**
+ * Frames into the store until the empty frame, checked against the size
+ * announced (never trusted to allocate). The muxer hands frames over as fast
+ * as they arrive and does not wait for a slow reader, so frames are gathered
+ * into batches written one at a time while the next batch fills: the disk's
+ * pace never holds the stream's reads up frame by frame.
+ */
 async function receiveInto (io: FramedStream, write: ContentWrite, want: FetchWant, timer: PhaseTimer<'receiving' | 'sending'>): Promise<void> {
-  while (true) {
-    const frame = await io.readFrame(want.what, { signal: timer.signal })
-    if (frame.byteLength === 0) break
-    if (write.written + frame.byteLength > want.size) throw new PayloadTooLargeError(`${want.what} ${want.cid}: the broker sent more than its ${want.size} bytes; cut off`, want.size)
-    await write.write(frame)
-    timer.touch()
+  let received = write.written
+  let batch: Uint8Array[] = []
+  let batched = 0
+  let failed: unknown
+  let writing: Promise<void> = Promise.resolve()
+  const flush = async (): Promise<void> => {
+    const bytes = Buffer.concat(batch)
+    batch = []
+    batched = 0
+    await writing
+    if (failed != null) throw failed
+    writing = write.write(bytes).catch((err: unknown) => { failed = err })
   }
+  try {
+    while (true) {
+      const frame = await io.readFrame(want.what, { signal: timer.signal })
+      if (frame.byteLength === 0) break
+      received += frame.byteLength
+      if (received > want.size) throw new PayloadTooLargeError(`${want.what} ${want.cid}: the broker sent more than its ${want.size} bytes; cut off`, want.size)
+      batch.push(frame)
+      batched += frame.byteLength
+      timer.touch()
+      if (batched >= WRITE_BATCH_BYTES) await flush()
+    }
+  } finally {
+    // what arrived before a break is kept too: a resumed fetch starts after it (the hash at the end judges it all)
+    await flush()
+    await writing
+  }
+  if (failed != null) throw failed
   if (write.written !== want.size) throw new ProtocolViolationError(`${want.what} ${want.cid}: the broker sent ${write.written} of its ${want.size} bytes`)
 }
 

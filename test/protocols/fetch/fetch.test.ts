@@ -60,7 +60,8 @@ describe('fetch protocol', () => {
     const store = new ContentStore({ dir: join(root, 'content') })
     const exec = fakeExecutor()
     const { donorFetch, brokerFetch, brokerDispatch, conn } = await pair(store, exec)
-    const input = pattern(300 * 1024, 7)
+    // big enough that the muxer's read buffer (4 MiB) would overflow had the dispatch stream carried it too
+    const input = pattern(6 * 1024 * 1024, 7)
 
     const first = await brokerDispatch.dispatch(conn, { ...task('job-f/0', input), donorFetches: true })
     assert.equal(first.status, 'succeeded')
