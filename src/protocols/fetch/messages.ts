@@ -7,11 +7,13 @@ import { MalformedMessageError } from '../../codec/errors.ts'
 import { decodeBounded, encodePlain, FieldReader } from '../../codec/validate.ts'
 import { MAX_FETCH_MESSAGE_BYTES } from './constants.ts'
 
-/** Donor → broker: the blob, from `offset` on (0: all of it; more: resuming a fetch cut short). */
+/** Donor → broker: the blob, from `offset` on (0: all of it; more: the next range, or resuming a fetch cut short). */
 export interface FetchRequest {
   /** CIDv1 raw sha2-256 */
   cid: string
   offset: number
+  /** at most this many bytes from `offset`; absent: to the end */
+  length?: number
 }
 
 /** Why a broker sends nothing: no task of ours names the CID, or its bytes are gone. */
@@ -24,7 +26,8 @@ export type FetchResponse = { size: number } | { refused: FetchRefusal, error: s
 const SIZE_RANGE = { min: 0, max: MAX_PAYLOAD_WIRE_BYTES }
 
 function readRequest (r: FieldReader): FetchRequest {
-  return { cid: r.cid('cid', 'raw'), offset: r.integer('offset', SIZE_RANGE) }
+  const length = r.optionalInteger('length', { min: 1, max: MAX_PAYLOAD_WIRE_BYTES })
+  return { cid: r.cid('cid', 'raw'), offset: r.integer('offset', SIZE_RANGE), ...(length != null ? { length } : {}) }
 }
 
 function readResponse (r: FieldReader): FetchResponse {
@@ -42,7 +45,7 @@ function encodeChecked<T> (what: string, wire: Record<string, unknown>, read: (r
 }
 
 export function encodeFetchRequest (req: FetchRequest): Uint8Array {
-  return encodeChecked('fetch request', { cid: req.cid, offset: req.offset }, readRequest)
+  return encodeChecked('fetch request', { cid: req.cid, offset: req.offset, length: req.length }, readRequest)
 }
 
 export function decodeFetchRequest (bytes: Uint8Array): FetchRequest {

@@ -20,6 +20,7 @@ import type { Libp2p } from 'libp2p'
 type Node = Libp2p<Record<string, any>>
 
 const THRESHOLD = 1024
+const RANGE = 1024 * 1024
 
 function pattern (size: number, seed: number): Uint8Array {
   const out = new Uint8Array(size)
@@ -47,7 +48,7 @@ describe('fetch protocol', () => {
   async function pair (store: ContentSink, exec = fakeExecutor()): Promise<{ donorFetch: FetchService, brokerFetch: FetchService, brokerDispatch: DispatchService, conn: ReturnType<Node['getConnections']>[number], donor: Node, broker: Node }> {
     let donorFetch: FetchService | undefined
     let brokerFetch: FetchService | undefined
-    const donor = await createTestNode({ services: { dispatch: dispatch({ runTask: exec.runTask, admit: admitAll, fetch: () => donorFetch }), fetch: fetch({ store, stallTimeoutMs: 2_000, retryDelayMs: 10 }) } })
+    const donor = await createTestNode({ services: { dispatch: dispatch({ runTask: exec.runTask, admit: admitAll, fetch: () => donorFetch }), fetch: fetch({ store, stallTimeoutMs: 2_000, retryDelayMs: 10, rangeBytes: RANGE }) } })
     const broker = await createTestNode({ services: { dispatch: dispatch({ fetch: () => brokerFetch, pullThresholdBytes: THRESHOLD }), fetch: fetch({ serve: true }) } })
     nodes.push(donor, broker)
     donorFetch = donor.services.fetch as FetchService
@@ -56,7 +57,7 @@ describe('fetch protocol', () => {
     return { donorFetch, brokerFetch, brokerDispatch: broker.services.dispatch as DispatchService, conn, donor, broker }
   }
 
-  it('lets the donor pull an input over the threshold by CID, keep it, and not fetch it again for the next task', async () => {
+  it('lets the donor pull an input over the threshold by CID, range by range, keep it, and not fetch it again for the next task', async () => {
     const store = new ContentStore({ dir: join(root, 'content') })
     const exec = fakeExecutor()
     const { donorFetch, brokerFetch, brokerDispatch, conn } = await pair(store, exec)
@@ -67,13 +68,13 @@ describe('fetch protocol', () => {
     assert.equal(first.status, 'succeeded')
     assert.deepEqual(first.stdout.subarray(0, input.byteLength), upper(input))
     assert.deepEqual(exec.calls[0].input, input)
-    assert.equal(brokerFetch.stats.served, 1)
+    assert.equal(brokerFetch.stats.served, 6, 'six ranges of 1 MiB, each asked once the last is on disk')
     assert.equal(brokerFetch.stats.bytesServed, input.byteLength)
     assert.ok(store.has(rawCidString(input)), 'the donor keeps the input in its content store')
 
     const second = await brokerDispatch.dispatch(conn, { ...task('job-f/1', input), donorFetches: true })
     assert.equal(second.status, 'succeeded')
-    assert.equal(brokerFetch.stats.served, 1, 'the second task is served from the donor\'s store')
+    assert.equal(brokerFetch.stats.served, 6, 'the second task is served from the donor\'s store')
     assert.equal(donorFetch.stats.fetches, 1)
   })
 
