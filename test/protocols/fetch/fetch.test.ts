@@ -78,6 +78,23 @@ describe('fetch protocol', () => {
     assert.equal(donorFetch.stats.fetches, 1)
   })
 
+  it('lets the donor pull a big module too, and run it from its store when a later dispatch omits it', async () => {
+    const store = new ContentStore({ dir: join(root, 'content') })
+    const exec = fakeExecutor()
+    const { brokerFetch, brokerDispatch, conn } = await pair(store, exec)
+    const module = pattern(2 * 1024 * 1024, 17)
+    const moduleCid = rawCidString(module)
+    const first = await brokerDispatch.dispatch(conn, { ...task('job-m/0', pattern(100, 3), { module, moduleCid }), donorFetches: true })
+    assert.equal(first.status, 'succeeded')
+    assert.equal(brokerFetch.stats.bytesServed, module.byteLength, 'only the module was pulled: the small input came on the stream')
+    assert.ok(store.has(moduleCid))
+    // the broker skips the module when the donor's offer said hasModule (its content store counts)
+    const second = await brokerDispatch.dispatch(conn, { ...task('job-m/1', pattern(100, 5), { module: null, moduleCid }), donorFetches: true })
+    assert.equal(second.status, 'succeeded')
+    assert.deepEqual(exec.calls[1].module, module)
+    assert.equal(brokerFetch.stats.bytesServed, module.byteLength, 'nothing more was fetched')
+  })
+
   it('pushes the input on the dispatch stream to a donor that did not say it fetches', async () => {
     const store = new ContentStore({ dir: join(root, 'content') })
     const { brokerFetch, brokerDispatch, conn } = await pair(store)
@@ -109,14 +126,14 @@ describe('fetch protocol', () => {
     const offsets: number[] = []
     let failedOnce = false
     const from = async function * (offset: number): AsyncIterable<Uint8Array> {
-        offsets.push(offset)
-        for (let at = offset; at < blob.byteLength; at += 64 * 1024) {
-          if (!failedOnce && at >= 512 * 1024) {
-            failedOnce = true
-            throw new Error('the blob file could not be read (test)')
-          }
-          yield blob.subarray(at, Math.min(at + 64 * 1024, blob.byteLength))
+      offsets.push(offset)
+      for (let at = offset; at < blob.byteLength; at += 64 * 1024) {
+        if (!failedOnce && at >= 512 * 1024) {
+          failedOnce = true
+          throw new Error('the blob file could not be read (test)')
         }
+        yield blob.subarray(at, Math.min(at + 64 * 1024, blob.byteLength))
+      }
     }
     // a blob file of the broker's store: read from the start, or from an offset without reading what comes before
     const source: OffsetPayloadSource = { byteLength: blob.byteLength, chunks: () => from(0), chunksFrom: (offset) => from(offset) }
