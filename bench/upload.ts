@@ -8,6 +8,12 @@
  * goes under a fresh CID-checked name (the store deletes the last one), so
  * none is answered from a blob held already.
  *
+ * A second row: a donor's fetch of a blob by CID (`/worldcompute/fetch/1.0.0`
+ * between two libp2p nodes on 127.0.0.1 over TCP, Noise and yamux: framed,
+ * hashed, written to the content store, fsynced and read back whole, as the
+ * donor does before running the task) against a plain libp2p stream of the
+ * same bytes on the same connection whose reader only counts them.
+ *
  *   node_modules/.bin/node bench/upload.ts [--quick] [--json-out FILE]
  */
 import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
@@ -22,7 +28,16 @@ import { BlobStore } from '../src/broker/blob-store.ts'
 import { ensureDataDir } from '../src/config/data-dir.ts'
 import { benchMain, row } from './lib/report.ts'
 import { summarize } from './lib/stats.ts'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { rawCidString } from '../src/codec/cid.ts'
+import { ContentStore } from '../src/donor/content-store.ts'
+import { fetch, type FetchService } from '../src/protocols/fetch/index.ts'
 import type { ApiHandlers } from '../src/api/routes.ts'
+import type { BenchRow } from './lib/report.ts'
+import type { Connection } from '@libp2p/interface'
 import type { DaemonStatus } from '../src/core/types.ts'
 
 const MiB = 1024 * 1024
@@ -65,6 +80,57 @@ function writeRoundFile (path: string, size: number, round: number): void {
   writeFileSync(path, bytes)
 }
 
+const PLAIN_PROTOCOL = '/bench/plain-bytes/1.0.0'
+
+async function fetchNode (service: ReturnType<typeof fetch>): Promise<Libp2p<{ fetch: FetchService }>> {
+  return await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], services: { fetch: service } })
+}
+
+/** The baseline: `bytes` written in 256 KiB chunks on a plain stream, the reader counting them. */
+async function plainStream (conn: Connection, bytes: Uint8Array): Promise<void> {
+  const stream = await conn.newStream(PLAIN_PROTOCOL)
+  for (let at = 0; at < bytes.byteLength; at += 256 * 1024) {
+    if (!stream.send(bytes.subarray(at, at + 256 * 1024))) await new Promise(resolve => stream.addEventListener('drain', resolve, { once: true }))
+  }
+  await stream.close()
+}
+
+/** Donor fetch by CID against a plain stream of the same bytes, rounds alternating. */
+async function fetchRow (dir: string, size: number, rounds: number, cleanup: { add: (name: string, f: () => void | Promise<void>) => void }): Promise<BenchRow> {
+  const store = new ContentStore({ dir: join(dir, 'content'), maxBytes: 2 * size })
+  const broker = await fetchNode(fetch({ serve: true }))
+  const donor = await fetchNode(fetch({ store }))
+  cleanup.add('libp2p nodes', async () => { await broker.stop(); await donor.stop() })
+  let counted = 0
+  let arrived = (): void => {}
+  await broker.handle(PLAIN_PROTOCOL, (stream) => {
+    stream.addEventListener('message', (evt) => { counted += evt.data.byteLength })
+    // the whole payload has arrived when the sender's end closes
+    stream.addEventListener('remoteCloseWrite', () => { arrived(); void stream.close() })
+  })
+  const conn = await donor.dial(broker.getMultiaddrs()[0])
+  const fetchRate: number[] = []
+  const plainRate: number[] = []
+  for (let r = 0; r < rounds; r++) {
+    const bytes = new Uint8Array(size).fill(r + 1)
+    const cid = rawCidString(bytes)
+    const release = broker.services.fetch.grant(donor.peerId.toString(), cid, bytes)
+    let t = performance.now()
+    await donor.services.fetch.fetch(conn, { cid, size, what: 'input' })
+    fetchRate.push(size / MiB / ((performance.now() - t) / 1000))
+    release()
+    rmSync(join(store.dir, cid))
+    const before = counted
+    const done = new Promise<void>(resolve => { arrived = resolve })
+    t = performance.now()
+    await plainStream(conn, bytes)
+    await done
+    plainRate.push(size / MiB / ((performance.now() - t) / 1000))
+    if (counted - before !== size) throw new Error(`the plain stream delivered ${counted - before} of ${size} bytes`)
+  }
+  return row({ benchmark: `donor fetch by CID ${size / MiB} MiB (MiB/s)`, baselineName: 'plain libp2p stream of the same bytes', baseline: summarize(plainRate), figure: summarize(fetchRate), unit: 'MiB/s', ratioLabel: 'fetch / plain stream', target: { op: '>=', value: 0.5 } })
+}
+
 await benchMain('upload', { quick: 120_000, full: 300_000 }, async (args, cleanup) => {
   const size = (args.quick ? 64 : 256) * MiB
   const rounds = args.quick ? 3 : 5
@@ -96,7 +162,13 @@ await benchMain('upload', { quick: 120_000, full: 300_000 }, async (args, cleanu
   const baseline = summarize(plainRate)
   return {
     bench: 'upload',
-    rows: [row({ benchmark: `upload ${size / MiB} MiB: PUT /v1/blobs/{cid} (MiB/s)`, baselineName: 'plain loopback HTTP PUT to a file', baseline, figure, unit: 'MiB/s', ratioLabel: 'blob upload / plain PUT', target: { op: '>=', value: 0.5 } })],
-    notes: [`${rounds} rounds of ${size / MiB} MiB each, alternating; the blob upload hashes (sha-256) and fsyncs what the plain PUT only writes; the CID is computed before the timer starts`]
+    rows: [
+      row({ benchmark: `upload ${size / MiB} MiB: PUT /v1/blobs/{cid} (MiB/s)`, baselineName: 'plain loopback HTTP PUT to a file', baseline, figure, unit: 'MiB/s', ratioLabel: 'blob upload / plain PUT', target: { op: '>=', value: 0.5 } }),
+      await fetchRow(dir, size, rounds, cleanup)
+    ],
+    notes: [
+      `${rounds} rounds of ${size / MiB} MiB each, alternating; the blob upload hashes (sha-256) and fsyncs what the plain PUT only writes; the CID is computed before the timer starts`,
+      'the fetch frames, hashes, writes, fsyncs and reads back whole what the plain stream only counts'
+    ]
   }
 })

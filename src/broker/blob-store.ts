@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { parseCid, RAW_CODE, rawCidString, SHA2_256_CODE } from '../codec/cid.ts'
 import { errorWithCode } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
-import type { Payload, PayloadSource } from '../protocols/framing.ts'
+import type { Payload } from '../protocols/framing.ts'
+import type { OffsetPayloadSource } from '../protocols/fetch/index.ts'
 import type { AbortOptions } from '@libp2p/interface'
 
 /**
@@ -141,15 +142,17 @@ export class BlobStore {
     }
   }
 
-  /** The blob as a payload read from its file in chunks; throws BlobNotFoundError when it is not held. */
-  source (cid: string): PayloadSource {
+  /** The blob as a payload read from its file in chunks (from any offset, for a donor's fetch); throws BlobNotFoundError when it is not held. */
+  source (cid: string): OffsetPayloadSource {
     const { key } = BlobStore.key(cid)
     const byteLength = this.size(key)
     if (byteLength == null) throw new BlobNotFoundError(`blob ${key} is not held by this daemon: upload it first (PUT /v1/blobs/${key})`)
     const path = this.pathOf(key)
     return {
       byteLength,
-      chunks: (options?: AbortOptions) => createReadStream(path, { highWaterMark: READ_CHUNK_BYTES, signal: options?.signal })
+      chunks: (options?: AbortOptions) => createReadStream(path, { highWaterMark: READ_CHUNK_BYTES, signal: options?.signal }),
+      // a donor's fetch that resumes reads from where it stopped, not from the start
+      chunksFrom: (offset: number, options?: AbortOptions) => createReadStream(path, { start: offset, highWaterMark: READ_CHUNK_BYTES, signal: options?.signal })
     }
   }
 

@@ -79,6 +79,8 @@ export class MeshTaskNetwork implements TaskNetwork {
   private readonly hasModule = new Map<string, boolean>()
   /** directory blobs the executor's last offer answer said it holds, by task ID */
   private readonly hasFiles = new Map<string, string[]>()
+  /** tasks whose executor's offer answer said it fetches big payloads by CID */
+  private readonly fetches = new Set<string>()
   /** tasks whose offer rides their dispatch (offer answered `deferred`), until dispatched */
   private readonly deferred = new Set<string>()
   /** `${executor} ${moduleCid}` of modules an executor ran for us: a deferred offer sends no module there */
@@ -203,6 +205,7 @@ export class MeshTaskNetwork implements TaskNetwork {
     }, { signal: options.signal })
     if (res.accept) this.hasModule.set(task.taskId, res.hasModule)
     if (res.accept && res.hasFiles != null) this.hasFiles.set(task.taskId, res.hasFiles)
+    if (res.accept && res.fetches === true) this.fetches.add(task.taskId)
     return { accept: res.accept, reason: res.reason, code: res.code, freeSlots: res.freeSlots }
   }
 
@@ -244,11 +247,13 @@ export class MeshTaskNetwork implements TaskNetwork {
     const avoid = new Set<string>()
     const maxRetries = this.init.maxPathRetries ?? 4
     const offered = this.deferred.delete(task.taskId)
+    // every path a task is sent again over carries the same answer: the executor fetches big payloads itself
+    const fetches = this.fetches.delete(task.taskId)
     for (let attempt = 0; ; attempt++) {
       let conn: Connection | undefined
       try {
         conn = await this.bulkPath(executor, task, await this.connect(executor, options.signal, avoid), options.signal)
-        const result = await this.dispatchOnce(executor, task, conn, offered, options)
+        const result = await this.dispatchOnce(executor, task, conn, offered, options, fetches)
         this.remember(executor, task.moduleCid)
         return result
       } catch (err) {
@@ -301,7 +306,7 @@ export class MeshTaskNetwork implements TaskNetwork {
     return new OfferDeclinedError(executor, { code: err.refusal, reason: err.detail, freeSlots: busy ? 0 : undefined }, { cause: err })
   }
 
-  private async dispatchOnce (executor: string, task: TaskToRun, conn: Connection, offered: boolean, options: { signal: AbortSignal }): Promise<TaskRunResult> {
+  private async dispatchOnce (executor: string, task: TaskToRun, conn: Connection, offered: boolean, options: { signal: AbortSignal }, donorFetches = false): Promise<TaskRunResult> {
     const path = transportOf(conn.remoteAddr) === 'circuit' ? 'relayed' as const : 'direct' as const
     const skipModule = this.hasModule.get(task.taskId) === true || (offered && this.delivered.has(`${executor} ${task.moduleCid}`))
     this.hasModule.delete(task.taskId)
@@ -319,6 +324,7 @@ export class MeshTaskNetwork implements TaskNetwork {
       limits: task.limits,
       moduleName: task.moduleName,
       ...(offered ? { offered, meter: METER_VERSION } : {}),
+      ...(donorFetches ? { donorFetches } : {}),
       ...(task.tree != null ? { tree: task.tree, donorHasFiles } : {})
     }, { signal: options.signal })
     let result

@@ -48,24 +48,46 @@ export function parseDirArg (value: string): DirArg {
 }
 
 export interface ReadTreeOptions {
-  /** all files together, bytes: the job's payload limit */
+  /** all files read together, bytes: the job's payload limit (files left for upload do not count) */
   maxBytes: number
+  /**
+   * Files over this size are not read: they are listed in `large` for the
+   * caller to upload by CID, so the submit never holds them whole
+   * @default Infinity (every file is read)
+   */
+  largeOverBytes?: number
   /** after a file's bytes are read and before they are checked (a test changes the file here) */
   afterRead?: (path: string) => Promise<void>
 }
 
+/** A file over `largeOverBytes`, left unread: where it is, and where it goes in the guest. */
+export interface LargeFile {
+  /** the guest directory it belongs to (a `JobDir`'s `guest`) */
+  guest: string
+  /** its guest path */
+  path: string
+  /** its host path */
+  host: string
+  size: number
+}
+
 /** Reads every `--dir` tree, refusing two at one guest path. */
 export async function readDirTrees (dirs: DirArg[], options: ReadTreeOptions): Promise<JobDir[]> {
-  const budget: Budget = { left: options.maxBytes, max: options.maxBytes, afterRead: options.afterRead }
+  return (await readDirTreesLeavingLarge(dirs, options)).dirs
+}
+
+/** Reads every `--dir` tree as `readDirTrees` does, leaving the files over `largeOverBytes` unread and listed in `large`. */
+export async function readDirTreesLeavingLarge (dirs: DirArg[], options: ReadTreeOptions): Promise<{ dirs: JobDir[], large: LargeFile[] }> {
+  const budget: Budget = { left: options.maxBytes, max: options.maxBytes, afterRead: options.afterRead, largeOver: options.largeOverBytes ?? Infinity, large: [] }
   const out: JobDir[] = []
   for (const dir of dirs) {
     if (out.some(d => d.guest === dir.guest)) throw new DirArgError(`--dir: two directories are preopened at ${dir.guest}`)
     out.push(await readDirTree(dir, budget))
   }
-  return out
+  return { dirs: out, large: budget.large }
 }
 
-interface Budget { left: number, max: number, afterRead?: (path: string) => Promise<void> }
+interface Budget { left: number, max: number, afterRead?: (path: string) => Promise<void>, largeOver: number, large: LargeFile[] }
 
 async function readDirTree (dir: DirArg, budget: Budget): Promise<JobDir> {
   const info = await lstat(dir.host).catch((err: NodeJS.ErrnoException) => {
@@ -89,7 +111,9 @@ async function walk (dir: DirArg, hostDir: string, into: { files: JobFile[], emp
     if (entry.isDirectory()) {
       if (!await walk(dir, hostPath, into, budget)) into.emptyDirs.push(guestPath)
     } else if (entry.isFile()) {
-      into.files.push({ path: guestPath, data: await readStable(hostPath, budget) })
+      const size = await sizeOf(hostPath)
+      if (size > budget.largeOver) budget.large.push({ guest: dir.guest, path: guestPath, host: hostPath, size })
+      else into.files.push({ path: guestPath, data: await readStable(hostPath, budget) })
     } else {
       const kind = entry.isSymbolicLink() ? 'a symbolic link' : 'not a regular file or directory'
       throw new DirArgError(`--dir ${dir.host}: ${hostPath} is ${kind}; a job's directory holds only regular files and directories`)
@@ -106,6 +130,13 @@ function guestPathOf (dir: DirArg, hostPath: string): string {
     if (err instanceof GuestPathError) throw new DirArgError(`--dir ${dir.host}: ${hostPath} has no usable guest path: ${err.message}`, { cause: err })
     throw err
   }
+}
+
+async function sizeOf (path: string): Promise<number> {
+  const info = await lstat(path).catch((err: NodeJS.ErrnoException) => {
+    throw new DirArgError(`cannot read ${path} (${err.code ?? err.message})`, { cause: err })
+  })
+  return info.size
 }
 
 /** A file's bytes, refused when it changes while read (size or mtime before and after, or a short read). */

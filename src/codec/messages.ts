@@ -131,7 +131,8 @@ export interface OfferRequest {
  */
 /** `paused`: its owner paused it, or its run hours or a busy machine hold its jobs (it declines with no free slot, so brokers ask again later) */
 /** `meter`: the donor counts fuel by another cost rule than the offer's `meter` (a different release): it holds until one of them is updated */
-export const DECLINE_CODES = ['busy', 'memory-budget', 'limits', 'payload-too-large', 'not-executing', 'internal-error', 'paused', 'meter', 'other'] as const
+/** `disk-full`: the donor's disk has no room for a module or input it must fetch (its content store) */
+export const DECLINE_CODES = ['busy', 'memory-budget', 'limits', 'payload-too-large', 'not-executing', 'internal-error', 'paused', 'meter', 'disk-full', 'other'] as const
 export type DeclineCode = typeof DECLINE_CODES[number]
 
 /** Donor → broker. `hasModule` lets the broker skip sending the module bytes. */
@@ -145,6 +146,12 @@ export interface OfferResponse {
   freeSlots: number
   /** which of the offer's `fileCids` the donor holds: the broker does not send those; absent from older peers (send them all) */
   hasFiles?: string[]
+  /**
+   * The donor fetches a big module or input by CID (`/worldcompute/fetch/1.0.0`)
+   * when its dispatch says `pullModule` / `pullInput`; absent from older
+   * peers (push everything on the dispatch stream)
+   */
+  fetches?: boolean
 }
 
 /** Broker → donor, first frame of a dispatch; module (when `sendsModule`) and input bytes follow. */
@@ -181,6 +188,14 @@ export interface DispatchHeader {
   manifestCid?: string
   manifestSize?: number
   blobCount?: number
+  /**
+   * The module (`moduleSize` bytes) is not on the stream: the donor fetches
+   * it by `moduleCid` from this broker (`/worldcompute/fetch/1.0.0`), unless
+   * its content store holds it. `sendsModule` is false. Absent: pushed or held.
+   */
+  pullModule?: boolean
+  /** The input (`inputSize` bytes) is not on the stream: the donor fetches it by `inputCid`, as `pullModule`. */
+  pullInput?: boolean
 }
 
 /** Before each directory blob of a dispatch: which blob, and its size. */
@@ -409,11 +424,12 @@ function readOfferResponse (r: FieldReader): OfferResponse {
   const code = r.optionalOneOf('code', DECLINE_CODES, 'other')
   if (code !== undefined) out.code = code
   Object.assign(out, readFileCids(r, 'hasFiles'))
+  if (r.has('fetches')) out.fetches = r.boolean('fetches')
   return out
 }
 
 export function encodeOfferResponse (res: OfferResponse): Uint8Array {
-  const wire = pick(res, ['accept', 'reason', 'code', 'hasModule', 'freeSlots', 'hasFiles'])
+  const wire = pick(res, ['accept', 'reason', 'code', 'hasModule', 'freeSlots', 'hasFiles', 'fetches'])
   return encodeChecked('offer response', wire, readOfferResponse, MAX_MESSAGE_BYTES.offerResponse)
 }
 
@@ -439,6 +455,8 @@ function readDispatchHeader (r: FieldReader): DispatchHeader {
     sendsModule: r.boolean('sendsModule'),
     ...(r.has('offered') ? { offered: r.boolean('offered') } : {}),
     ...readMeter(r),
+    ...(r.has('pullModule') ? { pullModule: r.boolean('pullModule') } : {}),
+    ...(r.has('pullInput') ? { pullInput: r.boolean('pullInput') } : {}),
     ...readTreeFields(r)
   }
 }
@@ -470,7 +488,7 @@ export function decodeBlobHeader (bytes: Uint8Array): BlobHeader {
 
 export function encodeDispatchHeader (h: DispatchHeader): Uint8Array {
   const wire = {
-    ...pick(h, ['jobId', 'taskId', 'moduleCid', 'inputCid', 'args', 'env', 'moduleSize', 'inputSize', 'sendsModule', 'moduleName', 'offered', 'meter', 'manifestCid', 'manifestSize', 'blobCount']),
+    ...pick(h, ['jobId', 'taskId', 'moduleCid', 'inputCid', 'args', 'env', 'moduleSize', 'inputSize', 'sendsModule', 'moduleName', 'offered', 'meter', 'manifestCid', 'manifestSize', 'blobCount', 'pullModule', 'pullInput']),
     limits: limitsToWire(h.limits ?? {})
   }
   return encodeChecked('dispatch header', wire, readDispatchHeader, MAX_MESSAGE_BYTES.dispatchHeader)

@@ -182,6 +182,8 @@ export interface DaemonFlags extends CommonFlags {
   maxDeadline?: string
   /** --max-payload SIZE: module + input + directories of one job */
   maxPayload?: string
+  /** --content-cache SIZE: the donor's on-disk store of big modules and inputs fetched by CID */
+  contentCache?: string
   memoryBudget?: string
   maxTasksPerBroker?: string
   /** --refuse-intercepted */
@@ -207,6 +209,12 @@ export interface DaemonFlags extends CommonFlags {
 /** Finished jobs the broker's job store keeps by default: a batch of 10,000 inputs fits whole. */
 export const DEFAULT_KEEP_JOBS = 10_000
 
+/**
+ * The donor's content store of big modules and inputs fetched by CID, by
+ * default: a few jobs' 200 MiB inputs, kept for the next job that names them.
+ */
+export const DEFAULT_CONTENT_CACHE_BYTES = 2 * 1024 * 1024 * 1024
+
 /** What a donor offers: the maxima a job may ask for, and how many run at once. */
 export interface DonorLimits {
   readonly execute: boolean
@@ -217,6 +225,8 @@ export interface DonorLimits {
   readonly maxDeadlineMs: number
   /** per-job payload maximum (module + input + directories), bytes */
   readonly maxPayloadBytes: number
+  /** the content store of big modules and inputs fetched by CID, on disk, bytes (`--content-cache`, default 2 GiB) */
+  readonly contentCacheBytes: number
   /** memory all running jobs together may claim, bytes */
   readonly memoryBudgetBytes: number
   /** tasks one broker may hold on this donor at once; absent: every slot (`--max-tasks-per-broker`) */
@@ -265,7 +275,7 @@ export interface DaemonConfig {
   readonly configFile: string
 }
 
-export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'maxPayload' | 'memoryBudget' | 'maxTasksPerBroker' | 'metrics' | 'keepJobs' | 'cpuLimit' | 'suspendWhenBusy' | 'runHours' | 'portMapping', ValueSource>>
+export type DaemonConfigSources = Readonly<Record<'dataDir' | 'publicRanges' | 'refuseIntercepted' | 'direct' | 'replicaNetworkPrefix' | 'execute' | 'maxConcurrentJobs' | 'maxJobMemory' | 'maxDeadline' | 'maxPayload' | 'contentCache' | 'memoryBudget' | 'maxTasksPerBroker' | 'metrics' | 'keepJobs' | 'cpuLimit' | 'suspendWhenBusy' | 'runHours' | 'portMapping', ValueSource>>
 
 export interface RelayFlags extends CommonFlags {
   announce?: string[]
@@ -597,6 +607,7 @@ function loadDonorLimits (flags: DaemonFlags): Omit<DonorLimits, 'cpuLimit' | 's
     maxJobMemoryBytes: flags.maxJobMemory != null ? parseBytes(flags.maxJobMemory, '--max-job-memory') : 256 * 1024 * 1024,
     maxDeadlineMs: flags.maxDeadline != null ? parseDurationMs(flags.maxDeadline, '--max-deadline') : 10 * 60 * 1000,
     maxPayloadBytes: flags.maxPayload != null ? parseBytes(flags.maxPayload, '--max-payload') : 64 * 1024 * 1024,
+    contentCacheBytes: flags.contentCache != null ? parseBytes(flags.contentCache, '--content-cache') : DEFAULT_CONTENT_CACHE_BYTES,
     // default: half the machine's memory, so jobs never push the donor's own work out
     memoryBudgetBytes: flags.memoryBudget != null ? parseBytes(flags.memoryBudget, '--memory-budget') : Math.floor(totalmem() / 2),
     ...(flags.maxTasksPerBroker != null ? { maxTasksPerBroker: parsePositiveInt(flags.maxTasksPerBroker, '--max-tasks-per-broker') } : {})
@@ -617,6 +628,7 @@ function daemonSources (flags: DaemonFlags, env: NodeJS.ProcessEnv, file: Config
     maxJobMemory: flagOr(flags.maxJobMemory),
     maxDeadline: flagOr(flags.maxDeadline),
     maxPayload: flagOr(flags.maxPayload),
+    contentCache: flagOr(flags.contentCache),
     memoryBudget: flagOr(flags.memoryBudget),
     maxTasksPerBroker: flagOr(flags.maxTasksPerBroker),
     metrics: flags.metrics != null ? 'flag' : file.metrics != null ? 'file' : 'default',
@@ -656,6 +668,7 @@ export function describeDaemonConfig (config: DaemonConfig): ConfigEntry[] {
     { key: 'maxJobMemory', value: `${d.maxJobMemoryBytes / 1024 / 1024}MiB`, source: s.maxJobMemory },
     { key: 'maxDeadline', value: `${d.maxDeadlineMs / 1000}s`, source: s.maxDeadline },
     { key: 'maxPayload', value: `${Math.round(d.maxPayloadBytes / 1024 / 1024)}MiB`, source: s.maxPayload },
+    { key: 'contentCache', value: `${Math.round(d.contentCacheBytes / 1024 / 1024)}MiB`, source: s.contentCache },
     { key: 'memoryBudget', value: `${Math.round(d.memoryBudgetBytes / 1024 / 1024)}MiB`, source: s.memoryBudget },
     { key: 'maxTasksPerBroker', value: d.maxTasksPerBroker ?? 'every slot', source: s.maxTasksPerBroker },
     { key: 'metrics', value: config.metrics != null ? `${config.metrics.host}:${config.metrics.port}` : 'off', source: s.metrics },

@@ -13,6 +13,9 @@ import { DonatedStore } from '../donor/donated-store.ts'
 import { Executor } from '../executor/index.ts'
 import { capacity, type CapacityService } from '../protocols/capacity/index.ts'
 import { dispatch, type DispatchService } from '../protocols/dispatch/index.ts'
+import { fetch, type FetchService } from '../protocols/fetch/index.ts'
+import { ContentStore } from '../donor/content-store.ts'
+import { transportOf } from '../net/transport-of.ts'
 import { offer, type OfferService } from '../protocols/offer/index.ts'
 import { natInfo } from '../protocols/nat-info/index.ts'
 import { cancel, type CancelService } from '../protocols/cancel/index.ts'
@@ -72,6 +75,8 @@ interface Net {
   offerService: OfferService
   dispatchService: DispatchService
   cancelService: CancelService
+  /** big modules and inputs fetched by CID (`--content-cache`); absent with --no-execute */
+  content?: ContentStore
 }
 
 /** The job-running side of a donor; absent with --no-execute. */
@@ -117,7 +122,8 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     const history = openHistory(paths, teardown)
     const answers = new ServiceAnswers()
     const warm: SandboxWarmer = {}
-    const net = await startNet(config, identity, answers, options, teardown, warm)
+    const content = config.donor.execute ? new ContentStore({ dir: join(paths.root, 'content'), maxBytes: config.donor.contentCacheBytes }) : undefined
+    const net = await startNet(config, identity, answers, options, teardown, warm, content)
     const events: RoleEvents = {}
     const roles = buildRoles(config, paths, net, { store, history }, options, log, events)
     answers.attach({ runner: roles.execution?.runner, nat: roles.donor })
@@ -174,10 +180,12 @@ function openHistory (paths: DataDirPaths, teardown: Teardown): DonatedStore {
 }
 
 /** Step 3: the libp2p node with our protocol services, answering through `answers`. */
-async function startNet (config: DaemonConfig, identity: Identity, answers: ServiceAnswers, options: StartDaemonOptions, teardown: Teardown, warm: SandboxWarmer): Promise<Net> {
+async function startNet (config: DaemonConfig, identity: Identity, answers: ServiceAnswers, options: StartDaemonOptions, teardown: Teardown, warm: SandboxWarmer, content?: ContentStore): Promise<Net> {
   const execute = config.donor.execute
   // OS resolver first, then DoH: for the bootstrap names and libp2p's own /dnsaddr lookups
   const resolver = new MeshResolver({ doh: config.doh, logger: createLogger('net.dns') })
+  // set once the node is built: the dispatch service reaches the fetch service built beside it through this
+  let fetchService: FetchService | undefined
   const mesh = await MeshNode.create({
     privateKey: identity.privateKey,
     dns: resolver,
@@ -219,8 +227,11 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
         runTask: execute ? async (req, o) => await answers.runTask(req, o) : undefined,
         admit: execute ? (req, ctx) => answers.admit(req, ctx) : undefined,
         suspendedMs: execute ? () => answers.suspendedMs() : undefined,
+        // big modules and inputs: granted to the donors a task goes to (broker), fetched into the content store (donor)
+        fetch: () => fetchService,
         logger: createLogger('protocols.dispatch')
       }),
+      fetch: fetch({ serve: true, store: content, transportOf: (addr) => transportOf(addr), logger: createLogger('protocols.fetch') }),
       cancel: cancel({
         cancelTasks: execute ? (req, ctx) => answers.cancelTasks(req, ctx) : undefined,
         logger: createLogger('protocols.cancel')
@@ -233,7 +244,8 @@ async function startNet (config: DaemonConfig, identity: Identity, answers: Serv
   mesh.portMapping.start()
   teardown.add('port mappings', async () => { await mesh.portMapping.stop() })
   const { capacity: capacityService, offer: offerService, dispatch: dispatchService, cancel: cancelService } = mesh.services
-  return { mesh, resolver, capacityService, offerService, dispatchService, cancelService }
+  fetchService = mesh.services.fetch
+  return { mesh, resolver, capacityService, offerService, dispatchService, cancelService, ...(content != null ? { content } : {}) }
 }
 
 /** Step 4: the roles on the node (built, not started): job runner, donor, broker. */
@@ -292,7 +304,8 @@ function buildExecution (config: DaemonConfig, maxLimits: JobLimits, net: Net, {
     memoryBudgetBytes: config.donor.memoryBudgetBytes,
     maxTasksPerBroker: config.donor.maxTasksPerBroker,
     addrs: () => mesh.components.addresses.advertisedAddrs(),
-    hasModule: (cid) => dispatchService.hasModule(cid),
+    hasModule: (cid) => dispatchService.hasModule(cid) || (net.content?.has(cid) ?? false),
+    fetchesByCid: net.content != null,
     hasFiles: (cids) => dispatchService.hasFiles(cids),
     onChange: () => {
       capacityService.notifyChanged()

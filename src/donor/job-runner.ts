@@ -54,6 +54,8 @@ export interface JobRunnerInit {
   hasFiles?: (cids: readonly string[]) => string[]
   /** the cost rule this donor's executor counts fuel by; an offer naming another is declined (`meter`) @default METER_VERSION */
   meter?: string
+  /** this donor fetches big modules and inputs by CID (it has a content store): offers are answered `fetches` @default false */
+  fetchesByCid?: boolean
   /** called when free slots change, so capacity is announced again */
   onChange?: () => void
   /** why the donor cannot run jobs right now (e.g. its sandbox failed to start), else undefined */
@@ -185,7 +187,7 @@ export class JobRunner {
 
   /** The answer to an offer, saying which of its directory blobs this donor holds when it names any. */
   decideOffer (req: OfferRequest, context: { peer: string }): OfferResponse {
-    const answer = this.decide(req, context)
+    const answer = { ...this.decide(req, context), ...(this.init.fetchesByCid === true ? { fetches: true } : {}) }
     return req.fileCids != null ? { ...answer, hasFiles: this.init.hasFiles?.(req.fileCids) ?? [] } : answer
   }
 

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, existsSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, existsSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { SaveFilesError, saveJobFiles } from '../../src/cli/job-files.ts'
+import { preparedDirs, SaveFilesError, saveJobFiles } from '../../src/cli/job-files.ts'
+import { UsageError } from '../../src/cli/args.ts'
+import { rawCidString } from '../../src/codec/cid.ts'
 import type { ApiClient } from '../../src/api/client.ts'
 import type { JobFilesResponse } from '../../src/api/routes.ts'
 
@@ -51,5 +53,36 @@ describe('--save DIR', () => {
     symlinkSync(join(root, 'victim.txt'), join(dir, 'out', 'result.txt'))
     await assert.rejects(saveJobFiles(filesApi([['/out/result.txt', 'x']]), 'job-1', dir, quiet), (err: unknown) => err instanceof SaveFilesError && /is a symbolic link/.test(err.message))
     assert.equal(existsSync(join(root, 'victim.txt')), false)
+  })
+})
+
+describe('--dir files over the upload threshold', () => {
+  let root: string
+  before(() => { root = mkdtempSync(join(tmpdir(), 'wc-dir-upload-')) })
+  after(() => { rmSync(root, { recursive: true, force: true }) })
+
+  it('are uploaded as blobs and named by CID, the small ones staying inline', async () => {
+    const host = join(root, 'tree')
+    mkdirSync(join(host, 'sub'), { recursive: true })
+    writeFileSync(join(host, 'small.txt'), 'small')
+    const big = Buffer.alloc(4096, 3)
+    writeFileSync(join(host, 'sub', 'big.bin'), big)
+    const puts: Array<[string, string]> = []
+    const prepared = await preparedDirs([`${host}::/data`], 1024 * 1024, { overBytes: 1024, put: async (cid, path) => { puts.push([cid, path]) } })
+    assert.ok(prepared != null)
+    assert.deepEqual(puts, [[rawCidString(big), join(host, 'sub', 'big.bin')]])
+    const files = prepared.dirs[0].files
+    assert.deepEqual(files.find(f => f.path === '/data/sub/big.bin'), { path: '/data/sub/big.bin', data: '', cid: rawCidString(big) })
+    assert.equal(files.find(f => f.path === '/data/small.txt')?.data, Buffer.from('small').toString('base64'))
+    assert.equal(prepared.bytes, 5 + 4096)
+  })
+
+  it('count against the inline payload limit only when sent inline', async () => {
+    const host = join(root, 'limit')
+    mkdirSync(host, { recursive: true })
+    writeFileSync(join(host, 'big.bin'), Buffer.alloc(4096, 1))
+    const prepared = await preparedDirs([host], 100, { overBytes: 1024, put: async () => {} })
+    assert.equal(prepared?.bytes, 4096)
+    await assert.rejects(preparedDirs([host], 100), (err: unknown) => err instanceof UsageError && /over the 100-byte payload limit/.test(err.message))
   })
 })

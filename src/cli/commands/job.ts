@@ -7,7 +7,7 @@ import { ConfigError } from '../../core/errors.ts'
 import { duration, shortPeerId } from '../../core/format.ts'
 import { printJson, type Output } from '../output.ts'
 import { DEFAULT_JOB_LIMITS } from '../../core/job.ts'
-import { dirBytes, saveJobFiles, submittedDirs } from '../job-files.ts'
+import { preparedDirs, saveJobFiles } from '../job-files.ts'
 import { MAX_SUBMIT_PAYLOAD_BYTES } from '../../api/routes.ts'
 import { BLOB_UPLOAD_THRESHOLD_BYTES, fileRawCid } from '../../api/blobs.ts'
 import { DEFAULT_PARALLEL, runBatch, type BatchOptions } from './batch.ts'
@@ -63,8 +63,10 @@ job submit:
                      made absolute, e.g. data -> /data); repeatable. Its
                      regular files and empty directories go with the job
                      (content-addressed: a donor that holds a file is not sent
-                     it again); the job reads and writes an in-memory copy, and
-                     HOST is never modified. Symbolic links are refused.
+                     it again; a file over 8 MiB is uploaded first and named
+                     by CID, like a big input); the job reads and writes an
+                     in-memory copy, and HOST is never modified. Symbolic
+                     links are refused.
   --save DIR         write the files the job created or changed under
                      DIR/<guest path> (also \`job result JOB_ID --save DIR\`);
                      files it removed are listed, not deleted
@@ -221,10 +223,12 @@ async function submit (argv: string[], o: Output): Promise<number> {
   const replicas = positive(values.replicas, '--replicas', Number) ?? 1
   for (const e of values.env ?? []) if (!e.includes('=')) throw new UsageError(`job submit: --env takes K=V, got "${e}"`)
   if (values.save != null && values.detach) throw new UsageError('job submit: --save waits for the result; with --detach use `job result JOB_ID --save DIR`')
-  const dirs = await submittedDirs(values.dir, MAX_SUBMIT_PAYLOAD_BYTES - inlineBytes(module) - inlineBytes(input))
-  askForPayload(limits, module.size + input.size + dirBytes(dirs))
-
   const api = client(values['data-dir'])
+  // directory files over the upload threshold go to the daemon as blobs first, like a big module or input
+  const prepared = await preparedDirs(values.dir, MAX_SUBMIT_PAYLOAD_BYTES - inlineBytes(module) - inlineBytes(input), { put: async (cid, path) => await api.putBlob(cid, path) })
+  const dirs = prepared?.dirs
+  askForPayload(limits, module.size + input.size + (prepared?.bytes ?? 0))
+
   if (values.executor == null) await warnFewExecutors(api, replicas, o)
   if (values.batch != null) {
     const request = { moduleName: modulePath.split('/').pop() ?? 'main.wasm', args: values.arg ?? [], env: values.env ?? [], replicas, limits, ...(values.executor != null ? { executors: values.executor } : {}) }

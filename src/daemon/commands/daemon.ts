@@ -54,6 +54,8 @@ the local API on 127.0.0.1.
   --max-deadline D        longest deadline a job may ask for (default 10m)
   --max-payload SIZE      module + input + directories of one job, streamed
                    in 256 KiB frames (default 64MiB; at most 4GiB)
+  --content-cache SIZE    disk kept for modules and inputs over 8 MiB, fetched
+                   by CID and kept for the next job (default 2GiB)
   --memory-budget SIZE    memory all running jobs together may use (default: half of RAM)
   --max-tasks-per-broker N  tasks one submitter may hold here at once (default:
                    every slot; lower it on a donor open to strangers)
@@ -95,6 +97,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'max-job-memory': { type: 'string' },
     'max-deadline': { type: 'string' },
     'max-payload': { type: 'string' },
+    'content-cache': { type: 'string' },
     'memory-budget': { type: 'string' },
     'max-tasks-per-broker': { type: 'string' },
     'replica-network-prefix': { type: 'string' },
@@ -120,6 +123,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
     maxJobMemory: values['max-job-memory'],
     maxDeadline: values['max-deadline'],
     maxPayload: values['max-payload'],
+    contentCache: values['content-cache'],
     memoryBudget: values['memory-budget'],
     maxTasksPerBroker: values['max-tasks-per-broker'],
     replicaNetworkPrefix: values['replica-network-prefix'],

@@ -25,6 +25,7 @@ import { DispatchStreamPool, StaleStreamError } from './stream-pool.ts'
 import { ModuleCache } from './module-cache.ts'
 import { TaskMemo } from './task-memo.ts'
 import { blobsToSend, FilesNotCachedError, readTree, skipTree, writeTree, type ReceivedTree } from './tree-transfer.ts'
+import { pullsOf, pulledPayloads, type PayloadFetcher, type Pulls } from './pull.ts'
 import type { AddressedTree, OutputFiles } from '../../codec/manifest.ts'
 import type { DispatchHeader, DispatchResultHeader, RefusalCode } from '../../codec/messages.ts'
 import type { ExecStatus, ExecuteRequest, ExecuteResult, JobDir, JobFile, JobLimits, SignedReceipt } from '../../core/job.ts'
@@ -165,6 +166,20 @@ export interface DispatchInit {
    */
   maxInboundStreams?: number
   /**
+   * Broker: grants the donor a fetch of the big module and input it pulls
+   * by CID; donor: fetches them into its content store. Without it
+   * everything goes on the dispatch stream (broker) and a dispatch asking
+   * for a fetch is refused (donor) @default none
+   */
+  fetch?: () => PayloadFetcher | undefined
+  /**
+   * Broker: a module or input over this many bytes is pulled by a donor
+   * whose offer said it fetches (`pullModule` / `pullInput`)
+   *
+   * @default 8388608 (8 MiB)
+   */
+  pullThresholdBytes?: number
+  /**
    * @default createLogger('protocols.dispatch')
    */
   logger?: Logger
@@ -199,6 +214,8 @@ export interface DispatchTask {
   tree?: AddressedTree
   /** blob CIDs the donor's offer answer said it holds (`hasFiles`): not sent */
   donorHasFiles?: string[]
+  /** the donor's offer answer said it fetches by CID (`fetches`): a module or input over the pull threshold is not sent but fetched @default false */
+  donorFetches?: boolean
   /**
    * No offer was made: the dispatch carries it, the donor decides its header
    * as an offer and a decline comes back as DispatchRefusedError with the
@@ -245,6 +262,8 @@ interface Outgoing {
   blobs: Array<[string, Uint8Array]>
   header: Uint8Array
   peer: string
+  /** what the donor fetches by CID instead of receiving it on this stream */
+  pulls: Pulls
 }
 
 /** Progress of a dispatch, for `onProgress` (libp2p's ProgressEvent shape). */
@@ -316,6 +335,8 @@ export class DispatchService extends ProtocolService {
   private readonly pool: DispatchStreamPool
   /** broker: connections whose donor answers only the one-task protocol (negotiated once, not offered the session again) */
   private readonly oneTaskOnly = new WeakSet<Connection>()
+  private readonly fetcher: (() => PayloadFetcher | undefined) | undefined
+  private readonly pullThresholdBytes: number | undefined
 
   constructor (components: DispatchComponents, init: DispatchInit = {}) {
     const maxInboundStreams = init.maxInboundStreams ?? DISPATCH_LIMITS.maxInboundStreams
@@ -341,6 +362,8 @@ export class DispatchService extends ProtocolService {
       maxIdlePerConnection: MAX_IDLE_STREAMS,
       onCloseError: (err) => { this.log.debug(`an idle dispatch stream did not close: ${messageOf(err)}`, { protocol: DISPATCH_SESSION_PROTOCOL, code: codeOf(err) }) }
     })
+    this.fetcher = init.fetch
+    this.pullThresholdBytes = init.pullThresholdBytes
     this.memo = new TaskMemo<Answer>({
       maxEntries: init.rememberTasks ?? REMEMBER_TASKS,
       maxBytes: REMEMBER_BYTES,
@@ -356,6 +379,11 @@ export class DispatchService extends ProtocolService {
       const limits = handlerOptions({ ...DISPATCH_LIMITS, maxInboundStreams: this.maxInboundStreams }, true)
       await this.components.registrar.handle(DISPATCH_SESSION_PROTOCOL, async (stream, connection) => { await this.answerSession(stream, connection) }, limits)
     }
+  }
+
+  /** The fetch service (a getter: libp2p builds the services side by side). */
+  private get fetch (): PayloadFetcher | undefined {
+    return this.fetcher?.()
   }
 
   async stop (): Promise<void> {
@@ -394,8 +422,9 @@ export class DispatchService extends ProtocolService {
     const peer = peerOf(target).toString()
     const blobs = task.tree != null ? blobsToSend(task.tree, task.donorHasFiles) : []
     this.checkPayloadSizes(task, blobs)
+    const pulls = this.fetch != null ? pullsOf(task, this.pullThresholdBytes) : {}
     // encode before any I/O: a bad field is our caller's bug, named by the codec
-    const out: Outgoing = { task, blobs, header: encodeDispatchHeader(headerOf(task, blobs.length)), peer }
+    const out: Outgoing = { task, blobs, header: encodeDispatchHeader(headerOf(task, blobs.length, pulls)), peer, pulls }
     try {
       return await this.dispatchOn(target, out, options, true)
     } catch (err) {
@@ -412,6 +441,8 @@ export class DispatchService extends ProtocolService {
     const progress = options.onProgress ?? (() => {})
     const timer = new PhaseTimer<DispatchPhase>((phase, ms) => new DispatchTimeoutError(phase, ms, peer), options.signal)
     let lease: Lease | undefined
+    // the donor's fetches of what it pulls are progress of the task: each frame served restarts the phase's budget
+    const releases = this.grantPulls(peer, task, out.pulls, () => { timer.touch() })
     try {
       timer.enter('open-stream', this.openStreamTimeoutMs)
       lease = await this.streamFor(target, mayReuse, timer.signal)
@@ -435,6 +466,7 @@ export class DispatchService extends ProtocolService {
       throw new DispatchFailedError(timer.current ?? 'open-stream', peer, err)
     } finally {
       timer.dispose()
+      for (const release of releases) release()
     }
   }
 
@@ -457,6 +489,14 @@ export class DispatchService extends ProtocolService {
     return { io: framed(stream, DISPATCH_LIMITS), session, reused: false }
   }
 
+  /** Broker: lets the donor fetch what it pulls, while this dispatch lasts. */
+  private grantPulls (peer: string, task: DispatchTask, pulls: Pulls, onServed: () => void): Array<() => void> {
+    const grants: Array<() => void> = []
+    if (pulls.module === true && task.module != null) grants.push(this.fetch?.grant(peer, task.moduleCid, task.module, { onServed }) ?? (() => {}))
+    if (pulls.input === true) grants.push(this.fetch?.grant(peer, task.inputCid, task.input, { onServed }) ?? (() => {}))
+    return grants
+  }
+
   /** Broker: what a task may send, each part: this node's limit, or the job's own payload limit when it asked for more (the donor's offer already agreed to it). */
   private checkPayloadSizes (task: DispatchTask, blobs: Array<[string, Uint8Array]>): void {
     const limit = Math.min(Math.max(this.maxPayloadBytes, task.limits.payloadBytes ?? 0), PAYLOAD_CEILING_BYTES)
@@ -468,27 +508,29 @@ export class DispatchService extends ProtocolService {
     }
   }
 
-  /** The send phase: the header, the module (unless the donor has it), the input, then (`close`: a one-task stream) our half-close. */
+  /** The send phase: the header, the module (unless the donor has it or pulls it), the input (unless pulled), then (`close`: a one-task stream) our half-close. */
   private async send (io: FramedStream, out: Outgoing, timer: PhaseTimer<DispatchPhase>, progress: Progress, close: boolean): Promise<void> {
-    const { task, blobs, header } = out
+    const { blobs, header, pulls } = out
+    const task = pulls.module === true ? { ...out.task, module: undefined } : out.task
     timer.enter('send', this.stallTimeoutMs)
     const moduleSize = task.module?.byteLength ?? 0
+    const inputSize = pulls.input === true ? 0 : task.input.byteLength
     const treeSize = task.tree != null ? task.tree.manifestBytes.byteLength + blobs.reduce((n, [, b]) => n + b.byteLength, 0) : 0
-    const total = moduleSize + task.input.byteLength + treeSize
+    const total = moduleSize + inputSize + treeSize
     const sending = (base: number): PayloadOptions => stalls(timer, (n) => { progress({ type: 'dispatch:sent', detail: { bytes: base + n, total } }) })
     if (task.tree == null && total <= SMALL_MESSAGE_BYTES && (task.module == null || task.module instanceof Uint8Array) && task.input instanceof Uint8Array) {
       // a small task held in memory (not streamed from the broker's blob files) goes in one write: the muxer,
       // Noise and the socket see one message, not five
-      await io.writeFrames([header, ...(task.module != null ? io.payloadFrames(task.module) : []), ...io.payloadFrames(task.input)], { signal: timer.signal })
+      await io.writeFrames([header, ...(task.module != null ? io.payloadFrames(task.module) : []), ...(pulls.input === true ? [] : io.payloadFrames(task.input))], { signal: timer.signal })
       sending(0).onFrame?.(total)
       if (close) await io.stream.close({ signal: timer.signal })
       return
     }
     await io.writeFrame(header, { signal: timer.signal })
     if (task.module != null) await io.writePayload(task.module, sending(0))
-    await io.writePayload(task.input, sending(moduleSize))
+    if (pulls.input !== true) await io.writePayload(task.input, sending(moduleSize))
     if (task.tree != null) {
-      await writeTree(io, task.tree, blobs, sending, moduleSize + task.input.byteLength)
+      await writeTree(io, task.tree, blobs, sending, moduleSize + inputSize)
       this.treeStats.blobsSent += blobs.length
       this.treeStats.blobBytesSent += treeSize - task.tree.manifestBytes.byteLength
     }
@@ -626,12 +668,17 @@ export class DispatchService extends ProtocolService {
         return mode.session
       }
       const module = header.sendsModule ? await frames.readPayload(header.moduleSize, 'module', io) : undefined
-      const input = await frames.readPayload(header.inputSize, 'input', io)
+      const input = header.pullInput === true ? undefined : await frames.readPayload(header.inputSize, 'input', io)
       const tree = await readTree(frames, header, this.maxPayloadBytes, io)
-      // execution has its own guard (deadline + margin); no stall timer while it runs
+      // execution has its own guard (deadline + margin), fetches their own stall timers; no stall timer while they run
       timer.dispose()
+      const pulled = await pulledPayloads(this.fetch, header, connection, this.stopping)
+      if ('refusal' in pulled) {
+        await this.sendAnswer(frames, await this.refuse(header, 'rejected', pulled.refusal.reason, { refused: pulled.refusal.code }), timer, !mode.session)
+        return mode.session
+      }
 
-      const answer = await this.answerTask(header, { module, input, tree }, peer)
+      const answer = await this.answerTask(header, { module: module ?? pulled.module, input: input ?? pulled.input ?? new Uint8Array(0), tree, pulledModule: pulled.module != null }, peer)
       await this.sendAnswer(frames, answer, timer, !mode.session)
       this.log.info(`task ${header.taskId} from ${peer}: ${answer.header.status}${answer.header.error != null ? ` (${answer.header.error})` : ''}`, {
         peer, task: header.taskId, job: header.jobId, fuel: answer.header.fuelUsed, ms: answer.header.durationMs, relayed: connection.limits != null, code: answer.header.errorCode
@@ -694,7 +741,7 @@ export class DispatchService extends ProtocolService {
    */
   private admitTask (header: DispatchHeader, peer: string): Admission {
     if (this.memo.get(memoKey(peer, header.taskId)) != null) return { admitted: true, release: () => {} }
-    const req: AdmissionRequest = { jobId: header.jobId, taskId: header.taskId, moduleCid: header.moduleCid, moduleSize: header.sendsModule ? header.moduleSize : 0, inputSize: header.inputSize, limits: header.limits, offered: header.offered === true, ...(header.meter != null ? { meter: header.meter } : {}) }
+    const req: AdmissionRequest = { jobId: header.jobId, taskId: header.taskId, moduleCid: header.moduleCid, moduleSize: header.sendsModule || header.pullModule === true ? header.moduleSize : 0, inputSize: header.inputSize, limits: header.limits, offered: header.offered === true, ...(header.meter != null ? { meter: header.meter } : {}) }
     return this.admit?.(req, { peer }) ?? { admitted: false, code: 'no-offer', reason: 'this donor runs no task it was not offered' }
   }
 
@@ -707,7 +754,7 @@ export class DispatchService extends ProtocolService {
   private async answerRefusal (frames: FramedStream, header: DispatchHeader, peer: string, refusal: Admission & { admitted: false }, timer: PhaseTimer<'receiving' | 'sending'>, close: boolean): Promise<void> {
     const io = stalls(timer)
     if (header.sendsModule) await frames.skipPayload(header.moduleSize, 'module', io)
-    await frames.skipPayload(header.inputSize, 'input', io)
+    if (header.pullInput !== true) await frames.skipPayload(header.inputSize, 'input', io)
     await skipTree(frames, header, io)
     const fields = { peer, task: header.taskId, job: header.jobId, code: refusal.code }
     // a dispatch that carried its own offer and was declined is an offer's answer (busy is routine), not a broker out of step
@@ -718,7 +765,7 @@ export class DispatchService extends ProtocolService {
   }
 
   private checkAnnouncedSizes (header: DispatchHeader): void {
-    const sizes = header.sendsModule ? [['module', header.moduleSize], ['input', header.inputSize]] as const : [['input', header.inputSize]] as const
+    const sizes = header.sendsModule || header.pullModule === true ? [['module', header.moduleSize], ['input', header.inputSize]] as const : [['input', header.inputSize]] as const
     for (const [what, size] of sizes) {
       if (size > this.maxPayloadBytes) {
         throw new PayloadTooLargeError(`${what}: announced ${size} bytes, over this donor's ${this.maxPayloadBytes}-byte limit`, this.maxPayloadBytes)
@@ -727,7 +774,7 @@ export class DispatchService extends ProtocolService {
   }
 
   /** Verifies the bytes, then runs the task once per taskId (or joins the run already under way). */
-  private async answerTask (header: DispatchHeader, payload: { module: Uint8Array | undefined, input: Uint8Array, tree: ReceivedTree | undefined }, peer: string): Promise<Answer> {
+  private async answerTask (header: DispatchHeader, payload: { module: Uint8Array | undefined, input: Uint8Array, tree: ReceivedTree | undefined, pulledModule?: boolean }, peer: string): Promise<Answer> {
     const { module, input } = payload
     const inputCid = parseCid(header.inputCid)
     if (inputCid == null || !inputCid.equals(rawCid(input))) {
@@ -739,7 +786,8 @@ export class DispatchService extends ProtocolService {
       if (moduleKey !== rawCid(module).toString()) {
         return await this.refuse(header, 'invalid_module', `module bytes do not match moduleCid ${header.moduleCid}`)
       }
-      this.modules.put(moduleKey, module)
+      // a pulled module stays in the content store on disk, not in memory too
+      if (payload.pulledModule !== true) this.modules.put(moduleKey, module)
     }
 
     for (const [cid, bytes] of payload.tree?.blobs ?? []) {
@@ -759,7 +807,7 @@ export class DispatchService extends ProtocolService {
       return await known.promise
     }
 
-    const moduleBytes = module ?? this.modules.get(moduleKey)
+    const moduleBytes = module ?? this.modules.get(moduleKey) ?? await this.fetch?.held(moduleKey)
     if (moduleBytes == null) {
       return await this.refuse(header, 'rejected', `module ${header.moduleCid} is not cached on this donor: send the module bytes`, { moduleMissing: true })
     }
@@ -863,7 +911,7 @@ export class DispatchService extends ProtocolService {
 type Progress = (evt: DispatchProgressEvent) => void
 
 /** The header of a task's dispatch, `blobCount` blobs of its tree following. */
-function headerOf (task: DispatchTask, blobCount: number): DispatchHeader {
+function headerOf (task: DispatchTask, blobCount: number, pulls: Pulls = {}): DispatchHeader {
   return {
     jobId: task.jobId,
     taskId: task.taskId,
@@ -874,7 +922,9 @@ function headerOf (task: DispatchTask, blobCount: number): DispatchHeader {
     limits: task.limits,
     moduleSize: task.module?.byteLength ?? 0,
     inputSize: task.input.byteLength,
-    sendsModule: task.module != null,
+    sendsModule: task.module != null && pulls.module !== true,
+    ...(pulls.module === true ? { pullModule: true } : {}),
+    ...(pulls.input === true ? { pullInput: true } : {}),
     ...(task.offered === true ? { offered: true, ...(task.meter != null ? { meter: task.meter } : {}) } : {}),
     ...(task.moduleName != null ? { moduleName: task.moduleName } : {}),
     ...(task.tree != null ? { manifestCid: task.tree.manifestCid, manifestSize: task.tree.manifestBytes.byteLength, blobCount } : {})

@@ -26,6 +26,7 @@ export { REFUSAL_CODES } from '../../codec/messages.ts'
 export { DISPATCH_PROTOCOL, MAX_FRAME_BYTES, MAX_OUTPUT_BYTES, MAX_PAYLOAD_BYTES } from './constants.ts'
 export { FilesNotCachedError } from './tree-transfer.ts'
 export { dataLimitOf, dispatchBytes, RelayDataLimitError } from './relay-limit.ts'
+export type { PayloadFetcher } from './pull.ts'
 
 export function dispatch (init: DispatchInit = {}): (components: DispatchComponents) => DispatchService {
   return (components) => new DispatchService(components, init)

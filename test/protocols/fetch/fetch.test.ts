@@ -1,0 +1,164 @@
+/**
+ * The fetch protocol between real libp2p nodes on 127.0.0.1: a donor pulls a
+ * big input by CID from the broker that dispatched it, into its content
+ * store; the broker serves only what it granted.
+ */
+import assert from 'node:assert/strict'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, it } from 'node:test'
+import { rawCidString } from '../../../src/codec/cid.ts'
+import { ContentStore } from '../../../src/donor/content-store.ts'
+import { dispatch, type DispatchService } from '../../../src/protocols/dispatch/index.ts'
+import { DispatchRefusedError } from '../../../src/protocols/errors.ts'
+import { ContentStoreFullError, fetch, FetchRefusedError, type ContentSink, type FetchService, type OffsetPayloadSource } from '../../../src/protocols/fetch/index.ts'
+import { admitAll, captureLogs, createTestNode, fakeExecutor, stopAll, task, upper } from '../helpers.ts'
+import { waitFor } from '../../helpers/wait.ts'
+import type { Libp2p } from 'libp2p'
+
+type Node = Libp2p<Record<string, any>>
+
+const THRESHOLD = 1024
+const RANGE = 1024 * 1024
+
+function pattern (size: number, seed: number): Uint8Array {
+  const out = new Uint8Array(size)
+  for (let i = 0; i < size; i++) out[i] = 0x61 + ((i * seed + (i >> 7)) % 26)
+  return out
+}
+
+describe('fetch protocol', () => {
+  let nodes: Node[] = []
+  let root: string
+  let logs: ReturnType<typeof captureLogs>
+
+  beforeEach(() => {
+    logs = captureLogs()
+    root = mkdtempSync(join(tmpdir(), 'wc-fetch-'))
+  })
+  afterEach(async () => {
+    await stopAll(nodes)
+    nodes = []
+    logs.restore()
+    rmSync(root, { recursive: true, force: true })
+  })
+
+  /** A donor that fetches into `store`, a broker that serves what it dispatches, connected over TCP. */
+  async function pair (store: ContentSink, exec = fakeExecutor()): Promise<{ donorFetch: FetchService, brokerFetch: FetchService, brokerDispatch: DispatchService, conn: ReturnType<Node['getConnections']>[number], donor: Node, broker: Node }> {
+    let donorFetch: FetchService | undefined
+    let brokerFetch: FetchService | undefined
+    const donor = await createTestNode({ services: { dispatch: dispatch({ runTask: exec.runTask, admit: admitAll, fetch: () => donorFetch }), fetch: fetch({ store, stallTimeoutMs: 2_000, retryDelayMs: 10, rangeBytes: RANGE }) } })
+    const broker = await createTestNode({ services: { dispatch: dispatch({ fetch: () => brokerFetch, pullThresholdBytes: THRESHOLD }), fetch: fetch({ serve: true }) } })
+    nodes.push(donor, broker)
+    donorFetch = donor.services.fetch as FetchService
+    brokerFetch = broker.services.fetch as FetchService
+    const conn = await broker.dial(donor.getMultiaddrs()[0])
+    return { donorFetch, brokerFetch, brokerDispatch: broker.services.dispatch as DispatchService, conn, donor, broker }
+  }
+
+  it('lets the donor pull an input over the threshold by CID, range by range, keep it, and not fetch it again for the next task', async () => {
+    const store = new ContentStore({ dir: join(root, 'content') })
+    const exec = fakeExecutor()
+    const { donorFetch, brokerFetch, brokerDispatch, conn } = await pair(store, exec)
+    // big enough that the muxer's read buffer (4 MiB) would overflow had the dispatch stream carried it too
+    const input = pattern(6 * 1024 * 1024, 7)
+
+    const first = await brokerDispatch.dispatch(conn, { ...task('job-f/0', input), donorFetches: true })
+    assert.equal(first.status, 'succeeded')
+    assert.deepEqual(first.stdout.subarray(0, input.byteLength), upper(input))
+    assert.deepEqual(exec.calls[0].input, input)
+    assert.equal(brokerFetch.stats.served, 6, 'six ranges of 1 MiB, each asked once the last is on disk')
+    assert.equal(brokerFetch.stats.bytesServed, input.byteLength)
+    assert.ok(store.has(rawCidString(input)), 'the donor keeps the input in its content store')
+
+    const second = await brokerDispatch.dispatch(conn, { ...task('job-f/1', input), donorFetches: true })
+    assert.equal(second.status, 'succeeded')
+    assert.equal(brokerFetch.stats.served, 6, 'the second task is served from the donor\'s store')
+    assert.equal(donorFetch.stats.fetches, 1)
+  })
+
+  it('lets the donor pull a big module too, and run it from its store when a later dispatch omits it', async () => {
+    const store = new ContentStore({ dir: join(root, 'content') })
+    const exec = fakeExecutor()
+    const { brokerFetch, brokerDispatch, conn } = await pair(store, exec)
+    const module = pattern(2 * 1024 * 1024, 17)
+    const moduleCid = rawCidString(module)
+    const first = await brokerDispatch.dispatch(conn, { ...task('job-m/0', pattern(100, 3), { module, moduleCid }), donorFetches: true })
+    assert.equal(first.status, 'succeeded')
+    assert.equal(brokerFetch.stats.bytesServed, module.byteLength, 'only the module was pulled: the small input came on the stream')
+    assert.ok(store.has(moduleCid))
+    // the broker skips the module when the donor's offer said hasModule (its content store counts)
+    const second = await brokerDispatch.dispatch(conn, { ...task('job-m/1', pattern(100, 5), { module: null, moduleCid }), donorFetches: true })
+    assert.equal(second.status, 'succeeded')
+    assert.deepEqual(exec.calls[1].module, module)
+    assert.equal(brokerFetch.stats.bytesServed, module.byteLength, 'nothing more was fetched')
+  })
+
+  it('pushes the input on the dispatch stream to a donor that did not say it fetches', async () => {
+    const store = new ContentStore({ dir: join(root, 'content') })
+    const { brokerFetch, brokerDispatch, conn } = await pair(store)
+    const input = pattern(64 * 1024, 3)
+    const result = await brokerDispatch.dispatch(conn, task('job-p/0', input))
+    assert.equal(result.status, 'succeeded')
+    assert.equal(brokerFetch.stats.served, 0)
+    assert.equal(store.size, 0)
+  })
+
+  it('refuses a CID the broker did not grant to the asking peer, and the donor keeps nothing of it', async () => {
+    const store = new ContentStore({ dir: join(root, 'content') })
+    const { donorFetch, brokerFetch, donor, broker } = await pair(store)
+    const secret = pattern(4096, 5)
+    // granted to someone else: the donor still may not have it
+    const release = brokerFetch.grant('12D3KooWSomeoneElse', rawCidString(secret), secret)
+    const back = await waitFor('the donor\'s side of the connection', () => donor.getConnections(broker.peerId)[0])
+    await assert.rejects(donorFetch.fetch(back, { cid: rawCidString(secret), size: secret.byteLength, what: 'input' }), (err: unknown) => err instanceof FetchRefusedError && err.code === 'FETCH_REFUSED')
+    release()
+    assert.equal(store.size, 0)
+    assert.deepEqual(readdirSync(join(root, 'content')), [], 'no part file is left behind')
+    assert.equal(brokerFetch.stats.refused, 1)
+  })
+
+  it('resumes a fetch cut short at the bytes already written', async () => {
+    const store = new ContentStore({ dir: join(root, 'content') })
+    const { donorFetch, brokerFetch, donor, broker } = await pair(store)
+    const blob = pattern(1024 * 1024, 11)
+    const offsets: number[] = []
+    let failedOnce = false
+    const from = async function * (offset: number): AsyncIterable<Uint8Array> {
+      offsets.push(offset)
+      for (let at = offset; at < blob.byteLength; at += 64 * 1024) {
+        if (!failedOnce && at >= 512 * 1024) {
+          failedOnce = true
+          throw new Error('the blob file could not be read (test)')
+        }
+        yield blob.subarray(at, Math.min(at + 64 * 1024, blob.byteLength))
+      }
+    }
+    // a blob file of the broker's store: read from the start, or from an offset without reading what comes before
+    const source: OffsetPayloadSource = { byteLength: blob.byteLength, chunks: () => from(0), chunksFrom: (offset) => from(offset) }
+    const peer = donor.peerId.toString()
+    const release = brokerFetch.grant(peer, rawCidString(blob), source)
+    const back = await waitFor('the donor\'s side of the connection', () => donor.getConnections(broker.peerId)[0])
+    const got = await donorFetch.fetch(back, { cid: rawCidString(blob), size: blob.byteLength, what: 'input' })
+    release()
+    assert.deepEqual(got, blob)
+    assert.equal(offsets[0], 0)
+    assert.ok(offsets.length === 2 && offsets[1] > 0 && offsets[1] <= 512 * 1024, `resumed at ${offsets.join(', ')}`)
+    assert.ok(logs.lines.some(l => l.includes('resuming')), 'the broken attempt is logged')
+  })
+
+  it('answers a task whose input the donor\'s disk has no room for as refused with disk-full', async () => {
+    const full: ContentSink = {
+      has: () => false,
+      read: async () => { throw new Error('nothing held') },
+      begin: async () => { throw new ContentStoreFullError('no room on disk (ENOSPC, test)') }
+    }
+    const exec = fakeExecutor()
+    const { brokerDispatch, conn } = await pair(full, exec)
+    const input = pattern(8 * 1024, 13)
+    await assert.rejects(brokerDispatch.dispatch(conn, { ...task('job-d/0', input), donorFetches: true }),
+      (err: unknown) => err instanceof DispatchRefusedError && err.refusal === 'disk-full' && /CONTENT_STORE_FULL/.test(err.detail ?? ''))
+    assert.equal(exec.calls.length, 0, 'nothing ran')
+  })
+})
