@@ -244,3 +244,13 @@ export async function stopMesh (lab: Lab, daemons: DonorNode[], relays: RelayNod
   const td = await lab.teardown()
   return { td, badExits: Object.entries(exitCodes).filter(([, c]) => c !== 0), leftNs: namespacesWithPrefix(lab.prefix) }
 }
+
+/** Each daemon's log length now: where a later `linesSince` starts reading. */
+export function logMarks (nodes: DonorNode[]): Map<string, number> {
+  return new Map(nodes.map(n => [n.name, readFileSync(n.logFile, 'utf8').length]))
+}
+
+/** Per daemon, how many times `pattern` occurs in its log between `from` (its start when absent) and `to` (its end when absent). */
+export function countInLogs (nodes: DonorNode[], pattern: RegExp, from?: Map<string, number>, to?: Map<string, number>): number[] {
+  return nodes.map(n => [...readFileSync(n.logFile, 'utf8').slice(from?.get(n.name) ?? 0, to?.get(n.name)).matchAll(new RegExp(pattern.source, 'g'))].length)
+}
