@@ -29,7 +29,7 @@
  * --quick: 10 donors (2 per site) and 100 jobs. Needs root (network
  * namespaces, iptables); otherwise its rows say skipped. Traffic stays inside
  * the namespaces it creates. WC_SCALE_KEEP=1 keeps the run folder (logs, data
- * dirs); WC_SCALE_CPU_PROF=DIR runs the broker with --cpu-prof into DIR.
+ * dirs); WC_SCALE_CPU_PROF=DIR runs the broker, both relays and one donor with --cpu-prof into DIR.
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -85,10 +85,11 @@ await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args,
   })
   progress(`lab: ${lab.spec.relays.length} relays, ${sites.length} sites, ${donorCount + 1} daemon hosts; namespaces up in ${lab.setupMs} ms (${Date.now() - t0Lab} ms)`)
 
+  const profDir = process.env.WC_SCALE_CPU_PROF
   const relays: RelayNode[] = []
   for (const r of ['relay1', 'relay2']) {
     // --public-range: the relays' AutoNAT server must count the lab's addresses as public to dial open donors back
-    relays.push(await startRelay(lab, r, runDir, { args: LAB_PUBLIC }))
+    relays.push(await startRelay(lab, r, runDir, { args: LAB_PUBLIC, ...(profDir != null && profDir !== '' ? { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(profDir, r)}` } } : {}) }))
   }
   progress(`relays up: ${relays.map(r => `${r.host} ${r.peerId.slice(-8)} in ${r.readyMs} ms`).join(', ')}`)
   const bootstrap = relays.flatMap(r => [r.addr.tcp, r.addr.quic, r.addr.ws])
@@ -109,7 +110,6 @@ await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args,
   progress(`one donor alone (${soloHost}, ${solo.nat}): dispatchable ${soloMs} ms after spawn`)
 
   // ---- the broker, then the donors 5 at a time ---------------------------
-  const profDir = process.env.WC_SCALE_CPU_PROF
   const brokerEnv: Record<string, string> = {
     // capacity at debug: the broker logs each executor it finds, which is how the bench knows it knows all of them
     WORLDCOMPUTE_LOG: 'info,protocols.capacity=debug',
