@@ -236,13 +236,29 @@ export function runFolder (bench: string, cleanup: Cleanup): { runRoot: string, 
   return { runRoot, runDir, completed: () => { done = true } }
 }
 
-/** Stops every daemon, then the relays (SIGTERM, 10 s grace), then tears the lab down; what was left behind. */
-export async function stopMesh (lab: Lab, daemons: DonorNode[], relays: RelayNode[]): Promise<{ td: TeardownReport, badExits: Array<[string, number | null]>, leftNs: string[] }> {
+/**
+ * The kernel's UDP counters of a lab host's namespace (/proc/net/snmp is per
+ * network namespace): datagrams dropped because the socket's receive buffer
+ * was full (`RcvbufErrors`) say that a process read its QUIC socket too late.
+ */
+export async function udpCounters (lab: Lab, host: string): Promise<Record<string, number> | string> {
+  const res = await lab.run(host, ['cat', '/proc/net/snmp'], { timeoutMs: 10_000 })
+  const lines = res.stdout.split('\n').filter(l => l.startsWith('Udp:'))
+  if (res.code !== 0 || lines.length < 2) return `unreadable (exit ${String(res.code)}): ${res.stderr.trim().slice(0, 200)}`
+  const names = lines[0].split(/\s+/).slice(1)
+  const values = lines[1].split(/\s+/).slice(1).map(Number)
+  return Object.fromEntries(names.map((n, i) => [n, values[i]]))
+}
+
+/** Stops every daemon, then the relays (SIGTERM, 10 s grace), then tears the lab down; what was left behind, and each relay's UDP counters just before. */
+export async function stopMesh (lab: Lab, daemons: DonorNode[], relays: RelayNode[]): Promise<{ td: TeardownReport, badExits: Array<[string, number | null]>, leftNs: string[], relayUdp: Record<string, Record<string, number> | string> }> {
+  const relayUdp: Record<string, Record<string, number> | string> = {}
+  for (const r of relays) relayUdp[r.host] = await udpCounters(lab, r.host).catch((err: Error) => `unreadable: ${err.message}`)
   const exitCodes: Record<string, number | null> = {}
   await Promise.all(daemons.map(async n => { exitCodes[n.name] = await n.proc.stop(10_000) }))
   await Promise.all(relays.map(async r => { exitCodes[r.host] = await r.proc.stop(10_000) }))
   const td = await lab.teardown()
-  return { td, badExits: Object.entries(exitCodes).filter(([, c]) => c !== 0), leftNs: namespacesWithPrefix(lab.prefix) }
+  return { td, badExits: Object.entries(exitCodes).filter(([, c]) => c !== 0), leftNs: namespacesWithPrefix(lab.prefix), relayUdp }
 }
 
 /** Each daemon's log length now: where a later `linesSince` starts reading. */
@@ -253,4 +269,9 @@ export function logMarks (nodes: DonorNode[]): Map<string, number> {
 /** Per daemon, how many times `pattern` occurs in its log between `from` (its start when absent) and `to` (its end when absent). */
 export function countInLogs (nodes: DonorNode[], pattern: RegExp, from?: Map<string, number>, to?: Map<string, number>): number[] {
   return nodes.map(n => [...readFileSync(n.logFile, 'utf8').slice(from?.get(n.name) ?? 0, to?.get(n.name)).matchAll(new RegExp(pattern.source, 'g'))].length)
+}
+
+/** `relay1 InDatagrams 123, RcvbufErrors 0, …` for a note. */
+export function udpText (perHost: Record<string, Record<string, number> | string>): string {
+  return Object.entries(perHost).map(([h, c]) => typeof c === 'string' ? `${h} ${c}` : `${h} ${['InDatagrams', 'OutDatagrams', 'RcvbufErrors', 'SndbufErrors', 'InErrors'].map(k => `${k} ${String(c[k])}`).join(', ')}`).join('; ')
 }
