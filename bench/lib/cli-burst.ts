@@ -90,7 +90,12 @@ export async function exactlyOnce (lab: Lab, donors: DonorNode[], brokerPeerId: 
       perDonor.set(d.name, (perDonor.get(d.name) ?? 0) + 1)
     }
   })
-  const result: ExactlyOnce = { once: 0, twice: [], never: [], notOk: [], unreadable, perDonor }
+  return { ...classifyRuns(jobIds, runs), unreadable, perDonor }
+}
+
+/** Sorts `jobIds` by the runs the executors recorded of each: exactly one that succeeded, more than one, none, or one that did not succeed. */
+export function classifyRuns (jobIds: string[], runs: ReadonlyMap<string, Array<{ donor: string, status: string }>>): Pick<ExactlyOnce, 'once' | 'twice' | 'never' | 'notOk'> {
+  const result: Pick<ExactlyOnce, 'once' | 'twice' | 'never' | 'notOk'> = { once: 0, twice: [], never: [], notOk: [] }
   for (const id of jobIds) {
     const r = runs.get(id) ?? []
     if (r.length === 0) result.never.push(id)
