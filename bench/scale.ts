@@ -29,24 +29,20 @@
  * --quick: 10 donors (2 per site) and 100 jobs. Needs root (network
  * namespaces, iptables); otherwise its rows say skipped. Traffic stays inside
  * the namespaces it creates. WC_SCALE_KEEP=1 keeps the run folder (logs, data
- * dirs); WC_SCALE_CPU_PROF=DIR runs the broker with --cpu-prof into DIR.
+ * dirs); WC_SCALE_CPU_PROF=DIR runs the broker, both relays and one donor with --cpu-prof into DIR.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { execFileSync } from 'node:child_process'
 import { benchMain, progress, row, skippedRow, within, type BenchRow } from './lib/report.ts'
 import { fmt, num, summarize } from './lib/stats.ts'
 import { cpuBetween, membersPerGroup, snapshot, type CpuSnapshot } from './lib/proc-cpu.ts'
-import { buildTopology, labEnv, labSkipReason, namespacesWithPrefix, type Lab, type NatKind, type SiteSpec } from '../test/lab/topology.ts'
-import { dialsOf, describeAttempt, NODE, startDonor, startRelay, statusOf, tail, type DonorNode, type RelayNode } from '../test/lab/processes.ts'
+import { buildTopology, labEnv, labSkipReason, type Lab, type NatKind, type SiteSpec } from '../test/lab/topology.ts'
+import { NODE, startDonor, startRelay, statusOf, tail, type RelayNode } from '../test/lab/processes.ts'
+import { checkDispatchable, gitState, interleave, LAB_PUBLIC, runFolder, sleep, stopMesh, udpText, spawnInBatches, startupFigures, waitBrokerKnows, waitReserved, type MeshDonor } from './lib/lab-mesh.ts'
 import type { BurstOutput } from './lib/scale-burst.ts'
-import type { DaemonStatus } from '../src/core/types.ts'
 
 const BURST_SCRIPT = fileURLToPath(new URL('./lib/scale-burst.ts', import.meta.url))
-/** the lab's "internet" is TEST-NET, which js-libp2p calls private: declare it public, as test/lab/direct.test.ts does */
-const LAB_PUBLIC = ['--public-range', '198.51.100.0/24', '--public-range', '192.0.2.0/24', '--public-range', '203.0.113.0/24']
 const SITES: Array<{ name: string, nat: NatKind }> = [
   { name: 'open1', nat: 'none' },
   { name: 'cone1', nat: 'cone' },
@@ -58,67 +54,6 @@ const BATCH = 5
 const BATCH_TIMEOUT_MS = 60_000
 const CONCURRENCY = 32
 const PROMISE_MS = 3_000
-
-const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
-
-interface Donor {
-  node: DonorNode
-  site: string
-  nat: NatKind
-  batch: number
-  /** from the log line "reserved on relay …" (ms since the epoch), first and per relay */
-  reservedAt?: number
-  relaysReserved: Map<string, number>
-  /** from `status` after start-up (authoritative: the reservation's `since`) */
-  status?: DaemonStatus
-  /** why the last `status` call failed (e.g. it did not finish on a saturated machine) */
-  statusError?: string
-  peerId?: string
-}
-
-/** "HH:MM:SS.mmm" (UTC, the text log's clock) on the day of `near`, ms since the epoch */
-function logTime (hms: string, near: number): number {
-  const [h, m, s] = hms.split(':')
-  const d = new Date(near)
-  let t = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate(), Number(h), Number(m), Number(s.slice(0, 2)), Number(s.slice(3)))
-  if (t < near - 12 * 3600_000) t += 24 * 3600_000 // the log line is from just after midnight
-  return t
-}
-
-const RESERVED = /^(\d\d:\d\d:\d\d\.\d{3}) +INFO +\S+: reserved on relay (\S+) over ([^:]+):/gm
-
-/** Reads new "reserved on relay" lines from the donor's stderr (kept in memory by the lab). */
-function scanReservations (d: Donor): void {
-  for (const m of d.node.proc.stderr().matchAll(RESERVED)) {
-    const at = logTime(m[1], d.node.startedAt)
-    if (!d.relaysReserved.has(m[2])) d.relaysReserved.set(m[2], at)
-    d.reservedAt = Math.min(d.reservedAt ?? Infinity, at)
-  }
-}
-
-/** Runs `fn` over `items` with at most `limit` at once. */
-async function pool<T> (items: T[], limit: number, fn: (x: T) => Promise<void>): Promise<void> {
-  let next = 0
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++])
-  }))
-}
-
-/** Distinct executors the broker's capacity table has found so far (its debug log). */
-function executorsFound (logFile: string): Set<string> {
-  const text = readFileSync(logFile, 'utf8')
-  return new Set([...text.matchAll(/protocols\.capacity: executor (\S+) found/g)].map(m => m[1]))
-}
-
-function gitState (): string {
-  try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { timeout: 5_000 }).toString().trim()
-    const dirty = execFileSync('git', ['status', '--short', '--', 'src'], { timeout: 5_000 }).toString().trim()
-    return dirty === '' ? head : `${head} with uncommitted changes in src (${dirty.split('\n').map(l => l.trim()).join(', ')})`
-  } catch (err) {
-    return `unknown (${(err as Error).message})`
-  }
-}
 
 await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args, cleanup) => {
   const hostsPerSite = args.quick ? 2 : 10
@@ -136,15 +71,7 @@ await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args,
     return { bench: 'scale', rows, notes }
   }
   const code = gitState()
-  const runRoot = mkdtempSync(join(tmpdir(), 'wc-bench-scale-'))
-  let completed = false
-  cleanup.add('remove the run folder', () => {
-    // kept when asked, and when the run did not complete: the logs are the evidence
-    if (process.env.WC_SCALE_KEEP === '1' || !completed) process.stderr.write(`scale: run folder kept (logs, data dirs): ${runRoot}\n`)
-    else rmSync(runRoot, { recursive: true, force: true })
-  })
-  const runDir = join(runRoot, 'run')
-  mkdirSync(runDir, { recursive: true })
+  const { runDir, completed } = runFolder('scale', cleanup)
 
   // ---- topology: 2 relays, 5 donor sites, the broker's own site -----------
   const sites: SiteSpec[] = SITES.map((s, k) => ({ name: s.name, nat: s.nat, hosts: Array.from({ length: hostsPerSite }, (_x, j) => ({ name: `d${String(k * hostsPerSite + j + 1).padStart(2, '0')}` })) }))
@@ -158,10 +85,11 @@ await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args,
   })
   progress(`lab: ${lab.spec.relays.length} relays, ${sites.length} sites, ${donorCount + 1} daemon hosts; namespaces up in ${lab.setupMs} ms (${Date.now() - t0Lab} ms)`)
 
+  const profDir = process.env.WC_SCALE_CPU_PROF
   const relays: RelayNode[] = []
   for (const r of ['relay1', 'relay2']) {
     // --public-range: the relays' AutoNAT server must count the lab's addresses as public to dial open donors back
-    relays.push(await startRelay(lab, r, runDir, { args: LAB_PUBLIC }))
+    relays.push(await startRelay(lab, r, runDir, { args: LAB_PUBLIC, ...(profDir != null && profDir !== '' ? { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(profDir, r)}` } } : {}) }))
   }
   progress(`relays up: ${relays.map(r => `${r.host} ${r.peerId.slice(-8)} in ${r.readyMs} ms`).join(', ')}`)
   const bootstrap = relays.flatMap(r => [r.addr.tcp, r.addr.quic, r.addr.ws])
@@ -170,18 +98,9 @@ await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args,
     extraListen: lab.siteOf(host)?.nat === 'none' ? [`/ip4/${lab.ip(host)}/tcp/4001`, `/ip4/${lab.ip(host)}/udp/4001/quic-v1`] : [],
     args: LAB_PUBLIC
   })
-  const waitReserved = async (ds: Donor[], timeoutMs: number): Promise<void> => {
-    const deadline = Date.now() + timeoutMs
-    while (Date.now() < deadline) {
-      for (const d of ds) scanReservations(d)
-      if (ds.every(d => d.reservedAt != null || !d.node.proc.running())) return
-      await sleep(100)
-    }
-  }
-
   // ---- baseline: one donor alone (the machine otherwise idle but for the relays) ----
   const soloHost = sites[1].hosts[0].name
-  const solo: Donor = { node: startDonor(lab, soloHost, runDir, { name: 'solo', bootstrap, ...donorOpts(soloHost) }), site: sites[1].name, nat: sites[1].nat, batch: -1, relaysReserved: new Map() }
+  const solo: MeshDonor = { node: startDonor(lab, soloHost, runDir, { name: 'solo', bootstrap, ...donorOpts(soloHost) }), site: sites[1].name, nat: sites[1].nat, batch: -1, relaysReserved: new Map() }
   await waitReserved([solo], BATCH_TIMEOUT_MS)
   const soloStatus = await statusOf(lab, solo.node)
   await solo.node.proc.stop(10_000)
@@ -191,103 +110,28 @@ await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args,
   progress(`one donor alone (${soloHost}, ${solo.nat}): dispatchable ${soloMs} ms after spawn`)
 
   // ---- the broker, then the donors 5 at a time ---------------------------
-  const profDir = process.env.WC_SCALE_CPU_PROF
   const brokerEnv: Record<string, string> = {
     // capacity at debug: the broker logs each executor it finds, which is how the bench knows it knows all of them
     WORLDCOMPUTE_LOG: 'info,protocols.capacity=debug',
     ...(profDir != null && profDir !== '' ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(profDir, 'broker')}` } : {})
   }
-  const broker: Donor = { node: startDonor(lab, 'broker', runDir, { name: 'broker', bootstrap, noExecute: true, ...donorOpts('broker'), env: brokerEnv }), site: 'home', nat: 'cone', batch: -1, relaysReserved: new Map() }
+  const broker: MeshDonor = { node: startDonor(lab, 'broker', runDir, { name: 'broker', bootstrap, noExecute: true, ...donorOpts('broker'), env: brokerEnv }), site: 'home', nat: 'cone', batch: -1, relaysReserved: new Map() }
   await waitReserved([broker], BATCH_TIMEOUT_MS)
   if (broker.reservedAt == null) throw new Error(`the broker never became dispatchable; stderr:\n${tail(broker.node.proc.stderr())}`)
   broker.peerId = (await statusOf(lab, broker.node))?.peerId
   progress(`broker ${broker.peerId ?? '(status did not answer)'} dispatchable ${broker.reservedAt - broker.node.startedAt} ms after spawn`)
 
-  const donors: Donor[] = []
-  const hosts = sites.slice(0, SITES.length).flatMap(s => s.hosts.map(h => ({ host: h.name, site: s.name, nat: s.nat })))
-  // interleave the sites, so every batch mixes NAT types
-  const order = Array.from({ length: hostsPerSite }, (_x, j) => SITES.map((_s, k) => hosts[k * hostsPerSite + j])).flat()
-  const firstSpawn = Date.now()
-  for (let b = 0; b * BATCH < order.length; b++) {
-    const batch = order.slice(b * BATCH, (b + 1) * BATCH).map((h): Donor => ({
-      // with WC_SCALE_CPU_PROF, one cone-NAT donor is profiled too (its sandbox child inherits the option)
-      node: startDonor(lab, h.host, runDir, { bootstrap, ...donorOpts(h.host), ...(profDir != null && profDir !== '' && h.host === soloHost ? { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(profDir, h.host)}` } } : {}) }),
-      site: h.site,
-      nat: h.nat,
-      batch: b,
-      relaysReserved: new Map<string, number>()
-    }))
-    donors.push(...batch)
-    const t = Date.now()
-    await waitReserved(batch, BATCH_TIMEOUT_MS)
-    const missing = batch.filter(d => d.reservedAt == null).map(d => d.node.name)
-    progress(`batch ${b + 1}/${Math.ceil(order.length / BATCH)}: ${batch.length - missing.length}/${batch.length} dispatchable in ${Date.now() - t} ms${missing.length > 0 ? ` (not: ${missing.join(', ')})` : ''}`)
-  }
-  // a last look for late reservations (donors of a timed-out batch may have made it since)
-  await waitReserved(donors, 5_000)
-  const lastSpawn = Math.max(...donors.map(d => d.node.startedAt))
+  const profiled = (host: string): Record<string, string> | undefined => profDir != null && profDir !== '' && host === soloHost
+    // with WC_SCALE_CPU_PROF, one cone-NAT donor is profiled too (its sandbox child inherits the option)
+    ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(profDir, host)}` }
+    : undefined
+  const { donors, firstSpawn, lastSpawn } = await spawnInBatches(interleave(sites.slice(0, SITES.length)), { batch: BATCH, batchTimeoutMs: BATCH_TIMEOUT_MS },
+    h => startDonor(lab, h.host, runDir, { bootstrap, ...donorOpts(h.host), ...(profiled(h.host) != null ? { env: profiled(h.host) } : {}) }))
 
   // ---- authoritative check: each donor's own `status` -----------------------
-  const explain: string[] = []
-  await pool(donors, 4, async (d) => {
-    // a reservation can be lost and re-made under load (a ping that times out drops the connection):
-    // look up to 3 times, 2 s apart, before calling a donor not dispatchable now
-    for (let i = 0; i < 3; i++) {
-      if (i > 0) await sleep(2_000)
-      try {
-        d.status = await statusOf(lab, d.node)
-      } catch (err) {
-        // a saturated machine: the `status` CLI itself may not finish in time; that is a finding, not the end of the run
-        d.status = undefined
-        d.statusError = (err as Error).message.split('\n')[0]
-        continue
-      }
-      d.peerId ??= d.status?.peerId
-      if (d.status != null && d.status.relays.length > 0) {
-        for (const r of d.status.relays) if (!d.relaysReserved.has(r.peerId)) d.relaysReserved.set(r.peerId, Date.parse(r.since))
-        // the first reservation is the log's (the status shows the current one, which may be a later re-reservation)
-        d.reservedAt ??= Math.min(...d.status.relays.map(r => Date.parse(r.since)))
-        return
-      }
-    }
-    // not dispatchable: why, from its status and its dial records
-    const why: string[] = [`${d.node.name} (${d.site}, ${d.nat}): ${d.node.proc.running() ? 'running' : `exited ${String((await d.node.proc.exited).code)}`}, ${d.reservedAt != null ? `had a reservation ${d.reservedAt - d.node.startedAt} ms after spawn and lost it` : 'never reserved'}`]
-    if (d.status != null) why.push(`bootstrap ${JSON.stringify(d.status.bootstrap.map(b => ({ addr: b.addr, state: b.state, failures: b.failures, lastError: b.lastError })))}`)
-    else why.push(`status did not answer${d.statusError != null ? ` (${d.statusError})` : ''}`)
-    if (d.node.proc.running()) {
-      try {
-        const dials = await dialsOf(lab, d.node)
-        why.push(...dials.attempts.filter(a => a.outcome !== 'success').slice(-5).map(describeAttempt))
-      } catch (err) {
-        why.push(`dials failed: ${(err as Error).message}`)
-      }
-    }
-    why.push(`stderr tail: ${tail(d.node.proc.stderr(), 8)}`)
-    explain.push(why.join('; '))
-  })
-  // dispatchable: reached a reservation (its time from the donor's log), and holds one at the check
-  const dispatchable = donors.filter(d => d.reservedAt != null && d.status != null && d.status.relays.length > 0)
-  const everReserved = donors.filter(d => d.reservedAt != null)
-  const bothRelays = donors.filter(d => d.relaysReserved.size >= 2)
-  const donorPeers = new Set(donors.map(d => d.peerId).filter((p): p is string => p != null))
-  // connections between donors (gossip mesh, direct upgrades): the mesh's own cost grows with them
-  const donorLinks = donors.map(d => new Set((d.status?.connections ?? []).filter(c => donorPeers.has(c.peerId)).map(c => c.peerId)).size)
-  const allDispatchableMs = dispatchable.length > 0 ? Math.max(...dispatchable.map(d => d.reservedAt as number)) - firstSpawn : NaN
-  const perDonor = dispatchable.map(d => (d.reservedAt as number) - d.node.startedAt)
-  progress(`${dispatchable.length}/${donorCount} dispatchable at the check, ${everReserved.length} ever (${bothRelays.length} on both relays); all within ${allDispatchableMs} ms of the first spawn; per donor ${fmt(summarize(perDonor), 'ms')}`)
+  const explain = await checkDispatchable(lab, donors)
+  const { dispatchable, everReserved, bothRelays, donorLinks, allDispatchableMs, perDonor } = startupFigures(donors, firstSpawn, lastSpawn)
   for (const e of explain) progress(`NOT dispatchable: ${e}`)
-
-  // ---- the broker learns the executors (capacity gossip) -------------------
-  const peerToDonor = new Map(donors.filter(d => d.peerId != null).map(d => [d.peerId as string, d]))
-  const knowDeadline = Date.now() + 60_000
-  let known = executorsFound(broker.node.logFile)
-  while (Date.now() < knowDeadline && dispatchable.some(d => !known.has(d.peerId as string))) {
-    await sleep(500)
-    known = executorsFound(broker.node.logFile)
-  }
-  const knownAt = Date.now()
-  const unknownToBroker = dispatchable.filter(d => !known.has(d.peerId as string)).map(d => d.node.name)
-  progress(`the broker has found ${[...known].filter(p => peerToDonor.has(p)).length}/${donors.length} executors, ${knownAt - lastSpawn} ms after the last spawn${unknownToBroker.length > 0 ? ` (missing: ${unknownToBroker.join(', ')})` : ''}`)
 
   // ---- idle CPU of the mesh --------------------------------------------------
   const groups = new Map<number, string>([
@@ -311,12 +155,6 @@ await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args,
     const s = (b.at - a.at) / 1000
     return { rate: Object.values(perRole).reduce((x, y) => x + y, 0) / s, perRole: Object.fromEntries(Object.entries(perRole).map(([k, v]) => [k, v / s])), ms: b.at - a.at, procs: b.procs.size, snap: b }
   }
-  const idleBefore = await measureIdle()
-  const members = membersPerGroup(idleBefore.snap)
-  const sandboxes = donors.filter(d => (members.get(d.node.proc.pid)?.length ?? 0) >= 2).length
-  const rolesText = (r: Record<string, number>): string => Object.entries(r).map(([k, v]) => `${k} ${num(v)}`).join(', ')
-  progress(`idle mesh before the burst: ${num(idleBefore.rate)} CPU ms per s over ${idleBefore.ms} ms (${rolesText(idleBefore.perRole)}; ${idleBefore.procs} processes; ${sandboxes}/${donors.length} donors have a sandbox child)`)
-
   // ---- one job alone (baseline), then the burst ------------------------------
   const runBurst = async (count: number, timeoutMs: number): Promise<{ out: BurstOutput, cpuA: CpuSnapshot, cpuB: CpuSnapshot }> => {
     if (!broker.node.proc.running()) throw new Error(`the broker exited (${JSON.stringify(await broker.node.proc.exited)}) before the ${count}-job burst; its log ${broker.node.logFile} ends:\n${tail(readFileSync(broker.node.logFile, 'utf8'), 30)}`)
@@ -335,6 +173,20 @@ await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args,
     }
     return { out, cpuA, cpuB }
   }
+  // the broker listens to capacity announcements only while it needs executors (from its first
+  // submit on): a warm-up job starts that, then the broker learns every executor before the figures
+  const warmUp = await runBurst(1, 60_000)
+  if (warmUp.out.jobs[0]?.status !== 'succeeded') progress(`the warm-up job did NOT succeed: ${JSON.stringify(warmUp.out).slice(0, 600)}`)
+  const peerToDonor = new Map(donors.filter(d => d.peerId != null).map(d => [d.peerId as string, d]))
+  const { known, knownAt, unknown: unknownToBroker } = await waitBrokerKnows(broker.node.logFile, dispatchable)
+  progress(`the broker has found ${[...known].filter(p => peerToDonor.has(p)).length}/${donors.length} executors, ${knownAt - lastSpawn} ms after the last spawn${unknownToBroker.length > 0 ? ` (missing: ${unknownToBroker.join(', ')})` : ''}`)
+
+  const idleBefore = await measureIdle()
+  const members = membersPerGroup(idleBefore.snap)
+  const sandboxes = donors.filter(d => (members.get(d.node.proc.pid)?.length ?? 0) >= 2).length
+  const rolesText = (r: Record<string, number>): string => Object.entries(r).map(([k, v]) => `${k} ${num(v)}`).join(', ')
+  progress(`idle mesh before the burst: ${num(idleBefore.rate)} CPU ms per s over ${idleBefore.ms} ms (${rolesText(idleBefore.perRole)}; ${idleBefore.procs} processes; ${sandboxes}/${donors.length} donors have a sandbox child)`)
+
   const one = await runBurst(1, 60_000)
   const oneJob = one.out.jobs[0]
   // a saturated mesh may not finish even one job in the minute: say so and run the burst anyway
@@ -415,12 +267,7 @@ await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args,
   progress(`burst: ${JSON.stringify(byStatus)} of ${jobs.length} accepted (${out.submitErrors.length} submits refused), ${notFinal.length} not final; wall ${num(wallMs)} ms = ${num(rate)} jobs/s; paths ${JSON.stringify(paths)}; CPU ${num(cpuPerJob)} ms/job (${JSON.stringify(Object.fromEntries(Object.entries(cpuByRole).map(([k, v]) => [k, Math.round(v)])))})`)
 
   // ---- stop everything (the lab teardown also runs from cleanup on any failure) ----
-  const exitCodes: Record<string, number | null> = {}
-  await Promise.all([...donors.map(d => d.node), broker.node].map(async n => { exitCodes[n.name] = await n.proc.stop(10_000) }))
-  await Promise.all(relays.map(async r => { exitCodes[r.host] = await r.proc.stop(10_000) }))
-  const td = await lab.teardown()
-  const badExits = Object.entries(exitCodes).filter(([, c]) => c !== 0)
-  const leftNs = namespacesWithPrefix(lab.prefix)
+  const { td, badExits, leftNs, relayUdp } = await stopMesh(lab, [...donors.map(d => d.node), broker.node], relays)
 
   // ---- rows and notes -------------------------------------------------------------
   rows.push(row({
@@ -478,7 +325,7 @@ await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args,
     ratioLabel: 'burst / idle (informational)'
   }))
 
-  notes.push(`Setup (code ${code}): lab with 2 relays (198.51.100.10/.11: TCP+QUIC 4001, WebSocket 443, --public-range for the lab's TEST-NETs) and ${donorCount} donor daemons over ${SITES.length} sites × ${hostsPerSite} hosts (${SITES.map(s => `${s.name}: ${s.nat === 'none' ? 'open network, public addresses, direct TCP/QUIC listeners too' : `${s.nat} NAT, relay-only`}`).join('; ')}), each in its own namespace with bootstrap = both relays' TCP, QUIC and WS addresses; --max-jobs default (cores − 1 = ${dispatchable[0]?.status?.executor?.maxConcurrent ?? '?'} here), so ${slots} job slots in all. The broker is a 51st daemon (\`--no-execute\`, relay-only, behind a cone NAT at its own site "home"); it submits every job. Namespaces up in ${lab.setupMs} ms; torn down in ${td.ms} ms, ${leftNs.length} namespace(s) and ${td.strays} stray process(es) left; exit codes on SIGTERM not 0: ${badExits.length === 0 ? 'none' : JSON.stringify(Object.fromEntries(badExits))}.`)
+  notes.push(`Setup (code ${code}): lab with 2 relays (198.51.100.10/.11: TCP+QUIC 4001, WebSocket 443, --public-range for the lab's TEST-NETs) and ${donorCount} donor daemons over ${SITES.length} sites × ${hostsPerSite} hosts (${SITES.map(s => `${s.name}: ${s.nat === 'none' ? 'open network, public addresses, direct TCP/QUIC listeners too' : `${s.nat} NAT, relay-only`}`).join('; ')}), each in its own namespace with bootstrap = both relays' TCP, QUIC and WS addresses; --max-jobs default (cores − 1 = ${dispatchable[0]?.status?.executor?.maxConcurrent ?? '?'} here), so ${slots} job slots in all. The broker is a 51st daemon (\`--no-execute\`, relay-only, behind a cone NAT at its own site "home"); it submits every job. Namespaces up in ${lab.setupMs} ms; torn down in ${td.ms} ms, ${leftNs.length} namespace(s) and ${td.strays} stray process(es) left; exit codes on SIGTERM not 0: ${badExits.length === 0 ? 'none' : JSON.stringify(Object.fromEntries(badExits))}. Relays' UDP counters at the end (their namespaces' /proc/net/snmp; RcvbufErrors: datagrams dropped on a full socket receive buffer): ${udpText(relayUdp)}.`)
   notes.push(`Start-up: donors spawned ${BATCH} at a time, the next ${BATCH} once the last were dispatchable (or ${BATCH_TIMEOUT_MS / 1000} s passed), sites interleaved in each batch. ${dispatchable.length}/${donorCount} dispatchable (reached a relay reservation — time from the donor's own "reserved on relay" log line — and held one when its \`status\` was read after start-up, up to 3 looks 2 s apart), ${everReserved.length}/${donorCount} ever reached one, ${bothRelays.length}/${donorCount} on both relays; all dispatchable ${num(allDispatchableMs / 1000)} s after the first spawn (${num((lastSpawn - firstSpawn) / 1000)} s of which is spawning in batches); spawn → dispatchable per donor ${fmt(summarize(perDonor), 'ms')}; one donor alone in the same lab ${soloMs} ms. The broker found ${[...known].filter(p => peerToDonor.has(p)).length}/${donors.length} executors by capacity gossip, all of them ${num((knownAt - lastSpawn) / 1000)} s after the last spawn${unknownToBroker.length > 0 ? `; never found: ${unknownToBroker.join(', ')}` : ''}.${explain.length > 0 ? ` Not dispatchable (${explain.length}): ${explain.map(e => e.split('\n')[0].slice(0, 400)).join(' | ')}` : ''}`)
   const perBatch = Array.from({ length: Math.ceil(donors.length / BATCH) }, (_x, b) => donors.filter(d => d.batch === b && d.reservedAt != null).map(d => (d.reservedAt as number) - d.node.startedAt))
   notes.push(`Mesh shape after start-up: each donor has open connections to ${fmt(summarize(donorLinks), 'other donors')} (gossip mesh and direct upgrades, besides its 2 relays and the broker). Reservations lost and re-made (a relay ping unanswered within 2 s drops the connection): ${flapsStartup.reduce((a, b) => a + b, 0)} during start-up and the idle minute (${flapsStartup.filter(n => n > 0).length} donors), ${flapsBurst.reduce((a, b) => a + b, 0)} during the burst (${flapsBurst.filter(n => n > 0).length} donors; ${pingBurst.reduce((a, b) => a + b, 0)} unanswered relay pings); donors' WARN/ERROR lines during the burst: ${donorProblemsBurst.length}${donorProblemsBurst.length > 0 ? `, e.g. ${donorProblemsBurst.slice(0, 3).map(l => JSON.stringify(l.slice(0, 260))).join('; ')}` : ''}.`)
@@ -497,6 +344,6 @@ await benchMain('scale', { quick: 15 * 60_000, full: 50 * 60_000 }, async (args,
   notes.push(`CPU (/proc utime+stime of every process in the relays', broker's and donors' process groups, sandboxes included, plus reaped children; ${cpu.procs} processes, ${cpu.exited} exited during the burst): ${num(cpuTotal)} ms over ${num(cpuSpanS)} s = ${num(cpuPerJob)} ms per job gross; by role ${Object.entries(cpuByRole).map(([k, v]) => `${k} ${num(v)} ms (${num(v / jobCount)} ms/job)`).join(', ')}. The idle mesh burns ${num(idleRate)} CPU ms per s (mean of ${num(idleBefore.rate)} over ${num(idleBefore.ms / 1000)} s before the burst — ${rolesText(idleBefore.perRole)} — and ${num(idleAfter.rate)} after it; ${num(idleRate / (donors.length + 3))} per process group: gossip, pings, keep-alives, AutoNAT, direct upgrades), i.e. ${num(idlePerJob)} ms per job over the burst's span, so ≈ ${num(cpuPerJob - idlePerJob)} ms per job is the jobs' own cost. The machine has 2 cores (${num(cpuTotal / (cpuSpanS * 1000) * 100)} % of one core busy on average during the burst). Not counted: the burst script itself (${num(out.selfCpuMs)} ms CPU: submits and ${out.polls} list polls).`)
   const declinedText = Object.entries(declinedBy).sort((a, b) => b[1] - a[1]).slice(0, 5).map(([k, v]) => `${v} × "${k}"`).join(', ')
   notes.push(`Broker during the burst: ${declined.length} declined offers (${num(declined.length / jobCount)} per job${declinedText !== '' ? `: ${declinedText}` : ''}), ${offerFailed.length} failed offers, ${brokerProblems.length} WARN/ERROR lines${brokerProblems.length > 0 ? `, e.g. ${brokerProblems.slice(0, 3).map(l => JSON.stringify(l.slice(0, 300))).join('; ')}` : ''}.`)
-  completed = true
+  completed()
   return { bench: 'scale', rows, notes }
 })

@@ -63,7 +63,7 @@ function withPeer (addr: string, peerId: string): string {
  * same. With `tls` (a certificate naming the relay's IP), WebSocket over TLS
  * takes 443 and plain WebSocket moves to 80, as README's "relay on 443" does.
  */
-export async function startRelay (lab: Lab, host: string, runDir: string, opts: { dataDir?: string, logFile?: string, tls?: { cert: string, key: string }, /** more `worldcompute relay` arguments, e.g. --public-range */ args?: string[] } = {}): Promise<RelayNode> {
+export async function startRelay (lab: Lab, host: string, runDir: string, opts: { dataDir?: string, logFile?: string, tls?: { cert: string, key: string }, /** more `worldcompute relay` arguments, e.g. --public-range */ args?: string[], /** more environment, e.g. NODE_OPTIONS for a CPU profile */ env?: Record<string, string> } = {}): Promise<RelayNode> {
   const ip = lab.ip(host)
   const listen = opts.tls != null
     ? [`/ip4/${ip}/tcp/4001`, `/ip4/${ip}/udp/4001/quic-v1`, `/ip4/${ip}/tcp/80/ws`, `/ip4/${ip}/tcp/443/tls/ws`]
@@ -73,7 +73,7 @@ export async function startRelay (lab: Lab, host: string, runDir: string, opts: 
   mkdirSync(runDir, { recursive: true })
   const args = ['relay', '--data-dir', dataDir, '--json', ...listen.flatMap(a => ['--listen', a]), ...listen.flatMap(a => ['--announce', a]),
     ...(opts.tls != null ? ['--tls-cert', opts.tls.cert, '--tls-key', opts.tls.key] : []), ...(opts.args ?? [])]
-  const proc = lab.exec(host, [BIN, ...args], { env: wcEnv(), logFile })
+  const proc = lab.exec(host, [BIN, ...args], { env: { ...wcEnv(), ...opts.env }, logFile })
   const deadline = Date.now() + 30_000
   let info: { peerId: string, announceAddrs: string[] } | undefined
   while (Date.now() < deadline && info == null) {
