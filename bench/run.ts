@@ -3,7 +3,7 @@
  * one leaves behind can slow the next), prints one markdown table and writes
  * it to bench/RESULTS.md with the machine, the date and the exact command.
  *
- *   node_modules/.bin/node bench/run.ts [--quick] [--only executor,round-trip,throughput,dispatchable,lab-paths,memory,idle-cpu,scale,relay-flood,startup,batch-scale,upload,circuit-throughput,relay-scale,scale-model,https-poll,cpu-limit] [--cpu-prof]
+ *   node_modules/.bin/node bench/run.ts [--quick] [--only executor,round-trip,throughput,dispatchable,lab-paths,memory,idle-cpu,scale,relay-flood,startup,batch-scale,upload,circuit-throughput,relay-scale,scale-model,https-poll,cpu-limit,mesh48] [--cpu-prof]
  *   npm run bench -- --quick
  *
  * --quick   short, CI-friendly (fewer rounds, smaller bursts)
@@ -31,7 +31,7 @@ const BENCH_DIR = fileURLToPath(new URL('./', import.meta.url))
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
 /** The first line RESULTS.md keeps across runs, and everything after it. */
 const HAND_WRITTEN_MARK = '<!-- bench/run.ts writes everything above this line; the sections below come from separate runs and are kept -->'
-const ALL = ['executor', 'round-trip', 'throughput', 'dispatchable', 'lab-paths', 'memory', 'idle-cpu', 'scale', 'relay-flood', 'startup', 'batch-scale', 'upload', 'circuit-throughput', 'relay-scale', 'scale-model', 'https-poll', 'cpu-limit'] as const
+const ALL = ['executor', 'round-trip', 'throughput', 'dispatchable', 'lab-paths', 'memory', 'idle-cpu', 'scale', 'relay-flood', 'startup', 'batch-scale', 'upload', 'circuit-throughput', 'relay-scale', 'scale-model', 'https-poll', 'cpu-limit', 'mesh48'] as const
 /** per benchmark process, a little beyond its own internal bound (benchMain's): then it is killed */
 const KILL_AFTER_MS: Record<string, { quick: number, full: number }> = {
   executor: { quick: 150_000, full: 270_000 },
@@ -50,7 +50,9 @@ const KILL_AFTER_MS: Record<string, { quick: number, full: number }> = {
   'relay-scale': { quick: 330_000, full: 1_530_000 },
   'scale-model': { quick: 330_000, full: 1_830_000 },
   'https-poll': { quick: 150_000, full: 270_000 },
-  'cpu-limit': { quick: 180_000, full: 360_000 }
+  'cpu-limit': { quick: 180_000, full: 360_000 },
+  // a little beyond its own bound (benchMain: 15 and 40 min)
+  mesh48: { quick: 930_000, full: 2_430_000 }
 }
 
 interface Options { quick: boolean, only: string[], cpuProf: boolean }
