@@ -112,6 +112,9 @@ const PRUNE_EVERY = 100
 /** How long a cancel waits for the executors' answers. */
 const CANCEL_WAIT_MS = 5_000
 
+/** How long placement waits to learn where an executor is (its relay's answer) before counting it unreachable. */
+const LOCATE_TIMEOUT_MS = 10_000
+
 /** What the store says of a task its job's cancel stopped. */
 export const CANCELLED_TASK = 'CANCELLED: the job was cancelled'
 
@@ -827,6 +830,8 @@ export class Broker {
     const { run, tasks } = round
     for (const executor of executors) {
       if (round.placed >= round.needed || run.signal.aborted) break
+      // another job's failed look-up may have paused this executor while we offered to the ones before it
+      if (this.ledger.coolingDown(executor.peerId)) continue
       const network = await this.networkFor(run, executor.peerId)
       if (network == null) continue
       // a parallel job's offer may have taken the expected slot meanwhile
@@ -863,7 +868,7 @@ export class Broker {
     // jobs placing at once share one look-up per executor
     let locating = this.locating.get(peerId)
     if (locating == null) {
-      locating = this.network.locate(peerId, { signal: AbortSignal.any([run.signal, AbortSignal.timeout(10_000)]) })
+      locating = this.network.locate(peerId, { signal: AbortSignal.any([run.signal, AbortSignal.timeout(LOCATE_TIMEOUT_MS)]) })
         .finally(() => { this.locating.delete(peerId) })
       this.locating.set(peerId, locating)
     }
@@ -873,7 +878,8 @@ export class Broker {
       return network
     } catch (err) {
       if (run.signal.aborted) return undefined
-      this.ledger.unreachable(peerId)
+      // a lookup that failed took up to LOCATE_TIMEOUT_MS: pause at least that long before any job waits on it again
+      this.ledger.unreachable(peerId, LOCATE_TIMEOUT_MS)
       this.records.silent(peerId)
       this.log.warn(`job ${run.job.jobId}: cannot tell where executor ${peerId} is: ${(err as Error).message}`, { job: run.job.jobId, peer: peerId, phase: 'locate', code: (err as { code?: string }).code })
       return undefined

@@ -85,11 +85,14 @@ export class SlotLedger {
   /**
    * The executor could not be reached: offers to it pause, with backoff.
    * Shared by every job: one job learning that an executor cannot be reached
-   * spares the others the same failed dial.
+   * spares the others the same failed dial. `firstPauseMs`: the first pause
+   * (doubling from there) when finding that out took long — no shorter than
+   * the wait itself, or the next job would wait as long again for the same
+   * answer.
    */
-  unreachable (peerId: string): void {
+  unreachable (peerId: string, firstPauseMs: number = UNREACHABLE_BACKOFF_MS.first): void {
     const failures = (this.trouble.get(peerId)?.failures ?? 0) + 1
-    const pause = Math.min(UNREACHABLE_BACKOFF_MS.max, UNREACHABLE_BACKOFF_MS.first * 2 ** (failures - 1))
+    const pause = Math.min(UNREACHABLE_BACKOFF_MS.max, Math.max(firstPauseMs, UNREACHABLE_BACKOFF_MS.first) * 2 ** (failures - 1))
     this.trouble.set(peerId, { failures, until: this.now() + pause })
   }
 

@@ -40,6 +40,21 @@ describe('slot ledger', () => {
     assert.equal(ledger.reachable('A'), true, 'an answer, even a decline, clears it')
   })
 
+  it('an executor that took a long wait to be found unreachable pauses at least that long, doubling from there', () => {
+    let now = 1_000
+    const ledger = new SlotLedger(() => now)
+    ledger.unreachable('A', 10_000)
+    now += 9_999
+    assert.equal(ledger.coolingDown('A'), true, 'no job waits on the same failed look-up again within the wait it took')
+    now += 1
+    assert.equal(ledger.coolingDown('A'), false)
+    ledger.unreachable('A', 10_000)
+    now += 19_999
+    assert.equal(ledger.coolingDown('A'), true, 'a second failure in a row pauses twice as long')
+    now += 1
+    assert.equal(ledger.coolingDown('A'), false)
+  })
+
   it('an answer without freeSlots: accept takes one, decline means busy', () => {
     const ledger = new SlotLedger(() => 1_000)
     const a = { peerId: 'A', freeSlots: 3 }
