@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
-import { afterEach, beforeEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { DEFAULT_JOB_LIMITS } from '../../src/core/job.ts'
 import { CAPACITY_TOPIC, capacity, encodeCapacityAnnouncement } from '../../src/protocols/capacity/index.ts'
-import { bytesOf, captureLogs, createTestNode, stopAll } from './helpers.ts'
+import { bytesOf, createTestNode, perTestNodesAndLogs } from './helpers.ts'
 import { waitFor } from '../helpers/wait.ts'
 import type { Capacity, CapacityInfo, CapacityInit, CapacityService } from '../../src/protocols/capacity/index.ts'
 import type { Libp2p } from 'libp2p'
@@ -14,15 +14,7 @@ function info (over: Partial<CapacityInfo> = {}): CapacityInfo {
 }
 
 describe('capacity protocol', () => {
-  let nodes: Node[] = []
-  let logs: ReturnType<typeof captureLogs>
-
-  beforeEach(() => { logs = captureLogs() })
-  afterEach(async () => {
-    await stopAll(nodes)
-    nodes = []
-    logs.restore()
-  })
+  const { nodes, logs } = perTestNodesAndLogs<Node>()
 
   async function node (init: CapacityInit, pubsub = false): Promise<{ node: Node, service: CapacityService }> {
     const n = await createTestNode({ pubsub, services: { capacity: capacity(init) } })

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
-import { afterEach, beforeEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { dispatch, DISPATCH_PROTOCOL } from '../../src/protocols/dispatch/index.ts'
 import { DISPATCH_SESSION_PROTOCOL } from '../../src/protocols/dispatch/constants.ts'
 import { encodeDispatchHeader } from '../../src/codec/messages.ts'
 import { FramedStream } from '../../src/protocols/framing.ts'
-import { admitAll, bytesOf, captureLogs, createTestNode, fakeExecutor, MODULE, MODULE_CID, stopAll, task, text } from './helpers.ts'
+import { admitAll, bytesOf, createTestNode, fakeExecutor, MODULE, MODULE_CID, task, text, perTestNodesAndLogs } from './helpers.ts'
 import { waitFor } from '../helpers/wait.ts'
 import type { DispatchInit, DispatchService } from '../../src/protocols/dispatch/index.ts'
 import type { Libp2p } from 'libp2p'
@@ -18,15 +18,7 @@ function openStreams (conn: Connection, protocol: string): number {
 }
 
 describe('dispatch sessions (one stream, many tasks)', () => {
-  let nodes: Node[] = []
-  let logs: ReturnType<typeof captureLogs>
-
-  beforeEach(() => { logs = captureLogs() })
-  afterEach(async () => {
-    await stopAll(nodes)
-    nodes = []
-    logs.restore()
-  })
+  const { nodes, logs } = perTestNodesAndLogs<Node>()
 
   async function pair (donorInit: DispatchInit = {}, brokerInit: DispatchInit = {}): Promise<{ donor: Node, conn: Connection, donorConn: () => Connection, broker: DispatchService, exec: ReturnType<typeof fakeExecutor> }> {
     const exec = fakeExecutor()

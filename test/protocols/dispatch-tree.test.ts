@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
-import { afterEach, beforeEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { addressTree } from '../../src/codec/manifest.ts'
 import { outputCid } from '../../src/codec/receipt.ts'
 import { decodeReceiptBody } from '../../src/codec/receipt.ts'
 import { dispatch, FilesNotCachedError } from '../../src/protocols/dispatch/index.ts'
 import { offer } from '../../src/protocols/offer/index.ts'
-import { admitAll, bytesOf, captureLogs, createTestNode, stopAll, task, text, upper } from './helpers.ts'
+import { admitAll, bytesOf, createTestNode, task, text, upper, perTestNodesAndLogs } from './helpers.ts'
 import type { DispatchProgressEvent, DispatchService, RunTask } from '../../src/protocols/dispatch/index.ts'
 import type { OfferService } from '../../src/protocols/offer/index.ts'
 import type { ExecuteRequest, JobDir } from '../../src/core/job.ts'
@@ -30,15 +30,7 @@ function filesystemExecutor (): { runTask: RunTask, calls: ExecuteRequest[] } {
 const TREE: JobDir[] = [{ guest: '/data', files: [{ path: '/data/a.txt', data: bytesOf('alpha') }, { path: '/data/sub/b.txt', data: bytesOf('beta'.repeat(100_000)) }], emptyDirs: ['/data/empty'] }]
 
 describe('dispatch of a task with directories', () => {
-  let nodes: Node[] = []
-  let logs: ReturnType<typeof captureLogs>
-
-  beforeEach(() => { logs = captureLogs() })
-  afterEach(async () => {
-    await stopAll(nodes)
-    nodes = []
-    logs.restore()
-  })
+  const { nodes } = perTestNodesAndLogs<Node>()
 
   async function pair (runTask: RunTask): Promise<{ donor: Node, brokerDispatch: DispatchService, brokerOffer: OfferService, donorDispatch: DispatchService }> {
     let donorDispatch: DispatchService | undefined

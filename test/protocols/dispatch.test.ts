@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { afterEach, beforeEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import * as dagCbor from '@ipld/dag-cbor'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -11,7 +11,7 @@ import { DISPATCH_PROTOCOL, dispatch } from '../../src/protocols/dispatch/index.
 import { DispatchFailedError, DispatchTimeoutError, ExecutorCrashedError, ModuleNotCachedError } from '../../src/protocols/errors.ts'
 import { FramedStream } from '../../src/protocols/framing.ts'
 import { offer } from '../../src/protocols/offer/index.ts'
-import { admitAll, bytesOf, captureLogs, createTestNode, fakeExecutor, MODULE, MODULE_CID, stopAll, task, text, upper } from './helpers.ts'
+import { admitAll, bytesOf, createTestNode, fakeExecutor, MODULE, MODULE_CID, task, text, upper, perTestNodesAndLogs } from './helpers.ts'
 import { waitFor } from '../helpers/wait.ts'
 import type { DispatchProgressEvent, DispatchService } from '../../src/protocols/dispatch/index.ts'
 import type { OfferService } from '../../src/protocols/offer/index.ts'
@@ -23,15 +23,7 @@ import { shortPeerId } from '../../src/core/format.ts'
 type Node = Libp2p<Record<string, any>>
 
 describe('dispatch protocol', () => {
-  let nodes: Node[] = []
-  let logs: ReturnType<typeof captureLogs>
-
-  beforeEach(() => { logs = captureLogs() })
-  afterEach(async () => {
-    await stopAll(nodes)
-    nodes = []
-    logs.restore()
-  })
+  const { nodes, logs } = perTestNodesAndLogs<Node>()
 
   /** A donor running `runTask` (and answering offers from its module cache) and a broker, connected over TCP. */
   async function pair (runTask = fakeExecutor().runTask, brokerInit: Parameters<typeof dispatch>[0] = {}): Promise<{ donor: Node, broker: Node, donorDispatch: DispatchService, brokerDispatch: DispatchService }> {

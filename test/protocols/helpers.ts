@@ -2,6 +2,7 @@
  * Real libp2p nodes in one process on 127.0.0.1 for the protocol tests, and
  * a deterministic stand-in for the executor (the executor has its own tests).
  */
+import { afterEach, beforeEach } from 'node:test'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
@@ -64,6 +65,22 @@ export function captureLogs (): { lines: string[], restore: () => void } {
   const lines: string[] = []
   configureLogging({ spec: 'info', sink: (line) => { lines.push(line) } })
   return { lines, restore: () => { resetLogging() } }
+}
+
+/**
+ * The nodes a test starts and the log lines it captures, for the describe
+ * block it is called in: each test starts with no node and a fresh capture;
+ * after it, its nodes are stopped and the logger is restored.
+ */
+export function perTestNodesAndLogs<N extends Libp2p<any>> (): { nodes: N[], logs: { readonly lines: string[] } } {
+  const nodes: N[] = []
+  let captured: ReturnType<typeof captureLogs> | undefined
+  beforeEach(() => { captured = captureLogs() })
+  afterEach(async () => {
+    await stopAll(nodes.splice(0))
+    captured?.restore()
+  })
+  return { nodes, logs: { get lines () { return captured?.lines ?? [] } } }
 }
 
 const enc = new TextEncoder()

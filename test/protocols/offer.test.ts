@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
-import { afterEach, beforeEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { rawCidString } from '../../src/codec/cid.ts'
 import { ProtocolRequestError, ProtocolTimeoutError } from '../../src/protocols/errors.ts'
 import { FramedStream } from '../../src/protocols/framing.ts'
 import { OFFER_PROTOCOL, offer } from '../../src/protocols/offer/index.ts'
-import { bytesOf, captureLogs, createTestNode, stopAll } from './helpers.ts'
+import { bytesOf, createTestNode, perTestNodesAndLogs } from './helpers.ts'
 import { waitFor } from '../helpers/wait.ts'
 import type { DecideOffer, OfferRequest, OfferResponse, OfferService } from '../../src/protocols/offer/index.ts'
 import type { Libp2p } from 'libp2p'
@@ -22,15 +22,7 @@ const request: OfferRequest = {
 }
 
 describe('offer protocol', () => {
-  let nodes: Node[] = []
-  let logs: ReturnType<typeof captureLogs>
-
-  beforeEach(() => { logs = captureLogs() })
-  afterEach(async () => {
-    await stopAll(nodes)
-    nodes = []
-    logs.restore()
-  })
+  const { nodes, logs } = perTestNodesAndLogs<Node>()
 
   async function pair (decideOffer?: DecideOffer, brokerTimeoutMs?: number): Promise<{ donor: Node, broker: Node, offers: OfferService }> {
     const donor = await createTestNode({ services: { offer: offer({ decideOffer }) } })
