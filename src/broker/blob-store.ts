@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs'
 import { open, readFile, rename, unlink, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
-import { parseCid, RAW_CODE, rawCidString, SHA2_256_CODE } from '../codec/cid.ts'
+import { parseRawCid, rawCidString } from '../codec/cid.ts'
 import { errorWithCode } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import type { Payload } from '../protocols/framing.ts'
@@ -71,8 +71,8 @@ export class BlobStore {
 
   /** The canonical spelling of a blob CID; throws BlobCidInvalidError for anything but CIDv1 raw sha2-256. */
   static key (cid: string): { key: string, digest: Uint8Array } {
-    const parsed = parseCid(cid)
-    if (parsed == null || parsed.version !== 1 || parsed.code !== RAW_CODE || parsed.multihash.code !== SHA2_256_CODE) {
+    const parsed = parseRawCid(cid)
+    if (parsed == null) {
       throw new BlobCidInvalidError(`${cid.slice(0, 100)} is not a CIDv1 raw sha2-256 (the address of a module, input or file)`)
     }
     return { key: parsed.toString(), digest: parsed.multihash.digest }

@@ -63,15 +63,21 @@ export function parseCid (value: string): CID | undefined {
 }
 
 /**
+ * The CID when `value` parses as a CIDv1 raw sha2-256 — the address of a
+ * module, an input or a file, the only blobs the project stores by CID —
+ * else undefined (callers name their own error).
+ */
+export function parseRawCid (value: string): CID | undefined {
+  const cid = parseCid(value)
+  return cid != null && cid.version === 1 && cid.code === RAW_CODE && cid.multihash.code === SHA2_256_CODE ? cid : undefined
+}
+
+/**
  * True when `cidString` parses as a CIDv1 raw/sha2-256 and addresses exactly
  * `bytes`. Compared as CIDs, so any multibase spelling of the same CID matches.
  */
 export function verifyRawCid (bytes: Uint8Array, cidString: string): boolean {
-  const cid = parseCid(cidString)
-  if (cid == null || cid.version !== 1 || cid.code !== RAW_CODE || cid.multihash.code !== SHA2_256_CODE) {
-    return false
-  }
-  return cid.equals(rawCid(bytes))
+  return parseRawCid(cidString)?.equals(rawCid(bytes)) ?? false
 }
 
 /** As `verifyRawCid`, for dag-cbor documents. */

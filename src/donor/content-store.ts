@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs'
 import { open, readFile, rename, unlink, utimes, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import { parseCid, RAW_CODE, SHA2_256_CODE } from '../codec/cid.ts'
+import { parseRawCid } from '../codec/cid.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { CONTENT_STORE_BYTES, ContentCidMismatchError, ContentStoreFullError, ContentTooLargeError } from '../protocols/fetch/index.ts'
 import type { ContentSink, ContentWrite } from '../protocols/fetch/index.ts'
@@ -111,7 +111,7 @@ export class ContentStore implements ContentSink {
       this.reservedBytes -= size
       throw diskError(err, key)
     }
-    return new PartWrite(this, { key, size, part, fh, digest: parseCid(key)?.multihash.digest ?? new Uint8Array(0) })
+    return new PartWrite(this, { key, size, part, fh, digest: parseRawCid(key)?.multihash.digest ?? new Uint8Array(0) })
   }
 
   /** A finished write: the part file becomes the blob, counted in place of its reservation. */
@@ -212,9 +212,7 @@ class PartWrite implements ContentWrite {
 
 /** The canonical spelling of a CIDv1 raw sha2-256, else undefined. */
 function keyOf (cid: string): string | undefined {
-  const parsed = parseCid(cid)
-  if (parsed == null || parsed.version !== 1 || parsed.code !== RAW_CODE || parsed.multihash.code !== SHA2_256_CODE) return undefined
-  return parsed.toString()
+  return parseRawCid(cid)?.toString()
 }
 
 function keyOrThrow (cid: string): string {
