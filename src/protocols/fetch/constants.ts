@@ -1,3 +1,4 @@
+import type { BackoffPolicy } from '../../core/async.ts'
 import type { StreamLimits } from '../exchange.ts'
 
 /** `/worldcompute/fetch/1.0.0`: a donor asks its broker for one blob by CID (and an offset to resume at); the bytes come back in frames. */
@@ -17,8 +18,12 @@ export const FETCH_FRAME_BYTES = 256 * 1024
 export const FETCH_STALL_TIMEOUT_MS = 30_000
 /** Donor: one fetch is tried this many times in all, each resuming where the last stopped. */
 export const FETCH_ATTEMPTS = 3
-/** Donor: between two attempts. */
-export const FETCH_RETRY_DELAY_MS = 500
+/**
+ * Donor: the wait between two attempts, doubling, with jitter: a broker that
+ * dropped many donors' fetches at once (a restart, a full uplink) is not asked
+ * again by all of them in the same instant.
+ */
+export const FETCH_RETRY_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 4_000, jitter: 0.2 }
 /** Donor's content store of big modules and inputs, on disk, by total bytes (`--content-cache`). */
 export const CONTENT_STORE_BYTES = 2 * 1024 * 1024 * 1024
 /** Largest fetch request and response header. */

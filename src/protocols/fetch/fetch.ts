@@ -1,5 +1,5 @@
 import { parseCid } from '../../codec/cid.ts'
-import { pause } from '../../core/async.ts'
+import { backoffDelay, pause, type BackoffPolicy } from '../../core/async.ts'
 import { WorldComputeError } from '../../core/errors.ts'
 import { createLogger, type Logger } from '../../log/logger.ts'
 import { openProtocolStream } from '../components.ts'
@@ -7,7 +7,7 @@ import { codeOf, messageOf, PayloadTooLargeError, ProtocolViolationError, Stream
 import { framed, handlerOptions } from '../exchange.ts'
 import { ProtocolService } from '../service.ts'
 import { PhaseTimer } from '../timer.ts'
-import { FETCH_ATTEMPTS, FETCH_LIMITS, FETCH_PROTOCOL, FETCH_RANGE_BYTES, FETCH_RETRY_DELAY_MS, FETCH_STALL_TIMEOUT_MS, WRITE_BATCH_BYTES } from './constants.ts'
+import { FETCH_ATTEMPTS, FETCH_LIMITS, FETCH_PROTOCOL, FETCH_RANGE_BYTES, FETCH_RETRY_BACKOFF, FETCH_STALL_TIMEOUT_MS, WRITE_BATCH_BYTES } from './constants.ts'
 import { ContentCidMismatchError, ContentStoreFullError, ContentTooLargeError, FetchFailedError, FetchRefusedError } from './errors.ts'
 import { decodeFetchRequest, decodeFetchResponse, encodeFetchRequest, encodeFetchResponse, type FetchRequest, type FetchResponse } from './messages.ts'
 import type { ProtocolRegistrar } from '../components.ts'
@@ -53,8 +53,8 @@ export interface FetchInit {
   stallTimeoutMs?: number
   /** tries of one fetch in all, each resuming at what was written @default 3 */
   attempts?: number
-  /** @default 500 */
-  retryDelayMs?: number
+  /** the wait before attempt n + 1 is `backoffDelay(retryBackoff, n)` @default FETCH_RETRY_BACKOFF (0.5 s doubling to 4 s, ± 20 %) */
+  retryBackoff?: BackoffPolicy
   /** Donor: bytes asked for per request, the next asked once they are on disk @default 8388608 (8 MiB) */
   rangeBytes?: number
   /** the transport of a connection's address, for logs @default 'circuit' for a relayed address, else 'direct' */
@@ -223,7 +223,7 @@ export class FetchService extends ProtocolService {
       } catch (err) {
         if (attempt >= attempts || !resumable(err) || options.signal?.aborted === true || connection.status !== 'open') throw err
         this.log.warn(`fetch of ${want.what} ${want.cid} from ${connection.remotePeer.toString()} broke at ${write.written} of ${want.size} bytes: ${messageOf(err)}; resuming (attempt ${attempt + 1} of ${attempts})`, this.fields(connection, err))
-        await pause(this.init.retryDelayMs ?? FETCH_RETRY_DELAY_MS, { signal: options.signal })
+        await pause(backoffDelay(this.init.retryBackoff ?? FETCH_RETRY_BACKOFF, attempt), { signal: options.signal })
       }
     }
   }

@@ -48,7 +48,7 @@ describe('fetch protocol', () => {
   async function pair (store: ContentSink, exec = fakeExecutor()): Promise<{ donorFetch: FetchService, brokerFetch: FetchService, brokerDispatch: DispatchService, conn: ReturnType<Node['getConnections']>[number], donor: Node, broker: Node }> {
     let donorFetch: FetchService | undefined
     let brokerFetch: FetchService | undefined
-    const donor = await createTestNode({ services: { dispatch: dispatch({ runTask: exec.runTask, admit: admitAll, fetch: () => donorFetch }), fetch: fetch({ store, stallTimeoutMs: 2_000, retryDelayMs: 10, rangeBytes: RANGE }) } })
+    const donor = await createTestNode({ services: { dispatch: dispatch({ runTask: exec.runTask, admit: admitAll, fetch: () => donorFetch }), fetch: fetch({ store, stallTimeoutMs: 2_000, retryBackoff: { initialMs: 10, maxMs: 40 }, rangeBytes: RANGE }) } })
     const broker = await createTestNode({ services: { dispatch: dispatch({ fetch: () => brokerFetch, pullThresholdBytes: THRESHOLD }), fetch: fetch({ serve: true }) } })
     nodes.push(donor, broker)
     donorFetch = donor.services.fetch as FetchService
