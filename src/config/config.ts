@@ -60,6 +60,10 @@ export interface RelayLimits extends RelayAdmissionLimits {
   readonly maxConnections: number
   readonly inboundConnectionThresholdPerHost: number
   readonly maxHopStreamsPerPeer: number
+  /** HTTPS poll sessions (the transport for networks whose proxy passes no WebSocket) open at once */
+  readonly maxPollSessions: number
+  /** HTTPS poll sessions open at once from one IP (IPv4 address, IPv6 /64) */
+  readonly maxPollSessionsPerIp: number
 }
 
 /**
@@ -116,6 +120,13 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = Object.freeze({
   inboundConnectionThresholdPerHost: 10,
   /** concurrent hop streams one peer may open (reservations + circuit requests) */
   maxHopStreamsPerPeer: 32,
+  /**
+   * a poll session holds a request open for up to 10 s and buffers up to
+   * 4 MiB downstream: 1024 sessions is one per reservation slot, and 32 per
+   * IP matches maxReservationsPerIp (a NATed office behind one proxy)
+   */
+  maxPollSessions: 1024,
+  maxPollSessionsPerIp: 32,
   ...DEFAULT_ADMISSION_LIMITS
 })
 
@@ -156,6 +167,8 @@ export interface RelayLimitsFile {
   maxCircuitsPerIp?: number
   maxConnectionsPerPeer?: number
   maxCircuitsPerPeer?: number
+  maxPollSessions?: number
+  maxPollSessionsPerIp?: number
   reservationGrace?: string | number
   perIpExempt?: string[]
 }
@@ -289,6 +302,8 @@ export interface RelayFlags extends CommonFlags {
   maxCircuitsPerIp?: string
   maxConnectionsPerPeer?: string
   maxCircuitsPerPeer?: string
+  maxPollSessions?: string
+  maxPollSessionsPerIp?: string
   /** --reservation-grace D */
   reservationGrace?: string
   /** --per-ip-exempt CIDR, repeatable; "none" exempts nothing */
@@ -412,7 +427,7 @@ function readKnownKeys (obj: Record<string, unknown>, path: string): ConfigFile 
   return { ...out, ...readMetricsKeys(obj, path) }
 }
 
-const RELAY_LIMIT_COUNT_KEYS = ['maxReservations', 'maxReservationsPerIp', 'maxConnectionsPerIp', 'maxCircuitsPerIp', 'maxConnectionsPerPeer', 'maxCircuitsPerPeer'] as const
+const RELAY_LIMIT_COUNT_KEYS = ['maxReservations', 'maxReservationsPerIp', 'maxConnectionsPerIp', 'maxCircuitsPerIp', 'maxConnectionsPerPeer', 'maxCircuitsPerPeer', 'maxPollSessions', 'maxPollSessionsPerIp'] as const
 
 function readRelayLimitsFile (value: unknown, path: string): RelayLimitsFile {
   const where = `config file ${path}: "relayLimits"`

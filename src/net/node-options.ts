@@ -18,6 +18,7 @@ import { httpsPoll } from './https-poll/transport.ts'
 import { DONOR_QUIC_LIVENESS, RELAY_QUIC_LIVENESS } from './pinger.ts'
 import { withPollAddrs } from './https-poll/address.ts'
 import type { CircuitTraffic } from './circuit-traffic.ts'
+import type { PollServerInit } from './https-poll/server.ts'
 import type { RelayLimits } from '../config/config.ts'
 import type { Libp2pOptions } from 'libp2p'
 import type { PrivateKey } from '@libp2p/interface'
@@ -105,7 +106,7 @@ function transports (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: ()
     proxiedTcp({}, proxies),
     proxiedWebSockets(wsInit, proxies, httpRoutes),
     // the last rung: libp2p over HTTPS requests, for proxies that pass no WebSocket upgrade
-    httpsPoll({}, proxies, httpRoutes),
+    httpsPoll(init.relayServer != null ? { server: pollServerLimits(init.relayServer.limits) } : {}, proxies, httpRoutes),
     // how fast a dead peer is noticed is the transport's job on QUIC (pinger.ts)
     quic(init.relayServer != null ? RELAY_QUIC_LIVENESS : DONOR_QUIC_LIVENESS),
     // never @libp2p/webrtc's default ICE servers (public STUN servers of a
@@ -192,6 +193,11 @@ export function relayMaxConnections (limits: Pick<RelayLimits, 'maxConnections' 
  * bench/relay-scale.ts). The relay role checks its clients itself with
  * muxer ping frames spread over the interval (src/relay/relay-liveness.ts).
  */
+/** The relay's HTTPS poll session limits, from `--max-poll-sessions` and `--max-poll-sessions-per-ip`. */
+function pollServerLimits (limits: Pick<RelayLimits, 'maxPollSessions' | 'maxPollSessionsPerIp'>): PollServerInit {
+  return { maxSessions: limits.maxPollSessions, maxSessionsPerIp: limits.maxPollSessionsPerIp }
+}
+
 function connectionMonitor (isRelay: boolean): Libp2pOptions['connectionMonitor'] {
   return isRelay ? { enabled: false } : { pingInterval: 60_000, abortConnectionOnPingFailure: false }
 }

@@ -11,6 +11,8 @@ import { MeshNode } from '../../src/net/mesh-node.ts'
 import { DEFAULT_RELAY_LIMITS } from '../../src/config/config.ts'
 import { isPollAddr, pollAddrFor, pollTargetOf, withPollFallbacks } from '../../src/net/https-poll/address.ts'
 import { transportOf } from '../../src/net/transport-of.ts'
+import { HTTPS_POLL_PATH } from '../../src/net/constants.ts'
+import { portOf } from '../../src/core/format.ts'
 
 const PEER = '12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK'
 
@@ -131,6 +133,30 @@ describe('a relay reached only over HTTP polling', () => {
     const reserved = await donor.components.reservations.reserve(conn, { signal: AbortSignal.timeout(10_000) })
     assert.ok(reserved.circuitAddrs.length > 0)
     assert.ok(reserved.circuitAddrs.every(a => a.includes(`/p2p/${relay.peerId}/p2p-circuit`)))
+  })
+})
+
+describe('a relay\'s poll session limits', () => {
+  it('come from its limits (--max-poll-sessions, --max-poll-sessions-per-ip): a session past them is refused with 429', async () => {
+    const relay = await MeshNode.create({
+      privateKey: await generateKeyPair('Ed25519'),
+      listen: [multiaddr('/ip4/127.0.0.1/tcp/0/ws')],
+      relayServer: { limits: { ...DEFAULT_RELAY_LIMITS, maxPollSessions: 5, maxPollSessionsPerIp: 2 } }
+    })
+    await relay.start()
+    try {
+      const ws = relay.components.addresses.boundAddrs().find(a => a.endsWith('/ws')) ?? assert.fail('a /ws address')
+      const url = `http://127.0.0.1:${portOf(ws)}${HTTPS_POLL_PATH}/open`
+      const statuses: number[] = []
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(url, { method: 'POST', signal: AbortSignal.timeout(5_000) })
+        await res.arrayBuffer()
+        statuses.push(res.status)
+      }
+      assert.deepEqual(statuses, [200, 200, 429], 'two sessions from one IP, the third refused')
+    } finally {
+      await relay.stop()
+    }
   })
 })
 

@@ -6,6 +6,8 @@ import { join } from 'node:path'
 import { DEFAULT_ADMISSION_LIMITS, loadRelayConfig } from '../../src/config/config.ts'
 import { ConfigError } from '../../src/core/errors.ts'
 
+const pollLimits = (l: { maxPollSessions: number, maxPollSessionsPerIp: number }): number[] => [l.maxPollSessions, l.maxPollSessionsPerIp]
+
 function dirWithConfig (config?: unknown): string {
   const dir = mkdtempSync(join(tmpdir(), 'wc-relay-limits-config-'))
   if (config !== undefined) writeFileSync(join(dir, 'config.json'), JSON.stringify(config))
@@ -31,6 +33,14 @@ describe('relay admission limits in the config', () => {
     assert.equal(limits.maxCircuitsPerPeer, 5)
     assert.equal(limits.reservationGraceMs, 2_000)
     assert.deepEqual(limits.perIpExempt.map(c => c.text), ['10.0.0.0/8'])
+  })
+
+  it('include the HTTPS poll sessions, from --max-poll-sessions / --max-poll-sessions-per-ip or config.json', () => {
+    assert.deepEqual(pollLimits(loadRelayConfig({ dataDir: dirWithConfig(), noStun: true }, {}).limits), [1024, 32])
+    const dataDir = dirWithConfig({ relayLimits: { maxPollSessions: 100, maxPollSessionsPerIp: 10 } })
+    assert.deepEqual(pollLimits(loadRelayConfig({ dataDir, noStun: true }, {}).limits), [100, 10])
+    assert.deepEqual(pollLimits(loadRelayConfig({ dataDir, noStun: true, maxPollSessionsPerIp: '3' }, {}).limits), [100, 3])
+    assert.throws(() => loadRelayConfig({ dataDir, noStun: true, maxPollSessions: '0' }, {}), (err: unknown) => err instanceof ConfigError && /--max-poll-sessions/.test(err.message))
   })
 
   it('exempt nothing with --per-ip-exempt none', () => {

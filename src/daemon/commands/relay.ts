@@ -26,6 +26,8 @@ jobs, identify, ping, AutoNAT v2 server and the mesh gossip.
   --max-circuits-per-ip N      relayed connections with an end at one IP (default 256)
   --max-connections-per-peer N open connections of one peer (default 8)
   --max-circuits-per-peer N    relayed connections one peer is an end of (default 64)
+  --max-poll-sessions N        HTTPS poll sessions open at once (default 1024)
+  --max-poll-sessions-per-ip N HTTPS poll sessions open from one IP (default 32)
   --reservation-grace D     how long a reservation outlives its holder's last
                             connection (default 15s)
   --per-ip-exempt CIDR      addresses the per-IP limits leave alone; repeatable;
@@ -57,6 +59,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     'max-circuits-per-ip': { type: 'string' },
     'max-connections-per-peer': { type: 'string' },
     'max-circuits-per-peer': { type: 'string' },
+    'max-poll-sessions': { type: 'string' },
+    'max-poll-sessions-per-ip': { type: 'string' },
     'reservation-grace': { type: 'string' },
     'per-ip-exempt': { type: 'string', multiple: true },
     'stun-port': { type: 'string', multiple: true },
@@ -77,6 +81,8 @@ export async function run (argv: string[], o: Output): Promise<number> {
     maxCircuitsPerIp: values['max-circuits-per-ip'],
     maxConnectionsPerPeer: values['max-connections-per-peer'],
     maxCircuitsPerPeer: values['max-circuits-per-peer'],
+    maxPollSessions: values['max-poll-sessions'],
+    maxPollSessionsPerIp: values['max-poll-sessions-per-ip'],
     reservationGrace: values['reservation-grace'],
     perIpExempt: values['per-ip-exempt'],
     stunPorts: values['stun-port'],
@@ -99,6 +105,7 @@ export async function run (argv: string[], o: Output): Promise<number> {
       if (info.tlsCertificate != null) o.out(`TLS certificate: SHA-256 ${info.tlsCertificate.fingerprint256} (${info.tlsCertificate.subject}, issued by ${info.tlsCertificate.issuer})`)
       o.out(`limits: ${info.limits.dataLimitBytes} bytes and ${info.limits.durationLimitMs / 1000} s per relayed connection, ${info.limits.maxReservations} reservations`)
       o.out(`per IP (${exemptText(info.limits.perIpExempt)}): ${info.limits.maxReservationsPerIp} reservations, ${info.limits.maxConnectionsPerIp} connections, ${info.limits.maxCircuitsPerIp} circuits; per peer: ${info.limits.maxConnectionsPerPeer} connections, ${info.limits.maxCircuitsPerPeer} circuits; a reservation outlives its holder's last connection by ${info.limits.reservationGraceMs / 1000} s`)
+      o.out(`HTTPS poll: ${info.limits.maxPollSessions} sessions, ${info.limits.maxPollSessionsPerIp} per IP`)
     }
   })
   return 0
