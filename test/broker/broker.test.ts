@@ -420,9 +420,7 @@ class SlottedNetwork implements TaskNetwork {
 /** Executors whose offers ride the dispatch: `offer` answers deferred, and `dispatch` declines as busy while another broker holds the slot. */
 class DeferringNetwork extends SlottedNetwork {
   othersHold = 0
-  /** every dispatch declined as busy */
-  declinedDispatches = 0
-  /** those declined because another broker held the slot (the rest: our probe guessed a slot free while our own task held it) */
+  /** dispatches declined because another broker held the slot (others are declined when a probe guessed a slot free while our own task held it) */
   declinedForOthers = 0
 
   async offer (executor: string): Promise<OfferAnswer> {
@@ -436,7 +434,6 @@ class DeferringNetwork extends SlottedNetwork {
         this.othersHold--
         this.declinedForOthers++
       }
-      this.declinedDispatches++
       throw new OfferDeclinedError(executor, { code: 'busy', reason: 'busy: all 1 slot(s) in use', freeSlots: 0 })
     }
     this.free.set(executor, (this.free.get(executor) ?? 0) - 1)
