@@ -12,12 +12,14 @@
  * reports the running jobs and starts a new one.
  */
 
+import { Socket } from 'node:net'
 import { Worker } from 'node:worker_threads'
 import type { ExecErrorCode, ExecStatus } from '../core/job.ts'
 import { siblingModuleUrl } from '../core/module-url.ts'
 import { PreparedModuleCache, preparedKey, type PrepareLimits, type PreparedModule } from './prepare.ts'
 import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome, WorkerMessage, WorkerRequest } from './protocol.ts'
-import { StreamedInput } from './stream-io.ts'
+import { SANDBOX_DATA_FD } from './sandbox-launch.ts'
+import { FrameReader, frameHeader, StreamedInput } from './stream-io.ts'
 
 const WORKER_ENTRY = siblingModuleUrl('./worker.ts', import.meta.url)
 
@@ -71,6 +73,12 @@ const workerCount = Math.max(1, config.workers)
 const slots: Slot[] = []
 const queue: Taken[] = []
 const cache = new PreparedModuleCache()
+/** inputs in, stdout out, in frames (stream-io.ts); the parent made it at fork, as a socket pair */
+const data = new Socket({ fd: SANDBOX_DATA_FD, readable: true, writable: true })
+/** the highest run id a `run` message named: data for a run above it came ahead of its message */
+let lastRunId = 0
+/** input pieces that came ahead of their run's `run` message (the two channels are not ordered together) */
+const early = new Map<number, Uint8Array[]>()
 /** the parent asked to suspend us: timers are held until it says `resume` */
 let suspended = false
 
@@ -131,7 +139,7 @@ function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
     } else if (msg.type === 'prepared') {
       onPrepared(s, msg.runId, msg.fresh)
     } else if (msg.type === 'stdout') {
-      if (s.job?.runId === msg.runId) reply(msg)
+      if (s.job?.runId === msg.runId) sendStdout(msg.runId, msg.bytes)
     } else {
       onDone(s, msg.runId, msg.stdoutStreamed === undefined ? msg.outcome : { ...msg.outcome, stdoutStreamed: msg.stdoutStreamed })
     }
@@ -261,23 +269,41 @@ function ownCopy (b: Uint8Array): Uint8Array {
   return b.byteLength === 0 ? new Uint8Array(0) : b.slice()
 }
 
+/** A stdout chunk to the parent on the data socket; the worker gave it up, so the socket may write it when it can. */
+function sendStdout (runId: number, bytes: Uint8Array): void {
+  data.cork()
+  data.write(frameHeader(runId, bytes.byteLength))
+  data.write(bytes)
+  data.uncork()
+}
+
 function onRun (job: SandboxJob): void {
   const input = new StreamedInput(job.inputLength)
-  appendInput(input, job.runId, 0, job.input)
+  lastRunId = Math.max(lastRunId, job.runId)
+  for (const bytes of early.get(job.runId) ?? []) appendInput(input, job.runId, bytes)
+  early.delete(job.runId)
   queue.push({ job, input })
   pump()
 }
 
-/** The next chunk of a job's input; one for a job no longer here (cancelled, ended) is dropped. */
-function onInput (runId: number, offset: number, bytes: Uint8Array): void {
+/** The next piece of a job's input; one for a job no longer here (cancelled, ended) is dropped. */
+function onInput (runId: number, bytes: Uint8Array): void {
+  if (runId > lastRunId) {
+    // the piece is a view of the chunk read, which is not reused: kept as it is
+    const held = early.get(runId)
+    if (held === undefined) early.set(runId, [bytes])
+    else held.push(bytes)
+    return
+  }
   const input = queue.find(q => q.job.runId === runId)?.input ?? slots.find(s => s.job?.runId === runId)?.job?.input
-  if (input !== undefined) appendInput(input, runId, offset, bytes)
+  if (input !== undefined) appendInput(input, runId, bytes)
 }
 
-function appendInput (input: StreamedInput, runId: number, offset: number, bytes: Uint8Array): void {
-  // the parent sends each job's chunks in order on one channel: anything else is a bug on its side, and a job
-  // given the wrong bytes would be a wrong result, so the sandbox stops (the parent reports the jobs it had)
-  if (!input.append(offset, bytes)) fatal(`run ${runId}: input chunk at ${offset} (${bytes.byteLength} bytes) does not follow the ${Atomics.load(input.arrived, 0)} bytes there, of ${input.bytes.byteLength}`)
+function appendInput (input: StreamedInput, runId: number, bytes: Uint8Array): void {
+  // more bytes than the `run` message announced is a bug on the parent's side, and a job given the wrong
+  // bytes would be a wrong result, so the sandbox stops (the parent reports the jobs it had)
+  const at = Atomics.load(input.arrived, 0)
+  if (!input.append(at, bytes)) fatal(`run ${runId}: ${bytes.byteLength} more input bytes after the ${at} there, of ${input.bytes.byteLength}`)
 }
 
 function onCancel (runId: number): void {
@@ -296,7 +322,6 @@ function onCancel (runId: number): void {
 
 process.on('message', (msg: ParentMessage) => {
   if (msg.type === 'run') onRun(msg.job)
-  else if (msg.type === 'input') onInput(msg.runId, msg.offset, msg.bytes)
   else if (msg.type === 'cancel') onCancel(msg.runId)
   else if (msg.type === 'suspend') {
     holdTimers(true)
@@ -311,6 +336,11 @@ process.on('message', (msg: ParentMessage) => {
 process.on('disconnect', () => {
   process.exit(0)
 })
+const frames = new FrameReader(onInput)
+data.on('data', (chunk: Buffer) => { frames.push(chunk) })
+// the parent holds the other end for as long as we live: losing it is losing the parent
+data.on('error', (err) => { fatal('the data socket to the parent failed', err) })
+data.on('end', () => { process.exit(0) })
 
 await Promise.all(Array.from({ length: workerCount }, async () => await new Promise<void>(resolve => {
   slots.push(startWorker(undefined, resolve))

@@ -2,7 +2,8 @@
  * How a job's input streams into its worker and its stdout streams out while
  * the guest runs (protocol.ts says why they stream).
  *
- * Input: the sandbox's main thread copies each chunk the parent sends into a
+ * Input: the parent writes it to the data socket (see FrameReader); the
+ * sandbox's main thread copies each piece as it is read into a
  * SharedArrayBuffer the worker reads, and publishes how many bytes are there
  * in a second one. A guest read waits (Atomics.wait) until every byte it is
  * going to return is there, so a read returns exactly what it would with the
@@ -10,14 +11,14 @@
  * depend on timing. Terminating the worker (deadline, cancel) ends the wait.
  *
  * Output: the shim hands stdout over in chunks (OutputSink) and keeps only
- * the part not handed over yet; the parent joins the chunks and that tail.
+ * the part not handed over yet; the chunks go to the parent on the data
+ * socket, which joins the pieces it read and that tail.
  */
 
 /**
- * Size of the input chunks the parent sends and of the stdout chunks the
- * worker flushes: big enough that a chunk's per-message cost is small against
- * its copy, small enough that the first one reaches the guest within a
- * millisecond or two.
+ * Size of the stdout chunks the worker flushes: big enough that a chunk's
+ * per-message cost is small against its copy, small enough that the first
+ * one is on its way to the parent within a millisecond or two.
  */
 export const STREAM_CHUNK_BYTES = 1024 * 1024
 
@@ -55,11 +56,73 @@ export function waitForInput (arrived: Int32Array, end: number): void {
   }
 }
 
-/** `input` cut into chunks of `chunkBytes` (at least one, maybe empty): views, not copies. */
-export function inputChunks (input: Uint8Array, chunkBytes = STREAM_CHUNK_BYTES): Uint8Array[] {
-  const chunks = [input.subarray(0, chunkBytes)]
-  for (let offset = chunkBytes; offset < input.byteLength; offset += chunkBytes) chunks.push(input.subarray(offset, offset + chunkBytes))
-  return chunks
+/**
+ * The bulk bytes (inputs in, stdout out) go between the parent and the
+ * sandbox on a socket of their own, apart from the IPC channel: written
+ * straight from the caller's buffers and read as they arrive, they skip the
+ * IPC serializer's copy, its buffer growth and the receiver's join of each
+ * message, and the allocations (and the garbage collections) that come with
+ * them. Each frame is a header, the run id and the payload's length (both
+ * u32, little-endian), then the payload.
+ */
+export const FRAME_HEADER_BYTES = 8
+
+/** The header of a frame of `length` bytes for run `runId`. */
+export function frameHeader (runId: number, length: number): Uint8Array {
+  if (!Number.isSafeInteger(runId) || runId < 0 || runId > 0xffffffff) throw new RangeError(`run id ${runId} does not fit a frame header`)
+  if (!Number.isSafeInteger(length) || length < 0 || length > 0xffffffff) throw new RangeError(`frame length ${length} does not fit a frame header`)
+  const header = new Uint8Array(FRAME_HEADER_BYTES)
+  const view = new DataView(header.buffer)
+  view.setUint32(0, runId, true)
+  view.setUint32(4, length, true)
+  return header
+}
+
+/**
+ * Splits the bytes read from a data socket back into frames, handing each
+ * frame's payload on in the pieces it arrived in (views of the chunks read,
+ * not copies). A frame's pieces come in order and end before the next frame's.
+ */
+export class FrameReader {
+  private readonly onBytes: (runId: number, bytes: Uint8Array) => void
+  /** the header being read (it may straddle two chunks) */
+  private readonly header = new Uint8Array(FRAME_HEADER_BYTES)
+  private headerFill = 0
+  private runId = 0
+  /** payload bytes of the current frame still to come; -1 while reading a header */
+  private left = -1
+
+  constructor (onBytes: (runId: number, bytes: Uint8Array) => void) {
+    this.onBytes = onBytes
+  }
+
+  push (chunk: Uint8Array): void {
+    let at = 0
+    while (at < chunk.byteLength) {
+      if (this.left < 0) {
+        const take = Math.min(FRAME_HEADER_BYTES - this.headerFill, chunk.byteLength - at)
+        this.header.set(chunk.subarray(at, at + take), this.headerFill)
+        this.headerFill += take
+        at += take
+        if (this.headerFill === FRAME_HEADER_BYTES) this.startFrame()
+        continue
+      }
+      const take = Math.min(this.left, chunk.byteLength - at)
+      this.left -= take
+      if (this.left === 0) this.left = -1
+      this.onBytes(this.runId, chunk.subarray(at, at + take))
+      at += take
+    }
+  }
+
+  private startFrame (): void {
+    const view = new DataView(this.header.buffer)
+    this.runId = view.getUint32(0, true)
+    const length = view.getUint32(4, true)
+    this.headerFill = 0
+    // an empty frame carries nothing: the next header follows at once
+    this.left = length === 0 ? -1 : length
+  }
 }
 
 /** Where the shim hands stdout over, a chunk at a time, as the guest writes it. */
