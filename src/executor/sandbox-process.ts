@@ -19,7 +19,7 @@ import { siblingModuleUrl } from '../core/module-url.ts'
 import { PreparedModuleCache, preparedKey, type PrepareLimits, type PreparedModule } from './prepare.ts'
 import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome, WorkerMessage, WorkerRequest } from './protocol.ts'
 import { SANDBOX_DATA_FD } from './sandbox-launch.ts'
-import { FrameReader, frameHeader, StreamedInput } from './stream-io.ts'
+import { frameHeader, InputInbox, type StreamedInput } from './stream-io.ts'
 
 const WORKER_ENTRY = siblingModuleUrl('./worker.ts', import.meta.url)
 
@@ -73,12 +73,8 @@ const workerCount = Math.max(1, config.workers)
 const slots: Slot[] = []
 const queue: Taken[] = []
 const cache = new PreparedModuleCache()
-/** inputs in, stdout out, in frames (stream-io.ts); the parent made it at fork, as a socket pair */
-const data = new Socket({ fd: SANDBOX_DATA_FD, readable: true, writable: true })
-/** the highest run id a `run` message named: data for a run above it came ahead of its message */
-let lastRunId = 0
-/** input pieces that came ahead of their run's `run` message (the two channels are not ordered together) */
-const early = new Map<number, Uint8Array[]>()
+/** where the inputs on the data socket go, read in place */
+const inbox = new InputInbox()
 /** the parent asked to suspend us: timers are held until it says `resume` */
 let suspended = false
 
@@ -278,32 +274,14 @@ function sendStdout (runId: number, bytes: Uint8Array): void {
 }
 
 function onRun (job: SandboxJob): void {
-  const input = new StreamedInput(job.inputLength)
-  lastRunId = Math.max(lastRunId, job.runId)
-  for (const bytes of early.get(job.runId) ?? []) appendInput(input, job.runId, bytes)
-  early.delete(job.runId)
+  let input: StreamedInput
+  try {
+    input = inbox.claim(job.runId, job.inputLength)
+  } catch (err) {
+    fatal(`run ${job.runId}: its input cannot be taken in`, err)
+  }
   queue.push({ job, input })
   pump()
-}
-
-/** The next piece of a job's input; one for a job no longer here (cancelled, ended) is dropped. */
-function onInput (runId: number, bytes: Uint8Array): void {
-  if (runId > lastRunId) {
-    // the piece is a view of the chunk read, which is not reused: kept as it is
-    const held = early.get(runId)
-    if (held === undefined) early.set(runId, [bytes])
-    else held.push(bytes)
-    return
-  }
-  const input = queue.find(q => q.job.runId === runId)?.input ?? slots.find(s => s.job?.runId === runId)?.job?.input
-  if (input !== undefined) appendInput(input, runId, bytes)
-}
-
-function appendInput (input: StreamedInput, runId: number, bytes: Uint8Array): void {
-  // more bytes than the `run` message announced is a bug on the parent's side, and a job given the wrong
-  // bytes would be a wrong result, so the sandbox stops (the parent reports the jobs it had)
-  const at = Atomics.load(input.arrived, 0)
-  if (!input.append(at, bytes)) fatal(`run ${runId}: ${bytes.byteLength} more input bytes after the ${at} there, of ${input.bytes.byteLength}`)
 }
 
 function onCancel (runId: number): void {
@@ -336,8 +314,27 @@ process.on('message', (msg: ParentMessage) => {
 process.on('disconnect', () => {
   process.exit(0)
 })
-const frames = new FrameReader(onInput)
-data.on('data', (chunk: Buffer) => { frames.push(chunk) })
+/**
+ * Inputs in, stdout out, in frames (stream-io.ts); the parent made it at fork,
+ * as a socket pair. Each read goes straight where its bytes belong (a job's
+ * shared input): nothing allocated or copied per piece.
+ */
+const data = new Socket({
+  fd: SANDBOX_DATA_FD,
+  readable: true,
+  writable: true,
+  onread: {
+    buffer: () => inbox.next(),
+    callback: (n: number) => {
+      try {
+        inbox.filled(n)
+      } catch (err) {
+        fatal('the input on the data socket does not add up', err)
+      }
+      return true
+    }
+  }
+})
 // the parent holds the other end for as long as we live: losing it is losing the parent
 data.on('error', (err) => { fatal('the data socket to the parent failed', err) })
 data.on('end', () => { process.exit(0) })

@@ -15,6 +15,8 @@
  * socket, which joins the pieces it read and that tail.
  */
 
+import { DataFrameError } from './errors.ts'
+
 /**
  * Size of the stdout chunks the worker flushes: big enough that a chunk's
  * per-message cost is small against its copy, small enough that the first
@@ -41,9 +43,98 @@ export class StreamedInput {
     const at = Atomics.load(this.arrived, 0)
     if (offset !== at || at + chunk.byteLength > this.bytes.byteLength) return false
     this.bytes.set(chunk, at)
-    Atomics.store(this.arrived, 0, at + chunk.byteLength)
-    Atomics.notify(this.arrived, 0)
+    this.commit(chunk.byteLength)
     return true
+  }
+
+  /** `n` more bytes were written in place, after those there (a read straight into `bytes`). */
+  commit (n: number): void {
+    const at = Atomics.load(this.arrived, 0)
+    if (!Number.isSafeInteger(n) || n < 0 || at + n > this.bytes.byteLength) throw new RangeError(`${n} bytes more after ${at} would pass the input's end at ${this.bytes.byteLength}`)
+    Atomics.store(this.arrived, 0, at + n)
+    Atomics.notify(this.arrived, 0)
+  }
+}
+
+/** A job's input on its way in: `claimed` once its `run` message came, `complete` once its frame is all read. */
+interface Inbound {
+  input: StreamedInput
+  claimed: boolean
+  complete: boolean
+}
+
+/**
+ * The sandbox's side of the inputs on the data socket. The socket reads into
+ * the buffer `next()` gives, which is where the bytes belong (a frame's
+ * header, or the rest of its run's shared input), and reports with
+ * `filled()`: nothing is allocated or copied per piece read. A frame and its
+ * run's `run` message come on two channels, in either order: whichever comes
+ * first makes the job's StreamedInput.
+ */
+export class InputInbox {
+  private readonly header = new Uint8Array(FRAME_HEADER_BYTES)
+  private headerFill = 0
+  /** the run whose frame is being read, once its header is in */
+  private reading?: { runId: number, entry: Inbound }
+  private readonly inbound = new Map<number, Inbound>()
+
+  /** The input of run `runId` (its `run` message came), filled as its frame is read. */
+  claim (runId: number, length: number): StreamedInput {
+    // an empty input has no frame
+    if (length === 0) return new StreamedInput(0)
+    const entry = this.entry(runId, length)
+    entry.claimed = true
+    if (entry.complete) this.inbound.delete(runId)
+    return entry.input
+  }
+
+  /** Where the socket's next read goes: at most what the current header or payload still needs. */
+  next (): Uint8Array {
+    const reading = this.reading
+    if (reading === undefined) return this.header.subarray(this.headerFill)
+    const { bytes, arrived } = reading.entry.input
+    return bytes.subarray(Atomics.load(arrived, 0))
+  }
+
+  /** The last read put `n` bytes into the buffer `next()` gave. */
+  filled (n: number): void {
+    const reading = this.reading
+    if (reading === undefined) {
+      this.headerFill += n
+      if (this.headerFill === FRAME_HEADER_BYTES) this.startFrame()
+      return
+    }
+    const { input } = reading.entry
+    input.commit(n)
+    if (Atomics.load(input.arrived, 0) < input.bytes.byteLength) return
+    reading.entry.complete = true
+    if (reading.entry.claimed) this.inbound.delete(reading.runId)
+    this.reading = undefined
+  }
+
+  /** Inputs not yet both claimed and read (diagnostics and tests). */
+  get pending (): number {
+    return this.inbound.size
+  }
+
+  private startFrame (): void {
+    const view = new DataView(this.header.buffer)
+    const runId = view.getUint32(0, true)
+    const length = view.getUint32(4, true)
+    this.headerFill = 0
+    if (length === 0) throw new DataFrameError(`run ${runId}: an empty input frame (an empty input has none)`)
+    this.reading = { runId, entry: this.entry(runId, length) }
+  }
+
+  private entry (runId: number, length: number): Inbound {
+    let entry = this.inbound.get(runId)
+    if (entry === undefined) {
+      entry = { input: new StreamedInput(length), claimed: false, complete: false }
+      this.inbound.set(runId, entry)
+    } else if (entry.input.bytes.byteLength !== length) {
+      throw new DataFrameError(`run ${runId}: an input of ${length} bytes announced, ${entry.input.bytes.byteLength} by the other channel`)
+    }
+    return entry
   }
 }
 

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { Worker } from 'node:worker_threads'
 import { cidForBytes } from '../../src/executor/cid.ts'
+import { DataFrameError } from '../../src/executor/errors.ts'
 import { prepareModule } from '../../src/executor/prepare.ts'
 import { runModule, type RunSpec } from '../../src/executor/run-module.ts'
-import { FRAME_HEADER_BYTES, FrameReader, frameHeader, joinChunks, StreamedInput, waitForInput } from '../../src/executor/stream-io.ts'
+import { FRAME_HEADER_BYTES, FrameReader, frameHeader, InputInbox, joinChunks, StreamedInput, waitForInput } from '../../src/executor/stream-io.ts'
 import { fixture } from './helpers/fixtures.ts'
 
 /** `length` bytes of lower-case text whose every 4 KiB block differs, so a chunk out of place would show. */
@@ -168,5 +169,58 @@ describe('runModule with a streamed input and output', () => {
     const shared = runModule(module, { ...upperSpec(input.bytes), inputArrived: input.arrived })
     assert.deepEqual(shared.stdout, plain.stdout)
     assert.equal(shared.fuelUsed, plain.fuelUsed)
+  })
+})
+
+/** Feeds `stream` to `inbox` as a socket with `onread` would: each read fills at most what next() gave, and at most `readBytes`. */
+function feed (inbox: InputInbox, stream: Uint8Array, readBytes: number): void {
+  let at = 0
+  while (at < stream.byteLength) {
+    const into = inbox.next()
+    const n = Math.min(into.byteLength, readBytes, stream.byteLength - at)
+    into.set(stream.subarray(at, at + n))
+    inbox.filled(n)
+    at += n
+  }
+}
+
+describe('InputInbox', () => {
+  for (const readBytes of [1, 5, 4096, 1_000_000]) {
+    it(`reads each frame into its run's input, whether the frame or the claim comes first (${readBytes}-byte reads)`, () => {
+      const inbox = new InputInbox()
+      const early = text(10_000)
+      const late = text(777)
+      const claimedFirst = inbox.claim(2, late.byteLength)
+      feed(inbox, frameStream([[1, early], [2, late]]), readBytes)
+      const claimedAfter = inbox.claim(1, early.byteLength)
+      assert.deepEqual(claimedAfter.bytes, early)
+      assert.equal(Atomics.load(claimedAfter.arrived, 0), early.byteLength)
+      assert.deepEqual(claimedFirst.bytes, late)
+      assert.equal(inbox.pending, 0, 'nothing kept once claimed and read')
+    })
+  }
+
+  it('reads into the shared input itself, and publishes each read as it lands', () => {
+    const inbox = new InputInbox()
+    const input = inbox.claim(5, 100)
+    feed(inbox, frameHeader(5, 100), 8)
+    const into = inbox.next()
+    assert.equal(into.buffer, input.bytes.buffer, 'a view of the shared input')
+    into.set(text(40).subarray(0, 30))
+    inbox.filled(30)
+    assert.equal(Atomics.load(input.arrived, 0), 30)
+    assert.equal(inbox.next().byteLength, 70, 'never more than the frame still needs')
+  })
+
+  it('gives an empty input at once, with no frame to wait for', () => {
+    const input = new InputInbox().claim(9, 0)
+    assert.equal(input.bytes.byteLength, 0)
+  })
+
+  it('throws a DataFrameError when a frame and its run disagree on the length, or a frame is empty', () => {
+    const inbox = new InputInbox()
+    inbox.claim(3, 10)
+    assert.throws(() => { feed(inbox, frameHeader(3, 11), 8) }, (err: unknown) => err instanceof DataFrameError && err.code === 'SANDBOX_DATA_FRAME')
+    assert.throws(() => { feed(new InputInbox(), frameHeader(4, 0), 8) }, DataFrameError)
   })
 })
