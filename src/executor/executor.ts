@@ -91,6 +91,13 @@ interface Sandbox {
   child: ChildProcess
   /** our end of the data socket: job inputs out, stdout in, in frames (stream-io.ts) */
   data: Socket
+  /**
+   * modules this sandbox prepared from checked bytes, by CID: the bytes the
+   * caller gave then. A job with the same CID and the same bytes object goes
+   * without its bytes (no copy over IPC, no hash in the sandbox). Least
+   * recently used first; at most KEPT_MODULES.
+   */
+  keptModules: Map<string, Uint8Array>
   ready: boolean
   /** last few KiB of its stderr, for crash reports */
   stderrTail: string
@@ -133,6 +140,8 @@ const ON_DEMAND_RETRY_MS = 30_000
 const RESTART_DELAYS_MS = [0, 250, 1000]
 /** how long a sandbox may take to hold its timers before it is stopped all the same */
 const SUSPEND_ANSWER_MS = 2000
+/** modules remembered per sandbox as kept (the sandbox's preparation cache holds 64 by default) */
+const KEPT_MODULES = 64
 
 export class Executor {
   readonly maxConcurrent: number
@@ -382,11 +391,13 @@ export class Executor {
 
   private dispatch (sandbox: Sandbox, p: Pending): void {
     const { req } = p
+    const kept = keptModule(sandbox, req)
     const job: SandboxJob = {
       runId: p.runId,
       jobId: req.jobId,
-      module: req.module,
+      module: kept ? new Uint8Array(0) : req.module,
       moduleCid: req.moduleCid,
+      ...(kept ? { moduleKept: true } : {}),
       inputLength: req.input.byteLength,
       args: [...req.args],
       env: [...req.env],
@@ -552,7 +563,7 @@ export class Executor {
     })
     const data = child.stdio[SANDBOX_DATA_FD] as Socket
     let markClosed: () => void = () => {}
-    const sandbox: Sandbox = { child, data, ready: false, stopped: false, stderrTail: '', closed: new Promise<void>(resolve => { markClosed = resolve }) }
+    const sandbox: Sandbox = { child, data, keptModules: new Map(), ready: false, stopped: false, stderrTail: '', closed: new Promise<void>(resolve => { markClosed = resolve }) }
     child.stderr?.setEncoding('utf8')
     child.stderr?.on('data', (chunk: string) => {
       sandbox.stderrTail = (sandbox.stderrTail + chunk).slice(-STDERR_TAIL_BYTES)
@@ -598,9 +609,15 @@ export class Executor {
 
   private onSandboxMessage (sandbox: Sandbox, msg: SandboxMessage): void {
     if (msg.type === 'suspended') sandbox.onSuspended?.()
-    if (msg.type !== 'result') return
+    if (msg.type !== 'result' && msg.type !== 'module-wanted') return
     const p = this.running.get(msg.runId)
     if (p === undefined || p.sandbox !== sandbox) return // aborted, or from a sandbox we gave up on
+    if (msg.type === 'module-wanted') {
+      sandbox.keptModules.delete(p.req.moduleCid)
+      this.sendTo(sandbox, { type: 'module', runId: p.runId, bytes: p.req.module })
+      return
+    }
+    if (msg.prepared === true) keepModule(sandbox, p.req)
     const { stdoutStreamed } = msg.outcome
     if (stdoutStreamed !== undefined && stdoutStreamed > p.stdoutChunkBytes) {
       p.held = { ...msg.outcome, stdoutStreamed }
@@ -686,6 +703,32 @@ async function killSandbox (sandbox: Sandbox, reason: string): Promise<void> {
     sandbox.child.kill('SIGKILL')
   }
   await sandbox.closed
+}
+
+/** Whether `req`'s module may go without its bytes: the sandbox prepared its CID from these very bytes. */
+function keptModule (sandbox: Sandbox, req: ExecuteRequest): boolean {
+  const bytes = sandbox.keptModules.get(req.moduleCid)
+  if (bytes !== req.module) return false
+  // most recently used last
+  sandbox.keptModules.delete(req.moduleCid)
+  sandbox.keptModules.set(req.moduleCid, bytes)
+  return true
+}
+
+/**
+ * The sandbox prepared `req`'s module from its bytes, checked against the CID.
+ * The same bytes object given again is taken to hold the same bytes: callers
+ * do not change a module after handing it over (the dispatch protocol hands
+ * over its cached, checked copy).
+ */
+function keepModule (sandbox: Sandbox, req: ExecuteRequest): void {
+  const kept = sandbox.keptModules
+  kept.delete(req.moduleCid)
+  kept.set(req.moduleCid, req.module)
+  for (const cid of kept.keys()) {
+    if (kept.size <= KEPT_MODULES) break
+    kept.delete(cid)
+  }
 }
 
 /** Sends a stop or continue signal; false when the process is gone (its 'close' handler reports its jobs). */

@@ -29,8 +29,15 @@ export interface SandboxConfig {
 export interface SandboxJob {
   runId: number
   jobId: string
+  /** the module's bytes; empty when `moduleKept` */
   module: Uint8Array
   moduleCid: string
+  /**
+   * the bytes are not sent: this sandbox prepared the CID from checked bytes
+   * before (its `result` said `prepared`), and the caller gave the same bytes.
+   * If its cache no longer holds the preparation, it asks (`module-wanted`).
+   */
+  moduleKept?: boolean
   /** the input's length: its bytes follow on the data socket, in frames for this run */
   inputLength: number
   args: string[]
@@ -43,6 +50,8 @@ export interface SandboxJob {
 
 export type ParentMessage =
   | { type: 'run', job: SandboxJob }
+  /** the bytes of a `moduleKept` run's module, which the sandbox asked for */
+  | { type: 'module', runId: number, bytes: Uint8Array }
   /** the caller gave up on a job: stop its worker; no result is expected */
   | { type: 'cancel', runId: number }
   /** the process is about to be stopped (SIGSTOP): hold every job's timers and answer `suspended` */
@@ -63,7 +72,10 @@ export interface SandboxOutcome extends RunOutcome {
 
 export type SandboxMessage =
   | { type: 'ready', workers: number }
-  | { type: 'result', runId: number, outcome: SandboxOutcome }
+  /** `prepared`: the job's module passed its checks and its preparation is in the sandbox's cache */
+  | { type: 'result', runId: number, outcome: SandboxOutcome, prepared?: boolean }
+  /** a `moduleKept` run whose preparation is no longer cached: send its bytes (`module`) */
+  | { type: 'module-wanted', runId: number }
   /** every job's timers are held: the parent may stop the process now */
   | { type: 'suspended' }
 
@@ -79,6 +91,8 @@ export interface WorkerRequest {
   moduleCid: string
   /** the sandbox's cached preparation for this CID under these limits, if it has one */
   cached?: PreparedModule
+  /** `bytes` is empty: `cached` was prepared from bytes checked against the CID, and stands for them */
+  moduleKept?: boolean
   prepare: PrepareLimits
   spec: RunSpec
 }

@@ -45,7 +45,7 @@ interface Slot {
   /** the worker has loaded its code (it said 'ready'); jobs go only to ready workers */
   ready: boolean
   /** the job the worker has, and the timer of its current phase (preparation, then the run) */
-  job?: { job: SandboxJob, runId: number, timer: JobTimer, input: StreamedInput }
+  job?: { job: SandboxJob, runId: number, timer: JobTimer, input: StreamedInput, prepared?: boolean }
 }
 
 /**
@@ -72,6 +72,8 @@ const config = JSON.parse(process.argv[2] ?? '{}') as SandboxConfig
 const workerCount = Math.max(1, config.workers)
 const slots: Slot[] = []
 const queue: Taken[] = []
+/** `moduleKept` jobs whose preparation is no longer cached, waiting for the parent to send the bytes */
+const wantingModule = new Map<number, Taken>()
 const cache = new PreparedModuleCache()
 /** where the inputs on the data socket go, read in place */
 const inbox = new InputInbox()
@@ -167,6 +169,7 @@ function onPrepared (slot: Slot, runId: number, fresh: PreparedModule | undefine
   const current = slot.job
   if (current?.runId !== runId) return
   disarm(current.timer)
+  current.prepared = true
   if (fresh !== undefined) cache.set(preparedKey(current.job.moduleCid, prepareLimits(current.job)), fresh)
   const { deadlineMs } = current.job.limits
   current.timer = armTimer(() => {
@@ -177,8 +180,9 @@ function onPrepared (slot: Slot, runId: number, fresh: PreparedModule | undefine
 function onDone (slot: Slot, runId: number, outcome: SandboxOutcome): void {
   if (slot.job?.runId !== runId) return
   disarm(slot.job.timer)
+  const prepared = slot.job.prepared === true
   slot.job = undefined
-  reply({ type: 'result', runId, outcome })
+  reply({ type: 'result', runId, outcome, prepared })
   pump()
 }
 
@@ -213,15 +217,28 @@ function pump (): void {
   // held: a job started between the parent's `suspend` and its SIGSTOP would run while its owner paused it
   if (suspended) return
   for (const slot of slots) {
-    if (queue.length === 0) return
     if (slot.job !== undefined || !slot.ready) continue
-    startJob(slot, queue.shift() as Taken)
+    let started = false
+    // a job that cannot start (its module's bytes are wanted) leaves the slot to the next one
+    while (!started && queue.length > 0) started = startJob(slot, queue.shift() as Taken)
+    if (queue.length === 0) return
   }
 }
 
-/** Hands `job` to the slot's worker, with the cached preparation if there is one, under the preparation budget. */
-function startJob (slot: Slot, { job, input }: Taken): void {
+/**
+ * Hands `job` to the slot's worker, with the cached preparation if there is
+ * one, under the preparation budget; false (and the bytes asked for) when it
+ * came without its module and the preparation is no longer cached.
+ */
+function startJob (slot: Slot, taken: Taken): boolean {
+  const { job, input } = taken
   const limits = prepareLimits(job)
+  const cached = cache.get(preparedKey(job.moduleCid, limits))
+  if (job.moduleKept === true && cached === undefined) {
+    wantingModule.set(job.runId, taken)
+    reply({ type: 'module-wanted', runId: job.runId })
+    return false
+  }
   const budget = config.prepareTimeoutMs
   const timer = armTimer(() => {
     endJob(slot, job.runId, emptyOutcome('rejected', `preparing the module (CID check, validation, metering, compilation) took longer than this executor's budget of ${budget} ms (prepareTimeoutMs)`))
@@ -231,7 +248,8 @@ function startJob (slot: Slot, { job, input }: Taken): void {
     runId: job.runId,
     bytes: ownCopy(job.module),
     moduleCid: job.moduleCid,
-    cached: cache.get(preparedKey(job.moduleCid, limits)),
+    cached,
+    moduleKept: job.moduleKept,
     prepare: limits,
     spec: {
       jobId: job.jobId,
@@ -252,6 +270,16 @@ function startJob (slot: Slot, { job, input }: Taken): void {
   // the bytes move to the worker rather than being cloned on this thread (serialized, then deserialized)
   const files = (request.spec.preopens ?? []).flatMap(d => d.files.map(f => f.data))
   slot.worker.postMessage(request, [request.bytes, ...files].filter(b => b.byteLength > 0).map(b => b.buffer as ArrayBuffer))
+  return true
+}
+
+/** The bytes of a job that came without them: it goes first in the queue, where it was. */
+function onModule (runId: number, bytes: Uint8Array): void {
+  const taken = wantingModule.get(runId)
+  if (taken === undefined) return // cancelled meanwhile
+  wantingModule.delete(runId)
+  queue.unshift({ ...taken, job: { ...taken.job, module: bytes, moduleKept: false } })
+  pump()
 }
 
 /**
@@ -285,6 +313,7 @@ function onRun (job: SandboxJob): void {
 }
 
 function onCancel (runId: number): void {
+  if (wantingModule.delete(runId)) return
   const queued = queue.findIndex(q => q.job.runId === runId)
   if (queued >= 0) {
     queue.splice(queued, 1)
@@ -300,6 +329,7 @@ function onCancel (runId: number): void {
 
 process.on('message', (msg: ParentMessage) => {
   if (msg.type === 'run') onRun(msg.job)
+  else if (msg.type === 'module') onModule(msg.runId, msg.bytes)
   else if (msg.type === 'cancel') onCancel(msg.runId)
   else if (msg.type === 'suspend') {
     holdTimers(true)
