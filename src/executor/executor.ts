@@ -94,10 +94,11 @@ interface Sandbox {
   /**
    * modules this sandbox prepared from checked bytes, by CID: the bytes the
    * caller gave then. A job with the same CID and the same bytes object goes
-   * without its bytes (no copy over IPC, no hash in the sandbox). Least
-   * recently used first; at most KEPT_MODULES.
+   * without its bytes (no copy over IPC, no hash in the sandbox). Weakly
+   * held: this map never keeps a module in memory that its owner dropped.
+   * Least recently used first; at most KEPT_MODULES.
    */
-  keptModules: Map<string, Uint8Array>
+  keptModules: Map<string, WeakRef<Uint8Array>>
   ready: boolean
   /** last few KiB of its stderr, for crash reports */
   stderrTail: string
@@ -708,7 +709,7 @@ async function killSandbox (sandbox: Sandbox, reason: string): Promise<void> {
 /** Whether `req`'s module may go without its bytes: the sandbox prepared its CID from these very bytes. */
 function keptModule (sandbox: Sandbox, req: ExecuteRequest): boolean {
   const bytes = sandbox.keptModules.get(req.moduleCid)
-  if (bytes !== req.module) return false
+  if (bytes?.deref() !== req.module) return false
   // most recently used last
   sandbox.keptModules.delete(req.moduleCid)
   sandbox.keptModules.set(req.moduleCid, bytes)
@@ -724,7 +725,7 @@ function keptModule (sandbox: Sandbox, req: ExecuteRequest): boolean {
 function keepModule (sandbox: Sandbox, req: ExecuteRequest): void {
   const kept = sandbox.keptModules
   kept.delete(req.moduleCid)
-  kept.set(req.moduleCid, req.module)
+  kept.set(req.moduleCid, new WeakRef(req.module))
   for (const cid of kept.keys()) {
     if (kept.size <= KEPT_MODULES) break
     kept.delete(cid)
