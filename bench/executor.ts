@@ -11,7 +11,9 @@
  *   executor    Executor.execute(): the sandbox process, its worker thread, IPC
  *
  * Workloads: primes.wasm with stdin "20000000" (compute bound) and upper.wasm
- * over 16 MiB of text (stdin/stdout bound). Every variant runs once per round,
+ * over 16 MiB of text (stdin/stdout bound). Then the cost of an executor call
+ * itself: a trivial job (primes.wasm with stdin "10") with the module as it is
+ * and padded to 1 MiB and 4 MiB (a custom section), executor vs in-process. Every variant runs once per round,
  * rounds interleaved with the order rotated, after warm-up runs; outputs are
  * checked against each other outside the timed region. Nothing asserts on time.
  *
@@ -280,6 +282,52 @@ class CpuTally {
   }
 }
 
+/** `bytes` with a custom section of `padBytes` at the end: the same program in a bigger module. */
+function padded (bytes: Uint8Array, padBytes: number): Uint8Array {
+  if (padBytes === 0) return bytes
+  const name = new TextEncoder().encode('pad')
+  const payload = 1 + name.byteLength + padBytes
+  const leb: number[] = []
+  for (let v = payload; ; v >>>= 7) {
+    leb.push((v & 0x7f) | (v >= 0x80 ? 0x80 : 0))
+    if (v < 0x80) break
+  }
+  const out = new Uint8Array(bytes.byteLength + 1 + leb.length + payload)
+  out.set(bytes)
+  out.set([0, ...leb, name.byteLength, ...name], bytes.byteLength)
+  return out
+}
+
+/**
+ * A trivial job's executor call (execute() wall time, IPC and worker hand-off
+ * included) against running it in-process, per module size: what a job pays
+ * for the sandbox besides its own compute, and how it grows with the module.
+ */
+async function measureTrivial (executor: Executor, rounds: number): Promise<BenchRow[]> {
+  const rows: BenchRow[] = []
+  const input = new TextEncoder().encode('10')
+  for (const padBytes of [0, MiB, 4 * MiB]) {
+    const bytes = padded(new Uint8Array(readFileSync(join(FIXTURES, 'primes.wasm'))), padBytes)
+    const moduleCid = cidForBytes(bytes)
+    const prepared = prepareModule(bytes, moduleCid, { memoryBytes: LIMITS.memoryBytes, maxCallDepth: 10_000 })
+    const executorMs: number[] = []
+    const inProcessMs: number[] = []
+    for (let i = -3; i < rounds; i++) {
+      let t0 = performance.now()
+      const res = await executor.execute({ jobId: `trivial-${i}`, taskId: `trivial-${i}.t`, module: bytes, moduleCid, input, args: [], env: [], limits: LIMITS })
+      if (i >= 0) executorMs.push(performance.now() - t0)
+      if (res.status !== 'succeeded') throw new Error(`trivial executor job ended ${res.status}: ${res.error ?? ''}`)
+      t0 = performance.now()
+      runModule(prepared.module, { jobId: `trivial-${i}`, input, args: [], env: [], fuel: 2 ** 40, outputBytes: OUTPUT_LIMIT, maxCallDepth: 10_000 })
+      if (i >= 0) inProcessMs.push(performance.now() - t0)
+    }
+    const size = `${(bytes.byteLength / MiB).toFixed(2)} MiB module`
+    rows.push(row({ benchmark: `executor call: trivial job (${size})`, baselineName: LABEL.inProcess, baseline: summarize(inProcessMs), figure: summarize(executorMs), unit: 'ms', ratioLabel: 'executor / in-process metered' }))
+    process.stdout.write(`trivial job, ${size}: executor ${fmt(summarize(executorMs), 'ms')}, in-process ${fmt(summarize(inProcessMs), 'ms')}\n`)
+  }
+  return rows
+}
+
 async function main (): Promise<void> {
   await benchMain('bench/executor', { quick: 120_000, full: 240_000 }, async (args, cleanup) => {
     const dir = mkdtempSync(join(tmpdir(), 'wc-bench-exec-'))
@@ -350,6 +398,7 @@ async function main (): Promise<void> {
       const meterMs = s.inProcess.median - s.shim.median
       notes.push(`${w.name}: of the executor's ${num(s.executor.median - s.bareV8.median)} ms over bare V8 (medians), metering accounts for ~${num(meterMs)} ms, our shim vs node:wasi for ~${num(s.shim.median - s.bareV8.median)} ms and the sandbox process (IPC of module/input/output, worker hand-off) for ~${num(sandboxMs)} ms, of which a raw fork IPC echo of the same bytes (module + input out, input back) takes ${fmt(s.ipc, 'ms')}.`)
     }
+    rows.push(...await measureTrivial(executor, args.quick ? 20 : 60))
     notes.push('Timed regions: native = spawnSync of the binary (process start included); bare V8 = instantiate + _start (module compiled once, stdin/stdout are files); shim/in-process = instantiate + _start; executor = the whole execute() call. Each figure is the median of interleaved rounds on this machine, in the same run.')
     return { bench: 'executor', rows, notes }
   })

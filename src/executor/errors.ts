@@ -4,7 +4,7 @@
  * from message text.
  */
 
-import { WorldComputeError } from '../core/errors.ts'
+import { errorWithCode, WorldComputeError } from '../core/errors.ts'
 import type { ExecStatus } from '../core/job.ts'
 
 /**
@@ -75,3 +75,10 @@ export class JobAbortedError extends WorldComputeError {
     this.name = 'AbortError'
   }
 }
+
+/**
+ * The bytes on the data socket between the executor and its sandbox do not
+ * add up (a frame's length disagrees with its run's input length): a bug on
+ * the other side, so the sandbox stops rather than run a job on wrong bytes.
+ */
+export class DataFrameError extends errorWithCode('SANDBOX_DATA_FRAME') {}

@@ -16,6 +16,7 @@
  */
 
 import { fork, type ChildProcess } from 'node:child_process'
+import type { Socket } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import type { ExecErrorCode, ExecStatus, ExecuteRequest, ExecuteResult, JobLimits } from '../core/job.ts'
@@ -24,8 +25,8 @@ import { resolveJobLimits, resolveMaxLimits } from './limits.ts'
 import { resolveModuleLimits, type ModuleLimits } from './module-limits.ts'
 import { memoryPagesFor } from './prepare.ts'
 import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome } from './protocol.ts'
-import { SANDBOX_ENTRY, sandboxExecArgv } from './sandbox-launch.ts'
-import { inputChunks, joinChunks } from './stream-io.ts'
+import { SANDBOX_DATA_FD, SANDBOX_ENTRY, sandboxExecArgv } from './sandbox-launch.ts'
+import { FrameReader, frameHeader, joinChunks } from './stream-io.ts'
 import { checkPreopens, preopenBytes } from './wasi-fs.ts'
 
 export interface ExecutorInit {
@@ -88,6 +89,16 @@ export interface ExecutorStatus {
 /** One sandbox process and what we know about it. */
 interface Sandbox {
   child: ChildProcess
+  /** our end of the data socket: job inputs out, stdout in, in frames (stream-io.ts) */
+  data: Socket
+  /**
+   * modules this sandbox prepared from checked bytes, by CID: the bytes the
+   * caller gave then. A job with the same CID and the same bytes object goes
+   * without its bytes (no copy over IPC, no hash in the sandbox). Weakly
+   * held: this map never keeps a module in memory that its owner dropped.
+   * Least recently used first; at most KEPT_MODULES.
+   */
+  keptModules: Map<string, WeakRef<Uint8Array>>
   ready: boolean
   /** last few KiB of its stderr, for crash reports */
   stderrTail: string
@@ -119,6 +130,8 @@ interface Pending {
   /** stdout that came ahead of the result, in order */
   stdoutChunks: Uint8Array[]
   stdoutChunkBytes: number
+  /** the result, held until the stdout it says went ahead has come in on the data socket (another channel) */
+  held?: SandboxOutcome & { stdoutStreamed: number }
 }
 
 const STDERR_TAIL_BYTES = 4096
@@ -128,6 +141,8 @@ const ON_DEMAND_RETRY_MS = 30_000
 const RESTART_DELAYS_MS = [0, 250, 1000]
 /** how long a sandbox may take to hold its timers before it is stopped all the same */
 const SUSPEND_ANSWER_MS = 2000
+/** modules remembered per sandbox as kept (the sandbox's preparation cache holds 64 by default) */
+const KEPT_MODULES = 64
 
 export class Executor {
   readonly maxConcurrent: number
@@ -377,14 +392,13 @@ export class Executor {
 
   private dispatch (sandbox: Sandbox, p: Pending): void {
     const { req } = p
-    // views go as they are: the IPC channel's serializer writes only a view's own bytes, never its whole buffer
-    const [first, ...rest] = inputChunks(req.input)
+    const kept = keptModule(sandbox, req)
     const job: SandboxJob = {
       runId: p.runId,
       jobId: req.jobId,
-      module: req.module,
+      module: kept ? new Uint8Array(0) : req.module,
       moduleCid: req.moduleCid,
-      input: first,
+      ...(kept ? { moduleKept: true } : {}),
       inputLength: req.input.byteLength,
       args: [...req.args],
       env: [...req.env],
@@ -399,10 +413,12 @@ export class Executor {
     p.hangLeftMs = this.prepareTimeoutMs + p.limits.deadlineMs + this.hangGraceMs
     if (!this.wantSuspended) this.armHang(p)
     this.sendTo(sandbox, { type: 'run', job })
-    let offset = first.byteLength
-    for (const bytes of rest) {
-      this.sendTo(sandbox, { type: 'input', runId: p.runId, offset, bytes })
-      offset += bytes.byteLength
+    if (req.input.byteLength > 0 && !sandbox.data.destroyed) {
+      // written from the caller's buffer as the sandbox reads (no copy here): the caller does not change it meanwhile
+      sandbox.data.cork()
+      sandbox.data.write(frameHeader(p.runId, req.input.byteLength))
+      sandbox.data.write(req.input)
+      sandbox.data.uncork()
     }
   }
 
@@ -541,17 +557,23 @@ export class Executor {
       execPath: process.execPath,
       execArgv: sandboxExecArgv({ maxMemoryPages: memoryPagesFor(this.maxLimits.memoryBytes), maxTableEntries: this.moduleLimits.maxTableEntries }),
       serialization: 'advanced',
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      // the data socket last (SANDBOX_DATA_FD): a socket pair, so one fd carries both ways
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc', 'pipe'],
       // nothing from our environment (tokens, NODE_OPTIONS) reaches the sandbox
       env: {}
     })
+    const data = child.stdio[SANDBOX_DATA_FD] as Socket
     let markClosed: () => void = () => {}
-    const sandbox: Sandbox = { child, ready: false, stopped: false, stderrTail: '', closed: new Promise<void>(resolve => { markClosed = resolve }) }
+    const sandbox: Sandbox = { child, data, keptModules: new Map(), ready: false, stopped: false, stderrTail: '', closed: new Promise<void>(resolve => { markClosed = resolve }) }
     child.stderr?.setEncoding('utf8')
     child.stderr?.on('data', (chunk: string) => {
       sandbox.stderrTail = (sandbox.stderrTail + chunk).slice(-STDERR_TAIL_BYTES)
     })
     child.on('message', (msg: SandboxMessage) => { this.onSandboxMessage(sandbox, msg) })
+    const frames = new FrameReader((runId, bytes) => { this.takeStdout(sandbox, runId, bytes) })
+    data.on('data', (chunk: Buffer) => { frames.push(chunk) })
+    // the socket breaks when the process dies: its 'close' handler reports the running jobs
+    data.on('error', (err) => { sandbox.killReason ??= `the data socket to the sandbox process failed: ${err.message}` })
 
     return await new Promise<Sandbox>((resolve, reject) => {
       let settled = false
@@ -588,22 +610,40 @@ export class Executor {
 
   private onSandboxMessage (sandbox: Sandbox, msg: SandboxMessage): void {
     if (msg.type === 'suspended') sandbox.onSuspended?.()
-    if (msg.type !== 'result' && msg.type !== 'stdout') return
+    if (msg.type !== 'result' && msg.type !== 'module-wanted') return
     const p = this.running.get(msg.runId)
     if (p === undefined || p.sandbox !== sandbox) return // aborted, or from a sandbox we gave up on
-    if (msg.type === 'stdout') {
-      this.takeStdout(sandbox, p, msg.bytes)
+    if (msg.type === 'module-wanted') {
+      sandbox.keptModules.delete(p.req.moduleCid)
+      this.sendTo(sandbox, { type: 'module', runId: p.runId, bytes: p.req.module })
       return
     }
-    this.settle(p, this.withStreamedStdout(p, msg.outcome))
+    if (msg.prepared === true) keepModule(sandbox, p.req)
+    const { stdoutStreamed } = msg.outcome
+    if (stdoutStreamed !== undefined && stdoutStreamed > p.stdoutChunkBytes) {
+      p.held = { ...msg.outcome, stdoutStreamed }
+      return
+    }
+    this.finish(p, msg.outcome)
+  }
+
+  private finish (p: Pending, outcome: SandboxOutcome): void {
+    this.settle(p, this.withStreamedStdout(p, outcome))
     this.pump()
   }
 
-  private takeStdout (sandbox: Sandbox, p: Pending, bytes: Uint8Array): void {
+  /** A piece of a running job's stdout from the data socket; one for a job no longer running is dropped. */
+  private takeStdout (sandbox: Sandbox, runId: number, bytes: Uint8Array): void {
+    const p = this.running.get(runId)
+    if (p === undefined || p.sandbox !== sandbox) return // aborted, or from a sandbox we gave up on
     p.stdoutChunks.push(bytes)
     p.stdoutChunkBytes += bytes.byteLength
     // the worker's shim stops at the cap: more than that means the sandbox is not the code we started
-    if (p.stdoutChunkBytes > p.limits.outputBytes) void killSandbox(sandbox, `the sandbox process sent more stdout for job ${p.req.jobId} than its cap of ${p.limits.outputBytes} bytes; it was killed`)
+    if (p.stdoutChunkBytes > p.limits.outputBytes) {
+      void killSandbox(sandbox, `the sandbox process sent more stdout for job ${p.req.jobId} than its cap of ${p.limits.outputBytes} bytes; it was killed`)
+      return
+    }
+    if (p.held !== undefined && p.stdoutChunkBytes >= p.held.stdoutStreamed) this.finish(p, p.held)
   }
 
   /** The outcome with the stdout that streamed ahead of it put back in front, if the job's own run sent it. */
@@ -664,6 +704,32 @@ async function killSandbox (sandbox: Sandbox, reason: string): Promise<void> {
     sandbox.child.kill('SIGKILL')
   }
   await sandbox.closed
+}
+
+/** Whether `req`'s module may go without its bytes: the sandbox prepared its CID from these very bytes. */
+function keptModule (sandbox: Sandbox, req: ExecuteRequest): boolean {
+  const bytes = sandbox.keptModules.get(req.moduleCid)
+  if (bytes?.deref() !== req.module) return false
+  // most recently used last
+  sandbox.keptModules.delete(req.moduleCid)
+  sandbox.keptModules.set(req.moduleCid, bytes)
+  return true
+}
+
+/**
+ * The sandbox prepared `req`'s module from its bytes, checked against the CID.
+ * The same bytes object given again is taken to hold the same bytes: callers
+ * do not change a module after handing it over (the dispatch protocol hands
+ * over its cached, checked copy).
+ */
+function keepModule (sandbox: Sandbox, req: ExecuteRequest): void {
+  const kept = sandbox.keptModules
+  kept.delete(req.moduleCid)
+  kept.set(req.moduleCid, new WeakRef(req.module))
+  for (const cid of kept.keys()) {
+    if (kept.size <= KEPT_MODULES) break
+    kept.delete(cid)
+  }
 }
 
 /** Sends a stop or continue signal; false when the process is gone (its 'close' handler reports its jobs). */

@@ -5,10 +5,10 @@
  * not as JSON arrays); sandbox ↔ worker over postMessage, which can also carry
  * a compiled WebAssembly.Module.
  *
- * A job's input and its stdout are streamed in chunks of STREAM_CHUNK_BYTES
- * (stream-io.ts) while the job runs, so that their copies through both
- * processes can overlap the guest's compute (on another core) instead of
- * coming before and after it.
+ * A job's input and its stdout are not in these messages: they stream on the
+ * data socket, in frames (stream-io.ts), while the job runs, so that their
+ * copies through both processes can overlap the guest's compute (on another
+ * core) instead of coming before and after it.
  */
 
 import type { ExecErrorCode, JobDir, JobLimits } from '../core/job.ts'
@@ -29,11 +29,16 @@ export interface SandboxConfig {
 export interface SandboxJob {
   runId: number
   jobId: string
+  /** the module's bytes; empty when `moduleKept` */
   module: Uint8Array
   moduleCid: string
-  /** the input's first part (at most STREAM_CHUNK_BYTES); the rest follows in `input` messages, in order */
-  input: Uint8Array
-  /** the whole input's length */
+  /**
+   * the bytes are not sent: this sandbox prepared the CID from checked bytes
+   * before (its `result` said `prepared`), and the caller gave the same bytes.
+   * If its cache no longer holds the preparation, it asks (`module-wanted`).
+   */
+  moduleKept?: boolean
+  /** the input's length: its bytes follow on the data socket, in frames for this run */
   inputLength: number
   args: string[]
   env: string[]
@@ -45,8 +50,8 @@ export interface SandboxJob {
 
 export type ParentMessage =
   | { type: 'run', job: SandboxJob }
-  /** the next part of a job's input, starting at `offset` */
-  | { type: 'input', runId: number, offset: number, bytes: Uint8Array }
+  /** the bytes of a `moduleKept` run's module, which the sandbox asked for */
+  | { type: 'module', runId: number, bytes: Uint8Array }
   /** the caller gave up on a job: stop its worker; no result is expected */
   | { type: 'cancel', runId: number }
   /** the process is about to be stopped (SIGSTOP): hold every job's timers and answer `suspended` */
@@ -58,8 +63,8 @@ export type ParentMessage =
 export interface SandboxOutcome extends RunOutcome {
   errorCode?: ExecErrorCode
   /**
-   * set by the job's own run: this many bytes of stdout came before in
-   * `stdout` messages and go ahead of `stdout` here; unset, any that came are
+   * set by the job's own run: this many bytes of stdout went before on the
+   * data socket and go ahead of `stdout` here; unset, any that came are
    * not part of the result (the job ended otherwise: deadline, cancel, crash)
    */
   stdoutStreamed?: number
@@ -67,9 +72,10 @@ export interface SandboxOutcome extends RunOutcome {
 
 export type SandboxMessage =
   | { type: 'ready', workers: number }
-  | { type: 'result', runId: number, outcome: SandboxOutcome }
-  /** the next part of a running job's stdout */
-  | { type: 'stdout', runId: number, bytes: Uint8Array }
+  /** `prepared`: the job's module passed its checks and its preparation is in the sandbox's cache */
+  | { type: 'result', runId: number, outcome: SandboxOutcome, prepared?: boolean }
+  /** a `moduleKept` run whose preparation is no longer cached: send its bytes (`module`) */
+  | { type: 'module-wanted', runId: number }
   /** every job's timers are held: the parent may stop the process now */
   | { type: 'suspended' }
 
@@ -85,6 +91,8 @@ export interface WorkerRequest {
   moduleCid: string
   /** the sandbox's cached preparation for this CID under these limits, if it has one */
   cached?: PreparedModule
+  /** `bytes` is empty: `cached` was prepared from bytes checked against the CID, and stands for them */
+  moduleKept?: boolean
   prepare: PrepareLimits
   spec: RunSpec
 }

@@ -10,6 +10,13 @@ import { siblingModuleUrl } from '../core/module-url.ts'
 /** The sandbox process's entry point. */
 export const SANDBOX_ENTRY = fileURLToPath(siblingModuleUrl('./sandbox-process.ts', import.meta.url))
 
+/**
+ * The sandbox's end of the data socket (inputs in, stdout out: stream-io.ts),
+ * after stdin, stdout, stderr and the IPC channel. Made by the parent at fork
+ * and inherited: the sandbox opens nothing itself.
+ */
+export const SANDBOX_DATA_FD = 4
+
 /** The only source folders the sandbox may read: its own code and the shared core types it imports. */
 export const SANDBOX_READ_DIRS: readonly string[] = [
   fileURLToPath(new URL('./', import.meta.url)),

@@ -12,12 +12,14 @@
  * reports the running jobs and starts a new one.
  */
 
+import { Socket } from 'node:net'
 import { Worker } from 'node:worker_threads'
 import type { ExecErrorCode, ExecStatus } from '../core/job.ts'
 import { siblingModuleUrl } from '../core/module-url.ts'
 import { PreparedModuleCache, preparedKey, type PrepareLimits, type PreparedModule } from './prepare.ts'
 import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome, WorkerMessage, WorkerRequest } from './protocol.ts'
-import { StreamedInput } from './stream-io.ts'
+import { SANDBOX_DATA_FD } from './sandbox-launch.ts'
+import { frameHeader, InputInbox, type StreamedInput } from './stream-io.ts'
 
 const WORKER_ENTRY = siblingModuleUrl('./worker.ts', import.meta.url)
 
@@ -43,7 +45,7 @@ interface Slot {
   /** the worker has loaded its code (it said 'ready'); jobs go only to ready workers */
   ready: boolean
   /** the job the worker has, and the timer of its current phase (preparation, then the run) */
-  job?: { job: SandboxJob, runId: number, timer: JobTimer, input: StreamedInput }
+  job?: { job: SandboxJob, runId: number, timer: JobTimer, input: StreamedInput, prepared?: boolean }
 }
 
 /**
@@ -70,7 +72,11 @@ const config = JSON.parse(process.argv[2] ?? '{}') as SandboxConfig
 const workerCount = Math.max(1, config.workers)
 const slots: Slot[] = []
 const queue: Taken[] = []
+/** `moduleKept` jobs whose preparation is no longer cached, waiting for the parent to send the bytes */
+const wantingModule = new Map<number, Taken>()
 const cache = new PreparedModuleCache()
+/** where the inputs on the data socket go, read in place */
+const inbox = new InputInbox()
 /** the parent asked to suspend us: timers are held until it says `resume` */
 let suspended = false
 
@@ -131,7 +137,7 @@ function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
     } else if (msg.type === 'prepared') {
       onPrepared(s, msg.runId, msg.fresh)
     } else if (msg.type === 'stdout') {
-      if (s.job?.runId === msg.runId) reply(msg)
+      if (s.job?.runId === msg.runId) sendStdout(msg.runId, msg.bytes)
     } else {
       onDone(s, msg.runId, msg.stdoutStreamed === undefined ? msg.outcome : { ...msg.outcome, stdoutStreamed: msg.stdoutStreamed })
     }
@@ -163,6 +169,7 @@ function onPrepared (slot: Slot, runId: number, fresh: PreparedModule | undefine
   const current = slot.job
   if (current?.runId !== runId) return
   disarm(current.timer)
+  current.prepared = true
   if (fresh !== undefined) cache.set(preparedKey(current.job.moduleCid, prepareLimits(current.job)), fresh)
   const { deadlineMs } = current.job.limits
   current.timer = armTimer(() => {
@@ -173,8 +180,9 @@ function onPrepared (slot: Slot, runId: number, fresh: PreparedModule | undefine
 function onDone (slot: Slot, runId: number, outcome: SandboxOutcome): void {
   if (slot.job?.runId !== runId) return
   disarm(slot.job.timer)
+  const prepared = slot.job.prepared === true
   slot.job = undefined
-  reply({ type: 'result', runId, outcome })
+  reply({ type: 'result', runId, outcome, prepared })
   pump()
 }
 
@@ -209,15 +217,28 @@ function pump (): void {
   // held: a job started between the parent's `suspend` and its SIGSTOP would run while its owner paused it
   if (suspended) return
   for (const slot of slots) {
-    if (queue.length === 0) return
     if (slot.job !== undefined || !slot.ready) continue
-    startJob(slot, queue.shift() as Taken)
+    let started = false
+    // a job that cannot start (its module's bytes are wanted) leaves the slot to the next one
+    while (!started && queue.length > 0) started = startJob(slot, queue.shift() as Taken)
+    if (queue.length === 0) return
   }
 }
 
-/** Hands `job` to the slot's worker, with the cached preparation if there is one, under the preparation budget. */
-function startJob (slot: Slot, { job, input }: Taken): void {
+/**
+ * Hands `job` to the slot's worker, with the cached preparation if there is
+ * one, under the preparation budget; false (and the bytes asked for) when it
+ * came without its module and the preparation is no longer cached.
+ */
+function startJob (slot: Slot, taken: Taken): boolean {
+  const { job, input } = taken
   const limits = prepareLimits(job)
+  const cached = cache.get(preparedKey(job.moduleCid, limits))
+  if (job.moduleKept === true && cached === undefined) {
+    wantingModule.set(job.runId, taken)
+    reply({ type: 'module-wanted', runId: job.runId })
+    return false
+  }
   const budget = config.prepareTimeoutMs
   const timer = armTimer(() => {
     endJob(slot, job.runId, emptyOutcome('rejected', `preparing the module (CID check, validation, metering, compilation) took longer than this executor's budget of ${budget} ms (prepareTimeoutMs)`))
@@ -227,7 +248,8 @@ function startJob (slot: Slot, { job, input }: Taken): void {
     runId: job.runId,
     bytes: ownCopy(job.module),
     moduleCid: job.moduleCid,
-    cached: cache.get(preparedKey(job.moduleCid, limits)),
+    cached,
+    moduleKept: job.moduleKept,
     prepare: limits,
     spec: {
       jobId: job.jobId,
@@ -248,6 +270,16 @@ function startJob (slot: Slot, { job, input }: Taken): void {
   // the bytes move to the worker rather than being cloned on this thread (serialized, then deserialized)
   const files = (request.spec.preopens ?? []).flatMap(d => d.files.map(f => f.data))
   slot.worker.postMessage(request, [request.bytes, ...files].filter(b => b.byteLength > 0).map(b => b.buffer as ArrayBuffer))
+  return true
+}
+
+/** The bytes of a job that came without them: it goes first in the queue, where it was. */
+function onModule (runId: number, bytes: Uint8Array): void {
+  const taken = wantingModule.get(runId)
+  if (taken === undefined) return // cancelled meanwhile
+  wantingModule.delete(runId)
+  queue.unshift({ ...taken, job: { ...taken.job, module: bytes, moduleKept: false } })
+  pump()
 }
 
 /**
@@ -261,26 +293,27 @@ function ownCopy (b: Uint8Array): Uint8Array {
   return b.byteLength === 0 ? new Uint8Array(0) : b.slice()
 }
 
+/** A stdout chunk to the parent on the data socket; the worker gave it up, so the socket may write it when it can. */
+function sendStdout (runId: number, bytes: Uint8Array): void {
+  data.cork()
+  data.write(frameHeader(runId, bytes.byteLength))
+  data.write(bytes)
+  data.uncork()
+}
+
 function onRun (job: SandboxJob): void {
-  const input = new StreamedInput(job.inputLength)
-  appendInput(input, job.runId, 0, job.input)
+  let input: StreamedInput
+  try {
+    input = inbox.claim(job.runId, job.inputLength)
+  } catch (err) {
+    fatal(`run ${job.runId}: its input cannot be taken in`, err)
+  }
   queue.push({ job, input })
   pump()
 }
 
-/** The next chunk of a job's input; one for a job no longer here (cancelled, ended) is dropped. */
-function onInput (runId: number, offset: number, bytes: Uint8Array): void {
-  const input = queue.find(q => q.job.runId === runId)?.input ?? slots.find(s => s.job?.runId === runId)?.job?.input
-  if (input !== undefined) appendInput(input, runId, offset, bytes)
-}
-
-function appendInput (input: StreamedInput, runId: number, offset: number, bytes: Uint8Array): void {
-  // the parent sends each job's chunks in order on one channel: anything else is a bug on its side, and a job
-  // given the wrong bytes would be a wrong result, so the sandbox stops (the parent reports the jobs it had)
-  if (!input.append(offset, bytes)) fatal(`run ${runId}: input chunk at ${offset} (${bytes.byteLength} bytes) does not follow the ${Atomics.load(input.arrived, 0)} bytes there, of ${input.bytes.byteLength}`)
-}
-
 function onCancel (runId: number): void {
+  if (wantingModule.delete(runId)) return
   const queued = queue.findIndex(q => q.job.runId === runId)
   if (queued >= 0) {
     queue.splice(queued, 1)
@@ -296,7 +329,7 @@ function onCancel (runId: number): void {
 
 process.on('message', (msg: ParentMessage) => {
   if (msg.type === 'run') onRun(msg.job)
-  else if (msg.type === 'input') onInput(msg.runId, msg.offset, msg.bytes)
+  else if (msg.type === 'module') onModule(msg.runId, msg.bytes)
   else if (msg.type === 'cancel') onCancel(msg.runId)
   else if (msg.type === 'suspend') {
     holdTimers(true)
@@ -311,6 +344,30 @@ process.on('message', (msg: ParentMessage) => {
 process.on('disconnect', () => {
   process.exit(0)
 })
+/**
+ * Inputs in, stdout out, in frames (stream-io.ts); the parent made it at fork,
+ * as a socket pair. Each read goes straight where its bytes belong (a job's
+ * shared input): nothing allocated or copied per piece.
+ */
+const data = new Socket({
+  fd: SANDBOX_DATA_FD,
+  readable: true,
+  writable: true,
+  onread: {
+    buffer: () => inbox.next(),
+    callback: (n: number) => {
+      try {
+        inbox.filled(n)
+      } catch (err) {
+        fatal('the input on the data socket does not add up', err)
+      }
+      return true
+    }
+  }
+})
+// the parent holds the other end for as long as we live: losing it is losing the parent
+data.on('error', (err) => { fatal('the data socket to the parent failed', err) })
+data.on('end', () => { process.exit(0) })
 
 await Promise.all(Array.from({ length: workerCount }, async () => await new Promise<void>(resolve => {
   slots.push(startWorker(undefined, resolve))

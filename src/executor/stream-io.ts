@@ -2,7 +2,8 @@
  * How a job's input streams into its worker and its stdout streams out while
  * the guest runs (protocol.ts says why they stream).
  *
- * Input: the sandbox's main thread copies each chunk the parent sends into a
+ * Input: the parent writes it to the data socket (see FrameReader); the
+ * sandbox's main thread copies each piece as it is read into a
  * SharedArrayBuffer the worker reads, and publishes how many bytes are there
  * in a second one. A guest read waits (Atomics.wait) until every byte it is
  * going to return is there, so a read returns exactly what it would with the
@@ -10,14 +11,16 @@
  * depend on timing. Terminating the worker (deadline, cancel) ends the wait.
  *
  * Output: the shim hands stdout over in chunks (OutputSink) and keeps only
- * the part not handed over yet; the parent joins the chunks and that tail.
+ * the part not handed over yet; the chunks go to the parent on the data
+ * socket, which joins the pieces it read and that tail.
  */
 
+import { DataFrameError } from './errors.ts'
+
 /**
- * Size of the input chunks the parent sends and of the stdout chunks the
- * worker flushes: big enough that a chunk's per-message cost is small against
- * its copy, small enough that the first one reaches the guest within a
- * millisecond or two.
+ * Size of the stdout chunks the worker flushes: big enough that a chunk's
+ * per-message cost is small against its copy, small enough that the first
+ * one is on its way to the parent within a millisecond or two.
  */
 export const STREAM_CHUNK_BYTES = 1024 * 1024
 
@@ -40,9 +43,98 @@ export class StreamedInput {
     const at = Atomics.load(this.arrived, 0)
     if (offset !== at || at + chunk.byteLength > this.bytes.byteLength) return false
     this.bytes.set(chunk, at)
-    Atomics.store(this.arrived, 0, at + chunk.byteLength)
-    Atomics.notify(this.arrived, 0)
+    this.commit(chunk.byteLength)
     return true
+  }
+
+  /** `n` more bytes were written in place, after those there (a read straight into `bytes`). */
+  commit (n: number): void {
+    const at = Atomics.load(this.arrived, 0)
+    if (!Number.isSafeInteger(n) || n < 0 || at + n > this.bytes.byteLength) throw new RangeError(`${n} bytes more after ${at} would pass the input's end at ${this.bytes.byteLength}`)
+    Atomics.store(this.arrived, 0, at + n)
+    Atomics.notify(this.arrived, 0)
+  }
+}
+
+/** A job's input on its way in: `claimed` once its `run` message came, `complete` once its frame is all read. */
+interface Inbound {
+  input: StreamedInput
+  claimed: boolean
+  complete: boolean
+}
+
+/**
+ * The sandbox's side of the inputs on the data socket. The socket reads into
+ * the buffer `next()` gives, which is where the bytes belong (a frame's
+ * header, or the rest of its run's shared input), and reports with
+ * `filled()`: nothing is allocated or copied per piece read. A frame and its
+ * run's `run` message come on two channels, in either order: whichever comes
+ * first makes the job's StreamedInput.
+ */
+export class InputInbox {
+  private readonly header = new Uint8Array(FRAME_HEADER_BYTES)
+  private headerFill = 0
+  /** the run whose frame is being read, once its header is in */
+  private reading?: { runId: number, entry: Inbound }
+  private readonly inbound = new Map<number, Inbound>()
+
+  /** The input of run `runId` (its `run` message came), filled as its frame is read. */
+  claim (runId: number, length: number): StreamedInput {
+    // an empty input has no frame
+    if (length === 0) return new StreamedInput(0)
+    const entry = this.entry(runId, length)
+    entry.claimed = true
+    if (entry.complete) this.inbound.delete(runId)
+    return entry.input
+  }
+
+  /** Where the socket's next read goes: at most what the current header or payload still needs. */
+  next (): Uint8Array {
+    const reading = this.reading
+    if (reading === undefined) return this.header.subarray(this.headerFill)
+    const { bytes, arrived } = reading.entry.input
+    return bytes.subarray(Atomics.load(arrived, 0))
+  }
+
+  /** The last read put `n` bytes into the buffer `next()` gave. */
+  filled (n: number): void {
+    const reading = this.reading
+    if (reading === undefined) {
+      this.headerFill += n
+      if (this.headerFill === FRAME_HEADER_BYTES) this.startFrame()
+      return
+    }
+    const { input } = reading.entry
+    input.commit(n)
+    if (Atomics.load(input.arrived, 0) < input.bytes.byteLength) return
+    reading.entry.complete = true
+    if (reading.entry.claimed) this.inbound.delete(reading.runId)
+    this.reading = undefined
+  }
+
+  /** Inputs not yet both claimed and read (diagnostics and tests). */
+  get pending (): number {
+    return this.inbound.size
+  }
+
+  private startFrame (): void {
+    const view = new DataView(this.header.buffer)
+    const runId = view.getUint32(0, true)
+    const length = view.getUint32(4, true)
+    this.headerFill = 0
+    if (length === 0) throw new DataFrameError(`run ${runId}: an empty input frame (an empty input has none)`)
+    this.reading = { runId, entry: this.entry(runId, length) }
+  }
+
+  private entry (runId: number, length: number): Inbound {
+    let entry = this.inbound.get(runId)
+    if (entry === undefined) {
+      entry = { input: new StreamedInput(length), claimed: false, complete: false }
+      this.inbound.set(runId, entry)
+    } else if (entry.input.bytes.byteLength !== length) {
+      throw new DataFrameError(`run ${runId}: an input of ${length} bytes announced, ${entry.input.bytes.byteLength} by the other channel`)
+    }
+    return entry
   }
 }
 
@@ -55,11 +147,73 @@ export function waitForInput (arrived: Int32Array, end: number): void {
   }
 }
 
-/** `input` cut into chunks of `chunkBytes` (at least one, maybe empty): views, not copies. */
-export function inputChunks (input: Uint8Array, chunkBytes = STREAM_CHUNK_BYTES): Uint8Array[] {
-  const chunks = [input.subarray(0, chunkBytes)]
-  for (let offset = chunkBytes; offset < input.byteLength; offset += chunkBytes) chunks.push(input.subarray(offset, offset + chunkBytes))
-  return chunks
+/**
+ * The bulk bytes (inputs in, stdout out) go between the parent and the
+ * sandbox on a socket of their own, apart from the IPC channel: written
+ * straight from the caller's buffers and read as they arrive, they skip the
+ * IPC serializer's copy, its buffer growth and the receiver's join of each
+ * message, and the allocations (and the garbage collections) that come with
+ * them. Each frame is a header, the run id and the payload's length (both
+ * u32, little-endian), then the payload.
+ */
+export const FRAME_HEADER_BYTES = 8
+
+/** The header of a frame of `length` bytes for run `runId`. */
+export function frameHeader (runId: number, length: number): Uint8Array {
+  if (!Number.isSafeInteger(runId) || runId < 0 || runId > 0xffffffff) throw new RangeError(`run id ${runId} does not fit a frame header`)
+  if (!Number.isSafeInteger(length) || length < 0 || length > 0xffffffff) throw new RangeError(`frame length ${length} does not fit a frame header`)
+  const header = new Uint8Array(FRAME_HEADER_BYTES)
+  const view = new DataView(header.buffer)
+  view.setUint32(0, runId, true)
+  view.setUint32(4, length, true)
+  return header
+}
+
+/**
+ * Splits the bytes read from a data socket back into frames, handing each
+ * frame's payload on in the pieces it arrived in (views of the chunks read,
+ * not copies). A frame's pieces come in order and end before the next frame's.
+ */
+export class FrameReader {
+  private readonly onBytes: (runId: number, bytes: Uint8Array) => void
+  /** the header being read (it may straddle two chunks) */
+  private readonly header = new Uint8Array(FRAME_HEADER_BYTES)
+  private headerFill = 0
+  private runId = 0
+  /** payload bytes of the current frame still to come; -1 while reading a header */
+  private left = -1
+
+  constructor (onBytes: (runId: number, bytes: Uint8Array) => void) {
+    this.onBytes = onBytes
+  }
+
+  push (chunk: Uint8Array): void {
+    let at = 0
+    while (at < chunk.byteLength) {
+      if (this.left < 0) {
+        const take = Math.min(FRAME_HEADER_BYTES - this.headerFill, chunk.byteLength - at)
+        this.header.set(chunk.subarray(at, at + take), this.headerFill)
+        this.headerFill += take
+        at += take
+        if (this.headerFill === FRAME_HEADER_BYTES) this.startFrame()
+        continue
+      }
+      const take = Math.min(this.left, chunk.byteLength - at)
+      this.left -= take
+      if (this.left === 0) this.left = -1
+      this.onBytes(this.runId, chunk.subarray(at, at + take))
+      at += take
+    }
+  }
+
+  private startFrame (): void {
+    const view = new DataView(this.header.buffer)
+    this.runId = view.getUint32(0, true)
+    const length = view.getUint32(4, true)
+    this.headerFill = 0
+    // an empty frame carries nothing: the next header follows at once
+    this.left = length === 0 ? -1 : length
+  }
 }
 
 /** Where the shim hands stdout over, a chunk at a time, as the guest writes it. */

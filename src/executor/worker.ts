@@ -56,6 +56,7 @@ function cpuMsSince (start: NodeJS.CpuUsage): number {
 
 /** The prepared module, or the outcome that ends the job before it runs. */
 function prepare (req: WorkerRequest): PreparedModule | RunOutcome {
+  if (req.moduleKept === true && req.cached !== undefined) return req.cached
   const cache = new PreparedModuleCache({ maxEntries: 1 })
   if (req.cached !== undefined) cache.set(preparedKey(req.moduleCid, req.prepare), req.cached)
   try {

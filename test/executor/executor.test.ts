@@ -241,6 +241,47 @@ describe('Executor running jobs in its sandbox process', () => {
   })
 })
 
+describe('Executor giving a module its sandbox has prepared before', () => {
+  const executor = new Executor({ maxConcurrent: 1, maxLimits: { memoryBytes: 64 * MiB } })
+  before(async () => { await executor.start() })
+  after(async () => { await executor.stop() })
+  /** the hello module in a bytes object of its own, and its CID */
+  const own = (): { module: Uint8Array, moduleCid: string } => {
+    const { module, moduleCid } = request('hello')
+    return { module: module.slice(), moduleCid }
+  }
+
+  it('does not send the same bytes object again: the sandbox runs the preparation it checked', async () => {
+    const { module, moduleCid } = own()
+    const first = await executor.execute({ ...request('hello'), module, moduleCid })
+    assertStatus(first, 'succeeded')
+    // callers do not change a module they handed over; this one does, to show that its bytes are not read again
+    module.fill(0)
+    const again = await executor.execute({ ...request('hello'), module, moduleCid })
+    assertStatus(again, 'succeeded')
+    assert.deepEqual(again.stdout, first.stdout)
+    assert.equal(again.fuelUsed, first.fuelUsed)
+  })
+
+  it('checks other bytes under a kept CID: bytes that do not match it are invalid_module', async () => {
+    const { module, moduleCid } = own()
+    assertStatus(await executor.execute({ ...request('hello'), module, moduleCid }), 'succeeded')
+    const other = module.slice()
+    other[other.byteLength - 1] ^= 0xff
+    const result = await executor.execute({ ...request('hello'), module: other, moduleCid })
+    assertStatus(result, 'invalid_module')
+  })
+
+  it('asks for the bytes of a kept module prepared under other limits, and runs the job', async () => {
+    const { module, moduleCid } = own()
+    const first = await executor.execute({ ...request('hello'), module, moduleCid })
+    assertStatus(first, 'succeeded')
+    const result = await executor.execute({ ...request('hello'), module, moduleCid, limits: { memoryBytes: 32 * MiB } })
+    assertStatus(result, 'succeeded')
+    assert.deepEqual(result.stdout, first.stdout)
+  })
+})
+
 describe('Executor when the sandbox process fails', () => {
   it('reports the running job as crashed when the sandbox is killed, then runs the next job in a new sandbox', async () => {
     const executor = new Executor({ maxConcurrent: 1 })

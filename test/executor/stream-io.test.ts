@@ -2,9 +2,10 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { Worker } from 'node:worker_threads'
 import { cidForBytes } from '../../src/executor/cid.ts'
+import { DataFrameError } from '../../src/executor/errors.ts'
 import { prepareModule } from '../../src/executor/prepare.ts'
 import { runModule, type RunSpec } from '../../src/executor/run-module.ts'
-import { inputChunks, joinChunks, StreamedInput, waitForInput } from '../../src/executor/stream-io.ts'
+import { FRAME_HEADER_BYTES, FrameReader, frameHeader, InputInbox, joinChunks, StreamedInput, waitForInput } from '../../src/executor/stream-io.ts'
 import { fixture } from './helpers/fixtures.ts'
 
 /** `length` bytes of lower-case text whose every 4 KiB block differs, so a chunk out of place would show. */
@@ -84,19 +85,56 @@ describe('StreamedInput', () => {
   })
 })
 
-describe('inputChunks and joinChunks', () => {
-  it('cut an input into views of the chunk size, the last one shorter, and join them back', () => {
+describe('joinChunks', () => {
+  it('joins the chunks and the tail in order, and gives a tail alone as itself', () => {
     const input = text(10)
-    const chunks = inputChunks(input, 4)
-    assert.deepEqual(chunks.map(c => c.byteLength), [4, 4, 2])
-    assert.ok(chunks.every(c => c.buffer === input.buffer), 'views, not copies')
-    assert.deepEqual(joinChunks(chunks.slice(0, 2), chunks[2]), input)
-  })
-
-  it('give an empty input as one empty chunk, and a tail alone as itself', () => {
-    assert.deepEqual(inputChunks(new Uint8Array(0), 4).map(c => c.byteLength), [0])
+    assert.deepEqual(joinChunks([input.subarray(0, 4), input.subarray(4, 8)], input.subarray(8)), input)
     const tail = Uint8Array.of(1, 2)
     assert.equal(joinChunks([], tail), tail)
+  })
+})
+
+/** The frames of `payloads` ([runId, bytes]) as one byte stream. */
+function frameStream (payloads: Array<[number, Uint8Array]>): Uint8Array {
+  return joinChunks(payloads.flatMap(([runId, bytes]) => [frameHeader(runId, bytes.byteLength), bytes]), new Uint8Array(0))
+}
+
+/** What a FrameReader hands on for `stream` read in pieces of `pieceBytes`: each run's payload, joined. */
+function readFrames (stream: Uint8Array, pieceBytes: number): { runs: Map<number, Uint8Array>, order: number[] } {
+  const pieces = new Map<number, Uint8Array[]>()
+  const order: number[] = []
+  const reader = new FrameReader((runId, bytes) => {
+    if (order[order.length - 1] !== runId) order.push(runId)
+    pieces.set(runId, [...(pieces.get(runId) ?? []), bytes])
+  })
+  for (let at = 0; at < stream.byteLength; at += pieceBytes) reader.push(stream.subarray(at, at + pieceBytes))
+  return { runs: new Map([...pieces].map(([runId, list]) => [runId, joinChunks(list, new Uint8Array(0))])), order }
+}
+
+describe('FrameReader', () => {
+  const payloads: Array<[number, Uint8Array]> = [[1, text(1000)], [7, new Uint8Array(0)], [2, text(33)], [0xffffffff, text(5)]]
+
+  for (const pieceBytes of [1, 3, FRAME_HEADER_BYTES, 64, 100_000]) {
+    it(`gives every frame's payload to its run, in order, when the stream is read ${pieceBytes} bytes at a time`, () => {
+      const { runs, order } = readFrames(frameStream(payloads), pieceBytes)
+      assert.deepEqual(order, [1, 2, 0xffffffff], 'an empty frame hands on nothing')
+      assert.deepEqual(runs.get(1), payloads[0][1])
+      assert.deepEqual(runs.get(2), payloads[2][1])
+      assert.deepEqual(runs.get(0xffffffff), payloads[3][1])
+    })
+  }
+
+  it('hands on views of the chunks read, not copies', () => {
+    const stream = frameStream([[3, text(50)]])
+    const seen: Uint8Array[] = []
+    new FrameReader((_runId, bytes) => { seen.push(bytes) }).push(stream)
+    assert.equal(seen.length, 1)
+    assert.equal(seen[0].buffer, stream.buffer)
+  })
+
+  it('refuses a header for a run id or length that does not fit 32 bits', () => {
+    assert.throws(() => frameHeader(2 ** 32, 1), RangeError)
+    assert.throws(() => frameHeader(1, -1), RangeError)
   })
 })
 
@@ -131,5 +169,58 @@ describe('runModule with a streamed input and output', () => {
     const shared = runModule(module, { ...upperSpec(input.bytes), inputArrived: input.arrived })
     assert.deepEqual(shared.stdout, plain.stdout)
     assert.equal(shared.fuelUsed, plain.fuelUsed)
+  })
+})
+
+/** Feeds `stream` to `inbox` as a socket with `onread` would: each read fills at most what next() gave, and at most `readBytes`. */
+function feed (inbox: InputInbox, stream: Uint8Array, readBytes: number): void {
+  let at = 0
+  while (at < stream.byteLength) {
+    const into = inbox.next()
+    const n = Math.min(into.byteLength, readBytes, stream.byteLength - at)
+    into.set(stream.subarray(at, at + n))
+    inbox.filled(n)
+    at += n
+  }
+}
+
+describe('InputInbox', () => {
+  for (const readBytes of [1, 5, 4096, 1_000_000]) {
+    it(`reads each frame into its run's input, whether the frame or the claim comes first (${readBytes}-byte reads)`, () => {
+      const inbox = new InputInbox()
+      const early = text(10_000)
+      const late = text(777)
+      const claimedFirst = inbox.claim(2, late.byteLength)
+      feed(inbox, frameStream([[1, early], [2, late]]), readBytes)
+      const claimedAfter = inbox.claim(1, early.byteLength)
+      assert.deepEqual(claimedAfter.bytes, early)
+      assert.equal(Atomics.load(claimedAfter.arrived, 0), early.byteLength)
+      assert.deepEqual(claimedFirst.bytes, late)
+      assert.equal(inbox.pending, 0, 'nothing kept once claimed and read')
+    })
+  }
+
+  it('reads into the shared input itself, and publishes each read as it lands', () => {
+    const inbox = new InputInbox()
+    const input = inbox.claim(5, 100)
+    feed(inbox, frameHeader(5, 100), 8)
+    const into = inbox.next()
+    assert.equal(into.buffer, input.bytes.buffer, 'a view of the shared input')
+    into.set(text(40).subarray(0, 30))
+    inbox.filled(30)
+    assert.equal(Atomics.load(input.arrived, 0), 30)
+    assert.equal(inbox.next().byteLength, 70, 'never more than the frame still needs')
+  })
+
+  it('gives an empty input at once, with no frame to wait for', () => {
+    const input = new InputInbox().claim(9, 0)
+    assert.equal(input.bytes.byteLength, 0)
+  })
+
+  it('throws a DataFrameError when a frame and its run disagree on the length, or a frame is empty', () => {
+    const inbox = new InputInbox()
+    inbox.claim(3, 10)
+    assert.throws(() => { feed(inbox, frameHeader(3, 11), 8) }, (err: unknown) => err instanceof DataFrameError && err.code === 'SANDBOX_DATA_FRAME')
+    assert.throws(() => { feed(new InputInbox(), frameHeader(4, 0), 8) }, DataFrameError)
   })
 })
