@@ -28,7 +28,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { waitFor } from '../test/helpers/wait.ts'
 import { benchMain, progress, row, type BenchRow } from './lib/report.ts'
 import {
-  connectionTo, DIRECT_AND_RELAY, ECHO_PROTOCOL, echoOnce, handleEcho, helloRequest, jobView, JobWatcher, RELAY_ONLY,
+  connectionTo, DIRECT_AND_RELAY, ECHO_PROTOCOL, echoOnce, handleEcho, helloRequest, submitHello, jobView, JobWatcher, RELAY_ONLY,
   startBenchDaemon, startBenchRelay, waitForExecutors, type BenchDaemon
 } from './lib/mesh.ts'
 import { benchLogging, describeWarnings, problemsSoFar } from './lib/log-sink.ts'
@@ -69,7 +69,7 @@ async function runJob (p: Pair, elu: EluMeter): Promise<JobSample> {
   let t1 = 0
   const { accepted, times } = await elu.measure('job', async () => {
     t0 = performance.now()
-    const accepted = await p.submitter.client.call('submitJob', request)
+    const accepted = await submitHello(p.submitter.client, request)
     t1 = performance.now()
     const times = p.watcher.track(accepted.jobId)
     await p.watcher.finished(accepted.jobId, 30_000)

@@ -16,14 +16,18 @@
  * broker dispatches over direct connections. Bursts and bare runs alternate.
  *
  *   node_modules/.bin/node bench/throughput.ts [--quick] [--json-out FILE]
+ *
+ * WC_BENCH_CPU_PROFILE=FILE also writes a V8 CPU profile of the measured
+ * bursts and bare runs only (start-up and warm-up left out).
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
+import { Session } from 'node:inspector/promises'
 import { benchMain, progress, row, within, type BenchRow } from './lib/report.ts'
 import {
-  connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, jobView, JobWatcher,
+  connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, submitHello, jobView, JobWatcher,
   startBenchDaemon, startBenchRelay, waitForExecutors, type BenchDaemon
 } from './lib/mesh.ts'
 import { benchLogging, describeWarnings, problemsSoFar } from './lib/log-sink.ts'
@@ -57,7 +61,7 @@ async function burst (submitter: BenchDaemon, watcher: JobWatcher, count: number
   const t0 = performance.now()
   // 8 submits in flight: enough that the API client is not what limits the rate
   await pool(count, 8, async () => {
-    const accepted = await submitter.client.call('submitJob', request)
+    const accepted = await submitHello(submitter.client, request)
     watcher.track(accepted.jobId)
     ids.push(accepted.jobId)
   })
@@ -108,6 +112,23 @@ async function bare (submitter: BenchDaemon, donors: BenchDaemon[], count: numbe
   return { rate: done / (ms / 1000), ms, count: done }
 }
 
+/** A V8 CPU profile of this process from now until `stop`, written to `file`; none without a file. */
+async function startProfile (file: string | undefined): Promise<{ stop: () => Promise<void> } | undefined> {
+  if (file == null || file === '') return undefined
+  const session = new Session()
+  session.connect()
+  await session.post('Profiler.enable')
+  await session.post('Profiler.start')
+  return {
+    stop: async () => {
+      const { profile } = await session.post('Profiler.stop')
+      writeFileSync(file, JSON.stringify(profile))
+      session.disconnect()
+      progress(`CPU profile of the measured runs written to ${file}`)
+    }
+  }
+}
+
 async function main (): Promise<void> {
   await benchMain('bench/throughput', { quick: 180_000, full: 240_000 }, async (args, cleanup) => {
     // broker info lines are counted, not shown: each declined offer is one
@@ -154,6 +175,7 @@ async function main (): Promise<void> {
     const bares: Array<{ rate: number, ms: number, count: number }> = []
     // bounded in count and in time: no new repetition starts after this
     const measureUntil = Date.now() + (args.quick ? 60_000 : 150_000)
+    const profiler = await startProfile(process.env.WC_BENCH_CPU_PROFILE)
     for (let r = 0; r < reps && Date.now() < measureUntil; r++) {
       const order = r % 2 === 0 ? ['jobs', 'bare'] : ['bare', 'jobs']
       for (const what of order) {
@@ -168,6 +190,7 @@ async function main (): Promise<void> {
         }
       }
     }
+    await profiler?.stop()
     const jobs = summarize(bursts.map(b => b.rate))
     const reqs = summarize(bares.map(b => b.rate))
     const rows: BenchRow[] = [

@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks'
 import { writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import { benchMain, progress } from './lib/report.ts'
-import { connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, JobWatcher, startBenchDaemon, startBenchRelay, waitForExecutors } from './lib/mesh.ts'
+import { connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, submitHello, JobWatcher, startBenchDaemon, startBenchRelay, waitForExecutors } from './lib/mesh.ts'
 import { benchLogging } from './lib/log-sink.ts'
 import { fmt, summarize } from './lib/stats.ts'
 import { DispatchService } from '../src/protocols/dispatch/dispatch.ts'
@@ -91,7 +91,7 @@ await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cle
       }
     }
     const t0 = performance.now()
-    const accepted = await submitter.client.call('submitJob', request)
+    const accepted = await submitHello(submitter.client, request)
     const t1 = performance.now()
     watcher.track(accepted.jobId)
     await watcher.finished(accepted.jobId, 30_000)

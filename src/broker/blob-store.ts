@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs'
+import { createReadStream, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs'
 import { open, readFile, rename, unlink, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseRawCid, rawCidString } from '../codec/cid.ts'
@@ -153,6 +153,24 @@ export class BlobStore {
       chunks: (options?: AbortOptions) => createReadStream(path, { highWaterMark: READ_CHUNK_BYTES, signal: options?.signal }),
       // a donor's fetch that resumes reads from where it stopped, not from the start
       chunksFrom: (offset: number, options?: AbortOptions) => createReadStream(path, { start: offset, highWaterMark: READ_CHUNK_BYTES, signal: options?.signal })
+    }
+  }
+
+  /**
+   * The blob as the broker sends it: its bytes, read at once, when it is at
+   * most `wholeUpTo` bytes (a small module submitted by CID then goes out in
+   * one write with its task, as an inline one does), else `source`. Throws
+   * BlobNotFoundError.
+   */
+  payload (cid: string, wholeUpTo: number): Payload {
+    const source = this.source(cid)
+    if (source.byteLength > wholeUpTo) return source
+    const { key } = BlobStore.key(cid)
+    try {
+      return readFileSync(this.pathOf(key))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobNotFoundError(`blob ${key} is not held by this daemon: upload it first (PUT /v1/blobs/${key})`, { cause: err })
+      throw err
     }
   }
 

@@ -115,6 +115,14 @@ const CANCEL_WAIT_MS = 5_000
 /** How long placement waits to learn where an executor is (its relay's answer) before counting it unreachable. */
 const LOCATE_TIMEOUT_MS = 10_000
 
+/**
+ * A module or input blob file up to this size is read whole for its job's
+ * run: its tasks go out in one write each, as an inline one's do (a client
+ * that submits by CID sends small modules that way too). The small-task bound
+ * of the dispatch (`OFFER_IN_DISPATCH_BYTES`).
+ */
+const WHOLE_BLOB_BYTES = 64 * 1024
+
 /** What the store says of a task its job's cancel stopped. */
 export const CANCELLED_TASK = 'CANCELLED: the job was cancelled'
 
@@ -155,7 +163,7 @@ export interface BrokerInit {
    * CID, and retention deletes the files no kept job refers to. Without
    * it, a job's bytes are all in the job store.
    */
-  blobs?: Pick<BlobStore, 'source' | 'sweep'>
+  blobs?: Pick<BlobStore, 'payload' | 'sweep'>
   /** this node's PeerId: a daemon does not dispatch to itself unless allowed */
   self: string
   /** allow the local donor to take tasks of its own jobs @default true */
@@ -354,7 +362,7 @@ export class Broker {
   private readonly queueSeq = new Map<string, number>()
   private nextSeq = 0
   private readonly keepJobs: number
-  private readonly blobs: Pick<BlobStore, 'source' | 'sweep'> | undefined
+  private readonly blobs: Pick<BlobStore, 'payload' | 'sweep'> | undefined
   /** jobs finished since the store was last pruned */
   private finishedSincePrune = 0
   private probeTimer?: NodeJS.Timeout
@@ -691,12 +699,12 @@ export class Broker {
     }
   }
 
-  /** A job's module or input: from the job store, else its blob file; undefined when neither holds it. */
+  /** A job's module or input: from the job store, else its blob file (a small one read whole); undefined when neither holds it. */
   private payloadOf (cid: string): Payload | undefined {
     const bytes = this.store.getBlob(cid)
     if (bytes != null || this.blobs == null || !this.store.blobOnDisk(cid)) return bytes
     try {
-      return this.blobs.source(cid)
+      return this.blobs.payload(cid, WHOLE_BLOB_BYTES)
     } catch (err) {
       if (err instanceof BlobNotFoundError) return undefined
       throw err
