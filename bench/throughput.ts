@@ -17,8 +17,8 @@
  *
  *   node_modules/.bin/node bench/throughput.ts [--quick] [--json-out FILE]
  *
- * WC_BENCH_CPU_PROFILE=FILE also writes a V8 CPU profile of the measured
- * bursts and bare runs only (start-up and warm-up left out).
+ * WC_BENCH_CPU_PROFILE=FILE also writes a V8 CPU profile of the first
+ * measured burst of jobs (start-up, warm-up and bare runs left out).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -124,7 +124,7 @@ async function startProfile (file: string | undefined): Promise<{ stop: () => Pr
       const { profile } = await session.post('Profiler.stop')
       writeFileSync(file, JSON.stringify(profile))
       session.disconnect()
-      progress(`CPU profile of the measured runs written to ${file}`)
+      progress(`CPU profile of the first measured burst written to ${file}`)
     }
   }
 }
@@ -175,12 +175,13 @@ async function main (): Promise<void> {
     const bares: Array<{ rate: number, ms: number, count: number }> = []
     // bounded in count and in time: no new repetition starts after this
     const measureUntil = Date.now() + (args.quick ? 60_000 : 150_000)
-    const profiler = await startProfile(process.env.WC_BENCH_CPU_PROFILE)
     for (let r = 0; r < reps && Date.now() < measureUntil; r++) {
       const order = r % 2 === 0 ? ['jobs', 'bare'] : ['bare', 'jobs']
       for (const what of order) {
         if (what === 'jobs') {
+          const profiler = bursts.length === 0 ? await startProfile(process.env.WC_BENCH_CPU_PROFILE) : undefined
           const b = await elu.measure('jobs', async () => await burst(submitter, watcher, jobsPerBurst, donors, burstTimeoutMs))
+          await profiler?.stop()
           bursts.push(b)
           progress(`burst ${r + 1}/${reps}: ${b.jobs} jobs in ${num(b.ms)} ms = ${num(b.rate)} jobs/s; per donor ${JSON.stringify(b.perDonor)}; paths ${JSON.stringify(b.paths)}; failed ${b.failed}, retried tasks ${b.retried}`)
         } else {
@@ -190,7 +191,6 @@ async function main (): Promise<void> {
         }
       }
     }
-    await profiler?.stop()
     const jobs = summarize(bursts.map(b => b.rate))
     const reqs = summarize(bares.map(b => b.rate))
     const rows: BenchRow[] = [

@@ -30,6 +30,14 @@ export const UNREFERENCED_BLOB_TTL_MS = 60 * 60 * 1000
 const READ_CHUNK_BYTES = 1024 * 1024
 const PART_SUFFIX = '.part'
 
+/**
+ * Blob CIDs already parsed, by their text (oldest forgotten first): a
+ * submit by CID and its job's run look the same CID up several times, and a
+ * parse (base32, multihash) costs more than the rest of such a look-up.
+ */
+const parsedKeys = new Map<string, { key: string, digest: Uint8Array }>()
+const PARSED_KEYS = 1024
+
 /** The bytes uploaded do not hash to the CID they were uploaded under: nothing is kept. */
 export class BlobCidMismatchError extends errorWithCode('BLOB_CID_MISMATCH') {}
 /** Not a CIDv1 raw sha2-256 (the address of a module, input or file blob). */
@@ -71,11 +79,16 @@ export class BlobStore {
 
   /** The canonical spelling of a blob CID; throws BlobCidInvalidError for anything but CIDv1 raw sha2-256. */
   static key (cid: string): { key: string, digest: Uint8Array } {
+    const known = parsedKeys.get(cid)
+    if (known != null) return known
     const parsed = parseRawCid(cid)
     if (parsed == null) {
       throw new BlobCidInvalidError(`${cid.slice(0, 100)} is not a CIDv1 raw sha2-256 (the address of a module, input or file)`)
     }
-    return { key: parsed.toString(), digest: parsed.multihash.digest }
+    const key = { key: parsed.toString(), digest: parsed.multihash.digest }
+    if (parsedKeys.size >= PARSED_KEYS) parsedKeys.delete(parsedKeys.keys().next().value as string)
+    parsedKeys.set(cid, key)
+    return key
   }
 
   private pathOf (key: string): string {

@@ -12,6 +12,7 @@ import type { JobDir } from '../core/job.ts'
 import { ExecutorRecords } from './executor-records.ts'
 import { BlobNotFoundError, type BlobStore } from './blob-store.ts'
 import type { Payload } from '../protocols/framing.ts'
+import { ModuleCache } from '../protocols/dispatch/module-cache.ts'
 import { BUSY_DECLINES, charged, misbehaved, MISBEHAVIOUR_CODES, OfferDeclinedError } from './attempts.ts'
 import { DEFAULT_NETWORK_PREFIXES, networkOf, UNOBSERVED, type NetworkPrefixes } from './replica-networks.ts'
 
@@ -123,6 +124,9 @@ const LOCATE_TIMEOUT_MS = 10_000
  */
 const WHOLE_BLOB_BYTES = 64 * 1024
 
+/** Memory for small modules and inputs kept by CID across jobs: 128 modules the size of a small program. */
+const DEFAULT_PAYLOAD_CACHE_BYTES = 8 * 1024 * 1024
+
 /** What the store says of a task its job's cancel stopped. */
 export const CANCELLED_TASK = 'CANCELLED: the job was cancelled'
 
@@ -194,6 +198,12 @@ export interface BrokerInit {
    * their outputs, checked every PRUNE_EVERY finished jobs @default 10000
    */
   keepJobs?: number
+  /**
+   * bytes of small modules and inputs (each at most 64 KiB) kept in memory
+   * by CID for the runs of the jobs that use them: a module submitted again
+   * is not read from the store or its blob file per job @default 8388608
+   */
+  payloadCacheBytes?: number
   /**
    * how long a job waits before writing again to a job store that failed (a
    * full disk): the job is held, never ended or blamed on an executor
@@ -363,6 +373,8 @@ export class Broker {
   private nextSeq = 0
   private readonly keepJobs: number
   private readonly blobs: Pick<BlobStore, 'payload' | 'sweep'> | undefined
+  /** small payloads by CID (bytes under a CID never change), least recently used evicted */
+  private readonly smallPayloads: ModuleCache
   /** jobs finished since the store was last pruned */
   private finishedSincePrune = 0
   private probeTimer?: NodeJS.Timeout
@@ -382,6 +394,7 @@ export class Broker {
     this.onJobFinished = init.onJobFinished
     this.keepJobs = init.keepJobs ?? 10_000
     this.blobs = init.blobs
+    this.smallPayloads = new ModuleCache(init.payloadCacheBytes ?? DEFAULT_PAYLOAD_CACHE_BYTES)
     this.log = init.logger ?? createLogger('broker')
   }
 
@@ -699,8 +712,16 @@ export class Broker {
     }
   }
 
-  /** A job's module or input: from the job store, else its blob file (a small one read whole); undefined when neither holds it. */
+  /** A job's module or input: from the cache of small ones, the job store, else its blob file (a small one read whole); undefined when none holds it. */
   private payloadOf (cid: string): Payload | undefined {
+    const cached = this.smallPayloads.get(cid)
+    if (cached != null) return cached
+    const payload = this.storedPayload(cid)
+    if (payload instanceof Uint8Array && payload.byteLength <= WHOLE_BLOB_BYTES) this.smallPayloads.put(cid, payload)
+    return payload
+  }
+
+  private storedPayload (cid: string): Payload | undefined {
     const bytes = this.store.getBlob(cid)
     if (bytes != null || this.blobs == null || !this.store.blobOnDisk(cid)) return bytes
     try {
