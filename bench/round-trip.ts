@@ -14,7 +14,9 @@
  *              so this is the echo without a stream's opening and negotiation)
  *
  * Each pair has its own relay so gossip never shows one pair's submitter the
- * other pair's executor. A job's time is submit (API client, HTTP) → final
+ * other pair's executor. A job is submitted as `job submit` does it, the
+ * module named by CID (ApiClient.submitJobByCid; uploaded by the first
+ * warm-up job). A job's time is submit (API client, HTTP) → final
  * (seen in-process through broker.onJobEvent, no polling). Jobs run one at a
  * time; the four measurements are interleaved per round, order rotated.
  *

@@ -3,8 +3,10 @@
  * request/response rate on the same nodes:
  *
  *   jobs   a --no-execute submitter (donor.execute false) bursts trivial jobs
- *          (hello.wasm, 1 replica) through its API; the rate is jobs / time
- *          from the first submit to the last job being final
+ *          (hello.wasm, 1 replica) through its API, naming the module by CID
+ *          as `job submit` and `--batch` do (ApiClient.submitJobByCid: the
+ *          bytes go up once, in the warm-up); the rate is jobs / time from
+ *          the first submit to the last job being final
  *   bare   1 KiB echo request/response on a new stream each (opened and
  *          negotiated every time, while a job's task goes out on a dispatch
  *          stream kept per donor), from the same submitter node over
