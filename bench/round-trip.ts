@@ -14,7 +14,9 @@
  *              so this is the echo without a stream's opening and negotiation)
  *
  * Each pair has its own relay so gossip never shows one pair's submitter the
- * other pair's executor. A job's time is submit (API client, HTTP) → final
+ * other pair's executor. A job is submitted as `job submit` does it, the
+ * module named by CID (ApiClient.submitJobByCid; uploaded by the first
+ * warm-up job). A job's time is submit (API client, HTTP) → final
  * (seen in-process through broker.onJobEvent, no polling). Jobs run one at a
  * time; the four measurements are interleaved per round, order rotated.
  *
@@ -28,7 +30,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { waitFor } from '../test/helpers/wait.ts'
 import { benchMain, progress, row, type BenchRow } from './lib/report.ts'
 import {
-  connectionTo, DIRECT_AND_RELAY, ECHO_PROTOCOL, echoOnce, handleEcho, helloRequest, jobView, JobWatcher, RELAY_ONLY,
+  connectionTo, DIRECT_AND_RELAY, ECHO_PROTOCOL, echoOnce, handleEcho, helloRequest, submitHello, jobView, JobWatcher, RELAY_ONLY,
   startBenchDaemon, startBenchRelay, waitForExecutors, type BenchDaemon
 } from './lib/mesh.ts'
 import { benchLogging, describeWarnings, problemsSoFar } from './lib/log-sink.ts'
@@ -69,7 +71,7 @@ async function runJob (p: Pair, elu: EluMeter): Promise<JobSample> {
   let t1 = 0
   const { accepted, times } = await elu.measure('job', async () => {
     t0 = performance.now()
-    const accepted = await p.submitter.client.call('submitJob', request)
+    const accepted = await submitHello(p.submitter.client, request)
     t1 = performance.now()
     const times = p.watcher.track(accepted.jobId)
     await p.watcher.finished(accepted.jobId, 30_000)

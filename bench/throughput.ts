@@ -3,8 +3,10 @@
  * request/response rate on the same nodes:
  *
  *   jobs   a --no-execute submitter (donor.execute false) bursts trivial jobs
- *          (hello.wasm, 1 replica) through its API; the rate is jobs / time
- *          from the first submit to the last job being final
+ *          (hello.wasm, 1 replica) through its API, naming the module by CID
+ *          as `job submit` and `--batch` do (ApiClient.submitJobByCid: the
+ *          bytes go up once, in the warm-up); the rate is jobs / time from
+ *          the first submit to the last job being final
  *   bare   1 KiB echo request/response on a new stream each (opened and
  *          negotiated every time, while a job's task goes out on a dispatch
  *          stream kept per donor), from the same submitter node over
@@ -16,14 +18,18 @@
  * broker dispatches over direct connections. Bursts and bare runs alternate.
  *
  *   node_modules/.bin/node bench/throughput.ts [--quick] [--json-out FILE]
+ *
+ * WC_BENCH_CPU_PROFILE=FILE also writes a V8 CPU profile of the first
+ * measured burst of jobs (start-up, warm-up and bare runs left out).
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
+import { Session } from 'node:inspector/promises'
 import { benchMain, progress, row, within, type BenchRow } from './lib/report.ts'
 import {
-  connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, jobView, JobWatcher,
+  connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, submitHello, jobView, JobWatcher,
   startBenchDaemon, startBenchRelay, waitForExecutors, type BenchDaemon
 } from './lib/mesh.ts'
 import { benchLogging, describeWarnings, problemsSoFar } from './lib/log-sink.ts'
@@ -57,7 +63,7 @@ async function burst (submitter: BenchDaemon, watcher: JobWatcher, count: number
   const t0 = performance.now()
   // 8 submits in flight: enough that the API client is not what limits the rate
   await pool(count, 8, async () => {
-    const accepted = await submitter.client.call('submitJob', request)
+    const accepted = await submitHello(submitter.client, request)
     watcher.track(accepted.jobId)
     ids.push(accepted.jobId)
   })
@@ -106,6 +112,23 @@ async function bare (submitter: BenchDaemon, donors: BenchDaemon[], count: numbe
   }))
   const ms = performance.now() - t0
   return { rate: done / (ms / 1000), ms, count: done }
+}
+
+/** A V8 CPU profile of this process from now until `stop`, written to `file`; none without a file. */
+async function startProfile (file: string | undefined): Promise<{ stop: () => Promise<void> } | undefined> {
+  if (file == null || file === '') return undefined
+  const session = new Session()
+  session.connect()
+  await session.post('Profiler.enable')
+  await session.post('Profiler.start')
+  return {
+    stop: async () => {
+      const { profile } = await session.post('Profiler.stop')
+      writeFileSync(file, JSON.stringify(profile))
+      session.disconnect()
+      progress(`CPU profile of the first measured burst written to ${file}`)
+    }
+  }
 }
 
 async function main (): Promise<void> {
@@ -158,7 +181,9 @@ async function main (): Promise<void> {
       const order = r % 2 === 0 ? ['jobs', 'bare'] : ['bare', 'jobs']
       for (const what of order) {
         if (what === 'jobs') {
+          const profiler = bursts.length === 0 ? await startProfile(process.env.WC_BENCH_CPU_PROFILE) : undefined
           const b = await elu.measure('jobs', async () => await burst(submitter, watcher, jobsPerBurst, donors, burstTimeoutMs))
+          await profiler?.stop()
           bursts.push(b)
           progress(`burst ${r + 1}/${reps}: ${b.jobs} jobs in ${num(b.ms)} ms = ${num(b.rate)} jobs/s; per donor ${JSON.stringify(b.perDonor)}; paths ${JSON.stringify(b.paths)}; failed ${b.failed}, retried tasks ${b.retried}`)
         } else {

@@ -3,7 +3,10 @@
  * benchmark row): one broker and one executing donor on 127.0.0.1 with a
  * direct connection, N jobs one at a time, each phase timed by wrapping the
  * methods that carry it (API submit, offer, dispatch on both sides, the
- * executor's sandbox call), plus a bare echo over the same connection.
+ * executor's sandbox call), plus a bare echo over the same connection. Jobs
+ * alternate between the two ways a module is submitted: named by CID (as
+ * `job submit` does it) and inline base64 in the JSON body; the submit's
+ * spans are shown for each way, the rest over all jobs.
  *
  *   node_modules/.bin/node bench/trace-job.ts [--quick]
  *
@@ -17,7 +20,7 @@ import { performance } from 'node:perf_hooks'
 import { writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import { benchMain, progress } from './lib/report.ts'
-import { connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, JobWatcher, startBenchDaemon, startBenchRelay, waitForExecutors } from './lib/mesh.ts'
+import { connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, HELLO, helloRequest, submitHello, JobWatcher, startBenchDaemon, startBenchRelay, waitForExecutors } from './lib/mesh.ts'
 import { benchLogging } from './lib/log-sink.ts'
 import { fmt, summarize } from './lib/stats.ts'
 import { DispatchService } from '../src/protocols/dispatch/dispatch.ts'
@@ -28,7 +31,11 @@ import { MeshTaskNetwork } from '../src/broker/mesh-task-network.ts'
 import { ApiServer } from '../src/api/server.ts'
 
 const spans = new Map<string, number[]>()
-function record (label: string, ms: number): void {
+/** how the job under way was submitted: the submit's own spans are kept apart per way */
+let submitWay: 'by CID' | 'inline' = 'by CID'
+const PER_WAY = new Set(['broker: Broker.submit (checks, SQLite)', 'API server: body read, parsed, handled, answered'])
+function record (span: string, ms: number): void {
+  const label = PER_WAY.has(span) ? `${span} [${submitWay}]` : span
   const list = spans.get(label) ?? []
   list.push(ms)
   spans.set(label, list)
@@ -74,8 +81,9 @@ await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cle
   cleanup.add('stop watcher', () => { watcher.stop() })
   const request = helloRequest()
   const n = args.quick ? 15 : 50
-  const submits: number[] = []
-  const totals: number[] = []
+  const submits = { 'by CID': [] as number[], inline: [] as number[] }
+  const totals = { 'by CID': [] as number[], inline: [] as number[] }
+  const inlineRequest = { ...request, module: HELLO.toString('base64') }
   const echoes: number[] = []
   const profile = process.env.WC_TRACE_CPU_PROFILE
   const session = profile != null ? new Session() : undefined
@@ -90,8 +98,9 @@ await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cle
         await session.post('Profiler.start')
       }
     }
+    submitWay = i % 2 === 0 ? 'by CID' : 'inline'
     const t0 = performance.now()
-    const accepted = await submitter.client.call('submitJob', request)
+    const accepted = submitWay === 'by CID' ? await submitHello(submitter.client, request) : await submitter.client.call('submitJob', inlineRequest)
     const t1 = performance.now()
     watcher.track(accepted.jobId)
     await watcher.finished(accepted.jobId, 30_000)
@@ -102,8 +111,8 @@ await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cle
     const e1 = performance.now()
     if (i === 4) spans.clear() // the first five warm up (module compiled, direct connection made)
     if (i >= 5) {
-      submits.push(t1 - t0)
-      totals.push(t2 - t0)
+      submits[submitWay].push(t1 - t0)
+      totals[submitWay].push(t2 - t0)
       if (conn != null) echoes.push(e1 - e0)
     }
   }
@@ -113,8 +122,10 @@ await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cle
     session.disconnect()
     progress(`CPU profile of the measured jobs written to ${profile}`)
   }
-  progress(`job total          ${fmt(summarize(totals), 'ms')}`)
-  progress(`API submit call    ${fmt(summarize(submits), 'ms')}`)
+  for (const way of ['by CID', 'inline'] as const) {
+    progress(`job total [${way}]          ${fmt(summarize(totals[way]), 'ms')}`)
+    progress(`API submit call [${way}]    ${fmt(summarize(submits[way]), 'ms')}`)
+  }
   for (const [label, list] of spans) progress(`${label.padEnd(58)} ${fmt(summarize(list), 'ms')}`)
   progress(`bare 1 KiB echo    ${fmt(summarize(echoes), 'ms')}`)
   return { bench: 'trace-job', rows: [], notes: [] }

@@ -18,6 +18,7 @@ import { waitFor } from '../../test/helpers/wait.ts'
 import { executorsSeen } from '../../test/helpers/jobs.ts'
 import { within, type Cleanup } from './report.ts'
 import type { JobView } from '../../src/core/job.ts'
+import type { SubmitJobRequest } from '../../src/api/routes.ts'
 import type { Connection, Stream } from '@libp2p/interface'
 
 export type BenchDaemon = DaemonHandle & { client: ApiClient, dataDir: string }
@@ -72,9 +73,18 @@ export async function waitForExecutors (submitter: BenchDaemon, count: number): 
 
 export const HELLO = readFileSync(fileURLToPath(new URL('../../test/fixtures/wasm/hello.wasm', import.meta.url)))
 
-/** The submitJob request for a trivial job, built once (the module is base64 in the JSON body). */
-export function helloRequest (): { module: string, input: string, moduleName: string, args: string[], env: string[], replicas: number, limits: Record<string, number> } {
-  return { module: HELLO.toString('base64'), input: '', moduleName: 'hello.wasm', args: ['x'], env: ['GREETING=bench'], replicas: 1, limits: {} }
+/** The submitJob request for a trivial job, without its module: `submitHello` names that by CID. */
+export function helloRequest (): Omit<SubmitJobRequest, 'module' | 'moduleCid'> {
+  return { input: '', moduleName: 'hello.wasm', args: ['x'], env: ['GREETING=bench'], replicas: 1, limits: {} }
+}
+
+/**
+ * Submits the trivial job as the product's client does (`job submit`, `job
+ * submit --batch`: `ApiClient.submitJobByCid`): the module named by CID,
+ * uploaded by the first submit only, so later bodies carry no module bytes.
+ */
+export async function submitHello (client: ApiClient, request: Omit<SubmitJobRequest, 'module' | 'moduleCid'> = helloRequest()): Promise<JobView> {
+  return await client.submitJobByCid(request, HELLO)
 }
 
 export interface JobTimes {

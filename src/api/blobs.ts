@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { createReadStream, statSync } from 'node:fs'
-import { request as httpRequest } from 'node:http'
+import { request as httpRequest, type ClientRequest } from 'node:http'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { create as createDigest } from 'multiformats/hashes/digest'
@@ -52,6 +52,11 @@ export function rawCidOfDigest (digest: Uint8Array): string {
   return CID.createV1(raw.code, createDigest(sha256.code, digest)).toString()
 }
 
+/** The CID of bytes held in memory (a module submitted by CID). */
+export function bytesRawCid (bytes: Uint8Array): string {
+  return rawCidOfDigest(createHash('sha256').update(bytes).digest())
+}
+
 /** The CID of a file's bytes, read in chunks. */
 export async function fileRawCid (path: string): Promise<string> {
   const hash = createHash('sha256')
@@ -70,7 +75,18 @@ export interface UploadTarget { port: number, token: string }
  * the file changed since its CID was computed; `TOO_LARGE`).
  */
 export async function uploadBlob (target: UploadTarget, cid: string, path: string, options: { signal?: AbortSignal } = {}): Promise<PutBlobResponse> {
-  const size = statSync(path).size
+  return await putBody(target, cid, statSync(path).size, (req) => {
+    createReadStream(path).on('error', (err) => { req.destroy(err) }).pipe(req)
+  }, options)
+}
+
+/** Uploads bytes held in memory (a module submitted by CID) to `PUT /v1/blobs/{cid}`; answers as `uploadBlob`. */
+export async function uploadBlobBytes (target: UploadTarget, cid: string, bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<PutBlobResponse> {
+  return await putBody(target, cid, bytes.byteLength, (req) => { req.end(bytes) }, options)
+}
+
+/** One `PUT /v1/blobs/{cid}` of `size` bytes that `send` writes to the request. */
+async function putBody (target: UploadTarget, cid: string, size: number, send: (req: ClientRequest) => void, options: { signal?: AbortSignal }): Promise<PutBlobResponse> {
   return await new Promise<PutBlobResponse>((resolve, reject) => {
     const req = httpRequest({
       host: '127.0.0.1',
@@ -97,6 +113,6 @@ export async function uploadBlob (target: UploadTarget, cid: string, path: strin
     // a refusal (413, a CID mismatch) can reach us while the body is still being sent, and the
     // write then fails (EPIPE, ECONNRESET): the daemon's answer, when it comes, is what to report
     req.on('error', (err) => { setTimeout(() => { reject(err) }, 200).unref() })
-    createReadStream(path).on('error', (err) => { req.destroy(err) }).pipe(req)
+    send(req)
   })
 }

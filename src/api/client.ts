@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs'
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http'
 import { ApiError, DaemonNotRunningError } from '../core/errors.ts'
 import { dataDirPaths } from '../config/data-dir.ts'
-import { fillPath, routes, type ApiErrorBody, type RequestOf, type ResponseOf, type RouteName } from './routes.ts'
+import { fillPath, routes, type ApiErrorBody, type RequestOf, type ResponseOf, type RouteName, type SubmitJobRequest } from './routes.ts'
 import type { ApiEndpoint } from './server.ts'
-import { uploadBlob, type PutBlobResponse } from './blobs.ts'
+import { bytesRawCid, uploadBlob, uploadBlobBytes, type PutBlobResponse } from './blobs.ts'
+import type { JobView } from '../core/job.ts'
 
 export interface ApiClientInit {
   dataDir: string
@@ -24,6 +25,8 @@ export interface ApiClientInit {
 const keepAlive = new Agent({ keepAlive: true })
 
 interface RawAnswer { status: number, text: string }
+
+export interface CallOptions { signal?: AbortSignal, timeoutMs?: number }
 
 /**
  * The typed client the CLI (and tests, and later the doctor) use to reach a
@@ -60,7 +63,7 @@ export class ApiClient {
     return { ...endpoint, token }
   }
 
-  async call<N extends RouteName> (name: N, request: RequestOf<N>, options: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<ResponseOf<N>> {
+  async call<N extends RouteName> (name: N, request: RequestOf<N>, options: CallOptions = {}): Promise<ResponseOf<N>> {
     const route = routes[name]
     const { port, token, pid } = this.endpoint()
     const url = new URL(`http://127.0.0.1:${port}${fillPath(route.path, request as Record<string, unknown>)}`)
@@ -103,6 +106,33 @@ export class ApiClient {
   async putBlob (cid: string, path: string, options: { signal?: AbortSignal } = {}): Promise<PutBlobResponse> {
     const { port, token } = this.endpoint()
     return await uploadBlob({ port, token }, cid, path, options)
+  }
+
+  /**
+   * `submitJob` with the module named by its CID rather than carried base64
+   * in the body: one call when the daemon holds the module (an earlier
+   * submit uploaded it), else the daemon answers BLOB_NOT_FOUND and the
+   * module is uploaded (`PUT /v1/blobs/{cid}`) and named again. A client
+   * that submits one module many times (`job submit --batch`, a script)
+   * sends its bytes once and a small JSON body after. A daemon that takes
+   * no uploads (NOT_AVAILABLE) gets the module inline.
+   */
+  async submitJobByCid (request: Omit<SubmitJobRequest, 'module' | 'moduleCid'>, module: Uint8Array, options: CallOptions = {}): Promise<JobView> {
+    const moduleCid = bytesRawCid(module)
+    const byCid: SubmitJobRequest = { ...request, module: '', moduleCid }
+    try {
+      return await this.call('submitJob', byCid, options)
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.code !== 'BLOB_NOT_FOUND') throw err
+    }
+    try {
+      const { port, token } = this.endpoint()
+      await uploadBlobBytes({ port, token }, moduleCid, module, options)
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.code !== 'NOT_AVAILABLE') throw err
+      return await this.call('submitJob', { ...request, module: Buffer.from(module).toString('base64') }, options)
+    }
+    return await this.call('submitJob', byCid, options)
   }
 }
 

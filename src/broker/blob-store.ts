@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs'
+import { createReadStream, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs'
 import { open, readFile, rename, unlink, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseRawCid, rawCidString } from '../codec/cid.ts'
@@ -29,6 +29,14 @@ export const UNREFERENCED_BLOB_TTL_MS = 60 * 60 * 1000
 /** Chunks read from a blob file when it is sent: four dispatch frames. */
 const READ_CHUNK_BYTES = 1024 * 1024
 const PART_SUFFIX = '.part'
+
+/**
+ * Blob CIDs already parsed, by their text (oldest forgotten first): a
+ * submit by CID and its job's run look the same CID up several times, and a
+ * parse (base32, multihash) costs more than the rest of such a look-up.
+ */
+const parsedKeys = new Map<string, { key: string, digest: Uint8Array }>()
+const PARSED_KEYS = 1024
 
 /** The bytes uploaded do not hash to the CID they were uploaded under: nothing is kept. */
 export class BlobCidMismatchError extends errorWithCode('BLOB_CID_MISMATCH') {}
@@ -71,11 +79,16 @@ export class BlobStore {
 
   /** The canonical spelling of a blob CID; throws BlobCidInvalidError for anything but CIDv1 raw sha2-256. */
   static key (cid: string): { key: string, digest: Uint8Array } {
+    const known = parsedKeys.get(cid)
+    if (known != null) return known
     const parsed = parseRawCid(cid)
     if (parsed == null) {
       throw new BlobCidInvalidError(`${cid.slice(0, 100)} is not a CIDv1 raw sha2-256 (the address of a module, input or file)`)
     }
-    return { key: parsed.toString(), digest: parsed.multihash.digest }
+    const key = { key: parsed.toString(), digest: parsed.multihash.digest }
+    if (parsedKeys.size >= PARSED_KEYS) parsedKeys.delete(parsedKeys.keys().next().value as string)
+    parsedKeys.set(cid, key)
+    return key
   }
 
   private pathOf (key: string): string {
@@ -153,6 +166,24 @@ export class BlobStore {
       chunks: (options?: AbortOptions) => createReadStream(path, { highWaterMark: READ_CHUNK_BYTES, signal: options?.signal }),
       // a donor's fetch that resumes reads from where it stopped, not from the start
       chunksFrom: (offset: number, options?: AbortOptions) => createReadStream(path, { start: offset, highWaterMark: READ_CHUNK_BYTES, signal: options?.signal })
+    }
+  }
+
+  /**
+   * The blob as the broker sends it: its bytes, read at once, when it is at
+   * most `wholeUpTo` bytes (a small module submitted by CID then goes out in
+   * one write with its task, as an inline one does), else `source`. Throws
+   * BlobNotFoundError.
+   */
+  payload (cid: string, wholeUpTo: number): Payload {
+    const source = this.source(cid)
+    if (source.byteLength > wholeUpTo) return source
+    const { key } = BlobStore.key(cid)
+    try {
+      return readFileSync(this.pathOf(key))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobNotFoundError(`blob ${key} is not held by this daemon: upload it first (PUT /v1/blobs/${key})`, { cause: err })
+      throw err
     }
   }
 

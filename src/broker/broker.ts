@@ -12,6 +12,7 @@ import type { JobDir } from '../core/job.ts'
 import { ExecutorRecords } from './executor-records.ts'
 import { BlobNotFoundError, type BlobStore } from './blob-store.ts'
 import type { Payload } from '../protocols/framing.ts'
+import { ModuleCache } from '../protocols/dispatch/module-cache.ts'
 import { BUSY_DECLINES, charged, misbehaved, MISBEHAVIOUR_CODES, OfferDeclinedError } from './attempts.ts'
 import { DEFAULT_NETWORK_PREFIXES, networkOf, UNOBSERVED, type NetworkPrefixes } from './replica-networks.ts'
 
@@ -115,6 +116,17 @@ const CANCEL_WAIT_MS = 5_000
 /** How long placement waits to learn where an executor is (its relay's answer) before counting it unreachable. */
 const LOCATE_TIMEOUT_MS = 10_000
 
+/**
+ * A module or input blob file up to this size is read whole for its job's
+ * run: its tasks go out in one write each, as an inline one's do (a client
+ * that submits by CID sends small modules that way too). The small-task bound
+ * of the dispatch (`OFFER_IN_DISPATCH_BYTES`).
+ */
+const WHOLE_BLOB_BYTES = 64 * 1024
+
+/** Memory for small modules and inputs kept by CID across jobs: 128 modules the size of a small program. */
+const DEFAULT_PAYLOAD_CACHE_BYTES = 8 * 1024 * 1024
+
 /** What the store says of a task its job's cancel stopped. */
 export const CANCELLED_TASK = 'CANCELLED: the job was cancelled'
 
@@ -155,7 +167,7 @@ export interface BrokerInit {
    * CID, and retention deletes the files no kept job refers to. Without
    * it, a job's bytes are all in the job store.
    */
-  blobs?: Pick<BlobStore, 'source' | 'sweep'>
+  blobs?: Pick<BlobStore, 'payload' | 'sweep'>
   /** this node's PeerId: a daemon does not dispatch to itself unless allowed */
   self: string
   /** allow the local donor to take tasks of its own jobs @default true */
@@ -186,6 +198,12 @@ export interface BrokerInit {
    * their outputs, checked every PRUNE_EVERY finished jobs @default 10000
    */
   keepJobs?: number
+  /**
+   * bytes of small modules and inputs (each at most 64 KiB) kept in memory
+   * by CID for the runs of the jobs that use them: a module submitted again
+   * is not read from the store or its blob file per job @default 8388608
+   */
+  payloadCacheBytes?: number
   /**
    * how long a job waits before writing again to a job store that failed (a
    * full disk): the job is held, never ended or blamed on an executor
@@ -354,7 +372,9 @@ export class Broker {
   private readonly queueSeq = new Map<string, number>()
   private nextSeq = 0
   private readonly keepJobs: number
-  private readonly blobs: Pick<BlobStore, 'source' | 'sweep'> | undefined
+  private readonly blobs: Pick<BlobStore, 'payload' | 'sweep'> | undefined
+  /** small payloads by CID (bytes under a CID never change), least recently used evicted */
+  private readonly smallPayloads: ModuleCache
   /** jobs finished since the store was last pruned */
   private finishedSincePrune = 0
   private probeTimer?: NodeJS.Timeout
@@ -374,6 +394,7 @@ export class Broker {
     this.onJobFinished = init.onJobFinished
     this.keepJobs = init.keepJobs ?? 10_000
     this.blobs = init.blobs
+    this.smallPayloads = new ModuleCache(init.payloadCacheBytes ?? DEFAULT_PAYLOAD_CACHE_BYTES)
     this.log = init.logger ?? createLogger('broker')
   }
 
@@ -691,12 +712,20 @@ export class Broker {
     }
   }
 
-  /** A job's module or input: from the job store, else its blob file; undefined when neither holds it. */
+  /** A job's module or input: from the cache of small ones, the job store, else its blob file (a small one read whole); undefined when none holds it. */
   private payloadOf (cid: string): Payload | undefined {
+    const cached = this.smallPayloads.get(cid)
+    if (cached != null) return cached
+    const payload = this.storedPayload(cid)
+    if (payload instanceof Uint8Array && payload.byteLength <= WHOLE_BLOB_BYTES) this.smallPayloads.put(cid, payload)
+    return payload
+  }
+
+  private storedPayload (cid: string): Payload | undefined {
     const bytes = this.store.getBlob(cid)
     if (bytes != null || this.blobs == null || !this.store.blobOnDisk(cid)) return bytes
     try {
-      return this.blobs.source(cid)
+      return this.blobs.payload(cid, WHOLE_BLOB_BYTES)
     } catch (err) {
       if (err instanceof BlobNotFoundError) return undefined
       throw err

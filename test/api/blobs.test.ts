@@ -8,11 +8,11 @@ import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { join } from 'node:path'
-import { after, before, describe, it } from 'node:test'
+import { after, afterEach, before, describe, it } from 'node:test'
 import { ApiClient } from '../../src/api/client.ts'
 import { fileRawCid, rawCidOfDigest } from '../../src/api/blobs.ts'
 import { ApiServer } from '../../src/api/server.ts'
-import { BlobStore } from '../../src/broker/blob-store.ts'
+import { BlobStore, submittedPayload } from '../../src/broker/blob-store.ts'
 import { rawCidString } from '../../src/codec/cid.ts'
 import { ensureDataDir } from '../../src/config/data-dir.ts'
 import { ApiError } from '../../src/core/errors.ts'
@@ -20,6 +20,7 @@ import { tempDir } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 import { routes, type ApiHandlers } from '../../src/api/routes.ts'
 import type { DaemonStatus } from '../../src/core/types.ts'
+import type { JobView } from '../../src/core/job.ts'
 
 const dir = tempDir('wc-api-blobs-')
 after(() => { dir.cleanup() })
@@ -126,6 +127,85 @@ describe('PUT /v1/blobs/{cid}', () => {
     req.destroy()
     await waitFor('the part file removed', () => readdirSync(blobDir).some(n => n.endsWith('.part')) ? undefined : true, 5_000)
     assert.equal(existsSync(join(blobDir, cid)), false)
+  })
+})
+
+function queuedView (jobId: string, moduleCid: string, inputCid: string): JobView {
+  return { jobId, status: 'queued', final: false, message: 'queued', exitCode: null, error: null, outputCid: null, fuelUsed: null, durationMs: 0, replicasWanted: 1, replicas: [], moduleCid, inputCid, createdAt: new Date().toISOString(), finishedAt: null }
+}
+
+describe('ApiClient.submitJobByCid', () => {
+  const dataDir = join(dir.path, 'by-cid')
+  let server: ApiServer
+  let client: ApiClient
+  let blobs: BlobStore
+  /** what each submit named: the module's CID, or the size of its base64 */
+  const submits: Array<{ moduleCid?: string, inlineBytes: number }> = []
+  const uploads: string[] = []
+  const module = bytesOf(30_000, 19)
+  const moduleCid = rawCidString(module)
+
+  /** A daemon's submit as daemon.ts makes it: a CID it does not hold is BLOB_NOT_FOUND (submittedPayload). */
+  function submittingHandlers (withUploads: boolean): ApiHandlers {
+    const base = handlers(blobs)
+    return {
+      ...base,
+      putBlob: withUploads ? async (req, options) => { uploads.push(req.cid); return await blobs.put(req.cid, req.body, options) } : undefined,
+      submitJob: async (req) => {
+        submits.push({ ...(req.moduleCid != null ? { moduleCid: req.moduleCid } : {}), inlineBytes: Buffer.from(req.module, 'base64').byteLength })
+        const module = submittedPayload(blobs, req.module, req.moduleCid)
+        const input = submittedPayload(blobs, req.input, req.inputCid)
+        return queuedView(`job-${submits.length}`, module.cid, input.cid)
+      }
+    }
+  }
+
+  async function serve (withUploads: boolean): Promise<void> {
+    submits.length = 0
+    uploads.length = 0
+    server = new ApiServer({ paths: ensureDataDir(dataDir), port: 0, handlers: submittingHandlers(withUploads), version: 'test' })
+    await server.start()
+    client = new ApiClient({ dataDir })
+  }
+  afterEach(async () => { await server.stop() })
+
+  it('uploads the module once, when the daemon answers BLOB_NOT_FOUND, and names it by CID alone after', async () => {
+    blobs = new BlobStore({ dir: join(dataDir, 'blobs-1') })
+    await serve(true)
+    const request = { input: '', moduleName: 'm.wasm', args: [], env: [], replicas: 1, limits: {} }
+    assert.equal((await client.submitJobByCid(request, module)).jobId, 'job-2')
+    assert.deepEqual(uploads, [moduleCid])
+    assert.deepEqual(submits, [{ moduleCid, inlineBytes: 0 }, { moduleCid, inlineBytes: 0 }])
+    assert.equal((await client.submitJobByCid(request, module)).jobId, 'job-3')
+    assert.deepEqual(uploads, [moduleCid], 'no second upload')
+    assert.equal(submits.length, 3)
+    assert.deepEqual(submits[2], { moduleCid, inlineBytes: 0 })
+  })
+
+  it('sends the module inline to a daemon that takes no uploads (NOT_AVAILABLE)', async () => {
+    blobs = new BlobStore({ dir: join(dataDir, 'blobs-2') })
+    await serve(false)
+    const accepted = await client.submitJobByCid({ input: '', moduleName: 'm.wasm', args: [], env: [], replicas: 1, limits: {} }, module)
+    assert.equal(accepted.jobId, 'job-2')
+    assert.deepEqual(submits, [{ moduleCid, inlineBytes: 0 }, { inlineBytes: module.byteLength }])
+  })
+
+  it('an input CID the daemon lacks still ends in BLOB_NOT_FOUND, after one upload of the module', async () => {
+    blobs = new BlobStore({ dir: join(dataDir, 'blobs-3') })
+    await serve(true)
+    const inputCid = rawCidString(bytesOf(100, 23))
+    await assert.rejects(client.submitJobByCid({ input: '', inputCid, moduleName: 'm.wasm', args: [], env: [], replicas: 1, limits: {} }, module),
+      (err: unknown) => err instanceof ApiError && err.code === 'BLOB_NOT_FOUND')
+    assert.deepEqual(uploads, [moduleCid])
+    assert.equal(submits.length, 2)
+  })
+
+  it('passes on a refusal other than BLOB_NOT_FOUND without uploading', async () => {
+    blobs = new BlobStore({ dir: join(dataDir, 'blobs-4') })
+    await serve(true)
+    await assert.rejects(client.submitJobByCid({ input: 'not base64!', moduleName: 'm.wasm', args: [], env: [], replicas: 1, limits: {} }, module),
+      (err: unknown) => err instanceof ApiError && err.code === 'BAD_REQUEST')
+    assert.deepEqual(uploads, [])
   })
 })
 

@@ -40,6 +40,21 @@ describe('blob store', () => {
     assert.deepEqual(submittedPayload(blobs, '', cid).cid, cid)
   })
 
+  it('hands a small blob to the broker as its bytes, read whole, and a bigger one as a source read in chunks', async () => {
+    const blobs = new BlobStore({ dir: join(dir.path, 'payload') })
+    const small = pattern(1000)
+    const big = pattern(70_000)
+    await blobs.put(rawCidString(small), chunksOf(small, 100))
+    await blobs.put(rawCidString(big), chunksOf(big, 10_000))
+    const whole = blobs.payload(rawCidString(small), 64 * 1024)
+    assert.ok(whole instanceof Uint8Array)
+    assert.ok(Buffer.from(whole).equals(small))
+    const chunked = blobs.payload(rawCidString(big), 64 * 1024)
+    assert.ok(!(chunked instanceof Uint8Array))
+    assert.ok((await collect(chunked.chunks())).equals(big))
+    assert.throws(() => blobs.payload(rawCidString(pattern(10)), 64 * 1024), BlobNotFoundError)
+  })
+
   it('keeps nothing of bytes that hash to another CID, or of more bytes than its limit', async () => {
     const at = join(dir.path, 'refused')
     const blobs = new BlobStore({ dir: at, maxBlobBytes: 1024 })

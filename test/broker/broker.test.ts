@@ -127,6 +127,23 @@ describe('broker scheduling', () => {
     store.close()
   })
 
+  it('reads a small module once for the jobs that use it, and sends every task the same bytes', async () => {
+    const store = new JobStore(join(dir.path, 'payload-cache.sqlite'))
+    const reads: string[] = []
+    const getBlob = store.getBlob.bind(store)
+    store.getBlob = (cid: string) => { reads.push(cid); return getBlob(cid) }
+    const net = new TestNetwork()
+    const sent: number[][] = []
+    net.add('A', async (task) => { sent.push([...task.module as Uint8Array]); return {} })
+    const broker = new Broker({ store, network: net, self: 'me' })
+    broker.start()
+    for (let i = 0; i < 3; i++) assert.equal((await finalOf(broker, submitTo(broker))).status, 'succeeded')
+    assert.deepEqual(reads.filter(cid => cid === 'bafkrei-module'), ['bafkrei-module'])
+    assert.deepEqual(sent, [[0, 97, 115, 109], [0, 97, 115, 109], [0, 97, 115, 109]])
+    await broker.stop()
+    store.close()
+  })
+
   it('accepts a 2-of-3 majority and reports no agreement when all three differ', async () => {
     const store = new JobStore(join(dir.path, 'majority.sqlite'))
     const net = new TestNetwork()

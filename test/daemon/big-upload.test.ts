@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { stopAfterEach } from '../helpers/cleanup.ts'
 import { runCli, startCli } from '../helpers/cli.ts'
 import { ApiClient } from '../../src/api/client.ts'
+import { fileRawCid } from '../../src/api/blobs.ts'
 import { executorsSeen, fixture } from '../helpers/jobs.ts'
 import { loadRelayConfig } from '../../src/config/config.ts'
 import { startRelay } from '../../src/daemon/daemon.ts'
@@ -88,8 +89,8 @@ describe('a 200 MiB input', () => {
     assert.equal(view.status, 'succeeded', view.message)
     assert.equal(view.stdout, `${SIZE} bytes, checksum ${sum}\n`)
     assert.equal(view.replicas[0].path, 'direct')
-    // the broker kept the input as a blob file, not in its SQLite job store
-    assert.equal(readdirSync(join(dir.path, 'submitter', 'blobs')).length, 1)
+    // the broker kept the input as a blob file, not in its SQLite job store (and the module, which job submit names by CID)
+    assert.deepEqual(readdirSync(join(dir.path, 'submitter', 'blobs')).sort(), [await fileRawCid(input), await fileRawCid(MODULE)].sort())
     const grown = peak - base
     console.log(`broker rss grew ${(grown / MiB).toFixed(0)} MiB for a ${SIZE / MiB} MiB input`)
     assert.ok(grown < SIZE, `rss grew ${(grown / MiB).toFixed(0)} MiB: more than the ${SIZE / MiB} MiB payload`)
@@ -126,13 +127,14 @@ describe('a directory with a 100 MiB file', () => {
     mkdirSync(join(dir.path, 'dir-host', 'out'), { recursive: true })
     writeFileSync(join(data, 'in.txt'), 'hello big dir\n')
     writeFileSync(join(data, 'big.bin'), Buffer.alloc(100 * MiB, 0x5a))
-    const res = await runCli(['job', 'submit', fileURLToPath(new URL('../fixtures/wasm/dir-copy.wasm', import.meta.url)), '--dir', `${data}::/data`, '--dir', `${join(dir.path, 'dir-host', 'out')}::/out`, '--json', '--data-dir', join(dir.path, 'dir-submitter')], { timeoutMs: 90_000 })
+    const wasm = fileURLToPath(new URL('../fixtures/wasm/dir-copy.wasm', import.meta.url))
+    const res = await runCli(['job', 'submit', wasm, '--dir', `${data}::/data`, '--dir', `${join(dir.path, 'dir-host', 'out')}::/out`, '--json', '--data-dir', join(dir.path, 'dir-submitter')], { timeoutMs: 90_000 })
     assert.equal(res.code, 0, res.stderr)
     const view = JSON.parse(res.stdout) as { status: string, stdout: string, message: string }
     assert.equal(view.status, 'succeeded', view.message)
     assert.equal(view.stdout, 'copied 14 bytes\n')
-    // the big file went as an uploaded blob, not base64 in the submit's body
-    assert.equal(readdirSync(join(dir.path, 'dir-submitter', 'blobs')).length, 1)
+    // the big file went as an uploaded blob, not base64 in the submit's body (the module too: job submit names it by CID)
+    assert.deepEqual(readdirSync(join(dir.path, 'dir-submitter', 'blobs')).sort(), [await fileRawCid(join(data, 'big.bin')), await fileRawCid(wasm)].sort())
   })
 })
 

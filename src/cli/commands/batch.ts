@@ -50,7 +50,7 @@ export interface BatchSummary {
 }
 
 export interface BatchOptions {
-  api: Pick<ApiClient, 'call'>
+  api: Pick<ApiClient, 'call' | 'submitJobByCid'>
   modulePath: string
   module: Buffer
   dir: string
@@ -271,7 +271,7 @@ class BatchRun {
     const base = { file, inputCid, exitCode: null, outputCid: null }
     this.state.record({ ...base, jobId: null, status: 'submitting' })
     try {
-      const accepted = await this.opts.api.call('submitJob', { ...this.opts.request, module: this.opts.module.toString('base64'), input: input.toString('base64') }, { timeoutMs: 120_000 })
+      const accepted = await this.opts.api.submitJobByCid({ ...this.opts.request, input: input.toString('base64') }, this.opts.module, { timeoutMs: 120_000 })
       this.state.record({ ...base, jobId: accepted.jobId, status: 'running' })
       return accepted.jobId
     } catch (err) {

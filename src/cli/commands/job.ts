@@ -52,7 +52,10 @@ and exits 130.
 job submit:
   --input FILE|-     the job's stdin: a file, or - for this command's stdin
                      (default: empty). A module or input file over 8 MiB is
-                     uploaded to the daemon first, streamed, and named by CID
+                     uploaded to the daemon first, streamed, and named by CID;
+                     a smaller module is named by CID too, and uploaded only
+                     when the daemon does not hold it yet (a module submitted
+                     again, or per input of a batch, is sent once)
   --arg A            one argument after the module name; repeatable
   --env K=V          one environment variable; repeatable
   --replicas N       distinct donors that run it; a strict majority must agree
@@ -234,11 +237,8 @@ async function submit (argv: string[], o: Output): Promise<number> {
     const request = { moduleName: modulePath.split('/').pop() ?? 'main.wasm', args: values.arg ?? [], env: values.env ?? [], replicas, limits, ...(values.executor != null ? { executors: values.executor } : {}) }
     return await submitBatch(api, { ...values, batch: values.batch }, { modulePath, module: module.bytes ?? readFileSync(modulePath), request }, o)
   }
-  const moduleField = await sendPart(api, module)
   const inputField = await sendPart(api, input)
-  const accepted = await api.call('submitJob', {
-    module: moduleField.data,
-    ...(moduleField.cid != null ? { moduleCid: moduleField.cid } : {}),
+  const request = {
     input: inputField.data,
     ...(inputField.cid != null ? { inputCid: inputField.cid } : {}),
     moduleName: modulePath.split('/').pop() ?? 'main.wasm',
@@ -248,7 +248,11 @@ async function submit (argv: string[], o: Output): Promise<number> {
     limits,
     ...(values.executor != null ? { executors: values.executor } : {}),
     ...(dirs != null ? { dirs } : {})
-  }, { timeoutMs: 120_000 })
+  }
+  // a small module is named by CID (uploaded once, when the daemon lacks it): submitting it again sends no module bytes
+  const accepted = module.bytes != null
+    ? await api.submitJobByCid(request, module.bytes, { timeoutMs: 120_000 })
+    : await api.call('submitJob', { ...request, module: '', moduleCid: (await sendPart(api, module)).cid }, { timeoutMs: 120_000 })
   if (values.detach) {
     if (values.json) printJson(o, accepted)
     else o.out(accepted.jobId)
