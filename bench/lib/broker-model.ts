@@ -21,7 +21,7 @@ import { Broker, type ExecutorInfo, type TaskNetwork, type TaskRunResult } from 
 import { JobStore } from '../../src/broker/job-store.ts'
 import { DEFAULT_JOB_LIMITS } from '../../src/core/job.ts'
 import { createLogger, type Logger } from '../../src/log/logger.ts'
-import { CAPACITY_TOPIC, CapacityService, encodeCapacityAnnouncement, type CapacityPubSub, type PubSubMessage } from '../../src/protocols/capacity/index.ts'
+import { CAPACITY_TOPIC, CapacityService, encodeCapacityAnnouncement, type CapacityPubSub, type CapacityPubSubEvents } from '../../src/protocols/capacity/index.ts'
 
 export interface BrokerPoint {
   n: number
@@ -40,7 +40,7 @@ export interface BrokerPoint {
 }
 
 /** gossipsub as the capacity service sees it: the bench hands it messages. */
-class FedPubSub extends TypedEventEmitter<{ message: CustomEvent<PubSubMessage> }> implements CapacityPubSub {
+class FedPubSub extends TypedEventEmitter<CapacityPubSubEvents> implements CapacityPubSub {
   subscribe (): void {}
   unsubscribe (): void {}
   async publish (): Promise<unknown> { return undefined }

@@ -67,6 +67,7 @@ const FILE_CIDS_BYTES = MAX_OFFER_FILE_CIDS * (MAX_CID_LENGTH + 2)
 export const MAX_MESSAGE_BYTES = Object.freeze({
   capacity: 16 * 1024,
   capacityResponse: 16 * 1024 + 64,
+  capacityTableEntry: 16 * 1024 + 64,
   offerRequest: 4 * 1024 + FILE_CIDS_BYTES,
   offerResponse: 2 * 1024 + FILE_CIDS_BYTES,
   blobHeader: 256,
@@ -97,6 +98,16 @@ export interface Capacity {
 /** The answer on /worldcompute/capacity/1.0.0; `null` from a node that runs no jobs. */
 export interface CapacityResponse {
   capacity: Capacity | null
+}
+
+/**
+ * One frame of the answer on /worldcompute/capacity-table/1.0.0: a donor's
+ * capacity as the answering peer last heard it on gossip, and how long ago.
+ */
+export interface CapacityTableEntry {
+  capacity: Capacity
+  /** ms since the answering peer heard it (its clock, a duration: no clock agreement needed) */
+  ageMs: number
 }
 
 /** Broker → donor: would you run this task? */
@@ -371,6 +382,19 @@ export function encodeCapacityResponse (res: CapacityResponse): Uint8Array {
 
 export function decodeCapacityResponse (bytes: Uint8Array): CapacityResponse {
   return readCapacityResponse(new FieldReader('capacity response', decodeBounded('capacity response', bytes, MAX_MESSAGE_BYTES.capacityResponse)))
+}
+
+function readCapacityTableEntry (r: FieldReader): CapacityTableEntry {
+  return { capacity: readCapacity(r.map('capacity')), ageMs: r.integer('ageMs', COUNT_RANGE) }
+}
+
+export function encodeCapacityTableEntry (entry: CapacityTableEntry): Uint8Array {
+  const wire = { capacity: capacityToWire(entry.capacity), ageMs: entry.ageMs }
+  return encodeChecked('capacity table entry', wire, readCapacityTableEntry, MAX_MESSAGE_BYTES.capacityTableEntry)
+}
+
+export function decodeCapacityTableEntry (bytes: Uint8Array): CapacityTableEntry {
+  return readCapacityTableEntry(new FieldReader('capacity table entry', decodeBounded('capacity table entry', bytes, MAX_MESSAGE_BYTES.capacityTableEntry)))
 }
 
 // ---- offer -----------------------------------------------------------------

@@ -61,7 +61,7 @@ export interface StartDaemonOptions {
   logger?: Logger
   /** test seam: faster retry and watchdog timing */
   reservation?: Omit<ReservationManagerInit, 'bootstrap' | 'logger'>
-  /** test seam: capacity announcement interval @default 5000 */
+  /** test seam: capacity announcement interval @default 30000 */
   announceIntervalMs?: number
   /** benchmark seam: how the donor dials its relays, built on the mesh @default the dial ladder */
   relayDialler?: (components: Pick<MeshComponents, 'dialler'>) => RelayDialler

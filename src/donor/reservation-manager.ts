@@ -23,8 +23,10 @@ export interface ReservationManagerInit {
   /** longest delay between rounds; retries never stop @default 30000 */
   maxBackoffMs?: number
   /**
-   * how often the watchdog checks, locally and without writing anything, that
-   * each relay's connection and reservation are still there @default 1500
+   * the longest the watchdog goes without checking, locally and without
+   * writing anything, that each relay's connection and reservation are still
+   * there; it checks at once when the connection closes or our circuit
+   * addresses change, so this is a safety net @default 30000
    */
   watchdogIntervalMs?: number
   /**
@@ -113,8 +115,14 @@ export interface RelayDialler {
   networkChanged?: () => void
 }
 
+/** The watchdog's local check without an event, by default (ReservationManagerInit.watchdogIntervalMs). */
+export const DEFAULT_WATCHDOG_INTERVAL_MS = 30_000
+
 /** How often the watchdog pings a relay over a TCP-based transport by default (ReservationManagerInit.pingIntervalMs). */
 export const DEFAULT_PING_INTERVAL_MS = 15_000
+
+/** The coverage check's safety net: it runs at least this often, though every change it acts on wakes it. */
+const COVERAGE_RECHECK_MS = 30_000
 
 /** The longest a learned relay that keeps failing is left alone before it is tried again. */
 const MAX_LEARNED_RETRY_MS = 300_000
@@ -165,8 +173,8 @@ export class ReservationManager {
   private readonly closedOnPurpose = new Set<string>()
   private controller?: AbortController
   private coverage?: Promise<void>
-  /** wakes the coverage check: a relay was lost or learned, or a loop ended */
-  private readonly coverageWaker = new Waker()
+  /** wakes the coverage check: a relay was lost or learned, or a loop ended; latched, so a wake-up during a check is kept for the next wait */
+  private readonly coverageWaker = new Waker({ latch: true })
   private readonly onConnectionClose = (evt: CustomEvent<{ id?: string, remotePeer: { toString: () => string }, remoteAddr: { toString: () => string } }>): void => {
     const peer = evt.detail.remotePeer.toString()
     const relay = this.relays.find(r => r.peerId === peer)
@@ -185,10 +193,10 @@ export class ReservationManager {
     this.log = init.logger ?? createLogger('donor.reservation')
     this.initialBackoffMs = init.initialBackoffMs ?? 500
     this.maxBackoffMs = init.maxBackoffMs ?? 30_000
-    // the local check: a timer per relay, reading two maps, no I/O. It
-    // catches a reservation the relay dropped while staying connected (no
-    // event says so); a closed connection wakes the watch at once.
-    this.watchdogIntervalMs = init.watchdogIntervalMs ?? 1_500
+    // the local check runs when an event says something changed (the
+    // connection closed, our circuit addresses changed); this timer is only
+    // its safety net. Cost per relay: one wake-up and two map reads per 30 s
+    this.watchdogIntervalMs = init.watchdogIntervalMs ?? DEFAULT_WATCHDOG_INTERVAL_MS
     // Why pings are rare: a relay killed outright closes its TCP sockets
     // (the kernel sends FIN, or RST with data unread), so the loss is an
     // event within milliseconds (test/donor/relay-killed.test.ts), and QUIC
@@ -314,8 +322,9 @@ export class ReservationManager {
    * fewer are held (or on their way on learned relays) than wanted, starts a
    * loop on the learned relay heard from most recently. Never drops one to
    * make room (make-before-break); `cap` bounds what learned relays add.
-   * Woken by every loss, loop end and newly learned relay; also checks once a
-   * second. Ends (rejecting) when `signal` aborts.
+   * Woken by every loss, loop end and newly learned relay; also checks when a
+   * retired relay may be tried again (`nextCoverageCheck`). Ends (rejecting)
+   * when `signal` aborts.
    */
   private async keepCovered (signal: AbortSignal): Promise<void> {
     for (;;) {
@@ -324,8 +333,23 @@ export class ReservationManager {
       } catch (err) {
         this.log.error(`relay coverage check failed: ${(err as Error).stack ?? String(err)}`)
       }
-      await this.coverageWaker.wait(1_000, { signal })
+      await this.coverageWaker.wait(this.nextCoverageCheck(Date.now()), { signal })
     }
+  }
+
+  /**
+   * How long the coverage check may sleep: every change it acts on wakes it
+   * (a loss, a loop ending, a relay learned), except a retired learned relay
+   * becoming eligible again, so it sleeps until the first such time, or
+   * COVERAGE_RECHECK_MS as a safety net. Cost: one wake-up per 30 s per
+   * donor, not one a second.
+   */
+  private nextCoverageCheck (now: number): number {
+    let next = COVERAGE_RECHECK_MS
+    for (const r of this.relays) {
+      if (r.source !== 'bootstrap' && r.loop == null && r.phase.name === 'retired' && r.phase.until > now) next = Math.min(next, r.phase.until - now)
+    }
+    return next
   }
 
   private topUp (signal: AbortSignal): void {
@@ -685,24 +709,37 @@ export class ReservationManager {
    * watchdog); returns the cause in words. Rejects when `signal` aborts.
    */
   private async watch (relay: RelayEntry, signal: AbortSignal): Promise<string> {
-    let pingedAt = Date.now()
-    for (;;) {
-      await relay.waker.wait(this.watchdogIntervalMs, { signal })
-      if (!this.mesh.connections.isConnected(relay.peerId)) return 'the connection to the relay closed'
-      if (!this.mesh.reservations.hasReservation(relay.peerId)) {
-        this.log.warn(`reservation on relay ${relay.peerId} is gone while connected; reserving again`, { peer: relay.peerId })
-        return 'the relay dropped the reservation while connected'
+    // a change of our circuit addresses (the store recorded or removed a
+    // reservation) wakes the watch at once, as a closed connection does:
+    // the local check runs on events, not on a timer
+    const unsubscribe = this.mesh.reservations.onChange(() => { relay.waker.wake() })
+    try {
+      let pingedAt = Date.now()
+      for (;;) {
+        // checked before every wait: a wake-up that came during a ping is not lost
+        if (!this.mesh.connections.isConnected(relay.peerId)) return 'the connection to the relay closed'
+        if (!this.mesh.reservations.hasReservation(relay.peerId)) {
+          this.log.warn(`reservation on relay ${relay.peerId} is gone while connected; reserving again`, { peer: relay.peerId })
+          return 'the relay dropped the reservation while connected'
+        }
+        // a silent relay (host gone, path black-holed) keeps the connection
+        // "open" for a long time: ask it, unless the transport watches it
+        const conn = this.mesh.connections.bestDirect(relay.peerId)
+        const pings = conn != null && !transportWatchesLiveness(conn)
+        const untilPing = pings ? pingedAt + this.pingIntervalMs - Date.now() : Infinity
+        if (conn != null && untilPing <= 0) {
+          pingedAt = Date.now()
+          if (!(await this.pingRelay(relay, conn, signal))) {
+            // abort, not close: a graceful close waits for a peer that is not answering
+            conn.abort(new Error(`relay ${relay.peerId} did not answer a watchdog ping in time`))
+            return 'no answer to a watchdog ping in time (relay gone or path black-holed)'
+          }
+          continue
+        }
+        await relay.waker.wait(Math.min(this.watchdogIntervalMs, untilPing), { signal })
       }
-      if (Date.now() - pingedAt < this.pingIntervalMs) continue
-      pingedAt = Date.now()
-      // a silent relay (host gone, path black-holed) keeps the connection
-      // "open" for a long time: ask it, unless the transport watches it
-      const conn = this.mesh.connections.bestDirect(relay.peerId)
-      if (conn != null && !transportWatchesLiveness(conn) && !(await this.pingRelay(relay, conn, signal))) {
-        // abort, not close: a graceful close waits for a peer that is not answering
-        conn.abort(new Error(`relay ${relay.peerId} did not answer a watchdog ping in time`))
-        return 'no answer to a watchdog ping in time (relay gone or path black-holed)'
-      }
+    } finally {
+      unsubscribe()
     }
   }
 

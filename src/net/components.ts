@@ -144,6 +144,8 @@ export interface Reservations {
   hasReservation: (relayId: string) => boolean
   /** our circuit addresses through one relay */
   circuitAddrsVia: (relayId: string) => string[]
+  /** calls `listener` whenever what the other two answer may have changed; returns the unsubscribe function */
+  onChange: (listener: () => void) => () => void
 }
 
 /** What AutoNAT v2 says about this node. */

@@ -50,6 +50,9 @@ export function disarmRefreshAfterStop (store: Pick<ReservationStoreLike, 'reser
   }
 }
 
+/** libp2p events after which our advertised circuit addresses may differ (see `CircuitReservations.circuitAddrs`). */
+const ADDRESS_EVENTS = ['transport:listening', 'transport:close', 'self:peer:update'] as const
+
 /** How often, and how many times, we look for the circuit address a granted reservation gives us. */
 const CIRCUIT_ADDR_POLL_MS = 20
 const CIRCUIT_ADDR_POLLS = 50
@@ -64,6 +67,25 @@ export class CircuitReservations implements Reservations {
   private readonly addresses: NodeAddresses
   private readonly telemetry: DialTelemetry
   private readonly relaysListened = new Set<string>()
+  /** the RESERVE request in flight per relay (see `afterReserveInFlight`) */
+  private readonly requests = new Map<string, Promise<void>>()
+  /**
+   * Our circuit addresses (through every relay) as libp2p advertises them,
+   * computed on the first read after a change. Why cached: reading them
+   * through libp2p's address manager (every listener's addresses, a socket
+   * name each, netmask checks, base58) was a fifth of an idle donor's CPU,
+   * read by the watchdog and the coverage check of every relay. Dropped on
+   * every event that can change them: a listener's addresses changed
+   * (`transport:listening`: the circuit listener fires it when the store
+   * records or removes a reservation), a listener closed, or the address
+   * manager's view of our addresses changed (`self:peer:update`).
+   */
+  private circuitAddrs?: string[]
+  private readonly changeListeners = new Set<() => void>()
+  private readonly addressesChanged = (): void => {
+    this.circuitAddrs = undefined
+    for (const listener of this.changeListeners) listener()
+  }
 
   constructor (core: NodeCore, addresses: NodeAddresses, telemetry: DialTelemetry) {
     this.core = core
@@ -72,6 +94,18 @@ export class CircuitReservations implements Reservations {
     this.disableRelayBlacklist()
     const store = this.reservationStore()
     if (store != null) disarmRefreshAfterStop(store)
+    for (const type of ADDRESS_EVENTS) core.libp2p.addEventListener(type, this.addressesChanged)
+  }
+
+  /**
+   * Calls `listener` whenever our circuit addresses may have changed (a
+   * reservation recorded or removed, a listener closed); returns the
+   * unsubscribe function. Lets a watcher re-check on the change instead of
+   * polling.
+   */
+  onChange (listener: () => void): () => void {
+    this.changeListeners.add(listener)
+    return () => { this.changeListeners.delete(listener) }
   }
 
   /**
@@ -99,7 +133,8 @@ export class CircuitReservations implements Reservations {
     }
     try {
       options.signal?.throwIfAborted()
-      await this.request(conn, target, options)
+      await this.afterReserveInFlight(relayId, options)
+      await this.serialized(relayId, this.request(conn, target, options))
       const circuitAddrs = await this.waitForCircuitAddrs(relayId, conn, options)
       record('success', `reserved: ${circuitAddrs[0]}`, 'OK')
       return { relay: relayId, circuitAddrs, grantedAt: new Date() }
@@ -107,6 +142,29 @@ export class CircuitReservations implements Reservations {
       const d = describeDialError(err, { phase: 'reservation', transport, elapsedMs: Date.now() - started, cancelled: options.signal?.aborted === true })
       record('failure', d.cause, d.code)
       throw new ReservationFailedError(`reservation on relay ${relayId} failed: ${d.cause}`, { cause: err })
+    }
+  }
+
+  /**
+   * One RESERVE per relay at a time: two at once both reach the store, and
+   * the second to finish replaces the first's entry without clearing its
+   * refresh timer (an hour that holds the process open after a stop). The
+   * second waits for the first, then finds the reservation held on its
+   * connection and asks for nothing.
+   */
+  private async afterReserveInFlight (relayId: string, options: AbortOptions): Promise<void> {
+    const inFlight = this.requests.get(relayId)
+    if (inFlight != null) await raceSignal(inFlight, options.signal)
+  }
+
+  private async serialized (relayId: string, request: Promise<void>): Promise<void> {
+    // the waiting caller learns the outcome from the store, not from this promise
+    const settled = request.then(() => {}, () => {})
+    this.requests.set(relayId, settled)
+    try {
+      await request
+    } finally {
+      if (this.requests.get(relayId) === settled) this.requests.delete(relayId)
     }
   }
 
@@ -155,7 +213,8 @@ export class CircuitReservations implements Reservations {
 
   /** Our circuit addresses through one relay (not the `…/p2p-circuit/webrtc` ones built on them). */
   circuitAddrsVia (relayId: string): string[] {
-    return this.addresses.advertisedAddrs().filter(a => relayPeerOf(a) === relayId && transportOf(a) === 'circuit')
+    this.circuitAddrs ??= this.addresses.advertisedAddrs().filter(a => transportOf(a) === 'circuit')
+    return this.circuitAddrs.filter(a => relayPeerOf(a) === relayId)
   }
 
   hasReservation (relayId: string): boolean {

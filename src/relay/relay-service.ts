@@ -1,6 +1,6 @@
 import { createLogger, type Logger } from '../log/logger.ts'
 import { RelayAnnouncer } from '../net/relay-directory.ts'
-import { CAPACITY_TOPIC } from '../protocols/capacity/index.ts'
+import { capacity, CAPACITY_TOPIC } from '../protocols/capacity/index.ts'
 import { relayInfo, type RelayTlsCertificate } from '../protocols/relay-info/index.ts'
 import { directIpOf, observedAddr } from '../protocols/observed-addr/index.ts'
 import { leafFingerprintOfPem } from '../net/tls-intercept.ts'
@@ -53,7 +53,7 @@ export interface RelayParts {
   tlsCertificate?: RelayTlsCertificate
   /** answers brokers asking where a reservation holder is; hand it to {@link RelayService} */
   observedAddrs: ReservationAddresses
-  /** the node a relay runs: circuit relay v2 server with job-sized limits, relay-info, observed-addr */
+  /** the node a relay runs: circuit relay v2 server with job-sized limits, relay-info, observed-addr, the capacity table */
   node: MeshNodeInit
   /** the node's admission control (per-IP and per-peer limits, reservations of peers that left freed) */
   guard: RelayGuard
@@ -83,7 +83,11 @@ export async function prepareRelay (config: RelayConfig, privateKey: PrivateKey,
       stunPorts: stun != null ? [...new Set(stun.endpoints().map(e => e.port))] : [],
       services: {
         relayInfo: relayInfo({ getInfo: () => ({ tls: tls != null ? [tls] : [] }), logger: logger.child('info') }),
-        observedAddr: observedAddr({ lookup: (peer) => observedAddrs.ipOf(peer), logger: logger.child('observed-addr') })
+        observedAddr: observedAddr({ lookup: (peer) => observedAddrs.ipOf(peer), logger: logger.child('observed-addr') }),
+        // the relay hears every announcement of the donors behind it, and asks each
+        // donor that connects (one query per connection): a broker that starts
+        // listening pulls that table instead of waiting an announce interval
+        capacity: capacity({ listen: 'always', serveTable: true, logger: logger.child('capacity') })
       },
       logger: logger.child('net')
     }

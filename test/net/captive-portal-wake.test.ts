@@ -30,7 +30,7 @@ function offlineNode (): ReservationManagerComponents {
     list: () => []
   }
   const events: MeshEvents = { on: () => {}, off: () => {} }
-  const reservations: Reservations = { reserve: unused('reserve'), hasReservation: () => false, circuitAddrsVia: () => [] }
+  const reservations: Reservations = { reserve: unused('reserve'), hasReservation: () => false, circuitAddrsVia: () => [], onChange: () => () => {} }
   const pinger: Pinger = { ping: unused('ping'), rtt: unused('rtt'), linkRtt: unused('linkRtt') }
   const proxies: ProxyRoutes = { proxyFor: () => undefined, seenChain: () => undefined, status: () => [] }
   const dialler: PeerDialler = { reach: unused('reach'), dial: unused('dial'), dialTransport: unused('dialTransport'), dialAll: unused('dialAll') }

@@ -1,13 +1,13 @@
 import { serviceCapabilities, TypedEventEmitter } from '@libp2p/interface'
-import { decodeCapacity, decodeCapacityResponse, encodeCapacity, encodeCapacityResponse } from '../../codec/messages.ts'
+import { decodeCapacity, decodeCapacityResponse, decodeCapacityTableEntry, encodeCapacity, encodeCapacityResponse, encodeCapacityTableEntry } from '../../codec/messages.ts'
 import { createLogger, type Logger } from '../../log/logger.ts'
 import { warnRepeated } from '../../log/repeats.ts'
 import { peerOf } from '../components.ts'
 import { codeOf, messageOf, ProtocolRequestError } from '../errors.ts'
-import { askSingleAnswer, handlerOptions, serveAnswer } from '../exchange.ts'
+import { askSingleAnswer, handlerOptions, request, serveAnswer } from '../exchange.ts'
 import {
-  ANNOUNCE_INTERVAL_MS, ANSWER_TIMEOUT_MS, CAPACITY_LIMITS, CAPACITY_PROTOCOL, CAPACITY_TOPIC, CHANGE_MIN_INTERVAL_MS,
-  EXPIRY_INTERVALS, LISTEN_IDLE_MS, MAX_TRACKED_PEERS, QUERY_TIMEOUT_MS
+  ANNOUNCE_INTERVAL_MS, ANSWER_TIMEOUT_MS, CAPACITY_LIMITS, CAPACITY_PROTOCOL, CAPACITY_TABLE_LIMITS, CAPACITY_TABLE_PROTOCOL, CAPACITY_TOPIC,
+  CHANGE_MIN_INTERVAL_MS, EXPIRY_INTERVALS, LISTEN_IDLE_MS, MAX_TABLE_ENTRIES, MAX_TRACKED_PEERS, QUERY_TIMEOUT_MS, TABLE_TIMEOUT_MS
 } from './constants.ts'
 import type { Capacity } from '../../codec/messages.ts'
 import type { ProtocolRegistrar, ProtocolTarget, StreamOpener } from '../components.ts'
@@ -26,8 +26,20 @@ export interface CapacityPubSub {
   subscribe(topic: string): void
   unsubscribe(topic: string): void
   publish(topic: string, data?: Uint8Array): Promise<unknown>
-  addEventListener(type: 'message', listener: (evt: CustomEvent<PubSubMessage>) => void): void
-  removeEventListener(type: 'message', listener: (evt: CustomEvent<PubSubMessage>) => void): void
+  addEventListener<K extends keyof CapacityPubSubEvents>(type: K, listener: (evt: CapacityPubSubEvents[K]) => void): void
+  removeEventListener<K extends keyof CapacityPubSubEvents>(type: K, listener: (evt: CapacityPubSubEvents[K]) => void): void
+}
+
+/** The gossipsub events the capacity service listens to. */
+export interface CapacityPubSubEvents {
+  message: CustomEvent<PubSubMessage>
+  'subscription-change': CustomEvent<SubscriptionChange>
+}
+
+/** gossipsub's 'subscription-change' event: a peer told us the topics it joined or left. */
+export interface SubscriptionChange {
+  peerId: PeerId
+  subscriptions: Array<{ topic: string, subscribe: boolean }>
 }
 
 export interface CapacityInit {
@@ -41,9 +53,10 @@ export interface CapacityInit {
    * How often an unchanged capacity is re-announced on gossip; peers forget
    * a donor after 3 intervals without news. A change is announced at once
    * after `notifyChanged()` (the owner calls it when slots or addresses
-   * change), else at the next interval.
+   * change), else at the next interval. A listener that starts pulls what
+   * its relays heard (`pullTables`), so this only refreshes.
    *
-   * @default 5000
+   * @default 30000
    */
   announceIntervalMs?: number
   /**
@@ -79,6 +92,22 @@ export interface CapacityInit {
    * @default 600000
    */
   listenIdleMs?: number
+  /**
+   * Answer `/worldcompute/capacity-table/1.0.0` with the executors this node
+   * heard of (a relay: it hears every donor that reaches the mesh through it).
+   *
+   * @default false
+   */
+  serveTable?: boolean
+  /**
+   * While listening, ask each connected peer that serves the table (a relay)
+   * for it: when listening starts, and when such a peer connects. A broker
+   * that starts needing executors then learns them within a round trip,
+   * not after an announce interval.
+   *
+   * @default true
+   */
+  pullTables?: boolean
   /**
    * @default createLogger('protocols.capacity')
    */
@@ -141,9 +170,16 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
   private topologyId: string | undefined
   private lastAnnounced: { key: string, at: number } | undefined
   private publishing = false
+  /** a peer joined the topic since our last announcement: the next tick announces even an unchanged capacity */
+  private joinerWaiting = false
   private changeTimer?: NodeJS.Timeout
   /** gossipsub once joined (afterStart), if the node has one */
   private pubsub: CapacityPubSub | undefined
+  private readonly serveTable: boolean
+  private readonly pullTables: boolean
+  /** connected peers that serve the table, by PeerId; libp2p's registrar removes them on disconnect */
+  private readonly tablePeers = new Map<string, PeerId>()
+  private tableTopologyId: string | undefined
 
   constructor (components: CapacityComponents, init: CapacityInit = {}) {
     super()
@@ -156,7 +192,11 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     this.listenMode = init.listen ?? 'always'
     this.listenIdleMs = init.listenIdleMs ?? LISTEN_IDLE_MS
     this.log = init.logger ?? createLogger('protocols.capacity')
+    this.serveTable = init.serveTable ?? false
+    this.pullTables = init.pullTables ?? true
     this.handleQuery = this.handleQuery.bind(this)
+    this.handleTableQuery = this.handleTableQuery.bind(this)
+    this.onSubscriptionChange = this.onSubscriptionChange.bind(this)
     this.onGossip = this.onGossip.bind(this)
   }
 
@@ -178,6 +218,7 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
       },
       onConnect: (peer, connection) => { this.askOnConnect(peer, connection) }
     })
+    await this.startTables()
     // one wake-up per interval: a change is announced when the owner says so
     // (notifyChanged), not found by polling getCapacity every second. Cost per
     // peer: none here; a donor's announcement is one signed message per
@@ -195,6 +236,7 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     this.pubsub = optionalPubSub(this.components)
     if (this.pubsub != null) {
       this.pubsub.addEventListener('message', this.onGossip)
+      this.pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
       if (this.listenMode === 'always' || this.lastDemandAt > 0) this.join(this.pubsub)
     }
     // announce at once rather than a tick later: a donor restarting should be found quickly
@@ -205,6 +247,7 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
   beforeStop (): void {
     if (this.pubsub != null) {
       this.pubsub.removeEventListener('message', this.onGossip)
+      this.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
       this.unsubscribe(this.pubsub)
       this.pubsub = undefined
     }
@@ -224,6 +267,7 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
       this.topologyId = undefined
     }
     await this.components.registrar.unhandle(this.protocol)
+    await this.stopTables()
     this.asked.clear()
     this.table.clear()
     this.lastAnnounced = undefined
@@ -240,6 +284,86 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     pubsub.subscribe(CAPACITY_TOPIC)
     this.subscribed = true
     if (this.listenMode === 'on-demand') this.log.info(`listening to capacity announcements: this node's broker needs executors (until ${this.listenIdleMs / 1000} s after it last asks)`, { topic: CAPACITY_TOPIC })
+    // announcements come once per interval; what our relays heard comes now
+    for (const peer of this.tablePeers.values()) this.pullTable(peer)
+  }
+
+  /** The table protocol: served (serveTable), and its peers tracked to pull from (pullTables). */
+  private async startTables (): Promise<void> {
+    if (this.serveTable) await this.components.registrar.handle(CAPACITY_TABLE_PROTOCOL, this.handleTableQuery, handlerOptions(CAPACITY_TABLE_LIMITS, true))
+    if (!this.pullTables) return
+    this.tableTopologyId = await this.components.registrar.register(CAPACITY_TABLE_PROTOCOL, {
+      notifyOnLimitedConnection: true,
+      filter: {
+        has: (peer) => this.tablePeers.has(peer.toString()),
+        add: () => {},
+        remove: (peer) => { this.tablePeers.delete(peer.toString()) }
+      },
+      onConnect: (peer, connection) => {
+        this.tablePeers.set(peer.toString(), peer)
+        if (this.subscribed) this.pullTable(peer)
+      },
+      onDisconnect: (peer) => { this.tablePeers.delete(peer.toString()) }
+    })
+  }
+
+  private async stopTables (): Promise<void> {
+    if (this.tableTopologyId != null) {
+      this.components.registrar.unregister(this.tableTopologyId)
+      this.tableTopologyId = undefined
+    }
+    this.tablePeers.clear()
+    if (this.serveTable) await this.components.registrar.unhandle(CAPACITY_TABLE_PROTOCOL)
+  }
+
+  /** Asks one peer for the executors it heard of and records them; a failure is logged, never thrown. */
+  private pullTable (target: PeerId): void {
+    const peer = target.toString()
+    this.fetchTable(target, { signal: this.shutdown.signal }).then(n => {
+      this.log.debug(`capacity table from ${peer}: ${n} executor(s)`, { peer, protocol: CAPACITY_TABLE_PROTOCOL })
+    }, (err: unknown) => {
+      if (!this.started) return
+      this.log.info(`capacity table from ${peer} not read (executors are still learned from announcements): ${messageOf(err)}`, { peer, protocol: CAPACITY_TABLE_PROTOCOL, code: codeOf(err) })
+    })
+  }
+
+  /**
+   * Reads one peer's table: a frame per executor, then an empty frame.
+   * Entries are recorded as heard `ageMs` ago; an entry older than what we
+   * heard ourselves changes nothing. Resolves with the number of entries.
+   */
+  async fetchTable (target: ProtocolTarget, options: AbortOptions = {}): Promise<number> {
+    const self = this.components.peerId.toString()
+    return await request(target, { protocol: CAPACITY_TABLE_PROTOCOL, limits: CAPACITY_TABLE_LIMITS, timeoutMs: TABLE_TIMEOUT_MS, connectionManager: this.components.connectionManager, signal: options.signal }, async (stream, signal) => {
+      let n = 0
+      for (;;) {
+        const frame = await stream.readFrame('capacity table entry', { signal })
+        if (frame.byteLength === 0) break
+        if (++n > MAX_TABLE_ENTRIES) throw new ProtocolRequestError(CAPACITY_TABLE_PROTOCOL, peerOf(target).toString(), new Error(`more than ${MAX_TABLE_ENTRIES} entries`))
+        const entry = decodeCapacityTableEntry(frame)
+        if (entry.capacity.peerId !== self) this.record(entry.capacity, entry.ageMs)
+      }
+      await stream.stream.close({ signal })
+      return n
+    })
+  }
+
+  /**
+   * The executors we heard of, each a frame, least recently heard first (the
+   * order of our table, which the reader's then keeps); an empty frame ends
+   * the answer. Past MAX_TABLE_ENTRIES the least recently heard are left out.
+   */
+  private async handleTableQuery (stream: Stream, connection: Connection): Promise<void> {
+    const serve = { protocol: CAPACITY_TABLE_PROTOCOL, limits: CAPACITY_TABLE_LIMITS, timeoutMs: TABLE_TIMEOUT_MS, signal: this.shutdown.signal, log: this.log, failed: (peer: string) => `capacity table for ${peer} not sent` }
+    await serveAnswer(stream, connection, serve, async (framed, signal) => {
+      const now = Date.now()
+      const entries = [...this.table.values()].filter(e => this.isLiveExecutor(e, now)).slice(-MAX_TABLE_ENTRIES)
+      // in batches: one write per batch, not one per executor nor one for the whole table
+      for (let i = 0; i < entries.length; i += TABLE_WRITE_BATCH) {
+        await framed.writeFrames(entries.slice(i, i + TABLE_WRITE_BATCH).map(e => encodeCapacityTableEntry({ capacity: e.capacity, ageMs: now - e.receivedAt })), { signal })
+      }
+      await framed.writeFrames([new Uint8Array(0)], { signal })
+    })
   }
 
   /** A broker asks for executors: on-demand listening starts (or is kept up). */
@@ -396,7 +520,8 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     }
     if (capacity == null || this.pubsub == null) return
     const key = changeKey(capacity)
-    if (this.lastAnnounced == null || this.lastAnnounced.key !== key || now - this.lastAnnounced.at >= this.announceIntervalMs) {
+    if (this.joinerWaiting || this.lastAnnounced == null || this.lastAnnounced.key !== key || now - this.lastAnnounced.at >= this.announceIntervalMs) {
+      this.joinerWaiting = false
       void this.announce()
     }
   }
@@ -417,6 +542,25 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     await serveAnswer(stream, connection, serve, async (framed, signal) => {
       await framed.writeFrame(encodeCapacityResponse({ capacity: this.local() ?? null }), { signal })
     })
+  }
+
+  /**
+   * A peer joined the topic (a relay we just connected to, a broker that
+   * started listening nearby): announce now, coalesced like any change, so
+   * it hears us without waiting for the slow refresh. Cost: one
+   * announcement per peer that joins, none while nobody does.
+   */
+  private onSubscriptionChange (evt: CustomEvent<SubscriptionChange>): void {
+    if (!this.started || !evt.detail.subscriptions.some(s => s.topic === CAPACITY_TOPIC && s.subscribe)) return
+    // unchanged capacity is announced only when this is set
+    this.joinerWaiting = true
+    if (this.changeTimer != null) return
+    // not at once: the peer's subscription can arrive before gossipsub's own
+    // stream to it is open, and a message published then never reaches it
+    this.changeTimer = setTimeout(() => {
+      this.changeTimer = undefined
+      if (this.started) this.tick()
+    }, CHANGE_MIN_INTERVAL_MS)
   }
 
   private onGossip (evt: CustomEvent<PubSubMessage>): void {
@@ -443,9 +587,12 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     this.record(capacity)
   }
 
-  private record (capacity: Capacity): void {
+  /** Records what a peer announced, heard `ageMs` ago (a relay's table); older than what we have, it changes nothing. */
+  private record (capacity: Capacity, ageMs = 0): void {
     const now = Date.now()
+    const receivedAt = now - Math.min(ageMs, this.expiryMs)
     const previous = this.table.get(capacity.peerId)
+    if (previous != null && previous.receivedAt > receivedAt) return
     if (previous != null && previous.capacity.acceptsJobs && !this.isLiveExecutor(previous, now)) {
       // expired but not yet swept: say so before saying it is back
       this.safeDispatchEvent('executor:removed', { detail: capacity.peerId })
@@ -453,7 +600,7 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     const wasExecutor = previous != null && this.isLiveExecutor(previous, now)
     // delete then set: Map order becomes least recently heard first, which is what eviction wants
     this.table.delete(capacity.peerId)
-    this.table.set(capacity.peerId, { capacity, receivedAt: now })
+    this.table.set(capacity.peerId, { capacity, receivedAt })
     if (this.table.size > MAX_TRACKED_PEERS) {
       const oldest = this.table.keys().next().value
       if (oldest != null) this.drop(oldest)
@@ -492,6 +639,9 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     return entry.capacity.acceptsJobs && now - entry.receivedAt <= this.expiryMs
   }
 }
+
+/** Table entries per write when answering (see `handleTableQuery`). */
+const TABLE_WRITE_BATCH = 64
 
 /**
  * `components.pubsub` if the node has one. libp2p's components object is a

@@ -36,7 +36,7 @@ import { expectNamedError, expectWithin, FuzzFinding } from '../harness.ts'
 import { CapturingRegistrar, fakeConnection, frame, pair, payloadFrames, sendAndClose, watch } from './streams.ts'
 import type { Capacity } from '../../../src/codec/messages.ts'
 import type { ExecuteRequest, ExecuteResult } from '../../../src/core/job.ts'
-import type { CapacityPubSub, PubSubMessage } from '../../../src/protocols/capacity/capacity.ts'
+import type { CapacityPubSub, CapacityPubSubEvents, PubSubMessage } from '../../../src/protocols/capacity/capacity.ts'
 import type { FuzzTarget, OpenTarget } from '../harness.ts'
 import type { Stream, StreamHandler } from '@libp2p/interface'
 
@@ -384,7 +384,10 @@ class FakePubSub implements CapacityPubSub {
   subscribe (): void {}
   unsubscribe (): void {}
   async publish (): Promise<unknown> { return undefined }
-  addEventListener (_type: 'message', listener: (evt: CustomEvent<PubSubMessage>) => void): void { this.listener = listener }
+  addEventListener <K extends keyof CapacityPubSubEvents>(type: K, listener: (evt: CapacityPubSubEvents[K]) => void): void {
+    if (type === 'message') this.listener = listener as (evt: CustomEvent<PubSubMessage>) => void
+  }
+
   removeEventListener (): void { this.listener = undefined }
   deliver (msg: PubSubMessage): void { this.listener?.(new CustomEvent('message', { detail: msg })) }
 }
