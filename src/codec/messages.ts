@@ -60,6 +60,12 @@ const PAYLOAD_RANGE = { min: 0, max: MAX_PAYLOAD_WIRE_BYTES }
  * largest files first); a tree with more blobs sends the rest unasked.
  */
 export const MAX_OFFER_FILE_CIDS = 1024
+/**
+ * Directory files one dispatch names for the donor to fetch (`pullFiles`);
+ * a tree with more big files pushes the rest. The list stays well under the
+ * dispatch header's size bound.
+ */
+export const MAX_PULL_FILES = 1024
 /** Room for MAX_OFFER_FILE_CIDS CID strings (at most MAX_CID_LENGTH each) in an offer or its answer. */
 const FILE_CIDS_BYTES = MAX_OFFER_FILE_CIDS * (MAX_CID_LENGTH + 2)
 
@@ -207,6 +213,13 @@ export interface DispatchHeader {
   pullModule?: boolean
   /** The input (`inputSize` bytes) is not on the stream: the donor fetches it by `inputCid`, as `pullModule`. */
   pullInput?: boolean
+  /**
+   * Directory files of the manifest that are not among the `blobCount` blobs
+   * on the stream: the donor fetches each by CID (its size is the manifest's),
+   * as `pullModule`. Only with `manifestCid`; absent: every file the donor
+   * lacks is pushed, as from older peers.
+   */
+  pullFiles?: string[]
 }
 
 /** Before each directory blob of a dispatch: which blob, and its size. */
@@ -485,16 +498,17 @@ function readDispatchHeader (r: FieldReader): DispatchHeader {
   }
 }
 
-/** The header's manifest fields: all three or none. */
-function readTreeFields (r: FieldReader): Pick<DispatchHeader, 'manifestCid' | 'manifestSize' | 'blobCount'> {
+/** The header's manifest fields: all three or none, and `pullFiles` only with them. */
+function readTreeFields (r: FieldReader): Pick<DispatchHeader, 'manifestCid' | 'manifestSize' | 'blobCount' | 'pullFiles'> {
   if (!r.has('manifestCid')) {
-    if (r.has('manifestSize') || r.has('blobCount')) r.fail('manifestCid', 'is missing (manifestSize and blobCount come with it)')
+    if (r.has('manifestSize') || r.has('blobCount') || r.has('pullFiles')) r.fail('manifestCid', 'is missing (manifestSize, blobCount and pullFiles come with it)')
     return {}
   }
   return {
     manifestCid: r.cid('manifestCid', 'dag-cbor'),
     manifestSize: r.integer('manifestSize', { min: 1, max: MAX_MANIFEST_BYTES }),
-    blobCount: r.integer('blobCount', { min: 0, max: MAX_TREE_ENTRIES })
+    blobCount: r.integer('blobCount', { min: 0, max: MAX_TREE_ENTRIES }),
+    ...(r.has('pullFiles') ? { pullFiles: r.cidArray('pullFiles', 'raw', MAX_PULL_FILES) } : {})
   }
 }
 
@@ -512,7 +526,7 @@ export function decodeBlobHeader (bytes: Uint8Array): BlobHeader {
 
 export function encodeDispatchHeader (h: DispatchHeader): Uint8Array {
   const wire = {
-    ...pick(h, ['jobId', 'taskId', 'moduleCid', 'inputCid', 'args', 'env', 'moduleSize', 'inputSize', 'sendsModule', 'moduleName', 'offered', 'meter', 'manifestCid', 'manifestSize', 'blobCount', 'pullModule', 'pullInput']),
+    ...pick(h, ['jobId', 'taskId', 'moduleCid', 'inputCid', 'args', 'env', 'moduleSize', 'inputSize', 'sendsModule', 'moduleName', 'offered', 'meter', 'manifestCid', 'manifestSize', 'blobCount', 'pullModule', 'pullInput', 'pullFiles']),
     limits: limitsToWire(h.limits ?? {})
   }
   return encodeChecked('dispatch header', wire, readDispatchHeader, MAX_MESSAGE_BYTES.dispatchHeader)

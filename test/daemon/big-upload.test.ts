@@ -114,7 +114,7 @@ describe('a 200 MiB input', () => {
 })
 
 describe('a directory with a 100 MiB file', () => {
-  it('job submit --dir uploads the file as a blob, names it by CID, and the job runs', { timeout: 120_000 }, async () => {
+  it('job submit --dir uploads the file as a blob, names it by CID, the executor fetches it by CID, and the job runs', { timeout: 120_000 }, async () => {
     const relay = track(await startTestRelay(join(dir.path, 'dir-relay')))
     const bootstrap = relay.info.announceAddrs.filter(a => a.includes('/tcp/'))
     const listen = ['/ip4/127.0.0.1/tcp/0', '/p2p-circuit']
@@ -135,6 +135,8 @@ describe('a directory with a 100 MiB file', () => {
     assert.equal(view.stdout, 'copied 14 bytes\n')
     // the big file went as an uploaded blob, not base64 in the submit's body (the module too: job submit names it by CID)
     assert.deepEqual(readdirSync(join(dir.path, 'dir-submitter', 'blobs')).sort(), [await fileRawCid(join(data, 'big.bin')), await fileRawCid(wasm)].sort())
+    // the executor fetched the big file by CID into its content store; the small one came on the dispatch stream
+    assert.deepEqual(readdirSync(join(dir.path, 'dir-executor', 'content')), [await fileRawCid(join(data, 'big.bin'))])
   })
 })
 

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { encode as encodeCbor } from '@ipld/dag-cbor'
+import { MalformedMessageError } from '../../src/codec/errors.ts'
 import { addressTree } from '../../src/codec/manifest.ts'
+import { decodeDispatchHeader, encodeDispatchHeader } from '../../src/codec/messages.ts'
 import { outputCid } from '../../src/codec/receipt.ts'
 import { decodeReceiptBody } from '../../src/codec/receipt.ts'
 import { dispatch, FilesNotCachedError } from '../../src/protocols/dispatch/index.ts'
@@ -109,5 +112,24 @@ describe('dispatch of a task with directories', () => {
     assert.equal(exec.calls[0].preopens, undefined)
     assert.equal(result.files, undefined)
     assert.equal(result.outputCid, outputCid(result.stdout, result.stderr))
+  })
+})
+
+describe('the dispatch header\'s pullFiles', () => {
+  const tree = addressTree(TREE)
+  const big = [...tree.blobs.keys()][1]
+  const header = { jobId: 'job-h', taskId: 'job-h/0', moduleCid: big, inputCid: big, args: [], env: [], limits: {}, moduleSize: 0, inputSize: 0, sendsModule: false }
+
+  it('round-trips beside the manifest fields, and is left out when there is nothing to pull', () => {
+    const withTree = { ...header, manifestCid: tree.manifestCid, manifestSize: tree.manifestBytes.byteLength, blobCount: 1 }
+    assert.deepEqual(decodeDispatchHeader(encodeDispatchHeader({ ...withTree, pullFiles: [big] })).pullFiles, [big])
+    assert.equal(decodeDispatchHeader(encodeDispatchHeader(withTree)).pullFiles, undefined)
+  })
+
+  it('is refused without a manifest, and when it names something that is not a raw CID', () => {
+    const wire = { ...header, limits: {}, pullFiles: [big] }
+    assert.throws(() => decodeDispatchHeader(encodeCbor(wire)), (err: unknown) => err instanceof MalformedMessageError && err.field === 'manifestCid')
+    const withTree = { ...wire, manifestCid: tree.manifestCid, manifestSize: tree.manifestBytes.byteLength, blobCount: 1, pullFiles: [tree.manifestCid] }
+    assert.throws(() => decodeDispatchHeader(encodeCbor(withTree)), (err: unknown) => err instanceof MalformedMessageError && err.field === 'pullFiles[0]')
   })
 })

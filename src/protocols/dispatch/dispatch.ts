@@ -24,8 +24,9 @@ import {
 import { DispatchStreamPool, StaleStreamError } from './stream-pool.ts'
 import { ModuleCache } from './module-cache.ts'
 import { TaskMemo } from './task-memo.ts'
-import { blobsToSend, FilesNotCachedError, readTree, skipTree, writeTree, type ReceivedTree } from './tree-transfer.ts'
-import { pullsOf, pulledPayloads, type PayloadFetcher, type Pulls } from './pull.ts'
+import { blobsToSend, FilesNotCachedError, readTree, skipTree, splitPulledFiles, writeTree, type ReceivedTree } from './tree-transfer.ts'
+import { pullsOf, pulledFiles, pulledPayloads, type PayloadFetcher, type Pulls, type Refused } from './pull.ts'
+import { PULL_THRESHOLD_BYTES } from '../fetch/index.ts'
 import type { AddressedTree, OutputFiles } from '../../codec/manifest.ts'
 import type { DispatchHeader, DispatchResultHeader, RefusalCode } from '../../codec/messages.ts'
 import type { ExecStatus, ExecuteRequest, ExecuteResult, JobDir, JobFile, JobLimits, SignedReceipt } from '../../core/job.ts'
@@ -103,8 +104,10 @@ export interface DispatchInit {
    */
   moduleCacheBytes?: number
   /**
-   * Donor: directory files kept by CID, so an offer can say which it holds
-   * and the broker skips them; least recently used evicted.
+   * Donor: directory files received on the dispatch stream, kept by CID in
+   * memory so an offer can say which it holds and the broker skips them;
+   * least recently used evicted. Files fetched by CID (`pullFiles`) stay in
+   * the fetch service's content store instead.
    *
    * @default 268435456 (256 MiB)
    */
@@ -166,15 +169,16 @@ export interface DispatchInit {
    */
   maxInboundStreams?: number
   /**
-   * Broker: grants the donor a fetch of the big module and input it pulls
-   * by CID; donor: fetches them into its content store. Without it
+   * Broker: grants the donor a fetch of the big module, input and directory
+   * files it pulls by CID; donor: fetches them into its content store. Without it
    * everything goes on the dispatch stream (broker) and a dispatch asking
    * for a fetch is refused (donor) @default none
    */
   fetch?: () => PayloadFetcher | undefined
   /**
-   * Broker: a module or input over this many bytes is pulled by a donor
-   * whose offer said it fetches (`pullModule` / `pullInput`)
+   * Broker: a module, input or directory file over this many bytes is
+   * pulled by a donor whose offer said it fetches (`pullModule` /
+   * `pullInput` / `pullFiles`)
    *
    * @default 8388608 (8 MiB)
    */
@@ -214,7 +218,7 @@ export interface DispatchTask {
   tree?: AddressedTree
   /** blob CIDs the donor's offer answer said it holds (`hasFiles`): not sent */
   donorHasFiles?: string[]
-  /** the donor's offer answer said it fetches by CID (`fetches`): a module or input over the pull threshold is not sent but fetched @default false */
+  /** the donor's offer answer said it fetches by CID (`fetches`): a module, input or directory file over the pull threshold is not sent but fetched @default false */
   donorFetches?: boolean
   /**
    * No offer was made: the dispatch carries it, the donor decides its header
@@ -259,6 +263,7 @@ interface Lease {
 /** A task as it goes out: encoded once, sent once more on a new stream when a kept one turned out closed. */
 interface Outgoing {
   task: DispatchTask
+  /** the directory files on the stream (those pulled are in `pulls.files`) */
   blobs: Array<[string, Uint8Array]>
   header: Uint8Array
   peer: string
@@ -324,10 +329,12 @@ export class DispatchService extends ProtocolService {
   private readonly modules: ModuleCache
   private readonly contents: ModuleCache
   /**
-   * Directory files sent (broker side) and received (donor side) since the
-   * service started: what shows that a file is sent once, for tests and debugging.
+   * Directory files sent on the stream and named for a fetch (broker side),
+   * received on the stream and taken by CID from the content store or
+   * fetched (donor side) since the service started: what shows that a file
+   * is sent once, and big ones fetched rather than pushed.
    */
-  readonly treeStats = { blobsSent: 0, blobBytesSent: 0, blobsReceived: 0, blobBytesReceived: 0 }
+  readonly treeStats = { blobsSent: 0, blobBytesSent: 0, blobsPulled: 0, blobBytesPulled: 0, blobsReceived: 0, blobBytesReceived: 0, blobsFetched: 0, blobBytesFetched: 0 }
   private readonly memo: TaskMemo<Answer>
   private readonly sessionIdleMs: number
   private readonly maxInboundStreams: number
@@ -420,9 +427,11 @@ export class DispatchService extends ProtocolService {
    */
   async dispatch (target: ProtocolTarget, task: DispatchTask, options: DispatchOptions = {}): Promise<DispatchResult> {
     const peer = peerOf(target).toString()
-    const blobs = task.tree != null ? blobsToSend(task.tree, task.donorHasFiles) : []
-    this.checkPayloadSizes(task, blobs)
-    const pulls = this.fetch != null ? pullsOf(task, this.pullThresholdBytes) : {}
+    const toSend = task.tree != null ? blobsToSend(task.tree, task.donorHasFiles) : []
+    this.checkPayloadSizes(task, toSend)
+    const fetches = this.fetch != null && task.donorFetches === true
+    const { push: blobs, pull: files } = splitPulledFiles(toSend, fetches ? this.pullThresholdBytes ?? PULL_THRESHOLD_BYTES : undefined)
+    const pulls: Pulls = { ...(this.fetch != null ? pullsOf(task, this.pullThresholdBytes) : {}), ...(files.length > 0 ? { files } : {}) }
     // encode before any I/O: a bad field is our caller's bug, named by the codec
     const out: Outgoing = { task, blobs, header: encodeDispatchHeader(headerOf(task, blobs.length, pulls)), peer, pulls }
     try {
@@ -494,6 +503,7 @@ export class DispatchService extends ProtocolService {
     const grants: Array<() => void> = []
     if (pulls.module === true && task.module != null) grants.push(this.fetch?.grant(peer, task.moduleCid, task.module, { onServed }) ?? (() => {}))
     if (pulls.input === true) grants.push(this.fetch?.grant(peer, task.inputCid, task.input, { onServed }) ?? (() => {}))
+    for (const [cid, bytes] of pulls.files ?? []) grants.push(this.fetch?.grant(peer, cid, bytes, { onServed }) ?? (() => {}))
     return grants
   }
 
@@ -533,6 +543,8 @@ export class DispatchService extends ProtocolService {
       await writeTree(io, task.tree, blobs, sending, moduleSize + inputSize)
       this.treeStats.blobsSent += blobs.length
       this.treeStats.blobBytesSent += treeSize - task.tree.manifestBytes.byteLength
+      this.treeStats.blobsPulled += pulls.files?.length ?? 0
+      this.treeStats.blobBytesPulled += (pulls.files ?? []).reduce((n, [, b]) => n + b.byteLength, 0)
     }
     // half-close: the donor sees the end of our side; its answer still flows back
     if (close) await io.stream.close({ signal: timer.signal })
@@ -672,7 +684,7 @@ export class DispatchService extends ProtocolService {
       const tree = await readTree(frames, header, this.maxPayloadBytes, io)
       // execution has its own guard (deadline + margin), fetches their own stall timers; no stall timer while they run
       timer.dispose()
-      const pulled = await pulledPayloads(this.fetch, header, connection, this.stopping)
+      const pulled = await this.pullAll(header, tree, connection)
       if ('refusal' in pulled) {
         await this.sendAnswer(frames, await this.refuse(header, 'rejected', pulled.refusal.reason, { refused: pulled.refusal.code }), timer, !mode.session)
         return mode.session
@@ -700,6 +712,20 @@ export class DispatchService extends ProtocolService {
       timer.dispose()
       if (admission?.admitted === true) admission.release()
     }
+  }
+
+  /** Donor: what the header says to pull (module, input, directory files, the last into `tree.fetched`), or why not. */
+  private async pullAll (header: DispatchHeader, tree: ReceivedTree | undefined, connection: Connection): Promise<{ module?: Uint8Array, input?: Uint8Array } | Refused> {
+    const pulled = await pulledPayloads(this.fetch, header, connection, this.stopping)
+    if ('refusal' in pulled || tree == null) return pulled
+    const files = await pulledFiles(this.fetch, tree.pull, connection, this.stopping)
+    if ('refusal' in files) return files
+    for (const [cid, bytes] of files.files) {
+      tree.fetched.set(cid, bytes)
+      this.treeStats.blobsFetched++
+      this.treeStats.blobBytesFetched += bytes.byteLength
+    }
+    return pulled
   }
 
   /** A session stream at a task boundary that its broker ended or left idle: our side closed too. */
@@ -818,10 +844,10 @@ export class DispatchService extends ProtocolService {
     return await this.memo.add(key, fingerprint, this.execute(header, moduleBytes, input, preopens?.dirs, peer)).promise
   }
 
-  /** The task's directories with their bytes: the blobs that came with it first, then the content cache. */
+  /** The task's directories with their bytes: the blobs that came with it first, then those it fetched, then the content cache. */
   private preopensOf (tree: ReceivedTree | undefined): { dirs: JobDir[] } | { missing: string[] } | undefined {
     if (tree == null) return undefined
-    return treeFromManifest(tree.manifest, (cid) => tree.blobs.get(cid) ?? this.contents.get(cid))
+    return treeFromManifest(tree.manifest, (cid) => tree.blobs.get(cid) ?? tree.fetched.get(cid) ?? this.contents.get(cid))
   }
 
   private async execute (header: DispatchHeader, module: Uint8Array, input: Uint8Array, preopens: JobDir[] | undefined, peer: string): Promise<Answer> {
@@ -925,6 +951,7 @@ function headerOf (task: DispatchTask, blobCount: number, pulls: Pulls = {}): Di
     sendsModule: task.module != null && pulls.module !== true,
     ...(pulls.module === true ? { pullModule: true } : {}),
     ...(pulls.input === true ? { pullInput: true } : {}),
+    ...(pulls.files != null && pulls.files.length > 0 ? { pullFiles: pulls.files.map(([cid]) => cid) } : {}),
     ...(task.offered === true ? { offered: true, ...(task.meter != null ? { meter: task.meter } : {}) } : {}),
     ...(task.moduleName != null ? { moduleName: task.moduleName } : {}),
     ...(task.tree != null ? { manifestCid: task.tree.manifestCid, manifestSize: task.tree.manifestBytes.byteLength, blobCount } : {})

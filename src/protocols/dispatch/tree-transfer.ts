@@ -3,10 +3,13 @@
  * as a payload, then each blob the donor does not hold as a BlobHeader frame
  * and its bytes. Blobs are checked against their CIDs as they arrive and kept
  * by the donor in a bounded content cache (largest-first names in the offer
- * let it say which it has), so a file sent once is not sent again.
+ * let it say which it has), so a file sent once is not sent again. A big
+ * file, to a donor that fetches by CID, is not on the stream at all: the
+ * header names it (`pullFiles`) and the donor fetches it into its content
+ * store (pull.ts), as a big module or input.
  */
 import { dagCborCid, parseCid, rawCid } from '../../codec/cid.ts'
-import { decodeBlobHeader, encodeBlobHeader } from '../../codec/messages.ts'
+import { decodeBlobHeader, encodeBlobHeader, MAX_PULL_FILES } from '../../codec/messages.ts'
 import { decodeManifest, MAX_MANIFEST_BYTES } from '../../codec/manifest.ts'
 import { WorldComputeError } from '../../core/errors.ts'
 import { PayloadTooLargeError, ProtocolViolationError } from '../errors.ts'
@@ -27,6 +30,18 @@ export function blobsToSend (tree: AddressedTree, donorHas: readonly string[] | 
   return [...tree.blobs].filter(([cid]) => !skip.has(cid))
 }
 
+/**
+ * Broker: which of the blobs to send go on the stream and which the donor
+ * fetches (over `thresholdBytes`, for a donor that fetches; at most
+ * MAX_PULL_FILES, the rest pushed).
+ */
+export function splitPulledFiles (blobs: Array<[string, Uint8Array]>, thresholdBytes: number | undefined): { push: Array<[string, Uint8Array]>, pull: Array<[string, Uint8Array]> } {
+  if (thresholdBytes == null) return { push: blobs, pull: [] }
+  const pull = blobs.filter(([, bytes]) => bytes.byteLength > thresholdBytes).slice(0, MAX_PULL_FILES)
+  const pulled = new Set(pull.map(([cid]) => cid))
+  return { push: blobs.filter(([cid]) => !pulled.has(cid)), pull }
+}
+
 /** Broker: the manifest, then each blob to send behind its header. */
 export async function writeTree (io: FramedStream, tree: AddressedTree, blobs: Array<[string, Uint8Array]>, sending: (base: number) => PayloadOptions, base: number): Promise<void> {
   await io.writePayload(tree.manifestBytes, sending(base))
@@ -38,10 +53,20 @@ export async function writeTree (io: FramedStream, tree: AddressedTree, blobs: A
   }
 }
 
-/** What a donor read of a task's tree: the manifest and the blobs that came with it, verified. */
+/** A directory file the header names for the donor to fetch, with its size from the manifest. */
+export interface PulledFile {
+  cid: string
+  size: number
+}
+
+/** What a donor read of a task's tree: the manifest, the blobs that came with it (verified), and the files to fetch. */
 export interface ReceivedTree {
   manifest: TreeManifest
   blobs: Map<string, Uint8Array>
+  /** `pullFiles` of the header, each a file of the manifest, in canonical spelling */
+  pull: PulledFile[]
+  /** the pulled files' bytes once fetched, read from the content store (not kept in the cache of pushed files too) */
+  fetched: Map<string, Uint8Array>
 }
 
 /**
@@ -66,7 +91,21 @@ export async function readTree (io: FramedStream, header: DispatchHeader, maxBlo
     if (!(parseCid(blob.cid)?.equals(cid) ?? false)) throw new ProtocolViolationError(`task ${header.taskId}: a directory file does not match its CID ${blob.cid}`)
     blobs.set(cid.toString(), data)
   }
-  return { manifest, blobs }
+  return { manifest, blobs, pull: filesToPull(header, manifest, maxBlobBytes), fetched: new Map() }
+}
+
+/** The header's `pullFiles` with their sizes: each must be a file of the manifest, at most `maxBlobBytes`. */
+function filesToPull (header: DispatchHeader, manifest: TreeManifest, maxBlobBytes: number): PulledFile[] {
+  if (header.pullFiles == null || header.pullFiles.length === 0) return []
+  const sizes = new Map<string, number>()
+  for (const dir of manifest.dirs) for (const file of dir.files) sizes.set(parseCid(file.cid)?.toString() ?? file.cid, file.size)
+  return header.pullFiles.map(name => {
+    const cid = parseCid(name)?.toString() ?? name
+    const size = sizes.get(cid)
+    if (size == null) throw new ProtocolViolationError(`task ${header.taskId}: pullFiles names ${name}, which is no file of its manifest`)
+    if (size > maxBlobBytes) throw new PayloadTooLargeError(`directory file ${cid}: ${size} bytes, over this donor's ${maxBlobBytes}-byte limit`, maxBlobBytes)
+    return { cid, size }
+  })
 }
 
 /** Donor, for a dispatch it refused: reads past the tree, keeping nothing. */

@@ -72,7 +72,7 @@ export interface FetchWant {
   /** CIDv1 raw sha2-256 */
   cid: string
   size: number
-  /** 'module' or 'input', in logs */
+  /** 'module', 'input' or 'directory file', in logs */
   what: string
 }
 

@@ -1,7 +1,7 @@
 /**
  * @packageDocumentation
  *
- * `/worldcompute/fetch/1.0.0`: a donor fetches a big module or input by CID
+ * `/worldcompute/fetch/1.0.0`: a donor fetches a big module, input or directory file by CID
  * from the broker that dispatched it, over the dispatch's own connection,
  * into its on-disk content store; the broker serves only the CIDs of tasks it
  * dispatched to that donor.

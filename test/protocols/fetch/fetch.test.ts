@@ -1,7 +1,8 @@
 /**
  * The fetch protocol between real libp2p nodes on 127.0.0.1: a donor pulls a
- * big input by CID from the broker that dispatched it, into its content
- * store; the broker serves only what it granted.
+ * big input, module or directory file by CID from the broker that
+ * dispatched it, into its content store; the broker serves only what it
+ * granted.
  */
 import assert from 'node:assert/strict'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
@@ -9,10 +10,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, it } from 'node:test'
 import { rawCidString } from '../../../src/codec/cid.ts'
+import { addressTree } from '../../../src/codec/manifest.ts'
 import { ContentStore } from '../../../src/donor/content-store.ts'
 import { dispatch, type DispatchService } from '../../../src/protocols/dispatch/index.ts'
-import { DispatchRefusedError } from '../../../src/protocols/errors.ts'
+import { DispatchFailedError, DispatchRefusedError } from '../../../src/protocols/errors.ts'
 import { ContentStoreFullError, fetch, FetchRefusedError, type ContentSink, type FetchService, type OffsetPayloadSource } from '../../../src/protocols/fetch/index.ts'
+import type { JobDir } from '../../../src/core/job.ts'
 import { admitAll, captureLogs, createTestNode, fakeExecutor, stopAll, task, upper } from '../helpers.ts'
 import { waitFor } from '../../helpers/wait.ts'
 import type { Libp2p } from 'libp2p'
@@ -160,5 +163,75 @@ describe('fetch protocol', () => {
     await assert.rejects(brokerDispatch.dispatch(conn, { ...task('job-d/0', input), donorFetches: true }),
       (err: unknown) => err instanceof DispatchRefusedError && err.refusal === 'disk-full' && /CONTENT_STORE_FULL/.test(err.detail ?? ''))
     assert.equal(exec.calls.length, 0, 'nothing ran')
+  })
+
+  /** A tree of one big file (pulled by a donor that fetches) and one small one (always pushed). */
+  function bigTree (): { dirs: JobDir[], big: Uint8Array, small: Uint8Array } {
+    const big = pattern(3 * 1024 * 1024, 11)
+    const small = pattern(200, 19)
+    return { dirs: [{ guest: '/data', files: [{ path: '/data/big.bin', data: big }, { path: '/data/small.txt', data: small }] }], big, small }
+  }
+
+  it('lets the donor pull a big directory file by CID while the small one comes on the stream, and preopens both', async () => {
+    const store = new ContentStore({ dir: join(root, 'content') })
+    const exec = fakeExecutor()
+    const { donor, donorFetch, brokerFetch, brokerDispatch, conn } = await pair(store, exec)
+    const { dirs, big, small } = bigTree()
+    const tree = addressTree(dirs)
+
+    const first = await brokerDispatch.dispatch(conn, { ...task('job-t/0', pattern(10, 3)), tree, donorFetches: true })
+    assert.equal(first.status, 'succeeded')
+    const files = exec.calls[0].preopens?.[0].files ?? []
+    assert.deepEqual(files.map(f => f.path), ['/data/big.bin', '/data/small.txt'])
+    assert.deepEqual(files[0].data, big)
+    assert.deepEqual(files[1].data, small)
+    assert.deepEqual(brokerDispatch.treeStats, { blobsSent: 1, blobBytesSent: small.byteLength, blobsPulled: 1, blobBytesPulled: big.byteLength, blobsReceived: 0, blobBytesReceived: 0, blobsFetched: 0, blobBytesFetched: 0 })
+    assert.equal(brokerFetch.stats.bytesServed, big.byteLength, 'the big file went by fetch, not on the dispatch stream')
+    const donorStats = (donor.services.dispatch as DispatchService).treeStats
+    assert.equal(donorStats.blobsReceived, 1)
+    assert.equal(donorStats.blobBytesReceived, small.byteLength)
+    assert.equal(donorStats.blobsFetched, 1)
+    assert.equal(donorStats.blobBytesFetched, big.byteLength)
+    assert.ok(store.has(rawCidString(big)), 'the donor keeps the big file in its content store')
+    assert.ok(!(donor.services.dispatch as DispatchService).hasFiles([rawCidString(big)]).includes(rawCidString(big)), 'one copy: not in the cache of pushed files too')
+
+    const second = await brokerDispatch.dispatch(conn, { ...task('job-t/1', pattern(10, 5)), tree, donorFetches: true })
+    assert.equal(second.status, 'succeeded')
+    assert.deepEqual(exec.calls[1].preopens?.[0].files[0].data, big)
+    assert.equal(brokerFetch.stats.bytesServed, big.byteLength, 'the second task takes the big file from the donor\'s store')
+    assert.equal(donorFetch.stats.fetches, 1)
+  })
+
+  it('pushes every directory file on the dispatch stream to a donor that did not say it fetches', async () => {
+    const store = new ContentStore({ dir: join(root, 'content') })
+    const exec = fakeExecutor()
+    const { brokerFetch, brokerDispatch, conn } = await pair(store, exec)
+    const { dirs, big, small } = bigTree()
+    const result = await brokerDispatch.dispatch(conn, { ...task('job-o/0', pattern(10, 3)), tree: addressTree(dirs) })
+    assert.equal(result.status, 'succeeded')
+    assert.deepEqual(exec.calls[0].preopens?.[0].files[0].data, big)
+    assert.equal(brokerDispatch.treeStats.blobsSent, 2)
+    assert.equal(brokerDispatch.treeStats.blobBytesSent, big.byteLength + small.byteLength)
+    assert.equal(brokerDispatch.treeStats.blobsPulled, 0)
+    assert.equal(brokerFetch.stats.served, 0)
+    assert.equal(store.size, 0)
+  })
+
+  it('fails the dispatch as a path failure when the donor cannot fetch a directory file, with the fetch logged by peer, address, transport and phase', async () => {
+    const broken: ContentSink = {
+      has: () => false,
+      read: async () => { throw new Error('nothing held') },
+      begin: async () => ({ written: 0, write: async () => { throw new Error('EIO: the disk failed (test)') }, commit: async () => {}, abort: async () => {} })
+    }
+    const exec = fakeExecutor()
+    const { brokerDispatch, conn, broker } = await pair(broken, exec)
+    const { dirs } = bigTree()
+    await assert.rejects(brokerDispatch.dispatch(conn, { ...task('job-x/0', pattern(10, 3)), tree: addressTree(dirs), donorFetches: true }),
+      (err: unknown) => err instanceof DispatchFailedError && err.code === 'DISPATCH_FAILED')
+    assert.equal(exec.calls.length, 0, 'nothing ran')
+    const line = logs.lines.find(l => /fetch of directory file \S+ \(\d+ bytes\) from \S+ failed:/.test(l))
+    assert.ok(line != null, 'the failed fetch is logged')
+    assert.ok(line.includes(`from ${broker.peerId.toString()}`), line)
+    for (const field of [/ peer=\S+/, / addr=\/ip4\/127\.0\.0\.1\/tcp\/\d+/, / transport=direct/, / phase=fetch/]) assert.match(line, field)
   })
 })
