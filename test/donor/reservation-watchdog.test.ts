@@ -99,12 +99,13 @@ describe('relay watchdog', () => {
 
     const silentAt = Date.now()
     fwd.blackHole()
-    await waitFor('the donor to notice the silent relay', async () => (await client.call('status', {})).relays.length === 0 ? true : undefined, 30_000)
+    // noticed = the unanswered ping's warning, read in-process: the donor redials through the forwarder at once
+    // (new connections pass), so a status poll can miss the moment it held no reservation
+    const unanswered = (): Record<string, unknown> | undefined => records().find(r => r.component === 'donor.reservation' && r.level === 'warn' && r.peer === relay.info.peerId && r.phase === 'protocol')
+    await waitFor('the donor to notice the silent relay', () => unanswered() != null ? true : undefined, 30_000, 20)
     const detectedMs = Date.now() - silentAt
-    t.diagnostic(`a silent relay noticed ${detectedMs} ms after its path went silent (a ping every ${PING_INTERVAL_MS} ms checked every ${WATCHDOG_INTERVAL_MS} ms, ping timeout ${PING_TIMEOUT_MS} ms; the status poll adds up to 50 ms)`)
+    t.diagnostic(`a silent relay noticed ${detectedMs} ms after its path went silent (a ping every ${PING_INTERVAL_MS} ms checked every ${WATCHDOG_INTERVAL_MS} ms, ping timeout ${PING_TIMEOUT_MS} ms)`)
     assert.ok(detectedMs <= PING_INTERVAL_MS + WATCHDOG_INTERVAL_MS + PING_TIMEOUT_MS + 1_500, `noticed after ${detectedMs} ms`)
-    const warned = records().find(r => r.component === 'donor.reservation' && r.level === 'warn' && r.peer === relay.info.peerId && r.phase === 'protocol')
-    assert.ok(warned != null, 'the unanswered ping is a warning naming the relay, at phase protocol')
 
     const again = await waitFor('a new reservation on a new connection', async () => {
       const s = await client.call('status', {})
