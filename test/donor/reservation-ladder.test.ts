@@ -12,7 +12,7 @@ import { ApiClient } from '../../src/api/client.ts'
 import { loadDaemonConfig } from '../../src/config/config.ts'
 import { dataDirPaths } from '../../src/config/data-dir.ts'
 import { startDaemon, type DaemonHandle, type RelayHandle } from '../../src/daemon/daemon.ts'
-import { RUNG_MEMORY_FILE } from '../../src/net/dial-ladder.ts'
+import { RUNG_MEMORY_FILE, RUNG_STAGGER_MS } from '../../src/net/dial-ladder.ts'
 import { stopAfterEach } from '../helpers/cleanup.ts'
 import { captureJsonLogs } from '../helpers/logs.ts'
 import { FAST_RESERVATION, freePort, reservedStatus, startTestRelay, tempDir } from '../helpers/mesh.ts'
@@ -122,10 +122,13 @@ describe('relay reservations through the dial ladder', () => {
     assert.match(s2.bootstrap[0].path?.reason ?? '', /^remembered from the last run on this network/)
     const logged = reservedLine(relayId)
     assert.ok(logged?.transport === 'ws' && logged.remembered === true, lines.join('\n'))
-    // the remembered rung went first and won, so the refused address was never dialled this time
+    // the remembered rung went first and won; the refused address, ranked first otherwise, is tried at most one
+    // stagger later, only when the WebSocket takes longer than that to connect (a loaded machine)
     const dials = await second.client.call('dials', { limit: 100 })
-    assert.equal(dials.attempts.filter(d => d.target === refused).length, 0, JSON.stringify(dials.attempts))
-    assert.equal(dials.attempts.filter(d => d.target === wsAddr && d.outcome === 'success').length, 1)
+    const ws = dials.attempts.filter(d => d.target === wsAddr && d.outcome === 'success')
+    assert.equal(ws.length, 1, JSON.stringify(dials.attempts))
+    const tcp = dials.attempts.filter(d => d.target === refused)
+    assert.ok(tcp.length === 0 || (tcp.length === 1 && Date.parse(tcp[0].ts) - Date.parse(ws[0].ts) >= RUNG_STAGGER_MS - 5 && ws[0].duration_ms >= RUNG_STAGGER_MS - 5), JSON.stringify(dials.attempts))
   })
 
   it('a stalled TCP bootstrap address does not hold up the reservation: WS wins and TCP is recorded as cancelled at noise', async () => {
