@@ -23,6 +23,8 @@ export interface SandboxConfig {
   /** how long one job's preparation (CID check, validation, metering, compilation) may take */
   prepareTimeoutMs: number
   moduleLimits: ModuleLimits
+  /** the most bytes of finished jobs' input buffers kept for the next jobs (InputPool) */
+  inputPoolBytes: number
 }
 
 /** One job as the sandbox receives it: the request with its limits already resolved. */

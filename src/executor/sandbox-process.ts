@@ -19,7 +19,7 @@ import { siblingModuleUrl } from '../core/module-url.ts'
 import { PreparedModuleCache, preparedKey, type PrepareLimits, type PreparedModule } from './prepare.ts'
 import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome, WorkerMessage, WorkerRequest } from './protocol.ts'
 import { SANDBOX_DATA_FD } from './sandbox-launch.ts'
-import { frameHeader, InputInbox, type StreamedInput } from './stream-io.ts'
+import { frameHeader, InputInbox, InputPool, type StreamedInput } from './stream-io.ts'
 
 const WORKER_ENTRY = siblingModuleUrl('./worker.ts', import.meta.url)
 
@@ -76,7 +76,7 @@ const queue: Taken[] = []
 const wantingModule = new Map<number, Taken>()
 const cache = new PreparedModuleCache()
 /** where the inputs on the data socket go, read in place */
-const inbox = new InputInbox()
+const inbox = new InputInbox(new InputPool({ maxBytes: config.inputPoolBytes }))
 /** the parent asked to suspend us: timers are held until it says `resume` */
 let suspended = false
 
@@ -155,6 +155,7 @@ function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
         ? emptyOutcome('failed', `the job ran out of its worker's memory (${WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb} MiB heap)`)
         : emptyOutcome('failed', `executor crashed: worker thread ${why}`, 'EXECUTOR_CRASHED')
       reply({ type: 'result', runId: s.job.runId, outcome })
+      s.job.input.release()
       s.job = undefined
     }
     replaceWorker(s)
@@ -181,6 +182,7 @@ function onDone (slot: Slot, runId: number, outcome: SandboxOutcome): void {
   if (slot.job?.runId !== runId) return
   disarm(slot.job.timer)
   const prepared = slot.job.prepared === true
+  slot.job.input.release()
   slot.job = undefined
   reply({ type: 'result', runId, outcome, prepared })
   pump()
@@ -189,6 +191,8 @@ function onDone (slot: Slot, runId: number, outcome: SandboxOutcome): void {
 /** Ends the slot's job with `outcome` (a budget or deadline ran out) and gives the slot a fresh worker. */
 function endJob (slot: Slot, runId: number, outcome: SandboxOutcome): void {
   if (slot.job?.runId !== runId) return
+  // the old worker may still read the input while it is terminated: what it does from here on is ignored
+  slot.job.input.release()
   slot.job = undefined
   reply({ type: 'result', runId, outcome })
   replaceWorker(slot)
@@ -313,15 +317,21 @@ function onRun (job: SandboxJob): void {
 }
 
 function onCancel (runId: number): void {
-  if (wantingModule.delete(runId)) return
+  const wanting = wantingModule.get(runId)
+  if (wanting !== undefined) {
+    wantingModule.delete(runId)
+    wanting.input.release()
+    return
+  }
   const queued = queue.findIndex(q => q.job.runId === runId)
   if (queued >= 0) {
-    queue.splice(queued, 1)
+    queue.splice(queued, 1)[0].input.release()
     return
   }
   const slot = slots.find(s => s.job?.runId === runId)
   if (slot?.job !== undefined) {
     disarm(slot.job.timer)
+    slot.job.input.release()
     slot.job = undefined
     replaceWorker(slot)
   }
