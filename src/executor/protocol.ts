@@ -11,6 +11,7 @@
  * core) instead of coming before and after it.
  */
 
+import type { MessagePort } from 'node:worker_threads'
 import type { ExecErrorCode, JobDir, JobLimits } from '../core/job.ts'
 import type { ModuleLimits } from './module-limits.ts'
 import type { PrepareLimits, PreparedModule } from './prepare.ts'
@@ -101,7 +102,7 @@ export interface WorkerRequest {
 
 export type WorkerMessage =
   /** the worker has loaded its code and listens: jobs sent from now on start at once */
-  | { type: 'ready' }
+  | { type: 'ready', returns?: MessagePort }
   /** preparation is over and the run begins (its deadline with it); `fresh` is a new entry for the sandbox's cache */
   | { type: 'prepared', runId: number, fresh?: PreparedModule }
   /** the next part of the job's stdout, flushed while it runs */

@@ -13,7 +13,7 @@
  */
 
 import { Socket } from 'node:net'
-import { Worker } from 'node:worker_threads'
+import { Worker, type MessagePort } from 'node:worker_threads'
 import type { ExecErrorCode, ExecStatus } from '../core/job.ts'
 import { siblingModuleUrl } from '../core/module-url.ts'
 import { PreparedModuleCache, preparedKey, type PrepareLimits, type PreparedModule } from './prepare.ts'
@@ -44,6 +44,8 @@ interface Slot {
   worker: Worker
   /** the worker has loaded its code (it said 'ready'); jobs go only to ready workers */
   ready: boolean
+  /** where its stdout buffers go back once sent, to be written again (it said so in 'ready') */
+  returns?: MessagePort
   /** the job the worker has, and the timer of its current phase (preparation, then the run) */
   job?: { job: SandboxJob, runId: number, timer: JobTimer, input: StreamedInput, prepared?: boolean }
 }
@@ -126,18 +128,20 @@ function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
   const s: Slot = slot ?? { worker, ready: false }
   s.worker = worker
   s.ready = false
+  s.returns = undefined
   let loaded = false
   worker.on('message', (msg: WorkerMessage) => {
     if (s.worker !== worker) return // a late message from a worker already replaced (deadline or cancel)
     if (msg.type === 'ready') {
       loaded = true
       s.ready = true
+      s.returns = msg.returns
       onReady?.()
       pump()
     } else if (msg.type === 'prepared') {
       onPrepared(s, msg.runId, msg.fresh)
     } else if (msg.type === 'stdout') {
-      if (s.job?.runId === msg.runId) sendStdout(msg.runId, msg.bytes)
+      if (s.job?.runId === msg.runId) sendStdout(msg.runId, msg.bytes, s.returns)
     } else {
       onDone(s, msg.runId, msg.stdoutStreamed === undefined ? msg.outcome : { ...msg.outcome, stdoutStreamed: msg.stdoutStreamed })
     }
@@ -297,11 +301,18 @@ function ownCopy (b: Uint8Array): Uint8Array {
   return b.byteLength === 0 ? new Uint8Array(0) : b.slice()
 }
 
-/** A stdout chunk to the parent on the data socket; the worker gave it up, so the socket may write it when it can. */
-function sendStdout (runId: number, bytes: Uint8Array): void {
+/**
+ * A stdout chunk to the parent on the data socket; the worker gave it up, so
+ * the socket may write it when it can, and then its buffer goes back to the
+ * worker (`returns`) for a later chunk. A worker gone by then drops it.
+ */
+function sendStdout (runId: number, bytes: Uint8Array, returns?: MessagePort): void {
   data.cork()
   data.write(frameHeader(runId, bytes.byteLength))
-  data.write(bytes)
+  data.write(bytes, (err) => {
+    // a failed write ends the sandbox ('error' handler); only a sent buffer goes back
+    if (err == null) returns?.postMessage(bytes.buffer, [bytes.buffer as ArrayBuffer])
+  })
   data.uncork()
 }
 

@@ -300,6 +300,12 @@ export interface OutputSink {
   chunkBytes: number
   /** takes the bytes (the shim keeps no reference to them) */
   flush: (bytes: Uint8Array) => void
+  /**
+   * a buffer of at least `capacity` bytes to write the next chunk into, if
+   * one is at hand (one handed over before and given back once sent), so that
+   * a long output does not fault in fresh pages for every chunk @default none: a new buffer
+   */
+  spare?: (capacity: number) => Uint8Array<ArrayBuffer> | undefined
 }
 
 /** Joins the streamed chunks and the tail into one buffer. */

@@ -153,6 +153,39 @@ describe('runModule with a streamed input and output', () => {
     assert.equal(streamed.fuelUsed, whole.fuelUsed)
   })
 
+  it('writes later chunks into the buffers given back (spare), dirty as they are, with the same output and fuel', () => {
+    const module = upper()
+    const input = text(1_000_000)
+    const whole = runModule(module, upperSpec(input))
+    const copies: Uint8Array[] = []
+    const given: Array<Uint8Array<ArrayBuffer>> = []
+    let reused = 0
+    const streamed = runModule(module, upperSpec(input), {
+      stdoutSink: {
+        chunkBytes: 64 * 1024,
+        // each chunk is copied, then its buffer scribbled over and given back, as the sandbox does once it is sent
+        flush: (b) => {
+          copies.push(b.slice())
+          given.push(new Uint8Array(b.buffer as ArrayBuffer).fill(0xff))
+        },
+        spare: (capacity) => {
+          const b = given.shift()
+          if (b === undefined) return undefined
+          if (b.byteLength >= capacity) reused++
+          return b
+        }
+      }
+    })
+    assert.equal(streamed.status, 'succeeded')
+    assert.ok(copies.length >= 8 && reused >= copies.length - 2, `${reused} of ${copies.length} buffers written again`)
+    assert.deepEqual(joinChunks(copies, streamed.stdout), upperCased(input))
+    assert.equal(streamed.fuelUsed, whole.fuelUsed)
+    // a spare too small for a chunk is not used
+    const small: Uint8Array[] = []
+    const out = runModule(module, upperSpec(input), { stdoutSink: { chunkBytes: 64 * 1024, flush: (b) => { small.push(b.slice()) }, spare: () => new Uint8Array(10) } })
+    assert.deepEqual(joinChunks(small, out.stdout), upperCased(input))
+  })
+
   it('stops at the output cap with what fits, part of it streamed ahead', () => {
     const chunks: Uint8Array[] = []
     const out = runModule(upper(), upperSpec(text(300_000), 200_000), { stdoutSink: { chunkBytes: 64 * 1024, flush: (b) => { chunks.push(b) } } })
