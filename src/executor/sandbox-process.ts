@@ -141,7 +141,7 @@ function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
     } else if (msg.type === 'prepared') {
       onPrepared(s, msg.runId, msg.fresh)
     } else if (msg.type === 'stdout') {
-      if (s.job?.runId === msg.runId) sendStdout(msg.runId, msg.bytes, s.returns)
+      if (s.job?.runId === msg.runId) sendStdout(msg.runId, msg.bytes, () => (s.worker === worker && s.job?.runId === msg.runId ? s.returns : undefined))
     } else {
       onDone(s, msg.runId, msg.stdoutStreamed === undefined ? msg.outcome : { ...msg.outcome, stdoutStreamed: msg.stdoutStreamed })
     }
@@ -303,15 +303,17 @@ function ownCopy (b: Uint8Array): Uint8Array {
 
 /**
  * A stdout chunk to the parent on the data socket; the worker gave it up, so
- * the socket may write it when it can, and then its buffer goes back to the
- * worker (`returns`) for a later chunk. A worker gone by then drops it.
+ * the socket may write it when it can, and then its buffer goes back for a
+ * later chunk to the port `returnTo` names: only while the same worker still
+ * runs the same job, so that buffers do not pile up in an idle worker (one
+ * not given back is garbage).
  */
-function sendStdout (runId: number, bytes: Uint8Array, returns?: MessagePort): void {
+function sendStdout (runId: number, bytes: Uint8Array, returnTo: () => MessagePort | undefined): void {
   data.cork()
   data.write(frameHeader(runId, bytes.byteLength))
   data.write(bytes, (err) => {
     // a failed write ends the sandbox ('error' handler); only a sent buffer goes back
-    if (err == null) returns?.postMessage(bytes.buffer, [bytes.buffer as ArrayBuffer])
+    if (err == null) returnTo()?.postMessage(bytes.buffer, [bytes.buffer as ArrayBuffer])
   })
   data.uncork()
 }

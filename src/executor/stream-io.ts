@@ -12,7 +12,8 @@
  *
  * Output: the shim hands stdout over in chunks (OutputSink) and keeps only
  * the part not handed over yet; the chunks go to the parent on the data
- * socket, which joins the pieces it read and that tail.
+ * socket, which joins the pieces it read and that tail. A chunk's buffer,
+ * once sent, goes back to the worker for a later chunk (OutputSink.spare).
  */
 
 import { DataFrameError } from './errors.ts'

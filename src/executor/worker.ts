@@ -48,6 +48,7 @@ port.on('message', (req: WorkerRequest) => {
     outcome = failed(`executor error: ${describe(err)}`)
   }
   post({ type: 'done', runId: req.runId, outcome: { ...outcome, cpuTimeMs: cpuMsSince(cpuStart) }, stdoutStreamed })
+  dropReturnedBuffers()
 })
 
 /**
@@ -65,6 +66,12 @@ function returnedBuffer (capacity: number): Uint8Array<ArrayBuffer> | undefined 
     if (buffer.byteLength >= capacity) return new Uint8Array(buffer)
   }
   return undefined
+}
+
+/** Lets the buffers given back for the job just done go: an idle worker holds none. */
+function dropReturnedBuffers (): void {
+  let dropped = receiveMessageOnPort(returns.port1)
+  while (dropped !== undefined) dropped = receiveMessageOnPort(returns.port1)
 }
 
 function cpuMsSince (start: NodeJS.CpuUsage): number {
