@@ -105,7 +105,7 @@ export type WorkerMessage =
   | { type: 'ready', returns?: MessagePort }
   /** preparation is over and the run begins (its deadline with it); `fresh` is a new entry for the sandbox's cache */
   | { type: 'prepared', runId: number, fresh?: PreparedModule }
-  /** the next part of the job's stdout, flushed while it runs */
-  | { type: 'stdout', runId: number, bytes: Uint8Array }
+  /** the next part of the job's stdout, flushed while it runs; `taken`: buffers this worker took back so far (`returns`) */
+  | { type: 'stdout', runId: number, bytes: Uint8Array, taken?: number }
   /** `stdoutStreamed`: bytes of stdout that went ahead in `stdout` messages */
   | { type: 'done', runId: number, outcome: RunOutcome, stdoutStreamed?: number }

@@ -34,6 +34,9 @@ const WORKER_ENTRY = siblingModuleUrl('./worker.ts', import.meta.url)
  */
 const WORKER_RESOURCE_LIMITS = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32, stackSizeMb: 32 }
 
+/** stdout buffers (2 MiB each) given back to a worker and not yet taken: what an idle worker may hold */
+const RETURNED_AHEAD = 4
+
 /** A job taken in: its input fills as the parent's chunks arrive, queued or running. */
 interface Taken {
   job: SandboxJob
@@ -46,6 +49,9 @@ interface Slot {
   ready: boolean
   /** where its stdout buffers go back once sent, to be written again (it said so in 'ready') */
   returns?: MessagePort
+  /** buffers given back to it, and taken by it (its last `stdout` says): at most RETURNED_AHEAD apart */
+  returned: number
+  taken: number
   /** the job the worker has, and the timer of its current phase (preparation, then the run) */
   job?: { job: SandboxJob, runId: number, timer: JobTimer, input: StreamedInput, prepared?: boolean }
 }
@@ -125,10 +131,12 @@ function prepareLimits (job: SandboxJob): PrepareLimits {
 
 function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
   const worker = new Worker(WORKER_ENTRY, { resourceLimits: WORKER_RESOURCE_LIMITS, stdout: false, stderr: false })
-  const s: Slot = slot ?? { worker, ready: false }
+  const s: Slot = slot ?? { worker, ready: false, returned: 0, taken: 0 }
   s.worker = worker
   s.ready = false
   s.returns = undefined
+  s.returned = 0
+  s.taken = 0
   let loaded = false
   worker.on('message', (msg: WorkerMessage) => {
     if (s.worker !== worker) return // a late message from a worker already replaced (deadline or cancel)
@@ -141,7 +149,8 @@ function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
     } else if (msg.type === 'prepared') {
       onPrepared(s, msg.runId, msg.fresh)
     } else if (msg.type === 'stdout') {
-      if (s.job?.runId === msg.runId) sendStdout(msg.runId, msg.bytes, () => (s.worker === worker && s.job?.runId === msg.runId ? s.returns : undefined))
+      s.taken = msg.taken ?? s.taken
+      if (s.job?.runId === msg.runId) sendStdout(msg.runId, msg.bytes, () => returnPort(s, worker))
     } else {
       onDone(s, msg.runId, msg.stdoutStreamed === undefined ? msg.outcome : { ...msg.outcome, stdoutStreamed: msg.stdoutStreamed })
     }
@@ -302,11 +311,21 @@ function ownCopy (b: Uint8Array): Uint8Array {
 }
 
 /**
+ * Where a sent stdout buffer of `worker` goes back: its port, while it is the
+ * slot's worker and has not more than RETURNED_AHEAD buffers given back and
+ * not taken yet (after a job, those wait in the idle worker); else nowhere
+ * (the buffer is garbage).
+ */
+function returnPort (slot: Slot, worker: Worker): MessagePort | undefined {
+  if (slot.worker !== worker || slot.returned - slot.taken >= RETURNED_AHEAD) return undefined
+  slot.returned++
+  return slot.returns
+}
+
+/**
  * A stdout chunk to the parent on the data socket; the worker gave it up, so
  * the socket may write it when it can, and then its buffer goes back for a
- * later chunk to the port `returnTo` names: only while the same worker still
- * runs the same job, so that buffers do not pile up in an idle worker (one
- * not given back is garbage).
+ * later chunk to the port `returnTo` names, if any.
  */
 function sendStdout (runId: number, bytes: Uint8Array, returnTo: () => MessagePort | undefined): void {
   data.cork()

@@ -36,7 +36,7 @@ port.on('message', (req: WorkerRequest) => {
     chunkBytes: STREAM_CHUNK_BYTES,
     flush: (bytes: Uint8Array) => {
       stdoutStreamed += bytes.byteLength
-      port?.postMessage({ type: 'stdout', runId: req.runId, bytes } satisfies WorkerMessage, [bytes.buffer as ArrayBuffer])
+      port?.postMessage({ type: 'stdout', runId: req.runId, bytes, taken } satisfies WorkerMessage, [bytes.buffer as ArrayBuffer])
     },
     spare: returnedBuffer
   }
@@ -48,7 +48,6 @@ port.on('message', (req: WorkerRequest) => {
     outcome = failed(`executor error: ${describe(err)}`)
   }
   post({ type: 'done', runId: req.runId, outcome: { ...outcome, cpuTimeMs: cpuMsSince(cpuStart) }, stdoutStreamed })
-  dropReturnedBuffers()
 })
 
 /**
@@ -58,20 +57,17 @@ port.on('message', (req: WorkerRequest) => {
  */
 const returns = new MessageChannel()
 returns.port1.unref()
+/** buffers taken off `returns` so far: the sandbox gives back only a few more than that */
+let taken = 0
 
 /** A returned stdout buffer of at least `capacity` bytes, if one is there (smaller ones are dropped). */
 function returnedBuffer (capacity: number): Uint8Array<ArrayBuffer> | undefined {
   for (let m = receiveMessageOnPort(returns.port1); m !== undefined; m = receiveMessageOnPort(returns.port1)) {
+    taken++
     const buffer = m.message as ArrayBuffer
     if (buffer.byteLength >= capacity) return new Uint8Array(buffer)
   }
   return undefined
-}
-
-/** Lets the buffers given back for the job just done go: an idle worker holds none. */
-function dropReturnedBuffers (): void {
-  let dropped = receiveMessageOnPort(returns.port1)
-  while (dropped !== undefined) dropped = receiveMessageOnPort(returns.port1)
 }
 
 function cpuMsSince (start: NodeJS.CpuUsage): number {
