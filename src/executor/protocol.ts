@@ -11,6 +11,7 @@
  * core) instead of coming before and after it.
  */
 
+import type { MessagePort } from 'node:worker_threads'
 import type { ExecErrorCode, JobDir, JobLimits } from '../core/job.ts'
 import type { ModuleLimits } from './module-limits.ts'
 import type { PrepareLimits, PreparedModule } from './prepare.ts'
@@ -23,6 +24,8 @@ export interface SandboxConfig {
   /** how long one job's preparation (CID check, validation, metering, compilation) may take */
   prepareTimeoutMs: number
   moduleLimits: ModuleLimits
+  /** the most bytes of finished jobs' input buffers kept for the next jobs (InputPool) */
+  inputPoolBytes: number
 }
 
 /** One job as the sandbox receives it: the request with its limits already resolved. */
@@ -99,10 +102,10 @@ export interface WorkerRequest {
 
 export type WorkerMessage =
   /** the worker has loaded its code and listens: jobs sent from now on start at once */
-  | { type: 'ready' }
+  | { type: 'ready', returns?: MessagePort }
   /** preparation is over and the run begins (its deadline with it); `fresh` is a new entry for the sandbox's cache */
   | { type: 'prepared', runId: number, fresh?: PreparedModule }
-  /** the next part of the job's stdout, flushed while it runs */
-  | { type: 'stdout', runId: number, bytes: Uint8Array }
+  /** the next part of the job's stdout, flushed while it runs; `taken`: buffers this worker took back so far (`returns`) */
+  | { type: 'stdout', runId: number, bytes: Uint8Array, taken?: number }
   /** `stdoutStreamed`: bytes of stdout that went ahead in `stdout` messages */
   | { type: 'done', runId: number, outcome: RunOutcome, stdoutStreamed?: number }

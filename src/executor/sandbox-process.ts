@@ -13,13 +13,13 @@
  */
 
 import { Socket } from 'node:net'
-import { Worker } from 'node:worker_threads'
+import { Worker, type MessagePort } from 'node:worker_threads'
 import type { ExecErrorCode, ExecStatus } from '../core/job.ts'
 import { siblingModuleUrl } from '../core/module-url.ts'
 import { PreparedModuleCache, preparedKey, type PrepareLimits, type PreparedModule } from './prepare.ts'
 import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome, WorkerMessage, WorkerRequest } from './protocol.ts'
 import { SANDBOX_DATA_FD } from './sandbox-launch.ts'
-import { frameHeader, InputInbox, type StreamedInput } from './stream-io.ts'
+import { frameHeader, InputInbox, InputPool, type StreamedInput } from './stream-io.ts'
 
 const WORKER_ENTRY = siblingModuleUrl('./worker.ts', import.meta.url)
 
@@ -34,6 +34,9 @@ const WORKER_ENTRY = siblingModuleUrl('./worker.ts', import.meta.url)
  */
 const WORKER_RESOURCE_LIMITS = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32, stackSizeMb: 32 }
 
+/** stdout buffers (2 MiB each) given back to a worker and not yet taken: what an idle worker may hold */
+const RETURNED_AHEAD = 4
+
 /** A job taken in: its input fills as the parent's chunks arrive, queued or running. */
 interface Taken {
   job: SandboxJob
@@ -44,6 +47,11 @@ interface Slot {
   worker: Worker
   /** the worker has loaded its code (it said 'ready'); jobs go only to ready workers */
   ready: boolean
+  /** where its stdout buffers go back once sent, to be written again (it said so in 'ready') */
+  returns?: MessagePort
+  /** buffers given back to it, and taken by it (its last `stdout` says): at most RETURNED_AHEAD apart */
+  returned: number
+  taken: number
   /** the job the worker has, and the timer of its current phase (preparation, then the run) */
   job?: { job: SandboxJob, runId: number, timer: JobTimer, input: StreamedInput, prepared?: boolean }
 }
@@ -76,7 +84,7 @@ const queue: Taken[] = []
 const wantingModule = new Map<number, Taken>()
 const cache = new PreparedModuleCache()
 /** where the inputs on the data socket go, read in place */
-const inbox = new InputInbox()
+const inbox = new InputInbox(new InputPool({ maxBytes: config.inputPoolBytes }))
 /** the parent asked to suspend us: timers are held until it says `resume` */
 let suspended = false
 
@@ -123,21 +131,26 @@ function prepareLimits (job: SandboxJob): PrepareLimits {
 
 function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
   const worker = new Worker(WORKER_ENTRY, { resourceLimits: WORKER_RESOURCE_LIMITS, stdout: false, stderr: false })
-  const s: Slot = slot ?? { worker, ready: false }
+  const s: Slot = slot ?? { worker, ready: false, returned: 0, taken: 0 }
   s.worker = worker
   s.ready = false
+  s.returns = undefined
+  s.returned = 0
+  s.taken = 0
   let loaded = false
   worker.on('message', (msg: WorkerMessage) => {
     if (s.worker !== worker) return // a late message from a worker already replaced (deadline or cancel)
     if (msg.type === 'ready') {
       loaded = true
       s.ready = true
+      s.returns = msg.returns
       onReady?.()
       pump()
     } else if (msg.type === 'prepared') {
       onPrepared(s, msg.runId, msg.fresh)
     } else if (msg.type === 'stdout') {
-      if (s.job?.runId === msg.runId) sendStdout(msg.runId, msg.bytes)
+      s.taken = msg.taken ?? s.taken
+      if (s.job?.runId === msg.runId) sendStdout(msg.runId, msg.bytes, () => returnPort(s, worker))
     } else {
       onDone(s, msg.runId, msg.stdoutStreamed === undefined ? msg.outcome : { ...msg.outcome, stdoutStreamed: msg.stdoutStreamed })
     }
@@ -155,6 +168,7 @@ function startWorker (slot: Slot | undefined, onReady?: () => void): Slot {
         ? emptyOutcome('failed', `the job ran out of its worker's memory (${WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb} MiB heap)`)
         : emptyOutcome('failed', `executor crashed: worker thread ${why}`, 'EXECUTOR_CRASHED')
       reply({ type: 'result', runId: s.job.runId, outcome })
+      s.job.input.release()
       s.job = undefined
     }
     replaceWorker(s)
@@ -181,6 +195,7 @@ function onDone (slot: Slot, runId: number, outcome: SandboxOutcome): void {
   if (slot.job?.runId !== runId) return
   disarm(slot.job.timer)
   const prepared = slot.job.prepared === true
+  slot.job.input.release()
   slot.job = undefined
   reply({ type: 'result', runId, outcome, prepared })
   pump()
@@ -189,6 +204,8 @@ function onDone (slot: Slot, runId: number, outcome: SandboxOutcome): void {
 /** Ends the slot's job with `outcome` (a budget or deadline ran out) and gives the slot a fresh worker. */
 function endJob (slot: Slot, runId: number, outcome: SandboxOutcome): void {
   if (slot.job?.runId !== runId) return
+  // the old worker may still read the input while it is terminated: what it does from here on is ignored
+  slot.job.input.release()
   slot.job = undefined
   reply({ type: 'result', runId, outcome })
   replaceWorker(slot)
@@ -293,11 +310,30 @@ function ownCopy (b: Uint8Array): Uint8Array {
   return b.byteLength === 0 ? new Uint8Array(0) : b.slice()
 }
 
-/** A stdout chunk to the parent on the data socket; the worker gave it up, so the socket may write it when it can. */
-function sendStdout (runId: number, bytes: Uint8Array): void {
+/**
+ * Where a sent stdout buffer of `worker` goes back: its port, while it is the
+ * slot's worker and has not more than RETURNED_AHEAD buffers given back and
+ * not taken yet (after a job, those wait in the idle worker); else nowhere
+ * (the buffer is garbage).
+ */
+function returnPort (slot: Slot, worker: Worker): MessagePort | undefined {
+  if (slot.worker !== worker || slot.returned - slot.taken >= RETURNED_AHEAD) return undefined
+  slot.returned++
+  return slot.returns
+}
+
+/**
+ * A stdout chunk to the parent on the data socket; the worker gave it up, so
+ * the socket may write it when it can, and then its buffer goes back for a
+ * later chunk to the port `returnTo` names, if any.
+ */
+function sendStdout (runId: number, bytes: Uint8Array, returnTo: () => MessagePort | undefined): void {
   data.cork()
   data.write(frameHeader(runId, bytes.byteLength))
-  data.write(bytes)
+  data.write(bytes, (err) => {
+    // a failed write ends the sandbox ('error' handler); only a sent buffer goes back
+    if (err == null) returnTo()?.postMessage(bytes.buffer, [bytes.buffer as ArrayBuffer])
+  })
   data.uncork()
 }
 
@@ -313,15 +349,21 @@ function onRun (job: SandboxJob): void {
 }
 
 function onCancel (runId: number): void {
-  if (wantingModule.delete(runId)) return
+  const wanting = wantingModule.get(runId)
+  if (wanting !== undefined) {
+    wantingModule.delete(runId)
+    wanting.input.release()
+    return
+  }
   const queued = queue.findIndex(q => q.job.runId === runId)
   if (queued >= 0) {
-    queue.splice(queued, 1)
+    queue.splice(queued, 1)[0].input.release()
     return
   }
   const slot = slots.find(s => s.job?.runId === runId)
   if (slot?.job !== undefined) {
     disarm(slot.job.timer)
+    slot.job.input.release()
     slot.job = undefined
     replaceWorker(slot)
   }

@@ -255,7 +255,7 @@ export class WasiShim {
         out.append(data)
         this.outputTotal += data.length
         // room for a chunk and a write past it, so a stream of writes does not grow the next buffer by doubling
-        if (sink !== undefined && out.size >= sink.chunkBytes) sink.flush(out.take(2 * sink.chunkBytes))
+        if (sink !== undefined && out.size >= sink.chunkBytes) sink.flush(out.take(2 * sink.chunkBytes, sink.spare))
       }
     }
   }
@@ -345,10 +345,11 @@ class OutputBuffer {
     return this.length
   }
 
-  /** The bytes written (a view of the buffer), after which a new buffer of `capacity` bytes starts empty. */
-  take (capacity: number): Uint8Array {
+  /** The bytes written (a view of the buffer), after which a buffer of `capacity` bytes (`spare`'s, or a new one) starts empty. */
+  take (capacity: number, spare?: (capacity: number) => Uint8Array<ArrayBuffer> | undefined): Uint8Array {
     const bytes = this.buf.subarray(0, this.length)
-    this.buf = new Uint8Array(capacity)
+    const given = spare?.(capacity)
+    this.buf = given !== undefined && given.byteLength >= capacity ? given : new Uint8Array(capacity)
     this.length = 0
     return bytes
   }

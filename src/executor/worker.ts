@@ -8,7 +8,7 @@
  * disposable: nothing here needs to survive a job.
  */
 
-import { parentPort } from 'node:worker_threads'
+import { MessageChannel, parentPort, receiveMessageOnPort } from 'node:worker_threads'
 import { InstrumentationError, InvalidModuleError, ModuleRejectedError } from './errors.ts'
 import { PreparedModuleCache, prepareModule, preparedKey, type PreparedModule } from './prepare.ts'
 import type { WorkerMessage, WorkerRequest } from './protocol.ts'
@@ -36,8 +36,9 @@ port.on('message', (req: WorkerRequest) => {
     chunkBytes: STREAM_CHUNK_BYTES,
     flush: (bytes: Uint8Array) => {
       stdoutStreamed += bytes.byteLength
-      port?.postMessage({ type: 'stdout', runId: req.runId, bytes } satisfies WorkerMessage, [bytes.buffer as ArrayBuffer])
-    }
+      port?.postMessage({ type: 'stdout', runId: req.runId, bytes, taken } satisfies WorkerMessage, [bytes.buffer as ArrayBuffer])
+    },
+    spare: returnedBuffer
   }
   let outcome: RunOutcome
   try {
@@ -48,6 +49,26 @@ port.on('message', (req: WorkerRequest) => {
   }
   post({ type: 'done', runId: req.runId, outcome: { ...outcome, cpuTimeMs: cpuMsSince(cpuStart) }, stdoutStreamed })
 })
+
+/**
+ * Stdout chunks come back here once the sandbox has sent them (the `returns`
+ * port of our `ready`), to be written again: read synchronously, since the
+ * guest's run holds this thread. Unreferenced: it never keeps the thread alive.
+ */
+const returns = new MessageChannel()
+returns.port1.unref()
+/** buffers taken off `returns` so far: the sandbox gives back only a few more than that */
+let taken = 0
+
+/** A returned stdout buffer of at least `capacity` bytes, if one is there (smaller ones are dropped). */
+function returnedBuffer (capacity: number): Uint8Array<ArrayBuffer> | undefined {
+  for (let m = receiveMessageOnPort(returns.port1); m !== undefined; m = receiveMessageOnPort(returns.port1)) {
+    taken++
+    const buffer = m.message as ArrayBuffer
+    if (buffer.byteLength >= capacity) return new Uint8Array(buffer)
+  }
+  return undefined
+}
 
 function cpuMsSince (start: NodeJS.CpuUsage): number {
   const used = process.threadCpuUsage(start)
@@ -100,4 +121,4 @@ function uniqueBuffers (): (b: ArrayBuffer) => boolean {
 }
 
 // tell the sandbox the code is loaded, so that a job's deadline never pays for the thread's start-up
-port.postMessage({ type: 'ready' } satisfies WorkerMessage)
+port.postMessage({ type: 'ready', returns: returns.port2 } satisfies WorkerMessage, [returns.port2])

@@ -86,6 +86,21 @@ describe('Executor running jobs in its sandbox process', () => {
     assert.equal(text(next.stdout), 'AFTER THE CANCEL\n')
   })
 
+  it('runs big inputs one after another, each to its own output, a shorter one after a longer and after a cancelled one', async () => {
+    // the sandbox keeps finished inputs' buffers for the next jobs: no byte of one input may show in another's run
+    const controller = new AbortController()
+    const cancelled = executor.execute(request('upper', { input: new Uint8Array(4 * STREAM_CHUNK_BYTES).fill(0x62), limits: { outputBytes: 8 * MiB } }), { signal: controller.signal })
+    controller.abort(new Error('no longer needed'))
+    await assert.rejects(cancelled, { code: 'JOB_ABORTED' })
+    for (const [length, letter] of [[3 * STREAM_CHUNK_BYTES, 0x63], [2 * STREAM_CHUNK_BYTES + 17, 0x64], [3 * STREAM_CHUNK_BYTES, 0x65]]) {
+      const input = new Uint8Array(length).fill(letter)
+      const result = await executor.execute(request('upper', { input, limits: { outputBytes: 8 * MiB } }))
+      assertStatus(result, 'succeeded')
+      assert.equal(result.stdout.byteLength, length)
+      assert.ok(result.stdout.every(b => b === letter - 32), `only ${String.fromCharCode(letter - 32)}s in the output of the input of ${length} bytes`)
+    }
+  })
+
   it('runs a compute job to the right answer', async () => {
     const result = await executor.execute(request('primes', { input: '1000000' }))
     assertStatus(result, 'succeeded')

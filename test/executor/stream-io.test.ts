@@ -5,7 +5,7 @@ import { cidForBytes } from '../../src/executor/cid.ts'
 import { DataFrameError } from '../../src/executor/errors.ts'
 import { prepareModule } from '../../src/executor/prepare.ts'
 import { runModule, type RunSpec } from '../../src/executor/run-module.ts'
-import { FRAME_HEADER_BYTES, FrameReader, frameHeader, InputInbox, joinChunks, StreamedInput, waitForInput } from '../../src/executor/stream-io.ts'
+import { FRAME_HEADER_BYTES, FrameReader, frameHeader, InputInbox, InputPool, joinChunks, POOLED_INPUT_MIN_BYTES, StreamedInput, waitForInput } from '../../src/executor/stream-io.ts'
 import { fixture } from './helpers/fixtures.ts'
 
 /** `length` bytes of lower-case text whose every 4 KiB block differs, so a chunk out of place would show. */
@@ -153,6 +153,39 @@ describe('runModule with a streamed input and output', () => {
     assert.equal(streamed.fuelUsed, whole.fuelUsed)
   })
 
+  it('writes later chunks into the buffers given back (spare), dirty as they are, with the same output and fuel', () => {
+    const module = upper()
+    const input = text(1_000_000)
+    const whole = runModule(module, upperSpec(input))
+    const copies: Uint8Array[] = []
+    const given: Array<Uint8Array<ArrayBuffer>> = []
+    let reused = 0
+    const streamed = runModule(module, upperSpec(input), {
+      stdoutSink: {
+        chunkBytes: 64 * 1024,
+        // each chunk is copied, then its buffer scribbled over and given back, as the sandbox does once it is sent
+        flush: (b) => {
+          copies.push(b.slice())
+          given.push(new Uint8Array(b.buffer as ArrayBuffer).fill(0xff))
+        },
+        spare: (capacity) => {
+          const b = given.shift()
+          if (b === undefined) return undefined
+          if (b.byteLength >= capacity) reused++
+          return b
+        }
+      }
+    })
+    assert.equal(streamed.status, 'succeeded')
+    assert.ok(copies.length >= 8 && reused >= copies.length - 2, `${reused} of ${copies.length} buffers written again`)
+    assert.deepEqual(joinChunks(copies, streamed.stdout), upperCased(input))
+    assert.equal(streamed.fuelUsed, whole.fuelUsed)
+    // a spare too small for a chunk is not used
+    const small: Uint8Array[] = []
+    const out = runModule(module, upperSpec(input), { stdoutSink: { chunkBytes: 64 * 1024, flush: (b) => { small.push(b.slice()) }, spare: () => new Uint8Array(10) } })
+    assert.deepEqual(joinChunks(small, out.stdout), upperCased(input))
+  })
+
   it('stops at the output cap with what fits, part of it streamed ahead', () => {
     const chunks: Uint8Array[] = []
     const out = runModule(upper(), upperSpec(text(300_000), 200_000), { stdoutSink: { chunkBytes: 64 * 1024, flush: (b) => { chunks.push(b) } } })
@@ -222,5 +255,71 @@ describe('InputInbox', () => {
     inbox.claim(3, 10)
     assert.throws(() => { feed(inbox, frameHeader(3, 11), 8) }, (err: unknown) => err instanceof DataFrameError && err.code === 'SANDBOX_DATA_FRAME')
     assert.throws(() => { feed(new InputInbox(), frameHeader(4, 0), 8) }, DataFrameError)
+  })
+})
+
+describe('InputPool', () => {
+  const big = POOLED_INPUT_MIN_BYTES * 4
+
+  it('gives back the smallest idle buffer that fits, and a new one when none does', () => {
+    const pool = new InputPool({ maxBytes: 16 * big })
+    const small = new SharedArrayBuffer(big)
+    const large = new SharedArrayBuffer(2 * big)
+    pool.give(large)
+    pool.give(small)
+    assert.equal(pool.heldBytes, 3 * big)
+    assert.equal(pool.take(big - 1), small)
+    assert.equal(pool.take(big), large)
+    const fresh = pool.take(big)
+    assert.ok(fresh !== small && fresh !== large)
+    assert.equal(pool.heldBytes, 0)
+  })
+
+  it('keeps no buffer under the pooled minimum, and none for a small input', () => {
+    const pool = new InputPool({ maxBytes: 16 * big })
+    pool.give(new SharedArrayBuffer(POOLED_INPUT_MIN_BYTES - 1))
+    assert.equal(pool.heldBytes, 0)
+    const idle = new SharedArrayBuffer(big)
+    pool.give(idle)
+    assert.notEqual(pool.take(100), idle, 'a 100-byte input gets a fresh buffer')
+    assert.equal(pool.heldBytes, big)
+  })
+
+  it('holds at most maxBytes, dropping the buffers given back longest ago', () => {
+    const pool = new InputPool({ maxBytes: 2 * big })
+    const first = new SharedArrayBuffer(big)
+    const second = new SharedArrayBuffer(big)
+    const third = new SharedArrayBuffer(big)
+    for (const b of [first, second, third]) pool.give(b)
+    assert.equal(pool.heldBytes, 2 * big)
+    assert.equal(pool.take(big), second)
+    assert.equal(pool.take(big), third)
+    const none = new InputPool({ maxBytes: 0 })
+    none.give(new SharedArrayBuffer(big))
+    assert.equal(none.heldBytes, 0)
+    assert.throws(() => new InputPool({ maxBytes: -1 }), RangeError)
+  })
+
+  it('takes an input buffer back only once both its job and its frame are over, and the next input sees only its own bytes', () => {
+    const pool = new InputPool({ maxBytes: 4 * big })
+    const inbox = new InputInbox(pool)
+    const first = text(big)
+    const input = inbox.claim(1, first.byteLength)
+    feed(inbox, frameStream([[1, first]]), 65_536)
+    assert.deepEqual(input.bytes, first)
+    assert.equal(pool.heldBytes, 0, 'the job still reads it')
+    input.release()
+    assert.equal(pool.heldBytes, big)
+
+    const second = text(big - 1000).map(b => b ^ 0x20)
+    const next = inbox.claim(2, second.byteLength)
+    assert.equal(next.bytes.buffer, input.bytes.buffer, 'the same buffer again')
+    assert.equal(next.bytes.byteLength, second.byteLength)
+    assert.equal(Atomics.load(next.arrived, 0), 0, 'nothing of it counted as arrived')
+    next.release()
+    assert.equal(pool.heldBytes, 0, 'its frame is still to be read')
+    feed(inbox, frameStream([[2, second]]), 4096)
+    assert.deepEqual(next.bytes, second)
+    assert.equal(pool.heldBytes, big)
   })
 })
