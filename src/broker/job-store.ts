@@ -320,7 +320,8 @@ export class JobStore {
   /**
    * Stores the blobs (the tree's manifest and files too) and the job in one
    * transaction: either all of it is accepted, or none. A module or input
-   * `ON_DISK` is a blob file the caller holds already.
+   * `ON_DISK`, or a tree file given as a source, is a blob file the caller
+   * holds already.
    */
   createJob (spec: JobSpec, module: StoredBytes, input: StoredBytes, tree?: AddressedTree): JobRow {
     const t = now()
@@ -333,8 +334,9 @@ export class JobStore {
         if (tree != null) {
           this.stmts.putBlob.run(tree.manifestCid, tree.manifestBytes)
           this.stmts.insertTreeBlob.run(spec.jobId, tree.manifestCid)
+          // a file given as a source is a blob file the caller holds: a row without its bytes, as a module's
           for (const [cid, bytes] of tree.blobs) {
-            this.stmts.putBlob.run(cid, bytes)
+            this.putStored(cid, bytes instanceof Uint8Array ? bytes : ON_DISK)
             this.stmts.insertTreeBlob.run(spec.jobId, cid)
           }
         }
