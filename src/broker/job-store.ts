@@ -14,9 +14,10 @@ import type { ExecStatus, JobLimits } from '../core/job.ts'
  */
 
 /**
- * A job's module or input held as a blob file (broker/blob-store.ts) rather
- * than in the blobs table: its row is a marker with no bytes, so the job's
- * references, and retention, work the same for both.
+ * A job's module, input or directory file held as a blob file
+ * (broker/blob-store.ts) rather than in the blobs table: its row is a marker
+ * with no bytes, so the job's references, and retention, work the same for
+ * both.
  */
 export const ON_DISK: unique symbol = Symbol('on disk')
 export type StoredBytes = Uint8Array | typeof ON_DISK
