@@ -1,10 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs'
-import { open, readFile, rename, unlink, utimes } from 'node:fs/promises'
+import { open, rename, unlink, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseRawCid, rawCidString } from '../codec/cid.ts'
 import { errorWithCode } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
+import type { AddressedFile } from '../codec/manifest.ts'
+import type { JobFile } from '../core/job.ts'
 import type { Payload } from '../protocols/framing.ts'
 import type { OffsetPayloadSource } from '../protocols/fetch/index.ts'
 import type { AbortOptions } from '@libp2p/interface'
@@ -187,17 +189,6 @@ export class BlobStore {
     }
   }
 
-  /** The whole blob in memory (directory files, which the tree holds as bytes); throws BlobNotFoundError. */
-  async read (cid: string): Promise<Uint8Array> {
-    const { key } = BlobStore.key(cid)
-    try {
-      return await readFile(this.pathOf(key))
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobNotFoundError(`blob ${key} is not held by this daemon: upload it first (PUT /v1/blobs/${key})`, { cause: err })
-      throw err
-    }
-  }
-
   /**
    * Deletes the blob files no job refers to (`referenced` says, from the job
    * store) that are older than `ttlMs` (an upload waits that long for its
@@ -232,7 +223,13 @@ export function submittedPayload (blobs: Pick<BlobStore, 'source'>, base64: stri
   return { payload: bytes, cid: rawCidString(bytes) }
 }
 
-/** A submitted directory file: its base64 bytes, or the blob `cid` names, read whole (a tree holds its files as bytes). */
-export async function submittedFile (blobs: Pick<BlobStore, 'read'>, file: { data: string, cid?: string }): Promise<Uint8Array> {
-  return file.cid != null ? await blobs.read(file.cid) : Buffer.from(file.data, 'base64')
+/**
+ * A submitted directory file: its base64 bytes, or (`cid` given) the blob
+ * file the store holds under that CID, named by it and read in chunks when
+ * sent (its CID was checked at upload, so it is not read to be addressed).
+ * Throws BlobNotFoundError, BlobCidInvalidError.
+ */
+export function submittedFile (blobs: Pick<BlobStore, 'source'>, file: { path: string, data: string, cid?: string }): JobFile | AddressedFile {
+  if (file.cid != null) return { path: file.path, cid: BlobStore.key(file.cid).key, data: blobs.source(file.cid) }
+  return { path: file.path, data: Buffer.from(file.data, 'base64') }
 }

@@ -7,8 +7,7 @@ import type { DeclineCode } from '../codec/messages.ts'
 import { JobStoreError, ON_DISK, type JobFinal, type JobRow, type JobSpec, type JobStore, type TaskOutcome, type TaskRow } from './job-store.ts'
 import { SlotLedger } from './slot-ledger.ts'
 import { JobTreeInvalidError, loadTree, submittedTree, treeBytes } from './job-tree.ts'
-import type { AddressedTree, OutputFiles } from '../codec/manifest.ts'
-import type { JobDir } from '../core/job.ts'
+import type { AddressedTree, OutputFiles, TreeDir } from '../codec/manifest.ts'
 import { ExecutorRecords } from './executor-records.ts'
 import { BlobNotFoundError, type BlobStore } from './blob-store.ts'
 import type { Payload } from '../protocols/framing.ts'
@@ -333,8 +332,8 @@ export interface SubmitJob {
   replicas?: number
   /** the only executors (PeerIds) the job may run on: trusted ones, in a private mesh */
   executors?: string[]
-  /** directories preopened for the job (`--dir`) */
-  dirs?: JobDir[]
+  /** directories preopened for the job (`--dir`); a file given with its CID is a blob file of `blobs`, not read */
+  dirs?: TreeDir[]
 }
 
 /** At most this many executors may be named for one job. */
@@ -738,7 +737,7 @@ export class Broker {
     if (job == null) return undefined
     const module = this.payloadOf(job.moduleCid)
     const input = this.payloadOf(job.inputCid)
-    const tree = job.manifestCid != null ? loadTree(this.store, job.manifestCid) : undefined
+    const tree = job.manifestCid != null ? loadTree(this.store, job.manifestCid, cid => this.storedPayload(cid)) : undefined
     if (module == null || input == null || (job.manifestCid != null && tree == null)) {
       this.finishJob(jobId, 'error', { status: 'unavailable', agreeing: 0, message: 'the job store lost the module, input or directory bytes' })
       this.emit(jobId)

@@ -14,9 +14,10 @@ import type { ExecStatus, JobLimits } from '../core/job.ts'
  */
 
 /**
- * A job's module or input held as a blob file (broker/blob-store.ts) rather
- * than in the blobs table: its row is a marker with no bytes, so the job's
- * references, and retention, work the same for both.
+ * A job's module, input or directory file held as a blob file
+ * (broker/blob-store.ts) rather than in the blobs table: its row is a marker
+ * with no bytes, so the job's references, and retention, work the same for
+ * both.
  */
 export const ON_DISK: unique symbol = Symbol('on disk')
 export type StoredBytes = Uint8Array | typeof ON_DISK
@@ -320,7 +321,8 @@ export class JobStore {
   /**
    * Stores the blobs (the tree's manifest and files too) and the job in one
    * transaction: either all of it is accepted, or none. A module or input
-   * `ON_DISK` is a blob file the caller holds already.
+   * `ON_DISK`, or a tree file given as a source, is a blob file the caller
+   * holds already.
    */
   createJob (spec: JobSpec, module: StoredBytes, input: StoredBytes, tree?: AddressedTree): JobRow {
     const t = now()
@@ -333,8 +335,9 @@ export class JobStore {
         if (tree != null) {
           this.stmts.putBlob.run(tree.manifestCid, tree.manifestBytes)
           this.stmts.insertTreeBlob.run(spec.jobId, tree.manifestCid)
+          // a file given as a source is a blob file the caller holds: a row without its bytes, as a module's
           for (const [cid, bytes] of tree.blobs) {
-            this.stmts.putBlob.run(cid, bytes)
+            this.putStored(cid, bytes instanceof Uint8Array ? bytes : ON_DISK)
             this.stmts.insertTreeBlob.run(spec.jobId, cid)
           }
         }

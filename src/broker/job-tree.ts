@@ -6,15 +6,14 @@
 import { MalformedMessageError } from '../codec/errors.ts'
 import { addressTree, decodeManifest, decodeOutputFiles } from '../codec/manifest.ts'
 import { errorWithCode } from '../core/errors.ts'
-import type { AddressedTree, OutputFiles } from '../codec/manifest.ts'
-import type { JobDir } from '../core/job.ts'
+import type { AddressedTree, OutputFiles, TreeBlob, TreeDir } from '../codec/manifest.ts'
 import type { JobStore } from './job-store.ts'
 
 /** The submitted directories cannot be a job's tree (a path outside its preopen, a path twice, too many entries). */
 export class JobTreeInvalidError extends errorWithCode('JOB_TREE_INVALID') {}
 
 /** The tree of a submitted job, or undefined without directories; throws JobTreeInvalidError naming the entry. */
-export function submittedTree (dirs: JobDir[] | undefined): AddressedTree | undefined {
+export function submittedTree (dirs: TreeDir[] | undefined): AddressedTree | undefined {
   if (dirs == null || dirs.length === 0) return undefined
   try {
     return addressTree(dirs)
@@ -31,15 +30,20 @@ export function treeBytes (tree: AddressedTree | undefined): number {
   return n
 }
 
-/** The stored tree of a job, blobs included; undefined when the store lost any of it. */
-export function loadTree (store: Pick<JobStore, 'getBlob'>, manifestCid: string): AddressedTree | undefined {
+/**
+ * The stored tree of a job; undefined when the store lost any of it. Each
+ * file comes from `fileOf`: the broker gives a blob file's source there (a
+ * file uploaded by CID has no bytes in the job store); by default the job
+ * store's bytes.
+ */
+export function loadTree (store: Pick<JobStore, 'getBlob'>, manifestCid: string, fileOf: (cid: string) => TreeBlob | undefined = cid => store.getBlob(cid)): AddressedTree | undefined {
   const manifestBytes = store.getBlob(manifestCid)
   if (manifestBytes == null) return undefined
   const manifest = decodeManifest(manifestBytes)
-  const blobs = new Map<string, Uint8Array>()
+  const blobs = new Map<string, TreeBlob>()
   for (const dir of manifest.dirs) {
     for (const file of dir.files) {
-      const bytes = blobs.get(file.cid) ?? store.getBlob(file.cid)
+      const bytes = blobs.get(file.cid) ?? fileOf(file.cid)
       if (bytes == null) return undefined
       blobs.set(file.cid, bytes)
     }

@@ -17,6 +17,7 @@ import { dagCborCidString, rawCidString } from './cid.ts'
 import { MalformedMessageError } from './errors.ts'
 import { decodeBounded, FieldReader } from './validate.ts'
 import type { JobDir, JobFile } from '../core/job.ts'
+import type { AbortOptions } from '@libp2p/interface'
 
 /** Preopened directories of one job. */
 export const MAX_PREOPENS = 64
@@ -43,6 +44,29 @@ export interface TreeManifest {
   dirs: ManifestDir[]
 }
 
+/** A file's bytes read in chunks from where they are kept (a blob file on the broker), with their size. */
+export interface BlobSource {
+  readonly byteLength: number
+  chunks: (options?: AbortOptions) => AsyncIterable<Uint8Array>
+}
+
+/** A tree file's bytes, or their source for a file too big to hold in memory. */
+export type TreeBlob = Uint8Array | BlobSource
+
+/** A file whose CID is known already (checked when its blob was stored), so it is not read to be addressed. */
+export interface AddressedFile {
+  path: string
+  cid: string
+  data: TreeBlob
+}
+
+/** A preopen to address: its files given as bytes, or as blobs already addressed. */
+export interface TreeDir {
+  guest: string
+  files: Array<JobFile | AddressedFile>
+  emptyDirs?: string[]
+}
+
 /** A tree split into its manifest and its blobs by CID. */
 export interface AddressedTree {
   manifest: TreeManifest
@@ -50,8 +74,8 @@ export interface AddressedTree {
   manifestBytes: Uint8Array
   /** CIDv1 dag-cbor sha2-256 of `manifestBytes` */
   manifestCid: string
-  /** every distinct file's bytes, by CID */
-  blobs: Map<string, Uint8Array>
+  /** every distinct file's bytes (or their source, for a stored blob file), by CID */
+  blobs: Map<string, TreeBlob>
 }
 
 /** Files the job created or changed, and the ones it removed (see ExecuteResult). */
@@ -61,18 +85,19 @@ export interface OutputFiles {
 }
 
 /**
- * Addresses a tree: sorts it, hashes each file, and encodes the manifest.
- * Throws MalformedMessageError (type "manifest") naming the entry when a path
- * is not normalised, not under its preopen, or given twice.
+ * Addresses a tree: sorts it, hashes each file given as bytes (a file given
+ * with its CID keeps it), and encodes the manifest. Throws
+ * MalformedMessageError (type "manifest") naming the entry when a path is not
+ * normalised, not under its preopen, or given twice, or a CID is not raw.
  */
-export function addressTree (dirs: JobDir[]): AddressedTree {
-  const blobs = new Map<string, Uint8Array>()
+export function addressTree (dirs: TreeDir[]): AddressedTree {
+  const blobs = new Map<string, TreeBlob>()
   const sorted = [...dirs].sort((a, b) => comparePaths(a.guest, b.guest))
   const manifest: TreeManifest = {
     dirs: sorted.map(d => ({
       guest: d.guest,
       files: [...d.files].sort((a, b) => comparePaths(a.path, b.path)).map(f => {
-        const cid = rawCidString(f.data)
+        const cid = 'cid' in f ? f.cid : rawCidString(f.data)
         blobs.set(cid, f.data)
         return { path: f.path, cid, size: f.data.byteLength }
       }),

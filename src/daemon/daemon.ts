@@ -379,8 +379,8 @@ function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacity
     ping: async ({ target, count }, { signal }) => await donor.ping(target, count, { signal }),
     putBlob: async ({ cid, body }, { signal }) => await blobs.put(cid, body, { signal }),
     submitJob: async (req) => {
-      const dirs = req.dirs == null ? undefined : await Promise.all(req.dirs.map(async d => ({ guest: d.guest, files: await Promise.all(d.files.map(async f => ({ path: f.path, data: await submittedFile(blobs, f) }))), emptyDirs: d.emptyDirs })))
       // no await from here to the job's rows: a blob file found now is referenced before any sweep can run
+      const dirs = req.dirs?.map(d => ({ guest: d.guest, files: d.files.map(f => submittedFile(blobs, f)), emptyDirs: d.emptyDirs }))
       const module = submittedPayload(blobs, req.module, req.moduleCid)
       const input = submittedPayload(blobs, req.input, req.inputCid)
       const job = broker.submit({

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict'
-import { existsSync, readdirSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { BlobCidMismatchError, BlobNotFoundError, BlobStore, BlobTooLargeError, submittedPayload } from '../../src/broker/blob-store.ts'
+import { BlobCidMismatchError, BlobNotFoundError, BlobStore, BlobTooLargeError, submittedFile, submittedPayload } from '../../src/broker/blob-store.ts'
 import { JobStore, ON_DISK, type JobSpec } from '../../src/broker/job-store.ts'
 import { rawCidString } from '../../src/codec/cid.ts'
+import { loadTree, submittedTree } from '../../src/broker/job-tree.ts'
+import { addressTree } from '../../src/codec/manifest.ts'
 import { tempDir } from '../helpers/mesh.ts'
 
 /** Big blobs as files of the data directory: written as they arrive, checked, read back in chunks, deleted with the jobs that used them. */
@@ -97,6 +99,40 @@ describe('blob store', () => {
     assert.equal(store.prune(0), 1)
     assert.equal(blobs.sweep(referenced), 1, 'the pruned job\'s input goes with it')
     assert.deepEqual(readdirSync(blobs.dir), [])
+    store.close()
+  })
+
+  it('stores a directory file uploaded as a blob without its bytes, keeps it from the sweep while its job is kept, and loads it back as a source', async () => {
+    const blobs = new BlobStore({ dir: join(dir.path, 'tree-files') })
+    const store = new JobStore(join(dir.path, 'tree-files.sqlite'))
+    const big = pattern(3 * 1024 * 1024)
+    const bigCid = rawCidString(big)
+    await blobs.put(bigCid, chunksOf(big, 65536))
+    const small = new TextEncoder().encode('small file')
+    const files = [submittedFile(blobs, { path: '/data/big.bin', data: '', cid: bigCid }), submittedFile(blobs, { path: '/data/small.txt', data: Buffer.from(small).toString('base64') })]
+    const tree = submittedTree([{ guest: '/data', files }])
+    assert.ok(tree != null)
+    // the same manifest as the one addressed from the bytes: the donor checks it against its files' bytes
+    assert.equal(tree.manifestCid, addressTree([{ guest: '/data', files: [{ path: '/data/big.bin', data: big }, { path: '/data/small.txt', data: small }] }]).manifestCid)
+    const module = new Uint8Array([0, 97, 115, 109])
+    const spec: JobSpec = { jobId: 'job-tree', moduleCid: rawCidString(module), inputCid: rawCidString(new Uint8Array(0)), moduleName: 'm.wasm', args: [], env: [], limits: {}, replicas: 1, manifestCid: tree.manifestCid }
+    store.createJob(spec, module, new Uint8Array(0), tree)
+    assert.equal(store.getBlob(bigCid), undefined, 'the big file has no bytes in the table')
+    assert.equal(store.blobOnDisk(bigCid), true)
+    assert.deepEqual(store.getBlob(rawCidString(small)), small, 'a file sent inline keeps its bytes in the table')
+    assert.ok(statSync(store.path).size < big.byteLength / 4, `the database is ${statSync(store.path).size} bytes`)
+    const loaded = loadTree(store, tree.manifestCid, cid => store.getBlob(cid) ?? (store.blobOnDisk(cid) ? blobs.source(cid) : undefined))
+    assert.ok(loaded != null)
+    const source = loaded.blobs.get(bigCid)
+    assert.ok(source != null && !(source instanceof Uint8Array), 'the big file comes back as a source, not bytes')
+    assert.equal(source.byteLength, big.byteLength)
+    assert.deepEqual(await collect(source.chunks()), Buffer.from(big))
+    const old = new Date(Date.now() - 2 * 60 * 60 * 1000)
+    utimesSync(join(blobs.dir, bigCid), old, old)
+    assert.equal(blobs.sweep(cid => store.blobOnDisk(cid)), 0, 'a file of a kept job stays')
+    store.finishJob('job-tree', 'completed', { status: 'succeeded', exitCode: 0, agreeing: 1, message: 'ok' })
+    assert.equal(store.prune(0), 1)
+    assert.equal(blobs.sweep(cid => store.blobOnDisk(cid)), 1, 'the pruned job\'s file goes with it')
     store.close()
   })
 

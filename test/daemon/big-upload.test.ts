@@ -7,7 +7,7 @@
  * executor's by less than two copies of it.
  */
 import assert from 'node:assert/strict'
-import { createWriteStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -137,6 +137,10 @@ describe('a directory with a 100 MiB file', () => {
     assert.deepEqual(readdirSync(join(dir.path, 'dir-submitter', 'blobs')).sort(), [await fileRawCid(join(data, 'big.bin')), await fileRawCid(wasm)].sort())
     // the executor fetched the big file by CID into its content store; the small one came on the dispatch stream
     assert.deepEqual(readdirSync(join(dir.path, 'dir-executor', 'content')), [await fileRawCid(join(data, 'big.bin'))])
+    // the broker's job store names the big file by CID without its bytes (its write-ahead log counted too)
+    const store = join(dir.path, 'dir-submitter', 'jobs.sqlite')
+    const storeBytes = [store, `${store}-wal`].reduce((n, f) => n + (existsSync(f) ? statSync(f).size : 0), 0)
+    assert.ok(storeBytes < 10 * MiB, `the job store holds ${storeBytes} bytes after a job with a 100 MiB directory file`)
   })
 })
 

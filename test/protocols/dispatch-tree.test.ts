@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { encode as encodeCbor } from '@ipld/dag-cbor'
 import { MalformedMessageError } from '../../src/codec/errors.ts'
+import { rawCidString } from '../../src/codec/cid.ts'
 import { addressTree } from '../../src/codec/manifest.ts'
 import { decodeDispatchHeader, encodeDispatchHeader } from '../../src/codec/messages.ts'
 import { outputCid } from '../../src/codec/receipt.ts'
@@ -92,6 +93,28 @@ describe('dispatch of a task with directories', () => {
     assert.equal(exec.calls.length, 2)
     assert.equal(text(exec.calls[1].preopens?.[0].files[1].data ?? new Uint8Array()).slice(0, 4), 'beta')
     assert.equal(second.result.outputCid, first.result.outputCid)
+  })
+
+  it('pushes a file given as a source on the stream in chunks to a donor that does not fetch, and the donor gets its bytes', async () => {
+    const exec = filesystemExecutor()
+    const { donor, brokerDispatch, brokerOffer } = await pair(exec.runTask)
+    const big = bytesOf('gamma'.repeat(200_000))
+    const reads: number[] = []
+    // a blob file as the broker's blob store hands it: its size, and its bytes in chunks when sent
+    const source = {
+      byteLength: big.byteLength,
+      chunks: async function * () { for (let i = 0; i < big.byteLength; i += 65536) { reads.push(i); yield big.subarray(i, i + 65536) } }
+    }
+    const tree = addressTree([{ guest: '/data', files: [{ path: '/data/a.txt', data: bytesOf('alpha') }, { path: '/data/big.bin', cid: rawCidString(big), data: source }] }])
+    assert.equal(tree.manifestCid, addressTree([{ guest: '/data', files: [{ path: '/data/a.txt', data: bytesOf('alpha') }, { path: '/data/big.bin', data: big }] }]).manifestCid)
+
+    const { sent } = await run(brokerOffer, brokerDispatch, donor, 'job-t/src', tree)
+
+    assert.ok(sent >= big.byteLength, `the dispatch sent ${sent} bytes, fewer than the ${big.byteLength} of the file`)
+    assert.ok(reads.length > 1, 'the source was read in chunks')
+    const files = exec.calls[0].preopens?.[0].files ?? []
+    assert.deepEqual(files.map(f => f.path), ['/data/a.txt', '/data/big.bin'])
+    assert.deepEqual(files[1].data, big)
   })
 
   it('asks again with all the blobs when the donor lost one it said it held', async () => {

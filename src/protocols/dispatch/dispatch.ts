@@ -264,7 +264,7 @@ interface Lease {
 interface Outgoing {
   task: DispatchTask
   /** the directory files on the stream (those pulled are in `pulls.files`) */
-  blobs: Array<[string, Uint8Array]>
+  blobs: Array<[string, Payload]>
   header: Uint8Array
   peer: string
   /** what the donor fetches by CID instead of receiving it on this stream */
@@ -508,7 +508,7 @@ export class DispatchService extends ProtocolService {
   }
 
   /** Broker: what a task may send, each part: this node's limit, or the job's own payload limit when it asked for more (the donor's offer already agreed to it). */
-  private checkPayloadSizes (task: DispatchTask, blobs: Array<[string, Uint8Array]>): void {
+  private checkPayloadSizes (task: DispatchTask, blobs: Array<[string, Payload]>): void {
     const limit = Math.min(Math.max(this.maxPayloadBytes, task.limits.payloadBytes ?? 0), PAYLOAD_CEILING_BYTES)
     const sizes: Array<[string, number]> = [['module', task.module?.byteLength ?? 0], ['input', task.input.byteLength], ...blobs.map(([cid, b]): [string, number] => [`directory file ${cid}`, b.byteLength])]
     for (const [what, size] of sizes) {

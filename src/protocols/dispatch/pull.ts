@@ -10,13 +10,14 @@ import { codeOf, messageOf } from '../errors.ts'
 import { ContentStoreFullError, ContentTooLargeError, FetchRefusedError, PULL_THRESHOLD_BYTES, type FetchService } from '../fetch/index.ts'
 import type { DispatchHeader, RefusalCode } from '../../codec/messages.ts'
 import type { PulledFile } from './tree-transfer.ts'
+import type { Payload } from '../framing.ts'
 import type { Connection } from '@libp2p/interface'
 
 /** What the dispatch service uses of the fetch service: grants (broker), fetches and the store's copies (donor). */
 export type PayloadFetcher = Pick<FetchService, 'grant' | 'fetch' | 'held'>
 
 /** Which parts of a task the donor pulls: the module, the input, directory files (by CID, with the bytes the broker serves). */
-export interface Pulls { module?: boolean, input?: boolean, files?: Array<[string, Uint8Array]> }
+export interface Pulls { module?: boolean, input?: boolean, files?: Array<[string, Payload]> }
 
 /** Broker: a module or input over the threshold, for a donor that said it fetches. */
 export function pullsOf (task: { module?: { byteLength: number }, input: { byteLength: number }, donorFetches?: boolean }, thresholdBytes = PULL_THRESHOLD_BYTES): Pulls {

@@ -15,7 +15,7 @@ import { WorldComputeError } from '../../core/errors.ts'
 import { PayloadTooLargeError, ProtocolViolationError } from '../errors.ts'
 import type { DispatchHeader } from '../../codec/messages.ts'
 import type { AddressedTree, TreeManifest } from '../../codec/manifest.ts'
-import type { FramedStream, PayloadOptions } from '../framing.ts'
+import type { FramedStream, Payload, PayloadOptions } from '../framing.ts'
 
 /** The donor lacks directory blobs the broker did not send (evicted since its offer): dispatch again with all of them. */
 export class FilesNotCachedError extends WorldComputeError {
@@ -25,7 +25,7 @@ export class FilesNotCachedError extends WorldComputeError {
 }
 
 /** The blobs of `tree` to send: all but those the donor said it holds, in manifest order. */
-export function blobsToSend (tree: AddressedTree, donorHas: readonly string[] | undefined): Array<[string, Uint8Array]> {
+export function blobsToSend (tree: AddressedTree, donorHas: readonly string[] | undefined): Array<[string, Payload]> {
   const skip = new Set(donorHas ?? [])
   return [...tree.blobs].filter(([cid]) => !skip.has(cid))
 }
@@ -35,15 +35,15 @@ export function blobsToSend (tree: AddressedTree, donorHas: readonly string[] | 
  * fetches (over `thresholdBytes`, for a donor that fetches; at most
  * MAX_PULL_FILES, the rest pushed).
  */
-export function splitPulledFiles (blobs: Array<[string, Uint8Array]>, thresholdBytes: number | undefined): { push: Array<[string, Uint8Array]>, pull: Array<[string, Uint8Array]> } {
+export function splitPulledFiles (blobs: Array<[string, Payload]>, thresholdBytes: number | undefined): { push: Array<[string, Payload]>, pull: Array<[string, Payload]> } {
   if (thresholdBytes == null) return { push: blobs, pull: [] }
   const pull = blobs.filter(([, bytes]) => bytes.byteLength > thresholdBytes).slice(0, MAX_PULL_FILES)
   const pulled = new Set(pull.map(([cid]) => cid))
   return { push: blobs.filter(([cid]) => !pulled.has(cid)), pull }
 }
 
-/** Broker: the manifest, then each blob to send behind its header. */
-export async function writeTree (io: FramedStream, tree: AddressedTree, blobs: Array<[string, Uint8Array]>, sending: (base: number) => PayloadOptions, base: number): Promise<void> {
+/** Broker: the manifest, then each blob to send behind its header (a blob file read in chunks, not whole). */
+export async function writeTree (io: FramedStream, tree: AddressedTree, blobs: Array<[string, Payload]>, sending: (base: number) => PayloadOptions, base: number): Promise<void> {
   await io.writePayload(tree.manifestBytes, sending(base))
   let sent = base + tree.manifestBytes.byteLength
   for (const [cid, bytes] of blobs) {
