@@ -25,8 +25,9 @@ import { resolveJobLimits, resolveMaxLimits } from './limits.ts'
 import { resolveModuleLimits, type ModuleLimits } from './module-limits.ts'
 import { memoryPagesFor } from './prepare.ts'
 import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome } from './protocol.ts'
-import { SANDBOX_DATA_FD, SANDBOX_ENTRY, sandboxExecArgv } from './sandbox-launch.ts'
-import { FrameReader, frameHeader, joinChunks } from './stream-io.ts'
+import { SANDBOX_ENTRY, sandboxExecArgv } from './sandbox-launch.ts'
+import { openDataChannel, type DataChannel } from './data-channel.ts'
+import { FrameInbox, frameHeader, joinChunks } from './stream-io.ts'
 import { checkPreopens, preopenBytes } from './wasi-fs.ts'
 
 export interface ExecutorInit {
@@ -563,25 +564,55 @@ export class Executor {
 
   private async spawnSandbox (): Promise<Sandbox> {
     const config: SandboxConfig = { workers: this.maxConcurrent, prepareTimeoutMs: this.prepareTimeoutMs, moduleLimits: this.moduleLimits, inputPoolBytes: this.inputPoolBytes }
+    let sandbox: Sandbox | undefined
+    const frames = new FrameInbox({
+      open: (runId, length) => sandbox === undefined ? undefined : this.openStdout(sandbox, runId, length),
+      filled: (runId, bytes) => { if (sandbox !== undefined) this.takeStdout(sandbox, runId, bytes) }
+    })
+    const { ours: data, theirs } = await this.openData(frames, () => sandbox)
     const child = fork(SANDBOX_ENTRY, [JSON.stringify(config)], {
       execPath: process.execPath,
       execArgv: sandboxExecArgv({ maxMemoryPages: memoryPagesFor(this.maxLimits.memoryBytes), maxTableEntries: this.moduleLimits.maxTableEntries }),
       serialization: 'advanced',
-      // the data socket last (SANDBOX_DATA_FD): a socket pair, so one fd carries both ways
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc', 'pipe'],
+      // the data socket last (SANDBOX_DATA_FD): one connected socket carries both ways
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc', theirs],
       // nothing from our environment (tokens, NODE_OPTIONS) reaches the sandbox
       env: {}
     })
-    const data = child.stdio[SANDBOX_DATA_FD] as Socket
+    // the sandbox has its own copy of that end: ours would keep the socket open past its death
+    theirs.destroy()
     let markClosed: () => void = () => {}
-    const sandbox: Sandbox = { child, data, keptModules: new Map(), ready: false, stopped: false, stderrTail: '', closed: new Promise<void>(resolve => { markClosed = resolve }) }
+    sandbox = { child, data, keptModules: new Map(), ready: false, stopped: false, stderrTail: '', closed: new Promise<void>(resolve => { markClosed = resolve }) }
+    return await this.awaitReady(sandbox, child, markClosed)
+  }
+
+  /** The data socket for a sandbox about to start: its reads go where `frames` says. */
+  private async openData (frames: FrameInbox, current: () => Sandbox | undefined): Promise<DataChannel> {
+    try {
+      return await openDataChannel({
+        buffer: () => frames.next(),
+        callback: (n: number) => {
+          try {
+            frames.filled(n)
+          } catch (err) {
+            const sandbox = current()
+            if (sandbox !== undefined) void killSandbox(sandbox, `the stdout frames from the sandbox process do not add up (${err instanceof Error ? err.message : String(err)}); it was killed`)
+          }
+          return true
+        }
+      })
+    } catch (err) {
+      throw new SandboxStartError(`the executor sandbox process did not start: its data socket could not be made: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    }
+  }
+
+  private async awaitReady (sandbox: Sandbox, child: ChildProcess, markClosed: () => void): Promise<Sandbox> {
+    const { data } = sandbox
     child.stderr?.setEncoding('utf8')
     child.stderr?.on('data', (chunk: string) => {
       sandbox.stderrTail = (sandbox.stderrTail + chunk).slice(-STDERR_TAIL_BYTES)
     })
     child.on('message', (msg: SandboxMessage) => { this.onSandboxMessage(sandbox, msg) })
-    const frames = new FrameReader((runId, bytes) => { this.takeStdout(sandbox, runId, bytes) })
-    data.on('data', (chunk: Buffer) => { frames.push(chunk) })
     // the socket breaks when the process dies: its 'close' handler reports the running jobs
     data.on('error', (err) => { sandbox.killReason ??= `the data socket to the sandbox process failed: ${err.message}` })
 
@@ -600,14 +631,15 @@ export class Executor {
         if (!settled) fail(`spawn failed: ${err.message}`, err)
         else sandbox.killReason ??= `the sandbox process failed: ${err.message}`
       })
-      child.on('close', (code, signal) => {
+      // the data socket is ours, not child_process's: its last frames may still be read after the process is gone
+      child.on('close', (code, signal) => { afterClose(data, () => {
         markClosed()
         if (!settled) {
           fail(describeExit(code, signal))
           return
         }
         this.onSandboxClosed(sandbox, code, signal)
-      })
+      }) })
       child.on('message', (msg: SandboxMessage) => {
         if (msg.type !== 'ready' || settled) return
         settled = true
@@ -642,17 +674,24 @@ export class Executor {
     this.pump()
   }
 
-  /** A piece of a running job's stdout from the data socket; one for a job no longer running is dropped. */
+  /** Where a frame of a running job's stdout goes: a buffer of its own; none (read and dropped) for a job no longer running. */
+  private openStdout (sandbox: Sandbox, runId: number, length: number): Uint8Array | undefined {
+    const p = this.running.get(runId)
+    if (p === undefined || p.sandbox !== sandbox) return undefined // aborted, or from a sandbox we gave up on
+    // the worker's shim stops at the cap: more than that means the sandbox is not the code we started
+    if (p.stdoutChunkBytes + length > p.limits.outputBytes) {
+      void killSandbox(sandbox, `the sandbox process sent more stdout for job ${p.req.jobId} than its cap of ${p.limits.outputBytes} bytes; it was killed`)
+      return undefined
+    }
+    return new Uint8Array(length)
+  }
+
+  /** A frame of a running job's stdout, all read; one for a job no longer running is dropped. */
   private takeStdout (sandbox: Sandbox, runId: number, bytes: Uint8Array): void {
     const p = this.running.get(runId)
-    if (p === undefined || p.sandbox !== sandbox) return // aborted, or from a sandbox we gave up on
+    if (p === undefined || p.sandbox !== sandbox) return // aborted while its frame was read
     p.stdoutChunks.push(bytes)
     p.stdoutChunkBytes += bytes.byteLength
-    // the worker's shim stops at the cap: more than that means the sandbox is not the code we started
-    if (p.stdoutChunkBytes > p.limits.outputBytes) {
-      void killSandbox(sandbox, `the sandbox process sent more stdout for job ${p.req.jobId} than its cap of ${p.limits.outputBytes} bytes; it was killed`)
-      return
-    }
     if (p.held !== undefined && p.stdoutChunkBytes >= p.held.stdoutStreamed) this.finish(p, p.held)
   }
 
@@ -746,6 +785,12 @@ function keepModule (sandbox: Sandbox, req: ExecuteRequest): void {
 function signalSandbox (sandbox: Sandbox, signal: 'SIGSTOP' | 'SIGCONT'): boolean {
   if (sandbox.child.exitCode !== null || sandbox.child.signalCode !== null) return false
   return sandbox.child.kill(signal)
+}
+
+/** Calls `then` once `socket` is closed (at once if it is); its peer has gone, so the rest of its bytes are read first. */
+function afterClose (socket: Socket, then: () => void): void {
+  if (socket.closed) then()
+  else socket.once('close', then)
 }
 
 function describeExit (code: number | null, signal: NodeJS.Signals | null): string {

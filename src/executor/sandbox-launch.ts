@@ -12,8 +12,8 @@ export const SANDBOX_ENTRY = fileURLToPath(siblingModuleUrl('./sandbox-process.t
 
 /**
  * The sandbox's end of the data socket (inputs in, stdout out: stream-io.ts),
- * after stdin, stdout, stderr and the IPC channel. Made by the parent at fork
- * and inherited: the sandbox opens nothing itself.
+ * after stdin, stdout, stderr and the IPC channel. Made by the parent before
+ * fork (data-channel.ts) and inherited: the sandbox opens nothing itself.
  */
 export const SANDBOX_DATA_FD = 4
 

@@ -387,8 +387,8 @@ process.on('disconnect', () => {
   process.exit(0)
 })
 /**
- * Inputs in, stdout out, in frames (stream-io.ts); the parent made it at fork,
- * as a socket pair. Each read goes straight where its bytes belong (a job's
+ * Inputs in, stdout out, in frames (stream-io.ts); the parent made it before
+ * fork, as a connected socket (data-channel.ts). Each read goes straight where its bytes belong (a job's
  * shared input): nothing allocated or copied per piece.
  */
 const data = new Socket({

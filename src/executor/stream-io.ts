@@ -12,7 +12,8 @@
  *
  * Output: the shim hands stdout over in chunks (OutputSink) and keeps only
  * the part not handed over yet; the chunks go to the parent on the data
- * socket, which joins the pieces it read and that tail. A chunk's buffer,
+ * socket, which reads each into a buffer of its own (FrameInbox) and joins
+ * them and that tail. A chunk's buffer,
  * once sent, goes back to the worker for a later chunk (OutputSink.spare).
  */
 
@@ -248,41 +249,67 @@ export function frameHeader (runId: number, length: number): Uint8Array {
   return header
 }
 
+/** Where the frames a FrameInbox reads go. */
+export interface FrameSink {
+  /** a buffer of exactly `length` bytes for run `runId`'s frame, or undefined to read the frame and drop it */
+  open: (runId: number, length: number) => Uint8Array | undefined
+  /** the buffer `open` gave, now filled */
+  filled: (runId: number, bytes: Uint8Array) => void
+}
+
+/** Frames that go nowhere are read into this much reused scratch at a time. */
+const DROP_SCRATCH_BYTES = 64 * 1024
+
 /**
- * Splits the bytes read from a data socket back into frames, handing each
- * frame's payload on in the pieces it arrived in (views of the chunks read,
- * not copies). A frame's pieces come in order and end before the next frame's.
+ * The parent's side of the frames on the data socket. Like InputInbox, the
+ * socket reads into the buffer `next()` gives: a frame's header, or the rest
+ * of the buffer its sink opened for the payload (sized from the header). The
+ * bytes of a 16 MiB stdout are then copied once, by the kernel, instead of
+ * into a fresh buffer per read and again into their frame: that copy and the
+ * garbage of the per-read buffers were half of the parent's CPU for such a job.
  */
-export class FrameReader {
-  private readonly onBytes: (runId: number, bytes: Uint8Array) => void
-  /** the header being read (it may straddle two chunks) */
+export class FrameInbox {
+  private readonly sink: FrameSink
   private readonly header = new Uint8Array(FRAME_HEADER_BYTES)
   private headerFill = 0
   private runId = 0
-  /** payload bytes of the current frame still to come; -1 while reading a header */
-  private left = -1
+  /** the payload being read: its sink's buffer, or scratch for one dropped */
+  private payload?: Uint8Array
+  private payloadFill = 0
+  /** bytes still to read of a dropped frame */
+  private dropLeft = 0
+  private scratch?: Uint8Array
 
-  constructor (onBytes: (runId: number, bytes: Uint8Array) => void) {
-    this.onBytes = onBytes
+  constructor (sink: FrameSink) {
+    this.sink = sink
   }
 
-  push (chunk: Uint8Array): void {
-    let at = 0
-    while (at < chunk.byteLength) {
-      if (this.left < 0) {
-        const take = Math.min(FRAME_HEADER_BYTES - this.headerFill, chunk.byteLength - at)
-        this.header.set(chunk.subarray(at, at + take), this.headerFill)
-        this.headerFill += take
-        at += take
-        if (this.headerFill === FRAME_HEADER_BYTES) this.startFrame()
-        continue
-      }
-      const take = Math.min(this.left, chunk.byteLength - at)
-      this.left -= take
-      if (this.left === 0) this.left = -1
-      this.onBytes(this.runId, chunk.subarray(at, at + take))
-      at += take
+  /** Where the socket's next read goes: at most what the current header or payload still needs. */
+  next (): Uint8Array {
+    if (this.dropLeft > 0) {
+      this.scratch ??= new Uint8Array(DROP_SCRATCH_BYTES)
+      return this.scratch.subarray(0, Math.min(this.dropLeft, DROP_SCRATCH_BYTES))
     }
+    if (this.payload !== undefined) return this.payload.subarray(this.payloadFill)
+    return this.header.subarray(this.headerFill)
+  }
+
+  /** The last read put `n` bytes into the buffer `next()` gave. */
+  filled (n: number): void {
+    if (this.dropLeft > 0) {
+      this.dropLeft -= n
+      return
+    }
+    const payload = this.payload
+    if (payload === undefined) {
+      this.headerFill += n
+      if (this.headerFill === FRAME_HEADER_BYTES) this.startFrame()
+      return
+    }
+    this.payloadFill += n
+    if (this.payloadFill < payload.byteLength) return
+    this.payload = undefined
+    this.sink.filled(this.runId, payload)
   }
 
   private startFrame (): void {
@@ -291,7 +318,15 @@ export class FrameReader {
     const length = view.getUint32(4, true)
     this.headerFill = 0
     // an empty frame carries nothing: the next header follows at once
-    this.left = length === 0 ? -1 : length
+    if (length === 0) return
+    const payload = this.sink.open(this.runId, length)
+    if (payload === undefined) {
+      this.dropLeft = length
+      return
+    }
+    if (payload.byteLength !== length) throw new DataFrameError(`run ${this.runId}: a buffer of ${payload.byteLength} bytes for a frame of ${length}`)
+    this.payload = payload
+    this.payloadFill = 0
   }
 }
 

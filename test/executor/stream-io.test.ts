@@ -5,7 +5,7 @@ import { cidForBytes } from '../../src/executor/cid.ts'
 import { DataFrameError } from '../../src/executor/errors.ts'
 import { prepareModule } from '../../src/executor/prepare.ts'
 import { runModule, type RunSpec } from '../../src/executor/run-module.ts'
-import { FRAME_HEADER_BYTES, FrameReader, frameHeader, InputInbox, InputPool, joinChunks, POOLED_INPUT_MIN_BYTES, StreamedInput, waitForInput } from '../../src/executor/stream-io.ts'
+import { FRAME_HEADER_BYTES, FrameInbox, frameHeader, InputInbox, InputPool, joinChunks, POOLED_INPUT_MIN_BYTES, StreamedInput, waitForInput } from '../../src/executor/stream-io.ts'
 import { fixture } from './helpers/fixtures.ts'
 
 /** `length` bytes of lower-case text whose every 4 KiB block differs, so a chunk out of place would show. */
@@ -99,37 +99,72 @@ function frameStream (payloads: Array<[number, Uint8Array]>): Uint8Array {
   return joinChunks(payloads.flatMap(([runId, bytes]) => [frameHeader(runId, bytes.byteLength), bytes]), new Uint8Array(0))
 }
 
-/** What a FrameReader hands on for `stream` read in pieces of `pieceBytes`: each run's payload, joined. */
-function readFrames (stream: Uint8Array, pieceBytes: number): { runs: Map<number, Uint8Array>, order: number[] } {
-  const pieces = new Map<number, Uint8Array[]>()
-  const order: number[] = []
-  const reader = new FrameReader((runId, bytes) => {
-    if (order[order.length - 1] !== runId) order.push(runId)
-    pieces.set(runId, [...(pieces.get(runId) ?? []), bytes])
+/**
+ * What a FrameInbox gives its sink for `stream` read at most `pieceBytes` at a
+ * time, as a socket with `onread` would: each read into the buffer `next()` gives.
+ * `drop`: run ids whose frames the sink does not take.
+ */
+function readFrames (stream: Uint8Array, pieceBytes: number, drop: readonly number[] = []): { runs: Map<number, Uint8Array[]>, opened: Array<[number, number]> } {
+  const runs = new Map<number, Uint8Array[]>()
+  const opened: Array<[number, number]> = []
+  const inbox = new FrameInbox({
+    open: (runId, length) => {
+      opened.push([runId, length])
+      return drop.includes(runId) ? undefined : new Uint8Array(length)
+    },
+    filled: (runId, bytes) => { runs.set(runId, [...(runs.get(runId) ?? []), bytes]) }
   })
-  for (let at = 0; at < stream.byteLength; at += pieceBytes) reader.push(stream.subarray(at, at + pieceBytes))
-  return { runs: new Map([...pieces].map(([runId, list]) => [runId, joinChunks(list, new Uint8Array(0))])), order }
+  let at = 0
+  while (at < stream.byteLength) {
+    const into = inbox.next()
+    const n = Math.min(pieceBytes, into.byteLength, stream.byteLength - at)
+    into.set(stream.subarray(at, at + n))
+    at += n
+    inbox.filled(n)
+  }
+  return { runs, opened }
 }
 
-describe('FrameReader', () => {
-  const payloads: Array<[number, Uint8Array]> = [[1, text(1000)], [7, new Uint8Array(0)], [2, text(33)], [0xffffffff, text(5)]]
+describe('FrameInbox', () => {
+  const payloads: Array<[number, Uint8Array]> = [[1, text(1000)], [7, new Uint8Array(0)], [2, text(33)], [0xffffffff, text(5)], [1, text(70)]]
 
   for (const pieceBytes of [1, 3, FRAME_HEADER_BYTES, 64, 100_000]) {
-    it(`gives every frame's payload to its run, in order, when the stream is read ${pieceBytes} bytes at a time`, () => {
-      const { runs, order } = readFrames(frameStream(payloads), pieceBytes)
-      assert.deepEqual(order, [1, 2, 0xffffffff], 'an empty frame hands on nothing')
-      assert.deepEqual(runs.get(1), payloads[0][1])
-      assert.deepEqual(runs.get(2), payloads[2][1])
-      assert.deepEqual(runs.get(0xffffffff), payloads[3][1])
+    it(`fills a buffer of each frame's length and gives it to its run, in order, when the stream is read ${pieceBytes} bytes at a time`, () => {
+      const { runs, opened } = readFrames(frameStream(payloads), pieceBytes)
+      assert.deepEqual(opened, [[1, 1000], [2, 33], [0xffffffff, 5], [1, 70]], 'an empty frame opens nothing')
+      assert.deepEqual(runs.get(1), [payloads[0][1], payloads[4][1]])
+      assert.deepEqual(runs.get(2), [payloads[2][1]])
+      assert.deepEqual(runs.get(0xffffffff), [payloads[3][1]])
     })
   }
 
-  it('hands on views of the chunks read, not copies', () => {
-    const stream = frameStream([[3, text(50)]])
-    const seen: Uint8Array[] = []
-    new FrameReader((_runId, bytes) => { seen.push(bytes) }).push(stream)
-    assert.equal(seen.length, 1)
-    assert.equal(seen[0].buffer, stream.buffer)
+  it('reads a frame its sink does not take and drops it, and the frames after it still arrive whole', () => {
+    const big = text(200_000)
+    const { runs, opened } = readFrames(frameStream([[5, big], [6, text(10)], [5, text(3)]]), 100_000, [5])
+    assert.deepEqual(opened, [[5, 200_000], [6, 10], [5, 3]])
+    assert.deepEqual([...runs.keys()], [6])
+    assert.deepEqual(runs.get(6), [text(10)])
+  })
+
+  it('never asks for a read past the current header or payload', () => {
+    const stream = frameStream([[3, text(50)], [4, text(20)]])
+    const sizes: number[] = []
+    const inbox = new FrameInbox({ open: (_runId, length) => new Uint8Array(length), filled: () => {} })
+    for (let at = 0; at < stream.byteLength;) {
+      const into = inbox.next()
+      sizes.push(into.byteLength)
+      into.set(stream.subarray(at, at + into.byteLength))
+      at += into.byteLength
+      inbox.filled(into.byteLength)
+    }
+    assert.deepEqual(sizes, [FRAME_HEADER_BYTES, 50, FRAME_HEADER_BYTES, 20])
+  })
+
+  it('refuses a sink buffer that is not the frame\'s length', () => {
+    const inbox = new FrameInbox({ open: (_runId, length) => new Uint8Array(length + 1), filled: () => {} })
+    const header = frameHeader(9, 4)
+    inbox.next().set(header)
+    assert.throws(() => { inbox.filled(header.byteLength) }, (err: unknown) => err instanceof DataFrameError && err.code === 'SANDBOX_DATA_FRAME')
   })
 
   it('refuses a header for a run id or length that does not fit 32 bits', () => {
