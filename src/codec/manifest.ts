@@ -46,7 +46,9 @@ export interface TreeManifest {
 
 /** A file's bytes read in chunks from where they are kept (a blob file on the broker), with their size. */
 export interface BlobSource {
+  /** the size it must have: a source that yields another size fails the send */
   readonly byteLength: number
+  /** its bytes from the start, in chunks of any size */
   chunks: (options?: AbortOptions) => AsyncIterable<Uint8Array>
 }
 

@@ -11,6 +11,7 @@ import { StreamBufferError } from '@libp2p/interface'
 import { InvalidDataLengthError, InvalidDataLengthLengthError, InvalidMessageLengthError, lpStream, UnexpectedEOFError } from '@libp2p/utils'
 import { errorWithCode } from '../core/errors.ts'
 import { PayloadTooLargeError, ProtocolViolationError, StreamEndedEarlyError } from './errors.ts'
+import type { BlobSource } from '../codec/manifest.ts'
 import type { AbortOptions, Stream } from '@libp2p/interface'
 import type { LengthPrefixedStream } from '@libp2p/utils'
 
@@ -33,14 +34,11 @@ export interface PayloadOptions extends AbortOptions {
 /**
  * A payload read in chunks from where it is kept (a blob file of the
  * broker's store) rather than held whole in memory: a big module or input
- * is sent frame by frame from disk, never materialised in the sender.
+ * is sent frame by frame from disk, never materialised in the sender. The
+ * codec's type, so that a job's directory files (codec/manifest.ts) can be
+ * sources too without a second definition of the same thing.
  */
-export interface PayloadSource {
-  /** the size it must have: a source that yields another size fails the send */
-  readonly byteLength: number
-  /** its bytes from the start, in chunks of any size */
-  chunks: (options?: AbortOptions) => AsyncIterable<Uint8Array>
-}
+export type PayloadSource = BlobSource
 
 /** What a payload may be sent from: bytes in memory, or a source read in chunks. */
 export type Payload = Uint8Array | PayloadSource
