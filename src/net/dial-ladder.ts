@@ -80,11 +80,17 @@ export const WSS_ATTEMPT_TIMEOUT_MS = 4_000
  * HTTPS long polling (https-poll/): a session request, then Noise and yamux
  * over request/response exchanges through a buffering proxy, each round trip
  * a full HTTP exchange. The last rung: it starts when the WebSocket attempts
- * before it failed, or {@link HTTPS_POLL_STALL_MS} after the last attempt started.
+ * before it failed, or when they made no progress for {@link HTTPS_POLL_STALL_MS}.
  */
 export const HTTPS_POLL_ATTEMPT_TIMEOUT_MS = 6_000
 
-/** How long the poll rung waits for the attempts before it (WSS above all) to fail or win. */
+/**
+ * How long the poll rung waits for the attempts before it (WSS above all) to
+ * fail, win or move on: counted from the last attempt's start or a running
+ * WebSocket's last phase change, so a WebSocket held by a middlebox starts the
+ * poll after 2 s while one that is slowly getting through (TLS, upgrade, Noise
+ * on a loaded machine) is not overtaken by the costlier poll.
+ */
 export const HTTPS_POLL_STALL_MS = 2_000
 
 /**
@@ -309,6 +315,10 @@ export interface DialLadderInit {
 
 type AttemptStatus = 'pending' | 'running' | 'success' | 'failure' | 'cancelled' | 'closed-late'
 
+function isWebSocket (s: AttemptState): boolean {
+  return s.plan.transport === 'wss' || s.plan.transport === 'ws'
+}
+
 interface AttemptState {
   plan: PlannedAttempt
   status: AttemptStatus
@@ -316,6 +326,8 @@ interface AttemptState {
   controller: AbortController
   signal?: AbortSignal
   startedAt?: number
+  /** when the attempt last moved to a new phase (a WebSocket that moves is slow, not stalled) */
+  progressAt?: number
   endedAt?: number
   connection?: Connection
   cause?: string
@@ -537,7 +549,7 @@ class LadderRun {
    */
   private mayStart (s: AttemptState): boolean {
     if (s.plan.transport !== 'https-poll') return true
-    const webSockets = this.states.filter(o => o.startedAt != null && (o.plan.transport === 'wss' || o.plan.transport === 'ws'))
+    const webSockets = this.states.filter(o => o.startedAt != null && isWebSocket(o))
     const wsEnded = webSockets.length > 0 && webSockets.every(o => o.status !== 'running')
     return wsEnded || !this.states.some(o => o.status === 'running') || this.gapBefore(s) === 0
   }
@@ -545,7 +557,8 @@ class LadderRun {
   private gapBefore (s: AttemptState): number {
     if (s.plan.transport !== 'https-poll') return this.init.staggerMs
     const lastStart = Math.max(...this.states.map(o => o.startedAt ?? 0))
-    return Math.max(0, HTTPS_POLL_STALL_MS - (Date.now() - lastStart))
+    const lastProgress = Math.max(...this.states.map(o => o.status === 'running' && isWebSocket(o) ? o.progressAt ?? 0 : 0))
+    return Math.max(0, HTTPS_POLL_STALL_MS - (Date.now() - Math.max(lastStart, lastProgress)))
   }
 
   private launch (s: AttemptState): void {
@@ -555,7 +568,9 @@ class LadderRun {
     const signal = AbortSignal.any([this.signal, s.controller.signal, AbortSignal.timeout(timeoutMs)])
     s.signal = signal
     const onProgress = (evt: { type: string }): void => {
-      s.phase = phaseForProgress(evt.type, s.plan.transport, s.phase)
+      const phase = phaseForProgress(evt.type, s.plan.transport, s.phase)
+      if (phase !== s.phase) s.progressAt = Date.now()
+      s.phase = phase
     }
     const onRecord = (record: DialAttempt): void => {
       // only a failure's diagnosis adds anything; a cancellation or the win we describe ourselves

@@ -74,6 +74,28 @@ describe('the HTTPS poll rung of the dial ladder', () => {
     assert.ok(gap >= HTTPS_POLL_STALL_MS - 20, `the poll rung started ${gap} ms after WSS`)
   })
 
+  it('is not started while a slow WebSocket over TLS keeps moving through its phases, and starts 2 s after it stops moving', { timeout: 15_000 }, async () => {
+    // the upgrade at 1.2 s, Noise at 2.4 s, the muxer at 3.6 s: never 2 s without progress, so no poll; then it hangs
+    // (WSS and the budget given room beyond their defaults, so the stall and not WSS's timeout starts the poll)
+    const phases = ['websockets:upgrade', 'upgrader:encrypt-outbound-connection', 'upgrader:multiplex-outbound-connection']
+    let lastProgress = 0
+    const d = dialer({
+      [WSS]: async (_a, o) => {
+        for (const [i, type] of phases.entries()) {
+          setTimeout(() => { lastProgress = Date.now(); o.onProgress({ type }) }, 1_200 * (i + 1))
+        }
+        return await hang(o)
+      },
+      [POLL]: async (addr) => openConnection(addr)
+    })
+    const ladder = new DialLadder({ dial: d.dial, staggerMs: 250, budgetMs: 12_000, timeoutsMs: { wss: 10_000 }, maxPatience: 1 })
+    const result = await ladder.dial(PEER, [multiaddr(WSS)])
+    assert.equal(result.transport, 'https-poll')
+    const pollStart = d.starts.get(POLL) ?? 0
+    assert.ok(pollStart - (d.starts.get(WSS) ?? 0) >= 3 * 1_200, 'the poll rung waited while WSS made progress')
+    assert.ok(pollStart - lastProgress >= HTTPS_POLL_STALL_MS - 20, `the poll rung started ${pollStart - lastProgress} ms after WSS's last progress`)
+  })
+
   it('is not tried when WebSocket over TLS connects', { timeout: 10_000 }, async () => {
     const d = dialer({ [WSS]: async (addr) => openConnection(addr) })
     const result = await new DialLadder({ dial: d.dial, staggerMs: 250 }).dial(PEER, [multiaddr(WSS)])
