@@ -14,10 +14,19 @@
  * donor does before running the task) against a plain libp2p stream of the
  * same bytes on the same connection whose reader only counts them.
  *
+ * A third row: the same fetch and plain stream over a path of 50 ms round
+ * trip (25 ms each way, netem on the loopback of a network namespace the
+ * bench creates and deletes; both nodes run in one child process inside it).
+ * A fetch asks for a blob in 8 MiB ranges, one range ahead, so the figure
+ * shows what the requests' round trips cost beside the plain stream. Needs
+ * root, `ip` and `tc`; without them the row is left out and a note says why.
+ *
  *   node_modules/.bin/node bench/upload.ts [--quick] [--json-out FILE]
  */
 import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { createServer, request, type Server } from 'node:http'
+import { execFileSync, spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -96,7 +105,7 @@ async function plainStream (conn: Connection, bytes: Uint8Array): Promise<void> 
 }
 
 /** Donor fetch by CID against a plain stream of the same bytes, rounds alternating. */
-async function fetchRow (dir: string, size: number, rounds: number, cleanup: { add: (name: string, f: () => void | Promise<void>) => void }): Promise<BenchRow> {
+async function fetchRow (dir: string, size: number, rounds: number, cleanup: { add: (name: string, f: () => void | Promise<void>) => void }, path = ''): Promise<BenchRow> {
   const store = new ContentStore({ dir: join(dir, 'content'), maxBytes: 2 * size })
   const broker = await fetchNode(fetch({ serve: true }))
   const donor = await fetchNode(fetch({ store }))
@@ -128,7 +137,65 @@ async function fetchRow (dir: string, size: number, rounds: number, cleanup: { a
     plainRate.push(size / MiB / ((performance.now() - t) / 1000))
     if (counted - before !== size) throw new Error(`the plain stream delivered ${counted - before} of ${size} bytes`)
   }
-  return row({ benchmark: `donor fetch by CID ${size / MiB} MiB (MiB/s)`, baselineName: 'plain libp2p stream of the same bytes', baseline: summarize(plainRate), figure: summarize(fetchRate), unit: 'MiB/s', ratioLabel: 'fetch / plain stream', target: { op: '>=', value: 0.5 } })
+  return row({ benchmark: `donor fetch by CID ${size / MiB} MiB${path} (MiB/s)`, baselineName: `plain libp2p stream of the same bytes${path}`, baseline: summarize(plainRate), figure: summarize(fetchRate), unit: 'MiB/s', ratioLabel: 'fetch / plain stream', target: { op: '>=', value: 0.5 } })
+}
+
+const SELF = fileURLToPath(import.meta.url)
+/** the delayed path: 25 ms each way on the namespace's loopback */
+const ONE_WAY_DELAY_MS = 25
+/** set in the child that runs the delayed-path fetch row inside the namespace */
+const CHILD_ENV = 'WC_UPLOAD_DELAYED_FETCH'
+const CHILD_TIMEOUT_MS = 240_000
+
+/** Why the delayed-path row cannot run here, or undefined when it can. */
+function delayedPathMissing (): string | undefined {
+  if (process.getuid?.() !== 0) return 'not root'
+  for (const tool of ['ip', 'tc']) {
+    try {
+      execFileSync(tool, ['-V'], { stdio: 'ignore' })
+    } catch (err) {
+      return `\`${tool}\` not usable (${(err as Error).message})`
+    }
+  }
+  return undefined
+}
+
+/** The fetch row over a 50 ms path: a namespace of our own, its loopback delayed, the row measured by a child inside it. */
+async function delayedFetchRow (size: number, rounds: number, cleanup: { add: (name: string, f: () => void | Promise<void>) => void }): Promise<BenchRow> {
+  const ns = `wcb-upload-${process.pid}`
+  execFileSync('ip', ['netns', 'add', ns])
+  cleanup.add(`namespace ${ns}`, () => { execFileSync('ip', ['netns', 'del', ns]) })
+  execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
+  execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', `${ONE_WAY_DELAY_MS}ms`, 'limit', '100000'])
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, SELF], { env: { ...process.env, [CHILD_ENV]: JSON.stringify({ size, rounds }) }, stdio: ['ignore', 'pipe', 'inherit'] })
+  cleanup.add('delayed-path child', () => { if (child.exitCode == null) child.kill('SIGKILL') })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  const code = await new Promise<number | null>((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`the delayed-path fetch took over ${CHILD_TIMEOUT_MS} ms`)) }, CHILD_TIMEOUT_MS)
+    child.on('exit', (c) => { clearTimeout(timer); resolve(c) })
+  })
+  if (code !== 0) throw new Error(`the delayed-path fetch child exited ${code}: ${out.slice(-500)}`)
+  return JSON.parse(out.trim().split('\n').at(-1) ?? '') as BenchRow
+}
+
+/** Inside the namespace: one fetch row, printed as JSON for the parent. */
+async function delayedFetchChild (spec: string): Promise<void> {
+  const { size, rounds } = JSON.parse(spec) as { size: number, rounds: number }
+  const dir = mkdtempSync(join(tmpdir(), 'wc-bench-upload-rtt-'))
+  const stops: Array<() => void | Promise<void>> = []
+  try {
+    const r = await fetchRow(dir, size, rounds, { add: (_name, f) => { stops.push(f) } }, `, ${2 * ONE_WAY_DELAY_MS} ms round trip`)
+    process.stdout.write(JSON.stringify(r) + '\n')
+  } finally {
+    for (const stop of stops.reverse()) await stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+if (process.env[CHILD_ENV] != null) {
+  await delayedFetchChild(process.env[CHILD_ENV])
+  process.exit(0)
 }
 
 await benchMain('upload', { quick: 120_000, full: 300_000 }, async (args, cleanup) => {
@@ -160,15 +227,22 @@ await benchMain('upload', { quick: 120_000, full: 300_000 }, async (args, cleanu
   }
   const figure = summarize(blobRate)
   const baseline = summarize(plainRate)
+  const rttSize = (args.quick ? 32 : 64) * MiB
+  const missing = delayedPathMissing()
+  const delayed = missing == null ? [await delayedFetchRow(rttSize, rounds, cleanup)] : []
   return {
     bench: 'upload',
     rows: [
       row({ benchmark: `upload ${size / MiB} MiB: PUT /v1/blobs/{cid} (MiB/s)`, baselineName: 'plain loopback HTTP PUT to a file', baseline, figure, unit: 'MiB/s', ratioLabel: 'blob upload / plain PUT', target: { op: '>=', value: 0.5 } }),
-      await fetchRow(dir, size, rounds, cleanup)
+      await fetchRow(dir, size, rounds, cleanup),
+      ...delayed
     ],
     notes: [
       `${rounds} rounds of ${size / MiB} MiB each, alternating; the blob upload hashes (sha-256) and fsyncs what the plain PUT only writes; the CID is computed before the timer starts`,
-      'the fetch frames, hashes, writes, fsyncs and reads back whole what the plain stream only counts'
+      'the fetch frames, hashes, writes, fsyncs and reads back whole what the plain stream only counts',
+      missing == null
+        ? `delayed path: ${rttSize / MiB} MiB, ${rounds} rounds alternating, both nodes in one process inside a namespace of the bench's own whose loopback delays every packet ${ONE_WAY_DELAY_MS} ms (netem)`
+        : `delayed-path fetch row left out: ${missing}`
     ]
   }
 })

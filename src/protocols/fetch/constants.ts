@@ -31,10 +31,10 @@ export const MAX_FETCH_MESSAGE_BYTES = 1024
 
 /**
  * Donor: a blob is asked for in ranges of this size, each on a stream of its
- * own and the next asked only once the last is on disk. The muxer does not
- * wait for a slow reader, so this bounds what can pile up in memory while
- * the disk is slow (the stream's read buffer is larger): backpressure at the
- * cost of one round trip per range.
+ * own, with one range asked ahead of the one being written. The muxer does
+ * not wait for a slow reader, so this bounds what can pile up in memory while
+ * the disk is slow (two ranges; the stream's read buffer is larger), and the
+ * range ahead keeps the round trip of each request off the transfer's time.
  */
 export const FETCH_RANGE_BYTES = 8 * 1024 * 1024
 /** Donor: fetched frames are written to disk in batches of this size, one write at a time. */
