@@ -15,18 +15,16 @@
  * same bytes on the same connection whose reader only counts them.
  *
  * A third row: the same fetch and plain stream over a path of 50 ms round
- * trip (25 ms each way, netem on the loopback of a network namespace the
- * bench creates and deletes; both nodes run in one child process inside it).
- * A fetch asks for a blob in 8 MiB ranges, one range ahead, so the figure
- * shows what the requests' round trips cost beside the plain stream. Needs
- * root, `ip` and `tc`; without them the row is left out and a note says why.
+ * trip (a delay line on 127.0.0.1 holding every chunk 25 ms each way). A
+ * fetch asks for a blob in 8 MiB ranges, one range ahead, so the figure shows
+ * what the requests' round trips cost beside the plain stream.
  *
  *   node_modules/.bin/node bench/upload.ts [--quick] [--json-out FILE]
  */
 import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { createServer, request, type Server } from 'node:http'
-import { execFileSync, spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import { connect, createServer as createNetServer, type Socket } from 'node:net'
+import { multiaddr } from '@multiformats/multiaddr'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -42,6 +40,7 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { rawCidString } from '../src/codec/cid.ts'
+import { portOf } from '../src/core/format.ts'
 import { ContentStore } from '../src/donor/content-store.ts'
 import { fetch, type FetchService } from '../src/protocols/fetch/index.ts'
 import type { ApiHandlers } from '../src/api/routes.ts'
@@ -105,7 +104,7 @@ async function plainStream (conn: Connection, bytes: Uint8Array): Promise<void> 
 }
 
 /** Donor fetch by CID against a plain stream of the same bytes, rounds alternating. */
-async function fetchRow (dir: string, size: number, rounds: number, cleanup: { add: (name: string, f: () => void | Promise<void>) => void }, path = ''): Promise<BenchRow> {
+async function fetchRow (dir: string, size: number, rounds: number, cleanup: { add: (name: string, f: () => void | Promise<void>) => void }, delayMs = 0): Promise<BenchRow> {
   const store = new ContentStore({ dir: join(dir, 'content'), maxBytes: 2 * size })
   const broker = await fetchNode(fetch({ serve: true }))
   const donor = await fetchNode(fetch({ store }))
@@ -117,7 +116,14 @@ async function fetchRow (dir: string, size: number, rounds: number, cleanup: { a
     // the whole payload has arrived when the sender's end closes
     stream.addEventListener('remoteCloseWrite', () => { arrived(); void stream.close() })
   })
-  const conn = await donor.dial(broker.getMultiaddrs()[0])
+  let target = broker.getMultiaddrs()[0]
+  if (delayMs > 0) {
+    const line = await delayLine(portOf(target.toString()) ?? 0, delayMs)
+    cleanup.add('delay line', line.close)
+    target = multiaddr(`/ip4/127.0.0.1/tcp/${line.port}/p2p/${broker.peerId.toString()}`)
+  }
+  const path = delayMs > 0 ? `, ${2 * delayMs} ms round trip` : ''
+  const conn = await donor.dial(target)
   const fetchRate: number[] = []
   const plainRate: number[] = []
   for (let r = 0; r < rounds; r++) {
@@ -140,62 +146,35 @@ async function fetchRow (dir: string, size: number, rounds: number, cleanup: { a
   return row({ benchmark: `donor fetch by CID ${size / MiB} MiB${path} (MiB/s)`, baselineName: `plain libp2p stream of the same bytes${path}`, baseline: summarize(plainRate), figure: summarize(fetchRate), unit: 'MiB/s', ratioLabel: 'fetch / plain stream', target: { op: '>=', value: 0.5 } })
 }
 
-const SELF = fileURLToPath(import.meta.url)
-/** the delayed path: 25 ms each way on the namespace's loopback */
+/** the delayed path: 25 ms each way through a delay line in front of the broker */
 const ONE_WAY_DELAY_MS = 25
-/** set in the child that runs the delayed-path fetch row inside the namespace */
-const CHILD_ENV = 'WC_UPLOAD_DELAYED_FETCH'
-const CHILD_TIMEOUT_MS = 240_000
 
-/** Why the delayed-path row cannot run here, or undefined when it can. */
-function delayedPathMissing (): string | undefined {
-  if (process.getuid?.() !== 0) return 'not root'
-  for (const tool of ['ip', 'tc']) {
-    try {
-      execFileSync(tool, ['-V'], { stdio: 'ignore' })
-    } catch (err) {
-      return `\`${tool}\` not usable (${(err as Error).message})`
-    }
+/**
+ * A TCP delay line on 127.0.0.1 in front of `target`: every chunk is passed
+ * on `delayMs` after it arrived, in order, both ways. The kernel's netem is
+ * not in every kernel (nor in this machine's), and latency is what the row
+ * is about: the line buffers whatever arrives, so it adds delay, not a
+ * bandwidth limit.
+ */
+async function delayLine (targetPort: number, delayMs: number): Promise<{ port: number, close: () => void }> {
+  const sockets = new Set<Socket>()
+  const pass = (from: Socket, to: Socket): void => {
+    from.on('data', (chunk: Buffer) => { setTimeout(() => { if (!to.destroyed) to.write(chunk) }, delayMs) })
+    from.on('end', () => { setTimeout(() => { to.end() }, delayMs) })
+    from.on('error', (err) => { to.destroy(err) })
   }
-  return undefined
-}
-
-/** The fetch row over a 50 ms path: a namespace of our own, its loopback delayed, the row measured by a child inside it. */
-async function delayedFetchRow (size: number, rounds: number, cleanup: { add: (name: string, f: () => void | Promise<void>) => void }): Promise<BenchRow> {
-  const ns = `wcb-upload-${process.pid}`
-  execFileSync('ip', ['netns', 'add', ns])
-  cleanup.add(`namespace ${ns}`, () => { execFileSync('ip', ['netns', 'del', ns]) })
-  execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
-  execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', `${ONE_WAY_DELAY_MS}ms`, 'limit', '100000'])
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, SELF], { env: { ...process.env, [CHILD_ENV]: JSON.stringify({ size, rounds }) }, stdio: ['ignore', 'pipe', 'inherit'] })
-  cleanup.add('delayed-path child', () => { if (child.exitCode == null) child.kill('SIGKILL') })
-  let out = ''
-  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-  const code = await new Promise<number | null>((resolve, reject) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`the delayed-path fetch took over ${CHILD_TIMEOUT_MS} ms`)) }, CHILD_TIMEOUT_MS)
-    child.on('exit', (c) => { clearTimeout(timer); resolve(c) })
+  const server = createNetServer((inbound) => {
+    const outbound = connect(targetPort, '127.0.0.1')
+    for (const s of [inbound, outbound]) { s.setNoDelay(true); sockets.add(s); s.on('close', () => sockets.delete(s)) }
+    pass(inbound, outbound)
+    pass(outbound, inbound)
   })
-  if (code !== 0) throw new Error(`the delayed-path fetch child exited ${code}: ${out.slice(-500)}`)
-  return JSON.parse(out.trim().split('\n').at(-1) ?? '') as BenchRow
-}
-
-/** Inside the namespace: one fetch row, printed as JSON for the parent. */
-async function delayedFetchChild (spec: string): Promise<void> {
-  const { size, rounds } = JSON.parse(spec) as { size: number, rounds: number }
-  const dir = mkdtempSync(join(tmpdir(), 'wc-bench-upload-rtt-'))
-  const stops: Array<() => void | Promise<void>> = []
-  try {
-    const r = await fetchRow(dir, size, rounds, { add: (_name, f) => { stops.push(f) } }, `, ${2 * ONE_WAY_DELAY_MS} ms round trip`)
-    process.stdout.write(JSON.stringify(r) + '\n')
-  } finally {
-    for (const stop of stops.reverse()) await stop()
-    rmSync(dir, { recursive: true, force: true })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  return {
+    port: typeof address === 'object' && address != null ? address.port : 0,
+    close: () => { for (const s of sockets) s.destroy(); server.close() }
   }
-}
-
-if (process.env[CHILD_ENV] != null) {
-  await delayedFetchChild(process.env[CHILD_ENV])
-  process.exit(0)
 }
 
 await benchMain('upload', { quick: 120_000, full: 300_000 }, async (args, cleanup) => {
@@ -228,21 +207,17 @@ await benchMain('upload', { quick: 120_000, full: 300_000 }, async (args, cleanu
   const figure = summarize(blobRate)
   const baseline = summarize(plainRate)
   const rttSize = (args.quick ? 32 : 64) * MiB
-  const missing = delayedPathMissing()
-  const delayed = missing == null ? [await delayedFetchRow(rttSize, rounds, cleanup)] : []
   return {
     bench: 'upload',
     rows: [
       row({ benchmark: `upload ${size / MiB} MiB: PUT /v1/blobs/{cid} (MiB/s)`, baselineName: 'plain loopback HTTP PUT to a file', baseline, figure, unit: 'MiB/s', ratioLabel: 'blob upload / plain PUT', target: { op: '>=', value: 0.5 } }),
       await fetchRow(dir, size, rounds, cleanup),
-      ...delayed
+      await fetchRow(join(dir, 'rtt'), rttSize, rounds, cleanup, ONE_WAY_DELAY_MS)
     ],
     notes: [
       `${rounds} rounds of ${size / MiB} MiB each, alternating; the blob upload hashes (sha-256) and fsyncs what the plain PUT only writes; the CID is computed before the timer starts`,
       'the fetch frames, hashes, writes, fsyncs and reads back whole what the plain stream only counts',
-      missing == null
-        ? `delayed path: ${rttSize / MiB} MiB, ${rounds} rounds alternating, both nodes in one process inside a namespace of the bench's own whose loopback delays every packet ${ONE_WAY_DELAY_MS} ms (netem)`
-        : `delayed-path fetch row left out: ${missing}`
+      `delayed path: ${rttSize / MiB} MiB, ${rounds} rounds alternating, through a delay line on 127.0.0.1 that passes every chunk on ${ONE_WAY_DELAY_MS} ms after it arrived, each way (latency only: it buffers, so no bandwidth limit)`
     ]
   }
 })
