@@ -424,15 +424,3 @@ export class ReceivedStdout {
     this.buffer = next
   }
 }
-
-/** Joins the streamed chunks and the tail into one buffer. */
-export function joinChunks (chunks: readonly Uint8Array[], tail: Uint8Array): Uint8Array {
-  if (chunks.length === 0) return tail
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, tail.byteLength))
-  let at = 0
-  for (const c of [...chunks, tail]) {
-    out.set(c, at)
-    at += c.byteLength
-  }
-  return out
-}
