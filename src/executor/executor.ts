@@ -27,7 +27,7 @@ import { memoryPagesFor } from './prepare.ts'
 import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome } from './protocol.ts'
 import { SANDBOX_ENTRY, sandboxExecArgv } from './sandbox-launch.ts'
 import { openDataChannel, type DataChannel } from './data-channel.ts'
-import { FrameInbox, frameHeader, joinChunks } from './stream-io.ts'
+import { FrameInbox, frameHeader, ReceivedStdout } from './stream-io.ts'
 import { checkPreopens, preopenBytes } from './wasi-fs.ts'
 
 export interface ExecutorInit {
@@ -135,9 +135,8 @@ interface Pending {
   /** when the hang timer fires, and what it had left while jobs are suspended */
   hangDueAt?: number
   hangLeftMs?: number
-  /** stdout that came ahead of the result, in order */
-  stdoutChunks: Uint8Array[]
-  stdoutChunkBytes: number
+  /** stdout that came ahead of the result, from its first frame on */
+  stdout?: ReceivedStdout
   /** the result, held until the stdout it says went ahead has come in on the data socket (another channel) */
   held?: SandboxOutcome & { stdoutStreamed: number }
 }
@@ -151,6 +150,8 @@ const RESTART_DELAYS_MS = [0, 250, 1000]
 const SUSPEND_ANSWER_MS = 2000
 /** modules remembered per sandbox as kept (the sandbox's preparation cache holds 64 by default) */
 const KEPT_MODULES = 64
+/** modules whose last streamed stdout size is remembered, as the size a job's stdout buffer starts at */
+const STDOUT_SIZE_HINTS = 64
 
 export class Executor {
   readonly maxConcurrent: number
@@ -184,6 +185,12 @@ export class Executor {
   private suspendedTotalMs = 0
   /** brings the sandbox to the wanted state, one step at a time */
   private converging?: Promise<void>
+  /**
+   * by module CID, the size of its last stdout that streamed (over one
+   * chunk): a job of the same module starts its stdout buffer at that size,
+   * so that it need not grow. Least recently used first.
+   */
+  private readonly stdoutSizes = new Map<string, number>()
 
   constructor (init: ExecutorInit = {}) {
     this.maxConcurrent = init.maxConcurrent ?? Math.max(1, availableParallelism() - 1)
@@ -342,7 +349,7 @@ export class Executor {
     }
 
     return await new Promise<ExecuteResult>((resolve, reject) => {
-      const pending: Pending = { runId: this.nextRunId++, req, limits: checked.limits, resolve, reject, signal, stdoutChunks: [], stdoutChunkBytes: 0 }
+      const pending: Pending = { runId: this.nextRunId++, req, limits: checked.limits, resolve, reject, signal }
       if (signal !== undefined) {
         pending.onAbort = () => { this.abort(pending) }
         signal.addEventListener('abort', pending.onAbort, { once: true })
@@ -662,7 +669,7 @@ export class Executor {
     }
     if (msg.prepared === true) keepModule(sandbox, p.req)
     const { stdoutStreamed } = msg.outcome
-    if (stdoutStreamed !== undefined && stdoutStreamed > p.stdoutChunkBytes) {
+    if (stdoutStreamed !== undefined && stdoutStreamed > streamedSize(p)) {
       p.held = { ...msg.outcome, stdoutStreamed }
       return
     }
@@ -674,35 +681,37 @@ export class Executor {
     this.pump()
   }
 
-  /** Where a frame of a running job's stdout goes: a buffer of its own; none (read and dropped) for a job no longer running. */
+  /** Where a frame of a running job's stdout goes: the rest of its stdout so far; none (read and dropped) for a job no longer running. */
   private openStdout (sandbox: Sandbox, runId: number, length: number): Uint8Array | undefined {
     const p = this.running.get(runId)
     if (p === undefined || p.sandbox !== sandbox) return undefined // aborted, or from a sandbox we gave up on
+    p.stdout ??= new ReceivedStdout(p.limits.outputBytes, this.stdoutSizes.get(p.req.moduleCid))
+    const into = p.stdout.reserve(length)
     // the worker's shim stops at the cap: more than that means the sandbox is not the code we started
-    if (p.stdoutChunkBytes + length > p.limits.outputBytes) {
-      void killSandbox(sandbox, `the sandbox process sent more stdout for job ${p.req.jobId} than its cap of ${p.limits.outputBytes} bytes; it was killed`)
-      return undefined
-    }
-    return new Uint8Array(length)
+    if (into === undefined) void killSandbox(sandbox, `the sandbox process sent more stdout for job ${p.req.jobId} than its cap of ${p.limits.outputBytes} bytes; it was killed`)
+    return into
   }
 
   /** A frame of a running job's stdout, all read; one for a job no longer running is dropped. */
   private takeStdout (sandbox: Sandbox, runId: number, bytes: Uint8Array): void {
     const p = this.running.get(runId)
-    if (p === undefined || p.sandbox !== sandbox) return // aborted while its frame was read
-    p.stdoutChunks.push(bytes)
-    p.stdoutChunkBytes += bytes.byteLength
-    if (p.held !== undefined && p.stdoutChunkBytes >= p.held.stdoutStreamed) this.finish(p, p.held)
+    if (p?.stdout === undefined || p.sandbox !== sandbox) return // aborted while its frame was read
+    p.stdout.commit(bytes.byteLength)
+    if (p.held !== undefined && p.stdout.size >= p.held.stdoutStreamed) this.finish(p, p.held)
   }
 
   /** The outcome with the stdout that streamed ahead of it put back in front, if the job's own run sent it. */
   private withStreamedStdout (p: Pending, outcome: SandboxOutcome): SandboxOutcome {
     const { stdoutStreamed, ...rest } = outcome
     if (stdoutStreamed === undefined) return rest
-    if (stdoutStreamed !== p.stdoutChunkBytes) {
-      return failure(`executor crashed: the sandbox reported ${stdoutStreamed} bytes of stdout sent ahead of job ${p.req.jobId}'s result, ${p.stdoutChunkBytes} arrived`, 'failed', 'EXECUTOR_CRASHED')
+    if (stdoutStreamed !== streamedSize(p)) {
+      return failure(`executor crashed: the sandbox reported ${stdoutStreamed} bytes of stdout sent ahead of job ${p.req.jobId}'s result, ${streamedSize(p)} arrived`, 'failed', 'EXECUTOR_CRASHED')
     }
-    return { ...rest, stdout: joinChunks(p.stdoutChunks, plainBytes(rest.stdout)) }
+    const tail = plainBytes(rest.stdout)
+    if (p.stdout === undefined) return { ...rest, stdout: tail }
+    const stdout = p.stdout.finish(tail)
+    remember(this.stdoutSizes, p.req.moduleCid, stdout.byteLength, STDOUT_SIZE_HINTS)
+    return { ...rest, stdout }
   }
 
   private onSandboxClosed (sandbox: Sandbox, code: number | null, signal: NodeJS.Signals | null): void {
@@ -755,6 +764,21 @@ async function killSandbox (sandbox: Sandbox, reason: string): Promise<void> {
   await sandbox.closed
 }
 
+/** Sets `key` as the most recently used entry of `map`, dropping the least recently used ones past `max`. */
+function remember<V> (map: Map<string, V>, key: string, value: V, max: number): void {
+  map.delete(key)
+  map.set(key, value)
+  for (const k of map.keys()) {
+    if (map.size <= max) break
+    map.delete(k)
+  }
+}
+
+/** Bytes of `p`'s stdout that came in frames so far. */
+function streamedSize (p: Pending): number {
+  return p.stdout?.size ?? 0
+}
+
 /** Whether `req`'s module may go without its bytes: the sandbox prepared its CID from these very bytes. */
 function keptModule (sandbox: Sandbox, req: ExecuteRequest): boolean {
   const bytes = sandbox.keptModules.get(req.moduleCid)
@@ -772,13 +796,7 @@ function keptModule (sandbox: Sandbox, req: ExecuteRequest): boolean {
  * over its cached, checked copy).
  */
 function keepModule (sandbox: Sandbox, req: ExecuteRequest): void {
-  const kept = sandbox.keptModules
-  kept.delete(req.moduleCid)
-  kept.set(req.moduleCid, new WeakRef(req.module))
-  for (const cid of kept.keys()) {
-    if (kept.size <= KEPT_MODULES) break
-    kept.delete(cid)
-  }
+  remember(sandbox.keptModules, req.moduleCid, new WeakRef(req.module), KEPT_MODULES)
 }
 
 /** Sends a stop or continue signal; false when the process is gone (its 'close' handler reports its jobs). */

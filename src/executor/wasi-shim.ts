@@ -97,7 +97,9 @@ export class WasiShim {
   private readonly mem = new GuestMemory()
   /** virtual time since the epoch of every clock, ns: clock readings and poll_oneoff sleeps move it */
   private elapsedNs = 0n
-  private readonly randomSeed: Buffer
+  /** what random_get's stream is seeded from; hashed at its first call (most jobs never make one) */
+  private readonly randomSource: string
+  private randomSeed?: Buffer
   private randomCounter = 0n
   private randomPool: Uint8Array = new Uint8Array(0)
   private readonly fs: MemFs | undefined
@@ -112,7 +114,7 @@ export class WasiShim {
     this.stdinArrived = init.stdinArrived
     this.stdoutSink = init.stdoutSink
     this.outputLimit = init.outputLimit
-    this.randomSeed = createHash('sha256').update(RANDOM_DOMAIN).update(init.randomSeed).digest()
+    this.randomSource = init.randomSeed
     const preopens = init.preopens ?? []
     this.fs = preopens.length === 0
       ? undefined
@@ -170,11 +172,7 @@ export class WasiShim {
       ...new WasiFiles(this.mem, this.fds, this.fs).functions(),
       ...this.otherFunctions()
     }
-    // every name in the preview1 table must be served (a missing one would be a bug here)
-    for (const [name, [params]] of Object.entries(WASI_SIGNATURES)) {
-      if (fns[name] === undefined) throw new Error(`WasiShim has no implementation of ${name}`)
-      if (params.length > GUARDED_PARAMS) throw new Error(`WasiShim's guard passes ${GUARDED_PARAMS} parameters, ${name} takes ${params.length}`)
-    }
+    if (!tableChecked) checkTable(fns)
     const guarded: Record<string, HostFunction> = {}
     for (const [name, fn] of Object.entries(fns)) guarded[name] = guard(fn)
     return guarded
@@ -285,6 +283,7 @@ export class WasiShim {
       if (this.randomPool.length === 0) {
         const counter = Buffer.alloc(8)
         counter.writeBigUInt64BE(this.randomCounter++)
+        this.randomSeed ??= createHash('sha256').update(RANDOM_DOMAIN).update(this.randomSource).digest()
         this.randomPool = createHash('sha256').update(this.randomSeed).update(counter).digest()
       }
       const n = Math.min(this.randomPool.length, target.length - filled)
@@ -307,6 +306,18 @@ const GUARDED_PARAMS = 9
  * kernel would, instead of crashing the host. A filesystem error (FsError)
  * is the call's errno.
  */
+/** checkTable passed: the same code builds the same table for every shim, so once per thread is enough */
+let tableChecked = false
+
+/** Every name in the preview1 table must be served, within the guard's parameters (a miss would be a bug here). */
+function checkTable (fns: Record<string, HostFunction>): void {
+  for (const [name, [params]] of Object.entries(WASI_SIGNATURES)) {
+    if (fns[name] === undefined) throw new Error(`WasiShim has no implementation of ${name}`)
+    if (params.length > GUARDED_PARAMS) throw new Error(`WasiShim's guard passes ${GUARDED_PARAMS} parameters, ${name} takes ${params.length}`)
+  }
+  tableChecked = true
+}
+
 function guard (fn: HostFunction): HostFunction {
   // nine fixed parameters (path_open has the most) rather than a rest parameter, which would
   // allocate an array on every host call: a guest that writes a byte at a time makes millions

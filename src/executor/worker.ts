@@ -12,13 +12,23 @@ import { MessageChannel, parentPort, receiveMessageOnPort } from 'node:worker_th
 import { InstrumentationError, InvalidModuleError, ModuleRejectedError } from './errors.ts'
 import { PreparedModuleCache, prepareModule, preparedKey, type PreparedModule } from './prepare.ts'
 import type { WorkerMessage, WorkerRequest } from './protocol.ts'
-import { runModule, type RunOutcome } from './run-module.ts'
+import { runModule, SpareInstance, type RunOutcome } from './run-module.ts'
 import { STREAM_CHUNK_BYTES } from './stream-io.ts'
 
 const port = parentPort
 if (port === null) {
   throw new Error('src/executor/worker.ts is a worker_threads entry point; the sandbox process starts it')
 }
+
+/**
+ * The instance the next job of the last job's module (and limits) takes,
+ * made once that job's result is on its way: jobs of one module often come
+ * one after another. Only for a module whose initial memory is at most
+ * SPARE_MAX_MEMORY_BYTES, which is what an idle worker holds for it.
+ */
+let spare: { key: string, instance: SpareInstance } | undefined
+/** The most initial guest memory a spare instance may hold while its worker waits (a wasi-sdk C program starts with 128 KiB, a Rust one with about 1 MiB) */
+const SPARE_MAX_MEMORY_BYTES = 4 * 1024 * 1024
 
 port.on('message', (req: WorkerRequest) => {
   // this thread's CPU time (getrusage RUSAGE_THREAD): real work only, so neither a queue nor a suspension counts
@@ -40,15 +50,30 @@ port.on('message', (req: WorkerRequest) => {
     },
     spare: returnedBuffer
   }
+  const key = preparedKey(req.moduleCid, req.prepare)
+  const ahead = spare?.key === key ? spare.instance : undefined
+  spare = undefined
   let outcome: RunOutcome
   try {
-    outcome = runModule(prepared.module, req.spec, { stdoutSink })
+    outcome = runModule(prepared.module, req.spec, { stdoutSink, spare: ahead })
   } catch (err) {
     // runModule classifies guest failures itself; anything reaching here is a host-side bug (what streamed still counts)
     outcome = failed(`executor error: ${describe(err)}`)
   }
   post({ type: 'done', runId: req.runId, outcome: { ...outcome, cpuTimeMs: cpuMsSince(cpuStart) }, stdoutStreamed })
+  spare = spareFor(key, prepared)
 })
+
+
+function spareFor (key: string, prepared: PreparedModule): { key: string, instance: SpareInstance } | undefined {
+  if (prepared.memory.initialPages * 65536 > SPARE_MAX_MEMORY_BYTES) return undefined
+  try {
+    return { key, instance: new SpareInstance(prepared.module) }
+  } catch {
+    // not a failure of anything: the next job of this module instantiates it itself and reports what goes wrong then
+    return undefined
+  }
+}
 
 /**
  * Stdout chunks come back here once the sandbox has sent them (the `returns`

@@ -5,7 +5,7 @@ import { cidForBytes } from '../../src/executor/cid.ts'
 import { DataFrameError } from '../../src/executor/errors.ts'
 import { prepareModule } from '../../src/executor/prepare.ts'
 import { runModule, type RunSpec } from '../../src/executor/run-module.ts'
-import { FRAME_HEADER_BYTES, FrameInbox, frameHeader, InputInbox, InputPool, joinChunks, POOLED_INPUT_MIN_BYTES, StreamedInput, waitForInput } from '../../src/executor/stream-io.ts'
+import { FRAME_HEADER_BYTES, FrameInbox, frameHeader, InputInbox, InputPool, POOLED_INPUT_MIN_BYTES, ReceivedStdout, StreamedInput, waitForInput } from '../../src/executor/stream-io.ts'
 import { fixture } from './helpers/fixtures.ts'
 
 /** `length` bytes of lower-case text whose every 4 KiB block differs, so a chunk out of place would show. */
@@ -85,14 +85,16 @@ describe('StreamedInput', () => {
   })
 })
 
-describe('joinChunks', () => {
-  it('joins the chunks and the tail in order, and gives a tail alone as itself', () => {
-    const input = text(10)
-    assert.deepEqual(joinChunks([input.subarray(0, 4), input.subarray(4, 8)], input.subarray(8)), input)
-    const tail = Uint8Array.of(1, 2)
-    assert.equal(joinChunks([], tail), tail)
-  })
-})
+/** The chunks and then the tail, in one buffer: what a streamed output adds up to. */
+function joinChunks (chunks: readonly Uint8Array[], tail: Uint8Array): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, tail.byteLength))
+  let at = 0
+  for (const c of [...chunks, tail]) {
+    out.set(c, at)
+    at += c.byteLength
+  }
+  return out
+}
 
 /** The frames of `payloads` ([runId, bytes]) as one byte stream. */
 function frameStream (payloads: Array<[number, Uint8Array]>): Uint8Array {
@@ -170,6 +172,72 @@ describe('FrameInbox', () => {
   it('refuses a header for a run id or length that does not fit 32 bits', () => {
     assert.throws(() => frameHeader(2 ** 32, 1), RangeError)
     assert.throws(() => frameHeader(1, -1), RangeError)
+  })
+})
+
+/** Reads `frames` into `stdout` as the executor's FrameInbox sink does: reserve a frame's length, fill it, commit it. */
+function receive (stdout: ReceivedStdout, frames: readonly Uint8Array[]): Uint8Array[] {
+  return frames.map(frame => {
+    const into = stdout.reserve(frame.byteLength)
+    assert.ok(into !== undefined, 'within the cap')
+    assert.equal(into.byteLength, frame.byteLength)
+    into.set(frame)
+    stdout.commit(frame.byteLength)
+    return into
+  })
+}
+
+describe('ReceivedStdout', () => {
+  const whole = text(10_000)
+  const frames = [whole.subarray(0, 1000), whole.subarray(1000, 2000), whole.subarray(2000, 3500), whole.subarray(3500, 9000)]
+
+  for (const expected of [0, 100, 9000, 10_000, 20_000]) {
+    it(`puts the frames and the tail together in order, starting at an expected size of ${expected}`, () => {
+      const stdout = new ReceivedStdout(64 * 1024, expected)
+      receive(stdout, frames)
+      assert.equal(stdout.size, 9000)
+      assert.deepEqual(stdout.finish(whole.subarray(9000)), whole)
+    })
+  }
+
+  it('reads each frame into the buffer the result is a view of, with no copy at the end when the expected size was right', () => {
+    const stdout = new ReceivedStdout(64 * 1024, 10_000)
+    const [first] = receive(stdout, frames)
+    const out = stdout.finish(whole.subarray(9000))
+    assert.equal(out.buffer, first.buffer)
+    assert.equal(out.byteOffset, 0)
+    assert.equal(out.byteLength, 10_000)
+  })
+
+  it('zeroes the spare room of a buffer it hands on, and copies the bytes out when more than a quarter would be spare', () => {
+    const roomy = new ReceivedStdout(64 * 1024, 12_000)
+    receive(roomy, frames)
+    const view = roomy.finish(whole.subarray(9000))
+    assert.equal(view.buffer.byteLength, 12_000)
+    assert.deepEqual(new Uint8Array(view.buffer, 10_000), new Uint8Array(2000), 'nothing but zeros past the stdout')
+    const oversized = new ReceivedStdout(64 * 1024, 40_000)
+    receive(oversized, frames)
+    const copy = oversized.finish(whole.subarray(9000))
+    assert.deepEqual(copy, whole)
+    assert.equal(copy.buffer.byteLength, 10_000)
+  })
+
+  it('gives no room past its cap, and never grows a buffer past it', () => {
+    const stdout = new ReceivedStdout(2500)
+    receive(stdout, frames.slice(0, 2))
+    assert.equal(stdout.reserve(1500), undefined)
+    const last = receive(stdout, [whole.subarray(2000, 2500)])[0]
+    assert.equal(last.buffer.byteLength, 2500)
+    assert.deepEqual(stdout.finish(new Uint8Array(0)), whole.subarray(0, 2500))
+  })
+
+  it('gives the tail itself when no frame came, and refuses a commit past what was reserved', () => {
+    const tail = Uint8Array.of(1, 2, 3)
+    assert.equal(new ReceivedStdout(100).finish(tail), tail)
+    const stdout = new ReceivedStdout(100)
+    stdout.reserve(10)
+    assert.throws(() => { stdout.commit(11) }, RangeError)
+    assert.throws(() => new ReceivedStdout(-1), RangeError)
   })
 })
 
