@@ -418,13 +418,15 @@ export class JobRunner {
 }
 
 /**
- * Runs `fn` in the event loop's next check phase: after the work the
- * caller chains onto the result without waiting on I/O (a small answer is
- * signed, encoded and written to the socket that way), so the answer leaves
- * first.
+ * Runs `fn` after the answer has gone out and the I/O already waiting has
+ * been served (a timer, not setImmediate, which would run before the next
+ * poll for I/O): a small answer is signed, encoded and written to the socket
+ * without waiting on I/O, so it leaves first, and a task the broker sends
+ * right behind it is read before this bookkeeping. A daemon that is also the
+ * broker of the task (one process, one event loop) reads the answer first too.
  */
 function afterAnswer (fn: () => void): void {
-  setImmediate(fn)
+  setTimeout(fn, 0)
 }
 
 function keyOf (peer: string, taskId: string): string {
