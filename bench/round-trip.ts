@@ -17,10 +17,8 @@
  * other pair's executor. A job is submitted as `job submit` does it, the
  * module named by CID (ApiClient.submitJobByCid; uploaded by the first
  * warm-up job). A job's time is submit (API client, HTTP) → final
- * (seen in-process through broker.onJobEvent, no polling; the event is
- * stamped where the broker emits it, and the job read once per turn of the
- * event loop after it: JobWatcher). Jobs run one at a time; the four
- * measurements are interleaved per round, order rotated.
+ * (seen in-process through broker.onJobEvent, no polling). Jobs run one at a
+ * time; the four measurements are interleaved per round, order rotated.
  *
  *   node_modules/.bin/node bench/round-trip.ts [--quick] [--json-out FILE]
  */
@@ -220,7 +218,7 @@ async function main (): Promise<void> {
     notes.push(`Event-loop utilisation of the one process hosting relays, submitters and executors (the sandboxes are separate processes): ${num(elu.utilization('job'))} from submit to final, ${num(elu.utilization('echo'))} during echoes. Near 1: the round trip is bound by CPU work in this process, not by waiting on the network.`)
     const pr = pairedRatios(jobs.relayed.map(j => j.totalMs), jobs.direct.map(j => j.totalMs))
     process.stdout.write(`  relayed/direct per round ${num(pr.median)} (${num(pr.min)}–${num(pr.max)})\n`)
-    notes.push(`Round trip: submit through the API client (HTTP on 127.0.0.1) to the job being final in the submitting broker (broker.onJobEvent, in-process, stamped at the event; the watcher reads the job once per turn of the event loop, after it); every job checked afterwards: succeeded, ran on the pair's executor, replica path 'direct'/'relayed' as labelled. Echo: new stream + multistream-select + 1 KiB each way over the same connection; kept echo: 1 KiB each way on one echo stream kept open across rounds (jobs go out on a kept dispatch stream, /worldcompute/dispatch/1.1.0, so that row leaves the stream's opening out of both sides). All nodes share this one process (and its event loop) on 127.0.0.1. Logging: ${log.spec}; ${describeWarnings(log.counts, problemsBefore)}.`)
+    notes.push(`Round trip: submit through the API client (HTTP on 127.0.0.1) to the job being final in the submitting broker (broker.onJobEvent, in-process); every job checked afterwards: succeeded, ran on the pair's executor, replica path 'direct'/'relayed' as labelled. Echo: new stream + multistream-select + 1 KiB each way over the same connection; kept echo: 1 KiB each way on one echo stream kept open across rounds (jobs go out on a kept dispatch stream, /worldcompute/dispatch/1.1.0, so that row leaves the stream's opening out of both sides). All nodes share this one process (and its event loop) on 127.0.0.1. Logging: ${log.spec}; ${describeWarnings(log.counts, problemsBefore)}.`)
     return { bench: 'round-trip', rows, notes }
   })
 }
