@@ -99,11 +99,7 @@ export interface JobTimes {
 /**
  * Timestamps every job event of the submitting daemon's broker in-process
  * (broker.onJobEvent), so "final" is known the moment the broker records it,
- * without polling the API. An event is only stamped where it happens (inside
- * the broker's run); the job is read (`broker.getJob`, SQLite) once per turn
- * of the event loop, after that turn's events (setImmediate): read at every
- * event, the watcher itself put several reads on the path of the job it
- * timed (four before "final", measured ~0.1 ms each).
+ * without polling the API.
  */
 export class JobWatcher {
   private readonly broker: DaemonHandle['broker']
@@ -112,8 +108,6 @@ export class JobWatcher {
   private readonly off: () => void
   /** events of jobs not yet tracked (the final one may come before submit's answer) */
   private readonly early = new Map<string, JobTimes>()
-  /** per job, the stamps of this turn's events, not looked at yet */
-  private readonly unread = new Map<string, number[]>()
 
   constructor (daemon: DaemonHandle) {
     this.broker = daemon.broker
@@ -121,35 +115,15 @@ export class JobWatcher {
   }
 
   private onEvent (jobId: string): void {
-    const stamps = this.unread.get(jobId)
-    if (stamps != null) {
-      stamps.push(performance.now())
-      return
-    }
-    this.unread.set(jobId, [performance.now()])
-    setImmediate(() => { this.look(jobId) })
-  }
-
-  /**
-   * The job as this turn's events left it. Its final answer is the last
-   * event of its turn (exact); a task's end the first of its turn (the run
-   * reaches its verdict in the same turn); a placement is stamped with the
-   * last event of its turn (the run opens, places and starts the task in
-   * one turn): at most that turn's work late.
-   */
-  private look (jobId: string): void {
-    const stamps = this.unread.get(jobId) ?? []
-    this.unread.delete(jobId)
+    const now = performance.now()
     const t = this.times.get(jobId) ?? this.early.get(jobId) ?? {}
     if (!this.times.has(jobId)) this.early.set(jobId, t)
-    if (t.final != null || stamps.length === 0) return
-    const first = stamps[0]
-    const last = stamps[stamps.length - 1]
+    if (t.final != null) return
     const { job, tasks } = this.broker.getJob(jobId)
-    if (t.offered == null && tasks.length > 0) t.offered = last
-    if (t.done == null && tasks.some(x => x.state === 'done')) t.done = first
+    if (t.offered == null && tasks.length > 0) t.offered = now
+    if (t.done == null && tasks.some(x => x.state === 'done')) t.done = now
     if (job.final != null) {
-      t.final = last
+      t.final = now
       this.waiters.get(jobId)?.()
     }
   }
