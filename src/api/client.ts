@@ -28,14 +28,22 @@ interface RawAnswer { status: number, text: string }
 
 export interface CallOptions { signal?: AbortSignal, timeoutMs?: number }
 
+/** The daemon's port file and the token beside it, as read together. */
+type Endpoint = ApiEndpoint & { token: string }
+
 /**
  * The typed client the CLI (and tests, and later the doctor) use to reach a
  * running daemon. It finds the daemon through the data directory: the port
- * file the daemon writes and the token beside it.
+ * file the daemon writes and the token beside it, read at the first call
+ * and kept while the daemon answers on them; a call that reached no daemon
+ * there (connection refused) or whose token was refused (401) reads them
+ * again and, when they changed (the daemon restarted), is sent once more:
+ * neither ran anything.
  */
 export class ApiClient {
   readonly dataDir: string
   private readonly timeoutMs: number
+  private known?: Endpoint
 
   constructor (init: ApiClientInit) {
     this.dataDir = init.dataDir
@@ -46,7 +54,7 @@ export class ApiClient {
     return `start one with \`worldcompute daemon --data-dir ${this.dataDir}\``
   }
 
-  endpoint (): ApiEndpoint & { token: string } {
+  endpoint (): Endpoint {
     const paths = dataDirPaths(this.dataDir)
     let endpoint: ApiEndpoint
     try {
@@ -64,8 +72,23 @@ export class ApiClient {
   }
 
   async call<N extends RouteName> (name: N, request: RequestOf<N>, options: CallOptions = {}): Promise<ResponseOf<N>> {
+    const kept = this.known
+    const at = kept ?? this.endpoint()
+    this.known = at
+    try {
+      return await this.callAt(at, name, request, options)
+    } catch (err) {
+      if (kept == null || !reachedNoDaemon(err)) throw err
+      this.known = undefined
+      const now = this.endpoint()
+      if (now.port === at.port && now.pid === at.pid && now.token === at.token) throw err
+      this.known = now
+      return await this.callAt(now, name, request, options)
+    }
+  }
+
+  private async callAt<N extends RouteName> ({ port, token, pid }: Endpoint, name: N, request: RequestOf<N>, options: CallOptions): Promise<ResponseOf<N>> {
     const route = routes[name]
-    const { port, token, pid } = this.endpoint()
     const url = new URL(`http://127.0.0.1:${port}${fillPath(route.path, request as Record<string, unknown>)}`)
     let body: string | undefined
     if (route.method === 'GET') {
@@ -134,6 +157,12 @@ export class ApiClient {
     }
     return await this.call('submitJob', byCid, options)
   }
+}
+
+/** A call that ran nothing: no daemon listened on the port (refused), or the daemon refused the token (401). */
+function reachedNoDaemon (err: unknown): boolean {
+  if (err instanceof ApiError) return err.status === 401
+  return err instanceof DaemonNotRunningError && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED'
 }
 
 interface SendInit { method: string, path: string, headers: Record<string, string | number>, body: string | undefined, signal: AbortSignal }

@@ -97,10 +97,13 @@ export class ApiServer {
   private readonly controller = new AbortController()
   private readonly logins: DashboardLogins
   private readonly dashboard: Dashboard
+  /** the daemon's handlers and the server's own, merged once */
+  private readonly handlers: Partial<ApiHandlers> & ApiServer['ownHandlers']
   port = 0
 
   constructor (init: ApiServerInit) {
     this.init = init
+    this.handlers = { ...init.handlers, ...this.ownHandlers }
     this.log = init.logger ?? createLogger('api')
     this.logins = new DashboardLogins(init.dashboard)
     this.dashboard = new Dashboard({
@@ -213,12 +216,11 @@ export class ApiServer {
 
   /** Answers a request through the route table (only the routes `allow` accepts); errors reach `handle`'s catch. */
   private async dispatch (req: IncomingMessage, res: ServerResponse, url: URL, allow: (name: RouteName) => boolean = () => true): Promise<void> {
-    const onPath = (Object.entries(routes) as Array<[RouteName, typeof routes[RouteName]]>)
-      .filter(([name, r]) => matchPath(r.path, url.pathname) != null && allow(name))
+    const onPath = routesOn(url.pathname).filter(([name]) => allow(name))
     if (onPath.length === 0) return this.fail(res, 404, 'NOT_FOUND', `no route ${url.pathname}`)
     const entry = onPath.find(([, r]) => r.method === req.method)
     if (entry == null) return this.fail(res, 405, 'METHOD_NOT_ALLOWED', `${url.pathname} takes ${onPath.map(([, r]) => r.method).join(' or ')}`)
-    const [name, route] = entry
+    const [name, route, params] = entry
     let input: unknown
     if (route.method === 'GET') {
       input = Object.fromEntries(url.searchParams.entries())
@@ -236,7 +238,6 @@ export class ApiServer {
       }
     }
     // values in the path (`{id}`) win over the same names in an object body or the query
-    const params = matchPath(route.path, url.pathname) ?? {}
     if (Object.keys(params).length > 0 && typeof input === 'object' && !Array.isArray(input)) input = { ...input, ...params }
     let parsed: unknown
     try {
@@ -247,8 +248,7 @@ export class ApiServer {
     const reqController = new AbortController()
     res.on('close', () => { if (!res.writableFinished) reqController.abort() })
     const signal = AbortSignal.any([this.controller.signal, reqController.signal])
-    const handlers = { ...this.init.handlers, ...this.ownHandlers }
-    const handler = handlers[name] as ((r: unknown, o: { signal: AbortSignal }) => Promise<unknown>) | undefined
+    const handler = this.handlers[name] as ((r: unknown, o: { signal: AbortSignal }) => Promise<unknown>) | undefined
     if (handler == null) return this.fail(res, 404, 'NOT_AVAILABLE', `this daemon does not serve ${url.pathname}`)
     const result = await handler(parsed, { signal })
     res.writeHead(200, { 'content-type': 'application/json' })
@@ -281,13 +281,56 @@ async function listenOn (server: Server, port: number): Promise<number> {
   })
 }
 
-async function readBody (req: IncomingMessage, max: number): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length
-    if (size > max) throw Object.assign(new Error(`request body over ${max} bytes`), { code: 'TOO_LARGE' })
-    chunks.push(chunk as Buffer)
+type RouteEntry = [RouteName, typeof routes[RouteName]]
+
+/** Routes by the number of segments of their path: a request's path is matched against those of its length only. */
+const routesByLength = new Map<number, RouteEntry[]>()
+for (const entry of Object.entries(routes) as RouteEntry[]) {
+  const length = entry[1].path.split('/').length
+  routesByLength.set(length, [...(routesByLength.get(length) ?? []), entry])
+}
+
+/** The routes whose path matches `pathname`, each with the values of its `{name}` segments. */
+function routesOn (pathname: string): Array<[RouteName, typeof routes[RouteName], Record<string, string>]> {
+  const out: Array<[RouteName, typeof routes[RouteName], Record<string, string>]> = []
+  for (const [name, route] of routesByLength.get(pathname.split('/').length) ?? []) {
+    const params = matchPath(route.path, pathname)
+    if (params != null) out.push([name, route, params])
   }
-  return Buffer.concat(chunks)
+  return out
+}
+
+/**
+ * The request body, at most `max` bytes (TOO_LARGE past that, the request
+ * destroyed as a for-await loop that throws would leave it), read from its
+ * events: no async iterator per request.
+ */
+async function readBody (req: IncomingMessage, max: number): Promise<Buffer> {
+  return await new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const done = (err?: Error): void => {
+      req.off('data', onData)
+      req.off('end', onEnd)
+      req.off('error', done)
+      req.off('close', onClose)
+      if (err == null) resolve(Buffer.concat(chunks, size))
+      else reject(err)
+    }
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length
+      if (size <= max) {
+        chunks.push(chunk)
+        return
+      }
+      done(Object.assign(new Error(`request body over ${max} bytes`), { code: 'TOO_LARGE' }))
+      req.destroy()
+    }
+    const onEnd = (): void => { done() }
+    const onClose = (): void => { done(Object.assign(new Error('the request ended before its body was complete'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })) }
+    req.on('data', onData)
+    req.once('end', onEnd)
+    req.once('error', done)
+    req.once('close', onClose)
+  })
 }

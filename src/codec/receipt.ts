@@ -74,13 +74,19 @@ function signingKeyOf (privateKey: PrivateKey): KeyObject | undefined {
   return key
 }
 
-function verifyingKeyOf (executor: string, publicKey: PublicKey): KeyObject | undefined {
-  if (publicKey.type !== 'Ed25519' || publicKey.raw.byteLength !== 32) return undefined
+/**
+ * The executor's Ed25519 key as a KeyObject, kept per PeerId text: a PeerId
+ * is parsed (base58, multihash) only the first time; undefined for other key
+ * types and odd lengths.
+ */
+function verifyingKeyOf (executor: string, publicKey: () => PublicKey): KeyObject | undefined {
   let key = verifyingKeys.get(executor)
   if (key != null) {
     verifyingKeys.delete(executor)
   } else {
-    key = createPublicKey({ format: 'jwk', key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey.raw).toString('base64url') } })
+    const raw = publicKey()
+    if (raw.type !== 'Ed25519' || raw.raw.byteLength !== 32) return undefined
+    key = createPublicKey({ format: 'jwk', key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw.raw).toString('base64url') } })
     if (verifyingKeys.size >= VERIFYING_KEYS) verifyingKeys.delete(verifyingKeys.keys().next().value as string)
   }
   verifyingKeys.set(executor, key)
@@ -88,9 +94,9 @@ function verifyingKeyOf (executor: string, publicKey: PublicKey): KeyObject | un
 }
 
 /** Checks the signature with the cached key where there is one, else with libp2p's (other key types, odd lengths: its errors apply). */
-async function signatureValid (executor: string, publicKey: PublicKey, receipt: SignedReceipt, options?: AbortOptions): Promise<boolean> {
-  const key = receipt.signature.byteLength === ED25519_SIGNATURE_BYTES ? verifyingKeyOf(executor, publicKey) : undefined
-  if (key == null) return await publicKey.verify(receipt.body, receipt.signature, options)
+async function signatureValid (executor: string, receipt: SignedReceipt, options?: AbortOptions): Promise<boolean> {
+  const key = receipt.signature.byteLength === ED25519_SIGNATURE_BYTES ? verifyingKeyOf(executor, () => executorPublicKey(executor)) : undefined
+  if (key == null) return await executorPublicKey(executor).verify(receipt.body, receipt.signature, options)
   return cryptoVerify(null, receipt.body, key, receipt.signature)
 }
 
@@ -130,11 +136,12 @@ export async function verifyReceipt (receipt: SignedReceipt, expect: ReceiptExpe
     throw new ReceiptInvalidError(`receipt names executor ${body.executor}, but the task was dispatched to ${expect.executor}`)
   }
 
-  const publicKey = executorPublicKey(expect.executor)
   let valid: boolean
   try {
-    valid = await signatureValid(expect.executor, publicKey, receipt, options)
+    valid = await signatureValid(expect.executor, receipt, options)
   } catch (err) {
+    // a PeerId that is none, or that embeds no key, says so itself
+    if (err instanceof ReceiptInvalidError) throw err
     throw new ReceiptInvalidError(`receipt signature could not be checked with the key of ${expect.executor}: ${(err as Error).message}`, { cause: err })
   }
   if (!valid) {

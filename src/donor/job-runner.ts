@@ -289,7 +289,14 @@ export class JobRunner {
     }
   }
 
-  /** Runs an admitted task: its hold becomes a run, abandoned if its broker stays away past the grace period. */
+  /**
+   * Runs an admitted task: its hold becomes a run, abandoned if its broker
+   * stays away past the grace period. The task reaches the sandbox before
+   * anything else is done for it, and what follows its end (the log line,
+   * the history, metrics, the announcement of the freed slot) waits until
+   * its answer has gone out (`afterAnswer`): the broker is waiting for that
+   * answer, and none of these changes it.
+   */
   async runTask (req: ExecuteRequest, options: { signal: AbortSignal } & DispatchContext): Promise<ExecuteResult> {
     const key = keyOf(options.peer, req.taskId)
     const hold = this.holds.get(key)
@@ -297,22 +304,39 @@ export class JobRunner {
     this.holds.delete(key)
     const run: Run = { peer: options.peer, taskId: req.taskId, memoryBytes: hold.memoryBytes, abandon: new AbortController() }
     this.runs.set(key, run)
-    this.init.onChange?.()
     const started = Date.now()
+    const executing = this.init.executor.execute(req, { signal: AbortSignal.any([options.signal, run.abandon.signal]) })
+    this.init.onChange?.()
+    let outcome: ExecuteResult | 'abandoned' | 'aborted' = 'aborted'
     try {
-      const result = await this.init.executor.execute(req, { signal: AbortSignal.any([options.signal, run.abandon.signal]) })
-      this.log.info(`task ${req.taskId} → ${result.status}${result.exitCode != null ? ` (exit ${result.exitCode})` : ''}${result.error != null ? `: ${result.error}` : ''} in ${Date.now() - started} ms, fuel ${result.fuelUsed}`, { task: req.taskId, peer: options.peer })
-      this.record(req, options.peer, started, result)
-      this.init.onExecuted?.(result)
+      const result = await executing
+      outcome = result
       return result
     } catch (err) {
-      this.record(req, options.peer, started, undefined, run.abandon.signal.aborted ? 'abandoned' : 'aborted')
-      if (run.abandon.signal.aborted) throw new TaskAbandonedError(req.taskId, run.abandon.signal.reason instanceof TaskCancelledError ? 'its broker cancelled it' : `its broker ${options.peer} left`, { cause: err })
-      throw err
+      if (!run.abandon.signal.aborted) throw err
+      outcome = 'abandoned'
+      throw new TaskAbandonedError(req.taskId, run.abandon.signal.reason instanceof TaskCancelledError ? 'its broker cancelled it' : `its broker ${options.peer} left`, { cause: err })
     } finally {
       // a cancel took the run out already (and announced the free slot)
       if (this.runs.get(key) === run) this.runs.delete(key)
+      afterAnswer(() => { this.ended(req, options.peer, started, outcome) })
+    }
+  }
+
+  /** A run ended: logged, recorded in the history, counted, and its slot announced as free. */
+  private ended (req: ExecuteRequest, peer: string, started: number, outcome: ExecuteResult | 'abandoned' | 'aborted'): void {
+    try {
+      if (typeof outcome !== 'string') {
+        this.log.info(`task ${req.taskId} → ${outcome.status}${outcome.exitCode != null ? ` (exit ${outcome.exitCode})` : ''}${outcome.error != null ? `: ${outcome.error}` : ''} in ${Date.now() - started} ms, fuel ${outcome.fuelUsed}`, { task: req.taskId, peer })
+        this.record(req, peer, started, outcome)
+        this.init.onExecuted?.(outcome)
+      } else {
+        this.record(req, peer, started, undefined, outcome)
+      }
       this.init.onChange?.()
+    } catch (err) {
+      // outside the task's own call chain: a throw here would end the process, not the task
+      this.log.error(`task ${req.taskId} ended, but what follows its end failed: ${(err as Error).stack ?? String(err)}`, { task: req.taskId, peer, code: (err as { code?: string }).code })
     }
   }
 
@@ -391,6 +415,18 @@ export class JobRunner {
     this.log.warn(`broker ${shortPeerId(peer)} has been gone for ${duration(graceMs)}: abandoning its ${runs.length} task(s) here`, { peer, code: 'TASK_ABANDONED', tasks: runs.length })
     for (const run of runs) run.abandon.abort(new TaskAbandonedError(run.taskId, `its broker ${peer} left ${duration(graceMs)} ago`))
   }
+}
+
+/**
+ * Runs `fn` after the answer has gone out and the I/O already waiting has
+ * been served (a timer, not setImmediate, which would run before the next
+ * poll for I/O): a small answer is signed, encoded and written to the socket
+ * without waiting on I/O, so it leaves first, and a task the broker sends
+ * right behind it is read before this bookkeeping. A daemon that is also the
+ * broker of the task (one process, one event loop) reads the answer first too.
+ */
+function afterAnswer (fn: () => void): void {
+  setTimeout(fn, 0)
 }
 
 function keyOf (peer: string, taskId: string): string {

@@ -1,6 +1,6 @@
 /**
  * Length-prefixed framing shared by the protocols of this folder: a varint length then
- * that many bytes (libp2p's `lpStream`), each frame at most `maxFrameBytes`.
+ * that many bytes (the wire format of libp2p's `lpStream`), each frame at most `maxFrameBytes`.
  *
  * A message is one frame. A payload (module, input, stdout, stderr) is a run
  * of non-empty frames closed by an empty frame, so the receiver can tell "the
@@ -8,12 +8,12 @@
  * early", and never has to trust the announced size to allocate memory.
  */
 import { StreamBufferError } from '@libp2p/interface'
-import { InvalidDataLengthError, InvalidDataLengthLengthError, InvalidMessageLengthError, lpStream, UnexpectedEOFError } from '@libp2p/utils'
+import { byteStream, InvalidDataLengthError, InvalidDataLengthLengthError, InvalidMessageLengthError, UnexpectedEOFError } from '@libp2p/utils'
 import { errorWithCode } from '../core/errors.ts'
 import { PayloadTooLargeError, ProtocolViolationError, StreamEndedEarlyError } from './errors.ts'
 import type { BlobSource } from '../codec/manifest.ts'
 import type { AbortOptions, Stream } from '@libp2p/interface'
-import type { LengthPrefixedStream } from '@libp2p/utils'
+import type { ByteStream } from '@libp2p/utils'
 
 export interface FramedStreamInit {
   /** largest frame accepted or sent */
@@ -48,25 +48,78 @@ export class PayloadSourceChangedError extends errorWithCode('PAYLOAD_SOURCE_CHA
 
 const EMPTY = new Uint8Array(0)
 
+/** A frame up to this size is copied behind its length prefix and sent as one muxer message. */
+const COPY_FRAME_BYTES = 64 * 1024
+
+/** What the byte stream's reads return: a list of the chunks that arrived. */
+type ReadBytes = NonNullable<Awaited<ReturnType<ByteStream<Stream>['read']>>>
+
 export class FramedStream {
   readonly stream: Stream
-  private readonly lp: LengthPrefixedStream<Stream>
+  private readonly bytes: ByteStream<Stream>
   private readonly maxFrameBytes: number
+  private readonly maxBufferBytes: number
+  /** the longest length prefix a frame within the limit has */
+  private readonly maxPrefixBytes: number
+  /** bytes read from the stream and not yet handed out as frames (the byte stream's own list type) */
+  private pending?: ReadBytes
 
   constructor (stream: Stream, init: FramedStreamInit) {
     this.stream = stream
     this.maxFrameBytes = init.maxFrameBytes
-    this.lp = lpStream(stream, { maxDataLength: init.maxFrameBytes, maxBufferSize: init.maxBufferBytes })
+    this.maxBufferBytes = init.maxBufferBytes
+    this.maxPrefixBytes = lengthPrefix(init.maxFrameBytes).byteLength
+    this.bytes = byteStream(stream, { maxBufferSize: init.maxBufferBytes })
   }
 
   /** One frame; `what` names it in errors ("dispatch header", "input"). */
   async readFrame (what: string, options: AbortOptions): Promise<Uint8Array> {
     try {
-      const list = await this.lp.read(options)
-      return list.subarray()
+      return await this.nextFrame(options)
     } catch (err) {
       throw translateReadError(err, what, this.maxFrameBytes)
     }
+  }
+
+  /**
+   * The next frame: cut from what was read already when it is all there,
+   * else after reading everything the stream has buffered. A small message
+   * arrives as one muxer frame holding all its frames (`writeFrames`): they
+   * are parsed from memory, one read of the stream for all of them, where
+   * `lpStream` awaits a read per length byte and per frame.
+   */
+  private async nextFrame (options: AbortOptions): Promise<Uint8Array> {
+    while (true) {
+      const frame = this.takeFrame()
+      if (frame != null) return frame
+      const chunk = await this.bytes.read(options)
+      if (chunk == null) throw new UnexpectedEOFError(`Unexpected EOF - the stream ended with ${this.pending?.byteLength ?? 0} byte(s) of a frame read`)
+      if (this.pending == null) this.pending = chunk
+      else this.pending.append(chunk)
+      if (this.pending.byteLength > this.maxBufferBytes) throw new StreamBufferError(`Read buffer overflow - ${this.pending.byteLength} > ${this.maxBufferBytes}`)
+    }
+  }
+
+  /** A whole frame off the front of `pending`, or undefined while it is not all there. */
+  private takeFrame (): Uint8Array | undefined {
+    const pending = this.pending
+    if (pending == null) return undefined
+    let length = 0
+    for (let i = 0; i < pending.byteLength; i++) {
+      const byte = pending.get(i)
+      length += (byte & 0x7f) * 2 ** (7 * i)
+      if ((byte & 0x80) !== 0) {
+        if (i + 1 >= this.maxPrefixBytes) throw new InvalidDataLengthLengthError(`Message length length too long - over ${this.maxPrefixBytes} bytes`)
+        continue
+      }
+      if (length > this.maxFrameBytes) throw new InvalidDataLengthError(`Message length too long - ${length} > ${this.maxFrameBytes}`)
+      const end = i + 1 + length
+      if (pending.byteLength < end) return undefined
+      const frame = pending.subarray(i + 1, end)
+      pending.consume(end)
+      return frame
+    }
+    return undefined
   }
 
   /** One frame decoded as a message; decoders throw MalformedMessageError naming the field. */
@@ -79,14 +132,21 @@ export class FramedStream {
       // our own bug if it happens: the peer would reset the stream with a less helpful message
       throw new PayloadTooLargeError(`refusing to send a ${bytes.byteLength}-byte frame: the limit is ${this.maxFrameBytes}`, this.maxFrameBytes)
     }
-    await this.lp.write(bytes, options)
+    const prefix = lengthPrefix(bytes.byteLength)
+    if (bytes.byteLength > COPY_FRAME_BYTES) {
+      // a big frame is not copied behind its prefix: two muxer messages, the second carrying the bytes where they are
+      await this.bytes.write(prefix, options)
+      await this.bytes.write(bytes, options)
+      return
+    }
+    await this.bytes.write(joined([prefix, bytes]), options)
   }
 
   /**
    * Several frames in one write to the stream: one muxer frame, one
    * encryption and one socket write for a whole small message instead of one
-   * per frame. The frames are referenced, not copied. Build payloads with
-   * `payloadFrames`.
+   * per frame. The frames are copied into one buffer: for small messages
+   * only. Build payloads with `payloadFrames`.
    */
   async writeFrames (frames: readonly Uint8Array[], options: AbortOptions): Promise<void> {
     for (const frame of frames) {
@@ -94,7 +154,7 @@ export class FramedStream {
         throw new PayloadTooLargeError(`refusing to send a ${frame.byteLength}-byte frame: the limit is ${this.maxFrameBytes}`, this.maxFrameBytes)
       }
     }
-    await this.lp.writeV([...frames], options)
+    await this.bytes.write(joined(frames.flatMap(frame => [lengthPrefix(frame.byteLength), frame])), options)
   }
 
   /** `bytes` as the frames `writePayload` sends (views of it, closed by the empty frame), for `writeFrames`. */
@@ -122,14 +182,14 @@ export class FramedStream {
       }
       if (sent !== payload.byteLength) throw changed()
     }
-    await this.lp.write(EMPTY, options)
+    await this.bytes.write(lengthPrefix(0), options)
   }
 
   /** Frames of one chunk; `sent` bytes went before it: the bytes sent after it. */
   private async writeChunk (bytes: Uint8Array, sent: number, options: PayloadOptions): Promise<number> {
     for (let offset = 0; offset < bytes.byteLength; offset += this.maxFrameBytes) {
       const end = Math.min(offset + this.maxFrameBytes, bytes.byteLength)
-      await this.lp.write(bytes.subarray(offset, end), options)
+      await this.writeFrame(bytes.subarray(offset, end), options)
       options.onFrame?.(sent + end)
     }
     return sent + bytes.byteLength
@@ -180,6 +240,30 @@ export class FramedStream {
     }
     return received
   }
+}
+
+/** The parts copied into one buffer, in order. */
+function joined (parts: readonly Uint8Array[]): Uint8Array {
+  let size = 0
+  for (const part of parts) size += part.byteLength
+  const out = new Uint8Array(size)
+  let offset = 0
+  for (const part of parts) {
+    out.set(part, offset)
+    offset += part.byteLength
+  }
+  return out
+}
+
+/** The unsigned varint of `n` that prefixes a frame of `n` bytes. */
+function lengthPrefix (n: number): Uint8Array {
+  const out: number[] = []
+  do {
+    const low = n % 128
+    n = Math.floor(n / 128)
+    out.push(n > 0 ? low | 0x80 : low)
+  } while (n > 0)
+  return Uint8Array.from(out)
 }
 
 function translateReadError (err: unknown, what: string, maxFrameBytes: number): unknown {

@@ -2,7 +2,7 @@ import type { JobView } from '../../src/core/job.ts'
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { request } from 'node:http'
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ApiServer } from '../../src/api/server.ts'
@@ -350,6 +350,35 @@ describe('ApiServer stop and ApiClient without a daemon', () => {
       assert.ok(err.message.includes(dataDir), err.message)
       return true
     })
+  })
+
+  it('follows its daemon to another port, and to a replaced token, with the same client: it reads the data directory again when a call reached nobody', async () => {
+    const dataDir = join(root, 'moved')
+    const paths = ensureDataDir(dataDir)
+    const first = new ApiServer({ paths, port: 0, handlers: stubHandlers([]), version: VERSION })
+    await first.start()
+    const client = new ApiClient({ dataDir })
+    assert.deepEqual(await client.call('status', {}), STATUS)
+    const firstPort = first.port
+    await first.stop()
+    const second = new ApiServer({ paths, port: 0, handlers: stubHandlers([]), version: VERSION })
+    await second.start()
+    let third: ApiServer | undefined
+    try {
+      assert.notEqual(second.port, firstPort)
+      assert.deepEqual(await client.call('status', {}), STATUS)
+      // on the same port, with a new token (one readable by others is replaced at start): the kept token is refused once
+      await second.stop()
+      const token = readFileSync(paths.apiToken, 'utf8')
+      chmodSync(paths.apiToken, 0o644)
+      third = new ApiServer({ paths, port: second.port, handlers: stubHandlers([]), version: VERSION })
+      await third.start()
+      assert.notEqual(readFileSync(paths.apiToken, 'utf8'), token)
+      assert.deepEqual(await client.call('status', {}), STATUS)
+    } finally {
+      await second.stop()
+      await third?.stop()
+    }
   })
 
   it('keeps the same token when a server restarts in the same data dir', async () => {

@@ -78,18 +78,28 @@ describe('the job runner under the donor controls', () => {
     assert.equal(r.decideOffer(offer, { peer: 'broker' }).accept, true)
   })
 
-  it('records every task that ran, with its broker, status, CPU time and fuel', async () => {
+  it('records every task that ran, with its broker, status, CPU time and fuel, once its result is handed back', async () => {
     const recorded: DonatedTask[] = []
-    const r = runner({ onTaskEnded: (t) => { recorded.push(t) } })
+    let resolve = (): void => {}
+    const wasRecorded = new Promise<void>(res => { resolve = res })
+    const r = runner({ onTaskEnded: (t) => { recorded.push(t); resolve() } })
     r.decideOffer({ jobId: 'job-1', taskId: REQ.taskId, moduleCid: 'bafkrei-m', moduleSize: 10, inputSize: 0, limits: {} }, { peer: 'broker-a' })
     await r.runTask(REQ, { signal: new AbortController().signal, peer: 'broker-a' })
+    assert.equal(recorded.length, 0, 'the answer goes out before the history is written')
+    await wasRecorded
     assert.equal(recorded.length, 1)
     assert.deepEqual({ ...recorded[0], at: '', startedAt: '' }, { at: '', startedAt: '', broker: 'broker-a', jobId: 'job-1', taskId: REQ.taskId, status: 'succeeded', cpuTimeMs: 9.5, fuelUsed: 42, durationMs: 12 })
   })
 
   it('a history that cannot write does not fail the task', async () => {
-    const r = runner({ onTaskEnded: () => { throw new DonatedStoreError('disk full') } })
+    let resolve = (): void => {}
+    const tried = new Promise<void>(res => { resolve = res })
+    const changes: string[] = []
+    const r = runner({ onTaskEnded: () => { resolve(); throw new DonatedStoreError('disk full') }, onChange: () => { changes.push('announced') } })
     r.decideOffer({ jobId: 'job-1', taskId: REQ.taskId, moduleCid: 'bafkrei-m', moduleSize: 10, inputSize: 0, limits: {} }, { peer: 'b' })
     assert.equal((await r.runTask(REQ, { signal: new AbortController().signal, peer: 'b' })).status, 'succeeded')
+    await tried
+    await new Promise(resolve => setImmediate(resolve))
+    assert.equal(changes.length, 3, 'held, running, then freed: the freed slot is announced after the failed write')
   })
 })
