@@ -111,6 +111,8 @@ export class JobRunner {
   private readonly runs = new Map<string, Run>()
   /** brokers with no connection left, and the timer that abandons their tasks */
   private readonly gone = new Map<string, ReturnType<typeof setTimeout>>()
+  /** runs ended whose bookkeeping waits for the answer to leave (`afterAnswer`); done at once on stop */
+  private readonly endings = new Map<ReturnType<typeof setTimeout>, () => void>()
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => { this.brokerLeft(evt.detail.toString()) }
   private readonly onConnect = (evt: CustomEvent<PeerId>): void => { this.brokerBack(evt.detail.toString()) }
 
@@ -132,6 +134,12 @@ export class JobRunner {
     this.components?.events.off('peer:connect', this.onConnect)
     for (const timer of this.gone.values()) clearTimeout(timer)
     this.gone.clear()
+    // a daemon stopping right after a task ended still records it before its history closes
+    for (const [timer, fn] of this.endings) {
+      clearTimeout(timer)
+      fn()
+    }
+    this.endings.clear()
   }
 
   private get offerHoldMs (): number {
@@ -319,8 +327,24 @@ export class JobRunner {
     } finally {
       // a cancel took the run out already (and announced the free slot)
       if (this.runs.get(key) === run) this.runs.delete(key)
-      afterAnswer(() => { this.ended(req, options.peer, started, outcome) })
+      this.afterAnswer(() => { this.ended(req, options.peer, started, outcome) })
     }
+  }
+
+  /**
+   * Runs `fn` after the answer has gone out and the I/O already waiting has
+   * been served (a timer, not setImmediate, which would run before the next
+   * poll for I/O): a small answer is signed, encoded and written to the socket
+   * without waiting on I/O, so it leaves first, and a task the broker sends
+   * right behind it is read before this bookkeeping. A daemon that is also the
+   * broker of the task (one process, one event loop) reads the answer first too.
+   */
+  private afterAnswer (fn: () => void): void {
+    const timer = setTimeout(() => {
+      this.endings.delete(timer)
+      fn()
+    }, 0)
+    this.endings.set(timer, fn)
   }
 
   /** A run ended: logged, recorded in the history, counted, and its slot announced as free. */
@@ -415,18 +439,6 @@ export class JobRunner {
     this.log.warn(`broker ${shortPeerId(peer)} has been gone for ${duration(graceMs)}: abandoning its ${runs.length} task(s) here`, { peer, code: 'TASK_ABANDONED', tasks: runs.length })
     for (const run of runs) run.abandon.abort(new TaskAbandonedError(run.taskId, `its broker ${peer} left ${duration(graceMs)} ago`))
   }
-}
-
-/**
- * Runs `fn` after the answer has gone out and the I/O already waiting has
- * been served (a timer, not setImmediate, which would run before the next
- * poll for I/O): a small answer is signed, encoded and written to the socket
- * without waiting on I/O, so it leaves first, and a task the broker sends
- * right behind it is read before this bookkeeping. A daemon that is also the
- * broker of the task (one process, one event loop) reads the answer first too.
- */
-function afterAnswer (fn: () => void): void {
-  setTimeout(fn, 0)
 }
 
 function keyOf (peer: string, taskId: string): string {

@@ -91,6 +91,17 @@ describe('the job runner under the donor controls', () => {
     assert.deepEqual({ ...recorded[0], at: '', startedAt: '' }, { at: '', startedAt: '', broker: 'broker-a', jobId: 'job-1', taskId: REQ.taskId, status: 'succeeded', cpuTimeMs: 9.5, fuelUsed: 42, durationMs: 12 })
   })
 
+  it('records a task that ended just before the runner stops, before the history closes', async () => {
+    const recorded: DonatedTask[] = []
+    const r = runner({ onTaskEnded: (t) => { recorded.push(t) } })
+    r.decideOffer({ jobId: 'job-1', taskId: REQ.taskId, moduleCid: 'bafkrei-m', moduleSize: 10, inputSize: 0, limits: {} }, { peer: 'broker-a' })
+    await r.runTask(REQ, { signal: new AbortController().signal, peer: 'broker-a' })
+    r.stop()
+    assert.equal(recorded.length, 1, 'stop did the waiting bookkeeping at once')
+    await new Promise(resolve => setTimeout(resolve, 5))
+    assert.equal(recorded.length, 1, 'and not a second time')
+  })
+
   it('a history that cannot write does not fail the task', async () => {
     let resolve = (): void => {}
     const tried = new Promise<void>(res => { resolve = res })
