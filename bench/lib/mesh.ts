@@ -21,6 +21,7 @@ import type { JobView } from '../../src/core/job.ts'
 import type { SubmitJobRequest } from '../../src/api/routes.ts'
 import type { Connection, Stream } from '@libp2p/interface'
 import type { JobChange } from '../../src/broker/broker.ts'
+import type { CapacityService } from '../../src/protocols/capacity/index.ts'
 
 export type BenchDaemon = DaemonHandle & { client: ApiClient, dataDir: string }
 
@@ -68,6 +69,13 @@ export async function startBenchDaemon (dataDir: string, relay: RelayHandle, opt
 
 export async function waitForExecutors (submitter: BenchDaemon, count: number): Promise<void> {
   await executorsSeen(submitter, count)
+}
+
+/** The daemon's capacity service (the daemon builds its node with it). */
+export function capacityServiceOf (d: DaemonHandle): CapacityService {
+  const capacity = (MeshNode.libp2pOf(d.donor.mesh).services as { capacity?: CapacityService }).capacity
+  if (capacity == null) throw new Error(`daemon ${d.peerId} has no capacity service`)
+  return capacity
 }
 
 // ---- jobs -------------------------------------------------------------------
@@ -121,13 +129,14 @@ export class JobWatcher {
     this.off = this.broker.onJobEvent((jobId, change) => { this.onEvent(jobId, change) })
   }
 
-  private onEvent (jobId: string, change: JobChange): void {
+  /** `change` undefined: a broker that does not say what changed (an older build measured against this one): its rows say. */
+  private onEvent (jobId: string, change: JobChange | undefined): void {
     const now = performance.now()
     const t = this.times.get(jobId) ?? this.early.get(jobId) ?? {}
     if (!this.times.has(jobId)) this.early.set(jobId, t)
     if (t.final != null) return
-    if (change === 'task' && this.stages) this.stampStages(jobId, t, now)
-    if (change === 'final') {
+    if ((change === 'task' || change === undefined) && this.stages) this.stampStages(jobId, t, now)
+    if (change === 'final' || (change === undefined && this.broker.getJob(jobId).job.final != null)) {
       t.final = now
       this.waiters.get(jobId)?.()
     }
