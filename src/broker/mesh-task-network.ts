@@ -142,6 +142,10 @@ export class MeshTaskNetwork implements TaskNetwork {
    * by the dial telemetry.
    */
   private async connect (peerId: string, signal: AbortSignal, avoid: ReadonlySet<string> = new Set()): Promise<Connection> {
+    // what reach() answers first, before the executor's addresses and our
+    // relays are gathered for it (a relay list per task, unused when direct)
+    const direct = this.init.mesh.connections.bestDirect(peerId)
+    if (direct != null) return direct
     try {
       return await this.init.mesh.dialler.reach(peerId, {
         purpose: 'dispatch',
