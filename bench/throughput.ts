@@ -15,7 +15,11 @@
  *          perfect scheduler would keep busy)
  *
  * All nodes listen on 127.0.0.1 TCP as well as through one relay, so the
- * broker dispatches over direct connections. Bursts and bare runs alternate.
+ * broker dispatches over direct connections. After one untimed burst and one
+ * untimed bare run at the measured sizes (V8 compiles each path before it is
+ * timed), bursts and bare runs alternate. The job watcher reads no job rows:
+ * it stamps a job final on the broker's 'final' event, costing the process
+ * it measures nothing a client in a process of its own would not.
  *
  *   node_modules/.bin/node bench/throughput.ts [--quick] [--json-out FILE]
  *
@@ -29,7 +33,7 @@ import { performance } from 'node:perf_hooks'
 import { Session } from 'node:inspector/promises'
 import { benchMain, progress, row, within, type BenchRow } from './lib/report.ts'
 import {
-  connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, submitHello, jobView, JobWatcher,
+  capacityServiceOf, connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, helloRequest, submitHello, jobView, JobWatcher,
   startBenchDaemon, startBenchRelay, waitForExecutors, type BenchDaemon
 } from './lib/mesh.ts'
 import { benchLogging, describeWarnings, problemsSoFar } from './lib/log-sink.ts'
@@ -151,7 +155,8 @@ async function main (): Promise<void> {
     }
     const submitter = await startBenchDaemon(join(root, 'broker'), relay, { listen: DIRECT_AND_RELAY, execute: false }, cleanup)
     await waitForExecutors(submitter, DONORS)
-    const watcher = new JobWatcher(submitter)
+    // only the final answer is timed: the watcher reads no rows (a client waits in a process of its own)
+    const watcher = new JobWatcher(submitter, { stages: false })
     cleanup.add('stop job watcher', () => { watcher.stop() })
     const slots = donors.reduce((n, d) => n + (d.executor?.maxConcurrent ?? 0), 0)
 
@@ -165,10 +170,18 @@ async function main (): Promise<void> {
       donors.forEach((d, i) => { if ((b.perDonor[`donor${i + 1}`] ?? 0) > 0) ranOnce.add(d.peerId) })
     }
     if (donors.some(d => !ranOnce.has(d.peerId))) throw new Error('warm-up: not every donor ran a job within 60 s')
-    progress(`warm-up: ${warmJobs} jobs; ${slots} job slots over ${DONORS} donors`)
     const payload = new Uint8Array(1024).fill(0x62)
-    await bare(submitter, donors, slots * 20, slots, payload)
+    // one untimed run of each at the measured size: the first measured one is
+    // not also the one whose code V8 compiles (a job's path is much more code
+    // than an echo's, and a few warm-up jobs left the first bursts slower than the last)
+    await burst(submitter, watcher, jobsPerBurst, donors, burstTimeoutMs)
+    await bare(submitter, donors, jobsPerBurst * 5, slots, payload)
+    progress(`warm-up: ${warmJobs + jobsPerBurst} jobs, ${jobsPerBurst * 5} bare requests; ${slots} job slots over ${DONORS} donors`)
 
+    // capacity announcements the broker hears while jobs run (each one signed, sent, verified, tabled)
+    let heard = 0
+    let counting = false
+    capacityServiceOf(submitter).addEventListener('executor:updated', () => { if (counting) heard++ })
     const problemsBefore = problemsSoFar(log.counts)
     const busyBefore = log.counts.matched.busy
     const acceptedBefore = log.counts.matched.accepted
@@ -182,7 +195,9 @@ async function main (): Promise<void> {
       for (const what of order) {
         if (what === 'jobs') {
           const profiler = bursts.length === 0 ? await startProfile(process.env.WC_BENCH_CPU_PROFILE) : undefined
+          counting = true
           const b = await elu.measure('jobs', async () => await burst(submitter, watcher, jobsPerBurst, donors, burstTimeoutMs))
+          counting = false
           await profiler?.stop()
           bursts.push(b)
           progress(`burst ${r + 1}/${reps}: ${b.jobs} jobs in ${num(b.ms)} ms = ${num(b.rate)} jobs/s; per donor ${JSON.stringify(b.perDonor)}; paths ${JSON.stringify(b.paths)}; failed ${b.failed}, retried tasks ${b.retried}`)
@@ -207,6 +222,8 @@ async function main (): Promise<void> {
     const busy = log.counts.matched.busy - busyBefore
     const submitted = log.counts.matched.accepted - acceptedBefore
     process.stdout.write(`  event-loop utilisation of this process: during bursts ${num(elu.utilization('jobs'))}, during bare runs ${num(elu.utilization('bare'))}\n`)
+    const jobsRun = bursts.reduce((n, b) => n + b.jobs, 0)
+    process.stdout.write(`  CPU of this process: ${num(elu.cpuMs('jobs') / Math.max(1, jobsRun))} ms per job, ${num(elu.cpuMs('bare') / Math.max(1, bares.reduce((n, b) => n + b.count, 0)))} ms per bare request; capacity announcements heard by the broker during bursts: ${heard} (${num(heard / Math.max(1, jobsRun))} per job)\n`)
     const notes = [
       `Throughput: ${DONORS} donors with ${slots} job slot(s) in all (--max-jobs default on this machine), broker started with donor.execute false; jobs submitted through the API client, 8 requests in flight; rate = jobs / (first submit → last final). Dispatch paths: ${JSON.stringify(paths)}; jobs not succeeded: ${failed}; task attempts that failed and were retried: ${retried}. Logging: ${log.spec}; ${describeWarnings(log.counts, problemsBefore)}.`,
       `Scheduling: ${busy} offers were declined as busy for ${submitted} jobs (${num(busy / Math.max(1, submitted))} per job). The broker keeps a ledger of each executor's free slots (announcements, offer answers, its own finished tasks) and offers only where it expects one; waiting jobs queue first come first served and a freed slot wakes the first in line (src/broker/slot-ledger.ts, Broker.pump). ${num(bursts.reduce((n, b) => n + b.jobs, 0) / bursts.reduce((n, b) => n + b.ms / 1000, 0) / slots)} jobs/s per slot against ${num(reqs.median / slots)} bare req/s per in-flight request.`,

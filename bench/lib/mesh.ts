@@ -20,6 +20,8 @@ import { within, type Cleanup } from './report.ts'
 import type { JobView } from '../../src/core/job.ts'
 import type { SubmitJobRequest } from '../../src/api/routes.ts'
 import type { Connection, Stream } from '@libp2p/interface'
+import type { JobChange } from '../../src/broker/broker.ts'
+import type { CapacityService } from '../../src/protocols/capacity/index.ts'
 
 export type BenchDaemon = DaemonHandle & { client: ApiClient, dataDir: string }
 
@@ -69,6 +71,13 @@ export async function waitForExecutors (submitter: BenchDaemon, count: number): 
   await executorsSeen(submitter, count)
 }
 
+/** The daemon's capacity service (the daemon builds its node with it). */
+export function capacityServiceOf (d: DaemonHandle): CapacityService {
+  const capacity = (MeshNode.libp2pOf(d.donor.mesh).services as { capacity?: CapacityService }).capacity
+  if (capacity == null) throw new Error(`daemon ${d.peerId} has no capacity service`)
+  return capacity
+}
+
 // ---- jobs -------------------------------------------------------------------
 
 export const HELLO = readFileSync(fileURLToPath(new URL('../../test/fixtures/wasm/hello.wasm', import.meta.url)))
@@ -99,7 +108,11 @@ export interface JobTimes {
 /**
  * Timestamps every job event of the submitting daemon's broker in-process
  * (broker.onJobEvent), so "final" is known the moment the broker records it,
- * without polling the API.
+ * without polling the API. With `stages` (the default) it also stamps when
+ * a job's first task was placed and first done, reading the job's rows on
+ * its task events; without, it reads nothing at all (a throughput burst:
+ * the watcher is the bench's, not the product's, and must not cost the
+ * process it measures what a client in its own process would not).
  */
 export class JobWatcher {
   private readonly broker: DaemonHandle['broker']
@@ -108,24 +121,33 @@ export class JobWatcher {
   private readonly off: () => void
   /** events of jobs not yet tracked (the final one may come before submit's answer) */
   private readonly early = new Map<string, JobTimes>()
+  private readonly stages: boolean
 
-  constructor (daemon: DaemonHandle) {
+  constructor (daemon: DaemonHandle, options: { stages?: boolean } = {}) {
     this.broker = daemon.broker
-    this.off = this.broker.onJobEvent((jobId) => { this.onEvent(jobId) })
+    this.stages = options.stages ?? true
+    this.off = this.broker.onJobEvent((jobId, change) => { this.onEvent(jobId, change) })
   }
 
-  private onEvent (jobId: string): void {
+  /** `change` undefined: a broker that does not say what changed (an older build measured against this one): its rows say. */
+  private onEvent (jobId: string, change: JobChange | undefined): void {
     const now = performance.now()
     const t = this.times.get(jobId) ?? this.early.get(jobId) ?? {}
     if (!this.times.has(jobId)) this.early.set(jobId, t)
     if (t.final != null) return
-    const { job, tasks } = this.broker.getJob(jobId)
-    if (t.offered == null && tasks.length > 0) t.offered = now
-    if (t.done == null && tasks.some(x => x.state === 'done')) t.done = now
-    if (job.final != null) {
+    if ((change === 'task' || change === undefined) && this.stages) this.stampStages(jobId, t, now)
+    if (change === 'final' || (change === undefined && this.broker.getJob(jobId).job.final != null)) {
       t.final = now
       this.waiters.get(jobId)?.()
     }
+  }
+
+  /** The first task row seen is the offer accepted; the first one done, the dispatch returned. */
+  private stampStages (jobId: string, t: JobTimes, now: number): void {
+    if (t.offered != null && t.done != null) return
+    const { tasks } = this.broker.getJob(jobId)
+    if (t.offered == null && tasks.length > 0) t.offered = now
+    if (t.done == null && tasks.some(x => x.state === 'done')) t.done = now
   }
 
   /** Starts tracking a job just submitted (events that came before the submit returned are kept). */

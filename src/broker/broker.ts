@@ -132,7 +132,10 @@ export const CANCELLED_TASK = 'CANCELLED: the job was cancelled'
 /** What the broker needs from the network; the daemon wires the libp2p protocols in. */
 export interface TaskNetwork {
   executors: () => ExecutorInfo[]
-  /** asks the executor to take the task; a decline is an answer, not an error */
+  /**
+   * asks the executor to take the task; a decline is an answer, not an
+   * error. Bounds its own round trip (the broker passes only the job's stop)
+   */
   offer: (executor: string, task: TaskToRun, options: { signal: AbortSignal }) => Promise<OfferAnswer>
   /**
    * sends the task and waits for its verified result; throws for anything
@@ -232,7 +235,23 @@ export class JobRejectedError extends Error {
   }
 }
 
-export type JobEventListener = (jobId: string) => void
+/**
+ * What changed in a job: it started running (`phase`), one of its tasks was
+ * placed or ended (`task`: its rows say how), or it reached its final answer
+ * (`final`, once the store holds it). A listener that only waits for the
+ * answer reads nothing until `final`.
+ */
+export type JobChange = 'phase' | 'task' | 'final'
+
+export type JobEventListener = (jobId: string, change: JobChange) => void
+
+/** A job just accepted: its run starts from the row and bytes as written, not read back from the store. */
+interface Fresh {
+  job: JobRow
+  /** the module's bytes as submitted; absent: a blob file, read as on resume */
+  module?: Uint8Array
+  input?: Uint8Array
+}
 
 /** Why a waiting job woke up: it re-evaluates either way; 'probe' also lets it ask executors expected busy. */
 type WakeReason = 'timeout' | 'slot' | 'probe' | 'task' | 'stop'
@@ -290,6 +309,8 @@ interface JobRun {
   wake: WakeReason
   /** the network each of its placed tasks runs in, by task ID */
   networks: Map<string, string>
+  /** its task rows when known without reading them (none, for a job just accepted): the next turn's, then read again */
+  rows?: TaskRow[]
 }
 
 /** Who a job's next replicas may go to. */
@@ -469,7 +490,7 @@ export class Broker {
       throw err
     }
     this.log.info(`accepted job ${job.jobId}: module ${job.moduleCid}, ${req.input.byteLength} input bytes, ${replicas} replica(s)${executors != null ? `, only on ${executors.length} chosen executor(s)` : ''}`, { job: job.jobId })
-    this.launch(job.jobId)
+    this.launch(job.jobId, 0, { job, ...(req.module instanceof Uint8Array ? { module: req.module } : {}), ...(req.input instanceof Uint8Array ? { input: req.input } : {}) })
     return job
   }
 
@@ -505,7 +526,7 @@ export class Broker {
     await this.running.get(jobId)
     live.push(...this.store.failLiveTasks(jobId, CANCELLED_TASK))
     this.log.info(`job ${jobId} cancelled: stopping ${live.length} task(s) on their executors`, { job: jobId, code: 'JOB_CANCELLED' })
-    this.emit(jobId)
+    this.emit(jobId, 'final')
     this.ended()
     const told = await this.stopTasks(jobId, live, options.signal)
     return { outcome: 'cancelled', ...told }
@@ -553,25 +574,25 @@ export class Broker {
     }
   }
 
-  private emit (jobId: string): void {
+  private emit (jobId: string, change: JobChange): void {
     for (const l of this.listeners) {
       try {
-        l(jobId)
+        l(jobId, change)
       } catch (err) {
         this.log.error(`job event listener threw: ${(err as Error).message}`)
       }
     }
   }
 
-  /** Runs the job; `storeFailures`: how many runs of it in a row the job store stopped. */
-  private launch (jobId: string, storeFailures = 0): void {
+  /** Runs the job; `storeFailures`: how many runs of it in a row the job store stopped; `fresh`: it was just accepted. */
+  private launch (jobId: string, storeFailures = 0, fresh?: Fresh): void {
     const stopping = this.controller?.signal
     if (stopping == null || this.running.has(jobId)) return
     const jobStop = new AbortController()
     this.jobStops.set(jobId, jobStop)
     const signal = AbortSignal.any([stopping, jobStop.signal])
     let storeFailed = false
-    const run = this.runJob(jobId, signal)
+    const run = this.runJob(jobId, signal, fresh)
       .catch((err: Error) => {
         if (signal.aborted) return
         if (err instanceof JobStoreError) {
@@ -604,7 +625,7 @@ export class Broker {
     } catch (storeErr) {
       this.logStoreFault(jobId, 'cannot record its internal error', storeErr as Error)
     }
-    this.emit(jobId)
+    this.emit(jobId, 'final')
   }
 
   private relaunchLater (jobId: string, storeFailures: number, signal: AbortSignal): void {
@@ -693,12 +714,13 @@ export class Broker {
   }
 
   /** A job from start to final answer: placing and waiting until it can finish. */
-  private async runJob (jobId: string, signal: AbortSignal): Promise<void> {
-    const run = this.openRun(jobId, signal)
+  private async runJob (jobId: string, signal: AbortSignal, fresh?: Fresh): Promise<void> {
+    const run = this.openRun(jobId, signal, fresh)
     if (run == null) return
     this.wakers.set(jobId, run.waker)
     try {
-      await this.resumeTasks(run)
+      // a job just accepted has no tasks to resume
+      if (fresh == null) await this.resumeTasks(run)
       while (!signal.aborted) {
         if (await this.step(run) === 'finished') return
       }
@@ -720,6 +742,19 @@ export class Broker {
     return payload
   }
 
+  /**
+   * A payload a job was just submitted with, as `payloadOf` would have read
+   * it back: the cached copy when there is one (the jobs of one module share
+   * its bytes, not one copy per queued job), else the submitted bytes, kept
+   * in the cache when small.
+   */
+  private submittedPayload (cid: string, bytes: Uint8Array): Payload {
+    const cached = this.smallPayloads.get(cid)
+    if (cached != null) return cached
+    if (bytes.byteLength <= WHOLE_BLOB_BYTES) this.smallPayloads.put(cid, bytes)
+    return bytes
+  }
+
   private storedPayload (cid: string): Payload | undefined {
     const bytes = this.store.getBlob(cid)
     if (bytes != null || this.blobs == null || !this.store.blobOnDisk(cid)) return bytes
@@ -732,22 +767,22 @@ export class Broker {
   }
 
   /** The job with its bytes, marked running; undefined (the job ended as an error) when its bytes are gone. */
-  private openRun (jobId: string, signal: AbortSignal): JobRun | undefined {
-    const job = this.store.getJob(jobId)
+  private openRun (jobId: string, signal: AbortSignal, fresh?: Fresh): JobRun | undefined {
+    const job = fresh?.job ?? this.store.getJob(jobId)
     if (job == null) return undefined
-    const module = this.payloadOf(job.moduleCid)
-    const input = this.payloadOf(job.inputCid)
+    const module = fresh?.module != null ? this.submittedPayload(job.moduleCid, fresh.module) : this.payloadOf(job.moduleCid)
+    const input = fresh?.input != null ? this.submittedPayload(job.inputCid, fresh.input) : this.payloadOf(job.inputCid)
     const tree = job.manifestCid != null ? loadTree(this.store, job.manifestCid, cid => this.storedPayload(cid)) : undefined
     if (module == null || input == null || (job.manifestCid != null && tree == null)) {
       this.finishJob(jobId, 'error', { status: 'unavailable', agreeing: 0, message: 'the job store lost the module, input or directory bytes' })
-      this.emit(jobId)
+      this.emit(jobId, 'final')
       return undefined
     }
     if (job.phase === 'queued') {
       this.store.setPhase(jobId, 'running')
-      this.emit(jobId)
+      this.emit(jobId, 'phase')
     }
-    return { job, module, input, ...(tree != null ? { tree } : {}), signal, waker: new JobWaker(), inflight: new Map(), refusedBy: new Set(), hopelessSince: Date.now(), wake: 'timeout', networks: new Map() }
+    return { job, module, input, ...(tree != null ? { tree } : {}), signal, waker: new JobWaker(), inflight: new Map(), refusedBy: new Set(), hopelessSince: Date.now(), wake: 'timeout', networks: new Map(), ...(fresh != null ? { rows: [] } : {}) }
   }
 
   /**
@@ -778,10 +813,11 @@ export class Broker {
    * unavailableAfterMs with nobody to wait for.
    */
   private async step (run: JobRun): Promise<'finished' | 'continue'> {
-    const tasks = this.store.tasksOf(run.job.jobId)
+    const tasks = run.rows ?? this.store.tasksOf(run.job.jobId)
+    run.rows = undefined
     const verdict = this.decide(run.job, tasks)
     if (verdict != null) {
-      await this.finish(run, verdict)
+      await this.finish(run, verdict, tasks)
       return 'finished'
     }
     const active = tasks.filter(t => t.state === 'offered' || t.state === 'running').length
@@ -922,7 +958,7 @@ export class Broker {
     this.ledger.offering(executor.peerId)
     const asked = performance.now()
     try {
-      offer = await this.network.offer(executor.peerId, this.taskToRun(run, taskId), { signal: AbortSignal.any([run.signal, AbortSignal.timeout(10_000)]) })
+      offer = await this.network.offer(executor.peerId, this.taskToRun(run, taskId), { signal: run.signal })
     } catch (err) {
       this.ledger.answered(executor, undefined)
       if (!run.signal.aborted) this.records.silent(executor.peerId)
@@ -939,11 +975,9 @@ export class Broker {
       this.log.info(`job ${jobId}: ${executor.peerId} declined: ${offer.reason ?? 'no reason given'}${busyNow ? '' : ' (not asked again for this job)'}`, { job: jobId, peer: executor.peerId, code: offer.code })
       return undefined
     }
-    this.store.createTask({ taskId, jobId, replica, attempt, executor: executor.peerId })
-    const row = this.store.getTask(taskId)
-    if (row == null) throw new Error(`task ${taskId} vanished after insert`)
+    const row = this.store.createTask({ taskId, jobId, replica, attempt, executor: executor.peerId })
+    // its run tells the listeners (runTask's first event)
     this.startTask(run, row)
-    this.emit(jobId)
     return row
   }
 
@@ -973,18 +1007,24 @@ export class Broker {
     return 'continue'
   }
 
-  /** Finishing with a verdict: lets replicas still running finish, so the answer says how many agree. */
-  private async finish (run: JobRun, reached: JobFinal): Promise<void> {
+  /**
+   * Finishing with a verdict: lets replicas still running finish, so the
+   * answer says how many agree. `read`: the rows the verdict was reached on,
+   * still current when none of the job's tasks is under way (each records its
+   * end before it leaves `inflight`).
+   */
+  private async finish (run: JobRun, reached: JobFinal, read: TaskRow[]): Promise<void> {
     const jobId = run.job.jobId
+    const settled = run.inflight.size === 0
     await Promise.allSettled([...run.inflight.values()])
     if (run.signal.aborted) return
-    const tasks = this.store.tasksOf(jobId)
+    const tasks = settled ? read : this.store.tasksOf(jobId)
     const verdict = this.decide(run.job, tasks) ?? reached
     this.recordVotes(tasks, verdict)
     this.queueSeq.delete(jobId)
     if (!await this.persist(jobId, 'its final answer', () => { this.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict) }, run.signal)) return
     this.log.info(`job ${jobId} finished: ${verdict.message}`, { job: jobId })
-    this.emit(jobId)
+    this.emit(jobId, 'final')
     this.ended()
   }
 
@@ -1022,7 +1062,7 @@ export class Broker {
     this.queueSeq.delete(jobId)
     this.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict)
     this.log.warn(`job ${jobId}: ${verdict.message}`, { job: jobId })
-    this.emit(jobId)
+    this.emit(jobId, 'final')
     this.ended()
   }
 
@@ -1127,7 +1167,7 @@ export class Broker {
     const timer = setTimeout(() => { overdue.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')) }, deadline)
     let declined: OfferDeclinedError | undefined
     try {
-      this.emit(job.jobId)
+      this.emit(job.jobId, 'task')
       const result = await this.network.dispatch(task.executor, this.taskToRun(run, task.taskId), { signal: AbortSignal.any([signal, overdue.signal]) })
       // a result this node cannot store is not the executor's failure: it waits here for the disk
       if (!await this.persist(job.jobId, `the result of task ${task.taskId}`, () => { this.store.completeTask(task.taskId, result) }, signal)) return
@@ -1151,7 +1191,7 @@ export class Broker {
     } finally {
       clearTimeout(timer)
       run.inflight.delete(task.taskId)
-      this.emit(job.jobId)
+      this.emit(job.jobId, 'task')
       // a finished task frees a slot on its executor: this job re-evaluates,
       // and the first job in line (not every waiting job) may place a task
       const view = this.network.executors().find(e => e.peerId === task.executor)

@@ -327,6 +327,10 @@ export class JobStore {
   createJob (spec: JobSpec, module: StoredBytes, input: StoredBytes, tree?: AddressedTree): JobRow {
     const t = now()
     if ((tree?.manifestCid ?? null) !== (spec.manifestCid ?? null)) throw new Error(`job ${spec.jobId}: its manifestCid and its tree differ`)
+    const args = JSON.stringify(spec.args)
+    const env = JSON.stringify(spec.env)
+    const limits = JSON.stringify(spec.limits)
+    const executors = spec.executors != null ? JSON.stringify(spec.executors) : null
     this.guard(() => {
       this.db.exec('BEGIN IMMEDIATE')
       try {
@@ -341,8 +345,7 @@ export class JobStore {
             this.stmts.insertTreeBlob.run(spec.jobId, cid)
           }
         }
-        this.stmts.insertJob.run(spec.jobId, spec.moduleCid, spec.inputCid, spec.moduleName, JSON.stringify(spec.args), JSON.stringify(spec.env),
-          JSON.stringify(spec.limits), spec.replicas, spec.executors != null ? JSON.stringify(spec.executors) : null, spec.manifestCid ?? null, t, t)
+        this.stmts.insertJob.run(spec.jobId, spec.moduleCid, spec.inputCid, spec.moduleName, args, env, limits, spec.replicas, executors, spec.manifestCid ?? null, t, t)
         this.db.exec('COMMIT')
       } catch (err) {
         // SQLite has already rolled back after some errors (a full disk, an I/O error): a ROLLBACK then would fail and hide the cause
@@ -350,9 +353,8 @@ export class JobStore {
         throw err
       }
     })
-    const job = this.getJob(spec.jobId)
-    if (job == null) throw new Error(`job ${spec.jobId} vanished after insert`)
-    return job
+    // the row as committed, built from what was written rather than read back: one query fewer per submit
+    return toJob({ ...spec, args, env, limits, executors, manifestCid: spec.manifestCid ?? null, phase: 'queued', final: null, createdAt: t, updatedAt: t, finishedAt: null })
   }
 
   getJob (jobId: string): JobRow | undefined {
@@ -422,9 +424,28 @@ export class JobStore {
     return live
   }
 
-  createTask (task: { taskId: string, jobId: string, replica: number, attempt: number, executor: string }): void {
+  /** Records a task offered to its executor; the row as inserted (built from what was written, not read back). */
+  createTask (task: { taskId: string, jobId: string, replica: number, attempt: number, executor: string }): TaskRow {
     const t = now()
     this.guard(() => this.stmts.insertTask.run(task.taskId, task.jobId, task.replica, task.attempt, task.executor, t, t))
+    return {
+      taskId: task.taskId,
+      jobId: task.jobId,
+      replica: task.replica,
+      attempt: task.attempt,
+      executor: task.executor,
+      path: null,
+      state: 'offered',
+      outcome: null,
+      failure: null,
+      receipt: null,
+      receiptSignature: null,
+      stdout: null,
+      stderr: null,
+      files: null,
+      createdAt: t,
+      updatedAt: t
+    }
   }
 
   markTaskRunning (taskId: string, path: 'direct' | 'relayed'): void {

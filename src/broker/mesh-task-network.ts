@@ -54,6 +54,13 @@ const DELIVERED_MODULES = 4096
 const DIRECT_DIAL_TIMEOUT_MS = 3_000
 /** A task too big for the relay circuit has no other way: its direct dials get more patience. */
 const BULK_DIRECT_DIAL_TIMEOUT_MS = 10_000
+/**
+ * An offer that takes a round trip (reaching the executor included) is
+ * answered within this or counts as failed. Armed only then: an offer that
+ * rides its task's dispatch costs no timer (a burst of small jobs would keep
+ * one per job alive for this long).
+ */
+const OFFER_TIMEOUT_MS = 10_000
 
 /**
  * Errors that say the path to the executor broke, not that the task or its
@@ -135,6 +142,10 @@ export class MeshTaskNetwork implements TaskNetwork {
    * by the dial telemetry.
    */
   private async connect (peerId: string, signal: AbortSignal, avoid: ReadonlySet<string> = new Set()): Promise<Connection> {
+    // what reach() answers first, before the executor's addresses and our
+    // relays are gathered for it (a relay list per task, unused when direct)
+    const direct = this.init.mesh.connections.bestDirect(peerId)
+    if (direct != null) return direct
     try {
       return await this.init.mesh.dialler.reach(peerId, {
         purpose: 'dispatch',
@@ -192,7 +203,8 @@ export class MeshTaskNetwork implements TaskNetwork {
       this.deferred.add(task.taskId)
       return { accept: true, deferred: true }
     }
-    const conn = await this.connect(executor, options.signal)
+    const signal = AbortSignal.any([options.signal, AbortSignal.timeout(OFFER_TIMEOUT_MS)])
+    const conn = await this.connect(executor, signal)
     const res = await this.init.offer.offer(conn, {
       jobId: task.jobId,
       taskId: task.taskId,
@@ -202,7 +214,7 @@ export class MeshTaskNetwork implements TaskNetwork {
       limits: task.limits,
       ...offeredFiles(task.tree),
       meter: METER_VERSION
-    }, { signal: options.signal })
+    }, { signal })
     if (res.accept) this.hasModule.set(task.taskId, res.hasModule)
     if (res.accept && res.hasFiles != null) this.hasFiles.set(task.taskId, res.hasFiles)
     if (res.accept && res.fetches === true) this.fetches.add(task.taskId)

@@ -127,7 +127,26 @@ describe('broker scheduling', () => {
     store.close()
   })
 
-  it('reads a small module once for the jobs that use it, and sends every task the same bytes', async () => {
+  it('tells its job listeners what changed: running, each task placed and ended, and the final answer once the store holds it', async () => {
+    const store = new JobStore(join(dir.path, 'events.sqlite'))
+    const net = new TestNetwork()
+    net.add('A', ok)
+    const broker = new Broker({ store, network: net, self: 'me' })
+    const seen: Array<{ change: string, final: boolean }> = []
+    const off = broker.onJobEvent((jobId, change) => { seen.push({ change, final: store.getJob(jobId)?.final != null }) })
+    broker.start()
+    try {
+      assert.equal((await finalOf(broker, submitTo(broker))).status, 'succeeded')
+      assert.deepEqual(seen.map(e => e.change), ['phase', 'task', 'task', 'final'])
+      assert.deepEqual(seen.map(e => e.final), [false, false, false, true], 'only the final event finds the answer stored')
+    } finally {
+      off()
+      await broker.stop()
+      store.close()
+    }
+  })
+
+  it('never reads a module just submitted back from the store, and sends every task the same bytes', async () => {
     const store = new JobStore(join(dir.path, 'payload-cache.sqlite'))
     const reads: string[] = []
     const getBlob = store.getBlob.bind(store)
@@ -138,7 +157,7 @@ describe('broker scheduling', () => {
     const broker = new Broker({ store, network: net, self: 'me' })
     broker.start()
     for (let i = 0; i < 3; i++) assert.equal((await finalOf(broker, submitTo(broker))).status, 'succeeded')
-    assert.deepEqual(reads.filter(cid => cid === 'bafkrei-module'), ['bafkrei-module'])
+    assert.deepEqual(reads, [], 'a job just accepted starts from the bytes it was submitted with')
     assert.deepEqual(sent, [[0, 97, 115, 109], [0, 97, 115, 109], [0, 97, 115, 109]])
     await broker.stop()
     store.close()

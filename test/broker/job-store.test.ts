@@ -98,6 +98,21 @@ describe('the job store', () => {
     }
   })
 
+  it('returns from createJob and createTask the rows a read returns, for a job with and without its optional fields', () => {
+    const store = new JobStore(join(dir.path, 'rows.sqlite'))
+    try {
+      const plain = store.createJob(spec('job-plain'), new Uint8Array([1]), new Uint8Array([2]))
+      assert.deepEqual(plain, store.getJob('job-plain'))
+      const chosen = store.createJob({ ...spec('job-chosen'), args: ['a', 'b c'], env: ['K=v'], limits: { fuel: 5, deadlineMs: 100 }, replicas: 3, executors: ['peer-a', 'peer-b', 'peer-c'] }, new Uint8Array([3]), new Uint8Array([4]))
+      assert.deepEqual(chosen, store.getJob('job-chosen'))
+      const task = store.createTask({ taskId: 'job-chosen.r1.a2', jobId: 'job-chosen', replica: 1, attempt: 2, executor: 'peer-b' })
+      assert.deepEqual(task, store.getTask('job-chosen.r1.a2'))
+      assert.deepEqual(store.tasksOf('job-chosen'), [task])
+    } finally {
+      store.close()
+    }
+  })
+
   it('fails a result too large for the disk with JobStoreFullError and records it once there is room', () => {
     const { store, lift } = cappedStore('full-result.sqlite', 8)
     try {

@@ -7,7 +7,7 @@ import { codeOf, messageOf, ProtocolRequestError } from '../errors.ts'
 import { askSingleAnswer, handlerOptions, request, serveAnswer } from '../exchange.ts'
 import {
   ANNOUNCE_INTERVAL_MS, ANSWER_TIMEOUT_MS, CAPACITY_LIMITS, CAPACITY_PROTOCOL, CAPACITY_TABLE_LIMITS, CAPACITY_TABLE_PROTOCOL, CAPACITY_TOPIC,
-  CHANGE_MIN_INTERVAL_MS, EXPIRY_INTERVALS, LISTEN_IDLE_MS, MAX_TABLE_ENTRIES, MAX_TRACKED_PEERS, QUERY_TIMEOUT_MS, TABLE_TIMEOUT_MS
+  CHANGE_MIN_INTERVAL_MS, EXPIRY_INTERVALS, JOIN_ANNOUNCE_DELAY_MS, LISTEN_IDLE_MS, MAX_TABLE_ENTRIES, MAX_TRACKED_PEERS, QUERY_TIMEOUT_MS, TABLE_TIMEOUT_MS
 } from './constants.ts'
 import type { Capacity } from '../../codec/messages.ts'
 import type { ProtocolRegistrar, ProtocolTarget, StreamOpener } from '../components.ts'
@@ -442,8 +442,8 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
    * CHANGE_MIN_INTERVAL_MS ago — once at the end of that interval with the
    * capacity as it is then. Why coalesce: a busy donor changes slots three
    * times per task, and every announcement is signed, forwarded and verified
-   * by every peer on the topic (a tenth of the CPU of a 4-donor burst);
-   * brokers learn a taken slot from the offer answer anyway.
+   * by every peer on the topic; brokers learn a taken slot from the offer
+   * answer, and a freed one of theirs from the task's end.
    */
   notifyChanged (): void {
     if (!this.started || this.changeTimer != null) return
@@ -560,7 +560,7 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     this.changeTimer = setTimeout(() => {
       this.changeTimer = undefined
       if (this.started) this.tick()
-    }, CHANGE_MIN_INTERVAL_MS)
+    }, JOIN_ANNOUNCE_DELAY_MS)
   }
 
   private onGossip (evt: CustomEvent<PubSubMessage>): void {

@@ -25,8 +25,21 @@ export const CAPACITY_TABLE_PROTOCOL = '/worldcompute/capacity-table/1.0.0'
 export const ANNOUNCE_INTERVAL_MS = 30_000
 /** A peer's capacity is forgotten after this many announce intervals without news. */
 export const EXPIRY_INTERVALS = 3
-/** Announcements after notifyChanged() are at least this far apart; changes in between are coalesced into one. */
-export const CHANGE_MIN_INTERVAL_MS = 500
+/**
+ * Announcements after notifyChanged() are at least this far apart; changes in
+ * between are coalesced into one. A broker learns a slot it took or freed
+ * from its own offers and dispatches, and asks executors it expects busy
+ * every second while jobs wait, so a change reaching it later costs no
+ * placement; every announcement costs a signature, and a verification at
+ * every peer on the topic.
+ */
+export const CHANGE_MIN_INTERVAL_MS = 2_000
+/**
+ * How long after a peer joins the topic the announcement for it goes out:
+ * its subscription can arrive before gossipsub's own stream to it is open,
+ * and a message published then never reaches it.
+ */
+export const JOIN_ANNOUNCE_DELAY_MS = 500
 /** With on-demand listening: how long a node keeps hearing announcements after its broker last asked for executors. */
 export const LISTEN_IDLE_MS = 600_000
 /** One query: open the stream and read the answer. */
