@@ -16,6 +16,7 @@ import type { ParentMessage } from '../../src/executor/protocol.ts'
 import { Executor } from '../../src/executor/executor.ts'
 import { STREAM_CHUNK_BYTES } from '../../src/executor/stream-io.ts'
 import { request, text } from './helpers/fixtures.ts'
+import { alive } from './helpers/process.ts'
 
 const MiB = 1024 * 1024
 const PARENT_CAP = 100_000
@@ -37,16 +38,6 @@ function forkRaisingCapOf (jobId: string, realFork: typeof childProcess.fork): t
     child.send = raised as ChildProcess['send']
     return child
   }) as typeof childProcess.fork
-}
-
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false
-    throw err
-  }
 }
 
 /** This process's handles and requests by kind, counted: a sandbox's child process, sockets and timers show here. */
