@@ -19,7 +19,9 @@
  *
  * Besides wall time, CPU time per run (Linux): this process's (process.cpuUsage)
  * and, for the executor, the sandbox process's too (/proc/PID/stat, all its
- * threads, in clock ticks: summed over the rounds, not per round). On a machine
+ * threads, in clock ticks: summed over the rounds, not per round), also split
+ * into the parent, the sandbox's main thread (/proc/PID/task/PID/stat: inputs
+ * in, stdout out) and its other threads (the job's worker, GC). On a machine
  * shared with other work, wall time grows with the wait for a core and CPU time
  * does not: the CPU ratio says what the executor costs, the wall ratio what it
  * costs with the cores this run got.
