@@ -19,7 +19,9 @@
  *
  * Besides wall time, CPU time per run (Linux): this process's (process.cpuUsage)
  * and, for the executor, the sandbox process's too (/proc/PID/stat, all its
- * threads, in clock ticks: summed over the rounds, not per round). On a machine
+ * threads, in clock ticks: summed over the rounds, not per round), also split
+ * into the parent, the sandbox's main thread (/proc/PID/task/PID/stat: inputs
+ * in, stdout out) and its other threads (the job's worker, GC). On a machine
  * shared with other work, wall time grows with the wait for a core and CPU time
  * does not: the CPU ratio says what the executor costs, the wall ratio what it
  * costs with the cores this run got.
@@ -102,6 +104,8 @@ interface Measured {
   times: Record<Variant, number[]>
   /** CPU ms per run, this process and (executor) the sandbox; absent where /proc cannot be read */
   cpuMs: Partial<Record<Variant, number>>
+  /** the executor's CPU per run by thread; absent where /proc cannot be read */
+  executorCpu?: ExecutorCpuSplit
   /** executor's own durationMs (dispatch to result, IPC included) */
   executorInternal: number[]
   fuelUsed: number
@@ -236,8 +240,14 @@ async function measure (w: Workload, executor: Executor, ipcEcho: IpcEcho, dir: 
   }
   let output = reference ?? ''
   if (w.name === 'primes') output = new TextDecoder().decode((await (run.inProcess as () => Promise<[number, Uint8Array]>)())[1]).trim()
-  return { times, cpuMs: cpu.perRun(times), executorInternal: internal, fuelUsed, output }
+  return { times, cpuMs: cpu.perRun(times), executorCpu: cpu.executorSplit(times.executor.length), executorInternal: internal, fuelUsed, output }
 }
+
+/** CPU ms so far: this process's, the sandbox's (all its threads) and the sandbox's main thread alone. */
+interface CpuSnapshot { own: number, sandbox: number, sandboxMain: number }
+
+/** The executor's CPU per run by where it is spent: the parent, the sandbox's main thread (inputs in, stdout out, messages), the sandbox's other threads (the job's worker, GC). */
+interface ExecutorCpuSplit { parent: number, sandboxMain: number, sandboxOther: number }
 
 /**
  * CPU time of each variant's runs: this process's, plus the sandbox
@@ -246,6 +256,7 @@ async function measure (w: Workload, executor: Executor, ipcEcho: IpcEcho, dir: 
  */
 class CpuTally {
   private readonly totals: Partial<Record<Variant, number>> = {}
+  private readonly split: ExecutorCpuSplit = { parent: 0, sandboxMain: 0, sandboxOther: 0 }
   private sandboxUnreadable?: string
 
   private readonly executor: Executor
@@ -254,14 +265,24 @@ class CpuTally {
     this.executor = executor
   }
 
-  read (v: Variant): number {
+  read (v: Variant): CpuSnapshot {
     const own = process.cpuUsage()
-    return (own.user + own.system) / 1000 + (v === 'executor' ? this.sandboxMs() : 0)
+    const ownMs = (own.user + own.system) / 1000
+    if (v !== 'executor') return { own: ownMs, sandbox: 0, sandboxMain: 0 }
+    return { own: ownMs, sandbox: this.sandboxMs('stat'), sandboxMain: this.sandboxMs(`task/${this.executor.sandboxPid ?? ''}/stat`) }
   }
 
-  add (v: Variant, before: number): void {
+  add (v: Variant, before: CpuSnapshot): void {
     if (v === 'native' || v === 'ipc' || (v === 'executor' && this.sandboxUnreadable !== undefined)) return
-    this.totals[v] = (this.totals[v] ?? 0) + this.read(v) - before
+    const now = this.read(v)
+    const parent = now.own - before.own
+    const sandbox = now.sandbox - before.sandbox
+    const sandboxMain = now.sandboxMain - before.sandboxMain
+    this.totals[v] = (this.totals[v] ?? 0) + parent + sandbox
+    if (v !== 'executor') return
+    this.split.parent += parent
+    this.split.sandboxMain += sandboxMain
+    this.split.sandboxOther += sandbox - sandboxMain
   }
 
   perRun (times: Record<Variant, number[]>): Partial<Record<Variant, number>> {
@@ -269,12 +290,19 @@ class CpuTally {
     return Object.fromEntries(Object.entries(this.totals).map(([v, ms]) => [v, ms / times[v as Variant].length]))
   }
 
-  /** The sandbox's CPU ms so far (all its threads); the sandbox does not restart in this bench. */
-  private sandboxMs (): number {
+  /** The executor's CPU per run by thread; undefined when the sandbox's could not be read. */
+  executorSplit (runs: number): ExecutorCpuSplit | undefined {
+    if (this.sandboxUnreadable !== undefined || runs === 0) return undefined
+    const { parent, sandboxMain, sandboxOther } = this.split
+    return { parent: parent / runs, sandboxMain: sandboxMain / runs, sandboxOther: sandboxOther / runs }
+  }
+
+  /** The sandbox's CPU ms so far from /proc/PID/<file> (its own utime + stime); the sandbox does not restart in this bench. */
+  private sandboxMs (file: string): number {
     const pid = this.executor.sandboxPid
     try {
       if (pid === undefined) throw new Error('no sandbox process')
-      return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).self * 1000 / CLK_TCK
+      return parseStat(readFileSync(`/proc/${pid}/${file}`, 'utf8')).self * 1000 / CLK_TCK
     } catch (err) {
       this.sandboxUnreadable ??= `cannot read the sandbox's CPU time: ${(err as Error).message}`
       return 0
@@ -381,6 +409,8 @@ async function main (): Promise<void> {
       process.stdout.write(`  executor/bare V8 per round:  ${num(pe.median)} (${num(pe.min)}–${num(pe.max)})\n`)
       const cpu = m.cpuMs
       process.stdout.write(`  CPU per run (mean):          ${(Object.keys(cpu) as Variant[]).map(v => `${v} ${num(cpu[v] as number)} ms`).join(', ')}${cpu.executor !== undefined ? ' (executor: this process + the sandbox)' : ''}\n`)
+      const split = m.executorCpu
+      if (split !== undefined) process.stdout.write(`  executor CPU per run (mean):  parent ${num(split.parent)} ms, sandbox main thread ${num(split.sandboxMain)} ms, sandbox other threads ${num(split.sandboxOther)} ms\n`)
 
       rows.push(row({ benchmark: `executor: ${label}`, baselineName: LABEL.bareV8, baseline: s.bareV8, figure: s.executor, unit: 'ms', ratioLabel: 'executor / bare V8', target: { op: '<=', value: 1.15 } }))
       if (cpu.executor !== undefined && cpu.bareV8 !== undefined) {

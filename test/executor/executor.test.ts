@@ -8,6 +8,7 @@ import { prepareModule } from '../../src/executor/prepare.ts'
 import { runModule } from '../../src/executor/run-module.ts'
 import { STREAM_CHUNK_BYTES } from '../../src/executor/stream-io.ts'
 import { request, text } from './helpers/fixtures.ts'
+import { alive } from './helpers/process.ts'
 
 const MiB = 1024 * 1024
 
@@ -404,18 +405,9 @@ describe('Executor started on demand', () => {
       assert.equal(executor.sandboxPid, pid)
       for (let i = 0; i < 100 && executor.sandboxPid != null; i++) await sleep(50)
       assert.deepEqual([executor.status().state, executor.sandboxPid], ['stopped', undefined], 'stopped after the idle time')
-      const alive = (): boolean => {
-        try {
-          process.kill(pid, 0)
-          return true
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false
-          throw err
-        }
-      }
       // the kill is under way once the executor lets go of it; the process is reaped soon after
-      for (let i = 0; i < 100 && alive(); i++) await sleep(50)
-      assert.equal(alive(), false, 'the sandbox process is gone')
+      for (let i = 0; i < 100 && alive(pid); i++) await sleep(50)
+      assert.equal(alive(pid), false, 'the sandbox process is gone')
       assert.equal(executor.status().restarts, 0, 'an idle stop is not a crash')
       // the next job starts a new sandbox
       assertStatus(await executor.execute(request('hello')), 'succeeded')
