@@ -31,6 +31,18 @@ function pattern (size: number, seed: number): Uint8Array {
   return out
 }
 
+/** The donor's fetch of `blob` from the broker, served from a blob file read by `from(offset)`; the grant released after. */
+async function fetchFromFile (ends: { donorFetch: FetchService, brokerFetch: FetchService, donor: Node, broker: Node }, blob: Uint8Array, from: (offset: number) => AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const source: OffsetPayloadSource = { byteLength: blob.byteLength, chunks: () => from(0), chunksFrom: (offset) => from(offset) }
+  const release = ends.brokerFetch.grant(ends.donor.peerId.toString(), rawCidString(blob), source)
+  try {
+    const back = await waitFor('the donor\'s side of the connection', () => ends.donor.getConnections(ends.broker.peerId)[0])
+    return await ends.donorFetch.fetch(back, { cid: rawCidString(blob), size: blob.byteLength, what: 'input' })
+  } finally {
+    release()
+  }
+}
+
 describe('fetch protocol', () => {
   let nodes: Node[] = []
   let root: string
@@ -145,17 +157,12 @@ describe('fetch protocol', () => {
         }
       }
     }
-    const { donorFetch, brokerFetch, donor, broker } = await pair(store)
+    const ends = await pair(store)
     const from = async function * (offset: number): AsyncIterable<Uint8Array> {
       asked.push(offset)
       for (let at = offset; at < blob.byteLength; at += 64 * 1024) yield blob.subarray(at, Math.min(at + 64 * 1024, blob.byteLength))
     }
-    const source: OffsetPayloadSource = { byteLength: blob.byteLength, chunks: () => from(0), chunksFrom: (offset) => from(offset) }
-    const release = brokerFetch.grant(donor.peerId.toString(), rawCidString(blob), source)
-    const back = await waitFor('the donor\'s side of the connection', () => donor.getConnections(broker.peerId)[0])
-    const got = await donorFetch.fetch(back, { cid: rawCidString(blob), size: blob.byteLength, what: 'input' })
-    release()
-    assert.deepEqual(got, blob)
+    assert.deepEqual(await fetchFromFile(ends, blob, from), blob)
     assert.deepEqual(asked, [0, RANGE, 2 * RANGE, 3 * RANGE], 'each range asked once, in order')
     // when a range (not the last) was on disk, the next one had already been asked for, and never the one after it
     assert.deepEqual(aheadAtWrite, [0, 0, 0, -RANGE], `ranges asked ahead when each write ended: ${aheadAtWrite.join(', ')}`)
@@ -192,7 +199,7 @@ describe('fetch protocol', () => {
 
   it('drops the range asked ahead when the current one breaks, and resumes at the bytes written', async () => {
     const store = new ContentStore({ dir: join(root, 'content') })
-    const { donorFetch, brokerFetch, donor, broker } = await pair(store)
+    const ends = await pair(store)
     const blob = pattern(3 * RANGE, 13)
     const offsets: number[] = []
     let failedOnce = false
@@ -208,12 +215,7 @@ describe('fetch protocol', () => {
         yield blob.subarray(at, Math.min(at + 64 * 1024, blob.byteLength))
       }
     }
-    const source: OffsetPayloadSource = { byteLength: blob.byteLength, chunks: () => from(0), chunksFrom: (offset) => from(offset) }
-    const release = brokerFetch.grant(donor.peerId.toString(), rawCidString(blob), source)
-    const back = await waitFor('the donor\'s side of the connection', () => donor.getConnections(broker.peerId)[0])
-    const got = await donorFetch.fetch(back, { cid: rawCidString(blob), size: blob.byteLength, what: 'input' })
-    release()
-    assert.deepEqual(got, blob)
+    assert.deepEqual(await fetchFromFile(ends, blob, from), blob)
     const resumedAt = offsets.find(o => o > 0 && o < RANGE)
     assert.ok(resumedAt != null && resumedAt <= RANGE / 2, `resumed within the first range: ${offsets.join(', ')}`)
     assert.ok(logs.lines.some(l => l.includes('resuming')), 'the broken attempt is logged')
