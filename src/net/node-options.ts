@@ -158,7 +158,7 @@ function services (init: NodeOptionsInit): ServiceFactories {
     autoNAT: autoNATv2(),
     // the heartbeat walks the topics' meshes: its cost per peer is per peer on a topic we subscribe
     // to, which for an idle donor is only its relays (relay announcements); capacity announcements
-    // are listened to only while our broker needs executors (capacity.ts). Per role: see below
+    // are listened to only while our broker needs executors (capacity.ts). Its interval is per role
     pubsub: gossipsub({
       runOnLimitedConnection: true,
       allowPublishToZeroTopicPeers: true,
