@@ -20,6 +20,12 @@
  *   WC_IDLE_SIZES=1,8,24,48   donor counts (default 1,8,24,48; --quick 1,8)
  *   WC_IDLE_SETTLE_S=30       wait after the last reservation (default 30; --quick 20)
  *   WC_IDLE_WINDOW_S=30       measured window (default 30; --quick 20)
+ *   WC_IDLE_WINDOWS=1         consecutive windows per mesh (default 1): the
+ *                             first starts after the settle, each later one
+ *                             where the last ended; V8's one-off clean-ups
+ *                             after start-up (its memory reducer runs a full
+ *                             GC about 100 s after the last one) land in the
+ *                             first, the steady state shows in the later ones
  *   WC_IDLE_BASELINE_BIN=PATH another checkout's bin/worldcompute: every size
  *                             is run with both, interleaved (alternating which
  *                             goes first), and rows compare them
@@ -291,10 +297,19 @@ interface RunResult {
   profile?: string[]
   /** CPU ms/s per donor by thread name (mean over donors) */
   threads: Array<[string, number]>
+  /** the windows after the first (WC_IDLE_WINDOWS), in order */
+  later: LaterWindow[]
+}
+
+/** One window after the first: the same figures, taken on the same processes. */
+interface LaterWindow {
+  perDonor: number[]
+  rssMb: number[]
+  threads: Array<[string, number]>
 }
 
 /** One mesh of `n` donors built from `bin`: settle, measure, stop. */
-async function runMesh (bin: string, label: string, n: number, root: string, settleS: number, windowS: number, profDir: string | undefined, cleanup: Cleanup): Promise<RunResult> {
+async function runMesh (bin: string, label: string, n: number, root: string, settleS: number, windowS: number, windows: number, profDir: string | undefined, cleanup: Cleanup): Promise<RunResult> {
   const dir = join(root, `${label}-n${n}-${Date.now()}`)
   mkdirSync(dir, { recursive: true })
   // stopped at the end of this mesh; `cleanup` stops them too on an early exit (stopping twice is harmless)
@@ -341,8 +356,14 @@ async function runMesh (bin: string, label: string, n: number, root: string, set
     const relayMsPerS = (perGroup.get(relay.proc.pgid) ?? 0) / seconds
     // per donor: the threads' CPU summed over all donors, divided by their number
     const threads = threadShare(threadsA, threadsB, seconds).map(([k, v]) => [k, v / donorGroups.size] as [string, number]).filter(([, v]) => v >= 0.05)
-    const shapeAfter = describeShapes(await Promise.all(donors.map(async d => await statusOf(d))).then(ss => ss.map(shapeOf)))
     progress(`${label} N=${n}: idle CPU per donor ${fmt(summarize(perDonor), 'ms/s')}, relay ${relayMsPerS.toFixed(1)} ms/s`)
+    const later: LaterWindow[] = []
+    for (let w = 2; w <= windows; w++) {
+      later.push(await laterWindow(measured.map(d => d.proc.pgid), windowS))
+      progress(`${label} N=${n}: window ${w}, idle CPU per donor ${fmt(summarize(later[later.length - 1].perDonor), 'ms/s')}`)
+    }
+    for (const p of procs) if (!running(p)) throw new Error(`${p.name} exited during a later window (${String(p.child.exitCode)}); log:\n${tailOf(p.logFile)}`)
+    const shapeAfter = describeShapes(await Promise.all(donors.map(async d => await statusOf(d))).then(ss => ss.map(shapeOf)))
     // stop every donor (SIGTERM: the profiled one writes its profile on a clean exit), then the relay
     const codes = await Promise.all(donors.map(async d => await stopProc(d.proc, 15_000)))
     const bad = codes.map((c, i) => [donors[i].proc.name, c] as const).filter(([, c]) => c !== 0)
@@ -350,9 +371,26 @@ async function runMesh (bin: string, label: string, n: number, root: string, set
     await stopProc(relay.proc, 10_000)
     let profile: string[] | undefined
     if (profDir != null) profile = summarizeWindow(profDir, donors[0].proc.pgid, Number(monoFrom / 1000n), Number(monoTo / 1000n))
-    return { perDonor, rssMb, procsPerDonor, relayMsPerS, shapeBefore, shapeAfter, profile, threads }
+    return { perDonor, rssMb, procsPerDonor, relayMsPerS, shapeBefore, shapeAfter, profile, threads, later }
   } finally {
     await Promise.all(procs.map(async p => { await stopProc(p, 5_000) }))
+  }
+}
+
+/** One more window on the donors' process groups: CPU per donor, RSS at its end, threads (mean over donors). */
+async function laterWindow (pgids: number[], windowS: number): Promise<LaterWindow> {
+  const groups = new Set(pgids)
+  const a = snapshot(groups)
+  const threadsA = threadTicks(a)
+  await sleep(windowS * 1000)
+  const b = snapshot(groups)
+  const threadsB = threadTicks(b)
+  const seconds = (b.at - a.at) / 1000
+  const { perGroup } = cpuBetween(a, b)
+  return {
+    perDonor: pgids.map(g => (perGroup.get(g) ?? 0) / seconds),
+    rssMb: pgids.map(g => groupRssMb(b, g)),
+    threads: threadShare(threadsA, threadsB, seconds).map(([k, v]) => [k, v / groups.size] as [string, number]).filter(([, v]) => v >= 0.05)
   }
 }
 
@@ -482,6 +520,7 @@ await benchMain('idle-cpu', { quick: 900_000, full: 2_400_000 }, async (args, cl
   const sizes = envList('WC_IDLE_SIZES', args.quick ? [1, 8] : [1, 8, 24, 48])
   const settleS = envSeconds('WC_IDLE_SETTLE_S', args.quick ? 20 : 30)
   const windowS = envSeconds('WC_IDLE_WINDOW_S', args.quick ? 20 : 30)
+  const windows = envList('WC_IDLE_WINDOWS', [1])[0]
   const baselineBin = process.env.WC_IDLE_BASELINE_BIN != null && process.env.WC_IDLE_BASELINE_BIN !== '' ? process.env.WC_IDLE_BASELINE_BIN : undefined
   const profDir = process.env.WC_IDLE_CPU_PROF != null && process.env.WC_IDLE_CPU_PROF !== '' ? process.env.WC_IDLE_CPU_PROF : undefined
   if (profDir != null) mkdirSync(profDir, { recursive: true })
@@ -500,10 +539,13 @@ await benchMain('idle-cpu', { quick: 900_000, full: 2_400_000 }, async (args, cl
     for (const b of order) {
       const prof = profDir != null && n === largest ? join(profDir, b.label) : undefined
       if (prof != null) mkdirSync(prof, { recursive: true })
-      const r = await runMesh(b.bin, b.label, n, root, settleS, windowS, prof, cleanup)
+      const r = await runMesh(b.bin, b.label, n, root, settleS, windowS, windows, prof, cleanup)
       results.set(`${b.label}:${n}`, r)
       notes.push(`${b.label} (${b.bin}), N=${n}: idle CPU per donor ${fmt(summarize(r.perDonor), 'ms/s')} [${r.perDonor.map(x => x.toFixed(1)).join(', ')}], RSS per donor ${fmt(summarize(r.rssMb), 'MB')} (processes per donor: ${[...new Set(r.procsPerDonor)].join('/')}), relay ${r.relayMsPerS.toFixed(1)} ms/s; before the window: ${r.shapeBefore}; after: ${r.shapeAfter}`)
       notes.push(`${b.label} N=${n}: per donor by thread (ms/s, mean over donors): ${r.threads.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`)
+      r.later.forEach((w, i) => {
+        notes.push(`${b.label} N=${n}, window ${i + 2} (${settleS + (i + 1) * windowS}–${settleS + (i + 2) * windowS} s after the last reservation): idle CPU per donor ${fmt(summarize(w.perDonor), 'ms/s')}, RSS ${fmt(summarize(w.rssMb), 'MB')}; by thread: ${w.threads.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`)
+      })
       if (r.profile != null) notes.push(...r.profile.map(l => `${b.label} N=${n} donor0 ${l}`))
     }
   }
@@ -529,6 +571,10 @@ await benchMain('idle-cpu', { quick: 900_000, full: 2_400_000 }, async (args, cl
       const build = baselineBin != null ? ` (${label} build)` : ''
       rows.push(budgetRow(`idle CPU per donor ≤ 2 ms/s, ${n} donor(s)${build}`, 2, 'ms/s', r.perDonor, 'donor'))
       rows.push(budgetRow(`idle memory per donor (daemon + sandbox, RSS) ≤ 150 MB, ${n} donor(s)${build}`, 150, 'MB', r.rssMb, 'donor'))
+      r.later.forEach((w, i) => {
+        rows.push(budgetRow(`idle CPU per donor ≤ 2 ms/s, ${n} donor(s)${build}, window ${i + 2}`, 2, 'ms/s', w.perDonor, 'donor'))
+        rows.push(budgetRow(`idle memory per donor (daemon + sandbox, RSS) ≤ 150 MB, ${n} donor(s)${build}, end of window ${i + 2}`, 150, 'MB', w.rssMb, 'donor'))
+      })
     }
   }
   if (baselineBin != null) {

@@ -57,6 +57,31 @@ export interface Internals {
   components: Record<string, any>
 }
 
+/**
+ * gossipsub's heartbeat on a relay, ms (gossipsub's default). Relays are the
+ * mesh's hubs: the peers they graft on a topic are the peers they forward its
+ * messages to, so a relay repairs its meshes at once.
+ */
+export const RELAY_GOSSIP_HEARTBEAT_MS = 1_000
+
+/**
+ * gossipsub's heartbeat on a daemon (donor and broker) and the doctor, ms.
+ * The heartbeat carries no message: it repairs the mesh (graft, prune),
+ * sends IHAVE gossip and expires caches. A daemon needs none of that in
+ * time: its own announcements are flood-published to every subscribed peer
+ * at once, messages are forwarded as they arrive, joining a topic grafts
+ * the known subscribers at once, and a GRAFT from a relay (whose heartbeat
+ * is 1 s) is answered when it arrives. What a slower beat delays is the
+ * daemon grafting a peer that subscribed after it joined (the peer's own
+ * graft or the relay's comes first) and its IHAVE gossip (10 s instead of
+ * 1 s to recover a missed announcement; capacity is re-announced every 30 s
+ * and pulled from relays' tables). Cost per beat: one walk of each topic's
+ * peers (an idle donor's: its relays) and a peer-score read per peer; at
+ * 1 s it was the largest share of an idle donor's JavaScript and garbage
+ * (bench/idle-cpu.ts, bench/RESULTS.md).
+ */
+export const DAEMON_GOSSIP_HEARTBEAT_MS = 10_000
+
 /** The options of the one libp2p node this process runs: donor, relay and doctor alike. */
 /**
  * The WebRTC transport's factory, loaded by the caller only for a node that
@@ -131,10 +156,15 @@ function services (init: NodeOptionsInit): ServiceFactories {
     // v2, not v1: v1's dial-back reuses the client's connection, reports a
     // false success and then closes it, dropping the donor's relay reservation
     autoNAT: autoNATv2(),
-    // the heartbeat (1 s, gossipsub's default) walks the topics' meshes: its cost per peer is per peer
-    // on a topic we subscribe to, which for an idle donor is only its relays (relay announcements);
-    // capacity announcements are listened to only while our broker needs executors (capacity.ts)
-    pubsub: gossipsub({ runOnLimitedConnection: true, allowPublishToZeroTopicPeers: true, emitSelf: false }),
+    // the heartbeat walks the topics' meshes: its cost per peer is per peer on a topic we subscribe
+    // to, which for an idle donor is only its relays (relay announcements); capacity announcements
+    // are listened to only while our broker needs executors (capacity.ts). Its interval is per role
+    pubsub: gossipsub({
+      runOnLimitedConnection: true,
+      allowPublishToZeroTopicPeers: true,
+      emitSelf: false,
+      heartbeatInterval: init.relayServer != null ? RELAY_GOSSIP_HEARTBEAT_MS : DAEMON_GOSSIP_HEARTBEAT_MS
+    }),
     internals: (components: Record<string, any>): Internals => ({ components }),
     // after the built-in ones, so the job protocols can use pubsub
     ...init.services
