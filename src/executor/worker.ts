@@ -64,7 +64,6 @@ port.on('message', (req: WorkerRequest) => {
   spare = spareFor(key, prepared)
 })
 
-
 function spareFor (key: string, prepared: PreparedModule): { key: string, instance: SpareInstance } | undefined {
   if (prepared.memory.initialPages * 65536 > SPARE_MAX_MEMORY_BYTES) return undefined
   try {
