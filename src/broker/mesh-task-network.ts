@@ -142,10 +142,6 @@ export class MeshTaskNetwork implements TaskNetwork {
    * by the dial telemetry.
    */
   private async connect (peerId: string, signal: AbortSignal, avoid: ReadonlySet<string> = new Set()): Promise<Connection> {
-    // what reach() answers first, before the executor's addresses and our
-    // relays are gathered for it (a relay list per task, unused when direct)
-    const direct = this.init.mesh.connections.bestDirect(peerId)
-    if (direct != null) return direct
     try {
       return await this.init.mesh.dialler.reach(peerId, {
         purpose: 'dispatch',
@@ -155,7 +151,9 @@ export class MeshTaskNetwork implements TaskNetwork {
         stored: 'circuit',
         // through every relay we are connected to: the executor may hold a
         // reservation there that its last announcement does not show yet
-        relays: this.init.relays?.() ?? [],
+        // (gathered only when a dial is planned: a task on an open direct
+        // connection needs no relay list)
+        relays: () => this.init.relays?.() ?? [],
         // a direct connection carries the task better than the relayed one already open
         preferDirect: true,
         avoidRelays: avoid,

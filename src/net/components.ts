@@ -90,8 +90,12 @@ export interface ReachOptions extends AbortOptions {
   purpose: DialPurpose
   /** addresses the caller knows beyond the peer store (an announcement, a status entry) */
   addrs?: readonly string[]
-  /** relays we hold a connection to: the peer is tried through each of them as well */
-  relays?: readonly string[]
+  /**
+   * relays we hold a connection to: the peer is tried through each of them as
+   * well. A function is asked only when a dial is planned (not when an open
+   * connection answers), so a caller need not gather them for every reach
+   */
+  relays?: readonly string[] | (() => readonly string[])
   /** use the peer-store addresses; `circuit` takes only its relayed ones @default 'all' */
   stored?: 'all' | 'circuit' | 'none'
   /** hand back an open connection instead of dialling @default true */

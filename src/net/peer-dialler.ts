@@ -131,7 +131,8 @@ export class MeshPeerDialler implements PeerDialler {
   /** The peer's addresses in the order they are tried: direct ones by rung, circuits by relay. */
   private async plan (peerId: string, options: ReachOptions): Promise<Plan> {
     const stored = await this.storedAddrs(peerId, options)
-    const viaRelays = (options.relays ?? []).flatMap(relay => {
+    const relays = typeof options.relays === 'function' ? options.relays() : options.relays ?? []
+    const viaRelays = relays.flatMap(relay => {
       const conn = this.components.connections.bestDirect(relay)
       return conn == null ? [] : [circuitAddress(conn.remoteAddr, relay, peerId)]
     })
