@@ -301,11 +301,6 @@ function isClockId (id: number): boolean {
 /** The parameters guard() passes on: as many as the preview1 function that takes the most (path_open). */
 const GUARDED_PARAMS = 9
 
-/**
- * A guest pointer outside its memory is the guest's bug: answer EFAULT, as a
- * kernel would, instead of crashing the host. A filesystem error (FsError)
- * is the call's errno.
- */
 /** checkTable passed: the same code builds the same table for every shim, so once per thread is enough */
 let tableChecked = false
 
@@ -318,6 +313,11 @@ function checkTable (fns: Record<string, HostFunction>): void {
   tableChecked = true
 }
 
+/**
+ * A guest pointer outside its memory is the guest's bug: answer EFAULT, as a
+ * kernel would, instead of crashing the host. A filesystem error (FsError)
+ * is the call's errno.
+ */
 function guard (fn: HostFunction): HostFunction {
   // nine fixed parameters (path_open has the most) rather than a rest parameter, which would
   // allocate an array on every host call: a guest that writes a byte at a time makes millions

@@ -10,6 +10,7 @@
 
 import { MessageChannel, parentPort, receiveMessageOnPort } from 'node:worker_threads'
 import { InstrumentationError, InvalidModuleError, ModuleRejectedError } from './errors.ts'
+import { WASM_PAGE_BYTES } from './instrument.ts'
 import { PreparedModuleCache, prepareModule, preparedKey, type PreparedModule } from './prepare.ts'
 import type { WorkerMessage, WorkerRequest } from './protocol.ts'
 import { runModule, SpareInstance, type RunOutcome } from './run-module.ts'
@@ -64,8 +65,9 @@ port.on('message', (req: WorkerRequest) => {
   spare = spareFor(key, prepared)
 })
 
+/** A spare instance of `prepared` for its next job, when its initial memory is small enough to hold while waiting. */
 function spareFor (key: string, prepared: PreparedModule): { key: string, instance: SpareInstance } | undefined {
-  if (prepared.memory.initialPages * 65536 > SPARE_MAX_MEMORY_BYTES) return undefined
+  if (prepared.memory.initialPages * WASM_PAGE_BYTES > SPARE_MAX_MEMORY_BYTES) return undefined
   try {
     return { key, instance: new SpareInstance(prepared.module) }
   } catch {

@@ -82,7 +82,6 @@ export const RELAY_GOSSIP_HEARTBEAT_MS = 1_000
  */
 export const DAEMON_GOSSIP_HEARTBEAT_MS = 10_000
 
-/** The options of the one libp2p node this process runs: donor, relay and doctor alike. */
 /**
  * The WebRTC transport's factory, loaded by the caller only for a node that
  * takes WebRTC: @libp2p/webrtc and what it pulls in (ASN.1/X.509, the native
@@ -91,6 +90,7 @@ export const DAEMON_GOSSIP_HEARTBEAT_MS = 10_000
  */
 export type WebRtcTransport = typeof WebRtcFactory
 
+/** The options of the one libp2p node this process runs: donor, relay and doctor alike. */
 export function libp2pOptions (init: NodeOptionsInit, proxies: ProxyRouter, iceServers: () => Promise<Array<{ urls: string[] }>>, webRTC?: WebRtcTransport, httpRoutes?: HttpRouteTable): Libp2pOptions<any> {
   const relay = init.relayServer
   // a relay serves the HTTPS poll transport on its WebSocket listeners (https-poll/)

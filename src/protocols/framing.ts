@@ -9,6 +9,7 @@
  */
 import { StreamBufferError } from '@libp2p/interface'
 import { byteStream, InvalidDataLengthError, InvalidDataLengthLengthError, InvalidMessageLengthError, UnexpectedEOFError } from '@libp2p/utils'
+import { varint } from 'multiformats'
 import { errorWithCode } from '../core/errors.ts'
 import { PayloadTooLargeError, ProtocolViolationError, StreamEndedEarlyError } from './errors.ts'
 import type { BlobSource } from '../codec/manifest.ts'
@@ -100,7 +101,13 @@ export class FramedStream {
     }
   }
 
-  /** A whole frame off the front of `pending`, or undefined while it is not all there. */
+  /**
+   * A whole frame off the front of `pending`, or undefined while it is not all
+   * there. The length prefix is read here byte by byte rather than with
+   * multiformats' varint decoder: that one needs the bytes in one piece (they
+   * may span chunks of the list) and throws alike for a prefix not all read
+   * yet and one too long, which must be told apart.
+   */
   private takeFrame (): Uint8Array | undefined {
     const pending = this.pending
     if (pending == null) return undefined
@@ -139,7 +146,7 @@ export class FramedStream {
       await this.bytes.write(bytes, options)
       return
     }
-    await this.bytes.write(joined([prefix, bytes]), options)
+    await this.bytes.write(Buffer.concat([prefix, bytes]), options)
   }
 
   /**
@@ -154,7 +161,7 @@ export class FramedStream {
         throw new PayloadTooLargeError(`refusing to send a ${frame.byteLength}-byte frame: the limit is ${this.maxFrameBytes}`, this.maxFrameBytes)
       }
     }
-    await this.bytes.write(joined(frames.flatMap(frame => [lengthPrefix(frame.byteLength), frame])), options)
+    await this.bytes.write(Buffer.concat(frames.flatMap(frame => [lengthPrefix(frame.byteLength), frame])), options)
   }
 
   /** `bytes` as the frames `writePayload` sends (views of it, closed by the empty frame), for `writeFrames`. */
@@ -242,28 +249,11 @@ export class FramedStream {
   }
 }
 
-/** The parts copied into one buffer, in order. */
-function joined (parts: readonly Uint8Array[]): Uint8Array {
-  let size = 0
-  for (const part of parts) size += part.byteLength
-  const out = new Uint8Array(size)
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.byteLength
-  }
-  return out
-}
-
 /** The unsigned varint of `n` that prefixes a frame of `n` bytes. */
 function lengthPrefix (n: number): Uint8Array {
-  const out: number[] = []
-  do {
-    const low = n % 128
-    n = Math.floor(n / 128)
-    out.push(n > 0 ? low | 0x80 : low)
-  } while (n > 0)
-  return Uint8Array.from(out)
+  const out = new Uint8Array(varint.encodingLength(n))
+  varint.encodeTo(n, out, 0)
+  return out
 }
 
 function translateReadError (err: unknown, what: string, maxFrameBytes: number): unknown {
