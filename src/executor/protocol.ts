@@ -5,10 +5,11 @@
  * not as JSON arrays); sandbox ↔ worker over postMessage, which can also carry
  * a compiled WebAssembly.Module.
  *
- * A job's input and its stdout are not in these messages: they stream on the
- * data socket, in frames (stream-io.ts), while the job runs, so that their
- * copies through both processes can overlap the guest's compute (on another
- * core) instead of coming before and after it.
+ * A job's input and its stdout are not in these messages but for a small
+ * input and stdout's last part: they stream on the data socket, in frames
+ * (stream-io.ts), while the job runs, so that their copies through both
+ * processes can overlap the guest's compute (on another core) instead of
+ * coming before and after it.
  */
 
 import type { MessagePort } from 'node:worker_threads'
@@ -41,8 +42,13 @@ export interface SandboxJob {
    * If its cache no longer holds the preparation, it asks (`module-wanted`).
    */
   moduleKept?: boolean
-  /** the input's length: its bytes follow on the data socket, in frames for this run */
+  /** the input's length: its bytes follow on the data socket, in frames for this run, unless they are in `input` */
   inputLength: number
+  /**
+   * the input itself, when it is small (the executor's `inlineInputBytes`):
+   * one message instead of a message and a frame on another channel
+   */
+  input?: Uint8Array
   args: string[]
   env: string[]
   moduleName?: string
@@ -96,6 +102,8 @@ export interface WorkerRequest {
   cached?: PreparedModule
   /** `bytes` is empty: `cached` was prepared from bytes checked against the CID, and stands for them */
   moduleKept?: boolean
+  /** set with `moduleKept` and `cached`: the run's deadline runs from this request, so no `prepared` comes before the result */
+  runStarted?: boolean
   prepare: PrepareLimits
   spec: RunSpec
 }

@@ -19,7 +19,7 @@ import { siblingModuleUrl } from '../core/module-url.ts'
 import { PreparedModuleCache, preparedKey, type PrepareLimits, type PreparedModule } from './prepare.ts'
 import type { ParentMessage, SandboxConfig, SandboxJob, SandboxMessage, SandboxOutcome, WorkerMessage, WorkerRequest } from './protocol.ts'
 import { SANDBOX_DATA_FD } from './sandbox-launch.ts'
-import { frameHeader, InputInbox, InputPool, type StreamedInput } from './stream-io.ts'
+import { frameHeader, InputInbox, InputPool, wholeInput, type JobInput } from './stream-io.ts'
 
 const WORKER_ENTRY = siblingModuleUrl('./worker.ts', import.meta.url)
 
@@ -40,7 +40,7 @@ const RETURNED_AHEAD = 4
 /** A job taken in: its input fills as the parent's chunks arrive, queued or running. */
 interface Taken {
   job: SandboxJob
-  input: StreamedInput
+  input: JobInput
 }
 
 interface Slot {
@@ -53,7 +53,7 @@ interface Slot {
   returned: number
   taken: number
   /** the job the worker has, and the timer of its current phase (preparation, then the run) */
-  job?: { job: SandboxJob, runId: number, timer: JobTimer, input: StreamedInput, prepared?: boolean }
+  job?: { job: SandboxJob, runId: number, timer: JobTimer, input: JobInput, prepared?: boolean }
 }
 
 /**
@@ -185,9 +185,14 @@ function onPrepared (slot: Slot, runId: number, fresh: PreparedModule | undefine
   disarm(current.timer)
   current.prepared = true
   if (fresh !== undefined) cache.set(preparedKey(current.job.moduleCid, prepareLimits(current.job)), fresh)
-  const { deadlineMs } = current.job.limits
-  current.timer = armTimer(() => {
-    endJob(slot, runId, emptyOutcome('deadline_exceeded', `deadline of ${deadlineMs} ms exceeded`))
+  current.timer = deadlineTimer(slot, current.job)
+}
+
+/** The timer of a run's deadline, from now: it ends the slot's job as `deadline_exceeded`. */
+function deadlineTimer (slot: Slot, job: SandboxJob): JobTimer {
+  const { deadlineMs } = job.limits
+  return armTimer(() => {
+    endJob(slot, job.runId, emptyOutcome('deadline_exceeded', `deadline of ${deadlineMs} ms exceeded`))
   }, deadlineMs)
 }
 
@@ -256,21 +261,21 @@ function startJob (slot: Slot, taken: Taken): boolean {
     reply({ type: 'module-wanted', runId: job.runId })
     return false
   }
-  const budget = config.prepareTimeoutMs
-  const timer = armTimer(() => {
-    endJob(slot, job.runId, emptyOutcome('rejected', `preparing the module (CID check, validation, metering, compilation) took longer than this executor's budget of ${budget} ms (prepareTimeoutMs)`))
-  }, budget)
-  slot.job = { job, runId: job.runId, timer, input }
+  // a kept module's cached preparation is the worker's to take as it is, with no work and no check: its run starts
+  // with the request, so the deadline starts now and the worker says nothing before its result (one message less)
+  const runStarted = job.moduleKept === true && cached !== undefined
+  slot.job = { job, runId: job.runId, timer: runStarted ? deadlineTimer(slot, job) : prepareTimer(slot, job), input, prepared: runStarted }
   const request: WorkerRequest = {
     runId: job.runId,
     bytes: ownCopy(job.module),
     moduleCid: job.moduleCid,
     cached,
     moduleKept: job.moduleKept,
+    ...(runStarted ? { runStarted } : {}),
     prepare: limits,
     spec: {
       jobId: job.jobId,
-      // shared, not moved: this thread goes on filling it while the worker runs the job
+      // a streamed input is shared, not moved: this thread goes on filling it while the worker runs the job
       input: input.bytes,
       inputArrived: input.arrived,
       args: job.args,
@@ -286,8 +291,17 @@ function startJob (slot: Slot, taken: Taken): boolean {
   }
   // the bytes move to the worker rather than being cloned on this thread (serialized, then deserialized)
   const files = (request.spec.preopens ?? []).flatMap(d => d.files.map(f => f.data))
-  slot.worker.postMessage(request, [request.bytes, ...files].filter(b => b.byteLength > 0).map(b => b.buffer as ArrayBuffer))
+  const whole = input.arrived === undefined ? [input.bytes] : []
+  slot.worker.postMessage(request, [request.bytes, ...files, ...whole].filter(b => b.byteLength > 0).map(b => b.buffer as ArrayBuffer))
   return true
+}
+
+/** The timer of a job's preparation budget, from now: it ends the slot's job as `rejected`. */
+function prepareTimer (slot: Slot, job: SandboxJob): JobTimer {
+  const budget = config.prepareTimeoutMs
+  return armTimer(() => {
+    endJob(slot, job.runId, emptyOutcome('rejected', `preparing the module (CID check, validation, metering, compilation) took longer than this executor's budget of ${budget} ms (prepareTimeoutMs)`))
+  }, budget)
 }
 
 /** The bytes of a job that came without them: it goes first in the queue, where it was. */
@@ -338,9 +352,10 @@ function sendStdout (runId: number, bytes: Uint8Array, returnTo: () => MessagePo
 }
 
 function onRun (job: SandboxJob): void {
-  let input: StreamedInput
+  let input: JobInput
   try {
-    input = inbox.claim(job.runId, job.inputLength)
+    // an empty or inline input has no frame on the data socket
+    input = job.input !== undefined || job.inputLength === 0 ? wholeInput(ownCopy(job.input ?? new Uint8Array(0)), job.inputLength) : inbox.claim(job.runId, job.inputLength)
   } catch (err) {
     fatal(`run ${job.runId}: its input cannot be taken in`, err)
   }

@@ -84,8 +84,29 @@ export class InputPool {
   }
 }
 
+/** A job's input as the sandbox holds it for the worker that runs the job. */
+export interface JobInput {
+  /** the whole input, filled from the start */
+  readonly bytes: Uint8Array
+  /** [0]: how many bytes of `bytes` are there; none when all of them are from the start */
+  readonly arrived?: Int32Array
+  /** its job is over (its worker done with it or gone) */
+  release: () => void
+}
+
+/**
+ * An input that came whole in its job's `run` message: nothing to wait for,
+ * and its bytes (a buffer of their own) move to the worker. Throws a
+ * DataFrameError when they are not the `length` the message announced.
+ */
+export function wholeInput (bytes: Uint8Array, length: number): JobInput {
+  if (bytes.byteLength !== length) throw new DataFrameError(`an input of ${length} bytes announced, ${bytes.byteLength} in the message`)
+  // nobody else holds it, and the worker's copy goes with the worker
+  return { bytes, release: () => undefined }
+}
+
 /** A job's input as it arrives in the sandbox: shared with the worker that runs the job. */
-export class StreamedInput {
+export class StreamedInput implements JobInput {
   /** the whole input, filled from the start */
   readonly bytes: Uint8Array
   /** [0]: how many bytes of `bytes` are there */

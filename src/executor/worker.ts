@@ -41,7 +41,7 @@ port.on('message', (req: WorkerRequest) => {
   }
   // the metered bytes stay here: the sandbox's cache needs only the compiled module and its size
   const fresh = prepared === req.cached ? undefined : { ...prepared, bytes: new Uint8Array(0) }
-  post({ type: 'prepared', runId: req.runId, fresh })
+  if (req.runStarted !== true) post({ type: 'prepared', runId: req.runId, fresh })
   let stdoutStreamed = 0
   const stdoutSink = {
     chunkBytes: STREAM_CHUNK_BYTES,

@@ -288,6 +288,22 @@ describe('Executor giving a module its sandbox has prepared before', () => {
     assertStatus(result, 'invalid_module')
   })
 
+  it('stops a kept module\'s run at its deadline, and runs the module kept again after that', async () => {
+    const { module, moduleCid } = request('primes')
+    const own = module.slice()
+    const job = (input: string, deadlineMs?: number): Promise<ExecuteResult> =>
+      executor.execute({ ...request('primes', { input, limits: deadlineMs === undefined ? {} : { deadlineMs } }), module: own, moduleCid })
+    assertStatus(await job('10'), 'succeeded')
+    // the same bytes object under the same limits: its run starts with the request, the deadline with it
+    const started = performance.now()
+    const stopped = await job('50000000', 50)
+    assertStatus(stopped, 'deadline_exceeded')
+    assert.ok(performance.now() - started < 10_000)
+    const again = await job('100')
+    assertStatus(again, 'succeeded')
+    assert.equal(text(again.stdout), 'primes below 100: 25\n')
+  })
+
   it('asks for the bytes of a kept module prepared under other limits, and runs the job', async () => {
     const { module, moduleCid } = own()
     const first = await executor.execute({ ...request('hello'), module, moduleCid })
@@ -295,6 +311,32 @@ describe('Executor giving a module its sandbox has prepared before', () => {
     const result = await executor.execute({ ...request('hello'), module, moduleCid, limits: { memoryBytes: 32 * MiB } })
     assertStatus(result, 'succeeded')
     assert.deepEqual(result.stdout, first.stdout)
+  })
+})
+
+describe('Executor sending small inputs in the job\'s message', () => {
+  const executor = new Executor({ maxConcurrent: 1, inlineInputBytes: 16 })
+  before(async () => { await executor.start() })
+  after(async () => { await executor.stop() })
+
+  it('gives the same stdout for inputs at, below and above inlineInputBytes (in the message, or streamed)', async () => {
+    for (const input of ['', 'a', 'sixteen bytes ok', 'seventeen bytes!!', 'x'.repeat(100_000)]) {
+      const result = await executor.execute(request('upper', { input }))
+      assertStatus(result, 'succeeded')
+      assert.equal(text(result.stdout), input.toUpperCase())
+    }
+  })
+
+  it('takes an inline input that is a view into a larger buffer as exactly its own bytes', async () => {
+    const big = new TextEncoder().encode('zzzzinline wordszzzz')
+    const result = await executor.execute(request('upper', { input: big.subarray(4, 16) }))
+    assertStatus(result, 'succeeded')
+    assert.equal(text(result.stdout), 'INLINE WORDS')
+  })
+
+  it('refuses an inlineInputBytes that is not a non-negative integer', () => {
+    assert.throws(() => new Executor({ inlineInputBytes: -1 }), RangeError)
+    assert.throws(() => new Executor({ inlineInputBytes: 1.5 }), RangeError)
   })
 })
 

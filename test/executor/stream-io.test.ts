@@ -5,7 +5,7 @@ import { cidForBytes } from '../../src/executor/cid.ts'
 import { DataFrameError } from '../../src/executor/errors.ts'
 import { prepareModule } from '../../src/executor/prepare.ts'
 import { runModule, type RunSpec } from '../../src/executor/run-module.ts'
-import { FRAME_HEADER_BYTES, FrameInbox, frameHeader, InputInbox, InputPool, POOLED_INPUT_MIN_BYTES, ReceivedStdout, StreamedInput, waitForInput } from '../../src/executor/stream-io.ts'
+import { FRAME_HEADER_BYTES, FrameInbox, frameHeader, InputInbox, InputPool, POOLED_INPUT_MIN_BYTES, ReceivedStdout, StreamedInput, waitForInput, wholeInput } from '../../src/executor/stream-io.ts'
 import { fixture } from './helpers/fixtures.ts'
 
 /** `length` bytes of lower-case text whose every 4 KiB block differs, so a chunk out of place would show. */
@@ -27,6 +27,19 @@ const upper = (): WebAssembly.Module => {
   const bytes = fixture('upper')
   return prepareModule(bytes, cidForBytes(bytes), { memoryBytes: 64 * 1024 * 1024, maxCallDepth: 10_000 }).module
 }
+
+describe('wholeInput', () => {
+  it('holds an input that came whole: its bytes, nothing to wait for', () => {
+    const input = wholeInput(Uint8Array.of(1, 2, 3), 3)
+    assert.deepEqual([...input.bytes], [1, 2, 3])
+    assert.equal(input.arrived, undefined)
+    input.release()
+  })
+
+  it('refuses bytes that are not the length announced with them, with a DataFrameError', () => {
+    assert.throws(() => wholeInput(Uint8Array.of(1, 2), 3), (err: unknown) => err instanceof DataFrameError && err.code === 'SANDBOX_DATA_FRAME')
+  })
+})
 
 describe('StreamedInput', () => {
   it('takes chunks in order and publishes how many bytes are there', () => {
