@@ -111,7 +111,7 @@ export interface WorkerRequest {
 export type WorkerMessage =
   /** the worker has loaded its code and listens: jobs sent from now on start at once */
   | { type: 'ready', returns?: MessagePort }
-  /** preparation is over and the run begins (its deadline with it); `fresh` is a new entry for the sandbox's cache */
+  /** preparation is over and the run begins (its deadline with it); `fresh` is a new entry for the sandbox's cache; not sent for a `runStarted` request */
   | { type: 'prepared', runId: number, fresh?: PreparedModule }
   /** the next part of the job's stdout, flushed while it runs; `taken`: buffers this worker took back so far (`returns`) */
   | { type: 'stdout', runId: number, bytes: Uint8Array, taken?: number }
