@@ -69,7 +69,7 @@ const request = helloRequest()
 async function runJob (p: Pair, elu: EluMeter): Promise<JobSample> {
   let t0 = 0
   let t1 = 0
-  const { accepted, times } = await elu.measure('job', async () => {
+  const { accepted, times } = await elu.measure(`job ${p.path}`, async () => {
     t0 = performance.now()
     const accepted = await submitHello(p.submitter.client, request)
     t1 = performance.now()
@@ -169,17 +169,20 @@ async function main (): Promise<void> {
     const jobs: Record<Path, JobSample[]> = { direct: [], relayed: [] }
     const echoes: Record<Path, number[]> = { direct: [], relayed: [] }
     const kept: Record<Path, number[]> = { direct: [], relayed: [] }
-    const elu = new EluMeter()
+    // the warm-up's meter is dropped: its first job of each pair compiles the module, starts a sandbox and
+    // (direct) dials, and waiting on those would read as idle time of the measured round trips
+    let elu = new EluMeter()
     type Step = () => Promise<void>
     const steps: Step[] = [
       async () => { jobs.direct.push(await runJob(pairs.direct, elu)) },
       async () => { jobs.relayed.push(await runJob(pairs.relayed, elu)) },
-      async () => { echoes.direct.push(await elu.measure('echo', async () => await echo(pairs.direct, payload))) },
-      async () => { echoes.relayed.push(await elu.measure('echo', async () => await echo(pairs.relayed, payload))) },
+      async () => { echoes.direct.push(await elu.measure('echo direct', async () => await echo(pairs.direct, payload))) },
+      async () => { echoes.relayed.push(await elu.measure('echo relayed', async () => await echo(pairs.relayed, payload))) },
       async () => { kept.direct.push(await echoKept(pairs.direct, payload)) }
     ]
     // warm-up: module caches, connections (the first direct job dials), JIT
     for (let i = 0; i < warmup; i++) for (const s of steps) await s()
+    elu = new EluMeter()
     for (const k of ['direct', 'relayed'] as const) { jobs[k].length = 0; echoes[k].length = 0; kept[k].length = 0 }
     const problemsBefore = problemsSoFar(log.counts)
     const deadline = Date.now() + (args.quick ? 45_000 : 90_000)
@@ -214,8 +217,9 @@ async function main (): Promise<void> {
     const retriedJobs = (k: Path): number => jobs[k].filter(j => j.retried > 0).length
     notes.push(`Connection churn while measuring: ${retriedJobs('direct')} direct and ${retriedJobs('relayed')} relayed job(s) had a task fail and retried (counted in the figures); relayed echo connection re-dialled ${churn.redials} time(s) (not timed), ${churn.echoRetries} echo(es) cut by a closing connection and repeated.`)
     process.stdout.write(`  echo direct ${fmt(s.echoDirect, 'ms')}, relayed ${fmt(s.echoRelayed, 'ms')}; direct on a kept stream ${fmt(s.keptDirect, 'ms')}\n`)
-    process.stdout.write(`  event-loop utilisation of this process: during jobs ${num(elu.utilization('job'))}, during echoes ${num(elu.utilization('echo'))}\n`)
-    notes.push(`Event-loop utilisation of the one process hosting relays, submitters and executors (the sandboxes are separate processes): ${num(elu.utilization('job'))} from submit to final, ${num(elu.utilization('echo'))} during echoes. Near 1: the round trip is bound by CPU work in this process, not by waiting on the network.`)
+    const utilisation = (k: Path): string => `${k} job ${num(elu.utilization(`job ${k}`))}, ${k} echo ${num(elu.utilization(`echo ${k}`))}`
+    process.stdout.write(`  event-loop utilisation of this process over the measured rounds: ${utilisation('direct')}; ${utilisation('relayed')}\n`)
+    notes.push(`Event-loop utilisation of the one process hosting relays, submitters and executors (the sandboxes are separate processes), over the measured rounds (warm-up left out), from submit to final and during echoes: ${utilisation('direct')}; ${utilisation('relayed')}. Near 1: the round trip is bound by CPU work in this process, not by waiting; a job's idle time is its wait on the sandbox process.`)
     const pr = pairedRatios(jobs.relayed.map(j => j.totalMs), jobs.direct.map(j => j.totalMs))
     process.stdout.write(`  relayed/direct per round ${num(pr.median)} (${num(pr.min)}–${num(pr.max)})\n`)
     notes.push(`Round trip: submit through the API client (HTTP on 127.0.0.1) to the job being final in the submitting broker (broker.onJobEvent, in-process); every job checked afterwards: succeeded, ran on the pair's executor, replica path 'direct'/'relayed' as labelled. Echo: new stream + multistream-select + 1 KiB each way over the same connection; kept echo: 1 KiB each way on one echo stream kept open across rounds (jobs go out on a kept dispatch stream, /worldcompute/dispatch/1.1.0, so that row leaves the stream's opening out of both sides). All nodes share this one process (and its event loop) on 127.0.0.1. Logging: ${log.spec}; ${describeWarnings(log.counts, problemsBefore)}.`)
