@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFileSync, writeFileSync, renameSync, statSync, unlinkSync } from 'node:fs'
+import { setImmediate as nextCheckPhase } from 'node:timers/promises'
 import { WorldComputeError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { API_VERSION_HEADER, matchPath, routes, type ApiErrorBody, type ApiHandlers, type RouteHandler, type RouteName } from './routes.ts'
@@ -251,6 +252,7 @@ export class ApiServer {
     const handler = this.handlers[name] as ((r: unknown, o: { signal: AbortSignal }) => Promise<unknown>) | undefined
     if (handler == null) return this.fail(res, 404, 'NOT_AVAILABLE', `this daemon does not serve ${url.pathname}`)
     const result = await handler(parsed, { signal })
+    if (route.answerAfterWork === true) await nextCheckPhase()
     res.writeHead(200, { 'content-type': 'application/json' })
     res.end(JSON.stringify(result))
   }
