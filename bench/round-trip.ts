@@ -45,6 +45,7 @@ interface Pair {
   submitter: BenchDaemon
   executor: BenchDaemon
   watcher: JobWatcher
+  tasks: TaskEvents
 }
 
 interface JobSample { totalMs: number, submitMs: number, offerMs: number, dispatchMs: number, finishMs: number, execMs: number, retried: number }
@@ -58,9 +59,45 @@ async function startPair (root: string, path: Path, cleanup: Cleanup): Promise<P
   const submitter = await startBenchDaemon(join(root, `${path}-submitter`), relay, { listen, execute: false, direct }, cleanup)
   await waitForExecutors(submitter, 1)
   await handleEcho(executor, cleanup)
-  const watcher = new JobWatcher(submitter)
+  // final only: the stages come from TaskEvents, which reads no rows while the job runs
+  const watcher = new JobWatcher(submitter, { stages: false })
   cleanup.add(`stop ${path} job watcher`, () => { watcher.stop() })
-  return { path, submitter, executor, watcher }
+  const tasks = new TaskEvents(submitter)
+  cleanup.add(`stop ${path} task events`, () => { tasks.stop() })
+  return { path, submitter, executor, watcher, tasks }
+}
+
+/**
+ * When the submitting broker said a job's tasks changed (its 'task' events),
+ * in-process, stamped and nothing else: the broker says so once as a task is
+ * dispatched and once when its result is stored. A watcher that read the
+ * job's rows at each event (JobWatcher's stages) would add the bench's own
+ * SQLite reads to the very job it times, ~0.15 ms each.
+ */
+class TaskEvents {
+  private readonly at = new Map<string, number[]>()
+  private readonly off: () => void
+
+  constructor (daemon: BenchDaemon) {
+    this.off = daemon.broker.onJobEvent((jobId, change) => {
+      if (change !== 'task') return
+      const now = performance.now()
+      const list = this.at.get(jobId)
+      if (list == null) this.at.set(jobId, [now])
+      else list.push(now)
+    })
+  }
+
+  /** The job's first task event (dispatched: for a small task its offer rides the dispatch) and its last (the result stored), forgotten after. */
+  take (jobId: string): { placed?: number, done?: number } {
+    const list = this.at.get(jobId) ?? []
+    this.at.delete(jobId)
+    return { placed: list[0], done: list.length > 1 ? list[list.length - 1] : undefined }
+  }
+
+  stop (): void {
+    this.off()
+  }
 }
 
 const request = helloRequest()
@@ -85,13 +122,14 @@ async function runJob (p: Pair, elu: EluMeter): Promise<JobSample> {
   const tasks = p.submitter.broker.getJob(accepted.jobId).tasks
   const task = tasks.find(x => x.state === 'done')
   const final = times.final as number
+  const { placed, done } = p.tasks.take(accepted.jobId)
   return {
     totalMs: final - t0,
     submitMs: t1 - t0,
     // from the submit, not from its answer: a small task is placed (its offer rides the dispatch) before the API call returns
-    offerMs: (times.offered ?? t1) - t0,
-    dispatchMs: (times.done ?? final) - (times.offered ?? t1),
-    finishMs: final - (times.done ?? final),
+    offerMs: (placed ?? t1) - t0,
+    dispatchMs: (done ?? final) - (placed ?? t1),
+    finishMs: final - (done ?? final),
     execMs: task?.outcome?.durationMs ?? NaN,
     retried: tasks.filter(x => x.state === 'failed').length
   }
