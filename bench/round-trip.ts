@@ -18,8 +18,7 @@
  * module named by CID (ApiClient.submitJobByCid; uploaded by the first
  * warm-up job). A job's time is submit (API client, HTTP) → final
  * (seen in-process through broker.onJobEvent, no polling). Jobs run one at a
- * time; the four measurements are interleaved per round, order rotated, each
- * after a 3 ms pause (the work the step before left behind runs in it).
+ * time; the four measurements are interleaved per round, order rotated.
  *
  *   node_modules/.bin/node bench/round-trip.ts [--quick] [--json-out FILE]
  */
@@ -29,7 +28,6 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { multiaddr } from '@multiformats/multiaddr'
 import { waitFor } from '../test/helpers/wait.ts'
-import { pause } from '../src/core/async.ts'
 import { benchMain, progress, row, type BenchRow } from './lib/report.ts'
 import {
   connectionTo, DIRECT_AND_RELAY, ECHO_PROTOCOL, echoOnce, handleEcho, helloRequest, submitHello, jobView, JobWatcher, RELAY_ONLY,
@@ -103,13 +101,6 @@ class TaskEvents {
 }
 
 const request = helloRequest()
-
-/**
- * A pause before each timed step: what the step before left to run (a
- * donor's bookkeeping after its answer, which in a mesh of processes is off
- * the broker's path) runs before the next step's clock starts, not inside it.
- */
-const SETTLE_MS = 3
 
 /** One job, submit → final; checks it succeeded on the pair's executor along the expected path. */
 async function runJob (p: Pair, elu: EluMeter): Promise<JobSample> {
@@ -234,10 +225,7 @@ async function main (): Promise<void> {
     const problemsBefore = problemsSoFar(log.counts)
     const deadline = Date.now() + (args.quick ? 45_000 : 90_000)
     for (let i = 0; i < n && Date.now() < deadline; i++) {
-      for (const s of rotate(steps, i)) {
-        await pause(SETTLE_MS)
-        await s()
-      }
+      for (const s of rotate(steps, i)) await s()
       if ((i + 1) % 5 === 0 || i + 1 === n) progress(`round ${i + 1}/${n}: direct ${num(jobs.direct[i].totalMs)} ms, relayed ${num(jobs.relayed[i].totalMs)} ms, echo ${num(echoes.direct[i])}/${num(echoes.relayed[i])} ms`)
     }
 
