@@ -18,7 +18,8 @@
  * module named by CID (ApiClient.submitJobByCid; uploaded by the first
  * warm-up job). A job's time is submit (API client, HTTP) → final
  * (seen in-process through broker.onJobEvent, no polling). Jobs run one at a
- * time; the four measurements are interleaved per round, order rotated.
+ * time; the four measurements are interleaved per round, order rotated,
+ * each after three turns of the event loop (what the step before left runs).
  *
  *   node_modules/.bin/node bench/round-trip.ts [--quick] [--json-out FILE]
  */
@@ -101,6 +102,17 @@ class TaskEvents {
 }
 
 const request = helloRequest()
+
+/**
+ * Three turns of the event loop (check phase to check phase) before a timed
+ * step: what the step before queued behind its answer (a donor's bookkeeping
+ * waits for the check phase after the next poll) runs before the next clock
+ * starts, not inside it. Not a sleep: the rounds run back to back as they
+ * always have (round-trip-ab, which compares two builds, sleeps 3 ms).
+ */
+async function drained (): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise<void>(resolve => { setImmediate(resolve) })
+}
 
 /** One job, submit → final; checks it succeeded on the pair's executor along the expected path. */
 async function runJob (p: Pair, elu: EluMeter): Promise<JobSample> {
@@ -225,7 +237,10 @@ async function main (): Promise<void> {
     const problemsBefore = problemsSoFar(log.counts)
     const deadline = Date.now() + (args.quick ? 45_000 : 90_000)
     for (let i = 0; i < n && Date.now() < deadline; i++) {
-      for (const s of rotate(steps, i)) await s()
+      for (const s of rotate(steps, i)) {
+        await drained()
+        await s()
+      }
       if ((i + 1) % 5 === 0 || i + 1 === n) progress(`round ${i + 1}/${n}: direct ${num(jobs.direct[i].totalMs)} ms, relayed ${num(jobs.relayed[i].totalMs)} ms, echo ${num(echoes.direct[i])}/${num(echoes.relayed[i])} ms`)
     }
 
