@@ -100,18 +100,22 @@ export class ApiClient {
     } else {
       body = JSON.stringify(request)
     }
-    const timeout = AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs)
-    const signal = options.signal != null ? AbortSignal.any([options.signal, timeout]) : timeout
+    // a timer cleared when the call ends, not AbortSignal.timeout, which lives out its whole 30 s after every call
+    const timeout = new AbortController()
+    const timer = setTimeout(() => { timeout.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')) }, options.timeoutMs ?? this.timeoutMs)
+    const signal = options.signal != null ? AbortSignal.any([options.signal, timeout.signal]) : timeout.signal
     const headers: Record<string, string | number> = { authorization: `Bearer ${token}` }
     if (body != null) Object.assign(headers, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
     let res: RawAnswer
     try {
       res = await send(port, { method: route.method, path, headers, body, signal })
     } catch (err) {
-      if (timeout.aborted) {
+      if (timeout.signal.aborted) {
         throw new DaemonNotRunningError(`the daemon at 127.0.0.1:${port} (pid ${pid}) did not answer ${route.path} within ${((options.timeoutMs ?? this.timeoutMs) / 1000).toFixed(0)} s`, { cause: err })
       }
       throw new DaemonNotRunningError(`no daemon answers at 127.0.0.1:${port} (pid ${pid}, data dir ${this.dataDir}); it may have stopped: ${this.startHint()}`, { cause: err })
+    } finally {
+      clearTimeout(timer)
     }
     const text = res.text
     let parsed: unknown
