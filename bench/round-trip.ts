@@ -18,7 +18,8 @@
  * module named by CID (ApiClient.submitJobByCid; uploaded by the first
  * warm-up job). A job's time is submit (API client, HTTP) → final
  * (seen in-process through broker.onJobEvent, no polling). Jobs run one at a
- * time; the four measurements are interleaved per round, order rotated.
+ * time; the four measurements are interleaved per round, order rotated,
+ * each after three turns of the event loop (what the step before left runs).
  *
  *   node_modules/.bin/node bench/round-trip.ts [--quick] [--json-out FILE]
  */
@@ -45,6 +46,7 @@ interface Pair {
   submitter: BenchDaemon
   executor: BenchDaemon
   watcher: JobWatcher
+  tasks: TaskEvents
 }
 
 interface JobSample { totalMs: number, submitMs: number, offerMs: number, dispatchMs: number, finishMs: number, execMs: number, retried: number }
@@ -58,18 +60,65 @@ async function startPair (root: string, path: Path, cleanup: Cleanup): Promise<P
   const submitter = await startBenchDaemon(join(root, `${path}-submitter`), relay, { listen, execute: false, direct }, cleanup)
   await waitForExecutors(submitter, 1)
   await handleEcho(executor, cleanup)
-  const watcher = new JobWatcher(submitter)
+  // final only: the stages come from TaskEvents, which reads no rows while the job runs
+  const watcher = new JobWatcher(submitter, { stages: false })
   cleanup.add(`stop ${path} job watcher`, () => { watcher.stop() })
-  return { path, submitter, executor, watcher }
+  const tasks = new TaskEvents(submitter)
+  cleanup.add(`stop ${path} task events`, () => { tasks.stop() })
+  return { path, submitter, executor, watcher, tasks }
+}
+
+/**
+ * When the submitting broker said a job's tasks changed (its 'task' events),
+ * in-process, stamped and nothing else: the broker says so once as a task is
+ * dispatched and once when its result is stored. A watcher that read the
+ * job's rows at each event (JobWatcher's stages) would add the bench's own
+ * SQLite reads to the very job it times, ~0.15 ms each.
+ */
+class TaskEvents {
+  private readonly at = new Map<string, number[]>()
+  private readonly off: () => void
+
+  constructor (daemon: BenchDaemon) {
+    this.off = daemon.broker.onJobEvent((jobId, change) => {
+      if (change !== 'task') return
+      const now = performance.now()
+      const list = this.at.get(jobId)
+      if (list == null) this.at.set(jobId, [now])
+      else list.push(now)
+    })
+  }
+
+  /** The job's first task event (dispatched: for a small task its offer rides the dispatch) and its last (the result stored), forgotten after. */
+  take (jobId: string): { placed?: number, done?: number } {
+    const list = this.at.get(jobId) ?? []
+    this.at.delete(jobId)
+    return { placed: list[0], done: list.length > 1 ? list[list.length - 1] : undefined }
+  }
+
+  stop (): void {
+    this.off()
+  }
 }
 
 const request = helloRequest()
+
+/**
+ * Three turns of the event loop (check phase to check phase) before a timed
+ * step: what the step before queued behind its answer (a donor's bookkeeping
+ * waits for the check phase after the next poll) runs before the next clock
+ * starts, not inside it. Not a sleep: the rounds run back to back as they
+ * always have (round-trip-ab, which compares two builds, sleeps 3 ms).
+ */
+async function drained (): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise<void>(resolve => { setImmediate(resolve) })
+}
 
 /** One job, submit → final; checks it succeeded on the pair's executor along the expected path. */
 async function runJob (p: Pair, elu: EluMeter): Promise<JobSample> {
   let t0 = 0
   let t1 = 0
-  const { accepted, times } = await elu.measure('job', async () => {
+  const { accepted, times } = await elu.measure(`job ${p.path}`, async () => {
     t0 = performance.now()
     const accepted = await submitHello(p.submitter.client, request)
     t1 = performance.now()
@@ -85,13 +134,14 @@ async function runJob (p: Pair, elu: EluMeter): Promise<JobSample> {
   const tasks = p.submitter.broker.getJob(accepted.jobId).tasks
   const task = tasks.find(x => x.state === 'done')
   const final = times.final as number
+  const { placed, done } = p.tasks.take(accepted.jobId)
   return {
     totalMs: final - t0,
     submitMs: t1 - t0,
     // from the submit, not from its answer: a small task is placed (its offer rides the dispatch) before the API call returns
-    offerMs: (times.offered ?? t1) - t0,
-    dispatchMs: (times.done ?? final) - (times.offered ?? t1),
-    finishMs: final - (times.done ?? final),
+    offerMs: (placed ?? t1) - t0,
+    dispatchMs: (done ?? final) - (placed ?? t1),
+    finishMs: final - (done ?? final),
     execMs: task?.outcome?.durationMs ?? NaN,
     retried: tasks.filter(x => x.state === 'failed').length
   }
@@ -169,22 +219,28 @@ async function main (): Promise<void> {
     const jobs: Record<Path, JobSample[]> = { direct: [], relayed: [] }
     const echoes: Record<Path, number[]> = { direct: [], relayed: [] }
     const kept: Record<Path, number[]> = { direct: [], relayed: [] }
-    const elu = new EluMeter()
+    // the warm-up's meter is dropped: its first job of each pair compiles the module, starts a sandbox and
+    // (direct) dials, and waiting on those would read as idle time of the measured round trips
+    let elu = new EluMeter()
     type Step = () => Promise<void>
     const steps: Step[] = [
       async () => { jobs.direct.push(await runJob(pairs.direct, elu)) },
       async () => { jobs.relayed.push(await runJob(pairs.relayed, elu)) },
-      async () => { echoes.direct.push(await elu.measure('echo', async () => await echo(pairs.direct, payload))) },
-      async () => { echoes.relayed.push(await elu.measure('echo', async () => await echo(pairs.relayed, payload))) },
+      async () => { echoes.direct.push(await elu.measure('echo direct', async () => await echo(pairs.direct, payload))) },
+      async () => { echoes.relayed.push(await elu.measure('echo relayed', async () => await echo(pairs.relayed, payload))) },
       async () => { kept.direct.push(await echoKept(pairs.direct, payload)) }
     ]
     // warm-up: module caches, connections (the first direct job dials), JIT
     for (let i = 0; i < warmup; i++) for (const s of steps) await s()
+    elu = new EluMeter()
     for (const k of ['direct', 'relayed'] as const) { jobs[k].length = 0; echoes[k].length = 0; kept[k].length = 0 }
     const problemsBefore = problemsSoFar(log.counts)
     const deadline = Date.now() + (args.quick ? 45_000 : 90_000)
     for (let i = 0; i < n && Date.now() < deadline; i++) {
-      for (const s of rotate(steps, i)) await s()
+      for (const s of rotate(steps, i)) {
+        await drained()
+        await s()
+      }
       if ((i + 1) % 5 === 0 || i + 1 === n) progress(`round ${i + 1}/${n}: direct ${num(jobs.direct[i].totalMs)} ms, relayed ${num(jobs.relayed[i].totalMs)} ms, echo ${num(echoes.direct[i])}/${num(echoes.relayed[i])} ms`)
     }
 
@@ -214,8 +270,9 @@ async function main (): Promise<void> {
     const retriedJobs = (k: Path): number => jobs[k].filter(j => j.retried > 0).length
     notes.push(`Connection churn while measuring: ${retriedJobs('direct')} direct and ${retriedJobs('relayed')} relayed job(s) had a task fail and retried (counted in the figures); relayed echo connection re-dialled ${churn.redials} time(s) (not timed), ${churn.echoRetries} echo(es) cut by a closing connection and repeated.`)
     process.stdout.write(`  echo direct ${fmt(s.echoDirect, 'ms')}, relayed ${fmt(s.echoRelayed, 'ms')}; direct on a kept stream ${fmt(s.keptDirect, 'ms')}\n`)
-    process.stdout.write(`  event-loop utilisation of this process: during jobs ${num(elu.utilization('job'))}, during echoes ${num(elu.utilization('echo'))}\n`)
-    notes.push(`Event-loop utilisation of the one process hosting relays, submitters and executors (the sandboxes are separate processes): ${num(elu.utilization('job'))} from submit to final, ${num(elu.utilization('echo'))} during echoes. Near 1: the round trip is bound by CPU work in this process, not by waiting on the network.`)
+    const utilisation = (k: Path): string => `${k} job ${num(elu.utilization(`job ${k}`))}, ${k} echo ${num(elu.utilization(`echo ${k}`))}`
+    process.stdout.write(`  event-loop utilisation of this process over the measured rounds: ${utilisation('direct')}; ${utilisation('relayed')}\n`)
+    notes.push(`Event-loop utilisation of the one process hosting relays, submitters and executors (the sandboxes are separate processes), over the measured rounds (warm-up left out), from submit to final and during echoes: ${utilisation('direct')}; ${utilisation('relayed')}. Near 1: the round trip is bound by CPU work in this process, not by waiting; a job's idle time is its wait on the sandbox process.`)
     const pr = pairedRatios(jobs.relayed.map(j => j.totalMs), jobs.direct.map(j => j.totalMs))
     process.stdout.write(`  relayed/direct per round ${num(pr.median)} (${num(pr.min)}–${num(pr.max)})\n`)
     notes.push(`Round trip: submit through the API client (HTTP on 127.0.0.1) to the job being final in the submitting broker (broker.onJobEvent, in-process); every job checked afterwards: succeeded, ran on the pair's executor, replica path 'direct'/'relayed' as labelled. Echo: new stream + multistream-select + 1 KiB each way over the same connection; kept echo: 1 KiB each way on one echo stream kept open across rounds (jobs go out on a kept dispatch stream, /worldcompute/dispatch/1.1.0, so that row leaves the stream's opening out of both sides). All nodes share this one process (and its event loop) on 127.0.0.1. Logging: ${log.spec}; ${describeWarnings(log.counts, problemsBefore)}.`)

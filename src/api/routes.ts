@@ -20,6 +20,13 @@ export interface Route<Req, Res> {
    * it to `parseRequest` as `body`, for the handler to stream @default false
    */
   rawBody?: boolean
+  /**
+   * the answer is written one turn of the event loop after the handler
+   * returns (its check phase), so what the handler set going without waiting
+   * on I/O leaves first: a submitted job placed at once is on the wire to
+   * its donor before its acknowledgement is encoded and written @default false
+   */
+  answerAfterWork?: boolean
   /** validates a decoded request body or query; throws a message on bad input */
   parseRequest: (input: unknown) => Req
   /** marker for the response type; never called */
@@ -273,7 +280,7 @@ export const routes = {
     parseRequest: (input: unknown) => ({ limit: intIn(obj(input).limit, 'limit', 1, 10_000, 100) })
   }),
   ping: route<PingRequest, PingResult>({ method: 'POST', path: `${API_PREFIX}/ping`, parseRequest: parsePing }),
-  submitJob: route<SubmitJobRequest, JobView>({ method: 'POST', path: `${API_PREFIX}/jobs`, maxBodyBytes: MAX_SUBMIT_BODY, parseRequest: parseSubmitJob }),
+  submitJob: route<SubmitJobRequest, JobView>({ method: 'POST', path: `${API_PREFIX}/jobs`, maxBodyBytes: MAX_SUBMIT_BODY, answerAfterWork: true, parseRequest: parseSubmitJob }),
   /** a module, input or directory file as raw bytes, streamed to disk and checked against its CID; a submit names it by CID */
   putBlob: route<PutBlobRequest, PutBlobResponse>({ method: 'PUT', path: `${API_PREFIX}/blobs/{cid}`, rawBody: true, maxBodyBytes: MAX_BLOB_UPLOAD_BYTES, parseRequest: parsePutBlob }),
   job: route<JobRequest, JobView>({ method: 'GET', path: `${API_PREFIX}/job`, parseRequest: parseJobRequest }),

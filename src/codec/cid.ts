@@ -53,14 +53,30 @@ export function dagCborCidString (bytes: Uint8Array): string {
  * caller turns a bad CID into its own, more specific error.
  */
 export function parseCid (value: string): CID | undefined {
+  const known = parsedCids.get(value)
+  if (known != null) return known
+  let cid: CID
   try {
-    return CID.parse(value)
+    cid = CID.parse(value)
   } catch {
     // multiformats throws plain Errors with messages about bases and varints;
     // the caller reports the field instead, which is what a reader needs
     return undefined
   }
+  if (parsedCids.size >= PARSED_CIDS) parsedCids.delete(parsedCids.keys().next().value as string)
+  parsedCids.set(value, cid)
+  return cid
 }
+
+/**
+ * CIDs parsed lately, by their text, oldest first: a task's module and input
+ * CIDs are parsed a dozen times on its way (each message encoded is checked
+ * by its decoder, then decoded by the peer, the receipt likewise), and a
+ * CID object is never changed after it is made, so one can be shared.
+ */
+const parsedCids = new Map<string, CID>()
+/** about 300 bytes each */
+const PARSED_CIDS = 1024
 
 /**
  * The CID when `value` parses as a CIDv1 raw sha2-256 — the address of a

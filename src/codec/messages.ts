@@ -312,13 +312,20 @@ function readId (r: FieldReader, key: string): string {
 
 function readPeerId (r: FieldReader, key: string): string {
   const v = r.string(key, { maxLength: MAX_PEER_ID_LENGTH })
+  if (validPeerIds.has(v)) return v
   try {
     peerIdFromString(v)
   } catch (err) {
     throw new MalformedMessageError(r.messageType, r.fieldPath(key), `must be a PeerId, got ${JSON.stringify(v)}`, { cause: err })
   }
+  if (validPeerIds.size >= VALID_PEER_IDS) validPeerIds.delete(validPeerIds.values().next().value as string)
+  validPeerIds.add(v)
   return v
 }
+
+/** PeerId texts that parsed lately, oldest first: every receipt names its executor, signed and checked again on arrival. */
+const validPeerIds = new Set<string>()
+const VALID_PEER_IDS = 1024
 
 function readSignedReceipt (r: FieldReader, key: string): SignedReceipt {
   const m = r.map(key)

@@ -112,7 +112,7 @@ export class JobRunner {
   /** brokers with no connection left, and the timer that abandons their tasks */
   private readonly gone = new Map<string, ReturnType<typeof setTimeout>>()
   /** runs ended whose bookkeeping waits for the answer to leave (`afterAnswer`); done at once on stop */
-  private readonly endings = new Map<ReturnType<typeof setTimeout>, () => void>()
+  private readonly endings = new Set<() => void>()
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => { this.brokerLeft(evt.detail.toString()) }
   private readonly onConnect = (evt: CustomEvent<PeerId>): void => { this.brokerBack(evt.detail.toString()) }
 
@@ -135,11 +135,9 @@ export class JobRunner {
     for (const timer of this.gone.values()) clearTimeout(timer)
     this.gone.clear()
     // a daemon stopping right after a task ended still records it before its history closes
-    for (const [timer, fn] of this.endings) {
-      clearTimeout(timer)
-      fn()
-    }
+    const endings = [...this.endings]
     this.endings.clear()
+    for (const fn of endings) fn()
   }
 
   private get offerHoldMs (): number {
@@ -332,19 +330,22 @@ export class JobRunner {
   }
 
   /**
-   * Runs `fn` after the answer has gone out and the I/O already waiting has
-   * been served (a timer, not setImmediate, which would run before the next
-   * poll for I/O): a small answer is signed, encoded and written to the socket
-   * without waiting on I/O, so it leaves first, and a task the broker sends
-   * right behind it is read before this bookkeeping. A daemon that is also the
-   * broker of the task (one process, one event loop) reads the answer first too.
+   * Runs `fn` after the answer has gone out and the I/O waiting by then has
+   * been served: a small answer is signed, encoded and written to the socket
+   * without waiting on I/O, all before the event loop's next poll, and `fn`
+   * waits for the check phase after that poll (an immediate queued from an
+   * immediate). So a task the broker sends right behind the answer is read
+   * first, and a daemon that is also the task's broker (one event loop) reads
+   * the answer first. A timer would not do: a 1 ms timer counts from the
+   * loop's cached clock and often fires before that poll.
    */
   private afterAnswer (fn: () => void): void {
-    const timer = setTimeout(() => {
-      this.endings.delete(timer)
-      fn()
-    }, 0)
-    this.endings.set(timer, fn)
+    this.endings.add(fn)
+    setImmediate(() => {
+      setImmediate(() => {
+        if (this.endings.delete(fn)) fn()
+      })
+    })
   }
 
   /** A run ended: logged, recorded in the history, counted, and its slot announced as free. */

@@ -381,6 +381,33 @@ describe('ApiServer stop and ApiClient without a daemon', () => {
     }
   })
 
+  it('gives up on a call the daemon does not answer within the client\'s timeout, and the handler\'s signal says the client went', async () => {
+    const dataDir = join(root, 'slow')
+    const paths = ensureDataDir(dataDir)
+    let handlerSignal: AbortSignal | undefined
+    const handlers: ApiHandlers = {
+      ...stubHandlers([]),
+      status: async (_req, { signal }) => {
+        handlerSignal = signal
+        return await new Promise<DaemonStatus>((_resolve, reject) => { signal.addEventListener('abort', () => { reject(new Error('the client went')) }) })
+      }
+    }
+    const server = new ApiServer({ paths, port: 0, handlers, version: VERSION })
+    await server.start()
+    try {
+      await assert.rejects(new ApiClient({ dataDir, timeoutMs: 200 }).call('status', {}), (err: unknown) => {
+        assert.ok(err instanceof DaemonNotRunningError)
+        assert.match(err.message, /did not answer \/v1\/status within/)
+        assert.equal((err.cause as Error).name, 'TimeoutError')
+        return true
+      })
+      for (let i = 0; i < 100 && handlerSignal?.aborted !== true; i++) await new Promise(resolve => setTimeout(resolve, 10))
+      assert.equal(handlerSignal?.aborted, true)
+    } finally {
+      await server.stop()
+    }
+  })
+
   it('keeps the same token when a server restarts in the same data dir', async () => {
     const dataDir = join(root, 'restart')
     const paths = ensureDataDir(dataDir)
