@@ -36,6 +36,7 @@ import type { RelayDialler, ReservationManagerInit } from '../donor/reservation-
 import { SandboxKeeper } from './sandbox.ts'
 import { ServiceAnswers } from './service-answers.ts'
 import { Teardown } from './teardown.ts'
+import { letMemoryReducerRun } from './memory-reducer.ts'
 import { RelayNotListeningError, startFailure } from './start-errors.ts'
 
 /**
@@ -132,6 +133,7 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     const metrics = await startDonorMetrics(config, net.mesh, roles, events, { startedAt, teardown })
     await startRoles(roles, teardown)
     logStarted(config, net.mesh, roles, log)
+    letMemoryReducerRun()
     return { ...daemonHandle(net.mesh, api, roles, teardown, log), ...(metrics?.port != null ? { metricsPort: metrics.port } : {}) }
   } catch (err) {
     return await teardown.rollBack(startFailure(err))
