@@ -17,7 +17,7 @@ interface PrivateToPrivateModule {
  * The private-to-private WebRTC transport's factory (what `webRTC` of
  * @libp2p/webrtc returns), loaded without the package's index: the index also
  * loads the WebRTC-direct transport, whose certificate code (ASN.1, X.509, a
- * WebCrypto polyfill, reflect-metadata: about 1 MB of source, 170 modules)
+ * WebCrypto polyfill, reflect-metadata: about 1 MB of source, over 200 modules)
  * every daemon would hold in its heap for nothing, since no daemon listens on
  * or dials /webrtc-direct. The package exports only its index, so the module
  * is found beside it; a missing or changed one fails with `WebRtcLoadError`.
