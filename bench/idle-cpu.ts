@@ -22,10 +22,11 @@
  *   WC_IDLE_WINDOW_S=30       measured window (default 30; --quick 20)
  *   WC_IDLE_WINDOWS=1         consecutive windows per mesh (default 1): the
  *                             first starts after the settle, each later one
- *                             where the last ended; V8's one-off clean-ups
- *                             after start-up (its memory reducer runs a full
- *                             GC about 100 s after the last one) land in the
- *                             first, the steady state shows in the later ones
+ *                             where the last ended; a one-off clean-up that
+ *                             lands late (a baseline whose memory reducer
+ *                             waits for its 100 s watchdog: docs/scale.md)
+ *                             shows in the first, the steady state in the
+ *                             later ones
  *   WC_IDLE_BASELINE_BIN=PATH another checkout's bin/worldcompute: every size
  *                             is run with both, interleaved (alternating which
  *                             goes first), and rows compare them

@@ -30,12 +30,13 @@ import { parseProxyEnvironment } from '../net/proxy-env.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { trustSystemCertificates } from '../net/tls-intercept.ts'
 import { prepareRelay, RelayService, type RelayInfo, type RelayParts } from '../relay/relay-service.ts'
-import { NodeMetrics, type JobFinalStatus } from '../metrics/node-metrics.ts'
+import type { NodeMetrics, JobFinalStatus } from '../metrics/node-metrics.ts'
 import type { DaemonConfig, RelayConfig } from '../config/config.ts'
 import type { RelayDialler, ReservationManagerInit } from '../donor/reservation-manager.ts'
 import { SandboxKeeper } from './sandbox.ts'
 import { ServiceAnswers } from './service-answers.ts'
 import { Teardown } from './teardown.ts'
+import { letMemoryReducerRun } from './memory-reducer.ts'
 import { RelayNotListeningError, startFailure } from './start-errors.ts'
 
 /**
@@ -132,6 +133,7 @@ export async function startDaemon (config: DaemonConfig, options: StartDaemonOpt
     const metrics = await startDonorMetrics(config, net.mesh, roles, events, { startedAt, teardown })
     await startRoles(roles, teardown)
     logStarted(config, net.mesh, roles, log)
+    letMemoryReducerRun()
     return { ...daemonHandle(net.mesh, api, roles, teardown, log), ...(metrics?.port != null ? { metricsPort: metrics.port } : {}) }
   } catch (err) {
     return await teardown.rollBack(startFailure(err))
@@ -336,6 +338,7 @@ async function startApi (config: DaemonConfig, paths: DataDirPaths, net: Net, ro
  */
 async function startDonorMetrics (config: DaemonConfig, mesh: MeshNode, roles: Roles, events: RoleEvents, at: { startedAt: number, teardown: Teardown }): Promise<NodeMetrics | undefined> {
   if (config.metrics == null) return undefined
+  const { NodeMetrics } = await loadMetrics()
   const metrics = new NodeMetrics({ endpoint: config.metrics, startedAt: at.startedAt, logger: createLogger('metrics') }, {
     dials: mesh.telemetry,
     connections: mesh.components.connections,
@@ -347,6 +350,14 @@ async function startDonorMetrics (config: DaemonConfig, mesh: MeshNode, roles: R
   events.taskExecuted = (status) => { metrics.taskExecuted(status) }
   events.jobFinished = (status) => { metrics.jobFinished(status) }
   return metrics
+}
+
+/**
+ * The Prometheus side (prom-client and OpenTelemetry's API: about 160 KB of
+ * source), loaded only by a node started with --metrics.
+ */
+async function loadMetrics (): Promise<typeof import('../metrics/node-metrics.ts')> {
+  return await import('../metrics/node-metrics.ts')
 }
 
 function apiHandlers (mesh: MeshNode, roles: Roles, capacity: Pick<Net['capacityService'], 'known' | 'listening'>): ApiHandlers {
@@ -524,6 +535,7 @@ export async function startRelay (config: RelayConfig, options: StartRelayOption
 /** The relay's Prometheus endpoint (only with --metrics): reservations and refusals read at scrape time, circuits and bytes as counted on its node. */
 async function startRelayMetrics (config: RelayConfig, mesh: MeshNode, relay: RelayService, parts: RelayParts, teardown: Teardown): Promise<NodeMetrics | undefined> {
   if (config.metrics == null) return undefined
+  const { NodeMetrics } = await loadMetrics()
   const metrics = new NodeMetrics({ endpoint: config.metrics, logger: createLogger('metrics') }, {
     dials: mesh.telemetry,
     connections: mesh.components.connections,

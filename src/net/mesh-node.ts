@@ -9,7 +9,7 @@ import { ProxyRouter } from './proxy-transports.ts'
 import { ProxyDiscovery, type ProxyDiscoveryInit } from './proxy-discovery.ts'
 import { HttpRouteTable } from './ws-http-routes.ts'
 import { applyPublicRanges } from './address-scope.ts'
-import { acquireWebRtc, releaseWebRtc } from './webrtc-runtime.ts'
+import { acquireWebRtc, loadWebRtc, releaseWebRtc } from './webrtc-runtime.ts'
 import { libp2pOptions, type Internals, type NodeOptionsInit, type ServiceFactories } from './node-options.ts'
 import { AddressDialler } from './address-dialler.ts'
 import { NodeConnections, NodeEvents, PeerStoreAddresses } from './connections.ts'
@@ -115,7 +115,7 @@ export class MeshNode<S extends ServiceFactories = Record<never, never>> impleme
     // ICE servers come from the STUN component, built once the node exists
     let components: MeshComponents | undefined
     const iceServers = async (): Promise<Array<{ urls: string[] }>> => await components?.stun.iceServers() ?? []
-    const webRTC = init.webrtc === true ? (await import('@libp2p/webrtc')).webRTC : undefined
+    const webRTC = init.webrtc === true ? await loadWebRtc() : undefined
     const httpRoutes = new HttpRouteTable()
     const libp2p = await createLibp2p(libp2pOptions(init, proxies, iceServers, webRTC, httpRoutes))
     const core: NodeCore = { libp2p, internals: (libp2p.services.internals as Internals).components, log }

@@ -84,9 +84,9 @@ export const DAEMON_GOSSIP_HEARTBEAT_MS = 10_000
 
 /**
  * The WebRTC transport's factory, loaded by the caller only for a node that
- * takes WebRTC: @libp2p/webrtc and what it pulls in (ASN.1/X.509, the native
- * data channel) are a third of a daemon's module loading, which relays, the
- * doctor and `--no-direct` donors need not pay.
+ * takes WebRTC (`loadWebRtc` in webrtc-runtime.ts): its transport and the
+ * native data channel, which relays, the doctor and `--no-direct` donors need
+ * not load.
  */
 export type WebRtcTransport = typeof WebRtcFactory
 

@@ -129,8 +129,17 @@ interface NtlmClient {
   createType3Message: (type2: NtlmType2, username: string, password: string, workstation: string, target?: string) => string
 }
 
-// a CommonJS package without types: loaded once, typed by the interface above
-const ntlm = createRequire(import.meta.url)('@ewsjs/ntlm-client') as NtlmClient
+let ntlmClient: NtlmClient | undefined
+
+/**
+ * @ewsjs/ntlm-client (a CommonJS package without types, typed by the interface
+ * above), loaded at the first NTLM exchange rather than in every daemon, most
+ * of which never meet a proxy that asks for NTLM.
+ */
+function ntlm (): NtlmClient {
+  ntlmClient ??= createRequire(import.meta.url)('@ewsjs/ntlm-client') as NtlmClient
+  return ntlmClient
+}
 
 /**
  * Our workstation name in NTLM messages: empty, so the proxy's logs get no
@@ -144,7 +153,7 @@ function withoutScheme (message: string): Buffer {
 
 /** NTLM type 1 (negotiate) for the domain of the credentials. */
 export function ntlmType1 (creds: ProxyCredentials): Buffer {
-  return withoutScheme(ntlm.createType1Message(WORKSTATION, creds.domain ?? ''))
+  return withoutScheme(ntlm().createType1Message(WORKSTATION, creds.domain ?? ''))
 }
 
 /**
@@ -155,10 +164,10 @@ export function ntlmType1 (creds: ProxyCredentials): Buffer {
  * target info gets an empty one, which NTLMv2 allows.
  */
 export function ntlmType3 (type2: Buffer, creds: ProxyCredentials): Buffer {
-  const decoded = ntlm.decodeType2Message(withValidBuffers(type2).toString('base64'))
+  const decoded = ntlm().decodeType2Message(withValidBuffers(type2).toString('base64'))
   decoded.version = 2
   decoded.targetInfo ??= { parsed: {}, buffer: Buffer.alloc(0) }
-  return withoutScheme(ntlm.createType3Message(decoded, creds.user, creds.password, WORKSTATION, creds.domain))
+  return withoutScheme(ntlm().createType3Message(decoded, creds.user, creds.password, WORKSTATION, creds.domain))
 }
 
 /** NTLMSSP_NEGOTIATE_TARGET_INFO: the type 2 carries a target info block */

@@ -1,7 +1,6 @@
 import { lookup } from 'node:dns/promises'
 import { connect as netConnect, isIP, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
-import { SocksClient } from 'socks'
 import { WorldComputeError } from '../core/errors.ts'
 import { connectRound, ConnectAnswerError, type ConnectAnswer } from './proxy-auth-exchange.ts'
 import { answerAuthorization, basicAuthorization, chooseScheme, credentialsLabel, firstAuthorization, parseChallenges, proxyCredentials, type AuthChallenge, type ProxyAuthMemory, type ProxyAuthScheme, type ProxyCredentials } from './proxy-auth.ts'
@@ -34,6 +33,7 @@ export type ProxyFailureCode =
   | 'PROXY_TARGET_FAILED' // the proxy could not reach the target (502/503/504, SOCKS host/connection errors)
   | 'PROXY_PROTOCOL_ERROR' // an answer that is not HTTP / SOCKS5
   | 'PROXY_TLS_FAILED' // TLS to an https:// proxy failed
+  | 'PROXY_CLIENT_UNAVAILABLE' // our SOCKS5 client (the `socks` package) could not be loaded
 
 /** Stable codes of authentication failures (a {@link ProxyAuthError}, or SOCKS5's). */
 export type ProxyAuthFailureCode =
@@ -334,6 +334,19 @@ function refusal (proxy: ProxySpec, target: string, status: number, statusText: 
   return new ProxyTunnelError(proxy, target, 'PROXY_DENIED', `refused the CONNECT: ${said}`, { status })
 }
 
+/**
+ * The `socks` package, loaded at the first SOCKS5 proxy: with what it pulls in
+ * (ip-address, smart-buffer: about 200 KB of source) it would sit in the heap
+ * of every daemon, most of which never meet a SOCKS proxy.
+ */
+async function socksClient (proxy: ProxySpec, target: string): Promise<typeof import('socks').SocksClient> {
+  try {
+    return (await import('socks')).SocksClient
+  } catch (err) {
+    throw new ProxyTunnelError(proxy, target, 'PROXY_CLIENT_UNAVAILABLE', `was not asked: our SOCKS5 client (the socks package) did not load: ${(err as Error).message}`, { cause: err })
+  }
+}
+
 /** SOCKS5 CONNECT on an open connection to the proxy, with the `socks` package. */
 async function socksConnect (proxy: ProxySpec, socket: Socket, host: string, port: number, target: string, signal: AbortSignal): Promise<Socket> {
   let destination = host
@@ -345,6 +358,7 @@ async function socksConnect (proxy: ProxySpec, socket: Socket, host: string, por
       throw new ProxyTunnelError(proxy, target, 'PROXY_TARGET_FAILED', `was not asked: the target's name ${host} does not resolve here (use socks5h:// to let the proxy resolve it)`, { cause: err })
     }
   }
+  const SocksClient = await socksClient(proxy, target)
   const onAbort = (): void => { socket.destroy() }
   signal.addEventListener('abort', onAbort, { once: true })
   try {

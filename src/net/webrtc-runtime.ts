@@ -1,6 +1,39 @@
 import { cleanup } from 'node-datachannel'
 import { RTCIceCandidate, RTCPeerConnection, RTCPeerConnectionIceEvent } from 'node-datachannel/polyfill'
+import { errorWithCode } from '../core/errors.ts'
 import type { Logger } from '../log/logger.ts'
+import type { Transport } from '@libp2p/interface'
+import type { webRTC, WebRTCTransportComponents, WebRTCTransportInit } from '@libp2p/webrtc'
+
+/** @libp2p/webrtc's private-to-private transport could not be loaded (a broken or changed installation). */
+export class WebRtcLoadError extends errorWithCode('WEBRTC_LOAD_FAILED') {}
+
+/** What `private-to-private/transport.js` of @libp2p/webrtc exports that we use. */
+interface PrivateToPrivateModule {
+  WebRTCTransport?: new (components: WebRTCTransportComponents, init?: WebRTCTransportInit) => Transport
+}
+
+/**
+ * The private-to-private WebRTC transport's factory (what `webRTC` of
+ * @libp2p/webrtc returns), loaded without the package's index: the index also
+ * loads the WebRTC-direct transport, whose certificate code (ASN.1, X.509, a
+ * WebCrypto polyfill, reflect-metadata: about 1 MB of source, over 200 modules)
+ * every daemon would hold in its heap for nothing, since no daemon listens on
+ * or dials /webrtc-direct. The package exports only its index, so the module
+ * is found beside it; a missing or changed one fails with `WebRtcLoadError`.
+ */
+export async function loadWebRtc (): Promise<typeof webRTC> {
+  const url = new URL('./private-to-private/transport.js', import.meta.resolve('@libp2p/webrtc'))
+  let mod: PrivateToPrivateModule
+  try {
+    mod = await import(url.href) as PrivateToPrivateModule
+  } catch (err) {
+    throw new WebRtcLoadError(`WebRTC: cannot load @libp2p/webrtc's transport from ${url.href}: ${(err as Error).message}`, { cause: err })
+  }
+  const Transport = mod.WebRTCTransport
+  if (typeof Transport !== 'function') throw new WebRtcLoadError(`WebRTC: ${url.href} exports no WebRTCTransport class (an @libp2p/webrtc this daemon was not written for)`)
+  return (init) => (components) => new Transport(components, init)
+}
 
 /**
  * node-datachannel (under @libp2p/webrtc) runs native threads that keep the
