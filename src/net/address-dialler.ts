@@ -1,5 +1,6 @@
 import { initialPhase, phaseForProgress } from './dial-error.ts'
 import { transportOf } from './transport-of.ts'
+import { raceSignal } from '../core/async.ts'
 import type { DialPhase } from '../core/types.ts'
 import type { AddressDialOptions, TransportDialOptions } from './components.ts'
 import type { DialRecorder } from './dial-recorder.ts'
@@ -91,8 +92,15 @@ export class AddressDialler {
     const forward = (): void => { dialController.abort(signal.reason) }
     signal.addEventListener('abort', forward, { once: true })
     let conn: Connection
+    const dialing = tm.dial(target, { signal: dialController.signal, onProgress })
     try {
-      conn = await tm.dial(target, { signal: dialController.signal, onProgress })
+      // bounded by the signal even where a transport's dial does not listen to
+      // it at every step (WebRTC's negotiation waits on its peer): the attempt
+      // fails on time, reported as such, and a connection that comes later is closed
+      conn = await raceSignal(dialing, signal)
+    } catch (err) {
+      if (signal.aborted) this.closeLate(dialing, target)
+      throw err
     } finally {
       signal.removeEventListener('abort', forward)
     }
@@ -102,6 +110,17 @@ export class AddressDialler {
       this.core.log.debug(`could not store ${conn.remoteAddr.toString()} for ${conn.remotePeer.toString()}: ${err.message}`)
     })
     return conn
+  }
+
+  /** A dial given up on by its signal that still connects: nobody wants that connection, so it is closed. */
+  private closeLate (dialing: Promise<Connection>, target: Multiaddr): void {
+    dialing.then(async (late) => {
+      this.core.log.debug(`a dial to ${target.toString()} connected after it was given up; closing it`)
+      await late.close()
+    }).catch((err: Error) => {
+      // the dial failed after all (the usual end of an aborted dial) or the late connection would not close
+      this.core.log.debug(`a dial to ${target.toString()} given up on ended: ${err.message}`)
+    })
   }
 
   /** js-libp2p's own multi-address dial: each address is still recorded by the recorder. */
