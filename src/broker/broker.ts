@@ -4,7 +4,7 @@ import { backoffDelay, pause, Waker, type BackoffPolicy } from '../core/async.ts
 import { createLogger, type Logger } from '../log/logger.ts'
 import { DEFAULT_JOB_LIMITS, type ExecStatus, type JobLimits } from '../core/job.ts'
 import type { DeclineCode } from '../codec/messages.ts'
-import { JobStoreError, ON_DISK, type JobFinal, type JobRow, type JobSpec, type JobStore, type TaskOutcome, type TaskRow } from './job-store.ts'
+import { JobStoreError, ON_DISK, type JobFinal, type JobRow, type JobSpec, type JobStore, type TaskOutcome, type TaskResult, type TaskRow } from './job-store.ts'
 import { SlotLedger } from './slot-ledger.ts'
 import { JobTreeInvalidError, loadTree, submittedTree, treeBytes } from './job-tree.ts'
 import type { AddressedTree, OutputFiles, TreeDir } from '../codec/manifest.ts'
@@ -309,8 +309,13 @@ interface JobRun {
   wake: WakeReason
   /** the network each of its placed tasks runs in, by task ID */
   networks: Map<string, string>
-  /** its task rows when known without reading them (none, for a job just accepted): the next turn's, then read again */
-  rows?: TaskRow[]
+  /**
+   * its task rows, kept as this run writes them (no other writer touches
+   * them while it runs: a cancel stops the run first), so a turn reads none
+   */
+  rows: TaskRow[]
+  /** the final answer, once stored with the result that decided it */
+  final?: JobFinal
 }
 
 /** Who a job's next replicas may go to. */
@@ -778,11 +783,8 @@ export class Broker {
       this.emit(jobId, 'final')
       return undefined
     }
-    if (job.phase === 'queued') {
-      this.store.setPhase(jobId, 'running')
-      this.emit(jobId, 'phase')
-    }
-    return { job, module, input, ...(tree != null ? { tree } : {}), signal, waker: new JobWaker(), inflight: new Map(), refusedBy: new Set(), hopelessSince: Date.now(), wake: 'timeout', networks: new Map(), ...(fresh != null ? { rows: [] } : {}) }
+    // it stays 'queued' until its first task is placed (createTask's startJob)
+    return { job, module, input, ...(tree != null ? { tree } : {}), signal, waker: new JobWaker(), inflight: new Map(), refusedBy: new Set(), hopelessSince: Date.now(), wake: 'timeout', networks: new Map(), rows: [] }
   }
 
   /**
@@ -791,7 +793,8 @@ export class Broker {
    * task never runs twice there and a finished result is simply returned.
    */
   private async resumeTasks (run: JobRun): Promise<void> {
-    for (const task of this.store.tasksOf(run.job.jobId)) {
+    run.rows = this.store.tasksOf(run.job.jobId)
+    for (const task of [...run.rows]) {
       if (task.state === 'failed') continue
       const live = task.state === 'offered' || task.state === 'running'
       if (live) {
@@ -813,11 +816,11 @@ export class Broker {
    * unavailableAfterMs with nobody to wait for.
    */
   private async step (run: JobRun): Promise<'finished' | 'continue'> {
-    const tasks = run.rows ?? this.store.tasksOf(run.job.jobId)
-    run.rows = undefined
+    // this turn's copy: placing adds its rows to it, tasks ending meanwhile change only run.rows
+    const tasks = [...run.rows]
     const verdict = this.decide(run.job, tasks)
     if (verdict != null) {
-      await this.finish(run, verdict, tasks)
+      await this.finish(run, verdict)
       return 'finished'
     }
     const active = tasks.filter(t => t.state === 'offered' || t.state === 'running').length
@@ -975,7 +978,13 @@ export class Broker {
       this.log.info(`job ${jobId}: ${executor.peerId} declined: ${offer.reason ?? 'no reason given'}${busyNow ? '' : ' (not asked again for this job)'}`, { job: jobId, peer: executor.peerId, code: offer.code })
       return undefined
     }
-    const row = this.store.createTask({ taskId, jobId, replica, attempt, executor: executor.peerId })
+    const starts = run.job.phase === 'queued'
+    const row = this.store.createTask({ taskId, jobId, replica, attempt, executor: executor.peerId }, { startJob: starts })
+    if (starts) {
+      run.job = { ...run.job, phase: 'running' }
+      this.emit(jobId, 'phase')
+    }
+    run.rows.push(row)
     // its run tells the listeners (runTask's first event)
     this.startTask(run, row)
     return row
@@ -1013,16 +1022,15 @@ export class Broker {
    * still current when none of the job's tasks is under way (each records its
    * end before it leaves `inflight`).
    */
-  private async finish (run: JobRun, reached: JobFinal, read: TaskRow[]): Promise<void> {
+  private async finish (run: JobRun, reached: JobFinal): Promise<void> {
     const jobId = run.job.jobId
-    const settled = run.inflight.size === 0
     await Promise.allSettled([...run.inflight.values()])
     if (run.signal.aborted) return
-    const tasks = settled ? read : this.store.tasksOf(jobId)
-    const verdict = this.decide(run.job, tasks) ?? reached
-    this.recordVotes(tasks, verdict)
+    const verdict = run.final ?? this.decide(run.job, run.rows) ?? reached
+    this.recordVotes(run.rows, verdict)
     this.queueSeq.delete(jobId)
-    if (!await this.persist(jobId, 'its final answer', () => { this.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict) }, run.signal)) return
+    if (run.final != null) this.onJobFinished?.(verdict)
+    else if (!await this.persist(jobId, 'its final answer', () => { this.finishJob(jobId, endPhase(verdict), verdict) }, run.signal)) return
     this.log.info(`job ${jobId} finished: ${verdict.message}`, { job: jobId })
     this.emit(jobId, 'final')
     this.ended()
@@ -1055,12 +1063,12 @@ export class Broker {
     const jobId = run.job.jobId
     const refusals = run.refusedBy.size > 0 ? ` (${run.refusedBy.size} refused it: see the broker log for their reasons)` : ''
     const within = `within ${Math.round(this.unavailableAfterMs / 1000)} s`
-    const done = this.store.tasksOf(jobId).filter(t => t.state === 'done' && t.outcome != null)
+    const done = run.rows.filter(t => t.state === 'done' && t.outcome != null)
     const verdict: JobFinal = done.length === 0
       ? { status: 'unavailable', agreeing: 0, message: `no executor accepted the job ${within}${refusals}` }
       : { status: 'no_agreement', agreeing: 0, message: `no majority of ${run.job.replicas}: only ${done.length} replica(s) ran (${done.map(t => `${t.executor} said ${describeOutcome(t.outcome as TaskOutcome)}`).join('; ')}); no executor in another network took the rest ${within}${refusals}` }
     this.queueSeq.delete(jobId)
-    this.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict)
+    this.finishJob(jobId, endPhase(verdict), verdict)
     this.log.warn(`job ${jobId}: ${verdict.message}`, { job: jobId })
     this.emit(jobId, 'final')
     this.ended()
@@ -1153,9 +1161,26 @@ export class Broker {
   private async forgetDeclined (run: JobRun, task: TaskRow, err: OfferDeclinedError): Promise<void> {
     const jobId = run.job.jobId
     if (!await this.persist(jobId, `the decline of task ${task.taskId}`, () => { this.store.deleteTask(task.taskId) }, run.signal)) return
+    run.rows = run.rows.filter(t => t.taskId !== task.taskId)
     const busy = busyDecline(err)
     if (!busy) run.refusedBy.add(task.executor)
     this.log.info(`job ${jobId}: ${task.executor} declined: ${err.reason}${busy ? '' : ' (not asked again for this job)'}`, { job: jobId, peer: task.executor, code: err.decline })
+  }
+
+  /**
+   * Stores a task's result, with the job's final answer in the same
+   * transaction when this result decides it and is the job's last word: no
+   * other task of it live and every replica with a task that did not fail,
+   * so nothing more is placed and the answer the loop reaches next is this
+   * one (it then only tells).
+   */
+  private recordResult (run: JobRun, task: TaskRow, result: TaskResult): void {
+    const rows = run.rows.map(t => t.taskId === task.taskId ? { ...t, state: 'done' as const, outcome: result.outcome } : t)
+    const last = !run.signal.aborted && run.inflight.size === 1 && rows.every(t => t.state === 'done' || t.state === 'failed') && everyReplicaHeld(run.job, rows)
+    const final = last ? this.decide(run.job, rows) : undefined
+    const written = this.store.completeTask(task, result, final != null ? { phase: endPhase(final), final } : undefined)
+    replaceRow(run, written.task)
+    if (written.finished) run.final = final
   }
 
   private async runTask (run: JobRun, task: TaskRow): Promise<void> {
@@ -1170,7 +1195,7 @@ export class Broker {
       this.emit(job.jobId, 'task')
       const result = await this.network.dispatch(task.executor, this.taskToRun(run, task.taskId), { signal: AbortSignal.any([signal, overdue.signal]) })
       // a result this node cannot store is not the executor's failure: it waits here for the disk
-      if (!await this.persist(job.jobId, `the result of task ${task.taskId}`, () => { this.store.completeTask(task.taskId, result) }, signal)) return
+      if (!await this.persist(job.jobId, `the result of task ${task.taskId}`, () => { this.recordResult(run, task, result) }, signal)) return
       this.records.resulted(task.executor)
       this.log.info(`job ${job.jobId}: task ${task.taskId} on ${task.executor} (${result.path}) → ${describeOutcome(result.outcome)}`, { job: job.jobId, peer: task.executor })
     } catch (err) {
@@ -1184,7 +1209,7 @@ export class Broker {
       const e = err as Error & { code?: string, phase?: string }
       const code = e.code ?? e.name
       const bad = MISBEHAVIOUR_CODES.has(code)
-      if (!await this.persist(job.jobId, `the failure of task ${task.taskId}`, () => { this.store.failTask(task.taskId, `${code}: ${e.message}`) }, signal)) return
+      if (!await this.persist(job.jobId, `the failure of task ${task.taskId}`, () => { replaceRow(run, this.store.failTask(task, `${code}: ${e.message}`)) }, signal)) return
       // a refused dispatch ran nothing and proves nothing about the executor: offered again, not ranked down
       if (code !== 'DISPATCH_REFUSED') this.records.failed(task.executor, bad)
       this.log.warn(`job ${job.jobId}: task ${task.taskId} on ${task.executor} failed${e.phase != null ? ` at ${e.phase}` : ''}: ${e.message}; ${bad ? 'it gets no further attempt at this job and is ranked down' : 'retrying on another executor'}`, { job: job.jobId, peer: task.executor, phase: e.phase, code: e.code })
@@ -1201,6 +1226,26 @@ export class Broker {
       this.pump()
     }
   }
+}
+
+/** The phase a job ends in with `final`: an error when nobody could run it. */
+function endPhase (final: JobFinal): 'completed' | 'error' {
+  return final.status === 'unavailable' ? 'error' : 'completed'
+}
+
+/** Whether each of the job's replicas has a task that did not fail (so none is placed again). */
+function everyReplicaHeld (job: JobRow, rows: TaskRow[]): boolean {
+  for (let r = 0; r < job.replicas; r++) {
+    if (!rows.some(t => t.replica === r && t.state !== 'failed')) return false
+  }
+  return true
+}
+
+/** Puts a task's row as written in place of the one the run held. */
+function replaceRow (run: JobRun, row: TaskRow): void {
+  const i = run.rows.findIndex(t => t.taskId === row.taskId)
+  if (i >= 0) run.rows[i] = row
+  else run.rows.push(row)
 }
 
 /**
