@@ -140,7 +140,9 @@ CREATE TABLE IF NOT EXISTS jobs (
   updated_at TEXT NOT NULL,
   finished_at TEXT
 );
-CREATE INDEX IF NOT EXISTS jobs_phase ON jobs(phase);
+-- no index on phase: only a start-up reads by it (one scan of the kept jobs),
+-- while each job's insert, start and finish would write its pages again
+DROP INDEX IF EXISTS jobs_phase;
 -- the blobs of a job's tree (its manifest and files): what retention must keep while the job is kept
 CREATE TABLE IF NOT EXISTS job_tree_blobs (
   job_id TEXT NOT NULL,

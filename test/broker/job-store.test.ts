@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import type { DatabaseSync } from 'node:sqlite'
+import { DatabaseSync } from 'node:sqlite'
 import { after, describe, it } from 'node:test'
 import { JobStore, JobStoreCorruptError, JobStoreError, JobStoreFullError, JobStoreUnavailableError, type JobSpec, type TaskResult } from '../../src/broker/job-store.ts'
 import { tempDir } from '../helpers/mesh.ts'
@@ -120,6 +120,27 @@ describe('the job store', () => {
       const task = store.createTask({ taskId: 'job-chosen.r1.a2', jobId: 'job-chosen', replica: 1, attempt: 2, executor: 'peer-b' })
       assert.deepEqual(task, store.getTask('job-chosen.r1.a2'))
       assert.deepEqual(store.tasksOf('job-chosen'), [task])
+    } finally {
+      store.close()
+    }
+  })
+
+  it('drops the phase index a store from an older version has, and still finds its unfinished jobs', () => {
+    const path = join(dir.path, 'old-index.sqlite')
+    const first = new JobStore(path)
+    first.createJob(spec('job-open'), new Uint8Array([1]), new Uint8Array([2]))
+    first.createJob(spec('job-done'), new Uint8Array([1]), new Uint8Array([3]))
+    first.finishJob('job-done', 'completed', { status: 'succeeded', agreeing: 1, message: 'ok' })
+    first.close()
+    const raw = new DatabaseSync(path)
+    raw.exec('CREATE INDEX jobs_phase ON jobs(phase)')
+    raw.close()
+    let db: DatabaseSync | undefined
+    const store = new JobStore(path, { onOpen: (opened) => { db = opened } })
+    try {
+      const indexes = (db as DatabaseSync).prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs'").all().map(r => r.name)
+      assert.ok(!indexes.includes('jobs_phase'), indexes.join(', '))
+      assert.deepEqual(store.unfinishedJobs().map(j => j.jobId), ['job-open'])
     } finally {
       store.close()
     }
