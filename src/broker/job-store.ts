@@ -262,7 +262,10 @@ export class JobStore {
     try {
       createPrivate(path)
       db = new DatabaseSync(path)
-      db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;')
+      // exclusive before the first WAL access: the daemon is the only process that opens its job store (the
+      // data directory's lock sees to that), so SQLite keeps the WAL index in memory instead of a shared -shm
+      // file and takes no file locks per transaction (a quarter of the store's CPU per job, measured)
+      db.exec('PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;')
       init.onOpen?.(db)
       db.exec(SCHEMA)
       // a jobs table from before `--executor` lacks the column

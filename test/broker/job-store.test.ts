@@ -4,7 +4,7 @@
  * code; the store takes writes again once there is room.
  */
 import assert from 'node:assert/strict'
-import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
@@ -69,14 +69,35 @@ describe('the job store', () => {
     })
   })
 
-  it('creates its database and the -wal and -shm files readable by their owner only', () => {
+  it('creates its database and the -wal file readable by their owner only, and no shared -shm file', () => {
     const path = join(dir.path, 'private.sqlite')
     const store = new JobStore(path)
     try {
       store.createJob(spec('job-private'), new Uint8Array([1]), new Uint8Array([2]))
-      for (const file of [path, `${path}-wal`, `${path}-shm`]) assert.equal(mode(file), 0o600, file)
+      for (const file of [path, `${path}-wal`]) assert.equal(mode(file), 0o600, file)
+      // exclusive locking: the WAL index lives in the daemon's memory
+      assert.equal(existsSync(`${path}-shm`), false)
     } finally {
       store.close()
+    }
+  })
+
+  it('holds its database exclusively while open, and lets the next store open it once closed', () => {
+    const path = join(dir.path, 'exclusive.sqlite')
+    const store = new JobStore(path)
+    store.createJob(spec('job-held'), new Uint8Array([1]), new Uint8Array([2]))
+    const other = new DatabaseSync(path, { timeout: 0 })
+    try {
+      assert.throws(() => other.prepare('SELECT count(*) AS n FROM jobs').get(), /locked/)
+    } finally {
+      other.close()
+      store.close()
+    }
+    const next = new JobStore(path)
+    try {
+      assert.equal(next.getJob('job-held')?.phase, 'queued')
+    } finally {
+      next.close()
     }
   })
 
