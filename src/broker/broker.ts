@@ -7,7 +7,7 @@ import type { DeclineCode } from '../codec/messages.ts'
 import { JobStoreError, ON_DISK, type JobFinal, type JobRow, type JobSpec, type JobStore, type TaskOutcome, type TaskResult, type TaskRow } from './job-store.ts'
 import { SlotLedger } from './slot-ledger.ts'
 import { JobTreeInvalidError, loadTree, submittedTree, treeBytes } from './job-tree.ts'
-import type { AddressedTree, OutputFiles, TreeDir } from '../codec/manifest.ts'
+import type { AddressedTree, TreeDir } from '../codec/manifest.ts'
 import { ExecutorRecords } from './executor-records.ts'
 import { BlobNotFoundError, type BlobStore } from './blob-store.ts'
 import type { Payload } from '../protocols/framing.ts'
@@ -59,15 +59,9 @@ export interface TaskToRun extends Omit<JobSpec, 'replicas'> {
   tree?: AddressedTree
 }
 
-export interface TaskRunResult {
+/** A task's result as its executor answered it, over the path it took. */
+export interface TaskRunResult extends TaskResult {
   path: 'direct' | 'relayed'
-  outcome: TaskOutcome
-  receipt: Uint8Array
-  receiptSignature: Uint8Array
-  stdout: Uint8Array
-  stderr: Uint8Array
-  /** for a job with directories: the files it wrote and removed */
-  files?: OutputFiles
 }
 
 /** An executor's answer to an offer. */

@@ -60,6 +60,7 @@ export interface TaskResult {
   receiptSignature: Uint8Array
   stdout: Uint8Array
   stderr: Uint8Array
+  /** for a job with directories: the files it wrote and removed */
   files?: OutputFiles
 }
 
