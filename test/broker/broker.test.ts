@@ -147,6 +147,19 @@ describe('broker scheduling', () => {
     }
   })
 
+  it('gives every job its own ID of 16 hex digits, across more jobs than one draw of random bytes covers', async () => {
+    const store = new JobStore(join(dir.path, 'ids.sqlite'))
+    const broker = new Broker({ store, network: new TestNetwork(), self: 'me' })
+    try {
+      const ids = Array.from({ length: 200 }, () => submitTo(broker))
+      for (const id of ids) assert.match(id, /^job-[0-9a-f]{16}$/)
+      assert.equal(new Set(ids).size, ids.length)
+    } finally {
+      await broker.stop()
+      store.close()
+    }
+  })
+
   it('never reads a module just submitted back from the store, and sends every task the same bytes', async () => {
     const store = new JobStore(join(dir.path, 'payload-cache.sqlite'))
     const reads: string[] = []
