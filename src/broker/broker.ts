@@ -1012,19 +1012,26 @@ export class Broker {
 
   /**
    * Finishing with a verdict: lets replicas still running finish, so the
-   * answer says how many agree. `read`: the rows the verdict was reached on,
-   * still current when none of the job's tasks is under way (each records its
-   * end before it leaves `inflight`).
+   * answer says how many agree (the run's rows are current once none of its
+   * tasks is under way: each records its end before it leaves `inflight`).
+   * Nothing to do when the deciding result was stored with the answer: its
+   * task told.
    */
   private async finish (run: JobRun, reached: JobFinal): Promise<void> {
     const jobId = run.job.jobId
     await Promise.allSettled([...run.inflight.values()])
-    if (run.signal.aborted) return
-    const verdict = run.final ?? this.decide(run.job, run.rows) ?? reached
+    if (run.signal.aborted || run.final != null) return
+    const verdict = this.decide(run.job, run.rows) ?? reached
+    if (!await this.persist(jobId, 'its final answer', () => { this.store.finishJob(jobId, endPhase(verdict), verdict) }, run.signal)) return
+    this.tellFinal(run, verdict)
+  }
+
+  /** A final answer the store holds: votes recorded, and it told to the log, the metrics and the listeners. */
+  private tellFinal (run: JobRun, verdict: JobFinal): void {
+    const jobId = run.job.jobId
     this.recordVotes(run.rows, verdict)
     this.queueSeq.delete(jobId)
-    if (run.final != null) this.onJobFinished?.(verdict)
-    else if (!await this.persist(jobId, 'its final answer', () => { this.finishJob(jobId, endPhase(verdict), verdict) }, run.signal)) return
+    this.onJobFinished?.(verdict)
     this.log.info(`job ${jobId} finished: ${verdict.message}`, { job: jobId })
     this.emit(jobId, 'final')
     this.ended()
@@ -1211,6 +1218,8 @@ export class Broker {
       clearTimeout(timer)
       run.inflight.delete(task.taskId)
       this.emit(job.jobId, 'task')
+      // told here, stopping or not: the store holds the answer, so no restart resumes the job to tell it
+      if (run.final != null) this.tellFinal(run, run.final)
       // a finished task frees a slot on its executor: this job re-evaluates,
       // and the first job in line (not every waiting job) may place a task
       const view = this.network.executors().find(e => e.peerId === task.executor)

@@ -147,6 +147,30 @@ describe('broker scheduling', () => {
     }
   })
 
+  it('tells each final answer once, stored with its deciding result or on its own', async () => {
+    const store = new JobStore(join(dir.path, 'told-once.sqlite'))
+    const net = new TestNetwork()
+    net.add('A', ok)
+    net.add('B', ok)
+    net.add('C', ok)
+    const told: string[] = []
+    const broker = new Broker({ store, network: net, self: 'me', maxAttemptsPerReplica: 1, onJobFinished: (final) => { told.push(final.status) } })
+    broker.start()
+    try {
+      // one replica, three replicas: the last result decides, stored with the answer
+      assert.equal((await finalOf(broker, submitTo(broker, 1))).status, 'succeeded')
+      assert.equal((await finalOf(broker, submitTo(broker, 3))).status, 'succeeded')
+      // an attempt that fails with none left: the answer is written by itself
+      for (const p of ['A', 'B', 'C']) net.add(p, async () => ({ throws: 'stream reset by the relay' }))
+      assert.equal((await finalOf(broker, submitTo(broker, 1))).status, 'unavailable')
+      await new Promise(resolve => setTimeout(resolve, 100))
+      assert.deepEqual(told, ['succeeded', 'succeeded', 'unavailable'])
+    } finally {
+      await broker.stop()
+      store.close()
+    }
+  })
+
   it('gives every job its own ID of 16 hex digits, across more jobs than one draw of random bytes covers', async () => {
     const store = new JobStore(join(dir.path, 'ids.sqlite'))
     const broker = new Broker({ store, network: new TestNetwork(), self: 'me' })
