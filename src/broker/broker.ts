@@ -1,13 +1,13 @@
-import { randomBytes } from 'node:crypto'
+import { randomFillSync } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { backoffDelay, pause, Waker, type BackoffPolicy } from '../core/async.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { DEFAULT_JOB_LIMITS, type ExecStatus, type JobLimits } from '../core/job.ts'
 import type { DeclineCode } from '../codec/messages.ts'
-import { JobStoreError, ON_DISK, type JobFinal, type JobRow, type JobSpec, type JobStore, type TaskOutcome, type TaskRow } from './job-store.ts'
+import { JobStoreError, ON_DISK, type JobFinal, type JobRow, type JobSpec, type JobStore, type TaskOutcome, type TaskResult, type TaskRow } from './job-store.ts'
 import { SlotLedger } from './slot-ledger.ts'
 import { JobTreeInvalidError, loadTree, submittedTree, treeBytes } from './job-tree.ts'
-import type { AddressedTree, OutputFiles, TreeDir } from '../codec/manifest.ts'
+import type { AddressedTree, TreeDir } from '../codec/manifest.ts'
 import { ExecutorRecords } from './executor-records.ts'
 import { BlobNotFoundError, type BlobStore } from './blob-store.ts'
 import type { Payload } from '../protocols/framing.ts'
@@ -59,15 +59,9 @@ export interface TaskToRun extends Omit<JobSpec, 'replicas'> {
   tree?: AddressedTree
 }
 
-export interface TaskRunResult {
+/** A task's result as its executor answered it, over the path it took. */
+export interface TaskRunResult extends TaskResult {
   path: 'direct' | 'relayed'
-  outcome: TaskOutcome
-  receipt: Uint8Array
-  receiptSignature: Uint8Array
-  stdout: Uint8Array
-  stderr: Uint8Array
-  /** for a job with directories: the files it wrote and removed */
-  files?: OutputFiles
 }
 
 /** An executor's answer to an offer. */
@@ -309,8 +303,13 @@ interface JobRun {
   wake: WakeReason
   /** the network each of its placed tasks runs in, by task ID */
   networks: Map<string, string>
-  /** its task rows when known without reading them (none, for a job just accepted): the next turn's, then read again */
-  rows?: TaskRow[]
+  /**
+   * its task rows, kept as this run writes them (no other writer touches
+   * them while it runs: a cancel stops the run first), so a turn reads none
+   */
+  rows: TaskRow[]
+  /** the final answer, once stored with the result that decided it */
+  final?: JobFinal
 }
 
 /** Who a job's next replicas may go to. */
@@ -468,7 +467,7 @@ export class Broker {
     if (payload > payloadMax) throw new JobRejectedError(`module + input${tree != null ? ' + directories' : ''} is ${payload} bytes, above the limit of ${payloadMax}`)
     const executors = req.executors != null ? chosenExecutors(req.executors, replicas) : undefined
     const spec: JobSpec = {
-      jobId: `job-${randomBytes(8).toString('hex')}`,
+      jobId: newJobId(),
       moduleCid: req.moduleCid,
       inputCid: req.inputCid,
       moduleName: req.moduleName ?? 'main.wasm',
@@ -778,11 +777,8 @@ export class Broker {
       this.emit(jobId, 'final')
       return undefined
     }
-    if (job.phase === 'queued') {
-      this.store.setPhase(jobId, 'running')
-      this.emit(jobId, 'phase')
-    }
-    return { job, module, input, ...(tree != null ? { tree } : {}), signal, waker: new JobWaker(), inflight: new Map(), refusedBy: new Set(), hopelessSince: Date.now(), wake: 'timeout', networks: new Map(), ...(fresh != null ? { rows: [] } : {}) }
+    // it stays 'queued' until its first task is placed (createTask's startJob)
+    return { job, module, input, ...(tree != null ? { tree } : {}), signal, waker: new JobWaker(), inflight: new Map(), refusedBy: new Set(), hopelessSince: Date.now(), wake: 'timeout', networks: new Map(), rows: [] }
   }
 
   /**
@@ -791,7 +787,8 @@ export class Broker {
    * task never runs twice there and a finished result is simply returned.
    */
   private async resumeTasks (run: JobRun): Promise<void> {
-    for (const task of this.store.tasksOf(run.job.jobId)) {
+    run.rows = this.store.tasksOf(run.job.jobId)
+    for (const task of [...run.rows]) {
       if (task.state === 'failed') continue
       const live = task.state === 'offered' || task.state === 'running'
       if (live) {
@@ -813,11 +810,11 @@ export class Broker {
    * unavailableAfterMs with nobody to wait for.
    */
   private async step (run: JobRun): Promise<'finished' | 'continue'> {
-    const tasks = run.rows ?? this.store.tasksOf(run.job.jobId)
-    run.rows = undefined
+    // this turn's copy: placing adds its rows to it, tasks ending meanwhile change only run.rows
+    const tasks = [...run.rows]
     const verdict = this.decide(run.job, tasks)
     if (verdict != null) {
-      await this.finish(run, verdict, tasks)
+      await this.finish(run, verdict)
       return 'finished'
     }
     const active = tasks.filter(t => t.state === 'offered' || t.state === 'running').length
@@ -975,7 +972,13 @@ export class Broker {
       this.log.info(`job ${jobId}: ${executor.peerId} declined: ${offer.reason ?? 'no reason given'}${busyNow ? '' : ' (not asked again for this job)'}`, { job: jobId, peer: executor.peerId, code: offer.code })
       return undefined
     }
-    const row = this.store.createTask({ taskId, jobId, replica, attempt, executor: executor.peerId })
+    const starts = run.job.phase === 'queued'
+    const row = this.store.createTask({ taskId, jobId, replica, attempt, executor: executor.peerId }, { startJob: starts })
+    if (starts) {
+      run.job = { ...run.job, phase: 'running' }
+      this.emit(jobId, 'phase')
+    }
+    run.rows.push(row)
     // its run tells the listeners (runTask's first event)
     this.startTask(run, row)
     return row
@@ -1009,20 +1012,26 @@ export class Broker {
 
   /**
    * Finishing with a verdict: lets replicas still running finish, so the
-   * answer says how many agree. `read`: the rows the verdict was reached on,
-   * still current when none of the job's tasks is under way (each records its
-   * end before it leaves `inflight`).
+   * answer says how many agree (the run's rows are current once none of its
+   * tasks is under way: each records its end before it leaves `inflight`).
+   * Nothing to do when the deciding result was stored with the answer: its
+   * task told.
    */
-  private async finish (run: JobRun, reached: JobFinal, read: TaskRow[]): Promise<void> {
+  private async finish (run: JobRun, reached: JobFinal): Promise<void> {
     const jobId = run.job.jobId
-    const settled = run.inflight.size === 0
     await Promise.allSettled([...run.inflight.values()])
-    if (run.signal.aborted) return
-    const tasks = settled ? read : this.store.tasksOf(jobId)
-    const verdict = this.decide(run.job, tasks) ?? reached
-    this.recordVotes(tasks, verdict)
+    if (run.signal.aborted || run.final != null) return
+    const verdict = this.decide(run.job, run.rows) ?? reached
+    if (!await this.persist(jobId, 'its final answer', () => { this.store.finishJob(jobId, endPhase(verdict), verdict) }, run.signal)) return
+    this.tellFinal(run, verdict)
+  }
+
+  /** A final answer the store holds: votes recorded, and it told to the log, the metrics and the listeners. */
+  private tellFinal (run: JobRun, verdict: JobFinal): void {
+    const jobId = run.job.jobId
+    this.recordVotes(run.rows, verdict)
     this.queueSeq.delete(jobId)
-    if (!await this.persist(jobId, 'its final answer', () => { this.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict) }, run.signal)) return
+    this.onJobFinished?.(verdict)
     this.log.info(`job ${jobId} finished: ${verdict.message}`, { job: jobId })
     this.emit(jobId, 'final')
     this.ended()
@@ -1055,12 +1064,12 @@ export class Broker {
     const jobId = run.job.jobId
     const refusals = run.refusedBy.size > 0 ? ` (${run.refusedBy.size} refused it: see the broker log for their reasons)` : ''
     const within = `within ${Math.round(this.unavailableAfterMs / 1000)} s`
-    const done = this.store.tasksOf(jobId).filter(t => t.state === 'done' && t.outcome != null)
+    const done = run.rows.filter(t => t.state === 'done' && t.outcome != null)
     const verdict: JobFinal = done.length === 0
       ? { status: 'unavailable', agreeing: 0, message: `no executor accepted the job ${within}${refusals}` }
       : { status: 'no_agreement', agreeing: 0, message: `no majority of ${run.job.replicas}: only ${done.length} replica(s) ran (${done.map(t => `${t.executor} said ${describeOutcome(t.outcome as TaskOutcome)}`).join('; ')}); no executor in another network took the rest ${within}${refusals}` }
     this.queueSeq.delete(jobId)
-    this.finishJob(jobId, verdict.status === 'unavailable' ? 'error' : 'completed', verdict)
+    this.finishJob(jobId, endPhase(verdict), verdict)
     this.log.warn(`job ${jobId}: ${verdict.message}`, { job: jobId })
     this.emit(jobId, 'final')
     this.ended()
@@ -1153,9 +1162,26 @@ export class Broker {
   private async forgetDeclined (run: JobRun, task: TaskRow, err: OfferDeclinedError): Promise<void> {
     const jobId = run.job.jobId
     if (!await this.persist(jobId, `the decline of task ${task.taskId}`, () => { this.store.deleteTask(task.taskId) }, run.signal)) return
+    run.rows = run.rows.filter(t => t.taskId !== task.taskId)
     const busy = busyDecline(err)
     if (!busy) run.refusedBy.add(task.executor)
     this.log.info(`job ${jobId}: ${task.executor} declined: ${err.reason}${busy ? '' : ' (not asked again for this job)'}`, { job: jobId, peer: task.executor, code: err.decline })
+  }
+
+  /**
+   * Stores a task's result, with the job's final answer in the same
+   * transaction when this result decides it and is the job's last word: no
+   * other task of it live and every replica with a task that did not fail,
+   * so nothing more is placed and the answer the loop reaches next is this
+   * one (it then only tells).
+   */
+  private recordResult (run: JobRun, task: TaskRow, result: TaskResult): void {
+    const rows = run.rows.map(t => t.taskId === task.taskId ? { ...t, state: 'done' as const, outcome: result.outcome } : t)
+    const last = !run.signal.aborted && run.inflight.size === 1 && rows.every(t => t.state === 'done' || t.state === 'failed') && everyReplicaHeld(run.job, rows)
+    const final = last ? this.decide(run.job, rows) : undefined
+    const written = this.store.completeTask(task, result, final != null ? { phase: endPhase(final), final } : undefined)
+    replaceRow(run, written.task)
+    if (written.finished) run.final = final
   }
 
   private async runTask (run: JobRun, task: TaskRow): Promise<void> {
@@ -1170,7 +1196,7 @@ export class Broker {
       this.emit(job.jobId, 'task')
       const result = await this.network.dispatch(task.executor, this.taskToRun(run, task.taskId), { signal: AbortSignal.any([signal, overdue.signal]) })
       // a result this node cannot store is not the executor's failure: it waits here for the disk
-      if (!await this.persist(job.jobId, `the result of task ${task.taskId}`, () => { this.store.completeTask(task.taskId, result) }, signal)) return
+      if (!await this.persist(job.jobId, `the result of task ${task.taskId}`, () => { this.recordResult(run, task, result) }, signal)) return
       this.records.resulted(task.executor)
       this.log.info(`job ${job.jobId}: task ${task.taskId} on ${task.executor} (${result.path}) → ${describeOutcome(result.outcome)}`, { job: job.jobId, peer: task.executor })
     } catch (err) {
@@ -1184,7 +1210,7 @@ export class Broker {
       const e = err as Error & { code?: string, phase?: string }
       const code = e.code ?? e.name
       const bad = MISBEHAVIOUR_CODES.has(code)
-      if (!await this.persist(job.jobId, `the failure of task ${task.taskId}`, () => { this.store.failTask(task.taskId, `${code}: ${e.message}`) }, signal)) return
+      if (!await this.persist(job.jobId, `the failure of task ${task.taskId}`, () => { replaceRow(run, this.store.failTask(task, `${code}: ${e.message}`)) }, signal)) return
       // a refused dispatch ran nothing and proves nothing about the executor: offered again, not ranked down
       if (code !== 'DISPATCH_REFUSED') this.records.failed(task.executor, bad)
       this.log.warn(`job ${job.jobId}: task ${task.taskId} on ${task.executor} failed${e.phase != null ? ` at ${e.phase}` : ''}: ${e.message}; ${bad ? 'it gets no further attempt at this job and is ranked down' : 'retrying on another executor'}`, { job: job.jobId, peer: task.executor, phase: e.phase, code: e.code })
@@ -1192,6 +1218,8 @@ export class Broker {
       clearTimeout(timer)
       run.inflight.delete(task.taskId)
       this.emit(job.jobId, 'task')
+      // told here, stopping or not: the store holds the answer, so no restart resumes the job to tell it
+      if (run.final != null) this.tellFinal(run, run.final)
       // a finished task frees a slot on its executor: this job re-evaluates,
       // and the first job in line (not every waiting job) may place a task
       const view = this.network.executors().find(e => e.peerId === task.executor)
@@ -1201,6 +1229,40 @@ export class Broker {
       this.pump()
     }
   }
+}
+
+/** CSPRNG bytes for job IDs, taken 8 at a time: one call into the generator per 64 jobs rather than one per job. */
+const idBytes = { pool: Buffer.alloc(512), used: 512 }
+
+/** A new job ID: `job-` and 16 hex digits (64 random bits). */
+function newJobId (): string {
+  if (idBytes.used + 8 > idBytes.pool.length) {
+    randomFillSync(idBytes.pool)
+    idBytes.used = 0
+  }
+  const id = `job-${idBytes.pool.toString('hex', idBytes.used, idBytes.used + 8)}`
+  idBytes.used += 8
+  return id
+}
+
+/** The phase a job ends in with `final`: an error when nobody could run it. */
+function endPhase (final: JobFinal): 'completed' | 'error' {
+  return final.status === 'unavailable' ? 'error' : 'completed'
+}
+
+/** Whether each of the job's replicas has a task that did not fail (so none is placed again). */
+function everyReplicaHeld (job: JobRow, rows: TaskRow[]): boolean {
+  for (let r = 0; r < job.replicas; r++) {
+    if (!rows.some(t => t.replica === r && t.state !== 'failed')) return false
+  }
+  return true
+}
+
+/** Puts a task's row as written in place of the one the run held. */
+function replaceRow (run: JobRun, row: TaskRow): void {
+  const i = run.rows.findIndex(t => t.taskId === row.taskId)
+  if (i >= 0) run.rows[i] = row
+  else run.rows.push(row)
 }
 
 /**

@@ -127,7 +127,7 @@ describe('broker scheduling', () => {
     store.close()
   })
 
-  it('tells its job listeners what changed: running, each task placed and ended, and the final answer once the store holds it', async () => {
+  it('tells its job listeners what changed: running, each task placed and ended, and the final answer, stored with the result that decided it', async () => {
     const store = new JobStore(join(dir.path, 'events.sqlite'))
     const net = new TestNetwork()
     net.add('A', ok)
@@ -138,9 +138,47 @@ describe('broker scheduling', () => {
     try {
       assert.equal((await finalOf(broker, submitTo(broker))).status, 'succeeded')
       assert.deepEqual(seen.map(e => e.change), ['phase', 'task', 'task', 'final'])
-      assert.deepEqual(seen.map(e => e.final), [false, false, false, true], 'only the final event finds the answer stored')
+      // one transaction stores the deciding result and the answer: the task's end finds both
+      assert.deepEqual(seen.map(e => e.final), [false, false, true, true], 'the answer is stored with the result that decided it, never before')
     } finally {
       off()
+      await broker.stop()
+      store.close()
+    }
+  })
+
+  it('tells each final answer once, stored with its deciding result or on its own', async () => {
+    const store = new JobStore(join(dir.path, 'told-once.sqlite'))
+    const net = new TestNetwork()
+    net.add('A', ok)
+    net.add('B', ok)
+    net.add('C', ok)
+    const told: string[] = []
+    const broker = new Broker({ store, network: net, self: 'me', maxAttemptsPerReplica: 1, onJobFinished: (final) => { told.push(final.status) } })
+    broker.start()
+    try {
+      // one replica, three replicas: the last result decides, stored with the answer
+      assert.equal((await finalOf(broker, submitTo(broker, 1))).status, 'succeeded')
+      assert.equal((await finalOf(broker, submitTo(broker, 3))).status, 'succeeded')
+      // an attempt that fails with none left: the answer is written by itself
+      for (const p of ['A', 'B', 'C']) net.add(p, async () => ({ throws: 'stream reset by the relay' }))
+      assert.equal((await finalOf(broker, submitTo(broker, 1))).status, 'unavailable')
+      await new Promise(resolve => setTimeout(resolve, 100))
+      assert.deepEqual(told, ['succeeded', 'succeeded', 'unavailable'])
+    } finally {
+      await broker.stop()
+      store.close()
+    }
+  })
+
+  it('gives every job its own ID of 16 hex digits, across more jobs than one draw of random bytes covers', async () => {
+    const store = new JobStore(join(dir.path, 'ids.sqlite'))
+    const broker = new Broker({ store, network: new TestNetwork(), self: 'me' })
+    try {
+      const ids = Array.from({ length: 200 }, () => submitTo(broker))
+      for (const id of ids) assert.match(id, /^job-[0-9a-f]{16}$/)
+      assert.equal(new Set(ids).size, ids.length)
+    } finally {
       await broker.stop()
       store.close()
     }

@@ -75,10 +75,10 @@ function smallDisk (name: string): { store: JobStore, makeRoom: () => void } {
 class TaskInsertsFail extends JobStore {
   full = true
   attempts = 0
-  override createTask (task: Parameters<JobStore['createTask']>[0]): ReturnType<JobStore['createTask']> {
+  override createTask (...args: Parameters<JobStore['createTask']>): ReturnType<JobStore['createTask']> {
     this.attempts++
     if (this.full) throw new JobStoreFullError(this.path, { cause: new Error('database or disk is full') })
-    return super.createTask(task)
+    return super.createTask(...args)
   }
 }
 

@@ -18,9 +18,9 @@ function spec (i: number): JobSpec {
 
 function addJob (store: JobStore, i: number, finished: boolean): void {
   store.createJob(spec(i), new Uint8Array([0, 97, 115, 109]), new Uint8Array(1024).fill(i % 256))
-  store.createTask({ taskId: `job-${i}.r0.a1`, jobId: `job-${i}`, replica: 0, attempt: 1, executor: 'peer' })
+  const task = store.createTask({ taskId: `job-${i}.r0.a1`, jobId: `job-${i}`, replica: 0, attempt: 1, executor: 'peer' })
   if (!finished) return
-  store.completeTask(`job-${i}.r0.a1`, {
+  store.completeTask(task, {
     outcome: { status: 'succeeded', exitCode: 0, outputCid: 'bafy-out', fuelUsed: 1, durationMs: 1, receiptVerified: true, stdoutSize: 4096, stderrSize: 0 },
     receipt: new Uint8Array(100),
     receiptSignature: new Uint8Array(64),

@@ -165,6 +165,8 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
   /** peers we already asked on this connection; libp2p's registrar removes them on disconnect */
   private readonly asked = new Set<string>()
   private started = false
+  /** this node's PeerId as text: read through the components proxy once, not on every table read */
+  private selfText?: string
   private shutdown = new AbortController()
   private timer: ReturnType<typeof setInterval> | undefined
   private topologyId: string | undefined
@@ -400,10 +402,15 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     return this.known()
   }
 
+  private self (): string {
+    this.selfText ??= this.components.peerId.toString()
+    return this.selfText
+  }
+
   /** What `executors()` returns, without asking for announcements (status, diagnostics). */
   known (): Capacity[] {
     const now = Date.now()
-    const self = this.components.peerId.toString()
+    const self = this.self()
     return [...this.table.values()]
       .filter(e => this.isLiveExecutor(e, now) && e.capacity.peerId !== self)
       .map(e => e.capacity)
@@ -426,7 +433,7 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
     const info = this.getCapacity()
     if (info == null) return undefined
     return {
-      peerId: this.components.peerId.toString(),
+      peerId: this.self(),
       acceptsJobs: info.acceptsJobs,
       slots: info.slots,
       freeSlots: info.freeSlots,
@@ -583,7 +590,7 @@ export class CapacityService extends TypedEventEmitter<CapacityEvents> implement
       warnRepeated(this.log, `ignored capacity announcement from ${from}: it describes another peer (${capacity.peerId})`, { peer: from, topic: CAPACITY_TOPIC, code: 'PEER_MISMATCH' })
       return
     }
-    if (from === this.components.peerId.toString()) return
+    if (from === this.self()) return
     this.record(capacity)
   }
 
