@@ -104,6 +104,8 @@ interface PeerState {
   waitingSince?: number
   /** WebRTC attempts that failed since the last one that connected */
   webrtcFailures: number
+  /** the last WebRTC decision was a skip because the peer advertised no /webrtc address (it had no reservation yet) */
+  noWebrtcAddr?: boolean
 }
 
 type PairNat = Pick<NatInfoMessage, 'mapping' | 'filtering' | 'udp' | 'portDelta'>
@@ -218,6 +220,13 @@ export class DirectPaths {
     const state = this.peers.get(peerId)
     if (state == null) return
     const addrs = evt.detail.peer.addresses.map(a => withoutPeer(a.multiaddr.toString(), peerId))
+    if (state.noWebrtcAddr === true && !state.running && addrs.some(a => transportOf(a) === 'webrtc')) {
+      // skipped when the peer had no reservation yet: its /webrtc address is what that decision lacked
+      state.noWebrtcAddr = false
+      state.notBefore = 0
+      this.schedule(peerId, [], 'it now advertises a /webrtc address')
+      return
+    }
     const fresh = addrs.filter(a => isPublicDirect(a) && !state.hints.includes(a))
     if (fresh.length === 0) return
     const conn = this.directConnection(peerId)
@@ -513,6 +522,7 @@ export class DirectPaths {
     const skip = (reason: string, retryMs?: number): undefined => { this.skip(peerId, state, failures, reason, retryMs) }
     const webrtcAddrs = addrs.filter(a => transportOf(a) === 'webrtc')
     if (this.init.webrtc === false) return skip('this donor runs without the WebRTC transport')
+    state.noWebrtcAddr = webrtcAddrs.length === 0
     if (webrtcAddrs.length === 0) return skip('the peer advertises no /webrtc address (it does not take WebRTC, or holds no reservation)')
     const own = this.init.nat()
     // no UDP here: nothing to ask the peer about; a symmetric NAT here may still pair with the peer's
