@@ -7,6 +7,7 @@
  * CID object silently produces a bloated map instead of tag 42, and a string
  * is also what the API and the CLI show.
  */
+import { remember } from '../core/recent.ts'
 import { createHash } from 'node:crypto'
 import { CID } from 'multiformats/cid'
 import { create as createDigest } from 'multiformats/hashes/digest'
@@ -63,8 +64,7 @@ export function parseCid (value: string): CID | undefined {
     // the caller reports the field instead, which is what a reader needs
     return undefined
   }
-  if (parsedCids.size >= PARSED_CIDS) parsedCids.delete(parsedCids.keys().next().value as string)
-  parsedCids.set(value, cid)
+  remember(parsedCids, value, cid, PARSED_CIDS)
   return cid
 }
 

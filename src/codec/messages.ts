@@ -13,6 +13,7 @@
  * so whoever signs or hashes a message signs or hashes the bytes it received,
  * never a re-encoding.
  */
+import { remember } from '../core/recent.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { EXEC_ERROR_CODES, EXEC_STATUSES } from '../core/job.ts'
 import { MalformedMessageError } from './errors.ts'
@@ -318,13 +319,12 @@ function readPeerId (r: FieldReader, key: string): string {
   } catch (err) {
     throw new MalformedMessageError(r.messageType, r.fieldPath(key), `must be a PeerId, got ${JSON.stringify(v)}`, { cause: err })
   }
-  if (validPeerIds.size >= VALID_PEER_IDS) validPeerIds.delete(validPeerIds.values().next().value as string)
-  validPeerIds.add(v)
+  remember(validPeerIds, v, true, VALID_PEER_IDS)
   return v
 }
 
 /** PeerId texts that parsed lately, oldest first: every receipt names its executor, signed and checked again on arrival. */
-const validPeerIds = new Set<string>()
+const validPeerIds = new Map<string, true>()
 const VALID_PEER_IDS = 1024
 
 function readSignedReceipt (r: FieldReader, key: string): SignedReceipt {

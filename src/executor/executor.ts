@@ -15,6 +15,7 @@
  * silently lost.
  */
 
+import { remember } from '../core/recent.ts'
 import { fork, type ChildProcess } from 'node:child_process'
 import type { Socket } from 'node:net'
 import { availableParallelism } from 'node:os'
@@ -775,16 +776,6 @@ async function killSandbox (sandbox: Sandbox, reason: string): Promise<void> {
     sandbox.child.kill('SIGKILL')
   }
   await sandbox.closed
-}
-
-/** Sets `key` as the most recently used entry of `map`, dropping the least recently used ones past `max`. */
-function remember<V> (map: Map<string, V>, key: string, value: V, max: number): void {
-  map.delete(key)
-  map.set(key, value)
-  for (const k of map.keys()) {
-    if (map.size <= max) break
-    map.delete(k)
-  }
 }
 
 /** Bytes of `p`'s stdout that came in frames so far. */
