@@ -131,7 +131,7 @@ export interface OfferRequest {
   filesSize?: number
   /**
    * The cost rule fuel must be counted by (the executor's METER_VERSION, e.g.
-   * `meter/4`): replicas compare fuel, so a donor counting by another rule
+   * `meter/5`): replicas compare fuel, so a donor counting by another rule
    * declines (`meter`) rather than disagree with the others and be blamed.
    * Absent from older peers: not checked.
    */
@@ -433,7 +433,7 @@ function readOfferRequest (r: FieldReader): OfferRequest {
   }
 }
 
-/** The longest cost-rule name read (`meter/4` is 7): a name, not a payload. */
+/** The longest cost-rule name read (`meter/5` is 7): a name, not a payload. */
 const MAX_METER_LENGTH = 32
 
 /** An optional `meter` (a cost rule's name) as `{ meter }` or `{}`. */

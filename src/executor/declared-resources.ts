@@ -41,12 +41,25 @@ export function readTableType (r: ByteReader): { ref: number, limits: Limits } {
   return { ref, limits: readLimits(r, 'table') }
 }
 
-/** Skips a constant expression (global initialisers, segment offsets), refusing forbidden opcodes inside it. */
-export function skipConstExpr (r: ByteReader): void {
+/** `ref.func funcidx` */
+const REF_FUNC = 0xd2
+
+/**
+ * Skips a constant expression (global initialisers, segment offsets, element
+ * entries), refusing forbidden opcodes inside it; the functions it names with
+ * `ref.func` go into `refs` when given.
+ */
+export function skipConstExpr (r: ByteReader, refs?: Set<number>): void {
   for (;;) {
+    if (refs !== undefined && r.peekU8() === REF_FUNC) {
+      r.u8()
+      refs.add(r.u32())
+      continue
+    }
     if (readInstruction(r) === InstrKind.end) return
   }
 }
+
 
 export function expectEnd (r: ByteReader, section: string): void {
   if (!r.atEnd) r.fail(`${section} section has ${r.end - r.pos} unexpected trailing bytes`)
@@ -84,21 +97,24 @@ export function boundTables (bytes: Uint8Array, s: PayloadRange | undefined, lim
 }
 
 /** Counts the element segments and their entries, refusing more than the limits allow. */
-export function boundElements (bytes: Uint8Array, s: PayloadRange | undefined, limits: ModuleLimits): void {
+export function boundElements (bytes: Uint8Array, s: PayloadRange | undefined, limits: ModuleLimits, refs: Set<number>): void {
   if (s === undefined) return
   const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
   const count = r.u32()
   checkCount(limits, 'maxElementSegments', count, 'element segments')
   let entries = 0
   for (let i = 0; i < count; i++) {
-    entries += readElementSegment(r)
+    entries += readElementSegment(r, refs)
     checkCount(limits, 'maxElementEntries', entries, 'element segment entries (or more)')
   }
   expectEnd(r, 'element')
 }
 
-/** Reads one element segment (the eight encodings of the spec's binary format) and returns its entry count. */
-function readElementSegment (r: ByteReader): number {
+/**
+ * Reads one element segment (the eight encodings of the spec's binary format)
+ * and returns its entry count; the functions it holds go into `refs`.
+ */
+function readElementSegment (r: ByteReader, refs: Set<number>): number {
   const at = r.pos
   const flags = r.u32()
   if (flags > 7) r.fail(`element segment flags ${flags} are not defined`, at)
@@ -111,8 +127,8 @@ function readElementSegment (r: ByteReader): number {
   if (flags !== 0 && flags !== 4) r.u8()
   const n = r.u32()
   for (let i = 0; i < n; i++) {
-    if (exprs) skipConstExpr(r)
-    else r.u32()
+    if (exprs) skipConstExpr(r, refs)
+    else refs.add(r.u32()) // without expressions, entries are function indices (elemkind 0x00 is the only one)
   }
   return n
 }

@@ -11,7 +11,7 @@
  *   index): `fuel` (i64, exported as `__wc_fuel`), `trap` (i32, exported as
  *   `__wc_trap`: why the injected code trapped) and `depth` (i32). No function
  *   or import is added, so no function index shifts either.
- * - Fuel (cost rule "meter/4", METER_VERSION): every original instruction costs 1,
+ * - Fuel (cost rule "meter/5", METER_VERSION): every original instruction costs 1,
  *   memory.fill/copy/init cost 1 more per 64 bytes, table.grow/fill/copy/init
  *   1 more per element, and host calls charge the guest bytes they touch
  *   (wasi-memory.ts, HostFuel). The code is cut into
@@ -34,6 +34,13 @@
  *   charged the global; a trap of the guest's own (unreachable, a bad memory
  *   access) shows the count as of the last entry, call or return, so this
  *   placement is part of the cost rule too.
+ * - Straight leaves (straight-leaves.ts): a small function whose body is one
+ *   straight segment and that only direct calls reach costs the same fuel at
+ *   every call, so each segment that calls it is charged that much more and
+ *   the function is copied as written, with no counter, charge or depth
+ *   count; its callers neither store nor reload the counter around the call.
+ *   Its fuel is charged with the calling segment, before any of it runs, like
+ *   the segment's own instructions.
  * - Depth: each function body becomes
  *     depth += 1; if (depth > MAX) { trap = 2; unreachable }
  *     block (result …) <original body> end
@@ -55,11 +62,12 @@
 import { boundData, boundElements, boundTables, expectEnd, readLimits, readTableType, skipConstExpr, type Limits } from './declared-resources.ts'
 import { ModuleRejectedError } from './errors.ts'
 import { DEFAULT_MODULE_LIMITS, ModuleLimitError, checkCount, type ModuleLimits } from './module-limits.ts'
+import { findStraightLeaves, type StraightLeaves } from './straight-leaves.ts'
 import { ByteReader, ByteWriter, encodeS32, encodeU32 } from './wasm-binary.ts'
 import { InstrKind, hex, readInstruction, readValType } from './wasm-instructions.ts'
 
 /** Pinned name of the cost rule: fuel is part of what replicas compare, so any change must bump it. */
-export const METER_VERSION = 'meter/4'
+export const METER_VERSION = 'meter/5'
 
 export const FUEL_EXPORT = '__wc_fuel'
 export const TRAP_EXPORT = '__wc_trap'
@@ -144,9 +152,12 @@ interface SectionRange {
 const SECTION_RANK: Record<number, number> = { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13 }
 const GLOBAL_SECTION = 6
 const EXPORT_SECTION = 7
+const CODE_SECTION = 10
 
 const I32 = 0x7f
 const I64 = 0x7e
+/** `call funcidx` (0x11 is call_indirect) */
+const CALL = 0x10
 const NO_BYTES = new Uint8Array(0)
 
 /**
@@ -164,6 +175,8 @@ export function instrumentModule (bytes: Uint8Array, options: InstrumentOptions)
   const bodyTypes = parsed.functionTypes.map(t => parsed.types[t])
   const globalBase = parsed.imports.filter(i => i.kind === 'global').length + parsed.definedGlobals
   const { extraTypes, wrapperTypes } = wrapperBlockTypes(parsed.types, bodyTypes)
+  const importedFunctions = parsed.imports.filter(i => i.kind === 'function').length
+  const leaves = findStraightLeaves(bytes, sections.find(s => s.id === CODE_SECTION), importedFunctions, bodyTypes.map(t => t.params.length), parsed.reachable)
 
   // pass 3: emit
   const rewritten = emitModule(bytes, sections, {
@@ -177,6 +190,7 @@ export function instrumentModule (bytes: Uint8Array, options: InstrumentOptions)
     bodyTypes,
     wrapperTypes,
     tables: parsed.tables,
+    leaves,
     limits,
     injected: {
       fuel: encodeU32(globalBase),
@@ -249,6 +263,8 @@ interface ParsedModule {
   startFunction?: number
   /** the table section bounded to the executor's table budget, when it had to be rewritten */
   tables?: Uint8Array
+  /** every function reachable other than by a direct call: exported, the start function, in an element segment or named by ref.func */
+  reachable: Set<number>
 }
 
 /** Reads what the rewrite needs and refuses a module that declares more than `limits` allow. */
@@ -262,14 +278,17 @@ function parseSections (bytes: Uint8Array, sections: SectionRange[], limits: Mod
   checkCount(limits, 'maxFunctions', imports.length + functionTypes.length, 'functions (imported and defined)')
   const tables = boundTables(bytes, find(4), limits)
   const memories = parseMemories(bytes, find(5))
-  const definedGlobals = countGlobals(bytes, find(GLOBAL_SECTION))
+  const reachable = new Set<number>()
+  const definedGlobals = countGlobals(bytes, find(GLOBAL_SECTION), reachable)
   checkCount(limits, 'maxGlobals', definedGlobals, 'globals')
   const exports = parseExports(bytes, find(EXPORT_SECTION))
   checkCount(limits, 'maxExports', exports.length, 'exports')
   const startFunction = parseStart(bytes, find(8))
-  boundElements(bytes, find(9), limits)
+  boundElements(bytes, find(9), limits, reachable)
   boundData(bytes, find(11), limits)
-  return { types, imports, functionTypes, memories, definedGlobals, exports, startFunction, tables }
+  for (const e of exports) if (e.kind === 'function') reachable.add(e.index)
+  if (startFunction !== undefined) reachable.add(startFunction)
+  return { types, imports, functionTypes, memories, definedGlobals, exports, startFunction, tables, reachable }
 }
 
 /** Refuses what the executor cannot cap or would collide with its exports; returns the clamped memory. */
@@ -325,6 +344,8 @@ interface Rewrite {
   wrapperTypes: number[][]
   /** the bounded table section, when the original's maxima had to be lowered */
   tables: Uint8Array | undefined
+  /** functions charged by their callers and copied as written */
+  leaves: StraightLeaves
   limits: ModuleLimits
   injected: Injected
 }
@@ -378,8 +399,8 @@ function emitSection (out: ByteWriter, bytes: Uint8Array, section: SectionRange,
       break
     case 8:
       break // the start function is exported as __wc_start instead
-    case 10:
-      out.u8(10).sized(instrumentCode(bytes, section, rewrite))
+    case CODE_SECTION:
+      out.u8(CODE_SECTION).sized(instrumentCode(bytes, section, rewrite))
       break
     default: // custom sections and those the rewrite leaves alone
       out.bytes(bytes.subarray(section.headerStart, section.payloadEnd))
@@ -511,14 +532,14 @@ function encodeMemory (memory: MemoryInfo | undefined): Uint8Array {
   return w.u32(1).u8(0x01).u32(memory.initialPages).u32(memory.maximumPages).toBytes()
 }
 
-function countGlobals (bytes: Uint8Array, s: SectionRange | undefined): number {
+function countGlobals (bytes: Uint8Array, s: SectionRange | undefined, refs: Set<number>): number {
   if (s === undefined) return 0
   const r = new ByteReader(bytes, s.payloadStart, s.payloadEnd)
   const count = r.u32()
   for (let i = 0; i < count; i++) {
     readValType(r)
     r.u8() // mutability
-    skipConstExpr(r)
+    skipConstExpr(r, refs)
   }
   expectEnd(r, 'global')
   return count
@@ -620,7 +641,7 @@ function instrumentCode (bytes: Uint8Array, s: SectionRange, rewrite: Rewrite): 
   const out = new ByteWriter(Math.min((s.payloadEnd - s.payloadStart) * 2, limits.maxMeteredCodeBytes) + 64)
   out.u32(count)
   const body = new ByteWriter(4096)
-  const ctx: BodyContext = { sn: meteringSnippets(rewrite.injected), limits, room: 0 }
+  const ctx: BodyContext = { sn: meteringSnippets(rewrite.injected), limits, leaves: rewrite.leaves, room: 0 }
   for (let f = 0; f < count; f++) {
     const size = r.u32()
     const bodyStart = r.pos
@@ -640,6 +661,7 @@ function instrumentCode (bytes: Uint8Array, s: SectionRange, rewrite: Rewrite): 
 interface BodyContext {
   sn: Snippets
   limits: ModuleLimits
+  leaves: StraightLeaves
   /** bytes the metered code section may still grow by */
   room: number
 }
@@ -752,12 +774,14 @@ interface BodyShape {
  * cost of each live segment at its first instruction; refuses nesting deeper
  * than `maxNesting`.
  */
-function segmentBody (br: ByteReader, f: number, maxNesting: number): BodyShape {
+function segmentBody (br: ByteReader, f: number, maxNesting: number, leaves: StraightLeaves): BodyShape {
   const shape: BodyShape = { bulk: false, charged: 0, extras: 0, calls: 0 }
   scratch.length = 0
   let nesting = 1
   let segmentStart = 0
   let dead = false
+  /** the fuel of the straight leaves this segment calls */
+  let leafCost = 0
   while (nesting > 0) {
     if (br.atEnd) br.fail(`body of function ${f} ends without its final "end"`)
     const i = scratch.length
@@ -772,10 +796,17 @@ function segmentBody (br: ByteReader, f: number, maxNesting: number): BodyShape 
     } else if (kind === InstrKind.end) nesting--
     else if (kind === InstrKind.bulk || kind === InstrKind.tableBulk) shape.bulk = true
     if (kind === InstrKind.return || kind === InstrKind.bulk || kind === InstrKind.tableBulk) shape.extras++
-    else if (kind === InstrKind.call) shape.calls++
+    else if (kind === InstrKind.call) {
+      const leaf = straightLeafCalled(br, scratch.starts[i], leaves)
+      // charged with this segment and copied as it is, like any plain instruction
+      if (leaf > 0) scratch.kinds[i] = InstrKind.plain
+      else shape.calls++
+      leafCost += leaf
+    }
     if (isBoundary(kind)) {
       if (!dead) shape.charged++
-      scratch.cost[segmentStart] = dead ? 0 : i - segmentStart + 1
+      scratch.cost[segmentStart] = dead ? 0 : i - segmentStart + 1 + leafCost
+      leafCost = 0
       segmentStart = i + 1
       dead = kind === InstrKind.jump || kind === InstrKind.return
     }
@@ -783,6 +814,16 @@ function segmentBody (br: ByteReader, f: number, maxNesting: number): BodyShape 
   if (!br.atEnd) br.fail(`function ${f} has bytes after its final "end"`)
   scratch.starts[scratch.length] = br.end
   return shape
+}
+
+/** The fuel of the straight leaf the call instruction at `at` calls directly, or 0 (call_indirect, an import, another function). */
+function straightLeafCalled (br: ByteReader, at: number, leaves: StraightLeaves): number {
+  if (br.bytes[at] !== CALL) return 0
+  const after = br.pos
+  br.pos = at + 1
+  const callee = br.u32() - leaves.importedFunctions
+  br.pos = after
+  return callee >= 0 && callee < leaves.cost.length ? leaves.cost[callee] : 0
 }
 
 /**
@@ -815,6 +856,14 @@ function checkRoom (f: number, bodyBytes: number, shape: BodyShape, snippetBytes
   }
 }
 
+/** A straight leaf's body as written: its callers charge its fuel, and it adds no call depth (straight-leaves.ts). */
+function copyStraightLeaf (bytes: Uint8Array, start: number, end: number, f: number, ctx: BodyContext, body: ByteWriter): void {
+  if (end - start > ctx.room) {
+    throw new ModuleLimitError('maxMeteredCodeBytes', `function ${f} would take the code past this executor's limit of ${ctx.limits.maxMeteredCodeBytes} bytes (moduleLimits.maxMeteredCodeBytes)`)
+  }
+  body.range(bytes, start, end)
+}
+
 /** Writes the local declarations: the original groups, then the fuel i64 and (for bulk charges) the scratch i32, after every existing local so that no index shifts. */
 function writeLocals (body: ByteWriter, bytes: Uint8Array, locals: Locals, bulk: boolean): void {
   body.u32(locals.groups + (bulk ? 2 : 1)).bytes(bytes.subarray(locals.groupsEnd, locals.end)).u32(1).u8(I64)
@@ -826,7 +875,11 @@ function instrumentBody (br: ByteReader, f: number, paramCount: number, wrapperT
   const { sn } = ctx
   const bytes = br.bytes
   const locals = readLocals(br, f, paramCount, ctx.limits)
-  const shape = segmentBody(br, f, ctx.limits.maxNesting)
+  if (ctx.leaves.cost[f] > 0) {
+    copyStraightLeaf(br.bytes, locals.start, br.end, f, ctx, body)
+    return
+  }
+  const shape = segmentBody(br, f, ctx.limits.maxNesting, ctx.leaves)
   const added = shape.bulk ? 2 : 1
   if (locals.count + added > MAX_FUNCTION_LOCALS) br.fail(`function ${f} has too many locals to meter (the fuel counter needs one more)`, locals.start)
   const fuelLocal = locals.count

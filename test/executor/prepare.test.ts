@@ -165,9 +165,10 @@ describe('the instrumented module', () => {
   })
 
   it('reports, for a trap that is not the meter\'s, the fuel counted up to the last call, return or entry', () => {
-    // _start: [call f, loop] = 2, f = 2, then [nop, end] = 2 and [unreachable] = 1 after the last call:
-    // the counter is in a local between calls, so the trap shows 4, not 7 (meter/4)
-    const bytes = command({ start: [0x10, 0x01, 0x03, 0x40, 0x01, 0x0b, 0x00], functions: [[0x01]] })
+    // _start: [call f, loop] = 2, f = [nop, return] = 2, then [nop, end] = 2 and [unreachable] = 1 after the
+    // last call: the counter is in a local between calls, so the trap shows 4, not 7 (f returns, so it is not
+    // a straight leaf, which its caller would charge: straight-leaves.test.ts)
+    const bytes = command({ start: [0x10, 0x01, 0x03, 0x40, 0x01, 0x0b, 0x00], functions: [[0x01, 0x0f]] })
     const out = runBytes(bytes)
     assert.equal(out.status, 'failed')
     assert.equal(out.error, 'unreachable executed')
