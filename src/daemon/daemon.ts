@@ -517,6 +517,8 @@ export async function startRelay (config: RelayConfig, options: StartRelayOption
     // before the relay announces itself: a metrics port clash stops the start
     const metrics = await startRelayMetrics(config, mesh, relay, parts, teardown)
     const info = await relay.start()
+    // a relay idles too, between reservations: its start-up clean-up belongs to its start (memory-reducer.ts)
+    letMemoryReducerRun()
     let stopping: Promise<void> | undefined
     return {
       info,
