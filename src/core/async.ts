@@ -65,6 +65,29 @@ export async function raceSignal<T> (promise: Promise<T>, signal?: AbortSignal):
   })
 }
 
+/**
+ * Aborts `controller` with `parent`'s reason when `parent` aborts (at once
+ * when it has); returns what stops following, to call when the work the
+ * controller guards ends. One listener on `parent`, where AbortSignal.any
+ * makes a composite signal that costs more to make, and more again for
+ * every listener added to it (each read and write of a stream adds one).
+ * A long-lived parent that many follow at once needs its listener limit
+ * raised (`setMaxListeners`) by its owner.
+ */
+export function follow (parent: AbortSignal | undefined, controller: AbortController): () => void {
+  if (parent == null) return unfollowed
+  if (parent.aborted) {
+    controller.abort(parent.reason)
+    return unfollowed
+  }
+  const onAbort = (): void => { controller.abort(parent.reason) }
+  parent.addEventListener('abort', onAbort, { once: true })
+  return () => { parent.removeEventListener('abort', onAbort) }
+}
+
+/** `follow` of no parent, or of one aborted already: nothing to undo. */
+function unfollowed (): void {}
+
 /** The caller stopped waiting (its signal fired): what the abandoned promise ends with is not anyone's to report. */
 function outcomeNoLongerWanted (_err: unknown): void {}
 

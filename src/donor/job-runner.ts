@@ -1,5 +1,6 @@
 import { METER_VERSION, resolveJobLimits, type Executor } from '../executor/index.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
+import { follow } from '../core/async.ts'
 import { duration, shortPeerId } from '../core/format.ts'
 import { TaskAbandonedError } from '../protocols/errors.ts'
 import { TaskCancelledError } from './cancel.ts'
@@ -90,8 +91,10 @@ interface Run {
   peer: string
   taskId: string
   memoryBytes: number
-  /** fires when its broker stayed away past the grace period */
-  abandon: AbortController
+  /** the executor's signal: aborted by the dispatch's own signal, or when the task is `abandoned` */
+  stop: AbortController
+  /** why its broker gave it up: it cancelled it, or stayed away past the grace period */
+  abandoned?: Error
 }
 
 /**
@@ -308,10 +311,12 @@ export class JobRunner {
     const hold = this.holds.get(key)
     if (hold == null) throw new TaskAbandonedError(req.taskId, `it was not admitted: no offer from ${options.peer} is held for it`)
     this.holds.delete(key)
-    const run: Run = { peer: options.peer, taskId: req.taskId, memoryBytes: hold.memoryBytes, abandon: new AbortController() }
+    const run: Run = { peer: options.peer, taskId: req.taskId, memoryBytes: hold.memoryBytes, stop: new AbortController() }
     this.runs.set(key, run)
     const started = Date.now()
-    const executing = this.init.executor.execute(req, { signal: AbortSignal.any([options.signal, run.abandon.signal]) })
+    // the dispatch's signal aborts the run's own controller: the executor listens to one plain signal
+    const unfollow = follow(options.signal, run.stop)
+    const executing = this.init.executor.execute(req, { signal: run.stop.signal })
     this.init.onChange?.()
     let outcome: ExecuteResult | 'abandoned' | 'aborted' = 'aborted'
     try {
@@ -319,10 +324,11 @@ export class JobRunner {
       outcome = result
       return result
     } catch (err) {
-      if (!run.abandon.signal.aborted) throw err
+      if (run.abandoned == null) throw err
       outcome = 'abandoned'
-      throw new TaskAbandonedError(req.taskId, run.abandon.signal.reason instanceof TaskCancelledError ? 'its broker cancelled it' : `its broker ${options.peer} left`, { cause: err })
+      throw new TaskAbandonedError(req.taskId, run.abandoned instanceof TaskCancelledError ? 'its broker cancelled it' : `its broker ${options.peer} left`, { cause: err })
     } finally {
+      unfollow()
       // a cancel took the run out already (and announced the free slot)
       if (this.runs.get(key) === run) this.runs.delete(key)
       this.afterAnswer(() => { this.ended(req, options.peer, started, outcome) })
@@ -375,7 +381,7 @@ export class JobRunner {
     const key = keyOf(peer, taskId)
     const run = this.runs.get(key)
     if (run != null) {
-      run.abandon.abort(new TaskCancelledError(taskId))
+      abandonRun(run, new TaskCancelledError(taskId))
       this.runs.delete(key)
     } else if (!this.holds.delete(key)) {
       return 'unknown'
@@ -438,8 +444,14 @@ export class JobRunner {
     const runs = [...this.runs.values()].filter(r => r.peer === peer)
     if (runs.length === 0) return
     this.log.warn(`broker ${shortPeerId(peer)} has been gone for ${duration(graceMs)}: abandoning its ${runs.length} task(s) here`, { peer, code: 'TASK_ABANDONED', tasks: runs.length })
-    for (const run of runs) run.abandon.abort(new TaskAbandonedError(run.taskId, `its broker ${peer} left ${duration(graceMs)} ago`))
+    for (const run of runs) abandonRun(run, new TaskAbandonedError(run.taskId, `its broker ${peer} left ${duration(graceMs)} ago`))
   }
+}
+
+/** Its broker gave the run up: the executor stops it, and the runner answers TaskAbandonedError, not the executor's error. */
+function abandonRun (run: Run, reason: Error): void {
+  run.abandoned ??= reason
+  run.stop.abort(reason)
 }
 
 function keyOf (peer: string, taskId: string): string {

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { backoffDelay, delay, pause, raceSignal, Waker } from '../../src/core/async.ts'
+import { backoffDelay, delay, follow, pause, raceSignal, Waker } from '../../src/core/async.ts'
 import { duration, portOf, shortPeerId } from '../../src/core/format.ts'
 
 test('delay waits, and rejects with the signal reason when aborted', async () => {
@@ -66,3 +66,29 @@ test('format helpers: durations, short PeerIds, ports', () => {
   assert.equal(portOf('/ip4/1.2.3.4/udp/4001/quic-v1'), 4001)
   assert.equal(portOf('/p2p-circuit'), undefined)
 })
+
+test('follow aborts the controller with the parent\'s reason, and stops following when told', () => {
+  const parent = new AbortController()
+  const first = new AbortController()
+  const unfollow = follow(parent.signal, first)
+  const second = new AbortController()
+  const unfollowSecond = follow(parent.signal, second)
+  unfollowSecond()
+  const reason = new Error('stopping')
+  parent.abort(reason)
+  assert.equal(first.signal.reason, reason)
+  assert.equal(second.signal.aborted, false, 'a controller that stopped following is left alone')
+  unfollow()
+})
+
+test('follow of a parent aborted already aborts at once, and of no parent does nothing', () => {
+  const parent = new AbortController()
+  parent.abort(new Error('gone'))
+  const controller = new AbortController()
+  follow(parent.signal, controller)()
+  assert.equal((controller.signal.reason as Error).message, 'gone')
+  const alone = new AbortController()
+  follow(undefined, alone)()
+  assert.equal(alone.signal.aborted, false)
+})
+

@@ -35,4 +35,24 @@ describe('the donor\'s guard on a task\'s run (dispatch)', () => {
     await sleep(120)
     assert.equal(signal.aborted, false)
   })
+
+  it('aborts the controller it is given, and says whether it was the one that fired', async () => {
+    const shared = new AbortController()
+    const guard = runningTimeout(50, undefined, shared)
+    assert.equal(guard.signal, shared.signal)
+    await sleep(120)
+    assert.equal(shared.signal.aborted, true)
+    assert.equal(guard.expired(), true)
+    guard.clear()
+  })
+
+  it('does not count as fired when the controller was aborted for another reason first', async () => {
+    const shared = new AbortController()
+    const guard = runningTimeout(50, undefined, shared)
+    shared.abort(new Error('the service stopped'))
+    await sleep(120)
+    assert.equal(guard.expired(), false)
+    assert.equal((shared.signal.reason as Error).message, 'the service stopped')
+    guard.clear()
+  })
 })

@@ -1,9 +1,10 @@
+import { setMaxListeners } from 'node:events'
 import { parseCid, rawCid } from '../../codec/cid.ts'
 import { MalformedMessageError, ReceiptInvalidError } from '../../codec/errors.ts'
 import { decodeDispatchHeader, decodeDispatchResult, encodeDispatchHeader, encodeDispatchResult, MAX_ERROR_LENGTH } from '../../codec/messages.ts'
 import { decodeOutputFiles, encodeOutputFiles, treeFromManifest } from '../../codec/manifest.ts'
 import { encodeOutput, outputCid, signReceipt, verifyReceipt } from '../../codec/receipt.ts'
-import { raceSignal } from '../../core/async.ts'
+import { follow, raceSignal } from '../../core/async.ts'
 import { WorldComputeError } from '../../core/errors.ts'
 import { DEFAULT_JOB_LIMITS } from '../../core/job.ts'
 import { createLogger, type Logger } from '../../log/logger.ts'
@@ -381,6 +382,8 @@ export class DispatchService extends ProtocolService {
   async start (): Promise<void> {
     if (this.isStarted()) return
     await super.start()
+    // every task running here follows it (`execute`): as many listeners as tasks, not a leak
+    setMaxListeners(Infinity, this.stopping)
     // the session protocol beside the one-task one: a broker that speaks it keeps its stream for the next task
     if (this.runTask != null) {
       const limits = handlerOptions({ ...DISPATCH_LIMITS, maxInboundStreams: this.maxInboundStreams }, true)
@@ -855,8 +858,11 @@ export class DispatchService extends ProtocolService {
     if (runTask == null) throw new Error('dispatch handler registered without runTask')
     const deadlineMs = header.limits.deadlineMs ?? DEFAULT_JOB_LIMITS.deadlineMs
     const guardMs = deadlineMs + DONOR_EXECUTE_MARGIN_MS
-    const { signal: guard, clear } = runningTimeout(guardMs, this.suspendedMs)
-    const signal = AbortSignal.any([this.stopping, guard])
+    // one plain signal for the run, told by the guard and by the service stopping: the executor and the runner listen to it
+    const run = new AbortController()
+    const guard = runningTimeout(guardMs, this.suspendedMs, run)
+    const unfollow = follow(this.stopping, run)
+    const { signal } = run
     const req: ExecuteRequest = {
       jobId: header.jobId,
       taskId: header.taskId,
@@ -874,16 +880,18 @@ export class DispatchService extends ProtocolService {
     try {
       result = await raceSignal(runTask(req, { signal, peer }), signal)
     } catch (err) {
-      clear()
+      guard.clear()
+      unfollow()
       // no result to sign: the donor is stopping, or the runner gave the task up (its broker left)
       if (this.stopping.aborted || err instanceof TaskAbandonedError) throw err
-      const failure = guard.aborted
+      const failure = guard.expired()
         ? { status: 'deadline_exceeded' as const, error: `the executor did not finish within the deadline (${deadlineMs} ms) plus ${DONOR_EXECUTE_MARGIN_MS} ms` }
         : { status: 'failed' as const, error: `executor error: ${messageOf(err)}` }
       this.log.warn(`task ${header.taskId}: ${failure.error}`, { task: header.taskId, code: codeOf(err) })
       result = { ...failure, stdout: EMPTY, stderr: EMPTY, fuelUsed: 0, durationMs: Date.now() - started }
     }
-    clear()
+    guard.clear()
+    unfollow()
     const filesBytes = (result.files ?? []).reduce((n, f) => n + f.data.byteLength + Buffer.byteLength(f.path), 0)
     if (result.stdout.byteLength > MAX_OUTPUT_BYTES || result.stderr.byteLength > MAX_OUTPUT_BYTES || filesBytes > MAX_OUTPUT_BYTES) {
       // the executor caps output (files included) at the job's outputBytes; this is the wire's own cap behind it
@@ -993,18 +1001,24 @@ function memoKey (peer: string, taskId: string): string {
 /**
  * A timeout like AbortSignal.timeout(ms) that leaves out the time the
  * donor's jobs were suspended (`suspendedMs`, a running total): at expiry it
- * waits again for whatever suspension accrued meanwhile. `clear` ends it.
+ * waits again for whatever suspension accrued meanwhile. It aborts
+ * `controller` (a new one by default), so one signal can carry it beside
+ * other reasons; `expired` says whether it was this timeout that fired.
+ * `clear` ends it.
  */
-export function runningTimeout (ms: number, suspendedMs?: () => number): { signal: AbortSignal, clear: () => void } {
-  if (suspendedMs == null) return { signal: AbortSignal.timeout(ms), clear: () => {} }
-  const controller = new AbortController()
-  const base = suspendedMs()
+export function runningTimeout (ms: number, suspendedMs?: () => number, controller = new AbortController()): { signal: AbortSignal, clear: () => void, expired: () => boolean } {
+  const base = suspendedMs?.() ?? 0
   const start = performance.now()
+  let fired = false
   const check = (): void => {
-    const left = ms - (performance.now() - start - (suspendedMs() - base))
-    if (left <= 0) controller.abort(new DOMException('The operation timed out after its running time', 'TimeoutError'))
-    else timer = setTimeout(check, left).unref()
+    const left = ms - (performance.now() - start - ((suspendedMs?.() ?? 0) - base))
+    if (left > 0) {
+      timer = setTimeout(check, left).unref()
+      return
+    }
+    fired = !controller.signal.aborted
+    controller.abort(new DOMException('The operation timed out after its running time', 'TimeoutError'))
   }
   let timer = setTimeout(check, ms).unref()
-  return { signal: controller.signal, clear: () => { clearTimeout(timer) } }
+  return { signal: controller.signal, clear: () => { clearTimeout(timer) }, expired: () => fired }
 }
