@@ -246,17 +246,30 @@ function parseJobRequest (input: unknown): JobRequest {
  * values, or undefined when it does not match), and filled from a request.
  */
 export function matchPath (pattern: string, pathname: string): Record<string, string> | undefined {
-  const want = pattern.split('/')
-  const got = pathname.split('/')
+  return matchSegments(pathSegments(pattern), pathname.split('/'))
+}
+
+/** A route path cut at its slashes once, each `{name}` segment as its name: what a request's segments are matched against. */
+export type PathSegments = ReadonlyArray<string | { name: string }>
+
+export function pathSegments (pattern: string): PathSegments {
+  return pattern.split('/').map(segment => {
+    const name = /^\{(\w+)\}$/.exec(segment)?.[1]
+    return name != null ? { name } : segment
+  })
+}
+
+/** `matchPath` on a path cut already: the server cuts a request's path once for all the routes it tries. */
+export function matchSegments (want: PathSegments, got: readonly string[]): Record<string, string> | undefined {
   if (want.length !== got.length) return undefined
   const params: Record<string, string> = {}
   for (let i = 0; i < want.length; i++) {
-    const name = /^\{(\w+)\}$/.exec(want[i])?.[1]
-    if (name == null) {
-      if (want[i] !== got[i]) return undefined
+    const segment = want[i]
+    if (typeof segment === 'string') {
+      if (segment !== got[i]) return undefined
     } else {
       if (got[i] === '') return undefined
-      params[name] = decodeURIComponent(got[i])
+      params[segment.name] = decodeURIComponent(got[i])
     }
   }
   return params

@@ -5,7 +5,7 @@ import { setImmediate as nextCheckPhase } from 'node:timers/promises'
 import { setMaxListeners } from 'node:events'
 import { WorldComputeError } from '../core/errors.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
-import { API_VERSION_HEADER, matchPath, routes, type ApiErrorBody, type ApiHandlers, type RouteHandler, type RouteName } from './routes.ts'
+import { API_VERSION_HEADER, matchSegments, pathSegments, routes, type ApiErrorBody, type ApiHandlers, type PathSegments, type RouteHandler, type RouteName } from './routes.ts'
 import { Dashboard, DASHBOARD_LOGIN_PATH, DASHBOARD_PATH } from './dashboard.ts'
 import { DashboardLogins, type DashboardLoginsInit } from './dashboard-auth.ts'
 import type { DataDirPaths } from '../config/data-dir.ts'
@@ -95,7 +95,8 @@ export class ApiServer {
   private readonly init: ApiServerInit
   private readonly log: Logger
   private server?: Server
-  private token = ''
+  /** the bearer token's bytes, compared with each request's (made once, not per request) */
+  private tokenBytes = Buffer.alloc(0)
   private readonly controller = new AbortController()
   private readonly logins: DashboardLogins
   private readonly dashboard: Dashboard
@@ -128,7 +129,7 @@ export class ApiServer {
   }
 
   async start (): Promise<void> {
-    this.token = loadOrCreateToken(this.init.paths, this.log)
+    this.tokenBytes = Buffer.from(loadOrCreateToken(this.init.paths, this.log))
     const server = createServer((req, res) => { void this.handle(req, res) })
     // Node's clients (fetch, http.Agent) close an idle socket a second before the server's advertised
     // keep-alive runs out: at 1 s they reused none, and every API call paid a new TCP connection
@@ -187,7 +188,7 @@ export class ApiServer {
   private authorised (header: string | undefined): boolean {
     if (header == null || !header.startsWith('Bearer ')) return false
     const given = Buffer.from(header.slice(7).trim())
-    const want = Buffer.from(this.token)
+    const want = this.tokenBytes
     return given.length === want.length && timingSafeEqual(given, want)
   }
 
@@ -303,20 +304,21 @@ async function listenOn (server: Server, port: number): Promise<number> {
   })
 }
 
-type RouteEntry = [RouteName, typeof routes[RouteName]]
+type RouteEntry = [RouteName, typeof routes[RouteName], PathSegments]
 
-/** Routes by the number of segments of their path: a request's path is matched against those of its length only. */
+/** Routes by the number of segments of their path, each path cut once: a request's path is matched against those of its length only. */
 const routesByLength = new Map<number, RouteEntry[]>()
-for (const entry of Object.entries(routes) as RouteEntry[]) {
-  const length = entry[1].path.split('/').length
-  routesByLength.set(length, [...(routesByLength.get(length) ?? []), entry])
+for (const [name, route] of Object.entries(routes) as Array<[RouteName, typeof routes[RouteName]]>) {
+  const segments = pathSegments(route.path)
+  routesByLength.set(segments.length, [...(routesByLength.get(segments.length) ?? []), [name, route, segments]])
 }
 
 /** The routes whose path matches `pathname`, each with the values of its `{name}` segments. */
 function routesOn (pathname: string): Array<[RouteName, typeof routes[RouteName], Record<string, string>]> {
   const out: Array<[RouteName, typeof routes[RouteName], Record<string, string>]> = []
-  for (const [name, route] of routesByLength.get(pathname.split('/').length) ?? []) {
-    const params = matchPath(route.path, pathname)
+  const got = pathname.split('/')
+  for (const [name, route, segments] of routesByLength.get(got.length) ?? []) {
+    const params = matchSegments(segments, got)
     if (params != null) out.push([name, route, params])
   }
   return out
