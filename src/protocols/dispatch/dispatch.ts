@@ -458,7 +458,8 @@ export class DispatchService extends ProtocolService {
     try {
       timer.enter('open-stream', this.openStreamTimeoutMs)
       lease = await this.streamFor(target, mayReuse, timer.signal)
-      if (isConnection(target)) {
+      // the address is formatted only for a caller that listens
+      if (options.onProgress != null && isConnection(target)) {
         progress({ type: 'dispatch:stream-opened', detail: { remoteAddr: target.remoteAddr.toString(), limited: target.limits != null } })
       }
       await this.send(lease.io, out, timer, progress, !lease.session)
