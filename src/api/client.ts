@@ -26,6 +26,9 @@ const keepAlive = new Agent({ keepAlive: true })
 
 interface RawAnswer { status: number, text: string }
 
+/** A module up to this size is remembered with its CID by `submitJobByCid` (a copy kept per client): 1 MiB. */
+const REMEMBERED_MODULE_BYTES = 1024 * 1024
+
 export interface CallOptions { signal?: AbortSignal, timeoutMs?: number }
 
 /** The daemon's port file and the token beside it, as read together. */
@@ -44,6 +47,8 @@ export class ApiClient {
   readonly dataDir: string
   private readonly timeoutMs: number
   private known?: Endpoint
+  /** the last module submitted by CID (a copy of its bytes) and its CID */
+  private lastModule?: { bytes: Buffer, cid: string }
 
   constructor (init: ApiClientInit) {
     this.dataDir = init.dataDir
@@ -131,6 +136,20 @@ export class ApiClient {
     return parsed as ResponseOf<N>
   }
 
+  /**
+   * The module's CID, hashed only when its bytes differ from the last
+   * module's: a client that submits one module many times (`job submit
+   * --batch`, a script) compares its bytes with a copy of them, far cheaper
+   * than hashing them again, and a caller that changed them gets a new CID.
+   */
+  private moduleCidOf (module: Uint8Array): string {
+    const last = this.lastModule
+    if (last != null && last.bytes.equals(module)) return last.cid
+    const cid = bytesRawCid(module)
+    this.lastModule = module.byteLength <= REMEMBERED_MODULE_BYTES ? { bytes: Buffer.from(module), cid } : undefined
+    return cid
+  }
+
   /** Streams a file to `PUT /v1/blobs/{cid}` (blobs.ts `uploadBlob`); `cid` is the file's (`fileRawCid`). */
   async putBlob (cid: string, path: string, options: { signal?: AbortSignal } = {}): Promise<PutBlobResponse> {
     const { port, token } = this.endpoint()
@@ -147,7 +166,7 @@ export class ApiClient {
    * no uploads (NOT_AVAILABLE) gets the module inline.
    */
   async submitJobByCid (request: Omit<SubmitJobRequest, 'module' | 'moduleCid'>, module: Uint8Array, options: CallOptions = {}): Promise<JobView> {
-    const moduleCid = bytesRawCid(module)
+    const moduleCid = this.moduleCidOf(module)
     const byCid: SubmitJobRequest = { ...request, module: '', moduleCid }
     try {
       return await this.call('submitJob', byCid, options)

@@ -182,6 +182,20 @@ describe('ApiClient.submitJobByCid', () => {
     assert.deepEqual(submits[2], { moduleCid, inlineBytes: 0 })
   })
 
+  it('names a module changed in place between two submits by its new CID', async () => {
+    blobs = new BlobStore({ dir: join(dataDir, 'blobs-4') })
+    await serve(true)
+    const request = { input: '', moduleName: 'm.wasm', args: [], env: [], replicas: 1, limits: {} }
+    const changing = Uint8Array.from(module)
+    await client.submitJobByCid(request, changing)
+    changing[100] ^= 0xff
+    await client.submitJobByCid(request, changing)
+    const changedCid = rawCidString(changing)
+    assert.notEqual(changedCid, moduleCid)
+    assert.deepEqual(submits.map(x => x.moduleCid), [moduleCid, moduleCid, changedCid, changedCid], 'each version named by its own CID, each uploaded once')
+    assert.deepEqual(uploads, [moduleCid, changedCid])
+  })
+
   it('sends the module inline to a daemon that takes no uploads (NOT_AVAILABLE)', async () => {
     blobs = new BlobStore({ dir: join(dataDir, 'blobs-2') })
     await serve(false)
