@@ -33,7 +33,13 @@
  * while this one is new: bursts and bare runs alternating (jobs, bare, bare,
  * jobs), every phase timed. The rows "right after a burst / a bare run" give
  * each kind's CPU per unit right after the other kind against right after its
- * own: what a phase pays for following the other kind.
+ * own: what a phase pays for following the other kind. A row also gives the
+ * two sides' CPU per unit: this process's event loop is saturated in both,
+ * so their ratio is what the rates' would be with a core to itself. The
+ * printed summary adds the ratio taken per repetition (the two sides of one
+ * repetition ran seconds apart, under the same load from the rest of the
+ * machine); over 8 runs at load 3-5 it varied no less than the ratio of the
+ * run's medians, which the row keeps.
  *
  * Fencing each phase with full GCs instead (one before it, untimed, and one
  * right after it, timed) was tried (WC_BENCH_TP_FENCED=1 adds it as a third
@@ -109,6 +115,8 @@ const SPILL_MS = 100
 interface Phase {
   kind: Kind
   method: Method
+  /** the repetition it ran in */
+  rep: number
   /** the kind of the phase run just before (whatever its method) */
   after: Kind
   /** steady: the first phase after a switch of kind, not in the figures */
@@ -135,7 +143,7 @@ interface Phase {
   burst?: Burst
 }
 
-type Measured = Omit<Phase, 'method' | 'after' | 'lead'>
+type Measured = Omit<Phase, 'method' | 'rep' | 'after' | 'lead'>
 
 /** One phase of either kind; `fenced` collects all garbage before it (untimed) and after it (timed). */
 async function runPhase (m: Mesh, size: { jobs: number, timeoutMs: number }, kind: Kind, method: Method): Promise<Measured> {
@@ -301,6 +309,21 @@ function cpuPerUnit (phases: readonly Phase[], kind: Kind, method: Method): numb
 
 const RATIO_LABEL = 'jobs/s ÷ req/s'
 
+/**
+ * The ratio per repetition (its timed bursts' jobs/s ÷ its timed bare runs'
+ * req/s, each over the phases' summed time), summarised: the two sides of a
+ * repetition ran within seconds of each other, so they saw the same load on
+ * the shared machine, which the whole run's medians do not.
+ */
+function pairedRatio (phases: readonly Phase[], method: Method): Summary {
+  const reps = [...new Set(phases.map(p => p.rep))]
+  const rate = (kind: Kind, rep: number): number => {
+    const t = timed(phases, kind, method).filter(p => p.rep === rep)
+    return t.reduce((n, p) => n + p.count, 0) / (t.reduce((n, p) => n + p.ms, 0) / 1000)
+  }
+  return summarize(reps.map(r => rate('jobs', r) / rate('bare', r)).filter(Number.isFinite))
+}
+
 /** How much a phase's CPU per unit depends on the kind run before it: right after the other kind ÷ right after its own. */
 function carryRow (phases: readonly Phase[], kind: Kind, fenced: boolean): BenchRow {
   const pick = (after: Kind) => (p: Phase) => p.kind === kind && (p.method === 'fenced') === fenced && p.after === after
@@ -323,12 +346,24 @@ function resultRows (phases: readonly Phase[], jobsPerBurst: number, slots: numb
     row({ benchmark, baselineName: base, baseline: rates(phases, 'bare', method), figure: rates(phases, 'jobs', method), unit: '/s', ratioLabel: RATIO_LABEL, ...(target != null ? { target } : {}) })
   const rows = [
     ratioRow('steady', `throughput: ${jobsPerBurst}-job burst, 1 broker → ${DONORS} donors (each side timed after its own kind)`, { op: '>=', value: 0.5 }),
+    row({
+      benchmark: 'throughput: the same phases by this process\'s CPU (each side timed after its own kind)',
+      baselineName: 'CPU per job',
+      baseline: cpuPer(phases, p => p.method === 'steady' && p.kind === 'jobs' && !p.lead),
+      figure: cpuPer(phases, p => p.method === 'steady' && p.kind === 'bare' && !p.lead),
+      unit: 'ms',
+      ratioLabel: 'CPU per bare request ÷ per job: jobs/s ÷ req/s if this process had a core of its own'
+    }),
     ratioRow('plain', 'throughput: same, bursts and bare runs alternating (the method before 2026-12-07, for comparison)'),
     carryRow(phases, 'bare', false),
     carryRow(phases, 'jobs', false)
   ]
   if (phases.some(p => p.method === 'fenced')) rows.push(ratioRow('fenced', 'throughput: same, alternating, each phase between full GCs (the one after it timed)'), carryRow(phases, 'bare', true), carryRow(phases, 'jobs', true))
   return rows
+}
+
+function perRep (s: Summary): string {
+  return `${num(s.median)}× (${num(s.min)}–${num(s.max)})`
 }
 
 /** A method's figures on stdout: rates, ratio, CPU per unit, and (fenced) the fences' GCs. */
@@ -341,7 +376,7 @@ function methodLines (phases: readonly Phase[], method: Method, gcs: GcLog): str
     const t = timed(phases, kind, method)
     return t.reduce((n, p) => n + p.active, 0) / t.reduce((n, p) => n + p.active + p.idle, 0)
   }
-  const lines = [`  ${method}: jobs ${fmt(jobs, 'jobs/s')}, bare ${fmt(reqs, 'req/s')}, ratio ${num(jobs.median / reqs.median)}×; ` +
+  const lines = [`  ${method}: jobs ${fmt(jobs, 'jobs/s')}, bare ${fmt(reqs, 'req/s')}, ratio ${num(jobs.median / reqs.median)}× (per repetition ${perRep(pairedRatio(phases, method))}); ` +
     `CPU ${num(cpuJob)} ms per job, ${num(cpuReq)} ms per bare request (their ratio ${num(cpuReq / cpuJob)}×); event loop busy ${num(elu('jobs'))} / ${num(elu('bare'))}`]
   for (const kind of ['bare', 'jobs'] as const) {
     const of = (after: Kind) => (p: Phase) => p.kind === kind && p.method === method && p.after === after
@@ -441,7 +476,7 @@ async function main (): Promise<void> {
           const first = method === 'steady' && kind === 'jobs' && !lead && !phases.some(p => p.method === 'steady' && p.kind === 'jobs' && !p.lead)
           const profiler = first ? await startProfile(process.env.WC_BENCH_CPU_PROFILE) : undefined
           counting = kind === 'jobs'
-          const p: Phase = { ...await runPhase(m, size, kind, method), method, after: prev, lead }
+          const p: Phase = { ...await runPhase(m, size, kind, method), method, rep: r, after: prev, lead }
           counting = false
           await profiler?.stop()
           phases.push(p)
