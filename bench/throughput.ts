@@ -9,8 +9,9 @@
  *          the first submit to the last job being final
  *   bare   1 KiB echo request/response on a new stream each (opened and
  *          negotiated every time, while a job's task goes out on a dispatch
- *          stream kept per donor), from the same submitter node over
- *          its connections to the same four donors, with as many requests
+ *          stream kept per donor), from the same submitter node over the
+ *          connection its tasks take to each of the same four donors (the
+ *          best direct one: TCP before WebRTC), with as many requests
  *          in flight as the donors have job slots (the concurrency a
  *          perfect scheduler would keep busy)
  *
@@ -246,8 +247,10 @@ async function burst (m: Mesh, count: number, timeoutMs: number): Promise<Burst>
 
 async function bare (m: Mesh, count: number): Promise<{ rate: number, ms: number, count: number }> {
   const { submitter, slots: inFlight, payload } = m
+  // the connection a task to that donor goes out on (the broker's dispatch takes the best direct one:
+  // TCP before WebRTC), not merely the first direct one open, which may be a WebRTC one beside the TCP one
   const conns = m.donors.map(d => {
-    const c = connectionTo(submitter, d.peerId, 'direct')
+    const c = submitter.donor.mesh.components.connections.bestDirect(d.peerId)
     if (c == null) throw new Error(`no direct connection from the submitter to ${d.peerId}`)
     return c
   })
