@@ -645,10 +645,10 @@ export class Broker {
    * disk): a local fault holds the job until the write succeeds, never ends
    * it or counts against an executor. Resolves false when stopped first.
    */
-  private async persist (jobId: string, what: string, write: () => void, signal: AbortSignal): Promise<boolean> {
+  private async persist (jobId: string, what: string, write: () => void | Promise<void>, signal: AbortSignal): Promise<boolean> {
     for (let failures = 1; ; failures++) {
       try {
-        write()
+        await write()
         if (failures > 1) this.log.info(`job ${jobId}: the job store takes writes again; recorded ${what}`, { job: jobId })
         return true
       } catch (err) {
@@ -1173,13 +1173,17 @@ export class Broker {
    * transaction when this result decides it and is the job's last word: no
    * other task of it live and every replica with a task that did not fail,
    * so nothing more is placed and the answer the loop reaches next is this
-   * one (it then only tells).
+   * one (it then only tells). Resolves once committed: results of one turn
+   * of the event loop share a commit. A crash before that commit loses the
+   * result as one before it arrived would: the task is still 'running' in
+   * the store, and the next start asks its executor again.
    */
-  private recordResult (run: JobRun, task: TaskRow, result: TaskResult): void {
+  private async recordResult (run: JobRun, task: TaskRow, result: TaskResult): Promise<void> {
     const rows = run.rows.map(t => t.taskId === task.taskId ? { ...t, state: 'done' as const, outcome: result.outcome } : t)
     const last = !run.signal.aborted && run.inflight.size === 1 && rows.every(t => t.state === 'done' || t.state === 'failed') && everyReplicaHeld(run.job, rows)
     const final = last ? this.decide(run.job, rows) : undefined
-    const written = this.store.completeTask(task, result, final != null ? { phase: endPhase(final), final } : undefined)
+    // committed with the other results that arrived in this turn of the event loop: one commit for all of them
+    const written = await this.store.completeTaskInGroup(task, result, final != null ? { phase: endPhase(final), final } : undefined)
     replaceRow(run, written.task)
     if (written.finished) run.final = final
   }
@@ -1196,7 +1200,7 @@ export class Broker {
       this.emit(job.jobId, 'task')
       const result = await this.network.dispatch(task.executor, this.taskToRun(run, task.taskId), { signal: AbortSignal.any([signal, overdue.signal]) })
       // a result this node cannot store is not the executor's failure: it waits here for the disk
-      if (!await this.persist(job.jobId, `the result of task ${task.taskId}`, () => { this.recordResult(run, task, result) }, signal)) return
+      if (!await this.persist(job.jobId, `the result of task ${task.taskId}`, async () => { await this.recordResult(run, task, result) }, signal)) return
       this.records.resulted(task.executor)
       this.log.info(`job ${job.jobId}: task ${task.taskId} on ${task.executor} (${result.path}) → ${describeOutcome(result.outcome)}`, { job: job.jobId, peer: task.executor })
     } catch (err) {

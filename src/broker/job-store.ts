@@ -64,6 +64,21 @@ export interface TaskResult {
   files?: OutputFiles
 }
 
+/** A task's row as `completeTask` wrote it, and whether the job's final answer was written with it. */
+export interface ResultWritten {
+  task: TaskRow
+  finished: boolean
+}
+
+/** A result waiting for its group's commit, and its caller's promise. */
+interface GroupedResult {
+  task: TaskRow
+  result: TaskResult
+  end?: JobEnd
+  resolve: (written: ResultWritten) => void
+  reject: (err: unknown) => void
+}
+
 /** A job's final answer and the phase it ends in. */
 export interface JobEnd {
   phase: 'completed' | 'error'
@@ -255,6 +270,8 @@ export class JobStore {
   readonly path: string
   private readonly db: DatabaseSync
   private readonly stmts: Record<string, StatementSync>
+  /** results waiting for their group's commit (completeTaskInGroup) */
+  private readonly group: GroupedResult[] = []
 
   /** Opens (creating it, mode 0600) the database at `path`; throws a `JobStoreError` naming the fault and the fix. */
   constructor (path: string, init: JobStoreInit = {}) {
@@ -335,6 +352,8 @@ export class JobStore {
   }
 
   close (): void {
+    // results a caller is waiting on are stored, not dropped with the connection
+    if (this.db.isOpen) this.commitGroup()
     this.db.close()
   }
 
@@ -486,15 +505,48 @@ export class JobStore {
    * result that decides its job costs one commit, not two. The task's row as
    * written, and whether the final answer was.
    */
-  completeTask (task: TaskRow, result: TaskResult, end?: JobEnd): { task: TaskRow, finished: boolean } {
+  completeTask (task: TaskRow, result: TaskResult, end?: JobEnd): ResultWritten {
+    return this.transaction(() => this.writeResult(task, result, end))
+  }
+
+  /**
+   * Records a task's result as `completeTask` does, in one transaction with
+   * every other result recorded this way in the same turn of the event loop,
+   * committed once that turn's I/O callbacks have run (setImmediate): under
+   * a burst several results arrive per turn, and each commit is a write to
+   * the WAL. Resolves once committed, so nothing is told of a result before
+   * the store holds it; a failed commit rejects every result of the group
+   * (none of them is stored) with the `JobStoreError`, and each caller tries
+   * again. `close` commits a group still waiting first.
+   */
+  async completeTaskInGroup (task: TaskRow, result: TaskResult, end?: JobEnd): Promise<ResultWritten> {
+    return await new Promise((resolve, reject) => {
+      this.group.push({ task, result, end, resolve, reject })
+      if (this.group.length === 1) setImmediate(() => { this.commitGroup() })
+    })
+  }
+
+  /** Commits the results waiting in the group, in one transaction, and tells each caller. */
+  private commitGroup (): void {
+    const group = this.group.splice(0)
+    if (group.length === 0) return
+    let written: ResultWritten[]
+    try {
+      written = this.transaction(() => group.map(g => this.writeResult(g.task, g.result, g.end)))
+    } catch (err) {
+      for (const g of group) g.reject(err)
+      return
+    }
+    group.forEach((g, i) => { g.resolve(written[i]) })
+  }
+
+  /** A result's statements, in the caller's transaction; its row as written. */
+  private writeResult (task: TaskRow, result: TaskResult, end?: JobEnd): ResultWritten {
     const t = now()
     const files = result.files != null ? encodeOutputFiles(result.files) : null
     const outcome = JSON.stringify(result.outcome)
-    let finished = false
-    this.transaction(() => {
-      this.stmts.taskDone.run(result.path ?? null, outcome, result.receipt, result.receiptSignature, result.stdout, result.stderr, files, t, task.taskId)
-      if (end != null) finished = Number(this.stmts.finishIfOpen.run(end.phase, JSON.stringify(end.final), t, t, task.jobId).changes) > 0
-    })
+    this.stmts.taskDone.run(result.path ?? null, outcome, result.receipt, result.receiptSignature, result.stdout, result.stderr, files, t, task.taskId)
+    const finished = end != null && Number(this.stmts.finishIfOpen.run(end.phase, JSON.stringify(end.final), t, t, task.jobId).changes) > 0
     const row: TaskRow = { ...task, state: 'done', path: result.path ?? task.path, outcome: JSON.parse(outcome) as TaskOutcome, receipt: result.receipt, receiptSignature: result.receiptSignature, stdout: result.stdout, stderr: result.stderr, files, failure: null, updatedAt: t }
     return { task: row, finished }
   }

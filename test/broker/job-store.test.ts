@@ -240,6 +240,63 @@ describe('the job store', () => {
     }
   })
 
+  it('commits the results recorded in one turn of the event loop together, and tells each caller its row once stored', async () => {
+    const store = new JobStore(join(dir.path, 'group.sqlite'))
+    try {
+      const final = { status: 'succeeded' as const, exitCode: 0, outputCid: 'bafy', fuelUsed: 1, agreeing: 1, message: '1/1 agree' }
+      const tasks = ['job-g1', 'job-g2', 'job-g3'].map((jobId) => {
+        store.createJob(spec(jobId), new Uint8Array([1]), new Uint8Array([2]))
+        return store.createTask({ taskId: `${jobId}.r0.a1`, jobId, replica: 0, attempt: 1, executor: 'peer-a' }, { startJob: true })
+      })
+      const pending = tasks.map(async (t, i) => await store.completeTaskInGroup(t, resultOf(new Uint8Array([i])), i === 0 ? { phase: 'completed', final } : undefined))
+      // nothing is written before the turn's I/O is done
+      assert.deepEqual(tasks.map(t => store.getTask(t.taskId)?.state), ['offered', 'offered', 'offered'])
+      const written = await Promise.all(pending)
+      assert.deepEqual(written.map(w => w.finished), [true, false, false])
+      written.forEach((w, i) => { assert.deepEqual(w.task, store.getTask(tasks[i].taskId)) })
+      assert.equal(store.getJob('job-g1')?.final?.status, 'succeeded')
+      assert.equal(store.getJob('job-g2')?.final, null)
+    } finally {
+      store.close()
+    }
+  })
+
+  it('stores none of a group whose commit fails, rejects every result in it with the store error, and stores them when tried again', async () => {
+    const { store, lift } = cappedStore('group-full.sqlite', 8)
+    try {
+      const tasks = ['job-h1', 'job-h2'].map((jobId) => {
+        store.createJob(spec(jobId), new Uint8Array([1]), new Uint8Array([2]))
+        return store.createTask({ taskId: `${jobId}.r0.a1`, jobId, replica: 0, attempt: 1, executor: 'peer-a' })
+      })
+      // the second result does not fit: the first, which would, is not stored either
+      const results = [resultOf(new Uint8Array([1])), resultOf(randomBytes(65536))]
+      const outcomes = await Promise.allSettled(tasks.map(async (t, i) => await store.completeTaskInGroup(t, results[i])))
+      for (const o of outcomes) assert.ok(o.status === 'rejected' && o.reason instanceof JobStoreFullError, `expected JobStoreFullError, got ${JSON.stringify(o)}`)
+      assert.deepEqual(tasks.map(t => store.getTask(t.taskId)?.state), ['offered', 'offered'])
+      lift()
+      await Promise.all(tasks.map(async (t, i) => await store.completeTaskInGroup(t, results[i])))
+      assert.deepEqual(tasks.map(t => store.getTask(t.taskId)?.state), ['done', 'done'])
+    } finally {
+      store.close()
+    }
+  })
+
+  it('commits a group still waiting when it is closed', async () => {
+    const path = join(dir.path, 'group-close.sqlite')
+    const store = new JobStore(path)
+    store.createJob(spec('job-k'), new Uint8Array([1]), new Uint8Array([2]))
+    const task = store.createTask({ taskId: 'job-k.r0.a1', jobId: 'job-k', replica: 0, attempt: 1, executor: 'peer-a' })
+    const pending = store.completeTaskInGroup(task, resultOf(new Uint8Array([7])))
+    store.close()
+    assert.equal((await pending).task.state, 'done')
+    const reopened = new JobStore(path)
+    try {
+      assert.deepEqual(reopened.getTask(task.taskId)?.stdout, new Uint8Array([7]))
+    } finally {
+      reopened.close()
+    }
+  })
+
   it('fails a result too large for the disk with JobStoreFullError and records it once there is room', () => {
     const { store, lift } = cappedStore('full-result.sqlite', 8)
     try {
