@@ -13,8 +13,7 @@
  * so whoever signs or hashes a message signs or hashes the bytes it received,
  * never a re-encoding.
  */
-import { remember } from '../core/recent.ts'
-import { peerIdFromString } from '@libp2p/peer-id'
+import { parsePeerIdText } from './peer-id.ts'
 import { EXEC_ERROR_CODES, EXEC_STATUSES } from '../core/job.ts'
 import { MalformedMessageError } from './errors.ts'
 import { MAX_MANIFEST_BYTES, MAX_TREE_ENTRIES } from './manifest.ts'
@@ -313,19 +312,13 @@ function readId (r: FieldReader, key: string): string {
 
 function readPeerId (r: FieldReader, key: string): string {
   const v = r.string(key, { maxLength: MAX_PEER_ID_LENGTH })
-  if (validPeerIds.has(v)) return v
   try {
-    peerIdFromString(v)
+    parsePeerIdText(v)
   } catch (err) {
     throw new MalformedMessageError(r.messageType, r.fieldPath(key), `must be a PeerId, got ${JSON.stringify(v)}`, { cause: err })
   }
-  remember(validPeerIds, v, true, VALID_PEER_IDS)
   return v
 }
-
-/** PeerId texts that parsed lately, oldest first: every receipt names its executor, signed and checked again on arrival. */
-const validPeerIds = new Map<string, true>()
-const VALID_PEER_IDS = 1024
 
 function readSignedReceipt (r: FieldReader, key: string): SignedReceipt {
   const m = r.map(key)

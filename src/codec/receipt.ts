@@ -14,8 +14,8 @@
  */
 import { createPrivateKey, createPublicKey, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { dagCborCid, dagCborCidString, parseCid } from './cid.ts'
+import { parsePeerIdText } from './peer-id.ts'
 import { outputFilesWire, type OutputFiles } from './manifest.ts'
 import { MalformedMessageError, ReceiptInvalidError } from './errors.ts'
 import { MAX_RECEIPT_BODY_BYTES, MAX_SIGNATURE_BYTES, readReceiptFields } from './messages.ts'
@@ -168,7 +168,7 @@ export async function verifyReceipt (receipt: SignedReceipt, expect: ReceiptExpe
 function executorPublicKey (executor: string): PublicKey {
   let publicKey: PublicKey | undefined
   try {
-    publicKey = peerIdFromString(executor).publicKey
+    publicKey = parsePeerIdText(executor).publicKey
   } catch (err) {
     throw new ReceiptInvalidError(`executor "${executor}" is not a PeerId`, { cause: err })
   }

@@ -1,7 +1,6 @@
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { PeerUnreachableError } from '../core/errors.ts'
-import { remember } from '../core/recent.ts'
+import { parsePeerIdText } from '../codec/peer-id.ts'
 import { describeDialError, initialPhase } from './dial-error.ts'
 import { planLadder } from './dial-ladder.ts'
 import { circuitAddress, relayPeerOf, transportOf, viaRelay, withPeerId } from './transport-of.ts'
@@ -212,21 +211,13 @@ function attemptOf (addr: string, err: unknown, elapsedMs: number, timedOut: boo
   return { addr, transport, phase: d.phase, cause: d.cause, code: d.code, message: (err as Error)?.message ?? String(err) }
 }
 
-/** PeerId texts reached lately, with their canonical form, oldest first: a broker reaches the same executors at every dispatch. */
-const parsedPeerIds = new Map<string, string>()
-const PARSED_PEER_IDS = 1024
-
+/** A target's PeerId in its canonical text (parsed once for the dispatches that reach the same executor: codec/peer-id.ts). */
 function parsePeerId (target: string): string {
-  const known = parsedPeerIds.get(target)
-  if (known !== undefined) return known
-  let peerId: string
   try {
-    peerId = peerIdFromString(target).toString()
+    return parsePeerIdText(target).toString()
   } catch (err) {
     throw new PeerUnreachableError(`"${target}" is neither a PeerId nor a multiaddr`, { cause: err })
   }
-  remember(parsedPeerIds, target, peerId, PARSED_PEER_IDS)
-  return peerId
 }
 
 /** An address we cannot parse (a newer peer's transport) is not one we can dial either. */
