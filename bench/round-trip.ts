@@ -3,12 +3,16 @@
  * over the same connections:
  *
  *   direct     a --no-execute submitter and an executing donor that both also
- *              listen on /ip4/127.0.0.1/tcp/0, with a relay: the broker dials
- *              the executor directly (checked: the replica's path is 'direct')
+ *              listen on /ip4/127.0.0.1/tcp/0, with a relay; the submitter
+ *              dials the executor's TCP address before the first job, so its
+ *              tasks and the echoes take one TCP connection (left to itself
+ *              the pair may meet through the relay and upgrade to WebRTC, a
+ *              different transport from run to run) (checked: the replica's
+ *              path is 'direct', the echo's connection TCP)
  *   relayed    the same pair, both relay-only (/p2p-circuit) and --no-direct
  *              (no WebRTC upgrade through the relay): path 'relayed'
  *   bare echo  1 KiB echoed on a new stream over the very connection the jobs
- *              used, by a plain handler registered on the same libp2p nodes
+ *              used (the best direct one, as the broker's dispatch picks it), by a plain handler registered on the same libp2p nodes
  *   kept echo  1 KiB echoed on one stream of that handler kept open across
  *              rounds (informational: jobs go out on a kept dispatch stream,
  *              so this is the echo without a stream's opening and negotiation)
@@ -28,10 +32,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { multiaddr } from '@multiformats/multiaddr'
+import { transportOf } from '../src/net/transport-of.ts'
 import { waitFor } from '../test/helpers/wait.ts'
 import { benchMain, progress, row, type BenchRow } from './lib/report.ts'
 import {
-  connectionTo, DIRECT_AND_RELAY, ECHO_PROTOCOL, echoOnce, handleEcho, helloRequest, submitHello, jobView, JobWatcher, RELAY_ONLY,
+  connectionTo, DIRECT_AND_RELAY, directTcp, ECHO_PROTOCOL, echoOnce, handleEcho, helloRequest, submitHello, jobView, JobWatcher, RELAY_ONLY,
   startBenchDaemon, startBenchRelay, waitForExecutors, type BenchDaemon
 } from './lib/mesh.ts'
 import { benchLogging, describeWarnings, problemsSoFar } from './lib/log-sink.ts'
@@ -59,6 +64,8 @@ async function startPair (root: string, path: Path, cleanup: Cleanup): Promise<P
   const executor = await startBenchDaemon(join(root, `${path}-executor`), relay, { listen, execute: true, direct }, cleanup)
   const submitter = await startBenchDaemon(join(root, `${path}-submitter`), relay, { listen, execute: false, direct }, cleanup)
   await waitForExecutors(submitter, 1)
+  // the direct pair's jobs and echoes over TCP, whatever the direct upgrade does meanwhile
+  if (path === 'direct') await directTcp(submitter, executor)
   await handleEcho(executor, cleanup)
   // final only: the stages come from TaskEvents, which reads no rows while the job runs
   const watcher = new JobWatcher(submitter, { stages: false })
@@ -152,9 +159,10 @@ const churn = { redials: 0, echoRetries: 0 }
 
 /** The pair's open connection of its kind; a relayed one that has gone is dialled again (not timed). */
 async function pairConnection (p: Pair): Promise<Connection> {
-  const open = connectionTo(p.submitter, p.executor.peerId, p.path)
-  if (open != null) return open
-  if (p.path === 'direct') throw new Error('the direct connection from the submitter to the executor has gone')
+  // the direct pair's: the one its tasks take (connections.bestDirect: TCP before WebRTC)
+  const open = p.path === 'direct' ? p.submitter.donor.mesh.components.connections.bestDirect(p.executor.peerId) : connectionTo(p.submitter, p.executor.peerId, p.path)
+  if (open != null && (p.path === 'relayed' || transportOf(open.remoteAddr) === 'tcp')) return open
+  if (p.path === 'direct') throw new Error(`the direct TCP connection from the submitter to the executor has gone (best direct: ${open?.remoteAddr.toString() ?? 'none'})`)
   churn.redials++
   const circuit = await waitFor('the executor\'s circuit address', () => p.executor.donor.status().relays.find(r => r.circuitAddr != null)?.circuitAddr ?? undefined, 15_000)
   return await p.submitter.donor.mesh.components.dialler.dial(multiaddr(circuit), { purpose: 'internal', timeoutMs: 10_000 })

@@ -221,6 +221,29 @@ export async function echoOnce (conn: Connection, payload: Uint8Array, timeoutMs
   }
 }
 
+/**
+ * Gives `from` a TCP connection to `to` (its 127.0.0.1 listen address), so
+ * that `connections.bestDirect` — the connection the broker's tasks take,
+ * TCP before WebRTC — is a TCP one. Without it the transport is a race: a
+ * pair that met through the relay first may hold only a WebRTC connection
+ * (the direct upgrade does not dial a loopback address as a public one),
+ * and a bare stream opened per request costs some 2x on WebRTC what it
+ * costs on TCP, so a baseline's cost changed from run to run with the mix.
+ */
+export async function directTcp (from: DaemonHandle, to: DaemonHandle): Promise<Connection> {
+  const addr = MeshNode.libp2pOf(to.donor.mesh).getMultiaddrs().find(a => transportOf(a) === 'tcp')
+  if (addr == null) throw new Error(`daemon ${to.peerId} has no TCP listen address`)
+  const open = from.donor.mesh.components.connections.open(to.peerId).find(c => transportOf(c.remoteAddr) === 'tcp')
+  // force: js-libp2p would hand back the open relayed (unlimited) connection instead of dialling
+  const conn = open ?? await MeshNode.libp2pOf(from.donor.mesh).dial(addr, { force: true, signal: AbortSignal.timeout(10_000) })
+  const best = from.donor.mesh.components.connections.bestDirect(to.peerId)
+  if (best == null || transportOf(best.remoteAddr) !== 'tcp') {
+    const seen = from.donor.mesh.components.connections.open(to.peerId).map(c => c.remoteAddr.toString())
+    throw new Error(`the best direct connection to ${to.peerId} is ${best == null ? 'none' : best.remoteAddr.toString()}, not TCP (the TCP one is ${conn.status}${conn.timeline.close != null ? ', closed' : ''}; open: ${seen.join(', ')})`)
+  }
+  return conn
+}
+
 /** The open connection from `from` to `to` of the wanted kind. */
 export function connectionTo (from: DaemonHandle, to: string, kind: 'direct' | 'relayed'): Connection | undefined {
   return from.donor.mesh.components.connections.open(to)
