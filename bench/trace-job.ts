@@ -21,9 +21,10 @@ import { performance } from 'node:perf_hooks'
 import { writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import { benchMain, progress } from './lib/report.ts'
-import { connectionTo, DIRECT_AND_RELAY, echoOnce, handleEcho, HELLO, helloRequest, submitHello, JobWatcher, startBenchDaemon, startBenchRelay, waitForExecutors } from './lib/mesh.ts'
+import { directTcp, DIRECT_AND_RELAY, echoOnce, handleEcho, HELLO, helloRequest, submitHello, JobWatcher, startBenchDaemon, startBenchRelay, waitForExecutors } from './lib/mesh.ts'
 import { benchLogging } from './lib/log-sink.ts'
 import { fmt, summarize } from './lib/stats.ts'
+import type { Connection } from '@libp2p/interface'
 import { DispatchService } from '../src/protocols/dispatch/dispatch.ts'
 import { OfferService } from '../src/protocols/offer/offer.ts'
 import { Executor } from '../src/executor/executor.ts'
@@ -78,6 +79,9 @@ await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cle
   const submitter = await startBenchDaemon(join(root, 'submitter'), relay, { listen: DIRECT_AND_RELAY, execute: false }, cleanup)
   await waitForExecutors(submitter, 1)
   await handleEcho(executor, cleanup)
+  // jobs and echoes over one TCP connection, whatever the direct upgrade does (bench/lib/mesh.ts directTcp)
+  await directTcp(submitter, executor)
+  const direct = (): Connection | undefined => submitter.donor.mesh.components.connections.bestDirect(executor.peerId)
   const watcher = new JobWatcher(submitter)
   cleanup.add('stop watcher', () => { watcher.stop() })
   const request = helloRequest()
@@ -91,7 +95,7 @@ await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cle
   for (let i = 0; i < n + 5; i++) {
     if (i === 5) {
       // the broker's connection to the executor exists now: time every stream it opens on it
-      const conn = connectionTo(submitter, executor.peerId, 'direct')
+      const conn = direct()
       if (conn != null) wrap(conn as unknown as Record<string, unknown>, 'newStream', 'broker: newStream on the direct connection (any protocol)')
       if (session != null) {
         session.connect()
@@ -108,7 +112,7 @@ await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cle
     watcher.track(accepted.jobId)
     await watcher.finished(accepted.jobId, 30_000)
     const t2 = performance.now()
-    const conn = connectionTo(submitter, executor.peerId, 'direct')
+    const conn = direct()
     const e0 = performance.now()
     if (conn != null) await echoOnce(conn, new Uint8Array(1024))
     const e1 = performance.now()

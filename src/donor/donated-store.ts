@@ -68,11 +68,24 @@ export class DonatedStore {
     }
   }
 
-  /** Records one task and prunes the oldest beyond maxEntries; throws a DonatedStoreError when it cannot write. */
+  /**
+   * Records one task and prunes the oldest beyond maxEntries, in one
+   * transaction: one commit (one write to the WAL) per task rather than one
+   * per statement; throws a DonatedStoreError when it cannot write, and
+   * then neither happened.
+   */
   add (task: DonatedTask): void {
     try {
-      this.insert.run(task.at, task.startedAt, task.broker, task.jobId, task.taskId, task.status, task.cpuTimeMs ?? null, task.fuelUsed, task.durationMs)
-      this.prune.run(this.maxEntries)
+      this.db.exec('BEGIN IMMEDIATE')
+      try {
+        this.insert.run(task.at, task.startedAt, task.broker, task.jobId, task.taskId, task.status, task.cpuTimeMs ?? null, task.fuelUsed, task.durationMs)
+        this.prune.run(this.maxEntries)
+        this.db.exec('COMMIT')
+      } catch (err) {
+        // SQLite has already rolled back after some errors (a full disk, an I/O error): a ROLLBACK then would fail and hide the cause
+        if (this.db.isTransaction) this.db.exec('ROLLBACK')
+        throw err
+      }
     } catch (err) {
       throw new DonatedStoreError(`cannot record task ${task.taskId} in ${this.path} (${(err as Error).message})`, { cause: err })
     }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import { describe, it } from 'node:test'
 import { DEFAULT_JOB_LIMITS, type ExecuteRequest, type ExecuteResult } from '../../src/core/job.ts'
 import type { DonatedTask } from '../../src/core/types.ts'
@@ -36,6 +37,25 @@ describe('the history of donated tasks', () => {
       const store = new DonatedStore(join(dir, 'donated.sqlite'), { maxEntries: 3 })
       for (let n = 1; n <= 7; n++) store.add(task(n))
       assert.deepEqual(store.list(100).map(t => t.jobId), ['job-7', 'job-6', 'job-5'])
+      store.close()
+    })
+  })
+
+  it('a task whose prune fails is not recorded either: one transaction, a DonatedStoreError, the store still usable', () => {
+    withDir((dir) => {
+      const path = join(dir, 'donated.sqlite')
+      const store = new DonatedStore(path, { maxEntries: 2 })
+      store.add(task(1))
+      store.add(task(2))
+      // a second connection makes every delete fail: the insert before it must not stay
+      const other = new DatabaseSync(path)
+      other.exec("CREATE TRIGGER no_delete BEFORE DELETE ON donated BEGIN SELECT RAISE(ABORT, 'deletes refused'); END")
+      assert.throws(() => { store.add(task(3)) }, (err: unknown) => err instanceof DonatedStoreError && err.message.includes('job-3.r0.a1') && err.message.includes('deletes refused'))
+      assert.deepEqual(store.list(100).map(t => t.jobId), ['job-2', 'job-1'])
+      other.exec('DROP TRIGGER no_delete')
+      other.close()
+      store.add(task(4))
+      assert.deepEqual(store.list(100).map(t => t.jobId), ['job-4', 'job-2'])
       store.close()
     })
   })
