@@ -2,6 +2,7 @@ import { chmodSync, closeSync, openSync } from 'node:fs'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import { encodeOutputFiles } from '../codec/manifest.ts'
 import { WorldComputeError } from '../core/errors.ts'
+import { inTransaction } from '../core/sqlite.ts'
 import type { AddressedTree, OutputFiles } from '../codec/manifest.ts'
 import type { ExecStatus, JobLimits } from '../core/job.ts'
 
@@ -337,19 +338,9 @@ export class JobStore {
 
   /** Runs `writes` as one transaction (all of them or none), turning a database failure into the `JobStoreError` it means. */
   private transaction<T> (writes: () => T): T {
-    return this.guard(() => {
-      this.db.exec('BEGIN IMMEDIATE')
-      try {
-        const done = writes()
-        this.db.exec('COMMIT')
-        return done
-      } catch (err) {
-        // SQLite has already rolled back after some errors (a full disk, an I/O error): a ROLLBACK then would fail and hide the cause
-        if (this.db.isTransaction) this.db.exec('ROLLBACK')
-        throw err
-      }
-    })
+    return this.guard(() => inTransaction(this.db, writes))
   }
+
 
   close (): void {
     // results a caller is waiting on are stored, not dropped with the connection

@@ -1,6 +1,7 @@
 import { closeSync, openSync } from 'node:fs'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import { errorWithCode } from '../core/errors.ts'
+import { inTransaction } from '../core/sqlite.ts'
 import type { DonatedTask } from '../core/types.ts'
 
 /**
@@ -76,16 +77,10 @@ export class DonatedStore {
    */
   add (task: DonatedTask): void {
     try {
-      this.db.exec('BEGIN IMMEDIATE')
-      try {
+      inTransaction(this.db, () => {
         this.insert.run(task.at, task.startedAt, task.broker, task.jobId, task.taskId, task.status, task.cpuTimeMs ?? null, task.fuelUsed, task.durationMs)
         this.prune.run(this.maxEntries)
-        this.db.exec('COMMIT')
-      } catch (err) {
-        // SQLite has already rolled back after some errors (a full disk, an I/O error): a ROLLBACK then would fail and hide the cause
-        if (this.db.isTransaction) this.db.exec('ROLLBACK')
-        throw err
-      }
+      })
     } catch (err) {
       throw new DonatedStoreError(`cannot record task ${task.taskId} in ${this.path} (${(err as Error).message})`, { cause: err })
     }
