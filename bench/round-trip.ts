@@ -12,7 +12,8 @@
  *   relayed    the same pair, both relay-only (/p2p-circuit) and --no-direct
  *              (no WebRTC upgrade through the relay): path 'relayed'
  *   bare echo  1 KiB echoed on a new stream over the very connection the jobs
- *              used (the best direct one, as the broker's dispatch picks it), by a plain handler registered on the same libp2p nodes
+ *              used (the best direct one, as the broker's dispatch picks
+ *              it), by a plain handler registered on the same libp2p nodes
  *   kept echo  1 KiB echoed on one stream of that handler kept open across
  *              rounds (informational: jobs go out on a kept dispatch stream,
  *              so this is the echo without a stream's opening and negotiation)

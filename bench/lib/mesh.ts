@@ -227,8 +227,9 @@ export async function echoOnce (conn: Connection, payload: Uint8Array, timeoutMs
  * TCP before WebRTC — is a TCP one. Without it the transport is a race: a
  * pair that met through the relay first may hold only a WebRTC connection
  * (the direct upgrade does not dial a loopback address as a public one),
- * and a bare stream opened per request costs some 2x on WebRTC what it
- * costs on TCP, so a baseline's cost changed from run to run with the mix.
+ * and a bare stream opened per request costs several times more on WebRTC
+ * (a data channel each) than on TCP, so a baseline's cost changed from run
+ * to run with the mix.
  */
 export async function directTcp (from: DaemonHandle, to: DaemonHandle): Promise<Connection> {
   const addr = MeshNode.libp2pOf(to.donor.mesh).getMultiaddrs().find(a => transportOf(a) === 'tcp')
