@@ -11,9 +11,8 @@
  * ledger, the store, the replica bookkeeping.
  */
 import { join } from 'node:path'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { performance } from 'node:perf_hooks'
+import { fullGc } from './gc.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { TypedEventEmitter, type PeerId, type PrivateKey } from '@libp2p/interface'
@@ -61,10 +60,6 @@ async function donors (n: number): Promise<Donor[]> {
   }
   return out
 }
-
-// a full GC before each heap reading, so the table's heap is what it holds, not garbage
-setFlagsFromString('--expose-gc')
-const gc = runInNewContext('gc') as () => void
 
 function quietLogger (): Logger {
   const base = createLogger('bench.broker-model')
@@ -138,11 +133,12 @@ export async function brokerPoint (n: number, dir: string, opts: { rounds: numbe
   const capacity = new CapacityService({ peerId: self, registrar, connectionManager: opener, pubsub }, { listen: 'always', queryOnConnect: false, logger: quietLogger() })
   await capacity.start()
   capacity.afterStart()
-  gc()
+  // a full GC before each heap reading, so the table's heap is what it holds, not garbage
+  fullGc()
   const heap0 = process.memoryUsage().heapUsed
   const rounds: Array<{ cpu: number, verify: number }> = []
   for (let r = 0; r < opts.rounds; r++) rounds.push(await feedRound(pubsub, all))
-  gc()
+  fullGc()
   const heapMb = (process.memoryUsage().heapUsed - heap0) / 2 ** 20
   const calls: number[] = []
   for (let i = 0; i < 11; i++) { const t0 = performance.now(); capacity.executors(); calls.push(performance.now() - t0) }

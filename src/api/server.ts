@@ -4,6 +4,7 @@ import { readFileSync, writeFileSync, renameSync, statSync, unlinkSync } from 'n
 import { setImmediate as nextCheckPhase } from 'node:timers/promises'
 import { setMaxListeners } from 'node:events'
 import { WorldComputeError } from '../core/errors.ts'
+import { follow } from '../core/async.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
 import { API_VERSION_HEADER, matchSegments, pathSegments, routes, type ApiErrorBody, type ApiHandlers, type PathSegments, type RouteHandler, type RouteName } from './routes.ts'
 import { Dashboard, DASHBOARD_LOGIN_PATH, DASHBOARD_PATH } from './dashboard.ts'
@@ -267,12 +268,9 @@ export class ApiServer {
    */
   private requestSignal (res: ServerResponse): AbortSignal {
     const request = new AbortController()
-    const stopping = this.controller.signal
-    if (stopping.aborted) request.abort(stopping.reason)
-    const onStop = (): void => { request.abort(stopping.reason) }
-    stopping.addEventListener('abort', onStop, { once: true })
+    const unfollow = follow(this.controller.signal, request)
     res.on('close', () => {
-      stopping.removeEventListener('abort', onStop)
+      unfollow()
       if (!res.writableFinished) request.abort()
     })
     return request.signal

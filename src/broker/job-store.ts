@@ -341,7 +341,6 @@ export class JobStore {
     return this.guard(() => inTransaction(this.db, writes))
   }
 
-
   close (): void {
     // results a caller is waiting on are stored, not dropped with the connection
     if (this.db.isOpen) this.commitGroup()

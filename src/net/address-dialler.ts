@@ -1,6 +1,6 @@
 import { initialPhase, phaseForProgress } from './dial-error.ts'
 import { transportOf } from './transport-of.ts'
-import { raceSignal } from '../core/async.ts'
+import { follow, raceSignal } from '../core/async.ts'
 import type { DialPhase } from '../core/types.ts'
 import type { AddressDialOptions, TransportDialOptions } from './components.ts'
 import type { DialRecorder } from './dial-recorder.ts'
@@ -89,8 +89,7 @@ export class AddressDialler {
     // connection that won a few seconds later. The dial queue avoids this by
     // clearing its own combined signal after each dial; we do the same.
     const dialController = new AbortController()
-    const forward = (): void => { dialController.abort(signal.reason) }
-    signal.addEventListener('abort', forward, { once: true })
+    const unfollow = follow(signal, dialController)
     let conn: Connection
     const dialing = tm.dial(target, { signal: dialController.signal, onProgress })
     try {
@@ -102,7 +101,7 @@ export class AddressDialler {
       if (signal.aborted) this.closeLate(dialing, target)
       throw err
     } finally {
-      signal.removeEventListener('abort', forward)
+      unfollow()
     }
     // what the dial queue does after a success: keep the address that worked in
     // the address book (for libp2p's reconnects); not awaited so the winner is not held up
