@@ -140,6 +140,8 @@ interface Phase {
   ms: number
   /** CPU of this process (all threads) over the phase; fenced: with the GC after it; plain: with a burst's check after it (as the method always had) */
   cpuMs: number
+  /** CPU of this process's main thread over the same span: the one event loop every node shares, and what bounds the rates */
+  mainCpuMs: number
   /** event-loop busy and idle time over the phase */
   active: number
   idle: number
@@ -161,6 +163,7 @@ async function runPhase (m: Mesh, size: { jobs: number, timeoutMs: number }, kin
   const fenced = method === 'fenced'
   if (fenced) fullGc()
   const cpu0 = process.cpuUsage()
+  const main0 = process.threadCpuUsage()
   const elu0 = performance.eventLoopUtilization()
   const start = performance.now()
   const jobs = kind === 'jobs' ? await burstRun(m, size.jobs, size.timeoutMs) : undefined
@@ -170,11 +173,12 @@ async function runPhase (m: Mesh, size: { jobs: number, timeoutMs: number }, kin
   const freedMb = (heap - getHeapStatistics().used_heap_size) / 2 ** 20
   let burst = jobs != null && method === 'plain' ? await burstCheck(m, jobs) : undefined
   const cpu = process.cpuUsage(cpu0)
+  const main = process.threadCpuUsage(main0)
   const elu = performance.eventLoopUtilization(elu0)
   const gcEmptyMs = fenced ? fullGc() : NaN
   const spillCpuMs = fenced ? await cpuOver(SPILL_MS) : NaN
   if (jobs != null) burst ??= await burstCheck(m, jobs)
-  return { kind, count: run.count, start, end: start + run.ms, ms: run.ms + gcMs, cpuMs: (cpu.user + cpu.system) / 1000, active: elu.active, idle: elu.idle, gcMs, gcEmptyMs, freedMb, spillCpuMs, burst }
+  return { kind, count: run.count, start, end: start + run.ms, ms: run.ms + gcMs, cpuMs: (cpu.user + cpu.system) / 1000, mainCpuMs: (main.user + main.system) / 1000, active: elu.active, idle: elu.idle, gcMs, gcEmptyMs, freedMb, spillCpuMs, burst }
 }
 
 /** CPU of this process over the next `ms` of wall time, ms. */
@@ -317,10 +321,10 @@ function cpuPer (phases: readonly Phase[], pick: (p: Phase) => boolean): Summary
   return summarize(phases.filter(pick).map(p => p.cpuMs / p.count))
 }
 
-/** CPU per unit over all of a method's timed phases of one kind (total CPU ÷ total count). */
-function cpuPerUnit (phases: readonly Phase[], kind: Kind, method: Method): number {
+/** CPU per unit over all of a method's timed phases of one kind (total CPU ÷ total count): the process's, or with `of` the main thread's. */
+function cpuPerUnit (phases: readonly Phase[], kind: Kind, method: Method, of: 'cpuMs' | 'mainCpuMs' = 'cpuMs'): number {
   const t = timed(phases, kind, method)
-  return t.reduce((n, p) => n + p.cpuMs, 0) / Math.max(1, t.reduce((n, p) => n + p.count, 0))
+  return t.reduce((n, p) => n + p[of], 0) / Math.max(1, t.reduce((n, p) => n + p.count, 0))
 }
 
 const RATIO_LABEL = 'jobs/s ÷ req/s'
@@ -388,12 +392,14 @@ function methodLines (phases: readonly Phase[], method: Method, gcs: GcLog): str
   const reqs = rates(phases, 'bare', method)
   const cpuJob = cpuPerUnit(phases, 'jobs', method)
   const cpuReq = cpuPerUnit(phases, 'bare', method)
+  const mainJob = cpuPerUnit(phases, 'jobs', method, 'mainCpuMs')
+  const mainReq = cpuPerUnit(phases, 'bare', method, 'mainCpuMs')
   const elu = (kind: Kind): number => {
     const t = timed(phases, kind, method)
     return t.reduce((n, p) => n + p.active, 0) / t.reduce((n, p) => n + p.active + p.idle, 0)
   }
   const lines = [`  ${method}: jobs ${fmt(jobs, 'jobs/s')}, bare ${fmt(reqs, 'req/s')}, ratio ${num(jobs.median / reqs.median)}× (per repetition ${perRep(pairedRatio(phases, method))}); ` +
-    `CPU ${num(cpuJob)} ms per job, ${num(cpuReq)} ms per bare request (their ratio ${num(cpuReq / cpuJob)}×); event loop busy ${num(elu('jobs'))} / ${num(elu('bare'))}`]
+    `CPU ${num(cpuJob)} ms per job, ${num(cpuReq)} ms per bare request (their ratio ${num(cpuReq / cpuJob)}×); main thread ${num(mainJob)} ms per job, ${num(mainReq)} ms per bare request (${num(mainReq / mainJob)}×); event loop busy ${num(elu('jobs'))} / ${num(elu('bare'))}`]
   for (const kind of ['bare', 'jobs'] as const) {
     const of = (after: Kind) => (p: Phase) => p.kind === kind && p.method === method && p.after === after
     // V8's own collections inside the phases (not the fences'), medians per phase

@@ -10,6 +10,12 @@
  *
  *   node_modules/.bin/node bench/trace-job.ts [--quick]
  *
+ * Then the same marks as a timeline: when each wrapped call began (>) and
+ * ended (<), as the median time since the job's submit call over the
+ * measured jobs (its first call of each per job), in order: the job's
+ * critical path, with what ran in between on the one event loop every node
+ * shares.
+ *
  * WC_TRACE_CPU_PROFILE=FILE also writes a V8 CPU profile of the measured jobs
  * only (the warm-up and the mesh's start left out), for DevTools or a script;
  * WC_TRACE_CPU_INTERVAL_US sets its sampling interval (default 100 µs).
@@ -36,6 +42,17 @@ const spans = new Map<string, number[]>()
 /** how the job under way was submitted: the submit's own spans are kept apart per way */
 let submitWay: 'by CID' | 'inline' = 'by CID'
 const PER_WAY = new Set(['broker: Broker.submit (checks, SQLite)', 'API server: body read, parsed, handled, answered'])
+/** performance.now() at the submit call of the job under way; marks are times since then */
+let jobStart = 0
+/** this job's marks, the first of each kind */
+let jobMarks = new Map<string, number>()
+/** from the submit call to the job's final answer (the echo after it is not the job's) */
+let marking = false
+function mark (name: string): void {
+  if (marking && !jobMarks.has(name)) jobMarks.set(name, performance.now() - jobStart)
+}
+/** per mark, its time in each measured job submitted by CID */
+const timeline = new Map<string, number[]>()
 function record (span: string, ms: number): void {
   const label = PER_WAY.has(span) ? `${span} [${submitWay}]` : span
   const list = spans.get(label) ?? []
@@ -47,12 +64,17 @@ function wrap (proto: Record<string, unknown>, method: string, label: string): v
   const original = proto[method] as (...args: unknown[]) => unknown
   proto[method] = function (this: unknown, ...args: unknown[]): unknown {
     const t0 = performance.now()
+    mark(`${label} >`)
     const out = original.apply(this, args)
     if (!(out instanceof Promise)) {
       record(label, performance.now() - t0)
+      mark(`${label} <`)
       return out
     }
-    return out.finally(() => { record(label, performance.now() - t0) })
+    return out.finally(() => {
+      record(label, performance.now() - t0)
+      mark(`${label} <`)
+    })
   }
 }
 wrap(OfferService.prototype as unknown as Record<string, unknown>, 'offer', 'broker: offer round trip')
@@ -106,12 +128,21 @@ await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cle
       }
     }
     submitWay = i % 2 === 0 ? 'by CID' : 'inline'
+    jobMarks = new Map()
+    marking = true
     const t0 = performance.now()
+    jobStart = t0
     const accepted = submitWay === 'by CID' ? await submitHello(submitter.client, request) : await submitter.client.call('submitJob', inlineRequest)
     const t1 = performance.now()
+    mark('API client: the submit answered')
     watcher.track(accepted.jobId)
     await watcher.finished(accepted.jobId, 30_000)
     const t2 = performance.now()
+    mark('the job seen final (JobWatcher)')
+    marking = false
+    if (i >= 5 && submitWay === 'by CID') {
+      for (const [name, ms] of jobMarks) timeline.set(name, [...(timeline.get(name) ?? []), ms])
+    }
     const conn = direct()
     const e0 = performance.now()
     if (conn != null) await echoOnce(conn, new Uint8Array(1024))
@@ -135,5 +166,11 @@ await benchMain('trace-job', { quick: 120_000, full: 240_000 }, async (args, cle
   }
   for (const [label, list] of spans) progress(`${label.padEnd(58)} ${fmt(summarize(list), 'ms')}`)
   progress(`bare 1 KiB echo    ${fmt(summarize(echoes), 'ms')}`)
+  progress('timeline of a job submitted by CID (median ms since the submit call; > a call began, < it ended; the step from the line above in brackets):')
+  let before = 0
+  for (const [name, at] of [...timeline].map(([k, v]) => [k, summarize(v).median] as const).sort((a, b) => a[1] - b[1])) {
+    progress(`  ${at.toFixed(3).padStart(7)} (+${(at - before).toFixed(3)})  ${name}`)
+    before = at
+  }
   return { bench: 'trace-job', rows: [], notes: [] }
 })

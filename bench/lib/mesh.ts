@@ -237,10 +237,18 @@ export async function directTcp (from: DaemonHandle, to: DaemonHandle): Promise<
   const open = from.donor.mesh.components.connections.open(to.peerId).find(c => transportOf(c.remoteAddr) === 'tcp')
   // force: js-libp2p would hand back the open relayed (unlimited) connection instead of dialling
   const conn = open ?? await MeshNode.libp2pOf(from.donor.mesh).dial(addr, { force: true, signal: AbortSignal.timeout(10_000) })
-  const best = from.donor.mesh.components.connections.bestDirect(to.peerId)
-  if (best == null || transportOf(best.remoteAddr) !== 'tcp') {
-    const seen = from.donor.mesh.components.connections.open(to.peerId).map(c => c.remoteAddr.toString())
-    throw new Error(`the best direct connection to ${to.peerId} is ${best == null ? 'none' : best.remoteAddr.toString()}, not TCP (the TCP one is ${conn.status}${conn.timeline.close != null ? ', closed' : ''}; open: ${seen.join(', ')})`)
+  const { connections } = from.donor.mesh.components
+  const tcpBest = (): Connection | undefined => {
+    const best = connections.bestDirect(to.peerId)
+    return best != null && transportOf(best.remoteAddr) === 'tcp' ? best : undefined
+  }
+  try {
+    // the dial resolves before the new connection's open event has reached the mesh's list of connections
+    await waitFor(`a TCP connection to ${to.peerId} to be the best direct one`, tcpBest, 5_000, 5)
+  } catch (err) {
+    const best = connections.bestDirect(to.peerId)
+    const seen = connections.open(to.peerId).map(c => c.remoteAddr.toString())
+    throw new Error(`the best direct connection to ${to.peerId} is ${best == null ? 'none' : best.remoteAddr.toString()}, not TCP (the TCP one is ${conn.status}${conn.timeline.close != null ? ', closed' : ''}; open: ${seen.join(', ')})`, { cause: err })
   }
   return conn
 }

@@ -54,6 +54,17 @@ function byFile (s: BatchSummary): Record<string, BatchEntry> {
   return Object.fromEntries(s.inputs.map(e => [e.file, e]))
 }
 
+/**
+ * What to print when an input's status is not the expected one: its summary
+ * entry and the executor daemon's log lines about its tasks (they say why a
+ * run ended as it did: the sandbox, the deadline guard, the dispatch).
+ */
+function whyNot (entry: BatchEntry | undefined): string {
+  const executor = started[2]
+  const lines = executor === undefined ? [] : executor.stderr().split('\n').filter(l => /task|sandbox|executor/i.test(l)).slice(-30)
+  return `entry: ${JSON.stringify(entry)}\nexecutor log (task lines):\n${lines.join('\n')}`
+}
+
 async function jobsOnDaemon (): Promise<JobView[]> {
   const res = await runCli(['job', 'list', '--data-dir', submitterDir, '--json'])
   assert.equal(res.code, 0, res.stderr)
@@ -72,9 +83,9 @@ describe('worldcompute job submit --batch', () => {
     assert.deepEqual(printed.inputs, s.inputs)
     assert.deepEqual(s.inputs.map(e => e.file), ['a.txt', 'b.txt', 'c.txt'])
     const e = byFile(s)
-    assert.equal(e['a.txt'].status, 'succeeded')
-    assert.equal(e['c.txt'].status, 'succeeded')
-    assert.equal(e['b.txt'].status, 'failed')
+    assert.equal(e['a.txt'].status, 'succeeded', whyNot(e['a.txt']))
+    assert.equal(e['c.txt'].status, 'succeeded', whyNot(e['c.txt']))
+    assert.equal(e['b.txt'].status, 'failed', whyNot(e['b.txt']))
     assert.equal(e['b.txt'].exitCode, 2)
     for (const entry of s.inputs) for (const key of ['file', 'jobId', 'status', 'exitCode', 'outputCid']) assert.ok(key in entry, `${entry.file} has ${key}`)
     assert.equal(readFileSync(join(out, 'a.txt.stdout'), 'utf8'), 'primes below 10: 4\n')
@@ -97,7 +108,7 @@ describe('worldcompute job submit --batch', () => {
     assert.equal(third.code, 0, third.stderr)
     assert.equal((await jobsOnDaemon()).length, before + 3)
     const fixed = byFile(summaryOf(out))
-    assert.equal(fixed['b.txt'].status, 'succeeded')
+    assert.equal(fixed['b.txt'].status, 'succeeded', whyNot(fixed['b.txt']))
     assert.equal(fixed['c.txt'].jobId, e['c.txt'].jobId)
     assert.equal(readFileSync(join(out, 'a.txt.stdout'), 'utf8'), 'primes below 20: 8\n')
     assert.equal(readFileSync(join(out, 'b.txt.stdout'), 'utf8'), 'primes below 50: 15\n')
