@@ -6,10 +6,11 @@ import { isPublicAddr } from '../net/address-scope.ts'
 import { ReachFailedError } from '../net/peer-dialler.ts'
 import { relayPeerOf, signallingCircuitOf, transportOf, viaRelay } from '../net/transport-of.ts'
 import { fetchNatInfo, type NatInfoMessage } from '../protocols/nat-info/index.ts'
+import { addrsOnOwnLan, endpointIp, ownSubnets } from '../net/lan.ts'
 import { setPortPrediction, type PortPrediction } from '../net/webrtc-runtime.ts'
 import type { DirectPathView, NatReport } from '../core/types.ts'
 import type { MeshComponents } from '../net/components.ts'
-import type { Connection } from '@libp2p/interface'
+import type { AbortOptions, Connection } from '@libp2p/interface'
 
 export interface DirectPathsInit {
   /** this donor's NAT as measured now (NatProber) */
@@ -18,6 +19,12 @@ export interface DirectPathsInit {
   webrtc?: boolean
   /** one dial of a peer's public direct address @default 3000 */
   publicDialTimeoutMs?: number
+  /** one dial of a peer's address on this host's own network: a LAN answers in milliseconds @default 1500 */
+  lanDialTimeoutMs?: number
+  /** this host's networks, CIDR strings @default its interfaces' (net/lan.ts ownSubnets) */
+  ownSubnets?: () => readonly string[]
+  /** asks a peer about its network over a connection @default fetchNatInfo (`/worldcompute/nat-info/1.0.0`) */
+  askNatInfo?: (connection: Connection, options: AbortOptions) => Promise<NatInfoMessage>
   /**
    * one WebRTC attempt: signalling through the relay plus ICE; through cone
    * NATs it took 150–210 ms in the prototype lab, so 8 s is only the
@@ -110,6 +117,9 @@ interface PeerState {
 
 type PairNat = Pick<NatInfoMessage, 'mapping' | 'filtering' | 'udp' | 'portDelta'>
 
+/** The peer's nat-info answer for one attempt, asked once for the LAN step and the WebRTC plan; `error`: why it could not be asked. */
+type PeerNat = { info: NatInfoMessage } | { error: unknown }
+
 /** A mapping that gives every destination its own port: the address STUN saw is not the one the peer must reach. */
 function hardMapping (nat: PairNat): boolean {
   return nat.mapping === 'address-and-port-dependent' || nat.mapping === 'address-dependent'
@@ -158,7 +168,11 @@ export function webrtcBlocker (who: string, nat: Pick<NatInfoMessage, 'mapping' 
  *
  * 1. the peer advertises a public direct address → dial it (recorded by the
  *    dial telemetry; a failure leaves the peer relayed);
- * 2. else both sides behind endpoint-independent ("cone") NATs, or none →
+ * 2. the peer says (nat-info, over the relayed connection) it listens on a
+ *    private address inside one of this host's own networks, and no other
+ *    public IP than ours → dial that across the LAN: two donors behind one
+ *    NAT or firewall talk directly, even where UDP (so WebRTC) is blocked;
+ * 3. else both sides behind endpoint-independent ("cone") NATs, or none →
  *    private-to-private WebRTC signalled through the relay, ICE with the
  *    relays' STUN responders. Each side's NAT type comes from its own STUN
  *    probe; the peer's is asked with `/worldcompute/nat-info/1.0.0` over the
@@ -466,9 +480,49 @@ export class DirectPaths {
     const addrs = await this.addrsOf(peerId, state.hints)
     const failures = await this.dialPublic(peerId, state, addrs.filter(isPublicDirect), signal)
     if (failures == null || signal.aborted) return
-    const plan = await this.planWebrtc(peerId, state, addrs, failures, signal)
+    const peerNat = await this.askPeerNat(peerId, addrs, signal)
+    if (signal.aborted) return
+    const lanFailures = await this.dialLan(peerId, state, peerNat, signal)
+    if (lanFailures == null || signal.aborted) return
+    failures.push(...lanFailures)
+    const plan = await this.planWebrtc(peerId, state, addrs, failures, signal, peerNat)
     if (plan == null) return
     await this.dialWebrtc(peerId, state, plan, signal)
+  }
+
+  /**
+   * The peer's nat-info answer, over the relayed connection we share or one
+   * made through a relay it advertises; undefined when there is no relayed
+   * path to ask over (then nothing after the public dial needs one).
+   */
+  private async askPeerNat (peerId: string, addrs: string[], signal: AbortSignal): Promise<PeerNat | undefined> {
+    const via = addrs.find(a => transportOf(a) === 'webrtc' && this.mesh.connections.bestDirect(relayPeerOf(a) ?? '') != null) ??
+      addrs.find(a => transportOf(a) === 'webrtc') ?? addrs.find(a => transportOf(a) === 'circuit')
+    if (via == null && this.mesh.connections.relayed(peerId) == null) return undefined
+    try {
+      const relayed = await this.relayedConnection(peerId, via ?? '', signal)
+      return { info: await (this.init.askNatInfo ?? fetchNatInfo)(relayed, { signal }) }
+    } catch (err) {
+      return { error: err }
+    }
+  }
+
+  /**
+   * Dials the peer's private addresses that lie on this host's own networks
+   * (nat-info `lanAddrs`), unless both public IPs are known and differ (two
+   * sites that number their LANs alike). Returns undefined when one
+   * connected (or on a stop), else why each failed (none tried: empty).
+   */
+  private async dialLan (peerId: string, state: PeerState, peerNat: PeerNat | undefined, signal: AbortSignal): Promise<string[] | undefined> {
+    if (peerNat == null || !('info' in peerNat)) return []
+    const { lanAddrs, publicIp } = peerNat.info
+    const ourIp = endpointIp(this.init.nat().mappedAddress)
+    if (lanAddrs == null || (publicIp != null && ourIp != null && publicIp !== ourIp)) return []
+    const subnets = (this.init.ownSubnets ?? ownSubnets)()
+    const lan = addrsOnOwnLan(lanAddrs, subnets).map(a => a.endsWith(`/p2p/${peerId}`) ? a : `${a}/p2p/${peerId}`)
+    this.log.debug(`LAN addresses of ${peerId}: ${lanAddrs.join(', ')}; on this host's networks (${subnets.join(', ')}): ${lan.length}`, { peer: peerId })
+    if (lan.length === 0) return []
+    return await this.dialDirect(peerId, state, lan, signal, { what: 'its address on this network', timeoutMs: this.init.lanDialTimeoutMs ?? 1_500 })
   }
 
   /**
@@ -477,32 +531,38 @@ export class DirectPaths {
    * else why each failed.
    */
   private async dialPublic (peerId: string, state: PeerState, publicAddrs: string[], signal: AbortSignal): Promise<string[] | undefined> {
+    if (publicAddrs.length === 0) return []
+    return await this.dialDirect(peerId, state, publicAddrs, signal, { what: 'its public address', timeoutMs: this.init.publicDialTimeoutMs ?? 3_000 })
+  }
+
+  /**
+   * Dials `addrs` (at most four) for a new direct connection, `what` naming
+   * them in the view and the log. Returns undefined when one connected (or
+   * on a stop), else why each failed.
+   */
+  private async dialDirect (peerId: string, state: PeerState, addrs: string[], signal: AbortSignal, how: { what: string, timeoutMs: number }): Promise<string[] | undefined> {
+    let started = Date.now()
+    const addr = addrs[0]
     const failures: string[] = []
-    if (publicAddrs.length > 0) {
-      let started = Date.now()
-      const addr = publicAddrs[0]
-      try {
-        // a new connection even though a relayed (or WebRTC) one to this peer is open
-        const conn = await this.mesh.dialler.reach(peerId, {
-          purpose: 'upgrade', addrs: publicAddrs, stored: 'none', reuse: false, directOnly: true, maxDirect: 4, skipRecentFailures: false, directTimeoutMs: this.init.publicDialTimeoutMs ?? 3_000, signal,
-          onAttempt: (a) => { started = Date.now(); this.set(state, { state: 'trying', transport: transportOf(a), addr: a, reason: 'dialling its public address' }) }
-        })
-        const ms = Date.now() - started
-        this.set(state, { state: 'direct', transport: transportOf(conn.remoteAddr), addr: conn.remoteAddr.toString(), reason: 'dialled its public address', durationMs: ms })
-        this.log.info(`direct connection to ${peerId} over ${transportOf(conn.remoteAddr)} (${conn.remoteAddr.toString()}) in ${ms} ms: it has a public address; the relayed connection stays as fallback`, { peer: peerId, transport: transportOf(conn.remoteAddr), addr, duration_ms: ms })
-        return undefined
-      } catch (err) {
-        if (signal.aborted) return undefined
-        // the dial telemetry has logged and recorded each attempt with its phase and cause
-        const tried = err instanceof ReachFailedError ? err.attempts : []
-        failures.push(...(tried.length > 0 ? tried.map(a => `${a.addr} (${a.transport}) at ${a.phase}: ${a.cause}`) : [`${addr}: ${(err as Error).message}`]))
-      }
+    try {
+      // a new connection even though a relayed (or WebRTC) one to this peer is open
+      const conn = await this.mesh.dialler.reach(peerId, {
+        purpose: 'upgrade', addrs, stored: 'none', reuse: false, directOnly: true, maxDirect: 4, skipRecentFailures: false, directTimeoutMs: how.timeoutMs, signal,
+        onAttempt: (a) => { started = Date.now(); this.set(state, { state: 'trying', transport: transportOf(a), addr: a, reason: `dialling ${how.what}` }) }
+      })
+      const ms = Date.now() - started
+      this.set(state, { state: 'direct', transport: transportOf(conn.remoteAddr), addr: conn.remoteAddr.toString(), reason: `dialled ${how.what}`, durationMs: ms })
+      this.log.info(`direct connection to ${peerId} over ${transportOf(conn.remoteAddr)} (${conn.remoteAddr.toString()}) in ${ms} ms: dialled ${how.what}; the relayed connection stays as fallback`, { peer: peerId, transport: transportOf(conn.remoteAddr), addr, duration_ms: ms })
+      return undefined
+    } catch (err) {
+      if (signal.aborted) return undefined
+      // the dial telemetry has logged and recorded each attempt with its phase and cause
+      const tried = err instanceof ReachFailedError ? err.attempts : []
+      failures.push(...(tried.length > 0 ? tried.map(a => `${a.addr} (${a.transport}) at ${a.phase}: ${a.cause}`) : [`${addr}: ${(err as Error).message}`]))
     }
-    if (failures.length > 0) {
-      // not again before retryAfterMs, whatever WebRTC does next
-      state.notBefore = Date.now() + this.retryAfterMs
-      this.log.warn(`direct dial to ${peerId}'s public address failed, trying WebRTC next or staying relayed: ${failures.join('; ')}`, { peer: peerId, phase: 'upgrade' })
-    }
+    // not again before retryAfterMs, whatever WebRTC does next
+    state.notBefore = Date.now() + this.retryAfterMs
+    this.log.warn(`direct dial to ${peerId}'s ${how.what.replace(/^its /, '')} failed, trying WebRTC next or staying relayed: ${failures.join('; ')}`, { peer: peerId, phase: 'upgrade' })
     return failures
   }
 
@@ -512,11 +572,11 @@ export class DirectPaths {
    * probe; the peer's asked over the relayed connection). Otherwise records
    * the skip and returns undefined.
    */
-  private async planWebrtc (peerId: string, state: PeerState, addrs: string[], failures: string[], signal: AbortSignal): Promise<WebrtcPlan | undefined> {
+  private async planWebrtc (peerId: string, state: PeerState, addrs: string[], failures: string[], signal: AbortSignal, peerNat?: PeerNat): Promise<WebrtcPlan | undefined> {
     const current = this.directConnection(peerId)
     if (current != null) {
       // already direct over WebRTC, and the public address did not answer: keep it
-      this.set(state, { state: 'direct', transport: transportOf(current.remoteAddr), addr: current.remoteAddr.toString(), reason: `already connected directly${failures.length > 0 ? `; its public address failed (${failures.join('; ')})` : ''}` })
+      this.set(state, { state: 'direct', transport: transportOf(current.remoteAddr), addr: current.remoteAddr.toString(), reason: `already connected directly${failures.length > 0 ? `; its direct addresses failed (${failures.join('; ')})` : ''}` })
       return undefined
     }
     const skip = (reason: string, retryMs?: number): undefined => { this.skip(peerId, state, failures, reason, retryMs) }
@@ -529,17 +589,15 @@ export class DirectPaths {
     if (own.udp === 'no' || own.mapping === 'no-udp') return skip(webrtcBlocker('this donor', own) ?? 'no UDP')
     if (own.mapping === 'unknown' && this.mayLookAgain(state)) return skip(this.notMeasuredYet(state, 'this donor\'s'), this.unknownRetryMs)
 
-    // the peer's NAT type, asked over a relayed connection (the one WebRTC signals over)
+    // the peer's NAT type, asked over a relayed connection (the one WebRTC signals over), unless the LAN step asked already
     const target = webrtcAddrs.find(a => this.mesh.connections.bestDirect(relayPeerOf(a) ?? '') != null) ?? webrtcAddrs[0]
-    let theirs: NatInfoMessage
-    try {
-      const relayed = await this.relayedConnection(peerId, target, signal)
-      theirs = await fetchNatInfo(relayed, { signal })
-    } catch (err) {
-      if (signal.aborted) return undefined
-      const d = describeDialError(err, { phase: 'signalling', transport: 'circuit', elapsedMs: 0 })
+    const answer = peerNat ?? await this.askPeerNat(peerId, [target], signal)
+    if (signal.aborted) return undefined
+    if (answer == null || 'error' in answer) {
+      const d = describeDialError(answer?.error ?? new Error('no relayed connection to ask over'), { phase: 'signalling', transport: 'circuit', elapsedMs: 0 })
       return skip(`could not ask the peer for its NAT type over the relay (${d.cause})`)
     }
+    const theirs = answer.info
     const pair = pairBlocker(own, theirs)
     if (pair.blocker != null) return skip(pair.blocker)
     if (!theirs.webrtc) return skip('the peer says it does not take WebRTC')
@@ -560,7 +618,7 @@ export class DirectPaths {
 
   /** No WebRTC attempt for now: the view says why, and the peer is looked at again after `retryMs` (else retryAfterMs). */
   private skip (peerId: string, state: PeerState, failures: string[], reason: string, retryMs?: number): void {
-    const prefix = failures.length > 0 ? `public address failed (${failures.join('; ')}); ` : ''
+    const prefix = failures.length > 0 ? `direct dial failed (${failures.join('; ')}); ` : ''
     this.set(state, { state: failures.length > 0 ? 'failed' : 'skipped', transport: 'webrtc', reason: `${prefix}WebRTC skipped: ${reason}; staying relayed` })
     state.notBefore = Date.now() + (retryMs ?? this.retryAfterMs)
     this.log.info(`direct upgrade to ${peerId}: ${prefix}WebRTC skipped, no attempt made: ${reason}; staying relayed`, { peer: peerId, transport: 'webrtc', phase: 'upgrade' })

@@ -6,8 +6,9 @@ import { CaptivePortalWatch, type CaptivePortalWatchInit } from './captive-porta
 import { portalProbeUrls, relayOfProbeUrl } from '../net/captive-portal.ts'
 import { RelayDirectory } from '../net/relay-directory.ts'
 import { peerIdOf } from '../net/transport-of.ts'
+import { endpointIp, lanListenAddrs } from '../net/lan.ts'
+import { MAX_LAN_ADDRS, type NatInfoMessage } from '../protocols/nat-info/index.ts'
 import type { DaemonStatus, PingResult, RelayReservationStatus } from '../core/types.ts'
-import type { NatInfoMessage } from '../protocols/nat-info/index.ts'
 import type { MeshHost } from '../net/components.ts'
 import type { AbortOptions } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -136,10 +137,24 @@ export class DonorService {
     }
   }
 
-  /** What `/worldcompute/nat-info/1.0.0` tells peers: this donor's NAT, and whether it takes WebRTC. */
+  /**
+   * What `/worldcompute/nat-info/1.0.0` tells peers: this donor's NAT, whether
+   * it takes WebRTC, and for a peer on the same network its private listen
+   * addresses and the public IP its STUN servers saw (net/lan.ts).
+   */
   natInfo (): NatInfoMessage {
     const nat = this.nat.report()
-    return { mapping: nat.mapping, filtering: nat.filtering, udp: nat.udp, webrtc: this.webrtc, ...(nat.portDelta != null ? { portDelta: nat.portDelta } : {}) }
+    const lanAddrs = lanListenAddrs(this.mesh.components.addresses.boundAddrs(), MAX_LAN_ADDRS)
+    const publicIp = endpointIp(nat.mappedAddress)
+    return {
+      mapping: nat.mapping,
+      filtering: nat.filtering,
+      udp: nat.udp,
+      webrtc: this.webrtc,
+      ...(nat.portDelta != null ? { portDelta: nat.portDelta } : {}),
+      ...(lanAddrs.length > 0 ? { lanAddrs } : {}),
+      ...(publicIp != null ? { publicIp } : {})
+    }
   }
 
   /** The reservations held now: what `status()` lists as relays, without the rest of the status. */

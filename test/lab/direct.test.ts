@@ -4,7 +4,8 @@
  * two relay-only donors meet through a relay; where the networks allow, the
  * submitter gets a direct connection to the executor (WebRTC through two cone
  * NATs, or a plain dial of a public address) and the job takes it; where they
- * do not, the job stays relayed and the log says why.
+ * do not, the job stays relayed and the log says why. Two donors on one LAN
+ * dial each other across it, even behind a firewall that lets no UDP out.
  *
  *   npm run test:lab -- --only cone-direct
  */
@@ -16,7 +17,7 @@ import { labSuite, pairScenario, runJobAcross, scenarioKeys, secs, TEST_TIMEOUT_
 import type { Lab } from './topology.ts'
 import type { DaemonStatus } from '../../src/core/types.ts'
 
-const only = scenarioKeys(['cone-direct', 'cone-symmetric', 'open-direct'] as const)
+const only = scenarioKeys(['cone-direct', 'cone-symmetric', 'open-direct', 'lan-direct'] as const)
 /** the lab's "internet" is TEST-NET, which js-libp2p calls private: declare it public where a public address must count */
 const LAB_PUBLIC = ['--public-range', '198.51.100.0/24', '--public-range', '192.0.2.0/24', '--public-range', '203.0.113.0/24']
 
@@ -99,6 +100,40 @@ labSuite('Network-namespace lab: direct upgrades between donors that meet throug
         assert.ok(log.some(l => l.includes(exec) && /symmetric NAT/.test(l)), 'one log line names the peer and the symmetric NAT')
         const rtc = (await dialsOf(lab, submitter)).attempts.filter(a => a.transport === 'webrtc')
         assert.deepEqual(rtc, [], 'no WebRTC dial was attempted: skipped at once')
+      }
+    })
+  })
+
+  it('Two donors on one LAN behind a firewall that lets no UDP out meet through a relay, dial each other across the LAN, and the job takes it', { skip: only('lan-direct'), timeout: TEST_TIMEOUT_MS }, async (t) => {
+    await pairScenario(t, {
+      key: 'lan-direct',
+      submitter: { nat: 'cone', firewall: 'tcp-80-443-only' },
+      executor: { nat: 'cone', firewall: 'tcp-80-443-only' },
+      sameSite: true,
+      // private listen addresses: announced to nobody, told only in the nat-info answer to a peer that asks
+      extraListen: ip => [`/ip4/${ip}/tcp/4001`, `/ip4/${ip}/udp/4001/quic-v1`],
+      jobLabel: 'again: ',
+      during: async (ctx) => {
+        const { lab, submitter, executor } = ctx
+        const exec = await executorId(ctx)
+        const lanPrefix = `/ip4/${lab.ip('executor').split('.').slice(0, 3).join('.')}.`
+        const e = await statusOf(lab, executor)
+        assert.ok(e?.listenAddrs.every(a => !a.startsWith(lanPrefix)), `the executor announces no LAN address: ${e?.listenAddrs.join(' ') ?? '?'}`)
+        // an idle donor hears no executors; its first job (relayed) makes its broker listen and upgrade
+        const warm = await runJobAcross(ctx, 'warm-up: ')
+        assert.equal(warm.view.replicas[0].path, 'relayed', 'before the upgrade the two meet only through the relay')
+        const up = await waitStatus(lab, submitter, 'a direct connection to the executor across the LAN',
+          s => s.connections.some(c => c.peerId === exec && c.direct && c.remoteAddr.startsWith(lanPrefix)), 45_000)
+        const path = up.status.directPaths?.find(p => p.peerId === exec)
+        t.diagnostic(`time to direct connection: ${secs(up.ms)} after the warm-up job: ${path?.transport ?? '?'} ${path?.addr ?? ''} in ${String(path?.durationMs)} ms; ${path?.reason ?? ''}`)
+        assert.equal(path?.state, 'direct', JSON.stringify(up.status.directPaths))
+        assert.match(path?.reason ?? '', /address on this network/)
+        assert.equal(up.status.udp, 'no', 'no UDP gets out: WebRTC was never possible here')
+        const lanDials = (await dialsOf(lab, submitter)).attempts.filter(a => a.purpose === 'upgrade' && a.target.startsWith(lanPrefix))
+        assert.ok(lanDials.some(a => a.outcome === 'success'), JSON.stringify(lanDials))
+
+        const job = await runJobAcross(ctx, 'first: ')
+        assert.equal(job.view.replicas[0].path, 'direct', 'the job went over the LAN')
       }
     })
   })

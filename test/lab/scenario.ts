@@ -32,7 +32,7 @@ const ONLY = (process.env.WC_LAB_ONLY ?? '').split(',').map(s => s.trim()).filte
  * a file's `scenarioKeys` must only use these, so a typo in WC_LAB_ONLY fails
  * loudly instead of running nothing.
  */
-export const SCENARIOS = ['network', 'open', 'cone', 'symmetric', '443-only', 'relay-restart', 'dns-filtered', 'inspecting-firewall', 'proxy-only', 'proxy-socks5', 'nat-type', 'autonat-open', 'relay-failover', 'relay-replace', 'cone-direct', 'cone-symmetric', 'open-direct', 'lossy-link', 'slow-link', 'mtu-1280', 'tls-inspecting', 'doctor-open', 'doctor-443-only', 'doctor-symmetric', 'doctor-inspecting-firewall', 'doctor-dns-filtered', 'doctor-proxy-only', 'replicas', 'wpad', 'wpad-pac-flag', 'proxy-ntlm', 'https-poll', 'captive-portal', 'captive-open', 'ipv6-only', 'ipv6-nat64', 'ipv6-dual', 'ipv6-blocked', 'portmap-upnp', 'portmap-natpmp', 'portmap-pcp', 'portmap-granted', 'portmap-refused', 'nat-matrix'] as const
+export const SCENARIOS = ['network', 'open', 'cone', 'symmetric', '443-only', 'relay-restart', 'dns-filtered', 'inspecting-firewall', 'proxy-only', 'proxy-socks5', 'nat-type', 'autonat-open', 'relay-failover', 'relay-replace', 'cone-direct', 'cone-symmetric', 'open-direct', 'lan-direct', 'lossy-link', 'slow-link', 'mtu-1280', 'tls-inspecting', 'doctor-open', 'doctor-443-only', 'doctor-symmetric', 'doctor-inspecting-firewall', 'doctor-dns-filtered', 'doctor-proxy-only', 'replicas', 'wpad', 'wpad-pac-flag', 'proxy-ntlm', 'https-poll', 'captive-portal', 'captive-open', 'ipv6-only', 'ipv6-nat64', 'ipv6-dual', 'ipv6-blocked', 'portmap-upnp', 'portmap-natpmp', 'portmap-pcp', 'portmap-granted', 'portmap-refused', 'nat-matrix'] as const
 for (const k of ONLY) {
   if (!(SCENARIOS as readonly string[]).includes(k)) throw new Error(`WC_LAB_ONLY: unknown scenario "${k}" (known: ${SCENARIOS.join(', ')})`)
 }
@@ -119,6 +119,8 @@ export interface PairOptions {
   key: string
   submitter: Side
   executor: Side
+  /** both donors are hosts on one LAN, behind the submitter's side (its NAT and firewall); `executor` is then not used */
+  sameSite?: boolean
   /** extra direct listen addresses for a donor, given its own IP */
   extraListen?: (ip: string) => string[]
   dispatchTimeoutMs?: number
@@ -172,7 +174,8 @@ function uplinkText (d: Dispatchable): string { return `${secs(d.ms)} (${d.trans
 
 /**
  * The core of every scenario: a relay on the "internet", a submitting donor
- * (--no-execute) at site A and an executing donor at site B, both relay-only;
+ * (--no-execute) at site A and an executing donor at site B (or on A's LAN
+ * too: `sameSite`), both relay-only;
  * both must become dispatchable, a job submitted at A must run at B, and
  * every failed dial either donor recorded must say where and why it failed.
  */
@@ -182,7 +185,9 @@ export async function pairScenario (t: TestContext, opts: PairOptions): Promise<
   const runDir = join(RUN_ROOT, opts.key)
   const lab = await buildTopology({
     relays: [...(opts.relays ?? [{ name: 'relay', ip: '198.51.100.10' }]), ...(opts.services ?? [])],
-    sites: [siteSpec('sitea', opts.submitter, 'submitter'), siteSpec('siteb', opts.executor, 'executor')]
+    sites: opts.sameSite === true
+      ? [{ ...siteSpec('sitea', opts.submitter, 'submitter'), hosts: [{ name: 'submitter' }, { name: 'executor' }] }]
+      : [siteSpec('sitea', opts.submitter, 'submitter'), siteSpec('siteb', opts.executor, 'executor')]
   })
   t.diagnostic(`namespaces up in ${lab.setupMs} ms (prefix ${lab.prefix}); run folder ${runDir}`)
   const donors: DonorNode[] = []

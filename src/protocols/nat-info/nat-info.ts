@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import * as dagCbor from '@ipld/dag-cbor'
 import { NAT_MAPPINGS, type NatFiltering, type NatMapping, type UdpState } from '../../core/types.ts'
 import { createLogger, type Logger } from '../../log/logger.ts'
@@ -17,7 +18,20 @@ export interface NatInfoMessage {
   webrtc: boolean
   /** a symmetric NAT handing out ports in sequence: the step (the peer may predict its next ports) */
   portDelta?: number
+  /**
+   * its TCP and QUIC listen addresses on private networks (at most
+   * MAX_LAN_ADDRS), which it announces to nobody else: a peer on the same
+   * network can dial one of them rather than go through a relay or WebRTC
+   */
+  lanAddrs?: string[]
+  /** the IP its STUN servers saw: two peers behind one NAT see the same */
+  publicIp?: string
 }
+
+/** LAN addresses kept from an answer: a host has a few interfaces, each with a TCP and a QUIC listener */
+export const MAX_LAN_ADDRS = 8
+/** a multiaddr string longer than this is no address of a listener */
+const MAX_ADDR_CHARS = 200
 
 export interface NatInfoInit {
   /** this node's NAT as known now; without it the node does not answer the protocol */
@@ -33,7 +47,16 @@ const FILTERINGS: readonly string[] = ['endpoint-independent', 'address-dependen
 const UDP_STATES: readonly string[] = ['yes', 'no', 'unknown']
 
 export function encodeNatInfo (info: NatInfoMessage): Uint8Array {
-  return dagCbor.encode({ v: 1, mapping: info.mapping, filtering: info.filtering, udp: info.udp, webrtc: info.webrtc, ...(info.portDelta != null ? { portDelta: info.portDelta } : {}) })
+  return dagCbor.encode({
+    v: 1,
+    mapping: info.mapping,
+    filtering: info.filtering,
+    udp: info.udp,
+    webrtc: info.webrtc,
+    ...(info.portDelta != null ? { portDelta: info.portDelta } : {}),
+    ...(info.lanAddrs != null && info.lanAddrs.length > 0 ? { lanAddrs: info.lanAddrs.slice(0, MAX_LAN_ADDRS) } : {}),
+    ...(info.publicIp != null ? { publicIp: info.publicIp } : {})
+  })
 }
 
 /**
@@ -51,7 +74,18 @@ export function decodeNatInfo (bytes: Uint8Array): NatInfoMessage {
   const udp = UDP_STATES.includes(m.udp as string) ? m.udp as UdpState : 'unknown'
   // optional (older peers do not send it); anything but a small positive integer is ignored
   const portDelta = typeof m.portDelta === 'number' && Number.isInteger(m.portDelta) && m.portDelta > 0 && m.portDelta <= 64 ? m.portDelta : undefined
-  return { mapping, filtering, udp, webrtc: m.webrtc, ...(portDelta != null ? { portDelta } : {}) }
+  // optional too, and only a hint: what is not a short string is dropped, and an address is checked where it is dialled
+  const lanAddrs = Array.isArray(m.lanAddrs) ? m.lanAddrs.filter((a): a is string => typeof a === 'string' && a.length <= MAX_ADDR_CHARS).slice(0, MAX_LAN_ADDRS) : []
+  const publicIp = typeof m.publicIp === 'string' && isIP(m.publicIp) !== 0 ? m.publicIp : undefined
+  return {
+    mapping,
+    filtering,
+    udp,
+    webrtc: m.webrtc,
+    ...(portDelta != null ? { portDelta } : {}),
+    ...(lanAddrs.length > 0 ? { lanAddrs } : {}),
+    ...(publicIp != null ? { publicIp } : {})
+  }
 }
 
 /** How this node answers; on limited connections too: the whole point is to ask before there is a direct connection. */
@@ -61,8 +95,9 @@ const NAT_INFO_ANSWER = { protocol: NAT_INFO_PROTOCOL, name: 'nat-info', limits:
  * `/worldcompute/nat-info/1.0.0`: the asking peer opens a stream, usually
  * over the relayed connection the two already share (the handler runs on
  * limited connections); the other writes one dag-cbor frame
- * `{ v: 1, mapping, filtering, udp, webrtc, portDelta? }` and closes
- * (`portDelta`: only behind a symmetric NAT handing out ports in sequence). A small protocol
+ * `{ v: 1, mapping, filtering, udp, webrtc, portDelta?, lanAddrs?, publicIp? }`
+ * and closes (`portDelta`: only behind a symmetric NAT handing out ports in
+ * sequence; `lanAddrs`, `publicIp`: for a peer on the same network). A small protocol
  * rather than a token in the identify agent version: the NAT type is
  * measured after start and may change, while identify's agent version is
  * fixed when the node is built.
