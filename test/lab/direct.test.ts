@@ -122,7 +122,7 @@ labSuite('Network-namespace lab: direct upgrades between donors that meet throug
         // an idle donor hears no executors; its first job (relayed) makes its broker listen and upgrade
         const warm = await runJobAcross(ctx, 'warm-up: ')
         assert.equal(warm.view.replicas[0].path, 'relayed', 'before the upgrade the two meet only through the relay')
-        const up = await waitStatus(lab, submitter, 'a direct connection to the executor across the LAN',
+        const up = await waitStatus(lab, submitter, 'direct connection to the executor across the LAN',
           s => s.connections.some(c => c.peerId === exec && c.direct && c.remoteAddr.startsWith(lanPrefix)), 45_000)
         const path = up.status.directPaths?.find(p => p.peerId === exec)
         t.diagnostic(`time to direct connection: ${secs(up.ms)} after the warm-up job: ${path?.transport ?? '?'} ${path?.addr ?? ''} in ${String(path?.durationMs)} ms; ${path?.reason ?? ''}`)
