@@ -19,7 +19,7 @@ export function lanListenAddrs (bound: readonly string[], max: number): string[]
     const transport = transportOf(a)
     return (transport === 'tcp' || transport === 'quic') && !viaRelay(a) && scopeOf(a) === 'private'
   })
-  // TCP first: the peer dials in this order, and a LAN that filters UDP still passes TCP
+  // TCP first, so that it is kept when more than `max` are bound: a LAN that filters UDP still passes TCP
   return [...new Set([...lan.filter(a => transportOf(a) === 'tcp'), ...lan.filter(a => transportOf(a) !== 'tcp')])].slice(0, max)
 }
 

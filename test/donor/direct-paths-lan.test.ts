@@ -100,7 +100,11 @@ describe('direct upgrades across a LAN', () => {
     // as a peer of another build might send it: more than this build would
     const odd = decodeNatInfo(dagCbor.encode({ v: 1, ...base, lanAddrs: ['/ip4/10.1.0.3/tcp/1', 7, 'x'.repeat(500), ...Array.from({ length: 20 }, (_, i) => `/ip4/10.1.0.${i}/tcp/1`)], publicIp: 'not an ip' }))
     assert.equal(odd.lanAddrs?.length, MAX_LAN_ADDRS)
-    assert.equal(encodeNatInfo({ ...base, lanAddrs: Array.from({ length: 20 }, (_, i) => `/ip4/10.1.0.${i}/tcp/1`) }).byteLength < 400, true, 'this build sends at most MAX_LAN_ADDRS')
+    // this build sends at most MAX_LAN_ADDRS short ones: the longest answer fits the protocol's 1 KiB frame
+    const longest = `/ip6/${'fd12:3456:789a:bcde:f012:3456:789a:bcde'}/udp/65535/quic-v1`
+    const sent = encodeNatInfo({ ...PEER_NAT, publicIp: '2001:db8:1234:5678:9abc:def0:1234:5678', portDelta: 64, lanAddrs: [...Array.from({ length: 20 }, () => longest), 'x'.repeat(97)] })
+    assert.ok(sent.byteLength <= 1024, `${sent.byteLength} bytes`)
+    assert.equal(decodeNatInfo(sent).lanAddrs?.length, MAX_LAN_ADDRS)
     assert.equal(odd.lanAddrs?.[0], '/ip4/10.1.0.3/tcp/1')
     assert.ok(odd.lanAddrs?.every(a => a.length < 100))
     assert.equal(odd.publicIp, undefined)

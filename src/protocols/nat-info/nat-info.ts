@@ -30,8 +30,12 @@ export interface NatInfoMessage {
 
 /** LAN addresses kept from an answer: a host has a few interfaces, each with a TCP and a QUIC listener */
 export const MAX_LAN_ADDRS = 8
-/** a multiaddr string longer than this is no address of a listener */
-const MAX_ADDR_CHARS = 200
+/**
+ * a multiaddr string longer than this is no address of a listener (the
+ * longest, IPv6 with QUIC, is 62): eight of them and the rest of the answer
+ * stay within NAT_INFO_LIMITS' 1 KiB frame
+ */
+const MAX_ADDR_CHARS = 96
 
 export interface NatInfoInit {
   /** this node's NAT as known now; without it the node does not answer the protocol */
@@ -54,7 +58,7 @@ export function encodeNatInfo (info: NatInfoMessage): Uint8Array {
     udp: info.udp,
     webrtc: info.webrtc,
     ...(info.portDelta != null ? { portDelta: info.portDelta } : {}),
-    ...(info.lanAddrs != null && info.lanAddrs.length > 0 ? { lanAddrs: info.lanAddrs.slice(0, MAX_LAN_ADDRS) } : {}),
+    ...(info.lanAddrs != null && info.lanAddrs.length > 0 ? { lanAddrs: info.lanAddrs.filter(a => a.length <= MAX_ADDR_CHARS).slice(0, MAX_LAN_ADDRS) } : {}),
     ...(info.publicIp != null ? { publicIp: info.publicIp } : {})
   })
 }
