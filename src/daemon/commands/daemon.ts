@@ -31,8 +31,8 @@ the local API on 127.0.0.1.
                    repeatable. Also "publicRanges" in config.json.
   --no-execute     only submit jobs; run none for others
   --no-direct      keep every peer relayed: no direct dial of a peer's public
-                   address, no WebRTC through cone NATs (on by default: the
-                   relayed connection stays as fallback either way)
+                   or LAN address, no WebRTC through cone NATs (on by default:
+                   the relayed connection stays as fallback either way)
   --no-port-mapping  do not ask the home router (PCP, NAT-PMP, UPnP IGD) to
                    forward the TCP/QUIC listen ports; by default a donor
                    listening on a private LAN address maps them, renews the
