@@ -107,6 +107,8 @@ interface PeerState {
   again: boolean
   /** when a closed TCP/QUIC connection was last dialled again */
   lastRedialAt: number
+  /** the peer's LAN addresses, once one of them connected: its connection is dialled again when it closes, as a public one is */
+  lanAddrs?: string[]
   /** not pre-warmed (maxPrewarmed reached): a sequence number of when it was last asked for, to pick the most recent when a slot frees */
   waitingSince?: number
   /** WebRTC attempts that failed since the last one that connected */
@@ -256,13 +258,15 @@ export class DirectPaths {
     // a TCP/QUIC connection to a public address can be closed under us: an
     // AutoNAT v2 server checking that same address reuses the open connection
     // for its dial-back and closes it afterwards (seen in the lab with
-    // @libp2p/autonat-v2 2.0.15). Dial it again, at most once per 5 s.
+    // @libp2p/autonat-v2 2.0.15); one across the LAN goes when either side's
+    // network blinks while the relayed one stays. Dial it again, at most once per 5 s.
     const remaining = this.directConnection(peer)
     const stillTcpOrQuic = remaining != null && transportOf(remaining.remoteAddr) !== 'webrtc'
-    if (state != null && (closed === 'tcp' || closed === 'quic') && !stillTcpOrQuic && state.hints.some(isPublicDirect) && Date.now() - state.lastRedialAt >= 5_000) {
+    const known = state != null && (state.hints.some(isPublicDirect) || state.lanAddrs != null)
+    if (state != null && known && (closed === 'tcp' || closed === 'quic') && !stillTcpOrQuic && Date.now() - state.lastRedialAt >= 5_000) {
       state.lastRedialAt = Date.now()
       state.notBefore = 0
-      this.log.info(`direct ${closed} connection to ${peer} (${evt.detail.remoteAddr.toString()}) closed; dialling its public address again (the relayed${remaining != null ? ' and WebRTC' : ''} connection carries tasks meanwhile)`, { peer, transport: closed })
+      this.log.info(`direct ${closed} connection to ${peer} (${evt.detail.remoteAddr.toString()}) closed; dialling it again (the relayed${remaining != null ? ' and WebRTC' : ''} connection carries tasks meanwhile)`, { peer, transport: closed })
       this.schedule(peer, [], 'its direct connection closed')
       return
     }
@@ -522,7 +526,9 @@ export class DirectPaths {
     const lan = addrsOnOwnLan(lanAddrs, subnets).map(a => a.endsWith(`/p2p/${peerId}`) ? a : `${a}/p2p/${peerId}`)
     this.log.debug(`LAN addresses of ${peerId}: ${lanAddrs.join(', ')}; on this host's networks (${subnets.join(', ')}): ${lan.length}`, { peer: peerId })
     if (lan.length === 0) return []
-    return await this.dialDirect(peerId, state, lan, signal, { what: 'its address on this network', timeoutMs: this.init.lanDialTimeoutMs ?? 1_500 })
+    const failures = await this.dialDirect(peerId, state, lan, signal, { what: 'its address on this network', timeoutMs: this.init.lanDialTimeoutMs ?? 1_500 })
+    state.lanAddrs = failures == null && !signal.aborted ? lan : undefined
+    return failures
   }
 
   /**

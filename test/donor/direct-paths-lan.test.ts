@@ -58,6 +58,25 @@ describe('direct upgrades across a LAN', () => {
     }
   })
 
+  it('dials the LAN address again when that connection closes while the relayed one stays', async () => {
+    const { mesh, peer, direct } = await metThroughRelay(PEER_NAT)
+    try {
+      direct.schedule(peer.toString(), [], 'a relayed connection opened')
+      await settle()
+      const lan = mesh.connections.bestDirect(peer.toString())
+      assert.ok(lan != null)
+      // the LAN connection drops (a network blink on either side); the relayed one is still open
+      ;(lan as { status: string }).status = 'closed'
+      mesh.events.dispatchEvent(new CustomEvent('connection:close', { detail: lan }))
+      await settle()
+      assert.deepEqual(mesh.dialled, [peer.toString(), peer.toString()], 'dialled again once')
+      assert.equal(direct.status().find(v => v.peerId === peer.toString())?.state, 'direct')
+      assert.match(mesh.connections.bestDirect(peer.toString())?.remoteAddr.toString() ?? '', /^\/ip4\/10\.1\.0\.3\//)
+    } finally {
+      direct.stop()
+    }
+  })
+
   it('dials nothing when the address is on none of this host\'s networks, or the peer is behind another public IP', async () => {
     for (const [answer, subnets, why] of [
       [PEER_NAT, ['10.2.0.2/24'], 'another subnet'],
