@@ -94,9 +94,11 @@ export class MeshPinger implements Pinger {
   private async probe (seq: number, conn: Connection, options: AbortOptions): Promise<PingProbe> {
     const peer = conn.remotePeer
     const timeout = AbortSignal.timeout(PROBE_TIMEOUT_MS)
+    // the connection the ping goes over, chosen as js-libp2p will choose it when the ping starts: looked up after the
+    // answer, it would name a direct connection an upgrade made while a probe travelled through the relay
+    const used = connectionPingUses(this.components.connections.open(peer.toString())) ?? conn
     try {
       const rtt = await this.components.ping.ping(peer, { signal: options.signal != null ? AbortSignal.any([options.signal, timeout]) : timeout })
-      const used = connectionPingUses(this.components.connections.open(peer.toString())) ?? conn
       const t = transportOf(used.remoteAddr)
       return {
         seq,

@@ -119,9 +119,9 @@ labSuite('Network-namespace lab: direct upgrades between donors that meet throug
         const lanPrefix = `/ip4/${lab.ip('executor').split('.').slice(0, 3).join('.')}.`
         const e = await statusOf(lab, executor)
         assert.ok(e?.listenAddrs.every(a => !a.startsWith(lanPrefix)), `the executor announces no LAN address: ${e?.listenAddrs.join(' ') ?? '?'}`)
-        // an idle donor hears no executors; its first job (relayed) makes its broker listen and upgrade
-        const warm = await runJobAcross(ctx, 'warm-up: ')
-        assert.equal(warm.view.replicas[0].path, 'relayed', 'before the upgrade the two meet only through the relay')
+        // an idle donor hears no executors; its first job makes its broker listen and upgrade (the task itself may go
+        // relayed or, when the upgrade wins the race with its dispatch, already across the LAN)
+        await runJobAcross(ctx, 'warm-up: ')
         const up = await waitStatus(lab, submitter, 'direct connection to the executor across the LAN',
           s => s.connections.some(c => c.peerId === exec && c.direct && c.remoteAddr.startsWith(lanPrefix)), 45_000)
         const path = up.status.directPaths?.find(p => p.peerId === exec)
