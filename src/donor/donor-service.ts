@@ -140,12 +140,14 @@ export class DonorService {
   /**
    * What `/worldcompute/nat-info/1.0.0` tells peers: this donor's NAT, whether
    * it takes WebRTC, and for a peer on the same network its private listen
-   * addresses and the public IP its STUN servers saw (net/lan.ts).
+   * addresses and the public IP its STUN servers saw (net/lan.ts) — those two
+   * only while it takes direct connections (not with --no-direct).
    */
   natInfo (): NatInfoMessage {
     const nat = this.nat.report()
-    const lanAddrs = lanListenAddrs(this.mesh.components.addresses.boundAddrs(), MAX_LAN_ADDRS)
-    const publicIp = endpointIp(nat.mappedAddress)
+    const direct = this.direct != null
+    const lanAddrs = direct ? lanListenAddrs(this.mesh.components.addresses.boundAddrs(), MAX_LAN_ADDRS) : []
+    const publicIp = direct ? endpointIp(nat.mappedAddress) : undefined
     return {
       mapping: nat.mapping,
       filtering: nat.filtering,
