@@ -141,6 +141,15 @@ export class RelayEntry<Conn = Connection> {
     if (this.phase.name !== 'retired') this.phase = { name: 'standby' }
   }
 
+  /**
+   * On its way to the first reservation of its loop: nothing lost and no
+   * round failed yet. A bootstrap relay dialled at start is as good as held
+   * for the coverage check; one redialling after a loss may be dead.
+   */
+  get firstRound (): boolean {
+    return this.coming && this.lastError == null && this.grantedAt == null
+  }
+
   /** Whether this relay is on its way to a reservation (its loop dials or reserves now). */
   get coming (): boolean {
     return this.phase.name === 'connecting' || this.phase.name === 'connected'

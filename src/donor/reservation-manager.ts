@@ -355,10 +355,13 @@ export class ReservationManager {
   private topUp (signal: AbortSignal): void {
     const held = this.held()
     if (held.length >= this.target) return
-    // learned relays already being reserved on count as coming; a bootstrap
-    // relay redialling after a loss does not: it may be dead (a QUIC rung
-    // alone waits 3 s), and make-before-break wants the replacement now
-    const coming = this.relays.filter(r => r.loop != null && r.source !== 'bootstrap' && r.coming)
+    // learned relays already being reserved on count as coming, and so does a
+    // bootstrap relay on its first round (at start, gossip through the first
+    // relay reserved would otherwise add a learned one while the second
+    // bootstrap relay is still dialling: three reservations, one too many);
+    // a bootstrap relay redialling after a loss does not: it may be dead (a
+    // QUIC rung alone waits 3 s), and make-before-break wants the replacement now
+    const coming = this.relays.filter(r => r.loop != null && r.coming && (r.source !== 'bootstrap' || r.firstRound))
     if (held.length + coming.length >= Math.min(this.target, this.cap)) return
     const now = Date.now()
     const candidate = this.relays

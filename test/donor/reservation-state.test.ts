@@ -38,6 +38,26 @@ describe('a relay reservation state machine', () => {
     assert.equal(relay.coming, false)
   })
 
+  it('is on its first round from the start of its loop until it is reserved, and never again after a loss or a failed round', () => {
+    const relay = entry()
+    relay.begin()
+    relay.dialling()
+    assert.equal(relay.firstRound, true, 'dialling at start')
+    relay.connected({ id: 'c1' }, PATH)
+    assert.equal(relay.firstRound, true, 'connected, reserving')
+    relay.reserved({ id: 'c1' }, new Date())
+    assert.equal(relay.firstRound, false, 'reserved: held, not coming')
+    relay.lost('the connection to the relay closed')
+    assert.equal(relay.coming, true)
+    assert.equal(relay.firstRound, false, 'redialling after a loss: it may be dead')
+    const failing = entry()
+    failing.begin()
+    failing.backingOff('connection refused', Date.now() + 1_000)
+    failing.retry()
+    assert.equal(failing.coming, true)
+    assert.equal(failing.firstRound, false, 'a round failed already')
+  })
+
   it('counts failed rounds while backing off, says when the next starts, and forgets them once reserved', () => {
     const relay = entry()
     relay.begin()
