@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { ApiClient } from '../../src/api/client.ts'
 import { loadDaemonConfig } from '../../src/config/config.ts'
 import { startDaemon, type DaemonHandle, type RelayHandle } from '../../src/daemon/daemon.ts'
+import { delay } from '../../src/core/async.ts'
 import { MeshNode } from '../../src/net/mesh-node.ts'
 import { transportOf } from '../../src/net/transport-of.ts'
 import { reservedStatus, startTestRelay } from '../../test/helpers/mesh.ts'
@@ -20,6 +21,7 @@ import { within, type Cleanup } from './report.ts'
 import type { JobView } from '../../src/core/job.ts'
 import type { SubmitJobRequest } from '../../src/api/routes.ts'
 import type { Connection, Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import type { JobChange } from '../../src/broker/broker.ts'
 import type { CapacityService } from '../../src/protocols/capacity/index.ts'
 
@@ -235,8 +237,7 @@ export async function directTcp (from: DaemonHandle, to: DaemonHandle): Promise<
   const addr = MeshNode.libp2pOf(to.donor.mesh).getMultiaddrs().find(a => transportOf(a) === 'tcp')
   if (addr == null) throw new Error(`daemon ${to.peerId} has no TCP listen address`)
   const open = from.donor.mesh.components.connections.open(to.peerId).find(c => transportOf(c.remoteAddr) === 'tcp')
-  // force: js-libp2p would hand back the open relayed (unlimited) connection instead of dialling
-  const conn = open ?? await MeshNode.libp2pOf(from.donor.mesh).dial(addr, { force: true, signal: AbortSignal.timeout(10_000) })
+  const conn = open ?? await dialTcp(from, to, addr)
   const { connections } = from.donor.mesh.components
   const tcpBest = (): Connection | undefined => {
     const best = connections.bestDirect(to.peerId)
@@ -251,6 +252,24 @@ export async function directTcp (from: DaemonHandle, to: DaemonHandle): Promise<
     throw new Error(`the best direct connection to ${to.peerId} is ${best == null ? 'none' : best.remoteAddr.toString()}, not TCP (the TCP one is ${conn.status}${conn.timeline.close != null ? ', closed' : ''}; open: ${seen.join(', ')})`, { cause: err })
   }
   return conn
+}
+
+/**
+ * Dials `addr` (a TCP address of `to`) until the connection js-libp2p hands
+ * back is a TCP one (at most 5 tries, 10 s each): a dial to a peer that
+ * another dial is already reaching (the direct upgrade's WebRTC dial) joins
+ * that dial and gets its connection, whatever address was asked for.
+ */
+async function dialTcp (from: DaemonHandle, to: DaemonHandle, addr: Multiaddr): Promise<Connection> {
+  const got: string[] = []
+  for (let i = 0; i < 5; i++) {
+    // force: js-libp2p would hand back the open relayed (unlimited) connection instead of dialling
+    const conn = await MeshNode.libp2pOf(from.donor.mesh).dial(addr, { force: true, signal: AbortSignal.timeout(10_000) })
+    if (transportOf(conn.remoteAddr) === 'tcp') return conn
+    got.push(conn.remoteAddr.toString())
+    await delay(200)
+  }
+  throw new Error(`dialling ${addr.toString()} gave connections to ${to.peerId} that are not TCP, 5 times: ${got.join(', ')}`)
 }
 
 /** The open connection from `from` to `to` of the wanted kind. */

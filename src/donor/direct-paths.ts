@@ -3,6 +3,7 @@ import { createLogger, type Logger } from '../log/logger.ts'
 import { describeDialError } from '../net/dial-error.ts'
 import { backoffDelay, pause, type BackoffPolicy } from '../core/async.ts'
 import { isPublicAddr } from '../net/address-scope.ts'
+import { parseAddr } from '../net/parse-addr.ts'
 import { ReachFailedError } from '../net/peer-dialler.ts'
 import { relayPeerOf, signallingCircuitOf, transportOf, viaRelay } from '../net/transport-of.ts'
 import { fetchNatInfo, type NatInfoMessage } from '../protocols/nat-info/index.ts'
@@ -738,12 +739,8 @@ function withoutPeer (addr: string, peerId: string): string {
 /** A direct (no relay) address on a public IP, counting configured public ranges. */
 function isPublicDirect (addr: string): boolean {
   if (viaRelay(addr)) return false
-  try {
-    return isPublicAddr(multiaddr(addr))
-  } catch {
-    // not a multiaddr we can parse (a newer peer's transport): not one we can dial either
-    return false
-  }
+  const ma = parseAddr(addr)
+  return ma != null && isPublicAddr(ma)
 }
 
 function describeNat (mapping: NatReport['mapping']): string {

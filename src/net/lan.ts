@@ -9,18 +9,23 @@
 
 import { BlockList, isIP } from 'node:net'
 import { networkInterfaces } from 'node:os'
-import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { scopeOf } from './address-scope.ts'
+import { parseAddr } from './parse-addr.ts'
 import { transportOf, viaRelay } from './transport-of.ts'
 
 /** The TCP and QUIC addresses among `bound` (this node's listeners) that are on a private network: loopback and link-local left out. */
 export function lanListenAddrs (bound: readonly string[], max: number): string[] {
-  const lan = bound.filter(a => {
-    const transport = transportOf(a)
-    return (transport === 'tcp' || transport === 'quic') && !viaRelay(a) && scopeOf(a) === 'private'
-  })
+  const tcp: string[] = []
+  const quic: string[] = []
+  for (const a of bound) {
+    const ma = parseAddr(a)
+    if (ma == null || viaRelay(ma) || scopeOf(ma) !== 'private') continue
+    const transport = transportOf(ma)
+    if (transport === 'tcp') tcp.push(a)
+    else if (transport === 'quic') quic.push(a)
+  }
   // TCP first, so that it is kept when more than `max` are bound: a LAN that filters UDP still passes TCP
-  return [...new Set([...lan.filter(a => transportOf(a) === 'tcp'), ...lan.filter(a => transportOf(a) !== 'tcp')])].slice(0, max)
+  return [...new Set([...tcp, ...quic])].slice(0, max)
 }
 
 /** This host's own networks (`10.1.0.2/24`), from its interfaces: loopback and other internal ones left out. */
@@ -55,7 +60,7 @@ export function addrsOnOwnLan (addrs: readonly string[], subnets: readonly strin
     self.add(net)
   }
   return addrs.filter(a => {
-    const ma = parsed(a)
+    const ma = parseAddr(a)
     if (ma == null) return false
     const transport = transportOf(ma)
     if ((transport !== 'tcp' && transport !== 'quic') || viaRelay(ma) || scopeOf(ma) !== 'private') return false
@@ -65,11 +70,3 @@ export function addrsOnOwnLan (addrs: readonly string[], subnets: readonly strin
   })
 }
 
-function parsed (addr: string): Multiaddr | undefined {
-  try {
-    return multiaddr(addr)
-  } catch {
-    // not a multiaddr this version parses (a newer peer's transport): not one it can dial either
-    return undefined
-  }
-}

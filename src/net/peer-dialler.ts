@@ -3,6 +3,7 @@ import { PeerUnreachableError } from '../core/errors.ts'
 import { parsePeerIdText } from '../codec/peer-id.ts'
 import { describeDialError, initialPhase } from './dial-error.ts'
 import { planLadder } from './dial-ladder.ts'
+import { parseAddr } from './parse-addr.ts'
 import { circuitAddress, relayPeerOf, transportOf, viaRelay, withPeerId } from './transport-of.ts'
 import type { Logger } from '../log/logger.ts'
 import type { DialPhase, Transport } from '../core/types.ts'
@@ -137,7 +138,7 @@ export class MeshPeerDialler implements PeerDialler {
       return conn == null ? [] : [circuitAddress(conn.remoteAddr, relay, peerId)]
     })
     const all = [...new Set([...(options.addrs ?? []), ...stored, ...viaRelays].map(a => withPeerId(a, peerId)))]
-    const planned = planLadder(all.flatMap(parseAddr)).map(p => p.addr.toString())
+    const planned = planLadder(all.flatMap(a => parseAddr(a) ?? [])).map(p => p.addr.toString())
     const direct = planned.filter(a => !viaRelay(a))
     if (options.directOnly === true) return { direct, circuits: [] }
     const rank = (a: string): number => {
@@ -220,11 +221,3 @@ function parsePeerId (target: string): string {
   }
 }
 
-/** An address we cannot parse (a newer peer's transport) is not one we can dial either. */
-function parseAddr (addr: string): Multiaddr[] {
-  try {
-    return [multiaddr(addr)]
-  } catch {
-    return []
-  }
-}
