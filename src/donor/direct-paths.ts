@@ -108,6 +108,8 @@ interface PeerState {
   again: boolean
   /** when a closed TCP/QUIC connection was last dialled again */
   lastRedialAt: number
+  /** when WebRTC was (or will be) tried again after a WebRTC connection closed */
+  webrtcRedialAt?: number
   /** the peer's LAN addresses, once one of them connected: its connection is dialled again when it closes, as a public one is */
   lanAddrs?: string[]
   /** not pre-warmed (maxPrewarmed reached): a sequence number of when it was last asked for, to pick the most recent when a slot frees */
@@ -272,11 +274,31 @@ export class DirectPaths {
       return
     }
     if (state?.view.state === 'direct' && this.mesh.connections.bestDirect(peer) == null) {
+      if (closed === 'webrtc' && this.webrtcAgain(peer, state, evt.detail)) return
       this.set(state, { state: 'failed', reason: `the direct connection (${state.view.transport ?? '?'}) closed; relayed again until the next upgrade` })
       state.notBefore = 0
     }
     // a pre-warm slot may have freed
     if (closed !== 'circuit') this.promote()
+  }
+
+  /**
+   * A WebRTC connection closed under a pair that still shares a relayed one
+   * (ICE lost its path: a NAT forgot the mapping, a network blinked): WebRTC
+   * is tried again, after webrtcQuickRetryMs the first time and no sooner
+   * than retryAfterMs after the last such redial, so a path that keeps
+   * dropping costs one attempt a minute. Not when the relayed connection went
+   * too (the peer left): false then, and the pair waits for the next upgrade.
+   */
+  private webrtcAgain (peer: string, state: PeerState, closed: Connection): boolean {
+    if (this.mesh.connections.relayed(peer) == null) return false
+    const waitMs = Math.max(this.init.webrtcQuickRetryMs ?? 3_000, (state.webrtcRedialAt ?? -Infinity) + this.retryAfterMs - Date.now())
+    state.webrtcRedialAt = Date.now() + waitMs
+    state.notBefore = 0
+    this.set(state, { state: 'failed', transport: 'webrtc', reason: `the WebRTC connection closed; relayed meanwhile, WebRTC again in ${formatSeconds(waitMs)}` })
+    this.log.info(`direct WebRTC connection to ${peer} (${closed.remoteAddr.toString()}) closed; the relayed connection carries tasks, WebRTC again in ${formatSeconds(waitMs)}`, { peer, transport: 'webrtc' })
+    this.retryLater(peer, state, waitMs, 'its WebRTC connection closed', { clearBackoff: true, ifConnected: true })
+    return true
   }
 
   constructor (mesh: DirectPathsComponents, init: DirectPathsInit) {
@@ -686,9 +708,10 @@ export class DirectPaths {
   /**
    * Asks for the peer again after `ms`: one pending retry per peer, replaced
    * by a newer one, cancelled when the peer is forgotten or on `stop`.
-   * `clearBackoff`: the retry is not held back by the peer's `notBefore`.
+   * `clearBackoff`: the retry is not held back by the peer's `notBefore`;
+   * `ifConnected`: nothing is done if no connection to the peer is open by then.
    */
-  private retryLater (peerId: string, state: PeerState, ms: number, why: string, options: { clearBackoff?: boolean } = {}): void {
+  private retryLater (peerId: string, state: PeerState, ms: number, why: string, options: { clearBackoff?: boolean, ifConnected?: boolean } = {}): void {
     const stopped = this.controller?.signal
     if (stopped == null) return
     state.retry?.abort()
@@ -697,6 +720,10 @@ export class DirectPaths {
     void pause(ms, { signal: AbortSignal.any([stopped, retry.signal]) }).then(cut => {
       if (cut) return
       state.retry = undefined
+      if (options.ifConnected === true && !this.connected(peerId)) {
+        this.log.debug(`not trying ${peerId} again (${why}): no connection to it is open any more`, { peer: peerId })
+        return
+      }
       if (options.clearBackoff === true) state.notBefore = 0
       this.schedule(peerId, [], why)
     })
