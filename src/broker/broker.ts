@@ -1175,7 +1175,7 @@ export class Broker {
    * so nothing more is placed and the answer the loop reaches next is this
    * one (it then only tells). Resolves once committed: results of one turn
    * of the event loop share a commit. A crash before that commit loses the
-   * result as one before it arrived would: the task is still 'running' in
+   * result as one before it arrived would: the task is still live ('offered') in
    * the store, and the next start asks its executor again.
    */
   private async recordResult (run: JobRun, task: TaskRow, result: TaskResult): Promise<void> {
@@ -1204,7 +1204,7 @@ export class Broker {
       this.records.resulted(task.executor)
       this.log.info(`job ${job.jobId}: task ${task.taskId} on ${task.executor} (${result.path}) → ${describeOutcome(result.outcome)}`, { job: job.jobId, peer: task.executor })
     } catch (err) {
-      if (signal.aborted) return // shutting down: the task stays 'running' and resumes at the next start
+      if (signal.aborted) return // shutting down: the task stays live ('offered') and resumes at the next start
       if (err instanceof OfferDeclinedError) {
         declined = err
         await this.forgetDeclined(run, task, err)

@@ -24,6 +24,13 @@ export const ON_DISK: unique symbol = Symbol('on disk')
 export type StoredBytes = Uint8Array | typeof ON_DISK
 
 export type JobPhase = 'queued' | 'running' | 'completed' | 'error'
+/**
+ * A task is 'offered' from its placement until its result or failure is
+ * stored: its offer travels with its dispatch, and the executor answers only
+ * with the result, so nothing marks the moment it starts to run. 'running'
+ * is never written; it stays in the type, live like 'offered' wherever it is
+ * read, because the replica state of `job status --json` names it.
+ */
 export type TaskState = 'offered' | 'running' | 'done' | 'failed'
 
 export interface JobSpec {
@@ -316,7 +323,6 @@ export class JobStore {
       finishIfOpen: this.db.prepare('UPDATE jobs SET phase = ?, final = ?, updated_at = ?, finished_at = ? WHERE job_id = ? AND final IS NULL'),
       insertTask: this.db.prepare(`INSERT INTO tasks (task_id, job_id, replica, attempt, executor, path, state, created_at, updated_at)
         VALUES (?, ?, ?, ?, ?, NULL, 'offered', ?, ?)`),
-      taskRunning: this.db.prepare("UPDATE tasks SET state = 'running', path = ?, updated_at = ? WHERE task_id = ?"),
       taskDone: this.db.prepare(`UPDATE tasks SET state = 'done', path = COALESCE(?, path), outcome = ?, receipt = ?, receipt_signature = ?, stdout = ?, stderr = ?, files = ?, failure = NULL, updated_at = ?
         WHERE task_id = ?`),
       taskFailed: this.db.prepare("UPDATE tasks SET state = 'failed', failure = ?, updated_at = ? WHERE task_id = ?"),
@@ -483,10 +489,6 @@ export class JobStore {
       createdAt: t,
       updatedAt: t
     }
-  }
-
-  markTaskRunning (taskId: string, path: 'direct' | 'relayed'): void {
-    this.guard(() => this.stmts.taskRunning.run(path, now(), taskId))
   }
 
   /**
