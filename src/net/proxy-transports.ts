@@ -8,6 +8,7 @@ import { pacRouteUrl, type ProxyDiscovery } from './proxy-discovery.ts'
 import { authority, openTunnel } from './proxy-tunnel.ts'
 import { ProxyAuthMemory } from './proxy-auth.ts'
 import { wsTargetOf } from './ws-diagnose.ts'
+import { wholeSendsUpgrader } from './whole-sends.ts'
 import { routeListenerRequests, type HttpRouteTable } from './ws-http-routes.ts'
 import { chainOf, type TlsChain } from './tls-intercept.ts'
 import type { ProxyDiscoveryStatus, ProxyStatus } from '../core/types.ts'
@@ -255,6 +256,7 @@ export function proxiedTcp (init: TCPOptions, router: ProxyRouter): (components:
   const factory = tcp(init)
   return (components: any) => {
     const transport = factory(components) as any
+    sendWholeMessages(transport)
     if (router.env.all == null && router.discovery == null) return transport
     const original = checkConnect(transport, '@libp2p/tcp')
     transport._connect = async (ma: Multiaddr, options: ProgressOptions & Record<string, unknown>): Promise<Socket> => {
@@ -275,6 +277,15 @@ export function proxiedTcp (init: TCPOptions, router: ProxyRouter): (components:
   }
 }
 
+/** The transport's connections, dialled or accepted, send each message in one write (whole-sends.ts). */
+function sendWholeMessages (transport: { dial: (ma: Multiaddr, options: any) => Promise<any>, createListener: (options: any) => any }): void {
+  const log = createLogger('net.transport')
+  const dial = transport.dial.bind(transport)
+  const createListener = transport.createListener.bind(transport)
+  transport.dial = async (ma, options) => await dial(ma, { ...options, upgrader: wholeSendsUpgrader(options.upgrader, log) })
+  transport.createListener = (options) => createListener({ ...options, upgrader: wholeSendsUpgrader(options.upgrader, log) })
+}
+
 /** host and port of an `/ip4|ip6|dns*​/…/tcp/N` address. */
 export function tcpTargetOf (ma: Multiaddr): { host: string, port: number } | undefined {
   const parts = ma.toString().split('/')
@@ -289,6 +300,7 @@ export function proxiedWebSockets (init: WebSocketsInit, router: ProxyRouter, ro
   return (components: any) => {
     const transport = factory(components) as any
     if (routes != null) routeRequestsOf(transport, routes)
+    sendWholeMessages(transport)
     if (!router.mayProxy) return transport
     const original = checkConnect(transport, '@libp2p/websockets')
     transport._connect = async (ma: Multiaddr, options: ProgressOptions): Promise<unknown> => {
