@@ -8,7 +8,7 @@ import { pacRouteUrl, type ProxyDiscovery } from './proxy-discovery.ts'
 import { authority, openTunnel } from './proxy-tunnel.ts'
 import { ProxyAuthMemory } from './proxy-auth.ts'
 import { wsTargetOf } from './ws-diagnose.ts'
-import { wholeSendsUpgrader } from './whole-sends.ts'
+import { sendWholeMessages } from './whole-sends.ts'
 import { routeListenerRequests, type HttpRouteTable } from './ws-http-routes.ts'
 import { chainOf, type TlsChain } from './tls-intercept.ts'
 import type { ProxyDiscoveryStatus, ProxyStatus } from '../core/types.ts'
@@ -275,15 +275,6 @@ export function proxiedTcp (init: TCPOptions, router: ProxyRouter): (components:
     }
     return transport
   }
-}
-
-/** The transport's connections, dialled or accepted, send each message in one write (whole-sends.ts). */
-function sendWholeMessages (transport: { dial: (ma: Multiaddr, options: any) => Promise<any>, createListener: (options: any) => any }): void {
-  const log = createLogger('net.transport')
-  const dial = transport.dial.bind(transport)
-  const createListener = transport.createListener.bind(transport)
-  transport.dial = async (ma, options) => await dial(ma, { ...options, upgrader: wholeSendsUpgrader(options.upgrader, log) })
-  transport.createListener = (options) => createListener({ ...options, upgrader: wholeSendsUpgrader(options.upgrader, log) })
 }
 
 /** host and port of an `/ip4|ip6|dns*​/…/tcp/N` address. */

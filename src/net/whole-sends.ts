@@ -22,8 +22,9 @@
  * `_connect`: it is checked on each connection, and a library that changed
  * shape is left as it is, with one warning.
  */
-import type { Logger } from '../log/logger.ts'
+import { createLogger, type Logger } from '../log/logger.ts'
 import type { MultiaddrConnection, Upgrader } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Socket } from 'node:net'
 
 /** the largest send joined into one WebSocket message: a muxer frame with its Noise framing is at most 64 KiB + 18 bytes */
@@ -46,8 +47,18 @@ interface ConnectionShape {
 const WHOLE = Symbol('whole-sends')
 let warned = false
 
+/** A library transport (@libp2p/tcp, @libp2p/websockets) whose connections, dialled or accepted, send each message in one write. */
+export function sendWholeMessages (transport: { dial: (ma: Multiaddr, options: any) => Promise<any>, createListener: (options: any) => any }): void {
+  const log = createLogger('net.transport')
+  const dial = transport.dial.bind(transport)
+  const createListener = transport.createListener.bind(transport)
+  // both hand the upgrader they are given each new connection, before anything is sent on it
+  transport.dial = async (ma, options) => await dial(ma, { ...options, upgrader: wholeSendsUpgrader(options.upgrader, log) })
+  transport.createListener = (options) => createListener({ ...options, upgrader: wholeSendsUpgrader(options.upgrader, log) })
+}
+
 /** `upgrader`, with each connection made to send whole messages (`sendWhole`) before it is upgraded. */
-export function wholeSendsUpgrader (upgrader: Upgrader, log: Logger): Upgrader {
+function wholeSendsUpgrader (upgrader: Upgrader, log: Logger): Upgrader {
   const whole = (maConn: MultiaddrConnection): MultiaddrConnection => sendWhole(maConn, log)
   return {
     upgradeOutbound: async (maConn: MultiaddrConnection, opts: any) => await upgrader.upgradeOutbound(whole(maConn), opts),
