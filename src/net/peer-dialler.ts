@@ -184,15 +184,33 @@ export class MeshPeerDialler implements PeerDialler {
     return undefined
   }
 
+  /**
+   * Circuits one after the other. A relay that answered that it holds no
+   * reservation for the peer answers the same over any transport (a
+   * reservation is the peer's, not a connection's), so the peer's other
+   * circuits through that relay are not dialled: on a real path each would
+   * cost a hop request's round trip to the relay and a failed dial for
+   * nothing. They are listed in `attempts` as not dialled, and why.
+   */
   private async tryCircuits (addrs: string[], options: ReachOptions, attempts: ReachAttempt[]): Promise<Connection | undefined> {
+    /** relay → the circuit over which it said it holds no reservation for the peer */
+    const noReservation = new Map<string, string>()
     for (const addr of addrs) {
+      const relay = relayPeerOf(addr)
+      const answered = relay != null ? noReservation.get(relay) : undefined
+      if (relay != null && answered != null) {
+        attempts.push(notDialled(addr, `not dialled: relay ${relay} already said over ${answered} that it holds no reservation for this peer`))
+        continue
+      }
       options.onAttempt?.(addr)
       const started = Date.now()
       try {
         return await this.components.attempts.dial(multiaddr(addr), { purpose: options.purpose, signal: options.signal })
       } catch (err) {
         if (options.signal?.aborted === true) throw err
-        attempts.push(attemptOf(addr, err, Date.now() - started, false))
+        const attempt = attemptOf(addr, err, Date.now() - started, false)
+        attempts.push(attempt)
+        if (attempt.code === 'NO_RESERVATION' && relay != null) noReservation.set(relay, addr)
       }
     }
     return undefined
@@ -210,6 +228,11 @@ function attemptOf (addr: string, err: unknown, elapsedMs: number, timedOut: boo
   const transport = transportOf(addr)
   const d = describeDialError(err, { phase: initialPhase(addr, transport), transport, elapsedMs, timedOut })
   return { addr, transport, phase: d.phase, cause: d.cause, code: d.code, message: (err as Error)?.message ?? String(err) }
+}
+
+/** A circuit left out because its relay already answered NO_RESERVATION: the attempt it would have been. */
+function notDialled (addr: string, why: string): ReachAttempt {
+  return { addr, transport: 'circuit', phase: 'protocol', cause: why, code: 'NO_RESERVATION', message: why }
 }
 
 /** A target's PeerId in its canonical text (parsed once for the dispatches that reach the same executor: codec/peer-id.ts). */

@@ -44,16 +44,24 @@ class FakePeers implements PeerAddresses {
   async agentOf (): Promise<undefined> { return undefined }
 }
 
-/** Records every attempt; addresses in `answering` connect, every other one is refused. */
+/**
+ * Records every attempt; addresses in `answering` connect, a circuit through
+ * a relay in `unreserved` fails as circuit-relay-v2 fails when the relay
+ * holds no reservation for the target, every other one is refused.
+ */
 class FakeAttempts implements AttemptDialler {
   readonly tried: string[] = []
   readonly answering = new Set<string>()
+  readonly unreserved = new Set<string>()
   private readonly peerId: string
   constructor (peerId: string) { this.peerId = peerId }
   private async attempt (target: Multiaddr): Promise<Connection> {
     const addr = target.toString()
     this.tried.push(addr)
     if (this.answering.has(addr)) return fakeConnection(addr.replace(`/p2p/${this.peerId}`, ''), this.peerId)
+    if ([...this.unreserved].some(relay => addr.includes(`/p2p/${relay}/p2p-circuit`))) {
+      throw Object.assign(new Error('failed to connect via relay with status NO_RESERVATION'), { name: 'InvalidMessageError' })
+    }
     throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })
   }
 
@@ -145,5 +153,38 @@ describe('MeshPeerDialler.reach', () => {
     connections.conns.push(fakeConnection(`/ip4/198.51.100.2/tcp/4001/p2p/${other}`, other))
     await assert.rejects(dialler.reach(peer, { purpose: 'dispatch', relays: [relay, other], avoidRelays: new Set([relay]) }), ReachFailedError)
     assert.deepEqual(attempts.tried.map(a => a.includes(relay) ? 'broken' : 'other'), ['other', 'broken'])
+  })
+
+  it('dials no other circuit through a relay that said it holds no reservation for the peer, and says so', async () => {
+    const { peer, relay, peers, attempts, dialler } = await setUp()
+    const other = await newPeerId()
+    const through = (r: string, transport: string): string => `/ip4/198.51.100.${r === relay ? 1 : 2}/${transport}/p2p/${r}/p2p-circuit`
+    peers.known.set(peer, [through(relay, 'udp/4001/quic-v1'), through(relay, 'tcp/4001'), through(relay, 'tcp/443/ws'), through(other, 'tcp/4001')])
+    attempts.unreserved.add(relay)
+    attempts.answering.add(`${through(other, 'tcp/4001')}/p2p/${peer}`)
+    const conn = await dialler.reach(peer, { purpose: 'dispatch' })
+    assert.equal(conn.remotePeer.toString(), peer)
+    // one hop request to the relay without the reservation, then the other relay
+    assert.deepEqual(attempts.tried.map(a => a.includes(relay) ? 'unreserved' : 'other'), ['unreserved', 'other'])
+
+    attempts.tried.length = 0
+    attempts.answering.clear()
+    const err = await dialler.reach(peer, { purpose: 'dispatch' }).catch((e: unknown) => e)
+    assert.ok(err instanceof ReachFailedError)
+    assert.equal(err.candidates, 4)
+    assert.deepEqual(attempts.tried.map(a => a.includes(relay) ? 'unreserved' : 'other'), ['unreserved', 'other'])
+    // every circuit is accounted for: the one dialled and refused, the two left out (with the reason), the other relay's
+    assert.equal(err.attempts.length, 4)
+    const fromRelay = err.attempts.filter(a => a.addr.includes(relay))
+    assert.deepEqual(fromRelay.map(a => a.code), ['NO_RESERVATION', 'NO_RESERVATION', 'NO_RESERVATION'])
+    assert.equal(fromRelay.filter(a => a.message.startsWith('not dialled: ')).length, 2)
+    assert.equal(err.attempts.find(a => a.addr.includes(other))?.code, 'ECONNREFUSED')
+  })
+
+  it('still tries a relay\'s other transports when it could not be reached over one', async () => {
+    const { peer, relay, peers, attempts, dialler } = await setUp()
+    peers.known.set(peer, [`/ip4/198.51.100.1/udp/4001/quic-v1/p2p/${relay}/p2p-circuit`, `/ip4/198.51.100.1/tcp/443/ws/p2p/${relay}/p2p-circuit`])
+    await assert.rejects(dialler.reach(peer, { purpose: 'dispatch' }), ReachFailedError)
+    assert.equal(attempts.tried.length, 2)
   })
 })
