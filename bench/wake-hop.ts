@@ -10,15 +10,18 @@
  * machine whose idle CPUs take a while to wake; a bare echo on the bench's
  * busy event loop makes none.
  *
- *   node_modules/.bin/node bench/wake-hop.ts [--rounds N]
+ *   node_modules/.bin/node bench/wake-hop.ts [--quick]
  *
- * Prints the median time there (to the sleeping side) and back (to the
- * sender, which slept only while the other side answered), per idle gap.
+ * Prints the time there (to the sleeping side) and back (to the sender,
+ * which slept only while the other side answered), median (min–max) of 200
+ * hops per idle gap and receiver (--quick: 50).
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { benchMain, type Cleanup } from './lib/report.ts'
+import { fmt, summarize } from './lib/stats.ts'
 
 /** Wall-clock milliseconds comparable across threads and processes (each has its own timeOrigin). */
 const now = (): number => performance.timeOrigin + performance.now()
@@ -28,8 +31,6 @@ interface Stamp { sent: number, echoed?: number }
 /** The same limits as the sandbox's worker threads (executor/sandbox-process.ts). */
 const WORKER_LIMITS = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32, stackSizeMb: 32 }
 const GAPS_MS = [0, 1, 2, 5, 10, 20]
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 interface Peer {
   name: string
@@ -59,31 +60,25 @@ async function measure (peers: Peer[], rounds: number): Promise<void> {
         there.push(a)
         back.push(b)
       }
-      parts.push(`${peer.name} there ${median(there).toFixed(3)} ms, back ${median(back).toFixed(3)} ms`)
+      parts.push(`${peer.name} there ${fmt(summarize(there), 'ms')}, back ${fmt(summarize(back), 'ms')}`)
     }
     process.stdout.write(`idle ${String(gap).padStart(2)} ms before each hop: ${parts.join('; ')}\n`)
   }
 }
 
-async function main (): Promise<void> {
-  const at = process.argv.indexOf('--rounds')
-  const rounds = at > 0 ? Math.max(1, Math.min(10_000, Number(process.argv[at + 1]) || 200)) : 200
+/** The two receivers, loaded and idle, ended by `cleanup`. */
+async function startPeers (cleanup: Cleanup): Promise<Peer[]> {
   const self = fileURLToPath(import.meta.url)
   const worker = new Worker(self, { argv: ['--echo-thread'], resourceLimits: WORKER_LIMITS })
+  cleanup.add('stop the echo thread', async () => { await worker.terminate() })
   const child: ChildProcess = fork(self, ['--echo-process'], { serialization: 'advanced' })
-  try {
-    // both loaded and idle before the first hop
-    await sleep(500)
-    const peers: Peer[] = [
-      { name: 'worker thread', send: (m) => { worker.postMessage(m) }, once: (cb) => { worker.once('message', cb) } },
-      { name: 'forked process', send: (m) => { child.send(m) }, once: (cb) => { child.once('message', cb) } }
-    ]
-    process.stdout.write(`${rounds} hops per gap and receiver, medians\n`)
-    await measure(peers, rounds)
-  } finally {
-    await worker.terminate()
-    child.kill()
-  }
+  cleanup.add('stop the echo process', () => { child.kill() })
+  // both loaded and idle before the first hop
+  await sleep(500)
+  return [
+    { name: 'worker thread', send: (m) => { worker.postMessage(m) }, once: (cb) => { worker.once('message', cb) } },
+    { name: 'forked process', send: (m) => { child.send(m) }, once: (cb) => { child.once('message', cb) } }
+  ]
 }
 
 if (process.argv.includes('--echo-thread')) {
@@ -93,5 +88,11 @@ if (process.argv.includes('--echo-thread')) {
   process.on('message', (m: Stamp) => { process.send?.({ ...m, echoed: now() }) })
   process.on('disconnect', () => { process.exit(0) })
 } else if (import.meta.main) {
-  await main()
+  await benchMain('wake-hop', { quick: 60_000, full: 180_000 }, async (args, cleanup) => {
+    const rounds = args.quick ? 50 : 200
+    const peers = await startPeers(cleanup)
+    process.stdout.write(`${rounds} hops per gap and receiver, median (min–max)\n`)
+    await measure(peers, rounds)
+    return { bench: 'wake-hop', rows: [], notes: [] }
+  })
 }

@@ -8,10 +8,9 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { createServer, connect, type Socket } from 'node:net'
 import { describe, it } from 'node:test'
-import { sendWhole, sendsWhole } from '../../src/net/whole-sends.ts'
+import { JOIN_MAX_BYTES, sendWhole, sendsWhole } from '../../src/net/whole-sends.ts'
 import { createLogger } from '../../src/log/logger.ts'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { JOIN_MAX_BYTES } from '../../src/net/whole-sends.ts'
 import type { MultiaddrConnection } from '@libp2p/interface'
 
 /** A connected pair on loopback: the client end and everything the server end reads. */
