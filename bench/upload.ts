@@ -10,7 +10,7 @@
  *
  * A second row: a donor's fetch of a blob by CID (`/worldcompute/fetch/1.0.0`
  * between two libp2p nodes on 127.0.0.1 over TCP, Noise and yamux: framed,
- * hashed, written to the content store, fsynced and read back whole, as the
+ * hashed, written to the content store, fsynced and handed back whole, as the
  * donor does before running the task) against a plain libp2p stream of the
  * same bytes on the same connection whose reader only counts them.
  *
@@ -216,7 +216,7 @@ await benchMain('upload', { quick: 120_000, full: 300_000 }, async (args, cleanu
     ],
     notes: [
       `${rounds} rounds of ${size / MiB} MiB each, alternating; the blob upload hashes (sha-256) and fsyncs what the plain PUT only writes; the CID is computed before the timer starts`,
-      'the fetch frames, hashes, writes, fsyncs and reads back whole what the plain stream only counts',
+      'the fetch frames, hashes, writes to disk, fsyncs and assembles whole in memory (the bytes the task runs on) what the plain stream only counts',
       `delayed path: ${rttSize / MiB} MiB, ${rounds} rounds alternating, through a delay line on 127.0.0.1 that passes every chunk on ${ONE_WAY_DELAY_MS} ms after it arrived, each way (latency only: it buffers, so no bandwidth limit)`
     ]
   }

@@ -10,7 +10,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs'
-import { open, readFile, rename, unlink, utimes, type FileHandle } from 'node:fs/promises'
+import { open, rename, unlink, utimes, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseRawCid } from '../codec/cid.ts'
 import { createLogger, type Logger } from '../log/logger.ts'
@@ -90,11 +90,11 @@ export class ContentStore implements ContentSink {
       this.entries.delete(key)
       this.entries.set(key, size)
     }
-    const bytes = await readFile(this.pathOf(key))
+    const bytes = await readWhole(this.pathOf(key))
     const now = new Date()
     // the order of use survives a restart; a blob evicted after the read needs no touch
     await utimes(this.pathOf(key), now, now).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') this.log.warn(`could not mark ${key} used: ${err.message}`, { code: err.code }) })
-    return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    return bytes
   }
 
   /** Room for `size` bytes under `cid`, least recently used blobs evicted to make it, and a part file to write them to. */
@@ -207,6 +207,29 @@ class PartWrite implements ContentWrite {
     await this.w.fh.close().catch((err: unknown) => { closeError = err })
     await this.store.settle(this.w, kept && closeError == null)
     if (kept && closeError != null) throw diskError(closeError, this.w.key)
+  }
+}
+
+/**
+ * A blob file's bytes in as few reads as the kernel allows. By hand because
+ * `readFile` reads a file of known size in 512 KiB pieces, each a trip
+ * through libuv's thread pool: a third slower for a 64 MiB blob on this
+ * project's test machine. A blob's file never changes once named, so its size
+ * at open is its size; a short read (the file was cut) is an error.
+ */
+async function readWhole (path: string): Promise<Uint8Array> {
+  const fh = await open(path, 'r')
+  try {
+    const { size } = await fh.stat()
+    const bytes = new Uint8Array(size)
+    for (let at = 0; at < size;) {
+      const { bytesRead } = await fh.read(bytes, at, size - at, at)
+      if (bytesRead === 0) throw Object.assign(new Error(`${path} ended at byte ${at} of ${size} while it was read`), { code: 'EIO' })
+      at += bytesRead
+    }
+    return bytes
+  } finally {
+    await fh.close()
   }
 }
 

@@ -48,8 +48,8 @@ export async function pulledPayloads (fetcher: PayloadFetcher | undefined, heade
 /**
  * Donor: the directory files the header says to pull, by CID, from the
  * content store or fetched one after another; refusals and failures as
- * `pulledPayloads`. The bytes are read back from the store for the run: the
- * store keeps the one copy between tasks.
+ * `pulledPayloads`. The store keeps the one copy between tasks; the bytes
+ * the run gets are those just fetched, or read from the store when held.
  */
 export async function pulledFiles (fetcher: PayloadFetcher | undefined, files: readonly PulledFile[], connection: Connection, signal: AbortSignal): Promise<{ files: Map<string, Uint8Array> } | Refused> {
   if (files.length === 0) return { files: new Map() }

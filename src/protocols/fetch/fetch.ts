@@ -55,7 +55,7 @@ export interface FetchInit {
   attempts?: number
   /** the wait before attempt n + 1 is `backoffDelay(retryBackoff, n)` @default FETCH_RETRY_BACKOFF (0.5 s doubling to 4 s, ± 20 %) */
   retryBackoff?: BackoffPolicy
-  /** Donor: bytes asked for per request, the next asked when this one's answer came @default 8388608 (8 MiB) */
+  /** Donor: bytes asked for per request, the next asked when this one's answer came @default 16777216 (16 MiB) */
   rangeBytes?: number
   /** the transport of a connection's address, for logs @default 'circuit' for a relayed address, else 'direct' */
   transportOf?: (addr: string) => string
@@ -211,15 +211,17 @@ export class FetchService extends ProtocolService {
       if (held != null) return held
     }
     const write = await store.begin(cid, want.size)
+    const blob = new BlobAssembly(want.size)
     try {
-      await this.fetchInto(connection, { ...want, cid }, write, options)
+      await this.fetchInto(connection, { ...want, cid }, write, blob, options)
       await write.commit()
     } catch (err) {
       await write.abort()
       throw this.failure(connection, want, err)
     }
     this.stats.fetches++
-    return await store.read(cid)
+    // the bytes just hashed and kept, not read back from the file they went to
+    return blob.bytes
   }
 
   /** Donor: the content store's copy of a blob, when it holds one. */
@@ -231,11 +233,11 @@ export class FetchService extends ProtocolService {
   }
 
   /** Attempts of one fetch, each resuming at what the last wrote. */
-  private async fetchInto (connection: Connection, want: FetchWant, write: ContentWrite, options: AbortOptions): Promise<void> {
+  private async fetchInto (connection: Connection, want: FetchWant, write: ContentWrite, blob: BlobAssembly, options: AbortOptions): Promise<void> {
     const attempts = this.init.attempts ?? FETCH_ATTEMPTS
     for (let attempt = 1; ; attempt++) {
       try {
-        while (write.written < want.size) await this.fetchRanges(connection, want, write, options)
+        while (write.written < want.size) await this.fetchRanges(connection, want, write, blob, options)
         return
       } catch (err) {
         if (attempt >= attempts || !resumable(err) || options.signal?.aborted === true || connection.status !== 'open') throw err
@@ -247,13 +249,13 @@ export class FetchService extends ProtocolService {
 
   /**
    * The ranges from what was written to the end, one range ahead: the next
-   * range is asked for once the current one's answer came, so its request's
-   * round trip overlaps the current range's bytes instead of following them
-   * (on a path of 100 ms a round trip per 8 MiB range would cost as much as
-   * the bytes at 80 MB/s). At most two ranges are under way, so what can wait
+   * range is asked for once the current one's answer came, so its stream's
+   * negotiation and its request's round trip overlap the current range's
+   * bytes instead of following them (FETCH_RANGE_BYTES says how long a range
+   * must last for that). At most two ranges are under way, so what can wait
    * in memory stays bounded by one range beside the one being written.
    */
-  private async fetchRanges (connection: Connection, want: FetchWant, write: ContentWrite, options: AbortOptions): Promise<void> {
+  private async fetchRanges (connection: Connection, want: FetchWant, write: ContentWrite, blob: BlobAssembly, options: AbortOptions): Promise<void> {
     let ahead: RangeAhead | undefined = this.rangeAhead(connection, want, write.written, options)
     while (ahead != null) {
       const current: OpenedRange = await ahead.opened
@@ -261,7 +263,7 @@ export class FetchService extends ProtocolService {
       const range: FetchRange = current.range
       ahead = range.end < want.size ? this.rangeAhead(connection, want, range.end, options) : undefined
       try {
-        await this.receiveRange(range, write, want)
+        await this.receiveRange(range, write, blob, want)
       } catch (err) {
         await ahead?.cancel(err)
         throw err
@@ -312,11 +314,11 @@ export class FetchService extends ProtocolService {
   }
 
   /** A range's bytes, written to the store before it returns. */
-  private async receiveRange ({ stream, io, offset, end, timer }: FetchRange, write: ContentWrite, want: FetchWant): Promise<void> {
+  private async receiveRange ({ stream, io, offset, end, timer }: FetchRange, write: ContentWrite, blob: BlobAssembly, want: FetchWant): Promise<void> {
     try {
       if (write.written !== offset) throw new ProtocolViolationError(`${want.what} ${want.cid}: a range from byte ${offset} came while ${write.written} bytes were written`)
       timer.enter('receiving', this.stallMs)
-      await receiveInto(io, write, want, end, timer)
+      await receiveInto(io, write, blob, want, end, timer)
       this.stats.bytesFetched += end - offset
       await stream.close({ signal: timer.signal })
     } catch (err) {
@@ -384,36 +386,67 @@ async function * skipping (chunks: AsyncIterable<Uint8Array>, skip: number): Asy
 }
 
 /**
- * Frames into the store until the empty frame, checked against the size
- * announced (never trusted to allocate). The muxer hands frames over as fast
- * as they arrive and does not wait for a slow reader, so frames are gathered
- * into batches written one at a time while the next batch fills: the disk's
- * pace never holds the stream's reads up frame by frame.
+ * A fetched blob's bytes in one buffer of its size, taken at its first byte
+ * (a broker that announces a size and sends nothing costs no memory), which
+ * the fetch hands back whole once the store kept it. Each frame is copied in
+ * once where it belongs, and the store's writes are views of it: joining
+ * frames into write batches, and reading the blob back from disk afterwards,
+ * would each cost about as much as that copy again.
  */
-async function receiveInto (io: FramedStream, write: ContentWrite, want: FetchWant, end: number, timer: PhaseTimer<'receiving' | 'sending'>): Promise<void> {
+class BlobAssembly {
+  readonly size: number
+  private buffer: Uint8Array | undefined
+
+  constructor (size: number) {
+    this.size = size
+  }
+
+  /** `frame` at `offset`; the caller has checked that it ends within the blob */
+  put (frame: Uint8Array, offset: number): void {
+    this.buffer ??= new Uint8Array(this.size)
+    this.buffer.set(frame, offset)
+  }
+
+  /** the bytes from `start` to `end`, a view (never changed after: later frames land further on) */
+  view (start: number, end: number): Uint8Array {
+    return this.buffer?.subarray(start, end) ?? new Uint8Array(0)
+  }
+
+  get bytes (): Uint8Array {
+    return this.buffer ?? new Uint8Array(this.size)
+  }
+}
+
+/**
+ * Frames into the blob and the store until the empty frame, checked against
+ * the range asked for (the announced size is never trusted to allocate: the
+ * blob's buffer has the size the dispatch named, which the donor admitted).
+ * The muxer hands frames over as fast as they arrive and does not wait for a
+ * slow reader, so what arrived is written in batches, one write at a time
+ * while the next batch fills: the disk's pace never holds the stream's reads
+ * up frame by frame.
+ */
+async function receiveInto (io: FramedStream, write: ContentWrite, blob: BlobAssembly, want: FetchWant, end: number, timer: PhaseTimer<'receiving' | 'sending'>): Promise<void> {
   let received = write.written
-  let batch: Uint8Array[] = []
-  let batched = 0
+  let batchStart = received
   let failed: unknown
   let writing: Promise<void> = Promise.resolve()
   const flush = async (): Promise<void> => {
-    const bytes = Buffer.concat(batch)
-    batch = []
-    batched = 0
+    const bytes = blob.view(batchStart, received)
+    batchStart = received
     await writing
     if (failed != null) throw failed
-    writing = write.write(bytes).catch((err: unknown) => { failed = err })
+    if (bytes.byteLength > 0) writing = write.write(bytes).catch((err: unknown) => { failed = err })
   }
   try {
     while (true) {
       const frame = await io.readFrame(want.what, { signal: timer.signal })
       if (frame.byteLength === 0) break
+      if (received + frame.byteLength > end) throw new PayloadTooLargeError(`${want.what} ${want.cid}: the broker sent more than the ${end} bytes asked for; cut off`, end)
+      blob.put(frame, received)
       received += frame.byteLength
-      if (received > end) throw new PayloadTooLargeError(`${want.what} ${want.cid}: the broker sent more than the ${end} bytes asked for; cut off`, end)
-      batch.push(frame)
-      batched += frame.byteLength
       timer.touch()
-      if (batched >= WRITE_BATCH_BYTES) await flush()
+      if (received - batchStart >= WRITE_BATCH_BYTES) await flush()
     }
   } finally {
     // what arrived before a break is kept too: a resumed fetch starts after it (the hash at the end judges it all)

@@ -110,6 +110,30 @@ describe('fetch protocol', () => {
     assert.equal(brokerFetch.stats.bytesServed, module.byteLength, 'nothing more was fetched')
   })
 
+  it('hands back the bytes it fetched as they were hashed and kept, not read back from disk; a blob held is read from the store', async () => {
+    const inner = new ContentStore({ dir: join(root, 'content') })
+    const reads: string[] = []
+    const store: ContentSink = {
+      has: (cid) => inner.has(cid),
+      read: async (cid) => { reads.push(cid); return await inner.read(cid) },
+      begin: async (cid, size) => await inner.begin(cid, size)
+    }
+    const ends = await pair(store)
+    // ranges of 1 MiB, written in batches, one frame over the last range's boundary
+    const blob = pattern(3 * RANGE + 4096, 19)
+    const from = async function * (offset: number): AsyncIterable<Uint8Array> {
+      for (let at = offset; at < blob.byteLength; at += 100_000) yield blob.subarray(at, Math.min(at + 100_000, blob.byteLength))
+    }
+    const got = await fetchFromFile(ends, blob, from)
+    assert.deepEqual(got, blob)
+    assert.deepEqual(reads, [], 'nothing was read back from the store')
+    assert.deepEqual(await inner.read(rawCidString(blob)), blob, 'the store kept the same bytes')
+    const again = await fetchFromFile(ends, blob, from)
+    assert.deepEqual(again, blob)
+    assert.deepEqual(reads, [rawCidString(blob)], 'the second fetch read the blob the store holds')
+    assert.equal(ends.donorFetch.stats.fetches, 1)
+  })
+
   it('pushes the input on the dispatch stream to a donor that did not say it fetches', async () => {
     const store = new ContentStore({ dir: join(root, 'content') })
     const { brokerFetch, brokerDispatch, conn } = await pair(store)
