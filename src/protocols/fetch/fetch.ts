@@ -402,8 +402,8 @@ class BlobAssembly {
   }
 
   /** `frame` at `offset`; the caller has checked that it ends within the blob */
-  put (frame: Uint8Array, offset: number): void {
-    this.buffer ??= new Uint8Array(this.size)
+  put (frame: Uint8Array, offset: number, cid: string): void {
+    this.buffer ??= allocate(this.size, cid)
     this.buffer.set(frame, offset)
   }
 
@@ -414,6 +414,15 @@ class BlobAssembly {
 
   get bytes (): Uint8Array {
     return this.buffer ?? new Uint8Array(this.size)
+  }
+}
+
+/** A blob's buffer; one this process cannot allocate is a blob this donor cannot take (refused, not failed: nothing ran). */
+function allocate (size: number, cid: string): Uint8Array {
+  try {
+    return new Uint8Array(size)
+  } catch (err) {
+    throw new ContentTooLargeError(`${cid} is ${size} bytes, more than this donor can hold in memory for its task (${messageOf(err)})`, { cause: err })
   }
 }
 
@@ -443,7 +452,7 @@ async function receiveInto (io: FramedStream, write: ContentWrite, blob: BlobAss
       const frame = await io.readFrame(want.what, { signal: timer.signal })
       if (frame.byteLength === 0) break
       if (received + frame.byteLength > end) throw new PayloadTooLargeError(`${want.what} ${want.cid}: the broker sent more than the ${end} bytes asked for; cut off`, end)
-      blob.put(frame, received)
+      blob.put(frame, received, want.cid)
       received += frame.byteLength
       timer.touch()
       if (received - batchStart >= WRITE_BATCH_BYTES) await flush()
