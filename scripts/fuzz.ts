@@ -21,9 +21,10 @@ import { apiTargets } from '../test/fuzz/targets/api.ts'
 import { codecTargets } from '../test/fuzz/targets/codec.ts'
 import { prepareTarget } from '../test/fuzz/targets/prepare.ts'
 import { protocolTargets } from '../test/fuzz/targets/protocols.ts'
+import { serviceTargets } from '../test/fuzz/targets/services.ts'
 import type { FuzzTarget, TargetReport } from '../test/fuzz/harness.ts'
 
-const ALL: FuzzTarget[] = [...codecTargets, ...protocolTargets, ...apiTargets, prepareTarget]
+const ALL: FuzzTarget[] = [...codecTargets, ...protocolTargets, ...serviceTargets, ...apiTargets, prepareTarget]
 
 const { values } = parseArgs({
   options: {

@@ -12,7 +12,9 @@ import fc from 'fast-check'
 import { CID } from 'multiformats/cid'
 import { dagCborCidString, rawCid, rawCidString } from '../../src/codec/cid.ts'
 import { EXEC_STATUSES } from '../../src/core/job.ts'
+import { comparePaths } from '../../src/core/tree.ts'
 import { NAT_MAPPINGS } from '../../src/core/types.ts'
+import { FETCH_REFUSALS } from '../../src/protocols/fetch/messages.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
 // ---- identities: fixed seeds, so a replayed input names the same peers -----
@@ -35,6 +37,8 @@ const FIELD_NAMES = [
   'deadlineMs', 'memoryBytes', 'outputBytes', 'payloadBytes', 'fuel', 'maxCallDepth', 'accept', 'reason', 'code', 'hasModule', 'args', 'env',
   'sendsModule', 'moduleName', 'status', 'exitCode', 'error', 'errorCode', 'fuelUsed', 'durationMs', 'stdoutSize', 'stderrSize', 'receipt',
   'body', 'signature', 'moduleMissing', 'executor', 'module', 'input', 'replicas', 'target', 'count', 'id', 'full', 'limit',
+  'cid', 'offset', 'size', 'refused', 'taskIds', 'stopped', 'dropped', 'unknown', 'dirs', 'guest', 'files', 'path', 'emptyDirs', 'data',
+  'removed', 'ageMs', 'peer', 'ip',
   'toString', 'valueOf', 'constructor', '__proto__', 'hasOwnProperty', 'length', 'then', 'asCID', '/'
 ]
 
@@ -48,6 +52,12 @@ const edgeNumber = fc.constantFrom(
 
 const someCid = fc.uint8Array({ maxLength: 8 }).map(b => rawCid(b))
 
+/** Strings at the edges of what the decoders check: guest paths, a CID string, IP addresses. */
+const edgeString = fc.constantFrom(
+  '', '/', '/a', '/a/', '//a', '/a//b', '/a/./b', '/a/../b', '/..', '/.', 'a/b', '/a\0b', `/${'a'.repeat(4096)}`,
+  'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku', '127.0.0.1', '::1', '::ffff:10.0.0.1', 'fe80::1%eth0', '256.0.0.1', '1.2.3'
+)
+
 const scalar: fc.Arbitrary<unknown> = fc.oneof(
   fc.constant(null),
   fc.boolean(),
@@ -57,6 +67,7 @@ const scalar: fc.Arbitrary<unknown> = fc.oneof(
   fc.double({ noNaN: true, noDefaultInfinity: true }),
   fc.string({ maxLength: 24 }),
   fc.string({ unit: 'binary', maxLength: 24 }),
+  edgeString,
   fc.uint8Array({ maxLength: 48 }),
   someCid
 )
@@ -75,11 +86,21 @@ export const cborValue: fc.Arbitrary<unknown> = fc.letrec<{ value: unknown }>(ti
 
 const DELETE = Symbol('delete')
 
-interface Edit { at: number, value: unknown | typeof DELETE }
+/** A copy of the value at another path of the same message (its index among the paths): a path or an ID given twice, say. */
+class Copy {
+  readonly from: number
+  constructor (from: number) { this.from = from }
+}
+
+interface Edit { at: number, value: unknown }
 
 const edit: fc.Arbitrary<Edit> = fc.record({
   at: fc.nat(),
-  value: fc.oneof({ weight: 1, arbitrary: fc.constant(DELETE) }, { weight: 4, arbitrary: cborValue })
+  value: fc.oneof(
+    { weight: 1, arbitrary: fc.constant(DELETE) },
+    { weight: 1, arbitrary: fc.nat().map(from => new Copy(from)) },
+    { weight: 4, arbitrary: cborValue }
+  )
 })
 
 /** Paths to every value inside maps and lists, the root excluded. */
@@ -97,6 +118,12 @@ function clone (value: unknown): unknown {
   return value
 }
 
+function valueAt (root: unknown, path: Array<string | number>): unknown {
+  let v: any = root
+  for (const k of path) v = v[k]
+  return v
+}
+
 function applyEdit (root: Record<string, unknown>, e: Edit): void {
   const all = paths(root)
   if (all.length === 0) return
@@ -105,12 +132,13 @@ function applyEdit (root: Record<string, unknown>, e: Edit): void {
   for (const k of path.slice(0, -1)) parent = parent[k]
   const last = path[path.length - 1]
   // a copy: fast-check hands the same value to later runs (shrinking), so it must never be edited in place
-  if (e.value !== DELETE) parent[last] = clone(e.value)
+  if (e.value instanceof Copy) parent[last] = clone(valueAt(root, all[e.value.from % all.length]))
+  else if (e.value !== DELETE) parent[last] = clone(e.value)
   else if (Array.isArray(parent)) parent.splice(last as number, 1)
   else delete parent[last]
 }
 
-/** A valid message with one to three values deleted or replaced anywhere in it, and perhaps an unknown field. */
+/** A valid message with one to three values deleted, replaced or overwritten by a copy of another anywhere in it, and perhaps an unknown field. */
 export function mutatedMessage (valid: fc.Arbitrary<Record<string, unknown>>): fc.Arbitrary<unknown> {
   return fc.tuple(valid, fc.array(edit, { minLength: 1, maxLength: 3 }), fc.option(fc.tuple(fieldName, cborValue), { nil: undefined }))
     .map(([message, edits, extra]) => {
@@ -296,3 +324,66 @@ export const natInfoArb = fc.record({
   udp: fc.constantFrom('yes', 'no', 'unknown', 'newer'),
   webrtc: fc.boolean()
 })
+
+export const capacityTableEntryArb = fc.record({ capacity: capacityArb, ageMs: fc.oneof(fc.nat({ max: 600_000 }), fc.maxSafeNat()) })
+
+/** Any size the wire allows for a module, an input or a directory file: up to 4 GiB. */
+const payloadSize = fc.oneof(size, fc.integer({ min: 0, max: 4 * 1024 * 1024 * 1024 }))
+
+export const blobHeaderArb = fc.record({ cid: rawCidArb, size: payloadSize })
+
+/** A donor asking for a blob from an offset, and perhaps only a range of it. */
+export const fetchRequestArb = fc.record({ cid: rawCidArb, offset: payloadSize, length: fc.integer({ min: 1, max: 4 * 1024 * 1024 * 1024 }) }, { requiredKeys: ['cid', 'offset'] })
+
+export const fetchResponseArb: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
+  fc.record({ size: payloadSize }),
+  fc.record({ refused: fc.constantFrom(...FETCH_REFUSALS), error: fc.oneof(fc.string({ minLength: 1, maxLength: 64 }), fc.string({ unit: 'grapheme', minLength: 1, maxLength: 16 })) })
+)
+
+const taskIds = fc.array(wireId, { maxLength: 6 })
+export const cancelRequestArb = fc.record({ taskIds })
+export const cancelResponseArb = fc.record({ stopped: taskIds, dropped: taskIds, unknown: taskIds })
+
+/** One segment of a guest path: never "." or "..", and with characters of several UTF-8 lengths. */
+const pathSegment = fc.string({ unit: fc.constantFrom('a', 'b', 'x', '.', '-', '_', ' ', 'é', '日', '😀'), minLength: 1, maxLength: 8 })
+  .filter(s => s !== '.' && s !== '..')
+const relativePath = fc.array(pathSegment, { minLength: 1, maxLength: 3 }).map(segments => segments.join('/'))
+/** A normalised absolute guest path. */
+export const guestPathArb = relativePath.map(p => `/${p}`)
+
+/** An entry of one preopen: a file (with its CID and size) or, without `file`, an empty directory. */
+const treeEntry = fc.record({
+  rel: relativePath,
+  file: fc.option(fc.record({ cid: rawCidArb, size: fc.oneof(size, fc.maxSafeNat()) }), { nil: undefined, freq: 4 })
+})
+
+/**
+ * A directory tree manifest as addressTree sends it: preopens of distinct
+ * one-segment guest paths (so no entry of one can name another's), each with
+ * distinct files and empty directories under it, sorted by path;
+ * `emptyDirs` is sometimes absent, as the decoder allows.
+ */
+export const manifestArb: fc.Arbitrary<Record<string, unknown>> = fc.uniqueArray(
+  fc.tuple(pathSegment, fc.uniqueArray(treeEntry, { maxLength: 6, selector: e => e.rel }), fc.boolean()),
+  { maxLength: 4, selector: ([guest]) => guest }
+).map(dirs => ({
+  dirs: dirs.map(([segment, entries, listEmpty]) => {
+    const guest = `/${segment}`
+    const files = entries.flatMap(e => e.file != null ? [{ path: `${guest}/${e.rel}`, cid: e.file.cid, size: e.file.size }] : []).sort((a, b) => comparePaths(a.path, b.path))
+    const emptyDirs = entries.flatMap(e => e.file == null ? [`${guest}/${e.rel}`] : []).sort(comparePaths)
+    return { guest, files, ...(emptyDirs.length > 0 || listEmpty ? { emptyDirs } : {}) }
+  }).sort((a, b) => comparePaths(a.guest, b.guest))
+}))
+
+/** The files a job created or changed (distinct paths) and the ones it removed; `removed` is sometimes absent. */
+export const outputFilesArb: fc.Arbitrary<Record<string, unknown>> = fc.record({
+  files: fc.uniqueArray(fc.record({ path: guestPathArb, data: fc.uint8Array({ maxLength: 64 }) }), { maxLength: 5, selector: f => f.path }),
+  removed: fc.array(guestPathArb, { maxLength: 4 })
+}, { requiredKeys: ['files'] })
+
+export const observedAddrRequestArb = fc.record({
+  v: fc.constant(1),
+  peer: fc.oneof({ weight: 3, arbitrary: peerIdArb }, { weight: 1, arbitrary: fc.string({ minLength: 1, maxLength: 128 }) })
+})
+
+export const observedAddrAnswerArb = fc.record({ v: fc.constant(1), ip: fc.oneof(fc.ipV4(), fc.ipV6()) }, { requiredKeys: ['v'] })

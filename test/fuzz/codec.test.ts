@@ -8,7 +8,7 @@ import { assertClean, runTarget } from './harness.ts'
 import { FUZZ_SEED } from './seed.ts'
 import { codecTargets } from './targets/codec.ts'
 
-/** Decoders are cheap: 300 inputs each keeps the nine of them under two seconds. */
+/** Decoders are cheap: 300 inputs each keeps the nineteen of them around two seconds. */
 const RUNS = 300
 
 describe('fuzz: wire decoders', () => {
