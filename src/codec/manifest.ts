@@ -12,7 +12,7 @@
  * covers them (see receipt.ts `encodeOutput`).
  */
 import * as dagCbor from '@ipld/dag-cbor'
-import { comparePaths, isNormalGuestPath, isUnder, MAX_GUEST_PATH_BYTES } from '../core/tree.ts'
+import { comparePaths, isNormalGuestPath, isUnder, MAX_GUEST_PATH_BYTES, pathUnderFile } from '../core/tree.ts'
 import { dagCborCidString, rawCidString } from './cid.ts'
 import { MalformedMessageError } from './errors.ts'
 import { decodeBounded, FieldReader } from './validate.ts'
@@ -173,6 +173,8 @@ function readManifestDir (r: FieldReader, seen: Set<string>): ManifestDir {
     return { path, cid: m.cid('cid', 'raw'), size: m.integer('size', { min: 0, max: Number.MAX_SAFE_INTEGER }) }
   })
   const emptyDirs = listOfStrings(r, 'emptyDirs').map((p, i) => checkUnder(r, `emptyDirs[${i}]`, checkNormal(r, `emptyDirs[${i}]`, p), guest, seen))
+  const clash = pathUnderFile(files.map(f => f.path), emptyDirs)
+  if (clash !== undefined) r.fail('files', `names "${clash.file.slice(0, 80)}" as a file and "${clash.path.slice(0, 80)}" under it: a path cannot be both a file and a directory`)
   seen.add(guest)
   return { guest, files, emptyDirs }
 }

@@ -14,6 +14,7 @@
  */
 
 import type { JobDir, JobFile } from '../core/job.ts'
+import { pathUnderFile } from '../core/tree.ts'
 import { Errno, FileType } from './wasi-abi.ts'
 
 /** What one directory entry costs against the budget, in bytes, besides a file's contents. */
@@ -334,7 +335,9 @@ function isGuestPath (p: unknown): p is string {
 /**
  * Why a request's preopens cannot be served, or undefined when they can:
  * the shape, guest paths that are absolute and normalised, every file under
- * its preopen, no path twice, no preopen inside another.
+ * its preopen, no path twice, nothing under a path given as a file. A
+ * preopen inside another is a tree of its own, as two of wasmtime's `--dir`
+ * are.
  */
 export function checkPreopens (preopens: unknown): string | undefined {
   if (!Array.isArray(preopens)) return 'preopens must be an array of directories'
@@ -356,11 +359,8 @@ export function checkPreopens (preopens: unknown): string | undefined {
       if (!isGuestPath(d) || !d.startsWith(prefix)) return `preopen ${dir.guest}: directory ${String(d)} is not a normalised path under it`
       if (seen.has(d)) return `preopen ${dir.guest}: ${d} is both a file and a directory`
     }
-    for (const path of seen) {
-      for (let cut = path.lastIndexOf('/'); cut > 0; cut = path.lastIndexOf('/', cut - 1)) {
-        if (seen.has(path.slice(0, cut))) return `preopen ${dir.guest}: ${path.slice(0, cut)} is both a file and a directory`
-      }
-    }
+    const clash = pathUnderFile([...seen], dir.emptyDirs ?? [])
+    if (clash !== undefined) return `preopen ${dir.guest}: ${clash.file} is both a file and a directory (${clash.path} is under it)`
   }
   return undefined
 }

@@ -65,6 +65,16 @@ describe('tree manifest', () => {
     assert.throws(() => decodeManifest(bad([{ guest: '/d', files: [{ path: '/d/a', cid: dagCborCidString(enc.encode('x')), size: 1 }], emptyDirs: [] }])), malformedAt('dirs[0].files[0].cid'))
     assert.throws(() => encodeManifest({ dirs: [{ guest: '/d', files: [], emptyDirs: ['/e'] }] }), malformedAt('dirs[0].emptyDirs[0]'))
   })
+
+  it('refuses a file or an empty directory under a path it gives as a file', () => {
+    const cid = rawCidString(enc.encode('x'))
+    const bad = (dirs: unknown) => dagCbor.encode({ dirs })
+    assert.throws(() => decodeManifest(bad([{ guest: '/d', files: [{ path: '/d/a', cid, size: 1 }], emptyDirs: ['/d/a/b'] }])), malformedAt('dirs[0].files'))
+    assert.throws(() => decodeManifest(bad([{ guest: '/d', files: [{ path: '/d/a', cid, size: 1 }, { path: '/d/a/b', cid, size: 1 }], emptyDirs: [] }])), malformedAt('dirs[0].files'))
+    assert.throws(() => addressTree([{ guest: '/d', files: [{ path: '/d/a', data: enc.encode('x') }], emptyDirs: ['/d/a/b'] }]), malformedAt('dirs[0].files'))
+    // a sibling that sorts between a file and its would-be children is not under it
+    assert.equal(decodeManifest(bad([{ guest: '/d', files: [{ path: '/d/a', cid, size: 1 }, { path: '/d/a.txt', cid, size: 1 }], emptyDirs: ['/d/a-b'] }])).dirs[0].files.length, 2)
+  })
 })
 
 describe('output files', () => {

@@ -252,5 +252,7 @@ describe('checkPreopens', () => {
     assert.match(checkPreopens([dir({ '/data/../x': '' })]) ?? '', /not a normalised path under it/)
     assert.match(checkPreopens([dir({ '/data/a': '', '/data/a/b': '' })]) ?? '', /\/data\/a is both a file and a directory/)
     assert.match(checkPreopens([dir({}), dir({})]) ?? '', /given twice/)
+    // an empty directory under a file: refused here, where it would otherwise fail the run as an executor error
+    assert.match(checkPreopens([dir({ '/data/a': '' }, ['/data/a/b'])]) ?? '', /\/data\/a is both a file and a directory \(\/data\/a\/b is under it\)/)
   })
 })

@@ -4,7 +4,11 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { ProtocolViolationError } from '../../src/protocols/errors.ts'
 import { decodeNatInfo } from '../../src/protocols/nat-info/nat-info.ts'
 import { decodeRelayInfo } from '../../src/protocols/relay-info/relay-info.ts'
-import { assertClean, runTarget } from './harness.ts'
+import { decodeManifest } from '../../src/codec/manifest.ts'
+import { rawCidString } from '../../src/codec/cid.ts'
+import { MalformedMessageError } from '../../src/codec/errors.ts'
+import { checkPreopens } from '../../src/executor/wasi-fs.ts'
+import { assertClean, expectWithin, runTarget } from './harness.ts'
 import { FUZZ_SEED } from './seed.ts'
 import { codecTargets } from './targets/codec.ts'
 
@@ -29,6 +33,23 @@ describe('fuzz findings: decoders', () => {
   it('refuses a relay-info answer whose version is such a map as a protocol violation', () => {
     const bytes = dagCbor.encode({ v: [{ toString: 0 }], tls: [] })
     assert.throws(() => decodeRelayInfo(bytes), (err: unknown) => err instanceof ProtocolViolationError && err.code === 'PROTOCOL_VIOLATION')
+  })
+
+  it('checks a tree of 2,000 files 2,000 directories deep for paths under files without going quadratic in the depth', () => {
+    // each path's ancestors looked up one by one took 11 s for this tree in checkPreopens (a hostile broker's dispatch)
+    const deep = '/g' + '/a'.repeat(2000)
+    const cid = rawCidString(new Uint8Array(0))
+    const files = Array.from({ length: 2000 }, (_, i) => ({ path: `${deep}/${i}`, cid, size: 0 }))
+    const bytes = dagCbor.encode({ dirs: [{ guest: '/g', files, emptyDirs: [] }] })
+    let started = performance.now()
+    assert.equal(decodeManifest(bytes).dirs[0].files.length, 2000)
+    expectWithin(started, 3_000, 'decoding a deep manifest')
+    started = performance.now()
+    assert.equal(checkPreopens([{ guest: '/g', files: files.map(f => ({ path: f.path, data: new Uint8Array(0) })) }]), undefined)
+    expectWithin(started, 3_000, 'checking deep preopens')
+    // and the same depth with a file where a directory is: found
+    const clash = dagCbor.encode({ dirs: [{ guest: '/g', files: [...files, { path: deep, cid, size: 0 }], emptyDirs: [] }] })
+    assert.throws(() => decodeManifest(clash), (err: unknown) => err instanceof MalformedMessageError && err.field === 'dirs[0].files')
   })
 
   it('reads a relay certificate whose subject and issuer are maps as one without names', () => {
