@@ -1,6 +1,6 @@
-import { describe, it } from 'node:test'
+import { after, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DEFAULT_ADMISSION_LIMITS, loadRelayConfig } from '../../src/config/config.ts'
@@ -8,8 +8,12 @@ import { ConfigError } from '../../src/core/errors.ts'
 
 const pollLimits = (l: { maxPollSessions: number, maxPollSessionsPerIp: number }): number[] => [l.maxPollSessions, l.maxPollSessionsPerIp]
 
+const dirs: string[] = []
+after(() => { for (const dir of dirs) rmSync(dir, { recursive: true, force: true }) })
+
 function dirWithConfig (config?: unknown): string {
   const dir = mkdtempSync(join(tmpdir(), 'wc-relay-limits-config-'))
+  dirs.push(dir)
   if (config !== undefined) writeFileSync(join(dir, 'config.json'), JSON.stringify(config))
   return dir
 }
