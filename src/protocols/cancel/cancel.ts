@@ -5,7 +5,7 @@ import { handlerOptions, request, serveAnswer } from '../exchange.ts'
 import { ProtocolService } from '../service.ts'
 import { CANCEL_ANSWER_TIMEOUT_MS, CANCEL_LIMITS, CANCEL_PROTOCOL, CANCEL_TIMEOUT_MS } from './constants.ts'
 import type { CancelRequest, CancelResponse } from '../../codec/cancel.ts'
-import type { ProtocolRegistrar, ProtocolTarget, StreamOpener } from '../components.ts'
+import { peerOf, type ProtocolRegistrar, type ProtocolTarget, type StreamOpener } from '../components.ts'
 import type { AbortOptions, Connection, Stream } from '@libp2p/interface'
 
 /**
@@ -55,15 +55,27 @@ export class CancelService extends ProtocolService {
     this.log = init.logger ?? createLogger('protocols.cancel')
   }
 
-  /** Asks a donor to stop tasks this node dispatched to it; resolves with what it did with each. */
+  /**
+   * Asks a donor to stop tasks this node dispatched to it; resolves with what
+   * it did with each task asked about, each once (the first list naming it
+   * wins). IDs it names that were not asked about are left out and logged:
+   * the broker counts what the answer says, and a donor's answer must not
+   * count for tasks it was never asked to stop.
+   */
   async cancel (target: ProtocolTarget, req: CancelRequest, options: AbortOptions = {}): Promise<CancelResponse> {
     const bytes = encodeCancelRequest(req)
     const exchange = { protocol: this.protocol, limits: CANCEL_LIMITS, timeoutMs: this.timeoutMs, connectionManager: this.components.connectionManager, signal: options.signal }
-    return await request(target, exchange, async (stream, signal) => {
+    const res = await request(target, exchange, async (stream, signal) => {
       await stream.writeFrame(bytes, { signal })
       await stream.stream.close({ signal })
       return await stream.readMessage(decodeCancelResponse, 'cancel response', { signal })
     })
+    const { answer, extra } = asAsked(req, res)
+    if (extra > 0) {
+      const peer = peerOf(target).toString()
+      this.log.warn(`cancel answer from ${peer} names ${extra} task ID(s) it was not asked about, or one twice: left out`, { peer, tasks: req.taskIds.length })
+    }
+    return answer
   }
 
   protected async answer (stream: Stream, connection: Connection): Promise<void> {
@@ -88,4 +100,18 @@ export class CancelService extends ProtocolService {
       return { stopped: [], dropped: [], unknown: req.taskIds }
     }
   }
+}
+
+/** The answer restricted to the tasks asked about, each once, and how many of the IDs it named were not (or again). */
+function asAsked (req: CancelRequest, res: CancelResponse): { answer: CancelResponse, extra: number } {
+  const open = new Set(req.taskIds)
+  const answer: CancelResponse = { stopped: [], dropped: [], unknown: [] }
+  let extra = 0
+  for (const list of ['stopped', 'dropped', 'unknown'] as const) {
+    for (const id of res[list]) {
+      if (open.delete(id)) answer[list].push(id)
+      else extra++
+    }
+  }
+  return { answer, extra }
 }
