@@ -33,7 +33,7 @@ import {
   relayInfoArb
 } from '../arbitraries.ts'
 import { expectNamedError, expectWithin, FuzzFinding } from '../harness.ts'
-import { CapturingRegistrar, fakeConnection, frame, pair, payloadFrames, sendAndClose, watch } from './streams.ts'
+import { CapturingRegistrar, fakeConnection, frame, pair, payloadFrames, sendAndClose, settledWithin, watch } from './streams.ts'
 import type { Capacity } from '../../../src/codec/messages.ts'
 import type { ExecuteRequest, ExecuteResult } from '../../../src/core/job.ts'
 import type { CapacityPubSub, CapacityPubSubEvents, PubSubMessage } from '../../../src/protocols/capacity/capacity.ts'
@@ -131,7 +131,7 @@ async function runHandler (handler: StreamHandler, input: Uint8Array, c: Handler
   } catch (err) {
     throw new FuzzFinding(`${c.name}: the handler threw ${(err as Error).name}: ${(err as Error).message}`, { cause: err })
   }
-  const end = await Promise.race([far.ended, new Promise<undefined>(resolve => setTimeout(() => { resolve(undefined) }, EXCHANGE_BUDGET_MS).unref())])
+  const end = await settledWithin(far.ended, EXCHANGE_BUDGET_MS)
   expectWithin(started, EXCHANGE_BUDGET_MS, c.name)
   if (end == null) throw new FuzzFinding(`${c.name}: the handler returned but left its stream open`)
   const answer = far.received()

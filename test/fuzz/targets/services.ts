@@ -40,7 +40,7 @@ import { decodeObservedAddrAnswer, decodeObservedAddrRequest, fetchObservedAddr,
 import { concat, decoderInput, mutatedBytes, PEERS, rawCidArb, wireId } from '../arbitraries.ts'
 import { bugInChain, expectNamedError, expectWithin, FuzzFinding } from '../harness.ts'
 import { splitFrames } from './protocols.ts'
-import { CapturingRegistrar, fakeConnection, frame, pair, payloadFrames, sendAndClose, watch } from './streams.ts'
+import { CapturingRegistrar, fakeConnection, frame, pair, payloadFrames, sendAndClose, settledWithin, watch } from './streams.ts'
 import type { CancelRequest, CancelResponse } from '../../../src/codec/cancel.ts'
 import type { StreamLimits } from '../../../src/protocols/exchange.ts'
 import type { OffsetPayloadSource } from '../../../src/protocols/fetch/fetch.ts'
@@ -117,20 +117,6 @@ function pattern (size: number, seed: number): Uint8Array {
   return Uint8Array.from({ length: size }, (_, i) => (i * seed + (i >> 8)) & 0xff)
 }
 
-/**
- * `promise`'s value, or undefined when it takes longer than `ms`. The timer
- * is not unref'd: a stream nobody ends holds no other timer, and the run
- * must stay alive to report it rather than exit mid-await.
- */
-async function within<T> (promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  try {
-    return await Promise.race([promise, new Promise<undefined>(resolve => { timer = setTimeout(() => { resolve(undefined) }, ms) })])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
 /** Keeps the handler options too: which protocols are answered on relayed connections is part of the contract. */
 class OptionsRegistrar extends CapturingRegistrar {
   readonly options = new Map<string, StreamHandlerOptions | undefined>()
@@ -163,7 +149,7 @@ async function answerTo (handler: StreamHandler, input: Uint8Array, asker: strin
   } catch (err) {
     throw new FuzzFinding(`${what}: the handler threw ${(err as Error).name}: ${(err as Error).message}`, { cause: err })
   }
-  const end = await within(far.ended, EXCHANGE_BUDGET_MS)
+  const end = await settledWithin(far.ended, EXCHANGE_BUDGET_MS)
   expectWithin(started, EXCHANGE_BUDGET_MS, what)
   if (end == null) throw new FuzzFinding(`${what}: the handler returned but left its stream open`)
   const answer = far.received()
@@ -401,7 +387,7 @@ function fuzzedPeer (remote: string, respond: (stream: Stream, index: number) =>
     opened: () => sides.length,
     options,
     settled: async (what) => {
-      const outcomes = await within(Promise.all(sides), EXCHANGE_BUDGET_MS)
+      const outcomes = await settledWithin(Promise.all(sides), EXCHANGE_BUDGET_MS)
       if (outcomes == null) throw new FuzzFinding(`${what}: a stream it opened was neither closed nor aborted`)
       // what a peer side found (a request it could not read, or one it did not expect)
       const found = outcomes.find(o => o !== undefined)

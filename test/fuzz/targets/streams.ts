@@ -114,3 +114,17 @@ export async function pair (): Promise<[Stream, Stream]> {
 }
 
 const PAIR_ADDR = multiaddr('/ip4/127.0.0.1/tcp/4001')
+
+/**
+ * `promise`'s value, or undefined when it takes longer than `ms`. The timer
+ * is not unref'd: a stream nobody ends holds no other timer, and the run
+ * must stay alive to report it rather than exit mid-await.
+ */
+export async function settledWithin<T> (promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  try {
+    return await Promise.race([promise, new Promise<undefined>(resolve => { timer = setTimeout(() => { resolve(undefined) }, ms) })])
+  } finally {
+    clearTimeout(timer)
+  }
+}
