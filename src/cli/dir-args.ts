@@ -13,7 +13,7 @@
 import { lstat, open, readdir } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
 import { errorWithCode } from '../core/errors.ts'
-import { GuestPathError, normaliseGuestPath } from '../core/tree.ts'
+import { findNested, GuestPathError, normaliseGuestPath } from '../core/tree.ts'
 import type { JobDir, JobFile } from '../core/job.ts'
 
 /** A `--dir` value or the tree it names cannot be used; the message names the flag value or the file. */
@@ -71,7 +71,7 @@ export interface LargeFile {
   size: number
 }
 
-/** Reads every `--dir` tree, refusing two at one guest path. */
+/** Reads every `--dir` tree, refusing two at one guest path or one inside another. */
 export async function readDirTrees (dirs: DirArg[], options: ReadTreeOptions): Promise<JobDir[]> {
   return (await readDirTreesLeavingLarge(dirs, options)).dirs
 }
@@ -80,10 +80,11 @@ export async function readDirTrees (dirs: DirArg[], options: ReadTreeOptions): P
 export async function readDirTreesLeavingLarge (dirs: DirArg[], options: ReadTreeOptions): Promise<{ dirs: JobDir[], large: LargeFile[] }> {
   const budget: Budget = { left: options.maxBytes, max: options.maxBytes, afterRead: options.afterRead, largeOver: options.largeOverBytes ?? Infinity, large: [] }
   const out: JobDir[] = []
-  for (const dir of dirs) {
-    if (out.some(d => d.guest === dir.guest)) throw new DirArgError(`--dir: two directories are preopened at ${dir.guest}`)
-    out.push(await readDirTree(dir, budget))
-  }
+  const twice = dirs.find((d, i) => dirs.findIndex(e => e.guest === d.guest) !== i)
+  if (twice !== undefined) throw new DirArgError(`--dir: two directories are preopened at ${twice.guest}`)
+  const nested = findNested(dirs.map(d => d.guest), [])
+  if (nested !== undefined) throw new DirArgError(`--dir: ${nested.inner} lies inside ${nested.outer}, which is preopened too: give the outer directory only (its tree holds the inner one), or guest paths that do not nest`)
+  for (const dir of dirs) out.push(await readDirTree(dir, budget))
   return { dirs: out, large: budget.large }
 }
 

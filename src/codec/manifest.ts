@@ -12,7 +12,7 @@
  * covers them (see receipt.ts `encodeOutput`).
  */
 import * as dagCbor from '@ipld/dag-cbor'
-import { comparePaths, isNormalGuestPath, isUnder, MAX_GUEST_PATH_BYTES, pathUnderFile } from '../core/tree.ts'
+import { comparePaths, isNormalGuestPath, isUnder, MAX_GUEST_PATH_BYTES, findNested } from '../core/tree.ts'
 import { dagCborCidString, rawCidString } from './cid.ts'
 import { MalformedMessageError } from './errors.ts'
 import { decodeBounded, FieldReader } from './validate.ts'
@@ -162,6 +162,9 @@ function readManifest (r: FieldReader): TreeManifest {
     if (entries > MAX_TREE_ENTRIES) r.fail('dirs', `must have at most ${MAX_TREE_ENTRIES} files and empty directories in all`)
     return dir
   })
+  const nested = findNested(dirs.map(d => d.guest), [])
+  // each preopen is a tree of its own: a job could write one guest path through both, and its result name it twice
+  if (nested !== undefined) r.fail('dirs', `preopens "${nested.outer.slice(0, 80)}" and "${nested.inner.slice(0, 80)}" nest: preopen the outer directory only`)
   return { dirs }
 }
 
@@ -173,8 +176,8 @@ function readManifestDir (r: FieldReader, seen: Set<string>): ManifestDir {
     return { path, cid: m.cid('cid', 'raw'), size: m.integer('size', { min: 0, max: Number.MAX_SAFE_INTEGER }) }
   })
   const emptyDirs = listOfStrings(r, 'emptyDirs').map((p, i) => checkUnder(r, `emptyDirs[${i}]`, checkNormal(r, `emptyDirs[${i}]`, p), guest, seen))
-  const clash = pathUnderFile(files.map(f => f.path), emptyDirs)
-  if (clash !== undefined) r.fail('files', `names "${clash.file.slice(0, 80)}" as a file and "${clash.path.slice(0, 80)}" under it: a path cannot be both a file and a directory`)
+  const clash = findNested(files.map(f => f.path), emptyDirs)
+  if (clash !== undefined) r.fail('files', `names "${clash.outer.slice(0, 80)}" as a file and "${clash.inner.slice(0, 80)}" under it: a path cannot be both a file and a directory`)
   seen.add(guest)
   return { guest, files, emptyDirs }
 }

@@ -50,9 +50,10 @@ export function comparePaths (a: string, b: string): number {
 }
 
 /**
- * A path of `files` or `dirs` that lies under a path given in `files` (a path
- * cannot be both a file and a directory), with that file; undefined when
- * there is none. The paths are normalised (no NUL), each given once.
+ * A path of `outers` or `inners` that lies under a path of `outers`, with
+ * that outer path; undefined when there is none. The paths are normalised
+ * (no NUL), each given once. What a tree must not have: a file or directory
+ * under a path given as a file, a preopen inside another.
  *
  * Each path's UTF-8 bytes with '/' made 0, the lowest byte: everything under
  * a path then sorts right after it, so one sort and one look at each entry
@@ -62,18 +63,20 @@ export function comparePaths (a: string, b: string): number {
  * 2,000 directories deep). Buffers, not strings, because replacing 2,000
  * separators in each of 8,000 strings took V8 seconds too.
  */
-export function pathUnderFile (files: readonly string[], dirs: readonly string[]): { file: string, path: string } | undefined {
-  const entries = [...files.map(path => ({ path, file: true, key: slashAsZero(path) })), ...dirs.map(path => ({ path, file: false, key: slashAsZero(path) }))]
+export function findNested (outers: readonly string[], inners: readonly string[]): { outer: string, inner: string } | undefined {
+  const entries = [...outers.map(path => ({ path, outer: true, key: slashAsZero(path) })), ...inners.map(path => ({ path, outer: false, key: slashAsZero(path) }))]
     .sort((a, b) => Buffer.compare(a.key, b.key))
-  let file: { path: string, key: Buffer } | undefined
+  let outer: { path: string, key: Buffer } | undefined
   for (const e of entries) {
-    if (file !== undefined && keyUnder(e.key, file.key)) return { file: file.path, path: e.path }
-    if (e.file) file = e
+    if (outer !== undefined && keyUnder(e.key, outer.key)) return { outer: outer.path, inner: e.path }
+    if (e.outer) outer = e
   }
   return undefined
 }
 
 function keyUnder (key: Buffer, dir: Buffer): boolean {
+  // the root's key is one 0 byte: everything else lies under it
+  if (dir.byteLength === 1 && dir[0] === 0) return key.byteLength > 1
   return key.byteLength > dir.byteLength && key[dir.byteLength] === 0 && dir.equals(key.subarray(0, dir.byteLength))
 }
 

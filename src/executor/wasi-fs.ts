@@ -14,7 +14,7 @@
  */
 
 import type { JobDir, JobFile } from '../core/job.ts'
-import { pathUnderFile } from '../core/tree.ts'
+import { findNested } from '../core/tree.ts'
 import { Errno, FileType } from './wasi-abi.ts'
 
 /** What one directory entry costs against the budget, in bytes, besides a file's contents. */
@@ -335,9 +335,9 @@ function isGuestPath (p: unknown): p is string {
 /**
  * Why a request's preopens cannot be served, or undefined when they can:
  * the shape, guest paths that are absolute and normalised, every file under
- * its preopen, no path twice, nothing under a path given as a file. A
- * preopen inside another is a tree of its own, as two of wasmtime's `--dir`
- * are.
+ * its preopen, no path twice, nothing under a path given as a file, no
+ * preopen inside another (each preopen is a tree of its own: a job could
+ * write the same guest path through both, and its result name it twice).
  */
 export function checkPreopens (preopens: unknown): string | undefined {
   if (!Array.isArray(preopens)) return 'preopens must be an array of directories'
@@ -359,9 +359,11 @@ export function checkPreopens (preopens: unknown): string | undefined {
       if (!isGuestPath(d) || !d.startsWith(prefix)) return `preopen ${dir.guest}: directory ${String(d)} is not a normalised path under it`
       if (seen.has(d)) return `preopen ${dir.guest}: ${d} is both a file and a directory`
     }
-    const clash = pathUnderFile([...seen], dir.emptyDirs ?? [])
-    if (clash !== undefined) return `preopen ${dir.guest}: ${clash.file} is both a file and a directory (${clash.path} is under it)`
+    const clash = findNested([...seen], dir.emptyDirs ?? [])
+    if (clash !== undefined) return `preopen ${dir.guest}: ${clash.outer} is both a file and a directory (${clash.inner} is under it)`
   }
+  const nested = findNested([...guests], [])
+  if (nested !== undefined) return `preopen ${nested.inner} lies inside preopen ${nested.outer}: preopen the outer directory only`
   return undefined
 }
 

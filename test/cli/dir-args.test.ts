@@ -87,4 +87,10 @@ describe('reading a --dir tree', () => {
     const host = tree('twice')
     await assert.rejects(readDirTrees([{ host, guest: '/d' }, { host, guest: '/d' }], { maxBytes: MiB }), dirError(/two directories are preopened at \/d/))
   })
+
+  it('refuses a directory preopened inside another, before reading either', async () => {
+    const host = tree('nested')
+    await assert.rejects(readDirTrees([{ host, guest: '/d/in' }, { host, guest: '/d' }], { maxBytes: MiB }), dirError(/--dir: \/d\/in lies inside \/d, which is preopened too/))
+    assert.equal((await readDirTrees([{ host, guest: '/d' }, { host, guest: '/db' }], { maxBytes: MiB })).length, 2)
+  })
 })

@@ -72,6 +72,8 @@ describe('tree manifest', () => {
     assert.throws(() => decodeManifest(bad([{ guest: '/d', files: [{ path: '/d/a', cid, size: 1 }], emptyDirs: ['/d/a/b'] }])), malformedAt('dirs[0].files'))
     assert.throws(() => decodeManifest(bad([{ guest: '/d', files: [{ path: '/d/a', cid, size: 1 }, { path: '/d/a/b', cid, size: 1 }], emptyDirs: [] }])), malformedAt('dirs[0].files'))
     assert.throws(() => addressTree([{ guest: '/d', files: [{ path: '/d/a', data: enc.encode('x') }], emptyDirs: ['/d/a/b'] }]), malformedAt('dirs[0].files'))
+    // nor a preopen inside another, whose outputs could name one path twice
+    assert.throws(() => decodeManifest(bad([{ guest: '/d', files: [], emptyDirs: [] }, { guest: '/d/e', files: [], emptyDirs: [] }])), malformedAt('dirs'))
     // a sibling that sorts between a file and its would-be children is not under it
     assert.equal(decodeManifest(bad([{ guest: '/d', files: [{ path: '/d/a', cid, size: 1 }, { path: '/d/a.txt', cid, size: 1 }], emptyDirs: ['/d/a-b'] }])).dirs[0].files.length, 2)
   })

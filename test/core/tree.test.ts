@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { comparePaths, GuestPathError, isNormalGuestPath, isUnder, normaliseGuestPath, pathUnderFile } from '../../src/core/tree.ts'
+import { comparePaths, GuestPathError, isNormalGuestPath, isUnder, normaliseGuestPath, findNested } from '../../src/core/tree.ts'
 
 describe('guest paths', () => {
   it('normalises repeated slashes, "." segments and a trailing slash', () => {
@@ -27,16 +27,19 @@ describe('guest paths', () => {
     assert.equal(isUnder('/x', '/'), true)
   })
 
-  it('finds a file or directory under a path given as a file, and only that', () => {
-    assert.deepEqual(pathUnderFile(['/d/a', '/d/a/b'], []), { file: '/d/a', path: '/d/a/b' })
-    assert.deepEqual(pathUnderFile(['/d/a'], ['/d/a/b/c']), { file: '/d/a', path: '/d/a/b/c' })
+  it('finds a path under one of the outer paths (a file, a preopen), and only that', () => {
+    assert.deepEqual(findNested(['/d/a', '/d/a/b'], []), { outer: '/d/a', inner: '/d/a/b' })
+    assert.deepEqual(findNested(['/d/a'], ['/d/a/b/c']), { outer: '/d/a', inner: '/d/a/b/c' })
     // siblings that sort between a path and what lies under it, and a mere prefix, are not under it
-    assert.equal(pathUnderFile(['/d/a', '/d/a.txt', '/d/a-b', '/d/ab', '/d/a b'], ['/d/a!', '/d/b']), undefined)
-    assert.deepEqual(pathUnderFile(['/d/a', '/d/a.txt', '/d/a-b'], ['/d/a!', '/d/a/x']), { file: '/d/a', path: '/d/a/x' })
-    assert.deepEqual(pathUnderFile(['/d/é/x', '/d/é'], []), { file: '/d/é', path: '/d/é/x' })
+    assert.equal(findNested(['/d/a', '/d/a.txt', '/d/a-b', '/d/ab', '/d/a b'], ['/d/a!', '/d/b']), undefined)
+    assert.deepEqual(findNested(['/d/a', '/d/a.txt', '/d/a-b'], ['/d/a!', '/d/a/x']), { outer: '/d/a', inner: '/d/a/x' })
+    assert.deepEqual(findNested(['/d/é/x', '/d/é'], []), { outer: '/d/é', inner: '/d/é/x' })
     // directories under directories, and files in them, are what trees are made of
-    assert.equal(pathUnderFile(['/d/a/b/c', '/d/a/x'], ['/d/a', '/d/a/b', '/e']), undefined)
-    assert.equal(pathUnderFile([], []), undefined)
+    assert.equal(findNested(['/d/a/b/c', '/d/a/x'], ['/d/a', '/d/a/b', '/e']), undefined)
+    // everything lies under the root
+    assert.deepEqual(findNested(['/', '/data'], []), { outer: '/', inner: '/data' })
+    assert.equal(findNested(['/'], []), undefined)
+    assert.equal(findNested([], []), undefined)
   })
 
   it('sorts by UTF-8 bytes, the same on every machine', () => {

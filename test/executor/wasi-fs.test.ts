@@ -254,5 +254,8 @@ describe('checkPreopens', () => {
     assert.match(checkPreopens([dir({}), dir({})]) ?? '', /given twice/)
     // an empty directory under a file: refused here, where it would otherwise fail the run as an executor error
     assert.match(checkPreopens([dir({ '/data/a': '' }, ['/data/a/b'])]) ?? '', /\/data\/a is both a file and a directory \(\/data\/a\/b is under it\)/)
+    // a preopen inside another: a job could write one guest path through both
+    assert.match(checkPreopens([{ guest: '/data', files: [] }, { guest: '/data/sub', files: [] }]) ?? '', /preopen \/data\/sub lies inside preopen \/data/)
+    assert.equal(checkPreopens([{ guest: '/data', files: [] }, { guest: '/database', files: [] }]), undefined)
   })
 })
