@@ -300,8 +300,7 @@ const handlerCancel = handlerTarget('cancel', 2, async () => {
     const a = await answerTo(handler, input, broker.id, what)
     const req = requestIn(input, CANCEL_LIMITS, decodeCancelRequest)
     if (req == null) {
-      if (calls.length > 0) throw new FuzzFinding(`${what}: the runner was asked to cancel ${JSON.stringify(calls[0].req)} from an input that is no cancel request`)
-      if (a.answer.byteLength > 0) throw new FuzzFinding(`${what}: ${a.answer.byteLength} bytes came back for an input that is no cancel request`)
+      expectIgnored(what, calls[0]?.req, a.answer.byteLength)
       return
     }
     expectEqual(calls, [{ req, peer: broker.id }], `${what}: the runner's calls`)
@@ -310,6 +309,12 @@ const handlerCancel = handlerTarget('cancel', 2, async () => {
   })
   return { property, close: async () => { await service.stop() } }
 })
+
+/** An input that is no request: the service neither acted on it (`acted`: what it did with it, if anything) nor answered. */
+function expectIgnored (what: string, acted: unknown, answerBytes: number): void {
+  if (acted !== undefined) throw new FuzzFinding(`${what}: acted on an input that is no request, with ${JSON.stringify(acted)}`)
+  if (answerBytes > 0) throw new FuzzFinding(`${what}: ${answerBytes} bytes came back for an input that is no request`)
+}
 
 // observed-addr: the relay answers with the address it sees a reservation holder at, and only with an IP address
 
@@ -336,8 +341,7 @@ const handlerObservedAddr = handlerTarget('observed-addr', 1, async () => {
     const a = await answerTo(handler, input, broker.id, what)
     const req = requestIn(input, OBSERVED_ADDR_LIMITS, decodeObservedAddrRequest)
     if (req == null) {
-      if (looked.length > 0) throw new FuzzFinding(`${what}: looked up ${JSON.stringify(looked[0])} for an input that is no request`)
-      if (a.answer.byteLength > 0) throw new FuzzFinding(`${what}: ${a.answer.byteLength} bytes came back for an input that is no request`)
+      expectIgnored(what, looked[0], a.answer.byteLength)
       return
     }
     expectEqual(looked, [req.peer], `${what}: the lookups`)
