@@ -75,7 +75,8 @@ configureLogging({ spec: 'error' })
 const weights = targets.reduce((s, t) => s + t.weight, 0)
 const rate = (r: TargetReport): string => (r.runs / (r.ms / 1000)).toFixed(0)
 console.log(`fuzz: seed ${seed}, ${total.toLocaleString('en-US')} inputs over ${targets.length} target(s)${timeMs > 0 ? `, at most ${timeMs / 1000} s` : ''}`)
-console.log(`${'target'.padEnd(22)} ${'inputs'.padStart(10)} ${'seconds'.padStart(8)} ${'inputs/s'.padStart(9)}  result`)
+const nameWidth = Math.max('target'.length, ...targets.map(t => t.name.length))
+console.log(`${'target'.padEnd(nameWidth)} ${'inputs'.padStart(10)} ${'seconds'.padStart(8)} ${'inputs/s'.padStart(9)}  result`)
 
 const reports: TargetReport[] = []
 const started = performance.now()
@@ -90,7 +91,7 @@ for (const target of targets) {
   })
   reports.push(report)
   const result = report.failure != null ? 'FAILED' : report.escaped.length > 0 ? 'ESCAPED' : 'ok'
-  console.log(`${target.name.padEnd(22)} ${report.runs.toLocaleString('en-US').padStart(10)} ${(report.ms / 1000).toFixed(1).padStart(8)} ${rate(report).padStart(9)}  ${result}`)
+  console.log(`${target.name.padEnd(nameWidth)} ${report.runs.toLocaleString('en-US').padStart(10)} ${(report.ms / 1000).toFixed(1).padStart(8)} ${rate(report).padStart(9)}  ${result}`)
   if (report.failure != null) {
     console.log(`  ${report.failure.message}\n  input: ${report.failure.counterexample}\n  reproduce: ${replayCommand(report)}`)
   }

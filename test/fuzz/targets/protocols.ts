@@ -41,21 +41,27 @@ import type { FuzzTarget, OpenTarget } from '../harness.ts'
 import type { Stream, StreamHandler } from '@libp2p/interface'
 
 /** One exchange on in-memory streams: milliseconds; the bound leaves room for a loaded machine. */
-const EXCHANGE_BUDGET_MS = 3_000
+export const EXCHANGE_BUDGET_MS = 3_000
 /** Timeouts of the services under test: longer than the bound, so a wait that only a timeout ends is a finding. */
-const SERVICE_TIMEOUT_MS = 5_000
+export const SERVICE_TIMEOUT_MS = 5_000
 
-const broker = PEERS[0]
-const noStreams = { openStream: async (): Promise<Stream> => { throw new Error('not used') } }
-const donor = PEERS[1]
+export const broker = PEERS[0]
+export const noStreams = { openStream: async (): Promise<Stream> => { throw new Error('not used') } }
+export const donor = PEERS[1]
 
-const ASK_CODES = ['PROTOCOL_REQUEST_FAILED', 'PROTOCOL_VIOLATION', 'MALFORMED_MESSAGE', 'PAYLOAD_TOO_LARGE'] as const
+export const ASK_CODES = ['PROTOCOL_REQUEST_FAILED', 'PROTOCOL_VIOLATION', 'MALFORMED_MESSAGE', 'PAYLOAD_TOO_LARGE'] as const
 const DISPATCH_CODES = ['DISPATCH_FAILED', 'PROTOCOL_VIOLATION', 'MALFORMED_MESSAGE', 'PAYLOAD_TOO_LARGE', 'RECEIPT_INVALID', 'MODULE_NOT_CACHED', 'EXECUTOR_CRASHED'] as const
 
-/** Bytes as a peer would send them: one frame of a (mutated) message, mutations of the framed message, or raw garbage. */
-function framedInput (valid: fc.Arbitrary<Record<string, unknown>>): fc.Arbitrary<Uint8Array> {
+/**
+ * Bytes as a peer would send them: one frame of a (mutated) message,
+ * mutations of the framed message, or raw garbage; `validWeight` (against
+ * 4, 3 and 1 for those) adds well-formed frames as they are, where the
+ * checks of what is answered need many.
+ */
+export function framedInput (valid: fc.Arbitrary<Record<string, unknown>>, validWeight = 0): fc.Arbitrary<Uint8Array> {
   const framedValid = valid.map(m => frame(dagCbor.encode(m)))
   return fc.oneof(
+    ...(validWeight > 0 ? [{ weight: validWeight, arbitrary: framedValid }] : []),
     { weight: 4, arbitrary: decoderInput(valid, (m) => dagCbor.encode(m)).map(frame) },
     { weight: 3, arbitrary: mutatedBytes(framedValid) },
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 512 }) }
@@ -120,24 +126,43 @@ function expectFirstFrame (answer: Uint8Array, decode: (bytes: Uint8Array) => un
   }
 }
 
-async function runHandler (handler: StreamHandler, input: Uint8Array, c: HandlerCase): Promise<void> {
+/** What a handler sent back on a stream whose other end wrote the input and closed, and how that stream ended. */
+export interface Answered {
+  answer: Uint8Array
+  /** the answer's frames; undefined when it is not whole frames */
+  frames: Uint8Array[] | undefined
+  clean: boolean
+  error?: Error
+}
+
+/**
+ * Runs `handler` on a stream from `asker` whose other end writes `input` and
+ * closes: the handler must not throw, and must end its stream within the
+ * bound. What came back and how the stream ended.
+ */
+export async function answerTo (handler: StreamHandler, input: Uint8Array, asker: string, what: string): Promise<Answered> {
   const [outbound, inbound] = await pair()
   const far = watch(outbound)
   const started = performance.now()
-  const handled = Promise.resolve(handler(inbound, fakeConnection(broker.id)))
+  const handled = Promise.resolve(handler(inbound, fakeConnection(asker)))
   await sendAndClose(outbound, input)
   try {
     await handled
   } catch (err) {
-    throw new FuzzFinding(`${c.name}: the handler threw ${(err as Error).name}: ${(err as Error).message}`, { cause: err })
+    throw new FuzzFinding(`${what}: the handler threw ${(err as Error).name}: ${(err as Error).message}`, { cause: err })
   }
   const end = await settledWithin(far.ended, EXCHANGE_BUDGET_MS)
-  expectWithin(started, EXCHANGE_BUDGET_MS, c.name)
-  if (end == null) throw new FuzzFinding(`${c.name}: the handler returned but left its stream open`)
+  expectWithin(started, EXCHANGE_BUDGET_MS, what)
+  if (end == null) throw new FuzzFinding(`${what}: the handler returned but left its stream open`)
   const answer = far.received()
+  return { answer, frames: splitFrames(answer), ...end }
+}
+
+async function runHandler (handler: StreamHandler, input: Uint8Array, c: HandlerCase): Promise<void> {
+  const { answer, clean, error } = await answerTo(handler, input, broker.id, c.name)
   if (answer.byteLength > 0) c.checkAnswer(answer, input)
-  if (c.mustAnswer(input) && (answer.byteLength === 0 || !end.clean)) {
-    throw new FuzzFinding(`${c.name}: a well-formed request got ${answer.byteLength === 0 ? 'no answer' : 'an answer on a stream that was then reset'} (${end.error?.message ?? 'closed'})`)
+  if (c.mustAnswer(input) && (answer.byteLength === 0 || !clean)) {
+    throw new FuzzFinding(`${c.name}: a well-formed request got ${answer.byteLength === 0 ? 'no answer' : 'an answer on a stream that was then reset'} (${error?.message ?? 'closed'})`)
   }
 }
 

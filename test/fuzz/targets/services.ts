@@ -39,8 +39,8 @@ import { OBSERVED_ADDR_LIMITS, OBSERVED_ADDR_PROTOCOL } from '../../../src/proto
 import { decodeObservedAddrAnswer, decodeObservedAddrRequest, fetchObservedAddr, ObservedAddrService } from '../../../src/protocols/observed-addr/observed-addr.ts'
 import { concat, decoderInput, mutatedBytes, PEERS, rawCidArb, wireId } from '../arbitraries.ts'
 import { bugInChain, expectNamedError, expectWithin, FuzzFinding } from '../harness.ts'
-import { splitFrames } from './protocols.ts'
-import { CapturingRegistrar, fakeConnection, frame, pair, payloadFrames, sendAndClose, settledWithin, watch } from './streams.ts'
+import { answerTo, ASK_CODES, broker, donor, EXCHANGE_BUDGET_MS, framedInput, noStreams, SERVICE_TIMEOUT_MS, type Answered } from './protocols.ts'
+import { CapturingRegistrar, fakeConnection, frame, pair, payloadFrames, sendAndClose, settledWithin } from './streams.ts'
 import type { CancelRequest, CancelResponse } from '../../../src/codec/cancel.ts'
 import type { StreamLimits } from '../../../src/protocols/exchange.ts'
 import type { OffsetPayloadSource } from '../../../src/protocols/fetch/fetch.ts'
@@ -48,35 +48,9 @@ import type { FetchRequest } from '../../../src/protocols/fetch/messages.ts'
 import type { FuzzTarget, OpenTarget } from '../harness.ts'
 import type { Connection, NewStreamOptions, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 
-/** One exchange on in-memory streams (as in protocols.ts): milliseconds; the bound leaves room for a loaded machine. */
-const EXCHANGE_BUDGET_MS = 3_000
-/** Timeouts of the services under test: longer than the bound, so a wait that only a timeout ends is a finding. */
-const SERVICE_TIMEOUT_MS = 5_000
-
-const broker = PEERS[0]
-const donor = PEERS[1]
 const stranger = PEERS[2]
-const noStreams = { openStream: async (): Promise<Stream> => { throw new Error('not used') } }
-
-const ASK_CODES = ['PROTOCOL_REQUEST_FAILED', 'PROTOCOL_VIOLATION', 'MALFORMED_MESSAGE', 'PAYLOAD_TOO_LARGE'] as const
 
 // ---- shared ----------------------------------------------------------------
-
-/**
- * Bytes as a peer would send them: a well-formed frame, one of a (mutated)
- * message, mutations of the framed message, or raw garbage. `validWeight`
- * (of ten) raises the share of well-formed requests where the checks of
- * what is answered need many.
- */
-function framedInput (valid: fc.Arbitrary<Record<string, unknown>>, validWeight = 2): fc.Arbitrary<Uint8Array> {
-  const framedValid = valid.map(m => frame(dagCbor.encode(m)))
-  return fc.oneof(
-    { weight: validWeight, arbitrary: framedValid },
-    { weight: 4, arbitrary: decoderInput(valid, (m) => dagCbor.encode(m)).map(frame) },
-    { weight: 3, arbitrary: mutatedBytes(framedValid) },
-    { weight: 1, arbitrary: fc.uint8Array({ maxLength: 512 }) }
-  )
-}
 
 /**
  * The first frame of `bytes` as the framing of these protocols reads it
@@ -128,33 +102,6 @@ class OptionsRegistrar extends CapturingRegistrar {
 }
 
 // ---- answering side --------------------------------------------------------
-
-interface Answered {
-  answer: Uint8Array
-  /** the answer's frames; undefined when it is not whole frames */
-  frames: Uint8Array[] | undefined
-  clean: boolean
-  error?: Error
-}
-
-/** Runs `handler` on a stream from `asker` whose other end writes `input` and closes; what came back and how the stream ended. */
-async function answerTo (handler: StreamHandler, input: Uint8Array, asker: string, what: string): Promise<Answered> {
-  const [outbound, inbound] = await pair()
-  const far = watch(outbound)
-  const started = performance.now()
-  const handled = Promise.resolve(handler(inbound, fakeConnection(asker)))
-  await sendAndClose(outbound, input)
-  try {
-    await handled
-  } catch (err) {
-    throw new FuzzFinding(`${what}: the handler threw ${(err as Error).name}: ${(err as Error).message}`, { cause: err })
-  }
-  const end = await settledWithin(far.ended, EXCHANGE_BUDGET_MS)
-  expectWithin(started, EXCHANGE_BUDGET_MS, what)
-  if (end == null) throw new FuzzFinding(`${what}: the handler returned but left its stream open`)
-  const answer = far.received()
-  return { answer, frames: splitFrames(answer), ...end }
-}
 
 /** A request that decodes must get exactly one frame back, on a stream closed cleanly. */
 function expectOneFrame (a: Answered, what: string): Uint8Array {
@@ -443,7 +390,7 @@ function askedOnly (res: { stopped: string[], dropped: string[], unknown: string
 const askCancel = askTarget('cancel', 2, async () => {
   const service = new CancelService({ registrar: new CapturingRegistrar(), connectionManager: noStreams }, { timeoutMs: SERVICE_TIMEOUT_MS })
   const request = { taskIds: ['job-c/0', 'job-c/1', 'job-c/2'] }
-  const property = fc.asyncProperty(framedInput(cancelResponseArb), async (answer) => {
+  const property = fc.asyncProperty(framedInput(cancelResponseArb, 2), async (answer) => {
     await askOnce(answer, 'ask cancel', async (conn) => await service.cancel(conn, request), (got) => {
       // resolved: with what the peer's one frame says, as our decoder reads it, about the tasks asked (each once, first list wins)
       const first = firstFrame(answer, CANCEL_LIMITS)
@@ -459,7 +406,7 @@ const observedAnswerArb: fc.Arbitrary<Record<string, unknown>> = fc.record({
 }, { requiredKeys: ['v'] })
 
 const askObservedAddr = askTarget('observed-addr', 1, async () => {
-  const property = fc.asyncProperty(framedInput(observedAnswerArb), async (answer) => {
+  const property = fc.asyncProperty(framedInput(observedAnswerArb, 2), async (answer) => {
     const peer = await askOnce(answer, 'ask observed-addr', async (conn) => await fetchObservedAddr(conn, stranger.id, { timeoutMs: SERVICE_TIMEOUT_MS }), (got) => {
       if (got !== undefined && (typeof got !== 'string' || isIP(got) === 0)) throw new FuzzFinding(`ask observed-addr resolved with ${JSON.stringify(got)}, not an IP address`)
       const first = firstFrame(answer, OBSERVED_ADDR_LIMITS)
