@@ -3,6 +3,7 @@ import { backoffDelay, Waker, type BackoffPolicy } from '../core/async.ts'
 import { DialLadder, DialLadderError, RungMemory, familyOf, type LadderResult } from '../net/dial-ladder.ts'
 import { MeshResolver } from '../net/dns-resolver.ts'
 import { peerIdOf, transportOf, uplinkTransport } from '../net/transport-of.ts'
+import { transportWatchesLiveness } from '../net/pinger.ts'
 import { checkRelayTls, type RelayTlsCheck } from './relay-tls-check.ts'
 import { pathUsesTls } from '../net/tls-intercept.ts'
 import { RelayEntry } from './relay-entry.ts'
@@ -512,12 +513,14 @@ export class ReservationManager {
     this.roundFailed(relay, cause)
   }
 
-  /** connected → reserved: a reservation on `conn` unless the relay holds one for us already. */
+  /**
+   * connected → reserved: a reservation on `conn`. Asked for even when the
+   * relay seems to hold one already: `reserve` sends nothing for a reservation
+   * held on an open connection, and makes a new one for any other, so the
+   * phase never says "reserved" on a record alone (nor without `grantedAt`,
+   * which `status` needs to list it).
+   */
   private async reserve (relay: RelayEntry, conn: Connection, signal: AbortSignal): Promise<void> {
-    if (this.mesh.reservations.hasReservation(relay.peerId)) {
-      relay.reserved(conn)
-      return
-    }
     try {
       const result = await this.mesh.reservations.reserve(conn, { signal })
       relay.reserved(conn, result.grantedAt)
@@ -779,15 +782,6 @@ export class ReservationManager {
   private pingTimeout (relay: { rttMs?: number }): number {
     return watchdogPingTimeout(this.pingTimeoutMs, relay.rttMs)
   }
-}
-
-/**
- * Whether the connection's transport notices a silent peer by itself: QUIC,
- * with the keep-alive and idle timeout of DONOR_QUIC_LIVENESS (native, no
- * JS); TCP-based transports need the watchdog's pings for a black-holed path.
- */
-function transportWatchesLiveness (conn: Pick<Connection, 'remoteAddr'>): boolean {
-  return transportOf(conn.remoteAddr) === 'quic'
 }
 
 /** Each tried address with its cause, for `status`: js-libp2p would give one bare AggregateError. */

@@ -38,6 +38,16 @@ export const DONOR_QUIC_LIVENESS = { keepAliveInterval: 1_000, maxIdleTimeout: 2
  */
 export const RELAY_QUIC_LIVENESS = { keepAliveInterval: 5_000, maxIdleTimeout: 10_000 } as const
 
+/**
+ * Whether the connection's transport notices a silent peer by itself: QUIC,
+ * with the keep-alive and idle timeout of DONOR_QUIC_LIVENESS or
+ * RELAY_QUIC_LIVENESS (native, no JS). TCP-based transports (TCP, WebSocket,
+ * HTTPS poll) need a muxer ping to notice a black-holed path.
+ */
+export function transportWatchesLiveness (conn: Pick<Connection, 'remoteAddr'>): boolean {
+  return transportOf(conn.remoteAddr) === 'quic'
+}
+
 /** @libp2p/ping as this file uses it. */
 export interface PingService {
   ping: (peer: PeerId, options?: AbortOptions) => Promise<number>

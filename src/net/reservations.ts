@@ -197,8 +197,8 @@ export class CircuitReservations implements Reservations {
   private async waitForCircuitAddrs (relayId: string, conn: Connection, options: AbortOptions): Promise<string[]> {
     // the listener publishes its addresses in a microtask; bounded wait
     for (let i = 0; i < CIRCUIT_ADDR_POLLS; i++) {
-      const addrs = this.circuitAddrsVia(relayId)
-      if (addrs.length > 0) return addrs
+      // held, not only advertised: a reservation recorded on a connection that has closed is none (see hasReservation)
+      if (this.hasReservation(relayId)) return this.circuitAddrsVia(relayId)
       options.signal?.throwIfAborted()
       // the circuit listener drops a relay's addresses when the connection to it closes:
       // say that, not "no address" (seen when a CPU-starved relay dropped fresh connections)
@@ -217,9 +217,25 @@ export class CircuitReservations implements Reservations {
     return this.circuitAddrs.filter(a => relayPeerOf(a) === relayId)
   }
 
+  /**
+   * Whether the relay holds a reservation for us: the store has one, on a
+   * connection still open, and we advertise its circuit address. Why the
+   * connection: the store removes a reservation when the connection it was
+   * made on closes, but a RESERVE answered as that connection closes (the
+   * store waits for the stream's close after reading the answer, and the
+   * connection's close event passes in that wait) is recorded afterwards, on
+   * the closed connection, and nothing removes it; its circuit address is
+   * advertised again. Taken at its word, it said "reserved" on every later
+   * connection to the relay while the relay held nothing for us.
+   */
   hasReservation (relayId: string): boolean {
     const store = this.reservationStore()
-    if (store != null && !store.hasReservation(peerIdFromString(relayId))) return false
+    if (store != null) {
+      const relay = peerIdFromString(relayId)
+      if (!store.hasReservation(relay)) return false
+      const heldOn = store.reservations?.get(relay)?.connection
+      if (heldOn != null && !this.core.libp2p.getConnections(relay).some(c => c.id === heldOn && c.status === 'open')) return false
+    }
     return this.circuitAddrsVia(relayId).length > 0
   }
 

@@ -2,6 +2,7 @@ import { pause } from '../core/async.ts'
 import { errorWithCode } from '../core/errors.ts'
 import { shortPeerId } from '../core/format.ts'
 import { transportOf } from '../net/transport-of.ts'
+import { transportWatchesLiveness } from '../net/pinger.ts'
 import type { Connections, Pinger } from '../net/components.ts'
 import type { Logger } from '../log/logger.ts'
 import type { AbortOptions, Connection } from '@libp2p/interface'
@@ -11,6 +12,19 @@ export class ClientUnresponsiveError extends errorWithCode('RELAY_CLIENT_UNRESPO
 
 /** What the check reads from a connection and does to it. */
 export type LivenessConnection = Pick<Connection, 'status' | 'remotePeer' | 'remoteAddr' | 'abort'>
+
+/**
+ * Whether a connection is this check's to watch: not a QUIC one, which its
+ * idle timeout (RELAY_QUIC_LIVENESS: 10 s, the client's keep-alives reset
+ * it) closes natively when the client falls silent. A QUIC connection has no
+ * muxer ping, so a check would be a ping on a new stream, and the ping
+ * protocol picks the peer's connection itself: it may not be the one
+ * checked, and a stream ended by a connection closing elsewhere would have
+ * closed this one.
+ */
+function watched (conn: LivenessConnection): boolean {
+  return !transportWatchesLiveness(conn)
+}
 
 /** The node's open connections and its muxer pinger ({@link Connections}, {@link Pinger}), narrowed. */
 export interface RelayLivenessComponents<C extends LivenessConnection = Connection> {
@@ -36,7 +50,8 @@ export interface RelayLivenessInit {
 /**
  * Closes the connections of relay clients that stopped answering, so the
  * reservations of donors that vanished without a FIN (power cut, NAT mapping
- * gone) are freed. Each connection is checked once per `intervalMs` with one
+ * gone) are freed. Each TCP, WebSocket or HTTPS-poll connection (QUIC closes
+ * a silent one itself: see `watched`) is checked once per `intervalMs` with one
  * muxer ping frame (Pinger.linkRtt: 12 bytes each way, answered by the
  * client's muxer, no stream), and the checks are spread evenly: every
  * `tickMs` the next intervalMs/tickMs-th of the connections, round robin.
@@ -68,7 +83,7 @@ export class RelayLiveness<C extends LivenessConnection = Connection> {
   private cursor = 0
   /** ticks since this round began; a round lasts intervalMs/tickMs ticks however few connections it holds */
   private tickInRound = Number.POSITIVE_INFINITY
-  private readonly onOpen = (evt: CustomEvent<C>): void => { this.live.add(evt.detail) }
+  private readonly onOpen = (evt: CustomEvent<C>): void => { if (watched(evt.detail)) this.live.add(evt.detail) }
   private readonly onClose = (evt: CustomEvent<C>): void => { this.live.delete(evt.detail) }
 
   constructor (components: RelayLivenessComponents<C>, init: RelayLivenessInit = {}) {
@@ -82,7 +97,7 @@ export class RelayLiveness<C extends LivenessConnection = Connection> {
     if (this.controller != null) return
     const controller = new AbortController()
     this.controller = controller
-    for (const c of this.components.connections.open()) this.live.add(c)
+    for (const c of this.components.connections.open()) if (watched(c)) this.live.add(c)
     this.components.events.on('connection:open', this.onOpen)
     this.components.events.on('connection:close', this.onClose)
     void this.run(controller.signal)
@@ -146,22 +161,30 @@ export class RelayLiveness<C extends LivenessConnection = Connection> {
 
   /**
    * One check; resolves whether the peer answered (false also when stopping).
-   * `pingSignal`: the answer window shared by a slice, `signal` included
-   * @default its own window of timeoutMs
+   * Only silence until the answer window ends is unresponsiveness: a ping
+   * that fails sooner (the muxer or the stream refused or ended it) came
+   * from a peer that is there, and its connection stays; the failure is
+   * logged. `pingSignal`: the answer window shared by a slice, `signal`
+   * included @default its own window of timeoutMs
    */
   async check (conn: C, signal: AbortSignal, pingSignal?: AbortSignal): Promise<boolean> {
     if (conn.status !== 'open') return false
+    const window = pingSignal ?? AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)])
     try {
-      await this.components.pinger.linkRtt(conn, { signal: pingSignal ?? AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)]) })
+      await this.components.pinger.linkRtt(conn, { signal: window })
       return true
     } catch (cause) {
       if (signal.aborted || conn.status !== 'open') return false
       const peer = conn.remotePeer.toString()
       const addr = conn.remoteAddr.toString()
+      const fields = { peer, addr, transport: transportOf(conn.remoteAddr), phase: 'liveness' }
+      const why = String((cause as Error)?.message ?? cause)
+      if (!window.aborted) {
+        this.components.logger.info(`liveness ping to ${shortPeerId(peer)} at ${addr} failed before its answer window ended (${why}): the peer is there, keeping the connection`, fields)
+        return true
+      }
       const err = new ClientUnresponsiveError(`no answer to a liveness ping within ${this.timeoutMs} ms`, { cause })
-      this.components.logger.info(`closing the connection of ${shortPeerId(peer)} at ${addr}: ${err.message} (${String((cause as Error)?.message ?? cause)})`, {
-        peer, addr, transport: transportOf(conn.remoteAddr), phase: 'liveness', code: err.code
-      })
+      this.components.logger.info(`closing the connection of ${shortPeerId(peer)} at ${addr}: ${err.message} (${why})`, { ...fields, code: err.code })
       conn.abort(err)
       return false
     }

@@ -131,6 +131,32 @@ describe('relay liveness', () => {
     assert.deepEqual(infos.map(i => i.fields?.peer), [silent.remotePeer.toString()])
   })
 
+  it('keeps a connection whose ping fails before the answer window ends (the peer ended the stream: it is there), and logs it', async () => {
+    const [c] = await conns(1)
+    const { logger, infos } = recordingLogger()
+    const ended = async (): Promise<number> => { throw new Error('Unexpected EOF - stream closed while reading 0/1 bytes') }
+    const l = liveness([c], ended, logger)
+    assert.equal(await l.check(c, new AbortController().signal), true)
+    assert.equal(c.aborted, undefined)
+    assert.equal(infos.length, 1)
+    assert.equal(infos[0].fields?.peer, c.remotePeer.toString())
+    assert.equal(infos[0].fields?.phase, 'liveness')
+    assert.match(infos[0].msg, /Unexpected EOF/)
+  })
+
+  it('never pings a QUIC connection (its idle timeout closes a silent one), opened before the start or after', async () => {
+    const [tcp, quicEarly, quicLate] = await conns(3)
+    quicEarly.remoteAddr = multiaddr('/ip4/127.0.0.1/udp/4001/quic-v1')
+    quicLate.remoteAddr = multiaddr('/ip4/127.0.0.1/udp/4002/quic-v1')
+    const events = new FakeEvents()
+    const l = liveness([tcp, quicEarly], async () => 1, recordingLogger().logger, events, { intervalMs: 10_000, tickMs: 1_000, timeoutMs: 50 })
+    l.start()
+    events.fire('connection:open', quicLate)
+    const round = Array.from({ length: 20 }, () => l.nextSlice()).flat().map(c => c.id)
+    l.stop()
+    assert.deepEqual([...new Set(round)], [tcp.id])
+  })
+
   it('leaves connections alone when it is stopping', async () => {
     const [c] = await conns(1)
     const stopping = new AbortController()
