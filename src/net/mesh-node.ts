@@ -23,6 +23,7 @@ import { GossipSub, type GossipSubLike } from './gossip.ts'
 import { boundAddrsOf, libp2pAddressBook, PortMapper, type PortMapperInit } from './port-mapping.ts'
 import type { Cidr } from '../config/cidr.ts'
 import type { HopServer, MeshComponents, MeshHost, ProxyRoutes } from './components.ts'
+import { clearHeartbeatOnStop } from './gossip-heartbeat.ts'
 import type { NodeCore } from './node-core.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { PeerId } from '@libp2p/interface'
@@ -118,6 +119,7 @@ export class MeshNode<S extends ServiceFactories = Record<never, never>> impleme
     const webRTC = init.webrtc === true ? await loadWebRtc() : undefined
     const httpRoutes = new HttpRouteTable()
     const libp2p = await createLibp2p(libp2pOptions(init, proxies, iceServers, webRTC, httpRoutes))
+    clearHeartbeatOnStop(libp2p.services.pubsub)
     const core: NodeCore = { libp2p, internals: (libp2p.services.internals as Internals).components, log }
     components = buildComponents(core, telemetry, proxies, httpRoutes, init.dialAttemptTimeoutMs ?? DEFAULT_DIAL_ATTEMPT_TIMEOUT_MS)
     const services = Object.fromEntries(Object.keys(init.services ?? {}).map(name => [name, libp2p.services[name]])) as ServicesOf<S>
