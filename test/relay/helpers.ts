@@ -26,6 +26,10 @@ export interface TestRelay {
   guard: RelayGuard
   /** the relay's TCP address with its PeerId */
   addr: string
+  /** every address it listens on (a QUIC one when `flags.listen` asks for it) */
+  listenAddrs: string[]
+  /** its node: for tests that look at the relay's own connections */
+  mesh: MeshNode
   stop: () => Promise<void>
 }
 
@@ -44,6 +48,8 @@ export async function startGuardedRelay (flags: Partial<RelayFlags> = {}): Promi
     service,
     guard: parts.guard,
     addr: addr.includes('/p2p/') ? addr : `${addr}/p2p/${info.peerId}`,
+    listenAddrs: info.listenAddrs,
+    mesh,
     stop: async () => { await service.stop(); dir.cleanup() }
   }
 }
