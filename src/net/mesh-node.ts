@@ -24,6 +24,7 @@ import { boundAddrsOf, libp2pAddressBook, PortMapper, type PortMapperInit } from
 import type { Cidr } from '../config/cidr.ts'
 import type { HopServer, MeshComponents, MeshHost, ProxyRoutes } from './components.ts'
 import { clearHeartbeatOnStop } from './gossip-heartbeat.ts'
+import { tagDialBacks } from './dial-backs.ts'
 import type { NodeCore } from './node-core.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { PeerId } from '@libp2p/interface'
@@ -164,6 +165,7 @@ function buildComponents (core: NodeCore, telemetry: DialTelemetry, proxies: Pro
   const { libp2p, log } = core
   const recorder = new DialRecorder(telemetry, log.child('dial'))
   recorder.install(core.internals.transportManager)
+  tagDialBacks(libp2p.services.autoNAT, recorder)
   const connections = new NodeConnections(core)
   const peers = new PeerStoreAddresses(core)
   const attempts = new AddressDialler(core, recorder, { dialAttemptTimeoutMs })

@@ -70,6 +70,9 @@ export class DialTelemetry {
       this.log.info(`${what} ok: ${a.target} (${a.transport}) in ${took}`, fields)
     } else if (a.outcome === 'cancelled') {
       this.log.debug(`${what} cancelled: ${a.target} (${a.transport}) after ${took} at ${a.phase}: ${a.cause}`, fields)
+    } else if (a.purpose === 'dial-back') {
+      // the answer to another peer's reachability check, sent to that peer; nothing this node needs failed
+      this.log.info(`dial-back failed (an AutoNAT check another peer asked for: not reachable there): ${a.target} (${a.transport}) after ${took} at ${a.phase}: ${a.cause}`, fields)
     } else {
       this.log.warn(`${what} failed: ${a.target} (${a.transport}) after ${took} at ${a.phase}: ${a.cause}`, fields)
     }
