@@ -27,9 +27,9 @@ export type DialOutcome = 'success' | 'failure' | 'cancelled'
 
 /**
  * Why a dial was made; `internal` is a dial libp2p made by itself (reconnect,
- * AutoNAT, gossip); `doctor` a probe of `worldcompute doctor` (each rung on its own).
+ * gossip); `dial-back` this node's AutoNAT server dialling an address another
+ * peer asked it to check; `doctor` a probe of `worldcompute doctor` (each rung on its own).
  */
-/** `dial-back`: this node's AutoNAT server dialling a peer's address at that peer's request; `internal`: any other dial libp2p makes by itself */
 export type DialPurpose = 'bootstrap' | 'reservation' | 'ping' | 'dispatch' | 'upgrade' | 'internal' | 'doctor' | 'dial-back'
 
 /** One outbound dial attempt, recorded once when it ends (success or not). */
