@@ -1,6 +1,4 @@
-import type { DialRecorder } from './dial-recorder.ts'
-
-type ProgressHandler = (evt: { type: string }) => void
+import type { DialRecorder, ProgressHandler } from './dial-recorder.ts'
 
 /** The slice of @libp2p/autonat-v2's service this file relies on; checked at run time (`server` is not public). */
 interface AutoNatServerLike {

@@ -7,7 +7,8 @@ import type { DialAttempt, DialPhase, DialPurpose, Transport } from '../core/typ
 import type { Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
-type ProgressHandler = (evt: { type: string }) => void
+/** libp2p's progress callback as the recorder and its callers see it. */
+export type ProgressHandler = (evt: { type: string }) => void
 
 /**
  * Sent through a dial's progress handler just before a transport dial starts.

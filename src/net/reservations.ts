@@ -188,7 +188,7 @@ export class CircuitReservations implements Reservations {
     // that close, which under load can come after this point — and a reservation
     // "held" that way ended in "granted but advertised no address" thousands of times
     // in bench/scale.ts. Reserve again on this connection (the store replaces it).
-    const heldOn = store.reservations?.get(relay)?.connection
+    const heldOn = recordedOn(store, relay)
     if (!store.hasReservation(relay) || (heldOn != null && heldOn !== conn.id)) {
       await raceSignal(store.addRelay(relay, 'configured'), options.signal)
     }
@@ -233,7 +233,7 @@ export class CircuitReservations implements Reservations {
     if (store != null) {
       const relay = peerIdFromString(relayId)
       if (!store.hasReservation(relay)) return false
-      const heldOn = store.reservations?.get(relay)?.connection
+      const heldOn = recordedOn(store, relay)
       if (heldOn != null && !this.core.libp2p.getConnections(relay).some(c => c.id === heldOn && c.status === 'open')) return false
     }
     return this.circuitAddrsVia(relayId).length > 0
@@ -261,4 +261,9 @@ export class CircuitReservations implements Reservations {
     }
     return store as ReservationStoreLike
   }
+}
+
+/** The id of the connection the store recorded the relay's reservation on (circuit-relay-v2 5.x), if it says. */
+function recordedOn (store: ReservationStoreLike, relay: PeerId): string | undefined {
+  return store.reservations?.get(relay)?.connection
 }

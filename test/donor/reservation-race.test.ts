@@ -20,7 +20,7 @@ import { MeshNode } from '../../src/net/mesh-node.ts'
 import { DialTelemetry } from '../../src/net/telemetry.ts'
 import { stopAfterEach } from '../helpers/cleanup.ts'
 import { recordingLogger } from '../helpers/recording-logger.ts'
-import { waitFor } from '../helpers/wait.ts'
+import { everyTurn, waitFor } from '../helpers/wait.ts'
 import { startGuardedRelay } from '../relay/helpers.ts'
 import type { Connection, PeerId } from '@libp2p/interface'
 
@@ -69,18 +69,12 @@ function closeBeforeRecord (mesh: MeshNode, nth: number): { raced: () => boolean
  * reservation on an open connection)?
  */
 function sampleClaims (manager: ReservationManager, relayId: string): { stop: () => { samples: number, unlisted: number } } {
-  let samples = 0
   let unlisted = 0
-  let running = true
-  const tick = (): void => {
-    if (!running) return
-    samples++
+  const turns = everyTurn(() => {
     const claims = manager.bootstrapStatus()[0]?.state === 'reserved'
     if (claims && !manager.reservations().some(r => r.peerId === relayId)) unlisted++
-    setImmediate(tick)
-  }
-  setImmediate(tick)
-  return { stop: () => { running = false; return { samples, unlisted } } }
+  })
+  return { stop: () => ({ samples: turns.stop(), unlisted }) }
 }
 
 describe('a reservation answered as its connection closes', () => {
@@ -115,7 +109,6 @@ describe('a reservation answered as its connection closes', () => {
     assert.ok(open.some(c => c.remoteAddr.toString() === listed.addr), `the listed reservation is on an open connection (${listed.addr})`)
     assert.equal(relay.service.reservationCount(), 1, 'the relay holds our reservation')
     const { samples, unlisted } = sampler.stop()
-    console.log('SAMPLES', samples, unlisted)
     assert.equal(unlisted, 0, `for ${unlisted} of ${samples} turns of the event loop the donor said "reserved" but listed no reservation`)
   })
 })

@@ -23,3 +23,22 @@ export async function waitFor<T> (
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last != null ? ` (last error: ${String(last)})` : ''}`)
 }
+
+/**
+ * Calls `sample` at every turn of the event loop (each `setImmediate`) until
+ * `stop()`, which returns how many times it ran. Microtasks never interleave
+ * with a sample: it sees the state a macrotask left.
+ */
+export function everyTurn (sample: () => void): { stop: () => number } {
+  let samples = 0
+  let running = true
+  const tick = (): void => {
+    if (!running) return
+    samples++
+    sample()
+    setImmediate(tick)
+  }
+  setImmediate(tick)
+  return { stop: () => { running = false; return samples } }
+}
+

@@ -14,22 +14,12 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { tagDialBacks } from '../../src/net/dial-backs.ts'
 import { DialRecorder } from '../../src/net/dial-recorder.ts'
 import { DialTelemetry } from '../../src/net/telemetry.ts'
+import { freePort } from '../helpers/mesh.ts'
 import { recordingLogger } from '../helpers/recording-logger.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { createServer } from 'node:net'
 import { MeshNode } from '../../src/net/mesh-node.ts'
+import type { ProgressHandler as Progress } from '../../src/net/dial-recorder.ts'
 import type { Connection } from '@libp2p/interface'
-
-/** A TCP port on 127.0.0.1 that nothing listens on (bound, then closed). */
-async function closedPort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>(resolve => server.close(() => { resolve() }))
-  return port
-}
-
-type Progress = (evt: { type: string }) => void
 
 /** A transport manager whose every dial times out, as a QUIC dial to a port nothing answers on. */
 function silentTransports (): { dial: (ma: Multiaddr, options?: { onProgress?: Progress }) => Promise<Connection> } {
@@ -54,15 +44,19 @@ describe('AutoNAT dial-backs in the dial log', () => {
     const server = {
       // as @libp2p/autonat-v2's server: the connection manager's dial, options passed through
       dialClientBack: async (ma: Multiaddr, _nonce: bigint, options: { onProgress?: Progress } = {}): Promise<string> => {
-        await transports.dial(ma, { onProgress: options.onProgress }).catch(() => {})
-        return 'E_DIAL_ERROR'
+        try {
+          await transports.dial(ma, { onProgress: options.onProgress })
+          return 'OK'
+        } catch (err) {
+          return (err as Error).name === 'TimeoutError' ? 'E_DIAL_ERROR' : 'E_INTERNAL_ERROR'
+        }
       }
     }
     tagDialBacks({ server }, recorder)
 
     const seen: string[] = []
     assert.equal(await server.dialClientBack(multiaddr(ADDR), 1n, { onProgress: (evt) => { seen.push(evt.type) } }), 'E_DIAL_ERROR')
-    await transports.dial(multiaddr(ADDR)).catch(() => {})
+    await assert.rejects(transports.dial(multiaddr(ADDR)), { name: 'TimeoutError' })
 
     const failures = logger.lines.filter(l => l.fields?.purpose != null)
     assert.deepEqual(failures.map(l => [l.fields?.purpose, l.level]), [['dial-back', 'info'], ['internal', 'warn']])
@@ -77,7 +71,7 @@ describe('AutoNAT dial-backs in the dial log', () => {
     await mesh.start()
     try {
       // a closed port on 127.0.0.1: refused at once
-      const closed = await closedPort()
+      const closed = await freePort()
       const server = (MeshNode.libp2pOf(mesh).services.autoNAT as { server: { dialClientBack: (ma: Multiaddr, nonce: bigint, options?: object) => Promise<unknown> } }).server
       await server.dialClientBack(multiaddr(`/ip4/127.0.0.1/tcp/${closed}`), 7n, { signal: AbortSignal.timeout(5_000) })
       const attempt = mesh.telemetry.recent().find(a => a.target.includes(`/tcp/${closed}`))

@@ -14,6 +14,7 @@ import { MeshNode } from '../../src/net/mesh-node.ts'
 import { DialTelemetry } from '../../src/net/telemetry.ts'
 import { relayPeerOf, transportOf } from '../../src/net/transport-of.ts'
 import { stopAfterEach } from '../helpers/cleanup.ts'
+import { everyTurn } from '../helpers/wait.ts'
 import { startGuardedRelay } from '../relay/helpers.ts'
 import type { NodeAddresses, Reservations } from '../../src/net/components.ts'
 import type { Connection } from '@libp2p/interface'
@@ -38,19 +39,15 @@ function countReads (book: NodeAddresses): { reads: () => number, uncounted: () 
  * mismatch, if any.
  */
 function sampleAgreement (reservations: Reservations, fresh: () => string[], relayId: string): { stop: () => { samples: number, mismatch?: string } } {
-  let samples = 0
   let mismatch: string | undefined
-  let running = true
-  const tick = (): void => {
-    if (!running) return
-    samples++
+  let seen = 0
+  const turns = everyTurn(() => {
+    seen++
     const cached = reservations.circuitAddrsVia(relayId)
     const now = fresh()
-    if (mismatch == null && JSON.stringify(cached) !== JSON.stringify(now)) mismatch = `cached ${JSON.stringify(cached)} vs fresh ${JSON.stringify(now)} at sample ${samples}`
-    setImmediate(tick)
-  }
-  setImmediate(tick)
-  return { stop: () => { running = false; return { samples, ...(mismatch != null ? { mismatch } : {}) } } }
+    if (mismatch == null && JSON.stringify(cached) !== JSON.stringify(now)) mismatch = `cached ${JSON.stringify(cached)} vs fresh ${JSON.stringify(now)} at sample ${seen}`
+  })
+  return { stop: () => { const samples = turns.stop(); return { samples, ...(mismatch != null ? { mismatch } : {}) } } }
 }
 
 describe('cached circuit addresses', () => {
